@@ -1,0 +1,29 @@
+package cmd
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newSyncCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "sync SRC DST",
+		Short: "Make DST match SRC, deleting extra files at DST",
+		Long: `Sync makes DST match SRC: new and changed files are transferred, entries
+whose type changed are replaced, and entries at DST that SRC lacks are
+deleted (--delete, on by default for sync; --delete=false keeps them).
+Deletions happen after all transfers, and not at all if any transfer
+failed.
+
+Remote to remote syncs are third-party transfers: the source server pushes
+straight to the destination server.`,
+		Example: `  xfer sync xfer://node1:7878/incoming ./mirror --delete
+  xfer sync nodeA:/proj nodeB:/proj`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runTransfer(cmd, args, true)
+		},
+	}
+	addTransferFlags(c)
+	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
+	return c
+}

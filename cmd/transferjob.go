@@ -1,0 +1,142 @@
+package cmd
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/ui"
+)
+
+// addTransferFlags declares the flags copy and sync share.
+func addTransferFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.Int("streams", transfer.DefaultStreams, "parallel data streams per peer")
+	f.String("chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
+	f.Bool("checksum", false, "compare files by BLAKE3 of their content instead of size and mtime")
+	f.Bool("dry-run", false, "print what would be created, updated and deleted; change nothing")
+	f.Bool("no-fsync", false, "do not flush files to stable storage before renaming them into place (scratch data)")
+	f.String("proto", "auto", "data transport: auto, tcp, tcp-zc, uring or rdma")
+	f.String("verify", "full", "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
+	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to a peer after this long")
+	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+}
+
+// parseSize parses 4M, 64k, 1GiB, 4096.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'G':
+			mult, t = 1<<30, t[:n-1]
+		case 'T':
+			mult, t = 1<<40, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("size %q: want a number with an optional K, M, G or T suffix", s)
+	}
+	return v * mult, nil
+}
+
+// remotes reads the `remotes` section of the config file.
+func (a *app) remotes() (map[string]location.Remote, error) {
+	m := a.v.GetStringMap("remotes")
+	r, err := location.RemotesFromConfig(m)
+	if err != nil {
+		return nil, exitcode.Usagef("config file %s: %v", a.configUsed, err)
+	}
+	return r, nil
+}
+
+func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.Endpoint, error) {
+	l, err := location.Parse(s, remotes)
+	if err != nil {
+		return transfer.Endpoint{}, exitcode.Usagef("%v", err)
+	}
+	if l.IsLocal() {
+		return transfer.Endpoint{Path: l.Path}, nil
+	}
+	return transfer.Endpoint{Addr: l.Addr(), Path: l.Path}, nil
+}
+
+// printer builds the output for the invoked command's flags.
+func (a *app) printer(dryRun bool) *ui.Printer {
+	mode := ui.ModeAuto
+	switch {
+	case a.v.GetBool("json"):
+		mode = ui.ModeJSON
+	case a.v.GetBool("quiet"):
+		mode = ui.ModeQuiet
+	}
+	return ui.New(ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.v.GetBool("verbose")})
+}
+
+// runTransfer is copy and sync.
+func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
+	remotes, err := a.remotes()
+	if err != nil {
+		return err
+	}
+	src, err := a.endpoint(args[0], remotes)
+	if err != nil {
+		return err
+	}
+	dst, err := a.endpoint(args[1], remotes)
+	if err != nil {
+		return err
+	}
+	chunk, err := parseSize(a.v.GetString("chunk-size"))
+	if err != nil {
+		return exitcode.Usagef("--chunk-size: %v", err)
+	}
+	opt := transfer.Options{
+		Checksum:  a.v.GetBool("checksum"),
+		DryRun:    a.v.GetBool("dry-run"),
+		NoFsync:   a.v.GetBool("no-fsync"),
+		Streams:   a.v.GetInt("streams"),
+		ChunkSize: chunk,
+		Proto:     a.v.GetString("proto"),
+		Verify:    a.v.GetString("verify"),
+		ConnectTO: a.v.GetDuration("connect-timeout"),
+		IdleTO:    a.v.GetDuration("timeout"),
+	}
+	if sync {
+		opt.Delete = a.v.GetBool("delete")
+		opt.ReplaceDirs = true
+	}
+	if opt.Streams < 1 {
+		return exitcode.Usagef("--streams: want 1 to 64, got %d", opt.Streams)
+	}
+	if err := opt.Validate(); err != nil {
+		return err
+	}
+	out := a.printer(opt.DryRun)
+	sum, err := transfer.Run(cmd.Context(), src, dst, opt,
+		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, out)
+	if err != nil && exitcode.Code(err) != exitcode.Partial {
+		// The run stopped: say why once, after what it did.
+		out.Emit(progress.Event{Event: progress.KindError, Error: err.Error()})
+		sum.Errors++
+		out.Finish(sum)
+		return silent(exitcode.Code(err))
+	}
+	out.Finish(sum)
+	if err != nil {
+		return silent(exitcode.Partial)
+	}
+	return nil
+}

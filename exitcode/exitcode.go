@@ -1,0 +1,64 @@
+// Package exitcode classifies errors into the process exit codes that xfer
+// documents for scripts and cron jobs:
+//
+//	0 success
+//	1 some files failed (the rest were done)
+//	2 usage or configuration error
+//	3 cannot reach or talk to the peer (connect, handshake, authentication, protocol)
+//
+// Errors are classified by wrapping them; the innermost classification that
+// errors.As finds wins, and an unclassified error counts as a partial failure.
+package exitcode
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Codes documented in the README and docs/troubleshooting.md.
+const (
+	OK      = 0
+	Partial = 1
+	Usage   = 2
+	Peer    = 3
+)
+
+// Error carries an exit code with the error that caused it.
+type Error struct {
+	Code int
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// WithCode wraps err so that Code(err) reports code. A nil err stays nil.
+func WithCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Err: err}
+}
+
+// Usagef is a usage or configuration error (exit 2).
+func Usagef(format string, a ...any) error {
+	return &Error{Code: Usage, Err: fmt.Errorf(format, a...)}
+}
+
+// Peerf is an error reaching or talking to a peer (exit 3).
+func Peerf(format string, a ...any) error {
+	return &Error{Code: Peer, Err: fmt.Errorf(format, a...)}
+}
+
+// Code returns the exit code for err: 0 for nil, the wrapped code if any,
+// and Partial otherwise.
+func Code(err error) int {
+	if err == nil {
+		return OK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Partial
+}

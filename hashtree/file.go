@@ -1,0 +1,202 @@
+package hashtree
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"lukechampine.com/blake3/guts"
+)
+
+// HashFile returns the BLAKE3 hash (as b3sum prints it) of the first n bytes
+// of r, typically an *os.File. Pieces of at most DefaultChunkSize bytes are
+// read with ReadAt (pread) and hashed by workers goroutines (0 means
+// GOMAXPROCS), each owning one buffer, so memory stays below
+// (workers+1)*DefaultChunkSize. Cancelling ctx stops the work after the
+// pieces in flight and returns an error wrapping ctx.Err().
+func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest, error) {
+	switch {
+	case r == nil:
+		return Digest{}, errors.New("hashtree: hash file: nil reader")
+	case n < 0:
+		return Digest{}, fmt.Errorf("hashtree: hash file: negative size %d", n)
+	case workers < 0:
+		return Digest{}, fmt.Errorf("hashtree: hash file: negative worker count %d", workers)
+	case workers == 0:
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if err := ctx.Err(); err != nil {
+		return Digest{}, fmt.Errorf("hashtree: hash file: %w", err)
+	}
+	p := pieceSize(n, workers, DefaultChunkSize)
+	k := NumChunks(n, p)
+	if k == 1 {
+		buf := make([]byte, n)
+		if err := readPiece(r, buf, 0); err != nil {
+			return Digest{}, err
+		}
+		return rootDigest(finalNode(buf, 0)), nil
+	}
+	workers = int(min(int64(workers), k))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		index int64
+		cv    [8]uint32
+		err   error
+	}
+	results := make(chan result, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, p)
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= k {
+					return
+				}
+				off := i * p
+				piece := buf[:min(p, n-off)]
+				if err := readPiece(r, piece, off); err != nil {
+					results <- result{index: i, err: err}
+					return
+				}
+				results <- result{index: i, cv: digestCV(pieceDigest(piece, off))}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	// Merge in order; pieces finish at most a few places out of order.
+	var (
+		m        merger
+		pending  = make(map[int64][8]uint32, 2*workers)
+		merged   int64
+		received int64
+		firstErr error
+	)
+	for res := range results {
+		if res.err != nil {
+			if firstErr == nil {
+				firstErr = res.err
+				cancel()
+			}
+			continue
+		}
+		received++
+		pending[res.index] = res.cv
+		for ; merged < k-1; merged++ {
+			cv, ok := pending[merged]
+			if !ok {
+				break
+			}
+			delete(pending, merged)
+			m.push(cv)
+		}
+	}
+	if firstErr != nil {
+		return Digest{}, firstErr
+	}
+	if received != k {
+		return Digest{}, fmt.Errorf("hashtree: hash file: %w", context.Cause(ctx))
+	}
+	return m.root(pending[k-1]), nil
+}
+
+// readPiece fills buf from r at offset off.
+func readPiece(r io.ReaderAt, buf []byte, off int64) error {
+	got, err := r.ReadAt(buf, off)
+	if got == len(buf) {
+		return nil // io.ReaderAt may report io.EOF along with a full read
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("hashtree: read %d bytes at offset %d: got %d: %w", len(buf), off, got, err)
+}
+
+// HashReader hashes everything read from r until io.EOF and returns the
+// BLAKE3 hash (as b3sum prints it) and the number of bytes read. It holds two
+// DefaultChunkSize buffers, hashing one piece while reading the next. ctx is
+// checked between reads; a Read blocked in r is not interrupted.
+func HashReader(ctx context.Context, r io.Reader) (Digest, int64, error) {
+	if r == nil {
+		return Digest{}, 0, errors.New("hashtree: hash reader: nil reader")
+	}
+	const p = DefaultChunkSize
+	bufs := [2][]byte{make([]byte, p), make([]byte, p)}
+	got, err := readFull(ctx, r, bufs[0])
+	total := int64(got)
+	if err != nil {
+		return Digest{}, total, err
+	}
+	if got < p {
+		return rootDigest(finalNode(bufs[0][:got], 0)), total, nil
+	}
+
+	// Invariant: bufs[cur] holds the full piece number index.
+	var (
+		m       merger
+		held    [8]uint32 // chaining value of the previous full piece
+		hasHeld bool
+		cvCh    = make(chan [8]uint32, 1)
+	)
+	for cur, index := 0, int64(0); ; cur, index = 1-cur, index+1 {
+		counter := uint64(index) * (p / guts.ChunkSize)
+		go func(buf []byte) { cvCh <- subtreeCV(buf, counter) }(bufs[cur])
+		got, err := readFull(ctx, r, bufs[1-cur])
+		cv := <-cvCh
+		total += int64(got)
+		if err != nil {
+			return Digest{}, total, err
+		}
+		if hasHeld {
+			m.push(held)
+		}
+		held, hasHeld = cv, true
+		switch {
+		case got == p:
+			continue
+		case got > 0:
+			m.push(held)
+			last := finalNode(bufs[1-cur][:got], counter+p/guts.ChunkSize)
+			return m.root(guts.ChainingValue(last)), total, nil
+		case index == 0:
+			// The input is exactly one piece: its node is the root.
+			return rootDigest(finalNode(bufs[cur], 0)), total, nil
+		default:
+			return m.root(held), total, nil
+		}
+	}
+}
+
+// readFull reads into buf until it is full or r reports io.EOF, checking ctx
+// between reads. Reaching io.EOF is not an error.
+func readFull(ctx context.Context, r io.Reader, buf []byte) (int, error) {
+	got := 0
+	for got < len(buf) {
+		if err := ctx.Err(); err != nil {
+			return got, fmt.Errorf("hashtree: hash reader: %w", err)
+		}
+		n, err := r.Read(buf[got:])
+		got += n
+		if errors.Is(err, io.EOF) {
+			return got, nil
+		}
+		if err != nil {
+			return got, fmt.Errorf("hashtree: hash reader: read: %w", err)
+		}
+	}
+	return got, nil
+}

@@ -1,0 +1,206 @@
+// Package hashtree computes BLAKE3 digests of file chunks and merges them into
+// the BLAKE3 hash of the whole file, so that every byte is hashed only once.
+//
+// A file is cut into chunks of a power-of-two size (at least 1024 bytes) at
+// offsets aligned to that size. Each full chunk is then a complete subtree of
+// the file's BLAKE3 Merkle tree, and its digest is the subtree's (non-root)
+// chaining value. The last chunk, which may be partial, is folded the way the
+// BLAKE3 incremental hasher folds its final block. Combine and Tree merge the
+// chunk digests into the root, which equals the output of b3sum for the file.
+// When one chunk covers the whole file its digest is the root itself.
+//
+// The same math underlies Bao verified streaming; the low-level compression
+// is provided by lukechampine.com/blake3/guts.
+package hashtree
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math/bits"
+
+	"lukechampine.com/blake3/guts"
+)
+
+// DefaultChunkSize is the chunk size xfer uses unless configured otherwise.
+const DefaultChunkSize = 4 << 20
+
+const (
+	// MinChunkSize is the smallest valid chunk size: one BLAKE3 chunk.
+	MinChunkSize = guts.ChunkSize
+	// MaxChunkSize is the largest valid chunk size.
+	MaxChunkSize = 1 << 30
+
+	// group is the number of bytes compressed in one SIMD pass.
+	group = guts.MaxSIMD * guts.ChunkSize
+)
+
+// ValidChunkSize reports whether n can be used as a chunk size: it must be a
+// power of two between MinChunkSize and MaxChunkSize inclusive.
+func ValidChunkSize(n int64) error {
+	switch {
+	case n < MinChunkSize:
+		return fmt.Errorf("hashtree: invalid chunk size %d: must be at least %d bytes", n, MinChunkSize)
+	case n > MaxChunkSize:
+		return fmt.Errorf("hashtree: invalid chunk size %d: must be at most %d bytes", n, MaxChunkSize)
+	case n&(n-1) != 0:
+		return fmt.Errorf("hashtree: invalid chunk size %d: must be a power of two", n)
+	}
+	return nil
+}
+
+// NumChunks returns the number of chunks of chunkSize bytes a file of
+// fileSize bytes is cut into. An empty file has one (empty) chunk.
+// It panics if chunkSize is not positive or fileSize is negative.
+func NumChunks(fileSize, chunkSize int64) int64 {
+	if chunkSize <= 0 {
+		panic(fmt.Sprintf("hashtree: NumChunks: non-positive chunk size %d", chunkSize))
+	}
+	if fileSize < 0 {
+		panic(fmt.Sprintf("hashtree: NumChunks: negative file size %d", fileSize))
+	}
+	if fileSize == 0 {
+		return 1
+	}
+	n := fileSize / chunkSize
+	if fileSize%chunkSize != 0 {
+		n++
+	}
+	return n
+}
+
+// Digest is a 32-byte BLAKE3 digest: either a file hash (tree root) or the
+// chaining value of a chunk subtree.
+type Digest [32]byte
+
+// String returns d in lowercase hexadecimal, as b3sum prints it.
+func (d Digest) String() string {
+	return hex.EncodeToString(d[:])
+}
+
+// ParseDigest parses 64 hexadecimal characters (either case) into a Digest.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if len(s) != 2*len(d) {
+		return d, fmt.Errorf("hashtree: parse digest %q: want %d hex characters, got %d", s, 2*len(d), len(s))
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return Digest{}, fmt.Errorf("hashtree: parse digest %q: %w", s, err)
+	}
+	return d, nil
+}
+
+// cvDigest encodes a chaining value as a Digest (little-endian words).
+func cvDigest(cv [8]uint32) Digest {
+	var d Digest
+	for i, w := range cv {
+		binary.LittleEndian.PutUint32(d[4*i:], w)
+	}
+	return d
+}
+
+// digestCV decodes a Digest produced by cvDigest.
+func digestCV(d Digest) [8]uint32 {
+	var cv [8]uint32
+	for i := range cv {
+		cv[i] = binary.LittleEndian.Uint32(d[4*i:])
+	}
+	return cv
+}
+
+// rootDigest finalizes n as the root node of the tree and returns the hash.
+func rootDigest(n guts.Node) Digest {
+	n.Flags |= guts.FlagRoot
+	out := guts.WordsToBytes(guts.CompressNode(n))
+	var d Digest
+	copy(d[:], out[:])
+	return d
+}
+
+// parentCV returns the chaining value of the parent of left and right.
+func parentCV(left, right [8]uint32) [8]uint32 {
+	return guts.ChainingValue(guts.ParentNode(left, right, &guts.IV, 0))
+}
+
+// subtreeCV returns the chaining value of the complete subtree formed by buf,
+// whose length must be a power-of-two multiple of guts.ChunkSize, starting at
+// BLAKE3 chunk counter. It runs on the calling goroutine only.
+func subtreeCV(buf []byte, counter uint64) [8]uint32 {
+	switch {
+	case len(buf) == guts.ChunkSize:
+		return guts.ChainingValue(guts.CompressChunk(buf, &guts.IV, counter, 0))
+	case len(buf) < group:
+		// CompressBuffer reads a whole group; never read past buf.
+		var tmp [group]byte
+		copy(tmp[:], buf)
+		return guts.ChainingValue(guts.CompressBuffer(&tmp, len(buf), &guts.IV, counter, 0))
+	}
+	var m merger
+	for off := 0; off < len(buf); off += group {
+		g := (*[group]byte)(buf[off : off+group])
+		m.push(guts.ChainingValue(guts.CompressBuffer(g, group, &guts.IV, counter+uint64(off/guts.ChunkSize), 0)))
+	}
+	return m.stack[bits.TrailingZeros64(m.n)]
+}
+
+// finalNode returns the (unfinalized) node covering data, the last piece of
+// the input starting at BLAKE3 chunk counter, which must be aligned to a
+// power of two at least as large as the number of chunks in data. data may be
+// empty only for an empty input. The node's chaining value is the piece's
+// digest; with FlagRoot it is the root when the piece is the whole input.
+func finalNode(data []byte, counter uint64) guts.Node {
+	full := 0
+	if len(data) > 0 {
+		full = (len(data) - 1) / guts.ChunkSize
+	}
+	n := guts.CompressChunk(data[full*guts.ChunkSize:], &guts.IV, counter+uint64(full), 0)
+	trees := guts.Eigentrees(counter, uint64(full))
+	cvs := make([][8]uint32, len(trees))
+	off := 0
+	for i, h := range trees {
+		size := guts.ChunkSize << h
+		cvs[i] = subtreeCV(data[off:off+size], counter+uint64(off/guts.ChunkSize))
+		off += size
+	}
+	for i := len(cvs) - 1; i >= 0; i-- {
+		n = guts.ParentNode(cvs[i], guts.ChainingValue(n), &guts.IV, 0)
+	}
+	return n
+}
+
+// merger accumulates chaining values of equal-height, consecutive subtrees,
+// like the BLAKE3 incremental hasher's subtree stack.
+type merger struct {
+	stack [64][8]uint32 // stack[i] holds a subtree of 2^i pushed subtrees
+	n     uint64        // subtrees pushed; bit i set when stack[i] is used
+}
+
+// push appends the next subtree's chaining value.
+func (m *merger) push(cv [8]uint32) {
+	i := 0
+	for ; m.n&(1<<i) != 0; i++ {
+		cv = parentCV(m.stack[i], cv)
+	}
+	m.stack[i] = cv
+	m.n++
+}
+
+// root returns the root hash of the tree made of the pushed subtrees followed
+// by the final subtree whose chaining value is last. At least one subtree
+// must have been pushed.
+func (m *merger) root(last [8]uint32) Digest {
+	if m.n == 0 {
+		panic("hashtree: internal error: merger.root without pushed subtrees")
+	}
+	var n guts.Node
+	cv := last
+	for i := bits.TrailingZeros64(m.n); i < bits.Len64(m.n); i++ {
+		if m.n&(1<<i) != 0 {
+			if n.Flags&guts.FlagParent != 0 {
+				cv = guts.ChainingValue(n)
+			}
+			n = guts.ParentNode(m.stack[i], cv, &guts.IV, 0)
+		}
+	}
+	return rootDigest(n)
+}

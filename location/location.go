@@ -1,0 +1,182 @@
+// Package location parses the places xfer commands name: a local path,
+// xfer://HOST:PORT/PATH for a served peer, or NAME:PATH for a remote named
+// in the config file.
+package location
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Remote is a named remote from the config file.
+type Remote struct {
+	Name      string
+	Agents    []string // host:port of each agent; one for a plain server
+	TokenFile string
+}
+
+// Location is a parsed command-line location.
+type Location struct {
+	Raw    string
+	Remote *Remote // nil for a local path
+	Path   string  // local path, or slash path beneath the served root ("" for the root)
+}
+
+// IsLocal reports whether the location is a local path.
+func (l Location) IsLocal() bool { return l.Remote == nil }
+
+// Addr is the first agent's address.
+func (l Location) Addr() string {
+	if l.Remote == nil || len(l.Remote.Agents) == 0 {
+		return ""
+	}
+	return l.Remote.Agents[0]
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// ValidName reports whether s can name a remote.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Parse parses s against the configured remotes.
+func Parse(s string, remotes map[string]Remote) (Location, error) {
+	if s == "" {
+		return Location{}, fmt.Errorf("empty location")
+	}
+	if strings.ContainsRune(s, 0) {
+		return Location{}, fmt.Errorf("location %q contains a NUL byte", s)
+	}
+	if strings.HasPrefix(s, "xfer://") {
+		addr, p, err := ParseURL(s)
+		if err != nil {
+			return Location{}, err
+		}
+		return Location{Raw: s, Remote: &Remote{Agents: []string{addr}}, Path: p}, nil
+	}
+	if i := strings.IndexByte(s, ':'); i > 0 && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, ".") {
+		name := s[:i]
+		if ValidName(name) && !strings.Contains(name, "/") {
+			r, ok := remotes[name]
+			if !ok {
+				return Location{}, fmt.Errorf("unknown remote %q in %q (define it in the config file, or write ./%s for a local path)", name, s, s)
+			}
+			p, err := RemotePath(s[i+1:])
+			if err != nil {
+				return Location{}, fmt.Errorf("location %q: %w", s, err)
+			}
+			if len(r.Agents) == 0 {
+				return Location{}, fmt.Errorf("remote %q has no address in the config file", name)
+			}
+			rr := r
+			rr.Name = name
+			return Location{Raw: s, Remote: &rr, Path: p}, nil
+		}
+	}
+	return Location{Raw: s, Path: s}, nil
+}
+
+// ParseURL splits xfer://HOST:PORT/PATH into the address and the path
+// beneath the served root.
+func ParseURL(s string) (addr, p string, err error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", "", fmt.Errorf("location %q: %w", s, err)
+	}
+	if u.Scheme != "xfer" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", fmt.Errorf("location %q: want xfer://HOST:PORT/PATH", s)
+	}
+	if err := ValidAddr(u.Host); err != nil {
+		return "", "", fmt.Errorf("location %q: %w", s, err)
+	}
+	p, err = RemotePath(u.Path)
+	if err != nil {
+		return "", "", fmt.Errorf("location %q: %w", s, err)
+	}
+	return u.Host, p, nil
+}
+
+// ValidAddr checks a host:port address.
+func ValidAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("address %q: want HOST:PORT", a)
+	}
+	if host == "" || port == "" {
+		return fmt.Errorf("address %q: want HOST:PORT", a)
+	}
+	return nil
+}
+
+// RemotePath normalises a path beneath a served root: leading slashes are
+// dropped (the path is relative to the root either way) and ".." that
+// would climb above the root is refused.
+func RemotePath(p string) (string, error) {
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("path %q climbs out of the served root", p)
+		}
+	}
+	c := path.Clean("/" + p)
+	c = strings.TrimPrefix(c, "/")
+	return c, nil
+}
+
+// RemotesFromConfig converts the `remotes` section of the config file.
+// Each entry has `url: xfer://HOST:PORT` or `address: HOST:PORT`, or
+// `agents: [HOST:PORT, ...]`, and optionally `token_file`.
+func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
+	out := map[string]Remote{}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !ValidName(name) {
+			return nil, fmt.Errorf("remote name %q: use letters, digits, '.', '_' and '-'", name)
+		}
+		v, ok := m[name].(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("remote %q: want a mapping with url, address or agents", name)
+		}
+		r := Remote{Name: name}
+		if u, ok := v["url"].(string); ok && u != "" {
+			addr, _, err := ParseURL(u)
+			if err != nil {
+				return nil, fmt.Errorf("remote %q: %w", name, err)
+			}
+			r.Agents = append(r.Agents, addr)
+		}
+		if a, ok := v["address"].(string); ok && a != "" {
+			if err := ValidAddr(a); err != nil {
+				return nil, fmt.Errorf("remote %q: %w", name, err)
+			}
+			r.Agents = append(r.Agents, a)
+		}
+		if list, ok := v["agents"].([]any); ok {
+			for _, x := range list {
+				a, ok := x.(string)
+				if !ok {
+					return nil, fmt.Errorf("remote %q: agents must be HOST:PORT strings", name)
+				}
+				if err := ValidAddr(a); err != nil {
+					return nil, fmt.Errorf("remote %q: %w", name, err)
+				}
+				r.Agents = append(r.Agents, a)
+			}
+		}
+		if len(r.Agents) == 0 {
+			return nil, fmt.Errorf("remote %q: needs url, address or agents", name)
+		}
+		if t, ok := v["token_file"].(string); ok {
+			r.TokenFile = t
+		}
+		out[name] = r
+	}
+	return out, nil
+}

@@ -1,0 +1,73 @@
+package location
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	remotes := map[string]Remote{"nodeA": {Agents: []string{"10.0.0.1:7878"}}}
+	tests := []struct {
+		in       string
+		local    bool
+		addr     string
+		path     string
+		errMatch string
+	}{
+		{in: "./results", local: true, path: "./results"},
+		{in: "/abs/dir", local: true, path: "/abs/dir"},
+		{in: "rel/dir", local: true, path: "rel/dir"},
+		{in: "./a:b", local: true, path: "./a:b"},
+		{in: "xfer://127.0.0.1:7878/incoming", addr: "127.0.0.1:7878", path: "incoming"},
+		{in: "xfer://127.0.0.1:7878", addr: "127.0.0.1:7878", path: ""},
+		{in: "xfer://[::1]:7878/a//b/", addr: "[::1]:7878", path: "a/b"},
+		{in: "nodeA:/proj", addr: "10.0.0.1:7878", path: "proj"},
+		{in: "nodeA:proj/x", addr: "10.0.0.1:7878", path: "proj/x"},
+		{in: "nodeB:/proj", errMatch: "unknown remote"},
+		{in: "xfer://127.0.0.1:7878/../etc", errMatch: "climbs out"},
+		{in: "nodeA:../x", errMatch: "climbs out"},
+		{in: "xfer://hostonly/x", errMatch: "HOST:PORT"},
+		{in: "xfer://u@h:1/x", errMatch: "want xfer://"},
+		{in: "", errMatch: "empty"},
+		{in: "a\x00b", errMatch: "NUL"},
+	}
+	for _, tt := range tests {
+		l, err := Parse(tt.in, remotes)
+		if tt.errMatch != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.errMatch) {
+				t.Errorf("Parse(%q) error = %v, want %q", tt.in, err, tt.errMatch)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.in, err)
+			continue
+		}
+		if l.IsLocal() != tt.local || l.Addr() != tt.addr || l.Path != tt.path {
+			t.Errorf("Parse(%q) = local %v addr %q path %q, want %v %q %q", tt.in, l.IsLocal(), l.Addr(), l.Path, tt.local, tt.addr, tt.path)
+		}
+	}
+}
+
+func TestRemotesFromConfig(t *testing.T) {
+	got, err := RemotesFromConfig(map[string]any{
+		"a": map[string]any{"url": "xfer://h:1"},
+		"b": map[string]any{"agents": []any{"h1:1", "h2:2"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got["a"].Agents) != 1 || got["a"].Agents[0] != "h:1" || len(got["b"].Agents) != 2 {
+		t.Errorf("got %+v", got)
+	}
+	for _, bad := range []map[string]any{
+		{"a": "str"},
+		{"a": map[string]any{}},
+		{"a b": map[string]any{"address": "h:1"}},
+		{"a": map[string]any{"address": "nohost"}},
+	} {
+		if _, err := RemotesFromConfig(bad); err == nil {
+			t.Errorf("RemotesFromConfig(%v) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,222 @@
+package plan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// OpKind says what an Op does at the destination.
+type OpKind uint8
+
+// Operation kinds.
+const (
+	OpMkdir    OpKind = iota + 1 // create a directory (or keep an existing one and fix its attributes)
+	OpPut                        // transfer a regular file
+	OpSymlink                    // create or replace a symlink
+	OpDelete                     // remove an entry (recursively for directories)
+	OpSetAttrs                   // content is current; fix mode and mtime
+	OpSkip                       // nothing to do (up to date, or a type xfer does not transfer)
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case OpMkdir:
+		return "mkdir"
+	case OpPut:
+		return "put"
+	case OpSymlink:
+		return "symlink"
+	case OpDelete:
+		return "delete"
+	case OpSetAttrs:
+		return "setattrs"
+	case OpSkip:
+		return "skip"
+	}
+	return "unknown"
+}
+
+// Op is one step of a plan.
+type Op struct {
+	Kind OpKind
+	Src  Entry  // the source entry (for OpDelete: the destination entry)
+	Dst  *Entry // the destination entry when one exists at the same path
+	// Replace is set when an entry of another type stands at the path and
+	// must be removed first.
+	Replace bool
+	Reason  string // why: new, size, mtime, checksum, type, target, mode, unsupported, extra
+}
+
+// DiffOptions tune Diff.
+type DiffOptions struct {
+	// Checksum compares file content by digest instead of size+mtime.
+	Checksum bool
+	// Delete emits OpDelete for destination entries missing at the source.
+	Delete bool
+	// SrcDigest returns the digest of a source file; used with Checksum when
+	// the source lister did not supply digests.
+	SrcDigest func(ctx context.Context, e Entry) ([]byte, error)
+	// DstDigest likewise for the destination.
+	DstDigest func(ctx context.Context, e Entry) ([]byte, error)
+}
+
+// Diff merge-joins two listings in Compare order and calls emit with one Op
+// per source entry (and per extra destination entry when opt.Delete). Its
+// memory does not depend on the size of either tree.
+func Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emit func(Op) error) error {
+	s, sok, err := next(ctx, src, "source")
+	if err != nil {
+		return err
+	}
+	d, dok, err := next(ctx, dst, "destination")
+	if err != nil {
+		return err
+	}
+	// skipDst drops destination entries beneath a path that an op replaces
+	// or deletes wholesale.
+	skipDst := ""
+	advanceDst := func() error {
+		for {
+			d, dok, err = next(ctx, dst, "destination")
+			if err != nil || !dok || skipDst == "" || !strings.HasPrefix(d.Path, skipDst+"/") {
+				return err
+			}
+		}
+	}
+	for sok || dok {
+		var c int
+		switch {
+		case !dok:
+			c = -1
+		case !sok:
+			c = 1
+		default:
+			c = Compare(s.Path, d.Path)
+		}
+		switch {
+		case c < 0: // only at the source
+			if err := emit(newOp(s)); err != nil {
+				return err
+			}
+			if s, sok, err = next(ctx, src, "source"); err != nil {
+				return err
+			}
+		case c > 0: // only at the destination
+			skipDst = ""
+			if opt.Delete {
+				if err := emit(Op{Kind: OpDelete, Src: d, Reason: "extra"}); err != nil {
+					return err
+				}
+				if d.Type == TypeDir {
+					skipDst = d.Path
+				}
+			}
+			if err := advanceDst(); err != nil {
+				return err
+			}
+		default:
+			dd := d
+			op, err := compareEntries(ctx, s, &dd, opt)
+			if err != nil {
+				return err
+			}
+			if err := emit(op); err != nil {
+				return err
+			}
+			skipDst = ""
+			if dd.Type == TypeDir && s.Type != TypeDir {
+				skipDst = dd.Path // the directory goes with its contents
+			}
+			if s, sok, err = next(ctx, src, "source"); err != nil {
+				return err
+			}
+			if err := advanceDst(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func next(ctx context.Context, l Lister, side string) (Entry, bool, error) {
+	e, err := l.Next(ctx)
+	if errors.Is(err, io.EOF) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("listing %s: %w", side, err)
+	}
+	return e, true, nil
+}
+
+func newOp(s Entry) Op {
+	switch s.Type {
+	case TypeDir:
+		return Op{Kind: OpMkdir, Src: s, Reason: "new"}
+	case TypeFile:
+		return Op{Kind: OpPut, Src: s, Reason: "new"}
+	case TypeSymlink:
+		return Op{Kind: OpSymlink, Src: s, Reason: "new"}
+	}
+	return Op{Kind: OpSkip, Src: s, Reason: "unsupported"}
+}
+
+func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op, error) {
+	if s.Type == TypeOther {
+		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: "unsupported"}, nil
+	}
+	if s.Type != d.Type {
+		op := newOp(s)
+		op.Dst, op.Replace, op.Reason = d, true, "type"
+		return op, nil
+	}
+	switch s.Type {
+	case TypeDir:
+		return Op{Kind: OpMkdir, Src: s, Dst: d, Reason: "exists"}, nil
+	case TypeSymlink:
+		if s.Target != d.Target {
+			return Op{Kind: OpSymlink, Src: s, Dst: d, Replace: true, Reason: "target"}, nil
+		}
+		return Op{Kind: OpSkip, Src: s, Dst: d}, nil
+	}
+	// Regular files.
+	if s.Size != d.Size {
+		return Op{Kind: OpPut, Src: s, Dst: d, Reason: "size"}, nil
+	}
+	if opt.Checksum {
+		sd, err := digestOf(ctx, s, opt.SrcDigest)
+		if err != nil {
+			return Op{}, fmt.Errorf("checksum of source %s: %w", s.Path, err)
+		}
+		dd, err := digestOf(ctx, *d, opt.DstDigest)
+		if err != nil {
+			return Op{}, fmt.Errorf("checksum of destination %s: %w", d.Path, err)
+		}
+		if !bytes.Equal(sd, dd) {
+			return Op{Kind: OpPut, Src: s, Dst: d, Reason: "checksum"}, nil
+		}
+	} else if s.MtimeNs != d.MtimeNs {
+		return Op{Kind: OpPut, Src: s, Dst: d, Reason: "mtime"}, nil
+	}
+	if s.MtimeNs != d.MtimeNs {
+		return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "mtime"}, nil
+	}
+	if s.Mode != d.Mode {
+		return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "mode"}, nil
+	}
+	return Op{Kind: OpSkip, Src: s, Dst: d}, nil
+}
+
+func digestOf(ctx context.Context, e Entry, f func(context.Context, Entry) ([]byte, error)) ([]byte, error) {
+	if len(e.Digest) > 0 {
+		return e.Digest, nil
+	}
+	if f == nil {
+		return nil, errors.New("no digest available")
+	}
+	return f(ctx, e)
+}

@@ -1,0 +1,111 @@
+// Package plan turns two directory trees into the work a transfer must do.
+// It walks the source and the destination as sorted streams, diffs them with
+// a merge join (so memory does not grow with the size of the tree), and cuts
+// large files into chunks that a scheduler spreads over parallel streams
+// balanced by bytes.
+package plan
+
+import (
+	"strings"
+)
+
+// Type is the kind of a tree entry.
+type Type uint8
+
+// Entry types. Other file types (devices, sockets, fifos) are not
+// transferred; walkers report them as TypeOther and the diff skips them.
+const (
+	TypeFile Type = iota + 1
+	TypeDir
+	TypeSymlink
+	TypeOther
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeFile:
+		return "file"
+	case TypeDir:
+		return "dir"
+	case TypeSymlink:
+		return "symlink"
+	}
+	return "other"
+}
+
+// Entry is one node of a tree, relative to the tree's top.
+type Entry struct {
+	Path    string // slash-separated, relative, never empty
+	Type    Type
+	Size    int64
+	Mode    uint32 // permission bits (07777)
+	MtimeNs int64
+	Target  string // symlink target, verbatim
+	Digest  []byte // BLAKE3 of the content, when the lister was asked for it
+	Ino     uint64 // inode, for hard-link detection on the source side
+	Nlink   uint64
+}
+
+// Compare orders paths the way a depth-first walk with children sorted by
+// name visits them: component by component, bytewise. It is the order every
+// lister must produce and the diff relies on.
+func Compare(a, b string) int {
+	n := len(a)
+	if len(b) < n {
+		n = len(b)
+	}
+	for i := 0; i < n; i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		// '/' sorts before every byte a name can contain.
+		if ca == '/' {
+			return -1
+		}
+		if cb == '/' {
+			return 1
+		}
+		if ca < cb {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
+}
+
+// Join joins a directory path and a name; an empty dir means the top.
+func Join(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// Base returns the last component of a slash path.
+func Base(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// Dir returns all but the last component of a slash path ("" for the top).
+func Dir(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+// IsInternal reports whether name is one of xfer's own temporary files
+// (partial transfers and their journals), which listers never report.
+func IsInternal(name string) bool {
+	return strings.HasPrefix(name, ".xfer-") && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".journal"))
+}

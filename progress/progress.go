@@ -1,0 +1,195 @@
+// Package progress defines the stream of events a transfer produces: the one
+// source for progress bars, JSON output, metrics and per-agent accounting.
+// Events are plain JSON-serialisable values so that a remote engine (a
+// third-party transfer run by a server) can relay them to the client verbatim.
+package progress
+
+import (
+	"sync"
+	"time"
+)
+
+// Event kinds.
+const (
+	KindProgress = "progress" // periodic cumulative counters (not printed in --json)
+	KindTransfer = "transfer" // a file was transferred and verified
+	KindSkip     = "skip"     // a file was already up to date
+	KindDelete   = "delete"   // an entry was deleted at the destination
+	KindMkdir    = "mkdir"    // a directory was created
+	KindSymlink  = "symlink"  // a symlink was created or updated
+	KindPlan     = "plan"     // --dry-run: what would be done
+	KindError    = "error"    // something failed; the run continues where it can
+	KindNotice   = "notice"   // something a user should know (fallbacks, skipped deletes)
+	KindSummary  = "summary"  // the last event of a run
+)
+
+// Event is one line of `--json` output.
+type Event struct {
+	Event  string `json:"event"`
+	Path   string `json:"path,omitempty"`
+	Action string `json:"action,omitempty"` // plan: create|update|delete|mkdir|symlink
+	Bytes  int64  `json:"bytes,omitempty"`
+	Digest string `json:"blake3,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Msg    string `json:"msg,omitempty"`
+
+	// Cumulative counters, set on progress events.
+	BytesDone  int64 `json:"bytes_done,omitempty"`
+	BytesTotal int64 `json:"bytes_total,omitempty"`
+	FilesDone  int64 `json:"files_done,omitempty"`
+	FilesTotal int64 `json:"files_total,omitempty"`
+}
+
+// AgentStats is what one agent of a cluster remote carried.
+type AgentStats struct {
+	Bytes int64 `json:"bytes"`
+	Files int64 `json:"files"`
+	Lost  bool  `json:"lost,omitempty"`
+}
+
+// Summary is the final event of a run.
+type Summary struct {
+	Event            string                `json:"event"`
+	FilesTransferred int64                 `json:"files_transferred"`
+	BytesTransferred int64                 `json:"bytes_transferred"`
+	FilesSkipped     int64                 `json:"files_skipped"`
+	FilesDeleted     int64                 `json:"files_deleted"`
+	DirsCreated      int64                 `json:"dirs_created"`
+	Errors           int64                 `json:"errors"`
+	DurationS        float64               `json:"duration_s"`
+	Proto            string                `json:"proto"`
+	ProtoReason      string                `json:"proto_reason,omitempty"`
+	DryRun           bool                  `json:"dry_run,omitempty"`
+	PlannedBytes     int64                 `json:"planned_bytes,omitempty"`
+	Agents           map[string]AgentStats `json:"agents,omitempty"`
+}
+
+// Sink receives events. Implementations must be safe for concurrent use.
+type Sink interface {
+	Emit(Event)
+}
+
+// SinkFunc adapts a function to a Sink.
+type SinkFunc func(Event)
+
+// Emit calls f(e).
+func (f SinkFunc) Emit(e Event) { f(e) }
+
+// Discard is a Sink that drops every event.
+var Discard Sink = SinkFunc(func(Event) {})
+
+// Tally accumulates a Summary from events and keeps the live counters that
+// periodic progress events report. It is safe for concurrent use.
+type Tally struct {
+	mu    sync.Mutex
+	sum   Summary
+	start time.Time
+
+	bytesDone, bytesTotal, filesDone, filesTotal int64
+}
+
+// NewTally starts a tally at the current time.
+func NewTally() *Tally {
+	return &Tally{start: time.Now(), sum: Summary{Event: KindSummary}}
+}
+
+// AddPlanned grows the totals as the planner discovers work.
+func (t *Tally) AddPlanned(files, bytes int64) {
+	t.mu.Lock()
+	t.filesTotal += files
+	t.bytesTotal += bytes
+	t.sum.PlannedBytes += bytes
+	t.mu.Unlock()
+}
+
+// AddBytes records payload bytes verified at the destination.
+func (t *Tally) AddBytes(n int64) {
+	t.mu.Lock()
+	t.bytesDone += n
+	t.mu.Unlock()
+}
+
+// Record updates the summary from a finished-work event.
+func (t *Tally) Record(e Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch e.Event {
+	case KindTransfer:
+		t.sum.FilesTransferred++
+		t.sum.BytesTransferred += e.Bytes
+		t.filesDone++
+	case KindSkip:
+		t.sum.FilesSkipped++
+	case KindDelete:
+		t.sum.FilesDeleted++
+	case KindMkdir:
+		t.sum.DirsCreated++
+	case KindError:
+		t.sum.Errors++
+		t.filesDone++
+	}
+}
+
+// Progress returns a progress event with the current counters.
+func (t *Tally) Progress() Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Event{Event: KindProgress, BytesDone: t.bytesDone, BytesTotal: t.bytesTotal,
+		FilesDone: t.filesDone, FilesTotal: t.filesTotal}
+}
+
+// Summary returns the summary so far, with the duration since NewTally.
+func (t *Tally) Summary() Summary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.sum
+	s.DurationS = time.Since(t.start).Seconds()
+	if s.Agents != nil {
+		s.Agents = make(map[string]AgentStats, len(t.sum.Agents))
+		for k, v := range t.sum.Agents {
+			s.Agents[k] = v
+		}
+	}
+	return s
+}
+
+// Merge folds a summary produced elsewhere (a remote engine) into this one.
+func (t *Tally) Merge(s Summary) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sum.FilesTransferred += s.FilesTransferred
+	t.sum.BytesTransferred += s.BytesTransferred
+	t.sum.FilesSkipped += s.FilesSkipped
+	t.sum.FilesDeleted += s.FilesDeleted
+	t.sum.DirsCreated += s.DirsCreated
+	t.sum.Errors += s.Errors
+	t.sum.PlannedBytes += s.PlannedBytes
+	if s.Proto != "" {
+		t.sum.Proto, t.sum.ProtoReason = s.Proto, s.ProtoReason
+	}
+	t.sum.DryRun = t.sum.DryRun || s.DryRun
+	for k, v := range s.Agents {
+		if t.sum.Agents == nil {
+			t.sum.Agents = map[string]AgentStats{}
+		}
+		a := t.sum.Agents[k]
+		a.Bytes += v.Bytes
+		a.Files += v.Files
+		a.Lost = a.Lost || v.Lost
+		t.sum.Agents[k] = a
+	}
+}
+
+// SetProto records the transport used and why it was chosen.
+func (t *Tally) SetProto(proto, reason string) {
+	t.mu.Lock()
+	t.sum.Proto, t.sum.ProtoReason = proto, reason
+	t.mu.Unlock()
+}
+
+// SetDryRun marks the summary as describing a dry run.
+func (t *Tally) SetDryRun() {
+	t.mu.Lock()
+	t.sum.DryRun = true
+	t.mu.Unlock()
+}

@@ -1,0 +1,169 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/plan"
+)
+
+// localDest writes into a tree on this machine, in process: the same
+// receiver code as a server's, called directly instead of over the wire.
+type localDest struct {
+	h *handler // nil in a dry run whose destination does not exist yet
+	n int
+}
+
+func (d *localDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
+	if d.h == nil {
+		return &plan.SliceLister{}
+	}
+	info, err := d.h.root.Lstat(path)
+	if err != nil || info.Type != 2 /* fsroot.TypeDir */ {
+		return &plan.SliceLister{}
+	}
+	return plan.NewWalker(d.h.root, path)
+}
+
+func (d *localDest) stat(ctx context.Context, path string) (*plan.Entry, error) {
+	if d.h == nil {
+		return nil, nil
+	}
+	info, err := d.h.root.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stat destination %s: %w", path, err)
+	}
+	e := plan.EntryFromInfo(path, info)
+	if e.Type == plan.TypeSymlink {
+		e.Target, _ = d.h.root.Readlink(path)
+	}
+	return &e, nil
+}
+
+func (d *localDest) hash(ctx context.Context, path string) (hashtree.Digest, error) {
+	return d.h.hash(ctx, path)
+}
+
+func (d *localDest) mkroot(ctx context.Context, path string) error {
+	if err := d.h.root.MkdirAll(path, 0o755); err != nil {
+		return fmt.Errorf("create destination %s: %w", displayPath(path), err)
+	}
+	return nil
+}
+
+func (d *localDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
+	return d.h.recv.meta(ops), nil
+}
+
+func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, error) {
+	return d.h.recv.open(specs), nil
+}
+
+func (d *localDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
+	return d.h.recv.commit(cs), nil
+}
+
+func (d *localDest) finish(ctx context.Context) error { return d.h.recv.finish() }
+
+func (d *localDest) verifies() bool { return false }
+
+func (d *localDest) lanes() []dataLane {
+	out := make([]dataLane, d.n)
+	for i := range out {
+		out[i] = localLane{d.h.recv}
+	}
+	return out
+}
+
+// localLane hands chunks straight to the receiver.
+type localLane struct{ r *receiver }
+
+func (localLane) acquire(ctx context.Context) error { return ctx.Err() }
+func (localLane) release()                          {}
+
+func (l localLane) sendChunk(fid, idx uint64, off int64, verify bool, dg hashtree.Digest, data []byte, f *os.File, n int, cb func(byte, string)) error {
+	cb(l.r.writeChunk(fid, idx, off, data, dg, verify))
+	return nil
+}
+
+func (l localLane) sendBatch(count int, payload []byte, cb func([]string, error)) error {
+	cb(l.r.writeBatch(payload, count))
+	return nil
+}
+
+// remoteDest writes to a peer over a session.
+type remoteDest struct{ s *Session }
+
+func (d *remoteDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
+	return d.s.list(ctx, path, checksum)
+}
+
+func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error) {
+	r, err := d.s.call(ctx, &Req{Op: opStat, Path: path})
+	if err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Kind == kindNotFound {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return r.Entry, nil
+}
+
+func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, error) {
+	r, err := d.s.call(ctx, &Req{Op: opHash, Path: path})
+	if err != nil {
+		return hashtree.Digest{}, err
+	}
+	return hashtree.ParseDigest(r.Digest)
+}
+
+func (d *remoteDest) mkroot(ctx context.Context, path string) error {
+	_, err := d.s.call(ctx, &Req{Op: opMkdirs, Path: path})
+	return err
+}
+
+func (d *remoteDest) batch(ctx context.Context, r *Req, n int) ([]string, error) {
+	resp, err := d.s.call(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Errs) != n {
+		return nil, fmt.Errorf("peer %s answered %d verdicts for %d items", d.s.peer, len(resp.Errs), n)
+	}
+	return resp.Errs, nil
+}
+
+func (d *remoteDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
+	return d.batch(ctx, &Req{Op: opMeta, Meta: ops}, len(ops))
+}
+
+func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, error) {
+	return d.batch(ctx, &Req{Op: opOpen, Files: specs}, len(specs))
+}
+
+func (d *remoteDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
+	return d.batch(ctx, &Req{Op: opCommit, Commits: cs}, len(cs))
+}
+
+func (d *remoteDest) finish(ctx context.Context) error {
+	_, err := d.s.call(ctx, &Req{Op: opFinish})
+	return err
+}
+
+func (d *remoteDest) verifies() bool { return true }
+
+func (d *remoteDest) lanes() []dataLane {
+	out := make([]dataLane, len(d.s.lanes))
+	for i, l := range d.s.lanes {
+		out[i] = l
+	}
+	return out
+}

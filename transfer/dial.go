@@ -1,0 +1,260 @@
+package transfer
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/exitcode"
+)
+
+// DialOptions say how to open a session to a server.
+type DialOptions struct {
+	Proto          string // auto or a transport name
+	Streams        int
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	UringEntries   int
+	Log            *slog.Logger
+	ClientVersion  string
+	// handler, when set, lets the server use this session to deliver a
+	// pull into the handler's tree.
+	handler *handler
+}
+
+func (o DialOptions) withDefaults() DialOptions {
+	if o.Streams <= 0 {
+		o.Streams = DefaultStreams
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.Proto == "" {
+		o.Proto = "auto"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// peerErr marks an error reaching or talking to addr (exit code 3).
+func peerErr(addr string, format string, a ...any) error {
+	return exitcode.WithCode(exitcode.Peer, fmt.Errorf("peer %s: %s", addr, fmt.Sprintf(format, a...)))
+}
+
+// Dial opens a session to the xfer server at addr (host:port): it connects
+// within the connect timeout, negotiates the protocol version and the
+// transport, and sets up the data streams.
+func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
+	o = o.withDefaults()
+	if o.Proto != "auto" {
+		if !backends.Known(o.Proto) {
+			return nil, exitcode.Usagef("--proto %q: want auto, tcp, tcp-zc, uring or rdma", o.Proto)
+		}
+		t, ok := backends.Lookup(o.Proto)
+		if !ok {
+			return nil, exitcode.Peerf("transport %s is not compiled into this binary", o.Proto)
+		}
+		if err := t.Probe(); err != nil {
+			return nil, exitcode.Peerf("transport %s is not usable here: %v", o.Proto, err)
+		}
+	}
+	mine, reasons := usableTransports()
+	d := net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 15 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, peerErr(addr, "cannot connect: %v", unwrapOp(err))
+	}
+	deadline := time.Now().Add(o.ConnectTimeout)
+	conn.SetDeadline(deadline)
+	fr := newFrameReader(conn, DefaultMaxFrame)
+	hello := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "control", Client: o.ClientVersion,
+		Transports: mine, Want: o.Proto, Streams: o.Streams}
+	if err := writeJSONFrame(conn, fHello, hello); err != nil {
+		conn.Close()
+		return nil, peerErr(addr, "handshake: %v", err)
+	}
+	var w Welcome
+	if err := readWelcome(fr, &w); err != nil {
+		conn.Close()
+		return nil, peerErr(addr, "%v", err)
+	}
+	if w.Error != "" {
+		conn.Close()
+		return nil, peerErr(addr, "%s", w.Error)
+	}
+	if w.Version != ProtocolVersion {
+		conn.Close()
+		return nil, peerErr(addr, "speaks protocol version %d, this client %d", w.Version, ProtocolVersion)
+	}
+	key, err := hex.DecodeString(w.Key)
+	if err != nil || len(key) < 16 || w.Session == "" || w.Streams < 1 {
+		conn.Close()
+		return nil, peerErr(addr, "invalid welcome")
+	}
+	t, ok := backends.Lookup(w.Transport)
+	if !ok {
+		conn.Close()
+		return nil, peerErr(addr, "chose transport %q, which this binary lacks", w.Transport)
+	}
+	s := newSession(conn, fr, o.Log, o.IdleTimeout)
+	s.id, s.key, s.transport = w.Session, key, w.Transport
+	s.reason = w.TransportReason
+	if o.Proto == "auto" && s.reason == "" {
+		s.reason = fallbackReason(w.Transport, mine, reasons)
+	}
+	s.handler = o.handler
+	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}}
+	setupCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := s.openTransport(setupCtx, t, rv, backends.Params{Streams: w.Streams, Dialer: true, UringEntries: o.UringEntries}); err != nil {
+		conn.Close()
+		return nil, exitcode.WithCode(exitcode.Peer, err)
+	}
+	conn.SetDeadline(time.Time{})
+	if s.reason != "" {
+		o.Log.Info("transport chosen", "peer", addr, "transport", s.transport, "reason", s.reason)
+	}
+	s.start()
+	return s, nil
+}
+
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+func readWelcome(fr *frameReader, w *Welcome) error {
+	typ, p, err := fr.read()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return errors.New("no answer to the handshake (is it an xfer server?)")
+		}
+		if errors.Is(err, ErrFrameTooLarge) || isBadHeader(err) {
+			return errors.New("not an xfer server (unexpected reply to the handshake)")
+		}
+		return fmt.Errorf("handshake: %v", err)
+	}
+	if typ != fWelcome {
+		return errors.New("not an xfer server (unexpected reply to the handshake)")
+	}
+	if err := json.Unmarshal(p, w); err != nil {
+		return errors.New("not an xfer server (malformed handshake)")
+	}
+	return nil
+}
+
+func isBadHeader(err error) bool {
+	return err != nil && len(err.Error()) > 16 && err.Error()[:16] == "bad frame header"
+}
+
+// usableTransports lists the transports this binary can use here, in
+// preference order, with the reason each unusable one is not.
+func usableTransports() ([]string, map[string]string) {
+	var ok []string
+	why := map[string]string{}
+	for _, t := range backends.All() {
+		if err := t.Probe(); err != nil {
+			why[t.Name()] = err.Error()
+			continue
+		}
+		ok = append(ok, t.Name())
+	}
+	return ok, why
+}
+
+// fallbackReason explains why auto negotiation did not pick a transport
+// preferred over the chosen one.
+func fallbackReason(chosen string, mine []string, why map[string]string) string {
+	for _, n := range []string{"rdma", "uring", "tcp-zc", "tcp"} {
+		if n == chosen {
+			return ""
+		}
+		if r, ok := why[n]; ok {
+			return fmt.Sprintf("%s unavailable here: %s", n, r)
+		}
+		if !contains(mine, n) {
+			continue
+		}
+		return fmt.Sprintf("peer does not offer %s", n)
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// dialRendezvous opens data sockets to the server and binds them to the
+// session with an HMAC of the session key.
+type dialRendezvous struct {
+	s       *Session
+	addr    string
+	timeout time.Duration
+	exch    controlExchange
+}
+
+func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
+	d := net.Dialer{Timeout: r.timeout, KeepAlive: 15 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", r.addr)
+	if err != nil {
+		return nil, fmt.Errorf("data stream %d: %w", i, unwrapOp(err))
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	h := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "data", Session: r.s.id, Stream: i,
+		Proof: sessionProof(r.s.key, r.s.id, i)}
+	if err := writeJSONFrame(c, fHello, h); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("data stream %d: %w", i, err)
+	}
+	var w Welcome
+	// The server answers a data hello with a bare welcome (or an error);
+	// read it byte-exactly so that no data is buffered away from the
+	// transport.
+	if err := readWelcomeExact(c, &w); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("data stream %d: %w", i, err)
+	}
+	if w.Error != "" {
+		c.Close()
+		return nil, fmt.Errorf("data stream %d: %s", i, w.Error)
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func (r *dialRendezvous) Exchange(ctx context.Context, blob []byte) ([]byte, error) {
+	return r.exch.Exchange(ctx, blob)
+}
+
+func readWelcomeExact(c net.Conn, w *Welcome) error {
+	typ, p, err := readFrameExact(c, 64<<10)
+	if err != nil {
+		return fmt.Errorf("handshake: %v", err)
+	}
+	if typ != fWelcome {
+		return errors.New("unexpected reply to the data handshake")
+	}
+	return json.Unmarshal(p, w)
+}

@@ -1,0 +1,789 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/plan"
+	"github.com/xfer-io/xfer/progress"
+)
+
+// Options tune a transfer. They travel to a peer that runs a job, so they
+// are plain JSON.
+type Options struct {
+	Delete      bool          `json:"delete,omitempty"`       // remove extra destination entries (sync)
+	ReplaceDirs bool          `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
+	Checksum    bool          `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
+	DryRun      bool          `json:"dry_run,omitempty"`
+	NoFsync     bool          `json:"no_fsync,omitempty"`
+	Streams     int           `json:"streams,omitempty"`
+	ChunkSize   int64         `json:"chunk_size,omitempty"`
+	Proto       string        `json:"proto,omitempty"`  // auto, tcp, tcp-zc, uring, rdma
+	Verify      string        `json:"verify,omitempty"` // full (default) or none
+	Retries     int           `json:"retries,omitempty"`
+	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
+	IdleTO      time.Duration `json:"idle_timeout,omitempty"`
+	UringEntry  int           `json:"uring_entries,omitempty"`
+	ProtoReason string        `json:"-"`
+}
+
+// Defaults.
+const (
+	DefaultStreams        = 4
+	DefaultChunkSize      = hashtree.DefaultChunkSize
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultRetries        = 3
+)
+
+func (o Options) withDefaults() Options {
+	if o.Streams <= 0 {
+		o.Streams = DefaultStreams
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	if o.Verify == "" {
+		o.Verify = "full"
+	}
+	if o.Retries <= 0 {
+		o.Retries = DefaultRetries
+	}
+	if o.ConnectTO <= 0 {
+		o.ConnectTO = DefaultConnectTimeout
+	}
+	if o.IdleTO <= 0 {
+		o.IdleTO = DefaultIdleTimeout
+	}
+	return o
+}
+
+// Validate checks options a user typed.
+func (o Options) Validate() error {
+	if o.ChunkSize != 0 {
+		if err := hashtree.ValidChunkSize(o.ChunkSize); err != nil {
+			return exitcode.Usagef("--chunk-size: %v", err)
+		}
+		if o.ChunkSize > MaxChunkSize {
+			return exitcode.Usagef("--chunk-size: at most %d MiB", MaxChunkSize>>20)
+		}
+	}
+	if o.Streams < 0 || o.Streams > 64 {
+		return exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
+	}
+	switch o.Verify {
+	case "", "full", "none":
+	default:
+		return exitcode.Usagef("--verify: want full or none, got %q", o.Verify)
+	}
+	return nil
+}
+
+// destination is where an engine writes: the local tree or a peer.
+type destination interface {
+	list(ctx context.Context, path string, checksum bool) plan.Lister
+	stat(ctx context.Context, path string) (*plan.Entry, error)
+	hash(ctx context.Context, path string) (hashtree.Digest, error)
+	mkroot(ctx context.Context, path string) error
+	meta(ctx context.Context, ops []MetaOp) ([]string, error)
+	open(ctx context.Context, specs []FileSpec) ([]string, error)
+	commit(ctx context.Context, cs []CommitSpec) ([]string, error)
+	finish(ctx context.Context) error
+	lanes() []dataLane
+	verifies() bool // whether chunk digests are checked on arrival
+}
+
+// dataLane carries chunks and batches to the destination.
+type dataLane interface {
+	acquire(ctx context.Context) error
+	release()
+	sendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error
+	sendBatch(count int, payload []byte, cb func(errs []string, err error)) error
+}
+
+// smallLimit: files up to this size travel whole in batches.
+const smallLimit = 1 << 20
+
+// batchTarget is the payload size at which a batch is sent.
+const batchTarget = 1 << 20
+
+// maxBigInFlight bounds the large files open at the destination at once.
+const maxBigInFlight = 8
+
+type engine struct {
+	src     *fsroot.Root
+	srcPath string
+	dst     destination
+	dstPath string
+	opt     Options
+	sink    progress.Sink
+	tally   *progress.Tally
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	nextFID atomic.Uint64
+	errors  atomic.Int64
+	wg      sync.WaitGroup // outstanding files
+	bigSem  chan struct{}
+	chunkCh chan *chunkJob
+	bufs    sync.Pool
+
+	metaMu  sync.Mutex
+	metaOps []MetaOp
+	metaOf  []plan.Op
+	deletes []plan.Op
+}
+
+// Run transfers the tree (or single file) at srcPath beneath src into
+// dstPath at dst, emitting events to sink, and returns the summary. A
+// non-nil error means the run could not complete; per-file failures are
+// counted in the summary and reported as an exitcode.Partial error.
+func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destination, dstPath string, opt Options, sink progress.Sink, tally *progress.Tally) error {
+	opt = opt.withDefaults()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	e := &engine{src: src, srcPath: srcPath, dst: dst, dstPath: dstPath, opt: opt, sink: sink, tally: tally,
+		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, maxBigInFlight), chunkCh: make(chan *chunkJob, 64)}
+	if opt.DryRun {
+		tally.SetDryRun()
+	}
+	stopProgress := e.progressLoop()
+	defer stopProgress()
+	err := e.run()
+	if err == nil {
+		if cerr := context.Cause(ctx); cerr != nil && ctx.Err() != nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+func (e *engine) progressLoop() func() {
+	done := make(chan struct{})
+	t := time.NewTicker(200 * time.Millisecond)
+	go func() {
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				e.sink.Emit(e.tally.Progress())
+			}
+		}
+	}()
+	return func() { close(done); e.sink.Emit(e.tally.Progress()) }
+}
+
+func (e *engine) emit(ev progress.Event) {
+	e.tally.Record(ev)
+	e.sink.Emit(ev)
+}
+
+func (e *engine) fileError(path string, msg string) {
+	e.errors.Add(1)
+	e.emit(progress.Event{Event: progress.KindError, Path: path, Error: msg})
+}
+
+func (e *engine) run() error {
+	info, err := e.src.Lstat(e.srcPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return exitcode.Usagef("source %s does not exist", displayPath(e.srcPath))
+		}
+		return exitcode.Usagef("source %s: %v", displayPath(e.srcPath), err)
+	}
+	var srcList, dstList plan.Lister
+	srcTop := e.srcPath
+	if info.Type == fsroot.TypeDir {
+		srcList = plan.NewWalker(e.src, e.srcPath)
+	} else {
+		// A single file lands inside the destination directory.
+		name := plan.Base(e.srcPath)
+		if name == "" {
+			return exitcode.Usagef("source %s: not a file or directory", e.srcPath)
+		}
+		srcTop = plan.Dir(e.srcPath)
+		en := plan.EntryFromInfo(name, info)
+		if en.Type == plan.TypeSymlink {
+			if en.Target, err = e.src.Readlink(e.srcPath); err != nil {
+				return fmt.Errorf("readlink %s: %w", e.srcPath, err)
+			}
+		}
+		srcList = &plan.SliceLister{Entries: []plan.Entry{en}}
+		de, err := e.dst.stat(e.ctx, plan.Join(e.dstPath, name))
+		if err != nil {
+			return err
+		}
+		var des []plan.Entry
+		if de != nil {
+			de.Path = name
+			des = append(des, *de)
+		}
+		dstList = &plan.SliceLister{Entries: des}
+	}
+	if !e.opt.DryRun {
+		if err := e.dst.mkroot(e.ctx, e.dstPath); err != nil {
+			return err
+		}
+	}
+	if dstList == nil {
+		dstList = e.dst.list(e.ctx, e.dstPath, false)
+	}
+	dopt := plan.DiffOptions{
+		Checksum: e.opt.Checksum,
+		Delete:   e.opt.Delete,
+		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
+			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
+			return d[:], err
+		},
+		DstDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
+			d, err := e.dst.hash(ctx, plan.Join(e.dstPath, en.Path))
+			return d[:], err
+		},
+	}
+
+	lanes := e.dst.lanes()
+	smallCh := make(chan plan.Op, 256)
+	bigCh := make(chan plan.Op, 16)
+	var workers sync.WaitGroup
+	if !e.opt.DryRun {
+		for i := range lanes {
+			workers.Add(2)
+			go func(l dataLane) { defer workers.Done(); e.smallWorker(l, srcTop, smallCh) }(lanes[i])
+			go func(l dataLane) { defer workers.Done(); e.chunkSender(l) }(lanes[i])
+		}
+	}
+	var bigWG sync.WaitGroup
+	bigWG.Add(1)
+	go func() {
+		defer bigWG.Done()
+		for op := range bigCh {
+			e.startBig(op, srcTop)
+		}
+	}()
+
+	derr := plan.Diff(e.ctx, srcList, dstList, dopt, func(op plan.Op) error {
+		return e.dispatch(op, smallCh, bigCh)
+	})
+	close(smallCh)
+	close(bigCh)
+	bigWG.Wait()
+	e.wg.Wait() // every file has its verdict
+	close(e.chunkCh)
+	workers.Wait()
+	if derr != nil {
+		if ctxErr := context.Cause(e.ctx); ctxErr != nil && e.ctx.Err() != nil {
+			return ctxErr
+		}
+		return derr
+	}
+	if err := e.ctx.Err(); err != nil {
+		return context.Cause(e.ctx)
+	}
+	if e.opt.DryRun {
+		return nil
+	}
+	if err := e.flushMeta(); err != nil {
+		return err
+	}
+	if len(e.deletes) > 0 {
+		if e.errors.Load() > 0 {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice,
+				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", len(e.deletes))})
+		} else {
+			for _, op := range e.deletes {
+				if err := e.addMeta(op, MetaOp{Op: "delete", Path: plan.Join(e.dstPath, op.Src.Path)}); err != nil {
+					return err
+				}
+			}
+			if err := e.flushMeta(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := e.dst.finish(e.ctx); err != nil {
+		return fmt.Errorf("finishing at the destination: %w", err)
+	}
+	return nil
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
+func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error) {
+	f, err := e.src.Open(p)
+	if err != nil {
+		return hashtree.Digest{}, err
+	}
+	defer f.Close()
+	info, err := fsroot.InfoFromFile(f)
+	if err != nil {
+		return hashtree.Digest{}, err
+	}
+	return hashtree.HashFile(ctx, f, info.Size, 0)
+}
+
+// dispatch routes one planned operation.
+func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
+	if err := e.ctx.Err(); err != nil {
+		return context.Cause(e.ctx)
+	}
+	s := op.Src
+	if e.opt.DryRun {
+		action := ""
+		switch op.Kind {
+		case plan.OpPut:
+			action = "create"
+			if op.Dst != nil {
+				action = "update"
+			}
+			e.tally.AddPlanned(1, s.Size)
+		case plan.OpMkdir:
+			if op.Dst == nil {
+				action = "mkdir"
+			}
+		case plan.OpSymlink:
+			action = "symlink"
+		case plan.OpDelete:
+			action = "delete"
+		case plan.OpSetAttrs:
+			action = "setattrs"
+		}
+		if action != "" {
+			e.sink.Emit(progress.Event{Event: progress.KindPlan, Action: action, Path: s.Path, Bytes: s.Size})
+			switch action {
+			case "delete":
+				e.tally.Record(progress.Event{Event: progress.KindDelete})
+			case "mkdir":
+				e.tally.Record(progress.Event{Event: progress.KindMkdir})
+			}
+		} else if op.Kind == plan.OpSkip {
+			e.tally.Record(progress.Event{Event: progress.KindSkip})
+		}
+		return nil
+	}
+	dp := plan.Join(e.dstPath, s.Path)
+	switch op.Kind {
+	case plan.OpSkip:
+		if op.Reason == "unsupported" {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
+		}
+		e.tally.Record(progress.Event{Event: progress.KindSkip})
+	case plan.OpMkdir:
+		return e.addMeta(op, MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
+	case plan.OpSymlink:
+		return e.addMeta(op, MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
+	case plan.OpSetAttrs:
+		e.tally.Record(progress.Event{Event: progress.KindSkip})
+		return e.addMeta(op, MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
+	case plan.OpDelete:
+		e.deletes = append(e.deletes, op)
+	case plan.OpPut:
+		e.tally.AddPlanned(1, s.Size)
+		e.wg.Add(1)
+		if s.Size <= smallLimit && s.Size <= e.opt.ChunkSize {
+			smallCh <- op
+		} else {
+			bigCh <- op
+		}
+	}
+	return nil
+}
+
+func (e *engine) addMeta(op plan.Op, m MetaOp) error {
+	e.metaMu.Lock()
+	e.metaOps = append(e.metaOps, m)
+	e.metaOf = append(e.metaOf, op)
+	full := len(e.metaOps) >= 256
+	e.metaMu.Unlock()
+	if full {
+		return e.flushMeta()
+	}
+	return nil
+}
+
+func (e *engine) flushMeta() error {
+	e.metaMu.Lock()
+	ops, of := e.metaOps, e.metaOf
+	e.metaOps, e.metaOf = nil, nil
+	e.metaMu.Unlock()
+	if len(ops) == 0 {
+		return nil
+	}
+	errs, err := e.dst.meta(e.ctx, ops)
+	if err != nil {
+		return err
+	}
+	for i, msg := range errs {
+		op := of[i]
+		if msg != "" {
+			e.fileError(op.Src.Path, msg)
+			continue
+		}
+		switch ops[i].Op {
+		case "mkdir":
+			if op.Dst == nil || op.Replace {
+				e.emit(progress.Event{Event: progress.KindMkdir, Path: op.Src.Path})
+			}
+		case "symlink":
+			e.emit(progress.Event{Event: progress.KindSymlink, Path: op.Src.Path})
+		case "delete":
+			e.emit(progress.Event{Event: progress.KindDelete, Path: op.Src.Path})
+		}
+	}
+	return nil
+}
+
+func (e *engine) getBuf(n int64) []byte {
+	if b, ok := e.bufs.Get().(*[]byte); ok && int64(cap(*b)) >= n {
+		return (*b)[:n]
+	}
+	c := e.opt.ChunkSize
+	if c < batchTarget+smallLimit {
+		c = batchTarget + smallLimit
+	}
+	if n > c {
+		c = n
+	}
+	return make([]byte, n, c)
+}
+
+func (e *engine) putBuf(b []byte) { e.bufs.Put(&b) }
+
+// readWhole reads a small source file and checks it did not change size.
+func (e *engine) readWhole(p string, want plan.Entry, dst []byte) ([]byte, error) {
+	f, err := e.src.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	n, err := io.ReadFull(f, dst[:want.Size])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	info, serr := fsroot.InfoFromFile(f)
+	if serr != nil {
+		return nil, serr
+	}
+	if int64(n) != want.Size || info.Size != want.Size || info.MtimeNs != want.MtimeNs {
+		return nil, errChanged
+	}
+	return dst[:n], nil
+}
+
+var errChanged = errors.New("source file changed during transfer (size or mtime differ); it will be picked up by the next run")
+
+// smallWorker reads small files, hashes them and sends them in batches.
+func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
+	var (
+		payload = enc{b: e.getBuf(batchTarget + smallLimit)[:0]}
+		ops     []plan.Op
+		verify  = e.opt.Verify != "none"
+	)
+	start := func() {
+		payload.b = payload.b[:0]
+		if verify {
+			payload.u8(1)
+		} else {
+			payload.u8(0)
+		}
+		ops = nil
+	}
+	start()
+	flush := func() {
+		if len(ops) == 0 {
+			return
+		}
+		batch := ops
+		if err := l.acquire(e.ctx); err != nil {
+			e.failOps(batch, err.Error())
+			start()
+			return
+		}
+		err := l.sendBatch(len(batch), payload.b, func(errs []string, err error) {
+			l.release()
+			for i, op := range batch {
+				msg := ""
+				if err != nil {
+					msg = err.Error()
+				} else if i < len(errs) {
+					msg = errs[i]
+				} else {
+					msg = "no verdict from the destination"
+				}
+				if msg != "" {
+					e.fileError(op.Src.Path, msg)
+				} else {
+					e.tally.AddBytes(op.Src.Size)
+					e.emit(progress.Event{Event: progress.KindTransfer, Path: op.Src.Path, Bytes: op.Src.Size})
+				}
+				e.wg.Done()
+			}
+		})
+		if err != nil {
+			l.release()
+			e.failOps(batch, err.Error())
+		}
+		start()
+	}
+	buf := e.getBuf(smallLimit)
+	defer e.putBuf(buf)
+	for op := range in {
+		if e.ctx.Err() != nil {
+			e.failOps([]plan.Op{op}, "transfer cancelled")
+			continue
+		}
+		data, err := e.readWhole(plan.Join(srcTop, op.Src.Path), op.Src, buf)
+		if err != nil {
+			e.fileError(op.Src.Path, describe("read", op.Src.Path, err))
+			e.wg.Done()
+			continue
+		}
+		sf := smallFile{path: plan.Join(e.dstPath, op.Src.Path), mode: op.Src.Mode, mtimeNs: op.Src.MtimeNs,
+			replaceDir: e.opt.ReplaceDirs, data: data}
+		if verify {
+			sf.digest = hashtree.Sum(data)
+		}
+		appendSmall(&payload, &sf)
+		ops = append(ops, op)
+		if len(payload.b) >= batchTarget || len(ops) >= 1024 {
+			flush()
+		}
+		if len(in) == 0 && !e.waitMore(in) {
+			flush() // nothing queued behind: do not hold files back
+		}
+	}
+	flush()
+}
+
+// waitMore waits briefly for more work on in, so that a batch is not sent
+// half empty just because the planner paused.
+func (e *engine) waitMore(in <-chan plan.Op) bool {
+	t := time.NewTimer(3 * time.Millisecond)
+	defer t.Stop()
+	for len(in) == 0 {
+		select {
+		case <-t.C:
+			return false
+		case <-e.ctx.Done():
+			return false
+		default:
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	return true
+}
+
+func (e *engine) failOps(ops []plan.Op, msg string) {
+	for _, op := range ops {
+		e.fileError(op.Src.Path, msg)
+		e.wg.Done()
+	}
+}
+
+// sfile is a large file in flight.
+type sfile struct {
+	op        plan.Op
+	fid       uint64
+	f         *os.File
+	digests   []hashtree.Digest
+	remaining atomic.Int64
+	failed    atomic.Bool
+	mu        sync.Mutex
+	errMsg    string
+}
+
+type chunkJob struct {
+	sf    *sfile
+	c     plan.Chunk
+	tries int
+}
+
+// startBig opens a large file at the destination and queues its chunks.
+func (e *engine) startBig(op plan.Op, srcTop string) {
+	s := op.Src
+	select {
+	case e.bigSem <- struct{}{}:
+	case <-e.ctx.Done():
+		e.fileError(s.Path, "transfer cancelled")
+		e.wg.Done()
+		return
+	}
+	fail := func(msg string) {
+		<-e.bigSem
+		e.fileError(s.Path, msg)
+		e.wg.Done()
+	}
+	f, err := e.src.Open(plan.Join(srcTop, s.Path))
+	if err != nil {
+		fail(describe("open", s.Path, err))
+		return
+	}
+	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f}
+	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
+	sf.digests = make([]hashtree.Digest, len(chunks))
+	sf.remaining.Store(int64(len(chunks)))
+	errs, err := e.dst.open(e.ctx, []FileSpec{{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
+		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs}})
+	if err == nil && len(errs) == 1 && errs[0] != "" {
+		err = errors.New(errs[0])
+	}
+	if err != nil {
+		f.Close()
+		fail(err.Error())
+		return
+	}
+	for _, c := range chunks {
+		select {
+		case e.chunkCh <- &chunkJob{sf: sf, c: c}:
+		case <-e.ctx.Done():
+			// Senders drain what is queued; the rest is abandoned.
+			e.chunkFailed(sf, "transfer cancelled")
+			return
+		}
+	}
+}
+
+// chunkSender reads, hashes and sends chunks on one lane.
+func (e *engine) chunkSender(l dataLane) {
+	verify := e.opt.Verify != "none"
+	for job := range e.chunkCh {
+		sf := job.sf
+		if sf.failed.Load() {
+			e.chunkSettled(sf)
+			continue
+		}
+		if err := l.acquire(e.ctx); err != nil {
+			e.chunkFailed(sf, err.Error())
+			continue
+		}
+		buf := e.getBuf(job.c.Len)
+		n, err := sf.f.ReadAt(buf, job.c.Off)
+		if err != nil && !(errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
+			l.release()
+			e.putBuf(buf)
+			msg := describe("read", sf.op.Src.Path, err)
+			if errors.Is(err, io.EOF) {
+				msg = errChanged.Error()
+			}
+			e.chunkFailed(sf, msg)
+			continue
+		}
+		var dg hashtree.Digest
+		if verify {
+			dg = hashtree.ChunkDigest(buf, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize)
+		}
+		j := job
+		err = l.sendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, nil, 0, func(status byte, msg string) {
+			l.release()
+			switch status {
+			case ackOK:
+				sf.digests[j.c.Index] = dg
+				e.tally.AddBytes(j.c.Len)
+				e.chunkSettled(sf)
+			case ackMismatch:
+				if j.tries+1 >= e.opt.Retries {
+					e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
+					return
+				}
+				e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: sf.op.Src.Path,
+					Msg: fmt.Sprintf("chunk %d failed verification at the destination; sending it again", j.c.Index)})
+				// Requeue from a fresh goroutine: this callback runs on the
+				// lane's reader, which must never block on the queue.
+				e.wg.Add(1)
+				go func() {
+					defer e.wg.Done()
+					select {
+					case e.chunkCh <- &chunkJob{sf: sf, c: j.c, tries: j.tries + 1}:
+					case <-e.ctx.Done():
+						e.chunkFailed(sf, "transfer cancelled")
+					}
+				}()
+			default:
+				e.chunkFailed(sf, msg)
+			}
+		})
+		e.putBuf(buf)
+		if err != nil {
+			l.release()
+			e.chunkFailed(sf, err.Error())
+		}
+	}
+}
+
+func (e *engine) chunkFailed(sf *sfile, msg string) {
+	sf.mu.Lock()
+	if sf.errMsg == "" {
+		sf.errMsg = msg
+	}
+	sf.mu.Unlock()
+	sf.failed.Store(true)
+	e.chunkSettled(sf)
+}
+
+// chunkSettled counts a chunk as done (either way); the last one finishes
+// the file.
+func (e *engine) chunkSettled(sf *sfile) {
+	if sf.remaining.Add(-1) != 0 {
+		return
+	}
+	go e.finishBig(sf)
+}
+
+func (e *engine) finishBig(sf *sfile) {
+	defer e.wg.Done()
+	defer func() { <-e.bigSem }()
+	s := sf.op.Src
+	info, serr := fsroot.InfoFromFile(sf.f)
+	sf.f.Close()
+	if sf.failed.Load() {
+		e.fileError(s.Path, sf.errMsg)
+		e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+		return
+	}
+	if serr != nil || info.Size != s.Size || info.MtimeNs != s.MtimeNs {
+		e.fileError(s.Path, errChanged.Error())
+		e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+		return
+	}
+	digest, err := hashtree.Combine(sf.digests, s.Size, e.opt.ChunkSize)
+	if err != nil {
+		e.fileError(s.Path, err.Error())
+		return
+	}
+	dg := digest.String()
+	if e.opt.Verify == "none" || !e.dst.verifies() {
+		dg = ""
+	}
+	errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: dg}})
+	if err == nil && len(errs) == 1 && errs[0] != "" {
+		err = errors.New(errs[0])
+	}
+	if err != nil {
+		e.fileError(s.Path, err.Error())
+		return
+	}
+	ev := progress.Event{Event: progress.KindTransfer, Path: s.Path, Bytes: s.Size}
+	if dg != "" {
+		ev.Digest = dg
+	}
+	e.emit(ev)
+}
+
+func isPeerErr(err error) bool { return exitcode.Code(err) == exitcode.Peer }

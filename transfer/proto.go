@@ -1,0 +1,136 @@
+package transfer
+
+import (
+	"fmt"
+
+	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/plan"
+	"github.com/xfer-io/xfer/progress"
+)
+
+// Hello is the first frame on every connection, from the side that dialed.
+type Hello struct {
+	Proto      string   `json:"proto"` // always "xfer"
+	Version    int      `json:"version"`
+	Role       string   `json:"role"` // "control" or "data"
+	Client     string   `json:"client,omitempty"`
+	Transports []string `json:"transports,omitempty"` // control: usable here, in preference order
+	Want       string   `json:"want,omitempty"`       // control: forced transport, or "auto"
+	Streams    int      `json:"streams,omitempty"`    // control: data streams wanted
+	Features   []string `json:"features,omitempty"`
+	Session    string   `json:"session,omitempty"` // data: session it belongs to
+	Stream     int      `json:"stream,omitempty"`  // data: index of the stream
+	Proof      string   `json:"proof,omitempty"`   // data: HMAC proving knowledge of the session key
+}
+
+// Welcome answers a Hello.
+type Welcome struct {
+	Version         int      `json:"version"`
+	Server          string   `json:"server,omitempty"`
+	Session         string   `json:"session,omitempty"`
+	Key             string   `json:"key,omitempty"`
+	Transport       string   `json:"transport,omitempty"`
+	TransportReason string   `json:"transport_reason,omitempty"`
+	Streams         int      `json:"streams,omitempty"`
+	Features        []string `json:"features,omitempty"`
+	Error           string   `json:"error,omitempty"`
+}
+
+// Request operations.
+const (
+	opList    = "list"    // stream entries beneath Path
+	opMore    = "more"    // credit for one more entry batch of request ID
+	opStat    = "stat"    // one entry
+	opHash    = "hash"    // digest of one file
+	opMeta    = "meta"    // batch of mkdir/symlink/delete/setattrs
+	opOpen    = "open"    // create partial files for large transfers
+	opCommit  = "commit"  // verify, flush and rename files into place
+	opFinish  = "finish"  // apply directory attributes, flush renames
+	opJob     = "job"     // run a transfer from the peer's tree (pull, third party)
+	opMkdirs  = "mkroot"  // make sure a destination directory exists
+	opCancel  = "cancel"  // cancel a running request
+	opStreams = "streams" // how many data lanes and which transport
+)
+
+// Req is a control request. Only the fields its Op needs are set.
+type Req struct {
+	ID       uint64       `json:"id"`
+	Op       string       `json:"op"`
+	Path     string       `json:"path,omitempty"`
+	Ref      uint64       `json:"ref,omitempty"` // more/cancel: the request it refers to
+	Checksum bool         `json:"checksum,omitempty"`
+	Meta     []MetaOp     `json:"meta,omitempty"`
+	Files    []FileSpec   `json:"files,omitempty"`
+	Commits  []CommitSpec `json:"commits,omitempty"`
+	Job      *JobSpec     `json:"job,omitempty"`
+}
+
+// Resp answers a Req with the same ID.
+type Resp struct {
+	ID      uint64            `json:"id"`
+	Err     string            `json:"err,omitempty"`
+	Kind    string            `json:"kind,omitempty"` // error class: notfound, escape, readonly, usage, peer
+	Errs    []string          `json:"errs,omitempty"` // per item of a batch, "" for success
+	Entry   *plan.Entry       `json:"entry,omitempty"`
+	Digest  string            `json:"digest,omitempty"`
+	Summary *progress.Summary `json:"summary,omitempty"`
+}
+
+// MetaOp is one metadata change at the destination.
+type MetaOp struct {
+	Op      string `json:"op"` // mkdir, symlink, delete, setattrs
+	Path    string `json:"path"`
+	Mode    uint32 `json:"mode,omitempty"`
+	MtimeNs int64  `json:"mtime,omitempty"`
+	Target  string `json:"target,omitempty"`
+	// ReplaceDir allows removing a directory tree that stands where a
+	// non-directory must go (sync); without it that is an error (copy).
+	ReplaceDir bool `json:"replace_dir,omitempty"`
+}
+
+// FileSpec announces a large file the sender will deliver in chunks.
+type FileSpec struct {
+	FID        uint64 `json:"fid"`
+	Path       string `json:"path"`
+	Size       int64  `json:"size"`
+	Mode       uint32 `json:"mode"`
+	MtimeNs    int64  `json:"mtime"`
+	ChunkSize  int64  `json:"chunk"`
+	ReplaceDir bool   `json:"replace_dir,omitempty"`
+}
+
+// CommitSpec asks the receiver to finish a file whose chunks all arrived.
+type CommitSpec struct {
+	FID    uint64 `json:"fid"`
+	Digest string `json:"digest"`
+}
+
+// JobSpec asks a peer to run a transfer from its own tree.
+type JobSpec struct {
+	SrcPath string  `json:"src"`
+	DstPath string  `json:"dst"`
+	DstAddr string  `json:"dst_addr,omitempty"` // third party: the destination server; empty: back to the requester
+	Options Options `json:"options"`
+}
+
+// Error kinds carried in Resp.Kind.
+const (
+	kindNotFound = "notfound"
+	kindEscape   = "escape"
+	kindReadOnly = "readonly"
+	kindUsage    = "usage"
+	kindPeer     = "peer"
+	kindSpace    = "nospace"
+)
+
+// validRel checks that p is a clean relative path beneath a root.
+func validRel(p string) error {
+	c, err := fsroot.Clean(p)
+	if err != nil {
+		return err
+	}
+	if c != p {
+		return fmt.Errorf("path %q is not in canonical form", p)
+	}
+	return nil
+}

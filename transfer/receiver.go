@@ -1,0 +1,579 @@
+package transfer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/plan"
+)
+
+// receiver writes what a sender delivers into a tree: files land in hidden
+// partial files beside their targets, every chunk is checked against its
+// BLAKE3 digest before it is written, and a file is renamed into place only
+// once its whole-file digest matches the sender's and its data is durable.
+// One receiver serves one session; its root is shared with others.
+type receiver struct {
+	root     *fsroot.Root
+	noFsync  bool
+	readOnly bool
+
+	mu     sync.Mutex
+	files  map[uint64]*rfile
+	failed map[uint64]string // files given up on, so late chunks get the reason
+	dirs   []dirAttr         // directory attributes applied at finish
+}
+
+type rfile struct {
+	mu     sync.Mutex
+	spec   FileSpec
+	f      *os.File
+	part   string
+	tree   *hashtree.Tree
+	failed string
+}
+
+type dirAttr struct {
+	path    string
+	mode    uint32
+	mtimeNs int64
+}
+
+func newReceiver(root *fsroot.Root, noFsync, readOnly bool) *receiver {
+	return &receiver{root: root, noFsync: noFsync, readOnly: readOnly,
+		files: map[uint64]*rfile{}, failed: map[uint64]string{}}
+}
+
+var errReadOnly = errors.New("the export is read-only")
+
+// digestAbandoned in a commit tells the receiver to drop the partial file.
+const digestAbandoned = "abandoned"
+
+// partName is the hidden partial file for target path p: deterministic, so
+// an interrupted transfer can find its own partial file again, and short,
+// so long names still fit.
+func partName(p string) string {
+	h := sha256.Sum256([]byte(plan.Base(p)))
+	return plan.Join(plan.Dir(p), ".xfer-"+hex.EncodeToString(h[:8])+".part")
+}
+
+// describe turns a file-system error into a short message naming the path.
+func describe(op, p string, err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Sprintf("%s %s: no space left on device", op, p)
+	}
+	if errors.Is(err, fsroot.ErrEscape) {
+		return fmt.Sprintf("%s %s: path escapes the export root (refused)", op, p)
+	}
+	return fmt.Sprintf("%s %s: %v", op, p, err)
+}
+
+func (r *receiver) open(specs []FileSpec) []string {
+	errs := make([]string, len(specs))
+	for i, sp := range specs {
+		if r.readOnly {
+			errs[i] = describe("write", sp.Path, errReadOnly)
+			continue
+		}
+		if err := validRel(sp.Path); err != nil || sp.Path == "" {
+			errs[i] = describe("write", sp.Path, fsroot.ErrEscape)
+			continue
+		}
+		if hashtree.ValidChunkSize(sp.ChunkSize) != nil || sp.ChunkSize > MaxChunkSize || sp.Size < 0 || sp.Mode > 07777 {
+			errs[i] = fmt.Sprintf("write %s: invalid file announcement", sp.Path)
+			continue
+		}
+		rf, err := r.create(sp)
+		if err != "" {
+			errs[i] = err
+			continue
+		}
+		r.mu.Lock()
+		if old := r.files[sp.FID]; old != nil {
+			r.mu.Unlock()
+			r.discard(rf)
+			errs[i] = fmt.Sprintf("write %s: file id %d already in use", sp.Path, sp.FID)
+			continue
+		}
+		r.files[sp.FID] = rf
+		delete(r.failed, sp.FID)
+		r.mu.Unlock()
+	}
+	return errs
+}
+
+// create makes the partial file for sp, locked against a second writer.
+func (r *receiver) create(sp FileSpec) (*rfile, string) {
+	if dir := plan.Dir(sp.Path); dir != "" {
+		if err := r.root.MkdirAll(dir, 0o755); err != nil {
+			return nil, describe("mkdir", dir, err)
+		}
+	}
+	part := partName(sp.Path)
+	f, err := r.root.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, describe("create", sp.Path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Sprintf("write %s: another transfer is writing this file", sp.Path)
+	}
+	if err := f.Truncate(0); err == nil {
+		err = f.Truncate(sp.Size)
+	}
+	if err != nil {
+		f.Close()
+		r.root.Remove(part)
+		return nil, describe("create", sp.Path, err)
+	}
+	return &rfile{spec: sp, f: f, part: part, tree: hashtree.NewTree(sp.Size, sp.ChunkSize)}, ""
+}
+
+func (r *receiver) discard(rf *rfile) {
+	rf.f.Close()
+	r.root.Remove(rf.part)
+}
+
+// fail gives up on a file: its partial file is removed, so nothing is left
+// behind, and later chunks of it are refused with the same reason.
+func (r *receiver) fail(fid uint64, rf *rfile, msg string) {
+	r.mu.Lock()
+	if r.files[fid] == rf {
+		delete(r.files, fid)
+		r.failed[fid] = msg
+	}
+	r.mu.Unlock()
+	rf.mu.Lock()
+	if rf.failed == "" {
+		rf.failed = msg
+		r.discard(rf)
+	}
+	rf.mu.Unlock()
+}
+
+func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.Digest, verify bool) (byte, string) {
+	r.mu.Lock()
+	rf := r.files[fid]
+	reason := r.failed[fid]
+	r.mu.Unlock()
+	if rf == nil {
+		if reason == "" {
+			reason = fmt.Sprintf("chunk for unknown file %d", fid)
+		}
+		return ackFailed, reason
+	}
+	sp := rf.spec
+	n := hashtree.NumChunks(sp.Size, sp.ChunkSize)
+	want := sp.ChunkSize
+	if int64(idx) == n-1 {
+		want = sp.Size - int64(idx)*sp.ChunkSize
+	}
+	if int64(idx) >= n || off != int64(idx)*sp.ChunkSize || int64(len(p)) != want {
+		msg := fmt.Sprintf("write %s: chunk %d does not fit the file", sp.Path, idx)
+		r.fail(fid, rf, msg)
+		return ackFailed, msg
+	}
+	if verify {
+		if got := hashtree.ChunkDigest(p, off, sp.Size, sp.ChunkSize); got != dg {
+			return ackMismatch, fmt.Sprintf("chunk %d of %s failed BLAKE3 verification", idx, sp.Path)
+		}
+	}
+	if len(p) > 0 {
+		if _, err := rf.f.WriteAt(p, off); err != nil {
+			msg := describe("write", sp.Path, err)
+			r.fail(fid, rf, msg)
+			return ackFailed, msg
+		}
+	}
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	if rf.failed != "" {
+		return ackFailed, rf.failed
+	}
+	if err := rf.tree.Set(int64(idx), dg); err != nil {
+		return ackFailed, fmt.Sprintf("write %s: %v", sp.Path, err)
+	}
+	return ackOK, ""
+}
+
+// commit finishes files whose chunks all arrived: the whole-file digest is
+// checked, attributes set, data flushed (one flush for the whole batch) and
+// the files renamed into place.
+func (r *receiver) commit(cs []CommitSpec) []string {
+	errs := make([]string, len(cs))
+	ready := make([]*rfile, len(cs))
+	for i, c := range cs {
+		r.mu.Lock()
+		rf := r.files[c.FID]
+		reason := r.failed[c.FID]
+		r.mu.Unlock()
+		if rf == nil {
+			if reason == "" {
+				reason = fmt.Sprintf("commit of unknown file %d", c.FID)
+			}
+			errs[i] = reason
+			continue
+		}
+		sp := rf.spec
+		if c.Digest == digestAbandoned {
+			r.fail(c.FID, rf, "abandoned by the sender")
+			continue
+		}
+		rf.mu.Lock()
+		root, err := rf.tree.Root()
+		rf.mu.Unlock()
+		switch {
+		case err != nil:
+			errs[i] = fmt.Sprintf("commit %s: %v", sp.Path, err)
+		case c.Digest != "" && root.String() != c.Digest:
+			errs[i] = fmt.Sprintf("commit %s: whole-file BLAKE3 %s does not match the sender's %s", sp.Path, root, c.Digest)
+		}
+		if errs[i] == "" {
+			if err := setFileAttrs(rf.f, sp.Mode); err != nil {
+				errs[i] = describe("chmod", sp.Path, err)
+			} else if err := r.root.Lchtimes(rf.part, sp.MtimeNs, sp.MtimeNs); err != nil {
+				errs[i] = describe("set mtime of", sp.Path, err)
+			}
+		}
+		if errs[i] != "" {
+			r.fail(c.FID, rf, errs[i])
+			continue
+		}
+		ready[i] = rf
+	}
+	var files []*os.File
+	for _, rf := range ready {
+		if rf != nil {
+			files = append(files, rf.f)
+		}
+	}
+	if err := r.flush(files); err != nil {
+		for i, rf := range ready {
+			if rf != nil {
+				errs[i] = describe("flush", rf.spec.Path, err)
+				r.fail(cs[i].FID, rf, errs[i])
+				ready[i] = nil
+			}
+		}
+	}
+	for i, rf := range ready {
+		if rf == nil {
+			continue
+		}
+		r.mu.Lock()
+		delete(r.files, cs[i].FID)
+		r.mu.Unlock()
+		rf.f.Close()
+		if msg := r.place(rf.part, rf.spec.Path, rf.spec.ReplaceDir); msg != "" {
+			errs[i] = msg
+			r.root.Remove(rf.part)
+		}
+	}
+	return errs
+}
+
+// flush makes the data of files durable: one fdatasync for a single file,
+// one syncfs for a batch.
+func (r *receiver) flush(files []*os.File) error {
+	if r.noFsync || len(files) == 0 {
+		return nil
+	}
+	if len(files) == 1 {
+		return unix.Fdatasync(int(files[0].Fd()))
+	}
+	return r.root.Syncfs()
+}
+
+func setFileAttrs(f *os.File, mode uint32) error {
+	return unix.Fchmod(int(f.Fd()), mode&07777)
+}
+
+// place renames a finished partial file or symlink over its target. A
+// directory in the way is removed only when replaceDir allows it.
+func (r *receiver) place(part, target string, replaceDir bool) string {
+	err := r.root.Rename(part, target)
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		if !replaceDir {
+			return fmt.Sprintf("write %s: a directory stands at the destination (copy never deletes; use sync to replace it)", target)
+		}
+		if err := r.root.RemoveAll(target); err != nil {
+			return describe("remove", target, err)
+		}
+		if err := r.root.Rename(part, target); err == nil {
+			return ""
+		}
+	}
+	return describe("rename into", target, err)
+}
+
+// smallFile is one file of a batch.
+type smallFile struct {
+	path       string
+	size       int64
+	mode       uint32
+	mtimeNs    int64
+	replaceDir bool
+	digest     hashtree.Digest
+	data       []byte
+}
+
+func appendSmall(e *enc, f *smallFile) {
+	e.str(f.path)
+	e.uvar(uint64(f.mode))
+	e.svar(f.mtimeNs)
+	if f.replaceDir {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+	e.raw(f.digest[:])
+	e.bytes(f.data)
+}
+
+func readSmall(d *dec) smallFile {
+	var f smallFile
+	f.path = d.str()
+	f.mode = uint32(d.uvar())
+	f.mtimeNs = d.svar()
+	f.replaceDir = d.u8() == 1
+	copy(f.digest[:], d.raw(32))
+	f.data = d.bytes()
+	f.size = int64(len(f.data))
+	return f
+}
+
+// writeBatch writes a batch of small files: each is verified and written
+// to its partial file, then one flush covers them all, then they are
+// renamed into place. The payload starts with a verify flag.
+func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
+	d := &dec{b: p}
+	verify := d.u8() == 1
+	if count < 0 || count > len(p) {
+		return nil, errors.New("bad batch count")
+	}
+	errs := make([]string, count)
+	files := make([]smallFile, count)
+	var open []*os.File
+	parts := make([]string, count)
+	defer func() {
+		for _, f := range open {
+			f.Close()
+		}
+	}()
+	madeDirs := map[string]bool{}
+	for i := range files {
+		files[i] = readSmall(d)
+		if d.err != nil {
+			return nil, fmt.Errorf("bad batch entry %d: %w", i, d.err)
+		}
+		sf := &files[i]
+		if r.readOnly {
+			errs[i] = describe("write", sf.path, errReadOnly)
+			continue
+		}
+		if err := validRel(sf.path); err != nil || sf.path == "" || sf.mode > 07777 {
+			errs[i] = describe("write", sf.path, fsroot.ErrEscape)
+			continue
+		}
+		if verify && hashtree.Sum(sf.data) != sf.digest {
+			errs[i] = fmt.Sprintf("write %s: content failed BLAKE3 verification", sf.path)
+			continue
+		}
+		if dir := plan.Dir(sf.path); dir != "" && !madeDirs[dir] {
+			if err := r.root.MkdirAll(dir, 0o755); err != nil {
+				errs[i] = describe("mkdir", dir, err)
+				continue
+			}
+			madeDirs[dir] = true
+		}
+		part := partName(sf.path)
+		f, err := r.root.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			errs[i] = describe("create", sf.path, err)
+			continue
+		}
+		open = append(open, f)
+		if _, err := f.Write(sf.data); err != nil {
+			errs[i] = describe("write", sf.path, err)
+		} else if err := setFileAttrs(f, sf.mode); err != nil {
+			errs[i] = describe("chmod", sf.path, err)
+		} else if err := r.root.Lchtimes(part, sf.mtimeNs, sf.mtimeNs); err != nil {
+			errs[i] = describe("set mtime of", sf.path, err)
+		}
+		if errs[i] != "" {
+			r.root.Remove(part)
+			continue
+		}
+		parts[i] = part
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, errors.New("bad batch payload")
+	}
+	if err := r.flush(open); err != nil {
+		for i := range parts {
+			if parts[i] != "" {
+				errs[i] = describe("flush", files[i].path, err)
+				r.root.Remove(parts[i])
+				parts[i] = ""
+			}
+		}
+	}
+	for i, part := range parts {
+		if part == "" {
+			continue
+		}
+		if msg := r.place(part, files[i].path, files[i].replaceDir); msg != "" {
+			errs[i] = msg
+			r.root.Remove(part)
+		}
+	}
+	return errs, nil
+}
+
+// meta applies metadata operations in order.
+func (r *receiver) meta(ops []MetaOp) []string {
+	errs := make([]string, len(ops))
+	for i, op := range ops {
+		if r.readOnly {
+			errs[i] = describe(op.Op, op.Path, errReadOnly)
+			continue
+		}
+		if err := validRel(op.Path); err != nil || (op.Path == "" && op.Op != "mkdir" && op.Op != "setattrs") {
+			errs[i] = describe(op.Op, op.Path, fsroot.ErrEscape)
+			continue
+		}
+		errs[i] = r.metaOne(op)
+	}
+	return errs
+}
+
+func (r *receiver) metaOne(op MetaOp) string {
+	switch op.Op {
+	case "mkdir":
+		info, err := r.root.Lstat(op.Path)
+		switch {
+		case err == nil && info.Type == fsroot.TypeDir:
+		case err == nil:
+			if err := r.root.Remove(op.Path); err != nil {
+				return describe("replace", op.Path, err)
+			}
+			fallthrough
+		default:
+			if err := r.root.MkdirAll(op.Path, 0o755); err != nil {
+				return describe("mkdir", op.Path, err)
+			}
+		}
+		r.deferDir(op)
+	case "symlink":
+		if dir := plan.Dir(op.Path); dir != "" {
+			if err := r.root.MkdirAll(dir, 0o755); err != nil {
+				return describe("mkdir", dir, err)
+			}
+		}
+		part := partName(op.Path)
+		r.root.Remove(part)
+		if err := r.root.Symlink(op.Target, part); err != nil {
+			return describe("symlink", op.Path, err)
+		}
+		if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
+			r.root.Remove(part)
+			return describe("set mtime of", op.Path, err)
+		}
+		if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
+			r.root.Remove(part)
+			return msg
+		}
+	case "delete":
+		if err := r.root.RemoveAll(op.Path); err != nil {
+			return describe("delete", op.Path, err)
+		}
+	case "setattrs":
+		info, err := r.root.Lstat(op.Path)
+		if err != nil {
+			return describe("stat", op.Path, err)
+		}
+		if info.Type == fsroot.TypeDir {
+			r.deferDir(op)
+			return ""
+		}
+		if info.Type != fsroot.TypeSymlink {
+			if err := r.root.Chmod(op.Path, op.Mode); err != nil {
+				return describe("chmod", op.Path, err)
+			}
+		}
+		if err := r.root.Lchtimes(op.Path, op.MtimeNs, op.MtimeNs); err != nil {
+			return describe("set mtime of", op.Path, err)
+		}
+	default:
+		return fmt.Sprintf("unknown operation %q", op.Op)
+	}
+	return ""
+}
+
+func (r *receiver) deferDir(op MetaOp) {
+	r.mu.Lock()
+	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: op.Mode, mtimeNs: op.MtimeNs})
+	r.mu.Unlock()
+}
+
+// finish applies directory attributes, deepest first (creating entries in
+// a directory changes its mtime, and a read-only directory must stay
+// writable until its contents are in), then makes the renames durable.
+func (r *receiver) finish() error {
+	r.mu.Lock()
+	dirs := r.dirs
+	r.dirs = nil
+	r.mu.Unlock()
+	sort.SliceStable(dirs, func(i, j int) bool {
+		return strings.Count(dirs[i].path, "/") > strings.Count(dirs[j].path, "/")
+	})
+	var first error
+	for _, d := range dirs {
+		if err := r.root.Chmod(d.path, d.mode); err != nil && first == nil {
+			first = errors.New(describe("chmod", d.path, err))
+		}
+		if err := r.root.Lchtimes(d.path, d.mtimeNs, d.mtimeNs); err != nil && first == nil {
+			first = errors.New(describe("set mtime of", d.path, err))
+		}
+	}
+	if !r.noFsync {
+		if err := r.root.Syncfs(); err != nil && first == nil {
+			first = fmt.Errorf("flush: %w", err)
+		}
+	}
+	return first
+}
+
+// abort removes the partial files of transfers that did not finish.
+func (r *receiver) abort() {
+	r.mu.Lock()
+	files := r.files
+	r.files = map[uint64]*rfile{}
+	r.mu.Unlock()
+	for _, rf := range files {
+		rf.mu.Lock()
+		if rf.failed == "" {
+			rf.failed = "transfer aborted"
+			r.discard(rf)
+		}
+		rf.mu.Unlock()
+	}
+}

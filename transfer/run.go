@@ -1,0 +1,204 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/progress"
+)
+
+// Endpoint is one side of a transfer: a local path, or a path beneath the
+// export root of the xfer server at Addr.
+type Endpoint struct {
+	Addr string // host:port; empty for a local path
+	Path string // local path, or slash path beneath the server root
+}
+
+// IsRemote reports whether the endpoint is a served peer.
+func (e Endpoint) IsRemote() bool { return e.Addr != "" }
+
+func (e Endpoint) String() string {
+	if e.Addr == "" {
+		return e.Path
+	}
+	return "xfer://" + e.Addr + "/" + e.Path
+}
+
+// Run copies or syncs src into dst in whichever direction the endpoints
+// call for: local to local, local to remote (push), remote to local (the
+// server pushes back over the client's session) and remote to remote (the
+// source server pushes straight to the destination server; the data never
+// passes through this process). Events go to sink; the summary is
+// returned even on error. Per-file failures make the error an
+// exitcode.Partial one.
+func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink) (progress.Summary, error) {
+	if err := opt.Validate(); err != nil {
+		return progress.Summary{Event: progress.KindSummary}, err
+	}
+	opt = opt.withDefaults()
+	dial.Proto, dial.Streams = opt.Proto, opt.Streams
+	dial.ConnectTimeout, dial.IdleTimeout, dial.UringEntries = opt.ConnectTO, opt.IdleTO, opt.UringEntry
+	tally := progress.NewTally()
+	err := run(ctx, src, dst, opt, dial, sink, tally)
+	sum := tally.Summary()
+	if sum.Proto == "" {
+		sum.Proto = "local"
+	}
+	if err == nil && sum.Errors > 0 {
+		err = exitcode.WithCode(exitcode.Partial, fmt.Errorf("%d of the files could not be transferred", sum.Errors))
+	}
+	return sum, err
+}
+
+func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	switch {
+	case !src.IsRemote():
+		root, path, err := openLocalSource(src.Path)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		if dst.IsRemote() {
+			s, err := Dial(ctx, dst.Addr, dial)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			tally.SetProto(s.transport, s.reason)
+			return runEngine(ctx, root, path, &remoteDest{s: s}, dst.Path, opt, sink, tally)
+		}
+		h, err := openLocalDest(dst.Path, opt)
+		if err != nil {
+			return err
+		}
+		if h != nil {
+			defer h.root.Close()
+		}
+		tally.SetProto("local", "")
+		return runEngine(ctx, root, path, &localDest{h: h, n: opt.Streams}, "", opt, sink, tally)
+	case !dst.IsRemote():
+		h, err := openLocalDest(dst.Path, opt)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			// Dry run into a directory that does not exist yet: serve an
+			// empty tree that refuses writes.
+			tmp, err := os.MkdirTemp("", "xfer-dryrun-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			r, err := fsroot.Open(tmp)
+			if err != nil {
+				return err
+			}
+			h = newHandler(r, true, true)
+		}
+		defer h.root.Close()
+		dial.handler = h
+		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, dial, sink, tally)
+	default:
+		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}, dial, sink, tally)
+	}
+}
+
+// remoteJob asks the server at addr to run the transfer and relays its
+// events.
+func remoteJob(ctx context.Context, addr string, spec JobSpec, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	s, err := Dial(ctx, addr, dial)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if spec.DstAddr == "" {
+		tally.SetProto(s.transport, s.reason)
+	}
+	c := &call{resp: make(chan *Resp, 1), events: progress.SinkFunc(func(e progress.Event) {
+		if e.Event == progress.KindProgress {
+			sink.Emit(e)
+			return
+		}
+		tally.Record(e)
+		sink.Emit(e)
+	})}
+	resp, err := s.roundTrip(ctx, &Req{Op: opJob, Job: &spec}, c)
+	if resp != nil && resp.Summary != nil {
+		// Counters came with the events already; take what only the
+		// summary knows.
+		sum := *resp.Summary
+		tally.SetProto(sum.Proto, sum.ProtoReason)
+		if sum.DryRun {
+			tally.SetDryRun()
+		}
+		tally.AddPlanned(0, sum.PlannedBytes)
+		if sum.Agents != nil {
+			tally.Merge(progress.Summary{Agents: sum.Agents})
+		}
+	}
+	return err
+}
+
+// openLocalSource opens the tree (or the directory holding the single
+// file) that src names.
+func openLocalSource(src string) (*fsroot.Root, string, error) {
+	info, err := os.Lstat(src)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, "", exitcode.Usagef("source %s does not exist", src)
+		}
+		return nil, "", exitcode.Usagef("source %s: %v", src, unwrapPath(err))
+	}
+	dir, path := src, ""
+	if !info.IsDir() {
+		dir, path = filepath.Dir(src), filepath.Base(src)
+	}
+	r, err := fsroot.Open(dir)
+	if err != nil {
+		return nil, "", exitcode.Usagef("source %s: %v", src, unwrapPath(err))
+	}
+	return r, path, nil
+}
+
+// openLocalDest creates (unless dry run) and opens the destination
+// directory; nil means a dry run into a directory that does not exist.
+func openLocalDest(dst string, opt Options) (*handler, error) {
+	info, err := os.Stat(dst)
+	switch {
+	case err == nil && !info.IsDir():
+		return nil, exitcode.Usagef("destination %s is not a directory", dst)
+	case errors.Is(err, fs.ErrNotExist):
+		if opt.DryRun {
+			return nil, nil
+		}
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return nil, fmt.Errorf("create destination %s: %w", dst, unwrapPath(err))
+		}
+	case err != nil:
+		return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
+	}
+	r, err := fsroot.Open(dst)
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
+	}
+	return newHandler(r, opt.NoFsync, opt.DryRun), nil
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var se syscall.Errno
+	if errors.As(err, &se) {
+		return se
+	}
+	return err
+}

@@ -1,0 +1,503 @@
+package transfer
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/plan"
+	"github.com/xfer-io/xfer/progress"
+)
+
+// Session is one authenticated connection between two xfer peers: a control
+// connection carrying framed requests in both directions, and the data
+// streams of the negotiated transport. Either side may issue requests and
+// either side may receive files, so the same type serves `xfer serve`, a
+// client pushing files, and a client receiving a pull.
+type Session struct {
+	peer      string // address of the other side, for messages
+	conn      net.Conn
+	fr        *frameReader
+	wmu       sync.Mutex
+	id        string
+	key       []byte
+	transport string
+	reason    string // why this transport was chosen
+	log       *slog.Logger
+	idle      time.Duration
+
+	handler *handler // serves the peer's requests; nil refuses them
+	lanes   []*lane
+
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	calls   map[uint64]*call
+	running map[uint64]context.CancelFunc // requests being served
+
+	reqs      chan *Req
+	closeOnce sync.Once
+	done      chan struct{}
+	err       error // why the session ended, set before done closes
+}
+
+// call is an outstanding request of ours.
+type call struct {
+	resp    chan *Resp
+	entries chan []plan.Entry // list: batches, bounded by the credit we give
+	events  progress.Sink     // job: relayed events
+}
+
+// listCredit is how many entry batches a lister may have in flight; the
+// receiving side's channel holds exactly that many, so the control reader
+// never blocks on a slow consumer.
+const listCredit = 4
+
+// listBatch is the number of entries per fEntries frame.
+const listBatch = 512
+
+func newSession(conn net.Conn, fr *frameReader, log *slog.Logger, idle time.Duration) *Session {
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	return &Session{
+		peer:    conn.RemoteAddr().String(),
+		conn:    conn,
+		fr:      fr,
+		log:     log,
+		idle:    idle,
+		calls:   map[uint64]*call{},
+		running: map[uint64]context.CancelFunc{},
+		reqs:    make(chan *Req, 64),
+		done:    make(chan struct{}),
+	}
+}
+
+// Transport is the name of the data transport in use.
+func (s *Session) Transport() string { return s.transport }
+
+// TransportReason says why the transport was chosen (fallbacks).
+func (s *Session) TransportReason() string { return s.reason }
+
+// Peer is the address of the other side.
+func (s *Session) Peer() string { return s.peer }
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err says why the session ended (nil while it runs).
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// start runs the session's loops once the handshake and the transport
+// set-up are complete.
+func (s *Session) start() {
+	go s.readLoop()
+	go s.pingLoop()
+	go s.serveLoop()
+	for _, l := range s.lanes {
+		go l.readLoop()
+	}
+}
+
+// Close ends the session and everything blocked on it.
+func (s *Session) Close() error {
+	s.fail(errors.New("session closed"))
+	return nil
+}
+
+func (s *Session) fail(err error) {
+	s.closeOnce.Do(func() {
+		s.err = err
+		close(s.done)
+		s.conn.Close()
+		for _, l := range s.lanes {
+			l.close(err)
+		}
+		s.mu.Lock()
+		for _, c := range s.running {
+			c()
+		}
+		s.mu.Unlock()
+	})
+}
+
+func (s *Session) send(typ byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.sendRaw(typ, b)
+}
+
+func (s *Session) sendRaw(typ byte, payload []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	select {
+	case <-s.done:
+		return s.endErr()
+	default:
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(s.idle))
+	if err := writeFrame(s.conn, typ, payload); err != nil {
+		s.fail(fmt.Errorf("writing to %s: %w", s.peer, err))
+		return s.endErr()
+	}
+	return nil
+}
+
+func (s *Session) endErr() error {
+	<-s.done
+	return exitcode.WithCode(exitcode.Peer, fmt.Errorf("connection to %s lost: %w", s.peer, s.err))
+}
+
+func (s *Session) pingLoop() {
+	t := time.NewTicker(s.idle / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.sendRaw(fPing, nil)
+		}
+	}
+}
+
+// readLoop reads control frames until the connection ends. It never blocks
+// on a consumer: responses go to buffered channels, entry batches are
+// bounded by credit, requests queue for serveLoop.
+func (s *Session) readLoop() {
+	for {
+		s.conn.SetReadDeadline(time.Now().Add(s.idle))
+		typ, p, err := s.fr.read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("peer closed the connection")
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				err = fmt.Errorf("peer silent for %s", s.idle)
+			}
+			s.fail(err)
+			return
+		}
+		if err := s.dispatch(typ, p); err != nil {
+			s.fail(fmt.Errorf("protocol error from %s: %w", s.peer, err))
+			return
+		}
+	}
+}
+
+func (s *Session) dispatch(typ byte, p []byte) error {
+	switch typ {
+	case fPing:
+		return nil
+	case fResp:
+		var r Resp
+		if err := json.Unmarshal(p, &r); err != nil {
+			return fmt.Errorf("bad response: %w", err)
+		}
+		s.mu.Lock()
+		c := s.calls[r.ID]
+		delete(s.calls, r.ID)
+		s.mu.Unlock()
+		if c != nil {
+			c.resp <- &r
+		}
+		return nil
+	case fEntries:
+		d := &dec{b: p}
+		id := d.uvar()
+		n := d.uvar()
+		if d.err != nil || n > listBatch {
+			return errors.New("bad entries frame")
+		}
+		batch := make([]plan.Entry, 0, n)
+		for i := uint64(0); i < n; i++ {
+			e, err := readEntry(d)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, e)
+		}
+		s.mu.Lock()
+		c := s.calls[id]
+		s.mu.Unlock()
+		if c == nil || c.entries == nil {
+			return nil // cancelled listing
+		}
+		select {
+		case c.entries <- batch:
+			return nil
+		default:
+			return errors.New("peer sent entries beyond its credit")
+		}
+	case fEvent:
+		var ev struct {
+			ID    uint64         `json:"id"`
+			Event progress.Event `json:"e"`
+		}
+		if err := json.Unmarshal(p, &ev); err != nil {
+			return fmt.Errorf("bad event: %w", err)
+		}
+		s.mu.Lock()
+		c := s.calls[ev.ID]
+		s.mu.Unlock()
+		if c != nil && c.events != nil {
+			c.events.Emit(ev.Event)
+		}
+		return nil
+	case fReq:
+		var r Req
+		if err := json.Unmarshal(p, &r); err != nil {
+			return fmt.Errorf("bad request: %w", err)
+		}
+		switch r.Op {
+		case opMore:
+			s.mu.Lock()
+			c := s.runningCredit(r.Ref)
+			s.mu.Unlock()
+			if c != nil {
+				select {
+				case c <- struct{}{}:
+				default:
+				}
+			}
+			return nil
+		case opCancel:
+			s.mu.Lock()
+			if c := s.running[r.Ref]; c != nil {
+				c()
+			}
+			s.mu.Unlock()
+			return nil
+		}
+		select {
+		case s.reqs <- &r:
+		case <-s.done:
+		}
+		return nil
+	}
+	return fmt.Errorf("unexpected frame type %d", typ)
+}
+
+// credits of listings being served, keyed by request id.
+func (s *Session) runningCredit(id uint64) chan struct{} {
+	if s.handler == nil {
+		return nil
+	}
+	return s.handler.credit(id)
+}
+
+// serveLoop runs the peer's requests. Quick local operations run in order
+// here; listings and jobs run in their own goroutines.
+func (s *Session) serveLoop() {
+	for {
+		select {
+		case <-s.done:
+			if s.handler != nil {
+				s.handler.abort()
+			}
+			return
+		case r := <-s.reqs:
+			if s.handler == nil {
+				s.reply(&Resp{ID: r.ID, Err: "this peer serves no requests", Kind: kindUsage})
+				continue
+			}
+			s.handler.serve(s, r)
+		}
+	}
+}
+
+func (s *Session) reply(r *Resp) {
+	s.send(fResp, r)
+}
+
+// call sends a request and waits for its response.
+func (s *Session) call(ctx context.Context, r *Req) (*Resp, error) {
+	c := &call{resp: make(chan *Resp, 1)}
+	return s.roundTrip(ctx, r, c)
+}
+
+func (s *Session) roundTrip(ctx context.Context, r *Req, c *call) (*Resp, error) {
+	r.ID = s.nextID.Add(1)
+	s.mu.Lock()
+	s.calls[r.ID] = c
+	s.mu.Unlock()
+	if err := s.send(fReq, r); err != nil {
+		return nil, err
+	}
+	select {
+	case resp := <-c.resp:
+		if resp.Err != "" {
+			return resp, respError(s.peer, resp)
+		}
+		return resp, nil
+	case <-s.done:
+		return nil, s.endErr()
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.calls, r.ID)
+		s.mu.Unlock()
+		s.send(fReq, &Req{Op: opCancel, Ref: r.ID})
+		return nil, ctx.Err()
+	}
+}
+
+// RemoteError is an error reported by the peer.
+type RemoteError struct {
+	Peer string
+	Kind string
+	Msg  string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+func respError(peer string, r *Resp) error {
+	err := &RemoteError{Peer: peer, Kind: r.Kind, Msg: r.Err}
+	switch r.Kind {
+	case kindUsage, kindNotFound, kindEscape, kindReadOnly:
+		return exitcode.WithCode(exitcode.Usage, err)
+	case kindPeer:
+		return exitcode.WithCode(exitcode.Peer, err)
+	}
+	return err
+}
+
+// list streams the entries beneath path on the peer.
+func (s *Session) list(ctx context.Context, path string, checksum bool) *remoteLister {
+	c := &call{resp: make(chan *Resp, 1), entries: make(chan []plan.Entry, listCredit)}
+	l := &remoteLister{s: s, c: c}
+	r := &Req{Op: opList, Path: path, Checksum: checksum}
+	r.ID = s.nextID.Add(1)
+	l.id = r.ID
+	s.mu.Lock()
+	s.calls[r.ID] = c
+	s.mu.Unlock()
+	if err := s.send(fReq, r); err != nil {
+		l.err = err
+	}
+	return l
+}
+
+// remoteLister is a plan.Lister over a peer's listing.
+type remoteLister struct {
+	s     *Session
+	c     *call
+	id    uint64
+	batch []plan.Entry
+	i     int
+	err   error
+	done  bool
+}
+
+func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
+	for {
+		if l.err != nil {
+			return plan.Entry{}, l.err
+		}
+		if l.i < len(l.batch) {
+			l.i++
+			return l.batch[l.i-1], nil
+		}
+		if l.done {
+			return plan.Entry{}, io.EOF
+		}
+		select {
+		case b := <-l.c.entries:
+			l.batch, l.i = b, 0
+			// Grant credit for one more batch now that this one is ours.
+			if err := l.s.send(fReq, &Req{Op: opMore, Ref: l.id}); err != nil {
+				l.err = err
+			}
+			continue
+		default:
+		}
+		select {
+		case b := <-l.c.entries:
+			l.batch, l.i = b, 0
+			if err := l.s.send(fReq, &Req{Op: opMore, Ref: l.id}); err != nil {
+				l.err = err
+			}
+		case r := <-l.c.resp:
+			// The response follows the last batch on the same connection,
+			// so anything still buffered comes first.
+			for {
+				select {
+				case b := <-l.c.entries:
+					l.batch = append(l.batch[l.i:], b...)
+					l.i = 0
+					continue
+				default:
+				}
+				break
+			}
+			l.done = true
+			if r.Err != "" {
+				l.err = respError(l.s.peer, r)
+			}
+		case <-l.s.done:
+			l.err = l.s.endErr()
+		case <-ctx.Done():
+			l.err = ctx.Err()
+			l.s.send(fReq, &Req{Op: opCancel, Ref: l.id})
+		}
+	}
+}
+
+// sessionProof is the HMAC a data connection presents to join session id.
+func sessionProof(key []byte, id string, stream int) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "xfer-data\x00%s\x00%d", id, stream)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// openTransport sets up the session's data lanes with transport t.
+func (s *Session) openTransport(ctx context.Context, t backends.Transport, rv backends.Rendezvous, p backends.Params) error {
+	streams, err := t.Open(ctx, rv, p)
+	if err != nil {
+		return fmt.Errorf("setting up %s transport with %s: %w", t.Name(), s.peer, err)
+	}
+	for i, st := range streams {
+		s.lanes = append(s.lanes, newLane(s, i, st))
+	}
+	return nil
+}
+
+// controlRendezvous exchanges transport blobs over the control connection
+// before the session's loops start.
+type controlExchange struct{ s *Session }
+
+func (x controlExchange) Exchange(ctx context.Context, blob []byte) ([]byte, error) {
+	if err := writeFrame(x.s.conn, fExchange, blob); err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		x.s.conn.SetReadDeadline(dl)
+		defer x.s.conn.SetReadDeadline(time.Time{})
+	}
+	typ, p, err := x.s.fr.read()
+	if err != nil {
+		return nil, err
+	}
+	if typ != fExchange {
+		return nil, fmt.Errorf("expected transport exchange, got frame type %d", typ)
+	}
+	return append([]byte(nil), p...), nil
+}

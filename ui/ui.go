@@ -1,0 +1,475 @@
+// Package ui renders the event stream of a transfer (package progress) for
+// the three audiences of xfer: people at a terminal (a live progress bar),
+// cron jobs and logs (plain lines, no animation) and scripts (--json: one
+// JSON object per line, the last one being the summary).
+//
+// A Printer is a progress.Sink: the transfer engine emits events into it
+// from any number of goroutines, and the command calls Finish once with the
+// run's summary when the engine is done.
+package ui
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/xfer-io/xfer/progress"
+)
+
+// Mode selects how a Printer renders events.
+type Mode int
+
+// Output modes.
+const (
+	// ModeAuto is ModeBar when Stdout is a terminal, ModePlain otherwise.
+	ModeAuto Mode = iota
+	// ModeBar draws a live progress bar on Stdout; errors and notices are
+	// printed above it on Stderr.
+	ModeBar
+	// ModePlain prints lines only: no animation, no carriage returns.
+	ModePlain
+	// ModeJSON prints every event but progress as one JSON object per line
+	// on Stdout, then the summary.
+	ModeJSON
+	// ModeQuiet prints errors only (and the plan of a dry run).
+	ModeQuiet
+)
+
+// String returns the mode's name: auto, bar, plain, json or quiet.
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeBar:
+		return "bar"
+	case ModePlain:
+		return "plain"
+	case ModeJSON:
+		return "json"
+	case ModeQuiet:
+		return "quiet"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Options configures a Printer.
+type Options struct {
+	// Mode is the output mode. ModeAuto picks ModeBar when Stdout is an
+	// *os.File that is a terminal and ModePlain otherwise.
+	Mode Mode
+	// Stdout receives results: the bar, plan lines, verbose lines, JSON
+	// lines and the summary. Nil means os.Stdout.
+	Stdout io.Writer
+	// Stderr receives errors and notices (except in ModeJSON, where they
+	// are JSON lines on Stdout). Nil means os.Stderr.
+	Stderr io.Writer
+	// DryRun makes the summary describe what would have been done.
+	DryRun bool
+	// Verbose also prints one line per transferred or deleted file (bar and
+	// plain modes).
+	Verbose bool
+}
+
+// barInterval is the minimum time between two redraws of the bar.
+const barInterval = 100 * time.Millisecond
+
+// barWidth is the width of the bar itself, in cells; it shrinks to fit
+// narrow terminals.
+const barWidth = 25
+
+// Printer renders events for one run. It implements progress.Sink and is
+// safe for concurrent use.
+type Printer struct {
+	mode    Mode
+	out     io.Writer
+	errw    io.Writer
+	dryRun  bool
+	verbose bool
+	// interval throttles bar redraws.
+	interval time.Duration
+
+	mu       sync.Mutex
+	finished bool
+
+	// Bar mode. bar exists from New on so that its clock, and therefore
+	// the rate and ETA, start with the run; drawn is set once it has been
+	// rendered, from which point lines are printed above it.
+	bar      *progressbar.ProgressBar
+	drawn    bool
+	barMax   int64
+	barDesc  string
+	shown    int64          // bytes the bar currently shows
+	latest   progress.Event // last progress event received
+	lastDraw time.Time
+
+	// What the plan events of a dry run add up to.
+	planFiles, planBytes, planDeletes int64
+}
+
+// New returns a Printer writing to o.Stdout and o.Stderr in the mode o.Mode
+// (an unknown mode is treated as ModePlain).
+func New(o Options) *Printer {
+	p := &Printer{
+		mode:     o.Mode,
+		out:      o.Stdout,
+		errw:     o.Stderr,
+		dryRun:   o.DryRun,
+		verbose:  o.Verbose,
+		interval: barInterval,
+	}
+	if p.out == nil {
+		p.out = os.Stdout
+	}
+	if p.errw == nil {
+		p.errw = os.Stderr
+	}
+	switch p.mode {
+	case ModeAuto:
+		p.mode = ModePlain
+		if f, ok := p.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			p.mode = ModeBar
+		}
+	case ModeBar, ModePlain, ModeJSON, ModeQuiet:
+	default:
+		p.mode = ModePlain
+	}
+	if p.mode == ModeBar {
+		p.barMax = 1
+		p.bar = progressbar.NewOptions64(p.barMax,
+			progressbar.OptionSetWriter(p.out),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionUseIECUnits(true),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetWidth(barWidth),
+			// Redraws are throttled here (interval), so that a frame always
+			// shows bytes, totals and file counts of the same event.
+			progressbar.OptionThrottle(0),
+		)
+		p.bar.StartWithoutRender()
+	}
+	return p
+}
+
+// Mode returns the mode in use, ModeAuto resolved.
+func (p *Printer) Mode() Mode { return p.mode }
+
+// Emit renders one event. Summary events are ignored (Finish prints the
+// summary) and so is everything emitted after Finish.
+func (p *Printer) Emit(e progress.Event) {
+	switch {
+	case e.Event == progress.KindSummary:
+		return
+	case p.mode == ModeJSON:
+		if e.Event != progress.KindProgress {
+			p.writeJSON(e)
+		}
+		return
+	case e.Event == progress.KindProgress:
+		if p.mode == ModeBar {
+			p.mu.Lock()
+			p.progress(e)
+			p.mu.Unlock()
+		}
+		return
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.finished {
+		return
+	}
+	if e.Event == progress.KindPlan {
+		p.countPlan(e)
+	}
+	if w, line := p.line(e); line != "" {
+		p.printLine(w, line)
+	}
+}
+
+// Finish prints the summary of the run: a JSON line in ModeJSON, a line
+// such as "transferred 12 files (3.4 MiB) in 1.2s (2.8 MiB/s), skipped 3,
+// deleted 1, errors 0, proto tcp" in the bar and plain modes (after
+// clearing the bar), nothing in ModeQuiet. Only the first call has an
+// effect, and events emitted after it are dropped.
+func (p *Printer) Finish(s progress.Summary) {
+	if s.Event == "" {
+		s.Event = progress.KindSummary
+	}
+	if math.IsNaN(s.DurationS) || math.IsInf(s.DurationS, 0) || s.DurationS < 0 {
+		s.DurationS = 0
+	}
+	s.DryRun = s.DryRun || p.dryRun
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.finished {
+		return
+	}
+	p.finished = true
+	if p.drawn {
+		_ = p.bar.Clear()
+		p.drawn = false
+	}
+	p.bar = nil
+
+	switch p.mode {
+	case ModeJSON:
+		p.write(p.out, marshalLine(s))
+	case ModeBar, ModePlain:
+		var b strings.Builder
+		b.WriteString(p.summaryLine(s))
+		b.WriteByte('\n')
+		names := make([]string, 0, len(s.Agents))
+		for name := range s.Agents {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			a := s.Agents[name]
+			fmt.Fprintf(&b, "agent %s: %s (%s)", printable(name), plural(a.Files, "file"), FormatBytes(a.Bytes))
+			if a.Lost {
+				b.WriteString(", lost")
+			}
+			b.WriteByte('\n')
+		}
+		p.write(p.out, []byte(b.String()))
+	}
+}
+
+// writeJSON prints e as one JSON line.
+func (p *Printer) writeJSON(e progress.Event) {
+	line := marshalLine(e)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.finished {
+		p.write(p.out, line)
+	}
+}
+
+// marshalLine encodes v as compact JSON followed by a newline. Events and
+// summaries hold only strings and numbers, so encoding cannot fail.
+func marshalLine(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic("ui: encoding " + fmt.Sprintf("%T", v) + ": " + err.Error())
+	}
+	return buf.Bytes()
+}
+
+// write writes b in one call. Output errors (a closed pipe) are not the
+// run's errors and are ignored, as fmt.Println would.
+func (p *Printer) write(w io.Writer, b []byte) { _, _ = w.Write(b) }
+
+// line returns the text (without newline) a human mode prints for e, and
+// where; "" when the event is not shown.
+func (p *Printer) line(e progress.Event) (io.Writer, string) {
+	switch e.Event {
+	case progress.KindError:
+		msg := e.Error
+		if msg == "" {
+			msg = e.Msg
+		}
+		return p.errw, "xfer: ERROR " + withPath(e.Path, msg)
+	case progress.KindPlan:
+		return p.out, planLine(e)
+	}
+	if p.mode == ModeQuiet {
+		return nil, ""
+	}
+	switch e.Event {
+	case progress.KindNotice:
+		msg := e.Msg
+		if msg == "" {
+			msg = e.Error
+		}
+		return p.errw, "xfer: NOTICE " + withPath(e.Path, msg)
+	case progress.KindTransfer:
+		if p.verbose {
+			return p.out, "transferred " + printable(e.Path) + " (" + FormatBytes(e.Bytes) + ")"
+		}
+	case progress.KindDelete:
+		if p.verbose {
+			return p.out, "deleted " + printable(e.Path)
+		}
+	}
+	return nil, ""
+}
+
+// planLine formats a dry-run plan event: "create path (1.2 KiB)",
+// "update path (...)", "delete path", "mkdir path", "symlink path".
+func planLine(e progress.Event) string {
+	action := e.Action
+	if action == "" {
+		action = "plan"
+	}
+	s := printable(action) + " " + printable(e.Path)
+	if e.Action == "create" || e.Action == "update" {
+		s += " (" + FormatBytes(e.Bytes) + ")"
+	}
+	return s
+}
+
+// countPlan adds a plan event to what a dry run would do.
+func (p *Printer) countPlan(e progress.Event) {
+	switch e.Action {
+	case "create", "update":
+		p.planFiles++
+		p.planBytes += e.Bytes
+	case "delete":
+		p.planDeletes++
+	}
+}
+
+// printLine prints line on w, above the bar if one is drawn.
+func (p *Printer) printLine(w io.Writer, line string) {
+	if p.drawn {
+		_ = p.bar.Clear()
+	}
+	p.write(w, []byte(line+"\n"))
+	if p.drawn {
+		p.draw()
+	}
+}
+
+// progress records a progress event and redraws the bar unless it was
+// redrawn less than p.interval ago.
+func (p *Printer) progress(e progress.Event) {
+	if p.finished {
+		return
+	}
+	p.latest = e
+	if !p.drawn || time.Since(p.lastDraw) >= p.interval {
+		p.draw()
+	}
+}
+
+// draw renders the bar for the latest progress event. Totals grow as the
+// planner discovers work; the bar's maximum is kept above the bytes done
+// (and is raised before them) so that progressbar never considers itself
+// finished, which would stop its rendering for good, before Finish clears
+// it.
+func (p *Printer) draw() {
+	e := p.latest
+	done := max(e.BytesDone, 0)
+	limit := max(e.BytesTotal, done, p.shown) + 1
+	desc := fmt.Sprintf("files %d/%d", e.FilesDone, max(e.FilesTotal, e.FilesDone))
+	if limit != p.barMax {
+		p.bar.ChangeMax64(limit)
+		p.barMax = limit
+	}
+	// Each call renders; the last one shows the complete new state.
+	_ = p.bar.Set64(done)
+	p.shown = done
+	if desc != p.barDesc {
+		p.bar.Describe(desc)
+		p.barDesc = desc
+	}
+	p.drawn = true
+	p.lastDraw = time.Now()
+}
+
+// summaryLine is the one-line summary of the human modes.
+func (p *Printer) summaryLine(s progress.Summary) string {
+	if s.DryRun {
+		files := max(s.FilesTransferred, p.planFiles)
+		size := max(s.PlannedBytes, s.BytesTransferred, p.planBytes)
+		line := fmt.Sprintf("dry run: would transfer %s (%s), delete %d",
+			plural(files, "file"), FormatBytes(size), max(s.FilesDeleted, p.planDeletes))
+		if s.Errors > 0 {
+			line += fmt.Sprintf(", errors %d", s.Errors)
+		}
+		return line
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "transferred %s (%s) in %s", plural(s.FilesTransferred, "file"),
+		FormatBytes(s.BytesTransferred), formatSeconds(s.DurationS))
+	if s.DurationS > 0 {
+		fmt.Fprintf(&b, " (%s/s)", FormatBytes(int64(float64(s.BytesTransferred)/s.DurationS)))
+	}
+	fmt.Fprintf(&b, ", skipped %d, deleted %d, errors %d", s.FilesSkipped, s.FilesDeleted, s.Errors)
+	if s.Proto != "" {
+		b.WriteString(", proto " + printable(s.Proto))
+		if s.ProtoReason != "" {
+			b.WriteString(" (" + printable(s.ProtoReason) + ")")
+		}
+	}
+	return b.String()
+}
+
+// FormatBytes formats a byte count with binary (IEC) units: "512 B",
+// "1.5 GiB".
+func FormatBytes(n int64) string {
+	if n < 0 {
+		// -(n+1)+1 does not overflow for math.MinInt64.
+		return "-" + formatUnsigned(uint64(-(n+1))+1)
+	}
+	return formatUnsigned(uint64(n))
+}
+
+func formatUnsigned(u uint64) string {
+	if u < 1024 {
+		return strconv.FormatUint(u, 10) + " B"
+	}
+	units := [...]string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	v, i := float64(u)/1024, 0
+	// Move up a unit when the value would round to 1024.0.
+	for math.Round(v*10) >= 1024*10 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + " " + units[i]
+}
+
+// formatSeconds formats a duration: "1.2s" under a minute, "1h2m3s" above.
+func formatSeconds(sec float64) string {
+	if sec < 60 {
+		return strconv.FormatFloat(sec, 'f', 1, 64) + "s"
+	}
+	if sec >= math.MaxInt64/float64(time.Second) {
+		return strconv.FormatFloat(sec, 'f', 0, 64) + "s"
+	}
+	return time.Duration(sec * float64(time.Second)).Round(time.Second).String()
+}
+
+// plural formats "1 file", "2 files".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatInt(n, 10) + " " + noun + "s"
+}
+
+// withPath formats "path: msg", or msg alone when there is no path.
+func withPath(path, msg string) string {
+	if path == "" {
+		return printable(msg)
+	}
+	return printable(path) + ": " + printable(msg)
+}
+
+// printable quotes s (Go syntax) when it holds control characters or
+// invalid UTF-8, so that a file name with a newline or an escape sequence
+// cannot break the one-event-per-line output or drive the terminal.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || unicode.IsControl(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
