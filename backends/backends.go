@@ -100,14 +100,16 @@ func Lookup(name string) (Transport, bool) {
 	return t, ok
 }
 
-// Known reports whether name is a transport xfer knows of, compiled in or not.
+// Known reports whether name is a transport xfer knows of, compiled in or
+// not (or one registered under another name, as tests do).
 func Known(name string) bool {
 	for _, p := range preference {
 		if p == name {
 			return true
 		}
 	}
-	return false
+	_, ok := Lookup(name)
+	return ok
 }
 
 // All returns the registered transports in preference order, followed by any

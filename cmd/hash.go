@@ -27,7 +27,7 @@ hashed and reported as OK or FAILED. The exit code is 1 if any file failed
 or could not be read.`,
 		Example: `  xfer hash big.bin
   xfer hash data/* > SUMS && xfer hash --check SUMS`,
-		Args: cobra.MinimumNArgs(1),
+		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if a.v.GetBool("check") {
 				return a.checkSums(cmd, args)

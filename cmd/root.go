@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -39,6 +40,15 @@ type app struct {
 func Execute() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// XFER_CPUPROFILE=FILE writes a CPU profile of the run (for `go tool
+	// pprof`), documented in docs/troubleshooting.md.
+	if p := os.Getenv("XFER_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
+	}
 	return run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
@@ -68,6 +78,16 @@ var errSilent = errors.New("error reported")
 
 // silent wraps err so that run does not print it again but keeps its code.
 func silent(code int) error { return exitcode.WithCode(code, errSilent) }
+
+// usageArgs makes a cobra argument check report a usage error (exit 2).
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return &flagError{fmt.Errorf("%s: %w (see 'xfer %s --help')", cmd.Name(), err, cmd.Name())}
+		}
+		return nil
+	}
+}
 
 type flagError struct{ err error }
 

@@ -24,7 +24,7 @@ root. It prints "listening on HOST:PORT" on stderr once it accepts
 connections (with port 0 the kernel picks a free port) and stops cleanly on
 SIGINT or SIGTERM.`,
 		Example: `  xfer serve --listen 127.0.0.1:7878 --root /data`,
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runServe(cmd)
 		},

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -127,7 +128,8 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	out := a.printer(opt.DryRun)
 	sum, err := transfer.Run(cmd.Context(), src, dst, opt,
 		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, out)
-	if err != nil && exitcode.Code(err) != exitcode.Partial {
+	var partial *transfer.PartialError
+	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.
 		out.Emit(progress.Event{Event: progress.KindError, Error: err.Error()})
 		sum.Errors++

@@ -43,7 +43,8 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 // ValidName reports whether s can name a remote.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// Parse parses s against the configured remotes.
+// Parse parses s against the configured remotes. Remote names are
+// case-insensitive: the config file's keys are (viper folds them).
 func Parse(s string, remotes map[string]Remote) (Location, error) {
 	if s == "" {
 		return Location{}, fmt.Errorf("empty location")
@@ -61,7 +62,7 @@ func Parse(s string, remotes map[string]Remote) (Location, error) {
 	if i := strings.IndexByte(s, ':'); i > 0 && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, ".") {
 		name := s[:i]
 		if ValidName(name) && !strings.Contains(name, "/") {
-			r, ok := remotes[name]
+			r, ok := remotes[strings.ToLower(name)]
 			if !ok {
 				return Location{}, fmt.Errorf("unknown remote %q in %q (define it in the config file, or write ./%s for a local path)", name, s, s)
 			}
@@ -176,7 +177,7 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 		if t, ok := v["token_file"].(string); ok {
 			r.TokenFile = t
 		}
-		out[name] = r
+		out[strings.ToLower(name)] = r
 	}
 	return out, nil
 }

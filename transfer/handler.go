@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"
 	"github.com/xfer-io/xfer/hashtree"
 	"github.com/xfer-io/xfer/plan"
@@ -58,6 +59,14 @@ func errResp(id uint64, err error) *Resp {
 		r.Kind = kindReadOnly
 	case errors.Is(err, syscall.ENOSPC):
 		r.Kind = kindSpace
+	}
+	switch exitcode.Code(err) {
+	case exitcode.Usage:
+		if r.Kind == "" {
+			r.Kind = kindUsage
+		}
+	case exitcode.Peer:
+		r.Kind = kindPeer
 	}
 	return r
 }

@@ -52,9 +52,17 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		sum.Proto = "local"
 	}
 	if err == nil && sum.Errors > 0 {
-		err = exitcode.WithCode(exitcode.Partial, fmt.Errorf("%d of the files could not be transferred", sum.Errors))
+		err = &PartialError{Failed: sum.Errors}
 	}
 	return sum, err
+}
+
+// PartialError reports a run that finished with some files failed; each
+// failure was already reported as an event.
+type PartialError struct{ Failed int64 }
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d of the files could not be transferred", e.Failed)
 }
 
 func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {

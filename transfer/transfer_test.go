@@ -1,0 +1,245 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/backends/tcp"
+	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/progress"
+)
+
+// corrupting is a transport that flips one byte in the payload of the
+// first `bad` chunk messages it sends (or every one, if bad < 0): the
+// receiver must catch it with BLAKE3 and the sender must send again.
+type corrupting struct {
+	name string
+	bad  int64
+	sent *atomic.Int64
+}
+
+func (c corrupting) Name() string { return c.name }
+func (c corrupting) Probe() error { return nil }
+func (c corrupting) Open(ctx context.Context, rv backends.Rendezvous, p backends.Params) ([]backends.Stream, error) {
+	ss, err := tcp.Transport{}.Open(ctx, rv, p)
+	for i, s := range ss {
+		ss[i] = &corruptStream{Stream: s, t: c}
+	}
+	return ss, err
+}
+
+type corruptStream struct {
+	backends.Stream
+	t corrupting
+}
+
+func (s *corruptStream) Send(hdr, payload []byte) error {
+	if len(hdr) > 0 && hdr[0] == mChunk && len(payload) > 0 {
+		if n := s.t.sent.Add(1); s.t.bad < 0 || n <= s.t.bad {
+			p := append([]byte(nil), payload...)
+			p[len(p)/2] ^= 0x40
+			return s.Stream.Send(hdr, p)
+		}
+	}
+	return s.Stream.Send(hdr, payload)
+}
+
+var (
+	flakySent  atomic.Int64
+	brokenSent atomic.Int64
+)
+
+func init() {
+	backends.Register(corrupting{name: "test-flaky", bad: 2, sent: &flakySent})
+	backends.Register(corrupting{name: "test-broken", bad: -1, sent: &brokenSent})
+}
+
+type events struct {
+	mu  sync.Mutex
+	all []progress.Event
+}
+
+func (e *events) Emit(ev progress.Event) {
+	e.mu.Lock()
+	e.all = append(e.all, ev)
+	e.mu.Unlock()
+}
+
+func (e *events) find(kind, substr string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.all {
+		if ev.Event == kind && strings.Contains(ev.Msg+ev.Error, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func startTestServer(t *testing.T) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	root, err := fsroot.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := NewServer(ServerConfig{Root: root, NoFsync: true})
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ln.Addr().String(), dir
+}
+
+func writeFile(t *testing.T, p string, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/1000)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestCorruptChunkIsResent: a chunk damaged in flight fails BLAKE3 at the
+// receiver, is sent again, and the file lands intact.
+func TestCorruptChunkIsResent(t *testing.T) {
+	addr, dstRoot := startTestServer(t)
+	src := t.TempDir()
+	want := writeFile(t, filepath.Join(src, "f.bin"), 3<<20+5)
+	ev := &events{}
+	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
+		Options{Proto: "test-flaky", ChunkSize: 256 << 10, NoFsync: true}, DialOptions{}, ev)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if sum.Errors != 0 || sum.FilesTransferred != 1 || sum.Proto != "test-flaky" {
+		t.Errorf("summary %+v", sum)
+	}
+	if !ev.find(progress.KindNotice, "sending it again") {
+		t.Error("no notice of a resent chunk")
+	}
+	got, err := os.ReadFile(filepath.Join(dstRoot, "d/f.bin"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("destination differs after resend (%v)", err)
+	}
+}
+
+// TestCorruptChunkGivesUp: a chunk that never arrives intact makes the
+// file fail after the retry budget, with nothing left at the destination,
+// while the rest of the run continues.
+func TestCorruptChunkGivesUp(t *testing.T) {
+	addr, dstRoot := startTestServer(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "big.bin"), 2<<20)
+	writeFile(t, filepath.Join(src, "small.txt"), 100)
+	ev := &events{}
+	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
+		Options{Proto: "test-broken", ChunkSize: 1 << 20, NoFsync: true}, DialOptions{}, ev)
+	var pe *PartialError
+	if !errors.As(err, &pe) || sum.Errors != 1 {
+		t.Fatalf("want one failed file, got %v, %+v", err, sum)
+	}
+	if !ev.find(progress.KindError, "BLAKE3") {
+		t.Error("the failure does not mention BLAKE3 verification")
+	}
+	entries, _ := os.ReadDir(filepath.Join(dstRoot, "d"))
+	if len(entries) != 1 || entries[0].Name() != "small.txt" {
+		t.Errorf("destination holds %v, want only small.txt", entries)
+	}
+}
+
+// TestForcedTransportMissing: forcing a transport the server does not
+// offer is a peer error that names the transport.
+func TestForcedTransportMissing(t *testing.T) {
+	dir := t.TempDir()
+	root, _ := fsroot.Open(dir)
+	defer root.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go NewServer(ServerConfig{Root: root, Protos: []string{"tcp"}}).Serve(ctx, ln)
+	_, err := Dial(ctx, ln.Addr().String(), DialOptions{Proto: "test-flaky", ConnectTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "test-flaky") || !isPeerErr(err) {
+		t.Fatalf("want a peer error naming the transport, got %v", err)
+	}
+}
+
+func TestFrameLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		ok   bool
+	}{
+		{"empty payload", appendFrame(nil, fPing, nil), true},
+		{"small", appendFrame(nil, fReq, []byte("{}")), true},
+		{"too large", []byte{fReq, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f}, false},
+		{"reserved bits", []byte{fReq, 1, 0, 0, 0, 0, 0, 0}, false},
+		{"truncated", append(appendFrame(nil, fReq, []byte("abcdef"))[:10]), false},
+	}
+	for _, tt := range tests {
+		fr := newFrameReader(bytes.NewReader(tt.in), DefaultMaxFrame)
+		_, _, err := fr.read()
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err = %v", tt.name, err)
+		}
+	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	d := hashtree.Sum([]byte("x"))
+	in := []struct {
+		path string
+		typ  uint8
+		ok   bool
+	}{
+		{"a/b c/ünï", 1, true},
+		{"x\ny", 2, true},
+		{"../escape", 1, false},
+		{"/abs", 1, false},
+		{"a//b", 1, false},
+		{"", 1, false},
+		{"ok", 9, false},
+	}
+	for _, tt := range in {
+		e := enc{}
+		e.str(tt.path)
+		e.u8(tt.typ)
+		e.svar(5)
+		e.uvar(0o644)
+		e.svar(123)
+		e.str("")
+		e.bytes(d[:])
+		e.uvar(1)
+		e.uvar(1)
+		got, err := readEntry(&dec{b: e.b})
+		if (err == nil) != tt.ok {
+			t.Errorf("%q: err = %v", tt.path, err)
+			continue
+		}
+		if tt.ok && (got.Path != tt.path || got.Size != 5 || !bytes.Equal(got.Digest, d[:])) {
+			t.Errorf("%q: round trip gave %+v", tt.path, got)
+		}
+	}
+}
