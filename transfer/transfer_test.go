@@ -196,7 +196,7 @@ func TestFrameLimits(t *testing.T) {
 		{"small", appendFrame(nil, fReq, []byte("{}")), true},
 		{"too large", []byte{fReq, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f}, false},
 		{"reserved bits", []byte{fReq, 1, 0, 0, 0, 0, 0, 0}, false},
-		{"truncated", append(appendFrame(nil, fReq, []byte("abcdef"))[:10]), false},
+		{"truncated", appendFrame(nil, fReq, []byte("abcdef"))[:10], false},
 	}
 	for _, tt := range tests {
 		fr := newFrameReader(bytes.NewReader(tt.in), DefaultMaxFrame)
