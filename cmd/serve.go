@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -10,6 +11,7 @@ import (
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/location"
 	"github.com/xfer-io/xfer/transfer"
 )
 
@@ -35,13 +37,97 @@ SIGINT or SIGTERM.`,
 	f.StringSlice("protos", nil, "transports to offer, in any order (default: every usable one)")
 	f.Bool("no-fsync", false, "do not flush received files to stable storage (scratch data only)")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "drop a peer that stays silent this long")
+	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:ro|:rw] (repeatable); clients name it as the first path component")
+	f.Bool("read-only", false, "with --root: refuse every write and delete")
+	f.String("token-file", "", "require clients to prove knowledge of the token in this file (HMAC challenge-response; the token never crosses the wire)")
+	f.Bool("insecure-listen", false, "allow listening beyond loopback without --token-file (anyone who can reach the port can read and write the tree)")
+	f.String("tls-cert", "", "serve TLS with this certificate (PEM)")
+	f.String("tls-key", "", "private key (PEM) of --tls-cert")
+	f.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
+	f.Bool("tls-data", true, "keep data streams inside TLS; false lets clients that ask for it send bulk data outside TLS (control stays encrypted)")
+	f.Int("max-sessions", 256, "most concurrent sessions in all")
+	f.Int("max-sessions-per-client", 32, "most concurrent sessions from one client address")
+	f.String("max-frame", "8M", "largest control frame a client may send")
+	f.String("max-session-memory", "256M", "receive-buffer memory one session may use (caps its data streams)")
 	return c
+}
+
+// parseExports parses NAME=/path[:ro|:rw] flags.
+func parseExports(specs []string) (map[string]transfer.Export, func(), error) {
+	out := map[string]transfer.Export{}
+	closeAll := func() {
+		for _, e := range out {
+			e.Root.Close()
+		}
+	}
+	for _, s := range specs {
+		name, path, ok := strings.Cut(s, "=")
+		if !ok || !location.ValidName(name) || path == "" {
+			closeAll()
+			return nil, nil, exitcode.Usagef("--export %q: want NAME=/path[:ro|:rw] with NAME of letters, digits, '.', '_', '-'", s)
+		}
+		ro := false
+		if p, mode, ok := strings.Cut(path, ":"); ok && (mode == "ro" || mode == "rw") {
+			path, ro = p, mode == "ro"
+		}
+		if _, dup := out[name]; dup {
+			closeAll()
+			return nil, nil, exitcode.Usagef("--export %q: %s exported twice", s, name)
+		}
+		r, err := fsroot.Open(path)
+		if err != nil {
+			closeAll()
+			return nil, nil, exitcode.Usagef("--export %s: %v", name, err)
+		}
+		out[name] = transfer.Export{Root: r, ReadOnly: ro}
+	}
+	return out, closeAll, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (a *app) runServe(cmd *cobra.Command) error {
 	rootDir := a.v.GetString("root")
-	if rootDir == "" {
-		return exitcode.Usagef("--root is required")
+	// --export values contain '=', ':' and ','; read them from the flag
+	// as given, and from XFER_EXPORT or the config file otherwise.
+	exportSpecs := a.v.GetStringSlice("export")
+	if f := cmd.Flags().Lookup("export"); f != nil && f.Changed {
+		exportSpecs, _ = cmd.Flags().GetStringArray("export")
+	}
+	if rootDir == "" && len(exportSpecs) == 0 {
+		return exitcode.Usagef("--root is required (or one or more --export NAME=/path)")
+	}
+	if rootDir != "" && len(exportSpecs) > 0 {
+		return exitcode.Usagef("--root and --export do not go together: serve one tree, or named exports")
+	}
+	var token []byte
+	if tf := a.v.GetString("token-file"); tf != "" {
+		var err error
+		if token, err = readToken(tf); err != nil {
+			return err
+		}
+	}
+	tlsConf, err := a.serverTLS()
+	if err != nil {
+		return err
+	}
+	maxFrame, err := parseSize(a.v.GetString("max-frame"))
+	if err != nil || maxFrame < 64<<10 {
+		return exitcode.Usagef("--max-frame: want a size of at least 64K")
+	}
+	maxMem, err := parseSize(a.v.GetString("max-session-memory"))
+	if err != nil || maxMem < 64<<20 {
+		return exitcode.Usagef("--max-session-memory: want a size of at least 64M")
 	}
 	protos := a.v.GetStringSlice("protos")
 	for _, p := range protos {
@@ -49,26 +135,71 @@ func (a *app) runServe(cmd *cobra.Command) error {
 			return exitcode.Usagef("--protos: unknown transport %q (want tcp, tcp-zc, uring or rdma)", p)
 		}
 	}
-	root, err := fsroot.Open(rootDir)
-	if err != nil {
-		return exitcode.Usagef("--root %s: %v", rootDir, err)
+	var (
+		root    *fsroot.Root
+		exports map[string]transfer.Export
+		what    string
+	)
+	if rootDir != "" {
+		root, err = fsroot.Open(rootDir)
+		if err != nil {
+			return exitcode.Usagef("--root %s: %v", rootDir, err)
+		}
+		defer root.Close()
+		what = "root " + root.Path()
+		if a.v.GetBool("read-only") {
+			what += " (read-only)"
+		}
+	} else {
+		var closeAll func()
+		exports, closeAll, err = parseExports(exportSpecs)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		var names []string
+		for n, e := range exports {
+			mode := "rw"
+			if e.ReadOnly {
+				mode = "ro"
+			}
+			names = append(names, n+"="+e.Root.Path()+":"+mode)
+		}
+		sort.Strings(names)
+		what = "exports " + strings.Join(names, " ")
 	}
-	defer root.Close()
 	addr := a.v.GetString("listen")
+	if token == nil && !isLoopback(addr) {
+		if !a.v.GetBool("insecure-listen") {
+			return exitcode.Usagef("refusing to listen on %s without --token-file: anyone who can reach it could read and write the tree (add --token-file, or --insecure-listen if the network is trusted)", addr)
+		}
+		a.log.Warn("listening beyond loopback without a token: anyone who can reach the port can read and write the tree", "listen", addr)
+		fmt.Fprintf(a.stderr, "xfer: WARNING: --insecure-listen: no authentication on %s\n", addr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return exitcode.Usagef("listen on %s: %v", addr, err)
 	}
 	srv := transfer.NewServer(transfer.ServerConfig{
-		Root:        root,
-		Protos:      protos,
-		NoFsync:     a.v.GetBool("no-fsync"),
-		IdleTimeout: a.v.GetDuration("timeout"),
+		Root:                 root,
+		Exports:              exports,
+		ReadOnly:             a.v.GetBool("read-only"),
+		Token:                token,
+		TLS:                  tlsConf,
+		AllowPlainData:       !a.v.GetBool("tls-data"),
+		MaxSessions:          a.v.GetInt("max-sessions"),
+		MaxSessionsPerClient: a.v.GetInt("max-sessions-per-client"),
+		MaxFrame:             int(maxFrame),
+		MaxSessionMemory:     maxMem,
+		Protos:               protos,
+		NoFsync:              a.v.GetBool("no-fsync"),
+		IdleTimeout:          a.v.GetDuration("timeout"),
 		Log:         a.log,
 		Version:     versionString(),
 		Dial:        transfer.DialOptions{Log: a.log, ClientVersion: versionString()},
 	})
-	fmt.Fprintf(a.stderr, "listening on %s (root %s, transports %s)\n", ln.Addr(), root.Path(), strings.Join(offeredList(protos), ","))
+	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
+		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))
 	return srv.Serve(cmd.Context(), ln)
 }
 

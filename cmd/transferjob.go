@@ -27,6 +27,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("verify", "full", "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
 	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to a peer after this long")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+	addPeerAuthFlags(c)
 }
 
 // parseSize parses 4M, 64k, 1GiB, 4096.
@@ -71,7 +72,15 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	if l.IsLocal() {
 		return transfer.Endpoint{Path: l.Path}, nil
 	}
-	return transfer.Endpoint{Addr: l.Addr(), Path: l.Path}, nil
+	var r *location.Remote
+	if l.Remote.Name != "" {
+		r = l.Remote
+	}
+	pa, err := a.peerAuth(r)
+	if err != nil {
+		return transfer.Endpoint{}, err
+	}
+	return transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}, nil
 }
 
 // printer builds the output for the invoked command's flags.

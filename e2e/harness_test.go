@@ -128,7 +128,10 @@ func startServer(t *testing.T, root string, extra ...string) *server {
 
 func startServerOn(t *testing.T, host, root string, extra ...string) *server {
 	t.Helper()
-	args := append([]string{"serve", "--root", root, "--listen", host + ":0"}, extra...)
+	args := append([]string{"serve", "--listen", host + ":0"}, extra...)
+	if root != "" {
+		args = append(args, "--root", root)
+	}
 	cmd := exec.Command(xferBin, args...)
 	cmd.Env = baseEnv(t)
 	pr, pw := io.Pipe()

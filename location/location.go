@@ -15,9 +15,14 @@ import (
 
 // Remote is a named remote from the config file.
 type Remote struct {
-	Name      string
-	Agents    []string // host:port of each agent; one for a plain server
-	TokenFile string
+	Name          string
+	Agents        []string // host:port of each agent; one for a plain server
+	TokenFile     string
+	TLSCA         string // CA file: connect with TLS and verify against it
+	TLSCert       string // client certificate (mutual TLS)
+	TLSKey        string
+	TLSServerName string
+	TLSData       *bool // nil: the command-line default
 }
 
 // Location is a parsed command-line location.
@@ -174,8 +179,22 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 		if len(r.Agents) == 0 {
 			return nil, fmt.Errorf("remote %q: needs url, address or agents", name)
 		}
-		if t, ok := v["token_file"].(string); ok {
-			r.TokenFile = t
+		for key, dst := range map[string]*string{"token_file": &r.TokenFile, "tls_ca": &r.TLSCA,
+			"tls_cert": &r.TLSCert, "tls_key": &r.TLSKey, "tls_server_name": &r.TLSServerName} {
+			if x, ok := v[key]; ok {
+				s, ok := x.(string)
+				if !ok {
+					return nil, fmt.Errorf("remote %q: %s must be a string", name, key)
+				}
+				*dst = s
+			}
+		}
+		if x, ok := v["tls_data"]; ok {
+			b, ok := x.(bool)
+			if !ok {
+				return nil, fmt.Errorf("remote %q: tls_data must be true or false", name)
+			}
+			r.TLSData = &b
 		}
 		out[strings.ToLower(name)] = r
 	}

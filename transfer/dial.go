@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -23,9 +24,40 @@ type DialOptions struct {
 	UringEntries   int
 	Log            *slog.Logger
 	ClientVersion  string
+	// Token is the shared secret for servers started with --token-file.
+	Token []byte
+	// Ticket admits a third-party session (set by a server running a job).
+	Ticket *Ticket
+	// TLS, when set, wraps every connection in TLS with this configuration
+	// (RootCAs, client certificate); ServerName defaults to the host.
+	TLS *tls.Config
+	// TLSData keeps the data streams inside TLS too (the default when TLS
+	// is on); false lets bulk data bypass TLS if the server agrees.
+	TLSData bool
 	// handler, when set, lets the server use this session to deliver a
 	// pull into the handler's tree.
 	handler *handler
+}
+
+// tlsFor clones c with ServerName set from addr when missing.
+func tlsFor(c *tls.Config, addr string) *tls.Config {
+	c = c.Clone()
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	return c
+}
+
+func filterTransports(list []string, keep ...string) []string {
+	var out []string
+	for _, n := range list {
+		if contains(keep, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (o DialOptions) withDefaults() DialOptions {
@@ -70,42 +102,103 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		}
 	}
 	mine, reasons := usableTransports()
+	if o.TLS != nil && o.TLSData {
+		// Encrypted data streams are TLS sockets: only the plain TCP
+		// transport can carry them.
+		mine = filterTransports(mine, "tcp")
+		if o.Proto != "auto" && o.Proto != "tcp" {
+			return nil, exitcode.Usagef("--proto %s cannot carry TLS-encrypted data: use --tls-data=false (both sides) or --proto tcp", o.Proto)
+		}
+	}
 	d := net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 15 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, peerErr(addr, "cannot connect: %v", unwrapOp(err))
 	}
 	deadline := time.Now().Add(o.ConnectTimeout)
-	conn.SetDeadline(deadline)
-	fr := newFrameReader(conn, DefaultMaxFrame)
-	hello := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "control", Client: o.ClientVersion,
-		Transports: mine, Want: o.Proto, Streams: o.Streams}
-	if err := writeJSONFrame(conn, fHello, hello); err != nil {
+	raw.SetDeadline(deadline)
+	conn := raw
+	if o.TLS != nil {
+		tc := tls.Client(raw, tlsFor(o.TLS, addr))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, peerErr(addr, "TLS handshake failed: %v (is the server started with --tls-cert?)", err)
+		}
+		conn = tc
+	}
+	fail := func(err error) (*Session, error) {
 		conn.Close()
-		return nil, peerErr(addr, "handshake: %v", err)
+		return nil, err
+	}
+	fr := newFrameReader(conn, DefaultMaxFrame)
+	cn := newNonce()
+	hello := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "control", Client: o.ClientVersion,
+		Transports: mine, Want: o.Proto, Streams: o.Streams, Nonce: cn}
+	if o.Ticket != nil {
+		hello.Ticket = o.Ticket.ID
+	}
+	if o.TLS != nil {
+		td := o.TLSData
+		hello.TLSData = &td
+	}
+	if err := writeJSONFrame(conn, fHello, hello); err != nil {
+		return fail(peerErr(addr, "handshake: %v", err))
 	}
 	var w Welcome
 	if err := readWelcome(fr, &w); err != nil {
-		conn.Close()
-		return nil, peerErr(addr, "%v", err)
+		return fail(peerErr(addr, "%v", err))
 	}
 	if w.Error != "" {
-		conn.Close()
-		return nil, peerErr(addr, "%s", w.Error)
+		return fail(peerErr(addr, "%s", w.Error))
 	}
 	if w.Version != ProtocolVersion {
-		conn.Close()
-		return nil, peerErr(addr, "speaks protocol version %d, this client %d", w.Version, ProtocolVersion)
+		return fail(peerErr(addr, "speaks protocol version %d, this client %d", w.Version, ProtocolVersion))
 	}
-	key, err := hex.DecodeString(w.Key)
-	if err != nil || len(key) < 16 || w.Session == "" || w.Streams < 1 {
-		conn.Close()
-		return nil, peerErr(addr, "invalid welcome")
+	if w.Session == "" || w.Streams < 1 {
+		return fail(peerErr(addr, "invalid welcome"))
+	}
+	var key []byte
+	secret := o.Token
+	if o.Ticket != nil {
+		secret, _ = hex.DecodeString(o.Ticket.Secret)
+	}
+	switch w.Auth {
+	case authToken:
+		if len(secret) == 0 {
+			return fail(peerErr(addr, "authentication failed: the server requires a token (give --token-file, or token_file in the remote's config entry)"))
+		}
+		if err := writeJSONFrame(conn, fAuth, AuthMsg{Proof: authProof(secret, "client", w.Nonce, cn, w.Session)}); err != nil {
+			return fail(peerErr(addr, "authentication: %v", err))
+		}
+		typ, p, err := fr.read()
+		if err != nil {
+			return fail(peerErr(addr, "authentication: %v", err))
+		}
+		var am AuthMsg
+		if typ != fAuthOK || json.Unmarshal(p, &am) != nil {
+			return fail(peerErr(addr, "authentication: unexpected reply"))
+		}
+		if am.Error != "" {
+			return fail(peerErr(addr, "%s", am.Error))
+		}
+		if !proofOK(am.Proof, authProof(secret, "server", w.Nonce, cn, w.Session)) {
+			return fail(peerErr(addr, "authentication failed: the server could not prove it knows the token (wrong server, or a different token)"))
+		}
+		key = derivedKey(secret, w.Nonce, cn, w.Session)
+	case authNone, "":
+		if len(secret) > 0 {
+			return fail(peerErr(addr, "authentication failed: a token is configured for this peer but the server has none, so it cannot prove who it is; refusing to talk to it"))
+		}
+		key, err = hex.DecodeString(w.Key)
+		if err != nil || len(key) < 16 {
+			return fail(peerErr(addr, "invalid welcome"))
+		}
+	default:
+		return fail(peerErr(addr, "unknown authentication method %q", w.Auth))
 	}
 	t, ok := backends.Lookup(w.Transport)
 	if !ok {
-		conn.Close()
-		return nil, peerErr(addr, "chose transport %q, which this binary lacks", w.Transport)
+		return fail(peerErr(addr, "chose transport %q, which this binary lacks", w.Transport))
 	}
 	s := newSession(conn, fr, o.Log, o.IdleTimeout)
 	s.id, s.key, s.transport = w.Session, key, w.Transport
@@ -113,13 +206,19 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	if o.Proto == "auto" && s.reason == "" {
 		s.reason = fallbackReason(w.Transport, mine, reasons)
 	}
+	if o.TLS != nil && o.TLSData && s.reason == "" && len(mine) == 1 {
+		s.reason = "data encrypted with TLS: only tcp can carry it"
+	}
 	s.handler = o.handler
-	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}}
+	var dataTLS *tls.Config
+	if o.TLS != nil && w.TLSData {
+		dataTLS = tlsFor(o.TLS, addr)
+	}
+	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}, tls: dataTLS}
 	setupCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if err := s.openTransport(setupCtx, t, rv, backends.Params{Streams: w.Streams, Dialer: true, UringEntries: o.UringEntries}); err != nil {
-		conn.Close()
-		return nil, exitcode.WithCode(exitcode.Peer, err)
+		return fail(exitcode.WithCode(exitcode.Peer, err))
 	}
 	conn.SetDeadline(time.Time{})
 	if s.reason != "" {
@@ -211,6 +310,7 @@ type dialRendezvous struct {
 	addr    string
 	timeout time.Duration
 	exch    controlExchange
+	tls     *tls.Config // data streams inside TLS
 }
 
 func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
@@ -221,6 +321,14 @@ func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
+	}
+	if r.tls != nil {
+		tc := tls.Client(c, r.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("data stream %d: TLS handshake: %w", i, err)
+		}
+		c = tc
 	}
 	h := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "data", Session: r.s.id, Stream: i,
 		Proof: sessionProof(r.s.key, r.s.id, i)}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -19,24 +21,89 @@ import (
 // handler serves a peer's requests against one tree: the export of `xfer
 // serve`, or the destination directory of a client receiving a pull.
 type handler struct {
-	root *fsroot.Root
-	recv *receiver
+	// exports, when set, are the named trees of a server started with
+	// --export; a session binds to one of them with the first path it
+	// names. Without exports the handler serves root alone.
+	exports map[string]Export
+	noFsync bool
+
+	bmu    sync.Mutex
+	bound  bool
+	prefix string
+	root   *fsroot.Root
+	recv   *receiver
+
 	// jobs runs transfers the peer asks for; nil refuses them.
-	jobs func(ctx context.Context, s *Session, spec JobSpec, sink progress.Sink) (progress.Summary, error)
+	jobs func(ctx context.Context, s *Session, root *fsroot.Root, srcRel string, spec JobSpec, sink progress.Sink) (progress.Summary, error)
+	// tickets issues tickets for third-party sessions; nil refuses.
+	tickets *tickets
 
 	mu      sync.Mutex
 	credits map[uint64]chan struct{}
 }
 
+// Export is a named tree a server offers, in the manner of rsync modules.
+type Export struct {
+	Root     *fsroot.Root
+	ReadOnly bool
+}
+
 func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
-	return &handler{root: root, recv: newReceiver(root, noFsync, readOnly), credits: map[uint64]chan struct{}{}}
+	return &handler{root: root, recv: newReceiver(root, noFsync, readOnly, ""), bound: true,
+		noFsync: noFsync, credits: map[uint64]chan struct{}{}}
+}
+
+func newExportsHandler(exports map[string]Export, noFsync bool) *handler {
+	return &handler{exports: exports, noFsync: noFsync, credits: map[uint64]chan struct{}{}}
+}
+
+// bindTo binds the handler to a named export (a ticket's scope).
+func (h *handler) bindTo(name string) error {
+	_, err := h.resolve(name)
+	return err
+}
+
+// resolve turns a peer's path into a path beneath the served root,
+// binding the session to an export on first use.
+func (h *handler) resolve(p string) (string, error) {
+	p, err := cleanPath(p)
+	if err != nil {
+		return "", err
+	}
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if !h.bound {
+		name, _, _ := strings.Cut(p, "/")
+		ex, ok := h.exports[name]
+		if !ok {
+			return "", exitcode.WithCode(exitcode.Usage, fmt.Errorf("no export named %q on this server (exports: %s)", name, strings.Join(h.exportNames(), ", ")))
+		}
+		h.bound, h.prefix, h.root = true, name, ex.Root
+		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
+	}
+	return stripExport(h.prefix, p)
+}
+
+func (h *handler) exportNames() []string {
+	var names []string
+	for n := range h.exports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (h *handler) receiverIfBound() *receiver {
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	return h.recv
 }
 
 func (s *Session) receiver() *receiver {
 	if s.handler == nil {
 		return nil
 	}
-	return s.handler.recv
+	return s.handler.receiverIfBound()
 }
 
 func (h *handler) credit(id uint64) chan struct{} {
@@ -45,7 +112,11 @@ func (h *handler) credit(id uint64) chan struct{} {
 	return h.credits[id]
 }
 
-func (h *handler) abort() { h.recv.abort() }
+func (h *handler) abort() {
+	if r := h.receiverIfBound(); r != nil {
+		r.abort()
+	}
+}
 
 // errResp classifies a local error for the peer.
 func errResp(id uint64, err error) *Resp {
@@ -106,9 +177,14 @@ func (h *handler) serve(s *Session, r *Req) {
 		}()
 	case opHash:
 		ctx := s.track(r.ID)
+		p, err := h.resolve(r.Path)
+		if err != nil {
+			s.reply(errResp(r.ID, err))
+			return
+		}
 		go func() {
 			defer s.untrack(r.ID)
-			d, err := h.hash(ctx, r.Path)
+			d, err := h.hash(ctx, p)
 			if err != nil {
 				s.reply(errResp(r.ID, err))
 				return
@@ -120,6 +196,11 @@ func (h *handler) serve(s *Session, r *Req) {
 			s.reply(&Resp{ID: r.ID, Err: "this peer runs no transfers on request", Kind: kindUsage})
 			return
 		}
+		srcRel, err := h.resolve(r.Job.SrcPath)
+		if err != nil {
+			s.reply(errResp(r.ID, err))
+			return
+		}
 		ctx := s.track(r.ID)
 		go func() {
 			defer s.untrack(r.ID)
@@ -129,7 +210,7 @@ func (h *handler) serve(s *Session, r *Req) {
 					Event progress.Event `json:"e"`
 				}{r.ID, e})
 			})
-			sum, err := h.jobs(ctx, s, *r.Job, sink)
+			sum, err := h.jobs(ctx, s, h.root, srcRel, *r.Job, sink)
 			resp := &Resp{ID: r.ID, Summary: &sum}
 			if err != nil {
 				resp = errResp(r.ID, err)
@@ -144,8 +225,17 @@ func (h *handler) serve(s *Session, r *Req) {
 			}
 			s.reply(resp)
 		}()
+	case opTicket:
+		if h.tickets == nil {
+			s.reply(&Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: kindUsage})
+			return
+		}
+		h.bmu.Lock()
+		scope := h.prefix
+		h.bmu.Unlock()
+		s.reply(&Resp{ID: r.ID, Ticket: h.tickets.issue(scope).String()})
 	case opStat:
-		p, err := cleanPath(r.Path)
+		p, err := h.resolve(r.Path)
 		if err != nil {
 			s.reply(errResp(r.ID, err))
 			return
@@ -161,7 +251,7 @@ func (h *handler) serve(s *Session, r *Req) {
 		}
 		s.reply(&Resp{ID: r.ID, Entry: &e})
 	case opMkdirs:
-		p, err := cleanPath(r.Path)
+		p, err := h.resolve(r.Path)
 		if err == nil && h.recv.readOnly {
 			err = errReadOnly
 		}
@@ -173,28 +263,37 @@ func (h *handler) serve(s *Session, r *Req) {
 			return
 		}
 		s.reply(&Resp{ID: r.ID})
-	case opMeta:
-		s.reply(&Resp{ID: r.ID, Errs: h.recv.meta(r.Meta)})
-	case opOpen:
-		s.reply(&Resp{ID: r.ID, Errs: h.recv.open(r.Files)})
-	case opCommit:
-		s.reply(&Resp{ID: r.ID, Errs: h.recv.commit(r.Commits)})
-	case opFinish:
-		if err := h.recv.finish(); err != nil {
-			s.reply(errResp(r.ID, err))
+	case opMeta, opOpen, opCommit, opFinish:
+		rc := h.receiverIfBound()
+		if rc == nil {
+			s.reply(&Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: kindUsage})
 			return
 		}
-		s.reply(&Resp{ID: r.ID})
+		h.serveReceiver(s, rc, r)
 	default:
 		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
 	}
 }
 
-func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
-	p, err := cleanPath(p)
-	if err != nil {
-		return hashtree.Digest{}, err
+func (h *handler) serveReceiver(s *Session, rc *receiver, r *Req) {
+	switch r.Op {
+	case opMeta:
+		s.reply(&Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
+	case opOpen:
+		s.reply(&Resp{ID: r.ID, Errs: rc.open(r.Files)})
+	case opCommit:
+		s.reply(&Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
+	case opFinish:
+		if err := rc.finish(); err != nil {
+			s.reply(errResp(r.ID, err))
+			return
+		}
+		s.reply(&Resp{ID: r.ID})
 	}
+}
+
+// hash hashes p, a path beneath the bound root.
+func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 	f, err := h.root.Open(p)
 	if err != nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
@@ -209,7 +308,7 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 
 // list streams the tree beneath r.Path in batches, one per credit.
 func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan struct{}) error {
-	top, err := cleanPath(r.Path)
+	top, err := h.resolve(r.Path)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,15 @@ type Hello struct {
 	Session    string   `json:"session,omitempty"` // data: session it belongs to
 	Stream     int      `json:"stream,omitempty"`  // data: index of the stream
 	Proof      string   `json:"proof,omitempty"`   // data: HMAC proving knowledge of the session key
+	Nonce      string   `json:"nonce,omitempty"`   // control: client nonce for the challenge-response
+	Ticket     string   `json:"ticket,omitempty"`  // control: ticket id, for a delegated (third-party) session
+	TLSData    *bool    `json:"tls_data,omitempty"`
+}
+
+// AuthMsg carries a challenge-response proof (frames fAuth and fAuthOK).
+type AuthMsg struct {
+	Proof string `json:"proof"`
+	Error string `json:"error,omitempty"`
 }
 
 // Welcome answers a Hello.
@@ -34,22 +43,26 @@ type Welcome struct {
 	Streams         int      `json:"streams,omitempty"`
 	Features        []string `json:"features,omitempty"`
 	Error           string   `json:"error,omitempty"`
+	Auth            string   `json:"auth,omitempty"`  // none or token
+	Nonce           string   `json:"nonce,omitempty"` // server nonce
+	TLS             bool     `json:"tls,omitempty"`   // the control connection is TLS
+	TLSData         bool     `json:"tls_data,omitempty"`
 }
 
 // Request operations.
 const (
-	opList    = "list"    // stream entries beneath Path
-	opMore    = "more"    // credit for one more entry batch of request ID
-	opStat    = "stat"    // one entry
-	opHash    = "hash"    // digest of one file
-	opMeta    = "meta"    // batch of mkdir/symlink/delete/setattrs
-	opOpen    = "open"    // create partial files for large transfers
-	opCommit  = "commit"  // verify, flush and rename files into place
-	opFinish  = "finish"  // apply directory attributes, flush renames
-	opJob     = "job"     // run a transfer from the peer's tree (pull, third party)
-	opMkdirs  = "mkroot"  // make sure a destination directory exists
-	opCancel  = "cancel"  // cancel a running request
-	opStreams = "streams" // how many data lanes and which transport
+	opList   = "list"   // stream entries beneath Path
+	opMore   = "more"   // credit for one more entry batch of request ID
+	opStat   = "stat"   // one entry
+	opHash   = "hash"   // digest of one file
+	opMeta   = "meta"   // batch of mkdir/symlink/delete/setattrs
+	opOpen   = "open"   // create partial files for large transfers
+	opCommit = "commit" // verify, flush and rename files into place
+	opFinish = "finish" // apply directory attributes, flush renames
+	opJob    = "job"    // run a transfer from the peer's tree (pull, third party)
+	opMkdirs = "mkroot" // make sure a destination directory exists
+	opCancel = "cancel" // cancel a running request
+	opTicket = "ticket" // issue a ticket for a third-party session
 )
 
 // Req is a control request. Only the fields its Op needs are set.
@@ -74,6 +87,7 @@ type Resp struct {
 	Entry   *plan.Entry       `json:"entry,omitempty"`
 	Digest  string            `json:"digest,omitempty"`
 	Summary *progress.Summary `json:"summary,omitempty"`
+	Ticket  string            `json:"ticket,omitempty"`
 }
 
 // MetaOp is one metadata change at the destination.
@@ -107,10 +121,22 @@ type CommitSpec struct {
 
 // JobSpec asks a peer to run a transfer from its own tree.
 type JobSpec struct {
-	SrcPath string  `json:"src"`
-	DstPath string  `json:"dst"`
-	DstAddr string  `json:"dst_addr,omitempty"` // third party: the destination server; empty: back to the requester
-	Options Options `json:"options"`
+	SrcPath string `json:"src"`
+	DstPath string `json:"dst"`
+	DstAddr string `json:"dst_addr,omitempty"` // third party: the destination server; empty: back to the requester
+	// DstTicket admits the source server to the destination server with
+	// the client's rights; DstTLS says how to reach it.
+	DstTicket string   `json:"dst_ticket,omitempty"`
+	DstTLS    *TLSSpec `json:"dst_tls,omitempty"`
+	Options   Options  `json:"options"`
+}
+
+// TLSSpec describes TLS towards a server for a job: whether to use it, the
+// CA to trust (PEM) and the server name to verify.
+type TLSSpec struct {
+	CAPEM      string `json:"ca_pem,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
+	Data       bool   `json:"data"`
 }
 
 // Error kinds carried in Resp.Kind.

@@ -28,6 +28,9 @@ type receiver struct {
 	root     *fsroot.Root
 	noFsync  bool
 	readOnly bool
+	// prefix is the export name that every path from the peer starts with
+	// ("" when the server serves a single tree).
+	prefix string
 
 	mu     sync.Mutex
 	files  map[uint64]*rfile
@@ -50,9 +53,32 @@ type dirAttr struct {
 	mtimeNs int64
 }
 
-func newReceiver(root *fsroot.Root, noFsync, readOnly bool) *receiver {
-	return &receiver{root: root, noFsync: noFsync, readOnly: readOnly,
+func newReceiver(root *fsroot.Root, noFsync, readOnly bool, prefix string) *receiver {
+	return &receiver{root: root, noFsync: noFsync, readOnly: readOnly, prefix: prefix,
 		files: map[uint64]*rfile{}, failed: map[uint64]string{}}
+}
+
+// rel turns a path from the peer into a path beneath the root.
+func (r *receiver) rel(p string) (string, error) {
+	return stripExport(r.prefix, p)
+}
+
+// stripExport removes the export name from the front of p and validates
+// what remains.
+func stripExport(prefix, p string) (string, error) {
+	if err := validRel(p); err != nil {
+		return "", err
+	}
+	if prefix == "" {
+		return p, nil
+	}
+	if p == prefix {
+		return "", nil
+	}
+	if rest, ok := strings.CutPrefix(p, prefix+"/"); ok {
+		return rest, nil
+	}
+	return "", fmt.Errorf("path %q is outside export %q (a session uses one export)", p, prefix)
 }
 
 var errReadOnly = errors.New("the export is read-only")
@@ -90,17 +116,20 @@ func (r *receiver) open(specs []FileSpec) []string {
 			errs[i] = describe("write", sp.Path, errReadOnly)
 			continue
 		}
-		if err := validRel(sp.Path); err != nil || sp.Path == "" {
+		rel, err := r.rel(sp.Path)
+		if err != nil || rel == "" {
 			errs[i] = describe("write", sp.Path, fsroot.ErrEscape)
 			continue
 		}
+		shown := sp.Path
+		sp.Path = rel
 		if hashtree.ValidChunkSize(sp.ChunkSize) != nil || sp.ChunkSize > MaxChunkSize || sp.Size < 0 || sp.Mode > 07777 {
 			errs[i] = fmt.Sprintf("write %s: invalid file announcement", sp.Path)
 			continue
 		}
-		rf, err := r.create(sp)
-		if err != "" {
-			errs[i] = err
+		rf, msg := r.create(sp)
+		if msg != "" {
+			errs[i] = strings.Replace(msg, rel, shown, 1)
 			continue
 		}
 		r.mu.Lock()
@@ -389,10 +418,12 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 			errs[i] = describe("write", sf.path, errReadOnly)
 			continue
 		}
-		if err := validRel(sf.path); err != nil || sf.path == "" || sf.mode > 07777 {
+		rel, err := r.rel(sf.path)
+		if err != nil || rel == "" || sf.mode > 07777 {
 			errs[i] = describe("write", sf.path, fsroot.ErrEscape)
 			continue
 		}
+		sf.path = rel
 		if verify && hashtree.Sum(sf.data) != sf.digest {
 			errs[i] = fmt.Sprintf("write %s: content failed BLAKE3 verification", sf.path)
 			continue
@@ -456,11 +487,16 @@ func (r *receiver) meta(ops []MetaOp) []string {
 			errs[i] = describe(op.Op, op.Path, errReadOnly)
 			continue
 		}
-		if err := validRel(op.Path); err != nil || (op.Path == "" && op.Op != "mkdir" && op.Op != "setattrs") {
+		rel, err := r.rel(op.Path)
+		if err != nil || (rel == "" && op.Op != "mkdir" && op.Op != "setattrs") {
 			errs[i] = describe(op.Op, op.Path, fsroot.ErrEscape)
 			continue
 		}
-		errs[i] = r.metaOne(op)
+		shown := op.Path
+		op.Path = rel
+		if msg := r.metaOne(op); msg != "" {
+			errs[i] = strings.Replace(msg, " "+rel, " "+shown, 1)
+		}
 	}
 	return errs
 }

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +20,20 @@ import (
 type Endpoint struct {
 	Addr string // host:port; empty for a local path
 	Path string // local path, or slash path beneath the server root
+	Auth PeerAuth
+}
+
+// PeerAuth is how to prove who we are to a server and check who it is.
+type PeerAuth struct {
+	Token   []byte      // shared token (--token-file)
+	TLS     *tls.Config // nil: plain TCP
+	CAPEM   string      // the CA in TLS.RootCAs, to hand to a third party
+	TLSData bool        // data streams inside TLS too
+}
+
+func (a PeerAuth) apply(o DialOptions) DialOptions {
+	o.Token, o.TLS, o.TLSData = a.Token, a.TLS, a.TLSData
+	return o
 }
 
 // IsRemote reports whether the endpoint is a served peer.
@@ -74,7 +89,7 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, err := Dial(ctx, dst.Addr, dial)
+			s, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 			if err != nil {
 				return err
 			}
@@ -112,9 +127,25 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		}
 		defer h.root.Close()
 		dial.handler = h
-		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, dial, sink, tally)
+		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, src.Auth.apply(dial), sink, tally)
 	default:
-		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}, dial, sink, tally)
+		spec := JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}
+		// The destination issues a ticket to us, which the source server
+		// presents in our stead: our token never leaves this process.
+		ds, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
+		if err != nil {
+			return err
+		}
+		resp, err := ds.call(ctx, &Req{Op: opTicket})
+		ds.Close()
+		if err != nil {
+			return fmt.Errorf("asking %s for a ticket: %w", dst.Addr, err)
+		}
+		spec.DstTicket = resp.Ticket
+		if dst.Auth.TLS != nil {
+			spec.DstTLS = &TLSSpec{CAPEM: dst.Auth.CAPEM, ServerName: dst.Auth.TLS.ServerName, Data: dst.Auth.TLSData}
+		}
+		return remoteJob(ctx, src.Addr, spec, src.Auth.apply(dial), sink, tally)
 	}
 }
 

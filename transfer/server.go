@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/xfer-io/xfer/exitcode"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -20,29 +23,49 @@ import (
 
 // ServerConfig configures `xfer serve`.
 type ServerConfig struct {
-	Root        *fsroot.Root
-	Protos      []string // transports offered; empty: every usable one
-	NoFsync     bool
-	ReadOnly    bool
-	MaxStreams  int
-	IdleTimeout time.Duration
-	Log         *slog.Logger
-	Version     string
+	// Root is the single tree served, or nil when Exports are used.
+	Root *fsroot.Root
+	// Exports are named trees (rsync-style modules); the first component
+	// of every path a client names selects one.
+	Exports map[string]Export
+	Protos  []string // transports offered; empty: every usable one
+	// Token, when set, is required of every client (HMAC challenge-response).
+	Token []byte
+	// TLS, when set, is required on every connection.
+	TLS *tls.Config
+	// AllowPlainData lets data streams bypass TLS when the client asks too
+	// (--tls-data=false on both sides); control stays encrypted.
+	AllowPlainData bool
+	// Limits.
+	MaxSessions          int   // concurrent sessions in all (default 256)
+	MaxSessionsPerClient int   // concurrent sessions from one IP address (default 32)
+	MaxFrame             int   // control frame limit in bytes (default 8 MiB)
+	MaxSessionMemory     int64 // receive buffers per session (default 256 MiB)
+	NoFsync              bool
+	ReadOnly             bool // with Root: refuse every write
+	MaxStreams           int
+	IdleTimeout          time.Duration
+	Log                  *slog.Logger
+	Version              string
 	// DialOptions are used when a job makes this server push to another.
 	Dial DialOptions
 }
 
 // Server accepts sessions and serves an export root.
 type Server struct {
-	cfg    ServerConfig
-	mu     sync.Mutex
-	joins  map[string]*pendingSession // sessions still setting up their data streams
-	active sync.WaitGroup
+	cfg      ServerConfig
+	mu       sync.Mutex
+	joins    map[string]*pendingSession // sessions still setting up their data streams
+	sessions int
+	byClient map[string]int
+	tickets  tickets
+	active   sync.WaitGroup
 }
 
 type pendingSession struct {
-	key   []byte
-	conns chan dataConn
+	key     []byte
+	plainOK bool // data streams may skip TLS
+	conns   chan dataConn
 }
 
 type dataConn struct {
@@ -61,7 +84,19 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, joins: map[string]*pendingSession{}}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 256
+	}
+	if cfg.MaxSessionsPerClient <= 0 {
+		cfg.MaxSessionsPerClient = 32
+	}
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = DefaultMaxFrame
+	}
+	if cfg.MaxSessionMemory <= 0 {
+		cfg.MaxSessionMemory = 256 << 20
+	}
+	return &Server{cfg: cfg, joins: map[string]*pendingSession{}, byClient: map[string]int{}}
 }
 
 // Serve accepts connections on ln until ctx is done.
@@ -104,7 +139,28 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 	}()
 	peer := c.RemoteAddr().String()
 	c.SetDeadline(time.Now().Add(DefaultConnectTimeout))
-	typ, p, err := readFrameExact(c, 64<<10)
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		c.Close()
+		return
+	}
+	var conn net.Conn = &prefixConn{Conn: c, pre: first[:]}
+	isTLS := first[0] == 0x16 // a TLS handshake record
+	switch {
+	case isTLS && srv.cfg.TLS == nil:
+		srv.cfg.Log.Warn("rejected connection: client speaks TLS but this server has no --tls-cert", "peer", peer)
+		c.Close()
+		return
+	case isTLS:
+		tc := tls.Server(conn, srv.cfg.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			srv.cfg.Log.Warn("rejected connection: TLS handshake failed", "peer", peer, "err", err)
+			c.Close()
+			return
+		}
+		conn = tc
+	}
+	typ, p, err := readFrameExact(conn, 64<<10)
 	if err != nil || typ != fHello {
 		srv.cfg.Log.Warn("rejected connection: not an xfer handshake", "peer", peer)
 		c.Close()
@@ -117,26 +173,52 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	if h.Version != ProtocolVersion {
-		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion,
+		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion,
 			Error: fmt.Sprintf("protocol version %d not supported (server speaks %d)", h.Version, ProtocolVersion)})
+		c.Close()
+		return
+	}
+	if srv.cfg.TLS != nil && !isTLS && h.Role != "data" {
+		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion,
+			Error: "this server requires TLS: connect with --tls-ca (or tls_ca in the remote's config entry)"})
 		c.Close()
 		return
 	}
 	switch h.Role {
 	case "data":
-		srv.joinData(c, h)
+		srv.joinData(conn, h, isTLS)
 	case "control":
-		srv.session(ctx, c, h)
+		srv.session(ctx, conn, h, isTLS)
 	default:
-		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: "unknown connection role"})
+		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion, Error: "unknown connection role"})
 		c.Close()
 	}
 }
 
-func (srv *Server) joinData(c net.Conn, h Hello) {
+// prefixConn replays bytes already read from a connection.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+func (srv *Server) joinData(c net.Conn, h Hello, isTLS bool) {
 	srv.mu.Lock()
 	ps := srv.joins[h.Session]
 	srv.mu.Unlock()
+	if ps != nil && srv.cfg.TLS != nil && !isTLS && !ps.plainOK {
+		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: "this session's data streams must use TLS"})
+		c.Close()
+		return
+	}
 	if ps == nil || !hmac.Equal([]byte(h.Proof), []byte(sessionProof(ps.key, h.Session, h.Stream))) {
 		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: "unknown session or bad proof"})
 		c.Close()
@@ -175,9 +257,68 @@ func (srv *Server) offered() ([]string, map[string]string) {
 	return out, why
 }
 
-func (srv *Server) session(ctx context.Context, c net.Conn, h Hello) {
+// admit counts a session against the limits; the returned func releases it.
+func (srv *Server) admit(peer string) (func(), error) {
+	host, _, _ := net.SplitHostPort(peer)
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.sessions >= srv.cfg.MaxSessions {
+		return nil, fmt.Errorf("server busy: %d sessions open (--max-sessions)", srv.sessions)
+	}
+	if srv.byClient[host] >= srv.cfg.MaxSessionsPerClient {
+		return nil, fmt.Errorf("too many sessions from %s (--max-sessions-per-client %d)", host, srv.cfg.MaxSessionsPerClient)
+	}
+	srv.sessions++
+	srv.byClient[host]++
+	return func() {
+		srv.mu.Lock()
+		srv.sessions--
+		if srv.byClient[host]--; srv.byClient[host] <= 0 {
+			delete(srv.byClient, host)
+		}
+		srv.mu.Unlock()
+	}, nil
+}
+
+func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool) {
 	peer := c.RemoteAddr().String()
+	reject := func(msg string) {
+		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: msg})
+		c.Close()
+	}
+	release, err := srv.admit(peer)
+	if err != nil {
+		srv.cfg.Log.Warn("rejected session", "peer", peer, "err", err)
+		reject(err.Error())
+		return
+	}
+	defer release()
+
+	// Who is it? A token holder, a ticket holder, or (no token configured)
+	// anyone who can reach the listener.
+	var secret []byte
+	scope, scoped := "", false
+	switch {
+	case h.Ticket != "":
+		ti, ok := srv.tickets.take(h.Ticket)
+		if !ok {
+			srv.cfg.Log.Warn("authentication failed: unknown or expired ticket", "peer", peer)
+			reject("authentication failed: unknown or expired ticket")
+			return
+		}
+		secret, scope, scoped = ti.secret, ti.export, ti.export != ""
+	case srv.cfg.Token != nil:
+		secret = srv.cfg.Token
+	}
+	tlsData := isTLS && !(h.TLSData != nil && !*h.TLSData && srv.cfg.AllowPlainData)
+
 	mine, why := srv.offered()
+	if tlsData {
+		mine = filterTransports(mine, "tcp")
+		for _, n := range []string{"rdma", "uring", "tcp-zc"} {
+			why[n] = "data streams are encrypted with TLS (both sides need --tls-data=false for " + n + ")"
+		}
+	}
 	name, err := backends.Negotiate(h.Want, mine, h.Transports)
 	if err != nil {
 		msg := err.Error()
@@ -188,8 +329,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello) {
 				msg = fmt.Sprintf("server does not offer transport %s (it offers %v)", h.Want, mine)
 			}
 		}
-		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: msg})
-		c.Close()
+		reject(msg)
 		return
 	}
 	reason := ""
@@ -211,29 +351,63 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello) {
 	if streams > srv.cfg.MaxStreams {
 		streams = srv.cfg.MaxStreams
 	}
+	// Each stream may hold one chunk buffer: keep within the memory cap.
+	if max := int(srv.cfg.MaxSessionMemory / MaxChunkSize); max >= 1 && streams > max {
+		streams = max
+	}
 	idb := make([]byte, 16)
-	key := make([]byte, 32)
 	rand.Read(idb)
-	rand.Read(key)
 	id := hex.EncodeToString(idb)
-	ps := &pendingSession{key: key, conns: make(chan dataConn, streams)}
-	srv.mu.Lock()
-	srv.joins[id] = ps
-	srv.mu.Unlock()
+	sn := newNonce()
+	w := Welcome{Version: ProtocolVersion, Server: srv.cfg.Version, Session: id,
+		Transport: name, TransportReason: reason, Streams: streams, Nonce: sn, TLS: isTLS, TLSData: tlsData}
+	// The session must be registered before the client learns it can
+	// dial data streams (after the welcome, or after the auth reply).
+	ps := &pendingSession{plainOK: !tlsData, conns: make(chan dataConn, streams)}
+	register := func(key []byte) {
+		ps.key = key
+		srv.mu.Lock()
+		srv.joins[id] = ps
+		srv.mu.Unlock()
+	}
 	defer func() {
 		srv.mu.Lock()
 		delete(srv.joins, id)
 		srv.mu.Unlock()
 	}()
-	fr := newFrameReader(c, DefaultMaxFrame)
-	s := newSession(c, fr, srv.cfg.Log, srv.cfg.IdleTimeout)
-	s.id, s.key, s.transport, s.reason = id, key, name, reason
-	w := Welcome{Version: ProtocolVersion, Server: srv.cfg.Version, Session: id, Key: hex.EncodeToString(key),
-		Transport: name, TransportReason: reason, Streams: streams}
+	var key []byte
+	if secret == nil {
+		key = make([]byte, 32)
+		rand.Read(key)
+		w.Auth, w.Key = authNone, hex.EncodeToString(key)
+		register(key)
+	} else {
+		w.Auth = authToken
+	}
 	if err := writeJSONFrame(c, fWelcome, w); err != nil {
 		c.Close()
 		return
 	}
+	if secret != nil {
+		typ, p, err := readFrameExact(c, 64<<10)
+		var am AuthMsg
+		if err != nil || typ != fAuth || json.Unmarshal(p, &am) != nil ||
+			!proofOK(am.Proof, authProof(secret, "client", sn, h.Nonce, id)) {
+			srv.cfg.Log.Warn("authentication failed", "peer", peer)
+			writeJSONFrame(c, fAuthOK, AuthMsg{Error: "authentication failed: wrong token (or none given)"})
+			c.Close()
+			return
+		}
+		key = derivedKey(secret, sn, h.Nonce, id)
+		register(key)
+		if err := writeJSONFrame(c, fAuthOK, AuthMsg{Proof: authProof(secret, "server", sn, h.Nonce, id)}); err != nil {
+			c.Close()
+			return
+		}
+	}
+	fr := newFrameReader(c, srv.cfg.MaxFrame)
+	s := newSession(c, fr, srv.cfg.Log, srv.cfg.IdleTimeout)
+	s.id, s.key, s.transport, s.reason = id, key, name, reason
 	t, _ := backends.Lookup(name)
 	rv := &acceptRendezvous{ps: ps, exch: controlExchange{s}, got: map[int]net.Conn{}}
 	setupCtx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
@@ -249,10 +423,22 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello) {
 	srv.mu.Lock()
 	delete(srv.joins, id)
 	srv.mu.Unlock()
-	hd := newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
+	var hd *handler
+	if srv.cfg.Exports != nil {
+		hd = newExportsHandler(srv.cfg.Exports, srv.cfg.NoFsync)
+		if scoped {
+			if err := hd.bindTo(scope); err != nil {
+				s.Close()
+				return
+			}
+		}
+	} else {
+		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
+	}
 	hd.jobs = srv.runJob
+	hd.tickets = &srv.tickets
 	s.handler = hd
-	srv.cfg.Log.Info("session started", "peer", peer, "transport", name, "streams", streams)
+	srv.cfg.Log.Info("session started", "peer", peer, "transport", name, "streams", streams, "tls", isTLS)
 	s.start()
 	select {
 	case <-s.Done():
@@ -265,12 +451,8 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello) {
 
 // runJob runs a transfer from this server's tree on a client's request:
 // back to the client (a pull) or to another server (third party).
-func (srv *Server) runJob(ctx context.Context, s *Session, spec JobSpec, sink progress.Sink) (progress.Summary, error) {
+func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, srcPath string, spec JobSpec, sink progress.Sink) (progress.Summary, error) {
 	tally := progress.NewTally()
-	srcPath, err := cleanPath(spec.SrcPath)
-	if err != nil {
-		return tally.Summary(), err
-	}
 	dstPath, err := cleanPath(spec.DstPath)
 	if err != nil {
 		return tally.Summary(), err
@@ -289,6 +471,21 @@ func (srv *Server) runJob(ctx context.Context, s *Session, spec JobSpec, sink pr
 		if spec.Options.IdleTO > 0 {
 			o.IdleTimeout = spec.Options.IdleTO
 		}
+		if spec.DstTicket != "" {
+			tk, err := ParseTicket(spec.DstTicket)
+			if err != nil {
+				return tally.Summary(), exitcode.Usagef("job: %v", err)
+			}
+			o.Ticket = &tk
+		}
+		o.Token = nil // only the client's ticket speaks for it
+		if spec.DstTLS != nil {
+			tc, err := spec.DstTLS.config()
+			if err != nil {
+				return tally.Summary(), exitcode.Usagef("job: %v", err)
+			}
+			o.TLS, o.TLSData = tc, spec.DstTLS.Data
+		}
 		ds, err := Dial(ctx, spec.DstAddr, o)
 		if err != nil {
 			return tally.Summary(), err
@@ -297,7 +494,7 @@ func (srv *Server) runJob(ctx context.Context, s *Session, spec JobSpec, sink pr
 		dst = &remoteDest{s: ds}
 		tally.SetProto(ds.transport, ds.reason)
 	}
-	err = runEngine(ctx, srv.cfg.Root, srcPath, dst, dstPath, spec.Options, sink, tally)
+	err = runEngine(ctx, root, srcPath, dst, dstPath, spec.Options, sink, tally)
 	return tally.Summary(), err
 }
 

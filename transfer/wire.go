@@ -24,6 +24,8 @@ const (
 	fHello    byte = 1  // JSON hello: first frame on every connection
 	fWelcome  byte = 2  // JSON welcome: the server's answer
 	fExchange byte = 3  // transport set-up blob
+	fAuth     byte = 4  // JSON client proof
+	fAuthOK   byte = 5  // JSON server proof
 	fReq      byte = 10 // JSON request
 	fResp     byte = 11 // JSON response
 	fEntries  byte = 12 // binary batch of listing entries for a request
