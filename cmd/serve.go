@@ -194,9 +194,9 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		Protos:               protos,
 		NoFsync:              a.v.GetBool("no-fsync"),
 		IdleTimeout:          a.v.GetDuration("timeout"),
-		Log:         a.log,
-		Version:     versionString(),
-		Dial:        transfer.DialOptions{Log: a.log, ClientVersion: versionString()},
+		Log:                  a.log,
+		Version:              versionString(),
+		Dial:                 transfer.DialOptions{Log: a.log, ClientVersion: versionString()},
 	})
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))
