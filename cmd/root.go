@@ -129,6 +129,8 @@ Exit codes: 0 success, 1 some files failed, 2 usage or config error,
 		newSyncCmd(a),
 		newHashCmd(a),
 		newVersionCmd(a),
+		newConfigCmd(a),
+		newRemoteCmd(a),
 	} {
 		root.AddCommand(c)
 	}

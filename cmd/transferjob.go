@@ -27,6 +27,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("verify", "full", "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
 	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to a peer after this long")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+	f.Int("retries", transfer.DefaultRetries, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume")
 	addPeerAuthFlags(c)
 }
 
@@ -123,6 +124,10 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		Verify:    a.v.GetString("verify"),
 		ConnectTO: a.v.GetDuration("connect-timeout"),
 		IdleTO:    a.v.GetDuration("timeout"),
+		Retries:   a.v.GetInt("retries"),
+	}
+	if opt.Retries == 0 {
+		opt.Retries = -1 // --retries 0: none
 	}
 	if sync {
 		opt.Delete = a.v.GetBool("delete")

@@ -369,6 +369,7 @@ type summary struct {
 	Event            string  `json:"event"`
 	FilesTransferred int64   `json:"files_transferred"`
 	BytesTransferred int64   `json:"bytes_transferred"`
+	BytesSent        int64   `json:"bytes_sent"`
 	FilesSkipped     int64   `json:"files_skipped"`
 	FilesDeleted     int64   `json:"files_deleted"`
 	Errors           int64   `json:"errors"`

@@ -67,7 +67,10 @@ func Parse(s string, remotes map[string]Remote) (Location, error) {
 	if i := strings.IndexByte(s, ':'); i > 0 && !strings.HasPrefix(s, "/") && !strings.HasPrefix(s, ".") {
 		name := s[:i]
 		if ValidName(name) && !strings.Contains(name, "/") {
-			r, ok := remotes[strings.ToLower(name)]
+			r, ok := remotes[name]
+			if !ok {
+				r, ok = remotes[strings.ToLower(name)]
+			}
 			if !ok {
 				return Location{}, fmt.Errorf("unknown remote %q in %q (define it in the config file, or write ./%s for a local path)", name, s, s)
 			}

@@ -52,6 +52,7 @@ type Summary struct {
 	Event            string                `json:"event"`
 	FilesTransferred int64                 `json:"files_transferred"`
 	BytesTransferred int64                 `json:"bytes_transferred"`
+	BytesSent        int64                 `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
 	FilesSkipped     int64                 `json:"files_skipped"`
 	FilesDeleted     int64                 `json:"files_deleted"`
 	DirsCreated      int64                 `json:"dirs_created"`
@@ -109,6 +110,13 @@ func (t *Tally) AddBytes(n int64) {
 	t.mu.Unlock()
 }
 
+// AddSent records payload bytes that actually crossed to the destination.
+func (t *Tally) AddSent(n int64) {
+	t.mu.Lock()
+	t.sum.BytesSent += n
+	t.mu.Unlock()
+}
+
 // Record updates the summary from a finished-work event.
 func (t *Tally) Record(e Event) {
 	t.mu.Lock()
@@ -159,6 +167,7 @@ func (t *Tally) Merge(s Summary) {
 	defer t.mu.Unlock()
 	t.sum.FilesTransferred += s.FilesTransferred
 	t.sum.BytesTransferred += s.BytesTransferred
+	t.sum.BytesSent += s.BytesSent
 	t.sum.FilesSkipped += s.FilesSkipped
 	t.sum.FilesDeleted += s.FilesDeleted
 	t.sum.DirsCreated += s.DirsCreated

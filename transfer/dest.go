@@ -62,8 +62,13 @@ func (d *localDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
 	return d.h.recv.meta(ops), nil
 }
 
-func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, error) {
-	return d.h.recv.open(specs), nil
+func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, error) {
+	errs, haves := d.h.recv.open(specs)
+	return errs, haves, nil
+}
+
+func (d *localDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
+	return d.h.recv.adopt(fid, chunks)
 }
 
 func (d *localDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
@@ -145,8 +150,26 @@ func (d *remoteDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
 	return d.batch(ctx, &Req{Op: opMeta, Meta: ops}, len(ops))
 }
 
-func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, error) {
-	return d.batch(ctx, &Req{Op: opOpen, Files: specs}, len(specs))
+func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, error) {
+	resp, err := d.s.call(ctx, &Req{Op: opOpen, Files: specs})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(resp.Errs) != len(specs) || (resp.Haves != nil && len(resp.Haves) != len(specs)) {
+		return nil, nil, fmt.Errorf("peer %s answered %d verdicts for %d files", d.s.peer, len(resp.Errs), len(specs))
+	}
+	if resp.Haves == nil {
+		resp.Haves = make([][][2]int64, len(specs))
+	}
+	return resp.Errs, resp.Haves, nil
+}
+
+func (d *remoteDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
+	resp, err := d.s.call(ctx, &Req{Op: opAdopt, FID: fid, Adopt: chunks})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Missing, nil
 }
 
 func (d *remoteDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {

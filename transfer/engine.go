@@ -30,7 +30,7 @@ type Options struct {
 	ChunkSize   int64         `json:"chunk_size,omitempty"`
 	Proto       string        `json:"proto,omitempty"`  // auto, tcp, tcp-zc, uring, rdma
 	Verify      string        `json:"verify,omitempty"` // full (default) or none
-	Retries     int           `json:"retries,omitempty"`
+	Retries     int           `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
 	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
 	IdleTO      time.Duration `json:"idle_timeout,omitempty"`
 	UringEntry  int           `json:"uring_entries,omitempty"`
@@ -44,6 +44,8 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultRetries        = 3
+	// chunkAttempts is how often a chunk is sent before its file fails.
+	chunkAttempts = 3
 )
 
 func (o Options) withDefaults() Options {
@@ -56,7 +58,7 @@ func (o Options) withDefaults() Options {
 	if o.Verify == "" {
 		o.Verify = "full"
 	}
-	if o.Retries <= 0 {
+	if o.Retries == 0 {
 		o.Retries = DefaultRetries
 	}
 	if o.ConnectTO <= 0 {
@@ -96,7 +98,8 @@ type destination interface {
 	hash(ctx context.Context, path string) (hashtree.Digest, error)
 	mkroot(ctx context.Context, path string) error
 	meta(ctx context.Context, ops []MetaOp) ([]string, error)
-	open(ctx context.Context, specs []FileSpec) ([]string, error)
+	open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, error)
+	adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error)
 	commit(ctx context.Context, cs []CommitSpec) ([]string, error)
 	finish(ctx context.Context) error
 	lanes() []dataLane
@@ -531,6 +534,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 					e.fileError(op.Src.Path, msg)
 				} else {
 					e.tally.AddBytes(op.Src.Size)
+					e.tally.AddSent(op.Src.Size)
 					e.emit(progress.Event{Event: progress.KindTransfer, Path: op.Src.Path, Bytes: op.Src.Size})
 				}
 				e.wg.Done()
@@ -605,14 +609,17 @@ type sfile struct {
 	digests   []hashtree.Digest
 	remaining atomic.Int64
 	failed    atomic.Bool
+	checks    atomic.Int64 // chunks of a resumed partial file still to hash here
 	mu        sync.Mutex
 	errMsg    string
+	adopt     []AdoptChunk
 }
 
 type chunkJob struct {
 	sf    *sfile
 	c     plan.Chunk
 	tries int
+	check bool // hash locally and offer for adoption instead of sending
 }
 
 // startBig opens a large file at the destination and queues its chunks.
@@ -639,7 +646,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
 	sf.digests = make([]hashtree.Digest, len(chunks))
 	sf.remaining.Store(int64(len(chunks)))
-	errs, err := e.dst.open(e.ctx, []FileSpec{{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
+	errs, haves, err := e.dst.open(e.ctx, []FileSpec{{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
 		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs}})
 	if err == nil && len(errs) == 1 && errs[0] != "" {
 		err = errors.New(errs[0])
@@ -649,9 +656,20 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		fail(err.Error())
 		return
 	}
+	// Chunks a partial file from an interrupted run already holds are
+	// hashed here and offered for adoption instead of being sent.
+	have := map[int64]bool{}
+	if len(haves) == 1 && e.opt.Verify != "none" {
+		for _, r := range haves[0] {
+			for i := r[0]; i <= r[1] && i < int64(len(chunks)); i++ {
+				have[i] = true
+			}
+		}
+	}
+	sf.checks.Store(int64(len(have)))
 	for _, c := range chunks {
 		select {
-		case e.chunkCh <- &chunkJob{sf: sf, c: c}:
+		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: have[c.Index]}:
 		case <-e.ctx.Done():
 			// Senders drain what is queued; the rest is abandoned.
 			e.chunkFailed(sf, "transfer cancelled")
@@ -665,6 +683,12 @@ func (e *engine) chunkSender(l dataLane) {
 	verify := e.opt.Verify != "none"
 	for job := range e.chunkCh {
 		sf := job.sf
+		if job.check {
+			// Always through checkChunk: the last check starts the offer,
+			// which settles every checked chunk.
+			e.checkChunk(job)
+			continue
+		}
 		if sf.failed.Load() {
 			e.chunkSettled(sf)
 			continue
@@ -696,9 +720,10 @@ func (e *engine) chunkSender(l dataLane) {
 			case ackOK:
 				sf.digests[j.c.Index] = dg
 				e.tally.AddBytes(j.c.Len)
+				e.tally.AddSent(j.c.Len)
 				e.chunkSettled(sf)
 			case ackMismatch:
-				if j.tries+1 >= e.opt.Retries {
+				if j.tries+1 >= chunkAttempts {
 					e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
 					return
 				}
@@ -723,6 +748,78 @@ func (e *engine) chunkSender(l dataLane) {
 		if err != nil {
 			l.release()
 			e.chunkFailed(sf, err.Error())
+		}
+	}
+}
+
+// checkChunk hashes a chunk the destination may already hold; once all
+// such chunks of the file are hashed, they are offered for adoption.
+func (e *engine) checkChunk(job *chunkJob) {
+	sf := job.sf
+	buf := e.getBuf(job.c.Len)
+	n, err := sf.f.ReadAt(buf, job.c.Off)
+	if err == nil || (errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
+		dg := hashtree.ChunkDigest(buf, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize)
+		sf.mu.Lock()
+		sf.adopt = append(sf.adopt, AdoptChunk{Index: job.c.Index, Digest: dg.String()})
+		sf.digests[job.c.Index] = dg
+		sf.mu.Unlock()
+	} else {
+		// Unreadable here: let the normal path send it (and fail properly).
+		sf.mu.Lock()
+		sf.adopt = append(sf.adopt, AdoptChunk{Index: job.c.Index})
+		sf.mu.Unlock()
+	}
+	e.putBuf(buf)
+	if sf.checks.Add(-1) == 0 {
+		go e.offer(sf)
+	}
+}
+
+// offer asks the destination to adopt the resumed chunks and sends those
+// it does not hold after all.
+func (e *engine) offer(sf *sfile) {
+	sf.mu.Lock()
+	list := sf.adopt
+	sf.adopt = nil
+	sf.mu.Unlock()
+	if sf.failed.Load() {
+		for range list {
+			e.chunkSettled(sf)
+		}
+		return
+	}
+	missing := map[int64]bool{}
+	var valid []AdoptChunk
+	for _, c := range list {
+		if c.Digest == "" {
+			missing[c.Index] = true
+		} else {
+			valid = append(valid, c)
+		}
+	}
+	if len(valid) > 0 {
+		m, err := e.dst.adopt(e.ctx, sf.fid, valid)
+		if err != nil {
+			for _, c := range valid {
+				missing[c.Index] = true
+			}
+		}
+		for _, i := range m {
+			missing[i] = true
+		}
+	}
+	chunks := plan.Chunks(sf.op.Src.Size, e.opt.ChunkSize)
+	for _, c := range list {
+		if !missing[c.Index] {
+			e.tally.AddBytes(chunks[c.Index].Len)
+			e.chunkSettled(sf)
+			continue
+		}
+		select {
+		case e.chunkCh <- &chunkJob{sf: sf, c: chunks[c.Index]}:
+		case <-e.ctx.Done():
+			e.chunkFailed(sf, "transfer cancelled")
 		}
 	}
 }

@@ -263,7 +263,7 @@ func (h *handler) serve(s *Session, r *Req) {
 			return
 		}
 		s.reply(&Resp{ID: r.ID})
-	case opMeta, opOpen, opCommit, opFinish:
+	case opMeta, opOpen, opCommit, opFinish, opAdopt:
 		rc := h.receiverIfBound()
 		if rc == nil {
 			s.reply(&Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: kindUsage})
@@ -280,7 +280,15 @@ func (h *handler) serveReceiver(s *Session, rc *receiver, r *Req) {
 	case opMeta:
 		s.reply(&Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
 	case opOpen:
-		s.reply(&Resp{ID: r.ID, Errs: rc.open(r.Files)})
+		errs, haves := rc.open(r.Files)
+		s.reply(&Resp{ID: r.ID, Errs: errs, Haves: haves})
+	case opAdopt:
+		missing, err := rc.adopt(r.FID, r.Adopt)
+		if err != nil {
+			s.reply(errResp(r.ID, err))
+			return
+		}
+		s.reply(&Resp{ID: r.ID, Missing: missing})
 	case opCommit:
 		s.reply(&Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
 	case opFinish:

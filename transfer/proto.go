@@ -63,6 +63,7 @@ const (
 	opMkdirs = "mkroot" // make sure a destination directory exists
 	opCancel = "cancel" // cancel a running request
 	opTicket = "ticket" // issue a ticket for a third-party session
+	opAdopt  = "adopt"  // keep chunks a resumed partial file already holds
 )
 
 // Req is a control request. Only the fields its Op needs are set.
@@ -75,6 +76,8 @@ type Req struct {
 	Meta     []MetaOp     `json:"meta,omitempty"`
 	Files    []FileSpec   `json:"files,omitempty"`
 	Commits  []CommitSpec `json:"commits,omitempty"`
+	FID      uint64       `json:"fid,omitempty"`
+	Adopt    []AdoptChunk `json:"adopt,omitempty"`
 	Job      *JobSpec     `json:"job,omitempty"`
 }
 
@@ -88,6 +91,17 @@ type Resp struct {
 	Digest  string            `json:"digest,omitempty"`
 	Summary *progress.Summary `json:"summary,omitempty"`
 	Ticket  string            `json:"ticket,omitempty"`
+	// Haves lists, per opened file, the chunk index ranges a partial file
+	// from an interrupted transfer already holds.
+	Haves [][][2]int64 `json:"haves,omitempty"`
+	// Missing lists adopt candidates that did not match.
+	Missing []int64 `json:"missing,omitempty"`
+}
+
+// AdoptChunk is the sender's digest of a chunk the receiver may already hold.
+type AdoptChunk struct {
+	Index  int64  `json:"i"`
+	Digest string `json:"d"`
 }
 
 // MetaOp is one metadata change at the destination.

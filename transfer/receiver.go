@@ -2,7 +2,10 @@ package transfer
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"io"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,12 +42,32 @@ type receiver struct {
 }
 
 type rfile struct {
-	mu     sync.Mutex
-	spec   FileSpec
-	f      *os.File
-	part   string
-	tree   *hashtree.Tree
+	mu      sync.Mutex
+	spec    FileSpec
+	f       *os.File
+	part    string
+	journal *os.File // indexes of chunks written and verified, for resume
+	jname   string
+	tree    *hashtree.Tree
+	// have holds digests of chunks found in a partial file left by an
+	// interrupted transfer, recomputed from the data on disk; the sender
+	// adopts those that match its own.
+	have   map[int64]hashtree.Digest
 	failed string
+}
+
+// journalHeader identifies the transfer a partial file belongs to; a
+// partial file is resumed only by a transfer of the same source version.
+type journalHeader struct {
+	V       int    `json:"v"`
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime"`
+	Chunk   int64  `json:"chunk"`
+	Mode    uint32 `json:"mode"`
+}
+
+func journalName(p string) string {
+	return strings.TrimSuffix(partName(p), ".part") + ".journal"
 }
 
 type dirAttr struct {
@@ -109,8 +132,9 @@ func describe(op, p string, err error) string {
 	return fmt.Sprintf("%s %s: %v", op, p, err)
 }
 
-func (r *receiver) open(specs []FileSpec) []string {
+func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64) {
 	errs := make([]string, len(specs))
+	haves := make([][][2]int64, len(specs))
 	for i, sp := range specs {
 		if r.readOnly {
 			errs[i] = describe("write", sp.Path, errReadOnly)
@@ -142,8 +166,9 @@ func (r *receiver) open(specs []FileSpec) []string {
 		r.files[sp.FID] = rf
 		delete(r.failed, sp.FID)
 		r.mu.Unlock()
+		haves[i] = rf.haveRanges()
 	}
-	return errs
+	return errs, haves
 }
 
 // create makes the partial file for sp, locked against a second writer.
@@ -162,20 +187,180 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 		f.Close()
 		return nil, fmt.Sprintf("write %s: another transfer is writing this file", sp.Path)
 	}
-	if err := f.Truncate(0); err == nil {
-		err = f.Truncate(sp.Size)
+	rf := &rfile{spec: sp, f: f, part: part, jname: journalName(sp.Path), tree: hashtree.NewTree(sp.Size, sp.ChunkSize)}
+	hdr := journalHeader{V: 1, Size: sp.Size, MtimeNs: sp.MtimeNs, Chunk: sp.ChunkSize, Mode: sp.Mode}
+	rf.have = r.resumable(rf, hdr)
+	if rf.have == nil {
+		err = f.Truncate(0)
+		if err == nil {
+			err = f.Truncate(sp.Size)
+		}
+		if err == nil {
+			err = r.newJournal(rf, hdr)
+		}
+		if err != nil {
+			r.discard(rf)
+			return nil, describe("create", sp.Path, err)
+		}
 	}
-	if err != nil {
-		f.Close()
-		r.root.Remove(part)
-		return nil, describe("create", sp.Path, err)
-	}
-	return &rfile{spec: sp, f: f, part: part, tree: hashtree.NewTree(sp.Size, sp.ChunkSize)}, ""
+	return rf, ""
 }
 
+// resumable looks for the journal of an interrupted transfer of the same
+// source version and re-hashes, from disk, the chunks it lists: only data
+// that is really there counts. It returns nil when there is nothing to
+// resume (and the caller starts afresh).
+func (r *receiver) resumable(rf *rfile, hdr journalHeader) map[int64]hashtree.Digest {
+	j, err := r.root.OpenFile(rf.jname, os.O_RDWR, 0)
+	if err != nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(j, 64<<20))
+	if err != nil {
+		j.Close()
+		return nil
+	}
+	line, rest, ok := bytesCut(b, '\n')
+	var got journalHeader
+	if !ok || json.Unmarshal(line, &got) != nil || got != hdr {
+		j.Close()
+		return nil
+	}
+	info, err := fsroot.InfoFromFile(rf.f)
+	if err != nil || info.Size != hdr.Size {
+		j.Close()
+		return nil
+	}
+	n := hashtree.NumChunks(hdr.Size, hdr.Chunk)
+	have := map[int64]hashtree.Digest{}
+	buf := make([]byte, hdr.Chunk)
+	for len(rest) >= 8 {
+		idx := int64(binary.LittleEndian.Uint64(rest))
+		rest = rest[8:]
+		if idx < 0 || idx >= n {
+			continue
+		}
+		if _, dup := have[idx]; dup {
+			continue
+		}
+		off := idx * hdr.Chunk
+		l := hdr.Chunk
+		if off+l > hdr.Size {
+			l = hdr.Size - off
+		}
+		if _, err := rf.f.ReadAt(buf[:l], off); err != nil && !errors.Is(err, io.EOF) {
+			continue
+		}
+		have[idx] = hashtree.ChunkDigest(buf[:l], off, hdr.Size, hdr.Chunk)
+	}
+	// Drop a torn record at the tail, and keep appending after it.
+	if err := j.Truncate(int64(len(b) - len(rest))); err != nil {
+		j.Close()
+		return nil
+	}
+	j.Seek(0, io.SeekEnd)
+	rf.journal = j
+	return have
+}
+
+func bytesCut(b []byte, sep byte) ([]byte, []byte, bool) {
+	for i, c := range b {
+		if c == sep {
+			return b[:i], b[i+1:], true
+		}
+	}
+	return b, nil, false
+}
+
+func (r *receiver) newJournal(rf *rfile, hdr journalHeader) error {
+	j, err := r.root.OpenFile(rf.jname, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(hdr)
+	if _, err := j.Write(append(line, '\n')); err != nil {
+		j.Close()
+		return err
+	}
+	rf.journal = j
+	return nil
+}
+
+// record appends a verified chunk to the journal. A lost record only
+// costs a resend, so it is not flushed.
+func (rf *rfile) record(idx int64) {
+	if rf.journal == nil {
+		return
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(idx))
+	rf.journal.Write(b[:])
+}
+
+// adopt records chunks that a resumed partial file already holds, where
+// the sender's digest matches the one recomputed from disk; it returns
+// the indexes that must be sent after all.
+func (r *receiver) adopt(fid uint64, chunks []AdoptChunk) ([]int64, error) {
+	r.mu.Lock()
+	rf := r.files[fid]
+	r.mu.Unlock()
+	if rf == nil {
+		return nil, fmt.Errorf("adopt for unknown file %d", fid)
+	}
+	var missing []int64
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	for _, c := range chunks {
+		d, err := hashtree.ParseDigest(c.Digest)
+		if h, ok := rf.have[c.Index]; err != nil || !ok || h != d {
+			missing = append(missing, c.Index)
+			continue
+		}
+		if err := rf.tree.Set(c.Index, d); err != nil {
+			missing = append(missing, c.Index)
+		}
+	}
+	return missing, nil
+}
+
+// haveRanges lists the resumable chunk indexes as [first, last] ranges.
+func (rf *rfile) haveRanges() [][2]int64 {
+	if len(rf.have) == 0 {
+		return nil
+	}
+	idx := make([]int64, 0, len(rf.have))
+	for i := range rf.have {
+		idx = append(idx, i)
+	}
+	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
+	var out [][2]int64
+	for _, i := range idx {
+		if n := len(out); n > 0 && out[n-1][1] == i-1 {
+			out[n-1][1] = i
+			continue
+		}
+		out = append(out, [2]int64{i, i})
+	}
+	return out
+}
+
+// discard drops a file for good: partial file and journal.
 func (r *receiver) discard(rf *rfile) {
 	rf.f.Close()
 	r.root.Remove(rf.part)
+	if rf.journal != nil {
+		rf.journal.Close()
+	}
+	r.root.Remove(rf.jname)
+}
+
+// keep closes a file whose transfer was interrupted, leaving its partial
+// file and journal for the next run to resume.
+func (r *receiver) keep(rf *rfile) {
+	rf.f.Close()
+	if rf.journal != nil {
+		rf.journal.Close()
+	}
 }
 
 // fail gives up on a file: its partial file is removed, so nothing is left
@@ -237,6 +422,7 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 	if err := rf.tree.Set(int64(idx), dg); err != nil {
 		return ackFailed, fmt.Sprintf("write %s: %v", sp.Path, err)
 	}
+	rf.record(int64(idx))
 	return ackOK, ""
 }
 
@@ -312,6 +498,10 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 			errs[i] = msg
 			r.root.Remove(rf.part)
 		}
+		if rf.journal != nil {
+			rf.journal.Close()
+		}
+		r.root.Remove(rf.jname)
 	}
 	return errs
 }
@@ -607,8 +797,8 @@ func (r *receiver) abort() {
 	for _, rf := range files {
 		rf.mu.Lock()
 		if rf.failed == "" {
-			rf.failed = "transfer aborted"
-			r.discard(rf)
+			rf.failed = "transfer interrupted"
+			r.keep(rf)
 		}
 		rf.mu.Unlock()
 	}

@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"crypto/tls"
+	"time"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -60,9 +61,45 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 	opt = opt.withDefaults()
 	dial.Proto, dial.Streams = opt.Proto, opt.Streams
 	dial.ConnectTimeout, dial.IdleTimeout, dial.UringEntries = opt.ConnectTO, opt.IdleTO, opt.UringEntry
-	tally := progress.NewTally()
-	err := run(ctx, src, dst, opt, dial, sink, tally)
-	sum := tally.Summary()
+	// A lost connection is retried with backoff; each attempt plans
+	// afresh, so finished files are skipped and partial ones resume.
+	var (
+		sum  progress.Summary
+		err  error
+		prev progress.Summary
+	)
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		tally := progress.NewTally()
+		err = run(ctx, src, dst, opt, dial, sink, tally)
+		sum = tally.Summary()
+		sum.FilesTransferred += prev.FilesTransferred
+		sum.BytesTransferred += prev.BytesTransferred
+		sum.BytesSent += prev.BytesSent
+		sum.FilesDeleted += prev.FilesDeleted
+		sum.DirsCreated += prev.DirsCreated
+		if sum.FilesSkipped -= prev.FilesTransferred; sum.FilesSkipped < 0 {
+			sum.FilesSkipped = 0
+		}
+		var lost *LostError
+		retriable := errors.As(err, &lost) || (attempt > 0 && exitcode.Code(err) == exitcode.Peer)
+		if err == nil || !retriable || attempt >= opt.Retries || ctx.Err() != nil {
+			break
+		}
+		wait := time.Second << attempt
+		if wait > 30*time.Second {
+			wait = 30 * time.Second
+		}
+		sink.Emit(progress.Event{Event: progress.KindNotice,
+			Msg: fmt.Sprintf("%v; retrying in %s (attempt %d of %d)", err, wait, attempt+2, opt.Retries+1)})
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		prev = sum
+		prev.FilesSkipped = 0
+	}
+	sum.DurationS = time.Since(start).Seconds()
 	if sum.Proto == "" {
 		sum.Proto = "local"
 	}

@@ -165,8 +165,18 @@ func (s *Session) sendRaw(typ byte, payload []byte) error {
 
 func (s *Session) endErr() error {
 	<-s.done
-	return exitcode.WithCode(exitcode.Peer, fmt.Errorf("connection to %s lost: %w", s.peer, s.err))
+	return exitcode.WithCode(exitcode.Peer, &LostError{Peer: s.peer, Err: s.err})
 }
+
+// LostError means an established session ended unexpectedly: a transient
+// failure that a rerun (resuming partial files) may overcome.
+type LostError struct {
+	Peer string
+	Err  error
+}
+
+func (e *LostError) Error() string { return fmt.Sprintf("connection to %s lost: %v", e.Peer, e.Err) }
+func (e *LostError) Unwrap() error { return e.Err }
 
 func (s *Session) pingLoop() {
 	t := time.NewTicker(s.idle / 3)

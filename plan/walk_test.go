@@ -1,0 +1,333 @@
+package plan_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/plan"
+)
+
+// walkAll drains a Walker, failing the test on any error but io.EOF.
+func walkAll(t *testing.T, l plan.Lister) []plan.Entry {
+	t.Helper()
+	ctx := context.Background()
+	var out []plan.Entry
+	for {
+		e, err := l.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Next after %d entries: %v", len(out), err)
+		}
+		out = append(out, e)
+		if len(out) > 10000 {
+			t.Fatal("walker does not terminate")
+		}
+	}
+	// EOF is sticky.
+	if _, err := l.Next(ctx); !errors.Is(err, io.EOF) {
+		t.Fatalf("Next after EOF = %v, want io.EOF", err)
+	}
+	return out
+}
+
+func paths(es []plan.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Path
+	}
+	return out
+}
+
+type node struct {
+	path   string
+	typ    plan.Type
+	mode   os.FileMode // files and dirs
+	data   string      // files
+	target string      // symlinks
+}
+
+// buildTree creates the nodes beneath base (parents before children) and
+// gives every file and symlink a distinct mtime with nanoseconds.
+func buildTree(t *testing.T, base string, nodes []node) {
+	t.Helper()
+	for i, n := range nodes {
+		p := filepath.Join(base, filepath.FromSlash(n.path))
+		var err error
+		switch n.typ {
+		case plan.TypeDir:
+			if err = os.Mkdir(p, 0o700); err == nil {
+				err = os.Chmod(p, n.mode)
+			}
+		case plan.TypeFile:
+			if err = os.WriteFile(p, []byte(n.data), 0o600); err == nil {
+				err = os.Chmod(p, n.mode)
+			}
+			if err == nil {
+				mt := time.Unix(1_600_000_000+int64(i)*1000, int64(i)*7919+1)
+				err = os.Chtimes(p, mt, mt)
+			}
+		case plan.TypeSymlink:
+			err = os.Symlink(n.target, p)
+		case plan.TypeOther:
+			err = syscall.Mkfifo(p, 0o600)
+		}
+		if err != nil {
+			t.Fatalf("create %q: %v", n.path, err)
+		}
+	}
+}
+
+// checkAgainstLstat asserts that every entry matches os.Lstat of the file
+// it names beneath base.
+func checkAgainstLstat(t *testing.T, base string, es []plan.Entry) {
+	t.Helper()
+	for _, e := range es {
+		p := filepath.Join(base, filepath.FromSlash(e.Path))
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Errorf("%q: lstat: %v", e.Path, err)
+			continue
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		var want plan.Type
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			want = plan.TypeFile
+		case syscall.S_IFDIR:
+			want = plan.TypeDir
+		case syscall.S_IFLNK:
+			want = plan.TypeSymlink
+		default:
+			want = plan.TypeOther
+		}
+		if e.Type != want {
+			t.Errorf("%q: type %v, want %v", e.Path, e.Type, want)
+		}
+		if e.Mode != st.Mode&0o7777 {
+			t.Errorf("%q: mode %#o, want %#o", e.Path, e.Mode, st.Mode&0o7777)
+		}
+		if want := st.Mtim.Nano(); e.MtimeNs != want {
+			t.Errorf("%q: mtime %d, want %d", e.Path, e.MtimeNs, want)
+		}
+		if e.Ino != st.Ino || e.Nlink != uint64(st.Nlink) {
+			t.Errorf("%q: ino/nlink %d/%d, want %d/%d", e.Path, e.Ino, e.Nlink, st.Ino, st.Nlink)
+		}
+		wantSize := st.Size
+		if e.Type == plan.TypeDir || e.Type == plan.TypeSymlink {
+			wantSize = 0 // only file sizes are meaningful
+		}
+		if e.Size != wantSize {
+			t.Errorf("%q: size %d, want %d", e.Path, e.Size, wantSize)
+		}
+		wantTarget := ""
+		if e.Type == plan.TypeSymlink {
+			if wantTarget, err = os.Readlink(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if e.Target != wantTarget {
+			t.Errorf("%q: target %q, want %q", e.Path, e.Target, wantTarget)
+		}
+		if e.Digest != nil {
+			t.Errorf("%q: walker set a digest", e.Path)
+		}
+	}
+}
+
+func openRoot(t *testing.T, dir string) *fsroot.Root {
+	t.Helper()
+	r, err := fsroot.Open(dir)
+	if err != nil {
+		t.Fatalf("fsroot.Open: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+var walkTree = []node{
+	{path: "B", typ: plan.TypeFile, mode: 0o644, data: "upper"},
+	{path: "a", typ: plan.TypeDir, mode: 0o755},
+	{path: "a/x", typ: plan.TypeFile, mode: 0o600, data: "ax"},
+	{path: "a/y", typ: plan.TypeDir, mode: 0o750},
+	{path: "a/y/deep", typ: plan.TypeDir, mode: 0o700},
+	{path: "a/y/deep/f", typ: plan.TypeFile, mode: 0o640, data: "deep file"},
+	{path: "a/y/deep/.xfer-0123abcd.part", typ: plan.TypeFile, mode: 0o600, data: "partial"},
+	{path: "a/y/z", typ: plan.TypeFile, mode: 0o644, data: ""},
+	{path: "a/.xfer-deadbeef.journal", typ: plan.TypeFile, mode: 0o600, data: "journal"},
+	{path: "a\nb", typ: plan.TypeFile, mode: 0o644, data: "newline"},
+	{path: "a b", typ: plan.TypeFile, mode: 0o644, data: "space"},
+	{path: "a-b", typ: plan.TypeDir, mode: 0o755},
+	{path: "a-b/c", typ: plan.TypeFile, mode: 0o644, data: "abc"},
+	{path: "a.b", typ: plan.TypeFile, mode: 0o755, data: "dot"},
+	{path: "a0", typ: plan.TypeFile, mode: 0o644, data: "zero"},
+	{path: "empty", typ: plan.TypeDir, mode: 0o755},
+	{path: "fifo", typ: plan.TypeOther},
+	{path: "link", typ: plan.TypeSymlink, target: "a/y"}, // a directory: must not be followed
+	{path: "dangling", typ: plan.TypeSymlink, target: "../../nowhere\n x"},
+	{path: "with spaces ", typ: plan.TypeFile, mode: 0o644, data: "spaces"},
+	{path: "ä", typ: plan.TypeDir, mode: 0o755},
+	{path: "ä/日本", typ: plan.TypeFile, mode: 0o644, data: "unicode"},
+	{path: ".xfer-0123abcd.part", typ: plan.TypeFile, mode: 0o600, data: "partial"},
+	{path: ".xfer-0123abcd.journal", typ: plan.TypeFile, mode: 0o600, data: "journal"},
+	{path: ".xfer-0123abcd.partial", typ: plan.TypeFile, mode: 0o600, data: "not internal"},
+	{path: "x.journal", typ: plan.TypeFile, mode: 0o600, data: "not internal"},
+}
+
+func TestWalkerOrderAndAttributes(t *testing.T) {
+	base := t.TempDir()
+	buildTree(t, base, walkTree)
+	r := openRoot(t, base)
+
+	got := walkAll(t, plan.NewWalker(r, ""))
+
+	// Depth-first with children sorted bytewise; a directory's contents come
+	// right after it, before any sibling that extends its name ("a/x" before
+	// "a\nb" although '\n' < '/').
+	want := []string{
+		".xfer-0123abcd.partial",
+		"B",
+		"a",
+		"a/x",
+		"a/y",
+		"a/y/deep",
+		"a/y/deep/f",
+		"a/y/z",
+		"a\nb",
+		"a b",
+		"a-b",
+		"a-b/c",
+		"a.b",
+		"a0",
+		"dangling",
+		"empty",
+		"fifo",
+		"link",
+		"with spaces ",
+		"x.journal",
+		"ä",
+		"ä/日本",
+	}
+	if gp := paths(got); !slices.Equal(gp, want) {
+		t.Fatalf("walk order:\n got %q\nwant %q", gp, want)
+	}
+	if !sort.SliceIsSorted(got, func(i, j int) bool { return plan.Compare(got[i].Path, got[j].Path) < 0 }) {
+		t.Errorf("walk is not in plan.Compare order: %q", paths(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if plan.Compare(got[i-1].Path, got[i].Path) >= 0 {
+			t.Errorf("entries %q and %q are not strictly increasing", got[i-1].Path, got[i].Path)
+		}
+	}
+	checkAgainstLstat(t, base, got)
+
+	byPath := map[string]plan.Entry{}
+	for _, e := range got {
+		byPath[e.Path] = e
+	}
+	for _, c := range []struct {
+		path   string
+		typ    plan.Type
+		size   int64
+		mode   uint32
+		target string
+	}{
+		{"link", plan.TypeSymlink, 0, 0o777, "a/y"},
+		{"dangling", plan.TypeSymlink, 0, 0o777, "../../nowhere\n x"},
+		{"fifo", plan.TypeOther, 0, 0o600, ""},
+		{"empty", plan.TypeDir, 0, 0o755, ""},
+		{"a/y", plan.TypeDir, 0, 0o750, ""},
+		{"a/y/deep/f", plan.TypeFile, int64(len("deep file")), 0o640, ""},
+		{"a/y/z", plan.TypeFile, 0, 0o644, ""},
+		{"a.b", plan.TypeFile, 3, 0o755, ""},
+	} {
+		e, ok := byPath[c.path]
+		if !ok {
+			t.Errorf("%q not listed", c.path)
+			continue
+		}
+		if e.Type != c.typ || e.Size != c.size || e.Mode != c.mode || e.Target != c.target {
+			t.Errorf("%q = {%v size %d mode %#o target %q}, want {%v size %d mode %#o target %q}",
+				c.path, e.Type, e.Size, e.Mode, e.Target, c.typ, c.size, c.mode, c.target)
+		}
+	}
+}
+
+func TestWalkerSubdirectoryTop(t *testing.T) {
+	base := t.TempDir()
+	buildTree(t, base, walkTree)
+	r := openRoot(t, base)
+
+	for _, c := range []struct {
+		top  string
+		want []string
+	}{
+		{"a", []string{"x", "y", "y/deep", "y/deep/f", "y/z"}},
+		{"a/y", []string{"deep", "deep/f", "z"}},
+		{"a/y/deep", []string{"f"}},
+		{"ä", []string{"日本"}},
+		{"empty", nil},
+		{"missing", nil},
+		{"a/missing/deeper", nil},
+	} {
+		t.Run(c.top, func(t *testing.T) {
+			got := walkAll(t, plan.NewWalker(r, c.top))
+			if gp := paths(got); !slices.Equal(gp, c.want) {
+				t.Fatalf("walk of %q: got %q, want %q", c.top, gp, c.want)
+			}
+			checkAgainstLstat(t, filepath.Join(base, filepath.FromSlash(c.top)), got)
+		})
+	}
+}
+
+func TestWalkerSymlinkInSubdirectoryTop(t *testing.T) {
+	// The target must be read relative to the walker's top, not the root.
+	base := t.TempDir()
+	buildTree(t, base, []node{
+		{path: "top", typ: plan.TypeDir, mode: 0o755},
+		{path: "top/l", typ: plan.TypeSymlink, target: "inside"},
+		{path: "l", typ: plan.TypeSymlink, target: "at-root"},
+	})
+	got := walkAll(t, plan.NewWalker(openRoot(t, base), "top"))
+	if len(got) != 1 || got[0].Path != "l" || got[0].Type != plan.TypeSymlink || got[0].Target != "inside" {
+		t.Fatalf("got %+v, want one symlink l -> inside", got)
+	}
+}
+
+func TestWalkerMissingTopIsEmpty(t *testing.T) {
+	base := t.TempDir()
+	r := openRoot(t, base)
+	if err := os.Remove(base); err != nil { // the root itself vanishes
+		t.Fatal(err)
+	}
+	if got := walkAll(t, plan.NewWalker(r, "")); len(got) != 0 {
+		t.Errorf("walk of a removed root: got %q, want nothing", paths(got))
+	}
+	if got := walkAll(t, plan.NewWalker(r, "nope")); len(got) != 0 {
+		t.Errorf("walk of a missing top: got %q, want nothing", paths(got))
+	}
+}
+
+func TestWalkerCanceled(t *testing.T) {
+	base := t.TempDir()
+	buildTree(t, base, walkTree)
+	w := plan.NewWalker(openRoot(t, base), "")
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := w.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := w.Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next after cancel = %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# bench.sh: xfer against its peers (rsync daemon, cp) in one run, on loopback
+# with the data on tmpfs. Runs are interleaved (xfer, rsync, cp, then rsync,
+# cp, xfer, ...) and reported as medians, because this machine is shared and
+# single timings vary 2-3x.
+#
+#   make bench                              (builds bin/xfer first)
+#   XFER=bin/xfer scripts/bench.sh
+#
+# Knobs (environment):
+#   BENCH_RUNS=5          measured runs per scenario (plus BENCH_WARMUP=1 untimed
+#                         round, which also verifies the copies)
+#   BENCH_SCENARIOS="big small hash"   which scenario_* functions to run, in order
+#   BENCH_BIG_MIB=2048    size of the single file of scenario big
+#   BENCH_SMALL_FILES=10000 BENCH_SMALL_DIRS=100   tree of 4 KiB files
+#   BENCH_TMP=/dev/shm    where data and destinations live (tmpfs)
+#   BENCH_TIMEOUT=600     seconds before one command counts as hung
+#   XFER_FLAGS=""         extra flags for xfer copy/sync (e.g. "--streams 4")
+#   XFER_SERVE_FLAGS=""   extra flags for xfer serve
+#   BENCH_RECORD=1        append a dated section to docs/benchmarks.md
+#   BENCH_STRICT=1        exit 1 when a target is missed
+#
+# Scenarios: big (a: one 2 GiB file vs rsync daemon and cp), small (b: 10,000
+# x 4 KiB files in 100 dirs, copy and no-change sync vs rsync daemon); both
+# also feed c: peak RSS of the xfer client (wait4 rusage via GNU time) and of
+# a fresh `xfer serve` per run (VmHWM), limit 100 MiB. hash: `xfer hash` vs
+# b3sum on the big file (informational, no target).
+#
+# Adding a scenario: write scenario_NAME that creates its data under $DATA,
+# times commands with `measure SERIES OUT cmd...` inside `for_runs`, and
+# declares results with add_row / add_rss; then list NAME in BENCH_SCENARIOS.
+# (Planned: transport vs iperf3, CAS/daemon latency, 1M-file sync.)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$HERE/lib.sh"
+
+XFER="${XFER:-$ROOT/bin/xfer}"
+RUNS="${BENCH_RUNS:-5}"
+WARMUP="${BENCH_WARMUP:-1}"
+SCENARIOS="${BENCH_SCENARIOS:-big small hash}"
+BIG_MIB="${BENCH_BIG_MIB:-2048}"
+SMALL_FILES="${BENCH_SMALL_FILES:-10000}"
+SMALL_DIRS="${BENCH_SMALL_DIRS:-100}"
+SMALL_SIZE=4096
+TMPBASE="${BENCH_TMP:-/dev/shm}"
+TIMEOUT="${BENCH_TIMEOUT:-600}"
+read -r -a XFER_FLAGS_A <<<"${XFER_FLAGS:-}"
+read -r -a SERVE_FLAGS_A <<<"${XFER_SERVE_FLAGS:-}"
+RSS_LIMIT_MIB=100
+GNU_TIME=/usr/bin/time
+
+die() {
+	printf 'bench: FAILED: %s\n' "$*" >&2
+	exit 1
+}
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
+command -v rsync >/dev/null || die "rsync not installed (make deps)"
+[[ -x "$GNU_TIME" ]] || die "GNU time not installed at $GNU_TIME (make deps)"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+if command -v b3sum >/dev/null; then
+	REFHASH=(b3sum)
+	REFHASH_NAME="b3sum $(b3sum --version | awk '{print $2}')"
+else
+	REFHASH=("$XFER" hash)
+	REFHASH_NAME="xfer hash (b3sum not installed)"
+fi
+
+BD="$(mktemp -d "$TMPBASE/xfer-bench.XXXXXX")"
+DATA="$BD/data"   # sources, made once
+XROOT="$BD/xroot" # root of the xfer serve under test
+RROOT="$BD/rroot" # path of the rsync daemon module
+CROOT="$BD/croot" # cp destination
+RES="$BD/res"     # timings, RSS, logs
+mkdir -p "$DATA" "$XROOT" "$RROOT" "$CROOT" "$RES"
+XS_PID=""
+RS_PID=""
+cleanup() {
+	stop_pid "$XS_PID"
+	stop_pid "$RS_PID"
+	rm -rf "$BD"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+set -E
+trap 'printf "bench: FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+# --- measuring -----------------------------------------------------------------
+
+ROUND=0 # 0 = warm-up (not recorded), 1..RUNS = measured
+
+# measure SERIES OUT CMD...: runs CMD (stdout to OUT, stderr to OUT.err) under
+# GNU time and timeout; records wall seconds in $RES/SERIES.t and the peak RSS
+# (KiB, max over the process and its reaped children) in $RES/SERIES.rss.
+measure() {
+	local series="$1" out="$2" t0 t1 rc=0
+	shift 2
+	t0=$EPOCHREALTIME
+	"$GNU_TIME" -f %M -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
+	t1=$EPOCHREALTIME
+	if ((rc != 0)); then
+		tail -n 20 "$out.err" >&2
+		die "$series: '$*' exited $rc"
+	fi
+	((ROUND == 0)) && return 0
+	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$RES/$series.t"
+	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
+}
+
+# record SERIES VALUE: appends a value measured some other way (e.g. VmHWM).
+record() { ((ROUND == 0)) || echo "$2" >>"$RES/$1"; }
+
+# for_runs FUNC TOOL...: the warm-up round, then RUNS rounds; round r calls
+# FUNC TOOL for each tool, starting at a different tool each round.
+for_runs() {
+	local fn="$1" n i k
+	shift
+	local tools=("$@")
+	n=${#tools[@]}
+	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
+		for ((k = 0; k < n; k++)); do
+			i=$(((ROUND + k) % n))
+			"$fn" "${tools[$i]}"
+		done
+		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
+	done
+	ROUND=0
+}
+
+median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR==0){print "nan"} else if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
+maxof() { LC_ALL=C sort -g "$1" | tail -n1; }
+
+# median of per-round ratios A/B: less noisy than the ratio of medians when the
+# machine's speed drifts, since each round's runs are next to each other.
+paired_ratio() {
+	paste "$1" "$2" | awk '$2>0 {print $1/$2}' >"$RES/pair.tmp"
+	median "$RES/pair.tmp"
+}
+
+# --- results ---------------------------------------------------------------------
+
+ROWS=()    # "label|xfer series|peer series|bytes|kind|target"
+RSSROWS=() # "label|series (KiB values)"
+NOTES=()
+
+# add_row LABEL XFER_SERIES PEER_SERIES BYTES KIND TARGET
+#   KIND speedup:   ratio = peer time / xfer time, PASS when >= TARGET
+#   KIND timeratio: ratio = xfer time / peer time, PASS when <= TARGET
+#   KIND info:      ratio = peer time / xfer time, no target
+add_row() { ROWS+=("$1|$2|$3|$4|$5|$6"); }
+add_rss() { RSSROWS+=("$1|$2"); }
+note() { NOTES+=("$*"); }
+
+MISSES=0
+render() { # render text|md
+	local fmt="$1" row label xs ps bytes kind target xm pm ratio pair xr pr res tgt
+	if [[ "$fmt" == md ]]; then
+		echo "| scenario | xfer s | peer s | xfer MB/s | peer MB/s | ratio | paired | target | result |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---|---|"
+	else
+		printf '%-46s %8s %8s %9s %9s %7s %7s %-16s %s\n' scenario "xfer s" "peer s" "xfer MB/s" "peer MB/s" ratio paired target result
+	fi
+	for row in "${ROWS[@]+"${ROWS[@]}"}"; do
+		IFS='|' read -r label xs ps bytes kind target <<<"$row"
+		xm="$(median "$RES/$xs.t")"
+		pm="$(median "$RES/$ps.t")"
+		if [[ "$kind" == speedup ]]; then
+			ratio="$(awk -v x="$xm" -v p="$pm" 'BEGIN{printf "%.2f", p/x}')"
+			pair="$(paired_ratio "$RES/$ps.t" "$RES/$xs.t")"
+			res="$(awk -v r="$ratio" -v t="$target" 'BEGIN{print (r>=t) ? "PASS" : "MISS"}')"
+			tgt=">= ${target}x faster"
+		elif [[ "$kind" == timeratio ]]; then
+			ratio="$(awk -v x="$xm" -v p="$pm" 'BEGIN{printf "%.2f", x/p}')"
+			pair="$(paired_ratio "$RES/$xs.t" "$RES/$ps.t")"
+			res="$(awk -v r="$ratio" -v t="$target" 'BEGIN{print (r<=t) ? "PASS" : "MISS"}')"
+			tgt="<= ${target}x time"
+		else # info: speedup, no target
+			ratio="$(awk -v x="$xm" -v p="$pm" 'BEGIN{printf "%.2f", p/x}')"
+			pair="$(paired_ratio "$RES/$ps.t" "$RES/$xs.t")"
+			res=info
+			tgt="(speedup, none)"
+		fi
+		pair="$(awk -v v="$pair" 'BEGIN{printf "%.2f", v}')"
+		if ((bytes > 0)); then
+			xr="$(awk -v b="$bytes" -v t="$xm" 'BEGIN{printf "%.0f", b/t/1e6}')"
+			pr="$(awk -v b="$bytes" -v t="$pm" 'BEGIN{printf "%.0f", b/t/1e6}')"
+		else
+			xr=- pr=-
+		fi
+		[[ "$fmt" == text && "$res" == MISS ]] && MISSES=$((MISSES + 1))
+		if [[ "$fmt" == md ]]; then
+			echo "| $label | $xm | $pm | $xr | $pr | ${ratio}x | ${pair}x | $tgt | $res |"
+		else
+			printf '%-46s %8.3f %8.3f %9s %9s %6sx %6sx %-16s %s\n' "$label" "$xm" "$pm" "$xr" "$pr" "$ratio" "$pair" "$tgt" "$res"
+		fi
+	done
+	[[ "$fmt" == md ]] && echo && echo "| peak RSS (max over runs) | MiB | limit | result |" && echo "|---|---:|---|---|"
+	[[ "$fmt" == text ]] && echo && printf '%-46s %8s %8s %s\n' "peak RSS (max over runs)" MiB limit result
+	for row in "${RSSROWS[@]+"${RSSROWS[@]}"}"; do
+		IFS='|' read -r label xs <<<"$row"
+		xm="$(awk -v k="$(maxof "$RES/$xs")" 'BEGIN{printf "%.1f", k/1024}')"
+		res="$(awk -v m="$xm" -v l="$RSS_LIMIT_MIB" 'BEGIN{print (m<l) ? "PASS" : "MISS"}')"
+		[[ "$fmt" == text && "$res" == MISS ]] && MISSES=$((MISSES + 1))
+		if [[ "$fmt" == md ]]; then
+			echo "| $label | $xm | < $RSS_LIMIT_MIB | $res |"
+		else
+			printf '%-46s %8s %8s %s\n' "$label" "$xm" "< $RSS_LIMIT_MIB" "$res"
+		fi
+	done
+}
+
+raw_times() {
+	local f
+	for f in "$RES"/*.t; do
+		printf '%-22s %s\n' "$(basename "$f" .t)" "$(tr '\n' ' ' <"$f")"
+	done
+}
+
+# --- peers -------------------------------------------------------------------------
+
+# rsync_daemon_start: rsync --daemon on 127.0.0.1, module "bench" -> $RROOT.
+# Sets RS_PID and RS_PORT; retries with another port if the bind loses a race.
+rsync_daemon_start() {
+	local try i conf="$BD/rsyncd.conf"
+	for ((try = 0; try < 5; try++)); do
+		RS_PORT="$(free_port)"
+		cat >"$conf" <<-EOF
+			use chroot = no
+			address = 127.0.0.1
+			port = $RS_PORT
+			log file = $RES/rsyncd.log
+			transfer logging = no
+			[bench]
+			    path = $RROOT
+			    read only = false
+			    uid = $(id -u)
+			    gid = $(id -g)
+		EOF
+		rsync --daemon --no-detach --config="$conf" 2>>"$RES/rsyncd.log" &
+		RS_PID=$!
+		for ((i = 0; i < 100; i++)); do
+			if rsync "rsync://127.0.0.1:$RS_PORT/" >/dev/null 2>&1; then
+				return 0
+			fi
+			kill -0 "$RS_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		stop_pid "$RS_PID"
+		RS_PID=""
+	done
+	cat "$RES/rsyncd.log" >&2
+	die "could not start rsync --daemon"
+}
+
+# xserve_up / xserve_down: a fresh `xfer serve` for one measured run, so its
+# VmHWM covers that run only; xserve_down records it in SERIES.
+xserve_up() {
+	rm -rf "$XROOT"
+	xfer_serve_start "$XROOT" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
+}
+xserve_down() {
+	record "$1" "$(vm_hwm "$XS_PID")"
+	stop_pid "$XS_PID"
+	XS_PID=""
+}
+
+# xfer_check OUT: notes the transport from the summary of the last xfer run.
+XPROTO=""
+xfer_check() {
+	local p
+	p="$(summary_field "$1" proto)"
+	[[ -n "$p" ]] || die "no summary line in xfer --json output ($1)"
+	XPROTO="$p"
+}
+
+# verify_tree SRC DST WHAT: DST holds exactly SRC's files with equal BLAKE3.
+verify_tree() {
+	hash_tree "$1" "${REFHASH[@]}" >"$RES/src.b3"
+	hash_tree "$2" "${REFHASH[@]}" >"$RES/dst.b3"
+	cmp -s "$RES/src.b3" "$RES/dst.b3" || {
+		diff "$RES/src.b3" "$RES/dst.b3" | head -n 10 >&2
+		die "$3: destination differs from source"
+	}
+}
+
+# Flags of every timed xfer copy/sync: --json for the summary, then XFER_FLAGS.
+XF=(--json "${XFER_FLAGS_A[@]+"${XFER_FLAGS_A[@]}"}")
+
+# --- scenario a: one big file --------------------------------------------------------
+
+big_run() {
+	local src="$DATA/big" out="$RES/out"
+	case "$1" in
+	xfer)
+		xserve_up
+		measure big.xfer "$out" "$XFER" copy "$src" "xfer://$XS_ADDR/big" "${XF[@]}"
+		xfer_check "$out"
+		xserve_down big.serve.rss
+		if ((ROUND == 0)); then verify_tree "$src" "$XROOT/big" "xfer copy (big)"; fi
+		rm -rf "$XROOT"
+		;;
+	rsync)
+		rm -rf "${RROOT:?}/big"
+		measure big.rsync "$out" rsync -a "$src/" "rsync://127.0.0.1:$RS_PORT/bench/big/"
+		if ((ROUND == 0)); then verify_tree "$src" "$RROOT/big" "rsync (big)"; fi
+		rm -rf "${RROOT:?}/big"
+		;;
+	cp)
+		rm -rf "${CROOT:?}/big" && mkdir -p "$CROOT/big"
+		measure big.cp "$out" cp -a "$src/." "$CROOT/big/"
+		rm -rf "${CROOT:?}/big"
+		;;
+	esac
+}
+
+# big_data NEED_MIB: makes $DATA/big/big.bin once (shared by big and hash);
+# fails (status 1, with a note) when TMPBASE lacks NEED_MIB free.
+big_data() {
+	local need="$1"
+	[[ -f "$DATA/big/big.bin" ]] && return 0
+	if (($(df -m --output=avail "$TMPBASE" | tail -n1) < need)); then
+		log "skip: needs $need MiB free in $TMPBASE"
+		note "scenario skipped: less than $need MiB free in $TMPBASE"
+		return 1
+	fi
+	log "writing ${BIG_MIB} MiB of random data"
+	mkdir -p "$DATA/big"
+	head -c $((BIG_MIB << 20)) /dev/urandom >"$DATA/big/big.bin"
+}
+
+scenario_big() {
+	local bytes=$((BIG_MIB << 20))
+	big_data $((2 * BIG_MIB + 256)) || return 0
+	log "big: 1 x ${BIG_MIB} MiB file, $RUNS runs of xfer / rsync / cp"
+	for_runs big_run xfer rsync cp
+	add_row "a: 1 file ${BIG_MIB} MiB, copy vs rsync daemon" big.xfer big.rsync "$bytes" speedup 1.5
+	add_row "a: 1 file ${BIG_MIB} MiB, copy vs local cp" big.xfer big.cp "$bytes" timeratio 1.6
+	add_rss "c: xfer copy client, 1 big file" big.xfer.rss
+	add_rss "c: xfer serve, 1 big file" big.serve.rss
+}
+
+# --- scenario hash: xfer hash vs b3sum (informational) -------------------------------
+
+hash_run() {
+	local f="$DATA/big/big.bin" out="$RES/out"
+	case "$1" in
+	xfer)
+		measure hash.xfer "$out" "$XFER" hash "$f"
+		if ((ROUND == 0)); then cp "$out" "$RES/hash.xfer.out"; fi
+		;;
+	b3sum)
+		measure hash.b3sum "$out" b3sum "$f"
+		if ((ROUND == 0)); then
+			cmp -s "$out" "$RES/hash.xfer.out" || die "xfer hash and b3sum disagree on $f"
+		fi
+		;;
+	esac
+}
+
+scenario_hash() {
+	if ! command -v b3sum >/dev/null; then
+		log "skip hash: b3sum not installed"
+		note "scenario hash skipped: b3sum not installed"
+		return 0
+	fi
+	big_data $((BIG_MIB + 256)) || return 0
+	log "hash: $RUNS runs of xfer hash / b3sum on the ${BIG_MIB} MiB file"
+	for_runs hash_run xfer b3sum
+	add_row "hash: ${BIG_MIB} MiB, xfer hash vs b3sum" hash.xfer hash.b3sum $((BIG_MIB << 20)) info -
+}
+
+# --- scenario b: many small files -------------------------------------------------------
+
+small_run() {
+	local src="$DATA/small" out="$RES/out"
+	case "$1" in
+	xfer)
+		xserve_up
+		measure small.xfer "$out" "$XFER" copy "$src" "xfer://$XS_ADDR/small" "${XF[@]}"
+		xfer_check "$out"
+		if ((ROUND == 0)); then verify_tree "$src" "$XROOT/small" "xfer copy (small)"; fi
+		measure small.xfer_nochange "$out" "$XFER" sync "$src" "xfer://$XS_ADDR/small" "${XF[@]}"
+		xfer_check "$out"
+		local moved
+		moved="$(summary_field "$out" files_transferred)"
+		if [[ "$moved" != 0 ]]; then
+			note "xfer sync with no change transferred $moved files (round $ROUND)"
+			log "warning: no-change xfer sync transferred $moved files"
+		fi
+		xserve_down small.serve.rss
+		rm -rf "$XROOT"
+		;;
+	rsync)
+		rm -rf "${RROOT:?}/small"
+		measure small.rsync "$out" rsync -a "$src/" "rsync://127.0.0.1:$RS_PORT/bench/small/"
+		if ((ROUND == 0)); then verify_tree "$src" "$RROOT/small" "rsync (small)"; fi
+		measure small.rsync_nochange "$out" rsync -a "$src/" "rsync://127.0.0.1:$RS_PORT/bench/small/"
+		rm -rf "${RROOT:?}/small"
+		;;
+	esac
+}
+
+scenario_small() {
+	local per=$((SMALL_FILES / SMALL_DIRS)) d bytes
+	bytes=$((per * SMALL_DIRS * SMALL_SIZE))
+	log "small: writing $((per * SMALL_DIRS)) files of $SMALL_SIZE bytes in $SMALL_DIRS dirs"
+	for ((d = 0; d < SMALL_DIRS; d++)); do
+		mkdir -p "$DATA/small/d$d"
+		head -c $((per * SMALL_SIZE)) /dev/urandom | split -b "$SMALL_SIZE" -a 5 -d - "$DATA/small/d$d/f"
+	done
+	log "small: $RUNS runs of xfer / rsync (copy, then no-change pass)"
+	for_runs small_run xfer rsync
+	add_row "b: $((per * SMALL_DIRS)) x 4 KiB, copy vs rsync daemon" small.xfer small.rsync "$bytes" speedup 1.2
+	add_row "b: $((per * SMALL_DIRS)) x 4 KiB, no-change sync vs rsync" small.xfer_nochange small.rsync_nochange 0 speedup 1.0
+	add_rss "c: xfer client, small files (copy+sync)" small.xfer.rss
+	add_rss "c: xfer serve, small files (copy+sync)" small.serve.rss
+	cat "$RES/small.xfer_nochange.rss" >>"$RES/small.xfer.rss"
+	rm -rf "$DATA/small"
+}
+
+# --- main --------------------------------------------------------------------------------
+
+machine() {
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg) at start"
+	echo "- kernel: $(uname -sr); $(go version 2>/dev/null | sed 's/^go version //' || echo 'go: n/a')"
+	echo "- xfer: ${XVERSION:-unknown}"
+	echo "- peers: $(rsync --version | head -n1 | sed 's/  */ /g'); $(cp --version | head -n1); reference hash: $REFHASH_NAME"
+	echo "- data on $TMPBASE ($(df -h --output=fstype "$TMPBASE" | tail -n1 | tr -d ' ')), loopback 127.0.0.1; $RUNS interleaved runs per tool, medians; warm-up rounds: $WARMUP"
+}
+
+bench_command() {
+	local v parts=()
+	for v in BENCH_RUNS BENCH_WARMUP BENCH_SCENARIOS BENCH_BIG_MIB BENCH_SMALL_FILES BENCH_SMALL_DIRS BENCH_TMP BENCH_TIMEOUT XFER_FLAGS XFER_SERVE_FLAGS BENCH_RECORD BENCH_STRICT; do
+		[[ -n "${!v+x}" ]] && parts+=("$v=$(printf '%q' "${!v}")")
+	done
+	if [[ -n "${MAKELEVEL:-}" ]]; then parts+=("make bench"); else parts+=("scripts/bench.sh"); fi
+	echo "${parts[*]}"
+}
+
+XVERSION="$("$XFER" version 2>/dev/null | sed -n 1p)" || true
+MACHINE="$(machine)"
+echo "$MACHINE"
+rsync_daemon_start
+log "rsync daemon on 127.0.0.1:$RS_PORT, module bench -> $RROOT"
+START=$EPOCHREALTIME
+for s in $SCENARIOS; do
+	declare -F "scenario_$s" >/dev/null || die "unknown scenario '$s'"
+	"scenario_$s"
+done
+ELAPSED="$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')"
+[[ -n "$XPROTO" ]] && note "xfer transport: $XPROTO"
+note "ratio = ratio of medians; paired = median of the per-round ratios; MB/s = 10^6 bytes/s of source data"
+
+echo
+TABLE="$(render text)"
+render text >/dev/null # count MISSes in this shell
+echo "$TABLE"
+echo
+for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "note: $n"; done
+echo "raw seconds per run:"
+raw_times | sed 's/^/  /'
+echo "total ${ELAPSED}s; $MISSES target(s) missed"
+
+if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
+	doc="$ROOT/docs/benchmarks.md"
+	if [[ ! -f "$doc" ]]; then
+		# shellcheck disable=SC2016 # backquotes are markdown
+		printf '# Benchmarks\n\nRecorded by `BENCH_RECORD=1 make bench` (scripts/bench.sh); newest last.\n' >"$doc"
+	fi
+	{
+		echo
+		echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(awk '{print $1, $2}' <<<"${XVERSION:-xfer}")"
+		echo
+		echo "$MACHINE"
+		echo "- command: \`$(bench_command)\`"
+		echo
+		render md
+		echo
+		for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "- $n"; done
+		echo
+		echo "Raw seconds per run:"
+		echo
+		echo '```'
+		raw_times
+		echo '```'
+	} >>"$doc"
+	log "appended results to $doc"
+fi
+
+if [[ "${BENCH_STRICT:-0}" == 1 ]] && ((MISSES > 0)); then
+	exit 1
+fi
+exit 0
