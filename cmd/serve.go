@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"
 	"github.com/xfer-io/xfer/location"
@@ -45,6 +46,8 @@ SIGINT or SIGTERM.`,
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	f.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	f.Bool("tls-data", true, "keep data streams inside TLS; false lets clients that ask for it send bulk data outside TLS (control stays encrypted)")
+	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
+	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
 	f.Int("max-sessions", 256, "most concurrent sessions in all")
 	f.Int("max-sessions-per-client", 32, "most concurrent sessions from one client address")
 	f.String("max-frame", "8M", "largest control frame a client may send")
@@ -168,6 +171,14 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		sort.Strings(names)
 		what = "exports " + strings.Join(names, " ")
 	}
+	var store *cas.Store
+	if dir := a.v.GetString("cas"); dir != "" {
+		if store, err = cas.Open(dir); err != nil {
+			return exitcode.Usagef("--cas %s: %v", dir, err)
+		}
+		defer store.Close()
+		what += ", cas " + store.Dir()
+	}
 	addr := a.v.GetString("listen")
 	if token == nil && !isLoopback(addr) {
 		if !a.v.GetBool("insecure-listen") {
@@ -191,6 +202,8 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		MaxSessionsPerClient: a.v.GetInt("max-sessions-per-client"),
 		MaxFrame:             int(maxFrame),
 		MaxSessionMemory:     maxMem,
+		CAS:                  store,
+		CASReadOnly:          a.v.GetBool("cas-read-only"),
 		Protos:               protos,
 		NoFsync:              a.v.GetBool("no-fsync"),
 		IdleTimeout:          a.v.GetDuration("timeout"),

@@ -28,8 +28,8 @@ type Options struct {
 	NoFsync     bool          `json:"no_fsync,omitempty"`
 	Streams     int           `json:"streams,omitempty"`
 	ChunkSize   int64         `json:"chunk_size,omitempty"`
-	Proto       string        `json:"proto,omitempty"`  // auto, tcp, tcp-zc, uring, rdma
-	Verify      string        `json:"verify,omitempty"` // full (default) or none
+	Proto       string        `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
+	Verify      string        `json:"verify,omitempty"`  // full (default) or none
 	Retries     int           `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
 	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
 	IdleTO      time.Duration `json:"idle_timeout,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"
 	"github.com/xfer-io/xfer/hashtree"
@@ -37,6 +38,10 @@ type handler struct {
 	jobs func(ctx context.Context, s *Session, root *fsroot.Root, srcRel string, spec JobSpec, sink progress.Sink) (progress.Summary, error)
 	// tickets issues tickets for third-party sessions; nil refuses.
 	tickets *tickets
+	// cas is the content-addressed store a server exposes (--cas); nil
+	// refuses the cas.* requests. See cas.go.
+	cas   *cas.Store
+	casRO bool
 
 	mu      sync.Mutex
 	credits map[uint64]chan struct{}
@@ -271,6 +276,10 @@ func (h *handler) serve(s *Session, r *Req) {
 		}
 		h.serveReceiver(s, rc, r)
 	default:
+		if strings.HasPrefix(r.Op, "cas.") {
+			h.serveCAS(s, r)
+			return
+		}
 		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
 	}
 }

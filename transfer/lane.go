@@ -17,6 +17,9 @@ const (
 	mAck      byte = 2 // the receiver's verdict on a chunk
 	mBatch    byte = 3 // several small files, whole
 	mBatchAck byte = 4 // per-file verdicts on a batch
+	// 5-9 are the content-addressed store's (see cas.go).
+	mCASFirst byte = 5
+	mCASLast  byte = 9
 )
 
 // Chunk verdicts.
@@ -328,6 +331,9 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		}
 		cb(errs, nil)
 		return nil
+	}
+	if hdr[0] >= mCASFirst && hdr[0] <= mCASLast {
+		return l.handleCAS(hdr, n, buf)
 	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
 }

@@ -3,13 +3,13 @@ package transfer
 import (
 	"context"
 	"crypto/tls"
-	"time"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"

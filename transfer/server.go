@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/exitcode"
 	"io"
 	"log/slog"
@@ -41,12 +42,16 @@ type ServerConfig struct {
 	MaxSessionsPerClient int   // concurrent sessions from one IP address (default 32)
 	MaxFrame             int   // control frame limit in bytes (default 8 MiB)
 	MaxSessionMemory     int64 // receive buffers per session (default 256 MiB)
-	NoFsync              bool
-	ReadOnly             bool // with Root: refuse every write
-	MaxStreams           int
-	IdleTimeout          time.Duration
-	Log                  *slog.Logger
-	Version              string
+	// CAS is the content-addressed store exposed to peers (--cas), or nil.
+	CAS *cas.Store
+	// CASReadOnly refuses puts and removes.
+	CASReadOnly bool
+	NoFsync     bool
+	ReadOnly    bool // with Root: refuse every write
+	MaxStreams  int
+	IdleTimeout time.Duration
+	Log         *slog.Logger
+	Version     string
 	// DialOptions are used when a job makes this server push to another.
 	Dial DialOptions
 }
@@ -437,6 +442,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool)
 	}
 	hd.jobs = srv.runJob
 	hd.tickets = &srv.tickets
+	hd.cas, hd.casRO = srv.cfg.CAS, srv.cfg.CASReadOnly
 	s.handler = hd
 	srv.cfg.Log.Info("session started", "peer", peer, "transport", name, "streams", streams, "tls", isTLS)
 	s.start()

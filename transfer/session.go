@@ -304,6 +304,9 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		}
 		return nil
 	}
+	if typ >= fCASFirst && typ <= fCASLast {
+		return s.casFrame(typ, p)
+	}
 	return fmt.Errorf("unexpected frame type %d", typ)
 }
 

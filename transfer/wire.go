@@ -31,6 +31,9 @@ const (
 	fEntries  byte = 12 // binary batch of listing entries for a request
 	fEvent    byte = 13 // JSON progress event for a request
 	fPing     byte = 14 // keep-alive, empty
+	// 15-19 are the content-addressed store's (see cas.go).
+	fCASFirst byte = 15
+	fCASLast  byte = 19
 )
 
 // frameHeaderLen is the size of a control frame header:
