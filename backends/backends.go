@@ -70,6 +70,13 @@ type Transport interface {
 	Open(ctx context.Context, rv Rendezvous, p Params) ([]Stream, error)
 }
 
+// AutoChooser is implemented by transports that can run anywhere they are
+// compiled in but should be picked by `--proto auto` only where they pay
+// (rdma: where RDMA hardware exists). AutoOK's error says why not.
+type AutoChooser interface {
+	AutoOK() error
+}
+
 // Preference is the order in which `--proto auto` tries transports: the
 // first one both peers support and can use wins.
 var preference = []string{"rdma", "uring", "tcp-zc", "tcp"}

@@ -46,6 +46,7 @@ SIGINT or SIGTERM.`,
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	f.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	f.Bool("tls-data", true, "keep data streams inside TLS; false lets clients that ask for it send bulk data outside TLS (control stays encrypted)")
+	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
 	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
 	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
 	f.Int("max-sessions", 256, "most concurrent sessions in all")
@@ -209,7 +210,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		IdleTimeout:          a.v.GetDuration("timeout"),
 		Log:                  a.log,
 		Version:              versionString(),
-		Dial:                 transfer.DialOptions{Log: a.log, ClientVersion: versionString()},
+		Dial:                 transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
 	})
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))

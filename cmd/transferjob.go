@@ -3,6 +3,7 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -27,8 +28,19 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("verify", "full", "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
 	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to a peer after this long")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
 	f.Int("retries", transfer.DefaultRetries, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume")
 	addPeerAuthFlags(c)
+}
+
+// uringEntries is --uring-entries, or IOURING_ENTRIES (the mover
+// service's name for it) when the flag is not set.
+func (a *app) uringEntries() int {
+	if n := a.v.GetInt("uring-entries"); n > 0 {
+		return n
+	}
+	n, _ := strconv.Atoi(os.Getenv("IOURING_ENTRIES"))
+	return n
 }
 
 // parseSize parses 4M, 64k, 1GiB, 4096.
@@ -115,16 +127,17 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		return exitcode.Usagef("--chunk-size: %v", err)
 	}
 	opt := transfer.Options{
-		Checksum:  a.v.GetBool("checksum"),
-		DryRun:    a.v.GetBool("dry-run"),
-		NoFsync:   a.v.GetBool("no-fsync"),
-		Streams:   a.v.GetInt("streams"),
-		ChunkSize: chunk,
-		Proto:     a.v.GetString("proto"),
-		Verify:    a.v.GetString("verify"),
-		ConnectTO: a.v.GetDuration("connect-timeout"),
-		IdleTO:    a.v.GetDuration("timeout"),
-		Retries:   a.v.GetInt("retries"),
+		Checksum:   a.v.GetBool("checksum"),
+		DryRun:     a.v.GetBool("dry-run"),
+		NoFsync:    a.v.GetBool("no-fsync"),
+		Streams:    a.v.GetInt("streams"),
+		ChunkSize:  chunk,
+		Proto:      a.v.GetString("proto"),
+		Verify:     a.v.GetString("verify"),
+		ConnectTO:  a.v.GetDuration("connect-timeout"),
+		IdleTO:     a.v.GetDuration("timeout"),
+		Retries:    a.v.GetInt("retries"),
+		UringEntry: a.uringEntries(),
 	}
 	if opt.Retries == 0 {
 		opt.Retries = -1 // --retries 0: none

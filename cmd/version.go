@@ -26,6 +26,8 @@ type transportStatus struct {
 	Name   string `json:"name"`
 	Usable bool   `json:"usable"`
 	Reason string `json:"reason,omitempty"`
+	// NotAuto says why --proto auto passes over a usable transport.
+	NotAuto string `json:"not_auto,omitempty"`
 }
 
 func transportStatuses() []transportStatus {
@@ -41,6 +43,11 @@ func transportStatuses() []transportStatus {
 				st.Reason = err.Error()
 			} else {
 				st.Usable = true
+				if ac, ok := t.(backends.AutoChooser); ok {
+					if err := ac.AutoOK(); err != nil {
+						st.NotAuto = err.Error()
+					}
+				}
 			}
 		}
 		out = append(out, st)
@@ -65,7 +72,9 @@ func newVersionCmd(a *app) *cobra.Command {
 				version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH, transfer.ProtocolVersion)
 			fmt.Fprintln(a.stdout, "transports:")
 			for _, t := range ts {
-				if t.Usable {
+				if t.Usable && t.NotAuto != "" {
+					fmt.Fprintf(a.stdout, "  %-7s usable with --proto %s; auto passes it over: %s\n", t.Name, t.Name, t.NotAuto)
+				} else if t.Usable {
 					fmt.Fprintf(a.stdout, "  %-7s usable\n", t.Name)
 				} else {
 					fmt.Fprintf(a.stdout, "  %-7s unavailable: %s\n", t.Name, t.Reason)

@@ -2,19 +2,894 @@ package transfer
 
 // The content-addressed store over a session: requests cas.*, control
 // frames fCASFirst..fCASLast and data messages mCASFirst..mCASLast.
+//
+// Control requests carry their arguments as JSON in Req.Path (casArgs) and
+// their results as JSON in Resp.Digest (casResult):
+//
+//	cas.has   {ids}      -> {sizes}: each object's size, -1 if absent
+//	cas.stat  {}         -> {stats}
+//	cas.get   {id, tid}  -> {size}, after the object's bytes were sent as
+//	                        mCASGet messages on a data lane
+//
+// Object bytes travel on the data lanes (one lane per transfer, chosen by
+// transfer id, so a transfer's messages arrive in order):
+//
+//	mCASPut    (5) uvarint tid, u8 flags, uvarint offset, [uvarint size], [32]id, [string msg]; payload
+//	mCASPutAck (6) uvarint tid, u8 status, string msg, [32]id, uvarint size
+//	mCASGet    (7) uvarint tid, u8 flags, uvarint offset, [uvarint size], [string msg]; payload
+//
+// A put is started by the sender with no control request: its first message
+// carries the size (when known) and the id the content must hash to (when
+// known); the receiver streams the bytes into its store (Store.PutVerified
+// with an id, Store.Put without) and answers with one mCASPutAck. A get is a
+// cas.get request naming a transfer id the requester allocated; the server
+// sends the bytes straight from its pack or object file (sendfile where the
+// transport can) and then answers the request. The receiving side always
+// verifies: PutVerified for puts and fetches, an on-the-fly BLAKE3 for gets
+// into a writer. Transfer ids are allocated from the session's request ids;
+// a put's receiver keys it with the top bit set, so the two directions never
+// collide.
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"lukechampine.com/blake3"
+
+	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/progress"
 )
 
-func (h *handler) serveCAS(s *Session, r *Req) {
-	s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
+// Request operations of the store.
+const (
+	opCASHas  = "cas.has"
+	opCASStat = "cas.stat"
+	opCASGet  = "cas.get"
+)
+
+// Data message kinds of the store.
+const (
+	mCASPut    byte = 5 // bytes of a put; tid allocated by the sender
+	mCASPutAck byte = 6 // the receiver's verdict on a put
+	mCASGet    byte = 7 // bytes answering a cas.get; tid allocated by the receiver
+)
+
+// Flags of mCASPut and mCASGet.
+const (
+	cfFirst byte = 1 << 0 // first message of the transfer
+	cfLast  byte = 1 << 1 // last message: the transfer's bytes are complete
+	cfAbort byte = 1 << 2 // the sender gave up; string msg follows; no payload
+	cfSize  byte = 1 << 3 // uvarint size follows (first message)
+	cfID    byte = 1 << 4 // [32]id follows (first message of a put)
+)
+
+// Verdicts of mCASPutAck.
+const (
+	casAckOK      byte = 0
+	casAckCorrupt byte = 1 // the bytes do not hash to the announced id
+	casAckFailed  byte = 2 // not stored: read-only store, no store, I/O error
+)
+
+const (
+	// casMaxPayload bounds one mCASPut/mCASGet payload.
+	casMaxPayload = 4 << 20
+	// casMaxPuts bounds the multi-message puts a session receives at once;
+	// each holds the store's streaming buffers (16 MiB).
+	casMaxPuts = 8
+	// casMaxHas bounds the ids of one cas.has request.
+	casMaxHas = 16384
+	// peerTID marks a transfer id allocated by the peer.
+	peerTID = 1 << 63
+	// casStateKey is the key under which a session's store state lives in
+	// its call table (see casState).
+	casStateKey = peerTID - 1
+)
+
+// casArgs are the arguments of a cas.* request, JSON in Req.Path.
+type casArgs struct {
+	IDs []cas.ID `json:"ids,omitempty"`
+	ID  *cas.ID  `json:"id,omitempty"`
+	TID uint64   `json:"tid,omitempty"`
 }
 
+// casResult is the result of a cas.* request, JSON in Resp.Digest.
+type casResult struct {
+	Sizes []int64    `json:"sizes,omitempty"`
+	Stats *cas.Stats `json:"stats,omitempty"`
+	Size  int64      `json:"size,omitempty"`
+}
+
+// casState is a session's store bookkeeping: transfers in progress in both
+// directions. It lives in the session's call table under casStateKey (a key
+// no request id reaches), so that it shares the session's life and lock
+// without a field of its own in Session.
+type casState struct {
+	mu    sync.Mutex
+	recvs map[uint64]*casRecv    // incoming bytes: peer's puts (peerTID|tid), our gets (tid)
+	acks  map[uint64]chan casAck // our puts waiting for their verdict
+	puts  int                    // multi-message puts being received
+	slots chan struct{}          // our multi-message puts being sent
+}
+
+// Emit makes casState a progress.Sink, as the call table requires; no event
+// is ever addressed to it.
+func (*casState) Emit(progress.Event) {}
+
+func (s *Session) cas() *casState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.calls[casStateKey]; c != nil {
+		if st, ok := c.events.(*casState); ok {
+			return st
+		}
+	}
+	st := &casState{recvs: map[uint64]*casRecv{}, acks: map[uint64]chan casAck{}, slots: make(chan struct{}, casMaxPuts)}
+	s.calls[casStateKey] = &call{resp: make(chan *Resp, 1), events: st}
+	return st
+}
+
+func (st *casState) recv(key uint64) *casRecv {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.recvs[key]
+}
+
+func (st *casState) dropRecv(key uint64, r *casRecv) {
+	st.mu.Lock()
+	if st.recvs[key] == r {
+		delete(st.recvs, key)
+	}
+	st.mu.Unlock()
+}
+
+// casAck is a put's verdict.
+type casAck struct {
+	status byte
+	msg    string
+	id     cas.ID
+	size   int64
+}
+
+// casRecv receives the bytes of one object into w, in order.
+type casRecv struct {
+	w     io.Writer
+	end   func(err error) // called once: nil when the bytes are complete
+	next  int64
+	size  int64 // -1 while unknown
+	err   error // first failure; later bytes are dropped
+	ended bool
+	done  chan struct{} // closed after end
+}
+
+func newCASRecv(w io.Writer, size int64, end func(error)) *casRecv {
+	return &casRecv{w: w, end: end, size: size, done: make(chan struct{})}
+}
+
+func (r *casRecv) finish(err error) {
+	if r.ended {
+		return
+	}
+	r.ended = true
+	if r.err == nil {
+		r.err = err
+	}
+	if r.end != nil {
+		r.end(r.err)
+	}
+	close(r.done)
+}
+
+// deliver handles one message of the transfer. Only the lane that carries
+// the transfer calls it, so it needs no lock. An error is a protocol
+// violation by the peer.
+func (r *casRecv) deliver(off uint64, flags byte, size int64, msg string, p []byte) error {
+	if r.ended {
+		return nil
+	}
+	if flags&cfAbort != 0 {
+		r.finish(fmt.Errorf("the sender gave up: %s", msg))
+		return nil
+	}
+	if flags&cfSize != 0 {
+		if r.size >= 0 && r.size != size {
+			return fmt.Errorf("transfer announced %d bytes, then %d", r.size, size)
+		}
+		r.size = size
+	}
+	if int64(off) != r.next {
+		return fmt.Errorf("transfer bytes at offset %d, expected %d", off, r.next)
+	}
+	r.next += int64(len(p))
+	if r.size >= 0 && r.next > r.size {
+		return fmt.Errorf("transfer of %d bytes sent %d", r.size, r.next)
+	}
+	if r.err == nil && len(p) > 0 {
+		if _, err := r.w.Write(p); err != nil {
+			r.err = err
+		}
+	}
+	if flags&cfLast != 0 {
+		if r.size >= 0 && r.next != r.size {
+			r.finish(fmt.Errorf("transfer ended after %d of %d bytes", r.next, r.size))
+		} else {
+			r.finish(nil)
+		}
+	}
+	return nil
+}
+
+// casHeader encodes the header of an mCASPut or mCASGet message.
+func casHeader(kind byte, tid uint64, flags byte, off, size int64, id *cas.ID, msg string) []byte {
+	e := enc{b: make([]byte, 0, 64)}
+	e.u8(kind)
+	e.uvar(tid)
+	e.u8(flags)
+	e.uvar(uint64(off))
+	if flags&cfSize != 0 {
+		e.uvar(uint64(size))
+	}
+	if flags&cfID != 0 {
+		e.raw(id[:])
+	}
+	if flags&cfAbort != 0 {
+		e.str(msg)
+	}
+	return e.b
+}
+
+func (s *Session) casLane(tid uint64) (*lane, error) {
+	if len(s.lanes) == 0 {
+		return nil, fmt.Errorf("session with %s has no data streams", s.peer)
+	}
+	return s.lanes[tid%uint64(len(s.lanes))], nil
+}
+
+// casFrame handles control frames 15-19, which the store does not use (its
+// bytes travel on the data lanes): any is a protocol error.
 func (s *Session) casFrame(typ byte, p []byte) error {
 	return fmt.Errorf("unexpected frame type %d", typ)
 }
 
+// handleCAS handles the store's data messages on a lane.
 func (l *lane) handleCAS(hdr []byte, n int, buf *[]byte) error {
+	d := &dec{b: hdr[1:]}
+	switch hdr[0] {
+	case mCASPut, mCASGet:
+		tid, flags, off := d.uvar(), d.u8(), d.uvar()
+		size := int64(-1)
+		if flags&cfSize != 0 {
+			size = int64(d.uvar())
+		}
+		var id *cas.ID
+		if flags&cfID != 0 {
+			id = new(cas.ID)
+			copy(id[:], d.raw(len(id)))
+		}
+		msg := ""
+		if flags&cfAbort != 0 {
+			msg = d.str()
+		}
+		if d.err != nil || size < -1 || (flags&cfAbort != 0 && n != 0) || (hdr[0] == mCASGet && id != nil) {
+			return fmt.Errorf("bad store message (kind %d)", hdr[0])
+		}
+		p, err := l.payload(n, casMaxPayload, buf)
+		if err != nil {
+			return err
+		}
+		st := l.s.cas()
+		key := tid
+		if hdr[0] == mCASPut {
+			key |= peerTID
+		}
+		r := st.recv(key)
+		if r == nil {
+			if hdr[0] == mCASPut && flags&cfFirst != 0 && flags&cfAbort == 0 {
+				return l.receivePut(st, tid, flags, size, id, p)
+			}
+			return nil // a transfer given up on this side: drop its bytes
+		}
+		if flags&cfFirst != 0 && hdr[0] == mCASPut {
+			return fmt.Errorf("store transfer %d started twice", tid)
+		}
+		return r.deliver(off, flags, size, msg, p)
+	case mCASPutAck:
+		tid, status, msg := d.uvar(), d.u8(), d.str()
+		var a casAck
+		copy(a.id[:], d.raw(len(a.id)))
+		a.size = int64(d.uvar())
+		if d.err != nil || n != 0 {
+			return errors.New("bad store verdict")
+		}
+		a.status, a.msg = status, msg
+		st := l.s.cas()
+		st.mu.Lock()
+		ch := st.acks[tid]
+		delete(st.acks, tid)
+		st.mu.Unlock()
+		if ch != nil {
+			ch <- a // buffered: one verdict per put
+		}
+		return nil
+	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
+}
+
+// sendAck answers a peer's put.
+func (l *lane) sendAck(tid uint64, a casAck) error {
+	e := enc{b: make([]byte, 0, 80)}
+	e.u8(mCASPutAck)
+	e.uvar(tid)
+	e.u8(a.status)
+	e.str(a.msg)
+	e.raw(a.id[:])
+	e.uvar(uint64(a.size))
+	return l.send(e.b, nil)
+}
+
+// ackFor turns the outcome of a put into its verdict.
+func ackFor(id cas.ID, size int64, err error) casAck {
+	switch {
+	case err == nil:
+		return casAck{status: casAckOK, id: id, size: size}
+	case errors.Is(err, cas.ErrCorrupt):
+		return casAck{status: casAckCorrupt, msg: err.Error()}
+	}
+	return casAck{status: casAckFailed, msg: err.Error()}
+}
+
+// receivePut starts receiving a put from the peer. A put that fits one
+// message is stored right here; a longer one streams through a pipe into
+// the store on its own goroutine, which answers when done.
+func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *cas.ID, p []byte) error {
+	h := l.s.handler
+	switch {
+	case h == nil || h.cas == nil:
+		return l.sendAck(tid, casAck{status: casAckFailed, msg: "this peer exposes no content-addressed store (start it with --cas DIR)"})
+	case h.casRO:
+		return l.sendAck(tid, casAck{status: casAckFailed, msg: "this peer's store is read-only (--cas-read-only)"})
+	}
+	store := h.cas
+	if flags&cfLast != 0 {
+		if size >= 0 && size != int64(len(p)) {
+			return fmt.Errorf("store transfer %d announced %d bytes, sent %d", tid, size, len(p))
+		}
+		var got cas.ID
+		var err error
+		if id != nil {
+			got, err = *id, store.PutVerified(context.Background(), *id, bytes.NewReader(p))
+		} else {
+			got, err = store.PutBytes(context.Background(), p)
+		}
+		return l.sendAck(tid, ackFor(got, int64(len(p)), err))
+	}
+	st.mu.Lock()
+	if st.puts >= casMaxPuts {
+		st.mu.Unlock()
+		return l.sendAck(tid, casAck{status: casAckFailed, msg: fmt.Sprintf("too many puts at once (limit %d per session)", casMaxPuts)})
+	}
+	st.puts++
+	pr, pw := io.Pipe()
+	key := tid | peerTID
+	r := newCASRecv(pw, size, func(err error) { pw.CloseWithError(err) })
+	st.recvs[key] = r
+	st.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-l.s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		defer cancel()
+		var got cas.ID
+		var n int64
+		var err error
+		if id != nil {
+			got = *id
+			err = store.PutVerified(ctx, *id, pr)
+			n = r.size
+		} else {
+			got, n, err = store.Put(ctx, pr)
+		}
+		// Whatever happened, later bytes must not block the lane.
+		pr.CloseWithError(errors.New("put finished"))
+		st.mu.Lock()
+		st.puts--
+		if st.recvs[key] == r {
+			delete(st.recvs, key)
+		}
+		st.mu.Unlock()
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			l.s.log.Debug("store put from peer failed", "peer", l.s.peer, "err", err)
+		}
+		l.sendAck(tid, ackFor(got, n, err))
+	}()
+	return r.deliver(0, flags, size, "", p)
+}
+
+// serveCAS answers the peer's cas.* requests against the handler's store.
+func (h *handler) serveCAS(s *Session, r *Req) {
+	if h.cas == nil {
+		s.reply(&Resp{ID: r.ID, Err: "this peer exposes no content-addressed store (start it with --cas DIR)", Kind: kindUsage})
+		return
+	}
+	var a casArgs
+	if err := json.Unmarshal([]byte(r.Path), &a); err != nil && r.Path != "" {
+		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("%s: bad arguments: %v", r.Op, err), Kind: kindUsage})
+		return
+	}
+	switch r.Op {
+	case opCASHas:
+		if len(a.IDs) > casMaxHas {
+			s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("cas.has: %d ids (limit %d)", len(a.IDs), casMaxHas), Kind: kindUsage})
+			return
+		}
+		res := casResult{Sizes: make([]int64, len(a.IDs))}
+		for i, id := range a.IDs {
+			n, err := h.cas.Size(id)
+			switch {
+			case errors.Is(err, cas.ErrNotFound):
+				n = -1
+			case err != nil:
+				s.reply(errResp(r.ID, err))
+				return
+			}
+			res.Sizes[i] = n
+		}
+		s.reply(casReply(r.ID, &res))
+	case opCASStat:
+		go func() {
+			st, err := h.cas.Stat()
+			if err != nil {
+				s.reply(errResp(r.ID, err))
+				return
+			}
+			s.reply(casReply(r.ID, &casResult{Stats: &st}))
+		}()
+	case opCASGet:
+		if a.ID == nil || a.TID == 0 {
+			s.reply(&Resp{ID: r.ID, Err: "cas.get: want an id and a transfer id", Kind: kindUsage})
+			return
+		}
+		ctx := s.track(r.ID)
+		go func() {
+			defer s.untrack(r.ID)
+			n, err := h.sendObject(ctx, s, *a.ID, a.TID)
+			if err != nil {
+				resp := errResp(r.ID, err)
+				if errors.Is(err, cas.ErrNotFound) {
+					resp.Kind = kindNotFound
+				}
+				s.reply(resp)
+				return
+			}
+			s.reply(casReply(r.ID, &casResult{Size: n}))
+		}()
+	default:
+		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
+	}
+}
+
+func casReply(id uint64, res *casResult) *Resp {
+	b, _ := json.Marshal(res)
+	return &Resp{ID: id, Digest: string(b)}
+}
+
+// sendObject sends the bytes of id from the handler's store as the answer
+// to the peer's cas.get tid, straight from the pack or object file.
+func (h *handler) sendObject(ctx context.Context, s *Session, id cas.ID, tid uint64) (int64, error) {
+	loc, err := h.cas.Locate(id)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.Open(loc.Path)
+	if err != nil {
+		return 0, fmt.Errorf("cas: open %s: %w", loc.Path, err)
+	}
+	defer f.Close()
+	l, err := s.casLane(tid)
+	if err != nil {
+		return 0, err
+	}
+	return loc.Length, sendRange(ctx, l, mCASGet, tid, f, loc.Offset, loc.Length, nil)
+}
+
+// sendRange sends size bytes of f from off as the messages of transfer tid,
+// with sendfile where the transport can. If ctx ends first the receiver is
+// told the transfer was abandoned.
+func sendRange(ctx context.Context, l *lane, kind byte, tid uint64, f *os.File, off, size int64, id *cas.ID) error {
+	for pos := int64(0); ; {
+		n := min(int64(casMaxPayload), size-pos)
+		flags := byte(0)
+		if pos == 0 {
+			flags |= cfFirst | cfSize
+			if id != nil {
+				flags |= cfID
+			}
+		}
+		if pos+n == size {
+			flags |= cfLast
+		}
+		if err := ctx.Err(); err != nil {
+			l.send(casHeader(kind, tid, cfAbort, pos, 0, nil, err.Error()), nil)
+			return err
+		}
+		hdr := casHeader(kind, tid, flags, pos, size, id, "")
+		var err error
+		if n == 0 {
+			err = l.send(hdr, nil)
+		} else {
+			err = l.sendFile(hdr, f, off+pos, int(n))
+		}
+		if err != nil {
+			return err
+		}
+		pos += n
+		if pos == size {
+			return nil
+		}
+	}
+}
+
+// CAS errors a caller can test with errors.Is besides cas.ErrNotFound and
+// cas.ErrCorrupt.
+var (
+	// ErrNoStore means the peer exposes no store, or refuses to store.
+	ErrNoStore = errors.New("peer store unavailable")
+)
+
+// casErr classifies a failed cas.* request for errors.Is.
+func casErr(err error, what string) error {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		switch re.Kind {
+		case kindNotFound:
+			return fmt.Errorf("%s on %s: %w", what, re.Peer, cas.ErrNotFound)
+		case kindUsage:
+			return exitcode.WithCode(exitcode.Usage, fmt.Errorf("%s on %s: %s: %w", what, re.Peer, re.Msg, ErrNoStore))
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func (s *Session) casCall(ctx context.Context, op string, a *casArgs) (*casResult, error) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.call(ctx, &Req{Op: op, Path: string(b)})
+	if err != nil {
+		return nil, err
+	}
+	var res casResult
+	if resp.Digest != "" {
+		if err := json.Unmarshal([]byte(resp.Digest), &res); err != nil {
+			return nil, exitcode.Peerf("peer %s: bad %s answer: %v", s.peer, op, err)
+		}
+	}
+	return &res, nil
+}
+
+// CASHas asks which of ids the peer's store holds: the size of each, or -1
+// where it is absent.
+func (s *Session) CASHas(ctx context.Context, ids []cas.ID) ([]int64, error) {
+	out := make([]int64, 0, len(ids))
+	for len(ids) > 0 {
+		part := ids[:min(len(ids), casMaxHas)]
+		ids = ids[len(part):]
+		res, err := s.casCall(ctx, opCASHas, &casArgs{IDs: part})
+		if err != nil {
+			return nil, casErr(err, "cas has")
+		}
+		if len(res.Sizes) != len(part) {
+			return nil, exitcode.Peerf("peer %s: cas.has answered %d sizes for %d ids", s.peer, len(res.Sizes), len(part))
+		}
+		out = append(out, res.Sizes...)
+	}
+	return out, nil
+}
+
+// CASStat returns the statistics of the peer's store.
+func (s *Session) CASStat(ctx context.Context) (cas.Stats, error) {
+	res, err := s.casCall(ctx, opCASStat, &casArgs{})
+	if err != nil {
+		return cas.Stats{}, casErr(err, "cas stat")
+	}
+	if res.Stats == nil {
+		return cas.Stats{}, exitcode.Peerf("peer %s: cas.stat answered no statistics", s.peer)
+	}
+	return *res.Stats, nil
+}
+
+// CASGet writes the object id from the peer's store to w, verifying it on
+// the fly: if the bytes do not hash to id the error wraps cas.ErrCorrupt,
+// and what w received must be discarded (as with cas.Store.Get). An absent
+// object gives an error wrapping cas.ErrNotFound before anything is
+// written.
+func (s *Session) CASGet(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
+	h := blake3.New(32, nil)
+	n, err := s.casGet(ctx, id, io.MultiWriter(h, w))
+	if err != nil {
+		return n, err
+	}
+	var got cas.ID
+	h.Sum(got[:0])
+	if got != id {
+		return n, fmt.Errorf("cas get %s from %s: content hashes to %s: %w", id, s.peer, got, cas.ErrCorrupt)
+	}
+	return n, nil
+}
+
+// CASFetch copies the object id from the peer's store into store, which
+// verifies it (cas.Store.PutVerified) before keeping it. An object store
+// already holds is not fetched.
+func (s *Session) CASFetch(ctx context.Context, id cas.ID, store *cas.Store) error {
+	if ok, err := store.Has(id); err != nil {
+		return err
+	} else if ok {
+		return nil
+	}
+	pr, pw := io.Pipe()
+	putErr := make(chan error, 1)
+	go func() {
+		err := store.PutVerified(ctx, id, pr)
+		pr.CloseWithError(errors.New("put finished"))
+		putErr <- err
+	}()
+	_, err := s.casGet(ctx, id, pw)
+	pw.CloseWithError(err)
+	perr := <-putErr
+	if err != nil {
+		return err
+	}
+	if perr != nil {
+		if errors.Is(perr, cas.ErrCorrupt) {
+			return fmt.Errorf("cas fetch %s from %s: %w", id, s.peer, perr)
+		}
+		return fmt.Errorf("cas fetch %s from %s: %w", id, s.peer, perr)
+	}
+	return nil
+}
+
+// casGet receives the bytes of id into w, unverified.
+func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
+	st := s.cas()
+	tid := s.nextID.Add(1)
+	var n int64
+	r := newCASRecv(w, -1, nil)
+	st.mu.Lock()
+	st.recvs[tid] = r
+	st.mu.Unlock()
+	defer st.dropRecv(tid, r)
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		res *casResult
+		err error
+	}
+	callDone := make(chan result, 1)
+	go func() {
+		res, err := s.casCall(cctx, opCASGet, &casArgs{ID: &id, TID: tid})
+		callDone <- result{res, err}
+	}()
+	var answer *casResult
+	for answer == nil {
+		select {
+		case c := <-callDone:
+			if c.err != nil {
+				if ctx.Err() != nil {
+					return 0, ctx.Err()
+				}
+				return 0, casErr(c.err, "cas get "+id.String())
+			}
+			answer = c.res
+		case <-r.done:
+			if r.err != nil {
+				cancel()
+				return r.next, fmt.Errorf("cas get %s from %s: %w", id, s.peer, r.err)
+			}
+			// Complete; the answer follows.
+			c := <-callDone
+			if c.err != nil {
+				return r.next, casErr(c.err, "cas get "+id.String())
+			}
+			answer = c.res
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	// The answer may overtake the bytes (they travel on a data lane).
+	select {
+	case <-r.done:
+	case <-s.done:
+		return 0, s.endErr()
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	n = r.next
+	if r.err != nil {
+		return n, fmt.Errorf("cas get %s from %s: %w", id, s.peer, r.err)
+	}
+	if n != answer.Size {
+		return n, exitcode.Peerf("cas get %s from %s: received %d bytes, peer sent %d", id, s.peer, n, answer.Size)
+	}
+	return n, nil
+}
+
+// CASSendFile stores size bytes of f from offset off in the peer's store,
+// sending them with sendfile where the transport can (no copy through this
+// process). If id is non-nil the peer stores the bytes only if they hash to
+// it (an error wrapping cas.ErrCorrupt otherwise); if nil, the peer's id is
+// returned unchecked, so callers that need the id verified end to end
+// should pass it.
+func (s *Session) CASSendFile(ctx context.Context, f *os.File, off, size int64, id *cas.ID) (cas.ID, error) {
+	return s.casPut(ctx, id, func(l *lane, tid uint64) error {
+		return sendRange(ctx, l, mCASPut, tid, f, off, size, id)
+	}, size > casMaxPayload)
+}
+
+// CASSendObject copies the object id from store to the peer's store, from
+// the object's pack or standalone file with sendfile where the transport
+// can. The peer verifies the bytes against id. An object larger than a
+// packed one is first looked up on the peer and not sent if present.
+func (s *Session) CASSendObject(ctx context.Context, store *cas.Store, id cas.ID) error {
+	loc, err := store.Locate(id)
+	if err != nil {
+		return err
+	}
+	if !loc.Packed {
+		sizes, err := s.CASHas(ctx, []cas.ID{id})
+		if err != nil {
+			return err
+		}
+		if sizes[0] == loc.Length {
+			return nil
+		}
+	}
+	f, err := os.Open(loc.Path)
+	if err != nil {
+		return fmt.Errorf("cas send %s: %w", id, err)
+	}
+	defer f.Close()
+	_, err = s.CASSendFile(ctx, f, loc.Offset, loc.Length, &id)
+	if errors.Is(err, cas.ErrCorrupt) {
+		return fmt.Errorf("%w (the local copy may be damaged: run xfer cas verify)", err)
+	}
+	return err
+}
+
+// CASPutReader stores the content read from r in the peer's store and
+// returns its id and size. The content is hashed here while it is sent, and
+// the peer's id must match, so the returned id is verified end to end. If id
+// is non-nil the peer also refuses content that does not hash to it.
+func (s *Session) CASPutReader(ctx context.Context, r io.Reader, id *cas.ID) (cas.ID, int64, error) {
+	h := blake3.New(32, nil)
+	var sent int64
+	got, err := s.casPut(ctx, id, func(l *lane, tid uint64) error {
+		buf := make([]byte, casMaxPayload)
+		for pos := int64(0); ; {
+			k, rerr := io.ReadFull(r, buf)
+			last := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+			if rerr != nil && !last {
+				l.send(casHeader(mCASPut, tid, cfAbort, pos, 0, nil, "read failed"), nil)
+				return fmt.Errorf("cas put: read: %w", rerr)
+			}
+			if err := ctx.Err(); err != nil {
+				l.send(casHeader(mCASPut, tid, cfAbort, pos, 0, nil, err.Error()), nil)
+				return err
+			}
+			flags := byte(0)
+			if pos == 0 {
+				flags |= cfFirst
+				if id != nil {
+					flags |= cfID
+				}
+				if last {
+					flags |= cfSize
+				}
+			}
+			if last {
+				flags |= cfLast
+			}
+			h.Write(buf[:k])
+			if err := l.send(casHeader(mCASPut, tid, flags, pos, int64(k), id, ""), buf[:k]); err != nil {
+				return err
+			}
+			pos += int64(k)
+			sent = pos
+			if last {
+				return nil
+			}
+		}
+	}, true)
+	if err != nil {
+		return cas.ID{}, sent, err
+	}
+	var mine cas.ID
+	h.Sum(mine[:0])
+	if got != mine {
+		return cas.ID{}, sent, fmt.Errorf("cas put to %s: peer stored %s but the content hashes to %s (damaged in transit): %w", s.peer, got, mine, cas.ErrCorrupt)
+	}
+	return got, sent, nil
+}
+
+// casPut runs one put: send transmits the bytes on the chosen lane, and the
+// peer's verdict is awaited. A put of several messages takes one of the
+// session's put slots, matching the receiver's limit.
+func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(l *lane, tid uint64) error, long bool) (cas.ID, error) {
+	st := s.cas()
+	if long {
+		select {
+		case st.slots <- struct{}{}:
+			defer func() { <-st.slots }()
+		case <-ctx.Done():
+			return cas.ID{}, ctx.Err()
+		case <-s.done:
+			return cas.ID{}, s.endErr()
+		}
+	}
+	tid := s.nextID.Add(1)
+	l, err := s.casLane(tid)
+	if err != nil {
+		return cas.ID{}, err
+	}
+	ch := make(chan casAck, 1)
+	st.mu.Lock()
+	st.acks[tid] = ch
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		delete(st.acks, tid)
+		st.mu.Unlock()
+	}()
+	sendErr := make(chan error, 1)
+	go func() { sendErr <- send(l, tid) }()
+	var a casAck
+	for got := false; !got; {
+		select {
+		case err := <-sendErr:
+			if err != nil {
+				return cas.ID{}, err
+			}
+			sendErr = nil
+		case a = <-ch:
+			got = true
+		case <-s.done:
+			return cas.ID{}, s.endErr()
+		case <-ctx.Done():
+			return cas.ID{}, ctx.Err()
+		}
+	}
+	if sendErr != nil {
+		// An early verdict (a refusal) stops the sender at its next message.
+		if a.status == casAckOK {
+			if err := <-sendErr; err != nil {
+				return cas.ID{}, err
+			}
+		}
+	}
+	switch a.status {
+	case casAckOK:
+		if id != nil && a.id != *id {
+			return cas.ID{}, exitcode.Peerf("cas put to %s: peer stored %s, not %s", s.peer, a.id, *id)
+		}
+		return a.id, nil
+	case casAckCorrupt:
+		return cas.ID{}, fmt.Errorf("cas put to %s: peer refused the content: %s: %w", s.peer, a.msg, cas.ErrCorrupt)
+	}
+	return cas.ID{}, fmt.Errorf("cas put to %s: %s: %w", s.peer, a.msg, ErrNoStore)
 }

@@ -102,6 +102,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		}
 	}
 	mine, reasons := usableTransports()
+	if o.Proto == "auto" {
+		mine = autoTransports(mine, reasons)
+	}
 	if o.TLS != nil && o.TLSData {
 		// Encrypted data streams are TLS sockets: only the plain TCP
 		// transport can carry them.
@@ -274,6 +277,22 @@ func usableTransports() ([]string, map[string]string) {
 		ok = append(ok, t.Name())
 	}
 	return ok, why
+}
+
+// autoTransports drops the transports that decline automatic selection.
+func autoTransports(usable []string, why map[string]string) []string {
+	var out []string
+	for _, n := range usable {
+		t, _ := backends.Lookup(n)
+		if ac, ok := t.(backends.AutoChooser); ok {
+			if err := ac.AutoOK(); err != nil {
+				why[n] = err.Error()
+				continue
+			}
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // fallbackReason explains why auto negotiation did not pick a transport

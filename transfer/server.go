@@ -2,6 +2,8 @@ package transfer
 
 import (
 	"context"
+	"syscall"
+
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +13,7 @@ import (
 	"fmt"
 	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/exitcode"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
@@ -144,13 +147,16 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 	}()
 	peer := c.RemoteAddr().String()
 	c.SetDeadline(time.Now().Add(DefaultConnectTimeout))
-	var first [1]byte
-	if _, err := io.ReadFull(c, first[:]); err != nil {
+	// Peek at the first byte (without consuming it, so a plain socket
+	// reaches the transports as the *net.TCPConn it is): 0x16 opens a TLS
+	// handshake, 0x01 an xfer hello.
+	first, err := peekByte(c)
+	if err != nil {
 		c.Close()
 		return
 	}
-	var conn net.Conn = &prefixConn{Conn: c, pre: first[:]}
-	isTLS := first[0] == 0x16 // a TLS handshake record
+	var conn net.Conn = c
+	isTLS := first == 0x16
 	switch {
 	case isTLS && srv.cfg.TLS == nil:
 		srv.cfg.Log.Warn("rejected connection: client speaks TLS but this server has no --tls-cert", "peer", peer)
@@ -200,19 +206,32 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 	}
 }
 
-// prefixConn replays bytes already read from a connection.
-type prefixConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.pre) > 0 {
-		n := copy(b, p.pre)
-		p.pre = p.pre[n:]
-		return n, nil
+// peekByte returns the first byte waiting on c without consuming it.
+func peekByte(c net.Conn) (byte, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0, fmt.Errorf("connection without a file descriptor")
 	}
-	return p.Conn.Read(b)
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		b    [1]byte
+		n    int
+		perr error
+	)
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, perr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK)
+		return perr != unix.EAGAIN
+	})
+	if err == nil {
+		err = perr
+	}
+	if err == nil && n != 1 {
+		err = io.EOF
+	}
+	return b[0], err
 }
 
 func (srv *Server) joinData(c net.Conn, h Hello, isTLS bool) {

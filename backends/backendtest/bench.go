@@ -1,0 +1,86 @@
+package backendtest
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/xfer-io/xfer/backends"
+)
+
+// Bench measures one-way throughput of tr: b.N messages of size payload
+// bytes (plus a 64-byte header) spread over streams streams, sent with Send
+// by the dialing side and received into a reused buffer by the accepting
+// side. Bytes per second are reported through b.SetBytes.
+func Bench(b *testing.B, tr backends.Transport, size, streams int) {
+	bench(b, tr, size, streams, false)
+}
+
+// BenchSendFile is Bench with the payload sent by SendFile from a temporary
+// file (in the page cache, as after a first read).
+func BenchSendFile(b *testing.B, tr backends.Transport, size, streams int) {
+	bench(b, tr, size, streams, true)
+}
+
+func bench(b *testing.B, tr backends.Transport, size, streams int, viaFile bool) {
+	b.Helper()
+	if err := tr.Probe(); err != nil {
+		b.Skipf("%s not usable here: %v", tr.Name(), err)
+	}
+	s := Open(b, tr, streams, backends.Params{})
+	payload := make([]byte, size)
+	fill(payload, 1)
+	f := tempFile(b, payload, 0, 0)
+	hdr := make([]byte, 64)
+
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*streams)
+	for i := 0; i < streams; i++ {
+		n := b.N / streams
+		if i < b.N%streams {
+			n++
+		}
+		tx, rx := s.Dialer[i], s.Acceptor[i]
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for m := 0; m < n; m++ {
+				var err error
+				if viaFile {
+					err = tx.SendFile(hdr, f, 0, size)
+				} else {
+					err = tx.Send(hdr, payload)
+				}
+				if err != nil {
+					errs <- err
+					tx.Close() // unblock the receiver
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			hbuf := make([]byte, backends.MaxHeader)
+			buf := make([]byte, size)
+			for m := 0; m < n; m++ {
+				_, pl, err := rx.Recv(hbuf)
+				if err == nil {
+					err = rx.RecvPayload(buf[:pl])
+				}
+				if err != nil {
+					errs <- err
+					rx.Close() // unblock the sender
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,618 @@
+//go:build rdma && cgo
+
+package rdma
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/backends/backendtest"
+)
+
+// TestMain runs UCX over its tcp transport on loopback unless the caller
+// chose otherwise (e.g. UCX_TLS=shm,self).
+func TestMain(m *testing.M) {
+	for k, v := range map[string]string{"UCX_TLS": "tcp", "UCX_NET_DEVICES": "lo"} {
+		if _, ok := os.LookupEnv(k); !ok {
+			os.Setenv(k, v)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// tcpRendezvous carries Exchange blobs over a real TCP connection on
+// 127.0.0.1, as the control session does; rdma needs no data sockets.
+type tcpRendezvous struct{ c net.Conn }
+
+func (r *tcpRendezvous) Conn(context.Context, int) (net.Conn, error) {
+	return nil, errors.New("rdma uses no data sockets")
+}
+
+func (r *tcpRendezvous) Exchange(ctx context.Context, blob []byte) ([]byte, error) {
+	if d, ok := ctx.Deadline(); ok {
+		r.c.SetDeadline(d)
+		defer r.c.SetDeadline(time.Time{})
+	}
+	werr := make(chan error, 1)
+	go func() {
+		_, err := r.c.Write(binary.BigEndian.AppendUint32(nil, uint32(len(blob))))
+		if err == nil {
+			_, err = r.c.Write(blob)
+		}
+		werr <- err
+	}()
+	var l [4]byte
+	if _, err := io.ReadFull(r.c, l[:]); err != nil {
+		return nil, err
+	}
+	peer := make([]byte, binary.BigEndian.Uint32(l[:]))
+	if _, err := io.ReadFull(r.c, peer); err != nil {
+		return nil, err
+	}
+	return peer, <-werr
+}
+
+func tcpPair(t testing.TB) (dialer, acceptor net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptor, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dialer.Close(); acceptor.Close() })
+	return dialer, acceptor
+}
+
+func rdmaTransport(t testing.TB) backends.Transport {
+	t.Helper()
+	tr, ok := backends.Lookup("rdma")
+	if !ok {
+		t.Fatal("rdma transport not registered")
+	}
+	return tr
+}
+
+// openPair opens n streams between two sides of the transport in this
+// process and closes them when the test ends.
+func openPair(t testing.TB, n int) (a, b []backends.Stream) {
+	t.Helper()
+	tr := rdmaTransport(t)
+	ca, cb := tcpPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var errB error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b, errB = tr.Open(ctx, &tcpRendezvous{cb}, backends.Params{Streams: n})
+	}()
+	a, errA := tr.Open(ctx, &tcpRendezvous{ca}, backends.Params{Streams: n, Dialer: true})
+	wg.Wait()
+	if errA != nil || errB != nil {
+		t.Fatalf("Open: dialer: %v, acceptor: %v", errA, errB)
+	}
+	t.Cleanup(func() { closeAll(a); closeAll(b) })
+	return a, b
+}
+
+func closeAll(ss []backends.Stream) {
+	var wg sync.WaitGroup
+	for _, s := range ss {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Close() }()
+	}
+	wg.Wait()
+}
+
+func pattern(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+	}
+	for i := n &^ 7; i < n; i++ {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func TestProbe(t *testing.T) {
+	if err := rdmaTransport(t).Probe(); err != nil {
+		t.Fatalf("Probe: %v (check ucx_info -d)", err)
+	}
+}
+
+// TestConformance runs the suite every transport must pass.
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, rdmaTransport(t), backendtest.Options{})
+}
+
+// recvMsg reads one message, taking the payload in pieces of chunk bytes.
+func recvMsg(s backends.Stream, chunk int) (hdr, payload []byte, err error) {
+	hbuf := make([]byte, backends.MaxHeader)
+	h, n, err := s.Recv(hbuf)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload = make([]byte, n)
+	for off := 0; off < n; off += chunk {
+		if err := s.RecvPayload(payload[off:min(off+chunk, n)]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return append([]byte(nil), h...), payload, nil
+}
+
+func TestPayloadSizes(t *testing.T) {
+	a, b := openPair(t, 1)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		size  int
+		chunk int // RecvPayload piece size
+		file  bool
+	}{
+		{"empty", 0, 1, false},
+		{"1B", 1, 1, false},
+		{"4095B", 4095, 4095, false},
+		{"4096B", 4096, 1000, false},
+		{"1MiB+1", 1<<20 + 1, 1 << 20, false},
+		{"1MiB+1/file", 1<<20 + 1, 65536, true},
+		{"64MiB", 64 << 20, 3<<20 + 17, false},
+		{"9MiB/file", 9 << 20, 9 << 20, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hdr := []byte(fmt.Sprintf("hdr:%s:%d", tc.name, tc.size))
+			payload := pattern(tc.size, 1)
+			errc := make(chan error, 1)
+			go func() {
+				if !tc.file {
+					errc <- a[0].Send(hdr, payload)
+					return
+				}
+				name := filepath.Join(dir, tc.name[:strings.IndexByte(tc.name, '/')])
+				// The range sent starts 123 bytes into the file.
+				if err := os.WriteFile(name, append(make([]byte, 123), payload...), 0o600); err != nil {
+					errc <- err
+					return
+				}
+				f, err := os.Open(name)
+				if err != nil {
+					errc <- err
+					return
+				}
+				defer f.Close()
+				errc <- a[0].SendFile(hdr, f, 123, tc.size)
+			}()
+			gh, gp, err := recvMsg(b[0], tc.chunk)
+			if err != nil {
+				t.Fatalf("receive: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			if !bytes.Equal(gh, hdr) {
+				t.Errorf("header %q, want %q", gh, hdr)
+			}
+			if !bytes.Equal(gp, payload) {
+				t.Errorf("payload of %d bytes differs from the %d sent", len(gp), len(payload))
+			}
+		})
+	}
+	t.Run("max header", func(t *testing.T) {
+		hdr := pattern(backends.MaxHeader, 2)
+		go a[0].Send(hdr, []byte("x"))
+		gh, gp, err := recvMsg(b[0], 1)
+		if err != nil || !bytes.Equal(gh, hdr) || string(gp) != "x" {
+			t.Fatalf("got %d-byte header, payload %q, err %v", len(gh), gp, err)
+		}
+		if err := a[0].Send(make([]byte, backends.MaxHeader+1), nil); err == nil {
+			t.Fatal("Send accepted a header over MaxHeader")
+		}
+	})
+}
+
+// TestSendFileShort checks that a SendFile whose range runs past the end
+// of the file fails before anything is sent, leaving the stream usable.
+func TestSendFileShort(t *testing.T) {
+	a, b := openPair(t, 1)
+	name := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(name, make([]byte, 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, n := range []int{2000, 8 << 20} {
+		if err := a[0].SendFile([]byte("short"), f, 0, n); err == nil {
+			t.Fatalf("SendFile of %d bytes from a 1000-byte file succeeded", n)
+		} else {
+			t.Logf("%d bytes: %v", n, err)
+		}
+	}
+	go a[0].Send([]byte("after"), []byte("ok"))
+	h, p, err := recvMsg(b[0], 1)
+	if err != nil || string(h) != "after" || string(p) != "ok" {
+		t.Fatalf("next message: %q %q %v", h, p, err)
+	}
+}
+
+// TestOpenErrors checks that Open fails on both sides, with the reason,
+// when the peers disagree or one cannot open.
+func TestOpenErrors(t *testing.T) {
+	tr := rdmaTransport(t)
+	for _, tc := range []struct {
+		name     string
+		a        int    // streams asked by side a
+		b        int    // streams asked by side b; 0: b is not rdma
+		peerBlob []byte // what a fake side b sends when b == 0
+		want     string // in a's error
+	}{
+		{"stream count mismatch", 2, 1, nil, "peer opened 1 streams, this side 2"},
+		{"no streams", 0, 1, nil, "0 streams requested"},
+		{"peer cannot open", 1, 0, append(append([]byte(nil), blobMagic...), append([]byte{0}, "no NIC"...)...), "peer could not open the transport: no NIC"},
+		{"peer is not rdma", 1, 0, []byte("tcp please"), "no rdma worker addresses"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca, cb := tcpPair(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var errB error
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if tc.b == 0 {
+					_, errB = (&tcpRendezvous{cb}).Exchange(ctx, tc.peerBlob)
+					return
+				}
+				var ss []backends.Stream
+				ss, errB = tr.Open(ctx, &tcpRendezvous{cb}, backends.Params{Streams: tc.b})
+				closeAll(ss)
+				if errB == nil {
+					errB = errors.New("side b opened")
+				}
+			}()
+			ss, err := tr.Open(ctx, &tcpRendezvous{ca}, backends.Params{Streams: tc.a, Dialer: true})
+			closeAll(ss)
+			wg.Wait()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("side a: got %v, want an error with %q", err, tc.want)
+			}
+			if tc.b != 0 && (errB == nil || errB.Error() == "side b opened") {
+				t.Errorf("side b: got %v, want an error", errB)
+			}
+			t.Logf("a: %v; b: %v", err, errB)
+		})
+	}
+}
+
+// TestConcurrentStreams sends 200 messages each way on each of 4 streams at
+// once and checks that every one arrives intact and in order.
+func TestConcurrentStreams(t *testing.T) {
+	const streams, msgs = 4, 200
+	a, b := openPair(t, streams)
+	size := func(s, i int) int { return (s*7919 + i*104729) % (300 << 10) }
+	var wg sync.WaitGroup
+	for s := 0; s < streams; s++ {
+		for _, side := range []struct {
+			name     string
+			out, in  backends.Stream
+			outgoing uint64
+		}{{"dialer", a[s], b[s], 1}, {"acceptor", b[s], a[s], 2}} {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < msgs; i++ {
+					hdr := fmt.Appendf(nil, "%d/%d/%d", side.outgoing, s, i)
+					if err := side.out.Send(hdr, pattern(size(s, i), side.outgoing<<32|uint64(s)<<16|uint64(i))); err != nil {
+						t.Errorf("%s stream %d send %d: %v", side.name, s, i, err)
+						return
+					}
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				for i := 0; i < msgs; i++ {
+					// Streams read payloads whole (zero-copy) or in pieces.
+					h, p, err := recvMsg(side.in, []int{1 << 20, 4096, 100000, 1 << 20}[s%4])
+					if err != nil {
+						t.Errorf("from %s stream %d recv %d: %v", side.name, s, i, err)
+						return
+					}
+					if want := fmt.Sprintf("%d/%d/%d", side.outgoing, s, i); string(h) != want {
+						t.Errorf("from %s stream %d: header %q, want %q", side.name, s, h, want)
+						return
+					}
+					if !bytes.Equal(p, pattern(size(s, i), side.outgoing<<32|uint64(s)<<16|uint64(i))) {
+						t.Errorf("from %s stream %d message %d: payload corrupted", side.name, s, i)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// TestCloseUnblocks checks that Close releases a Recv or a Send blocked on
+// the same stream.
+func TestCloseUnblocks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		block func(s backends.Stream) error
+	}{
+		{"recv", func(s backends.Stream) error {
+			_, _, err := s.Recv(make([]byte, backends.MaxHeader))
+			return err
+		}},
+		{"send", func(s backends.Stream) error {
+			// The peer reads nothing: the send slots fill up and Send blocks.
+			big := make([]byte, 64<<20)
+			for {
+				if err := s.Send(nil, big); err != nil {
+					return err
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := openPair(t, 1)
+			done := make(chan error, 1)
+			go func() { done <- tc.block(a[0]) }()
+			select {
+			case err := <-done:
+				t.Fatalf("returned before Close: %v", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			start := time.Now()
+			go a[0].Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("got %v, want net.ErrClosed", err)
+				}
+				t.Logf("unblocked after %v: %v", time.Since(start), err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("still blocked 5s after Close")
+			}
+		})
+	}
+}
+
+// TestPeerGoes checks how a receiver learns that the peer went away: an
+// orderly Close at a message boundary reads as io.EOF; a peer closed in the
+// middle of a message, or a peer process killed, fails the read within a
+// few seconds instead of hanging, whether the payload is being read through
+// the bounce buffer (1 MiB pieces) or zero-copy (the whole rest at once).
+func TestPeerGoes(t *testing.T) {
+	closedBetween := func(t *testing.T) (backends.Stream, func()) {
+		a, b := openPair(t, 1)
+		if err := a[0].Send([]byte("last"), []byte("words")); err != nil {
+			t.Fatal(err)
+		}
+		return b[0], func() { a[0].Close() }
+	}
+	closedMid := func(t *testing.T) (backends.Stream, func()) {
+		a, b := openPair(t, 1)
+		// The 64 MiB send blocks until the receiver takes it all; the
+		// receiver takes part of it, then the sender is closed under it.
+		go a[0].Send([]byte("big"), make([]byte, 64<<20))
+		return b[0], func() { a[0].Close() }
+	}
+	for _, tc := range []struct {
+		name    string
+		run     func(t *testing.T) (backends.Stream, func())
+		chunk   int // RecvPayload size after the peer went (0: all the rest)
+		wantEOF bool
+	}{
+		{"closed between messages", closedBetween, 0, true},
+		{"closed mid-message/pieces", closedMid, 1 << 20, false},
+		{"closed mid-message/zero-copy", closedMid, 0, false},
+		{"process killed mid-message/pieces", helperPeer, 1 << 20, false},
+		{"process killed mid-message/zero-copy", helperPeer, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, vanish := tc.run(t)
+			h, n, err := b.Recv(make([]byte, backends.MaxHeader))
+			if err != nil {
+				t.Fatalf("first Recv: %v", err)
+			}
+			if n > 0 {
+				// Read part of the payload before the peer goes.
+				if err := b.RecvPayload(make([]byte, min(n, 1<<20))); err != nil {
+					t.Fatalf("RecvPayload: %v", err)
+				}
+				n -= min(n, 1<<20)
+			}
+			t.Logf("got header %q", h)
+			start := time.Now()
+			vanish()
+			done := make(chan error, 1)
+			go func() {
+				buf := make([]byte, n)
+				for n > 0 {
+					k := n
+					if tc.chunk > 0 {
+						k = min(n, tc.chunk)
+					}
+					if err := b.RecvPayload(buf[:k]); err != nil {
+						done <- err
+						return
+					}
+					n -= k
+				}
+				_, _, err := b.Recv(make([]byte, backends.MaxHeader))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				t.Logf("after %v: %v", time.Since(start), err)
+				switch {
+				case err == nil:
+					t.Fatal("read succeeded after the peer went away")
+				case tc.wantEOF && err != io.EOF:
+					t.Fatalf("got %v, want io.EOF", err)
+				case !tc.wantEOF && (err == io.EOF || errors.Is(err, net.ErrClosed)):
+					t.Fatalf("got %v, want a peer failure", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("receiver still blocked 10s after the peer went away")
+			}
+		})
+	}
+}
+
+// helperPeer starts this test binary as a peer process that opens one
+// stream and starts sending a 64 MiB message; kill SIGKILLs it.
+func helperPeer(t *testing.T) (backends.Stream, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperPeer$")
+	cmd.Env = append(os.Environ(), "XFER_RDMA_HELPER="+ln.Addr().String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	go io.Copy(io.Discard, out)
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(20 * time.Second))
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ss, err := rdmaTransport(t).Open(ctx, &tcpRendezvous{c}, backends.Params{Streams: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeAll(ss) })
+	return ss[0], func() { cmd.Process.Kill() }
+}
+
+// TestHelperPeer is the peer process of helperPeer; it does nothing in a
+// normal test run.
+func TestHelperPeer(t *testing.T) {
+	addr := os.Getenv("XFER_RDMA_HELPER")
+	if addr == "" {
+		t.Skip("helper process only")
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ss, err := rdmaTransport(t).Open(ctx, &tcpRendezvous{c}, backends.Params{Streams: 1, Dialer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss[0].Send([]byte("big"), make([]byte, 64<<20))
+	time.Sleep(time.Minute) // killed long before
+}
+
+// BenchmarkStream sends 1 MiB messages on one stream to a receiver in the
+// same process. Compare with:
+//
+//	UCX_TLS=tcp UCX_NET_DEVICES=lo ucx_perftest -t tag_bw -s 1048576 -n 2000 &
+//	UCX_TLS=tcp UCX_NET_DEVICES=lo ucx_perftest 127.0.0.1 -t tag_bw -s 1048576 -n 2000
+func BenchmarkStream(b *testing.B) { benchStream(b, 1<<20) }
+
+// BenchmarkStreamSizes covers both sides of InlineMax (copied through
+// slots below it, zero-copy above it).
+func BenchmarkStreamSizes(b *testing.B) {
+	for _, size := range []int{4 << 10, 64 << 10, InlineMax, InlineMax + 1, 16 << 20} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) { benchStream(b, size) })
+	}
+}
+
+func benchStream(b *testing.B, size int) {
+	a, r := openPair(b, 1)
+	payload := pattern(size, 3)
+	hdr := []byte("bench")
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	errc := make(chan error, 1)
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if err := a[0].Send(hdr, payload); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	hbuf := make([]byte, backends.MaxHeader)
+	buf := make([]byte, size)
+	for i := 0; i < b.N; i++ {
+		_, n, err := r[0].Recv(hbuf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r[0].RecvPayload(buf[:n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkShared runs the benchmarks shared by all transports, for
+// comparison with tcp, tcp-zc and uring.
+func BenchmarkShared(b *testing.B) {
+	tr := rdmaTransport(b)
+	for _, c := range []struct {
+		name          string
+		size, streams int
+		file          bool
+	}{
+		{"Send/1MiB/1", 1 << 20, 1, false},
+		{"Send/1MiB/4", 1 << 20, 4, false},
+		{"Send/16MiB/1", 16 << 20, 1, false},
+		{"SendFile/1MiB/1", 1 << 20, 1, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.file {
+				backendtest.BenchSendFile(b, tr, c.size, c.streams)
+			} else {
+				backendtest.Bench(b, tr, c.size, c.streams)
+			}
+		})
+	}
+}

@@ -1,0 +1,57 @@
+//go:build rdma && cgo
+
+// Thin C layer of the rdma transport over UCX's UCP API. Everything that
+// progresses a UCP worker lives here, so a Go call waits for a completion in
+// one cgo call rather than one per ucp_worker_progress.
+#ifndef XFER_RDMA_UCX_H
+#define XFER_RDMA_UCX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <ucp/api/ucp.h>
+
+typedef struct xs_stream xs_stream;
+
+// Creates a UCP context with the tag, RMA and wake-up features.
+ucs_status_t xs_ctx_init(ucp_context_h *out);
+void xs_ctx_cleanup(ucp_context_h ctx);
+
+// Creates a worker with its wake-up descriptors and nslots slots of
+// sizes[i] bytes, all in one ucp_mem_map registration. *addr (malloc'd;
+// release with free) is the worker address to hand to the peer.
+ucs_status_t xs_stream_create(ucp_context_h ctx, int nslots,
+                              const size_t *sizes, xs_stream **out,
+                              void **addr, size_t *addrlen);
+void *xs_slot_buf(xs_stream *s, int i);
+// Creates the endpoint to the peer's worker (error mode peer) and starts
+// the background progress thread.
+ucs_status_t xs_stream_connect(xs_stream *s, const void *peer);
+// Closes the endpoint (flushing for up to close_ms; 0 forces), cancels what
+// is still posted, destroys the worker and releases the registered memory.
+void xs_stream_destroy(xs_stream *s, int close_ms);
+
+// Makes cancelable waits return UCS_ERR_CANCELED (any thread).
+void xs_cancel(xs_stream *s);
+void xs_uncancel(xs_stream *s);
+// First endpoint error reported by UCX (UCS_OK while healthy).
+ucs_status_t xs_ep_status(xs_stream *s);
+
+// Posts a tagged send of the first len bytes of slot i.
+ucs_status_t xs_slot_send(xs_stream *s, int i, uint64_t tag, size_t len);
+// Posts a tagged receive (exact tag) into slot i.
+ucs_status_t xs_slot_recv(xs_stream *s, int i, uint64_t tag);
+// Waits (timeout_ms < 0: forever) until slot i has nothing in flight and
+// returns the status of its last operation and, for a receive, its length.
+ucs_status_t xs_slot_wait(xs_stream *s, int i, int timeout_ms, int cancelable,
+                          size_t *len);
+
+// Zero-copy bulk transfer of len bytes of caller memory as consecutive
+// tagged messages tag0, tag0+1, ... of at most frag bytes. The memory is
+// registered for the duration of the call only, and the call returns only
+// once UCX no longer refers to it.
+ucs_status_t xs_send_user(xs_stream *s, uint64_t tag0, const void *p,
+                          size_t len, size_t frag, int cancelable);
+ucs_status_t xs_recv_user(xs_stream *s, uint64_t tag0, void *p, size_t len,
+                          size_t frag, int cancelable);
+
+#endif

@@ -1,0 +1,566 @@
+package tcpzc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/backends"
+)
+
+// rxBufSize is the receive buffer: small messages are read many at a time
+// into it; payload reads of half its size or more bypass it.
+const rxBufSize = 128 << 10
+
+// errClosed is returned by every operation on a closed stream.
+var errClosed = errors.New("tcp-zc: stream closed")
+
+// stream is one tcp-zc data stream. The tx half is used by one sending
+// goroutine and the rx half by one receiving goroutine at a time; their
+// mutexes only guard against misuse and against Close.
+type stream struct {
+	conn      net.Conn
+	rc        syscall.RawConn
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	tx struct {
+		mu       sync.Mutex
+		err      error // sticky: the byte stream is out of step after a failure
+		zc       bool  // MSG_ZEROCOPY in use on this socket
+		alwaysZC bool  // keep it even when the kernel reports copies
+		zcMin    int
+		// Zero-copy sends get consecutive ids from the kernel; completions
+		// report ranges of them. Send waits until completed == issued.
+		issued, completed uint32
+		copied            bool        // a completion said the kernel copied anyway
+		held              []byte      // payload abandoned to the kernel by a failed Send
+		zcInFlight        atomic.Bool // the kernel may hold user pages: Close resets
+		pre               [prefixLen + backends.MaxHeader]byte
+		iov               [2]unix.Iovec
+		msg               unix.Msghdr
+		oob               [128]byte
+	}
+	rx struct {
+		mu       sync.Mutex
+		err      error // sticky, as for tx
+		buf      []byte
+		r, w     int // buffered bytes are buf[r:w]
+		rem      int // payload bytes of the current message not yet consumed
+		pipe     [2]int
+		pipeSize int
+	}
+}
+
+// Send writes hdr and payload as one message. Payloads of zcMin bytes or
+// more go out with MSG_ZEROCOPY, and Send returns only after the kernel has
+// released them.
+func (s *stream) Send(hdr, payload []byte) error {
+	if err := checkSizes(len(hdr), len(payload)); err != nil {
+		return fmt.Errorf("tcp-zc: send: %w", err)
+	}
+	s.tx.mu.Lock()
+	defer s.tx.mu.Unlock()
+	if err := s.txReady(); err != nil {
+		return err
+	}
+	putPrefix(s.tx.pre[:], len(hdr), len(payload))
+	n := prefixLen + copy(s.tx.pre[prefixLen:], hdr)
+	zc := s.tx.zc && len(payload) >= s.tx.zcMin
+	flags := 0
+	if zc {
+		flags = unix.MSG_ZEROCOPY
+		// Either this sees closed, or Close sees zcInFlight (both are
+		// sequentially consistent) and resets the connection.
+		s.tx.zcInFlight.Store(true)
+		if s.closed.Load() {
+			s.tx.zcInFlight.Store(false)
+			return errClosed
+		}
+	}
+	err := s.sendBufs(s.tx.pre[:n], payload, flags)
+	if err == nil && zc {
+		err = s.awaitCompletions()
+	}
+	// The kernel reads payload until its completions are in: keep it from
+	// being collected (and its memory reused) before then, even if the
+	// caller holds no other reference.
+	runtime.KeepAlive(payload)
+	if err != nil {
+		if s.tx.issued != s.tx.completed {
+			// Giving up with the kernel still holding payload's pages (the
+			// peer stopped reading, or Close). Keep the memory alive for the
+			// stream's lifetime; zcInFlight stays set so that Close resets
+			// the connection and the unsent rest is dropped, not sent later.
+			s.tx.held = payload
+		} else {
+			s.tx.zcInFlight.Store(false)
+		}
+		return s.txFail("send", err)
+	}
+	s.tx.zcInFlight.Store(false)
+	if s.tx.copied && !s.tx.alwaysZC {
+		// The kernel copied anyway (loopback, or no scatter-gather on the
+		// device): zero copy only adds pinning and completions. Stop.
+		s.tx.zc = false
+	}
+	return nil
+}
+
+// SendFile writes hdr and then n bytes of f from off, which sendfile(2)
+// moves from the page cache to the socket without a user-space copy.
+func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
+	if err := checkSizes(len(hdr), n); err != nil {
+		return fmt.Errorf("tcp-zc: sendfile: %w", err)
+	}
+	if off < 0 {
+		return fmt.Errorf("tcp-zc: sendfile: negative offset %d", off)
+	}
+	fc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("tcp-zc: sendfile %s: %w", f.Name(), err)
+	}
+	// Refuse a range past the end of the file before anything is written,
+	// so the stream stays usable.
+	if fi, err := f.Stat(); err != nil {
+		return fmt.Errorf("tcp-zc: sendfile: %w", err)
+	} else if fi.Mode().IsRegular() && off+int64(n) > fi.Size() {
+		return fmt.Errorf("tcp-zc: sendfile %s: range %d+%d beyond its %d bytes", f.Name(), off, n, fi.Size())
+	}
+	s.tx.mu.Lock()
+	defer s.tx.mu.Unlock()
+	if err := s.txReady(); err != nil {
+		return err
+	}
+	putPrefix(s.tx.pre[:], len(hdr), n)
+	hn := prefixLen + copy(s.tx.pre[prefixLen:], hdr)
+	flags := 0
+	if n > 0 {
+		flags = unix.MSG_MORE // let the header share a segment with the data
+	}
+	err = s.sendBufs(s.tx.pre[:hn], nil, flags)
+	if err == nil && n > 0 {
+		var serr error
+		if cerr := fc.Control(func(ffd uintptr) { serr = s.sendfile(int(ffd), off, n) }); cerr != nil {
+			serr = cerr
+		}
+		err = serr
+	}
+	if err != nil {
+		return s.txFail("sendfile", err)
+	}
+	return nil
+}
+
+func (s *stream) txReady() error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return s.tx.err
+}
+
+// txFail records err as the stream's sticky send error and returns it.
+func (s *stream) txFail(op string, err error) error {
+	if s.closed.Load() {
+		err = fmt.Errorf("%w (%v)", errClosed, err)
+	} else {
+		err = fmt.Errorf("tcp-zc: %s: %w", op, err)
+	}
+	s.tx.err = err
+	return err
+}
+
+// sendBufs writes a then b completely with sendmsg(2), waiting for socket
+// space with the runtime poller. With MSG_ZEROCOPY in flags it counts the
+// ids of the sends the kernel accepted.
+func (s *stream) sendBufs(a, b []byte, flags int) error {
+	bufs := [2][]byte{a, b}
+	var opErr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		for len(bufs[0])+len(bufs[1]) > 0 {
+			niov := 0
+			for _, p := range bufs {
+				if len(p) > 0 {
+					s.tx.iov[niov].Base = &p[0]
+					s.tx.iov[niov].SetLen(len(p))
+					niov++
+				}
+			}
+			s.tx.msg.Iov = &s.tx.iov[0]
+			s.tx.msg.SetIovlen(niov)
+			n, err := sendmsg(int(fd), &s.tx.msg, flags|unix.MSG_NOSIGNAL)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				if flags&unix.MSG_ZEROCOPY != 0 {
+					// Keep the error queue short while we wait.
+					if _, err := s.reapCompletions(int(fd)); err != nil {
+						opErr = err
+						return true
+					}
+				}
+				return false
+			case err == unix.ENOBUFS && flags&unix.MSG_ZEROCOPY != 0:
+				// Completions not read yet hold the socket's optmem budget.
+				got, err := s.reapCompletions(int(fd))
+				if err != nil {
+					opErr = err
+					return true
+				}
+				if got > 0 {
+					continue
+				}
+				if s.tx.completed == s.tx.issued {
+					flags &^= unix.MSG_ZEROCOPY // nothing to wait for: copy this one
+					continue
+				}
+				return false // a completion wakes writers (EPOLLERR)
+			case err != nil:
+				opErr = err
+				return true
+			}
+			if flags&unix.MSG_ZEROCOPY != 0 && n > 0 {
+				s.tx.issued++
+			}
+			for i := range bufs {
+				k := min(n, len(bufs[i]))
+				bufs[i] = bufs[i][k:]
+				n -= k
+			}
+		}
+		return true
+	})
+	// Do not keep the caller's buffers reachable from the stream.
+	s.tx.iov = [2]unix.Iovec{}
+	s.tx.msg.Iov = nil
+	if err != nil {
+		return err
+	}
+	return opErr
+}
+
+// awaitCompletions waits until the kernel has released every zero-copy
+// send issued so far. Completions arrive on the socket's error queue, which
+// makes the socket report EPOLLERR; the runtime poller wakes writers on it.
+func (s *stream) awaitCompletions() error {
+	var opErr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		if _, err := s.reapCompletions(int(fd)); err != nil {
+			opErr = err
+			return true
+		}
+		return s.tx.completed == s.tx.issued
+	})
+	if err != nil {
+		return err
+	}
+	return opErr
+}
+
+// reapCompletions reads every zero-copy completion queued on the socket's
+// error queue and returns how many it read.
+func (s *stream) reapCompletions(fd int) (int, error) {
+	got := 0
+	for {
+		oobn, err := recvmsgErrQueue(fd, s.tx.oob[:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return got, nil
+		case err != nil:
+			return got, fmt.Errorf("read zerocopy completions: %w", err)
+		}
+		msgs, err := unix.ParseSocketControlMessage(s.tx.oob[:oobn])
+		if err != nil {
+			return got, fmt.Errorf("parse zerocopy completion: %w", err)
+		}
+		for _, m := range msgs {
+			ipv4 := m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR
+			ipv6 := m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR
+			if !ipv4 && !ipv6 || len(m.Data) < int(unsafe.Sizeof(unix.SockExtendedErr{})) {
+				continue
+			}
+			ee := (*unix.SockExtendedErr)(unsafe.Pointer(&m.Data[0]))
+			if ee.Errno != 0 {
+				return got, fmt.Errorf("socket error queue: %w", syscall.Errno(ee.Errno))
+			}
+			if ee.Origin != unix.SO_EE_ORIGIN_ZEROCOPY {
+				continue
+			}
+			s.tx.completed += ee.Data - ee.Info + 1 // ids Info..Data, inclusive
+			if ee.Code&unix.SO_EE_CODE_ZEROCOPY_COPIED != 0 {
+				s.tx.copied = true
+			}
+			got++
+		}
+	}
+}
+
+// sendfile sends n bytes of the file ffd from off on the socket.
+func (s *stream) sendfile(ffd int, off int64, n int) error {
+	var opErr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		for n > 0 {
+			m, err := unix.Sendfile(int(fd), ffd, &off, min(n, 1<<30))
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				opErr = err
+				return true
+			case m == 0:
+				opErr = fmt.Errorf("file ended %d bytes early: %w", n, io.ErrUnexpectedEOF)
+				return true
+			}
+			n -= m
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return opErr
+}
+
+// Recv reads the next message's header into hbuf. Payload bytes of the
+// previous message that were not consumed are skipped.
+func (s *stream) Recv(hbuf []byte) ([]byte, int, error) {
+	s.rx.mu.Lock()
+	defer s.rx.mu.Unlock()
+	if err := s.rxReady(); err != nil {
+		return nil, 0, err
+	}
+	for s.rx.rem > 0 {
+		if s.rx.r == s.rx.w {
+			if err := s.fill(1); err != nil {
+				return nil, 0, s.rxFail("recv", err)
+			}
+		}
+		k := min(s.rx.rem, s.rx.w-s.rx.r)
+		s.rx.r += k
+		s.rx.rem -= k
+	}
+	if err := s.fill(prefixLen); err != nil {
+		return nil, 0, s.rxFail("recv", err)
+	}
+	hl, pl, err := parsePrefix(s.rx.buf[s.rx.r:])
+	if err != nil {
+		return nil, 0, s.rxFail("recv", err)
+	}
+	if hl > len(hbuf) {
+		return nil, 0, s.rxFail("recv", fmt.Errorf("%d-byte header does not fit a %d-byte buffer", hl, len(hbuf)))
+	}
+	if err := s.fill(prefixLen + hl); err != nil {
+		return nil, 0, s.rxFail("recv", err)
+	}
+	s.rx.r += prefixLen
+	copy(hbuf, s.rx.buf[s.rx.r:s.rx.r+hl])
+	s.rx.r += hl
+	s.rx.rem = pl
+	return hbuf[:hl], pl, nil
+}
+
+// RecvPayload reads the next len(p) payload bytes of the current message.
+func (s *stream) RecvPayload(p []byte) error {
+	s.rx.mu.Lock()
+	defer s.rx.mu.Unlock()
+	if err := s.rxReady(); err != nil {
+		return err
+	}
+	if len(p) > s.rx.rem {
+		return fmt.Errorf("tcp-zc: RecvPayload of %d bytes, but %d are left in the message", len(p), s.rx.rem)
+	}
+	k := copy(p, s.rx.buf[s.rx.r:s.rx.w])
+	s.rx.r += k
+	s.rx.rem -= k
+	p = p[k:]
+	for len(p) > 0 {
+		if len(p) >= len(s.rx.buf)/2 {
+			n, err := s.read(p) // large: straight into the caller's buffer
+			if err != nil {
+				return s.rxFail("recv payload", err)
+			}
+			p = p[n:]
+			s.rx.rem -= n
+			continue
+		}
+		if err := s.fill(1); err != nil {
+			return s.rxFail("recv payload", err)
+		}
+		k := copy(p, s.rx.buf[s.rx.r:s.rx.w])
+		s.rx.r += k
+		s.rx.rem -= k
+		p = p[k:]
+	}
+	return nil
+}
+
+func (s *stream) rxReady() error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return s.rx.err
+}
+
+// rxFail records err as the stream's sticky receive error and returns it.
+func (s *stream) rxFail(op string, err error) error {
+	if s.closed.Load() {
+		err = fmt.Errorf("%w (%v)", errClosed, err)
+	} else {
+		err = fmt.Errorf("tcp-zc: %s: %w", op, err)
+	}
+	s.rx.err = err
+	return err
+}
+
+// fill reads until at least n bytes are buffered (n <= len(buf)), reading
+// as much as the socket has, to serve many small messages per read(2).
+func (s *stream) fill(n int) error {
+	if s.rx.w-s.rx.r >= n {
+		return nil
+	}
+	if s.rx.r == s.rx.w {
+		s.rx.r, s.rx.w = 0, 0
+	} else if len(s.rx.buf)-s.rx.r < n {
+		s.rx.w = copy(s.rx.buf, s.rx.buf[s.rx.r:s.rx.w])
+		s.rx.r = 0
+	}
+	for s.rx.w-s.rx.r < n {
+		k, err := s.read(s.rx.buf[s.rx.w:])
+		if err != nil {
+			return err
+		}
+		s.rx.w += k
+	}
+	return nil
+}
+
+// read reads at least one byte into p, waiting with the runtime poller.
+func (s *stream) read(p []byte) (int, error) {
+	var n int
+	var opErr error
+	err := s.rawRead(func(fd uintptr) bool {
+		for {
+			m, err := unix.Read(int(fd), p)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				opErr = err
+			case m == 0:
+				opErr = fmt.Errorf("connection closed by peer: %w", io.ErrUnexpectedEOF)
+			default:
+				n = m
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, opErr
+}
+
+// rawRead is s.rc.Read, made robust against one quirk of the runtime
+// poller: when epoll reports EPOLLERR alone for a socket, Go marks it so
+// that readers get an error ("not pollable") instead of waiting. A socket
+// whose error queue holds MSG_ZEROCOPY completions while it is neither
+// readable nor writable (send buffer full, nothing received: the usual state
+// of a bulk sender) reports exactly that. Such a reader falls back to
+// poll(2) until the next ordinary event clears the mark.
+func (s *stream) rawRead(f func(fd uintptr) bool) error {
+	for {
+		err := s.rc.Read(f)
+		if err == nil || s.closed.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		done := false
+		var perr error
+		cerr := s.rc.Control(func(fd uintptr) {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(pfd, 100)
+			if err != nil && err != unix.EINTR {
+				perr = fmt.Errorf("poll: %w", err)
+				return
+			}
+			if n > 0 && pfd[0].Revents&(unix.POLLIN|unix.POLLHUP) == 0 {
+				// Only the error queue (the sender's completions): give the
+				// sender a moment to collect them rather than spin.
+				unix.Nanosleep(&unix.Timespec{Nsec: 1e6}, nil)
+			}
+			done = f(fd)
+		})
+		if cerr != nil {
+			return cerr
+		}
+		if perr != nil {
+			return perr
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// Close closes the socket, which unblocks a pending Send or Recv, and the
+// splice pipe.
+func (s *stream) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		if s.tx.zcInFlight.Load() {
+			if tc, ok := s.conn.(interface{ SetLinger(int) error }); ok {
+				tc.SetLinger(0)
+			}
+		}
+		if err := s.conn.Close(); err != nil {
+			s.closeErr = fmt.Errorf("tcp-zc: close: %w", err)
+		}
+		s.rx.mu.Lock()
+		defer s.rx.mu.Unlock()
+		for i, fd := range s.rx.pipe {
+			if fd >= 0 {
+				unix.Close(fd)
+				s.rx.pipe[i] = -1
+			}
+		}
+	})
+	return s.closeErr
+}
+
+// sendmsg is sendmsg(2) without the allocations of the x/sys wrappers.
+func sendmsg(fd int, msg *unix.Msghdr, flags int) (int, error) {
+	n, _, e := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(msg)), uintptr(flags))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// recvmsgErrQueue reads one message from the socket's error queue into oob
+// and returns the control length.
+func recvmsgErrQueue(fd int, oob []byte) (int, error) {
+	var msg unix.Msghdr
+	msg.Control = &oob[0]
+	msg.SetControllen(len(oob))
+	_, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_ERRQUEUE)
+	if e != 0 {
+		return 0, e
+	}
+	return int(msg.Controllen), nil
+}

@@ -1,0 +1,801 @@
+package uring
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pawelgaczynski/giouring"
+	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/backends"
+)
+
+// Staging memory per stream: txSlots send buffers of headroom+slotSize
+// bytes and one receive buffer, about 1.3 MiB, pinned while registered.
+const (
+	txSlots  = 4
+	slotSize = 256 << 10
+	// headroom precedes each slot's data so that a message's prefix and
+	// header can be sent in the same request as the first data block.
+	headroom  = 8 << 10
+	rxBufSize = 256 << 10
+	// registerFileMin is the SendFile length from which the file is put in
+	// the ring's file table: two io_uring_register calls then cost less
+	// than a file lookup per read.
+	registerFileMin = 4 * slotSize
+)
+
+// user_data of a request: operation << 32 | block (or slot) index.
+const (
+	opSendStaged = iota + 1 // SEND from a staging buffer
+	opSendHdr               // SEND of a header, linked to opSendUser
+	opSendUser              // SEND_ZC of the caller's memory
+	opSendSlot              // SEND_ZC of a staging slot (SendFile)
+	opRead                  // read of a file block into a slot
+	opRecv                  // socket receive
+	opCancel                // ASYNC_CANCEL
+)
+
+func ud(op, idx int) uint64 { return uint64(op)<<32 | uint64(uint32(idx)) }
+
+// sendFlags go with every socket send: whole buffers only (a short send
+// fails a link instead of letting the next request go after a partial one),
+// and EPIPE rather than SIGPIPE.
+const sendFlags = unix.MSG_WAITALL | unix.MSG_NOSIGNAL
+
+// errClosed is returned by every operation on a closed stream.
+var errClosed = errors.New("uring: stream closed")
+
+// stream is one uring data stream; see the package comment.
+type stream struct {
+	conn      net.Conn
+	rc        syscall.RawConn
+	zcMin     int
+	alwaysZC  bool // keep SEND_ZC even when the kernel reports copies
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	tx struct {
+		mu       sync.Mutex
+		err      error // sticky: the byte stream is out of step after a failure
+		ring     *ring
+		inflight int  // requests whose completion has not arrived
+		notifs   int  // SEND_ZC notifications not yet arrived
+		broken   bool // the ring failed: requests may be in flight
+		noZC     bool // send copies: see sendFailed and adapt
+		noUsage  bool // the kernel refused IORING_SEND_ZC_REPORT_USAGE
+		copied   bool // a notification said the kernel copied anyway
+		pin      runtime.Pinner
+	}
+	rx struct {
+		mu     sync.Mutex
+		err    error // sticky, as for tx
+		ring   *ring
+		buf    []byte // staging buffer (fixed buffer 0 of the ring)
+		r, w   int    // buffered bytes are buf[r:w]
+		rem    int    // payload bytes of the current message not yet consumed
+		broken bool
+		pin    runtime.Pinner
+	}
+}
+
+// Send writes hdr and payload as one message.
+func (s *stream) Send(hdr, payload []byte) error {
+	if err := checkSizes(len(hdr), len(payload)); err != nil {
+		return fmt.Errorf("uring: send: %w", err)
+	}
+	t := &s.tx
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := s.txReady(); err != nil {
+		return err
+	}
+	buf := t.ring.bufs[0]
+	hn := prefixLen + len(hdr)
+	msg := buf[headroom-hn : headroom]
+	putPrefix(msg, len(hdr), len(payload))
+	copy(msg[prefixLen:], hdr)
+	var err error
+	if len(payload) < s.zcMin && len(payload) <= slotSize {
+		n := copy(buf[headroom:], payload)
+		err = s.sendStaged(buf[headroom-hn : headroom+n])
+	} else {
+		err = s.sendUser(msg, payload)
+	}
+	if err != nil {
+		return s.txFail("send", err)
+	}
+	return nil
+}
+
+// SendFile writes hdr and then n bytes of f from off, read into fixed
+// buffers and sent from them with SEND_ZC.
+func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
+	if err := checkSizes(len(hdr), n); err != nil {
+		return fmt.Errorf("uring: sendfile: %w", err)
+	}
+	if off < 0 {
+		return fmt.Errorf("uring: sendfile: negative offset %d", off)
+	}
+	fc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("uring: sendfile %s: %w", f.Name(), err)
+	}
+	// Refuse a range past the end of the file before anything is sent, so
+	// the stream stays usable.
+	if fi, err := f.Stat(); err != nil {
+		return fmt.Errorf("uring: sendfile: %w", err)
+	} else if fi.Mode().IsRegular() && off+int64(n) > fi.Size() {
+		return fmt.Errorf("uring: sendfile %s: range %d+%d beyond its %d bytes", f.Name(), off, n, fi.Size())
+	}
+	t := &s.tx
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := s.txReady(); err != nil {
+		return err
+	}
+	var serr error
+	if cerr := fc.Control(func(ffd uintptr) { serr = s.sendFile(hdr, int(ffd), off, n) }); cerr != nil {
+		serr = cerr
+	}
+	if serr != nil {
+		return s.txFail("sendfile "+f.Name(), serr)
+	}
+	return nil
+}
+
+func (s *stream) txReady() error {
+	if s.closed.Load() || s.tx.ring == nil {
+		return errClosed
+	}
+	return s.tx.err
+}
+
+// txFail records err as the stream's sticky send error and returns it.
+func (s *stream) txFail(op string, err error) error {
+	if s.closed.Load() {
+		err = fmt.Errorf("%w (%v)", errClosed, err)
+	} else {
+		err = fmt.Errorf("uring: %s: %w", op, err)
+	}
+	s.tx.err = err
+	return err
+}
+
+// txRun submits what is queued on the send ring and hands each completion
+// to handle until done reports true. Notification CQEs reach handle too
+// (IORING_CQE_F_NOTIF in flags). After a failure (handle's error, a broken
+// ring, Close) it cancels the requests in flight and returns once their
+// completions are in; notifications still due are left to Close.
+func (s *stream) txRun(handle func(op, idx int, res int32, flags uint32) error, done func() bool) error {
+	t := &s.tx
+	var failure error
+	cancelled := false
+	var giveUp time.Time
+	cancel := func() {
+		if cancelled || t.inflight == 0 {
+			return
+		}
+		if e, err := t.ring.sqe(); err == nil {
+			prepCancelAll(e, ud(opCancel, 0))
+			cancelled = true
+			giveUp = time.Now().Add(10 * time.Second)
+		}
+	}
+	for {
+		if failure == nil && done() {
+			return nil
+		}
+		if failure != nil && t.inflight == 0 {
+			return failure
+		}
+		err := t.ring.submitAndWait()
+		if err == errSlice {
+			if failure == nil && s.closed.Load() {
+				failure = errClosed
+			}
+			if failure != nil {
+				cancel() // again, if no entry was free before
+			}
+			if cancelled && time.Now().After(giveUp) {
+				t.broken = true // cancellation did not complete: leave it to Close
+				return failure
+			}
+			continue
+		}
+		if err != nil {
+			t.broken = true
+			if failure == nil {
+				failure = err
+			}
+			return failure
+		}
+		t.ring.reap(func(u uint64, res int32, flags uint32) {
+			op, idx := int(u>>32), int(uint32(u))
+			if op == opCancel {
+				return
+			}
+			if flags&giouring.CQEFNotif != 0 {
+				t.notifs--
+				if uint32(res)&giouring.NotifUsageZCCopied != 0 {
+					t.copied = true
+				}
+			} else {
+				t.inflight--
+				if flags&giouring.CQEFMore != 0 {
+					t.notifs++
+				}
+			}
+			if failure != nil {
+				return
+			}
+			if err := handle(op, idx, res, flags); err != nil {
+				failure = err
+				cancel()
+			}
+		})
+	}
+}
+
+// sendStaged sends p, which lies in a staging buffer, with IORING_OP_SEND.
+func (s *stream) sendStaged(p []byte) error {
+	t := &s.tx
+	off := 0
+	submit := func() error {
+		e, err := t.ring.sqe()
+		if err != nil {
+			return err
+		}
+		prepSend(e, 0, p[off:], sendFlags, ud(opSendStaged, 0))
+		t.inflight++
+		return nil
+	}
+	if err := submit(); err != nil {
+		return err
+	}
+	return s.txRun(func(op, _ int, res int32, _ uint32) error {
+		switch {
+		case res < 0 && retryable(res):
+			return submit()
+		case res < 0:
+			return fmt.Errorf("send: %w", cqeErr(res))
+		}
+		off += int(res)
+		if off < len(p) {
+			return submit()
+		}
+		return nil
+	}, func() bool { return off == len(p) && t.inflight == 0 })
+}
+
+// sendUser sends msg (prefix and header, in a staging buffer) linked to a
+// send of payload, in one submission. With zero copy (SEND_ZC) it returns
+// after the notification: the kernel reads payload, in place, until then.
+func (s *stream) sendUser(msg, payload []byte) error {
+	t := &s.tx
+	t.pin.Pin(&payload[0]) // escapes and stays put until the kernel is done
+	hoff, poff := 0, 0
+	resubmit := false
+	submit := func() error {
+		if hoff < len(msg) {
+			e, err := t.ring.sqe()
+			if err != nil {
+				return err
+			}
+			prepSend(e, 0, msg[hoff:], sendFlags|unix.MSG_MORE, ud(opSendHdr, 0))
+			e.Flags |= giouring.SqeIOLink
+			t.inflight++
+		}
+		e, err := t.ring.sqe()
+		if err != nil {
+			return err
+		}
+		s.prepSendOut(e, payload[poff:], -1, ud(opSendUser, 0))
+		t.inflight++
+		return nil
+	}
+	if err := submit(); err != nil {
+		t.pin.Unpin()
+		return err
+	}
+	err := s.txRun(func(op, _ int, res int32, flags uint32) error {
+		if flags&giouring.CQEFNotif != 0 {
+			return nil
+		}
+		switch {
+		case res == -int32(unix.ECANCELED) && op == opSendUser && resubmit:
+			// Its linked header send failed or came up short.
+		case res < 0 && op == opSendHdr && retryable(res):
+			resubmit = true
+		case res < 0 && op == opSendHdr:
+			return fmt.Errorf("send header: %w", cqeErr(res))
+		case res < 0:
+			if err := s.sendFailed(res); err != nil {
+				return err
+			}
+			resubmit = true
+		case op == opSendHdr:
+			hoff += int(res)
+			resubmit = resubmit || hoff < len(msg)
+		default:
+			poff += int(res)
+			resubmit = resubmit || poff < len(payload)
+		}
+		if t.inflight == 0 && resubmit {
+			resubmit = false
+			return submit()
+		}
+		return nil
+	}, func() bool {
+		return hoff == len(msg) && poff == len(payload) && t.inflight == 0 && t.notifs == 0
+	})
+	if t.notifs == 0 && !t.broken {
+		t.pin.Unpin()
+	} // else the kernel may still read payload: Close unpins it.
+	s.adapt()
+	return err
+}
+
+type slotState struct {
+	used    bool // holds block blk
+	blk     int
+	got     int  // bytes of the block read so far
+	reading bool // a read into the slot is in flight
+	sending bool // a send from the slot is in flight
+	sent    int  // bytes of the slot's send region sent so far
+	notifs  int  // notifications due for sends from the slot
+}
+
+// sendFile sends the message of a SendFile: the file range goes through
+// the staging slots, read with READ(_FIXED) and sent with SEND_ZC(_FIXED).
+// Reads run ahead into every free slot; one send is in flight at a time
+// (io_uring does not order sends on a socket), and when the block to send
+// next is still to be read, its send is linked to its read so that both
+// go in one submission.
+func (s *stream) sendFile(hdr []byte, ffd int, off int64, n int) error {
+	t := &s.tx
+	rg := t.ring
+	hn := prefixLen + len(hdr)
+	first := rg.bufs[0]
+	putPrefix(first[headroom-hn:], len(hdr), n)
+	copy(first[headroom-hn+prefixLen:], hdr)
+	if n == 0 {
+		return s.sendStaged(first[headroom-hn : headroom])
+	}
+	fixedFile := false
+	if n >= registerFileMin {
+		if err := rg.setFile(1, ffd); err == nil {
+			fixedFile = true
+			defer rg.setFile(1, -1) // drop the ring's reference to the file
+		}
+	}
+	bufIndex := func(i int) int {
+		if rg.fixed {
+			return i
+		}
+		return -1
+	}
+	nblocks := (n + slotSize - 1) / slotSize
+	blockLen := func(b int) int { return min(slotSize, n-b*slotSize) }
+	region := func(b int) []byte {
+		start := headroom
+		if b == 0 {
+			start -= hn
+		}
+		return rg.bufs[b%txSlots][start : headroom+blockLen(b)]
+	}
+	var slots [txSlots]slotState
+	nextRead, nextSend := 0, 0
+	sending := false
+
+	read := func(b int, link bool) error {
+		st := &slots[b%txSlots]
+		e, err := rg.sqe()
+		if err != nil {
+			return err
+		}
+		p := rg.bufs[b%txSlots][headroom+st.got : headroom+blockLen(b)]
+		pos := off + int64(b)*slotSize + int64(st.got)
+		if fixedFile {
+			prepRead(e, 1, p, pos, bufIndex(b%txSlots), ud(opRead, b))
+		} else {
+			prepReadFd(e, ffd, p, pos, bufIndex(b%txSlots), ud(opRead, b))
+		}
+		if link {
+			e.Flags |= giouring.SqeIOLink
+		}
+		t.inflight++
+		st.reading = true
+		return nil
+	}
+	send := func(b int) error {
+		st := &slots[b%txSlots]
+		e, err := rg.sqe()
+		if err != nil {
+			return err
+		}
+		s.prepSendOut(e, region(b)[st.sent:], bufIndex(b%txSlots), ud(opSendSlot, b))
+		t.inflight++
+		st.sending, sending = true, true
+		return nil
+	}
+	release := func(st *slotState) {
+		if st.used && !st.sending && st.notifs == 0 && st.sent == len(region(st.blk)) {
+			st.used = false
+		}
+	}
+	schedule := func() error {
+		for nextRead < nblocks && !slots[nextRead%txSlots].used {
+			b := nextRead
+			slots[b%txSlots] = slotState{used: true, blk: b}
+			nextRead++
+			link := b == nextSend && !sending
+			if err := read(b, link); err != nil {
+				return err
+			}
+			if link {
+				if err := send(b); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range slots {
+			if st := &slots[i]; st.used && !st.reading && st.got < blockLen(st.blk) {
+				if err := read(st.blk, false); err != nil {
+					return err
+				}
+			}
+		}
+		if st := &slots[nextSend%txSlots]; !sending && nextSend < nblocks && st.used && st.blk == nextSend &&
+			!st.reading && st.got == blockLen(nextSend) {
+			return send(nextSend)
+		}
+		return nil
+	}
+	handle := func(op, b int, res int32, flags uint32) error {
+		st := &slots[b%txSlots]
+		switch {
+		case flags&giouring.CQEFNotif != 0:
+			st.notifs--
+		case op == opRead:
+			st.reading = false
+			switch {
+			case res < 0 && retryable(res):
+			case res < 0:
+				return fmt.Errorf("read file: %w", cqeErr(res))
+			case res == 0:
+				return fmt.Errorf("file ended %d bytes early: %w", n-b*slotSize-st.got, io.ErrUnexpectedEOF)
+			default:
+				st.got += int(res)
+			}
+		default: // opSendSlot
+			st.sending, sending = false, false
+			if flags&giouring.CQEFMore != 0 {
+				st.notifs++
+			}
+			switch {
+			case res == -int32(unix.ECANCELED) && st.got < blockLen(b):
+				// Its linked read came up short: send once the rest is in.
+			case res < 0:
+				if err := s.sendFailed(res); err != nil {
+					return err
+				}
+			default:
+				st.sent += int(res)
+				if st.sent == len(region(b)) {
+					nextSend++
+				}
+			}
+		}
+		release(st)
+		return schedule()
+	}
+	if err := schedule(); err != nil {
+		return err
+	}
+	err := s.txRun(handle, func() bool { return nextSend == nblocks && t.inflight == 0 && t.notifs == 0 })
+	s.adapt()
+	return err
+}
+
+// prepSendOut prepares the send of p, which lies in fixed buffer buf (or
+// -1 for memory that is not registered): SEND_ZC, or SEND once zero copy
+// is off for the stream.
+func (s *stream) prepSendOut(e *giouring.SubmissionQueueEntry, p []byte, buf int, ud uint64) {
+	t := &s.tx
+	if t.noZC {
+		prepSend(e, 0, p, sendFlags, ud)
+		return
+	}
+	prepSendZC(e, 0, p, buf, sendFlags, ud)
+	if !t.noUsage {
+		e.IoPrio |= giouring.SendZCReportUsage
+	}
+}
+
+// sendFailed sorts out a failed send: nil means the send should simply be
+// reissued (possibly in another form), otherwise the error to fail with.
+func (s *stream) sendFailed(res int32) error {
+	t := &s.tx
+	switch {
+	case retryable(res):
+		return nil
+	case res == -int32(unix.EOPNOTSUPP) && !t.noZC:
+		// No zero copy on this socket (SOCK_SUPPORT_ZC unset; seen on
+		// accepted sockets of some kernels): send copies instead.
+		t.noZC = true
+		return nil
+	case res == -int32(unix.EINVAL) && !t.noZC && !t.noUsage:
+		// IORING_SEND_ZC_REPORT_USAGE is Linux 6.2; do without.
+		t.noUsage = true
+		return nil
+	}
+	return fmt.Errorf("send: %w", cqeErr(res))
+}
+
+// adapt turns zero copy off for the stream once the kernel reported that
+// it copied anyway (loopback, or a device without scatter-gather): then
+// SEND_ZC only adds page pinning and a wait for the peer's acknowledgement
+// before a buffer can be reused.
+func (s *stream) adapt() {
+	if s.tx.copied && !s.alwaysZC {
+		s.tx.noZC = true
+	}
+}
+
+// Recv reads the next message's header into hbuf. Payload bytes of the
+// previous message that were not consumed are skipped.
+func (s *stream) Recv(hbuf []byte) ([]byte, int, error) {
+	r := &s.rx
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := s.rxReady(); err != nil {
+		return nil, 0, err
+	}
+	for r.rem > 0 {
+		if r.r == r.w {
+			if err := s.fill(1); err != nil {
+				return nil, 0, s.rxFail("recv", err)
+			}
+		}
+		k := min(r.rem, r.w-r.r)
+		r.r += k
+		r.rem -= k
+	}
+	if err := s.fill(prefixLen); err != nil {
+		return nil, 0, s.rxFail("recv", err)
+	}
+	hl, pl, err := parsePrefix(r.buf[r.r:])
+	if err != nil {
+		return nil, 0, s.rxFail("recv", err)
+	}
+	if hl > len(hbuf) {
+		return nil, 0, s.rxFail("recv", fmt.Errorf("%d-byte header does not fit a %d-byte buffer", hl, len(hbuf)))
+	}
+	if err := s.fill(prefixLen + hl); err != nil {
+		return nil, 0, s.rxFail("recv", err)
+	}
+	r.r += prefixLen
+	copy(hbuf, r.buf[r.r:r.r+hl])
+	r.r += hl
+	r.rem = pl
+	return hbuf[:hl], pl, nil
+}
+
+// RecvPayload reads the next len(p) payload bytes of the current message.
+func (s *stream) RecvPayload(p []byte) error {
+	r := &s.rx
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := s.rxReady(); err != nil {
+		return err
+	}
+	if len(p) > r.rem {
+		return fmt.Errorf("uring: RecvPayload of %d bytes, but %d are left in the message", len(p), r.rem)
+	}
+	k := copy(p, r.buf[r.r:r.w])
+	r.r += k
+	r.rem -= k
+	p = p[k:]
+	if len(p) >= len(r.buf)/2 {
+		// Large: straight into the caller's buffer.
+		if err := s.recvAll(p); err != nil {
+			return s.rxFail("recv payload", err)
+		}
+		r.rem -= len(p)
+		return nil
+	}
+	for len(p) > 0 {
+		if err := s.fill(1); err != nil {
+			return s.rxFail("recv payload", err)
+		}
+		k := copy(p, r.buf[r.r:r.w])
+		r.r += k
+		r.rem -= k
+		p = p[k:]
+	}
+	return nil
+}
+
+func (s *stream) rxReady() error {
+	if s.closed.Load() || s.rx.ring == nil {
+		return errClosed
+	}
+	return s.rx.err
+}
+
+// rxFail records err as the stream's sticky receive error and returns it.
+func (s *stream) rxFail(op string, err error) error {
+	if s.closed.Load() {
+		err = fmt.Errorf("%w (%v)", errClosed, err)
+	} else {
+		err = fmt.Errorf("uring: %s: %w", op, err)
+	}
+	s.rx.err = err
+	return err
+}
+
+// fill receives until at least n bytes are buffered (n <= len(buf)),
+// taking as much as the socket has.
+func (s *stream) fill(n int) error {
+	r := &s.rx
+	if r.w-r.r >= n {
+		return nil
+	}
+	if r.r == r.w {
+		r.r, r.w = 0, 0
+	} else if len(r.buf)-r.r < n {
+		r.w = copy(r.buf, r.buf[r.r:r.w])
+		r.r = 0
+	}
+	for r.w-r.r < n {
+		p := r.buf[r.w:]
+		k, err := s.rxDo(func(e *giouring.SubmissionQueueEntry) {
+			if r.ring.fixed {
+				prepRead(e, 0, p, 0, 0, ud(opRecv, 0))
+			} else {
+				prepRecv(e, 0, p, 0, ud(opRecv, 0))
+			}
+		})
+		if err != nil {
+			return err
+		}
+		r.w += k
+	}
+	return nil
+}
+
+// recvAll receives exactly len(p) bytes into p with RECV and MSG_WAITALL.
+func (s *stream) recvAll(p []byte) error {
+	r := &s.rx
+	r.pin.Pin(&p[0]) // escapes and stays put while the kernel writes to it
+	for done := 0; done < len(p); {
+		k, err := s.rxDo(func(e *giouring.SubmissionQueueEntry) {
+			prepRecv(e, 0, p[done:], unix.MSG_WAITALL, ud(opRecv, 0))
+		})
+		if err != nil {
+			if !r.broken {
+				r.pin.Unpin()
+			}
+			return err
+		}
+		done += k
+	}
+	r.pin.Unpin()
+	return nil
+}
+
+// rxDo submits one receive request prepared by prep and returns the bytes
+// it received. It returns only once the request is complete (or cancelled),
+// because the kernel writes into the buffer until then.
+func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) {
+	r := &s.rx
+	for {
+		e, err := r.ring.sqe()
+		if err != nil {
+			return 0, err
+		}
+		prep(e)
+		var res int32
+		inflight, cancelled := true, false
+		var giveUp time.Time
+		for inflight {
+			err := r.ring.submitAndWait()
+			if err == errSlice {
+				if s.closed.Load() && !cancelled {
+					if e, err := r.ring.sqe(); err == nil {
+						prepCancelAll(e, ud(opCancel, 0))
+						cancelled = true
+						giveUp = time.Now().Add(10 * time.Second)
+					}
+				} else if cancelled && time.Now().After(giveUp) {
+					r.broken = true
+					return 0, errClosed
+				}
+				continue
+			}
+			if err != nil {
+				r.broken = true // the request may still be in flight
+				return 0, err
+			}
+			r.ring.reap(func(u uint64, rs int32, _ uint32) {
+				if int(u>>32) == opRecv {
+					res, inflight = rs, false
+				}
+			})
+		}
+		switch {
+		case s.closed.Load():
+			return 0, errClosed
+		case res < 0 && retryable(res):
+			continue
+		case res < 0:
+			return 0, fmt.Errorf("receive: %w", cqeErr(res))
+		case res == 0:
+			return 0, fmt.Errorf("connection closed by peer: %w", io.ErrUnexpectedEOF)
+		}
+		return int(res), nil
+	}
+}
+
+// Close shuts the socket down, which completes the requests pending on it,
+// waits for Send and Recv to give up, and tears the rings down.
+func (s *stream) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+		t, r := &s.tx, &s.rx
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		abandoned := t.notifs > 0 || t.broken
+		if abandoned {
+			// The kernel still holds pages of a SEND_ZC: reset rather than
+			// linger, so the write queue is dropped, not sent later.
+			if tc, ok := s.conn.(interface{ SetLinger(int) error }); ok {
+				tc.SetLinger(0)
+			}
+		}
+		// Drop the rings' references to the socket so that closing conn
+		// closes (and, if abandoned, resets) the connection now.
+		t.ring.unregisterFiles()
+		r.ring.unregisterFiles()
+		if err := s.conn.Close(); err != nil {
+			s.closeErr = fmt.Errorf("uring: close: %w", err)
+		}
+		if t.notifs > 0 && !t.broken {
+			// The reset freed the queued data: collect the notifications.
+			for giveUp := time.Now().Add(2 * time.Second); t.notifs > 0 && time.Now().Before(giveUp); {
+				if err := t.ring.submitAndWait(); err != nil && err != errSlice {
+					break
+				}
+				t.ring.reap(func(_ uint64, _ int32, flags uint32) {
+					if flags&giouring.CQEFNotif != 0 {
+						t.notifs--
+					}
+				})
+			}
+		}
+		t.ring.close()
+		r.ring.close()
+		t.ring, r.ring, r.buf = nil, nil, nil
+		// Unpinning lets the collector reuse memory a SEND_ZC still named
+		// only if notifications never came; the connection was reset and
+		// its queue dropped by then, so nothing reads it any more.
+		t.pin.Unpin()
+		r.pin.Unpin()
+	})
+	return s.closeErr
+}
+
+var _ backends.Stream = (*stream)(nil)

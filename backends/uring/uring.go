@@ -1,0 +1,221 @@
+// Package uring implements the "uring" data transport: TCP streams driven
+// through io_uring (github.com/pawelgaczynski/giouring, pure Go, no cgo).
+//
+// Each stream has two rings of Params.UringEntries entries (default 256),
+// one per direction, because the Stream contract lets one goroutine send
+// while another receives and a ring's queues are single-producer,
+// single-consumer. Each ring registers the data socket in its file table
+// and its staging memory as fixed buffers (io_uring_register_buffers), so
+// the kernel neither looks up the socket nor pins the staging pages per
+// operation.
+//
+// Sending:
+//   - SendFile reads the file range into fixed buffers (IORING_OP_READ_FIXED,
+//     the file registered in the table for ranges of a few blocks or more)
+//     and sends them with IORING_OP_SEND_ZC from those buffers, pipelined:
+//     one io_uring_enter submits the send of the block just read together
+//     with reads of the following blocks into free buffers. The message
+//     header travels in the same send as the first block. A buffer is
+//     reused only after the send's notification CQE (IORING_CQE_F_NOTIF);
+//     the send's own CQE carries IORING_CQE_F_MORE when one will follow.
+//   - Send of a payload of ZeroCopyThreshold bytes or more sends the header
+//     from a fixed buffer linked (IOSQE_IO_LINK) to an IORING_OP_SEND_ZC of
+//     the caller's memory, in one submission, and returns after the
+//     notification, so the caller may reuse the buffer at once. Smaller
+//     messages are copied into a fixed buffer and sent with one
+//     IORING_OP_SEND.
+//   - Only one send is in flight per socket at a time: io_uring does not
+//     order independent sends on a stream socket.
+//
+// Receiving reads into a fixed buffer (IORING_OP_READ_FIXED on the socket),
+// which serves the headers and small payloads of many messages per
+// completion; payload reads of half its size or more go straight into the
+// caller's buffer with IORING_OP_RECV and MSG_WAITALL.
+//
+// Close shuts the socket down, which completes pending socket requests; a
+// wait that nothing completes (a zero-copy notification held by a peer that
+// stopped acknowledging) gives up after a short slice and cancels with
+// IORING_OP_ASYNC_CANCEL.
+//
+// giouring reaches runtime internals through go:linkname, which Go 1.23 and
+// later refuse to link by default: build with -ldflags=-checklinkname=0.
+package uring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/pawelgaczynski/giouring"
+	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/backends"
+)
+
+// Name is the transport's wire and command-line name.
+const Name = "uring"
+
+// DefaultEntries is the ring size when Params.UringEntries is 0.
+const DefaultEntries = 256
+
+// Ring sizes are clamped to [minEntries, maxEntries]: below minEntries a
+// SendFile pipeline's submissions would not fit; maxEntries is the kernel's
+// limit.
+const (
+	minEntries = 16
+	maxEntries = 32768
+)
+
+// ZeroCopyThreshold is the payload size from which Send uses SEND_ZC from
+// the caller's memory rather than copying into a fixed buffer.
+const ZeroCopyThreshold = 64 << 10
+
+// version is exchanged at Open so mismatched peers refuse each other.
+const version = "xfer/uring/1"
+
+type transport struct {
+	zcMin    int  // payload size from which Send uses SEND_ZC
+	alwaysZC bool // keep SEND_ZC even when the kernel reports copies
+	noFixed  bool // do not register buffers (tests the fallback path)
+}
+
+func init() {
+	backends.Register(&transport{zcMin: ZeroCopyThreshold})
+}
+
+func (t *transport) Name() string { return Name }
+
+// neededOps are the opcodes the transport issues, with the kernel release
+// that brought each.
+var neededOps = []struct {
+	op    uint8
+	name  string
+	linux string
+}{
+	{giouring.OpReadFixed, "IORING_OP_READ_FIXED", "5.1"},
+	{giouring.OpRead, "IORING_OP_READ", "5.6"},
+	{giouring.OpSend, "IORING_OP_SEND", "5.6"},
+	{giouring.OpRecv, "IORING_OP_RECV", "5.6"},
+	{giouring.OpAsyncCancel, "IORING_OP_ASYNC_CANCEL", "5.5"},
+	{giouring.OpSendZC, "IORING_OP_SEND_ZC", "6.0"},
+}
+
+// Probe checks that io_uring is allowed here (kernel.io_uring_disabled,
+// seccomp) and that the kernel knows every opcode the transport uses.
+func (t *transport) Probe() error {
+	disabled := ""
+	if b, err := os.ReadFile("/proc/sys/kernel/io_uring_disabled"); err == nil {
+		disabled = strings.TrimSpace(string(b))
+	}
+	if disabled == "2" {
+		return errors.New("uring: io_uring is disabled on this system (sysctl kernel.io_uring_disabled=2)")
+	}
+	r := giouring.NewRing()
+	if err := r.QueueInit(4, 0); err != nil {
+		switch {
+		case errors.Is(err, unix.EPERM) && disabled == "1":
+			return fmt.Errorf("uring: io_uring is restricted to root and the kernel.io_uring_group group (sysctl kernel.io_uring_disabled=1): %w", err)
+		case errors.Is(err, unix.EPERM):
+			return fmt.Errorf("uring: io_uring_setup not permitted (a seccomp profile, such as a container runtime's default, may block it): %w", err)
+		case errors.Is(err, unix.ENOSYS):
+			return fmt.Errorf("uring: kernel without io_uring (before 5.1, or CONFIG_IO_URING off): %w", err)
+		case errors.Is(err, unix.ENOMEM):
+			return fmt.Errorf("uring: io_uring_setup: out of locked memory (RLIMIT_MEMLOCK): %w", err)
+		}
+		return fmt.Errorf("uring: io_uring_setup: %w", err)
+	}
+	defer r.QueueExit()
+	probe, err := r.GetProbeRing()
+	if err != nil {
+		return fmt.Errorf("uring: IORING_REGISTER_PROBE failed (kernel before 5.6?): %w", err)
+	}
+	var missing []string
+	for _, o := range neededOps {
+		if !probe.IsSupported(o.op) {
+			missing = append(missing, fmt.Sprintf("%s (Linux %s)", o.name, o.linux))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("uring: kernel lacks %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Open takes the session's p.Streams data sockets from rv and sets up two
+// rings of p.UringEntries entries for each.
+func (t *transport) Open(ctx context.Context, rv backends.Rendezvous, p backends.Params) ([]backends.Stream, error) {
+	if p.Streams < 1 {
+		return nil, fmt.Errorf("uring: %d streams requested, need at least 1", p.Streams)
+	}
+	entries := p.UringEntries
+	if entries == 0 {
+		entries = DefaultEntries
+	}
+	entries = min(max(entries, minEntries), maxEntries)
+	peer, err := rv.Exchange(ctx, []byte(version))
+	if err != nil {
+		return nil, fmt.Errorf("uring: exchange version: %w", err)
+	}
+	if string(peer) != version {
+		return nil, fmt.Errorf("uring: peer speaks %q, this side %q", peer, version)
+	}
+	streams := make([]backends.Stream, 0, p.Streams)
+	fail := func(err error) ([]backends.Stream, error) {
+		for _, s := range streams {
+			s.Close()
+		}
+		return nil, err
+	}
+	for i := 0; i < p.Streams; i++ {
+		if err := ctx.Err(); err != nil {
+			return fail(fmt.Errorf("uring: %w", err))
+		}
+		c, err := rv.Conn(ctx, i)
+		if err != nil {
+			return fail(fmt.Errorf("uring: data socket %d: %w", i, err))
+		}
+		s, err := newStream(c, uint32(entries), t)
+		if err != nil {
+			c.Close()
+			return fail(fmt.Errorf("uring: data socket %d: %w", i, err))
+		}
+		streams = append(streams, s)
+	}
+	return streams, nil
+}
+
+// newStream sets up the rings of one connected socket. The socket stays
+// owned by c (Close closes it); the rings reference it through their file
+// tables.
+func newStream(c net.Conn, entries uint32, t *transport) (*stream, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("%T has no file descriptor", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("raw connection: %w", err)
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return nil, fmt.Errorf("raw connection: %w", err)
+	}
+	s := &stream{conn: c, rc: rc, zcMin: t.zcMin, alwaysZC: t.alwaysZC}
+	txBufs := make([]int, txSlots)
+	for i := range txBufs {
+		txBufs[i] = headroom + slotSize
+	}
+	if s.tx.ring, err = newRing(entries, fd, 2, txBufs, !t.noFixed); err != nil {
+		return nil, fmt.Errorf("send ring: %w", err)
+	}
+	if s.rx.ring, err = newRing(entries, fd, 1, []int{rxBufSize}, !t.noFixed); err != nil {
+		s.tx.ring.close()
+		return nil, fmt.Errorf("receive ring: %w", err)
+	}
+	s.rx.buf = s.rx.ring.bufs[0]
+	return s, nil
+}

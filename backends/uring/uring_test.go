@@ -1,0 +1,204 @@
+package uring
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/backends/backendtest"
+)
+
+func registered(t testing.TB) backends.Transport {
+	t.Helper()
+	tr, ok := backends.Lookup(Name)
+	if !ok {
+		t.Fatalf("%s is not registered", Name)
+	}
+	return tr
+}
+
+func TestProbe(t *testing.T) {
+	if err := registered(t).Probe(); err != nil {
+		t.Fatalf("Probe: %v (this machine has io_uring with SEND_ZC)", err)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, registered(t), backendtest.Options{})
+}
+
+// TestConformanceAlwaysZeroCopy keeps SEND_ZC on even though loopback makes
+// the kernel copy, so the notification handling runs on every large send.
+func TestConformanceAlwaysZeroCopy(t *testing.T) {
+	backendtest.Run(t, &transport{zcMin: ZeroCopyThreshold, alwaysZC: true}, backendtest.Options{})
+}
+
+// TestConformanceUnregisteredBuffers runs the path taken when the kernel
+// refuses to register the staging buffers (RLIMIT_MEMLOCK), with a small
+// ring.
+func TestConformanceUnregisteredBuffers(t *testing.T) {
+	backendtest.Run(t, &transport{zcMin: ZeroCopyThreshold, alwaysZC: true, noFixed: true},
+		backendtest.Options{Params: backends.Params{UringEntries: 16}})
+}
+
+func TestParsePrefix(t *testing.T) {
+	tests := []struct {
+		hdr, payload uint32
+		wantErr      string
+	}{
+		{0, 0, ""},
+		{backends.MaxHeader, MaxPayload, ""},
+		{backends.MaxHeader + 1, 0, "header"},
+		{0, MaxPayload + 1, "payload"},
+	}
+	for _, tc := range tests {
+		var b [prefixLen]byte
+		binary.LittleEndian.PutUint32(b[:], tc.hdr)
+		binary.LittleEndian.PutUint32(b[4:], tc.payload)
+		h, p, err := parsePrefix(b[:])
+		if tc.wantErr == "" {
+			if err != nil || h != int(tc.hdr) || p != int(tc.payload) {
+				t.Errorf("parsePrefix(%d, %d) = %d, %d, %v", tc.hdr, tc.payload, h, p, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("parsePrefix(%d, %d) error %v, want one about the %s", tc.hdr, tc.payload, err, tc.wantErr)
+		}
+	}
+}
+
+// TestRingSetup checks ring sizes (Params.UringEntries, clamped, rounded
+// up to a power of two by the kernel) and that the staging buffers and the
+// socket are registered.
+func TestRingSetup(t *testing.T) {
+	tests := []struct {
+		entries, want int
+		fixed         bool
+	}{
+		{0, DefaultEntries, true},
+		{1, minEntries, true},
+		{100, 128, true},
+		{1 << 20, maxEntries, true},
+		{64, 64, false},
+	}
+	for _, tc := range tests {
+		tr := &transport{zcMin: ZeroCopyThreshold, noFixed: !tc.fixed}
+		sess := backendtest.Open(t, tr, 1, backends.Params{UringEntries: tc.entries})
+		s := sess.Dialer[0].(*stream)
+		for _, rg := range []*ring{s.tx.ring, s.rx.ring} {
+			if got := int(rg.r.SQSpaceLeft()); got != tc.want {
+				t.Errorf("UringEntries %d: ring of %d entries, want %d", tc.entries, got, tc.want)
+			}
+			if rg.fixed != tc.fixed {
+				t.Errorf("UringEntries %d: fixed buffers %v (%v), want %v", tc.entries, rg.fixed, rg.fixedErr, tc.fixed)
+			}
+			if rg.files[0] < 0 {
+				t.Errorf("socket not in the file table")
+			}
+		}
+	}
+}
+
+// TestZeroCopyNotifications checks the SEND_ZC bookkeeping on real rings:
+// every notification is in when Send and SendFile return, and the adaptive
+// stream turns zero copy off once loopback reports copies.
+func TestZeroCopyNotifications(t *testing.T) {
+	tests := []struct {
+		name     string
+		alwaysZC bool
+		wantZC   bool
+	}{
+		{"Adaptive", false, false},
+		{"Always", true, true},
+	}
+	payload := make([]byte, 3<<20+5)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	path := filepath.Join(t.TempDir(), "src")
+	if err := os.WriteFile(path, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &transport{zcMin: ZeroCopyThreshold, alwaysZC: tc.alwaysZC}
+			sess := backendtest.Open(t, tr, 1, backends.Params{})
+			tx := sess.Dialer[0].(*stream)
+			done := make(chan error, 1)
+			go func() {
+				hbuf := make([]byte, backends.MaxHeader)
+				for i := 0; i < 4; i++ {
+					_, n, err := sess.Acceptor[0].Recv(hbuf)
+					buf := make([]byte, n)
+					if err == nil {
+						err = sess.Acceptor[0].RecvPayload(buf)
+					}
+					if err == nil && !bytes.Equal(buf, payload) {
+						err = fmt.Errorf("message %d differs", i)
+					}
+					if err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			for i := 0; i < 2; i++ {
+				if err := tx.Send([]byte("h"), payload); err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.SendFile([]byte("h"), f, 0, len(payload)); err != nil {
+					t.Fatal(err)
+				}
+				if tx.tx.notifs != 0 || tx.tx.inflight != 0 {
+					t.Fatalf("returned with %d requests and %d notifications outstanding", tx.tx.inflight, tx.tx.notifs)
+				}
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if !tx.tx.copied {
+				t.Log("kernel did not report copying (not loopback?)")
+			}
+			if got := !tx.tx.noZC; got != tc.wantZC {
+				t.Errorf("zero copy on after sends = %v, want %v", got, tc.wantZC)
+			}
+		})
+	}
+}
+
+func BenchmarkSend(b *testing.B) {
+	for _, bc := range []struct {
+		name          string
+		size, streams int
+	}{
+		{"1MiB", 1 << 20, 1},
+		{"1MiB/4streams", 1 << 20, 4},
+		{"4KiB", 4 << 10, 1},
+	} {
+		b.Run(bc.name, func(b *testing.B) { backendtest.Bench(b, registered(b), bc.size, bc.streams) })
+	}
+}
+
+func BenchmarkSendFile(b *testing.B) {
+	for _, bc := range []struct {
+		name          string
+		size, streams int
+	}{
+		{"1MiB", 1 << 20, 1},
+		{"4KiB", 4 << 10, 1},
+	} {
+		b.Run(bc.name, func(b *testing.B) { backendtest.BenchSendFile(b, registered(b), bc.size, bc.streams) })
+	}
+}
