@@ -157,21 +157,25 @@ type casAck struct {
 	size   int64
 }
 
-// casRecv receives the bytes of one object into w, in order.
+// casRecv receives the bytes of one object into w, in order. Only the lane
+// carrying the transfer delivers to it; mu lets the waiting side abandon it
+// without racing a delivery in progress.
 type casRecv struct {
+	mu    sync.Mutex
 	w     io.Writer
 	end   func(err error) // called once: nil when the bytes are complete
 	next  int64
 	size  int64 // -1 while unknown
 	err   error // first failure; later bytes are dropped
 	ended bool
-	done  chan struct{} // closed after end
+	done  chan struct{} // closed once the transfer ended (not when abandoned)
 }
 
 func newCASRecv(w io.Writer, size int64, end func(error)) *casRecv {
 	return &casRecv{w: w, end: end, size: size, done: make(chan struct{})}
 }
 
+// finish ends the transfer; r.mu is held.
 func (r *casRecv) finish(err error) {
 	if r.ended {
 		return
@@ -186,10 +190,25 @@ func (r *casRecv) finish(err error) {
 	close(r.done)
 }
 
-// deliver handles one message of the transfer. Only the lane that carries
-// the transfer calls it, so it needs no lock. An error is a protocol
+// abandon stops deliveries to w; once it returns, w is not written again.
+func (r *casRecv) abandon() {
+	r.mu.Lock()
+	r.ended = true
+	r.mu.Unlock()
+}
+
+// result returns the bytes received and the failure, once done is closed.
+func (r *casRecv) result() (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next, r.err
+}
+
+// deliver handles one message of the transfer. An error is a protocol
 // violation by the peer.
 func (r *casRecv) deliver(off uint64, flags byte, size int64, msg string, p []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.ended {
 		return nil
 	}
@@ -397,7 +416,7 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 		if id != nil {
 			got = *id
 			err = store.PutVerified(ctx, *id, pr)
-			n = r.size
+			n, _ = r.result()
 		} else {
 			got, n, err = store.Put(ctx, pr)
 		}
@@ -668,12 +687,12 @@ func (s *Session) CASFetch(ctx context.Context, id cas.ID, store *cas.Store) err
 func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
 	st := s.cas()
 	tid := s.nextID.Add(1)
-	var n int64
 	r := newCASRecv(w, -1, nil)
 	st.mu.Lock()
 	st.recvs[tid] = r
 	st.mu.Unlock()
 	defer st.dropRecv(tid, r)
+	defer r.abandon()
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -686,8 +705,11 @@ func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, er
 		res, err := s.casCall(cctx, opCASGet, &casArgs{ID: &id, TID: tid})
 		callDone <- result{res, err}
 	}()
+	// The answer follows the bytes but travels on the control connection,
+	// so it may arrive first: wait for both.
 	var answer *casResult
-	for answer == nil {
+	bytesDone := r.done
+	for answer == nil || bytesDone != nil {
 		select {
 		case c := <-callDone:
 			if c.err != nil {
@@ -696,34 +718,19 @@ func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, er
 				}
 				return 0, casErr(c.err, "cas get "+id.String())
 			}
-			answer = c.res
-		case <-r.done:
-			if r.err != nil {
-				cancel()
-				return r.next, fmt.Errorf("cas get %s from %s: %w", id, s.peer, r.err)
+			answer, callDone = c.res, nil
+		case <-bytesDone:
+			if n, err := r.result(); err != nil {
+				return n, fmt.Errorf("cas get %s from %s: %w", id, s.peer, err)
 			}
-			// Complete; the answer follows.
-			c := <-callDone
-			if c.err != nil {
-				return r.next, casErr(c.err, "cas get "+id.String())
-			}
-			answer = c.res
+			bytesDone = nil
+		case <-s.done:
+			return 0, s.endErr()
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
 	}
-	// The answer may overtake the bytes (they travel on a data lane).
-	select {
-	case <-r.done:
-	case <-s.done:
-		return 0, s.endErr()
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	n = r.next
-	if r.err != nil {
-		return n, fmt.Errorf("cas get %s from %s: %w", id, s.peer, r.err)
-	}
+	n, _ := r.result()
 	if n != answer.Size {
 		return n, exitcode.Peerf("cas get %s from %s: received %d bytes, peer sent %d", id, s.peer, n, answer.Size)
 	}
@@ -737,7 +744,7 @@ func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, er
 // returned unchecked, so callers that need the id verified end to end
 // should pass it.
 func (s *Session) CASSendFile(ctx context.Context, f *os.File, off, size int64, id *cas.ID) (cas.ID, error) {
-	return s.casPut(ctx, id, func(l *lane, tid uint64) error {
+	return s.casPut(ctx, id, func(ctx context.Context, l *lane, tid uint64) error {
 		return sendRange(ctx, l, mCASPut, tid, f, off, size, id)
 	}, size > casMaxPayload)
 }
@@ -779,7 +786,7 @@ func (s *Session) CASSendObject(ctx context.Context, store *cas.Store, id cas.ID
 func (s *Session) CASPutReader(ctx context.Context, r io.Reader, id *cas.ID) (cas.ID, int64, error) {
 	h := blake3.New(32, nil)
 	var sent int64
-	got, err := s.casPut(ctx, id, func(l *lane, tid uint64) error {
+	got, err := s.casPut(ctx, id, func(ctx context.Context, l *lane, tid uint64) error {
 		buf := make([]byte, casMaxPayload)
 		for pos := int64(0); ; {
 			k, rerr := io.ReadFull(r, buf)
@@ -829,8 +836,9 @@ func (s *Session) CASPutReader(ctx context.Context, r io.Reader, id *cas.ID) (ca
 
 // casPut runs one put: send transmits the bytes on the chosen lane, and the
 // peer's verdict is awaited. A put of several messages takes one of the
-// session's put slots, matching the receiver's limit.
-func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(l *lane, tid uint64) error, long bool) (cas.ID, error) {
+// session's put slots, matching the receiver's limit. casPut returns only
+// once send has returned, so the caller may then close what send reads.
+func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(ctx context.Context, l *lane, tid uint64) error, long bool) (cas.ID, error) {
 	st := s.cas()
 	if long {
 		select {
@@ -856,31 +864,40 @@ func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(l *lane, tid
 		delete(st.acks, tid)
 		st.mu.Unlock()
 	}()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- send(l, tid) }()
-	var a casAck
-	for got := false; !got; {
+	go func() { sendErr <- send(sctx, l, tid) }()
+	var (
+		a       casAck
+		got     bool
+		sending = true
+		fail    error
+	)
+	for fail == nil && (!got || sending) {
 		select {
 		case err := <-sendErr:
-			if err != nil {
-				return cas.ID{}, err
+			sending = false
+			if err != nil && !got {
+				fail = err
 			}
-			sendErr = nil
 		case a = <-ch:
 			got = true
+			if a.status != casAckOK && sending {
+				stop() // refused early: stop sending
+			}
 		case <-s.done:
-			return cas.ID{}, s.endErr()
+			fail = s.endErr()
 		case <-ctx.Done():
-			return cas.ID{}, ctx.Err()
+			fail = ctx.Err()
 		}
 	}
-	if sendErr != nil {
-		// An early verdict (a refusal) stops the sender at its next message.
-		if a.status == casAckOK {
-			if err := <-sendErr; err != nil {
-				return cas.ID{}, err
-			}
-		}
+	if sending {
+		stop()
+		<-sendErr
+	}
+	if fail != nil {
+		return cas.ID{}, fail
 	}
 	switch a.status {
 	case casAckOK:

@@ -280,6 +280,10 @@ func (h *handler) serve(s *Session, r *Req) {
 			h.serveCAS(s, r)
 			return
 		}
+		if strings.HasPrefix(r.Op, "bench.") {
+			h.serveBench(s, r)
+			return
+		}
 		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
 	}
 }

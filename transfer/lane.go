@@ -20,6 +20,9 @@ const (
 	// 5-9 are the content-addressed store's (see cas.go).
 	mCASFirst byte = 5
 	mCASLast  byte = 9
+	// 10-14 are `xfer bench`'s (see bench.go).
+	mBenchFirst byte = 10
+	mBenchLast  byte = 14
 )
 
 // Chunk verdicts.
@@ -334,6 +337,9 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 	}
 	if hdr[0] >= mCASFirst && hdr[0] <= mCASLast {
 		return l.handleCAS(hdr, n, buf)
+	}
+	if hdr[0] >= mBenchFirst && hdr[0] <= mBenchLast {
+		return l.handleBench(hdr, n, buf)
 	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
 }
