@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/xfer-io/xfer/fsroot"
@@ -24,6 +25,21 @@ type Hello struct {
 	Nonce      string   `json:"nonce,omitempty"`   // control: client nonce for the challenge-response
 	Ticket     string   `json:"ticket,omitempty"`  // control: ticket id, for a delegated (third-party) session
 	TLSData    *bool    `json:"tls_data,omitempty"`
+}
+
+// decodeHello parses and sanity-checks a hello frame from an unknown peer.
+func decodeHello(p []byte) (Hello, error) {
+	var h Hello
+	if err := json.Unmarshal(p, &h); err != nil {
+		return h, fmt.Errorf("hello: %w", err)
+	}
+	if h.Proto != "xfer" {
+		return h, fmt.Errorf("hello: not the xfer protocol")
+	}
+	if h.Stream < 0 || h.Stream > 1024 || h.Streams < 0 || h.Streams > 1024 || len(h.Transports) > 16 {
+		return h, fmt.Errorf("hello: values out of range")
+	}
+	return h, nil
 }
 
 // AuthMsg carries a challenge-response proof (frames fAuth and fAuthOK).

@@ -177,9 +177,9 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
-	var h Hello
-	if err := json.Unmarshal(p, &h); err != nil || h.Proto != "xfer" {
-		srv.cfg.Log.Warn("rejected connection: malformed handshake", "peer", peer)
+	h, err := decodeHello(p)
+	if err != nil {
+		srv.cfg.Log.Warn("rejected connection: malformed handshake", "peer", peer, "err", err)
 		c.Close()
 		return
 	}

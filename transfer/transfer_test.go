@@ -243,3 +243,13 @@ func TestEntryRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func openRoot(t *testing.T) *fsroot.Root {
+	t.Helper()
+	r, err := fsroot.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
