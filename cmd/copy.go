@@ -18,7 +18,8 @@ under its final name only once its data is verified and durable.`,
 		Example: `  xfer copy ./results xfer://node1:7878/incoming
   xfer copy xfer://node1:7878/incoming/run1 ./local-copy
   xfer copy nodeA:/proj nodeB:/proj --dry-run`,
-		Args: usageArgs(cobra.ExactArgs(2)),
+		Args:              usageArgs(cobra.ExactArgs(2)),
+		ValidArgsFunction: completeLocations,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runTransfer(cmd, args, false)
 		},

@@ -13,6 +13,7 @@ import (
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"
 	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/metrics"
 	"github.com/xfer-io/xfer/transfer"
 )
 
@@ -49,6 +50,7 @@ SIGINT or SIGTERM.`,
 	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
 	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
 	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
+	f.String("metrics-listen", "", "serve Prometheus metrics on /metrics and a health check on /healthz at HOST:PORT")
 	f.Int("max-sessions", 256, "most concurrent sessions in all")
 	f.Int("max-sessions-per-client", 32, "most concurrent sessions from one client address")
 	f.String("max-frame", "8M", "largest control frame a client may send")
@@ -192,7 +194,19 @@ func (a *app) runServe(cmd *cobra.Command) error {
 	if err != nil {
 		return exitcode.Usagef("listen on %s: %v", addr, err)
 	}
+	var m *metrics.Metrics
+	if ml := a.v.GetString("metrics-listen"); ml != "" {
+		mln, err := net.Listen("tcp", ml)
+		if err != nil {
+			ln.Close()
+			return exitcode.Usagef("--metrics-listen %s: %v", ml, err)
+		}
+		m = metrics.New()
+		go metrics.ServeListener(cmd.Context(), mln, m)
+		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
+	}
 	srv := transfer.NewServer(transfer.ServerConfig{
+		Metrics:              m,
 		Root:                 root,
 		Exports:              exports,
 		ReadOnly:             a.v.GetBool("read-only"),

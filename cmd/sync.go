@@ -18,7 +18,8 @@ Remote to remote syncs are third-party transfers: the source server pushes
 straight to the destination server.`,
 		Example: `  xfer sync xfer://node1:7878/incoming ./mirror --delete
   xfer sync nodeA:/proj nodeB:/proj`,
-		Args: usageArgs(cobra.ExactArgs(2)),
+		Args:              usageArgs(cobra.ExactArgs(2)),
+		ValidArgsFunction: completeLocations,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runTransfer(cmd, args, true)
 		},

@@ -58,6 +58,10 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
+// hangLimit is how long one xfer invocation may take before the test
+// calls it hung.
+const hangLimit = 40 * time.Second
+
 // result is what one xfer invocation did.
 type result struct {
 	stdout, stderr string
@@ -76,9 +80,12 @@ func xfer(t *testing.T, args ...string) result {
 
 func xferEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, xferBin, args...)
+	// A hung run dumps its goroutines (SIGQUIT) so the failure shows where.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = append(baseEnv(t), env...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -92,7 +99,7 @@ func xferEnv(t *testing.T, env []string, args ...string) result {
 		code = ee.ExitCode()
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("xfer %v hung (killed after 2m)\n%s\n%s", args, so.String(), se.String())
+		t.Fatalf("xfer %v hung (stopped after %s)\n%s\n%s", args, hangLimit, so.String(), se.String())
 	}
 	return result{so.String(), se.String(), code}
 }

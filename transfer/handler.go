@@ -15,6 +15,7 @@ import (
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"
 	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/metrics"
 	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/progress"
 )
@@ -42,6 +43,9 @@ type handler struct {
 	// refuses the cas.* requests. See cas.go.
 	cas   *cas.Store
 	casRO bool
+	// m and transport label what the receiver counts.
+	m         *metrics.Metrics
+	transport string
 
 	mu      sync.Mutex
 	credits map[uint64]chan struct{}
@@ -85,6 +89,7 @@ func (h *handler) resolve(p string) (string, error) {
 		}
 		h.bound, h.prefix, h.root = true, name, ex.Root
 		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
+		h.recv.m, h.recv.transport = h.m, h.transport
 	}
 	return stripExport(h.prefix, p)
 }

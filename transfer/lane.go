@@ -151,7 +151,9 @@ func chunkHeader(fid, idx uint64, off int64, verify bool, digest hashtree.Digest
 }
 
 // sendChunk sends a chunk and arranges for cb to get the receiver's
-// verdict. The caller must hold a window slot; cb releases it. The data is
+// verdict. The caller must hold a window slot; cb releases it. cb runs
+// exactly once unless sendChunk returns an error, in which case it never
+// runs and the caller cleans up. The data is
 // either data (when f is nil) or n bytes of f at off.
 func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error {
 	k := [2]uint64{fid, idx}
@@ -170,9 +172,15 @@ func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 		err = l.send(hdr, data)
 	}
 	if err != nil {
+		// Report the error only if the callback has not run (close runs
+		// every pending callback): cb must run exactly once.
 		l.mu.Lock()
+		_, pending := l.chunks[k]
 		delete(l.chunks, k)
 		l.mu.Unlock()
+		if !pending {
+			return nil
+		}
 	}
 	return err
 }
@@ -195,9 +203,12 @@ func (l *lane) sendBatch(count int, payload []byte, cb func(errs []string, err e
 	e.uvar(uint64(count))
 	if err := l.send(e.b, payload); err != nil {
 		l.mu.Lock()
+		_, pending := l.batches[id]
 		delete(l.batches, id)
 		l.mu.Unlock()
-		return err
+		if pending {
+			return err
+		}
 	}
 	return nil
 }

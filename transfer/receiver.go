@@ -19,6 +19,7 @@ import (
 
 	"github.com/xfer-io/xfer/fsroot"
 	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/metrics"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -34,6 +35,9 @@ type receiver struct {
 	// prefix is the export name that every path from the peer starts with
 	// ("" when the server serves a single tree).
 	prefix string
+	// m counts what arrives, labelled with the session's transport.
+	m         *metrics.Metrics
+	transport string
 
 	mu     sync.Mutex
 	files  map[uint64]*rfile
@@ -404,6 +408,7 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 	}
 	if verify {
 		if got := hashtree.ChunkDigest(p, off, sp.Size, sp.ChunkSize); got != dg {
+			r.m.VerifyFailure()
 			return ackMismatch, fmt.Sprintf("chunk %d of %s failed BLAKE3 verification", idx, sp.Path)
 		}
 	}
@@ -423,6 +428,7 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 		return ackFailed, fmt.Sprintf("write %s: %v", sp.Path, err)
 	}
 	rf.record(int64(idx))
+	r.m.AddBytes(r.transport, metrics.Received, int64(len(p)))
 	return ackOK, ""
 }
 
@@ -502,6 +508,9 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 			rf.journal.Close()
 		}
 		r.root.Remove(rf.jname)
+		if errs[i] == "" {
+			r.m.AddFiles(r.transport, metrics.Received, 1)
+		}
 	}
 	return errs
 }
@@ -615,6 +624,7 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 		}
 		sf.path = rel
 		if verify && hashtree.Sum(sf.data) != sf.digest {
+			r.m.VerifyFailure()
 			errs[i] = fmt.Sprintf("write %s: content failed BLAKE3 verification", sf.path)
 			continue
 		}
@@ -664,7 +674,10 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 		if msg := r.place(part, files[i].path, files[i].replaceDir); msg != "" {
 			errs[i] = msg
 			r.root.Remove(part)
+			continue
 		}
+		r.m.AddBytes(r.transport, metrics.Received, files[i].size)
+		r.m.AddFiles(r.transport, metrics.Received, 1)
 	}
 	return errs, nil
 }

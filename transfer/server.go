@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"strings"
 	"syscall"
 
 	"crypto/hmac"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/metrics"
 	"github.com/xfer-io/xfer/progress"
 )
 
@@ -45,6 +47,8 @@ type ServerConfig struct {
 	MaxSessionsPerClient int   // concurrent sessions from one IP address (default 32)
 	MaxFrame             int   // control frame limit in bytes (default 8 MiB)
 	MaxSessionMemory     int64 // receive buffers per session (default 256 MiB)
+	// Metrics, when set, counts sessions, bytes, files and failures.
+	Metrics *metrics.Metrics
 	// CAS is the content-addressed store exposed to peers (--cas), or nil.
 	CAS *cas.Store
 	// CASReadOnly refuses puts and removes.
@@ -459,11 +463,17 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool)
 	} else {
 		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
 	}
+	hd.m, hd.transport = srv.cfg.Metrics, name
+	if hd.recv != nil {
+		hd.recv.m, hd.recv.transport = srv.cfg.Metrics, name
+	}
 	hd.jobs = srv.runJob
 	hd.tickets = &srv.tickets
 	hd.cas, hd.casRO = srv.cfg.CAS, srv.cfg.CASReadOnly
 	s.handler = hd
 	srv.cfg.Log.Info("session started", "peer", peer, "transport", name, "streams", streams, "tls", isTLS)
+	srv.cfg.Metrics.SessionStarted()
+	defer srv.cfg.Metrics.SessionEnded()
 	s.start()
 	select {
 	case <-s.Done():
@@ -519,7 +529,20 @@ func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, sr
 		dst = &remoteDest{s: ds}
 		tally.SetProto(ds.transport, ds.reason)
 	}
-	err = runEngine(ctx, root, srcPath, dst, dstPath, spec.Options, sink, tally)
+	// Count what this server sends for the job.
+	counted := progress.SinkFunc(func(e progress.Event) {
+		switch e.Event {
+		case progress.KindTransfer:
+			srv.cfg.Metrics.AddFiles(tally.Summary().Proto, metrics.Sent, 1)
+		case progress.KindNotice:
+			if strings.Contains(e.Msg, "sending it again") {
+				srv.cfg.Metrics.ChunkRetry()
+			}
+		}
+		sink.Emit(e)
+	})
+	err = runEngine(ctx, root, srcPath, dst, dstPath, spec.Options, counted, tally)
+	srv.cfg.Metrics.AddBytes(tally.Summary().Proto, metrics.Sent, tally.Summary().BytesSent)
 	return tally.Summary(), err
 }
 
