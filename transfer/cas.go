@@ -404,6 +404,8 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 	go func() {
 		select {
 		case <-l.s.done:
+			// No more bytes will come: unblock the put.
+			pw.CloseWithError(fmt.Errorf("session with %s ended", l.s.peer))
 			cancel()
 		case <-ctx.Done():
 		}

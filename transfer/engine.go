@@ -498,10 +498,12 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		payload = enc{b: e.getBuf(batchTarget + smallLimit)[:0]}
 		ops     []plan.Op
 		verify  = e.opt.Verify != "none"
+		// In-process destinations read the very buffer that was hashed.
+		check = verify && e.dst.verifies()
 	)
 	start := func() {
 		payload.b = payload.b[:0]
-		if verify {
+		if check {
 			payload.u8(1)
 		} else {
 			payload.u8(0)

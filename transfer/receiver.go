@@ -1,12 +1,11 @@
 package transfer
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -117,8 +117,20 @@ const digestAbandoned = "abandoned"
 // an interrupted transfer can find its own partial file again, and short,
 // so long names still fit.
 func partName(p string) string {
-	h := sha256.Sum256([]byte(plan.Base(p)))
-	return plan.Join(plan.Dir(p), ".xfer-"+hex.EncodeToString(h[:8])+".part")
+	h := fnv.New64a()
+	h.Write([]byte(plan.Base(p)))
+	return plan.Join(plan.Dir(p), fmt.Sprintf(".xfer-%016x.part", h.Sum64()))
+}
+
+// setMtime sets a file's mtime (and atime) through its descriptor:
+// utimensat(fd, NULL, ...), i.e. futimens, with nanoseconds.
+func setMtime(f *os.File, ns int64) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(ns), unix.NsecToTimespec(ns)}
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, f.Fd(), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // describe turns a file-system error into a short message naming the path.
@@ -467,7 +479,7 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 		if errs[i] == "" {
 			if err := setFileAttrs(rf.f, sp.Mode); err != nil {
 				errs[i] = describe("chmod", sp.Path, err)
-			} else if err := r.root.Lchtimes(rf.part, sp.MtimeNs, sp.MtimeNs); err != nil {
+			} else if err := setMtime(rf.f, sp.MtimeNs); err != nil {
 				errs[i] = describe("set mtime of", sp.Path, err)
 			}
 		}
@@ -646,7 +658,7 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 			errs[i] = describe("write", sf.path, err)
 		} else if err := setFileAttrs(f, sf.mode); err != nil {
 			errs[i] = describe("chmod", sf.path, err)
-		} else if err := r.root.Lchtimes(part, sf.mtimeNs, sf.mtimeNs); err != nil {
+		} else if err := setMtime(f, sf.mtimeNs); err != nil {
 			errs[i] = describe("set mtime of", sf.path, err)
 		}
 		if errs[i] != "" {
