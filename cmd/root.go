@@ -131,6 +131,9 @@ Exit codes: 0 success, 1 some files failed, 2 usage or config error,
 		newVersionCmd(a),
 		newConfigCmd(a),
 		newRemoteCmd(a),
+		newBenchCmd(a),
+		newCASCmd(a),
+		newDaemonCmd(a),
 	} {
 		root.AddCommand(c)
 	}

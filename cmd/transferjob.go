@@ -28,6 +28,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("verify", "full", "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
 	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to a peer after this long")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
 	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
 	f.Int("retries", transfer.DefaultRetries, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume")
 	addPeerAuthFlags(c)
@@ -137,6 +138,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		ConnectTO:  a.v.GetDuration("connect-timeout"),
 		IdleTO:     a.v.GetDuration("timeout"),
 		Retries:    a.v.GetInt("retries"),
+		Delta:      a.v.GetBool("delta"),
 		UringEntry: a.uringEntries(),
 	}
 	if opt.Retries == 0 {

@@ -15,7 +15,7 @@ package transfer
 // transfer id, so a transfer's messages arrive in order):
 //
 //	mCASPut    (5) uvarint tid, u8 flags, uvarint offset, [uvarint size], [32]id, [string msg]; payload
-//	mCASPutAck (6) uvarint tid, u8 status, string msg, [32]id, uvarint size
+//	mCASPutAck (6) uvarint tid, u8 status (0 ok, 1 corrupt, 2 failed, 3 refused), string msg, [32]id, uvarint size
 //	mCASGet    (7) uvarint tid, u8 flags, uvarint offset, [uvarint size], [string msg]; payload
 //
 // A put is started by the sender with no control request: its first message
@@ -74,7 +74,8 @@ const (
 const (
 	casAckOK      byte = 0
 	casAckCorrupt byte = 1 // the bytes do not hash to the announced id
-	casAckFailed  byte = 2 // not stored: read-only store, no store, I/O error
+	casAckFailed  byte = 2 // not stored: I/O error, too many puts at once
+	casAckRefused byte = 3 // not stored: no store, or a read-only one
 )
 
 const (
@@ -370,9 +371,9 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 	h := l.s.handler
 	switch {
 	case h == nil || h.cas == nil:
-		return l.sendAck(tid, casAck{status: casAckFailed, msg: "this peer exposes no content-addressed store (start it with --cas DIR)"})
+		return l.sendAck(tid, casAck{status: casAckRefused, msg: "this peer exposes no content-addressed store (start it with --cas DIR)"})
 	case h.casRO:
-		return l.sendAck(tid, casAck{status: casAckFailed, msg: "this peer's store is read-only (--cas-read-only)"})
+		return l.sendAck(tid, casAck{status: casAckRefused, msg: "this peer's store is read-only (--cas-read-only)"})
 	}
 	store := h.cas
 	if flags&cfLast != 0 {
@@ -909,6 +910,8 @@ func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(ctx context.
 		return a.id, nil
 	case casAckCorrupt:
 		return cas.ID{}, fmt.Errorf("cas put to %s: peer refused the content: %s: %w", s.peer, a.msg, cas.ErrCorrupt)
+	case casAckRefused:
+		return cas.ID{}, exitcode.WithCode(exitcode.Usage, fmt.Errorf("cas put to %s: %s: %w", s.peer, a.msg, ErrNoStore))
 	}
-	return cas.ID{}, fmt.Errorf("cas put to %s: %s: %w", s.peer, a.msg, ErrNoStore)
+	return cas.ID{}, fmt.Errorf("cas put to %s: %s", s.peer, a.msg)
 }

@@ -21,16 +21,19 @@ import (
 // Options tune a transfer. They travel to a peer that runs a job, so they
 // are plain JSON.
 type Options struct {
-	Delete      bool          `json:"delete,omitempty"`       // remove extra destination entries (sync)
-	ReplaceDirs bool          `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
-	Checksum    bool          `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
-	DryRun      bool          `json:"dry_run,omitempty"`
-	NoFsync     bool          `json:"no_fsync,omitempty"`
-	Streams     int           `json:"streams,omitempty"`
-	ChunkSize   int64         `json:"chunk_size,omitempty"`
-	Proto       string        `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
-	Verify      string        `json:"verify,omitempty"`  // full (default) or none
-	Retries     int           `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
+	Delete      bool   `json:"delete,omitempty"`       // remove extra destination entries (sync)
+	ReplaceDirs bool   `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
+	Checksum    bool   `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
+	DryRun      bool   `json:"dry_run,omitempty"`
+	NoFsync     bool   `json:"no_fsync,omitempty"`
+	Streams     int    `json:"streams,omitempty"`
+	ChunkSize   int64  `json:"chunk_size,omitempty"`
+	Proto       string `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
+	Verify      string `json:"verify,omitempty"`  // full (default) or none
+	Retries     int    `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
+	// Delta sends only the chunks of a changed large file that differ
+	// from the file already at the destination.
+	Delta       bool          `json:"delta,omitempty"`
 	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
 	IdleTO      time.Duration `json:"idle_timeout,omitempty"`
 	UringEntry  int           `json:"uring_entries,omitempty"`
@@ -649,7 +652,8 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	sf.digests = make([]hashtree.Digest, len(chunks))
 	sf.remaining.Store(int64(len(chunks)))
 	errs, haves, err := e.dst.open(e.ctx, []FileSpec{{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
-		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs}})
+		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs,
+		Delta: e.opt.Delta && op.Dst != nil && op.Dst.Type == plan.TypeFile && op.Dst.Size >= e.opt.ChunkSize}})
 	if err == nil && len(errs) == 1 && errs[0] != "" {
 		err = errors.New(errs[0])
 	}
@@ -699,24 +703,51 @@ func (e *engine) chunkSender(l dataLane) {
 			e.chunkFailed(sf, err.Error())
 			continue
 		}
-		buf := e.getBuf(job.c.Len)
-		n, err := sf.f.ReadAt(buf, job.c.Off)
-		if err != nil && !(errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
-			l.release()
-			e.putBuf(buf)
-			msg := describe("read", sf.op.Src.Path, err)
-			if errors.Is(err, io.EOF) {
-				msg = errChanged.Error()
+		// Map the chunk: hash it in place and send it with SendFile from
+		// the page cache (zero copy where the transport can), or for an
+		// in-process destination write it from the mapping. Fall back to
+		// reading it into a buffer.
+		var (
+			buf    []byte
+			unmap  func()
+			sendF  *os.File
+			dg     hashtree.Digest
+			mapped bool
+		)
+		if m, um, ok := mappedChunk(sf.f, job.c.Off, job.c.Len); ok {
+			buf, unmap, mapped = m, um, true
+			if verify {
+				if err := guarded(func() { dg = hashtree.ChunkDigest(m, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize) }); err != nil {
+					unmap()
+					l.release()
+					e.chunkFailed(sf, errChanged.Error())
+					continue
+				}
 			}
-			e.chunkFailed(sf, msg)
-			continue
-		}
-		var dg hashtree.Digest
-		if verify {
-			dg = hashtree.ChunkDigest(buf, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize)
+			if e.dst.verifies() {
+				// A peer: send from the file; the mapping is no longer needed.
+				unmap()
+				buf, unmap, sendF = nil, nil, sf.f
+			}
+		} else {
+			buf = e.getBuf(job.c.Len)
+			n, err := sf.f.ReadAt(buf, job.c.Off)
+			if err != nil && !(errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
+				l.release()
+				e.putBuf(buf)
+				msg := describe("read", sf.op.Src.Path, err)
+				if errors.Is(err, io.EOF) {
+					msg = errChanged.Error()
+				}
+				e.chunkFailed(sf, msg)
+				continue
+			}
+			if verify {
+				dg = hashtree.ChunkDigest(buf, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize)
+			}
 		}
 		j := job
-		err = l.sendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, nil, 0, func(status byte, msg string) {
+		cb := func(status byte, msg string) {
 			l.release()
 			switch status {
 			case ackOK:
@@ -745,8 +776,23 @@ func (e *engine) chunkSender(l dataLane) {
 			default:
 				e.chunkFailed(sf, msg)
 			}
-		})
-		e.putBuf(buf)
+		}
+		var err error
+		send := func() {
+			err = l.sendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, sendF, int(j.c.Len), cb)
+		}
+		if unmap != nil {
+			// Writing from the mapping in process: a fault is a changed source.
+			if ferr := guarded(send); ferr != nil {
+				err = errChanged
+			}
+			unmap()
+		} else {
+			send()
+		}
+		if !mapped {
+			e.putBuf(buf)
+		}
 		if err != nil {
 			l.release()
 			e.chunkFailed(sf, err.Error())

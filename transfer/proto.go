@@ -141,6 +141,10 @@ type FileSpec struct {
 	MtimeNs    int64  `json:"mtime"`
 	ChunkSize  int64  `json:"chunk"`
 	ReplaceDir bool   `json:"replace_dir,omitempty"`
+	// Delta asks the receiver to seed the partial file from the file
+	// already at Path and offer its chunks for adoption, so that only
+	// chunks that differ cross the network.
+	Delta bool `json:"delta,omitempty"`
 }
 
 // CommitSpec asks the receiver to finish a file whose chunks all arrived.

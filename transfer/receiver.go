@@ -206,6 +206,9 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 	rf := &rfile{spec: sp, f: f, part: part, jname: journalName(sp.Path), tree: hashtree.NewTree(sp.Size, sp.ChunkSize)}
 	hdr := journalHeader{V: 1, Size: sp.Size, MtimeNs: sp.MtimeNs, Chunk: sp.ChunkSize, Mode: sp.Mode}
 	rf.have = r.resumable(rf, hdr)
+	if rf.have == nil && sp.Delta {
+		rf.have = r.seed(rf, hdr)
+	}
 	if rf.have == nil {
 		err = f.Truncate(0)
 		if err == nil {
@@ -276,6 +279,60 @@ func (r *receiver) resumable(rf *rfile, hdr journalHeader) map[int64]hashtree.Di
 	}
 	j.Seek(0, io.SeekEnd)
 	rf.journal = j
+	return have
+}
+
+// seed fills the partial file from the file already at the target path
+// (copy_file_range: a reflink where the file system can) and hashes the
+// chunks it now holds, for the sender to adopt those that did not change.
+func (r *receiver) seed(rf *rfile, hdr journalHeader) map[int64]hashtree.Digest {
+	old, err := r.root.Open(rf.spec.Path)
+	if err != nil {
+		return nil
+	}
+	defer old.Close()
+	info, err := fsroot.InfoFromFile(old)
+	if err != nil || info.Type != fsroot.TypeFile || info.Size == 0 {
+		return nil
+	}
+	if err := rf.f.Truncate(0); err != nil {
+		return nil
+	}
+	n := min(info.Size, hdr.Size)
+	var done int64
+	for done < n {
+		off := done
+		k, err := unix.CopyFileRange(int(old.Fd()), &off, int(rf.f.Fd()), &off, int(n-done), 0)
+		if err != nil || k == 0 {
+			break
+		}
+		done += int64(k)
+	}
+	if done < n {
+		// No copy_file_range here: plain copy.
+		if _, err := old.Seek(done, io.SeekStart); err != nil {
+			return nil
+		}
+		if _, err := rf.f.Seek(done, io.SeekStart); err != nil {
+			return nil
+		}
+		if _, err := io.CopyN(rf.f, old, n-done); err != nil {
+			return nil
+		}
+	}
+	if rf.f.Truncate(hdr.Size) != nil || r.newJournal(rf, hdr) != nil {
+		return nil
+	}
+	have := map[int64]hashtree.Digest{}
+	buf := make([]byte, hdr.Chunk)
+	for idx := int64(0); (idx+1)*hdr.Chunk <= n || (idx*hdr.Chunk < n && n == hdr.Size); idx++ {
+		off := idx * hdr.Chunk
+		l := min(hdr.Chunk, hdr.Size-off)
+		if _, err := rf.f.ReadAt(buf[:l], off); err != nil && !errors.Is(err, io.EOF) {
+			break
+		}
+		have[idx] = hashtree.ChunkDigest(buf[:l], off, hdr.Size, hdr.Chunk)
+	}
 	return have
 }
 

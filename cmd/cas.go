@@ -1,0 +1,586 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/transfer"
+)
+
+func newCASCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "cas",
+		Short: "Store and fetch content by its BLAKE3 id (content-addressed store)",
+		Long: `cas keeps content in a content-addressed store: every object is named by
+its id, the BLAKE3 digest of its content as b3sum prints it, and is stored
+once however often it is put. Every get is verified against the id while it
+is written out.
+
+The local store is --cas (XFER_CAS), by default $XDG_DATA_HOME/xfer/cas
+(~/.local/share/xfer/cas). REMOTE is a peer started with 'xfer serve --cas
+DIR' (or 'xfer daemon --listen'), written xfer://HOST:PORT or as a remote
+NAME of the config file; put, get, has and stat can work on it.
+
+Exit codes: 0 success, 1 an object was missing or corrupt, 2 usage or
+configuration error, 3 cannot reach or talk to the peer. See docs/cas.md.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	c.PersistentFlags().String("cas", "", "local store directory (default $XDG_DATA_HOME/xfer/cas)")
+	c.AddCommand(newCASPutCmd(a), newCASGetCmd(a), newCASHasCmd(a), newCASLsCmd(a),
+		newCASRmCmd(a), newCASVerifyCmd(a), newCASStatCmd(a))
+	return c
+}
+
+// addCASPeerFlags declares how cas commands reach a peer.
+func addCASPeerFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.String("proto", "auto", "data transport to the peer: auto, tcp, tcp-zc, uring or rdma")
+	f.Int("streams", 2, "data streams to the peer")
+	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to the peer after this long")
+	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+	addPeerAuthFlags(c)
+}
+
+func newCASPutCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "put FILE|- [REMOTE]",
+		Short: "Store a file (or standard input) and print its id",
+		Long: `put stores the content of FILE ("-": standard input) and prints its id, the
+64-hex-digit BLAKE3 digest, identical to what b3sum prints for the file.
+Content already stored is not stored again (the saving shows in 'xfer cas
+stat').
+
+With REMOTE the content goes to that peer's store instead: a file is hashed
+here first, not sent at all if the peer has it, and otherwise sent straight
+from the file (sendfile where the transport allows) and verified by the
+peer against the id; standard input is hashed while it is sent and the
+peer's id checked against it.`,
+		Example: `  xfer cas put model.bin
+  tar c data | xfer cas put -
+  xfer cas put model.bin xfer://10.0.0.2:7878`,
+		Args: usageArgs(cobra.RangeArgs(1, 2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.casPut(cmd, args)
+		},
+	}
+	addCASPeerFlags(c)
+	return c
+}
+
+func newCASGetCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "get ID [OUT|-] [--from REMOTE]",
+		Short: "Write an object to a file or standard output, verified",
+		Long: `get writes the content of object ID to OUT, or to standard output when OUT is
+"-" or missing. The content is hashed while it is written: OUT is written
+to a temporary file beside it and renamed into place only if the content
+matches ID. On standard output a mismatch is reported at the end (exit 1),
+after the bytes went out; do not use them then.
+
+--from REMOTE reads the object from that peer's store instead of the local
+one.`,
+		Example: `  xfer cas get 9f2a…c4 model.bin
+  xfer cas get 9f2a…c4 - --from xfer://10.0.0.2:7878 | tar x`,
+		Args: usageArgs(cobra.RangeArgs(1, 2)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.casGet(cmd, args)
+		},
+	}
+	c.Flags().String("from", "", "read from this peer's store (xfer://HOST:PORT or a remote name)")
+	addCASPeerFlags(c)
+	return c
+}
+
+func newCASHasCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "has ID...",
+		Short: "Tell which objects are stored",
+		Long: `has prints, for each ID, "ID  SIZE" if the store holds it and "ID  missing"
+if not, and exits 1 if any is missing (0 if all are there). --from REMOTE
+asks that peer's store.`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.casHas(cmd, args)
+		},
+	}
+	c.Flags().String("from", "", "ask this peer's store (xfer://HOST:PORT or a remote name)")
+	addCASPeerFlags(c)
+	return c
+}
+
+func newCASLsCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the objects of the local store",
+		Long:  `ls prints "ID  SIZE" for every object of the local store, in id order.`,
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			store, err := a.openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			asJSON := a.v.GetBool("json")
+			enc := json.NewEncoder(a.stdout)
+			return store.List(cmd.Context(), func(id cas.ID, size int64) error {
+				if asJSON {
+					return enc.Encode(casObject{ID: id.String(), Size: &size})
+				}
+				_, err := fmt.Fprintf(a.stdout, "%s  %d\n", id, size)
+				return err
+			})
+		},
+	}
+}
+
+func newCASRmCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm ID...",
+		Short: "Remove objects from the local store",
+		Long: `rm removes each ID from the local store. A missing ID is reported and makes
+the exit code 1; the others are still removed.`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids, err := parseIDs(args)
+			if err != nil {
+				return err
+			}
+			store, err := a.openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			failed := false
+			for _, id := range ids {
+				if err := store.Remove(cmd.Context(), id); err != nil {
+					fmt.Fprintf(a.stderr, "xfer: %v\n", err)
+					failed = true
+				}
+			}
+			if failed {
+				return silent(exitcode.Partial)
+			}
+			return nil
+		},
+	}
+}
+
+func newCASVerifyCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify",
+		Short: "Re-hash every object; quarantine corrupt ones",
+		Long: `verify re-hashes every object of the local store. Each corrupt object is
+reported ("ID: CORRUPT ...") and moved to the store's quarantine/ directory,
+so that it is no longer served and putting the content again stores it
+afresh. The summary line gives the objects checked and found corrupt; the
+exit code is 1 if any was.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			store, err := a.openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			asJSON := a.v.GetBool("json")
+			enc := json.NewEncoder(a.stdout)
+			checked, corrupt, err := store.Verify(cmd.Context(), func(id cas.ID, err error) {
+				if err == nil {
+					return
+				}
+				if asJSON {
+					enc.Encode(map[string]any{"event": "corrupt", "id": id.String(), "error": err.Error(),
+						"quarantined": errors.Is(err, cas.ErrCorrupt)})
+					return
+				}
+				if errors.Is(err, cas.ErrCorrupt) {
+					fmt.Fprintf(a.stdout, "%s: CORRUPT, quarantined (%v)\n", id, err)
+				} else {
+					fmt.Fprintf(a.stdout, "%s: FAILED (%v)\n", id, err)
+				}
+			})
+			if asJSON {
+				enc.Encode(map[string]any{"event": "summary", "checked": checked, "corrupt": corrupt})
+			} else if !a.v.GetBool("quiet") {
+				fmt.Fprintf(a.stdout, "verified %d objects: %d corrupt\n", checked, corrupt)
+			}
+			if err != nil {
+				return err
+			}
+			if corrupt > 0 {
+				return silent(exitcode.Partial)
+			}
+			return nil
+		},
+	}
+}
+
+func newCASStatCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "stat",
+		Short: "Summarise a store: objects, bytes, dedup saved",
+		Long: `stat prints the number of objects and their bytes (packed objects of at
+most 1 MiB and standalone larger ones), the pack files' size on disk, and
+the bytes put again but not stored again (dedup saved). --from REMOTE asks
+that peer's store.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st cas.Stats
+			if from := a.v.GetString("from"); from != "" {
+				s, err := a.casSession(cmd.Context(), from)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if st, err = s.CASStat(cmd.Context()); err != nil {
+					return err
+				}
+			} else {
+				store, err := a.openStore()
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				if st, err = store.Stat(); err != nil {
+					return err
+				}
+			}
+			if a.v.GetBool("json") {
+				return json.NewEncoder(a.stdout).Encode(map[string]any{
+					"objects": st.Objects, "bytes": st.Bytes,
+					"packed_objects": st.PackedObjects, "packed_bytes": st.PackedBytes,
+					"large_objects": st.LargeObjects, "large_bytes": st.LargeBytes,
+					"packs": st.Packs, "pack_file_bytes": st.PackFileBytes, "dedup_saved": st.DedupSaved,
+				})
+			}
+			fmt.Fprintf(a.stdout, "objects:      %d (%s)\n", st.Objects, casBytes(st.Bytes))
+			fmt.Fprintf(a.stdout, "  packed:     %d (%s) in %d pack files of %s\n", st.PackedObjects, casBytes(st.PackedBytes), st.Packs, casBytes(st.PackFileBytes))
+			fmt.Fprintf(a.stdout, "  standalone: %d (%s)\n", st.LargeObjects, casBytes(st.LargeBytes))
+			fmt.Fprintf(a.stdout, "dedup saved:  %s\n", casBytes(st.DedupSaved))
+			return nil
+		},
+	}
+	c.Flags().String("from", "", "ask this peer's store (xfer://HOST:PORT or a remote name)")
+	addCASPeerFlags(c)
+	return c
+}
+
+// casBytes prints n exactly and, from 1 KiB, in binary units.
+func casBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%d B, %.1f %ciB", n, float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// casObject is a JSON output line.
+type casObject struct {
+	ID      string `json:"id"`
+	Size    *int64 `json:"size,omitempty"`
+	Present *bool  `json:"present,omitempty"`
+}
+
+// casDir is the local store directory: --cas, XFER_CAS, or the default.
+func (a *app) casDir() string {
+	if d := a.v.GetString("cas"); d != "" {
+		return d
+	}
+	return cas.DefaultDir()
+}
+
+func (a *app) openStore() (*cas.Store, error) {
+	dir := a.casDir()
+	s, err := cas.Open(dir)
+	if err != nil {
+		return nil, exitcode.Usagef("store %s: %v", dir, err)
+	}
+	return s, nil
+}
+
+func parseIDs(args []string) ([]cas.ID, error) {
+	ids := make([]cas.ID, 0, len(args))
+	for _, s := range args {
+		id, err := cas.ParseID(s)
+		if err != nil {
+			return nil, exitcode.Usagef("%v", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// casPeer resolves REMOTE (xfer://HOST:PORT, or a remote NAME of the config
+// file, with or without a trailing colon) into an address and how to dial
+// it, with the invoked command's flags.
+func (a *app) casPeer(remote string) (string, transfer.DialOptions, error) {
+	var r *location.Remote
+	var addr string
+	if strings.HasPrefix(remote, "xfer://") {
+		ad, p, err := location.ParseURL(remote)
+		if err != nil {
+			return "", transfer.DialOptions{}, exitcode.Usagef("%v", err)
+		}
+		if p != "" {
+			return "", transfer.DialOptions{}, exitcode.Usagef("remote %q: a store is named xfer://HOST:PORT, without a path", remote)
+		}
+		addr = ad
+	} else {
+		remotes, err := a.remotes()
+		if err != nil {
+			return "", transfer.DialOptions{}, err
+		}
+		name := strings.TrimSuffix(remote, ":")
+		rr, ok := remotes[strings.ToLower(name)]
+		if !ok || !location.ValidName(name) {
+			return "", transfer.DialOptions{}, exitcode.Usagef("unknown remote %q (define it with 'xfer remote add', or write xfer://HOST:PORT)", remote)
+		}
+		if len(rr.Agents) == 0 {
+			return "", transfer.DialOptions{}, exitcode.Usagef("remote %q has no address", remote)
+		}
+		rr.Name = name
+		r, addr = &rr, rr.Agents[0]
+	}
+	pa, err := a.peerAuth(r)
+	if err != nil {
+		return "", transfer.DialOptions{}, err
+	}
+	o := transfer.DialOptions{
+		Proto:          a.v.GetString("proto"),
+		Streams:        a.v.GetInt("streams"),
+		ConnectTimeout: a.v.GetDuration("connect-timeout"),
+		IdleTimeout:    a.v.GetDuration("timeout"),
+		UringEntries:   a.v.GetInt("iouring-entries"),
+		Log:            a.log,
+		ClientVersion:  versionString(),
+		Token:          pa.Token,
+		TLS:            pa.TLS,
+		TLSData:        pa.TLSData,
+	}
+	if o.Streams < 1 || o.Streams > 64 {
+		return "", transfer.DialOptions{}, exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
+	}
+	return addr, o, nil
+}
+
+func (a *app) casSession(ctx context.Context, remote string) (*transfer.Session, error) {
+	addr, o, err := a.casPeer(remote)
+	if err != nil {
+		return nil, err
+	}
+	return transfer.Dial(ctx, addr, o)
+}
+
+func (a *app) printID(id cas.ID, size int64) {
+	if a.v.GetBool("json") {
+		json.NewEncoder(a.stdout).Encode(casObject{ID: id.String(), Size: &size})
+		return
+	}
+	fmt.Fprintln(a.stdout, id)
+}
+
+func (a *app) casPut(cmd *cobra.Command, args []string) error {
+	ctx := cmd.Context()
+	name := args[0]
+	var f *os.File
+	if name == "-" {
+		f = os.Stdin
+	} else {
+		var err error
+		if f, err = os.Open(name); err != nil {
+			return exitcode.Usagef("%s: %v", name, unwrapPathErr(err))
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return exitcode.Usagef("%s: is a directory", name)
+		}
+	}
+	if len(args) == 2 {
+		return a.casPutRemote(ctx, f, name, args[1])
+	}
+	store, err := a.openStore()
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var id cas.ID
+	var n int64
+	if name == "-" {
+		id, n, err = store.Put(ctx, f)
+	} else {
+		id, n, err = store.PutFile(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	a.printID(id, n)
+	return nil
+}
+
+func (a *app) casPutRemote(ctx context.Context, f *os.File, name, remote string) error {
+	s, err := a.casSession(ctx, remote)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		id, n, err := s.CASPutReader(ctx, f, nil)
+		if err != nil {
+			return err
+		}
+		a.printID(id, n)
+		return nil
+	}
+	size := st.Size()
+	d, err := hashtree.HashFile(ctx, f, size, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	id := cas.ID(d)
+	sizes, err := s.CASHas(ctx, []cas.ID{id})
+	if err != nil {
+		return err
+	}
+	if sizes[0] != size {
+		if _, err := s.CASSendFile(ctx, f, 0, size, &id); err != nil {
+			if errors.Is(err, cas.ErrCorrupt) {
+				return fmt.Errorf("%w (was %s modified while it was put?)", err, name)
+			}
+			return err
+		}
+	}
+	a.printID(id, size)
+	return nil
+}
+
+func (a *app) casGet(cmd *cobra.Command, args []string) error {
+	ctx := cmd.Context()
+	ids, err := parseIDs(args[:1])
+	if err != nil {
+		return err
+	}
+	id := ids[0]
+	out := "-"
+	if len(args) == 2 {
+		out = args[1]
+	}
+	from := a.v.GetString("from")
+	if from == "" {
+		store, err := a.openStore()
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		if out == "-" {
+			_, err = store.Get(ctx, id, a.stdout)
+			return err
+		}
+		return store.GetFile(ctx, id, out)
+	}
+	s, err := a.casSession(ctx, from)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if out == "-" {
+		_, err := s.CASGet(ctx, id, a.stdout)
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".xfer-*")
+	if err != nil {
+		return exitcode.Usagef("%s: %v", out, unwrapPathErr(err))
+	}
+	_, err = s.CASGet(ctx, id, tmp)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}
+
+func (a *app) casHas(cmd *cobra.Command, args []string) error {
+	ctx := cmd.Context()
+	ids, err := parseIDs(args)
+	if err != nil {
+		return err
+	}
+	sizes := make([]int64, len(ids))
+	if from := a.v.GetString("from"); from != "" {
+		s, err := a.casSession(ctx, from)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if sizes, err = s.CASHas(ctx, ids); err != nil {
+			return err
+		}
+	} else {
+		store, err := a.openStore()
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		for i, id := range ids {
+			n, err := store.Size(id)
+			if errors.Is(err, cas.ErrNotFound) {
+				n = -1
+			} else if err != nil {
+				return err
+			}
+			sizes[i] = n
+		}
+	}
+	missing := false
+	asJSON, quiet := a.v.GetBool("json"), a.v.GetBool("quiet")
+	enc := json.NewEncoder(a.stdout)
+	for i, id := range ids {
+		present := sizes[i] >= 0
+		missing = missing || !present
+		switch {
+		case asJSON:
+			o := casObject{ID: id.String(), Present: &present}
+			if present {
+				o.Size = &sizes[i]
+			}
+			enc.Encode(o)
+		case quiet:
+		case present:
+			fmt.Fprintf(a.stdout, "%s  %d\n", id, sizes[i])
+		default:
+			fmt.Fprintf(a.stdout, "%s  missing\n", id)
+		}
+	}
+	if missing {
+		return silent(exitcode.Partial)
+	}
+	return nil
+}

@@ -1,0 +1,285 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/metrics"
+	"github.com/xfer-io/xfer/transfer"
+)
+
+func newDaemonCmd(a *app) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "daemon --socket PATH --cas DIR [--listen HOST:PORT]",
+		Short: "Run the node-local mover: a store and transfers for local programs",
+		Long: `daemon runs the mover: a long-running process that programs on this host
+talk to over the Unix socket --socket, in the binary protocol of
+docs/protocol.md (the Go package github.com/xfer-io/xfer/mover speaks it).
+It reads and writes the content-addressed store --cas and copies objects to
+and from the stores of 'xfer serve --cas' peers on their behalf (SEND and
+FETCH), keeping sessions to those peers open.
+
+The socket has mode 0600 (only this user may connect); --socket-group
+GROUP gives it to GROUP with mode 0660. A socket file left by a daemon that
+died is replaced; one a running daemon serves is not (exit 2). Under
+systemd socket activation (LISTEN_FDS) the socket passed as descriptor 3
+is used and --socket is ignored.
+
+--listen HOST:PORT also exposes the store to peers, as 'xfer serve --cas'
+does (beyond loopback only with --token-file or --insecure-listen).
+
+SIGTERM or SIGINT: requests already received are completed and answered,
+then the daemon exits 0. SIGHUP reopens --log-file. MOVER_SOCKET, CAS_PATH
+and IOURING_ENTRIES are read as XFER_SOCKET, XFER_CAS and
+XFER_IOURING_ENTRIES are (those win). It prints "listening on PATH" on
+stderr once it accepts requests.`,
+		Example: `  xfer daemon --socket /run/xfer/mover.sock --cas /srv/xfer/cas
+  MOVER_SOCKET=/tmp/mover.sock CAS_PATH=/data/cas xfer daemon --listen 0.0.0.0:7879 --token-file /etc/xfer/token`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runDaemon(cmd)
+		},
+	}
+	f := c.Flags()
+	f.String("socket", "", "Unix socket to serve (default $XDG_RUNTIME_DIR/xfer/mover.sock, else /run/xfer/mover.sock)")
+	f.String("socket-group", "", "give the socket to this group (name or number), mode 0660")
+	f.String("cas", "", "store directory (default $XDG_DATA_HOME/xfer/cas)")
+	f.Bool("no-fsync", false, "do not flush the store to stable storage (scratch stores only)")
+	f.String("listen", "", "also serve the store to peers on HOST:PORT, like xfer serve --cas")
+	f.Bool("cas-read-only", false, "with --listen: refuse puts from peers")
+	f.Bool("insecure-listen", false, "allow --listen beyond loopback without --token-file")
+	f.String("log-file", "", "log to this file instead of stderr (reopened on SIGHUP)")
+	f.String("metrics-listen", "", "serve Prometheus metrics on HOST:PORT (/metrics, /healthz)")
+	f.Duration("poll", daemon.DefaultPoll, "poll a connection this long for its next request before sleeping (0: never)")
+	f.Int("verified-cache", daemon.DefaultVerifiedCache, "packed objects remembered as verified (0: hash every read)")
+	f.Int("max-conns", daemon.DefaultMaxConns, "most client connections served at once")
+	f.String("max-batch", "64M", "largest BATCH request and BATCH response")
+	f.String("max-memory", "1G", "request data and batch responses held in memory at once, all clients together")
+	f.Duration("drain-timeout", daemon.DefaultDrainTimeout, "on SIGTERM, wait this long for requests in progress before cancelling them")
+	f.Int("iouring-entries", 0, "io_uring ring size for sessions to peers (0: the transport's default)")
+	addCASPeerFlags(c)
+	return c
+}
+
+// defaultSocket is $XDG_RUNTIME_DIR/xfer/mover.sock, else
+// /run/xfer/mover.sock (where xfer-daemon.socket puts it).
+func defaultSocket() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "xfer", "mover.sock")
+	}
+	return "/run/xfer/mover.sock"
+}
+
+// daemonEnvAliases are the environment names of the mover this daemon
+// replaces, read after XFER_<FLAG>.
+var daemonEnvAliases = map[string]string{
+	"socket":          "MOVER_SOCKET",
+	"cas":             "CAS_PATH",
+	"iouring-entries": "IOURING_ENTRIES",
+}
+
+func (a *app) runDaemon(cmd *cobra.Command) error {
+	for key, alias := range daemonEnvAliases {
+		if err := a.v.BindEnv(key, "XFER_"+envName(key), alias); err != nil {
+			return err
+		}
+	}
+	ctx := cmd.Context()
+	log := a.log
+	if lf := a.v.GetString("log-file"); lf != "" {
+		f, err := daemon.OpenLogFile(lf)
+		if err != nil {
+			return exitcode.Usagef("--log-file: %v", err)
+		}
+		defer f.Close()
+		log = a.newLogger(f)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					if err := f.Reopen(); err != nil {
+						fmt.Fprintf(a.stderr, "xfer: daemon: %v\n", err)
+						continue
+					}
+					log.Info("log file reopened", "file", lf)
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	} else {
+		// SIGHUP would otherwise end the process.
+		signal.Ignore(syscall.SIGHUP)
+	}
+	maxBatch, err := parseSize(a.v.GetString("max-batch"))
+	if err != nil || maxBatch < 1<<10 || maxBatch > 1<<32-1 {
+		return exitcode.Usagef("--max-batch: want a size from 1K to 4G")
+	}
+	maxMem, err := parseSize(a.v.GetString("max-memory"))
+	if err != nil || maxMem < 16<<20 {
+		return exitcode.Usagef("--max-memory: want a size of at least 16M")
+	}
+	if n := a.v.GetInt("iouring-entries"); n < 0 {
+		return exitcode.Usagef("--iouring-entries: want 0 or more")
+	}
+	listenAddr := a.v.GetString("listen")
+	var token []byte
+	if tf := a.v.GetString("token-file"); tf != "" {
+		if token, err = readToken(tf); err != nil {
+			return err
+		}
+	}
+	if listenAddr != "" && token == nil && !isLoopback(listenAddr) && !a.v.GetBool("insecure-listen") {
+		return exitcode.Usagef("refusing to --listen on %s without --token-file: anyone who can reach it could read and write the store (add --token-file, or --insecure-listen if the network is trusted)", listenAddr)
+	}
+
+	dir := a.casDir()
+	store, err := cas.OpenOptions(dir, cas.Options{NoSync: a.v.GetBool("no-fsync")})
+	if err != nil {
+		return exitcode.Usagef("--cas %s: %v", dir, err)
+	}
+	defer store.Close()
+
+	socket := a.v.GetString("socket")
+	if socket == "" {
+		socket = defaultSocket()
+	}
+	ln, err := daemon.Listen(socket, daemon.ListenOptions{Group: a.v.GetString("socket-group")})
+	if err != nil {
+		return exitcode.Usagef("daemon: %v", err)
+	}
+	defer ln.Close()
+	where := ln.Addr().String()
+	if ln.Activated {
+		where += " (from systemd)"
+	}
+
+	var m *metrics.Metrics
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if addr := a.v.GetString("metrics-listen"); addr != "" {
+		mln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return exitcode.Usagef("--metrics-listen %s: %v", addr, err)
+		}
+		m = metrics.New()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := metrics.ServeListener(sctx, mln, m); err != nil {
+				log.Error("metrics server failed", "err", err)
+			}
+		}()
+		fmt.Fprintf(a.stderr, "metrics on %s\n", mln.Addr())
+	}
+
+	srv, err := daemon.New(daemon.Config{
+		Store:         store,
+		Resolve:       a.casPeer,
+		Log:           log,
+		Metrics:       m,
+		Poll:          orOff(a.v.GetDuration("poll")),
+		VerifiedCache: orOff(a.v.GetInt("verified-cache")),
+		MaxConns:      a.v.GetInt("max-conns"),
+		MaxBatch:      int(maxBatch),
+		MaxMemory:     maxMem,
+		DrainTimeout:  a.v.GetDuration("drain-timeout"),
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	// Resolve peers once now, so that a bad flag fails here, not on the
+	// first SEND.
+	if _, _, err := a.casPeer("xfer://127.0.0.1:1"); err != nil {
+		return err
+	}
+
+	also := ""
+	if listenAddr != "" {
+		pln, err := net.Listen("tcp", listenAddr)
+		if err != nil {
+			return exitcode.Usagef("--listen %s: %v", listenAddr, err)
+		}
+		peer := transfer.NewServer(transfer.ServerConfig{
+			Exports:     map[string]transfer.Export{},
+			CAS:         store,
+			CASReadOnly: a.v.GetBool("cas-read-only"),
+			Token:       token,
+			NoFsync:     a.v.GetBool("no-fsync"),
+			Log:         log,
+			Version:     versionString(),
+			Dial:        transfer.DialOptions{Log: log, ClientVersion: versionString(), UringEntries: a.v.GetInt("iouring-entries")},
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := peer.Serve(sctx, pln); err != nil {
+				log.Error("peer listener failed", "err", err)
+			}
+		}()
+		also = ", peers on " + pln.Addr().String()
+	}
+	log.Info("daemon started", "socket", where, "cas", store.Dir())
+	fmt.Fprintf(a.stderr, "listening on %s (cas %s%s)\n", where, store.Dir(), also)
+	err = srv.Serve(ctx, ln)
+	stop()
+	log.Info("daemon stopped")
+	if err != nil {
+		return exitcode.WithCode(exitcode.Partial, err)
+	}
+	return nil
+}
+
+// orOff maps a flag's 0 ("off") to daemon.Config's negative.
+func orOff[T int | time.Duration](v T) T {
+	if v <= 0 {
+		return -1
+	}
+	return v
+}
+
+func envName(key string) string {
+	b := []byte(key)
+	for i, c := range b {
+		switch {
+		case c == '-':
+			b[i] = '_'
+		case 'a' <= c && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// newLogger builds the logger for w with the invocation's --verbose and
+// --log-format.
+func (a *app) newLogger(w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	level := slog.LevelWarn
+	if a.v.GetBool("verbose") {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if a.v.GetString("log-format") == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
