@@ -188,7 +188,7 @@ func (a *app) runDaemon(cmd *cobra.Command) error {
 				log.Error("metrics server failed", "err", err)
 			}
 		}()
-		fmt.Fprintf(a.stderr, "metrics on %s\n", mln.Addr())
+		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
 	}
 
 	srv, err := daemon.New(daemon.Config{

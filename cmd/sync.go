@@ -25,6 +25,7 @@ straight to the destination server.`,
 		},
 	}
 	addTransferFlags(c)
+	c.Flags().Bool("lock", true, "hold a lock in the destination directory so two runs on it never overlap (--lock=false to skip)")
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
 	return c
 }

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -28,6 +29,9 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("verify", "full", "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
 	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to a peer after this long")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+	f.String("bwlimit", "", "cap the data rate, in bytes per second with an optional K, M or G suffix (e.g. 100M)")
+	f.Duration("max-duration", 0, "stop starting work after this long; the destination stays consistent and the next run resumes")
+	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
 	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
 	f.Int("retries", transfer.DefaultRetries, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume")
@@ -140,6 +144,14 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		Retries:    a.v.GetInt("retries"),
 		Delta:      a.v.GetBool("delta"),
 		UringEntry: a.uringEntries(),
+		Lock:       a.v.GetBool("lock"),
+	}
+	if s := a.v.GetString("bwlimit"); s != "" {
+		bw, err := parseSize(s)
+		if err != nil || bw < 1024 {
+			return exitcode.Usagef("--bwlimit %q: want bytes per second of at least 1K, e.g. 100M", s)
+		}
+		opt.BwLimit = bw
 	}
 	if opt.Retries == 0 {
 		opt.Retries = -1 // --retries 0: none
@@ -154,18 +166,42 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if err := opt.Validate(); err != nil {
 		return err
 	}
-	out := a.printer(opt.DryRun)
-	sum, err := transfer.Run(cmd.Context(), src, dst, opt,
-		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, out)
+	printer := a.printer(opt.DryRun)
+	var (
+		sink   progress.Sink = printer
+		finish               = printer.Finish
+	)
+	if lf := a.v.GetString("log-file"); lf != "" {
+		fl, err := newFileLog(lf)
+		if err != nil {
+			return err
+		}
+		defer fl.Close()
+		a.log = fl.logger(a.v.GetString("log-format"), a.v.GetBool("verbose"))
+		sink = progress.SinkFunc(func(e progress.Event) { printer.Emit(e); fl.Emit(e) })
+		finish = func(s progress.Summary) { fl.Summary(s); printer.Finish(s) }
+	}
+	ctx := cmd.Context()
+	maxDur := a.v.GetDuration("max-duration")
+	if maxDur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxDur)
+		defer cancel()
+	}
+	sum, err := transfer.Run(ctx, src, dst, opt,
+		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, sink)
+	if err != nil && maxDur > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && cmd.Context().Err() == nil {
+		err = exitcode.WithCode(exitcode.Partial, fmt.Errorf("stopped after --max-duration %s: the destination is consistent (finished files are in place, partial ones resume on the next run)", maxDur))
+	}
 	var partial *transfer.PartialError
 	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.
-		out.Emit(progress.Event{Event: progress.KindError, Error: err.Error()})
+		sink.Emit(progress.Event{Event: progress.KindError, Error: err.Error()})
 		sum.Errors++
-		out.Finish(sum)
+		finish(sum)
 		return silent(exitcode.Code(err))
 	}
-	out.Finish(sum)
+	finish(sum)
 	if err != nil {
 		return silent(exitcode.Partial)
 	}

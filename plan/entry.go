@@ -107,5 +107,9 @@ func Dir(p string) string {
 // IsInternal reports whether name is one of xfer's own temporary files
 // (partial transfers and their journals), which listers never report.
 func IsInternal(name string) bool {
-	return strings.HasPrefix(name, ".xfer-") && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".journal"))
+	return name == LockName || strings.HasPrefix(name, ".xfer-") && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".journal"))
 }
+
+// LockName is the lock file a run keeps in its destination directory so
+// that two runs on the same destination never overlap.
+const LockName = ".xfer-lock"

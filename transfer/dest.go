@@ -51,9 +51,12 @@ func (d *localDest) hash(ctx context.Context, path string) (hashtree.Digest, err
 	return d.h.hash(ctx, path)
 }
 
-func (d *localDest) mkroot(ctx context.Context, path string) error {
+func (d *localDest) mkroot(ctx context.Context, path string, lock bool) error {
 	if err := d.h.root.MkdirAll(path, 0o755); err != nil {
 		return fmt.Errorf("create destination %s: %w", displayPath(path), err)
+	}
+	if lock {
+		return d.h.lock(path)
 	}
 	return nil
 }
@@ -130,8 +133,8 @@ func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, er
 	return hashtree.ParseDigest(r.Digest)
 }
 
-func (d *remoteDest) mkroot(ctx context.Context, path string) error {
-	_, err := d.s.call(ctx, &Req{Op: opMkdirs, Path: path})
+func (d *remoteDest) mkroot(ctx context.Context, path string, lock bool) error {
+	_, err := d.s.call(ctx, &Req{Op: opMkdirs, Path: path, Lock: lock})
 	return err
 }
 

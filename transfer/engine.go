@@ -2,8 +2,10 @@ package transfer
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"io"
 	"io/fs"
 	"os"
@@ -33,7 +35,12 @@ type Options struct {
 	Retries     int    `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
 	// Delta sends only the chunks of a changed large file that differ
 	// from the file already at the destination.
-	Delta       bool          `json:"delta,omitempty"`
+	Delta bool `json:"delta,omitempty"`
+	// Lock holds a lock in the destination directory for the run, so two
+	// runs on one destination never overlap.
+	Lock bool `json:"lock,omitempty"`
+	// BwLimit caps the payload rate in bytes per second (0: none).
+	BwLimit     int64         `json:"bwlimit,omitempty"`
 	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
 	IdleTO      time.Duration `json:"idle_timeout,omitempty"`
 	UringEntry  int           `json:"uring_entries,omitempty"`
@@ -99,7 +106,7 @@ type destination interface {
 	list(ctx context.Context, path string, checksum bool) plan.Lister
 	stat(ctx context.Context, path string) (*plan.Entry, error)
 	hash(ctx context.Context, path string) (hashtree.Digest, error)
-	mkroot(ctx context.Context, path string) error
+	mkroot(ctx context.Context, path string, lock bool) error
 	meta(ctx context.Context, ops []MetaOp) ([]string, error)
 	open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, error)
 	adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error)
@@ -145,6 +152,8 @@ type engine struct {
 	chunkCh chan *chunkJob
 	bufs    sync.Pool
 
+	limiter *rate.Limiter // --bwlimit, or nil
+
 	metaMu  sync.Mutex
 	metaOps []MetaOp
 	metaOf  []plan.Op
@@ -163,6 +172,9 @@ func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destin
 		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, maxBigInFlight), chunkCh: make(chan *chunkJob, 64)}
 	if opt.DryRun {
 		tally.SetDryRun()
+	}
+	if opt.BwLimit > 0 {
+		e.limiter = rate.NewLimiter(rate.Limit(opt.BwLimit), int(max(opt.ChunkSize, batchTarget+smallLimit)))
 	}
 	stopProgress := e.progressLoop()
 	defer stopProgress()
@@ -240,7 +252,7 @@ func (e *engine) run() error {
 		dstList = &plan.SliceLister{Entries: des}
 	}
 	if !e.opt.DryRun {
-		if err := e.dst.mkroot(e.ctx, e.dstPath); err != nil {
+		if err := e.dst.mkroot(e.ctx, e.dstPath, e.opt.Lock); err != nil {
 			return err
 		}
 	}
@@ -519,6 +531,11 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			return
 		}
 		batch := ops
+		if err := e.throttle(int64(len(payload.b))); err != nil {
+			e.failOps(batch, err.Error())
+			start()
+			return
+		}
 		if err := l.acquire(e.ctx); err != nil {
 			e.failOps(batch, err.Error())
 			start()
@@ -579,6 +596,27 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		}
 	}
 	flush()
+}
+
+// throttle waits until n more payload bytes fit the --bwlimit rate.
+func (e *engine) throttle(n int64) error {
+	if e.limiter == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, int64(e.limiter.Burst()))
+		r := e.limiter.ReserveN(time.Now(), int(k))
+		t := time.NewTimer(r.Delay())
+		select {
+		case <-t.C:
+		case <-e.ctx.Done():
+			t.Stop()
+			r.Cancel()
+			return context.Cause(e.ctx)
+		}
+		n -= k
+	}
+	return nil
 }
 
 // waitMore waits briefly for more work on in, so that a batch is not sent
@@ -689,6 +727,12 @@ func (e *engine) chunkSender(l dataLane) {
 	verify := e.opt.Verify != "none"
 	for job := range e.chunkCh {
 		sf := job.sf
+		if !job.check {
+			if err := e.throttle(job.c.Len); err != nil {
+				e.chunkFailed(sf, err.Error())
+				continue
+			}
+		}
 		if job.check {
 			// Always through checkChunk: the last check starts the offer,
 			// which settles every checked chunk.
@@ -899,7 +943,11 @@ func (e *engine) finishBig(sf *sfile) {
 	sf.f.Close()
 	if sf.failed.Load() {
 		e.fileError(s.Path, sf.errMsg)
-		e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+		if e.ctx.Err() == nil {
+			// A real failure: drop the partial file. A cancelled run
+			// (stop, --max-duration) keeps it for the next run to resume.
+			e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+		}
 		return
 	}
 	if serr != nil || info.Size != s.Size || info.MtimeNs != s.MtimeNs {

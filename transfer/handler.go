@@ -2,8 +2,12 @@ package transfer
 
 import (
 	"context"
+	"os"
+	"time"
+
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"sort"
@@ -49,6 +53,7 @@ type handler struct {
 
 	mu      sync.Mutex
 	credits map[uint64]chan struct{}
+	locks   []*os.File // destination run locks held by this session
 }
 
 // Export is a named tree a server offers, in the manner of rsync modules.
@@ -122,7 +127,43 @@ func (h *handler) credit(id uint64) chan struct{} {
 	return h.credits[id]
 }
 
+// ErrLocked means another run holds the destination's lock.
+var ErrLocked = errors.New("destination locked")
+
+// lock takes the run lock of destination directory p until the session
+// ends: flock on p/.xfer-lock, which names the holder.
+func (h *handler) lock(p string) error {
+	name := plan.Join(p, plan.LockName)
+	f, err := h.root.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", displayPath(p), err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 256))
+		f.Close()
+		return exitcode.WithCode(exitcode.Partial, fmt.Errorf("%w: another xfer run is working on %s (%s); try again later or pass --lock=false", ErrLocked, displayPath(p), strings.TrimSpace(string(holder))))
+	}
+	host, _ := os.Hostname()
+	f.Truncate(0)
+	fmt.Fprintf(f, "pid %d on %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
+	h.mu.Lock()
+	h.locks = append(h.locks, f)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *handler) unlock() {
+	h.mu.Lock()
+	locks := h.locks
+	h.locks = nil
+	h.mu.Unlock()
+	for _, f := range locks {
+		f.Close()
+	}
+}
+
 func (h *handler) abort() {
+	defer h.unlock()
 	if r := h.receiverIfBound(); r != nil {
 		r.abort()
 	}
@@ -267,9 +308,15 @@ func (h *handler) serve(s *Session, r *Req) {
 		}
 		if err == nil {
 			err = h.root.MkdirAll(p, 0o755)
+			if err != nil {
+				err = fmt.Errorf("create destination %s: %w", r.Path, err)
+			}
+		}
+		if err == nil && r.Lock {
+			err = h.lock(p)
 		}
 		if err != nil {
-			s.reply(errResp(r.ID, fmt.Errorf("create destination %s: %w", r.Path, err)))
+			s.reply(errResp(r.ID, err))
 			return
 		}
 		s.reply(&Resp{ID: r.ID})

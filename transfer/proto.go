@@ -93,6 +93,7 @@ type Req struct {
 	Files    []FileSpec   `json:"files,omitempty"`
 	Commits  []CommitSpec `json:"commits,omitempty"`
 	FID      uint64       `json:"fid,omitempty"`
+	Lock     bool         `json:"lock,omitempty"`
 	Adopt    []AdoptChunk `json:"adopt,omitempty"`
 	Job      *JobSpec     `json:"job,omitempty"`
 }

@@ -140,6 +140,7 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		}
 		if h != nil {
 			defer h.root.Close()
+			defer h.unlock()
 		}
 		tally.SetProto("local", "")
 		return runEngine(ctx, root, path, &localDest{h: h, n: opt.Streams}, "", opt, sink, tally)
