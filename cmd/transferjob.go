@@ -32,6 +32,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("bwlimit", "", "cap the data rate, in bytes per second with an optional K, M or G suffix (e.g. 100M)")
 	f.Duration("max-duration", 0, "stop starting work after this long; the destination stays consistent and the next run resumes")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
+	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
 	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
 	f.Int("retries", transfer.DefaultRetries, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume")
@@ -145,6 +146,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		Delta:      a.v.GetBool("delta"),
 		UringEntry: a.uringEntries(),
 		Lock:       a.v.GetBool("lock"),
+		HardLinks:  a.v.GetBool("hard-links"),
 	}
 	if s := a.v.GetString("bwlimit"); s != "" {
 		bw, err := parseSize(s)

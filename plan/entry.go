@@ -43,7 +43,9 @@ type Entry struct {
 	Target  string // symlink target, verbatim
 	Digest  []byte // BLAKE3 of the content, when the lister was asked for it
 	Ino     uint64 // inode, for hard-link detection on the source side
+	Dev     uint64
 	Nlink   uint64
+	Blocks  int64 // allocated 512-byte blocks (sparse detection on the source side)
 }
 
 // Compare orders paths the way a depth-first walk with children sorted by

@@ -92,7 +92,8 @@ func (w *Walker) Next(ctx context.Context) (Entry, error) {
 
 // EntryFromInfo converts lstat information into an Entry at path p.
 func EntryFromInfo(p string, info fsroot.Info) Entry {
-	e := Entry{Path: p, Size: info.Size, Mode: info.Mode, MtimeNs: info.MtimeNs, Ino: info.Ino, Nlink: info.Nlink}
+	e := Entry{Path: p, Size: info.Size, Mode: info.Mode, MtimeNs: info.MtimeNs, Ino: info.Ino, Dev: info.Dev,
+		Nlink: info.Nlink, Blocks: info.Blocks}
 	switch info.Type {
 	case fsroot.TypeFile:
 		e.Type = TypeFile

@@ -39,6 +39,9 @@ type Options struct {
 	// Lock holds a lock in the destination directory for the run, so two
 	// runs on one destination never overlap.
 	Lock bool `json:"lock,omitempty"`
+	// HardLinks keeps files that are hard links of each other in the
+	// source tree linked at the destination.
+	HardLinks bool `json:"hard_links,omitempty"`
 	// BwLimit caps the payload rate in bytes per second (0: none).
 	BwLimit     int64         `json:"bwlimit,omitempty"`
 	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
@@ -158,6 +161,11 @@ type engine struct {
 	metaOps []MetaOp
 	metaOf  []plan.Op
 	deletes []plan.Op
+	// links maps a multiply-linked source inode to the first path that
+	// carries it; later paths become hard links (applied after transfers).
+	links     map[[2]uint64]string
+	linkOps   []plan.Op
+	linkNames []string
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -316,6 +324,15 @@ func (e *engine) run() error {
 	if err := e.flushMeta(); err != nil {
 		return err
 	}
+	for i, op := range e.linkOps {
+		if err := e.addMeta(op, MetaOp{Op: "link", Path: plan.Join(e.dstPath, op.Src.Path),
+			Target: plan.Join(e.dstPath, e.linkNames[i]), ReplaceDir: e.opt.ReplaceDirs}); err != nil {
+			return err
+		}
+	}
+	if err := e.flushMeta(); err != nil {
+		return err
+	}
 	if len(e.deletes) > 0 {
 		if e.errors.Load() > 0 {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice,
@@ -413,6 +430,18 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	case plan.OpDelete:
 		e.deletes = append(e.deletes, op)
 	case plan.OpPut:
+		if e.opt.HardLinks && s.Nlink > 1 {
+			if e.links == nil {
+				e.links = map[[2]uint64]string{}
+			}
+			k := [2]uint64{s.Dev, s.Ino}
+			if first, ok := e.links[k]; ok {
+				e.linkOps = append(e.linkOps, op)
+				e.linkNames = append(e.linkNames, first)
+				return nil
+			}
+			e.links[k] = s.Path
+		}
 		e.tally.AddPlanned(1, s.Size)
 		e.wg.Add(1)
 		if s.Size <= smallLimit && s.Size <= e.opt.ChunkSize {
@@ -463,6 +492,8 @@ func (e *engine) flushMeta() error {
 			e.emit(progress.Event{Event: progress.KindSymlink, Path: op.Src.Path})
 		case "delete":
 			e.emit(progress.Event{Event: progress.KindDelete, Path: op.Src.Path})
+		case "link":
+			e.emit(progress.Event{Event: progress.KindTransfer, Path: op.Src.Path, Msg: "hard link to " + ops[i].Target})
 		}
 	}
 	return nil
@@ -691,7 +722,8 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	sf.remaining.Store(int64(len(chunks)))
 	errs, haves, err := e.dst.open(e.ctx, []FileSpec{{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
 		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs,
-		Delta: e.opt.Delta && op.Dst != nil && op.Dst.Type == plan.TypeFile && op.Dst.Size >= e.opt.ChunkSize}})
+		Delta:  e.opt.Delta && op.Dst != nil && op.Dst.Type == plan.TypeFile && op.Dst.Size >= e.opt.ChunkSize,
+		Sparse: s.Blocks*512 < s.Size}})
 	if err == nil && len(errs) == 1 && errs[0] != "" {
 		err = errors.New(errs[0])
 	}
@@ -758,7 +790,17 @@ func (e *engine) chunkSender(l dataLane) {
 			dg     hashtree.Digest
 			mapped bool
 		)
-		if m, um, ok := mappedChunk(sf.f, job.c.Off, job.c.Len); ok {
+		// Sparse sources are read, not mapped: on tmpfs a mapping would
+		// allocate the holes of the source file.
+		var (
+			m  []byte
+			um func()
+			ok bool
+		)
+		if sparse := sf.op.Src.Blocks*512 < sf.op.Src.Size; !sparse {
+			m, um, ok = mappedChunk(sf.f, job.c.Off, job.c.Len)
+		}
+		if ok {
 			buf, unmap, mapped = m, um, true
 			if verify {
 				if err := guarded(func() { dg = hashtree.ChunkDigest(m, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize) }); err != nil {

@@ -146,6 +146,8 @@ type FileSpec struct {
 	// already at Path and offer its chunks for adoption, so that only
 	// chunks that differ cross the network.
 	Delta bool `json:"delta,omitempty"`
+	// Sparse: the source has holes; all-zero blocks are left unwritten.
+	Sparse bool `json:"sparse,omitempty"`
 }
 
 // CommitSpec asks the receiver to finish a file whose chunks all arrived.

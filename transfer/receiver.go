@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -336,6 +337,49 @@ func (r *receiver) seed(rf *rfile, hdr journalHeader) map[int64]hashtree.Digest 
 	return have
 }
 
+// sparseBlock is the granularity at which all-zero data is left as a hole.
+const sparseBlock = 4096
+
+// writeSparse writes p at off, turning all-zero blocks into holes
+// (punched, so whatever a resumed or seeded partial file held there is
+// gone too); where holes cannot be punched it writes the zeros.
+func writeSparse(f *os.File, p []byte, off int64) (int, error) {
+	var zero [sparseBlock]byte
+	runStart, runZero := 0, false
+	flush := func(end int) error {
+		if end <= runStart {
+			return nil
+		}
+		seg, at := p[runStart:end], off+int64(runStart)
+		if runZero {
+			err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, at, int64(len(seg)))
+			if err == nil {
+				return nil
+			}
+		}
+		_, err := f.WriteAt(seg, at)
+		return err
+	}
+	for i := 0; i < len(p); i += sparseBlock {
+		j := min(i+sparseBlock, len(p))
+		z := bytes.Equal(p[i:j], zero[:j-i])
+		if i == 0 {
+			runZero = z
+			continue
+		}
+		if z != runZero {
+			if err := flush(i); err != nil {
+				return 0, err
+			}
+			runStart, runZero = i, z
+		}
+	}
+	if err := flush(len(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
 func bytesCut(b []byte, sep byte) ([]byte, []byte, bool) {
 	for i, c := range b {
 		if c == sep {
@@ -482,7 +526,11 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 		}
 	}
 	if len(p) > 0 {
-		if _, err := rf.f.WriteAt(p, off); err != nil {
+		write := rf.f.WriteAt
+		if sp.Sparse {
+			write = func(b []byte, o int64) (int, error) { return writeSparse(rf.f, b, o) }
+		}
+		if _, err := write(p, off); err != nil {
 			msg := describe("write", sp.Path, err)
 			r.fail(fid, rf, msg)
 			return ackFailed, msg
@@ -804,6 +852,20 @@ func (r *receiver) metaOne(op MetaOp) string {
 		if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
 			r.root.Remove(part)
 			return describe("set mtime of", op.Path, err)
+		}
+		if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
+			r.root.Remove(part)
+			return msg
+		}
+	case "link":
+		target, err := r.rel(op.Target)
+		if err != nil || target == "" {
+			return describe("link", op.Path, fsroot.ErrEscape)
+		}
+		part := partName(op.Path)
+		r.root.Remove(part)
+		if err := r.root.Link(target, part); err != nil {
+			return describe("link", op.Path, err)
 		}
 		if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
 			r.root.Remove(part)
