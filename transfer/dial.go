@@ -101,10 +101,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 			return nil, exitcode.Peerf("transport %s is not usable here: %v", o.Proto, err)
 		}
 	}
-	mine, reasons := usableTransports()
-	if o.Proto == "auto" {
-		mine = autoTransports(mine, reasons)
-	}
+	mine, reasons := usableTransports(o.Proto == "auto")
 	if o.TLS != nil && o.TLSData {
 		// Encrypted data streams are TLS sockets: only the plain TCP
 		// transport can carry them.
@@ -265,11 +262,19 @@ func isBadHeader(err error) bool {
 }
 
 // usableTransports lists the transports this binary can use here, in
-// preference order, with the reason each unusable one is not.
-func usableTransports() ([]string, map[string]string) {
+// preference order, with the reason each unusable one is not. For auto
+// negotiation, transports that decline automatic selection are left out
+// before they are probed (probing UCX costs a few hundred milliseconds).
+func usableTransports(auto bool) ([]string, map[string]string) {
 	var ok []string
 	why := map[string]string{}
 	for _, t := range backends.All() {
+		if ac, isAC := t.(backends.AutoChooser); auto && isAC {
+			if err := ac.AutoOK(); err != nil {
+				why[t.Name()] = err.Error()
+				continue
+			}
+		}
 		if err := t.Probe(); err != nil {
 			why[t.Name()] = err.Error()
 			continue
@@ -277,22 +282,6 @@ func usableTransports() ([]string, map[string]string) {
 		ok = append(ok, t.Name())
 	}
 	return ok, why
-}
-
-// autoTransports drops the transports that decline automatic selection.
-func autoTransports(usable []string, why map[string]string) []string {
-	var out []string
-	for _, n := range usable {
-		t, _ := backends.Lookup(n)
-		if ac, ok := t.(backends.AutoChooser); ok {
-			if err := ac.AutoOK(); err != nil {
-				why[n] = err.Error()
-				continue
-			}
-		}
-		out = append(out, n)
-	}
-	return out
 }
 
 // fallbackReason explains why auto negotiation did not pick a transport

@@ -716,14 +716,20 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 	}
 	errs := make([]string, count)
 	files := make([]smallFile, count)
-	var open []*os.File
+	var open []*os.File // kept open only for a one-file batch (fdatasync)
 	parts := make([]string, count)
+	// Each directory of the batch is resolved once; files are created and
+	// renamed relative to it.
+	dirs := map[string]*fsroot.Dir{}
 	defer func() {
 		for _, f := range open {
 			f.Close()
 		}
+		for _, dd := range dirs {
+			dd.Close()
+		}
 	}()
-	madeDirs := map[string]bool{}
+	written := 0
 	for i := range files {
 		files[i] = readSmall(d)
 		if d.err != nil {
@@ -745,20 +751,31 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 			errs[i] = fmt.Sprintf("write %s: content failed BLAKE3 verification", sf.path)
 			continue
 		}
-		if dir := plan.Dir(sf.path); dir != "" && !madeDirs[dir] {
-			if err := r.root.MkdirAll(dir, 0o755); err != nil {
-				errs[i] = describe("mkdir", dir, err)
+		dir := plan.Dir(sf.path)
+		dd := dirs[dir]
+		if dd == nil {
+			if dir != "" {
+				if err := r.root.MkdirAll(dir, 0o755); err != nil {
+					errs[i] = describe("mkdir", dir, err)
+					continue
+				}
+			}
+			if dd, err = r.root.OpenDir(dir); err != nil {
+				errs[i] = describe("open directory", dir, err)
 				continue
 			}
-			madeDirs[dir] = true
+			dirs[dir] = dd
 		}
 		part := partName(sf.path)
-		f, err := r.root.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		f, err := dd.OpenFile(plan.Base(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			errs[i] = describe("create", sf.path, err)
 			continue
 		}
-		open = append(open, f)
+		if count == 1 {
+			open = append(open, f)
+		}
+		written++
 		if _, err := f.Write(sf.data); err != nil {
 			errs[i] = describe("write", sf.path, err)
 		} else if err := setFileAttrs(f, sf.mode); err != nil {
@@ -766,8 +783,11 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 		} else if err := setMtime(f, sf.mtimeNs); err != nil {
 			errs[i] = describe("set mtime of", sf.path, err)
 		}
+		if count != 1 {
+			f.Close()
+		}
 		if errs[i] != "" {
-			r.root.Remove(part)
+			dd.Remove(plan.Base(part))
 			continue
 		}
 		parts[i] = part
@@ -775,7 +795,13 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 	if d.err != nil || len(d.b) != 0 {
 		return nil, errors.New("bad batch payload")
 	}
-	if err := r.flush(open); err != nil {
+	var err error
+	if len(open) == 1 {
+		err = r.flush(open)
+	} else if written > 0 && !r.noFsync {
+		err = r.root.Syncfs()
+	}
+	if err != nil {
 		for i := range parts {
 			if parts[i] != "" {
 				errs[i] = describe("flush", files[i].path, err)
@@ -786,6 +812,13 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 	}
 	for i, part := range parts {
 		if part == "" {
+			continue
+		}
+		// The common case: a rename within the directory. Anything in the
+		// way that rename(2) cannot replace goes through place.
+		if dirs[plan.Dir(part)].Rename(plan.Base(part), plan.Base(files[i].path)) == nil {
+			r.m.AddBytes(r.transport, metrics.Received, files[i].size)
+			r.m.AddFiles(r.transport, metrics.Received, 1)
 			continue
 		}
 		if msg := r.place(part, files[i].path, files[i].replaceDir); msg != "" {

@@ -66,6 +66,9 @@ type ServerConfig struct {
 // Server accepts sessions and serves an export root.
 type Server struct {
 	cfg      ServerConfig
+	// usable and why are probed once: probing some transports (UCX) is slow.
+	usable []string
+	why    map[string]string
 	mu       sync.Mutex
 	joins    map[string]*pendingSession // sessions still setting up their data streams
 	sessions int
@@ -108,7 +111,9 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxSessionMemory <= 0 {
 		cfg.MaxSessionMemory = 256 << 20
 	}
-	return &Server{cfg: cfg, joins: map[string]*pendingSession{}, byClient: map[string]int{}}
+	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, byClient: map[string]int{}}
+	srv.usable, srv.why = usableTransports(false)
+	return srv
 }
 
 // Serve accepts connections on ln until ctx is done.
@@ -267,7 +272,11 @@ func (srv *Server) joinData(c net.Conn, h Hello, isTLS bool) {
 // offered lists the transports this server offers: usable ones,
 // restricted by --protos.
 func (srv *Server) offered() ([]string, map[string]string) {
-	mine, why := usableTransports()
+	mine := append([]string(nil), srv.usable...)
+	why := map[string]string{}
+	for k, v := range srv.why {
+		why[k] = v
+	}
 	if len(srv.cfg.Protos) == 0 {
 		return mine, why
 	}

@@ -44,6 +44,16 @@ type corruptStream struct {
 	t corrupting
 }
 
+// SendFile reads the range and sends it through Send, so that file-backed
+// chunks get damaged too.
+func (s *corruptStream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return err
+	}
+	return s.Send(hdr, b)
+}
+
 func (s *corruptStream) Send(hdr, payload []byte) error {
 	if len(hdr) > 0 && hdr[0] == mChunk && len(payload) > 0 {
 		if n := s.t.sent.Add(1); s.t.bad < 0 || n <= s.t.bad {

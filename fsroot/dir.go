@@ -1,0 +1,108 @@
+package fsroot
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir is a directory beneath a Root, resolved once, on whose entries a
+// batch of operations can run without resolving the path again each time.
+// Names given to its methods are single components (no '/', not "." or
+// ".."), and final components are never followed, so the confinement of
+// the Root carries over. (As with the Root itself, someone who can write
+// outside the root could move the directory away while it is open.)
+type Dir struct {
+	f   *os.File
+	rel string
+}
+
+// OpenDir resolves the directory rel beneath the root.
+func (r *Root) OpenDir(rel string) (*Dir, error) {
+	p, err := clean(rel)
+	if err != nil {
+		return nil, wrapPath("opendir", rel, err)
+	}
+	var fd int
+	err = r.do("opendir", rel, func(rootfd int) (err error) {
+		fd, err = openat2(rootfd, dotIfRoot(p), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0, resolveFlags)
+		return err
+	})
+	if err != nil {
+		return nil, wrapPath("opendir", rel, err)
+	}
+	return &Dir{f: os.NewFile(uintptr(fd), filepath.Join(r.path, p)), rel: p}, nil
+}
+
+func (d *Dir) name(op, name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return &fs.PathError{Op: op, Path: d.rel + "/" + name, Err: ErrEscape}
+	}
+	return nil
+}
+
+func (d *Dir) path(name string) string {
+	if d.rel == "" {
+		return name
+	}
+	return d.rel + "/" + name
+}
+
+// OpenFile opens the entry name with O_NOFOLLOW|O_CLOEXEC added.
+func (d *Dir) OpenFile(name string, flag int, perm uint32) (*os.File, error) {
+	if err := d.name("open", name); err != nil {
+		return nil, err
+	}
+	var fd int
+	var err error
+	for i := 0; ; i++ {
+		fd, err = unix.Openat(int(d.f.Fd()), name, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm&0o7777)
+		if (err == unix.EINTR || err == unix.EAGAIN) && i < maxRetries {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.path(name), Err: err}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(d.f.Name(), name)), nil
+}
+
+// Rename renames entry oldName to newName within the directory, replacing
+// a file, symlink or empty directory at newName like rename(2).
+func (d *Dir) Rename(oldName, newName string) error {
+	if err := d.name("rename", oldName); err != nil {
+		return err
+	}
+	if err := d.name("rename", newName); err != nil {
+		return err
+	}
+	fd := int(d.f.Fd())
+	if err := unix.Renameat(fd, oldName, fd, newName); err != nil {
+		return &os.LinkError{Op: "rename", Old: d.path(oldName), New: d.path(newName), Err: err}
+	}
+	return nil
+}
+
+// Remove removes the file or symlink name (not following it).
+func (d *Dir) Remove(name string) error {
+	if err := d.name("remove", name); err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(int(d.f.Fd()), name, 0); err != nil {
+		return &fs.PathError{Op: "remove", Path: d.path(name), Err: err}
+	}
+	return nil
+}
+
+// Close releases the directory.
+func (d *Dir) Close() error {
+	if err := d.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", d.rel, err)
+	}
+	return nil
+}
