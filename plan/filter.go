@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -48,7 +49,7 @@ func ParseRule(s string) (Rule, error) {
 	var r Rule
 	var rest string
 	switch {
-	case s == "!" || s == "clear" || strings.TrimRight(s, " \t") == "!" || strings.TrimRight(s, " \t") == "clear":
+	case strings.TrimRight(s, " \t") == "!" || strings.TrimRight(s, " \t") == "clear":
 		return Rule{Clear: true}, nil
 	case strings.HasPrefix(s, "+"), strings.HasPrefix(s, "-"):
 		r.Include, rest = s[0] == '+', s[1:]
@@ -421,7 +422,7 @@ func ParseAge(s string) (time.Duration, error) {
 			if unit == "w" {
 				per *= 7
 			}
-			if err != nil || v*float64(per) > float64(1<<63-1)/2 {
+			if err != nil || v*float64(per) >= math.MaxInt64 {
 				return bad()
 			}
 			d = time.Duration(v * float64(per))
@@ -431,7 +432,7 @@ func ParseAge(s string) (time.Duration, error) {
 				return bad()
 			}
 		}
-		if total > 1<<63-1-d {
+		if total > math.MaxInt64-d {
 			return bad()
 		}
 		total += d
@@ -640,7 +641,7 @@ func matchClass(p string, r rune) (matched bool, rest string, err error) {
 	prev := rune(-1) // the last single character, which may start a range
 	for first := true; ; first = false {
 		if p == "" {
-			return false, "", errors.New("unterminated character class: a \"[\" without \"]\" (write \\[ for a literal one)")
+			return false, "", errUnterminatedClass
 		}
 		c, n := utf8.DecodeRuneInString(p)
 		switch {
@@ -648,7 +649,7 @@ func matchClass(p string, r rune) (matched bool, rest string, err error) {
 			return matched != negate, p[1:], nil
 		case c == '\\':
 			if len(p) < 2 {
-				return false, "", errors.New("unterminated character class: a \"[\" without \"]\" (write \\[ for a literal one)")
+				return false, "", errUnterminatedClass
 			}
 			c, n = utf8.DecodeRuneInString(p[1:])
 			matched = matched || r == c
@@ -658,7 +659,7 @@ func matchClass(p string, r rune) (matched bool, rest string, err error) {
 			skip := 1
 			if hi == '\\' {
 				if len(p) < 3 {
-					return false, "", errors.New("unterminated character class: a \"[\" without \"]\" (write \\[ for a literal one)")
+					return false, "", errUnterminatedClass
 				}
 				hi, hn = utf8.DecodeRuneInString(p[2:])
 				skip = 2
@@ -668,7 +669,7 @@ func matchClass(p string, r rune) (matched bool, rest string, err error) {
 		case c == '[' && len(p) > 1 && p[1] == ':':
 			end := strings.IndexByte(p[2:], ']')
 			if end < 0 {
-				return false, "", errors.New("unterminated character class: a \"[\" without \"]\" (write \\[ for a literal one)")
+				return false, "", errUnterminatedClass
 			}
 			name := p[2 : 2+end]
 			if !strings.HasSuffix(name, ":") {
@@ -689,6 +690,8 @@ func matchClass(p string, r rune) (matched bool, rest string, err error) {
 		}
 	}
 }
+
+var errUnterminatedClass = errors.New(`unterminated character class: a "[" without "]" (write \[ for a literal one)`)
 
 // posixClass reports whether r is in the named POSIX class (C locale) and
 // whether the name is known.

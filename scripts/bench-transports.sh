@@ -20,7 +20,8 @@
 #                         are skipped with a note)
 #   XFER_COPY_FLAGS=""    extra flags for the timed xfer copy runs
 #   BENCH_RECORD=1        append the results and commands to docs/benchmarks.md
-#                         (section "Transports (`xfer bench`)")
+#                         (section "Transports (`xfer bench`)"; BENCH_DOC=FILE
+#                         writes to another copy of it)
 #   BENCH_STRICT=1        exit 1 when a target is missed
 # UCX_TLS / UCX_NET_DEVICES default to tcp / lo (rdma over UCX's TCP transport,
 # for xfer serve, xfer bench and ucx_perftest alike).
@@ -45,7 +46,7 @@ TMPBASE="${BENCH_TMP:-/dev/shm}"
 PROTOS="${BENCH_PROTOS:-tcp tcp-zc uring rdma}"
 read -r -a COPY_FLAGS <<<"${XFER_COPY_FLAGS:-}"
 export UCX_TLS="${UCX_TLS:-tcp}" UCX_NET_DEVICES="${UCX_NET_DEVICES:-lo}"
-DOC="$ROOT/docs/benchmarks.md"
+DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
 TIMEOUT=$((DUR * 6 + 120))
 
 die() {
@@ -178,9 +179,11 @@ run_bench() {
 	val "$name.msgs" "$(field "$line" msg_s)"
 	val "$name.ccpu" "$(field "$line" client_cpu_pct)"
 	val "$name.scpu" "$(field "$line" server_cpu_pct)"
-	val "$name.p50" "$(pfield "$line" p50_us)"
-	val "$name.p99" "$(pfield "$line" p99_us)"
-	val "$name.rts" "$(pfield "$line" rt_s)"
+	if ((ping > 0)); then
+		val "$name.p50" "$(pfield "$line" p50_us)"
+		val "$name.p99" "$(pfield "$line" p99_us)"
+		val "$name.rts" "$(pfield "$line" rt_s)"
+	fi
 }
 
 # run_copy PROTO VERIFY: xfer copy of the big file to the server; records
@@ -225,7 +228,7 @@ measure() {
 	iperf3) run_iperf ;;
 	iperf3_Z) run_iperf -Z ;;
 	ucx) run_ucx ;;
-	bulk) run_bench "bulk_${a}_$b" "$a" "$b" 1M "$DUR" 1 ;;
+	bulk) run_bench "bulk_${a}_$b" "$a" "$b" 1M "$DUR" 0 ;;
 	small) run_bench "small_$a" "$a" mem 64 2 2 ;;
 	copy) run_copy "$a" "$b" ;;
 	esac
@@ -234,6 +237,7 @@ measure() {
 # --- run -------------------------------------------------------------------------------
 
 LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+T_START=$SECONDS
 START="$(date -u '+%Y-%m-%d %H:%M UTC')"
 if ((COPY_MIB > 0)); then
 	(($(df -m --output=avail "$TMPBASE" | tail -n1) > 2 * COPY_MIB + 256)) || die "needs $((2 * COPY_MIB + 256)) MiB free in $TMPBASE (BENCH_COPY_MIB=0 skips the copies)"
@@ -284,8 +288,8 @@ fi
 has rdma && ((HAVE_UCX)) && cmp_row "rdma vs ucx_perftest tag_bw (UCX_TLS=$UCX_TLS)" bulk_rdma_mem.gbit ucx.gbit 0.85 Gbit/s
 for p in tcp-zc uring; do
 	if has "$p" && ((COPY_MIB > 0)); then
-		cmp_row "copy $((COPY_MIB >> 10)) GiB --proto $p --verify=none vs iperf3 -Z" "copy_${p}_none.gbit" iperf3_Z.gbit 0.85 Gbit/s
-		cmp_row "copy $((COPY_MIB >> 10)) GiB --proto $p, verified, vs iperf3 -Z" "copy_${p}_full.gbit" iperf3_Z.gbit - Gbit/s
+		cmp_row "copy $COPY_MIB MiB --proto $p --verify=none vs iperf3 -Z" "copy_${p}_none.gbit" iperf3_Z.gbit 0.85 Gbit/s
+		cmp_row "copy $COPY_MIB MiB --proto $p, verified, vs iperf3 -Z" "copy_${p}_full.gbit" iperf3_Z.gbit - Gbit/s
 	fi
 done
 
@@ -323,6 +327,9 @@ render_cmp() { # text|md
 	done
 }
 
+# fmtmed SERIES PRECISION: the median, or - when the series has no value.
+fmtmed() { awk -v v="$(med "$1")" -v p="$2" 'BEGIN{ if (v == "nan" || v == "") print "-"; else printf "%.*f", p, v }'; }
+
 render_detail() { # text|md: medians of every xfer bench series
 	local s name f
 	if [[ "$1" == md ]]; then
@@ -339,14 +346,9 @@ render_detail() { # text|md: medians of every xfer bench series
 		small_*) name="${s#small_} mem 64B" ;;
 		esac
 		local g gb m p50 p99 rts cc sc
-		g="$(awk -v v="$(med "$s.gbit")" 'BEGIN{printf "%.2f", v}')"
-		gb="$(awk -v v="$(med "$s.gbs")" 'BEGIN{printf "%.3f", v}')"
-		m="$(awk -v v="$(med "$s.msgs")" 'BEGIN{printf "%.0f", v}')"
-		p50="$(awk -v v="$(med "$s.p50")" 'BEGIN{printf "%.1f", v}')"
-		p99="$(awk -v v="$(med "$s.p99")" 'BEGIN{printf "%.1f", v}')"
-		rts="$(awk -v v="$(med "$s.rts")" 'BEGIN{printf "%.0f", v}')"
-		cc="$(awk -v v="$(med "$s.ccpu")" 'BEGIN{printf "%.0f", v}')"
-		sc="$(awk -v v="$(med "$s.scpu")" 'BEGIN{printf "%.0f", v}')"
+		g="$(fmtmed "$s.gbit" 2)" gb="$(fmtmed "$s.gbs" 3)" m="$(fmtmed "$s.msgs" 0)"
+		p50="$(fmtmed "$s.p50" 1)" p99="$(fmtmed "$s.p99" 1)" rts="$(fmtmed "$s.rts" 0)"
+		cc="$(fmtmed "$s.ccpu" 0)" sc="$(fmtmed "$s.scpu" 0)"
 		if [[ "$1" == md ]]; then
 			echo "| $name | $g | $gb | $m | $p50 | $p99 | $rts | $cc | $sc |"
 		else
@@ -355,9 +357,7 @@ render_detail() { # text|md: medians of every xfer bench series
 	done
 	for s in iperf3 iperf3_Z; do
 		[[ -s "$RES/$s.gbit.v" ]] || continue
-		g="$(awk -v v="$(med "$s.gbit")" 'BEGIN{printf "%.2f", v}')"
-		cc="$(awk -v v="$(med "$s.ccpu")" 'BEGIN{printf "%.0f", v}')"
-		sc="$(awk -v v="$(med "$s.scpu")" 'BEGIN{printf "%.0f", v}')"
+		g="$(fmtmed "$s.gbit" 2)" cc="$(fmtmed "$s.ccpu" 0)" sc="$(fmtmed "$s.scpu" 0)"
 		name="${s/_Z/ -Z} (1 stream)"
 		if [[ "$1" == md ]]; then
 			echo "| $name | $g | - | - | - | - | - | $cc | $sc |"
@@ -380,14 +380,14 @@ COMMANDS="$(
 		iperf3 -s -1 -B 127.0.0.1 -p PORT  /  iperf3 -t $DUR -c 127.0.0.1 -p PORT [-Z] -J
 		ucx_perftest -t tag_bw -s 1048576 -n $UCX_ITERS -w 100 -f -p PORT  /  ucx_perftest 127.0.0.1 (same flags)   [UCX_TLS=$UCX_TLS UCX_NET_DEVICES=$UCX_NET_DEVICES]
 		xfer serve --listen 127.0.0.1:0 --root TMPFS --no-fsync
-		xfer bench --to xfer://ADDR --proto P --mode mem|file --size 1M --streams $STREAMS --duration ${DUR}s --ping-duration 1s --json
+		xfer bench --to xfer://ADDR --proto P --mode mem|file --size 1M --streams $STREAMS --duration ${DUR}s --ping-duration 0s --json
 		xfer bench --to xfer://ADDR --proto P --mode mem --size 64 --streams $STREAMS --duration 2s --ping-duration 2s --json
 		xfer copy TMPFS/src xfer://ADDR/cN --proto tcp-zc|uring --verify=none|full --json ${XFER_COPY_FLAGS:-}   (${COPY_MIB} MiB file; Gbit/s over wall time)
 	EOF
 )"
 
 echo
-echo "xfer transports vs iperf3 / ucx_perftest: $ROUNDS interleaved rounds, medians; load at start $LOAD0"
+echo "xfer transports vs iperf3 / ucx_perftest: $ROUNDS interleaved rounds, medians; load at start $LOAD0; $((SECONDS - T_START)) s"
 echo
 render_cmp text
 echo
@@ -402,12 +402,11 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 	sect='## Transports (`xfer bench`)'
 	grep -qxF "$sect" "$DOC" || die "$DOC has no section '$sect'"
 	{
-		echo
 		echo "### $START — $("$XFER" version | head -n1 | awk '{print $1, $2}')"
 		echo
 		echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), load $LOAD0 at start"
 		echo "- kernel: $(uname -sr); $(iperf3 --version | head -n1 | cut -d' ' -f1-2); $(ucx_info -v 2>/dev/null | sed -n 's/^# Version /UCX /p' || true)"
-		echo "- $ROUNDS interleaved rounds, medians; ${DUR}s per throughput run; xfer bench --streams $STREAMS; loopback, tmpfs; command: \`BENCH_RECORD=1 XFER=bin/xfer scripts/bench-transports.sh\`"
+		echo "- $ROUNDS interleaved rounds, medians, $((SECONDS - T_START)) s in all; ${DUR}s per throughput run; xfer bench --streams $STREAMS; loopback, tmpfs; command: \`BENCH_RECORD=1 XFER=bin/xfer scripts/bench-transports.sh\`"
 		echo
 		render_cmp md
 		echo
@@ -421,12 +420,19 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		raw
 		for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "note: $n"; done
 		echo '```'
+		echo
 	} >"$RES/record.md"
+	# Before the next level-2 heading after the section (it is preceded by a
+	# blank line already), else at the end of the file.
 	awk -v sect="$sect" -v rec="$RES/record.md" '
-		function dump(   l) { while ((getline l < rec) > 0) print l; done = 1 }
-		$0 == sect { in_sect = 1; print; next }
-		in_sect && /^## / && !done { dump(); in_sect = 0 }
-		{ print }
+		function dump(   l) {
+			if (!blank) print ""
+			while ((getline l < rec) > 0) print l
+			done = 1
+		}
+		$0 == sect { in_sect = 1 }
+		in_sect && /^## / && $0 != sect && !done { dump(); in_sect = 0 }
+		{ print; blank = ($0 == "") }
 		END { if (!done) dump() }
 	' "$DOC" >"$RES/doc.new"
 	cat "$RES/doc.new" >"$DOC"

@@ -65,10 +65,10 @@ type ServerConfig struct {
 
 // Server accepts sessions and serves an export root.
 type Server struct {
-	cfg      ServerConfig
+	cfg ServerConfig
 	// usable and why are probed once: probing some transports (UCX) is slow.
-	usable []string
-	why    map[string]string
+	usable   []string
+	why      map[string]string
 	mu       sync.Mutex
 	joins    map[string]*pendingSession // sessions still setting up their data streams
 	sessions int
