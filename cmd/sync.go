@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/xfer-io/xfer/watch"
 )
 
 func newSyncCmd(a *app) *cobra.Command {
@@ -27,5 +29,8 @@ straight to the destination server.`,
 	addTransferFlags(c)
 	c.Flags().Bool("lock", true, "hold a lock in the destination directory so two runs on it never overlap (--lock=false to skip)")
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
+	c.Flags().Bool("watch", false, "after the first pass keep DST in step: watch SRC (inotify) and sync again after each burst of changes, falling back to periodic rescans (see docs/watch.md)")
+	c.Flags().Duration("watch-debounce", watch.DefaultDebounce, "with --watch: quiet time after the last change before syncing")
+	c.Flags().Duration("watch-rescan", 0, "with --watch: also sync this often even without notifications (0: only after a notification overflow)")
 	return c
 }

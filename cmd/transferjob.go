@@ -15,6 +15,7 @@ import (
 	"github.com/xfer-io/xfer/progress"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/ui"
+	"github.com/xfer-io/xfer/watch"
 )
 
 // addTransferFlags declares the flags copy and sync share.
@@ -168,22 +169,42 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if err := opt.Validate(); err != nil {
 		return err
 	}
+	var fl *fileLog
+	if lf := a.v.GetString("log-file"); lf != "" {
+		if fl, err = newFileLog(lf); err != nil {
+			return err
+		}
+		defer fl.Close()
+		a.log = fl.logger(a.v.GetString("log-format"), a.v.GetBool("verbose"))
+	}
+	if sync && a.v.GetBool("watch") {
+		if src.IsRemote() {
+			return exitcode.Usagef("--watch: SRC must be a local directory (it is watched with inotify)")
+		}
+		if opt.DryRun {
+			return exitcode.Usagef("--watch and --dry-run do not go together")
+		}
+		return watch.Run(cmd.Context(), src.Path, watch.Options{
+			Debounce: a.v.GetDuration("watch-debounce"),
+			Rescan:   a.v.GetDuration("watch-rescan"),
+			Log:      a.log,
+		}, func(ctx context.Context) error { return a.transferPass(ctx, cmd, src, dst, opt, fl) })
+	}
+	return a.transferPass(cmd.Context(), cmd, src, dst, opt, fl)
+}
+
+// transferPass runs one copy or sync with its own output.
+func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst transfer.Endpoint, opt transfer.Options, fl *fileLog) error {
 	printer := a.printer(opt.DryRun)
 	var (
 		sink   progress.Sink = printer
 		finish               = printer.Finish
 	)
-	if lf := a.v.GetString("log-file"); lf != "" {
-		fl, err := newFileLog(lf)
-		if err != nil {
-			return err
-		}
-		defer fl.Close()
-		a.log = fl.logger(a.v.GetString("log-format"), a.v.GetBool("verbose"))
+	if fl != nil {
 		sink = progress.SinkFunc(func(e progress.Event) { printer.Emit(e); fl.Emit(e) })
 		finish = func(s progress.Summary) { fl.Summary(s); printer.Finish(s) }
 	}
-	ctx := cmd.Context()
+	parent := ctx
 	maxDur := a.v.GetDuration("max-duration")
 	if maxDur > 0 {
 		var cancel context.CancelFunc
@@ -192,7 +213,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	}
 	sum, err := transfer.Run(ctx, src, dst, opt,
 		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, sink)
-	if err != nil && maxDur > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && cmd.Context().Err() == nil {
+	if err != nil && maxDur > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
 		err = exitcode.WithCode(exitcode.Partial, fmt.Errorf("stopped after --max-duration %s: the destination is consistent (finished files are in place, partial ones resume on the next run)", maxDur))
 	}
 	var partial *transfer.PartialError
@@ -201,11 +222,11 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		sink.Emit(progress.Event{Event: progress.KindError, Error: err.Error()})
 		sum.Errors++
 		finish(sum)
-		return silent(exitcode.Code(err))
+		return fmt.Errorf("%w (%w)", silent(exitcode.Code(err)), err)
 	}
 	finish(sum)
 	if err != nil {
-		return silent(exitcode.Partial)
+		return fmt.Errorf("%w (%w)", silent(exitcode.Partial), err)
 	}
 	return nil
 }
