@@ -7,11 +7,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/progress"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/ui"
@@ -33,11 +35,65 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("bwlimit", "", "cap the data rate, in bytes per second with an optional K, M or G suffix (e.g. 100M)")
 	f.Duration("max-duration", 0, "stop starting work after this long; the destination stays consistent and the next run resumes")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
+	ra := new(plan.RuleArgs)
+	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
+	f.Var(ra.Exclude(), "exclude", "exclude paths matching PATTERN (repeatable, order matters)")
+	f.Var(ra.FilterFrom(), "filter-from", "read include/exclude rules from FILE ('+ PATTERN', '- PATTERN', '!' clears)")
+	f.String("min-size", "", "skip files smaller than this (e.g. 10K)")
+	f.String("max-size", "", "skip files larger than this (e.g. 1G)")
+	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
+	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
 	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
 	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
 	f.Int("retries", transfer.DefaultRetries, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume")
 	addPeerAuthFlags(c)
+}
+
+// filterOptions builds the filter from --include/--exclude/--filter-from
+// (in command-line order) and the size and age limits; nil when none.
+func (a *app) filterOptions(cmd *cobra.Command) (*plan.FilterOptions, error) {
+	o := plan.FilterOptions{MinSize: -1, MaxSize: -1}
+	if fl := cmd.Flags().Lookup("include"); fl != nil {
+		if rf, ok := fl.Value.(plan.RuleFlag); ok {
+			rules, err := rf.Args().Rules(nil)
+			if err != nil {
+				return nil, exitcode.Usagef("%v", err)
+			}
+			o.Rules = rules
+		}
+	}
+	for _, s := range []struct {
+		flag string
+		dst  *int64
+	}{{"min-size", &o.MinSize}, {"max-size", &o.MaxSize}} {
+		if v := a.v.GetString(s.flag); v != "" {
+			n, err := parseSize(v)
+			if err != nil {
+				return nil, exitcode.Usagef("--%s: %v", s.flag, err)
+			}
+			*s.dst = n
+		}
+	}
+	for _, s := range []struct {
+		flag string
+		dst  *time.Duration
+	}{{"min-age", &o.MinAge}, {"max-age", &o.MaxAge}} {
+		if v := a.v.GetString(s.flag); v != "" {
+			d, err := plan.ParseAge(v)
+			if err != nil {
+				return nil, exitcode.Usagef("--%s: %v", s.flag, err)
+			}
+			*s.dst = d
+		}
+	}
+	if len(o.Rules) == 0 && o.MinSize < 0 && o.MaxSize < 0 && o.MinAge == 0 && o.MaxAge == 0 {
+		return nil, nil
+	}
+	if _, err := plan.NewFilter(o); err != nil {
+		return nil, exitcode.Usagef("%v", err)
+	}
+	return &o, nil
 }
 
 // uringEntries is --uring-entries, or IOURING_ENTRIES (the mover
@@ -149,6 +205,11 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		Lock:       a.v.GetBool("lock"),
 		HardLinks:  a.v.GetBool("hard-links"),
 	}
+	flt, err := a.filterOptions(cmd)
+	if err != nil {
+		return err
+	}
+	opt.Filter = flt
 	if s := a.v.GetString("bwlimit"); s != "" {
 		bw, err := parseSize(s)
 		if err != nil || bw < 1024 {

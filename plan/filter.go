@@ -7,6 +7,7 @@ package plan
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,12 +21,12 @@ import (
 
 // Rule is one include or exclude rule, or a clear.
 type Rule struct {
-	Include bool   // "+": a match includes the entry; otherwise it excludes it
-	Pattern string // rsync-style pattern (see docs/filters.md)
+	Include bool   `json:"include,omitempty"` // "+": a match includes the entry; otherwise it excludes it
+	Pattern string `json:"pattern,omitempty"` // rsync-style pattern (see docs/filters.md)
 	// Clear ("!" in a filter file) drops every rule before it, including
 	// earlier --include/--exclude flags, as in rsync. Include and Pattern
 	// are ignored.
-	Clear bool
+	Clear bool `json:"clear,omitempty"`
 }
 
 // String renders r in filter-file syntax ("+ PATTERN", "- PATTERN", "!").
@@ -102,20 +103,35 @@ func ParseFilterFile(r io.Reader, name string) ([]Rule, error) {
 	}
 }
 
-// FilterOptions configure NewFilter.
+// FilterOptions configure NewFilter. They travel as JSON (e.g. in a job
+// run by a server); Now is not sent, and missing sizes decode as -1.
 type FilterOptions struct {
 	// Rules in order; the first whose pattern matches decides. A Rule with
 	// Clear set drops the rules before it.
-	Rules []Rule
+	Rules []Rule `json:"rules,omitempty"`
 	// MinSize and MaxSize bound the size of regular files, inclusive; -1
 	// means no bound. (The zero value of MaxSize admits only empty files.)
-	MinSize, MaxSize int64
+	MinSize int64 `json:"min_size"`
+	MaxSize int64 `json:"max_size"`
 	// MinAge and MaxAge bound the age (Now minus mtime) of regular files,
 	// inclusive; 0 means no bound.
-	MinAge, MaxAge time.Duration
+	MinAge time.Duration `json:"min_age,omitempty"`
+	MaxAge time.Duration `json:"max_age,omitempty"`
 	// Now is the reference time for ages; the zero value means the time
 	// NewFilter is called.
-	Now time.Time
+	Now time.Time `json:"-"`
+}
+
+// UnmarshalJSON decodes o, taking missing sizes as -1 (no bound) rather
+// than 0 (empty files only).
+func (o *FilterOptions) UnmarshalJSON(b []byte) error {
+	type plain FilterOptions
+	p := plain{MinSize: -1, MaxSize: -1}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*o = FilterOptions(p)
+	return nil
 }
 
 // Filter decides which entries a transfer considers. It is immutable and
@@ -222,7 +238,7 @@ func (f *Filter) limitReason(e Entry) string {
 
 // DirSkipper is implemented by listers that can leave out the contents of
 // the directory Next returned last, so that an excluded directory is never
-// read. Filter.Lister uses it when the wrapped lister has it.
+// read. Filter's listers use it when the wrapped lister has it.
 type DirSkipper interface {
 	// SkipDir makes Next continue after the contents of the directory it
 	// returned last; it does nothing if that entry was not a directory.
@@ -232,9 +248,10 @@ type DirSkipper interface {
 // Lister wraps l, dropping the entries the rules exclude and everything
 // beneath an excluded directory (calling l.SkipDir, when l is a
 // DirSkipper, so the directory is not descended into). Size and age limits
-// are not applied here, only to what is transferred: see Emit. Wrap both
-// the source and the destination listing with the same Filter, so that
-// excluded destination entries are neither compared nor deleted.
+// are not applied: they concern what is transferred, not what exists.
+// Copy and sync should use Filter.Diff, which wraps both listings and also
+// keeps excluded destination entries inside directories it deletes or
+// replaces.
 func (f *Filter) Lister(l Lister) Lister {
 	if f == nil || len(f.rules) == 0 {
 		return l
@@ -246,20 +263,35 @@ type filteredLister struct {
 	f    *Filter
 	l    Lister
 	skip string // an excluded directory whose contents are still being dropped
+	// observe, when set, sees every entry not beneath an excluded
+	// directory, excluded or not, and the end of the listing (a zero
+	// Entry); Filter.Diff uses it on the destination side.
+	observe func(e Entry, excluded bool) error
 }
 
 func (fl *filteredLister) Next(ctx context.Context) (Entry, error) {
 	for {
 		e, err := fl.l.Next(ctx)
 		if err != nil {
+			if errors.Is(err, io.EOF) && fl.observe != nil {
+				if oerr := fl.observe(Entry{}, false); oerr != nil {
+					return Entry{}, oerr
+				}
+			}
 			return e, err
 		}
 		// In Compare order a directory's contents come right after it.
-		if fl.skip != "" && len(e.Path) > len(fl.skip) && e.Path[len(fl.skip)] == '/' && strings.HasPrefix(e.Path, fl.skip) {
+		if fl.skip != "" && isBeneath(e.Path, fl.skip) {
 			continue
 		}
 		fl.skip = ""
-		if !fl.f.ruleExcludes(e.Path, e.Type == TypeDir) {
+		excluded := fl.f.ruleExcludes(e.Path, e.Type == TypeDir)
+		if fl.observe != nil {
+			if err := fl.observe(e, excluded); err != nil {
+				return Entry{}, err
+			}
+		}
+		if !excluded {
 			return e, nil
 		}
 		if e.Type == TypeDir {
@@ -271,25 +303,149 @@ func (fl *filteredLister) Next(ctx context.Context) (Entry, error) {
 	}
 }
 
-// Emit wraps a Diff emit callback to apply the size and age limits: the
-// transfer (OpPut) or attribute update (OpSetAttrs) of a source file
-// outside them becomes an OpSkip whose Reason names the limit ("min-size",
-// "max-size", "min-age", "max-age"). As with rsync's --max-size, such a
-// file still exists as far as --delete is concerned, so its copy at the
-// destination is kept; destination-only files are deleted whatever their
-// size or age.
-func (f *Filter) Emit(emit func(Op) error) func(Op) error {
-	if f == nil || !f.hasLimits() {
-		return emit
+// isBeneath reports whether p lies strictly beneath directory dir.
+func isBeneath(p, dir string) bool {
+	return len(p) > len(dir) && p[len(dir)] == '/' && strings.HasPrefix(p, dir)
+}
+
+// Diff is plan.Diff with f applied, the way rsync applies its filters:
+//
+//   - Both listings are filtered by the rules (see Lister), so an excluded
+//     entry is neither transferred nor compared nor deleted.
+//   - Where Diff would delete a destination directory or replace it by a
+//     file or symlink, and that directory holds excluded entries, they are
+//     kept: a delete becomes one delete per included entry beneath it
+//     (deepest first), and the directory itself is deleted only if nothing
+//     excluded remains in it; a replacement becomes an OpSkip with Reason
+//     "protected".
+//   - A source file outside the size or age limits is not transferred: its
+//     OpPut or OpSetAttrs becomes an OpSkip whose Reason names the limit
+//     ("min-size", "max-size", "min-age", "max-age"). As with rsync's
+//     --max-size, such a file still counts as present for deletion, so its
+//     destination copy is kept; destination-only files are deleted whatever
+//     their size or age.
+//
+// A nil or empty f runs plain Diff. Memory stays independent of the size
+// of the trees.
+func (f *Filter) Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emit func(Op) error) error {
+	if f.Empty() {
+		return Diff(ctx, src, dst, opt, emit)
 	}
-	return func(op Op) error {
-		if op.Kind == OpPut || op.Kind == OpSetAttrs {
-			if why := f.limitReason(op.Src); why != "" {
-				op = Op{Kind: OpSkip, Src: op.Src, Dst: op.Dst, Reason: why}
+	d := &filteredDiff{f: f, emit: emit}
+	if len(f.rules) > 0 {
+		src = f.Lister(src)
+		dst = &filteredLister{f: f, l: dst, observe: d.observe}
+	}
+	if err := Diff(ctx, src, dst, opt, d.op); err != nil {
+		return err
+	}
+	return d.release()
+}
+
+// filteredDiff holds back an op that removes a destination directory
+// wholesale until the destination listing has gone past the directory's
+// contents, which Diff skips but the destination lister still sees.
+type filteredDiff struct {
+	f    *Filter
+	emit func(Op) error
+	held *Op // deletes or replaces the destination directory held.Dst or held.Src
+	dir  string
+	kept bool // something excluded lies beneath dir
+	// open are the included directories beneath a held delete whose
+	// contents are still being listed, outermost first.
+	open []pendingDir
+}
+
+type pendingDir struct {
+	e    Entry
+	kept bool
+}
+
+func (d *filteredDiff) op(op Op) error {
+	if err := d.release(); err != nil {
+		return err
+	}
+	if (op.Kind == OpPut || op.Kind == OpSetAttrs) && op.Src.Type == TypeFile {
+		if why := d.f.limitReason(op.Src); why != "" {
+			op = Op{Kind: OpSkip, Src: op.Src, Dst: op.Dst, Reason: why}
+		}
+	}
+	if len(d.f.rules) > 0 {
+		switch {
+		case op.Kind == OpDelete && op.Src.Type == TypeDir:
+			d.held, d.dir = &op, op.Src.Path
+			return nil
+		case op.Kind != OpSkip && op.Dst != nil && op.Dst.Type == TypeDir && op.Src.Type != TypeDir:
+			d.held, d.dir = &op, op.Dst.Path
+			return nil
+		}
+	}
+	return d.emit(op)
+}
+
+// observe follows the destination listing while an op is held; e is zero
+// at the end of the listing.
+func (d *filteredDiff) observe(e Entry, excluded bool) error {
+	if d.held == nil {
+		return nil
+	}
+	if e.Path == "" || !isBeneath(e.Path, d.dir) {
+		return d.release()
+	}
+	if err := d.closeDirs(e.Path); err != nil {
+		return err
+	}
+	if excluded {
+		d.kept = true
+		for i := range d.open {
+			d.open[i].kept = true
+		}
+		return nil
+	}
+	if d.held.Kind != OpDelete {
+		return nil
+	}
+	if e.Type == TypeDir {
+		d.open = append(d.open, pendingDir{e: e})
+		return nil
+	}
+	return d.emit(Op{Kind: OpDelete, Src: e, Reason: "extra"})
+}
+
+// closeDirs finishes the open directories that p is not beneath.
+func (d *filteredDiff) closeDirs(p string) error {
+	for len(d.open) > 0 {
+		top := d.open[len(d.open)-1]
+		if p != "" && isBeneath(p, top.e.Path) {
+			return nil
+		}
+		d.open = d.open[:len(d.open)-1]
+		if !top.kept {
+			if err := d.emit(Op{Kind: OpDelete, Src: top.e, Reason: "extra"}); err != nil {
+				return err
 			}
 		}
-		return emit(op)
 	}
+	return nil
+}
+
+// release emits the held op, if any, now that its directory is complete.
+func (d *filteredDiff) release() error {
+	if d.held == nil {
+		return nil
+	}
+	if err := d.closeDirs(""); err != nil {
+		return err
+	}
+	op, kept := *d.held, d.kept
+	d.held, d.dir, d.kept = nil, "", false
+	switch {
+	case !kept:
+		return d.emit(op)
+	case op.Kind == OpDelete:
+		return nil // what is left holds excluded entries
+	}
+	return d.emit(Op{Kind: OpSkip, Src: op.Src, Dst: op.Dst, Reason: "protected"})
 }
 
 // RuleArgs collects --include, --exclude and --filter-from arguments in

@@ -90,6 +90,14 @@ func (w *Walker) Next(ctx context.Context) (Entry, error) {
 	return Entry{}, io.EOF
 }
 
+// SkipDir drops the directory Next just returned, so that its contents
+// are not walked (an excluded directory).
+func (w *Walker) SkipDir() {
+	if n := len(w.stack); n > 1 && w.stack[n-1].i == 0 {
+		w.stack = w.stack[:n-1]
+	}
+}
+
 // EntryFromInfo converts lstat information into an Entry at path p.
 func EntryFromInfo(p string, info fsroot.Info) Entry {
 	e := Entry{Path: p, Size: info.Size, Mode: info.Mode, MtimeNs: info.MtimeNs, Ino: info.Ino, Dev: info.Dev,

@@ -42,6 +42,10 @@ type Options struct {
 	// HardLinks keeps files that are hard links of each other in the
 	// source tree linked at the destination.
 	HardLinks bool `json:"hard_links,omitempty"`
+	// Filter selects what is transferred (--include/--exclude, size and
+	// age limits); excluded destination entries are neither compared nor
+	// deleted. nil: everything.
+	Filter *plan.FilterOptions `json:"filter,omitempty"`
 	// BwLimit caps the payload rate in bytes per second (0: none).
 	BwLimit     int64         `json:"bwlimit,omitempty"`
 	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
@@ -300,7 +304,14 @@ func (e *engine) run() error {
 		}
 	}()
 
-	derr := plan.Diff(e.ctx, srcList, dstList, dopt, func(op plan.Op) error {
+	var flt *plan.Filter // nil passes everything
+	if e.opt.Filter != nil {
+		var err error
+		if flt, err = plan.NewFilter(*e.opt.Filter); err != nil {
+			return exitcode.Usagef("filter: %v", err)
+		}
+	}
+	derr := flt.Diff(e.ctx, srcList, dstList, dopt, func(op plan.Op) error {
 		return e.dispatch(op, smallCh, bigCh)
 	})
 	close(smallCh)
