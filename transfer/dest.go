@@ -2,8 +2,11 @@ package transfer
 
 import (
 	"context"
+	"syscall"
+
 	"errors"
 	"fmt"
+	"github.com/xfer-io/xfer/exitcode"
 	"io/fs"
 	"os"
 
@@ -53,6 +56,9 @@ func (d *localDest) hash(ctx context.Context, path string) (hashtree.Digest, err
 
 func (d *localDest) mkroot(ctx context.Context, path string, lock bool) error {
 	if err := d.h.root.MkdirAll(path, 0o755); err != nil {
+		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+			return exitcode.Usagef("destination %s is not a directory", displayPath(path))
+		}
 		return fmt.Errorf("create destination %s: %w", displayPath(path), err)
 	}
 	if lock {

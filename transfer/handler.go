@@ -308,7 +308,9 @@ func (h *handler) serve(s *Session, r *Req) {
 		}
 		if err == nil {
 			err = h.root.MkdirAll(p, 0o755)
-			if err != nil {
+			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+				err = exitcode.Usagef("destination %s is not a directory", r.Path)
+			} else if err != nil {
 				err = fmt.Errorf("create destination %s: %w", r.Path, err)
 			}
 		}
