@@ -55,6 +55,7 @@ demo: build
 
 bench: build
 	XFER=$(CURDIR)/$(BIN) bash scripts/bench.sh
+	XFER=$(CURDIR)/$(BIN) bash scripts/bench-transports.sh
 
 # Runs each Fuzz target found by `go test -list` for FUZZTIME (one at a time).
 # XFER_BIN spares the e2e package's TestMain a build while listing.

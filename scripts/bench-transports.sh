@@ -95,8 +95,12 @@ has() { [[ " ${WANT[*]} " == *" $1 "* ]]; }
 
 # --- one measurement each ------------------------------------------------------------
 
-# val SERIES VALUE: records one round's value.
-val() { echo "$2" >>"$RES/$1.v"; }
+# val SERIES VALUE: records one round's value (a number; anything else is a
+# parsing failure and stops the run rather than skewing a median).
+val() {
+	[[ "$2" =~ ^[-+0-9.eE]+$ ]] || die "$1: no value parsed (got '$2')"
+	echo "$2" >>"$RES/$1.v"
+}
 
 # retry_port CMD...: runs a server on a port of free_port, retrying when the
 # bind loses a race; sets PEER_PID and PEER_PORT. The server's output goes
@@ -133,13 +137,21 @@ wait_peer() {
 run_iperf() {
 	local series=iperf3 out="$RES/iperf.json" flags=()
 	if [[ "${1:-}" == -Z ]]; then series=iperf3_Z flags=(-Z); fi
-	start_peer iperf3 -s -1 -B 127.0.0.1
-	timeout "$TIMEOUT" iperf3 -t "$DUR" -c 127.0.0.1 -p "$PEER_PORT" "${flags[@]+"${flags[@]}"}" -J >"$out" 2>"$out.err" || {
-		cat "$out.err" "$out" >&2
-		die "iperf3 ${flags[*]+"${flags[*]}"} failed"
-	}
-	wait_peer
-	val "$series.gbit" "$(awk '/"sum_received"/ {r=1} r && /"bits_per_second"/ {gsub(/[,]/,""); print $2/1e9; exit}' "$out")"
+	local try gbit=""
+	# A run whose JSON lacks the received sum (iperf3 occasionally reports
+	# an error with exit status 0) is repeated, at most twice.
+	for ((try = 0; try < 3; try++)); do
+		start_peer iperf3 -s -1 -B 127.0.0.1
+		timeout "$TIMEOUT" iperf3 -t "$DUR" -c 127.0.0.1 -p "$PEER_PORT" "${flags[@]+"${flags[@]}"}" -J >"$out" 2>"$out.err" || {
+			cat "$out.err" "$out" >&2
+			die "iperf3 ${flags[*]+"${flags[*]}"} failed"
+		}
+		wait_peer
+		gbit="$(awk '/"sum_received"/ {r=1} r && /"bits_per_second"/ {gsub(/[,]/,""); print $2/1e9; exit}' "$out")"
+		[[ -n "$gbit" ]] && break
+		log "iperf3 ${flags[*]+"${flags[*]}"}: no received sum in its JSON ($(grep -m1 '"error"' "$out" || echo no error given)); again"
+	done
+	val "$series.gbit" "$gbit"
 	val "$series.ccpu" "$(awk '/"host_total"/ {gsub(/[,]/,""); print $2; exit}' "$out")"
 	val "$series.scpu" "$(awk '/"remote_total"/ {gsub(/[,]/,""); print $2; exit}' "$out")"
 }

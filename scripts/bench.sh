@@ -488,8 +488,18 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		echo '```'
 		raw_times
 		echo '```'
-	} >>"$doc"
-	log "appended results to $doc"
+	} >"$RES/record.md"
+	# Records of this script go before the transports section (written by
+	# scripts/bench-transports.sh), or at the end when there is none.
+	marker='## Transports (`xfer bench`)'
+	if grep -qF "$marker" "$doc"; then
+		awk -v rec="$RES/record.md" -v m="$marker" '
+			index($0, m) == 1 && !done { while ((getline l < rec) > 0) print l; print ""; done = 1 }
+			{ print }' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
+	else
+		cat "$RES/record.md" >>"$doc"
+	fi
+	log "recorded results in $doc"
 fi
 
 if [[ "${BENCH_STRICT:-0}" == 1 ]] && ((MISSES > 0)); then

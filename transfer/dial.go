@@ -287,7 +287,7 @@ func usableTransports(auto bool) ([]string, map[string]string) {
 // fallbackReason explains why auto negotiation did not pick a transport
 // preferred over the chosen one.
 func fallbackReason(chosen string, mine []string, why map[string]string) string {
-	for _, n := range []string{"rdma", "uring", "tcp-zc", "tcp"} {
+	for _, n := range []string{"rdma", "tcp-zc", "uring", "tcp"} {
 		if n == chosen {
 			return ""
 		}

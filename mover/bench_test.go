@@ -1,0 +1,364 @@
+package mover_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/mover"
+)
+
+// The benchmarks talk to a daemon in another process, as real clients do:
+// this test binary started again with MOVER_BENCH_DAEMON=DIR, serving a
+// store in DIR (on /dev/shm when there is one) on DIR/mover.sock.
+// MOVER_BENCH_POLL sets the daemon's poll time (default its default).
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("MOVER_BENCH_DAEMON"); dir != "" {
+		os.Exit(benchDaemon(dir))
+	}
+	os.Exit(m.Run())
+}
+
+func benchDaemon(dir string) int {
+	store, err := cas.OpenOptions(filepath.Join(dir, "cas"), cas.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg := daemon.Config{Store: store, Resolve: resolveURL}
+	if p := os.Getenv("MOVER_BENCH_POLL"); p != "" {
+		d, err := time.ParseDuration(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		cfg.Poll = d
+		if d == 0 {
+			cfg.Poll = -1
+		}
+	}
+	srv, err := daemon.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ln, err := daemon.Listen(filepath.Join(dir, "mover.sock"), daemon.ListenOptions{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if p := os.Getenv("MOVER_BENCH_PROFILE"); p != "" {
+		f, _ := os.Create(p)
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Println("ready")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Stop when the benchmark process closes our stdin.
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		cancel()
+	}()
+	srv.Serve(ctx, ln)
+	srv.Close()
+	return 0
+}
+
+func benchDir(b *testing.B) string {
+	parent := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		parent = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(parent, "xfer-mover-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// daemonProcess starts the daemon in another process and returns a client.
+// The benchmark's cpu-ns/op counts the CPU time of both processes.
+func daemonProcess(b *testing.B, o mover.Options) (*mover.Client, int, string) {
+	b.Helper()
+	dir := benchDir(b)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MOVER_BENCH_DAEMON="+dir)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "ready" {
+		b.Fatalf("daemon did not start: %q", line)
+	}
+	c, err := mover.DialContext(context.Background(), filepath.Join(dir, "mover.sock"), o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c, cmd.Process.Pid, filepath.Join(dir, "mover.sock")
+}
+
+// startCPU notes the CPU time used so far by this process and the daemon
+// pid; the returned func reports the CPU time per op since.
+func startCPU(b *testing.B, pid int) func() {
+	start := cpuTime() + procCPU(pid)
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(cpuTime()+procCPU(pid)-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+// procCPU is the CPU time of process pid in nanoseconds (utime+stime from
+// /proc/PID/stat, in clock ticks of 10 ms).
+func procCPU(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return (ut + st) * 10_000_000
+}
+
+func clientSpin() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("MOVER_BENCH_SPIN"))
+	return d
+}
+
+func writeObjects(b *testing.B, c *mover.Client, n, size int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		id, err := c.Write(context.Background(), fill(size, byte(i))[:size-8:size-8])
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = id
+		data := fill(size, byte(i))
+		copy(data, strconv.Itoa(i)+"-unique")
+		if ids[i], err = c.Write(context.Background(), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ids
+}
+
+func report(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
+
+func cpuTime() int64 {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkRead4K is READ of a 4 KiB object over the socket (objects
+// already verified once, as in a running daemon).
+func BenchmarkRead4K(b *testing.B) {
+	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
+	ids := writeObjects(b, c, 256, 4096)
+	ctx := context.Background()
+	for _, id := range ids {
+		c.Read(ctx, id)
+	}
+	lat := make([]time.Duration, 0, 1<<16)
+	b.SetBytes(4096)
+	i := 0
+	defer startCPU(b, pid)()
+	for b.Loop() {
+		t0 := time.Now()
+		data, err := c.Read(ctx, ids[i%len(ids)])
+		if err != nil || len(data) != 4096 {
+			b.Fatal(err)
+		}
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+		i++
+	}
+	report(b, lat)
+}
+
+// BenchmarkReadMapped4K is the same READ through the mapped zero-copy path:
+// after the first read of an object its location is known, and a read is a
+// lookup and a slice of the mapping.
+func BenchmarkReadMapped4K(b *testing.B) {
+	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
+	ids := writeObjects(b, c, 256, 4096)
+	ctx := context.Background()
+	for _, id := range ids {
+		if _, err := c.ReadMapped(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([]time.Duration, 0, 1<<16)
+	b.SetBytes(4096)
+	i := 0
+	var sink byte
+	defer startCPU(b, pid)()
+	for b.Loop() {
+		t0 := time.Now()
+		data, err := c.ReadMapped(ctx, ids[i%len(ids)])
+		if err != nil || len(data) != 4096 {
+			b.Fatal(err)
+		}
+		sink ^= data[i%4096]
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+		i++
+	}
+	_ = sink
+	report(b, lat)
+}
+
+// BenchmarkReadMapped4KFirst is a mapped READ of an object not read before:
+// one request for its location (the daemon verifies it), no bytes through
+// the socket.
+func BenchmarkReadMapped4KFirst(b *testing.B) {
+	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin(), MapCache: 1})
+	ids := writeObjects(b, c, 256, 4096)
+	ctx := context.Background()
+	for _, id := range ids {
+		c.Read(ctx, id)
+	}
+	lat := make([]time.Duration, 0, 1<<16)
+	b.SetBytes(4096)
+	i := 0
+	defer startCPU(b, pid)()
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := c.ReadMapped(ctx, ids[i%len(ids)]); err != nil {
+			b.Fatal(err)
+		}
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+		i++
+	}
+	report(b, lat)
+}
+
+// BenchmarkBatch100x4K is one BATCH of 100 READs of 4 KiB objects (into a
+// reused buffer, as a client sending batch after batch does).
+func BenchmarkBatch100x4K(b *testing.B) {
+	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
+	ids := writeObjects(b, c, 1024, 4096)
+	ctx := context.Background()
+	for _, id := range ids {
+		c.Read(ctx, id)
+	}
+	reqs := make([]mover.Request, 100)
+	buf := make([]byte, 0, 100*(4096+5))
+	lat := make([]time.Duration, 0, 1<<14)
+	b.SetBytes(100 * 4096)
+	i := 0
+	defer startCPU(b, pid)()
+	for b.Loop() {
+		for k := range reqs {
+			reqs[k] = mover.Request{Op: mover.OpRead, ID: ids[(i*100+k*13)%len(ids)]}
+		}
+		t0 := time.Now()
+		resps, err := c.BatchInto(ctx, buf, reqs)
+		if err != nil || len(resps) != 100 || len(resps[99].Data) != 4096 {
+			b.Fatal(err)
+		}
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+		i++
+	}
+	report(b, lat)
+}
+
+// BenchmarkWrite1M is WRITE of 1 MiB of new content, synced.
+func BenchmarkWrite1M(b *testing.B) {
+	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
+	ctx := context.Background()
+	data := fill(1<<20, 1)
+	lat := make([]time.Duration, 0, 1<<14)
+	b.SetBytes(int64(len(data)))
+	i := 0
+	defer startCPU(b, pid)()
+	for b.Loop() {
+		i++
+		copy(data, strconv.Itoa(i)+"/")
+		t0 := time.Now()
+		if _, err := c.Write(ctx, data); err != nil {
+			b.Fatal(err)
+		}
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	report(b, lat)
+}
+
+// BenchmarkRead4KRaw is BenchmarkRead4K with a client of raw blocking
+// syscalls, to tell the daemon's share of the latency from the client's.
+func BenchmarkRead4KRaw(b *testing.B) {
+	c, pid, sock := daemonProcess(b, mover.Options{})
+	ids := writeObjects(b, c, 256, 4096)
+	ctx := context.Background()
+	for _, id := range ids {
+		c.Read(ctx, id)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: sock}); err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([][]byte, len(ids))
+	for i, id := range ids {
+		reqs[i], _ = mover.AppendRequest(nil, &mover.Request{Op: mover.OpRead, ID: id})
+	}
+	resp := make([]byte, 4096+5)
+	lat := make([]time.Duration, 0, 1<<16)
+	i := 0
+	defer startCPU(b, pid)()
+	for b.Loop() {
+		t0 := time.Now()
+		unix.Write(fd, reqs[i%len(reqs)])
+		for n := 0; n < len(resp); {
+			k, err := unix.Read(fd, resp[n:])
+			if err != nil || k == 0 {
+				b.Fatal(err)
+			}
+			n += k
+		}
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+		i++
+	}
+	report(b, lat)
+}

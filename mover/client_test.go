@@ -1,0 +1,276 @@
+package mover_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/xfer-io/xfer/backends/tcp"
+	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/mover"
+	"github.com/xfer-io/xfer/transfer"
+)
+
+// testDaemon runs a daemon on a fresh store and socket in this process.
+type testDaemon struct {
+	path  string
+	store *cas.Store
+}
+
+func startDaemon(t testing.TB, cfg daemon.Config) *testDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := cas.OpenOptions(filepath.Join(dir, "cas"), cas.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = store
+	if cfg.Resolve == nil {
+		cfg.Resolve = resolveURL
+	}
+	srv, err := daemon.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "mover.sock")
+	ln, err := daemon.Listen(path, daemon.ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+		store.Close()
+	})
+	return &testDaemon{path: path, store: store}
+}
+
+func resolveURL(remote string) (string, transfer.DialOptions, error) {
+	addr, ok := strings.CutPrefix(remote, "xfer://")
+	if !ok {
+		return "", transfer.DialOptions{}, errors.New("unknown remote " + remote)
+	}
+	return strings.TrimSuffix(addr, "/"), transfer.DialOptions{Proto: "tcp", Streams: 2}, nil
+}
+
+// startPeer runs an xfer server exposing a store, and returns its remote.
+func startPeer(t testing.TB) (string, *cas.Store) {
+	t.Helper()
+	store, err := cas.OpenOptions(t.TempDir(), cas.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		transfer.NewServer(transfer.ServerConfig{Exports: map[string]transfer.Export{}, CAS: store}).Serve(ctx, ln)
+		close(done)
+	}()
+	t.Cleanup(func() { cancel(); <-done; store.Close() })
+	return "xfer://" + ln.Addr().String(), store
+}
+
+func idOf(b []byte) string {
+	id := cas.Sum(b)
+	return hex.EncodeToString(id[:])
+}
+
+func fill(n int, seed byte) []byte {
+	b := make([]byte, n)
+	x := uint32(seed)*2654435761 + 7
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
+
+func TestClientOps(t *testing.T) {
+	d := startDaemon(t, daemon.Config{})
+	remote, peerStore := startPeer(t)
+	ctx := context.Background()
+	c, err := mover.Dial(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, n := range []int{0, 1, 4096, cas.MaxPacked, cas.MaxPacked + 1, 3<<20 + 5} {
+		data := fill(n, byte(i))
+		want := idOf(data)
+		id, err := c.Write(ctx, data)
+		if err != nil || id != want {
+			t.Fatalf("write %d bytes: %q %v, want %s", n, id, err, want)
+		}
+		if err := c.WriteID(ctx, want, data); err != nil {
+			t.Fatalf("write %d bytes with its id: %v", n, err)
+		}
+		got, err := c.Read(ctx, id)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %d bytes: %v, equal %v", n, err, bytes.Equal(got, data))
+		}
+		if n > 10 {
+			part, err := c.ReadRange(ctx, id, 3, 7)
+			if err != nil || !bytes.Equal(part, data[3:10]) {
+				t.Fatalf("read range of %d bytes: %v", n, err)
+			}
+		}
+		mapped, err := c.ReadMapped(ctx, id)
+		if err != nil || !bytes.Equal(mapped, data) {
+			t.Fatalf("mapped read %d bytes: %v, equal %v", n, err, bytes.Equal(mapped, data))
+		}
+		if sz, err := c.Size(ctx, id); err != nil || sz != int64(n) {
+			t.Fatalf("size: %d %v", sz, err)
+		}
+		if err := c.Send(ctx, id, remote); err != nil {
+			t.Fatalf("send %d bytes: %v", n, err)
+		}
+		cid, _ := cas.ParseID(id)
+		if ok, _ := peerStore.Has(cid); !ok {
+			t.Fatalf("send %d bytes: not on the peer", n)
+		}
+		if err := d.store.Remove(ctx, cid); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := c.Has(ctx, id); ok {
+			t.Fatal("has after remove")
+		}
+		if err := c.Fetch(ctx, id, remote); err != nil {
+			t.Fatalf("fetch %d bytes: %v", n, err)
+		}
+		if got, err := c.Read(ctx, id); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read after fetch: %v", err)
+		}
+	}
+	st, err := c.Stat(ctx)
+	if err != nil || st.Objects != 6 {
+		t.Fatalf("stat: %+v %v", st, err)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	d := startDaemon(t, daemon.Config{})
+	ctx := context.Background()
+	c, err := mover.Dial(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	absent := idOf([]byte("absent"))
+	if _, err := c.Read(ctx, absent); !errors.Is(err, mover.ErrNotFound) {
+		t.Errorf("read absent: %v", err)
+	}
+	if err := c.WriteID(ctx, absent, []byte("other")); !errors.Is(err, mover.ErrCorrupt) {
+		t.Errorf("write with a wrong id: %v", err)
+	}
+	if err := c.Fetch(ctx, absent, "xfer://127.0.0.1:1"); !errors.Is(err, mover.ErrPeer) {
+		t.Errorf("fetch from nowhere: %v", err)
+	}
+	if _, err := c.Read(ctx, "nothex"); err == nil {
+		t.Error("read of a bad id accepted")
+	}
+	// A corrupted packed object is refused, never returned.
+	data := fill(4096, 9)
+	id, _ := c.Write(ctx, data)
+	cid, _ := cas.ParseID(id)
+	loc, _ := d.store.Locate(cid)
+	f, _ := os.OpenFile(loc.Path, os.O_RDWR, 0)
+	f.WriteAt([]byte{^data[100]}, loc.Offset+100)
+	f.Close()
+	if _, err := c.Read(ctx, id); !errors.Is(err, mover.ErrCorrupt) {
+		t.Errorf("read of a corrupt object: %v", err)
+	}
+	if _, err := c.ReadMapped(ctx, id); !errors.Is(err, mover.ErrCorrupt) {
+		t.Errorf("mapped read of a corrupt object: %v", err)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	d := startDaemon(t, daemon.Config{})
+	ctx := context.Background()
+	c, err := mover.Dial(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []mover.Request
+	var want [][]byte
+	for i := range 50 {
+		data := fill(100+i, byte(i))
+		id, err := c.Write(ctx, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, mover.Request{Op: mover.OpRead, ID: id})
+		want = append(want, data)
+	}
+	newData := fill(777, 200)
+	reqs = append(reqs,
+		mover.Request{Op: mover.OpWrite, Data: newData},
+		mover.Request{Op: mover.OpHas, ID: idOf([]byte("absent"))},
+		mover.Request{Op: mover.OpBatch},
+		mover.Request{Op: 0x42},
+		mover.Request{Op: mover.OpStat},
+	)
+	resps, err := c.Batch(ctx, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if resps[i].Status != mover.StatusOK || !bytes.Equal(resps[i].Data, want[i]) {
+			t.Fatalf("batch read %d: %v", i, resps[i].Err(mover.OpRead, reqs[i].ID))
+		}
+	}
+	tail := resps[len(want):]
+	if tail[0].Status != mover.StatusOK || string(tail[0].Data) != idOf(newData) {
+		t.Errorf("batch write: %v %q", tail[0].Status, tail[0].Data)
+	}
+	if tail[1].Status != mover.StatusNotFound {
+		t.Errorf("batch has absent: %v", tail[1].Status)
+	}
+	if tail[2].Status != mover.StatusError || tail[3].Status != mover.StatusError {
+		t.Errorf("nested batch / unknown op: %v %v", tail[2].Status, tail[3].Status)
+	}
+	// The write and the stat of one batch run concurrently.
+	if st, err := mover.DecodeStats(tail[4].Data); err != nil || st.Objects < 50 || st.Objects > 51 {
+		t.Errorf("batch stat: %+v %v", st, err)
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	d := startDaemon(t, daemon.Config{})
+	c, err := mover.Dial(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	// A fetch from a blackhole peer outlives the deadline.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	err = c.Fetch(ctx, idOf([]byte("x")), "xfer://"+ln.Addr().String())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fetch past its deadline: %v", err)
+	}
+	if _, err := c.Stat(context.Background()); err != nil {
+		t.Fatalf("client unusable after a cancelled request: %v", err)
+	}
+}
