@@ -32,7 +32,7 @@ type transportStatus struct {
 
 func transportStatuses() []transportStatus {
 	var out []transportStatus
-	for _, name := range []string{"rdma", "uring", "tcp-zc", "tcp"} {
+	for _, name := range []string{"rdma", "tcp-zc", "uring", "tcp"} {
 		t, ok := backends.Lookup(name)
 		st := transportStatus{Name: name}
 		switch {
