@@ -6,7 +6,6 @@ package tcp
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +15,7 @@ import (
 )
 
 // MaxPayload bounds one message's payload.
-const MaxPayload = 256 << 20
+const MaxPayload = backends.MaxPayload
 
 func init() { backends.Register(Transport{}) }
 
@@ -64,16 +63,12 @@ func NewStream(c net.Conn) *Stream {
 	return &Stream{c: c, r: bufio.NewReaderSize(c, 256<<10), w: bufio.NewWriterSize(c, 256<<10)}
 }
 
-func prefix(hdr []byte, n int) ([8]byte, error) {
-	var p [8]byte
-	if len(hdr) > backends.MaxHeader {
-		return p, fmt.Errorf("message header of %d bytes exceeds %d", len(hdr), backends.MaxHeader)
+func prefix(hdr []byte, n int) ([backends.PrefixLen]byte, error) {
+	var p [backends.PrefixLen]byte
+	if err := backends.CheckSizes(len(hdr), n); err != nil {
+		return p, err
 	}
-	if n < 0 || n > MaxPayload {
-		return p, fmt.Errorf("payload of %d bytes exceeds %d", n, MaxPayload)
-	}
-	binary.LittleEndian.PutUint32(p[:4], uint32(len(hdr)))
-	binary.LittleEndian.PutUint32(p[4:], uint32(n))
+	backends.PutPrefix(p[:], len(hdr), n)
 	return p, nil
 }
 
@@ -123,17 +118,16 @@ func (s *Stream) Recv(hbuf []byte) ([]byte, int, error) {
 	if s.rem != 0 {
 		return nil, 0, fmt.Errorf("previous payload not consumed (%d bytes left)", s.rem)
 	}
-	var p [8]byte
+	var p [backends.PrefixLen]byte
 	if _, err := io.ReadFull(s.r, p[:]); err != nil {
 		return nil, 0, err
 	}
-	hl := int(binary.LittleEndian.Uint32(p[:4]))
-	pl := int(binary.LittleEndian.Uint32(p[4:]))
-	if hl > backends.MaxHeader || hl > len(hbuf) {
-		return nil, 0, fmt.Errorf("message header of %d bytes exceeds %d", hl, backends.MaxHeader)
+	hl, pl, err := backends.ParsePrefix(p[:])
+	if err != nil {
+		return nil, 0, err
 	}
-	if pl > MaxPayload {
-		return nil, 0, fmt.Errorf("payload of %d bytes exceeds %d", pl, MaxPayload)
+	if hl > len(hbuf) {
+		return nil, 0, fmt.Errorf("message header of %d bytes exceeds the %d-byte buffer", hl, len(hbuf))
 	}
 	if _, err := io.ReadFull(s.r, hbuf[:hl]); err != nil {
 		return nil, 0, unexpected(err)
