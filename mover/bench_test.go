@@ -141,8 +141,16 @@ func procCPU(pid int) int64 {
 	return (ut + st) * 10_000_000
 }
 
+// clientSpin is mover.Options.Spin for the benchmarks: MOVER_BENCH_SPIN
+// (0 or negative: never poll), else the default.
 func clientSpin() time.Duration {
-	d, _ := time.ParseDuration(os.Getenv("MOVER_BENCH_SPIN"))
+	d, err := time.ParseDuration(os.Getenv("MOVER_BENCH_SPIN"))
+	if err != nil {
+		return 0
+	}
+	if d <= 0 {
+		return -1
+	}
 	return d
 }
 

@@ -24,6 +24,13 @@ type Reader struct {
 	rc   syscall.RawConn // NewReader
 	fd   int             // NewFDReader
 	buf  []byte
+	// One read through rc: arguments and results of rawRead, bound once
+	// to rfn so that a read allocates no closure.
+	rp     []byte
+	rblock bool
+	rn     int
+	rerr   error
+	rfn    func(fd uintptr) bool
 	r, w int
 	spin time.Duration
 	// Stop, if non-nil, is checked while spinning; when it returns true
@@ -37,7 +44,17 @@ var ErrStopped = errors.New("mover: stopped waiting for the peer")
 // NewReader returns a Reader of rc with a buffer of size bytes that polls
 // for up to spin before sleeping (0: never polls).
 func NewReader(rc syscall.RawConn, size int, spin time.Duration) *Reader {
-	return &Reader{rc: rc, fd: -1, buf: make([]byte, size), spin: spin}
+	r := &Reader{rc: rc, fd: -1, buf: make([]byte, size), spin: spin}
+	r.rfn = r.rawRead
+	return r
+}
+
+func (r *Reader) rawRead(fd uintptr) bool {
+	r.rn, r.rerr = unix.Read(int(fd), r.rp)
+	if r.rerr == unix.EAGAIN {
+		return !r.rblock
+	}
+	return true
 }
 
 // NewFDReader returns a Reader of the stream socket fd, which must be in
@@ -144,15 +161,10 @@ func (r *Reader) readOnce(p []byte, block bool) (int, error) {
 		return r.readFD(p, block)
 	}
 	for {
-		var n int
-		var rerr error
-		err := r.rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), p)
-			if rerr == unix.EAGAIN {
-				return !block
-			}
-			return true
-		})
+		r.rp, r.rblock = p, block
+		err := r.rc.Read(r.rfn)
+		n, rerr := r.rn, r.rerr
+		r.rp = nil
 		if err != nil {
 			return 0, err
 		}
