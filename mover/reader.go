@@ -21,9 +21,9 @@ import (
 // (NewFDReader), whose wake-up is a few microseconds quicker. It is not
 // safe for concurrent use.
 type Reader struct {
-	rc   syscall.RawConn // NewReader
-	fd   int             // NewFDReader
-	buf  []byte
+	rc  syscall.RawConn // NewReader
+	fd  int             // NewFDReader
+	buf []byte
 	// One read through rc: arguments and results of rawRead, bound once
 	// to rfn so that a read allocates no closure.
 	rp     []byte
@@ -31,8 +31,8 @@ type Reader struct {
 	rn     int
 	rerr   error
 	rfn    func(fd uintptr) bool
-	r, w int
-	spin time.Duration
+	r, w   int
+	spin   time.Duration
 	// Stop, if non-nil, is checked while spinning; when it returns true
 	// Fill gives up with ErrStopped instead of waiting for more bytes.
 	Stop func() bool
