@@ -152,16 +152,15 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	if l.Remote.Name != "" {
 		r = l.Remote
 	}
-	if len(l.Remote.Agents) > 1 {
-		// Spreading one transfer over several agents per side is not
-		// built yet; using only the first would quietly ignore the rest.
-		return transfer.Endpoint{}, exitcode.Usagef("remote %q lists %d agents; transfers over several agents per side are not supported yet: give the remote a single url or address", l.Remote.Name, len(l.Remote.Agents))
-	}
 	pa, err := a.peerAuth(r)
 	if err != nil {
 		return transfer.Endpoint{}, err
 	}
-	return transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}, nil
+	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}
+	if len(l.Remote.Agents) > 1 {
+		ep.Agents = l.Remote.Agents
+	}
+	return ep, nil
 }
 
 // printer builds the output for the invoked command's flags.

@@ -74,6 +74,42 @@ func TestSecondSyncMovesNothing(t *testing.T) {
 	sameTree(t, src, filepath.Join(a.root, "d"))
 }
 
+// TestSecondSyncCountsSkips: in every direction, a second sync of an
+// unchanged tree reports each file as skipped, whichever process ran it.
+func TestSecondSyncCountsSkips(t *testing.T) {
+	src := t.TempDir()
+	oddTree(t, src)
+	a, b := startServer(t, t.TempDir()), startServer(t, t.TempDir())
+	if r := xfer(t, "copy", src, a.url("d")); r.code != 0 {
+		t.Fatal(r)
+	}
+	// Files and symlinks count as skipped when unchanged.
+	var want int64
+	for _, n := range snapshot(t, src) {
+		if n.Type == "file" || n.Type == "symlink" {
+			want++
+		}
+	}
+	for _, tc := range []struct{ name, from, to string }{
+		{"push", src, a.url("d")},
+		{"pull", a.url("d"), t.TempDir()},
+		{"third party", a.url("d"), b.url("d")},
+		{"local", src, t.TempDir()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			xfer(t, "sync", tc.from, tc.to)
+			r := xfer(t, "sync", tc.from, tc.to, "--json")
+			if r.code != 0 {
+				t.Fatal(r)
+			}
+			_, s := jsonRun(t, r)
+			if s.FilesTransferred != 0 || s.FilesSkipped != want {
+				t.Errorf("second sync: %d transferred, %d skipped; want 0 and %d", s.FilesTransferred, s.FilesSkipped, want)
+			}
+		})
+	}
+}
+
 // TestSyncDeleteAndCopyKeeps: copy never deletes; sync removes extras;
 // --delete=false keeps them.
 func TestSyncDeleteAndCopyKeeps(t *testing.T) {

@@ -52,7 +52,28 @@ type Options struct {
 	IdleTO      time.Duration `json:"idle_timeout,omitempty"`
 	UringEntry  int           `json:"uring_entries,omitempty"`
 	ProtoReason string        `json:"-"`
+	// Shard makes this run one of several that share a cluster transfer:
+	// it moves only its share of the regular files and leaves
+	// directories, links, attributes and deletions to the final pass.
+	Shard *Shard `json:"shard,omitempty"`
 }
+
+// Shard names one share of a transfer spread over several agent pairs.
+// Every share walks the same source tree in the same order and assigns
+// each regular file to the share with the fewest bytes so far, so all
+// shares agree on who moves what without talking to each other.
+type Shard struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
+}
+
+// MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
+const MaxShards = 1024
+
+// shardFileCost is what a file weighs in the balance beyond its bytes:
+// per-file work (open, rename, metadata) that makes many small files as
+// heavy as fewer large ones.
+const shardFileCost = 32 << 10
 
 // Defaults.
 const (
@@ -96,6 +117,9 @@ func (o Options) Validate() error {
 		if o.ChunkSize > MaxChunkSize {
 			return exitcode.Usagef("--chunk-size: at most %d MiB", MaxChunkSize>>20)
 		}
+	}
+	if o.Shard != nil && (o.Shard.Count < 1 || o.Shard.Count > MaxShards || o.Shard.Index < 0 || o.Shard.Index >= o.Shard.Count) {
+		return exitcode.Usagef("shard %d of %d: out of range", o.Shard.Index, o.Shard.Count)
 	}
 	if o.Streams < 0 || o.Streams > 64 {
 		return exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
@@ -170,6 +194,8 @@ type engine struct {
 	links     map[[2]uint64]string
 	linkOps   []plan.Op
 	linkNames []string
+	// shardLoad is the weight assigned to each share so far (Shard runs).
+	shardLoad []int64
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -177,6 +203,9 @@ type engine struct {
 // non-nil error means the run could not complete; per-file failures are
 // counted in the summary and reported as an exitcode.Partial error.
 func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destination, dstPath string, opt Options, sink progress.Sink, tally *progress.Tally) error {
+	if err := opt.Validate(); err != nil {
+		return err // a job from a peer is checked as a user's flags are
+	}
 	opt = opt.withDefaults()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -424,6 +453,9 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 		return nil
 	}
+	if e.opt.Shard != nil && !e.mine(op) {
+		return nil
+	}
 	dp := plan.Join(e.dstPath, s.Path)
 	switch op.Kind {
 	case plan.OpSkip:
@@ -462,6 +494,35 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 	}
 	return nil
+}
+
+// mine decides, in a Shard run, whether op is this share's to carry out:
+// a regular file to create or update that the balance assigns to it.
+// Everything else (directories, symlinks, attributes, deletions, files
+// that are hard links) is the final pass's.
+func (e *engine) mine(op plan.Op) bool {
+	s := op.Src
+	if s.Type != plan.TypeFile || op.Kind == plan.OpDelete {
+		return false
+	}
+	// Every file of the source counts towards the balance, changed or
+	// not, so that shares which list the destination at different
+	// moments still agree.
+	sh := e.opt.Shard
+	if e.shardLoad == nil {
+		e.shardLoad = make([]int64, sh.Count)
+	}
+	k := 0
+	for i, l := range e.shardLoad {
+		if l < e.shardLoad[k] {
+			k = i
+		}
+	}
+	e.shardLoad[k] += s.Size + shardFileCost
+	if k != sh.Index || op.Kind != plan.OpPut {
+		return false
+	}
+	return !(e.opt.HardLinks && s.Nlink > 1)
 }
 
 func (e *engine) addMeta(op plan.Op, m MetaOp) error {

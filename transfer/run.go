@@ -22,6 +22,10 @@ type Endpoint struct {
 	Addr string // host:port; empty for a local path
 	Path string // local path, or slash path beneath the server root
 	Auth PeerAuth
+	// Agents lists every agent of a cluster remote (Addr is the first):
+	// servers that show the same tree, over which a transfer is spread.
+	// Empty or one: a single server.
+	Agents []string
 }
 
 // PeerAuth is how to prove who we are to a server and check who it is.
@@ -71,7 +75,11 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		tally := progress.NewTally()
-		err = run(ctx, src, dst, opt, dial, sink, tally)
+		if len(src.Agents) > 1 || len(dst.Agents) > 1 {
+			err = runCluster(ctx, src, dst, opt, dial, sink, tally)
+		} else {
+			err = run(ctx, src, dst, opt, dial, sink, tally)
+		}
 		sum = tally.Summary()
 		sum.FilesTransferred += prev.FilesTransferred
 		sum.BytesTransferred += prev.BytesTransferred
@@ -216,9 +224,9 @@ func remoteJob(ctx context.Context, addr string, spec JobSpec, dial DialOptions,
 			tally.SetDryRun()
 		}
 		tally.AddPlanned(0, sum.PlannedBytes)
-		if sum.Agents != nil {
-			tally.Merge(progress.Summary{Agents: sum.Agents})
-		}
+		tally.AddSent(sum.BytesSent)
+		// Unchanged files are counted, not announced one by one.
+		tally.Merge(progress.Summary{FilesSkipped: sum.FilesSkipped, Agents: sum.Agents})
 	}
 	return err
 }
