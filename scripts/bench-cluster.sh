@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# bench-cluster.sh: cluster sync with 2 agents per side against 1 agent per
+# side, on one machine (loopback addresses 127.0.0.2-5, data on tmpfs).
+# Every agent of a side serves the same directory, as agents on a shared
+# parallel file system would. Runs alternate (1 agent, 2 agents, 2, 1, ...)
+# into a fresh destination; medians are reported, with how the bytes were
+# balanced over the agents.
+#
+#   XFER=bin/xfer scripts/bench-cluster.sh
+#
+# Knobs: BENCH_RUNS=5, BENCH_CLUSTER_FILES=32 files of BENCH_CLUSTER_MIB=32 MiB
+# plus BENCH_CLUSTER_SMALL=2000 files of 4 KiB, BENCH_TMP=/dev/shm,
+# BENCH_RECORD=1 appends the table to docs/benchmarks.md.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+XFER="${XFER:-$ROOT/bin/xfer}"
+RUNS="${BENCH_RUNS:-5}"
+NFILES="${BENCH_CLUSTER_FILES:-32}"
+MIB="${BENCH_CLUSTER_MIB:-32}"
+NSMALL="${BENCH_CLUSTER_SMALL:-2000}"
+TMPBASE="${BENCH_TMP:-/dev/shm}"
+
+die() {
+	printf 'bench-cluster: FAILED: %s\n' "$*" >&2
+	exit 1
+}
+log() { printf 'bench-cluster: %s\n' "$*" >&2; }
+[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
+
+BD="$(mktemp -d "$TMPBASE/xfer-bench-cluster.XXXXXX")"
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$BD"
+}
+trap cleanup EXIT
+
+mkdir -p "$BD/A/t" "$BD/B" "$BD/res"
+log "data: $NFILES x $MIB MiB + $NSMALL x 4 KiB in $BD/A/t"
+for i in $(seq 1 "$NFILES"); do
+	head -c "$((MIB << 20))" /dev/urandom >"$BD/A/t/large-$i.bin"
+done
+mkdir -p "$BD/A/t/small"
+for i in $(seq 1 "$NSMALL"); do
+	head -c 4096 /dev/urandom >"$BD/A/t/small/f$i"
+done
+
+# serve HOST ROOT: start an agent on HOST with a run-time port.
+serve() {
+	"$XFER" serve --listen "$1:0" --root "$2" >/dev/null 2>"$BD/res/serve-$1.log" &
+	PIDS+=($!)
+}
+# addr HOST: the address the agent on HOST listens on, once it does.
+addr() {
+	local log="$BD/res/serve-$1.log"
+	for _ in $(seq 1 200); do
+		if grep -q 'listening on' "$log"; then
+			grep -o 'listening on [^ ]*' "$log" | head -n1 | awk '{print $3}'
+			return
+		fi
+		sleep 0.05
+	done
+	die "xfer serve on $1 did not start: $(cat "$log")"
+}
+serve 127.0.0.2 "$BD/A"
+serve 127.0.0.3 "$BD/A"
+serve 127.0.0.4 "$BD/B"
+serve 127.0.0.5 "$BD/B"
+a1=$(addr 127.0.0.2)
+a2=$(addr 127.0.0.3)
+b1=$(addr 127.0.0.4)
+b2=$(addr 127.0.0.5)
+CFG="$BD/xfer.yaml"
+cat >"$CFG" <<EOF
+remotes:
+  A1: {agents: ["$a1"]}
+  B1: {agents: ["$b1"]}
+  A2: {agents: ["$a1", "$a2"]}
+  B2: {agents: ["$b1", "$b2"]}
+EOF
+
+# run N: one sync with N agents per side into a fresh destination; records
+# the wall time and the summary.
+run() {
+	rm -rf "$BD/B/t"
+	local t0 t1 out="$BD/res/run-$1-$2.json"
+	t0=$(date +%s.%N)
+	"$XFER" --config "$CFG" sync "A$1:/t" "B$1:/t" --json >"$out"
+	t1=$(date +%s.%N)
+	echo "$t1 - $t0" | bc -l >>"$BD/res/time-$1"
+	grep -q '"errors":0' "$out" || die "run with $1 agents reported errors: $(tail -n1 "$out")"
+}
+median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
+
+command -v bc >/dev/null || die "bc not installed"
+run 1 warm
+run 2 warm
+rm -f "$BD/res"/time-*
+for r in $(seq 1 "$RUNS"); do
+	if ((r % 2)); then
+		run 1 "$r"
+		run 2 "$r"
+	else
+		run 2 "$r"
+		run 1 "$r"
+	fi
+done
+# The last 2-agent run's tree must match the source.
+(cd "$BD/A/t" && find . -type f -exec b3sum {} + 2>/dev/null | sort) >"$BD/res/src.sum" || true
+if [[ -s "$BD/res/src.sum" ]]; then
+	(cd "$BD/B/t" && find . -type f ! -name ".xfer-*" -exec b3sum {} + | sort) >"$BD/res/dst.sum"
+	cmp -s "$BD/res/src.sum" "$BD/res/dst.sum" || die "destination differs from the source"
+fi
+
+m1=$(median "$BD/res/time-1")
+m2=$(median "$BD/res/time-2")
+total_mib=$((NFILES * MIB + NSMALL * 4 / 1024))
+speedup=$(echo "$m1 / $m2" | bc -l)
+last2=$(ls "$BD/res"/run-2-*.json | grep -v warm | tail -n1)
+balance=$(tail -n1 "$last2" | grep -o '"agents":{.*}' | sed 's/"agents"://; s/},"/}\n"/g' |
+	sed -n 's/^{*"\([^"]*\)":{"bytes":\([0-9]*\),"files":\([0-9]*\).*/\1 \2 \3/p' |
+	awk '{printf "%s%s: %d MiB, %d files", (NR>1?"; ":""), $1, $2/1048576, $3}')
+
+table=$(
+	cat <<EOF
+| agents per side | median s (${RUNS} runs) | MiB/s | vs 1 agent |
+|---|---|---|---|
+| 1 | $(printf %.3f "$m1") | $(printf %.0f "$(echo "$total_mib / $m1" | bc -l)") | 1.00x |
+| 2 | $(printf %.3f "$m2") | $(printf %.0f "$(echo "$total_mib / $m2" | bc -l)") | $(printf %.2f "$speedup")x |
+
+Balance of the last 2-agent run (bytes and files each agent carried): $balance.
+EOF
+)
+echo "$table"
+if [[ "${BENCH_RECORD:-}" == 1 ]]; then
+	{
+		echo
+		echo "### $(date -u '+%Y-%m-%d %H:%M UTC') — xfer $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
+		echo
+		echo "\`BENCH_RUNS=$RUNS XFER=bin/xfer scripts/bench-cluster.sh\` ($NFILES x $MIB MiB + $NSMALL x 4 KiB, tmpfs, $(nproc) cores)"
+		echo
+		echo "$table"
+	} >>"$ROOT/docs/benchmarks.md"
+fi
