@@ -51,7 +51,8 @@ command -v b3sum >/dev/null || die "b3sum not installed (apt-get install b3sum)"
 BD="$(mktemp -d "$TMPBASE/xfer-bench-cas.XXXXXX")"
 RES="$BD/res"
 mkdir -p "$RES" "$BD/tmp"
-cleanup() { rm -rf "$BD"; } # shellcheck disable=SC2317 # run by trap
+# shellcheck disable=SC2317 # run by the trap
+cleanup() { rm -rf "$BD"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 set -E
@@ -199,7 +200,7 @@ echo
 table
 echo
 echo "Commands:"
-echo "$COMMANDS" | sed 's/^/  /'
+while IFS= read -r l; do echo "  $l"; done <<<"$COMMANDS"
 echo "Raw values per round (ns for .p50/.cpu, s for .t; loadavg: 1-min load at the start of each round):"
 raw | sed 's/^/  /'
 ((MISSES == 0)) || log "$MISSES target(s) missed"
