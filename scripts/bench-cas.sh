@@ -174,7 +174,7 @@ raw() {
 	local f
 	for f in "$RES"/*.p50 "$RES"/*.cpu "$RES"/*.t; do
 		[[ -e "$f" ]] || continue
-		printf '%-22s %s\n' "$(basename "$f")" "$(tr '\n' ' ' <"$f")"
+		printf '%-22s %s\n' "$(basename "$f")" "$(paste -sd' ' "$f")"
 	done
 }
 
