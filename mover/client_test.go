@@ -274,3 +274,76 @@ func TestContextCancel(t *testing.T) {
 		t.Fatalf("client unusable after a cancelled request: %v", err)
 	}
 }
+
+// TestReadMappedFallback checks that ReadMapped really maps (a second call
+// returns the same read-only bytes without a request) and that it falls back
+// to bytes through the socket where the daemon's file cannot be mapped from
+// here: NoMap, and a pack that is not the file the daemon mapped (as when
+// the client sees another file system at the same path).
+func TestReadMappedFallback(t *testing.T) {
+	d := startDaemon(t, daemon.Config{})
+	ctx := context.Background()
+	c, err := mover.Dial(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := fill(4096, 77)
+	id, err := c.Write(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := c.ReadMapped(ctx, id)
+	if err != nil || !bytes.Equal(m1, data) {
+		t.Fatalf("mapped read: %v", err)
+	}
+	m2, err := c.ReadMapped(ctx, id)
+	if err != nil || &m1[0] != &m2[0] {
+		t.Fatalf("second mapped read did not return the mapping: %v", err)
+	}
+
+	nomap, err := mover.DialContext(ctx, d.path, mover.Options{NoMap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nomap.Close()
+	b1, err1 := nomap.ReadMapped(ctx, id)
+	b2, err2 := nomap.ReadMapped(ctx, id)
+	if err1 != nil || err2 != nil || !bytes.Equal(b1, data) || !bytes.Equal(b2, data) || &b1[0] == &b2[0] {
+		t.Fatalf("NoMap: %v %v, want the bytes through the socket each time", err1, err2)
+	}
+
+	// Replace the pack by a copy (a new inode at the same path): the daemon
+	// keeps serving from its mapping of the old file and answers with the
+	// old file's identity, which the client cannot find, so it must fall
+	// back to the bytes.
+	cid, _ := cas.ParseID(id)
+	loc, err := d.store.Locate(cid)
+	if err != nil || !loc.Packed {
+		t.Fatalf("locate: %+v %v", loc, err)
+	}
+	pack, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := loc.Path + ".copy"
+	if err := os.WriteFile(tmp, pack, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, loc.Path); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := mover.Dial(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	f1, err1 := fresh.ReadMapped(ctx, id)
+	f2, err2 := fresh.ReadMapped(ctx, id)
+	if err1 != nil || err2 != nil || !bytes.Equal(f1, data) || !bytes.Equal(f2, data) {
+		t.Fatalf("mapped read of a file the client cannot map: %v %v", err1, err2)
+	}
+	if &f1[0] == &f2[0] {
+		t.Fatal("mapped read of another inode returned a mapping")
+	}
+}
