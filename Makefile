@@ -4,7 +4,8 @@
 #   make deps              install the Debian packages tests/bench need
 #   make test              deps + build + go vet + go test ./...
 #   make demo              local -> serve A -> serve B -> local round trip
-#   make bench             xfer vs rsync/cp on loopback + tmpfs (BENCH_RUNS, BENCH_RECORD=1)
+#   make bench             xfer vs rsync/cp/iperf3/b3sum on loopback + tmpfs; transports,
+#                          CAS and daemon, cluster agents (BENCH_RUNS, BENCH_RECORD=1)
 #   make fuzz              every Fuzz target for FUZZTIME each
 #   make generate          go generate ./...
 #   make release-snapshot  goreleaser release --snapshot --clean
@@ -56,6 +57,8 @@ demo: build
 bench: build
 	XFER=$(CURDIR)/$(BIN) bash scripts/bench.sh
 	XFER=$(CURDIR)/$(BIN) bash scripts/bench-transports.sh
+	XFER=$(CURDIR)/$(BIN) bash scripts/bench-cas.sh
+	XFER=$(CURDIR)/$(BIN) bash scripts/bench-cluster.sh
 
 # Runs each Fuzz target found by `go test -list` for FUZZTIME (one at a time).
 # XFER_BIN spares the e2e package's TestMain a build while listing.
