@@ -90,12 +90,11 @@ run() {
 	t0=$(date +%s.%N)
 	"$XFER" --config "$CFG" sync "A$1:/t" "B$1:/t" --json >"$out"
 	t1=$(date +%s.%N)
-	echo "$t1 - $t0" | bc -l >>"$BD/res/time-$1"
+	awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}' >>"$BD/res/time-$1"
 	grep -q '"errors":0' "$out" || die "run with $1 agents reported errors: $(tail -n1 "$out")"
 }
 median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
 
-command -v bc >/dev/null || die "bc not installed"
 run 1 warm
 run 2 warm
 rm -f "$BD/res"/time-*
@@ -118,7 +117,8 @@ fi
 m1=$(median "$BD/res/time-1")
 m2=$(median "$BD/res/time-2")
 total_mib=$((NFILES * MIB + NSMALL * 4 / 1024))
-speedup=$(echo "$m1 / $m2" | bc -l)
+calc() { awk "BEGIN{print $1}"; }
+speedup=$(calc "$m1 / $m2")
 last2=$(ls "$BD/res"/run-2-*.json | grep -v warm | tail -n1)
 balance=$(tail -n1 "$last2" | grep -o '"agents":{.*}' | sed 's/"agents"://; s/},"/}\n"/g' |
 	sed -n 's/^{*"\([^"]*\)":{"bytes":\([0-9]*\),"files":\([0-9]*\).*/\1 \2 \3/p' |
@@ -128,8 +128,8 @@ table=$(
 	cat <<EOF
 | agents per side | median s (${RUNS} runs) | MiB/s | vs 1 agent |
 |---|---|---|---|
-| 1 | $(printf %.3f "$m1") | $(printf %.0f "$(echo "$total_mib / $m1" | bc -l)") | 1.00x |
-| 2 | $(printf %.3f "$m2") | $(printf %.0f "$(echo "$total_mib / $m2" | bc -l)") | $(printf %.2f "$speedup")x |
+| 1 | $(printf %.3f "$m1") | $(printf %.0f "$(calc "$total_mib / $m1")") | 1.00x |
+| 2 | $(printf %.3f "$m2") | $(printf %.0f "$(calc "$total_mib / $m2")") | $(printf %.2f "$speedup")x |
 
 Balance of the last 2-agent run (bytes and files each agent carried): $balance.
 EOF
