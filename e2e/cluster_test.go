@@ -66,6 +66,19 @@ func clusterTree(t *testing.T, dir string) {
 	for i := range 60 {
 		writeRandom(t, filepath.Join(dir, fmt.Sprintf("data/small/f%03d", i)), int64(100+i*97), uint64(200+i))
 	}
+	// Large enough (17 chunks of 1 MiB) to be split over every pair.
+	writeRandom(t, filepath.Join(dir, "data/huge.bin"), 16<<20+123, 99)
+}
+
+// noLeftovers fails if dir holds partial files or journals.
+func noLeftovers(t *testing.T, dir string) {
+	t.Helper()
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.HasPrefix(info.Name(), ".xfer-") && info.Name() != ".xfer-lock" {
+			t.Errorf("left behind: %s", p)
+		}
+		return nil
+	})
 }
 
 func TestClusterSync(t *testing.T) {
@@ -99,6 +112,7 @@ func TestClusterSync(t *testing.T) {
 	}
 	_, s := clusterRun(t, r)
 	sameTree(t, src, filepath.Join(rootA, "proj"))
+	noLeftovers(t, rootA)
 	everyAgentCarried(t, s, a)
 	if s.Errors != 0 || s.FilesTransferred == 0 {
 		t.Errorf("summary %+v", s)
@@ -114,7 +128,17 @@ func TestClusterSync(t *testing.T) {
 	}
 	_, s = clusterRun(t, r)
 	sameTree(t, src, filepath.Join(rootB, "proj"))
+	noLeftovers(t, rootB)
 	everyAgentCarried(t, s, append(append([]*server{}, a...), b...))
+	var files int64
+	for _, n := range snapshot(t, src) {
+		if n.Type == "file" {
+			files++
+		}
+	}
+	if s.FilesTransferred != files {
+		t.Errorf("files_transferred = %d, want %d (a split file counts once)", s.FilesTransferred, files)
+	}
 	if s.FilesDeleted != 1 {
 		t.Errorf("files_deleted = %d, want 1", s.FilesDeleted)
 	}
@@ -173,6 +197,7 @@ func TestClusterAgentLost(t *testing.T) {
 			for i := range 16 {
 				writeRandom(t, filepath.Join(src, fmt.Sprintf("f%02d.bin", i)), 3<<20, uint64(300+i))
 			}
+			writeRandom(t, filepath.Join(src, "split.bin"), 24<<20, 399) // split over both pairs
 			oddTree(t, filepath.Join(src, "odd"))
 			rootA, rootB := t.TempDir(), t.TempDir()
 			a := startCluster(t, rootA, 2, 2)
@@ -227,12 +252,7 @@ func TestClusterAgentLost(t *testing.T) {
 				}
 			}
 			// The survivors leave no partial files behind.
-			filepath.Walk(filepath.Join(rootB, "proj"), func(p string, info os.FileInfo, err error) error {
-				if err == nil && strings.HasPrefix(info.Name(), ".xfer-") && info.Name() != ".xfer-lock" {
-					t.Errorf("left behind: %s", p)
-				}
-				return nil
-			})
+			noLeftovers(t, rootB)
 		})
 	}
 }

@@ -102,6 +102,9 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOp
 	final := opt
 	final.Lock = false
 	if !opt.DryRun {
+		final.SplitShares = n
+	}
+	if !opt.DryRun {
 		if err := c.shares(ctx, n, tally); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package transfer
 import (
 	"testing"
 
+	"github.com/xfer-io/xfer/hashtree"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -27,9 +28,11 @@ func TestShardsPartition(t *testing.T) {
 		{"one share takes all", 1, many, 1.0, 100},
 		{"two shares of equal files", 2, many, 1.1, 100},
 		{"three shares", 3, many, 1.1, 100},
-		{"large files spread", 2, []plan.Op{
-			file("a", 100<<20, plan.OpPut), file("b", 100<<20, plan.OpPut),
-			file("c", 50<<20, plan.OpPut), file("d", 50<<20, plan.OpPut)}, 1.01, 4},
+		{"large files split over all shares", 3, []plan.Op{
+			file("a", 100<<20+5, plan.OpPut), file("b", 13<<20, plan.OpPut)}, 1.05, 2},
+		{"files too small to split go whole", 2, []plan.Op{
+			file("a", 7<<20, plan.OpPut), file("b", 7<<20, plan.OpPut),
+			file("c", 3<<20, plan.OpPut), file("d", 3<<20, plan.OpPut)}, 1.01, 4},
 		{"unchanged files count towards the balance but move nowhere", 2, []plan.Op{
 			file("a", 10<<20, plan.OpSkip), file("b", 10<<20, plan.OpPut), file("c", 10<<20, plan.OpSetAttrs)}, 0, 1},
 		{"directories, links and deletions are the final pass's", 2, []plan.Op{
@@ -37,24 +40,38 @@ func TestShardsPartition(t *testing.T) {
 			{Kind: plan.OpSymlink, Src: plan.Entry{Path: "l", Type: plan.TypeSymlink}},
 			{Kind: plan.OpDelete, Src: plan.Entry{Path: "x", Type: plan.TypeFile, Size: 5}}}, 0, 0},
 	}
+	const chunk = 1 << 20
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			owner := map[string]int{}
+			carried := map[string]int64{} // bytes of each file carried, over all shares
 			load := make([]int64, tc.count)
 			for k := range tc.count {
-				e := &engine{opt: Options{Shard: &Shard{Index: k, Count: tc.count}}}
+				sh := &Shard{Index: k, Count: tc.count}
+				e := &engine{opt: Options{Shard: sh, ChunkSize: chunk}}
 				for _, op := range tc.ops {
-					if e.mine(op) {
-						if prev, dup := owner[op.Src.Path]; dup {
-							t.Fatalf("%s carried by shares %d and %d", op.Src.Path, prev, k)
-						}
-						owner[op.Src.Path] = k
-						load[k] += op.Src.Size
+					if !e.mine(op) {
+						continue
 					}
+					n := op.Src.Size
+					if e.split(op) {
+						lo, hi := splitRange(hashtree.NumChunks(op.Src.Size, chunk), sh)
+						n = min(hi*chunk, op.Src.Size) - lo*chunk
+					} else if prev, dup := owner[op.Src.Path]; dup {
+						t.Fatalf("%s carried whole by shares %d and %d", op.Src.Path, prev, k)
+					}
+					owner[op.Src.Path] = k
+					carried[op.Src.Path] += n
+					load[k] += n
 				}
 			}
 			if len(owner) != tc.wantMine {
 				t.Errorf("%d ops carried, want %d", len(owner), tc.wantMine)
+			}
+			for _, op := range tc.ops {
+				if _, ok := owner[op.Src.Path]; ok && carried[op.Src.Path] != op.Src.Size {
+					t.Errorf("%s: %d of %d bytes carried", op.Src.Path, carried[op.Src.Path], op.Src.Size)
+				}
 			}
 			if tc.maxSkew > 0 {
 				var total, most int64

@@ -56,6 +56,10 @@ type Options struct {
 	// it moves only its share of the regular files and leaves
 	// directories, links, attributes and deletions to the final pass.
 	Shard *Shard `json:"shard,omitempty"`
+	// SplitShares tells the final pass of a cluster transfer over that
+	// many shares which large files the shares split between them, so
+	// that it adopts what they wrote.
+	SplitShares int `json:"split_shares,omitempty"`
 }
 
 // Shard names one share of a transfer spread over several agent pairs.
@@ -69,6 +73,11 @@ type Shard struct {
 
 // MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
 const MaxShards = 1024
+
+// splitMinChunks: a file of at least this many chunks per share is split
+// over all shares of a cluster transfer, chunk ranges side by side in one
+// partial file; smaller files move whole through one share.
+const splitMinChunks = 4
 
 // shardFileCost is what a file weighs in the balance beyond its bytes:
 // per-file work (open, rename, metadata) that makes many small files as
@@ -117,6 +126,9 @@ func (o Options) Validate() error {
 		if o.ChunkSize > MaxChunkSize {
 			return exitcode.Usagef("--chunk-size: at most %d MiB", MaxChunkSize>>20)
 		}
+	}
+	if o.SplitShares < 0 || o.SplitShares > MaxShards {
+		return exitcode.Usagef("split over %d shares: out of range", o.SplitShares)
 	}
 	if o.Shard != nil && (o.Shard.Count < 1 || o.Shard.Count > MaxShards || o.Shard.Index < 0 || o.Shard.Index >= o.Shard.Count) {
 		return exitcode.Usagef("shard %d of %d: out of range", o.Shard.Index, o.Shard.Count)
@@ -485,7 +497,12 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 			}
 			e.links[k] = s.Path
 		}
-		e.tally.AddPlanned(1, s.Size)
+		if sh := e.opt.Shard; sh != nil && e.split(op) {
+			lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
+			e.tally.AddPlanned(0, min(hi*e.opt.ChunkSize, s.Size)-lo*e.opt.ChunkSize)
+		} else {
+			e.tally.AddPlanned(1, s.Size)
+		}
 		e.wg.Add(1)
 		if s.Size <= smallLimit && s.Size <= e.opt.ChunkSize {
 			smallCh <- op
@@ -518,11 +535,51 @@ func (e *engine) mine(op plan.Op) bool {
 			k = i
 		}
 	}
+	if e.split(op) {
+		// Every share carries its range of the file's chunks.
+		for i := range e.shardLoad {
+			e.shardLoad[i] += s.Size/int64(sh.Count) + shardFileCost
+		}
+		lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
+		return op.Kind == plan.OpPut && hi > lo
+	}
 	e.shardLoad[k] += s.Size + shardFileCost
 	if k != sh.Index || op.Kind != plan.OpPut {
 		return false
 	}
 	return !(e.opt.HardLinks && s.Nlink > 1)
+}
+
+// split reports whether the large file of op is split over the shares of
+// a cluster transfer (in a share, or in the final pass that finishes
+// it). Every share and the final pass decide alike: the decision rests on
+// the source entry and on the destination's file under its final name,
+// which no share changes. A changed file that --delta can update in
+// place moves whole through one share instead.
+func (e *engine) split(op plan.Op) bool {
+	k := e.opt.SplitShares
+	if e.opt.Shard != nil {
+		k = e.opt.Shard.Count
+	}
+	s := op.Src
+	switch {
+	case k < 2 || s.Type != plan.TypeFile || (e.opt.HardLinks && s.Nlink > 1):
+		return false
+	case hashtree.NumChunks(s.Size, e.opt.ChunkSize) < splitMinChunks*int64(k):
+		return false
+	}
+	return !e.deltaFor(op)
+}
+
+// deltaFor reports whether a changed file is updated with --delta: the
+// destination's old version is seeded into the partial file.
+func (e *engine) deltaFor(op plan.Op) bool {
+	return e.opt.Delta && op.Dst != nil && op.Dst.Type == plan.TypeFile && op.Dst.Size >= e.opt.ChunkSize
+}
+
+// splitRange is share sh's range [lo, hi) of a split file's n chunks.
+func splitRange(n int64, sh *Shard) (int64, int64) {
+	return int64(sh.Index) * n / int64(sh.Count), int64(sh.Index+1) * n / int64(sh.Count)
 }
 
 func (e *engine) addMeta(op plan.Op, m MetaOp) error {
@@ -759,6 +816,7 @@ type sfile struct {
 	mu        sync.Mutex
 	errMsg    string
 	adopt     []AdoptChunk
+	part      bool // a share's range of a split file: parked, not committed
 }
 
 type chunkJob struct {
@@ -791,11 +849,21 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f}
 	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
 	sf.digests = make([]hashtree.Digest, len(chunks))
-	sf.remaining.Store(int64(len(chunks)))
-	errs, haves, err := e.dst.open(e.ctx, []FileSpec{{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
+	spec := FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
 		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs,
-		Delta:  e.opt.Delta && op.Dst != nil && op.Dst.Type == plan.TypeFile && op.Dst.Size >= e.opt.ChunkSize,
-		Sparse: s.Blocks*512 < s.Size}})
+		Delta: e.deltaFor(op), Sparse: s.Blocks*512 < s.Size}
+	if e.split(op) {
+		spec.Shares, spec.Delta = max(e.opt.SplitShares, 1), false
+		if sh := e.opt.Shard; sh != nil {
+			// This share's range only; the final pass finishes the file.
+			spec.Shares, spec.Share = sh.Count, sh.Index+1
+			lo, hi := splitRange(int64(len(chunks)), sh)
+			chunks = chunks[lo:hi]
+			sf.part = true
+		}
+	}
+	sf.remaining.Store(int64(len(chunks)))
+	errs, haves, err := e.dst.open(e.ctx, []FileSpec{spec})
 	if err == nil && len(errs) == 1 && errs[0] != "" {
 		err = errors.New(errs[0])
 	}
@@ -1067,6 +1135,16 @@ func (e *engine) finishBig(sf *sfile) {
 	if serr != nil || info.Size != s.Size || info.MtimeNs != s.MtimeNs {
 		e.fileError(s.Path, errChanged.Error())
 		e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+		return
+	}
+	if sf.part {
+		errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestPark}})
+		if err == nil && len(errs) == 1 && errs[0] != "" {
+			err = errors.New(errs[0])
+		}
+		if err != nil {
+			e.fileError(s.Path, err.Error())
+		}
 		return
 	}
 	digest, err := hashtree.Combine(sf.digests, s.Size, e.opt.ChunkSize)

@@ -148,6 +148,14 @@ type FileSpec struct {
 	Delta bool `json:"delta,omitempty"`
 	// Sparse: the source has holes; all-zero blocks are left unwritten.
 	Sparse bool `json:"sparse,omitempty"`
+	// Shares > 0: the file is split over that many shares of a cluster
+	// transfer, which write their chunks into one partial file side by
+	// side. Share (1-based) names the share writing now; it keeps the
+	// partial file and its own journal at commit ("park"). Share 0 is the
+	// final pass, which adopts what every share's journal lists, then
+	// verifies the whole file and renames it into place.
+	Shares int `json:"shares,omitempty"`
+	Share  int `json:"share,omitempty"`
 }
 
 // CommitSpec asks the receiver to finish a file whose chunks all arrived.

@@ -114,6 +114,16 @@ var errReadOnly = errors.New("the export is read-only")
 // digestAbandoned in a commit tells the receiver to drop the partial file.
 const digestAbandoned = "abandoned"
 
+// digestPark in a commit of a share of a split file tells the receiver to
+// flush the partial file and keep it, with the share's journal, for the
+// final pass.
+const digestPark = "park"
+
+// shareJournalName is the journal of share k of the split file p.
+func shareJournalName(p string, k int) string {
+	return strings.TrimSuffix(partName(p), ".part") + fmt.Sprintf(".s%d.journal", k)
+}
+
 // partName is the hidden partial file for target path p: deterministic, so
 // an interrupted transfer can find its own partial file again, and short,
 // so long names still fit.
@@ -164,7 +174,8 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64) {
 		}
 		shown := sp.Path
 		sp.Path = rel
-		if hashtree.ValidChunkSize(sp.ChunkSize) != nil || sp.ChunkSize > MaxChunkSize || sp.Size < 0 || sp.Mode > 07777 {
+		if hashtree.ValidChunkSize(sp.ChunkSize) != nil || sp.ChunkSize > MaxChunkSize || sp.Size < 0 || sp.Mode > 07777 ||
+			sp.Shares < 0 || sp.Shares > MaxShards || sp.Share < 0 || sp.Share > sp.Shares {
 			errs[i] = fmt.Sprintf("write %s: invalid file announcement", sp.Path)
 			continue
 		}
@@ -200,20 +211,54 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 	if err != nil {
 		return nil, describe("create", sp.Path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	// Shares of a split file write side by side (shared lock); anyone
+	// else needs the file to itself.
+	how := unix.LOCK_EX
+	if sp.Share > 0 {
+		how = unix.LOCK_SH
+	}
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, fmt.Sprintf("write %s: another transfer is writing this file", sp.Path)
 	}
 	rf := &rfile{spec: sp, f: f, part: part, jname: journalName(sp.Path), tree: hashtree.NewTree(sp.Size, sp.ChunkSize)}
+	if sp.Share > 0 {
+		rf.jname = shareJournalName(sp.Path, sp.Share-1)
+	}
 	hdr := journalHeader{V: 1, Size: sp.Size, MtimeNs: sp.MtimeNs, Chunk: sp.ChunkSize, Mode: sp.Mode}
 	rf.have = r.resumable(rf, hdr)
-	if rf.have == nil && sp.Delta {
+	if sp.Shares > 0 && sp.Share == 0 {
+		// The final pass of a split file: what the shares wrote.
+		for k := range sp.Shares {
+			for i, d := range r.shareChunks(rf, shareJournalName(sp.Path, k), hdr) {
+				if rf.have == nil {
+					rf.have = map[int64]hashtree.Digest{}
+				}
+				rf.have[i] = d
+			}
+		}
+		if rf.have != nil && rf.journal == nil {
+			if err := r.newJournal(rf, hdr); err != nil {
+				r.discard(rf)
+				return nil, describe("create", sp.Path, err)
+			}
+		}
+	}
+	if rf.have == nil && sp.Delta && sp.Shares == 0 {
 		rf.have = r.seed(rf, hdr)
 	}
 	if rf.have == nil {
-		err = f.Truncate(0)
-		if err == nil {
-			err = f.Truncate(sp.Size)
+		if sp.Share > 0 {
+			// Other shares may be writing already: never cut the file
+			// short, only give it its size.
+			if info, err := fsroot.InfoFromFile(f); err != nil || info.Size != sp.Size {
+				err = f.Truncate(sp.Size)
+			}
+		} else {
+			err = f.Truncate(0)
+			if err == nil {
+				err = f.Truncate(sp.Size)
+			}
 		}
 		if err == nil {
 			err = r.newJournal(rf, hdr)
@@ -235,21 +280,50 @@ func (r *receiver) resumable(rf *rfile, hdr journalHeader) map[int64]hashtree.Di
 	if err != nil {
 		return nil
 	}
-	b, err := io.ReadAll(io.LimitReader(j, 64<<20))
-	if err != nil {
+	have, keep, ok := r.readJournal(rf, j, hdr)
+	if !ok {
 		j.Close()
 		return nil
+	}
+	// Drop a torn record at the tail, and keep appending after it.
+	if err := j.Truncate(keep); err != nil {
+		j.Close()
+		return nil
+	}
+	j.Seek(0, io.SeekEnd)
+	rf.journal = j
+	return have
+}
+
+// shareChunks returns the chunks that the journal name of one share of a
+// split file lists, re-hashed from the partial file (nil: none).
+func (r *receiver) shareChunks(rf *rfile, name string, hdr journalHeader) map[int64]hashtree.Digest {
+	j, err := r.root.Open(name)
+	if err != nil {
+		return nil
+	}
+	defer j.Close()
+	have, _, _ := r.readJournal(rf, j, hdr)
+	return have
+}
+
+// readJournal reads journal j of partial file rf: if its header is hdr,
+// it returns the listed chunks with their digests recomputed from the
+// data on disk (only data that is really there counts) and the length of
+// the journal up to its last whole record.
+func (r *receiver) readJournal(rf *rfile, j *os.File, hdr journalHeader) (map[int64]hashtree.Digest, int64, bool) {
+	b, err := io.ReadAll(io.LimitReader(j, 64<<20))
+	if err != nil {
+		return nil, 0, false
 	}
 	line, rest, ok := bytesCut(b, '\n')
 	var got journalHeader
 	if !ok || json.Unmarshal(line, &got) != nil || got != hdr {
-		j.Close()
-		return nil
+		return nil, 0, false
 	}
 	info, err := fsroot.InfoFromFile(rf.f)
 	if err != nil || info.Size != hdr.Size {
-		j.Close()
-		return nil
+		return nil, 0, false
 	}
 	n := hashtree.NumChunks(hdr.Size, hdr.Chunk)
 	have := map[int64]hashtree.Digest{}
@@ -273,14 +347,7 @@ func (r *receiver) resumable(rf *rfile, hdr journalHeader) map[int64]hashtree.Di
 		}
 		have[idx] = hashtree.ChunkDigest(buf[:l], off, hdr.Size, hdr.Chunk)
 	}
-	// Drop a torn record at the tail, and keep appending after it.
-	if err := j.Truncate(int64(len(b) - len(rest))); err != nil {
-		j.Close()
-		return nil
-	}
-	j.Seek(0, io.SeekEnd)
-	rf.journal = j
-	return have
+	return have, int64(len(b) - len(rest)), true
 }
 
 // seed fills the partial file from the file already at the target path
@@ -461,9 +528,20 @@ func (rf *rfile) haveRanges() [][2]int64 {
 	return out
 }
 
-// discard drops a file for good: partial file and journal.
+// discard drops a file for good: partial file and journal (a share of a
+// split file drops only its own journal: the partial file is shared).
 func (r *receiver) discard(rf *rfile) {
 	rf.f.Close()
+	if rf.spec.Share > 0 {
+		if rf.journal != nil {
+			rf.journal.Close()
+		}
+		r.root.Remove(rf.jname)
+		return
+	}
+	for k := range rf.spec.Shares {
+		r.root.Remove(shareJournalName(rf.spec.Path, k))
+	}
 	r.root.Remove(rf.part)
 	if rf.journal != nil {
 		rf.journal.Close()
@@ -572,6 +650,23 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 			r.fail(c.FID, rf, "abandoned by the sender")
 			continue
 		}
+		if c.Digest == digestPark {
+			if sp.Share == 0 {
+				errs[i] = fmt.Sprintf("commit %s: only a share of a split file parks", sp.Path)
+				r.fail(c.FID, rf, errs[i])
+				continue
+			}
+			if err := r.flush([]*os.File{rf.f}); err != nil {
+				errs[i] = describe("flush", sp.Path, err)
+				r.fail(c.FID, rf, errs[i])
+				continue
+			}
+			r.mu.Lock()
+			delete(r.files, c.FID)
+			r.mu.Unlock()
+			r.keep(rf)
+			continue
+		}
 		rf.mu.Lock()
 		root, err := rf.tree.Root()
 		rf.mu.Unlock()
@@ -625,6 +720,9 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 			rf.journal.Close()
 		}
 		r.root.Remove(rf.jname)
+		for k := range rf.spec.Shares {
+			r.root.Remove(shareJournalName(rf.spec.Path, k))
+		}
 		if errs[i] == "" {
 			r.m.AddFiles(r.transport, metrics.Received, 1)
 		}
