@@ -354,6 +354,14 @@ small_run() {
 		if ((ROUND == 0)); then verify_tree "$DATA/small" "$DST/small" "xfer copy (small)"; fi
 		rm -rf "${DST:?}/small"
 		;;
+	xfer-noverify) # what the end-to-end BLAKE3 (hashed on both sides) costs
+		rm -rf "${DST:?}/small"
+		xserve_up
+		measure small.xfer_noverify "$out" "$XFER" copy "$DATA/small" "xfer://$XS_ADDR/small" --verify none "${XF[@]}"
+		xfer_moved "$out" "$NSMALL"
+		xserve_down small.serve_noverify.rss
+		rm -rf "${DST:?}/small"
+		;;
 	rsync)
 		rm -rf "${DST:?}/small"
 		measure small.rsync "$out" rsync -a "$DATA/small/" "$(RSURL small/)"
@@ -367,9 +375,10 @@ scenario_small() {
 	need_space $((NSMALL * 3 * 9 / 1024 + 512)) $((3 * NSMALL + 10000))
 	log "small: writing $NSMALL files of 1-8 KiB"
 	"$GENTREE" -files "$NSMALL" -per-dir 1000 -fanout 100 -min 1024 -max 8192 "$DATA/small"
-	log "small: $RUNS runs of xfer copy to a peer / rsync daemon"
-	for_runs small_run xfer rsync
+	log "small: $RUNS runs of xfer copy to a peer / rsync daemon / xfer --verify none"
+	for_runs small_run xfer rsync xfer-noverify
 	speed "b: $NSMALL files of 1-8 KiB, copy, xfer peer vs rsync daemon" small.xfer small.rsync 2.0
+	speed "b: same with --verify none (no BLAKE3), vs rsync" small.xfer_noverify small.rsync -
 	rss "b: peak RSS xfer client" small.xfer.rss
 	rss "b: peak RSS xfer serve" small.serve.rss
 	rm -rf "$DATA/small"
