@@ -104,6 +104,7 @@ measure() {
 	t1=$EPOCHREALTIME
 	if ((rc != 0)); then
 		tail -n 20 "$out.err" >&2
+		grep -E '"event": ?"error"' "$out" | tail -n 5 >&2 || true # xfer --json reports errors on stdout
 		die "$series: '$*' exited $rc"
 	fi
 	((ROUND == 0)) && return 0
