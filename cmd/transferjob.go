@@ -24,6 +24,8 @@ import (
 func addTransferFlags(c *cobra.Command) {
 	f := c.Flags()
 	f.Int("streams", transfer.DefaultStreams, "parallel data streams per peer")
+	f.Int("checkers", transfer.DefaultCheckers, "directories each side's walk lists and stats at once")
+	f.Int("transfers", transfer.DefaultTransfers, "large files in flight at once (small files travel in batches on every stream)")
 	f.String("chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
 	f.Bool("checksum", false, "compare files by BLAKE3 of their content instead of size and mtime")
 	f.Bool("dry-run", false, "print what would be created, updated and deleted; change nothing")
@@ -198,6 +200,8 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		DryRun:     a.v.GetBool("dry-run"),
 		NoFsync:    a.v.GetBool("no-fsync"),
 		Streams:    a.v.GetInt("streams"),
+		Checkers:   a.v.GetInt("checkers"),
+		Transfers:  a.v.GetInt("transfers"),
 		ChunkSize:  chunk,
 		Proto:      a.v.GetString("proto"),
 		Verify:     a.v.GetString("verify"),
@@ -230,6 +234,12 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	}
 	if opt.Streams < 1 {
 		return exitcode.Usagef("--streams: want 1 to 64, got %d", opt.Streams)
+	}
+	if opt.Checkers < 1 {
+		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, opt.Checkers)
+	}
+	if opt.Transfers < 1 {
+		return exitcode.Usagef("--transfers: want 1 to %d, got %d", transfer.MaxTransfers, opt.Transfers)
 	}
 	if err := opt.Validate(); err != nil {
 		return err

@@ -46,6 +46,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -413,6 +414,17 @@ func readNames(fd int) ([]string, error) {
 // are skipped. A symlink as the final component of rel is not followed (the
 // error matches syscall.ENOTDIR).
 func (r *Root) ReadDir(rel string) ([]Info, error) {
+	return r.ReadDirN(rel, nil)
+}
+
+// statSplit is the number of names from which ReadDirN stats the entries
+// of one directory on several threads, and the least each thread takes.
+const statSplit = 512
+
+// ReadDirN is ReadDir that may stat the entries of a large directory on
+// several threads: one more for every token it can put into helpers
+// without blocking (taken back when done). nil helpers: one thread.
+func (r *Root) ReadDirN(rel string, helpers chan struct{}) ([]Info, error) {
 	p, err := clean(rel)
 	if err != nil {
 		return nil, wrapPath("readdir", rel, err)
@@ -428,23 +440,76 @@ func (r *Root) ReadDir(rel string) ([]Info, error) {
 		if err != nil {
 			return err
 		}
-		infos = make([]Info, 0, len(names))
-		for _, name := range names {
-			var st unix.Stat_t
-			if err := fstatat(fd, name, &st); err != nil {
-				if err == unix.ENOENT {
-					continue
-				}
-				return &fs.PathError{Op: "lstat", Path: joinRel(p, name), Err: err}
-			}
-			infos = append(infos, infoFromStat(name, &st))
-		}
-		return nil
+		infos, err = statNames(fd, p, names, helpers)
+		return err
 	})
 	if err != nil {
 		return nil, wrapPath("readdir", rel, err)
 	}
 	slices.SortFunc(infos, func(a, b Info) int { return cmp.Compare(a.Name, b.Name) })
+	return infos, nil
+}
+
+// statNames lstats names in the directory open as fd, skipping those that
+// vanished, on up to one extra thread per token taken from helpers.
+func statNames(fd int, p string, names []string, helpers chan struct{}) ([]Info, error) {
+	parts := 1
+	if helpers != nil && len(names) >= 2*statSplit {
+		for parts < len(names)/statSplit {
+			select {
+			case helpers <- struct{}{}:
+				parts++
+				continue
+			default:
+			}
+			break
+		}
+	}
+	if parts == 1 {
+		return statRange(fd, p, names, make([]Info, 0, len(names)))
+	}
+	defer func() {
+		for range parts - 1 {
+			<-helpers
+		}
+	}()
+	outs := make([][]Info, parts)
+	errs := make([]error, parts)
+	per := (len(names) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for i := range parts {
+		lo, hi := i*per, min((i+1)*per, len(names))
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = statRange(fd, p, names[lo:hi], make([]Info, 0, hi-lo))
+		}()
+	}
+	wg.Wait()
+	infos := make([]Info, 0, len(names))
+	for i := range parts {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		infos = append(infos, outs[i]...)
+	}
+	return infos, nil
+}
+
+func statRange(fd int, p string, names []string, infos []Info) ([]Info, error) {
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := fstatat(fd, name, &st); err != nil {
+			if err == unix.ENOENT {
+				continue
+			}
+			return nil, &fs.PathError{Op: "lstat", Path: joinRel(p, name), Err: err}
+		}
+		infos = append(infos, infoFromStat(name, &st))
+	}
 	return infos, nil
 }
 

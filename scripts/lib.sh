@@ -25,6 +25,9 @@ xfer_serve_start() {
 	local root="$1" log="$2" i
 	shift 2
 	mkdir -p "$root"
+	# Empty the log first: the background child truncates it only once it
+	# runs, and until then a reused log still names the previous server.
+	: >"$log"
 	"$XFER" serve --listen 127.0.0.1:0 --root "$root" "$@" 2>"$log" &
 	XS_PID=$!
 	XS_ADDR=""

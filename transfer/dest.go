@@ -17,9 +17,12 @@ import (
 // localDest writes into a tree on this machine, in process: the same
 // receiver code as a server's, called directly instead of over the wire.
 type localDest struct {
-	h *handler // nil in a dry run whose destination does not exist yet
-	n int
+	h        *handler // nil in a dry run whose destination does not exist yet
+	n        int
+	checkers int // for list (0: the default)
 }
+
+func (d *localDest) setCheckers(n int) { d.checkers = n }
 
 func (d *localDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
 	if d.h == nil {
@@ -29,7 +32,7 @@ func (d *localDest) list(ctx context.Context, path string, checksum bool) plan.L
 	if err != nil || info.Type != 2 /* fsroot.TypeDir */ {
 		return &plan.SliceLister{}
 	}
-	return plan.NewWalker(d.h.root, path)
+	return plan.NewWalkerN(d.h.root, path, d.checkers)
 }
 
 func (d *localDest) stat(ctx context.Context, path string) (*plan.Entry, error) {
@@ -113,10 +116,15 @@ func (l localLane) sendBatch(count int, payload []byte, cb func([]string, error)
 }
 
 // remoteDest writes to a peer over a session.
-type remoteDest struct{ s *Session }
+type remoteDest struct {
+	s        *Session
+	checkers int // asked of the peer's walk (0: its default)
+}
+
+func (d *remoteDest) setCheckers(n int) { d.checkers = n }
 
 func (d *remoteDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
-	return d.s.list(ctx, path, checksum)
+	return d.s.listN(ctx, path, checksum, d.checkers)
 }
 
 func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error) {

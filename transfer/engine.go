@@ -60,6 +60,12 @@ type Options struct {
 	// many shares which large files the shares split between them, so
 	// that it adopts what they wrote.
 	SplitShares int `json:"split_shares,omitempty"`
+
+	// Checkers is how many directories each side's walk reads (and
+	// lstats) at once (--checkers); Transfers how many large files are in
+	// flight at once (--transfers). 0: the defaults.
+	Checkers  int `json:"checkers,omitempty"`
+	Transfers int `json:"transfers,omitempty"`
 }
 
 // Shard names one share of a transfer spread over several agent pairs.
@@ -91,6 +97,9 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultRetries        = 3
+	DefaultCheckers       = plan.DefaultCheckers
+	DefaultTransfers      = 8
+	MaxTransfers          = 256
 	// chunkAttempts is how often a chunk is sent before its file fails.
 	chunkAttempts = 3
 )
@@ -114,6 +123,12 @@ func (o Options) withDefaults() Options {
 	if o.IdleTO <= 0 {
 		o.IdleTO = DefaultIdleTimeout
 	}
+	if o.Checkers <= 0 {
+		o.Checkers = DefaultCheckers
+	}
+	if o.Transfers <= 0 {
+		o.Transfers = DefaultTransfers
+	}
 	return o
 }
 
@@ -135,6 +150,12 @@ func (o Options) Validate() error {
 	}
 	if o.Streams < 0 || o.Streams > 64 {
 		return exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
+	}
+	if o.Checkers < 0 || o.Checkers > plan.MaxCheckers {
+		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, o.Checkers)
+	}
+	if o.Transfers < 0 || o.Transfers > MaxTransfers {
+		return exitcode.Usagef("--transfers: want 1 to %d, got %d", MaxTransfers, o.Transfers)
 	}
 	switch o.Verify {
 	case "", "full", "none":
@@ -172,9 +193,6 @@ const smallLimit = 1 << 20
 
 // batchTarget is the payload size at which a batch is sent.
 const batchTarget = 1 << 20
-
-// maxBigInFlight bounds the large files open at the destination at once.
-const maxBigInFlight = 8
 
 type engine struct {
 	src     *fsroot.Root
@@ -222,7 +240,10 @@ func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destin
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	e := &engine{src: src, srcPath: srcPath, dst: dst, dstPath: dstPath, opt: opt, sink: sink, tally: tally,
-		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, maxBigInFlight), chunkCh: make(chan *chunkJob, 64)}
+		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, opt.Transfers), chunkCh: make(chan *chunkJob, 64)}
+	if c, ok := dst.(interface{ setCheckers(int) }); ok {
+		c.setCheckers(opt.Checkers) // the destination's walk
+	}
 	if opt.DryRun {
 		tally.SetDryRun()
 	}
@@ -278,7 +299,7 @@ func (e *engine) run() error {
 	var srcList, dstList plan.Lister
 	srcTop := e.srcPath
 	if info.Type == fsroot.TypeDir {
-		srcList = plan.NewWalker(e.src, e.srcPath)
+		srcList = plan.NewWalkerN(e.src, e.srcPath, e.opt.Checkers)
 	} else {
 		// A single file lands inside the destination directory.
 		name := plan.Base(e.srcPath)

@@ -397,7 +397,7 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 	case info.Type != fsroot.TypeDir:
 		return fmt.Errorf("list %s: not a directory", top)
 	default:
-		w = plan.NewWalker(h.root, top)
+		w = plan.NewWalkerN(h.root, top, r.Checkers)
 	}
 	e := enc{}
 	n := 0

@@ -89,6 +89,7 @@ type Req struct {
 	Path     string       `json:"path,omitempty"`
 	Ref      uint64       `json:"ref,omitempty"` // more/cancel: the request it refers to
 	Checksum bool         `json:"checksum,omitempty"`
+	Checkers int          `json:"checkers,omitempty"` // list: directories the walk reads at once
 	Meta     []MetaOp     `json:"meta,omitempty"`
 	Files    []FileSpec   `json:"files,omitempty"`
 	Commits  []CommitSpec `json:"commits,omitempty"`

@@ -395,9 +395,15 @@ func respError(peer string, r *Resp) error {
 
 // list streams the entries beneath path on the peer.
 func (s *Session) list(ctx context.Context, path string, checksum bool) *remoteLister {
+	return s.listN(ctx, path, checksum, 0)
+}
+
+// listN is list with the peer's walk reading checkers directories at once
+// (0: the peer's default).
+func (s *Session) listN(ctx context.Context, path string, checksum bool, checkers int) *remoteLister {
 	c := &call{resp: make(chan *Resp, 1), entries: make(chan []plan.Entry, listCredit)}
 	l := &remoteLister{s: s, c: c}
-	r := &Req{Op: opList, Path: path, Checksum: checksum}
+	r := &Req{Op: opList, Path: path, Checksum: checksum, Checkers: checkers}
 	r.ID = s.nextID.Add(1)
 	l.id = r.ID
 	s.mu.Lock()

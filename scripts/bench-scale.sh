@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# bench-scale.sh: the scale benchmarks of issue 6, xfer against an rsync
+# daemon on loopback with the data on tmpfs. Runs are interleaved (xfer,
+# rsync, then rsync, xfer, ...) and reported as medians, because this
+# machine is shared and single timings vary 2-3x.
+#
+#   XFER=bin/xfer scripts/bench-scale.sh
+#
+# Scenarios (BENCH_SCALE_SCENARIOS, in order):
+#   nochange  a: a tree of BENCH_SCALE_FILES (1,000,000) files of 1-64 bytes in
+#             1000-file directories is synced with no change: xfer to a served
+#             peer, xfer local->local, and rsync -a to the rsync daemon, over
+#             the same destination tree (a hard-linked copy of the source).
+#             Peak RSS of the xfer client (GNU time) and of a fresh `xfer
+#             serve` per run (VmHWM); growth per file from the same syncs of
+#             one tenth of the tree (its first top-level directory).
+#   small     b: BENCH_SCALE_SMALL_FILES (100,000) files of 1-8 KiB, initial
+#             copy to a served peer vs rsync -a to the daemon.
+#   delta     c: one file of BENCH_SCALE_BIG_MIB (1024) MiB; each run changes
+#             one 4 KiB region (inside one chunk) and syncs it; the bytes on
+#             the wire are xfer's bytes_sent (--json) and rsync's "Total
+#             bytes sent" (--stats).
+#
+# Knobs (environment):
+#   BENCH_RUNS=3          measured runs per scenario (plus BENCH_WARMUP=1 untimed
+#                         round, which also verifies the copies)
+#   BENCH_SCALE_FILES=1000000 BENCH_SCALE_SMALL_FILES=100000 BENCH_SCALE_BIG_MIB=1024
+#   BENCH_TMP=/dev/shm    where data and destinations live (tmpfs)
+#   BENCH_TIMEOUT=900     seconds before one command counts as hung
+#   XFER_FLAGS=""         extra flags for xfer copy/sync (e.g. "--checkers 4")
+#   XFER_SERVE_FLAGS=""   extra flags for xfer serve
+#   BENCH_STRICT=1        exit 1 when a target is missed
+#
+# Needs: go (builds the tree generator scripts/gentree), rsync, GNU time,
+# b3sum (or falls back to xfer hash) for the verification.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$HERE/lib.sh"
+
+XFER="${XFER:-$ROOT/bin/xfer}"
+RUNS="${BENCH_RUNS:-3}"
+WARMUP="${BENCH_WARMUP:-1}"
+SCENARIOS="${BENCH_SCALE_SCENARIOS:-nochange small delta}"
+NFILES="${BENCH_SCALE_FILES:-1000000}"
+NSMALL="${BENCH_SCALE_SMALL_FILES:-100000}"
+BIG_MIB="${BENCH_SCALE_BIG_MIB:-1024}"
+TMPBASE="${BENCH_TMP:-/dev/shm}"
+TIMEOUT="${BENCH_TIMEOUT:-900}"
+read -r -a XFER_FLAGS_A <<<"${XFER_FLAGS:-}"
+read -r -a SERVE_FLAGS_A <<<"${XFER_SERVE_FLAGS:-}"
+GROWTH_LIMIT=300 # bytes of RSS per file (issue 6: "a few hundred")
+GNU_TIME=/usr/bin/time
+
+die() {
+	printf 'bench-scale: FAILED: %s\n' "$*" >&2
+	exit 1
+}
+log() { printf 'bench-scale: %s\n' "$*" >&2; }
+
+[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
+command -v rsync >/dev/null || die "rsync not installed (make deps)"
+command -v go >/dev/null || die "go not installed (needed to build scripts/gentree)"
+[[ -x "$GNU_TIME" ]] || die "GNU time not installed at $GNU_TIME (make deps)"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+for v in NFILES NSMALL BIG_MIB; do
+	[[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
+done
+if command -v b3sum >/dev/null; then REFHASH=(b3sum); else REFHASH=("$XFER" hash); fi
+
+BD="$(mktemp -d "$TMPBASE/xfer-bench-scale.XXXXXX")"
+DATA="$BD/data" # sources
+DST="$BD/dst"   # root of the xfer serve under test and path of the rsync module
+RES="$BD/res"   # timings, RSS, logs
+mkdir -p "$DATA" "$DST" "$RES"
+XS_PID=""
+RS_PID=""
+cleanup() {
+	stop_pid "$XS_PID"
+	stop_pid "$RS_PID"
+	rm -rf "$BD"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+set -E
+trap 'printf "bench-scale: FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+GENTREE="$BD/gentree"
+(cd "$ROOT" && go build -o "$GENTREE" ./scripts/gentree) || die "building scripts/gentree"
+
+# --- measuring (as in bench.sh) ------------------------------------------------------
+
+ROUND=0 # 0 = warm-up (not recorded), 1..RUNS = measured
+
+# measure SERIES OUT CMD...: runs CMD under GNU time and timeout; records wall
+# seconds in $RES/SERIES.t and peak RSS (KiB) in $RES/SERIES.rss.
+measure() {
+	local series="$1" out="$2" t0 t1 rc=0
+	shift 2
+	t0=$EPOCHREALTIME
+	"$GNU_TIME" -f %M -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
+	t1=$EPOCHREALTIME
+	if ((rc != 0)); then
+		tail -n 20 "$out.err" >&2
+		grep -E '"event": ?"error"' "$out" | tail -n 5 >&2 || true # xfer --json reports errors on stdout
+		die "$series: '$*' exited $rc"
+	fi
+	((ROUND == 0)) && return 0
+	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$RES/$series.t"
+	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
+}
+
+record() { ((ROUND == 0)) || echo "$2" >>"$RES/$1"; }
+
+# for_runs FUNC TOOL...: the warm-up round, then RUNS rounds, each starting
+# at a different tool.
+for_runs() {
+	local fn="$1" n i k
+	shift
+	local tools=("$@")
+	n=${#tools[@]}
+	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
+		for ((k = 0; k < n; k++)); do
+			i=$(((ROUND + k) % n))
+			"$fn" "${tools[$i]}"
+		done
+		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
+	done
+	ROUND=0
+}
+
+median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR==0){print "nan"} else if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
+maxof() { LC_ALL=C sort -g "$1" | tail -n1; }
+paired_ratio() {
+	paste "$1" "$2" | awk '$2>0 {print $1/$2}' >"$RES/pair.tmp"
+	median "$RES/pair.tmp"
+}
+
+# --- results -------------------------------------------------------------------------
+
+LINES=() # "label|value|target|result"
+NOTES=()
+MISSES=0
+row() {
+	LINES+=("$1|$2|$3|$4")
+	[[ "$4" == MISS ]] && MISSES=$((MISSES + 1))
+	return 0
+}
+note() { NOTES+=("$*"); }
+
+# speed LABEL XFER_SERIES PEER_SERIES TARGET: xfer vs peer time, PASS when
+# peer/xfer >= TARGET ("-": informational).
+speed() {
+	local xm pm ratio pair res tgt
+	xm="$(median "$RES/$2.t")"
+	pm="$(median "$RES/$3.t")"
+	ratio="$(awk -v x="$xm" -v p="$pm" 'BEGIN{printf "%.2f", p/x}')"
+	pair="$(awk -v v="$(paired_ratio "$RES/$3.t" "$RES/$2.t")" 'BEGIN{printf "%.2f", v}')"
+	if [[ "$4" == - ]]; then
+		res=info tgt="-"
+	else
+		res="$(awk -v r="$ratio" -v t="$4" 'BEGIN{print (r>=t) ? "PASS" : "MISS"}')"
+		tgt=">= ${4}x faster"
+	fi
+	row "$1" "xfer $(printf '%.2f' "$xm") s, rsync $(printf '%.2f' "$pm") s: ${ratio}x (paired ${pair}x)" "$tgt" "$res"
+}
+
+# rss LABEL SERIES: peak RSS (max over runs), informational.
+rss() {
+	row "$1" "$(awk -v k="$(maxof "$RES/$2")" 'BEGIN{printf "%.1f MiB", k/1024}')" - info
+}
+
+# growth LABEL FULL_SERIES PART_SERIES FILES_FULL FILES_PART: RSS growth per
+# file between a sync of the whole tree and of a part (medians).
+growth() {
+	local f p b res
+	f="$(median "$RES/$2")"
+	p="$(median "$RES/$3")"
+	b="$(awk -v f="$f" -v p="$p" -v nf="$4" -v np="$5" 'BEGIN{g=(f-p)*1024/(nf-np); if(g<0)g=0; printf "%.0f", g}')"
+	res="$(awk -v b="$b" -v l="$GROWTH_LIMIT" 'BEGIN{print (b<=l) ? "PASS" : "MISS"}')"
+	row "$1" "$b B/file ($(awk -v k="$p" 'BEGIN{printf "%.1f", k/1024}') MiB at $5 files, $(awk -v k="$f" 'BEGIN{printf "%.1f", k/1024}') MiB at $4)" "<= $GROWTH_LIMIT B/file" "$res"
+}
+
+render() {
+	local r label value target res
+	if [[ "$1" == md ]]; then
+		echo "| figure | measured | target | result |"
+		echo "|---|---|---|---|"
+	fi
+	for r in "${LINES[@]+"${LINES[@]}"}"; do
+		IFS='|' read -r label value target res <<<"$r"
+		if [[ "$1" == md ]]; then
+			echo "| $label | $value | $target | $res |"
+		else
+			printf '%-50s %-62s %-18s %s\n' "$label" "$value" "$target" "$res"
+		fi
+	done
+}
+
+raw_times() {
+	local f
+	for f in "$RES"/*.t "$RES"/*.rss "$RES"/*.bytes; do
+		[[ -f "$f" ]] || continue
+		printf '%-28s %s\n' "$(basename "$f")" "$(tr '\n' ' ' <"$f")"
+	done
+}
+
+# --- peers ------------------------------------------------------------------------------
+
+# rsync_daemon_start: rsync --daemon on 127.0.0.1, module "bench" -> $DST.
+rsync_daemon_start() {
+	local try i conf="$BD/rsyncd.conf"
+	for ((try = 0; try < 5; try++)); do
+		RS_PORT="$(free_port)"
+		cat >"$conf" <<-EOF
+			use chroot = no
+			address = 127.0.0.1
+			port = $RS_PORT
+			log file = $RES/rsyncd.log
+			transfer logging = no
+			[bench]
+			    path = $DST
+			    read only = false
+			    uid = $(id -u)
+			    gid = $(id -g)
+		EOF
+		rsync --daemon --no-detach --config="$conf" 2>>"$RES/rsyncd.log" &
+		RS_PID=$!
+		for ((i = 0; i < 100; i++)); do
+			if rsync "rsync://127.0.0.1:$RS_PORT/" >/dev/null 2>&1; then
+				return 0
+			fi
+			kill -0 "$RS_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		stop_pid "$RS_PID"
+		RS_PID=""
+	done
+	cat "$RES/rsyncd.log" >&2
+	die "could not start rsync --daemon"
+}
+
+RSURL() { echo "rsync://127.0.0.1:$RS_PORT/bench/$1"; }
+
+# A fresh `xfer serve` per measured run, so its VmHWM covers that run only.
+xserve_up() {
+	xfer_serve_start "$DST" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
+}
+xserve_down() {
+	record "$1" "$(vm_hwm "$XS_PID")"
+	stop_pid "$XS_PID"
+	XS_PID=""
+}
+
+XF=(--json "${XFER_FLAGS_A[@]+"${XFER_FLAGS_A[@]}"}")
+
+# xfer_moved OUT WANT: the summary of the last xfer run says WANT files moved.
+xfer_moved() {
+	local moved
+	moved="$(summary_field "$1" files_transferred)"
+	[[ -n "$moved" ]] || die "no summary line in xfer --json output ($1)"
+	[[ "$moved" == "$2" ]] || die "xfer transferred $moved files, want $2 ($1)"
+	[[ "$(summary_field "$1" errors)" == 0 ]] || die "xfer reported errors ($1)"
+}
+
+# verify_tree SRC DST WHAT: DST holds exactly SRC's files with equal BLAKE3
+# (besides the lock file xfer sync keeps in its destination).
+verify_tree() {
+	hash_tree "$1" "${REFHASH[@]}" | grep -v '  \.xfer-lock$' >"$RES/src.b3" || true
+	hash_tree "$2" "${REFHASH[@]}" | grep -v '  \.xfer-lock$' >"$RES/dst.b3" || true
+	cmp -s "$RES/src.b3" "$RES/dst.b3" || {
+		diff "$RES/src.b3" "$RES/dst.b3" | head -n 10 >&2 || true
+		die "$3: destination differs from source"
+	}
+}
+
+# need_space MIB INODES: fails when TMPBASE lacks them.
+need_space() {
+	local mib ino
+	mib="$(df -m --output=avail "$TMPBASE" | tail -n1 | tr -d ' ')"
+	ino="$(df --output=iavail "$TMPBASE" | tail -n1 | tr -d ' ')"
+	((mib >= $1)) || die "needs $1 MiB free in $TMPBASE, has $mib (set BENCH_SCALE_FILES / BENCH_SCALE_BIG_MIB lower)"
+	# tmpfs counts every hard link as an inode.
+	[[ "$ino" == 0 || "$ino" -ge "$2" ]] || die "needs $2 free inodes in $TMPBASE, has $ino (set BENCH_SCALE_FILES lower)"
+}
+
+# --- scenario a: no-change sync of a large tree ------------------------------------------
+
+NC_PART="" # the tenth of the tree synced for the growth figure
+nochange_run() {
+	local out="$RES/out"
+	case "$1" in
+	xfer)
+		xserve_up
+		measure nc.xfer "$out" "$XFER" sync "$DATA/nc" "xfer://$XS_ADDR/nc" "${XF[@]}"
+		xfer_moved "$out" 0
+		xserve_down nc.serve.rss
+		xserve_up
+		measure nc.xfer_part "$out" "$XFER" sync "$DATA/nc/$NC_PART" "xfer://$XS_ADDR/nc/$NC_PART" "${XF[@]}"
+		xfer_moved "$out" 0
+		xserve_down nc.serve_part.rss
+		;;
+	local)
+		measure nc.local "$out" "$XFER" sync "$DATA/nc" "$DST/nc" "${XF[@]}"
+		xfer_moved "$out" 0
+		measure nc.local_part "$out" "$XFER" sync "$DATA/nc/$NC_PART" "$DST/nc/$NC_PART" "${XF[@]}"
+		xfer_moved "$out" 0
+		;;
+	rsync)
+		measure nc.rsync "$out" rsync -a "$DATA/nc/" "$(RSURL nc/)"
+		;;
+	esac
+}
+
+scenario_nochange() {
+	local t0 part_files
+	need_space $((NFILES * 5 / 1024 + 512)) $((2 * NFILES + 2 * NFILES / 1000 + 10000))
+	log "nochange: writing $NFILES files of 1-64 bytes"
+	t0=$EPOCHREALTIME
+	"$GENTREE" -files "$NFILES" -per-dir 1000 -fanout 100 -min 1 -max 64 "$DATA/nc"
+	cp -al "$DATA/nc" "$DST/nc" # the destination: equal (hard-linked) files
+	log "nochange: tree and its copy made in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s"
+	NC_PART="$(cd "$DATA/nc" && find . -mindepth 1 -maxdepth 1 -type d -printf '%P\n' | LC_ALL=C sort | head -n1)"
+	part_files="$(find "$DATA/nc/$NC_PART" -type f | wc -l)"
+	log "nochange: $RUNS runs of xfer to a peer / xfer local / rsync daemon (growth measured on $NC_PART, $part_files files)"
+	for_runs nochange_run xfer local rsync
+	speed "a: $NFILES files no-change, xfer peer vs rsync daemon" nc.xfer nc.rsync 1.0
+	speed "a: $NFILES files no-change, xfer local vs rsync daemon" nc.local nc.rsync -
+	rss "a: peak RSS xfer client (to peer)" nc.xfer.rss
+	rss "a: peak RSS xfer serve" nc.serve.rss
+	rss "a: peak RSS xfer local->local" nc.local.rss
+	rss "a: peak RSS rsync client" nc.rsync.rss
+	if ((part_files < NFILES)); then
+		growth "a: RSS growth per file, xfer client" nc.xfer.rss nc.xfer_part.rss "$NFILES" "$part_files"
+		growth "a: RSS growth per file, xfer serve" nc.serve.rss nc.serve_part.rss "$NFILES" "$part_files"
+		growth "a: RSS growth per file, xfer local->local" nc.local.rss nc.local_part.rss "$NFILES" "$part_files"
+	fi
+	log "nochange: removing the trees"
+	rm -rf "$DATA/nc" "${DST:?}/nc"
+}
+
+# --- scenario b: initial copy of many small files ----------------------------------------
+
+small_run() {
+	local out="$RES/out"
+	case "$1" in
+	xfer)
+		rm -rf "${DST:?}/small"
+		xserve_up
+		measure small.xfer "$out" "$XFER" copy "$DATA/small" "xfer://$XS_ADDR/small" "${XF[@]}"
+		xfer_moved "$out" "$NSMALL"
+		xserve_down small.serve.rss
+		if ((ROUND == 0)); then verify_tree "$DATA/small" "$DST/small" "xfer copy (small)"; fi
+		rm -rf "${DST:?}/small"
+		;;
+	xfer-noverify) # what the end-to-end BLAKE3 (hashed on both sides) costs
+		rm -rf "${DST:?}/small"
+		xserve_up
+		measure small.xfer_noverify "$out" "$XFER" copy "$DATA/small" "xfer://$XS_ADDR/small" --verify none "${XF[@]}"
+		xfer_moved "$out" "$NSMALL"
+		xserve_down small.serve_noverify.rss
+		rm -rf "${DST:?}/small"
+		;;
+	rsync)
+		rm -rf "${DST:?}/small"
+		measure small.rsync "$out" rsync -a "$DATA/small/" "$(RSURL small/)"
+		if ((ROUND == 0)); then verify_tree "$DATA/small" "$DST/small" "rsync (small)"; fi
+		rm -rf "${DST:?}/small"
+		;;
+	esac
+}
+
+scenario_small() {
+	need_space $((NSMALL * 3 * 9 / 1024 + 512)) $((3 * NSMALL + 10000))
+	log "small: writing $NSMALL files of 1-8 KiB"
+	"$GENTREE" -files "$NSMALL" -per-dir 1000 -fanout 100 -min 1024 -max 8192 "$DATA/small"
+	log "small: $RUNS runs of xfer copy to a peer / rsync daemon / xfer --verify none"
+	for_runs small_run xfer rsync xfer-noverify
+	speed "b: $NSMALL files of 1-8 KiB, copy, xfer peer vs rsync daemon" small.xfer small.rsync 2.0
+	speed "b: same with --verify none (no BLAKE3), vs rsync" small.xfer_noverify small.rsync -
+	rss "b: peak RSS xfer client" small.xfer.rss
+	rss "b: peak RSS xfer serve" small.serve.rss
+	rm -rf "$DATA/small"
+}
+
+# --- scenario c: one changed 4 KiB region in a large file ----------------------------------
+
+CHUNK=$((4 << 20)) # xfer's default --chunk-size
+DELTA_T0=$(($(date +%s) - 86400))
+
+# delta_change: changes one 4 KiB region of the source, inside one chunk
+# (a different one each round).
+delta_change() {
+	local chunks off
+	chunks=$(((BIG_MIB << 20) / CHUNK))
+	((chunks > 0)) || die "BENCH_SCALE_BIG_MIB must be at least 4"
+	off=$((((ROUND * 37 + 5) % chunks) * CHUNK + 4096 * ((ROUND * 13 + 1) % (CHUNK / 4096 - 1))))
+	head -c 4096 /dev/urandom | dd of="$DATA/delta/big.bin" bs=4096 seek=$((off / 4096)) conv=notrunc status=none
+	# A new mtime in another second: rsync compares whole seconds.
+	touch -d "@$((DELTA_T0 + 10 * (ROUND + 1)))" "$DATA/delta/big.bin"
+}
+
+# delta_run TOOL: syncs the changed file; xfer to the peer (dst delta),
+# rsync to the daemon (its own copy, rdelta).
+delta_run() {
+	local out="$RES/out" sent
+	case "$1" in
+	xfer)
+		xserve_up
+		measure delta.xfer "$out" "$XFER" sync "$DATA/delta" "xfer://$XS_ADDR/delta" "${XF[@]}"
+		xfer_moved "$out" 1
+		xserve_down delta.serve.rss
+		record delta.xfer.bytes "$(summary_field "$out" bytes_sent)"
+		if ((ROUND == 0)); then verify_tree "$DATA/delta" "$DST/delta" "xfer delta"; fi
+		;;
+	rsync)
+		measure delta.rsync "$out" rsync -a --stats "$DATA/delta/" "$(RSURL rdelta/)"
+		sent="$(sed -n 's/^Total bytes sent: \([0-9,.]*\).*/\1/p' "$out" | tr -d ',.')"
+		[[ -n "$sent" ]] || die "no 'Total bytes sent' in rsync --stats output"
+		record delta.rsync.bytes "$sent"
+		if ((ROUND == 0)); then verify_tree "$DATA/delta" "$DST/rdelta" "rsync delta"; fi
+		;;
+	esac
+}
+
+scenario_delta() {
+	local xb rb res
+	need_space $((3 * BIG_MIB + 512)) 100
+	log "delta: writing a ${BIG_MIB} MiB file and two copies"
+	mkdir -p "$DATA/delta" "$DST/delta" "$DST/rdelta"
+	"$GENTREE" -big $((BIG_MIB << 20)) "$DATA/delta/big.bin"
+	touch -d "@$DELTA_T0" "$DATA/delta/big.bin"
+	cp -a "$DATA/delta/big.bin" "$DST/delta/big.bin"
+	cp -a "$DATA/delta/big.bin" "$DST/rdelta/big.bin"
+	log "delta: $RUNS runs of: change 4 KiB, xfer sync / rsync"
+	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
+		delta_change
+		if ((ROUND % 2)); then
+			delta_run rsync
+			delta_run xfer
+		else
+			delta_run xfer
+			delta_run rsync
+		fi
+		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
+	done
+	ROUND=0
+	xb="$(median "$RES/delta.xfer.bytes")"
+	rb="$(median "$RES/delta.rsync.bytes")"
+	res="$(awk -v b="$xb" -v c="$CHUNK" 'BEGIN{print (b==c) ? "PASS" : "MISS"}')"
+	row "c: ${BIG_MIB} MiB file, 4 KiB changed: xfer bytes_sent" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/delta.xfer.bytes")" "= 1 chunk" "$res"
+	row "c: same, rsync Total bytes sent" "$rb bytes" - info
+	speed "c: ${BIG_MIB} MiB one-chunk delta, time xfer vs rsync" delta.xfer delta.rsync -
+	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
+}
+
+# --- main ----------------------------------------------------------------------------------
+
+machine() {
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg) at start"
+	echo "- kernel: $(uname -sr); xfer: $("$XFER" version 2>/dev/null | sed -n 1p)"
+	echo "- peer: $(rsync --version | awk 'NR==1 {$1=$1; print}') (daemon on 127.0.0.1)"
+	echo "- data on $TMPBASE ($(df -h --output=fstype "$TMPBASE" | tail -n1 | tr -d ' ')); $RUNS interleaved runs per tool, medians; warm-up rounds: $WARMUP"
+}
+
+MACHINE="$(machine)"
+echo "$MACHINE"
+rsync_daemon_start
+log "rsync daemon on 127.0.0.1:$RS_PORT, module bench -> $DST"
+START=$EPOCHREALTIME
+for s in $SCENARIOS; do
+	declare -F "scenario_$s" >/dev/null || die "unknown scenario '$s'"
+	"scenario_$s"
+done
+ELAPSED="$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')"
+note "ratio = rsync median / xfer median; paired = median of the per-round ratios"
+
+echo
+render text
+echo
+render md
+echo
+for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "note: $n"; done
+echo "raw values per run:"
+raw_times | sed 's/^/  /'
+echo "total ${ELAPSED}s; $MISSES target(s) missed"
+
+if [[ "${BENCH_STRICT:-0}" == 1 ]] && ((MISSES > 0)); then
+	exit 1
+fi
+exit 0
