@@ -218,7 +218,7 @@ type engine struct {
 	metaMu  sync.Mutex
 	metaOps []MetaOp
 	metaOf  []plan.Op
-	deletes []plan.Op
+	deletes pathList // extra destination entries, deleted after the transfers
 	// links maps a multiply-linked source inode to the first path that
 	// carries it; later paths become hard links (applied after transfers).
 	links     map[[2]uint64]string
@@ -289,6 +289,7 @@ func (e *engine) fileError(path string, msg string) {
 }
 
 func (e *engine) run() error {
+	defer e.deletes.close()
 	info, err := e.src.Lstat(e.srcPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -406,15 +407,16 @@ func (e *engine) run() error {
 	if err := e.flushMeta(); err != nil {
 		return err
 	}
-	if len(e.deletes) > 0 {
+	if e.deletes.len() > 0 {
 		if e.errors.Load() > 0 {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice,
-				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", len(e.deletes))})
+				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", e.deletes.len())})
 		} else {
-			for _, op := range e.deletes {
-				if err := e.addMeta(op, MetaOp{Op: "delete", Path: plan.Join(e.dstPath, op.Src.Path)}); err != nil {
-					return err
-				}
+			err := e.deletes.each(func(p string) error {
+				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)})
+			})
+			if err != nil {
+				return err
 			}
 			if err := e.flushMeta(); err != nil {
 				return err
@@ -504,7 +506,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
 		return e.addMeta(op, MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
 	case plan.OpDelete:
-		e.deletes = append(e.deletes, op)
+		return e.deletes.add(s.Path)
 	case plan.OpPut:
 		if e.opt.HardLinks && s.Nlink > 1 {
 			if e.links == nil {
