@@ -74,9 +74,9 @@ func (d *localDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
 	return d.h.recv.meta(ops), nil
 }
 
-func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, error) {
-	errs, haves := d.h.recv.open(specs)
-	return errs, haves, nil
+func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error) {
+	errs, haves, done := d.h.recv.open(specs)
+	return errs, haves, done, nil
 }
 
 func (d *localDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
@@ -167,18 +167,19 @@ func (d *remoteDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
 	return d.batch(ctx, &Req{Op: opMeta, Meta: ops}, len(ops))
 }
 
-func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, error) {
+func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error) {
 	resp, err := d.s.call(ctx, &Req{Op: opOpen, Files: specs})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if len(resp.Errs) != len(specs) || (resp.Haves != nil && len(resp.Haves) != len(specs)) {
-		return nil, nil, fmt.Errorf("peer %s answered %d verdicts for %d files", d.s.peer, len(resp.Errs), len(specs))
+	if len(resp.Errs) != len(specs) || (resp.Haves != nil && len(resp.Haves) != len(specs)) ||
+		(resp.Done != nil && len(resp.Done) != len(specs)) {
+		return nil, nil, nil, fmt.Errorf("peer %s answered %d verdicts for %d files", d.s.peer, len(resp.Errs), len(specs))
 	}
 	if resp.Haves == nil {
 		resp.Haves = make([][][2]int64, len(specs))
 	}
-	return resp.Errs, resp.Haves, nil
+	return resp.Errs, resp.Haves, resp.Done, nil
 }
 
 func (d *remoteDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {

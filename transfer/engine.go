@@ -172,7 +172,7 @@ type destination interface {
 	hash(ctx context.Context, path string) (hashtree.Digest, error)
 	mkroot(ctx context.Context, path string, lock bool) error
 	meta(ctx context.Context, ops []MetaOp) ([]string, error)
-	open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, error)
+	open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error)
 	adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error)
 	commit(ctx context.Context, cs []CommitSpec) ([]string, error)
 	finish(ctx context.Context) error
@@ -885,8 +885,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 			sf.part = true
 		}
 	}
-	sf.remaining.Store(int64(len(chunks)))
-	errs, haves, err := e.dst.open(e.ctx, []FileSpec{spec})
+	errs, haves, done, err := e.dst.open(e.ctx, []FileSpec{spec})
 	if err == nil && len(errs) == 1 && errs[0] != "" {
 		err = errors.New(errs[0])
 	}
@@ -895,13 +894,43 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		fail(err.Error())
 		return
 	}
+	n := int64(len(sf.digests))
+	// Chunks the parked shares of a split file wrote and verified are
+	// done: their digests come from the destination's journals.
+	isDone := map[int64]bool{}
+	if len(done) == 1 {
+		for _, c := range done[0] {
+			d, err := hashtree.ParseDigest(c.Digest)
+			if err != nil || c.Index < 0 || c.Index >= n {
+				continue
+			}
+			sf.digests[c.Index] = d
+			isDone[c.Index] = true
+		}
+	}
+	pending := chunks[:0:0]
+	for _, c := range chunks {
+		if isDone[c.Index] {
+			e.tally.AddBytes(c.Len)
+			continue
+		}
+		pending = append(pending, c)
+	}
+	chunks = pending
+	sf.remaining.Store(int64(len(chunks)))
+	if len(chunks) == 0 {
+		go e.finishBig(sf)
+		return
+	}
 	// Chunks a partial file from an interrupted run already holds are
 	// hashed here and offered for adoption instead of being sent.
 	have := map[int64]bool{}
 	if len(haves) == 1 && e.opt.Verify != "none" {
 		for _, r := range haves[0] {
-			for i := r[0]; i <= r[1] && i < int64(len(chunks)); i++ {
-				have[i] = true
+			for i := r[0]; i <= r[1] && i < n; i++ {
+				if !isDone[i] {
+					have[i] = true
+				}
 			}
 		}
 	}

@@ -347,8 +347,8 @@ func (h *handler) serveReceiver(s *Session, rc *receiver, r *Req) {
 	case opMeta:
 		s.reply(&Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
 	case opOpen:
-		errs, haves := rc.open(r.Files)
-		s.reply(&Resp{ID: r.ID, Errs: errs, Haves: haves})
+		errs, haves, done := rc.open(r.Files)
+		s.reply(&Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
 	case opAdopt:
 		missing, err := rc.adopt(r.FID, r.Adopt)
 		if err != nil {

@@ -112,6 +112,9 @@ type Resp struct {
 	// Haves lists, per opened file, the chunk index ranges a partial file
 	// from an interrupted transfer already holds.
 	Haves [][][2]int64 `json:"haves,omitempty"`
+	// Done lists, per opened file, chunks that the parked shares of a
+	// split file already wrote and verified, with their digests.
+	Done [][]AdoptChunk `json:"done,omitempty"`
 	// Missing lists adopt candidates that did not match.
 	Missing []int64 `json:"missing,omitempty"`
 }

@@ -58,6 +58,9 @@ type rfile struct {
 	// interrupted transfer, recomputed from the data on disk; the sender
 	// adopts those that match its own.
 	have   map[int64]hashtree.Digest
+	// done holds chunks a parked share of a split file wrote and verified
+	// (final pass): already set in the tree, nothing to send or check.
+	done   map[int64]hashtree.Digest
 	failed string
 }
 
@@ -69,7 +72,16 @@ type journalHeader struct {
 	MtimeNs int64  `json:"mtime"`
 	Chunk   int64  `json:"chunk"`
 	Mode    uint32 `json:"mode"`
+	// Digests: each record carries the chunk's digest after its index (a
+	// share of a split file), for the final pass to take without reading
+	// the data again once the share has parked.
+	Digests bool `json:"digests,omitempty"`
 }
+
+// parkMark, as the last record of a share's journal, says the share
+// flushed its chunks and the journal: the final pass may trust the
+// digests recorded before it.
+const parkMark = ^uint64(0)
 
 func journalName(p string) string {
 	return strings.TrimSuffix(partName(p), ".part") + ".journal"
@@ -159,9 +171,10 @@ func describe(op, p string, err error) string {
 	return fmt.Sprintf("%s %s: %v", op, p, err)
 }
 
-func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64) {
+func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk) {
 	errs := make([]string, len(specs))
 	haves := make([][][2]int64, len(specs))
+	var done [][]AdoptChunk
 	for i, sp := range specs {
 		if r.readOnly {
 			errs[i] = describe("write", sp.Path, errReadOnly)
@@ -195,8 +208,16 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64) {
 		delete(r.failed, sp.FID)
 		r.mu.Unlock()
 		haves[i] = rf.haveRanges()
+		if len(rf.done) > 0 {
+			if done == nil {
+				done = make([][]AdoptChunk, len(specs))
+			}
+			for idx, d := range rf.done {
+				done[i] = append(done[i], AdoptChunk{Index: idx, Digest: d.String()})
+			}
+		}
 	}
-	return errs, haves
+	return errs, haves, done
 }
 
 // create makes the partial file for sp, locked against a second writer.
@@ -225,22 +246,25 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 	if sp.Share > 0 {
 		rf.jname = shareJournalName(sp.Path, sp.Share-1)
 	}
-	hdr := journalHeader{V: 1, Size: sp.Size, MtimeNs: sp.MtimeNs, Chunk: sp.ChunkSize, Mode: sp.Mode}
+	hdr := journalHeader{V: 1, Size: sp.Size, MtimeNs: sp.MtimeNs, Chunk: sp.ChunkSize, Mode: sp.Mode, Digests: sp.Share > 0}
 	rf.have = r.resumable(rf, hdr)
 	if sp.Shares > 0 && sp.Share == 0 {
 		// The final pass of a split file: what the shares wrote.
+		shdr := hdr
+		shdr.Digests = true
 		for k := range sp.Shares {
-			for i, d := range r.shareChunks(rf, shareJournalName(sp.Path, k), hdr) {
-				if rf.have == nil {
-					rf.have = map[int64]hashtree.Digest{}
-				}
-				rf.have[i] = d
-			}
+			r.shareChunks(rf, shareJournalName(sp.Path, k), shdr)
 		}
-		if rf.have != nil && rf.journal == nil {
+		for i := range rf.done {
+			delete(rf.have, i)
+		}
+		if (rf.have != nil || rf.done != nil) && rf.journal == nil {
 			if err := r.newJournal(rf, hdr); err != nil {
 				r.discard(rf)
 				return nil, describe("create", sp.Path, err)
+			}
+			if rf.have == nil {
+				rf.have = map[int64]hashtree.Digest{} // resuming: keep the data
 			}
 		}
 	}
@@ -280,74 +304,125 @@ func (r *receiver) resumable(rf *rfile, hdr journalHeader) map[int64]hashtree.Di
 	if err != nil {
 		return nil
 	}
-	have, keep, ok := r.readJournal(rf, j, hdr)
+	recs, keep, _, ok := r.readJournal(rf, j, hdr)
 	if !ok {
 		j.Close()
 		return nil
 	}
-	// Drop a torn record at the tail, and keep appending after it.
+	// Drop a torn record at the tail (and a share's park mark: it parks
+	// again when done), and keep appending after it.
 	if err := j.Truncate(keep); err != nil {
 		j.Close()
 		return nil
 	}
 	j.Seek(0, io.SeekEnd)
 	rf.journal = j
-	return have
+	return r.rehash(rf, hdr, recs)
 }
 
-// shareChunks returns the chunks that the journal name of one share of a
-// split file lists, re-hashed from the partial file (nil: none).
-func (r *receiver) shareChunks(rf *rfile, name string, hdr journalHeader) map[int64]hashtree.Digest {
+// shareChunks takes what the journal name of one share of a split file
+// lists: trusted into rf.done (and the tree) when the share parked, that
+// is flushed its data and journal; else re-hashed from the partial file
+// into rf.have, for the sender to adopt what matches.
+func (r *receiver) shareChunks(rf *rfile, name string, hdr journalHeader) {
 	j, err := r.root.Open(name)
 	if err != nil {
-		return nil
+		return
 	}
 	defer j.Close()
-	have, _, _ := r.readJournal(rf, j, hdr)
-	return have
+	recs, _, parked, ok := r.readJournal(rf, j, hdr)
+	if !ok {
+		return
+	}
+	if !parked {
+		for i, d := range r.rehash(rf, hdr, recs) {
+			if rf.have == nil {
+				rf.have = map[int64]hashtree.Digest{}
+			}
+			rf.have[i] = d
+		}
+		return
+	}
+	for _, rec := range recs {
+		if err := rf.tree.Set(rec.idx, rec.dg); err != nil {
+			continue
+		}
+		if rf.done == nil {
+			rf.done = map[int64]hashtree.Digest{}
+		}
+		rf.done[rec.idx] = rec.dg
+	}
 }
 
-// readJournal reads journal j of partial file rf: if its header is hdr,
-// it returns the listed chunks with their digests recomputed from the
-// data on disk (only data that is really there counts) and the length of
-// the journal up to its last whole record.
-func (r *receiver) readJournal(rf *rfile, j *os.File, hdr journalHeader) (map[int64]hashtree.Digest, int64, bool) {
-	b, err := io.ReadAll(io.LimitReader(j, 64<<20))
+// journalRec is one record of a journal: a chunk written and verified,
+// with its digest in a share's journal.
+type journalRec struct {
+	idx int64
+	dg  hashtree.Digest
+}
+
+// readJournal reads journal j of partial file rf. If its header is hdr, it
+// returns the valid records, the journal's length up to its last whole
+// record before any park mark, and whether the journal ends with the
+// park mark.
+func (r *receiver) readJournal(rf *rfile, j *os.File, hdr journalHeader) ([]journalRec, int64, bool, bool) {
+	b, err := io.ReadAll(io.LimitReader(j, 256<<20))
 	if err != nil {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
 	line, rest, ok := bytesCut(b, '\n')
 	var got journalHeader
 	if !ok || json.Unmarshal(line, &got) != nil || got != hdr {
-		return nil, 0, false
+		return nil, 0, false, false
 	}
 	info, err := fsroot.InfoFromFile(rf.f)
 	if err != nil || info.Size != hdr.Size {
-		return nil, 0, false
+		return nil, 0, false, false
+	}
+	size := 8
+	if hdr.Digests {
+		size += len(hashtree.Digest{})
 	}
 	n := hashtree.NumChunks(hdr.Size, hdr.Chunk)
+	var recs []journalRec
+	parked := false
+	keep := int64(len(b) - len(rest))
+	for len(rest) >= size {
+		raw := binary.LittleEndian.Uint64(rest)
+		var rec journalRec
+		copy(rec.dg[:], rest[8:size])
+		rest = rest[size:]
+		if raw == parkMark {
+			parked = len(rest) < size // only a mark at the end counts
+			continue
+		}
+		keep = int64(len(b) - len(rest))
+		rec.idx = int64(raw)
+		if rec.idx < 0 || rec.idx >= n {
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	return recs, keep, parked, true
+}
+
+// rehash recomputes, from the partial file, the digests of the chunks
+// that recs list: only data that is really there counts.
+func (r *receiver) rehash(rf *rfile, hdr journalHeader, recs []journalRec) map[int64]hashtree.Digest {
 	have := map[int64]hashtree.Digest{}
 	buf := make([]byte, hdr.Chunk)
-	for len(rest) >= 8 {
-		idx := int64(binary.LittleEndian.Uint64(rest))
-		rest = rest[8:]
-		if idx < 0 || idx >= n {
+	for _, rec := range recs {
+		if _, dup := have[rec.idx]; dup {
 			continue
 		}
-		if _, dup := have[idx]; dup {
-			continue
-		}
-		off := idx * hdr.Chunk
-		l := hdr.Chunk
-		if off+l > hdr.Size {
-			l = hdr.Size - off
-		}
+		off := rec.idx * hdr.Chunk
+		l := min(hdr.Chunk, hdr.Size-off)
 		if _, err := rf.f.ReadAt(buf[:l], off); err != nil && !errors.Is(err, io.EOF) {
 			continue
 		}
-		have[idx] = hashtree.ChunkDigest(buf[:l], off, hdr.Size, hdr.Chunk)
+		have[rec.idx] = hashtree.ChunkDigest(buf[:l], off, hdr.Size, hdr.Chunk)
 	}
-	return have, int64(len(b) - len(rest)), true
+	return have
 }
 
 // seed fills the partial file from the file already at the target path
@@ -472,13 +547,17 @@ func (r *receiver) newJournal(rf *rfile, hdr journalHeader) error {
 
 // record appends a verified chunk to the journal. A lost record only
 // costs a resend, so it is not flushed.
-func (rf *rfile) record(idx int64) {
+func (rf *rfile) record(idx uint64, dg hashtree.Digest) {
 	if rf.journal == nil {
 		return
 	}
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(idx))
-	rf.journal.Write(b[:])
+	var b [8 + len(hashtree.Digest{})]byte
+	binary.LittleEndian.PutUint64(b[:], idx)
+	n := 8
+	if rf.spec.Share > 0 {
+		n += copy(b[8:], dg[:])
+	}
+	rf.journal.Write(b[:n])
 }
 
 // adopt records chunks that a resumed partial file already holds, where
@@ -622,7 +701,7 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 	if err := rf.tree.Set(int64(idx), dg); err != nil {
 		return ackFailed, fmt.Sprintf("write %s: %v", sp.Path, err)
 	}
-	rf.record(int64(idx))
+	rf.record(idx, dg)
 	r.m.AddBytes(r.transport, metrics.Received, int64(len(p)))
 	return ackOK, ""
 }
@@ -660,6 +739,18 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 				errs[i] = describe("flush", sp.Path, err)
 				r.fail(c.FID, rf, errs[i])
 				continue
+			}
+			// The mark goes in only after the data is durable; the
+			// journal is flushed so the final pass finds it.
+			rf.mu.Lock()
+			rf.record(parkMark, hashtree.Digest{})
+			rf.mu.Unlock()
+			if rf.journal != nil && !r.noFsync {
+				if err := rf.journal.Sync(); err != nil {
+					errs[i] = describe("flush journal of", sp.Path, err)
+					r.fail(c.FID, rf, errs[i])
+					continue
+				}
 			}
 			r.mu.Lock()
 			delete(r.files, c.FID)
