@@ -57,7 +57,7 @@ type rfile struct {
 	// have holds digests of chunks found in a partial file left by an
 	// interrupted transfer, recomputed from the data on disk; the sender
 	// adopts those that match its own.
-	have   map[int64]hashtree.Digest
+	have map[int64]hashtree.Digest
 	// done holds chunks a parked share of a split file wrote and verified
 	// (final pass): already set in the tree, nothing to send or check.
 	done   map[int64]hashtree.Digest
