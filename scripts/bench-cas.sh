@@ -27,6 +27,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=scripts/benchlib.sh
+source "$HERE/benchlib.sh"
 ROOT="$(cd "$HERE/.." && pwd)"
 XFER="${XFER:-$ROOT/bin/xfer}"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -58,7 +60,6 @@ trap 'exit 130' INT TERM
 set -E
 trap 'printf "bench-cas: FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
-median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR==0){print "nan"} else if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
 
 # --- the Go benchmarks -----------------------------------------------------------
 
@@ -179,7 +180,7 @@ raw() {
 }
 
 machine() {
-	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; load average at start $LOAD0"
+	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | awk 'NR == 1')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; load average at start $LOAD0"
 	echo "- kernel: $(uname -sr); $(go version | sed 's/^go version //'); $(b3sum --version)"
 	echo "- xfer: $("$XFER" version 2>/dev/null | sed -n 1p)"
 	echo "- data, stores and socket on $TMPBASE ($(df --output=fstype "$TMPBASE" | tail -n1 | tr -d ' ')); $ROUNDS interleaved rounds, medians; Go benchmarks -test.benchtime $BENCHTIME"

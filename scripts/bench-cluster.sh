@@ -14,6 +14,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=scripts/benchlib.sh
+source "$HERE/benchlib.sh"
 ROOT="$(cd "$HERE/.." && pwd)"
 XFER="${XFER:-$ROOT/bin/xfer}"
 RUNS="${BENCH_RUNS:-5}"
@@ -93,7 +95,6 @@ run() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}' >>"$BD/res/time-$1"
 	grep -q '"errors":0' "$out" || die "run with $1 agents reported errors: $(tail -n1 "$out")"
 }
-median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
 
 run 1 warm
 run 2 warm
@@ -119,7 +120,7 @@ m2=$(median "$BD/res/time-2")
 total_mib=$((NFILES * MIB + NSMALL * 4 / 1024))
 calc() { awk "BEGIN{print $1}"; }
 speedup=$(calc "$m1 / $m2")
-last2=$(ls "$BD/res"/run-2-*.json | grep -v warm | tail -n1)
+last2="$BD/res/run-2-$RUNS.json"
 balance=$(tail -n1 "$last2" | grep -o '"agents":{.*}' | sed 's/"agents"://; s/},"/}\n"/g' |
 	sed -n 's/^{*"\([^"]*\)":{"bytes":\([0-9]*\),"files":\([0-9]*\).*/\1 \2 \3/p' |
 	awk '{printf "%s%s: %d MiB, %d files", (NR>1?"; ":""), $1, $2/1048576, $3}')

@@ -39,6 +39,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 # shellcheck source=scripts/lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=scripts/benchlib.sh
+source "$HERE/benchlib.sh"
 
 XFER="${XFER:-$ROOT/bin/xfer}"
 RUNS="${BENCH_RUNS:-3}"
@@ -112,31 +114,8 @@ measure() {
 	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
 }
 
-record() { ((ROUND == 0)) || echo "$2" >>"$RES/$1"; }
 
-# for_runs FUNC TOOL...: the warm-up round, then RUNS rounds, each starting
-# at a different tool.
-for_runs() {
-	local fn="$1" n i k
-	shift
-	local tools=("$@")
-	n=${#tools[@]}
-	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
-		for ((k = 0; k < n; k++)); do
-			i=$(((ROUND + k) % n))
-			"$fn" "${tools[$i]}"
-		done
-		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
-	done
-	ROUND=0
-}
 
-median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR==0){print "nan"} else if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
-maxof() { LC_ALL=C sort -g "$1" | tail -n1; }
-paired_ratio() {
-	paste "$1" "$2" | awk '$2>0 {print $1/$2}' >"$RES/pair.tmp"
-	median "$RES/pair.tmp"
-}
 
 # --- results -------------------------------------------------------------------------
 
@@ -148,7 +127,6 @@ row() {
 	[[ "$4" == MISS ]] && MISSES=$((MISSES + 1))
 	return 0
 }
-note() { NOTES+=("$*"); }
 
 # speed LABEL XFER_SERIES PEER_SERIES TARGET: xfer vs peer time, PASS when
 # peer/xfer >= TARGET ("-": informational).
@@ -209,38 +187,6 @@ raw_times() {
 
 # --- peers ------------------------------------------------------------------------------
 
-# rsync_daemon_start: rsync --daemon on 127.0.0.1, module "bench" -> $DST.
-rsync_daemon_start() {
-	local try i conf="$BD/rsyncd.conf"
-	for ((try = 0; try < 5; try++)); do
-		RS_PORT="$(free_port)"
-		cat >"$conf" <<-EOF
-			use chroot = no
-			address = 127.0.0.1
-			port = $RS_PORT
-			log file = $RES/rsyncd.log
-			transfer logging = no
-			[bench]
-			    path = $DST
-			    read only = false
-			    uid = $(id -u)
-			    gid = $(id -g)
-		EOF
-		rsync --daemon --no-detach --config="$conf" 2>>"$RES/rsyncd.log" &
-		RS_PID=$!
-		for ((i = 0; i < 100; i++)); do
-			if rsync "rsync://127.0.0.1:$RS_PORT/" >/dev/null 2>&1; then
-				return 0
-			fi
-			kill -0 "$RS_PID" 2>/dev/null || break
-			sleep 0.05
-		done
-		stop_pid "$RS_PID"
-		RS_PID=""
-	done
-	cat "$RES/rsyncd.log" >&2
-	die "could not start rsync --daemon"
-}
 
 RSURL() { echo "rsync://127.0.0.1:$RS_PORT/bench/$1"; }
 
@@ -468,7 +414,7 @@ machine() {
 
 MACHINE="$(machine)"
 echo "$MACHINE"
-rsync_daemon_start
+rsync_daemon_start "$DST"
 log "rsync daemon on 127.0.0.1:$RS_PORT, module bench -> $DST"
 START=$EPOCHREALTIME
 for s in $SCENARIOS; do

@@ -414,10 +414,10 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 	sect='## Transports (`xfer bench`)'
 	grep -qxF "$sect" "$DOC" || die "$DOC has no section '$sect'"
 	{
-		echo "### $START — $("$XFER" version | head -n1 | awk '{print $1, $2}')"
+		echo "### $START — $("$XFER" version | awk 'NR == 1 {print $1, $2}')"
 		echo
-		echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), load $LOAD0 at start"
-		echo "- kernel: $(uname -sr); $(iperf3 --version | head -n1 | cut -d' ' -f1-2); $(ucx_info -v 2>/dev/null | sed -n 's/^# Version /UCX /p' || true)"
+		echo "- machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | awk 'NR == 1'), load $LOAD0 at start"
+		echo "- kernel: $(uname -sr); $(iperf3 --version | awk 'NR == 1 {print $1, $2}'); $(ucx_info -v 2>/dev/null | sed -n 's/^# Version /UCX /p' || true)"
 		echo "- $ROUNDS interleaved rounds, medians, $((SECONDS - T_START)) s in all; ${DUR}s per throughput run; xfer bench --streams $STREAMS; loopback, tmpfs; command: \`BENCH_RECORD=1 XFER=bin/xfer scripts/bench-transports.sh\`"
 		echo
 		render_cmp md

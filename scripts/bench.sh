@@ -36,6 +36,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 # shellcheck source=scripts/lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=scripts/benchlib.sh
+source "$HERE/benchlib.sh"
 
 XFER="${XFER:-$ROOT/bin/xfer}"
 RUNS="${BENCH_RUNS:-5}"
@@ -111,35 +113,9 @@ measure() {
 	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
 }
 
-# record SERIES VALUE: appends a value measured some other way (e.g. VmHWM).
-record() { ((ROUND == 0)) || echo "$2" >>"$RES/$1"; }
 
-# for_runs FUNC TOOL...: the warm-up round, then RUNS rounds; round r calls
-# FUNC TOOL for each tool, starting at a different tool each round.
-for_runs() {
-	local fn="$1" n i k
-	shift
-	local tools=("$@")
-	n=${#tools[@]}
-	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
-		for ((k = 0; k < n; k++)); do
-			i=$(((ROUND + k) % n))
-			"$fn" "${tools[$i]}"
-		done
-		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
-	done
-	ROUND=0
-}
 
-median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR==0){print "nan"} else if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
-maxof() { LC_ALL=C sort -g "$1" | tail -n1; }
 
-# median of per-round ratios A/B: less noisy than the ratio of medians when the
-# machine's speed drifts, since each round's runs are next to each other.
-paired_ratio() {
-	paste "$1" "$2" | awk '$2>0 {print $1/$2}' >"$RES/pair.tmp"
-	median "$RES/pair.tmp"
-}
 
 # --- results ---------------------------------------------------------------------
 
@@ -153,7 +129,6 @@ NOTES=()
 #   KIND info:      ratio = peer time / xfer time, no target
 add_row() { ROWS+=("$1|$2|$3|$4|$5|$6"); }
 add_rss() { RSSROWS+=("$1|$2"); }
-note() { NOTES+=("$*"); }
 
 MISSES=0
 render() { # render text|md
@@ -222,39 +197,6 @@ raw_times() {
 
 # --- peers -------------------------------------------------------------------------
 
-# rsync_daemon_start: rsync --daemon on 127.0.0.1, module "bench" -> $RROOT.
-# Sets RS_PID and RS_PORT; retries with another port if the bind loses a race.
-rsync_daemon_start() {
-	local try i conf="$BD/rsyncd.conf"
-	for ((try = 0; try < 5; try++)); do
-		RS_PORT="$(free_port)"
-		cat >"$conf" <<-EOF
-			use chroot = no
-			address = 127.0.0.1
-			port = $RS_PORT
-			log file = $RES/rsyncd.log
-			transfer logging = no
-			[bench]
-			    path = $RROOT
-			    read only = false
-			    uid = $(id -u)
-			    gid = $(id -g)
-		EOF
-		rsync --daemon --no-detach --config="$conf" 2>>"$RES/rsyncd.log" &
-		RS_PID=$!
-		for ((i = 0; i < 100; i++)); do
-			if rsync "rsync://127.0.0.1:$RS_PORT/" >/dev/null 2>&1; then
-				return 0
-			fi
-			kill -0 "$RS_PID" 2>/dev/null || break
-			sleep 0.05
-		done
-		stop_pid "$RS_PID"
-		RS_PID=""
-	done
-	cat "$RES/rsyncd.log" >&2
-	die "could not start rsync --daemon"
-}
 
 # xserve_up / xserve_down: a fresh `xfer serve` for one measured run, so its
 # VmHWM covers that run only; xserve_down records it in SERIES.
@@ -429,7 +371,9 @@ machine() {
 	echo "- machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg) at start"
 	echo "- kernel: $(uname -sr); $(go version 2>/dev/null | sed 's/^go version //' || echo 'go: n/a')"
 	echo "- xfer: ${XVERSION:-unknown}"
-	echo "- peers: $(rsync --version | head -n1 | sed 's/  */ /g'); $(cp --version | head -n1); reference hash: $REFHASH_NAME"
+	# awk reads all of its input: head would close the pipe early, and the
+	# writer's SIGPIPE fails the pipeline under pipefail.
+	echo "- peers: $(rsync --version | awk 'NR == 1 {gsub(/ +/, " "); print}'); $(cp --version | awk 'NR == 1'); reference hash: $REFHASH_NAME"
 	echo "- data on $TMPBASE ($(df -h --output=fstype "$TMPBASE" | tail -n1 | tr -d ' ')), loopback 127.0.0.1; $RUNS interleaved runs per tool, medians; warm-up rounds: $WARMUP"
 }
 
@@ -445,7 +389,7 @@ bench_command() {
 XVERSION="$("$XFER" version 2>/dev/null | sed -n 1p)" || true
 MACHINE="$(machine)"
 echo "$MACHINE"
-rsync_daemon_start
+rsync_daemon_start "$RROOT"
 log "rsync daemon on 127.0.0.1:$RS_PORT, module bench -> $RROOT"
 START=$EPOCHREALTIME
 for s in $SCENARIOS; do
@@ -474,7 +418,7 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 	fi
 	{
 		echo
-		echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(awk '{print $1, $2}' <<<"${XVERSION:-xfer}")"
+		echo "### $(date -u '+%Y-%m-%d %H:%M UTC') — $(awk '{print $1, $2}' <<<"${XVERSION:-xfer}")"
 		echo
 		echo "$MACHINE"
 		echo "- command: \`$(bench_command)\`"
