@@ -36,14 +36,24 @@ func (s *Store) PutBytes(ctx context.Context, b []byte) (ID, error) {
 		return ID{}, err
 	}
 	if len(b) <= MaxPacked {
-		id := s.sum(b)
-		if err := s.putPacked(ctx, id, b); err != nil {
-			return ID{}, err
-		}
-		return id, nil
+		return s.putBytes(ctx, b, nil)
 	}
 	id, _, err := s.put(ctx, nil, bytes.NewReader(b))
 	return id, err
+}
+
+// PutBytesVerified stores b, which must hash to id: PutVerified for content
+// already in memory (nothing is copied).
+func (s *Store) PutBytesVerified(ctx context.Context, id ID, b []byte) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if len(b) <= MaxPacked {
+		_, err := s.putBytes(ctx, b, &id)
+		return err
+	}
+	_, _, err := s.put(ctx, &id, bytes.NewReader(b))
+	return err
 }
 
 func (s *Store) put(ctx context.Context, want *ID, r io.Reader) (ID, int64, error) {
@@ -55,12 +65,8 @@ func (s *Store) put(ctx context.Context, want *ID, r io.Reader) (ID, int64, erro
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		defer s.putBatchBuf(p)
-		data := (*p)[:n]
-		id := s.sum(data)
-		if want != nil && id != *want {
-			return ID{}, 0, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, id, ErrCorrupt)
-		}
-		if err := s.putPacked(ctx, id, data); err != nil {
+		id, err := s.putBytes(ctx, (*p)[:n], want)
+		if err != nil {
 			return ID{}, 0, err
 		}
 		return id, int64(n), nil

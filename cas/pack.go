@@ -46,6 +46,115 @@ func (s *Store) getSmall(n int) *[]byte {
 
 func (s *Store) putSmall(p *[]byte) { s.small.Put(p) }
 
+// overlapMin is the smallest object whose bytes putBytes writes to the pack
+// while it hashes them, instead of after: from about this size on, the
+// write (a copy into the page cache) and the hash take long enough for
+// running them side by side to pay for the goroutine.
+const overlapMin = 256 << 10
+
+// putBytes stores data (<= MaxPacked bytes) in a pack and returns its ID;
+// with want, the content must hash to *want (ErrCorrupt otherwise: nothing
+// is stored).
+func (s *Store) putBytes(ctx context.Context, data []byte, want *ID) (ID, error) {
+	if len(data) >= overlapMin && !s.hasPacked(want) {
+		return s.putPackedOverlap(ctx, data, want)
+	}
+	id := s.sum(data)
+	if want != nil && id != *want {
+		return ID{}, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, id, ErrCorrupt)
+	}
+	return id, s.putPacked(ctx, id, data)
+}
+
+// hasPacked reports whether id is non-nil and known as a packed object (a
+// put of content expected to be stored already is only hashed).
+func (s *Store) hasPacked(id *ID) bool {
+	if id == nil {
+		return false
+	}
+	_, ok, err := s.lookup(*id)
+	return ok && err == nil
+}
+
+// putPackedOverlap is putPacked for content not hashed yet: under the lock
+// it writes the content to the end of the pack on another goroutine while it
+// hashes it, then writes the entry's header. If the content turns out to be
+// stored already (or not to match want), the pack is cut back to its size
+// before: those bytes lay past every object, no index record named them, and
+// nobody else appends while the lock is held. A writer dying before that
+// leaves them as dead space, like any put dying before its index record.
+func (s *Store) putPackedOverlap(ctx context.Context, data []byte, want *ID) (ID, error) {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return ID{}, err
+	}
+	defer unlock()
+	if err := s.lockedScan(); err != nil {
+		return ID{}, err
+	}
+	need := int64(packHeaderSize + len(data))
+	f, off, err := s.packForAppend(need)
+	if err != nil {
+		return ID{}, err
+	}
+	fd := int(f.Fd())
+	written := make(chan error, 1)
+	go func() { written <- pwriteAll(fd, data, off+packHeaderSize) }()
+	id := rootID(subtreeNode(data, 0))
+	werr := <-written
+	undo := func() {
+		// Best effort: bytes left past the end are dead space.
+		f.Truncate(off)
+	}
+	if werr != nil {
+		undo()
+		return ID{}, fmt.Errorf("cas: put %s: write %s at %d: %w", id, f.Name(), off+packHeaderSize, werr)
+	}
+	if want != nil && id != *want {
+		undo()
+		return ID{}, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, id, ErrCorrupt)
+	}
+	s.mu.RLock()
+	_, exists := s.entries[id]
+	s.mu.RUnlock()
+	if exists {
+		undo()
+		return id, s.appendRecord(record{kind: recDedup, id: id, size: int64(len(data))}, false)
+	}
+	err = pwriteAll(fd, packHeader(id, int64(len(data))), off)
+	if err == nil {
+		s.at("pack-written")
+		err = s.syncFile(f)
+	}
+	if err != nil {
+		return ID{}, fmt.Errorf("cas: put %s: write %s at %d: %w", id, f.Name(), off, err)
+	}
+	s.at("pack-synced")
+	if err := s.appendRecord(record{kind: recPut, pack: s.curPack, off: off + packHeaderSize, size: int64(len(data)), id: id}, true); err != nil {
+		return ID{}, err
+	}
+	s.at("packed-indexed")
+	return id, nil
+}
+
+// pwriteAll writes all of b at off.
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
 // putPacked stores data (<= MaxPacked bytes) whose ID is id in a pack.
 func (s *Store) putPacked(ctx context.Context, id ID, data []byte) error {
 	unlock, err := s.lock(ctx)

@@ -406,16 +406,27 @@ func TestOutboardDamageIsRepaired(t *testing.T) {
 
 func TestPutVerifiedRejects(t *testing.T) {
 	ctx := context.Background()
-	for _, n := range []int{10, 2 << 20} {
+	for _, n := range []int{10, overlapMin, MaxPacked, 2 << 20} {
 		s := openTest(t, t.TempDir(), Options{})
 		b := randBytes(uint64(n), n)
 		wrong := Sum([]byte("something else"))
 		if err := s.PutVerified(ctx, wrong, bytes.NewReader(b)); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%d bytes: PutVerified with a wrong id: %v", n, err)
 		}
-		if st, _ := s.Stat(); st.Objects != 0 {
+		if err := s.PutBytesVerified(ctx, wrong, b); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%d bytes: PutBytesVerified with a wrong id: %v", n, err)
+		}
+		// Nothing stored, and no bytes left in a pack (packed puts write
+		// while they hash and cut the pack back on a mismatch).
+		if st, _ := s.Stat(); st.Objects != 0 || st.PackFileBytes != 0 {
 			t.Fatalf("%d bytes: something was stored: %+v", n, st)
 		}
+		if err := s.PutBytesVerified(ctx, Sum(b), b); err != nil {
+			t.Fatal(err)
+		}
+		checkObject(t, s, Sum(b), b)
+		s.Close()
+		s = openTest(t, t.TempDir(), Options{})
 		id := Sum(b)
 		if err := s.PutVerified(ctx, id, bytes.NewReader(b)); err != nil {
 			t.Fatal(err)

@@ -104,7 +104,7 @@ func (s *Server) exec(ctx context.Context, v *view, op mover.Op, idb []byte, off
 	case mover.OpWrite:
 		var err error
 		if len(idb) > 0 {
-			err = s.store.PutVerified(ctx, id, bytesReader(data))
+			err = s.store.PutBytesVerified(ctx, id, data)
 		} else {
 			id, err = s.store.PutBytes(ctx, data)
 		}
