@@ -1,10 +1,12 @@
 package fsroot
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -95,6 +97,58 @@ func (d *Dir) Remove(name string) error {
 	}
 	if err := unix.Unlinkat(int(d.f.Fd()), name, 0); err != nil {
 		return &fs.PathError{Op: "remove", Path: d.path(name), Err: err}
+	}
+	return nil
+}
+
+// CreateTemp creates an unnamed regular file in the directory (O_TMPFILE),
+// open for writing, with permission bits perm (less the umask, or as a
+// default ACL of the directory says), and returns its descriptor, which
+// the caller closes (a raw descriptor: batches of small files make many).
+// Nothing can reach the file by a name until LinkTemp gives it one, and
+// it vanishes when closed unnamed. File systems without O_TMPFILE fail
+// with an error for which TempUnsupported is true.
+func (d *Dir) CreateTemp(perm uint32) (int, error) {
+	var fd int
+	var err error
+	for i := 0; ; i++ {
+		fd, err = unix.Openat(int(d.f.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, perm&0o777)
+		if (err == unix.EINTR || err == unix.EAGAIN) && i < maxRetries {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return -1, &fs.PathError{Op: "create", Path: dotIfRoot(d.rel), Err: err}
+	}
+	return fd, nil
+}
+
+// TempUnsupported says whether an error of CreateTemp means the file system
+// (or kernel) has no O_TMPFILE, so that named temporary files are needed.
+func TempUnsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL)
+}
+
+// LinkTemp gives the unnamed file open as fd, made by CreateTemp on this
+// directory, the name name in it. Like link(2) it never replaces anything: an existing
+// entry at name fails with EEXIST (replace with LinkTemp to another name
+// and Rename). A file may be named more than once, in this directory only.
+func (d *Dir) LinkTemp(fd int, name string) error {
+	if err := d.name("link", name); err != nil {
+		return err
+	}
+	dirfd := int(d.f.Fd())
+	// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH before Linux 6.10 (ENOENT
+	// without it); /proc/self/fd/N with AT_SYMLINK_FOLLOW needs /proc.
+	err := ignoringEINTR(func() error { return unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH) })
+	if err == unix.ENOENT || err == unix.EPERM {
+		err = ignoringEINTR(func() error {
+			return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+		})
+	}
+	if err != nil {
+		return &fs.PathError{Op: "link", Path: d.path(name), Err: err}
 	}
 	return nil
 }
