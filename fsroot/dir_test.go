@@ -133,3 +133,58 @@ func TestDirTemp(t *testing.T) {
 		t.Error("OpenDir followed a symlink out of the root")
 	}
 }
+
+func TestDirReadFile(t *testing.T) {
+	base := t.TempDir()
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("no"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(base, "a/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "a/f"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(base, "a/link")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	d, err := r.OpenDir("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, c := range []struct {
+		name string
+		buf  int
+		want string
+		err  error
+	}{
+		{"f", 16, "hello", nil},
+		{"f", 3, "hel", nil}, // up to the buffer; Info says the size
+		{"f", 0, "", nil},
+		{"link", 16, "", unix.ELOOP},
+		{"sub", 16, "", unix.EISDIR},
+		{"missing", 16, "", unix.ENOENT},
+		{"..", 16, "", ErrEscape},
+		{"../a/f", 16, "", ErrEscape},
+		{"", 16, "", ErrEscape},
+	} {
+		buf := make([]byte, c.buf)
+		n, info, err := d.ReadFile(c.name, buf)
+		if c.err != nil {
+			if !errors.Is(err, c.err) {
+				t.Errorf("ReadFile(%q) = %v, want %v", c.name, err, c.err)
+			}
+			continue
+		}
+		if err != nil || string(buf[:n]) != c.want || info.Size != 5 || info.Type != TypeFile {
+			t.Errorf("ReadFile(%q, %d) = %q %+v %v", c.name, c.buf, buf[:n], info, err)
+		}
+	}
+}
