@@ -1,10 +1,12 @@
 package fsroot
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -97,6 +99,101 @@ func (d *Dir) Remove(name string) error {
 		return &fs.PathError{Op: "remove", Path: d.path(name), Err: err}
 	}
 	return nil
+}
+
+// CreateTemp creates an unnamed regular file in the directory (O_TMPFILE),
+// open for writing, with permission bits perm (less the umask, or as a
+// default ACL of the directory says), and returns its descriptor, which
+// the caller closes (a raw descriptor: batches of small files make many).
+// Nothing can reach the file by a name until LinkTemp gives it one, and
+// it vanishes when closed unnamed. File systems without O_TMPFILE fail
+// with an error for which TempUnsupported is true.
+func (d *Dir) CreateTemp(perm uint32) (int, error) {
+	var fd int
+	var err error
+	for i := 0; ; i++ {
+		fd, err = unix.Openat(int(d.f.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, perm&0o777)
+		if (err == unix.EINTR || err == unix.EAGAIN) && i < maxRetries {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return -1, &fs.PathError{Op: "create", Path: dotIfRoot(d.rel), Err: err}
+	}
+	return fd, nil
+}
+
+// TempUnsupported says whether an error of CreateTemp means the file system
+// (or kernel) has no O_TMPFILE, so that named temporary files are needed.
+func TempUnsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL)
+}
+
+// LinkTemp gives the unnamed file open as fd, made by CreateTemp on this
+// directory, the name name in it. Like link(2) it never replaces anything: an existing
+// entry at name fails with EEXIST (replace with LinkTemp to another name
+// and Rename). A file may be named more than once, in this directory only.
+func (d *Dir) LinkTemp(fd int, name string) error {
+	if err := d.name("link", name); err != nil {
+		return err
+	}
+	dirfd := int(d.f.Fd())
+	// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH before Linux 6.10 (ENOENT
+	// without it); /proc/self/fd/N with AT_SYMLINK_FOLLOW needs /proc.
+	err := ignoringEINTR(func() error { return unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH) })
+	if err == unix.ENOENT || err == unix.EPERM {
+		err = ignoringEINTR(func() error {
+			return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+		})
+	}
+	if err != nil {
+		return &fs.PathError{Op: "link", Path: d.path(name), Err: err}
+	}
+	return nil
+}
+
+// ReadFile reads the file name (a symlink is refused with ELOOP) into buf,
+// up to len(buf) bytes or its end, and returns the bytes read and the
+// fstat(2) information of the open file, taken after the read. It keeps
+// no descriptor open and makes no *os.File: batches of small files make
+// many such reads.
+func (d *Dir) ReadFile(name string, buf []byte) (int, Info, error) {
+	if err := d.name("open", name); err != nil {
+		return 0, Info{}, err
+	}
+	var fd int
+	var err error
+	for i := 0; ; i++ {
+		fd, err = unix.Openat(int(d.f.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if (err == unix.EINTR || err == unix.EAGAIN) && i < maxRetries {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return 0, Info{}, &fs.PathError{Op: "open", Path: d.path(name), Err: err}
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		k, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, Info{}, &fs.PathError{Op: "read", Path: d.path(name), Err: err}
+		}
+		if k == 0 {
+			break
+		}
+		n += k
+	}
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+		return n, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
+	}
+	return n, infoFromStat(name, &st), nil
 }
 
 // Close releases the directory.

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestDir(t *testing.T) {
@@ -53,5 +55,136 @@ func TestDir(t *testing.T) {
 	must(d.Remove("x"))
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Errorf("wrote outside: %v", entries)
+	}
+}
+
+func TestDirTemp(t *testing.T) {
+	base := t.TempDir()
+	outside := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(base, "a/out")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	d, err := r.OpenDir("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fd, err := d.CreateTemp(0o600)
+	if TempUnsupported(err) {
+		t.Skipf("no O_TMPFILE here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	unix.Write(fd, []byte("hi"))
+	if entries, _ := os.ReadDir(filepath.Join(base, "a")); len(entries) != 1 {
+		t.Fatalf("an unnamed file shows in its directory: %v", entries)
+	}
+	for _, c := range []struct {
+		name string
+		want error // nil: links
+	}{
+		{"x", nil},
+		{"x", unix.EEXIST},   // never replaces
+		{"out", unix.EEXIST}, // nor a symlink, nor follows it
+		{"", ErrEscape},
+		{".", ErrEscape},
+		{"..", ErrEscape},
+		{"../x", ErrEscape},
+		{"out/x", ErrEscape},
+		{"n\x00ul", ErrEscape},
+		{"y", nil}, // a second name for the same file
+	} {
+		err := d.LinkTemp(fd, c.name)
+		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("LinkTemp(%q) = %v, want %v", c.name, err, c.want)
+		}
+	}
+	for _, n := range []string{"a/x", "a/y"} {
+		if b, err := os.ReadFile(filepath.Join(base, n)); err != nil || string(b) != "hi" {
+			t.Errorf("%s: %q %v", n, b, err)
+		}
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("wrote outside: %v", entries)
+	}
+	// Closed unnamed, a file leaves nothing behind.
+	fd2, err := d.CreateTemp(0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(fd2, []byte("gone"))
+	unix.Close(fd2)
+	if entries, _ := os.ReadDir(filepath.Join(base, "a")); len(entries) != 3 {
+		t.Errorf("entries after discarding an unnamed file: %v", entries)
+	}
+	// A directory handle on a symlink out of the root is refused, so no
+	// unnamed file can be made there.
+	if _, err := r.OpenDir("a/out"); err == nil {
+		t.Error("OpenDir followed a symlink out of the root")
+	}
+}
+
+func TestDirReadFile(t *testing.T) {
+	base := t.TempDir()
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("no"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(base, "a/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "a/f"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(base, "a/link")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	d, err := r.OpenDir("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, c := range []struct {
+		name string
+		buf  int
+		want string
+		err  error
+	}{
+		{"f", 16, "hello", nil},
+		{"f", 3, "hel", nil}, // up to the buffer; Info says the size
+		{"f", 0, "", nil},
+		{"link", 16, "", unix.ELOOP},
+		{"sub", 16, "", unix.EISDIR},
+		{"missing", 16, "", unix.ENOENT},
+		{"..", 16, "", ErrEscape},
+		{"../a/f", 16, "", ErrEscape},
+		{"", 16, "", ErrEscape},
+	} {
+		buf := make([]byte, c.buf)
+		n, info, err := d.ReadFile(c.name, buf)
+		if c.err != nil {
+			if !errors.Is(err, c.err) {
+				t.Errorf("ReadFile(%q) = %v, want %v", c.name, err, c.err)
+			}
+			continue
+		}
+		if err != nil || string(buf[:n]) != c.want || info.Size != 5 || info.Type != TypeFile {
+			t.Errorf("ReadFile(%q, %d) = %q %+v %v", c.name, c.buf, buf[:n], info, err)
+		}
 	}
 }

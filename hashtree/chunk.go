@@ -100,6 +100,9 @@ func pieceSize(n int64, workers int, maxPiece int64) int64 {
 // Sum returns the BLAKE3 hash of data, as b3sum prints it. Large inputs are
 // split into subtrees hashed on up to GOMAXPROCS goroutines.
 func Sum(data []byte) Digest {
+	if len(data) > guts.ChunkSize && len(data) <= group {
+		return rootDigest(groupNode(data))
+	}
 	procs := runtime.GOMAXPROCS(0)
 	if len(data) <= sumSerialMax || procs == 1 {
 		return rootDigest(finalNode(data, 0))
@@ -122,4 +125,19 @@ func Sum(data []byte) Digest {
 	}
 	wg.Wait()
 	return combine(cvs)
+}
+
+// groupNode returns the (unfinalized) root node of an input of more than
+// one chunk and at most one SIMD group, in one pass: all its chunks, the
+// partial last one included, side by side, then their parents. (finalNode
+// would make a SIMD pass per power-of-two subtree, each as costly as a
+// full group, and compress the rest one chunk at a time.)
+func groupNode(data []byte) guts.Node {
+	if cap(data) >= group {
+		// Bytes past len(data) fill lanes whose results are not used.
+		return guts.CompressBuffer((*[group]byte)(data[:group]), len(data), &guts.IV, 0, 0)
+	}
+	var tmp [group]byte
+	copy(tmp[:], data)
+	return guts.CompressBuffer(&tmp, len(data), &guts.IV, 0, 0)
 }

@@ -509,3 +509,23 @@ func TestTreeConcurrent(t *testing.T) {
 		t.Errorf("Root = %s, want %s", got, want)
 	}
 }
+
+// TestSumSmall: every size up to a little past one SIMD group, with the
+// slice's capacity ending at its length (copied) or running on into other
+// bytes (read in place; they must not count).
+func TestSumSmall(t *testing.T) {
+	big := testData(3*group, 3)
+	for size := 0; size <= group+2*1024+1; size++ {
+		if size > 3*1024 && size < group-3*1024 && size%97 != 0 {
+			continue // all sizes near the edges, a sample between
+		}
+		want := reference(big[:size])
+		tight := append([]byte(nil), big[:size]...)
+		if got := Sum(tight[:size:size]); got != want {
+			t.Fatalf("Sum(%d bytes, tight capacity) = %s, want %s", size, got, want)
+		}
+		if got := Sum(big[:size]); got != want {
+			t.Fatalf("Sum(%d bytes, spare capacity) = %s, want %s", size, got, want)
+		}
+	}
+}

@@ -688,6 +688,45 @@ func (e *engine) readWhole(p string, want plan.Entry, dst []byte) ([]byte, error
 	return dst[:n], nil
 }
 
+// smallReader reads small source files relative to a handle on their
+// directory, kept while files come from the same one (as the walk hands
+// them out), instead of resolving each whole path again.
+type smallReader struct {
+	e   *engine
+	dir string
+	d   *fsroot.Dir // nil: none open
+}
+
+func (s *smallReader) read(p string, want plan.Entry, dst []byte) ([]byte, error) {
+	dir, name := plan.Dir(p), plan.Base(p)
+	if s.d == nil || dir != s.dir {
+		s.close()
+		d, err := s.e.src.OpenDir(dir)
+		if err != nil {
+			return s.e.readWhole(p, want, dst) // reports the error as before
+		}
+		s.d, s.dir = d, dir
+	}
+	n, info, err := s.d.ReadFile(name, dst[:want.Size])
+	if errors.Is(err, fsroot.ErrEscape) {
+		return s.e.readWhole(p, want, dst) // a name Dir refuses, such as the root's own
+	}
+	if err != nil {
+		return nil, err
+	}
+	if int64(n) != want.Size || info.Size != want.Size || info.MtimeNs != want.MtimeNs {
+		return nil, errChanged
+	}
+	return dst[:n], nil
+}
+
+func (s *smallReader) close() {
+	if s.d != nil {
+		s.d.Close()
+		s.d = nil
+	}
+}
+
 var errChanged = errors.New("source file changed during transfer (size or mtime differ); it will be picked up by the next run")
 
 // smallWorker reads small files, hashes them and sends them in batches.
@@ -753,12 +792,14 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 	}
 	buf := e.getBuf(smallLimit)
 	defer e.putBuf(buf)
+	src := smallReader{e: e}
+	defer src.close()
 	for op := range in {
 		if e.ctx.Err() != nil {
 			e.failOps([]plan.Op{op}, "transfer cancelled")
 			continue
 		}
-		data, err := e.readWhole(plan.Join(srcTop, op.Src.Path), op.Src, buf)
+		data, err := src.read(plan.Join(srcTop, op.Src.Path), op.Src, buf)
 		if err != nil {
 			e.fileError(op.Src.Path, describe("read", op.Src.Path, err))
 			e.wg.Done()

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -44,6 +45,10 @@ type receiver struct {
 	files  map[uint64]*rfile
 	failed map[uint64]string // files given up on, so late chunks get the reason
 	dirs   []dirAttr         // directory attributes applied at finish
+	// noTmpfile is set once the file system turned O_TMPFILE down;
+	// updating while the last batch mostly replaced existing files.
+	noTmpfile atomic.Bool
+	updating  atomic.Bool
 }
 
 type rfile struct {
@@ -147,9 +152,11 @@ func partName(p string) string {
 
 // setMtime sets a file's mtime (and atime) through its descriptor:
 // utimensat(fd, NULL, ...), i.e. futimens, with nanoseconds.
-func setMtime(f *os.File, ns int64) error {
+func setMtime(f *os.File, ns int64) error { return setMtimeFd(int(f.Fd()), ns) }
+
+func setMtimeFd(fd int, ns int64) error {
 	ts := [2]unix.Timespec{unix.NsecToTimespec(ns), unix.NsecToTimespec(ns)}
-	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, f.Fd(), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
 	if e != 0 {
 		return e
 	}
@@ -895,8 +902,10 @@ func readSmall(d *dec) smallFile {
 }
 
 // writeBatch writes a batch of small files: each is verified and written
-// to its partial file, then one flush covers them all, then they are
-// renamed into place. The payload starts with a verify flag.
+// to an unnamed file in its directory (O_TMPFILE; a hidden partial file
+// where the file system has none), then one flush covers them all, then
+// they are given their names: a link for a new file, a rename over the old
+// one for an update. The payload starts with a verify flag.
 func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 	d := &dec{b: p}
 	verify := d.u8() == 1
@@ -905,20 +914,33 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 	}
 	errs := make([]string, count)
 	files := make([]smallFile, count)
-	var open []*os.File // kept open only for a one-file batch (fdatasync)
-	parts := make([]string, count)
+	parts := make([]string, count) // named partial files
+	temps := make([]int, count)    // unnamed files (fd+1), open until named
+	var open []*os.File            // kept open only for a one-file batch (fdatasync)
 	// Each directory of the batch is resolved once; files are created and
-	// renamed relative to it.
+	// named relative to it.
 	dirs := map[string]*fsroot.Dir{}
 	defer func() {
 		for _, f := range open {
 			f.Close()
+		}
+		for i, fd1 := range temps {
+			if fd1 != 0 {
+				unix.Close(fd1 - 1) // an unnamed file left open vanishes here
+				temps[i] = 0
+				putTempFD()
+			}
 		}
 		for _, dd := range dirs {
 			dd.Close()
 		}
 	}()
 	written := 0
+	named := r.updating.Load()
+	// createMask holds, per directory, the permission bits that survive
+	// creation (the umask, or a default ACL), learnt from its first
+	// unnamed file: a file created with bits inside it needs no fchmod.
+	createMask := map[*fsroot.Dir]uint32{}
 	for i := range files {
 		files[i] = readSmall(d)
 		if d.err != nil {
@@ -955,6 +977,15 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 			}
 			dirs[dir] = dd
 		}
+		if !r.noTmpfile.Load() && (!named || i%16 == 0) && takeTempFD() {
+			// While updates dominate, named partial files (renamed over
+			// the old files) are cheaper; every 16th file still probes.
+			if msg, ok := r.writeTemp(dd, sf, createMask, &temps[i]); ok {
+				written++
+				errs[i] = msg
+				continue
+			}
+		}
 		part := partName(sf.path)
 		f, err := dd.OpenFile(plan.Base(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
@@ -985,21 +1016,65 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 		return nil, errors.New("bad batch payload")
 	}
 	var err error
-	if len(open) == 1 {
+	if count == 1 && temps[0] != 0 {
+		if !r.noFsync {
+			err = unix.Fdatasync(temps[0] - 1)
+		}
+	} else if len(open) == 1 {
 		err = r.flush(open)
 	} else if written > 0 && !r.noFsync {
 		err = r.root.Syncfs()
 	}
 	if err != nil {
 		for i := range parts {
-			if parts[i] != "" {
+			if parts[i] != "" || temps[i] != 0 {
 				errs[i] = describe("flush", files[i].path, err)
+			}
+			if parts[i] != "" {
 				r.root.Remove(parts[i])
 				parts[i] = ""
 			}
 		}
+		return errs, nil // the deferred close discards the unnamed files
 	}
-	for i, part := range parts {
+	linked, replaced := 0, 0
+	defer func() {
+		if linked+replaced > 0 {
+			r.updating.Store(replaced > linked)
+		}
+	}()
+	for i := range files {
+		if temps[i] != 0 {
+			dd := dirs[plan.Dir(files[i].path)]
+			name := plan.Base(files[i].path)
+			lerr := dd.LinkTemp(temps[i]-1, name)
+			if lerr == nil {
+				linked++
+				r.m.AddBytes(r.transport, metrics.Received, files[i].size)
+				r.m.AddFiles(r.transport, metrics.Received, 1)
+				continue
+			}
+			if !errors.Is(lerr, syscall.EEXIST) {
+				errs[i] = describe("link into", files[i].path, lerr)
+				continue
+			}
+			// Something is in the way: an update, which must replace the
+			// old file atomically, so the new one gets the partial name
+			// first and is renamed over it.
+			replaced++
+			part := partName(files[i].path)
+			lerr = dd.LinkTemp(temps[i]-1, plan.Base(part))
+			if errors.Is(lerr, syscall.EEXIST) {
+				dd.Remove(plan.Base(part)) // left by an interrupted run
+				lerr = dd.LinkTemp(temps[i]-1, plan.Base(part))
+			}
+			if lerr != nil {
+				errs[i] = describe("create", files[i].path, lerr)
+				continue
+			}
+			parts[i] = part
+		}
+		part := parts[i]
 		if part == "" {
 			continue
 		}
@@ -1020,6 +1095,89 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 	}
 	return errs, nil
 }
+
+// writeTemp writes sf to a new unnamed file in dd, with its mode and
+// mtime, and stores its descriptor+1 in *fd1. ok is false when the file
+// system has no O_TMPFILE; msg says what failed (the file is then gone).
+func (r *receiver) writeTemp(dd *fsroot.Dir, sf *smallFile, masks map[*fsroot.Dir]uint32, fd1 *int) (msg string, ok bool) {
+	mask, known := masks[dd]
+	perm := uint32(0o777) // the first file learns the mask; nobody can open it
+	if known {
+		perm = sf.mode & 0o777
+	}
+	fd, err := dd.CreateTemp(perm)
+	if err != nil {
+		putTempFD()
+		if fsroot.TempUnsupported(err) {
+			r.noTmpfile.Store(true)
+			return "", false
+		}
+		return describe("create", sf.path, err), true
+	}
+	fail := func(msg string) (string, bool) {
+		unix.Close(fd)
+		putTempFD()
+		return msg, true
+	}
+	if !known {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fail(describe("stat", sf.path, err))
+		}
+		mask = st.Mode & 0o777
+		masks[dd] = mask
+	}
+	for b := sf.data; len(b) > 0; {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && n == 0 {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return fail(describe("write", sf.path, err))
+		}
+		b = b[n:]
+	}
+	// Set-id and sticky bits, and bits the mask took away, need fchmod.
+	if !known || sf.mode&^mask != 0 {
+		if err := unix.Fchmod(fd, sf.mode&0o7777); err != nil {
+			return fail(describe("chmod", sf.path, err))
+		}
+	}
+	if err := setMtimeFd(fd, sf.mtimeNs); err != nil {
+		return fail(describe("set mtime of", sf.path, err))
+	}
+	*fd1 = fd + 1
+	return "", true
+}
+
+// tempFDs bounds the unnamed files that batches hold open at once, all
+// sessions together, well within RLIMIT_NOFILE; beyond it a batch uses
+// named partial files, which it closes as it goes.
+var tempFDs struct {
+	once sync.Once
+	left atomic.Int64
+}
+
+func takeTempFD() bool {
+	tempFDs.once.Do(func() {
+		n := int64(256)
+		var rl unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
+			n = int64(min(rl.Cur/4, 8192))
+		}
+		tempFDs.left.Store(n)
+	})
+	if tempFDs.left.Add(-1) >= 0 {
+		return true
+	}
+	tempFDs.left.Add(1)
+	return false
+}
+
+func putTempFD() { tempFDs.left.Add(1) }
 
 // meta applies metadata operations in order.
 func (r *receiver) meta(ops []MetaOp) []string {
