@@ -695,6 +695,14 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 			write = func(b []byte, o int64) (int, error) { return writeSparse(rf.f, b, o) }
 		}
 		if _, err := write(p, off); err != nil {
+			// Another chunk may have failed first and closed the file:
+			// its reason (say, the disk is full) is the one to report.
+			rf.mu.Lock()
+			first := rf.failed
+			rf.mu.Unlock()
+			if first != "" {
+				return ackFailed, first
+			}
 			msg := describe("write", sp.Path, err)
 			r.fail(fid, rf, msg)
 			return ackFailed, msg
