@@ -67,16 +67,7 @@ func TestDirTemp(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(base, "a/out")); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Open(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	d, err := r.OpenDir("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	r, d := openDirA(t, base)
 	fd, err := d.CreateTemp(0o600)
 	if TempUnsupported(err) {
 		t.Skipf("no O_TMPFILE here: %v", err)
@@ -149,16 +140,7 @@ func TestDirReadFile(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(base, "a/link")); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Open(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	d, err := r.OpenDir("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := openDirA(t, base)
 	for _, c := range []struct {
 		name string
 		buf  int
@@ -187,4 +169,21 @@ func TestDirReadFile(t *testing.T) {
 			t.Errorf("ReadFile(%q, %d) = %q %+v %v", c.name, c.buf, buf[:n], info, err)
 		}
 	}
+}
+
+// openDirA opens base as a root and its directory "a", both closed when
+// the test ends.
+func openDirA(t *testing.T, base string) (*Root, *Dir) {
+	t.Helper()
+	r, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	d, err := r.OpenDir("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return r, d
 }
