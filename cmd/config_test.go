@@ -187,7 +187,7 @@ func TestConfigAndRemote(t *testing.T) {
 			stderr: []string{`editor "false": exit status 1; config file ` + cfg + " unchanged"}},
 		{name: "unknown keys are errors", env: []string{"EDITOR=" + unknownEdit}, args: []string{"config", "edit"}, code: 2,
 			stderr: []string{cfg + `:2: error: unknown key "chunk_size": it is not a flag of any xfer command (did you mean "chunk-size"?`, "unchanged"},
-			after: fileHas("streams: 6\n")},
+			after:  fileHas("streams: 6\n")},
 		{name: "broken: validate", before: write("remotes: [\nstreams: 1\n"), args: []string{"config", "validate"}, code: 2,
 			stderr: []string{cfg + ":2: error: did not find expected", cfg + ": invalid (1 error)"}},
 		{name: "broken: ls", args: []string{"remote", "ls"}, code: 2, stderr: []string{"config file " + cfg + ":2: did not find expected"}},
