@@ -113,7 +113,7 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 		}
 		more := ""
 		if n := len(rep.Errors) - 1; n > 0 {
-			more = fmt.Sprintf(" (and %s more; see 'xfer config validate')", plural(n, "error"))
+			more = fmt.Sprintf(" (and %s; see 'xfer config validate')", plural(n, "more error"))
 		}
 		return exitcode.Usagef("config file %s: %s%s", at, p.Msg, more)
 	}
