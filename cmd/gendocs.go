@@ -15,6 +15,5 @@ func CommandTree() *cobra.Command {
 	a := &app{stdout: os.Stdout, stderr: os.Stderr}
 	root := newRootCmd(a)
 	root.InitDefaultCompletionCmd()
-	root.InitDefaultVersionFlag()
 	return root
 }

@@ -203,6 +203,7 @@ Exit codes: 0 success, 1 some files failed, 2 usage or config error,
 	// --version prints what the first line of `xfer version` does.
 	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetFlagErrorFunc(flagErrorFunc)
+	root.Flags().Bool("version", false, "print the version (the first line 'xfer version' prints)")
 	pf := root.PersistentFlags()
 	pf.String("config", "", "config file (default $XDG_CONFIG_HOME/xfer/xfer.yaml)")
 	pf.Bool("json", false, "print one JSON object per line; the last is the summary")

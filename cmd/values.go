@@ -34,7 +34,7 @@ type intValue struct {
 func (v *intValue) String() string { return strconv.Itoa(v.v) }
 func (v *intValue) Type() string   { return "int" }
 func (v *intValue) Set(s string) error {
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 0, 64)
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil || n < int64(v.min) || n > int64(v.max) {
 		return v.want()
 	}
