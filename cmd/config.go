@@ -71,7 +71,7 @@ With --json it prints one object: {"path", "exists", "content", "environment"}.`
 			data, err := os.ReadFile(path)
 			exists := err == nil
 			if err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
-				return exitcode.Usagef("config file %s: %v", path, err)
+				return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 			}
 			env := xferEnvNames()
 			if a.v.GetBool("json") {
@@ -124,7 +124,7 @@ path, 2 if it has errors or the file named by --config does not exist. With --js
 				return nil
 			}
 			if err != nil {
-				return exitcode.Usagef("config file %s: %v", path, err)
+				return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 			}
 			rep := config.Validate(data, configKeys())
 			if a.v.GetBool("json") {
@@ -204,7 +204,7 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 	orig, err := os.ReadFile(path)
 	existed := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return exitcode.Usagef("config file %s: %v", path, err)
+		return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 	}
 	start := orig
 	if !existed {
@@ -214,11 +214,11 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 	// file system, and ends in .yaml so editors highlight it.
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return exitcode.Usagef("creating config directory %s: %v", dir, err)
+		return exitcode.Usagef("creating config directory %s: %s", dir, fileProblem(err))
 	}
 	tmp, err := os.CreateTemp(dir, ".xfer-edit-*.yaml")
 	if err != nil {
-		return exitcode.Usagef("config file %s: %v", path, err)
+		return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 	}
 	tmpName := tmp.Name()
 	defer os.Remove(tmpName)
@@ -227,7 +227,7 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 		err = cerr
 	}
 	if err != nil {
-		return exitcode.Usagef("writing %s: %v", tmpName, err)
+		return exitcode.Usagef("writing %s: %s", tmpName, fileProblem(err))
 	}
 	in := bufio.NewReader(cmd.InOrStdin())
 	for {
@@ -236,7 +236,7 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 		}
 		edited, err := os.ReadFile(tmpName)
 		if err != nil {
-			return exitcode.Usagef("reading the edited copy %s: %v", tmpName, err)
+			return exitcode.Usagef("reading the edited copy %s: %s", tmpName, fileProblem(err))
 		}
 		if bytes.Equal(edited, start) {
 			if existed {

@@ -213,3 +213,20 @@ func TestRunMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestUserMessage: Go's context errors never reach a user as such.
+func TestUserMessage(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("peer h:1: cannot connect: %w", context.DeadlineExceeded), "peer h:1: cannot connect: timed out"},
+		{fmt.Errorf("listing /x: %w", context.Canceled), "listing /x: interrupted"},
+		{exitcode.Usagef("plain"), "plain"},
+	}
+	for _, tt := range tests {
+		if got := userMessage(tt.err); got != tt.want {
+			t.Errorf("userMessage(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

@@ -20,7 +20,7 @@ func writeConfig(t *testing.T, content string) string {
 // goInternal are fragments of Go's own error text that must never reach a
 // user: parser packages, viper, context errors.
 var goInternal = []string{"strconv.", "While parsing config", "context deadline exceeded", "context canceled",
-	"time: invalid duration", "time: missing unit", "yaml: ", "invalid syntax", "goroutine ", "panic"}
+	"time: invalid duration", "time: missing unit", ": yaml: ", "invalid syntax", "goroutine ", "panic", "stat /", "open /"}
 
 func noGoInternal(t *testing.T, name string, r result) {
 	t.Helper()
@@ -264,6 +264,38 @@ func TestJSONOnUsageErrors(t *testing.T) {
 }
 
 func str(v any) string { s, _ := v.(string); return s }
+
+// TestNoGoInternalText: bad settings of every kind are usage errors worded
+// for users, and hints name real commands.
+func TestNoGoInternalText(t *testing.T) {
+	src := t.TempDir()
+	broken := writeConfig(t, "streams: 1\nremotes: [\n")
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		msg  string
+	}{
+		{"missing --config file", nil, []string{"--config", "/nonexistent/xfer.yaml", "copy", src, t.TempDir()}, "config file /nonexistent/xfer.yaml: no such file"},
+		{"missing file for config validate", nil, []string{"config", "validate", "--config", "/nonexistent/xfer.yaml"}, "config file /nonexistent/xfer.yaml: no such file"},
+		{"broken YAML", nil, []string{"--config", broken, "copy", src, t.TempDir()}, "config file " + broken + ":2: did not find expected node content"},
+		{"bad size", nil, []string{"copy", src, t.TempDir(), "--bwlimit", "fast"}, `--bwlimit "fast": want a size such as 4096, 64K, 4M or 1G`},
+		{"size below its minimum", nil, []string{"serve", "--root", src, "--max-frame", "1K"}, `--max-frame "1K": want a size of at least 64K`},
+		{"duration without unit", nil, []string{"bench", "--to", "xfer://127.0.0.1:1", "--duration", "5"}, `--duration "5": want a duration with a unit, such as 5s or 5m`},
+		{"daemon duration from env", []string{"XFER_POLL=fast"}, []string{"daemon", "--socket", filepath.Join(t.TempDir(), "s"), "--cas", t.TempDir()}, `XFER_POLL="fast": want a duration such as 30s, 5m or 1h30m`},
+		{"bool from env", []string{"XFER_JSON=maybe"}, []string{"version"}, `XFER_JSON="maybe": want true or false`},
+		{"hint names the real command", nil, []string{"cas", "rm"}, "(see 'xfer cas rm --help')"},
+		{"hint for a nested unknown flag", nil, []string{"remote", "add", "--nope"}, "unknown flag: --nope (see 'xfer remote add --help')"},
+		{"unknown command with a suggestion", nil, []string{"snyc"}, `unknown command "snyc" for "xfer" (did you mean "sync"?)`},
+	}
+	for _, tt := range tests {
+		r := xferEnv(t, tt.env, tt.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tt.msg) {
+			t.Errorf("%s: want exit 2 and %q\n%s", tt.name, tt.msg, r)
+		}
+		noGoInternal(t, tt.name, r)
+	}
+}
 
 // TestVersionFlag: xfer --version prints what the first line of xfer
 // version prints.
