@@ -209,7 +209,7 @@ Exit codes: 0 success, 1 some files failed, 2 usage or config error,
 	pf.Bool("json", false, "print one JSON object per line; the last is the summary")
 	pf.BoolP("quiet", "q", false, "print errors only")
 	pf.BoolP("verbose", "v", false, "log more detail to stderr")
-	pf.String("log-format", "text", "log format on stderr: text or json")
+	choiceFlag(pf, "log-format", "text", []string{"text", "json"}, "log format on stderr: text or json")
 
 	for _, c := range []*cobra.Command{
 		newServeCmd(a),
