@@ -152,11 +152,11 @@ func (c *cluster) lock(ctx context.Context) (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := h.lock(""); err != nil {
-			h.root.Close()
+		if err := h.mkroot("", c.dst.ep.Path, true); err != nil {
+			h.close()
 			return nil, err
 		}
-		return func() { h.unlock(); h.root.Close() }, nil
+		return h.close, nil
 	}
 	var last error
 	for i := range c.dst.agents {

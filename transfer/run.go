@@ -146,32 +146,15 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		if err != nil {
 			return err
 		}
-		if h != nil {
-			defer h.root.Close()
-			defer h.unlock()
-		}
+		defer h.close()
 		tally.SetProto("local", "")
-		return runEngine(ctx, root, path, &localDest{h: h, n: opt.Streams}, "", opt, sink, tally)
+		return runEngine(ctx, root, path, &localDest{h: h, top: dst.Path, n: opt.Streams}, "", opt, sink, tally)
 	case !dst.IsRemote():
 		h, err := openLocalDest(dst.Path, opt)
 		if err != nil {
 			return err
 		}
-		if h == nil {
-			// Dry run into a directory that does not exist yet: serve an
-			// empty tree that refuses writes.
-			tmp, err := os.MkdirTemp("", "xfer-dryrun-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			r, err := fsroot.Open(tmp)
-			if err != nil {
-				return err
-			}
-			h = newHandler(r, true, true)
-		}
-		defer h.root.Close()
+		defer h.close()
 		dial.handler = h
 		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, src.Auth.apply(dial), sink, tally)
 	default:
@@ -252,20 +235,34 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 	return r, path, nil
 }
 
-// openLocalDest creates (unless dry run) and opens the destination
-// directory; nil means a dry run into a directory that does not exist.
+// openLocalDest opens the local destination directory dst (a symlink to
+// a directory is followed, as rsync and rclone do). One that does not
+// exist yet is created by the run's first write (newPendingHandler), so
+// that a run failing before it (missing source, unreachable peer) and a
+// dry run leave nothing behind.
 func openLocalDest(dst string, opt Options) (*handler, error) {
 	info, err := os.Stat(dst)
 	switch {
 	case err == nil && !info.IsDir():
 		return nil, exitcode.Usagef("destination %s is not a directory", dst)
 	case errors.Is(err, fs.ErrNotExist):
-		if opt.DryRun {
-			return nil, nil
+		if _, lerr := os.Lstat(dst); lerr == nil {
+			return nil, exitcode.Usagef("destination %s is a symlink to nothing", dst)
 		}
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return nil, fmt.Errorf("create destination %s: %w", dst, unwrapPath(err))
+		create := func() (*fsroot.Root, error) {
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+					return nil, exitcode.Usagef("destination %s is not a directory", dst)
+				}
+				return nil, fmt.Errorf("create destination %s: %w", dst, unwrapPath(err))
+			}
+			r, err := fsroot.Open(dst)
+			if err != nil {
+				return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
+			}
+			return r, nil
 		}
+		return newPendingHandler(create, opt.NoFsync, opt.DryRun), nil
 	case err != nil:
 		return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
 	}
