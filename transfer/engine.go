@@ -297,6 +297,21 @@ func (e *engine) run() error {
 		}
 		return exitcode.Usagef("source %s: %v", displayPath(e.srcPath), err)
 	}
+	if info.Type == fsroot.TypeSymlink {
+		// A source that is a symlink to a directory is followed, within
+		// the tree (only this link: those inside stay links).
+		if p, err := followLinks(e.ctx, e.srcPath, rootStat(e.src)); err == nil {
+			if t, err := e.src.Lstat(p); err == nil && t.Type == fsroot.TypeDir {
+				e.srcPath, info = p, t
+			}
+		}
+	}
+	if e.dstPath != "" {
+		// So is a destination that is one, as on this machine.
+		if e.dstPath, err = followLinks(e.ctx, e.dstPath, e.dst.stat); err != nil {
+			return err
+		}
+	}
 	var srcList, dstList plan.Lister
 	srcTop := e.srcPath
 	if info.Type == fsroot.TypeDir {

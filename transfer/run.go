@@ -128,6 +128,11 @@ func (e *PartialError) Error() string {
 func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	switch {
 	case !src.IsRemote():
+		if !dst.IsRemote() {
+			if err := checkLocalOverlap(src, dst); err != nil {
+				return err
+			}
+		}
 		root, path, err := openLocalSource(src.Path)
 		if err != nil {
 			return err
@@ -164,6 +169,12 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		ds, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 		if err != nil {
 			return err
+		}
+		if src.Addr == dst.Addr {
+			if err := checkPeerOverlap(ctx, src, dst, ds); err != nil {
+				ds.Close()
+				return err
+			}
 		}
 		resp, err := ds.call(ctx, &Req{Op: opTicket})
 		ds.Close()
@@ -223,6 +234,13 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 			return nil, "", exitcode.Usagef("source %s does not exist", src)
 		}
 		return nil, "", exitcode.Usagef("source %s: %v", src, unwrapPath(err))
+	}
+	if info.Mode()&fs.ModeSymlink != 0 {
+		// A symlink to a directory given as the source is followed (only
+		// this one: links inside the tree stay links), as rclone does.
+		if t, err := os.Stat(src); err == nil && t.IsDir() {
+			info = t
+		}
 	}
 	dir, path := src, ""
 	if !info.IsDir() {
