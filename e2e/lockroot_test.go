@@ -244,8 +244,9 @@ func TestLockRefusesSecondRun(t *testing.T) {
 			}
 			slow.Process.Kill()
 			slow.Wait()
-			// Killed, the first run leaves no lock behind.
-			if r := xfer(t, "--config", cfg, "sync", src, tt.again); r.code != 0 {
+			// Killed, the first run leaves no lock behind; rerun as it
+			// was, it resumes and finishes.
+			if r := xfer(t, "--config", cfg, "sync", src, tt.first, "--chunk-size", "1M"); r.code != 0 {
 				t.Errorf("after the first run ended: %s", r)
 			}
 			sameTree(t, src, tt.dir)
@@ -495,6 +496,10 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 	src := t.TempDir()
 	xferTree(t, src)
 	s := startServer(t, t.TempDir())
+	root := t.TempDir()
+	agents := startCluster(t, root, 18, 2)
+	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
 	local := t.TempDir()
 	for _, tt := range []struct {
 		name     string
@@ -502,6 +507,8 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 		dir      string
 		code     int
 	}{
+		{"missing source to a cluster", filepath.Join(src, "nope"), "cl:/d6", filepath.Join(root, "d6"), 2},
+		{"missing source on a cluster", "cl:/nope", filepath.Join(local, "d7"), filepath.Join(local, "d7"), 2},
 		{"missing local source", filepath.Join(src, "nope"), filepath.Join(local, "d1"), filepath.Join(local, "d1"), 2},
 		{"missing source on the peer", s.url("nope"), filepath.Join(local, "d2"), filepath.Join(local, "d2"), 2},
 		{"missing source to the peer", filepath.Join(src, "nope"), s.url("d3"), filepath.Join(s.root, "d3"), 2},
@@ -509,7 +516,7 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 		{"unreachable peer", "xfer://127.0.0.1:1/x", filepath.Join(local, "d5"), filepath.Join(local, "d5"), 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := xfer(t, "sync", tt.src, tt.dst, "--retries", "-1", "--connect-timeout", "2s")
+			r := xfer(t, "--config", cfg, "sync", tt.src, tt.dst, "--retries", "-1", "--connect-timeout", "2s")
 			if r.code != tt.code {
 				t.Errorf("exit %d, want %d: %s", r.code, tt.code, r)
 			}
