@@ -24,14 +24,18 @@ type statFunc func(ctx context.Context, path string) (*plan.Entry, error)
 
 // followLinks resolves the symlinks in p, a slash path beneath a tree, the
 // way the kernel would, but within the tree: a link's target is taken
-// relative to the directory holding the link, and one that is absolute
-// or climbs above the top of the tree is refused. This is how the root of
+// relative to the directory holding the link; a path with a link that is
+// absolute, climbs above the top of the tree or loops is returned as it
+// stands, for fsroot to refuse where it is used ("path escapes the root"). This is how the root of
 // a transfer given as a symlink to a directory is followed on a peer
 // (whose tree is confined by fsroot, where such a link would otherwise be
 // a link) as it is on this machine. Resolution stops at the first
 // component that does not exist or is not a directory; the rest of p is
 // returned unchanged, for the caller's usual errors.
 func followLinks(ctx context.Context, p string, stat statFunc) (string, error) {
+	if ctx.Err() != nil {
+		return "", context.Cause(ctx)
+	}
 	parts := strings.Split(p, "/")
 	done, hops := "", 0
 	for len(parts) > 0 {
@@ -42,7 +46,7 @@ func followLinks(ctx context.Context, p string, stat statFunc) (string, error) {
 			continue
 		case "..":
 			if done == "" {
-				return "", exitcode.Usagef("%s: a symlink in it leads out of the served tree", displayPath(p))
+				return p, nil // out of the tree: refused where it is used
 			}
 			done = plan.Dir(done)
 			continue
@@ -59,11 +63,10 @@ func followLinks(ctx context.Context, p string, stat statFunc) (string, error) {
 			done = next
 			continue
 		}
-		if hops++; hops > maxLinkHops {
-			return "", exitcode.Usagef("%s: too many levels of symbolic links", displayPath(p))
-		}
-		if strings.HasPrefix(e.Target, "/") {
-			return "", exitcode.Usagef("%s: %s is a symlink to the absolute path %s, which is not followed on a peer (use a relative link)", displayPath(p), next, e.Target)
+		if hops++; hops > maxLinkHops || strings.HasPrefix(e.Target, "/") {
+			// A loop, or an absolute link, which fsroot never follows:
+			// the path as given meets their usual errors.
+			return p, nil
 		}
 		parts = append(strings.Split(e.Target, "/"), parts...)
 	}
