@@ -54,6 +54,9 @@ type handler struct {
 	// m and transport label what the receiver counts.
 	m         *metrics.Metrics
 	transport string
+	// maxOpen bounds the large files the session's receiver holds open
+	// (0: no bound).
+	maxOpen int
 
 	mu      sync.Mutex
 	credits map[uint64]chan struct{}
@@ -171,7 +174,7 @@ func (h *handler) resolve(p string) (string, error) {
 		}
 		h.bound, h.prefix, h.root = true, name, ex.Root
 		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
-		h.recv.m, h.recv.transport = h.m, h.transport
+		h.recv.m, h.recv.transport, h.recv.maxOpen = h.m, h.transport, h.maxOpen
 	}
 	return stripExport(h.prefix, p)
 }

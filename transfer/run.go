@@ -89,14 +89,20 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		if sum.FilesSkipped -= prev.FilesTransferred; sum.FilesSkipped < 0 {
 			sum.FilesSkipped = 0
 		}
-		var lost *LostError
-		retriable := errors.As(err, &lost) || (attempt > 0 && exitcode.Code(err) == exitcode.Peer)
+		var (
+			lost *LostError
+			busy *BusyError
+		)
+		retriable := errors.As(err, &lost) || errors.As(err, &busy) || (attempt > 0 && exitcode.Code(err) == exitcode.Peer)
 		if err == nil || !retriable || attempt >= opt.Retries || ctx.Err() != nil {
 			break
 		}
 		wait := time.Second << attempt
 		if wait > 30*time.Second {
 			wait = 30 * time.Second
+		}
+		if busy != nil && busy.RetryAfter > wait {
+			wait = busy.RetryAfter
 		}
 		sink.Emit(progress.Event{Event: progress.KindNotice,
 			Msg: fmt.Sprintf("%v; retrying in %s (attempt %d of %d)", err, wait, attempt+2, opt.Retries+1)})
