@@ -232,10 +232,21 @@ Exit codes: 0 success, 1 some files failed, 2 usage or config error,
 // line, XFER_* environment variables and the config file (see settings.go)
 // and sets up logging.
 func (a *app) init(cmd *cobra.Command) error {
-	if err := a.settle(cmd, false); err != nil {
+	if err := a.settle(cmd, reportsOnly(cmd)); err != nil {
 		return err
 	}
 	return a.initLog()
+}
+
+// reportsOnly reports whether cmd only reports on xfer itself (version,
+// completion scripts), so that a broken config file must not stop it.
+func reportsOnly(cmd *cobra.Command) bool {
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		if !c.Parent().HasParent() && (c.Name() == "version" || c.Name() == "completion") {
+			return true
+		}
+	}
+	return false
 }
 
 // initLog sets up the logger on stderr from --verbose and --log-format.

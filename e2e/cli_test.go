@@ -306,4 +306,11 @@ func TestVersionFlag(t *testing.T) {
 	if r.code != 0 || full.code != 0 || r.stdout != first+"\n" || !strings.HasPrefix(first, "xfer ") {
 		t.Errorf("--version:\n%s\nversion:\n%s", r, full)
 	}
+	// A broken config file stops real work, not the version.
+	bad := writeConfig(t, "bogus: 1\n")
+	for _, args := range [][]string{{"--config", bad, "--version"}, {"--config", bad, "version"}} {
+		if r := xfer(t, args...); r.code != 0 || !strings.HasPrefix(r.stdout, first) {
+			t.Errorf("xfer %v with a broken config file:\n%s", args, r)
+		}
+	}
 }
