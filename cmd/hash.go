@@ -270,9 +270,9 @@ func (a *app) checkSums(ctx context.Context, files []string, quiet bool) error {
 		if sums != "-" {
 			f, err := os.Open(sums)
 			if err != nil {
-				fmt.Fprintf(a.stderr, "xfer: %s: %s\n", sumName(sums), hashErrText(err))
-				broken = true
-				continue
+				// A SUMS argument that cannot be read is a bad argument
+				// (exit 2), as a missing SRC of a copy is.
+				return exitcode.Usagef("%s: %s", sumName(sums), hashErrText(err))
 			}
 			defer f.Close()
 			r = f
