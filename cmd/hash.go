@@ -36,7 +36,7 @@ such lines, escaped lines included; every named file is hashed and reported
 as "NAME: OK" or "NAME: FAILED", with NAME as it appears in the line. With
 -q (--quiet) only failures are printed. Malformed lines are reported on
 stderr and count as failures. The exit code is 1 if any file failed or
-could not be read.`,
+could not be read, 2 if a SUMS file cannot be opened.`,
 		Example: `  xfer hash big.bin
   xfer hash data/* > SUMS && xfer hash --check SUMS
   tar c data | xfer hash

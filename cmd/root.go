@@ -106,7 +106,8 @@ Locations:
   NAME:PATH              a remote named in the config file
 
 Exit codes: 0 success, 1 some files failed, 2 usage or config error,
-3 cannot reach or talk to the peer.`,
+3 cannot reach or talk to the peer, 4 stopped at --max-duration (rerun to
+resume), 130/143 interrupted by SIGINT/SIGTERM (rerun to resume).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

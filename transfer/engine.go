@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xfer-io/xfer/exitcode"
@@ -484,7 +485,28 @@ func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error)
 	if err != nil {
 		return hashtree.Digest{}, err
 	}
-	return hashtree.HashFile(ctx, f, info.Size, 0)
+	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
+	return d, readErr(err)
+}
+
+// readErr reduces an error of hashtree's reading to what a user reads:
+// the system's reason ("input/output error") or the cancellation, without
+// the package's "hashtree: read N bytes at offset M" wrapping.
+func readErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("interrupted")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return errChanged
+	}
+	return err
 }
 
 // dispatch routes one planned operation.
