@@ -17,7 +17,7 @@ const (
 	KindDelete   = "delete"   // an entry was deleted at the destination
 	KindMkdir    = "mkdir"    // a directory was created
 	KindSymlink  = "symlink"  // a symlink was created or updated
-	KindSetAttrs = "setattrs" // an entry's mode or mtime was updated
+	KindPlan     = "plan"     // no longer emitted: a dry run emits the events of the real run, with Action and DryRun set
 	KindError    = "error"    // something failed; the run continues where it can
 	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
 	KindStopped  = "stopped"  // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
@@ -25,8 +25,7 @@ const (
 )
 
 // A dry run emits the events a real run would (transfer, delete, mkdir,
-// symlink, setattrs), each with DryRun set and, for transfers, Action
-// create or update.
+// symlink), each with DryRun set and Action saying what it stands for.
 
 // Reasons a run stopped early (Summary.Stopped).
 const (
@@ -48,7 +47,7 @@ type Event struct {
 	// output, not by the engine.
 	Time   string `json:"time,omitempty"`
 	Path   string `json:"path,omitempty"`
-	Action string `json:"action,omitempty"` // dry-run transfers: create|update
+	Action string `json:"action,omitempty"` // set in a dry run only: create|update|link|mkdir|symlink|delete
 	Bytes  int64  `json:"bytes,omitempty"`
 	Digest string `json:"blake3,omitempty"`
 	Error  string `json:"error,omitempty"`
@@ -162,9 +161,6 @@ func (t *Tally) AddSent(n int64) {
 
 // Record updates the summary from a finished-work event.
 func (t *Tally) Record(e Event) {
-	if e.DryRun {
-		return // what a dry run would do is counted where it is planned
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch e.Event {

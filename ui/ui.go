@@ -190,7 +190,7 @@ func (p *Printer) Emit(e progress.Event) {
 	if p.finished {
 		return
 	}
-	if e.DryRun {
+	if isPlan(e) {
 		p.countPlan(e)
 	}
 	if w, line := p.line(e); line != "" {
@@ -295,7 +295,7 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 	if p.mode == ModeQuiet {
 		return nil, ""
 	}
-	if e.DryRun {
+	if isPlan(e) {
 		return p.out, planLine(e)
 	}
 	switch e.Event {
@@ -317,19 +317,22 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 	return nil, ""
 }
 
-// planLine formats what a dry run would do: "create path (1.2 KiB)",
-// "update path (...)", "delete path", "mkdir path", "symlink path",
-// "setattrs path".
+// isPlan reports whether e is an event of a dry run, which carries the
+// action it stands for; it is shown as a plan line.
+func isPlan(e progress.Event) bool {
+	return e.DryRun || e.Event == progress.KindPlan || e.Action != ""
+}
+
+// planLine formats a dry-run plan event: "create path (1.2 KiB)",
+// "update path (...)", "link path", "delete path", "mkdir path",
+// "symlink path".
 func planLine(e progress.Event) string {
-	action := e.Event
-	if e.Event == progress.KindTransfer {
-		action = "create"
-		if e.Action == "update" {
-			action = "update"
-		}
+	action := e.Action
+	if action == "" {
+		action = e.Event
 	}
 	s := printable(action) + " " + printable(e.Path)
-	if e.Event == progress.KindTransfer {
+	if e.Action == "create" || e.Action == "update" {
 		s += " (" + FormatBytes(e.Bytes) + ")"
 	}
 	return s
@@ -337,11 +340,11 @@ func planLine(e progress.Event) string {
 
 // countPlan adds an event of a dry run to what it would do.
 func (p *Printer) countPlan(e progress.Event) {
-	switch e.Event {
-	case progress.KindTransfer:
+	switch e.Action {
+	case "create", "update", "link":
 		p.planFiles++
 		p.planBytes += e.Bytes
-	case progress.KindDelete:
+	case "delete":
 		p.planDeletes++
 	}
 }

@@ -59,12 +59,11 @@ var (
 		DurationS: 1.25, Proto: "tcp"}
 
 	planEvents = []progress.Event{
-		{Event: progress.KindMkdir, Path: "dir", DryRun: true},
+		{Event: progress.KindMkdir, Action: "mkdir", Path: "dir", DryRun: true},
 		{Event: progress.KindTransfer, Action: "create", Path: "dir/a.txt", Bytes: 1229, DryRun: true},
 		{Event: progress.KindTransfer, Action: "update", Path: "b.txt", Bytes: 512, DryRun: true},
-		{Event: progress.KindDelete, Path: "old.txt", DryRun: true},
-		{Event: progress.KindSymlink, Path: "link", DryRun: true},
-		{Event: progress.KindSetAttrs, Path: "dir2", DryRun: true},
+		{Event: progress.KindDelete, Action: "delete", Path: "old.txt", DryRun: true},
+		{Event: progress.KindSymlink, Action: "symlink", Path: "link", DryRun: true},
 		{Event: progress.KindError, Path: "c.txt", Error: "permission denied"},
 	}
 	planSummary = progress.Summary{Event: progress.KindSummary, DryRun: true, Errors: 1,
@@ -76,7 +75,6 @@ var (
 		"update b.txt (512 B)",
 		"delete old.txt",
 		"symlink link",
-		"setattrs dir2",
 	}
 )
 
@@ -235,7 +233,7 @@ func TestJSON(t *testing.T) {
 			opts:      Options{Mode: ModeJSON, DryRun: true},
 			events:    planEvents,
 			sum:       progress.Summary{Proto: "tcp"},
-			wantKinds: []string{"mkdir", "transfer", "transfer", "delete", "symlink", "setattrs", "error", "summary"},
+			wantKinds: []string{"mkdir", "transfer", "transfer", "delete", "symlink", "error", "summary"},
 		},
 	}
 	for _, tt := range tests {
