@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xfer-io/xfer/exitcode"
@@ -214,6 +215,10 @@ type engine struct {
 	bufs    sync.Pool
 
 	limiter *rate.Limiter // --bwlimit, or nil
+	flying  inflight      // files on their way, listed in progress events
+	// listed is set once the walk of the source is complete (the
+	// progress totals are final).
+	listed atomic.Bool
 
 	metaMu  sync.Mutex
 	metaOps []MetaOp
@@ -248,7 +253,7 @@ func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destin
 		tally.SetDryRun()
 	}
 	if opt.BwLimit > 0 {
-		e.limiter = rate.NewLimiter(rate.Limit(opt.BwLimit), int(max(opt.ChunkSize, batchTarget+smallLimit)))
+		e.limiter = newBwLimiter(opt.BwLimit, max(opt.ChunkSize, batchTarget+smallLimit))
 	}
 	stopProgress := e.progressLoop()
 	defer stopProgress()
@@ -271,11 +276,20 @@ func (e *engine) progressLoop() func() {
 			case <-done:
 				return
 			case <-t.C:
-				e.sink.Emit(e.tally.Progress())
+				e.sink.Emit(e.progress())
 			}
 		}
 	}()
-	return func() { close(done); e.sink.Emit(e.tally.Progress()) }
+	return func() { close(done); e.sink.Emit(e.progress()) }
+}
+
+// progress is a progress event: the tally's counters, whether the listing
+// is still going on, and the files in flight.
+func (e *engine) progress() progress.Event {
+	ev := e.tally.Progress()
+	ev.Listing = !e.listed.Load()
+	ev.InFlight = e.flying.snapshot(progress.MaxInFlight)
+	return ev
 }
 
 func (e *engine) emit(ev progress.Event) {
@@ -283,9 +297,33 @@ func (e *engine) emit(ev progress.Event) {
 	e.sink.Emit(ev)
 }
 
+// fileError reports that the file at path failed, for a reason the
+// destination or the source gave (msg).
 func (e *engine) fileError(path string, msg string) {
 	e.errors.Add(1)
 	e.emit(progress.Event{Event: progress.KindError, Path: path, Error: msg})
+}
+
+// stopping reports whether the run is ending before its work is done: it
+// was cancelled (a signal, --max-duration) or the session to its
+// destination is gone (a lost connection, which Run may retry).
+func (e *engine) stopping() bool {
+	if e.ctx.Err() != nil {
+		return true
+	}
+	g, ok := e.dst.(interface{ gone() bool })
+	return ok && g.gone()
+}
+
+// fileFailed settles a file that could not be done because of err: an
+// error of its own, or (when the run is stopping) not an error at all but
+// work left for the next run, which is not reported file by file: the
+// run's end says once why it stopped.
+func (e *engine) fileFailed(path string, err error) {
+	if e.stopping() {
+		return
+	}
+	e.fileError(path, err.Error())
 }
 
 func (e *engine) run() error {
@@ -392,6 +430,7 @@ func (e *engine) run() error {
 	derr := flt.Diff(e.ctx, srcList, dstList, dopt, func(op plan.Op) error {
 		return e.dispatch(op, smallCh, bigCh)
 	})
+	e.listed.Store(true)
 	close(smallCh)
 	close(bigCh)
 	bigWG.Wait()
@@ -461,7 +500,28 @@ func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error)
 	if err != nil {
 		return hashtree.Digest{}, err
 	}
-	return hashtree.HashFile(ctx, f, info.Size, 0)
+	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
+	return d, readErr(err)
+}
+
+// readErr reduces an error of hashtree's reading to what a user reads:
+// the system's reason ("input/output error") or the cancellation, without
+// the package's "hashtree: read N bytes at offset M" wrapping.
+func readErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("interrupted")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return errChanged
+	}
+	return err
 }
 
 // dispatch routes one planned operation.
@@ -509,6 +569,9 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		if sh := e.opt.Shard; sh != nil && e.split(op) {
 			lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
 			e.tally.AddPlanned(0, min(hi*e.opt.ChunkSize, s.Size)-lo*e.opt.ChunkSize)
+		} else if e.finishesSplit(op) {
+			// The shares planned (and count) the file's bytes.
+			e.tally.AddPlanned(1, 0)
 		} else {
 			e.tally.AddPlanned(1, s.Size)
 		}
@@ -527,7 +590,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 // (create, update, link, mkdir, symlink, delete).
 func (e *engine) dryRun(op plan.Op) {
 	s := op.Src
-	ev := progress.Event{Path: s.Path}
+	ev := progress.Event{Path: s.Path, DryRun: true}
 	switch op.Kind {
 	case plan.OpPut:
 		ev.Event, ev.Action, ev.Bytes = progress.KindTransfer, "create", s.Size
@@ -621,6 +684,12 @@ func (e *engine) split(op plan.Op) bool {
 		return false
 	}
 	return !e.deltaFor(op)
+}
+
+// finishesSplit reports whether this is the final pass of a cluster
+// transfer finishing a file that its shares split between them.
+func (e *engine) finishesSplit(op plan.Op) bool {
+	return e.opt.Shard == nil && e.opt.SplitShares > 1 && e.split(op)
 }
 
 // deltaFor reports whether a changed file is updated with --delta: the
@@ -782,28 +851,32 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			return
 		}
 		batch := ops
+		key, _ := e.flying.add(batch[0].Src.Path, int64(len(payload.b)), len(batch))
 		if err := e.throttle(int64(len(payload.b))); err != nil {
-			e.failOps(batch, err.Error())
+			e.flying.remove(key)
+			e.failOps(batch, err)
 			start()
 			return
 		}
 		if err := l.acquire(e.ctx); err != nil {
-			e.failOps(batch, err.Error())
+			e.flying.remove(key)
+			e.failOps(batch, err)
 			start()
 			return
 		}
 		err := l.sendBatch(len(batch), payload.b, func(errs []string, err error) {
 			l.release()
+			e.flying.remove(key)
 			for i, op := range batch {
 				msg := ""
-				if err != nil {
-					msg = err.Error()
-				} else if i < len(errs) {
+				if i < len(errs) {
 					msg = errs[i]
-				} else {
+				} else if err == nil {
 					msg = "no verdict from the destination"
 				}
-				if msg != "" {
+				if err != nil {
+					e.fileFailed(op.Src.Path, err)
+				} else if msg != "" {
 					e.fileError(op.Src.Path, msg)
 				} else {
 					e.tally.AddBytes(op.Src.Size)
@@ -815,7 +888,8 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		})
 		if err != nil {
 			l.release()
-			e.failOps(batch, err.Error())
+			e.flying.remove(key)
+			e.failOps(batch, err)
 		}
 		start()
 	}
@@ -825,7 +899,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 	defer src.close()
 	for op := range in {
 		if e.ctx.Err() != nil {
-			e.failOps([]plan.Op{op}, "transfer cancelled")
+			e.wg.Done() // left for the next run
 			continue
 		}
 		data, err := src.read(plan.Join(srcTop, op.Src.Path), op.Src, buf)
@@ -849,6 +923,17 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		}
 	}
 	flush()
+}
+
+// newBwLimiter is the --bwlimit token bucket: rate bytes per second, room
+// for the largest single send (burst), and empty at the start, so that
+// from the first byte on no more than rate*t bytes go out in any t seconds
+// since the start (a full bucket would let a whole chunk or batch through
+// at once: several MiB over the limit in a short run).
+func newBwLimiter(bps, burst int64) *rate.Limiter {
+	l := rate.NewLimiter(rate.Limit(bps), int(burst))
+	l.AllowN(time.Now(), int(burst))
+	return l
 }
 
 // throttle waits until n more payload bytes fit the --bwlimit rate.
@@ -890,9 +975,10 @@ func (e *engine) waitMore(in <-chan plan.Op) bool {
 	return true
 }
 
-func (e *engine) failOps(ops []plan.Op, msg string) {
+// failOps settles the files of a batch that could not be sent (err).
+func (e *engine) failOps(ops []plan.Op, err error) {
 	for _, op := range ops {
-		e.fileError(op.Src.Path, msg)
+		e.fileFailed(op.Src.Path, err)
 		e.wg.Done()
 	}
 }
@@ -907,9 +993,11 @@ type sfile struct {
 	failed    atomic.Bool
 	checks    atomic.Int64 // chunks of a resumed partial file still to hash here
 	mu        sync.Mutex
-	errMsg    string
+	errMsg    string // the first failure of the file's own
 	adopt     []AdoptChunk
 	part      bool // a share's range of a split file: parked, not committed
+	fly       *flight
+	flyKey    uint64
 }
 
 type chunkJob struct {
@@ -925,21 +1013,21 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	select {
 	case e.bigSem <- struct{}{}:
 	case <-e.ctx.Done():
-		e.fileError(s.Path, "transfer cancelled")
-		e.wg.Done()
+		e.wg.Done() // left for the next run
 		return
 	}
-	fail := func(msg string) {
+	fail := func(err error) {
 		<-e.bigSem
-		e.fileError(s.Path, msg)
+		e.fileFailed(s.Path, err)
 		e.wg.Done()
 	}
 	f, err := e.src.Open(plan.Join(srcTop, s.Path))
 	if err != nil {
-		fail(describe("open", s.Path, err))
+		fail(errors.New(describe("open", s.Path, err)))
 		return
 	}
 	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f}
+	sf.flyKey, sf.fly = e.flying.add(s.Path, s.Size, 0)
 	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
 	sf.digests = make([]hashtree.Digest, len(chunks))
 	spec := FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
@@ -956,12 +1044,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		}
 	}
 	errs, haves, done, err := e.dst.open(e.ctx, []FileSpec{spec})
-	if err == nil && len(errs) == 1 && errs[0] != "" {
-		err = errors.New(errs[0])
-	}
 	if err != nil {
 		f.Close()
-		fail(err.Error())
+		e.flying.remove(sf.flyKey)
+		fail(err)
+		return
+	}
+	if len(errs) == 1 && errs[0] != "" {
+		f.Close()
+		e.flying.remove(sf.flyKey)
+		<-e.bigSem
+		e.fileError(s.Path, errs[0])
+		e.wg.Done()
 		return
 	}
 	n := int64(len(sf.digests))
@@ -981,7 +1075,10 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	pending := chunks[:0:0]
 	for _, c := range chunks {
 		if isDone[c.Index] {
-			e.tally.AddBytes(c.Len)
+			if !e.finishesSplit(op) { // else a share's progress counted it
+				e.tally.AddBytes(c.Len)
+			}
+			sf.fly.done.Add(c.Len)
 			continue
 		}
 		pending = append(pending, c)
@@ -1010,7 +1107,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: have[c.Index]}:
 		case <-e.ctx.Done():
 			// Senders drain what is queued; the rest is abandoned.
-			e.chunkFailed(sf, "transfer cancelled")
+			e.chunkStopped(sf)
 			return
 		}
 	}
@@ -1023,7 +1120,7 @@ func (e *engine) chunkSender(l dataLane) {
 		sf := job.sf
 		if !job.check {
 			if err := e.throttle(job.c.Len); err != nil {
-				e.chunkFailed(sf, err.Error())
+				e.chunkStopped(sf)
 				continue
 			}
 		}
@@ -1038,7 +1135,7 @@ func (e *engine) chunkSender(l dataLane) {
 			continue
 		}
 		if err := l.acquire(e.ctx); err != nil {
-			e.chunkFailed(sf, err.Error())
+			e.chunkErr(sf, err)
 			continue
 		}
 		// Map the chunk: hash it in place and send it with SendFile from
@@ -1101,6 +1198,7 @@ func (e *engine) chunkSender(l dataLane) {
 			case ackOK:
 				sf.digests[j.c.Index] = dg
 				e.tally.AddBytes(j.c.Len)
+				sf.fly.done.Add(j.c.Len)
 				e.tally.AddSent(j.c.Len)
 				e.chunkSettled(sf)
 			case ackMismatch:
@@ -1118,11 +1216,11 @@ func (e *engine) chunkSender(l dataLane) {
 					select {
 					case e.chunkCh <- &chunkJob{sf: sf, c: j.c, tries: j.tries + 1}:
 					case <-e.ctx.Done():
-						e.chunkFailed(sf, "transfer cancelled")
+						e.chunkStopped(sf)
 					}
 				}()
 			default:
-				e.chunkFailed(sf, msg)
+				e.chunkErr(sf, errors.New(msg))
 			}
 		}
 		var err error
@@ -1143,7 +1241,7 @@ func (e *engine) chunkSender(l dataLane) {
 		}
 		if err != nil {
 			l.release()
-			e.chunkFailed(sf, err.Error())
+			e.chunkErr(sf, err)
 		}
 	}
 }
@@ -1209,17 +1307,20 @@ func (e *engine) offer(sf *sfile) {
 	for _, c := range list {
 		if !missing[c.Index] {
 			e.tally.AddBytes(chunks[c.Index].Len)
+			sf.fly.done.Add(chunks[c.Index].Len)
 			e.chunkSettled(sf)
 			continue
 		}
 		select {
 		case e.chunkCh <- &chunkJob{sf: sf, c: chunks[c.Index]}:
 		case <-e.ctx.Done():
-			e.chunkFailed(sf, "transfer cancelled")
+			e.chunkStopped(sf)
 		}
 	}
 }
 
+// chunkFailed settles a chunk that failed for a reason of the file's own
+// (msg): the file fails.
 func (e *engine) chunkFailed(sf *sfile, msg string) {
 	sf.mu.Lock()
 	if sf.errMsg == "" {
@@ -1228,6 +1329,23 @@ func (e *engine) chunkFailed(sf *sfile, msg string) {
 	sf.mu.Unlock()
 	sf.failed.Store(true)
 	e.chunkSettled(sf)
+}
+
+// chunkStopped settles a chunk abandoned because the run is stopping: the
+// file is left for the next run, which resumes its partial file.
+func (e *engine) chunkStopped(sf *sfile) {
+	sf.failed.Store(true)
+	e.chunkSettled(sf)
+}
+
+// chunkErr settles a chunk that could not be sent (err): the file's own
+// failure, unless the run is stopping.
+func (e *engine) chunkErr(sf *sfile, err error) {
+	if e.stopping() {
+		e.chunkStopped(sf)
+		return
+	}
+	e.chunkFailed(sf, err.Error())
 }
 
 // chunkSettled counts a chunk as done (either way); the last one finishes
@@ -1242,11 +1360,18 @@ func (e *engine) chunkSettled(sf *sfile) {
 func (e *engine) finishBig(sf *sfile) {
 	defer e.wg.Done()
 	defer func() { <-e.bigSem }()
+	defer e.flying.remove(sf.flyKey)
 	s := sf.op.Src
 	info, serr := fsroot.InfoFromFile(sf.f)
 	sf.f.Close()
 	if sf.failed.Load() {
-		e.fileError(s.Path, sf.errMsg)
+		sf.mu.Lock()
+		msg := sf.errMsg
+		sf.mu.Unlock()
+		if msg == "" {
+			return // stopped: the partial file stays for the next run
+		}
+		e.fileError(s.Path, msg)
 		if e.ctx.Err() == nil {
 			// A real failure: drop the partial file. A cancelled run
 			// (stop, --max-duration) keeps it for the next run to resume.
@@ -1262,10 +1387,9 @@ func (e *engine) finishBig(sf *sfile) {
 	if sf.part {
 		errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestPark}})
 		if err == nil && len(errs) == 1 && errs[0] != "" {
-			err = errors.New(errs[0])
-		}
-		if err != nil {
-			e.fileError(s.Path, err.Error())
+			e.fileError(s.Path, errs[0])
+		} else if err != nil {
+			e.fileFailed(s.Path, err)
 		}
 		return
 	}
@@ -1279,11 +1403,12 @@ func (e *engine) finishBig(sf *sfile) {
 		dg = ""
 	}
 	errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: dg}})
-	if err == nil && len(errs) == 1 && errs[0] != "" {
-		err = errors.New(errs[0])
-	}
 	if err != nil {
-		e.fileError(s.Path, err.Error())
+		e.fileFailed(s.Path, err)
+		return
+	}
+	if len(errs) == 1 && errs[0] != "" {
+		e.fileError(s.Path, errs[0])
 		return
 	}
 	ev := progress.Event{Event: progress.KindTransfer, Path: s.Path, Bytes: s.Size}

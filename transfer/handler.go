@@ -443,7 +443,11 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 	if err != nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
 	}
-	return hashtree.HashFile(ctx, f, info.Size, 0)
+	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
+	if err != nil {
+		return d, fmt.Errorf("hash %s: %w", p, readErr(err))
+	}
+	return d, nil
 }
 
 // list streams the tree beneath r.Path in batches, one per credit.
