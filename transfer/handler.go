@@ -424,10 +424,12 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 		}
 		if r.Checksum && en.Type == plan.TypeFile {
 			d, err := h.hash(ctx, plan.Join(top, en.Path))
-			if err != nil {
+			if err != nil && ctx.Err() != nil {
 				return err
 			}
-			en.Digest = d[:]
+			if err == nil { // else the diff asks again, and transfers the file if that fails too
+				en.Digest = d[:]
+			}
 		}
 		appendEntry(&e, &en)
 		n++

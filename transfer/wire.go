@@ -13,7 +13,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol spoken by this
 // build. Peers refuse a different major version in the handshake.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // magic opens every connection, so that a peer that is not xfer (an HTTP
 // server, an rsync daemon) is recognised at once.
@@ -209,6 +209,7 @@ func appendEntry(e *enc, en *plan.Entry) {
 	e.bytes(en.Digest)
 	e.uvar(en.Ino)
 	e.uvar(en.Nlink)
+	e.str(en.Err)
 }
 
 // readEntry decodes a listing entry and validates what a hostile peer could
@@ -226,6 +227,7 @@ func readEntry(d *dec) (plan.Entry, error) {
 	}
 	en.Ino = d.uvar()
 	en.Nlink = d.uvar()
+	en.Err = d.str()
 	if d.err != nil {
 		return en, d.err
 	}
