@@ -218,6 +218,9 @@ type engine struct {
 	metaMu  sync.Mutex
 	metaOps []MetaOp
 	metaOf  []plan.Op
+	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
+	// read-only directory; it goes out before the next file is sent.
+	flushFirst bool
 	deletes pathList // extra destination entries, deleted after the transfers
 	// links maps a multiply-linked source inode to the path at the
 	// destination that the other names of it are linked to; later paths
@@ -553,10 +556,10 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 			return err
 		}
 		if op.Replace || (op.Dst != nil && op.Dst.Mode&0o300 != 0o300) {
-			// What lies beneath goes out right after: the file or
-			// symlink in the way must be gone first, and a read-only
-			// directory made writable for the update.
-			return e.flushMeta()
+			// Before a file goes out (on its own path, not through the
+			// queue of metadata), the file or symlink in the way must be
+			// gone, or the read-only directory made writable.
+			e.flushFirst = true
 		}
 		return nil
 	case plan.OpSymlink:
@@ -572,6 +575,12 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	case plan.OpPut:
 		if e.linked(op) {
 			return nil
+		}
+		if e.flushFirst {
+			e.flushFirst = false
+			if err := e.flushMeta(); err != nil {
+				return err
+			}
 		}
 		if sh := e.opt.Shard; sh != nil && e.split(op) {
 			lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
