@@ -865,9 +865,10 @@ func TestTopDirAttributes(t *testing.T) {
 
 // TestReadOnlyDestinationUpdate: an unprivileged user updates, adds and
 // (with sync) deletes files inside destination directories it owns that
-// are read-only (the top directory among them), as rsync does: they are
-// made writable for the run and get their modes back; in every direction,
-// and a second run changes nothing.
+// are read-only (the top directory among them), and removes or replaces
+// read-only directories with contents, as rsync does: they are made
+// writable for the run and get their modes back; in every direction, and
+// a second run changes nothing.
 func TestReadOnlyDestinationUpdate(t *testing.T) {
 	u := asNobody(t)
 	for _, d := range directions {
@@ -879,13 +880,16 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 			writeFile(t, filepath.Join(tree, "ro/extra"), "goes with sync", 0o444)
 			writeFile(t, filepath.Join(tree, "ro/deeper/g"), "g", 0o444)
 			writeFile(t, filepath.Join(tree, "top"), "top 1", 0o444)
+			writeFile(t, filepath.Join(tree, "gone-ro/sub/f"), "deleted by sync", 0o444)
+			writeFile(t, filepath.Join(tree, "ro2/f"), "a directory replaced by a file", 0o444)
+			roDirs := []string{"ro/deeper", "ro", "gone-ro/sub", "gone-ro", "ro2", ""}
 			u.own(t, srcBase)
-			for _, p := range []string{"ro/deeper", "ro", ""} {
+			for _, p := range roDirs {
 				must(t, os.Chmod(filepath.Join(tree, p), 0o555))
 			}
 			t.Cleanup(func() {
 				for _, root := range []string{tree, dstTree} {
-					for _, p := range []string{"", "ro", "ro/deeper"} {
+					for _, p := range roDirs {
 						os.Chmod(filepath.Join(root, p), 0o755)
 					}
 				}
@@ -898,10 +902,14 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 			if m := fdSnapshot(t, dstTree)["ro"].Mode; m != 0o555 {
 				t.Fatalf("ro arrived with mode %o", m)
 			}
-			// Change the source: new content, a new file, one removed.
-			for _, p := range []string{"", "ro", "ro/deeper"} {
+			// Change the source: new content, a new file, one removed, a
+			// read-only directory removed and one replaced by a file.
+			for _, p := range roDirs {
 				must(t, os.Chmod(filepath.Join(tree, p), 0o755))
 			}
+			must(t, os.RemoveAll(filepath.Join(tree, "gone-ro")))
+			must(t, os.RemoveAll(filepath.Join(tree, "ro2")))
+			writeFile(t, filepath.Join(tree, "ro2"), "now a file", 0o444)
 			writeFile(t, filepath.Join(tree, "ro/f"), "version 2, longer", 0o444)
 			writeFile(t, filepath.Join(tree, "ro/big"), strings.Repeat("2", 2<<20), 0o444)
 			writeFile(t, filepath.Join(tree, "ro/new"), "new", 0o444)
@@ -918,8 +926,8 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("sync into read-only directories: %s", r)
 			}
-			if _, s := jsonRun(t, r); s.FilesTransferred != 5 || s.FilesDeleted != 1 {
-				t.Errorf("sync: %+v; want 5 transferred, 1 deleted", s)
+			if _, s := jsonRun(t, r); s.FilesTransferred != 6 || s.FilesDeleted != 2 {
+				t.Errorf("sync: %+v; want 6 transferred, 2 deleted", s)
 			}
 			sameAsSource(t, tree, dstTree)
 			again(t, u, dstTree, 0, "sync", src, dst, "--lock=false")

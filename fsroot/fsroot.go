@@ -762,6 +762,7 @@ func (r *Root) RemoveAll(rel string) error {
 // parent, recursing into directories through descriptors opened with
 // O_NOFOLLOW, so no symlink is ever followed.
 func removeAllAt(parent int, name, p string) error {
+	opened := false // made readable to remove it, once
 	for attempt := 0; ; attempt++ {
 		err := ignoringEINTR(func() error { return unix.Unlinkat(parent, name, 0) })
 		if err == nil || err == unix.ENOENT {
@@ -782,12 +783,23 @@ func removeAllAt(parent int, name, p string) error {
 			continue // replaced by a non-directory meanwhile
 		case oerr == unix.ENOTDIR || oerr == unix.ELOOP:
 			return &fs.PathError{Op: "unlink", Path: p, Err: err}
+		case oerr == unix.EACCES && !opened && chmodAt(parent, name, 0o700) == nil:
+			// A directory of ours we may not read: it goes anyway, as
+			// with rsync and rm -rf.
+			opened = true
+			continue
 		case oerr != nil:
 			// Unreadable directory: it can still be removed if empty.
 			if rerr := unix.Unlinkat(parent, name, unix.AT_REMOVEDIR); rerr == nil || rerr == unix.ENOENT {
 				return nil
 			}
 			return &fs.PathError{Op: "open", Path: p, Err: oerr}
+		}
+		// A read-only directory of ours is made writable, so that its
+		// entries can go.
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&0o300 != 0o300 {
+			unix.Fchmod(fd, st.Mode&0o7777|0o700)
 		}
 		names, rerr := readNames(fd)
 		var firstErr error
