@@ -218,9 +218,6 @@ type engine struct {
 	metaMu  sync.Mutex
 	metaOps []MetaOp
 	metaOf  []plan.Op
-	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
-	// read-only directory; it goes out before the next file is sent.
-	flushFirst bool
 	deletes pathList // extra destination entries, deleted after the transfers
 	// links maps a multiply-linked source inode to the path at the
 	// destination that the other names of it are linked to; later paths
@@ -230,6 +227,10 @@ type engine struct {
 	linkNames []string
 	// shardLoad is the weight assigned to each share so far (Shard runs).
 	shardLoad []int64
+
+	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
+	// read-only directory; it goes out before the next file is sent.
+	flushFirst bool
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
