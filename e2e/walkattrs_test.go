@@ -240,9 +240,6 @@ func fdSnapshot(t *testing.T, dir string) map[string]node {
 		names, err := f.Readdirnames(-1)
 		must(t, err)
 		for _, name := range names {
-			if name == ".xfer-lock" {
-				continue
-			}
 			p := name
 			if rel != "" {
 				p = rel + "/" + name
@@ -545,7 +542,7 @@ func TestBeyondPathMax(t *testing.T) {
 				t.Errorf("sync: %+v; want 1 deleted, 0 transferred", s)
 			}
 			sameAsSource(t, tree, dstTree)
-			again(t, u, dstTree, 0, "sync", src, dst, "--lock=false")
+			again(t, u, dstTree, 0, "sync", src, dst)
 		})
 	}
 }
@@ -735,9 +732,16 @@ func TestHardLinksJoinExisting(t *testing.T) {
 				t.Fatalf("rsync -aH made groups %q, test expects %q", got, want)
 			}
 			src, dst := d.endpoints(t, u, srcBase, dstBase)
+			dry := u.run(t, "copy", src, dst, "--hard-links", "--json", "--dry-run")
 			r := u.run(t, "copy", src, dst, "--hard-links", "--json")
-			if r.code != 0 {
-				t.Fatal(r)
+			if r.code != 0 || dry.code != 0 {
+				t.Fatalf("%s\ndry run: %s", r, dry)
+			}
+			// One copy (p) and four links (b joined, sub/c, y, q).
+			if _, s := jsonRun(t, r); s.FilesTransferred != 5 {
+				t.Errorf("real run: %d files transferred, want 5 (1 copy, 4 links)", s.FilesTransferred)
+			} else if _, ds := jsonRun(t, dry); ds.FilesTransferred != s.FilesTransferred {
+				t.Errorf("dry run plans %d files, the real run did %d", ds.FilesTransferred, s.FilesTransferred)
 			}
 			if got := inodeGroups(t, dstTree); !slices.Equal(got, want) {
 				t.Errorf("hard-link groups %q, want %q (as rsync -aH)", got, want)
@@ -920,9 +924,7 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 			for _, p := range []string{"ro/deeper", "ro", ""} {
 				must(t, os.Chmod(filepath.Join(tree, p), 0o555))
 			}
-			// --lock=false: the lock file would be created in the
-			// read-only top directory.
-			r := u.run(t, "sync", src, dst, "--json", "--lock=false")
+			r := u.run(t, "sync", src, dst, "--json")
 			if r.code != 0 {
 				t.Fatalf("sync into read-only directories: %s", r)
 			}
@@ -930,7 +932,7 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 				t.Errorf("sync: %+v; want 6 transferred, 2 deleted", s)
 			}
 			sameAsSource(t, tree, dstTree)
-			again(t, u, dstTree, 0, "sync", src, dst, "--lock=false")
+			again(t, u, dstTree, 0, "sync", src, dst)
 		})
 	}
 }

@@ -302,6 +302,21 @@ func (e *engine) run() error {
 		}
 		return exitcode.Usagef("source %s: %v", displayPath(e.srcPath), err)
 	}
+	if info.Type == fsroot.TypeSymlink {
+		// A source that is a symlink to a directory is followed, within
+		// the tree (only this link: those inside stay links).
+		if p, err := followLinks(e.ctx, e.srcPath, rootStat(e.src)); err == nil {
+			if t, err := e.src.Lstat(p); err == nil && t.Type == fsroot.TypeDir {
+				e.srcPath, info = p, t
+			}
+		}
+	}
+	if e.dstPath != "" {
+		// So is a destination that is one, as on this machine.
+		if e.dstPath, err = followLinks(e.ctx, e.dstPath, e.dst.stat); err != nil {
+			return err
+		}
+	}
 	var srcList, dstList plan.Lister
 	srcTop := e.srcPath
 	if info.Type == fsroot.TypeDir {
@@ -507,36 +522,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	}
 	s := op.Src
 	if e.opt.DryRun {
-		action := ""
-		switch op.Kind {
-		case plan.OpPut:
-			action = "create"
-			if op.Dst != nil {
-				action = "update"
-			}
-			e.tally.AddPlanned(1, s.Size)
-		case plan.OpMkdir:
-			if op.Dst == nil {
-				action = "mkdir"
-			}
-		case plan.OpSymlink:
-			action = "symlink"
-		case plan.OpDelete:
-			action = "delete"
-		case plan.OpSetAttrs:
-			action = "setattrs"
-		}
-		if action != "" {
-			e.sink.Emit(progress.Event{Event: progress.KindPlan, Action: action, Path: s.Path, Bytes: s.Size})
-			switch action {
-			case "delete":
-				e.tally.Record(progress.Event{Event: progress.KindDelete})
-			case "mkdir":
-				e.tally.Record(progress.Event{Event: progress.KindMkdir})
-			}
-		} else if op.Kind == plan.OpSkip {
-			e.tally.Record(progress.Event{Event: progress.KindSkip})
-		}
+		e.dryRun(op)
 		return nil
 	}
 	if e.opt.Shard != nil && !e.mine(op) {
@@ -615,16 +601,27 @@ type linkAnchor struct {
 // existing group joins the destination's copy, and separate copies at
 // the destination are joined into one, as rsync -H does.
 func (e *engine) linked(op plan.Op) bool {
+	first, link := e.anchorFor(op)
+	if link {
+		e.linkOps = append(e.linkOps, op)
+		e.linkNames = append(e.linkNames, first)
+	}
+	return link
+}
+
+// anchorFor decides for linked (and a dry run) whether op's name is to be
+// linked to its group's anchor, and to which name.
+func (e *engine) anchorFor(op plan.Op) (string, bool) {
 	s := op.Src
 	if !e.opt.HardLinks || s.Type != plan.TypeFile || s.Nlink < 2 {
-		return false
+		return "", false
 	}
 	// An up-to-date copy can anchor its group; a file skipped for another
 	// reason (a size or age limit) cannot.
 	current := op.Dst != nil && op.Dst.Type == plan.TypeFile &&
 		((op.Kind == plan.OpSkip && op.Reason == "") || op.Kind == plan.OpSetAttrs)
 	if op.Kind != plan.OpPut && !current {
-		return false
+		return "", false
 	}
 	k := [2]uint64{s.Dev, s.Ino}
 	a, ok := e.links[k]
@@ -637,14 +634,52 @@ func (e *engine) linked(op plan.Op) bool {
 			a.dstIno = op.Dst.Ino
 		}
 		e.links[k] = a
-		return false
+		return "", false
 	}
 	if current && a.dstIno != 0 && op.Dst.Ino == a.dstIno {
-		return false // already one file with the anchor
+		return "", false // already one file with the anchor
 	}
-	e.linkOps = append(e.linkOps, op)
-	e.linkNames = append(e.linkNames, a.path)
-	return true
+	return a.path, true
+}
+
+// dryRun reports op as the real run reports carrying it out: the same
+// events, counted alike, each with the action a plan line shows
+// (create, update, link, mkdir, symlink, delete).
+func (e *engine) dryRun(op plan.Op) {
+	s := op.Src
+	ev := progress.Event{Path: s.Path}
+	switch op.Kind {
+	case plan.OpPut:
+		ev.Event, ev.Action, ev.Bytes = progress.KindTransfer, "create", s.Size
+		if op.Dst != nil {
+			ev.Action = "update"
+		}
+		if first, link := e.anchorFor(op); link {
+			ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
+		}
+		e.tally.AddPlanned(1, ev.Bytes)
+	case plan.OpMkdir:
+		if op.Dst != nil && !op.Replace {
+			return // attributes only, as the real run does it
+		}
+		ev.Event, ev.Action = progress.KindMkdir, "mkdir"
+	case plan.OpSymlink:
+		ev.Event, ev.Action = progress.KindSymlink, "symlink"
+	case plan.OpDelete:
+		ev.Event, ev.Action = progress.KindDelete, "delete"
+	default: // OpSkip, OpSetAttrs: counted as unchanged, unless joined to a group
+		if first, link := e.anchorFor(op); link {
+			ev.Event, ev.Action, ev.Msg = progress.KindTransfer, "link", "hard link to "+plan.Join(e.dstPath, first)
+			e.tally.AddPlanned(1, 0)
+			break
+		}
+		if op.Kind == plan.OpSkip && op.Reason == "unsupported" {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
+		}
+		e.tally.Record(progress.Event{Event: progress.KindSkip})
+		return
+	}
+	e.emit(ev)
 }
 
 // mine decides, in a Shard run, whether op is this share's to carry out:

@@ -66,11 +66,3 @@ func writeAllAt(fd int, b []byte, off int64) error {
 	}
 	return nil
 }
-
-func ignoringEINTR(fn func() error) error {
-	for {
-		if err := fn(); err != unix.EINTR {
-			return err
-		}
-	}
-}
