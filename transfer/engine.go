@@ -458,8 +458,8 @@ func (e *engine) run() error {
 // topAttrs gives the destination directory the source directory's mode
 // and mtime, as rsync -a src/ dst/ does, with the other directories at
 // the end of the run; it goes out now so that a read-only destination
-// directory is made writable before anything lands in it. A destination
-// that is a symlink to a directory keeps its target's attributes.
+// directory is made writable before anything lands in it. (A destination
+// that is a symlink to a directory was followed already.)
 func (e *engine) topAttrs(info fsroot.Info) error {
 	de, err := e.dst.stat(e.ctx, e.dstPath)
 	if err != nil || de == nil || de.Type != plan.TypeDir {

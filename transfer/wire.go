@@ -212,6 +212,9 @@ func appendEntry(e *enc, en *plan.Entry) {
 	e.str(en.Err)
 }
 
+// maxEntryErr bounds the reason a listing entry gives for being unreadable.
+const maxEntryErr = 1024
+
 // readEntry decodes a listing entry and validates what a hostile peer could
 // get wrong.
 func readEntry(d *dec) (plan.Entry, error) {
@@ -231,7 +234,7 @@ func readEntry(d *dec) (plan.Entry, error) {
 	if d.err != nil {
 		return en, d.err
 	}
-	if en.Type < plan.TypeFile || en.Type > plan.TypeOther || en.Size < 0 || en.Mode > 07777 {
+	if en.Type < plan.TypeFile || en.Type > plan.TypeOther || en.Size < 0 || en.Mode > 07777 || len(en.Err) > maxEntryErr {
 		return en, fmt.Errorf("invalid listing entry %q", en.Path)
 	}
 	if err := validRel(en.Path); err != nil || en.Path == "" {
