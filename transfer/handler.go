@@ -141,6 +141,9 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 
 // close releases the handler's locks and its root.
 func (h *handler) close() {
+	if r := h.receiverIfBound(); r != nil {
+		r.restoreWritable() // a run that ended before finish
+	}
 	h.unlock()
 	if root := h.tree(); root != nil {
 		root.Close()
