@@ -224,13 +224,18 @@ type engine struct {
 	metaOps []MetaOp
 	metaOf  []plan.Op
 	deletes pathList // extra destination entries, deleted after the transfers
-	// links maps a multiply-linked source inode to the first path that
-	// carries it; later paths become hard links (applied after transfers).
-	links     map[[2]uint64]string
+	// links maps a multiply-linked source inode to the path at the
+	// destination that the other names of it are linked to; later paths
+	// become hard links (applied after transfers).
+	links     map[[2]uint64]linkAnchor
 	linkOps   []plan.Op
 	linkNames []string
 	// shardLoad is the weight assigned to each share so far (Shard runs).
 	shardLoad []int64
+
+	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
+	// read-only directory; it goes out before the next file is sent.
+	flushFirst bool
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -383,13 +388,19 @@ func (e *engine) run() error {
 		if err := e.dst.mkroot(e.ctx, e.dstPath, e.opt.Lock); err != nil {
 			return err
 		}
+		if info.Type == fsroot.TypeDir && e.opt.Shard == nil {
+			if err := e.topAttrs(info); err != nil {
+				return err
+			}
+		}
 	}
 	if dstList == nil {
 		dstList = e.dst.list(e.ctx, e.dstPath, false)
 	}
 	dopt := plan.DiffOptions{
-		Checksum: e.opt.Checksum,
-		Delete:   e.opt.Delete,
+		Checksum:   e.opt.Checksum,
+		Delete:     e.opt.Delete,
+		Unreadable: e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
 			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
 			return d[:], err
@@ -483,6 +494,23 @@ func (e *engine) run() error {
 	return nil
 }
 
+// topAttrs gives the destination directory the source directory's mode
+// and mtime, as rsync -a src/ dst/ does, with the other directories at
+// the end of the run; it goes out now so that a read-only destination
+// directory is made writable before anything lands in it. (A destination
+// that is a symlink to a directory was followed already.)
+func (e *engine) topAttrs(info fsroot.Info) error {
+	de, err := e.dst.stat(e.ctx, e.dstPath)
+	if err != nil || de == nil || de.Type != plan.TypeDir {
+		return err
+	}
+	op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: ".", Type: plan.TypeDir, Mode: info.Mode, MtimeNs: info.MtimeNs}, Dst: de}
+	if err := e.addMeta(op, MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs}); err != nil {
+		return err
+	}
+	return e.flushMeta()
+}
+
 func displayPath(p string) string {
 	if p == "" {
 		return "."
@@ -524,6 +552,29 @@ func readErr(err error) error {
 	return err
 }
 
+// unreadable reports an entry a walk could not read, once: the run goes
+// on without it and ends with exit code 1, and (as with every error) a
+// sync then deletes nothing.
+func (e *engine) unreadable(en plan.Entry, dest bool) error {
+	side := "source"
+	if dest {
+		side = "destination"
+	}
+	var msg string
+	switch {
+	case en.Type == plan.TypeDir && !dest:
+		msg = fmt.Sprintf("cannot list source directory: %s (nothing beneath it is copied, or deleted at the destination)", en.Err)
+	case en.Type == plan.TypeDir:
+		msg = fmt.Sprintf("cannot list destination directory: %s (nothing beneath it is deleted)", en.Err)
+	case !dest:
+		msg = fmt.Sprintf("cannot read source symlink: %s (skipped)", en.Err)
+	default:
+		msg = fmt.Sprintf("cannot read %s %s: %s", side, en.Type, en.Err)
+	}
+	e.fileError(en.Path, msg)
+	return nil
+}
+
 // dispatch routes one planned operation.
 func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	if err := e.ctx.Err(); err != nil {
@@ -540,31 +591,43 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	dp := plan.Join(e.dstPath, s.Path)
 	switch op.Kind {
 	case plan.OpSkip:
+		if e.linked(op) {
+			return nil
+		}
 		if op.Reason == "unsupported" {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
 	case plan.OpMkdir:
-		return e.addMeta(op, MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
+		if err := e.addMeta(op, MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs}); err != nil {
+			return err
+		}
+		if op.Replace || (op.Dst != nil && op.Dst.Mode&0o300 != 0o300) {
+			// Before a file goes out (on its own path, not through the
+			// queue of metadata), the file or symlink in the way must be
+			// gone, or the read-only directory made writable.
+			e.flushFirst = true
+		}
+		return nil
 	case plan.OpSymlink:
 		return e.addMeta(op, MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
 	case plan.OpSetAttrs:
+		if e.linked(op) {
+			return nil
+		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
 		return e.addMeta(op, MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
 	case plan.OpDelete:
 		return e.deletes.add(s.Path)
 	case plan.OpPut:
-		if e.opt.HardLinks && s.Nlink > 1 {
-			if e.links == nil {
-				e.links = map[[2]uint64]string{}
+		if e.linked(op) {
+			return nil
+		}
+		if e.flushFirst {
+			e.flushFirst = false
+			if err := e.flushMeta(); err != nil {
+				return err
 			}
-			k := [2]uint64{s.Dev, s.Ino}
-			if first, ok := e.links[k]; ok {
-				e.linkOps = append(e.linkOps, op)
-				e.linkNames = append(e.linkNames, first)
-				return nil
-			}
-			e.links[k] = s.Path
 		}
 		if sh := e.opt.Shard; sh != nil && e.split(op) {
 			lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
@@ -585,6 +648,63 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	return nil
 }
 
+// linkAnchor is the name at the destination that carries a
+// multiply-linked source inode: the first of its names in the walk whose
+// file is transferred or already up to date there.
+type linkAnchor struct {
+	path   string
+	dstIno uint64 // inode of the destination's up-to-date file; 0: transferred in this run
+}
+
+// linked handles, with --hard-links, a file op on one name of a source
+// inode with several: the first such name is transferred (or kept) as
+// usual and becomes the anchor; every later name is linked to the anchor
+// after the transfers (an op queued here, and true returned), unless it
+// already is the anchor's file at the destination. So a new name of an
+// existing group joins the destination's copy, and separate copies at
+// the destination are joined into one, as rsync -H does.
+func (e *engine) linked(op plan.Op) bool {
+	first, link := e.anchorFor(op)
+	if link {
+		e.linkOps = append(e.linkOps, op)
+		e.linkNames = append(e.linkNames, first)
+	}
+	return link
+}
+
+// anchorFor decides for linked (and a dry run) whether op's name is to be
+// linked to its group's anchor, and to which name.
+func (e *engine) anchorFor(op plan.Op) (string, bool) {
+	s := op.Src
+	if !e.opt.HardLinks || s.Type != plan.TypeFile || s.Nlink < 2 {
+		return "", false
+	}
+	// An up-to-date copy can anchor its group; a file skipped for another
+	// reason (a size or age limit) cannot.
+	current := op.Dst != nil && op.Dst.Type == plan.TypeFile &&
+		((op.Kind == plan.OpSkip && op.Reason == "") || op.Kind == plan.OpSetAttrs)
+	if op.Kind != plan.OpPut && !current {
+		return "", false
+	}
+	k := [2]uint64{s.Dev, s.Ino}
+	a, ok := e.links[k]
+	if !ok {
+		if e.links == nil {
+			e.links = map[[2]uint64]linkAnchor{}
+		}
+		a = linkAnchor{path: s.Path}
+		if current {
+			a.dstIno = op.Dst.Ino
+		}
+		e.links[k] = a
+		return "", false
+	}
+	if current && a.dstIno != 0 && op.Dst.Ino == a.dstIno {
+		return "", false // already one file with the anchor
+	}
+	return a.path, true
+}
+
 // dryRun reports op as the real run reports carrying it out: the same
 // events, counted alike, each with the action a plan line shows
 // (create, update, link, mkdir, symlink, delete).
@@ -597,16 +717,8 @@ func (e *engine) dryRun(op plan.Op) {
 		if op.Dst != nil {
 			ev.Action = "update"
 		}
-		if e.opt.HardLinks && s.Nlink > 1 {
-			if e.links == nil {
-				e.links = map[[2]uint64]string{}
-			}
-			k := [2]uint64{s.Dev, s.Ino}
-			if first, ok := e.links[k]; ok {
-				ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
-			} else {
-				e.links[k] = s.Path
-			}
+		if first, link := e.anchorFor(op); link {
+			ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
 		}
 		e.tally.AddPlanned(1, ev.Bytes)
 	case plan.OpMkdir:
@@ -618,7 +730,12 @@ func (e *engine) dryRun(op plan.Op) {
 		ev.Event, ev.Action = progress.KindSymlink, "symlink"
 	case plan.OpDelete:
 		ev.Event, ev.Action = progress.KindDelete, "delete"
-	default: // OpSkip, OpSetAttrs: counted as unchanged
+	default: // OpSkip, OpSetAttrs: counted as unchanged, unless joined to a group
+		if first, link := e.anchorFor(op); link {
+			ev.Event, ev.Action, ev.Msg = progress.KindTransfer, "link", "hard link to "+plan.Join(e.dstPath, first)
+			e.tally.AddPlanned(1, 0)
+			break
+		}
 		if op.Kind == plan.OpSkip && op.Reason == "unsupported" {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
 		}
@@ -909,7 +1026,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			continue
 		}
 		sf := smallFile{path: plan.Join(e.dstPath, op.Src.Path), mode: op.Src.Mode, mtimeNs: op.Src.MtimeNs,
-			replaceDir: e.opt.ReplaceDirs, data: data}
+			replaceDir: e.opt.ReplaceDirs, sparse: op.Src.Blocks*512 < op.Src.Size, data: data}
 		if verify {
 			sf.digest = hashtree.Sum(data)
 		}

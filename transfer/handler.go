@@ -141,6 +141,9 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 
 // close releases the handler's locks and its root.
 func (h *handler) close() {
+	if r := h.receiverIfBound(); r != nil {
+		r.restoreWritable() // a run that ended before finish
+	}
 	h.unlock()
 	if root := h.tree(); root != nil {
 		root.Close()
@@ -493,10 +496,12 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 		}
 		if r.Checksum && en.Type == plan.TypeFile {
 			d, err := h.hash(ctx, plan.Join(top, en.Path))
-			if err != nil {
+			if err != nil && ctx.Err() != nil {
 				return err
 			}
-			en.Digest = d[:]
+			if err == nil { // else the diff asks again, and transfers the file if that fails too
+				en.Digest = d[:]
+			}
 		}
 		appendEntry(&e, &en)
 		n++
