@@ -3,6 +3,8 @@ package cmd
 import (
 	"fmt"
 	"net"
+	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -55,6 +57,7 @@ SIGINT or SIGTERM.`,
 	f.Int("max-sessions-per-client", 32, "most concurrent sessions from one client address")
 	f.String("max-frame", "8M", "largest control frame a client may send")
 	f.String("max-session-memory", "256M", "receive-buffer memory one session may use (caps its data streams)")
+	f.String("max-memory", "1G", "receive-buffer memory of all sessions together; messages wait for room beyond it")
 	return c
 }
 
@@ -134,6 +137,19 @@ func (a *app) runServe(cmd *cobra.Command) error {
 	maxMem, err := parseSize(a.v.GetString("max-session-memory"))
 	if err != nil || maxMem < 64<<20 {
 		return exitcode.Usagef("--max-session-memory: want a size of at least 64M")
+	}
+	maxAll, err := parseSize(a.v.GetString("max-memory"))
+	if err != nil || maxAll < maxMem {
+		return exitcode.Usagef("--max-memory: want a size of at least --max-session-memory (%s)", a.v.GetString("max-session-memory"))
+	}
+	if maxFrame > maxMem {
+		return exitcode.Usagef("--max-frame: at most --max-session-memory (%s)", a.v.GetString("max-session-memory"))
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Receive buffers given back are garbage until the collector
+		// runs: near the cap it runs sooner, so the process stays close
+		// to what the pool allows.
+		debug.SetMemoryLimit(maxAll + 512<<20)
 	}
 	protos := a.v.GetStringSlice("protos")
 	for _, p := range protos {
@@ -217,6 +233,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		MaxSessionsPerClient: a.v.GetInt("max-sessions-per-client"),
 		MaxFrame:             int(maxFrame),
 		MaxSessionMemory:     maxMem,
+		MaxMemory:            maxAll,
 		CAS:                  store,
 		CASReadOnly:          a.v.GetBool("cas-read-only"),
 		Protos:               protos,

@@ -47,6 +47,9 @@ type ServerConfig struct {
 	MaxSessionsPerClient int   // concurrent sessions from one IP address (default 32)
 	MaxFrame             int   // control frame limit in bytes (default 8 MiB)
 	MaxSessionMemory     int64 // receive buffers per session (default 256 MiB)
+	// MaxMemory bounds the receive buffers of all sessions together
+	// (default 1 GiB); a message waits for room rather than allocate.
+	MaxMemory int64
 	// Metrics, when set, counts sessions, bytes, files and failures.
 	Metrics *metrics.Metrics
 	// CAS is the content-addressed store exposed to peers (--cas), or nil.
@@ -75,6 +78,8 @@ type Server struct {
 	byClient map[string]int
 	tickets  tickets
 	active   sync.WaitGroup
+	// mem is the receive memory of all sessions (MaxMemory).
+	mem *memPool
 }
 
 type pendingSession struct {
@@ -109,9 +114,14 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
 	if cfg.MaxSessionMemory <= 0 {
-		cfg.MaxSessionMemory = 256 << 20
+		cfg.MaxSessionMemory = DefaultMaxSessionMemory
 	}
-	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, byClient: map[string]int{}}
+	if cfg.MaxMemory <= 0 {
+		cfg.MaxMemory = DefaultMaxMemory
+	}
+	cfg.MaxSessionMemory = min(cfg.MaxSessionMemory, cfg.MaxMemory)
+	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, byClient: map[string]int{},
+		mem: newMemPool(cfg.MaxMemory)}
 	srv.usable, srv.why = usableTransports(false)
 	return srv
 }
@@ -444,6 +454,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool)
 	}
 	fr := newFrameReader(c, srv.cfg.MaxFrame)
 	s := newSession(c, fr, srv.cfg.Log, srv.cfg.IdleTimeout)
+	s.shareMemory(srv.mem, srv.cfg.MaxSessionMemory)
 	s.id, s.key, s.transport, s.reason = id, key, name, reason
 	t, _ := backends.Lookup(name)
 	rv := &acceptRendezvous{ps: ps, exch: controlExchange{s}, got: map[int]net.Conn{}}
