@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"time"
 )
 
 // Receive memory. Every buffer that holds bytes a peer sent before they are
@@ -31,9 +32,11 @@ const (
 // a buffer of this size, so a peer cannot make many tiny allocations.
 const minBufClass = 64 << 10
 
-// maxFreeBytes bounds the idle buffers a pool keeps for reuse; beyond it
-// returned buffers are dropped (and their memory given back).
-const maxFreeBytes = 256 << 20
+// idleTrim is how long buffers stay idle in a pool, kept for reuse,
+// before they are dropped and their memory can go back to the system.
+// Within it a burst reuses what the one before left, so the process
+// holds little more than the pool's limit.
+const idleTrim = 30 * time.Second
 
 // errNoMemory is returned for a reservation larger than a limit: it can
 // never be granted, so waiting would hang.
@@ -49,6 +52,7 @@ type memPool struct {
 	freeBytes int64            // of held, idle in free
 	free      map[int][][]byte // idle buffers by class (log2 of the size)
 	changed   chan struct{}    // closed (and replaced) when room may have appeared
+	trim      *time.Timer      // drops the idle buffers once none was returned for idleTrim
 }
 
 func newMemPool(limit int64) *memPool {
@@ -151,17 +155,28 @@ func (p *memPool) get(ctx context.Context, n int) ([]byte, error) {
 	}
 }
 
-// put returns a buffer from get.
+// put returns a buffer from get; it stays reserved, idle, for reuse.
 func (p *memPool) put(b []byte) {
 	size := int64(cap(b))
+	c := classOf(cap(b))
 	p.mu.Lock()
-	if p.freeBytes+size <= maxFreeBytes {
-		c := classOf(cap(b))
-		p.free[c] = append(p.free[c], b[:0])
-		p.freeBytes += size
+	p.free[c] = append(p.free[c], b[:0])
+	p.freeBytes += size
+	if p.trim == nil {
+		p.trim = time.AfterFunc(idleTrim, p.dropIdle)
 	} else {
-		p.held -= size
+		p.trim.Reset(idleTrim)
 	}
+	p.wakeLocked()
+	p.mu.Unlock()
+}
+
+// dropIdle lets go of every idle buffer.
+func (p *memPool) dropIdle() {
+	p.mu.Lock()
+	p.held -= p.freeBytes
+	p.freeBytes = 0
+	clear(p.free)
 	p.wakeLocked()
 	p.mu.Unlock()
 }
