@@ -253,19 +253,9 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		}
 		return nil
 	case fEntries:
-		d := &dec{b: p}
-		id := d.uvar()
-		n := d.uvar()
-		if d.err != nil || n > listBatch {
-			return errors.New("bad entries frame")
-		}
-		batch := make([]plan.Entry, 0, n)
-		for i := uint64(0); i < n; i++ {
-			e, err := readEntry(d)
-			if err != nil {
-				return err
-			}
-			batch = append(batch, e)
+		id, batch, err := decodeEntries(p)
+		if err != nil {
+			return err
 		}
 		s.mu.Lock()
 		c := s.calls[id]

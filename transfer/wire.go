@@ -13,7 +13,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol spoken by this
 // build. Peers refuse a different major version in the handshake.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // magic opens every connection, so that a peer that is not xfer (an HTTP
 // server, an rsync daemon) is recognised at once.
@@ -270,6 +270,31 @@ func readEntry(d *dec) (plan.Entry, error) {
 		return en, fmt.Errorf("invalid listing entry path %q", en.Path)
 	}
 	return en, nil
+}
+
+// minEntryLen is the smallest encoding of a listing entry (a one-byte
+// path, every number one byte).
+const minEntryLen = 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+
+// decodeEntries decodes an entries frame: the request id and its batch.
+// The count is checked against listBatch and against what the frame can
+// hold before the batch is allocated.
+func decodeEntries(p []byte) (uint64, []plan.Entry, error) {
+	d := &dec{b: p}
+	id := d.uvar()
+	n := d.uvar()
+	if d.err != nil || n > listBatch || n > uint64(len(d.b)/minEntryLen) {
+		return 0, nil, errors.New("bad entries frame")
+	}
+	batch := make([]plan.Entry, 0, n)
+	for i := uint64(0); i < n; i++ {
+		e, err := readEntry(d)
+		if err != nil {
+			return 0, nil, err
+		}
+		batch = append(batch, e)
+	}
+	return id, batch, nil
 }
 
 // readFrameExact reads one frame straight from r with no read-ahead, for
