@@ -3,6 +3,8 @@ package cmd
 import (
 	"fmt"
 	"net"
+	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -60,6 +62,7 @@ SIGINT or SIGTERM.`,
 	f.Int("max-open-files", transfer.DefaultMaxOpenFiles, "most files one session may hold open for writing at once")
 	sizeRangeFlag(f, "max-frame", "8M", 64<<10, 0, "largest control frame a client may send (at least 64K)")
 	sizeRangeFlag(f, "max-session-memory", "256M", 64<<20, 0, "receive-buffer memory one session may use (caps its data streams; at least 64M)")
+	sizeRangeFlag(f, "max-memory", "1G", 64<<20, 0, "receive-buffer memory of all sessions together; messages wait for room beyond it (at least --max-session-memory)")
 	return c
 }
 
@@ -148,6 +151,19 @@ func (a *app) runServe(cmd *cobra.Command) error {
 	if err != nil || maxMem < 64<<20 {
 		return exitcode.Usagef("--max-session-memory: want a size of at least 64M")
 	}
+	maxAll, err := parseSize(a.v.GetString("max-memory"))
+	if err != nil || maxAll < maxMem {
+		return exitcode.Usagef("--max-memory: want a size of at least --max-session-memory (%s)", a.v.GetString("max-session-memory"))
+	}
+	if maxFrame > maxMem {
+		return exitcode.Usagef("--max-frame: at most --max-session-memory (%s)", a.v.GetString("max-session-memory"))
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Receive buffers given back are garbage until the collector
+		// runs: near the cap it runs sooner, so the process stays close
+		// to what the pool allows.
+		debug.SetMemoryLimit(maxAll + 512<<20)
+	}
 	protos := a.v.GetStringSlice("protos")
 	for _, p := range protos {
 		if !backends.Known(p) {
@@ -234,6 +250,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		MaxOpenFiles:           a.v.GetInt("max-open-files"),
 		MaxFrame:               int(maxFrame),
 		MaxSessionMemory:       maxMem,
+		MaxMemory:              maxAll,
 		CAS:                    store,
 		CASReadOnly:            a.v.GetBool("cas-read-only") || a.v.GetBool("read-only"),
 		Protos:                 protos,

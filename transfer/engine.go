@@ -1210,12 +1210,17 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	// hashed here and offered for adoption instead of being sent.
 	have := map[int64]bool{}
 	if len(haves) == 1 && e.opt.Verify != "none" {
+		// Ranges come from the peer: only ascending, disjoint ranges
+		// within the file count, so the work stays bounded by its chunks.
+		next := int64(0)
 		for _, r := range haves[0] {
-			for i := r[0]; i <= r[1] && i < n; i++ {
+			lo, hi := max(r[0], next), min(r[1], n-1)
+			for i := lo; i <= hi; i++ {
 				if !isDone[i] {
 					have[i] = true
 				}
 			}
+			next = max(next, hi+1)
 		}
 	}
 	sf.checks.Store(int64(len(have)))

@@ -947,8 +947,8 @@ func readSmall(d *dec) smallFile {
 func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 	d := &dec{b: p}
 	verify := d.u8() == 1
-	if count < 0 || count > len(p) {
-		return nil, errors.New("bad batch count")
+	if count < 1 || count > maxBatchFiles || count > (len(p)-1)/minSmallEntry {
+		return nil, fmt.Errorf("bad batch: %d files in %d bytes", count, len(p))
 	}
 	errs := make([]string, count)
 	files := make([]smallFile, count)

@@ -57,6 +57,9 @@ type ServerConfig struct {
 	MaxOpenFiles     int
 	MaxFrame         int   // control frame limit in bytes (default 8 MiB)
 	MaxSessionMemory int64 // receive buffers per session (default 256 MiB)
+	// MaxMemory bounds the receive buffers of all sessions together
+	// (default 1 GiB); a message waits for room rather than allocate.
+	MaxMemory int64
 	// Metrics, when set, counts sessions, bytes, files and failures.
 	Metrics *metrics.Metrics
 	// CAS is the content-addressed store exposed to peers (--cas), or nil.
@@ -84,6 +87,8 @@ type Server struct {
 	adm     *admission
 	tickets tickets
 	active  sync.WaitGroup
+	// mem is the receive memory of all sessions (MaxMemory).
+	mem *memPool
 }
 
 type pendingSession struct {
@@ -130,9 +135,13 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
 	if cfg.MaxSessionMemory <= 0 {
-		cfg.MaxSessionMemory = 256 << 20
+		cfg.MaxSessionMemory = DefaultMaxSessionMemory
 	}
-	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, adm: newAdmission(cfg)}
+	if cfg.MaxMemory <= 0 {
+		cfg.MaxMemory = DefaultMaxMemory
+	}
+	cfg.MaxSessionMemory = min(cfg.MaxSessionMemory, cfg.MaxMemory)
+	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, adm: newAdmission(cfg), mem: newMemPool(cfg.MaxMemory)}
 	srv.usable, srv.why = usableTransports(false)
 	return srv
 }
@@ -552,6 +561,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 	}
 	fr := newFrameReader(c, srv.cfg.MaxFrame)
 	s := newSession(c, fr, srv.cfg.Log, srv.cfg.IdleTimeout)
+	s.shareMemory(srv.mem, srv.cfg.MaxSessionMemory)
 	s.id, s.key, s.transport, s.reason = id, key, name, reason
 	t, _ := backends.Lookup(name)
 	rv := &acceptRendezvous{ps: ps, exch: controlExchange{s}, got: map[int]net.Conn{}}

@@ -46,7 +46,12 @@ type Session struct {
 	calls   map[uint64]*call
 	running map[uint64]context.CancelFunc // requests being served
 
-	reqs      chan *Req
+	reqs     chan queuedReq
+	readDone chan struct{} // closed when readLoop has returned
+	// mem is the session's receive budget (payloads, large frames,
+	// queued requests); ended stops waits for it when the session ends.
+	mem       *sessionMem
+	ended     context.CancelCauseFunc
 	closeOnce sync.Once
 	done      chan struct{}
 	err       error // why the session ended, set before done closes
@@ -71,17 +76,30 @@ func newSession(conn net.Conn, fr *frameReader, log *slog.Logger, idle time.Dura
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
+	life, ended := context.WithCancelCause(context.Background())
+	mem := newSessionMem(life, nil, DefaultMaxSessionMemory)
+	fr.mem = mem
 	return &Session{
-		peer:    conn.RemoteAddr().String(),
-		conn:    conn,
-		fr:      fr,
-		log:     log,
-		idle:    idle,
-		calls:   map[uint64]*call{},
-		running: map[uint64]context.CancelFunc{},
-		reqs:    make(chan *Req, 64),
-		done:    make(chan struct{}),
+		mem:      mem,
+		ended:    ended,
+		peer:     conn.RemoteAddr().String(),
+		conn:     conn,
+		fr:       fr,
+		log:      log,
+		idle:     idle,
+		calls:    map[uint64]*call{},
+		running:  map[uint64]context.CancelFunc{},
+		reqs:     make(chan queuedReq, 64),
+		readDone: make(chan struct{}),
+		done:     make(chan struct{}),
 	}
+}
+
+// shareMemory makes the session's receive budget limit bytes of pool (a
+// server's pool, shared by its sessions). Called before the session starts.
+func (s *Session) shareMemory(pool *memPool, limit int64) {
+	s.mem = newSessionMem(s.mem.ctx, pool, limit)
+	s.fr.mem = s.mem
 }
 
 // Transport is the name of the data transport in use.
@@ -127,6 +145,7 @@ func (s *Session) fail(err error) {
 	s.closeOnce.Do(func() {
 		s.err = err
 		close(s.done)
+		s.ended(err)
 		s.conn.Close()
 		for _, l := range s.lanes {
 			l.close(err)
@@ -195,6 +214,8 @@ func (s *Session) pingLoop() {
 // on a consumer: responses go to buffered channels, entry batches are
 // bounded by credit, requests queue for serveLoop.
 func (s *Session) readLoop() {
+	defer close(s.readDone)
+	defer s.fr.release()
 	for {
 		s.conn.SetReadDeadline(time.Now().Add(s.idle))
 		typ, p, err := s.fr.read()
@@ -232,19 +253,9 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		}
 		return nil
 	case fEntries:
-		d := &dec{b: p}
-		id := d.uvar()
-		n := d.uvar()
-		if d.err != nil || n > listBatch {
-			return errors.New("bad entries frame")
-		}
-		batch := make([]plan.Entry, 0, n)
-		for i := uint64(0); i < n; i++ {
-			e, err := readEntry(d)
-			if err != nil {
-				return err
-			}
-			batch = append(batch, e)
+		id, batch, err := decodeEntries(p)
+		if err != nil {
+			return err
 		}
 		s.mu.Lock()
 		c := s.calls[id]
@@ -298,9 +309,17 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 			s.mu.Unlock()
 			return nil
 		}
+		// A decoded request holds about as much memory as its frame
+		// until it is served: counted against the budget, so a peer
+		// cannot queue more than that.
+		cost := int64(len(p))
+		if err := s.mem.reserve(cost); err != nil {
+			return fmt.Errorf("request %d: %w", r.ID, err)
+		}
 		select {
-		case s.reqs <- &r:
+		case s.reqs <- queuedReq{&r, cost}:
 		case <-s.done:
+			s.mem.unreserve(cost)
 		}
 		return nil
 	}
@@ -308,6 +327,13 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		return s.casFrame(typ, p)
 	}
 	return fmt.Errorf("unexpected frame type %d", typ)
+}
+
+// queuedReq is a request waiting for serveLoop, with the memory it was
+// counted for.
+type queuedReq struct {
+	r    *Req
+	cost int64
 }
 
 // credits of listings being served, keyed by request id.
@@ -327,13 +353,23 @@ func (s *Session) serveLoop() {
 			if s.handler != nil {
 				s.handler.abort()
 			}
-			return
-		case r := <-s.reqs:
+			<-s.readDone // nothing is queued after this
+			for {
+				select {
+				case q := <-s.reqs:
+					s.mem.unreserve(q.cost)
+				default:
+					return
+				}
+			}
+		case q := <-s.reqs:
+			r := q.r
 			if s.handler == nil {
 				s.reply(&Resp{ID: r.ID, Err: "this peer serves no requests", Kind: kindUsage})
-				continue
+			} else {
+				s.handler.serve(s, r)
 			}
-			s.handler.serve(s, r)
+			s.mem.unreserve(q.cost)
 		}
 	}
 }
