@@ -107,9 +107,37 @@ func Dir(p string) string {
 }
 
 // IsInternal reports whether name is one of xfer's own temporary files
-// (partial transfers and their journals), which listers never report.
+// (partial transfers and their journals), which listers never report:
+// exactly ".xfer-" then 16 lowercase hexadecimal digits then ".part" or
+// ".journal". Any other name, even one starting with ".xfer-", is a user's
+// file like any other.
 func IsInternal(name string) bool {
-	return name == LockName || strings.HasPrefix(name, ".xfer-") && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".journal"))
+	return name == LockName || IsTempName(name, ".part") || IsTempName(name, ".journal")
+}
+
+// TempPrefix starts the names of xfer's partial files and journals.
+const TempPrefix = ".xfer-"
+
+// TempHexLen is the number of hexadecimal digits in the name of a partial
+// file or journal.
+const TempHexLen = 16
+
+// IsTempName reports whether name is ".xfer-<16 lowercase hex><suffix>".
+func IsTempName(name, suffix string) bool {
+	hex, ok := strings.CutPrefix(name, TempPrefix)
+	if !ok {
+		return false
+	}
+	hex, ok = strings.CutSuffix(hex, suffix)
+	if !ok || len(hex) != TempHexLen {
+		return false
+	}
+	for i := 0; i < len(hex); i++ {
+		if c := hex[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // LockName is the lock file a run keeps in its destination directory so
