@@ -50,6 +50,10 @@ type handler struct {
 	// m and transport label what the receiver counts.
 	m         *metrics.Metrics
 	transport string
+	// served is set when the peer is a client of `xfer serve`: the
+	// receiver then narrows modes with umask (see peerPolicy).
+	served bool
+	umask  uint32
 
 	mu      sync.Mutex
 	credits map[uint64]chan struct{}
@@ -60,6 +64,9 @@ type handler struct {
 type Export struct {
 	Root     *fsroot.Root
 	ReadOnly bool
+	// AllowSetid keeps the set-uid, set-gid and sticky bits of what peers
+	// upload (by default they are dropped).
+	AllowSetid bool
 }
 
 func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
@@ -95,6 +102,9 @@ func (h *handler) resolve(p string) (string, error) {
 		h.bound, h.prefix, h.root = true, name, ex.Root
 		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
 		h.recv.m, h.recv.transport = h.m, h.transport
+		if h.served {
+			h.recv.peer = &peerPolicy{umask: h.umask, setid: ex.AllowSetid}
+		}
 	}
 	return stripExport(h.prefix, p)
 }
