@@ -235,7 +235,7 @@ func TestPlantedHardLinks(t *testing.T) {
 				}
 			},
 			args:  []string{"copy"},
-			check: wantCopied("big.bin"),
+			check: wantOnly("big.bin"),
 		},
 		{
 			name: "symlinks at the journal names of a large upload",
@@ -246,7 +246,7 @@ func TestPlantedHardLinks(t *testing.T) {
 				}
 			},
 			args:  []string{"copy"},
-			check: wantCopied("big.bin"),
+			check: wantOnly("big.bin"),
 		},
 		{
 			name: "a hard link as the destination of an attribute update",
@@ -324,6 +324,23 @@ func wantCopied(name string) func(t *testing.T, r result, src, dst string) {
 		got, _ := os.ReadFile(filepath.Join(dst, name))
 		if !bytes.Equal(want, got) {
 			t.Errorf("%s arrived with other content than the source's (%d bytes, source %d)", name, len(got), len(want))
+		}
+	}
+}
+
+// wantOnly is wantCopied, and nothing else stays in dst: the planted
+// names (xfer's own, and those an older xfer used) are gone too.
+func wantOnly(name string) func(t *testing.T, r result, src, dst string) {
+	return func(t *testing.T, r result, src, dst string) {
+		t.Helper()
+		wantCopied(name)(t, r, src, dst)
+		ents, _ := os.ReadDir(dst)
+		if len(ents) != 1 || ents[0].Name() != name {
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			t.Errorf("left in the destination: %q", names)
 		}
 	}
 }

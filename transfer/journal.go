@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"strings"
@@ -337,4 +338,19 @@ func freshName(p string, make func(name string) error) (string, error) {
 		}
 	}
 	return "", err
+}
+
+// legacyNames are the names that xfer before protocol version 2 gave the
+// partial file and journals of target p (FNV-64a of the base name), left
+// by a transfer it did not finish. They are unlinked, never opened, when
+// p is written again, so an upgrade leaves no hidden data behind.
+func legacyNames(p string, shares int) []string {
+	h := fnv.New64a()
+	h.Write([]byte(plan.Base(p)))
+	stem := plan.Join(plan.Dir(p), fmt.Sprintf("%s%016x", plan.TempPrefix, h.Sum64()))
+	names := []string{stem + ".part", stem + ".journal"}
+	for k := range shares {
+		names = append(names, fmt.Sprintf("%s.s%d.journal", stem, k))
+	}
+	return names
 }

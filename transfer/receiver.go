@@ -261,6 +261,9 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 		if oldPart != "" && oldPart != rf.part {
 			r.root.Remove(oldPart) // what an earlier transfer left: unlinked, never written
 		}
+		for _, n := range legacyNames(sp.Path, 0) {
+			r.root.Remove(n)
+		}
 		f, name, err := r.createPart(sp.Path)
 		if err != nil {
 			r.discard(rf)
@@ -278,6 +281,11 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 		}
 		for i := range rf.done {
 			delete(rf.have, i)
+		}
+		if !resumed {
+			for _, n := range legacyNames(sp.Path, sp.Shares) {
+				r.root.Remove(n)
+			}
 		}
 		if !resumed && (rf.have != nil || rf.done != nil) {
 			if err := writeHeader(j, hdr); err != nil {
