@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,7 +51,7 @@ user the server runs as.`,
 	f.Bool("no-fsync", false, "do not flush received files to stable storage (scratch data only)")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "drop a peer that stays silent this long")
 	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:OPTS] with OPTS ro or rw, and setid to keep set-id bits, comma-separated (repeatable); clients name it as the first path component")
-	f.Bool("read-only", false, "with --root: refuse every write and delete")
+	f.Bool("read-only", false, "with --root: refuse every write and delete (and, with --cas, every put and remove)")
 	f.String("umask", "", "permission bits (octal) taken from every file and directory a peer uploads (default: the umask the server was started with)")
 	f.Bool("allow-setid", false, "with --root: keep the set-uid, set-gid and sticky bits of uploaded files (dropped by default)")
 	f.String("token-file", "", "require clients to prove knowledge of the token in this file (HMAC challenge-response; the token never crosses the wire)")
@@ -63,8 +64,12 @@ user the server runs as.`,
 	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
 	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
 	f.String("metrics-listen", "", "serve Prometheus metrics on /metrics and a health check on /healthz at HOST:PORT")
-	f.Int("max-sessions", 256, "most concurrent sessions in all")
-	f.Int("max-sessions-per-client", 32, "most concurrent sessions from one client address")
+	f.Int("max-sessions", transfer.DefaultMaxSessions, "most concurrent authenticated sessions in all")
+	f.Int("max-sessions-per-client", transfer.DefaultMaxSessionsPerClient, "most concurrent authenticated sessions from one client address")
+	f.Int("max-handshakes", transfer.DefaultMaxHandshakes, "most connections in all that have not authenticated yet (they never count as sessions)")
+	f.Int("max-handshakes-per-client", transfer.DefaultMaxHandshakesPerClient, "most connections from one client address that have not authenticated yet")
+	f.Duration("handshake-timeout", transfer.DefaultHandshakeTimeout, "drop a connection that has not authenticated within this long")
+	f.Int("max-open-files", transfer.DefaultMaxOpenFiles, "most files one session may hold open for writing at once")
 	f.String("max-frame", "8M", "largest control frame a client may send")
 	f.String("max-session-memory", "256M", "receive-buffer memory one session may use (caps its data streams)")
 	return c
@@ -188,6 +193,14 @@ func (a *app) runServe(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	for _, n := range []string{"max-sessions", "max-sessions-per-client", "max-handshakes", "max-handshakes-per-client", "max-open-files"} {
+		if a.v.GetInt(n) < 1 {
+			return exitcode.Usagef("--%s %d: want at least 1", n, a.v.GetInt(n))
+		}
+	}
+	if d := a.v.GetDuration("handshake-timeout"); d < 100*time.Millisecond {
+		return exitcode.Usagef("--handshake-timeout %s: want at least 100ms", d)
+	}
 	maxFrame, err := parseSize(a.v.GetString("max-frame"))
 	if err != nil || maxFrame < 64<<10 {
 		return exitcode.Usagef("--max-frame: want a size of at least 64K")
@@ -280,27 +293,31 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
 	}
 	srv := transfer.NewServer(transfer.ServerConfig{
-		Metrics:              m,
-		Root:                 root,
-		Exports:              exports,
-		ReadOnly:             a.v.GetBool("read-only"),
-		Umask:                umask,
-		AllowSetid:           a.v.GetBool("allow-setid"),
-		Token:                token,
-		TLS:                  tlsConf,
-		AllowPlainData:       !a.v.GetBool("tls-data"),
-		MaxSessions:          a.v.GetInt("max-sessions"),
-		MaxSessionsPerClient: a.v.GetInt("max-sessions-per-client"),
-		MaxFrame:             int(maxFrame),
-		MaxSessionMemory:     maxMem,
-		CAS:                  store,
-		CASReadOnly:          a.v.GetBool("cas-read-only"),
-		Protos:               protos,
-		NoFsync:              a.v.GetBool("no-fsync"),
-		IdleTimeout:          a.v.GetDuration("timeout"),
-		Log:                  a.log,
-		Version:              versionString(),
-		Dial:                 transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
+		Metrics:                m,
+		Root:                   root,
+		Exports:                exports,
+		ReadOnly:               a.v.GetBool("read-only"),
+		Umask:                  umask,
+		AllowSetid:             a.v.GetBool("allow-setid"),
+		Token:                  token,
+		TLS:                    tlsConf,
+		AllowPlainData:         !a.v.GetBool("tls-data"),
+		MaxSessions:            a.v.GetInt("max-sessions"),
+		MaxSessionsPerClient:   a.v.GetInt("max-sessions-per-client"),
+		MaxHandshakes:          a.v.GetInt("max-handshakes"),
+		MaxHandshakesPerClient: a.v.GetInt("max-handshakes-per-client"),
+		HandshakeTimeout:       a.v.GetDuration("handshake-timeout"),
+		MaxOpenFiles:           a.v.GetInt("max-open-files"),
+		MaxFrame:               int(maxFrame),
+		MaxSessionMemory:       maxMem,
+		CAS:                    store,
+		CASReadOnly:            a.v.GetBool("cas-read-only") || a.v.GetBool("read-only"),
+		Protos:                 protos,
+		NoFsync:                a.v.GetBool("no-fsync"),
+		IdleTimeout:            a.v.GetDuration("timeout"),
+		Log:                    a.log,
+		Version:                versionString(),
+		Dial:                   transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
 	})
 	what += fmt.Sprintf(", umask %03o", umask)
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,

@@ -112,7 +112,7 @@ func Dir(p string) string {
 // ".journal". Any other name, even one starting with ".xfer-", is a user's
 // file like any other.
 func IsInternal(name string) bool {
-	return name == LockName || IsTempName(name, ".part") || IsTempName(name, ".journal")
+	return IsTempName(name, ".part") || IsTempName(name, ".journal")
 }
 
 // TempPrefix starts the names of xfer's partial files and journals.
@@ -139,7 +139,3 @@ func IsTempName(name, suffix string) bool {
 	}
 	return true
 }
-
-// LockName is the lock file a run keeps in its destination directory so
-// that two runs on the same destination never overlap.
-const LockName = ".xfer-lock"

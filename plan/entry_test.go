@@ -151,6 +151,11 @@ func TestPathHelpers(t *testing.T) {
 		{".xfer-0123456789abcdeg.part", false},  // not hex
 		{".xfer-.part", false},
 		{".xfer-0123456789abcdef.s0.journal", false},
+		{".xfer-0123456789abcdef.s1023.journal", false}, // older xfer's share journals
+		{".xfer-0123456789abcde.part", false},
+		{".xfer-0123.journal", false},
+		{".xfer-lock", false},
+		{".xfer-foo", false},
 		{".xfer-0123456789abcdef.partial", false},
 		{"xfer-0123456789abcdef.part", false},
 		{"a.xfer-0123456789abcdef.part", false},
