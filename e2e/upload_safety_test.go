@@ -439,3 +439,23 @@ func TestSourceRewrittenDuringRead(t *testing.T) {
 		})
 	}
 }
+
+// TestServeModeFlags: bad --umask values and --allow-setid with exports
+// are usage errors (exit 2) with a one-line message naming the flag.
+func TestServeModeFlags(t *testing.T) {
+	root := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--root", root, "--umask", "9"}, "--umask"},
+		{[]string{"--root", root, "--umask", "1022"}, "--umask"},
+		{[]string{"--root", root, "--umask", "u=rwx"}, "--umask"},
+		{[]string{"--export", "up=" + root, "--allow-setid"}, "--allow-setid"},
+	} {
+		r := xfer(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, c.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "strconv") {
+			t.Errorf("%v: want exit 2 and a message about %s: %s", c.args, c.want, r)
+		}
+	}
+}
