@@ -448,14 +448,14 @@ func TestServeModeFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--root", root, "--umask", "9"}, "--umask"},
-		{[]string{"--root", root, "--umask", "1022"}, "--umask"},
-		{[]string{"--root", root, "--umask", "u=rwx"}, "--umask"},
-		{[]string{"--export", "up=" + root, "--allow-setid"}, "--allow-setid"},
+		{[]string{"--root", root, "--umask", "9"}, `--umask "9": want octal permission bits`},
+		{[]string{"--root", root, "--umask", "1022"}, `--umask "1022": want octal permission bits`},
+		{[]string{"--root", root, "--umask", "u=rwx"}, `--umask "u=rwx": want octal permission bits`},
+		{[]string{"--export", "up=" + root, "--allow-setid"}, "--allow-setid goes with --root"},
 	} {
 		r := xfer(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, c.args...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "strconv") {
-			t.Errorf("%v: want exit 2 and a message about %s: %s", c.args, c.want, r)
+			t.Errorf("%v: want exit 2 and %q: %s", c.args, c.want, r)
 		}
 	}
 }
