@@ -882,25 +882,36 @@ func (e *engine) getBuf(n int64) []byte {
 
 func (e *engine) putBuf(b []byte) { e.bufs.Put(&b) }
 
-// readWhole reads a small source file and checks it did not change size.
+// readWhole reads a small source file and checks that it is the file the
+// walk saw and did not change while it was read.
 func (e *engine) readWhole(p string, want plan.Entry, dst []byte) ([]byte, error) {
 	f, err := e.src.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	before, err := fsroot.InfoFromFile(f)
+	if err != nil {
+		return nil, err
+	}
 	n, err := io.ReadFull(f, dst[:want.Size])
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	info, serr := fsroot.InfoFromFile(f)
+	after, serr := fsroot.InfoFromFile(f)
 	if serr != nil {
 		return nil, serr
 	}
-	if int64(n) != want.Size || info.Size != want.Size || info.MtimeNs != want.MtimeNs {
+	if int64(n) != want.Size || !sameSource(want, before) || fsroot.Unchanged(before, after) != nil {
 		return nil, errChanged
 	}
 	return dst[:n], nil
+}
+
+// sameSource reports whether info, taken once a source file is open,
+// describes the file the walk listed as want: same inode, size and mtime.
+func sameSource(want plan.Entry, info fsroot.Info) bool {
+	return info.Size == want.Size && info.MtimeNs == want.MtimeNs && (want.Ino == 0 || info.Ino == want.Ino)
 }
 
 // smallReader reads small source files relative to a handle on their
@@ -926,10 +937,13 @@ func (s *smallReader) read(p string, want plan.Entry, dst []byte) ([]byte, error
 	if errors.Is(err, fsroot.ErrEscape) {
 		return s.e.readWhole(p, want, dst) // a name Dir refuses, such as the root's own
 	}
+	if errors.Is(err, fsroot.ErrChanged) {
+		return nil, errChanged
+	}
 	if err != nil {
 		return nil, err
 	}
-	if int64(n) != want.Size || info.Size != want.Size || info.MtimeNs != want.MtimeNs {
+	if int64(n) != want.Size || !sameSource(want, info) {
 		return nil, errChanged
 	}
 	return dst[:n], nil
@@ -942,7 +956,11 @@ func (s *smallReader) close() {
 	}
 }
 
-var errChanged = errors.New("source file changed during transfer (size or mtime differ); it will be picked up by the next run")
+// errChanged fails a source file that was written to while it was read
+// (its size, mtime or ctime moved, or another file took its name): what
+// was read may mix old and new content, so the destination keeps what it
+// had.
+var errChanged = errors.New("source file changed during transfer; the destination keeps its previous version, and the next run picks it up")
 
 // smallWorker reads small files, hashes them and sends them in batches.
 func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
@@ -1105,6 +1123,7 @@ type sfile struct {
 	op        plan.Op
 	fid       uint64
 	f         *os.File
+	opened    fsroot.Info // the source file when opened, to see it change meanwhile
 	digests   []hashtree.Digest
 	remaining atomic.Int64
 	failed    atomic.Bool
@@ -1143,7 +1162,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		fail(errors.New(describe("open", s.Path, err)))
 		return
 	}
-	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f}
+	opened, err := fsroot.InfoFromFile(f)
+	if err != nil {
+		f.Close()
+		fail(errors.New(describe("open", s.Path, err)))
+		return
+	}
+	if !sameSource(s, opened) {
+		f.Close()
+		fail(errChanged)
+		return
+	}
+	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f, opened: opened}
 	sf.flyKey, sf.fly = e.flying.add(s.Path, s.Size, 0)
 	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
 	sf.digests = make([]hashtree.Digest, len(chunks))
@@ -1324,6 +1354,12 @@ func (e *engine) chunkSender(l dataLane) {
 				e.tally.AddSent(j.c.Len)
 				e.chunkSettled(sf)
 			case ackMismatch:
+				if info, err := fsroot.InfoFromFile(sf.f); err == nil && fsroot.Unchanged(sf.opened, info) != nil {
+					// What was sent is not what was hashed: the source
+					// is being written to.
+					e.chunkFailed(sf, errChanged.Error())
+					return
+				}
 				if j.tries+1 >= chunkAttempts {
 					e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
 					return
@@ -1501,7 +1537,7 @@ func (e *engine) finishBig(sf *sfile) {
 		}
 		return
 	}
-	if serr != nil || info.Size != s.Size || info.MtimeNs != s.MtimeNs {
+	if serr != nil || fsroot.Unchanged(sf.opened, info) != nil {
 		e.fileError(s.Path, errChanged.Error())
 		e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
 		return

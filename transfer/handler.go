@@ -54,6 +54,10 @@ type handler struct {
 	// m and transport label what the receiver counts.
 	m         *metrics.Metrics
 	transport string
+	// served is set when the peer is a client of `xfer serve`: the
+	// receiver then narrows modes with umask (see peerPolicy).
+	served bool
+	umask  uint32
 	// maxOpen bounds the large files the session's receiver holds open
 	// (0: no bound).
 	maxOpen int
@@ -67,6 +71,9 @@ type handler struct {
 type Export struct {
 	Root     *fsroot.Root
 	ReadOnly bool
+	// AllowSetid keeps the set-uid, set-gid and sticky bits of what peers
+	// upload (by default they are dropped).
+	AllowSetid bool
 }
 
 func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
@@ -178,6 +185,9 @@ func (h *handler) resolve(p string) (string, error) {
 		h.bound, h.prefix, h.root = true, name, ex.Root
 		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
 		h.recv.m, h.recv.transport, h.recv.maxOpen = h.m, h.transport, h.maxOpen
+		if h.served {
+			h.recv.peer = &peerPolicy{umask: h.umask, setid: ex.AllowSetid}
+		}
 	}
 	return stripExport(h.prefix, p)
 }

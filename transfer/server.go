@@ -68,6 +68,13 @@ type ServerConfig struct {
 	CASReadOnly bool
 	NoFsync     bool
 	ReadOnly    bool // with Root: refuse every write
+	// Umask holds the permission bits taken from the mode of every file
+	// and directory a peer creates or changes (0: none; `xfer serve`
+	// passes its process umask, or --umask).
+	Umask uint32
+	// AllowSetid, with Root, keeps the set-uid, set-gid and sticky bits
+	// of what peers upload; by default they are dropped.
+	AllowSetid  bool
 	MaxStreams  int
 	IdleTimeout time.Duration
 	Log         *slog.Logger
@@ -581,6 +588,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 	var hd *handler
 	if srv.cfg.Exports != nil {
 		hd = newExportsHandler(srv.cfg.Exports, srv.cfg.NoFsync)
+		hd.served, hd.umask = true, srv.cfg.Umask
 		if scoped {
 			if err := hd.bindTo(scope); err != nil {
 				s.Close()
@@ -589,6 +597,8 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 		}
 	} else {
 		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
+		hd.served, hd.umask = true, srv.cfg.Umask
+		hd.recv.peer = &peerPolicy{umask: srv.cfg.Umask, setid: srv.cfg.AllowSetid}
 	}
 	hd.m, hd.transport, hd.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
 	if hd.recv != nil {
