@@ -55,6 +55,7 @@ SIGINT or SIGTERM.`,
 	f.Int("max-sessions-per-client", 32, "most concurrent sessions from one client address")
 	f.String("max-frame", "8M", "largest control frame a client may send")
 	f.String("max-session-memory", "256M", "receive-buffer memory one session may use (caps its data streams)")
+	f.StringSlice("push-allow", nil, "servers third-party jobs may push to: CIDR, IP, IP:PORT or HOST:PORT (comma-separated or repeated), or none (default: any server that accepts the job's ticket)")
 	return c
 }
 
@@ -141,6 +142,12 @@ func (a *app) runServe(cmd *cobra.Command) error {
 			return exitcode.Usagef("--protos: unknown transport %q (want tcp, tcp-zc, uring or rdma)", p)
 		}
 	}
+	var pushAllow *transfer.PushPolicy
+	if pa := a.v.GetStringSlice("push-allow"); len(pa) > 0 {
+		if pushAllow, err = transfer.ParsePushAllow(pa); err != nil {
+			return exitcode.Usagef("%v", err)
+		}
+	}
 	var (
 		root    *fsroot.Root
 		exports map[string]transfer.Export
@@ -225,6 +232,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		Log:                  a.log,
 		Version:              versionString(),
 		Dial:                 transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
+		PushAllow:            pushAllow,
 	})
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))

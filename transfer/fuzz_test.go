@@ -81,7 +81,7 @@ func FuzzDataMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		root := openRoot(t)
 		r := newReceiver(root, true, false, "")
-		r.writeBatch(payload, count)
+		r.writeBatch(payload, count, true)
 		d := &dec{b: payload}
 		readSmall(d)
 	})

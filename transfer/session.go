@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,17 @@ type Session struct {
 	wmu       sync.Mutex
 	id        string
 	key       []byte
+	// keys are derived from key for the frame MACs and ticket sealing.
+	keys sessionKeys
+	// ctlOut and ctlIn authenticate control frames after the handshake
+	// when the control connection is not inside TLS (nil when it is).
+	ctlOut, ctlIn *streamMAC
+	// dataMAC: the data streams are not inside TLS, so their messages
+	// carry tags too.
+	dataMAC bool
+	// verify: receivers check every chunk and small file against its
+	// BLAKE3 digest, as negotiated in the handshake (always with dataMAC).
+	verify    bool
 	transport string
 	reason    string // why this transport was chosen
 	log       *slog.Logger
@@ -82,6 +94,55 @@ func newSession(conn net.Conn, fr *frameReader, log *slog.Logger, idle time.Dura
 		reqs:    make(chan *Req, 64),
 		done:    make(chan struct{}),
 	}
+}
+
+// secure installs the session key and turns on message authentication
+// where the connections are not inside TLS. dialer is true on the side
+// that opened the control connection.
+func (s *Session) secure(key []byte, dialer, controlMAC, dataMAC bool) {
+	s.key = key
+	s.keys = deriveSessionKeys(key, dialer)
+	if controlMAC {
+		s.ctlOut, s.ctlIn = newStreamMAC(s.keys.ctlSend), newStreamMAC(s.keys.ctlRecv)
+		s.fr.max += tagLen
+	}
+	s.dataMAC = dataMAC
+}
+
+// writeFrameLocked writes one control frame, with its tag when control
+// frames are authenticated. The caller holds wmu, or owns the connection
+// during set-up.
+func (s *Session) writeFrameLocked(typ byte, payload []byte) error {
+	if s.ctlOut == nil {
+		return writeFrame(s.conn, typ, payload)
+	}
+	b := make([]byte, frameHeaderLen, frameHeaderLen+len(payload)+tagLen)
+	b[0] = typ
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(payload)+tagLen))
+	b = append(b, payload...)
+	b = s.ctlOut.controlTag(b, typ, payload)
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// readFrame reads the next control frame and checks its tag. The payload
+// is valid until the next call.
+func (s *Session) readFrame() (byte, []byte, error) {
+	typ, p, err := s.fr.read()
+	if err != nil || s.ctlIn == nil {
+		return typ, p, err
+	}
+	if len(p) < tagLen {
+		return 0, nil, errIntegrity
+	}
+	body, tag := p[:len(p)-tagLen], p[len(p)-tagLen:]
+	s.ctlIn.begin()
+	s.ctlIn.write([]byte{typ})
+	s.ctlIn.write(body)
+	if !s.ctlIn.check(tag) {
+		return 0, nil, errIntegrity
+	}
+	return typ, body, nil
 }
 
 // Transport is the name of the data transport in use.
@@ -156,7 +217,7 @@ func (s *Session) sendRaw(typ byte, payload []byte) error {
 	default:
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.idle))
-	if err := writeFrame(s.conn, typ, payload); err != nil {
+	if err := s.writeFrameLocked(typ, payload); err != nil {
 		s.fail(fmt.Errorf("writing to %s: %w", s.peer, err))
 		return s.endErr()
 	}
@@ -197,9 +258,11 @@ func (s *Session) pingLoop() {
 func (s *Session) readLoop() {
 	for {
 		s.conn.SetReadDeadline(time.Now().Add(s.idle))
-		typ, p, err := s.fr.read()
+		typ, p, err := s.readFrame()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			if errors.Is(err, errIntegrity) {
+				err = fmt.Errorf("protocol error from %s: %w", s.peer, err)
+			} else if errors.Is(err, io.EOF) {
 				err = errors.New("peer closed the connection")
 			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				err = fmt.Errorf("peer silent for %s", s.idle)
@@ -504,14 +567,14 @@ func (s *Session) openTransport(ctx context.Context, t backends.Transport, rv ba
 type controlExchange struct{ s *Session }
 
 func (x controlExchange) Exchange(ctx context.Context, blob []byte) ([]byte, error) {
-	if err := writeFrame(x.s.conn, fExchange, blob); err != nil {
+	if err := x.s.writeFrameLocked(fExchange, blob); err != nil {
 		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		x.s.conn.SetReadDeadline(dl)
 		defer x.s.conn.SetReadDeadline(time.Time{})
 	}
-	typ, p, err := x.s.fr.read()
+	typ, p, err := x.s.readFrame()
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol spoken by this
 // build. Peers refuse a different major version in the handshake.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // magic opens every connection, so that a peer that is not xfer (an HTTP
 // server, an rsync daemon) is recognised at once.
