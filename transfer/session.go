@@ -28,12 +28,12 @@ import (
 // either side may receive files, so the same type serves `xfer serve`, a
 // client pushing files, and a client receiving a pull.
 type Session struct {
-	peer      string // address of the other side, for messages
-	conn      net.Conn
-	fr        *frameReader
-	wmu       sync.Mutex
-	id        string
-	key       []byte
+	peer string // address of the other side, for messages
+	conn net.Conn
+	fr   *frameReader
+	wmu  sync.Mutex
+	id   string
+	key  []byte
 	// keys are derived from key for the frame MACs and ticket sealing.
 	keys sessionKeys
 	// ctlOut and ctlIn authenticate control frames after the handshake
