@@ -130,7 +130,7 @@ func (l *lane) send(hdr, payload []byte) error {
 	defer l.smu.Unlock()
 	if err := l.st.Send(l.tag(hdr, payload, len(payload)), payload); err != nil {
 		err = fmt.Errorf("data stream %d to %s: %w", l.idx, l.s.peer, err)
-		l.s.fail(err)
+		l.s.laneLost(err)
 		return err
 	}
 	return nil
@@ -150,7 +150,7 @@ func (l *lane) sendFile(hdr []byte, f *os.File, off int64, n int) error {
 	defer l.smu.Unlock()
 	if err := l.st.SendFile(l.tag(hdr, nil, n), f, off, n); err != nil {
 		err = fmt.Errorf("data stream %d to %s: %w", l.idx, l.s.peer, err)
-		l.s.fail(err)
+		l.s.laneLost(err)
 		return err
 	}
 	return nil
@@ -264,7 +264,7 @@ func (l *lane) readLoop() {
 			case <-l.s.done:
 				l.close(l.s.err)
 			default:
-				l.s.fail(fmt.Errorf("data stream %d from %s: %w", l.idx, l.s.peer, err))
+				l.s.laneLost(fmt.Errorf("data stream %d from %s: %w", l.idx, l.s.peer, err))
 			}
 			return
 		}
@@ -276,7 +276,7 @@ func (l *lane) readLoop() {
 			err = errors.New("message payload left unread")
 		}
 		if err != nil {
-			l.s.fail(fmt.Errorf("protocol error on data stream %d from %s: %w", l.idx, l.s.peer, err))
+			l.s.abort(fmt.Errorf("protocol error on data stream %d from %s: %w", l.idx, l.s.peer, err))
 			return
 		}
 	}

@@ -58,7 +58,12 @@ type Session struct {
 	calls   map[uint64]*call
 	running map[uint64]context.CancelFunc // requests being served
 
-	reqs      chan *Req
+	reqs chan *Req
+	// lostErr, once a data stream failed, is the cause the session ends
+	// with unless the control connection brings the peer's own reason
+	// (an abort frame) by lostBy. Guarded by mu.
+	lostErr   error
+	lostBy    time.Time
 	closeOnce sync.Once
 	done      chan struct{}
 	err       error // why the session ended, set before done closes
@@ -184,6 +189,67 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// lostGrace is how long a session whose data stream broke waits for the
+// peer's reason on the control connection before it ends with its own.
+const lostGrace = time.Second
+
+// laneLost ends the session because a data stream broke (the peer closed
+// it, or writing to it failed). The peer may have closed it on purpose
+// after sending its reason on the control connection: the control reader
+// gets a moment to read it, so the user learns why.
+func (s *Session) laneLost(err error) {
+	s.mu.Lock()
+	if s.lostErr == nil {
+		s.lostErr, s.lostBy = err, time.Now().Add(lostGrace)
+	}
+	s.mu.Unlock()
+	s.conn.SetReadDeadline(time.Now().Add(lostGrace))
+}
+
+// readDeadline is the next control read's deadline: the idle timeout, or
+// what remains of the grace after a data stream broke.
+func (s *Session) readDeadline() (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lostErr != nil {
+		return s.lostBy, s.lostErr
+	}
+	return time.Now().Add(s.idle), nil
+}
+
+// abort ends the session for a protocol error found here, telling the
+// peer why first (briefly: a peer that does not read is not waited for).
+func (s *Session) abort(err error) {
+	sent := make(chan struct{})
+	go func() {
+		b, _ := json.Marshal(abortMsg{Error: err.Error()})
+		s.sendRaw(fAbort, b)
+		close(sent)
+	}()
+	select {
+	case <-sent:
+	case <-time.After(lostGrace):
+	case <-s.done:
+	}
+	s.fail(err)
+}
+
+// abortMsg is the payload of an abort frame.
+type abortMsg struct {
+	Error string `json:"error"`
+}
+
+// PeerAbortError is the cause of a session the peer ended because of an
+// error it found (such as a message that failed its integrity check).
+type PeerAbortError struct {
+	Peer string
+	Msg  string
+}
+
+func (e *PeerAbortError) Error() string {
+	return fmt.Sprintf("%s ended the session: %s", e.Peer, e.Msg)
+}
+
 func (s *Session) fail(err error) {
 	s.closeOnce.Do(func() {
 		s.err = err
@@ -257,21 +323,34 @@ func (s *Session) pingLoop() {
 // bounded by credit, requests queue for serveLoop.
 func (s *Session) readLoop() {
 	for {
-		s.conn.SetReadDeadline(time.Now().Add(s.idle))
+		dl, lost := s.readDeadline()
+		s.conn.SetReadDeadline(dl)
 		typ, p, err := s.readFrame()
 		if err != nil {
-			if errors.Is(err, errIntegrity) {
-				err = fmt.Errorf("protocol error from %s: %w", s.peer, err)
-			} else if errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, errIntegrity):
+				s.abort(fmt.Errorf("protocol error from %s: %w", s.peer, err))
+				return
+			case lost != nil:
+				err = lost
+			case errors.Is(err, io.EOF):
 				err = errors.New("peer closed the connection")
-			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				err = fmt.Errorf("peer silent for %s", s.idle)
+			default:
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					err = fmt.Errorf("peer silent for %s", s.idle)
+				}
 			}
 			s.fail(err)
 			return
 		}
+		if typ == fAbort {
+			var m abortMsg
+			json.Unmarshal(p, &m)
+			s.fail(&PeerAbortError{Peer: s.peer, Msg: m.Error})
+			return
+		}
 		if err := s.dispatch(typ, p); err != nil {
-			s.fail(fmt.Errorf("protocol error from %s: %w", s.peer, err))
+			s.abort(fmt.Errorf("protocol error from %s: %w", s.peer, err))
 			return
 		}
 	}
