@@ -292,3 +292,216 @@ func TestTamperedWire(t *testing.T) {
 		}
 	}
 }
+
+// rawJob asks the server at addr (token tok) to push src to dst on dstAddr,
+// with a ticket (id and secret in hex) when ticket is set, and returns the
+// server's error ("" for success).
+func rawJob(t *testing.T, addr, tok, src, dst, dstAddr string, ticket []string) string {
+	t.Helper()
+	rc, err := dialRaw(addr, []byte(tok))
+	if err != nil {
+		t.Fatalf("raw session to %s: %v", addr, err)
+	}
+	defer rc.close()
+	job := map[string]any{"src": src, "dst": dst, "dst_addr": dstAddr, "options": map[string]any{}}
+	if ticket != nil {
+		job["dst_ticket"] = rc.sealTicket(ticket[0], ticket[1])
+	}
+	resp, err := rc.call(map[string]any{"op": "job", "job": job})
+	if err != nil {
+		t.Fatalf("job request to %s: %v", addr, err)
+	}
+	msg, _ := resp["err"].(string)
+	return msg
+}
+
+func bogusTicket() []string {
+	return []string{fmt.Sprintf("%x", randBytes(16)), fmt.Sprintf("%x", randBytes(32))}
+}
+
+// TestThirdPartyJobNeedsDestinationTicket: a token holder of server T asks
+// T to push into another server U (tokenless, on loopback: reachable from
+// T, never authenticated to by the client) without a ticket from U, or
+// with one U never issued. T refuses; nothing arrives at U.
+func TestThirdPartyJobNeedsDestinationTicket(t *testing.T) {
+	const tok = "third-party-token-0123456789abcdef"
+	srcRoot := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(srcRoot, "x"), 0o755))
+	must(t, os.WriteFile(filepath.Join(srcRoot, "x/payload.txt"), []byte("pushed where nobody allowed it"), 0o644))
+	src := startServer(t, srcRoot, "--token-file", writeToken(t, tok))
+	victimRoot := t.TempDir()
+	victim := startServer(t, victimRoot)
+	for i, tc := range []struct {
+		name   string
+		ticket []string
+	}{
+		{"no ticket", nil},
+		{"a ticket the destination never issued", bogusTicket()},
+	} {
+		msg := rawJob(t, src.addr, tok, "x", fmt.Sprintf("pushed%d", i), victim.addr, tc.ticket)
+		if msg == "" {
+			t.Errorf("%s: the source server pushed into a server the client never authenticated to", tc.name)
+		}
+		if ents, _ := os.ReadDir(victimRoot); len(ents) != 0 {
+			t.Errorf("%s: the destination holds %d entries", tc.name, len(ents))
+		}
+	}
+}
+
+// TestThirdPartyErrorsUniform: whatever is at the address a third-party
+// job names (nothing, a service that is not xfer, an xfer server that did
+// not issue the ticket), the client learns the same thing, so jobs cannot
+// scan the source server's network.
+func TestThirdPartyErrorsUniform(t *testing.T) {
+	const tok = "uniform-errors-token-0123456789abcdef"
+	srcRoot := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(srcRoot, "x"), 0o755))
+	must(t, os.WriteFile(filepath.Join(srcRoot, "x/f"), []byte("f"), 0o644))
+	src := startServer(t, srcRoot, "--token-file", writeToken(t, tok))
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	junk := func(reply string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(reply))
+				c.Close()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	targets := map[string]string{
+		"closed port":         closedAddr,
+		"HTTP server":         junk("HTTP/1.1 400 Bad Request\r\n\r\n"),
+		"silent close":        junk(""),
+		"xfer without ticket": startServer(t, t.TempDir()).addr,
+		"xfer with token":     startServer(t, t.TempDir(), "--token-file", writeToken(t, "another-token-0123456789abcdef")).addr,
+	}
+	seen := map[string]string{}
+	for name, addr := range targets {
+		msg := rawJob(t, src.addr, tok, "x", "y", addr, bogusTicket())
+		if msg == "" {
+			t.Fatalf("%s: job succeeded", name)
+		}
+		seen[strings.ReplaceAll(msg, addr, "ADDR")] += name + "; "
+	}
+	if len(seen) != 1 {
+		t.Errorf("third-party errors tell destinations apart:\n%v", seen)
+	}
+}
+
+// TestPushAllow: `xfer serve --push-allow` restricts where third-party jobs
+// push; a refused destination is a clear usage error and receives nothing.
+func TestPushAllow(t *testing.T) {
+	tok := writeToken(t, "push-allow-token-0123456789abcdef")
+	src := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(src, "x"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "x/f"), []byte("data"), 0o644))
+	dst := startServer(t, t.TempDir(), "--token-file", tok)
+	_, dstPort, _ := net.SplitHostPort(dst.addr)
+	for _, tc := range []struct {
+		allow string
+		code  int
+		msg   string
+	}{
+		{"10.0.0.0/8", 2, "--push-allow"},
+		{"none", 2, "--push-allow none"},
+		{"127.0.0.1:1", 2, "--push-allow"},
+		{"127.0.0.0/8", 0, ""},
+		{"127.0.0.1:" + dstPort, 0, ""},
+	} {
+		s := startServer(t, src, "--token-file", tok, "--push-allow", tc.allow)
+		out := "y" + strings.NewReplacer("/", "_", ":", "_", ".", "_").Replace(tc.allow)
+		r := xfer(t, "copy", s.url("x"), dst.url(out), "--token-file", tok)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("--push-allow %s: want exit %d with %q\n%s", tc.allow, tc.code, tc.msg, r)
+		}
+		_, err := os.Stat(filepath.Join(dst.root, out, "f"))
+		if (err == nil) != (tc.code == 0) {
+			t.Errorf("--push-allow %s: file at the destination: %v", tc.allow, err == nil)
+		}
+	}
+	if r := xfer(t, "serve", "--root", src, "--listen", "127.0.0.1:0", "--push-allow", "nonsense"); r.code != 2 || !strings.Contains(r.stderr, "--push-allow") {
+		t.Errorf("bad --push-allow: %s", r)
+	}
+}
+
+// burnProxy forwards to a server; when a connection's hello names a
+// ticket, it first presents that ticket itself, with the id it has seen
+// but a made-up proof, trying to use the ticket up before its holder.
+type burnProxy struct {
+	ln      net.Listener
+	target  string
+	attempt atomic.Int32
+}
+
+func (p *burnProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.handle(c)
+	}
+}
+
+func (p *burnProxy) handle(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	hello, err := readFrame(br)
+	if err != nil {
+		return
+	}
+	if bytes.Contains(hello, []byte(`"ticket":"`)) {
+		p.attempt.Add(1)
+		if a, err := net.Dial("tcp", p.target); err == nil {
+			a.SetDeadline(time.Now().Add(5 * time.Second))
+			a.Write(hello)
+			if w, err := readFrame(a); err == nil && bytes.Contains(w, []byte(`"auth":"token"`)) {
+				a.Write(frame(4, []byte(`{"proof":"00"}`)))
+				readFrame(a)
+			}
+			a.Close()
+		}
+	}
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	s.Write(hello)
+	go func() { io.Copy(c, s); c.Close() }()
+	io.Copy(s, br)
+}
+
+// TestTicketIDAloneCannotBurnIt: someone who sees a ticket's id on the
+// wire presents it first; the ticket still admits the source server, and
+// the remote-to-remote copy completes.
+func TestTicketIDAloneCannotBurnIt(t *testing.T) {
+	tok := writeToken(t, "burn-token-0123456789abcdef")
+	srcRoot := t.TempDir()
+	oddTree(t, filepath.Join(srcRoot, "x"))
+	src := startServer(t, srcRoot, "--token-file", tok)
+	dst := startServer(t, t.TempDir(), "--token-file", tok)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	t.Cleanup(func() { ln.Close() })
+	p := &burnProxy{ln: ln, target: dst.addr}
+	go p.serve()
+	r := xfer(t, "sync", src.url("x"), "xfer://"+ln.Addr().String()+"/y", "--token-file", tok, "--retries", "0")
+	if p.attempt.Load() == 0 {
+		t.Fatalf("no ticket crossed the proxy:\n%s", r)
+	}
+	if r.code != 0 {
+		t.Fatalf("the ticket was burned by its id alone:\n%s", r)
+	}
+	sameTree(t, filepath.Join(srcRoot, "x"), filepath.Join(dst.root, "y"))
+}
