@@ -117,6 +117,7 @@ func (h *handler) resolve(p string) (string, error) {
 		h.bound, h.prefix, h.root = true, name, ex.Root
 		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
 		h.recv.m, h.recv.transport = h.m, h.transport
+		h.recv.within = h.within
 	}
 	rel, err := stripExport(h.prefix, p)
 	if err == nil && !beneathDir(rel, h.within) {
