@@ -383,7 +383,7 @@ func (h *handler) serve(s *Session, r *Req) {
 		// The ticket is confined to the destination the client names,
 		// with the rights of this session there.
 		within, err := h.resolve(r.Path)
-		if err == nil && h.receiverIfBound().readOnly {
+		if rc := h.receiverIfBound(); err == nil && (rc == nil || rc.readOnly) {
 			err = fmt.Errorf("ticket for %s: %w", r.Path, errReadOnly)
 		}
 		if err != nil {
