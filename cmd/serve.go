@@ -74,6 +74,7 @@ user the server runs as.`,
 	sizeRangeFlag(f, "max-frame", "8M", 64<<10, 0, "largest control frame a client may send (at least 64K)")
 	sizeRangeFlag(f, "max-session-memory", "256M", 64<<20, 0, "receive-buffer memory one session may use (caps its data streams; at least 64M)")
 	sizeRangeFlag(f, "max-memory", "1G", 64<<20, 0, "receive-buffer memory of all sessions together; messages wait for room beyond it (at least --max-session-memory)")
+	f.StringSlice("push-allow", nil, "servers third-party jobs may push to: CIDR, IP, IP:PORT or HOST:PORT (comma-separated or repeated), or none (default: any server that accepts the job's ticket)")
 	return c
 }
 
@@ -237,6 +238,12 @@ func (a *app) runServe(cmd *cobra.Command) error {
 			return exitcode.Usagef("--protos: unknown transport %q (want tcp, tcp-zc, uring or rdma)", p)
 		}
 	}
+	var pushAllow *transfer.PushPolicy
+	if pa := a.v.GetStringSlice("push-allow"); len(pa) > 0 {
+		if pushAllow, err = transfer.ParsePushAllow(pa); err != nil {
+			return exitcode.Usagef("%v", err)
+		}
+	}
 	var (
 		root    *fsroot.Root
 		exports map[string]transfer.Export
@@ -334,6 +341,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		Log:                    a.log,
 		Version:                versionString(),
 		Dial:                   transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
+		PushAllow:              pushAllow,
 	})
 	what += fmt.Sprintf(", umask %03o", umask)
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,

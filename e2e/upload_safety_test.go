@@ -22,7 +22,7 @@ const nobodyUID, nobodyGID = 65534, 65534
 
 // asNobody prepares running xfer as nobody: a copy of the binary and a
 // config home that nobody can reach. It skips the test when not root.
-func asNobody(t *testing.T) (bin, home string) {
+func asNobodyBin(t *testing.T) (bin, home string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the client as another user")
@@ -94,7 +94,7 @@ func modeOf(t *testing.T, p string) uint32 {
 // and attribute updates, unless --allow-setid or the export's setid
 // option keeps them; nothing becomes a set-uid root program.
 func TestSetidUploadByUnprivilegedUser(t *testing.T) {
-	bin, home := asNobody(t)
+	bin, home := asNobodyBin(t)
 	base, err := os.MkdirTemp("", "xfer-e2e-setid-")
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(base) })

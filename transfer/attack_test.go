@@ -281,7 +281,7 @@ func TestAttackStalledStreams(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						l.st.SendFile(chunkHeader(1, 0, 0, true, hashtree.Digest{}), f, 0, MaxChunkSize)
+						l.st.SendFile(chunkHeader(1, 0, 0, hashtree.Digest{}), f, 0, MaxChunkSize)
 						sent <- struct{}{}
 					}()
 				}

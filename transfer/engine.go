@@ -178,7 +178,10 @@ type destination interface {
 	commit(ctx context.Context, cs []CommitSpec) ([]string, error)
 	finish(ctx context.Context) error
 	lanes() []dataLane
-	verifies() bool // whether chunk digests are checked on arrival
+	// verifies says whether the destination checks chunk and file
+	// digests on arrival: a peer whose session verifies (negotiated in
+	// its handshake); never an in-process destination.
+	verifies() bool
 }
 
 // dataLane carries chunks and batches to the destination.
@@ -967,17 +970,11 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 	var (
 		payload = enc{b: e.getBuf(batchTarget + smallLimit)[:0]}
 		ops     []plan.Op
-		verify  = e.opt.Verify != "none"
-		// In-process destinations read the very buffer that was hashed.
-		check = verify && e.dst.verifies()
+		verify  = e.hashes()
 	)
 	start := func() {
 		payload.b = payload.b[:0]
-		if check {
-			payload.u8(1)
-		} else {
-			payload.u8(0)
-		}
+		payload.u8(0) // reserved: the destination's session decides whether it verifies
 		ops = nil
 	}
 	start()
@@ -1239,7 +1236,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	// Chunks a partial file from an interrupted run already holds are
 	// hashed here and offered for adoption instead of being sent.
 	have := map[int64]bool{}
-	if len(haves) == 1 && e.opt.Verify != "none" {
+	if len(haves) == 1 && e.hashes() {
 		// Ranges come from the peer: only ascending, disjoint ranges
 		// within the file count, so the work stays bounded by its chunks.
 		next := int64(0)
@@ -1267,7 +1264,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 
 // chunkSender reads, hashes and sends chunks on one lane.
 func (e *engine) chunkSender(l dataLane) {
-	verify := e.opt.Verify != "none"
+	verify := e.hashes()
 	for job := range e.chunkCh {
 		sf := job.sf
 		if !job.check {
@@ -1321,7 +1318,7 @@ func (e *engine) chunkSender(l dataLane) {
 					continue
 				}
 			}
-			if e.dst.verifies() {
+			if _, peer := e.dst.(*remoteDest); peer {
 				// A peer: send from the file; the mapping is no longer needed.
 				unmap()
 				buf, unmap, sendF = nil, nil, sf.f
@@ -1557,7 +1554,7 @@ func (e *engine) finishBig(sf *sfile) {
 		return
 	}
 	dg := digest.String()
-	if e.opt.Verify == "none" || !e.dst.verifies() {
+	if !e.hashes() || !e.dst.verifies() {
 		dg = ""
 	}
 	errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: dg}})
@@ -1575,5 +1572,11 @@ func (e *engine) finishBig(sf *sfile) {
 	}
 	e.emit(ev)
 }
+
+// hashes says whether the sender computes digests: when asked to
+// (--verify, the default), and always for a destination that verifies
+// them (a peer session whose data streams are outside TLS verifies
+// whatever --verify says).
+func (e *engine) hashes() bool { return e.opt.Verify != "none" || e.dst.verifies() }
 
 func isPeerErr(err error) bool { return exitcode.Code(err) == exitcode.Peer }

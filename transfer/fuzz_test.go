@@ -95,7 +95,7 @@ func FuzzDataMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		root := openRoot(t)
 		r := newReceiver(root, true, false, "")
-		r.writeBatch(payload, count)
+		r.writeBatch(payload, count, true)
 		d := &dec{b: payload}
 		readSmall(d)
 	})
@@ -162,7 +162,7 @@ func FuzzBatchDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		var errs []string
 		var err error
-		n := allocated(func() { errs, err = r.writeBatch(payload, count) })
+		n := allocated(func() { errs, err = r.writeBatch(payload, count, true) })
 		if bound := uint64(16<<10 + 12*len(payload)); n > bound {
 			t.Fatalf("decoding %d bytes claiming %d files allocated %d bytes (bound %d)", len(payload), count, n, bound)
 		}
@@ -215,7 +215,7 @@ func FuzzDataStream(f *testing.F) {
 	e.uvar(1)
 	e.uvar(1 << 40)
 	f.Add(e.b, make([]byte, 1000))
-	f.Add(chunkHeader(1, 0, 0, true, hashtree.Digest{}), []byte("data"))
+	f.Add(chunkHeader(1, 0, 0, hashtree.Digest{}), []byte("data"))
 	e = enc{}
 	e.u8(mAck)
 	e.uvar(7)

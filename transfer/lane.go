@@ -84,6 +84,14 @@ type lane struct {
 	st  backends.Stream
 
 	smu sync.Mutex // serialises Send on the stream
+	// out and in authenticate the lane's messages by direction when the
+	// data streams are not inside TLS (nil when they are); out is used
+	// under smu, in by the reader alone.
+	out, in *streamMAC
+	// pending holds the tag of the message being received while its
+	// payload, which the tag covers, is still to be read.
+	pending    bool
+	pendingTag [tagLen]byte
 
 	mu      sync.Mutex
 	chunks  map[[2]uint64]func(status byte, msg string)
@@ -97,13 +105,38 @@ type lane struct {
 }
 
 func newLane(s *Session, idx int, st backends.Stream) *lane {
-	return &lane{
+	l := &lane{
 		s: s, idx: idx, st: st,
 		chunks:  map[[2]uint64]func(byte, string){},
 		batches: map[uint64]*pendingBatch{},
 		window:  make(chan struct{}, laneWindow),
 		closed:  make(chan struct{}),
 	}
+	if s.dataMAC {
+		l.out, l.in = newStreamMAC(s.keys.dataSend), newStreamMAC(s.keys.dataRecv)
+	}
+	return l
+}
+
+// maxHeaderBody is the largest message header a caller may hand the lane:
+// the transport's limit less the room for a tag.
+const maxHeaderBody = backends.MaxHeader - tagLen
+
+// tag returns hdr with the message's tag appended when the lane's messages
+// are authenticated; payload is covered where payloadCovered says so.
+// n is the payload's length (payload itself may be nil when it is not
+// covered). The caller holds smu.
+func (l *lane) tag(hdr, payload []byte, n int) []byte {
+	if l.out == nil || len(hdr) == 0 {
+		return hdr
+	}
+	l.out.dataBegin(l.idx, hdr, n)
+	if payloadCovered(hdr[0]) {
+		l.out.write(payload)
+	}
+	out := make([]byte, len(hdr), len(hdr)+tagLen)
+	copy(out, hdr)
+	return l.out.sum(out)
 }
 
 func (l *lane) close(err error) {
@@ -128,20 +161,29 @@ func (l *lane) close(err error) {
 func (l *lane) send(hdr, payload []byte) error {
 	l.smu.Lock()
 	defer l.smu.Unlock()
-	if err := l.st.Send(hdr, payload); err != nil {
+	if err := l.st.Send(l.tag(hdr, payload, len(payload)), payload); err != nil {
 		err = fmt.Errorf("data stream %d to %s: %w", l.idx, l.s.peer, err)
-		l.s.fail(err)
+		l.s.laneLost(err)
 		return err
 	}
 	return nil
 }
 
 func (l *lane) sendFile(hdr []byte, f *os.File, off int64, n int) error {
+	if l.out != nil && len(hdr) > 0 && payloadCovered(hdr[0]) {
+		// The tag covers the bytes: read them once, and send exactly
+		// what was authenticated.
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		return l.send(hdr, buf)
+	}
 	l.smu.Lock()
 	defer l.smu.Unlock()
-	if err := l.st.SendFile(hdr, f, off, n); err != nil {
+	if err := l.st.SendFile(l.tag(hdr, nil, n), f, off, n); err != nil {
 		err = fmt.Errorf("data stream %d to %s: %w", l.idx, l.s.peer, err)
-		l.s.fail(err)
+		l.s.laneLost(err)
 		return err
 	}
 	return nil
@@ -168,17 +210,15 @@ func (l *lane) closedErr() error {
 	return fmt.Errorf("data stream %d to %s closed: %v", l.idx, l.s.peer, l.err)
 }
 
-func chunkHeader(fid, idx uint64, off int64, verify bool, digest hashtree.Digest) []byte {
-	e := enc{b: make([]byte, 0, 64)}
+// chunkHeader encodes a chunk message's header. Whether the receiver
+// checks the digest is the session's decision (Session.verify), never the
+// message's.
+func chunkHeader(fid, idx uint64, off int64, digest hashtree.Digest) []byte {
+	e := enc{b: make([]byte, 0, 64+tagLen)}
 	e.u8(mChunk)
 	e.uvar(fid)
 	e.uvar(idx)
 	e.uvar(uint64(off))
-	v := uint8(0)
-	if verify {
-		v = 1
-	}
-	e.u8(v)
 	e.raw(digest[:])
 	return e.b
 }
@@ -197,7 +237,7 @@ func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 	}
 	l.chunks[k] = cb
 	l.mu.Unlock()
-	hdr := chunkHeader(fid, idx, off, verify, digest)
+	hdr := chunkHeader(fid, idx, off, digest)
 	var err error
 	if f != nil {
 		err = l.sendFile(hdr, f, off, n)
@@ -257,22 +297,53 @@ func (l *lane) readLoop() {
 			case <-l.s.done:
 				l.close(l.s.err)
 			default:
-				l.s.fail(fmt.Errorf("data stream %d from %s: %w", l.idx, l.s.peer, err))
+				l.s.laneLost(fmt.Errorf("data stream %d from %s: %w", l.idx, l.s.peer, err))
 			}
 			return
 		}
-		err = l.handle(hdr, n, &buf)
+		err = l.open(&hdr, n)
+		if err == nil {
+			err = l.handle(hdr, n, &buf)
+		}
 		if buf != nil {
 			// The message is done with its payload: the memory goes back
 			// to the session's budget.
 			l.s.mem.put(buf)
 			buf = nil
 		}
+		if err == nil && l.pending {
+			err = errors.New("message payload left unread")
+		}
 		if err != nil {
-			l.s.fail(fmt.Errorf("protocol error on data stream %d from %s: %w", l.idx, l.s.peer, err))
+			l.s.abort(fmt.Errorf("protocol error on data stream %d from %s: %w", l.idx, l.s.peer, err))
 			return
 		}
 	}
+}
+
+// open checks and strips the tag of a received message when the lane's
+// messages are authenticated. A tag that covers the payload is checked
+// once payload has read it; nothing of the message is acted on before.
+func (l *lane) open(hdr *[]byte, n int) error {
+	if l.in == nil {
+		return nil
+	}
+	h := *hdr
+	if len(h) < 1+tagLen {
+		return errIntegrity
+	}
+	h, tag := h[:len(h)-tagLen], h[len(h)-tagLen:]
+	*hdr = h
+	l.in.dataBegin(l.idx, h, n)
+	if payloadCovered(h[0]) && n > 0 {
+		l.pending = true
+		copy(l.pendingTag[:], tag)
+		return nil
+	}
+	if !l.in.check(tag) {
+		return errIntegrity
+	}
+	return nil
 }
 
 // payloadPiece is how much of a payload is read between two checks that
@@ -309,6 +380,13 @@ func (l *lane) payload(n, max int, buf *[]byte) ([]byte, error) {
 		}
 		off += k
 	}
+	if l.pending {
+		l.pending = false
+		l.in.write(b)
+		if !l.in.check(l.pendingTag[:]) {
+			return nil, errIntegrity
+		}
+	}
 	return b, nil
 }
 
@@ -320,7 +398,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 	switch hdr[0] {
 	case mChunk:
 		fid, idx, off := d.uvar(), d.uvar(), d.uvar()
-		verify := d.u8() == 1
+		verify := l.s.verify
 		var dg hashtree.Digest
 		copy(dg[:], d.raw(32))
 		if d.err != nil {
@@ -357,7 +435,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		}
 		var errs []string
 		if r := l.s.receiver(); r != nil {
-			errs, err = r.writeBatch(p, int(count))
+			errs, err = r.writeBatch(p, int(count), l.s.verify)
 			if err != nil {
 				return err
 			}

@@ -38,6 +38,9 @@ type receiver struct {
 	// (modes narrowed, no writes through hard links); nil in a local copy,
 	// which keeps modes exactly as the source has them.
 	peer *peerPolicy
+	// within confines a ticket session to its destination directory
+	// (beneath the root; "" for no confinement). Set before use.
+	within string
 	// m counts what arrives, labelled with the session's transport.
 	m         *metrics.Metrics
 	transport string
@@ -87,9 +90,14 @@ func newReceiver(root *fsroot.Root, noFsync, readOnly bool, prefix string) *rece
 		files: map[uint64]*rfile{}, failed: map[uint64]string{}}
 }
 
-// rel turns a path from the peer into a path beneath the root.
+// rel turns a path from the peer into a path beneath the root, refusing
+// what lies outside the directory a ticket session is confined to.
 func (r *receiver) rel(p string) (string, error) {
-	return stripExport(r.prefix, p)
+	rel, err := stripExport(r.prefix, p)
+	if err == nil && !beneathDir(rel, r.within) {
+		return "", fmt.Errorf("path %q: %w", p, errOutsideTicket)
+	}
+	return rel, err
 }
 
 // stripExport removes the export name from the front of p and validates
@@ -878,10 +886,12 @@ func readSmall(d *dec) smallFile {
 // to an unnamed file in its directory (O_TMPFILE; a hidden partial file
 // where the file system has none), then one flush covers them all, then
 // they are given their names: a link for a new file, a rename over the old
-// one for an update. The payload starts with a verify flag.
-func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
+// one for an update. The payload starts with a reserved byte; verify (the
+// session's decision, never the message's) says whether each file is
+// checked against its digest.
+func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error) {
 	d := &dec{b: p}
-	verify := d.u8() == 1
+	d.u8() // reserved
 	if count < 1 || count > maxBatchFiles || count > (len(p)-1)/minSmallEntry {
 		return nil, fmt.Errorf("bad batch: %d files in %d bytes", count, len(p))
 	}

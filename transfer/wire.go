@@ -26,6 +26,7 @@ const (
 	fExchange byte = 3  // transport set-up blob
 	fAuth     byte = 4  // JSON client proof
 	fAuthOK   byte = 5  // JSON server proof
+	fAbort    byte = 6  // JSON {"error"}: the sender ends the session for this reason
 	fReq      byte = 10 // JSON request
 	fResp     byte = 11 // JSON response
 	fEntries  byte = 12 // binary batch of listing entries for a request
