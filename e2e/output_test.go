@@ -520,3 +520,30 @@ func TestProgressDisplayInTmux(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestMaxDurationBoundsConnecting: --max-duration used not to bound the
+// handshake: against a peer that accepts and never answers, a 500 ms limit
+// ran for the whole --connect-timeout.
+func TestMaxDurationBoundsConnecting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	start := time.Now()
+	r := xfer(t, "copy", t.TempDir(), "xfer://"+ln.Addr().String()+"/d", "--max-duration", "500ms",
+		"--connect-timeout", "20s", "--retries", "0")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("run took %s with --max-duration 500ms: %s", d, r)
+	}
+	if r.code != 4 || strings.Contains(r.stderr, "deadline exceeded") {
+		t.Fatalf("want exit 4 and no Go-internal text: %s", r)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +47,11 @@ type DialOptions struct {
 	// handler, when set, lets the server use this session to deliver a
 	// pull into the handler's tree.
 	handler *handler
+	// pool, when set, is the server's receive-memory pool the session's
+	// budget (poolLimit bytes) is drawn from, so that the sessions a
+	// server opens for third-party jobs count in its --max-memory too.
+	pool      *memPool
+	poolLimit int64
 }
 
 // tlsFor clones c with ServerName set from addr when missing.
@@ -132,12 +138,16 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	}
 	deadline := time.Now().Add(o.ConnectTimeout)
 	raw.SetDeadline(deadline)
+	// The handshake reads by deadline; a context that ends meanwhile (a
+	// signal, --max-duration) ends the wait at once.
+	stopWatch := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	defer stopWatch()
 	conn := raw
 	if o.TLS != nil {
 		tc := tls.Client(raw, tlsFor(o.TLS, addr))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
-			return nil, peerErr(addr, "TLS handshake failed: %v (is the server started with --tls-cert?)", err)
+			return nil, peerErr(addr, "TLS handshake failed: %v (is the server started with --tls-cert?)", tlsProblem(err))
 		}
 		conn = tc
 	}
@@ -237,6 +247,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		return fail(peerErr(addr, "chose transport %q, which this binary lacks", w.Transport))
 	}
 	s := newSession(conn, fr, o.Log, o.IdleTimeout)
+	if o.pool != nil {
+		s.shareMemory(o.pool, o.poolLimit)
+	}
 	s.id, s.transport = w.Session, w.Transport
 	s.secure(key, true, o.TLS == nil, !dataTLS)
 	s.verify = verify
@@ -420,4 +433,15 @@ func readWelcomeExact(c net.Conn, w *Welcome) error {
 		return errors.New("unexpected reply to the data handshake")
 	}
 	return json.Unmarshal(p, w)
+}
+
+// tlsProblem words a TLS handshake error for people: a timeout as such,
+// without Go's "read tcp A->B:" and "tls:" prefixes.
+func tlsProblem(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "no answer in time"
+	}
+	msg := unwrapOp(err).Error()
+	return strings.TrimPrefix(msg, "tls: ")
 }

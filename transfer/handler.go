@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/fsroot"
@@ -494,7 +496,8 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 	if root == nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, fs.ErrNotExist)
 	}
-	f, err := root.Open(p)
+	// O_NONBLOCK: a FIFO at p must not hang the session in open(2).
+	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
 	}
@@ -502,6 +505,9 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 	info, err := fsroot.InfoFromFile(f)
 	if err != nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
+	}
+	if info.Type != fsroot.TypeFile {
+		return hashtree.Digest{}, fmt.Errorf("hash %s: not a regular file", p)
 	}
 	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
 	if err != nil {

@@ -408,7 +408,9 @@ func (r *receiver) rehash(rf *rfile, hdr journalHeader, recs []journalRec) map[i
 // (copy_file_range: a reflink where the file system can) and hashes the
 // chunks it now holds, for the sender to adopt those that did not change.
 func (r *receiver) seed(rf *rfile, hdr journalHeader) map[int64]hashtree.Digest {
-	old, err := r.root.Open(rf.spec.Path)
+	// O_NONBLOCK: a FIFO swapped in at the target must not hang the
+	// session in open(2); it is then refused as not a regular file.
+	old, err := r.root.OpenFile(rf.spec.Path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}

@@ -678,6 +678,7 @@ func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, sr
 		tally.SetProto(s.transport, s.reason)
 	} else {
 		o := srv.cfg.Dial
+		o.pool, o.poolLimit = srv.mem, srv.cfg.MaxSessionMemory
 		o.Proto = spec.Options.Proto
 		o.Streams = spec.Options.Streams
 		if spec.Options.ConnectTO > 0 {
