@@ -576,14 +576,36 @@ func (r *receiver) discard(rf *rfile) {
 		rf.f.Close()
 	}
 	if rf.spec.Share == 0 {
-		for k := range rf.spec.Shares {
-			r.root.Remove(shareJournalName(rf.spec.Path, k))
-		}
+		r.dropSplitLeftovers(rf.spec.Path, rf.spec.Shares)
 		if rf.part != "" {
 			r.root.Remove(rf.part)
 		}
 	}
 	r.dropJournal(rf)
+}
+
+// dropSplitLeftovers removes the share journals of target p (shares of
+// them known), and those an earlier, interrupted cluster run left when it
+// split p differently (or at all, where this run did not): nothing of
+// xfer's stays beside a file once it is in place. One lstat finds whether
+// an earlier split left anything.
+func (r *receiver) dropSplitLeftovers(p string, shares int) {
+	for k := range shares {
+		r.root.Remove(shareJournalName(p, k))
+	}
+	if shares == 0 {
+		if err := r.root.Remove(splitPartName(p)); err != nil {
+			if _, serr := r.root.Lstat(shareJournalName(p, 0)); serr != nil {
+				return
+			}
+		}
+	}
+	for k := shares; k < MaxShards; k++ {
+		if r.root.Remove(shareJournalName(p, k)) != nil && k >= shares+8 {
+			// Shares are numbered from 0; a run of missing ones ends them.
+			return
+		}
+	}
 }
 
 // dropJournal removes the journal of rf, then lets go of its lock.
@@ -786,9 +808,7 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 			r.root.Remove(rf.part)
 		}
 		r.dropJournal(rf)
-		for k := range rf.spec.Shares {
-			r.root.Remove(shareJournalName(rf.spec.Path, k))
-		}
+		r.dropSplitLeftovers(rf.spec.Path, rf.spec.Shares)
 		if errs[i] == "" {
 			r.m.AddFiles(r.transport, metrics.Received, 1)
 		}
