@@ -607,14 +607,22 @@ func (r *Root) Mkdir(rel string, perm uint32) error {
 // directories inside the root, are accepted; anything else in the way is an
 // error (ENOTDIR or EEXIST).
 func (r *Root) MkdirAll(rel string, perm uint32) error {
-	p, err := clean(rel)
-	if err == nil && p != "" {
-		err = r.do("mkdir", rel, func(rootfd int) error { return mkdirAll(rootfd, p, perm&0o7777) })
-	}
-	return wrapPath("mkdir", rel, err)
+	_, err := r.MkdirAllCount(rel, perm)
+	return err
 }
 
-func mkdirAll(rootfd int, p string, perm uint32) error {
+// MkdirAllCount is MkdirAll that also says how many directories it
+// created (0 when rel was there already).
+func (r *Root) MkdirAllCount(rel string, perm uint32) (int, error) {
+	p, err := clean(rel)
+	made := 0
+	if err == nil && p != "" {
+		err = r.do("mkdir", rel, func(rootfd int) error { return mkdirAll(rootfd, p, perm&0o7777, &made) })
+	}
+	return made, wrapPath("mkdir", rel, err)
+}
+
+func mkdirAll(rootfd int, p string, perm uint32, made *int) error {
 	isDir := func() error {
 		fd, err := openBeneath(rootfd, p, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if err == nil {
@@ -627,7 +635,7 @@ func mkdirAll(rootfd int, p string, perm uint32) error {
 		return err
 	}
 	if dir, _ := split(p); dir != "" {
-		if err := mkdirAll(rootfd, dir, perm); err != nil {
+		if err := mkdirAll(rootfd, dir, perm, made); err != nil {
 			return err
 		}
 	}
@@ -639,6 +647,9 @@ func mkdirAll(rootfd int, p string, perm uint32) error {
 		if err2 := isDir(); err2 != unix.ENOENT {
 			return err2
 		}
+	}
+	if err == nil {
+		*made++
 	}
 	return err
 }

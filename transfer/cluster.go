@@ -140,6 +140,7 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOp
 	fs.BytesTransferred += sh.BytesTransferred
 	fs.BytesSent += sh.BytesSent
 	fs.PlannedBytes += sh.PlannedBytes
+	fs.DirsCreated += sh.DirsCreated
 	if fs.Proto == "" {
 		fs.Proto, fs.ProtoReason = sh.Proto, sh.ProtoReason
 	}
@@ -386,6 +387,7 @@ func (c *cluster) credit(si, di int, s progress.Summary, complete, share bool) {
 	c.shared.BytesTransferred += s.BytesTransferred
 	c.shared.BytesSent += bytes
 	c.shared.PlannedBytes += s.PlannedBytes
+	c.shared.DirsCreated += s.DirsCreated
 	if s.Proto != "" && c.shared.Proto == "" {
 		c.shared.Proto, c.shared.ProtoReason = s.Proto, s.ProtoReason
 	}

@@ -79,7 +79,10 @@ func (d *localDest) commit(ctx context.Context, cs []CommitSpec) ([]string, erro
 	return d.h.receiverIfBound().commit(cs), nil
 }
 
-func (d *localDest) finish(ctx context.Context) error { return d.h.receiverIfBound().finish() }
+func (d *localDest) finish(ctx context.Context) (int64, error) {
+	r := d.h.receiverIfBound()
+	return r.takeMade(), r.finish()
+}
 
 func (d *localDest) verifies() bool { return false }
 
@@ -186,15 +189,16 @@ func (d *remoteDest) commit(ctx context.Context, cs []CommitSpec) ([]string, err
 	return d.batch(ctx, &Req{Op: opCommit, Commits: cs}, len(cs))
 }
 
-func (d *remoteDest) finish(ctx context.Context) error {
-	_, err := d.s.call(ctx, &Req{Op: opFinish})
-	return err
+func (d *remoteDest) finish(ctx context.Context) (int64, error) {
+	resp, err := d.s.call(ctx, &Req{Op: opFinish})
+	if err != nil {
+		return 0, err
+	}
+	return max(resp.Made, 0), nil
 }
 
 func (d *remoteDest) verifies() bool { return d.s.verify }
 
-// gone reports whether the session to the peer has ended: files that fail
-// from then on were cut off, not refused.
 // gone reports whether the session has ended, or is ending because a data
 // stream broke (it waits a moment for the peer's reason first).
 func (d *remoteDest) gone() bool { return d.s.Err() != nil || d.s.breaking() }

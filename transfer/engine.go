@@ -176,7 +176,10 @@ type destination interface {
 	open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error)
 	adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error)
 	commit(ctx context.Context, cs []CommitSpec) ([]string, error)
-	finish(ctx context.Context) error
+	// finish applies directory attributes and flushes; it returns how
+	// many directories the destination created on its own on the way to
+	// files (a share of a cluster transfer sends no mkdirs).
+	finish(ctx context.Context) (int64, error)
 	lanes() []dataLane
 	// verifies says whether the destination checks chunk and file
 	// digests on arrival: a peer whose session verifies (negotiated in
@@ -491,8 +494,14 @@ func (e *engine) run() error {
 			}
 		}
 	}
-	if err := e.dst.finish(e.ctx); err != nil {
+	made, err := e.dst.finish(e.ctx)
+	if err != nil {
 		return fmt.Errorf("finishing at the destination: %w", err)
+	}
+	if e.opt.Shard != nil {
+		// A share sends no mkdirs: the directories its files needed
+		// were made at the destination, and count as this run's.
+		e.tally.Merge(progress.Summary{DirsCreated: made})
 	}
 	return nil
 }

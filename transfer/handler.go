@@ -482,11 +482,12 @@ func (h *handler) serveReceiver(s *Session, rc *receiver, r *Req) {
 	case opCommit:
 		s.reply(&Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
 	case opFinish:
+		made := rc.takeMade()
 		if err := rc.finish(); err != nil {
 			s.reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID})
+		s.reply(&Resp{ID: r.ID, Made: made})
 	}
 }
 

@@ -131,6 +131,9 @@ type Resp struct {
 	// Done lists, per opened file, chunks that the parked shares of a
 	// split file already wrote and verified, with their digests.
 	Done [][]AdoptChunk `json:"done,omitempty"`
+	// Made (finish) counts the directories the receiver created on the
+	// way to arriving files since the last finish.
+	Made int64 `json:"made,omitempty"`
 	// Missing lists adopt candidates that did not match.
 	Missing []int64 `json:"missing,omitempty"`
 }

@@ -57,6 +57,8 @@ type receiver struct {
 	unlocked []dirAttr
 	// noTmpfile is set once the file system turned O_TMPFILE down;
 	// updating while the last batch mostly replaced existing files.
+	// made counts directories created on the way to arriving files.
+	made      atomic.Int64
 	noTmpfile atomic.Bool
 	updating  atomic.Bool
 }
@@ -215,12 +217,25 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChun
 	return errs, haves, done
 }
 
+// mkdirParents makes the directories on the way to a file that arrives
+// before they were made (in a share of a cluster transfer, which leaves
+// directories to the final pass), counting those it created.
+func (r *receiver) mkdirParents(dir string) error {
+	n, err := r.root.MkdirAllCount(dir, 0o755)
+	r.made.Add(int64(n))
+	return err
+}
+
+// takeMade returns the directories mkdirParents created since the last
+// call.
+func (r *receiver) takeMade() int64 { return r.made.Swap(0) }
+
 // create makes the partial file for sp, with its journal, locked against
 // a second writer, and takes up what an interrupted transfer of the same
 // source version left (see journal.go).
 func (r *receiver) create(sp FileSpec) (*rfile, string) {
 	if dir := plan.Dir(sp.Path); dir != "" {
-		if err := r.root.MkdirAll(dir, 0o755); err != nil {
+		if err := r.mkdirParents(dir); err != nil {
 			return nil, describe("mkdir", dir, err)
 		}
 	}
@@ -972,7 +987,7 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 		dd := dirs[dir]
 		if dd == nil {
 			if dir != "" {
-				if err := r.root.MkdirAll(dir, 0o755); err != nil {
+				if err := r.mkdirParents(dir); err != nil {
 					errs[i] = describe("mkdir", dir, err)
 					continue
 				}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -222,10 +223,14 @@ func remoteJob(ctx context.Context, addr string, spec JobSpec, tk *Ticket, dial 
 	if spec.DstAddr == "" {
 		tally.SetProto(s.transport, s.reason)
 	}
+	var mkdirs atomic.Int64 // directories the events announced
 	c := &call{resp: make(chan *Resp, 1), events: progress.SinkFunc(func(e progress.Event) {
 		if e.Event == progress.KindProgress {
 			sink.Emit(e)
 			return
+		}
+		if e.Event == progress.KindMkdir {
+			mkdirs.Add(1)
 		}
 		tally.Record(e)
 		sink.Emit(e)
@@ -241,8 +246,10 @@ func remoteJob(ctx context.Context, addr string, spec JobSpec, tk *Ticket, dial 
 		}
 		tally.AddPlanned(0, sum.PlannedBytes)
 		tally.AddSent(sum.BytesSent)
-		// Unchanged files are counted, not announced one by one.
-		tally.Merge(progress.Summary{FilesSkipped: sum.FilesSkipped, Agents: sum.Agents})
+		// Unchanged files are counted, not announced one by one; so are
+		// the directories a share's destination made for its files.
+		tally.Merge(progress.Summary{FilesSkipped: sum.FilesSkipped, Agents: sum.Agents,
+			DirsCreated: max(sum.DirsCreated-mkdirs.Load(), 0)})
 	}
 	return err
 }
