@@ -322,3 +322,27 @@ func TestRemoteAddThenCopy(t *testing.T) {
 		t.Errorf("served tree holds %q, %v", got, err)
 	}
 }
+
+// TestCheckEnvNames: an XFER_ variable that misses a setting's name by a
+// letter or two is refused with the name it probably meant; settings and
+// names that resemble none pass.
+func TestCheckEnvNames(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want string // "" for no error
+	}{
+		{[]string{"XFER_DRY_RUN=true", "XFER_STREAMS=4", "PATH=/bin"}, ""},
+		{[]string{"XFER_DRYRUN=true"}, "did you mean XFER_DRY_RUN?"},
+		{[]string{"XFER_STREAM=4"}, "did you mean XFER_STREAMS?"},
+		{[]string{"XFER_BIN=/tmp/xfer", "XFER_CPUPROFILE=/tmp/p", "XFER_=1"}, ""},
+	}
+	for _, tt := range tests {
+		err := checkEnvNames(tt.env)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v", tt.env, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: %v, want %q", tt.env, err, tt.want)
+		}
+	}
+}

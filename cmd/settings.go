@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -86,6 +87,9 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 	if err != nil {
 		return err
 	}
+	if err := checkEnvNames(os.Environ()); err != nil {
+		return err
+	}
 
 	path, explicit := a.configPath()
 	if path == "" {
@@ -151,6 +155,31 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 func visible(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// checkEnvNames refuses an XFER_ variable whose name is a near miss of a
+// setting's (XFER_DRYRUN for XFER_DRY_RUN): ignored, it would run a sync
+// for real that was meant as a dry run. Names that resemble no setting
+// are left alone (other tools may use the prefix).
+func checkEnvNames(environ []string) error {
+	var keys []string
+	known := map[string]bool{}
+	for k := range configKeys() {
+		keys = append(keys, k)
+		known[envVar(k)] = true
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, "XFER_")
+		if !ok || known[name] || rest == "" {
+			continue
+		}
+		guess := strings.ToLower(strings.ReplaceAll(rest, "_", "-"))
+		if best := config.Nearest(guess, keys); best != "" {
+			return exitcode.Usagef("%s is not a setting of xfer (did you mean %s?): correct or unset it", name, envVar(best))
+		}
+	}
+	return nil
 }
 
 // setCause is the error of the Value's Set inside pflag's wrapping.

@@ -128,15 +128,15 @@ func suggest(name string, keys map[string]Key) string {
 	for k := range keys {
 		names = append(names, k)
 	}
-	if best := nearest(name, append(names, RemotesKey)); best != "" {
+	if best := Nearest(name, append(names, RemotesKey)); best != "" {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return ""
 }
 
-// nearest is the name closest to name by edit distance, if it is within
+// Nearest is the name closest to name by edit distance, if it is within
 // one edit (two for names of five or more letters); "" if none is.
-func nearest(name string, names []string) string {
+func Nearest(name string, names []string) string {
 	allowed := 1
 	if len(name) >= 5 {
 		allowed = 2
@@ -208,7 +208,7 @@ func validateRemotes(rep *Report, v *yaml.Node) {
 				for k := range remoteKeys {
 					names = append(names, k)
 				}
-				if best := nearest(strings.ToLower(ek.Value), names); best != "" {
+				if best := Nearest(strings.ToLower(ek.Value), names); best != "" {
 					hint = fmt.Sprintf("did you mean %q? ", best)
 				}
 				rep.errorf(ek.Line, "remote %q: unknown key %q (%swant url, address or agents, token_file, tls_ca, tls_cert, tls_key, tls_server_name, tls_data)", name, ek.Value, hint)

@@ -122,6 +122,7 @@ func TestLooseValuesRefused(t *testing.T) {
 		msg  string
 	}{
 		{"XFER_DRY_RUN=yes", []string{"XFER_DRY_RUN=yes"}, "", nil, `XFER_DRY_RUN="yes": want true or false`},
+		{"XFER_DRYRUN=true (a typo of the name)", []string{"XFER_DRYRUN=true"}, "", nil, `XFER_DRYRUN is not a setting of xfer (did you mean XFER_DRY_RUN?)`},
 		{"dry-run: yes", nil, "dry-run: yes\n", nil, `key "dry-run": "yes": want true or false`},
 		{"--dry-run=yes", nil, "", []string{"--dry-run=yes"}, `--dry-run "yes": want true or false`},
 		{"XFER_STREAMS=abc", []string{"XFER_STREAMS=abc"}, "", nil, `XFER_STREAMS="abc": want a whole number from 1 to 64`},
