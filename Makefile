@@ -4,7 +4,8 @@
 #   make install           bin/xfer, man pages and shell completions under
 #                          $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
 #   make deps              install the Debian packages tests/bench need
-#   make test              deps, then build + go vet + go test ./...
+#   make test              deps, then build + lint + go test ./...
+#   make lint              gofmt, go vet and staticcheck (pinned; fetched by go run)
 #   make demo              local -> serve A -> serve B -> local round trip
 #   make bench             xfer vs rsync/cp/iperf3/b3sum on loopback + tmpfs; transports,
 #                          CAS and daemon, cluster agents (BENCH_RUNS, BENCH_RECORD=1)
@@ -43,7 +44,10 @@ GORELEASER ?= $(shell command -v goreleaser 2>/dev/null || echo $$($(GO) env GOP
 TEST_TIMEOUT ?= 40m
 FUZZTIME     ?= 30s
 
-.PHONY: build install deps test test-after-deps vet demo bench fuzz generate release-snapshot clean
+# staticcheck, pinned, fetched through the module proxy by `go run`.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: build install deps test test-after-deps vet lint demo bench fuzz generate release-snapshot clean
 
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) .
@@ -68,13 +72,19 @@ deps:
 vet:
 	$(GO) vet $(GOFLAGS_BUILD) ./...
 
+# lint: gofmt, go vet and staticcheck, each failing on any finding.
+lint: vet
+	@bad="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))"; \
+	if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
+	$(GO) run $(STATICCHECK) -tags "$(TAGS)" ./...
+
 # deps runs first, on its own: the rest runs in a second make, which also
 # makes the order hold under -j. The end-to-end tests use bin/xfer (XFER_BIN),
 # so build comes before the tests.
 test: deps
 	$(MAKE) --no-print-directory test-after-deps
 
-test-after-deps: build vet
+test-after-deps: build lint
 	XFER_BIN=$(CURDIR)/$(BIN) $(GO) test $(GOFLAGS_BUILD) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 demo: build

@@ -255,7 +255,7 @@ func parseSumLine(line string) (sumEntry, error) {
 		shown = "\\" + shown
 	}
 	if strings.ContainsRune(name, utf8.RuneError) {
-		return sumEntry{}, errors.New("Unicode replacement character in path (the name was not valid UTF-8 when it was hashed)")
+		return sumEntry{}, errors.New("unicode replacement character in path (the name was not valid UTF-8 when it was hashed)")
 	}
 	return sumEntry{digest: d, name: name, shown: shown}, nil
 }

@@ -350,9 +350,5 @@ func (a *app) runServe(cmd *cobra.Command) error {
 }
 
 func offeredList(protos []string) []string {
-	var out []string
-	for _, n := range backends.Usable(protos) {
-		out = append(out, n)
-	}
-	return out
+	return append([]string(nil), backends.Usable(protos)...)
 }

@@ -429,18 +429,3 @@ func splitBatch(b []byte) ([]subRequest, error) {
 
 // slowOps bounds the writes and transfers of one BATCH running at once.
 const slowOps = 64
-
-type sliceReader struct {
-	b []byte
-}
-
-func (r *sliceReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
-}
-
-func bytesReader(b []byte) io.Reader { return &sliceReader{b} }

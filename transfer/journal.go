@@ -268,10 +268,10 @@ func (r *receiver) openLocked(name string, how int) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		info, err := fsroot.InfoFromFile(f)
-		if err != nil {
+		info, ierr := fsroot.InfoFromFile(f)
+		if ierr != nil {
 			f.Close()
-			return nil, err
+			return nil, ierr
 		}
 		if !ours(info) {
 			f.Close()

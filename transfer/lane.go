@@ -481,8 +481,9 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 // failed, in file order; the last piece completes the batch. However many
 // files fail, every verdict arrives and the stream stays usable.
 
-// verdictRoom is what a piece may use of a header, below MaxHeader.
-const verdictRoom = backends.MaxHeader - 64
+// verdictRoom is what a piece may use of a header: below the room the
+// tag leaves, with some to spare for the piece's own fields.
+const verdictRoom = maxHeaderBody - 32
 
 // sendBatchVerdicts answers batch id with the per-file errors errs ("" for
 // success), in as many pieces as they need.

@@ -181,13 +181,6 @@ func (p *memPool) dropIdle() {
 	p.mu.Unlock()
 }
 
-// inUse is what is reserved and not idle (for tests and metrics).
-func (p *memPool) inUse() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.held - p.freeBytes
-}
-
 // sessionMem is one session's share of a pool: at most limit bytes in use
 // at once. Reservations wait for the session's own messages first, then
 // for the pool.

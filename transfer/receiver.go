@@ -343,7 +343,7 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 		if sp.Share > 0 {
 			// Other shares may be writing already: never cut the file
 			// short, only give it its size.
-			if info, err := fsroot.InfoFromFile(f); err != nil || info.Size != sp.Size {
+			if info, serr := fsroot.InfoFromFile(f); serr != nil || info.Size != sp.Size {
 				err = f.Truncate(sp.Size)
 			}
 		} else {
@@ -516,15 +516,6 @@ func writeSparse(f *os.File, p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
-}
-
-func bytesCut(b []byte, sep byte) ([]byte, []byte, bool) {
-	for i, c := range b {
-		if c == sep {
-			return b[:i], b[i+1:], true
-		}
-	}
-	return b, nil, false
 }
 
 // record appends a verified chunk to the journal. A lost record only

@@ -579,13 +579,8 @@ func respError(peer string, r *Resp) error {
 	return err
 }
 
-// list streams the entries beneath path on the peer.
-func (s *Session) list(ctx context.Context, path string, checksum bool) *remoteLister {
-	return s.listN(ctx, path, checksum, 0)
-}
-
-// listN is list with the peer's walk reading checkers directories at once
-// (0: the peer's default).
+// listN streams the peer's listing of path, its walk reading checkers
+// directories at once (0: the peer's default).
 func (s *Session) listN(ctx context.Context, path string, checksum bool, checkers int) *remoteLister {
 	c := &call{resp: make(chan *Resp, 1), entries: make(chan []plan.Entry, listCredit)}
 	l := &remoteLister{s: s, c: c}

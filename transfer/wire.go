@@ -15,10 +15,6 @@ import (
 // build. Peers refuse a different major version in the handshake.
 const ProtocolVersion = 2
 
-// magic opens every connection, so that a peer that is not xfer (an HTTP
-// server, an rsync daemon) is recognised at once.
-const magic = "XFER"
-
 // Control frame types.
 const (
 	fHello    byte = 1  // JSON hello: first frame on every connection
