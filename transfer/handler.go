@@ -139,6 +139,12 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 	if rc.readOnly {
 		return errReadOnly
 	}
+	// A destination that is a symlink to a directory is followed (within
+	// the root), here too: the lock of a third-party or cluster run is
+	// taken on the directory the engine then writes into.
+	if rp, err := followLinks(context.Background(), p, rootStat(root)); err == nil {
+		p = rp
+	}
 	if err := root.MkdirAll(p, 0o755); err != nil {
 		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
 			return exitcode.Usagef("destination %s is not a directory", name)

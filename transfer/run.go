@@ -186,7 +186,12 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 				return err
 			}
 		}
-		resp, err := ds.call(ctx, &Req{Op: opTicket, Path: dst.Path})
+		// A destination that is a symlink to a directory is followed,
+		// as in every direction: the ticket is for the directory itself.
+		if rp, err := followLinks(ctx, dst.Path, (&remoteDest{s: ds}).stat); err == nil {
+			spec.DstPath = rp
+		}
+		resp, err := ds.call(ctx, &Req{Op: opTicket, Path: spec.DstPath})
 		var tk Ticket
 		if err == nil {
 			if resp.Ticket == nil {
