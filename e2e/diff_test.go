@@ -33,9 +33,11 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -108,6 +110,7 @@ type diffEnv struct {
 	na, nb  *server // peers running as the unprivileged user
 	cluster []*server
 	clRoot  string
+	slots   chan struct{} // bounds the directions running at once
 }
 
 func TestDifferential(t *testing.T) {
@@ -135,7 +138,7 @@ func newDiffEnv(t *testing.T) *diffEnv {
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(base) })
 	must(t, os.Chmod(base, 0o755))
-	env := &diffEnv{base: base}
+	env := &diffEnv{base: base, slots: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	if os.Geteuid() == 0 {
 		if u, err := user.Lookup("nobody"); err == nil {
 			uid, _ := strconv.Atoi(u.Uid)
@@ -538,17 +541,27 @@ func (env *diffEnv) runCase(t *testing.T, key string, c diffCase) {
 	if c.custom == nil {
 		ref = env.reference(t, key, c)
 	}
+	// The directions run at once, as many as env.slots allows over all
+	// cases: they spend their time waiting for xfer processes, and -parallel
+	// (GOMAXPROCS by default) would leave the cores idle.
+	var wg sync.WaitGroup
 	for _, d := range c.directions() {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			k := key + "/" + d.name
-			if c.custom != nil {
-				c.custom(t, env, d, k)
-				return
-			}
-			env.runDirection(t, c, d, k, ref)
-		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env.slots <- struct{}{}
+			defer func() { <-env.slots }()
+			t.Run(d.name, func(t *testing.T) {
+				k := key + "/" + d.name
+				if c.custom != nil {
+					c.custom(t, env, d, k)
+					return
+				}
+				env.runDirection(t, c, d, k, ref)
+			})
+		}()
 	}
+	wg.Wait()
 }
 
 // wantExit is the xfer exit code that corresponds to rsync's.

@@ -48,6 +48,7 @@ type ent struct {
 	mode    uint32
 	hasMode bool
 	mtime   int64
+	owner   *owner // nil: the tree's
 }
 
 func fileE(p, content string) ent { return ent{path: p, kind: eFile, data: content} }
@@ -63,6 +64,9 @@ func sparseE(p string, size int64, spans ...span) ent {
 
 // mode sets the permission bits (with setuid, setgid and sticky).
 func (e ent) m(mode uint32) ent { e.mode, e.hasMode = mode, true; return e }
+
+// by sets the owner of the entry.
+func (e ent) by(uid, gid int) ent { e.owner = &owner{uid, gid}; return e }
 
 // at sets the mtime, in nanoseconds since the epoch.
 func (e ent) at(ns int64) ent { e.mtime = ns; return e }
@@ -127,16 +131,21 @@ func (b *builder) fail(what, p string, err error) {
 	b.t.Fatalf("building the tree: %s %s: %v", what, showPath(p), err)
 }
 
-// chown gives name in dirfd (or dirfd itself when name is "") to the owner.
-func (b *builder) chown(dirfd int, name string) {
-	if b.own == nil {
+// chown gives name in dirfd (or dirfd itself when name is "") to own, or
+// to the tree's owner.
+func (b *builder) chown(dirfd int, name string, own ...*owner) {
+	o := b.own
+	if len(own) > 0 && own[0] != nil {
+		o = own[0]
+	}
+	if o == nil {
 		return
 	}
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if name == "" {
 		flags |= unix.AT_EMPTY_PATH
 	}
-	if err := unix.Fchownat(dirfd, name, b.own.uid, b.own.gid, flags); err != nil {
+	if err := unix.Fchownat(dirfd, name, o.uid, o.gid, flags); err != nil {
 		b.fail("chown", name, err)
 	}
 }
@@ -185,7 +194,7 @@ func (b *builder) add(e ent) {
 		if err := unix.Mkdirat(pfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			b.fail("mkdir", e.path, err)
 		}
-		b.chown(pfd, name)
+		b.chown(pfd, name, e.owner)
 		b.dirs[e.path] = e
 		return
 	case eFile, eSparse:
@@ -210,13 +219,13 @@ func (b *builder) add(e ent) {
 		if err != nil {
 			b.fail("write", e.path, err)
 		}
-		b.chown(pfd, name)
+		b.chown(pfd, name, e.owner)
 		b.chmod(pfd, name, e, 0o644)
 	case eLink:
 		if err := unix.Symlinkat(e.data, pfd, name); err != nil {
 			b.fail("symlink", e.path, err)
 		}
-		b.chown(pfd, name)
+		b.chown(pfd, name, e.owner)
 	case eHard:
 		ofd, oname := b.parent(e.data)
 		err := unix.Linkat(ofd, oname, pfd, name, 0)
@@ -229,7 +238,7 @@ func (b *builder) add(e ent) {
 		if err := unix.Mkfifoat(pfd, name, 0o600); err != nil {
 			b.fail("mkfifo", e.path, err)
 		}
-		b.chown(pfd, name)
+		b.chown(pfd, name, e.owner)
 		b.chmod(pfd, name, e, 0o644)
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(mtime), unix.NsecToTimespec(mtime)}
@@ -298,6 +307,8 @@ type fnode struct {
 	Mtime  int64
 	Blocks int64 // st_blocks: allocated 512-byte blocks
 	Ino    uint64
+	Uid    uint32
+	Gid    uint32
 }
 
 // ftree is a scanned tree by path ("." is the top).
@@ -338,7 +349,7 @@ func scanTree(t *testing.T, dir string) ftree {
 }
 
 func nodeOf(st *unix.Stat_t) fnode {
-	n := fnode{Mode: st.Mode & 0o7777, Size: st.Size, Mtime: st.Mtim.Nano(), Blocks: st.Blocks, Ino: st.Ino}
+	n := fnode{Mode: st.Mode & 0o7777, Size: st.Size, Mtime: st.Mtim.Nano(), Blocks: st.Blocks, Ino: st.Ino, Uid: st.Uid, Gid: st.Gid}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		n.Type = "file"
@@ -555,6 +566,9 @@ func diffTrees(want, got ftree, o cmpOpts) []string {
 		}
 		if w.Mode != g.Mode && w.Type != "symlink" {
 			add(p, "mode: %s %04o, %s %04o", o.got, g.Mode, o.ref, w.Mode)
+		}
+		if w.Uid != g.Uid || w.Gid != g.Gid {
+			add(p, "owner: %s %d:%d, %s %d:%d", o.got, g.Uid, g.Gid, o.ref, w.Uid, w.Gid)
 		}
 		if w.Type == "file" && w.Blocks != g.Blocks {
 			add(p, "allocated blocks (st_blocks, %d bytes): %s %d, %s %d", w.Size, o.got, g.Blocks, o.ref, w.Blocks)
