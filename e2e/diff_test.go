@@ -649,7 +649,7 @@ func (env *diffEnv) runDirection(t *testing.T, c diffCase, d direction, key stri
 		c.adjust(want1, pre)
 	}
 	if diffs := diffTrees(want1, got1, cmpOpts{ref: "rsync", got: "xfer", pre: pre, skip: skip}); len(diffs) > 0 {
-		t.Errorf("%s differs from rsync %s:%s", invocation, strings.Join(ref.rsyncArgs[:len(ref.rsyncArgs)-2], " "), report(diffs))
+		t.Errorf("%s differs from rsync %s:%s", invocation, strings.Join(ref.rsyncArgs, " "), report(diffs))
 	}
 	if ref.rclone != nil {
 		if diffs := diffTrees(ref.rclone, got1, cmpOpts{ref: "rclone", got: "xfer", pre: pre, skip: skip, rclone: true}); len(diffs) > 0 {
