@@ -274,16 +274,18 @@ type replKind struct {
 	at        func(p, side string) []ent
 }
 
-var replKinds = []replKind{
-	{"file", "file", func(p, side string) []ent { return []ent{fileE(p, "a file at the "+side)} }},
-	{"dir", "dir", func(p, side string) []ent {
-		return []ent{fileE(p+"/inner-"+side, side), fileE(p+"/sub/deeper-"+side, side)}
-	}},
-	{"emptydir", "dir", func(p, side string) []ent { return []ent{dirE(p)} }},
-	{"symlink", "symlink", func(p, side string) []ent { return []ent{linkE(p, "target-file")} }},
-	{"dirlink", "symlink", func(p, side string) []ent { return []ent{linkE(p, "target-dir")} }},
-	{"dangling", "symlink", func(p, side string) []ent { return []ent{linkE(p, "nowhere-"+side)} }},
-	{"fifo", "fifo", func(p, side string) []ent { return []ent{fifoE(p)} }},
+func replKinds() []replKind {
+	return []replKind{
+		{"file", "file", func(p, side string) []ent { return []ent{fileE(p, "a file at the "+side)} }},
+		{"dir", "dir", func(p, side string) []ent {
+			return []ent{fileE(p+"/inner-"+side, side), fileE(p+"/sub/deeper-"+side, side)}
+		}},
+		{"emptydir", "dir", func(p, side string) []ent { return []ent{dirE(p)} }},
+		{"symlink", "symlink", func(p, side string) []ent { return []ent{linkE(p, "target-file")} }},
+		{"dirlink", "symlink", func(p, side string) []ent { return []ent{linkE(p, "target-dir")} }},
+		{"dangling", "symlink", func(p, side string) []ent { return []ent{linkE(p, "nowhere-"+side)} }},
+		{"fifo", "fifo", func(p, side string) []ent { return []ent{fifoE(p)} }},
+	}
 }
 
 // replaceCases: for each kind at the destination, one case per command in
@@ -292,10 +294,10 @@ func replaceCases() []diffCase {
 	common := []ent{fileE("target-file", "t"), fileE("target-dir/t", "t")}
 	var out []diffCase
 	for _, cmd := range []string{"sync", "copy"} {
-		for _, x := range replKinds {
+		for _, x := range replKinds() {
 			src := append([]ent{}, common...)
 			dst := append([]ent{}, common...)
-			for _, y := range replKinds {
+			for _, y := range replKinds() {
 				if y.typ == x.typ || y.typ == "fifo" {
 					continue
 				}
@@ -470,6 +472,7 @@ func overlapCheck(t *testing.T, env *diffEnv, d direction, key string) {
 	src := env.loc(t, s, key+"/src", c)
 	buildTree(t, src.dir, c.src, nil, "")
 	before := scanTree(t, src.dir)
+	needRclone(t)
 	rcSrc := filepath.Join(env.base, key, "rclone")
 	buildTree(t, rcSrc, c.src, nil, "")
 	// rclone sync SRC SRC/inner
