@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -25,9 +26,22 @@ func addPeerAuthFlags(c *cobra.Command) {
 }
 
 // readToken reads a token file: the whole file, surrounding whitespace
-// trimmed, at least 16 bytes.
+// trimmed, at least 16 bytes. Like OpenSSH with private keys, it refuses a
+// file that others may read or write: the token is the whole secret.
 func readToken(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, exitcode.Usagef("token file %s: %v", path, unwrapPathErr(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, exitcode.Usagef("token file %s: %v", path, unwrapPathErr(err))
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, exitcode.Usagef("token file %s is accessible by group or others (mode %04o): run chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return nil, exitcode.Usagef("token file %s: %v", path, unwrapPathErr(err))
 	}

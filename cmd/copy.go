@@ -25,6 +25,6 @@ under its final name only once its data is verified and durable.`,
 		},
 	}
 	addTransferFlags(c)
-	c.Flags().Bool("lock", false, "hold a lock in the destination directory so two runs never overlap (sync holds it by default)")
+	c.Flags().Bool("lock", false, "lock the destination directory for the run (flock on the directory itself) so two runs never overlap (sync does by default)")
 	return c
 }

@@ -145,8 +145,11 @@ func (a *app) runDaemon(cmd *cobra.Command) error {
 			return err
 		}
 	}
-	if listenAddr != "" && token == nil && !isLoopback(listenAddr) && !a.v.GetBool("insecure-listen") {
-		return exitcode.Usagef("refusing to --listen on %s without --token-file: anyone who can reach it could read and write the store (add --token-file, or --insecure-listen if the network is trusted)", listenAddr)
+	// The socket admits its owner alone (0600); a tokenless TCP listener,
+	// even on loopback, would admit every local user: it needs a token,
+	// or --insecure-listen to say that is meant.
+	if listenAddr != "" && token == nil && !a.v.GetBool("insecure-listen") {
+		return exitcode.Usagef("refusing to --listen on %s without --token-file: anyone who can reach it, every local user included, could read and write the store that the socket keeps to its owner (add --token-file, or --insecure-listen if that is meant)", listenAddr)
 	}
 
 	dir := a.casDir()

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -40,7 +41,7 @@ SIGINT or SIGTERM.`,
 	f.Bool("no-fsync", false, "do not flush received files to stable storage (scratch data only)")
 	f.Duration("timeout", transfer.DefaultIdleTimeout, "drop a peer that stays silent this long")
 	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:ro|:rw] (repeatable); clients name it as the first path component")
-	f.Bool("read-only", false, "with --root: refuse every write and delete")
+	f.Bool("read-only", false, "with --root: refuse every write and delete (and, with --cas, every put and remove)")
 	f.String("token-file", "", "require clients to prove knowledge of the token in this file (HMAC challenge-response; the token never crosses the wire)")
 	f.Bool("insecure-listen", false, "allow listening beyond loopback without --token-file (anyone who can reach the port can read and write the tree)")
 	f.String("tls-cert", "", "serve TLS with this certificate (PEM)")
@@ -51,8 +52,12 @@ SIGINT or SIGTERM.`,
 	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
 	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
 	f.String("metrics-listen", "", "serve Prometheus metrics on /metrics and a health check on /healthz at HOST:PORT")
-	f.Int("max-sessions", 256, "most concurrent sessions in all")
-	f.Int("max-sessions-per-client", 32, "most concurrent sessions from one client address")
+	f.Int("max-sessions", transfer.DefaultMaxSessions, "most concurrent authenticated sessions in all")
+	f.Int("max-sessions-per-client", transfer.DefaultMaxSessionsPerClient, "most concurrent authenticated sessions from one client address")
+	f.Int("max-handshakes", transfer.DefaultMaxHandshakes, "most connections in all that have not authenticated yet (they never count as sessions)")
+	f.Int("max-handshakes-per-client", transfer.DefaultMaxHandshakesPerClient, "most connections from one client address that have not authenticated yet")
+	f.Duration("handshake-timeout", transfer.DefaultHandshakeTimeout, "drop a connection that has not authenticated within this long")
+	f.Int("max-open-files", transfer.DefaultMaxOpenFiles, "most files one session may hold open for writing at once")
 	f.String("max-frame", "8M", "largest control frame a client may send")
 	f.String("max-session-memory", "256M", "receive-buffer memory one session may use (caps its data streams)")
 	return c
@@ -126,6 +131,14 @@ func (a *app) runServe(cmd *cobra.Command) error {
 	tlsConf, err := a.serverTLS()
 	if err != nil {
 		return err
+	}
+	for _, n := range []string{"max-sessions", "max-sessions-per-client", "max-handshakes", "max-handshakes-per-client", "max-open-files"} {
+		if a.v.GetInt(n) < 1 {
+			return exitcode.Usagef("--%s %d: want at least 1", n, a.v.GetInt(n))
+		}
+	}
+	if d := a.v.GetDuration("handshake-timeout"); d < 100*time.Millisecond {
+		return exitcode.Usagef("--handshake-timeout %s: want at least 100ms", d)
 	}
 	maxFrame, err := parseSize(a.v.GetString("max-frame"))
 	if err != nil || maxFrame < 64<<10 {
@@ -206,25 +219,29 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
 	}
 	srv := transfer.NewServer(transfer.ServerConfig{
-		Metrics:              m,
-		Root:                 root,
-		Exports:              exports,
-		ReadOnly:             a.v.GetBool("read-only"),
-		Token:                token,
-		TLS:                  tlsConf,
-		AllowPlainData:       !a.v.GetBool("tls-data"),
-		MaxSessions:          a.v.GetInt("max-sessions"),
-		MaxSessionsPerClient: a.v.GetInt("max-sessions-per-client"),
-		MaxFrame:             int(maxFrame),
-		MaxSessionMemory:     maxMem,
-		CAS:                  store,
-		CASReadOnly:          a.v.GetBool("cas-read-only"),
-		Protos:               protos,
-		NoFsync:              a.v.GetBool("no-fsync"),
-		IdleTimeout:          a.v.GetDuration("timeout"),
-		Log:                  a.log,
-		Version:              versionString(),
-		Dial:                 transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
+		Metrics:                m,
+		Root:                   root,
+		Exports:                exports,
+		ReadOnly:               a.v.GetBool("read-only"),
+		Token:                  token,
+		TLS:                    tlsConf,
+		AllowPlainData:         !a.v.GetBool("tls-data"),
+		MaxSessions:            a.v.GetInt("max-sessions"),
+		MaxSessionsPerClient:   a.v.GetInt("max-sessions-per-client"),
+		MaxHandshakes:          a.v.GetInt("max-handshakes"),
+		MaxHandshakesPerClient: a.v.GetInt("max-handshakes-per-client"),
+		HandshakeTimeout:       a.v.GetDuration("handshake-timeout"),
+		MaxOpenFiles:           a.v.GetInt("max-open-files"),
+		MaxFrame:               int(maxFrame),
+		MaxSessionMemory:       maxMem,
+		CAS:                    store,
+		CASReadOnly:            a.v.GetBool("cas-read-only") || a.v.GetBool("read-only"),
+		Protos:                 protos,
+		NoFsync:                a.v.GetBool("no-fsync"),
+		IdleTimeout:            a.v.GetDuration("timeout"),
+		Log:                    a.log,
+		Version:                versionString(),
+		Dial:                   transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
 	})
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))

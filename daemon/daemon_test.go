@@ -28,7 +28,7 @@ type env struct {
 	done   chan struct{}
 }
 
-func start(t *testing.T, cfg daemon.Config) *env {
+func start(t testing.TB, cfg daemon.Config) *env {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := cas.OpenOptions(filepath.Join(dir, "cas"), cas.Options{NoSync: true})
@@ -81,7 +81,7 @@ func frame(op mover.Op, id string, off, n uint64, data []byte) []byte {
 
 // roundTrip writes raw bytes and reads one response; ok is false if the
 // daemon closed the connection instead.
-func roundTrip(t *testing.T, c net.Conn, raw []byte) (mover.Response, bool) {
+func roundTrip(t testing.TB, c net.Conn, raw []byte) (mover.Response, bool) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	// Write while reading: the daemon may answer before it read all (and

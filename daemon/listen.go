@@ -88,9 +88,19 @@ func Listen(path string, o ListenOptions) (*Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: a symlink planted at the lock's name must not make the
+	// daemon create or lock a file elsewhere; nor may the name be a hard
+	// link to someone else's file.
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("lock %s is a symbolic link: refusing it (remove it)", path+".lock")
+		}
 		return nil, fmt.Errorf("lock %s: %w", path+".lock", err)
+	}
+	if st, err := lock.Stat(); err != nil || !st.Mode().IsRegular() || linkCount(st) > 1 {
+		lock.Close()
+		return nil, fmt.Errorf("lock %s is not a plain file of its own: refusing it (remove it)", path+".lock")
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		lock.Close()
@@ -194,4 +204,12 @@ func systemdListener() (net.Listener, bool, error) {
 		unix.CloseOnExec(i)
 	}
 	return ln, true, nil
+}
+
+// linkCount is the number of names of the file behind st.
+func linkCount(st os.FileInfo) uint64 {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return uint64(sys.Nlink)
+	}
+	return 1
 }

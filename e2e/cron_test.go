@@ -52,13 +52,7 @@ func TestLockAndCronFlags(t *testing.T) {
 	slow.Env = baseEnv(t)
 	must(t, slow.Start())
 	defer slow.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(s.root, "d/.xfer-lock")); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitPartial(t, filepath.Join(s.root, "d")) // the slow run holds the lock
 	r := xfer(t, "sync", src, s.url("d"))
 	if r.code != 1 || !strings.Contains(r.stderr, "another xfer run") {
 		t.Errorf("a second sync on a locked destination: %s", r)

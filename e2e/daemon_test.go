@@ -64,7 +64,9 @@ func runDaemonCmd(t *testing.T, cmd *exec.Cmd, env []string, extra []*os.File) (
 		t.Fatalf("starting xfer daemon: %v", err)
 	}
 	ready := make(chan struct{}, 1)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			d.mu.Lock()
@@ -85,6 +87,9 @@ func runDaemonCmd(t *testing.T, cmd *exec.Cmd, env []string, extra []*os.File) (
 			d.code = ee.ExitCode()
 		}
 		pw.Close()
+		// The log is complete before anyone learns the daemon ended
+		// (a fast exit used to race the last lines: "in use" missing).
+		<-scanned
 		close(d.done)
 	}()
 	t.Cleanup(func() { d.stop(t) })
@@ -393,14 +398,24 @@ func TestDaemonSystemd(t *testing.T) {
 // peers; --metrics-listen serves the per-op latency histogram.
 func TestDaemonListenAndMetrics(t *testing.T) {
 	dir := t.TempDir()
+	// Without a token even a loopback listener would let every local
+	// user into a store the 0600 socket keeps to its owner.
+	d0, ok := runDaemon(t, nil, nil, "--socket", filepath.Join(dir, "n.sock"), "--cas", filepath.Join(dir, "cas0"),
+		"--listen", "127.0.0.1:0")
+	if ok || d0.code != 2 || !strings.Contains(d0.log(), "--token-file") {
+		t.Fatalf("--listen without a token: started %v, exit %d\n%s", ok, d0.code, d0.log())
+	}
+	token := writeToken(t, "daemon-listen-token-0123456789")
 	d, ok := runDaemon(t, nil, nil, "--socket", filepath.Join(dir, "m.sock"), "--cas", filepath.Join(dir, "cas"),
-		"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+		"--listen", "127.0.0.1:0", "--token-file", token, "--metrics-listen", "127.0.0.1:0")
 	if !ok || d.peers == "" {
 		t.Fatalf("daemon: %v peers %q\n%s", ok, d.peers, d.log())
 	}
 	src := filepath.Join(dir, "f")
 	writeRandom(t, src, 2<<20, 5)
 	r := casRun(t, nil, nil, "cas", "put", src, "xfer://"+d.peers)
+	wantCode(t, r, 3, "put to the daemon's --listen without the token")
+	r = casRun(t, nil, nil, "cas", "put", src, "xfer://"+d.peers, "--token-file", token)
 	wantCode(t, r, 0, "put to the daemon's --listen")
 	c := d.client(t)
 	id := strings.TrimSpace(r.stdout)

@@ -135,11 +135,21 @@ func startServer(t *testing.T, root string, extra ...string) *server {
 
 func startServerOn(t *testing.T, host, root string, extra ...string) *server {
 	t.Helper()
+	return startServerWrapped(t, nil, host, root, extra...)
+}
+
+// startServerWrapped is startServerOn with the server run under wrapper
+// (for example prlimit with its options), when wrapper is not empty.
+func startServerWrapped(t *testing.T, wrapper []string, host, root string, extra ...string) *server {
+	t.Helper()
 	args := append([]string{"serve", "--listen", host + ":0"}, extra...)
 	if root != "" {
 		args = append(args, "--root", root)
 	}
 	cmd := exec.Command(xferBin, args...)
+	if len(wrapper) > 0 {
+		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], xferBin), args...)...)
+	}
 	cmd.Env = baseEnv(t)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
@@ -223,7 +233,7 @@ func snapshot(t *testing.T, dir string) map[string]node {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if rel == "." || d.Name() == ".xfer-lock" {
+		if rel == "." {
 			return nil
 		}
 		info, err := os.Lstat(p)

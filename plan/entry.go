@@ -107,11 +107,36 @@ func Dir(p string) string {
 }
 
 // IsInternal reports whether name is one of xfer's own temporary files
-// (partial transfers and their journals), which listers never report.
+// beside a target, which listers never report: a partial file
+// ".xfer-<16 lowercase hex>.part", its journal ".xfer-<16 hex>.journal", or
+// the journal of one share of a cluster transfer ".xfer-<16 hex>.s<N>.journal".
+// Every other name, even one starting with ".xfer-", is a user's file.
 func IsInternal(name string) bool {
-	return name == LockName || strings.HasPrefix(name, ".xfer-") && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".journal"))
+	rest, ok := strings.CutPrefix(name, ".xfer-")
+	if !ok || len(rest) < 16 {
+		return false
+	}
+	for i := 0; i < 16; i++ {
+		if c := rest[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	switch rest = rest[16:]; rest {
+	case ".part", ".journal":
+		return true
+	}
+	share, ok := strings.CutPrefix(rest, ".s")
+	if !ok {
+		return false
+	}
+	share, ok = strings.CutSuffix(share, ".journal")
+	if !ok || share == "" || len(share) > 4 {
+		return false
+	}
+	for i := 0; i < len(share); i++ {
+		if share[i] < '0' || share[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
-
-// LockName is the lock file a run keeps in its destination directory so
-// that two runs on the same destination never overlap.
-const LockName = ".xfer-lock"

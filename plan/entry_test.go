@@ -143,13 +143,24 @@ func TestPathHelpers(t *testing.T) {
 		name string
 		want bool
 	}{
-		{".xfer-0123.part", true},
-		{".xfer-0123.journal", true},
-		{".xfer-.part", true},
-		{".xfer-0123.partial", false},
-		{"xfer-0123.part", false},
-		{"a.xfer-0123.part", false},
-		{".xfer-0123", false},
+		{".xfer-0123456789abcdef.part", true},
+		{".xfer-0123456789abcdef.journal", true},
+		{".xfer-0123456789abcdef.s0.journal", true},
+		{".xfer-0123456789abcdef.s1023.journal", true},
+		{".xfer-0123456789abcdef.s.journal", false},
+		{".xfer-0123456789abcdef.sx.journal", false},
+		{".xfer-0123456789ABCDEF.part", false},
+		{".xfer-0123456789abcde.part", false},
+		{".xfer-0123456789abcdef0.part", false},
+		{".xfer-0123.part", false},
+		{".xfer-0123.journal", false},
+		{".xfer-.part", false},
+		{".xfer-lock", false},
+		{".xfer-foo", false},
+		{".xfer-0123456789abcdef.partial", false},
+		{"xfer-0123456789abcdef.part", false},
+		{"a.xfer-0123456789abcdef.part", false},
+		{".xfer-0123456789abcdef", false},
 		{"x.journal", false},
 	} {
 		if got := plan.IsInternal(c.name); got != c.want {

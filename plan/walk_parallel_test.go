@@ -31,7 +31,7 @@ func randomWalkTree(seed uint64, n, maxDepth int) []node {
 		parent := dirs[rng.IntN(len(dirs))]
 		name := names[rng.IntN(len(names))] + fmt.Sprint(rng.IntN(50))
 		if rng.IntN(20) == 0 {
-			name = ".xfer-" + fmt.Sprint(rng.IntN(99)) + ".part"
+			name = fmt.Sprintf(".xfer-%016x.part", rng.IntN(99))
 		}
 		p := plan.Join(parent, name)
 		if used[p] {

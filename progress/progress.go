@@ -17,7 +17,7 @@ const (
 	KindDelete   = "delete"   // an entry was deleted at the destination
 	KindMkdir    = "mkdir"    // a directory was created
 	KindSymlink  = "symlink"  // a symlink was created or updated
-	KindPlan     = "plan"     // --dry-run: what would be done
+	KindPlan     = "plan"     // no longer emitted: a dry run emits the events of the real run, with Action set
 	KindError    = "error"    // something failed; the run continues where it can
 	KindNotice   = "notice"   // something a user should know (fallbacks, skipped deletes)
 	KindSummary  = "summary"  // the last event of a run
@@ -27,7 +27,7 @@ const (
 type Event struct {
 	Event  string `json:"event"`
 	Path   string `json:"path,omitempty"`
-	Action string `json:"action,omitempty"` // plan: create|update|delete|mkdir|symlink
+	Action string `json:"action,omitempty"` // set in a dry run only: create|update|link|mkdir|symlink|delete
 	Bytes  int64  `json:"bytes,omitempty"`
 	Digest string `json:"blake3,omitempty"`
 	Error  string `json:"error,omitempty"`

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -92,6 +94,13 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOp
 	c.prog = make([]progress.Event, n+1)
 	defer func() { tally.Merge(progress.Summary{Agents: c.agentStats()}) }()
 
+	if !opt.DryRun {
+		// Nothing is created at the destination for a source that is
+		// not there (the final pass reports a missing source of a dry run).
+		if err := c.checkSource(ctx); err != nil {
+			return err
+		}
+	}
 	if opt.Lock && !opt.DryRun {
 		unlock, err := c.lock(ctx)
 		if err != nil {
@@ -144,6 +153,35 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOp
 	return err
 }
 
+// checkSource fails if the source does not exist, asking the first
+// source agent that answers.
+func (c *cluster) checkSource(ctx context.Context) error {
+	if !c.src.ep.IsRemote() {
+		if _, err := os.Lstat(c.src.ep.Path); errors.Is(err, fs.ErrNotExist) {
+			return exitcode.Usagef("source %s does not exist", c.src.ep.Path)
+		}
+		return nil // other problems are the run's to report
+	}
+	var last error
+	for i := range c.src.agents {
+		s, err := Dial(ctx, c.src.agents[i], c.src.ep.Auth.apply(c.dial))
+		if err != nil {
+			if !isAgentLoss(err) || !c.markLost(ctx, i, -1, err) {
+				return err
+			}
+			last = err
+			continue
+		}
+		e, err := (&remoteDest{s: s}).stat(ctx, c.src.ep.Path)
+		s.Close()
+		if err == nil && e == nil {
+			return exitcode.Usagef("source %s does not exist", c.src.ep.String())
+		}
+		return nil
+	}
+	return fmt.Errorf("no agent of the source answers: %w", last)
+}
+
 // lock takes the destination's run lock for the whole transfer and
 // returns its release.
 func (c *cluster) lock(ctx context.Context) (func(), error) {
@@ -152,11 +190,11 @@ func (c *cluster) lock(ctx context.Context) (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := h.lock(""); err != nil {
-			h.root.Close()
+		if err := h.mkroot("", c.dst.ep.Path, true); err != nil {
+			h.close()
 			return nil, err
 		}
-		return func() { h.unlock(); h.root.Close() }, nil
+		return h.close, nil
 	}
 	var last error
 	for i := range c.dst.agents {

@@ -2,13 +2,11 @@ package transfer
 
 import (
 	"context"
-	"syscall"
-
 	"errors"
 	"fmt"
-	"github.com/xfer-io/xfer/exitcode"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/xfer-io/xfer/hashtree"
 	"github.com/xfer-io/xfer/plan"
@@ -17,29 +15,32 @@ import (
 // localDest writes into a tree on this machine, in process: the same
 // receiver code as a server's, called directly instead of over the wire.
 type localDest struct {
-	h        *handler // nil in a dry run whose destination does not exist yet
+	h        *handler
+	top      string // the destination as the user named it, for messages
 	n        int
 	checkers int // for list (0: the default)
 }
 
 func (d *localDest) setCheckers(n int) { d.checkers = n }
 
-func (d *localDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
-	if d.h == nil {
-		return &plan.SliceLister{}
+// name is how messages call path beneath the destination.
+func (d *localDest) name(path string) string {
+	if path == "" && d.top != "" {
+		return d.top
 	}
-	info, err := d.h.root.Lstat(path)
+	return filepath.Join(d.top, path)
+}
+
+func (d *localDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
+	info, err := d.h.lstat(path)
 	if err != nil || info.Type != 2 /* fsroot.TypeDir */ {
 		return &plan.SliceLister{}
 	}
-	return plan.NewWalkerN(d.h.root, path, d.checkers)
+	return plan.NewWalkerN(d.h.tree(), path, d.checkers)
 }
 
 func (d *localDest) stat(ctx context.Context, path string) (*plan.Entry, error) {
-	if d.h == nil {
-		return nil, nil
-	}
-	info, err := d.h.root.Lstat(path)
+	info, err := d.h.lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -48,7 +49,7 @@ func (d *localDest) stat(ctx context.Context, path string) (*plan.Entry, error) 
 	}
 	e := plan.EntryFromInfo(path, info)
 	if e.Type == plan.TypeSymlink {
-		e.Target, _ = d.h.root.Readlink(path)
+		e.Target, _ = d.h.tree().Readlink(path)
 	}
 	return &e, nil
 }
@@ -58,43 +59,34 @@ func (d *localDest) hash(ctx context.Context, path string) (hashtree.Digest, err
 }
 
 func (d *localDest) mkroot(ctx context.Context, path string, lock bool) error {
-	if err := d.h.root.MkdirAll(path, 0o755); err != nil {
-		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
-			return exitcode.Usagef("destination %s is not a directory", displayPath(path))
-		}
-		return fmt.Errorf("create destination %s: %w", displayPath(path), err)
-	}
-	if lock {
-		return d.h.lock(path)
-	}
-	return nil
+	return d.h.mkroot(path, d.name(path), lock)
 }
 
 func (d *localDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
-	return d.h.recv.meta(ops), nil
+	return d.h.receiverIfBound().meta(ops), nil
 }
 
 func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error) {
-	errs, haves, done := d.h.recv.open(specs)
+	errs, haves, done := d.h.receiverIfBound().open(specs)
 	return errs, haves, done, nil
 }
 
 func (d *localDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
-	return d.h.recv.adopt(fid, chunks)
+	return d.h.receiverIfBound().adopt(fid, chunks)
 }
 
 func (d *localDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
-	return d.h.recv.commit(cs), nil
+	return d.h.receiverIfBound().commit(cs), nil
 }
 
-func (d *localDest) finish(ctx context.Context) error { return d.h.recv.finish() }
+func (d *localDest) finish(ctx context.Context) error { return d.h.receiverIfBound().finish() }
 
 func (d *localDest) verifies() bool { return false }
 
 func (d *localDest) lanes() []dataLane {
 	out := make([]dataLane, d.n)
 	for i := range out {
-		out[i] = localLane{d.h.recv}
+		out[i] = localLane{d.h.receiverIfBound()}
 	}
 	return out
 }

@@ -84,6 +84,12 @@ func peerErr(addr string, format string, a ...any) error {
 	return exitcode.WithCode(exitcode.Peer, fmt.Errorf("peer %s: %s", addr, fmt.Sprintf(format, a...)))
 }
 
+// busyErr is a server's passing refusal: exit 3 if it lasts, retried by
+// Run (--retries) after the wait the server asked for.
+func busyErr(addr, msg string, afterMs int64) error {
+	return exitcode.WithCode(exitcode.Peer, &BusyError{Addr: addr, Msg: msg, RetryAfter: time.Duration(afterMs) * time.Millisecond})
+}
+
 // Dial opens a session to the xfer server at addr (host:port): it connects
 // within the connect timeout, negotiates the protocol version and the
 // transport, and sets up the data streams.
@@ -149,6 +155,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		return fail(peerErr(addr, "%v", err))
 	}
 	if w.Error != "" {
+		if w.RetryAfterMs > 0 {
+			return fail(busyErr(addr, w.Error, w.RetryAfterMs))
+		}
 		return fail(peerErr(addr, "%s", w.Error))
 	}
 	if w.Version != ProtocolVersion {
@@ -179,6 +188,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 			return fail(peerErr(addr, "authentication: unexpected reply"))
 		}
 		if am.Error != "" {
+			if am.RetryAfterMs > 0 {
+				return fail(busyErr(addr, am.Error, am.RetryAfterMs))
+			}
 			return fail(peerErr(addr, "%s", am.Error))
 		}
 		if !proofOK(am.Proof, authProof(secret, "server", w.Nonce, cn, w.Session)) {

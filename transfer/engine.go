@@ -297,6 +297,21 @@ func (e *engine) run() error {
 		}
 		return exitcode.Usagef("source %s: %v", displayPath(e.srcPath), err)
 	}
+	if info.Type == fsroot.TypeSymlink {
+		// A source that is a symlink to a directory is followed, within
+		// the tree (only this link: those inside stay links).
+		if p, err := followLinks(e.ctx, e.srcPath, rootStat(e.src)); err == nil {
+			if t, err := e.src.Lstat(p); err == nil && t.Type == fsroot.TypeDir {
+				e.srcPath, info = p, t
+			}
+		}
+	}
+	if e.dstPath != "" {
+		// So is a destination that is one, as on this machine.
+		if e.dstPath, err = followLinks(e.ctx, e.dstPath, e.dst.stat); err != nil {
+			return err
+		}
+	}
 	var srcList, dstList plan.Lister
 	srcTop := e.srcPath
 	if info.Type == fsroot.TypeDir {
@@ -456,36 +471,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	}
 	s := op.Src
 	if e.opt.DryRun {
-		action := ""
-		switch op.Kind {
-		case plan.OpPut:
-			action = "create"
-			if op.Dst != nil {
-				action = "update"
-			}
-			e.tally.AddPlanned(1, s.Size)
-		case plan.OpMkdir:
-			if op.Dst == nil {
-				action = "mkdir"
-			}
-		case plan.OpSymlink:
-			action = "symlink"
-		case plan.OpDelete:
-			action = "delete"
-		case plan.OpSetAttrs:
-			action = "setattrs"
-		}
-		if action != "" {
-			e.sink.Emit(progress.Event{Event: progress.KindPlan, Action: action, Path: s.Path, Bytes: s.Size})
-			switch action {
-			case "delete":
-				e.tally.Record(progress.Event{Event: progress.KindDelete})
-			case "mkdir":
-				e.tally.Record(progress.Event{Event: progress.KindMkdir})
-			}
-		} else if op.Kind == plan.OpSkip {
-			e.tally.Record(progress.Event{Event: progress.KindSkip})
-		}
+		e.dryRun(op)
 		return nil
 	}
 	if e.opt.Shard != nil && !e.mine(op) {
@@ -534,6 +520,49 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 	}
 	return nil
+}
+
+// dryRun reports op as the real run reports carrying it out: the same
+// events, counted alike, each with the action a plan line shows
+// (create, update, link, mkdir, symlink, delete).
+func (e *engine) dryRun(op plan.Op) {
+	s := op.Src
+	ev := progress.Event{Path: s.Path}
+	switch op.Kind {
+	case plan.OpPut:
+		ev.Event, ev.Action, ev.Bytes = progress.KindTransfer, "create", s.Size
+		if op.Dst != nil {
+			ev.Action = "update"
+		}
+		if e.opt.HardLinks && s.Nlink > 1 {
+			if e.links == nil {
+				e.links = map[[2]uint64]string{}
+			}
+			k := [2]uint64{s.Dev, s.Ino}
+			if first, ok := e.links[k]; ok {
+				ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
+			} else {
+				e.links[k] = s.Path
+			}
+		}
+		e.tally.AddPlanned(1, ev.Bytes)
+	case plan.OpMkdir:
+		if op.Dst != nil && !op.Replace {
+			return // attributes only, as the real run does it
+		}
+		ev.Event, ev.Action = progress.KindMkdir, "mkdir"
+	case plan.OpSymlink:
+		ev.Event, ev.Action = progress.KindSymlink, "symlink"
+	case plan.OpDelete:
+		ev.Event, ev.Action = progress.KindDelete, "delete"
+	default: // OpSkip, OpSetAttrs: counted as unchanged
+		if op.Kind == plan.OpSkip && op.Reason == "unsupported" {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
+		}
+		e.tally.Record(progress.Event{Event: progress.KindSkip})
+		return
+	}
+	e.emit(ev)
 }
 
 // mine decides, in a Shard run, whether op is this share's to carry out:

@@ -3,11 +3,9 @@ package transfer
 import (
 	"context"
 	"os"
-	"time"
 
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"sort"
@@ -38,6 +36,12 @@ type handler struct {
 	prefix string
 	root   *fsroot.Root
 	recv   *receiver
+	// create, when set, makes the local destination directory that does
+	// not exist yet: root and recv stay nil (an empty tree that takes no
+	// writes) until the run's first mkdirs, so that a run failing before
+	// (missing source, unreachable peer) or a dry run creates nothing.
+	create   func() (*fsroot.Root, error)
+	readOnly bool // of the receiver create binds
 
 	// jobs runs transfers the peer asks for; nil refuses them.
 	jobs func(ctx context.Context, s *Session, root *fsroot.Root, srcRel string, spec JobSpec, sink progress.Sink) (progress.Summary, error)
@@ -50,6 +54,9 @@ type handler struct {
 	// m and transport label what the receiver counts.
 	m         *metrics.Metrics
 	transport string
+	// maxOpen bounds the large files the session's receiver holds open
+	// (0: no bound).
+	maxOpen int
 
 	mu      sync.Mutex
 	credits map[uint64]chan struct{}
@@ -65,6 +72,79 @@ type Export struct {
 func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
 	return &handler{root: root, recv: newReceiver(root, noFsync, readOnly, ""), bound: true,
 		noFsync: noFsync, credits: map[uint64]chan struct{}{}}
+}
+
+// newPendingHandler is a handler for a local destination directory that
+// create makes on the first mkdirs.
+func newPendingHandler(create func() (*fsroot.Root, error), noFsync, readOnly bool) *handler {
+	return &handler{create: create, bound: true, noFsync: noFsync, readOnly: readOnly, credits: map[uint64]chan struct{}{}}
+}
+
+// tree is the root the handler serves; nil while a pending destination
+// has not been created (or before an export is bound).
+func (h *handler) tree() *fsroot.Root {
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	return h.root
+}
+
+// lstat is root.Lstat, with a pending destination an empty tree.
+func (h *handler) lstat(p string) (fsroot.Info, error) {
+	root := h.tree()
+	if root == nil {
+		return fsroot.Info{}, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+	}
+	return root.Lstat(p)
+}
+
+// createRoot creates a pending destination (create) and binds its
+// receiver; a no-op for any other handler.
+func (h *handler) createRoot() error {
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if h.root != nil || h.create == nil {
+		return nil
+	}
+	r, err := h.create()
+	if err != nil {
+		return err
+	}
+	h.root, h.recv = r, newReceiver(r, h.noFsync, h.readOnly, "")
+	h.recv.m, h.recv.transport = h.m, h.transport
+	return nil
+}
+
+// mkroot creates the destination directory p (named name in messages) of
+// a run, and takes its run lock if lock is set.
+func (h *handler) mkroot(p, name string, lock bool) error {
+	if err := h.createRoot(); err != nil {
+		return err
+	}
+	root, rc := h.tree(), h.receiverIfBound()
+	if root == nil || rc == nil {
+		return exitcode.Usagef("no destination chosen yet in this session")
+	}
+	if rc.readOnly {
+		return errReadOnly
+	}
+	if err := root.MkdirAll(p, 0o755); err != nil {
+		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+			return exitcode.Usagef("destination %s is not a directory", name)
+		}
+		return fmt.Errorf("create destination %s: %w", name, unwrapPath(err))
+	}
+	if lock {
+		return h.lock(p, name)
+	}
+	return nil
+}
+
+// close releases the handler's locks and its root.
+func (h *handler) close() {
+	h.unlock()
+	if root := h.tree(); root != nil {
+		root.Close()
+	}
 }
 
 func newExportsHandler(exports map[string]Export, noFsync bool) *handler {
@@ -94,7 +174,7 @@ func (h *handler) resolve(p string) (string, error) {
 		}
 		h.bound, h.prefix, h.root = true, name, ex.Root
 		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
-		h.recv.m, h.recv.transport = h.m, h.transport
+		h.recv.m, h.recv.transport, h.recv.maxOpen = h.m, h.transport, h.maxOpen
 	}
 	return stripExport(h.prefix, p)
 }
@@ -127,25 +207,17 @@ func (h *handler) credit(id uint64) chan struct{} {
 	return h.credits[id]
 }
 
-// ErrLocked means another run holds the destination's lock.
-var ErrLocked = errors.New("destination locked")
-
-// lock takes the run lock of destination directory p until the session
-// ends: flock on p/.xfer-lock, which names the holder.
-func (h *handler) lock(p string) error {
-	name := plan.Join(p, plan.LockName)
-	f, err := h.root.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+// lock takes the run lock of destination directory p (called name in
+// messages) until the session ends (lockDir).
+func (h *handler) lock(p, name string) error {
+	root := h.tree()
+	if root == nil {
+		return fmt.Errorf("lock %s: the destination does not exist", name)
+	}
+	f, err := lockDir(root, p, name)
 	if err != nil {
-		return fmt.Errorf("lock %s: %w", displayPath(p), err)
+		return err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder, _ := io.ReadAll(io.LimitReader(f, 256))
-		f.Close()
-		return exitcode.WithCode(exitcode.Partial, fmt.Errorf("%w: another xfer run is working on %s (%s); try again later or pass --lock=false", ErrLocked, displayPath(p), strings.TrimSpace(string(holder))))
-	}
-	host, _ := os.Hostname()
-	f.Truncate(0)
-	fmt.Fprintf(f, "pid %d on %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
 	h.mu.Lock()
 	h.locks = append(h.locks, f)
 	h.mu.Unlock()
@@ -291,31 +363,20 @@ func (h *handler) serve(s *Session, r *Req) {
 			s.reply(errResp(r.ID, err))
 			return
 		}
-		info, err := h.root.Lstat(p)
+		info, err := h.lstat(p)
 		if err != nil {
 			s.reply(errResp(r.ID, err))
 			return
 		}
 		e := plan.EntryFromInfo(p, info)
 		if e.Type == plan.TypeSymlink {
-			e.Target, _ = h.root.Readlink(p)
+			e.Target, _ = h.tree().Readlink(p)
 		}
 		s.reply(&Resp{ID: r.ID, Entry: &e})
 	case opMkdirs:
 		p, err := h.resolve(r.Path)
-		if err == nil && h.recv.readOnly {
-			err = errReadOnly
-		}
 		if err == nil {
-			err = h.root.MkdirAll(p, 0o755)
-			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
-				err = exitcode.Usagef("destination %s is not a directory", r.Path)
-			} else if err != nil {
-				err = fmt.Errorf("create destination %s: %w", r.Path, err)
-			}
-		}
-		if err == nil && r.Lock {
-			err = h.lock(p)
+			err = h.mkroot(p, r.Path, r.Lock)
 		}
 		if err != nil {
 			s.reply(errResp(r.ID, err))
@@ -369,7 +430,11 @@ func (h *handler) serveReceiver(s *Session, rc *receiver, r *Req) {
 
 // hash hashes p, a path beneath the bound root.
 func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
-	f, err := h.root.Open(p)
+	root := h.tree()
+	if root == nil {
+		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, fs.ErrNotExist)
+	}
+	f, err := root.Open(p)
 	if err != nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
 	}
@@ -388,7 +453,7 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 		return err
 	}
 	var w plan.Lister
-	info, err := h.root.Lstat(top)
+	info, err := h.lstat(top)
 	switch {
 	case err != nil && errors.Is(err, fs.ErrNotExist):
 		w = &plan.SliceLister{}
@@ -397,7 +462,7 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 	case info.Type != fsroot.TypeDir:
 		return fmt.Errorf("list %s: not a directory", top)
 	default:
-		w = plan.NewWalkerN(h.root, top, r.Checkers)
+		w = plan.NewWalkerN(h.tree(), top, r.Checkers)
 	}
 	e := enc{}
 	n := 0

@@ -46,6 +46,9 @@ func decodeHello(p []byte) (Hello, error) {
 type AuthMsg struct {
 	Proof string `json:"proof"`
 	Error string `json:"error,omitempty"`
+	// RetryAfterMs > 0 marks Error as a passing refusal (server busy,
+	// address shut out after failed logins): try again after that long.
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 }
 
 // Welcome answers a Hello.
@@ -59,10 +62,13 @@ type Welcome struct {
 	Streams         int      `json:"streams,omitempty"`
 	Features        []string `json:"features,omitempty"`
 	Error           string   `json:"error,omitempty"`
-	Auth            string   `json:"auth,omitempty"`  // none or token
-	Nonce           string   `json:"nonce,omitempty"` // server nonce
-	TLS             bool     `json:"tls,omitempty"`   // the control connection is TLS
-	TLSData         bool     `json:"tls_data,omitempty"`
+	// RetryAfterMs > 0 marks Error as a passing refusal (server busy):
+	// try again after that long.
+	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
+	Auth         string `json:"auth,omitempty"`  // none or token
+	Nonce        string `json:"nonce,omitempty"` // server nonce
+	TLS          bool   `json:"tls,omitempty"`   // the control connection is TLS
+	TLSData      bool   `json:"tls_data,omitempty"`
 }
 
 // Request operations.

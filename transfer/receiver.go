@@ -40,6 +40,9 @@ type receiver struct {
 	// m counts what arrives, labelled with the session's transport.
 	m         *metrics.Metrics
 	transport string
+	// maxOpen bounds the large files held open at once (0: no bound), so
+	// that one session cannot spend the server's file descriptors.
+	maxOpen int
 
 	mu     sync.Mutex
 	files  map[uint64]*rfile
@@ -194,6 +197,15 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChun
 		}
 		shown := sp.Path
 		sp.Path = rel
+		if r.maxOpen > 0 {
+			r.mu.Lock()
+			n := len(r.files)
+			r.mu.Unlock()
+			if n >= r.maxOpen {
+				errs[i] = fmt.Sprintf("write %s: too many files open in this session (the server allows %d at once)", shown, r.maxOpen)
+				continue
+			}
+		}
 		if hashtree.ValidChunkSize(sp.ChunkSize) != nil || sp.ChunkSize > MaxChunkSize || sp.Size < 0 || sp.Mode > 07777 ||
 			sp.Shares < 0 || sp.Shares > MaxShards || sp.Share < 0 || sp.Share > sp.Shares {
 			errs[i] = fmt.Sprintf("write %s: invalid file announcement", sp.Path)

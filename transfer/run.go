@@ -89,14 +89,20 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		if sum.FilesSkipped -= prev.FilesTransferred; sum.FilesSkipped < 0 {
 			sum.FilesSkipped = 0
 		}
-		var lost *LostError
-		retriable := errors.As(err, &lost) || (attempt > 0 && exitcode.Code(err) == exitcode.Peer)
+		var (
+			lost *LostError
+			busy *BusyError
+		)
+		retriable := errors.As(err, &lost) || errors.As(err, &busy) || (attempt > 0 && exitcode.Code(err) == exitcode.Peer)
 		if err == nil || !retriable || attempt >= opt.Retries || ctx.Err() != nil {
 			break
 		}
 		wait := time.Second << attempt
 		if wait > 30*time.Second {
 			wait = 30 * time.Second
+		}
+		if busy != nil && busy.RetryAfter > wait {
+			wait = busy.RetryAfter
 		}
 		sink.Emit(progress.Event{Event: progress.KindNotice,
 			Msg: fmt.Sprintf("%v; retrying in %s (attempt %d of %d)", err, wait, attempt+2, opt.Retries+1)})
@@ -128,6 +134,11 @@ func (e *PartialError) Error() string {
 func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	switch {
 	case !src.IsRemote():
+		if !dst.IsRemote() {
+			if err := checkLocalOverlap(src, dst); err != nil {
+				return err
+			}
+		}
 		root, path, err := openLocalSource(src.Path)
 		if err != nil {
 			return err
@@ -146,32 +157,15 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		if err != nil {
 			return err
 		}
-		if h != nil {
-			defer h.root.Close()
-			defer h.unlock()
-		}
+		defer h.close()
 		tally.SetProto("local", "")
-		return runEngine(ctx, root, path, &localDest{h: h, n: opt.Streams}, "", opt, sink, tally)
+		return runEngine(ctx, root, path, &localDest{h: h, top: dst.Path, n: opt.Streams}, "", opt, sink, tally)
 	case !dst.IsRemote():
 		h, err := openLocalDest(dst.Path, opt)
 		if err != nil {
 			return err
 		}
-		if h == nil {
-			// Dry run into a directory that does not exist yet: serve an
-			// empty tree that refuses writes.
-			tmp, err := os.MkdirTemp("", "xfer-dryrun-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			r, err := fsroot.Open(tmp)
-			if err != nil {
-				return err
-			}
-			h = newHandler(r, true, true)
-		}
-		defer h.root.Close()
+		defer h.close()
 		dial.handler = h
 		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, src.Auth.apply(dial), sink, tally)
 	default:
@@ -181,6 +175,12 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		ds, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 		if err != nil {
 			return err
+		}
+		if src.Addr == dst.Addr {
+			if err := checkPeerOverlap(ctx, src, dst, ds); err != nil {
+				ds.Close()
+				return err
+			}
 		}
 		resp, err := ds.call(ctx, &Req{Op: opTicket})
 		ds.Close()
@@ -241,6 +241,13 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 		}
 		return nil, "", exitcode.Usagef("source %s: %v", src, unwrapPath(err))
 	}
+	if info.Mode()&fs.ModeSymlink != 0 {
+		// A symlink to a directory given as the source is followed (only
+		// this one: links inside the tree stay links), as rclone does.
+		if t, err := os.Stat(src); err == nil && t.IsDir() {
+			info = t
+		}
+	}
 	dir, path := src, ""
 	if !info.IsDir() {
 		dir, path = filepath.Dir(src), filepath.Base(src)
@@ -252,20 +259,34 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 	return r, path, nil
 }
 
-// openLocalDest creates (unless dry run) and opens the destination
-// directory; nil means a dry run into a directory that does not exist.
+// openLocalDest opens the local destination directory dst (a symlink to
+// a directory is followed, as rsync and rclone do). One that does not
+// exist yet is created by the run's first write (newPendingHandler), so
+// that a run failing before it (missing source, unreachable peer) and a
+// dry run leave nothing behind.
 func openLocalDest(dst string, opt Options) (*handler, error) {
 	info, err := os.Stat(dst)
 	switch {
 	case err == nil && !info.IsDir():
 		return nil, exitcode.Usagef("destination %s is not a directory", dst)
 	case errors.Is(err, fs.ErrNotExist):
-		if opt.DryRun {
-			return nil, nil
+		if _, lerr := os.Lstat(dst); lerr == nil {
+			return nil, exitcode.Usagef("destination %s is a symlink to nothing", dst)
 		}
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return nil, fmt.Errorf("create destination %s: %w", dst, unwrapPath(err))
+		create := func() (*fsroot.Root, error) {
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
+					return nil, exitcode.Usagef("destination %s is not a directory", dst)
+				}
+				return nil, fmt.Errorf("create destination %s: %w", dst, unwrapPath(err))
+			}
+			r, err := fsroot.Open(dst)
+			if err != nil {
+				return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
+			}
+			return r, nil
 		}
+		return newPendingHandler(create, opt.NoFsync, opt.DryRun), nil
 	case err != nil:
 		return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
 	}

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"os"
 	"strings"
 	"syscall"
 
@@ -42,11 +43,20 @@ type ServerConfig struct {
 	// AllowPlainData lets data streams bypass TLS when the client asks too
 	// (--tls-data=false on both sides); control stays encrypted.
 	AllowPlainData bool
-	// Limits.
-	MaxSessions          int   // concurrent sessions in all (default 256)
-	MaxSessionsPerClient int   // concurrent sessions from one IP address (default 32)
-	MaxFrame             int   // control frame limit in bytes (default 8 MiB)
-	MaxSessionMemory     int64 // receive buffers per session (default 256 MiB)
+	// Limits (see admission.go for the defaults).
+	MaxSessions          int // concurrent authenticated sessions in all
+	MaxSessionsPerClient int // concurrent authenticated sessions from one IP address
+	// MaxHandshakes and MaxHandshakesPerClient bound the connections that
+	// have not authenticated yet, in all and per IP address; they never
+	// count as sessions. HandshakeTimeout bounds one connection's TLS
+	// handshake, hello and authentication.
+	MaxHandshakes          int
+	MaxHandshakesPerClient int
+	HandshakeTimeout       time.Duration
+	// MaxOpenFiles bounds the large files one session holds open.
+	MaxOpenFiles     int
+	MaxFrame         int   // control frame limit in bytes (default 8 MiB)
+	MaxSessionMemory int64 // receive buffers per session (default 256 MiB)
 	// Metrics, when set, counts sessions, bytes, files and failures.
 	Metrics *metrics.Metrics
 	// CAS is the content-addressed store exposed to peers (--cas), or nil.
@@ -67,14 +77,13 @@ type ServerConfig struct {
 type Server struct {
 	cfg ServerConfig
 	// usable and why are probed once: probing some transports (UCX) is slow.
-	usable   []string
-	why      map[string]string
-	mu       sync.Mutex
-	joins    map[string]*pendingSession // sessions still setting up their data streams
-	sessions int
-	byClient map[string]int
-	tickets  tickets
-	active   sync.WaitGroup
+	usable  []string
+	why     map[string]string
+	mu      sync.Mutex
+	joins   map[string]*pendingSession // sessions still setting up their data streams
+	adm     *admission
+	tickets tickets
+	active  sync.WaitGroup
 }
 
 type pendingSession struct {
@@ -100,10 +109,22 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = 256
+		cfg.MaxSessions = DefaultMaxSessions
 	}
 	if cfg.MaxSessionsPerClient <= 0 {
-		cfg.MaxSessionsPerClient = 32
+		cfg.MaxSessionsPerClient = DefaultMaxSessionsPerClient
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if cfg.MaxHandshakesPerClient <= 0 {
+		cfg.MaxHandshakesPerClient = DefaultMaxHandshakesPerClient
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxOpenFiles <= 0 {
+		cfg.MaxOpenFiles = DefaultMaxOpenFiles
 	}
 	if cfg.MaxFrame <= 0 {
 		cfg.MaxFrame = DefaultMaxFrame
@@ -111,17 +132,33 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxSessionMemory <= 0 {
 		cfg.MaxSessionMemory = 256 << 20
 	}
-	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, byClient: map[string]int{}}
+	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, adm: newAdmission(cfg)}
 	srv.usable, srv.why = usableTransports(false)
 	return srv
 }
 
 // Serve accepts connections on ln until ctx is done.
+//
+// Running out of file descriptors (EMFILE, ENFILE) or kernel buffers never
+// stops the server: it backs off as net/http does (5 ms doubling to 1 s)
+// and, to keep its listen queue from filling with clients that would wait
+// for nothing, gives up a reserved descriptor for a moment to accept and
+// close the oldest waiting connection.
 func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
 	}()
+	reserve, _ := os.Open(os.DevNull)
+	defer func() {
+		if reserve != nil {
+			reserve.Close()
+		}
+	}()
+	var (
+		delay    time.Duration
+		lastWarn time.Time
+	)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -129,19 +166,64 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 				srv.active.Wait()
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
+			if !temporaryAccept(err) {
+				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
-			return fmt.Errorf("accept: %w", err)
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay = 2 * delay; delay > time.Second {
+				delay = time.Second
+			}
+			if time.Since(lastWarn) > 10*time.Second {
+				lastWarn = time.Now()
+				srv.cfg.Log.Warn("cannot accept connections for now; backing off", "err", err, "retry_in", delay)
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				reserve = shedOne(ln, reserve)
+			}
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+			}
+			continue
 		}
+		delay = 0
 		srv.active.Add(1)
 		go func() {
 			defer srv.active.Done()
 			srv.handleConn(ctx, c)
 		}()
 	}
+}
+
+// temporaryAccept tells the accept errors that pass (a resource shortage, a
+// client that gave up) from a listener that is gone.
+func temporaryAccept(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// shedOne closes the reserved descriptor, accepts one waiting connection
+// with it and closes that at once (the client sees the connection closed
+// rather than a hang), then reserves a descriptor again.
+func shedOne(ln net.Listener, reserve *os.File) *os.File {
+	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
+	if reserve == nil || !ok {
+		return reserve
+	}
+	reserve.Close()
+	dl.SetDeadline(time.Now().Add(10 * time.Millisecond))
+	if c, err := ln.Accept(); err == nil {
+		c.Close()
+	}
+	dl.SetDeadline(time.Time{})
+	r, _ := os.Open(os.DevNull)
+	return r
 }
 
 // handleConn reads the first frame and either starts a session or binds a
@@ -155,7 +237,18 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 		}
 	}()
 	peer := c.RemoteAddr().String()
-	c.SetDeadline(time.Now().Add(DefaultConnectTimeout))
+	// Until it has authenticated (control) or joined its session (data),
+	// a connection counts against the handshake budget, never as a
+	// session, and has HandshakeTimeout to get there.
+	host := hostOf(peer)
+	leave, ok := srv.adm.enterHandshake(host, func() { c.Close() })
+	if !ok {
+		srv.cfg.Log.Debug("rejected connection: too many unauthenticated connections", "peer", peer)
+		c.Close()
+		return
+	}
+	defer leave()
+	c.SetDeadline(time.Now().Add(srv.cfg.HandshakeTimeout))
 	// Peek at the first byte (without consuming it, so a plain socket
 	// reaches the transports as the *net.TCPConn it is): 0x16 opens a TLS
 	// handshake, 0x01 an xfer hello.
@@ -208,7 +301,7 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 	case "data":
 		srv.joinData(conn, h, isTLS)
 	case "control":
-		srv.session(ctx, conn, h, isTLS)
+		srv.session(ctx, conn, h, isTLS, leave)
 	default:
 		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion, Error: "unknown connection role"})
 		c.Close()
@@ -294,42 +387,43 @@ func (srv *Server) offered() ([]string, map[string]string) {
 	return out, why
 }
 
-// admit counts a session against the limits; the returned func releases it.
-func (srv *Server) admit(peer string) (func(), error) {
-	host, _, _ := net.SplitHostPort(peer)
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.sessions >= srv.cfg.MaxSessions {
-		return nil, fmt.Errorf("server busy: %d sessions open (--max-sessions)", srv.sessions)
-	}
-	if srv.byClient[host] >= srv.cfg.MaxSessionsPerClient {
-		return nil, fmt.Errorf("too many sessions from %s (--max-sessions-per-client %d)", host, srv.cfg.MaxSessionsPerClient)
-	}
-	srv.sessions++
-	srv.byClient[host]++
-	return func() {
-		srv.mu.Lock()
-		srv.sessions--
-		if srv.byClient[host]--; srv.byClient[host] <= 0 {
-			delete(srv.byClient, host)
-		}
-		srv.mu.Unlock()
-	}, nil
-}
-
-func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool) {
+// session runs one control connection: authentication, transport set-up,
+// then requests until either side ends it. leave ends the connection's
+// stay in the handshake budget; the session counts as one from then on.
+func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool, leave func()) {
 	peer := c.RemoteAddr().String()
+	host := hostOf(peer)
 	reject := func(msg string) {
 		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: msg})
 		c.Close()
 	}
-	release, err := srv.admit(peer)
-	if err != nil {
-		srv.cfg.Log.Warn("rejected session", "peer", peer, "err", err)
-		reject(err.Error())
+	if wait := srv.adm.shutOut(host); wait > 0 {
+		srv.cfg.Log.Warn("rejected session: address shut out after failed authentications", "peer", peer, "for", wait.Round(time.Second))
+		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, RetryAfterMs: wait.Milliseconds(),
+			Error: fmt.Sprintf("too many failed authentications from %s", host)})
+		c.Close()
 		return
 	}
-	defer release()
+	// admit counts the session once it is authenticated; a refusal
+	// carries the wait the client should allow before trying again.
+	var release func()
+	admit := func() (string, int64, bool) {
+		r, err := srv.adm.admitSession(host)
+		if err != nil {
+			srv.cfg.Log.Warn("rejected session", "peer", peer, "err", err)
+			var be *BusyError
+			errors.As(err, &be)
+			return be.Msg, be.RetryAfter.Milliseconds(), false
+		}
+		release = r
+		leave()
+		return "", 0, true
+	}
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 
 	// Who is it? A token holder, a ticket holder, or (no token configured)
 	// anyone who can reach the listener.
@@ -339,6 +433,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool)
 	case h.Ticket != "":
 		ti, ok := srv.tickets.take(h.Ticket)
 		if !ok {
+			srv.adm.authFailed(host)
 			srv.cfg.Log.Warn("authentication failed: unknown or expired ticket", "peer", peer)
 			reject("authentication failed: unknown or expired ticket")
 			return
@@ -414,6 +509,12 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool)
 	}()
 	var key []byte
 	if secret == nil {
+		// Nothing to prove: the session counts from here.
+		if msg, after, ok := admit(); !ok {
+			writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: msg, RetryAfterMs: after})
+			c.Close()
+			return
+		}
 		key = make([]byte, 32)
 		rand.Read(key)
 		w.Auth, w.Key = authNone, hex.EncodeToString(key)
@@ -430,8 +531,15 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool)
 		var am AuthMsg
 		if err != nil || typ != fAuth || json.Unmarshal(p, &am) != nil ||
 			!proofOK(am.Proof, authProof(secret, "client", sn, h.Nonce, id)) {
-			srv.cfg.Log.Warn("authentication failed", "peer", peer)
+			penalty := srv.adm.authFailed(host)
+			srv.cfg.Log.Warn("authentication failed", "peer", peer, "shut_out_for", penalty)
 			writeJSONFrame(c, fAuthOK, AuthMsg{Error: "authentication failed: wrong token (or none given)"})
+			c.Close()
+			return
+		}
+		srv.adm.authSucceeded(host)
+		if msg, after, ok := admit(); !ok {
+			writeJSONFrame(c, fAuthOK, AuthMsg{Error: msg, RetryAfterMs: after})
 			c.Close()
 			return
 		}
@@ -472,9 +580,9 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool)
 	} else {
 		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
 	}
-	hd.m, hd.transport = srv.cfg.Metrics, name
+	hd.m, hd.transport, hd.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
 	if hd.recv != nil {
-		hd.recv.m, hd.recv.transport = srv.cfg.Metrics, name
+		hd.recv.m, hd.recv.transport, hd.recv.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
 	}
 	hd.jobs = srv.runJob
 	hd.tickets = &srv.tickets

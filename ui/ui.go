@@ -193,7 +193,7 @@ func (p *Printer) Emit(e progress.Event) {
 	if p.finished {
 		return
 	}
-	if e.Event == progress.KindPlan {
+	if isPlan(e) {
 		p.countPlan(e)
 	}
 	if w, line := p.line(e); line != "" {
@@ -287,7 +287,8 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 			msg = e.Msg
 		}
 		return p.errw, "xfer: ERROR " + withPath(e.Path, msg)
-	case progress.KindPlan:
+	}
+	if isPlan(e) {
 		return p.out, planLine(e)
 	}
 	if p.mode == ModeQuiet {
@@ -312,6 +313,12 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 	return nil, ""
 }
 
+// isPlan reports whether e is an event of a dry run, which carries the
+// action it stands for; it is shown as a plan line.
+func isPlan(e progress.Event) bool {
+	return e.Event == progress.KindPlan || e.Action != ""
+}
+
 // planLine formats a dry-run plan event: "create path (1.2 KiB)",
 // "update path (...)", "delete path", "mkdir path", "symlink path".
 func planLine(e progress.Event) string {
@@ -329,7 +336,7 @@ func planLine(e progress.Event) string {
 // countPlan adds a plan event to what a dry run would do.
 func (p *Printer) countPlan(e progress.Event) {
 	switch e.Action {
-	case "create", "update":
+	case "create", "update", "link":
 		p.planFiles++
 		p.planBytes += e.Bytes
 	case "delete":

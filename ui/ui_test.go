@@ -52,11 +52,11 @@ var (
 		DurationS: 1.25, Proto: "tcp"}
 
 	planEvents = []progress.Event{
-		{Event: progress.KindPlan, Action: "mkdir", Path: "dir"},
-		{Event: progress.KindPlan, Action: "create", Path: "dir/a.txt", Bytes: 1229},
-		{Event: progress.KindPlan, Action: "update", Path: "b.txt", Bytes: 512},
-		{Event: progress.KindPlan, Action: "delete", Path: "old.txt"},
-		{Event: progress.KindPlan, Action: "symlink", Path: "link"},
+		{Event: progress.KindMkdir, Action: "mkdir", Path: "dir"},
+		{Event: progress.KindTransfer, Action: "create", Path: "dir/a.txt", Bytes: 1229},
+		{Event: progress.KindTransfer, Action: "update", Path: "b.txt", Bytes: 512},
+		{Event: progress.KindDelete, Action: "delete", Path: "old.txt"},
+		{Event: progress.KindSymlink, Action: "symlink", Path: "link"},
 		{Event: progress.KindError, Path: "c.txt", Error: "permission denied"},
 	}
 	planSummary = progress.Summary{Event: progress.KindSummary, DryRun: true, Errors: 1,
@@ -200,7 +200,7 @@ func TestJSON(t *testing.T) {
 			opts:      Options{Mode: ModeJSON, DryRun: true},
 			events:    planEvents,
 			sum:       progress.Summary{Proto: "tcp"},
-			wantKinds: []string{"plan", "plan", "plan", "plan", "plan", "error", "summary"},
+			wantKinds: []string{"mkdir", "transfer", "transfer", "delete", "symlink", "error", "summary"},
 		},
 	}
 	for _, tt := range tests {

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/xfer-io/xfer/plan"
 )
 
 // Defaults for the zero values of Options.
@@ -32,10 +34,6 @@ const (
 	// are incomplete and Options.Rescan is 0.
 	DefaultFallbackRescan = time.Minute
 )
-
-// tempPrefix starts the names of xfer's own temporary files (.xfer-*.part,
-// .xfer-*.journal, ...); events on them never trigger a sync.
-const tempPrefix = ".xfer-"
 
 // Options tune Run. The zero value is usable.
 type Options struct {
@@ -67,7 +65,7 @@ type Options struct {
 // minute, with the reason logged at Warn; notifications that still arrive
 // keep triggering runs.
 //
-// Events on xfer's own temporary files (names starting with ".xfer-") are
+// Events on xfer's own partial files and journals (plan.IsInternal) are
 // ignored. Sync is never called concurrently with itself. A sync error
 // after the first pass is logged and the loop continues: the next change
 // or rescan retries.
@@ -290,7 +288,10 @@ func within(path, dir string) bool {
 	return strings.HasPrefix(path, dir)
 }
 
-func ignored(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+// ignored reports whether name is one of xfer's own partial files or
+// journals (plan.IsInternal); events on them never trigger a sync. Other
+// names starting with ".xfer-" are the user's and do.
+func ignored(name string) bool { return plan.IsInternal(name) }
 
 // degrade switches to periodic rescans, logging reason once.
 func (l *loop) degrade(reason string) {

@@ -206,7 +206,7 @@ func TestChanges(t *testing.T) {
 			setup: func(t *testing.T, dir string) { mkdir(t, filepath.Join(dir, "sub")) },
 			act: func(t *testing.T, dir string, c *counter) {
 				for _, d := range []string{dir, filepath.Join(dir, "sub")} {
-					part := filepath.Join(d, ".xfer-abc.part")
+					part := filepath.Join(d, ".xfer-00000000000000ab.part")
 					write(t, part)
 					f, err := os.OpenFile(part, os.O_APPEND|os.O_WRONLY, 0)
 					if err != nil {
@@ -221,7 +221,7 @@ func TestChanges(t *testing.T) {
 					if err := os.Chmod(part, 0o600); err != nil {
 						t.Fatal(err)
 					}
-					journal := filepath.Join(d, ".xfer-abc.journal")
+					journal := filepath.Join(d, ".xfer-00000000000000ab.journal")
 					if err := os.Rename(part, journal); err != nil {
 						t.Fatal(err)
 					}
