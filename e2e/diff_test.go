@@ -25,6 +25,7 @@ package e2e
 // -run 'TestDifferential/names', 'TestDifferential/names/nfc-nfd/peer-peer'.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -200,22 +201,22 @@ func (env *diffEnv) startServer(t *testing.T, host, root string, own *owner) *se
 	must(t, cmd.Start())
 	wr.Close()
 	s := &server{root: root, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
+	var mu sync.Mutex // guards s.logs
 	addr := make(chan string, 1)
 	go func() {
-		buf := make([]byte, 4096)
-		var seen []byte
-		for {
-			n, err := rd.Read(buf)
-			seen = append(seen, buf[:n]...)
-			if m := listenRE.FindSubmatch(seen); m != nil {
+		sc := bufio.NewScanner(rd)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
 				select {
-				case addr <- string(m[1]):
+				case addr <- m[1]:
 				default:
 				}
 			}
-			if err != nil {
-				return
+			mu.Lock()
+			if s.logs.Len() < 1<<20 {
+				s.logs.WriteString(sc.Text() + "\n")
 			}
+			mu.Unlock()
 		}
 	}()
 	go func() { cmd.Wait(); rd.Close(); close(s.done) }()
@@ -228,6 +229,15 @@ func (env *diffEnv) startServer(t *testing.T, host, root string, own *owner) *se
 		t.Fatalf("xfer serve --root %s did not start listening", root)
 	}
 	t.Cleanup(s.stop)
+	// Registered after s.stop, so it runs first: a server that died during
+	// the suite is a failure of its own, with its log.
+	t.Cleanup(func() {
+		if !s.alive() {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Errorf("xfer serve --root %s (%s) died during the suite (%v):\n%s", root, s.addr, cmd.ProcessState, s.logs.String())
+		}
+	})
 	return s
 }
 
