@@ -124,6 +124,8 @@ func nameCases() []diffCase {
 
 func typeCases() []diffCase {
 	zeros := string(make([]byte, mib))
+	big := rnd(6*mib+100, 21)
+	bigOld := big[:3*mib] + rnd(4096, 22) + big[3*mib+4096:]
 	return []diffCase{
 		{name: "regular", cmd: "sync",
 			src: []ent{
@@ -197,6 +199,11 @@ func typeCases() []diffCase {
 		{name: "sparse-update", cmd: "sync", sparse: true,
 			src: []ent{sparseE("s", 2*mib, span{0, 4096}, span{2*mib - 4096, 4096})},
 			dst: []ent{fileE("s", rnd(2*mib, 9)).at(ns(2019, 1, 1, 0, 0, 0, 0))}},
+		// A large file with one changed 4 KiB block: xfer sends the changed
+		// chunk (--delta), the result is the source's file all the same.
+		{name: "delta-update", cmd: "sync",
+			src: []ent{fileE("big", big)},
+			dst: []ent{fileE("big", bigOld).at(ns(2018, 1, 1, 0, 0, 0, 0))}},
 		{name: "zeros-not-sparse", cmd: "sync",
 			// Allocated zeros stay allocated: the source has no holes (rsync without -S).
 			src: []ent{fileE("zeros-1m", zeros), fileE("zeros-8k", zeros[:8192]), fileE("zeros-2m", zeros+zeros)}},
