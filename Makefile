@@ -1,8 +1,10 @@
 # xfer build, test, demo and benchmark entry points.
 #
 #   make build             bin/xfer (adds the rdma tag when UCX is installed)
+#   make install           bin/xfer, man pages and shell completions under
+#                          $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
 #   make deps              install the Debian packages tests/bench need
-#   make test              deps + build + go vet + go test ./...
+#   make test              deps, then build + go vet + go test ./...
 #   make demo              local -> serve A -> serve B -> local round trip
 #   make bench             xfer vs rsync/cp/iperf3/b3sum on loopback + tmpfs; transports,
 #                          CAS and daemon, cluster agents (BENCH_RUNS, BENCH_RECORD=1)
@@ -21,14 +23,19 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 DATE     ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-# The rdma transport needs UCX headers and libraries (cgo).
-HAVE_UCX := $(shell pkg-config --exists ucx 2>/dev/null && echo yes)
+# The rdma transport needs UCX headers and libraries (cgo). Recursively
+# expanded (=, not :=): pkg-config runs when a recipe uses the tags, so a
+# `make test` that has just installed UCX with `make deps` builds with rdma.
+HAVE_UCX = $(shell pkg-config --exists ucx 2>/dev/null && echo yes)
 TAGS     ?= $(if $(HAVE_UCX),rdma)
 
 # -checklinkname=0: giouring reaches into the runtime with go:linkname, which
 # the linker refuses by default since Go 1.23. All -X go into the same string.
 LDFLAGS  := -checklinkname=0 -X $(PKG)/cmd.version=$(VERSION) -X $(PKG)/cmd.commit=$(COMMIT) -X $(PKG)/cmd.date=$(DATE)
-GOFLAGS_BUILD := -ldflags "$(LDFLAGS)" -tags "$(TAGS)"
+GOFLAGS_BUILD = -ldflags "$(LDFLAGS)" -tags "$(TAGS)"
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
 
 # goreleaser from PATH, else where `go install` puts it.
 GORELEASER ?= $(shell command -v goreleaser 2>/dev/null || echo $$($(GO) env GOPATH)/bin/goreleaser)
@@ -36,10 +43,24 @@ GORELEASER ?= $(shell command -v goreleaser 2>/dev/null || echo $$($(GO) env GOP
 TEST_TIMEOUT ?= 40m
 FUZZTIME     ?= 30s
 
-.PHONY: build deps test vet demo bench fuzz generate release-snapshot clean
+.PHONY: build install deps test test-after-deps vet demo bench fuzz generate release-snapshot clean
 
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) .
+
+# Paths as the Debian packages use them, under PREFIX (bash-completion
+# reads $(PREFIX)/share/bash-completion/completions when the bash-completion
+# package is installed; zsh reads site-functions).
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/xfer
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 completions/xfer.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/xfer
+	install -m 0644 completions/_xfer $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_xfer
+	install -m 0644 completions/xfer.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/xfer.fish
 
 deps:
 	bash scripts/deps.sh
@@ -47,8 +68,13 @@ deps:
 vet:
 	$(GO) vet $(GOFLAGS_BUILD) ./...
 
-# The end-to-end tests use bin/xfer when it exists (XFER_BIN), so build first.
-test: deps build vet
+# deps runs first, on its own: the rest runs in a second make, which also
+# makes the order hold under -j. The end-to-end tests use bin/xfer (XFER_BIN),
+# so build comes before the tests.
+test: deps
+	$(MAKE) --no-print-directory test-after-deps
+
+test-after-deps: build vet
 	XFER_BIN=$(CURDIR)/$(BIN) $(GO) test $(GOFLAGS_BUILD) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 demo: build

@@ -46,10 +46,10 @@ configuration error, 3 cannot reach or talk to the peer. See docs/cas.md.`,
 // addCASPeerFlags declares how cas commands reach a peer.
 func addCASPeerFlags(c *cobra.Command) {
 	f := c.Flags()
-	f.String("proto", "auto", "data transport to the peer: auto, tcp, tcp-zc, uring or rdma")
-	f.Int("streams", 2, "data streams to the peer")
-	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to the peer after this long")
-	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
+	choiceFlag(f, "proto", "auto", protoWords, "data transport to the peer: auto, tcp, tcp-zc, uring or rdma")
+	intFlag(f, "streams", 2, 1, 64, "data streams to the peer")
+	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to the peer after this long (above 0)")
+	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
 	addPeerAuthFlags(c)
 }
 

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 )
 
 // complete runs `xfer __complete ARGS...` in process, the request a shell
@@ -20,7 +19,7 @@ import (
 func complete(t *testing.T, args ...string) ([]string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	a := &app{v: viper.New(), stdout: &out, stderr: &errb}
+	a := &app{stdout: &out, stderr: &errb}
 	root := newRootCmd(a)
 	for _, c := range root.Commands() {
 		if (c.Name() == "copy" || c.Name() == "sync") && c.ValidArgsFunction == nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/xfer-io/xfer/config"
@@ -73,7 +71,7 @@ With --json it prints one object: {"path", "exists", "content", "environment"}.`
 			data, err := os.ReadFile(path)
 			exists := err == nil
 			if err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)) {
-				return exitcode.Usagef("config file %s: %v", path, err)
+				return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 			}
 			env := xferEnvNames()
 			if a.v.GetBool("json") {
@@ -105,12 +103,14 @@ func newConfigValidateCmd(a *app) *cobra.Command {
 		Long: `Validate parses the config file and checks every remote (a valid name, and
 url, address or agents of the form HOST:PORT) and every other key against
 the flags of xfer's commands: a value of the wrong type (streams: many,
-timeout: 30 without a unit) is an error, a key no command knows is a
-warning. Problems are printed as FILE:LINE: message on stderr.
+timeout: 30 without a unit) is an error, and so is a key no command knows
+(with the nearest flag name as a hint). Every other command refuses a file
+with errors the same way (exit 2). Problems are printed as FILE:LINE:
+message on stderr. Warnings (a token_file that is relative or missing)
+do not make the file invalid.
 
-Exit status: 0 if the file is valid (warnings allowed) or there is no file
-at the default path, 2 if it has errors or the file named by --config does
-not exist. With --json it prints one object: {"path", "valid", "remotes",
+Exit status: 0 if the file is valid or there is no file at the default
+path, 2 if it has errors or the file named by --config does not exist. With --json it prints one object: {"path", "valid", "remotes",
 "errors", "warnings"}.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -124,9 +124,9 @@ not exist. With --json it prints one object: {"path", "valid", "remotes",
 				return nil
 			}
 			if err != nil {
-				return exitcode.Usagef("config file %s: %v", path, err)
+				return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 			}
-			rep := config.Validate(data, flagKeys(cmd.Root()))
+			rep := config.Validate(data, configKeys())
 			if a.v.GetBool("json") {
 				if err := json.NewEncoder(a.stdout).Encode(map[string]any{
 					"path": path, "valid": rep.OK(), "exists": true, "remotes": rep.Remotes,
@@ -204,7 +204,7 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 	orig, err := os.ReadFile(path)
 	existed := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return exitcode.Usagef("config file %s: %v", path, err)
+		return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 	}
 	start := orig
 	if !existed {
@@ -214,11 +214,11 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 	// file system, and ends in .yaml so editors highlight it.
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return exitcode.Usagef("creating config directory %s: %v", dir, err)
+		return exitcode.Usagef("creating config directory %s: %s", dir, fileProblem(err))
 	}
 	tmp, err := os.CreateTemp(dir, ".xfer-edit-*.yaml")
 	if err != nil {
-		return exitcode.Usagef("config file %s: %v", path, err)
+		return exitcode.Usagef("config file %s: %s", path, fileProblem(err))
 	}
 	tmpName := tmp.Name()
 	defer os.Remove(tmpName)
@@ -227,7 +227,7 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 		err = cerr
 	}
 	if err != nil {
-		return exitcode.Usagef("writing %s: %v", tmpName, err)
+		return exitcode.Usagef("writing %s: %s", tmpName, fileProblem(err))
 	}
 	in := bufio.NewReader(cmd.InOrStdin())
 	for {
@@ -236,7 +236,7 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 		}
 		edited, err := os.ReadFile(tmpName)
 		if err != nil {
-			return exitcode.Usagef("reading the edited copy %s: %v", tmpName, err)
+			return exitcode.Usagef("reading the edited copy %s: %s", tmpName, fileProblem(err))
 		}
 		if bytes.Equal(edited, start) {
 			if existed {
@@ -246,7 +246,7 @@ func (a *app) editConfig(cmd *cobra.Command, path string) error {
 			}
 			return nil
 		}
-		rep := config.Validate(edited, flagKeys(cmd.Root()))
+		rep := config.Validate(edited, configKeys())
 		a.printReport(path, rep)
 		if rep.OK() {
 			if err := config.WriteFile(path, edited); err != nil {
@@ -303,61 +303,14 @@ func (a *app) configPath() (path string, explicit bool) {
 }
 
 // initTolerant is a.init for the config and remote commands: a config file
-// that is missing or does not parse is not an error for them, since they
-// are how such a file gets created or repaired. a.init binds the flags
-// before it reads the file, so only the logger is left to set up then.
+// that is missing, does not parse or does not validate is not an error for
+// them, since they are how such a file gets created or repaired; it just
+// gives no settings.
 func (a *app) initTolerant(cmd *cobra.Command) error {
-	err := a.init(cmd)
-	if err == nil {
-		return nil
+	if err := a.settle(cmd, true); err != nil {
+		return err
 	}
-	path, _ := a.configPath()
-	if _, serr := os.Stat(path); serr == nil {
-		if _, lerr := config.Load(path); lerr == nil {
-			return err // the file is there and parses: the error is something else
-		}
-	}
-	opts := &slog.HandlerOptions{Level: slog.LevelWarn}
-	switch f := a.v.GetString("log-format"); f {
-	case "text", "":
-		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
-	case "json":
-		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
-	default:
-		return exitcode.Usagef("--log-format %q: want text or json", f)
-	}
-	return nil
-}
-
-// flagKeys maps the name of every flag of every xfer command to its type:
-// the keys the config file may set. Flags of config and remote are left
-// out (they describe one edit, so are read from the command line only), as
-// are --config and --help, which mean nothing inside the file.
-func flagKeys(root *cobra.Command) map[string]string {
-	keys := map[string]string{}
-	add := func(f *pflag.Flag) {
-		if f.Name == "config" || f.Name == "help" {
-			return
-		}
-		if t, ok := keys[f.Name]; ok && t != f.Value.Type() {
-			keys[f.Name] = "" // differing types: accept any value
-			return
-		}
-		keys[f.Name] = f.Value.Type()
-	}
-	var walk func(c *cobra.Command)
-	walk = func(c *cobra.Command) {
-		if c.Name() == "config" || c.Name() == "remote" {
-			return
-		}
-		c.LocalFlags().VisitAll(add)
-		c.PersistentFlags().VisitAll(add)
-		for _, sub := range c.Commands() {
-			walk(sub)
-		}
-	}
-	walk(root)
-	return keys
+	return a.initLog()
 }
 
 // xferEnvNames lists the XFER_* environment variables that are set, sorted.

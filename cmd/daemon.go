@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -63,14 +64,17 @@ stderr once it accepts requests.`,
 	f.Bool("insecure-listen", false, "allow --listen beyond loopback without --token-file")
 	f.String("log-file", "", "log to this file instead of stderr (reopened on SIGHUP)")
 	f.String("metrics-listen", "", "serve Prometheus metrics on HOST:PORT (/metrics, /healthz)")
-	f.Duration("poll", daemon.DefaultPoll, "poll a connection this long for its next request before sleeping (0: never)")
-	f.Int("verified-cache", daemon.DefaultVerifiedCache, "packed objects remembered as verified (0: hash every read)")
-	f.Int("max-conns", daemon.DefaultMaxConns, "most client connections served at once")
-	f.String("max-batch", "64M", "largest BATCH request and BATCH response")
-	f.String("max-memory", "1G", "request data and batch responses held in memory at once, all clients together")
-	f.Duration("drain-timeout", daemon.DefaultDrainTimeout, "on SIGTERM, wait this long for requests in progress before cancelling them")
-	f.Int("iouring-entries", 0, "io_uring ring size for sessions to peers (0: the transport's default)")
+	durationFlag(f, "poll", daemon.DefaultPoll, 0, "poll a connection this long for its next request before sleeping (0: never)")
+	intFlag(f, "verified-cache", daemon.DefaultVerifiedCache, 0, math.MaxInt, "packed objects remembered as verified (0: hash every read)")
+	intFlag(f, "max-conns", daemon.DefaultMaxConns, 1, math.MaxInt, "most client connections served at once")
+	sizeRangeFlag(f, "max-batch", "64M", 1<<10, 0, "largest BATCH request and BATCH response (1K to 4G)")
+	sizeRangeFlag(f, "max-memory", "1G", 16<<20, 0, "request data and batch responses held in memory at once, all clients together (at least 16M)")
+	durationFlag(f, "drain-timeout", daemon.DefaultDrainTimeout, 0, "on SIGTERM, wait this long for requests in progress before cancelling them")
+	intFlag(f, "iouring-entries", 0, 0, maxUringEntries, "io_uring ring size for sessions to peers, up to 32768 (0: the transport's default)")
 	addCASPeerFlags(c)
+	for flag, env := range daemonEnvAliases {
+		f.SetAnnotation(flag, envAliasAnnotation, []string{env})
+	}
 	return c
 }
 
@@ -92,11 +96,6 @@ var daemonEnvAliases = map[string]string{
 }
 
 func (a *app) runDaemon(cmd *cobra.Command) error {
-	for key, alias := range daemonEnvAliases {
-		if err := a.v.BindEnv(key, "XFER_"+envName(key), alias); err != nil {
-			return err
-		}
-	}
 	ctx := cmd.Context()
 	log := a.log
 	if lf := a.v.GetString("log-file"); lf != "" {

@@ -4,7 +4,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 )
 
 // CommandTree builds xfer's complete command tree, including cobra's
@@ -13,7 +12,7 @@ import (
 // completion scripts. The document generator lives there, not here, so the
 // shipped binary does not carry it.
 func CommandTree() *cobra.Command {
-	a := &app{v: viper.New(), stdout: os.Stdout, stderr: os.Stderr}
+	a := &app{stdout: os.Stdout, stderr: os.Stderr}
 	root := newRootCmd(a)
 	root.InitDefaultCompletionCmd()
 	return root

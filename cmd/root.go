@@ -13,27 +13,33 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 
+	"github.com/xfer-io/xfer/config"
 	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/ui"
 )
 
-// app is the state shared by the commands of one invocation: the viper
-// instance that merges flags, XFER_* environment variables and the config
-// file, and the output streams. It is built anew by newRootCmd, so tests can
-// run several invocations in one process.
+// app is the state shared by the commands of one invocation: the values of
+// the invoked command's flags (filled from the command line, XFER_*
+// environment variables and the config file by a.init), the config file
+// and the output streams. It is built anew by newRootCmd, so tests can run
+// several invocations in one process.
 type app struct {
-	v      *viper.Viper
+	v      flagValues
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
-	// configUsed is the config file that was read, if any.
+	// configUsed is the config file that was read, if any, and cfg its
+	// content (nil without a file).
 	configUsed string
+	cfg        *config.File
 }
 
 // Execute runs xfer with os.Args and returns the process exit code.
@@ -53,12 +59,12 @@ func Execute() int {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{v: viper.New(), stdout: stdout, stderr: stderr}
+	a := &app{stdout: stdout, stderr: stderr}
 	root := newRootCmd(a)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitcode.OK
 	}
@@ -67,10 +73,58 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &fe) {
 		code = exitcode.Usage
 	}
-	if !errors.Is(err, errSilent) {
-		fmt.Fprintf(stderr, "xfer: %v\n", err)
+	if errors.Is(err, errSilent) {
+		return code
+	}
+	msg := userMessage(err)
+	fmt.Fprintf(stderr, "xfer: %s\n", msg)
+	if jsonRequested(cmd, args) {
+		// Once --json is given every run ends in JSON: the error as an
+		// event, then the summary with the exit code.
+		p := ui.New(ui.Options{Mode: ui.ModeJSON, Stdout: stdout, Stderr: stderr})
+		p.Emit(progress.Event{Event: progress.KindError, Error: msg})
+		p.Finish(progress.Summary{Errors: 1, ExitCode: code})
 	}
 	return code
+}
+
+// jsonRequested reports whether this invocation asked for --json, also
+// when the command line or the settings failed to parse before the flag
+// was read: --json among the arguments (before "--") or XFER_JSON.
+func jsonRequested(cmd *cobra.Command, args []string) bool {
+	if cmd != nil {
+		if f := cmd.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
+			return true
+		}
+	}
+	for _, arg := range args {
+		if arg == "--" {
+			break
+		}
+		if arg == "--json" {
+			return true
+		}
+		if v, ok := strings.CutPrefix(arg, "--json="); ok {
+			b, err := strconv.ParseBool(v)
+			return err == nil && b
+		}
+	}
+	b, err := strconv.ParseBool(os.Getenv("XFER_JSON"))
+	return err == nil && b
+}
+
+// userMessage is err's text for a user. Errors from below cmd are worded
+// where they arise; this only replaces the text of Go's context errors,
+// which mean nothing to a user, by what happened.
+func userMessage(err error) string {
+	msg := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) {
+		msg = strings.ReplaceAll(msg, context.DeadlineExceeded.Error(), "timed out")
+	}
+	if errors.Is(err, context.Canceled) {
+		msg = strings.ReplaceAll(msg, context.Canceled.Error(), "interrupted")
+	}
+	return msg
 }
 
 // errSilent marks an error whose message was already printed.
@@ -83,13 +137,29 @@ func silent(code int) error { return exitcode.WithCode(code, errSilent) }
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return &flagError{fmt.Errorf("%s: %w (see 'xfer %s --help')", cmd.Name(), err, cmd.Name())}
+			path := cmd.CommandPath()
+			return &flagError{fmt.Errorf("%s: %w (see '%s --help')", strings.TrimPrefix(path, cmd.Root().Name()+" "), err, path)}
 		}
 		return nil
 	}
 }
 
 type flagError struct{ err error }
+
+// flagErrorFunc words pflag's errors for users: an invalid value names the
+// flag, the value and what the flag wants (never strconv's text).
+func flagErrorFunc(cmd *cobra.Command, err error) error {
+	var ive *pflag.InvalidValueError
+	if errors.As(err, &ive) {
+		f := ive.GetFlag()
+		return &flagError{fmt.Errorf("--%s %q: %s", f.Name, ive.GetValue(), invalidValue(f, ive.GetValue(), ive.Unwrap()))}
+	}
+	var ne *pflag.NotExistError
+	if errors.As(err, &ne) {
+		return &flagError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
+	}
+	return &flagError{err}
+}
 
 func (e *flagError) Error() string { return e.err.Error() }
 func (e *flagError) Unwrap() error { return e.err }
@@ -109,19 +179,37 @@ Locations:
 
 Exit codes: 0 success, 1 some files failed, 2 usage or config error,
 3 cannot reach or talk to the peer.`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.init(cmd)
 		},
+		SuggestionsMinimumDistance: 2,
+		// Runnable, so that cobra hands an unknown command to Args (a
+		// usage error, exit 2) instead of failing on its own.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+			}
+			return &flagError{fmt.Errorf("%s; see '%s --help'", msg, cmd.CommandPath())}
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
+	// --version prints what the first line of `xfer version` does.
+	root.SetVersionTemplate(versionLine() + "\n")
+	root.SetFlagErrorFunc(flagErrorFunc)
+	root.Flags().Bool("version", false, "print the version (the first line 'xfer version' prints)")
 	pf := root.PersistentFlags()
 	pf.String("config", "", "config file (default $XDG_CONFIG_HOME/xfer/xfer.yaml)")
 	pf.Bool("json", false, "print one JSON object per line; the last is the summary")
 	pf.BoolP("quiet", "q", false, "print errors only")
 	pf.BoolP("verbose", "v", false, "log more detail to stderr")
-	pf.String("log-format", "text", "log format on stderr: text or json")
+	choiceFlag(pf, "log-format", "text", []string{"text", "json"}, "log format on stderr: text or json")
 
 	for _, c := range []*cobra.Command{
 		newServeCmd(a),
@@ -140,25 +228,29 @@ Exit codes: 0 success, 1 some files failed, 2 usage or config error,
 	return root
 }
 
-// init binds the invoked command's flags to viper, reads the config file and
-// sets up logging. Flags win over XFER_* environment variables, which win
-// over the config file.
+// init gives the invoked command's flags their values from the command
+// line, XFER_* environment variables and the config file (see settings.go)
+// and sets up logging.
 func (a *app) init(cmd *cobra.Command) error {
-	a.v.SetEnvPrefix("XFER")
-	a.v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	a.v.AutomaticEnv()
-	var bindErr error
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if err := a.v.BindPFlag(f.Name, f); err != nil && bindErr == nil {
-			bindErr = err
-		}
-	})
-	if bindErr != nil {
-		return bindErr
-	}
-	if err := a.readConfig(); err != nil {
+	if err := a.settle(cmd, reportsOnly(cmd)); err != nil {
 		return err
 	}
+	return a.initLog()
+}
+
+// reportsOnly reports whether cmd only reports on xfer itself (version,
+// completion scripts), so that a broken config file must not stop it.
+func reportsOnly(cmd *cobra.Command) bool {
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		if !c.Parent().HasParent() && (c.Name() == "version" || c.Name() == "completion") {
+			return true
+		}
+	}
+	return false
+}
+
+// initLog sets up the logger on stderr from --verbose and --log-format.
+func (a *app) initLog() error {
 	level := slog.LevelWarn
 	if a.v.GetBool("verbose") {
 		level = slog.LevelDebug
@@ -187,28 +279,4 @@ func defaultConfigPath() string {
 		dir = filepath.Join(home, ".config")
 	}
 	return filepath.Join(dir, "xfer", "xfer.yaml")
-}
-
-func (a *app) readConfig() error {
-	path := a.v.GetString("config")
-	explicit := path != ""
-	if !explicit {
-		path = defaultConfigPath()
-	}
-	if path == "" {
-		return nil
-	}
-	if _, err := os.Stat(path); err != nil {
-		if explicit {
-			return exitcode.Usagef("config file %s: %v", path, err)
-		}
-		return nil
-	}
-	a.v.SetConfigFile(path)
-	a.v.SetConfigType("yaml")
-	if err := a.v.ReadInConfig(); err != nil {
-		return exitcode.Usagef("reading config file %s: %v", path, err)
-	}
-	a.configUsed = path
-	return nil
 }

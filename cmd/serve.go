@@ -39,7 +39,7 @@ SIGINT or SIGTERM.`,
 	f.String("root", "", "directory to serve (required)")
 	f.StringSlice("protos", nil, "transports to offer, in any order (default: every usable one)")
 	f.Bool("no-fsync", false, "do not flush received files to stable storage (scratch data only)")
-	f.Duration("timeout", transfer.DefaultIdleTimeout, "drop a peer that stays silent this long")
+	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "drop a peer that stays silent this long (above 0)")
 	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:ro|:rw] (repeatable); clients name it as the first path component")
 	f.Bool("read-only", false, "with --root: refuse every write and delete (and, with --cas, every put and remove)")
 	f.String("token-file", "", "require clients to prove knowledge of the token in this file (HMAC challenge-response; the token never crosses the wire)")
@@ -48,7 +48,7 @@ SIGINT or SIGTERM.`,
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	f.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	f.Bool("tls-data", true, "keep data streams inside TLS; false lets clients that ask for it send bulk data outside TLS (control stays encrypted)")
-	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
+	uringFlag(f, "uring-entries")
 	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
 	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
 	f.String("metrics-listen", "", "serve Prometheus metrics on /metrics and a health check on /healthz at HOST:PORT")
@@ -58,8 +58,8 @@ SIGINT or SIGTERM.`,
 	f.Int("max-handshakes-per-client", transfer.DefaultMaxHandshakesPerClient, "most connections from one client address that have not authenticated yet")
 	f.Duration("handshake-timeout", transfer.DefaultHandshakeTimeout, "drop a connection that has not authenticated within this long")
 	f.Int("max-open-files", transfer.DefaultMaxOpenFiles, "most files one session may hold open for writing at once")
-	f.String("max-frame", "8M", "largest control frame a client may send")
-	f.String("max-session-memory", "256M", "receive-buffer memory one session may use (caps its data streams)")
+	sizeRangeFlag(f, "max-frame", "8M", 64<<10, 0, "largest control frame a client may send (at least 64K)")
+	sizeRangeFlag(f, "max-session-memory", "256M", 64<<20, 0, "receive-buffer memory one session may use (caps its data streams; at least 64M)")
 	return c
 }
 

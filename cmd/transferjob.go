@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/xfer-io/xfer/exitcode"
 	"github.com/xfer-io/xfer/location"
@@ -23,33 +26,40 @@ import (
 // addTransferFlags declares the flags copy and sync share.
 func addTransferFlags(c *cobra.Command) {
 	f := c.Flags()
-	f.Int("streams", transfer.DefaultStreams, "parallel data streams per peer")
-	f.Int("checkers", transfer.DefaultCheckers, "directories each side's walk lists and stats at once")
-	f.Int("transfers", transfer.DefaultTransfers, "large files in flight at once (small files travel in batches on every stream)")
-	f.String("chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
+	intFlag(f, "streams", transfer.DefaultStreams, 1, 64, "parallel data streams per peer")
+	intFlag(f, "checkers", transfer.DefaultCheckers, 1, plan.MaxCheckers, "directories each side's walk lists and stats at once")
+	intFlag(f, "transfers", transfer.DefaultTransfers, 1, transfer.MaxTransfers, "large files in flight at once (small files travel in batches on every stream)")
+	sizeFlag(f, "chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
 	f.Bool("checksum", false, "compare files by BLAKE3 of their content instead of size and mtime")
 	f.Bool("dry-run", false, "print what would be created, updated and deleted; change nothing")
 	f.Bool("no-fsync", false, "do not flush files to stable storage before renaming them into place (scratch data)")
-	f.String("proto", "auto", "data transport: auto, tcp, tcp-zc, uring or rdma")
-	f.String("verify", "full", "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
-	f.Duration("connect-timeout", transfer.DefaultConnectTimeout, "give up connecting to a peer after this long")
-	f.Duration("timeout", transfer.DefaultIdleTimeout, "give up on a peer that stays silent this long")
-	f.String("bwlimit", "", "cap the data rate, in bytes per second with an optional K, M or G suffix (e.g. 100M)")
-	f.Duration("max-duration", 0, "stop starting work after this long; the destination stays consistent and the next run resumes")
+	choiceFlag(f, "proto", "auto", protoWords, "data transport: auto, tcp, tcp-zc, uring or rdma")
+	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
+	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to a peer after this long (above 0)")
+	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
+	sizeFlag(f, "bwlimit", "", "cap the data rate, in bytes per second with an optional K, M or G suffix (e.g. 100M)")
+	durationFlag(f, "max-duration", 0, 0, "stop starting work after this long (0: no limit); the destination stays consistent and the next run resumes")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
 	ra := new(plan.RuleArgs)
 	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
 	f.Var(ra.Exclude(), "exclude", "exclude paths matching PATTERN (repeatable, order matters)")
 	f.Var(ra.FilterFrom(), "filter-from", "read include/exclude rules from FILE ('+ PATTERN', '- PATTERN', '!' clears)")
-	f.String("min-size", "", "skip files smaller than this (e.g. 10K)")
-	f.String("max-size", "", "skip files larger than this (e.g. 1G)")
+	sizeFlag(f, "min-size", "", "skip files smaller than this (e.g. 10K)")
+	sizeFlag(f, "max-size", "", "skip files larger than this (e.g. 1G)")
 	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
 	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
 	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
-	f.Int("uring-entries", 0, "io_uring ring size for the uring transport (default 256; IOURING_ENTRIES also sets it)")
-	f.Int("retries", transfer.DefaultRetries, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume")
+	uringFlag(f, "uring-entries")
+	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 	addPeerAuthFlags(c)
+}
+
+// uringFlag declares --uring-entries, which IOURING_ENTRIES (the mover
+// service's name for it) also sets.
+func uringFlag(f *pflag.FlagSet, name string) {
+	intFlag(f, name, 0, 0, maxUringEntries, "io_uring ring size for the uring transport, up to 32768 (0: the default, 256; IOURING_ENTRIES also sets it)")
+	f.SetAnnotation(name, envAliasAnnotation, []string{"IOURING_ENTRIES"})
 }
 
 // filterOptions builds the filter from --include/--exclude/--filter-from
@@ -98,15 +108,8 @@ func (a *app) filterOptions(cmd *cobra.Command) (*plan.FilterOptions, error) {
 	return &o, nil
 }
 
-// uringEntries is --uring-entries, or IOURING_ENTRIES (the mover
-// service's name for it) when the flag is not set.
-func (a *app) uringEntries() int {
-	if n := a.v.GetInt("uring-entries"); n > 0 {
-		return n
-	}
-	n, _ := strconv.Atoi(os.Getenv("IOURING_ENTRIES"))
-	return n
-}
+// uringEntries is --uring-entries (IOURING_ENTRIES sets it too).
+func (a *app) uringEntries() int { return a.v.GetInt("uring-entries") }
 
 // parseSize parses 4M, 64k, 1GiB, 4096.
 func parseSize(s string) (int64, error) {
@@ -132,14 +135,21 @@ func parseSize(s string) (int64, error) {
 	return v * mult, nil
 }
 
-// remotes reads the `remotes` section of the config file.
+// remotes reads the `remotes` section of the config file, keyed by name in
+// lower case.
 func (a *app) remotes() (map[string]location.Remote, error) {
-	m := a.v.GetStringMap("remotes")
-	r, err := location.RemotesFromConfig(m)
-	if err != nil {
-		return nil, exitcode.Usagef("config file %s: %v", a.configUsed, err)
+	out := map[string]location.Remote{}
+	if a.cfg == nil {
+		return out, nil
 	}
-	return r, nil
+	rs, err := a.cfg.Remotes()
+	if err != nil {
+		return nil, exitcode.Usagef("%v", err)
+	}
+	for _, r := range rs {
+		out[strings.ToLower(r.Name)] = r
+	}
+	return out, nil
 }
 
 func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.Endpoint, error) {
@@ -191,10 +201,6 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if err != nil {
 		return err
 	}
-	chunk, err := parseSize(a.v.GetString("chunk-size"))
-	if err != nil {
-		return exitcode.Usagef("--chunk-size: %v", err)
-	}
 	opt := transfer.Options{
 		Checksum:   a.v.GetBool("checksum"),
 		DryRun:     a.v.GetBool("dry-run"),
@@ -202,7 +208,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		Streams:    a.v.GetInt("streams"),
 		Checkers:   a.v.GetInt("checkers"),
 		Transfers:  a.v.GetInt("transfers"),
-		ChunkSize:  chunk,
+		ChunkSize:  a.v.GetSize("chunk-size"),
 		Proto:      a.v.GetString("proto"),
 		Verify:     a.v.GetString("verify"),
 		ConnectTO:  a.v.GetDuration("connect-timeout"),
@@ -225,7 +231,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		}
 		opt.BwLimit = bw
 	}
-	if opt.Retries == 0 {
+	if opt.Retries == 0 { // retries below 0 are refused by the flag
 		opt.Retries = -1 // --retries 0: none
 	}
 	if sync {
@@ -255,6 +261,14 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if sync && a.v.GetBool("watch") {
 		if src.IsRemote() {
 			return exitcode.Usagef("--watch: SRC must be a local directory (it is watched with inotify)")
+		}
+		switch st, err := os.Stat(src.Path); {
+		case errors.Is(err, fs.ErrNotExist):
+			return exitcode.Usagef("source %s does not exist", src.Path)
+		case err != nil:
+			return exitcode.Usagef("source %s: %s", src.Path, fileProblem(err))
+		case !st.IsDir():
+			return exitcode.Usagef("--watch: SRC %s must be a directory (it is watched with inotify)", src.Path)
 		}
 		if opt.DryRun {
 			return exitcode.Usagef("--watch and --dry-run do not go together")
@@ -294,10 +308,14 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 	var partial *transfer.PartialError
 	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.
-		sink.Emit(progress.Event{Event: progress.KindError, Error: err.Error()})
+		sink.Emit(progress.Event{Event: progress.KindError, Error: userMessage(err)})
 		sum.Errors++
+		sum.ExitCode = exitcode.Code(err)
 		finish(sum)
-		return fmt.Errorf("%w (%w)", silent(exitcode.Code(err)), err)
+		return fmt.Errorf("%w (%w)", silent(sum.ExitCode), err)
+	}
+	if err != nil {
+		sum.ExitCode = exitcode.Partial
 	}
 	finish(sum)
 	if err != nil {

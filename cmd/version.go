@@ -22,6 +22,13 @@ var (
 
 func versionString() string { return "xfer " + version }
 
+// versionLine is the first line `xfer version` prints, and all that
+// `xfer --version` prints.
+func versionLine() string {
+	return fmt.Sprintf("xfer %s (commit %s, built %s, %s %s/%s, protocol %d)",
+		version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH, transfer.ProtocolVersion)
+}
+
 type transportStatus struct {
 	Name   string `json:"name"`
 	Usable bool   `json:"usable"`
@@ -68,8 +75,7 @@ func newVersionCmd(a *app) *cobra.Command {
 					"protocol": transfer.ProtocolVersion, "transports": ts,
 				})
 			}
-			fmt.Fprintf(a.stdout, "xfer %s (commit %s, built %s, %s %s/%s, protocol %d)\n",
-				version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH, transfer.ProtocolVersion)
+			fmt.Fprintln(a.stdout, versionLine())
 			fmt.Fprintln(a.stdout, "transports:")
 			for _, t := range ts {
 				if t.Usable && t.NotAuto != "" {

@@ -6,9 +6,10 @@
 // missing directories with mode 0700.
 //
 // The command layer (cmd/config.go, cmd/remote.go) turns these calls into
-// `xfer config show|validate|edit` and `xfer remote add|ls|rm`; the rest of
-// xfer reads the file through viper and location.RemotesFromConfig, which
-// this package uses too, so what validates here is what the commands accept.
+// `xfer config show|validate|edit` and `xfer remote add|ls|rm`; every other
+// command loads the file with Load, refuses it unless Validate finds no
+// error, and gives each Setting to the flag of that name, so what validates
+// here is exactly what the commands accept.
 package config
 
 import (
@@ -52,9 +53,18 @@ func Load(path string) (*File, error) {
 	}
 	doc, err := parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+		return nil, syntaxError(path, err)
 	}
 	return &File{path: path, doc: doc, existed: true}, nil
+}
+
+// syntaxError words a YAML parse error as FILE:LINE: message, without the
+// parser's "yaml:" prefix.
+func syntaxError(path string, err error) error {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("config file %s:%s: %s", path, m[1], m[2])
+	}
+	return fmt.Errorf("config file %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
 // parse turns the file's bytes into a document whose top level is a

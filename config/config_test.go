@@ -2,20 +2,41 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/spf13/viper"
+	"time"
 
 	"github.com/xfer-io/xfer/location"
 )
 
-// keys is a sample of the flag keys cmd passes to Validate.
-var keys = map[string]string{
-	"streams": "int", "chunk-size": "string", "dry-run": "bool",
-	"timeout": "duration", "protos": "stringSlice", "log-format": "string",
+// keys is a sample of the flag keys cmd passes to Validate (there, Parse
+// is the flag's own pflag.Value.Set).
+var keys = map[string]Key{
+	"streams": {Parse: func(s string) error {
+		if _, err := strconv.Atoi(s); err != nil {
+			return errors.New("want a whole number")
+		}
+		return nil
+	}},
+	"chunk-size": {},
+	"dry-run": {Parse: func(s string) error {
+		if _, err := strconv.ParseBool(s); err != nil {
+			return errors.New("want true or false")
+		}
+		return nil
+	}},
+	"timeout": {Parse: func(s string) error {
+		if _, err := time.ParseDuration(s); err != nil {
+			return errors.New("want a duration with a unit")
+		}
+		return nil
+	}},
+	"protos":     {List: true},
+	"log-format": {},
 }
 
 func TestValidate(t *testing.T) {
@@ -52,10 +73,15 @@ remotes:
 		{name: "upper-case keys fold", yaml: "Remotes:\n  X: {url: xfer://h:1}\nSTREAMS: 2\n", remotes: 1},
 		{name: "syntax", yaml: "streams: 1\nremotes: [\n", errors: []string{"line 2: did not find expected node content"}},
 		{name: "top level list", yaml: "- a\n- b\n", errors: []string{"line 1: the top level must be a mapping"}},
-		{name: "unknown keys", yaml: "chunk_size: 8M\nfoo: 1\nremotes:\n  a:\n    url: xfer://h:1\n    colour: red\n",
+		{name: "unknown keys", yaml: "chunk_size: 8M\nfoo: 1\nremotes:\n  a:\n    url: xfer://h:1\n    colour: red\n    tokenfile: /t\nstream: 2\nDryRun: true\nremote: {}\n",
 			remotes: 1,
-			warnings: []string{`line 1: unknown key "chunk_size" is ignored: it is not a flag of any xfer command (did you mean "chunk-size"?`,
-				`line 2: unknown key "foo"`, `line 6: remote "a": unknown key "colour"`}},
+			errors: []string{`line 1: unknown key "chunk_size": it is not a flag of any xfer command (did you mean "chunk-size"? flag names keep their dashes)`,
+				`line 2: unknown key "foo": it is not a flag of any xfer command`, `line 6: remote "a": unknown key "colour" (want url`,
+				`line 7: remote "a": unknown key "tokenfile" (did you mean "token_file"? want url`,
+				`line 8: unknown key "stream": it is not a flag of any xfer command (did you mean "streams"?)`,
+				`line 9: unknown key "DryRun": it is not a flag of any xfer command (did you mean "dry-run"?)`,
+				`line 10: unknown key "remote": it is not a flag of any xfer command (did you mean "remotes"?)`}},
+		{name: "no value", yaml: "streams:\n", errors: []string{`line 1: key "streams": has no value`}},
 		{name: "bad remotes", yaml: `
 remotes:
   "bad name": {url: xfer://h:1}
@@ -69,9 +95,12 @@ remotes:
 		{name: "duplicates", yaml: "streams: 1\nStreams: 2\nremotes:\n  a: {url: xfer://h:1}\n  A: {url: xfer://h:2}\n",
 			remotes: 1, errors: []string{`line 2: key "Streams" repeats the key on line 1`, `line 5: remote "A" repeats the remote on line 4`}},
 		{name: "remotes not a mapping", yaml: "remotes: [a, b]\n", errors: []string{"line 1: remotes must be a mapping"}},
-		{name: "bad types", yaml: "streams: many\ndry-run: perhaps\ntimeout: 30\nprotos: {a: b}\nlog-format: [a]\n",
-			errors: []string{`line 1: key "streams": want a whole number`, `line 2: key "dry-run": want true or false`,
-				`line 3: key "timeout": 30 has no unit`, `line 4: key "protos": want a list`, `line 5: key "log-format": want a single value`}},
+		{name: "bad types", yaml: "streams: many\ndry-run: perhaps\ntimeout: 30\nprotos: {a: b}\nlog-format: [a]\ndry-run: yes\n",
+			errors: []string{`line 1: key "streams": "many": want a whole number`, `line 2: key "dry-run": "perhaps": want true or false`,
+				`line 3: key "timeout": "30": want a duration with a unit`, `line 4: key "protos": want a single value or a list, not a mapping`,
+				`line 5: key "log-format": want a single value, not a list`, `line 6: key "dry-run" repeats the key on line 2`}},
+		{name: "yes is no bool", yaml: "dry-run: yes\n", errors: []string{`line 1: key "dry-run": "yes": want true or false`}},
+		{name: "list items", yaml: "protos: [tcp, [uring]]\n", errors: []string{`line 1: key "protos": want a list of single values`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,21 +130,27 @@ func match(t *testing.T, what string, got []Problem, want []string) {
 	}
 }
 
-// readBack reads path the way xfer's commands do: viper, then
-// location.RemotesFromConfig on the remotes section.
-func readBack(t *testing.T, path string) (*viper.Viper, map[string]location.Remote) {
+// readBack reads path the way xfer's commands do: Load, then its
+// Settings and Remotes.
+func readBack(t *testing.T, path string) (map[string][]string, map[string]location.Remote) {
 	t.Helper()
-	v := viper.New()
-	v.SetConfigFile(path)
-	v.SetConfigType("yaml")
-	if err := v.ReadInConfig(); err != nil {
-		t.Fatalf("viper cannot read what was written: %v", err)
+	f, err := Load(path)
+	if err != nil {
+		t.Fatalf("cannot read what was written: %v", err)
 	}
-	rs, err := location.RemotesFromConfig(v.GetStringMap("remotes"))
+	settings := map[string][]string{}
+	for _, s := range f.Settings() {
+		settings[s.Key] = s.Values
+	}
+	list, err := f.Remotes()
 	if err != nil {
 		t.Fatalf("remotes written are refused: %v", err)
 	}
-	return v, rs
+	rs := map[string]location.Remote{}
+	for _, r := range list {
+		rs[strings.ToLower(r.Name)] = r
+	}
+	return settings, rs
 }
 
 func TestAddRemoveKeepsTheRest(t *testing.T) {
@@ -189,11 +224,11 @@ custom_thing: {keep: me}
 	}
 	v, rs := readBack(t, path)
 	tr := rs["tls"]
-	if v.GetInt("streams") != 8 || len(rs) != 3 || rs["nodea"].Agents[0] != "10.0.0.2:7878" ||
+	if fmt.Sprint(v["streams"]) != "[8]" || len(rs) != 3 || rs["nodea"].Agents[0] != "10.0.0.2:7878" ||
 		len(rs["pool"].Agents) != 2 || rs["pool"].TokenFile != "/etc/xfer/token" ||
 		tr.TLSCA != "/ca.pem" || tr.TLSCert != "/c.pem" || tr.TLSKey != "/k.pem" || tr.TLSServerName != "data.example.org" ||
 		tr.TLSData == nil || *tr.TLSData {
-		t.Errorf("read back streams=%d remotes=%+v", v.GetInt("streams"), rs)
+		t.Errorf("read back streams=%q remotes=%+v", v["streams"], rs)
 	}
 	list, err := f.Remotes()
 	if err != nil || len(list) != 3 || list[0].Name != "NODEA" || list[1].Name != "pool" || list[2].Name != "tls" {
@@ -296,4 +331,40 @@ func TestWriteFile(t *testing.T) {
 			t.Error("writing into a read-only directory succeeded")
 		}
 	})
+}
+
+func TestSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "xfer.yaml")
+	data := "# defaults\nStreams: 8\nremotes:\n  a: {url: \"xfer://h:1\"}\nprotos: [tcp, uring]\ndry-run: yes\ntimeout: 30\nbad: {x: 1}\nempty:\n"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Values are the text as written, for the flag to parse: yes stays yes
+	// (and the flag refuses it), 30 stays 30.
+	want := []Setting{
+		{Key: "streams", Line: 2, Values: []string{"8"}},
+		{Key: "protos", Line: 5, Values: []string{"tcp", "uring"}},
+		{Key: "dry-run", Line: 6, Values: []string{"yes"}},
+		{Key: "timeout", Line: 7, Values: []string{"30"}},
+	}
+	got := f.Settings()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Settings() =\n %v\nwant\n %v", got, want)
+	}
+}
+
+func TestLoadSyntaxError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "xfer.yaml")
+	if err := os.WriteFile(path, []byte("streams: 1\nremotes: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.HasPrefix(err.Error(), "config file "+path+":2: ") || strings.Contains(err.Error(), " yaml: ") {
+		t.Errorf("Load of a broken file: %v; want FILE:LINE: without the parser's prefix", err)
+	}
 }

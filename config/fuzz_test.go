@@ -9,7 +9,6 @@ func FuzzValidate(f *testing.F) {
 	f.Add([]byte("remotes: [1, 2]\n"))
 	f.Add([]byte("remotes:\n  a b:\n    address: x\n"))
 	f.Add([]byte(":\n\t- ["))
-	keys := map[string]string{"streams": "int", "chunk-size": "string", "timeout": "duration", "dry-run": "bool"}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep := Validate(b, keys)
 		if rep.OK() {

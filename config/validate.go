@@ -5,10 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/spf13/cast"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/xfer-io/xfer/location"
@@ -57,12 +57,25 @@ var remoteKeys = map[string]bool{
 	"tls_ca": true, "tls_cert": true, "tls_key": true, "tls_server_name": false, "tls_data": false,
 }
 
+// Key is a top-level key the file may set besides remotes: the flag of that
+// name, which the file gives a default.
+type Key struct {
+	// Parse checks one value as the flag parses it on the command line and
+	// in XFER_* variables; its error says what the flag wants. Nil accepts
+	// any value.
+	Parse func(value string) error
+	// List reports whether the flag takes several values, so that a YAML
+	// list is allowed (each item is one value).
+	List bool
+}
+
 // Validate checks the text of a config file. keys maps every top-level key
-// xfer understands besides `remotes` (the flag names, in lower case) to the
-// flag's type as pflag names it ("int", "bool", "duration", "string",
-// "stringSlice", ...), so values that viper would silently read as zero are
-// reported. Keys are compared without regard to letter case, as viper does.
-func Validate(data []byte, keys map[string]string) Report {
+// xfer understands besides `remotes` (the flag names, in lower case) to how
+// the flag parses its value, so that a value the flag would refuse on the
+// command line is refused here too. A key that is no flag is an error, with
+// the nearest flag name as a hint. Keys are compared without regard to
+// letter case.
+func Validate(data []byte, keys map[string]Key) Report {
 	var rep Report
 	doc, err := parse(data)
 	if err != nil {
@@ -70,7 +83,7 @@ func Validate(data []byte, keys map[string]string) Report {
 			line, _ := strconv.Atoi(m[1])
 			rep.errorf(line, "%s", m[2])
 		} else {
-			rep.errorf(0, "%v", err)
+			rep.errorf(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return rep
 	}
@@ -92,20 +105,71 @@ func Validate(data []byte, keys map[string]string) Report {
 			validateRemotes(&rep, v)
 			continue
 		}
-		typ, known := keys[name]
+		key, known := keys[name]
 		if !known {
-			hint := ""
-			if alt := strings.ReplaceAll(name, "_", "-"); alt != name {
-				if _, ok := keys[alt]; ok {
-					hint = fmt.Sprintf(" (did you mean %q? flag names keep their dashes)", alt)
-				}
-			}
-			rep.warnf(k.Line, "unknown key %q is ignored: it is not a flag of any xfer command%s", k.Value, hint)
+			rep.errorf(k.Line, "unknown key %q: it is not a flag of any xfer command%s", k.Value, suggest(name, keys))
 			continue
 		}
-		checkValue(&rep, k.Value, v, typ)
+		checkValue(&rep, k.Value, v, key)
 	}
 	return rep
+}
+
+// suggest is the did-you-mean hint for an unknown key: the flag name it
+// would be with dashes for underscores, else the nearest flag name by edit
+// distance, if one is close.
+func suggest(name string, keys map[string]Key) string {
+	if alt := strings.ReplaceAll(name, "_", "-"); alt != name {
+		if _, ok := keys[alt]; ok {
+			return fmt.Sprintf(" (did you mean %q? flag names keep their dashes)", alt)
+		}
+	}
+	names := make([]string, 0, len(keys)+1)
+	for k := range keys {
+		names = append(names, k)
+	}
+	if best := nearest(name, append(names, RemotesKey)); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
+}
+
+// nearest is the name closest to name by edit distance, if it is within
+// one edit (two for names of five or more letters); "" if none is.
+func nearest(name string, names []string) string {
+	allowed := 1
+	if len(name) >= 5 {
+		allowed = 2
+	}
+	sort.Strings(names)
+	best, bestD := "", allowed+1
+	for _, k := range names {
+		if d := editDistance(name, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func validateRemotes(rep *Report, v *yaml.Node) {
@@ -139,7 +203,15 @@ func validateRemotes(rep *Report, v *yaml.Node) {
 			ek, ev := e.Content[j], e.Content[j+1]
 			isFile, known := remoteKeys[ek.Value]
 			if !known {
-				rep.warnf(ek.Line, "remote %q: unknown key %q is ignored (want url, address or agents, token_file, tls_ca, tls_cert, tls_key, tls_server_name, tls_data)", name, ek.Value)
+				hint := ""
+				names := make([]string, 0, len(remoteKeys))
+				for k := range remoteKeys {
+					names = append(names, k)
+				}
+				if best := nearest(strings.ToLower(ek.Value), names); best != "" {
+					hint = fmt.Sprintf("did you mean %q? ", best)
+				}
+				rep.errorf(ek.Line, "remote %q: unknown key %q (%swant url, address or agents, token_file, tls_ca, tls_cert, tls_key, tls_server_name, tls_data)", name, ek.Value, hint)
 				continue
 			}
 			if isFile && ev.Value != "" {
@@ -161,64 +233,72 @@ func checkFile(rep *Report, name, key string, v *yaml.Node) {
 	}
 }
 
-// checkValue reports a value viper could not convert to the flag's type:
-// viper would read it as the zero value without a word.
-func checkValue(rep *Report, key string, n *yaml.Node, typ string) {
-	var v any
-	if err := n.Decode(&v); err != nil {
-		rep.errorf(n.Line, "key %q: %v", key, err)
+// checkValue reports a value the flag would refuse.
+func checkValue(rep *Report, key string, n *yaml.Node, k Key) {
+	values, list, problem := nodeValues(n)
+	switch {
+	case problem != "":
+		rep.errorf(n.Line, "key %q: %s", key, problem)
+		return
+	case list && !k.List:
+		rep.errorf(n.Line, "key %q: want a single value, not a list", key)
 		return
 	}
-	bad := func(want string) {
-		rep.errorf(n.Line, "key %q: want %s, got %s", key, want, kindName(n))
+	if k.Parse == nil {
+		return
 	}
-	scalar := n.Kind == yaml.ScalarNode
-	var err error
-	switch typ {
-	case "int", "int8", "int16", "int32", "int64":
-		_, err = cast.ToInt64E(v)
-		if err != nil || !scalar {
-			bad("a whole number")
-		}
-	case "uint", "uint8", "uint16", "uint32", "uint64":
-		_, err = cast.ToUint64E(v)
-		if err != nil || !scalar {
-			bad("a whole number, not negative")
-		}
-	case "float32", "float64":
-		if _, err = cast.ToFloat64E(v); err != nil || !scalar {
-			bad("a number")
-		}
-	case "bool":
-		if _, err = cast.ToBoolE(v); err != nil || !scalar {
-			bad("true or false")
-		}
-	case "duration":
-		if !scalar {
-			bad("a duration such as 30s or 5m")
+	for _, v := range values {
+		if err := k.Parse(v); err != nil {
+			rep.errorf(n.Line, "key %q: %q: %v", key, v, err)
 			return
 		}
-		if _, err = cast.ToDurationE(v); err != nil {
-			bad("a duration such as 30s or 5m")
-			return
-		}
-		if n.Tag == "!!int" || n.Tag == "!!float" {
-			rep.errorf(n.Line, "key %q: %s has no unit and would mean nanoseconds; write it with a unit such as %ss", key, n.Value, n.Value)
-		}
-	case "string":
-		if !scalar {
-			bad("a single value")
-		}
-	case "stringSlice", "stringArray":
-		ok := scalar
-		if n.Kind == yaml.SequenceNode {
-			ok = true
-			for _, c := range n.Content {
-				ok = ok && c.Kind == yaml.ScalarNode
+	}
+}
+
+// nodeValues turns a top-level key's YAML value into what the command line
+// would give the flag: a scalar's text as written, or each item of a list.
+// problem says why the value cannot be a flag's.
+func nodeValues(n *yaml.Node) (values []string, list bool, problem string) {
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		return nil, false, "has no value"
+	case n.Kind == yaml.ScalarNode:
+		return []string{n.Value}, false, ""
+	case n.Kind == yaml.SequenceNode:
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode || c.Tag == "!!null" {
+				return nil, true, "want a list of single values, not a list holding " + kindName(c)
 			}
+			values = append(values, c.Value)
 		}
-		if !ok {
-			bad("a list of values or one comma-separated value")
-		}
+		return values, true, ""
 	}
+	return nil, false, "want a single value or a list, not " + kindName(n)
+}
+
+// Setting is one top-level key of the file other than remotes: the
+// default the file gives the flag of that name.
+type Setting struct {
+	Key    string   // in lower case, as flags are named
+	Line   int      // where it is in the file
+	Values []string // the value as the command line would give it; several for a list
+}
+
+// Settings returns the file's top-level keys other than remotes, in file
+// order. Values that no flag could take (see Validate) are left out.
+func (f *File) Settings() []Setting {
+	var out []Setting
+	top := f.top()
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, v := top.Content[i], top.Content[i+1]
+		if k.Kind != yaml.ScalarNode || strings.EqualFold(k.Value, RemotesKey) {
+			continue
+		}
+		values, _, problem := nodeValues(v)
+		if problem != "" {
+			continue
+		}
+		out = append(out, Setting{Key: strings.ToLower(k.Value), Line: v.Line, Values: values})
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -94,7 +95,7 @@ func Parse(s string, remotes map[string]Remote) (Location, error) {
 func ParseURL(s string) (addr, p string, err error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", "", fmt.Errorf("location %q: %w", s, err)
+		return "", "", fmt.Errorf("location %q: want xfer://HOST:PORT/PATH", s)
 	}
 	if u.Scheme != "xfer" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return "", "", fmt.Errorf("location %q: want xfer://HOST:PORT/PATH", s)
@@ -117,6 +118,9 @@ func ValidAddr(a string) error {
 	}
 	if host == "" || port == "" {
 		return fmt.Errorf("address %q: want HOST:PORT", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("address %q: the port must be a number from 1 to 65535", a)
 	}
 	return nil
 }
@@ -198,6 +202,9 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 				return nil, fmt.Errorf("remote %q: tls_data must be true or false", name)
 			}
 			r.TLSData = &b
+		}
+		if prev, dup := out[strings.ToLower(name)]; dup {
+			return nil, fmt.Errorf("remotes %q and %q differ only in letter case, and remote names are not case-sensitive: rename or remove one", prev.Name, name)
 		}
 		out[strings.ToLower(name)] = r
 	}

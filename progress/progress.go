@@ -63,6 +63,10 @@ type Summary struct {
 	DryRun           bool                  `json:"dry_run,omitempty"`
 	PlannedBytes     int64                 `json:"planned_bytes,omitempty"`
 	Agents           map[string]AgentStats `json:"agents,omitempty"`
+	// ExitCode is the exit status of the run this summary ends (set by
+	// the command that prints it: 0 ok, 1 some files failed, 2 usage or
+	// configuration, 3 the peer).
+	ExitCode int `json:"exit_code"`
 }
 
 // Sink receives events. Implementations must be safe for concurrent use.

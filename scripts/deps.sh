@@ -4,8 +4,8 @@
 #   scripts/deps.sh            install what is missing (apt-get update only then)
 #   scripts/deps.sh --check    only report what is missing; exit 1 if anything is
 #
-# Packages: libucx-dev ucx-utils (rdma build tag), pkg-config, rsync (bench peer and
-# the reference of the differential tests), rclone (differential tests),
+# Packages: libucx-dev ucx-utils (rdma build tag), pkg-config, rsync (bench peer
+# and the differential tests), rclone (the differential tests),
 # b3sum (reference BLAKE3; optional: skipped if the distribution lacks it),
 # iperf3 (transport baseline), time (GNU time for peak RSS).
 # Non-interactive; as non-root it only reports and exits 0.
