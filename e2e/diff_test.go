@@ -42,6 +42,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // side is where one end of a transfer is.
@@ -388,6 +390,9 @@ func (env *diffEnv) buildEnds(t *testing.T, c diffCase, src, dst string) {
 	if c.user {
 		must(t, os.Lchown(dst, env.nobody.uid, env.nobody.gid))
 	}
+	// The same mtime for the link in every tree.
+	ts := []unix.Timespec{unix.NsecToTimespec(defaultMtime("DST")), unix.NsecToTimespec(defaultMtime("DST"))}
+	must(t, unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW))
 }
 
 // rulesFile writes c's filter rules for both tools to dir/rules.

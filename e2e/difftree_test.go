@@ -316,8 +316,8 @@ type fnode struct {
 type ftree map[string]fnode
 
 // scanTree reads the tree at dir without following symlinks below it (a
-// top that is a symlink is recorded as one and followed). It returns nil
-// if dir does not exist.
+// top that is a symlink is recorded as one, ".", and followed: "./" is the
+// directory it links to). It returns nil if dir does not exist.
 func scanTree(t *testing.T, dir string) ftree {
 	t.Helper()
 	var st unix.Stat_t
@@ -330,12 +330,14 @@ func scanTree(t *testing.T, dir string) ftree {
 	top := nodeOf(&st)
 	if top.Type == "symlink" {
 		top.Target, _ = os.Readlink(dir)
+		out["."] = top
 		if err := unix.Stat(dir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			out["."] = top
 			return out
 		}
+		out["./"] = nodeOf(&st) // the directory the top links to
+	} else {
+		out["."] = top
 	}
-	out["."] = top
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return out
 	}
