@@ -36,9 +36,10 @@ const (
 // span is a data region of a sparse file.
 type span struct{ off, n int64 }
 
-// ent is one entry of a tree to build. A zero mode or mtime means the
-// default: 0644 files, 0755 directories, an mtime derived from the path (so
-// that the same path gets the same mtime in every tree built from a spec).
+// ent is one entry of a tree to build. Without m the mode is the default
+// (0644 files and fifos, 0755 directories); a zero mtime means one derived
+// from the path, so that the same path gets the same mtime in every tree
+// built from a spec.
 type ent struct {
 	path    string // slash-separated bytes, relative; "." is the top itself
 	kind    entKind
@@ -62,7 +63,7 @@ func sparseE(p string, size int64, spans ...span) ent {
 	return ent{path: p, kind: eSparse, size: size, spans: spans}
 }
 
-// mode sets the permission bits (with setuid, setgid and sticky).
+// m sets the permission bits (with setuid, setgid and sticky).
 func (e ent) m(mode uint32) ent { e.mode, e.hasMode = mode, true; return e }
 
 // by sets the owner of the entry.
