@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -70,7 +71,7 @@ func loadKeyPair(cert, key string) (tls.Certificate, error) {
 	}
 	kp, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
-		return tls.Certificate{}, exitcode.Usagef("TLS key pair %s, %s: %v", cert, key, err)
+		return tls.Certificate{}, exitcode.Usagef("TLS key pair %s, %s: %s", cert, key, strings.TrimPrefix(unwrapPathErr(err).Error(), "tls: "))
 	}
 	return kp, nil
 }

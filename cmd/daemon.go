@@ -180,7 +180,7 @@ func (a *app) runDaemon(cmd *cobra.Command) error {
 	if addr := a.v.GetString("metrics-listen"); addr != "" {
 		mln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return exitcode.Usagef("--metrics-listen %s: %v", addr, err)
+			return exitcode.Usagef("--metrics-listen %s: %v", addr, netErrText(err))
 		}
 		m = metrics.New()
 		wg.Add(1)
@@ -219,7 +219,7 @@ func (a *app) runDaemon(cmd *cobra.Command) error {
 	if listenAddr != "" {
 		pln, err := net.Listen("tcp", listenAddr)
 		if err != nil {
-			return exitcode.Usagef("--listen %s: %v", listenAddr, err)
+			return exitcode.Usagef("--listen %s: %v", listenAddr, netErrText(err))
 		}
 		peer := transfer.NewServer(transfer.ServerConfig{
 			Exports:     map[string]transfer.Export{},

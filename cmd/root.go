@@ -10,12 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -44,7 +42,7 @@ type app struct {
 
 // Execute runs xfer with os.Args and returns the process exit code.
 func Execute() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(context.Background(), os.Stderr)
 	defer stop()
 	// XFER_CPUPROFILE=FILE writes a CPU profile of the run (for `go tool
 	// pprof`), documented in docs/troubleshooting.md.
@@ -178,7 +176,8 @@ Locations:
   NAME:PATH              a remote named in the config file
 
 Exit codes: 0 success, 1 some files failed, 2 usage or config error,
-3 cannot reach or talk to the peer.`,
+3 cannot reach or talk to the peer, 4 stopped at --max-duration (rerun to
+resume), 130/143 interrupted by SIGINT/SIGTERM (rerun to resume).`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

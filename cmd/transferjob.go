@@ -37,8 +37,8 @@ func addTransferFlags(c *cobra.Command) {
 	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
 	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to a peer after this long (above 0)")
 	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
-	sizeFlag(f, "bwlimit", "", "cap the data rate, in bytes per second with an optional K, M or G suffix (e.g. 100M)")
-	durationFlag(f, "max-duration", 0, 0, "stop starting work after this long (0: no limit); the destination stays consistent and the next run resumes")
+	sizeFlag(f, "bwlimit", "", "cap the data rate of the whole run (all streams and agents), in bytes per second with an optional K, M or G suffix (e.g. 100M)")
+	durationFlag(f, "max-duration", 0, 0, "stop after this long (0: no limit) with exit code 4; finished files stay in place and the next run resumes partial ones")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
 	ra := new(plan.RuleArgs)
 	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
@@ -302,8 +302,21 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 	}
 	sum, err := transfer.Run(ctx, src, dst, opt,
 		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, sink)
-	if err != nil && maxDur > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
-		err = exitcode.WithCode(exitcode.Partial, fmt.Errorf("stopped after --max-duration %s: the destination is consistent (finished files are in place, partial ones resume on the next run)", maxDur))
+	if err != nil {
+		// A run that was stopped is not a failure of its files: say once
+		// why it stopped and what resumes it.
+		if se, ok := interruptedBy(parent); ok {
+			return a.stopped(sink, finish, sum, progress.StoppedInterrupted, exitcode.Signal(int(se.sig)),
+				fmt.Sprintf("interrupted by %s before the run was done", signalName(se.sig)))
+		}
+		if maxDur > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+			code := exitcode.Stopped
+			if sum.Errors > 0 {
+				code = exitcode.Partial
+			}
+			return a.stopped(sink, finish, sum, progress.StoppedMaxDuration, code,
+				fmt.Sprintf("stopped after --max-duration %s before the run was done", maxDur))
+		}
 	}
 	var partial *transfer.PartialError
 	if err != nil && !errors.As(err, &partial) {
@@ -322,4 +335,16 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 		return fmt.Errorf("%w (%w)", silent(exitcode.Partial), err)
 	}
 	return nil
+}
+
+// stopped ends a run that stopped before its work was done (why is
+// progress.StoppedInterrupted or StoppedMaxDuration): one line saying so
+// and what resumes it, the summary marked, and exit code code. Files it
+// did not get to are not errors.
+func (a *app) stopped(sink progress.Sink, finish func(progress.Summary), sum progress.Summary, why string, code int, what string) error {
+	sink.Emit(progress.Event{Event: progress.KindStopped, Msg: what +
+		": finished files are in place and partial ones resume; rerun the same command to continue"})
+	sum.Stopped = why
+	finish(sum)
+	return silent(code)
 }

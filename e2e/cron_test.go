@@ -63,7 +63,7 @@ func TestLockAndCronFlags(t *testing.T) {
 	logf := filepath.Join(t.TempDir(), "xfer.log")
 	start := time.Now()
 	r = xfer(t, "sync", src, s.url("d"), "--bwlimit", "8M", "--max-duration", "1s", "--chunk-size", "1M", "--log-file", logf)
-	if r.code != 1 || !strings.Contains(r.stderr, "max-duration") {
+	if r.code != 4 || !strings.Contains(r.stderr, "max-duration") {
 		t.Errorf("--max-duration: %s", r)
 	}
 	if d := time.Since(start); d > 20*time.Second {

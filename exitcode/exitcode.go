@@ -5,6 +5,8 @@
 //	1 some files failed (the rest were done)
 //	2 usage or configuration error
 //	3 cannot reach or talk to the peer (connect, handshake, authentication, protocol)
+//	4 stopped at --max-duration before the work was done (rerun to resume)
+//	130, 143 interrupted by SIGINT (Ctrl-C) or SIGTERM: 128 plus the signal's number
 //
 // Errors are classified by wrapping them; the innermost classification that
 // errors.As finds wins, and an unclassified error counts as a partial failure.
@@ -21,7 +23,18 @@ const (
 	Partial = 1
 	Usage   = 2
 	Peer    = 3
+	// Stopped is a run that reached its --max-duration with work left;
+	// the next run resumes it.
+	Stopped = 4
+	// Interrupted is what a run stopped by SIGINT (Ctrl-C) exits with:
+	// 128 plus the signal's number, as a shell reports a process killed
+	// by it. SIGTERM gives 143 (see Signal).
+	Interrupted = 130
 )
+
+// Signal returns the exit code of a run that a signal stopped: 128 plus
+// its number (130 for SIGINT, 143 for SIGTERM).
+func Signal(sig int) int { return 128 + sig }
 
 // Error carries an exit code with the error that caused it.
 type Error struct {

@@ -31,7 +31,7 @@ func (r *Root) OpenDir(rel string) (*Dir, error) {
 	}
 	var fd int
 	err = r.do("opendir", rel, func(rootfd int) (err error) {
-		fd, err = openat2(rootfd, dotIfRoot(p), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0, resolveFlags)
+		fd, err = openBeneath(rootfd, dotIfRoot(p), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 		return err
 	})
 	if err != nil {

@@ -273,6 +273,42 @@ func openat2(dirfd int, path string, flags, mode, resolve uint64) (int, error) {
 	}
 }
 
+// pathPiece bounds the path handed to one openat2 call. The kernel refuses
+// paths of PATH_MAX (4096) bytes or more with ENAMETOOLONG, so a longer
+// path is resolved a piece at a time: each piece, cut at a slash, is
+// resolved beneath the directory the previous piece reached, itself
+// beneath the root, so the whole stays confined. (A symlink inside the
+// tree whose target climbs above the start of its piece is then refused
+// as an escape although it would stay beneath the root: a stricter rule,
+// for paths that deep only.)
+const pathPiece = 2048
+
+// openBeneath is openat2 with the root's resolve flags for a clean path p
+// of any length beneath rootfd.
+func openBeneath(rootfd int, p string, flags, mode uint64) (int, error) {
+	dirfd := rootfd
+	defer func() {
+		if dirfd != rootfd {
+			unix.Close(dirfd)
+		}
+	}()
+	for len(p) >= pathPiece {
+		i := strings.LastIndexByte(p[:pathPiece], '/')
+		if i <= 0 {
+			return -1, unix.ENAMETOOLONG // a component longer than any file system allows
+		}
+		fd, err := openat2(dirfd, p[:i], unix.O_PATH|unix.O_DIRECTORY, 0, resolveFlags)
+		if err != nil {
+			return -1, err
+		}
+		if dirfd != rootfd {
+			unix.Close(dirfd)
+		}
+		dirfd, p = fd, p[i+1:]
+	}
+	return openat2(dirfd, p, flags, mode, resolveFlags)
+}
+
 // do runs fn with the root descriptor, holding a reference so that a
 // concurrent Close cannot release (and the kernel reuse) the descriptor.
 func (r *Root) do(op, rel string, fn func(rootfd int) error) error {
@@ -290,7 +326,7 @@ func withParent(rootfd int, p string, fn func(dirfd int, name string) error) err
 	if dir == "" {
 		return fn(rootfd, name)
 	}
-	pfd, err := openat2(rootfd, dir, unix.O_PATH|unix.O_DIRECTORY, 0, resolveFlags)
+	pfd, err := openBeneath(rootfd, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}
@@ -431,7 +467,7 @@ func (r *Root) ReadDirN(rel string, helpers chan struct{}) ([]Info, error) {
 	}
 	var infos []Info
 	err = r.do("readdir", rel, func(rootfd int) error {
-		fd, err := openat2(rootfd, dotIfRoot(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0, resolveFlags)
+		fd, err := openBeneath(rootfd, dotIfRoot(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 		if err != nil {
 			return err
 		}
@@ -542,7 +578,7 @@ func (r *Root) OpenFile(rel string, flag int, perm uint32) (*os.File, error) {
 	}
 	var fd int
 	err = r.do("open", rel, func(rootfd int) (err error) {
-		fd, err = openat2(rootfd, dotIfRoot(p), flags, mode, resolveFlags)
+		fd, err = openBeneath(rootfd, dotIfRoot(p), flags, mode)
 		return err
 	})
 	if err != nil {
@@ -573,7 +609,7 @@ func (r *Root) MkdirAll(rel string, perm uint32) error {
 
 func mkdirAll(rootfd int, p string, perm uint32) error {
 	isDir := func() error {
-		fd, err := openat2(rootfd, p, unix.O_PATH|unix.O_DIRECTORY, 0, resolveFlags)
+		fd, err := openBeneath(rootfd, p, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if err == nil {
 			unix.Close(fd)
 		}
@@ -726,6 +762,7 @@ func (r *Root) RemoveAll(rel string) error {
 // parent, recursing into directories through descriptors opened with
 // O_NOFOLLOW, so no symlink is ever followed.
 func removeAllAt(parent int, name, p string) error {
+	opened := false // made readable to remove it, once
 	for attempt := 0; ; attempt++ {
 		err := ignoringEINTR(func() error { return unix.Unlinkat(parent, name, 0) })
 		if err == nil || err == unix.ENOENT {
@@ -746,12 +783,23 @@ func removeAllAt(parent int, name, p string) error {
 			continue // replaced by a non-directory meanwhile
 		case oerr == unix.ENOTDIR || oerr == unix.ELOOP:
 			return &fs.PathError{Op: "unlink", Path: p, Err: err}
+		case oerr == unix.EACCES && !opened && chmodAt(parent, name, 0o700) == nil:
+			// A directory of ours we may not read: it goes anyway, as
+			// with rsync and rm -rf.
+			opened = true
+			continue
 		case oerr != nil:
 			// Unreadable directory: it can still be removed if empty.
 			if rerr := unix.Unlinkat(parent, name, unix.AT_REMOVEDIR); rerr == nil || rerr == unix.ENOENT {
 				return nil
 			}
 			return &fs.PathError{Op: "open", Path: p, Err: oerr}
+		}
+		// A read-only directory of ours is made writable, so that its
+		// entries can go.
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&0o300 != 0o300 {
+			unix.Fchmod(fd, st.Mode&0o7777|0o700)
 		}
 		names, rerr := readNames(fd)
 		var firstErr error

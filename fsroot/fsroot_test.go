@@ -1458,3 +1458,71 @@ func TestCloseWhileBusy(t *testing.T) {
 		t.Errorf("fd count %d -> %d", fds, got)
 	}
 }
+
+// TestBeyondPathMax: paths longer than PATH_MAX (4096 bytes), which one
+// openat2 call refuses, work for every operation, and stay confined.
+func TestBeyondPathMax(t *testing.T) {
+	e := newEnv(t)
+	comp := strings.Repeat("d", 200)
+	var parts []string
+	for range 30 { // 30 x 201 bytes: about 6 KiB
+		parts = append(parts, comp)
+	}
+	deep := strings.Join(parts, "/")
+	if len(deep) <= 4096 {
+		t.Fatalf("test path only %d bytes", len(deep))
+	}
+	if err := e.r.MkdirAll(deep, 0o755); err != nil {
+		t.Fatalf("MkdirAll: %v", err)
+	}
+	f, err := e.r.OpenFile(deep+"/file", os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatalf("OpenFile: %v", err)
+	}
+	f.WriteString("deep")
+	f.Close()
+	if info, err := e.r.Lstat(deep + "/file"); err != nil || info.Size != 4 {
+		t.Fatalf("Lstat = %+v, %v", info, err)
+	}
+	infos, err := e.r.ReadDir(deep)
+	if err != nil || len(infos) != 1 || infos[0].Name != "file" {
+		t.Fatalf("ReadDir = %v, %v", infos, err)
+	}
+	d, err := e.r.OpenDir(deep)
+	if err != nil {
+		t.Fatalf("OpenDir: %v", err)
+	}
+	buf := make([]byte, 16)
+	if n, _, err := d.ReadFile("file", buf); err != nil || string(buf[:n]) != "deep" {
+		t.Errorf("Dir.ReadFile = %q, %v", buf[:n], err)
+	}
+	d.Close()
+	if err := e.r.Symlink("file", deep+"/link"); err != nil {
+		t.Fatalf("Symlink: %v", err)
+	}
+	if got, err := e.r.Readlink(deep + "/link"); err != nil || got != "file" {
+		t.Errorf("Readlink = %q, %v", got, err)
+	}
+	if err := e.r.Rename(deep+"/file", deep+"/renamed"); err != nil {
+		t.Errorf("Rename: %v", err)
+	}
+	if err := e.r.Chmod(deep+"/renamed", 0o600); err != nil {
+		t.Errorf("Chmod: %v", err)
+	}
+	if err := e.r.Lchtimes(deep+"/renamed", 0, 1e9); err != nil {
+		t.Errorf("Lchtimes: %v", err)
+	}
+	// A symlink deep down that climbs out of the root is refused.
+	if err := e.r.Symlink(strings.Repeat("../", 40)+"outside", deep+"/up"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.Open(deep + "/up/canary"); !errors.Is(err, ErrEscape) {
+		t.Errorf("Open through an escaping link = %v; want ErrEscape", err)
+	}
+	if err := e.r.RemoveAll(parts[0]); err != nil {
+		t.Errorf("RemoveAll: %v", err)
+	}
+	if _, err := os.Lstat(e.in(parts[0])); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after RemoveAll: %v", err)
+	}
+}

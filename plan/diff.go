@@ -62,6 +62,13 @@ type DiffOptions struct {
 	SrcDigest func(ctx context.Context, e Entry) ([]byte, error)
 	// DstDigest likewise for the destination.
 	DstDigest func(ctx context.Context, e Entry) ([]byte, error)
+	// Unreadable is called once for each entry a lister marked
+	// unreadable (Entry.Err) that the diff meets: dest is false for the
+	// source. An error from it stops the diff. An unreadable source
+	// directory is still created (its contents are unknown: nothing
+	// beneath it at the destination is compared or deleted); an
+	// unreadable source symlink is left alone. nil: not reported.
+	Unreadable func(e Entry, dest bool) error
 }
 
 // Diff merge-joins two listings in Compare order and calls emit with one Op
@@ -99,14 +106,22 @@ func Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emit func(Op) e
 		}
 		switch {
 		case c < 0: // only at the source
-			if err := emit(newOp(s)); err != nil {
+			if err := report(opt, s, false); err != nil {
 				return err
+			}
+			if s.Err == "" || s.Type == TypeDir {
+				if err := emit(newOp(s)); err != nil {
+					return err
+				}
 			}
 			if s, sok, err = next(ctx, src, "source"); err != nil {
 				return err
 			}
 		case c > 0: // only at the destination
 			skipDst = ""
+			if err := report(opt, d, true); err != nil {
+				return err
+			}
 			if opt.Delete {
 				if err := emit(Op{Kind: OpDelete, Src: d, Reason: "extra"}); err != nil {
 					return err
@@ -120,16 +135,29 @@ func Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emit func(Op) e
 			}
 		default:
 			dd := d
-			op, err := compareEntries(ctx, s, &dd, opt)
+			if s.Err != "" {
+				err = report(opt, s, false) // one report for the path, whatever the destination says
+			} else {
+				err = report(opt, dd, true)
+			}
 			if err != nil {
 				return err
 			}
-			if err := emit(op); err != nil {
-				return err
-			}
 			skipDst = ""
-			if dd.Type == TypeDir && s.Type != TypeDir {
-				skipDst = dd.Path // the directory goes with its contents
+			if s.Err == "" || s.Type == TypeDir {
+				op, err := compareEntries(ctx, s, &dd, opt)
+				if err != nil {
+					return err
+				}
+				if err := emit(op); err != nil {
+					return err
+				}
+				if dd.Type == TypeDir && s.Type != TypeDir {
+					skipDst = dd.Path // the directory goes with its contents
+				}
+			}
+			if s.Err != "" {
+				skipDst = dd.Path // what lies beneath is unknown at the source: keep it
 			}
 			if s, sok, err = next(ctx, src, "source"); err != nil {
 				return err
@@ -140,6 +168,14 @@ func Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emit func(Op) e
 		}
 	}
 	return nil
+}
+
+// report passes an unreadable entry to opt.Unreadable.
+func report(opt DiffOptions, e Entry, dest bool) error {
+	if e.Err == "" || opt.Unreadable == nil {
+		return nil
+	}
+	return opt.Unreadable(e, dest)
 }
 
 func next(ctx context.Context, l Lister, side string) (Entry, bool, error) {
@@ -188,13 +224,21 @@ func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op
 		return Op{Kind: OpPut, Src: s, Dst: d, Reason: "size"}, nil
 	}
 	if opt.Checksum {
+		// A file that cannot be hashed is transferred: reading it then
+		// reports why (source), or it is replaced (destination).
 		sd, err := digestOf(ctx, s, opt.SrcDigest)
 		if err != nil {
-			return Op{}, fmt.Errorf("checksum of source %s: %w", s.Path, err)
+			if ctx.Err() != nil {
+				return Op{}, fmt.Errorf("checksum of source %s: %w", s.Path, err)
+			}
+			return Op{Kind: OpPut, Src: s, Dst: d, Reason: "checksum"}, nil
 		}
 		dd, err := digestOf(ctx, *d, opt.DstDigest)
 		if err != nil {
-			return Op{}, fmt.Errorf("checksum of destination %s: %w", d.Path, err)
+			if ctx.Err() != nil {
+				return Op{}, fmt.Errorf("checksum of destination %s: %w", d.Path, err)
+			}
+			return Op{Kind: OpPut, Src: s, Dst: d, Reason: "checksum"}, nil
 		}
 		if !bytes.Equal(sd, dd) {
 			return Op{Kind: OpPut, Src: s, Dst: d, Reason: "checksum"}, nil

@@ -337,10 +337,9 @@ func TestDiffErrors(t *testing.T) {
 		{name: "destination listing", src: sl(file("a", 1, 1)), dst: &failLister{[]plan.Entry{file("a", 1, 1)}, boom}, want: boom, wantMsg: "destination", maxEmits: 1},
 		{name: "emit", src: sl(file("a", 1, 1), file("b", 1, 1)), dst: sl(), emitErr: boom, want: boom, maxEmits: 1},
 		{name: "emit on delete", src: sl(), dst: sl(file("a", 1, 1), file("b", 1, 1)), opt: plan.DiffOptions{Delete: true}, emitErr: boom, want: boom, maxEmits: 1},
-		{name: "no digest", src: sl(file("a", 1, 1)), dst: sl(file("a", 1, 1)), opt: plan.DiffOptions{Checksum: true}, wantMsg: "checksum of source a"},
-		{name: "dst digest fails", src: sl(fileD("a", 1, 1, "x")), dst: sl(file("a", 1, 1)),
-			opt:  plan.DiffOptions{Checksum: true, DstDigest: func(context.Context, plan.Entry) ([]byte, error) { return nil, boom }},
-			want: boom, wantMsg: "checksum of destination a"},
+		{name: "unreadable report", src: sl(withErr(dir("a"), "boom")), dst: sl(),
+			opt:  plan.DiffOptions{Unreadable: func(plan.Entry, bool) error { return boom }},
+			want: boom},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			emits := 0
@@ -666,5 +665,82 @@ func TestDiffProperty(t *testing.T) {
 				fail("after applying the plan %q is still there: %+v", p, g)
 			}
 		}
+	}
+}
+
+func withErr(e plan.Entry, msg string) plan.Entry { e.Err = msg; return e }
+
+// A file whose digest cannot be computed, at either side, is transferred
+// (reading it then reports why) rather than ending the diff.
+func TestDiffDigestFailureTransfers(t *testing.T) {
+	boom := errors.New("boom")
+	fail := func(context.Context, plan.Entry) ([]byte, error) { return nil, boom }
+	for _, opt := range []plan.DiffOptions{
+		{Checksum: true}, // no digest source at all
+		{Checksum: true, SrcDigest: fail},
+		{Checksum: true, DstDigest: fail, SrcDigest: func(context.Context, plan.Entry) ([]byte, error) { return []byte("x"), nil }},
+	} {
+		ops, err := diffOps(t, []plan.Entry{file("a", 1, 1)}, []plan.Entry{file("a", 1, 1)}, opt)
+		if err != nil || len(ops) != 1 || ops[0].Kind != plan.OpPut || ops[0].Reason != "checksum" {
+			t.Errorf("ops %v, err %v; want one put (checksum)", ops, err)
+		}
+	}
+}
+
+// Entries a walk could not read are reported once each; nothing beneath
+// an unreadable source directory is compared or deleted at the
+// destination, the directory itself is still created, an unreadable
+// source symlink is left alone, and an unreadable destination directory
+// lets the source's entries beneath it through as new.
+func TestDiffUnreadable(t *testing.T) {
+	type rep struct {
+		path string
+		dest bool
+	}
+	var reports []rep
+	opt := plan.DiffOptions{Delete: true, Unreadable: func(e plan.Entry, dest bool) error {
+		reports = append(reports, rep{e.Path, dest})
+		return nil
+	}}
+	src := []plan.Entry{
+		withErr(dir("a"), "permission denied"), // at both sides, unreadable at both
+		withErr(dir("b"), "permission denied"), // a directory at the destination, with contents
+		withErr(dir("c"), "permission denied"), // new
+		dir("d"),                               // unreadable at the destination only
+		file("d/new", 1, 1),
+		withErr(link("l", ""), "input/output error"), // a file at the destination
+		withErr(dir("m"), "permission denied"),       // a file at the destination
+	}
+	dst := []plan.Entry{
+		withErr(dir("a"), "permission denied"),
+		dir("b"), file("b/keep", 1, 1), dir("b/sub"), file("b/sub/keep", 1, 1),
+		withErr(dir("d"), "permission denied"),
+		file("l", 1, 1),
+		file("m", 1, 1),
+		file("x-extra", 1, 1),
+	}
+	ops, err := diffOps(t, src, dst, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []want
+	for _, op := range ops {
+		got = append(got, want{op.Kind, op.Src.Path, op.Reason, op.Replace})
+	}
+	wantOps := []want{
+		{plan.OpMkdir, "a", "exists", false},
+		{plan.OpMkdir, "b", "exists", false},
+		{plan.OpMkdir, "c", "new", false},
+		{plan.OpMkdir, "d", "exists", false},
+		{plan.OpPut, "d/new", "new", false},
+		{plan.OpMkdir, "m", "type", true},
+		{plan.OpDelete, "x-extra", "extra", false},
+	}
+	if !slices.Equal(got, wantOps) {
+		t.Errorf("ops\n got %v\nwant %v", got, wantOps)
+	}
+	wantReps := []rep{{"a", false}, {"b", false}, {"c", false}, {"d", true}, {"l", false}, {"m", false}}
+	if !slices.Equal(reports, wantReps) {
+		t.Errorf("reports %v, want %v", reports, wantReps)
 	}
 }

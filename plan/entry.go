@@ -46,6 +46,12 @@ type Entry struct {
 	Dev     uint64
 	Nlink   uint64
 	Blocks  int64 // allocated 512-byte blocks (sparse detection on the source side)
+	// Err, set by a walk, says why the entry could not be read: for a
+	// directory, why its contents could not be listed (the walk yields
+	// nothing beneath it); for a symlink, why its target could not be
+	// read. Diff neither compares nor deletes anything beneath such a
+	// directory at the other side, and reports each such entry once.
+	Err string
 }
 
 // Compare orders paths the way a depth-first walk with children sorted by

@@ -35,6 +35,11 @@ const MaxCheckers = 256
 // At most 4 x checkers listings (and about prefetchEntries entries) are
 // held ahead of the walk. The entries and their order are exactly those
 // of a serial walk.
+//
+// A directory that cannot be listed (or a symlink whose target cannot be
+// read) is yielded with Entry.Err saying why, and the walk goes on beside
+// it; only a top directory that cannot be listed ends the walk with an
+// error.
 type Walker struct {
 	root     *fsroot.Root
 	top      string
@@ -131,7 +136,7 @@ func (w *Walker) read(rel string) listing {
 		if errors.Is(err, fs.ErrNotExist) {
 			return listing{} // vanished: an empty directory
 		}
-		return listing{err: fmt.Errorf("list %s: %w", p, err)}
+		return listing{err: unreadable(p, err)}
 	}
 	var l listing
 	out := infos[:0]
@@ -148,7 +153,7 @@ func (w *Walker) read(rel string) listing {
 				if errors.Is(err, fs.ErrNotExist) {
 					continue // vanished since the listing
 				}
-				err = fmt.Errorf("readlink %s: %w", lp, err)
+				err = unreadable(lp, err)
 			}
 			l.links = append(l.links, walkLink{target: t, err: err})
 		case fsroot.TypeDir:
@@ -158,6 +163,20 @@ func (w *Walker) read(rel string) listing {
 	}
 	l.entries = out
 	return l
+}
+
+// unreadable says why the entry p could not be read, without repeating
+// p (the error is reported against it): the system's reason, naming the
+// entry beneath p where that is what failed.
+func unreadable(p string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		if pe.Path == p || pe.Path == "" {
+			return pe.Err
+		}
+		return fmt.Errorf("%s %s: %w", pe.Op, Base(pe.Path), pe.Err)
+	}
+	return err
 }
 
 // start reads n on a goroutine of its own.
@@ -270,7 +289,7 @@ func (w *Walker) Next(ctx context.Context) (Entry, error) {
 		w.started = true
 		l := w.read("")
 		if l.err != nil {
-			w.err = l.err
+			w.err = fmt.Errorf("list %s: %w", displayTop(w.top), l.err)
 			return Entry{}, w.err
 		}
 		w.push("", &l)
@@ -296,7 +315,7 @@ func (w *Walker) Next(ctx context.Context) (Entry, error) {
 			lk := lvl.l.links[lvl.li]
 			lvl.li++
 			if lk.err != nil {
-				return Entry{}, lk.err
+				e.Err = lk.err.Error() // reported against e; the walk goes on
 			}
 			e.Target = lk.target
 		case TypeDir:
@@ -308,13 +327,22 @@ func (w *Walker) Next(ctx context.Context) (Entry, error) {
 				return Entry{}, err // n is still being read: nothing beneath it started
 			}
 			if l.err != nil {
-				return Entry{}, l.err
+				// Reported against e; the walk goes on beside it.
+				e.Err = l.err.Error()
+				l = &listing{}
 			}
 			w.push(e.Path, l)
 		}
 		return e, nil
 	}
 	return Entry{}, io.EOF
+}
+
+func displayTop(p string) string {
+	if p == "" {
+		return "."
+	}
+	return p
 }
 
 // SkipDir drops the directory Next just returned, so that its contents

@@ -331,3 +331,47 @@ func TestWalkerCanceled(t *testing.T) {
 		t.Fatalf("Next after cancel = %v, want context.Canceled", err)
 	}
 }
+
+// A directory that cannot be listed, or a symlink whose target cannot be
+// read, does not end the walk: it is yielded with Err saying why, nothing
+// is yielded beneath it, and the rest of the tree follows, with any number
+// of checkers. (Root reads everything, so the failures are made by
+// swapping a file in just before the read.)
+func TestWalkerUnreadableGoesOn(t *testing.T) {
+	for _, checkers := range []int{1, 8} {
+		base := t.TempDir()
+		for _, d := range []string{"a", "b/inner", "c"} {
+			if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []string{"a/f", "b/g", "b/inner/h", "c/i"} {
+			if err := os.WriteFile(filepath.Join(base, f), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink("a", filepath.Join(base, "l")); err != nil {
+			t.Fatal(err)
+		}
+		restore := plan.SetWalkHook(func(op, rel string) {
+			if (op == "readdir" && rel == "b") || (op == "readlink" && rel == "l") {
+				os.RemoveAll(filepath.Join(base, rel))
+				os.WriteFile(filepath.Join(base, rel), nil, 0o644) // ENOTDIR, EINVAL
+			}
+		})
+		got := walkAll(t, plan.NewWalkerN(openRoot(t, base), "", checkers))
+		restore()
+		var desc []string
+		for _, e := range got {
+			s := e.Path
+			if e.Err != "" {
+				s += " (" + e.Err + ")"
+			}
+			desc = append(desc, s)
+		}
+		want := []string{"a", "a/f", "b (not a directory)", "c", "c/i", "l (invalid argument)"}
+		if !slices.Equal(desc, want) {
+			t.Errorf("checkers %d: walk %q, want %q", checkers, desc, want)
+		}
+	}
+}

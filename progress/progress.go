@@ -17,28 +17,66 @@ const (
 	KindDelete   = "delete"   // an entry was deleted at the destination
 	KindMkdir    = "mkdir"    // a directory was created
 	KindSymlink  = "symlink"  // a symlink was created or updated
-	KindPlan     = "plan"     // no longer emitted: a dry run emits the events of the real run, with Action set
+	KindPlan     = "plan"     // no longer emitted: a dry run emits the events of the real run, with Action and DryRun set
 	KindError    = "error"    // something failed; the run continues where it can
-	KindNotice   = "notice"   // something a user should know (fallbacks, skipped deletes)
+	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
+	KindStopped  = "stopped"  // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
 	KindSummary  = "summary"  // the last event of a run
 )
 
+// A dry run emits the events a real run would (transfer, delete, mkdir,
+// symlink), each with DryRun set and Action saying what it stands for.
+
+// Reasons a run stopped early (Summary.Stopped).
+const (
+	StoppedInterrupted = "interrupted"  // SIGINT or SIGTERM
+	StoppedMaxDuration = "max-duration" // --max-duration reached
+)
+
+// TimeFormat is how events and summaries carry their time: RFC 3339 in
+// UTC with milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Stamp returns t formatted as TimeFormat.
+func Stamp(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
 // Event is one line of `--json` output.
 type Event struct {
-	Event  string `json:"event"`
+	Event string `json:"event"`
+	// Time is when the event was printed (TimeFormat); set by the
+	// output, not by the engine.
+	Time   string `json:"time,omitempty"`
 	Path   string `json:"path,omitempty"`
 	Action string `json:"action,omitempty"` // set in a dry run only: create|update|link|mkdir|symlink|delete
 	Bytes  int64  `json:"bytes,omitempty"`
 	Digest string `json:"blake3,omitempty"`
 	Error  string `json:"error,omitempty"`
 	Msg    string `json:"msg,omitempty"`
+	// DryRun marks what a dry run would do; nothing was done.
+	DryRun bool `json:"dry_run,omitempty"`
 
 	// Cumulative counters, set on progress events.
 	BytesDone  int64 `json:"bytes_done,omitempty"`
 	BytesTotal int64 `json:"bytes_total,omitempty"`
 	FilesDone  int64 `json:"files_done,omitempty"`
 	FilesTotal int64 `json:"files_total,omitempty"`
+	// Listing is set on progress events while the source is still being
+	// listed: the totals are not final yet.
+	Listing bool `json:"listing,omitempty"`
+	// InFlight lists (some of) the files being sent, on progress events.
+	InFlight []InFlight `json:"in_flight,omitempty"`
 }
+
+// InFlight is a file (or a batch of small files) on its way.
+type InFlight struct {
+	Path  string `json:"path"`
+	Size  int64  `json:"size"`            // bytes of the file, or of the batch
+	Done  int64  `json:"done,omitempty"`  // bytes of it verified so far
+	Files int    `json:"files,omitempty"` // a batch: how many files it holds (Path is the first)
+}
+
+// MaxInFlight bounds the files a progress event lists.
+const MaxInFlight = 8
 
 // AgentStats is what one agent of a cluster remote carried.
 type AgentStats struct {
@@ -50,6 +88,7 @@ type AgentStats struct {
 // Summary is the final event of a run.
 type Summary struct {
 	Event            string                `json:"event"`
+	Time             string                `json:"time,omitempty"` // when it was printed (TimeFormat)
 	FilesTransferred int64                 `json:"files_transferred"`
 	BytesTransferred int64                 `json:"bytes_transferred"`
 	BytesSent        int64                 `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
@@ -65,8 +104,12 @@ type Summary struct {
 	Agents           map[string]AgentStats `json:"agents,omitempty"`
 	// ExitCode is the exit status of the run this summary ends (set by
 	// the command that prints it: 0 ok, 1 some files failed, 2 usage or
-	// configuration, 3 the peer).
+	// configuration, 3 the peer, 4 stopped at --max-duration, 130/143
+	// interrupted by a signal).
 	ExitCode int `json:"exit_code"`
+	// Stopped says why a run ended before its work was done
+	// (StoppedInterrupted, StoppedMaxDuration); rerunning it resumes.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // Sink receives events. Implementations must be safe for concurrent use.

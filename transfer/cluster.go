@@ -242,6 +242,10 @@ func (c *cluster) share(ctx context.Context, k, n int) error {
 	opt := c.opt
 	opt.Lock, opt.Delete = false, false
 	opt.Shard = &Shard{Index: k, Count: n}
+	if opt.BwLimit > 0 {
+		// --bwlimit caps the whole transfer: the shares run at once.
+		opt.BwLimit = max((opt.BwLimit+int64(n)-1)/int64(n), 1024)
+	}
 	for attempt := 0; ; attempt++ {
 		si, di, err := c.pick(k)
 		if err != nil {
@@ -404,6 +408,12 @@ func (c *cluster) progressSink(k int, share bool) progress.Sink {
 				sum.BytesTotal += p.BytesTotal
 				sum.FilesDone += p.FilesDone
 				sum.FilesTotal += p.FilesTotal
+				sum.Listing = sum.Listing || p.Listing
+				for _, f := range p.InFlight {
+					if len(sum.InFlight) < progress.MaxInFlight {
+						sum.InFlight = append(sum.InFlight, f)
+					}
+				}
 			}
 			c.mu.Unlock()
 			c.sink.Emit(sum)

@@ -193,6 +193,10 @@ func (d *remoteDest) finish(ctx context.Context) error {
 
 func (d *remoteDest) verifies() bool { return true }
 
+// gone reports whether the session to the peer has ended: files that fail
+// from then on were cut off, not refused.
+func (d *remoteDest) gone() bool { return d.s.Err() != nil }
+
 func (d *remoteDest) lanes() []dataLane {
 	out := make([]dataLane, len(d.s.lanes))
 	for i, l := range d.s.lanes {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/xfer-io/xfer/backends"
@@ -240,10 +241,16 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	return s, nil
 }
 
+// unwrapOp reduces a dial error to what a user reads: "connection
+// refused", "i/o timeout", without Go's "dial tcp ...: connect:" layers.
 func unwrapOp(err error) error {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {
-		return op.Err
+		err = op.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) && se.Err != nil {
+		return se.Err
 	}
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xfer-io/xfer/exitcode"
@@ -214,18 +215,27 @@ type engine struct {
 	bufs    sync.Pool
 
 	limiter *rate.Limiter // --bwlimit, or nil
+	flying  inflight      // files on their way, listed in progress events
+	// listed is set once the walk of the source is complete (the
+	// progress totals are final).
+	listed atomic.Bool
 
 	metaMu  sync.Mutex
 	metaOps []MetaOp
 	metaOf  []plan.Op
 	deletes pathList // extra destination entries, deleted after the transfers
-	// links maps a multiply-linked source inode to the first path that
-	// carries it; later paths become hard links (applied after transfers).
-	links     map[[2]uint64]string
+	// links maps a multiply-linked source inode to the path at the
+	// destination that the other names of it are linked to; later paths
+	// become hard links (applied after transfers).
+	links     map[[2]uint64]linkAnchor
 	linkOps   []plan.Op
 	linkNames []string
 	// shardLoad is the weight assigned to each share so far (Shard runs).
 	shardLoad []int64
+
+	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
+	// read-only directory; it goes out before the next file is sent.
+	flushFirst bool
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -248,7 +258,7 @@ func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destin
 		tally.SetDryRun()
 	}
 	if opt.BwLimit > 0 {
-		e.limiter = rate.NewLimiter(rate.Limit(opt.BwLimit), int(max(opt.ChunkSize, batchTarget+smallLimit)))
+		e.limiter = newBwLimiter(opt.BwLimit, max(opt.ChunkSize, batchTarget+smallLimit))
 	}
 	stopProgress := e.progressLoop()
 	defer stopProgress()
@@ -271,11 +281,20 @@ func (e *engine) progressLoop() func() {
 			case <-done:
 				return
 			case <-t.C:
-				e.sink.Emit(e.tally.Progress())
+				e.sink.Emit(e.progress())
 			}
 		}
 	}()
-	return func() { close(done); e.sink.Emit(e.tally.Progress()) }
+	return func() { close(done); e.sink.Emit(e.progress()) }
+}
+
+// progress is a progress event: the tally's counters, whether the listing
+// is still going on, and the files in flight.
+func (e *engine) progress() progress.Event {
+	ev := e.tally.Progress()
+	ev.Listing = !e.listed.Load()
+	ev.InFlight = e.flying.snapshot(progress.MaxInFlight)
+	return ev
 }
 
 func (e *engine) emit(ev progress.Event) {
@@ -283,9 +302,33 @@ func (e *engine) emit(ev progress.Event) {
 	e.sink.Emit(ev)
 }
 
+// fileError reports that the file at path failed, for a reason the
+// destination or the source gave (msg).
 func (e *engine) fileError(path string, msg string) {
 	e.errors.Add(1)
 	e.emit(progress.Event{Event: progress.KindError, Path: path, Error: msg})
+}
+
+// stopping reports whether the run is ending before its work is done: it
+// was cancelled (a signal, --max-duration) or the session to its
+// destination is gone (a lost connection, which Run may retry).
+func (e *engine) stopping() bool {
+	if e.ctx.Err() != nil {
+		return true
+	}
+	g, ok := e.dst.(interface{ gone() bool })
+	return ok && g.gone()
+}
+
+// fileFailed settles a file that could not be done because of err: an
+// error of its own, or (when the run is stopping) not an error at all but
+// work left for the next run, which is not reported file by file: the
+// run's end says once why it stopped.
+func (e *engine) fileFailed(path string, err error) {
+	if e.stopping() {
+		return
+	}
+	e.fileError(path, err.Error())
 }
 
 func (e *engine) run() error {
@@ -345,13 +388,19 @@ func (e *engine) run() error {
 		if err := e.dst.mkroot(e.ctx, e.dstPath, e.opt.Lock); err != nil {
 			return err
 		}
+		if info.Type == fsroot.TypeDir && e.opt.Shard == nil {
+			if err := e.topAttrs(info); err != nil {
+				return err
+			}
+		}
 	}
 	if dstList == nil {
 		dstList = e.dst.list(e.ctx, e.dstPath, false)
 	}
 	dopt := plan.DiffOptions{
-		Checksum: e.opt.Checksum,
-		Delete:   e.opt.Delete,
+		Checksum:   e.opt.Checksum,
+		Delete:     e.opt.Delete,
+		Unreadable: e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
 			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
 			return d[:], err
@@ -392,6 +441,7 @@ func (e *engine) run() error {
 	derr := flt.Diff(e.ctx, srcList, dstList, dopt, func(op plan.Op) error {
 		return e.dispatch(op, smallCh, bigCh)
 	})
+	e.listed.Store(true)
 	close(smallCh)
 	close(bigCh)
 	bigWG.Wait()
@@ -444,6 +494,23 @@ func (e *engine) run() error {
 	return nil
 }
 
+// topAttrs gives the destination directory the source directory's mode
+// and mtime, as rsync -a src/ dst/ does, with the other directories at
+// the end of the run; it goes out now so that a read-only destination
+// directory is made writable before anything lands in it. (A destination
+// that is a symlink to a directory was followed already.)
+func (e *engine) topAttrs(info fsroot.Info) error {
+	de, err := e.dst.stat(e.ctx, e.dstPath)
+	if err != nil || de == nil || de.Type != plan.TypeDir {
+		return err
+	}
+	op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: ".", Type: plan.TypeDir, Mode: info.Mode, MtimeNs: info.MtimeNs}, Dst: de}
+	if err := e.addMeta(op, MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs}); err != nil {
+		return err
+	}
+	return e.flushMeta()
+}
+
 func displayPath(p string) string {
 	if p == "" {
 		return "."
@@ -461,7 +528,51 @@ func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error)
 	if err != nil {
 		return hashtree.Digest{}, err
 	}
-	return hashtree.HashFile(ctx, f, info.Size, 0)
+	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
+	return d, readErr(err)
+}
+
+// readErr reduces an error of hashtree's reading to what a user reads:
+// the system's reason ("input/output error") or the cancellation, without
+// the package's "hashtree: read N bytes at offset M" wrapping.
+func readErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("interrupted")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return errChanged
+	}
+	return err
+}
+
+// unreadable reports an entry a walk could not read, once: the run goes
+// on without it and ends with exit code 1, and (as with every error) a
+// sync then deletes nothing.
+func (e *engine) unreadable(en plan.Entry, dest bool) error {
+	side := "source"
+	if dest {
+		side = "destination"
+	}
+	var msg string
+	switch {
+	case en.Type == plan.TypeDir && !dest:
+		msg = fmt.Sprintf("cannot list source directory: %s (nothing beneath it is copied, or deleted at the destination)", en.Err)
+	case en.Type == plan.TypeDir:
+		msg = fmt.Sprintf("cannot list destination directory: %s (nothing beneath it is deleted)", en.Err)
+	case !dest:
+		msg = fmt.Sprintf("cannot read source symlink: %s (skipped)", en.Err)
+	default:
+		msg = fmt.Sprintf("cannot read %s %s: %s", side, en.Type, en.Err)
+	}
+	e.fileError(en.Path, msg)
+	return nil
 }
 
 // dispatch routes one planned operation.
@@ -480,35 +591,50 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	dp := plan.Join(e.dstPath, s.Path)
 	switch op.Kind {
 	case plan.OpSkip:
+		if e.linked(op) {
+			return nil
+		}
 		if op.Reason == "unsupported" {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
 	case plan.OpMkdir:
-		return e.addMeta(op, MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
+		if err := e.addMeta(op, MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs}); err != nil {
+			return err
+		}
+		if op.Replace || (op.Dst != nil && op.Dst.Mode&0o300 != 0o300) {
+			// Before a file goes out (on its own path, not through the
+			// queue of metadata), the file or symlink in the way must be
+			// gone, or the read-only directory made writable.
+			e.flushFirst = true
+		}
+		return nil
 	case plan.OpSymlink:
 		return e.addMeta(op, MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
 	case plan.OpSetAttrs:
+		if e.linked(op) {
+			return nil
+		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
 		return e.addMeta(op, MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
 	case plan.OpDelete:
 		return e.deletes.add(s.Path)
 	case plan.OpPut:
-		if e.opt.HardLinks && s.Nlink > 1 {
-			if e.links == nil {
-				e.links = map[[2]uint64]string{}
+		if e.linked(op) {
+			return nil
+		}
+		if e.flushFirst {
+			e.flushFirst = false
+			if err := e.flushMeta(); err != nil {
+				return err
 			}
-			k := [2]uint64{s.Dev, s.Ino}
-			if first, ok := e.links[k]; ok {
-				e.linkOps = append(e.linkOps, op)
-				e.linkNames = append(e.linkNames, first)
-				return nil
-			}
-			e.links[k] = s.Path
 		}
 		if sh := e.opt.Shard; sh != nil && e.split(op) {
 			lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
 			e.tally.AddPlanned(0, min(hi*e.opt.ChunkSize, s.Size)-lo*e.opt.ChunkSize)
+		} else if e.finishesSplit(op) {
+			// The shares planned (and count) the file's bytes.
+			e.tally.AddPlanned(1, 0)
 		} else {
 			e.tally.AddPlanned(1, s.Size)
 		}
@@ -522,28 +648,77 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	return nil
 }
 
+// linkAnchor is the name at the destination that carries a
+// multiply-linked source inode: the first of its names in the walk whose
+// file is transferred or already up to date there.
+type linkAnchor struct {
+	path   string
+	dstIno uint64 // inode of the destination's up-to-date file; 0: transferred in this run
+}
+
+// linked handles, with --hard-links, a file op on one name of a source
+// inode with several: the first such name is transferred (or kept) as
+// usual and becomes the anchor; every later name is linked to the anchor
+// after the transfers (an op queued here, and true returned), unless it
+// already is the anchor's file at the destination. So a new name of an
+// existing group joins the destination's copy, and separate copies at
+// the destination are joined into one, as rsync -H does.
+func (e *engine) linked(op plan.Op) bool {
+	first, link := e.anchorFor(op)
+	if link {
+		e.linkOps = append(e.linkOps, op)
+		e.linkNames = append(e.linkNames, first)
+	}
+	return link
+}
+
+// anchorFor decides for linked (and a dry run) whether op's name is to be
+// linked to its group's anchor, and to which name.
+func (e *engine) anchorFor(op plan.Op) (string, bool) {
+	s := op.Src
+	if !e.opt.HardLinks || s.Type != plan.TypeFile || s.Nlink < 2 {
+		return "", false
+	}
+	// An up-to-date copy can anchor its group; a file skipped for another
+	// reason (a size or age limit) cannot.
+	current := op.Dst != nil && op.Dst.Type == plan.TypeFile &&
+		((op.Kind == plan.OpSkip && op.Reason == "") || op.Kind == plan.OpSetAttrs)
+	if op.Kind != plan.OpPut && !current {
+		return "", false
+	}
+	k := [2]uint64{s.Dev, s.Ino}
+	a, ok := e.links[k]
+	if !ok {
+		if e.links == nil {
+			e.links = map[[2]uint64]linkAnchor{}
+		}
+		a = linkAnchor{path: s.Path}
+		if current {
+			a.dstIno = op.Dst.Ino
+		}
+		e.links[k] = a
+		return "", false
+	}
+	if current && a.dstIno != 0 && op.Dst.Ino == a.dstIno {
+		return "", false // already one file with the anchor
+	}
+	return a.path, true
+}
+
 // dryRun reports op as the real run reports carrying it out: the same
 // events, counted alike, each with the action a plan line shows
 // (create, update, link, mkdir, symlink, delete).
 func (e *engine) dryRun(op plan.Op) {
 	s := op.Src
-	ev := progress.Event{Path: s.Path}
+	ev := progress.Event{Path: s.Path, DryRun: true}
 	switch op.Kind {
 	case plan.OpPut:
 		ev.Event, ev.Action, ev.Bytes = progress.KindTransfer, "create", s.Size
 		if op.Dst != nil {
 			ev.Action = "update"
 		}
-		if e.opt.HardLinks && s.Nlink > 1 {
-			if e.links == nil {
-				e.links = map[[2]uint64]string{}
-			}
-			k := [2]uint64{s.Dev, s.Ino}
-			if first, ok := e.links[k]; ok {
-				ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
-			} else {
-				e.links[k] = s.Path
-			}
+		if first, link := e.anchorFor(op); link {
+			ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
 		}
 		e.tally.AddPlanned(1, ev.Bytes)
 	case plan.OpMkdir:
@@ -555,7 +730,12 @@ func (e *engine) dryRun(op plan.Op) {
 		ev.Event, ev.Action = progress.KindSymlink, "symlink"
 	case plan.OpDelete:
 		ev.Event, ev.Action = progress.KindDelete, "delete"
-	default: // OpSkip, OpSetAttrs: counted as unchanged
+	default: // OpSkip, OpSetAttrs: counted as unchanged, unless joined to a group
+		if first, link := e.anchorFor(op); link {
+			ev.Event, ev.Action, ev.Msg = progress.KindTransfer, "link", "hard link to "+plan.Join(e.dstPath, first)
+			e.tally.AddPlanned(1, 0)
+			break
+		}
 		if op.Kind == plan.OpSkip && op.Reason == "unsupported" {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
 		}
@@ -621,6 +801,12 @@ func (e *engine) split(op plan.Op) bool {
 		return false
 	}
 	return !e.deltaFor(op)
+}
+
+// finishesSplit reports whether this is the final pass of a cluster
+// transfer finishing a file that its shares split between them.
+func (e *engine) finishesSplit(op plan.Op) bool {
+	return e.opt.Shard == nil && e.opt.SplitShares > 1 && e.split(op)
 }
 
 // deltaFor reports whether a changed file is updated with --delta: the
@@ -782,28 +968,32 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			return
 		}
 		batch := ops
+		key, _ := e.flying.add(batch[0].Src.Path, int64(len(payload.b)), len(batch))
 		if err := e.throttle(int64(len(payload.b))); err != nil {
-			e.failOps(batch, err.Error())
+			e.flying.remove(key)
+			e.failOps(batch, err)
 			start()
 			return
 		}
 		if err := l.acquire(e.ctx); err != nil {
-			e.failOps(batch, err.Error())
+			e.flying.remove(key)
+			e.failOps(batch, err)
 			start()
 			return
 		}
 		err := l.sendBatch(len(batch), payload.b, func(errs []string, err error) {
 			l.release()
+			e.flying.remove(key)
 			for i, op := range batch {
 				msg := ""
-				if err != nil {
-					msg = err.Error()
-				} else if i < len(errs) {
+				if i < len(errs) {
 					msg = errs[i]
-				} else {
+				} else if err == nil {
 					msg = "no verdict from the destination"
 				}
-				if msg != "" {
+				if err != nil {
+					e.fileFailed(op.Src.Path, err)
+				} else if msg != "" {
 					e.fileError(op.Src.Path, msg)
 				} else {
 					e.tally.AddBytes(op.Src.Size)
@@ -815,7 +1005,8 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		})
 		if err != nil {
 			l.release()
-			e.failOps(batch, err.Error())
+			e.flying.remove(key)
+			e.failOps(batch, err)
 		}
 		start()
 	}
@@ -825,7 +1016,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 	defer src.close()
 	for op := range in {
 		if e.ctx.Err() != nil {
-			e.failOps([]plan.Op{op}, "transfer cancelled")
+			e.wg.Done() // left for the next run
 			continue
 		}
 		data, err := src.read(plan.Join(srcTop, op.Src.Path), op.Src, buf)
@@ -835,7 +1026,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			continue
 		}
 		sf := smallFile{path: plan.Join(e.dstPath, op.Src.Path), mode: op.Src.Mode, mtimeNs: op.Src.MtimeNs,
-			replaceDir: e.opt.ReplaceDirs, data: data}
+			replaceDir: e.opt.ReplaceDirs, sparse: op.Src.Blocks*512 < op.Src.Size, data: data}
 		if verify {
 			sf.digest = hashtree.Sum(data)
 		}
@@ -849,6 +1040,17 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		}
 	}
 	flush()
+}
+
+// newBwLimiter is the --bwlimit token bucket: rate bytes per second, room
+// for the largest single send (burst), and empty at the start, so that
+// from the first byte on no more than rate*t bytes go out in any t seconds
+// since the start (a full bucket would let a whole chunk or batch through
+// at once: several MiB over the limit in a short run).
+func newBwLimiter(bps, burst int64) *rate.Limiter {
+	l := rate.NewLimiter(rate.Limit(bps), int(burst))
+	l.AllowN(time.Now(), int(burst))
+	return l
 }
 
 // throttle waits until n more payload bytes fit the --bwlimit rate.
@@ -890,9 +1092,10 @@ func (e *engine) waitMore(in <-chan plan.Op) bool {
 	return true
 }
 
-func (e *engine) failOps(ops []plan.Op, msg string) {
+// failOps settles the files of a batch that could not be sent (err).
+func (e *engine) failOps(ops []plan.Op, err error) {
 	for _, op := range ops {
-		e.fileError(op.Src.Path, msg)
+		e.fileFailed(op.Src.Path, err)
 		e.wg.Done()
 	}
 }
@@ -907,9 +1110,11 @@ type sfile struct {
 	failed    atomic.Bool
 	checks    atomic.Int64 // chunks of a resumed partial file still to hash here
 	mu        sync.Mutex
-	errMsg    string
+	errMsg    string // the first failure of the file's own
 	adopt     []AdoptChunk
 	part      bool // a share's range of a split file: parked, not committed
+	fly       *flight
+	flyKey    uint64
 }
 
 type chunkJob struct {
@@ -925,21 +1130,21 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	select {
 	case e.bigSem <- struct{}{}:
 	case <-e.ctx.Done():
-		e.fileError(s.Path, "transfer cancelled")
-		e.wg.Done()
+		e.wg.Done() // left for the next run
 		return
 	}
-	fail := func(msg string) {
+	fail := func(err error) {
 		<-e.bigSem
-		e.fileError(s.Path, msg)
+		e.fileFailed(s.Path, err)
 		e.wg.Done()
 	}
 	f, err := e.src.Open(plan.Join(srcTop, s.Path))
 	if err != nil {
-		fail(describe("open", s.Path, err))
+		fail(errors.New(describe("open", s.Path, err)))
 		return
 	}
 	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f}
+	sf.flyKey, sf.fly = e.flying.add(s.Path, s.Size, 0)
 	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
 	sf.digests = make([]hashtree.Digest, len(chunks))
 	spec := FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
@@ -956,12 +1161,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		}
 	}
 	errs, haves, done, err := e.dst.open(e.ctx, []FileSpec{spec})
-	if err == nil && len(errs) == 1 && errs[0] != "" {
-		err = errors.New(errs[0])
-	}
 	if err != nil {
 		f.Close()
-		fail(err.Error())
+		e.flying.remove(sf.flyKey)
+		fail(err)
+		return
+	}
+	if len(errs) == 1 && errs[0] != "" {
+		f.Close()
+		e.flying.remove(sf.flyKey)
+		<-e.bigSem
+		e.fileError(s.Path, errs[0])
+		e.wg.Done()
 		return
 	}
 	n := int64(len(sf.digests))
@@ -981,7 +1192,10 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	pending := chunks[:0:0]
 	for _, c := range chunks {
 		if isDone[c.Index] {
-			e.tally.AddBytes(c.Len)
+			if !e.finishesSplit(op) { // else a share's progress counted it
+				e.tally.AddBytes(c.Len)
+			}
+			sf.fly.done.Add(c.Len)
 			continue
 		}
 		pending = append(pending, c)
@@ -1010,7 +1224,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: have[c.Index]}:
 		case <-e.ctx.Done():
 			// Senders drain what is queued; the rest is abandoned.
-			e.chunkFailed(sf, "transfer cancelled")
+			e.chunkStopped(sf)
 			return
 		}
 	}
@@ -1023,7 +1237,7 @@ func (e *engine) chunkSender(l dataLane) {
 		sf := job.sf
 		if !job.check {
 			if err := e.throttle(job.c.Len); err != nil {
-				e.chunkFailed(sf, err.Error())
+				e.chunkStopped(sf)
 				continue
 			}
 		}
@@ -1038,7 +1252,7 @@ func (e *engine) chunkSender(l dataLane) {
 			continue
 		}
 		if err := l.acquire(e.ctx); err != nil {
-			e.chunkFailed(sf, err.Error())
+			e.chunkErr(sf, err)
 			continue
 		}
 		// Map the chunk: hash it in place and send it with SendFile from
@@ -1101,6 +1315,7 @@ func (e *engine) chunkSender(l dataLane) {
 			case ackOK:
 				sf.digests[j.c.Index] = dg
 				e.tally.AddBytes(j.c.Len)
+				sf.fly.done.Add(j.c.Len)
 				e.tally.AddSent(j.c.Len)
 				e.chunkSettled(sf)
 			case ackMismatch:
@@ -1118,11 +1333,11 @@ func (e *engine) chunkSender(l dataLane) {
 					select {
 					case e.chunkCh <- &chunkJob{sf: sf, c: j.c, tries: j.tries + 1}:
 					case <-e.ctx.Done():
-						e.chunkFailed(sf, "transfer cancelled")
+						e.chunkStopped(sf)
 					}
 				}()
 			default:
-				e.chunkFailed(sf, msg)
+				e.chunkErr(sf, errors.New(msg))
 			}
 		}
 		var err error
@@ -1143,7 +1358,7 @@ func (e *engine) chunkSender(l dataLane) {
 		}
 		if err != nil {
 			l.release()
-			e.chunkFailed(sf, err.Error())
+			e.chunkErr(sf, err)
 		}
 	}
 }
@@ -1209,17 +1424,20 @@ func (e *engine) offer(sf *sfile) {
 	for _, c := range list {
 		if !missing[c.Index] {
 			e.tally.AddBytes(chunks[c.Index].Len)
+			sf.fly.done.Add(chunks[c.Index].Len)
 			e.chunkSettled(sf)
 			continue
 		}
 		select {
 		case e.chunkCh <- &chunkJob{sf: sf, c: chunks[c.Index]}:
 		case <-e.ctx.Done():
-			e.chunkFailed(sf, "transfer cancelled")
+			e.chunkStopped(sf)
 		}
 	}
 }
 
+// chunkFailed settles a chunk that failed for a reason of the file's own
+// (msg): the file fails.
 func (e *engine) chunkFailed(sf *sfile, msg string) {
 	sf.mu.Lock()
 	if sf.errMsg == "" {
@@ -1228,6 +1446,23 @@ func (e *engine) chunkFailed(sf *sfile, msg string) {
 	sf.mu.Unlock()
 	sf.failed.Store(true)
 	e.chunkSettled(sf)
+}
+
+// chunkStopped settles a chunk abandoned because the run is stopping: the
+// file is left for the next run, which resumes its partial file.
+func (e *engine) chunkStopped(sf *sfile) {
+	sf.failed.Store(true)
+	e.chunkSettled(sf)
+}
+
+// chunkErr settles a chunk that could not be sent (err): the file's own
+// failure, unless the run is stopping.
+func (e *engine) chunkErr(sf *sfile, err error) {
+	if e.stopping() {
+		e.chunkStopped(sf)
+		return
+	}
+	e.chunkFailed(sf, err.Error())
 }
 
 // chunkSettled counts a chunk as done (either way); the last one finishes
@@ -1242,11 +1477,18 @@ func (e *engine) chunkSettled(sf *sfile) {
 func (e *engine) finishBig(sf *sfile) {
 	defer e.wg.Done()
 	defer func() { <-e.bigSem }()
+	defer e.flying.remove(sf.flyKey)
 	s := sf.op.Src
 	info, serr := fsroot.InfoFromFile(sf.f)
 	sf.f.Close()
 	if sf.failed.Load() {
-		e.fileError(s.Path, sf.errMsg)
+		sf.mu.Lock()
+		msg := sf.errMsg
+		sf.mu.Unlock()
+		if msg == "" {
+			return // stopped: the partial file stays for the next run
+		}
+		e.fileError(s.Path, msg)
 		if e.ctx.Err() == nil {
 			// A real failure: drop the partial file. A cancelled run
 			// (stop, --max-duration) keeps it for the next run to resume.
@@ -1262,10 +1504,9 @@ func (e *engine) finishBig(sf *sfile) {
 	if sf.part {
 		errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestPark}})
 		if err == nil && len(errs) == 1 && errs[0] != "" {
-			err = errors.New(errs[0])
-		}
-		if err != nil {
-			e.fileError(s.Path, err.Error())
+			e.fileError(s.Path, errs[0])
+		} else if err != nil {
+			e.fileFailed(s.Path, err)
 		}
 		return
 	}
@@ -1279,11 +1520,12 @@ func (e *engine) finishBig(sf *sfile) {
 		dg = ""
 	}
 	errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: dg}})
-	if err == nil && len(errs) == 1 && errs[0] != "" {
-		err = errors.New(errs[0])
-	}
 	if err != nil {
-		e.fileError(s.Path, err.Error())
+		e.fileFailed(s.Path, err)
+		return
+	}
+	if len(errs) == 1 && errs[0] != "" {
+		e.fileError(s.Path, errs[0])
 		return
 	}
 	ev := progress.Event{Event: progress.KindTransfer, Path: s.Path, Bytes: s.Size}

@@ -141,6 +141,9 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 
 // close releases the handler's locks and its root.
 func (h *handler) close() {
+	if r := h.receiverIfBound(); r != nil {
+		r.restoreWritable() // a run that ended before finish
+	}
 	h.unlock()
 	if root := h.tree(); root != nil {
 		root.Close()
@@ -443,7 +446,11 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 	if err != nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
 	}
-	return hashtree.HashFile(ctx, f, info.Size, 0)
+	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
+	if err != nil {
+		return d, fmt.Errorf("hash %s: %w", p, readErr(err))
+	}
+	return d, nil
 }
 
 // list streams the tree beneath r.Path in batches, one per credit.
@@ -489,10 +496,12 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 		}
 		if r.Checksum && en.Type == plan.TypeFile {
 			d, err := h.hash(ctx, plan.Join(top, en.Path))
-			if err != nil {
+			if err != nil && ctx.Err() != nil {
 				return err
 			}
-			en.Digest = d[:]
+			if err == nil { // else the diff asks again, and transfers the file if that fails too
+				en.Digest = d[:]
+			}
 		}
 		appendEntry(&e, &en)
 		n++

@@ -48,6 +48,9 @@ type receiver struct {
 	files  map[uint64]*rfile
 	failed map[uint64]string // files given up on, so late chunks get the reason
 	dirs   []dirAttr         // directory attributes applied at finish
+	// unlocked are read-only directories made writable for this run,
+	// with their old modes (writable.go).
+	unlocked []dirAttr
 	// noTmpfile is set once the file system turned O_TMPFILE down;
 	// updating while the last batch mostly replaced existing files.
 	noTmpfile atomic.Bool
@@ -865,7 +868,8 @@ func setFileAttrs(f *os.File, mode uint32) error {
 }
 
 // place renames a finished partial file or symlink over its target. A
-// directory in the way is removed only when replaceDir allows it.
+// directory in the way is removed with its contents only when replaceDir
+// allows it (sync); otherwise only an empty one goes, as with rsync.
 func (r *receiver) place(part, target string, replaceDir bool) string {
 	err := r.root.Rename(part, target)
 	if err == nil {
@@ -873,9 +877,12 @@ func (r *receiver) place(part, target string, replaceDir bool) string {
 	}
 	if errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
 		if !replaceDir {
-			return fmt.Sprintf("write %s: a directory stands at the destination (copy never deletes; use sync to replace it)", target)
-		}
-		if err := r.root.RemoveAll(target); err != nil {
+			if err := r.root.Remove(target); errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+				return fmt.Sprintf("write %s: a directory that is not empty stands at the destination (copy deletes nothing; use sync to replace it)", target)
+			} else if err != nil {
+				return describe("remove", target, err)
+			}
+		} else if err := r.root.RemoveAll(target); err != nil {
 			return describe("remove", target, err)
 		}
 		if err := r.root.Rename(part, target); err == nil {
@@ -892,19 +899,29 @@ type smallFile struct {
 	mode       uint32
 	mtimeNs    int64
 	replaceDir bool
+	sparse     bool // the source has holes: all-zero blocks stay holes
 	digest     hashtree.Digest
 	data       []byte
 }
+
+// Flags of a small file in a batch.
+const (
+	smallReplaceDir = 1 << iota
+	smallSparse
+)
 
 func appendSmall(e *enc, f *smallFile) {
 	e.str(f.path)
 	e.uvar(uint64(f.mode))
 	e.svar(f.mtimeNs)
+	var flags uint8
 	if f.replaceDir {
-		e.u8(1)
-	} else {
-		e.u8(0)
+		flags |= smallReplaceDir
 	}
+	if f.sparse {
+		flags |= smallSparse
+	}
+	e.u8(flags)
 	e.raw(f.digest[:])
 	e.bytes(f.data)
 }
@@ -914,7 +931,8 @@ func readSmall(d *dec) smallFile {
 	f.path = d.str()
 	f.mode = uint32(d.uvar())
 	f.mtimeNs = d.svar()
-	f.replaceDir = d.u8() == 1
+	flags := d.u8()
+	f.replaceDir, f.sparse = flags&smallReplaceDir != 0, flags&smallSparse != 0
 	copy(f.digest[:], d.raw(32))
 	f.data = d.bytes()
 	f.size = int64(len(f.data))
@@ -1016,7 +1034,7 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 			open = append(open, f)
 		}
 		written++
-		if _, err := f.Write(sf.data); err != nil {
+		if err := writeSmall(int(f.Fd()), sf); err != nil {
 			errs[i] = describe("write", sf.path, err)
 		} else if err := setFileAttrs(f, sf.mode); err != nil {
 			errs[i] = describe("chmod", sf.path, err)
@@ -1147,18 +1165,8 @@ func (r *receiver) writeTemp(dd *fsroot.Dir, sf *smallFile, masks map[*fsroot.Di
 		mask = st.Mode & 0o777
 		masks[dd] = mask
 	}
-	for b := sf.data; len(b) > 0; {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err == nil && n == 0 {
-			err = io.ErrShortWrite
-		}
-		if err != nil {
-			return fail(describe("write", sf.path, err))
-		}
-		b = b[n:]
+	if err := writeSmall(fd, sf); err != nil {
+		return fail(describe("write", sf.path, err))
 	}
 	// Set-id and sticky bits, and bits the mask took away, need fchmod.
 	if !known || sf.mode&^mask != 0 {
@@ -1227,6 +1235,7 @@ func (r *receiver) metaOne(op MetaOp) string {
 		info, err := r.root.Lstat(op.Path)
 		switch {
 		case err == nil && info.Type == fsroot.TypeDir:
+			r.makeWritable(op.Path, info)
 		case err == nil:
 			if err := r.root.Remove(op.Path); err != nil {
 				return describe("replace", op.Path, err)
@@ -1315,6 +1324,7 @@ func (r *receiver) finish() error {
 	sort.SliceStable(dirs, func(i, j int) bool {
 		return strings.Count(dirs[i].path, "/") > strings.Count(dirs[j].path, "/")
 	})
+	r.restoreWritable() // then the directories' own attributes, where they come with the run
 	var first error
 	for _, d := range dirs {
 		if err := r.root.Chmod(d.path, d.mode); err != nil && first == nil {
@@ -1334,6 +1344,7 @@ func (r *receiver) finish() error {
 
 // abort removes the partial files of transfers that did not finish.
 func (r *receiver) abort() {
+	defer r.restoreWritable()
 	r.mu.Lock()
 	files := r.files
 	r.files = map[uint64]*rfile{}

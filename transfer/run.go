@@ -114,7 +114,7 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		prev.FilesSkipped = 0
 	}
 	sum.DurationS = time.Since(start).Seconds()
-	if sum.Proto == "" {
+	if sum.Proto == "" && !src.IsRemote() && !dst.IsRemote() {
 		sum.Proto = "local"
 	}
 	if err == nil && sum.Errors > 0 {

@@ -648,10 +648,11 @@ func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, sr
 	}
 	// Count what this server sends for the job.
 	counted := progress.SinkFunc(func(e progress.Event) {
-		switch e.Event {
-		case progress.KindTransfer:
+		switch {
+		case e.DryRun:
+		case e.Event == progress.KindTransfer:
 			srv.cfg.Metrics.AddFiles(tally.Summary().Proto, metrics.Sent, 1)
-		case progress.KindNotice:
+		case e.Event == progress.KindNotice:
 			if strings.Contains(e.Msg, "sending it again") {
 				srv.cfg.Metrics.ChunkRetry()
 			}

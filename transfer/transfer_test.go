@@ -243,12 +243,13 @@ func TestEntryRoundTrip(t *testing.T) {
 		e.bytes(d[:])
 		e.uvar(1)
 		e.uvar(1)
+		e.str("permission denied")
 		got, err := readEntry(&dec{b: e.b})
 		if (err == nil) != tt.ok {
 			t.Errorf("%q: err = %v", tt.path, err)
 			continue
 		}
-		if tt.ok && (got.Path != tt.path || got.Size != 5 || !bytes.Equal(got.Digest, d[:])) {
+		if tt.ok && (got.Path != tt.path || got.Size != 5 || !bytes.Equal(got.Digest, d[:]) || got.Err != "permission denied") {
 			t.Errorf("%q: round trip gave %+v", tt.path, got)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol spoken by this
 // build. Peers refuse a different major version in the handshake.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // magic opens every connection, so that a peer that is not xfer (an HTTP
 // server, an rsync daemon) is recognised at once.
@@ -209,7 +209,11 @@ func appendEntry(e *enc, en *plan.Entry) {
 	e.bytes(en.Digest)
 	e.uvar(en.Ino)
 	e.uvar(en.Nlink)
+	e.str(en.Err)
 }
+
+// maxEntryErr bounds the reason a listing entry gives for being unreadable.
+const maxEntryErr = 1024
 
 // readEntry decodes a listing entry and validates what a hostile peer could
 // get wrong.
@@ -226,10 +230,11 @@ func readEntry(d *dec) (plan.Entry, error) {
 	}
 	en.Ino = d.uvar()
 	en.Nlink = d.uvar()
+	en.Err = d.str()
 	if d.err != nil {
 		return en, d.err
 	}
-	if en.Type < plan.TypeFile || en.Type > plan.TypeOther || en.Size < 0 || en.Mode > 07777 {
+	if en.Type < plan.TypeFile || en.Type > plan.TypeOther || en.Size < 0 || en.Mode > 07777 || len(en.Err) > maxEntryErr {
 		return en, fmt.Errorf("invalid listing entry %q", en.Path)
 	}
 	if err := validRel(en.Path); err != nil || en.Path == "" {

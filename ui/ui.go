@@ -23,7 +23,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/xfer-io/xfer/progress"
@@ -36,15 +35,17 @@ type Mode int
 const (
 	// ModeAuto is ModeBar when Stdout is a terminal, ModePlain otherwise.
 	ModeAuto Mode = iota
-	// ModeBar draws a live progress bar on Stdout; errors and notices are
-	// printed above it on Stderr.
+	// ModeBar draws a live progress display on Stdout (rates, a labeled
+	// ETA, the files in flight), fitted to the terminal's width; errors
+	// and notices are printed above it on Stderr.
 	ModeBar
 	// ModePlain prints lines only: no animation, no carriage returns.
 	ModePlain
 	// ModeJSON prints every event but progress as one JSON object per line
 	// on Stdout, then the summary.
 	ModeJSON
-	// ModeQuiet prints errors only (and the plan of a dry run).
+	// ModeQuiet prints errors only (and why a run stopped early): no
+	// summary, no dry-run plan.
 	ModeQuiet
 )
 
@@ -79,16 +80,12 @@ type Options struct {
 	// DryRun makes the summary describe what would have been done.
 	DryRun bool
 	// Verbose also prints one line per transferred or deleted file (bar and
-	// plain modes).
+	// plain modes), and in the summary why the transport was chosen.
 	Verbose bool
 }
 
 // barInterval is the minimum time between two redraws of the bar.
 const barInterval = 100 * time.Millisecond
-
-// barWidth is the width of the bar itself, in cells; it shrinks to fit
-// narrow terminals.
-const barWidth = 25
 
 // Printer renders events for one run. It implements progress.Sink and is
 // safe for concurrent use.
@@ -101,17 +98,15 @@ type Printer struct {
 	// interval throttles bar redraws.
 	interval time.Duration
 
+	// now is the clock (time stamps of JSON lines, rates).
+	now func() time.Time
+
 	mu       sync.Mutex
 	finished bool
 
 	// Bar mode. bar exists from New on so that its clock, and therefore
-	// the rate and ETA, start with the run; drawn is set once it has been
-	// rendered, from which point lines are printed above it.
-	bar      *progressbar.ProgressBar
-	drawn    bool
-	barMax   int64
-	barDesc  string
-	shown    int64          // bytes the bar currently shows
+	// the rate and ETA, start with the run.
+	bar      *bar
 	latest   progress.Event // last progress event received
 	lastDraw time.Time
 
@@ -129,6 +124,7 @@ func New(o Options) *Printer {
 		dryRun:   o.DryRun,
 		verbose:  o.Verbose,
 		interval: barInterval,
+		now:      time.Now,
 	}
 	if p.out == nil {
 		p.out = os.Stdout
@@ -147,22 +143,23 @@ func New(o Options) *Printer {
 		p.mode = ModePlain
 	}
 	if p.mode == ModeBar {
-		p.barMax = 1
-		p.bar = progressbar.NewOptions64(p.barMax,
-			progressbar.OptionSetWriter(p.out),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionShowTotalBytes(true),
-			progressbar.OptionShowCount(),
-			progressbar.OptionUseIECUnits(true),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionSetWidth(barWidth),
-			// Redraws are throttled here (interval), so that a frame always
-			// shows bytes, totals and file counts of the same event.
-			progressbar.OptionThrottle(0),
-		)
-		p.bar.StartWithoutRender()
+		p.bar = newBar(p.out, terminalSize(p.out), p.now())
 	}
 	return p
+}
+
+// terminalSize returns a function that queries w's terminal for its size
+// (columns, rows) at each call, so that the display follows a resized
+// window; 80x24 when w is not a terminal.
+func terminalSize(w io.Writer) func() (int, int) {
+	return func() (int, int) {
+		if f, ok := w.(*os.File); ok {
+			if c, r, err := term.GetSize(int(f.Fd())); err == nil && c > 0 {
+				return c, r
+			}
+		}
+		return 80, 24
+	}
 }
 
 // Mode returns the mode in use, ModeAuto resolved.
@@ -221,14 +218,16 @@ func (p *Printer) Finish(s progress.Summary) {
 		return
 	}
 	p.finished = true
-	if p.drawn {
-		_ = p.bar.Clear()
-		p.drawn = false
+	if p.bar != nil {
+		p.bar.clear()
 	}
 	p.bar = nil
 
 	switch p.mode {
 	case ModeJSON:
+		if s.Time == "" {
+			s.Time = progress.Stamp(p.now())
+		}
 		p.write(p.out, marshalLine(s))
 	case ModeBar, ModePlain:
 		var b strings.Builder
@@ -251,8 +250,11 @@ func (p *Printer) Finish(s progress.Summary) {
 	}
 }
 
-// writeJSON prints e as one JSON line.
+// writeJSON prints e as one JSON line, stamped with the time.
 func (p *Printer) writeJSON(e progress.Event) {
+	if e.Time == "" {
+		e.Time = progress.Stamp(p.now())
+	}
 	line := marshalLine(e)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -287,12 +289,14 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 			msg = e.Msg
 		}
 		return p.errw, "xfer: ERROR " + withPath(e.Path, msg)
-	}
-	if isPlan(e) {
-		return p.out, planLine(e)
+	case progress.KindStopped:
+		return p.errw, "xfer: " + printable(e.Msg)
 	}
 	if p.mode == ModeQuiet {
 		return nil, ""
+	}
+	if isPlan(e) {
+		return p.out, planLine(e)
 	}
 	switch e.Event {
 	case progress.KindNotice:
@@ -316,15 +320,16 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 // isPlan reports whether e is an event of a dry run, which carries the
 // action it stands for; it is shown as a plan line.
 func isPlan(e progress.Event) bool {
-	return e.Event == progress.KindPlan || e.Action != ""
+	return e.DryRun || e.Event == progress.KindPlan || e.Action != ""
 }
 
 // planLine formats a dry-run plan event: "create path (1.2 KiB)",
-// "update path (...)", "delete path", "mkdir path", "symlink path".
+// "update path (...)", "link path", "delete path", "mkdir path",
+// "symlink path".
 func planLine(e progress.Event) string {
 	action := e.Action
 	if action == "" {
-		action = "plan"
+		action = e.Event
 	}
 	s := printable(action) + " " + printable(e.Path)
 	if e.Action == "create" || e.Action == "update" {
@@ -333,7 +338,7 @@ func planLine(e progress.Event) string {
 	return s
 }
 
-// countPlan adds a plan event to what a dry run would do.
+// countPlan adds an event of a dry run to what it would do.
 func (p *Printer) countPlan(e progress.Event) {
 	switch e.Action {
 	case "create", "update", "link":
@@ -344,52 +349,38 @@ func (p *Printer) countPlan(e progress.Event) {
 	}
 }
 
-// printLine prints line on w, above the bar if one is drawn.
+// printLine prints line on w, above the progress display if one is
+// drawn.
 func (p *Printer) printLine(w io.Writer, line string) {
-	if p.drawn {
-		_ = p.bar.Clear()
+	drawn := p.bar != nil && p.bar.drawn()
+	if drawn {
+		p.bar.clear()
 	}
 	p.write(w, []byte(line+"\n"))
-	if p.drawn {
+	if drawn {
 		p.draw()
 	}
 }
 
-// progress records a progress event and redraws the bar unless it was
+// progress records a progress event and redraws the display unless it was
 // redrawn less than p.interval ago.
 func (p *Printer) progress(e progress.Event) {
 	if p.finished {
 		return
 	}
 	p.latest = e
-	if !p.drawn || time.Since(p.lastDraw) >= p.interval {
+	now := p.now()
+	p.bar.sample(now, e.BytesDone)
+	if !p.bar.drawn() || now.Sub(p.lastDraw) >= p.interval {
 		p.draw()
 	}
 }
 
-// draw renders the bar for the latest progress event. Totals grow as the
-// planner discovers work; the bar's maximum is kept above the bytes done
-// (and is raised before them) so that progressbar never considers itself
-// finished, which would stop its rendering for good, before Finish clears
-// it.
+// draw renders the display for the latest progress event.
 func (p *Printer) draw() {
-	e := p.latest
-	done := max(e.BytesDone, 0)
-	limit := max(e.BytesTotal, done, p.shown) + 1
-	desc := fmt.Sprintf("files %d/%d", e.FilesDone, max(e.FilesTotal, e.FilesDone))
-	if limit != p.barMax {
-		p.bar.ChangeMax64(limit)
-		p.barMax = limit
-	}
-	// Each call renders; the last one shows the complete new state.
-	_ = p.bar.Set64(done)
-	p.shown = done
-	if desc != p.barDesc {
-		p.bar.Describe(desc)
-		p.barDesc = desc
-	}
-	p.drawn = true
-	p.lastDraw = time.Now()
+	now := p.now()
+	p.bar.draw(p.latest, now)
+	p.lastDraw = now
 }
 
 // summaryLine is the one-line summary of the human modes.
@@ -413,9 +404,18 @@ func (p *Printer) summaryLine(s progress.Summary) string {
 	fmt.Fprintf(&b, ", skipped %d, deleted %d, errors %d", s.FilesSkipped, s.FilesDeleted, s.Errors)
 	if s.Proto != "" {
 		b.WriteString(", proto " + printable(s.Proto))
-		if s.ProtoReason != "" {
+		if s.ProtoReason != "" && p.verbose {
 			b.WriteString(" (" + printable(s.ProtoReason) + ")")
 		}
+	}
+	switch s.Stopped {
+	case "":
+	case progress.StoppedInterrupted:
+		b.WriteString("; interrupted, not done")
+	case progress.StoppedMaxDuration:
+		b.WriteString("; stopped at --max-duration, not done")
+	default:
+		b.WriteString("; stopped (" + printable(s.Stopped) + "), not done")
 	}
 	return b.String()
 }

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rivo/uniseg"
 
 	"github.com/xfer-io/xfer/progress"
 )
@@ -20,12 +23,16 @@ func run(o Options, events []progress.Event, sum progress.Summary) (stdout, stde
 	o.Stdout, o.Stderr = &out, &errw
 	p := New(o)
 	p.interval = 0
+	p.now = fixedNow
 	for _, e := range events {
 		p.Emit(e)
 	}
 	p.Finish(sum)
 	return out.String(), errw.String()
 }
+
+// fixedNow is the clock of the tests' Printers.
+func fixedNow() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 678_000_000, time.UTC) }
 
 // lines splits output into lines, without the final newline.
 func lines(s string) []string {
@@ -52,11 +59,11 @@ var (
 		DurationS: 1.25, Proto: "tcp"}
 
 	planEvents = []progress.Event{
-		{Event: progress.KindMkdir, Action: "mkdir", Path: "dir"},
-		{Event: progress.KindTransfer, Action: "create", Path: "dir/a.txt", Bytes: 1229},
-		{Event: progress.KindTransfer, Action: "update", Path: "b.txt", Bytes: 512},
-		{Event: progress.KindDelete, Action: "delete", Path: "old.txt"},
-		{Event: progress.KindSymlink, Action: "symlink", Path: "link"},
+		{Event: progress.KindMkdir, Action: "mkdir", Path: "dir", DryRun: true},
+		{Event: progress.KindTransfer, Action: "create", Path: "dir/a.txt", Bytes: 1229, DryRun: true},
+		{Event: progress.KindTransfer, Action: "update", Path: "b.txt", Bytes: 512, DryRun: true},
+		{Event: progress.KindDelete, Action: "delete", Path: "old.txt", DryRun: true},
+		{Event: progress.KindSymlink, Action: "symlink", Path: "link", DryRun: true},
 		{Event: progress.KindError, Path: "c.txt", Error: "permission denied"},
 	}
 	planSummary = progress.Summary{Event: progress.KindSummary, DryRun: true, Errors: 1,
@@ -117,12 +124,29 @@ func TestHumanModes(t *testing.T) {
 			wantStderr: []string{"xfer: ERROR c.txt: permission denied"},
 		},
 		{
-			name:       "quiet dry run prints the plan",
+			name:       "quiet dry run prints only errors",
 			opts:       Options{Mode: ModeQuiet, DryRun: true},
 			events:     planEvents,
 			sum:        planSummary,
-			wantStdout: planLines,
 			wantStderr: []string{"xfer: ERROR c.txt: permission denied"},
+		},
+		{
+			name: "interrupted run: one line, summary marked",
+			opts: Options{Mode: ModePlain},
+			events: []progress.Event{{Event: progress.KindStopped,
+				Msg: "interrupted by SIGINT before the run was done: rerun the same command to continue"}},
+			sum: progress.Summary{FilesTransferred: 2, BytesTransferred: 2048, DurationS: 2, Proto: "local",
+				Stopped: progress.StoppedInterrupted},
+			wantStdout: []string{"transferred 2 files (2.0 KiB) in 2.0s (1.0 KiB/s), skipped 0, deleted 0, errors 0, proto local; interrupted, not done"},
+			wantStderr: []string{"xfer: interrupted by SIGINT before the run was done: rerun the same command to continue"},
+		},
+		{
+			name: "quiet still says why a run stopped",
+			opts: Options{Mode: ModeQuiet},
+			events: []progress.Event{{Event: progress.KindStopped, Msg: "stopped after --max-duration 1s"},
+				{Event: progress.KindNotice, Msg: "retrying"}},
+			sum:        progress.Summary{Stopped: progress.StoppedMaxDuration},
+			wantStderr: []string{"xfer: stopped after --max-duration 1s"},
 		},
 		{
 			name: "summary details",
@@ -134,9 +158,18 @@ func TestHumanModes(t *testing.T) {
 					"node1": {Files: 1, Bytes: 1 << 20},
 				}},
 			wantStdout: []string{
-				"transferred 1 file (512 B) in 2m5s (4 B/s), skipped 0, deleted 0, errors 0, proto rdma (peer supports it)",
+				"transferred 1 file (512 B) in 2m5s (4 B/s), skipped 0, deleted 0, errors 0, proto rdma",
 				"agent node1: 1 file (1.0 MiB)",
 				"agent node2: 2 files (3.0 GiB), lost",
+			},
+		},
+		{
+			name: "the reason for the transport only with -v",
+			opts: Options{Mode: ModePlain, Verbose: true},
+			sum: progress.Summary{FilesTransferred: 1, BytesTransferred: 512, DurationS: 1,
+				Proto: "tcp", ProtoReason: "rdma: no RDMA device"},
+			wantStdout: []string{
+				"transferred 1 file (512 B) in 1.0s (512 B/s), skipped 0, deleted 0, errors 0, proto tcp (rdma: no RDMA device)",
 			},
 		},
 		{
@@ -221,6 +254,12 @@ func TestJSON(t *testing.T) {
 				if m["event"] != tt.wantKinds[i] {
 					t.Errorf("line %d: event %v, want %s", i, m["event"], tt.wantKinds[i])
 				}
+				if m["time"] != "2026-01-02T03:04:05.678Z" {
+					t.Errorf("line %d: time %v, want RFC 3339 UTC with milliseconds", i, m["time"])
+				}
+				if dry, _ := m["dry_run"].(bool); tt.wantKinds[i] != "error" && dry != tt.opts.DryRun {
+					t.Errorf("line %d: dry_run %v in a run with DryRun %v", i, m["dry_run"], tt.opts.DryRun)
+				}
 			}
 			var last map[string]any
 			_ = json.Unmarshal([]byte(got[len(got)-1]), &last)
@@ -235,6 +274,7 @@ func TestJSON(t *testing.T) {
 			want := tt.sum
 			want.Event = progress.KindSummary
 			want.DryRun = want.DryRun || tt.opts.DryRun
+			want.Time = "2026-01-02T03:04:05.678Z"
 			if fmt.Sprint(sum) != fmt.Sprint(want) {
 				t.Errorf("summary = %+v, want %+v", sum, want)
 			}
@@ -246,7 +286,7 @@ func TestJSONEventFields(t *testing.T) {
 	stdout, _ := run(Options{Mode: ModeJSON},
 		[]progress.Event{{Event: progress.KindTransfer, Path: "a&b<c>.txt", Bytes: 7, Digest: "ff"}},
 		progress.Summary{})
-	want := `{"event":"transfer","path":"a&b<c>.txt","bytes":7,"blake3":"ff"}`
+	want := `{"event":"transfer","time":"2026-01-02T03:04:05.678Z","path":"a&b<c>.txt","bytes":7,"blake3":"ff"}`
 	if got := lines(stdout)[0]; got != want {
 		t.Errorf("got %s\nwant %s", got, want)
 	}
@@ -273,41 +313,229 @@ func TestBar(t *testing.T) {
 	var out, errw bytes.Buffer
 	p := New(Options{Mode: ModeBar, Stdout: &out, Stderr: &errw})
 	p.interval = 0
+	p.bar.size = func() (int, int) { return 100, 30 }
 	// Totals grow while work is done, and done catches up with the total
 	// before the planner finds more.
 	steps := []progress.Event{
-		{Event: progress.KindProgress},
-		{Event: progress.KindProgress, BytesDone: 100, BytesTotal: 100, FilesDone: 1, FilesTotal: 1},
-		{Event: progress.KindProgress, BytesDone: 150, BytesTotal: 4096, FilesDone: 1, FilesTotal: 12},
+		{Event: progress.KindProgress, Listing: true},
+		{Event: progress.KindProgress, BytesDone: 100, BytesTotal: 100, FilesDone: 1, FilesTotal: 1, Listing: true},
+		{Event: progress.KindProgress, BytesDone: 150, BytesTotal: 4096, FilesDone: 1, FilesTotal: 12,
+			InFlight: []progress.InFlight{{Path: "big/file.bin", Size: 4096, Done: 1024}}},
 		{Event: progress.KindError, Path: "c.txt", Error: "permission denied"},
 		{Event: progress.KindProgress, BytesDone: 9000, BytesTotal: 4096, FilesDone: 13, FilesTotal: 12},
-		{Event: progress.KindProgress, BytesDone: 9000, BytesTotal: 1 << 40, FilesDone: 13, FilesTotal: 40},
+		{Event: progress.KindProgress, BytesDone: 9000, BytesTotal: 1 << 40, FilesDone: 13, FilesTotal: 40,
+			InFlight: []progress.InFlight{{Path: "small/a", Size: 1 << 20, Files: 38}}},
 	}
 	for _, e := range steps {
 		p.Emit(e)
 	}
 	shown := out.String()
-	for _, want := range []string{"files 1/1", "files 1/12", "files 13/13", "files 13/40", "%", "KiB"} {
+	for _, want := range []string{"Files:       1 / 1+", "Files:       1 / 12, 1 in flight", "Files:       13 / 13",
+		"Files:       13 / 40", "Transferred:", "ETA ", "%", "KiB", " * big/file.bin: 25% of 4.0 KiB",
+		" * small/a +37 files, 1.0 MiB"} {
 		if !strings.Contains(shown, want) {
-			t.Errorf("bar output lacks %q:\n%q", want, shown)
+			t.Errorf("display lacks %q:\n%q", want, shown)
 		}
 	}
 	if got := errw.String(); got != "xfer: ERROR c.txt: permission denied\n" {
 		t.Errorf("stderr = %q", got)
 	}
-	// The bar is redrawn after the error line.
-	if !strings.Contains(shown[strings.LastIndex(shown, "\r"):], "files 13/40") {
-		t.Errorf("bar not redrawn last: %q", shown)
-	}
-
 	p.Finish(progress.Summary{FilesTransferred: 13, BytesTransferred: 9000, DurationS: 2, Proto: "tcp"})
-	all := out.String()
-	// After the last carriage return only blanks (the cleared bar) and the
-	// summary remain.
-	tail := all[strings.LastIndex(all, "\r")+1:]
-	want := "transferred 13 files (8.8 KiB) in 2.0s (4.4 KiB/s), skipped 0, deleted 0, errors 0, proto tcp\n"
-	if tail != want {
-		t.Errorf("after the bar: %q, want %q", tail, want)
+	scr := newScreen(100)
+	scr.write(out.String())
+	want := []string{"transferred 13 files (8.8 KiB) in 2.0s (4.4 KiB/s), skipped 0, deleted 0, errors 0, proto tcp"}
+	if got := scr.text(); !equal(got, want) {
+		t.Errorf("screen after Finish:\n%q\nwant %q", got, want)
+	}
+}
+
+// screen is a minimal terminal: it applies text, \r, \n, cursor up
+// (ESC[nA), erase line (ESC[2K) and erase below (ESC[J), and wraps at its
+// width as a terminal with automatic margins does.
+type screen struct {
+	cols     int
+	rows     [][]rune
+	row, col int
+	wrapped  int // lines that wrapped
+}
+
+func newScreen(cols int) *screen { return &screen{cols: cols, rows: [][]rune{nil}} }
+
+func (s *screen) line() *[]rune {
+	for len(s.rows) <= s.row {
+		s.rows = append(s.rows, nil)
+	}
+	return &s.rows[s.row]
+}
+
+func (s *screen) write(text string) {
+	r := []rune(text)
+	for i := 0; i < len(r); i++ {
+		switch c := r[i]; c {
+		case '\r':
+			s.col = 0
+		case '\n':
+			s.row++
+			s.col = 0
+			s.line()
+		case 0x1b:
+			j := i + 2
+			for j < len(r) && (r[j] >= '0' && r[j] <= '9' || r[j] == '?') {
+				j++
+			}
+			arg := string(r[i+2 : j])
+			switch r[j] {
+			case 'A':
+				n := 1
+				fmt.Sscan(arg, &n)
+				s.row = max(0, s.row-n)
+			case 'K':
+				*s.line() = nil
+			case 'J':
+				l := s.line()
+				if len(*l) > s.col {
+					*l = (*l)[:s.col]
+				}
+				s.rows = s.rows[:s.row+1]
+			}
+			i = j
+		default:
+			if s.col >= s.cols {
+				s.wrapped++
+				s.row++
+				s.col = 0
+			}
+			l := s.line()
+			for len(*l) <= s.col {
+				*l = append(*l, ' ')
+			}
+			(*l)[s.col] = c
+			s.col++
+		}
+	}
+}
+
+// text is the screen's non-empty lines, trailing blanks trimmed.
+func (s *screen) text() []string {
+	var out []string
+	for _, l := range s.rows {
+		if t := strings.TrimRight(string(l), " "); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// TestBarFitsEveryWidth: at any width, however long the names, a frame's
+// lines are narrower than the terminal, so that nothing wraps, and after
+// many redraws (and lines printed above) the screen holds the printed
+// lines and exactly one frame: no junk lines.
+func TestBarFitsEveryWidth(t *testing.T) {
+	long := strings.Repeat("very-long-directory-name/", 8) + "日本語のファイル名.bin"
+	for _, cols := range []int{10, 20, 40, 55, 80, 132} {
+		t.Run(fmt.Sprint(cols), func(t *testing.T) {
+			var out, errw bytes.Buffer
+			p := New(Options{Mode: ModeBar, Stdout: &out, Stderr: &errw})
+			p.interval = 0
+			clock := fixedNow()
+			p.now = func() time.Time { return clock }
+			p.bar.rate.start = clock
+			p.bar.size = func() (int, int) { return cols, 24 }
+			for i := range 50 {
+				clock = clock.Add(200 * time.Millisecond)
+				inflight := []progress.InFlight{{Path: long, Size: 64 << 20, Done: int64(i) << 20}}
+				if i%3 == 0 {
+					inflight = append(inflight, progress.InFlight{Path: "short", Size: 100, Files: 7})
+				}
+				p.Emit(progress.Event{Event: progress.KindProgress, BytesDone: int64(i) << 20, BytesTotal: 64 << 20,
+					FilesDone: int64(i), FilesTotal: 1000, InFlight: inflight})
+				if i == 25 {
+					p.Emit(progress.Event{Event: progress.KindNotice, Msg: "in the middle"})
+				}
+			}
+			scr := newScreen(cols)
+			scr.write(out.String())
+			got := scr.text()
+			if scr.wrapped > 0 {
+				t.Errorf("%d lines wrapped at %d columns", scr.wrapped, cols)
+			}
+			for _, l := range got {
+				if widthOf(l) >= cols {
+					t.Errorf("line of %d cells at %d columns: %q", widthOf(l), cols, l)
+				}
+			}
+			// The last frame: two lines and one file in flight.
+			if len(got) != 3 {
+				t.Errorf("screen holds %d lines, want one frame of 3:\n%s", len(got), strings.Join(got, "\n"))
+			}
+			if cols >= 40 && (!strings.Contains(got[0], "ETA 4s") || !strings.HasPrefix(got[1], "Files")) {
+				t.Errorf("labels missing:\n%s", strings.Join(got, "\n"))
+			}
+			if cols >= 40 && !strings.Contains(got[2], "ファイル名.bin") {
+				t.Errorf("file in flight not named by its end:\n%s", strings.Join(got, "\n"))
+			}
+			before := out.Len()
+			p.Finish(progress.Summary{Proto: "tcp"})
+			scr.write(out.String()[before:])
+			// The summary is an ordinary line (it may wrap); nothing of the
+			// frame is left.
+			nospace := func(s string) string { return strings.ReplaceAll(s, " ", "") }
+			if got := scr.text(); nospace(strings.Join(got, "")) != nospace("transferred 0 files (0 B) in 0.0s, skipped 0, deleted 0, errors 0, proto tcp") {
+				t.Errorf("after Finish the screen holds:\n%s", strings.Join(got, "\n"))
+			}
+		})
+	}
+}
+
+func widthOf(s string) int { return uniseg.StringWidth(s) }
+
+// TestETA: the ETA is labeled, follows the measured rate to the end, and
+// is unknown ("-") while the listing still adds work.
+func TestETA(t *testing.T) {
+	tests := []struct {
+		done, total int64
+		rate        float64
+		listing     bool
+		want        string
+	}{
+		{0, 100 << 20, -1, false, "ETA -"},
+		{10 << 20, 100 << 20, 10 << 20, false, "ETA 9s"},
+		{99 << 20, 100 << 20, 10 << 20, false, "ETA 1s"},
+		{100 << 20, 100 << 20, 10 << 20, false, "ETA 0s"},
+		{10 << 20, 100 << 20, 10 << 20, true, "ETA -"},
+		{0, 10 << 30, 1 << 20, false, "ETA 2h50m"},
+		{0, 300 << 20, 1 << 20, false, "ETA 5m00s"},
+	}
+	for _, tt := range tests {
+		e := progress.Event{BytesDone: tt.done, BytesTotal: tt.total, Listing: tt.listing}
+		l := frame(e, tt.rate, 100, 24)[0]
+		if !strings.HasSuffix(strings.TrimRight(strings.SplitN(l, " [", 2)[0], " "), tt.want) {
+			t.Errorf("done %d of %d at %.0f B/s (listing %v): %q, want it to end in %q", tt.done, tt.total, tt.rate, tt.listing, l, tt.want)
+		}
+	}
+}
+
+// TestRate: the rate is measured over the last seconds, not from zero.
+func TestRate(t *testing.T) {
+	start := fixedNow()
+	m := rateMeter{start: start}
+	if r := m.rate(start); r >= 0 {
+		t.Errorf("rate before any sample = %v, want unknown", r)
+	}
+	// 1 MiB/s for 20 s, then 4 MiB/s for 15 s.
+	var done int64
+	now := start
+	for i := 1; i <= 350; i++ {
+		now = start.Add(time.Duration(i) * 100 * time.Millisecond)
+		if i <= 200 {
+			done += 1 << 20 / 10
+		} else {
+			done += 4 << 20 / 10
+		}
+		m.add(now, done)
+	}
+	if r := m.rate(now); math.Abs(r-4<<20)/(4<<20) > 0.05 {
+		t.Errorf("rate = %.0f, want about %d", r, 4<<20)
 	}
 }
 
@@ -319,10 +547,8 @@ func TestBarThrottled(t *testing.T) {
 		p.Emit(progress.Event{Event: progress.KindProgress, BytesDone: int64(i), BytesTotal: 1000,
 			FilesDone: int64(i), FilesTotal: 1000})
 	}
-	// A redraw renders the description at most twice (new description,
-	// new byte count).
-	limit := 2 * int(time.Since(start)/barInterval+1)
-	if n := strings.Count(out.String(), "files "); n == 0 || n > limit {
+	limit := int(time.Since(start)/barInterval + 1)
+	if n := strings.Count(out.String(), "Files:"); n == 0 || n > limit {
 		t.Errorf("1000 quick progress events drew %d frames, want a few:\n%q", n, out.String())
 	}
 }

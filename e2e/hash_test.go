@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// hashNames are names that b3sum escapes or rewrites: newlines,
+// backslashes, both, a carriage return, and byte sequences that are not
+// UTF-8 (each maximal invalid subsequence becomes one U+FFFD).
+var hashNames = []string{
+	"plain", "with space", "ünïcødé", "new\nline", `back\slash`, "both\\\nx", "cr\rx", "tab\tx",
+	"ff\xff\xffz", "trunc\xe2\x82", "trunc2\xe2\x82x", "f0\xf0\x9f\x98", "surrogate\xed\xa0\x80",
+	"overlong\xc0\xaf", "bad\xff\\\n", "-dash",
+}
+
+// runTool runs name with args in dir, stdin as given, and returns stdout,
+// stderr and the exit code.
+func runTool(t *testing.T, dir string, stdin []byte, name string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = baseEnv(t)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %q: %v", name, args, err)
+	}
+	return so.String(), se.String(), code
+}
+
+// TestHashDifferentialB3sum: `xfer hash` prints byte for byte what b3sum
+// prints, for odd names, standard input, and --check with and without
+// --quiet, good and bad sums, escaped lines and malformed ones.
+func TestHashDifferentialB3sum(t *testing.T) {
+	b3, err := exec.LookPath("b3sum")
+	if err != nil {
+		t.Skip("b3sum is not installed")
+	}
+	dir := t.TempDir()
+	for i, n := range hashNames {
+		writeRandom(t, filepath.Join(dir, n), int64(i*1000+1), uint64(i+1))
+	}
+	writeRandom(t, filepath.Join(dir, "big"), 9<<20+77, 99)
+	names := append(append([]string{}, hashNames...), "big")
+	input := []byte("standard input\n")
+
+	type tc struct {
+		name  string
+		args  []string
+		stdin []byte
+	}
+	cases := []tc{
+		{"names", append([]string{"--"}, names...), nil},
+		{"stdin, no file", nil, input},
+		{"stdin as -", []string{"-"}, input},
+		{"stdin between files", []string{"plain", "-", "new\nline"}, input},
+	}
+	// The sums b3sum writes, and damaged copies of them.
+	want, _, code := runTool(t, dir, nil, b3, append([]string{"--"}, names...)...)
+	if code != 0 {
+		t.Fatalf("b3sum: exit %d", code)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "SUMS"), []byte(want), 0o644))
+	lines := strings.SplitAfter(want, "\n")
+	var okLines []string // lines --check can verify (names valid UTF-8)
+	for _, l := range lines {
+		if l != "" && !strings.ContainsRune(l, '\uFFFD') {
+			okLines = append(okLines, l)
+		}
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "GOOD"), []byte(strings.Join(okLines, "")), 0o644))
+	bad := strings.Replace(strings.Join(okLines, ""), okLines[0][:8], "00000000", 1)
+	must(t, os.WriteFile(filepath.Join(dir, "BAD"), []byte(bad), 0o644))
+	malformed := "\n" + // empty line
+		"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262 *plain\n" + // one space
+		"AF1349B9F5F9A1A6A0404DEA36DCC9499BCB25C9ADC112B7CC9A93CAE41F3262  plain\n" + // upper case
+		"\\af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262  a\\tb\n" + // bad escape
+		"\\af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262  plain\n" + // escaped, no escapes
+		"short\n" + okLines[1] + okLines[2]
+	must(t, os.WriteFile(filepath.Join(dir, "MALFORMED"), []byte(malformed), 0o644))
+	for _, f := range []string{"SUMS", "GOOD", "BAD", "MALFORMED"} {
+		cases = append(cases,
+			tc{"check " + f, []string{"--check", f}, nil},
+			tc{"check --quiet " + f, []string{"--check", "--quiet", f}, nil})
+	}
+	goodSums, _ := os.ReadFile(filepath.Join(dir, "GOOD"))
+	cases = append(cases, tc{"check from stdin", []string{"--check"}, goodSums},
+		tc{"check - from stdin", []string{"-c", "-"}, goodSums})
+
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			wo, _, wc := runTool(t, dir, c.stdin, b3, c.args...)
+			xargs := c.args
+			for i, a := range xargs {
+				if a == "--quiet" {
+					xargs = append(append(append([]string{}, xargs[:i]...), "-q"), xargs[i+1:]...)
+				}
+			}
+			go_, ge, gc := runTool(t, dir, c.stdin, xferBin, append([]string{"hash"}, xargs...)...)
+			if go_ != wo {
+				t.Errorf("stdout differs from b3sum's\nxfer:  %q\nb3sum: %q", go_, wo)
+			}
+			if gc != wc {
+				t.Errorf("exit %d, b3sum %d (stderr %q)", gc, wc, ge)
+			}
+			if strings.Contains(ge, "hashtree") || strings.Contains(ge, "strconv") {
+				t.Errorf("Go-internal text on stderr: %q", ge)
+			}
+		})
+	}
+}
