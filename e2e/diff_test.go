@@ -32,7 +32,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
+	osuser "os/user"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -56,15 +56,15 @@ const (
 	sideCluster      // cl:/... (two agents serving one tree)
 )
 
-// direction is one pair of sides, named as in the subtests.
-type direction struct {
+// diffDirection is one pair of sides, named as in the subtests.
+type diffDirection struct {
 	name     string
 	src, dst side
 }
 
 // allDirections are the directions every case runs in by default.
-func allDirections() []direction {
-	return []direction{
+func allDirections() []diffDirection {
+	return []diffDirection{
 		{"local-local", sideLocal, sideLocal},
 		{"local-peer", sideLocal, sidePeerA},
 		{"peer-local", sidePeerA, sideLocal},
@@ -103,7 +103,7 @@ type diffCase struct {
 	errPaths []string             // paths xfer must report as failed, once per run
 	pathMax  bool                 // entries beyond 3000 bytes: transferred exactly or reported (exit 1)
 
-	custom func(t *testing.T, env *diffEnv, d direction, key string) // replaces the standard run
+	custom func(t *testing.T, env *diffEnv, d diffDirection, key string) // replaces the standard run
 }
 
 // diffEnv is what every case shares: the servers and the binary.
@@ -144,7 +144,7 @@ func newDiffEnv(t *testing.T) *diffEnv {
 	must(t, os.Chmod(base, 0o755))
 	env := &diffEnv{base: base, slots: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	if os.Geteuid() == 0 {
-		if u, err := user.Lookup("nobody"); err == nil {
+		if u, err := osuser.Lookup("nobody"); err == nil {
 			uid, _ := strconv.Atoi(u.Uid)
 			gid, _ := strconv.Atoi(u.Gid)
 			env.nobody = &owner{uid, gid}
@@ -347,9 +347,9 @@ func mkdirOwned(t *testing.T, root, rel string, own *owner) {
 	}
 }
 
-func (c diffCase) directions() []direction {
+func (c diffCase) directions() []diffDirection {
 	if c.dirs == nil {
-		var out []direction
+		var out []diffDirection
 		for _, d := range allDirections() {
 			if !c.user || (d.src != sideCluster && d.dst != sideCluster) {
 				out = append(out, d)
@@ -357,7 +357,7 @@ func (c diffCase) directions() []direction {
 		}
 		return out
 	}
-	var out []direction
+	var out []diffDirection
 	for _, name := range c.dirs {
 		for _, d := range allDirections() {
 			if d.name == name {
@@ -596,7 +596,7 @@ func wantExit(rsyncCode int) int {
 	return 1 // rsync 23/24: some files were not transferred
 }
 
-func (env *diffEnv) runDirection(t *testing.T, c diffCase, d direction, key string, ref reference) {
+func (env *diffEnv) runDirection(t *testing.T, c diffCase, d diffDirection, key string, ref reference) {
 	src := env.loc(t, d.src, key+"/src", c)
 	dst := env.loc(t, d.dst, key+"/dst", c)
 	env.buildEnds(t, c, src.dir, dst.dir)
@@ -669,7 +669,7 @@ func (env *diffEnv) runDirection(t *testing.T, c diffCase, d direction, key stri
 	got1 := scanTree(t, dst.dir)
 	want1 := ref.rsync
 	if c.adjust != nil {
-		want1 = copyTree(want1)
+		want1 = cloneTree(want1)
 		c.adjust(want1, pre)
 	}
 	if diffs := diffTrees(want1, got1, cmpOpts{ref: "rsync", got: "xfer", pre: pre, skip: skip}); len(diffs) > 0 {
@@ -787,7 +787,7 @@ func countEvents(x xrun, kind, path string) int {
 	return n
 }
 
-func copyTree(tr ftree) ftree {
+func cloneTree(tr ftree) ftree {
 	if tr == nil {
 		return nil
 	}

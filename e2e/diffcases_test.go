@@ -470,7 +470,7 @@ func semanticsCases() []diffCase {
 // overlapCheck: `xfer copy SRC SRC/inner` is refused (exit 2) and changes
 // nothing, as rclone refuses `rclone sync SRC SRC/inner` ("can't sync or
 // move files on overlapping remotes"); rsync has no such check.
-func overlapCheck(t *testing.T, env *diffEnv, d direction, key string) {
+func overlapCheck(t *testing.T, env *diffEnv, d diffDirection, key string) {
 	c := diffCase{src: []ent{fileE("f", "f"), fileE("inner/g", "g")}}
 	s := sideLocal
 	if d.src != sideLocal {
@@ -503,7 +503,7 @@ func overlapCheck(t *testing.T, env *diffEnv, d direction, key string) {
 
 // missingSourceCheck: a missing SRC is a usage error (exit 2) and does not
 // create DST. rsync creates DST and exits 23 (docs/differences.md).
-func missingSourceCheck(t *testing.T, env *diffEnv, d direction, key string) {
+func missingSourceCheck(t *testing.T, env *diffEnv, d diffDirection, key string) {
 	c := diffCase{}
 	ref := filepath.Join(env.base, key, "rsync-dst")
 	must(t, os.MkdirAll(filepath.Dir(ref), 0o755))
