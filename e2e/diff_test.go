@@ -11,9 +11,9 @@ package e2e
 //
 // The mapping of invocations (docs/differences.md):
 //
-//	xfer sync SRC DST             rsync -a --delete SRC/ DST/    rclone sync --links --create-empty-src-dirs SRC DST
+//	xfer sync SRC DST             rsync -a --delete-after SRC/ DST/    rclone sync --links --create-empty-src-dirs SRC DST
 //	xfer sync --delete=false ...  rsync -a SRC/ DST/
-//	xfer copy SRC DST             rsync -a SRC/ DST/             rclone copy --links --create-empty-src-dirs SRC DST
+//	xfer copy SRC DST             rsync -a SRC/ DST/                 rclone copy --links --create-empty-src-dirs SRC DST
 //	... --hard-links              ... -H
 //	a sparse source               ... -S (xfer always keeps holes)
 //	--exclude/--include P         the same --exclude/--include P
@@ -436,7 +436,7 @@ func (c diffCase) deletes() bool {
 	return true
 }
 
-// reference runs rsync (and rclone) on c once and returns their results.
+// reference is what rsync (and rclone) made of a case.
 type reference struct {
 	rsync, rclone ftree
 	pre           ftree // the destination before the run
@@ -456,7 +456,7 @@ func (env *diffEnv) reference(t *testing.T, key string, c diffCase) reference {
 	env.buildEnds(t, c, src, dst)
 	var ref reference
 	ref.pre = scanTree(t, dst)
-	// rsync -a [-H] [-S] [--delete] [filters] [rsync-only flags] SRC/ DST/
+	// rsync -a [-H] [-S] [--delete-after] [filters] [rsync-only flags] SRC/ DST/
 	args := []string{"-a"}
 	if c.hard {
 		args = append(args, "-H")
@@ -465,7 +465,11 @@ func (env *diffEnv) reference(t *testing.T, key string, c diffCase) reference {
 		args = append(args, "-S")
 	}
 	if c.deletes() {
-		args = append(args, "--delete")
+		// Not rsync's default --delete-during: that deletes in a directory
+		// before errors listing later ones are known, so whether a listing
+		// error withholds a deletion is a race. --delete-after is what xfer
+		// does (deletions after all transfers) and deterministic.
+		args = append(args, "--delete-after")
 	}
 	args = append(args, c.flags...)
 	if rules := env.rulesFile(t, c, filepath.Join(env.base, key)); rules != "" {
@@ -673,7 +677,11 @@ func (env *diffEnv) runDirection(t *testing.T, c diffCase, d diffDirection, key 
 		c.adjust(want1, pre)
 	}
 	if diffs := diffTrees(want1, got1, cmpOpts{ref: "rsync", got: "xfer", pre: pre, skip: skip}); len(diffs) > 0 {
-		t.Errorf("%s differs from rsync %s:%s", invocation, strings.Join(ref.rsyncArgs, " "), report(diffs))
+		said := ""
+		if out := strings.TrimSpace(ref.rsyncOut); out != "" {
+			said = "\n  (rsync exited " + strconv.Itoa(ref.rsyncCode) + ": " + strings.ReplaceAll(out, "\n", "; ") + ")"
+		}
+		t.Errorf("%s differs from rsync %s:%s%s", invocation, strings.Join(ref.rsyncArgs, " "), report(diffs), said)
 	}
 	if ref.rclone != nil {
 		if diffs := diffTrees(ref.rclone, got1, cmpOpts{ref: "rclone", got: "xfer", pre: pre, skip: skip, rclone: true}); len(diffs) > 0 {
