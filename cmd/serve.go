@@ -3,9 +3,14 @@ package cmd
 import (
 	"fmt"
 	"net"
+	"os"
+	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +32,13 @@ to and from the tree beneath --root, and ask it to push to other servers
 (third-party transfers). Every path a client names is confined beneath the
 root. It prints "listening on HOST:PORT" on stderr once it accepts
 connections (with port 0 the kernel picks a free port) and stops cleanly on
-SIGINT or SIGTERM.`,
+SIGINT or SIGTERM.
+
+What peers upload gets the modes they ask for, narrowed by the server's
+umask (--umask; by default the umask the server was started with), and
+without set-uid, set-gid or (on files) sticky bits unless --allow-setid or
+the export's setid option allows them. Files and directories belong to the
+user the server runs as.`,
 		Example: `  xfer serve --listen 127.0.0.1:7878 --root /data`,
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -40,8 +51,10 @@ SIGINT or SIGTERM.`,
 	f.StringSlice("protos", nil, "transports to offer, in any order (default: every usable one)")
 	f.Bool("no-fsync", false, "do not flush received files to stable storage (scratch data only)")
 	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "drop a peer that stays silent this long (above 0)")
-	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:ro|:rw] (repeatable); clients name it as the first path component")
+	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:OPTS] with OPTS ro or rw, and setid to keep set-id bits, comma-separated (repeatable); clients name it as the first path component")
 	f.Bool("read-only", false, "with --root: refuse every write and delete (and, with --cas, every put and remove)")
+	f.String("umask", "", "permission bits (octal) taken from every file and directory a peer uploads (default: the umask the server was started with)")
+	f.Bool("allow-setid", false, "with --root: keep the set-uid, set-gid and sticky bits of uploaded files (dropped by default)")
 	f.String("token-file", "", "require clients to prove knowledge of the token in this file (HMAC challenge-response; the token never crosses the wire)")
 	f.Bool("insecure-listen", false, "allow listening beyond loopback without --token-file (anyone who can reach the port can read and write the tree)")
 	f.String("tls-cert", "", "serve TLS with this certificate (PEM)")
@@ -60,10 +73,14 @@ SIGINT or SIGTERM.`,
 	f.Int("max-open-files", transfer.DefaultMaxOpenFiles, "most files one session may hold open for writing at once")
 	sizeRangeFlag(f, "max-frame", "8M", 64<<10, 0, "largest control frame a client may send (at least 64K)")
 	sizeRangeFlag(f, "max-session-memory", "256M", 64<<20, 0, "receive-buffer memory one session may use (caps its data streams; at least 64M)")
+	sizeRangeFlag(f, "max-memory", "1G", 64<<20, 0, "receive-buffer memory of all sessions together; messages wait for room beyond it (at least --max-session-memory)")
+	f.StringSlice("push-allow", nil, "servers third-party jobs may push to: CIDR, IP, IP:PORT or HOST:PORT (comma-separated or repeated), or none (default: any server that accepts the job's ticket)")
 	return c
 }
 
-// parseExports parses NAME=/path[:ro|:rw] flags.
+// parseExports parses NAME=/path[:OPTS] flags, OPTS being ro, rw and
+// setid, comma-separated. A suffix that is not a list of those options
+// is part of the path.
 func parseExports(specs []string) (map[string]transfer.Export, func(), error) {
 	out := map[string]transfer.Export{}
 	closeAll := func() {
@@ -75,11 +92,13 @@ func parseExports(specs []string) (map[string]transfer.Export, func(), error) {
 		name, path, ok := strings.Cut(s, "=")
 		if !ok || !location.ValidName(name) || path == "" {
 			closeAll()
-			return nil, nil, exitcode.Usagef("--export %q: want NAME=/path[:ro|:rw] with NAME of letters, digits, '.', '_', '-'", s)
+			return nil, nil, exitcode.Usagef("--export %q: want NAME=/path[:ro|:rw][,setid] with NAME of letters, digits, '.', '_', '-'", s)
 		}
-		ro := false
-		if p, mode, ok := strings.Cut(path, ":"); ok && (mode == "ro" || mode == "rw") {
-			path, ro = p, mode == "ro"
+		ex := transfer.Export{}
+		if i := strings.LastIndexByte(path, ':'); i >= 0 {
+			if ro, setid, ok := exportOptions(path[i+1:]); ok {
+				path, ex.ReadOnly, ex.AllowSetid = path[:i], ro, setid
+			}
 		}
 		if _, dup := out[name]; dup {
 			closeAll()
@@ -90,9 +109,51 @@ func parseExports(specs []string) (map[string]transfer.Export, func(), error) {
 			closeAll()
 			return nil, nil, exitcode.Usagef("--export %s: %v", name, err)
 		}
-		out[name] = transfer.Export{Root: r, ReadOnly: ro}
+		ex.Root = r
+		out[name] = ex
 	}
 	return out, closeAll, nil
+}
+
+// exportOptions parses the options of an export (ro, rw, setid); ok is
+// false unless opts is a list of them.
+func exportOptions(opts string) (ro, setid, ok bool) {
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "ro":
+			ro = true
+		case "rw":
+			ro = false
+		case "setid":
+			setid = true
+		default:
+			return false, false, false
+		}
+	}
+	return ro, setid, true
+}
+
+// serveUmask is the umask of --umask, or of the process when unset (022
+// where the kernel does not say).
+func serveUmask(flag string) (uint32, error) {
+	if flag != "" {
+		v, err := strconv.ParseUint(flag, 8, 32)
+		if err != nil || v > 0o777 {
+			return 0, exitcode.Usagef("--umask %q: want octal permission bits such as 022 or 027", flag)
+		}
+		return uint32(v), nil
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil && m <= 0o777 {
+					return uint32(m), nil
+				}
+			}
+		}
+	}
+	return 0o022, nil
 }
 
 func isLoopback(addr string) bool {
@@ -117,6 +178,9 @@ func (a *app) runServe(cmd *cobra.Command) error {
 	}
 	if rootDir == "" && len(exportSpecs) == 0 {
 		return exitcode.Usagef("--root is required (or one or more --export NAME=/path)")
+	}
+	if len(exportSpecs) > 0 && a.v.GetBool("allow-setid") {
+		return exitcode.Usagef("--allow-setid goes with --root; give an export the setid option instead (NAME=/path:rw,setid)")
 	}
 	if rootDir != "" && len(exportSpecs) > 0 {
 		return exitcode.Usagef("--root and --export do not go together: serve one tree, or named exports")
@@ -148,10 +212,36 @@ func (a *app) runServe(cmd *cobra.Command) error {
 	if err != nil || maxMem < 64<<20 {
 		return exitcode.Usagef("--max-session-memory: want a size of at least 64M")
 	}
+	maxAll, err := parseSize(a.v.GetString("max-memory"))
+	if err != nil || maxAll < maxMem {
+		return exitcode.Usagef("--max-memory: want a size of at least --max-session-memory (%s)", a.v.GetString("max-session-memory"))
+	}
+	if maxFrame > maxMem {
+		return exitcode.Usagef("--max-frame: at most --max-session-memory (%s)", a.v.GetString("max-session-memory"))
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Receive buffers given back are garbage until the collector
+		// runs: near the cap it runs sooner, so the process stays close
+		// to what the pool allows.
+		debug.SetMemoryLimit(maxAll + 512<<20)
+	}
+	umask, err := serveUmask(a.v.GetString("umask"))
+	if err != nil {
+		return err
+	}
+	// Whatever the server creates itself (directories on the way to an
+	// upload, partial files) gets no more than the umask allows either.
+	unix.Umask(int(umask))
 	protos := a.v.GetStringSlice("protos")
 	for _, p := range protos {
 		if !backends.Known(p) {
 			return exitcode.Usagef("--protos: unknown transport %q (want tcp, tcp-zc, uring or rdma)", p)
+		}
+	}
+	var pushAllow *transfer.PushPolicy
+	if pa := a.v.GetStringSlice("push-allow"); len(pa) > 0 {
+		if pushAllow, err = transfer.ParsePushAllow(pa); err != nil {
+			return exitcode.Usagef("%v", err)
 		}
 	}
 	var (
@@ -169,6 +259,9 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		if a.v.GetBool("read-only") {
 			what += " (read-only)"
 		}
+		if a.v.GetBool("allow-setid") {
+			what += " (set-id bits kept)"
+		}
 	} else {
 		var closeAll func()
 		exports, closeAll, err = parseExports(exportSpecs)
@@ -181,6 +274,9 @@ func (a *app) runServe(cmd *cobra.Command) error {
 			mode := "rw"
 			if e.ReadOnly {
 				mode = "ro"
+			}
+			if e.AllowSetid {
+				mode += ",setid"
 			}
 			names = append(names, n+"="+e.Root.Path()+":"+mode)
 		}
@@ -223,6 +319,8 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		Root:                   root,
 		Exports:                exports,
 		ReadOnly:               a.v.GetBool("read-only"),
+		Umask:                  umask,
+		AllowSetid:             a.v.GetBool("allow-setid"),
 		Token:                  token,
 		TLS:                    tlsConf,
 		AllowPlainData:         !a.v.GetBool("tls-data"),
@@ -234,6 +332,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		MaxOpenFiles:           a.v.GetInt("max-open-files"),
 		MaxFrame:               int(maxFrame),
 		MaxSessionMemory:       maxMem,
+		MaxMemory:              maxAll,
 		CAS:                    store,
 		CASReadOnly:            a.v.GetBool("cas-read-only") || a.v.GetBool("read-only"),
 		Protos:                 protos,
@@ -242,7 +341,9 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		Log:                    a.log,
 		Version:                versionString(),
 		Dial:                   transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
+		PushAllow:              pushAllow,
 	})
+	what += fmt.Sprintf(", umask %03o", umask)
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))
 	return srv.Serve(cmd.Context(), ln)

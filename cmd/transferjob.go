@@ -34,7 +34,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.Bool("dry-run", false, "print what would be created, updated and deleted; change nothing")
 	f.Bool("no-fsync", false, "do not flush files to stable storage before renaming them into place (scratch data)")
 	choiceFlag(f, "proto", "auto", protoWords, "data transport: auto, tcp, tcp-zc, uring or rdma")
-	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only)")
+	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only; peers whose data streams are outside TLS verify anyway)")
 	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to a peer after this long (above 0)")
 	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
 	sizeFlag(f, "bwlimit", "", "cap the data rate of the whole run (all streams and agents), in bytes per second with an optional K, M or G suffix (e.g. 100M)")

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"crypto/ecdh"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -27,8 +30,11 @@ func dialFrom(t *testing.T, from, addr string) (net.Conn, error) {
 // helloFrame is a control hello as a client sends it first, raw.
 func helloFrame(t *testing.T) []byte {
 	t.Helper()
+	kx, err := ecdh.X25519().GenerateKey(rand.Reader)
+	must(t, err)
 	p, err := json.Marshal(map[string]any{"proto": "xfer", "version": transfer.ProtocolVersion, "role": "control",
-		"nonce": strings.Repeat("ab", 16), "transports": []string{"tcp"}, "want": "auto", "streams": 1})
+		"nonce": strings.Repeat("ab", 16), "transports": []string{"tcp"}, "want": "auto", "streams": 1,
+		"kx": hex.EncodeToString(kx.PublicKey().Bytes())})
 	must(t, err)
 	h := make([]byte, 8, 8+len(p))
 	h[0] = 1 // hello

@@ -336,7 +336,9 @@ func oddTree(t *testing.T, dir string) {
 	must(t, os.WriteFile(filepath.Join(dir, "ro-dir/f"), []byte("in a read-only dir"), 0o444))
 	must(t, os.Chmod(filepath.Join(dir, "ro-dir"), 0o555))
 	must(t, os.MkdirAll(filepath.Join(dir, "sticky"), 0o755))
-	must(t, os.Chmod(filepath.Join(dir, "sticky"), 0o1777))
+	// A real sticky bit (os.Chmod ignores 0o1000), on modes that a server's
+	// default umask (022) leaves alone.
+	must(t, os.Chmod(filepath.Join(dir, "sticky"), os.ModeSticky|0o755))
 	must(t, os.Symlink("plain.txt", filepath.Join(dir, "rel-link")))
 	must(t, os.Symlink("/etc/passwd", filepath.Join(dir, "abs-link-outside")))
 	must(t, os.Symlink("../../outside/of/tree", filepath.Join(dir, "dangling-escape")))

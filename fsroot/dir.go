@@ -153,11 +153,27 @@ func (d *Dir) LinkTemp(fd int, name string) error {
 	return nil
 }
 
+// ErrChanged reports that a file changed while it was read: its size,
+// mtime, ctime or inode differ between before and after the read. The
+// ctime catches a rewrite whose mtime was set back.
+var ErrChanged = errors.New("file changed while it was read")
+
+// Unchanged reports whether after describes the same, unmodified file as
+// before (an error matching ErrChanged if not).
+func Unchanged(before, after Info) error {
+	if before.Size != after.Size || before.MtimeNs != after.MtimeNs || before.CtimeNs != after.CtimeNs ||
+		before.Ino != after.Ino || before.Dev != after.Dev {
+		return ErrChanged
+	}
+	return nil
+}
+
 // ReadFile reads the file name (a symlink is refused with ELOOP) into buf,
 // up to len(buf) bytes or its end, and returns the bytes read and the
-// fstat(2) information of the open file, taken after the read. It keeps
-// no descriptor open and makes no *os.File: batches of small files make
-// many such reads.
+// fstat(2) information of the open file, taken before the read. A file
+// that changed while it was read (see Unchanged) fails with an error
+// matching ErrChanged. It keeps no descriptor open and makes no *os.File:
+// batches of small files make many such reads.
 func (d *Dir) ReadFile(name string, buf []byte) (int, Info, error) {
 	if err := d.name("open", name); err != nil {
 		return 0, Info{}, err
@@ -175,6 +191,11 @@ func (d *Dir) ReadFile(name string, buf []byte) (int, Info, error) {
 		return 0, Info{}, &fs.PathError{Op: "open", Path: d.path(name), Err: err}
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+		return 0, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
+	}
+	before := infoFromStat(name, &st)
 	n := 0
 	for n < len(buf) {
 		k, err := unix.Read(fd, buf[n:])
@@ -189,11 +210,13 @@ func (d *Dir) ReadFile(name string, buf []byte) (int, Info, error) {
 		}
 		n += k
 	}
-	var st unix.Stat_t
 	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
 		return n, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
 	}
-	return n, infoFromStat(name, &st), nil
+	if err := Unchanged(before, infoFromStat(name, &st)); err != nil {
+		return n, before, &fs.PathError{Op: "read", Path: d.path(name), Err: err}
+	}
+	return n, before, nil
 }
 
 // Close releases the directory.

@@ -93,6 +93,11 @@ type Info struct {
 	Size    int64
 	Mode    uint32 // permission bits incl. setuid/setgid/sticky: st_mode & 07777
 	MtimeNs int64  // modification time, nanoseconds since the Unix epoch
+	// CtimeNs is the status change time: it moves with every write,
+	// truncation or change of attributes, even when the mtime is set
+	// back afterwards.
+	CtimeNs int64
+	Uid     uint32 // owner
 	Ino     uint64
 	Dev     uint64
 	Nlink   uint64
@@ -383,6 +388,8 @@ func infoFromStat(name string, st *unix.Stat_t) Info {
 		Size:    st.Size,
 		Mode:    st.Mode & 0o7777,
 		MtimeNs: st.Mtim.Nano(),
+		CtimeNs: st.Ctim.Nano(),
+		Uid:     st.Uid,
 		Ino:     st.Ino,
 		Dev:     st.Dev,
 		Nlink:   uint64(st.Nlink),

@@ -113,34 +113,33 @@ func Dir(p string) string {
 }
 
 // IsInternal reports whether name is one of xfer's own temporary files
-// beside a target, which listers never report: a partial file
-// ".xfer-<16 lowercase hex>.part", its journal ".xfer-<16 hex>.journal", or
-// the journal of one share of a cluster transfer ".xfer-<16 hex>.s<N>.journal".
-// Every other name, even one starting with ".xfer-", is a user's file.
+// (partial transfers and their journals), which listers never report:
+// exactly ".xfer-" then 16 lowercase hexadecimal digits then ".part" or
+// ".journal". Any other name, even one starting with ".xfer-", is a user's
+// file like any other.
 func IsInternal(name string) bool {
-	rest, ok := strings.CutPrefix(name, ".xfer-")
-	if !ok || len(rest) < 16 {
-		return false
-	}
-	for i := 0; i < 16; i++ {
-		if c := rest[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	switch rest = rest[16:]; rest {
-	case ".part", ".journal":
-		return true
-	}
-	share, ok := strings.CutPrefix(rest, ".s")
+	return IsTempName(name, ".part") || IsTempName(name, ".journal")
+}
+
+// TempPrefix starts the names of xfer's partial files and journals.
+const TempPrefix = ".xfer-"
+
+// TempHexLen is the number of hexadecimal digits in the name of a partial
+// file or journal.
+const TempHexLen = 16
+
+// IsTempName reports whether name is ".xfer-<16 lowercase hex><suffix>".
+func IsTempName(name, suffix string) bool {
+	hex, ok := strings.CutPrefix(name, TempPrefix)
 	if !ok {
 		return false
 	}
-	share, ok = strings.CutSuffix(share, ".journal")
-	if !ok || share == "" || len(share) > 4 {
+	hex, ok = strings.CutSuffix(hex, suffix)
+	if !ok || len(hex) != TempHexLen {
 		return false
 	}
-	for i := 0; i < len(share); i++ {
-		if share[i] < '0' || share[i] > '9' {
+	for i := 0; i < len(hex); i++ {
+		if c := hex[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return false
 		}
 	}

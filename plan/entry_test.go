@@ -145,16 +145,15 @@ func TestPathHelpers(t *testing.T) {
 	}{
 		{".xfer-0123456789abcdef.part", true},
 		{".xfer-0123456789abcdef.journal", true},
-		{".xfer-0123456789abcdef.s0.journal", true},
-		{".xfer-0123456789abcdef.s1023.journal", true},
-		{".xfer-0123456789abcdef.s.journal", false},
-		{".xfer-0123456789abcdef.sx.journal", false},
-		{".xfer-0123456789ABCDEF.part", false},
-		{".xfer-0123456789abcde.part", false},
-		{".xfer-0123456789abcdef0.part", false},
-		{".xfer-0123.part", false},
-		{".xfer-0123.journal", false},
+		{".xfer-0123.part", false},              // too short: a user's file
+		{".xfer-0123456789abcdef0.part", false}, // too long
+		{".xfer-0123456789ABCDEF.part", false},  // upper case
+		{".xfer-0123456789abcdeg.part", false},  // not hex
 		{".xfer-.part", false},
+		{".xfer-0123456789abcdef.s0.journal", false},
+		{".xfer-0123456789abcdef.s1023.journal", false}, // older xfer's share journals
+		{".xfer-0123456789abcde.part", false},
+		{".xfer-0123.journal", false},
 		{".xfer-lock", false},
 		{".xfer-foo", false},
 		{".xfer-0123456789abcdef.partial", false},

@@ -162,9 +162,9 @@ var walkTree = []node{
 	{path: "a/y", typ: plan.TypeDir, mode: 0o750},
 	{path: "a/y/deep", typ: plan.TypeDir, mode: 0o700},
 	{path: "a/y/deep/f", typ: plan.TypeFile, mode: 0o640, data: "deep file"},
-	{path: "a/y/deep/.xfer-000000000123abcd.part", typ: plan.TypeFile, mode: 0o600, data: "partial"},
+	{path: "a/y/deep/.xfer-0123abcd0123abcd.part", typ: plan.TypeFile, mode: 0o600, data: "partial"},
 	{path: "a/y/z", typ: plan.TypeFile, mode: 0o644, data: ""},
-	{path: "a/.xfer-00000000deadbeef.journal", typ: plan.TypeFile, mode: 0o600, data: "journal"},
+	{path: "a/.xfer-deadbeefdeadbeef.journal", typ: plan.TypeFile, mode: 0o600, data: "journal"},
 	{path: "a\nb", typ: plan.TypeFile, mode: 0o644, data: "newline"},
 	{path: "a b", typ: plan.TypeFile, mode: 0o644, data: "space"},
 	{path: "a-b", typ: plan.TypeDir, mode: 0o755},
@@ -178,8 +178,9 @@ var walkTree = []node{
 	{path: "with spaces ", typ: plan.TypeFile, mode: 0o644, data: "spaces"},
 	{path: "ä", typ: plan.TypeDir, mode: 0o755},
 	{path: "ä/日本", typ: plan.TypeFile, mode: 0o644, data: "unicode"},
-	{path: ".xfer-000000000123abcd.part", typ: plan.TypeFile, mode: 0o600, data: "partial"},
-	{path: ".xfer-000000000123abcd.journal", typ: plan.TypeFile, mode: 0o600, data: "journal"},
+	{path: ".xfer-0123abcd0123abcd.part", typ: plan.TypeFile, mode: 0o600, data: "partial"},
+	{path: ".xfer-0123abcd0123abcd.journal", typ: plan.TypeFile, mode: 0o600, data: "journal"},
+	{path: ".xfer-0123abcd.part", typ: plan.TypeFile, mode: 0o600, data: "a user's file"},
 	{path: ".xfer-0123abcd.partial", typ: plan.TypeFile, mode: 0o600, data: "not internal"},
 	{path: "x.journal", typ: plan.TypeFile, mode: 0o600, data: "not internal"},
 }
@@ -195,6 +196,7 @@ func TestWalkerOrderAndAttributes(t *testing.T) {
 	// right after it, before any sibling that extends its name ("a/x" before
 	// "a\nb" although '\n' < '/').
 	want := []string{
+		".xfer-0123abcd.part",
 		".xfer-0123abcd.partial",
 		"B",
 		"a",

@@ -66,7 +66,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 					}
 					b.StartTimer()
 				}
-				errs, err := r.writeBatch(p, n)
+				errs, err := r.writeBatch(p, n, c.verify)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -105,7 +105,7 @@ func TestWriteBatchModes(t *testing.T) {
 			appendSmall(&e, &sf)
 		}
 		r.updating.Store(round == 2) // named partial files too
-		errs, err := r.writeBatch(e.b, len(modes))
+		errs, err := r.writeBatch(e.b, len(modes), true)
 		if err != nil {
 			t.Fatal(err)
 		}

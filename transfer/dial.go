@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/xfer-io/xfer/backends"
@@ -35,6 +36,13 @@ type DialOptions struct {
 	// TLSData keeps the data streams inside TLS too (the default when TLS
 	// is on); false lets bulk data bypass TLS if the server agrees.
 	TLSData bool
+	// NoVerify asks for a session whose receivers do not check chunk
+	// digests (--verify=none); ignored where data streams are outside
+	// TLS, which the digests protect.
+	NoVerify bool
+	// allow, when set, vets every address a connection of this session is
+	// about to be made to (--push-allow for a server's third-party jobs).
+	allow func(network, address string, c syscall.RawConn) error
 	// handler, when set, lets the server use this session to deliver a
 	// pull into the handler's tree.
 	handler *handler
@@ -117,10 +125,10 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 			return nil, exitcode.Usagef("--proto %s cannot carry TLS-encrypted data: use --tls-data=false (both sides) or --proto tcp", o.Proto)
 		}
 	}
-	d := net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 15 * time.Second}
+	d := net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 15 * time.Second, Control: o.allow}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, peerErr(addr, "cannot connect: %v", unwrapOp(err))
+		return nil, exitcode.WithCode(exitcode.Peer, fmt.Errorf("peer %s: cannot connect: %w", addr, unwrapOp(err)))
 	}
 	deadline := time.Now().Add(o.ConnectTimeout)
 	raw.SetDeadline(deadline)
@@ -139,8 +147,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	}
 	fr := newFrameReader(conn, DefaultMaxFrame)
 	cn := newNonce()
+	kx := newKeyShare()
 	hello := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "control", Client: o.ClientVersion,
-		Transports: mine, Want: o.Proto, Streams: o.Streams, Nonce: cn}
+		Transports: mine, Want: o.Proto, Streams: o.Streams, Nonce: cn, KX: kx.public(), NoVerify: o.NoVerify}
 	if o.Ticket != nil {
 		hello.Ticket = o.Ticket.ID
 	}
@@ -148,11 +157,16 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		td := o.TLSData
 		hello.TLSData = &td
 	}
-	if err := writeJSONFrame(conn, fHello, hello); err != nil {
+	helloRaw, err := json.Marshal(hello)
+	if err != nil {
+		return fail(peerErr(addr, "handshake: %v", err))
+	}
+	if err := writeFrame(conn, fHello, helloRaw); err != nil {
 		return fail(peerErr(addr, "handshake: %v", err))
 	}
 	var w Welcome
-	if err := readWelcome(fr, &w); err != nil {
+	welcomeRaw, err := readWelcome(fr, &w)
+	if err != nil {
 		return fail(peerErr(addr, "%v", err))
 	}
 	if w.Error != "" {
@@ -167,6 +181,18 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	if w.Session == "" || w.Streams < 1 {
 		return fail(peerErr(addr, "invalid welcome"))
 	}
+	th := transcriptHash(helloRaw, welcomeRaw)
+	shared, err := kx.shared(w.KX)
+	if err != nil {
+		return fail(peerErr(addr, "invalid welcome: %v", err))
+	}
+	// What TLS does not protect, message tags and digest checks do; the
+	// server must have come to the same conclusion.
+	dataTLS := o.TLS != nil && w.TLSData
+	verify := !o.NoVerify || !dataTLS
+	if w.Verify != verify {
+		return fail(peerErr(addr, "invalid welcome: the server does not verify what this session needs verified"))
+	}
 	var key []byte
 	secret := o.Token
 	if o.Ticket != nil {
@@ -177,7 +203,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		if len(secret) == 0 {
 			return fail(peerErr(addr, "authentication failed: the server requires a token (give --token-file, or token_file in the remote's config entry)"))
 		}
-		if err := writeJSONFrame(conn, fAuth, AuthMsg{Proof: authProof(secret, "client", w.Nonce, cn, w.Session)}); err != nil {
+		if err := writeJSONFrame(conn, fAuth, AuthMsg{Proof: authProof(secret, "client", th)}); err != nil {
 			return fail(peerErr(addr, "authentication: %v", err))
 		}
 		typ, p, err := fr.read()
@@ -194,18 +220,15 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 			}
 			return fail(peerErr(addr, "%s", am.Error))
 		}
-		if !proofOK(am.Proof, authProof(secret, "server", w.Nonce, cn, w.Session)) {
-			return fail(peerErr(addr, "authentication failed: the server could not prove it knows the token (wrong server, or a different token)"))
+		if !proofOK(am.Proof, authProof(secret, "server", th)) {
+			return fail(peerErr(addr, "authentication failed: the server could not prove it knows the token (wrong server, a different token, or the handshake was altered on the way)"))
 		}
-		key = derivedKey(secret, w.Nonce, cn, w.Session)
+		key = derivedKey(secret, th, shared)
 	case authNone, "":
 		if len(secret) > 0 {
 			return fail(peerErr(addr, "authentication failed: a token is configured for this peer but the server has none, so it cannot prove who it is; refusing to talk to it"))
 		}
-		key, err = hex.DecodeString(w.Key)
-		if err != nil || len(key) < 16 {
-			return fail(peerErr(addr, "invalid welcome"))
-		}
+		key = anonymousKey(th, shared)
 	default:
 		return fail(peerErr(addr, "unknown authentication method %q", w.Auth))
 	}
@@ -214,7 +237,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		return fail(peerErr(addr, "chose transport %q, which this binary lacks", w.Transport))
 	}
 	s := newSession(conn, fr, o.Log, o.IdleTimeout)
-	s.id, s.key, s.transport = w.Session, key, w.Transport
+	s.id, s.transport = w.Session, w.Transport
+	s.secure(key, true, o.TLS == nil, !dataTLS)
+	s.verify = verify
 	s.reason = w.TransportReason
 	if o.Proto == "auto" && s.reason == "" {
 		s.reason = fallbackReason(w.Transport, mine, reasons)
@@ -223,11 +248,11 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		s.reason = "data encrypted with TLS: only tcp can carry it"
 	}
 	s.handler = o.handler
-	var dataTLS *tls.Config
-	if o.TLS != nil && w.TLSData {
-		dataTLS = tlsFor(o.TLS, addr)
+	var dataConf *tls.Config
+	if dataTLS {
+		dataConf = tlsFor(o.TLS, addr)
 	}
-	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}, tls: dataTLS}
+	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}, tls: dataConf, allow: o.allow}
 	setupCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if err := s.openTransport(setupCtx, t, rv, backends.Params{Streams: w.Streams, Dialer: true, UringEntries: o.UringEntries}); err != nil {
@@ -255,25 +280,27 @@ func unwrapOp(err error) error {
 	return err
 }
 
-func readWelcome(fr *frameReader, w *Welcome) error {
+// readWelcome reads the server's welcome into w and returns its bytes as
+// received, for the handshake transcript.
+func readWelcome(fr *frameReader, w *Welcome) ([]byte, error) {
 	typ, p, err := fr.read()
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return errors.New("no answer to the handshake (is it an xfer server?)")
+			return nil, errors.New("no answer to the handshake (is it an xfer server?)")
 		}
 		if errors.Is(err, ErrFrameTooLarge) || isBadHeader(err) {
-			return errors.New("not an xfer server (unexpected reply to the handshake)")
+			return nil, errors.New("not an xfer server (unexpected reply to the handshake)")
 		}
-		return fmt.Errorf("handshake: %v", err)
+		return nil, fmt.Errorf("handshake: %v", err)
 	}
 	if typ != fWelcome {
-		return errors.New("not an xfer server (unexpected reply to the handshake)")
+		return nil, errors.New("not an xfer server (unexpected reply to the handshake)")
 	}
 	if err := json.Unmarshal(p, w); err != nil {
-		return errors.New("not an xfer server (malformed handshake)")
+		return nil, errors.New("not an xfer server (malformed handshake)")
 	}
-	return nil
+	return append([]byte(nil), p...), nil
 }
 
 func isBadHeader(err error) bool {
@@ -338,10 +365,11 @@ type dialRendezvous struct {
 	timeout time.Duration
 	exch    controlExchange
 	tls     *tls.Config // data streams inside TLS
+	allow   func(network, address string, c syscall.RawConn) error
 }
 
 func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
-	d := net.Dialer{Timeout: r.timeout, KeepAlive: 15 * time.Second}
+	d := net.Dialer{Timeout: r.timeout, KeepAlive: 15 * time.Second, Control: r.allow}
 	c, err := d.DialContext(ctx, "tcp", r.addr)
 	if err != nil {
 		return nil, fmt.Errorf("data stream %d: %w", i, unwrapOp(err))

@@ -178,7 +178,10 @@ type destination interface {
 	commit(ctx context.Context, cs []CommitSpec) ([]string, error)
 	finish(ctx context.Context) error
 	lanes() []dataLane
-	verifies() bool // whether chunk digests are checked on arrival
+	// verifies says whether the destination checks chunk and file
+	// digests on arrival: a peer whose session verifies (negotiated in
+	// its handshake); never an in-process destination.
+	verifies() bool
 }
 
 // dataLane carries chunks and batches to the destination.
@@ -882,25 +885,36 @@ func (e *engine) getBuf(n int64) []byte {
 
 func (e *engine) putBuf(b []byte) { e.bufs.Put(&b) }
 
-// readWhole reads a small source file and checks it did not change size.
+// readWhole reads a small source file and checks that it is the file the
+// walk saw and did not change while it was read.
 func (e *engine) readWhole(p string, want plan.Entry, dst []byte) ([]byte, error) {
 	f, err := e.src.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	before, err := fsroot.InfoFromFile(f)
+	if err != nil {
+		return nil, err
+	}
 	n, err := io.ReadFull(f, dst[:want.Size])
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	info, serr := fsroot.InfoFromFile(f)
+	after, serr := fsroot.InfoFromFile(f)
 	if serr != nil {
 		return nil, serr
 	}
-	if int64(n) != want.Size || info.Size != want.Size || info.MtimeNs != want.MtimeNs {
+	if int64(n) != want.Size || !sameSource(want, before) || fsroot.Unchanged(before, after) != nil {
 		return nil, errChanged
 	}
 	return dst[:n], nil
+}
+
+// sameSource reports whether info, taken once a source file is open,
+// describes the file the walk listed as want: same inode, size and mtime.
+func sameSource(want plan.Entry, info fsroot.Info) bool {
+	return info.Size == want.Size && info.MtimeNs == want.MtimeNs && (want.Ino == 0 || info.Ino == want.Ino)
 }
 
 // smallReader reads small source files relative to a handle on their
@@ -926,10 +940,13 @@ func (s *smallReader) read(p string, want plan.Entry, dst []byte) ([]byte, error
 	if errors.Is(err, fsroot.ErrEscape) {
 		return s.e.readWhole(p, want, dst) // a name Dir refuses, such as the root's own
 	}
+	if errors.Is(err, fsroot.ErrChanged) {
+		return nil, errChanged
+	}
 	if err != nil {
 		return nil, err
 	}
-	if int64(n) != want.Size || info.Size != want.Size || info.MtimeNs != want.MtimeNs {
+	if int64(n) != want.Size || !sameSource(want, info) {
 		return nil, errChanged
 	}
 	return dst[:n], nil
@@ -942,24 +959,22 @@ func (s *smallReader) close() {
 	}
 }
 
-var errChanged = errors.New("source file changed during transfer (size or mtime differ); it will be picked up by the next run")
+// errChanged fails a source file that was written to while it was read
+// (its size, mtime or ctime moved, or another file took its name): what
+// was read may mix old and new content, so the destination keeps what it
+// had.
+var errChanged = errors.New("source file changed during transfer; the destination keeps its previous version, and the next run picks it up")
 
 // smallWorker reads small files, hashes them and sends them in batches.
 func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 	var (
 		payload = enc{b: e.getBuf(batchTarget + smallLimit)[:0]}
 		ops     []plan.Op
-		verify  = e.opt.Verify != "none"
-		// In-process destinations read the very buffer that was hashed.
-		check = verify && e.dst.verifies()
+		verify  = e.hashes()
 	)
 	start := func() {
 		payload.b = payload.b[:0]
-		if check {
-			payload.u8(1)
-		} else {
-			payload.u8(0)
-		}
+		payload.u8(0) // reserved: the destination's session decides whether it verifies
 		ops = nil
 	}
 	start()
@@ -1105,6 +1120,7 @@ type sfile struct {
 	op        plan.Op
 	fid       uint64
 	f         *os.File
+	opened    fsroot.Info // the source file when opened, to see it change meanwhile
 	digests   []hashtree.Digest
 	remaining atomic.Int64
 	failed    atomic.Bool
@@ -1143,7 +1159,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		fail(errors.New(describe("open", s.Path, err)))
 		return
 	}
-	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f}
+	opened, err := fsroot.InfoFromFile(f)
+	if err != nil {
+		f.Close()
+		fail(errors.New(describe("open", s.Path, err)))
+		return
+	}
+	if !sameSource(s, opened) {
+		f.Close()
+		fail(errChanged)
+		return
+	}
+	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f, opened: opened}
 	sf.flyKey, sf.fly = e.flying.add(s.Path, s.Size, 0)
 	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
 	sf.digests = make([]hashtree.Digest, len(chunks))
@@ -1209,13 +1236,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	// Chunks a partial file from an interrupted run already holds are
 	// hashed here and offered for adoption instead of being sent.
 	have := map[int64]bool{}
-	if len(haves) == 1 && e.opt.Verify != "none" {
+	if len(haves) == 1 && e.hashes() {
+		// Ranges come from the peer: only ascending, disjoint ranges
+		// within the file count, so the work stays bounded by its chunks.
+		next := int64(0)
 		for _, r := range haves[0] {
-			for i := r[0]; i <= r[1] && i < n; i++ {
+			lo, hi := max(r[0], next), min(r[1], n-1)
+			for i := lo; i <= hi; i++ {
 				if !isDone[i] {
 					have[i] = true
 				}
 			}
+			next = max(next, hi+1)
 		}
 	}
 	sf.checks.Store(int64(len(have)))
@@ -1232,7 +1264,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 
 // chunkSender reads, hashes and sends chunks on one lane.
 func (e *engine) chunkSender(l dataLane) {
-	verify := e.opt.Verify != "none"
+	verify := e.hashes()
 	for job := range e.chunkCh {
 		sf := job.sf
 		if !job.check {
@@ -1286,7 +1318,7 @@ func (e *engine) chunkSender(l dataLane) {
 					continue
 				}
 			}
-			if e.dst.verifies() {
+			if _, peer := e.dst.(*remoteDest); peer {
 				// A peer: send from the file; the mapping is no longer needed.
 				unmap()
 				buf, unmap, sendF = nil, nil, sf.f
@@ -1319,6 +1351,12 @@ func (e *engine) chunkSender(l dataLane) {
 				e.tally.AddSent(j.c.Len)
 				e.chunkSettled(sf)
 			case ackMismatch:
+				if info, err := fsroot.InfoFromFile(sf.f); err == nil && fsroot.Unchanged(sf.opened, info) != nil {
+					// What was sent is not what was hashed: the source
+					// is being written to.
+					e.chunkFailed(sf, errChanged.Error())
+					return
+				}
 				if j.tries+1 >= chunkAttempts {
 					e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
 					return
@@ -1496,7 +1534,7 @@ func (e *engine) finishBig(sf *sfile) {
 		}
 		return
 	}
-	if serr != nil || info.Size != s.Size || info.MtimeNs != s.MtimeNs {
+	if serr != nil || fsroot.Unchanged(sf.opened, info) != nil {
 		e.fileError(s.Path, errChanged.Error())
 		e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
 		return
@@ -1516,7 +1554,7 @@ func (e *engine) finishBig(sf *sfile) {
 		return
 	}
 	dg := digest.String()
-	if e.opt.Verify == "none" || !e.dst.verifies() {
+	if !e.hashes() || !e.dst.verifies() {
 		dg = ""
 	}
 	errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: dg}})
@@ -1534,5 +1572,11 @@ func (e *engine) finishBig(sf *sfile) {
 	}
 	e.emit(ev)
 }
+
+// hashes says whether the sender computes digests: when asked to
+// (--verify, the default), and always for a destination that verifies
+// them (a peer session whose data streams are outside TLS verifies
+// whatever --verify says).
+func (e *engine) hashes() bool { return e.opt.Verify != "none" || e.dst.verifies() }
 
 func isPeerErr(err error) bool { return exitcode.Code(err) == exitcode.Peer }

@@ -36,6 +36,9 @@ type handler struct {
 	prefix string
 	root   *fsroot.Root
 	recv   *receiver
+	// within, for the session of a ticket, is the destination directory
+	// (beneath the root) the ticket admits; every path must lie in it.
+	within string
 	// create, when set, makes the local destination directory that does
 	// not exist yet: root and recv stay nil (an empty tree that takes no
 	// writes) until the run's first mkdirs, so that a run failing before
@@ -54,6 +57,10 @@ type handler struct {
 	// m and transport label what the receiver counts.
 	m         *metrics.Metrics
 	transport string
+	// served is set when the peer is a client of `xfer serve`: the
+	// receiver then narrows modes with umask (see peerPolicy).
+	served bool
+	umask  uint32
 	// maxOpen bounds the large files the session's receiver holds open
 	// (0: no bound).
 	maxOpen int
@@ -67,6 +74,9 @@ type handler struct {
 type Export struct {
 	Root     *fsroot.Root
 	ReadOnly bool
+	// AllowSetid keeps the set-uid, set-gid and sticky bits of what peers
+	// upload (by default they are dropped).
+	AllowSetid bool
 }
 
 func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
@@ -160,6 +170,25 @@ func (h *handler) bindTo(name string) error {
 	return err
 }
 
+// confine restricts every path of the session to dir (beneath the bound
+// root) and its contents: the destination a ticket was issued for.
+func (h *handler) confine(dir string) {
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	h.within = dir
+	if h.recv != nil {
+		h.recv.within = dir
+	}
+}
+
+// errOutsideTicket refuses a path a ticket does not admit.
+var errOutsideTicket = fmt.Errorf("%w: the ticket admits only its destination directory", fsroot.ErrEscape)
+
+// beneathDir reports whether p is dir or lies beneath it ("" is the root).
+func beneathDir(p, dir string) bool {
+	return dir == "" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
 // resolve turns a peer's path into a path beneath the served root,
 // binding the session to an export on first use.
 func (h *handler) resolve(p string) (string, error) {
@@ -178,8 +207,16 @@ func (h *handler) resolve(p string) (string, error) {
 		h.bound, h.prefix, h.root = true, name, ex.Root
 		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
 		h.recv.m, h.recv.transport, h.recv.maxOpen = h.m, h.transport, h.maxOpen
+		if h.served {
+			h.recv.peer = &peerPolicy{umask: h.umask, setid: ex.AllowSetid}
+		}
+		h.recv.within = h.within
 	}
-	return stripExport(h.prefix, p)
+	rel, err := stripExport(h.prefix, p)
+	if err == nil && !beneathDir(rel, h.within) {
+		return "", fmt.Errorf("path %q: %w", p, errOutsideTicket)
+	}
+	return rel, err
 }
 
 func (h *handler) exportNames() []string {
@@ -356,10 +393,30 @@ func (h *handler) serve(s *Session, r *Req) {
 			s.reply(&Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: kindUsage})
 			return
 		}
+		// The ticket is confined to the destination the client names,
+		// with the rights of this session there.
+		within, err := h.resolve(r.Path)
+		if rc := h.receiverIfBound(); err == nil && (rc == nil || rc.readOnly) {
+			err = fmt.Errorf("ticket for %s: %w", r.Path, errReadOnly)
+		}
+		if err != nil {
+			s.reply(errResp(r.ID, err))
+			return
+		}
 		h.bmu.Lock()
 		scope := h.prefix
 		h.bmu.Unlock()
-		s.reply(&Resp{ID: r.ID, Ticket: h.tickets.issue(scope).String()})
+		tk, err := h.tickets.issue(scope, within)
+		if err != nil {
+			s.reply(errResp(r.ID, err))
+			return
+		}
+		st, err := s.keys.sealTicket(tk)
+		if err != nil {
+			s.reply(errResp(r.ID, err))
+			return
+		}
+		s.reply(&Resp{ID: r.ID, Ticket: st})
 	case opStat:
 		p, err := h.resolve(r.Path)
 		if err != nil {

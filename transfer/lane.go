@@ -2,10 +2,12 @@ package transfer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/hashtree"
@@ -38,6 +40,37 @@ const MaxChunkSize = 64 << 20
 // maxBatchPayload bounds a small-file batch message.
 const maxBatchPayload = 16 << 20
 
+// maxBatchFiles bounds the files of one batch a receiver accepts (senders
+// put at most 1024 in one).
+const maxBatchFiles = 4096
+
+// minSmallEntry is the smallest encoding of one file of a batch: a
+// one-byte path and empty data (length bytes, mode, mtime, flag, digest).
+// A batch declaring more files than its payload can hold at this size is
+// refused before anything is allocated for them.
+const minSmallEntry = 1 + 1 + 1 + 1 + 1 + 32 + 1
+
+// maxVerdictMsg bounds the message of one chunk or file verdict; longer
+// ones (long paths) are cut, so that verdicts always fit a header.
+const maxVerdictMsg = 2048
+
+// verdictMsg cuts msg to maxVerdictMsg bytes.
+func verdictMsg(msg string) string {
+	if len(msg) <= maxVerdictMsg {
+		return msg
+	}
+	return msg[:maxVerdictMsg-3] + "..."
+}
+
+// pendingBatch is a batch sent and waiting for its verdicts, which may
+// come in several messages.
+type pendingBatch struct {
+	count int
+	errs  []string // per file, filled in as verdict pieces arrive
+	next  int      // verdicts come in file order: the lowest index still possible
+	cb    func(errs []string, err error)
+}
+
 // laneWindow is how many chunks a lane keeps unacknowledged.
 const laneWindow = 4
 
@@ -51,10 +84,18 @@ type lane struct {
 	st  backends.Stream
 
 	smu sync.Mutex // serialises Send on the stream
+	// out and in authenticate the lane's messages by direction when the
+	// data streams are not inside TLS (nil when they are); out is used
+	// under smu, in by the reader alone.
+	out, in *streamMAC
+	// pending holds the tag of the message being received while its
+	// payload, which the tag covers, is still to be read.
+	pending    bool
+	pendingTag [tagLen]byte
 
 	mu      sync.Mutex
 	chunks  map[[2]uint64]func(status byte, msg string)
-	batches map[uint64]func(errs []string, err error)
+	batches map[uint64]*pendingBatch
 	nextB   uint64
 	err     error
 
@@ -64,13 +105,38 @@ type lane struct {
 }
 
 func newLane(s *Session, idx int, st backends.Stream) *lane {
-	return &lane{
+	l := &lane{
 		s: s, idx: idx, st: st,
 		chunks:  map[[2]uint64]func(byte, string){},
-		batches: map[uint64]func([]string, error){},
+		batches: map[uint64]*pendingBatch{},
 		window:  make(chan struct{}, laneWindow),
 		closed:  make(chan struct{}),
 	}
+	if s.dataMAC {
+		l.out, l.in = newStreamMAC(s.keys.dataSend), newStreamMAC(s.keys.dataRecv)
+	}
+	return l
+}
+
+// maxHeaderBody is the largest message header a caller may hand the lane:
+// the transport's limit less the room for a tag.
+const maxHeaderBody = backends.MaxHeader - tagLen
+
+// tag returns hdr with the message's tag appended when the lane's messages
+// are authenticated; payload is covered where payloadCovered says so.
+// n is the payload's length (payload itself may be nil when it is not
+// covered). The caller holds smu.
+func (l *lane) tag(hdr, payload []byte, n int) []byte {
+	if l.out == nil || len(hdr) == 0 {
+		return hdr
+	}
+	l.out.dataBegin(l.idx, hdr, n)
+	if payloadCovered(hdr[0]) {
+		l.out.write(payload)
+	}
+	out := make([]byte, len(hdr), len(hdr)+tagLen)
+	copy(out, hdr)
+	return l.out.sum(out)
 }
 
 func (l *lane) close(err error) {
@@ -78,7 +144,7 @@ func (l *lane) close(err error) {
 		l.mu.Lock()
 		l.err = err
 		chunks, batches := l.chunks, l.batches
-		l.chunks, l.batches = map[[2]uint64]func(byte, string){}, map[uint64]func([]string, error){}
+		l.chunks, l.batches = map[[2]uint64]func(byte, string){}, map[uint64]*pendingBatch{}
 		l.mu.Unlock()
 		close(l.closed)
 		l.st.Close()
@@ -86,8 +152,8 @@ func (l *lane) close(err error) {
 		for _, cb := range chunks {
 			cb(ackFailed, msg)
 		}
-		for _, cb := range batches {
-			cb(nil, errors.New(msg))
+		for _, b := range batches {
+			b.cb(nil, errors.New(msg))
 		}
 	})
 }
@@ -95,20 +161,29 @@ func (l *lane) close(err error) {
 func (l *lane) send(hdr, payload []byte) error {
 	l.smu.Lock()
 	defer l.smu.Unlock()
-	if err := l.st.Send(hdr, payload); err != nil {
+	if err := l.st.Send(l.tag(hdr, payload, len(payload)), payload); err != nil {
 		err = fmt.Errorf("data stream %d to %s: %w", l.idx, l.s.peer, err)
-		l.s.fail(err)
+		l.s.laneLost(err)
 		return err
 	}
 	return nil
 }
 
 func (l *lane) sendFile(hdr []byte, f *os.File, off int64, n int) error {
+	if l.out != nil && len(hdr) > 0 && payloadCovered(hdr[0]) {
+		// The tag covers the bytes: read them once, and send exactly
+		// what was authenticated.
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		return l.send(hdr, buf)
+	}
 	l.smu.Lock()
 	defer l.smu.Unlock()
-	if err := l.st.SendFile(hdr, f, off, n); err != nil {
+	if err := l.st.SendFile(l.tag(hdr, nil, n), f, off, n); err != nil {
 		err = fmt.Errorf("data stream %d to %s: %w", l.idx, l.s.peer, err)
-		l.s.fail(err)
+		l.s.laneLost(err)
 		return err
 	}
 	return nil
@@ -135,17 +210,15 @@ func (l *lane) closedErr() error {
 	return fmt.Errorf("data stream %d to %s closed: %v", l.idx, l.s.peer, l.err)
 }
 
-func chunkHeader(fid, idx uint64, off int64, verify bool, digest hashtree.Digest) []byte {
-	e := enc{b: make([]byte, 0, 64)}
+// chunkHeader encodes a chunk message's header. Whether the receiver
+// checks the digest is the session's decision (Session.verify), never the
+// message's.
+func chunkHeader(fid, idx uint64, off int64, digest hashtree.Digest) []byte {
+	e := enc{b: make([]byte, 0, 64+tagLen)}
 	e.u8(mChunk)
 	e.uvar(fid)
 	e.uvar(idx)
 	e.uvar(uint64(off))
-	v := uint8(0)
-	if verify {
-		v = 1
-	}
-	e.u8(v)
 	e.raw(digest[:])
 	return e.b
 }
@@ -164,7 +237,7 @@ func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 	}
 	l.chunks[k] = cb
 	l.mu.Unlock()
-	hdr := chunkHeader(fid, idx, off, verify, digest)
+	hdr := chunkHeader(fid, idx, off, digest)
 	var err error
 	if f != nil {
 		err = l.sendFile(hdr, f, off, n)
@@ -195,7 +268,7 @@ func (l *lane) sendBatch(count int, payload []byte, cb func(errs []string, err e
 	}
 	l.nextB++
 	id := l.nextB
-	l.batches[id] = cb
+	l.batches[id] = &pendingBatch{count: count, cb: cb}
 	l.mu.Unlock()
 	e := enc{}
 	e.u8(mBatch)
@@ -224,29 +297,97 @@ func (l *lane) readLoop() {
 			case <-l.s.done:
 				l.close(l.s.err)
 			default:
-				l.s.fail(fmt.Errorf("data stream %d from %s: %w", l.idx, l.s.peer, err))
+				l.s.laneLost(fmt.Errorf("data stream %d from %s: %w", l.idx, l.s.peer, err))
 			}
 			return
 		}
-		if err := l.handle(hdr, n, &buf); err != nil {
-			l.s.fail(fmt.Errorf("protocol error on data stream %d from %s: %w", l.idx, l.s.peer, err))
+		err = l.open(&hdr, n)
+		if err == nil {
+			err = l.handle(hdr, n, &buf)
+		}
+		if buf != nil {
+			// The message is done with its payload: the memory goes back
+			// to the session's budget.
+			l.s.mem.put(buf)
+			buf = nil
+		}
+		if err == nil && l.pending {
+			err = errors.New("message payload left unread")
+		}
+		if err != nil {
+			l.s.abort(fmt.Errorf("protocol error on data stream %d from %s: %w", l.idx, l.s.peer, err))
 			return
 		}
 	}
 }
 
+// open checks and strips the tag of a received message when the lane's
+// messages are authenticated. A tag that covers the payload is checked
+// once payload has read it; nothing of the message is acted on before.
+func (l *lane) open(hdr *[]byte, n int) error {
+	if l.in == nil {
+		return nil
+	}
+	h := *hdr
+	if len(h) < 1+tagLen {
+		return errIntegrity
+	}
+	h, tag := h[:len(h)-tagLen], h[len(h)-tagLen:]
+	*hdr = h
+	l.in.dataBegin(l.idx, h, n)
+	if payloadCovered(h[0]) && n > 0 {
+		l.pending = true
+		copy(l.pendingTag[:], tag)
+		return nil
+	}
+	if !l.in.check(tag) {
+		return errIntegrity
+	}
+	return nil
+}
+
+// payloadPiece is how much of a payload is read between two checks that
+// the peer is still sending.
+const payloadPiece = 4 << 20
+
+// payload reads the payload of the current message (n bytes, at most max)
+// into a buffer of the session's receive budget, which it stores in *buf
+// for readLoop to give back once the message is handled. It waits while
+// the budget is spent by other messages; a peer that stops sending in the
+// middle of a payload for the idle timeout ends the session, so a stalled
+// message cannot hold its memory for long.
 func (l *lane) payload(n, max int, buf *[]byte) ([]byte, error) {
 	if n < 0 || n > max {
 		return nil, fmt.Errorf("payload of %d bytes exceeds the limit of %d", n, max)
 	}
-	if cap(*buf) < n {
-		*buf = make([]byte, n)
+	if n == 0 {
+		return nil, nil
 	}
-	p := (*buf)[:n]
-	if err := l.st.RecvPayload(p); err != nil {
-		return nil, err
+	b, err := l.s.mem.get(n)
+	if err != nil {
+		return nil, fmt.Errorf("receiving a %d-byte payload: %w", n, err)
 	}
-	return p, nil
+	*buf = b
+	stall := time.AfterFunc(l.s.idle, func() {
+		l.s.fail(fmt.Errorf("data stream %d from %s stalled in the middle of a message for %s", l.idx, l.s.peer, l.s.idle))
+	})
+	defer stall.Stop()
+	for off := 0; off < n; {
+		k := min(n-off, payloadPiece)
+		stall.Reset(l.s.idle)
+		if err := l.st.RecvPayload(b[off : off+k]); err != nil {
+			return nil, err
+		}
+		off += k
+	}
+	if l.pending {
+		l.pending = false
+		l.in.write(b)
+		if !l.in.check(l.pendingTag[:]) {
+			return nil, errIntegrity
+		}
+	}
+	return b, nil
 }
 
 func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
@@ -257,7 +398,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 	switch hdr[0] {
 	case mChunk:
 		fid, idx, off := d.uvar(), d.uvar(), d.uvar()
-		verify := d.u8() == 1
+		verify := l.s.verify
 		var dg hashtree.Digest
 		copy(dg[:], d.raw(32))
 		if d.err != nil {
@@ -276,12 +417,17 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		e.uvar(fid)
 		e.uvar(idx)
 		e.u8(status)
-		e.str(msg)
+		e.str(verdictMsg(msg))
 		return l.send(e.b, nil)
 	case mBatch:
 		id, count := d.uvar(), d.uvar()
 		if d.err != nil {
 			return fmt.Errorf("bad batch header: %w", d.err)
+		}
+		// The count is checked against the payload actually announced
+		// before anything is allocated for the files.
+		if n < 1 || n > maxBatchPayload || count < 1 || count > maxBatchFiles || count > uint64((n-1)/minSmallEntry) {
+			return fmt.Errorf("bad batch header: %d files in %d bytes", count, n)
 		}
 		p, err := l.payload(n, maxBatchPayload, buf)
 		if err != nil {
@@ -289,7 +435,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		}
 		var errs []string
 		if r := l.s.receiver(); r != nil {
-			errs, err = r.writeBatch(p, int(count))
+			errs, err = r.writeBatch(p, int(count), l.s.verify)
 			if err != nil {
 				return err
 			}
@@ -299,14 +445,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 				errs[i] = "this peer accepts no files"
 			}
 		}
-		e := enc{}
-		e.u8(mBatchAck)
-		e.uvar(id)
-		e.uvar(uint64(len(errs)))
-		for _, s := range errs {
-			e.str(s)
-		}
-		return l.send(e.b, nil)
+		return l.sendBatchVerdicts(id, errs)
 	case mAck:
 		fid, idx := d.uvar(), d.uvar()
 		status := d.u8()
@@ -325,26 +464,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		cb(status, msg)
 		return nil
 	case mBatchAck:
-		id, count := d.uvar(), d.uvar()
-		if d.err != nil || n != 0 || count > 1<<20 {
-			return errors.New("bad batch verdict")
-		}
-		errs := make([]string, 0, count)
-		for i := uint64(0); i < count; i++ {
-			errs = append(errs, d.str())
-		}
-		if d.err != nil {
-			return errors.New("bad batch verdict")
-		}
-		l.mu.Lock()
-		cb := l.batches[id]
-		delete(l.batches, id)
-		l.mu.Unlock()
-		if cb == nil {
-			return fmt.Errorf("verdict for unknown batch %d", id)
-		}
-		cb(errs, nil)
-		return nil
+		return l.batchVerdicts(d, n)
 	}
 	if hdr[0] >= mCASFirst && hdr[0] <= mCASLast {
 		return l.handleCAS(hdr, n, buf)
@@ -353,4 +473,97 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		return l.handleBench(hdr, n, buf)
 	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
+}
+
+// Batch verdicts travel in pieces that each fit a message header: a piece
+// is "uvarint batch id, uvarint file count, u8 last, uvarint n, n ×
+// (uvarint file index, string error)" and lists only the files that
+// failed, in file order; the last piece completes the batch. However many
+// files fail, every verdict arrives and the stream stays usable.
+
+// verdictRoom is what a piece may use of a header, below MaxHeader.
+const verdictRoom = backends.MaxHeader - 64
+
+// sendBatchVerdicts answers batch id with the per-file errors errs ("" for
+// success), in as many pieces as they need.
+func (l *lane) sendBatchVerdicts(id uint64, errs []string) error {
+	var items enc
+	n := 0
+	flush := func(last bool) error {
+		e := enc{b: make([]byte, 0, 32+len(items.b))}
+		e.u8(mBatchAck)
+		e.uvar(id)
+		e.uvar(uint64(len(errs)))
+		if last {
+			e.u8(1)
+		} else {
+			e.u8(0)
+		}
+		e.uvar(uint64(n))
+		e.raw(items.b)
+		items.b, n = items.b[:0], 0
+		return l.send(e.b, nil)
+	}
+	for i, msg := range errs {
+		if msg == "" {
+			continue
+		}
+		msg = verdictMsg(msg)
+		if len(items.b)+binary.MaxVarintLen64*2+len(msg) > verdictRoom {
+			if err := flush(false); err != nil {
+				return err
+			}
+		}
+		items.uvar(uint64(i))
+		items.str(msg)
+		n++
+	}
+	return flush(true)
+}
+
+// batchVerdicts takes one piece of a batch's verdicts (the header after
+// its kind byte in d; n is the payload length, always 0).
+func (l *lane) batchVerdicts(d *dec, n int) error {
+	id, count := d.uvar(), d.uvar()
+	last := d.u8()
+	k := d.uvar()
+	if d.err != nil || n != 0 || last > 1 || k > uint64(len(d.b)) {
+		return errors.New("bad batch verdict")
+	}
+	l.mu.Lock()
+	b := l.batches[id]
+	l.mu.Unlock()
+	if b == nil {
+		return fmt.Errorf("verdict for unknown batch %d", id)
+	}
+	// Only the lane's reader touches a pending batch's verdicts.
+	if count != uint64(b.count) {
+		return fmt.Errorf("batch %d of %d files answered for %d", id, b.count, count)
+	}
+	for range k {
+		i, msg := d.uvar(), d.str()
+		if d.err != nil || i < uint64(b.next) || i >= count {
+			return errors.New("bad batch verdict")
+		}
+		if b.errs == nil {
+			b.errs = make([]string, b.count)
+		}
+		b.errs[i] = msg
+		b.next = int(i) + 1
+	}
+	if len(d.b) != 0 {
+		return errors.New("bad batch verdict")
+	}
+	if last == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	delete(l.batches, id)
+	l.mu.Unlock()
+	errs := b.errs
+	if errs == nil {
+		errs = make([]string, b.count)
+	}
+	b.cb(errs, nil)
+	return nil
 }

@@ -25,6 +25,12 @@ type Hello struct {
 	Nonce      string   `json:"nonce,omitempty"`   // control: client nonce for the challenge-response
 	Ticket     string   `json:"ticket,omitempty"`  // control: ticket id, for a delegated (third-party) session
 	TLSData    *bool    `json:"tls_data,omitempty"`
+	KX         string   `json:"kx,omitempty"` // control: X25519 key-exchange share, hex
+	// NoVerify (control) asks for a session whose chunks are not checked
+	// against their BLAKE3 digests on arrival (--verify=none); ignored
+	// where data streams are outside TLS: there the verified digest is
+	// what authenticates a chunk's bytes.
+	NoVerify bool `json:"no_verify,omitempty"`
 }
 
 // decodeHello parses and sanity-checks a hello frame from an unknown peer.
@@ -56,7 +62,6 @@ type Welcome struct {
 	Version         int      `json:"version"`
 	Server          string   `json:"server,omitempty"`
 	Session         string   `json:"session,omitempty"`
-	Key             string   `json:"key,omitempty"`
 	Transport       string   `json:"transport,omitempty"`
 	TransportReason string   `json:"transport_reason,omitempty"`
 	Streams         int      `json:"streams,omitempty"`
@@ -69,6 +74,11 @@ type Welcome struct {
 	Nonce        string `json:"nonce,omitempty"` // server nonce
 	TLS          bool   `json:"tls,omitempty"`   // the control connection is TLS
 	TLSData      bool   `json:"tls_data,omitempty"`
+	KX           string `json:"kx,omitempty"` // X25519 key-exchange share, hex
+	// Verify says whether the receivers of this session check every
+	// chunk and small file against its BLAKE3 digest: always where data
+	// streams are outside TLS, else as the client asked.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // Request operations.
@@ -84,7 +94,7 @@ const (
 	opJob    = "job"    // run a transfer from the peer's tree (pull, third party)
 	opMkdirs = "mkroot" // make sure a destination directory exists
 	opCancel = "cancel" // cancel a running request
-	opTicket = "ticket" // issue a ticket for a third-party session
+	opTicket = "ticket" // issue a ticket for a third-party session into Path
 	opAdopt  = "adopt"  // keep chunks a resumed partial file already holds
 )
 
@@ -114,7 +124,7 @@ type Resp struct {
 	Entry   *plan.Entry       `json:"entry,omitempty"`
 	Digest  string            `json:"digest,omitempty"`
 	Summary *progress.Summary `json:"summary,omitempty"`
-	Ticket  string            `json:"ticket,omitempty"`
+	Ticket  *SealedTicket     `json:"ticket,omitempty"`
 	// Haves lists, per opened file, the chunk index ranges a partial file
 	// from an interrupted transfer already holds.
 	Haves [][][2]int64 `json:"haves,omitempty"`
@@ -180,10 +190,13 @@ type JobSpec struct {
 	DstPath string `json:"dst"`
 	DstAddr string `json:"dst_addr,omitempty"` // third party: the destination server; empty: back to the requester
 	// DstTicket admits the source server to the destination server with
-	// the client's rights; DstTLS says how to reach it.
-	DstTicket string   `json:"dst_ticket,omitempty"`
-	DstTLS    *TLSSpec `json:"dst_tls,omitempty"`
-	Options   Options  `json:"options"`
+	// the client's rights, confined to DstPath; it is issued by the
+	// destination and sealed for the session that carries the job. A
+	// third-party job without one is refused. DstTLS says how to reach
+	// the destination.
+	DstTicket *SealedTicket `json:"dst_ticket,omitempty"`
+	DstTLS    *TLSSpec      `json:"dst_tls,omitempty"`
+	Options   Options       `json:"options"`
 }
 
 // TLSSpec describes TLS towards a server for a job: whether to use it, the

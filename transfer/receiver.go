@@ -2,11 +2,8 @@ package transfer
 
 import (
 	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
@@ -37,6 +34,13 @@ type receiver struct {
 	// prefix is the export name that every path from the peer starts with
 	// ("" when the server serves a single tree).
 	prefix string
+	// peer, when set, is what a server lets a peer make of its tree
+	// (modes narrowed, no writes through hard links); nil in a local copy,
+	// which keeps modes exactly as the source has them.
+	peer *peerPolicy
+	// within confines a ticket session to its destination directory
+	// (beneath the root; "" for no confinement). Set before use.
+	within string
 	// m counts what arrives, labelled with the session's transport.
 	m         *metrics.Metrics
 	transport string
@@ -75,29 +79,6 @@ type rfile struct {
 	failed string
 }
 
-// journalHeader identifies the transfer a partial file belongs to; a
-// partial file is resumed only by a transfer of the same source version.
-type journalHeader struct {
-	V       int    `json:"v"`
-	Size    int64  `json:"size"`
-	MtimeNs int64  `json:"mtime"`
-	Chunk   int64  `json:"chunk"`
-	Mode    uint32 `json:"mode"`
-	// Digests: each record carries the chunk's digest after its index (a
-	// share of a split file), for the final pass to take without reading
-	// the data again once the share has parked.
-	Digests bool `json:"digests,omitempty"`
-}
-
-// parkMark, as the last record of a share's journal, says the share
-// flushed its chunks and the journal: the final pass may trust the
-// digests recorded before it.
-const parkMark = ^uint64(0)
-
-func journalName(p string) string {
-	return strings.TrimSuffix(partName(p), ".part") + ".journal"
-}
-
 type dirAttr struct {
 	path    string
 	mode    uint32
@@ -109,9 +90,14 @@ func newReceiver(root *fsroot.Root, noFsync, readOnly bool, prefix string) *rece
 		files: map[uint64]*rfile{}, failed: map[uint64]string{}}
 }
 
-// rel turns a path from the peer into a path beneath the root.
+// rel turns a path from the peer into a path beneath the root, refusing
+// what lies outside the directory a ticket session is confined to.
 func (r *receiver) rel(p string) (string, error) {
-	return stripExport(r.prefix, p)
+	rel, err := stripExport(r.prefix, p)
+	if err == nil && !beneathDir(rel, r.within) {
+		return "", fmt.Errorf("path %q: %w", p, errOutsideTicket)
+	}
+	return rel, err
 }
 
 // stripExport removes the export name from the front of p and validates
@@ -141,20 +127,6 @@ const digestAbandoned = "abandoned"
 // flush the partial file and keep it, with the share's journal, for the
 // final pass.
 const digestPark = "park"
-
-// shareJournalName is the journal of share k of the split file p.
-func shareJournalName(p string, k int) string {
-	return strings.TrimSuffix(partName(p), ".part") + fmt.Sprintf(".s%d.journal", k)
-}
-
-// partName is the hidden partial file for target path p: deterministic, so
-// an interrupted transfer can find its own partial file again, and short,
-// so long names still fit.
-func partName(p string) string {
-	h := fnv.New64a()
-	h.Write([]byte(plan.Base(p)))
-	return plan.Join(plan.Dir(p), fmt.Sprintf(".xfer-%016x.part", h.Sum64()))
-}
 
 // setMtime sets a file's mtime (and atime) through its descriptor:
 // utimensat(fd, NULL, ...), i.e. futimens, with nanoseconds.
@@ -214,6 +186,7 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChun
 			errs[i] = fmt.Sprintf("write %s: invalid file announcement", sp.Path)
 			continue
 		}
+		sp.Mode = r.peer.fileMode(sp.Mode)
 		rf, msg := r.create(sp)
 		if msg != "" {
 			errs[i] = strings.Replace(msg, rel, shown, 1)
@@ -242,35 +215,87 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChun
 	return errs, haves, done
 }
 
-// create makes the partial file for sp, locked against a second writer.
+// create makes the partial file for sp, with its journal, locked against
+// a second writer, and takes up what an interrupted transfer of the same
+// source version left (see journal.go).
 func (r *receiver) create(sp FileSpec) (*rfile, string) {
 	if dir := plan.Dir(sp.Path); dir != "" {
 		if err := r.root.MkdirAll(dir, 0o755); err != nil {
 			return nil, describe("mkdir", dir, err)
 		}
 	}
-	part := partName(sp.Path)
-	f, err := r.root.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, describe("create", sp.Path, err)
+	failed := func(err error) string {
+		if errors.Is(err, errBusy) {
+			return fmt.Sprintf("write %s: another transfer is writing this file", sp.Path)
+		}
+		return describe("create", sp.Path, err)
 	}
-	// Shares of a split file write side by side (shared lock); anyone
-	// else needs the file to itself.
-	how := unix.LOCK_EX
-	if sp.Share > 0 {
-		how = unix.LOCK_SH
-	}
-	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Sprintf("write %s: another transfer is writing this file", sp.Path)
-	}
-	rf := &rfile{spec: sp, f: f, part: part, jname: journalName(sp.Path), tree: hashtree.NewTree(sp.Size, sp.ChunkSize)}
+	split := sp.Shares > 0
+	rf := &rfile{spec: sp, jname: journalName(sp.Path), tree: hashtree.NewTree(sp.Size, sp.ChunkSize)}
 	if sp.Share > 0 {
 		rf.jname = shareJournalName(sp.Path, sp.Share-1)
 	}
-	hdr := journalHeader{V: 1, Size: sp.Size, MtimeNs: sp.MtimeNs, Chunk: sp.ChunkSize, Mode: sp.Mode, Digests: sp.Share > 0}
-	rf.have = r.resumable(rf, hdr)
-	if sp.Shares > 0 && sp.Share == 0 {
+	j, err := r.openLocked(rf.jname, unix.LOCK_EX)
+	if err != nil {
+		return nil, failed(err)
+	}
+	rf.journal = j
+	hdr := journalHeader{V: journalVersion, Name: plan.Base(sp.Path), Size: sp.Size, MtimeNs: sp.MtimeNs,
+		Chunk: sp.ChunkSize, Mode: sp.Mode, Digests: sp.Share > 0}
+	if split {
+		// Shares of a split file write side by side (shared lock); the
+		// final pass needs the file to itself.
+		how := unix.LOCK_EX
+		if sp.Share > 0 {
+			how = unix.LOCK_SH
+		}
+		rf.part = splitPartName(sp.Path)
+		if rf.f, err = r.openLocked(rf.part, how); err != nil {
+			r.discard(rf)
+			return nil, failed(err)
+		}
+	}
+	// Resume from the journal of an interrupted transfer of the same
+	// source version: the chunks it lists are hashed again from disk, so
+	// only data that is really there counts.
+	recs, oldPart, keep, _, ok := r.readJournal(j, rf.jname, hdr)
+	if ok && !split {
+		if f, err := r.openOwn(oldPart, os.O_RDWR); err == nil {
+			rf.f, rf.part = f, oldPart
+		}
+	}
+	resumed := false
+	if ok && rf.f != nil {
+		// Drop a torn record at the tail (and a share's park mark: it
+		// parks again when done), and keep appending after it.
+		info, err := fsroot.InfoFromFile(rf.f)
+		if err == nil && info.Size == sp.Size && j.Truncate(keep) == nil {
+			if _, err := j.Seek(0, io.SeekEnd); err == nil {
+				rf.have = r.rehash(rf, hdr, recs)
+				resumed = true
+			}
+		}
+	}
+	if !split && !resumed {
+		if rf.f != nil {
+			rf.f.Close()
+			rf.f = nil
+		}
+		if oldPart != "" && oldPart != rf.part {
+			r.root.Remove(oldPart) // what an earlier transfer left: unlinked, never written
+		}
+		for _, n := range legacyNames(sp.Path, 0) {
+			r.root.Remove(n)
+		}
+		f, name, err := r.createPart(sp.Path)
+		if err != nil {
+			r.discard(rf)
+			return nil, failed(err)
+		}
+		rf.f, rf.part = f, name
+	}
+	hdr.Part = plan.Base(rf.part)
+	if split && sp.Share == 0 {
 		// The final pass of a split file: what the shares wrote.
 		shdr := hdr
 		shdr.Digests = true
@@ -280,8 +305,13 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 		for i := range rf.done {
 			delete(rf.have, i)
 		}
-		if (rf.have != nil || rf.done != nil) && rf.journal == nil {
-			if err := r.newJournal(rf, hdr); err != nil {
+		if !resumed {
+			for _, n := range legacyNames(sp.Path, sp.Shares) {
+				r.root.Remove(n)
+			}
+		}
+		if !resumed && (rf.have != nil || rf.done != nil) {
+			if err := writeHeader(j, hdr); err != nil {
 				r.discard(rf)
 				return nil, describe("create", sp.Path, err)
 			}
@@ -290,10 +320,11 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 			}
 		}
 	}
-	if rf.have == nil && sp.Delta && sp.Shares == 0 {
+	if rf.have == nil && sp.Delta && !split {
 		rf.have = r.seed(rf, hdr)
 	}
 	if rf.have == nil {
+		f := rf.f
 		if sp.Share > 0 {
 			// Other shares may be writing already: never cut the file
 			// short, only give it its size.
@@ -307,7 +338,7 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 			}
 		}
 		if err == nil {
-			err = r.newJournal(rf, hdr)
+			err = writeHeader(j, hdr)
 		}
 		if err != nil {
 			r.discard(rf)
@@ -317,43 +348,21 @@ func (r *receiver) create(sp FileSpec) (*rfile, string) {
 	return rf, ""
 }
 
-// resumable looks for the journal of an interrupted transfer of the same
-// source version and re-hashes, from disk, the chunks it lists: only data
-// that is really there counts. It returns nil when there is nothing to
-// resume (and the caller starts afresh).
-func (r *receiver) resumable(rf *rfile, hdr journalHeader) map[int64]hashtree.Digest {
-	j, err := r.root.OpenFile(rf.jname, os.O_RDWR, 0)
-	if err != nil {
-		return nil
-	}
-	recs, keep, _, ok := r.readJournal(rf, j, hdr)
-	if !ok {
-		j.Close()
-		return nil
-	}
-	// Drop a torn record at the tail (and a share's park mark: it parks
-	// again when done), and keep appending after it.
-	if err := j.Truncate(keep); err != nil {
-		j.Close()
-		return nil
-	}
-	j.Seek(0, io.SeekEnd)
-	rf.journal = j
-	return r.rehash(rf, hdr, recs)
-}
-
 // shareChunks takes what the journal name of one share of a split file
 // lists: trusted into rf.done (and the tree) when the share parked, that
 // is flushed its data and journal; else re-hashed from the partial file
 // into rf.have, for the sender to adopt what matches.
 func (r *receiver) shareChunks(rf *rfile, name string, hdr journalHeader) {
-	j, err := r.root.Open(name)
+	j, err := r.openOwn(name, os.O_RDONLY)
 	if err != nil {
 		return
 	}
 	defer j.Close()
-	recs, _, parked, ok := r.readJournal(rf, j, hdr)
-	if !ok {
+	recs, part, _, parked, ok := r.readJournal(j, name, hdr)
+	if !ok || part != rf.part {
+		return
+	}
+	if info, err := fsroot.InfoFromFile(rf.f); err != nil || info.Size != hdr.Size {
 		return
 	}
 	if !parked {
@@ -374,58 +383,6 @@ func (r *receiver) shareChunks(rf *rfile, name string, hdr journalHeader) {
 		}
 		rf.done[rec.idx] = rec.dg
 	}
-}
-
-// journalRec is one record of a journal: a chunk written and verified,
-// with its digest in a share's journal.
-type journalRec struct {
-	idx int64
-	dg  hashtree.Digest
-}
-
-// readJournal reads journal j of partial file rf. If its header is hdr, it
-// returns the valid records, the journal's length up to its last whole
-// record before any park mark, and whether the journal ends with the
-// park mark.
-func (r *receiver) readJournal(rf *rfile, j *os.File, hdr journalHeader) ([]journalRec, int64, bool, bool) {
-	b, err := io.ReadAll(io.LimitReader(j, 256<<20))
-	if err != nil {
-		return nil, 0, false, false
-	}
-	line, rest, ok := bytesCut(b, '\n')
-	var got journalHeader
-	if !ok || json.Unmarshal(line, &got) != nil || got != hdr {
-		return nil, 0, false, false
-	}
-	info, err := fsroot.InfoFromFile(rf.f)
-	if err != nil || info.Size != hdr.Size {
-		return nil, 0, false, false
-	}
-	size := 8
-	if hdr.Digests {
-		size += len(hashtree.Digest{})
-	}
-	n := hashtree.NumChunks(hdr.Size, hdr.Chunk)
-	var recs []journalRec
-	parked := false
-	keep := int64(len(b) - len(rest))
-	for len(rest) >= size {
-		raw := binary.LittleEndian.Uint64(rest)
-		var rec journalRec
-		copy(rec.dg[:], rest[8:size])
-		rest = rest[size:]
-		if raw == parkMark {
-			parked = len(rest) < size // only a mark at the end counts
-			continue
-		}
-		keep = int64(len(b) - len(rest))
-		rec.idx = int64(raw)
-		if rec.idx < 0 || rec.idx >= n {
-			continue
-		}
-		recs = append(recs, rec)
-	}
-	return recs, keep, parked, true
 }
 
 // rehash recomputes, from the partial file, the digests of the chunks
@@ -485,7 +442,7 @@ func (r *receiver) seed(rf *rfile, hdr journalHeader) map[int64]hashtree.Digest 
 			return nil
 		}
 	}
-	if rf.f.Truncate(hdr.Size) != nil || r.newJournal(rf, hdr) != nil {
+	if rf.f.Truncate(hdr.Size) != nil || writeHeader(rf.journal, hdr) != nil {
 		return nil
 	}
 	have := map[int64]hashtree.Digest{}
@@ -553,20 +510,6 @@ func bytesCut(b []byte, sep byte) ([]byte, []byte, bool) {
 	return b, nil, false
 }
 
-func (r *receiver) newJournal(rf *rfile, hdr journalHeader) error {
-	j, err := r.root.OpenFile(rf.jname, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	line, _ := json.Marshal(hdr)
-	if _, err := j.Write(append(line, '\n')); err != nil {
-		j.Close()
-		return err
-	}
-	rf.journal = j
-	return nil
-}
-
 // record appends a verified chunk to the journal. A lost record only
 // costs a resend, so it is not flushed.
 func (rf *rfile) record(idx uint64, dg hashtree.Digest) {
@@ -574,12 +517,7 @@ func (rf *rfile) record(idx uint64, dg hashtree.Digest) {
 		return
 	}
 	var b [8 + len(hashtree.Digest{})]byte
-	binary.LittleEndian.PutUint64(b[:], idx)
-	n := 8
-	if rf.spec.Share > 0 {
-		n += copy(b[8:], dg[:])
-	}
-	rf.journal.Write(b[:n])
+	rf.journal.Write(appendRecord(b[:0], idx, dg, rf.spec.Share > 0))
 }
 
 // adopt records chunks that a resumed partial file already holds, where
@@ -632,28 +570,36 @@ func (rf *rfile) haveRanges() [][2]int64 {
 // discard drops a file for good: partial file and journal (a share of a
 // split file drops only its own journal: the partial file is shared).
 func (r *receiver) discard(rf *rfile) {
-	rf.f.Close()
-	if rf.spec.Share > 0 {
-		if rf.journal != nil {
-			rf.journal.Close()
+	if rf.f != nil {
+		rf.f.Close()
+	}
+	if rf.spec.Share == 0 {
+		for k := range rf.spec.Shares {
+			r.root.Remove(shareJournalName(rf.spec.Path, k))
 		}
-		r.root.Remove(rf.jname)
+		if rf.part != "" {
+			r.root.Remove(rf.part)
+		}
+	}
+	r.dropJournal(rf)
+}
+
+// dropJournal removes the journal of rf, then lets go of its lock.
+func (r *receiver) dropJournal(rf *rfile) {
+	if rf.journal == nil {
 		return
 	}
-	for k := range rf.spec.Shares {
-		r.root.Remove(shareJournalName(rf.spec.Path, k))
-	}
-	r.root.Remove(rf.part)
-	if rf.journal != nil {
-		rf.journal.Close()
-	}
 	r.root.Remove(rf.jname)
+	rf.journal.Close()
+	rf.journal = nil
 }
 
 // keep closes a file whose transfer was interrupted, leaving its partial
 // file and journal for the next run to resume.
 func (r *receiver) keep(rf *rfile) {
-	rf.f.Close()
+	if rf.f != nil {
+		rf.f.Close()
+	}
 	if rf.journal != nil {
 		rf.journal.Close()
 	}
@@ -837,10 +783,7 @@ func (r *receiver) commit(cs []CommitSpec) []string {
 			errs[i] = msg
 			r.root.Remove(rf.part)
 		}
-		if rf.journal != nil {
-			rf.journal.Close()
-		}
-		r.root.Remove(rf.jname)
+		r.dropJournal(rf)
 		for k := range rf.spec.Shares {
 			r.root.Remove(shareJournalName(rf.spec.Path, k))
 		}
@@ -943,12 +886,14 @@ func readSmall(d *dec) smallFile {
 // to an unnamed file in its directory (O_TMPFILE; a hidden partial file
 // where the file system has none), then one flush covers them all, then
 // they are given their names: a link for a new file, a rename over the old
-// one for an update. The payload starts with a verify flag.
-func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
+// one for an update. The payload starts with a reserved byte; verify (the
+// session's decision, never the message's) says whether each file is
+// checked against its digest.
+func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error) {
 	d := &dec{b: p}
-	verify := d.u8() == 1
-	if count < 0 || count > len(p) {
-		return nil, errors.New("bad batch count")
+	d.u8() // reserved
+	if count < 1 || count > maxBatchFiles || count > (len(p)-1)/minSmallEntry {
+		return nil, fmt.Errorf("bad batch: %d files in %d bytes", count, len(p))
 	}
 	errs := make([]string, count)
 	files := make([]smallFile, count)
@@ -995,6 +940,7 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 			continue
 		}
 		sf.path = rel
+		sf.mode = r.peer.fileMode(sf.mode)
 		if verify && hashtree.Sum(sf.data) != sf.digest {
 			r.m.VerifyFailure()
 			errs[i] = fmt.Sprintf("write %s: content failed BLAKE3 verification", sf.path)
@@ -1024,8 +970,11 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 				continue
 			}
 		}
-		part := partName(sf.path)
-		f, err := dd.OpenFile(plan.Base(part), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		var f *os.File
+		part, err := freshName(sf.path, func(name string) (err error) {
+			f, err = dd.OpenFile(plan.Base(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			return err
+		})
 		if err != nil {
 			errs[i] = describe("create", sf.path, err)
 			continue
@@ -1100,12 +1049,9 @@ func (r *receiver) writeBatch(p []byte, count int) ([]string, error) {
 			// old file atomically, so the new one gets the partial name
 			// first and is renamed over it.
 			replaced++
-			part := partName(files[i].path)
-			lerr = dd.LinkTemp(temps[i]-1, plan.Base(part))
-			if errors.Is(lerr, syscall.EEXIST) {
-				dd.Remove(plan.Base(part)) // left by an interrupted run
-				lerr = dd.LinkTemp(temps[i]-1, plan.Base(part))
-			}
+			part, lerr := freshName(files[i].path, func(name string) error {
+				return dd.LinkTemp(temps[i]-1, plan.Base(name))
+			})
 			if lerr != nil {
 				errs[i] = describe("create", files[i].path, lerr)
 				continue
@@ -1253,9 +1199,8 @@ func (r *receiver) metaOne(op MetaOp) string {
 				return describe("mkdir", dir, err)
 			}
 		}
-		part := partName(op.Path)
-		r.root.Remove(part)
-		if err := r.root.Symlink(op.Target, part); err != nil {
+		part, err := freshName(op.Path, func(name string) error { return r.root.Symlink(op.Target, name) })
+		if err != nil {
 			return describe("symlink", op.Path, err)
 		}
 		if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
@@ -1271,9 +1216,8 @@ func (r *receiver) metaOne(op MetaOp) string {
 		if err != nil || target == "" {
 			return describe("link", op.Path, fsroot.ErrEscape)
 		}
-		part := partName(op.Path)
-		r.root.Remove(part)
-		if err := r.root.Link(target, part); err != nil {
+		part, err := freshName(op.Path, func(name string) error { return r.root.Link(target, name) })
+		if err != nil {
 			return describe("link", op.Path, err)
 		}
 		if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
@@ -1285,31 +1229,53 @@ func (r *receiver) metaOne(op MetaOp) string {
 			return describe("delete", op.Path, err)
 		}
 	case "setattrs":
-		info, err := r.root.Lstat(op.Path)
-		if err != nil {
-			return describe("stat", op.Path, err)
-		}
-		if info.Type == fsroot.TypeDir {
-			r.deferDir(op)
-			return ""
-		}
-		if info.Type != fsroot.TypeSymlink {
-			if err := r.root.Chmod(op.Path, op.Mode); err != nil {
-				return describe("chmod", op.Path, err)
-			}
-		}
-		if err := r.root.Lchtimes(op.Path, op.MtimeNs, op.MtimeNs); err != nil {
-			return describe("set mtime of", op.Path, err)
-		}
+		return r.setAttrs(op)
 	default:
 		return fmt.Sprintf("unknown operation %q", op.Op)
 	}
 	return ""
 }
 
+// setAttrs sets the mode and mtime of an existing entry: through a
+// handle on the inode found at the name (never following a symlink
+// there), and, for a peer, never on a regular file with other hard links,
+// which may lead outside the tree.
+func (r *receiver) setAttrs(op MetaOp) string {
+	pin, err := r.root.Pin(op.Path)
+	if err != nil {
+		return describe("stat", op.Path, err)
+	}
+	defer pin.Close()
+	info, err := pin.Info()
+	if err != nil {
+		return describe("stat", op.Path, err)
+	}
+	switch info.Type {
+	case fsroot.TypeDir:
+		r.deferDir(op)
+		return ""
+	case fsroot.TypeSymlink:
+		// Linux has no link modes; the times go on the link itself.
+		if err := r.root.Lchtimes(op.Path, op.MtimeNs, op.MtimeNs); err != nil {
+			return describe("set mtime of", op.Path, err)
+		}
+		return ""
+	}
+	if r.peer != nil && info.Type == fsroot.TypeFile && info.Nlink > 1 {
+		return fmt.Sprintf("set attributes of %s: refused: the file has %d hard links, and one may lead outside the export", op.Path, info.Nlink)
+	}
+	if err := pin.Chmod(r.peer.fileMode(op.Mode)); err != nil {
+		return describe("chmod", op.Path, err)
+	}
+	if err := pin.Chtimes(op.MtimeNs, op.MtimeNs); err != nil {
+		return describe("set mtime of", op.Path, err)
+	}
+	return ""
+}
+
 func (r *receiver) deferDir(op MetaOp) {
 	r.mu.Lock()
-	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: op.Mode, mtimeNs: op.MtimeNs})
+	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs})
 	r.mu.Unlock()
 }
 

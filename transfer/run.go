@@ -65,6 +65,7 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 	opt = opt.withDefaults()
 	dial.Proto, dial.Streams = opt.Proto, opt.Streams
 	dial.ConnectTimeout, dial.IdleTimeout, dial.UringEntries = opt.ConnectTO, opt.IdleTO, opt.UringEntry
+	dial.NoVerify = opt.Verify == "none"
 	// A lost connection is retried with backoff; each attempt plans
 	// afresh, so finished files are skipped and partial ones resume.
 	var (
@@ -167,11 +168,13 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		}
 		defer h.close()
 		dial.handler = h
-		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, src.Auth.apply(dial), sink, tally)
+		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, nil, src.Auth.apply(dial), sink, tally)
 	default:
 		spec := JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}
-		// The destination issues a ticket to us, which the source server
-		// presents in our stead: our token never leaves this process.
+		// The destination issues a ticket to us for this destination
+		// directory, which the source server presents in our stead: our
+		// token never leaves this process, and the ticket's secret crosses
+		// each connection sealed for its session.
 		ds, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 		if err != nil {
 			return err
@@ -182,27 +185,40 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 				return err
 			}
 		}
-		resp, err := ds.call(ctx, &Req{Op: opTicket})
+		resp, err := ds.call(ctx, &Req{Op: opTicket, Path: dst.Path})
+		var tk Ticket
+		if err == nil {
+			if resp.Ticket == nil {
+				err = exitcode.Peerf("%s answered the ticket request without a ticket", dst.Addr)
+			} else {
+				tk, err = ds.keys.openTicket(resp.Ticket)
+			}
+		}
 		ds.Close()
 		if err != nil {
 			return fmt.Errorf("asking %s for a ticket: %w", dst.Addr, err)
 		}
-		spec.DstTicket = resp.Ticket
 		if dst.Auth.TLS != nil {
 			spec.DstTLS = &TLSSpec{CAPEM: dst.Auth.CAPEM, ServerName: dst.Auth.TLS.ServerName, Data: dst.Auth.TLSData}
 		}
-		return remoteJob(ctx, src.Addr, spec, src.Auth.apply(dial), sink, tally)
+		return remoteJob(ctx, src.Addr, spec, &tk, src.Auth.apply(dial), sink, tally)
 	}
 }
 
 // remoteJob asks the server at addr to run the transfer and relays its
-// events.
-func remoteJob(ctx context.Context, addr string, spec JobSpec, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+// events. tk, for a third-party job, is the destination's ticket, sealed
+// here for the session to the source.
+func remoteJob(ctx context.Context, addr string, spec JobSpec, tk *Ticket, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	s, err := Dial(ctx, addr, dial)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	if tk != nil {
+		if spec.DstTicket, err = s.keys.sealTicket(*tk); err != nil {
+			return err
+		}
+	}
 	if spec.DstAddr == "" {
 		tally.SetProto(s.transport, s.reason)
 	}

@@ -57,6 +57,9 @@ type ServerConfig struct {
 	MaxOpenFiles     int
 	MaxFrame         int   // control frame limit in bytes (default 8 MiB)
 	MaxSessionMemory int64 // receive buffers per session (default 256 MiB)
+	// MaxMemory bounds the receive buffers of all sessions together
+	// (default 1 GiB); a message waits for room rather than allocate.
+	MaxMemory int64
 	// Metrics, when set, counts sessions, bytes, files and failures.
 	Metrics *metrics.Metrics
 	// CAS is the content-addressed store exposed to peers (--cas), or nil.
@@ -65,12 +68,22 @@ type ServerConfig struct {
 	CASReadOnly bool
 	NoFsync     bool
 	ReadOnly    bool // with Root: refuse every write
+	// Umask holds the permission bits taken from the mode of every file
+	// and directory a peer creates or changes (0: none; `xfer serve`
+	// passes its process umask, or --umask).
+	Umask uint32
+	// AllowSetid, with Root, keeps the set-uid, set-gid and sticky bits
+	// of what peers upload; by default they are dropped.
+	AllowSetid  bool
 	MaxStreams  int
 	IdleTimeout time.Duration
 	Log         *slog.Logger
 	Version     string
 	// DialOptions are used when a job makes this server push to another.
 	Dial DialOptions
+	// PushAllow restricts the servers third-party jobs push to
+	// (--push-allow); nil allows any that accepts the job's ticket.
+	PushAllow *PushPolicy
 }
 
 // Server accepts sessions and serves an export root.
@@ -84,6 +97,8 @@ type Server struct {
 	adm     *admission
 	tickets tickets
 	active  sync.WaitGroup
+	// mem is the receive memory of all sessions (MaxMemory).
+	mem *memPool
 }
 
 type pendingSession struct {
@@ -130,9 +145,13 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.MaxFrame = DefaultMaxFrame
 	}
 	if cfg.MaxSessionMemory <= 0 {
-		cfg.MaxSessionMemory = 256 << 20
+		cfg.MaxSessionMemory = DefaultMaxSessionMemory
 	}
-	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, adm: newAdmission(cfg)}
+	if cfg.MaxMemory <= 0 {
+		cfg.MaxMemory = DefaultMaxMemory
+	}
+	cfg.MaxSessionMemory = min(cfg.MaxSessionMemory, cfg.MaxMemory)
+	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, adm: newAdmission(cfg), mem: newMemPool(cfg.MaxMemory)}
 	srv.usable, srv.why = usableTransports(false)
 	return srv
 }
@@ -301,7 +320,7 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 	case "data":
 		srv.joinData(conn, h, isTLS)
 	case "control":
-		srv.session(ctx, conn, h, isTLS, leave)
+		srv.session(ctx, conn, h, p, isTLS, leave)
 	default:
 		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion, Error: "unknown connection role"})
 		c.Close()
@@ -390,7 +409,8 @@ func (srv *Server) offered() ([]string, map[string]string) {
 // session runs one control connection: authentication, transport set-up,
 // then requests until either side ends it. leave ends the connection's
 // stay in the handshake budget; the session counts as one from then on.
-func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool, leave func()) {
+// helloRaw is the hello as received, for the handshake transcript.
+func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []byte, isTLS bool, leave func()) {
 	peer := c.RemoteAddr().String()
 	host := hostOf(peer)
 	reject := func(msg string) {
@@ -428,21 +448,33 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 	// Who is it? A token holder, a ticket holder, or (no token configured)
 	// anyone who can reach the listener.
 	var secret []byte
-	scope, scoped := "", false
+	// A ticket is looked up, not used up: only a proof of its secret
+	// (below) spends it, so knowing its id is not enough to burn it.
+	var ti *ticketInfo
 	switch {
 	case h.Ticket != "":
-		ti, ok := srv.tickets.take(h.Ticket)
-		if !ok {
+		var ok bool
+		if ti, ok = srv.tickets.lookup(h.Ticket); !ok {
 			srv.adm.authFailed(host)
 			srv.cfg.Log.Warn("authentication failed: unknown or expired ticket", "peer", peer)
 			reject("authentication failed: unknown or expired ticket")
 			return
 		}
-		secret, scope, scoped = ti.secret, ti.export, ti.export != ""
+		secret = ti.secret
 	case srv.cfg.Token != nil:
 		secret = srv.cfg.Token
 	}
 	tlsData := isTLS && !(h.TLSData != nil && !*h.TLSData && srv.cfg.AllowPlainData)
+	// Data outside TLS is authenticated by message tags and by the chunk
+	// digests, which are therefore always checked.
+	verify := !h.NoVerify || !tlsData
+	kx := newKeyShare()
+	shared, err := kx.shared(h.KX)
+	if err != nil {
+		srv.cfg.Log.Warn("rejected connection: malformed handshake", "peer", peer, "err", err)
+		reject("malformed handshake: " + err.Error())
+		return
+	}
 
 	mine, why := srv.offered()
 	if tlsData {
@@ -492,7 +524,8 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 	id := hex.EncodeToString(idb)
 	sn := newNonce()
 	w := Welcome{Version: ProtocolVersion, Server: srv.cfg.Version, Session: id,
-		Transport: name, TransportReason: reason, Streams: streams, Nonce: sn, TLS: isTLS, TLSData: tlsData}
+		Transport: name, TransportReason: reason, Streams: streams, Nonce: sn, TLS: isTLS, TLSData: tlsData,
+		KX: kx.public(), Verify: verify}
 	// The session must be registered before the client learns it can
 	// dial data streams (after the welcome, or after the auth reply).
 	ps := &pendingSession{plainOK: !tlsData, conns: make(chan dataConn, streams)}
@@ -507,7 +540,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 		delete(srv.joins, id)
 		srv.mu.Unlock()
 	}()
-	var key []byte
+	w.Auth = authNone
 	if secret == nil {
 		// Nothing to prove: the session counts from here.
 		if msg, after, ok := admit(); !ok {
@@ -515,14 +548,21 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 			c.Close()
 			return
 		}
-		key = make([]byte, 32)
-		rand.Read(key)
-		w.Auth, w.Key = authNone, hex.EncodeToString(key)
-		register(key)
 	} else {
 		w.Auth = authToken
 	}
-	if err := writeJSONFrame(c, fWelcome, w); err != nil {
+	welcomeRaw, err := json.Marshal(w)
+	if err != nil {
+		c.Close()
+		return
+	}
+	th := transcriptHash(helloRaw, welcomeRaw)
+	var key []byte
+	if secret == nil {
+		key = anonymousKey(th, shared)
+		register(key)
+	}
+	if err := writeFrame(c, fWelcome, welcomeRaw); err != nil {
 		c.Close()
 		return
 	}
@@ -530,10 +570,14 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 		typ, p, err := readFrameExact(c, 64<<10)
 		var am AuthMsg
 		if err != nil || typ != fAuth || json.Unmarshal(p, &am) != nil ||
-			!proofOK(am.Proof, authProof(secret, "client", sn, h.Nonce, id)) {
+			!proofOK(am.Proof, authProof(secret, "client", th)) {
 			penalty := srv.adm.authFailed(host)
-			srv.cfg.Log.Warn("authentication failed", "peer", peer, "shut_out_for", penalty)
-			writeJSONFrame(c, fAuthOK, AuthMsg{Error: "authentication failed: wrong token (or none given)"})
+			msg := "authentication failed: wrong token (or none given)"
+			if ti != nil {
+				msg = "authentication failed: wrong ticket secret"
+			}
+			srv.cfg.Log.Warn(msg, "peer", peer, "shut_out_for", penalty)
+			writeJSONFrame(c, fAuthOK, AuthMsg{Error: msg + ", or the handshake was altered on the way"})
 			c.Close()
 			return
 		}
@@ -543,16 +587,26 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 			c.Close()
 			return
 		}
-		key = derivedKey(secret, sn, h.Nonce, id)
+		// Spent only now: a proof verified and a session slot held.
+		if ti != nil && !srv.tickets.redeem(h.Ticket, ti) {
+			srv.cfg.Log.Warn("authentication failed: ticket already used", "peer", peer)
+			writeJSONFrame(c, fAuthOK, AuthMsg{Error: "authentication failed: the ticket was already used"})
+			c.Close()
+			return
+		}
+		key = derivedKey(secret, th, shared)
 		register(key)
-		if err := writeJSONFrame(c, fAuthOK, AuthMsg{Proof: authProof(secret, "server", sn, h.Nonce, id)}); err != nil {
+		if err := writeJSONFrame(c, fAuthOK, AuthMsg{Proof: authProof(secret, "server", th)}); err != nil {
 			c.Close()
 			return
 		}
 	}
 	fr := newFrameReader(c, srv.cfg.MaxFrame)
 	s := newSession(c, fr, srv.cfg.Log, srv.cfg.IdleTimeout)
-	s.id, s.key, s.transport, s.reason = id, key, name, reason
+	s.shareMemory(srv.mem, srv.cfg.MaxSessionMemory)
+	s.id, s.transport, s.reason = id, name, reason
+	s.secure(key, false, !isTLS, !tlsData)
+	s.verify = verify
 	t, _ := backends.Lookup(name)
 	rv := &acceptRendezvous{ps: ps, exch: controlExchange{s}, got: map[int]net.Conn{}}
 	setupCtx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
@@ -571,22 +625,31 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, isTLS bool,
 	var hd *handler
 	if srv.cfg.Exports != nil {
 		hd = newExportsHandler(srv.cfg.Exports, srv.cfg.NoFsync)
-		if scoped {
-			if err := hd.bindTo(scope); err != nil {
+		hd.served, hd.umask = true, srv.cfg.Umask
+		if ti != nil && ti.export != "" {
+			if err := hd.bindTo(ti.export); err != nil {
 				s.Close()
 				return
 			}
 		}
 	} else {
 		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
+		hd.served, hd.umask = true, srv.cfg.Umask
+		hd.recv.peer = &peerPolicy{umask: srv.cfg.Umask, setid: srv.cfg.AllowSetid}
 	}
 	hd.m, hd.transport, hd.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
 	if hd.recv != nil {
 		hd.recv.m, hd.recv.transport, hd.recv.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
 	}
-	hd.jobs = srv.runJob
-	hd.tickets = &srv.tickets
-	hd.cas, hd.casRO = srv.cfg.CAS, srv.cfg.CASReadOnly
+	if ti != nil {
+		// A ticket admits one delivery into one directory: no jobs, no
+		// further tickets, no store.
+		hd.confine(ti.within)
+	} else {
+		hd.jobs = srv.runJob
+		hd.tickets = &srv.tickets
+		hd.cas, hd.casRO = srv.cfg.CAS, srv.cfg.CASReadOnly
+	}
 	s.handler = hd
 	srv.cfg.Log.Info("session started", "peer", peer, "transport", name, "streams", streams, "tls", isTLS)
 	srv.cfg.Metrics.SessionStarted()
@@ -623,14 +686,22 @@ func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, sr
 		if spec.Options.IdleTO > 0 {
 			o.IdleTimeout = spec.Options.IdleTO
 		}
-		if spec.DstTicket != "" {
-			tk, err := ParseTicket(spec.DstTicket)
-			if err != nil {
-				return tally.Summary(), exitcode.Usagef("job: %v", err)
-			}
-			o.Ticket = &tk
+		o.NoVerify = spec.Options.Verify == "none"
+		// The destination must have authorized this job: only a ticket it
+		// issued to the client speaks for the client there, and nothing
+		// is pushed anywhere without one.
+		if spec.DstTicket == nil {
+			return tally.Summary(), exitcode.Usagef("job: pushing to %s needs a ticket issued by that server; refusing to push without one", spec.DstAddr)
 		}
+		tk, err := s.keys.openTicket(spec.DstTicket)
+		if err != nil {
+			return tally.Summary(), exitcode.Usagef("job: %v", err)
+		}
+		o.Ticket = &tk
 		o.Token = nil // only the client's ticket speaks for it
+		if o.allow, err = srv.cfg.PushAllow.vet(spec.DstAddr); err != nil {
+			return tally.Summary(), exitcode.Usagef("job: cannot push to %s: %v", spec.DstAddr, err)
+		}
 		if spec.DstTLS != nil {
 			tc, err := spec.DstTLS.config()
 			if err != nil {
@@ -640,7 +711,14 @@ func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, sr
 		}
 		ds, err := Dial(ctx, spec.DstAddr, o)
 		if err != nil {
-			return tally.Summary(), err
+			if errors.Is(err, errPushRefused) {
+				return tally.Summary(), exitcode.Usagef("job: cannot push to %s: %v", spec.DstAddr, errPushRefused)
+			}
+			// One message for every way this can fail, so that jobs
+			// cannot map which ports of the server's network are open or
+			// what listens there; the log has the real reason.
+			srv.cfg.Log.Warn("third-party job: cannot open a session to the destination", "peer", s.peer, "dst", spec.DstAddr, "err", err)
+			return tally.Summary(), exitcode.Peerf("cannot open a session to %s for this job: it is unreachable from the source server, is not an xfer server, or did not accept the ticket (the source server's log says which)", spec.DstAddr)
 		}
 		defer ds.Close()
 		dst = &remoteDest{s: ds}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -27,12 +28,23 @@ import (
 // either side may receive files, so the same type serves `xfer serve`, a
 // client pushing files, and a client receiving a pull.
 type Session struct {
-	peer      string // address of the other side, for messages
-	conn      net.Conn
-	fr        *frameReader
-	wmu       sync.Mutex
-	id        string
-	key       []byte
+	peer string // address of the other side, for messages
+	conn net.Conn
+	fr   *frameReader
+	wmu  sync.Mutex
+	id   string
+	key  []byte
+	// keys are derived from key for the frame MACs and ticket sealing.
+	keys sessionKeys
+	// ctlOut and ctlIn authenticate control frames after the handshake
+	// when the control connection is not inside TLS (nil when it is).
+	ctlOut, ctlIn *streamMAC
+	// dataMAC: the data streams are not inside TLS, so their messages
+	// carry tags too.
+	dataMAC bool
+	// verify: receivers check every chunk and small file against its
+	// BLAKE3 digest, as negotiated in the handshake (always with dataMAC).
+	verify    bool
 	transport string
 	reason    string // why this transport was chosen
 	log       *slog.Logger
@@ -46,7 +58,17 @@ type Session struct {
 	calls   map[uint64]*call
 	running map[uint64]context.CancelFunc // requests being served
 
-	reqs      chan *Req
+	reqs     chan queuedReq
+	readDone chan struct{} // closed when readLoop has returned
+	// mem is the session's receive budget (payloads, large frames,
+	// queued requests); ended stops waits for it when the session ends.
+	mem   *sessionMem
+	ended context.CancelCauseFunc
+	// lostErr, once a data stream failed, is the cause the session ends
+	// with unless the control connection brings the peer's own reason
+	// (an abort frame) by lostBy. Guarded by mu.
+	lostErr   error
+	lostBy    time.Time
 	closeOnce sync.Once
 	done      chan struct{}
 	err       error // why the session ended, set before done closes
@@ -71,17 +93,79 @@ func newSession(conn net.Conn, fr *frameReader, log *slog.Logger, idle time.Dura
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
+	life, ended := context.WithCancelCause(context.Background())
+	mem := newSessionMem(life, nil, DefaultMaxSessionMemory)
+	fr.mem = mem
 	return &Session{
-		peer:    conn.RemoteAddr().String(),
-		conn:    conn,
-		fr:      fr,
-		log:     log,
-		idle:    idle,
-		calls:   map[uint64]*call{},
-		running: map[uint64]context.CancelFunc{},
-		reqs:    make(chan *Req, 64),
-		done:    make(chan struct{}),
+		mem:      mem,
+		ended:    ended,
+		peer:     conn.RemoteAddr().String(),
+		conn:     conn,
+		fr:       fr,
+		log:      log,
+		idle:     idle,
+		calls:    map[uint64]*call{},
+		running:  map[uint64]context.CancelFunc{},
+		reqs:     make(chan queuedReq, 64),
+		readDone: make(chan struct{}),
+		done:     make(chan struct{}),
 	}
+}
+
+// shareMemory makes the session's receive budget limit bytes of pool (a
+// server's pool, shared by its sessions). Called before the session starts.
+func (s *Session) shareMemory(pool *memPool, limit int64) {
+	s.mem = newSessionMem(s.mem.ctx, pool, limit)
+	s.fr.mem = s.mem
+}
+
+// secure installs the session key and turns on message authentication
+// where the connections are not inside TLS. dialer is true on the side
+// that opened the control connection.
+func (s *Session) secure(key []byte, dialer, controlMAC, dataMAC bool) {
+	s.key = key
+	s.keys = deriveSessionKeys(key, dialer)
+	if controlMAC {
+		s.ctlOut, s.ctlIn = newStreamMAC(s.keys.ctlSend), newStreamMAC(s.keys.ctlRecv)
+		s.fr.max += tagLen
+	}
+	s.dataMAC = dataMAC
+}
+
+// writeFrameLocked writes one control frame, with its tag when control
+// frames are authenticated. The caller holds wmu, or owns the connection
+// during set-up.
+func (s *Session) writeFrameLocked(typ byte, payload []byte) error {
+	if s.ctlOut == nil {
+		return writeFrame(s.conn, typ, payload)
+	}
+	b := make([]byte, frameHeaderLen, frameHeaderLen+len(payload)+tagLen)
+	b[0] = typ
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(payload)+tagLen))
+	b = append(b, payload...)
+	b = s.ctlOut.controlTag(b, typ, payload)
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// readFrame reads the next control frame and checks its tag. The payload
+// is valid until the next call.
+func (s *Session) readFrame() (byte, []byte, error) {
+	typ, p, err := s.fr.read()
+	if err != nil || s.ctlIn == nil {
+		return typ, p, err
+	}
+	if len(p) < tagLen {
+		return 0, nil, errIntegrity
+	}
+	body, tag := p[:len(p)-tagLen], p[len(p)-tagLen:]
+	s.ctlIn.begin()
+	s.ctlIn.write([]byte{typ})
+	s.ctlIn.write(body)
+	if !s.ctlIn.check(tag) {
+		return 0, nil, errIntegrity
+	}
+	return typ, body, nil
 }
 
 // Transport is the name of the data transport in use.
@@ -123,10 +207,72 @@ func (s *Session) Close() error {
 	return nil
 }
 
+// lostGrace is how long a session whose data stream broke waits for the
+// peer's reason on the control connection before it ends with its own.
+const lostGrace = time.Second
+
+// laneLost ends the session because a data stream broke (the peer closed
+// it, or writing to it failed). The peer may have closed it on purpose
+// after sending its reason on the control connection: the control reader
+// gets a moment to read it, so the user learns why.
+func (s *Session) laneLost(err error) {
+	s.mu.Lock()
+	if s.lostErr == nil {
+		s.lostErr, s.lostBy = err, time.Now().Add(lostGrace)
+	}
+	s.mu.Unlock()
+	s.conn.SetReadDeadline(time.Now().Add(lostGrace))
+}
+
+// readDeadline is the next control read's deadline: the idle timeout, or
+// what remains of the grace after a data stream broke.
+func (s *Session) readDeadline() (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lostErr != nil {
+		return s.lostBy, s.lostErr
+	}
+	return time.Now().Add(s.idle), nil
+}
+
+// abort ends the session for a protocol error found here, telling the
+// peer why first (briefly: a peer that does not read is not waited for).
+func (s *Session) abort(err error) {
+	sent := make(chan struct{})
+	go func() {
+		b, _ := json.Marshal(abortMsg{Error: err.Error()})
+		s.sendRaw(fAbort, b)
+		close(sent)
+	}()
+	select {
+	case <-sent:
+	case <-time.After(lostGrace):
+	case <-s.done:
+	}
+	s.fail(err)
+}
+
+// abortMsg is the payload of an abort frame.
+type abortMsg struct {
+	Error string `json:"error"`
+}
+
+// PeerAbortError is the cause of a session the peer ended because of an
+// error it found (such as a message that failed its integrity check).
+type PeerAbortError struct {
+	Peer string
+	Msg  string
+}
+
+func (e *PeerAbortError) Error() string {
+	return fmt.Sprintf("%s ended the session: %s", e.Peer, e.Msg)
+}
+
 func (s *Session) fail(err error) {
 	s.closeOnce.Do(func() {
 		s.err = err
 		close(s.done)
+		s.ended(err)
 		s.conn.Close()
 		for _, l := range s.lanes {
 			l.close(err)
@@ -156,7 +302,7 @@ func (s *Session) sendRaw(typ byte, payload []byte) error {
 	default:
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.idle))
-	if err := writeFrame(s.conn, typ, payload); err != nil {
+	if err := s.writeFrameLocked(typ, payload); err != nil {
 		s.fail(fmt.Errorf("writing to %s: %w", s.peer, err))
 		return s.endErr()
 	}
@@ -195,20 +341,37 @@ func (s *Session) pingLoop() {
 // on a consumer: responses go to buffered channels, entry batches are
 // bounded by credit, requests queue for serveLoop.
 func (s *Session) readLoop() {
+	defer close(s.readDone)
+	defer s.fr.release()
 	for {
-		s.conn.SetReadDeadline(time.Now().Add(s.idle))
-		typ, p, err := s.fr.read()
+		dl, lost := s.readDeadline()
+		s.conn.SetReadDeadline(dl)
+		typ, p, err := s.readFrame()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, errIntegrity):
+				s.abort(fmt.Errorf("protocol error from %s: %w", s.peer, err))
+				return
+			case lost != nil:
+				err = lost
+			case errors.Is(err, io.EOF):
 				err = errors.New("peer closed the connection")
-			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				err = fmt.Errorf("peer silent for %s", s.idle)
+			default:
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					err = fmt.Errorf("peer silent for %s", s.idle)
+				}
 			}
 			s.fail(err)
 			return
 		}
+		if typ == fAbort {
+			var m abortMsg
+			json.Unmarshal(p, &m)
+			s.fail(&PeerAbortError{Peer: s.peer, Msg: m.Error})
+			return
+		}
 		if err := s.dispatch(typ, p); err != nil {
-			s.fail(fmt.Errorf("protocol error from %s: %w", s.peer, err))
+			s.abort(fmt.Errorf("protocol error from %s: %w", s.peer, err))
 			return
 		}
 	}
@@ -232,19 +395,9 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		}
 		return nil
 	case fEntries:
-		d := &dec{b: p}
-		id := d.uvar()
-		n := d.uvar()
-		if d.err != nil || n > listBatch {
-			return errors.New("bad entries frame")
-		}
-		batch := make([]plan.Entry, 0, n)
-		for i := uint64(0); i < n; i++ {
-			e, err := readEntry(d)
-			if err != nil {
-				return err
-			}
-			batch = append(batch, e)
+		id, batch, err := decodeEntries(p)
+		if err != nil {
+			return err
 		}
 		s.mu.Lock()
 		c := s.calls[id]
@@ -298,9 +451,17 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 			s.mu.Unlock()
 			return nil
 		}
+		// A decoded request holds about as much memory as its frame
+		// until it is served: counted against the budget, so a peer
+		// cannot queue more than that.
+		cost := int64(len(p))
+		if err := s.mem.reserve(cost); err != nil {
+			return fmt.Errorf("request %d: %w", r.ID, err)
+		}
 		select {
-		case s.reqs <- &r:
+		case s.reqs <- queuedReq{&r, cost}:
 		case <-s.done:
+			s.mem.unreserve(cost)
 		}
 		return nil
 	}
@@ -308,6 +469,13 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		return s.casFrame(typ, p)
 	}
 	return fmt.Errorf("unexpected frame type %d", typ)
+}
+
+// queuedReq is a request waiting for serveLoop, with the memory it was
+// counted for.
+type queuedReq struct {
+	r    *Req
+	cost int64
 }
 
 // credits of listings being served, keyed by request id.
@@ -327,13 +495,23 @@ func (s *Session) serveLoop() {
 			if s.handler != nil {
 				s.handler.abort()
 			}
-			return
-		case r := <-s.reqs:
+			<-s.readDone // nothing is queued after this
+			for {
+				select {
+				case q := <-s.reqs:
+					s.mem.unreserve(q.cost)
+				default:
+					return
+				}
+			}
+		case q := <-s.reqs:
+			r := q.r
 			if s.handler == nil {
 				s.reply(&Resp{ID: r.ID, Err: "this peer serves no requests", Kind: kindUsage})
-				continue
+			} else {
+				s.handler.serve(s, r)
 			}
-			s.handler.serve(s, r)
+			s.mem.unreserve(q.cost)
 		}
 	}
 }
@@ -504,14 +682,14 @@ func (s *Session) openTransport(ctx context.Context, t backends.Transport, rv ba
 type controlExchange struct{ s *Session }
 
 func (x controlExchange) Exchange(ctx context.Context, blob []byte) ([]byte, error) {
-	if err := writeFrame(x.s.conn, fExchange, blob); err != nil {
+	if err := x.s.writeFrameLocked(fExchange, blob); err != nil {
 		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		x.s.conn.SetReadDeadline(dl)
 		defer x.s.conn.SetReadDeadline(time.Time{})
 	}
-	typ, p, err := x.s.fr.read()
+	typ, p, err := x.s.readFrame()
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ const (
 	fExchange byte = 3  // transport set-up blob
 	fAuth     byte = 4  // JSON client proof
 	fAuthOK   byte = 5  // JSON server proof
+	fAbort    byte = 6  // JSON {"error"}: the sender ends the session for this reason
 	fReq      byte = 10 // JSON request
 	fResp     byte = 11 // JSON response
 	fEntries  byte = 12 // binary batch of listing entries for a request
@@ -52,7 +53,15 @@ type frameReader struct {
 	r   *bufio.Reader
 	max int
 	buf []byte
+	// mem, when set, supplies buffers for frames above smallFrame from a
+	// session's receive budget; big is the one lent for the last frame.
+	mem *sessionMem
+	big []byte
 }
+
+// smallFrame is the largest frame read into the reader's own buffer when
+// it has a budget; larger ones borrow from it, one at a time.
+const smallFrame = 64 << 10
 
 func newFrameReader(r io.Reader, max int) *frameReader {
 	return &frameReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
@@ -71,10 +80,10 @@ func (fr *frameReader) read() (byte, []byte, error) {
 	if int64(n) > int64(fr.max) {
 		return 0, nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, fr.max)
 	}
-	if cap(fr.buf) < int(n) {
-		fr.buf = make([]byte, n)
+	p, err := fr.alloc(int(n))
+	if err != nil {
+		return 0, nil, err
 	}
-	p := fr.buf[:n]
 	if _, err := io.ReadFull(fr.r, p); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -82,6 +91,32 @@ func (fr *frameReader) read() (byte, []byte, error) {
 		return 0, nil, err
 	}
 	return h[0], p, nil
+}
+
+// alloc returns a buffer for an n-byte frame (after the length check),
+// giving back the one lent for the previous frame.
+func (fr *frameReader) alloc(n int) ([]byte, error) {
+	fr.release()
+	if fr.mem == nil || n <= smallFrame {
+		if cap(fr.buf) < n {
+			fr.buf = make([]byte, n)
+		}
+		return fr.buf[:n], nil
+	}
+	b, err := fr.mem.get(n)
+	if err != nil {
+		return nil, fmt.Errorf("receiving a %d-byte frame: %w", n, err)
+	}
+	fr.big = b
+	return b, nil
+}
+
+// release gives back the buffer lent for the last frame, if any.
+func (fr *frameReader) release() {
+	if fr.big != nil {
+		fr.mem.put(fr.big)
+		fr.big = nil
+	}
 }
 
 // appendFrame appends a frame to dst.
@@ -241,6 +276,31 @@ func readEntry(d *dec) (plan.Entry, error) {
 		return en, fmt.Errorf("invalid listing entry path %q", en.Path)
 	}
 	return en, nil
+}
+
+// minEntryLen is the smallest encoding of a listing entry (a one-byte
+// path, every number one byte).
+const minEntryLen = 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+
+// decodeEntries decodes an entries frame: the request id and its batch.
+// The count is checked against listBatch and against what the frame can
+// hold before the batch is allocated.
+func decodeEntries(p []byte) (uint64, []plan.Entry, error) {
+	d := &dec{b: p}
+	id := d.uvar()
+	n := d.uvar()
+	if d.err != nil || n > listBatch || n > uint64(len(d.b)/minEntryLen) {
+		return 0, nil, errors.New("bad entries frame")
+	}
+	batch := make([]plan.Entry, 0, n)
+	for i := uint64(0); i < n; i++ {
+		e, err := readEntry(d)
+		if err != nil {
+			return 0, nil, err
+		}
+		batch = append(batch, e)
+	}
+	return id, batch, nil
 }
 
 // readFrameExact reads one frame straight from r with no read-ahead, for
