@@ -103,6 +103,12 @@ type diffCase struct {
 	errPaths []string             // paths xfer must report as failed, once per run
 	pathMax  bool                 // entries beyond 3000 bytes: transferred exactly or reported (exit 1)
 
+	// servedModes: a served DST narrows modes by the server's umask (022
+	// here) and drops set-uid, set-gid and, on files, sticky bits
+	// (docs/security.md); setidPeer: the peers are one started with
+	// --umask 000 --allow-setid, which keeps them all, as rsync does.
+	servedModes, setidPeer bool
+
 	custom func(t *testing.T, env *diffEnv, d diffDirection, key string) // replaces the standard run
 }
 
@@ -114,6 +120,7 @@ type diffEnv struct {
 	nobody  *owner
 	a, b    *server // peers running as root
 	na, nb  *server // peers running as the unprivileged user
+	setid   *server // a peer started with --umask 000 --allow-setid
 	cluster []*server
 	clRoot  string
 	slots   chan struct{} // bounds the directions running at once
@@ -179,6 +186,8 @@ func newDiffEnv(t *testing.T) *diffEnv {
 		env.startServer(t, "127.0.0.2", env.clRoot, nil),
 		env.startServer(t, "127.0.0.3", env.clRoot, nil),
 	}
+	// A server that keeps every mode bit a peer asks for.
+	env.setid = env.startServer(t, "127.0.0.1", root("peer-setid", nil), nil, "--umask", "000", "--allow-setid")
 	if env.nobody != nil {
 		env.na = env.startServer(t, "127.0.0.1", root("peer-a-nobody", env.nobody), env.nobody)
 		env.nb = env.startServer(t, "127.0.0.1", root("peer-b-nobody", env.nobody), env.nobody)
@@ -188,11 +197,14 @@ func newDiffEnv(t *testing.T) *diffEnv {
 	return env
 }
 
-// startServer runs `xfer serve` on host:0 with root, as own (nil: as
-// root), until the test ends.
-func (env *diffEnv) startServer(t *testing.T, host, root string, own *owner) *server {
+// startServer runs `xfer serve` on host:0 with root (and extra flags), as
+// own (nil: as root), until the test ends.
+func (env *diffEnv) startServer(t *testing.T, host, root string, own *owner, extra ...string) *server {
 	t.Helper()
-	cmd := exec.Command(env.bin, "serve", "--listen", host+":0", "--root", root)
+	// An explicit umask, so that what a server narrows does not depend on
+	// the umask the tests run with (docs/security.md).
+	args := append([]string{"serve", "--listen", host + ":0", "--root", root, "--umask", "022"}, extra...)
+	cmd := exec.Command(env.bin, args...)
 	cmd.Env = env.environ(own != nil)
 	if own != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred(own)}
@@ -318,6 +330,9 @@ func (env *diffEnv) loc(t *testing.T, s side, rel string, c diffCase) where {
 			if s == sidePeerB {
 				srv = env.nb
 			}
+		}
+		if c.setidPeer {
+			srv = env.setid
 		}
 		root, arg = srv.root, srv.url
 	case sideCluster:
@@ -676,6 +691,10 @@ func (env *diffEnv) runDirection(t *testing.T, c diffCase, d diffDirection, key 
 		want1 = cloneTree(want1)
 		c.adjust(want1, pre)
 	}
+	if c.servedModes && d.dst != sideLocal && !c.setidPeer {
+		want1 = cloneTree(want1)
+		narrowModes(want1)
+	}
 	if diffs := diffTrees(want1, got1, cmpOpts{ref: "rsync", got: "xfer", pre: pre, skip: skip}); len(diffs) > 0 {
 		said := ""
 		if out := strings.TrimSpace(ref.rsyncOut); out != "" {
@@ -793,6 +812,21 @@ func countEvents(x xrun, kind, path string) int {
 		}
 	}
 	return n
+}
+
+// narrowModes is what a server started with --umask 022 and without
+// --allow-setid makes of the modes a peer asks for.
+func narrowModes(tr ftree) {
+	for p, n := range tr {
+		if n.Type == "symlink" {
+			continue
+		}
+		n.Mode &^= 0o022 | 0o6000
+		if n.Type != "dir" {
+			n.Mode &^= 0o1000
+		}
+		tr[p] = n
+	}
 }
 
 func cloneTree(tr ftree) ftree {

@@ -124,6 +124,13 @@ func nameCases() []diffCase {
 
 func typeCases() []diffCase {
 	zeros := string(make([]byte, mib))
+	modes := []ent{
+		fileE("0600", "a").m(0o600), fileE("0640", "b").m(0o640), fileE("0755", "c").m(0o755),
+		fileE("0444", "d").m(0o444), fileE("0000", "e").m(0o000), fileE("04755-setuid", "f").m(0o4755),
+		fileE("02755-setgid", "g").m(0o2755), fileE("01644-sticky", "s").m(0o1644), dirE("d0700").m(0o700), dirE("d0750").m(0o750),
+		fileE("d0555/in", "h"), dirE("d0555").m(0o555), dirE("d1777-sticky").m(0o1777), dirE("d2775-setgid").m(0o2775),
+	}
+
 	big := rnd(6*mib+100, 21)
 	bigOld := big[:3*mib] + rnd(4096, 22) + big[3*mib+4096:]
 	return []diffCase{
@@ -162,13 +169,8 @@ func typeCases() []diffCase {
 			// rsync -a (-D) recreates fifos as root; xfer documents that it skips
 			// them with a notice (docs/differences.md).
 			src: []ent{fifoE("pipe"), fileE("f", "f")}},
-		{name: "modes", cmd: "sync",
-			src: []ent{
-				fileE("0600", "a").m(0o600), fileE("0640", "b").m(0o640), fileE("0755", "c").m(0o755),
-				fileE("0444", "d").m(0o444), fileE("0000", "e").m(0o000), fileE("04755-setuid", "f").m(0o4755),
-				fileE("02755-setgid", "g").m(0o2755), dirE("d0700").m(0o700), dirE("d0750").m(0o750),
-				fileE("d0555/in", "h"), dirE("d0555").m(0o555), dirE("d1777-sticky").m(0o1777), dirE("d2775-setgid").m(0o2775),
-			}},
+		{name: "modes", cmd: "sync", servedModes: true, src: modes},
+		{name: "modes-allow-setid", cmd: "sync", setidPeer: true, dirs: []string{"local-peer"}, src: modes},
 		{name: "mtimes", cmd: "sync",
 			src: []ent{
 				fileE("epoch+1ns", "a").at(1), fileE("y2100", "b").at(ns(2100, 1, 1, 0, 0, 0, 999999999)),
