@@ -96,6 +96,12 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 	case rerr == nil:
 	case errors.Is(rerr, fs.ErrNotExist) && (!explicit || tolerant):
 		return nil
+	case errors.Is(rerr, fs.ErrPermission) && !explicit && !visible(path):
+		// The default place lies in a directory this user may not
+		// search (a service user's HOME of another owner): there is no
+		// file of its own to read. A file that is there but unreadable
+		// is an error below.
+		return nil
 	case tolerant:
 		return nil
 	default:
@@ -138,6 +144,13 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 		}
 	}
 	return nil
+}
+
+// visible reports whether path can be looked up at all (it exists and
+// every directory on the way may be searched).
+func visible(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // setCause is the error of the Value's Set inside pflag's wrapping.

@@ -77,7 +77,7 @@ func TestExitCodeTable(t *testing.T) {
 		msg  string
 	}{
 		{"0", "success", nil, []string{"copy", src, t.TempDir()}, 0, ""},
-		{"1", "one file failed", nil, []string{"copy", src, conflict}, 1, "a directory stands at the destination"},
+		{"1", "one file failed", nil, []string{"copy", src, conflict}, 1, "stands at the destination"},
 		{"2", "bad flag", nil, []string{"copy", "--frobnicate", src, t.TempDir()}, 2, "unknown flag: --frobnicate (see 'xfer copy --help')"},
 		{"2", "bad flag value", nil, []string{"copy", src, t.TempDir(), "--streams", "abc"}, 2, `--streams "abc": want a whole number`},
 		{"2", "bad argument count", nil, []string{"cas", "rm"}, 2, "see 'xfer cas rm --help'"},

@@ -516,7 +516,7 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 		{"unreachable peer", "xfer://127.0.0.1:1/x", filepath.Join(local, "d5"), filepath.Join(local, "d5"), 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := xfer(t, "--config", cfg, "sync", tt.src, tt.dst, "--retries", "-1", "--connect-timeout", "2s")
+			r := xfer(t, "--config", cfg, "sync", tt.src, tt.dst, "--retries", "0", "--connect-timeout", "2s")
 			if r.code != tt.code {
 				t.Errorf("exit %d, want %d: %s", r.code, tt.code, r)
 			}

@@ -195,7 +195,9 @@ func (d *remoteDest) verifies() bool { return d.s.verify }
 
 // gone reports whether the session to the peer has ended: files that fail
 // from then on were cut off, not refused.
-func (d *remoteDest) gone() bool { return d.s.Err() != nil }
+// gone reports whether the session has ended, or is ending because a data
+// stream broke (it waits a moment for the peer's reason first).
+func (d *remoteDest) gone() bool { return d.s.Err() != nil || d.s.breaking() }
 
 func (d *remoteDest) lanes() []dataLane {
 	out := make([]dataLane, len(d.s.lanes))

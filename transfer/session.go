@@ -224,6 +224,14 @@ func (s *Session) laneLost(err error) {
 	s.conn.SetReadDeadline(time.Now().Add(lostGrace))
 }
 
+// breaking reports whether a data stream broke and the session is about to
+// end with it.
+func (s *Session) breaking() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lostErr != nil
+}
+
 // readDeadline is the next control read's deadline: the idle timeout, or
 // what remains of the grace after a data stream broke.
 func (s *Session) readDeadline() (time.Time, error) {
