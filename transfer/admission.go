@@ -101,8 +101,9 @@ func hostOf(peer string) string {
 // enterHandshake counts a new connection from host against the
 // unauthenticated budget. A host over its own share is refused (ok false).
 // When the budget in all is spent, the oldest waiting connection is
-// dropped (drop is how to drop this one, should it become the oldest), as
-// sshd's MaxStartups drops early: connections that sit without
+// dropped from the host that holds the most (drop is how to drop this
+// one, should it be chosen), as sshd's MaxStartups drops early:
+// connections that sit without
 // authenticating give way to new ones, which need a millisecond to prove
 // who they are. Otherwise release must be called once, when the
 // connection has authenticated, joined its session or been closed
@@ -114,14 +115,24 @@ func (a *admission) enterHandshake(host string, drop func()) (release func(), ok
 		return nil, false
 	}
 	if len(a.waiting) >= a.maxPending {
-		var oldest *handshake
+		// The victim is the oldest connection of the host holding the
+		// most: a flood from a few addresses gives way among itself,
+		// and a client with one or two connections in flight (a token
+		// holder mid-handshake) is the last to go, whatever order the
+		// accept loop's goroutines reached this in.
+		var victim *handshake
 		for h := range a.waiting {
-			if oldest == nil || h.since.Before(oldest.since) {
-				oldest = h
+			if victim == nil {
+				victim = h
+				continue
+			}
+			n, m := a.pendingBy[h.host], a.pendingBy[victim.host]
+			if n > m || (n == m && h.since.Before(victim.since)) {
+				victim = h
 			}
 		}
-		a.leaveLocked(oldest)
-		go oldest.drop()
+		a.leaveLocked(victim)
+		go victim.drop()
 	}
 	h := &handshake{host: host, since: a.now(), drop: drop}
 	a.waiting[h] = struct{}{}

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -47,6 +48,43 @@ func TestAuthPenalty(t *testing.T) {
 		if i > 15 && a.shutOut("g") > authMaxPenalty {
 			t.Fatalf("penalty %s beyond the maximum", a.shutOut("g"))
 		}
+	}
+}
+
+// TestHandshakeVictim: a full budget drops the oldest connection of the
+// host holding the most, so a lone client that connected before (or whose
+// goroutine got there before) a flood's last connections is not the one
+// to go.
+func TestHandshakeVictim(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		order []string // hosts, in the order they enter; names are host+index
+		want  string
+	}{
+		{"lone client oldest", []string{"x", "f", "f", "f", "f"}, "f1"},
+		{"all equal: oldest", []string{"x", "y", "z", "w", "v"}, "x0"},
+		{"two floods as big: the older", []string{"g", "f", "f", "g", "f"}, "g0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(1e9, 0)
+			a := newAdmission(ServerConfig{MaxHandshakes: 4, MaxHandshakesPerClient: 4, MaxSessions: 1, MaxSessionsPerClient: 1})
+			a.now = func() time.Time { now = now.Add(time.Millisecond); return now }
+			dropped := make(chan string, len(tc.order))
+			for i, h := range tc.order {
+				name := fmt.Sprintf("%s%d", h, i)
+				if _, ok := a.enterHandshake(h, func() { dropped <- name }); !ok {
+					t.Fatalf("%s refused", name)
+				}
+			}
+			select {
+			case n := <-dropped:
+				if n != tc.want {
+					t.Fatalf("dropped %s, want %s", n, tc.want)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("nothing dropped")
+			}
+		})
 	}
 }
 
