@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/transfer"
 )
 

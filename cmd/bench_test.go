@@ -3,7 +3,7 @@ package cmd
 import (
 	"testing"
 
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
 func TestBenchProtos(t *testing.T) {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xfer-io/xfer/cas"
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/hashtree"
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/transfer"
 )
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xfer-io/xfer/config"
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/config"
+	"github.com/xfer-io/xfer/internal/location"
 )
 
 // Shell completion. The scripts come from cobra's `xfer completion SHELL`

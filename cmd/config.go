@@ -16,8 +16,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/xfer-io/xfer/config"
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/config"
+	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
 // newConfigTemplate is what `xfer config edit` starts a new file from.

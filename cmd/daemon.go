@@ -15,10 +15,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/daemon"
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/metrics"
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/transfer"
 )
 

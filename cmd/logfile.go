@@ -8,8 +8,8 @@ import (
 	"os"
 	"sync"
 
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // fileLog is --log-file: logs and every event (JSON lines, the summary

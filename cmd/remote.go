@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xfer-io/xfer/config"
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/config"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/location"
 )
 
 func newRemoteCmd(a *app) *cobra.Command {

@@ -18,9 +18,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/xfer-io/xfer/config"
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/config"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/ui"
 )
 

@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xfer-io/xfer/backends"
-	"github.com/xfer-io/xfer/cas"
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/location"
-	"github.com/xfer-io/xfer/metrics"
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/location"
+	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/transfer"
 )
 

@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/xfer-io/xfer/config"
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/config"
+	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/plan"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
 // settleFor parses args for the command at path (e.g. "copy") the way

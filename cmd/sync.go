@@ -3,7 +3,7 @@ package cmd
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/xfer-io/xfer/watch"
+	"github.com/xfer-io/xfer/internal/watch"
 )
 
 func newSyncCmd(a *app) *cobra.Command {

@@ -14,13 +14,13 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/location"
+	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/internal/watch"
 	"github.com/xfer-io/xfer/plan"
-	"github.com/xfer-io/xfer/progress"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/ui"
-	"github.com/xfer-io/xfer/watch"
 )
 
 // addTransferFlags declares the flags copy and sync share.

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/mover"
 )
 

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/mover"
 )
 

@@ -45,8 +45,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xfer-io/xfer/cas"
-	"github.com/xfer-io/xfer/metrics"
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
 )

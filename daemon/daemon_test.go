@@ -15,8 +15,8 @@ import (
 	"time"
 
 	_ "github.com/xfer-io/xfer/backends/tcp"
-	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/internal/cas"
 )
 
 func TestBudget(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/internal/cas"
 )
 
 // locCache remembers where packed objects lie, so that a read costs a map

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
 // nobody is the unprivileged user the attacks of these tests run as.

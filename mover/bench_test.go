@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/mover"
 )
 

@@ -8,8 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/xfer-io/xfer/cas"
 	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/mover"
 )
 

@@ -18,7 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // Rule is one include or exclude rule, or a clear.

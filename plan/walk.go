@@ -8,7 +8,7 @@ import (
 	"io/fs"
 	"sync/atomic"
 
-	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot"
 )
 
 // Lister yields the entries of a tree one at a time in Compare order and

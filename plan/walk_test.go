@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/plan"
 )
 

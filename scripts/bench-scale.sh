@@ -31,7 +31,7 @@
 #   XFER_SERVE_FLAGS=""   extra flags for xfer serve
 #   BENCH_STRICT=1        exit 1 when a target is missed
 #
-# Needs: go (builds the tree generator scripts/gentree), rsync, GNU time,
+# Needs: go (builds the tree generator internal/gentree), rsync, GNU time,
 # b3sum (or falls back to xfer hash) for the verification.
 set -euo pipefail
 
@@ -64,7 +64,7 @@ log() { printf 'bench-scale: %s\n' "$*" >&2; }
 
 [[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
 command -v rsync >/dev/null || die "rsync not installed (make deps)"
-command -v go >/dev/null || die "go not installed (needed to build scripts/gentree)"
+command -v go >/dev/null || die "go not installed (needed to build internal/gentree)"
 [[ -x "$GNU_TIME" ]] || die "GNU time not installed at $GNU_TIME (make deps)"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 for v in NFILES NSMALL BIG_MIB; do
@@ -90,7 +90,7 @@ set -E
 trap 'printf "bench-scale: FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 GENTREE="$BD/gentree"
-(cd "$ROOT" && go build -o "$GENTREE" ./scripts/gentree) || die "building scripts/gentree"
+(cd "$ROOT" && go build -o "$GENTREE" ./internal/gentree) || die "building internal/gentree"
 
 # --- measuring (as in bench.sh) ------------------------------------------------------
 

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
 var (

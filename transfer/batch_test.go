@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
 // batchPayload is a batch of n files of size bytes spread over dirs

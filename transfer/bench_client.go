@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
 // Bench modes: where the bulk bytes come from and where they go.

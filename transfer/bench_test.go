@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/fsroot"
 )
 
 // benchServer runs a server over a fresh tree (read-only if asked) and

@@ -42,9 +42,9 @@ import (
 
 	"lukechampine.com/blake3"
 
-	"github.com/xfer-io/xfer/cas"
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // Request operations of the store.

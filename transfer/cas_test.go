@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/cas"
+	"github.com/xfer-io/xfer/internal/cas"
 )
 
 // casServer runs a server exposing a fresh store (or a read-only one) and

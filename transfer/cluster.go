@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // A cluster transfer spreads one copy or sync over every agent of a

@@ -3,7 +3,7 @@ package transfer
 import (
 	"testing"
 
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
 )
 

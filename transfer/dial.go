@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/backends"
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
 // DialOptions say how to open a session to a server.

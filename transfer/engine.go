@@ -14,11 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
-	"github.com/xfer-io/xfer/progress"
 )
 
 // Options tune a transfer. They travel to a peer that runs a job, so they

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/backends"
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
 )
 

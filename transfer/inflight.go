@@ -5,7 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // inflight is the set of files (and batches of small files) on their way

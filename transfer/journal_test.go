@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"bytes"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/progress"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
 )
 

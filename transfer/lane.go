@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/backends"
-	"github.com/xfer-io/xfer/hashtree"
+	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
 // Data-plane message kinds (first byte of a stream message header).

@@ -3,7 +3,7 @@ package transfer
 import (
 	"testing"
 
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
 func TestOptionsCheckersTransfers(t *testing.T) {

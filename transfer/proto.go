@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
-	"github.com/xfer-io/xfer/progress"
 )
 
 // Hello is the first frame on every connection, from the side that dialed.

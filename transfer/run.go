@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/xfer-io/xfer/exitcode"
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // Endpoint is one side of a transfer: a local path, or a path beneath the

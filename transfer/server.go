@@ -13,8 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/xfer-io/xfer/cas"
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/exitcode"
 	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
@@ -23,9 +23,9 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/backends"
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/metrics"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/metrics"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // ServerConfig configures `xfer serve`.

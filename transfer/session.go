@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/backends"
-	"github.com/xfer-io/xfer/exitcode"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
-	"github.com/xfer-io/xfer/progress"
 )
 
 // Session is one authenticated connection between two xfer peers: a control

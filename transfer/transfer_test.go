@@ -15,9 +15,9 @@ import (
 
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/backends/tcp"
-	"github.com/xfer-io/xfer/fsroot"
-	"github.com/xfer-io/xfer/hashtree"
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // corrupting is a transport that flips one byte in the payload of the

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
-	"github.com/xfer-io/xfer/progress"
 )
 
 // JSON control messages carry file names, which are bytes and need not

@@ -3,7 +3,7 @@ package transfer
 import (
 	"golang.org/x/sys/unix"
 
-	"github.com/xfer-io/xfer/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot"
 )
 
 // makeWritable lets a receiver that is not root update the contents of a

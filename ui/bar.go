@@ -10,7 +10,7 @@ import (
 
 	"github.com/rivo/uniseg"
 
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // bar is the live display of ModeBar, modelled on rclone's -P: a line of

@@ -25,7 +25,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // Mode selects how a Printer renders events.

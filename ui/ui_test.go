@@ -13,7 +13,7 @@ import (
 
 	"github.com/rivo/uniseg"
 
-	"github.com/xfer-io/xfer/progress"
+	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // run feeds events to a Printer writing to buffers, finishes it with sum

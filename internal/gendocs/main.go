@@ -3,7 +3,7 @@
 // per command under docs/cli/ and one man page per command under docs/man/.
 // `make generate` (go generate ./...) runs it from this directory:
 //
-//	go run -ldflags=-checklinkname=0 ./tools/gendocs -out .
+//	go run -ldflags=-checklinkname=0 ./internal/gendocs -out .
 //
 // It is a separate program so the shipped xfer binary does not carry the
 // document generators. The test beside it fails when a committed generated

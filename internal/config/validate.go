@@ -11,7 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/location"
 )
 
 // Problem is one finding of Validate, at a line of the file (0 when the

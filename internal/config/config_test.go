@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/location"
 )
 
 // keys is a sample of the flag keys cmd passes to Validate (there, Parse

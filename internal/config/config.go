@@ -24,7 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/xfer-io/xfer/location"
+	"github.com/xfer-io/xfer/internal/location"
 )
 
 // RemotesKey is the top-level key holding the named remotes.
