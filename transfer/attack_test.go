@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
@@ -216,14 +218,14 @@ func TestAttackBatchCount(t *testing.T) {
 		t.Skip("needs prlimit (util-linux)")
 	}
 	srv := serveProcess(t, []string{"prlimit", "--as=3221225472", "--"}, t.TempDir())
-	for _, count := range []uint64{maxBatchPayload - 1, maxBatchFiles + 1, 1 << 40} {
+	for _, count := range []uint64{wire.MaxBatchPayload - 1, wire.MaxBatchFiles + 1, 1 << 40} {
 		s := attackSession(t, srv, 0)
-		e := enc{}
-		e.u8(mBatch)
-		e.uvar(1)
-		e.uvar(count)
-		payload := make([]byte, maxBatchPayload)
-		s.lanes[0].st.Send(e.b, payload)
+		e := wire.Enc{}
+		e.U8(wire.MsgBatch)
+		e.Uvar(1)
+		e.Uvar(count)
+		payload := make([]byte, wire.MaxBatchPayload)
+		s.lanes[0].st.Send(e.Buf, payload)
 		select {
 		case <-s.Done():
 		case <-time.After(30 * time.Second):
@@ -261,7 +263,7 @@ func TestAttackStalledStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Truncate(MaxChunkSize - 4096); err != nil {
+	if err := f.Truncate(wire.MaxChunkSize - 4096); err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
@@ -281,7 +283,7 @@ func TestAttackStalledStreams(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						l.st.SendFile(chunkHeader(1, 0, 0, hashtree.Digest{}), f, 0, MaxChunkSize)
+						l.st.SendFile(wire.ChunkHeader(1, 0, 0, hashtree.Digest{}), f, 0, wire.MaxChunkSize)
 						sent <- struct{}{}
 					}()
 				}

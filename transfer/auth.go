@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // Authentication modes a server announces in its welcome.
@@ -123,13 +125,6 @@ type Ticket struct {
 	Secret string `json:"secret"`
 }
 
-// SealedTicket is a ticket as it crosses a connection: its id in the clear
-// and its secret sealed under a key of the session carrying it.
-type SealedTicket struct {
-	ID     string `json:"id"`
-	Sealed []byte `json:"sealed"`
-}
-
 // ParseTicket reads a ticket in its id.secret form.
 func ParseTicket(s string) (Ticket, error) {
 	id, secret, ok := strings.Cut(s, ".")
@@ -211,8 +206,8 @@ func (t *tickets) redeem(id string, ti *ticketInfo) bool {
 	return true
 }
 
-// config builds a client TLS configuration from the spec.
-func (t *TLSSpec) config() (*tls.Config, error) {
+// tlsSpecConfig builds a client TLS configuration from a job's spec.
+func tlsSpecConfig(t *wire.TLSSpec) (*tls.Config, error) {
 	c := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
 	if t.CAPEM != "" {
 		pool := x509.NewCertPool()

@@ -39,6 +39,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -56,7 +58,7 @@ const (
 
 const (
 	// BenchMaxSize bounds a bulk message (the largest chunk a copy sends).
-	BenchMaxSize = MaxChunkSize
+	BenchMaxSize = wire.MaxChunkSize
 	// BenchMaxPing bounds a ping's payload.
 	BenchMaxPing = 64 << 10
 	// benchDiskSpan is how much of the temporary file mode disk fills
@@ -195,11 +197,11 @@ func cpuTime() time.Duration {
 }
 
 // serveBench answers the peer's bench.* requests.
-func (h *handler) serveBench(s *Session, r *Req) {
+func (h *handler) serveBench(s *Session, r *wire.Req) {
 	var a benchArgs
 	if r.Path != "" {
 		if err := json.Unmarshal([]byte(r.Path), &a); err != nil {
-			s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("%s: bad arguments: %v", r.Op, err), Kind: kindUsage})
+			s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("%s: bad arguments: %v", r.Op, err), Kind: wire.KindUsage})
 			return
 		}
 	}
@@ -223,13 +225,13 @@ func (h *handler) serveBench(s *Session, r *Req) {
 			s.reply(benchResp(r.ID, res))
 		}()
 	default:
-		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
+		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
 	}
 }
 
-func benchResp(id uint64, res *benchReply) *Resp {
+func benchResp(id uint64, res *benchReply) *wire.Resp {
 	b, _ := json.Marshal(res)
-	return &Resp{ID: id, Digest: string(b)}
+	return &wire.Resp{ID: id, Digest: string(b)}
 }
 
 // benchStart opens a run: in mode disk with an unnamed temporary file in
@@ -373,14 +375,14 @@ func (st *benchState) stop(ctx context.Context, s *Session, a benchArgs) (*bench
 
 // handleBench handles the benchmark's data messages on a lane's reader.
 func (l *lane) handleBench(hdr []byte, n int, buf *[]byte) error {
-	d := &dec{b: hdr[1:]}
-	id := d.uvar()
+	d := &wire.Dec{Buf: hdr[1:]}
+	id := d.Uvar()
 	var seq uint64
 	if hdr[0] != mBenchData {
-		seq = d.uvar()
+		seq = d.Uvar()
 	}
-	if d.err != nil {
-		return fmt.Errorf("bad bench message header: %w", d.err)
+	if d.Err != nil {
+		return fmt.Errorf("bad bench message header: %w", d.Err)
 	}
 	switch hdr[0] {
 	case mBenchData:
@@ -431,11 +433,11 @@ func (l *lane) handleBench(hdr []byte, n int, buf *[]byte) error {
 
 // benchHeader encodes a benchmark message header.
 func benchHeader(kind byte, run, seq uint64) []byte {
-	e := enc{b: make([]byte, 0, 24)}
-	e.u8(kind)
-	e.uvar(run)
+	e := wire.Enc{Buf: make([]byte, 0, 24)}
+	e.U8(kind)
+	e.Uvar(run)
 	if kind != mBenchData {
-		e.uvar(seq)
+		e.Uvar(seq)
 	}
-	return e.b
+	return e.Buf
 }

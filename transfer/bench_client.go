@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
@@ -174,10 +176,10 @@ func (s *Session) benchCall(ctx context.Context, op string, a *benchArgs) (*benc
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.call(ctx, &Req{Op: op, Path: string(b)})
+	resp, err := s.call(ctx, &wire.Req{Op: op, Path: string(b)})
 	if err != nil {
 		var re *RemoteError
-		if errors.As(err, &re) && re.Kind == kindUsage && strings.HasPrefix(re.Msg, "unknown request ") {
+		if errors.As(err, &re) && re.Kind == wire.KindUsage && strings.HasPrefix(re.Msg, "unknown request ") {
 			return nil, exitcode.Peerf("peer %s does not serve xfer bench (an older xfer serve?)", s.peer)
 		}
 		return nil, fmt.Errorf("%s: %w", op, err)

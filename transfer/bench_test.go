@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 )
@@ -151,7 +153,7 @@ func TestBenchProtocolErrors(t *testing.T) {
 		{"data for no run", benchHeader(mBenchData, 7, 0)},
 		{"ping for no run", benchHeader(mBenchPing, 7, 1)},
 		{"bad header", []byte{mBenchPing, 0x80}},
-		{"unknown bench kind", []byte{mBenchLast}},
+		{"unknown bench kind", []byte{wire.MsgBenchLast}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

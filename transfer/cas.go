@@ -40,6 +40,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"lukechampine.com/blake3"
 
 	"github.com/xfer-io/xfer/internal/cas"
@@ -132,7 +134,7 @@ func (s *Session) cas() *casState {
 		}
 	}
 	st := &casState{recvs: map[uint64]*casRecv{}, acks: map[uint64]chan casAck{}, slots: make(chan struct{}, casMaxPuts)}
-	s.calls[casStateKey] = &call{resp: make(chan *Resp, 1), events: st}
+	s.calls[casStateKey] = &call{resp: make(chan *wire.Resp, 1), events: st}
 	return st
 }
 
@@ -247,21 +249,21 @@ func (r *casRecv) deliver(off uint64, flags byte, size int64, msg string, p []by
 
 // casHeader encodes the header of an mCASPut or mCASGet message.
 func casHeader(kind byte, tid uint64, flags byte, off, size int64, id *cas.ID, msg string) []byte {
-	e := enc{b: make([]byte, 0, 64)}
-	e.u8(kind)
-	e.uvar(tid)
-	e.u8(flags)
-	e.uvar(uint64(off))
+	e := wire.Enc{Buf: make([]byte, 0, 64)}
+	e.U8(kind)
+	e.Uvar(tid)
+	e.U8(flags)
+	e.Uvar(uint64(off))
 	if flags&cfSize != 0 {
-		e.uvar(uint64(size))
+		e.Uvar(uint64(size))
 	}
 	if flags&cfID != 0 {
-		e.raw(id[:])
+		e.Raw(id[:])
 	}
 	if flags&cfAbort != 0 {
-		e.str(msg)
+		e.Str(msg)
 	}
-	return e.b
+	return e.Buf
 }
 
 func (s *Session) casLane(tid uint64) (*lane, error) {
@@ -279,24 +281,24 @@ func (s *Session) casFrame(typ byte, p []byte) error {
 
 // handleCAS handles the store's data messages on a lane.
 func (l *lane) handleCAS(hdr []byte, n int, buf *[]byte) error {
-	d := &dec{b: hdr[1:]}
+	d := &wire.Dec{Buf: hdr[1:]}
 	switch hdr[0] {
 	case mCASPut, mCASGet:
-		tid, flags, off := d.uvar(), d.u8(), d.uvar()
+		tid, flags, off := d.Uvar(), d.U8(), d.Uvar()
 		size := int64(-1)
 		if flags&cfSize != 0 {
-			size = int64(d.uvar())
+			size = int64(d.Uvar())
 		}
 		var id *cas.ID
 		if flags&cfID != 0 {
 			id = new(cas.ID)
-			copy(id[:], d.raw(len(id)))
+			copy(id[:], d.Raw(len(id)))
 		}
 		msg := ""
 		if flags&cfAbort != 0 {
-			msg = d.str()
+			msg = d.Str()
 		}
-		if d.err != nil || size < -1 || (flags&cfAbort != 0 && n != 0) || (hdr[0] == mCASGet && id != nil) {
+		if d.Err != nil || size < -1 || (flags&cfAbort != 0 && n != 0) || (hdr[0] == mCASGet && id != nil) {
 			return fmt.Errorf("bad store message (kind %d)", hdr[0])
 		}
 		p, err := l.payload(n, casMaxPayload, buf)
@@ -320,11 +322,11 @@ func (l *lane) handleCAS(hdr []byte, n int, buf *[]byte) error {
 		}
 		return r.deliver(off, flags, size, msg, p)
 	case mCASPutAck:
-		tid, status, msg := d.uvar(), d.u8(), d.str()
+		tid, status, msg := d.Uvar(), d.U8(), d.Str()
 		var a casAck
-		copy(a.id[:], d.raw(len(a.id)))
-		a.size = int64(d.uvar())
-		if d.err != nil || n != 0 {
+		copy(a.id[:], d.Raw(len(a.id)))
+		a.size = int64(d.Uvar())
+		if d.Err != nil || n != 0 {
 			return errors.New("bad store verdict")
 		}
 		a.status, a.msg = status, msg
@@ -343,14 +345,14 @@ func (l *lane) handleCAS(hdr []byte, n int, buf *[]byte) error {
 
 // sendAck answers a peer's put.
 func (l *lane) sendAck(tid uint64, a casAck) error {
-	e := enc{b: make([]byte, 0, 80)}
-	e.u8(mCASPutAck)
-	e.uvar(tid)
-	e.u8(a.status)
-	e.str(a.msg)
-	e.raw(a.id[:])
-	e.uvar(uint64(a.size))
-	return l.send(e.b, nil)
+	e := wire.Enc{Buf: make([]byte, 0, 80)}
+	e.U8(mCASPutAck)
+	e.Uvar(tid)
+	e.U8(a.status)
+	e.Str(a.msg)
+	e.Raw(a.id[:])
+	e.Uvar(uint64(a.size))
+	return l.send(e.Buf, nil)
 }
 
 // ackFor turns the outcome of a put into its verdict.
@@ -443,20 +445,20 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 }
 
 // serveCAS answers the peer's cas.* requests against the handler's store.
-func (h *handler) serveCAS(s *Session, r *Req) {
+func (h *handler) serveCAS(s *Session, r *wire.Req) {
 	if h.cas == nil {
-		s.reply(&Resp{ID: r.ID, Err: "this peer exposes no content-addressed store (start it with --cas DIR)", Kind: kindUsage})
+		s.reply(&wire.Resp{ID: r.ID, Err: "this peer exposes no content-addressed store (start it with --cas DIR)", Kind: wire.KindUsage})
 		return
 	}
 	var a casArgs
 	if err := json.Unmarshal([]byte(r.Path), &a); err != nil && r.Path != "" {
-		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("%s: bad arguments: %v", r.Op, err), Kind: kindUsage})
+		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("%s: bad arguments: %v", r.Op, err), Kind: wire.KindUsage})
 		return
 	}
 	switch r.Op {
 	case opCASHas:
 		if len(a.IDs) > casMaxHas {
-			s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("cas.has: %d ids (limit %d)", len(a.IDs), casMaxHas), Kind: kindUsage})
+			s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("cas.has: %d ids (limit %d)", len(a.IDs), casMaxHas), Kind: wire.KindUsage})
 			return
 		}
 		res := casResult{Sizes: make([]int64, len(a.IDs))}
@@ -483,7 +485,7 @@ func (h *handler) serveCAS(s *Session, r *Req) {
 		}()
 	case opCASGet:
 		if a.ID == nil || a.TID == 0 {
-			s.reply(&Resp{ID: r.ID, Err: "cas.get: want an id and a transfer id", Kind: kindUsage})
+			s.reply(&wire.Resp{ID: r.ID, Err: "cas.get: want an id and a transfer id", Kind: wire.KindUsage})
 			return
 		}
 		ctx := s.track(r.ID)
@@ -493,7 +495,7 @@ func (h *handler) serveCAS(s *Session, r *Req) {
 			if err != nil {
 				resp := errResp(r.ID, err)
 				if errors.Is(err, cas.ErrNotFound) {
-					resp.Kind = kindNotFound
+					resp.Kind = wire.KindNotFound
 				}
 				s.reply(resp)
 				return
@@ -501,13 +503,13 @@ func (h *handler) serveCAS(s *Session, r *Req) {
 			s.reply(casReply(r.ID, &casResult{Size: n}))
 		}()
 	default:
-		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
+		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
 	}
 }
 
-func casReply(id uint64, res *casResult) *Resp {
+func casReply(id uint64, res *casResult) *wire.Resp {
 	b, _ := json.Marshal(res)
-	return &Resp{ID: id, Digest: string(b)}
+	return &wire.Resp{ID: id, Digest: string(b)}
 }
 
 // sendObject sends the bytes of id from the handler's store as the answer
@@ -578,9 +580,9 @@ func casErr(err error, what string) error {
 	var re *RemoteError
 	if errors.As(err, &re) {
 		switch re.Kind {
-		case kindNotFound:
+		case wire.KindNotFound:
 			return fmt.Errorf("%s on %s: %w", what, re.Peer, cas.ErrNotFound)
-		case kindUsage:
+		case wire.KindUsage:
 			return exitcode.WithCode(exitcode.Usage, fmt.Errorf("%s on %s: %s: %w", what, re.Peer, re.Msg, ErrNoStore))
 		}
 	}
@@ -592,7 +594,7 @@ func (s *Session) casCall(ctx context.Context, op string, a *casArgs) (*casResul
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.call(ctx, &Req{Op: op, Path: string(b)})
+	resp, err := s.call(ctx, &wire.Req{Op: op, Path: string(b)})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/progress"
 )
@@ -65,7 +67,7 @@ func (c *clusterSide) at(i int) Endpoint {
 // cluster is the state of one cluster transfer.
 type cluster struct {
 	src, dst *clusterSide
-	opt      Options
+	opt      wire.Options
 	dial     DialOptions
 	sink     progress.Sink
 
@@ -77,7 +79,7 @@ type cluster struct {
 	prog []progress.Event
 }
 
-func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, dial: dial, sink: sink,
 		agents: map[string]progress.AgentStats{}}
 	for _, side := range []*clusterSide{c.src, c.dst} {
@@ -88,8 +90,8 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOp
 		}
 	}
 	n := max(len(c.src.agents), len(c.dst.agents))
-	if n > MaxShards {
-		return exitcode.Usagef("%d agents: at most %d pairs per transfer", n, MaxShards)
+	if n > wire.MaxShards {
+		return exitcode.Usagef("%d agents: at most %d pairs per transfer", n, wire.MaxShards)
 	}
 	c.prog = make([]progress.Event, n+1)
 	defer func() { tally.Merge(progress.Summary{Agents: c.agentStats()}) }()
@@ -242,7 +244,7 @@ func (c *cluster) shares(ctx context.Context, n int, tally *progress.Tally) erro
 func (c *cluster) share(ctx context.Context, k, n int) error {
 	opt := c.opt
 	opt.Lock, opt.Delete = false, false
-	opt.Shard = &Shard{Index: k, Count: n}
+	opt.Shard = &wire.Shard{Index: k, Count: n}
 	if opt.BwLimit > 0 {
 		// --bwlimit caps the whole transfer: the shares run at once.
 		opt.BwLimit = max((opt.BwLimit+int64(n)-1)/int64(n), 1024)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
 )
@@ -62,20 +64,20 @@ func (d *localDest) mkroot(ctx context.Context, path string, lock bool) error {
 	return d.h.mkroot(path, d.name(path), lock)
 }
 
-func (d *localDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
+func (d *localDest) meta(ctx context.Context, ops []wire.MetaOp) ([]string, error) {
 	return d.h.receiverIfBound().meta(ops), nil
 }
 
-func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error) {
+func (d *localDest) open(ctx context.Context, specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk, error) {
 	errs, haves, done := d.h.receiverIfBound().open(specs)
 	return errs, haves, done, nil
 }
 
-func (d *localDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
+func (d *localDest) adopt(ctx context.Context, fid uint64, chunks []wire.AdoptChunk) ([]int64, error) {
 	return d.h.receiverIfBound().adopt(fid, chunks)
 }
 
-func (d *localDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
+func (d *localDest) commit(ctx context.Context, cs []wire.CommitSpec) ([]string, error) {
 	return d.h.receiverIfBound().commit(cs), nil
 }
 
@@ -123,10 +125,10 @@ func (d *remoteDest) list(ctx context.Context, path string, checksum bool) plan.
 }
 
 func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error) {
-	r, err := d.s.call(ctx, &Req{Op: opStat, Path: path})
+	r, err := d.s.call(ctx, &wire.Req{Op: wire.OpStat, Path: path})
 	if err != nil {
 		var re *RemoteError
-		if errors.As(err, &re) && re.Kind == kindNotFound {
+		if errors.As(err, &re) && re.Kind == wire.KindNotFound {
 			return nil, nil
 		}
 		return nil, err
@@ -135,7 +137,7 @@ func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error)
 }
 
 func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, error) {
-	r, err := d.s.call(ctx, &Req{Op: opHash, Path: path})
+	r, err := d.s.call(ctx, &wire.Req{Op: wire.OpHash, Path: path})
 	if err != nil {
 		return hashtree.Digest{}, err
 	}
@@ -143,11 +145,11 @@ func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, er
 }
 
 func (d *remoteDest) mkroot(ctx context.Context, path string, lock bool) error {
-	_, err := d.s.call(ctx, &Req{Op: opMkdirs, Path: path, Lock: lock})
+	_, err := d.s.call(ctx, &wire.Req{Op: wire.OpMkroot, Path: path, Lock: lock})
 	return err
 }
 
-func (d *remoteDest) batch(ctx context.Context, r *Req, n int) ([]string, error) {
+func (d *remoteDest) batch(ctx context.Context, r *wire.Req, n int) ([]string, error) {
 	resp, err := d.s.call(ctx, r)
 	if err != nil {
 		return nil, err
@@ -158,12 +160,12 @@ func (d *remoteDest) batch(ctx context.Context, r *Req, n int) ([]string, error)
 	return resp.Errs, nil
 }
 
-func (d *remoteDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
-	return d.batch(ctx, &Req{Op: opMeta, Meta: ops}, len(ops))
+func (d *remoteDest) meta(ctx context.Context, ops []wire.MetaOp) ([]string, error) {
+	return d.batch(ctx, &wire.Req{Op: wire.OpMeta, Meta: ops}, len(ops))
 }
 
-func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error) {
-	resp, err := d.s.call(ctx, &Req{Op: opOpen, Files: specs})
+func (d *remoteDest) open(ctx context.Context, specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk, error) {
+	resp, err := d.s.call(ctx, &wire.Req{Op: wire.OpOpen, Files: specs})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -177,20 +179,20 @@ func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, [][]
 	return resp.Errs, resp.Haves, resp.Done, nil
 }
 
-func (d *remoteDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
-	resp, err := d.s.call(ctx, &Req{Op: opAdopt, FID: fid, Adopt: chunks})
+func (d *remoteDest) adopt(ctx context.Context, fid uint64, chunks []wire.AdoptChunk) ([]int64, error) {
+	resp, err := d.s.call(ctx, &wire.Req{Op: wire.OpAdopt, FID: fid, Adopt: chunks})
 	if err != nil {
 		return nil, err
 	}
 	return resp.Missing, nil
 }
 
-func (d *remoteDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
-	return d.batch(ctx, &Req{Op: opCommit, Commits: cs}, len(cs))
+func (d *remoteDest) commit(ctx context.Context, cs []wire.CommitSpec) ([]string, error) {
+	return d.batch(ctx, &wire.Req{Op: wire.OpCommit, Commits: cs}, len(cs))
 }
 
 func (d *remoteDest) finish(ctx context.Context) (int64, error) {
-	resp, err := d.s.call(ctx, &Req{Op: opFinish})
+	resp, err := d.s.call(ctx, &wire.Req{Op: wire.OpFinish})
 	if err != nil {
 		return 0, err
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/exitcode"
 )
@@ -77,13 +79,13 @@ func filterTransports(list []string, keep ...string) []string {
 
 func (o DialOptions) withDefaults() DialOptions {
 	if o.Streams <= 0 {
-		o.Streams = DefaultStreams
+		o.Streams = wire.DefaultStreams
 	}
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
+		o.ConnectTimeout = wire.DefaultConnectTimeout
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
+		o.IdleTimeout = wire.DefaultIdleTimeout
 	}
 	if o.Proto == "" {
 		o.Proto = "auto"
@@ -155,10 +157,10 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		conn.Close()
 		return nil, err
 	}
-	fr := newFrameReader(conn, DefaultMaxFrame)
+	fr := wire.NewFrameReader(conn, wire.DefaultMaxFrame)
 	cn := newNonce()
 	kx := newKeyShare()
-	hello := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "control", Client: o.ClientVersion,
+	hello := wire.Hello{Proto: "xfer", Version: wire.ProtocolVersion, Role: "control", Client: o.ClientVersion,
 		Transports: mine, Want: o.Proto, Streams: o.Streams, Nonce: cn, KX: kx.public(), NoVerify: o.NoVerify}
 	if o.Ticket != nil {
 		hello.Ticket = o.Ticket.ID
@@ -171,10 +173,10 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	if err != nil {
 		return fail(peerErr(addr, "handshake: %v", err))
 	}
-	if err := writeFrame(conn, fHello, helloRaw); err != nil {
+	if err := wire.WriteFrame(conn, wire.FrameHello, helloRaw); err != nil {
 		return fail(peerErr(addr, "handshake: %v", err))
 	}
-	var w Welcome
+	var w wire.Welcome
 	welcomeRaw, err := readWelcome(fr, &w)
 	if err != nil {
 		return fail(peerErr(addr, "%v", err))
@@ -185,8 +187,8 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		}
 		return fail(peerErr(addr, "%s", w.Error))
 	}
-	if w.Version != ProtocolVersion {
-		return fail(peerErr(addr, "speaks protocol version %d, this client %d", w.Version, ProtocolVersion))
+	if w.Version != wire.ProtocolVersion {
+		return fail(peerErr(addr, "speaks protocol version %d, this client %d", w.Version, wire.ProtocolVersion))
 	}
 	if w.Session == "" || w.Streams < 1 {
 		return fail(peerErr(addr, "invalid welcome"))
@@ -213,15 +215,15 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		if len(secret) == 0 {
 			return fail(peerErr(addr, "authentication failed: the server requires a token (give --token-file, or token_file in the remote's config entry)"))
 		}
-		if err := writeJSONFrame(conn, fAuth, AuthMsg{Proof: authProof(secret, "client", th)}); err != nil {
+		if err := wire.WriteJSONFrame(conn, wire.FrameAuth, wire.AuthMsg{Proof: authProof(secret, "client", th)}); err != nil {
 			return fail(peerErr(addr, "authentication: %v", err))
 		}
-		typ, p, err := fr.read()
+		typ, p, err := fr.Read()
 		if err != nil {
 			return fail(peerErr(addr, "authentication: %v", err))
 		}
-		var am AuthMsg
-		if typ != fAuthOK || json.Unmarshal(p, &am) != nil {
+		var am wire.AuthMsg
+		if typ != wire.FrameAuthOK || json.Unmarshal(p, &am) != nil {
 			return fail(peerErr(addr, "authentication: unexpected reply"))
 		}
 		if am.Error != "" {
@@ -295,19 +297,19 @@ func unwrapOp(err error) error {
 
 // readWelcome reads the server's welcome into w and returns its bytes as
 // received, for the handshake transcript.
-func readWelcome(fr *frameReader, w *Welcome) ([]byte, error) {
-	typ, p, err := fr.read()
+func readWelcome(fr *wire.FrameReader, w *wire.Welcome) ([]byte, error) {
+	typ, p, err := fr.Read()
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return nil, errors.New("no answer to the handshake (is it an xfer server?)")
 		}
-		if errors.Is(err, ErrFrameTooLarge) || isBadHeader(err) {
+		if errors.Is(err, wire.ErrFrameTooLarge) || isBadHeader(err) {
 			return nil, errors.New("not an xfer server (unexpected reply to the handshake)")
 		}
 		return nil, fmt.Errorf("handshake: %v", err)
 	}
-	if typ != fWelcome {
+	if typ != wire.FrameWelcome {
 		return nil, errors.New("not an xfer server (unexpected reply to the handshake)")
 	}
 	if err := json.Unmarshal(p, w); err != nil {
@@ -398,13 +400,13 @@ func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
 		}
 		c = tc
 	}
-	h := Hello{Proto: "xfer", Version: ProtocolVersion, Role: "data", Session: r.s.id, Stream: i,
+	h := wire.Hello{Proto: "xfer", Version: wire.ProtocolVersion, Role: "data", Session: r.s.id, Stream: i,
 		Proof: sessionProof(r.s.key, r.s.id, i)}
-	if err := writeJSONFrame(c, fHello, h); err != nil {
+	if err := wire.WriteJSONFrame(c, wire.FrameHello, h); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("data stream %d: %w", i, err)
 	}
-	var w Welcome
+	var w wire.Welcome
 	// The server answers a data hello with a bare welcome (or an error);
 	// read it byte-exactly so that no data is buffered away from the
 	// transport.
@@ -424,12 +426,12 @@ func (r *dialRendezvous) Exchange(ctx context.Context, blob []byte) ([]byte, err
 	return r.exch.Exchange(ctx, blob)
 }
 
-func readWelcomeExact(c net.Conn, w *Welcome) error {
-	typ, p, err := readFrameExact(c, 64<<10)
+func readWelcomeExact(c net.Conn, w *wire.Welcome) error {
+	typ, p, err := wire.ReadFrameExact(c, 64<<10)
 	if err != nil {
 		return fmt.Errorf("handshake: %v", err)
 	}
-	if typ != fWelcome {
+	if typ != wire.FrameWelcome {
 		return errors.New("unexpected reply to the data handshake")
 	}
 	return json.Unmarshal(p, w)

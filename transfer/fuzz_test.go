@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
@@ -24,26 +26,26 @@ import (
 // decoders of every frame a peer can send: nothing may panic or allocate
 // beyond the frame limit.
 func FuzzFrame(f *testing.F) {
-	f.Add(appendFrame(nil, fPing, nil))
-	f.Add(appendFrame(nil, fReq, []byte(`{"id":1,"op":"list","path":"a"}`)))
-	e := enc{}
-	e.uvar(1)
-	e.uvar(1)
-	e.str("a/b")
-	e.u8(1)
-	e.svar(3)
-	e.uvar(0o644)
-	e.svar(1)
-	e.str("")
-	e.bytes(nil)
-	e.uvar(1)
-	e.uvar(1)
-	f.Add(appendFrame(nil, fEntries, e.b))
-	f.Add([]byte{fReq, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Add(wire.AppendFrame(nil, wire.FramePing, nil))
+	f.Add(wire.AppendFrame(nil, wire.FrameReq, []byte(`{"id":1,"op":"list","path":"a"}`)))
+	e := wire.Enc{}
+	e.Uvar(1)
+	e.Uvar(1)
+	e.Str("a/b")
+	e.U8(1)
+	e.Svar(3)
+	e.Uvar(0o644)
+	e.Svar(1)
+	e.Str("")
+	e.Blob(nil)
+	e.Uvar(1)
+	e.Uvar(1)
+	f.Add(wire.AppendFrame(nil, wire.FrameEntries, e.Buf))
+	f.Add([]byte{wire.FrameReq, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr := newFrameReader(bytes.NewReader(b), 1<<16)
+		fr := wire.NewFrameReader(bytes.NewReader(b), 1<<16)
 		for i := 0; i < 8; i++ {
-			typ, p, err := fr.read()
+			typ, p, err := fr.Read()
 			if err != nil {
 				return
 			}
@@ -51,20 +53,20 @@ func FuzzFrame(f *testing.F) {
 				t.Fatalf("frame of %d bytes beyond the limit", len(p))
 			}
 			switch typ {
-			case fEntries:
-				d := &dec{b: p}
-				d.uvar()
-				n := d.uvar()
-				for j := uint64(0); j < n && j < listBatch; j++ {
-					if _, err := readEntry(d); err != nil {
+			case wire.FrameEntries:
+				d := &wire.Dec{Buf: p}
+				d.Uvar()
+				n := d.Uvar()
+				for j := uint64(0); j < n && j < wire.ListBatch; j++ {
+					if _, err := wire.ReadEntry(d); err != nil {
 						break
 					}
 				}
-			case fReq:
-				var r Req
+			case wire.FrameReq:
+				var r wire.Req
 				json.Unmarshal(p, &r)
-			case fHello:
-				decodeHello(p)
+			case wire.FrameHello:
+				wire.DecodeHello(p)
 			}
 		}
 	})
@@ -76,7 +78,7 @@ func FuzzHello(f *testing.F) {
 	f.Add([]byte(`{"proto":"xfer","version":1,"role":"data","session":"x","stream":3,"proof":"y"}`))
 	f.Add([]byte(`{"proto":"xfer","streams":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := decodeHello(b)
+		h, err := wire.DecodeHello(b)
 		if err == nil && (h.Proto != "xfer" || h.Streams < 0 || h.Stream < 0) {
 			t.Fatalf("accepted an invalid hello: %+v", h)
 		}
@@ -86,18 +88,18 @@ func FuzzHello(f *testing.F) {
 // FuzzDataMessage: chunk and batch messages on a data stream, decoded by
 // a receiver with a real root.
 func FuzzDataMessage(f *testing.F) {
-	sf := smallFile{path: "d/f", mode: 0o644, mtimeNs: 1, data: []byte("hi")}
-	e := enc{}
-	e.u8(0)
-	appendSmall(&e, &sf)
-	f.Add(e.b, 1)
+	sf := wire.SmallFile{Path: "d/f", Mode: 0o644, MtimeNs: 1, Data: []byte("hi")}
+	e := wire.Enc{}
+	e.U8(0)
+	wire.AppendSmall(&e, &sf)
+	f.Add(e.Buf, 1)
 	f.Add([]byte{1, 2, 3}, 3)
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		root := openRoot(t)
 		r := newReceiver(root, true, false, "")
 		r.writeBatch(payload, count, true)
-		d := &dec{b: payload}
-		readSmall(d)
+		d := &wire.Dec{Buf: payload}
+		wire.ReadSmall(d)
 	})
 }
 
@@ -133,7 +135,7 @@ func FuzzCleanPath(f *testing.F) {
 				t.Fatalf("accepted %q, which cleans to %q (%v)", p, c, err)
 			}
 		}
-		if validRel(p) == nil {
+		if wire.ValidRel(p) == nil {
 			ok(p)
 		}
 		if rest, err := stripExport("exp", p); err == nil {
@@ -149,13 +151,13 @@ func FuzzCleanPath(f *testing.F) {
 // (every file is refused, so nothing touches a disk). Whatever the count
 // claims, what the decoder allocates stays proportional to the payload.
 func FuzzBatchDecode(f *testing.F) {
-	sf := smallFile{path: "d/\xff", mode: 0o644, mtimeNs: 1, data: []byte("hi")}
-	e := enc{}
-	e.u8(1)
-	appendSmall(&e, &sf)
-	appendSmall(&e, &sf)
-	f.Add(e.b, 2)
-	f.Add(e.b, 1<<30)
+	sf := wire.SmallFile{Path: "d/\xff", Mode: 0o644, MtimeNs: 1, Data: []byte("hi")}
+	e := wire.Enc{}
+	e.U8(1)
+	wire.AppendSmall(&e, &sf)
+	wire.AppendSmall(&e, &sf)
+	f.Add(e.Buf, 2)
+	f.Add(e.Buf, 1<<30)
 	f.Add(make([]byte, 4096), 4095)
 	f.Add([]byte{0}, 1)
 	r := newReceiver(nil, true, true, "")
@@ -205,63 +207,63 @@ func (s *fakeStream) Close() error { return nil }
 // stays proportional to what arrived (receive buffers come from the
 // session's budget and are reused).
 func FuzzDataStream(f *testing.F) {
-	e := enc{}
-	e.u8(mBatch)
-	e.uvar(1)
-	e.uvar(2)
-	f.Add(e.b, []byte{0, 1, 'a', 0, 0, 0})
-	e = enc{}
-	e.u8(mBatch)
-	e.uvar(1)
-	e.uvar(1 << 40)
-	f.Add(e.b, make([]byte, 1000))
-	f.Add(chunkHeader(1, 0, 0, hashtree.Digest{}), []byte("data"))
-	e = enc{}
-	e.u8(mAck)
-	e.uvar(7)
-	e.uvar(0)
-	e.u8(ackFailed)
-	e.str("write x: no space left on device")
-	f.Add(e.b, []byte(nil))
-	e = enc{}
-	e.u8(mBatchAck)
-	e.uvar(2)
-	e.uvar(5)
-	e.u8(1)
-	e.uvar(2)
-	e.uvar(1)
-	e.str("create a: no space left on device")
-	e.uvar(4)
-	e.str("create b: no space left on device")
-	f.Add(e.b, []byte(nil))
-	e = enc{}
-	e.u8(mBatchAck)
-	e.uvar(3)
-	e.uvar(1 << 30)
-	e.u8(0)
-	e.uvar(1 << 30)
-	f.Add(e.b, []byte(nil))
+	e := wire.Enc{}
+	e.U8(wire.MsgBatch)
+	e.Uvar(1)
+	e.Uvar(2)
+	f.Add(e.Buf, []byte{0, 1, 'a', 0, 0, 0})
+	e = wire.Enc{}
+	e.U8(wire.MsgBatch)
+	e.Uvar(1)
+	e.Uvar(1 << 40)
+	f.Add(e.Buf, make([]byte, 1000))
+	f.Add(wire.ChunkHeader(1, 0, 0, hashtree.Digest{}), []byte("data"))
+	e = wire.Enc{}
+	e.U8(wire.MsgAck)
+	e.Uvar(7)
+	e.Uvar(0)
+	e.U8(wire.AckFailed)
+	e.Str("write x: no space left on device")
+	f.Add(e.Buf, []byte(nil))
+	e = wire.Enc{}
+	e.U8(wire.MsgBatchAck)
+	e.Uvar(2)
+	e.Uvar(5)
+	e.U8(1)
+	e.Uvar(2)
+	e.Uvar(1)
+	e.Str("create a: no space left on device")
+	e.Uvar(4)
+	e.Str("create b: no space left on device")
+	f.Add(e.Buf, []byte(nil))
+	e = wire.Enc{}
+	e.U8(wire.MsgBatchAck)
+	e.Uvar(3)
+	e.Uvar(1 << 30)
+	e.U8(0)
+	e.Uvar(1 << 30)
+	f.Add(e.Buf, []byte(nil))
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
-	s := newSession(c1, newFrameReader(c1, DefaultMaxFrame), slog.New(slog.DiscardHandler), time.Minute)
+	s := newSession(c1, wire.NewFrameReader(c1, wire.DefaultMaxFrame), slog.New(slog.DiscardHandler), time.Minute)
 	defer s.Close()
 	st := &fakeStream{}
 	l := newLane(s, 0, st)
 	// Warm the pool: receive buffers are reused, not allocated per message.
-	for c := minBufClass; c <= maxBatchPayload; c *= 2 {
-		b, err := s.mem.get(c)
+	for c := minBufClass; c <= wire.MaxBatchPayload; c *= 2 {
+		b, err := s.mem.Get(c)
 		if err != nil {
 			f.Fatal(err)
 		}
-		s.mem.put(b)
+		s.mem.Put(b)
 	}
 	f.Fuzz(func(t *testing.T, hdr, payload []byte) {
-		if len(hdr) > backends.MaxHeader || len(payload) > maxBatchPayload {
+		if len(hdr) > backends.MaxHeader || len(payload) > wire.MaxBatchPayload {
 			return
 		}
 		l.mu.Lock()
-		for id, count := range map[uint64]int{1: 1, 2: 5, 3: maxBatchFiles} {
+		for id, count := range map[uint64]int{1: 1, 2: 5, 3: wire.MaxBatchFiles} {
 			l.batches[id] = &pendingBatch{count: count, cb: func([]string, error) {}}
 		}
 		l.chunks[[2]uint64{7, 0}] = func(byte, string) {}
@@ -271,15 +273,15 @@ func FuzzDataStream(f *testing.F) {
 		// gets there): take this payload's buffer back into it first, so
 		// that only what decoding allocates is counted.
 		if len(payload) > 0 {
-			if b, err := s.mem.get(len(payload)); err == nil {
-				s.mem.put(b)
+			if b, err := s.mem.Get(len(payload)); err == nil {
+				s.mem.Put(b)
 			}
 		}
 		var buf []byte
 		n := allocated(func() {
 			l.handle(hdr, len(payload), &buf)
 			if buf != nil {
-				s.mem.put(buf)
+				s.mem.Put(buf)
 			}
 		})
 		if bound := uint64(32<<10 + 8*(len(hdr)+len(payload))); n > bound {
@@ -292,35 +294,35 @@ func FuzzDataStream(f *testing.F) {
 // re-encodes to the same entries, and decoding allocates in proportion
 // to the frame.
 func FuzzListing(f *testing.F) {
-	e := enc{}
-	e.uvar(9)
-	e.uvar(2)
+	e := wire.Enc{}
+	e.Uvar(9)
+	e.Uvar(2)
 	for _, en := range []plan.Entry{
 		{Path: "a/\xff\xfe", Type: plan.TypeFile, Size: 3, Mode: 0o644, MtimeNs: 1, Ino: 2, Nlink: 1},
 		{Path: "l\xfe", Type: plan.TypeSymlink, Target: "t\xff", MtimeNs: -5},
 	} {
-		appendEntry(&e, &en)
+		wire.AppendEntry(&e, &en)
 	}
-	f.Add(e.b)
+	f.Add(e.Buf)
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var id uint64
 		var batch []plan.Entry
 		var err error
-		n := allocated(func() { id, batch, err = decodeEntries(p) })
+		n := allocated(func() { id, batch, err = wire.DecodeEntries(p) })
 		if bound := uint64(8<<10 + 16*len(p)); n > bound {
 			t.Fatalf("decoding a %d-byte frame allocated %d bytes (bound %d)", len(p), n, bound)
 		}
 		if err != nil {
 			return
 		}
-		again := enc{}
-		again.uvar(id)
-		again.uvar(uint64(len(batch)))
+		again := wire.Enc{}
+		again.Uvar(id)
+		again.Uvar(uint64(len(batch)))
 		for i := range batch {
-			appendEntry(&again, &batch[i])
+			wire.AppendEntry(&again, &batch[i])
 		}
-		id2, batch2, err := decodeEntries(again.b)
+		id2, batch2, err := wire.DecodeEntries(again.Buf)
 		if err != nil || id2 != id || !reflect.DeepEqual(batch, batch2) {
 			t.Fatalf("re-encoded listing differs: %v\n%+v\n%+v", err, batch, batch2)
 		}
@@ -330,11 +332,11 @@ func FuzzListing(f *testing.F) {
 // FuzzControlJSON: requests and responses as JSON. Names survive a round
 // trip byte for byte, and arrays beyond their limits are refused.
 func FuzzControlJSON(f *testing.F) {
-	for _, r := range []Req{
-		{ID: 1, Op: opMeta, Meta: []MetaOp{{Op: "symlink", Path: "l\xfe", Target: "t\xff"}, {Op: "delete", Path: "\xff\xff"}}},
-		{ID: 2, Op: opOpen, Files: []FileSpec{{FID: 1, Path: "big\xff.bin", Size: 9, ChunkSize: 1024}}},
-		{ID: 3, Op: opJob, Job: &JobSpec{SrcPath: "s\xff", DstPath: "d\xfe"}},
-		{ID: 4, Op: opStat, Path: "caf\xe9"},
+	for _, r := range []wire.Req{
+		{ID: 1, Op: wire.OpMeta, Meta: []wire.MetaOp{{Op: "symlink", Path: "l\xfe", Target: "t\xff"}, {Op: "delete", Path: "\xff\xff"}}},
+		{ID: 2, Op: wire.OpOpen, Files: []wire.FileSpec{{FID: 1, Path: "big\xff.bin", Size: 9, ChunkSize: 1024}}},
+		{ID: 3, Op: wire.OpJob, Job: &wire.JobSpec{SrcPath: "s\xff", DstPath: "d\xfe"}},
+		{ID: 4, Op: wire.OpStat, Path: "caf\xe9"},
 	} {
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -342,28 +344,28 @@ func FuzzControlJSON(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	b, _ := json.Marshal(Resp{ID: 5, Errs: []string{"", "create \xff: no space"}, Entry: &plan.Entry{Path: "\xfe", Target: "\xff"},
+	b, _ := json.Marshal(wire.Resp{ID: 5, Errs: []string{"", "create \xff: no space"}, Entry: &plan.Entry{Path: "\xfe", Target: "\xff"},
 		Haves: [][][2]int64{{{0, 3}}}, Missing: []int64{1}})
 	f.Add(b)
-	f.Add([]byte(`{"id":1,"files":[` + strings.Repeat(`{},`, maxReqItems) + `{}]}`))
+	f.Add([]byte(`{"id":1,"files":[` + strings.Repeat(`{},`, wire.MaxReqItems) + `{}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var r Req
+		var r wire.Req
 		if json.Unmarshal(b, &r) == nil {
-			if len(r.Meta) > maxReqItems || len(r.Files) > maxReqItems || len(r.Commits) > maxReqItems || len(r.Adopt) > maxAdoptItems {
+			if len(r.Meta) > wire.MaxReqItems || len(r.Files) > wire.MaxReqItems || len(r.Commits) > wire.MaxReqItems || len(r.Adopt) > wire.MaxAdoptItems {
 				t.Fatalf("accepted a request beyond the limits")
 			}
 			again, err := json.Marshal(r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var r2 Req
+			var r2 wire.Req
 			if err := json.Unmarshal(again, &r2); err != nil || !reflect.DeepEqual(normReq(r), normReq(r2)) {
 				t.Fatalf("request changed on a round trip (%v):\n%+v\n%+v", err, r, r2)
 			}
 		}
-		var resp Resp
+		var resp wire.Resp
 		if json.Unmarshal(b, &resp) == nil {
-			if len(resp.Errs) > maxReqItems || len(resp.Missing) > maxAdoptItems {
+			if len(resp.Errs) > wire.MaxReqItems || len(resp.Missing) > wire.MaxAdoptItems {
 				t.Fatalf("accepted a response beyond the limits")
 			}
 			if resp.Entry != nil {
@@ -371,7 +373,7 @@ func FuzzControlJSON(f *testing.F) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var r2 Resp
+				var r2 wire.Resp
 				if err := json.Unmarshal(again, &r2); err != nil || r2.Entry == nil ||
 					r2.Entry.Path != resp.Entry.Path || r2.Entry.Target != resp.Entry.Target {
 					t.Fatalf("entry changed on a round trip (%v)", err)
@@ -382,7 +384,7 @@ func FuzzControlJSON(f *testing.F) {
 }
 
 // normReq makes empty and nil slices alike for comparison.
-func normReq(r Req) Req {
+func normReq(r wire.Req) wire.Req {
 	if len(r.Meta) == 0 {
 		r.Meta = nil
 	}

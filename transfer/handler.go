@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"errors"
 	"fmt"
 	"io"
@@ -49,7 +51,7 @@ type handler struct {
 	readOnly bool // of the receiver create binds
 
 	// jobs runs transfers the peer asks for; nil refuses them.
-	jobs func(ctx context.Context, s *Session, root *fsroot.Root, srcRel string, spec JobSpec, sink progress.Sink) (progress.Summary, error)
+	jobs func(ctx context.Context, s *Session, root *fsroot.Root, srcRel string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error)
 	// tickets issues tickets for third-party sessions; nil refuses.
 	tickets *tickets
 	// cas is the content-addressed store a server exposes (--cas); nil
@@ -290,25 +292,25 @@ func (h *handler) abort() {
 }
 
 // errResp classifies a local error for the peer.
-func errResp(id uint64, err error) *Resp {
-	r := &Resp{ID: id, Err: err.Error()}
+func errResp(id uint64, err error) *wire.Resp {
+	r := &wire.Resp{ID: id, Err: err.Error()}
 	switch {
 	case errors.Is(err, fsroot.ErrEscape):
-		r.Kind = kindEscape
+		r.Kind = wire.KindEscape
 	case errors.Is(err, fs.ErrNotExist):
-		r.Kind = kindNotFound
+		r.Kind = wire.KindNotFound
 	case errors.Is(err, errReadOnly):
-		r.Kind = kindReadOnly
+		r.Kind = wire.KindReadOnly
 	case errors.Is(err, syscall.ENOSPC):
-		r.Kind = kindSpace
+		r.Kind = wire.KindSpace
 	}
 	switch exitcode.Code(err) {
 	case exitcode.Usage:
 		if r.Kind == "" {
-			r.Kind = kindUsage
+			r.Kind = wire.KindUsage
 		}
 	case exitcode.Peer:
-		r.Kind = kindPeer
+		r.Kind = wire.KindPeer
 	}
 	return r
 }
@@ -323,9 +325,9 @@ func cleanPath(p string) (string, error) {
 
 // serve runs one request. Long ones get their own goroutine and can be
 // cancelled by the peer.
-func (h *handler) serve(s *Session, r *Req) {
+func (h *handler) serve(s *Session, r *wire.Req) {
 	switch r.Op {
-	case opList:
+	case wire.OpList:
 		h.mu.Lock()
 		c := make(chan struct{}, listCredit)
 		for i := 0; i < listCredit; i++ {
@@ -344,9 +346,9 @@ func (h *handler) serve(s *Session, r *Req) {
 				s.reply(errResp(r.ID, err))
 				return
 			}
-			s.reply(&Resp{ID: r.ID})
+			s.reply(&wire.Resp{ID: r.ID})
 		}()
-	case opHash:
+	case wire.OpHash:
 		ctx := s.track(r.ID)
 		p, err := h.resolve(r.Path)
 		if err != nil {
@@ -360,11 +362,11 @@ func (h *handler) serve(s *Session, r *Req) {
 				s.reply(errResp(r.ID, err))
 				return
 			}
-			s.reply(&Resp{ID: r.ID, Digest: d.String()})
+			s.reply(&wire.Resp{ID: r.ID, Digest: d.String()})
 		}()
-	case opJob:
+	case wire.OpJob:
 		if h.jobs == nil || r.Job == nil {
-			s.reply(&Resp{ID: r.ID, Err: "this peer runs no transfers on request", Kind: kindUsage})
+			s.reply(&wire.Resp{ID: r.ID, Err: "this peer runs no transfers on request", Kind: wire.KindUsage})
 			return
 		}
 		srcRel, err := h.resolve(r.Job.SrcPath)
@@ -376,13 +378,13 @@ func (h *handler) serve(s *Session, r *Req) {
 		go func() {
 			defer s.untrack(r.ID)
 			sink := progress.SinkFunc(func(e progress.Event) {
-				s.send(fEvent, struct {
+				s.send(wire.FrameEvent, struct {
 					ID    uint64         `json:"id"`
 					Event progress.Event `json:"e"`
 				}{r.ID, e})
 			})
 			sum, err := h.jobs(ctx, s, h.root, srcRel, *r.Job, sink)
-			resp := &Resp{ID: r.ID, Summary: &sum}
+			resp := &wire.Resp{ID: r.ID, Summary: &sum}
 			if err != nil {
 				resp = errResp(r.ID, err)
 				resp.Summary = &sum
@@ -391,14 +393,14 @@ func (h *handler) serve(s *Session, r *Req) {
 					resp.Kind = re.Kind
 				}
 				if isPeerErr(err) {
-					resp.Kind = kindPeer
+					resp.Kind = wire.KindPeer
 				}
 			}
 			s.reply(resp)
 		}()
-	case opTicket:
+	case wire.OpTicket:
 		if h.tickets == nil {
-			s.reply(&Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: kindUsage})
+			s.reply(&wire.Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: wire.KindUsage})
 			return
 		}
 		// The ticket is confined to the destination the client names,
@@ -424,8 +426,8 @@ func (h *handler) serve(s *Session, r *Req) {
 			s.reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID, Ticket: st})
-	case opStat:
+		s.reply(&wire.Resp{ID: r.ID, Ticket: st})
+	case wire.OpStat:
 		p, err := h.resolve(r.Path)
 		if err != nil {
 			s.reply(errResp(r.ID, err))
@@ -440,8 +442,8 @@ func (h *handler) serve(s *Session, r *Req) {
 		if e.Type == plan.TypeSymlink {
 			e.Target, _ = h.tree().Readlink(p)
 		}
-		s.reply(&Resp{ID: r.ID, Entry: &e})
-	case opMkdirs:
+		s.reply(&wire.Resp{ID: r.ID, Entry: &e})
+	case wire.OpMkroot:
 		p, err := h.resolve(r.Path)
 		if err == nil {
 			err = h.mkroot(p, r.Path, r.Lock)
@@ -450,11 +452,11 @@ func (h *handler) serve(s *Session, r *Req) {
 			s.reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID})
-	case opMeta, opOpen, opCommit, opFinish, opAdopt:
+		s.reply(&wire.Resp{ID: r.ID})
+	case wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt:
 		rc := h.receiverIfBound()
 		if rc == nil {
-			s.reply(&Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: kindUsage})
+			s.reply(&wire.Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: wire.KindUsage})
 			return
 		}
 		h.serveReceiver(s, rc, r)
@@ -467,33 +469,33 @@ func (h *handler) serve(s *Session, r *Req) {
 			h.serveBench(s, r)
 			return
 		}
-		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
+		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
 	}
 }
 
-func (h *handler) serveReceiver(s *Session, rc *receiver, r *Req) {
+func (h *handler) serveReceiver(s *Session, rc *receiver, r *wire.Req) {
 	switch r.Op {
-	case opMeta:
-		s.reply(&Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
-	case opOpen:
+	case wire.OpMeta:
+		s.reply(&wire.Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
+	case wire.OpOpen:
 		errs, haves, done := rc.open(r.Files)
-		s.reply(&Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
-	case opAdopt:
+		s.reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
+	case wire.OpAdopt:
 		missing, err := rc.adopt(r.FID, r.Adopt)
 		if err != nil {
 			s.reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID, Missing: missing})
-	case opCommit:
-		s.reply(&Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
-	case opFinish:
+		s.reply(&wire.Resp{ID: r.ID, Missing: missing})
+	case wire.OpCommit:
+		s.reply(&wire.Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
+	case wire.OpFinish:
 		made := rc.takeMade()
 		if err := rc.finish(); err != nil {
 			s.reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID, Made: made})
+		s.reply(&wire.Resp{ID: r.ID, Made: made})
 	}
 }
 
@@ -524,7 +526,7 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 }
 
 // list streams the tree beneath r.Path in batches, one per credit.
-func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan struct{}) error {
+func (h *handler) list(ctx context.Context, s *Session, r *wire.Req, credit chan struct{}) error {
 	top, err := h.resolve(r.Path)
 	if err != nil {
 		return err
@@ -541,7 +543,7 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 	default:
 		w = plan.NewWalkerN(h.tree(), top, r.Checkers)
 	}
-	e := enc{}
+	e := wire.Enc{}
 	n := 0
 	flush := func() error {
 		select {
@@ -549,12 +551,12 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		msg := enc{b: make([]byte, 0, len(e.b)+20)}
-		msg.uvar(r.ID)
-		msg.uvar(uint64(n))
-		msg.raw(e.b)
-		e.b, n = e.b[:0], 0
-		return s.sendRaw(fEntries, msg.b)
+		msg := wire.Enc{Buf: make([]byte, 0, len(e.Buf)+20)}
+		msg.Uvar(r.ID)
+		msg.Uvar(uint64(n))
+		msg.Raw(e.Buf)
+		e.Buf, n = e.Buf[:0], 0
+		return s.sendRaw(wire.FrameEntries, msg.Buf)
 	}
 	for {
 		en, err := w.Next(ctx)
@@ -573,9 +575,9 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 				en.Digest = d[:]
 			}
 		}
-		appendEntry(&e, &en)
+		wire.AppendEntry(&e, &en)
 		n++
-		if n == listBatch || len(e.b) > 1<<20 {
+		if n == wire.ListBatch || len(e.Buf) > 1<<20 {
 			if err := flush(); err != nil {
 				return err
 			}

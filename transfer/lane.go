@@ -9,58 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/hashtree"
 )
-
-// Data-plane message kinds (first byte of a stream message header).
-const (
-	mChunk    byte = 1 // a chunk of a large file
-	mAck      byte = 2 // the receiver's verdict on a chunk
-	mBatch    byte = 3 // several small files, whole
-	mBatchAck byte = 4 // per-file verdicts on a batch
-	// 5-9 are the content-addressed store's (see cas.go).
-	mCASFirst byte = 5
-	mCASLast  byte = 9
-	// 10-14 are `xfer bench`'s (see bench.go).
-	mBenchFirst byte = 10
-	mBenchLast  byte = 14
-)
-
-// Chunk verdicts.
-const (
-	ackOK       byte = 0
-	ackMismatch byte = 1 // digest did not match: send again
-	ackFailed   byte = 2 // the file cannot be written: give up on it
-)
-
-// MaxChunkSize bounds --chunk-size and every chunk payload a receiver accepts.
-const MaxChunkSize = 64 << 20
-
-// maxBatchPayload bounds a small-file batch message.
-const maxBatchPayload = 16 << 20
-
-// maxBatchFiles bounds the files of one batch a receiver accepts (senders
-// put at most 1024 in one).
-const maxBatchFiles = 4096
-
-// minSmallEntry is the smallest encoding of one file of a batch: a
-// one-byte path and empty data (length bytes, mode, mtime, flag, digest).
-// A batch declaring more files than its payload can hold at this size is
-// refused before anything is allocated for them.
-const minSmallEntry = 1 + 1 + 1 + 1 + 1 + 32 + 1
-
-// maxVerdictMsg bounds the message of one chunk or file verdict; longer
-// ones (long paths) are cut, so that verdicts always fit a header.
-const maxVerdictMsg = 2048
-
-// verdictMsg cuts msg to maxVerdictMsg bytes.
-func verdictMsg(msg string) string {
-	if len(msg) <= maxVerdictMsg {
-		return msg
-	}
-	return msg[:maxVerdictMsg-3] + "..."
-}
 
 // pendingBatch is a batch sent and waiting for its verdicts, which may
 // come in several messages.
@@ -91,7 +44,7 @@ type lane struct {
 	// pending holds the tag of the message being received while its
 	// payload, which the tag covers, is still to be read.
 	pending    bool
-	pendingTag [tagLen]byte
+	pendingTag [wire.TagLen]byte
 
 	mu      sync.Mutex
 	chunks  map[[2]uint64]func(status byte, msg string)
@@ -120,7 +73,7 @@ func newLane(s *Session, idx int, st backends.Stream) *lane {
 
 // maxHeaderBody is the largest message header a caller may hand the lane:
 // the transport's limit less the room for a tag.
-const maxHeaderBody = backends.MaxHeader - tagLen
+const maxHeaderBody = backends.MaxHeader - wire.TagLen
 
 // tag returns hdr with the message's tag appended when the lane's messages
 // are authenticated; payload is covered where payloadCovered says so.
@@ -134,7 +87,7 @@ func (l *lane) tag(hdr, payload []byte, n int) []byte {
 	if payloadCovered(hdr[0]) {
 		l.out.write(payload)
 	}
-	out := make([]byte, len(hdr), len(hdr)+tagLen)
+	out := make([]byte, len(hdr), len(hdr)+wire.TagLen)
 	copy(out, hdr)
 	return l.out.sum(out)
 }
@@ -150,7 +103,7 @@ func (l *lane) close(err error) {
 		l.st.Close()
 		msg := fmt.Sprintf("data stream %d to %s closed: %v", l.idx, l.s.peer, err)
 		for _, cb := range chunks {
-			cb(ackFailed, msg)
+			cb(wire.AckFailed, msg)
 		}
 		for _, b := range batches {
 			b.cb(nil, errors.New(msg))
@@ -210,19 +163,6 @@ func (l *lane) closedErr() error {
 	return fmt.Errorf("data stream %d to %s closed: %v", l.idx, l.s.peer, l.err)
 }
 
-// chunkHeader encodes a chunk message's header. Whether the receiver
-// checks the digest is the session's decision (Session.verify), never the
-// message's.
-func chunkHeader(fid, idx uint64, off int64, digest hashtree.Digest) []byte {
-	e := enc{b: make([]byte, 0, 64+tagLen)}
-	e.u8(mChunk)
-	e.uvar(fid)
-	e.uvar(idx)
-	e.uvar(uint64(off))
-	e.raw(digest[:])
-	return e.b
-}
-
 // sendChunk sends a chunk and arranges for cb to get the receiver's
 // verdict. The caller must hold a window slot; cb releases it. cb runs
 // exactly once unless sendChunk returns an error, in which case it never
@@ -237,7 +177,7 @@ func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 	}
 	l.chunks[k] = cb
 	l.mu.Unlock()
-	hdr := chunkHeader(fid, idx, off, digest)
+	hdr := wire.ChunkHeader(fid, idx, off, digest)
 	var err error
 	if f != nil {
 		err = l.sendFile(hdr, f, off, n)
@@ -270,11 +210,11 @@ func (l *lane) sendBatch(count int, payload []byte, cb func(errs []string, err e
 	id := l.nextB
 	l.batches[id] = &pendingBatch{count: count, cb: cb}
 	l.mu.Unlock()
-	e := enc{}
-	e.u8(mBatch)
-	e.uvar(id)
-	e.uvar(uint64(count))
-	if err := l.send(e.b, payload); err != nil {
+	e := wire.Enc{}
+	e.U8(wire.MsgBatch)
+	e.Uvar(id)
+	e.Uvar(uint64(count))
+	if err := l.send(e.Buf, payload); err != nil {
 		l.mu.Lock()
 		_, pending := l.batches[id]
 		delete(l.batches, id)
@@ -308,7 +248,7 @@ func (l *lane) readLoop() {
 		if buf != nil {
 			// The message is done with its payload: the memory goes back
 			// to the session's budget.
-			l.s.mem.put(buf)
+			l.s.mem.Put(buf)
 			buf = nil
 		}
 		if err == nil && l.pending {
@@ -329,10 +269,10 @@ func (l *lane) open(hdr *[]byte, n int) error {
 		return nil
 	}
 	h := *hdr
-	if len(h) < 1+tagLen {
+	if len(h) < 1+wire.TagLen {
 		return errIntegrity
 	}
-	h, tag := h[:len(h)-tagLen], h[len(h)-tagLen:]
+	h, tag := h[:len(h)-wire.TagLen], h[len(h)-wire.TagLen:]
 	*hdr = h
 	l.in.dataBegin(l.idx, h, n)
 	if payloadCovered(h[0]) && n > 0 {
@@ -363,7 +303,7 @@ func (l *lane) payload(n, max int, buf *[]byte) ([]byte, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	b, err := l.s.mem.get(n)
+	b, err := l.s.mem.Get(n)
 	if err != nil {
 		return nil, fmt.Errorf("receiving a %d-byte payload: %w", n, err)
 	}
@@ -394,42 +334,42 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 	if len(hdr) == 0 {
 		return errors.New("empty message header")
 	}
-	d := &dec{b: hdr[1:]}
+	d := &wire.Dec{Buf: hdr[1:]}
 	switch hdr[0] {
-	case mChunk:
-		fid, idx, off := d.uvar(), d.uvar(), d.uvar()
+	case wire.MsgChunk:
+		fid, idx, off := d.Uvar(), d.Uvar(), d.Uvar()
 		verify := l.s.verify
 		var dg hashtree.Digest
-		copy(dg[:], d.raw(32))
-		if d.err != nil {
-			return fmt.Errorf("bad chunk header: %w", d.err)
+		copy(dg[:], d.Raw(32))
+		if d.Err != nil {
+			return fmt.Errorf("bad chunk header: %w", d.Err)
 		}
-		p, err := l.payload(n, MaxChunkSize, buf)
+		p, err := l.payload(n, wire.MaxChunkSize, buf)
 		if err != nil {
 			return err
 		}
-		status, msg := ackFailed, "this peer accepts no files"
+		status, msg := wire.AckFailed, "this peer accepts no files"
 		if r := l.s.receiver(); r != nil {
 			status, msg = r.writeChunk(fid, idx, int64(off), p, dg, verify)
 		}
-		e := enc{}
-		e.u8(mAck)
-		e.uvar(fid)
-		e.uvar(idx)
-		e.u8(status)
-		e.str(verdictMsg(msg))
-		return l.send(e.b, nil)
-	case mBatch:
-		id, count := d.uvar(), d.uvar()
-		if d.err != nil {
-			return fmt.Errorf("bad batch header: %w", d.err)
+		e := wire.Enc{}
+		e.U8(wire.MsgAck)
+		e.Uvar(fid)
+		e.Uvar(idx)
+		e.U8(status)
+		e.Str(wire.VerdictMsg(msg))
+		return l.send(e.Buf, nil)
+	case wire.MsgBatch:
+		id, count := d.Uvar(), d.Uvar()
+		if d.Err != nil {
+			return fmt.Errorf("bad batch header: %w", d.Err)
 		}
 		// The count is checked against the payload actually announced
 		// before anything is allocated for the files.
-		if n < 1 || n > maxBatchPayload || count < 1 || count > maxBatchFiles || count > uint64((n-1)/minSmallEntry) {
+		if n < 1 || n > wire.MaxBatchPayload || count < 1 || count > wire.MaxBatchFiles || count > uint64((n-1)/wire.MinSmallEntry) {
 			return fmt.Errorf("bad batch header: %d files in %d bytes", count, n)
 		}
-		p, err := l.payload(n, maxBatchPayload, buf)
+		p, err := l.payload(n, wire.MaxBatchPayload, buf)
 		if err != nil {
 			return err
 		}
@@ -446,11 +386,11 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 			}
 		}
 		return l.sendBatchVerdicts(id, errs)
-	case mAck:
-		fid, idx := d.uvar(), d.uvar()
-		status := d.u8()
-		msg := d.str()
-		if d.err != nil || n != 0 {
+	case wire.MsgAck:
+		fid, idx := d.Uvar(), d.Uvar()
+		status := d.U8()
+		msg := d.Str()
+		if d.Err != nil || n != 0 {
 			return errors.New("bad chunk verdict")
 		}
 		k := [2]uint64{fid, idx}
@@ -463,13 +403,13 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		}
 		cb(status, msg)
 		return nil
-	case mBatchAck:
+	case wire.MsgBatchAck:
 		return l.batchVerdicts(d, n)
 	}
-	if hdr[0] >= mCASFirst && hdr[0] <= mCASLast {
+	if hdr[0] >= wire.MsgCASFirst && hdr[0] <= wire.MsgCASLast {
 		return l.handleCAS(hdr, n, buf)
 	}
-	if hdr[0] >= mBenchFirst && hdr[0] <= mBenchLast {
+	if hdr[0] >= wire.MsgBenchFirst && hdr[0] <= wire.MsgBenchLast {
 		return l.handleBench(hdr, n, buf)
 	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
@@ -488,35 +428,35 @@ const verdictRoom = maxHeaderBody - 32
 // sendBatchVerdicts answers batch id with the per-file errors errs ("" for
 // success), in as many pieces as they need.
 func (l *lane) sendBatchVerdicts(id uint64, errs []string) error {
-	var items enc
+	var items wire.Enc
 	n := 0
 	flush := func(last bool) error {
-		e := enc{b: make([]byte, 0, 32+len(items.b))}
-		e.u8(mBatchAck)
-		e.uvar(id)
-		e.uvar(uint64(len(errs)))
+		e := wire.Enc{Buf: make([]byte, 0, 32+len(items.Buf))}
+		e.U8(wire.MsgBatchAck)
+		e.Uvar(id)
+		e.Uvar(uint64(len(errs)))
 		if last {
-			e.u8(1)
+			e.U8(1)
 		} else {
-			e.u8(0)
+			e.U8(0)
 		}
-		e.uvar(uint64(n))
-		e.raw(items.b)
-		items.b, n = items.b[:0], 0
-		return l.send(e.b, nil)
+		e.Uvar(uint64(n))
+		e.Raw(items.Buf)
+		items.Buf, n = items.Buf[:0], 0
+		return l.send(e.Buf, nil)
 	}
 	for i, msg := range errs {
 		if msg == "" {
 			continue
 		}
-		msg = verdictMsg(msg)
-		if len(items.b)+binary.MaxVarintLen64*2+len(msg) > verdictRoom {
+		msg = wire.VerdictMsg(msg)
+		if len(items.Buf)+binary.MaxVarintLen64*2+len(msg) > verdictRoom {
 			if err := flush(false); err != nil {
 				return err
 			}
 		}
-		items.uvar(uint64(i))
-		items.str(msg)
+		items.Uvar(uint64(i))
+		items.Str(msg)
 		n++
 	}
 	return flush(true)
@@ -524,11 +464,11 @@ func (l *lane) sendBatchVerdicts(id uint64, errs []string) error {
 
 // batchVerdicts takes one piece of a batch's verdicts (the header after
 // its kind byte in d; n is the payload length, always 0).
-func (l *lane) batchVerdicts(d *dec, n int) error {
-	id, count := d.uvar(), d.uvar()
-	last := d.u8()
-	k := d.uvar()
-	if d.err != nil || n != 0 || last > 1 || k > uint64(len(d.b)) {
+func (l *lane) batchVerdicts(d *wire.Dec, n int) error {
+	id, count := d.Uvar(), d.Uvar()
+	last := d.U8()
+	k := d.Uvar()
+	if d.Err != nil || n != 0 || last > 1 || k > uint64(len(d.Buf)) {
 		return errors.New("bad batch verdict")
 	}
 	l.mu.Lock()
@@ -542,8 +482,8 @@ func (l *lane) batchVerdicts(d *dec, n int) error {
 		return fmt.Errorf("batch %d of %d files answered for %d", id, b.count, count)
 	}
 	for range k {
-		i, msg := d.uvar(), d.str()
-		if d.err != nil || i < uint64(b.next) || i >= count {
+		i, msg := d.Uvar(), d.Str()
+		if d.Err != nil || i < uint64(b.next) || i >= count {
 			return errors.New("bad batch verdict")
 		}
 		if b.errs == nil {
@@ -552,7 +492,7 @@ func (l *lane) batchVerdicts(d *dec, n int) error {
 		b.errs[i] = msg
 		b.next = int(i) + 1
 	}
-	if len(d.b) != 0 {
+	if len(d.Buf) != 0 {
 		return errors.New("bad batch verdict")
 	}
 	if last == 0 {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // serveBinary starts the built xfer binary ($XFER_BIN, else one built now)
@@ -86,11 +88,11 @@ func TestOpenManyFilesBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	specs := make([]FileSpec, 1200)
+	specs := make([]wire.FileSpec, 1200)
 	for i := range specs {
-		specs[i] = FileSpec{FID: uint64(i + 1), Path: fmt.Sprintf("f%04d", i), Size: 8 << 20, Mode: 0o644, ChunkSize: 4 << 20}
+		specs[i] = wire.FileSpec{FID: uint64(i + 1), Path: fmt.Sprintf("f%04d", i), Size: 8 << 20, Mode: 0o644, ChunkSize: 4 << 20}
 	}
-	resp, err := s.call(ctx, &Req{Op: opOpen, Files: specs})
+	resp, err := s.call(ctx, &wire.Req{Op: wire.OpOpen, Files: specs})
 	if err != nil {
 		t.Fatalf("open of 1,200 files: %v", err)
 	}

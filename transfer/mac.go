@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/zeebo/blake3"
 )
 
@@ -27,9 +29,6 @@ import (
 // without TLS on its data always verifies every chunk against that digest
 // (a mismatch is resent), so the payload is bound as firmly as the MAC
 // would bind it, at no extra hashing.
-
-// tagLen is the size of a message authentication tag.
-const tagLen = 32
 
 // errIntegrity is the cause of a session that received a message whose tag
 // did not match.
@@ -100,7 +99,7 @@ func (m *streamMAC) sum(dst []byte) []byte { return m.h.Sum(dst) }
 // time.
 func (m *streamMAC) check(tag []byte) bool {
 	got := m.h.Sum(m.buf[:0])
-	return len(tag) == tagLen && subtle.ConstantTimeCompare(got, tag) == 1
+	return len(tag) == wire.TagLen && subtle.ConstantTimeCompare(got, tag) == 1
 }
 
 // controlTag computes the tag of a control frame.
@@ -125,13 +124,13 @@ func (m *streamMAC) dataBegin(idx int, hdr []byte, payloadLen int) {
 // kind goes through the MAC. Chunks are bound by their verified digest
 // (see above); the bulk bytes of `xfer bench` are discarded.
 func payloadCovered(kind byte) bool {
-	return kind != mChunk && kind != mBenchData
+	return kind != wire.MsgChunk && kind != mBenchData
 }
 
 // sealTicket encrypts t's secret under the session's seal key for the
 // peer (AES-256-GCM, the ticket id as associated data), so that it never
 // crosses a connection in the clear, whether or not TLS is on.
-func (k *sessionKeys) sealTicket(t Ticket) (*SealedTicket, error) {
+func (k *sessionKeys) sealTicket(t Ticket) (*wire.SealedTicket, error) {
 	aead, err := newSealAEAD(k.seal)
 	if err != nil {
 		return nil, err
@@ -139,11 +138,11 @@ func (k *sessionKeys) sealTicket(t Ticket) (*SealedTicket, error) {
 	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
 	out := aead.Seal(nonce, nonce, []byte(t.Secret), []byte("xfer-ticket\x00"+t.ID))
-	return &SealedTicket{ID: t.ID, Sealed: out}, nil
+	return &wire.SealedTicket{ID: t.ID, Sealed: out}, nil
 }
 
 // openTicket reverses sealTicket on the receiving side of the same session.
-func (k *sessionKeys) openTicket(st *SealedTicket) (Ticket, error) {
+func (k *sessionKeys) openTicket(st *wire.SealedTicket) (Ticket, error) {
 	aead, err := newSealAEAD(k.seal)
 	if err != nil {
 		return Ticket{}, err

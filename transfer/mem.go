@@ -236,7 +236,7 @@ func (m *sessionMem) give(n int64) {
 
 // get returns a receive buffer of n bytes counted against the session and
 // the pool; release it with put.
-func (m *sessionMem) get(n int) ([]byte, error) {
+func (m *sessionMem) Get(n int) ([]byte, error) {
 	size := int64(1) << classOf(n)
 	if err := m.take(size); err != nil {
 		return nil, err
@@ -249,7 +249,7 @@ func (m *sessionMem) get(n int) ([]byte, error) {
 	return b, nil
 }
 
-func (m *sessionMem) put(b []byte) {
+func (m *sessionMem) Put(b []byte) {
 	m.pool.put(b)
 	m.give(int64(cap(b)))
 }

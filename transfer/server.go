@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/tls"
@@ -13,14 +15,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/xfer-io/xfer/internal/cas"
-	"github.com/xfer-io/xfer/internal/exitcode"
-	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/fsroot"
@@ -118,7 +121,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.MaxStreams = 64
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
+		cfg.IdleTimeout = wire.DefaultIdleTimeout
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -142,7 +145,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.MaxOpenFiles = DefaultMaxOpenFiles
 	}
 	if cfg.MaxFrame <= 0 {
-		cfg.MaxFrame = DefaultMaxFrame
+		cfg.MaxFrame = wire.DefaultMaxFrame
 	}
 	if cfg.MaxSessionMemory <= 0 {
 		cfg.MaxSessionMemory = DefaultMaxSessionMemory
@@ -292,26 +295,26 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 		}
 		conn = tc
 	}
-	typ, p, err := readFrameExact(conn, 64<<10)
-	if err != nil || typ != fHello {
+	typ, p, err := wire.ReadFrameExact(conn, 64<<10)
+	if err != nil || typ != wire.FrameHello {
 		srv.cfg.Log.Warn("rejected connection: not an xfer handshake", "peer", peer)
 		c.Close()
 		return
 	}
-	h, err := decodeHello(p)
+	h, err := wire.DecodeHello(p)
 	if err != nil {
 		srv.cfg.Log.Warn("rejected connection: malformed handshake", "peer", peer, "err", err)
 		c.Close()
 		return
 	}
-	if h.Version != ProtocolVersion {
-		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion,
-			Error: fmt.Sprintf("protocol version %d not supported (server speaks %d)", h.Version, ProtocolVersion)})
+	if h.Version != wire.ProtocolVersion {
+		wire.WriteJSONFrame(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion,
+			Error: fmt.Sprintf("protocol version %d not supported (server speaks %d)", h.Version, wire.ProtocolVersion)})
 		c.Close()
 		return
 	}
 	if srv.cfg.TLS != nil && !isTLS && h.Role != "data" {
-		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion,
+		wire.WriteJSONFrame(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion,
 			Error: "this server requires TLS: connect with --tls-ca (or tls_ca in the remote's config entry)"})
 		c.Close()
 		return
@@ -322,7 +325,7 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 	case "control":
 		srv.session(ctx, conn, h, p, isTLS, leave)
 	default:
-		writeJSONFrame(conn, fWelcome, Welcome{Version: ProtocolVersion, Error: "unknown connection role"})
+		wire.WriteJSONFrame(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "unknown connection role"})
 		c.Close()
 	}
 }
@@ -355,21 +358,21 @@ func peekByte(c net.Conn) (byte, error) {
 	return b[0], err
 }
 
-func (srv *Server) joinData(c net.Conn, h Hello, isTLS bool) {
+func (srv *Server) joinData(c net.Conn, h wire.Hello, isTLS bool) {
 	srv.mu.Lock()
 	ps := srv.joins[h.Session]
 	srv.mu.Unlock()
 	if ps != nil && srv.cfg.TLS != nil && !isTLS && !ps.plainOK {
-		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: "this session's data streams must use TLS"})
+		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "this session's data streams must use TLS"})
 		c.Close()
 		return
 	}
 	if ps == nil || !hmac.Equal([]byte(h.Proof), []byte(sessionProof(ps.key, h.Session, h.Stream))) {
-		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: "unknown session or bad proof"})
+		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "unknown session or bad proof"})
 		c.Close()
 		return
 	}
-	if err := writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion}); err != nil {
+	if err := wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion}); err != nil {
 		c.Close()
 		return
 	}
@@ -410,16 +413,16 @@ func (srv *Server) offered() ([]string, map[string]string) {
 // then requests until either side ends it. leave ends the connection's
 // stay in the handshake budget; the session counts as one from then on.
 // helloRaw is the hello as received, for the handshake transcript.
-func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []byte, isTLS bool, leave func()) {
+func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloRaw []byte, isTLS bool, leave func()) {
 	peer := c.RemoteAddr().String()
 	host := hostOf(peer)
 	reject := func(msg string) {
-		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: msg})
+		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: msg})
 		c.Close()
 	}
 	if wait := srv.adm.shutOut(host); wait > 0 {
 		srv.cfg.Log.Warn("rejected session: address shut out after failed authentications", "peer", peer, "for", wait.Round(time.Second))
-		writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, RetryAfterMs: wait.Milliseconds(),
+		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, RetryAfterMs: wait.Milliseconds(),
 			Error: fmt.Sprintf("too many failed authentications from %s", host)})
 		c.Close()
 		return
@@ -516,14 +519,14 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []
 		streams = srv.cfg.MaxStreams
 	}
 	// Each stream may hold one chunk buffer: keep within the memory cap.
-	if max := int(srv.cfg.MaxSessionMemory / MaxChunkSize); max >= 1 && streams > max {
+	if max := int(srv.cfg.MaxSessionMemory / wire.MaxChunkSize); max >= 1 && streams > max {
 		streams = max
 	}
 	idb := make([]byte, 16)
 	rand.Read(idb)
 	id := hex.EncodeToString(idb)
 	sn := newNonce()
-	w := Welcome{Version: ProtocolVersion, Server: srv.cfg.Version, Session: id,
+	w := wire.Welcome{Version: wire.ProtocolVersion, Server: srv.cfg.Version, Session: id,
 		Transport: name, TransportReason: reason, Streams: streams, Nonce: sn, TLS: isTLS, TLSData: tlsData,
 		KX: kx.public(), Verify: verify}
 	// The session must be registered before the client learns it can
@@ -544,7 +547,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []
 	if secret == nil {
 		// Nothing to prove: the session counts from here.
 		if msg, after, ok := admit(); !ok {
-			writeJSONFrame(c, fWelcome, Welcome{Version: ProtocolVersion, Error: msg, RetryAfterMs: after})
+			wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: msg, RetryAfterMs: after})
 			c.Close()
 			return
 		}
@@ -562,14 +565,14 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []
 		key = anonymousKey(th, shared)
 		register(key)
 	}
-	if err := writeFrame(c, fWelcome, welcomeRaw); err != nil {
+	if err := wire.WriteFrame(c, wire.FrameWelcome, welcomeRaw); err != nil {
 		c.Close()
 		return
 	}
 	if secret != nil {
-		typ, p, err := readFrameExact(c, 64<<10)
-		var am AuthMsg
-		if err != nil || typ != fAuth || json.Unmarshal(p, &am) != nil ||
+		typ, p, err := wire.ReadFrameExact(c, 64<<10)
+		var am wire.AuthMsg
+		if err != nil || typ != wire.FrameAuth || json.Unmarshal(p, &am) != nil ||
 			!proofOK(am.Proof, authProof(secret, "client", th)) {
 			penalty := srv.adm.authFailed(host)
 			msg := "authentication failed: wrong token (or none given)"
@@ -577,31 +580,31 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []
 				msg = "authentication failed: wrong ticket secret"
 			}
 			srv.cfg.Log.Warn(msg, "peer", peer, "shut_out_for", penalty)
-			writeJSONFrame(c, fAuthOK, AuthMsg{Error: msg + ", or the handshake was altered on the way"})
+			wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Error: msg + ", or the handshake was altered on the way"})
 			c.Close()
 			return
 		}
 		srv.adm.authSucceeded(host)
 		if msg, after, ok := admit(); !ok {
-			writeJSONFrame(c, fAuthOK, AuthMsg{Error: msg, RetryAfterMs: after})
+			wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Error: msg, RetryAfterMs: after})
 			c.Close()
 			return
 		}
 		// Spent only now: a proof verified and a session slot held.
 		if ti != nil && !srv.tickets.redeem(h.Ticket, ti) {
 			srv.cfg.Log.Warn("authentication failed: ticket already used", "peer", peer)
-			writeJSONFrame(c, fAuthOK, AuthMsg{Error: "authentication failed: the ticket was already used"})
+			wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Error: "authentication failed: the ticket was already used"})
 			c.Close()
 			return
 		}
 		key = derivedKey(secret, th, shared)
 		register(key)
-		if err := writeJSONFrame(c, fAuthOK, AuthMsg{Proof: authProof(secret, "server", th)}); err != nil {
+		if err := wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Proof: authProof(secret, "server", th)}); err != nil {
 			c.Close()
 			return
 		}
 	}
-	fr := newFrameReader(c, srv.cfg.MaxFrame)
+	fr := wire.NewFrameReader(c, srv.cfg.MaxFrame)
 	s := newSession(c, fr, srv.cfg.Log, srv.cfg.IdleTimeout)
 	s.shareMemory(srv.mem, srv.cfg.MaxSessionMemory)
 	s.id, s.transport, s.reason = id, name, reason
@@ -609,7 +612,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []
 	s.verify = verify
 	t, _ := backends.Lookup(name)
 	rv := &acceptRendezvous{ps: ps, exch: controlExchange{s}, got: map[int]net.Conn{}}
-	setupCtx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
+	setupCtx, cancel := context.WithTimeout(ctx, wire.DefaultConnectTimeout)
 	err = s.openTransport(setupCtx, t, rv, backends.Params{Streams: streams, Dialer: false, UringEntries: srv.cfg.Dial.UringEntries})
 	cancel()
 	if err != nil {
@@ -666,7 +669,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h Hello, helloRaw []
 
 // runJob runs a transfer from this server's tree on a client's request:
 // back to the client (a pull) or to another server (third party).
-func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, srcPath string, spec JobSpec, sink progress.Sink) (progress.Summary, error) {
+func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, srcPath string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error) {
 	tally := progress.NewTally()
 	dstPath, err := cleanPath(spec.DstPath)
 	if err != nil {
@@ -704,7 +707,7 @@ func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, sr
 			return tally.Summary(), exitcode.Usagef("job: cannot push to %s: %v", spec.DstAddr, err)
 		}
 		if spec.DstTLS != nil {
-			tc, err := spec.DstTLS.config()
+			tc, err := tlsSpecConfig(spec.DstTLS)
 			if err != nil {
 				return tally.Summary(), exitcode.Usagef("job: %v", err)
 			}

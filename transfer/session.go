@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/progress"
@@ -30,7 +32,7 @@ import (
 type Session struct {
 	peer string // address of the other side, for messages
 	conn net.Conn
-	fr   *frameReader
+	fr   *wire.FrameReader
 	wmu  sync.Mutex
 	id   string
 	key  []byte
@@ -76,7 +78,7 @@ type Session struct {
 
 // call is an outstanding request of ours.
 type call struct {
-	resp    chan *Resp
+	resp    chan *wire.Resp
 	entries chan []plan.Entry // list: batches, bounded by the credit we give
 	events  progress.Sink     // job: relayed events
 }
@@ -86,16 +88,13 @@ type call struct {
 // never blocks on a slow consumer.
 const listCredit = 4
 
-// listBatch is the number of entries per fEntries frame.
-const listBatch = 512
-
-func newSession(conn net.Conn, fr *frameReader, log *slog.Logger, idle time.Duration) *Session {
+func newSession(conn net.Conn, fr *wire.FrameReader, log *slog.Logger, idle time.Duration) *Session {
 	if idle <= 0 {
-		idle = DefaultIdleTimeout
+		idle = wire.DefaultIdleTimeout
 	}
 	life, ended := context.WithCancelCause(context.Background())
 	mem := newSessionMem(life, nil, DefaultMaxSessionMemory)
-	fr.mem = mem
+	fr.Mem = mem
 	return &Session{
 		mem:      mem,
 		ended:    ended,
@@ -116,7 +115,7 @@ func newSession(conn net.Conn, fr *frameReader, log *slog.Logger, idle time.Dura
 // server's pool, shared by its sessions). Called before the session starts.
 func (s *Session) shareMemory(pool *memPool, limit int64) {
 	s.mem = newSessionMem(s.mem.ctx, pool, limit)
-	s.fr.mem = s.mem
+	s.fr.Mem = s.mem
 }
 
 // secure installs the session key and turns on message authentication
@@ -127,7 +126,7 @@ func (s *Session) secure(key []byte, dialer, controlMAC, dataMAC bool) {
 	s.keys = deriveSessionKeys(key, dialer)
 	if controlMAC {
 		s.ctlOut, s.ctlIn = newStreamMAC(s.keys.ctlSend), newStreamMAC(s.keys.ctlRecv)
-		s.fr.max += tagLen
+		s.fr.Max += wire.TagLen
 	}
 	s.dataMAC = dataMAC
 }
@@ -137,11 +136,11 @@ func (s *Session) secure(key []byte, dialer, controlMAC, dataMAC bool) {
 // during set-up.
 func (s *Session) writeFrameLocked(typ byte, payload []byte) error {
 	if s.ctlOut == nil {
-		return writeFrame(s.conn, typ, payload)
+		return wire.WriteFrame(s.conn, typ, payload)
 	}
-	b := make([]byte, frameHeaderLen, frameHeaderLen+len(payload)+tagLen)
+	b := make([]byte, wire.FrameHeaderLen, wire.FrameHeaderLen+len(payload)+wire.TagLen)
 	b[0] = typ
-	binary.LittleEndian.PutUint32(b[4:], uint32(len(payload)+tagLen))
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(payload)+wire.TagLen))
 	b = append(b, payload...)
 	b = s.ctlOut.controlTag(b, typ, payload)
 	_, err := s.conn.Write(b)
@@ -151,14 +150,14 @@ func (s *Session) writeFrameLocked(typ byte, payload []byte) error {
 // readFrame reads the next control frame and checks its tag. The payload
 // is valid until the next call.
 func (s *Session) readFrame() (byte, []byte, error) {
-	typ, p, err := s.fr.read()
+	typ, p, err := s.fr.Read()
 	if err != nil || s.ctlIn == nil {
 		return typ, p, err
 	}
-	if len(p) < tagLen {
+	if len(p) < wire.TagLen {
 		return 0, nil, errIntegrity
 	}
-	body, tag := p[:len(p)-tagLen], p[len(p)-tagLen:]
+	body, tag := p[:len(p)-wire.TagLen], p[len(p)-wire.TagLen:]
 	s.ctlIn.begin()
 	s.ctlIn.write([]byte{typ})
 	s.ctlIn.write(body)
@@ -249,7 +248,7 @@ func (s *Session) abort(err error) {
 	sent := make(chan struct{})
 	go func() {
 		b, _ := json.Marshal(abortMsg{Error: err.Error()})
-		s.sendRaw(fAbort, b)
+		s.sendRaw(wire.FrameAbort, b)
 		close(sent)
 	}()
 	select {
@@ -340,7 +339,7 @@ func (s *Session) pingLoop() {
 		case <-s.done:
 			return
 		case <-t.C:
-			s.sendRaw(fPing, nil)
+			s.sendRaw(wire.FramePing, nil)
 		}
 	}
 }
@@ -350,7 +349,7 @@ func (s *Session) pingLoop() {
 // bounded by credit, requests queue for serveLoop.
 func (s *Session) readLoop() {
 	defer close(s.readDone)
-	defer s.fr.release()
+	defer s.fr.Release()
 	for {
 		dl, lost := s.readDeadline()
 		s.conn.SetReadDeadline(dl)
@@ -372,7 +371,7 @@ func (s *Session) readLoop() {
 			s.fail(err)
 			return
 		}
-		if typ == fAbort {
+		if typ == wire.FrameAbort {
 			var m abortMsg
 			json.Unmarshal(p, &m)
 			s.fail(&PeerAbortError{Peer: s.peer, Msg: m.Error})
@@ -387,10 +386,10 @@ func (s *Session) readLoop() {
 
 func (s *Session) dispatch(typ byte, p []byte) error {
 	switch typ {
-	case fPing:
+	case wire.FramePing:
 		return nil
-	case fResp:
-		var r Resp
+	case wire.FrameResp:
+		var r wire.Resp
 		if err := json.Unmarshal(p, &r); err != nil {
 			return fmt.Errorf("bad response: %w", err)
 		}
@@ -402,8 +401,8 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 			c.resp <- &r
 		}
 		return nil
-	case fEntries:
-		id, batch, err := decodeEntries(p)
+	case wire.FrameEntries:
+		id, batch, err := wire.DecodeEntries(p)
 		if err != nil {
 			return err
 		}
@@ -419,7 +418,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		default:
 			return errors.New("peer sent entries beyond its credit")
 		}
-	case fEvent:
+	case wire.FrameEvent:
 		var ev struct {
 			ID    uint64         `json:"id"`
 			Event progress.Event `json:"e"`
@@ -434,13 +433,13 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 			c.events.Emit(ev.Event)
 		}
 		return nil
-	case fReq:
-		var r Req
+	case wire.FrameReq:
+		var r wire.Req
 		if err := json.Unmarshal(p, &r); err != nil {
 			return fmt.Errorf("bad request: %w", err)
 		}
 		switch r.Op {
-		case opMore:
+		case wire.OpMore:
 			s.mu.Lock()
 			c := s.runningCredit(r.Ref)
 			s.mu.Unlock()
@@ -451,7 +450,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 				}
 			}
 			return nil
-		case opCancel:
+		case wire.OpCancel:
 			s.mu.Lock()
 			if c := s.running[r.Ref]; c != nil {
 				c()
@@ -473,7 +472,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		}
 		return nil
 	}
-	if typ >= fCASFirst && typ <= fCASLast {
+	if typ >= wire.FrameCASFirst && typ <= wire.FrameCASLast {
 		return s.casFrame(typ, p)
 	}
 	return fmt.Errorf("unexpected frame type %d", typ)
@@ -482,7 +481,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 // queuedReq is a request waiting for serveLoop, with the memory it was
 // counted for.
 type queuedReq struct {
-	r    *Req
+	r    *wire.Req
 	cost int64
 }
 
@@ -515,7 +514,7 @@ func (s *Session) serveLoop() {
 		case q := <-s.reqs:
 			r := q.r
 			if s.handler == nil {
-				s.reply(&Resp{ID: r.ID, Err: "this peer serves no requests", Kind: kindUsage})
+				s.reply(&wire.Resp{ID: r.ID, Err: "this peer serves no requests", Kind: wire.KindUsage})
 			} else {
 				s.handler.serve(s, r)
 			}
@@ -524,22 +523,22 @@ func (s *Session) serveLoop() {
 	}
 }
 
-func (s *Session) reply(r *Resp) {
-	s.send(fResp, r)
+func (s *Session) reply(r *wire.Resp) {
+	s.send(wire.FrameResp, r)
 }
 
 // call sends a request and waits for its response.
-func (s *Session) call(ctx context.Context, r *Req) (*Resp, error) {
-	c := &call{resp: make(chan *Resp, 1)}
+func (s *Session) call(ctx context.Context, r *wire.Req) (*wire.Resp, error) {
+	c := &call{resp: make(chan *wire.Resp, 1)}
 	return s.roundTrip(ctx, r, c)
 }
 
-func (s *Session) roundTrip(ctx context.Context, r *Req, c *call) (*Resp, error) {
+func (s *Session) roundTrip(ctx context.Context, r *wire.Req, c *call) (*wire.Resp, error) {
 	r.ID = s.nextID.Add(1)
 	s.mu.Lock()
 	s.calls[r.ID] = c
 	s.mu.Unlock()
-	if err := s.send(fReq, r); err != nil {
+	if err := s.send(wire.FrameReq, r); err != nil {
 		return nil, err
 	}
 	select {
@@ -554,7 +553,7 @@ func (s *Session) roundTrip(ctx context.Context, r *Req, c *call) (*Resp, error)
 		s.mu.Lock()
 		delete(s.calls, r.ID)
 		s.mu.Unlock()
-		s.send(fReq, &Req{Op: opCancel, Ref: r.ID})
+		s.send(wire.FrameReq, &wire.Req{Op: wire.OpCancel, Ref: r.ID})
 		return nil, ctx.Err()
 	}
 }
@@ -568,12 +567,12 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string { return e.Msg }
 
-func respError(peer string, r *Resp) error {
+func respError(peer string, r *wire.Resp) error {
 	err := &RemoteError{Peer: peer, Kind: r.Kind, Msg: r.Err}
 	switch r.Kind {
-	case kindUsage, kindNotFound, kindEscape, kindReadOnly:
+	case wire.KindUsage, wire.KindNotFound, wire.KindEscape, wire.KindReadOnly:
 		return exitcode.WithCode(exitcode.Usage, err)
-	case kindPeer:
+	case wire.KindPeer:
 		return exitcode.WithCode(exitcode.Peer, err)
 	}
 	return err
@@ -582,15 +581,15 @@ func respError(peer string, r *Resp) error {
 // listN streams the peer's listing of path, its walk reading checkers
 // directories at once (0: the peer's default).
 func (s *Session) listN(ctx context.Context, path string, checksum bool, checkers int) *remoteLister {
-	c := &call{resp: make(chan *Resp, 1), entries: make(chan []plan.Entry, listCredit)}
+	c := &call{resp: make(chan *wire.Resp, 1), entries: make(chan []plan.Entry, listCredit)}
 	l := &remoteLister{s: s, c: c}
-	r := &Req{Op: opList, Path: path, Checksum: checksum, Checkers: checkers}
+	r := &wire.Req{Op: wire.OpList, Path: path, Checksum: checksum, Checkers: checkers}
 	r.ID = s.nextID.Add(1)
 	l.id = r.ID
 	s.mu.Lock()
 	s.calls[r.ID] = c
 	s.mu.Unlock()
-	if err := s.send(fReq, r); err != nil {
+	if err := s.send(wire.FrameReq, r); err != nil {
 		l.err = err
 	}
 	return l
@@ -623,7 +622,7 @@ func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
 		case b := <-l.c.entries:
 			l.batch, l.i = b, 0
 			// Grant credit for one more batch now that this one is ours.
-			if err := l.s.send(fReq, &Req{Op: opMore, Ref: l.id}); err != nil {
+			if err := l.s.send(wire.FrameReq, &wire.Req{Op: wire.OpMore, Ref: l.id}); err != nil {
 				l.err = err
 			}
 			continue
@@ -632,7 +631,7 @@ func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
 		select {
 		case b := <-l.c.entries:
 			l.batch, l.i = b, 0
-			if err := l.s.send(fReq, &Req{Op: opMore, Ref: l.id}); err != nil {
+			if err := l.s.send(wire.FrameReq, &wire.Req{Op: wire.OpMore, Ref: l.id}); err != nil {
 				l.err = err
 			}
 		case r := <-l.c.resp:
@@ -656,7 +655,7 @@ func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
 			l.err = l.s.endErr()
 		case <-ctx.Done():
 			l.err = ctx.Err()
-			l.s.send(fReq, &Req{Op: opCancel, Ref: l.id})
+			l.s.send(wire.FrameReq, &wire.Req{Op: wire.OpCancel, Ref: l.id})
 		}
 	}
 }
@@ -685,7 +684,7 @@ func (s *Session) openTransport(ctx context.Context, t backends.Transport, rv ba
 type controlExchange struct{ s *Session }
 
 func (x controlExchange) Exchange(ctx context.Context, blob []byte) ([]byte, error) {
-	if err := x.s.writeFrameLocked(fExchange, blob); err != nil {
+	if err := x.s.writeFrameLocked(wire.FrameExchange, blob); err != nil {
 		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
@@ -696,7 +695,7 @@ func (x controlExchange) Exchange(ctx context.Context, blob []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if typ != fExchange {
+	if typ != wire.FrameExchange {
 		return nil, fmt.Errorf("expected transport exchange, got frame type %d", typ)
 	}
 	return append([]byte(nil), p...), nil

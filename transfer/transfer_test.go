@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/backends/tcp"
 	"github.com/xfer-io/xfer/internal/fsroot"
@@ -55,7 +57,7 @@ func (s *corruptStream) SendFile(hdr []byte, f *os.File, off int64, n int) error
 }
 
 func (s *corruptStream) Send(hdr, payload []byte) error {
-	if len(hdr) > 0 && hdr[0] == mChunk && len(payload) > 0 {
+	if len(hdr) > 0 && hdr[0] == wire.MsgChunk && len(payload) > 0 {
 		if n := s.t.sent.Add(1); s.t.bad < 0 || n <= s.t.bad {
 			p := append([]byte(nil), payload...)
 			p[len(p)/2] ^= 0x40
@@ -140,7 +142,7 @@ func TestCorruptChunkIsResent(t *testing.T) {
 	want := writeFile(t, filepath.Join(src, "f.bin"), 3<<20+5)
 	ev := &events{}
 	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
-		Options{Proto: "test-flaky", ChunkSize: 256 << 10, NoFsync: true}, DialOptions{}, ev)
+		wire.Options{Proto: "test-flaky", ChunkSize: 256 << 10, NoFsync: true}, DialOptions{}, ev)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -166,7 +168,7 @@ func TestCorruptChunkGivesUp(t *testing.T) {
 	writeFile(t, filepath.Join(src, "small.txt"), 100)
 	ev := &events{}
 	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
-		Options{Proto: "test-broken", ChunkSize: 1 << 20, NoFsync: true}, DialOptions{}, ev)
+		wire.Options{Proto: "test-broken", ChunkSize: 1 << 20, NoFsync: true}, DialOptions{}, ev)
 	var pe *PartialError
 	if !errors.As(err, &pe) || sum.Errors != 1 {
 		t.Fatalf("want one failed file, got %v, %+v", err, sum)
@@ -202,15 +204,15 @@ func TestFrameLimits(t *testing.T) {
 		in   []byte
 		ok   bool
 	}{
-		{"empty payload", appendFrame(nil, fPing, nil), true},
-		{"small", appendFrame(nil, fReq, []byte("{}")), true},
-		{"too large", []byte{fReq, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f}, false},
-		{"reserved bits", []byte{fReq, 1, 0, 0, 0, 0, 0, 0}, false},
-		{"truncated", appendFrame(nil, fReq, []byte("abcdef"))[:10], false},
+		{"empty payload", wire.AppendFrame(nil, wire.FramePing, nil), true},
+		{"small", wire.AppendFrame(nil, wire.FrameReq, []byte("{}")), true},
+		{"too large", []byte{wire.FrameReq, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f}, false},
+		{"reserved bits", []byte{wire.FrameReq, 1, 0, 0, 0, 0, 0, 0}, false},
+		{"truncated", wire.AppendFrame(nil, wire.FrameReq, []byte("abcdef"))[:10], false},
 	}
 	for _, tt := range tests {
-		fr := newFrameReader(bytes.NewReader(tt.in), DefaultMaxFrame)
-		_, _, err := fr.read()
+		fr := wire.NewFrameReader(bytes.NewReader(tt.in), wire.DefaultMaxFrame)
+		_, _, err := fr.Read()
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: err = %v", tt.name, err)
 		}
@@ -233,18 +235,18 @@ func TestEntryRoundTrip(t *testing.T) {
 		{"ok", 9, false},
 	}
 	for _, tt := range in {
-		e := enc{}
-		e.str(tt.path)
-		e.u8(tt.typ)
-		e.svar(5)
-		e.uvar(0o644)
-		e.svar(123)
-		e.str("")
-		e.bytes(d[:])
-		e.uvar(1)
-		e.uvar(1)
-		e.str("permission denied")
-		got, err := readEntry(&dec{b: e.b})
+		e := wire.Enc{}
+		e.Str(tt.path)
+		e.U8(tt.typ)
+		e.Svar(5)
+		e.Uvar(0o644)
+		e.Svar(123)
+		e.Str("")
+		e.Blob(d[:])
+		e.Uvar(1)
+		e.Uvar(1)
+		e.Str("permission denied")
+		got, err := wire.ReadEntry(&wire.Dec{Buf: e.Buf})
 		if (err == nil) != tt.ok {
 			t.Errorf("%q: err = %v", tt.path, err)
 			continue

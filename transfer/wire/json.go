@@ -1,4 +1,4 @@
-package transfer
+package wire
 
 import (
 	"encoding/json"
@@ -25,14 +25,14 @@ import (
 // level. Honest peers send at most 256 meta operations, one file per open
 // and commit, and what fits one frame for the rest.
 const (
-	maxReqItems   = 4096    // meta, files, commits; errs of a response
-	maxAdoptItems = 1 << 18 // adopt candidates; missing chunks
+	MaxReqItems   = 4096    // meta, files, commits; errs of a response
+	MaxAdoptItems = 1 << 18 // adopt candidates; missing chunks
 	maxHaveItems  = 1 << 21 // haves: files, their ranges, two ends each
 	maxDoneItems  = 1 << 19 // done: files and their chunks
 )
 
 // errTooManyItems is a message whose arrays exceed a limit.
-var errTooManyItems = errors.New("too many items")
+var ErrTooManyItems = errors.New("too many items")
 
 // countItems counts the array elements in the JSON value b at every
 // nesting level (b is valid JSON: encoding/json checks a whole message
@@ -98,7 +98,7 @@ func (b *bounded[T]) UnmarshalJSON(data []byte) error {
 	}
 	n := countItems(data)
 	if n > b.max {
-		return fmt.Errorf("%s: %w (%d, limit %d)", b.name, errTooManyItems, n, b.max)
+		return fmt.Errorf("%s: %w (%d, limit %d)", b.name, ErrTooManyItems, n, b.max)
 	}
 	*b.p = make([]T, 0, min(n, b.max))
 	return json.Unmarshal(data, b.p)
@@ -128,10 +128,10 @@ func (r *Req) UnmarshalJSON(b []byte) error {
 		Commits bounded[CommitSpec] `json:"commits"`
 		Adopt   bounded[AdoptChunk] `json:"adopt"`
 	}{plain: (*plain)(r),
-		Meta:    bounded[MetaOp]{&r.Meta, maxReqItems, "meta"},
-		Files:   bounded[FileSpec]{&r.Files, maxReqItems, "files"},
-		Commits: bounded[CommitSpec]{&r.Commits, maxReqItems, "commits"},
-		Adopt:   bounded[AdoptChunk]{&r.Adopt, maxAdoptItems, "adopt"},
+		Meta:    bounded[MetaOp]{&r.Meta, MaxReqItems, "meta"},
+		Files:   bounded[FileSpec]{&r.Files, MaxReqItems, "files"},
+		Commits: bounded[CommitSpec]{&r.Commits, MaxReqItems, "commits"},
+		Adopt:   bounded[AdoptChunk]{&r.Adopt, MaxAdoptItems, "adopt"},
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
@@ -173,10 +173,10 @@ func (r *Resp) UnmarshalJSON(b []byte) error {
 		Done    bounded[[]AdoptChunk] `json:"done"`
 		Missing bounded[int64]        `json:"missing"`
 	}{plain: (*plain)(r),
-		Errs:    bounded[string]{&r.Errs, maxReqItems, "errs"},
+		Errs:    bounded[string]{&r.Errs, MaxReqItems, "errs"},
 		Haves:   bounded[[][2]int64]{&r.Haves, maxHaveItems, "haves"},
 		Done:    bounded[[]AdoptChunk]{&r.Done, maxDoneItems, "done"},
-		Missing: bounded[int64]{&r.Missing, maxAdoptItems, "missing"},
+		Missing: bounded[int64]{&r.Missing, MaxAdoptItems, "missing"},
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err

@@ -1,4 +1,4 @@
-package transfer
+package wire
 
 import (
 	"testing"
@@ -27,8 +27,19 @@ func TestOptionsCheckersTransfers(t *testing.T) {
 			t.Errorf("Validate(%+v): exit code %d, want usage", c.opt, exitcode.Code(err))
 		}
 	}
-	d := Options{}.withDefaults()
+	d := Options{}.WithDefaults()
 	if d.Checkers != DefaultCheckers || d.Transfers != DefaultTransfers {
 		t.Errorf("defaults: checkers %d transfers %d", d.Checkers, d.Transfers)
+	}
+}
+
+func TestShardValidate(t *testing.T) {
+	for _, sh := range []Shard{{Index: 0, Count: 0}, {Index: -1, Count: 2}, {Index: 2, Count: 2}, {Index: 0, Count: MaxShards + 1}} {
+		if err := (Options{Shard: &sh}).Validate(); err == nil {
+			t.Errorf("shard %+v accepted", sh)
+		}
+	}
+	if err := (Options{Shard: &Shard{Index: 1, Count: 2}}).Validate(); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,4 +1,4 @@
-package transfer
+package wire
 
 import (
 	"bufio"
@@ -17,25 +17,32 @@ const ProtocolVersion = 2
 
 // Control frame types.
 const (
-	fHello    byte = 1  // JSON hello: first frame on every connection
-	fWelcome  byte = 2  // JSON welcome: the server's answer
-	fExchange byte = 3  // transport set-up blob
-	fAuth     byte = 4  // JSON client proof
-	fAuthOK   byte = 5  // JSON server proof
-	fAbort    byte = 6  // JSON {"error"}: the sender ends the session for this reason
-	fReq      byte = 10 // JSON request
-	fResp     byte = 11 // JSON response
-	fEntries  byte = 12 // binary batch of listing entries for a request
-	fEvent    byte = 13 // JSON progress event for a request
-	fPing     byte = 14 // keep-alive, empty
+	FrameHello    byte = 1  // JSON hello: first frame on every connection
+	FrameWelcome  byte = 2  // JSON welcome: the server's answer
+	FrameExchange byte = 3  // transport set-up blob
+	FrameAuth     byte = 4  // JSON client proof
+	FrameAuthOK   byte = 5  // JSON server proof
+	FrameAbort    byte = 6  // JSON {"error"}: the sender ends the session for this reason
+	FrameReq      byte = 10 // JSON request
+	FrameResp     byte = 11 // JSON response
+	FrameEntries  byte = 12 // binary batch of listing entries for a request
+	FrameEvent    byte = 13 // JSON progress event for a request
+	FramePing     byte = 14 // keep-alive, empty
 	// 15-19 are the content-addressed store's (see cas.go).
-	fCASFirst byte = 15
-	fCASLast  byte = 19
+	FrameCASFirst byte = 15
+	FrameCASLast  byte = 19
 )
+
+// tagLen is the size of a message authentication tag, which ends every
+// control frame and data message of a session that authenticates them.
+const TagLen = 32
+
+// listBatch is the number of entries per fEntries frame.
+const ListBatch = 512
 
 // frameHeaderLen is the size of a control frame header:
 // [type u8][reserved u8 u8 u8][length u32 little-endian].
-const frameHeaderLen = 8
+const FrameHeaderLen = 8
 
 // DefaultMaxFrame bounds a control frame's payload; larger frames are a
 // protocol error and close the connection before anything is allocated.
@@ -45,27 +52,36 @@ const DefaultMaxFrame = 8 << 20
 var ErrFrameTooLarge = errors.New("frame too large")
 
 // frameReader reads length-checked frames.
-type frameReader struct {
+type FrameReader struct {
 	r   *bufio.Reader
-	max int
+	Max int
 	buf []byte
 	// mem, when set, supplies buffers for frames above smallFrame from a
 	// session's receive budget; big is the one lent for the last frame.
-	mem *sessionMem
+	Mem Buffers
 	big []byte
+}
+
+// Buffers lends the buffers for large frames, from a receive budget.
+type Buffers interface {
+	// Get returns a buffer of n bytes, or an error when the budget
+	// cannot hold it.
+	Get(n int) ([]byte, error)
+	// Put gives back a buffer Get returned.
+	Put(b []byte)
 }
 
 // smallFrame is the largest frame read into the reader's own buffer when
 // it has a budget; larger ones borrow from it, one at a time.
 const smallFrame = 64 << 10
 
-func newFrameReader(r io.Reader, max int) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+func NewFrameReader(r io.Reader, max int) *FrameReader {
+	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10), Max: max}
 }
 
 // read returns the next frame. The payload is valid until the next call.
-func (fr *frameReader) read() (byte, []byte, error) {
-	var h [frameHeaderLen]byte
+func (fr *FrameReader) Read() (byte, []byte, error) {
+	var h [FrameHeaderLen]byte
 	if _, err := io.ReadFull(fr.r, h[:]); err != nil {
 		return 0, nil, err
 	}
@@ -73,8 +89,8 @@ func (fr *frameReader) read() (byte, []byte, error) {
 	if h[1] != 0 || h[2] != 0 || h[3] != 0 {
 		return 0, nil, fmt.Errorf("bad frame header %x", h)
 	}
-	if int64(n) > int64(fr.max) {
-		return 0, nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, fr.max)
+	if int64(n) > int64(fr.Max) {
+		return 0, nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, fr.Max)
 	}
 	p, err := fr.alloc(int(n))
 	if err != nil {
@@ -91,15 +107,15 @@ func (fr *frameReader) read() (byte, []byte, error) {
 
 // alloc returns a buffer for an n-byte frame (after the length check),
 // giving back the one lent for the previous frame.
-func (fr *frameReader) alloc(n int) ([]byte, error) {
-	fr.release()
-	if fr.mem == nil || n <= smallFrame {
+func (fr *FrameReader) alloc(n int) ([]byte, error) {
+	fr.Release()
+	if fr.Mem == nil || n <= smallFrame {
 		if cap(fr.buf) < n {
 			fr.buf = make([]byte, n)
 		}
 		return fr.buf[:n], nil
 	}
-	b, err := fr.mem.get(n)
+	b, err := fr.Mem.Get(n)
 	if err != nil {
 		return nil, fmt.Errorf("receiving a %d-byte frame: %w", n, err)
 	}
@@ -108,16 +124,16 @@ func (fr *frameReader) alloc(n int) ([]byte, error) {
 }
 
 // release gives back the buffer lent for the last frame, if any.
-func (fr *frameReader) release() {
+func (fr *FrameReader) Release() {
 	if fr.big != nil {
-		fr.mem.put(fr.big)
+		fr.Mem.Put(fr.big)
 		fr.big = nil
 	}
 }
 
 // appendFrame appends a frame to dst.
-func appendFrame(dst []byte, typ byte, payload []byte) []byte {
-	var h [frameHeaderLen]byte
+func AppendFrame(dst []byte, typ byte, payload []byte) []byte {
+	var h [FrameHeaderLen]byte
 	h[0] = typ
 	binary.LittleEndian.PutUint32(h[4:], uint32(len(payload)))
 	dst = append(dst, h[:]...)
@@ -125,122 +141,122 @@ func appendFrame(dst []byte, typ byte, payload []byte) []byte {
 }
 
 // writeFrame writes one frame with a single Write call.
-func writeFrame(w io.Writer, typ byte, payload []byte) error {
-	_, err := w.Write(appendFrame(make([]byte, 0, frameHeaderLen+len(payload)), typ, payload))
+func WriteFrame(w io.Writer, typ byte, payload []byte) error {
+	_, err := w.Write(AppendFrame(make([]byte, 0, FrameHeaderLen+len(payload)), typ, payload))
 	return err
 }
 
-func writeJSONFrame(w io.Writer, typ byte, v any) error {
+func WriteJSONFrame(w io.Writer, typ byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFrame(w, typ, b)
+	return WriteFrame(w, typ, b)
 }
 
 // enc is a tiny append-only binary encoder for hot messages (listings,
 // chunk headers, small-file batches).
-type enc struct{ b []byte }
+type Enc struct{ Buf []byte }
 
-func (e *enc) u8(v uint8)     { e.b = append(e.b, v) }
-func (e *enc) uvar(v uint64)  { e.b = binary.AppendUvarint(e.b, v) }
-func (e *enc) svar(v int64)   { e.b = binary.AppendVarint(e.b, v) }
-func (e *enc) bytes(p []byte) { e.uvar(uint64(len(p))); e.b = append(e.b, p...) }
-func (e *enc) str(s string)   { e.uvar(uint64(len(s))); e.b = append(e.b, s...) }
-func (e *enc) raw(p []byte)   { e.b = append(e.b, p...) }
+func (e *Enc) U8(v uint8)    { e.Buf = append(e.Buf, v) }
+func (e *Enc) Uvar(v uint64) { e.Buf = binary.AppendUvarint(e.Buf, v) }
+func (e *Enc) Svar(v int64)  { e.Buf = binary.AppendVarint(e.Buf, v) }
+func (e *Enc) Blob(p []byte) { e.Uvar(uint64(len(p))); e.Buf = append(e.Buf, p...) }
+func (e *Enc) Str(s string)  { e.Uvar(uint64(len(s))); e.Buf = append(e.Buf, s...) }
+func (e *Enc) Raw(p []byte)  { e.Buf = append(e.Buf, p...) }
 
 // dec decodes what enc wrote; the first error sticks and every later read
 // returns zero values, so callers check err once at the end.
-type dec struct {
-	b   []byte
-	err error
+type Dec struct {
+	Buf []byte
+	Err error
 }
 
 var errShort = errors.New("truncated message")
 
-func (d *dec) fail(err error) {
-	if d.err == nil {
-		d.err = err
+func (d *Dec) Fail(err error) {
+	if d.Err == nil {
+		d.Err = err
 	}
 }
 
-func (d *dec) u8() uint8 {
-	if d.err != nil || len(d.b) < 1 {
-		d.fail(errShort)
+func (d *Dec) U8() uint8 {
+	if d.Err != nil || len(d.Buf) < 1 {
+		d.Fail(errShort)
 		return 0
 	}
-	v := d.b[0]
-	d.b = d.b[1:]
+	v := d.Buf[0]
+	d.Buf = d.Buf[1:]
 	return v
 }
 
-func (d *dec) uvar() uint64 {
-	if d.err != nil {
+func (d *Dec) Uvar() uint64 {
+	if d.Err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(d.Buf)
 	if n <= 0 {
-		d.fail(errShort)
+		d.Fail(errShort)
 		return 0
 	}
-	d.b = d.b[n:]
+	d.Buf = d.Buf[n:]
 	return v
 }
 
-func (d *dec) svar() int64 {
-	if d.err != nil {
+func (d *Dec) Svar() int64 {
+	if d.Err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b)
+	v, n := binary.Varint(d.Buf)
 	if n <= 0 {
-		d.fail(errShort)
+		d.Fail(errShort)
 		return 0
 	}
-	d.b = d.b[n:]
+	d.Buf = d.Buf[n:]
 	return v
 }
 
-func (d *dec) bytes() []byte {
-	n := d.uvar()
-	if d.err != nil {
+func (d *Dec) Blob() []byte {
+	n := d.Uvar()
+	if d.Err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) {
-		d.fail(errShort)
+	if n > uint64(len(d.Buf)) {
+		d.Fail(errShort)
 		return nil
 	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
+	p := d.Buf[:n:n]
+	d.Buf = d.Buf[n:]
 	return p
 }
 
-func (d *dec) str() string { return string(d.bytes()) }
+func (d *Dec) Str() string { return string(d.Blob()) }
 
-func (d *dec) raw(n int) []byte {
-	if d.err != nil {
+func (d *Dec) Raw(n int) []byte {
+	if d.Err != nil {
 		return nil
 	}
-	if n < 0 || n > len(d.b) {
-		d.fail(errShort)
+	if n < 0 || n > len(d.Buf) {
+		d.Fail(errShort)
 		return nil
 	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
+	p := d.Buf[:n:n]
+	d.Buf = d.Buf[n:]
 	return p
 }
 
 // appendEntry encodes a listing entry.
-func appendEntry(e *enc, en *plan.Entry) {
-	e.str(en.Path)
-	e.u8(uint8(en.Type))
-	e.svar(en.Size)
-	e.uvar(uint64(en.Mode))
-	e.svar(en.MtimeNs)
-	e.str(en.Target)
-	e.bytes(en.Digest)
-	e.uvar(en.Ino)
-	e.uvar(en.Nlink)
-	e.str(en.Err)
+func AppendEntry(e *Enc, en *plan.Entry) {
+	e.Str(en.Path)
+	e.U8(uint8(en.Type))
+	e.Svar(en.Size)
+	e.Uvar(uint64(en.Mode))
+	e.Svar(en.MtimeNs)
+	e.Str(en.Target)
+	e.Blob(en.Digest)
+	e.Uvar(en.Ino)
+	e.Uvar(en.Nlink)
+	e.Str(en.Err)
 }
 
 // maxEntryErr bounds the reason a listing entry gives for being unreadable.
@@ -248,27 +264,27 @@ const maxEntryErr = 1024
 
 // readEntry decodes a listing entry and validates what a hostile peer could
 // get wrong.
-func readEntry(d *dec) (plan.Entry, error) {
+func ReadEntry(d *Dec) (plan.Entry, error) {
 	var en plan.Entry
-	en.Path = d.str()
-	en.Type = plan.Type(d.u8())
-	en.Size = d.svar()
-	en.Mode = uint32(d.uvar())
-	en.MtimeNs = d.svar()
-	en.Target = d.str()
-	if dg := d.bytes(); len(dg) > 0 {
+	en.Path = d.Str()
+	en.Type = plan.Type(d.U8())
+	en.Size = d.Svar()
+	en.Mode = uint32(d.Uvar())
+	en.MtimeNs = d.Svar()
+	en.Target = d.Str()
+	if dg := d.Blob(); len(dg) > 0 {
 		en.Digest = append([]byte(nil), dg...)
 	}
-	en.Ino = d.uvar()
-	en.Nlink = d.uvar()
-	en.Err = d.str()
-	if d.err != nil {
-		return en, d.err
+	en.Ino = d.Uvar()
+	en.Nlink = d.Uvar()
+	en.Err = d.Str()
+	if d.Err != nil {
+		return en, d.Err
 	}
 	if en.Type < plan.TypeFile || en.Type > plan.TypeOther || en.Size < 0 || en.Mode > 07777 || len(en.Err) > maxEntryErr {
 		return en, fmt.Errorf("invalid listing entry %q", en.Path)
 	}
-	if err := validRel(en.Path); err != nil || en.Path == "" {
+	if err := ValidRel(en.Path); err != nil || en.Path == "" {
 		return en, fmt.Errorf("invalid listing entry path %q", en.Path)
 	}
 	return en, nil
@@ -281,16 +297,16 @@ const minEntryLen = 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
 // decodeEntries decodes an entries frame: the request id and its batch.
 // The count is checked against listBatch and against what the frame can
 // hold before the batch is allocated.
-func decodeEntries(p []byte) (uint64, []plan.Entry, error) {
-	d := &dec{b: p}
-	id := d.uvar()
-	n := d.uvar()
-	if d.err != nil || n > listBatch || n > uint64(len(d.b)/minEntryLen) {
+func DecodeEntries(p []byte) (uint64, []plan.Entry, error) {
+	d := &Dec{Buf: p}
+	id := d.Uvar()
+	n := d.Uvar()
+	if d.Err != nil || n > ListBatch || n > uint64(len(d.Buf)/minEntryLen) {
 		return 0, nil, errors.New("bad entries frame")
 	}
 	batch := make([]plan.Entry, 0, n)
 	for i := uint64(0); i < n; i++ {
-		e, err := readEntry(d)
+		e, err := ReadEntry(d)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -301,8 +317,8 @@ func decodeEntries(p []byte) (uint64, []plan.Entry, error) {
 
 // readFrameExact reads one frame straight from r with no read-ahead, for
 // connections handed to a transport afterwards.
-func readFrameExact(r io.Reader, max int) (byte, []byte, error) {
-	var h [frameHeaderLen]byte
+func ReadFrameExact(r io.Reader, max int) (byte, []byte, error) {
+	var h [FrameHeaderLen]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return 0, nil, err
 	}

@@ -1,4 +1,4 @@
-package transfer
+package wire
 
 import (
 	"encoding/json"
@@ -34,7 +34,7 @@ type Hello struct {
 }
 
 // decodeHello parses and sanity-checks a hello frame from an unknown peer.
-func decodeHello(p []byte) (Hello, error) {
+func DecodeHello(p []byte) (Hello, error) {
 	var h Hello
 	if err := json.Unmarshal(p, &h); err != nil {
 		return h, fmt.Errorf("hello: %w", err)
@@ -83,19 +83,19 @@ type Welcome struct {
 
 // Request operations.
 const (
-	opList   = "list"   // stream entries beneath Path
-	opMore   = "more"   // credit for one more entry batch of request ID
-	opStat   = "stat"   // one entry
-	opHash   = "hash"   // digest of one file
-	opMeta   = "meta"   // batch of mkdir/symlink/delete/setattrs
-	opOpen   = "open"   // create partial files for large transfers
-	opCommit = "commit" // verify, flush and rename files into place
-	opFinish = "finish" // apply directory attributes, flush renames
-	opJob    = "job"    // run a transfer from the peer's tree (pull, third party)
-	opMkdirs = "mkroot" // make sure a destination directory exists
-	opCancel = "cancel" // cancel a running request
-	opTicket = "ticket" // issue a ticket for a third-party session into Path
-	opAdopt  = "adopt"  // keep chunks a resumed partial file already holds
+	OpList   = "list"   // stream entries beneath Path
+	OpMore   = "more"   // credit for one more entry batch of request ID
+	OpStat   = "stat"   // one entry
+	OpHash   = "hash"   // digest of one file
+	OpMeta   = "meta"   // batch of mkdir/symlink/delete/setattrs
+	OpOpen   = "open"   // create partial files for large transfers
+	OpCommit = "commit" // verify, flush and rename files into place
+	OpFinish = "finish" // apply directory attributes, flush renames
+	OpJob    = "job"    // run a transfer from the peer's tree (pull, third party)
+	OpMkroot = "mkroot" // make sure a destination directory exists
+	OpCancel = "cancel" // cancel a running request
+	OpTicket = "ticket" // issue a ticket for a third-party session into Path
+	OpAdopt  = "adopt"  // keep chunks a resumed partial file already holds
 )
 
 // Req is a control request. Only the fields its Op needs are set.
@@ -202,6 +202,13 @@ type JobSpec struct {
 	Options   Options       `json:"options"`
 }
 
+// SealedTicket is a ticket as it crosses a connection: its id in the clear
+// and its secret sealed under a key of the session carrying it.
+type SealedTicket struct {
+	ID     string `json:"id"`
+	Sealed []byte `json:"sealed"`
+}
+
 // TLSSpec describes TLS towards a server for a job: whether to use it, the
 // CA to trust (PEM) and the server name to verify.
 type TLSSpec struct {
@@ -212,16 +219,16 @@ type TLSSpec struct {
 
 // Error kinds carried in Resp.Kind.
 const (
-	kindNotFound = "notfound"
-	kindEscape   = "escape"
-	kindReadOnly = "readonly"
-	kindUsage    = "usage"
-	kindPeer     = "peer"
-	kindSpace    = "nospace"
+	KindNotFound = "notfound"
+	KindEscape   = "escape"
+	KindReadOnly = "readonly"
+	KindUsage    = "usage"
+	KindPeer     = "peer"
+	KindSpace    = "nospace"
 )
 
-// validRel checks that p is a clean relative path beneath a root.
-func validRel(p string) error {
+// ValidRel checks that p is a clean relative path beneath a root.
+func ValidRel(p string) error {
 	c, err := fsroot.Clean(p)
 	if err != nil {
 		return err
