@@ -5,8 +5,8 @@ package transfer
 // through the same Send/SendFile calls the copy engine makes, so it measures
 // the negotiated transport as transfers use it, not a separate path.
 //
-// Control requests carry their arguments as JSON in Req.Path (benchArgs)
-// and their results as JSON in Resp.Digest (benchReply), as cas.* does:
+// Control requests carry their arguments in Req.Bench (wire.BenchArgs)
+// and their results in Resp.Bench (wire.BenchReply), as cas.* does:
 //
 //	bench.start {mode, path, size}  -> {run}: opens a run; the server notes
 //	                                   its CPU time and the time
@@ -29,14 +29,10 @@ package transfer
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"path"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -67,26 +63,6 @@ const (
 	benchDiskSpan = 1 << 30
 )
 
-// benchArgs are the arguments of a bench.* request, JSON in Req.Path.
-type benchArgs struct {
-	Mode string  `json:"mode,omitempty"` // start: mem (default) or disk
-	Path string  `json:"path,omitempty"` // start, disk: directory for the temporary file
-	Size int64   `json:"size,omitempty"` // start, disk: message size (aligns the writes)
-	Run  uint64  `json:"run,omitempty"`  // stop
-	Sent []int64 `json:"sent,omitempty"` // stop: payload bytes sent per stream
-	Msgs []int64 `json:"msgs,omitempty"` // stop: messages sent per stream
-}
-
-// benchReply is the result of a bench.* request, JSON in Resp.Digest.
-type benchReply struct {
-	Run      uint64  `json:"run,omitempty"`
-	Bytes    []int64 `json:"bytes,omitempty"` // stop: payload bytes received per stream
-	Msgs     []int64 `json:"msgs,omitempty"`  // stop: messages received per stream
-	CPU      float64 `json:"cpu_s"`           // stop: the server's CPU seconds (user+system) during the run
-	Elapsed  float64 `json:"elapsed_s"`       // stop: seconds from start to the last byte
-	WriteErr string  `json:"write_err,omitempty"`
-}
-
 // benchState is a session's benchmark bookkeeping: the run its server side
 // has open, and on its client side the lanes waiting for pongs.
 type benchState struct {
@@ -96,30 +72,45 @@ type benchState struct {
 	pongs   []chan uint64 // client: per lane, the seq of each pong
 }
 
-// benchStates maps each *Session that has used the benchmark to its
-// *benchState; an entry goes when its session ends.
-var benchStates sync.Map
+// benchKey keys a session's benchState (Session.State).
+type benchKey struct{}
 
-// bench returns the session's benchmark state, creating it on first use.
-func (s *Session) bench() *benchState {
-	if v, ok := benchStates.Load(s); ok {
-		return v.(*benchState)
-	}
-	v, loaded := benchStates.LoadOrStore(s, &benchState{})
-	st := v.(*benchState)
-	if !loaded {
-		go func() {
-			<-s.done
+// benchOf returns the session's benchmark state, registering the
+// benchmark's data messages on the session when it is first made; an open
+// run is closed when the session ends.
+func benchOf(s *Session) *benchState {
+	return s.State(benchKey{}, func() any {
+		st := &benchState{}
+		for k := mBenchData; k <= mBenchPong; k++ {
+			s.HandleData(k, st.handle)
+		}
+		s.OnClose(func() {
 			st.mu.Lock()
 			if st.run != nil {
 				st.run.close()
 				st.run = nil
 			}
 			st.mu.Unlock()
-			benchStates.Delete(s)
-		}()
+		})
+		return st
+	}).(*benchState)
+}
+
+// benchScratch makes the temporary file of mode disk: an unnamed file in
+// a directory beneath the served tree, gone when closed.
+type benchScratch interface {
+	// scratchFile creates the file in dir (a path the peer named), or
+	// says why it cannot (no such directory, a read-only tree).
+	scratchFile(dir string) (*os.File, error)
+}
+
+// serveBench offers the benchmark's requests on s; mode disk writes into
+// files that scratch makes.
+func serveBench(s *Session, scratch benchScratch) {
+	st := benchOf(s)
+	for _, op := range []string{opBenchStart, opBenchStop} {
+		s.Handle(op, func(r *wire.Req) { st.serve(s, scratch, r) })
 	}
-	return st
 }
 
 // benchRun is a run open on the server side.
@@ -196,47 +187,43 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// serveBench answers the peer's bench.* requests.
-func (h *handler) serveBench(s *Session, r *wire.Req) {
-	var a benchArgs
-	if r.Path != "" {
-		if err := json.Unmarshal([]byte(r.Path), &a); err != nil {
-			s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("%s: bad arguments: %v", r.Op, err), Kind: wire.KindUsage})
-			return
-		}
+// serve answers the peer's bench.* requests.
+func (st *benchState) serve(s *Session, scratch benchScratch, r *wire.Req) {
+	var a wire.BenchArgs
+	if r.Bench != nil {
+		a = *r.Bench
 	}
 	switch r.Op {
 	case opBenchStart:
-		id, err := h.benchStart(s, a)
+		id, err := st.start(s, scratch, a)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(benchResp(r.ID, &benchReply{Run: id}))
+		s.Reply(benchResp(r.ID, &wire.BenchReply{Run: id}))
 	case opBenchStop:
-		ctx := s.track(r.ID)
+		ctx := s.Track(r.ID)
 		go func() {
-			defer s.untrack(r.ID)
-			res, err := s.bench().stop(ctx, s, a)
+			defer s.Untrack(r.ID)
+			res, err := st.stop(ctx, s, a)
 			if err != nil {
-				s.reply(errResp(r.ID, err))
+				s.Reply(errResp(r.ID, err))
 				return
 			}
-			s.reply(benchResp(r.ID, res))
+			s.Reply(benchResp(r.ID, res))
 		}()
 	default:
-		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
+		s.Reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
 	}
 }
 
-func benchResp(id uint64, res *benchReply) *wire.Resp {
-	b, _ := json.Marshal(res)
-	return &wire.Resp{ID: id, Digest: string(b)}
+func benchResp(id uint64, res *wire.BenchReply) *wire.Resp {
+	return &wire.Resp{ID: id, Bench: res}
 }
 
 // benchStart opens a run: in mode disk with an unnamed temporary file in
 // the directory a.Path beneath the served tree.
-func (h *handler) benchStart(s *Session, a benchArgs) (uint64, error) {
+func (st *benchState) start(s *Session, scratch benchScratch, a wire.BenchArgs) (uint64, error) {
 	n := len(s.lanes)
 	run := &benchRun{
 		bytes:  make([]atomic.Int64, n),
@@ -249,7 +236,7 @@ func (h *handler) benchStart(s *Session, a benchArgs) (uint64, error) {
 		if a.Size < 1 || a.Size > BenchMaxSize {
 			return 0, exitcode.Usagef("bench: message size %d out of range (1 to %d)", a.Size, BenchMaxSize)
 		}
-		f, err := h.benchFile(a.Path)
+		f, err := scratch.scratchFile(a.Path)
 		if err != nil {
 			return 0, err
 		}
@@ -259,7 +246,6 @@ func (h *handler) benchStart(s *Session, a benchArgs) (uint64, error) {
 	default:
 		return 0, exitcode.Usagef("bench: unknown mode %q (want mem or disk)", a.Mode)
 	}
-	st := s.bench()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.run != nil {
@@ -273,39 +259,9 @@ func (h *handler) benchStart(s *Session, a benchArgs) (uint64, error) {
 	return run.id, nil
 }
 
-// benchFile creates the unnamed temporary file of mode disk in dir beneath
-// the served tree: O_TMPFILE, or where the file system lacks it a named
-// file that is unlinked at once. Either way it disappears when closed.
-func (h *handler) benchFile(dir string) (*os.File, error) {
-	p, err := h.resolve(dir)
-	if err != nil {
-		return nil, err
-	}
-	if rc := h.receiverIfBound(); rc == nil || rc.readOnly {
-		return nil, fmt.Errorf("bench --mode disk in %s: %w", dir, errReadOnly)
-	}
-	f, err := h.root.OpenFile(p, unix.O_TMPFILE|os.O_RDWR, 0o600)
-	if err == nil {
-		return f, nil
-	}
-	if !errors.Is(err, syscall.EOPNOTSUPP) && !errors.Is(err, syscall.EISDIR) && !errors.Is(err, syscall.EINVAL) {
-		return nil, fmt.Errorf("bench --mode disk: temporary file in %s: %w", dir, err)
-	}
-	name := path.Join(p, fmt.Sprintf(".xfer-bench-%d-%d.tmp", os.Getpid(), time.Now().UnixNano()))
-	f, err = h.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("bench --mode disk: temporary file in %s: %w", dir, err)
-	}
-	if err := h.root.Remove(name); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("bench --mode disk: unlink %s: %w", name, err)
-	}
-	return f, nil
-}
-
 // stop waits until everything the client says it sent has arrived, then
 // closes the run and reports what arrived and what it cost.
-func (st *benchState) stop(ctx context.Context, s *Session, a benchArgs) (*benchReply, error) {
+func (st *benchState) stop(ctx context.Context, s *Session, a wire.BenchArgs) (*wire.BenchReply, error) {
 	run := st.lookup(a.Run)
 	if run == nil {
 		return nil, exitcode.Usagef("bench: no open run %d in this session", a.Run)
@@ -346,7 +302,7 @@ func (st *benchState) stop(ctx context.Context, s *Session, a benchArgs) (*bench
 			return nil, ctx.Err()
 		}
 	}
-	res := &benchReply{
+	res := &wire.BenchReply{
 		Run:     run.id,
 		Bytes:   make([]int64, len(run.bytes)),
 		Msgs:    make([]int64, len(run.msgs)),
@@ -373,8 +329,8 @@ func (st *benchState) stop(ctx context.Context, s *Session, a benchArgs) (*bench
 	return res, nil
 }
 
-// handleBench handles the benchmark's data messages on a lane's reader.
-func (l *lane) handleBench(hdr []byte, n int, buf *[]byte) error {
+// handle handles the benchmark's data messages on lane l's reader.
+func (st *benchState) handle(l *lane, hdr []byte, n int, buf *[]byte) error {
 	d := &wire.Dec{Buf: hdr[1:]}
 	id := d.Uvar()
 	var seq uint64
@@ -386,7 +342,7 @@ func (l *lane) handleBench(hdr []byte, n int, buf *[]byte) error {
 	}
 	switch hdr[0] {
 	case mBenchData:
-		run := l.s.bench().lookup(id)
+		run := st.lookup(id)
 		if run == nil {
 			return fmt.Errorf("bench data for run %d, which is not open", id)
 		}
@@ -397,7 +353,7 @@ func (l *lane) handleBench(hdr []byte, n int, buf *[]byte) error {
 		run.receive(l.idx, p, true)
 		return nil
 	case mBenchPing:
-		run := l.s.bench().lookup(id)
+		run := st.lookup(id)
 		if run == nil {
 			return fmt.Errorf("bench ping for run %d, which is not open", id)
 		}
@@ -408,7 +364,6 @@ func (l *lane) handleBench(hdr []byte, n int, buf *[]byte) error {
 		run.receive(l.idx, p, false)
 		return l.send(benchHeader(mBenchPong, id, seq), p)
 	case mBenchPong:
-		st := l.s.bench()
 		st.mu.Lock()
 		var ch chan uint64
 		if l.idx < len(st.pongs) {

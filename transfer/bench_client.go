@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -171,12 +170,8 @@ func (s *Session) Bench(ctx context.Context, o BenchOptions) (*BenchResult, erro
 	return res, nil
 }
 
-func (s *Session) benchCall(ctx context.Context, op string, a *benchArgs) (*benchReply, error) {
-	b, err := json.Marshal(a)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.call(ctx, &wire.Req{Op: op, Path: string(b)})
+func (s *Session) benchCall(ctx context.Context, op string, a *wire.BenchArgs) (*wire.BenchReply, error) {
+	resp, err := s.call(ctx, &wire.Req{Op: op, Bench: a})
 	if err != nil {
 		var re *RemoteError
 		if errors.As(err, &re) && re.Kind == wire.KindUsage && strings.HasPrefix(re.Msg, "unknown request ") {
@@ -184,11 +179,10 @@ func (s *Session) benchCall(ctx context.Context, op string, a *benchArgs) (*benc
 		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	var res benchReply
-	if err := json.Unmarshal([]byte(resp.Digest), &res); err != nil {
-		return nil, exitcode.Peerf("peer %s: bad %s answer: %v", s.peer, op, err)
+	if resp.Bench == nil {
+		return nil, exitcode.Peerf("peer %s: %s answered without a result", s.peer, op)
 	}
-	return &res, nil
+	return resp.Bench, nil
 }
 
 // benchSource makes the sender's file for modes file and disk: size bytes
@@ -239,7 +233,7 @@ func (s *Session) benchBulk(ctx context.Context, o BenchOptions, res *BenchResul
 			serverMode = BenchDisk
 		}
 	}
-	start, err := s.benchCall(ctx, opBenchStart, &benchArgs{Mode: serverMode, Path: o.Path, Size: int64(o.Size)})
+	start, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{Mode: serverMode, Path: o.Path, Size: int64(o.Size)})
 	if err != nil {
 		return err
 	}
@@ -280,7 +274,7 @@ func (s *Session) benchBulk(ctx context.Context, o BenchOptions, res *BenchResul
 			return fmt.Errorf("bench over %s: %w", s.transport, err)
 		}
 	}
-	stop, err := s.benchCall(ctx, opBenchStop, &benchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
+	stop, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
 	if err != nil {
 		return err
 	}
@@ -314,12 +308,12 @@ func rates(bytes, msgs int64, secs float64) (gbits, gbs, msgRate float64) {
 
 // benchPing runs the round-trip phase into res.
 func (s *Session) benchPing(ctx context.Context, o BenchOptions, res *BenchResult) error {
-	start, err := s.benchCall(ctx, opBenchStart, &benchArgs{Mode: BenchMem})
+	start, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{Mode: BenchMem})
 	if err != nil {
 		return err
 	}
 	n := len(s.lanes)
-	st := s.bench()
+	st := benchOf(s)
 	st.mu.Lock()
 	st.pongs = make([]chan uint64, n)
 	for i := range st.pongs {
@@ -355,7 +349,7 @@ func (s *Session) benchPing(ctx context.Context, o BenchOptions, res *BenchResul
 		}
 	}
 	el := time.Since(t0).Seconds()
-	stop, err := s.benchCall(ctx, opBenchStop, &benchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
+	stop, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
 	if err != nil {
 		return err
 	}

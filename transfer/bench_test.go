@@ -171,7 +171,7 @@ func TestBenchProtocolErrors(t *testing.T) {
 	t.Run("unsolicited pong", func(t *testing.T) {
 		s, _ := benchServer(t, 1, false)
 		// The client's own lane reader must refuse a pong it did not ask for.
-		if err := s.lanes[0].handleBench(benchHeader(mBenchPong, 1, 1), 0, new([]byte)); err == nil {
+		if err := benchOf(s).handle(s.lanes[0], benchHeader(mBenchPong, 1, 1), 0, new([]byte)); err == nil {
 			t.Fatal("accepted an unsolicited pong")
 		}
 	})
@@ -180,27 +180,27 @@ func TestBenchProtocolErrors(t *testing.T) {
 func TestBenchStopChecksRun(t *testing.T) {
 	s, _ := benchServer(t, 1, false)
 	ctx := context.Background()
-	start, err := s.benchCall(ctx, opBenchStart, &benchArgs{})
+	start, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.benchCall(ctx, opBenchStart, &benchArgs{}); err == nil || !strings.Contains(err.Error(), "still open") {
+	if _, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{}); err == nil || !strings.Contains(err.Error(), "still open") {
 		t.Errorf("second start while one is open: %v", err)
 	}
-	if _, err := s.benchCall(ctx, opBenchStop, &benchArgs{Run: start.Run + 1}); err == nil {
+	if _, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run + 1}); err == nil {
 		t.Error("stopped a run that does not exist")
 	}
-	if _, err := s.benchCall(ctx, opBenchStop, &benchArgs{Run: start.Run, Sent: []int64{1, 2}}); err == nil {
+	if _, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: []int64{1, 2}}); err == nil {
 		t.Error("accepted counts for more streams than the session has")
 	}
 	// Claimed bytes that never come: the stop waits, and gives up when
 	// the caller does.
 	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	if _, err := s.benchCall(cctx, opBenchStop, &benchArgs{Run: start.Run, Sent: []int64{1}}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.benchCall(cctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: []int64{1}}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("stop waiting for bytes never sent: %v", err)
 	}
-	if _, err := s.benchCall(ctx, opBenchStop, &benchArgs{Run: start.Run}); err != nil {
+	if _, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run}); err != nil {
 		t.Errorf("stop: %v", err)
 	}
 }

@@ -3,8 +3,8 @@ package transfer
 // The content-addressed store over a session: requests cas.*, control
 // frames fCASFirst..fCASLast and data messages mCASFirst..mCASLast.
 //
-// Control requests carry their arguments as JSON in Req.Path (casArgs) and
-// their results as JSON in Resp.Digest (casResult):
+// Control requests carry their arguments in Req.CAS (wire.CASArgs) and
+// their results in Resp.CAS (wire.CASResult):
 //
 //	cas.has   {ids}      -> {sizes}: each object's size, -1 if absent
 //	cas.stat  {}         -> {stats}
@@ -33,7 +33,6 @@ package transfer
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +45,6 @@ import (
 
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
-	"github.com/xfer-io/xfer/internal/progress"
 )
 
 // Request operations of the store.
@@ -90,24 +88,7 @@ const (
 	casMaxHas = 16384
 	// peerTID marks a transfer id allocated by the peer.
 	peerTID = 1 << 63
-	// casStateKey is the key under which a session's store state lives in
-	// its call table (see casState).
-	casStateKey = peerTID - 1
 )
-
-// casArgs are the arguments of a cas.* request, JSON in Req.Path.
-type casArgs struct {
-	IDs []cas.ID `json:"ids,omitempty"`
-	ID  *cas.ID  `json:"id,omitempty"`
-	TID uint64   `json:"tid,omitempty"`
-}
-
-// casResult is the result of a cas.* request, JSON in Resp.Digest.
-type casResult struct {
-	Sizes []int64    `json:"sizes,omitempty"`
-	Stats *cas.Stats `json:"stats,omitempty"`
-	Size  int64      `json:"size,omitempty"`
-}
 
 // casState is a session's store bookkeeping: transfers in progress in both
 // directions. It lives in the session's call table under casStateKey (a key
@@ -119,23 +100,35 @@ type casState struct {
 	acks  map[uint64]chan casAck // our puts waiting for their verdict
 	puts  int                    // multi-message puts being received
 	slots chan struct{}          // our multi-message puts being sent
+	store *cas.Store             // served to the peer (nil: none)
+	ro    bool                   // the served store refuses puts
 }
 
-// Emit makes casState a progress.Sink, as the call table requires; no event
-// is ever addressed to it.
-func (*casState) Emit(progress.Event) {}
+// casKey keys a session's casState (Session.State).
+type casKey struct{}
 
-func (s *Session) cas() *casState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c := s.calls[casStateKey]; c != nil {
-		if st, ok := c.events.(*casState); ok {
-			return st
+// casOf returns the session's store state, registering the store's data
+// messages on the session when it is first made.
+func casOf(s *Session) *casState {
+	return s.State(casKey{}, func() any {
+		st := &casState{recvs: map[uint64]*casRecv{}, acks: map[uint64]chan casAck{}, slots: make(chan struct{}, casMaxPuts)}
+		for k := mCASPut; k <= mCASGet; k++ {
+			s.HandleData(k, st.handle)
 		}
+		return st
+	}).(*casState)
+}
+
+// serveCAS offers store (nil: none; ro: read-only) to the peer of s: the
+// cas.* requests and the puts it starts.
+func serveCAS(s *Session, store *cas.Store, ro bool) {
+	st := casOf(s)
+	st.mu.Lock()
+	st.store, st.ro = store, ro
+	st.mu.Unlock()
+	for _, op := range []string{opCASHas, opCASStat, opCASGet} {
+		s.Handle(op, func(r *wire.Req) { st.serve(s, r) })
 	}
-	st := &casState{recvs: map[uint64]*casRecv{}, acks: map[uint64]chan casAck{}, slots: make(chan struct{}, casMaxPuts)}
-	s.calls[casStateKey] = &call{resp: make(chan *wire.Resp, 1), events: st}
-	return st
 }
 
 func (st *casState) recv(key uint64) *casRecv {
@@ -273,14 +266,8 @@ func (s *Session) casLane(tid uint64) (*lane, error) {
 	return s.lanes[tid%uint64(len(s.lanes))], nil
 }
 
-// casFrame handles control frames 15-19, which the store does not use (its
-// bytes travel on the data lanes): any is a protocol error.
-func (s *Session) casFrame(typ byte, p []byte) error {
-	return fmt.Errorf("unexpected frame type %d", typ)
-}
-
-// handleCAS handles the store's data messages on a lane.
-func (l *lane) handleCAS(hdr []byte, n int, buf *[]byte) error {
+// handle handles the store's data messages on lane l.
+func (st *casState) handle(l *lane, hdr []byte, n int, buf *[]byte) error {
 	d := &wire.Dec{Buf: hdr[1:]}
 	switch hdr[0] {
 	case mCASPut, mCASGet:
@@ -305,7 +292,6 @@ func (l *lane) handleCAS(hdr []byte, n int, buf *[]byte) error {
 		if err != nil {
 			return err
 		}
-		st := l.s.cas()
 		key := tid
 		if hdr[0] == mCASPut {
 			key |= peerTID
@@ -330,7 +316,6 @@ func (l *lane) handleCAS(hdr []byte, n int, buf *[]byte) error {
 			return errors.New("bad store verdict")
 		}
 		a.status, a.msg = status, msg
-		st := l.s.cas()
 		st.mu.Lock()
 		ch := st.acks[tid]
 		delete(st.acks, tid)
@@ -370,14 +355,15 @@ func ackFor(id cas.ID, size int64, err error) casAck {
 // message is stored right here; a longer one streams through a pipe into
 // the store on its own goroutine, which answers when done.
 func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *cas.ID, p []byte) error {
-	h := l.s.handler
+	st.mu.Lock()
+	store, ro := st.store, st.ro
+	st.mu.Unlock()
 	switch {
-	case h == nil || h.cas == nil:
+	case store == nil:
 		return l.sendAck(tid, casAck{status: casAckRefused, msg: "this peer exposes no content-addressed store (start it with --cas DIR)"})
-	case h.casRO:
+	case ro:
 		return l.sendAck(tid, casAck{status: casAckRefused, msg: "this peer's store is read-only (--cas-read-only)"})
 	}
-	store := h.cas
 	if flags&cfLast != 0 {
 		if size >= 0 && size != int64(len(p)) {
 			return fmt.Errorf("store transfer %d announced %d bytes, sent %d", tid, size, len(p))
@@ -444,78 +430,79 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 	return r.deliver(0, flags, size, "", p)
 }
 
-// serveCAS answers the peer's cas.* requests against the handler's store.
-func (h *handler) serveCAS(s *Session, r *wire.Req) {
-	if h.cas == nil {
-		s.reply(&wire.Resp{ID: r.ID, Err: "this peer exposes no content-addressed store (start it with --cas DIR)", Kind: wire.KindUsage})
+// serve answers the peer's cas.* requests against the served store.
+func (st *casState) serve(s *Session, r *wire.Req) {
+	st.mu.Lock()
+	store := st.store
+	st.mu.Unlock()
+	if store == nil {
+		s.Reply(&wire.Resp{ID: r.ID, Err: "this peer exposes no content-addressed store (start it with --cas DIR)", Kind: wire.KindUsage})
 		return
 	}
-	var a casArgs
-	if err := json.Unmarshal([]byte(r.Path), &a); err != nil && r.Path != "" {
-		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("%s: bad arguments: %v", r.Op, err), Kind: wire.KindUsage})
-		return
+	var a wire.CASArgs
+	if r.CAS != nil {
+		a = *r.CAS
 	}
 	switch r.Op {
 	case opCASHas:
 		if len(a.IDs) > casMaxHas {
-			s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("cas.has: %d ids (limit %d)", len(a.IDs), casMaxHas), Kind: wire.KindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("cas.has: %d ids (limit %d)", len(a.IDs), casMaxHas), Kind: wire.KindUsage})
 			return
 		}
-		res := casResult{Sizes: make([]int64, len(a.IDs))}
+		res := wire.CASResult{Sizes: make([]int64, len(a.IDs))}
 		for i, id := range a.IDs {
-			n, err := h.cas.Size(id)
+			n, err := store.Size(id)
 			switch {
 			case errors.Is(err, cas.ErrNotFound):
 				n = -1
 			case err != nil:
-				s.reply(errResp(r.ID, err))
+				s.Reply(errResp(r.ID, err))
 				return
 			}
 			res.Sizes[i] = n
 		}
-		s.reply(casReply(r.ID, &res))
+		s.Reply(casReply(r.ID, &res))
 	case opCASStat:
 		go func() {
-			st, err := h.cas.Stat()
+			st, err := store.Stat()
 			if err != nil {
-				s.reply(errResp(r.ID, err))
+				s.Reply(errResp(r.ID, err))
 				return
 			}
-			s.reply(casReply(r.ID, &casResult{Stats: &st}))
+			s.Reply(casReply(r.ID, &wire.CASResult{Stats: &st}))
 		}()
 	case opCASGet:
 		if a.ID == nil || a.TID == 0 {
-			s.reply(&wire.Resp{ID: r.ID, Err: "cas.get: want an id and a transfer id", Kind: wire.KindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: "cas.get: want an id and a transfer id", Kind: wire.KindUsage})
 			return
 		}
-		ctx := s.track(r.ID)
+		ctx := s.Track(r.ID)
 		go func() {
-			defer s.untrack(r.ID)
-			n, err := h.sendObject(ctx, s, *a.ID, a.TID)
+			defer s.Untrack(r.ID)
+			n, err := sendObject(ctx, s, store, *a.ID, a.TID)
 			if err != nil {
 				resp := errResp(r.ID, err)
 				if errors.Is(err, cas.ErrNotFound) {
 					resp.Kind = wire.KindNotFound
 				}
-				s.reply(resp)
+				s.Reply(resp)
 				return
 			}
-			s.reply(casReply(r.ID, &casResult{Size: n}))
+			s.Reply(casReply(r.ID, &wire.CASResult{Size: n}))
 		}()
 	default:
-		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
+		s.Reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
 	}
 }
 
-func casReply(id uint64, res *casResult) *wire.Resp {
-	b, _ := json.Marshal(res)
-	return &wire.Resp{ID: id, Digest: string(b)}
+func casReply(id uint64, res *wire.CASResult) *wire.Resp {
+	return &wire.Resp{ID: id, CAS: res}
 }
 
-// sendObject sends the bytes of id from the handler's store as the answer
-// to the peer's cas.get tid, straight from the pack or object file.
-func (h *handler) sendObject(ctx context.Context, s *Session, id cas.ID, tid uint64) (int64, error) {
-	loc, err := h.cas.Locate(id)
+// sendObject sends the bytes of id from store as the answer to the peer's
+// cas.get tid, straight from the pack or object file.
+func sendObject(ctx context.Context, s *Session, store *cas.Store, id cas.ID, tid uint64) (int64, error) {
+	loc, err := store.Locate(id)
 	if err != nil {
 		return 0, err
 	}
@@ -589,22 +576,15 @@ func casErr(err error, what string) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-func (s *Session) casCall(ctx context.Context, op string, a *casArgs) (*casResult, error) {
-	b, err := json.Marshal(a)
+func (s *Session) casCall(ctx context.Context, op string, a *wire.CASArgs) (*wire.CASResult, error) {
+	resp, err := s.call(ctx, &wire.Req{Op: op, CAS: a})
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.call(ctx, &wire.Req{Op: op, Path: string(b)})
-	if err != nil {
-		return nil, err
+	if resp.CAS == nil {
+		return &wire.CASResult{}, nil
 	}
-	var res casResult
-	if resp.Digest != "" {
-		if err := json.Unmarshal([]byte(resp.Digest), &res); err != nil {
-			return nil, exitcode.Peerf("peer %s: bad %s answer: %v", s.peer, op, err)
-		}
-	}
-	return &res, nil
+	return resp.CAS, nil
 }
 
 // CASHas asks which of ids the peer's store holds: the size of each, or -1
@@ -614,7 +594,7 @@ func (s *Session) CASHas(ctx context.Context, ids []cas.ID) ([]int64, error) {
 	for len(ids) > 0 {
 		part := ids[:min(len(ids), casMaxHas)]
 		ids = ids[len(part):]
-		res, err := s.casCall(ctx, opCASHas, &casArgs{IDs: part})
+		res, err := s.casCall(ctx, opCASHas, &wire.CASArgs{IDs: part})
 		if err != nil {
 			return nil, casErr(err, "cas has")
 		}
@@ -628,7 +608,7 @@ func (s *Session) CASHas(ctx context.Context, ids []cas.ID) ([]int64, error) {
 
 // CASStat returns the statistics of the peer's store.
 func (s *Session) CASStat(ctx context.Context) (cas.Stats, error) {
-	res, err := s.casCall(ctx, opCASStat, &casArgs{})
+	res, err := s.casCall(ctx, opCASStat, &wire.CASArgs{})
 	if err != nil {
 		return cas.Stats{}, casErr(err, "cas stat")
 	}
@@ -690,7 +670,7 @@ func (s *Session) CASFetch(ctx context.Context, id cas.ID, store *cas.Store) err
 
 // casGet receives the bytes of id into w, unverified.
 func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
-	st := s.cas()
+	st := casOf(s)
 	tid := s.nextID.Add(1)
 	r := newCASRecv(w, -1, nil)
 	st.mu.Lock()
@@ -702,17 +682,17 @@ func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, er
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		res *casResult
+		res *wire.CASResult
 		err error
 	}
 	callDone := make(chan result, 1)
 	go func() {
-		res, err := s.casCall(cctx, opCASGet, &casArgs{ID: &id, TID: tid})
+		res, err := s.casCall(cctx, opCASGet, &wire.CASArgs{ID: &id, TID: tid})
 		callDone <- result{res, err}
 	}()
 	// The answer follows the bytes but travels on the control connection,
 	// so it may arrive first: wait for both.
-	var answer *casResult
+	var answer *wire.CASResult
 	bytesDone := r.done
 	for answer == nil || bytesDone != nil {
 		select {
@@ -844,7 +824,7 @@ func (s *Session) CASPutReader(ctx context.Context, r io.Reader, id *cas.ID) (ca
 // session's put slots, matching the receiver's limit. casPut returns only
 // once send has returned, so the caller may then close what send reads.
 func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(ctx context.Context, l *lane, tid uint64) error, long bool) (cas.ID, error) {
-	st := s.cas()
+	st := casOf(s)
 	if long {
 		select {
 		case st.slots <- struct{}{}:

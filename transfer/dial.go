@@ -46,9 +46,10 @@ type DialOptions struct {
 	// allow, when set, vets every address a connection of this session is
 	// about to be made to (--push-allow for a server's third-party jobs).
 	allow func(network, address string, c syscall.RawConn) error
-	// handler, when set, lets the server use this session to deliver a
-	// pull into the handler's tree.
-	handler *handler
+	// Services, when set, registers the services this side offers on a
+	// new session before it starts (a pull's destination tree, so that
+	// the server can deliver into it).
+	Services func(s *Session)
 	// pool, when set, is the server's receive-memory pool the session's
 	// budget (poolLimit bytes) is drawn from, so that the sessions a
 	// server opens for third-party jobs count in its --max-memory too.
@@ -262,7 +263,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	if o.TLS != nil && o.TLSData && s.reason == "" && len(mine) == 1 {
 		s.reason = "data encrypted with TLS: only tcp can carry it"
 	}
-	s.handler = o.handler
+	if o.Services != nil {
+		o.Services(s)
+	}
 	var dataConf *tls.Config
 	if dataTLS {
 		dataConf = tlsFor(o.TLS, addr)

@@ -3,6 +3,8 @@ package transfer
 import (
 	"context"
 	"os"
+	"path"
+	"time"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
@@ -69,9 +71,8 @@ type handler struct {
 	// (0: no bound).
 	maxOpen int
 
-	mu      sync.Mutex
-	credits map[uint64]chan struct{}
-	locks   []*os.File // destination run locks held by this session
+	mu    sync.Mutex
+	locks []*os.File // destination run locks held by this session
 }
 
 // Export is a named tree a server offers, in the manner of rsync modules.
@@ -85,13 +86,13 @@ type Export struct {
 
 func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
 	return &handler{root: root, recv: newReceiver(root, noFsync, readOnly, ""), bound: true,
-		noFsync: noFsync, credits: map[uint64]chan struct{}{}}
+		noFsync: noFsync}
 }
 
 // newPendingHandler is a handler for a local destination directory that
 // create makes on the first mkdirs.
 func newPendingHandler(create func() (*fsroot.Root, error), noFsync, readOnly bool) *handler {
-	return &handler{create: create, bound: true, noFsync: noFsync, readOnly: readOnly, credits: map[uint64]chan struct{}{}}
+	return &handler{create: create, bound: true, noFsync: noFsync, readOnly: readOnly}
 }
 
 // tree is the root the handler serves; nil while a pending destination
@@ -171,7 +172,7 @@ func (h *handler) close() {
 }
 
 func newExportsHandler(exports map[string]Export, noFsync bool) *handler {
-	return &handler{exports: exports, noFsync: noFsync, credits: map[uint64]chan struct{}{}}
+	return &handler{exports: exports, noFsync: noFsync}
 }
 
 // bindTo binds the handler to a named export (a ticket's scope).
@@ -244,17 +245,40 @@ func (h *handler) receiverIfBound() *receiver {
 	return h.recv
 }
 
-func (s *Session) receiver() *receiver {
-	if s.handler == nil {
-		return nil
+// register offers the tree's file operations on s: listings, stats,
+// hashes, the destination's operations and what arrives on the data
+// streams, jobs and tickets (refused where the handler has none).
+func (h *handler) register(s *Session) {
+	for _, op := range []string{wire.OpList, wire.OpHash, wire.OpJob, wire.OpTicket, wire.OpStat, wire.OpMkroot,
+		wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt} {
+		s.Handle(op, func(r *wire.Req) { h.serve(s, r) })
 	}
-	return s.handler.receiverIfBound()
+	s.SetReceiver(handlerReceiver{h})
+	s.OnClose(h.abort)
 }
 
-func (h *handler) credit(id uint64) chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.credits[id]
+// handlerReceiver writes what arrives on the data streams into the
+// handler's receiver, once a destination is bound.
+type handlerReceiver struct{ h *handler }
+
+func (hr handlerReceiver) WriteChunk(fid, idx uint64, off int64, p []byte, dg hashtree.Digest, verify bool) (byte, string) {
+	r := hr.h.receiverIfBound()
+	if r == nil {
+		return wire.AckFailed, "this peer accepts no files"
+	}
+	return r.writeChunk(fid, idx, off, p, dg, verify)
+}
+
+func (hr handlerReceiver) WriteBatch(p []byte, count int, verify bool) ([]string, error) {
+	r := hr.h.receiverIfBound()
+	if r == nil {
+		errs := make([]string, count)
+		for i := range errs {
+			errs[i] = "this peer accepts no files"
+		}
+		return errs, nil
+	}
+	return r.writeBatch(p, count, verify)
 }
 
 // lock takes the run lock of destination directory p (called name in
@@ -328,55 +352,47 @@ func cleanPath(p string) (string, error) {
 func (h *handler) serve(s *Session, r *wire.Req) {
 	switch r.Op {
 	case wire.OpList:
-		h.mu.Lock()
-		c := make(chan struct{}, listCredit)
-		for i := 0; i < listCredit; i++ {
-			c <- struct{}{}
-		}
-		h.credits[r.ID] = c
-		h.mu.Unlock()
-		ctx := s.track(r.ID)
+		c := s.Credit(r.ID)
+		ctx := s.Track(r.ID)
 		go func() {
-			defer s.untrack(r.ID)
+			defer s.Untrack(r.ID)
 			err := h.list(ctx, s, r, c)
-			h.mu.Lock()
-			delete(h.credits, r.ID)
-			h.mu.Unlock()
+			s.DropCredit(r.ID)
 			if err != nil {
-				s.reply(errResp(r.ID, err))
+				s.Reply(errResp(r.ID, err))
 				return
 			}
-			s.reply(&wire.Resp{ID: r.ID})
+			s.Reply(&wire.Resp{ID: r.ID})
 		}()
 	case wire.OpHash:
-		ctx := s.track(r.ID)
+		ctx := s.Track(r.ID)
 		p, err := h.resolve(r.Path)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
 		go func() {
-			defer s.untrack(r.ID)
+			defer s.Untrack(r.ID)
 			d, err := h.hash(ctx, p)
 			if err != nil {
-				s.reply(errResp(r.ID, err))
+				s.Reply(errResp(r.ID, err))
 				return
 			}
-			s.reply(&wire.Resp{ID: r.ID, Digest: d.String()})
+			s.Reply(&wire.Resp{ID: r.ID, Digest: d.String()})
 		}()
 	case wire.OpJob:
 		if h.jobs == nil || r.Job == nil {
-			s.reply(&wire.Resp{ID: r.ID, Err: "this peer runs no transfers on request", Kind: wire.KindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: "this peer runs no transfers on request", Kind: wire.KindUsage})
 			return
 		}
 		srcRel, err := h.resolve(r.Job.SrcPath)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
-		ctx := s.track(r.ID)
+		ctx := s.Track(r.ID)
 		go func() {
-			defer s.untrack(r.ID)
+			defer s.Untrack(r.ID)
 			sink := progress.SinkFunc(func(e progress.Event) {
 				s.send(wire.FrameEvent, struct {
 					ID    uint64         `json:"id"`
@@ -396,11 +412,11 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 					resp.Kind = wire.KindPeer
 				}
 			}
-			s.reply(resp)
+			s.Reply(resp)
 		}()
 	case wire.OpTicket:
 		if h.tickets == nil {
-			s.reply(&wire.Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: wire.KindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: wire.KindUsage})
 			return
 		}
 		// The ticket is confined to the destination the client names,
@@ -410,7 +426,7 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 			err = fmt.Errorf("ticket for %s: %w", r.Path, errReadOnly)
 		}
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
 		h.bmu.Lock()
@@ -418,84 +434,76 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 		h.bmu.Unlock()
 		tk, err := h.tickets.issue(scope, within)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
 		st, err := s.keys.sealTicket(tk)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&wire.Resp{ID: r.ID, Ticket: st})
+		s.Reply(&wire.Resp{ID: r.ID, Ticket: st})
 	case wire.OpStat:
 		p, err := h.resolve(r.Path)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
 		info, err := h.lstat(p)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
 		e := plan.EntryFromInfo(p, info)
 		if e.Type == plan.TypeSymlink {
 			e.Target, _ = h.tree().Readlink(p)
 		}
-		s.reply(&wire.Resp{ID: r.ID, Entry: &e})
+		s.Reply(&wire.Resp{ID: r.ID, Entry: &e})
 	case wire.OpMkroot:
 		p, err := h.resolve(r.Path)
 		if err == nil {
 			err = h.mkroot(p, r.Path, r.Lock)
 		}
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&wire.Resp{ID: r.ID})
+		s.Reply(&wire.Resp{ID: r.ID})
 	case wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt:
 		rc := h.receiverIfBound()
 		if rc == nil {
-			s.reply(&wire.Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: wire.KindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: wire.KindUsage})
 			return
 		}
 		h.serveReceiver(s, rc, r)
 	default:
-		if strings.HasPrefix(r.Op, "cas.") {
-			h.serveCAS(s, r)
-			return
-		}
-		if strings.HasPrefix(r.Op, "bench.") {
-			h.serveBench(s, r)
-			return
-		}
-		s.reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
+		s.Reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
 	}
 }
 
 func (h *handler) serveReceiver(s *Session, rc *receiver, r *wire.Req) {
 	switch r.Op {
 	case wire.OpMeta:
-		s.reply(&wire.Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
+		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
 	case wire.OpOpen:
 		errs, haves, done := rc.open(r.Files)
-		s.reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
+		s.Reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
 	case wire.OpAdopt:
 		missing, err := rc.adopt(r.FID, r.Adopt)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&wire.Resp{ID: r.ID, Missing: missing})
+		s.Reply(&wire.Resp{ID: r.ID, Missing: missing})
 	case wire.OpCommit:
-		s.reply(&wire.Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
+		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
 	case wire.OpFinish:
 		made := rc.takeMade()
 		if err := rc.finish(); err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(errResp(r.ID, err))
 			return
 		}
-		s.reply(&wire.Resp{ID: r.ID, Made: made})
+		s.Reply(&wire.Resp{ID: r.ID, Made: made})
 	}
 }
 
@@ -589,25 +597,33 @@ func (h *handler) list(ctx context.Context, s *Session, r *wire.Req, credit chan
 	return nil
 }
 
-// track registers a cancellable request of the peer.
-func (s *Session) track(id uint64) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.mu.Lock()
-	s.running[id] = cancel
-	s.mu.Unlock()
-	select {
-	case <-s.done:
-		cancel()
-	default:
+// scratchFile creates the unnamed temporary file of `xfer bench --mode
+// disk` in dir beneath the served tree: O_TMPFILE, or where the file
+// system lacks it a named file that is unlinked at once. Either way it
+// disappears when closed.
+func (h *handler) scratchFile(dir string) (*os.File, error) {
+	p, err := h.resolve(dir)
+	if err != nil {
+		return nil, err
 	}
-	return ctx
-}
-
-func (s *Session) untrack(id uint64) {
-	s.mu.Lock()
-	if c := s.running[id]; c != nil {
-		c()
+	if rc := h.receiverIfBound(); rc == nil || rc.readOnly {
+		return nil, fmt.Errorf("bench --mode disk in %s: %w", dir, errReadOnly)
 	}
-	delete(s.running, id)
-	s.mu.Unlock()
+	f, err := h.root.OpenFile(p, unix.O_TMPFILE|os.O_RDWR, 0o600)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, syscall.EOPNOTSUPP) && !errors.Is(err, syscall.EISDIR) && !errors.Is(err, syscall.EINVAL) {
+		return nil, fmt.Errorf("bench --mode disk: temporary file in %s: %w", dir, err)
+	}
+	name := path.Join(p, fmt.Sprintf(".xfer-bench-%d-%d.tmp", os.Getpid(), time.Now().UnixNano()))
+	f, err = h.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("bench --mode disk: temporary file in %s: %w", dir, err)
+	}
+	if err := h.root.Remove(name); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench --mode disk: unlink %s: %w", name, err)
+	}
+	return f, nil
 }

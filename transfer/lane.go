@@ -349,8 +349,8 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 			return err
 		}
 		status, msg := wire.AckFailed, "this peer accepts no files"
-		if r := l.s.receiver(); r != nil {
-			status, msg = r.writeChunk(fid, idx, int64(off), p, dg, verify)
+		if r := l.s.tables.receiver(); r != nil {
+			status, msg = r.WriteChunk(fid, idx, int64(off), p, dg, verify)
 		}
 		e := wire.Enc{}
 		e.U8(wire.MsgAck)
@@ -374,8 +374,8 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 			return err
 		}
 		var errs []string
-		if r := l.s.receiver(); r != nil {
-			errs, err = r.writeBatch(p, int(count), l.s.verify)
+		if r := l.s.tables.receiver(); r != nil {
+			errs, err = r.WriteBatch(p, int(count), l.s.verify)
 			if err != nil {
 				return err
 			}
@@ -406,11 +406,8 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 	case wire.MsgBatchAck:
 		return l.batchVerdicts(d, n)
 	}
-	if hdr[0] >= wire.MsgCASFirst && hdr[0] <= wire.MsgCASLast {
-		return l.handleCAS(hdr, n, buf)
-	}
-	if hdr[0] >= wire.MsgBenchFirst && hdr[0] <= wire.MsgBenchLast {
-		return l.handleBench(hdr, n, buf)
+	if fn := l.s.tables.data(hdr[0]); fn != nil {
+		return fn(l, hdr, n, buf)
 	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
 }

@@ -170,7 +170,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOpti
 			return err
 		}
 		defer h.close()
-		dial.handler = h
+		dial.Services = h.register
 		return remoteJob(ctx, src.Addr, wire.JobSpec{SrcPath: src.Path, Options: opt}, nil, src.Auth.apply(dial), sink, tally)
 	default:
 		spec := wire.JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}

@@ -625,35 +625,10 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	srv.mu.Lock()
 	delete(srv.joins, id)
 	srv.mu.Unlock()
-	var hd *handler
-	if srv.cfg.Exports != nil {
-		hd = newExportsHandler(srv.cfg.Exports, srv.cfg.NoFsync)
-		hd.served, hd.umask = true, srv.cfg.Umask
-		if ti != nil && ti.export != "" {
-			if err := hd.bindTo(ti.export); err != nil {
-				s.Close()
-				return
-			}
-		}
-	} else {
-		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
-		hd.served, hd.umask = true, srv.cfg.Umask
-		hd.recv.peer = &peerPolicy{umask: srv.cfg.Umask, setid: srv.cfg.AllowSetid}
+	if err := srv.services(s, grant{ticket: ti != nil, export: exportOf(ti), within: withinOf(ti)}); err != nil {
+		s.Close()
+		return
 	}
-	hd.m, hd.transport, hd.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
-	if hd.recv != nil {
-		hd.recv.m, hd.recv.transport, hd.recv.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
-	}
-	if ti != nil {
-		// A ticket admits one delivery into one directory: no jobs, no
-		// further tickets, no store.
-		hd.confine(ti.within)
-	} else {
-		hd.jobs = srv.runJob
-		hd.tickets = &srv.tickets
-		hd.cas, hd.casRO = srv.cfg.CAS, srv.cfg.CASReadOnly
-	}
-	s.handler = hd
 	srv.cfg.Log.Info("session started", "peer", peer, "transport", name, "streams", streams, "tls", isTLS)
 	srv.cfg.Metrics.SessionStarted()
 	defer srv.cfg.Metrics.SessionEnded()
@@ -665,6 +640,66 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 		<-s.Done()
 	}
 	srv.cfg.Log.Info("session ended", "peer", peer, "reason", s.Err())
+}
+
+// grant is what a session was admitted with: a ticket confines it to one
+// delivery into one directory (of one export).
+type grant struct {
+	ticket         bool
+	export, within string
+}
+
+func exportOf(ti *ticketInfo) string {
+	if ti == nil {
+		return ""
+	}
+	return ti.export
+}
+
+func withinOf(ti *ticketInfo) string {
+	if ti == nil {
+		return ""
+	}
+	return ti.within
+}
+
+// services registers on s what this server offers a session admitted
+// with g: the served tree, and unless g is a ticket, jobs, tickets and the
+// store.
+func (srv *Server) services(s *Session, g grant) error {
+	name := s.transport
+	var hd *handler
+	if srv.cfg.Exports != nil {
+		hd = newExportsHandler(srv.cfg.Exports, srv.cfg.NoFsync)
+		hd.served, hd.umask = true, srv.cfg.Umask
+		if g.export != "" {
+			if err := hd.bindTo(g.export); err != nil {
+				return err
+			}
+		}
+	} else {
+		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
+		hd.served, hd.umask = true, srv.cfg.Umask
+		hd.recv.peer = &peerPolicy{umask: srv.cfg.Umask, setid: srv.cfg.AllowSetid}
+	}
+	hd.m, hd.transport, hd.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
+	if hd.recv != nil {
+		hd.recv.m, hd.recv.transport, hd.recv.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
+	}
+	var store *cas.Store
+	if g.ticket {
+		// A ticket admits one delivery into one directory: no jobs, no
+		// further tickets, no store.
+		hd.confine(g.within)
+	} else {
+		hd.jobs = srv.runJob
+		hd.tickets = &srv.tickets
+		store = srv.cfg.CAS
+	}
+	hd.register(s)
+	serveCAS(s, store, srv.cfg.CASReadOnly)
+	serveBench(s, hd)
+	return nil
 }
 
 // runJob runs a transfer from this server's tree on a client's request:

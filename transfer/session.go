@@ -52,13 +52,16 @@ type Session struct {
 	log       *slog.Logger
 	idle      time.Duration
 
-	handler *handler // serves the peer's requests; nil refuses them
-	lanes   []*lane
+	// tables are the services registered on this session (Handle,
+	// HandleData, HandleFrame, SetReceiver, OnClose).
+	tables tables
+	lanes  []*lane
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
 	calls   map[uint64]*call
 	running map[uint64]context.CancelFunc // requests being served
+	credits map[uint64]chan struct{}      // listings being served: their credit
 
 	reqs     chan queuedReq
 	readDone chan struct{} // closed when readLoop has returned
@@ -105,6 +108,7 @@ func newSession(conn net.Conn, fr *wire.FrameReader, log *slog.Logger, idle time
 		idle:     idle,
 		calls:    map[uint64]*call{},
 		running:  map[uint64]context.CancelFunc{},
+		credits:  map[uint64]chan struct{}{},
 		reqs:     make(chan queuedReq, 64),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -472,8 +476,8 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		}
 		return nil
 	}
-	if typ >= wire.FrameCASFirst && typ <= wire.FrameCASLast {
-		return s.casFrame(typ, p)
+	if fn := s.tables.frame(typ); fn != nil {
+		return fn(p)
 	}
 	return fmt.Errorf("unexpected frame type %d", typ)
 }
@@ -487,10 +491,7 @@ type queuedReq struct {
 
 // credits of listings being served, keyed by request id.
 func (s *Session) runningCredit(id uint64) chan struct{} {
-	if s.handler == nil {
-		return nil
-	}
-	return s.handler.credit(id)
+	return s.credits[id]
 }
 
 // serveLoop runs the peer's requests. Quick local operations run in order
@@ -499,9 +500,7 @@ func (s *Session) serveLoop() {
 	for {
 		select {
 		case <-s.done:
-			if s.handler != nil {
-				s.handler.abort()
-			}
+			s.tables.closed()
 			<-s.readDone // nothing is queued after this
 			for {
 				select {
@@ -513,17 +512,13 @@ func (s *Session) serveLoop() {
 			}
 		case q := <-s.reqs:
 			r := q.r
-			if s.handler == nil {
-				s.reply(&wire.Resp{ID: r.ID, Err: "this peer serves no requests", Kind: wire.KindUsage})
-			} else {
-				s.handler.serve(s, r)
-			}
+			s.tables.serve(s, r)
 			s.mem.unreserve(q.cost)
 		}
 	}
 }
 
-func (s *Session) reply(r *wire.Resp) {
+func (s *Session) Reply(r *wire.Resp) {
 	s.send(wire.FrameResp, r)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
@@ -113,6 +114,10 @@ type Req struct {
 	Lock     bool         `json:"lock,omitempty"`
 	Adopt    []AdoptChunk `json:"adopt,omitempty"`
 	Job      *JobSpec     `json:"job,omitempty"`
+	// CAS and Bench are the arguments of the store's and the
+	// benchmark's operations.
+	CAS   *CASArgs   `json:"cas,omitempty"`
+	Bench *BenchArgs `json:"bench,omitempty"`
 }
 
 // Resp answers a Req with the same ID.
@@ -136,6 +141,44 @@ type Resp struct {
 	Made int64 `json:"made,omitempty"`
 	// Missing lists adopt candidates that did not match.
 	Missing []int64 `json:"missing,omitempty"`
+	// CAS and Bench are the results of the store's and the benchmark's
+	// operations.
+	CAS   *CASResult  `json:"cas,omitempty"`
+	Bench *BenchReply `json:"bench,omitempty"`
+}
+
+// CASArgs are the arguments of a cas.* request.
+type CASArgs struct {
+	IDs []cas.ID `json:"ids,omitempty"` // has
+	ID  *cas.ID  `json:"id,omitempty"`  // get
+	TID uint64   `json:"tid,omitempty"` // get: the transfer id the requester allocated
+}
+
+// CASResult is the result of a cas.* request.
+type CASResult struct {
+	Sizes []int64    `json:"sizes,omitempty"` // has: each object's size, -1 if absent
+	Stats *cas.Stats `json:"stats,omitempty"` // stat
+	Size  int64      `json:"size,omitempty"`  // get: the bytes sent
+}
+
+// BenchArgs are the arguments of a bench.* request.
+type BenchArgs struct {
+	Mode string  `json:"mode,omitempty"` // start: mem (default) or disk
+	Path string  `json:"path,omitempty"` // start, disk: directory for the temporary file
+	Size int64   `json:"size,omitempty"` // start, disk: message size (aligns the writes)
+	Run  uint64  `json:"run,omitempty"`  // stop
+	Sent []int64 `json:"sent,omitempty"` // stop: payload bytes sent per stream
+	Msgs []int64 `json:"msgs,omitempty"` // stop: messages sent per stream
+}
+
+// BenchReply is the result of a bench.* request.
+type BenchReply struct {
+	Run      uint64  `json:"run,omitempty"`
+	Bytes    []int64 `json:"bytes,omitempty"` // stop: payload bytes received per stream
+	Msgs     []int64 `json:"msgs,omitempty"`  // stop: messages received per stream
+	CPU      float64 `json:"cpu_s"`           // stop: the server's CPU seconds (user+system) during the run
+	Elapsed  float64 `json:"elapsed_s"`       // stop: seconds from start to the last byte
+	WriteErr string  `json:"write_err,omitempty"`
 }
 
 // AdoptChunk is the sender's digest of a chunk the receiver may already hold.
