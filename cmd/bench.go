@@ -12,6 +12,7 @@ import (
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/bench"
 )
 
 func newBenchCmd(a *app) *cobra.Command {
@@ -52,10 +53,10 @@ xfer serve and xfer bench. --json prints one JSON object per transport.`,
 	f.String("to", "", "the peer: xfer://HOST:PORT[/DIR] or NAME:[DIR] (DIR: where --mode disk writes)")
 	choiceFlag(f, "proto", "auto", append(append([]string{}, protoWords...), "all"), "data transport: auto, tcp, tcp-zc, uring, rdma, or all (one row per transport both ends can use)")
 	durationFlag(f, "duration", 10*time.Second, 0, "how long to send bulk messages, per transport (0: skip)")
-	sizeRangeFlag(f, "size", "1M", 1, transfer.BenchMaxSize, "bulk message size (1 byte to 64M)")
+	sizeRangeFlag(f, "size", "1M", 1, bench.MaxSize, "bulk message size (1 byte to 64M)")
 	intFlag(f, "streams", transfer.DefaultStreams, 1, 64, "parallel data streams (the server may grant fewer)")
 	f.String("mode", "mem", "mem (memory to memory), file (sender's file via sendfile etc., like iperf3 -Z) or disk (file to a file on the server)")
-	sizeRangeFlag(f, "ping-size", "64", 1, transfer.BenchMaxPing, "size of the messages whose round trips are timed (1 byte to 64K)")
+	sizeRangeFlag(f, "ping-size", "64", 1, bench.MaxPing, "size of the messages whose round trips are timed (1 byte to 64K)")
 	durationFlag(f, "ping-duration", 2*time.Second, 0, "how long to time round trips, per transport (0: skip)")
 	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to the peer after this long (above 0)")
 	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
@@ -81,18 +82,18 @@ func (a *app) runBench(cmd *cobra.Command) error {
 		return exitcode.Usagef("--to %s: want a peer (xfer://HOST:PORT or NAME:), not a local path", to)
 	}
 	size, err := parseSize(a.v.GetString("size"))
-	if err != nil || size < 1 || size > transfer.BenchMaxSize {
-		return exitcode.Usagef("--size %q: want 1 byte to %dM", a.v.GetString("size"), transfer.BenchMaxSize>>20)
+	if err != nil || size < 1 || size > bench.MaxSize {
+		return exitcode.Usagef("--size %q: want 1 byte to %dM", a.v.GetString("size"), bench.MaxSize>>20)
 	}
 	ping, err := parseSize(a.v.GetString("ping-size"))
-	if err != nil || ping < 1 || ping > transfer.BenchMaxPing {
-		return exitcode.Usagef("--ping-size %q: want 1 byte to %dK", a.v.GetString("ping-size"), transfer.BenchMaxPing>>10)
+	if err != nil || ping < 1 || ping > bench.MaxPing {
+		return exitcode.Usagef("--ping-size %q: want 1 byte to %dK", a.v.GetString("ping-size"), bench.MaxPing>>10)
 	}
 	streams := a.v.GetInt("streams")
 	if streams < 1 || streams > 64 {
 		return exitcode.Usagef("--streams: want 1 to 64, got %d", streams)
 	}
-	bo := transfer.BenchOptions{
+	bo := bench.Options{
 		Mode:         a.v.GetString("mode"),
 		Size:         int(size),
 		Duration:     a.v.GetDuration("duration"),
@@ -137,7 +138,7 @@ func (a *app) runBench(cmd *cobra.Command) error {
 			}
 			continue
 		}
-		res, err := s.Bench(cmd.Context(), bo)
+		res, err := bench.Run(cmd.Context(), s, bo)
 		s.Close()
 		if err != nil {
 			return fmt.Errorf("bench %s over %s: %w", ep.Addr, p, err)
@@ -183,11 +184,11 @@ type benchOutput struct {
 	json   bool
 	all    bool
 	addr   string
-	opt    transfer.BenchOptions
+	opt    bench.Options
 	header bool
 }
 
-func (o *benchOutput) row(r *transfer.BenchResult) {
+func (o *benchOutput) row(r *bench.Result) {
 	if o.json {
 		json.NewEncoder(o.w).Encode(r)
 		return
@@ -209,7 +210,7 @@ func (o *benchOutput) row(r *transfer.BenchResult) {
 }
 
 // detail prints one transport's result per stream.
-func (o *benchOutput) detail(r *transfer.BenchResult) {
+func (o *benchOutput) detail(r *bench.Result) {
 	fmt.Fprintf(o.w, "xfer bench to %s over %s: %s\n", o.addr, r.Proto, describeBench(o.opt, r.Streams))
 	if r.ProtoReason != "" {
 		fmt.Fprintf(o.w, "transport: %s (%s)\n", r.Proto, r.ProtoReason)
@@ -243,10 +244,10 @@ func (o *benchOutput) finish(skipped []benchSkip) {
 	}
 }
 
-func describeBench(o transfer.BenchOptions, streams int) string {
+func describeBench(o bench.Options, streams int) string {
 	mode := o.Mode
 	if mode == "" {
-		mode = transfer.BenchMem
+		mode = bench.ModeMem
 	}
 	var parts []string
 	if o.Duration > 0 {
@@ -258,7 +259,7 @@ func describeBench(o transfer.BenchOptions, streams int) string {
 	return fmt.Sprintf("mode %s, %d streams, %s", mode, streams, strings.Join(parts, "; "))
 }
 
-func pingCols(p *transfer.BenchPing) (string, string, string) {
+func pingCols(p *bench.Ping) (string, string, string) {
 	if p == nil {
 		return "-", "-", "-"
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/casnet"
 )
 
 func newCASCmd(a *app) *cobra.Command {
@@ -243,7 +244,7 @@ that peer's store.`,
 					return err
 				}
 				defer s.Close()
-				if st, err = s.CASStat(cmd.Context()); err != nil {
+				if st, err = casnet.NewClient(s).Stat(cmd.Context()); err != nil {
 					return err
 				}
 			} else {
@@ -441,7 +442,7 @@ func (a *app) casPutRemote(ctx context.Context, f *os.File, name, remote string)
 	defer s.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		id, n, err := s.CASPutReader(ctx, f, nil)
+		id, n, err := casnet.NewClient(s).PutReader(ctx, f, nil)
 		if err != nil {
 			return err
 		}
@@ -454,12 +455,12 @@ func (a *app) casPutRemote(ctx context.Context, f *os.File, name, remote string)
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	id := cas.ID(d)
-	sizes, err := s.CASHas(ctx, []cas.ID{id})
+	sizes, err := casnet.NewClient(s).Has(ctx, []cas.ID{id})
 	if err != nil {
 		return err
 	}
 	if sizes[0] != size {
-		if _, err := s.CASSendFile(ctx, f, 0, size, &id); err != nil {
+		if _, err := casnet.NewClient(s).SendFile(ctx, f, 0, size, &id); err != nil {
 			if errors.Is(err, cas.ErrCorrupt) {
 				return fmt.Errorf("%w (was %s modified while it was put?)", err, name)
 			}
@@ -500,14 +501,14 @@ func (a *app) casGet(cmd *cobra.Command, args []string) error {
 	}
 	defer s.Close()
 	if out == "-" {
-		_, err := s.CASGet(ctx, id, a.stdout)
+		_, err := casnet.NewClient(s).Get(ctx, id, a.stdout)
 		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".xfer-*")
 	if err != nil {
 		return exitcode.Usagef("%s: %v", out, unwrapPathErr(err))
 	}
-	_, err = s.CASGet(ctx, id, tmp)
+	_, err = casnet.NewClient(s).Get(ctx, id, tmp)
 	if err == nil {
 		err = tmp.Chmod(0o644)
 	}
@@ -540,7 +541,7 @@ func (a *app) casHas(cmd *cobra.Command, args []string) error {
 			return err
 		}
 		defer s.Close()
-		if sizes, err = s.CASHas(ctx, ids); err != nil {
+		if sizes, err = casnet.NewClient(s).Has(ctx, ids); err != nil {
 			return err
 		}
 	} else {

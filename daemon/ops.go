@@ -14,6 +14,7 @@ import (
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/casnet"
 )
 
 // result is the answer to one request.
@@ -50,7 +51,7 @@ func statusOf(err error) mover.Status {
 		return mover.StatusNotFound
 	case errors.Is(err, cas.ErrCorrupt):
 		return mover.StatusCorrupt
-	case errors.Is(err, transfer.ErrNoStore), exitcode.Code(err) == exitcode.Peer:
+	case errors.Is(err, casnet.ErrNoStore), exitcode.Code(err) == exitcode.Peer:
 		return mover.StatusPeer
 	}
 	return mover.StatusError
@@ -303,9 +304,9 @@ func (s *Server) transfer(ctx context.Context, op mover.Op, id cas.ID, remote st
 	}
 	err := s.peers.do(ctx, remote, func(sess *transfer.Session) error {
 		if op == mover.OpSend {
-			return sess.CASSendObject(ctx, s.store, id)
+			return casnet.NewClient(sess).SendObject(ctx, s.store, id)
 		}
-		return sess.CASFetch(ctx, id, s.store)
+		return casnet.NewClient(sess).Fetch(ctx, id, s.store)
 	})
 	if err != nil {
 		return errResult(statusOf(err), fmt.Errorf("%s %s %s: %w", op, id, remote, err))

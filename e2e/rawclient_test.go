@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer"
 	"github.com/zeebo/blake3"
 )
 
@@ -46,9 +47,10 @@ func hmacParts(secret []byte, label string, parts ...string) []byte {
 }
 
 // dialRaw opens an authenticated session to addr with token (nil: none),
-// in protocol version 2, or 1 if the server speaks only that.
+// in this build's protocol version (handshake as version 2), or 1 if the
+// server speaks only that.
 func dialRaw(addr string, token []byte) (*rawClient, error) {
-	rc, err := dialRawVersion(addr, token, 2)
+	rc, err := dialRawVersion(addr, token, transfer.ProtocolVersion)
 	if err != nil && strings.Contains(err.Error(), "server speaks 1") {
 		return dialRawVersion(addr, token, 1)
 	}
@@ -116,7 +118,8 @@ func dialRawVersion(addr string, token []byte, version int) (*rawClient, error) 
 			return fail(err)
 		}
 	}
-	label := fmt.Sprintf("xfer-v%d", version)
+	// The handshake's labels are version 2's in every later version.
+	label := fmt.Sprintf("xfer-v%d", min(version, 2))
 	switch w.Auth {
 	case "token":
 		var proof []byte

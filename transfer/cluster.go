@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -68,7 +70,7 @@ func (c *clusterSide) at(i int) Endpoint {
 type cluster struct {
 	src, dst *clusterSide
 	opt      wire.Options
-	dial     DialOptions
+	dial     session.DialOptions
 	sink     progress.Sink
 
 	mu     sync.Mutex
@@ -79,7 +81,7 @@ type cluster struct {
 	prog []progress.Event
 }
 
-func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, dial: dial, sink: sink,
 		agents: map[string]progress.AgentStats{}}
 	for _, side := range []*clusterSide{c.src, c.dst} {
@@ -167,7 +169,7 @@ func (c *cluster) checkSource(ctx context.Context) error {
 	}
 	var last error
 	for i := range c.src.agents {
-		s, err := Dial(ctx, c.src.agents[i], c.src.ep.Auth.apply(c.dial))
+		s, err := session.Dial(ctx, c.src.agents[i], c.src.ep.Auth.apply(c.dial))
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, i, -1, err) {
 				return err
@@ -201,7 +203,7 @@ func (c *cluster) lock(ctx context.Context) (func(), error) {
 	}
 	var last error
 	for i := range c.dst.agents {
-		s, err := Dial(ctx, c.dst.agents[i], c.dst.ep.Auth.apply(c.dial))
+		s, err := session.Dial(ctx, c.dst.agents[i], c.dst.ep.Auth.apply(c.dial))
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, -1, i, err) {
 				return nil, err
@@ -306,7 +308,7 @@ func (c *clusterSide) survivor(k int) (int, error) {
 // isAgentLoss reports whether err may mean that an agent went away: a
 // lost or refused connection, a peer error.
 func isAgentLoss(err error) bool {
-	var lost *LostError
+	var lost *session.LostError
 	return errors.As(err, &lost) || exitcode.Code(err) == exitcode.Peer
 }
 

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/hashtree"
@@ -99,35 +101,35 @@ func (d *localDest) lanes() []dataLane {
 // localLane hands chunks straight to the receiver.
 type localLane struct{ r *receiver }
 
-func (localLane) acquire(ctx context.Context) error { return ctx.Err() }
-func (localLane) release()                          {}
+func (localLane) Acquire(ctx context.Context) error { return ctx.Err() }
+func (localLane) Release()                          {}
 
-func (l localLane) sendChunk(fid, idx uint64, off int64, verify bool, dg hashtree.Digest, data []byte, f *os.File, n int, cb func(byte, string)) error {
+func (l localLane) SendChunk(fid, idx uint64, off int64, verify bool, dg hashtree.Digest, data []byte, f *os.File, n int, cb func(byte, string)) error {
 	cb(l.r.writeChunk(fid, idx, off, data, dg, verify))
 	return nil
 }
 
-func (l localLane) sendBatch(count int, payload []byte, cb func([]string, error)) error {
+func (l localLane) SendBatch(count int, payload []byte, cb func([]string, error)) error {
 	cb(l.r.writeBatch(payload, count, false)) // the very buffer that was hashed
 	return nil
 }
 
 // remoteDest writes to a peer over a session.
 type remoteDest struct {
-	s        *Session
+	s        *session.Session
 	checkers int // asked of the peer's walk (0: its default)
 }
 
 func (d *remoteDest) setCheckers(n int) { d.checkers = n }
 
 func (d *remoteDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
-	return d.s.listN(ctx, path, checksum, d.checkers)
+	return d.s.List(ctx, path, checksum, d.checkers)
 }
 
 func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error) {
-	r, err := d.s.call(ctx, &wire.Req{Op: wire.OpStat, Path: path})
+	r, err := d.s.Call(ctx, &wire.Req{Op: wire.OpStat, Path: path})
 	if err != nil {
-		var re *RemoteError
+		var re *session.RemoteError
 		if errors.As(err, &re) && re.Kind == wire.KindNotFound {
 			return nil, nil
 		}
@@ -137,7 +139,7 @@ func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error)
 }
 
 func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, error) {
-	r, err := d.s.call(ctx, &wire.Req{Op: wire.OpHash, Path: path})
+	r, err := d.s.Call(ctx, &wire.Req{Op: wire.OpHash, Path: path})
 	if err != nil {
 		return hashtree.Digest{}, err
 	}
@@ -145,17 +147,17 @@ func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, er
 }
 
 func (d *remoteDest) mkroot(ctx context.Context, path string, lock bool) error {
-	_, err := d.s.call(ctx, &wire.Req{Op: wire.OpMkroot, Path: path, Lock: lock})
+	_, err := d.s.Call(ctx, &wire.Req{Op: wire.OpMkroot, Path: path, Lock: lock})
 	return err
 }
 
 func (d *remoteDest) batch(ctx context.Context, r *wire.Req, n int) ([]string, error) {
-	resp, err := d.s.call(ctx, r)
+	resp, err := d.s.Call(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	if len(resp.Errs) != n {
-		return nil, fmt.Errorf("peer %s answered %d verdicts for %d items", d.s.peer, len(resp.Errs), n)
+		return nil, fmt.Errorf("peer %s answered %d verdicts for %d items", d.s.Peer(), len(resp.Errs), n)
 	}
 	return resp.Errs, nil
 }
@@ -165,13 +167,13 @@ func (d *remoteDest) meta(ctx context.Context, ops []wire.MetaOp) ([]string, err
 }
 
 func (d *remoteDest) open(ctx context.Context, specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk, error) {
-	resp, err := d.s.call(ctx, &wire.Req{Op: wire.OpOpen, Files: specs})
+	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpOpen, Files: specs})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if len(resp.Errs) != len(specs) || (resp.Haves != nil && len(resp.Haves) != len(specs)) ||
 		(resp.Done != nil && len(resp.Done) != len(specs)) {
-		return nil, nil, nil, fmt.Errorf("peer %s answered %d verdicts for %d files", d.s.peer, len(resp.Errs), len(specs))
+		return nil, nil, nil, fmt.Errorf("peer %s answered %d verdicts for %d files", d.s.Peer(), len(resp.Errs), len(specs))
 	}
 	if resp.Haves == nil {
 		resp.Haves = make([][][2]int64, len(specs))
@@ -180,7 +182,7 @@ func (d *remoteDest) open(ctx context.Context, specs []wire.FileSpec) ([]string,
 }
 
 func (d *remoteDest) adopt(ctx context.Context, fid uint64, chunks []wire.AdoptChunk) ([]int64, error) {
-	resp, err := d.s.call(ctx, &wire.Req{Op: wire.OpAdopt, FID: fid, Adopt: chunks})
+	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpAdopt, FID: fid, Adopt: chunks})
 	if err != nil {
 		return nil, err
 	}
@@ -192,22 +194,22 @@ func (d *remoteDest) commit(ctx context.Context, cs []wire.CommitSpec) ([]string
 }
 
 func (d *remoteDest) finish(ctx context.Context) (int64, error) {
-	resp, err := d.s.call(ctx, &wire.Req{Op: wire.OpFinish})
+	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpFinish})
 	if err != nil {
 		return 0, err
 	}
 	return max(resp.Made, 0), nil
 }
 
-func (d *remoteDest) verifies() bool { return d.s.verify }
+func (d *remoteDest) verifies() bool { return d.s.Verifies() }
 
 // gone reports whether the session has ended, or is ending because a data
 // stream broke (it waits a moment for the peer's reason first).
-func (d *remoteDest) gone() bool { return d.s.Err() != nil || d.s.breaking() }
+func (d *remoteDest) gone() bool { return d.s.Err() != nil || d.s.Breaking() }
 
 func (d *remoteDest) lanes() []dataLane {
-	out := make([]dataLane, len(d.s.lanes))
-	for i, l := range d.s.lanes {
+	out := make([]dataLane, len(d.s.Lanes()))
+	for i, l := range d.s.Lanes() {
 		out[i] = l
 	}
 	return out

@@ -60,10 +60,10 @@ type destination interface {
 
 // dataLane carries chunks and batches to the destination.
 type dataLane interface {
-	acquire(ctx context.Context) error
-	release()
-	sendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error
-	sendBatch(count int, payload []byte, cb func(errs []string, err error)) error
+	Acquire(ctx context.Context) error
+	Release()
+	SendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error
+	SendBatch(count int, payload []byte, cb func(errs []string, err error)) error
 }
 
 // smallLimit: files up to this size travel whole in batches.
@@ -870,14 +870,14 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			start()
 			return
 		}
-		if err := l.acquire(e.ctx); err != nil {
+		if err := l.Acquire(e.ctx); err != nil {
 			e.flying.remove(key)
 			e.failOps(batch, err)
 			start()
 			return
 		}
-		err := l.sendBatch(len(batch), payload.Buf, func(errs []string, err error) {
-			l.release()
+		err := l.SendBatch(len(batch), payload.Buf, func(errs []string, err error) {
+			l.Release()
 			e.flying.remove(key)
 			for i, op := range batch {
 				msg := ""
@@ -899,7 +899,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			}
 		})
 		if err != nil {
-			l.release()
+			l.Release()
 			e.flying.remove(key)
 			e.failOps(batch, err)
 		}
@@ -1163,7 +1163,7 @@ func (e *engine) chunkSender(l dataLane) {
 			e.chunkSettled(sf)
 			continue
 		}
-		if err := l.acquire(e.ctx); err != nil {
+		if err := l.Acquire(e.ctx); err != nil {
 			e.chunkErr(sf, err)
 			continue
 		}
@@ -1193,7 +1193,7 @@ func (e *engine) chunkSender(l dataLane) {
 			if verify {
 				if err := guarded(func() { dg = hashtree.ChunkDigest(m, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize) }); err != nil {
 					unmap()
-					l.release()
+					l.Release()
 					e.chunkFailed(sf, errChanged.Error())
 					continue
 				}
@@ -1207,7 +1207,7 @@ func (e *engine) chunkSender(l dataLane) {
 			buf = e.getBuf(job.c.Len)
 			n, err := sf.f.ReadAt(buf, job.c.Off)
 			if err != nil && !(errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
-				l.release()
+				l.Release()
 				e.putBuf(buf)
 				msg := describe("read", sf.op.Src.Path, err)
 				if errors.Is(err, io.EOF) {
@@ -1222,7 +1222,7 @@ func (e *engine) chunkSender(l dataLane) {
 		}
 		j := job
 		cb := func(status byte, msg string) {
-			l.release()
+			l.Release()
 			switch status {
 			case wire.AckOK:
 				sf.digests[j.c.Index] = dg
@@ -1260,7 +1260,7 @@ func (e *engine) chunkSender(l dataLane) {
 		}
 		var err error
 		send := func() {
-			err = l.sendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, sendF, int(j.c.Len), cb)
+			err = l.SendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, sendF, int(j.c.Len), cb)
 		}
 		if unmap != nil {
 			// Writing from the mapping in process: a fault is a changed source.
@@ -1275,7 +1275,7 @@ func (e *engine) chunkSender(l dataLane) {
 			e.putBuf(buf)
 		}
 		if err != nil {
-			l.release()
+			l.Release()
 			e.chunkErr(sf, err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"errors"
@@ -53,9 +55,9 @@ type handler struct {
 	readOnly bool // of the receiver create binds
 
 	// jobs runs transfers the peer asks for; nil refuses them.
-	jobs func(ctx context.Context, s *Session, root *fsroot.Root, srcRel string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error)
+	jobs func(ctx context.Context, s *session.Session, root *fsroot.Root, srcRel string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error)
 	// tickets issues tickets for third-party sessions; nil refuses.
-	tickets *tickets
+	tickets *session.Tickets
 	// cas is the content-addressed store a server exposes (--cas); nil
 	// refuses the cas.* requests. See cas.go.
 	cas   *cas.Store
@@ -140,7 +142,7 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 		return exitcode.Usagef("no destination chosen yet in this session")
 	}
 	if rc.readOnly {
-		return errReadOnly
+		return wire.ErrReadOnly
 	}
 	// A destination that is a symlink to a directory is followed (within
 	// the root), here too: the lock of a third-party or cluster run is
@@ -248,7 +250,7 @@ func (h *handler) receiverIfBound() *receiver {
 // register offers the tree's file operations on s: listings, stats,
 // hashes, the destination's operations and what arrives on the data
 // streams, jobs and tickets (refused where the handler has none).
-func (h *handler) register(s *Session) {
+func (h *handler) register(s *session.Session) {
 	for _, op := range []string{wire.OpList, wire.OpHash, wire.OpJob, wire.OpTicket, wire.OpStat, wire.OpMkroot,
 		wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt} {
 		s.Handle(op, func(r *wire.Req) { h.serve(s, r) })
@@ -316,29 +318,6 @@ func (h *handler) abort() {
 }
 
 // errResp classifies a local error for the peer.
-func errResp(id uint64, err error) *wire.Resp {
-	r := &wire.Resp{ID: id, Err: err.Error()}
-	switch {
-	case errors.Is(err, fsroot.ErrEscape):
-		r.Kind = wire.KindEscape
-	case errors.Is(err, fs.ErrNotExist):
-		r.Kind = wire.KindNotFound
-	case errors.Is(err, errReadOnly):
-		r.Kind = wire.KindReadOnly
-	case errors.Is(err, syscall.ENOSPC):
-		r.Kind = wire.KindSpace
-	}
-	switch exitcode.Code(err) {
-	case exitcode.Usage:
-		if r.Kind == "" {
-			r.Kind = wire.KindUsage
-		}
-	case exitcode.Peer:
-		r.Kind = wire.KindPeer
-	}
-	return r
-}
-
 func cleanPath(p string) (string, error) {
 	c, err := fsroot.Clean(p)
 	if err != nil {
@@ -349,7 +328,7 @@ func cleanPath(p string) (string, error) {
 
 // serve runs one request. Long ones get their own goroutine and can be
 // cancelled by the peer.
-func (h *handler) serve(s *Session, r *wire.Req) {
+func (h *handler) serve(s *session.Session, r *wire.Req) {
 	switch r.Op {
 	case wire.OpList:
 		c := s.Credit(r.ID)
@@ -359,7 +338,7 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 			err := h.list(ctx, s, r, c)
 			s.DropCredit(r.ID)
 			if err != nil {
-				s.Reply(errResp(r.ID, err))
+				s.Reply(wire.ErrResp(r.ID, err))
 				return
 			}
 			s.Reply(&wire.Resp{ID: r.ID})
@@ -368,14 +347,14 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 		ctx := s.Track(r.ID)
 		p, err := h.resolve(r.Path)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		go func() {
 			defer s.Untrack(r.ID)
 			d, err := h.hash(ctx, p)
 			if err != nil {
-				s.Reply(errResp(r.ID, err))
+				s.Reply(wire.ErrResp(r.ID, err))
 				return
 			}
 			s.Reply(&wire.Resp{ID: r.ID, Digest: d.String()})
@@ -387,14 +366,14 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 		}
 		srcRel, err := h.resolve(r.Job.SrcPath)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		ctx := s.Track(r.ID)
 		go func() {
 			defer s.Untrack(r.ID)
 			sink := progress.SinkFunc(func(e progress.Event) {
-				s.send(wire.FrameEvent, struct {
+				s.Send(wire.FrameEvent, struct {
 					ID    uint64         `json:"id"`
 					Event progress.Event `json:"e"`
 				}{r.ID, e})
@@ -402,9 +381,9 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 			sum, err := h.jobs(ctx, s, h.root, srcRel, *r.Job, sink)
 			resp := &wire.Resp{ID: r.ID, Summary: &sum}
 			if err != nil {
-				resp = errResp(r.ID, err)
+				resp = wire.ErrResp(r.ID, err)
 				resp.Summary = &sum
-				var re *RemoteError
+				var re *session.RemoteError
 				if errors.As(err, &re) && resp.Kind == "" {
 					resp.Kind = re.Kind
 				}
@@ -423,35 +402,35 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 		// with the rights of this session there.
 		within, err := h.resolve(r.Path)
 		if rc := h.receiverIfBound(); err == nil && (rc == nil || rc.readOnly) {
-			err = fmt.Errorf("ticket for %s: %w", r.Path, errReadOnly)
+			err = fmt.Errorf("ticket for %s: %w", r.Path, wire.ErrReadOnly)
 		}
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		h.bmu.Lock()
 		scope := h.prefix
 		h.bmu.Unlock()
-		tk, err := h.tickets.issue(scope, within)
+		tk, err := h.tickets.Issue(scope, within)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		st, err := s.keys.sealTicket(tk)
+		st, err := s.SealTicket(tk)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		s.Reply(&wire.Resp{ID: r.ID, Ticket: st})
 	case wire.OpStat:
 		p, err := h.resolve(r.Path)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		info, err := h.lstat(p)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		e := plan.EntryFromInfo(p, info)
@@ -465,7 +444,7 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 			err = h.mkroot(p, r.Path, r.Lock)
 		}
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		s.Reply(&wire.Resp{ID: r.ID})
@@ -481,7 +460,7 @@ func (h *handler) serve(s *Session, r *wire.Req) {
 	}
 }
 
-func (h *handler) serveReceiver(s *Session, rc *receiver, r *wire.Req) {
+func (h *handler) serveReceiver(s *session.Session, rc *receiver, r *wire.Req) {
 	switch r.Op {
 	case wire.OpMeta:
 		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
@@ -491,7 +470,7 @@ func (h *handler) serveReceiver(s *Session, rc *receiver, r *wire.Req) {
 	case wire.OpAdopt:
 		missing, err := rc.adopt(r.FID, r.Adopt)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		s.Reply(&wire.Resp{ID: r.ID, Missing: missing})
@@ -500,7 +479,7 @@ func (h *handler) serveReceiver(s *Session, rc *receiver, r *wire.Req) {
 	case wire.OpFinish:
 		made := rc.takeMade()
 		if err := rc.finish(); err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		s.Reply(&wire.Resp{ID: r.ID, Made: made})
@@ -534,7 +513,7 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 }
 
 // list streams the tree beneath r.Path in batches, one per credit.
-func (h *handler) list(ctx context.Context, s *Session, r *wire.Req, credit chan struct{}) error {
+func (h *handler) list(ctx context.Context, s *session.Session, r *wire.Req, credit chan struct{}) error {
 	top, err := h.resolve(r.Path)
 	if err != nil {
 		return err
@@ -564,7 +543,7 @@ func (h *handler) list(ctx context.Context, s *Session, r *wire.Req, credit chan
 		msg.Uvar(uint64(n))
 		msg.Raw(e.Buf)
 		e.Buf, n = e.Buf[:0], 0
-		return s.sendRaw(wire.FrameEntries, msg.Buf)
+		return s.SendFrame(wire.FrameEntries, msg.Buf)
 	}
 	for {
 		en, err := w.Next(ctx)
@@ -597,17 +576,17 @@ func (h *handler) list(ctx context.Context, s *Session, r *wire.Req, credit chan
 	return nil
 }
 
-// scratchFile creates the unnamed temporary file of `xfer bench --mode
+// ScratchFile creates the unnamed temporary file of `xfer bench --mode
 // disk` in dir beneath the served tree: O_TMPFILE, or where the file
 // system lacks it a named file that is unlinked at once. Either way it
 // disappears when closed.
-func (h *handler) scratchFile(dir string) (*os.File, error) {
+func (h *handler) ScratchFile(dir string) (*os.File, error) {
 	p, err := h.resolve(dir)
 	if err != nil {
 		return nil, err
 	}
 	if rc := h.receiverIfBound(); rc == nil || rc.readOnly {
-		return nil, fmt.Errorf("bench --mode disk in %s: %w", dir, errReadOnly)
+		return nil, fmt.Errorf("bench --mode disk in %s: %w", dir, wire.ErrReadOnly)
 	}
 	f, err := h.root.OpenFile(p, unix.O_TMPFILE|os.O_RDWR, 0o600)
 	if err == nil {

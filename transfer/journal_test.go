@@ -3,6 +3,8 @@ package transfer
 import (
 	"context"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"bytes"
@@ -217,7 +219,7 @@ func TestSplitLeftoversRemoved(t *testing.T) {
 				}
 			}
 			if _, err := Run(context.Background(), Endpoint{Path: src}, dst,
-				wire.Options{ChunkSize: 1 << 20, NoFsync: true}, DialOptions{}, progress.Discard); err != nil {
+				wire.Options{ChunkSize: 1 << 20, NoFsync: true}, session.DialOptions{}, progress.Discard); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range leftovers {

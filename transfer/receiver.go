@@ -122,8 +122,6 @@ func stripExport(prefix, p string) (string, error) {
 	return "", fmt.Errorf("path %q is outside export %q (a session uses one export)", p, prefix)
 }
 
-var errReadOnly = errors.New("the export is read-only")
-
 // digestAbandoned in a commit tells the receiver to drop the partial file.
 const digestAbandoned = "abandoned"
 
@@ -166,7 +164,7 @@ func (r *receiver) open(specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire
 	var done [][]wire.AdoptChunk
 	for i, sp := range specs {
 		if r.readOnly {
-			errs[i] = describe("write", sp.Path, errReadOnly)
+			errs[i] = describe("write", sp.Path, wire.ErrReadOnly)
 			continue
 		}
 		rel, err := r.rel(sp.Path)
@@ -914,7 +912,7 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 		}
 		sf := &files[i]
 		if r.readOnly {
-			errs[i] = describe("write", sf.Path, errReadOnly)
+			errs[i] = describe("write", sf.Path, wire.ErrReadOnly)
 			continue
 		}
 		rel, err := r.rel(sf.Path)
@@ -1141,7 +1139,7 @@ func (r *receiver) meta(ops []wire.MetaOp) []string {
 	errs := make([]string, len(ops))
 	for i, op := range ops {
 		if r.readOnly {
-			errs[i] = describe(op.Op, op.Path, errReadOnly)
+			errs[i] = describe(op.Op, op.Path, wire.ErrReadOnly)
 			continue
 		}
 		rel, err := r.rel(op.Path)

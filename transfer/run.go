@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -39,7 +41,7 @@ type PeerAuth struct {
 	TLSData bool        // data streams inside TLS too
 }
 
-func (a PeerAuth) apply(o DialOptions) DialOptions {
+func (a PeerAuth) apply(o session.DialOptions) session.DialOptions {
 	o.Token, o.TLS, o.TLSData = a.Token, a.TLS, a.TLSData
 	return o
 }
@@ -61,7 +63,7 @@ func (e Endpoint) String() string {
 // passes through this process). Events go to sink; the summary is
 // returned even on error. Per-file failures make the error an
 // exitcode.Partial one.
-func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOptions, sink progress.Sink) (progress.Summary, error) {
+func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink) (progress.Summary, error) {
 	if err := opt.Validate(); err != nil {
 		return progress.Summary{Event: progress.KindSummary}, err
 	}
@@ -94,8 +96,8 @@ func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOpti
 			sum.FilesSkipped = 0
 		}
 		var (
-			lost *LostError
-			busy *BusyError
+			lost *session.LostError
+			busy *session.BusyError
 		)
 		retriable := errors.As(err, &lost) || errors.As(err, &busy) || (attempt > 0 && exitcode.Code(err) == exitcode.Peer)
 		if err == nil || !retriable || attempt >= opt.Retries || ctx.Err() != nil {
@@ -135,7 +137,7 @@ func (e *PartialError) Error() string {
 	return fmt.Sprintf("%d of the files could not be transferred", e.Failed)
 }
 
-func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	switch {
 	case !src.IsRemote():
 		if !dst.IsRemote() {
@@ -149,12 +151,12 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOpti
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
+			s, err := session.Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			tally.SetProto(s.transport, s.reason)
+			tally.SetProto(s.Transport(), s.TransportReason())
 			return runEngine(ctx, root, path, &remoteDest{s: s}, dst.Path, opt, sink, tally)
 		}
 		h, err := openLocalDest(dst.Path, opt)
@@ -178,7 +180,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOpti
 		// directory, which the source server presents in our stead: our
 		// token never leaves this process, and the ticket's secret crosses
 		// each connection sealed for its session.
-		ds, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
+		ds, err := session.Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 		if err != nil {
 			return err
 		}
@@ -193,13 +195,13 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOpti
 		if rp, err := followLinks(ctx, dst.Path, (&remoteDest{s: ds}).stat); err == nil {
 			spec.DstPath = rp
 		}
-		resp, err := ds.call(ctx, &wire.Req{Op: wire.OpTicket, Path: spec.DstPath})
-		var tk Ticket
+		resp, err := ds.Call(ctx, &wire.Req{Op: wire.OpTicket, Path: spec.DstPath})
+		var tk session.Ticket
 		if err == nil {
 			if resp.Ticket == nil {
 				err = exitcode.Peerf("%s answered the ticket request without a ticket", dst.Addr)
 			} else {
-				tk, err = ds.keys.openTicket(resp.Ticket)
+				tk, err = ds.OpenTicket(resp.Ticket)
 			}
 		}
 		ds.Close()
@@ -216,22 +218,22 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial DialOpti
 // remoteJob asks the server at addr to run the transfer and relays its
 // events. tk, for a third-party job, is the destination's ticket, sealed
 // here for the session to the source.
-func remoteJob(ctx context.Context, addr string, spec wire.JobSpec, tk *Ticket, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	s, err := Dial(ctx, addr, dial)
+func remoteJob(ctx context.Context, addr string, spec wire.JobSpec, tk *session.Ticket, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	s, err := session.Dial(ctx, addr, dial)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	if tk != nil {
-		if spec.DstTicket, err = s.keys.sealTicket(*tk); err != nil {
+		if spec.DstTicket, err = s.SealTicket(*tk); err != nil {
 			return err
 		}
 	}
 	if spec.DstAddr == "" {
-		tally.SetProto(s.transport, s.reason)
+		tally.SetProto(s.Transport(), s.TransportReason())
 	}
 	var mkdirs atomic.Int64 // directories the events announced
-	c := &call{resp: make(chan *wire.Resp, 1), events: progress.SinkFunc(func(e progress.Event) {
+	events := progress.SinkFunc(func(e progress.Event) {
 		if e.Event == progress.KindProgress {
 			sink.Emit(e)
 			return
@@ -241,8 +243,8 @@ func remoteJob(ctx context.Context, addr string, spec wire.JobSpec, tk *Ticket, 
 		}
 		tally.Record(e)
 		sink.Emit(e)
-	})}
-	resp, err := s.roundTrip(ctx, &wire.Req{Op: wire.OpJob, Job: &spec}, c)
+	})
+	resp, err := s.CallEvents(ctx, &wire.Req{Op: wire.OpJob, Job: &spec}, events)
 	if resp != nil && resp.Summary != nil {
 		// Counters came with the events already; take what only the
 		// summary knows.

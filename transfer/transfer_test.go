@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/backends"
@@ -142,7 +144,7 @@ func TestCorruptChunkIsResent(t *testing.T) {
 	want := writeFile(t, filepath.Join(src, "f.bin"), 3<<20+5)
 	ev := &events{}
 	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
-		wire.Options{Proto: "test-flaky", ChunkSize: 256 << 10, NoFsync: true}, DialOptions{}, ev)
+		wire.Options{Proto: "test-flaky", ChunkSize: 256 << 10, NoFsync: true}, session.DialOptions{}, ev)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -168,7 +170,7 @@ func TestCorruptChunkGivesUp(t *testing.T) {
 	writeFile(t, filepath.Join(src, "small.txt"), 100)
 	ev := &events{}
 	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
-		wire.Options{Proto: "test-broken", ChunkSize: 1 << 20, NoFsync: true}, DialOptions{}, ev)
+		wire.Options{Proto: "test-broken", ChunkSize: 1 << 20, NoFsync: true}, session.DialOptions{}, ev)
 	var pe *PartialError
 	if !errors.As(err, &pe) || sum.Errors != 1 {
 		t.Fatalf("want one failed file, got %v, %+v", err, sum)
@@ -192,7 +194,7 @@ func TestForcedTransportMissing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go NewServer(ServerConfig{Root: root, Protos: []string{"tcp"}}).Serve(ctx, ln)
-	_, err := Dial(ctx, ln.Addr().String(), DialOptions{Proto: "test-flaky", ConnectTimeout: 5 * time.Second})
+	_, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: "test-flaky", ConnectTimeout: 5 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "test-flaky") || !isPeerErr(err) {
 		t.Fatalf("want a peer error naming the transport, got %v", err)
 	}

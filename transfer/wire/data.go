@@ -63,3 +63,51 @@ func ChunkHeader(fid, idx uint64, off int64, digest hashtree.Digest) []byte {
 	e.Raw(digest[:])
 	return e.Buf
 }
+
+// Request operations of the store.
+const (
+	OpCASHas  = "cas.has"
+	OpCASStat = "cas.stat"
+	OpCASGet  = "cas.get"
+)
+
+// Data message kinds of the store.
+const (
+	MsgCASPut    byte = 5 // bytes of a put; tid allocated by the sender
+	MsgCASPutAck byte = 6 // the receiver's verdict on a put
+	MsgCASGet    byte = 7 // bytes answering a cas.get; tid allocated by the receiver
+)
+
+// Flags of mCASPut and mCASGet.
+const (
+	CASFirst byte = 1 << 0 // first message of the transfer
+	CASLast  byte = 1 << 1 // last message: the transfer's bytes are complete
+	CASAbort byte = 1 << 2 // the sender gave up; string msg follows; no payload
+	CASSize  byte = 1 << 3 // uvarint size follows (first message)
+	CASHasID byte = 1 << 4 // [32]id follows (first message of a put)
+)
+
+// Verdicts of mCASPutAck.
+const (
+	CASAckOK      byte = 0
+	CASAckCorrupt byte = 1 // the bytes do not hash to the announced id
+	CASAckFailed  byte = 2 // not stored: I/O error, too many puts at once
+	CASAckRefused byte = 3 // not stored: no store, or a read-only one
+)
+
+// Request operations and data message kinds of the benchmark.
+const (
+	OpBenchStart = "bench.start"
+	OpBenchStop  = "bench.stop"
+
+	MsgBenchData byte = 10 // bulk bytes, counted (and written in mode disk)
+	MsgBenchPing byte = 11 // a small message the peer echoes
+	MsgBenchPong byte = 12 // the echo
+)
+
+// PayloadCovered reports whether the payload of a data message of this
+// kind goes through the MAC. Chunks are bound by their verified digest
+// (a session's MAC binds them by their digest); the bulk bytes of `xfer bench` are discarded.
+func PayloadCovered(kind byte) bool {
+	return kind != MsgChunk && kind != MsgBenchData
+}

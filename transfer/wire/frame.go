@@ -13,7 +13,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol spoken by this
 // build. Peers refuse a different major version in the handshake.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // Control frame types.
 const (

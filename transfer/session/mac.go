@@ -1,4 +1,4 @@
-package transfer
+package session
 
 import (
 	"crypto/aes"
@@ -118,13 +118,6 @@ func (m *streamMAC) dataBegin(idx int, hdr []byte, payloadLen int) {
 	m.writeUint(uint64(len(hdr)))
 	m.write(hdr)
 	m.writeUint(uint64(payloadLen))
-}
-
-// payloadCovered reports whether the payload of a data message of this
-// kind goes through the MAC. Chunks are bound by their verified digest
-// (see above); the bulk bytes of `xfer bench` are discarded.
-func payloadCovered(kind byte) bool {
-	return kind != wire.MsgChunk && kind != mBenchData
 }
 
 // sealTicket encrypts t's secret under the session's seal key for the

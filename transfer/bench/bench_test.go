@@ -1,13 +1,19 @@
-package transfer
+package bench
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/xfer-io/xfer/backends/tcp" // the transport the tests use
+
+	"github.com/xfer-io/xfer/transfer/session"
+	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
@@ -17,7 +23,7 @@ import (
 
 // benchServer runs a server over a fresh tree (read-only if asked) and
 // returns a session to it with the given streams, and the tree's path.
-func benchServer(t *testing.T, streams int, readOnly bool) (*Session, string) {
+func benchServer(t *testing.T, streams int, readOnly bool) (*session.Session, string) {
 	t.Helper()
 	dir := t.TempDir()
 	root, err := fsroot.Open(dir)
@@ -30,10 +36,13 @@ func benchServer(t *testing.T, streams int, readOnly bool) (*Session, string) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := NewServer(ServerConfig{Root: root, ReadOnly: readOnly, IdleTimeout: 5 * time.Second})
+	srv := session.NewServer(session.ServerConfig{IdleTimeout: 5 * time.Second, Services: func(s *session.Session, _ session.Grant) error {
+		Serve(s, testScratch{root: root, readOnly: readOnly})
+		return nil
+	}})
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
-	s, err := Dial(ctx, ln.Addr().String(), DialOptions{Proto: "tcp", Streams: streams, ConnectTimeout: 5 * time.Second})
+	s, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: "tcp", Streams: streams, ConnectTimeout: 5 * time.Second})
 	if err != nil {
 		cancel()
 		<-done
@@ -43,23 +52,37 @@ func benchServer(t *testing.T, streams int, readOnly bool) (*Session, string) {
 	return s, dir
 }
 
+// testScratch makes the scratch files of mode disk in a tree, as a served
+// tree does: unnamed, and refused when the tree is read-only.
+type testScratch struct {
+	root     *fsroot.Root
+	readOnly bool
+}
+
+func (ts testScratch) ScratchFile(dir string) (*os.File, error) {
+	if ts.readOnly {
+		return nil, fmt.Errorf("bench --mode disk in %s: %w", dir, wire.ErrReadOnly)
+	}
+	return ts.root.OpenFile(dir, unix.O_TMPFILE|os.O_RDWR, 0o600)
+}
+
 func TestBenchModes(t *testing.T) {
 	tests := []struct {
 		name    string
-		opt     BenchOptions
+		opt     Options
 		streams int
 	}{
-		{"mem, 2 streams, bulk and round trips", BenchOptions{Mode: BenchMem, Size: 64 << 10, Duration: 150 * time.Millisecond, PingDuration: 100 * time.Millisecond}, 2},
-		{"file", BenchOptions{Mode: BenchFile, Size: 256 << 10, Duration: 100 * time.Millisecond}, 1},
-		{"disk", BenchOptions{Mode: BenchDisk, Size: 100_000, Duration: 100 * time.Millisecond}, 3},
-		{"one-byte messages", BenchOptions{Size: 1, Duration: 50 * time.Millisecond}, 1},
-		{"round trips only, 4 KiB", BenchOptions{PingSize: 4096, PingDuration: 100 * time.Millisecond}, 2},
+		{"mem, 2 streams, bulk and round trips", Options{Mode: ModeMem, Size: 64 << 10, Duration: 150 * time.Millisecond, PingDuration: 100 * time.Millisecond}, 2},
+		{"file", Options{Mode: ModeFile, Size: 256 << 10, Duration: 100 * time.Millisecond}, 1},
+		{"disk", Options{Mode: ModeDisk, Size: 100_000, Duration: 100 * time.Millisecond}, 3},
+		{"one-byte messages", Options{Size: 1, Duration: 50 * time.Millisecond}, 1},
+		{"round trips only, 4 KiB", Options{PingSize: 4096, PingDuration: 100 * time.Millisecond}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, dir := benchServer(t, tt.streams, false)
 			tt.opt.TempDir = t.TempDir()
-			res, err := s.Bench(context.Background(), tt.opt)
+			res, err := Run(context.Background(), s, tt.opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +127,7 @@ func TestBenchModes(t *testing.T) {
 				t.Errorf("the client's temp dir holds %v", ents)
 			}
 			// The session still works: a second run.
-			if _, err := s.Bench(context.Background(), BenchOptions{Size: 1024, Duration: 20 * time.Millisecond}); err != nil {
+			if _, err := Run(context.Background(), s, Options{Size: 1024, Duration: 20 * time.Millisecond}); err != nil {
 				t.Errorf("second run: %v", err)
 			}
 		})
@@ -115,28 +138,28 @@ func TestBenchRefusals(t *testing.T) {
 	tests := []struct {
 		name     string
 		readOnly bool
-		opt      BenchOptions
+		opt      Options
 		code     int
 		want     string
 	}{
-		{"disk on a read-only server", true, BenchOptions{Mode: BenchDisk, Duration: time.Millisecond}, exitcode.Usage, "read-only"},
-		{"disk in a missing directory", false, BenchOptions{Mode: BenchDisk, Path: "nope", Duration: time.Millisecond}, exitcode.Usage, "nope"},
-		{"disk outside the tree", false, BenchOptions{Mode: BenchDisk, Path: "../..", Duration: time.Millisecond}, exitcode.Usage, ".."},
-		{"unknown mode", false, BenchOptions{Mode: "tape", Duration: time.Millisecond}, exitcode.Usage, "tape"},
-		{"message too large", false, BenchOptions{Size: BenchMaxSize + 1, Duration: time.Millisecond}, exitcode.Usage, "--size"},
-		{"ping too large", false, BenchOptions{PingSize: BenchMaxPing + 1, PingDuration: time.Millisecond}, exitcode.Usage, "--ping-size"},
-		{"nothing to do", false, BenchOptions{}, exitcode.Usage, "nothing to measure"},
+		{"disk on a read-only server", true, Options{Mode: ModeDisk, Duration: time.Millisecond}, exitcode.Usage, "read-only"},
+		{"disk in a missing directory", false, Options{Mode: ModeDisk, Path: "nope", Duration: time.Millisecond}, exitcode.Usage, "nope"},
+		{"disk outside the tree", false, Options{Mode: ModeDisk, Path: "../..", Duration: time.Millisecond}, exitcode.Usage, ".."},
+		{"unknown mode", false, Options{Mode: "tape", Duration: time.Millisecond}, exitcode.Usage, "tape"},
+		{"message too large", false, Options{Size: MaxSize + 1, Duration: time.Millisecond}, exitcode.Usage, "--size"},
+		{"ping too large", false, Options{PingSize: MaxPing + 1, PingDuration: time.Millisecond}, exitcode.Usage, "--ping-size"},
+		{"nothing to do", false, Options{}, exitcode.Usage, "nothing to measure"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := benchServer(t, 1, tt.readOnly)
 			tt.opt.TempDir = t.TempDir()
-			_, err := s.Bench(context.Background(), tt.opt)
+			_, err := Run(context.Background(), s, tt.opt)
 			if err == nil || exitcode.Code(err) != tt.code || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v (exit %d), want exit %d mentioning %q", err, exitcode.Code(err), tt.code, tt.want)
 			}
 			// A refused run leaves the session usable.
-			if _, err := s.Bench(context.Background(), BenchOptions{Size: 1024, Duration: 10 * time.Millisecond}); err != nil {
+			if _, err := Run(context.Background(), s, Options{Size: 1024, Duration: 10 * time.Millisecond}); err != nil {
 				t.Errorf("run after the refusal: %v", err)
 			}
 		})
@@ -150,15 +173,15 @@ func TestBenchProtocolErrors(t *testing.T) {
 		name string
 		hdr  []byte
 	}{
-		{"data for no run", benchHeader(mBenchData, 7, 0)},
-		{"ping for no run", benchHeader(mBenchPing, 7, 1)},
-		{"bad header", []byte{mBenchPing, 0x80}},
+		{"data for no run", benchHeader(wire.MsgBenchData, 7, 0)},
+		{"ping for no run", benchHeader(wire.MsgBenchPing, 7, 1)},
+		{"bad header", []byte{wire.MsgBenchPing, 0x80}},
 		{"unknown bench kind", []byte{wire.MsgBenchLast}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := benchServer(t, 1, false)
-			if err := s.lanes[0].send(tt.hdr, []byte("x")); err != nil {
+			if err := s.Lanes()[0].Send(tt.hdr, []byte("x")); err != nil {
 				t.Fatal(err)
 			}
 			select {
@@ -171,7 +194,7 @@ func TestBenchProtocolErrors(t *testing.T) {
 	t.Run("unsolicited pong", func(t *testing.T) {
 		s, _ := benchServer(t, 1, false)
 		// The client's own lane reader must refuse a pong it did not ask for.
-		if err := benchOf(s).handle(s.lanes[0], benchHeader(mBenchPong, 1, 1), 0, new([]byte)); err == nil {
+		if err := benchOf(s).handle(s.Lanes()[0], benchHeader(wire.MsgBenchPong, 1, 1), 0, new([]byte)); err == nil {
 			t.Fatal("accepted an unsolicited pong")
 		}
 	})
@@ -180,27 +203,27 @@ func TestBenchProtocolErrors(t *testing.T) {
 func TestBenchStopChecksRun(t *testing.T) {
 	s, _ := benchServer(t, 1, false)
 	ctx := context.Background()
-	start, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{})
+	start, err := (&client{s}).benchCall(ctx, wire.OpBenchStart, &wire.BenchArgs{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{}); err == nil || !strings.Contains(err.Error(), "still open") {
+	if _, err := (&client{s}).benchCall(ctx, wire.OpBenchStart, &wire.BenchArgs{}); err == nil || !strings.Contains(err.Error(), "still open") {
 		t.Errorf("second start while one is open: %v", err)
 	}
-	if _, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run + 1}); err == nil {
+	if _, err := (&client{s}).benchCall(ctx, wire.OpBenchStop, &wire.BenchArgs{Run: start.Run + 1}); err == nil {
 		t.Error("stopped a run that does not exist")
 	}
-	if _, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: []int64{1, 2}}); err == nil {
+	if _, err := (&client{s}).benchCall(ctx, wire.OpBenchStop, &wire.BenchArgs{Run: start.Run, Sent: []int64{1, 2}}); err == nil {
 		t.Error("accepted counts for more streams than the session has")
 	}
 	// Claimed bytes that never come: the stop waits, and gives up when
 	// the caller does.
 	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	if _, err := s.benchCall(cctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: []int64{1}}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := (&client{s}).benchCall(cctx, wire.OpBenchStop, &wire.BenchArgs{Run: start.Run, Sent: []int64{1}}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("stop waiting for bytes never sent: %v", err)
 	}
-	if _, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run}); err != nil {
+	if _, err := (&client{s}).benchCall(ctx, wire.OpBenchStop, &wire.BenchArgs{Run: start.Run}); err != nil {
 		t.Errorf("stop: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package transfer
+package casnet
 
 import (
 	"bytes"
@@ -11,12 +11,16 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/xfer-io/xfer/backends/tcp" // the transport the tests use
+
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/internal/cas"
 )
 
 // casServer runs a server exposing a fresh store (or a read-only one) and
 // returns a session to it with the given transport, and the store.
-func casServer(t *testing.T, proto string, readOnly bool) (*Session, *cas.Store) {
+func casServer(t *testing.T, proto string, readOnly bool) (*Client, *cas.Store) {
 	t.Helper()
 	store, err := cas.OpenOptions(t.TempDir(), cas.Options{NoSync: true})
 	if err != nil {
@@ -28,17 +32,25 @@ func casServer(t *testing.T, proto string, readOnly bool) (*Session, *cas.Store)
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := NewServer(ServerConfig{Exports: map[string]Export{}, CAS: store, CASReadOnly: readOnly})
+	srv := storeServer(store, readOnly)
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, ln); close(done) }()
-	s, err := Dial(ctx, ln.Addr().String(), DialOptions{Proto: proto, Streams: 2, ConnectTimeout: 5 * time.Second})
+	s, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: proto, Streams: 2, ConnectTimeout: 5 * time.Second})
 	if err != nil {
 		cancel()
 		<-done
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(); cancel(); <-done })
-	return s, store
+	return NewClient(s), store
+}
+
+// storeServer is a session server whose sessions serve store (nil: none).
+func storeServer(store *cas.Store, readOnly bool) *session.Server {
+	return session.NewServer(session.ServerConfig{Services: func(s *session.Session, _ session.Grant) error {
+		Serve(s, store, readOnly)
+		return nil
+	}})
 }
 
 func pattern(n int, seed byte) []byte {
@@ -68,17 +80,17 @@ func TestCASSession(t *testing.T) {
 				data := pattern(n, byte(i))
 				want := cas.Sum(data)
 				// put from a reader, hashed on the fly
-				id, sent, err := s.CASPutReader(ctx, bytes.NewReader(data), nil)
+				id, sent, err := s.PutReader(ctx, bytes.NewReader(data), nil)
 				if err != nil || id != want || sent != int64(n) {
 					t.Fatalf("put reader %d bytes: %v %s %d, want %s", n, err, id, sent, want)
 				}
 				// get back, verified
 				var out bytes.Buffer
-				if got, err := s.CASGet(ctx, id, &out); err != nil || got != int64(n) || !bytes.Equal(out.Bytes(), data) {
+				if got, err := s.Get(ctx, id, &out); err != nil || got != int64(n) || !bytes.Equal(out.Bytes(), data) {
 					t.Fatalf("get %d bytes: %v, %d bytes, equal %v", n, err, got, bytes.Equal(out.Bytes(), data))
 				}
 				// fetch into the local store, then send it back from there
-				if err := s.CASFetch(ctx, id, local); err != nil {
+				if err := s.Fetch(ctx, id, local); err != nil {
 					t.Fatalf("fetch %d bytes: %v", n, err)
 				}
 				if ok, _ := local.Has(id); !ok {
@@ -87,15 +99,15 @@ func TestCASSession(t *testing.T) {
 				if err := remote.Remove(ctx, id); err != nil {
 					t.Fatal(err)
 				}
-				if err := s.CASSendObject(ctx, local, id); err != nil {
+				if err := s.SendObject(ctx, local, id); err != nil {
 					t.Fatalf("send %d bytes: %v", n, err)
 				}
-				sz, err := s.CASHas(ctx, []cas.ID{id, cas.Sum([]byte("absent"))})
+				sz, err := s.Has(ctx, []cas.ID{id, cas.Sum([]byte("absent"))})
 				if err != nil || sz[0] != int64(n) || sz[1] != -1 {
 					t.Fatalf("has after send: %v %v", sz, err)
 				}
 			}
-			st, err := s.CASStat(ctx)
+			st, err := s.Stat(ctx)
 			if err != nil || st.Objects != int64(len(sizes)) {
 				t.Fatalf("stat: %+v %v", st, err)
 			}
@@ -119,16 +131,16 @@ func TestCASSessionFile(t *testing.T) {
 	want := cas.Sum(data)
 	// a range of the file, and the whole file
 	part := cas.Sum(data[100 : 100+5000])
-	if id, err := s.CASSendFile(ctx, f, 100, 5000, &part); err != nil || id != part {
+	if id, err := s.SendFile(ctx, f, 100, 5000, &part); err != nil || id != part {
 		t.Fatalf("send range: %v", err)
 	}
-	if id, err := s.CASSendFile(ctx, f, 0, int64(len(data)), nil); err != nil || id != want {
+	if id, err := s.SendFile(ctx, f, 0, int64(len(data)), nil); err != nil || id != want {
 		t.Fatalf("send file: %s %v, want %s", id, err, want)
 	}
 	// a wrong id is refused and nothing is stored
 	wrong := cas.Sum([]byte("not this"))
 	for _, n := range []int64{5000, int64(len(data))} {
-		_, err := s.CASSendFile(ctx, f, 0, n, &wrong)
+		_, err := s.SendFile(ctx, f, 0, n, &wrong)
 		if !errors.Is(err, cas.ErrCorrupt) {
 			t.Errorf("send %d bytes with a wrong id: %v, want ErrCorrupt", n, err)
 		}
@@ -143,7 +155,7 @@ func TestCASSessionErrors(t *testing.T) {
 	t.Run("absent", func(t *testing.T) {
 		s, _ := casServer(t, "tcp", false)
 		var out bytes.Buffer
-		_, err := s.CASGet(ctx, cas.Sum([]byte("nothing")), &out)
+		_, err := s.Get(ctx, cas.Sum([]byte("nothing")), &out)
 		if !errors.Is(err, cas.ErrNotFound) || out.Len() != 0 {
 			t.Fatalf("get absent: %v (%d bytes written)", err, out.Len())
 		}
@@ -151,7 +163,7 @@ func TestCASSessionErrors(t *testing.T) {
 	t.Run("read-only", func(t *testing.T) {
 		s, remote := casServer(t, "tcp", true)
 		for _, n := range []int{10, 2*casMaxPayload + 1} {
-			_, _, err := s.CASPutReader(ctx, bytes.NewReader(pattern(n, 1)), nil)
+			_, _, err := s.PutReader(ctx, bytes.NewReader(pattern(n, 1)), nil)
 			if !errors.Is(err, ErrNoStore) {
 				t.Fatalf("put %d bytes to a read-only store: %v", n, err)
 			}
@@ -171,11 +183,11 @@ func TestCASSessionErrors(t *testing.T) {
 			loc, _ := remote.Locate(id)
 			corrupt(t, loc.Path, loc.Offset+int64(n/2))
 			var out bytes.Buffer
-			if _, err := s.CASGet(ctx, id, &out); !errors.Is(err, cas.ErrCorrupt) {
+			if _, err := s.Get(ctx, id, &out); !errors.Is(err, cas.ErrCorrupt) {
 				t.Errorf("get of a corrupt %d-byte object: %v, want ErrCorrupt", n, err)
 			}
 			local, _ := cas.OpenOptions(t.TempDir(), cas.Options{NoSync: true})
-			if err := s.CASFetch(ctx, id, local); !errors.Is(err, cas.ErrCorrupt) {
+			if err := s.Fetch(ctx, id, local); !errors.Is(err, cas.ErrCorrupt) {
 				t.Errorf("fetch of a corrupt %d-byte object: %v, want ErrCorrupt", n, err)
 			}
 			if ok, _ := local.Has(id); ok {
@@ -188,16 +200,17 @@ func TestCASSessionErrors(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		cctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		go NewServer(ServerConfig{Exports: map[string]Export{}}).Serve(cctx, ln)
-		s, err := Dial(ctx, ln.Addr().String(), DialOptions{Proto: "tcp"})
+		go storeServer(nil, false).Serve(cctx, ln)
+		ss, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: "tcp"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		if _, err := s.CASHas(ctx, []cas.ID{{}}); !errors.Is(err, ErrNoStore) {
+		defer ss.Close()
+		s := NewClient(ss)
+		if _, err := s.Has(ctx, []cas.ID{{}}); !errors.Is(err, ErrNoStore) {
 			t.Fatalf("has without a store: %v", err)
 		}
-		if _, _, err := s.CASPutReader(ctx, bytes.NewReader([]byte("x")), nil); !errors.Is(err, ErrNoStore) {
+		if _, _, err := s.PutReader(ctx, bytes.NewReader([]byte("x")), nil); !errors.Is(err, ErrNoStore) {
 			t.Fatalf("put without a store: %v", err)
 		}
 	})
@@ -205,11 +218,11 @@ func TestCASSessionErrors(t *testing.T) {
 		s, _ := casServer(t, "tcp", false)
 		cctx, cancel := context.WithCancel(ctx)
 		r := &slowReader{left: 64 << 20, cancel: cancel}
-		if _, _, err := s.CASPutReader(cctx, r, nil); !errors.Is(err, context.Canceled) {
+		if _, _, err := s.PutReader(cctx, r, nil); !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled put: %v", err)
 		}
 		// The session still works.
-		if _, err := s.CASStat(ctx); err != nil {
+		if _, err := s.Stat(ctx); err != nil {
 			t.Fatal(err)
 		}
 	})

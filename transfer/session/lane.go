@@ -1,4 +1,4 @@
-package transfer
+package session
 
 import (
 	"context"
@@ -31,7 +31,7 @@ const laneWindow = 4
 // sending side writes chunks and batches and reads verdicts; the receiving
 // side reads chunks and batches, writes them through the session's
 // receiver and answers with verdicts.
-type lane struct {
+type Lane struct {
 	s   *Session
 	idx int
 	st  backends.Stream
@@ -57,8 +57,8 @@ type lane struct {
 	once   sync.Once
 }
 
-func newLane(s *Session, idx int, st backends.Stream) *lane {
-	l := &lane{
+func newLane(s *Session, idx int, st backends.Stream) *Lane {
+	l := &Lane{
 		s: s, idx: idx, st: st,
 		chunks:  map[[2]uint64]func(byte, string){},
 		batches: map[uint64]*pendingBatch{},
@@ -79,12 +79,12 @@ const maxHeaderBody = backends.MaxHeader - wire.TagLen
 // are authenticated; payload is covered where payloadCovered says so.
 // n is the payload's length (payload itself may be nil when it is not
 // covered). The caller holds smu.
-func (l *lane) tag(hdr, payload []byte, n int) []byte {
+func (l *Lane) tag(hdr, payload []byte, n int) []byte {
 	if l.out == nil || len(hdr) == 0 {
 		return hdr
 	}
 	l.out.dataBegin(l.idx, hdr, n)
-	if payloadCovered(hdr[0]) {
+	if wire.PayloadCovered(hdr[0]) {
 		l.out.write(payload)
 	}
 	out := make([]byte, len(hdr), len(hdr)+wire.TagLen)
@@ -92,7 +92,7 @@ func (l *lane) tag(hdr, payload []byte, n int) []byte {
 	return l.out.sum(out)
 }
 
-func (l *lane) close(err error) {
+func (l *Lane) close(err error) {
 	l.once.Do(func() {
 		l.mu.Lock()
 		l.err = err
@@ -111,7 +111,7 @@ func (l *lane) close(err error) {
 	})
 }
 
-func (l *lane) send(hdr, payload []byte) error {
+func (l *Lane) Send(hdr, payload []byte) error {
 	l.smu.Lock()
 	defer l.smu.Unlock()
 	if err := l.st.Send(l.tag(hdr, payload, len(payload)), payload); err != nil {
@@ -122,15 +122,15 @@ func (l *lane) send(hdr, payload []byte) error {
 	return nil
 }
 
-func (l *lane) sendFile(hdr []byte, f *os.File, off int64, n int) error {
-	if l.out != nil && len(hdr) > 0 && payloadCovered(hdr[0]) {
+func (l *Lane) SendFile(hdr []byte, f *os.File, off int64, n int) error {
+	if l.out != nil && len(hdr) > 0 && wire.PayloadCovered(hdr[0]) {
 		// The tag covers the bytes: read them once, and send exactly
 		// what was authenticated.
 		buf := make([]byte, n)
 		if _, err := f.ReadAt(buf, off); err != nil {
 			return fmt.Errorf("read %s: %w", f.Name(), err)
 		}
-		return l.send(hdr, buf)
+		return l.Send(hdr, buf)
 	}
 	l.smu.Lock()
 	defer l.smu.Unlock()
@@ -144,7 +144,7 @@ func (l *lane) sendFile(hdr []byte, f *os.File, off int64, n int) error {
 
 // acquire takes a window slot, so a lane never runs more than laneWindow
 // chunks ahead of the receiver's verdicts.
-func (l *lane) acquire(ctx context.Context) error {
+func (l *Lane) Acquire(ctx context.Context) error {
 	select {
 	case l.window <- struct{}{}:
 		return nil
@@ -155,9 +155,9 @@ func (l *lane) acquire(ctx context.Context) error {
 	}
 }
 
-func (l *lane) release() { <-l.window }
+func (l *Lane) Release() { <-l.window }
 
-func (l *lane) closedErr() error {
+func (l *Lane) closedErr() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return fmt.Errorf("data stream %d to %s closed: %v", l.idx, l.s.peer, l.err)
@@ -168,7 +168,7 @@ func (l *lane) closedErr() error {
 // exactly once unless sendChunk returns an error, in which case it never
 // runs and the caller cleans up. The data is
 // either data (when f is nil) or n bytes of f at off.
-func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error {
+func (l *Lane) SendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error {
 	k := [2]uint64{fid, idx}
 	l.mu.Lock()
 	if l.err != nil {
@@ -180,9 +180,9 @@ func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 	hdr := wire.ChunkHeader(fid, idx, off, digest)
 	var err error
 	if f != nil {
-		err = l.sendFile(hdr, f, off, n)
+		err = l.SendFile(hdr, f, off, n)
 	} else {
-		err = l.send(hdr, data)
+		err = l.Send(hdr, data)
 	}
 	if err != nil {
 		// Report the error only if the callback has not run (close runs
@@ -200,7 +200,7 @@ func (l *lane) sendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 
 // sendBatch sends a batch of small files (already encoded) and arranges
 // for cb to get the per-file verdicts.
-func (l *lane) sendBatch(count int, payload []byte, cb func(errs []string, err error)) error {
+func (l *Lane) SendBatch(count int, payload []byte, cb func(errs []string, err error)) error {
 	l.mu.Lock()
 	if l.err != nil {
 		l.mu.Unlock()
@@ -214,7 +214,7 @@ func (l *lane) sendBatch(count int, payload []byte, cb func(errs []string, err e
 	e.U8(wire.MsgBatch)
 	e.Uvar(id)
 	e.Uvar(uint64(count))
-	if err := l.send(e.Buf, payload); err != nil {
+	if err := l.Send(e.Buf, payload); err != nil {
 		l.mu.Lock()
 		_, pending := l.batches[id]
 		delete(l.batches, id)
@@ -227,7 +227,7 @@ func (l *lane) sendBatch(count int, payload []byte, cb func(errs []string, err e
 }
 
 // readLoop handles every message arriving on the lane.
-func (l *lane) readLoop() {
+func (l *Lane) readLoop() {
 	hbuf := make([]byte, backends.MaxHeader)
 	var buf []byte
 	for {
@@ -264,7 +264,7 @@ func (l *lane) readLoop() {
 // open checks and strips the tag of a received message when the lane's
 // messages are authenticated. A tag that covers the payload is checked
 // once payload has read it; nothing of the message is acted on before.
-func (l *lane) open(hdr *[]byte, n int) error {
+func (l *Lane) open(hdr *[]byte, n int) error {
 	if l.in == nil {
 		return nil
 	}
@@ -275,7 +275,7 @@ func (l *lane) open(hdr *[]byte, n int) error {
 	h, tag := h[:len(h)-wire.TagLen], h[len(h)-wire.TagLen:]
 	*hdr = h
 	l.in.dataBegin(l.idx, h, n)
-	if payloadCovered(h[0]) && n > 0 {
+	if wire.PayloadCovered(h[0]) && n > 0 {
 		l.pending = true
 		copy(l.pendingTag[:], tag)
 		return nil
@@ -296,7 +296,7 @@ const payloadPiece = 4 << 20
 // the budget is spent by other messages; a peer that stops sending in the
 // middle of a payload for the idle timeout ends the session, so a stalled
 // message cannot hold its memory for long.
-func (l *lane) payload(n, max int, buf *[]byte) ([]byte, error) {
+func (l *Lane) Payload(n, max int, buf *[]byte) ([]byte, error) {
 	if n < 0 || n > max {
 		return nil, fmt.Errorf("payload of %d bytes exceeds the limit of %d", n, max)
 	}
@@ -330,7 +330,7 @@ func (l *lane) payload(n, max int, buf *[]byte) ([]byte, error) {
 	return b, nil
 }
 
-func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
+func (l *Lane) handle(hdr []byte, n int, buf *[]byte) error {
 	if len(hdr) == 0 {
 		return errors.New("empty message header")
 	}
@@ -344,7 +344,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		if d.Err != nil {
 			return fmt.Errorf("bad chunk header: %w", d.Err)
 		}
-		p, err := l.payload(n, wire.MaxChunkSize, buf)
+		p, err := l.Payload(n, wire.MaxChunkSize, buf)
 		if err != nil {
 			return err
 		}
@@ -358,7 +358,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		e.Uvar(idx)
 		e.U8(status)
 		e.Str(wire.VerdictMsg(msg))
-		return l.send(e.Buf, nil)
+		return l.Send(e.Buf, nil)
 	case wire.MsgBatch:
 		id, count := d.Uvar(), d.Uvar()
 		if d.Err != nil {
@@ -369,7 +369,7 @@ func (l *lane) handle(hdr []byte, n int, buf *[]byte) error {
 		if n < 1 || n > wire.MaxBatchPayload || count < 1 || count > wire.MaxBatchFiles || count > uint64((n-1)/wire.MinSmallEntry) {
 			return fmt.Errorf("bad batch header: %d files in %d bytes", count, n)
 		}
-		p, err := l.payload(n, wire.MaxBatchPayload, buf)
+		p, err := l.Payload(n, wire.MaxBatchPayload, buf)
 		if err != nil {
 			return err
 		}
@@ -424,7 +424,7 @@ const verdictRoom = maxHeaderBody - 32
 
 // sendBatchVerdicts answers batch id with the per-file errors errs ("" for
 // success), in as many pieces as they need.
-func (l *lane) sendBatchVerdicts(id uint64, errs []string) error {
+func (l *Lane) sendBatchVerdicts(id uint64, errs []string) error {
 	var items wire.Enc
 	n := 0
 	flush := func(last bool) error {
@@ -440,7 +440,7 @@ func (l *lane) sendBatchVerdicts(id uint64, errs []string) error {
 		e.Uvar(uint64(n))
 		e.Raw(items.Buf)
 		items.Buf, n = items.Buf[:0], 0
-		return l.send(e.Buf, nil)
+		return l.Send(e.Buf, nil)
 	}
 	for i, msg := range errs {
 		if msg == "" {
@@ -461,7 +461,7 @@ func (l *lane) sendBatchVerdicts(id uint64, errs []string) error {
 
 // batchVerdicts takes one piece of a batch's verdicts (the header after
 // its kind byte in d; n is the payload length, always 0).
-func (l *lane) batchVerdicts(d *wire.Dec, n int) error {
+func (l *Lane) batchVerdicts(d *wire.Dec, n int) error {
 	id, count := d.Uvar(), d.Uvar()
 	last := d.U8()
 	k := d.Uvar()
@@ -505,3 +505,9 @@ func (l *lane) batchVerdicts(d *wire.Dec, n int) error {
 	b.cb(errs, nil)
 	return nil
 }
+
+// Session is the session the lane belongs to.
+func (l *Lane) Session() *Session { return l.s }
+
+// Index is the lane's stream number in its session.
+func (l *Lane) Index() int { return l.idx }

@@ -1,4 +1,6 @@
-package transfer
+// Package casnet is the content-addressed store over a session: a Client
+// of the peer's store, and Serve, which offers a local store to the peer.
+package casnet
 
 // The content-addressed store over a session: requests cas.*, control
 // frames fCASFirst..fCASLast and data messages mCASFirst..mCASLast.
@@ -39,43 +41,14 @@ import (
 	"os"
 	"sync"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"lukechampine.com/blake3"
 
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
-)
-
-// Request operations of the store.
-const (
-	opCASHas  = "cas.has"
-	opCASStat = "cas.stat"
-	opCASGet  = "cas.get"
-)
-
-// Data message kinds of the store.
-const (
-	mCASPut    byte = 5 // bytes of a put; tid allocated by the sender
-	mCASPutAck byte = 6 // the receiver's verdict on a put
-	mCASGet    byte = 7 // bytes answering a cas.get; tid allocated by the receiver
-)
-
-// Flags of mCASPut and mCASGet.
-const (
-	cfFirst byte = 1 << 0 // first message of the transfer
-	cfLast  byte = 1 << 1 // last message: the transfer's bytes are complete
-	cfAbort byte = 1 << 2 // the sender gave up; string msg follows; no payload
-	cfSize  byte = 1 << 3 // uvarint size follows (first message)
-	cfID    byte = 1 << 4 // [32]id follows (first message of a put)
-)
-
-// Verdicts of mCASPutAck.
-const (
-	casAckOK      byte = 0
-	casAckCorrupt byte = 1 // the bytes do not hash to the announced id
-	casAckFailed  byte = 2 // not stored: I/O error, too many puts at once
-	casAckRefused byte = 3 // not stored: no store, or a read-only one
 )
 
 const (
@@ -89,6 +62,12 @@ const (
 	// peerTID marks a transfer id allocated by the peer.
 	peerTID = 1 << 63
 )
+
+// Client uses the store of the peer at the other end of a session.
+type Client struct{ *session.Session }
+
+// NewClient returns a client of the store served at the other end of s.
+func NewClient(s *session.Session) *Client { return &Client{s} }
 
 // casState is a session's store bookkeeping: transfers in progress in both
 // directions. It lives in the session's call table under casStateKey (a key
@@ -109,24 +88,24 @@ type casKey struct{}
 
 // casOf returns the session's store state, registering the store's data
 // messages on the session when it is first made.
-func casOf(s *Session) *casState {
+func casOf(s *session.Session) *casState {
 	return s.State(casKey{}, func() any {
 		st := &casState{recvs: map[uint64]*casRecv{}, acks: map[uint64]chan casAck{}, slots: make(chan struct{}, casMaxPuts)}
-		for k := mCASPut; k <= mCASGet; k++ {
+		for k := wire.MsgCASPut; k <= wire.MsgCASGet; k++ {
 			s.HandleData(k, st.handle)
 		}
 		return st
 	}).(*casState)
 }
 
-// serveCAS offers store (nil: none; ro: read-only) to the peer of s: the
+// Serve offers store (nil: none; ro: read-only) to the peer of s: the
 // cas.* requests and the puts it starts.
-func serveCAS(s *Session, store *cas.Store, ro bool) {
+func Serve(s *session.Session, store *cas.Store, ro bool) {
 	st := casOf(s)
 	st.mu.Lock()
 	st.store, st.ro = store, ro
 	st.mu.Unlock()
-	for _, op := range []string{opCASHas, opCASStat, opCASGet} {
+	for _, op := range []string{wire.OpCASHas, wire.OpCASStat, wire.OpCASGet} {
 		s.Handle(op, func(r *wire.Req) { st.serve(s, r) })
 	}
 }
@@ -208,11 +187,11 @@ func (r *casRecv) deliver(off uint64, flags byte, size int64, msg string, p []by
 	if r.ended {
 		return nil
 	}
-	if flags&cfAbort != 0 {
+	if flags&wire.CASAbort != 0 {
 		r.finish(fmt.Errorf("the sender gave up: %s", msg))
 		return nil
 	}
-	if flags&cfSize != 0 {
+	if flags&wire.CASSize != 0 {
 		if r.size >= 0 && r.size != size {
 			return fmt.Errorf("transfer announced %d bytes, then %d", r.size, size)
 		}
@@ -230,7 +209,7 @@ func (r *casRecv) deliver(off uint64, flags byte, size int64, msg string, p []by
 			r.err = err
 		}
 	}
-	if flags&cfLast != 0 {
+	if flags&wire.CASLast != 0 {
 		if r.size >= 0 && r.next != r.size {
 			r.finish(fmt.Errorf("transfer ended after %d of %d bytes", r.next, r.size))
 		} else {
@@ -247,67 +226,67 @@ func casHeader(kind byte, tid uint64, flags byte, off, size int64, id *cas.ID, m
 	e.Uvar(tid)
 	e.U8(flags)
 	e.Uvar(uint64(off))
-	if flags&cfSize != 0 {
+	if flags&wire.CASSize != 0 {
 		e.Uvar(uint64(size))
 	}
-	if flags&cfID != 0 {
+	if flags&wire.CASHasID != 0 {
 		e.Raw(id[:])
 	}
-	if flags&cfAbort != 0 {
+	if flags&wire.CASAbort != 0 {
 		e.Str(msg)
 	}
 	return e.Buf
 }
 
-func (s *Session) casLane(tid uint64) (*lane, error) {
-	if len(s.lanes) == 0 {
-		return nil, fmt.Errorf("session with %s has no data streams", s.peer)
+func casLane(s *session.Session, tid uint64) (*session.Lane, error) {
+	if len(s.Lanes()) == 0 {
+		return nil, fmt.Errorf("session with %s has no data streams", s.Peer())
 	}
-	return s.lanes[tid%uint64(len(s.lanes))], nil
+	return s.Lanes()[tid%uint64(len(s.Lanes()))], nil
 }
 
 // handle handles the store's data messages on lane l.
-func (st *casState) handle(l *lane, hdr []byte, n int, buf *[]byte) error {
+func (st *casState) handle(l *session.Lane, hdr []byte, n int, buf *[]byte) error {
 	d := &wire.Dec{Buf: hdr[1:]}
 	switch hdr[0] {
-	case mCASPut, mCASGet:
+	case wire.MsgCASPut, wire.MsgCASGet:
 		tid, flags, off := d.Uvar(), d.U8(), d.Uvar()
 		size := int64(-1)
-		if flags&cfSize != 0 {
+		if flags&wire.CASSize != 0 {
 			size = int64(d.Uvar())
 		}
 		var id *cas.ID
-		if flags&cfID != 0 {
+		if flags&wire.CASHasID != 0 {
 			id = new(cas.ID)
 			copy(id[:], d.Raw(len(id)))
 		}
 		msg := ""
-		if flags&cfAbort != 0 {
+		if flags&wire.CASAbort != 0 {
 			msg = d.Str()
 		}
-		if d.Err != nil || size < -1 || (flags&cfAbort != 0 && n != 0) || (hdr[0] == mCASGet && id != nil) {
+		if d.Err != nil || size < -1 || (flags&wire.CASAbort != 0 && n != 0) || (hdr[0] == wire.MsgCASGet && id != nil) {
 			return fmt.Errorf("bad store message (kind %d)", hdr[0])
 		}
-		p, err := l.payload(n, casMaxPayload, buf)
+		p, err := l.Payload(n, casMaxPayload, buf)
 		if err != nil {
 			return err
 		}
 		key := tid
-		if hdr[0] == mCASPut {
+		if hdr[0] == wire.MsgCASPut {
 			key |= peerTID
 		}
 		r := st.recv(key)
 		if r == nil {
-			if hdr[0] == mCASPut && flags&cfFirst != 0 && flags&cfAbort == 0 {
-				return l.receivePut(st, tid, flags, size, id, p)
+			if hdr[0] == wire.MsgCASPut && flags&wire.CASFirst != 0 && flags&wire.CASAbort == 0 {
+				return st.receivePut(l, tid, flags, size, id, p)
 			}
 			return nil // a transfer given up on this side: drop its bytes
 		}
-		if flags&cfFirst != 0 && hdr[0] == mCASPut {
+		if flags&wire.CASFirst != 0 && hdr[0] == wire.MsgCASPut {
 			return fmt.Errorf("store transfer %d started twice", tid)
 		}
 		return r.deliver(off, flags, size, msg, p)
-	case mCASPutAck:
+	case wire.MsgCASPutAck:
 		tid, status, msg := d.Uvar(), d.U8(), d.Str()
 		var a casAck
 		copy(a.id[:], d.Raw(len(a.id)))
@@ -329,42 +308,42 @@ func (st *casState) handle(l *lane, hdr []byte, n int, buf *[]byte) error {
 }
 
 // sendAck answers a peer's put.
-func (l *lane) sendAck(tid uint64, a casAck) error {
+func sendAck(l *session.Lane, tid uint64, a casAck) error {
 	e := wire.Enc{Buf: make([]byte, 0, 80)}
-	e.U8(mCASPutAck)
+	e.U8(wire.MsgCASPutAck)
 	e.Uvar(tid)
 	e.U8(a.status)
 	e.Str(a.msg)
 	e.Raw(a.id[:])
 	e.Uvar(uint64(a.size))
-	return l.send(e.Buf, nil)
+	return l.Send(e.Buf, nil)
 }
 
 // ackFor turns the outcome of a put into its verdict.
 func ackFor(id cas.ID, size int64, err error) casAck {
 	switch {
 	case err == nil:
-		return casAck{status: casAckOK, id: id, size: size}
+		return casAck{status: wire.CASAckOK, id: id, size: size}
 	case errors.Is(err, cas.ErrCorrupt):
-		return casAck{status: casAckCorrupt, msg: err.Error()}
+		return casAck{status: wire.CASAckCorrupt, msg: err.Error()}
 	}
-	return casAck{status: casAckFailed, msg: err.Error()}
+	return casAck{status: wire.CASAckFailed, msg: err.Error()}
 }
 
 // receivePut starts receiving a put from the peer. A put that fits one
 // message is stored right here; a longer one streams through a pipe into
 // the store on its own goroutine, which answers when done.
-func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *cas.ID, p []byte) error {
+func (st *casState) receivePut(l *session.Lane, tid uint64, flags byte, size int64, id *cas.ID, p []byte) error {
 	st.mu.Lock()
 	store, ro := st.store, st.ro
 	st.mu.Unlock()
 	switch {
 	case store == nil:
-		return l.sendAck(tid, casAck{status: casAckRefused, msg: "this peer exposes no content-addressed store (start it with --cas DIR)"})
+		return sendAck(l, tid, casAck{status: wire.CASAckRefused, msg: "this peer exposes no content-addressed store (start it with --cas DIR)"})
 	case ro:
-		return l.sendAck(tid, casAck{status: casAckRefused, msg: "this peer's store is read-only (--cas-read-only)"})
+		return sendAck(l, tid, casAck{status: wire.CASAckRefused, msg: "this peer's store is read-only (--cas-read-only)"})
 	}
-	if flags&cfLast != 0 {
+	if flags&wire.CASLast != 0 {
 		if size >= 0 && size != int64(len(p)) {
 			return fmt.Errorf("store transfer %d announced %d bytes, sent %d", tid, size, len(p))
 		}
@@ -375,12 +354,12 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 		} else {
 			got, err = store.PutBytes(context.Background(), p)
 		}
-		return l.sendAck(tid, ackFor(got, int64(len(p)), err))
+		return sendAck(l, tid, ackFor(got, int64(len(p)), err))
 	}
 	st.mu.Lock()
 	if st.puts >= casMaxPuts {
 		st.mu.Unlock()
-		return l.sendAck(tid, casAck{status: casAckFailed, msg: fmt.Sprintf("too many puts at once (limit %d per session)", casMaxPuts)})
+		return sendAck(l, tid, casAck{status: wire.CASAckFailed, msg: fmt.Sprintf("too many puts at once (limit %d per session)", casMaxPuts)})
 	}
 	st.puts++
 	pr, pw := io.Pipe()
@@ -392,9 +371,9 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		select {
-		case <-l.s.done:
+		case <-l.Session().Done():
 			// No more bytes will come: unblock the put.
-			pw.CloseWithError(fmt.Errorf("session with %s ended", l.s.peer))
+			pw.CloseWithError(fmt.Errorf("session with %s ended", l.Session().Peer()))
 			cancel()
 		case <-ctx.Done():
 		}
@@ -423,15 +402,15 @@ func (l *lane) receivePut(st *casState, tid uint64, flags byte, size int64, id *
 			err = ctx.Err()
 		}
 		if err != nil {
-			l.s.log.Debug("store put from peer failed", "peer", l.s.peer, "err", err)
+			l.Session().Log().Debug("store put from peer failed", "peer", l.Session().Peer(), "err", err)
 		}
-		l.sendAck(tid, ackFor(got, n, err))
+		sendAck(l, tid, ackFor(got, n, err))
 	}()
 	return r.deliver(0, flags, size, "", p)
 }
 
 // serve answers the peer's cas.* requests against the served store.
-func (st *casState) serve(s *Session, r *wire.Req) {
+func (st *casState) serve(s *session.Session, r *wire.Req) {
 	st.mu.Lock()
 	store := st.store
 	st.mu.Unlock()
@@ -444,7 +423,7 @@ func (st *casState) serve(s *Session, r *wire.Req) {
 		a = *r.CAS
 	}
 	switch r.Op {
-	case opCASHas:
+	case wire.OpCASHas:
 		if len(a.IDs) > casMaxHas {
 			s.Reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("cas.has: %d ids (limit %d)", len(a.IDs), casMaxHas), Kind: wire.KindUsage})
 			return
@@ -456,22 +435,22 @@ func (st *casState) serve(s *Session, r *wire.Req) {
 			case errors.Is(err, cas.ErrNotFound):
 				n = -1
 			case err != nil:
-				s.Reply(errResp(r.ID, err))
+				s.Reply(wire.ErrResp(r.ID, err))
 				return
 			}
 			res.Sizes[i] = n
 		}
 		s.Reply(casReply(r.ID, &res))
-	case opCASStat:
+	case wire.OpCASStat:
 		go func() {
 			st, err := store.Stat()
 			if err != nil {
-				s.Reply(errResp(r.ID, err))
+				s.Reply(wire.ErrResp(r.ID, err))
 				return
 			}
 			s.Reply(casReply(r.ID, &wire.CASResult{Stats: &st}))
 		}()
-	case opCASGet:
+	case wire.OpCASGet:
 		if a.ID == nil || a.TID == 0 {
 			s.Reply(&wire.Resp{ID: r.ID, Err: "cas.get: want an id and a transfer id", Kind: wire.KindUsage})
 			return
@@ -481,7 +460,7 @@ func (st *casState) serve(s *Session, r *wire.Req) {
 			defer s.Untrack(r.ID)
 			n, err := sendObject(ctx, s, store, *a.ID, a.TID)
 			if err != nil {
-				resp := errResp(r.ID, err)
+				resp := wire.ErrResp(r.ID, err)
 				if errors.Is(err, cas.ErrNotFound) {
 					resp.Kind = wire.KindNotFound
 				}
@@ -501,7 +480,7 @@ func casReply(id uint64, res *wire.CASResult) *wire.Resp {
 
 // sendObject sends the bytes of id from store as the answer to the peer's
 // cas.get tid, straight from the pack or object file.
-func sendObject(ctx context.Context, s *Session, store *cas.Store, id cas.ID, tid uint64) (int64, error) {
+func sendObject(ctx context.Context, s *session.Session, store *cas.Store, id cas.ID, tid uint64) (int64, error) {
 	loc, err := store.Locate(id)
 	if err != nil {
 		return 0, err
@@ -511,39 +490,39 @@ func sendObject(ctx context.Context, s *Session, store *cas.Store, id cas.ID, ti
 		return 0, fmt.Errorf("cas: open %s: %w", loc.Path, err)
 	}
 	defer f.Close()
-	l, err := s.casLane(tid)
+	l, err := casLane(s, tid)
 	if err != nil {
 		return 0, err
 	}
-	return loc.Length, sendRange(ctx, l, mCASGet, tid, f, loc.Offset, loc.Length, nil)
+	return loc.Length, sendRange(ctx, l, wire.MsgCASGet, tid, f, loc.Offset, loc.Length, nil)
 }
 
 // sendRange sends size bytes of f from off as the messages of transfer tid,
 // with sendfile where the transport can. If ctx ends first the receiver is
 // told the transfer was abandoned.
-func sendRange(ctx context.Context, l *lane, kind byte, tid uint64, f *os.File, off, size int64, id *cas.ID) error {
+func sendRange(ctx context.Context, l *session.Lane, kind byte, tid uint64, f *os.File, off, size int64, id *cas.ID) error {
 	for pos := int64(0); ; {
 		n := min(int64(casMaxPayload), size-pos)
 		flags := byte(0)
 		if pos == 0 {
-			flags |= cfFirst | cfSize
+			flags |= wire.CASFirst | wire.CASSize
 			if id != nil {
-				flags |= cfID
+				flags |= wire.CASHasID
 			}
 		}
 		if pos+n == size {
-			flags |= cfLast
+			flags |= wire.CASLast
 		}
 		if err := ctx.Err(); err != nil {
-			l.send(casHeader(kind, tid, cfAbort, pos, 0, nil, err.Error()), nil)
+			l.Send(casHeader(kind, tid, wire.CASAbort, pos, 0, nil, err.Error()), nil)
 			return err
 		}
 		hdr := casHeader(kind, tid, flags, pos, size, id, "")
 		var err error
 		if n == 0 {
-			err = l.send(hdr, nil)
+			err = l.Send(hdr, nil)
 		} else {
-			err = l.sendFile(hdr, f, off+pos, int(n))
+			err = l.SendFile(hdr, f, off+pos, int(n))
 		}
 		if err != nil {
 			return err
@@ -564,7 +543,7 @@ var (
 
 // casErr classifies a failed cas.* request for errors.Is.
 func casErr(err error, what string) error {
-	var re *RemoteError
+	var re *session.RemoteError
 	if errors.As(err, &re) {
 		switch re.Kind {
 		case wire.KindNotFound:
@@ -576,8 +555,8 @@ func casErr(err error, what string) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-func (s *Session) casCall(ctx context.Context, op string, a *wire.CASArgs) (*wire.CASResult, error) {
-	resp, err := s.call(ctx, &wire.Req{Op: op, CAS: a})
+func (s *Client) casCall(ctx context.Context, op string, a *wire.CASArgs) (*wire.CASResult, error) {
+	resp, err := s.Call(ctx, &wire.Req{Op: op, CAS: a})
 	if err != nil {
 		return nil, err
 	}
@@ -587,43 +566,43 @@ func (s *Session) casCall(ctx context.Context, op string, a *wire.CASArgs) (*wir
 	return resp.CAS, nil
 }
 
-// CASHas asks which of ids the peer's store holds: the size of each, or -1
+// Has asks which of ids the peer's store holds: the size of each, or -1
 // where it is absent.
-func (s *Session) CASHas(ctx context.Context, ids []cas.ID) ([]int64, error) {
+func (s *Client) Has(ctx context.Context, ids []cas.ID) ([]int64, error) {
 	out := make([]int64, 0, len(ids))
 	for len(ids) > 0 {
 		part := ids[:min(len(ids), casMaxHas)]
 		ids = ids[len(part):]
-		res, err := s.casCall(ctx, opCASHas, &wire.CASArgs{IDs: part})
+		res, err := s.casCall(ctx, wire.OpCASHas, &wire.CASArgs{IDs: part})
 		if err != nil {
 			return nil, casErr(err, "cas has")
 		}
 		if len(res.Sizes) != len(part) {
-			return nil, exitcode.Peerf("peer %s: cas.has answered %d sizes for %d ids", s.peer, len(res.Sizes), len(part))
+			return nil, exitcode.Peerf("peer %s: cas.has answered %d sizes for %d ids", s.Peer(), len(res.Sizes), len(part))
 		}
 		out = append(out, res.Sizes...)
 	}
 	return out, nil
 }
 
-// CASStat returns the statistics of the peer's store.
-func (s *Session) CASStat(ctx context.Context) (cas.Stats, error) {
-	res, err := s.casCall(ctx, opCASStat, &wire.CASArgs{})
+// Stat returns the statistics of the peer's store.
+func (s *Client) Stat(ctx context.Context) (cas.Stats, error) {
+	res, err := s.casCall(ctx, wire.OpCASStat, &wire.CASArgs{})
 	if err != nil {
 		return cas.Stats{}, casErr(err, "cas stat")
 	}
 	if res.Stats == nil {
-		return cas.Stats{}, exitcode.Peerf("peer %s: cas.stat answered no statistics", s.peer)
+		return cas.Stats{}, exitcode.Peerf("peer %s: cas.stat answered no statistics", s.Peer())
 	}
 	return *res.Stats, nil
 }
 
-// CASGet writes the object id from the peer's store to w, verifying it on
+// Get writes the object id from the peer's store to w, verifying it on
 // the fly: if the bytes do not hash to id the error wraps cas.ErrCorrupt,
 // and what w received must be discarded (as with cas.Store.Get). An absent
 // object gives an error wrapping cas.ErrNotFound before anything is
 // written.
-func (s *Session) CASGet(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
+func (s *Client) Get(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
 	h := blake3.New(32, nil)
 	n, err := s.casGet(ctx, id, io.MultiWriter(h, w))
 	if err != nil {
@@ -632,15 +611,15 @@ func (s *Session) CASGet(ctx context.Context, id cas.ID, w io.Writer) (int64, er
 	var got cas.ID
 	h.Sum(got[:0])
 	if got != id {
-		return n, fmt.Errorf("cas get %s from %s: content hashes to %s: %w", id, s.peer, got, cas.ErrCorrupt)
+		return n, fmt.Errorf("cas get %s from %s: content hashes to %s: %w", id, s.Peer(), got, cas.ErrCorrupt)
 	}
 	return n, nil
 }
 
-// CASFetch copies the object id from the peer's store into store, which
+// Fetch copies the object id from the peer's store into store, which
 // verifies it (cas.Store.PutVerified) before keeping it. An object store
 // already holds is not fetched.
-func (s *Session) CASFetch(ctx context.Context, id cas.ID, store *cas.Store) error {
+func (s *Client) Fetch(ctx context.Context, id cas.ID, store *cas.Store) error {
 	if ok, err := store.Has(id); err != nil {
 		return err
 	} else if ok {
@@ -661,17 +640,17 @@ func (s *Session) CASFetch(ctx context.Context, id cas.ID, store *cas.Store) err
 	}
 	if perr != nil {
 		if errors.Is(perr, cas.ErrCorrupt) {
-			return fmt.Errorf("cas fetch %s from %s: %w", id, s.peer, perr)
+			return fmt.Errorf("cas fetch %s from %s: %w", id, s.Peer(), perr)
 		}
-		return fmt.Errorf("cas fetch %s from %s: %w", id, s.peer, perr)
+		return fmt.Errorf("cas fetch %s from %s: %w", id, s.Peer(), perr)
 	}
 	return nil
 }
 
 // casGet receives the bytes of id into w, unverified.
-func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
-	st := casOf(s)
-	tid := s.nextID.Add(1)
+func (s *Client) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, error) {
+	st := casOf(s.Session)
+	tid := s.NewID()
 	r := newCASRecv(w, -1, nil)
 	st.mu.Lock()
 	st.recvs[tid] = r
@@ -687,7 +666,7 @@ func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, er
 	}
 	callDone := make(chan result, 1)
 	go func() {
-		res, err := s.casCall(cctx, opCASGet, &wire.CASArgs{ID: &id, TID: tid})
+		res, err := s.casCall(cctx, wire.OpCASGet, &wire.CASArgs{ID: &id, TID: tid})
 		callDone <- result{res, err}
 	}()
 	// The answer follows the bytes but travels on the control connection,
@@ -706,45 +685,45 @@ func (s *Session) casGet(ctx context.Context, id cas.ID, w io.Writer) (int64, er
 			answer, callDone = c.res, nil
 		case <-bytesDone:
 			if n, err := r.result(); err != nil {
-				return n, fmt.Errorf("cas get %s from %s: %w", id, s.peer, err)
+				return n, fmt.Errorf("cas get %s from %s: %w", id, s.Peer(), err)
 			}
 			bytesDone = nil
-		case <-s.done:
-			return 0, s.endErr()
+		case <-s.Done():
+			return 0, s.EndErr()
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
 	}
 	n, _ := r.result()
 	if n != answer.Size {
-		return n, exitcode.Peerf("cas get %s from %s: received %d bytes, peer sent %d", id, s.peer, n, answer.Size)
+		return n, exitcode.Peerf("cas get %s from %s: received %d bytes, peer sent %d", id, s.Peer(), n, answer.Size)
 	}
 	return n, nil
 }
 
-// CASSendFile stores size bytes of f from offset off in the peer's store,
+// SendFile stores size bytes of f from offset off in the peer's store,
 // sending them with sendfile where the transport can (no copy through this
 // process). If id is non-nil the peer stores the bytes only if they hash to
 // it (an error wrapping cas.ErrCorrupt otherwise); if nil, the peer's id is
 // returned unchecked, so callers that need the id verified end to end
 // should pass it.
-func (s *Session) CASSendFile(ctx context.Context, f *os.File, off, size int64, id *cas.ID) (cas.ID, error) {
-	return s.casPut(ctx, id, func(ctx context.Context, l *lane, tid uint64) error {
-		return sendRange(ctx, l, mCASPut, tid, f, off, size, id)
+func (s *Client) SendFile(ctx context.Context, f *os.File, off, size int64, id *cas.ID) (cas.ID, error) {
+	return s.casPut(ctx, id, func(ctx context.Context, l *session.Lane, tid uint64) error {
+		return sendRange(ctx, l, wire.MsgCASPut, tid, f, off, size, id)
 	}, size > casMaxPayload)
 }
 
-// CASSendObject copies the object id from store to the peer's store, from
+// SendObject copies the object id from store to the peer's store, from
 // the object's pack or standalone file with sendfile where the transport
 // can. The peer verifies the bytes against id. An object larger than a
 // packed one is first looked up on the peer and not sent if present.
-func (s *Session) CASSendObject(ctx context.Context, store *cas.Store, id cas.ID) error {
+func (s *Client) SendObject(ctx context.Context, store *cas.Store, id cas.ID) error {
 	loc, err := store.Locate(id)
 	if err != nil {
 		return err
 	}
 	if !loc.Packed {
-		sizes, err := s.CASHas(ctx, []cas.ID{id})
+		sizes, err := s.Has(ctx, []cas.ID{id})
 		if err != nil {
 			return err
 		}
@@ -757,48 +736,48 @@ func (s *Session) CASSendObject(ctx context.Context, store *cas.Store, id cas.ID
 		return fmt.Errorf("cas send %s: %w", id, err)
 	}
 	defer f.Close()
-	_, err = s.CASSendFile(ctx, f, loc.Offset, loc.Length, &id)
+	_, err = s.SendFile(ctx, f, loc.Offset, loc.Length, &id)
 	if errors.Is(err, cas.ErrCorrupt) {
 		return fmt.Errorf("%w (the local copy may be damaged: run xfer cas verify)", err)
 	}
 	return err
 }
 
-// CASPutReader stores the content read from r in the peer's store and
+// PutReader stores the content read from r in the peer's store and
 // returns its id and size. The content is hashed here while it is sent, and
 // the peer's id must match, so the returned id is verified end to end. If id
 // is non-nil the peer also refuses content that does not hash to it.
-func (s *Session) CASPutReader(ctx context.Context, r io.Reader, id *cas.ID) (cas.ID, int64, error) {
+func (s *Client) PutReader(ctx context.Context, r io.Reader, id *cas.ID) (cas.ID, int64, error) {
 	h := blake3.New(32, nil)
 	var sent int64
-	got, err := s.casPut(ctx, id, func(ctx context.Context, l *lane, tid uint64) error {
+	got, err := s.casPut(ctx, id, func(ctx context.Context, l *session.Lane, tid uint64) error {
 		buf := make([]byte, casMaxPayload)
 		for pos := int64(0); ; {
 			k, rerr := io.ReadFull(r, buf)
 			last := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
 			if rerr != nil && !last {
-				l.send(casHeader(mCASPut, tid, cfAbort, pos, 0, nil, "read failed"), nil)
+				l.Send(casHeader(wire.MsgCASPut, tid, wire.CASAbort, pos, 0, nil, "read failed"), nil)
 				return fmt.Errorf("cas put: read: %w", rerr)
 			}
 			if err := ctx.Err(); err != nil {
-				l.send(casHeader(mCASPut, tid, cfAbort, pos, 0, nil, err.Error()), nil)
+				l.Send(casHeader(wire.MsgCASPut, tid, wire.CASAbort, pos, 0, nil, err.Error()), nil)
 				return err
 			}
 			flags := byte(0)
 			if pos == 0 {
-				flags |= cfFirst
+				flags |= wire.CASFirst
 				if id != nil {
-					flags |= cfID
+					flags |= wire.CASHasID
 				}
 				if last {
-					flags |= cfSize
+					flags |= wire.CASSize
 				}
 			}
 			if last {
-				flags |= cfLast
+				flags |= wire.CASLast
 			}
 			h.Write(buf[:k])
-			if err := l.send(casHeader(mCASPut, tid, flags, pos, int64(k), id, ""), buf[:k]); err != nil {
+			if err := l.Send(casHeader(wire.MsgCASPut, tid, flags, pos, int64(k), id, ""), buf[:k]); err != nil {
 				return err
 			}
 			pos += int64(k)
@@ -814,7 +793,7 @@ func (s *Session) CASPutReader(ctx context.Context, r io.Reader, id *cas.ID) (ca
 	var mine cas.ID
 	h.Sum(mine[:0])
 	if got != mine {
-		return cas.ID{}, sent, fmt.Errorf("cas put to %s: peer stored %s but the content hashes to %s (damaged in transit): %w", s.peer, got, mine, cas.ErrCorrupt)
+		return cas.ID{}, sent, fmt.Errorf("cas put to %s: peer stored %s but the content hashes to %s (damaged in transit): %w", s.Peer(), got, mine, cas.ErrCorrupt)
 	}
 	return got, sent, nil
 }
@@ -823,20 +802,20 @@ func (s *Session) CASPutReader(ctx context.Context, r io.Reader, id *cas.ID) (ca
 // peer's verdict is awaited. A put of several messages takes one of the
 // session's put slots, matching the receiver's limit. casPut returns only
 // once send has returned, so the caller may then close what send reads.
-func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(ctx context.Context, l *lane, tid uint64) error, long bool) (cas.ID, error) {
-	st := casOf(s)
+func (s *Client) casPut(ctx context.Context, id *cas.ID, send func(ctx context.Context, l *session.Lane, tid uint64) error, long bool) (cas.ID, error) {
+	st := casOf(s.Session)
 	if long {
 		select {
 		case st.slots <- struct{}{}:
 			defer func() { <-st.slots }()
 		case <-ctx.Done():
 			return cas.ID{}, ctx.Err()
-		case <-s.done:
-			return cas.ID{}, s.endErr()
+		case <-s.Done():
+			return cas.ID{}, s.EndErr()
 		}
 	}
-	tid := s.nextID.Add(1)
-	l, err := s.casLane(tid)
+	tid := s.NewID()
+	l, err := casLane(s.Session, tid)
 	if err != nil {
 		return cas.ID{}, err
 	}
@@ -868,11 +847,11 @@ func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(ctx context.
 			}
 		case a = <-ch:
 			got = true
-			if a.status != casAckOK && sending {
+			if a.status != wire.CASAckOK && sending {
 				stop() // refused early: stop sending
 			}
-		case <-s.done:
-			fail = s.endErr()
+		case <-s.Done():
+			fail = s.EndErr()
 		case <-ctx.Done():
 			fail = ctx.Err()
 		}
@@ -885,15 +864,15 @@ func (s *Session) casPut(ctx context.Context, id *cas.ID, send func(ctx context.
 		return cas.ID{}, fail
 	}
 	switch a.status {
-	case casAckOK:
+	case wire.CASAckOK:
 		if id != nil && a.id != *id {
-			return cas.ID{}, exitcode.Peerf("cas put to %s: peer stored %s, not %s", s.peer, a.id, *id)
+			return cas.ID{}, exitcode.Peerf("cas put to %s: peer stored %s, not %s", s.Peer(), a.id, *id)
 		}
 		return a.id, nil
-	case casAckCorrupt:
-		return cas.ID{}, fmt.Errorf("cas put to %s: peer refused the content: %s: %w", s.peer, a.msg, cas.ErrCorrupt)
-	case casAckRefused:
-		return cas.ID{}, exitcode.WithCode(exitcode.Usage, fmt.Errorf("cas put to %s: %s: %w", s.peer, a.msg, ErrNoStore))
+	case wire.CASAckCorrupt:
+		return cas.ID{}, fmt.Errorf("cas put to %s: peer refused the content: %s: %w", s.Peer(), a.msg, cas.ErrCorrupt)
+	case wire.CASAckRefused:
+		return cas.ID{}, exitcode.WithCode(exitcode.Usage, fmt.Errorf("cas put to %s: %s: %w", s.Peer(), a.msg, ErrNoStore))
 	}
-	return cas.ID{}, fmt.Errorf("cas put to %s: %s", s.peer, a.msg)
+	return cas.ID{}, fmt.Errorf("cas put to %s: %s", s.Peer(), a.msg)
 }

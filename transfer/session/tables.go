@@ -1,4 +1,4 @@
-package transfer
+package session
 
 import (
 	"context"
@@ -18,7 +18,7 @@ type Handler func(r *wire.Req)
 // on lane l: hdr is its header (kind byte first, tag removed) and n the
 // length of the payload that follows, which the handler reads with
 // Lane.Payload into *buf (given back once it returns).
-type DataHandler func(l *lane, hdr []byte, n int, buf *[]byte) error
+type DataHandler func(l *Lane, hdr []byte, n int, buf *[]byte) error
 
 // FrameHandler handles one control frame of a registered type; an error
 // ends the session as a protocol error.

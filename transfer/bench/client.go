@@ -1,4 +1,4 @@
-package transfer
+package bench
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -18,29 +20,29 @@ import (
 
 // Bench modes: where the bulk bytes come from and where they go.
 const (
-	// BenchMem sends from memory (Send, the copy engine's path) and the
+	// ModeMem sends from memory (Send, the copy engine's path) and the
 	// server discards into a reused buffer.
-	BenchMem = "mem"
-	// BenchFile sends from a file in the page cache (SendFile: sendfile,
+	ModeMem = "mem"
+	// ModeFile sends from a file in the page cache (SendFile: sendfile,
 	// READ_FIXED or pread, whatever the transport does for files), as
 	// `iperf3 -Z` does; the server discards.
-	BenchFile = "file"
-	// BenchDisk sends from a file like BenchFile, and the server writes
+	ModeFile = "file"
+	// ModeDisk sends from a file like ModeFile, and the server writes
 	// into an unnamed temporary file beneath its export.
-	BenchDisk = "disk"
+	ModeDisk = "disk"
 )
 
-// BenchOptions configure Session.Bench.
-type BenchOptions struct {
-	Mode     string        // BenchMem (default), BenchFile or BenchDisk
-	Size     int           // bulk message size, 1 to BenchMaxSize (default 1 MiB)
+// Options configure Session.Bench.
+type Options struct {
+	Mode     string        // ModeMem (default), ModeFile or ModeDisk
+	Size     int           // bulk message size, 1 to MaxSize (default 1 MiB)
 	Duration time.Duration // bulk phase; 0 skips it
 	// PingSize and PingDuration set the round-trip phase: one message of
 	// PingSize bytes in flight per stream, echoed by the server; a
 	// PingDuration of 0 skips it.
 	PingSize     int
 	PingDuration time.Duration
-	// Path is the directory beneath the server's tree where BenchDisk
+	// Path is the directory beneath the server's tree where ModeDisk
 	// writes its temporary file.
 	Path string
 	// TempDir holds the sender's source file in modes file and disk
@@ -48,9 +50,9 @@ type BenchOptions struct {
 	TempDir string
 }
 
-// BenchResult is what one Session.Bench measured. Rates are of payload
+// Result is what one Session.Bench measured. Rates are of payload
 // bytes: Gbit/s = 10^9 bit/s, GB/s = 10^9 bytes/s.
-type BenchResult struct {
+type Result struct {
 	Event       string  `json:"event"` // "bench"
 	Proto       string  `json:"proto"`
 	ProtoReason string  `json:"proto_reason,omitempty"`
@@ -71,12 +73,12 @@ type BenchResult struct {
 	ServerCPUPct float64 `json:"server_cpu_pct"`
 	// ServerS is the server's own view: bench.start to the last byte.
 	ServerS   float64        `json:"server_s"`
-	Ping      *BenchPing     `json:"ping,omitempty"`
-	PerStream []BenchStreamR `json:"per_stream"`
+	Ping      *Ping          `json:"ping,omitempty"`
+	PerStream []StreamResult `json:"per_stream"`
 }
 
-// BenchPing is the round-trip phase of a BenchResult.
-type BenchPing struct {
+// Ping is the round-trip phase of a Result.
+type Ping struct {
 	Size       int     `json:"size"`
 	RoundTrips int64   `json:"round_trips"`
 	DurationS  float64 `json:"duration_s"`
@@ -89,8 +91,8 @@ type BenchPing struct {
 	ServerCPU  float64 `json:"server_cpu_s"`
 }
 
-// BenchStreamR is one stream's share of a BenchResult.
-type BenchStreamR struct {
+// StreamResult is one stream's share of a Result.
+type StreamResult struct {
 	Stream      int     `json:"stream"`
 	Bytes       int64   `json:"bytes"`
 	Messages    int64   `json:"messages"`
@@ -105,17 +107,17 @@ type BenchStreamR struct {
 }
 
 // Validate checks options a user typed.
-func (o BenchOptions) Validate() error {
+func (o Options) Validate() error {
 	switch o.Mode {
-	case "", BenchMem, BenchFile, BenchDisk:
+	case "", ModeMem, ModeFile, ModeDisk:
 	default:
 		return exitcode.Usagef("--mode %q: want mem, file or disk", o.Mode)
 	}
-	if o.Size < 0 || o.Size > BenchMaxSize {
-		return exitcode.Usagef("--size: want 1 byte to %d MiB, got %d", BenchMaxSize>>20, o.Size)
+	if o.Size < 0 || o.Size > MaxSize {
+		return exitcode.Usagef("--size: want 1 byte to %d MiB, got %d", MaxSize>>20, o.Size)
 	}
-	if o.PingSize < 0 || o.PingSize > BenchMaxPing {
-		return exitcode.Usagef("--ping-size: want 1 byte to %d KiB, got %d", BenchMaxPing>>10, o.PingSize)
+	if o.PingSize < 0 || o.PingSize > MaxPing {
+		return exitcode.Usagef("--ping-size: want 1 byte to %d KiB, got %d", MaxPing>>10, o.PingSize)
 	}
 	if o.Duration < 0 || o.PingDuration < 0 {
 		return exitcode.Usagef("--duration and --ping-duration must not be negative")
@@ -126,9 +128,9 @@ func (o BenchOptions) Validate() error {
 	return nil
 }
 
-func (o BenchOptions) withDefaults() BenchOptions {
+func (o Options) withDefaults() Options {
 	if o.Mode == "" {
-		o.Mode = BenchMem
+		o.Mode = ModeMem
 	}
 	if o.Size == 0 {
 		o.Size = 1 << 20
@@ -142,18 +144,25 @@ func (o BenchOptions) withDefaults() BenchOptions {
 	return o
 }
 
-// Bench measures the session's transport against the server: a bulk phase
+// Run measures the session's transport against the server: a bulk phase
 // (messages of o.Size on every lane for o.Duration, one way), then a
 // round-trip phase (o.PingSize messages echoed, one in flight per lane, for
 // o.PingDuration). The server must be an `xfer serve` (or any peer whose
 // handler serves bench.*).
-func (s *Session) Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
+func Run(ctx context.Context, s *session.Session, o Options) (*Result, error) {
+	return (&client{s}).run(ctx, o)
+}
+
+// client runs a benchmark against the peer of its session.
+type client struct{ *session.Session }
+
+func (s *client) run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	o = o.withDefaults()
-	res := &BenchResult{Event: "bench", Proto: s.transport, ProtoReason: s.reason, Mode: o.Mode,
-		Size: o.Size, Streams: len(s.lanes), PerStream: make([]BenchStreamR, len(s.lanes))}
+	res := &Result{Event: "bench", Proto: s.Transport(), ProtoReason: s.TransportReason(), Mode: o.Mode,
+		Size: o.Size, Streams: len(s.Lanes()), PerStream: make([]StreamResult, len(s.Lanes()))}
 	for i := range res.PerStream {
 		res.PerStream[i].Stream = i
 	}
@@ -170,17 +179,17 @@ func (s *Session) Bench(ctx context.Context, o BenchOptions) (*BenchResult, erro
 	return res, nil
 }
 
-func (s *Session) benchCall(ctx context.Context, op string, a *wire.BenchArgs) (*wire.BenchReply, error) {
-	resp, err := s.call(ctx, &wire.Req{Op: op, Bench: a})
+func (s *client) benchCall(ctx context.Context, op string, a *wire.BenchArgs) (*wire.BenchReply, error) {
+	resp, err := s.Call(ctx, &wire.Req{Op: op, Bench: a})
 	if err != nil {
-		var re *RemoteError
+		var re *session.RemoteError
 		if errors.As(err, &re) && re.Kind == wire.KindUsage && strings.HasPrefix(re.Msg, "unknown request ") {
-			return nil, exitcode.Peerf("peer %s does not serve xfer bench (an older xfer serve?)", s.peer)
+			return nil, exitcode.Peerf("peer %s does not serve xfer bench (an older xfer serve?)", s.Peer())
 		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if resp.Bench == nil {
-		return nil, exitcode.Peerf("peer %s: %s answered without a result", s.peer, op)
+		return nil, exitcode.Peerf("peer %s: %s answered without a result", s.Peer(), op)
 	}
 	return resp.Bench, nil
 }
@@ -215,13 +224,13 @@ func benchPattern(n int) []byte {
 }
 
 // benchBulk runs the bulk phase into res.
-func (s *Session) benchBulk(ctx context.Context, o BenchOptions, res *BenchResult) error {
+func (s *client) benchBulk(ctx context.Context, o Options, res *Result) error {
 	var (
 		src     *os.File
 		payload []byte
 	)
-	serverMode := BenchMem
-	if o.Mode == BenchMem {
+	serverMode := ModeMem
+	if o.Mode == ModeMem {
 		payload = benchPattern(o.Size)
 	} else {
 		var err error
@@ -229,22 +238,22 @@ func (s *Session) benchBulk(ctx context.Context, o BenchOptions, res *BenchResul
 			return err
 		}
 		defer src.Close()
-		if o.Mode == BenchDisk {
-			serverMode = BenchDisk
+		if o.Mode == ModeDisk {
+			serverMode = ModeDisk
 		}
 	}
-	start, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{Mode: serverMode, Path: o.Path, Size: int64(o.Size)})
+	start, err := s.benchCall(ctx, wire.OpBenchStart, &wire.BenchArgs{Mode: serverMode, Path: o.Path, Size: int64(o.Size)})
 	if err != nil {
 		return err
 	}
-	n := len(s.lanes)
+	n := len(s.Lanes())
 	sent, msgs := make([]int64, n), make([]int64, n)
 	errs := make([]error, n)
 	cpu0, t0 := cpuTime(), time.Now()
 	deadline := t0.Add(o.Duration)
-	hdr := benchHeader(mBenchData, start.Run, 0)
+	hdr := benchHeader(wire.MsgBenchData, start.Run, 0)
 	var wg sync.WaitGroup
-	for i, l := range s.lanes {
+	for i, l := range s.Lanes() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -255,9 +264,9 @@ func (s *Session) benchBulk(ctx context.Context, o BenchOptions, res *BenchResul
 				}
 				var err error
 				if src != nil {
-					err = l.sendFile(hdr, src, 0, o.Size)
+					err = l.SendFile(hdr, src, 0, o.Size)
 				} else {
-					err = l.send(hdr, payload)
+					err = l.Send(hdr, payload)
 				}
 				if err != nil {
 					errs[i] = err
@@ -271,10 +280,10 @@ func (s *Session) benchBulk(ctx context.Context, o BenchOptions, res *BenchResul
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return fmt.Errorf("bench over %s: %w", s.transport, err)
+			return fmt.Errorf("bench over %s: %w", s.Transport(), err)
 		}
 	}
-	stop, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
+	stop, err := s.benchCall(ctx, wire.OpBenchStop, &wire.BenchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
 	if err != nil {
 		return err
 	}
@@ -283,7 +292,7 @@ func (s *Session) benchBulk(ctx context.Context, o BenchOptions, res *BenchResul
 	res.ServerCPU = stop.CPU
 	res.ServerS = stop.Elapsed
 	res.DurationS = el
-	for i := range s.lanes {
+	for i := range s.Lanes() {
 		ps := &res.PerStream[i]
 		ps.Bytes, ps.Messages = sent[i], msgs[i]
 		if i < len(stop.Bytes) {
@@ -307,13 +316,13 @@ func rates(bytes, msgs int64, secs float64) (gbits, gbs, msgRate float64) {
 }
 
 // benchPing runs the round-trip phase into res.
-func (s *Session) benchPing(ctx context.Context, o BenchOptions, res *BenchResult) error {
-	start, err := s.benchCall(ctx, opBenchStart, &wire.BenchArgs{Mode: BenchMem})
+func (s *client) benchPing(ctx context.Context, o Options, res *Result) error {
+	start, err := s.benchCall(ctx, wire.OpBenchStart, &wire.BenchArgs{Mode: ModeMem})
 	if err != nil {
 		return err
 	}
-	n := len(s.lanes)
-	st := benchOf(s)
+	n := len(s.Lanes())
+	st := benchOf(s.Session)
 	st.mu.Lock()
 	st.pongs = make([]chan uint64, n)
 	for i := range st.pongs {
@@ -333,7 +342,7 @@ func (s *Session) benchPing(ctx context.Context, o BenchOptions, res *BenchResul
 	cpu0, t0 := cpuTime(), time.Now()
 	deadline := t0.Add(o.PingDuration)
 	var wg sync.WaitGroup
-	for i, l := range s.lanes {
+	for i, l := range s.Lanes() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -345,17 +354,17 @@ func (s *Session) benchPing(ctx context.Context, o BenchOptions, res *BenchResul
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return fmt.Errorf("bench round trips over %s: %w", s.transport, err)
+			return fmt.Errorf("bench round trips over %s: %w", s.Transport(), err)
 		}
 	}
 	el := time.Since(t0).Seconds()
-	stop, err := s.benchCall(ctx, opBenchStop, &wire.BenchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
+	stop, err := s.benchCall(ctx, wire.OpBenchStop, &wire.BenchArgs{Run: start.Run, Sent: sent, Msgs: msgs})
 	if err != nil {
 		return err
 	}
-	p := &BenchPing{Size: o.PingSize, DurationS: el, ClientCPU: (cpuTime() - cpu0).Seconds(), ServerCPU: stop.CPU}
+	p := &Ping{Size: o.PingSize, DurationS: el, ClientCPU: (cpuTime() - cpu0).Seconds(), ServerCPU: stop.CPU}
 	var all []time.Duration
-	for i := range s.lanes {
+	for i := range s.Lanes() {
 		ps := &res.PerStream[i]
 		sort.Slice(rtts[i], func(a, b int) bool { return rtts[i][a] < rtts[i][b] })
 		ps.RoundTrips = int64(len(rtts[i]))
@@ -379,24 +388,24 @@ const pingTimeout = 30 * time.Second
 
 // pingLane sends pings on l one at a time until deadline, recording each
 // round trip in *rtts.
-func (s *Session) pingLane(ctx context.Context, l *lane, run uint64, payload []byte, pongs chan uint64, deadline time.Time, rtts *[]time.Duration) error {
+func (s *client) pingLane(ctx context.Context, l *session.Lane, run uint64, payload []byte, pongs chan uint64, deadline time.Time, rtts *[]time.Duration) error {
 	timer := time.NewTimer(pingTimeout)
 	defer timer.Stop()
 	for seq := uint64(1); time.Now().Before(deadline); seq++ {
 		t := time.Now()
-		if err := l.send(benchHeader(mBenchPing, run, seq), payload); err != nil {
+		if err := l.Send(benchHeader(wire.MsgBenchPing, run, seq), payload); err != nil {
 			return err
 		}
 		timer.Reset(pingTimeout)
 		select {
 		case got := <-pongs:
 			if got != seq {
-				return exitcode.Peerf("peer %s echoed ping %d, expected %d", s.peer, got, seq)
+				return exitcode.Peerf("peer %s echoed ping %d, expected %d", s.Peer(), got, seq)
 			}
 		case <-timer.C:
-			return exitcode.Peerf("peer %s did not echo ping %d on stream %d within %s", s.peer, seq, l.idx, pingTimeout)
-		case <-s.done:
-			return s.endErr()
+			return exitcode.Peerf("peer %s did not echo ping %d on stream %d within %s", s.Peer(), seq, l.Index(), pingTimeout)
+		case <-s.Done():
+			return s.EndErr()
 		case <-ctx.Done():
 			return ctx.Err()
 		}

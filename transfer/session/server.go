@@ -1,9 +1,8 @@
-package transfer
+package session
 
 import (
 	"context"
 	"os"
-	"strings"
 	"syscall"
 
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -21,24 +20,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/xfer-io/xfer/internal/cas"
-	"github.com/xfer-io/xfer/internal/exitcode"
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/backends"
-	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/metrics"
-	"github.com/xfer-io/xfer/internal/progress"
 )
 
-// ServerConfig configures `xfer serve`.
+// ServerConfig configures how a server admits sessions: who may connect,
+// over which transports, within which limits. What a session may then do
+// is up to Services.
 type ServerConfig struct {
-	// Root is the single tree served, or nil when Exports are used.
-	Root *fsroot.Root
-	// Exports are named trees (rsync-style modules); the first component
-	// of every path a client names selects one.
-	Exports map[string]Export
-	Protos  []string // transports offered; empty: every usable one
+	Protos []string // transports offered; empty: every usable one
 	// Token, when set, is required of every client (HMAC challenge-response).
 	Token []byte
 	// TLS, when set, is required on every connection.
@@ -56,40 +48,35 @@ type ServerConfig struct {
 	MaxHandshakes          int
 	MaxHandshakesPerClient int
 	HandshakeTimeout       time.Duration
-	// MaxOpenFiles bounds the large files one session holds open.
-	MaxOpenFiles     int
-	MaxFrame         int   // control frame limit in bytes (default 8 MiB)
-	MaxSessionMemory int64 // receive buffers per session (default 256 MiB)
+	MaxFrame               int   // control frame limit in bytes (default 8 MiB)
+	MaxSessionMemory       int64 // receive buffers per session (default 256 MiB)
 	// MaxMemory bounds the receive buffers of all sessions together
 	// (default 1 GiB); a message waits for room rather than allocate.
 	MaxMemory int64
-	// Metrics, when set, counts sessions, bytes, files and failures.
-	Metrics *metrics.Metrics
-	// CAS is the content-addressed store exposed to peers (--cas), or nil.
-	CAS *cas.Store
-	// CASReadOnly refuses puts and removes.
-	CASReadOnly bool
-	NoFsync     bool
-	ReadOnly    bool // with Root: refuse every write
-	// Umask holds the permission bits taken from the mode of every file
-	// and directory a peer creates or changes (0: none; `xfer serve`
-	// passes its process umask, or --umask).
-	Umask uint32
-	// AllowSetid, with Root, keeps the set-uid, set-gid and sticky bits
-	// of what peers upload; by default they are dropped.
-	AllowSetid  bool
+	// Metrics, when set, counts sessions.
+	Metrics     *metrics.Metrics
 	MaxStreams  int
 	IdleTimeout time.Duration
 	Log         *slog.Logger
 	Version     string
-	// DialOptions are used when a job makes this server push to another.
-	Dial DialOptions
-	// PushAllow restricts the servers third-party jobs push to
-	// (--push-allow); nil allows any that accepts the job's ticket.
-	PushAllow *PushPolicy
+	// UringEntries sizes the io_uring rings of sessions (0: the default).
+	UringEntries int
+	// Services registers on a new session, before it starts, what it may
+	// do: a session admitted with a ticket (g.Ticket) must be confined to
+	// one delivery into g.Within. An error ends the session.
+	Services func(s *Session, g Grant) error
 }
 
-// Server accepts sessions and serves an export root.
+// Grant is what a session was admitted with: a ticket confines it to one
+// delivery into one directory (of one export).
+type Grant struct {
+	Ticket bool   // admitted with a ticket, not the server's token
+	Export string // the export the ticket was issued in ("" for a single root)
+	Within string // the directory the ticket admits
+}
+
+// Server accepts and authenticates sessions and hands each to the
+// services its configuration registers.
 type Server struct {
 	cfg ServerConfig
 	// usable and why are probed once: probing some transports (UCX) is slow.
@@ -98,7 +85,7 @@ type Server struct {
 	mu      sync.Mutex
 	joins   map[string]*pendingSession // sessions still setting up their data streams
 	adm     *admission
-	tickets tickets
+	tickets Tickets
 	active  sync.WaitGroup
 	// mem is the receive memory of all sessions (MaxMemory).
 	mem *memPool
@@ -140,9 +127,6 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if cfg.MaxOpenFiles <= 0 {
-		cfg.MaxOpenFiles = DefaultMaxOpenFiles
 	}
 	if cfg.MaxFrame <= 0 {
 		cfg.MaxFrame = wire.DefaultMaxFrame
@@ -613,7 +597,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	t, _ := backends.Lookup(name)
 	rv := &acceptRendezvous{ps: ps, exch: controlExchange{s}, got: map[int]net.Conn{}}
 	setupCtx, cancel := context.WithTimeout(ctx, wire.DefaultConnectTimeout)
-	err = s.openTransport(setupCtx, t, rv, backends.Params{Streams: streams, Dialer: false, UringEntries: srv.cfg.Dial.UringEntries})
+	err = s.openTransport(setupCtx, t, rv, backends.Params{Streams: streams, Dialer: false, UringEntries: srv.cfg.UringEntries})
 	cancel()
 	if err != nil {
 		srv.cfg.Log.Warn("session set-up failed", "peer", peer, "err", err)
@@ -625,7 +609,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	srv.mu.Lock()
 	delete(srv.joins, id)
 	srv.mu.Unlock()
-	if err := srv.services(s, grant{ticket: ti != nil, export: exportOf(ti), within: withinOf(ti)}); err != nil {
+	if err := srv.cfg.Services(s, Grant{Ticket: ti != nil, Export: exportOf(ti), Within: withinOf(ti)}); err != nil {
 		s.Close()
 		return
 	}
@@ -642,13 +626,6 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	srv.cfg.Log.Info("session ended", "peer", peer, "reason", s.Err())
 }
 
-// grant is what a session was admitted with: a ticket confines it to one
-// delivery into one directory (of one export).
-type grant struct {
-	ticket         bool
-	export, within string
-}
-
 func exportOf(ti *ticketInfo) string {
 	if ti == nil {
 		return ""
@@ -661,124 +638,6 @@ func withinOf(ti *ticketInfo) string {
 		return ""
 	}
 	return ti.within
-}
-
-// services registers on s what this server offers a session admitted
-// with g: the served tree, and unless g is a ticket, jobs, tickets and the
-// store.
-func (srv *Server) services(s *Session, g grant) error {
-	name := s.transport
-	var hd *handler
-	if srv.cfg.Exports != nil {
-		hd = newExportsHandler(srv.cfg.Exports, srv.cfg.NoFsync)
-		hd.served, hd.umask = true, srv.cfg.Umask
-		if g.export != "" {
-			if err := hd.bindTo(g.export); err != nil {
-				return err
-			}
-		}
-	} else {
-		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
-		hd.served, hd.umask = true, srv.cfg.Umask
-		hd.recv.peer = &peerPolicy{umask: srv.cfg.Umask, setid: srv.cfg.AllowSetid}
-	}
-	hd.m, hd.transport, hd.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
-	if hd.recv != nil {
-		hd.recv.m, hd.recv.transport, hd.recv.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
-	}
-	var store *cas.Store
-	if g.ticket {
-		// A ticket admits one delivery into one directory: no jobs, no
-		// further tickets, no store.
-		hd.confine(g.within)
-	} else {
-		hd.jobs = srv.runJob
-		hd.tickets = &srv.tickets
-		store = srv.cfg.CAS
-	}
-	hd.register(s)
-	serveCAS(s, store, srv.cfg.CASReadOnly)
-	serveBench(s, hd)
-	return nil
-}
-
-// runJob runs a transfer from this server's tree on a client's request:
-// back to the client (a pull) or to another server (third party).
-func (srv *Server) runJob(ctx context.Context, s *Session, root *fsroot.Root, srcPath string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error) {
-	tally := progress.NewTally()
-	dstPath, err := cleanPath(spec.DstPath)
-	if err != nil {
-		return tally.Summary(), err
-	}
-	var dst destination
-	if spec.DstAddr == "" {
-		dst = &remoteDest{s: s}
-		tally.SetProto(s.transport, s.reason)
-	} else {
-		o := srv.cfg.Dial
-		o.pool, o.poolLimit = srv.mem, srv.cfg.MaxSessionMemory
-		o.Proto = spec.Options.Proto
-		o.Streams = spec.Options.Streams
-		if spec.Options.ConnectTO > 0 {
-			o.ConnectTimeout = spec.Options.ConnectTO
-		}
-		if spec.Options.IdleTO > 0 {
-			o.IdleTimeout = spec.Options.IdleTO
-		}
-		o.NoVerify = spec.Options.Verify == "none"
-		// The destination must have authorized this job: only a ticket it
-		// issued to the client speaks for the client there, and nothing
-		// is pushed anywhere without one.
-		if spec.DstTicket == nil {
-			return tally.Summary(), exitcode.Usagef("job: pushing to %s needs a ticket issued by that server; refusing to push without one", spec.DstAddr)
-		}
-		tk, err := s.keys.openTicket(spec.DstTicket)
-		if err != nil {
-			return tally.Summary(), exitcode.Usagef("job: %v", err)
-		}
-		o.Ticket = &tk
-		o.Token = nil // only the client's ticket speaks for it
-		if o.allow, err = srv.cfg.PushAllow.vet(spec.DstAddr); err != nil {
-			return tally.Summary(), exitcode.Usagef("job: cannot push to %s: %v", spec.DstAddr, err)
-		}
-		if spec.DstTLS != nil {
-			tc, err := tlsSpecConfig(spec.DstTLS)
-			if err != nil {
-				return tally.Summary(), exitcode.Usagef("job: %v", err)
-			}
-			o.TLS, o.TLSData = tc, spec.DstTLS.Data
-		}
-		ds, err := Dial(ctx, spec.DstAddr, o)
-		if err != nil {
-			if errors.Is(err, errPushRefused) {
-				return tally.Summary(), exitcode.Usagef("job: cannot push to %s: %v", spec.DstAddr, errPushRefused)
-			}
-			// One message for every way this can fail, so that jobs
-			// cannot map which ports of the server's network are open or
-			// what listens there; the log has the real reason.
-			srv.cfg.Log.Warn("third-party job: cannot open a session to the destination", "peer", s.peer, "dst", spec.DstAddr, "err", err)
-			return tally.Summary(), exitcode.Peerf("cannot open a session to %s for this job: it is unreachable from the source server, is not an xfer server, or did not accept the ticket (the source server's log says which)", spec.DstAddr)
-		}
-		defer ds.Close()
-		dst = &remoteDest{s: ds}
-		tally.SetProto(ds.transport, ds.reason)
-	}
-	// Count what this server sends for the job.
-	counted := progress.SinkFunc(func(e progress.Event) {
-		switch {
-		case e.DryRun:
-		case e.Event == progress.KindTransfer:
-			srv.cfg.Metrics.AddFiles(tally.Summary().Proto, metrics.Sent, 1)
-		case e.Event == progress.KindNotice:
-			if strings.Contains(e.Msg, "sending it again") {
-				srv.cfg.Metrics.ChunkRetry()
-			}
-		}
-		sink.Emit(e)
-	})
-	err = runEngine(ctx, root, srcPath, dst, dstPath, spec.Options, counted, tally)
-	srv.cfg.Metrics.AddBytes(tally.Summary().Proto, metrics.Sent, tally.Summary().BytesSent)
-	return tally.Summary(), err
 }
 
 // acceptRendezvous hands the transport the data sockets the client dials.
@@ -822,4 +681,16 @@ func (r *acceptRendezvous) closeAll() {
 			return
 		}
 	}
+}
+
+// Tickets are the tickets this server issued for third-party sessions.
+func (srv *Server) Tickets() *Tickets { return &srv.tickets }
+
+// Shared returns o with the server's receive memory shared by the session
+// it dials (a job pushing to another server), and control, when set,
+// vetting every address it connects to.
+func (srv *Server) Shared(o DialOptions, control func(network, address string, c syscall.RawConn) error) DialOptions {
+	o.pool, o.poolLimit = srv.mem, srv.cfg.MaxSessionMemory
+	o.allow = control
+	return o
 }

@@ -1,4 +1,4 @@
-package transfer
+package session
 
 import (
 	"crypto/ecdh"
@@ -151,7 +151,7 @@ type ticketInfo struct {
 }
 
 // tickets is a server's table of outstanding tickets.
-type tickets struct {
+type Tickets struct {
 	mu sync.Mutex
 	m  map[string]*ticketInfo
 }
@@ -159,7 +159,7 @@ type tickets struct {
 // ErrTooManyTickets refuses a ticket while maxTickets are outstanding.
 var ErrTooManyTickets = errors.New("too many outstanding tickets on this server; try again in a few minutes")
 
-func (t *tickets) issue(export, within string) (Ticket, error) {
+func (t *Tickets) Issue(export, within string) (Ticket, error) {
 	id := make([]byte, 16)
 	rand.Read(id)
 	tk := Ticket{ID: hex.EncodeToString(id), Secret: newNonce()}
@@ -184,7 +184,7 @@ func (t *tickets) issue(export, within string) (Ticket, error) {
 
 // lookup returns a valid ticket without using it up: knowing a ticket's id
 // is not enough to spend it, only a proof of its secret is (redeem).
-func (t *tickets) lookup(id string) (*ticketInfo, bool) {
+func (t *Tickets) lookup(id string) (*ticketInfo, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ti, ok := t.m[id]
@@ -196,7 +196,7 @@ func (t *tickets) lookup(id string) (*ticketInfo, bool) {
 
 // redeem uses ticket ti up once its holder has proved knowledge of the
 // secret; false if another session redeemed it first.
-func (t *tickets) redeem(id string, ti *ticketInfo) bool {
+func (t *Tickets) redeem(id string, ti *ticketInfo) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m[id] != ti {
@@ -206,8 +206,8 @@ func (t *tickets) redeem(id string, ti *ticketInfo) bool {
 	return true
 }
 
-// tlsSpecConfig builds a client TLS configuration from a job's spec.
-func tlsSpecConfig(t *wire.TLSSpec) (*tls.Config, error) {
+// TLSConfig builds a client TLS configuration from a job's spec.
+func TLSConfig(t *wire.TLSSpec) (*tls.Config, error) {
 	c := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
 	if t.CAPEM != "" {
 		pool := x509.NewCertPool()

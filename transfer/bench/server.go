@@ -1,4 +1,6 @@
-package transfer
+// Package bench is `xfer bench` over a session: Run measures a session's
+// transport against its peer, and Serve answers such runs.
+package bench
 
 // `xfer bench` over a session: requests bench.* and data messages
 // mBenchFirst..mBenchLast. The benchmark runs on the session's own lanes,
@@ -35,6 +37,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"golang.org/x/sys/unix"
@@ -42,21 +46,11 @@ import (
 	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
-// Request operations and data message kinds of the benchmark.
 const (
-	opBenchStart = "bench.start"
-	opBenchStop  = "bench.stop"
-
-	mBenchData byte = 10 // bulk bytes, counted (and written in mode disk)
-	mBenchPing byte = 11 // a small message the peer echoes
-	mBenchPong byte = 12 // the echo
-)
-
-const (
-	// BenchMaxSize bounds a bulk message (the largest chunk a copy sends).
-	BenchMaxSize = wire.MaxChunkSize
-	// BenchMaxPing bounds a ping's payload.
-	BenchMaxPing = 64 << 10
+	// MaxSize bounds a bulk message (the largest chunk a copy sends).
+	MaxSize = wire.MaxChunkSize
+	// MaxPing bounds a ping's payload.
+	MaxPing = 64 << 10
 	// benchDiskSpan is how much of the temporary file mode disk fills
 	// before it wraps around and rewrites (shared by the streams), so a
 	// long run never fills the file system.
@@ -78,10 +72,10 @@ type benchKey struct{}
 // benchOf returns the session's benchmark state, registering the
 // benchmark's data messages on the session when it is first made; an open
 // run is closed when the session ends.
-func benchOf(s *Session) *benchState {
+func benchOf(s *session.Session) *benchState {
 	return s.State(benchKey{}, func() any {
 		st := &benchState{}
-		for k := mBenchData; k <= mBenchPong; k++ {
+		for k := wire.MsgBenchData; k <= wire.MsgBenchPong; k++ {
 			s.HandleData(k, st.handle)
 		}
 		s.OnClose(func() {
@@ -96,19 +90,19 @@ func benchOf(s *Session) *benchState {
 	}).(*benchState)
 }
 
-// benchScratch makes the temporary file of mode disk: an unnamed file in
+// Scratch makes the temporary file of mode disk: an unnamed file in
 // a directory beneath the served tree, gone when closed.
-type benchScratch interface {
-	// scratchFile creates the file in dir (a path the peer named), or
+type Scratch interface {
+	// ScratchFile creates the file in dir (a path the peer named), or
 	// says why it cannot (no such directory, a read-only tree).
-	scratchFile(dir string) (*os.File, error)
+	ScratchFile(dir string) (*os.File, error)
 }
 
-// serveBench offers the benchmark's requests on s; mode disk writes into
+// Serve offers the benchmark's requests on s; mode disk writes into
 // files that scratch makes.
-func serveBench(s *Session, scratch benchScratch) {
+func Serve(s *session.Session, scratch Scratch) {
 	st := benchOf(s)
-	for _, op := range []string{opBenchStart, opBenchStop} {
+	for _, op := range []string{wire.OpBenchStart, wire.OpBenchStop} {
 		s.Handle(op, func(r *wire.Req) { st.serve(s, scratch, r) })
 	}
 }
@@ -188,26 +182,26 @@ func cpuTime() time.Duration {
 }
 
 // serve answers the peer's bench.* requests.
-func (st *benchState) serve(s *Session, scratch benchScratch, r *wire.Req) {
+func (st *benchState) serve(s *session.Session, scratch Scratch, r *wire.Req) {
 	var a wire.BenchArgs
 	if r.Bench != nil {
 		a = *r.Bench
 	}
 	switch r.Op {
-	case opBenchStart:
+	case wire.OpBenchStart:
 		id, err := st.start(s, scratch, a)
 		if err != nil {
-			s.Reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		s.Reply(benchResp(r.ID, &wire.BenchReply{Run: id}))
-	case opBenchStop:
+	case wire.OpBenchStop:
 		ctx := s.Track(r.ID)
 		go func() {
 			defer s.Untrack(r.ID)
 			res, err := st.stop(ctx, s, a)
 			if err != nil {
-				s.Reply(errResp(r.ID, err))
+				s.Reply(wire.ErrResp(r.ID, err))
 				return
 			}
 			s.Reply(benchResp(r.ID, res))
@@ -223,8 +217,8 @@ func benchResp(id uint64, res *wire.BenchReply) *wire.Resp {
 
 // benchStart opens a run: in mode disk with an unnamed temporary file in
 // the directory a.Path beneath the served tree.
-func (st *benchState) start(s *Session, scratch benchScratch, a wire.BenchArgs) (uint64, error) {
-	n := len(s.lanes)
+func (st *benchState) start(s *session.Session, scratch Scratch, a wire.BenchArgs) (uint64, error) {
+	n := len(s.Lanes())
 	run := &benchRun{
 		bytes:  make([]atomic.Int64, n),
 		msgs:   make([]atomic.Int64, n),
@@ -233,10 +227,10 @@ func (st *benchState) start(s *Session, scratch benchScratch, a wire.BenchArgs) 
 	switch a.Mode {
 	case "", "mem":
 	case "disk":
-		if a.Size < 1 || a.Size > BenchMaxSize {
-			return 0, exitcode.Usagef("bench: message size %d out of range (1 to %d)", a.Size, BenchMaxSize)
+		if a.Size < 1 || a.Size > MaxSize {
+			return 0, exitcode.Usagef("bench: message size %d out of range (1 to %d)", a.Size, MaxSize)
 		}
-		f, err := scratch.scratchFile(a.Path)
+		f, err := scratch.ScratchFile(a.Path)
 		if err != nil {
 			return 0, err
 		}
@@ -261,7 +255,7 @@ func (st *benchState) start(s *Session, scratch benchScratch, a wire.BenchArgs) 
 
 // stop waits until everything the client says it sent has arrived, then
 // closes the run and reports what arrived and what it cost.
-func (st *benchState) stop(ctx context.Context, s *Session, a wire.BenchArgs) (*wire.BenchReply, error) {
+func (st *benchState) stop(ctx context.Context, s *session.Session, a wire.BenchArgs) (*wire.BenchReply, error) {
 	run := st.lookup(a.Run)
 	if run == nil {
 		return nil, exitcode.Usagef("bench: no open run %d in this session", a.Run)
@@ -270,7 +264,7 @@ func (st *benchState) stop(ctx context.Context, s *Session, a wire.BenchArgs) (*
 		return nil, exitcode.Usagef("bench: counts for %d streams, the session has %d", max(len(a.Sent), len(a.Msgs)), len(run.bytes))
 	}
 	run.wait.Store(true)
-	idle := time.NewTimer(s.idle)
+	idle := time.NewTimer(s.IdleTimeout())
 	defer idle.Stop()
 	for {
 		missing := ""
@@ -293,11 +287,11 @@ func (st *benchState) stop(ctx context.Context, s *Session, a wire.BenchArgs) (*
 			if !idle.Stop() {
 				<-idle.C
 			}
-			idle.Reset(s.idle)
+			idle.Reset(s.IdleTimeout())
 		case <-idle.C:
-			return nil, exitcode.Peerf("bench: nothing arrived for %s (%s)", s.idle, missing)
-		case <-s.done:
-			return nil, s.endErr()
+			return nil, exitcode.Peerf("bench: nothing arrived for %s (%s)", s.IdleTimeout(), missing)
+		case <-s.Done():
+			return nil, s.EndErr()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -330,50 +324,50 @@ func (st *benchState) stop(ctx context.Context, s *Session, a wire.BenchArgs) (*
 }
 
 // handle handles the benchmark's data messages on lane l's reader.
-func (st *benchState) handle(l *lane, hdr []byte, n int, buf *[]byte) error {
+func (st *benchState) handle(l *session.Lane, hdr []byte, n int, buf *[]byte) error {
 	d := &wire.Dec{Buf: hdr[1:]}
 	id := d.Uvar()
 	var seq uint64
-	if hdr[0] != mBenchData {
+	if hdr[0] != wire.MsgBenchData {
 		seq = d.Uvar()
 	}
 	if d.Err != nil {
 		return fmt.Errorf("bad bench message header: %w", d.Err)
 	}
 	switch hdr[0] {
-	case mBenchData:
+	case wire.MsgBenchData:
 		run := st.lookup(id)
 		if run == nil {
 			return fmt.Errorf("bench data for run %d, which is not open", id)
 		}
-		p, err := l.payload(n, BenchMaxSize, buf)
+		p, err := l.Payload(n, MaxSize, buf)
 		if err != nil {
 			return err
 		}
-		run.receive(l.idx, p, true)
+		run.receive(l.Index(), p, true)
 		return nil
-	case mBenchPing:
+	case wire.MsgBenchPing:
 		run := st.lookup(id)
 		if run == nil {
 			return fmt.Errorf("bench ping for run %d, which is not open", id)
 		}
-		p, err := l.payload(n, BenchMaxPing, buf)
+		p, err := l.Payload(n, MaxPing, buf)
 		if err != nil {
 			return err
 		}
-		run.receive(l.idx, p, false)
-		return l.send(benchHeader(mBenchPong, id, seq), p)
-	case mBenchPong:
+		run.receive(l.Index(), p, false)
+		return l.Send(benchHeader(wire.MsgBenchPong, id, seq), p)
+	case wire.MsgBenchPong:
 		st.mu.Lock()
 		var ch chan uint64
-		if l.idx < len(st.pongs) {
-			ch = st.pongs[l.idx]
+		if l.Index() < len(st.pongs) {
+			ch = st.pongs[l.Index()]
 		}
 		st.mu.Unlock()
 		if ch == nil {
 			return fmt.Errorf("bench pong %d nobody waits for", seq)
 		}
-		if _, err := l.payload(n, BenchMaxPing, buf); err != nil {
+		if _, err := l.Payload(n, MaxPing, buf); err != nil {
 			return err
 		}
 		select {
@@ -391,7 +385,7 @@ func benchHeader(kind byte, run, seq uint64) []byte {
 	e := wire.Enc{Buf: make([]byte, 0, 24)}
 	e.U8(kind)
 	e.Uvar(run)
-	if kind != mBenchData {
+	if kind != wire.MsgBenchData {
 		e.Uvar(seq)
 	}
 	return e.Buf

@@ -1,4 +1,4 @@
-package transfer
+package session
 
 import (
 	"context"
@@ -55,7 +55,7 @@ type Session struct {
 	// tables are the services registered on this session (Handle,
 	// HandleData, HandleFrame, SetReceiver, OnClose).
 	tables tables
-	lanes  []*lane
+	lanes  []*Lane
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -229,7 +229,7 @@ func (s *Session) laneLost(err error) {
 
 // breaking reports whether a data stream broke and the session is about to
 // end with it.
-func (s *Session) breaking() bool {
+func (s *Session) Breaking() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lostErr != nil
@@ -252,7 +252,7 @@ func (s *Session) abort(err error) {
 	sent := make(chan struct{})
 	go func() {
 		b, _ := json.Marshal(abortMsg{Error: err.Error()})
-		s.sendRaw(wire.FrameAbort, b)
+		s.SendFrame(wire.FrameAbort, b)
 		close(sent)
 	}()
 	select {
@@ -296,31 +296,31 @@ func (s *Session) fail(err error) {
 	})
 }
 
-func (s *Session) send(typ byte, v any) error {
+func (s *Session) Send(typ byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.sendRaw(typ, b)
+	return s.SendFrame(typ, b)
 }
 
-func (s *Session) sendRaw(typ byte, payload []byte) error {
+func (s *Session) SendFrame(typ byte, payload []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	select {
 	case <-s.done:
-		return s.endErr()
+		return s.EndErr()
 	default:
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.idle))
 	if err := s.writeFrameLocked(typ, payload); err != nil {
 		s.fail(fmt.Errorf("writing to %s: %w", s.peer, err))
-		return s.endErr()
+		return s.EndErr()
 	}
 	return nil
 }
 
-func (s *Session) endErr() error {
+func (s *Session) EndErr() error {
 	<-s.done
 	return exitcode.WithCode(exitcode.Peer, &LostError{Peer: s.peer, Err: s.err})
 }
@@ -343,7 +343,7 @@ func (s *Session) pingLoop() {
 		case <-s.done:
 			return
 		case <-t.C:
-			s.sendRaw(wire.FramePing, nil)
+			s.SendFrame(wire.FramePing, nil)
 		}
 	}
 }
@@ -519,11 +519,11 @@ func (s *Session) serveLoop() {
 }
 
 func (s *Session) Reply(r *wire.Resp) {
-	s.send(wire.FrameResp, r)
+	s.Send(wire.FrameResp, r)
 }
 
 // call sends a request and waits for its response.
-func (s *Session) call(ctx context.Context, r *wire.Req) (*wire.Resp, error) {
+func (s *Session) Call(ctx context.Context, r *wire.Req) (*wire.Resp, error) {
 	c := &call{resp: make(chan *wire.Resp, 1)}
 	return s.roundTrip(ctx, r, c)
 }
@@ -533,7 +533,7 @@ func (s *Session) roundTrip(ctx context.Context, r *wire.Req, c *call) (*wire.Re
 	s.mu.Lock()
 	s.calls[r.ID] = c
 	s.mu.Unlock()
-	if err := s.send(wire.FrameReq, r); err != nil {
+	if err := s.Send(wire.FrameReq, r); err != nil {
 		return nil, err
 	}
 	select {
@@ -543,12 +543,12 @@ func (s *Session) roundTrip(ctx context.Context, r *wire.Req, c *call) (*wire.Re
 		}
 		return resp, nil
 	case <-s.done:
-		return nil, s.endErr()
+		return nil, s.EndErr()
 	case <-ctx.Done():
 		s.mu.Lock()
 		delete(s.calls, r.ID)
 		s.mu.Unlock()
-		s.send(wire.FrameReq, &wire.Req{Op: wire.OpCancel, Ref: r.ID})
+		s.Send(wire.FrameReq, &wire.Req{Op: wire.OpCancel, Ref: r.ID})
 		return nil, ctx.Err()
 	}
 }
@@ -575,23 +575,23 @@ func respError(peer string, r *wire.Resp) error {
 
 // listN streams the peer's listing of path, its walk reading checkers
 // directories at once (0: the peer's default).
-func (s *Session) listN(ctx context.Context, path string, checksum bool, checkers int) *remoteLister {
+func (s *Session) List(ctx context.Context, path string, checksum bool, checkers int) *Lister {
 	c := &call{resp: make(chan *wire.Resp, 1), entries: make(chan []plan.Entry, listCredit)}
-	l := &remoteLister{s: s, c: c}
+	l := &Lister{s: s, c: c}
 	r := &wire.Req{Op: wire.OpList, Path: path, Checksum: checksum, Checkers: checkers}
 	r.ID = s.nextID.Add(1)
 	l.id = r.ID
 	s.mu.Lock()
 	s.calls[r.ID] = c
 	s.mu.Unlock()
-	if err := s.send(wire.FrameReq, r); err != nil {
+	if err := s.Send(wire.FrameReq, r); err != nil {
 		l.err = err
 	}
 	return l
 }
 
 // remoteLister is a plan.Lister over a peer's listing.
-type remoteLister struct {
+type Lister struct {
 	s     *Session
 	c     *call
 	id    uint64
@@ -601,7 +601,7 @@ type remoteLister struct {
 	done  bool
 }
 
-func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
+func (l *Lister) Next(ctx context.Context) (plan.Entry, error) {
 	for {
 		if l.err != nil {
 			return plan.Entry{}, l.err
@@ -617,7 +617,7 @@ func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
 		case b := <-l.c.entries:
 			l.batch, l.i = b, 0
 			// Grant credit for one more batch now that this one is ours.
-			if err := l.s.send(wire.FrameReq, &wire.Req{Op: wire.OpMore, Ref: l.id}); err != nil {
+			if err := l.s.Send(wire.FrameReq, &wire.Req{Op: wire.OpMore, Ref: l.id}); err != nil {
 				l.err = err
 			}
 			continue
@@ -626,7 +626,7 @@ func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
 		select {
 		case b := <-l.c.entries:
 			l.batch, l.i = b, 0
-			if err := l.s.send(wire.FrameReq, &wire.Req{Op: wire.OpMore, Ref: l.id}); err != nil {
+			if err := l.s.Send(wire.FrameReq, &wire.Req{Op: wire.OpMore, Ref: l.id}); err != nil {
 				l.err = err
 			}
 		case r := <-l.c.resp:
@@ -647,10 +647,10 @@ func (l *remoteLister) Next(ctx context.Context) (plan.Entry, error) {
 				l.err = respError(l.s.peer, r)
 			}
 		case <-l.s.done:
-			l.err = l.s.endErr()
+			l.err = l.s.EndErr()
 		case <-ctx.Done():
 			l.err = ctx.Err()
-			l.s.send(wire.FrameReq, &wire.Req{Op: wire.OpCancel, Ref: l.id})
+			l.s.Send(wire.FrameReq, &wire.Req{Op: wire.OpCancel, Ref: l.id})
 		}
 	}
 }
@@ -694,4 +694,33 @@ func (x controlExchange) Exchange(ctx context.Context, blob []byte) ([]byte, err
 		return nil, fmt.Errorf("expected transport exchange, got frame type %d", typ)
 	}
 	return append([]byte(nil), p...), nil
+}
+
+// Lanes are the session's data streams, in stream order.
+func (s *Session) Lanes() []*Lane { return s.lanes }
+
+// IdleTimeout is how long the session waits for a silent peer.
+func (s *Session) IdleTimeout() time.Duration { return s.idle }
+
+// Log is the session's logger.
+func (s *Session) Log() *slog.Logger { return s.log }
+
+// Verifies says whether receivers on this session check every chunk and
+// small file against its digest (negotiated in the handshake).
+func (s *Session) Verifies() bool { return s.verify }
+
+// NewID allocates an id unique in the session among request ids and the
+// transfer ids services allocate from the same counter.
+func (s *Session) NewID() uint64 { return s.nextID.Add(1) }
+
+// SealTicket seals t for the peer of this session.
+func (s *Session) SealTicket(t Ticket) (*wire.SealedTicket, error) { return s.keys.sealTicket(t) }
+
+// OpenTicket opens a ticket the peer sealed for this session.
+func (s *Session) OpenTicket(st *wire.SealedTicket) (Ticket, error) { return s.keys.openTicket(st) }
+
+// CallEvents sends a request whose progress events go to sink while it
+// runs (a job), and waits for its response.
+func (s *Session) CallEvents(ctx context.Context, r *wire.Req, sink progress.Sink) (*wire.Resp, error) {
+	return s.roundTrip(ctx, r, &call{resp: make(chan *wire.Resp, 1), events: sink})
 }

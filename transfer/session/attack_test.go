@@ -1,4 +1,4 @@
-package transfer
+package session
 
 // Attacks on a real `xfer serve` process, speaking the protocol through
 // this package's own session code and then sending what no honest peer
@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "github.com/xfer-io/xfer/backends/tcp" // the transport the tests use
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
@@ -51,7 +53,7 @@ func xferBinary(t *testing.T) string {
 		if tags := os.Getenv("XFER_TAGS"); tags != "" {
 			args = append(args, "-tags", tags)
 		}
-		cmd := exec.Command("go", append(args, "..")...)
+		cmd := exec.Command("go", append(args, "../..")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("building xfer: %v\n%s", err, out)
 		}
@@ -278,7 +280,7 @@ func TestAttackStalledStreams(t *testing.T) {
 				// Keep the control connections busy with pings, so that
 				// only the stall itself can end these sessions.
 				s := attackSession(t, srv, 2*time.Second)
-				for _, l := range s.lanes {
+				for _, l := range s.Lanes() {
 					streams++
 					wg.Add(1)
 					go func() {
