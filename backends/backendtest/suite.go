@@ -53,7 +53,7 @@ func recvMessage(s backends.Stream, chunk int) (hdr, payload []byte, err error) 
 	hbuf := make([]byte, backends.MaxHeader)
 	h, n, err := s.Recv(hbuf)
 	if err != nil {
-		return nil, nil, fmt.Errorf("Recv: %w", err)
+		return nil, nil, fmt.Errorf("recv: %w", err)
 	}
 	hdr = append([]byte(nil), h...)
 	payload = make([]byte, n)
