@@ -2,10 +2,8 @@ package transfer
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"

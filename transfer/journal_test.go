@@ -1,10 +1,8 @@
 package transfer
 
 import (
-	"context"
-
 	"bytes"
-	"github.com/xfer-io/xfer/internal/progress"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
 )
 

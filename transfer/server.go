@@ -2,10 +2,6 @@ package transfer
 
 import (
 	"context"
-	"os"
-	"strings"
-	"syscall"
-
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/tls"
@@ -13,16 +9,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/xfer-io/xfer/internal/cas"
-	"github.com/xfer-io/xfer/internal/exitcode"
-	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/internal/progress"
