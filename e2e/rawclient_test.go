@@ -16,8 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xfer-io/xfer/transfer"
 	"github.com/zeebo/blake3"
+
+	"github.com/xfer-io/xfer/transfer"
 )
 
 // rawClient speaks the peer protocol from its documentation

@@ -373,10 +373,7 @@ func (h *handler) serve(s *session.Session, r *wire.Req) {
 		go func() {
 			defer s.Untrack(r.ID)
 			sink := progress.SinkFunc(func(e progress.Event) {
-				s.Send(wire.FrameEvent, struct {
-					ID    uint64         `json:"id"`
-					Event progress.Event `json:"e"`
-				}{r.ID, e})
+				s.Send(wire.FrameEvent, wire.EventMsg{ID: r.ID, Event: e})
 			})
 			sum, err := h.jobs(ctx, s, h.root, srcRel, *r.Job, sink)
 			resp := &wire.Resp{ID: r.ID, Summary: &sum}

@@ -11,7 +11,6 @@ package backendtest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -139,6 +138,3 @@ func wait(t testing.TB, ch <-chan error, d time.Duration, what string) error {
 		return errors.New("unreachable")
 	}
 }
-
-// errorf is fmt.Errorf, named for readability in goroutines.
-var errorf = fmt.Errorf

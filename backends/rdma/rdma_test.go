@@ -275,7 +275,7 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"stream count mismatch", 2, 1, nil, "peer opened 1 streams, this side 2"},
 		{"no streams", 0, 1, nil, "0 streams requested"},
-		{"peer cannot open", 1, 0, append(append([]byte(nil), blobMagic...), append([]byte{0}, "no NIC"...)...), "peer could not open the transport: no NIC"},
+		{"peer cannot open", 1, 0, append([]byte(blobMagic), append([]byte{0}, "no NIC"...)...), "peer could not open the transport: no NIC"},
 		{"peer is not rdma", 1, 0, []byte("tcp please"), "no rdma worker addresses"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,8 +12,9 @@ import (
 
 	_ "github.com/xfer-io/xfer/backends/tcp" // the transport the tests use
 
-	"github.com/xfer-io/xfer/transfer/session"
 	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/transfer/session"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -170,7 +169,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		td := o.TLSData
 		hello.TLSData = &td
 	}
-	helloRaw, err := json.Marshal(hello)
+	helloRaw, err := wire.Encode(hello)
 	if err != nil {
 		return fail(peerErr(addr, "handshake: %v", err))
 	}
@@ -216,7 +215,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		if len(secret) == 0 {
 			return fail(peerErr(addr, "authentication failed: the server requires a token (give --token-file, or token_file in the remote's config entry)"))
 		}
-		if err := wire.WriteJSONFrame(conn, wire.FrameAuth, wire.AuthMsg{Proof: authProof(secret, "client", th)}); err != nil {
+		if err := wire.WriteMessage(conn, wire.FrameAuth, wire.AuthMsg{Proof: authProof(secret, "client", th)}); err != nil {
 			return fail(peerErr(addr, "authentication: %v", err))
 		}
 		typ, p, err := fr.Read()
@@ -224,7 +223,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 			return fail(peerErr(addr, "authentication: %v", err))
 		}
 		var am wire.AuthMsg
-		if typ != wire.FrameAuthOK || json.Unmarshal(p, &am) != nil {
+		if typ != wire.FrameAuthOK || wire.Decode(p, &am) != nil {
 			return fail(peerErr(addr, "authentication: unexpected reply"))
 		}
 		if am.Error != "" {
@@ -315,7 +314,7 @@ func readWelcome(fr *wire.FrameReader, w *wire.Welcome) ([]byte, error) {
 	if typ != wire.FrameWelcome {
 		return nil, errors.New("not an xfer server (unexpected reply to the handshake)")
 	}
-	if err := json.Unmarshal(p, w); err != nil {
+	if err := wire.Decode(p, w); err != nil {
 		return nil, errors.New("not an xfer server (malformed handshake)")
 	}
 	return append([]byte(nil), p...), nil
@@ -405,7 +404,7 @@ func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
 	}
 	h := wire.Hello{Proto: "xfer", Version: wire.ProtocolVersion, Role: "data", Session: r.s.id, Stream: i,
 		Proof: sessionProof(r.s.key, r.s.id, i)}
-	if err := wire.WriteJSONFrame(c, wire.FrameHello, h); err != nil {
+	if err := wire.WriteMessage(c, wire.FrameHello, h); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("data stream %d: %w", i, err)
 	}
@@ -437,7 +436,7 @@ func readWelcomeExact(c net.Conn, w *wire.Welcome) error {
 	if typ != wire.FrameWelcome {
 		return errors.New("unexpected reply to the data handshake")
 	}
-	return json.Unmarshal(p, w)
+	return wire.Decode(p, w)
 }
 
 // tlsProblem words a TLS handshake error for people: a timeout as such,

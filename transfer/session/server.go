@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -292,13 +291,13 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	if h.Version != wire.ProtocolVersion {
-		wire.WriteJSONFrame(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion,
+		wire.WriteMessage(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion,
 			Error: fmt.Sprintf("protocol version %d not supported (server speaks %d)", h.Version, wire.ProtocolVersion)})
 		c.Close()
 		return
 	}
 	if srv.cfg.TLS != nil && !isTLS && h.Role != "data" {
-		wire.WriteJSONFrame(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion,
+		wire.WriteMessage(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion,
 			Error: "this server requires TLS: connect with --tls-ca (or tls_ca in the remote's config entry)"})
 		c.Close()
 		return
@@ -309,7 +308,7 @@ func (srv *Server) handleConn(ctx context.Context, c net.Conn) {
 	case "control":
 		srv.session(ctx, conn, h, p, isTLS, leave)
 	default:
-		wire.WriteJSONFrame(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "unknown connection role"})
+		wire.WriteMessage(conn, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "unknown connection role"})
 		c.Close()
 	}
 }
@@ -347,16 +346,16 @@ func (srv *Server) joinData(c net.Conn, h wire.Hello, isTLS bool) {
 	ps := srv.joins[h.Session]
 	srv.mu.Unlock()
 	if ps != nil && srv.cfg.TLS != nil && !isTLS && !ps.plainOK {
-		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "this session's data streams must use TLS"})
+		wire.WriteMessage(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "this session's data streams must use TLS"})
 		c.Close()
 		return
 	}
 	if ps == nil || !hmac.Equal([]byte(h.Proof), []byte(sessionProof(ps.key, h.Session, h.Stream))) {
-		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "unknown session or bad proof"})
+		wire.WriteMessage(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: "unknown session or bad proof"})
 		c.Close()
 		return
 	}
-	if err := wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion}); err != nil {
+	if err := wire.WriteMessage(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion}); err != nil {
 		c.Close()
 		return
 	}
@@ -401,12 +400,12 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	peer := c.RemoteAddr().String()
 	host := hostOf(peer)
 	reject := func(msg string) {
-		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: msg})
+		wire.WriteMessage(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: msg})
 		c.Close()
 	}
 	if wait := srv.adm.shutOut(host); wait > 0 {
 		srv.cfg.Log.Warn("rejected session: address shut out after failed authentications", "peer", peer, "for", wait.Round(time.Second))
-		wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, RetryAfterMs: wait.Milliseconds(),
+		wire.WriteMessage(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, RetryAfterMs: wait.Milliseconds(),
 			Error: fmt.Sprintf("too many failed authentications from %s", host)})
 		c.Close()
 		return
@@ -531,14 +530,14 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	if secret == nil {
 		// Nothing to prove: the session counts from here.
 		if msg, after, ok := admit(); !ok {
-			wire.WriteJSONFrame(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: msg, RetryAfterMs: after})
+			wire.WriteMessage(c, wire.FrameWelcome, wire.Welcome{Version: wire.ProtocolVersion, Error: msg, RetryAfterMs: after})
 			c.Close()
 			return
 		}
 	} else {
 		w.Auth = authToken
 	}
-	welcomeRaw, err := json.Marshal(w)
+	welcomeRaw, err := wire.Encode(w)
 	if err != nil {
 		c.Close()
 		return
@@ -556,7 +555,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	if secret != nil {
 		typ, p, err := wire.ReadFrameExact(c, 64<<10)
 		var am wire.AuthMsg
-		if err != nil || typ != wire.FrameAuth || json.Unmarshal(p, &am) != nil ||
+		if err != nil || typ != wire.FrameAuth || wire.Decode(p, &am) != nil ||
 			!proofOK(am.Proof, authProof(secret, "client", th)) {
 			penalty := srv.adm.authFailed(host)
 			msg := "authentication failed: wrong token (or none given)"
@@ -564,26 +563,26 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 				msg = "authentication failed: wrong ticket secret"
 			}
 			srv.cfg.Log.Warn(msg, "peer", peer, "shut_out_for", penalty)
-			wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Error: msg + ", or the handshake was altered on the way"})
+			wire.WriteMessage(c, wire.FrameAuthOK, wire.AuthMsg{Error: msg + ", or the handshake was altered on the way"})
 			c.Close()
 			return
 		}
 		srv.adm.authSucceeded(host)
 		if msg, after, ok := admit(); !ok {
-			wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Error: msg, RetryAfterMs: after})
+			wire.WriteMessage(c, wire.FrameAuthOK, wire.AuthMsg{Error: msg, RetryAfterMs: after})
 			c.Close()
 			return
 		}
 		// Spent only now: a proof verified and a session slot held.
 		if ti != nil && !srv.tickets.redeem(h.Ticket, ti) {
 			srv.cfg.Log.Warn("authentication failed: ticket already used", "peer", peer)
-			wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Error: "authentication failed: the ticket was already used"})
+			wire.WriteMessage(c, wire.FrameAuthOK, wire.AuthMsg{Error: "authentication failed: the ticket was already used"})
 			c.Close()
 			return
 		}
 		key = derivedKey(secret, th, shared)
 		register(key)
-		if err := wire.WriteJSONFrame(c, wire.FrameAuthOK, wire.AuthMsg{Proof: authProof(secret, "server", th)}); err != nil {
+		if err := wire.WriteMessage(c, wire.FrameAuthOK, wire.AuthMsg{Proof: authProof(secret, "server", th)}); err != nil {
 			c.Close()
 			return
 		}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -251,7 +250,7 @@ func (s *Session) readDeadline() (time.Time, error) {
 func (s *Session) abort(err error) {
 	sent := make(chan struct{})
 	go func() {
-		b, _ := json.Marshal(abortMsg{Error: err.Error()})
+		b, _ := wire.Encode(wire.AbortMsg{Error: err.Error()})
 		s.SendFrame(wire.FrameAbort, b)
 		close(sent)
 	}()
@@ -261,11 +260,6 @@ func (s *Session) abort(err error) {
 	case <-s.done:
 	}
 	s.fail(err)
-}
-
-// abortMsg is the payload of an abort frame.
-type abortMsg struct {
-	Error string `json:"error"`
 }
 
 // PeerAbortError is the cause of a session the peer ended because of an
@@ -296,8 +290,8 @@ func (s *Session) fail(err error) {
 	})
 }
 
-func (s *Session) Send(typ byte, v any) error {
-	b, err := json.Marshal(v)
+func (s *Session) Send(typ byte, m wire.Message) error {
+	b, err := wire.Encode(m)
 	if err != nil {
 		return err
 	}
@@ -376,8 +370,8 @@ func (s *Session) readLoop() {
 			return
 		}
 		if typ == wire.FrameAbort {
-			var m abortMsg
-			json.Unmarshal(p, &m)
+			var m wire.AbortMsg
+			wire.Decode(p, &m)
 			s.fail(&PeerAbortError{Peer: s.peer, Msg: m.Error})
 			return
 		}
@@ -394,7 +388,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		return nil
 	case wire.FrameResp:
 		var r wire.Resp
-		if err := json.Unmarshal(p, &r); err != nil {
+		if err := wire.Decode(p, &r); err != nil {
 			return fmt.Errorf("bad response: %w", err)
 		}
 		s.mu.Lock()
@@ -423,11 +417,8 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 			return errors.New("peer sent entries beyond its credit")
 		}
 	case wire.FrameEvent:
-		var ev struct {
-			ID    uint64         `json:"id"`
-			Event progress.Event `json:"e"`
-		}
-		if err := json.Unmarshal(p, &ev); err != nil {
+		var ev wire.EventMsg
+		if err := wire.Decode(p, &ev); err != nil {
 			return fmt.Errorf("bad event: %w", err)
 		}
 		s.mu.Lock()
@@ -439,7 +430,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		return nil
 	case wire.FrameReq:
 		var r wire.Req
-		if err := json.Unmarshal(p, &r); err != nil {
+		if err := wire.Decode(p, &r); err != nil {
 			return fmt.Errorf("bad request: %w", err)
 		}
 		switch r.Op {

@@ -3,7 +3,6 @@ package wire
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -146,8 +145,9 @@ func WriteFrame(w io.Writer, typ byte, payload []byte) error {
 	return err
 }
 
-func WriteJSONFrame(w io.Writer, typ byte, v any) error {
-	b, err := json.Marshal(v)
+// WriteMessage writes control message m as one frame of type typ.
+func WriteMessage(w io.Writer, typ byte, m Message) error {
+	b, err := Encode(m)
 	if err != nil {
 		return err
 	}
