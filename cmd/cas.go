@@ -43,14 +43,13 @@ configuration error, 3 cannot reach or talk to the peer. See docs/cas.md.`,
 	return c
 }
 
-// addCASPeerFlags declares how cas commands reach a peer.
+// addCASPeerFlags declares how cas commands (and the daemon) reach a peer.
 func addCASPeerFlags(c *cobra.Command) {
-	f := c.Flags()
-	choiceFlag(f, "proto", "auto", protoWords, "data transport to the peer: auto, tcp, tcp-zc, uring or rdma")
-	intFlag(f, "streams", 2, 1, 64, "data streams to the peer")
-	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to the peer after this long (above 0)")
-	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
-	addPeerAuthFlags(c)
+	addDialFlags(c, dialFlagSpec{
+		protos: protoWords, protoUsage: "data transport to the peer: auto, tcp, tcp-zc, uring or rdma",
+		streams: 2, streamsUsage: "data streams to the peer",
+		peer: "the peer",
+	})
 }
 
 func newCASPutCmd(a *app) *cobra.Command {
@@ -361,20 +360,9 @@ func (a *app) casPeer(remote string) (string, transfer.DialOptions, error) {
 	if err != nil {
 		return "", transfer.DialOptions{}, err
 	}
-	o := transfer.DialOptions{
-		Proto:          a.v.GetString("proto"),
-		Streams:        a.v.GetInt("streams"),
-		ConnectTimeout: a.v.GetDuration("connect-timeout"),
-		IdleTimeout:    a.v.GetDuration("timeout"),
-		UringEntries:   a.v.GetInt("iouring-entries"),
-		Log:            a.log,
-		ClientVersion:  versionString(),
-		Token:          pa.Token,
-		TLS:            pa.TLS,
-		TLSData:        pa.TLSData,
-	}
-	if o.Streams < 1 || o.Streams > 64 {
-		return "", transfer.DialOptions{}, exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
+	o, err := a.dialOptions(pa)
+	if err != nil {
+		return "", transfer.DialOptions{}, err
 	}
 	return addr, o, nil
 }

@@ -61,7 +61,7 @@ user the server runs as.`,
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	f.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	f.Bool("tls-data", true, "keep data streams inside TLS; false lets clients that ask for it send bulk data outside TLS (control stays encrypted)")
-	uringFlag(f, "uring-entries")
+	uringFlag(f)
 	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
 	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
 	f.String("metrics-listen", "", "serve Prometheus metrics on /metrics and a health check on /healthz at HOST:PORT")
@@ -340,7 +340,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		IdleTimeout:            a.v.GetDuration("timeout"),
 		Log:                    a.log,
 		Version:                versionString(),
-		Dial:                   transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
+		Dial:                   a.serverDialOptions(a.log),
 		PushAllow:              pushAllow,
 	})
 	what += fmt.Sprintf(", umask %03o", umask)
