@@ -44,9 +44,7 @@ xfer serve and xfer bench. --json prints one JSON object per transport.`,
   xfer bench --to nodeA:/scratch --mode disk --json
   xfer bench --to xfer://10.0.0.1:7878 --proto uring --size 64 --duration 5s`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runBench(cmd)
-		},
+		RunE: a.runBench,
 	}
 	f := c.Flags()
 	f.String("to", "", "the peer: xfer://HOST:PORT[/DIR] or NAME:[DIR] (DIR: where --mode disk writes)")
@@ -65,7 +63,7 @@ xfer serve and xfer bench. --json prints one JSON object per transport.`,
 	return c
 }
 
-func (a *app) runBench(cmd *cobra.Command) error {
+func (a *app) runBench(cmd *cobra.Command, _ []string) error {
 	to := a.v.GetString("to")
 	if to == "" {
 		return exitcode.Usagef("--to is required: the xfer serve peer to measure against (xfer://HOST:PORT)")

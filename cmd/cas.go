@@ -19,7 +19,7 @@ import (
 )
 
 func newCASCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	c := commandGroup(&cobra.Command{
 		Use:   "cas",
 		Short: "Store and fetch content by its BLAKE3 id (content-addressed store)",
 		Long: `cas keeps content in a content-addressed store: every object is named by
@@ -34,12 +34,20 @@ NAME of the config file; put, get, has and stat can work on it.
 
 Exit codes: 0 success, 1 an object was missing or corrupt, 2 usage or
 configuration error, 3 cannot reach or talk to the peer. See docs/cas.md.`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	c.PersistentFlags().String("cas", "", "local store directory (default $XDG_DATA_HOME/xfer/cas)")
-	c.AddCommand(newCASPutCmd(a), newCASGetCmd(a), newCASHasCmd(a), newCASLsCmd(a),
+	}, newCASPutCmd(a), newCASGetCmd(a), newCASHasCmd(a), newCASLsCmd(a),
 		newCASRmCmd(a), newCASVerifyCmd(a), newCASStatCmd(a))
+	c.PersistentFlags().String("cas", "", "local store directory (default $XDG_DATA_HOME/xfer/cas)")
+	return c
+}
+
+// casPeerCmd gives c, a cas command that may work on a peer's store, the
+// flags that reach it: --from (with usage fromUsage, unless empty: put
+// names the peer as an argument) and addCASPeerFlags.
+func casPeerCmd(c *cobra.Command, fromUsage string) *cobra.Command {
+	if fromUsage != "" {
+		c.Flags().String("from", "", fromUsage)
+	}
+	addCASPeerFlags(c)
 	return c
 }
 
@@ -53,7 +61,7 @@ func addCASPeerFlags(c *cobra.Command) {
 }
 
 func newCASPutCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "put FILE|- [REMOTE]",
 		Short: "Store a file (or standard input) and print its id",
 		Long: `put stores the content of FILE ("-": standard input) and prints its id, the
@@ -70,16 +78,12 @@ peer's id checked against it.`,
   tar c data | xfer cas put -
   xfer cas put model.bin xfer://10.0.0.2:7878`,
 		Args: usageArgs(cobra.RangeArgs(1, 2)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.casPut(cmd, args)
-		},
-	}
-	addCASPeerFlags(c)
-	return c
+		RunE: a.casPut,
+	}, "")
 }
 
 func newCASGetCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "get ID [OUT|-] [--from REMOTE]",
 		Short: "Write an object to a file or standard output, verified",
 		Long: `get writes the content of object ID to OUT, or to standard output when OUT is
@@ -93,30 +97,20 @@ one.`,
 		Example: `  xfer cas get 9f2a…c4 model.bin
   xfer cas get 9f2a…c4 - --from xfer://10.0.0.2:7878 | tar x`,
 		Args: usageArgs(cobra.RangeArgs(1, 2)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.casGet(cmd, args)
-		},
-	}
-	c.Flags().String("from", "", "read from this peer's store (xfer://HOST:PORT or a remote name)")
-	addCASPeerFlags(c)
-	return c
+		RunE: a.casGet,
+	}, "read from this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
 func newCASHasCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "has ID...",
 		Short: "Tell which objects are stored",
 		Long: `has prints, for each ID, "ID  SIZE" if the store holds it and "ID  missing"
 if not, and exits 1 if any is missing (0 if all are there). --from REMOTE
 asks that peer's store.`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.casHas(cmd, args)
-		},
-	}
-	c.Flags().String("from", "", "ask this peer's store (xfer://HOST:PORT or a remote name)")
-	addCASPeerFlags(c)
-	return c
+		RunE: a.casHas,
+	}, "ask this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
 func newCASLsCmd(a *app) *cobra.Command {
@@ -226,7 +220,7 @@ exit code is 1 if any was.`,
 }
 
 func newCASStatCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "stat",
 		Short: "Summarise a store: objects, bytes, dedup saved",
 		Long: `stat prints the number of objects and their bytes (packed objects of at
@@ -269,10 +263,7 @@ that peer's store.`,
 			fmt.Fprintf(a.stdout, "dedup saved:  %s\n", casBytes(st.DedupSaved))
 			return nil
 		},
-	}
-	c.Flags().String("from", "", "ask this peer's store (xfer://HOST:PORT or a remote name)")
-	addCASPeerFlags(c)
-	return c
+	}, "ask this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
 // casBytes prints n exactly and, from 1 KiB, in binary units.

@@ -52,9 +52,7 @@ stderr once it accepts requests.`,
 		Example: `  xfer daemon --socket /run/xfer/mover.sock --cas /srv/xfer/cas
   MOVER_SOCKET=/tmp/mover.sock CAS_PATH=/data/cas xfer daemon --listen 0.0.0.0:7879 --token-file /etc/xfer/token`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runDaemon(cmd)
-		},
+		RunE: a.runDaemon,
 	}
 	f := c.Flags()
 	f.String("socket", "", "Unix socket to serve (default $XDG_RUNTIME_DIR/xfer/mover.sock, else /run/xfer/mover.sock)")
@@ -98,7 +96,7 @@ var daemonEnvAliases = map[string]string{
 	"cas":    "CAS_PATH",
 }
 
-func (a *app) runDaemon(cmd *cobra.Command) error {
+func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	ctx := cmd.Context()
 	log := a.log
 	if lf := a.v.GetString("log-file"); lf != "" {

@@ -41,9 +41,7 @@ the export's setid option allows them. Files and directories belong to the
 user the server runs as.`,
 		Example: `  xfer serve --listen 127.0.0.1:7878 --root /data`,
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runServe(cmd)
-		},
+		RunE:    a.runServe,
 	}
 	f := c.Flags()
 	f.String("listen", "127.0.0.1:7878", "address to listen on (HOST:PORT; port 0 picks a free port)")
@@ -168,7 +166,7 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (a *app) runServe(cmd *cobra.Command) error {
+func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 	rootDir := a.v.GetString("root")
 	// --export values contain '=', ':' and ','; read them from the flag
 	// as given, and from XFER_EXPORT or the config file otherwise.

@@ -22,6 +22,17 @@ import (
 	"github.com/xfer-io/xfer/ui"
 )
 
+// transferCmd makes c copy (sync false) or sync: both take SRC and DST,
+// complete them as locations, share the flags of addTransferFlags and run
+// runTransfer.
+func (a *app) transferCmd(c *cobra.Command, sync bool) *cobra.Command {
+	c.Args = usageArgs(cobra.ExactArgs(2))
+	c.ValidArgsFunction = completeLocations
+	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, sync) }
+	addTransferFlags(c)
+	return c
+}
+
 // addTransferFlags declares the flags copy and sync share.
 func addTransferFlags(c *cobra.Command) {
 	f := c.Flags()
