@@ -45,27 +45,26 @@ xfer serve and xfer bench. --json prints one JSON object per transport.`,
   xfer bench --to nodeA:/scratch --mode disk --json
   xfer bench --to xfer://10.0.0.1:7878 --proto uring --size 64 --duration 5s`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runBench(cmd)
-		},
+		RunE: a.runBench,
 	}
 	f := c.Flags()
 	f.String("to", "", "the peer: xfer://HOST:PORT[/DIR] or NAME:[DIR] (DIR: where --mode disk writes)")
-	choiceFlag(f, "proto", "auto", append(append([]string{}, protoWords...), "all"), "data transport: auto, tcp, tcp-zc, uring, rdma, or all (one row per transport both ends can use)")
+	addDialFlags(c, dialFlagSpec{
+		protos:       append(append([]string{}, protoWords...), "all"),
+		protoUsage:   "data transport: auto, tcp, tcp-zc, uring, rdma, or all (one row per transport both ends can use)",
+		streams:      transfer.DefaultStreams,
+		streamsUsage: "parallel data streams (the server may grant fewer)",
+		peer:         "the peer",
+	})
 	durationFlag(f, "duration", 10*time.Second, 0, "how long to send bulk messages, per transport (0: skip)")
 	sizeRangeFlag(f, "size", "1M", 1, bench.MaxSize, "bulk message size (1 byte to 64M)")
-	intFlag(f, "streams", transfer.DefaultStreams, 1, 64, "parallel data streams (the server may grant fewer)")
 	f.String("mode", "mem", "mem (memory to memory), file (sender's file via sendfile etc., like iperf3 -Z) or disk (file to a file on the server)")
 	sizeRangeFlag(f, "ping-size", "64", 1, bench.MaxPing, "size of the messages whose round trips are timed (1 byte to 64K)")
 	durationFlag(f, "ping-duration", 2*time.Second, 0, "how long to time round trips, per transport (0: skip)")
-	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to the peer after this long (above 0)")
-	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
-	uringFlag(f, "uring-entries")
-	addPeerAuthFlags(c)
 	return c
 }
 
-func (a *app) runBench(cmd *cobra.Command) error {
+func (a *app) runBench(cmd *cobra.Command, _ []string) error {
 	to := a.v.GetString("to")
 	if to == "" {
 		return exitcode.Usagef("--to is required: the xfer serve peer to measure against (xfer://HOST:PORT)")
@@ -89,9 +88,9 @@ func (a *app) runBench(cmd *cobra.Command) error {
 	if err != nil || ping < 1 || ping > bench.MaxPing {
 		return exitcode.Usagef("--ping-size %q: want 1 byte to %dK", a.v.GetString("ping-size"), bench.MaxPing>>10)
 	}
-	streams := a.v.GetInt("streams")
-	if streams < 1 || streams > 64 {
-		return exitcode.Usagef("--streams: want 1 to 64, got %d", streams)
+	do, err := a.dialOptions(ep.Auth)
+	if err != nil {
+		return err
 	}
 	bo := bench.Options{
 		Mode:         a.v.GetString("mode"),
@@ -108,17 +107,6 @@ func (a *app) runBench(cmd *cobra.Command) error {
 	protos, skipped, err := benchProtos(proto)
 	if err != nil {
 		return err
-	}
-	do := transfer.DialOptions{
-		Streams:        streams,
-		ConnectTimeout: a.v.GetDuration("connect-timeout"),
-		IdleTimeout:    a.v.GetDuration("timeout"),
-		UringEntries:   a.uringEntries(),
-		Log:            a.log,
-		ClientVersion:  versionString(),
-		Token:          ep.Auth.Token,
-		TLS:            ep.Auth.TLS,
-		TLSData:        ep.Auth.TLSData,
 	}
 	out := &benchOutput{w: a.stdout, json: a.v.GetBool("json"), all: proto == "all",
 		addr: ep.Addr, opt: bo}
