@@ -21,7 +21,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
@@ -58,10 +57,6 @@ type handler struct {
 	jobs func(ctx context.Context, s *session.Session, root *fsroot.Root, srcRel string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error)
 	// tickets issues tickets for third-party sessions; nil refuses.
 	tickets *session.Tickets
-	// cas is the content-addressed store a server exposes (--cas); nil
-	// refuses the cas.* requests. See cas.go.
-	cas   *cas.Store
-	casRO bool
 	// m and transport label what the receiver counts.
 	m         *metrics.Metrics
 	transport string
