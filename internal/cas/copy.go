@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,7 +86,7 @@ func (s *Store) putFileCopy(ctx context.Context, src *os.File, size int64) (ID, 
 	}()
 
 	obw := bufio.NewWriterSize(ob.f, 64<<10)
-	h := treeHasher{cvs: cvWriter(obw)}
+	h := s.newHasher(cvWriter(obw))
 	for seg := range segs {
 		if seg.err != nil {
 			return ID{}, seg.err
@@ -93,15 +94,16 @@ func (s *Store) putFileCopy(ctx context.Context, src *os.File, size int64) (ID, 
 		if err := ctx.Err(); err != nil {
 			return ID{}, err
 		}
-		if err := s.hashMapped(&h, obj.f, seg.off, seg.n); err != nil {
+		if err := hashMapped(h, obj.f, seg.off, seg.n); err != nil {
 			return ID{}, fmt.Errorf("cas: put %s: %w", src.Name(), err)
 		}
 	}
-	if h.n != size {
-		return ID{}, fmt.Errorf("cas: put %s: copied %d of %d bytes", src.Name(), h.n, size)
+	if h.Len() != size {
+		return ID{}, fmt.Errorf("cas: put %s: copied %d of %d bytes", src.Name(), h.Len(), size)
 	}
-	id := h.sum()
-	if err := errors.Join(h.err, obw.Flush()); err != nil {
+	sum, err := h.Sum()
+	id := ID(sum)
+	if err := errors.Join(err, obw.Flush()); err != nil {
 		return ID{}, fmt.Errorf("cas: put %s: write outboard: %w", id, err)
 	}
 	s.at("large-written")
@@ -117,7 +119,7 @@ func isNoCopyRange(err error) bool {
 }
 
 // hashMapped maps [off, off+n) of f read-only and hashes it into h.
-func (s *Store) hashMapped(h *treeHasher, f *os.File, off, n int64) error {
+func hashMapped(h *hashtree.Stream, f *os.File, off, n int64) error {
 	m, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return fmt.Errorf("mmap %s: %w", f.Name(), err)
@@ -125,6 +127,7 @@ func (s *Store) hashMapped(h *treeHasher, f *os.File, off, n int64) error {
 	defer unix.Munmap(m)
 	// The file is this put's unnamed temporary file: nothing else can
 	// truncate it under the mapping.
-	h.writeParallel(m, s.workers)
+	// An outboard error surfaces at h.Sum.
+	h.Add(m)
 	return nil
 }

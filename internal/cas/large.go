@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,11 +144,10 @@ func (s *Store) pump(ctx context.Context, first *[]byte, firstN int, firstLast b
 
 // hashConsume returns a consume function that hashes each batch into h and,
 // if w is non-nil, writes it to w concurrently.
-func (s *Store) hashConsume(h *treeHasher, w io.Writer) func([]byte) error {
+func hashConsume(h *hashtree.Stream, w io.Writer) func([]byte) error {
 	return func(b []byte) error {
 		if w == nil {
-			h.writeParallel(b, s.workers)
-			return h.err
+			return h.Add(b)
 		}
 		var werr error
 		var wg sync.WaitGroup
@@ -156,9 +156,9 @@ func (s *Store) hashConsume(h *treeHasher, w io.Writer) func([]byte) error {
 			defer wg.Done()
 			_, werr = w.Write(b)
 		}()
-		h.writeParallel(b, s.workers)
+		herr := h.Add(b)
 		wg.Wait()
-		return errors.Join(werr, h.err)
+		return errors.Join(werr, herr)
 	}
 }
 
@@ -232,12 +232,10 @@ func (s *Store) mkdirSynced(dir string) error {
 	return s.syncDir(filepath.Dir(dir))
 }
 
-// cvWriter returns an outboard sink writing CVs to w.
-func cvWriter(w *bufio.Writer) func([8]uint32) error {
-	var b [cvSize]byte
-	return func(cv [8]uint32) error {
-		putCV(b[:], cv)
-		_, err := w.Write(b[:])
+// cvWriter returns an outboard sink writing group digests to w.
+func cvWriter(w *bufio.Writer) func(hashtree.Digest) error {
+	return func(d hashtree.Digest) error {
+		_, err := w.Write(d[:])
 		return err
 	}
 }
@@ -251,14 +249,14 @@ func (s *Store) putLarge(ctx context.Context, want *ID, first *[]byte, firstN in
 			return ID{}, 0, err
 		} else if ok {
 			// Already stored: verify the content without writing it.
-			h := treeHasher{}
-			if err := s.pump(ctx, first, firstN, firstLast, fill, s.hashConsume(&h, nil)); err != nil {
+			h := s.newHasher(nil)
+			if err := s.pump(ctx, first, firstN, firstLast, fill, hashConsume(h, nil)); err != nil {
 				return ID{}, 0, fmt.Errorf("cas: put %s: %w", *want, err)
 			}
-			if got := h.sum(); got != *want {
+			if got, _ := h.Sum(); ID(got) != *want {
 				return ID{}, 0, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, got, ErrCorrupt)
 			}
-			return *want, h.n, s.noteDedup(ctx, *want, h.n)
+			return *want, h.Len(), s.noteDedup(ctx, *want, h.Len())
 		}
 	}
 	obj, err := s.createTmp()
@@ -272,22 +270,23 @@ func (s *Store) putLarge(ctx context.Context, want *ID, first *[]byte, firstN in
 	}
 	defer ob.close()
 	obw := bufio.NewWriterSize(ob.f, 64<<10)
-	h := treeHasher{cvs: cvWriter(obw)}
-	if err := s.pump(ctx, first, firstN, firstLast, fill, s.hashConsume(&h, obj.f)); err != nil {
+	h := s.newHasher(cvWriter(obw))
+	if err := s.pump(ctx, first, firstN, firstLast, fill, hashConsume(h, obj.f)); err != nil {
 		return ID{}, 0, fmt.Errorf("cas: put: %w", err)
 	}
-	id := h.sum()
-	if err := errors.Join(h.err, obw.Flush()); err != nil {
+	sum, err := h.Sum()
+	id := ID(sum)
+	if err := errors.Join(err, obw.Flush()); err != nil {
 		return ID{}, 0, fmt.Errorf("cas: put %s: write outboard: %w", id, err)
 	}
 	if want != nil && id != *want {
 		return ID{}, 0, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, id, ErrCorrupt)
 	}
 	s.at("large-written")
-	if err := s.commitLarge(ctx, id, h.n, obj, ob); err != nil {
+	if err := s.commitLarge(ctx, id, h.Len(), obj, ob); err != nil {
 		return ID{}, 0, err
 	}
-	return id, h.n, nil
+	return id, h.Len(), nil
 }
 
 // commitLarge makes a complete standalone object visible: the outboard first,
@@ -362,11 +361,11 @@ func (s *Store) getLarge(ctx context.Context, id ID, w io.Writer) (int64, error)
 	}
 	defer f.Close()
 	cw := &countWriter{w: w}
-	var h treeHasher
-	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), s.hashConsume(&h, cw)); err != nil {
+	h := s.newHasher(nil)
+	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), hashConsume(h, cw)); err != nil {
 		return cw.n, fmt.Errorf("cas: get %s: %w", id, err)
 	}
-	if got := h.sum(); got != id {
+	if got, _ := h.Sum(); ID(got) != id {
 		return cw.n, fmt.Errorf("cas: get %s: %s hashes to %s: %w", id, f.Name(), got, ErrCorrupt)
 	}
 	return cw.n, nil
@@ -386,22 +385,23 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // hashLarge hashes the open standalone object f and, if ob is non-nil,
 // writes its outboard there.
 func (s *Store) hashLarge(ctx context.Context, f *os.File, size int64, ob *tmpFile) (ID, error) {
-	var h treeHasher
 	var obw *bufio.Writer
+	var outboard func(hashtree.Digest) error
 	if ob != nil {
 		obw = bufio.NewWriterSize(ob.f, 64<<10)
-		h.cvs = cvWriter(obw)
+		outboard = cvWriter(obw)
 	}
-	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), s.hashConsume(&h, nil)); err != nil {
+	h := s.newHasher(outboard)
+	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), hashConsume(h, nil)); err != nil {
 		return ID{}, err
 	}
-	id := h.sum()
+	sum, err := h.Sum()
 	if obw != nil {
-		if err := errors.Join(h.err, obw.Flush()); err != nil {
+		if err := errors.Join(err, obw.Flush()); err != nil {
 			return ID{}, fmt.Errorf("write outboard: %w", err)
 		}
 	}
-	return id, nil
+	return ID(sum), nil
 }
 
 // checkOutboard reports whether the outboard file at path holds the group
@@ -421,15 +421,15 @@ func checkOutboard(path string, id ID, size int64) (bool, error) {
 		return false, err
 	}
 	r := bufio.NewReaderSize(f, 64<<10)
-	var c cvStack
-	var b [cvSize]byte
+	var m hashtree.Merger
+	var d hashtree.Digest
 	for i := int64(0); i < ng; i++ {
-		if _, err := io.ReadFull(r, b[:]); err != nil {
+		if _, err := io.ReadFull(r, d[:]); err != nil {
 			return false, fmt.Errorf("read %s: %w", path, err)
 		}
 		if i < ng-1 {
-			c.push(getCV(b[:]))
-		} else if c.rootFromCV(getCV(b[:])) != id {
+			m.Push(d)
+		} else if ID(m.Root(d)) != id {
 			return false, nil
 		}
 	}
@@ -554,7 +554,7 @@ func (s *Store) readAtLarge(ctx context.Context, id ID, p []byte, off int64) (in
 		bad := int64(-1)
 		for i := int64(0); i < k; i++ {
 			gd := data[i*GroupSize : min((i+1)*GroupSize, int64(len(data)))]
-			if groupCV(gd, uint64(g+i)) != getCV(cvb[i*cvSize:]) {
+			if hashtree.ChunkDigest(gd, (g+i)*GroupSize, size, GroupSize) != hashtree.Digest(cvb[i*cvSize:(i+1)*cvSize]) {
 				bad = g + i
 				break
 			}

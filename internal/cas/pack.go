@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,7 +101,7 @@ func (s *Store) putPackedOverlap(ctx context.Context, data []byte, want *ID) (ID
 	fd := int(f.Fd())
 	written := make(chan error, 1)
 	go func() { written <- pwriteAll(fd, data, off+packHeaderSize) }()
-	id := rootID(subtreeNode(data, 0))
+	id := ID(hashtree.SumWorkers(data, 1)) // on this goroutine, beside the write
 	werr := <-written
 	undo := func() {
 		// Best effort: bytes left past the end are dead space.
@@ -280,14 +281,7 @@ func (s *Store) readPackedInto(id ID, f *os.File, l loc, b []byte, cached bool) 
 }
 
 // sum hashes b, in parallel when it is large enough to pay off.
-func (s *Store) sum(b []byte) ID {
-	if len(b) <= 2*GroupSize || s.workers == 1 {
-		return rootID(subtreeNode(b, 0))
-	}
-	var h treeHasher
-	h.writeParallel(b, s.workers)
-	return h.sum()
-}
+func (s *Store) sum(b []byte) ID { return ID(hashtree.SumWorkers(b, s.workers)) }
 
 // getPacked verifies a packed object before writing it to w.
 func (s *Store) getPacked(id ID, l loc, w io.Writer) (int64, error) {
