@@ -41,18 +41,7 @@ func (s *Store) putFileCopy(ctx context.Context, src *os.File, size int64) (ID, 
 		off, n int64
 		err    error
 	}
-	segs := make(chan segment, 1)
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	// Runs before the deferred closes above: the copier uses raw fds, which
-	// must stay open until it has stopped.
-	defer func() {
-		close(done)
-		<-exited
-	}()
-	go func() {
-		defer close(exited)
-		defer close(segs)
+	segs, stop := runAhead(func(send func(segment) bool, _ <-chan struct{}) {
 		rfd, wfd := int(src.Fd()), int(obj.f.Fd())
 		for off := int64(0); off < size; off += copySegment {
 			n := min(copySegment, size-off)
@@ -74,16 +63,14 @@ func (s *Store) putFileCopy(ctx context.Context, src *os.File, size int64) (ID, 
 					left -= int64(c)
 				}
 			}
-			select {
-			case segs <- segment{off: off, n: n, err: err}:
-			case <-done:
-				return
-			}
-			if err != nil {
+			if !send(segment{off: off, n: n, err: err}) || err != nil {
 				return
 			}
 		}
-	}()
+	})
+	// Runs before the deferred closes above: the copier uses raw fds, which
+	// must stay open until it has stopped.
+	defer stop()
 
 	obw := bufio.NewWriterSize(ob.f, 64<<10)
 	h := s.newHasher(cvWriter(obw))

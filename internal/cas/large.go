@@ -72,24 +72,12 @@ func (s *Store) pump(ctx context.Context, first *[]byte, firstN int, firstLast b
 		last bool
 		err  error
 	}
-	full := make(chan batch, 1)
 	free := make(chan *[]byte, 2)
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	// On return, stop the reader and wait for it: the caller's reader must
-	// not be used after Put returns (a fill in progress is finished first).
-	defer func() {
-		close(done)
-		<-exited
-	}()
-	go func() {
-		defer close(exited)
-		defer close(full)
+	full, stop := runAhead(func(send func(batch) bool, done <-chan struct{}) {
 		allocated := 0
 		if first != nil {
 			allocated = 1
-			full <- batch{p: first, n: firstN, last: firstLast}
-			if firstLast {
+			if !send(batch{p: first, n: firstN, last: firstLast}) || firstLast {
 				return
 			}
 		}
@@ -106,16 +94,14 @@ func (s *Store) pump(ctx context.Context, first *[]byte, firstN int, firstLast b
 				}
 			}
 			n, last, err := fill(*p)
-			select {
-			case full <- batch{p: p, n: n, last: last, err: err}:
-			case <-done:
-				return
-			}
-			if last || err != nil {
+			if !send(batch{p: p, n: n, last: last, err: err}) || last || err != nil {
 				return
 			}
 		}
-	}()
+	})
+	// On return, stop the reader and wait for it: the caller's reader must
+	// not be used after Put returns (a fill in progress is finished first).
+	defer stop()
 	for b := range full {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -140,6 +126,34 @@ func (s *Store) pump(ctx context.Context, first *[]byte, firstN int, firstLast b
 		free <- b.p // never blocks: at most cap(free) buffers exist
 	}
 	return nil
+}
+
+// runAhead runs produce on a goroutine of its own, which hands its items to
+// the caller through the returned channel (one may wait there) and closes
+// it on return. send returns false once the caller has called stop; produce
+// then returns, and selects on done where it waits for anything else. stop,
+// which the caller must call once it stops receiving, returns when produce
+// has.
+func runAhead[T any](produce func(send func(T) bool, done <-chan struct{})) (<-chan T, func()) {
+	items := make(chan T, 1)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		defer close(items)
+		produce(func(v T) bool {
+			select {
+			case items <- v:
+				return true
+			case <-done:
+				return false
+			}
+		}, done)
+	}()
+	return items, func() {
+		close(done)
+		<-exited
+	}
 }
 
 // hashConsume returns a consume function that hashes each batch into h and,
@@ -325,14 +339,11 @@ func (s *Store) commitLarge(ctx context.Context, id ID, size int64, obj, ob *tmp
 
 // noteDedup records that size bytes of id were put again and not stored.
 func (s *Store) noteDedup(ctx context.Context, id ID, size int64) error {
-	unlock, err := s.lock(ctx)
+	unlock, err := s.lockScanned(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.lockedScan(); err != nil {
-		return err
-	}
 	return s.appendRecord(record{kind: recDedup, id: id, size: size}, false)
 }
 
@@ -382,26 +393,35 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// hashLarge hashes the open standalone object f and, if ob is non-nil,
-// writes its outboard there.
-func (s *Store) hashLarge(ctx context.Context, f *os.File, size int64, ob *tmpFile) (ID, error) {
-	var obw *bufio.Writer
-	var outboard func(hashtree.Digest) error
-	if ob != nil {
-		obw = bufio.NewWriterSize(ob.f, 64<<10)
-		outboard = cvWriter(obw)
+// hashLarge hashes the standalone object id, open as f, and writes its
+// outboard to a new temporary file, which the caller closes. An object that
+// does not hash to id is an ErrCorrupt error; other errors say they happened
+// while doing (to id).
+func (s *Store) hashLarge(ctx context.Context, doing string, id ID, f *os.File, size int64) (*tmpFile, error) {
+	ob, err := s.createTmp()
+	if err != nil {
+		return nil, err
 	}
-	h := s.newHasher(outboard)
-	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), hashConsume(h, nil)); err != nil {
-		return ID{}, err
-	}
-	sum, err := h.Sum()
-	if obw != nil {
-		if err := errors.Join(err, obw.Flush()); err != nil {
-			return ID{}, fmt.Errorf("write outboard: %w", err)
+	obw := bufio.NewWriterSize(ob.f, 64<<10)
+	h := s.newHasher(cvWriter(obw))
+	err = s.pump(ctx, nil, 0, false, fileFill(f, 0, size), hashConsume(h, nil))
+	var got hashtree.Digest
+	if err == nil {
+		got, err = h.Sum()
+		if err = errors.Join(err, obw.Flush()); err != nil {
+			err = fmt.Errorf("write outboard: %w", err)
 		}
 	}
-	return ID(sum), nil
+	switch {
+	case err != nil:
+		err = fmt.Errorf("cas: %s %s: %w", doing, id, err)
+	case ID(got) != id:
+		err = fmt.Errorf("cas: %s hashes to %s: %w", f.Name(), got, ErrCorrupt)
+	default:
+		return ob, nil
+	}
+	ob.close()
+	return nil, err
 }
 
 // checkOutboard reports whether the outboard file at path holds the group
@@ -474,18 +494,11 @@ func (s *Store) forgetOutboard(id ID) {
 // rebuildOutboard hashes the object, and if it matches its ID replaces its
 // outboard with a fresh one.
 func (s *Store) rebuildOutboard(ctx context.Context, id ID, f *os.File, size int64) error {
-	ob, err := s.createTmp()
+	ob, err := s.hashLarge(ctx, "rebuild outboard of", id, f, size)
 	if err != nil {
 		return err
 	}
 	defer ob.close()
-	got, err := s.hashLarge(ctx, f, size, ob)
-	if err != nil {
-		return fmt.Errorf("cas: rebuild outboard of %s: %w", id, err)
-	}
-	if got != id {
-		return fmt.Errorf("cas: %s hashes to %s: %w", f.Name(), got, ErrCorrupt)
-	}
 	if err := s.syncFile(ob.f); err != nil {
 		return fmt.Errorf("cas: rebuild outboard of %s: %w", id, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -90,7 +91,7 @@ func TestStream(t *testing.T) {
 					}
 					continue
 				}
-				if !equalDigests(outboard, chunkDigests(data, piece)) {
+				if !slices.Equal(outboard, chunkDigests(data, piece)) {
 					t.Errorf("%d bytes, runs of %d: outboard differs from ChunkDigest's %d pieces", n, run, np)
 				}
 				var m Merger
@@ -103,18 +104,6 @@ func TestStream(t *testing.T) {
 			}
 		}
 	}
-}
-
-func equalDigests(a, b []Digest) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestStreamOutboardError(t *testing.T) {
