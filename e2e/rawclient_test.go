@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 
 	"github.com/xfer-io/xfer/transfer"
 )
@@ -150,7 +150,7 @@ func dialRawVersion(addr string, token []byte, version int) (*rawClient, error) 
 		}
 	}
 	if version >= 2 {
-		rc.out, _ = blake3.NewKeyed(hmacParts(rc.key, label, "control", "client"))
+		rc.out = blake3.New(32, hmacParts(rc.key, label, "control", "client"))
 		rc.seal = hmacParts(rc.key, label, "ticket-seal")
 	}
 	// The session starts once its data stream has joined.

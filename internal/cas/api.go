@@ -440,23 +440,18 @@ func (s *Store) verifyLarge(ctx context.Context, id ID) error {
 		return err
 	}
 	defer f.Close()
-	ob, err := s.createTmp()
+	ob, err := s.hashLarge(ctx, "verify", id, f, size)
+	if errors.Is(err, ErrCorrupt) {
+		s.forgetOutboard(id)
+		if qerr := s.quarantineLarge(id); qerr != nil {
+			err = errors.Join(err, qerr)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}
 	defer ob.close()
-	got, err := s.hashLarge(ctx, f, size, ob)
-	if err != nil {
-		return fmt.Errorf("cas: verify %s: %w", id, err)
-	}
-	if got != id {
-		s.forgetOutboard(id)
-		e := fmt.Errorf("cas: %s hashes to %s: %w", f.Name(), got, ErrCorrupt)
-		if qerr := s.quarantineLarge(id); qerr != nil {
-			e = errors.Join(e, qerr)
-		}
-		return e
-	}
 	ok, err := checkOutboard(s.outboardPath(id), id, size)
 	if err != nil || !ok {
 		s.forgetOutboard(id)

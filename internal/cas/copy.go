@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,18 +41,7 @@ func (s *Store) putFileCopy(ctx context.Context, src *os.File, size int64) (ID, 
 		off, n int64
 		err    error
 	}
-	segs := make(chan segment, 1)
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	// Runs before the deferred closes above: the copier uses raw fds, which
-	// must stay open until it has stopped.
-	defer func() {
-		close(done)
-		<-exited
-	}()
-	go func() {
-		defer close(exited)
-		defer close(segs)
+	segs, stop := runAhead(func(send func(segment) bool, _ <-chan struct{}) {
 		rfd, wfd := int(src.Fd()), int(obj.f.Fd())
 		for off := int64(0); off < size; off += copySegment {
 			n := min(copySegment, size-off)
@@ -73,19 +63,17 @@ func (s *Store) putFileCopy(ctx context.Context, src *os.File, size int64) (ID, 
 					left -= int64(c)
 				}
 			}
-			select {
-			case segs <- segment{off: off, n: n, err: err}:
-			case <-done:
-				return
-			}
-			if err != nil {
+			if !send(segment{off: off, n: n, err: err}) || err != nil {
 				return
 			}
 		}
-	}()
+	})
+	// Runs before the deferred closes above: the copier uses raw fds, which
+	// must stay open until it has stopped.
+	defer stop()
 
 	obw := bufio.NewWriterSize(ob.f, 64<<10)
-	h := treeHasher{cvs: cvWriter(obw)}
+	h := s.newHasher(cvWriter(obw))
 	for seg := range segs {
 		if seg.err != nil {
 			return ID{}, seg.err
@@ -93,15 +81,16 @@ func (s *Store) putFileCopy(ctx context.Context, src *os.File, size int64) (ID, 
 		if err := ctx.Err(); err != nil {
 			return ID{}, err
 		}
-		if err := s.hashMapped(&h, obj.f, seg.off, seg.n); err != nil {
+		if err := hashMapped(h, obj.f, seg.off, seg.n); err != nil {
 			return ID{}, fmt.Errorf("cas: put %s: %w", src.Name(), err)
 		}
 	}
-	if h.n != size {
-		return ID{}, fmt.Errorf("cas: put %s: copied %d of %d bytes", src.Name(), h.n, size)
+	if h.Len() != size {
+		return ID{}, fmt.Errorf("cas: put %s: copied %d of %d bytes", src.Name(), h.Len(), size)
 	}
-	id := h.sum()
-	if err := errors.Join(h.err, obw.Flush()); err != nil {
+	sum, err := h.Sum()
+	id := ID(sum)
+	if err := errors.Join(err, obw.Flush()); err != nil {
 		return ID{}, fmt.Errorf("cas: put %s: write outboard: %w", id, err)
 	}
 	s.at("large-written")
@@ -117,7 +106,7 @@ func isNoCopyRange(err error) bool {
 }
 
 // hashMapped maps [off, off+n) of f read-only and hashes it into h.
-func (s *Store) hashMapped(h *treeHasher, f *os.File, off, n int64) error {
+func hashMapped(h *hashtree.Stream, f *os.File, off, n int64) error {
 	m, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return fmt.Errorf("mmap %s: %w", f.Name(), err)
@@ -125,6 +114,7 @@ func (s *Store) hashMapped(h *treeHasher, f *os.File, off, n int64) error {
 	defer unix.Munmap(m)
 	// The file is this put's unnamed temporary file: nothing else can
 	// truncate it under the mapping.
-	h.writeParallel(m, s.workers)
+	// An outboard error surfaces at h.Sum.
+	h.Add(m)
 	return nil
 }

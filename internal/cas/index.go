@@ -195,15 +195,14 @@ func (s *Store) lookup(id ID) (loc, bool, error) {
 	if err := s.refresh(); err != nil {
 		return loc{}, false, err
 	}
-	s.mu.RLock()
-	l, ok := s.entries[id]
-	s.mu.RUnlock()
+	l, ok := s.entry(id)
 	return l, ok, nil
 }
 
-// lockedScan takes s.mu and rescans with repair; caller holds the store lock.
-func (s *Store) lockedScan() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.scanLocked(true)
+// entry returns the pack location of id as of the last scan.
+func (s *Store) entry(id ID) (loc, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.entries[id]
+	return l, ok
 }

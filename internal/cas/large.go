@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,24 +72,12 @@ func (s *Store) pump(ctx context.Context, first *[]byte, firstN int, firstLast b
 		last bool
 		err  error
 	}
-	full := make(chan batch, 1)
 	free := make(chan *[]byte, 2)
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	// On return, stop the reader and wait for it: the caller's reader must
-	// not be used after Put returns (a fill in progress is finished first).
-	defer func() {
-		close(done)
-		<-exited
-	}()
-	go func() {
-		defer close(exited)
-		defer close(full)
+	full, stop := runAhead(func(send func(batch) bool, done <-chan struct{}) {
 		allocated := 0
 		if first != nil {
 			allocated = 1
-			full <- batch{p: first, n: firstN, last: firstLast}
-			if firstLast {
+			if !send(batch{p: first, n: firstN, last: firstLast}) || firstLast {
 				return
 			}
 		}
@@ -105,16 +94,14 @@ func (s *Store) pump(ctx context.Context, first *[]byte, firstN int, firstLast b
 				}
 			}
 			n, last, err := fill(*p)
-			select {
-			case full <- batch{p: p, n: n, last: last, err: err}:
-			case <-done:
-				return
-			}
-			if last || err != nil {
+			if !send(batch{p: p, n: n, last: last, err: err}) || last || err != nil {
 				return
 			}
 		}
-	}()
+	})
+	// On return, stop the reader and wait for it: the caller's reader must
+	// not be used after Put returns (a fill in progress is finished first).
+	defer stop()
 	for b := range full {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -141,13 +128,40 @@ func (s *Store) pump(ctx context.Context, first *[]byte, firstN int, firstLast b
 	return nil
 }
 
+// runAhead runs produce on a goroutine of its own, which hands its items to
+// the caller through the returned channel (one may wait there) and closes
+// it on return. send returns false once the caller has called stop; produce
+// then returns, and selects on done where it waits for anything else. stop,
+// which the caller must call once it stops receiving, returns when produce
+// has.
+func runAhead[T any](produce func(send func(T) bool, done <-chan struct{})) (<-chan T, func()) {
+	items := make(chan T, 1)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		defer close(items)
+		produce(func(v T) bool {
+			select {
+			case items <- v:
+				return true
+			case <-done:
+				return false
+			}
+		}, done)
+	}()
+	return items, func() {
+		close(done)
+		<-exited
+	}
+}
+
 // hashConsume returns a consume function that hashes each batch into h and,
 // if w is non-nil, writes it to w concurrently.
-func (s *Store) hashConsume(h *treeHasher, w io.Writer) func([]byte) error {
+func hashConsume(h *hashtree.Stream, w io.Writer) func([]byte) error {
 	return func(b []byte) error {
 		if w == nil {
-			h.writeParallel(b, s.workers)
-			return h.err
+			return h.Add(b)
 		}
 		var werr error
 		var wg sync.WaitGroup
@@ -156,9 +170,9 @@ func (s *Store) hashConsume(h *treeHasher, w io.Writer) func([]byte) error {
 			defer wg.Done()
 			_, werr = w.Write(b)
 		}()
-		h.writeParallel(b, s.workers)
+		herr := h.Add(b)
 		wg.Wait()
-		return errors.Join(werr, h.err)
+		return errors.Join(werr, herr)
 	}
 }
 
@@ -232,12 +246,10 @@ func (s *Store) mkdirSynced(dir string) error {
 	return s.syncDir(filepath.Dir(dir))
 }
 
-// cvWriter returns an outboard sink writing CVs to w.
-func cvWriter(w *bufio.Writer) func([8]uint32) error {
-	var b [cvSize]byte
-	return func(cv [8]uint32) error {
-		putCV(b[:], cv)
-		_, err := w.Write(b[:])
+// cvWriter returns an outboard sink writing group digests to w.
+func cvWriter(w *bufio.Writer) func(hashtree.Digest) error {
+	return func(d hashtree.Digest) error {
+		_, err := w.Write(d[:])
 		return err
 	}
 }
@@ -251,14 +263,14 @@ func (s *Store) putLarge(ctx context.Context, want *ID, first *[]byte, firstN in
 			return ID{}, 0, err
 		} else if ok {
 			// Already stored: verify the content without writing it.
-			h := treeHasher{}
-			if err := s.pump(ctx, first, firstN, firstLast, fill, s.hashConsume(&h, nil)); err != nil {
+			h := s.newHasher(nil)
+			if err := s.pump(ctx, first, firstN, firstLast, fill, hashConsume(h, nil)); err != nil {
 				return ID{}, 0, fmt.Errorf("cas: put %s: %w", *want, err)
 			}
-			if got := h.sum(); got != *want {
+			if got, _ := h.Sum(); ID(got) != *want {
 				return ID{}, 0, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, got, ErrCorrupt)
 			}
-			return *want, h.n, s.noteDedup(ctx, *want, h.n)
+			return *want, h.Len(), s.noteDedup(ctx, *want, h.Len())
 		}
 	}
 	obj, err := s.createTmp()
@@ -272,22 +284,23 @@ func (s *Store) putLarge(ctx context.Context, want *ID, first *[]byte, firstN in
 	}
 	defer ob.close()
 	obw := bufio.NewWriterSize(ob.f, 64<<10)
-	h := treeHasher{cvs: cvWriter(obw)}
-	if err := s.pump(ctx, first, firstN, firstLast, fill, s.hashConsume(&h, obj.f)); err != nil {
+	h := s.newHasher(cvWriter(obw))
+	if err := s.pump(ctx, first, firstN, firstLast, fill, hashConsume(h, obj.f)); err != nil {
 		return ID{}, 0, fmt.Errorf("cas: put: %w", err)
 	}
-	id := h.sum()
-	if err := errors.Join(h.err, obw.Flush()); err != nil {
+	sum, err := h.Sum()
+	id := ID(sum)
+	if err := errors.Join(err, obw.Flush()); err != nil {
 		return ID{}, 0, fmt.Errorf("cas: put %s: write outboard: %w", id, err)
 	}
 	if want != nil && id != *want {
 		return ID{}, 0, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, id, ErrCorrupt)
 	}
 	s.at("large-written")
-	if err := s.commitLarge(ctx, id, h.n, obj, ob); err != nil {
+	if err := s.commitLarge(ctx, id, h.Len(), obj, ob); err != nil {
 		return ID{}, 0, err
 	}
-	return id, h.n, nil
+	return id, h.Len(), nil
 }
 
 // commitLarge makes a complete standalone object visible: the outboard first,
@@ -326,14 +339,11 @@ func (s *Store) commitLarge(ctx context.Context, id ID, size int64, obj, ob *tmp
 
 // noteDedup records that size bytes of id were put again and not stored.
 func (s *Store) noteDedup(ctx context.Context, id ID, size int64) error {
-	unlock, err := s.lock(ctx)
+	unlock, err := s.lockScanned(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.lockedScan(); err != nil {
-		return err
-	}
 	return s.appendRecord(record{kind: recDedup, id: id, size: size}, false)
 }
 
@@ -362,11 +372,11 @@ func (s *Store) getLarge(ctx context.Context, id ID, w io.Writer) (int64, error)
 	}
 	defer f.Close()
 	cw := &countWriter{w: w}
-	var h treeHasher
-	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), s.hashConsume(&h, cw)); err != nil {
+	h := s.newHasher(nil)
+	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), hashConsume(h, cw)); err != nil {
 		return cw.n, fmt.Errorf("cas: get %s: %w", id, err)
 	}
-	if got := h.sum(); got != id {
+	if got, _ := h.Sum(); ID(got) != id {
 		return cw.n, fmt.Errorf("cas: get %s: %s hashes to %s: %w", id, f.Name(), got, ErrCorrupt)
 	}
 	return cw.n, nil
@@ -383,25 +393,35 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// hashLarge hashes the open standalone object f and, if ob is non-nil,
-// writes its outboard there.
-func (s *Store) hashLarge(ctx context.Context, f *os.File, size int64, ob *tmpFile) (ID, error) {
-	var h treeHasher
-	var obw *bufio.Writer
-	if ob != nil {
-		obw = bufio.NewWriterSize(ob.f, 64<<10)
-		h.cvs = cvWriter(obw)
+// hashLarge hashes the standalone object id, open as f, and writes its
+// outboard to a new temporary file, which the caller closes. An object that
+// does not hash to id is an ErrCorrupt error; other errors say they happened
+// while doing (to id).
+func (s *Store) hashLarge(ctx context.Context, doing string, id ID, f *os.File, size int64) (*tmpFile, error) {
+	ob, err := s.createTmp()
+	if err != nil {
+		return nil, err
 	}
-	if err := s.pump(ctx, nil, 0, false, fileFill(f, 0, size), s.hashConsume(&h, nil)); err != nil {
-		return ID{}, err
-	}
-	id := h.sum()
-	if obw != nil {
-		if err := errors.Join(h.err, obw.Flush()); err != nil {
-			return ID{}, fmt.Errorf("write outboard: %w", err)
+	obw := bufio.NewWriterSize(ob.f, 64<<10)
+	h := s.newHasher(cvWriter(obw))
+	err = s.pump(ctx, nil, 0, false, fileFill(f, 0, size), hashConsume(h, nil))
+	var got hashtree.Digest
+	if err == nil {
+		got, err = h.Sum()
+		if err = errors.Join(err, obw.Flush()); err != nil {
+			err = fmt.Errorf("write outboard: %w", err)
 		}
 	}
-	return id, nil
+	switch {
+	case err != nil:
+		err = fmt.Errorf("cas: %s %s: %w", doing, id, err)
+	case ID(got) != id:
+		err = fmt.Errorf("cas: %s hashes to %s: %w", f.Name(), got, ErrCorrupt)
+	default:
+		return ob, nil
+	}
+	ob.close()
+	return nil, err
 }
 
 // checkOutboard reports whether the outboard file at path holds the group
@@ -421,15 +441,15 @@ func checkOutboard(path string, id ID, size int64) (bool, error) {
 		return false, err
 	}
 	r := bufio.NewReaderSize(f, 64<<10)
-	var c cvStack
-	var b [cvSize]byte
+	var m hashtree.Merger
+	var d hashtree.Digest
 	for i := int64(0); i < ng; i++ {
-		if _, err := io.ReadFull(r, b[:]); err != nil {
+		if _, err := io.ReadFull(r, d[:]); err != nil {
 			return false, fmt.Errorf("read %s: %w", path, err)
 		}
 		if i < ng-1 {
-			c.push(getCV(b[:]))
-		} else if c.rootFromCV(getCV(b[:])) != id {
+			m.Push(d)
+		} else if ID(m.Root(d)) != id {
 			return false, nil
 		}
 	}
@@ -474,18 +494,11 @@ func (s *Store) forgetOutboard(id ID) {
 // rebuildOutboard hashes the object, and if it matches its ID replaces its
 // outboard with a fresh one.
 func (s *Store) rebuildOutboard(ctx context.Context, id ID, f *os.File, size int64) error {
-	ob, err := s.createTmp()
+	ob, err := s.hashLarge(ctx, "rebuild outboard of", id, f, size)
 	if err != nil {
 		return err
 	}
 	defer ob.close()
-	got, err := s.hashLarge(ctx, f, size, ob)
-	if err != nil {
-		return fmt.Errorf("cas: rebuild outboard of %s: %w", id, err)
-	}
-	if got != id {
-		return fmt.Errorf("cas: %s hashes to %s: %w", f.Name(), got, ErrCorrupt)
-	}
 	if err := s.syncFile(ob.f); err != nil {
 		return fmt.Errorf("cas: rebuild outboard of %s: %w", id, err)
 	}
@@ -554,7 +567,7 @@ func (s *Store) readAtLarge(ctx context.Context, id ID, p []byte, off int64) (in
 		bad := int64(-1)
 		for i := int64(0); i < k; i++ {
 			gd := data[i*GroupSize : min((i+1)*GroupSize, int64(len(data)))]
-			if groupCV(gd, uint64(g+i)) != getCV(cvb[i*cvSize:]) {
+			if hashtree.ChunkDigest(gd, (g+i)*GroupSize, size, GroupSize) != hashtree.Digest(cvb[i*cvSize:(i+1)*cvSize]) {
 				bad = g + i
 				break
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,14 +85,11 @@ func (s *Store) hasPacked(id *ID) bool {
 // nobody else appends while the lock is held. A writer dying before that
 // leaves them as dead space, like any put dying before its index record.
 func (s *Store) putPackedOverlap(ctx context.Context, data []byte, want *ID) (ID, error) {
-	unlock, err := s.lock(ctx)
+	unlock, err := s.lockScanned(ctx)
 	if err != nil {
 		return ID{}, err
 	}
 	defer unlock()
-	if err := s.lockedScan(); err != nil {
-		return ID{}, err
-	}
 	need := int64(packHeaderSize + len(data))
 	f, off, err := s.packForAppend(need)
 	if err != nil {
@@ -100,7 +98,7 @@ func (s *Store) putPackedOverlap(ctx context.Context, data []byte, want *ID) (ID
 	fd := int(f.Fd())
 	written := make(chan error, 1)
 	go func() { written <- pwriteAll(fd, data, off+packHeaderSize) }()
-	id := rootID(subtreeNode(data, 0))
+	id := ID(hashtree.SumWorkers(data, 1)) // on this goroutine, beside the write
 	werr := <-written
 	undo := func() {
 		// Best effort: bytes left past the end are dead space.
@@ -114,10 +112,7 @@ func (s *Store) putPackedOverlap(ctx context.Context, data []byte, want *ID) (ID
 		undo()
 		return ID{}, fmt.Errorf("cas: put %s: content hashes to %s: %w", *want, id, ErrCorrupt)
 	}
-	s.mu.RLock()
-	_, exists := s.entries[id]
-	s.mu.RUnlock()
-	if exists {
+	if _, exists := s.entry(id); exists {
 		undo()
 		return id, s.appendRecord(record{kind: recDedup, id: id, size: int64(len(data))}, false)
 	}
@@ -157,18 +152,12 @@ func pwriteAll(fd int, b []byte, off int64) error {
 
 // putPacked stores data (<= MaxPacked bytes) whose ID is id in a pack.
 func (s *Store) putPacked(ctx context.Context, id ID, data []byte) error {
-	unlock, err := s.lock(ctx)
+	unlock, err := s.lockScanned(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.lockedScan(); err != nil {
-		return err
-	}
-	s.mu.RLock()
-	_, exists := s.entries[id]
-	s.mu.RUnlock()
-	if exists {
+	if _, exists := s.entry(id); exists {
 		return s.appendRecord(record{kind: recDedup, id: id, size: int64(len(data))}, false)
 	}
 	need := int64(packHeaderSize + len(data))
@@ -280,14 +269,7 @@ func (s *Store) readPackedInto(id ID, f *os.File, l loc, b []byte, cached bool) 
 }
 
 // sum hashes b, in parallel when it is large enough to pay off.
-func (s *Store) sum(b []byte) ID {
-	if len(b) <= 2*GroupSize || s.workers == 1 {
-		return rootID(subtreeNode(b, 0))
-	}
-	var h treeHasher
-	h.writeParallel(b, s.workers)
-	return h.sum()
-}
+func (s *Store) sum(b []byte) ID { return ID(hashtree.SumWorkers(b, s.workers)) }
 
 // getPacked verifies a packed object before writing it to w.
 func (s *Store) getPacked(id ID, l loc, w io.Writer) (int64, error) {
@@ -341,17 +323,12 @@ func (s *Store) readAtPacked(id ID, l loc, p []byte, off int64) (int, error) {
 // removePacked appends a tombstone (or quarantine) record for id if it is
 // still at l.
 func (s *Store) removePacked(ctx context.Context, id ID, kind byte, check func(loc) bool) error {
-	unlock, err := s.lock(ctx)
+	unlock, err := s.lockScanned(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.lockedScan(); err != nil {
-		return err
-	}
-	s.mu.RLock()
-	l, ok := s.entries[id]
-	s.mu.RUnlock()
+	l, ok := s.entry(id)
 	if !ok || (check != nil && !check(l)) {
 		return fmt.Errorf("cas: remove %s: %w", id, ErrNotFound)
 	}

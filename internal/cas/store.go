@@ -235,18 +235,11 @@ func OpenOptions(dir string, opts Options) (*Store, error) {
 	}
 	// Recovery: under the lock, load the index repairing a torn tail, and
 	// clear abandoned temporary files.
-	unlock, err := s.lock(context.Background())
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	s.mu.Lock()
-	err = s.scanLocked(true)
-	s.mu.Unlock()
+	unlock, err := s.lockScanned(context.Background())
 	if err == nil {
 		err = s.cleanTmp()
+		unlock()
 	}
-	unlock()
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -378,6 +371,24 @@ func (s *Store) lock(ctx context.Context) (unlock func(), err error) {
 	if err != nil {
 		s.wmu.Unlock()
 		return nil, fmt.Errorf("cas: lock %s: %w", s.dir, err)
+	}
+	return unlock, nil
+}
+
+// lockScanned takes the store's write lock (see lock) and applies the
+// records appended since the last scan, repairing a torn tail, as every
+// writer must before it appends. On error the lock is released.
+func (s *Store) lockScanned(ctx context.Context) (unlock func(), err error) {
+	unlock, err = s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	err = s.scanLocked(true)
+	s.mu.Unlock()
+	if err != nil {
+		unlock()
+		return nil, err
 	}
 	return unlock, nil
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	zeebo "github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 func openTest(t testing.TB, dir string, opts Options) *Store {
@@ -56,7 +56,7 @@ var putWays = []struct {
 		return id
 	}},
 	{"PutVerified", func(ctx context.Context, t *testing.T, s *Store, b []byte) ID {
-		id := ID(zeebo.Sum256(b))
+		id := ID(blake3.Sum256(b))
 		if err := s.PutVerified(ctx, id, bytes.NewReader(b)); err != nil {
 			t.Fatalf("PutVerified: %v", err)
 		}
@@ -72,7 +72,7 @@ func TestRoundTrip(t *testing.T) {
 			s := openTest(t, t.TempDir(), Options{})
 			for _, n := range sizes {
 				b := randBytes(uint64(n)+7, n)
-				want := ID(zeebo.Sum256(b))
+				want := ID(blake3.Sum256(b))
 				id := way.put(ctx, t, s, b)
 				if id != want {
 					t.Fatalf("%d bytes: id %s, want blake3 %s", n, id, want)

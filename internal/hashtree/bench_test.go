@@ -3,9 +3,10 @@ package hashtree
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 func BenchmarkChunkDigest4MiB(b *testing.B) {
@@ -18,7 +19,7 @@ func BenchmarkChunkDigest4MiB(b *testing.B) {
 			ChunkDigest(data, size, 4*size, size)
 		}
 	})
-	b.Run("zeebo", func(b *testing.B) {
+	b.Run("reference", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
 			blake3.Sum256(data)
@@ -58,10 +59,41 @@ func BenchmarkHashFile(b *testing.B) {
 			Sum(data)
 		}
 	})
-	b.Run("zeebo", func(b *testing.B) {
+	b.Run("reference", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
 			blake3.Sum256(data)
 		}
 	})
+}
+
+// BenchmarkSumSizes hashes inputs that end in a partial subtree, the case
+// where the tail's decomposition matters.
+func BenchmarkSumSizes(b *testing.B) {
+	for _, size := range []int64{4 << 10, 13 << 10, 100 << 10, 1<<20 + 5<<10} {
+		data := testData(size, 12)
+		b.Run(byteSize(size), func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				Sum(data)
+			}
+		})
+	}
+	// The last, partial chunk of a file of 7 MiB + 12345 bytes cut into
+	// 4 MiB chunks.
+	const tail = 3<<20 + 12345
+	data := testData(tail, 13)
+	b.Run("ChunkDigestTail", func(b *testing.B) {
+		b.SetBytes(tail)
+		for b.Loop() {
+			ChunkDigest(data, 4<<20, 4<<20+tail, 4<<20)
+		}
+	})
+}
+
+func byteSize(n int64) string {
+	if n%1024 == 0 {
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }

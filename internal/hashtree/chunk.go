@@ -35,21 +35,18 @@ func ChunkDigest(data []byte, off, fileSize, chunkSize int64) Digest {
 	if want := min(chunkSize, fileSize-off); int64(len(data)) != want {
 		panic(fmt.Sprintf("hashtree: ChunkDigest: chunk at offset %d has %d bytes, want %d", off, len(data), want))
 	}
+	data = data[:len(data):len(data)] // a chunk's neighbours may be another goroutine's
 	if off == 0 && int64(len(data)) == fileSize {
-		return rootDigest(finalNode(data, 0))
+		return rootDigest(node(data, 0))
 	}
 	return pieceDigest(data, off)
 }
 
 // pieceDigest returns the chaining value of a piece that is not the whole
-// input; data is either a full piece or the input's last piece.
+// input; data is either a full piece (a power-of-two size at a multiple of
+// it) or the input's last piece.
 func pieceDigest(data []byte, off int64) Digest {
-	counter := uint64(off) / guts.ChunkSize
-	if len(data)&(len(data)-1) == 0 && len(data) >= guts.ChunkSize && off%int64(len(data)) == 0 {
-		// A full piece (the last one included) is a complete subtree.
-		return cvDigest(subtreeCV(data, counter))
-	}
-	return cvDigest(guts.ChainingValue(finalNode(data, counter)))
+	return cvDigest(guts.ChainingValue(node(data, uint64(off)/guts.ChunkSize)))
 }
 
 // Combine returns the BLAKE3 hash of a file of fileSize bytes from the
@@ -70,14 +67,11 @@ func Combine(chunks []Digest, fileSize, chunkSize int64) (Digest, error) {
 
 // combine merges validated chunk digests.
 func combine(chunks []Digest) Digest {
-	if len(chunks) == 1 {
-		return chunks[0]
-	}
-	var m merger
+	var m Merger
 	for _, d := range chunks[:len(chunks)-1] {
-		m.push(digestCV(d))
+		m.Push(d)
 	}
-	return m.root(digestCV(chunks[len(chunks)-1]))
+	return m.Root(chunks[len(chunks)-1])
 }
 
 const (
@@ -98,22 +92,25 @@ func pieceSize(n int64, workers int, maxPiece int64) int64 {
 }
 
 // Sum returns the BLAKE3 hash of data, as b3sum prints it. Large inputs are
-// split into subtrees hashed on up to GOMAXPROCS goroutines.
+// split into subtrees hashed on up to GOMAXPROCS goroutines. Sum may read,
+// but never uses, bytes of data's capacity past its length.
 func Sum(data []byte) Digest {
-	if len(data) > guts.ChunkSize && len(data) <= group {
-		return rootDigest(groupNode(data))
-	}
-	procs := runtime.GOMAXPROCS(0)
-	if len(data) <= sumSerialMax || procs == 1 {
-		return rootDigest(finalNode(data, 0))
+	return SumWorkers(data, runtime.GOMAXPROCS(0))
+}
+
+// SumWorkers is Sum on at most workers goroutines; with workers <= 1 it
+// hashes on the calling goroutine only.
+func SumWorkers(data []byte, workers int) Digest {
+	if len(data) <= sumSerialMax || workers <= 1 {
+		return rootDigest(node(data, 0))
 	}
 	size := int64(len(data))
-	p := pieceSize(size, procs, DefaultChunkSize)
+	p := pieceSize(size, workers, DefaultChunkSize)
 	k := NumChunks(size, p)
 	cvs := make([]Digest, k)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(int64(procs), k) {
+	for range min(int64(workers), k) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -125,19 +122,4 @@ func Sum(data []byte) Digest {
 	}
 	wg.Wait()
 	return combine(cvs)
-}
-
-// groupNode returns the (unfinalized) root node of an input of more than
-// one chunk and at most one SIMD group, in one pass: all its chunks, the
-// partial last one included, side by side, then their parents. (finalNode
-// would make a SIMD pass per power-of-two subtree, each as costly as a
-// full group, and compress the rest one chunk at a time.)
-func groupNode(data []byte) guts.Node {
-	if cap(data) >= group {
-		// Bytes past len(data) fill lanes whose results are not used.
-		return guts.CompressBuffer((*[group]byte)(data[:group]), len(data), &guts.IV, 0, 0)
-	}
-	var tmp [group]byte
-	copy(tmp[:], data)
-	return guts.CompressBuffer(&tmp, len(data), &guts.IV, 0, 0)
 }

@@ -39,7 +39,7 @@ func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest,
 		if err := readPiece(r, buf, 0); err != nil {
 			return Digest{}, err
 		}
-		return rootDigest(finalNode(buf, 0)), nil
+		return rootDigest(node(buf, 0)), nil
 	}
 	workers = int(min(int64(workers), k))
 
@@ -142,7 +142,7 @@ func HashReader(ctx context.Context, r io.Reader) (Digest, int64, error) {
 		return Digest{}, total, err
 	}
 	if got < p {
-		return rootDigest(finalNode(bufs[0][:got], 0)), total, nil
+		return rootDigest(node(bufs[0][:got], 0)), total, nil
 	}
 
 	// Invariant: bufs[cur] holds the full piece number index.
@@ -154,7 +154,7 @@ func HashReader(ctx context.Context, r io.Reader) (Digest, int64, error) {
 	)
 	for cur, index := 0, int64(0); ; cur, index = 1-cur, index+1 {
 		counter := uint64(index) * (p / guts.ChunkSize)
-		go func(buf []byte) { cvCh <- subtreeCV(buf, counter) }(bufs[cur])
+		go func(buf []byte) { cvCh <- guts.ChainingValue(node(buf, counter)) }(bufs[cur])
 		got, err := readFull(ctx, r, bufs[1-cur])
 		cv := <-cvCh
 		total += int64(got)
@@ -170,11 +170,11 @@ func HashReader(ctx context.Context, r io.Reader) (Digest, int64, error) {
 			continue
 		case got > 0:
 			m.push(held)
-			last := finalNode(bufs[1-cur][:got], counter+p/guts.ChunkSize)
+			last := node(bufs[1-cur][:got], counter+p/guts.ChunkSize)
 			return m.root(guts.ChainingValue(last)), total, nil
 		case index == 0:
 			// The input is exactly one piece: its node is the root.
-			return rootDigest(finalNode(bufs[cur], 0)), total, nil
+			return rootDigest(node(bufs[cur], 0)), total, nil
 		default:
 			return m.root(held), total, nil
 		}

@@ -9,8 +9,14 @@
 // chunk digests into the root, which equals the output of b3sum for the file.
 // When one chunk covers the whole file its digest is the root itself.
 //
-// The same math underlies Bao verified streaming; the low-level compression
-// is provided by lukechampine.com/blake3/guts.
+// Stream does the same for an input that arrives in order, piece by piece,
+// and can keep every piece's digest as an outboard; Merger folds such
+// digests back into the root. The content store (internal/cas) names its
+// objects and verifies their 64 KiB groups with them.
+//
+// This is the only package that computes BLAKE3 trees. The same math
+// underlies Bao verified streaming; the low-level compression, with the
+// chaining values this needs, is provided by lukechampine.com/blake3/guts.
 package hashtree
 
 import (
@@ -122,50 +128,39 @@ func parentCV(left, right [8]uint32) [8]uint32 {
 	return guts.ChainingValue(guts.ParentNode(left, right, &guts.IV, 0))
 }
 
-// subtreeCV returns the chaining value of the complete subtree formed by buf,
-// whose length must be a power-of-two multiple of guts.ChunkSize, starting at
-// BLAKE3 chunk counter. It runs on the calling goroutine only.
-func subtreeCV(buf []byte, counter uint64) [8]uint32 {
+// node returns the unfinalized node of the BLAKE3 subtree covering b, whose
+// first BLAKE3 chunk has index counter; its chaining value is b's digest, and
+// with FlagRoot it gives the hash when b is the whole input. b must be one
+// node of the tree: 2^k full chunks at a counter that is a multiple of 2^k,
+// or the end of the input (empty only for an empty input) at a counter that
+// is a multiple of a power of two at least as large as its number of chunks.
+// It runs on the calling goroutine only.
+//
+// BLAKE3's tree is left-complete: a node's left child covers the largest
+// power-of-two number of chunks smaller than the node's, so node splits b
+// there until a part fits one SIMD group, whose chunks (a partial last one
+// included) are compressed side by side in one pass. For a part shorter than
+// a group that pass reads, and ignores, bytes of b's capacity past its
+// length when there are enough of them, and a copy of the part otherwise:
+// callers whose slice must not be read past its length pass b[:n:n].
+func node(b []byte, counter uint64) guts.Node {
 	switch {
-	case len(buf) == guts.ChunkSize:
-		return guts.ChainingValue(guts.CompressChunk(buf, &guts.IV, counter, 0))
-	case len(buf) < group:
-		// CompressBuffer reads a whole group; never read past buf.
+	case len(b) <= guts.ChunkSize:
+		return guts.CompressChunk(b, &guts.IV, counter, 0)
+	case len(b) <= group:
+		if cap(b) >= group {
+			// Bytes past len(b) fill lanes whose results are not used.
+			return guts.CompressBuffer((*[group]byte)(b[:group]), len(b), &guts.IV, counter, 0)
+		}
 		var tmp [group]byte
-		copy(tmp[:], buf)
-		return guts.ChainingValue(guts.CompressBuffer(&tmp, len(buf), &guts.IV, counter, 0))
+		copy(tmp[:], b)
+		return guts.CompressBuffer(&tmp, len(b), &guts.IV, counter, 0)
 	}
-	var m merger
-	for off := 0; off < len(buf); off += group {
-		g := (*[group]byte)(buf[off : off+group])
-		m.push(guts.ChainingValue(guts.CompressBuffer(g, group, &guts.IV, counter+uint64(off/guts.ChunkSize), 0)))
-	}
-	return m.stack[bits.TrailingZeros64(m.n)]
-}
-
-// finalNode returns the (unfinalized) node covering data, the last piece of
-// the input starting at BLAKE3 chunk counter, which must be aligned to a
-// power of two at least as large as the number of chunks in data. data may be
-// empty only for an empty input. The node's chaining value is the piece's
-// digest; with FlagRoot it is the root when the piece is the whole input.
-func finalNode(data []byte, counter uint64) guts.Node {
-	full := 0
-	if len(data) > 0 {
-		full = (len(data) - 1) / guts.ChunkSize
-	}
-	n := guts.CompressChunk(data[full*guts.ChunkSize:], &guts.IV, counter+uint64(full), 0)
-	trees := guts.Eigentrees(counter, uint64(full))
-	cvs := make([][8]uint32, len(trees))
-	off := 0
-	for i, h := range trees {
-		size := guts.ChunkSize << h
-		cvs[i] = subtreeCV(data[off:off+size], counter+uint64(off/guts.ChunkSize))
-		off += size
-	}
-	for i := len(cvs) - 1; i >= 0; i-- {
-		n = guts.ParentNode(cvs[i], guts.ChainingValue(n), &guts.IV, 0)
-	}
-	return n
+	chunks := (len(b) + guts.ChunkSize - 1) / guts.ChunkSize
+	left := 1 << (bits.Len(uint(chunks-1)) - 1) // largest power of two < chunks
+	l := node(b[:left*guts.ChunkSize], counter)
+	r := node(b[left*guts.ChunkSize:], counter+uint64(left))
+	return guts.ParentNode(guts.ChainingValue(l), guts.ChainingValue(r), &guts.IV, 0)
 }
 
 // merger accumulates chaining values of equal-height, consecutive subtrees,
@@ -183,6 +178,18 @@ func (m *merger) push(cv [8]uint32) {
 	}
 	m.stack[i] = cv
 	m.n++
+}
+
+// rootNode returns the (unfinalized) root node of the tree made of the pushed
+// subtrees followed by the final subtree last; with nothing pushed, last.
+func (m *merger) rootNode(last guts.Node) guts.Node {
+	n := last
+	for i := bits.TrailingZeros64(m.n); i < bits.Len64(m.n); i++ {
+		if m.n&(1<<i) != 0 {
+			n = guts.ParentNode(m.stack[i], guts.ChainingValue(n), &guts.IV, 0)
+		}
+	}
+	return n
 }
 
 // root returns the root hash of the tree made of the pushed subtrees followed

@@ -11,7 +11,7 @@ import (
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 // Message authentication for connections that are not inside TLS.
@@ -67,11 +67,10 @@ type streamMAC struct {
 }
 
 func newStreamMAC(key []byte) *streamMAC {
-	h, err := blake3.NewKeyed(key)
-	if err != nil {
+	if len(key) != 32 {
 		panic(fmt.Sprintf("transfer: MAC key of %d bytes", len(key))) // keys are HMAC-SHA256 outputs
 	}
-	return &streamMAC{h: h}
+	return &streamMAC{h: blake3.New(tagLen, key)}
 }
 
 // begin starts the tag of the next message: the sequence number, then
