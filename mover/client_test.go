@@ -15,6 +15,7 @@ import (
 	_ "github.com/xfer-io/xfer/backends/tcp"
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
 )
@@ -65,27 +66,6 @@ func resolveURL(remote string) (string, transfer.DialOptions, error) {
 	return strings.TrimSuffix(addr, "/"), transfer.DialOptions{Proto: "tcp", Streams: 2}, nil
 }
 
-// startPeer runs an xfer server exposing a store, and returns its remote.
-func startPeer(t testing.TB) (string, *cas.Store) {
-	t.Helper()
-	store, err := cas.OpenOptions(t.TempDir(), cas.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		transfer.NewServer(transfer.ServerConfig{Exports: map[string]transfer.Export{}, CAS: store}).Serve(ctx, ln)
-		close(done)
-	}()
-	t.Cleanup(func() { cancel(); <-done; store.Close() })
-	return "xfer://" + ln.Addr().String(), store
-}
-
 func idOf(b []byte) string {
 	id := cas.Sum(b)
 	return hex.EncodeToString(id[:])
@@ -105,7 +85,7 @@ func fill(n int, seed byte) []byte {
 
 func TestClientOps(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
-	remote, peerStore := startPeer(t)
+	remote, peerStore := peertest.CAS(t)
 	ctx := context.Background()
 	c, err := mover.Dial(d.path)
 	if err != nil {
