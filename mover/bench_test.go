@@ -154,6 +154,16 @@ func clientSpin() time.Duration {
 	return d
 }
 
+// readObjects is writeObjects, each object then read once, so that the
+// daemon has verified it (as in a running daemon).
+func readObjects(b *testing.B, c *mover.Client, n, size int) []string {
+	ids := writeObjects(b, c, n, size)
+	for _, id := range ids {
+		c.Read(context.Background(), id)
+	}
+	return ids
+}
+
 func writeObjects(b *testing.B, c *mover.Client, n, size int) []string {
 	ids := make([]string, n)
 	for i := range ids {
@@ -206,11 +216,8 @@ func cpuTime() int64 {
 // already verified once, as in a running daemon).
 func BenchmarkRead4K(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
-	ids := writeObjects(b, c, 256, 4096)
+	ids := readObjects(b, c, 256, 4096)
 	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
 	b.SetBytes(4096)
 	measure(b, pid, 1<<16, func(i int) {
 		data, err := c.Read(ctx, ids[i%len(ids)])
@@ -249,11 +256,8 @@ func BenchmarkReadMapped4K(b *testing.B) {
 // the socket.
 func BenchmarkReadMapped4KFirst(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin(), MapCache: 1})
-	ids := writeObjects(b, c, 256, 4096)
+	ids := readObjects(b, c, 256, 4096)
 	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
 	b.SetBytes(4096)
 	measure(b, pid, 1<<16, func(i int) {
 		if _, err := c.ReadMapped(ctx, ids[i%len(ids)]); err != nil {
@@ -266,11 +270,8 @@ func BenchmarkReadMapped4KFirst(b *testing.B) {
 // reused buffer, as a client sending batch after batch does).
 func BenchmarkBatch100x4K(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
-	ids := writeObjects(b, c, 1024, 4096)
+	ids := readObjects(b, c, 1024, 4096)
 	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
 	// Batch i reads ids[(i*100+k*13)%1024], k < 100: the batches repeat
 	// after 256 (100*256 is a multiple of 1024), so they are built before
 	// the clock starts.
@@ -309,11 +310,7 @@ func BenchmarkWrite1M(b *testing.B) {
 // syscalls, to tell the daemon's share of the latency from the client's.
 func BenchmarkRead4KRaw(b *testing.B) {
 	c, pid, sock := daemonProcess(b, mover.Options{})
-	ids := writeObjects(b, c, 256, 4096)
-	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
+	ids := readObjects(b, c, 256, 4096)
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		b.Fatal(err)

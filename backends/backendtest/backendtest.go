@@ -125,15 +125,7 @@ func Run(t *testing.T, tr backends.Transport, opts Options) {
 // has not returned after d (a hang). The goroutine is abandoned then.
 func within(t testing.TB, d time.Duration, what string, f func() error) error {
 	t.Helper()
-	ch := make(chan error, 1)
-	go func() { ch <- f() }()
-	select {
-	case err := <-ch:
-		return err
-	case <-time.After(d):
-		t.Fatalf("%s: still blocked after %v", what, d)
-		return errors.New("unreachable")
-	}
+	return wait(t, async(f), d, what)
 }
 
 // async runs f in a goroutine; the returned channel yields its error.
