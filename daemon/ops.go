@@ -12,6 +12,7 @@ import (
 
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/packmap"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/casnet"
@@ -166,11 +167,11 @@ func (s *Server) packed(id cas.ID, loc cas.Location) ([]byte, *mapping, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cas: %s: %w", id, err)
 	}
-	obj := m.data[loc.Offset : loc.Offset+loc.Length : loc.Offset+loc.Length]
+	obj := m.Data[loc.Offset : loc.Offset+loc.Length : loc.Offset+loc.Length]
 	if s.ok.has(id, m, loc.Offset) {
 		return obj, m, nil
 	}
-	got, err := sumMapped(obj)
+	got, err := packmap.Sum(obj) // a pack truncated under the mapping: an error, not a crash
 	if err != nil {
 		return nil, nil, fmt.Errorf("cas: object %s in %s: %w", id, loc.Path, err)
 	}
@@ -254,7 +255,7 @@ func (s *Server) locate(ctx context.Context, v *view, id cas.ID, off, length uin
 		if err != nil {
 			return errResult(statusOf(err), err)
 		}
-		l.Kind, l.Dev, l.Ino = mover.LocPacked, m.dev, m.ino
+		l.Kind, l.Dev, l.Ino = mover.LocPacked, m.Dev, m.Ino
 	} else {
 		l.Kind = mover.LocStandalone
 		if l.Dev, l.Ino, err = fileID(loc.Path); err != nil {

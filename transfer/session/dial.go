@@ -350,7 +350,7 @@ func usableTransports(auto bool) ([]string, map[string]string) {
 // fallbackReason explains why auto negotiation did not pick a transport
 // preferred over the chosen one.
 func fallbackReason(chosen string, mine []string, why map[string]string) string {
-	for _, n := range []string{"rdma", "tcp-zc", "uring", "tcp"} {
+	for _, n := range backends.Preference() {
 		if n == chosen {
 			return ""
 		}

@@ -384,7 +384,7 @@ func (srv *Server) offered() ([]string, map[string]string) {
 			out = append(out, n)
 		}
 	}
-	for _, n := range []string{"rdma", "uring", "tcp-zc", "tcp"} {
+	for _, n := range backends.Preference() {
 		if !contains(srv.cfg.Protos, n) {
 			why[n] = "disabled on the server (--protos)"
 		}
@@ -465,8 +465,10 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	mine, why := srv.offered()
 	if tlsData {
 		mine = filterTransports(mine, "tcp")
-		for _, n := range []string{"rdma", "uring", "tcp-zc"} {
-			why[n] = "data streams are encrypted with TLS (both sides need --tls-data=false for " + n + ")"
+		for _, n := range backends.Preference() {
+			if n != "tcp" {
+				why[n] = "data streams are encrypted with TLS (both sides need --tls-data=false for " + n + ")"
+			}
 		}
 	}
 	name, err := backends.Negotiate(h.Want, mine, h.Transports)
