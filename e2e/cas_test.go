@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,24 +15,10 @@ import (
 // casRun runs xfer with stdin and extra environment.
 func casRun(t *testing.T, stdin []byte, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, xferBin, args...)
-	cmd.Env = append(baseEnv(t), env...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running xfer %v: %v", args, err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("xfer %v hung\n%s\n%s", args, so.String(), se.String())
-	}
-	return result{so.String(), se.String(), code}
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = append(baseEnv(t), env...)
+		cmd.Stdin = bytes.NewReader(stdin)
+	}, xferBin, args...)
 }
 
 // refSum is the reference BLAKE3 of a file: b3sum where installed, else

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,23 +37,8 @@ func TestExitCodeTable(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(root, "ro"), 0o755))
 	must(t, os.MkdirAll(filepath.Join(root, "rw"), 0o755))
 	a := startServer(t, "", "--export", "ro="+filepath.Join(root, "ro")+":ro", "--export", "rw="+filepath.Join(root, "rw"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	closed := ln.Addr().String()
-	ln.Close()
-	other, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer other.Close()
-	go func() {
-		for {
-			c, err := other.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n"))
-			c.Close()
-		}
-	}()
+	closed := unusedAddr(t)
+	other := fakePeer(t, "HTTP/1.0 400 Bad Request\r\n\r\n", true)
 
 	src := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
@@ -94,7 +78,7 @@ func TestExitCodeTable(t *testing.T) {
 		{"2", "unknown export", nil, []string{"copy", src, a.url("nope/x")}, 2, `no export named "nope"`},
 		{"2", "read-only export", nil, []string{"copy", src, a.url("ro/x")}, 2, "the export is read-only"},
 		{"3", "connection refused", nil, []string{"copy", src, "xfer://" + closed + "/x"}, 3, "cannot connect"},
-		{"3", "not an xfer server", nil, []string{"copy", src, "xfer://" + other.Addr().String() + "/x"}, 3, "not an xfer server"},
+		{"3", "not an xfer server", nil, []string{"copy", src, "xfer://" + other + "/x"}, 3, "not an xfer server"},
 	}
 	for _, tt := range tests {
 		r := xferEnv(t, tt.env, tt.args...)

@@ -18,20 +18,16 @@ import (
 // faultProxy forwards connections to a server and damages the client to
 // server byte stream in one of several ways.
 type faultProxy struct {
-	ln     net.Listener
-	target string
-	mode   string
-	rng    *rand.Rand
-	mu     sync.Mutex
+	ln   net.Listener
+	mode string
+	rng  *rand.Rand
+	mu   sync.Mutex
 }
 
 func startProxy(t *testing.T, target, mode string, seed int64) *faultProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p := &faultProxy{ln: ln, target: target, mode: mode, rng: rand.New(rand.NewSource(seed))}
-	go p.serve()
-	t.Cleanup(func() { ln.Close() })
+	p := &faultProxy{mode: mode, rng: rand.New(rand.NewSource(seed))}
+	p.ln = relay(t, target, p.pump)
 	return p
 }
 
@@ -39,22 +35,6 @@ func (p *faultProxy) intn(n int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.rng.Intn(n)
-}
-
-func (p *faultProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		go func() { io.Copy(c, s); c.Close() }()
-		go p.pump(c, s)
-	}
 }
 
 // pump copies client -> server, applying the fault.

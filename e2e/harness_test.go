@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,28 +79,41 @@ func xfer(t *testing.T, args ...string) result {
 	return xferEnv(t, nil, args...)
 }
 
+// xferEnv is xfer with env added to the environment.
 func xferEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	return runCmd(t, func(cmd *exec.Cmd) { cmd.Env = append(baseEnv(t), env...) }, xferBin, args...)
+}
+
+// runCmd runs name with args and returns what it did. prepare, when not
+// nil, sets the command up (environment, directory, user, standard
+// input); an environment it leaves unset is baseEnv. A run that takes
+// longer than hangLimit gets SIGQUIT (a Go program then shows its
+// goroutines) and fails the test.
+func runCmd(t *testing.T, prepare func(*exec.Cmd), name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, xferBin, args...)
-	// A hung run dumps its goroutines (SIGQUIT) so the failure shows where.
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(baseEnv(t), env...)
+	if prepare != nil {
+		prepare(cmd)
+	}
+	if cmd.Env == nil {
+		cmd.Env = baseEnv(t)
+	}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
 	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("running xfer %v: %v", args, err)
-		}
+	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running %s %q: %v", filepath.Base(name), args, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("xfer %v hung (stopped after %s)\n%s\n%s", args, hangLimit, so.String(), se.String())
+		t.Fatalf("%s %q hung (stopped after %s)\n%s\n%s", filepath.Base(name), args, hangLimit, so.String(), se.String())
 	}
 	return result{so.String(), se.String(), code}
 }
@@ -115,19 +129,179 @@ func baseEnv(t *testing.T) []string {
 	return append(env, "XDG_CONFIG_HOME="+t.TempDir())
 }
 
+// bgXfer is an xfer run in the background.
+type bgXfer struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+}
+
+// startXfer starts xfer with args (an isolated config home) in the
+// background; it is killed when the test ends.
+func startXfer(t *testing.T, args ...string) *bgXfer {
+	t.Helper()
+	b := &bgXfer{cmd: exec.Command(xferBin, args...)}
+	b.cmd.Env = baseEnv(t)
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	must(t, b.cmd.Start())
+	t.Cleanup(b.kill)
+	return b
+}
+
+// kill ends the run with SIGKILL and waits for it.
+func (b *bgXfer) kill() {
+	b.cmd.Process.Kill()
+	b.cmd.Wait()
+}
+
+// wait waits for the run (at most hangLimit) and returns what it did.
+func (b *bgXfer) wait(t *testing.T) result {
+	t.Helper()
+	code := waitExit(t, b.cmd)
+	return result{b.stdout.String(), b.stderr.String(), code}
+}
+
+// waitExit waits for cmd (at most hangLimit) and returns its exit code.
+func waitExit(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(hangLimit):
+		cmd.Process.Signal(syscall.SIGQUIT)
+		t.Fatalf("xfer %v hung", cmd.Args)
+		return -1
+	}
+}
+
+// logBuf is what a background process printed on stderr: the first MiB,
+// safe to read while the process runs.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuf) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buf.Len() < 1<<20 {
+		l.buf.WriteString(line + "\n")
+	}
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// proc is a process running in the background, its stderr kept as its log.
+type proc struct {
+	cmd  *exec.Cmd
+	logs *logBuf
+	done chan struct{} // closed once the process has exited and its log is complete
+	code int           // the exit code, once done is closed
+}
+
+// startProc starts cmd and keeps its stderr; line, when not nil, sees
+// each line of it as it comes (after the log has it).
+func startProc(t *testing.T, cmd *exec.Cmd, line func(string)) *proc {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	p := &proc{cmd: cmd, logs: &logBuf{}, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s %q: %v", filepath.Base(cmd.Path), cmd.Args[1:], err)
+	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.logs.add(sc.Text())
+			if line != nil {
+				line(sc.Text())
+			}
+		}
+		io.Copy(io.Discard, pr) // a line too long for the scanner must not block the process
+	}()
+	go func() {
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); ok {
+			p.code = ee.ExitCode()
+		}
+		pw.Close()
+		// The log is complete before anyone learns the process ended
+		// (a fast exit used to race the last lines).
+		<-scanned
+		close(p.done)
+	}()
+	return p
+}
+
+// terminate sends SIGTERM and waits at most wait for the process to end,
+// then kills it; it reports whether the process ended by itself.
+func (p *proc) terminate(wait time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(wait):
+		p.cmd.Process.Kill()
+		<-p.done
+		return false
+	}
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// awaitReady waits until ready delivers (what the process announced) and
+// returns it with ok true, or returns ok false if the process ended
+// first; after 20 s the process is killed and the test fails.
+func (p *proc) awaitReady(t *testing.T, what string, ready <-chan string) (string, bool) {
+	t.Helper()
+	select {
+	case v := <-ready:
+		return v, true
+	case <-p.done:
+		return "", false
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		t.Fatalf("%s did not start:\n%s", what, p.logs)
+		return "", false
+	}
+}
+
 // server is a running `xfer serve`.
 type server struct {
+	*proc
 	addr string
 	root string
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	done chan struct{}
 }
 
 var listenRE = regexp.MustCompile(`listening on (\S+)`)
 
 // startServer runs `xfer serve --root root --listen 127.0.0.1:0 extra...`
-// and waits for its address. It is killed when the test ends.
+// and waits for its address. It is stopped when the test ends.
 func startServer(t *testing.T, root string, extra ...string) *server {
 	t.Helper()
 	return startServerOn(t, "127.0.0.1", root, extra...)
@@ -151,68 +325,35 @@ func startServerWrapped(t *testing.T, wrapper []string, host, root string, extra
 		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], xferBin), args...)...)
 	}
 	cmd.Env = baseEnv(t)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting xfer serve: %v", err)
-	}
-	s := &server{root: root, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				select {
-				case addrCh <- m[1]:
-				default:
-				}
+	return startServerCmd(t, cmd, root)
+}
+
+// startServerCmd starts cmd, an `xfer serve` set up by the caller (user,
+// environment), serving root, and waits for its address. It is stopped
+// when the test ends.
+func startServerCmd(t *testing.T, cmd *exec.Cmd, root string) *server {
+	t.Helper()
+	addr := make(chan string, 1)
+	p := startProc(t, cmd, func(line string) {
+		if m := listenRE.FindStringSubmatch(line); m != nil {
+			select {
+			case addr <- m[1]:
+			default:
 			}
-			s.logs.WriteString(line + "\n")
 		}
-	}()
-	go func() {
-		cmd.Wait()
-		pw.Close()
-		close(s.done)
-	}()
-	select {
-	case s.addr = <-addrCh:
-	case <-s.done:
-		t.Fatalf("xfer serve exited early:\n%s", s.logs.String())
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("xfer serve did not start listening:\n%s", s.logs.String())
-	}
+	})
+	s := &server{proc: p, root: root}
 	t.Cleanup(s.stop)
+	var ok bool
+	if s.addr, ok = p.awaitReady(t, "xfer serve --root "+root, addr); !ok {
+		t.Fatalf("xfer serve --root %s exited early:\n%s", root, p.logs)
+	}
 	return s
 }
 
 func (s *server) url(p string) string { return "xfer://" + s.addr + "/" + p }
 
-func (s *server) stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-func (s *server) alive() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *server) stop() { s.terminate(10 * time.Second) }
 
 // node is what a tree comparison looks at.
 type node struct {

@@ -22,22 +22,13 @@ var hashNames = []string{
 // stderr and the exit code.
 func runTool(t *testing.T, dir string, stdin []byte, name string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = baseEnv(t)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %q: %v", name, args, err)
-	}
-	return so.String(), se.String(), code
+	r := runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Dir = dir
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+	}, name, args...)
+	return r.stdout, r.stderr, r.code
 }
 
 // TestHashDifferentialB3sum: `xfer hash` prints byte for byte what b3sum

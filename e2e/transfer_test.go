@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -328,36 +327,10 @@ func readIOChars(pid int) int64 {
 func TestBadInput(t *testing.T) {
 	a := startServer(t, t.TempDir())
 	// A port nobody listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := unusedAddr(t)
 	// A peer that accepts and says nothing, and one that talks another protocol.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer silent.Close()
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	other, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer other.Close()
-	go func() {
-		for {
-			c, err := other.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("@RSYNCD: 31.0\n"))
-			defer c.Close()
-		}
-	}()
+	silent := fakePeer(t, "", false)
+	other := fakePeer(t, "@RSYNCD: 31.0\n", false)
 	src := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
 	fileDst := filepath.Join(t.TempDir(), "afile")
@@ -372,8 +345,8 @@ func TestBadInput(t *testing.T) {
 		{"missing source", []string{"copy", "/nonexistent/xfer-src", t.TempDir()}, 2, "does not exist"},
 		{"missing remote source", []string{"copy", a.url("nope"), t.TempDir()}, 2, "does not exist"},
 		{"unreachable peer", []string{"copy", src, "xfer://" + closed + "/x"}, 3, "cannot connect"},
-		{"silent peer", []string{"copy", src, "xfer://" + silent.Addr().String() + "/x", "--connect-timeout", "1s"}, 3, "no answer"},
-		{"wrong protocol", []string{"copy", src, "xfer://" + other.Addr().String() + "/x"}, 3, "not an xfer server"},
+		{"silent peer", []string{"copy", src, "xfer://" + silent + "/x", "--connect-timeout", "1s"}, 3, "no answer"},
+		{"wrong protocol", []string{"copy", src, "xfer://" + other + "/x"}, 3, "not an xfer server"},
 		{"escape via ..", []string{"copy", src, a.url("../../etc")}, 2, "climbs out"},
 		{"unknown flag", []string{"copy", "--frobnicate", src, t.TempDir()}, 2, "unknown flag"},
 		{"missing args", []string{"copy", src}, 2, "accepts 2 arg"},

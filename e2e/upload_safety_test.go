@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
@@ -44,22 +43,11 @@ func asNobodyBin(t *testing.T) (bin, home string) {
 // xferAs runs xfer (bin) with args as nobody.
 func xferAs(t *testing.T, bin, home string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(baseEnv(t), "XDG_CONFIG_HOME="+home, "HOME="+home)
-	cmd.Dir = home
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUID, Gid: nobodyGID}}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running xfer as nobody: %v", err)
-	}
-	return result{so.String(), se.String(), code}
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = append(baseEnv(t), "XDG_CONFIG_HOME="+home, "HOME="+home)
+		cmd.Dir = home
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUID, Gid: nobodyGID}}
+	}, bin, args...)
 }
 
 // processUmask is this test process's umask, which a server started by

@@ -8,9 +8,7 @@ package e2e
 // each run repeated to see that the second one changes nothing.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -127,38 +125,20 @@ func (u *user) own(t *testing.T, dir string) {
 	must(t, err)
 }
 
-func (u *user) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, name, args...)
+// as makes cmd run as the user.
+func (u *user) as(cmd *exec.Cmd) {
 	if u.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.cred}
 	}
-	return cmd
 }
 
 // run runs xfer with args, as xferEnv does.
 func (u *user) run(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := u.command(ctx, u.bin, args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(baseEnv(t), u.env...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("running xfer %v: %v", args, err)
-		}
-		code = ee.ExitCode()
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("xfer %v hung (stopped after %s)\n%s\n%s", args, hangLimit, so.String(), se.String())
-	}
-	return result{so.String(), se.String(), code}
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = append(baseEnv(t), u.env...)
+		u.as(cmd)
+	}, u.bin, args...)
 }
 
 // rsync runs rsync with args and returns its exit code.
@@ -167,59 +147,21 @@ func (u *user) rsync(t *testing.T, args ...string) int {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Skip("rsync not installed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := u.command(ctx, "rsync", args...)
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok {
-		t.Logf("rsync %v: exit %d\n%s", args, ee.ExitCode(), out)
-		return ee.ExitCode()
+	r := runCmd(t, u.as, "rsync", args...)
+	if r.code != 0 {
+		t.Logf("rsync %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
 	}
-	if err != nil {
-		t.Fatalf("rsync %v: %v\n%s", args, err, out)
-	}
-	return 0
+	return r.code
 }
 
 // serve starts `xfer serve --root root` as the user, stopped when the
 // test ends.
 func (u *user) serve(t *testing.T, root string) *server {
 	t.Helper()
-	cmd := u.command(context.Background(), u.bin, "serve", "--listen", "127.0.0.1:0", "--root", root)
+	cmd := exec.Command(u.bin, "serve", "--listen", "127.0.0.1:0", "--root", root)
 	cmd.Env = append(baseEnv(t), u.env...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting xfer serve: %v", err)
-	}
-	s := &server{root: root, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addrCh <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		cmd.Wait()
-		pw.Close()
-		close(s.done)
-	}()
-	select {
-	case s.addr = <-addrCh:
-	case <-s.done:
-		t.Fatal("xfer serve exited early")
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("xfer serve did not start listening")
-	}
-	t.Cleanup(s.stop)
-	return s
+	u.as(cmd)
+	return startServerCmd(t, cmd, root)
 }
 
 // fdSnapshot is snapshot for trees of any depth: it walks with

@@ -29,19 +29,8 @@ type tamperProxy struct {
 
 func startTamperProxy(t *testing.T, target, mode string) *tamperProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p := &tamperProxy{ln: ln, target: target, mode: mode}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.handle(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	p := &tamperProxy{target: target, mode: mode}
+	p.ln = listenLoopback(t, p.handle)
 	return p
 }
 
@@ -358,30 +347,10 @@ func TestThirdPartyErrorsUniform(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(srcRoot, "x"), 0o755))
 	must(t, os.WriteFile(filepath.Join(srcRoot, "x/f"), []byte("f"), 0o644))
 	src := startServer(t, srcRoot, "--token-file", writeToken(t, tok))
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	closedAddr := closed.Addr().String()
-	closed.Close()
-	junk := func(reply string) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		must(t, err)
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Write([]byte(reply))
-				c.Close()
-			}
-		}()
-		return ln.Addr().String()
-	}
 	targets := map[string]string{
-		"closed port":         closedAddr,
-		"HTTP server":         junk("HTTP/1.1 400 Bad Request\r\n\r\n"),
-		"silent close":        junk(""),
+		"closed port":         unusedAddr(t),
+		"HTTP server":         fakePeer(t, "HTTP/1.1 400 Bad Request\r\n\r\n", true),
+		"silent close":        fakePeer(t, "", true),
 		"xfer without ticket": startServer(t, t.TempDir()).addr,
 		"xfer with token":     startServer(t, t.TempDir(), "--token-file", writeToken(t, "another-token-0123456789abcdef")).addr,
 	}
@@ -438,19 +407,8 @@ func TestPushAllow(t *testing.T) {
 // ticket, it first presents that ticket itself, with the id it has seen
 // but a made-up proof, trying to use the ticket up before its holder.
 type burnProxy struct {
-	ln      net.Listener
 	target  string
 	attempt atomic.Int32
-}
-
-func (p *burnProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		go p.handle(c)
-	}
 }
 
 func (p *burnProxy) handle(c net.Conn) {
@@ -491,11 +449,8 @@ func TestTicketIDAloneCannotBurnIt(t *testing.T) {
 	oddTree(t, filepath.Join(srcRoot, "x"))
 	src := startServer(t, srcRoot, "--token-file", tok)
 	dst := startServer(t, t.TempDir(), "--token-file", tok)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	t.Cleanup(func() { ln.Close() })
-	p := &burnProxy{ln: ln, target: dst.addr}
-	go p.serve()
+	p := &burnProxy{target: dst.addr}
+	ln := listenLoopback(t, p.handle)
 	r := xfer(t, "sync", src.url("x"), "xfer://"+ln.Addr().String()+"/y", "--token-file", tok, "--retries", "0")
 	if p.attempt.Load() == 0 {
 		t.Fatalf("no ticket crossed the proxy:\n%s", r)
