@@ -299,3 +299,43 @@ func TestDaemonLockSymlink(t *testing.T) {
 		t.Errorf("the daemon created %s through the planted symlink", victim)
 	}
 }
+
+// TestServerSurvivesGarbage: random bytes, half handshakes, oversized
+// frames and abrupt disconnects only cost their own connections.
+func TestServerSurvivesGarbage(t *testing.T) {
+	a := startServer(t, t.TempDir())
+	junk := [][]byte{
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		{1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, // hello frame announcing 2 GiB
+		{1, 0, 0, 0, 5, 0, 0, 0, '{', '"', 'p'},
+		append([]byte{1, 0, 0, 0, 2, 0, 0, 0}, "{}"...),
+		append([]byte{1, 0, 0, 0, 47, 0, 0, 0}, `{"proto":"xfer","version":1,"role":"data","x":1}`...),
+		append([]byte{1, 0, 0, 0, 36, 0, 0, 0}, `{"proto":"xfer","version":99,"rol":1}`...),
+	}
+	rnd := make([]byte, 64<<10)
+	rand.Read(rnd)
+	junk = append(junk, rnd)
+	for i, j := range junk {
+		c, err := net.Dial("tcp", a.addr)
+		must(t, err)
+		c.Write(j)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 1024)
+		c.Read(buf) // whatever it says, it must not hang forever or crash
+		c.Close()
+		if !a.alive() {
+			t.Fatalf("server died after junk %d:\n%s", i, a.logs)
+		}
+	}
+	// A client that opens a real session and vanishes mid-chunk.
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "f.bin"), 64<<20, 5)
+	half := startXfer(t, "copy", src, a.url("half"), "--chunk-size", "4M")
+	time.Sleep(80 * time.Millisecond)
+	half.kill()
+	// The server still serves.
+	if r := xfer(t, "copy", src, a.url("after")); r.code != 0 {
+		t.Fatalf("server unusable after the junk: %s\nlogs:\n%s", r, a.logs)
+	}
+	sameTree(t, src, filepath.Join(a.root, "after"))
+}

@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -213,29 +210,15 @@ func TestClusterAgentLost(t *testing.T) {
 				victim = a[1]
 			}
 			// Slow enough (8 MiB/s per pair) to kill an agent mid-sync.
-			ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, xferBin, "--config", cfg, "sync", "clusterA:/proj", "clusterB:/proj",
+			run := startXfer(t, "--config", cfg, "sync", "clusterA:/proj", "clusterB:/proj",
 				"--chunk-size", "1M", "--bwlimit", "8M", "--json")
-			cmd.Env = baseEnv(t)
-			var so, se bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &so, &se
-			must(t, cmd.Start())
 			deadline := time.Now().Add(20 * time.Second)
 			for !someFileIn(filepath.Join(rootB, "proj")) && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			time.Sleep(300 * time.Millisecond)
 			must(t, victim.cmd.Process.Signal(syscall.SIGKILL))
-			err := cmd.Wait()
-			r := result{so.String(), se.String(), 0}
-			if err != nil {
-				ee, ok := err.(*exec.ExitError)
-				if !ok {
-					t.Fatal(err)
-				}
-				r.code = ee.ExitCode()
-			}
+			r := run.wait(t)
 			if r.code != 0 {
 				t.Fatalf("sync with a lost agent should complete on the survivors:\n%s", r)
 			}

@@ -156,12 +156,19 @@ func (b *bgXfer) kill() {
 // wait waits for the run (at most hangLimit) and returns what it did.
 func (b *bgXfer) wait(t *testing.T) result {
 	t.Helper()
-	code := waitExit(t, b.cmd)
+	return b.waitWithin(t, hangLimit)
+}
+
+// waitWithin is wait with another limit.
+func (b *bgXfer) waitWithin(t *testing.T, limit time.Duration) result {
+	t.Helper()
+	code := waitExit(t, b.cmd, limit)
 	return result{b.stdout.String(), b.stderr.String(), code}
 }
 
-// waitExit waits for cmd (at most hangLimit) and returns its exit code.
-func waitExit(t *testing.T, cmd *exec.Cmd) int {
+// waitExit waits for cmd (at most limit) and returns its exit code; a run
+// that takes longer gets SIGQUIT and fails the test.
+func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -174,9 +181,9 @@ func waitExit(t *testing.T, cmd *exec.Cmd) int {
 			t.Fatal(err)
 		}
 		return 0
-	case <-time.After(hangLimit):
+	case <-time.After(limit):
 		cmd.Process.Signal(syscall.SIGQUIT)
-		t.Fatalf("xfer %v hung", cmd.Args)
+		t.Fatalf("xfer %q did not end within %s", cmd.Args[1:], limit)
 		return -1
 	}
 }

@@ -86,11 +86,7 @@ func waitPartial(t *testing.T, dir string) {
 // killed when the test ends.
 func startSlow(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(xferBin, append(args, "--bwlimit", "1M", "--chunk-size", "1M", "-q")...)
-	cmd.Env = baseEnv(t)
-	must(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return startXfer(t, append(args, "--bwlimit", "1M", "--chunk-size", "1M", "-q")...).cmd
 }
 
 // TestNoStrayFiles: after copy --lock and sync in every direction, the
@@ -524,5 +520,53 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 				t.Errorf("%s was created", tt.dir)
 			}
 		})
+	}
+}
+
+// TestLockAndCronFlags: two syncs on one destination never overlap;
+// --max-duration stops cleanly and the next run resumes; --log-file gets
+// every event and the summary.
+func TestLockAndCronFlags(t *testing.T) {
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "big.bin"), 32<<20, 52)
+	s := startServer(t, t.TempDir())
+	slow := startXfer(t, "sync", src, s.url("d"), "--bwlimit", "4M", "--chunk-size", "1M", "-q")
+	waitPartial(t, filepath.Join(s.root, "d")) // the slow run holds the lock
+	r := xfer(t, "sync", src, s.url("d"))
+	if r.code != 1 || !strings.Contains(r.stderr, "another xfer run") {
+		t.Errorf("a second sync on a locked destination: %s", r)
+	}
+	slow.kill()
+
+	logf := filepath.Join(t.TempDir(), "xfer.log")
+	start := time.Now()
+	r = xfer(t, "sync", src, s.url("d"), "--bwlimit", "8M", "--max-duration", "1s", "--chunk-size", "1M", "--log-file", logf)
+	if r.code != 4 || !strings.Contains(r.stderr, "max-duration") {
+		t.Errorf("--max-duration: %s", r)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("--max-duration 1s took %s", d)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, "d/big.bin")); err == nil {
+		t.Error("an unfinished file stands under its final name")
+	}
+	r = xfer(t, "sync", src, s.url("d"), "--json", "--chunk-size", "1M", "--log-file", logf)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	_, sum := jsonRun(t, r)
+	if sum.BytesSent >= 32<<20 {
+		t.Errorf("the run after --max-duration resent everything (%d bytes)", sum.BytesSent)
+	}
+	sameTree(t, src, filepath.Join(s.root, "d"))
+	b, err := os.ReadFile(logf)
+	must(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last["event"] != "summary" {
+		t.Errorf("log file does not end with the summary: %q", lines[len(lines)-1])
+	}
+	if !strings.Contains(string(b), "max-duration") {
+		t.Errorf("log file lacks the first run's stop reason")
 	}
 }

@@ -485,3 +485,22 @@ func TestMaxDurationBoundsConnecting(t *testing.T) {
 		t.Fatalf("want exit 4 and no Go-internal text: %s", r)
 	}
 }
+
+// TestQuietAndPlainOutput: -q prints nothing on success; plain output (not
+// a terminal) has no carriage returns and ends with a summary line.
+func TestQuietAndPlainOutput(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	r := xfer(t, "copy", "-q", src, filepath.Join(t.TempDir(), "q"))
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("-q printed something: %s", r)
+	}
+	r = xfer(t, "copy", src, filepath.Join(t.TempDir(), "p"))
+	if r.code != 0 || strings.Contains(r.stdout, "\r") || !strings.Contains(r.stdout, "transferred 1 file") {
+		t.Errorf("plain output: %q", r.stdout)
+	}
+	r = xfer(t, "version")
+	if r.code != 0 || !strings.Contains(r.stdout, "tcp") || !strings.Contains(r.stdout, "usable") {
+		t.Errorf("version: %s", r)
+	}
+}

@@ -406,3 +406,33 @@ func TestEscapeRefusedByServer(t *testing.T) {
 		t.Errorf("something was written outside the root: %v", entries)
 	}
 }
+
+// TestDeltaSendsOnlyChangedChunks: a large file with one changed 4 KiB
+// region moves a single chunk.
+func TestDeltaSendsOnlyChangedChunks(t *testing.T) {
+	src := t.TempDir()
+	f := filepath.Join(src, "big.bin")
+	writeRandom(t, f, 64<<20, 51)
+	s := startServer(t, t.TempDir())
+	if r := xfer(t, "copy", src, s.url("d"), "--chunk-size", "1M"); r.code != 0 {
+		t.Fatal(r)
+	}
+	fh, err := os.OpenFile(f, os.O_WRONLY, 0)
+	must(t, err)
+	fh.WriteAt([]byte(strings.Repeat("Z", 4096)), 40<<20+12345)
+	fh.Close()
+	r := xfer(t, "copy", src, s.url("d"), "--chunk-size", "1M", "--json")
+	_, sum := jsonRun(t, r)
+	if r.code != 0 || sum.FilesTransferred != 1 {
+		t.Fatal(r)
+	}
+	// 40 MiB+12345 .. +4096 lies in one 1 MiB chunk.
+	if sum.BytesSent != 1<<20 {
+		t.Errorf("bytes_sent = %d, want one chunk (%d)", sum.BytesSent, 1<<20)
+	}
+	sameTree(t, src, filepath.Join(s.root, "d"))
+	r = xfer(t, "copy", src, s.url("d2"), "--chunk-size", "1M", "--json", "--delta=false")
+	if _, sum := jsonRun(t, r); sum.BytesSent != 64<<20 {
+		t.Errorf("a new destination gets the whole file: %d", sum.BytesSent)
+	}
+}

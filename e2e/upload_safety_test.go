@@ -364,13 +364,7 @@ func TestSourceRewrittenDuringRead(t *testing.T) {
 			}
 			// Slow enough that the file is rewritten after its first
 			// chunk has landed and before its last one is read.
-			cmd := exec.Command(xferBin, "copy", src, to, "--chunk-size", "1M", "--bwlimit", "1M", "--streams", "2")
-			cmd.Env = baseEnv(t)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			must(t, cmd.Start())
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
+			run := startXfer(t, "copy", src, to, "--chunk-size", "1M", "--bwlimit", "1M", "--streams", "2")
 			landed := false
 			for deadline := time.Now().Add(20 * time.Second); !landed && time.Now().Before(deadline); {
 				parts, _ := filepath.Glob(filepath.Join(dst, ".xfer-*.part"))
@@ -387,9 +381,8 @@ func TestSourceRewrittenDuringRead(t *testing.T) {
 				}
 			}
 			if !landed {
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("the first chunk never landed in a partial file:\n%s", stderr.String())
+				run.kill()
+				t.Fatalf("the first chunk never landed in a partial file:\n%s", run.stderr.String())
 			}
 			w, err := os.OpenFile(f, os.O_WRONLY, 0)
 			must(t, err)
@@ -401,25 +394,13 @@ func TestSourceRewrittenDuringRead(t *testing.T) {
 			must(t, err)
 			must(t, w.Close())
 			must(t, os.Chtimes(f, mtime, mtime))
-			var code int
-			select {
-			case err := <-exited:
-				if ee, ok := err.(*exec.ExitError); ok {
-					code = ee.ExitCode()
-				} else if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(hangLimit):
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("copy hung:\n%s", stderr.String())
-			}
+			r := run.wait(t)
 			got, _ := os.ReadFile(filepath.Join(dst, "big.bin"))
 			switch {
-			case code == 0 && !bytes.Equal(got, first) && !bytes.Equal(got, second):
-				t.Fatalf("exit 0 with a mix of old and new content:\n%s", stderr.String())
-			case code != 1 || !strings.Contains(stderr.String(), "changed during transfer"):
-				t.Errorf("want exit 1 and a changed-during-transfer error, got exit %d:\n%s", code, stderr.String())
+			case r.code == 0 && !bytes.Equal(got, first) && !bytes.Equal(got, second):
+				t.Fatalf("exit 0 with a mix of old and new content:\n%s", r.stderr)
+			case r.code != 1 || !strings.Contains(r.stderr, "changed during transfer"):
+				t.Errorf("want exit 1 and a changed-during-transfer error, got exit %d:\n%s", r.code, r.stderr)
 			}
 			if !bytes.Equal(got, previous) {
 				t.Errorf("the destination does not hold its previous version any more")

@@ -878,3 +878,40 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 		})
 	}
 }
+
+// TestSparseAndHardLinks: sparse files stay sparse (and the source is not
+// filled in by reading it); hard links stay linked with --hard-links.
+func TestSparseAndHardLinks(t *testing.T) {
+	src := t.TempDir()
+	sp := filepath.Join(src, "sparse.bin")
+	f, err := os.Create(sp)
+	must(t, err)
+	must(t, f.Truncate(48<<20))
+	f.WriteAt([]byte(strings.Repeat("data", 1024)), 20<<20)
+	f.Close()
+	must(t, os.WriteFile(filepath.Join(src, "orig"), []byte("linked"), 0o644))
+	must(t, os.Link(filepath.Join(src, "orig"), filepath.Join(src, "alias")))
+	blocks := func(p string) int64 {
+		var st syscall.Stat_t
+		must(t, syscall.Stat(p, &st))
+		return st.Blocks
+	}
+	before := blocks(sp)
+	s := startServer(t, t.TempDir())
+	if r := xfer(t, "copy", src, s.url("d"), "--hard-links", "--chunk-size", "1M"); r.code != 0 {
+		t.Fatal(r)
+	}
+	sameTree(t, src, filepath.Join(s.root, "d"))
+	if got := blocks(filepath.Join(s.root, "d/sparse.bin")); got > before+64 {
+		t.Errorf("destination allocates %d blocks, the sparse source %d", got, before)
+	}
+	if after := blocks(sp); after != before {
+		t.Errorf("reading the source allocated its holes: %d -> %d blocks", before, after)
+	}
+	var a, b syscall.Stat_t
+	must(t, syscall.Stat(filepath.Join(s.root, "d/orig"), &a))
+	must(t, syscall.Stat(filepath.Join(s.root, "d/alias"), &b))
+	if a.Ino != b.Ino {
+		t.Error("hard links were not kept")
+	}
+}
