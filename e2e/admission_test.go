@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -134,9 +133,7 @@ func must2(_ int, err error) {
 // connections against a 200-descriptor limit did it without logging in.
 // Now it backs off, sheds what it cannot hold, and serves again.
 func TestFDExhaustionKeepsServing(t *testing.T) {
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		t.Skip("prlimit (util-linux) not installed")
-	}
+	needTool(t, "prlimit", "util-linux's limit setter")
 	s := startServerWrapped(t, []string{"prlimit", "--nofile=200:200"}, "127.0.0.1", t.TempDir())
 	var all []net.Conn
 	for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {

@@ -3,8 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,6 +55,18 @@ func agentList(agents []*server) string {
 	return "[" + strings.Join(s, ", ") + "]"
 }
 
+// clusterConfig writes a config file naming each cluster of clusters a
+// remote with those agents, and returns its path.
+func clusterConfig(t *testing.T, clusters map[string][]*server) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("remotes:\n")
+	for _, name := range slices.Sorted(maps.Keys(clusters)) {
+		fmt.Fprintf(&b, "  %s:\n    agents: %s\n", name, agentList(clusters[name]))
+	}
+	return writeConfig(t, b.String())
+}
+
 // clusterTree writes files of mixed sizes (several chunks each at 1 MiB
 // chunks, and small ones) plus the odd tree.
 func clusterTree(t *testing.T, dir string) {
@@ -86,9 +100,7 @@ func TestClusterSync(t *testing.T) {
 	a := startCluster(t, rootA, 2, 2)
 	b := startCluster(t, rootB, 4, 3) // uneven on purpose: pairs reuse agents
 	single := startServerOn(t, "127.0.0.7", t.TempDir())
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  clusterA:\n    agents: %s\n  clusterB:\n    agents: %s\n  one:\n    agents: [%q]\n",
-		agentList(a), agentList(b), single.addr)), 0o600))
+	cfg := clusterConfig(t, map[string][]*server{"clusterA": a, "clusterB": b, "one": {single}})
 	everyAgentCarried := func(t *testing.T, s clusterSummary, agents []*server) {
 		t.Helper()
 		for _, ag := range agents {
@@ -200,8 +212,7 @@ func TestClusterAgentLost(t *testing.T) {
 			rootA, rootB := t.TempDir(), t.TempDir()
 			a := startCluster(t, rootA, 2, 2)
 			b := startCluster(t, rootB, 4, 2)
-			cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-			must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  clusterA:\n    agents: %s\n  clusterB:\n    agents: %s\n", agentList(a), agentList(b))), 0o600))
+			cfg := clusterConfig(t, map[string][]*server{"clusterA": a, "clusterB": b})
 			if r := xfer(t, "--config", cfg, "copy", src, "clusterA:/proj"); r.code != 0 {
 				t.Fatal(r)
 			}

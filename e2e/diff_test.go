@@ -123,9 +123,7 @@ type diffEnv struct {
 }
 
 func TestDifferential(t *testing.T) {
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skipf("the differential suite needs rsync (make deps): %v", err)
-	}
+	needTool(t, "rsync", "the reference of the differential suite (make deps)")
 	env := newDiffEnv(t)
 	for _, g := range diffGroups() {
 		t.Run(g.name, func(t *testing.T) {
@@ -459,9 +457,7 @@ func (env *diffEnv) reference(t *testing.T, key string, c diffCase) reference {
 
 // needRclone skips a case that compares with rclone where it is missing.
 func needRclone(t *testing.T) {
-	if _, err := exec.LookPath("rclone"); err != nil {
-		t.Skipf("this case compares with rclone, which is not installed (make deps): %v", err)
-	}
+	needTool(t, "rclone", "the reference this case compares with (make deps)")
 }
 
 // xevent is one --json event.

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -497,6 +498,26 @@ func oddTree(t *testing.T, dir string) {
 	t.Cleanup(func() { os.Chmod(filepath.Join(dir, "ro-dir"), 0o755) })
 }
 
+// writePrivate writes content to a new file name (mode 0600) in a
+// directory of its own and returns its path.
+func writePrivate(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	must(t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+// needTool returns the path of the program name, or skips the test (why
+// says what for) where it is not installed.
+func needTool(t testing.TB, name, why string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s (%s) is not installed: %v", why, name, err)
+	}
+	return p
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -514,13 +535,7 @@ func writeRandom(t *testing.T, path string, n int64, seed uint64) {
 	buf := make([]byte, 1<<20)
 	x := seed*0x9E3779B97F4A7C15 + 1
 	for n > 0 {
-		for i := 0; i+8 <= len(buf); i += 8 {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			buf[i], buf[i+1], buf[i+2], buf[i+3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
-			buf[i+4], buf[i+5], buf[i+6], buf[i+7] = byte(x>>32), byte(x>>40), byte(x>>48), byte(x>>56)
-		}
+		xorshift(buf, &x)
 		k := int64(len(buf))
 		if k > n {
 			k = n
@@ -528,6 +543,17 @@ func writeRandom(t *testing.T, path string, n int64, seed uint64) {
 		_, err := f.Write(buf[:k])
 		must(t, err)
 		n -= k
+	}
+}
+
+// xorshift fills buf (a multiple of 8 bytes long) with the pseudo-random
+// stream that the state x continues.
+func xorshift(buf []byte, x *uint64) {
+	for i := 0; i+8 <= len(buf); i += 8 {
+		*x ^= *x << 13
+		*x ^= *x >> 7
+		*x ^= *x << 17
+		binary.LittleEndian.PutUint64(buf[i:], *x)
 	}
 }
 

@@ -35,10 +35,7 @@ func runTool(t *testing.T, dir string, stdin []byte, name string, args ...string
 // prints, for odd names, standard input, and --check with and without
 // --quiet, good and bad sums, escaped lines and malformed ones.
 func TestHashDifferentialB3sum(t *testing.T) {
-	b3, err := exec.LookPath("b3sum")
-	if err != nil {
-		t.Skip("b3sum is not installed")
-	}
+	b3 := needTool(t, "b3sum", "the reference")
 	dir := t.TempDir()
 	for i, n := range hashNames {
 		writeRandom(t, filepath.Join(dir, n), int64(i*1000+1), uint64(i+1))

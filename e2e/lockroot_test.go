@@ -89,29 +89,29 @@ func startSlow(t *testing.T, args ...string) *exec.Cmd {
 	return startXfer(t, append(args, "--bwlimit", "1M", "--chunk-size", "1M", "-q")...).cmd
 }
 
-// TestNoStrayFiles: after copy --lock and sync in every direction, the
-// destination holds exactly the source (user files named .xfer-* too),
-// and nothing of xfer's; a second sync changes nothing and removes a
-// user's extra .xfer-* file.
-func TestNoStrayFiles(t *testing.T) {
-	src := t.TempDir()
-	xferTree(t, src)
+// way is one direction of a run between the ends everyWay starts.
+type way struct {
+	name     string
+	src, dst string // the arguments
+	dir      string // the destination tree on this machine
+}
+
+// everyWay starts two peers, a and b, and a cluster of two agents (from
+// 127.0.0.<first>), copies src to a as "src", and returns a config file
+// naming the cluster "cl" and the six ways a run can go from there: local,
+// push, pull, third party, to a cluster and from one.
+func everyWay(t *testing.T, src string, first int) (cfg string, ways []way) {
+	t.Helper()
 	a := startServer(t, t.TempDir())
 	b := startServerOn(t, "127.0.0.3", t.TempDir())
 	root := t.TempDir()
-	agents := startCluster(t, root, 12, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
+	cfg = clusterConfig(t, map[string][]*server{"cl": startCluster(t, root, first, 2)})
 	must(t, os.MkdirAll(filepath.Join(a.root, "src"), 0o755))
 	if r := xfer(t, "copy", src, a.url("src")); r.code != 0 {
 		t.Fatal(r)
 	}
 	local := t.TempDir()
-	tests := []struct {
-		name     string
-		src, dst string
-		dir      string
-	}{
+	return cfg, []way{
 		{"local", src, filepath.Join(local, "d"), filepath.Join(local, "d")},
 		{"push", src, a.url("push"), filepath.Join(a.root, "push")},
 		{"pull", a.url("src"), filepath.Join(local, "pull"), filepath.Join(local, "pull")},
@@ -119,6 +119,16 @@ func TestNoStrayFiles(t *testing.T) {
 		{"to a cluster", src, "cl:/proj", filepath.Join(root, "proj")},
 		{"from a cluster", "cl:/proj", filepath.Join(local, "fromcl"), filepath.Join(local, "fromcl")},
 	}
+}
+
+// TestNoStrayFiles: after copy --lock and sync in every direction, the
+// destination holds exactly the source (user files named .xfer-* too),
+// and nothing of xfer's; a second sync changes nothing and removes a
+// user's extra .xfer-* file.
+func TestNoStrayFiles(t *testing.T) {
+	src := t.TempDir()
+	xferTree(t, src)
+	cfg, tests := everyWay(t, src, 12)
 	want := snapshot(t, src)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,8 +227,7 @@ func TestLockRefusesSecondRun(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "slow.bin"), 24<<20, 78)
 	root := t.TempDir()
 	agents := startCluster(t, root, 14, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
+	cfg := clusterConfig(t, map[string][]*server{"cl": agents})
 	local := filepath.Join(t.TempDir(), "d")
 	for _, tt := range []struct {
 		name         string
@@ -293,29 +302,8 @@ func TestDryRunCountsMatch(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(src, "newdir/inner"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "newdir/inner/f"), []byte("new"), 0o644))
 	must(t, os.Symlink("a.txt", filepath.Join(src, "link")))
-	a := startServer(t, t.TempDir())
-	b := startServerOn(t, "127.0.0.3", t.TempDir())
-	root := t.TempDir()
-	agents := startCluster(t, root, 16, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
-	must(t, os.MkdirAll(filepath.Join(a.root, "src"), 0o755))
-	if r := xfer(t, "copy", src, a.url("src")); r.code != 0 {
-		t.Fatal(r)
-	}
-	local := t.TempDir()
-	for _, tt := range []struct {
-		name     string
-		src, dst string
-		dir      string
-	}{
-		{"local", src, filepath.Join(local, "d"), filepath.Join(local, "d")},
-		{"push", src, a.url("push"), filepath.Join(a.root, "push")},
-		{"pull", a.url("src"), filepath.Join(local, "pull"), filepath.Join(local, "pull")},
-		{"third party", a.url("src"), b.url("third"), filepath.Join(b.root, "third")},
-		{"to a cluster", src, "cl:/proj", filepath.Join(root, "proj")},
-		{"from a cluster", "cl:/proj", filepath.Join(local, "fromcl"), filepath.Join(local, "fromcl")},
-	} {
+	cfg, ways := everyWay(t, src, 16)
+	for _, tt := range ways {
 		t.Run(tt.name, func(t *testing.T) {
 			run := func(args ...string) runCounts {
 				c := countRun(t, xfer(t, append([]string{"--config", cfg, "sync", tt.src, tt.dst, "--json"}, args...)...))
@@ -494,8 +482,7 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	root := t.TempDir()
 	agents := startCluster(t, root, 18, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
+	cfg := clusterConfig(t, map[string][]*server{"cl": agents})
 	local := t.TempDir()
 	for _, tt := range []struct {
 		name     string

@@ -390,10 +390,7 @@ func TestQuietAndTransportSummary(t *testing.T) {
 // wrapped or leftover lines, at any of these widths; once done, only the
 // summary remains.
 func TestProgressDisplayInTmux(t *testing.T) {
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		t.Skip("tmux is not installed (apt-get install tmux)")
-	}
+	tmux := needTool(t, "tmux", "the terminal (apt-get install tmux)")
 	src := t.TempDir()
 	for i := range 3 {
 		writeRandom(t, filepath.Join(src, fmt.Sprintf("a-rather-long-directory-name/file-%d.bin", i)), 4<<20, uint64(i+60))

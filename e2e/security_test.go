@@ -16,12 +16,8 @@ import (
 	"time"
 )
 
-func writeToken(t *testing.T, s string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "token")
-	must(t, os.WriteFile(p, []byte(s+"\n"), 0o600))
-	return p
-}
+// writeToken writes a token file and returns its path.
+func writeToken(t *testing.T, s string) string { return writePrivate(t, "token", s+"\n") }
 
 // TestTokenAuth: a server with --token-file admits only clients that know
 // the token; the failure is exit 3 and says authentication failed.

@@ -144,9 +144,7 @@ func (u *user) run(t *testing.T, args ...string) result {
 // rsync runs rsync with args and returns its exit code.
 func (u *user) rsync(t *testing.T, args ...string) int {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("rsync not installed")
-	}
+	needTool(t, "rsync", "the reference")
 	r := runCmd(t, u.as, "rsync", args...)
 	if r.code != 0 {
 		t.Logf("rsync %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
