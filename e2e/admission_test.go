@@ -146,8 +146,7 @@ func TestFDExhaustionKeepsServing(t *testing.T) {
 	for _, c := range all {
 		c.Close()
 	}
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	r := xfer(t, "copy", src, s.url("after"), "--retries", "3")
 	if r.code != 0 {
 		t.Fatalf("copy after the flood: %s\nserver:\n%s", r, s.logs)

@@ -518,6 +518,26 @@ func needTool(t testing.TB, name, why string) string {
 	return p
 }
 
+// fileTree is a new directory holding files (path: content, mode 0644),
+// with the directories they need.
+func fileTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for p, c := range files {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644))
+	}
+	return dir
+}
+
+// oddSource is a new directory holding the odd tree.
+func oddSource(t *testing.T) string {
+	t.Helper()
+	src := t.TempDir()
+	oddTree(t, src)
+	return src
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

@@ -26,8 +26,7 @@ func TestTokenAuth(t *testing.T) {
 	bad := writeToken(t, "wrong-horse-battery-staple-0000")
 	a := startServer(t, t.TempDir(), "--token-file", good)
 	b := startServer(t, t.TempDir(), "--token-file", good)
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	tests := []struct {
 		name string
 		args []string
@@ -114,8 +113,7 @@ func TestTLS(t *testing.T) {
 	makeLeaf(t, dir, "server", ca, caKey, true)
 	makeLeaf(t, dir, "client", ca, caKey, false)
 	p := func(n string) string { return filepath.Join(dir, n) }
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 
 	s := startServer(t, t.TempDir(), "--tls-cert", p("server.pem"), "--tls-key", p("server.key"))
 	if r := xfer(t, "copy", src, s.url("x"), "--tls-ca", p("ca.pem"), "--json"); r.code != 0 {

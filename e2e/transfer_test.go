@@ -13,8 +13,7 @@ import (
 // TestAllDirections copies an odd tree through every direction and checks
 // that each destination is an exact replica.
 func TestAllDirections(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a := startServer(t, t.TempDir())
 	b := startServer(t, t.TempDir())
 	mirror := filepath.Join(t.TempDir(), "mirror")
@@ -51,8 +50,7 @@ func TestAllDirections(t *testing.T) {
 
 // TestSecondSyncMovesNothing: an unchanged tree syncs with 0 bytes.
 func TestSecondSyncMovesNothing(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a := startServer(t, t.TempDir())
 	for i, want := range []bool{true, false} {
 		r := xfer(t, "sync", src, a.url("d"), "--json")
@@ -76,8 +74,7 @@ func TestSecondSyncMovesNothing(t *testing.T) {
 // TestSecondSyncCountsSkips: in every direction, a second sync of an
 // unchanged tree reports each file as skipped, whichever process ran it.
 func TestSecondSyncCountsSkips(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a, b := startServer(t, t.TempDir()), startServer(t, t.TempDir())
 	if r := xfer(t, "copy", src, a.url("d")); r.code != 0 {
 		t.Fatal(r)
@@ -236,12 +233,10 @@ func TestSingleFileLandsInside(t *testing.T) {
 // TestNamedRemotes: NAME:PATH from the config file, remote to remote, and
 // XFER_* environment variables for flags.
 func TestNamedRemotes(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a := startServer(t, t.TempDir())
 	b := startServer(t, t.TempDir())
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  nodeA:\n    url: xfer://%s\n  nodeB:\n    address: %s\n", a.addr, b.addr)), 0o600))
+	cfg := writeConfig(t, fmt.Sprintf("remotes:\n  nodeA:\n    url: xfer://%s\n  nodeB:\n    address: %s\n", a.addr, b.addr))
 	if r := xfer(t, "--config", cfg, "copy", src, "nodeA:/proj"); r.code != 0 {
 		t.Fatal(r)
 	}

@@ -287,6 +287,23 @@ func again(t *testing.T, u *user, dstDir string, wantCode int, args ...string) [
 	return evs
 }
 
+// syncTwice runs `xfer sync src dst --json` as u (what names it in
+// failures) and fails unless it exits 0 having transferred files and
+// deleted deleted, and dstTree is then the same as tree; a second run must
+// change nothing.
+func (u *user) syncTwice(t *testing.T, what, src, dst, tree, dstTree string, files, deleted int64) {
+	t.Helper()
+	r := u.run(t, "sync", src, dst, "--json")
+	if r.code != 0 {
+		t.Fatalf("%s: %s", what, r)
+	}
+	if _, s := jsonRun(t, r); s.FilesTransferred != files || s.FilesDeleted != deleted {
+		t.Errorf("%s: %+v; want %d transferred, %d deleted", what, s, files, deleted)
+	}
+	sameAsSource(t, tree, dstTree)
+	again(t, u, dstTree, 0, "sync", src, dst)
+}
+
 // errorsByPath counts the error events of a --json run by path.
 func errorsByPath(evs []map[string]any) map[string]int {
 	out := map[string]int{}
@@ -474,15 +491,7 @@ func TestBeyondPathMax(t *testing.T) {
 			fd = makeDeep(t, dstTree, deep)
 			writeAt(t, fd, "extra", []byte("extra"))
 			unix.Close(fd)
-			r = u.run(t, "sync", src, dst, "--json")
-			if r.code != 0 {
-				t.Fatalf("sync: %s", r)
-			}
-			if _, s := jsonRun(t, r); s.FilesDeleted != 1 || s.FilesTransferred != 0 {
-				t.Errorf("sync: %+v; want 1 deleted, 0 transferred", s)
-			}
-			sameAsSource(t, tree, dstTree)
-			again(t, u, dstTree, 0, "sync", src, dst)
+			u.syncTwice(t, "sync", src, dst, tree, dstTree, 0, 1)
 		})
 	}
 }
@@ -864,15 +873,7 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 			for _, p := range []string{"ro/deeper", "ro", ""} {
 				must(t, os.Chmod(filepath.Join(tree, p), 0o555))
 			}
-			r := u.run(t, "sync", src, dst, "--json")
-			if r.code != 0 {
-				t.Fatalf("sync into read-only directories: %s", r)
-			}
-			if _, s := jsonRun(t, r); s.FilesTransferred != 6 || s.FilesDeleted != 2 {
-				t.Errorf("sync: %+v; want 6 transferred, 2 deleted", s)
-			}
-			sameAsSource(t, tree, dstTree)
-			again(t, u, dstTree, 0, "sync", src, dst)
+			u.syncTwice(t, "sync into read-only directories", src, dst, tree, dstTree, 6, 2)
 		})
 	}
 }

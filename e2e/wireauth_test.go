@@ -314,10 +314,7 @@ func bogusTicket() []string {
 // with one U never issued. T refuses; nothing arrives at U.
 func TestThirdPartyJobNeedsDestinationTicket(t *testing.T) {
 	const tok = "third-party-token-0123456789abcdef"
-	srcRoot := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(srcRoot, "x"), 0o755))
-	must(t, os.WriteFile(filepath.Join(srcRoot, "x/payload.txt"), []byte("pushed where nobody allowed it"), 0o644))
-	src := startServer(t, srcRoot, "--token-file", writeToken(t, tok))
+	src := startServer(t, fileTree(t, map[string]string{"x/payload.txt": "pushed where nobody allowed it"}), "--token-file", writeToken(t, tok))
 	victimRoot := t.TempDir()
 	victim := startServer(t, victimRoot)
 	for i, tc := range []struct {
@@ -343,10 +340,7 @@ func TestThirdPartyJobNeedsDestinationTicket(t *testing.T) {
 // scan the source server's network.
 func TestThirdPartyErrorsUniform(t *testing.T) {
 	const tok = "uniform-errors-token-0123456789abcdef"
-	srcRoot := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(srcRoot, "x"), 0o755))
-	must(t, os.WriteFile(filepath.Join(srcRoot, "x/f"), []byte("f"), 0o644))
-	src := startServer(t, srcRoot, "--token-file", writeToken(t, tok))
+	src := startServer(t, fileTree(t, map[string]string{"x/f": "f"}), "--token-file", writeToken(t, tok))
 	targets := map[string]string{
 		"closed port":         unusedAddr(t),
 		"HTTP server":         fakePeer(t, "HTTP/1.1 400 Bad Request\r\n\r\n", true),
@@ -371,9 +365,7 @@ func TestThirdPartyErrorsUniform(t *testing.T) {
 // push; a refused destination is a clear usage error and receives nothing.
 func TestPushAllow(t *testing.T) {
 	tok := writeToken(t, "push-allow-token-0123456789abcdef")
-	src := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(src, "x"), 0o755))
-	must(t, os.WriteFile(filepath.Join(src, "x/f"), []byte("data"), 0o644))
+	src := fileTree(t, map[string]string{"x/f": "data"})
 	dst := startServer(t, t.TempDir(), "--token-file", tok)
 	_, dstPort, _ := net.SplitHostPort(dst.addr)
 	for _, tc := range []struct {
