@@ -7,13 +7,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -106,17 +103,13 @@ func runCmd(t *testing.T, prepare func(*exec.Cmd), name string, args ...string) 
 	}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
+	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
 		t.Fatalf("running %s %q: %v", filepath.Base(name), args, err)
 	}
 	if ctx.Err() != nil {
 		t.Fatalf("%s %q hung (stopped after %s)\n%s\n%s", filepath.Base(name), args, hangLimit, so.String(), se.String())
 	}
-	return result{so.String(), se.String(), code}
+	return result{so.String(), se.String(), cmd.ProcessState.ExitCode()}
 }
 
 func baseEnv(t *testing.T) []string {
@@ -212,10 +205,11 @@ func (l *logBuf) String() string {
 
 // proc is a process running in the background, its stderr kept as its log.
 type proc struct {
-	cmd  *exec.Cmd
-	logs *logBuf
-	done chan struct{} // closed once the process has exited and its log is complete
-	code int           // the exit code, once done is closed
+	cmd   *exec.Cmd
+	logs  *logBuf
+	done  chan struct{} // closed once the process has exited and its log is complete
+	ended atomic.Bool   // set as done is closed
+	code  int           // the exit code, once done is closed
 }
 
 // startProc starts cmd and keeps its stderr; line, when not nil, sees
@@ -249,6 +243,7 @@ func startProc(t *testing.T, cmd *exec.Cmd, line func(string)) *proc {
 		// The log is complete before anyone learns the process ended
 		// (a fast exit used to race the last lines).
 		<-scanned
+		p.ended.Store(true)
 		close(p.done)
 	}()
 	return p
@@ -257,30 +252,23 @@ func startProc(t *testing.T, cmd *exec.Cmd, line func(string)) *proc {
 // terminate sends SIGTERM and waits at most wait for the process to end,
 // then kills it; it reports whether the process ended by itself.
 func (p *proc) terminate(wait time.Duration) bool {
-	select {
-	case <-p.done:
+	if !p.alive() {
 		return true
-	default:
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	select {
 	case <-p.done:
 		return true
-	case <-time.After(wait):
-		p.cmd.Process.Kill()
-		<-p.done
-		return false
+	case <-timer.C:
 	}
+	p.cmd.Process.Kill()
+	<-p.done
+	return false
 }
 
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *proc) alive() bool { return !p.ended.Load() }
 
 // awaitReady waits until ready delivers (what the process announced) and
 // returns it with ok true, or returns ok false if the process ended
@@ -363,150 +351,6 @@ func (s *server) url(p string) string { return "xfer://" + s.addr + "/" + p }
 
 func (s *server) stop() { s.terminate(10 * time.Second) }
 
-// node is what a tree comparison looks at.
-type node struct {
-	Type   string
-	Mode   fs.FileMode
-	Mtime  int64
-	Size   int64
-	Sum    string
-	Target string
-}
-
-// snapshot walks dir without following symlinks.
-func snapshot(t *testing.T, dir string) map[string]node {
-	t.Helper()
-	out := map[string]node{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		n := node{Mode: info.Mode().Perm() | info.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)}
-		switch {
-		case info.Mode().IsRegular():
-			n.Type, n.Size = "file", info.Size()
-			n.Mtime = info.ModTime().UnixNano()
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.Sum256(b)
-			n.Sum = hex.EncodeToString(h[:])
-		case info.IsDir():
-			n.Type = "dir"
-			n.Mtime = info.ModTime().UnixNano()
-		case info.Mode()&fs.ModeSymlink != 0:
-			n.Type = "symlink"
-			n.Mode = 0
-			n.Target, _ = os.Readlink(p)
-		default:
-			n.Type = "other"
-		}
-		out[rel] = n
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("walking %s: %v", dir, err)
-	}
-	return out
-}
-
-// sameTree fails the test unless got holds exactly what want holds: types,
-// content, modes, mtimes and symlink targets.
-func sameTree(t *testing.T, want, got string) {
-	t.Helper()
-	w, g := snapshot(t, want), snapshot(t, got)
-	for p, wn := range w {
-		if wn.Type == "other" {
-			continue
-		}
-		gn, ok := g[p]
-		if !ok {
-			t.Errorf("%q missing at the destination", p)
-			continue
-		}
-		if wn != gn {
-			t.Errorf("%q differs:\n want %+v\n  got %+v", p, wn, gn)
-		}
-	}
-	for p := range g {
-		if _, ok := w[p]; !ok {
-			t.Errorf("%q at the destination but not at the source", p)
-		}
-	}
-}
-
-// oddTree makes a tree with the names and entries that trip copy tools up.
-func oddTree(t *testing.T, dir string) {
-	t.Helper()
-	files := map[string]string{
-		"plain.txt":                "hello\n",
-		"with space.txt":           "space",
-		"ünïcødé/日本語.txt":          "unicode",
-		"new\nline":                "newline in the name",
-		"deep/a/b/c/d/e.txt":       "deep",
-		"empty-file":               "",
-		"dash-name/file":           "x",
-		"dash/file":                "y",
-		"-leading-dash":            "z",
-		"exactly4096":              strings.Repeat("q", 4096),
-		"big/multi-chunk.bin":      "", // filled below
-		"mode/private":             "secret",
-		"mode/exec.sh":             "#!/bin/sh\n",
-		"pct%20and#hash?and*star":  "glob chars",
-		"back\\slash":              "backslash",
-		"tab\tname":                "tab",
-		"trailing.dot.":            "dot",
-		"UPPER/lower/MiXeD.txt":    "case",
-		"link-target-dir/inner.md": "inner",
-	}
-	for p, c := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeRandom(t, filepath.Join(dir, "big/multi-chunk.bin"), 5<<20+12345, 1)
-	must(t, os.Chmod(filepath.Join(dir, "mode/private"), 0o600))
-	must(t, os.Chmod(filepath.Join(dir, "mode/exec.sh"), 0o755))
-	must(t, os.MkdirAll(filepath.Join(dir, "empty-dir"), 0o755))
-	must(t, os.MkdirAll(filepath.Join(dir, "ro-dir"), 0o755))
-	must(t, os.WriteFile(filepath.Join(dir, "ro-dir/f"), []byte("in a read-only dir"), 0o444))
-	must(t, os.Chmod(filepath.Join(dir, "ro-dir"), 0o555))
-	must(t, os.MkdirAll(filepath.Join(dir, "sticky"), 0o755))
-	// A real sticky bit (os.Chmod ignores 0o1000), on modes that a server's
-	// default umask (022) leaves alone.
-	must(t, os.Chmod(filepath.Join(dir, "sticky"), os.ModeSticky|0o755))
-	must(t, os.Symlink("plain.txt", filepath.Join(dir, "rel-link")))
-	must(t, os.Symlink("/etc/passwd", filepath.Join(dir, "abs-link-outside")))
-	must(t, os.Symlink("../../outside/of/tree", filepath.Join(dir, "dangling-escape")))
-	must(t, os.Symlink("link-target-dir", filepath.Join(dir, "dir-link")))
-	// A fixed, old mtime on one file, to see mtimes preserved exactly.
-	old := time.Date(2001, 2, 3, 4, 5, 6, 789, time.UTC)
-	must(t, os.Chtimes(filepath.Join(dir, "plain.txt"), old, old))
-	t.Cleanup(func() { os.Chmod(filepath.Join(dir, "ro-dir"), 0o755) })
-}
-
-// writePrivate writes content to a new file name (mode 0600) in a
-// directory of its own and returns its path.
-func writePrivate(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	must(t, os.WriteFile(p, []byte(content), 0o600))
-	return p
-}
-
 // needTool returns the path of the program name, or skips the test (why
 // says what for) where it is not installed.
 func needTool(t testing.TB, name, why string) string {
@@ -518,62 +362,10 @@ func needTool(t testing.TB, name, why string) string {
 	return p
 }
 
-// fileTree is a new directory holding files (path: content, mode 0644),
-// with the directories they need.
-func fileTree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for p, c := range files {
-		must(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
-		must(t, os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644))
-	}
-	return dir
-}
-
-// oddSource is a new directory holding the odd tree.
-func oddSource(t *testing.T) string {
-	t.Helper()
-	src := t.TempDir()
-	oddTree(t, src)
-	return src
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// writeRandom writes n pseudo-random bytes (deterministic per seed).
-func writeRandom(t *testing.T, path string, n int64, seed uint64) {
-	t.Helper()
-	must(t, os.MkdirAll(filepath.Dir(path), 0o755))
-	f, err := os.Create(path)
-	must(t, err)
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	x := seed*0x9E3779B97F4A7C15 + 1
-	for n > 0 {
-		xorshift(buf, &x)
-		k := int64(len(buf))
-		if k > n {
-			k = n
-		}
-		_, err := f.Write(buf[:k])
-		must(t, err)
-		n -= k
-	}
-}
-
-// xorshift fills buf (a multiple of 8 bytes long) with the pseudo-random
-// stream that the state x continues.
-func xorshift(buf []byte, x *uint64) {
-	for i := 0; i+8 <= len(buf); i += 8 {
-		*x ^= *x << 13
-		*x ^= *x >> 7
-		*x ^= *x << 17
-		binary.LittleEndian.PutUint64(buf[i:], *x)
 	}
 }
 

@@ -104,6 +104,14 @@ func (u *user) tempDir(t *testing.T) string {
 	return dir
 }
 
+// bases are two new directories the user owns, for the source and the
+// destination, and the trees beneath them that the tests transfer.
+func (u *user) bases(t *testing.T) (srcBase, dstBase, tree, dstTree string) {
+	t.Helper()
+	srcBase, dstBase = u.tempDir(t), u.tempDir(t)
+	return srcBase, dstBase, filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+}
+
 func (u *user) mkdir(t *testing.T, dir string) {
 	t.Helper()
 	must(t, os.MkdirAll(dir, 0o755))
@@ -563,8 +571,7 @@ func TestReplaceEachType(t *testing.T) {
 	} {
 		for _, d := range directions {
 			t.Run(mode.cmd+"/"+d.name, func(t *testing.T) {
-				srcBase, dstBase := t.TempDir(), t.TempDir()
-				tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+				srcBase, dstBase, tree, dstTree := u.bases(t)
 				replaceTree(t, tree, dstTree)
 				ref := filepath.Join(t.TempDir(), "tree")
 				copyTree(t, dstTree, ref)
@@ -642,35 +649,31 @@ func TestHardLinksJoinExisting(t *testing.T) {
 	u := asRoot(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			srcBase, dstBase := t.TempDir(), t.TempDir()
-			tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+			srcBase, dstBase, tree, dstTree := u.bases(t)
 			old := time.Date(2015, 5, 6, 7, 8, 9, 0, time.UTC)
-			mk := func(root, p, content string) {
-				writeFile(t, filepath.Join(root, p), content, 0o644)
-				must(t, os.Chtimes(filepath.Join(root, p), old, old))
-			}
-			link := func(root, a, b string) {
-				must(t, os.MkdirAll(filepath.Dir(filepath.Join(root, b)), 0o755))
-				must(t, os.Link(filepath.Join(root, a), filepath.Join(root, b)))
+			// group writes content at the first of names (with the old
+			// mtime) and links the others to it.
+			group := func(root, content string, names ...string) {
+				writeFile(t, filepath.Join(root, names[0]), content, 0o644)
+				must(t, os.Chtimes(filepath.Join(root, names[0]), old, old))
+				for _, n := range names[1:] {
+					must(t, os.MkdirAll(filepath.Dir(filepath.Join(root, n)), 0o755))
+					must(t, os.Link(filepath.Join(root, names[0]), filepath.Join(root, n)))
+				}
 			}
 			// Source: a=b=sub/c (small), x=y (large), p=q (new at the
 			// destination), solo.
-			mk(tree, "a", "group one")
-			link(tree, "a", "b")
-			link(tree, "a", "sub/c")
-			mk(tree, "x", strings.Repeat("L", 2<<20))
-			link(tree, "x", "y")
-			mk(tree, "p", "group three")
-			link(tree, "p", "q")
-			mk(tree, "solo", "alone")
+			group(tree, "group one", "a", "b", "sub/c")
+			group(tree, strings.Repeat("L", 2<<20), "x", "y")
+			group(tree, "group three", "p", "q")
+			group(tree, "alone", "solo")
 			// Destination, from an earlier copy without --hard-links: a
 			// and b separate, sub/c missing; x present, y missing; solo
 			// linked to a stray name that stays.
-			mk(dstTree, "a", "group one")
-			mk(dstTree, "b", "group one")
-			mk(dstTree, "x", strings.Repeat("L", 2<<20))
-			mk(dstTree, "solo", "alone")
-			link(dstTree, "solo", "stray")
+			group(dstTree, "group one", "a")
+			group(dstTree, "group one", "b")
+			group(dstTree, strings.Repeat("L", 2<<20), "x")
+			group(dstTree, "alone", "solo", "stray")
 			ref := filepath.Join(t.TempDir(), "tree")
 			copyTree(t, dstTree, ref)
 			if code := u.rsync(t, "-aH", tree+"/", ref+"/"); code != 0 {
@@ -738,8 +741,7 @@ func TestSparseSmallFiles(t *testing.T) {
 	u := asRoot(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			srcBase, dstBase := t.TempDir(), t.TempDir()
-			tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+			srcBase, dstBase, tree, dstTree := u.bases(t)
 			must(t, os.MkdirAll(tree, 0o755))
 			sparse := func(name string, size int64, data map[int64]string) {
 				f, err := os.Create(filepath.Join(tree, name))
@@ -792,8 +794,7 @@ func TestTopDirAttributes(t *testing.T) {
 	for _, d := range directions {
 		for _, exists := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/exists=%v", d.name, exists), func(t *testing.T) {
-				srcBase, dstBase := t.TempDir(), t.TempDir()
-				tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+				srcBase, dstBase, tree, dstTree := u.bases(t)
 				writeFile(t, filepath.Join(tree, "f"), "f", 0o644)
 				writeFile(t, filepath.Join(tree, "d/g"), "g", 0o644)
 				if exists {
@@ -826,8 +827,7 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 	u := asNobody(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			srcBase, dstBase := u.tempDir(t), u.tempDir(t)
-			tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+			srcBase, dstBase, tree, dstTree := u.bases(t)
 			writeFile(t, filepath.Join(tree, "ro/f"), "version 1", 0o444)
 			writeFile(t, filepath.Join(tree, "ro/big"), strings.Repeat("1", 2<<20), 0o444)
 			writeFile(t, filepath.Join(tree, "ro/extra"), "goes with sync", 0o444)
