@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,37 +17,6 @@ import (
 
 // nobody is the unprivileged user the attacks of these tests run as.
 const nobodyUID, nobodyGID = 65534, 65534
-
-// asNobody prepares running xfer as nobody: a copy of the binary and a
-// config home that nobody can reach. It skips the test when not root.
-func asNobodyBin(t *testing.T) (bin, home string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run the client as another user")
-	}
-	dir, err := os.MkdirTemp("", "xfer-e2e-nobody-")
-	must(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	must(t, os.Chmod(dir, 0o755))
-	data, err := os.ReadFile(xferBin)
-	must(t, err)
-	bin = filepath.Join(dir, "xfer")
-	must(t, os.WriteFile(bin, data, 0o755))
-	home = filepath.Join(dir, "home")
-	must(t, os.Mkdir(home, 0o700))
-	must(t, os.Chown(home, nobodyUID, nobodyGID))
-	return bin, home
-}
-
-// xferAs runs xfer (bin) with args as nobody.
-func xferAs(t *testing.T, bin, home string, args ...string) result {
-	t.Helper()
-	return runCmd(t, func(cmd *exec.Cmd) {
-		cmd.Env = append(baseEnv(t), "XDG_CONFIG_HOME="+home, "HOME="+home)
-		cmd.Dir = home
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUID, Gid: nobodyGID}}
-	}, bin, args...)
-}
 
 // processUmask is this test process's umask, which a server started by
 // the tests inherits.
@@ -82,7 +50,7 @@ func modeOf(t *testing.T, p string) uint32 {
 // and attribute updates, unless --allow-setid or the export's setid
 // option keeps them; nothing becomes a set-uid root program.
 func TestSetidUploadByUnprivilegedUser(t *testing.T) {
-	bin, home := asNobodyBin(t)
+	u := asNobody(t) // skips unless root
 	base, err := os.MkdirTemp("", "xfer-e2e-setid-")
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(base) })
@@ -164,7 +132,7 @@ func TestSetidUploadByUnprivilegedUser(t *testing.T) {
 				rootArg = ""
 			}
 			s := startServer(t, rootArg, c.args(root)...)
-			r := xferAs(t, bin, home, "sync", src, s.url(c.prefix+"dst"), "--chunk-size", "1M")
+			r := u.run(t, "sync", src, s.url(c.prefix+"dst"), "--chunk-size", "1M")
 			if r.code != 0 {
 				t.Fatalf("upload as nobody: %s", r)
 			}
