@@ -70,7 +70,7 @@ func newStreamMAC(key []byte) *streamMAC {
 	if len(key) != 32 {
 		panic(fmt.Sprintf("transfer: MAC key of %d bytes", len(key))) // keys are HMAC-SHA256 outputs
 	}
-	return &streamMAC{h: blake3.New(tagLen, key)}
+	return &streamMAC{h: blake3.New(wire.TagLen, key)}
 }
 
 // begin starts the tag of the next message: the sequence number, then
