@@ -35,7 +35,7 @@ var layers = []layer{
 	// (gendocs renders cmd's flags), the end-to-end tests, the packaging
 	// checks and this package.
 	{name: "programs", pkgs: []string{
-		".", "internal/gendocs", "internal/gentree", "internal/archtest", "e2e", "packaging/*",
+		".", "internal/gendocs", "internal/gentree", "internal/archtest", "internal/peertest", "e2e", "packaging/*",
 	}},
 }
 
@@ -45,12 +45,6 @@ var layers = []layer{
 var allowedGlobals = map[string]string{
 	"backends.registry":          "written only by Register from the transports' init functions, before main runs (the database/sql driver pattern); read-only afterwards",
 	"backends.preference":        "a constant order of transport names; read, never written, and never handed out (callers get copies)",
-	"backends/tcpzc.putPrefix":   "an alias of backends.PutPrefix, never reassigned; goes with the duplicate frame.go files (issue 13)",
-	"backends/tcpzc.parsePrefix": "an alias of backends.ParsePrefix, never reassigned; goes with the duplicate frame.go files (issue 13)",
-	"backends/tcpzc.checkSizes":  "an alias of backends.CheckSizes, never reassigned; goes with the duplicate frame.go files (issue 13)",
-	"backends/uring.putPrefix":   "an alias of backends.PutPrefix, never reassigned; goes with the duplicate frame.go files (issue 13)",
-	"backends/uring.parsePrefix": "an alias of backends.ParsePrefix, never reassigned; goes with the duplicate frame.go files (issue 13)",
-	"backends/uring.checkSizes":  "an alias of backends.CheckSizes, never reassigned; goes with the duplicate frame.go files (issue 13)",
 	"backends/uring.neededOps":   "a constant table of opcodes and kernel releases, only ranged over",
 	"internal/cas.castagnoli":    "the CRC-32C table, built once at init and only read (crc32.Table is safe for concurrent use)",
 	"internal/config.yamlLineRE": "a compiled regexp: immutable and safe for concurrent use",
