@@ -1241,7 +1241,7 @@ func (e *engine) chunkSender(l dataLane) {
 					e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
 					return
 				}
-				e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: sf.op.Src.Path,
+				e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: sf.op.Src.Path, Retry: true,
 					Msg: fmt.Sprintf("chunk %d failed verification at the destination; sending it again", j.c.Index)})
 				// Requeue from a fresh goroutine: this callback runs on the
 				// lane's reader, which must never block on the queue.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/xfer-io/xfer/internal/cas"
@@ -217,7 +216,7 @@ func (srv *Server) runJob(ctx context.Context, s *session.Session, root *fsroot.
 		case e.Event == progress.KindTransfer:
 			srv.cfg.Metrics.AddFiles(tally.Summary().Proto, metrics.Sent, 1)
 		case e.Event == progress.KindNotice:
-			if strings.Contains(e.Msg, "sending it again") {
+			if e.Retry {
 				srv.cfg.Metrics.ChunkRetry()
 			}
 		}

@@ -101,6 +101,18 @@ func (e *events) find(kind, substr string) bool {
 	return false
 }
 
+// retried reports whether a notice marked a chunk sent again.
+func (e *events) retried() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.all {
+		if ev.Event == progress.KindNotice && ev.Retry {
+			return true
+		}
+	}
+	return false
+}
+
 func startTestServer(t *testing.T) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -153,6 +165,9 @@ func TestCorruptChunkIsResent(t *testing.T) {
 	}
 	if !ev.find(progress.KindNotice, "sending it again") {
 		t.Error("no notice of a resent chunk")
+	}
+	if !ev.retried() {
+		t.Error("the notice of a resent chunk is not marked retry")
 	}
 	got, err := os.ReadFile(filepath.Join(dstRoot, "d/f.bin"))
 	if err != nil || !bytes.Equal(got, want) {
