@@ -128,11 +128,20 @@ func TestInterruptedTransfer(t *testing.T) {
 			t.Fatalf("after a kill at %s a truncated file (%d bytes) stands under the final name", after, info.Size())
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let the server notice the dead client
 	if !a.alive() {
 		t.Fatal("server died with its client")
 	}
-	r := xfer(t, "copy", src, a.url("dst"), "--json")
+	// The server lets go of the killed clients' partial files once it has
+	// noticed them gone; until then a rerun is told the file is busy, and
+	// nothing else may go wrong.
+	var r result
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		r = xfer(t, "copy", src, a.url("dst"), "--json")
+		if r.code == 0 || !strings.Contains(r.stdout, "another transfer is writing this file") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if r.code != 0 {
 		t.Fatal(r)
 	}
