@@ -20,6 +20,7 @@ import (
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/session"
 )
 
 func newDaemonCmd(a *app) *cobra.Command {
@@ -220,14 +221,12 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 			return exitcode.Usagef("--listen %s: %v", listenAddr, netErrText(err))
 		}
 		peer := transfer.NewServer(transfer.ServerConfig{
-			Exports:     map[string]transfer.Export{},
-			CAS:         store,
-			CASReadOnly: a.v.GetBool("cas-read-only"),
-			Token:       token,
-			NoFsync:     a.v.GetBool("no-fsync"),
-			Log:         log,
-			Version:     versionString(),
-			Dial:        a.serverDialOptions(log),
+			ServerConfig: session.ServerConfig{Token: token, Log: log, Version: versionString()},
+			Exports:      map[string]transfer.Export{},
+			CAS:          store,
+			CASReadOnly:  a.v.GetBool("cas-read-only"),
+			NoFsync:      a.v.GetBool("no-fsync"),
+			Dial:         a.serverDialOptions(log),
 		})
 		wg.Add(1)
 		go func() {

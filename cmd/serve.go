@@ -21,6 +21,7 @@ import (
 	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/session"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -313,33 +314,35 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
 	}
 	srv := transfer.NewServer(transfer.ServerConfig{
-		Metrics:                m,
-		Root:                   root,
-		Exports:                exports,
-		ReadOnly:               a.v.GetBool("read-only"),
-		Umask:                  umask,
-		AllowSetid:             a.v.GetBool("allow-setid"),
-		Token:                  token,
-		TLS:                    tlsConf,
-		AllowPlainData:         !a.v.GetBool("tls-data"),
-		MaxSessions:            a.v.GetInt("max-sessions"),
-		MaxSessionsPerClient:   a.v.GetInt("max-sessions-per-client"),
-		MaxHandshakes:          a.v.GetInt("max-handshakes"),
-		MaxHandshakesPerClient: a.v.GetInt("max-handshakes-per-client"),
-		HandshakeTimeout:       a.v.GetDuration("handshake-timeout"),
-		MaxOpenFiles:           a.v.GetInt("max-open-files"),
-		MaxFrame:               int(maxFrame),
-		MaxSessionMemory:       maxMem,
-		MaxMemory:              maxAll,
-		CAS:                    store,
-		CASReadOnly:            a.v.GetBool("cas-read-only") || a.v.GetBool("read-only"),
-		Protos:                 protos,
-		NoFsync:                a.v.GetBool("no-fsync"),
-		IdleTimeout:            a.v.GetDuration("timeout"),
-		Log:                    a.log,
-		Version:                versionString(),
-		Dial:                   a.serverDialOptions(a.log),
-		PushAllow:              pushAllow,
+		ServerConfig: session.ServerConfig{
+			Metrics:                m,
+			Token:                  token,
+			TLS:                    tlsConf,
+			AllowPlainData:         !a.v.GetBool("tls-data"),
+			MaxSessions:            a.v.GetInt("max-sessions"),
+			MaxSessionsPerClient:   a.v.GetInt("max-sessions-per-client"),
+			MaxHandshakes:          a.v.GetInt("max-handshakes"),
+			MaxHandshakesPerClient: a.v.GetInt("max-handshakes-per-client"),
+			HandshakeTimeout:       a.v.GetDuration("handshake-timeout"),
+			MaxFrame:               int(maxFrame),
+			MaxSessionMemory:       maxMem,
+			MaxMemory:              maxAll,
+			Protos:                 protos,
+			IdleTimeout:            a.v.GetDuration("timeout"),
+			Log:                    a.log,
+			Version:                versionString(),
+		},
+		Root:         root,
+		Exports:      exports,
+		ReadOnly:     a.v.GetBool("read-only"),
+		Umask:        umask,
+		AllowSetid:   a.v.GetBool("allow-setid"),
+		MaxOpenFiles: a.v.GetInt("max-open-files"),
+		CAS:          store,
+		CASReadOnly:  a.v.GetBool("cas-read-only") || a.v.GetBool("read-only"),
+		NoFsync:      a.v.GetBool("no-fsync"),
+		Dial:         a.serverDialOptions(a.log),
+		PushAllow:    pushAllow,
 	})
 	what += fmt.Sprintf(", umask %03o", umask)
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,

@@ -2,11 +2,9 @@ package transfer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -19,40 +17,18 @@ import (
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
-// ServerConfig configures `xfer serve`.
+// ServerConfig configures `xfer serve`: how sessions are admitted (the
+// embedded session.ServerConfig, whose Services and UringEntries NewServer
+// sets) and what a session may then do.
 type ServerConfig struct {
+	session.ServerConfig
 	// Root is the single tree served, or nil when Exports are used.
 	Root *fsroot.Root
 	// Exports are named trees (rsync-style modules); the first component
 	// of every path a client names selects one.
 	Exports map[string]Export
-	Protos  []string // transports offered; empty: every usable one
-	// Token, when set, is required of every client (HMAC challenge-response).
-	Token []byte
-	// TLS, when set, is required on every connection.
-	TLS *tls.Config
-	// AllowPlainData lets data streams bypass TLS when the client asks too
-	// (--tls-data=false on both sides); control stays encrypted.
-	AllowPlainData bool
-	// Limits (see admission.go for the defaults).
-	MaxSessions          int // concurrent authenticated sessions in all
-	MaxSessionsPerClient int // concurrent authenticated sessions from one IP address
-	// MaxHandshakes and MaxHandshakesPerClient bound the connections that
-	// have not authenticated yet, in all and per IP address; they never
-	// count as sessions. HandshakeTimeout bounds one connection's TLS
-	// handshake, hello and authentication.
-	MaxHandshakes          int
-	MaxHandshakesPerClient int
-	HandshakeTimeout       time.Duration
 	// MaxOpenFiles bounds the large files one session holds open.
-	MaxOpenFiles     int
-	MaxFrame         int   // control frame limit in bytes (default 8 MiB)
-	MaxSessionMemory int64 // receive buffers per session (default 256 MiB)
-	// MaxMemory bounds the receive buffers of all sessions together
-	// (default 1 GiB); a message waits for room rather than allocate.
-	MaxMemory int64
-	// Metrics, when set, counts sessions, bytes, files and failures.
-	Metrics *metrics.Metrics
+	MaxOpenFiles int
 	// CAS is the content-addressed store exposed to peers (--cas), or nil.
 	CAS *cas.Store
 	// CASReadOnly refuses puts and removes.
@@ -65,11 +41,7 @@ type ServerConfig struct {
 	Umask uint32
 	// AllowSetid, with Root, keeps the set-uid, set-gid and sticky bits
 	// of what peers upload; by default they are dropped.
-	AllowSetid  bool
-	MaxStreams  int
-	IdleTimeout time.Duration
-	Log         *slog.Logger
-	Version     string
+	AllowSetid bool
 	// DialOptions are used when a job makes this server push to another.
 	Dial session.DialOptions
 	// PushAllow restricts the servers third-party jobs push to
@@ -93,15 +65,9 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	srv := &Server{cfg: cfg}
-	srv.srv = session.NewServer(session.ServerConfig{
-		Protos: cfg.Protos, Token: cfg.Token, TLS: cfg.TLS, AllowPlainData: cfg.AllowPlainData,
-		MaxSessions: cfg.MaxSessions, MaxSessionsPerClient: cfg.MaxSessionsPerClient,
-		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerClient: cfg.MaxHandshakesPerClient,
-		HandshakeTimeout: cfg.HandshakeTimeout, MaxFrame: cfg.MaxFrame,
-		MaxSessionMemory: cfg.MaxSessionMemory, MaxMemory: cfg.MaxMemory, Metrics: cfg.Metrics,
-		MaxStreams: cfg.MaxStreams, IdleTimeout: cfg.IdleTimeout, Log: cfg.Log, Version: cfg.Version,
-		UringEntries: cfg.Dial.UringEntries, Services: srv.services,
-	})
+	sc := cfg.ServerConfig
+	sc.UringEntries, sc.Services = cfg.Dial.UringEntries, srv.services
+	srv.srv = session.NewServer(sc)
 	return srv
 }
 

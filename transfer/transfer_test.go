@@ -208,7 +208,7 @@ func TestForcedTransportMissing(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go NewServer(ServerConfig{Root: root, Protos: []string{"tcp"}}).Serve(ctx, ln)
+	go NewServer(ServerConfig{ServerConfig: session.ServerConfig{Protos: []string{"tcp"}}, Root: root}).Serve(ctx, ln)
 	_, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: "test-flaky", ConnectTimeout: 5 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "test-flaky") || !isPeerErr(err) {
 		t.Fatalf("want a peer error naming the transport, got %v", err)
