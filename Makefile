@@ -5,7 +5,7 @@
 #                          $(DESTDIR)$(PREFIX) (PREFIX=/usr/local)
 #   make deps              install the Debian packages tests/bench need
 #   make test              deps, then build + lint + go test ./...
-#   make lint              gofmt, go vet and staticcheck (pinned; fetched by go run)
+#   make lint              gofmt, goimports, go vet and staticcheck (pinned; fetched by go run)
 #   make demo              local -> serve A -> serve B -> local round trip
 #   make bench             xfer vs rsync/cp/iperf3/b3sum on loopback + tmpfs; transports,
 #                          CAS and daemon, cluster agents (BENCH_RUNS, BENCH_RECORD=1)
@@ -44,8 +44,10 @@ GORELEASER ?= $(shell command -v goreleaser 2>/dev/null || echo $$($(GO) env GOP
 TEST_TIMEOUT ?= 40m
 FUZZTIME     ?= 30s
 
-# staticcheck, pinned, fetched through the module proxy by `go run`.
+# staticcheck and goimports, pinned, fetched through the module proxy by
+# `go run` (go.mod stays as it is).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOIMPORTS   ?= golang.org/x/tools/cmd/goimports@v0.52.0
 
 .PHONY: build install deps test test-after-deps vet lint demo bench fuzz generate release-snapshot clean
 
@@ -72,10 +74,15 @@ deps:
 vet:
 	$(GO) vet $(GOFLAGS_BUILD) ./...
 
-# lint: gofmt, go vet and staticcheck, each failing on any finding.
+# lint: gofmt, goimports (imports in three groups: standard library, other
+# modules, this module), go vet and staticcheck, each failing on any finding
+# and on failing to run.
 lint: vet
-	@bad="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))"; \
-	if [ -n "$$bad" ]; then echo "gofmt would change:"; echo "$$bad"; exit 1; fi
+	@files="$$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')"; \
+	bad="$$(gofmt -l $$files)" || { echo "lint: gofmt failed"; exit 1; }; \
+	if [ -n "$$bad" ]; then echo "gofmt would change (run gofmt -w):"; echo "$$bad"; exit 1; fi; \
+	bad="$$($(GO) run $(GOIMPORTS) -local $(PKG) -l $$files)" || { echo "lint: goimports failed"; exit 1; }; \
+	if [ -n "$$bad" ]; then echo "goimports would change (run go run $(GOIMPORTS) -local $(PKG) -w FILE):"; echo "$$bad"; exit 1; fi
 	$(GO) run $(STATICCHECK) -tags "$(TAGS)" ./...
 
 # deps runs first, on its own: the rest runs in a second make, which also

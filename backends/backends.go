@@ -77,12 +77,19 @@ type AutoChooser interface {
 	AutoOK() error
 }
 
-// Preference is the order in which `--proto auto` tries transports: the
-// first one both peers support and can use wins. tcp-zc comes before uring
-// because it measured faster for file data here (sendfile copies once;
-// uring's file sends copy twice until SEND_ZC reaches a real NIC): see
-// docs/benchmarks.md.
-var preference = []string{"rdma", "tcp-zc", "uring", "tcp"}
+// preference is the one list of the transports xfer knows of, in the order
+// in which `--proto auto` tries them: the first one both peers support and
+// can use wins. tcp-zc comes before uring because it measured faster for
+// file data here (sendfile copies once; uring's file sends copy twice until
+// SEND_ZC reaches a real NIC): see docs/benchmarks.md. tcp, which runs
+// everywhere, comes last. Everything else that lists transports asks
+// Preference.
+var preference = [...]string{"rdma", "tcp-zc", "uring", "tcp"}
+
+// Preference returns the names of the transports xfer knows of, compiled
+// into this binary or not, most preferred first (see All for the ones
+// compiled in). The slice is the caller's.
+func Preference() []string { return append([]string(nil), preference[:]...) }
 
 // registry holds the transports linked into this binary. It is written only
 // by Register from init functions, before main runs.

@@ -12,6 +12,7 @@ import (
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/bench"
 )
 
 func newBenchCmd(a *app) *cobra.Command {
@@ -44,27 +45,26 @@ xfer serve and xfer bench. --json prints one JSON object per transport.`,
   xfer bench --to nodeA:/scratch --mode disk --json
   xfer bench --to xfer://10.0.0.1:7878 --proto uring --size 64 --duration 5s`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runBench(cmd)
-		},
+		RunE: a.runBench,
 	}
 	f := c.Flags()
 	f.String("to", "", "the peer: xfer://HOST:PORT[/DIR] or NAME:[DIR] (DIR: where --mode disk writes)")
-	choiceFlag(f, "proto", "auto", append(append([]string{}, protoWords...), "all"), "data transport: auto, tcp, tcp-zc, uring, rdma, or all (one row per transport both ends can use)")
+	addDialFlags(c, dialFlagSpec{
+		protos:       append(append([]string{}, protoWords...), "all"),
+		protoUsage:   "data transport: auto, tcp, tcp-zc, uring, rdma, or all (one row per transport both ends can use)",
+		streams:      transfer.DefaultStreams,
+		streamsUsage: "parallel data streams (the server may grant fewer)",
+		peer:         "the peer",
+	})
 	durationFlag(f, "duration", 10*time.Second, 0, "how long to send bulk messages, per transport (0: skip)")
-	sizeRangeFlag(f, "size", "1M", 1, transfer.BenchMaxSize, "bulk message size (1 byte to 64M)")
-	intFlag(f, "streams", transfer.DefaultStreams, 1, 64, "parallel data streams (the server may grant fewer)")
+	sizeRangeFlag(f, "size", "1M", 1, bench.MaxSize, "bulk message size (1 byte to 64M)")
 	f.String("mode", "mem", "mem (memory to memory), file (sender's file via sendfile etc., like iperf3 -Z) or disk (file to a file on the server)")
-	sizeRangeFlag(f, "ping-size", "64", 1, transfer.BenchMaxPing, "size of the messages whose round trips are timed (1 byte to 64K)")
+	sizeRangeFlag(f, "ping-size", "64", 1, bench.MaxPing, "size of the messages whose round trips are timed (1 byte to 64K)")
 	durationFlag(f, "ping-duration", 2*time.Second, 0, "how long to time round trips, per transport (0: skip)")
-	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to the peer after this long (above 0)")
-	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
-	uringFlag(f, "uring-entries")
-	addPeerAuthFlags(c)
 	return c
 }
 
-func (a *app) runBench(cmd *cobra.Command) error {
+func (a *app) runBench(cmd *cobra.Command, _ []string) error {
 	to := a.v.GetString("to")
 	if to == "" {
 		return exitcode.Usagef("--to is required: the xfer serve peer to measure against (xfer://HOST:PORT)")
@@ -81,18 +81,18 @@ func (a *app) runBench(cmd *cobra.Command) error {
 		return exitcode.Usagef("--to %s: want a peer (xfer://HOST:PORT or NAME:), not a local path", to)
 	}
 	size, err := parseSize(a.v.GetString("size"))
-	if err != nil || size < 1 || size > transfer.BenchMaxSize {
-		return exitcode.Usagef("--size %q: want 1 byte to %dM", a.v.GetString("size"), transfer.BenchMaxSize>>20)
+	if err != nil || size < 1 || size > bench.MaxSize {
+		return exitcode.Usagef("--size %q: want 1 byte to %dM", a.v.GetString("size"), bench.MaxSize>>20)
 	}
 	ping, err := parseSize(a.v.GetString("ping-size"))
-	if err != nil || ping < 1 || ping > transfer.BenchMaxPing {
-		return exitcode.Usagef("--ping-size %q: want 1 byte to %dK", a.v.GetString("ping-size"), transfer.BenchMaxPing>>10)
+	if err != nil || ping < 1 || ping > bench.MaxPing {
+		return exitcode.Usagef("--ping-size %q: want 1 byte to %dK", a.v.GetString("ping-size"), bench.MaxPing>>10)
 	}
-	streams := a.v.GetInt("streams")
-	if streams < 1 || streams > 64 {
-		return exitcode.Usagef("--streams: want 1 to 64, got %d", streams)
+	do, err := a.dialOptions(ep.Auth)
+	if err != nil {
+		return err
 	}
-	bo := transfer.BenchOptions{
+	bo := bench.Options{
 		Mode:         a.v.GetString("mode"),
 		Size:         int(size),
 		Duration:     a.v.GetDuration("duration"),
@@ -107,17 +107,6 @@ func (a *app) runBench(cmd *cobra.Command) error {
 	protos, skipped, err := benchProtos(proto)
 	if err != nil {
 		return err
-	}
-	do := transfer.DialOptions{
-		Streams:        streams,
-		ConnectTimeout: a.v.GetDuration("connect-timeout"),
-		IdleTimeout:    a.v.GetDuration("timeout"),
-		UringEntries:   a.uringEntries(),
-		Log:            a.log,
-		ClientVersion:  versionString(),
-		Token:          ep.Auth.Token,
-		TLS:            ep.Auth.TLS,
-		TLSData:        ep.Auth.TLSData,
 	}
 	out := &benchOutput{w: a.stdout, json: a.v.GetBool("json"), all: proto == "all",
 		addr: ep.Addr, opt: bo}
@@ -137,7 +126,7 @@ func (a *app) runBench(cmd *cobra.Command) error {
 			}
 			continue
 		}
-		res, err := s.Bench(cmd.Context(), bo)
+		res, err := bench.Run(cmd.Context(), s, bo)
 		s.Close()
 		if err != nil {
 			return fmt.Errorf("bench %s over %s: %w", ep.Addr, p, err)
@@ -183,11 +172,11 @@ type benchOutput struct {
 	json   bool
 	all    bool
 	addr   string
-	opt    transfer.BenchOptions
+	opt    bench.Options
 	header bool
 }
 
-func (o *benchOutput) row(r *transfer.BenchResult) {
+func (o *benchOutput) row(r *bench.Result) {
 	if o.json {
 		json.NewEncoder(o.w).Encode(r)
 		return
@@ -209,7 +198,7 @@ func (o *benchOutput) row(r *transfer.BenchResult) {
 }
 
 // detail prints one transport's result per stream.
-func (o *benchOutput) detail(r *transfer.BenchResult) {
+func (o *benchOutput) detail(r *bench.Result) {
 	fmt.Fprintf(o.w, "xfer bench to %s over %s: %s\n", o.addr, r.Proto, describeBench(o.opt, r.Streams))
 	if r.ProtoReason != "" {
 		fmt.Fprintf(o.w, "transport: %s (%s)\n", r.Proto, r.ProtoReason)
@@ -243,10 +232,10 @@ func (o *benchOutput) finish(skipped []benchSkip) {
 	}
 }
 
-func describeBench(o transfer.BenchOptions, streams int) string {
+func describeBench(o bench.Options, streams int) string {
 	mode := o.Mode
 	if mode == "" {
-		mode = transfer.BenchMem
+		mode = bench.ModeMem
 	}
 	var parts []string
 	if o.Duration > 0 {
@@ -258,7 +247,7 @@ func describeBench(o transfer.BenchOptions, streams int) string {
 	return fmt.Sprintf("mode %s, %d streams, %s", mode, streams, strings.Join(parts, "; "))
 }
 
-func pingCols(p *transfer.BenchPing) (string, string, string) {
+func pingCols(p *bench.Ping) (string, string, string) {
 	if p == nil {
 		return "-", "-", "-"
 	}

@@ -16,10 +16,11 @@ import (
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/casnet"
 )
 
 func newCASCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	c := commandGroup(&cobra.Command{
 		Use:   "cas",
 		Short: "Store and fetch content by its BLAKE3 id (content-addressed store)",
 		Long: `cas keeps content in a content-addressed store: every object is named by
@@ -34,27 +35,34 @@ NAME of the config file; put, get, has and stat can work on it.
 
 Exit codes: 0 success, 1 an object was missing or corrupt, 2 usage or
 configuration error, 3 cannot reach or talk to the peer. See docs/cas.md.`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	c.PersistentFlags().String("cas", "", "local store directory (default $XDG_DATA_HOME/xfer/cas)")
-	c.AddCommand(newCASPutCmd(a), newCASGetCmd(a), newCASHasCmd(a), newCASLsCmd(a),
+	}, newCASPutCmd(a), newCASGetCmd(a), newCASHasCmd(a), newCASLsCmd(a),
 		newCASRmCmd(a), newCASVerifyCmd(a), newCASStatCmd(a))
+	c.PersistentFlags().String("cas", "", "local store directory (default $XDG_DATA_HOME/xfer/cas)")
 	return c
 }
 
-// addCASPeerFlags declares how cas commands reach a peer.
+// casPeerCmd gives c, a cas command that may work on a peer's store, the
+// flags that reach it: --from (with usage fromUsage, unless empty: put
+// names the peer as an argument) and addCASPeerFlags.
+func casPeerCmd(c *cobra.Command, fromUsage string) *cobra.Command {
+	if fromUsage != "" {
+		c.Flags().String("from", "", fromUsage)
+	}
+	addCASPeerFlags(c)
+	return c
+}
+
+// addCASPeerFlags declares how cas commands (and the daemon) reach a peer.
 func addCASPeerFlags(c *cobra.Command) {
-	f := c.Flags()
-	choiceFlag(f, "proto", "auto", protoWords, "data transport to the peer: auto, tcp, tcp-zc, uring or rdma")
-	intFlag(f, "streams", 2, 1, 64, "data streams to the peer")
-	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to the peer after this long (above 0)")
-	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
-	addPeerAuthFlags(c)
+	addDialFlags(c, dialFlagSpec{
+		protos: protoWords, protoUsage: "data transport to the peer: auto, tcp, tcp-zc, uring or rdma",
+		streams: 2, streamsUsage: "data streams to the peer",
+		peer: "the peer",
+	})
 }
 
 func newCASPutCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "put FILE|- [REMOTE]",
 		Short: "Store a file (or standard input) and print its id",
 		Long: `put stores the content of FILE ("-": standard input) and prints its id, the
@@ -71,16 +79,12 @@ peer's id checked against it.`,
   tar c data | xfer cas put -
   xfer cas put model.bin xfer://10.0.0.2:7878`,
 		Args: usageArgs(cobra.RangeArgs(1, 2)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.casPut(cmd, args)
-		},
-	}
-	addCASPeerFlags(c)
-	return c
+		RunE: a.casPut,
+	}, "")
 }
 
 func newCASGetCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "get ID [OUT|-] [--from REMOTE]",
 		Short: "Write an object to a file or standard output, verified",
 		Long: `get writes the content of object ID to OUT, or to standard output when OUT is
@@ -94,30 +98,20 @@ one.`,
 		Example: `  xfer cas get 9f2a…c4 model.bin
   xfer cas get 9f2a…c4 - --from xfer://10.0.0.2:7878 | tar x`,
 		Args: usageArgs(cobra.RangeArgs(1, 2)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.casGet(cmd, args)
-		},
-	}
-	c.Flags().String("from", "", "read from this peer's store (xfer://HOST:PORT or a remote name)")
-	addCASPeerFlags(c)
-	return c
+		RunE: a.casGet,
+	}, "read from this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
 func newCASHasCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "has ID...",
 		Short: "Tell which objects are stored",
 		Long: `has prints, for each ID, "ID  SIZE" if the store holds it and "ID  missing"
 if not, and exits 1 if any is missing (0 if all are there). --from REMOTE
 asks that peer's store.`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.casHas(cmd, args)
-		},
-	}
-	c.Flags().String("from", "", "ask this peer's store (xfer://HOST:PORT or a remote name)")
-	addCASPeerFlags(c)
-	return c
+		RunE: a.casHas,
+	}, "ask this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
 func newCASLsCmd(a *app) *cobra.Command {
@@ -227,7 +221,7 @@ exit code is 1 if any was.`,
 }
 
 func newCASStatCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return casPeerCmd(&cobra.Command{
 		Use:   "stat",
 		Short: "Summarise a store: objects, bytes, dedup saved",
 		Long: `stat prints the number of objects and their bytes (packed objects of at
@@ -243,7 +237,7 @@ that peer's store.`,
 					return err
 				}
 				defer s.Close()
-				if st, err = s.CASStat(cmd.Context()); err != nil {
+				if st, err = casnet.NewClient(s).Stat(cmd.Context()); err != nil {
 					return err
 				}
 			} else {
@@ -270,10 +264,7 @@ that peer's store.`,
 			fmt.Fprintf(a.stdout, "dedup saved:  %s\n", casBytes(st.DedupSaved))
 			return nil
 		},
-	}
-	c.Flags().String("from", "", "ask this peer's store (xfer://HOST:PORT or a remote name)")
-	addCASPeerFlags(c)
-	return c
+	}, "ask this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
 // casBytes prints n exactly and, from 1 KiB, in binary units.
@@ -361,20 +352,9 @@ func (a *app) casPeer(remote string) (string, transfer.DialOptions, error) {
 	if err != nil {
 		return "", transfer.DialOptions{}, err
 	}
-	o := transfer.DialOptions{
-		Proto:          a.v.GetString("proto"),
-		Streams:        a.v.GetInt("streams"),
-		ConnectTimeout: a.v.GetDuration("connect-timeout"),
-		IdleTimeout:    a.v.GetDuration("timeout"),
-		UringEntries:   a.v.GetInt("iouring-entries"),
-		Log:            a.log,
-		ClientVersion:  versionString(),
-		Token:          pa.Token,
-		TLS:            pa.TLS,
-		TLSData:        pa.TLSData,
-	}
-	if o.Streams < 1 || o.Streams > 64 {
-		return "", transfer.DialOptions{}, exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
+	o, err := a.dialOptions(pa)
+	if err != nil {
+		return "", transfer.DialOptions{}, err
 	}
 	return addr, o, nil
 }
@@ -441,7 +421,7 @@ func (a *app) casPutRemote(ctx context.Context, f *os.File, name, remote string)
 	defer s.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		id, n, err := s.CASPutReader(ctx, f, nil)
+		id, n, err := casnet.NewClient(s).PutReader(ctx, f, nil)
 		if err != nil {
 			return err
 		}
@@ -454,12 +434,12 @@ func (a *app) casPutRemote(ctx context.Context, f *os.File, name, remote string)
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	id := cas.ID(d)
-	sizes, err := s.CASHas(ctx, []cas.ID{id})
+	sizes, err := casnet.NewClient(s).Has(ctx, []cas.ID{id})
 	if err != nil {
 		return err
 	}
 	if sizes[0] != size {
-		if _, err := s.CASSendFile(ctx, f, 0, size, &id); err != nil {
+		if _, err := casnet.NewClient(s).SendFile(ctx, f, 0, size, &id); err != nil {
 			if errors.Is(err, cas.ErrCorrupt) {
 				return fmt.Errorf("%w (was %s modified while it was put?)", err, name)
 			}
@@ -500,14 +480,14 @@ func (a *app) casGet(cmd *cobra.Command, args []string) error {
 	}
 	defer s.Close()
 	if out == "-" {
-		_, err := s.CASGet(ctx, id, a.stdout)
+		_, err := casnet.NewClient(s).Get(ctx, id, a.stdout)
 		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".xfer-*")
 	if err != nil {
 		return exitcode.Usagef("%s: %v", out, unwrapPathErr(err))
 	}
-	_, err = s.CASGet(ctx, id, tmp)
+	_, err = casnet.NewClient(s).Get(ctx, id, tmp)
 	if err == nil {
 		err = tmp.Chmod(0o644)
 	}
@@ -540,7 +520,7 @@ func (a *app) casHas(cmd *cobra.Command, args []string) error {
 			return err
 		}
 		defer s.Close()
-		if sizes, err = s.CASHas(ctx, ids); err != nil {
+		if sizes, err = casnet.NewClient(s).Has(ctx, ids); err != nil {
 			return err
 		}
 	} else {

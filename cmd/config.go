@@ -34,7 +34,7 @@ const newConfigTemplate = `# xfer config file: see docs/remotes.md. Any flag can
 `
 
 func newConfigCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return commandGroup(&cobra.Command{
 		Use:   "config",
 		Short: "Show, check or edit the config file",
 		Long: `The config file is $XDG_CONFIG_HOME/xfer/xfer.yaml (~/.config/xfer/xfer.yaml
@@ -45,14 +45,8 @@ over the file.
 
 These commands still run when the file is missing or broken, so that they
 can create or repair it.`,
-		Args: usageArgs(cobra.NoArgs),
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.initTolerant(cmd)
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	c.AddCommand(newConfigShowCmd(a), newConfigValidateCmd(a), newConfigEditCmd(a))
-	return c
+		PersistentPreRunE: a.initTolerant,
+	}, newConfigShowCmd(a), newConfigValidateCmd(a), newConfigEditCmd(a))
 }
 
 func newConfigShowCmd(a *app) *cobra.Command {
@@ -306,7 +300,8 @@ func (a *app) configPath() (path string, explicit bool) {
 // that is missing, does not parse or does not validate is not an error for
 // them, since they are how such a file gets created or repaired; it just
 // gives no settings.
-func (a *app) initTolerant(cmd *cobra.Command) error {
+// It is their PersistentPreRunE.
+func (a *app) initTolerant(cmd *cobra.Command, _ []string) error {
 	if err := a.settle(cmd, true); err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 )
 
 func newCopyCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	c := a.transferCmd(&cobra.Command{
 		Use:   "copy SRC DST",
 		Short: "Copy files from SRC into DST, never deleting",
 		Long: `Copy makes DST hold SRC's files: DST is a directory whose contents become
@@ -18,13 +18,7 @@ under its final name only once its data is verified and durable.`,
 		Example: `  xfer copy ./results xfer://node1:7878/incoming
   xfer copy xfer://node1:7878/incoming/run1 ./local-copy
   xfer copy nodeA:/proj nodeB:/proj --dry-run`,
-		Args:              usageArgs(cobra.ExactArgs(2)),
-		ValidArgsFunction: completeLocations,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runTransfer(cmd, args, false)
-		},
-	}
-	addTransferFlags(c)
+	}, false)
 	c.Flags().Bool("lock", false, "lock the destination directory for the run (flock on the directory itself) so two runs never overlap (sync does by default)")
 	return c
 }

@@ -45,14 +45,14 @@ does (beyond loopback only with --token-file or --insecure-listen).
 SIGTERM or SIGINT: requests already received are completed and answered,
 then the daemon exits 0. SIGHUP reopens --log-file. MOVER_SOCKET, CAS_PATH
 and IOURING_ENTRIES are read as XFER_SOCKET, XFER_CAS and
-XFER_IOURING_ENTRIES are (those win). It prints "listening on PATH" on
+XFER_URING_ENTRIES are (those win). --iouring-entries (XFER_IOURING_ENTRIES,
+config key iouring-entries), the daemon's former name for --uring-entries,
+still works, with a deprecation notice. It prints "listening on PATH" on
 stderr once it accepts requests.`,
 		Example: `  xfer daemon --socket /run/xfer/mover.sock --cas /srv/xfer/cas
   MOVER_SOCKET=/tmp/mover.sock CAS_PATH=/data/cas xfer daemon --listen 0.0.0.0:7879 --token-file /etc/xfer/token`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runDaemon(cmd)
-		},
+		RunE: a.runDaemon,
 	}
 	f := c.Flags()
 	f.String("socket", "", "Unix socket to serve (default $XDG_RUNTIME_DIR/xfer/mover.sock, else /run/xfer/mover.sock)")
@@ -70,8 +70,10 @@ stderr once it accepts requests.`,
 	sizeRangeFlag(f, "max-batch", "64M", 1<<10, 0, "largest BATCH request and BATCH response (1K to 4G)")
 	sizeRangeFlag(f, "max-memory", "1G", 16<<20, 0, "request data and batch responses held in memory at once, all clients together (at least 16M)")
 	durationFlag(f, "drain-timeout", daemon.DefaultDrainTimeout, 0, "on SIGTERM, wait this long for requests in progress before cancelling them")
-	intFlag(f, "iouring-entries", 0, 0, maxUringEntries, "io_uring ring size for sessions to peers, up to 32768 (0: the transport's default)")
 	addCASPeerFlags(c)
+	// --iouring-entries was the daemon's name for --uring-entries: kept
+	// for the units and scripts that still give it.
+	deprecatedAlias(c, a.stderr, "iouring-entries", "uring-entries")
 	for flag, env := range daemonEnvAliases {
 		f.SetAnnotation(flag, envAliasAnnotation, []string{env})
 	}
@@ -90,12 +92,11 @@ func defaultSocket() string {
 // daemonEnvAliases are the environment names of the mover this daemon
 // replaces, read after XFER_<FLAG>.
 var daemonEnvAliases = map[string]string{
-	"socket":          "MOVER_SOCKET",
-	"cas":             "CAS_PATH",
-	"iouring-entries": "IOURING_ENTRIES",
+	"socket": "MOVER_SOCKET",
+	"cas":    "CAS_PATH",
 }
 
-func (a *app) runDaemon(cmd *cobra.Command) error {
+func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	ctx := cmd.Context()
 	log := a.log
 	if lf := a.v.GetString("log-file"); lf != "" {
@@ -133,9 +134,6 @@ func (a *app) runDaemon(cmd *cobra.Command) error {
 	maxMem, err := parseSize(a.v.GetString("max-memory"))
 	if err != nil || maxMem < 16<<20 {
 		return exitcode.Usagef("--max-memory: want a size of at least 16M")
-	}
-	if n := a.v.GetInt("iouring-entries"); n < 0 {
-		return exitcode.Usagef("--iouring-entries: want 0 or more")
 	}
 	listenAddr := a.v.GetString("listen")
 	var token []byte
@@ -229,7 +227,7 @@ func (a *app) runDaemon(cmd *cobra.Command) error {
 			NoFsync:     a.v.GetBool("no-fsync"),
 			Log:         log,
 			Version:     versionString(),
-			Dial:        transfer.DialOptions{Log: log, ClientVersion: versionString(), UringEntries: a.v.GetInt("iouring-entries")},
+			Dial:        a.serverDialOptions(log),
 		})
 		wg.Add(1)
 		go func() {

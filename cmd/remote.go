@@ -17,7 +17,7 @@ import (
 )
 
 func newRemoteCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	return commandGroup(&cobra.Command{
 		Use:   "remote",
 		Short: "Add, list or remove named remotes in the config file",
 		Long: `A remote gives a name to an xfer serve peer (or to several agents of one
@@ -26,14 +26,8 @@ sync. Remotes live in the remotes: section of the config file (see 'xfer
 config'); these commands edit it in place, keeping its other keys and
 comments, and write it atomically with mode 0600. Remote names are made of
 letters, digits, '.', '_' and '-', and are not case-sensitive.`,
-		Args: usageArgs(cobra.NoArgs),
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.initTolerant(cmd)
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
-	c.AddCommand(newRemoteAddCmd(a), newRemoteLsCmd(a), newRemoteRmCmd(a))
-	return c
+		PersistentPreRunE: a.initTolerant,
+	}, newRemoteAddCmd(a), newRemoteLsCmd(a), newRemoteRmCmd(a))
 }
 
 func newRemoteAddCmd(a *app) *cobra.Command {
@@ -56,9 +50,7 @@ line only, never from XFER_* variables or the config file.`,
   xfer copy ./results nodeA:/incoming`,
 		Args:              usageArgs(cobra.RangeArgs(1, 2)),
 		ValidArgsFunction: cobra.NoFileCompletions,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.remoteAdd(cmd, args)
-		},
+		RunE:              a.remoteAdd,
 	}
 	f := c.Flags()
 	f.StringSlice("agents", nil, "HOST:PORT of each agent, comma-separated (instead of the address argument)")

@@ -142,6 +142,15 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
+// commandGroup makes c a command that only groups subs (cas, config,
+// remote): it takes no arguments of its own and prints its help.
+func commandGroup(c *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	c.Args = usageArgs(cobra.NoArgs)
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	c.AddCommand(subs...)
+	return c
+}
+
 type flagError struct{ err error }
 
 // flagErrorFunc words pflag's errors for users: an invalid value names the

@@ -41,9 +41,7 @@ the export's setid option allows them. Files and directories belong to the
 user the server runs as.`,
 		Example: `  xfer serve --listen 127.0.0.1:7878 --root /data`,
 		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runServe(cmd)
-		},
+		RunE:    a.runServe,
 	}
 	f := c.Flags()
 	f.String("listen", "127.0.0.1:7878", "address to listen on (HOST:PORT; port 0 picks a free port)")
@@ -61,7 +59,7 @@ user the server runs as.`,
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	f.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	f.Bool("tls-data", true, "keep data streams inside TLS; false lets clients that ask for it send bulk data outside TLS (control stays encrypted)")
-	uringFlag(f, "uring-entries")
+	uringFlag(f)
 	f.String("cas", "", "expose this content-addressed store (xfer cas) to peers")
 	f.Bool("cas-read-only", false, "with --cas: refuse puts and removes from peers")
 	f.String("metrics-listen", "", "serve Prometheus metrics on /metrics and a health check on /healthz at HOST:PORT")
@@ -168,7 +166,7 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (a *app) runServe(cmd *cobra.Command) error {
+func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 	rootDir := a.v.GetString("root")
 	// --export values contain '=', ':' and ','; read them from the flag
 	// as given, and from XFER_EXPORT or the config file otherwise.
@@ -340,7 +338,7 @@ func (a *app) runServe(cmd *cobra.Command) error {
 		IdleTimeout:            a.v.GetDuration("timeout"),
 		Log:                    a.log,
 		Version:                versionString(),
-		Dial:                   transfer.DialOptions{Log: a.log, ClientVersion: versionString(), UringEntries: a.uringEntries()},
+		Dial:                   a.serverDialOptions(a.log),
 		PushAllow:              pushAllow,
 	})
 	what += fmt.Sprintf(", umask %03o", umask)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -63,21 +64,44 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 	if editsConfig(cmd) {
 		cmd.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) { own[f.Name] = true })
 	}
+	// A deprecated alias (see deprecatedAlias) is its flag under another
+	// name: whichever name sets it settles both.
+	canonical := func(f *pflag.Flag) *pflag.Flag {
+		if to := f.Annotations[aliasOfAnnotation]; len(to) == 1 {
+			if t := flags.Lookup(to[0]); t != nil {
+				return t
+			}
+		}
+		return f
+	}
+	aliases := map[string][]string{}
+	flags.VisitAll(func(f *pflag.Flag) {
+		if t := canonical(f); t != f {
+			aliases[t.Name] = append(aliases[t.Name], f.Name)
+		}
+	})
 	settled := map[string]bool{}
-	flags.Visit(func(f *pflag.Flag) { settled[f.Name] = true })
+	flags.Visit(func(f *pflag.Flag) { settled[canonical(f).Name] = true })
 	skip := func(f *pflag.Flag) bool { return settled[f.Name] || own[f.Name] || notSettings[f.Name] }
 
 	var err error
 	flags.VisitAll(func(f *pflag.Flag) {
-		if err != nil || skip(f) {
+		if err != nil || skip(f) || canonical(f) != f {
 			return
 		}
-		for _, name := range append([]string{envVar(f.Name)}, f.Annotations[envAliasAnnotation]...) {
+		names := []string{envVar(f.Name)}
+		for _, old := range aliases[f.Name] {
+			names = append(names, envVar(old))
+		}
+		for _, name := range append(names, f.Annotations[envAliasAnnotation]...) {
 			val := os.Getenv(name)
 			if val == "" {
 				continue
 			}
 			settled[f.Name] = true
+			if name != names[0] && slices.Contains(names, name) {
+				fmt.Fprintf(a.stderr, "xfer: warning: %s is deprecated: use %s\n", name, names[0])
+			}
 			if serr := flags.Set(f.Name, val); serr != nil {
 				err = exitcode.Usagef("%s=%q: %s", name, val, invalidValue(f, val, setCause(serr)))
 			}
@@ -137,10 +161,16 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 	a.cfg, a.configUsed = file, path
 	for _, s := range file.Settings() {
 		f := flags.Lookup(s.Key)
-		if f == nil || skip(f) {
+		if f == nil {
+			continue
+		}
+		if f = canonical(f); skip(f) {
 			continue
 		}
 		settled[f.Name] = true
+		if !strings.EqualFold(s.Key, f.Name) {
+			fmt.Fprintf(a.stderr, "xfer: warning: config file %s:%d: key %q is deprecated: use %q\n", path, s.Line, s.Key, f.Name)
+		}
 		for _, val := range s.Values {
 			if serr := flags.Set(f.Name, val); serr != nil {
 				return exitcode.Usagef("config file %s:%d: key %q: %q: %s", path, s.Line, s.Key, val, invalidValue(f, val, setCause(serr)))

@@ -19,6 +19,13 @@ import (
 // flags. It returns the app (whose a.v reads the values) and the error.
 func settleFor(t *testing.T, path []string, args []string, env map[string]string, cfg string) (*app, error) {
 	t.Helper()
+	return settleWith(t, io.Discard, path, args, env, cfg)
+}
+
+// settleWith is settleFor with the app's stderr (notices, warnings) going
+// to stderr.
+func settleWith(t *testing.T, stderr io.Writer, path []string, args []string, env map[string]string, cfg string) (*app, error) {
+	t.Helper()
 	home := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", home)
 	for _, kv := range os.Environ() {
@@ -33,7 +40,7 @@ func settleFor(t *testing.T, path []string, args []string, env map[string]string
 		must(t, os.MkdirAll(filepath.Join(home, "xfer"), 0o700))
 		must(t, os.WriteFile(filepath.Join(home, "xfer", "xfer.yaml"), []byte(cfg), 0o600))
 	}
-	a := &app{stdout: io.Discard, stderr: io.Discard}
+	a := &app{stdout: io.Discard, stderr: stderr}
 	root := newRootCmd(a)
 	cmd, _, err := root.Find(path)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 )
 
 func newSyncCmd(a *app) *cobra.Command {
-	c := &cobra.Command{
+	c := a.transferCmd(&cobra.Command{
 		Use:   "sync SRC DST",
 		Short: "Make DST match SRC, deleting extra files at DST",
 		Long: `Sync makes DST match SRC: new and changed files are transferred, entries
@@ -20,13 +20,7 @@ Remote to remote syncs are third-party transfers: the source server pushes
 straight to the destination server.`,
 		Example: `  xfer sync xfer://node1:7878/incoming ./mirror --delete
   xfer sync nodeA:/proj nodeB:/proj`,
-		Args:              usageArgs(cobra.ExactArgs(2)),
-		ValidArgsFunction: completeLocations,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runTransfer(cmd, args, true)
-		},
-	}
-	addTransferFlags(c)
+	}, true)
 	c.Flags().Bool("lock", true, "lock the destination directory for the run (flock on the directory itself) so two runs on it never overlap (--lock=false to skip)")
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
 	c.Flags().Bool("watch", false, "after the first pass keep DST in step: watch SRC (inotify) and sync again after each burst of changes, falling back to periodic rescans (see docs/watch.md)")

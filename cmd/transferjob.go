@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/location"
@@ -23,20 +22,32 @@ import (
 	"github.com/xfer-io/xfer/ui"
 )
 
+// transferCmd makes c copy (sync false) or sync: both take SRC and DST,
+// complete them as locations, share the flags of addTransferFlags and run
+// runTransfer.
+func (a *app) transferCmd(c *cobra.Command, sync bool) *cobra.Command {
+	c.Args = usageArgs(cobra.ExactArgs(2))
+	c.ValidArgsFunction = completeLocations
+	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, sync) }
+	addTransferFlags(c)
+	return c
+}
+
 // addTransferFlags declares the flags copy and sync share.
 func addTransferFlags(c *cobra.Command) {
 	f := c.Flags()
-	intFlag(f, "streams", transfer.DefaultStreams, 1, 64, "parallel data streams per peer")
+	addDialFlags(c, dialFlagSpec{
+		protos: protoWords, protoUsage: "data transport: auto, tcp, tcp-zc, uring or rdma",
+		streams: transfer.DefaultStreams, streamsUsage: "parallel data streams per peer",
+		peer: "a peer",
+	})
 	intFlag(f, "checkers", transfer.DefaultCheckers, 1, plan.MaxCheckers, "directories each side's walk lists and stats at once")
 	intFlag(f, "transfers", transfer.DefaultTransfers, 1, transfer.MaxTransfers, "large files in flight at once (small files travel in batches on every stream)")
 	sizeFlag(f, "chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
 	f.Bool("checksum", false, "compare files by BLAKE3 of their content instead of size and mtime")
 	f.Bool("dry-run", false, "print what would be created, updated and deleted; change nothing")
 	f.Bool("no-fsync", false, "do not flush files to stable storage before renaming them into place (scratch data)")
-	choiceFlag(f, "proto", "auto", protoWords, "data transport: auto, tcp, tcp-zc, uring or rdma")
 	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only; peers whose data streams are outside TLS verify anyway)")
-	durationFlag(f, "connect-timeout", transfer.DefaultConnectTimeout, 1, "give up connecting to a peer after this long (above 0)")
-	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "give up on a peer that stays silent this long (above 0)")
 	sizeFlag(f, "bwlimit", "", "cap the data rate of the whole run (all streams and agents), in bytes per second with an optional K, M or G suffix (e.g. 100M)")
 	durationFlag(f, "max-duration", 0, 0, "stop after this long (0: no limit) with exit code 4; finished files stay in place and the next run resumes partial ones")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
@@ -50,16 +61,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
 	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
-	uringFlag(f, "uring-entries")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
-	addPeerAuthFlags(c)
-}
-
-// uringFlag declares --uring-entries, which IOURING_ENTRIES (the mover
-// service's name for it) also sets.
-func uringFlag(f *pflag.FlagSet, name string) {
-	intFlag(f, name, 0, 0, maxUringEntries, "io_uring ring size for the uring transport, up to 32768 (0: the default, 256; IOURING_ENTRIES also sets it)")
-	f.SetAnnotation(name, envAliasAnnotation, []string{"IOURING_ENTRIES"})
 }
 
 // filterOptions builds the filter from --include/--exclude/--filter-from
@@ -107,9 +109,6 @@ func (a *app) filterOptions(cmd *cobra.Command) (*plan.FilterOptions, error) {
 	}
 	return &o, nil
 }
-
-// uringEntries is --uring-entries (IOURING_ENTRIES sets it too).
-func (a *app) uringEntries() int { return a.v.GetInt("uring-entries") }
 
 // parseSize parses 4M, 64k, 1GiB, 4096.
 func parseSize(s string) (int64, error) {
@@ -201,21 +200,27 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if err != nil {
 		return err
 	}
+	// Each endpoint carries its own auth; the rest of the dial flags
+	// travel in Options.
+	do, err := a.dialOptions(transfer.PeerAuth{})
+	if err != nil {
+		return err
+	}
 	opt := transfer.Options{
 		Checksum:   a.v.GetBool("checksum"),
 		DryRun:     a.v.GetBool("dry-run"),
 		NoFsync:    a.v.GetBool("no-fsync"),
-		Streams:    a.v.GetInt("streams"),
+		Streams:    do.Streams,
 		Checkers:   a.v.GetInt("checkers"),
 		Transfers:  a.v.GetInt("transfers"),
 		ChunkSize:  a.v.GetSize("chunk-size"),
-		Proto:      a.v.GetString("proto"),
+		Proto:      do.Proto,
 		Verify:     a.v.GetString("verify"),
-		ConnectTO:  a.v.GetDuration("connect-timeout"),
-		IdleTO:     a.v.GetDuration("timeout"),
+		ConnectTO:  do.ConnectTimeout,
+		IdleTO:     do.IdleTimeout,
 		Retries:    a.v.GetInt("retries"),
 		Delta:      a.v.GetBool("delta"),
-		UringEntry: a.uringEntries(),
+		UringEntry: do.UringEntries,
 		Lock:       a.v.GetBool("lock"),
 		HardLinks:  a.v.GetBool("hard-links"),
 	}
@@ -237,9 +242,6 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if sync {
 		opt.Delete = a.v.GetBool("delete")
 		opt.ReplaceDirs = true
-	}
-	if opt.Streams < 1 {
-		return exitcode.Usagef("--streams: want 1 to 64, got %d", opt.Streams)
 	}
 	if opt.Checkers < 1 {
 		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, opt.Checkers)

@@ -260,48 +260,41 @@ func (v flagValues) GetBool(name string) bool {
 
 // GetInt is the value of an int flag.
 func (v flagValues) GetInt(name string) int {
-	f := v.lookup(name)
-	if f == nil {
-		return 0
-	}
-	if iv, ok := f.Value.(*intValue); ok {
-		return iv.v
-	}
-	n, _ := strconv.Atoi(f.Value.String())
-	return n
+	return flagValue(v, name, func(iv *intValue) int { return iv.v }, func(s string) int {
+		n, _ := strconv.Atoi(s)
+		return n
+	})
 }
 
 // GetDuration is the value of a duration flag.
 func (v flagValues) GetDuration(name string) time.Duration {
-	f := v.lookup(name)
-	if f == nil {
-		return 0
-	}
-	if dv, ok := f.Value.(*durationValue); ok {
-		return dv.v
-	}
-	d, _ := time.ParseDuration(f.Value.String())
-	return d
+	return flagValue(v, name, func(dv *durationValue) time.Duration { return dv.v }, func(s string) time.Duration {
+		d, _ := time.ParseDuration(s)
+		return d
+	})
 }
 
 // GetSize is the value of a size flag (0 when unset).
 func (v flagValues) GetSize(name string) int64 {
-	if f := v.lookup(name); f != nil {
-		if sv, ok := f.Value.(*sizeValue); ok {
-			return sv.n
-		}
-	}
-	return 0
+	return flagValue(v, name, func(sv *sizeValue) int64 { return sv.n }, func(string) int64 { return 0 })
 }
 
 // GetStringSlice is the value of a stringSlice or stringArray flag.
 func (v flagValues) GetStringSlice(name string) []string {
+	return flagValue(v, name, pflag.SliceValue.GetSlice, func(string) []string { return nil })
+}
+
+// flagValue reads flag name as a T: through own when its Value is a V (the
+// flag types here hold the parsed value), else by parsing its text; the
+// zero T when the command has no such flag.
+func flagValue[V, T any](v flagValues, name string, own func(V) T, parse func(string) T) T {
 	f := v.lookup(name)
 	if f == nil {
-		return nil
+		var zero T
+		return zero
 	}
-	if sv, ok := f.Value.(pflag.SliceValue); ok {
-		return sv.GetSlice()
+	if x, ok := f.Value.(V); ok {
+		return own(x)
 	}
-	return nil
+	return parse(f.Value.String())
 }

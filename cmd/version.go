@@ -39,7 +39,7 @@ type transportStatus struct {
 
 func transportStatuses() []transportStatus {
 	var out []transportStatus
-	for _, name := range []string{"rdma", "tcp-zc", "uring", "tcp"} {
+	for _, name := range backends.Preference() {
 		t, ok := backends.Lookup(name)
 		st := transportStatus{Name: name}
 		switch {

@@ -17,6 +17,7 @@ import (
 	_ "github.com/xfer-io/xfer/backends/tcp"
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
 )
@@ -123,7 +124,7 @@ func data(n int, seed byte) []byte {
 
 func TestOps(t *testing.T) {
 	e := start(t, daemon.Config{})
-	peer, peerStore := startPeer(t)
+	peer, peerStore := peertest.CAS(t)
 	small, large := data(4096, 1), data(2<<20+3, 2)
 	sid, lid := hexID(small), hexID(large)
 	absent := hexID([]byte("absent"))
@@ -361,26 +362,6 @@ func TestDrain(t *testing.T) {
 	if _, err := net.Dial("unix", e.path); err == nil {
 		t.Error("socket still accepts after the drain")
 	}
-}
-
-func startPeer(t *testing.T) (string, *cas.Store) {
-	t.Helper()
-	store, err := cas.OpenOptions(t.TempDir(), cas.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		transfer.NewServer(transfer.ServerConfig{Exports: map[string]transfer.Export{}, CAS: store}).Serve(ctx, ln)
-		close(done)
-	}()
-	t.Cleanup(func() { cancel(); <-done; store.Close() })
-	return "xfer://" + ln.Addr().String(), store
 }
 
 // TestStoreChangedElsewhere checks that the daemon's remembered locations

@@ -48,8 +48,8 @@ func TestVerifiedSet(t *testing.T) {
 	m1, m2 := &mapping{}, &mapping{}
 	for i := range 40 {
 		v.add(cas.ID{byte(i)}, m1, int64(i))
-		if len(v.m) > 16 {
-			t.Fatalf("%d entries, limit 16", len(v.m))
+		if v.c.Len() > 16 {
+			t.Fatalf("%d entries, limit 16", v.c.Len())
 		}
 	}
 	v.add(cas.ID{1}, m1, 64)

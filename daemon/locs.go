@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/packmap"
 )
 
 // locCache remembers where packed objects lie, so that a read costs a map
@@ -68,15 +69,7 @@ func (c *locCache) put(id cas.ID, l cas.Location, g generation) {
 		clear(c.m)
 		c.gen = g
 	}
-	if len(c.m) >= c.max {
-		drop := max(1, c.max/8)
-		for k := range c.m {
-			delete(c.m, k)
-			if drop--; drop == 0 {
-				break
-			}
-		}
-	}
+	packmap.MakeRoom(c.m, c.max)
 	c.m[id] = l
 }
 

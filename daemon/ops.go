@@ -12,8 +12,10 @@ import (
 
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/packmap"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/casnet"
 )
 
 // result is the answer to one request.
@@ -50,7 +52,7 @@ func statusOf(err error) mover.Status {
 		return mover.StatusNotFound
 	case errors.Is(err, cas.ErrCorrupt):
 		return mover.StatusCorrupt
-	case errors.Is(err, transfer.ErrNoStore), exitcode.Code(err) == exitcode.Peer:
+	case errors.Is(err, casnet.ErrNoStore), exitcode.Code(err) == exitcode.Peer:
 		return mover.StatusPeer
 	}
 	return mover.StatusError
@@ -165,11 +167,11 @@ func (s *Server) packed(id cas.ID, loc cas.Location) ([]byte, *mapping, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cas: %s: %w", id, err)
 	}
-	obj := m.data[loc.Offset : loc.Offset+loc.Length : loc.Offset+loc.Length]
+	obj := m.Data[loc.Offset : loc.Offset+loc.Length : loc.Offset+loc.Length]
 	if s.ok.has(id, m, loc.Offset) {
 		return obj, m, nil
 	}
-	got, err := sumMapped(obj)
+	got, err := packmap.Sum(obj) // a pack truncated under the mapping: an error, not a crash
 	if err != nil {
 		return nil, nil, fmt.Errorf("cas: object %s in %s: %w", id, loc.Path, err)
 	}
@@ -253,7 +255,7 @@ func (s *Server) locate(ctx context.Context, v *view, id cas.ID, off, length uin
 		if err != nil {
 			return errResult(statusOf(err), err)
 		}
-		l.Kind, l.Dev, l.Ino = mover.LocPacked, m.dev, m.ino
+		l.Kind, l.Dev, l.Ino = mover.LocPacked, m.Dev, m.Ino
 	} else {
 		l.Kind = mover.LocStandalone
 		if l.Dev, l.Ino, err = fileID(loc.Path); err != nil {
@@ -303,9 +305,9 @@ func (s *Server) transfer(ctx context.Context, op mover.Op, id cas.ID, remote st
 	}
 	err := s.peers.do(ctx, remote, func(sess *transfer.Session) error {
 		if op == mover.OpSend {
-			return sess.CASSendObject(ctx, s.store, id)
+			return casnet.NewClient(sess).SendObject(ctx, s.store, id)
 		}
-		return sess.CASFetch(ctx, id, s.store)
+		return casnet.NewClient(sess).Fetch(ctx, id, s.store)
 	})
 	if err != nil {
 		return errResult(statusOf(err), fmt.Errorf("%s %s %s: %w", op, id, remote, err))

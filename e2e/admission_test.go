@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -134,9 +133,7 @@ func must2(_ int, err error) {
 // connections against a 200-descriptor limit did it without logging in.
 // Now it backs off, sheds what it cannot hold, and serves again.
 func TestFDExhaustionKeepsServing(t *testing.T) {
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		t.Skip("prlimit (util-linux) not installed")
-	}
+	needTool(t, "prlimit", "util-linux's limit setter")
 	s := startServerWrapped(t, []string{"prlimit", "--nofile=200:200"}, "127.0.0.1", t.TempDir())
 	var all []net.Conn
 	for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
@@ -149,8 +146,7 @@ func TestFDExhaustionKeepsServing(t *testing.T) {
 	for _, c := range all {
 		c.Close()
 	}
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	r := xfer(t, "copy", src, s.url("after"), "--retries", "3")
 	if r.code != 0 {
 		t.Fatalf("copy after the flood: %s\nserver:\n%s", r, s.logs)
@@ -298,4 +294,44 @@ func TestDaemonLockSymlink(t *testing.T) {
 	if _, err := os.Lstat(victim); err == nil {
 		t.Errorf("the daemon created %s through the planted symlink", victim)
 	}
+}
+
+// TestServerSurvivesGarbage: random bytes, half handshakes, oversized
+// frames and abrupt disconnects only cost their own connections.
+func TestServerSurvivesGarbage(t *testing.T) {
+	a := startServer(t, t.TempDir())
+	junk := [][]byte{
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		{1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, // hello frame announcing 2 GiB
+		{1, 0, 0, 0, 5, 0, 0, 0, '{', '"', 'p'},
+		append([]byte{1, 0, 0, 0, 2, 0, 0, 0}, "{}"...),
+		append([]byte{1, 0, 0, 0, 47, 0, 0, 0}, `{"proto":"xfer","version":1,"role":"data","x":1}`...),
+		append([]byte{1, 0, 0, 0, 36, 0, 0, 0}, `{"proto":"xfer","version":99,"rol":1}`...),
+	}
+	rnd := make([]byte, 64<<10)
+	rand.Read(rnd)
+	junk = append(junk, rnd)
+	for i, j := range junk {
+		c, err := net.Dial("tcp", a.addr)
+		must(t, err)
+		c.Write(j)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 1024)
+		c.Read(buf) // whatever it says, it must not hang forever or crash
+		c.Close()
+		if !a.alive() {
+			t.Fatalf("server died after junk %d:\n%s", i, a.logs)
+		}
+	}
+	// A client that opens a real session and vanishes mid-chunk.
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "f.bin"), 64<<20, 5)
+	half := startXfer(t, "copy", src, a.url("half"), "--chunk-size", "4M")
+	time.Sleep(80 * time.Millisecond)
+	half.kill()
+	// The server still serves.
+	if r := xfer(t, "copy", src, a.url("after")); r.code != 0 {
+		t.Fatalf("server unusable after the junk: %s\nlogs:\n%s", r, a.logs)
+	}
+	sameTree(t, src, filepath.Join(a.root, "after"))
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,24 +15,10 @@ import (
 // casRun runs xfer with stdin and extra environment.
 func casRun(t *testing.T, stdin []byte, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, xferBin, args...)
-	cmd.Env = append(baseEnv(t), env...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running xfer %v: %v", args, err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("xfer %v hung\n%s\n%s", args, so.String(), se.String())
-	}
-	return result{so.String(), se.String(), code}
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = append(baseEnv(t), env...)
+		cmd.Stdin = bytes.NewReader(stdin)
+	}, xferBin, args...)
 }
 
 // refSum is the reference BLAKE3 of a file: b3sum where installed, else
@@ -259,6 +244,21 @@ func TestCASRemote(t *testing.T) {
 	}
 }
 
+// ramDir is a new directory in /dev/shm, where there is one (so that a
+// benchmark measures xfer rather than the disk), removed when tb ends.
+func ramDir(tb testing.TB, prefix string) string {
+	tb.Helper()
+	if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+		return tb.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // BenchmarkCASPut puts one file (XFER_BENCH_CAS_MIB, default 2048 MiB, on
 // /dev/shm) into a fresh store with `xfer cas put`, next to `b3sum
 // --num-threads 1` of the same file: the target is put no slower than
@@ -268,28 +268,16 @@ func BenchmarkCASPut(b *testing.B) {
 	if v, err := strconv.ParseInt(os.Getenv("XFER_BENCH_CAS_MIB"), 10, 64); err == nil && v > 0 {
 		mib = v
 	}
-	parent := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		parent = "/dev/shm"
-	}
-	dir, err := os.MkdirTemp(parent, "xfer-cas-put-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := ramDir(b, "xfer-cas-put-")
 	src := filepath.Join(dir, "src")
 	f, err := os.Create(src)
 	if err != nil {
 		b.Fatal(err)
 	}
+	// One pseudo-random 8 MiB block, repeated with its first byte changed.
 	chunk := make([]byte, 8<<20)
 	x := uint64(88172645463325252)
-	for i := range chunk {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		chunk[i] = byte(x)
-	}
+	xorshift(chunk, &x)
 	for i := int64(0); i < mib/8; i++ {
 		chunk[0] = byte(i)
 		f.Write(chunk)
@@ -309,10 +297,7 @@ func BenchmarkCASPut(b *testing.B) {
 		}
 	})
 	b.Run("b3sum-1-thread", func(b *testing.B) {
-		b3, err := exec.LookPath("b3sum")
-		if err != nil {
-			b.Skip("b3sum not installed")
-		}
+		b3 := needTool(b, "b3sum", "the reference")
 		b.SetBytes(mib << 20)
 		for b.Loop() {
 			if out, err := exec.Command(b3, "--num-threads", "1", src).CombinedOutput(); err != nil {

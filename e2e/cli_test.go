@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,12 +9,7 @@ import (
 )
 
 // writeConfig writes a config file and returns its path.
-func writeConfig(t *testing.T, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(p, []byte(content), 0o600))
-	return p
-}
+func writeConfig(t *testing.T, content string) string { return writePrivate(t, "xfer.yaml", content) }
 
 // goInternal are fragments of Go's own error text that must never reach a
 // user: parser packages, viper, context errors.
@@ -38,23 +32,8 @@ func TestExitCodeTable(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(root, "ro"), 0o755))
 	must(t, os.MkdirAll(filepath.Join(root, "rw"), 0o755))
 	a := startServer(t, "", "--export", "ro="+filepath.Join(root, "ro")+":ro", "--export", "rw="+filepath.Join(root, "rw"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	closed := ln.Addr().String()
-	ln.Close()
-	other, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer other.Close()
-	go func() {
-		for {
-			c, err := other.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n"))
-			c.Close()
-		}
-	}()
+	closed := unusedAddr(t)
+	other := fakePeer(t, "HTTP/1.0 400 Bad Request\r\n\r\n", true)
 
 	src := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
@@ -94,7 +73,7 @@ func TestExitCodeTable(t *testing.T) {
 		{"2", "unknown export", nil, []string{"copy", src, a.url("nope/x")}, 2, `no export named "nope"`},
 		{"2", "read-only export", nil, []string{"copy", src, a.url("ro/x")}, 2, "the export is read-only"},
 		{"3", "connection refused", nil, []string{"copy", src, "xfer://" + closed + "/x"}, 3, "cannot connect"},
-		{"3", "not an xfer server", nil, []string{"copy", src, "xfer://" + other.Addr().String() + "/x"}, 3, "not an xfer server"},
+		{"3", "not an xfer server", nil, []string{"copy", src, "xfer://" + other + "/x"}, 3, "not an xfer server"},
 	}
 	for _, tt := range tests {
 		r := xferEnv(t, tt.env, tt.args...)
@@ -108,47 +87,59 @@ func TestExitCodeTable(t *testing.T) {
 	}
 }
 
+// settingsCase is a sync given settings from each source: variables added
+// to the environment, a config file, flags.
+type settingsCase struct {
+	name string
+	env  []string
+	cfg  string // the config file's text; "": no config file
+	args []string
+}
+
+// sync runs `xfer sync SRC DST` with the case's settings, SRC holding the
+// file "new", DST the file "extra" with content extra, and returns what
+// the run did and DST.
+func (c settingsCase) sync(t *testing.T, extra string) (result, string) {
+	t.Helper()
+	src, dst := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "new"), []byte("new"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dst, "extra"), []byte(extra), 0o644))
+	args := []string{"sync", src, dst}
+	if c.cfg != "" {
+		args = append([]string{"--config", writeConfig(t, c.cfg)}, args...)
+	}
+	return xferEnv(t, c.env, append(args, c.args...)...), dst
+}
+
 // TestLooseValuesRefused: a value that does not parse is a usage error
 // (exit 2) naming its source, whether it comes from a flag, an XFER_*
 // variable or the config file, and a sync given one changes nothing.
 func TestLooseValuesRefused(t *testing.T) {
-	src := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(src, "new"), []byte("new"), 0o644))
 	tests := []struct {
-		name string
-		env  []string
-		cfg  string
-		args []string
-		msg  string
+		settingsCase
+		msg string // what the error says
 	}{
-		{"XFER_DRY_RUN=yes", []string{"XFER_DRY_RUN=yes"}, "", nil, `XFER_DRY_RUN="yes": want true or false`},
-		{"XFER_DRYRUN=true (a typo of the name)", []string{"XFER_DRYRUN=true"}, "", nil, `XFER_DRYRUN is not a setting of xfer (did you mean XFER_DRY_RUN?)`},
-		{"dry-run: yes", nil, "dry-run: yes\n", nil, `key "dry-run": "yes": want true or false`},
-		{"--dry-run=yes", nil, "", []string{"--dry-run=yes"}, `--dry-run "yes": want true or false`},
-		{"XFER_STREAMS=abc", []string{"XFER_STREAMS=abc"}, "", nil, `XFER_STREAMS="abc": want a whole number from 1 to 64`},
-		{"streams: abc", nil, "streams: abc\n", nil, `key "streams": "abc": want a whole number from 1 to 64`},
-		{"XFER_TIMEOUT=30", []string{"XFER_TIMEOUT=30"}, "", nil, `XFER_TIMEOUT="30": want a duration with a unit, such as 30s`},
-		{"timeout: 30", nil, "timeout: 30\n", nil, `key "timeout": "30": want a duration with a unit, such as 30s`},
-		{"--timeout 30", nil, "", []string{"--timeout", "30"}, `--timeout "30": want a duration with a unit, such as 30s`},
-		{"XFER_CHUNK_SIZE=big", []string{"XFER_CHUNK_SIZE=big"}, "", nil, `XFER_CHUNK_SIZE="big": want a size`},
-		{"IOURING_ENTRIES=-5", []string{"IOURING_ENTRIES=-5"}, "", nil, `IOURING_ENTRIES="-5": want a whole number from 0 to 32768`},
-		{"--timeout 0", nil, "", []string{"--timeout", "0"}, `--timeout "0": want a duration above 0`},
-		{"--connect-timeout 0", nil, "", []string{"--connect-timeout", "0s"}, `--connect-timeout "0s": want a duration above 0`},
-		{"--max-duration -1s", nil, "", []string{"--max-duration", "-1s"}, `--max-duration "-1s": want a duration of 0 or more`},
-		{"--retries -1", nil, "", []string{"--retries", "-1"}, `--retries "-1": want a whole number, 0 or more`},
-		{"--uring-entries -5", nil, "", []string{"--uring-entries", "-5"}, `--uring-entries "-5": want a whole number from 0 to 32768`},
-		{"--proto foo, local", nil, "", []string{"--proto", "foo"}, `--proto "foo": want auto, tcp, tcp-zc, uring or rdma`},
-		{"two remotes differing in case", nil, "remotes:\n  lab: {url: \"xfer://127.0.0.1:1\"}\n  LAB: {url: \"xfer://127.0.0.1:2\"}\n", nil,
-			`remote "LAB" repeats the remote on line 2 (remote names are not case-sensitive)`},
+		{settingsCase{"XFER_DRY_RUN=yes", []string{"XFER_DRY_RUN=yes"}, "", nil}, `XFER_DRY_RUN="yes": want true or false`},
+		{settingsCase{"XFER_DRYRUN=true (a typo of the name)", []string{"XFER_DRYRUN=true"}, "", nil}, `XFER_DRYRUN is not a setting of xfer (did you mean XFER_DRY_RUN?)`},
+		{settingsCase{"dry-run: yes", nil, "dry-run: yes\n", nil}, `key "dry-run": "yes": want true or false`},
+		{settingsCase{"--dry-run=yes", nil, "", []string{"--dry-run=yes"}}, `--dry-run "yes": want true or false`},
+		{settingsCase{"XFER_STREAMS=abc", []string{"XFER_STREAMS=abc"}, "", nil}, `XFER_STREAMS="abc": want a whole number from 1 to 64`},
+		{settingsCase{"streams: abc", nil, "streams: abc\n", nil}, `key "streams": "abc": want a whole number from 1 to 64`},
+		{settingsCase{"XFER_TIMEOUT=30", []string{"XFER_TIMEOUT=30"}, "", nil}, `XFER_TIMEOUT="30": want a duration with a unit, such as 30s`},
+		{settingsCase{"timeout: 30", nil, "timeout: 30\n", nil}, `key "timeout": "30": want a duration with a unit, such as 30s`},
+		{settingsCase{"--timeout 30", nil, "", []string{"--timeout", "30"}}, `--timeout "30": want a duration with a unit, such as 30s`},
+		{settingsCase{"XFER_CHUNK_SIZE=big", []string{"XFER_CHUNK_SIZE=big"}, "", nil}, `XFER_CHUNK_SIZE="big": want a size`},
+		{settingsCase{"IOURING_ENTRIES=-5", []string{"IOURING_ENTRIES=-5"}, "", nil}, `IOURING_ENTRIES="-5": want a whole number from 0 to 32768`},
+		{settingsCase{"--timeout 0", nil, "", []string{"--timeout", "0"}}, `--timeout "0": want a duration above 0`},
+		{settingsCase{"--connect-timeout 0", nil, "", []string{"--connect-timeout", "0s"}}, `--connect-timeout "0s": want a duration above 0`},
+		{settingsCase{"--max-duration -1s", nil, "", []string{"--max-duration", "-1s"}}, `--max-duration "-1s": want a duration of 0 or more`},
+		{settingsCase{"--retries -1", nil, "", []string{"--retries", "-1"}}, `--retries "-1": want a whole number, 0 or more`},
+		{settingsCase{"--uring-entries -5", nil, "", []string{"--uring-entries", "-5"}}, `--uring-entries "-5": want a whole number from 0 to 32768`},
+		{settingsCase{"--proto foo, local", nil, "", []string{"--proto", "foo"}}, `--proto "foo": want auto, tcp, tcp-zc, uring or rdma`},
+		{settingsCase{"two remotes differing in case", nil, "remotes:\n  lab: {url: \"xfer://127.0.0.1:1\"}\n  LAB: {url: \"xfer://127.0.0.1:2\"}\n", nil}, `remote "LAB" repeats the remote on line 2 (remote names are not case-sensitive)`},
 	}
 	for _, tt := range tests {
-		dst := t.TempDir()
-		must(t, os.WriteFile(filepath.Join(dst, "extra"), []byte("keep me"), 0o644))
-		args := []string{"sync", src, dst}
-		if tt.cfg != "" {
-			args = append([]string{"--config", writeConfig(t, tt.cfg)}, args...)
-		}
-		r := xferEnv(t, tt.env, append(args, tt.args...)...)
+		r, dst := tt.sync(t, "keep me")
 		if r.code != 2 || !strings.Contains(r.stderr, tt.msg) {
 			t.Errorf("%s: want exit 2 and %q\n%s", tt.name, tt.msg, r)
 		}
@@ -165,31 +156,20 @@ func TestLooseValuesRefused(t *testing.T) {
 // TestValuesFromEverySource: the same text means the same from each source,
 // and a flag beats XFER_*, which beats the file.
 func TestValuesFromEverySource(t *testing.T) {
-	src := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(src, "new"), []byte("new"), 0o644))
 	tests := []struct {
-		name   string
-		env    []string
-		cfg    string
-		args   []string
-		dryRun bool
+		settingsCase
+		dryRun bool // the settings make the sync a dry run
 	}{
-		{"XFER_DRY_RUN=true", []string{"XFER_DRY_RUN=true"}, "", nil, true},
-		{"XFER_DRY_RUN=1", []string{"XFER_DRY_RUN=1"}, "", nil, true},
-		{"dry-run: true", nil, "dry-run: true\n", nil, true},
-		{"flag beats env", []string{"XFER_DRY_RUN=true"}, "", []string{"--dry-run=false"}, false},
-		{"env beats file", []string{"XFER_DRY_RUN=false"}, "dry-run: true\n", nil, false},
-		{"empty env is unset", []string{"XFER_DRY_RUN="}, "dry-run: true\n", nil, true},
-		{"durations with units", []string{"XFER_TIMEOUT=90s"}, "connect-timeout: 5s\nmax-duration: 0\n", nil, false},
+		{settingsCase{"XFER_DRY_RUN=true", []string{"XFER_DRY_RUN=true"}, "", nil}, true},
+		{settingsCase{"XFER_DRY_RUN=1", []string{"XFER_DRY_RUN=1"}, "", nil}, true},
+		{settingsCase{"dry-run: true", nil, "dry-run: true\n", nil}, true},
+		{settingsCase{"flag beats env", []string{"XFER_DRY_RUN=true"}, "", []string{"--dry-run=false"}}, false},
+		{settingsCase{"env beats file", []string{"XFER_DRY_RUN=false"}, "dry-run: true\n", nil}, false},
+		{settingsCase{"empty env is unset", []string{"XFER_DRY_RUN="}, "dry-run: true\n", nil}, true},
+		{settingsCase{"durations with units", []string{"XFER_TIMEOUT=90s"}, "connect-timeout: 5s\nmax-duration: 0\n", nil}, false},
 	}
 	for _, tt := range tests {
-		dst := t.TempDir()
-		must(t, os.WriteFile(filepath.Join(dst, "extra"), []byte("x"), 0o644))
-		args := []string{"sync", src, dst}
-		if tt.cfg != "" {
-			args = append([]string{"--config", writeConfig(t, tt.cfg)}, args...)
-		}
-		r := xferEnv(t, tt.env, append(args, tt.args...)...)
+		r, dst := tt.sync(t, "x")
 		if r.code != 0 {
 			t.Errorf("%s: %s", tt.name, r)
 			continue

@@ -1,13 +1,12 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,6 +55,18 @@ func agentList(agents []*server) string {
 	return "[" + strings.Join(s, ", ") + "]"
 }
 
+// clusterConfig writes a config file naming each cluster of clusters a
+// remote with those agents, and returns its path.
+func clusterConfig(t *testing.T, clusters map[string][]*server) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("remotes:\n")
+	for _, name := range slices.Sorted(maps.Keys(clusters)) {
+		fmt.Fprintf(&b, "  %s:\n    agents: %s\n", name, agentList(clusters[name]))
+	}
+	return writeConfig(t, b.String())
+}
+
 // clusterTree writes files of mixed sizes (several chunks each at 1 MiB
 // chunks, and small ones) plus the odd tree.
 func clusterTree(t *testing.T, dir string) {
@@ -89,9 +100,7 @@ func TestClusterSync(t *testing.T) {
 	a := startCluster(t, rootA, 2, 2)
 	b := startCluster(t, rootB, 4, 3) // uneven on purpose: pairs reuse agents
 	single := startServerOn(t, "127.0.0.7", t.TempDir())
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  clusterA:\n    agents: %s\n  clusterB:\n    agents: %s\n  one:\n    agents: [%q]\n",
-		agentList(a), agentList(b), single.addr)), 0o600))
+	cfg := clusterConfig(t, map[string][]*server{"clusterA": a, "clusterB": b, "one": {single}})
 	everyAgentCarried := func(t *testing.T, s clusterSummary, agents []*server) {
 		t.Helper()
 		for _, ag := range agents {
@@ -203,8 +212,7 @@ func TestClusterAgentLost(t *testing.T) {
 			rootA, rootB := t.TempDir(), t.TempDir()
 			a := startCluster(t, rootA, 2, 2)
 			b := startCluster(t, rootB, 4, 2)
-			cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-			must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  clusterA:\n    agents: %s\n  clusterB:\n    agents: %s\n", agentList(a), agentList(b))), 0o600))
+			cfg := clusterConfig(t, map[string][]*server{"clusterA": a, "clusterB": b})
 			if r := xfer(t, "--config", cfg, "copy", src, "clusterA:/proj"); r.code != 0 {
 				t.Fatal(r)
 			}
@@ -213,29 +221,15 @@ func TestClusterAgentLost(t *testing.T) {
 				victim = a[1]
 			}
 			// Slow enough (8 MiB/s per pair) to kill an agent mid-sync.
-			ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, xferBin, "--config", cfg, "sync", "clusterA:/proj", "clusterB:/proj",
+			run := startXfer(t, "--config", cfg, "sync", "clusterA:/proj", "clusterB:/proj",
 				"--chunk-size", "1M", "--bwlimit", "8M", "--json")
-			cmd.Env = baseEnv(t)
-			var so, se bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &so, &se
-			must(t, cmd.Start())
 			deadline := time.Now().Add(20 * time.Second)
 			for !someFileIn(filepath.Join(rootB, "proj")) && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			time.Sleep(300 * time.Millisecond)
 			must(t, victim.cmd.Process.Signal(syscall.SIGKILL))
-			err := cmd.Wait()
-			r := result{so.String(), se.String(), 0}
-			if err != nil {
-				ee, ok := err.(*exec.ExitError)
-				if !ok {
-					t.Fatal(err)
-				}
-				r.code = ee.ExitCode()
-			}
+			r := run.wait(t)
 			if r.code != 0 {
 				t.Fatalf("sync with a lost agent should complete on the survivors:\n%s", r)
 			}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -15,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,20 +23,12 @@ import (
 
 // daemonProc is a running `xfer daemon`.
 type daemonProc struct {
-	cmd    *exec.Cmd
+	*proc
 	socket string
 	peers  string // --listen address, if any
-	mu     sync.Mutex
-	logs   bytes.Buffer
-	done   chan struct{}
-	code   int
 }
 
-func (d *daemonProc) log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.logs.String()
-}
+func (d *daemonProc) log() string { return d.logs.String() }
 
 var (
 	daemonReadyRE   = regexp.MustCompile(`listening on (\S+)`)
@@ -57,67 +47,25 @@ func runDaemonCmd(t *testing.T, cmd *exec.Cmd, env []string, extra []*os.File) (
 	t.Helper()
 	cmd.Env = append(baseEnv(t), env...)
 	cmd.ExtraFiles = extra
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	d := &daemonProc{cmd: cmd, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting xfer daemon: %v", err)
-	}
-	ready := make(chan struct{}, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.logs.WriteString(sc.Text() + "\n")
-			if m := daemonReadyRE.FindStringSubmatch(sc.Text()); m != nil && d.socket == "" {
-				d.socket = m[1]
-				if p := daemonPeersRE.FindStringSubmatch(sc.Text()); p != nil {
-					d.peers = p[1]
-				}
-				ready <- struct{}{}
+	d := &daemonProc{}
+	ready := make(chan string, 1)
+	d.proc = startProc(t, cmd, func(line string) {
+		if m := daemonReadyRE.FindStringSubmatch(line); m != nil && d.socket == "" {
+			d.socket = m[1]
+			if p := daemonPeersRE.FindStringSubmatch(line); p != nil {
+				d.peers = p[1]
 			}
-			d.mu.Unlock()
+			ready <- m[1]
 		}
-	}()
-	go func() {
-		err := cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); ok {
-			d.code = ee.ExitCode()
-		}
-		pw.Close()
-		// The log is complete before anyone learns the daemon ended
-		// (a fast exit used to race the last lines: "in use" missing).
-		<-scanned
-		close(d.done)
-	}()
+	})
 	t.Cleanup(func() { d.stop(t) })
-	select {
-	case <-ready:
-		return d, true
-	case <-d.done:
-		return d, false
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("xfer daemon did not start:\n%s", d.log())
-	}
-	return nil, false
+	_, ok := d.awaitReady(t, "xfer daemon", ready)
+	return d, ok
 }
 
 // stop sends SIGTERM and waits; it returns the exit code.
 func (d *daemonProc) stop(t *testing.T) int {
-	select {
-	case <-d.done:
-		return d.code
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(20 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
+	if !d.terminate(20 * time.Second) {
 		t.Errorf("xfer daemon did not stop on SIGTERM:\n%s", d.log())
 	}
 	return d.code

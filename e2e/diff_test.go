@@ -25,9 +25,6 @@ package e2e
 // -run 'TestDifferential/names', 'TestDifferential/names/nfc-nfd/peer-peer'.
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -41,7 +38,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -127,9 +123,7 @@ type diffEnv struct {
 }
 
 func TestDifferential(t *testing.T) {
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skipf("the differential suite needs rsync (make deps): %v", err)
-	}
+	needTool(t, "rsync", "the reference of the differential suite (make deps)")
 	env := newDiffEnv(t)
 	for _, g := range diffGroups() {
 		t.Run(g.name, func(t *testing.T) {
@@ -209,47 +203,12 @@ func (env *diffEnv) startServer(t *testing.T, host, root string, own *owner, ext
 	if own != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred(own)}
 	}
-	rd, wr, err := os.Pipe()
-	must(t, err)
-	cmd.Stderr = wr
-	must(t, cmd.Start())
-	wr.Close()
-	s := &server{root: root, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
-	var mu sync.Mutex // guards s.logs
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(rd)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-			mu.Lock()
-			if s.logs.Len() < 1<<20 {
-				s.logs.WriteString(sc.Text() + "\n")
-			}
-			mu.Unlock()
-		}
-	}()
-	go func() { cmd.Wait(); rd.Close(); close(s.done) }()
-	select {
-	case s.addr = <-addr:
-	case <-s.done:
-		t.Fatalf("xfer serve --root %s exited early", root)
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("xfer serve --root %s did not start listening", root)
-	}
-	t.Cleanup(s.stop)
+	s := startServerCmd(t, cmd, root)
 	// Registered after s.stop, so it runs first: a server that died during
 	// the suite is a failure of its own, with its log.
 	t.Cleanup(func() {
 		if !s.alive() {
-			mu.Lock()
-			defer mu.Unlock()
-			t.Errorf("xfer serve --root %s (%s) died during the suite (%v):\n%s", root, s.addr, cmd.ProcessState, s.logs.String())
+			t.Errorf("xfer serve --root %s (%s) died during the suite (%v):\n%s", root, s.addr, cmd.ProcessState, s.logs)
 		}
 	})
 	return s
@@ -281,31 +240,13 @@ func (env *diffEnv) environ(unprivileged bool) []string {
 // it did; a run that hangs fails the test.
 func (env *diffEnv) run(t *testing.T, unprivileged bool, name string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = env.environ(unprivileged)
-	cmd.Dir = env.base
-	if unprivileged {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred(env.nobody)}
-	}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("running %s %q: %v", name, args, err)
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = env.environ(unprivileged)
+		cmd.Dir = env.base
+		if unprivileged {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred(env.nobody)}
 		}
-		code = ee.ExitCode()
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("%s %q hung (stopped after %s)\n%s\n%s", name, args, hangLimit, so.String(), se.String())
-	}
-	return result{so.String(), se.String(), code}
+	}, name, args...)
 }
 
 // where is one end of a run: the directory on this machine and the
@@ -516,9 +457,7 @@ func (env *diffEnv) reference(t *testing.T, key string, c diffCase) reference {
 
 // needRclone skips a case that compares with rclone where it is missing.
 func needRclone(t *testing.T) {
-	if _, err := exec.LookPath("rclone"); err != nil {
-		t.Skipf("this case compares with rclone, which is not installed (make deps): %v", err)
-	}
+	needTool(t, "rclone", "the reference this case compares with (make deps)")
 }
 
 // xevent is one --json event.

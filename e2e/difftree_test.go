@@ -522,6 +522,22 @@ type cmpOpts struct {
 	inodes   bool              // inode numbers too (a rerun must not recreate anything)
 }
 
+// onlyOne words an entry that only one side has: w if inGot is false
+// (got lacks it), else g; wasThere says the destination had it before the
+// run.
+func (o cmpOpts) onlyOne(w, g fnode, inGot, wasThere bool) string {
+	switch {
+	case !inGot && wasThere:
+		return fmt.Sprintf("deleted by %s, kept by %s (a %s)", o.got, o.ref, w.Type)
+	case !inGot:
+		return fmt.Sprintf("missing after %s; %s has a %s", o.got, o.ref, w.Type)
+	case wasThere:
+		return fmt.Sprintf("kept by %s (a %s), deleted by %s", o.got, g.Type, o.ref)
+	default:
+		return fmt.Sprintf("a %s after %s, absent after %s", g.Type, o.got, o.ref)
+	}
+}
+
 // diffTrees lists every difference between want (the reference) and got,
 // one line each: path, attribute, got's value and want's.
 func diffTrees(want, got ftree, o cmpOpts) []string {
@@ -561,19 +577,8 @@ func diffTrees(want, got ftree, o cmpOpts) []string {
 		g, inG := got[p]
 		_, wasThere := o.pre[p]
 		switch {
-		case !inG:
-			if wasThere {
-				add(p, "deleted by %s, kept by %s (a %s)", o.got, o.ref, w.Type)
-			} else {
-				add(p, "missing after %s; %s has a %s", o.got, o.ref, w.Type)
-			}
-			continue
-		case !inW:
-			if wasThere {
-				add(p, "kept by %s (a %s), deleted by %s", o.got, g.Type, o.ref)
-			} else {
-				add(p, "a %s after %s, absent after %s", g.Type, o.got, o.ref)
-			}
+		case !inG || !inW:
+			add(p, "%s", o.onlyOne(w, g, inG, wasThere))
 			continue
 		case w.Type != g.Type:
 			add(p, "type: %s %s, %s %s", o.got, g.Type, o.ref, w.Type)

@@ -6,11 +6,9 @@ import (
 	"math/rand"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -18,20 +16,16 @@ import (
 // faultProxy forwards connections to a server and damages the client to
 // server byte stream in one of several ways.
 type faultProxy struct {
-	ln     net.Listener
-	target string
-	mode   string
-	rng    *rand.Rand
-	mu     sync.Mutex
+	ln   net.Listener
+	mode string
+	rng  *rand.Rand
+	mu   sync.Mutex
 }
 
 func startProxy(t *testing.T, target, mode string, seed int64) *faultProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p := &faultProxy{ln: ln, target: target, mode: mode, rng: rand.New(rand.NewSource(seed))}
-	go p.serve()
-	t.Cleanup(func() { ln.Close() })
+	p := &faultProxy{mode: mode, rng: rand.New(rand.NewSource(seed))}
+	p.ln = relay(t, target, p.pump)
 	return p
 }
 
@@ -39,22 +33,6 @@ func (p *faultProxy) intn(n int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.rng.Intn(n)
-}
-
-func (p *faultProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		go func() { io.Copy(c, s); c.Close() }()
-		go p.pump(c, s)
-	}
 }
 
 // pump copies client -> server, applying the fault.
@@ -259,36 +237,15 @@ func TestSourceChangesDuringTransfer(t *testing.T) {
 // root it may not write reports permission denied by file, exit 1, and
 // leaves nothing behind.
 func TestPermissionDenied(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to start the server as another user")
-	}
-	binDir, err := os.MkdirTemp("", "xfer-e2e-nobody-")
-	must(t, err)
-	defer os.RemoveAll(binDir)
-	must(t, os.Chmod(binDir, 0o755))
-	data, err := os.ReadFile(xferBin)
-	must(t, err)
-	bin := filepath.Join(binDir, "xfer")
-	must(t, os.WriteFile(bin, data, 0o755))
+	u := asNobody(t) // skips unless root
 	root, err := os.MkdirTemp("", "xfer-e2e-ro-")
 	must(t, err)
 	defer os.RemoveAll(root)
 	must(t, os.Chmod(root, 0o755)) // owned by root: not writable by nobody
-	cmd := exec.Command(bin, "serve", "--root", root, "--listen", "127.0.0.1:0")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	cmd.Env = baseEnv(t)
-	stderr, _ := cmd.StderrPipe()
-	must(t, cmd.Start())
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	buf := make([]byte, 512)
-	n, _ := stderr.Read(buf)
-	m := listenRE.FindStringSubmatch(string(buf[:n]))
-	if m == nil {
-		t.Fatalf("server did not start: %q", buf[:n])
-	}
+	s := u.serve(t, root)
 	src := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
-	r := xfer(t, "copy", filepath.Join(src, "f"), "xfer://"+m[1]+"/")
+	r := xfer(t, "copy", filepath.Join(src, "f"), s.url(""))
 	if r.code != 1 || !strings.Contains(r.stderr, "permission denied") || !strings.Contains(r.stderr, "f") {
 		t.Errorf("want exit 1 with permission denied naming the file: %s", r)
 	}

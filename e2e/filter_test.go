@@ -9,14 +9,10 @@ import (
 // TestFilters: --exclude/--include select what moves, excluded entries at
 // the destination survive a sync, and size limits skip files.
 func TestFilters(t *testing.T) {
-	src := t.TempDir()
-	for p, c := range map[string]string{
+	src := fileTree(t, map[string]string{
 		"keep.txt": "k", "skip.log": "s", "logs/a.log": "a", "logs/important.log": "i",
 		"cache/x": "x", "big.bin": string(make([]byte, 20000)), "sub/keep.txt": "k2",
-	} {
-		must(t, os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755))
-		must(t, os.WriteFile(filepath.Join(src, p), []byte(c), 0o644))
-	}
+	})
 	s := startServer(t, t.TempDir())
 	dst := filepath.Join(s.root, "d")
 	must(t, os.MkdirAll(filepath.Join(dst, "cache"), 0o755))

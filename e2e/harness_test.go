@@ -7,18 +7,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -78,30 +77,39 @@ func xfer(t *testing.T, args ...string) result {
 	return xferEnv(t, nil, args...)
 }
 
+// xferEnv is xfer with env added to the environment.
 func xferEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	return runCmd(t, func(cmd *exec.Cmd) { cmd.Env = append(baseEnv(t), env...) }, xferBin, args...)
+}
+
+// runCmd runs name with args and returns what it did. prepare, when not
+// nil, sets the command up (environment, directory, user, standard
+// input); an environment it leaves unset is baseEnv. A run that takes
+// longer than hangLimit gets SIGQUIT (a Go program then shows its
+// goroutines) and fails the test.
+func runCmd(t *testing.T, prepare func(*exec.Cmd), name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, xferBin, args...)
-	// A hung run dumps its goroutines (SIGQUIT) so the failure shows where.
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(baseEnv(t), env...)
+	if prepare != nil {
+		prepare(cmd)
+	}
+	if cmd.Env == nil {
+		cmd.Env = baseEnv(t)
+	}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("running xfer %v: %v", args, err)
-		}
-		code = ee.ExitCode()
+	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+		t.Fatalf("running %s %q: %v", filepath.Base(name), args, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("xfer %v hung (stopped after %s)\n%s\n%s", args, hangLimit, so.String(), se.String())
+		t.Fatalf("%s %q hung (stopped after %s)\n%s\n%s", filepath.Base(name), args, hangLimit, so.String(), se.String())
 	}
-	return result{so.String(), se.String(), code}
+	return result{so.String(), se.String(), cmd.ProcessState.ExitCode()}
 }
 
 func baseEnv(t *testing.T) []string {
@@ -115,19 +123,181 @@ func baseEnv(t *testing.T) []string {
 	return append(env, "XDG_CONFIG_HOME="+t.TempDir())
 }
 
+// bgXfer is an xfer run in the background.
+type bgXfer struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+}
+
+// startXfer starts xfer with args (an isolated config home) in the
+// background; it is killed when the test ends.
+func startXfer(t *testing.T, args ...string) *bgXfer {
+	t.Helper()
+	b := &bgXfer{cmd: exec.Command(xferBin, args...)}
+	b.cmd.Env = baseEnv(t)
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	must(t, b.cmd.Start())
+	t.Cleanup(b.kill)
+	return b
+}
+
+// kill ends the run with SIGKILL and waits for it.
+func (b *bgXfer) kill() {
+	b.cmd.Process.Kill()
+	b.cmd.Wait()
+}
+
+// wait waits for the run (at most hangLimit) and returns what it did.
+func (b *bgXfer) wait(t *testing.T) result {
+	t.Helper()
+	return b.waitWithin(t, hangLimit)
+}
+
+// waitWithin is wait with another limit.
+func (b *bgXfer) waitWithin(t *testing.T, limit time.Duration) result {
+	t.Helper()
+	code := waitExit(t, b.cmd, limit)
+	return result{b.stdout.String(), b.stderr.String(), code}
+}
+
+// waitExit waits for cmd (at most limit) and returns its exit code; a run
+// that takes longer gets SIGQUIT and fails the test.
+func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(limit):
+		cmd.Process.Signal(syscall.SIGQUIT)
+		t.Fatalf("xfer %q did not end within %s", cmd.Args[1:], limit)
+		return -1
+	}
+}
+
+// logBuf is what a background process printed on stderr: the first MiB,
+// safe to read while the process runs.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuf) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buf.Len() < 1<<20 {
+		l.buf.WriteString(line + "\n")
+	}
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// proc is a process running in the background, its stderr kept as its log.
+type proc struct {
+	cmd   *exec.Cmd
+	logs  *logBuf
+	done  chan struct{} // closed once the process has exited and its log is complete
+	ended atomic.Bool   // set as done is closed
+	code  int           // the exit code, once done is closed
+}
+
+// startProc starts cmd and keeps its stderr; line, when not nil, sees
+// each line of it as it comes (after the log has it).
+func startProc(t *testing.T, cmd *exec.Cmd, line func(string)) *proc {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	p := &proc{cmd: cmd, logs: &logBuf{}, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s %q: %v", filepath.Base(cmd.Path), cmd.Args[1:], err)
+	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.logs.add(sc.Text())
+			if line != nil {
+				line(sc.Text())
+			}
+		}
+		io.Copy(io.Discard, pr) // a line too long for the scanner must not block the process
+	}()
+	go func() {
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); ok {
+			p.code = ee.ExitCode()
+		}
+		pw.Close()
+		// The log is complete before anyone learns the process ended
+		// (a fast exit used to race the last lines).
+		<-scanned
+		p.ended.Store(true)
+		close(p.done)
+	}()
+	return p
+}
+
+// terminate sends SIGTERM and waits at most wait for the process to end,
+// then kills it; it reports whether the process ended by itself.
+func (p *proc) terminate(wait time.Duration) bool {
+	if !p.alive() {
+		return true
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return true
+	case <-timer.C:
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+	return false
+}
+
+func (p *proc) alive() bool { return !p.ended.Load() }
+
+// awaitReady waits until ready delivers (what the process announced) and
+// returns it with ok true, or returns ok false if the process ended
+// first; after 20 s the process is killed and the test fails.
+func (p *proc) awaitReady(t *testing.T, what string, ready <-chan string) (string, bool) {
+	t.Helper()
+	select {
+	case v := <-ready:
+		return v, true
+	case <-p.done:
+		return "", false
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		t.Fatalf("%s did not start:\n%s", what, p.logs)
+		return "", false
+	}
+}
+
 // server is a running `xfer serve`.
 type server struct {
+	*proc
 	addr string
 	root string
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	done chan struct{}
 }
 
 var listenRE = regexp.MustCompile(`listening on (\S+)`)
 
 // startServer runs `xfer serve --root root --listen 127.0.0.1:0 extra...`
-// and waits for its address. It is killed when the test ends.
+// and waits for its address. It is stopped when the test ends.
 func startServer(t *testing.T, root string, extra ...string) *server {
 	t.Helper()
 	return startServerOn(t, "127.0.0.1", root, extra...)
@@ -151,235 +321,51 @@ func startServerWrapped(t *testing.T, wrapper []string, host, root string, extra
 		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], xferBin), args...)...)
 	}
 	cmd.Env = baseEnv(t)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting xfer serve: %v", err)
-	}
-	s := &server{root: root, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
-				select {
-				case addrCh <- m[1]:
-				default:
-				}
+	return startServerCmd(t, cmd, root)
+}
+
+// startServerCmd starts cmd, an `xfer serve` set up by the caller (user,
+// environment), serving root, and waits for its address. It is stopped
+// when the test ends.
+func startServerCmd(t *testing.T, cmd *exec.Cmd, root string) *server {
+	t.Helper()
+	addr := make(chan string, 1)
+	p := startProc(t, cmd, func(line string) {
+		if m := listenRE.FindStringSubmatch(line); m != nil {
+			select {
+			case addr <- m[1]:
+			default:
 			}
-			s.logs.WriteString(line + "\n")
 		}
-	}()
-	go func() {
-		cmd.Wait()
-		pw.Close()
-		close(s.done)
-	}()
-	select {
-	case s.addr = <-addrCh:
-	case <-s.done:
-		t.Fatalf("xfer serve exited early:\n%s", s.logs.String())
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("xfer serve did not start listening:\n%s", s.logs.String())
-	}
+	})
+	s := &server{proc: p, root: root}
 	t.Cleanup(s.stop)
+	var ok bool
+	if s.addr, ok = p.awaitReady(t, "xfer serve --root "+root, addr); !ok {
+		t.Fatalf("xfer serve --root %s exited early:\n%s", root, p.logs)
+	}
 	return s
 }
 
 func (s *server) url(p string) string { return "xfer://" + s.addr + "/" + p }
 
-func (s *server) stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
-}
+func (s *server) stop() { s.terminate(10 * time.Second) }
 
-func (s *server) alive() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// node is what a tree comparison looks at.
-type node struct {
-	Type   string
-	Mode   fs.FileMode
-	Mtime  int64
-	Size   int64
-	Sum    string
-	Target string
-}
-
-// snapshot walks dir without following symlinks.
-func snapshot(t *testing.T, dir string) map[string]node {
+// needTool returns the path of the program name, or skips the test (why
+// says what for) where it is not installed.
+func needTool(t testing.TB, name, why string) string {
 	t.Helper()
-	out := map[string]node{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		n := node{Mode: info.Mode().Perm() | info.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)}
-		switch {
-		case info.Mode().IsRegular():
-			n.Type, n.Size = "file", info.Size()
-			n.Mtime = info.ModTime().UnixNano()
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.Sum256(b)
-			n.Sum = hex.EncodeToString(h[:])
-		case info.IsDir():
-			n.Type = "dir"
-			n.Mtime = info.ModTime().UnixNano()
-		case info.Mode()&fs.ModeSymlink != 0:
-			n.Type = "symlink"
-			n.Mode = 0
-			n.Target, _ = os.Readlink(p)
-		default:
-			n.Type = "other"
-		}
-		out[rel] = n
-		return nil
-	})
+	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("walking %s: %v", dir, err)
+		t.Skipf("%s (%s) is not installed: %v", why, name, err)
 	}
-	return out
-}
-
-// sameTree fails the test unless got holds exactly what want holds: types,
-// content, modes, mtimes and symlink targets.
-func sameTree(t *testing.T, want, got string) {
-	t.Helper()
-	w, g := snapshot(t, want), snapshot(t, got)
-	for p, wn := range w {
-		if wn.Type == "other" {
-			continue
-		}
-		gn, ok := g[p]
-		if !ok {
-			t.Errorf("%q missing at the destination", p)
-			continue
-		}
-		if wn != gn {
-			t.Errorf("%q differs:\n want %+v\n  got %+v", p, wn, gn)
-		}
-	}
-	for p := range g {
-		if _, ok := w[p]; !ok {
-			t.Errorf("%q at the destination but not at the source", p)
-		}
-	}
-}
-
-// oddTree makes a tree with the names and entries that trip copy tools up.
-func oddTree(t *testing.T, dir string) {
-	t.Helper()
-	files := map[string]string{
-		"plain.txt":                "hello\n",
-		"with space.txt":           "space",
-		"ünïcødé/日本語.txt":          "unicode",
-		"new\nline":                "newline in the name",
-		"deep/a/b/c/d/e.txt":       "deep",
-		"empty-file":               "",
-		"dash-name/file":           "x",
-		"dash/file":                "y",
-		"-leading-dash":            "z",
-		"exactly4096":              strings.Repeat("q", 4096),
-		"big/multi-chunk.bin":      "", // filled below
-		"mode/private":             "secret",
-		"mode/exec.sh":             "#!/bin/sh\n",
-		"pct%20and#hash?and*star":  "glob chars",
-		"back\\slash":              "backslash",
-		"tab\tname":                "tab",
-		"trailing.dot.":            "dot",
-		"UPPER/lower/MiXeD.txt":    "case",
-		"link-target-dir/inner.md": "inner",
-	}
-	for p, c := range files {
-		full := filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeRandom(t, filepath.Join(dir, "big/multi-chunk.bin"), 5<<20+12345, 1)
-	must(t, os.Chmod(filepath.Join(dir, "mode/private"), 0o600))
-	must(t, os.Chmod(filepath.Join(dir, "mode/exec.sh"), 0o755))
-	must(t, os.MkdirAll(filepath.Join(dir, "empty-dir"), 0o755))
-	must(t, os.MkdirAll(filepath.Join(dir, "ro-dir"), 0o755))
-	must(t, os.WriteFile(filepath.Join(dir, "ro-dir/f"), []byte("in a read-only dir"), 0o444))
-	must(t, os.Chmod(filepath.Join(dir, "ro-dir"), 0o555))
-	must(t, os.MkdirAll(filepath.Join(dir, "sticky"), 0o755))
-	// A real sticky bit (os.Chmod ignores 0o1000), on modes that a server's
-	// default umask (022) leaves alone.
-	must(t, os.Chmod(filepath.Join(dir, "sticky"), os.ModeSticky|0o755))
-	must(t, os.Symlink("plain.txt", filepath.Join(dir, "rel-link")))
-	must(t, os.Symlink("/etc/passwd", filepath.Join(dir, "abs-link-outside")))
-	must(t, os.Symlink("../../outside/of/tree", filepath.Join(dir, "dangling-escape")))
-	must(t, os.Symlink("link-target-dir", filepath.Join(dir, "dir-link")))
-	// A fixed, old mtime on one file, to see mtimes preserved exactly.
-	old := time.Date(2001, 2, 3, 4, 5, 6, 789, time.UTC)
-	must(t, os.Chtimes(filepath.Join(dir, "plain.txt"), old, old))
-	t.Cleanup(func() { os.Chmod(filepath.Join(dir, "ro-dir"), 0o755) })
+	return p
 }
 
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// writeRandom writes n pseudo-random bytes (deterministic per seed).
-func writeRandom(t *testing.T, path string, n int64, seed uint64) {
-	t.Helper()
-	must(t, os.MkdirAll(filepath.Dir(path), 0o755))
-	f, err := os.Create(path)
-	must(t, err)
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	x := seed*0x9E3779B97F4A7C15 + 1
-	for n > 0 {
-		for i := 0; i+8 <= len(buf); i += 8 {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			buf[i], buf[i+1], buf[i+2], buf[i+3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
-			buf[i+4], buf[i+5], buf[i+6], buf[i+7] = byte(x>>32), byte(x>>40), byte(x>>48), byte(x>>56)
-		}
-		k := int64(len(buf))
-		if k > n {
-			k = n
-		}
-		_, err := f.Write(buf[:k])
-		must(t, err)
-		n -= k
 	}
 }
 

@@ -22,32 +22,20 @@ var hashNames = []string{
 // stderr and the exit code.
 func runTool(t *testing.T, dir string, stdin []byte, name string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = baseEnv(t)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %q: %v", name, args, err)
-	}
-	return so.String(), se.String(), code
+	r := runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Dir = dir
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+	}, name, args...)
+	return r.stdout, r.stderr, r.code
 }
 
 // TestHashDifferentialB3sum: `xfer hash` prints byte for byte what b3sum
 // prints, for odd names, standard input, and --check with and without
 // --quiet, good and bad sums, escaped lines and malformed ones.
 func TestHashDifferentialB3sum(t *testing.T) {
-	b3, err := exec.LookPath("b3sum")
-	if err != nil {
-		t.Skip("b3sum is not installed")
-	}
+	b3 := needTool(t, "b3sum", "the reference")
 	dir := t.TempDir()
 	for i, n := range hashNames {
 		writeRandom(t, filepath.Join(dir, n), int64(i*1000+1), uint64(i+1))
@@ -119,5 +107,45 @@ func TestHashDifferentialB3sum(t *testing.T) {
 				t.Errorf("Go-internal text on stderr: %q", ge)
 			}
 		})
+	}
+}
+
+// TestHashMatchesB3sum: `xfer hash` prints what b3sum prints, and --check
+// verifies such lines.
+func TestHashMatchesB3sum(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"empty", "one", "k", "big", "odd name\nwith newline", `back\slash`}
+	sizes := []int64{0, 1, 1024, 9<<20 + 77, 5000, 3}
+	for i, n := range names {
+		writeRandom(t, filepath.Join(dir, n), sizes[i], uint64(i+1))
+	}
+	got, errOut, code := runTool(t, dir, nil, xferBin, append([]string{"hash"}, names...)...)
+	if code != 0 {
+		t.Fatalf("xfer hash: exit %d\n%s", code, errOut)
+	}
+	// Known vectors, independent of b3sum: BLAKE3 of the empty input.
+	if !strings.HasPrefix(got, "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262  empty\n") {
+		t.Errorf("hash of the empty file:\n%s", got)
+	}
+	if b3, err := exec.LookPath("b3sum"); err == nil {
+		want, errOut, code := runTool(t, dir, nil, b3, names...)
+		if code != 0 {
+			t.Fatalf("b3sum: exit %d\n%s", code, errOut)
+		}
+		if got != want {
+			t.Errorf("xfer hash and b3sum differ:\nxfer:\n%s\nb3sum:\n%s", got, want)
+		}
+	} else {
+		t.Log("b3sum not installed: compared with known vectors only")
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "SUMS"), []byte(got), 0o644))
+	out, errOut, code := runTool(t, dir, nil, xferBin, "hash", "--check", "SUMS")
+	if code != 0 || strings.Count(out+errOut, ": OK") != len(names) {
+		t.Errorf("hash --check of good sums: exit %d\n%s%s", code, out, errOut)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "one"), []byte("changed"), 0o644))
+	out, errOut, code = runTool(t, dir, nil, xferBin, "hash", "--check", "SUMS")
+	if code != 1 || !strings.Contains(out+errOut, "one: FAILED") {
+		t.Errorf("hash --check of a changed file: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -86,11 +86,39 @@ func waitPartial(t *testing.T, dir string) {
 // killed when the test ends.
 func startSlow(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(xferBin, append(args, "--bwlimit", "1M", "--chunk-size", "1M", "-q")...)
-	cmd.Env = baseEnv(t)
-	must(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	return startXfer(t, append(args, "--bwlimit", "1M", "--chunk-size", "1M", "-q")...).cmd
+}
+
+// way is one direction of a run between the ends everyWay starts.
+type way struct {
+	name     string
+	src, dst string // the arguments
+	dir      string // the destination tree on this machine
+}
+
+// everyWay starts two peers, a and b, and a cluster of two agents (from
+// 127.0.0.<first>), copies src to a as "src", and returns a config file
+// naming the cluster "cl" and the six ways a run can go from there: local,
+// push, pull, third party, to a cluster and from one.
+func everyWay(t *testing.T, src string, first int) (cfg string, ways []way) {
+	t.Helper()
+	a := startServer(t, t.TempDir())
+	b := startServerOn(t, "127.0.0.3", t.TempDir())
+	root := t.TempDir()
+	cfg = clusterConfig(t, map[string][]*server{"cl": startCluster(t, root, first, 2)})
+	must(t, os.MkdirAll(filepath.Join(a.root, "src"), 0o755))
+	if r := xfer(t, "copy", src, a.url("src")); r.code != 0 {
+		t.Fatal(r)
+	}
+	local := t.TempDir()
+	return cfg, []way{
+		{"local", src, filepath.Join(local, "d"), filepath.Join(local, "d")},
+		{"push", src, a.url("push"), filepath.Join(a.root, "push")},
+		{"pull", a.url("src"), filepath.Join(local, "pull"), filepath.Join(local, "pull")},
+		{"third party", a.url("src"), b.url("third"), filepath.Join(b.root, "third")},
+		{"to a cluster", src, "cl:/proj", filepath.Join(root, "proj")},
+		{"from a cluster", "cl:/proj", filepath.Join(local, "fromcl"), filepath.Join(local, "fromcl")},
+	}
 }
 
 // TestNoStrayFiles: after copy --lock and sync in every direction, the
@@ -100,29 +128,7 @@ func startSlow(t *testing.T, args ...string) *exec.Cmd {
 func TestNoStrayFiles(t *testing.T) {
 	src := t.TempDir()
 	xferTree(t, src)
-	a := startServer(t, t.TempDir())
-	b := startServerOn(t, "127.0.0.3", t.TempDir())
-	root := t.TempDir()
-	agents := startCluster(t, root, 12, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
-	must(t, os.MkdirAll(filepath.Join(a.root, "src"), 0o755))
-	if r := xfer(t, "copy", src, a.url("src")); r.code != 0 {
-		t.Fatal(r)
-	}
-	local := t.TempDir()
-	tests := []struct {
-		name     string
-		src, dst string
-		dir      string
-	}{
-		{"local", src, filepath.Join(local, "d"), filepath.Join(local, "d")},
-		{"push", src, a.url("push"), filepath.Join(a.root, "push")},
-		{"pull", a.url("src"), filepath.Join(local, "pull"), filepath.Join(local, "pull")},
-		{"third party", a.url("src"), b.url("third"), filepath.Join(b.root, "third")},
-		{"to a cluster", src, "cl:/proj", filepath.Join(root, "proj")},
-		{"from a cluster", "cl:/proj", filepath.Join(local, "fromcl"), filepath.Join(local, "fromcl")},
-	}
+	cfg, tests := everyWay(t, src, 12)
 	want := snapshot(t, src)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,8 +227,7 @@ func TestLockRefusesSecondRun(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "slow.bin"), 24<<20, 78)
 	root := t.TempDir()
 	agents := startCluster(t, root, 14, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
+	cfg := clusterConfig(t, map[string][]*server{"cl": agents})
 	local := filepath.Join(t.TempDir(), "d")
 	for _, tt := range []struct {
 		name         string
@@ -297,29 +302,8 @@ func TestDryRunCountsMatch(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(src, "newdir/inner"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "newdir/inner/f"), []byte("new"), 0o644))
 	must(t, os.Symlink("a.txt", filepath.Join(src, "link")))
-	a := startServer(t, t.TempDir())
-	b := startServerOn(t, "127.0.0.3", t.TempDir())
-	root := t.TempDir()
-	agents := startCluster(t, root, 16, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
-	must(t, os.MkdirAll(filepath.Join(a.root, "src"), 0o755))
-	if r := xfer(t, "copy", src, a.url("src")); r.code != 0 {
-		t.Fatal(r)
-	}
-	local := t.TempDir()
-	for _, tt := range []struct {
-		name     string
-		src, dst string
-		dir      string
-	}{
-		{"local", src, filepath.Join(local, "d"), filepath.Join(local, "d")},
-		{"push", src, a.url("push"), filepath.Join(a.root, "push")},
-		{"pull", a.url("src"), filepath.Join(local, "pull"), filepath.Join(local, "pull")},
-		{"third party", a.url("src"), b.url("third"), filepath.Join(b.root, "third")},
-		{"to a cluster", src, "cl:/proj", filepath.Join(root, "proj")},
-		{"from a cluster", "cl:/proj", filepath.Join(local, "fromcl"), filepath.Join(local, "fromcl")},
-	} {
+	cfg, ways := everyWay(t, src, 16)
+	for _, tt := range ways {
 		t.Run(tt.name, func(t *testing.T) {
 			run := func(args ...string) runCounts {
 				c := countRun(t, xfer(t, append([]string{"--config", cfg, "sync", tt.src, tt.dst, "--json"}, args...)...))
@@ -498,8 +482,7 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	root := t.TempDir()
 	agents := startCluster(t, root, 18, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  cl:\n    agents: %s\n", agentList(agents))), 0o600))
+	cfg := clusterConfig(t, map[string][]*server{"cl": agents})
 	local := t.TempDir()
 	for _, tt := range []struct {
 		name     string
@@ -524,5 +507,53 @@ func TestFailedRunCreatesNothing(t *testing.T) {
 				t.Errorf("%s was created", tt.dir)
 			}
 		})
+	}
+}
+
+// TestLockAndCronFlags: two syncs on one destination never overlap;
+// --max-duration stops cleanly and the next run resumes; --log-file gets
+// every event and the summary.
+func TestLockAndCronFlags(t *testing.T) {
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "big.bin"), 32<<20, 52)
+	s := startServer(t, t.TempDir())
+	slow := startXfer(t, "sync", src, s.url("d"), "--bwlimit", "4M", "--chunk-size", "1M", "-q")
+	waitPartial(t, filepath.Join(s.root, "d")) // the slow run holds the lock
+	r := xfer(t, "sync", src, s.url("d"))
+	if r.code != 1 || !strings.Contains(r.stderr, "another xfer run") {
+		t.Errorf("a second sync on a locked destination: %s", r)
+	}
+	slow.kill()
+
+	logf := filepath.Join(t.TempDir(), "xfer.log")
+	start := time.Now()
+	r = xfer(t, "sync", src, s.url("d"), "--bwlimit", "8M", "--max-duration", "1s", "--chunk-size", "1M", "--log-file", logf)
+	if r.code != 4 || !strings.Contains(r.stderr, "max-duration") {
+		t.Errorf("--max-duration: %s", r)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("--max-duration 1s took %s", d)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, "d/big.bin")); err == nil {
+		t.Error("an unfinished file stands under its final name")
+	}
+	r = xfer(t, "sync", src, s.url("d"), "--json", "--chunk-size", "1M", "--log-file", logf)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	_, sum := jsonRun(t, r)
+	if sum.BytesSent >= 32<<20 {
+		t.Errorf("the run after --max-duration resent everything (%d bytes)", sum.BytesSent)
+	}
+	sameTree(t, src, filepath.Join(s.root, "d"))
+	b, err := os.ReadFile(logf)
+	must(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last["event"] != "summary" {
+		t.Errorf("log file does not end with the summary: %q", lines[len(lines)-1])
+	}
+	if !strings.Contains(string(b), "max-duration") {
+		t.Errorf("log file lacks the first run's stop reason")
 	}
 }

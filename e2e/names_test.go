@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/base64"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,8 +57,7 @@ func TestNonUTF8Names(t *testing.T) {
 	b := startServerOn(t, "127.0.0.1", t.TempDir())
 	clusterRoot := t.TempDir()
 	agents := startCluster(t, clusterRoot, 8, 2)
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  two:\n    agents: %s\n", agentList(agents))), 0o600))
+	cfg := clusterConfig(t, map[string][]*server{"two": agents})
 	// Copies of the source on the peers, to read from.
 	for _, root := range []string{a.root, clusterRoot} {
 		cmd := exec.Command("cp", "-a", src+"/.", filepath.Join(root, "tree"))

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,40 +21,6 @@ func manySmallFiles(t *testing.T, dir string, n int, size int64) {
 	t.Helper()
 	for i := range n {
 		writeRandom(t, filepath.Join(dir, fmt.Sprintf("d%02d/f%04d", i%10, i)), size, uint64(i+1))
-	}
-}
-
-// startXfer starts xfer with args (an isolated config home) and returns
-// the command and its output buffers.
-func startXfer(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
-	t.Helper()
-	cmd := exec.Command(xferBin, args...)
-	cmd.Env = baseEnv(t)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	must(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill() })
-	return cmd, &so, &se
-}
-
-// waitExit waits for cmd (at most hangLimit) and returns its exit code.
-func waitExit(t *testing.T, cmd *exec.Cmd) int {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	case <-time.After(hangLimit):
-		cmd.Process.Signal(syscall.SIGQUIT)
-		t.Fatalf("xfer %v hung", cmd.Args)
-		return -1
 	}
 }
 
@@ -109,13 +73,12 @@ func TestInterruptIsOneLine(t *testing.T) {
 			if tt.json {
 				args = append(args, "--json")
 			}
-			cmd, so, se := startXfer(t, args...)
+			run := startXfer(t, args...)
 			waitForFiles(t, dstDir, 30)
-			must(t, cmd.Process.Signal(tt.sig))
-			code := waitExit(t, cmd)
-			r := result{so.String(), se.String(), code}
-			if code != tt.code {
-				t.Errorf("exit %d, want %d\n%s", code, tt.code, r)
+			must(t, run.cmd.Process.Signal(tt.sig))
+			r := run.wait(t)
+			if r.code != tt.code {
+				t.Errorf("exit %d, want %d\n%s", r.code, tt.code, r)
 			}
 			if tt.json {
 				events, sum := jsonRun(t, r)
@@ -220,9 +183,8 @@ func TestMaxDurationIsOneLine(t *testing.T) {
 // sent after bytes in total, it cuts every open connection, once. Later
 // connections pass untouched: the retry of the run succeeds.
 type dropOnceProxy struct {
-	ln     net.Listener
-	target string
-	after  int64
+	ln    net.Listener
+	after int64
 
 	mu      sync.Mutex
 	sent    int64
@@ -232,50 +194,35 @@ type dropOnceProxy struct {
 
 func startDropOnceProxy(t *testing.T, target string, after int64) *dropOnceProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p := &dropOnceProxy{ln: ln, target: target, after: after}
-	go p.serve()
-	t.Cleanup(func() { ln.Close() })
+	p := &dropOnceProxy{after: after}
+	p.ln = relay(t, target, p.pump)
 	return p
 }
 
-func (p *dropOnceProxy) serve() {
+// pump forwards client -> server, counting the bytes of connections made
+// before the cut.
+func (p *dropOnceProxy) pump(c, s net.Conn) {
+	defer s.Close()
+	p.mu.Lock()
+	counted := !p.dropped
+	if counted {
+		p.conns = append(p.conns, c, s)
+	}
+	p.mu.Unlock()
+	buf := make([]byte, 32<<10)
 	for {
-		c, err := p.ln.Accept()
+		n, err := c.Read(buf)
+		if n > 0 {
+			if counted {
+				p.count(int64(n))
+			}
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
 		if err != nil {
 			return
 		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		counted := !p.dropped
-		if counted {
-			p.conns = append(p.conns, c, s)
-		}
-		p.mu.Unlock()
-		go func() { io.Copy(c, s); c.Close() }()
-		go func() {
-			defer s.Close()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := c.Read(buf)
-				if n > 0 {
-					if counted {
-						p.count(int64(n))
-					}
-					if _, werr := s.Write(buf[:n]); werr != nil {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
 	}
 }
 
@@ -443,10 +390,7 @@ func TestQuietAndTransportSummary(t *testing.T) {
 // wrapped or leftover lines, at any of these widths; once done, only the
 // summary remains.
 func TestProgressDisplayInTmux(t *testing.T) {
-	tmux, err := exec.LookPath("tmux")
-	if err != nil {
-		t.Skip("tmux is not installed (apt-get install tmux)")
-	}
+	tmux := needTool(t, "tmux", "the terminal (apt-get install tmux)")
 	src := t.TempDir()
 	for i := range 3 {
 		writeRandom(t, filepath.Join(src, fmt.Sprintf("a-rather-long-directory-name/file-%d.bin", i)), 4<<20, uint64(i+60))
@@ -527,25 +471,33 @@ func TestProgressDisplayInTmux(t *testing.T) {
 // handshake: against a peer that accepts and never answers, a 500 ms limit
 // ran for the whole --connect-timeout.
 func TestMaxDurationBoundsConnecting(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, silent, until the test ends
-		}
-	}()
+	silent := fakePeer(t, "", false) // holds each connection open, silent, until the test ends
 	start := time.Now()
-	r := xfer(t, "copy", t.TempDir(), "xfer://"+ln.Addr().String()+"/d", "--max-duration", "500ms",
+	r := xfer(t, "copy", t.TempDir(), "xfer://"+silent+"/d", "--max-duration", "500ms",
 		"--connect-timeout", "20s", "--retries", "0")
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("run took %s with --max-duration 500ms: %s", d, r)
 	}
 	if r.code != 4 || strings.Contains(r.stderr, "deadline exceeded") {
 		t.Fatalf("want exit 4 and no Go-internal text: %s", r)
+	}
+}
+
+// TestQuietAndPlainOutput: -q prints nothing on success; plain output (not
+// a terminal) has no carriage returns and ends with a summary line.
+func TestQuietAndPlainOutput(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	r := xfer(t, "copy", "-q", src, filepath.Join(t.TempDir(), "q"))
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("-q printed something: %s", r)
+	}
+	r = xfer(t, "copy", src, filepath.Join(t.TempDir(), "p"))
+	if r.code != 0 || strings.Contains(r.stdout, "\r") || !strings.Contains(r.stdout, "transferred 1 file") {
+		t.Errorf("plain output: %q", r.stdout)
+	}
+	r = xfer(t, "version")
+	if r.code != 0 || !strings.Contains(r.stdout, "tcp") || !strings.Contains(r.stdout, "usable") {
+		t.Errorf("version: %s", r)
 	}
 }

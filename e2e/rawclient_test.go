@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"lukechampine.com/blake3"
+
+	"github.com/xfer-io/xfer/transfer"
 )
 
 // rawClient speaks the peer protocol from its documentation
@@ -46,9 +48,10 @@ func hmacParts(secret []byte, label string, parts ...string) []byte {
 }
 
 // dialRaw opens an authenticated session to addr with token (nil: none),
-// in protocol version 2, or 1 if the server speaks only that.
+// in this build's protocol version (handshake as version 2), or 1 if the
+// server speaks only that.
 func dialRaw(addr string, token []byte) (*rawClient, error) {
-	rc, err := dialRawVersion(addr, token, 2)
+	rc, err := dialRawVersion(addr, token, transfer.ProtocolVersion)
 	if err != nil && strings.Contains(err.Error(), "server speaks 1") {
 		return dialRawVersion(addr, token, 1)
 	}
@@ -116,7 +119,8 @@ func dialRawVersion(addr string, token []byte, version int) (*rawClient, error) 
 			return fail(err)
 		}
 	}
-	label := fmt.Sprintf("xfer-v%d", version)
+	// The handshake's labels are version 2's in every later version.
+	label := fmt.Sprintf("xfer-v%d", min(version, 2))
 	switch w.Auth {
 	case "token":
 		var proof []byte

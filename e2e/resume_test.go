@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -49,19 +48,17 @@ func TestResumeAfterKills(t *testing.T) {
 	final := filepath.Join(root, "dst/big.bin")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	for i := 0; i < 8; i++ {
-		cmd := exec.Command(xferBin, "copy", src, srv.url("dst"), "--chunk-size", "1M",
+		run := startXfer(t, "copy", src, srv.url("dst"), "--chunk-size", "1M",
 			"--streams", "4", "--retries", "0", "-q")
-		cmd.Env = baseEnv(t)
-		must(t, cmd.Start())
 		time.Sleep(time.Duration(20+rng.Intn(250)) * time.Millisecond)
 		killServer := i%2 == 1
 		if killServer {
 			srv.cmd.Process.Signal(syscall.SIGKILL)
 			<-srv.done
+			run.wait(t) // the client ends by itself: no retries
 		} else {
-			cmd.Process.Signal(syscall.SIGKILL)
+			run.kill()
 		}
-		cmd.Wait()
 		if info, err := os.Stat(final); err == nil {
 			got, _ := os.ReadFile(final)
 			if info.Size() != size || string(got) != string(want) {
@@ -99,21 +96,58 @@ func TestRetryAfterServerRestart(t *testing.T) {
 	root := t.TempDir()
 	srv := startServer(t, root)
 	addr := srv.addr
-	cmd := exec.Command(xferBin, "copy", src, srv.url("dst"), "--chunk-size", "1M", "--json")
-	cmd.Env = baseEnv(t)
-	out := &strings.Builder{}
-	cmd.Stdout = out
-	must(t, cmd.Start())
+	run := startXfer(t, "copy", src, srv.url("dst"), "--chunk-size", "1M", "--json")
 	time.Sleep(150 * time.Millisecond)
 	srv.cmd.Process.Signal(syscall.SIGKILL)
 	<-srv.done
 	time.Sleep(300 * time.Millisecond)
 	startServerOn(t, addr[:strings.LastIndexByte(addr, ':')], root, "--listen", addr)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("copy did not recover from the restart: %v\n%s", err, out)
+	r := run.wait(t)
+	if r.code != 0 {
+		t.Fatalf("copy did not recover from the restart: %s", r)
 	}
-	if !strings.Contains(out.String(), "retrying in") {
-		t.Errorf("no retry notice:\n%s", out)
+	if !strings.Contains(r.stdout, "retrying in") {
+		t.Errorf("no retry notice:\n%s", r.stdout)
 	}
 	sameTree(t, src, filepath.Join(root, "dst"))
+}
+
+// TestInterruptedTransfer: killing the client mid-transfer never leaves a
+// truncated file under the final name, the server carries on, and the
+// next run completes the file.
+func TestInterruptedTransfer(t *testing.T) {
+	a := startServer(t, t.TempDir())
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "big.bin"), 200<<20, 11)
+	final := filepath.Join(a.root, "dst/big.bin")
+	for _, after := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond} {
+		run := startXfer(t, "copy", src, a.url("dst"), "--chunk-size", "1M")
+		time.Sleep(after)
+		run.kill()
+		if info, err := os.Stat(final); err == nil && info.Size() != 200<<20 {
+			t.Fatalf("after a kill at %s a truncated file (%d bytes) stands under the final name", after, info.Size())
+		}
+	}
+	if !a.alive() {
+		t.Fatal("server died with its client")
+	}
+	// The server lets go of the killed clients' partial files once it has
+	// noticed them gone; until then a rerun is told the file is busy, and
+	// nothing else may go wrong.
+	var r result
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		r = xfer(t, "copy", src, a.url("dst"), "--json")
+		if r.code == 0 || !strings.Contains(r.stdout, "another transfer is writing this file") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	sameTree(t, src, filepath.Join(a.root, "dst"))
+	entries, _ := os.ReadDir(filepath.Join(a.root, "dst"))
+	if len(entries) != 1 {
+		t.Errorf("leftovers beside the file: %v", entries)
+	}
 }

@@ -16,12 +16,8 @@ import (
 	"time"
 )
 
-func writeToken(t *testing.T, s string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "token")
-	must(t, os.WriteFile(p, []byte(s+"\n"), 0o600))
-	return p
-}
+// writeToken writes a token file and returns its path.
+func writeToken(t *testing.T, s string) string { return writePrivate(t, "token", s+"\n") }
 
 // TestTokenAuth: a server with --token-file admits only clients that know
 // the token; the failure is exit 3 and says authentication failed.
@@ -30,8 +26,7 @@ func TestTokenAuth(t *testing.T) {
 	bad := writeToken(t, "wrong-horse-battery-staple-0000")
 	a := startServer(t, t.TempDir(), "--token-file", good)
 	b := startServer(t, t.TempDir(), "--token-file", good)
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	tests := []struct {
 		name string
 		args []string
@@ -118,8 +113,7 @@ func TestTLS(t *testing.T) {
 	makeLeaf(t, dir, "server", ca, caKey, true)
 	makeLeaf(t, dir, "client", ca, caKey, false)
 	p := func(n string) string { return filepath.Join(dir, n) }
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 
 	s := startServer(t, t.TempDir(), "--tls-cert", p("server.pem"), "--tls-key", p("server.key"))
 	if r := xfer(t, "copy", src, s.url("x"), "--tls-ca", p("ca.pem"), "--json"); r.code != 0 {

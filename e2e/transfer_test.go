@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +13,7 @@ import (
 // TestAllDirections copies an odd tree through every direction and checks
 // that each destination is an exact replica.
 func TestAllDirections(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a := startServer(t, t.TempDir())
 	b := startServer(t, t.TempDir())
 	mirror := filepath.Join(t.TempDir(), "mirror")
@@ -52,8 +50,7 @@ func TestAllDirections(t *testing.T) {
 
 // TestSecondSyncMovesNothing: an unchanged tree syncs with 0 bytes.
 func TestSecondSyncMovesNothing(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a := startServer(t, t.TempDir())
 	for i, want := range []bool{true, false} {
 		r := xfer(t, "sync", src, a.url("d"), "--json")
@@ -77,8 +74,7 @@ func TestSecondSyncMovesNothing(t *testing.T) {
 // TestSecondSyncCountsSkips: in every direction, a second sync of an
 // unchanged tree reports each file as skipped, whichever process ran it.
 func TestSecondSyncCountsSkips(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a, b := startServer(t, t.TempDir()), startServer(t, t.TempDir())
 	if r := xfer(t, "copy", src, a.url("d")); r.code != 0 {
 		t.Fatal(r)
@@ -237,12 +233,10 @@ func TestSingleFileLandsInside(t *testing.T) {
 // TestNamedRemotes: NAME:PATH from the config file, remote to remote, and
 // XFER_* environment variables for flags.
 func TestNamedRemotes(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	a := startServer(t, t.TempDir())
 	b := startServer(t, t.TempDir())
-	cfg := filepath.Join(t.TempDir(), "xfer.yaml")
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("remotes:\n  nodeA:\n    url: xfer://%s\n  nodeB:\n    address: %s\n", a.addr, b.addr)), 0o600))
+	cfg := writeConfig(t, fmt.Sprintf("remotes:\n  nodeA:\n    url: xfer://%s\n  nodeB:\n    address: %s\n", a.addr, b.addr))
 	if r := xfer(t, "--config", cfg, "copy", src, "nodeA:/proj"); r.code != 0 {
 		t.Fatal(r)
 	}
@@ -328,36 +322,10 @@ func readIOChars(pid int) int64 {
 func TestBadInput(t *testing.T) {
 	a := startServer(t, t.TempDir())
 	// A port nobody listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := unusedAddr(t)
 	// A peer that accepts and says nothing, and one that talks another protocol.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer silent.Close()
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	other, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer other.Close()
-	go func() {
-		for {
-			c, err := other.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("@RSYNCD: 31.0\n"))
-			defer c.Close()
-		}
-	}()
+	silent := fakePeer(t, "", false)
+	other := fakePeer(t, "@RSYNCD: 31.0\n", false)
 	src := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
 	fileDst := filepath.Join(t.TempDir(), "afile")
@@ -372,8 +340,8 @@ func TestBadInput(t *testing.T) {
 		{"missing source", []string{"copy", "/nonexistent/xfer-src", t.TempDir()}, 2, "does not exist"},
 		{"missing remote source", []string{"copy", a.url("nope"), t.TempDir()}, 2, "does not exist"},
 		{"unreachable peer", []string{"copy", src, "xfer://" + closed + "/x"}, 3, "cannot connect"},
-		{"silent peer", []string{"copy", src, "xfer://" + silent.Addr().String() + "/x", "--connect-timeout", "1s"}, 3, "no answer"},
-		{"wrong protocol", []string{"copy", src, "xfer://" + other.Addr().String() + "/x"}, 3, "not an xfer server"},
+		{"silent peer", []string{"copy", src, "xfer://" + silent + "/x", "--connect-timeout", "1s"}, 3, "no answer"},
+		{"wrong protocol", []string{"copy", src, "xfer://" + other + "/x"}, 3, "not an xfer server"},
 		{"escape via ..", []string{"copy", src, a.url("../../etc")}, 2, "climbs out"},
 		{"unknown flag", []string{"copy", "--frobnicate", src, t.TempDir()}, 2, "unknown flag"},
 		{"missing args", []string{"copy", src}, 2, "accepts 2 arg"},
@@ -431,5 +399,35 @@ func TestEscapeRefusedByServer(t *testing.T) {
 	entries, _ := os.ReadDir(outside)
 	if len(entries) != 0 {
 		t.Errorf("something was written outside the root: %v", entries)
+	}
+}
+
+// TestDeltaSendsOnlyChangedChunks: a large file with one changed 4 KiB
+// region moves a single chunk.
+func TestDeltaSendsOnlyChangedChunks(t *testing.T) {
+	src := t.TempDir()
+	f := filepath.Join(src, "big.bin")
+	writeRandom(t, f, 64<<20, 51)
+	s := startServer(t, t.TempDir())
+	if r := xfer(t, "copy", src, s.url("d"), "--chunk-size", "1M"); r.code != 0 {
+		t.Fatal(r)
+	}
+	fh, err := os.OpenFile(f, os.O_WRONLY, 0)
+	must(t, err)
+	fh.WriteAt([]byte(strings.Repeat("Z", 4096)), 40<<20+12345)
+	fh.Close()
+	r := xfer(t, "copy", src, s.url("d"), "--chunk-size", "1M", "--json")
+	_, sum := jsonRun(t, r)
+	if r.code != 0 || sum.FilesTransferred != 1 {
+		t.Fatal(r)
+	}
+	// 40 MiB+12345 .. +4096 lies in one 1 MiB chunk.
+	if sum.BytesSent != 1<<20 {
+		t.Errorf("bytes_sent = %d, want one chunk (%d)", sum.BytesSent, 1<<20)
+	}
+	sameTree(t, src, filepath.Join(s.root, "d"))
+	r = xfer(t, "copy", src, s.url("d2"), "--chunk-size", "1M", "--json", "--delta=false")
+	if _, sum := jsonRun(t, r); sum.BytesSent != 64<<20 {
+		t.Errorf("a new destination gets the whole file: %d", sum.BytesSent)
 	}
 }

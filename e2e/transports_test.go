@@ -37,8 +37,7 @@ var ucxEnv = []string{"UCX_TLS=tcp", "UCX_NET_DEVICES=lo"}
 // TestEveryTransport copies the odd tree over each usable transport, both
 // ways, and checks the negotiated name in the JSON summary.
 func TestEveryTransport(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	writeRandom(t, filepath.Join(src, "big/second.bin"), 9<<20+3, 4)
 	for _, proto := range usableTransports(t) {
 		t.Run(proto, func(t *testing.T) {
@@ -65,8 +64,7 @@ func TestEveryTransport(t *testing.T) {
 // TestNegotiation: a forced transport the server does not offer is exit
 // 3 naming it; auto falls back and says why in the summary.
 func TestNegotiation(t *testing.T) {
-	src := t.TempDir()
-	oddTree(t, src)
+	src := oddSource(t)
 	s := startServer(t, t.TempDir(), "--protos", "tcp")
 	usable := usableTransports(t)
 	for _, p := range usable {

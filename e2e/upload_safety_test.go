@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,48 +17,6 @@ import (
 
 // nobody is the unprivileged user the attacks of these tests run as.
 const nobodyUID, nobodyGID = 65534, 65534
-
-// asNobody prepares running xfer as nobody: a copy of the binary and a
-// config home that nobody can reach. It skips the test when not root.
-func asNobodyBin(t *testing.T) (bin, home string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run the client as another user")
-	}
-	dir, err := os.MkdirTemp("", "xfer-e2e-nobody-")
-	must(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	must(t, os.Chmod(dir, 0o755))
-	data, err := os.ReadFile(xferBin)
-	must(t, err)
-	bin = filepath.Join(dir, "xfer")
-	must(t, os.WriteFile(bin, data, 0o755))
-	home = filepath.Join(dir, "home")
-	must(t, os.Mkdir(home, 0o700))
-	must(t, os.Chown(home, nobodyUID, nobodyGID))
-	return bin, home
-}
-
-// xferAs runs xfer (bin) with args as nobody.
-func xferAs(t *testing.T, bin, home string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(baseEnv(t), "XDG_CONFIG_HOME="+home, "HOME="+home)
-	cmd.Dir = home
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUID, Gid: nobodyGID}}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running xfer as nobody: %v", err)
-	}
-	return result{so.String(), se.String(), code}
-}
 
 // processUmask is this test process's umask, which a server started by
 // the tests inherits.
@@ -94,7 +50,7 @@ func modeOf(t *testing.T, p string) uint32 {
 // and attribute updates, unless --allow-setid or the export's setid
 // option keeps them; nothing becomes a set-uid root program.
 func TestSetidUploadByUnprivilegedUser(t *testing.T) {
-	bin, home := asNobodyBin(t)
+	u := asNobody(t) // skips unless root
 	base, err := os.MkdirTemp("", "xfer-e2e-setid-")
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(base) })
@@ -176,7 +132,7 @@ func TestSetidUploadByUnprivilegedUser(t *testing.T) {
 				rootArg = ""
 			}
 			s := startServer(t, rootArg, c.args(root)...)
-			r := xferAs(t, bin, home, "sync", src, s.url(c.prefix+"dst"), "--chunk-size", "1M")
+			r := u.run(t, "sync", src, s.url(c.prefix+"dst"), "--chunk-size", "1M")
 			if r.code != 0 {
 				t.Fatalf("upload as nobody: %s", r)
 			}
@@ -376,13 +332,7 @@ func TestSourceRewrittenDuringRead(t *testing.T) {
 			}
 			// Slow enough that the file is rewritten after its first
 			// chunk has landed and before its last one is read.
-			cmd := exec.Command(xferBin, "copy", src, to, "--chunk-size", "1M", "--bwlimit", "1M", "--streams", "2")
-			cmd.Env = baseEnv(t)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			must(t, cmd.Start())
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
+			run := startXfer(t, "copy", src, to, "--chunk-size", "1M", "--bwlimit", "1M", "--streams", "2")
 			landed := false
 			for deadline := time.Now().Add(20 * time.Second); !landed && time.Now().Before(deadline); {
 				parts, _ := filepath.Glob(filepath.Join(dst, ".xfer-*.part"))
@@ -399,9 +349,8 @@ func TestSourceRewrittenDuringRead(t *testing.T) {
 				}
 			}
 			if !landed {
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("the first chunk never landed in a partial file:\n%s", stderr.String())
+				run.kill()
+				t.Fatalf("the first chunk never landed in a partial file:\n%s", run.stderr.String())
 			}
 			w, err := os.OpenFile(f, os.O_WRONLY, 0)
 			must(t, err)
@@ -413,25 +362,13 @@ func TestSourceRewrittenDuringRead(t *testing.T) {
 			must(t, err)
 			must(t, w.Close())
 			must(t, os.Chtimes(f, mtime, mtime))
-			var code int
-			select {
-			case err := <-exited:
-				if ee, ok := err.(*exec.ExitError); ok {
-					code = ee.ExitCode()
-				} else if err != nil {
-					t.Fatal(err)
-				}
-			case <-time.After(hangLimit):
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("copy hung:\n%s", stderr.String())
-			}
+			r := run.wait(t)
 			got, _ := os.ReadFile(filepath.Join(dst, "big.bin"))
 			switch {
-			case code == 0 && !bytes.Equal(got, first) && !bytes.Equal(got, second):
-				t.Fatalf("exit 0 with a mix of old and new content:\n%s", stderr.String())
-			case code != 1 || !strings.Contains(stderr.String(), "changed during transfer"):
-				t.Errorf("want exit 1 and a changed-during-transfer error, got exit %d:\n%s", code, stderr.String())
+			case r.code == 0 && !bytes.Equal(got, first) && !bytes.Equal(got, second):
+				t.Fatalf("exit 0 with a mix of old and new content:\n%s", r.stderr)
+			case r.code != 1 || !strings.Contains(r.stderr, "changed during transfer"):
+				t.Errorf("want exit 1 and a changed-during-transfer error, got exit %d:\n%s", r.code, r.stderr)
 			}
 			if !bytes.Equal(got, previous) {
 				t.Errorf("the destination does not hold its previous version any more")

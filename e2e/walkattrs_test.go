@@ -8,9 +8,7 @@ package e2e
 // each run repeated to see that the second one changes nothing.
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -106,6 +104,14 @@ func (u *user) tempDir(t *testing.T) string {
 	return dir
 }
 
+// bases are two new directories the user owns, for the source and the
+// destination, and the trees beneath them that the tests transfer.
+func (u *user) bases(t *testing.T) (srcBase, dstBase, tree, dstTree string) {
+	t.Helper()
+	srcBase, dstBase = u.tempDir(t), u.tempDir(t)
+	return srcBase, dstBase, filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+}
+
 func (u *user) mkdir(t *testing.T, dir string) {
 	t.Helper()
 	must(t, os.MkdirAll(dir, 0o755))
@@ -127,99 +133,41 @@ func (u *user) own(t *testing.T, dir string) {
 	must(t, err)
 }
 
-func (u *user) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, name, args...)
+// as makes cmd run as the user.
+func (u *user) as(cmd *exec.Cmd) {
 	if u.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.cred}
 	}
-	return cmd
 }
 
 // run runs xfer with args, as xferEnv does.
 func (u *user) run(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := u.command(ctx, u.bin, args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = append(baseEnv(t), u.env...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
-			t.Fatalf("running xfer %v: %v", args, err)
-		}
-		code = ee.ExitCode()
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("xfer %v hung (stopped after %s)\n%s\n%s", args, hangLimit, so.String(), se.String())
-	}
-	return result{so.String(), se.String(), code}
+	return runCmd(t, func(cmd *exec.Cmd) {
+		cmd.Env = append(baseEnv(t), u.env...)
+		u.as(cmd)
+	}, u.bin, args...)
 }
 
 // rsync runs rsync with args and returns its exit code.
 func (u *user) rsync(t *testing.T, args ...string) int {
 	t.Helper()
-	if _, err := exec.LookPath("rsync"); err != nil {
-		t.Skip("rsync not installed")
+	needTool(t, "rsync", "the reference")
+	r := runCmd(t, u.as, "rsync", args...)
+	if r.code != 0 {
+		t.Logf("rsync %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), hangLimit)
-	defer cancel()
-	cmd := u.command(ctx, "rsync", args...)
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok {
-		t.Logf("rsync %v: exit %d\n%s", args, ee.ExitCode(), out)
-		return ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatalf("rsync %v: %v\n%s", args, err, out)
-	}
-	return 0
+	return r.code
 }
 
 // serve starts `xfer serve --root root` as the user, stopped when the
 // test ends.
 func (u *user) serve(t *testing.T, root string) *server {
 	t.Helper()
-	cmd := u.command(context.Background(), u.bin, "serve", "--listen", "127.0.0.1:0", "--root", root)
+	cmd := exec.Command(u.bin, "serve", "--listen", "127.0.0.1:0", "--root", root)
 	cmd.Env = append(baseEnv(t), u.env...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting xfer serve: %v", err)
-	}
-	s := &server{root: root, cmd: cmd, logs: &bytes.Buffer{}, done: make(chan struct{})}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addrCh <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		cmd.Wait()
-		pw.Close()
-		close(s.done)
-	}()
-	select {
-	case s.addr = <-addrCh:
-	case <-s.done:
-		t.Fatal("xfer serve exited early")
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("xfer serve did not start listening")
-	}
-	t.Cleanup(s.stop)
-	return s
+	u.as(cmd)
+	return startServerCmd(t, cmd, root)
 }
 
 // fdSnapshot is snapshot for trees of any depth: it walks with
@@ -345,6 +293,23 @@ func again(t *testing.T, u *user, dstDir string, wantCode int, args ...string) [
 	}
 	sameSnap(t, "after the second run", before, fdSnapshot(t, dstDir))
 	return evs
+}
+
+// syncTwice runs `xfer sync src dst --json` as u (what names it in
+// failures) and fails unless it exits 0 having transferred files and
+// deleted deleted, and dstTree is then the same as tree; a second run must
+// change nothing.
+func (u *user) syncTwice(t *testing.T, what, src, dst, tree, dstTree string, files, deleted int64) {
+	t.Helper()
+	r := u.run(t, "sync", src, dst, "--json")
+	if r.code != 0 {
+		t.Fatalf("%s: %s", what, r)
+	}
+	if _, s := jsonRun(t, r); s.FilesTransferred != files || s.FilesDeleted != deleted {
+		t.Errorf("%s: %+v; want %d transferred, %d deleted", what, s, files, deleted)
+	}
+	sameAsSource(t, tree, dstTree)
+	again(t, u, dstTree, 0, "sync", src, dst)
 }
 
 // errorsByPath counts the error events of a --json run by path.
@@ -534,15 +499,7 @@ func TestBeyondPathMax(t *testing.T) {
 			fd = makeDeep(t, dstTree, deep)
 			writeAt(t, fd, "extra", []byte("extra"))
 			unix.Close(fd)
-			r = u.run(t, "sync", src, dst, "--json")
-			if r.code != 0 {
-				t.Fatalf("sync: %s", r)
-			}
-			if _, s := jsonRun(t, r); s.FilesDeleted != 1 || s.FilesTransferred != 0 {
-				t.Errorf("sync: %+v; want 1 deleted, 0 transferred", s)
-			}
-			sameAsSource(t, tree, dstTree)
-			again(t, u, dstTree, 0, "sync", src, dst)
+			u.syncTwice(t, "sync", src, dst, tree, dstTree, 0, 1)
 		})
 	}
 }
@@ -614,8 +571,7 @@ func TestReplaceEachType(t *testing.T) {
 	} {
 		for _, d := range directions {
 			t.Run(mode.cmd+"/"+d.name, func(t *testing.T) {
-				srcBase, dstBase := t.TempDir(), t.TempDir()
-				tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+				srcBase, dstBase, tree, dstTree := u.bases(t)
 				replaceTree(t, tree, dstTree)
 				ref := filepath.Join(t.TempDir(), "tree")
 				copyTree(t, dstTree, ref)
@@ -693,35 +649,31 @@ func TestHardLinksJoinExisting(t *testing.T) {
 	u := asRoot(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			srcBase, dstBase := t.TempDir(), t.TempDir()
-			tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+			srcBase, dstBase, tree, dstTree := u.bases(t)
 			old := time.Date(2015, 5, 6, 7, 8, 9, 0, time.UTC)
-			mk := func(root, p, content string) {
-				writeFile(t, filepath.Join(root, p), content, 0o644)
-				must(t, os.Chtimes(filepath.Join(root, p), old, old))
-			}
-			link := func(root, a, b string) {
-				must(t, os.MkdirAll(filepath.Dir(filepath.Join(root, b)), 0o755))
-				must(t, os.Link(filepath.Join(root, a), filepath.Join(root, b)))
+			// group writes content at the first of names (with the old
+			// mtime) and links the others to it.
+			group := func(root, content string, names ...string) {
+				writeFile(t, filepath.Join(root, names[0]), content, 0o644)
+				must(t, os.Chtimes(filepath.Join(root, names[0]), old, old))
+				for _, n := range names[1:] {
+					must(t, os.MkdirAll(filepath.Dir(filepath.Join(root, n)), 0o755))
+					must(t, os.Link(filepath.Join(root, names[0]), filepath.Join(root, n)))
+				}
 			}
 			// Source: a=b=sub/c (small), x=y (large), p=q (new at the
 			// destination), solo.
-			mk(tree, "a", "group one")
-			link(tree, "a", "b")
-			link(tree, "a", "sub/c")
-			mk(tree, "x", strings.Repeat("L", 2<<20))
-			link(tree, "x", "y")
-			mk(tree, "p", "group three")
-			link(tree, "p", "q")
-			mk(tree, "solo", "alone")
+			group(tree, "group one", "a", "b", "sub/c")
+			group(tree, strings.Repeat("L", 2<<20), "x", "y")
+			group(tree, "group three", "p", "q")
+			group(tree, "alone", "solo")
 			// Destination, from an earlier copy without --hard-links: a
 			// and b separate, sub/c missing; x present, y missing; solo
 			// linked to a stray name that stays.
-			mk(dstTree, "a", "group one")
-			mk(dstTree, "b", "group one")
-			mk(dstTree, "x", strings.Repeat("L", 2<<20))
-			mk(dstTree, "solo", "alone")
-			link(dstTree, "solo", "stray")
+			group(dstTree, "group one", "a")
+			group(dstTree, "group one", "b")
+			group(dstTree, strings.Repeat("L", 2<<20), "x")
+			group(dstTree, "alone", "solo", "stray")
 			ref := filepath.Join(t.TempDir(), "tree")
 			copyTree(t, dstTree, ref)
 			if code := u.rsync(t, "-aH", tree+"/", ref+"/"); code != 0 {
@@ -789,8 +741,7 @@ func TestSparseSmallFiles(t *testing.T) {
 	u := asRoot(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			srcBase, dstBase := t.TempDir(), t.TempDir()
-			tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+			srcBase, dstBase, tree, dstTree := u.bases(t)
 			must(t, os.MkdirAll(tree, 0o755))
 			sparse := func(name string, size int64, data map[int64]string) {
 				f, err := os.Create(filepath.Join(tree, name))
@@ -843,8 +794,7 @@ func TestTopDirAttributes(t *testing.T) {
 	for _, d := range directions {
 		for _, exists := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/exists=%v", d.name, exists), func(t *testing.T) {
-				srcBase, dstBase := t.TempDir(), t.TempDir()
-				tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+				srcBase, dstBase, tree, dstTree := u.bases(t)
 				writeFile(t, filepath.Join(tree, "f"), "f", 0o644)
 				writeFile(t, filepath.Join(tree, "d/g"), "g", 0o644)
 				if exists {
@@ -877,8 +827,7 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 	u := asNobody(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			srcBase, dstBase := u.tempDir(t), u.tempDir(t)
-			tree, dstTree := filepath.Join(srcBase, "tree"), filepath.Join(dstBase, "tree")
+			srcBase, dstBase, tree, dstTree := u.bases(t)
 			writeFile(t, filepath.Join(tree, "ro/f"), "version 1", 0o444)
 			writeFile(t, filepath.Join(tree, "ro/big"), strings.Repeat("1", 2<<20), 0o444)
 			writeFile(t, filepath.Join(tree, "ro/extra"), "goes with sync", 0o444)
@@ -924,15 +873,44 @@ func TestReadOnlyDestinationUpdate(t *testing.T) {
 			for _, p := range []string{"ro/deeper", "ro", ""} {
 				must(t, os.Chmod(filepath.Join(tree, p), 0o555))
 			}
-			r := u.run(t, "sync", src, dst, "--json")
-			if r.code != 0 {
-				t.Fatalf("sync into read-only directories: %s", r)
-			}
-			if _, s := jsonRun(t, r); s.FilesTransferred != 6 || s.FilesDeleted != 2 {
-				t.Errorf("sync: %+v; want 6 transferred, 2 deleted", s)
-			}
-			sameAsSource(t, tree, dstTree)
-			again(t, u, dstTree, 0, "sync", src, dst)
+			u.syncTwice(t, "sync into read-only directories", src, dst, tree, dstTree, 6, 2)
 		})
+	}
+}
+
+// TestSparseAndHardLinks: sparse files stay sparse (and the source is not
+// filled in by reading it); hard links stay linked with --hard-links.
+func TestSparseAndHardLinks(t *testing.T) {
+	src := t.TempDir()
+	sp := filepath.Join(src, "sparse.bin")
+	f, err := os.Create(sp)
+	must(t, err)
+	must(t, f.Truncate(48<<20))
+	f.WriteAt([]byte(strings.Repeat("data", 1024)), 20<<20)
+	f.Close()
+	must(t, os.WriteFile(filepath.Join(src, "orig"), []byte("linked"), 0o644))
+	must(t, os.Link(filepath.Join(src, "orig"), filepath.Join(src, "alias")))
+	blocks := func(p string) int64 {
+		var st syscall.Stat_t
+		must(t, syscall.Stat(p, &st))
+		return st.Blocks
+	}
+	before := blocks(sp)
+	s := startServer(t, t.TempDir())
+	if r := xfer(t, "copy", src, s.url("d"), "--hard-links", "--chunk-size", "1M"); r.code != 0 {
+		t.Fatal(r)
+	}
+	sameTree(t, src, filepath.Join(s.root, "d"))
+	if got := blocks(filepath.Join(s.root, "d/sparse.bin")); got > before+64 {
+		t.Errorf("destination allocates %d blocks, the sparse source %d", got, before)
+	}
+	if after := blocks(sp); after != before {
+		t.Errorf("reading the source allocated its holes: %d -> %d blocks", before, after)
+	}
+	var a, b syscall.Stat_t
+	must(t, syscall.Stat(filepath.Join(s.root, "d/orig"), &a))
+	must(t, syscall.Stat(filepath.Join(s.root, "d/alias"), &b))
+	if a.Ino != b.Ino {
+		t.Error("hard links were not kept")
 	}
 }

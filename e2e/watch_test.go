@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -15,10 +14,7 @@ func TestSyncWatch(t *testing.T) {
 	src := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(src, "first"), []byte("1"), 0o644))
 	s := startServer(t, t.TempDir())
-	cmd := exec.Command(xferBin, "sync", "--watch", "--watch-debounce", "200ms", src, s.url("w"), "-q")
-	cmd.Env = baseEnv(t)
-	must(t, cmd.Start())
-	defer cmd.Process.Kill()
+	watch := startXfer(t, "sync", "--watch", "--watch-debounce", "200ms", src, s.url("w"), "-q")
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
@@ -36,16 +32,9 @@ func TestSyncWatch(t *testing.T) {
 	waitFor("a file in a new directory", func() bool { return exists("new/sub/file") })
 	must(t, os.Remove(filepath.Join(src, "first")))
 	waitFor("a deletion", func() bool { return !exists("first") })
-	cmd.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("--watch did not stop cleanly on SIGINT: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("--watch did not stop on SIGINT")
+	watch.cmd.Process.Signal(syscall.SIGINT)
+	if r := watch.waitWithin(t, 10*time.Second); r.code != 0 {
+		t.Errorf("--watch did not stop cleanly on SIGINT: %s", r)
 	}
 	sameTree(t, src, filepath.Join(s.root, "w"))
 }

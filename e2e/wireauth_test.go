@@ -29,19 +29,8 @@ type tamperProxy struct {
 
 func startTamperProxy(t *testing.T, target, mode string) *tamperProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	p := &tamperProxy{ln: ln, target: target, mode: mode}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.handle(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	p := &tamperProxy{target: target, mode: mode}
+	p.ln = listenLoopback(t, p.handle)
 	return p
 }
 
@@ -325,10 +314,7 @@ func bogusTicket() []string {
 // with one U never issued. T refuses; nothing arrives at U.
 func TestThirdPartyJobNeedsDestinationTicket(t *testing.T) {
 	const tok = "third-party-token-0123456789abcdef"
-	srcRoot := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(srcRoot, "x"), 0o755))
-	must(t, os.WriteFile(filepath.Join(srcRoot, "x/payload.txt"), []byte("pushed where nobody allowed it"), 0o644))
-	src := startServer(t, srcRoot, "--token-file", writeToken(t, tok))
+	src := startServer(t, fileTree(t, map[string]string{"x/payload.txt": "pushed where nobody allowed it"}), "--token-file", writeToken(t, tok))
 	victimRoot := t.TempDir()
 	victim := startServer(t, victimRoot)
 	for i, tc := range []struct {
@@ -354,34 +340,11 @@ func TestThirdPartyJobNeedsDestinationTicket(t *testing.T) {
 // scan the source server's network.
 func TestThirdPartyErrorsUniform(t *testing.T) {
 	const tok = "uniform-errors-token-0123456789abcdef"
-	srcRoot := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(srcRoot, "x"), 0o755))
-	must(t, os.WriteFile(filepath.Join(srcRoot, "x/f"), []byte("f"), 0o644))
-	src := startServer(t, srcRoot, "--token-file", writeToken(t, tok))
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	closedAddr := closed.Addr().String()
-	closed.Close()
-	junk := func(reply string) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		must(t, err)
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Write([]byte(reply))
-				c.Close()
-			}
-		}()
-		return ln.Addr().String()
-	}
+	src := startServer(t, fileTree(t, map[string]string{"x/f": "f"}), "--token-file", writeToken(t, tok))
 	targets := map[string]string{
-		"closed port":         closedAddr,
-		"HTTP server":         junk("HTTP/1.1 400 Bad Request\r\n\r\n"),
-		"silent close":        junk(""),
+		"closed port":         unusedAddr(t),
+		"HTTP server":         fakePeer(t, "HTTP/1.1 400 Bad Request\r\n\r\n", true),
+		"silent close":        fakePeer(t, "", true),
 		"xfer without ticket": startServer(t, t.TempDir()).addr,
 		"xfer with token":     startServer(t, t.TempDir(), "--token-file", writeToken(t, "another-token-0123456789abcdef")).addr,
 	}
@@ -402,9 +365,7 @@ func TestThirdPartyErrorsUniform(t *testing.T) {
 // push; a refused destination is a clear usage error and receives nothing.
 func TestPushAllow(t *testing.T) {
 	tok := writeToken(t, "push-allow-token-0123456789abcdef")
-	src := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(src, "x"), 0o755))
-	must(t, os.WriteFile(filepath.Join(src, "x/f"), []byte("data"), 0o644))
+	src := fileTree(t, map[string]string{"x/f": "data"})
 	dst := startServer(t, t.TempDir(), "--token-file", tok)
 	_, dstPort, _ := net.SplitHostPort(dst.addr)
 	for _, tc := range []struct {
@@ -438,19 +399,8 @@ func TestPushAllow(t *testing.T) {
 // ticket, it first presents that ticket itself, with the id it has seen
 // but a made-up proof, trying to use the ticket up before its holder.
 type burnProxy struct {
-	ln      net.Listener
 	target  string
 	attempt atomic.Int32
-}
-
-func (p *burnProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		go p.handle(c)
-	}
 }
 
 func (p *burnProxy) handle(c net.Conn) {
@@ -491,11 +441,8 @@ func TestTicketIDAloneCannotBurnIt(t *testing.T) {
 	oddTree(t, filepath.Join(srcRoot, "x"))
 	src := startServer(t, srcRoot, "--token-file", tok)
 	dst := startServer(t, t.TempDir(), "--token-file", tok)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	t.Cleanup(func() { ln.Close() })
-	p := &burnProxy{ln: ln, target: dst.addr}
-	go p.serve()
+	p := &burnProxy{target: dst.addr}
+	ln := listenLoopback(t, p.handle)
 	r := xfer(t, "sync", src.url("x"), "xfer://"+ln.Addr().String()+"/y", "--token-file", tok, "--retries", "0")
 	if p.attempt.Load() == 0 {
 		t.Fatalf("no ticket crossed the proxy:\n%s", r)

@@ -154,6 +154,16 @@ func clientSpin() time.Duration {
 	return d
 }
 
+// readObjects is writeObjects, each object then read once, so that the
+// daemon has verified it (as in a running daemon).
+func readObjects(b *testing.B, c *mover.Client, n, size int) []string {
+	ids := writeObjects(b, c, n, size)
+	for _, id := range ids {
+		c.Read(context.Background(), id)
+	}
+	return ids
+}
+
 func writeObjects(b *testing.B, c *mover.Client, n, size int) []string {
 	ids := make([]string, n)
 	for i := range ids {
@@ -169,6 +179,22 @@ func writeObjects(b *testing.B, c *mover.Client, n, size int) []string {
 		}
 	}
 	return ids
+}
+
+// measure runs op(0), op(1), ... under b.Loop with the daemon's CPU
+// counted (startCPU), and reports the percentiles of the latencies of the
+// first keep calls.
+func measure(b *testing.B, pid, keep int, op func(i int)) {
+	lat := make([]time.Duration, 0, keep)
+	defer startCPU(b, pid)()
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		op(i)
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	report(b, lat)
 }
 
 func report(b *testing.B, lat []time.Duration) {
@@ -190,27 +216,15 @@ func cpuTime() int64 {
 // already verified once, as in a running daemon).
 func BenchmarkRead4K(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
-	ids := writeObjects(b, c, 256, 4096)
+	ids := readObjects(b, c, 256, 4096)
 	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
-	lat := make([]time.Duration, 0, 1<<16)
 	b.SetBytes(4096)
-	i := 0
-	defer startCPU(b, pid)()
-	for b.Loop() {
-		t0 := time.Now()
+	measure(b, pid, 1<<16, func(i int) {
 		data, err := c.Read(ctx, ids[i%len(ids)])
 		if err != nil || len(data) != 4096 {
 			b.Fatal(err)
 		}
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(t0))
-		}
-		i++
-	}
-	report(b, lat)
+	})
 }
 
 // BenchmarkReadMapped4K is the same READ through the mapped zero-copy path:
@@ -225,25 +239,16 @@ func BenchmarkReadMapped4K(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	lat := make([]time.Duration, 0, 1<<16)
 	b.SetBytes(4096)
-	i := 0
 	var sink byte
-	defer startCPU(b, pid)()
-	for b.Loop() {
-		t0 := time.Now()
+	measure(b, pid, 1<<16, func(i int) {
 		data, err := c.ReadMapped(ctx, ids[i%len(ids)])
 		if err != nil || len(data) != 4096 {
 			b.Fatal(err)
 		}
 		sink ^= data[i%4096]
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(t0))
-		}
-		i++
-	}
+	})
 	_ = sink
-	report(b, lat)
 }
 
 // BenchmarkReadMapped4KFirst is a mapped READ of an object not read before:
@@ -251,58 +256,40 @@ func BenchmarkReadMapped4K(b *testing.B) {
 // the socket.
 func BenchmarkReadMapped4KFirst(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin(), MapCache: 1})
-	ids := writeObjects(b, c, 256, 4096)
+	ids := readObjects(b, c, 256, 4096)
 	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
-	lat := make([]time.Duration, 0, 1<<16)
 	b.SetBytes(4096)
-	i := 0
-	defer startCPU(b, pid)()
-	for b.Loop() {
-		t0 := time.Now()
+	measure(b, pid, 1<<16, func(i int) {
 		if _, err := c.ReadMapped(ctx, ids[i%len(ids)]); err != nil {
 			b.Fatal(err)
 		}
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(t0))
-		}
-		i++
-	}
-	report(b, lat)
+	})
 }
 
 // BenchmarkBatch100x4K is one BATCH of 100 READs of 4 KiB objects (into a
 // reused buffer, as a client sending batch after batch does).
 func BenchmarkBatch100x4K(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
-	ids := writeObjects(b, c, 1024, 4096)
+	ids := readObjects(b, c, 1024, 4096)
 	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
-	reqs := make([]mover.Request, 100)
-	buf := make([]byte, 0, 100*(4096+5))
-	lat := make([]time.Duration, 0, 1<<14)
-	b.SetBytes(100 * 4096)
-	i := 0
-	defer startCPU(b, pid)()
-	for b.Loop() {
-		for k := range reqs {
-			reqs[k] = mover.Request{Op: mover.OpRead, ID: ids[(i*100+k*13)%len(ids)]}
+	// Batch i reads ids[(i*100+k*13)%1024], k < 100: the batches repeat
+	// after 256 (100*256 is a multiple of 1024), so they are built before
+	// the clock starts.
+	batches := make([][]mover.Request, 256)
+	for i := range batches {
+		batches[i] = make([]mover.Request, 100)
+		for k := range batches[i] {
+			batches[i][k] = mover.Request{Op: mover.OpRead, ID: ids[(i*100+k*13)%len(ids)]}
 		}
-		t0 := time.Now()
-		resps, err := c.BatchInto(ctx, buf, reqs)
+	}
+	buf := make([]byte, 0, 100*(4096+5))
+	b.SetBytes(100 * 4096)
+	measure(b, pid, 1<<14, func(i int) {
+		resps, err := c.BatchInto(ctx, buf, batches[i%len(batches)])
 		if err != nil || len(resps) != 100 || len(resps[99].Data) != 4096 {
 			b.Fatal(err)
 		}
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(t0))
-		}
-		i++
-	}
-	report(b, lat)
+	})
 }
 
 // BenchmarkWrite1M is WRITE of 1 MiB of new content, synced.
@@ -310,33 +297,20 @@ func BenchmarkWrite1M(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
 	ctx := context.Background()
 	data := fill(1<<20, 1)
-	lat := make([]time.Duration, 0, 1<<14)
 	b.SetBytes(int64(len(data)))
-	i := 0
-	defer startCPU(b, pid)()
-	for b.Loop() {
-		i++
-		copy(data, strconv.Itoa(i)+"/")
-		t0 := time.Now()
+	measure(b, pid, 1<<14, func(i int) {
+		copy(data, strconv.Itoa(i+1)+"/") // new content each time
 		if _, err := c.Write(ctx, data); err != nil {
 			b.Fatal(err)
 		}
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(t0))
-		}
-	}
-	report(b, lat)
+	})
 }
 
 // BenchmarkRead4KRaw is BenchmarkRead4K with a client of raw blocking
 // syscalls, to tell the daemon's share of the latency from the client's.
 func BenchmarkRead4KRaw(b *testing.B) {
 	c, pid, sock := daemonProcess(b, mover.Options{})
-	ids := writeObjects(b, c, 256, 4096)
-	ctx := context.Background()
-	for _, id := range ids {
-		c.Read(ctx, id)
-	}
+	ids := readObjects(b, c, 256, 4096)
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -350,11 +324,7 @@ func BenchmarkRead4KRaw(b *testing.B) {
 		reqs[i], _ = mover.AppendRequest(nil, &mover.Request{Op: mover.OpRead, ID: id})
 	}
 	resp := make([]byte, 4096+5)
-	lat := make([]time.Duration, 0, 1<<16)
-	i := 0
-	defer startCPU(b, pid)()
-	for b.Loop() {
-		t0 := time.Now()
+	measure(b, pid, 1<<16, func(i int) {
 		unix.Write(fd, reqs[i%len(reqs)])
 		for n := 0; n < len(resp); {
 			k, err := unix.Read(fd, resp[n:])
@@ -363,10 +333,5 @@ func BenchmarkRead4KRaw(b *testing.B) {
 			}
 			n += k
 		}
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(t0))
-		}
-		i++
-	}
-	report(b, lat)
+	})
 }

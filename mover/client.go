@@ -230,7 +230,7 @@ func (c *Client) Close() error {
 	for _, cc := range idle {
 		cc.close()
 	}
-	c.locs.clear()
+	c.locs.Clear()
 	return c.maps.close()
 }
 
@@ -473,7 +473,7 @@ func (c *Client) BatchInto(ctx context.Context, buf []byte, reqs []Request) ([]R
 // object's removal from the store (the bytes stay readable, as an unlinked
 // file stays readable to those who have it open).
 func (c *Client) ReadMapped(ctx context.Context, id string) ([]byte, error) {
-	if b, ok := c.locs.get(id); ok {
+	if b, ok := c.locs.Get(id); ok {
 		return c.checkMapped(id, b)
 	}
 	if err := checkID(id); err != nil {
@@ -498,7 +498,7 @@ func (c *Client) ReadMapped(ctx context.Context, id string) ([]byte, error) {
 		// Not mappable from here: the bytes, through the socket.
 		return c.Read(ctx, id)
 	}
-	c.locs.add(id, b)
+	c.locs.Put(id, b)
 	return c.checkMapped(id, b)
 }
 

@@ -15,6 +15,7 @@ import (
 	_ "github.com/xfer-io/xfer/backends/tcp"
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
 )
@@ -57,33 +58,23 @@ func startDaemon(t testing.TB, cfg daemon.Config) *testDaemon {
 	return &testDaemon{path: path, store: store}
 }
 
+// dial connects a client to the daemon, closed when t ends.
+func (d *testDaemon) dial(t testing.TB) *mover.Client {
+	t.Helper()
+	c, err := mover.Dial(d.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func resolveURL(remote string) (string, transfer.DialOptions, error) {
 	addr, ok := strings.CutPrefix(remote, "xfer://")
 	if !ok {
 		return "", transfer.DialOptions{}, errors.New("unknown remote " + remote)
 	}
 	return strings.TrimSuffix(addr, "/"), transfer.DialOptions{Proto: "tcp", Streams: 2}, nil
-}
-
-// startPeer runs an xfer server exposing a store, and returns its remote.
-func startPeer(t testing.TB) (string, *cas.Store) {
-	t.Helper()
-	store, err := cas.OpenOptions(t.TempDir(), cas.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		transfer.NewServer(transfer.ServerConfig{Exports: map[string]transfer.Export{}, CAS: store}).Serve(ctx, ln)
-		close(done)
-	}()
-	t.Cleanup(func() { cancel(); <-done; store.Close() })
-	return "xfer://" + ln.Addr().String(), store
 }
 
 func idOf(b []byte) string {
@@ -105,13 +96,9 @@ func fill(n int, seed byte) []byte {
 
 func TestClientOps(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
-	remote, peerStore := startPeer(t)
+	remote, peerStore := peertest.CAS(t)
 	ctx := context.Background()
-	c, err := mover.Dial(d.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.dial(t)
 	for i, n := range []int{0, 1, 4096, cas.MaxPacked, cas.MaxPacked + 1, 3<<20 + 5} {
 		data := fill(n, byte(i))
 		want := idOf(data)
@@ -168,11 +155,7 @@ func TestClientOps(t *testing.T) {
 func TestClientErrors(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
 	ctx := context.Background()
-	c, err := mover.Dial(d.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.dial(t)
 	absent := idOf([]byte("absent"))
 	if _, err := c.Read(ctx, absent); !errors.Is(err, mover.ErrNotFound) {
 		t.Errorf("read absent: %v", err)
@@ -205,11 +188,7 @@ func TestClientErrors(t *testing.T) {
 func TestBatch(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
 	ctx := context.Background()
-	c, err := mover.Dial(d.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.dial(t)
 	var reqs []mover.Request
 	var want [][]byte
 	for i := range 50 {
@@ -256,17 +235,13 @@ func TestBatch(t *testing.T) {
 
 func TestContextCancel(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
-	c, err := mover.Dial(d.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	// A fetch from a blackhole peer outlives the deadline.
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
-	err = c.Fetch(ctx, idOf([]byte("x")), "xfer://"+ln.Addr().String())
+	err := c.Fetch(ctx, idOf([]byte("x")), "xfer://"+ln.Addr().String())
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("fetch past its deadline: %v", err)
 	}
@@ -283,11 +258,7 @@ func TestContextCancel(t *testing.T) {
 func TestReadMappedFallback(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
 	ctx := context.Background()
-	c, err := mover.Dial(d.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.dial(t)
 	data := fill(4096, 77)
 	id, err := c.Write(ctx, data)
 	if err != nil {

@@ -1,8 +1,7 @@
 // Package plan turns two directory trees into the work a transfer must do.
 // It walks the source and the destination as sorted streams, diffs them with
 // a merge join (so memory does not grow with the size of the tree), and cuts
-// large files into chunks that a scheduler spreads over parallel streams
-// balanced by bytes.
+// large files into chunks.
 package plan
 
 import (

@@ -57,6 +57,11 @@ type Walker struct {
 	completed atomic.Uint64
 	seen      uint64 // completed at the last schedule
 	dirty     bool   // the stack changed since the last schedule
+
+	// hook, when set (by tests, before the first Next), runs before each
+	// directory is read and each symlink target is read, with op
+	// "readdir" or "readlink" and the path relative to the root.
+	hook func(op, rel string)
 }
 
 // prefetchEntries is the number of entries in listings read ahead beyond
@@ -92,14 +97,9 @@ type walkLevel struct {
 	li, si int // next link, next sub
 }
 
-// testHook, when set (by tests), runs before each directory is read and
-// each symlink target is read, with op "readdir" or "readlink" and the
-// path relative to the root.
-var testHook atomic.Pointer[func(op, rel string)]
-
-func hook(op, rel string) {
-	if f := testHook.Load(); f != nil {
-		(*f)(op, rel)
+func (w *Walker) runHook(op, rel string) {
+	if w.hook != nil {
+		w.hook(op, rel)
 	}
 }
 
@@ -130,7 +130,7 @@ func (w *Walker) rel(p string) string { return Join(w.top, p) }
 // consumer's goroutine or on a read-ahead one.
 func (w *Walker) read(rel string) listing {
 	p := w.rel(rel)
-	hook("readdir", p)
+	w.runHook("readdir", p)
 	infos, err := w.root.ReadDirN(p, w.slots)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -147,7 +147,7 @@ func (w *Walker) read(rel string) listing {
 		switch info.Type {
 		case fsroot.TypeSymlink:
 			lp := Join(p, info.Name)
-			hook("readlink", lp)
+			w.runHook("readlink", lp)
 			t, err := w.root.Readlink(lp)
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {

@@ -111,7 +111,12 @@ var parallelTrees = []struct {
 
 func walkN(t *testing.T, base, top string, checkers int, skip func(plan.Entry) bool) []plan.Entry {
 	t.Helper()
-	w := plan.NewWalkerN(openRoot(t, base), top, checkers)
+	return walkWalker(t, plan.NewWalkerN(openRoot(t, base), top, checkers), checkers, skip)
+}
+
+// walkWalker is walkN on a Walker made by the caller.
+func walkWalker(t *testing.T, w *plan.Walker, checkers int, skip func(plan.Entry) bool) []plan.Entry {
+	t.Helper()
 	ctx := context.Background()
 	var out []plan.Entry
 	for {
@@ -199,7 +204,8 @@ func TestWalkerParallelVanishing(t *testing.T) {
 			for _, n := range []int{1, 2, 8} {
 				base := t.TempDir()
 				buildTree(t, base, nodes)
-				restore := plan.SetWalkHook(func(op, rel string) {
+				w := plan.NewWalkerN(openRoot(t, base), "", n)
+				plan.SetWalkHook(w, func(op, rel string) {
 					if tc.vanish(op, rel) {
 						if err := os.RemoveAll(filepath.Join(base, rel)); err != nil {
 							t.Error(err)
@@ -207,8 +213,7 @@ func TestWalkerParallelVanishing(t *testing.T) {
 						removed.Add(1)
 					}
 				})
-				walks = append(walks, stripStat(walkN(t, base, "", n, nil)))
-				restore()
+				walks = append(walks, stripStat(walkWalker(t, w, n, nil)))
 			}
 			if removed.Load() == 0 {
 				t.Fatal("nothing vanished")
@@ -236,12 +241,12 @@ func TestWalkerParallelBounded(t *testing.T) {
 	buildTree(t, base, append(wideTree(400, 2), deepTree(40)...))
 	for _, checkers := range []int{2, 4, 8} {
 		var reads atomic.Int64
-		restore := plan.SetWalkHook(func(op, rel string) {
+		w := plan.NewWalkerN(openRoot(t, base), "", checkers)
+		plan.SetWalkHook(w, func(op, rel string) {
 			if op == "readdir" {
 				reads.Add(1)
 			}
 		})
-		w := plan.NewWalkerN(openRoot(t, base), "", checkers)
 		consumed := int64(1) // the top
 		maxAhead := int64(0)
 		for {
@@ -258,7 +263,6 @@ func TestWalkerParallelBounded(t *testing.T) {
 			time.Sleep(time.Microsecond) // let the read-ahead run ahead
 			maxAhead = max(maxAhead, reads.Load()-consumed)
 		}
-		restore()
 		if limit := int64(4 * checkers); maxAhead > limit {
 			t.Errorf("checkers %d: %d directories read ahead, want at most %d", checkers, maxAhead, limit)
 		}
@@ -275,14 +279,13 @@ func TestWalkerParallelCanceled(t *testing.T) {
 	buildTree(t, base, wideTree(50, 3))
 	release := make(chan struct{})
 	var once sync.Once
-	restore := plan.SetWalkHook(func(op, rel string) {
+	w := plan.NewWalkerN(openRoot(t, base), "", 4)
+	plan.SetWalkHook(w, func(op, rel string) {
 		if op == "readdir" && rel == "d0010" {
 			<-release // a directory that takes forever to read
 		}
 	})
-	defer restore()
 	defer once.Do(func() { close(release) })
-	w := plan.NewWalkerN(openRoot(t, base), "", 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
 	errc := make(chan error, 1)

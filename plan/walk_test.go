@@ -355,14 +355,14 @@ func TestWalkerUnreadableGoesOn(t *testing.T) {
 		if err := os.Symlink("a", filepath.Join(base, "l")); err != nil {
 			t.Fatal(err)
 		}
-		restore := plan.SetWalkHook(func(op, rel string) {
+		w := plan.NewWalkerN(openRoot(t, base), "", checkers)
+		plan.SetWalkHook(w, func(op, rel string) {
 			if (op == "readdir" && rel == "b") || (op == "readlink" && rel == "l") {
 				os.RemoveAll(filepath.Join(base, rel))
 				os.WriteFile(filepath.Join(base, rel), nil, 0o644) // ENOTDIR, EINVAL
 			}
 		})
-		got := walkAll(t, plan.NewWalkerN(openRoot(t, base), "", checkers))
-		restore()
+		got := walkAll(t, w)
 		var desc []string
 		for _, e := range got {
 			s := e.Path

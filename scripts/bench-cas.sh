@@ -29,36 +29,21 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/benchlib.sh
 source "$HERE/benchlib.sh"
-ROOT="$(cd "$HERE/.." && pwd)"
-XFER="${XFER:-$ROOT/bin/xfer}"
+bench_init bench-cas
 ROUNDS="${BENCH_ROUNDS:-3}"
 BENCHTIME="${BENCH_BENCHTIME:-2s}"
 CAS_MIB="${BENCH_CAS_MIB:-2048}"
-TMPBASE="${BENCH_TMP:-/dev/shm}"
 DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
 GOFLAGS_BENCH=(-tags rdma -ldflags=-checklinkname=0)
 
-die() {
-	printf 'bench-cas: FAILED: %s\n' "$*" >&2
-	exit 1
-}
-log() { printf 'bench-cas: %s\n' "$*" >&2; }
-
-[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
+need_xfer
 command -v go >/dev/null || die "go not found (the latency figures are Go benchmarks)"
 command -v b3sum >/dev/null || die "b3sum not installed (apt-get install b3sum)"
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+positive_int BENCH_ROUNDS "$ROUNDS"
 [[ "$CAS_MIB" =~ ^[0-9]+$ ]] || die "BENCH_CAS_MIB must be a number of MiB"
 
-BD="$(mktemp -d "$TMPBASE/xfer-bench-cas.XXXXXX")"
-RES="$BD/res"
-mkdir -p "$RES" "$BD/tmp"
-# shellcheck disable=SC2317 # run by the trap
-cleanup() { rm -rf "$BD"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-set -E
-trap 'printf "bench-cas: FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+bench_workdir xfer-bench-cas
+mkdir -p "$BD/tmp"
 
 
 # --- the Go benchmarks -----------------------------------------------------------
@@ -171,13 +156,7 @@ table() {
 	for r in "${ROWS[@]}"; do echo "| ${r//|/ | } |"; done
 }
 
-raw() {
-	local f
-	for f in "$RES"/*.p50 "$RES"/*.cpu "$RES"/*.t; do
-		[[ -e "$f" ]] || continue
-		printf '%-22s %s\n' "$(basename "$f")" "$(paste -sd' ' "$f")"
-	done
-}
+raw() { raw_values 22 "" "$RES"/*.p50 "$RES"/*.cpu "$RES"/*.t; }
 
 machine() {
 	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | awk 'NR == 1')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; load average at start $LOAD0"
@@ -225,22 +204,7 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		echo
 	} >"$RES/record.md"
 	[[ -f "$DOC" ]] || printf '# Benchmarks\n' >"$DOC"
-	# At the end of the section (before the next level-2 heading), creating
-	# the section at the end of the file if there is none.
-	awk -v sect="$sect" -v rec="$RES/record.md" '
-		function dump(   l) {
-			if (!blank) print ""
-			if (!found) { print sect; print "" }
-			while ((getline l < rec) > 0) print l
-			done = 1
-		}
-		$0 == sect { in_sect = 1; found = 1 }
-		in_sect && /^## / && $0 != sect && !done { dump(); in_sect = 0 }
-		{ print; blank = ($0 == "") }
-		END { if (!done) dump() }
-	' "$DOC" >"$RES/doc.new"
-	cat "$RES/doc.new" >"$DOC"
-	log "recorded in $DOC"
+	record_in_section "$DOC" "$sect" "$RES/record.md"
 fi
 
 if ((MISSES > 0)) && [[ "${BENCH_STRICT:-0}" == 1 ]]; then

@@ -16,31 +16,23 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/benchlib.sh
 source "$HERE/benchlib.sh"
-ROOT="$(cd "$HERE/.." && pwd)"
-XFER="${XFER:-$ROOT/bin/xfer}"
+bench_init bench-cluster
 RUNS="${BENCH_RUNS:-5}"
 NFILES="${BENCH_CLUSTER_FILES:-32}"
 MIB="${BENCH_CLUSTER_MIB:-32}"
 NSMALL="${BENCH_CLUSTER_SMALL:-2000}"
-TMPBASE="${BENCH_TMP:-/dev/shm}"
+need_xfer
 
-die() {
-	printf 'bench-cluster: FAILED: %s\n' "$*" >&2
-	exit 1
-}
-log() { printf 'bench-cluster: %s\n' "$*" >&2; }
-[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
-
-BD="$(mktemp -d "$TMPBASE/xfer-bench-cluster.XXXXXX")"
 PIDS=()
+# cleanup: benchlib.sh's, for the agents of PIDS.
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$BD"
 }
-trap cleanup EXIT
+bench_workdir xfer-bench-cluster
 
-mkdir -p "$BD/A/t" "$BD/B" "$BD/res"
+mkdir -p "$BD/A/t" "$BD/B"
 log "data: $NFILES x $MIB MiB + $NSMALL x 4 KiB in $BD/A/t"
 for i in $(seq 1 "$NFILES"); do
 	head -c "$((MIB << 20))" /dev/urandom >"$BD/A/t/large-$i.bin"

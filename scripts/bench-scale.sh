@@ -36,86 +36,44 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
 # shellcheck source=scripts/lib.sh
 source "$HERE/lib.sh"
 # shellcheck source=scripts/benchlib.sh
 source "$HERE/benchlib.sh"
+bench_init bench-scale
 
-XFER="${XFER:-$ROOT/bin/xfer}"
 RUNS="${BENCH_RUNS:-3}"
 WARMUP="${BENCH_WARMUP:-1}"
 SCENARIOS="${BENCH_SCALE_SCENARIOS:-nochange small delta}"
 NFILES="${BENCH_SCALE_FILES:-1000000}"
 NSMALL="${BENCH_SCALE_SMALL_FILES:-100000}"
 BIG_MIB="${BENCH_SCALE_BIG_MIB:-1024}"
-TMPBASE="${BENCH_TMP:-/dev/shm}"
 TIMEOUT="${BENCH_TIMEOUT:-900}"
-read -r -a XFER_FLAGS_A <<<"${XFER_FLAGS:-}"
-read -r -a SERVE_FLAGS_A <<<"${XFER_SERVE_FLAGS:-}"
+xfer_flags
 GROWTH_LIMIT=300 # bytes of RSS per file (issue 6: "a few hundred")
 GNU_TIME=/usr/bin/time
 
-die() {
-	printf 'bench-scale: FAILED: %s\n' "$*" >&2
-	exit 1
-}
-log() { printf 'bench-scale: %s\n' "$*" >&2; }
-
-[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
+need_xfer
 command -v rsync >/dev/null || die "rsync not installed (make deps)"
 command -v go >/dev/null || die "go not installed (needed to build internal/gentree)"
 [[ -x "$GNU_TIME" ]] || die "GNU time not installed at $GNU_TIME (make deps)"
-[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+positive_int BENCH_RUNS "$RUNS"
 for v in NFILES NSMALL BIG_MIB; do
-	[[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
+	positive_int "$v" "${!v}"
 done
 if command -v b3sum >/dev/null; then REFHASH=(b3sum); else REFHASH=("$XFER" hash); fi
 
-BD="$(mktemp -d "$TMPBASE/xfer-bench-scale.XXXXXX")"
-DATA="$BD/data" # sources
-DST="$BD/dst"   # root of the xfer serve under test and path of the rsync module
-RES="$BD/res"   # timings, RSS, logs
-mkdir -p "$DATA" "$DST" "$RES"
 XS_PID=""
 RS_PID=""
-cleanup() {
-	stop_pid "$XS_PID"
-	stop_pid "$RS_PID"
-	rm -rf "$BD"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-set -E
-trap 'printf "bench-scale: FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+bench_workdir xfer-bench-scale # BD, and RES for timings, RSS, logs
+DATA="$BD/data"                # sources
+DST="$BD/dst"                  # root of the xfer serve under test and path of the rsync module
+mkdir -p "$DATA" "$DST"
 
 GENTREE="$BD/gentree"
 (cd "$ROOT" && go build -o "$GENTREE" ./internal/gentree) || die "building internal/gentree"
 
-# --- measuring (as in bench.sh) ------------------------------------------------------
-
-ROUND=0 # 0 = warm-up (not recorded), 1..RUNS = measured
-
-# measure SERIES OUT CMD...: runs CMD under GNU time and timeout; records wall
-# seconds in $RES/SERIES.t and peak RSS (KiB) in $RES/SERIES.rss.
-measure() {
-	local series="$1" out="$2" t0 t1 rc=0
-	shift 2
-	t0=$EPOCHREALTIME
-	"$GNU_TIME" -f %M -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
-	t1=$EPOCHREALTIME
-	if ((rc != 0)); then
-		tail -n 20 "$out.err" >&2
-		grep -E '"event": ?"error"' "$out" | tail -n 5 >&2 || true # xfer --json reports errors on stdout
-		die "$series: '$*' exited $rc"
-	fi
-	((ROUND == 0)) && return 0
-	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$RES/$series.t"
-	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
-}
-
-
-
+ROUND=0 # 0 = warm-up (not recorded), 1..RUNS = measured (measure: benchlib.sh)
 
 # --- results -------------------------------------------------------------------------
 
@@ -177,30 +135,12 @@ render() {
 	done
 }
 
-raw_times() {
-	local f
-	for f in "$RES"/*.t "$RES"/*.rss "$RES"/*.bytes; do
-		[[ -f "$f" ]] || continue
-		printf '%-28s %s\n' "$(basename "$f")" "$(tr '\n' ' ' <"$f")"
-	done
-}
+raw_times() { raw_values 28 "" "$RES"/*.t "$RES"/*.rss "$RES"/*.bytes; }
 
 # --- peers ------------------------------------------------------------------------------
 
 
 RSURL() { echo "rsync://127.0.0.1:$RS_PORT/bench/$1"; }
-
-# A fresh `xfer serve` per measured run, so its VmHWM covers that run only.
-xserve_up() {
-	xfer_serve_start "$DST" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
-}
-xserve_down() {
-	record "$1" "$(vm_hwm "$XS_PID")"
-	stop_pid "$XS_PID"
-	XS_PID=""
-}
-
-XF=(--json "${XFER_FLAGS_A[@]+"${XFER_FLAGS_A[@]}"}")
 
 # xfer_moved OUT WANT: the summary of the last xfer run says WANT files moved.
 xfer_moved() {
@@ -209,17 +149,6 @@ xfer_moved() {
 	[[ -n "$moved" ]] || die "no summary line in xfer --json output ($1)"
 	[[ "$moved" == "$2" ]] || die "xfer transferred $moved files, want $2 ($1)"
 	[[ "$(summary_field "$1" errors)" == 0 ]] || die "xfer reported errors ($1)"
-}
-
-# verify_tree SRC DST WHAT: DST holds exactly SRC's files with equal BLAKE3
-# (nothing of xfer's stays in a destination).
-verify_tree() {
-	hash_tree "$1" "${REFHASH[@]}" >"$RES/src.b3" || true
-	hash_tree "$2" "${REFHASH[@]}" >"$RES/dst.b3" || true
-	cmp -s "$RES/src.b3" "$RES/dst.b3" || {
-		diff "$RES/src.b3" "$RES/dst.b3" | head -n 10 >&2 || true
-		die "$3: destination differs from source"
-	}
 }
 
 # need_space MIB INODES: fails when TMPBASE lacks them.
@@ -239,11 +168,11 @@ nochange_run() {
 	local out="$RES/out"
 	case "$1" in
 	xfer)
-		xserve_up
+		xserve_up "$DST"
 		measure nc.xfer "$out" "$XFER" sync "$DATA/nc" "xfer://$XS_ADDR/nc" "${XF[@]}"
 		xfer_moved "$out" 0
 		xserve_down nc.serve.rss
-		xserve_up
+		xserve_up "$DST"
 		measure nc.xfer_part "$out" "$XFER" sync "$DATA/nc/$NC_PART" "xfer://$XS_ADDR/nc/$NC_PART" "${XF[@]}"
 		xfer_moved "$out" 0
 		xserve_down nc.serve_part.rss
@@ -294,7 +223,7 @@ small_run() {
 	case "$1" in
 	xfer)
 		rm -rf "${DST:?}/small"
-		xserve_up
+		xserve_up "$DST"
 		measure small.xfer "$out" "$XFER" copy "$DATA/small" "xfer://$XS_ADDR/small" "${XF[@]}"
 		xfer_moved "$out" "$NSMALL"
 		xserve_down small.serve.rss
@@ -303,7 +232,7 @@ small_run() {
 		;;
 	xfer-noverify) # what the end-to-end BLAKE3 (hashed on both sides) costs
 		rm -rf "${DST:?}/small"
-		xserve_up
+		xserve_up "$DST"
 		measure small.xfer_noverify "$out" "$XFER" copy "$DATA/small" "xfer://$XS_ADDR/small" --verify none "${XF[@]}"
 		xfer_moved "$out" "$NSMALL"
 		xserve_down small.serve_noverify.rss
@@ -354,7 +283,7 @@ delta_run() {
 	local out="$RES/out" sent
 	case "$1" in
 	xfer)
-		xserve_up
+		xserve_up "$DST"
 		measure delta.xfer "$out" "$XFER" sync "$DATA/delta" "xfer://$XS_ADDR/delta" "${XF[@]}"
 		xfer_moved "$out" 1
 		xserve_down delta.serve.rss
@@ -416,12 +345,8 @@ MACHINE="$(machine)"
 echo "$MACHINE"
 rsync_daemon_start "$DST"
 log "rsync daemon on 127.0.0.1:$RS_PORT, module bench -> $DST"
-START=$EPOCHREALTIME
-for s in $SCENARIOS; do
-	declare -F "scenario_$s" >/dev/null || die "unknown scenario '$s'"
-	"scenario_$s"
-done
-ELAPSED="$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')"
+# shellcheck disable=SC2086 # a list of names
+run_scenarios $SCENARIOS
 note "ratio = rsync median / xfer median; paired = median of the per-round ratios"
 
 echo

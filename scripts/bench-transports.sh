@@ -33,49 +33,36 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
 # shellcheck source=scripts/lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=scripts/benchlib.sh
+source "$HERE/benchlib.sh"
+bench_init bench-transports
 
-XFER="${XFER:-$ROOT/bin/xfer}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 DUR="${BENCH_DURATION:-5}"
 STREAMS="${BENCH_STREAMS:-1}"
 COPY_MIB="${BENCH_COPY_MIB:-2048}"
-TMPBASE="${BENCH_TMP:-/dev/shm}"
 PROTOS="${BENCH_PROTOS:-tcp tcp-zc uring rdma}"
 read -r -a COPY_FLAGS <<<"${XFER_COPY_FLAGS:-}"
 export UCX_TLS="${UCX_TLS:-tcp}" UCX_NET_DEVICES="${UCX_NET_DEVICES:-lo}"
 DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
 TIMEOUT=$((DUR * 6 + 120))
 
-die() {
-	printf 'bench-transports: FAILED: %s\n' "$*" >&2
-	exit 1
-}
-log() { printf 'bench-transports: %s\n' "$*" >&2; }
-
-[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+need_xfer
+positive_int BENCH_ROUNDS "$ROUNDS"
 [[ "$DUR" =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be a positive number of seconds"
 command -v iperf3 >/dev/null || die "iperf3 not installed (make deps)"
 HAVE_UCX=1
 command -v ucx_perftest >/dev/null || HAVE_UCX=0
 
-BD="$(mktemp -d "$TMPBASE/xfer-tbench.XXXXXX")"
-RES="$BD/res"
-mkdir -p "$RES" "$BD/root" "$BD/src"
 XS_PID=""
 PEER_PID=""
-cleanup() {
-	stop_pid "$PEER_PID"
-	stop_pid "$XS_PID"
-	rm -rf "$BD"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir xfer-tbench
+mkdir -p "$BD/root" "$BD/src"
 
 NOTES=()
+# note: benchlib.sh's, and logged as it is taken.
 note() {
 	NOTES+=("$*")
 	log "note: $*"
@@ -233,7 +220,8 @@ if ((COPY_MIB > 0)); then
 fi
 ((HAVE_UCX)) || note "ucx_perftest not installed (ucx-utils): rdma has no reference"
 
-measure() {
+# run_one MEASUREMENT: one measurement of MEAS.
+run_one() {
 	local m="$1" kind a b
 	IFS=: read -r kind a b <<<"$m"
 	case "$kind" in
@@ -261,7 +249,7 @@ log "xfer serve on $XS_ADDR; ${#MEAS[@]} measurements x $ROUNDS rounds, ${DUR}s 
 n=${#MEAS[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
 	for ((k = 0; k < n; k++)); do
-		measure "${MEAS[$(((r * 7 + k) % n))]}"
+		run_one "${MEAS[$(((r * 7 + k) % n))]}"
 	done
 	log "round $r/$ROUNDS done"
 done
@@ -270,13 +258,6 @@ XS_PID=""
 
 # --- report ------------------------------------------------------------------------------
 
-median() {
-	[[ -s "$1" ]] || {
-		echo nan
-		return
-	}
-	LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'
-}
 med() { median "$RES/$1.v"; }
 # paired A B: median over rounds of A/B (steadier when the machine drifts).
 paired() {
@@ -379,13 +360,7 @@ render_detail() { # text|md: medians of every xfer bench series
 	done
 }
 
-raw() {
-	local f
-	for f in "$RES"/*.gbit.v "$RES"/small_*.msgs.v; do
-		[[ -e "$f" ]] || continue
-		printf '%-26s %s\n' "$(basename "$f" .v)" "$(tr '\n' ' ' <"$f")"
-	done
-}
+raw() { raw_values 26 .v "$RES"/*.gbit.v "$RES"/small_*.msgs.v; }
 
 COMMANDS="$(
 	cat <<-EOF
@@ -434,21 +409,7 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		echo '```'
 		echo
 	} >"$RES/record.md"
-	# Before the next level-2 heading after the section (it is preceded by a
-	# blank line already), else at the end of the file.
-	awk -v sect="$sect" -v rec="$RES/record.md" '
-		function dump(   l) {
-			if (!blank) print ""
-			while ((getline l < rec) > 0) print l
-			done = 1
-		}
-		$0 == sect { in_sect = 1 }
-		in_sect && /^## / && $0 != sect && !done { dump(); in_sect = 0 }
-		{ print; blank = ($0 == "") }
-		END { if (!done) dump() }
-	' "$DOC" >"$RES/doc.new"
-	cat "$RES/doc.new" >"$DOC"
-	log "recorded in $DOC"
+	record_in_section "$DOC" "$sect" "$RES/record.md"
 fi
 
 if ((MISSES > 0)); then

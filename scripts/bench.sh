@@ -33,13 +33,12 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
 # shellcheck source=scripts/lib.sh
 source "$HERE/lib.sh"
 # shellcheck source=scripts/benchlib.sh
 source "$HERE/benchlib.sh"
+bench_init bench
 
-XFER="${XFER:-$ROOT/bin/xfer}"
 RUNS="${BENCH_RUNS:-5}"
 WARMUP="${BENCH_WARMUP:-1}"
 SCENARIOS="${BENCH_SCENARIOS:-big small hash}"
@@ -47,23 +46,15 @@ BIG_MIB="${BENCH_BIG_MIB:-2048}"
 SMALL_FILES="${BENCH_SMALL_FILES:-10000}"
 SMALL_DIRS="${BENCH_SMALL_DIRS:-100}"
 SMALL_SIZE=4096
-TMPBASE="${BENCH_TMP:-/dev/shm}"
 TIMEOUT="${BENCH_TIMEOUT:-600}"
-read -r -a XFER_FLAGS_A <<<"${XFER_FLAGS:-}"
-read -r -a SERVE_FLAGS_A <<<"${XFER_SERVE_FLAGS:-}"
+xfer_flags
 RSS_LIMIT_MIB=100
 GNU_TIME=/usr/bin/time
 
-die() {
-	printf 'bench: FAILED: %s\n' "$*" >&2
-	exit 1
-}
-log() { printf 'bench: %s\n' "$*" >&2; }
-
-[[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"
+need_xfer
 command -v rsync >/dev/null || die "rsync not installed (make deps)"
 [[ -x "$GNU_TIME" ]] || die "GNU time not installed at $GNU_TIME (make deps)"
-[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+positive_int BENCH_RUNS "$RUNS"
 if command -v b3sum >/dev/null; then
 	REFHASH=(b3sum)
 	REFHASH_NAME="b3sum $(b3sum --version | awk '{print $2}')"
@@ -72,49 +63,16 @@ else
 	REFHASH_NAME="xfer hash (b3sum not installed)"
 fi
 
-BD="$(mktemp -d "$TMPBASE/xfer-bench.XXXXXX")"
-DATA="$BD/data"   # sources, made once
-XROOT="$BD/xroot" # root of the xfer serve under test
-RROOT="$BD/rroot" # path of the rsync daemon module
-CROOT="$BD/croot" # cp destination
-RES="$BD/res"     # timings, RSS, logs
-mkdir -p "$DATA" "$XROOT" "$RROOT" "$CROOT" "$RES"
 XS_PID=""
 RS_PID=""
-cleanup() {
-	stop_pid "$XS_PID"
-	stop_pid "$RS_PID"
-	rm -rf "$BD"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-set -E
-trap 'printf "bench: FAILED at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+bench_workdir xfer-bench # BD, and RES for timings, RSS, logs
+DATA="$BD/data"          # sources, made once
+XROOT="$BD/xroot"        # root of the xfer serve under test
+RROOT="$BD/rroot"        # path of the rsync daemon module
+CROOT="$BD/croot"        # cp destination
+mkdir -p "$DATA" "$XROOT" "$RROOT" "$CROOT"
 
-# --- measuring -----------------------------------------------------------------
-
-ROUND=0 # 0 = warm-up (not recorded), 1..RUNS = measured
-
-# measure SERIES OUT CMD...: runs CMD (stdout to OUT, stderr to OUT.err) under
-# GNU time and timeout; records wall seconds in $RES/SERIES.t and the peak RSS
-# (KiB, max over the process and its reaped children) in $RES/SERIES.rss.
-measure() {
-	local series="$1" out="$2" t0 t1 rc=0
-	shift 2
-	t0=$EPOCHREALTIME
-	"$GNU_TIME" -f %M -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
-	t1=$EPOCHREALTIME
-	if ((rc != 0)); then
-		tail -n 20 "$out.err" >&2
-		die "$series: '$*' exited $rc"
-	fi
-	((ROUND == 0)) && return 0
-	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$RES/$series.t"
-	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
-}
-
-
-
+ROUND=0 # 0 = warm-up (not recorded), 1..RUNS = measured (measure: benchlib.sh)
 
 
 # --- results ---------------------------------------------------------------------
@@ -188,27 +146,13 @@ render() { # render text|md
 	done
 }
 
-raw_times() {
-	local f
-	for f in "$RES"/*.t; do
-		printf '%-22s %s\n' "$(basename "$f" .t)" "$(tr '\n' ' ' <"$f")"
-	done
-}
+raw_times() { raw_values 22 .t "$RES"/*.t; }
 
 # --- peers -------------------------------------------------------------------------
 
 
-# xserve_up / xserve_down: a fresh `xfer serve` for one measured run, so its
-# VmHWM covers that run only; xserve_down records it in SERIES.
-xserve_up() {
-	rm -rf "$XROOT"
-	xfer_serve_start "$XROOT" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
-}
-xserve_down() {
-	record "$1" "$(vm_hwm "$XS_PID")"
-	stop_pid "$XS_PID"
-	XS_PID=""
-}
+# xserve_up / xserve_down (benchlib.sh): a fresh `xfer serve` of an empty
+# $XROOT for each measured run.
 
 # xfer_check OUT: notes the transport from the summary of the last xfer run.
 XPROTO=""
@@ -219,18 +163,22 @@ xfer_check() {
 	XPROTO="$p"
 }
 
-# verify_tree SRC DST WHAT: DST holds exactly SRC's files with equal BLAKE3.
-verify_tree() {
-	hash_tree "$1" "${REFHASH[@]}" >"$RES/src.b3"
-	hash_tree "$2" "${REFHASH[@]}" >"$RES/dst.b3"
-	cmp -s "$RES/src.b3" "$RES/dst.b3" || {
-		diff "$RES/src.b3" "$RES/dst.b3" | head -n 10 >&2
-		die "$3: destination differs from source"
-	}
+# xfer_copy NAME SRC: a fresh xfer serve of an empty $XROOT and an xfer
+# copy of SRC to its NAME (series NAME.xfer); the server keeps running.
+xfer_copy() {
+	rm -rf "$XROOT"
+	xserve_up "$XROOT"
+	measure "$1.xfer" "$RES/out" "$XFER" copy "$2" "xfer://$XS_ADDR/$1" "${XF[@]}"
+	xfer_check "$RES/out"
 }
 
-# Flags of every timed xfer copy/sync: --json for the summary, then XFER_FLAGS.
-XF=(--json "${XFER_FLAGS_A[@]+"${XFER_FLAGS_A[@]}"}")
+# rsync_copy NAME SRC: a fresh rsync -a of SRC to the daemon's NAME (series
+# NAME.rsync), verified in the warm-up round.
+rsync_copy() {
+	rm -rf "${RROOT:?}/$1"
+	measure "$1.rsync" "$RES/out" rsync -a "$2/" "rsync://127.0.0.1:$RS_PORT/bench/$1/"
+	if ((ROUND == 0)); then verify_tree "$2" "$RROOT/$1" "rsync ($1)"; fi
+}
 
 # --- scenario a: one big file --------------------------------------------------------
 
@@ -238,17 +186,13 @@ big_run() {
 	local src="$DATA/big" out="$RES/out"
 	case "$1" in
 	xfer)
-		xserve_up
-		measure big.xfer "$out" "$XFER" copy "$src" "xfer://$XS_ADDR/big" "${XF[@]}"
-		xfer_check "$out"
+		xfer_copy big "$src"
 		xserve_down big.serve.rss
 		if ((ROUND == 0)); then verify_tree "$src" "$XROOT/big" "xfer copy (big)"; fi
 		rm -rf "$XROOT"
 		;;
 	rsync)
-		rm -rf "${RROOT:?}/big"
-		measure big.rsync "$out" rsync -a "$src/" "rsync://127.0.0.1:$RS_PORT/bench/big/"
-		if ((ROUND == 0)); then verify_tree "$src" "$RROOT/big" "rsync (big)"; fi
+		rsync_copy big "$src"
 		rm -rf "${RROOT:?}/big"
 		;;
 	cp)
@@ -321,9 +265,7 @@ small_run() {
 	local src="$DATA/small" out="$RES/out"
 	case "$1" in
 	xfer)
-		xserve_up
-		measure small.xfer "$out" "$XFER" copy "$src" "xfer://$XS_ADDR/small" "${XF[@]}"
-		xfer_check "$out"
+		xfer_copy small "$src"
 		if ((ROUND == 0)); then verify_tree "$src" "$XROOT/small" "xfer copy (small)"; fi
 		measure small.xfer_nochange "$out" "$XFER" sync "$src" "xfer://$XS_ADDR/small" "${XF[@]}"
 		xfer_check "$out"
@@ -337,9 +279,7 @@ small_run() {
 		rm -rf "$XROOT"
 		;;
 	rsync)
-		rm -rf "${RROOT:?}/small"
-		measure small.rsync "$out" rsync -a "$src/" "rsync://127.0.0.1:$RS_PORT/bench/small/"
-		if ((ROUND == 0)); then verify_tree "$src" "$RROOT/small" "rsync (small)"; fi
+		rsync_copy small "$src"
 		measure small.rsync_nochange "$out" rsync -a "$src/" "rsync://127.0.0.1:$RS_PORT/bench/small/"
 		rm -rf "${RROOT:?}/small"
 		;;
@@ -391,12 +331,8 @@ MACHINE="$(machine)"
 echo "$MACHINE"
 rsync_daemon_start "$RROOT"
 log "rsync daemon on 127.0.0.1:$RS_PORT, module bench -> $RROOT"
-START=$EPOCHREALTIME
-for s in $SCENARIOS; do
-	declare -F "scenario_$s" >/dev/null || die "unknown scenario '$s'"
-	"scenario_$s"
-done
-ELAPSED="$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')"
+# shellcheck disable=SC2086 # a list of names
+run_scenarios $SCENARIOS
 [[ -n "$XPROTO" ]] && note "xfer transport: $XPROTO"
 note "ratio = ratio of medians; paired = median of the per-round ratios; MB/s = 10^6 bytes/s of source data"
 

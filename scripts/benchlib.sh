@@ -1,7 +1,154 @@
 # shellcheck shell=bash
-# benchlib.sh: helpers the benchmark scripts share (sourced after lib.sh, not
-# run). They use the caller's globals: BD and RES (work and result
-# directories), RUNS and WARMUP (rounds), ROUND, NOTES, and die/log.
+# benchlib.sh: helpers the benchmark scripts share (sourced, not run; after
+# lib.sh in scripts that start servers). They use the caller's globals: BD
+# and RES (work and result directories), RUNS and WARMUP (rounds), ROUND,
+# NOTES, GNU_TIME and TIMEOUT (measure), REFHASH (verify_tree).
+
+# bench_init NAME: what every benchmark script starts with. Sets ROOT (the
+# repository), XFER (default bin/xfer there), TMPBASE (BENCH_TMP, default
+# /dev/shm: where data and destinations live); die and log print
+# "NAME: ..." on stderr, and a command that fails stops the run with
+# "NAME: FAILED at line N: COMMAND" (set -E: inside functions too).
+bench_init() {
+	BENCH_NAME="$1"
+	ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+	XFER="${XFER:-$ROOT/bin/xfer}"
+	TMPBASE="${BENCH_TMP:-/dev/shm}"
+	set -E
+	trap 'printf "%s: FAILED at line %s: %s\n" "$BENCH_NAME" "$LINENO" "$BASH_COMMAND" >&2' ERR
+}
+
+die() {
+	printf '%s: FAILED: %s\n' "$BENCH_NAME" "$*" >&2
+	exit 1
+}
+log() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
+
+# need_xfer: stops unless $XFER is an executable.
+need_xfer() { [[ -x "$XFER" ]] || die "no xfer binary at $XFER (run make build)"; }
+
+# positive_int NAME VALUE: stops unless VALUE is a whole number above 0.
+positive_int() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
+
+# bench_workdir NAME: makes the run's work directory BD ($TMPBASE/NAME.XXXXXX)
+# and its results directory RES ($BD/res), and runs cleanup on exit, also on
+# SIGINT and SIGTERM (exit 130).
+bench_workdir() {
+	BD="$(mktemp -d "$TMPBASE/$1.XXXXXX")"
+	RES="$BD/res"
+	mkdir -p "$RES"
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+# cleanup: stops the servers the run started (XS_PID, RS_PID, PEER_PID, with
+# lib.sh's stop_pid) and removes BD. A script that starts others defines
+# its own.
+cleanup() {
+	local p
+	for p in "${XS_PID:-}" "${RS_PID:-}" "${PEER_PID:-}"; do
+		if [[ -n "$p" ]]; then stop_pid "$p"; fi
+	done
+	rm -rf "$BD"
+}
+
+# xfer_flags: XF, the flags of every timed xfer copy/sync (--json for the
+# summary, then XFER_FLAGS), and SERVE_FLAGS_A, the extra flags of xfer
+# serve (XFER_SERVE_FLAGS).
+xfer_flags() {
+	local extra=()
+	read -r -a extra <<<"${XFER_FLAGS:-}"
+	# shellcheck disable=SC2034 # for the caller
+	XF=(--json "${extra[@]+"${extra[@]}"}")
+	read -r -a SERVE_FLAGS_A <<<"${XFER_SERVE_FLAGS:-}"
+}
+
+# measure SERIES OUT CMD...: runs CMD (stdout to OUT, stderr to OUT.err) under
+# GNU time ($GNU_TIME) and timeout ($TIMEOUT seconds); outside the warm-up
+# round records wall seconds in $RES/SERIES.t and the peak RSS (KiB, max over
+# the process and its reaped children) in $RES/SERIES.rss.
+measure() {
+	local series="$1" out="$2" t0 t1 rc=0
+	shift 2
+	t0=$EPOCHREALTIME
+	"$GNU_TIME" -f %M -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
+	t1=$EPOCHREALTIME
+	if ((rc != 0)); then
+		tail -n 20 "$out.err" >&2
+		grep -E '"event": ?"error"' "$out" | tail -n 5 >&2 || true # xfer --json reports errors on stdout
+		die "$series: '$*' exited $rc"
+	fi
+	((ROUND == 0)) && return 0
+	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$RES/$series.t"
+	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
+}
+
+# xserve_up ROOT / xserve_down SERIES: a fresh `xfer serve` of ROOT (with
+# SERVE_FLAGS_A) for one measured run, so that its VmHWM, which xserve_down
+# records in SERIES, covers that run only.
+xserve_up() {
+	xfer_serve_start "$1" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
+}
+xserve_down() {
+	record "$1" "$(vm_hwm "$XS_PID")"
+	stop_pid "$XS_PID"
+	XS_PID=""
+}
+
+# verify_tree SRC DST WHAT: DST holds exactly SRC's files with equal BLAKE3
+# (by ${REFHASH[@]}; nothing of xfer's stays in a destination).
+verify_tree() {
+	hash_tree "$1" "${REFHASH[@]}" >"$RES/src.b3" || true
+	hash_tree "$2" "${REFHASH[@]}" >"$RES/dst.b3" || true
+	cmp -s "$RES/src.b3" "$RES/dst.b3" || {
+		diff "$RES/src.b3" "$RES/dst.b3" | head -n 10 >&2 || true
+		die "$3: destination differs from source"
+	}
+}
+
+# run_scenarios NAME...: scenario_NAME for each NAME, in order; ELAPSED is
+# the seconds they took in all.
+run_scenarios() {
+	local s start=$EPOCHREALTIME
+	for s in "$@"; do
+		declare -F "scenario_$s" >/dev/null || die "unknown scenario '$s'"
+		"scenario_$s"
+	done
+	# shellcheck disable=SC2034 # for the caller
+	ELAPSED="$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')"
+}
+
+# raw_values WIDTH EXT FILE...: for each FILE there is, a line with its name
+# (without EXT), padded to WIDTH, and its values (one a line in FILE).
+raw_values() {
+	local width="$1" ext="$2" f
+	shift 2
+	for f in "$@"; do
+		[[ -f "$f" ]] || continue
+		printf '%-*s %s\n' "$width" "$(basename "$f" "$ext")" "$(paste -sd' ' "$f")"
+	done
+}
+
+# record_in_section DOC SECT REC: puts the file REC at the end of the
+# section SECT of DOC (before the next level-2 heading), creating the
+# section at the end of DOC when it has none.
+record_in_section() {
+	local doc="$1" sect="$2" rec="$3"
+	awk -v sect="$sect" -v rec="$rec" '
+		function dump(   l) {
+			if (!blank) print ""
+			if (!found) { print sect; print "" }
+			while ((getline l < rec) > 0) print l
+			done = 1
+		}
+		$0 == sect { in_sect = 1; found = 1 }
+		in_sect && /^## / && $0 != sect && !done { dump(); in_sect = 0 }
+		{ print; blank = ($0 == "") }
+		END { if (!done) dump() }
+	' "$doc" >"$RES/doc.new"
+	cat "$RES/doc.new" >"$doc"
+	log "recorded in $doc"
+}
 
 # record SERIES VALUE: appends a value measured some other way (e.g. VmHWM).
 record() { ((ROUND == 0)) || echo "$2" >>"$RES/$1"; }
@@ -23,7 +170,15 @@ for_runs() {
 	ROUND=0
 }
 
-median() { LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR==0){print "nan"} else if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'; }
+# median FILE: the median of the numbers in FILE, one a line; nan when there
+# are none (or no FILE).
+median() {
+	[[ -s "$1" ]] || {
+		echo nan
+		return
+	}
+	LC_ALL=C sort -g "$1" | awk '{v[NR]=$1} END{if(NR%2){print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'
+}
 
 maxof() { LC_ALL=C sort -g "$1" | tail -n1; }
 

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
 )
@@ -15,22 +17,22 @@ import (
 // batchPayload is a batch of n files of size bytes spread over dirs
 // directories, verified when verify is set.
 func batchPayload(n, size, dirs int, verify bool, mode uint32) []byte {
-	e := enc{}
+	e := wire.Enc{}
 	if verify {
-		e.u8(1)
+		e.U8(1)
 	} else {
-		e.u8(0)
+		e.U8(0)
 	}
 	for i := range n {
 		data := make([]byte, size)
 		for j := range data {
 			data[j] = byte(i + j*7)
 		}
-		sf := smallFile{path: fmt.Sprintf("d%d/f%d", i%dirs, i), mode: mode, mtimeNs: 1_600_000_000_123_456_789, data: data}
-		sf.digest = hashtree.Sum(data)
-		appendSmall(&e, &sf)
+		sf := wire.SmallFile{Path: fmt.Sprintf("d%d/f%d", i%dirs, i), Mode: mode, MtimeNs: 1_600_000_000_123_456_789, Data: data}
+		sf.Digest = hashtree.Sum(data)
+		wire.AppendSmall(&e, &sf)
 	}
-	return e.b
+	return e.Buf
 }
 
 // BenchmarkWriteBatch: the receiver's side of a copy of small files (new
@@ -96,16 +98,16 @@ func TestWriteBatchModes(t *testing.T) {
 	r := newReceiver(root, false, false, "")
 	modes := []uint32{0o644, 0o600, 0o444, 0o777, 0o4755, 0o1777, 0o2750, 0o000, 0o666}
 	for round := range 3 { // new files, then updates over them, then new again
-		e := enc{}
-		e.u8(1)
+		e := wire.Enc{}
+		e.U8(1)
 		for i, m := range modes {
 			data := []byte(fmt.Sprintf("round %d file %d", round, i))
-			sf := smallFile{path: fmt.Sprintf("d%d/f%d", i%2, i), mode: m, mtimeNs: int64(1_600_000_000_000_000_000 + i*1001 + round), data: data}
-			sf.digest = hashtree.Sum(data)
-			appendSmall(&e, &sf)
+			sf := wire.SmallFile{Path: fmt.Sprintf("d%d/f%d", i%2, i), Mode: m, MtimeNs: int64(1_600_000_000_000_000_000 + i*1001 + round), Data: data}
+			sf.Digest = hashtree.Sum(data)
+			wire.AppendSmall(&e, &sf)
 		}
 		r.updating.Store(round == 2) // named partial files too
-		errs, err := r.writeBatch(e.b, len(modes), true)
+		errs, err := r.writeBatch(e.Buf, len(modes), true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/progress"
 )
@@ -65,8 +69,8 @@ func (c *clusterSide) at(i int) Endpoint {
 // cluster is the state of one cluster transfer.
 type cluster struct {
 	src, dst *clusterSide
-	opt      Options
-	dial     DialOptions
+	opt      wire.Options
+	dial     session.DialOptions
 	sink     progress.Sink
 
 	mu     sync.Mutex
@@ -77,7 +81,7 @@ type cluster struct {
 	prog []progress.Event
 }
 
-func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, dial: dial, sink: sink,
 		agents: map[string]progress.AgentStats{}}
 	for _, side := range []*clusterSide{c.src, c.dst} {
@@ -88,8 +92,8 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt Options, dial DialOp
 		}
 	}
 	n := max(len(c.src.agents), len(c.dst.agents))
-	if n > MaxShards {
-		return exitcode.Usagef("%d agents: at most %d pairs per transfer", n, MaxShards)
+	if n > wire.MaxShards {
+		return exitcode.Usagef("%d agents: at most %d pairs per transfer", n, wire.MaxShards)
 	}
 	c.prog = make([]progress.Event, n+1)
 	defer func() { tally.Merge(progress.Summary{Agents: c.agentStats()}) }()
@@ -165,7 +169,7 @@ func (c *cluster) checkSource(ctx context.Context) error {
 	}
 	var last error
 	for i := range c.src.agents {
-		s, err := Dial(ctx, c.src.agents[i], c.src.ep.Auth.apply(c.dial))
+		s, err := session.Dial(ctx, c.src.agents[i], c.src.ep.Auth.apply(c.dial))
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, i, -1, err) {
 				return err
@@ -199,7 +203,7 @@ func (c *cluster) lock(ctx context.Context) (func(), error) {
 	}
 	var last error
 	for i := range c.dst.agents {
-		s, err := Dial(ctx, c.dst.agents[i], c.dst.ep.Auth.apply(c.dial))
+		s, err := session.Dial(ctx, c.dst.agents[i], c.dst.ep.Auth.apply(c.dial))
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, -1, i, err) {
 				return nil, err
@@ -242,7 +246,7 @@ func (c *cluster) shares(ctx context.Context, n int, tally *progress.Tally) erro
 func (c *cluster) share(ctx context.Context, k, n int) error {
 	opt := c.opt
 	opt.Lock, opt.Delete = false, false
-	opt.Shard = &Shard{Index: k, Count: n}
+	opt.Shard = &wire.Shard{Index: k, Count: n}
 	if opt.BwLimit > 0 {
 		// --bwlimit caps the whole transfer: the shares run at once.
 		opt.BwLimit = max((opt.BwLimit+int64(n)-1)/int64(n), 1024)
@@ -304,7 +308,7 @@ func (c *clusterSide) survivor(k int) (int, error) {
 // isAgentLoss reports whether err may mean that an agent went away: a
 // lost or refused connection, a peer error.
 func isAgentLoss(err error) bool {
-	var lost *LostError
+	var lost *session.LostError
 	return errors.As(err, &lost) || exitcode.Code(err) == exitcode.Peer
 }
 

@@ -3,6 +3,8 @@ package transfer
 import (
 	"testing"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
 )
@@ -47,8 +49,8 @@ func TestShardsPartition(t *testing.T) {
 			carried := map[string]int64{} // bytes of each file carried, over all shares
 			load := make([]int64, tc.count)
 			for k := range tc.count {
-				sh := &Shard{Index: k, Count: tc.count}
-				e := &engine{opt: Options{Shard: sh, ChunkSize: chunk}}
+				sh := &wire.Shard{Index: k, Count: tc.count}
+				e := &engine{opt: wire.Options{Shard: sh, ChunkSize: chunk}}
 				for _, op := range tc.ops {
 					if !e.mine(op) {
 						continue
@@ -84,16 +86,5 @@ func TestShardsPartition(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestShardValidate(t *testing.T) {
-	for _, sh := range []Shard{{0, 0}, {-1, 2}, {2, 2}, {0, MaxShards + 1}} {
-		if err := (Options{Shard: &sh}).Validate(); err == nil {
-			t.Errorf("shard %+v accepted", sh)
-		}
-	}
-	if err := (Options{Shard: &Shard{1, 2}}).Validate(); err != nil {
-		t.Error(err)
 	}
 }

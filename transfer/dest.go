@@ -8,6 +8,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
 )
@@ -62,20 +66,20 @@ func (d *localDest) mkroot(ctx context.Context, path string, lock bool) error {
 	return d.h.mkroot(path, d.name(path), lock)
 }
 
-func (d *localDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
+func (d *localDest) meta(ctx context.Context, ops []wire.MetaOp) ([]string, error) {
 	return d.h.receiverIfBound().meta(ops), nil
 }
 
-func (d *localDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error) {
+func (d *localDest) open(ctx context.Context, specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk, error) {
 	errs, haves, done := d.h.receiverIfBound().open(specs)
 	return errs, haves, done, nil
 }
 
-func (d *localDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
+func (d *localDest) adopt(ctx context.Context, fid uint64, chunks []wire.AdoptChunk) ([]int64, error) {
 	return d.h.receiverIfBound().adopt(fid, chunks)
 }
 
-func (d *localDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
+func (d *localDest) commit(ctx context.Context, cs []wire.CommitSpec) ([]string, error) {
 	return d.h.receiverIfBound().commit(cs), nil
 }
 
@@ -97,36 +101,36 @@ func (d *localDest) lanes() []dataLane {
 // localLane hands chunks straight to the receiver.
 type localLane struct{ r *receiver }
 
-func (localLane) acquire(ctx context.Context) error { return ctx.Err() }
-func (localLane) release()                          {}
+func (localLane) Acquire(ctx context.Context) error { return ctx.Err() }
+func (localLane) Release()                          {}
 
-func (l localLane) sendChunk(fid, idx uint64, off int64, verify bool, dg hashtree.Digest, data []byte, f *os.File, n int, cb func(byte, string)) error {
+func (l localLane) SendChunk(fid, idx uint64, off int64, verify bool, dg hashtree.Digest, data []byte, f *os.File, n int, cb func(byte, string)) error {
 	cb(l.r.writeChunk(fid, idx, off, data, dg, verify))
 	return nil
 }
 
-func (l localLane) sendBatch(count int, payload []byte, cb func([]string, error)) error {
+func (l localLane) SendBatch(count int, payload []byte, cb func([]string, error)) error {
 	cb(l.r.writeBatch(payload, count, false)) // the very buffer that was hashed
 	return nil
 }
 
 // remoteDest writes to a peer over a session.
 type remoteDest struct {
-	s        *Session
+	s        *session.Session
 	checkers int // asked of the peer's walk (0: its default)
 }
 
 func (d *remoteDest) setCheckers(n int) { d.checkers = n }
 
 func (d *remoteDest) list(ctx context.Context, path string, checksum bool) plan.Lister {
-	return d.s.listN(ctx, path, checksum, d.checkers)
+	return d.s.List(ctx, path, checksum, d.checkers)
 }
 
 func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error) {
-	r, err := d.s.call(ctx, &Req{Op: opStat, Path: path})
+	r, err := d.s.Call(ctx, &wire.Req{Op: wire.OpStat, Path: path})
 	if err != nil {
-		var re *RemoteError
-		if errors.As(err, &re) && re.Kind == kindNotFound {
+		var re *session.RemoteError
+		if errors.As(err, &re) && re.Kind == wire.KindNotFound {
 			return nil, nil
 		}
 		return nil, err
@@ -135,7 +139,7 @@ func (d *remoteDest) stat(ctx context.Context, path string) (*plan.Entry, error)
 }
 
 func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, error) {
-	r, err := d.s.call(ctx, &Req{Op: opHash, Path: path})
+	r, err := d.s.Call(ctx, &wire.Req{Op: wire.OpHash, Path: path})
 	if err != nil {
 		return hashtree.Digest{}, err
 	}
@@ -143,33 +147,33 @@ func (d *remoteDest) hash(ctx context.Context, path string) (hashtree.Digest, er
 }
 
 func (d *remoteDest) mkroot(ctx context.Context, path string, lock bool) error {
-	_, err := d.s.call(ctx, &Req{Op: opMkdirs, Path: path, Lock: lock})
+	_, err := d.s.Call(ctx, &wire.Req{Op: wire.OpMkroot, Path: path, Lock: lock})
 	return err
 }
 
-func (d *remoteDest) batch(ctx context.Context, r *Req, n int) ([]string, error) {
-	resp, err := d.s.call(ctx, r)
+func (d *remoteDest) batch(ctx context.Context, r *wire.Req, n int) ([]string, error) {
+	resp, err := d.s.Call(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	if len(resp.Errs) != n {
-		return nil, fmt.Errorf("peer %s answered %d verdicts for %d items", d.s.peer, len(resp.Errs), n)
+		return nil, fmt.Errorf("peer %s answered %d verdicts for %d items", d.s.Peer(), len(resp.Errs), n)
 	}
 	return resp.Errs, nil
 }
 
-func (d *remoteDest) meta(ctx context.Context, ops []MetaOp) ([]string, error) {
-	return d.batch(ctx, &Req{Op: opMeta, Meta: ops}, len(ops))
+func (d *remoteDest) meta(ctx context.Context, ops []wire.MetaOp) ([]string, error) {
+	return d.batch(ctx, &wire.Req{Op: wire.OpMeta, Meta: ops}, len(ops))
 }
 
-func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error) {
-	resp, err := d.s.call(ctx, &Req{Op: opOpen, Files: specs})
+func (d *remoteDest) open(ctx context.Context, specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk, error) {
+	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpOpen, Files: specs})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if len(resp.Errs) != len(specs) || (resp.Haves != nil && len(resp.Haves) != len(specs)) ||
 		(resp.Done != nil && len(resp.Done) != len(specs)) {
-		return nil, nil, nil, fmt.Errorf("peer %s answered %d verdicts for %d files", d.s.peer, len(resp.Errs), len(specs))
+		return nil, nil, nil, fmt.Errorf("peer %s answered %d verdicts for %d files", d.s.Peer(), len(resp.Errs), len(specs))
 	}
 	if resp.Haves == nil {
 		resp.Haves = make([][][2]int64, len(specs))
@@ -177,35 +181,35 @@ func (d *remoteDest) open(ctx context.Context, specs []FileSpec) ([]string, [][]
 	return resp.Errs, resp.Haves, resp.Done, nil
 }
 
-func (d *remoteDest) adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error) {
-	resp, err := d.s.call(ctx, &Req{Op: opAdopt, FID: fid, Adopt: chunks})
+func (d *remoteDest) adopt(ctx context.Context, fid uint64, chunks []wire.AdoptChunk) ([]int64, error) {
+	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpAdopt, FID: fid, Adopt: chunks})
 	if err != nil {
 		return nil, err
 	}
 	return resp.Missing, nil
 }
 
-func (d *remoteDest) commit(ctx context.Context, cs []CommitSpec) ([]string, error) {
-	return d.batch(ctx, &Req{Op: opCommit, Commits: cs}, len(cs))
+func (d *remoteDest) commit(ctx context.Context, cs []wire.CommitSpec) ([]string, error) {
+	return d.batch(ctx, &wire.Req{Op: wire.OpCommit, Commits: cs}, len(cs))
 }
 
 func (d *remoteDest) finish(ctx context.Context) (int64, error) {
-	resp, err := d.s.call(ctx, &Req{Op: opFinish})
+	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpFinish})
 	if err != nil {
 		return 0, err
 	}
 	return max(resp.Made, 0), nil
 }
 
-func (d *remoteDest) verifies() bool { return d.s.verify }
+func (d *remoteDest) verifies() bool { return d.s.Verifies() }
 
 // gone reports whether the session has ended, or is ending because a data
 // stream broke (it waits a moment for the peer's reason first).
-func (d *remoteDest) gone() bool { return d.s.Err() != nil || d.s.breaking() }
+func (d *remoteDest) gone() bool { return d.s.Err() != nil || d.s.Breaking() }
 
 func (d *remoteDest) lanes() []dataLane {
-	out := make([]dataLane, len(d.s.lanes))
-	for i, l := range d.s.lanes {
+	out := make([]dataLane, len(d.s.Lanes()))
+	for i, l := range d.s.Lanes() {
 		out[i] = l
 	}
 	return out

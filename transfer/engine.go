@@ -3,9 +3,10 @@ package transfer
 import (
 	"context"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"io"
 	"io/fs"
 	"os"
@@ -14,72 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
 )
-
-// Options tune a transfer. They travel to a peer that runs a job, so they
-// are plain JSON.
-type Options struct {
-	Delete      bool   `json:"delete,omitempty"`       // remove extra destination entries (sync)
-	ReplaceDirs bool   `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
-	Checksum    bool   `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
-	DryRun      bool   `json:"dry_run,omitempty"`
-	NoFsync     bool   `json:"no_fsync,omitempty"`
-	Streams     int    `json:"streams,omitempty"`
-	ChunkSize   int64  `json:"chunk_size,omitempty"`
-	Proto       string `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
-	Verify      string `json:"verify,omitempty"`  // full (default) or none
-	Retries     int    `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
-	// Delta sends only the chunks of a changed large file that differ
-	// from the file already at the destination.
-	Delta bool `json:"delta,omitempty"`
-	// Lock holds a lock in the destination directory for the run, so two
-	// runs on one destination never overlap.
-	Lock bool `json:"lock,omitempty"`
-	// HardLinks keeps files that are hard links of each other in the
-	// source tree linked at the destination.
-	HardLinks bool `json:"hard_links,omitempty"`
-	// Filter selects what is transferred (--include/--exclude, size and
-	// age limits); excluded destination entries are neither compared nor
-	// deleted. nil: everything.
-	Filter *plan.FilterOptions `json:"filter,omitempty"`
-	// BwLimit caps the payload rate in bytes per second (0: none).
-	BwLimit     int64         `json:"bwlimit,omitempty"`
-	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
-	IdleTO      time.Duration `json:"idle_timeout,omitempty"`
-	UringEntry  int           `json:"uring_entries,omitempty"`
-	ProtoReason string        `json:"-"`
-	// Shard makes this run one of several that share a cluster transfer:
-	// it moves only its share of the regular files and leaves
-	// directories, links, attributes and deletions to the final pass.
-	Shard *Shard `json:"shard,omitempty"`
-	// SplitShares tells the final pass of a cluster transfer over that
-	// many shares which large files the shares split between them, so
-	// that it adopts what they wrote.
-	SplitShares int `json:"split_shares,omitempty"`
-
-	// Checkers is how many directories each side's walk reads (and
-	// lstats) at once (--checkers); Transfers how many large files are in
-	// flight at once (--transfers). 0: the defaults.
-	Checkers  int `json:"checkers,omitempty"`
-	Transfers int `json:"transfers,omitempty"`
-}
-
-// Shard names one share of a transfer spread over several agent pairs.
-// Every share walks the same source tree in the same order and assigns
-// each regular file to the share with the fewest bytes so far, so all
-// shares agree on who moves what without talking to each other.
-type Shard struct {
-	Index int `json:"index"`
-	Count int `json:"count"`
-}
-
-// MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
-const MaxShards = 1024
 
 // splitMinChunks: a file of at least this many chunks per share is split
 // over all shares of a cluster transfer, chunk ranges side by side in one
@@ -91,80 +34,8 @@ const splitMinChunks = 4
 // heavy as fewer large ones.
 const shardFileCost = 32 << 10
 
-// Defaults.
-const (
-	DefaultStreams        = 4
-	DefaultChunkSize      = hashtree.DefaultChunkSize
-	DefaultConnectTimeout = 10 * time.Second
-	DefaultIdleTimeout    = 60 * time.Second
-	DefaultRetries        = 3
-	DefaultCheckers       = plan.DefaultCheckers
-	DefaultTransfers      = 8
-	MaxTransfers          = 256
-	// chunkAttempts is how often a chunk is sent before its file fails.
-	chunkAttempts = 3
-)
-
-func (o Options) withDefaults() Options {
-	if o.Streams <= 0 {
-		o.Streams = DefaultStreams
-	}
-	if o.ChunkSize <= 0 {
-		o.ChunkSize = DefaultChunkSize
-	}
-	if o.Verify == "" {
-		o.Verify = "full"
-	}
-	if o.Retries == 0 {
-		o.Retries = DefaultRetries
-	}
-	if o.ConnectTO <= 0 {
-		o.ConnectTO = DefaultConnectTimeout
-	}
-	if o.IdleTO <= 0 {
-		o.IdleTO = DefaultIdleTimeout
-	}
-	if o.Checkers <= 0 {
-		o.Checkers = DefaultCheckers
-	}
-	if o.Transfers <= 0 {
-		o.Transfers = DefaultTransfers
-	}
-	return o
-}
-
-// Validate checks options a user typed.
-func (o Options) Validate() error {
-	if o.ChunkSize != 0 {
-		if err := hashtree.ValidChunkSize(o.ChunkSize); err != nil {
-			return exitcode.Usagef("--chunk-size: %v", err)
-		}
-		if o.ChunkSize > MaxChunkSize {
-			return exitcode.Usagef("--chunk-size: at most %d MiB", MaxChunkSize>>20)
-		}
-	}
-	if o.SplitShares < 0 || o.SplitShares > MaxShards {
-		return exitcode.Usagef("split over %d shares: out of range", o.SplitShares)
-	}
-	if o.Shard != nil && (o.Shard.Count < 1 || o.Shard.Count > MaxShards || o.Shard.Index < 0 || o.Shard.Index >= o.Shard.Count) {
-		return exitcode.Usagef("shard %d of %d: out of range", o.Shard.Index, o.Shard.Count)
-	}
-	if o.Streams < 0 || o.Streams > 64 {
-		return exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
-	}
-	if o.Checkers < 0 || o.Checkers > plan.MaxCheckers {
-		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, o.Checkers)
-	}
-	if o.Transfers < 0 || o.Transfers > MaxTransfers {
-		return exitcode.Usagef("--transfers: want 1 to %d, got %d", MaxTransfers, o.Transfers)
-	}
-	switch o.Verify {
-	case "", "full", "none":
-	default:
-		return exitcode.Usagef("--verify: want full or none, got %q", o.Verify)
-	}
-	return nil
-}
+// chunkAttempts is how often a chunk is sent before its file fails.
+const chunkAttempts = 3
 
 // destination is where an engine writes: the local tree or a peer.
 type destination interface {
@@ -172,10 +43,10 @@ type destination interface {
 	stat(ctx context.Context, path string) (*plan.Entry, error)
 	hash(ctx context.Context, path string) (hashtree.Digest, error)
 	mkroot(ctx context.Context, path string, lock bool) error
-	meta(ctx context.Context, ops []MetaOp) ([]string, error)
-	open(ctx context.Context, specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk, error)
-	adopt(ctx context.Context, fid uint64, chunks []AdoptChunk) ([]int64, error)
-	commit(ctx context.Context, cs []CommitSpec) ([]string, error)
+	meta(ctx context.Context, ops []wire.MetaOp) ([]string, error)
+	open(ctx context.Context, specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk, error)
+	adopt(ctx context.Context, fid uint64, chunks []wire.AdoptChunk) ([]int64, error)
+	commit(ctx context.Context, cs []wire.CommitSpec) ([]string, error)
 	// finish applies directory attributes and flushes; it returns how
 	// many directories the destination created on its own on the way to
 	// files (a share of a cluster transfer sends no mkdirs).
@@ -189,10 +60,10 @@ type destination interface {
 
 // dataLane carries chunks and batches to the destination.
 type dataLane interface {
-	acquire(ctx context.Context) error
-	release()
-	sendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error
-	sendBatch(count int, payload []byte, cb func(errs []string, err error)) error
+	Acquire(ctx context.Context) error
+	Release()
+	SendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error
+	SendBatch(count int, payload []byte, cb func(errs []string, err error)) error
 }
 
 // smallLimit: files up to this size travel whole in batches.
@@ -206,7 +77,7 @@ type engine struct {
 	srcPath string
 	dst     destination
 	dstPath string
-	opt     Options
+	opt     wire.Options
 	sink    progress.Sink
 	tally   *progress.Tally
 
@@ -227,7 +98,7 @@ type engine struct {
 	listed atomic.Bool
 
 	metaMu  sync.Mutex
-	metaOps []MetaOp
+	metaOps []wire.MetaOp
 	metaOf  []plan.Op
 	deletes pathList // extra destination entries, deleted after the transfers
 	// links maps a multiply-linked source inode to the path at the
@@ -248,11 +119,11 @@ type engine struct {
 // dstPath at dst, emitting events to sink, and returns the summary. A
 // non-nil error means the run could not complete; per-file failures are
 // counted in the summary and reported as an exitcode.Partial error.
-func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destination, dstPath string, opt Options, sink progress.Sink, tally *progress.Tally) error {
+func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destination, dstPath string, opt wire.Options, sink progress.Sink, tally *progress.Tally) error {
 	if err := opt.Validate(); err != nil {
 		return err // a job from a peer is checked as a user's flags are
 	}
-	opt = opt.withDefaults()
+	opt = opt.WithDefaults()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	e := &engine{src: src, srcPath: srcPath, dst: dst, dstPath: dstPath, opt: opt, sink: sink, tally: tally,
@@ -470,7 +341,7 @@ func (e *engine) run() error {
 		return err
 	}
 	for i, op := range e.linkOps {
-		if err := e.addMeta(op, MetaOp{Op: "link", Path: plan.Join(e.dstPath, op.Src.Path),
+		if err := e.addMeta(op, wire.MetaOp{Op: "link", Path: plan.Join(e.dstPath, op.Src.Path),
 			Target: plan.Join(e.dstPath, e.linkNames[i]), ReplaceDir: e.opt.ReplaceDirs}); err != nil {
 			return err
 		}
@@ -484,7 +355,7 @@ func (e *engine) run() error {
 				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", e.deletes.len())})
 		} else {
 			err := e.deletes.each(func(p string) error {
-				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)})
+				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, wire.MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)})
 			})
 			if err != nil {
 				return err
@@ -517,7 +388,7 @@ func (e *engine) topAttrs(info fsroot.Info) error {
 		return err
 	}
 	op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: ".", Type: plan.TypeDir, Mode: info.Mode, MtimeNs: info.MtimeNs}, Dst: de}
-	if err := e.addMeta(op, MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs}); err != nil {
+	if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs}); err != nil {
 		return err
 	}
 	return e.flushMeta()
@@ -611,7 +482,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
 	case plan.OpMkdir:
-		if err := e.addMeta(op, MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs}); err != nil {
+		if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs}); err != nil {
 			return err
 		}
 		if op.Replace || (op.Dst != nil && op.Dst.Mode&0o300 != 0o300) {
@@ -622,13 +493,13 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 		return nil
 	case plan.OpSymlink:
-		return e.addMeta(op, MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
+		return e.addMeta(op, wire.MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
 	case plan.OpSetAttrs:
 		if e.linked(op) {
 			return nil
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
-		return e.addMeta(op, MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
+		return e.addMeta(op, wire.MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
 	case plan.OpDelete:
 		return e.deletes.add(s.Path)
 	case plan.OpPut:
@@ -828,11 +699,11 @@ func (e *engine) deltaFor(op plan.Op) bool {
 }
 
 // splitRange is share sh's range [lo, hi) of a split file's n chunks.
-func splitRange(n int64, sh *Shard) (int64, int64) {
+func splitRange(n int64, sh *wire.Shard) (int64, int64) {
 	return int64(sh.Index) * n / int64(sh.Count), int64(sh.Index+1) * n / int64(sh.Count)
 }
 
-func (e *engine) addMeta(op plan.Op, m MetaOp) error {
+func (e *engine) addMeta(op plan.Op, m wire.MetaOp) error {
 	e.metaMu.Lock()
 	e.metaOps = append(e.metaOps, m)
 	e.metaOf = append(e.metaOf, op)
@@ -977,13 +848,13 @@ var errChanged = errors.New("source file changed during transfer; the destinatio
 // smallWorker reads small files, hashes them and sends them in batches.
 func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 	var (
-		payload = enc{b: e.getBuf(batchTarget + smallLimit)[:0]}
+		payload = wire.Enc{Buf: e.getBuf(batchTarget + smallLimit)[:0]}
 		ops     []plan.Op
 		verify  = e.hashes()
 	)
 	start := func() {
-		payload.b = payload.b[:0]
-		payload.u8(0) // reserved: the destination's session decides whether it verifies
+		payload.Buf = payload.Buf[:0]
+		payload.U8(0) // reserved: the destination's session decides whether it verifies
 		ops = nil
 	}
 	start()
@@ -992,21 +863,21 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			return
 		}
 		batch := ops
-		key, _ := e.flying.add(batch[0].Src.Path, int64(len(payload.b)), len(batch))
-		if err := e.throttle(int64(len(payload.b))); err != nil {
+		key, _ := e.flying.add(batch[0].Src.Path, int64(len(payload.Buf)), len(batch))
+		if err := e.throttle(int64(len(payload.Buf))); err != nil {
 			e.flying.remove(key)
 			e.failOps(batch, err)
 			start()
 			return
 		}
-		if err := l.acquire(e.ctx); err != nil {
+		if err := l.Acquire(e.ctx); err != nil {
 			e.flying.remove(key)
 			e.failOps(batch, err)
 			start()
 			return
 		}
-		err := l.sendBatch(len(batch), payload.b, func(errs []string, err error) {
-			l.release()
+		err := l.SendBatch(len(batch), payload.Buf, func(errs []string, err error) {
+			l.Release()
 			e.flying.remove(key)
 			for i, op := range batch {
 				msg := ""
@@ -1028,7 +899,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			}
 		})
 		if err != nil {
-			l.release()
+			l.Release()
 			e.flying.remove(key)
 			e.failOps(batch, err)
 		}
@@ -1049,14 +920,14 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 			e.wg.Done()
 			continue
 		}
-		sf := smallFile{path: plan.Join(e.dstPath, op.Src.Path), mode: op.Src.Mode, mtimeNs: op.Src.MtimeNs,
-			replaceDir: e.opt.ReplaceDirs, sparse: op.Src.Blocks*512 < op.Src.Size, data: data}
+		sf := wire.SmallFile{Path: plan.Join(e.dstPath, op.Src.Path), Mode: op.Src.Mode, MtimeNs: op.Src.MtimeNs,
+			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Data: data}
 		if verify {
-			sf.digest = hashtree.Sum(data)
+			sf.Digest = hashtree.Sum(data)
 		}
-		appendSmall(&payload, &sf)
+		wire.AppendSmall(&payload, &sf)
 		ops = append(ops, op)
-		if len(payload.b) >= batchTarget || len(ops) >= 1024 {
+		if len(payload.Buf) >= batchTarget || len(ops) >= 1024 {
 			flush()
 		}
 		if len(in) == 0 && !e.waitMore(in) {
@@ -1136,7 +1007,7 @@ type sfile struct {
 	checks    atomic.Int64 // chunks of a resumed partial file still to hash here
 	mu        sync.Mutex
 	errMsg    string // the first failure of the file's own
-	adopt     []AdoptChunk
+	adopt     []wire.AdoptChunk
 	part      bool // a share's range of a split file: parked, not committed
 	fly       *flight
 	flyKey    uint64
@@ -1183,7 +1054,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	sf.flyKey, sf.fly = e.flying.add(s.Path, s.Size, 0)
 	chunks := plan.Chunks(s.Size, e.opt.ChunkSize)
 	sf.digests = make([]hashtree.Digest, len(chunks))
-	spec := FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
+	spec := wire.FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
 		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs,
 		Delta: e.deltaFor(op), Sparse: s.Blocks*512 < s.Size}
 	if e.split(op) {
@@ -1196,7 +1067,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 			sf.part = true
 		}
 	}
-	errs, haves, done, err := e.dst.open(e.ctx, []FileSpec{spec})
+	errs, haves, done, err := e.dst.open(e.ctx, []wire.FileSpec{spec})
 	if err != nil {
 		f.Close()
 		e.flying.remove(sf.flyKey)
@@ -1292,7 +1163,7 @@ func (e *engine) chunkSender(l dataLane) {
 			e.chunkSettled(sf)
 			continue
 		}
-		if err := l.acquire(e.ctx); err != nil {
+		if err := l.Acquire(e.ctx); err != nil {
 			e.chunkErr(sf, err)
 			continue
 		}
@@ -1322,7 +1193,7 @@ func (e *engine) chunkSender(l dataLane) {
 			if verify {
 				if err := guarded(func() { dg = hashtree.ChunkDigest(m, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize) }); err != nil {
 					unmap()
-					l.release()
+					l.Release()
 					e.chunkFailed(sf, errChanged.Error())
 					continue
 				}
@@ -1336,7 +1207,7 @@ func (e *engine) chunkSender(l dataLane) {
 			buf = e.getBuf(job.c.Len)
 			n, err := sf.f.ReadAt(buf, job.c.Off)
 			if err != nil && !(errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
-				l.release()
+				l.Release()
 				e.putBuf(buf)
 				msg := describe("read", sf.op.Src.Path, err)
 				if errors.Is(err, io.EOF) {
@@ -1351,15 +1222,15 @@ func (e *engine) chunkSender(l dataLane) {
 		}
 		j := job
 		cb := func(status byte, msg string) {
-			l.release()
+			l.Release()
 			switch status {
-			case ackOK:
+			case wire.AckOK:
 				sf.digests[j.c.Index] = dg
 				e.tally.AddBytes(j.c.Len)
 				sf.fly.done.Add(j.c.Len)
 				e.tally.AddSent(j.c.Len)
 				e.chunkSettled(sf)
-			case ackMismatch:
+			case wire.AckMismatch:
 				if info, err := fsroot.InfoFromFile(sf.f); err == nil && fsroot.Unchanged(sf.opened, info) != nil {
 					// What was sent is not what was hashed: the source
 					// is being written to.
@@ -1370,7 +1241,7 @@ func (e *engine) chunkSender(l dataLane) {
 					e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
 					return
 				}
-				e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: sf.op.Src.Path,
+				e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: sf.op.Src.Path, Retry: true,
 					Msg: fmt.Sprintf("chunk %d failed verification at the destination; sending it again", j.c.Index)})
 				// Requeue from a fresh goroutine: this callback runs on the
 				// lane's reader, which must never block on the queue.
@@ -1389,7 +1260,7 @@ func (e *engine) chunkSender(l dataLane) {
 		}
 		var err error
 		send := func() {
-			err = l.sendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, sendF, int(j.c.Len), cb)
+			err = l.SendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, sendF, int(j.c.Len), cb)
 		}
 		if unmap != nil {
 			// Writing from the mapping in process: a fault is a changed source.
@@ -1404,7 +1275,7 @@ func (e *engine) chunkSender(l dataLane) {
 			e.putBuf(buf)
 		}
 		if err != nil {
-			l.release()
+			l.Release()
 			e.chunkErr(sf, err)
 		}
 	}
@@ -1419,13 +1290,13 @@ func (e *engine) checkChunk(job *chunkJob) {
 	if err == nil || (errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
 		dg := hashtree.ChunkDigest(buf, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize)
 		sf.mu.Lock()
-		sf.adopt = append(sf.adopt, AdoptChunk{Index: job.c.Index, Digest: dg.String()})
+		sf.adopt = append(sf.adopt, wire.AdoptChunk{Index: job.c.Index, Digest: dg.String()})
 		sf.digests[job.c.Index] = dg
 		sf.mu.Unlock()
 	} else {
 		// Unreadable here: let the normal path send it (and fail properly).
 		sf.mu.Lock()
-		sf.adopt = append(sf.adopt, AdoptChunk{Index: job.c.Index})
+		sf.adopt = append(sf.adopt, wire.AdoptChunk{Index: job.c.Index})
 		sf.mu.Unlock()
 	}
 	e.putBuf(buf)
@@ -1448,7 +1319,7 @@ func (e *engine) offer(sf *sfile) {
 		return
 	}
 	missing := map[int64]bool{}
-	var valid []AdoptChunk
+	var valid []wire.AdoptChunk
 	for _, c := range list {
 		if c.Digest == "" {
 			missing[c.Index] = true
@@ -1539,17 +1410,17 @@ func (e *engine) finishBig(sf *sfile) {
 		if e.ctx.Err() == nil {
 			// A real failure: drop the partial file. A cancelled run
 			// (stop, --max-duration) keeps it for the next run to resume.
-			e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+			e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
 		}
 		return
 	}
 	if serr != nil || fsroot.Unchanged(sf.opened, info) != nil {
 		e.fileError(s.Path, errChanged.Error())
-		e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+		e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
 		return
 	}
 	if sf.part {
-		errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: digestPark}})
+		errs, err := e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: digestPark}})
 		if err == nil && len(errs) == 1 && errs[0] != "" {
 			e.fileError(s.Path, errs[0])
 		} else if err != nil {
@@ -1566,7 +1437,7 @@ func (e *engine) finishBig(sf *sfile) {
 	if !e.hashes() || !e.dst.verifies() {
 		dg = ""
 	}
-	errs, err := e.dst.commit(e.ctx, []CommitSpec{{FID: sf.fid, Digest: dg}})
+	errs, err := e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: dg}})
 	if err != nil {
 		e.fileFailed(s.Path, err)
 		return

@@ -3,6 +3,12 @@ package transfer
 import (
 	"context"
 	"os"
+	"path"
+	"time"
+
+	"github.com/xfer-io/xfer/transfer/session"
+
+	"github.com/xfer-io/xfer/transfer/wire"
 
 	"errors"
 	"fmt"
@@ -15,7 +21,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
@@ -49,13 +54,9 @@ type handler struct {
 	readOnly bool // of the receiver create binds
 
 	// jobs runs transfers the peer asks for; nil refuses them.
-	jobs func(ctx context.Context, s *Session, root *fsroot.Root, srcRel string, spec JobSpec, sink progress.Sink) (progress.Summary, error)
+	jobs func(ctx context.Context, s *session.Session, root *fsroot.Root, srcRel string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error)
 	// tickets issues tickets for third-party sessions; nil refuses.
-	tickets *tickets
-	// cas is the content-addressed store a server exposes (--cas); nil
-	// refuses the cas.* requests. See cas.go.
-	cas   *cas.Store
-	casRO bool
+	tickets *session.Tickets
 	// m and transport label what the receiver counts.
 	m         *metrics.Metrics
 	transport string
@@ -67,9 +68,8 @@ type handler struct {
 	// (0: no bound).
 	maxOpen int
 
-	mu      sync.Mutex
-	credits map[uint64]chan struct{}
-	locks   []*os.File // destination run locks held by this session
+	mu    sync.Mutex
+	locks []*os.File // destination run locks held by this session
 }
 
 // Export is a named tree a server offers, in the manner of rsync modules.
@@ -83,13 +83,13 @@ type Export struct {
 
 func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
 	return &handler{root: root, recv: newReceiver(root, noFsync, readOnly, ""), bound: true,
-		noFsync: noFsync, credits: map[uint64]chan struct{}{}}
+		noFsync: noFsync}
 }
 
 // newPendingHandler is a handler for a local destination directory that
 // create makes on the first mkdirs.
 func newPendingHandler(create func() (*fsroot.Root, error), noFsync, readOnly bool) *handler {
-	return &handler{create: create, bound: true, noFsync: noFsync, readOnly: readOnly, credits: map[uint64]chan struct{}{}}
+	return &handler{create: create, bound: true, noFsync: noFsync, readOnly: readOnly}
 }
 
 // tree is the root the handler serves; nil while a pending destination
@@ -137,7 +137,7 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 		return exitcode.Usagef("no destination chosen yet in this session")
 	}
 	if rc.readOnly {
-		return errReadOnly
+		return wire.ErrReadOnly
 	}
 	// A destination that is a symlink to a directory is followed (within
 	// the root), here too: the lock of a third-party or cluster run is
@@ -169,7 +169,7 @@ func (h *handler) close() {
 }
 
 func newExportsHandler(exports map[string]Export, noFsync bool) *handler {
-	return &handler{exports: exports, noFsync: noFsync, credits: map[uint64]chan struct{}{}}
+	return &handler{exports: exports, noFsync: noFsync}
 }
 
 // bindTo binds the handler to a named export (a ticket's scope).
@@ -242,17 +242,40 @@ func (h *handler) receiverIfBound() *receiver {
 	return h.recv
 }
 
-func (s *Session) receiver() *receiver {
-	if s.handler == nil {
-		return nil
+// register offers the tree's file operations on s: listings, stats,
+// hashes, the destination's operations and what arrives on the data
+// streams, jobs and tickets (refused where the handler has none).
+func (h *handler) register(s *session.Session) {
+	for _, op := range []string{wire.OpList, wire.OpHash, wire.OpJob, wire.OpTicket, wire.OpStat, wire.OpMkroot,
+		wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt} {
+		s.Handle(op, func(r *wire.Req) { h.serve(s, r) })
 	}
-	return s.handler.receiverIfBound()
+	s.SetReceiver(handlerReceiver{h})
+	s.OnClose(h.abort)
 }
 
-func (h *handler) credit(id uint64) chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.credits[id]
+// handlerReceiver writes what arrives on the data streams into the
+// handler's receiver, once a destination is bound.
+type handlerReceiver struct{ h *handler }
+
+func (hr handlerReceiver) WriteChunk(fid, idx uint64, off int64, p []byte, dg hashtree.Digest, verify bool) (byte, string) {
+	r := hr.h.receiverIfBound()
+	if r == nil {
+		return wire.AckFailed, "this peer accepts no files"
+	}
+	return r.writeChunk(fid, idx, off, p, dg, verify)
+}
+
+func (hr handlerReceiver) WriteBatch(p []byte, count int, verify bool) ([]string, error) {
+	r := hr.h.receiverIfBound()
+	if r == nil {
+		errs := make([]string, count)
+		for i := range errs {
+			errs[i] = "this peer accepts no files"
+		}
+		return errs, nil
+	}
+	return r.writeBatch(p, count, verify)
 }
 
 // lock takes the run lock of destination directory p (called name in
@@ -290,29 +313,6 @@ func (h *handler) abort() {
 }
 
 // errResp classifies a local error for the peer.
-func errResp(id uint64, err error) *Resp {
-	r := &Resp{ID: id, Err: err.Error()}
-	switch {
-	case errors.Is(err, fsroot.ErrEscape):
-		r.Kind = kindEscape
-	case errors.Is(err, fs.ErrNotExist):
-		r.Kind = kindNotFound
-	case errors.Is(err, errReadOnly):
-		r.Kind = kindReadOnly
-	case errors.Is(err, syscall.ENOSPC):
-		r.Kind = kindSpace
-	}
-	switch exitcode.Code(err) {
-	case exitcode.Usage:
-		if r.Kind == "" {
-			r.Kind = kindUsage
-		}
-	case exitcode.Peer:
-		r.Kind = kindPeer
-	}
-	return r
-}
-
 func cleanPath(p string) (string, error) {
 	c, err := fsroot.Clean(p)
 	if err != nil {
@@ -323,177 +323,158 @@ func cleanPath(p string) (string, error) {
 
 // serve runs one request. Long ones get their own goroutine and can be
 // cancelled by the peer.
-func (h *handler) serve(s *Session, r *Req) {
+func (h *handler) serve(s *session.Session, r *wire.Req) {
 	switch r.Op {
-	case opList:
-		h.mu.Lock()
-		c := make(chan struct{}, listCredit)
-		for i := 0; i < listCredit; i++ {
-			c <- struct{}{}
-		}
-		h.credits[r.ID] = c
-		h.mu.Unlock()
-		ctx := s.track(r.ID)
+	case wire.OpList:
+		c := s.Credit(r.ID)
+		ctx := s.Track(r.ID)
 		go func() {
-			defer s.untrack(r.ID)
+			defer s.Untrack(r.ID)
 			err := h.list(ctx, s, r, c)
-			h.mu.Lock()
-			delete(h.credits, r.ID)
-			h.mu.Unlock()
+			s.DropCredit(r.ID)
 			if err != nil {
-				s.reply(errResp(r.ID, err))
+				s.Reply(wire.ErrResp(r.ID, err))
 				return
 			}
-			s.reply(&Resp{ID: r.ID})
+			s.Reply(&wire.Resp{ID: r.ID})
 		}()
-	case opHash:
-		ctx := s.track(r.ID)
+	case wire.OpHash:
+		ctx := s.Track(r.ID)
 		p, err := h.resolve(r.Path)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		go func() {
-			defer s.untrack(r.ID)
+			defer s.Untrack(r.ID)
 			d, err := h.hash(ctx, p)
 			if err != nil {
-				s.reply(errResp(r.ID, err))
+				s.Reply(wire.ErrResp(r.ID, err))
 				return
 			}
-			s.reply(&Resp{ID: r.ID, Digest: d.String()})
+			s.Reply(&wire.Resp{ID: r.ID, Digest: d.String()})
 		}()
-	case opJob:
+	case wire.OpJob:
 		if h.jobs == nil || r.Job == nil {
-			s.reply(&Resp{ID: r.ID, Err: "this peer runs no transfers on request", Kind: kindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: "this peer runs no transfers on request", Kind: wire.KindUsage})
 			return
 		}
 		srcRel, err := h.resolve(r.Job.SrcPath)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		ctx := s.track(r.ID)
+		ctx := s.Track(r.ID)
 		go func() {
-			defer s.untrack(r.ID)
+			defer s.Untrack(r.ID)
 			sink := progress.SinkFunc(func(e progress.Event) {
-				s.send(fEvent, struct {
-					ID    uint64         `json:"id"`
-					Event progress.Event `json:"e"`
-				}{r.ID, e})
+				s.Send(wire.FrameEvent, wire.EventMsg{ID: r.ID, Event: e})
 			})
 			sum, err := h.jobs(ctx, s, h.root, srcRel, *r.Job, sink)
-			resp := &Resp{ID: r.ID, Summary: &sum}
+			resp := &wire.Resp{ID: r.ID, Summary: &sum}
 			if err != nil {
-				resp = errResp(r.ID, err)
+				resp = wire.ErrResp(r.ID, err)
 				resp.Summary = &sum
-				var re *RemoteError
+				var re *session.RemoteError
 				if errors.As(err, &re) && resp.Kind == "" {
 					resp.Kind = re.Kind
 				}
 				if isPeerErr(err) {
-					resp.Kind = kindPeer
+					resp.Kind = wire.KindPeer
 				}
 			}
-			s.reply(resp)
+			s.Reply(resp)
 		}()
-	case opTicket:
+	case wire.OpTicket:
 		if h.tickets == nil {
-			s.reply(&Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: kindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: wire.KindUsage})
 			return
 		}
 		// The ticket is confined to the destination the client names,
 		// with the rights of this session there.
 		within, err := h.resolve(r.Path)
 		if rc := h.receiverIfBound(); err == nil && (rc == nil || rc.readOnly) {
-			err = fmt.Errorf("ticket for %s: %w", r.Path, errReadOnly)
+			err = fmt.Errorf("ticket for %s: %w", r.Path, wire.ErrReadOnly)
 		}
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		h.bmu.Lock()
 		scope := h.prefix
 		h.bmu.Unlock()
-		tk, err := h.tickets.issue(scope, within)
+		tk, err := h.tickets.Issue(scope, within)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		st, err := s.keys.sealTicket(tk)
+		st, err := s.SealTicket(tk)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID, Ticket: st})
-	case opStat:
+		s.Reply(&wire.Resp{ID: r.ID, Ticket: st})
+	case wire.OpStat:
 		p, err := h.resolve(r.Path)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		info, err := h.lstat(p)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		e := plan.EntryFromInfo(p, info)
 		if e.Type == plan.TypeSymlink {
 			e.Target, _ = h.tree().Readlink(p)
 		}
-		s.reply(&Resp{ID: r.ID, Entry: &e})
-	case opMkdirs:
+		s.Reply(&wire.Resp{ID: r.ID, Entry: &e})
+	case wire.OpMkroot:
 		p, err := h.resolve(r.Path)
 		if err == nil {
 			err = h.mkroot(p, r.Path, r.Lock)
 		}
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID})
-	case opMeta, opOpen, opCommit, opFinish, opAdopt:
+		s.Reply(&wire.Resp{ID: r.ID})
+	case wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt:
 		rc := h.receiverIfBound()
 		if rc == nil {
-			s.reply(&Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: kindUsage})
+			s.Reply(&wire.Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: wire.KindUsage})
 			return
 		}
 		h.serveReceiver(s, rc, r)
 	default:
-		if strings.HasPrefix(r.Op, "cas.") {
-			h.serveCAS(s, r)
-			return
-		}
-		if strings.HasPrefix(r.Op, "bench.") {
-			h.serveBench(s, r)
-			return
-		}
-		s.reply(&Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: kindUsage})
+		s.Reply(&wire.Resp{ID: r.ID, Err: fmt.Sprintf("unknown request %q", r.Op), Kind: wire.KindUsage})
 	}
 }
 
-func (h *handler) serveReceiver(s *Session, rc *receiver, r *Req) {
+func (h *handler) serveReceiver(s *session.Session, rc *receiver, r *wire.Req) {
 	switch r.Op {
-	case opMeta:
-		s.reply(&Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
-	case opOpen:
+	case wire.OpMeta:
+		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
+	case wire.OpOpen:
 		errs, haves, done := rc.open(r.Files)
-		s.reply(&Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
-	case opAdopt:
+		s.Reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
+	case wire.OpAdopt:
 		missing, err := rc.adopt(r.FID, r.Adopt)
 		if err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID, Missing: missing})
-	case opCommit:
-		s.reply(&Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
-	case opFinish:
+		s.Reply(&wire.Resp{ID: r.ID, Missing: missing})
+	case wire.OpCommit:
+		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
+	case wire.OpFinish:
 		made := rc.takeMade()
 		if err := rc.finish(); err != nil {
-			s.reply(errResp(r.ID, err))
+			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		s.reply(&Resp{ID: r.ID, Made: made})
+		s.Reply(&wire.Resp{ID: r.ID, Made: made})
 	}
 }
 
@@ -524,7 +505,7 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 }
 
 // list streams the tree beneath r.Path in batches, one per credit.
-func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan struct{}) error {
+func (h *handler) list(ctx context.Context, s *session.Session, r *wire.Req, credit chan struct{}) error {
 	top, err := h.resolve(r.Path)
 	if err != nil {
 		return err
@@ -541,7 +522,7 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 	default:
 		w = plan.NewWalkerN(h.tree(), top, r.Checkers)
 	}
-	e := enc{}
+	e := wire.Enc{}
 	n := 0
 	flush := func() error {
 		select {
@@ -549,12 +530,12 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		msg := enc{b: make([]byte, 0, len(e.b)+20)}
-		msg.uvar(r.ID)
-		msg.uvar(uint64(n))
-		msg.raw(e.b)
-		e.b, n = e.b[:0], 0
-		return s.sendRaw(fEntries, msg.b)
+		msg := wire.Enc{Buf: make([]byte, 0, len(e.Buf)+20)}
+		msg.Uvar(r.ID)
+		msg.Uvar(uint64(n))
+		msg.Raw(e.Buf)
+		e.Buf, n = e.Buf[:0], 0
+		return s.SendFrame(wire.FrameEntries, msg.Buf)
 	}
 	for {
 		en, err := w.Next(ctx)
@@ -573,9 +554,9 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 				en.Digest = d[:]
 			}
 		}
-		appendEntry(&e, &en)
+		wire.AppendEntry(&e, &en)
 		n++
-		if n == listBatch || len(e.b) > 1<<20 {
+		if n == wire.ListBatch || len(e.Buf) > 1<<20 {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -587,25 +568,33 @@ func (h *handler) list(ctx context.Context, s *Session, r *Req, credit chan stru
 	return nil
 }
 
-// track registers a cancellable request of the peer.
-func (s *Session) track(id uint64) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.mu.Lock()
-	s.running[id] = cancel
-	s.mu.Unlock()
-	select {
-	case <-s.done:
-		cancel()
-	default:
+// ScratchFile creates the unnamed temporary file of `xfer bench --mode
+// disk` in dir beneath the served tree: O_TMPFILE, or where the file
+// system lacks it a named file that is unlinked at once. Either way it
+// disappears when closed.
+func (h *handler) ScratchFile(dir string) (*os.File, error) {
+	p, err := h.resolve(dir)
+	if err != nil {
+		return nil, err
 	}
-	return ctx
-}
-
-func (s *Session) untrack(id uint64) {
-	s.mu.Lock()
-	if c := s.running[id]; c != nil {
-		c()
+	if rc := h.receiverIfBound(); rc == nil || rc.readOnly {
+		return nil, fmt.Errorf("bench --mode disk in %s: %w", dir, wire.ErrReadOnly)
 	}
-	delete(s.running, id)
-	s.mu.Unlock()
+	f, err := h.root.OpenFile(p, unix.O_TMPFILE|os.O_RDWR, 0o600)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, syscall.EOPNOTSUPP) && !errors.Is(err, syscall.EISDIR) && !errors.Is(err, syscall.EINVAL) {
+		return nil, fmt.Errorf("bench --mode disk: temporary file in %s: %w", dir, err)
+	}
+	name := path.Join(p, fmt.Sprintf(".xfer-bench-%d-%d.tmp", os.Getpid(), time.Now().UnixNano()))
+	f, err = h.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("bench --mode disk: temporary file in %s: %w", dir, err)
+	}
+	if err := h.root.Remove(name); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench --mode disk: unlink %s: %w", name, err)
+	}
+	return f, nil
 }

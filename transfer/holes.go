@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -11,12 +13,12 @@ import (
 // of it, or for a sparse source only its blocks that are not all zeros,
 // leaving holes (the file is then cut to its size), as the chunks of a
 // large sparse file are written.
-func writeSmall(fd int, sf *smallFile) error {
-	if !sf.sparse {
-		return writeAllAt(fd, sf.data, -1)
+func writeSmall(fd int, sf *wire.SmallFile) error {
+	if !sf.Sparse {
+		return writeAllAt(fd, sf.Data, -1)
 	}
 	var zero [sparseBlock]byte
-	p := sf.data
+	p := sf.Data
 	for i := 0; i < len(p); {
 		j := min(i+sparseBlock, len(p))
 		if bytes.Equal(p[i:j], zero[:j-i]) {

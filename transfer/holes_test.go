@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // writeSmall keeps the all-zero blocks of a sparse small file as holes,
@@ -20,7 +22,7 @@ func TestWriteSmallSparse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := writeSmall(int(f.Fd()), &smallFile{data: data, sparse: sparse}); err != nil {
+		if err := writeSmall(int(f.Fd()), &wire.SmallFile{Data: data, Sparse: sparse}); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()

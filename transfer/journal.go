@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
@@ -123,7 +125,7 @@ func decodeJournal(r io.Reader) (hdr journalHeader, recs []journalRec, keep int6
 		err = errors.New("journal names no partial file")
 	case hdr.Size < 0 || hdr.Mode > 0o7777:
 		err = errors.New("journal header out of range")
-	case hashtree.ValidChunkSize(hdr.Chunk) != nil || hdr.Chunk > MaxChunkSize:
+	case hashtree.ValidChunkSize(hdr.Chunk) != nil || hdr.Chunk > wire.MaxChunkSize:
 		err = errors.New("journal chunk size out of range")
 	}
 	if err != nil {

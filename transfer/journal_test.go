@@ -3,14 +3,19 @@ package transfer
 import (
 	"context"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"bytes"
-	"github.com/xfer-io/xfer/internal/progress"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xfer-io/xfer/internal/progress"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
@@ -214,7 +219,7 @@ func TestSplitLeftoversRemoved(t *testing.T) {
 				}
 			}
 			if _, err := Run(context.Background(), Endpoint{Path: src}, dst,
-				Options{ChunkSize: 1 << 20, NoFsync: true}, DialOptions{}, progress.Discard); err != nil {
+				wire.Options{ChunkSize: 1 << 20, NoFsync: true}, session.DialOptions{}, progress.Discard); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range leftovers {

@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xfer-io/xfer/transfer/session"
+
+	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // serveBinary starts the built xfer binary ($XFER_BIN, else one built now)
@@ -81,16 +85,16 @@ func TestOpenManyFilesBounded(t *testing.T) {
 	addr, alive := serveBinary(t, 1024)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := Dial(ctx, addr, DialOptions{Proto: "tcp", Streams: 1})
+	s, err := session.Dial(ctx, addr, session.DialOptions{Proto: "tcp", Streams: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	specs := make([]FileSpec, 1200)
+	specs := make([]wire.FileSpec, 1200)
 	for i := range specs {
-		specs[i] = FileSpec{FID: uint64(i + 1), Path: fmt.Sprintf("f%04d", i), Size: 8 << 20, Mode: 0o644, ChunkSize: 4 << 20}
+		specs[i] = wire.FileSpec{FID: uint64(i + 1), Path: fmt.Sprintf("f%04d", i), Size: 8 << 20, Mode: 0o644, ChunkSize: 4 << 20}
 	}
-	resp, err := s.call(ctx, &Req{Op: opOpen, Files: specs})
+	resp, err := s.Call(ctx, &wire.Req{Op: wire.OpOpen, Files: specs})
 	if err != nil {
 		t.Fatalf("open of 1,200 files: %v", err)
 	}
@@ -105,11 +109,11 @@ func TestOpenManyFilesBounded(t *testing.T) {
 			t.Fatalf("unexpected refusal: %s", e)
 		}
 	}
-	if opened != DefaultMaxOpenFiles || refused != 1200-DefaultMaxOpenFiles {
-		t.Fatalf("opened %d, refused %d; want %d and %d", opened, refused, DefaultMaxOpenFiles, 1200-DefaultMaxOpenFiles)
+	if opened != session.DefaultMaxOpenFiles || refused != 1200-session.DefaultMaxOpenFiles {
+		t.Fatalf("opened %d, refused %d; want %d and %d", opened, refused, session.DefaultMaxOpenFiles, 1200-session.DefaultMaxOpenFiles)
 	}
 	// The server still accepts and serves a new session.
-	s2, err := Dial(ctx, addr, DialOptions{Proto: "tcp", Streams: 1})
+	s2, err := session.Dial(ctx, addr, session.DialOptions{Proto: "tcp", Streams: 1})
 	if err != nil || !alive() {
 		t.Fatalf("server after the open: alive %v, %v", alive(), err)
 	}

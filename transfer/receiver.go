@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
@@ -65,7 +67,7 @@ type receiver struct {
 
 type rfile struct {
 	mu      sync.Mutex
-	spec    FileSpec
+	spec    wire.FileSpec
 	f       *os.File
 	part    string
 	journal *os.File // indexes of chunks written and verified, for resume
@@ -105,7 +107,7 @@ func (r *receiver) rel(p string) (string, error) {
 // stripExport removes the export name from the front of p and validates
 // what remains.
 func stripExport(prefix, p string) (string, error) {
-	if err := validRel(p); err != nil {
+	if err := wire.ValidRel(p); err != nil {
 		return "", err
 	}
 	if prefix == "" {
@@ -119,8 +121,6 @@ func stripExport(prefix, p string) (string, error) {
 	}
 	return "", fmt.Errorf("path %q is outside export %q (a session uses one export)", p, prefix)
 }
-
-var errReadOnly = errors.New("the export is read-only")
 
 // digestAbandoned in a commit tells the receiver to drop the partial file.
 const digestAbandoned = "abandoned"
@@ -158,13 +158,13 @@ func describe(op, p string, err error) string {
 	return fmt.Sprintf("%s %s: %v", op, p, err)
 }
 
-func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChunk) {
+func (r *receiver) open(specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk) {
 	errs := make([]string, len(specs))
 	haves := make([][][2]int64, len(specs))
-	var done [][]AdoptChunk
+	var done [][]wire.AdoptChunk
 	for i, sp := range specs {
 		if r.readOnly {
-			errs[i] = describe("write", sp.Path, errReadOnly)
+			errs[i] = describe("write", sp.Path, wire.ErrReadOnly)
 			continue
 		}
 		rel, err := r.rel(sp.Path)
@@ -183,8 +183,8 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChun
 				continue
 			}
 		}
-		if hashtree.ValidChunkSize(sp.ChunkSize) != nil || sp.ChunkSize > MaxChunkSize || sp.Size < 0 || sp.Mode > 07777 ||
-			sp.Shares < 0 || sp.Shares > MaxShards || sp.Share < 0 || sp.Share > sp.Shares {
+		if hashtree.ValidChunkSize(sp.ChunkSize) != nil || sp.ChunkSize > wire.MaxChunkSize || sp.Size < 0 || sp.Mode > 07777 ||
+			sp.Shares < 0 || sp.Shares > wire.MaxShards || sp.Share < 0 || sp.Share > sp.Shares {
 			errs[i] = fmt.Sprintf("write %s: invalid file announcement", sp.Path)
 			continue
 		}
@@ -207,10 +207,10 @@ func (r *receiver) open(specs []FileSpec) ([]string, [][][2]int64, [][]AdoptChun
 		haves[i] = rf.haveRanges()
 		if len(rf.done) > 0 {
 			if done == nil {
-				done = make([][]AdoptChunk, len(specs))
+				done = make([][]wire.AdoptChunk, len(specs))
 			}
 			for idx, d := range rf.done {
-				done[i] = append(done[i], AdoptChunk{Index: idx, Digest: d.String()})
+				done[i] = append(done[i], wire.AdoptChunk{Index: idx, Digest: d.String()})
 			}
 		}
 	}
@@ -233,7 +233,7 @@ func (r *receiver) takeMade() int64 { return r.made.Swap(0) }
 // create makes the partial file for sp, with its journal, locked against
 // a second writer, and takes up what an interrupted transfer of the same
 // source version left (see journal.go).
-func (r *receiver) create(sp FileSpec) (*rfile, string) {
+func (r *receiver) create(sp wire.FileSpec) (*rfile, string) {
 	if dir := plan.Dir(sp.Path); dir != "" {
 		if err := r.mkdirParents(dir); err != nil {
 			return nil, describe("mkdir", dir, err)
@@ -531,7 +531,7 @@ func (rf *rfile) record(idx uint64, dg hashtree.Digest) {
 // adopt records chunks that a resumed partial file already holds, where
 // the sender's digest matches the one recomputed from disk; it returns
 // the indexes that must be sent after all.
-func (r *receiver) adopt(fid uint64, chunks []AdoptChunk) ([]int64, error) {
+func (r *receiver) adopt(fid uint64, chunks []wire.AdoptChunk) ([]int64, error) {
 	r.mu.Lock()
 	rf := r.files[fid]
 	r.mu.Unlock()
@@ -606,7 +606,7 @@ func (r *receiver) dropSplitLeftovers(p string, shares int) {
 			}
 		}
 	}
-	for k := shares; k < MaxShards; k++ {
+	for k := shares; k < wire.MaxShards; k++ {
 		if r.root.Remove(shareJournalName(p, k)) != nil && k >= shares+8 {
 			// Shares are numbered from 0; a run of missing ones ends them.
 			return
@@ -661,7 +661,7 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 		if reason == "" {
 			reason = fmt.Sprintf("chunk for unknown file %d", fid)
 		}
-		return ackFailed, reason
+		return wire.AckFailed, reason
 	}
 	sp := rf.spec
 	n := hashtree.NumChunks(sp.Size, sp.ChunkSize)
@@ -672,12 +672,12 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 	if int64(idx) >= n || off != int64(idx)*sp.ChunkSize || int64(len(p)) != want {
 		msg := fmt.Sprintf("write %s: chunk %d does not fit the file", sp.Path, idx)
 		r.fail(fid, rf, msg)
-		return ackFailed, msg
+		return wire.AckFailed, msg
 	}
 	if verify {
 		if got := hashtree.ChunkDigest(p, off, sp.Size, sp.ChunkSize); got != dg {
 			r.m.VerifyFailure()
-			return ackMismatch, fmt.Sprintf("chunk %d of %s failed BLAKE3 verification", idx, sp.Path)
+			return wire.AckMismatch, fmt.Sprintf("chunk %d of %s failed BLAKE3 verification", idx, sp.Path)
 		}
 	}
 	if len(p) > 0 {
@@ -692,30 +692,30 @@ func (r *receiver) writeChunk(fid, idx uint64, off int64, p []byte, dg hashtree.
 			first := rf.failed
 			rf.mu.Unlock()
 			if first != "" {
-				return ackFailed, first
+				return wire.AckFailed, first
 			}
 			msg := describe("write", sp.Path, err)
 			r.fail(fid, rf, msg)
-			return ackFailed, msg
+			return wire.AckFailed, msg
 		}
 	}
 	rf.mu.Lock()
 	defer rf.mu.Unlock()
 	if rf.failed != "" {
-		return ackFailed, rf.failed
+		return wire.AckFailed, rf.failed
 	}
 	if err := rf.tree.Set(int64(idx), dg); err != nil {
-		return ackFailed, fmt.Sprintf("write %s: %v", sp.Path, err)
+		return wire.AckFailed, fmt.Sprintf("write %s: %v", sp.Path, err)
 	}
 	rf.record(idx, dg)
 	r.m.AddBytes(r.transport, metrics.Received, int64(len(p)))
-	return ackOK, ""
+	return wire.AckOK, ""
 }
 
 // commit finishes files whose chunks all arrived: the whole-file digest is
 // checked, attributes set, data flushed (one flush for the whole batch) and
 // the files renamed into place.
-func (r *receiver) commit(cs []CommitSpec) []string {
+func (r *receiver) commit(cs []wire.CommitSpec) []string {
 	errs := make([]string, len(cs))
 	ready := make([]*rfile, len(cs))
 	for i, c := range cs {
@@ -863,53 +863,6 @@ func (r *receiver) place(part, target string, replaceDir bool) string {
 	return describe("rename into", target, err)
 }
 
-// smallFile is one file of a batch.
-type smallFile struct {
-	path       string
-	size       int64
-	mode       uint32
-	mtimeNs    int64
-	replaceDir bool
-	sparse     bool // the source has holes: all-zero blocks stay holes
-	digest     hashtree.Digest
-	data       []byte
-}
-
-// Flags of a small file in a batch.
-const (
-	smallReplaceDir = 1 << iota
-	smallSparse
-)
-
-func appendSmall(e *enc, f *smallFile) {
-	e.str(f.path)
-	e.uvar(uint64(f.mode))
-	e.svar(f.mtimeNs)
-	var flags uint8
-	if f.replaceDir {
-		flags |= smallReplaceDir
-	}
-	if f.sparse {
-		flags |= smallSparse
-	}
-	e.u8(flags)
-	e.raw(f.digest[:])
-	e.bytes(f.data)
-}
-
-func readSmall(d *dec) smallFile {
-	var f smallFile
-	f.path = d.str()
-	f.mode = uint32(d.uvar())
-	f.mtimeNs = d.svar()
-	flags := d.u8()
-	f.replaceDir, f.sparse = flags&smallReplaceDir != 0, flags&smallSparse != 0
-	copy(f.digest[:], d.raw(32))
-	f.data = d.bytes()
-	f.size = int64(len(f.data))
-	return f
-}
-
 // writeBatch writes a batch of small files: each is verified and written
 // to an unnamed file in its directory (O_TMPFILE; a hidden partial file
 // where the file system has none), then one flush covers them all, then
@@ -918,13 +871,13 @@ func readSmall(d *dec) smallFile {
 // session's decision, never the message's) says whether each file is
 // checked against its digest.
 func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error) {
-	d := &dec{b: p}
-	d.u8() // reserved
-	if count < 1 || count > maxBatchFiles || count > (len(p)-1)/minSmallEntry {
+	d := &wire.Dec{Buf: p}
+	d.U8() // reserved
+	if count < 1 || count > wire.MaxBatchFiles || count > (len(p)-1)/wire.MinSmallEntry {
 		return nil, fmt.Errorf("bad batch: %d files in %d bytes", count, len(p))
 	}
 	errs := make([]string, count)
-	files := make([]smallFile, count)
+	files := make([]wire.SmallFile, count)
 	parts := make([]string, count) // named partial files
 	temps := make([]int, count)    // unnamed files (fd+1), open until named
 	var open []*os.File            // kept open only for a one-file batch (fdatasync)
@@ -953,28 +906,28 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 	// unnamed file: a file created with bits inside it needs no fchmod.
 	createMask := map[*fsroot.Dir]uint32{}
 	for i := range files {
-		files[i] = readSmall(d)
-		if d.err != nil {
-			return nil, fmt.Errorf("bad batch entry %d: %w", i, d.err)
+		files[i] = wire.ReadSmall(d)
+		if d.Err != nil {
+			return nil, fmt.Errorf("bad batch entry %d: %w", i, d.Err)
 		}
 		sf := &files[i]
 		if r.readOnly {
-			errs[i] = describe("write", sf.path, errReadOnly)
+			errs[i] = describe("write", sf.Path, wire.ErrReadOnly)
 			continue
 		}
-		rel, err := r.rel(sf.path)
-		if err != nil || rel == "" || sf.mode > 07777 {
-			errs[i] = describe("write", sf.path, fsroot.ErrEscape)
+		rel, err := r.rel(sf.Path)
+		if err != nil || rel == "" || sf.Mode > 07777 {
+			errs[i] = describe("write", sf.Path, fsroot.ErrEscape)
 			continue
 		}
-		sf.path = rel
-		sf.mode = r.peer.fileMode(sf.mode)
-		if verify && hashtree.Sum(sf.data) != sf.digest {
+		sf.Path = rel
+		sf.Mode = r.peer.fileMode(sf.Mode)
+		if verify && hashtree.Sum(sf.Data) != sf.Digest {
 			r.m.VerifyFailure()
-			errs[i] = fmt.Sprintf("write %s: content failed BLAKE3 verification", sf.path)
+			errs[i] = fmt.Sprintf("write %s: content failed BLAKE3 verification", sf.Path)
 			continue
 		}
-		dir := plan.Dir(sf.path)
+		dir := plan.Dir(sf.Path)
 		dd := dirs[dir]
 		if dd == nil {
 			if dir != "" {
@@ -999,12 +952,12 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 			}
 		}
 		var f *os.File
-		part, err := freshName(sf.path, func(name string) (err error) {
+		part, err := freshName(sf.Path, func(name string) (err error) {
 			f, err = dd.OpenFile(plan.Base(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 			return err
 		})
 		if err != nil {
-			errs[i] = describe("create", sf.path, err)
+			errs[i] = describe("create", sf.Path, err)
 			continue
 		}
 		if count == 1 {
@@ -1012,11 +965,11 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 		}
 		written++
 		if err := writeSmall(int(f.Fd()), sf); err != nil {
-			errs[i] = describe("write", sf.path, err)
-		} else if err := setFileAttrs(f, sf.mode); err != nil {
-			errs[i] = describe("chmod", sf.path, err)
-		} else if err := setMtime(f, sf.mtimeNs); err != nil {
-			errs[i] = describe("set mtime of", sf.path, err)
+			errs[i] = describe("write", sf.Path, err)
+		} else if err := setFileAttrs(f, sf.Mode); err != nil {
+			errs[i] = describe("chmod", sf.Path, err)
+		} else if err := setMtime(f, sf.MtimeNs); err != nil {
+			errs[i] = describe("set mtime of", sf.Path, err)
 		}
 		if count != 1 {
 			f.Close()
@@ -1027,7 +980,7 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 		}
 		parts[i] = part
 	}
-	if d.err != nil || len(d.b) != 0 {
+	if d.Err != nil || len(d.Buf) != 0 {
 		return nil, errors.New("bad batch payload")
 	}
 	var err error
@@ -1043,7 +996,7 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 	if err != nil {
 		for i := range parts {
 			if parts[i] != "" || temps[i] != 0 {
-				errs[i] = describe("flush", files[i].path, err)
+				errs[i] = describe("flush", files[i].Path, err)
 			}
 			if parts[i] != "" {
 				r.root.Remove(parts[i])
@@ -1060,28 +1013,28 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 	}()
 	for i := range files {
 		if temps[i] != 0 {
-			dd := dirs[plan.Dir(files[i].path)]
-			name := plan.Base(files[i].path)
+			dd := dirs[plan.Dir(files[i].Path)]
+			name := plan.Base(files[i].Path)
 			lerr := dd.LinkTemp(temps[i]-1, name)
 			if lerr == nil {
 				linked++
-				r.m.AddBytes(r.transport, metrics.Received, files[i].size)
+				r.m.AddBytes(r.transport, metrics.Received, files[i].Size)
 				r.m.AddFiles(r.transport, metrics.Received, 1)
 				continue
 			}
 			if !errors.Is(lerr, syscall.EEXIST) {
-				errs[i] = describe("link into", files[i].path, lerr)
+				errs[i] = describe("link into", files[i].Path, lerr)
 				continue
 			}
 			// Something is in the way: an update, which must replace the
 			// old file atomically, so the new one gets the partial name
 			// first and is renamed over it.
 			replaced++
-			part, lerr := freshName(files[i].path, func(name string) error {
+			part, lerr := freshName(files[i].Path, func(name string) error {
 				return dd.LinkTemp(temps[i]-1, plan.Base(name))
 			})
 			if lerr != nil {
-				errs[i] = describe("create", files[i].path, lerr)
+				errs[i] = describe("create", files[i].Path, lerr)
 				continue
 			}
 			parts[i] = part
@@ -1092,17 +1045,17 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 		}
 		// The common case: a rename within the directory. Anything in the
 		// way that rename(2) cannot replace goes through place.
-		if dirs[plan.Dir(part)].Rename(plan.Base(part), plan.Base(files[i].path)) == nil {
-			r.m.AddBytes(r.transport, metrics.Received, files[i].size)
+		if dirs[plan.Dir(part)].Rename(plan.Base(part), plan.Base(files[i].Path)) == nil {
+			r.m.AddBytes(r.transport, metrics.Received, files[i].Size)
 			r.m.AddFiles(r.transport, metrics.Received, 1)
 			continue
 		}
-		if msg := r.place(part, files[i].path, files[i].replaceDir); msg != "" {
+		if msg := r.place(part, files[i].Path, files[i].ReplaceDir); msg != "" {
 			errs[i] = msg
 			r.root.Remove(part)
 			continue
 		}
-		r.m.AddBytes(r.transport, metrics.Received, files[i].size)
+		r.m.AddBytes(r.transport, metrics.Received, files[i].Size)
 		r.m.AddFiles(r.transport, metrics.Received, 1)
 	}
 	return errs, nil
@@ -1111,11 +1064,11 @@ func (r *receiver) writeBatch(p []byte, count int, verify bool) ([]string, error
 // writeTemp writes sf to a new unnamed file in dd, with its mode and
 // mtime, and stores its descriptor+1 in *fd1. ok is false when the file
 // system has no O_TMPFILE; msg says what failed (the file is then gone).
-func (r *receiver) writeTemp(dd *fsroot.Dir, sf *smallFile, masks map[*fsroot.Dir]uint32, fd1 *int) (msg string, ok bool) {
+func (r *receiver) writeTemp(dd *fsroot.Dir, sf *wire.SmallFile, masks map[*fsroot.Dir]uint32, fd1 *int) (msg string, ok bool) {
 	mask, known := masks[dd]
 	perm := uint32(0o777) // the first file learns the mask; nobody can open it
 	if known {
-		perm = sf.mode & 0o777
+		perm = sf.Mode & 0o777
 	}
 	fd, err := dd.CreateTemp(perm)
 	if err != nil {
@@ -1124,7 +1077,7 @@ func (r *receiver) writeTemp(dd *fsroot.Dir, sf *smallFile, masks map[*fsroot.Di
 			r.noTmpfile.Store(true)
 			return "", false
 		}
-		return describe("create", sf.path, err), true
+		return describe("create", sf.Path, err), true
 	}
 	fail := func(msg string) (string, bool) {
 		unix.Close(fd)
@@ -1134,22 +1087,22 @@ func (r *receiver) writeTemp(dd *fsroot.Dir, sf *smallFile, masks map[*fsroot.Di
 	if !known {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			return fail(describe("stat", sf.path, err))
+			return fail(describe("stat", sf.Path, err))
 		}
 		mask = st.Mode & 0o777
 		masks[dd] = mask
 	}
 	if err := writeSmall(fd, sf); err != nil {
-		return fail(describe("write", sf.path, err))
+		return fail(describe("write", sf.Path, err))
 	}
 	// Set-id and sticky bits, and bits the mask took away, need fchmod.
-	if !known || sf.mode&^mask != 0 {
-		if err := unix.Fchmod(fd, sf.mode&0o7777); err != nil {
-			return fail(describe("chmod", sf.path, err))
+	if !known || sf.Mode&^mask != 0 {
+		if err := unix.Fchmod(fd, sf.Mode&0o7777); err != nil {
+			return fail(describe("chmod", sf.Path, err))
 		}
 	}
-	if err := setMtimeFd(fd, sf.mtimeNs); err != nil {
-		return fail(describe("set mtime of", sf.path, err))
+	if err := setMtimeFd(fd, sf.MtimeNs); err != nil {
+		return fail(describe("set mtime of", sf.Path, err))
 	}
 	*fd1 = fd + 1
 	return "", true
@@ -1182,11 +1135,11 @@ func takeTempFD() bool {
 func putTempFD() { tempFDs.left.Add(1) }
 
 // meta applies metadata operations in order.
-func (r *receiver) meta(ops []MetaOp) []string {
+func (r *receiver) meta(ops []wire.MetaOp) []string {
 	errs := make([]string, len(ops))
 	for i, op := range ops {
 		if r.readOnly {
-			errs[i] = describe(op.Op, op.Path, errReadOnly)
+			errs[i] = describe(op.Op, op.Path, wire.ErrReadOnly)
 			continue
 		}
 		rel, err := r.rel(op.Path)
@@ -1203,7 +1156,7 @@ func (r *receiver) meta(ops []MetaOp) []string {
 	return errs
 }
 
-func (r *receiver) metaOne(op MetaOp) string {
+func (r *receiver) metaOne(op wire.MetaOp) string {
 	switch op.Op {
 	case "mkdir":
 		info, err := r.root.Lstat(op.Path)
@@ -1268,7 +1221,7 @@ func (r *receiver) metaOne(op MetaOp) string {
 // handle on the inode found at the name (never following a symlink
 // there), and, for a peer, never on a regular file with other hard links,
 // which may lead outside the tree.
-func (r *receiver) setAttrs(op MetaOp) string {
+func (r *receiver) setAttrs(op wire.MetaOp) string {
 	pin, err := r.root.Pin(op.Path)
 	if err != nil {
 		return describe("stat", op.Path, err)
@@ -1301,7 +1254,7 @@ func (r *receiver) setAttrs(op MetaOp) string {
 	return ""
 }
 
-func (r *receiver) deferDir(op MetaOp) {
+func (r *receiver) deferDir(op wire.MetaOp) {
 	r.mu.Lock()
 	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs})
 	r.mu.Unlock()

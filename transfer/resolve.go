@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/plan"
@@ -118,7 +120,7 @@ func checkLocalOverlap(src, dst Endpoint) error {
 }
 
 // checkPeerOverlap checks two paths on the peer of session s.
-func checkPeerOverlap(ctx context.Context, src, dst Endpoint, s *Session) error {
+func checkPeerOverlap(ctx context.Context, src, dst Endpoint, s *session.Session) error {
 	stat := (&remoteDest{s: s}).stat
 	sp, err := followLinks(ctx, strings.Trim(src.Path, "/"), stat)
 	if err != nil {

@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/progress"
@@ -37,7 +41,7 @@ type PeerAuth struct {
 	TLSData bool        // data streams inside TLS too
 }
 
-func (a PeerAuth) apply(o DialOptions) DialOptions {
+func (a PeerAuth) apply(o session.DialOptions) session.DialOptions {
 	o.Token, o.TLS, o.TLSData = a.Token, a.TLS, a.TLSData
 	return o
 }
@@ -59,11 +63,11 @@ func (e Endpoint) String() string {
 // passes through this process). Events go to sink; the summary is
 // returned even on error. Per-file failures make the error an
 // exitcode.Partial one.
-func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink) (progress.Summary, error) {
+func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink) (progress.Summary, error) {
 	if err := opt.Validate(); err != nil {
 		return progress.Summary{Event: progress.KindSummary}, err
 	}
-	opt = opt.withDefaults()
+	opt = opt.WithDefaults()
 	dial.Proto, dial.Streams = opt.Proto, opt.Streams
 	dial.ConnectTimeout, dial.IdleTimeout, dial.UringEntries = opt.ConnectTO, opt.IdleTO, opt.UringEntry
 	dial.NoVerify = opt.Verify == "none"
@@ -92,8 +96,8 @@ func Run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 			sum.FilesSkipped = 0
 		}
 		var (
-			lost *LostError
-			busy *BusyError
+			lost *session.LostError
+			busy *session.BusyError
 		)
 		retriable := errors.As(err, &lost) || errors.As(err, &busy) || (attempt > 0 && exitcode.Code(err) == exitcode.Peer)
 		if err == nil || !retriable || attempt >= opt.Retries || ctx.Err() != nil {
@@ -133,7 +137,7 @@ func (e *PartialError) Error() string {
 	return fmt.Sprintf("%d of the files could not be transferred", e.Failed)
 }
 
-func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
+func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	switch {
 	case !src.IsRemote():
 		if !dst.IsRemote() {
@@ -147,12 +151,12 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
+			s, err := session.Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			tally.SetProto(s.transport, s.reason)
+			tally.SetProto(s.Transport(), s.TransportReason())
 			return runEngine(ctx, root, path, &remoteDest{s: s}, dst.Path, opt, sink, tally)
 		}
 		h, err := openLocalDest(dst.Path, opt)
@@ -168,15 +172,15 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 			return err
 		}
 		defer h.close()
-		dial.handler = h
-		return remoteJob(ctx, src.Addr, JobSpec{SrcPath: src.Path, Options: opt}, nil, src.Auth.apply(dial), sink, tally)
+		dial.Services = h.register
+		return remoteJob(ctx, src.Addr, wire.JobSpec{SrcPath: src.Path, Options: opt}, nil, src.Auth.apply(dial), sink, tally)
 	default:
-		spec := JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}
+		spec := wire.JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}
 		// The destination issues a ticket to us for this destination
 		// directory, which the source server presents in our stead: our
 		// token never leaves this process, and the ticket's secret crosses
 		// each connection sealed for its session.
-		ds, err := Dial(ctx, dst.Addr, dst.Auth.apply(dial))
+		ds, err := session.Dial(ctx, dst.Addr, dst.Auth.apply(dial))
 		if err != nil {
 			return err
 		}
@@ -191,13 +195,13 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 		if rp, err := followLinks(ctx, dst.Path, (&remoteDest{s: ds}).stat); err == nil {
 			spec.DstPath = rp
 		}
-		resp, err := ds.call(ctx, &Req{Op: opTicket, Path: spec.DstPath})
-		var tk Ticket
+		resp, err := ds.Call(ctx, &wire.Req{Op: wire.OpTicket, Path: spec.DstPath})
+		var tk session.Ticket
 		if err == nil {
 			if resp.Ticket == nil {
 				err = exitcode.Peerf("%s answered the ticket request without a ticket", dst.Addr)
 			} else {
-				tk, err = ds.keys.openTicket(resp.Ticket)
+				tk, err = ds.OpenTicket(resp.Ticket)
 			}
 		}
 		ds.Close()
@@ -205,7 +209,7 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 			return fmt.Errorf("asking %s for a ticket: %w", dst.Addr, err)
 		}
 		if dst.Auth.TLS != nil {
-			spec.DstTLS = &TLSSpec{CAPEM: dst.Auth.CAPEM, ServerName: dst.Auth.TLS.ServerName, Data: dst.Auth.TLSData}
+			spec.DstTLS = &wire.TLSSpec{CAPEM: dst.Auth.CAPEM, ServerName: dst.Auth.TLS.ServerName, Data: dst.Auth.TLSData}
 		}
 		return remoteJob(ctx, src.Addr, spec, &tk, src.Auth.apply(dial), sink, tally)
 	}
@@ -214,22 +218,22 @@ func run(ctx context.Context, src, dst Endpoint, opt Options, dial DialOptions, 
 // remoteJob asks the server at addr to run the transfer and relays its
 // events. tk, for a third-party job, is the destination's ticket, sealed
 // here for the session to the source.
-func remoteJob(ctx context.Context, addr string, spec JobSpec, tk *Ticket, dial DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	s, err := Dial(ctx, addr, dial)
+func remoteJob(ctx context.Context, addr string, spec wire.JobSpec, tk *session.Ticket, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	s, err := session.Dial(ctx, addr, dial)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	if tk != nil {
-		if spec.DstTicket, err = s.keys.sealTicket(*tk); err != nil {
+		if spec.DstTicket, err = s.SealTicket(*tk); err != nil {
 			return err
 		}
 	}
 	if spec.DstAddr == "" {
-		tally.SetProto(s.transport, s.reason)
+		tally.SetProto(s.Transport(), s.TransportReason())
 	}
 	var mkdirs atomic.Int64 // directories the events announced
-	c := &call{resp: make(chan *Resp, 1), events: progress.SinkFunc(func(e progress.Event) {
+	events := progress.SinkFunc(func(e progress.Event) {
 		if e.Event == progress.KindProgress {
 			sink.Emit(e)
 			return
@@ -239,8 +243,8 @@ func remoteJob(ctx context.Context, addr string, spec JobSpec, tk *Ticket, dial 
 		}
 		tally.Record(e)
 		sink.Emit(e)
-	})}
-	resp, err := s.roundTrip(ctx, &Req{Op: opJob, Job: &spec}, c)
+	})
+	resp, err := s.CallEvents(ctx, &wire.Req{Op: wire.OpJob, Job: &spec}, events)
 	if resp != nil && resp.Summary != nil {
 		// Counters came with the events already; take what only the
 		// summary knows.
@@ -292,7 +296,7 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 // exist yet is created by the run's first write (newPendingHandler), so
 // that a run failing before it (missing source, unreachable peer) and a
 // dry run leave nothing behind.
-func openLocalDest(dst string, opt Options) (*handler, error) {
+func openLocalDest(dst string, opt wire.Options) (*handler, error) {
 	info, err := os.Stat(dst)
 	switch {
 	case err == nil && !info.IsDir():

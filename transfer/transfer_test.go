@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/transfer/session"
+
+	"github.com/xfer-io/xfer/transfer/wire"
+
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/backends/tcp"
 	"github.com/xfer-io/xfer/internal/fsroot"
@@ -55,7 +59,7 @@ func (s *corruptStream) SendFile(hdr []byte, f *os.File, off int64, n int) error
 }
 
 func (s *corruptStream) Send(hdr, payload []byte) error {
-	if len(hdr) > 0 && hdr[0] == mChunk && len(payload) > 0 {
+	if len(hdr) > 0 && hdr[0] == wire.MsgChunk && len(payload) > 0 {
 		if n := s.t.sent.Add(1); s.t.bad < 0 || n <= s.t.bad {
 			p := append([]byte(nil), payload...)
 			p[len(p)/2] ^= 0x40
@@ -91,6 +95,18 @@ func (e *events) find(kind, substr string) bool {
 	defer e.mu.Unlock()
 	for _, ev := range e.all {
 		if ev.Event == kind && strings.Contains(ev.Msg+ev.Error, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+// retried reports whether a notice marked a chunk sent again.
+func (e *events) retried() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.all {
+		if ev.Event == progress.KindNotice && ev.Retry {
 			return true
 		}
 	}
@@ -140,7 +156,7 @@ func TestCorruptChunkIsResent(t *testing.T) {
 	want := writeFile(t, filepath.Join(src, "f.bin"), 3<<20+5)
 	ev := &events{}
 	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
-		Options{Proto: "test-flaky", ChunkSize: 256 << 10, NoFsync: true}, DialOptions{}, ev)
+		wire.Options{Proto: "test-flaky", ChunkSize: 256 << 10, NoFsync: true}, session.DialOptions{}, ev)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -149,6 +165,9 @@ func TestCorruptChunkIsResent(t *testing.T) {
 	}
 	if !ev.find(progress.KindNotice, "sending it again") {
 		t.Error("no notice of a resent chunk")
+	}
+	if !ev.retried() {
+		t.Error("the notice of a resent chunk is not marked retry")
 	}
 	got, err := os.ReadFile(filepath.Join(dstRoot, "d/f.bin"))
 	if err != nil || !bytes.Equal(got, want) {
@@ -166,7 +185,7 @@ func TestCorruptChunkGivesUp(t *testing.T) {
 	writeFile(t, filepath.Join(src, "small.txt"), 100)
 	ev := &events{}
 	sum, err := Run(context.Background(), Endpoint{Path: src}, Endpoint{Addr: addr, Path: "d"},
-		Options{Proto: "test-broken", ChunkSize: 1 << 20, NoFsync: true}, DialOptions{}, ev)
+		wire.Options{Proto: "test-broken", ChunkSize: 1 << 20, NoFsync: true}, session.DialOptions{}, ev)
 	var pe *PartialError
 	if !errors.As(err, &pe) || sum.Errors != 1 {
 		t.Fatalf("want one failed file, got %v, %+v", err, sum)
@@ -190,7 +209,7 @@ func TestForcedTransportMissing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go NewServer(ServerConfig{Root: root, Protos: []string{"tcp"}}).Serve(ctx, ln)
-	_, err := Dial(ctx, ln.Addr().String(), DialOptions{Proto: "test-flaky", ConnectTimeout: 5 * time.Second})
+	_, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: "test-flaky", ConnectTimeout: 5 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "test-flaky") || !isPeerErr(err) {
 		t.Fatalf("want a peer error naming the transport, got %v", err)
 	}
@@ -202,15 +221,15 @@ func TestFrameLimits(t *testing.T) {
 		in   []byte
 		ok   bool
 	}{
-		{"empty payload", appendFrame(nil, fPing, nil), true},
-		{"small", appendFrame(nil, fReq, []byte("{}")), true},
-		{"too large", []byte{fReq, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f}, false},
-		{"reserved bits", []byte{fReq, 1, 0, 0, 0, 0, 0, 0}, false},
-		{"truncated", appendFrame(nil, fReq, []byte("abcdef"))[:10], false},
+		{"empty payload", wire.AppendFrame(nil, wire.FramePing, nil), true},
+		{"small", wire.AppendFrame(nil, wire.FrameReq, []byte("{}")), true},
+		{"too large", []byte{wire.FrameReq, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f}, false},
+		{"reserved bits", []byte{wire.FrameReq, 1, 0, 0, 0, 0, 0, 0}, false},
+		{"truncated", wire.AppendFrame(nil, wire.FrameReq, []byte("abcdef"))[:10], false},
 	}
 	for _, tt := range tests {
-		fr := newFrameReader(bytes.NewReader(tt.in), DefaultMaxFrame)
-		_, _, err := fr.read()
+		fr := wire.NewFrameReader(bytes.NewReader(tt.in), wire.DefaultMaxFrame)
+		_, _, err := fr.Read()
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: err = %v", tt.name, err)
 		}
@@ -233,18 +252,18 @@ func TestEntryRoundTrip(t *testing.T) {
 		{"ok", 9, false},
 	}
 	for _, tt := range in {
-		e := enc{}
-		e.str(tt.path)
-		e.u8(tt.typ)
-		e.svar(5)
-		e.uvar(0o644)
-		e.svar(123)
-		e.str("")
-		e.bytes(d[:])
-		e.uvar(1)
-		e.uvar(1)
-		e.str("permission denied")
-		got, err := readEntry(&dec{b: e.b})
+		e := wire.Enc{}
+		e.Str(tt.path)
+		e.U8(tt.typ)
+		e.Svar(5)
+		e.Uvar(0o644)
+		e.Svar(123)
+		e.Str("")
+		e.Blob(d[:])
+		e.Uvar(1)
+		e.Uvar(1)
+		e.Str("permission denied")
+		got, err := wire.ReadEntry(&wire.Dec{Buf: e.Buf})
 		if (err == nil) != tt.ok {
 			t.Errorf("%q: err = %v", tt.path, err)
 			continue

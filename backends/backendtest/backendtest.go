@@ -11,7 +11,7 @@ package backendtest
 import (
 	"context"
 	"errors"
-	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,26 +63,40 @@ func Open(tb testing.TB, tr backends.Transport, n int, p backends.Params) *Sessi
 	pd.Streams, pd.Dialer = n, true
 	ds, derr := tr.Open(ctx, d, pd)
 	ar := <-ch
-	closeAll := func(ss []backends.Stream) {
-		for _, s := range ss {
-			s.Close()
-		}
-	}
 	if derr != nil || ar.err != nil {
-		closeAll(ds)
-		closeAll(ar.s)
+		CloseAll(ds, ar.s)
 		tb.Fatalf("backendtest: %s Open: dialer: %v; acceptor: %v", tr.Name(), derr, ar.err)
 	}
 	if len(ds) != n || len(ar.s) != n {
-		closeAll(ds)
-		closeAll(ar.s)
+		CloseAll(ds, ar.s)
 		tb.Fatalf("backendtest: %s Open returned %d and %d streams, want %d", tr.Name(), len(ds), len(ar.s), n)
 	}
-	tb.Cleanup(func() {
-		closeAll(ds)
-		closeAll(ar.s)
-	})
+	tb.Cleanup(func() { CloseAll(ds, ar.s) })
 	return &Session{Dialer: ds, Acceptor: ar.s, DialerRV: d, AcceptorRV: a}
+}
+
+// CloseAll closes every stream of the lists at once, as two peers close
+// their ends independently (a transport's Close may wait for its peer to
+// take what was sent), and returns when all are closed.
+func CloseAll(lists ...[]backends.Stream) {
+	var wg sync.WaitGroup
+	for _, ss := range lists {
+		for _, s := range ss {
+			wg.Go(func() { s.Close() })
+		}
+	}
+	wg.Wait()
+}
+
+// Registered returns the transport registered under name, failing tb when
+// there is none.
+func Registered(tb testing.TB, name string) backends.Transport {
+	tb.Helper()
+	tr, ok := backends.Lookup(name)
+	if !ok {
+		tb.Fatalf("transport %s is not registered", name)
+	}
+	return tr
 }
 
 // Run runs the conformance suite against tr. The transport must be usable
@@ -110,15 +124,7 @@ func Run(t *testing.T, tr backends.Transport, opts Options) {
 // has not returned after d (a hang). The goroutine is abandoned then.
 func within(t testing.TB, d time.Duration, what string, f func() error) error {
 	t.Helper()
-	ch := make(chan error, 1)
-	go func() { ch <- f() }()
-	select {
-	case err := <-ch:
-		return err
-	case <-time.After(d):
-		t.Fatalf("%s: still blocked after %v", what, d)
-		return errors.New("unreachable")
-	}
+	return wait(t, async(f), d, what)
 }
 
 // async runs f in a goroutine; the returned channel yields its error.
@@ -139,6 +145,3 @@ func wait(t testing.TB, ch <-chan error, d time.Duration, what string) error {
 		return errors.New("unreachable")
 	}
 }
-
-// errorf is fmt.Errorf, named for readability in goroutines.
-var errorf = fmt.Errorf

@@ -1,19 +1,12 @@
 package backendtest
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/xfer-io/xfer/backends"
 )
 
 func TestPairConnsMatchByIndex(t *testing.T) {
@@ -85,90 +78,4 @@ func TestPairHonoursContext(t *testing.T) {
 	if err := within(t, quick, "Conn", func() error { _, err := a.Conn(ctx, 0); return err }); err == nil {
 		t.Error("accepting Conn without a peer succeeded")
 	}
-}
-
-// plain is a minimal, real transport (blocking reads and writes on the data
-// sockets) used to check the suite itself.
-type plain struct{}
-
-func (plain) Name() string { return "tcp" }
-func (plain) Probe() error { return nil }
-func (plain) Open(ctx context.Context, rv backends.Rendezvous, p backends.Params) ([]backends.Stream, error) {
-	var out []backends.Stream
-	for i := 0; i < p.Streams; i++ {
-		c, err := rv.Conn(ctx, i)
-		if err != nil {
-			for _, s := range out {
-				s.Close()
-			}
-			return nil, err
-		}
-		out = append(out, &plainStream{c: c, r: bufio.NewReaderSize(c, 64<<10)})
-	}
-	return out, nil
-}
-
-type plainStream struct {
-	c    net.Conn
-	r    *bufio.Reader
-	rem  int
-	once sync.Once
-}
-
-func (s *plainStream) Send(hdr, payload []byte) error {
-	if len(hdr) > backends.MaxHeader {
-		return errors.New("header too large")
-	}
-	pre := make([]byte, 8, 8+len(hdr))
-	binary.LittleEndian.PutUint32(pre, uint32(len(hdr)))
-	binary.LittleEndian.PutUint32(pre[4:], uint32(len(payload)))
-	bufs := net.Buffers{append(pre, hdr...), payload}
-	_, err := bufs.WriteTo(s.c)
-	return err
-}
-
-func (s *plainStream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return err
-	}
-	return s.Send(hdr, buf)
-}
-
-func (s *plainStream) Recv(hbuf []byte) ([]byte, int, error) {
-	if _, err := s.r.Discard(s.rem); err != nil {
-		return nil, 0, err
-	}
-	var pre [8]byte
-	if _, err := io.ReadFull(s.r, pre[:]); err != nil {
-		return nil, 0, err
-	}
-	hl, pl := binary.LittleEndian.Uint32(pre[:]), binary.LittleEndian.Uint32(pre[4:])
-	if hl > uint32(len(hbuf)) {
-		return nil, 0, errors.New("header too large")
-	}
-	if _, err := io.ReadFull(s.r, hbuf[:hl]); err != nil {
-		return nil, 0, err
-	}
-	s.rem = int(pl)
-	return hbuf[:hl], int(pl), nil
-}
-
-func (s *plainStream) RecvPayload(p []byte) error {
-	if len(p) > s.rem {
-		return errors.New("past the payload")
-	}
-	_, err := io.ReadFull(s.r, p)
-	s.rem -= len(p)
-	return err
-}
-
-func (s *plainStream) Close() error {
-	err := net.ErrClosed
-	s.once.Do(func() { err = s.c.Close() })
-	return err
-}
-
-func TestSuiteAgainstPlainTransport(t *testing.T) {
-	Run(t, plain{}, Options{})
 }

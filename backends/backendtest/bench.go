@@ -84,3 +84,25 @@ func bench(b *testing.B, tr backends.Transport, size, streams int, viaFile bool)
 		b.Fatal(err)
 	}
 }
+
+// BenchSends runs Bench over the sizes every transport reports, as
+// sub-benchmarks named by size (and by stream count when it is not 1).
+func BenchSends(b *testing.B, tr backends.Transport) {
+	benchSizes(b, tr, false, []benchCase{{"1MiB", 1 << 20, 1}, {"1MiB/4streams", 1 << 20, 4}, {"4KiB", 4 << 10, 1}})
+}
+
+// BenchSendFiles runs BenchSendFile likewise.
+func BenchSendFiles(b *testing.B, tr backends.Transport) {
+	benchSizes(b, tr, true, []benchCase{{"1MiB", 1 << 20, 1}, {"4KiB", 4 << 10, 1}})
+}
+
+type benchCase struct {
+	name          string
+	size, streams int
+}
+
+func benchSizes(b *testing.B, tr backends.Transport, viaFile bool, cases []benchCase) {
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) { bench(b, tr, bc.size, bc.streams, viaFile) })
+	}
+}

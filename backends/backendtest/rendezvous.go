@@ -3,6 +3,7 @@ package backendtest
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -79,6 +80,12 @@ func Pair(tb testing.TB) (dialer, acceptor *Rendezvous) {
 	return dialer, acceptor
 }
 
+// Over returns a Rendezvous whose Exchange runs over c, a control
+// connection to a peer that uses Over too (in another process, say), and
+// which has no data sockets: for transports that need none (rdma). c is
+// the caller's to close.
+func Over(c net.Conn) *Rendezvous { return &Rendezvous{ctrl: c} }
+
 // close releases everything the rendezvous opened or handed out.
 func (r *Rendezvous) close() {
 	r.ctrl.Close()
@@ -115,9 +122,12 @@ func (r *Rendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
 	}
 	var c *net.TCPConn
 	var err error
-	if r.dialer {
+	switch {
+	case r.addr == "" && r.ln == nil:
+		return nil, errors.New("backendtest: this rendezvous has no data sockets")
+	case r.dialer:
 		c, err = r.dial(ctx, uint32(i))
-	} else {
+	default:
 		c, err = r.accept(ctx, uint32(i))
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -52,7 +53,7 @@ func recvMessage(s backends.Stream, chunk int) (hdr, payload []byte, err error) 
 	hbuf := make([]byte, backends.MaxHeader)
 	h, n, err := s.Recv(hbuf)
 	if err != nil {
-		return nil, nil, errorf("Recv: %w", err)
+		return nil, nil, fmt.Errorf("recv: %w", err)
 	}
 	hdr = append([]byte(nil), h...)
 	payload = make([]byte, n)
@@ -61,7 +62,7 @@ func recvMessage(s backends.Stream, chunk int) (hdr, payload []byte, err error) 
 	}
 	for off := 0; off < n; off += chunk {
 		if err := s.RecvPayload(payload[off:min(off+chunk, n)]); err != nil {
-			return hdr, nil, errorf("RecvPayload at %d of %d: %w", off, n, err)
+			return hdr, nil, fmt.Errorf("RecvPayload at %d of %d: %w", off, n, err)
 		}
 	}
 	return hdr, payload, nil
@@ -98,20 +99,20 @@ func testPayloads(t *testing.T, tr backends.Transport, opts Options) {
 						return err
 					}
 					if !bytes.Equal(h, hdr) {
-						return errorf("header: got %d bytes, want %d (equal lengths: %v)", len(h), len(hdr), len(h) == len(hdr))
+						return fmt.Errorf("header: got %d bytes, want %d (equal lengths: %v)", len(h), len(hdr), len(h) == len(hdr))
 					}
 					if len(p) != len(data) {
-						return errorf("payload length %d, want %d", len(p), len(data))
+						return fmt.Errorf("payload length %d, want %d", len(p), len(data))
 					}
 					if i := firstDiff(p, data); i >= 0 {
-						return errorf("payload differs from offset %d on", i)
+						return fmt.Errorf("payload differs from offset %d on", i)
 					}
 					h, p, err = recvMessage(s.Acceptor[0], 0)
 					if err != nil {
-						return errorf("trailer: %w", err)
+						return fmt.Errorf("trailer: %w", err)
 					}
 					if !bytes.Equal(h, trailer) || len(p) != 0 {
-						return errorf("trailer: got header %q and %d payload bytes", h, len(p))
+						return fmt.Errorf("trailer: got header %q and %d payload bytes", h, len(p))
 					}
 					return nil
 				})
@@ -228,7 +229,7 @@ func testConcurrent(t *testing.T, tr backends.Transport, opts Options) {
 						err = tx.Send(hdr, payload)
 					}
 					if err != nil {
-						return errorf("dir %d stream %d message %d: send: %w", dir, s, m, err)
+						return fmt.Errorf("dir %d stream %d message %d: send: %w", dir, s, m, err)
 					}
 				}
 				return nil
@@ -238,13 +239,13 @@ func testConcurrent(t *testing.T, tr backends.Transport, opts Options) {
 					wantHdr, wantPayload, _, _ := expect(dir, s, m)
 					hdr, payload, err := recvMessage(rx, 0)
 					if err != nil {
-						return errorf("dir %d stream %d message %d: %w", dir, s, m, err)
+						return fmt.Errorf("dir %d stream %d message %d: %w", dir, s, m, err)
 					}
 					if !bytes.Equal(hdr, wantHdr) {
-						return errorf("dir %d stream %d message %d: header %x, want %x (out of order or mixed streams)", dir, s, m, hdr, wantHdr)
+						return fmt.Errorf("dir %d stream %d message %d: header %x, want %x (out of order or mixed streams)", dir, s, m, hdr, wantHdr)
 					}
 					if !bytes.Equal(payload, wantPayload) {
-						return errorf("dir %d stream %d message %d: %d-byte payload differs from offset %d", dir, s, m, len(payload), firstDiff(payload, wantPayload))
+						return fmt.Errorf("dir %d stream %d message %d: %d-byte payload differs from offset %d", dir, s, m, len(payload), firstDiff(payload, wantPayload))
 					}
 				}
 				return nil
@@ -341,7 +342,7 @@ func testPeerVanishes(t *testing.T, tr backends.Transport, opts Options) {
 					return err
 				}
 				if n != size {
-					return errorf("payload length %d, want %d", n, size)
+					return fmt.Errorf("payload length %d, want %d", n, size)
 				}
 				return peer.RecvPayload(make([]byte, 1<<20))
 			})

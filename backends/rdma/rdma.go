@@ -76,7 +76,9 @@ func tag(idx int, bulk bool, seq uint64) C.uint64_t {
 	return C.uint64_t(t)
 }
 
-var blobMagic = []byte("XFRDMA\x00\x01")
+// blobMagic starts every rendezvous blob, before a byte saying whether
+// addresses (1) or the reason the transport could not open (0) follow.
+const blobMagic = "XFRDMA\x00\x01"
 
 type transport struct{}
 
@@ -123,7 +125,7 @@ func (transport) Open(ctx context.Context, rv backends.Rendezvous, p backends.Pa
 	var blob []byte
 	if err != nil {
 		// Tell the peer why, so that it fails at once with the reason.
-		blob = append(append(blobMagic[:len(blobMagic):len(blobMagic)], 0), err.Error()...)
+		blob = append(append([]byte(blobMagic), 0), err.Error()...)
 	} else {
 		blob = encodeAddrs(addrs)
 	}
@@ -210,7 +212,7 @@ func prepare(p backends.Params) ([]*stream, [][]byte, error) {
 }
 
 func encodeAddrs(addrs [][]byte) []byte {
-	b := append(blobMagic[:len(blobMagic):len(blobMagic)], 1)
+	b := append([]byte(blobMagic), 1)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(addrs)))
 	for _, a := range addrs {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(a)))
@@ -220,7 +222,7 @@ func encodeAddrs(addrs [][]byte) []byte {
 }
 
 func decodeAddrs(b []byte) ([][]byte, error) {
-	if len(b) < len(blobMagic)+1 || string(b[:len(blobMagic)]) != string(blobMagic) {
+	if len(b) < len(blobMagic)+1 || string(b[:len(blobMagic)]) != blobMagic {
 		return nil, errors.New("rdma: peer sent no rdma worker addresses (version mismatch?)")
 	}
 	b = b[len(blobMagic):]

@@ -34,97 +34,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// tcpRendezvous carries Exchange blobs over a real TCP connection on
-// 127.0.0.1, as the control session does; rdma needs no data sockets.
-type tcpRendezvous struct{ c net.Conn }
-
-func (r *tcpRendezvous) Conn(context.Context, int) (net.Conn, error) {
-	return nil, errors.New("rdma uses no data sockets")
-}
-
-func (r *tcpRendezvous) Exchange(ctx context.Context, blob []byte) ([]byte, error) {
-	if d, ok := ctx.Deadline(); ok {
-		r.c.SetDeadline(d)
-		defer r.c.SetDeadline(time.Time{})
-	}
-	werr := make(chan error, 1)
-	go func() {
-		_, err := r.c.Write(binary.BigEndian.AppendUint32(nil, uint32(len(blob))))
-		if err == nil {
-			_, err = r.c.Write(blob)
-		}
-		werr <- err
-	}()
-	var l [4]byte
-	if _, err := io.ReadFull(r.c, l[:]); err != nil {
-		return nil, err
-	}
-	peer := make([]byte, binary.BigEndian.Uint32(l[:]))
-	if _, err := io.ReadFull(r.c, peer); err != nil {
-		return nil, err
-	}
-	return peer, <-werr
-}
-
-func tcpPair(t testing.TB) (dialer, acceptor net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dialer, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptor, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dialer.Close(); acceptor.Close() })
-	return dialer, acceptor
-}
-
-func rdmaTransport(t testing.TB) backends.Transport {
-	t.Helper()
-	tr, ok := backends.Lookup("rdma")
-	if !ok {
-		t.Fatal("rdma transport not registered")
-	}
-	return tr
-}
+func rdmaTransport(t testing.TB) backends.Transport { return backendtest.Registered(t, "rdma") }
 
 // openPair opens n streams between two sides of the transport in this
 // process and closes them when the test ends.
 func openPair(t testing.TB, n int) (a, b []backends.Stream) {
 	t.Helper()
-	tr := rdmaTransport(t)
-	ca, cb := tcpPair(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var errB error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b, errB = tr.Open(ctx, &tcpRendezvous{cb}, backends.Params{Streams: n})
-	}()
-	a, errA := tr.Open(ctx, &tcpRendezvous{ca}, backends.Params{Streams: n, Dialer: true})
-	wg.Wait()
-	if errA != nil || errB != nil {
-		t.Fatalf("Open: dialer: %v, acceptor: %v", errA, errB)
-	}
-	t.Cleanup(func() { closeAll(a); closeAll(b) })
-	return a, b
-}
-
-func closeAll(ss []backends.Stream) {
-	var wg sync.WaitGroup
-	for _, s := range ss {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.Close() }()
-	}
-	wg.Wait()
+	s := backendtest.Open(t, rdmaTransport(t), n, backends.Params{})
+	return s.Dialer, s.Acceptor
 }
 
 func pattern(n int, seed uint64) []byte {
@@ -275,11 +192,11 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"stream count mismatch", 2, 1, nil, "peer opened 1 streams, this side 2"},
 		{"no streams", 0, 1, nil, "0 streams requested"},
-		{"peer cannot open", 1, 0, append(append([]byte(nil), blobMagic...), append([]byte{0}, "no NIC"...)...), "peer could not open the transport: no NIC"},
+		{"peer cannot open", 1, 0, append([]byte(blobMagic), append([]byte{0}, "no NIC"...)...), "peer could not open the transport: no NIC"},
 		{"peer is not rdma", 1, 0, []byte("tcp please"), "no rdma worker addresses"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca, cb := tcpPair(t)
+			ca, cb := backendtest.Pair(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var errB error
@@ -288,18 +205,18 @@ func TestOpenErrors(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				if tc.b == 0 {
-					_, errB = (&tcpRendezvous{cb}).Exchange(ctx, tc.peerBlob)
+					_, errB = cb.Exchange(ctx, tc.peerBlob)
 					return
 				}
 				var ss []backends.Stream
-				ss, errB = tr.Open(ctx, &tcpRendezvous{cb}, backends.Params{Streams: tc.b})
-				closeAll(ss)
+				ss, errB = tr.Open(ctx, cb, backends.Params{Streams: tc.b})
+				backendtest.CloseAll(ss)
 				if errB == nil {
 					errB = errors.New("side b opened")
 				}
 			}()
-			ss, err := tr.Open(ctx, &tcpRendezvous{ca}, backends.Params{Streams: tc.a, Dialer: true})
-			closeAll(ss)
+			ss, err := tr.Open(ctx, ca, backends.Params{Streams: tc.a, Dialer: true})
+			backendtest.CloseAll(ss)
 			wg.Wait()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("side a: got %v, want an error with %q", err, tc.want)
@@ -517,11 +434,11 @@ func helperPeer(t *testing.T) (backends.Stream, func()) {
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ss, err := rdmaTransport(t).Open(ctx, &tcpRendezvous{c}, backends.Params{Streams: 1})
+	ss, err := rdmaTransport(t).Open(ctx, backendtest.Over(c), backends.Params{Streams: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { closeAll(ss) })
+	t.Cleanup(func() { backendtest.CloseAll(ss) })
 	return ss[0], func() { cmd.Process.Kill() }
 }
 
@@ -538,7 +455,7 @@ func TestHelperPeer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ss, err := rdmaTransport(t).Open(ctx, &tcpRendezvous{c}, backends.Params{Streams: 1, Dialer: true})
+	ss, err := rdmaTransport(t).Open(ctx, backendtest.Over(c), backends.Params{Streams: 1, Dialer: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/backends/internal/sockstream"
 )
 
 // rxBufSize is the receive buffer: small messages are read many at a time
@@ -30,7 +31,7 @@ var errClosed = errors.New("tcp-zc: stream closed")
 type stream struct {
 	conn      net.Conn
 	rc        syscall.RawConn
-	closed    atomic.Bool
+	state     sockstream.State
 	closeOnce sync.Once
 	closeErr  error
 
@@ -46,19 +47,15 @@ type stream struct {
 		copied            bool        // a completion said the kernel copied anyway
 		held              []byte      // payload abandoned to the kernel by a failed Send
 		zcInFlight        atomic.Bool // the kernel may hold user pages: Close resets
-		pre               [prefixLen + backends.MaxHeader]byte
+		pre               [backends.PrefixLen + backends.MaxHeader]byte
 		iov               [2]unix.Iovec
 		msg               unix.Msghdr
 		oob               [128]byte
 	}
 	rx struct {
-		mu       sync.Mutex
-		err      error // sticky, as for tx
-		buf      []byte
-		r, w     int // buffered bytes are buf[r:w]
-		rem      int // payload bytes of the current message not yet consumed
-		pipe     [2]int
-		pipeSize int
+		mu  sync.Mutex
+		err error // sticky, as for tx
+		in  sockstream.Receiver
 	}
 }
 
@@ -66,16 +63,16 @@ type stream struct {
 // more go out with MSG_ZEROCOPY, and Send returns only after the kernel has
 // released them.
 func (s *stream) Send(hdr, payload []byte) error {
-	if err := checkSizes(len(hdr), len(payload)); err != nil {
+	if err := backends.CheckSizes(len(hdr), len(payload)); err != nil {
 		return fmt.Errorf("tcp-zc: send: %w", err)
 	}
 	s.tx.mu.Lock()
 	defer s.tx.mu.Unlock()
-	if err := s.txReady(); err != nil {
+	if err := s.state.Ready(s.tx.err); err != nil {
 		return err
 	}
-	putPrefix(s.tx.pre[:], len(hdr), len(payload))
-	n := prefixLen + copy(s.tx.pre[prefixLen:], hdr)
+	backends.PutPrefix(s.tx.pre[:], len(hdr), len(payload))
+	n := backends.PrefixLen + copy(s.tx.pre[backends.PrefixLen:], hdr)
 	zc := s.tx.zc && len(payload) >= s.tx.zcMin
 	flags := 0
 	if zc {
@@ -83,7 +80,7 @@ func (s *stream) Send(hdr, payload []byte) error {
 		// Either this sees closed, or Close sees zcInFlight (both are
 		// sequentially consistent) and resets the connection.
 		s.tx.zcInFlight.Store(true)
-		if s.closed.Load() {
+		if s.state.Closed() {
 			s.tx.zcInFlight.Store(false)
 			return errClosed
 		}
@@ -106,7 +103,7 @@ func (s *stream) Send(hdr, payload []byte) error {
 		} else {
 			s.tx.zcInFlight.Store(false)
 		}
-		return s.txFail("send", err)
+		return s.state.Fail(&s.tx.err, "send", err)
 	}
 	s.tx.zcInFlight.Store(false)
 	if s.tx.copied && !s.tx.alwaysZC {
@@ -120,30 +117,17 @@ func (s *stream) Send(hdr, payload []byte) error {
 // SendFile writes hdr and then n bytes of f from off, which sendfile(2)
 // moves from the page cache to the socket without a user-space copy.
 func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
-	if err := checkSizes(len(hdr), n); err != nil {
-		return fmt.Errorf("tcp-zc: sendfile: %w", err)
-	}
-	if off < 0 {
-		return fmt.Errorf("tcp-zc: sendfile: negative offset %d", off)
-	}
-	fc, err := f.SyscallConn()
+	fc, err := sockstream.FileRange(Name, hdr, f, off, n)
 	if err != nil {
-		return fmt.Errorf("tcp-zc: sendfile %s: %w", f.Name(), err)
-	}
-	// Refuse a range past the end of the file before anything is written,
-	// so the stream stays usable.
-	if fi, err := f.Stat(); err != nil {
-		return fmt.Errorf("tcp-zc: sendfile: %w", err)
-	} else if fi.Mode().IsRegular() && off+int64(n) > fi.Size() {
-		return fmt.Errorf("tcp-zc: sendfile %s: range %d+%d beyond its %d bytes", f.Name(), off, n, fi.Size())
+		return err
 	}
 	s.tx.mu.Lock()
 	defer s.tx.mu.Unlock()
-	if err := s.txReady(); err != nil {
+	if err := s.state.Ready(s.tx.err); err != nil {
 		return err
 	}
-	putPrefix(s.tx.pre[:], len(hdr), n)
-	hn := prefixLen + copy(s.tx.pre[prefixLen:], hdr)
+	backends.PutPrefix(s.tx.pre[:], len(hdr), n)
+	hn := backends.PrefixLen + copy(s.tx.pre[backends.PrefixLen:], hdr)
 	flags := 0
 	if n > 0 {
 		flags = unix.MSG_MORE // let the header share a segment with the data
@@ -157,27 +141,9 @@ func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
 		err = serr
 	}
 	if err != nil {
-		return s.txFail("sendfile", err)
+		return s.state.Fail(&s.tx.err, "sendfile", err)
 	}
 	return nil
-}
-
-func (s *stream) txReady() error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	return s.tx.err
-}
-
-// txFail records err as the stream's sticky send error and returns it.
-func (s *stream) txFail(op string, err error) error {
-	if s.closed.Load() {
-		err = fmt.Errorf("%w (%v)", errClosed, err)
-	} else {
-		err = fmt.Errorf("tcp-zc: %s: %w", op, err)
-	}
-	s.tx.err = err
-	return err
 }
 
 // sendBufs writes a then b completely with sendmsg(2), waiting for socket
@@ -341,110 +307,28 @@ func (s *stream) sendfile(ffd int, off int64, n int) error {
 func (s *stream) Recv(hbuf []byte) ([]byte, int, error) {
 	s.rx.mu.Lock()
 	defer s.rx.mu.Unlock()
-	if err := s.rxReady(); err != nil {
+	if err := s.state.Ready(s.rx.err); err != nil {
 		return nil, 0, err
 	}
-	for s.rx.rem > 0 {
-		if s.rx.r == s.rx.w {
-			if err := s.fill(1); err != nil {
-				return nil, 0, s.rxFail("recv", err)
-			}
-		}
-		k := min(s.rx.rem, s.rx.w-s.rx.r)
-		s.rx.r += k
-		s.rx.rem -= k
-	}
-	if err := s.fill(prefixLen); err != nil {
-		return nil, 0, s.rxFail("recv", err)
-	}
-	hl, pl, err := parsePrefix(s.rx.buf[s.rx.r:])
+	hdr, n, err := s.rx.in.Next(hbuf)
 	if err != nil {
-		return nil, 0, s.rxFail("recv", err)
+		return nil, 0, s.state.Fail(&s.rx.err, "recv", err)
 	}
-	if hl > len(hbuf) {
-		return nil, 0, s.rxFail("recv", fmt.Errorf("%d-byte header does not fit a %d-byte buffer", hl, len(hbuf)))
-	}
-	if err := s.fill(prefixLen + hl); err != nil {
-		return nil, 0, s.rxFail("recv", err)
-	}
-	s.rx.r += prefixLen
-	copy(hbuf, s.rx.buf[s.rx.r:s.rx.r+hl])
-	s.rx.r += hl
-	s.rx.rem = pl
-	return hbuf[:hl], pl, nil
+	return hdr, n, nil
 }
 
 // RecvPayload reads the next len(p) payload bytes of the current message.
 func (s *stream) RecvPayload(p []byte) error {
 	s.rx.mu.Lock()
 	defer s.rx.mu.Unlock()
-	if err := s.rxReady(); err != nil {
+	if err := s.state.Ready(s.rx.err); err != nil {
 		return err
 	}
-	if len(p) > s.rx.rem {
-		return fmt.Errorf("tcp-zc: RecvPayload of %d bytes, but %d are left in the message", len(p), s.rx.rem)
+	if err := s.rx.in.Overrun(Name, len(p)); err != nil {
+		return err
 	}
-	k := copy(p, s.rx.buf[s.rx.r:s.rx.w])
-	s.rx.r += k
-	s.rx.rem -= k
-	p = p[k:]
-	for len(p) > 0 {
-		if len(p) >= len(s.rx.buf)/2 {
-			n, err := s.read(p) // large: straight into the caller's buffer
-			if err != nil {
-				return s.rxFail("recv payload", err)
-			}
-			p = p[n:]
-			s.rx.rem -= n
-			continue
-		}
-		if err := s.fill(1); err != nil {
-			return s.rxFail("recv payload", err)
-		}
-		k := copy(p, s.rx.buf[s.rx.r:s.rx.w])
-		s.rx.r += k
-		s.rx.rem -= k
-		p = p[k:]
-	}
-	return nil
-}
-
-func (s *stream) rxReady() error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	return s.rx.err
-}
-
-// rxFail records err as the stream's sticky receive error and returns it.
-func (s *stream) rxFail(op string, err error) error {
-	if s.closed.Load() {
-		err = fmt.Errorf("%w (%v)", errClosed, err)
-	} else {
-		err = fmt.Errorf("tcp-zc: %s: %w", op, err)
-	}
-	s.rx.err = err
-	return err
-}
-
-// fill reads until at least n bytes are buffered (n <= len(buf)), reading
-// as much as the socket has, to serve many small messages per read(2).
-func (s *stream) fill(n int) error {
-	if s.rx.w-s.rx.r >= n {
-		return nil
-	}
-	if s.rx.r == s.rx.w {
-		s.rx.r, s.rx.w = 0, 0
-	} else if len(s.rx.buf)-s.rx.r < n {
-		s.rx.w = copy(s.rx.buf, s.rx.buf[s.rx.r:s.rx.w])
-		s.rx.r = 0
-	}
-	for s.rx.w-s.rx.r < n {
-		k, err := s.read(s.rx.buf[s.rx.w:])
-		if err != nil {
-			return err
-		}
-		s.rx.w += k
+	if err := s.rx.in.Payload(p); err != nil {
+		return s.state.Fail(&s.rx.err, "recv payload", err)
 	}
 	return nil
 }
@@ -487,7 +371,7 @@ func (s *stream) read(p []byte) (int, error) {
 func (s *stream) rawRead(f func(fd uintptr) bool) error {
 	for {
 		err := s.rc.Read(f)
-		if err == nil || s.closed.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		if err == nil || s.state.Closed() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
 		done := false
@@ -518,11 +402,10 @@ func (s *stream) rawRead(f func(fd uintptr) bool) error {
 	}
 }
 
-// Close closes the socket, which unblocks a pending Send or Recv, and the
-// splice pipe.
+// Close closes the socket, which unblocks a pending Send or Recv.
 func (s *stream) Close() error {
 	s.closeOnce.Do(func() {
-		s.closed.Store(true)
+		s.state.SetClosed()
 		if s.tx.zcInFlight.Load() {
 			if tc, ok := s.conn.(interface{ SetLinger(int) error }); ok {
 				tc.SetLinger(0)
@@ -530,14 +413,6 @@ func (s *stream) Close() error {
 		}
 		if err := s.conn.Close(); err != nil {
 			s.closeErr = fmt.Errorf("tcp-zc: close: %w", err)
-		}
-		s.rx.mu.Lock()
-		defer s.rx.mu.Unlock()
-		for i, fd := range s.rx.pipe {
-			if fd >= 0 {
-				unix.Close(fd)
-				s.rx.pipe[i] = -1
-			}
 		}
 	})
 	return s.closeErr

@@ -13,8 +13,7 @@
 //     scatter-gather), the stream stops asking for zero copy, as the kernel
 //     documentation advises: it would only cost more.
 //   - Receiving reads into the caller's buffer (the engine hashes the bytes
-//     anyway). Streams also implement FileReceiver, which splices payloads
-//     socket -> pipe -> file where that pays (see RecvPayloadToFile).
+//     anyway).
 //
 // Every wait goes through the Go runtime poller (syscall.RawConn), so a
 // blocked stream costs no thread and Close unblocks it.
@@ -25,12 +24,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/backends/internal/sockstream"
 )
 
 // Name is the transport's wire and command-line name.
@@ -43,15 +41,6 @@ const ZeroCopyThreshold = 64 << 10
 // version is exchanged at Open so peers with a different framing refuse
 // each other instead of misreading the byte stream.
 const version = "xfer/tcp-zc/1"
-
-// FileReceiver is implemented by tcp-zc streams: the engine may type-assert
-// a backends.Stream to it to land payloads in a file without a user-space
-// copy.
-type FileReceiver interface {
-	// RecvPayloadToFile writes the next n payload bytes of the current
-	// message to f at off (f must not be in O_APPEND mode).
-	RecvPayloadToFile(f *os.File, off int64, n int) error
-}
 
 type transport struct {
 	zcMin    int  // payload size from which Send uses MSG_ZEROCOPY
@@ -87,50 +76,20 @@ func (t *transport) Probe() error {
 // Open takes the session's p.Streams data sockets from rv. Both peers first
 // exchange the framing version.
 func (t *transport) Open(ctx context.Context, rv backends.Rendezvous, p backends.Params) ([]backends.Stream, error) {
-	if p.Streams < 1 {
-		return nil, fmt.Errorf("tcp-zc: %d streams requested, need at least 1", p.Streams)
-	}
-	peer, err := rv.Exchange(ctx, []byte(version))
-	if err != nil {
-		return nil, fmt.Errorf("tcp-zc: exchange version: %w", err)
-	}
-	if string(peer) != version {
-		return nil, fmt.Errorf("tcp-zc: peer speaks %q, this side %q", peer, version)
-	}
-	streams := make([]backends.Stream, 0, p.Streams)
-	fail := func(err error) ([]backends.Stream, error) {
-		for _, s := range streams {
-			s.Close()
-		}
-		return nil, err
-	}
-	for i := 0; i < p.Streams; i++ {
-		c, err := rv.Conn(ctx, i)
-		if err != nil {
-			return fail(fmt.Errorf("tcp-zc: data socket %d: %w", i, err))
-		}
-		s, err := newStream(c, t)
-		if err != nil {
-			c.Close()
-			return fail(fmt.Errorf("tcp-zc: data socket %d: %w", i, err))
-		}
-		streams = append(streams, s)
-	}
-	return streams, nil
+	return sockstream.Open(ctx, rv, p, Name, version, func(c net.Conn) (backends.Stream, error) {
+		return newStream(c, t)
+	})
 }
 
 // newStream wraps a connected socket. MSG_ZEROCOPY is enabled when the
 // socket accepts SO_ZEROCOPY; otherwise Send copies, which is still correct.
 func newStream(c net.Conn, t *transport) (*stream, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("%T has no file descriptor", c)
-	}
-	rc, err := sc.SyscallConn()
+	rc, err := sockstream.RawConn(c)
 	if err != nil {
-		return nil, fmt.Errorf("raw connection: %w", err)
+		return nil, err
 	}
 	s := &stream{conn: c, rc: rc}
+	s.state.Init(Name, errClosed)
 	s.tx.zcMin = t.zcMin
 	s.tx.alwaysZC = t.alwaysZC
 	var serr error
@@ -140,7 +99,6 @@ func newStream(c net.Conn, t *transport) (*stream, error) {
 		return nil, fmt.Errorf("raw connection: %w", err)
 	}
 	s.tx.zc = serr == nil
-	s.rx.buf = make([]byte, rxBufSize)
-	s.rx.pipe = [2]int{-1, -1}
+	s.rx.in.Init(make([]byte, rxBufSize), s.read, s.read)
 	return s, nil
 }

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,14 +11,7 @@ import (
 	"github.com/xfer-io/xfer/backends/backendtest"
 )
 
-func registered(t testing.TB) backends.Transport {
-	t.Helper()
-	tr, ok := backends.Lookup(Name)
-	if !ok {
-		t.Fatalf("%s is not registered", Name)
-	}
-	return tr
-}
+func registered(t testing.TB) backends.Transport { return backendtest.Registered(t, Name) }
 
 func TestConformance(t *testing.T) {
 	backendtest.Run(t, registered(t), backendtest.Options{})
@@ -37,34 +27,6 @@ func TestConformanceAlwaysZeroCopy(t *testing.T) {
 func TestProbe(t *testing.T) {
 	if err := registered(t).Probe(); err != nil {
 		t.Fatalf("Probe: %v (this kernel should support SO_ZEROCOPY)", err)
-	}
-}
-
-func TestParsePrefix(t *testing.T) {
-	tests := []struct {
-		hdr, payload uint32
-		wantErr      string
-	}{
-		{0, 0, ""},
-		{backends.MaxHeader, MaxPayload, ""},
-		{backends.MaxHeader + 1, 0, "header"},
-		{0, MaxPayload + 1, "payload"},
-		{^uint32(0), ^uint32(0), "header"},
-	}
-	for _, tc := range tests {
-		var b [prefixLen]byte
-		binary.LittleEndian.PutUint32(b[:], tc.hdr)
-		binary.LittleEndian.PutUint32(b[4:], tc.payload)
-		h, p, err := parsePrefix(b[:])
-		if tc.wantErr == "" {
-			if err != nil || h != int(tc.hdr) || p != int(tc.payload) {
-				t.Errorf("parsePrefix(%d, %d) = %d, %d, %v", tc.hdr, tc.payload, h, p, err)
-			}
-			continue
-		}
-		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-			t.Errorf("parsePrefix(%d, %d) error %v, want one about the %s", tc.hdr, tc.payload, err, tc.wantErr)
-		}
 	}
 }
 
@@ -202,101 +164,10 @@ func TestRecvSurvivesZerocopyCompletions(t *testing.T) {
 	}
 }
 
-func TestRecvPayloadToFile(t *testing.T) {
-	tests := []struct {
-		name    string
-		size    int
-		first   int // bytes taken with RecvPayload before the splice
-		off     int64
-		appendf bool // O_APPEND: splice refuses, the copy fallback runs
-	}{
-		{"Empty", 0, 0, 0, false},
-		{"Small", 100, 0, 7, false},
-		{"Buffered", 100 << 10, 10, 0, false},
-		{"Large", 3<<20 + 7, 0, 4096, false},
-		{"LargeAfterRecvPayload", 3<<20 + 7, 1 << 20, 1, false},
-		{"AppendFallback", 3<<20 + 7, 0, 0, true},
-	}
-	tr := registered(t)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			sess := backendtest.Open(t, tr, 1, backends.Params{})
-			payload := randomBytes(tc.size, uint64(tc.size))
-			go func() {
-				sess.Dialer[0].Send([]byte("h"), payload)
-				sess.Dialer[0].Send([]byte("next"), []byte("tail"))
-			}()
-			rx := sess.Acceptor[0]
-			_, n, err := rx.Recv(make([]byte, backends.MaxHeader))
-			if err != nil || n != tc.size {
-				t.Fatalf("Recv: %d bytes, %v", n, err)
-			}
-			head := make([]byte, tc.first)
-			if err := rx.RecvPayload(head); err != nil {
-				t.Fatal(err)
-			}
-			flags := os.O_RDWR | os.O_CREATE
-			if tc.appendf {
-				flags |= os.O_APPEND
-			}
-			path := filepath.Join(t.TempDir(), "out")
-			f, err := os.OpenFile(path, flags, 0o600)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			fr, ok := rx.(FileReceiver)
-			if !ok {
-				t.Fatal("tcp-zc stream does not implement FileReceiver")
-			}
-			if err := fr.RecvPayloadToFile(f, tc.off, tc.size-tc.first); err != nil {
-				t.Fatal(err)
-			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := payload[tc.first:]
-			if !tc.appendf && len(want) > 0 {
-				want = append(make([]byte, tc.off), want...)
-			}
-			if !bytes.Equal(got, want) || !bytes.Equal(head, payload[:tc.first]) {
-				t.Fatalf("file holds %d bytes, want %d; contents differ", len(got), len(want))
-			}
-			// The stream is still in step.
-			h, n, err := rx.Recv(make([]byte, backends.MaxHeader))
-			if err != nil || string(h) != "next" || n != 4 {
-				t.Fatalf("next message: %q, %d, %v", h, n, err)
-			}
-		})
-	}
-}
-
-func BenchmarkSend(b *testing.B) {
-	for _, bc := range []struct {
-		name          string
-		size, streams int
-	}{
-		{"1MiB", 1 << 20, 1},
-		{"1MiB/4streams", 1 << 20, 4},
-		{"4KiB", 4 << 10, 1},
-	} {
-		b.Run(bc.name, func(b *testing.B) { backendtest.Bench(b, registered(b), bc.size, bc.streams) })
-	}
-}
+func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, registered(b)) }
 
 func BenchmarkSendAlwaysZeroCopy(b *testing.B) {
 	backendtest.Bench(b, &transport{zcMin: ZeroCopyThreshold, alwaysZC: true}, 1<<20, 1)
 }
 
-func BenchmarkSendFile(b *testing.B) {
-	for _, bc := range []struct {
-		name          string
-		size, streams int
-	}{
-		{"1MiB", 1 << 20, 1},
-		{"4KiB", 4 << 10, 1},
-	} {
-		b.Run(bc.name, func(b *testing.B) { backendtest.BenchSendFile(b, registered(b), bc.size, bc.streams) })
-	}
-}
+func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, registered(b)) }

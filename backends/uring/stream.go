@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/backends/internal/sockstream"
 )
 
 // Staging memory per stream: txSlots send buffers of headroom+slotSize
@@ -60,7 +60,7 @@ type stream struct {
 	rc        syscall.RawConn
 	zcMin     int
 	alwaysZC  bool // keep SEND_ZC even when the kernel reports copies
-	closed    atomic.Bool
+	state     sockstream.State
 	closeOnce sync.Once
 	closeErr  error
 
@@ -80,9 +80,7 @@ type stream struct {
 		mu     sync.Mutex
 		err    error // sticky, as for tx
 		ring   *ring
-		buf    []byte // staging buffer (fixed buffer 0 of the ring)
-		r, w   int    // buffered bytes are buf[r:w]
-		rem    int    // payload bytes of the current message not yet consumed
+		in     sockstream.Receiver // over the staging buffer (fixed buffer 0 of the ring)
 		broken bool
 		pin    runtime.Pinner
 	}
@@ -90,7 +88,7 @@ type stream struct {
 
 // Send writes hdr and payload as one message.
 func (s *stream) Send(hdr, payload []byte) error {
-	if err := checkSizes(len(hdr), len(payload)); err != nil {
+	if err := backends.CheckSizes(len(hdr), len(payload)); err != nil {
 		return fmt.Errorf("uring: send: %w", err)
 	}
 	t := &s.tx
@@ -100,10 +98,10 @@ func (s *stream) Send(hdr, payload []byte) error {
 		return err
 	}
 	buf := t.ring.bufs[0]
-	hn := prefixLen + len(hdr)
+	hn := backends.PrefixLen + len(hdr)
 	msg := buf[headroom-hn : headroom]
-	putPrefix(msg, len(hdr), len(payload))
-	copy(msg[prefixLen:], hdr)
+	backends.PutPrefix(msg, len(hdr), len(payload))
+	copy(msg[backends.PrefixLen:], hdr)
 	var err error
 	if len(payload) < s.zcMin && len(payload) <= slotSize {
 		n := copy(buf[headroom:], payload)
@@ -112,7 +110,7 @@ func (s *stream) Send(hdr, payload []byte) error {
 		err = s.sendUser(msg, payload)
 	}
 	if err != nil {
-		return s.txFail("send", err)
+		return s.state.Fail(&t.err, "send", err)
 	}
 	return nil
 }
@@ -120,22 +118,9 @@ func (s *stream) Send(hdr, payload []byte) error {
 // SendFile writes hdr and then n bytes of f from off, read into fixed
 // buffers and sent from them with SEND_ZC.
 func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
-	if err := checkSizes(len(hdr), n); err != nil {
-		return fmt.Errorf("uring: sendfile: %w", err)
-	}
-	if off < 0 {
-		return fmt.Errorf("uring: sendfile: negative offset %d", off)
-	}
-	fc, err := f.SyscallConn()
+	fc, err := sockstream.FileRange(Name, hdr, f, off, n)
 	if err != nil {
-		return fmt.Errorf("uring: sendfile %s: %w", f.Name(), err)
-	}
-	// Refuse a range past the end of the file before anything is sent, so
-	// the stream stays usable.
-	if fi, err := f.Stat(); err != nil {
-		return fmt.Errorf("uring: sendfile: %w", err)
-	} else if fi.Mode().IsRegular() && off+int64(n) > fi.Size() {
-		return fmt.Errorf("uring: sendfile %s: range %d+%d beyond its %d bytes", f.Name(), off, n, fi.Size())
+		return err
 	}
 	t := &s.tx
 	t.mu.Lock()
@@ -148,27 +133,18 @@ func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
 		serr = cerr
 	}
 	if serr != nil {
-		return s.txFail("sendfile "+f.Name(), serr)
+		return s.state.Fail(&t.err, "sendfile "+f.Name(), serr)
 	}
 	return nil
 }
 
+// txReady returns the error a send fails with before it starts, or nil.
+// The ring is gone once Close has run.
 func (s *stream) txReady() error {
-	if s.closed.Load() || s.tx.ring == nil {
+	if s.tx.ring == nil {
 		return errClosed
 	}
-	return s.tx.err
-}
-
-// txFail records err as the stream's sticky send error and returns it.
-func (s *stream) txFail(op string, err error) error {
-	if s.closed.Load() {
-		err = fmt.Errorf("%w (%v)", errClosed, err)
-	} else {
-		err = fmt.Errorf("uring: %s: %w", op, err)
-	}
-	s.tx.err = err
-	return err
+	return s.state.Ready(s.tx.err)
 }
 
 // txRun submits what is queued on the send ring and hands each completion
@@ -200,7 +176,7 @@ func (s *stream) txRun(handle func(op, idx int, res int32, flags uint32) error, 
 		}
 		err := t.ring.submitAndWait()
 		if err == errSlice {
-			if failure == nil && s.closed.Load() {
+			if failure == nil && s.state.Closed() {
 				failure = errClosed
 			}
 			if failure != nil {
@@ -364,10 +340,10 @@ type slotState struct {
 func (s *stream) sendFile(hdr []byte, ffd int, off int64, n int) error {
 	t := &s.tx
 	rg := t.ring
-	hn := prefixLen + len(hdr)
+	hn := backends.PrefixLen + len(hdr)
 	first := rg.bufs[0]
-	putPrefix(first[headroom-hn:], len(hdr), n)
-	copy(first[headroom-hn+prefixLen:], hdr)
+	backends.PutPrefix(first[headroom-hn:], len(hdr), n)
+	copy(first[headroom-hn+backends.PrefixLen:], hdr)
 	if n == 0 {
 		return s.sendStaged(first[headroom-hn : headroom])
 	}
@@ -561,37 +537,16 @@ func (s *stream) Recv(hbuf []byte) ([]byte, int, error) {
 	if err := s.rxReady(); err != nil {
 		return nil, 0, err
 	}
-	for r.rem > 0 {
-		if r.r == r.w {
-			if err := s.fill(1); err != nil {
-				return nil, 0, s.rxFail("recv", err)
-			}
-		}
-		k := min(r.rem, r.w-r.r)
-		r.r += k
-		r.rem -= k
-	}
-	if err := s.fill(prefixLen); err != nil {
-		return nil, 0, s.rxFail("recv", err)
-	}
-	hl, pl, err := parsePrefix(r.buf[r.r:])
+	hdr, n, err := r.in.Next(hbuf)
 	if err != nil {
-		return nil, 0, s.rxFail("recv", err)
+		return nil, 0, s.state.Fail(&r.err, "recv", err)
 	}
-	if hl > len(hbuf) {
-		return nil, 0, s.rxFail("recv", fmt.Errorf("%d-byte header does not fit a %d-byte buffer", hl, len(hbuf)))
-	}
-	if err := s.fill(prefixLen + hl); err != nil {
-		return nil, 0, s.rxFail("recv", err)
-	}
-	r.r += prefixLen
-	copy(hbuf, r.buf[r.r:r.r+hl])
-	r.r += hl
-	r.rem = pl
-	return hbuf[:hl], pl, nil
+	return hdr, n, nil
 }
 
-// RecvPayload reads the next len(p) payload bytes of the current message.
+// RecvPayload reads the next len(p) payload bytes of the current message:
+// from the staging buffer, or, for a large rest, straight into p with
+// recvAll.
 func (s *stream) RecvPayload(p []byte) error {
 	r := &s.rx
 	r.mu.Lock()
@@ -599,79 +554,42 @@ func (s *stream) RecvPayload(p []byte) error {
 	if err := s.rxReady(); err != nil {
 		return err
 	}
-	if len(p) > r.rem {
-		return fmt.Errorf("uring: RecvPayload of %d bytes, but %d are left in the message", len(p), r.rem)
+	if err := r.in.Overrun(Name, len(p)); err != nil {
+		return err
 	}
-	k := copy(p, r.buf[r.r:r.w])
-	r.r += k
-	r.rem -= k
-	p = p[k:]
-	if len(p) >= len(r.buf)/2 {
-		// Large: straight into the caller's buffer.
-		if err := s.recvAll(p); err != nil {
-			return s.rxFail("recv payload", err)
-		}
-		r.rem -= len(p)
-		return nil
-	}
-	for len(p) > 0 {
-		if err := s.fill(1); err != nil {
-			return s.rxFail("recv payload", err)
-		}
-		k := copy(p, r.buf[r.r:r.w])
-		r.r += k
-		r.rem -= k
-		p = p[k:]
+	if err := r.in.Payload(p); err != nil {
+		return s.state.Fail(&r.err, "recv payload", err)
 	}
 	return nil
 }
 
+// rxReady returns the error a receive fails with before it starts, or nil.
 func (s *stream) rxReady() error {
-	if s.closed.Load() || s.rx.ring == nil {
+	if s.rx.ring == nil {
 		return errClosed
 	}
-	return s.rx.err
+	return s.state.Ready(s.rx.err)
 }
 
-// rxFail records err as the stream's sticky receive error and returns it.
-func (s *stream) rxFail(op string, err error) error {
-	if s.closed.Load() {
-		err = fmt.Errorf("%w (%v)", errClosed, err)
-	} else {
-		err = fmt.Errorf("uring: %s: %w", op, err)
-	}
-	s.rx.err = err
-	return err
-}
-
-// fill receives until at least n bytes are buffered (n <= len(buf)),
-// taking as much as the socket has.
-func (s *stream) fill(n int) error {
+// recv receives what the socket has, up to len(p) bytes, into p, which
+// lies in the staging buffer.
+func (s *stream) recv(p []byte) (int, error) {
 	r := &s.rx
-	if r.w-r.r >= n {
-		return nil
-	}
-	if r.r == r.w {
-		r.r, r.w = 0, 0
-	} else if len(r.buf)-r.r < n {
-		r.w = copy(r.buf, r.buf[r.r:r.w])
-		r.r = 0
-	}
-	for r.w-r.r < n {
-		p := r.buf[r.w:]
-		k, err := s.rxDo(func(e *giouring.SubmissionQueueEntry) {
-			if r.ring.fixed {
-				prepRead(e, 0, p, 0, 0, ud(opRecv, 0))
-			} else {
-				prepRecv(e, 0, p, 0, ud(opRecv, 0))
-			}
-		})
-		if err != nil {
-			return err
+	return s.rxDo(func(e *giouring.SubmissionQueueEntry) {
+		if r.ring.fixed {
+			prepRead(e, 0, p, 0, 0, ud(opRecv, 0))
+		} else {
+			prepRecv(e, 0, p, 0, ud(opRecv, 0))
 		}
-		r.w += k
+	})
+}
+
+// recvDirect receives all of p, memory of the caller's, with recvAll.
+func (s *stream) recvDirect(p []byte) (int, error) {
+	if err := s.recvAll(p); err != nil {
+		return 0, err
 	}
-	return nil
+	return len(p), nil
 }
 
 // recvAll receives exactly len(p) bytes into p with RECV and MSG_WAITALL.
@@ -711,7 +629,7 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 		for inflight {
 			err := r.ring.submitAndWait()
 			if err == errSlice {
-				if s.closed.Load() && !cancelled {
+				if s.state.Closed() && !cancelled {
 					if e, err := r.ring.sqe(); err == nil {
 						prepCancelAll(e, ud(opCancel, 0))
 						cancelled = true
@@ -734,7 +652,7 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 			})
 		}
 		switch {
-		case s.closed.Load():
+		case s.state.Closed():
 			return 0, errClosed
 		case res < 0 && retryable(res):
 			continue
@@ -751,7 +669,7 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 // waits for Send and Recv to give up, and tears the rings down.
 func (s *stream) Close() error {
 	s.closeOnce.Do(func() {
-		s.closed.Store(true)
+		s.state.SetClosed()
 		s.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 		t, r := &s.tx, &s.rx
 		t.mu.Lock()
@@ -788,7 +706,8 @@ func (s *stream) Close() error {
 		}
 		t.ring.close()
 		r.ring.close()
-		t.ring, r.ring, r.buf = nil, nil, nil
+		t.ring, r.ring = nil, nil
+		r.in.Release()
 		// Unpinning lets the collector reuse memory a SEND_ZC still named
 		// only if notifications never came; the connection was reset and
 		// its queue dropped by then, so nothing reads it any more.

@@ -48,12 +48,12 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 
 	"github.com/pawelgaczynski/giouring"
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/backends/internal/sockstream"
 )
 
 // Name is the transport's wire and command-line name.
@@ -148,63 +148,30 @@ func (t *transport) Probe() error {
 // Open takes the session's p.Streams data sockets from rv and sets up two
 // rings of p.UringEntries entries for each.
 func (t *transport) Open(ctx context.Context, rv backends.Rendezvous, p backends.Params) ([]backends.Stream, error) {
-	if p.Streams < 1 {
-		return nil, fmt.Errorf("uring: %d streams requested, need at least 1", p.Streams)
-	}
 	entries := p.UringEntries
 	if entries == 0 {
 		entries = DefaultEntries
 	}
 	entries = min(max(entries, minEntries), maxEntries)
-	peer, err := rv.Exchange(ctx, []byte(version))
-	if err != nil {
-		return nil, fmt.Errorf("uring: exchange version: %w", err)
-	}
-	if string(peer) != version {
-		return nil, fmt.Errorf("uring: peer speaks %q, this side %q", peer, version)
-	}
-	streams := make([]backends.Stream, 0, p.Streams)
-	fail := func(err error) ([]backends.Stream, error) {
-		for _, s := range streams {
-			s.Close()
-		}
-		return nil, err
-	}
-	for i := 0; i < p.Streams; i++ {
-		if err := ctx.Err(); err != nil {
-			return fail(fmt.Errorf("uring: %w", err))
-		}
-		c, err := rv.Conn(ctx, i)
-		if err != nil {
-			return fail(fmt.Errorf("uring: data socket %d: %w", i, err))
-		}
-		s, err := newStream(c, uint32(entries), t)
-		if err != nil {
-			c.Close()
-			return fail(fmt.Errorf("uring: data socket %d: %w", i, err))
-		}
-		streams = append(streams, s)
-	}
-	return streams, nil
+	return sockstream.Open(ctx, rv, p, Name, version, func(c net.Conn) (backends.Stream, error) {
+		return newStream(c, uint32(entries), t)
+	})
 }
 
 // newStream sets up the rings of one connected socket. The socket stays
 // owned by c (Close closes it); the rings reference it through their file
 // tables.
 func newStream(c net.Conn, entries uint32, t *transport) (*stream, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("%T has no file descriptor", c)
-	}
-	rc, err := sc.SyscallConn()
+	rc, err := sockstream.RawConn(c)
 	if err != nil {
-		return nil, fmt.Errorf("raw connection: %w", err)
+		return nil, err
 	}
 	fd := -1
 	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return nil, fmt.Errorf("raw connection: %w", err)
 	}
 	s := &stream{conn: c, rc: rc, zcMin: t.zcMin, alwaysZC: t.alwaysZC}
+	s.state.Init(Name, errClosed)
 	txBufs := make([]int, txSlots)
 	for i := range txBufs {
 		txBufs[i] = headroom + slotSize
@@ -216,6 +183,6 @@ func newStream(c net.Conn, entries uint32, t *transport) (*stream, error) {
 		s.tx.ring.close()
 		return nil, fmt.Errorf("receive ring: %w", err)
 	}
-	s.rx.buf = s.rx.ring.bufs[0]
+	s.rx.in.Init(s.rx.ring.bufs[0], s.recv, s.recvDirect)
 	return s, nil
 }

@@ -2,25 +2,16 @@ package uring
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/backends/backendtest"
 )
 
-func registered(t testing.TB) backends.Transport {
-	t.Helper()
-	tr, ok := backends.Lookup(Name)
-	if !ok {
-		t.Fatalf("%s is not registered", Name)
-	}
-	return tr
-}
+func registered(t testing.TB) backends.Transport { return backendtest.Registered(t, Name) }
 
 func TestProbe(t *testing.T) {
 	if err := registered(t).Probe(); err != nil {
@@ -44,33 +35,6 @@ func TestConformanceAlwaysZeroCopy(t *testing.T) {
 func TestConformanceUnregisteredBuffers(t *testing.T) {
 	backendtest.Run(t, &transport{zcMin: ZeroCopyThreshold, alwaysZC: true, noFixed: true},
 		backendtest.Options{Params: backends.Params{UringEntries: 16}})
-}
-
-func TestParsePrefix(t *testing.T) {
-	tests := []struct {
-		hdr, payload uint32
-		wantErr      string
-	}{
-		{0, 0, ""},
-		{backends.MaxHeader, MaxPayload, ""},
-		{backends.MaxHeader + 1, 0, "header"},
-		{0, MaxPayload + 1, "payload"},
-	}
-	for _, tc := range tests {
-		var b [prefixLen]byte
-		binary.LittleEndian.PutUint32(b[:], tc.hdr)
-		binary.LittleEndian.PutUint32(b[4:], tc.payload)
-		h, p, err := parsePrefix(b[:])
-		if tc.wantErr == "" {
-			if err != nil || h != int(tc.hdr) || p != int(tc.payload) {
-				t.Errorf("parsePrefix(%d, %d) = %d, %d, %v", tc.hdr, tc.payload, h, p, err)
-			}
-			continue
-		}
-		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-			t.Errorf("parsePrefix(%d, %d) error %v, want one about the %s", tc.hdr, tc.payload, err, tc.wantErr)
-		}
-	}
 }
 
 // TestRingSetup checks ring sizes (Params.UringEntries, clamped, rounded
@@ -178,27 +142,6 @@ func TestZeroCopyNotifications(t *testing.T) {
 	}
 }
 
-func BenchmarkSend(b *testing.B) {
-	for _, bc := range []struct {
-		name          string
-		size, streams int
-	}{
-		{"1MiB", 1 << 20, 1},
-		{"1MiB/4streams", 1 << 20, 4},
-		{"4KiB", 4 << 10, 1},
-	} {
-		b.Run(bc.name, func(b *testing.B) { backendtest.Bench(b, registered(b), bc.size, bc.streams) })
-	}
-}
+func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, registered(b)) }
 
-func BenchmarkSendFile(b *testing.B) {
-	for _, bc := range []struct {
-		name          string
-		size, streams int
-	}{
-		{"1MiB", 1 << 20, 1},
-		{"4KiB", 4 << 10, 1},
-	} {
-		b.Run(bc.name, func(b *testing.B) { backendtest.BenchSendFile(b, registered(b), bc.size, bc.streams) })
-	}
-}
+func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, registered(b)) }

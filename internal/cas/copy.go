@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
 // copySegment is the unit of PutFile's in-kernel copy; a multiple of

@@ -12,8 +12,9 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
 // batchSize is the unit of streaming I/O for large objects: a whole number of

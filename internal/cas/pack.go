@@ -9,8 +9,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/xfer-io/xfer/internal/hashtree"
 	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
 // Each object in a pack file is preceded by a 64-byte header, so that the

@@ -54,6 +54,9 @@ type Event struct {
 	Msg    string `json:"msg,omitempty"`
 	// DryRun marks what a dry run would do; nothing was done.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Retry marks a notice that a chunk failed verification at the
+	// destination and is sent again.
+	Retry bool `json:"retry,omitempty"`
 
 	// Cumulative counters, set on progress events.
 	BytesDone  int64 `json:"bytes_done,omitempty"`

@@ -1,0 +1,64 @@
+package transfer
+
+import (
+	"context"
+
+	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/wire"
+)
+
+// The façade's names for what the wire defines, so that commands need
+// only this package to run a transfer.
+
+// Options tune a transfer; see wire.Options.
+type Options = wire.Options
+
+// Shard names one share of a cluster transfer; see wire.Shard.
+type Shard = wire.Shard
+
+// ProtocolVersion is the version of the protocol this build speaks.
+const ProtocolVersion = wire.ProtocolVersion
+
+// Defaults and limits of a transfer's options.
+const (
+	DefaultStreams        = wire.DefaultStreams
+	DefaultChunkSize      = wire.DefaultChunkSize
+	DefaultConnectTimeout = wire.DefaultConnectTimeout
+	DefaultIdleTimeout    = wire.DefaultIdleTimeout
+	DefaultRetries        = wire.DefaultRetries
+	DefaultCheckers       = wire.DefaultCheckers
+	DefaultTransfers      = wire.DefaultTransfers
+	MaxTransfers          = wire.MaxTransfers
+	MaxChunkSize          = wire.MaxChunkSize
+	MaxShards             = wire.MaxShards
+)
+
+// Sessions, for commands that talk to a peer's services directly (the
+// store, the benchmark, the daemon's peers).
+type (
+	// Session is one authenticated connection to a peer.
+	Session = session.Session
+	// DialOptions tune how a session is opened.
+	DialOptions = session.DialOptions
+	// LostError means an established session ended unexpectedly.
+	LostError = session.LostError
+	// BusyError is a server's refusal for now, with the wait it asks for.
+	BusyError = session.BusyError
+)
+
+// Dial opens a session to the xfer server at addr.
+func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
+	return session.Dial(ctx, addr, o)
+}
+
+// Server limits' defaults (see `xfer serve --help`).
+const (
+	DefaultMaxSessions            = session.DefaultMaxSessions
+	DefaultMaxSessionsPerClient   = session.DefaultMaxSessionsPerClient
+	DefaultMaxHandshakes          = session.DefaultMaxHandshakes
+	DefaultMaxHandshakesPerClient = session.DefaultMaxHandshakesPerClient
+	DefaultHandshakeTimeout       = session.DefaultHandshakeTimeout
+	DefaultMaxOpenFiles           = session.DefaultMaxOpenFiles
+	DefaultMaxSessionMemory       = session.DefaultMaxSessionMemory
+	DefaultMaxMemory              = session.DefaultMaxMemory
+)

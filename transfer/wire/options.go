@@ -1,0 +1,142 @@
+package wire
+
+import (
+	"time"
+
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/plan"
+)
+
+// Options tune a transfer. They travel to a peer that runs a job, so they
+// are plain JSON.
+type Options struct {
+	Delete      bool   `json:"delete,omitempty"`       // remove extra destination entries (sync)
+	ReplaceDirs bool   `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
+	Checksum    bool   `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
+	DryRun      bool   `json:"dry_run,omitempty"`
+	NoFsync     bool   `json:"no_fsync,omitempty"`
+	Streams     int    `json:"streams,omitempty"`
+	ChunkSize   int64  `json:"chunk_size,omitempty"`
+	Proto       string `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
+	Verify      string `json:"verify,omitempty"`  // full (default) or none
+	Retries     int    `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
+	// Delta sends only the chunks of a changed large file that differ
+	// from the file already at the destination.
+	Delta bool `json:"delta,omitempty"`
+	// Lock holds a lock in the destination directory for the run, so two
+	// runs on one destination never overlap.
+	Lock bool `json:"lock,omitempty"`
+	// HardLinks keeps files that are hard links of each other in the
+	// source tree linked at the destination.
+	HardLinks bool `json:"hard_links,omitempty"`
+	// Filter selects what is transferred (--include/--exclude, size and
+	// age limits); excluded destination entries are neither compared nor
+	// deleted. nil: everything.
+	Filter *plan.FilterOptions `json:"filter,omitempty"`
+	// BwLimit caps the payload rate in bytes per second (0: none).
+	BwLimit     int64         `json:"bwlimit,omitempty"`
+	ConnectTO   time.Duration `json:"connect_timeout,omitempty"`
+	IdleTO      time.Duration `json:"idle_timeout,omitempty"`
+	UringEntry  int           `json:"uring_entries,omitempty"`
+	ProtoReason string        `json:"-"`
+	// Shard makes this run one of several that share a cluster transfer:
+	// it moves only its share of the regular files and leaves
+	// directories, links, attributes and deletions to the final pass.
+	Shard *Shard `json:"shard,omitempty"`
+	// SplitShares tells the final pass of a cluster transfer over that
+	// many shares which large files the shares split between them, so
+	// that it adopts what they wrote.
+	SplitShares int `json:"split_shares,omitempty"`
+
+	// Checkers is how many directories each side's walk reads (and
+	// lstats) at once (--checkers); Transfers how many large files are in
+	// flight at once (--transfers). 0: the defaults.
+	Checkers  int `json:"checkers,omitempty"`
+	Transfers int `json:"transfers,omitempty"`
+}
+
+// Shard names one share of a transfer spread over several agent pairs.
+// Every share walks the same source tree in the same order and assigns
+// each regular file to the share with the fewest bytes so far, so all
+// shares agree on who moves what without talking to each other.
+type Shard struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
+}
+
+// MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
+const MaxShards = 1024
+
+// Defaults.
+const (
+	DefaultStreams        = 4
+	DefaultChunkSize      = hashtree.DefaultChunkSize
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultRetries        = 3
+	DefaultCheckers       = plan.DefaultCheckers
+	DefaultTransfers      = 8
+	MaxTransfers          = 256
+)
+
+func (o Options) WithDefaults() Options {
+	if o.Streams <= 0 {
+		o.Streams = DefaultStreams
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	if o.Verify == "" {
+		o.Verify = "full"
+	}
+	if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	}
+	if o.ConnectTO <= 0 {
+		o.ConnectTO = DefaultConnectTimeout
+	}
+	if o.IdleTO <= 0 {
+		o.IdleTO = DefaultIdleTimeout
+	}
+	if o.Checkers <= 0 {
+		o.Checkers = DefaultCheckers
+	}
+	if o.Transfers <= 0 {
+		o.Transfers = DefaultTransfers
+	}
+	return o
+}
+
+// Validate checks options a user typed.
+func (o Options) Validate() error {
+	if o.ChunkSize != 0 {
+		if err := hashtree.ValidChunkSize(o.ChunkSize); err != nil {
+			return exitcode.Usagef("--chunk-size: %v", err)
+		}
+		if o.ChunkSize > MaxChunkSize {
+			return exitcode.Usagef("--chunk-size: at most %d MiB", MaxChunkSize>>20)
+		}
+	}
+	if o.SplitShares < 0 || o.SplitShares > MaxShards {
+		return exitcode.Usagef("split over %d shares: out of range", o.SplitShares)
+	}
+	if o.Shard != nil && (o.Shard.Count < 1 || o.Shard.Count > MaxShards || o.Shard.Index < 0 || o.Shard.Index >= o.Shard.Count) {
+		return exitcode.Usagef("shard %d of %d: out of range", o.Shard.Index, o.Shard.Count)
+	}
+	if o.Streams < 0 || o.Streams > 64 {
+		return exitcode.Usagef("--streams: want 1 to 64, got %d", o.Streams)
+	}
+	if o.Checkers < 0 || o.Checkers > plan.MaxCheckers {
+		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, o.Checkers)
+	}
+	if o.Transfers < 0 || o.Transfers > MaxTransfers {
+		return exitcode.Usagef("--transfers: want 1 to %d, got %d", MaxTransfers, o.Transfers)
+	}
+	switch o.Verify {
+	case "", "full", "none":
+	default:
+		return exitcode.Usagef("--verify: want full or none, got %q", o.Verify)
+	}
+	return nil
+}
