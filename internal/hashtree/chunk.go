@@ -95,6 +95,9 @@ func pieceSize(n int64, workers int, maxPiece int64) int64 {
 // split into subtrees hashed on up to GOMAXPROCS goroutines. Sum may read,
 // but never uses, bytes of data's capacity past its length.
 func Sum(data []byte) Digest {
+	if len(data) <= sumSerialMax {
+		return rootDigest(node(data, 0)) // without asking the scheduler
+	}
 	return SumWorkers(data, runtime.GOMAXPROCS(0))
 }
 
