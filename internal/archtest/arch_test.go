@@ -56,7 +56,7 @@ var allowedGlobals = map[string]string{
 // use encoding/json for something that is no message (an on-disk format),
 // by path, each with the reason.
 var allowedJSON = map[string]string{
-	"transfer/receive/journal.go": "the header line of a partial file's journal, an on-disk format read back only by the receiver (docs/design.md, Journals); never sent to a peer",
+	"transfer/receive/journal.go": "the header line of a partial file's journal, an on-disk format read back only by the receiver (docs/design.md, section Durability and partial files); never sent to a peer",
 }
 
 // moduleRoot is the directory holding this module's go.mod.

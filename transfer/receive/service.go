@@ -272,7 +272,7 @@ func (h *Handler) Register(s *session.Session) {
 		s.Handle(op, func(r *wire.Req) { h.serve(s, r) })
 	}
 	s.SetReceiver(handlerReceiver{h})
-	s.OnClose(h.abort)
+	s.OnClose(h.Abort)
 }
 
 // handlerReceiver writes what arrives on the data streams into the
@@ -326,14 +326,18 @@ func (h *Handler) unlock() {
 	}
 }
 
-func (h *Handler) abort() {
+// Abort ends the transfers of the handler's session, keeping their partial
+// files and journals for the next run to resume (as a killed run or a
+// dropped connection does), and releases its run locks.
+func (h *Handler) Abort() {
 	defer h.unlock()
 	if r := h.Receiver(); r != nil {
 		r.abort()
 	}
 }
 
-// errResp classifies a local error for the peer.
+// CleanPath validates a path a peer names and cleans it, saying which
+// path a refusal is about.
 func CleanPath(p string) (string, error) {
 	c, err := fsroot.Clean(p)
 	if err != nil {
