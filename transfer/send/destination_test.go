@@ -114,12 +114,8 @@ const suiteChunk = 64 << 10
 // the last one short.
 func source() []byte {
 	b := make([]byte, 3*suiteChunk+12345)
-	x := uint32(7)
 	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
+		b[i] = byte(i ^ i>>9 ^ i>>17)
 	}
 	return b
 }
