@@ -179,7 +179,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	if addr := a.v.GetString("metrics-listen"); addr != "" {
 		mln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return exitcode.Usagef("--metrics-listen %s: %v", addr, netErrText(err))
+			return exitcode.Usagef("--metrics-listen %s: %v", addr, session.NetReason(err))
 		}
 		m = metrics.New()
 		wg.Add(1)
@@ -218,7 +218,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	if listenAddr != "" {
 		pln, err := net.Listen("tcp", listenAddr)
 		if err != nil {
-			return exitcode.Usagef("--listen %s: %v", listenAddr, netErrText(err))
+			return exitcode.Usagef("--listen %s: %v", listenAddr, session.NetReason(err))
 		}
 		peer := transfer.NewServer(transfer.ServerConfig{
 			ServerConfig: session.ServerConfig{Token: token, Log: log, Version: versionString()},

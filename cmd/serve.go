@@ -300,14 +300,14 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return exitcode.Usagef("listen on %s: %v", addr, netErrText(err))
+		return exitcode.Usagef("listen on %s: %v", addr, session.NetReason(err))
 	}
 	var m *metrics.Metrics
 	if ml := a.v.GetString("metrics-listen"); ml != "" {
 		mln, err := net.Listen("tcp", ml)
 		if err != nil {
 			ln.Close()
-			return exitcode.Usagef("--metrics-listen %s: %v", ml, netErrText(err))
+			return exitcode.Usagef("--metrics-listen %s: %v", ml, session.NetReason(err))
 		}
 		m = metrics.New()
 		go metrics.ServeListener(cmd.Context(), mln, m)

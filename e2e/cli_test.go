@@ -72,6 +72,12 @@ func TestExitCodeTable(t *testing.T) {
 		{"2", "path escapes the root", nil, []string{"copy", src, a.url("rw/../../etc")}, 2, "climbs out"},
 		{"2", "unknown export", nil, []string{"copy", src, a.url("nope/x")}, 2, `no export named "nope"`},
 		{"2", "read-only export", nil, []string{"copy", src, a.url("ro/x")}, 2, "the export is read-only"},
+		// The port a.addr is taken (by the server a): the system's reason, without Go's "listen tcp ...: bind:".
+		{"2", "listen address in use", nil, []string{"serve", "--listen", a.addr, "--root", t.TempDir()}, 2, "listen on " + a.addr + ": address already in use"},
+		{"2", "metrics address in use", nil, []string{"serve", "--listen", "127.0.0.1:0", "--metrics-listen", a.addr, "--root", t.TempDir()}, 2,
+			"--metrics-listen " + a.addr + ": address already in use"},
+		{"2", "daemon metrics address in use", nil, []string{"daemon", "--socket", filepath.Join(t.TempDir(), "m.sock"), "--cas", t.TempDir(), "--metrics-listen", a.addr}, 2,
+			"--metrics-listen " + a.addr + ": address already in use"},
 		{"3", "connection refused", nil, []string{"copy", src, "xfer://" + closed + "/x"}, 3, "cannot connect"},
 		{"3", "not an xfer server", nil, []string{"copy", src, "xfer://" + other + "/x"}, 3, "not an xfer server"},
 	}

@@ -913,29 +913,13 @@ func validateWild(p string) error {
 // MarshalJSON writes the rule with its pattern kept exactly: a pattern
 // that is not valid UTF-8 (it may name such files) goes as an escaped
 // "pattern" plus its bytes in "pattern_b64" (see progress.SplitName).
-func (r Rule) MarshalJSON() ([]byte, error) {
-	type plain Rule
-	w := struct {
-		plain
-		Pattern    string `json:"pattern,omitempty"`
-		PatternB64 []byte `json:"pattern_b64,omitempty"`
-	}{plain: plain(r)}
-	w.Pattern, w.PatternB64 = progress.SplitName(r.Pattern)
-	return json.Marshal(w)
-}
+func (r Rule) MarshalJSON() ([]byte, error) { return ruleNames.Marshal(ruleJSON(r)) }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
-func (r *Rule) UnmarshalJSON(b []byte) error {
-	type plain Rule
-	var w struct {
-		*plain
-		Pattern    string `json:"pattern"`
-		PatternB64 []byte `json:"pattern_b64"`
-	}
-	w.plain = (*plain)(r)
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	r.Pattern = progress.JoinName(w.Pattern, w.PatternB64)
-	return nil
-}
+func (r *Rule) UnmarshalJSON(b []byte) error { return ruleNames.Unmarshal(b, (*ruleJSON)(r)) }
+
+// ruleJSON is Rule without its methods, for its codec ruleNames: its
+// pattern is a name.
+type ruleJSON Rule
+
+var ruleNames = progress.NewNameCodec[ruleJSON]("Pattern")

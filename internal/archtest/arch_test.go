@@ -42,14 +42,21 @@ var layers = []layer{
 // mutable state: never written after package initialisation. Each entry
 // says why. Keep it short: prefer a const, a function or a field.
 var allowedGlobals = map[string]string{
-	"backends.registry":          "written only by Register from the transports' init functions, before main runs (the database/sql driver pattern); read-only afterwards",
-	"backends.preference":        "a constant order of transport names; read, never written, and never handed out (callers get copies)",
-	"backends/uring.neededOps":   "a constant table of opcodes and kernel releases, only ranged over",
-	"internal/cas.castagnoli":    "the CRC-32C table, built once at init and only read (crc32.Table is safe for concurrent use)",
-	"internal/config.yamlLineRE": "a compiled regexp: immutable and safe for concurrent use",
-	"internal/config.remoteKeys": "a constant lookup table of config keys, only read",
-	"internal/location.nameRE":   "a compiled regexp: immutable and safe for concurrent use",
-	"internal/progress.Discard":  "a Sink that holds nothing (an empty func); never reassigned",
+	"backends.registry":            "written only by Register from the transports' init functions, before main runs (the database/sql driver pattern); read-only afterwards",
+	"backends.preference":          "a constant order of transport names; read, never written, and never handed out (callers get copies)",
+	"backends/uring.neededOps":     "a constant table of opcodes and kernel releases, only ranged over",
+	"internal/cas.castagnoli":      "the CRC-32C table, built once at init and only read (crc32.Table is safe for concurrent use)",
+	"internal/config.yamlLineRE":   "a compiled regexp: immutable and safe for concurrent use",
+	"internal/config.remoteKeys":   "a constant lookup table of config keys, only read",
+	"internal/location.nameRE":     "a compiled regexp: immutable and safe for concurrent use",
+	"internal/progress.Discard":    "a Sink that holds nothing (an empty func); never reassigned",
+	"internal/progress.eventNames": "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
+	"plan.ruleNames":               "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
+	"transfer/wire.reqNames":       "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
+	"transfer/wire.entryNames":     "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
+	"transfer/wire.metaOpNames":    "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
+	"transfer/wire.fileSpecNames":  "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
+	"transfer/wire.jobSpecNames":   "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
 }
 
 // allowedJSON are the files of transfer/... outside transfer/wire that may

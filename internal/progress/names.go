@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 )
@@ -58,39 +59,26 @@ func JoinName(shown string, raw []byte) string {
 	return shown
 }
 
+// eventJSON is Event without its methods, for its codec eventNames: its
+// path is a name.
+type eventJSON Event
+
+var eventNames = NewNameCodec[eventJSON]("Path")
+
 // MarshalJSON encodes the event with its path kept exactly (see
 // SplitName) and its messages escaped. Fields keep their order, but for
 // the path of a name that is not valid UTF-8, which comes last.
 func (e Event) MarshalJSON() ([]byte, error) {
-	type plain Event
-	p := plain(e)
-	p.Error, p.Msg = EscapeInvalid(e.Error), EscapeInvalid(e.Msg)
+	e.Error, e.Msg = EscapeInvalid(e.Error), EscapeInvalid(e.Msg)
 	if utf8.ValidString(e.Path) {
-		return marshalPlain(p)
+		return marshalPlain(eventJSON(e))
 	}
-	w := struct {
-		plain
-		Path    string `json:"path,omitempty"`
-		PathB64 []byte `json:"path_b64,omitempty"`
-	}{plain: p}
-	w.Path, w.PathB64 = SplitName(e.Path)
-	return marshalPlain(w)
+	return marshalPlain(eventNames.value(eventJSON(e)))
 }
 
 // UnmarshalJSON decodes what MarshalJSON wrote.
 func (e *Event) UnmarshalJSON(b []byte) error {
-	type plain Event
-	var w struct {
-		*plain
-		Path    string `json:"path"`
-		PathB64 []byte `json:"path_b64"`
-	}
-	w.plain = (*plain)(e)
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	e.Path = JoinName(w.Path, w.PathB64)
-	return nil
+	return eventNames.Unmarshal(b, (*eventJSON)(e))
 }
 
 // marshalPlain is json.Marshal without HTML escaping, as --json prints.
@@ -102,4 +90,96 @@ func marshalPlain(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// NameCodec is the JSON encoding of a struct type P some of whose string
+// fields hold names, kept exactly the way SplitName says. It is P's own
+// encoding (its fields, tags and order, as encoding/json writes them),
+// but for the name fields, which come after all others in the order
+// given to NewNameCodec, each under its own key with its "omitempty" if
+// it has one, and each followed by "<key>_b64" with the exact bytes when
+// the name is not valid UTF-8.
+//
+// P has no methods: it is the twin of a message type T (`type tJSON T`)
+// whose MarshalJSON and UnmarshalJSON convert to P and call Marshal and
+// Unmarshal. A codec is built once per type, at package initialisation
+// (it derives two struct types by reflection, which costs more than a
+// message), and is read-only afterwards and safe for concurrent use.
+type NameCodec[P any] struct {
+	enc    reflect.Type // P embedded, then shown and raw of each name
+	dec    reflect.Type // *P embedded, then shown and raw of each name
+	fields []int        // the name fields' indexes in P
+}
+
+// NewNameCodec builds the codec of P, whose string fields named (by their
+// Go names) hold names. It panics when P is not a struct without methods
+// or a field is missing or not a string: a mistake in the program, which
+// any test of the package finds.
+func NewNameCodec[P any](names ...string) NameCodec[P] {
+	t := reflect.TypeFor[P]()
+	if t.Kind() != reflect.Struct || reflect.PointerTo(t).NumMethod() != 0 {
+		panic(fmt.Sprintf("progress.NewNameCodec: %s is not a struct without methods", t))
+	}
+	var c NameCodec[P]
+	enc := []reflect.StructField{{Name: "Plain", Type: t, Anonymous: true}}
+	dec := []reflect.StructField{{Name: "Plain", Type: reflect.PointerTo(t), Anonymous: true}}
+	str, raw := reflect.TypeFor[string](), reflect.TypeFor[[]byte]()
+	for _, name := range names {
+		f, ok := t.FieldByName(name)
+		if !ok || f.Type != str || len(f.Index) != 1 {
+			panic(fmt.Sprintf("progress.NewNameCodec: %s has no string field %s", t, name))
+		}
+		key, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if key == "" {
+			key = f.Name
+		}
+		omit := ""
+		if strings.Contains(","+opts+",", ",omitempty,") {
+			omit = ",omitempty"
+		}
+		enc = append(enc,
+			reflect.StructField{Name: f.Name, Type: str, Tag: reflect.StructTag(`json:"` + key + omit + `"`)},
+			reflect.StructField{Name: f.Name + "B64", Type: raw, Tag: reflect.StructTag(`json:"` + key + `_b64,omitempty"`)})
+		dec = append(dec,
+			reflect.StructField{Name: f.Name, Type: str, Tag: reflect.StructTag(`json:"` + key + `"`)},
+			reflect.StructField{Name: f.Name + "B64", Type: raw, Tag: reflect.StructTag(`json:"` + key + `_b64"`)})
+		c.fields = append(c.fields, f.Index[0])
+	}
+	c.enc, c.dec = reflect.StructOf(enc), reflect.StructOf(dec)
+	return c
+}
+
+// Marshal encodes v.
+func (c NameCodec[P]) Marshal(v P) ([]byte, error) {
+	return json.Marshal(c.value(v))
+}
+
+// value is v as the struct Marshal encodes (a pointer to it).
+func (c NameCodec[P]) value(v P) any {
+	src := reflect.ValueOf(v)
+	p := reflect.New(c.enc)
+	w := p.Elem()
+	w.Field(0).Set(src)
+	for i, f := range c.fields {
+		shown, raw := SplitName(src.Field(f).String())
+		w.Field(1 + 2*i).SetString(shown)
+		w.Field(2 + 2*i).SetBytes(raw)
+	}
+	return p.Interface()
+}
+
+// Unmarshal decodes what Marshal wrote into *v, like json.Unmarshal (the
+// fields the JSON does not hold keep their values), but for the name
+// fields, which it always sets (to "" when the JSON holds no name).
+func (c NameCodec[P]) Unmarshal(b []byte, v *P) error {
+	w := reflect.New(c.dec).Elem()
+	w.Field(0).Set(reflect.ValueOf(v))
+	if err := json.Unmarshal(b, w.Addr().Interface()); err != nil {
+		return err
+	}
+	dst := reflect.ValueOf(v).Elem()
+	for i, f := range c.fields {
+		dst.Field(f).SetString(JoinName(w.Field(1+2*i).String(), w.Field(2+2*i).Bytes()))
+	}
+	return nil
 }

@@ -22,13 +22,25 @@ func TestEscapeInvalid(t *testing.T) {
 }
 
 // TestEventJSON: an event's path survives JSON byte for byte; names that
-// are not UTF-8 carry path_b64 beside a readable path, and no U+FFFD.
+// are not UTF-8 carry path_b64 beside a readable path, and no U+FFFD; the
+// JSON itself stays as it was (scripts read it).
 func TestEventJSON(t *testing.T) {
-	for _, p := range []string{"a/b", "\xff\xfe", "\xfe\xff", "d\xff/f", "a<b>&c", ""} {
+	for _, tc := range []struct{ p, want string }{
+		{"a/b", `{"event":"transfer","path":"a/b","bytes":3,"error":"write a/b: failed"}`},
+		{"\xff\xfe", `{"event":"transfer","bytes":3,"error":"write \\xff\\xfe: failed","path":"\\xff\\xfe","path_b64":"//4="}`},
+		{"\xfe\xff", `{"event":"transfer","bytes":3,"error":"write \\xfe\\xff: failed","path":"\\xfe\\xff","path_b64":"/v8="}`},
+		{"d\xff/f", `{"event":"transfer","bytes":3,"error":"write d\\xff/f: failed","path":"d\\xff/f","path_b64":"ZP8vZg=="}`},
+		{"a<b>&c", `{"event":"transfer","path":"a\u003cb\u003e\u0026c","bytes":3,"error":"write a\u003cb\u003e\u0026c: failed"}`},
+		{"", `{"event":"transfer","bytes":3,"error":"write : failed"}`},
+	} {
+		p := tc.p
 		e := Event{Event: KindTransfer, Path: p, Bytes: 3, Error: "write " + p + ": failed"}
 		b, err := json.Marshal(e)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if string(b) != tc.want {
+			t.Errorf("%q: JSON %s, want %s", p, b, tc.want)
 		}
 		if strings.ContainsRune(string(b), '\ufffd') || strings.Contains(string(b), `\ufffd`) {
 			t.Errorf("%q: %s holds U+FFFD", p, b)
@@ -45,4 +57,33 @@ func TestEventJSON(t *testing.T) {
 			t.Errorf("%q: round trip gave %+v (%v)", p, back, err)
 		}
 	}
+}
+
+// TestNewNameCodecRefuses: a codec for a type it cannot serve panics when
+// it is built (at package initialisation), not when a message is sent.
+func TestNewNameCodecRefuses(t *testing.T) {
+	type withMethods = Event // has MarshalJSON: the codec would recurse
+	type plain struct {
+		Name string `json:"name"`
+		Size int64  `json:"size"`
+	}
+	for _, tc := range []struct {
+		name  string
+		build func()
+	}{
+		{"type with methods", func() { NewNameCodec[withMethods]("Path") }},
+		{"not a struct", func() { NewNameCodec[string]("Path") }},
+		{"no such field", func() { NewNameCodec[plain]("Path") }},
+		{"not a string", func() { NewNameCodec[plain]("Size") }},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", tc.name)
+				}
+			}()
+			tc.build()
+		}()
+	}
+	NewNameCodec[plain]("Name") // a fit type builds
 }

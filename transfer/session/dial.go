@@ -136,7 +136,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	d := net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 15 * time.Second, Control: o.allow}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, exitcode.WithCode(exitcode.Peer, fmt.Errorf("peer %s: cannot connect: %w", addr, unwrapOp(err)))
+		return nil, exitcode.WithCode(exitcode.Peer, fmt.Errorf("peer %s: cannot connect: %w", addr, NetReason(err)))
 	}
 	deadline := time.Now().Add(o.ConnectTimeout)
 	raw.SetDeadline(deadline)
@@ -283,9 +283,11 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	return s, nil
 }
 
-// unwrapOp reduces a dial error to what a user reads: "connection
-// refused", "i/o timeout", without Go's "dial tcp ...: connect:" layers.
-func unwrapOp(err error) error {
+// NetReason reduces a dial or listen error to what a user reads: the
+// system's reason ("connection refused", "address already in use", "i/o
+// timeout"), without Go's "dial tcp ADDR: connect:" or "listen tcp ADDR:
+// bind:" layers. Other errors come back as they are.
+func NetReason(err error) error {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {
 		err = op.Err
@@ -389,7 +391,7 @@ func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
 	d := net.Dialer{Timeout: r.timeout, KeepAlive: 15 * time.Second, Control: r.allow}
 	c, err := d.DialContext(ctx, "tcp", r.addr)
 	if err != nil {
-		return nil, fmt.Errorf("data stream %d: %w", i, unwrapOp(err))
+		return nil, fmt.Errorf("data stream %d: %w", i, NetReason(err))
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
@@ -446,6 +448,6 @@ func tlsProblem(err error) string {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return "no answer in time"
 	}
-	msg := unwrapOp(err).Error()
+	msg := NetReason(err).Error()
 	return strings.TrimPrefix(msg, "tls: ")
 }

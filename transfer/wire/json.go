@@ -104,17 +104,26 @@ func (b *bounded[T]) UnmarshalJSON(data []byte) error {
 	return json.Unmarshal(data, b.p)
 }
 
+// The messages with name fields without their methods, and their JSON
+// codecs (see progress.NameCodec).
+type (
+	reqJSON      Req
+	entryJSON    plan.Entry
+	metaOpJSON   MetaOp
+	fileSpecJSON FileSpec
+	jobSpecJSON  JobSpec
+)
+
+var (
+	reqNames      = progress.NewNameCodec[reqJSON]("Path")
+	entryNames    = progress.NewNameCodec[entryJSON]("Path", "Target")
+	metaOpNames   = progress.NewNameCodec[metaOpJSON]("Path", "Target")
+	fileSpecNames = progress.NewNameCodec[fileSpecJSON]("Path")
+	jobSpecNames  = progress.NewNameCodec[jobSpecJSON]("SrcPath", "DstPath")
+)
+
 // MarshalJSON writes the request with its path kept exactly.
-func (r Req) MarshalJSON() ([]byte, error) {
-	type plain Req
-	w := struct {
-		plain
-		Path    string `json:"path,omitempty"`
-		PathB64 []byte `json:"path_b64,omitempty"`
-	}{plain: plain(r)}
-	w.Path, w.PathB64 = progress.SplitName(r.Path)
-	return json.Marshal(w)
-}
+func (r Req) MarshalJSON() ([]byte, error) { return reqNames.Marshal(reqJSON(r)) }
 
 // UnmarshalJSON reads a request, its arrays bounded.
 func (r *Req) UnmarshalJSON(b []byte) error {
@@ -189,130 +198,26 @@ func (r *Resp) UnmarshalJSON(b []byte) error {
 // field names are plan.Entry's.
 type wireEntry plan.Entry
 
-func (e wireEntry) MarshalJSON() ([]byte, error) {
-	type plain wireEntry
-	w := struct {
-		plain
-		Path      string `json:"Path"`
-		PathB64   []byte `json:"Path_b64,omitempty"`
-		Target    string `json:"Target"`
-		TargetB64 []byte `json:"Target_b64,omitempty"`
-	}{plain: plain(e)}
-	w.Path, w.PathB64 = progress.SplitName(e.Path)
-	w.Target, w.TargetB64 = progress.SplitName(e.Target)
-	return json.Marshal(w)
-}
+func (e wireEntry) MarshalJSON() ([]byte, error) { return entryNames.Marshal(entryJSON(e)) }
 
-func (e *wireEntry) UnmarshalJSON(b []byte) error {
-	type plain wireEntry
-	var w struct {
-		*plain
-		Path      string `json:"Path"`
-		PathB64   []byte `json:"Path_b64"`
-		Target    string `json:"Target"`
-		TargetB64 []byte `json:"Target_b64"`
-	}
-	w.plain = (*plain)(e)
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	e.Path = progress.JoinName(w.Path, w.PathB64)
-	e.Target = progress.JoinName(w.Target, w.TargetB64)
-	return nil
-}
+func (e *wireEntry) UnmarshalJSON(b []byte) error { return entryNames.Unmarshal(b, (*entryJSON)(e)) }
 
 // MarshalJSON writes the operation with its path and target kept exactly.
-func (m MetaOp) MarshalJSON() ([]byte, error) {
-	type plain MetaOp
-	w := struct {
-		plain
-		Path      string `json:"path"`
-		PathB64   []byte `json:"path_b64,omitempty"`
-		Target    string `json:"target,omitempty"`
-		TargetB64 []byte `json:"target_b64,omitempty"`
-	}{plain: plain(m)}
-	w.Path, w.PathB64 = progress.SplitName(m.Path)
-	w.Target, w.TargetB64 = progress.SplitName(m.Target)
-	return json.Marshal(w)
-}
+func (m MetaOp) MarshalJSON() ([]byte, error) { return metaOpNames.Marshal(metaOpJSON(m)) }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
-func (m *MetaOp) UnmarshalJSON(b []byte) error {
-	type plain MetaOp
-	var w struct {
-		*plain
-		Path      string `json:"path"`
-		PathB64   []byte `json:"path_b64"`
-		Target    string `json:"target"`
-		TargetB64 []byte `json:"target_b64"`
-	}
-	w.plain = (*plain)(m)
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	m.Path = progress.JoinName(w.Path, w.PathB64)
-	m.Target = progress.JoinName(w.Target, w.TargetB64)
-	return nil
-}
+func (m *MetaOp) UnmarshalJSON(b []byte) error { return metaOpNames.Unmarshal(b, (*metaOpJSON)(m)) }
 
 // MarshalJSON writes the announcement with its path kept exactly.
-func (f FileSpec) MarshalJSON() ([]byte, error) {
-	type plain FileSpec
-	w := struct {
-		plain
-		Path    string `json:"path"`
-		PathB64 []byte `json:"path_b64,omitempty"`
-	}{plain: plain(f)}
-	w.Path, w.PathB64 = progress.SplitName(f.Path)
-	return json.Marshal(w)
-}
+func (f FileSpec) MarshalJSON() ([]byte, error) { return fileSpecNames.Marshal(fileSpecJSON(f)) }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
 func (f *FileSpec) UnmarshalJSON(b []byte) error {
-	type plain FileSpec
-	var w struct {
-		*plain
-		Path    string `json:"path"`
-		PathB64 []byte `json:"path_b64"`
-	}
-	w.plain = (*plain)(f)
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	f.Path = progress.JoinName(w.Path, w.PathB64)
-	return nil
+	return fileSpecNames.Unmarshal(b, (*fileSpecJSON)(f))
 }
 
 // MarshalJSON writes the job with its paths kept exactly.
-func (j JobSpec) MarshalJSON() ([]byte, error) {
-	type plain JobSpec
-	w := struct {
-		plain
-		SrcPath    string `json:"src"`
-		SrcPathB64 []byte `json:"src_b64,omitempty"`
-		DstPath    string `json:"dst"`
-		DstPathB64 []byte `json:"dst_b64,omitempty"`
-	}{plain: plain(j)}
-	w.SrcPath, w.SrcPathB64 = progress.SplitName(j.SrcPath)
-	w.DstPath, w.DstPathB64 = progress.SplitName(j.DstPath)
-	return json.Marshal(w)
-}
+func (j JobSpec) MarshalJSON() ([]byte, error) { return jobSpecNames.Marshal(jobSpecJSON(j)) }
 
 // UnmarshalJSON reads what MarshalJSON wrote.
-func (j *JobSpec) UnmarshalJSON(b []byte) error {
-	type plain JobSpec
-	var w struct {
-		*plain
-		SrcPath    string `json:"src"`
-		SrcPathB64 []byte `json:"src_b64"`
-		DstPath    string `json:"dst"`
-		DstPathB64 []byte `json:"dst_b64"`
-	}
-	w.plain = (*plain)(j)
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	j.SrcPath = progress.JoinName(w.SrcPath, w.SrcPathB64)
-	j.DstPath = progress.JoinName(w.DstPath, w.DstPathB64)
-	return nil
-}
+func (j *JobSpec) UnmarshalJSON(b []byte) error { return jobSpecNames.Unmarshal(b, (*jobSpecJSON)(j)) }

@@ -40,6 +40,44 @@ func TestNamesRoundTrip(t *testing.T) {
 	}
 }
 
+// TestNameFieldsBytes: the exact JSON of each message with name fields,
+// names valid UTF-8 or not: the name fields come after the others, each
+// followed by its "_b64" sibling when it is not UTF-8. Peers of other
+// builds read these bytes, so they must not move.
+func TestNameFieldsBytes(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{Req{ID: 1, Op: OpMeta, Path: "a<b"}, `{"id":1,"op":"meta","path":"a\u003cb"}`},
+		{Req{ID: 2, Op: OpOpen, Path: "d\xff/f"}, `{"id":2,"op":"open","path":"d\\xff/f","path_b64":"ZP8vZg=="}`},
+		{Req{ID: 3, Op: OpOpen}, `{"id":3,"op":"open"}`},
+		{MetaOp{Op: "symlink", Path: "l", Target: "t", Mode: 0o644}, `{"op":"symlink","mode":420,"path":"l","target":"t"}`},
+		{MetaOp{Op: "mkdir", Path: "d\xfe"}, `{"op":"mkdir","path":"d\\xfe","path_b64":"ZP4="}`},
+		{MetaOp{Op: "symlink", Path: "l\xff", Target: "t\xfe", ReplaceDir: true},
+			`{"op":"symlink","replace_dir":true,"path":"l\\xff","path_b64":"bP8=","target":"t\\xfe","target_b64":"dP4="}`},
+		{FileSpec{FID: 2, Path: "f", Size: 1, ChunkSize: 1024}, `{"fid":2,"size":1,"mode":0,"mtime":0,"chunk":1024,"path":"f"}`},
+		{FileSpec{FID: 3, Path: "f\xff", Size: 1, Delta: true},
+			`{"fid":3,"size":1,"mode":0,"mtime":0,"chunk":0,"delta":true,"path":"f\\xff","path_b64":"Zv8="}`},
+		{JobSpec{SrcPath: "s", DstPath: "d", DstAddr: "x:1"}, `{"dst_addr":"x:1","options":{},"src":"s","dst":"d"}`},
+		{JobSpec{SrcPath: "s\xff", DstPath: "d\xfe"}, `{"options":{},"src":"s\\xff","src_b64":"c/8=","dst":"d\\xfe","dst_b64":"ZP4="}`},
+		{Resp{ID: 1, Entry: &plan.Entry{Path: "p", Type: plan.TypeFile, Size: 4}},
+			`{"id":1,"entry":{"Type":1,"Size":4,"Mode":0,"MtimeNs":0,"Digest":null,"Ino":0,"Dev":0,"Nlink":0,"Blocks":0,"Err":"","Path":"p","Target":""}}`},
+		{Resp{ID: 1, Entry: &plan.Entry{Path: "p\xff", Type: plan.TypeSymlink, Target: "t\xfe"}},
+			`{"id":1,"entry":{"Type":3,"Size":0,"Mode":0,"MtimeNs":0,"Digest":null,"Ino":0,"Dev":0,"Nlink":0,"Blocks":0,"Err":"","Path":"p\\xff","Path_b64":"cP8=","Target":"t\\xfe","Target_b64":"dP4="}}`},
+	} {
+		b, err := json.Marshal(tc.v)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%T %+v: JSON %s (%v), want %s", tc.v, tc.v, b, err, tc.want)
+			continue
+		}
+		back := reflect.New(reflect.TypeOf(tc.v))
+		if err := json.Unmarshal(b, back.Interface()); err != nil || !reflect.DeepEqual(back.Elem().Interface(), tc.v) {
+			t.Errorf("%s came back as %+v (%v)", b, back.Elem().Interface(), err)
+		}
+	}
+}
+
 // TestBoundedArrays: arrays beyond their limits are refused before their
 // elements are decoded.
 func TestBoundedArrays(t *testing.T) {
