@@ -49,15 +49,14 @@ type Runner interface {
 // were lost.
 type clusterSide struct {
 	Side
-	agents []string
-	lost   []bool
+	lost []bool
 }
 
 func newClusterSide(s Side) *clusterSide {
 	if len(s.Agents) == 0 {
 		s.Agents = []string{""}
 	}
-	return &clusterSide{Side: s, agents: s.Agents, lost: make([]bool, len(s.Agents))}
+	return &clusterSide{Side: s, lost: make([]bool, len(s.Agents))}
 }
 
 // cluster is the state of one cluster transfer.
@@ -96,13 +95,13 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, runner: r, sink: sink,
 		agents: map[string]progress.AgentStats{}}
 	for _, side := range []*clusterSide{c.src, c.dst} {
-		for _, a := range side.agents {
+		for _, a := range side.Agents {
 			if a != "" {
 				c.agents[a] = progress.AgentStats{}
 			}
 		}
 	}
-	n := max(len(c.src.agents), len(c.dst.agents))
+	n := max(len(c.src.Agents), len(c.dst.Agents))
 	if n > wire.MaxShards {
 		return exitcode.Usagef("%d agents: at most %d pairs per transfer", n, wire.MaxShards)
 	}
@@ -173,7 +172,7 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 // source agent that answers.
 func (c *cluster) checkSource(ctx context.Context) error {
 	var last error
-	for i := range c.src.agents {
+	for i := range c.src.Agents {
 		ok, err := c.runner.SourceExists(ctx, i)
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, i, -1, err) {
@@ -194,7 +193,7 @@ func (c *cluster) checkSource(ctx context.Context) error {
 // the first destination agent that answers, and returns its release.
 func (c *cluster) lock(ctx context.Context) (func(), error) {
 	var last error
-	for i := range c.dst.agents {
+	for i := range c.dst.Agents {
 		release, err := c.runner.Lock(ctx, i)
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, -1, i, err) {
@@ -284,10 +283,10 @@ func (c *clusterSide) survivor(k int) (int, error) {
 		}
 	}
 	if len(alive) == 0 {
-		return 0, exitcode.Peerf("every agent of %s was lost (%s)", c.Name, strings.Join(c.agents, ", "))
+		return 0, exitcode.Peerf("every agent of %s was lost (%s)", c.Name, strings.Join(c.Agents, ", "))
 	}
-	if !c.lost[k%len(c.agents)] {
-		return k % len(c.agents), nil
+	if !c.lost[k%len(c.Agents)] {
+		return k % len(c.Agents), nil
 	}
 	return alive[k%len(alive)], nil
 }
@@ -310,7 +309,7 @@ func (c *cluster) markLost(ctx context.Context, si, di int, cause error) bool {
 		if p.i < 0 {
 			continue
 		}
-		addr := p.side.agents[p.i]
+		addr := p.side.Agents[p.i]
 		if addr == "" {
 			continue
 		}
@@ -341,13 +340,13 @@ func (c *cluster) lose(side *clusterSide, i int, why error) {
 	c.mu.Lock()
 	already := side.lost[i]
 	side.lost[i] = true
-	a := c.agents[side.agents[i]]
+	a := c.agents[side.Agents[i]]
 	a.Lost = true
-	c.agents[side.agents[i]] = a
+	c.agents[side.Agents[i]] = a
 	c.mu.Unlock()
 	if !already {
 		c.sink.Emit(progress.Event{Event: progress.KindNotice,
-			Msg: fmt.Sprintf("agent %s lost (%v); its work moves to the other agents", side.agents[i], why)})
+			Msg: fmt.Sprintf("agent %s lost (%v); its work moves to the other agents", side.Agents[i], why)})
 	}
 }
 
@@ -362,7 +361,7 @@ func (c *cluster) credit(si, di int, s progress.Summary, complete, share bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, name := range []string{c.src.agents[si], c.dst.agents[di]} {
+	for _, name := range []string{c.src.Agents[si], c.dst.Agents[di]} {
 		if name == "" {
 			continue
 		}

@@ -116,6 +116,23 @@ type Lane interface {
 	SendBatch(count int, payload []byte, cb func(errs []string, err error)) error
 }
 
+// file is what both destinations' writers know of a file: its id on the
+// lanes, and what Open said the destination already holds.
+type file struct {
+	fid  uint64
+	have [][2]int64
+	done []wire.AdoptChunk
+}
+
+// Resume implements FileWriter.
+func (f *file) Resume() ([][2]int64, []wire.AdoptChunk) { return f.have, f.done }
+
+// WriteChunk implements FileWriter: the chunk goes out on l under the
+// file's id.
+func (f *file) WriteChunk(l Lane, c Chunk, cb func(byte, string)) error {
+	return l.SendChunk(f.fid, c.Index, c.Off, c.Verify, c.Digest, c.Data, c.File, c.Len, cb)
+}
+
 // FileError is the destination's refusal of one file, saying why; the run
 // goes on without the file and ends with exit code 1.
 type FileError struct{ Msg string }

@@ -86,7 +86,7 @@ func (d *Local) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, error
 	if err := fileErr(errs[0]); err != nil {
 		return nil, err
 	}
-	w := &localWriter{r: r, fid: spec.FID, have: haves[0]}
+	w := &localWriter{r: r, file: file{fid: spec.FID, have: haves[0]}}
 	if done != nil {
 		w.done = done[0]
 	}
@@ -120,20 +120,12 @@ func (d *Local) Gone() bool { return false }
 
 // localWriter is a file of a Local destination.
 type localWriter struct {
-	r    *receive.Receiver
-	fid  uint64
-	have [][2]int64
-	done []wire.AdoptChunk
+	file
+	r *receive.Receiver
 }
-
-func (w *localWriter) Resume() ([][2]int64, []wire.AdoptChunk) { return w.have, w.done }
 
 func (w *localWriter) Adopt(ctx context.Context, chunks []wire.AdoptChunk) ([]int64, error) {
 	return w.r.Adopt(w.fid, chunks)
-}
-
-func (w *localWriter) WriteChunk(l Lane, c Chunk, cb func(byte, string)) error {
-	return l.SendChunk(w.fid, c.Index, c.Off, c.Verify, c.Digest, c.Data, c.File, c.Len, cb)
 }
 
 func (w *localWriter) commit(do wire.CommitAction, digest string) error {

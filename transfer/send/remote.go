@@ -83,7 +83,7 @@ func (d *Remote) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, erro
 	if err := fileErr(resp.Errs[0]); err != nil {
 		return nil, err
 	}
-	w := &remoteWriter{d: d, fid: spec.FID}
+	w := &remoteWriter{d: d, file: file{fid: spec.FID}}
 	if resp.Haves != nil {
 		w.have = resp.Haves[0]
 	}
@@ -124,13 +124,9 @@ func (d *Remote) Gone() bool { return d.s.Err() != nil || d.s.Breaking() }
 
 // remoteWriter is a file of a Remote destination.
 type remoteWriter struct {
-	d    *Remote
-	fid  uint64
-	have [][2]int64
-	done []wire.AdoptChunk
+	file
+	d *Remote
 }
-
-func (w *remoteWriter) Resume() ([][2]int64, []wire.AdoptChunk) { return w.have, w.done }
 
 func (w *remoteWriter) Adopt(ctx context.Context, chunks []wire.AdoptChunk) ([]int64, error) {
 	resp, err := w.d.s.Call(ctx, &wire.Req{Op: wire.OpAdopt, FID: w.fid, Adopt: chunks})
@@ -138,10 +134,6 @@ func (w *remoteWriter) Adopt(ctx context.Context, chunks []wire.AdoptChunk) ([]i
 		return nil, err
 	}
 	return resp.Missing, nil
-}
-
-func (w *remoteWriter) WriteChunk(l Lane, c Chunk, cb func(byte, string)) error {
-	return l.SendChunk(w.fid, c.Index, c.Off, c.Verify, c.Digest, c.Data, c.File, c.Len, cb)
 }
 
 func (w *remoteWriter) commit(ctx context.Context, do wire.CommitAction, digest string) error {
