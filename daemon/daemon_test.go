@@ -18,24 +18,14 @@ import (
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
-	"github.com/xfer-io/xfer/transfer"
 )
 
 // env is a daemon of this test process (see peertest.Daemon).
 type env struct{ *peertest.RunningDaemon }
 
-// start runs a daemon with cfg; peers resolve as xfer://ADDR over tcp.
+// start runs a daemon with cfg (see peertest.Daemon).
 func start(t testing.TB, cfg daemon.Config) *env {
 	t.Helper()
-	if cfg.Resolve == nil {
-		cfg.Resolve = func(remote string) (string, transfer.DialOptions, error) {
-			addr, ok := strings.CutPrefix(remote, "xfer://")
-			if !ok {
-				return "", transfer.DialOptions{}, errors.New("unknown remote " + remote)
-			}
-			return addr, transfer.DialOptions{Proto: "tcp", Streams: 2, ConnectTimeout: 3 * time.Second}, nil
-		}
-	}
 	return &env{peertest.Daemon(t, cfg)}
 }
 

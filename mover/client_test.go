@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,18 +15,14 @@ import (
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
-	"github.com/xfer-io/xfer/transfer"
 )
 
 // testDaemon is a daemon of this test process (see peertest.Daemon).
 type testDaemon struct{ *peertest.RunningDaemon }
 
-// startDaemon runs a daemon with cfg; peers resolve with resolveURL.
+// startDaemon runs a daemon with cfg (see peertest.Daemon).
 func startDaemon(t testing.TB, cfg daemon.Config) *testDaemon {
 	t.Helper()
-	if cfg.Resolve == nil {
-		cfg.Resolve = resolveURL
-	}
 	return &testDaemon{peertest.Daemon(t, cfg)}
 }
 
@@ -40,14 +35,6 @@ func (d *testDaemon) dial(t testing.TB) *mover.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func resolveURL(remote string) (string, transfer.DialOptions, error) {
-	addr, ok := strings.CutPrefix(remote, "xfer://")
-	if !ok {
-		return "", transfer.DialOptions{}, errors.New("unknown remote " + remote)
-	}
-	return strings.TrimSuffix(addr, "/"), transfer.DialOptions{Proto: "tcp", Streams: 2}, nil
 }
 
 func idOf(b []byte) string {

@@ -5,9 +5,12 @@ package peertest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
@@ -45,11 +48,24 @@ type RunningDaemon struct {
 	Done  chan struct{} // closed when Serve has returned
 }
 
+// Resolve is a daemon's peer resolver for tests: a remote is xfer://ADDR
+// (a trailing slash allowed), reached over tcp with two streams.
+func Resolve(remote string) (string, transfer.DialOptions, error) {
+	addr, ok := strings.CutPrefix(remote, "xfer://")
+	if !ok {
+		return "", transfer.DialOptions{}, errors.New("unknown remote " + remote)
+	}
+	return strings.TrimSuffix(addr, "/"), transfer.DialOptions{Proto: "tcp", Streams: 2, ConnectTimeout: 3 * time.Second}, nil
+}
+
 // Daemon runs a daemon with cfg on a fresh store (cfg.Store is replaced)
-// and a socket in a temporary directory. It is stopped, and its store
-// closed, when tb ends.
+// and a socket in a temporary directory; cfg.Resolve defaults to Resolve.
+// It is stopped, and its store closed, when tb ends.
 func Daemon(tb testing.TB, cfg daemon.Config) *RunningDaemon {
 	tb.Helper()
+	if cfg.Resolve == nil {
+		cfg.Resolve = Resolve
+	}
 	dir := tb.TempDir()
 	store, err := cas.OpenOptions(filepath.Join(dir, "cas"), cas.Options{NoSync: true})
 	if err != nil {
