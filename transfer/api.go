@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 
+	"github.com/xfer-io/xfer/transfer/receive"
 	"github.com/xfer-io/xfer/transfer/session"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
@@ -44,6 +45,9 @@ type (
 	LostError = session.LostError
 	// BusyError is a server's refusal for now, with the wait it asks for.
 	BusyError = session.BusyError
+	// Export is a named tree a server offers, in the manner of rsync
+	// modules.
+	Export = receive.Export
 )
 
 // Dial opens a session to the xfer server at addr.

@@ -9,91 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/xfer-io/xfer/transfer/send"
 	"github.com/xfer-io/xfer/transfer/session"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
-	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/plan"
 )
-
-// maxLinkHops bounds the symlinks followed in one path, as the kernel's
-// 40 (ELOOP).
-const maxLinkHops = 40
-
-// statFunc returns the entry at a path beneath a tree (with its target
-// for a symlink), or nil if nothing is there.
-type statFunc func(ctx context.Context, path string) (*plan.Entry, error)
-
-// followLinks resolves the symlinks in p, a slash path beneath a tree, the
-// way the kernel would, but within the tree: a link's target is taken
-// relative to the directory holding the link; a path with a link that is
-// absolute, climbs above the top of the tree or loops is returned as it
-// stands, for fsroot to refuse where it is used ("path escapes the root"). This is how the root of
-// a transfer given as a symlink to a directory is followed on a peer
-// (whose tree is confined by fsroot, where such a link would otherwise be
-// a link) as it is on this machine. Resolution stops at the first
-// component that does not exist or is not a directory; the rest of p is
-// returned unchanged, for the caller's usual errors.
-func followLinks(ctx context.Context, p string, stat statFunc) (string, error) {
-	if ctx.Err() != nil {
-		return "", context.Cause(ctx)
-	}
-	parts := strings.Split(p, "/")
-	done, hops := "", 0
-	for len(parts) > 0 {
-		c := parts[0]
-		parts = parts[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			if done == "" {
-				return p, nil // out of the tree: refused where it is used
-			}
-			done = plan.Dir(done)
-			continue
-		}
-		next := plan.Join(done, c)
-		e, err := stat(ctx, next)
-		if err != nil {
-			return p, nil // left to the caller's usual errors
-		}
-		if e == nil || (e.Type != plan.TypeSymlink && e.Type != plan.TypeDir) {
-			return strings.Join(append([]string{next}, parts...), "/"), nil
-		}
-		if e.Type == plan.TypeDir {
-			done = next
-			continue
-		}
-		if hops++; hops > maxLinkHops || strings.HasPrefix(e.Target, "/") {
-			// A loop, or an absolute link, which fsroot never follows:
-			// the path as given meets their usual errors.
-			return p, nil
-		}
-		parts = append(strings.Split(e.Target, "/"), parts...)
-	}
-	return done, nil
-}
-
-// rootStat is a statFunc over a local fsroot tree.
-func rootStat(r *fsroot.Root) statFunc {
-	return func(ctx context.Context, p string) (*plan.Entry, error) {
-		info, err := r.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		e := plan.EntryFromInfo(p, info)
-		if e.Type == plan.TypeSymlink {
-			if e.Target, err = r.Readlink(p); err != nil {
-				return nil, err
-			}
-		}
-		return &e, nil
-	}
-}
 
 // The overlap checks refuse a transfer whose source and destination
 // overlap (one is inside the other, or they are the same), as rclone
@@ -121,12 +42,12 @@ func checkLocalOverlap(src, dst Endpoint) error {
 
 // checkPeerOverlap checks two paths on the peer of session s.
 func checkPeerOverlap(ctx context.Context, src, dst Endpoint, s *session.Session) error {
-	stat := (&remoteDest{s: s}).stat
-	sp, err := followLinks(ctx, strings.Trim(src.Path, "/"), stat)
+	stat := send.NewRemote(s, 0).Stat
+	sp, err := plan.FollowLinks(ctx, strings.Trim(src.Path, "/"), stat)
 	if err != nil {
 		return err
 	}
-	dp, err := followLinks(ctx, strings.Trim(dst.Path, "/"), stat)
+	dp, err := plan.FollowLinks(ctx, strings.Trim(dst.Path, "/"), stat)
 	if err != nil {
 		return err
 	}

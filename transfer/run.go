@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xfer-io/xfer/plan"
+	"github.com/xfer-io/xfer/transfer/receive"
+	"github.com/xfer-io/xfer/transfer/send"
 	"github.com/xfer-io/xfer/transfer/session"
 
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -157,22 +160,22 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 			}
 			defer s.Close()
 			tally.SetProto(s.Transport(), s.TransportReason())
-			return runEngine(ctx, root, path, &remoteDest{s: s}, dst.Path, opt, sink, tally)
+			return send.Run(ctx, root, path, send.NewRemote(s, opt.Checkers), dst.Path, opt, sink, tally)
 		}
 		h, err := openLocalDest(dst.Path, opt)
 		if err != nil {
 			return err
 		}
-		defer h.close()
+		defer h.Close()
 		tally.SetProto("local", "")
-		return runEngine(ctx, root, path, &localDest{h: h, top: dst.Path, n: opt.Streams}, "", opt, sink, tally)
+		return send.Run(ctx, root, path, send.NewLocal(h, dst.Path, opt.Streams, opt.Checkers), "", opt, sink, tally)
 	case !dst.IsRemote():
 		h, err := openLocalDest(dst.Path, opt)
 		if err != nil {
 			return err
 		}
-		defer h.close()
-		dial.Services = h.register
+		defer h.Close()
+		dial.Services = h.Register
 		return remoteJob(ctx, src.Addr, wire.JobSpec{SrcPath: src.Path, Options: opt}, nil, src.Auth.apply(dial), sink, tally)
 	default:
 		spec := wire.JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}
@@ -192,7 +195,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		// A destination that is a symlink to a directory is followed,
 		// as in every direction: the ticket is for the directory itself.
-		if rp, err := followLinks(ctx, dst.Path, (&remoteDest{s: ds}).stat); err == nil {
+		if rp, err := plan.FollowLinks(ctx, dst.Path, send.NewRemote(ds, 0).Stat); err == nil {
 			spec.DstPath = rp
 		}
 		resp, err := ds.Call(ctx, &wire.Req{Op: wire.OpTicket, Path: spec.DstPath})
@@ -271,7 +274,7 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, "", exitcode.Usagef("source %s does not exist", src)
 		}
-		return nil, "", exitcode.Usagef("source %s: %v", src, unwrapPath(err))
+		return nil, "", exitcode.Usagef("source %s: %v", src, fsroot.Reason(err))
 	}
 	if info.Mode()&fs.ModeSymlink != 0 {
 		// A symlink to a directory given as the source is followed (only
@@ -286,7 +289,7 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 	}
 	r, err := fsroot.Open(dir)
 	if err != nil {
-		return nil, "", exitcode.Usagef("source %s: %v", src, unwrapPath(err))
+		return nil, "", exitcode.Usagef("source %s: %v", src, fsroot.Reason(err))
 	}
 	return r, path, nil
 }
@@ -296,7 +299,7 @@ func openLocalSource(src string) (*fsroot.Root, string, error) {
 // exist yet is created by the run's first write (newPendingHandler), so
 // that a run failing before it (missing source, unreachable peer) and a
 // dry run leave nothing behind.
-func openLocalDest(dst string, opt wire.Options) (*handler, error) {
+func openLocalDest(dst string, opt wire.Options) (*receive.Handler, error) {
 	info, err := os.Stat(dst)
 	switch {
 	case err == nil && !info.IsDir():
@@ -310,33 +313,21 @@ func openLocalDest(dst string, opt wire.Options) (*handler, error) {
 				if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
 					return nil, exitcode.Usagef("destination %s is not a directory", dst)
 				}
-				return nil, fmt.Errorf("create destination %s: %w", dst, unwrapPath(err))
+				return nil, fmt.Errorf("create destination %s: %w", dst, fsroot.Reason(err))
 			}
 			r, err := fsroot.Open(dst)
 			if err != nil {
-				return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
+				return nil, fmt.Errorf("destination %s: %w", dst, fsroot.Reason(err))
 			}
 			return r, nil
 		}
-		return newPendingHandler(create, opt.NoFsync, opt.DryRun), nil
+		return receive.NewPendingHandler(create, receive.Options{NoFsync: opt.NoFsync, ReadOnly: opt.DryRun}), nil
 	case err != nil:
-		return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
+		return nil, fmt.Errorf("destination %s: %w", dst, fsroot.Reason(err))
 	}
 	r, err := fsroot.Open(dst)
 	if err != nil {
-		return nil, fmt.Errorf("destination %s: %w", dst, unwrapPath(err))
+		return nil, fmt.Errorf("destination %s: %w", dst, fsroot.Reason(err))
 	}
-	return newHandler(r, opt.NoFsync, opt.DryRun), nil
-}
-
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var se syscall.Errno
-	if errors.As(err, &se) {
-		return se
-	}
-	return err
+	return receive.NewHandler(r, receive.Options{NoFsync: opt.NoFsync, ReadOnly: opt.DryRun}), nil
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/transfer/bench"
 	"github.com/xfer-io/xfer/transfer/casnet"
+	"github.com/xfer-io/xfer/transfer/receive"
+	"github.com/xfer-io/xfer/transfer/send"
 	"github.com/xfer-io/xfer/transfer/session"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
@@ -54,6 +56,9 @@ type ServerConfig struct {
 type Server struct {
 	cfg ServerConfig
 	srv *session.Server
+	// tempFiles is the budget of unnamed temporary files that the
+	// sessions' receivers share.
+	tempFiles *receive.FDBudget
 }
 
 // NewServer creates a server for cfg.
@@ -64,7 +69,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	srv := &Server{cfg: cfg}
+	srv := &Server{cfg: cfg, tempFiles: receive.NewFDBudget()}
 	sc := cfg.ServerConfig
 	sc.UringEntries, sc.Services = cfg.Dial.UringEntries, srv.services
 	srv.srv = session.NewServer(sc)
@@ -78,36 +83,31 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error { return sr
 // with g: the served tree, and unless g is a ticket, jobs, tickets and the
 // store.
 func (srv *Server) services(s *session.Session, g session.Grant) error {
-	name := s.Transport()
-	var hd *handler
+	o := receive.Options{NoFsync: srv.cfg.NoFsync, ReadOnly: srv.cfg.ReadOnly, Served: true,
+		Umask: srv.cfg.Umask, AllowSetid: srv.cfg.AllowSetid,
+		Metrics: srv.cfg.Metrics, Transport: s.Transport(), MaxOpen: srv.cfg.MaxOpenFiles,
+		TempFiles: srv.tempFiles}
+	var hd *receive.Handler
 	if srv.cfg.Exports != nil {
-		hd = newExportsHandler(srv.cfg.Exports, srv.cfg.NoFsync)
-		hd.served, hd.umask = true, srv.cfg.Umask
+		hd = receive.NewExportsHandler(srv.cfg.Exports, o)
 		if g.Export != "" {
-			if err := hd.bindTo(g.Export); err != nil {
+			if err := hd.BindTo(g.Export); err != nil {
 				return err
 			}
 		}
 	} else {
-		hd = newHandler(srv.cfg.Root, srv.cfg.NoFsync, srv.cfg.ReadOnly)
-		hd.served, hd.umask = true, srv.cfg.Umask
-		hd.recv.peer = &peerPolicy{umask: srv.cfg.Umask, setid: srv.cfg.AllowSetid}
-	}
-	hd.m, hd.transport, hd.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
-	if hd.recv != nil {
-		hd.recv.m, hd.recv.transport, hd.recv.maxOpen = srv.cfg.Metrics, name, srv.cfg.MaxOpenFiles
+		hd = receive.NewHandler(srv.cfg.Root, o)
 	}
 	var store *cas.Store
 	if g.Ticket {
 		// A ticket admits one delivery into one directory: no jobs, no
 		// further tickets, no store.
-		hd.confine(g.Within)
+		hd.Confine(g.Within)
 	} else {
-		hd.jobs = srv.runJob
-		hd.tickets = srv.srv.Tickets()
+		hd.Offer(srv.runJob, srv.srv.Tickets())
 		store = srv.cfg.CAS
 	}
-	hd.register(s)
+	hd.Register(s)
 	casnet.Serve(s, store, srv.cfg.CASReadOnly)
 	bench.Serve(s, hd)
 	return nil
@@ -117,13 +117,13 @@ func (srv *Server) services(s *session.Session, g session.Grant) error {
 // back to the client (a pull) or to another server (third party).
 func (srv *Server) runJob(ctx context.Context, s *session.Session, root *fsroot.Root, srcPath string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error) {
 	tally := progress.NewTally()
-	dstPath, err := cleanPath(spec.DstPath)
+	dstPath, err := receive.CleanPath(spec.DstPath)
 	if err != nil {
 		return tally.Summary(), err
 	}
-	var dst destination
+	var dst send.Destination
 	if spec.DstAddr == "" {
-		dst = &remoteDest{s: s}
+		dst = send.NewRemote(s, spec.Options.Checkers)
 		tally.SetProto(s.Transport(), s.TransportReason())
 	} else {
 		o := srv.cfg.Dial
@@ -172,7 +172,7 @@ func (srv *Server) runJob(ctx context.Context, s *session.Session, root *fsroot.
 			return tally.Summary(), exitcode.Peerf("cannot open a session to %s for this job: it is unreachable from the source server, is not an xfer server, or did not accept the ticket (the source server's log says which)", spec.DstAddr)
 		}
 		defer ds.Close()
-		dst = &remoteDest{s: ds}
+		dst = send.NewRemote(ds, spec.Options.Checkers)
 		tally.SetProto(ds.Transport(), ds.TransportReason())
 	}
 	// Count what this server sends for the job.
@@ -188,7 +188,7 @@ func (srv *Server) runJob(ctx context.Context, s *session.Session, root *fsroot.
 		}
 		sink.Emit(e)
 	})
-	err = runEngine(ctx, root, srcPath, dst, dstPath, spec.Options, counted, tally)
+	err = send.Run(ctx, root, srcPath, dst, dstPath, spec.Options, counted, tally)
 	srv.cfg.Metrics.AddBytes(tally.Summary().Proto, metrics.Sent, tally.Summary().BytesSent)
 	return tally.Summary(), err
 }

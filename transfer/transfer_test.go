@@ -19,6 +19,7 @@ import (
 
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/backends/tcp"
+	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/internal/progress"
@@ -210,7 +211,7 @@ func TestForcedTransportMissing(t *testing.T) {
 	defer cancel()
 	go NewServer(ServerConfig{ServerConfig: session.ServerConfig{Protos: []string{"tcp"}}, Root: root}).Serve(ctx, ln)
 	_, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: "test-flaky", ConnectTimeout: 5 * time.Second})
-	if err == nil || !strings.Contains(err.Error(), "test-flaky") || !isPeerErr(err) {
+	if err == nil || !strings.Contains(err.Error(), "test-flaky") || exitcode.Code(err) != exitcode.Peer {
 		t.Fatalf("want a peer error naming the transport, got %v", err)
 	}
 }
@@ -272,14 +273,4 @@ func TestEntryRoundTrip(t *testing.T) {
 			t.Errorf("%q: round trip gave %+v", tt.path, got)
 		}
 	}
-}
-
-func openRoot(t *testing.T) *fsroot.Root {
-	t.Helper()
-	r, err := fsroot.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }

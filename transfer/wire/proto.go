@@ -224,11 +224,30 @@ type FileSpec struct {
 	Share  int `json:"share,omitempty"`
 }
 
-// CommitSpec asks the receiver to finish a file whose chunks all arrived.
+// CommitSpec asks the receiver to end the transfer of a file: finish it
+// (its chunks all arrived), park it, or abandon it.
 type CommitSpec struct {
-	FID    uint64 `json:"fid"`
-	Digest string `json:"digest"`
+	FID uint64       `json:"fid"`
+	Do  CommitAction `json:"do,omitempty"`
+	// Digest, for CommitFinish, is the whole-file BLAKE3 the receiver
+	// checks before the rename ("": the sender did not hash; the chunks
+	// were checked one by one).
+	Digest string `json:"digest,omitempty"`
 }
+
+// CommitAction is what a commit does with the partial file.
+type CommitAction uint8
+
+const (
+	// CommitFinish checks the whole-file digest, sets the attributes,
+	// flushes and renames the file into place.
+	CommitFinish CommitAction = iota
+	// CommitPark, for a share of a split file, flushes the partial file
+	// and keeps it with the share's journal for the final pass.
+	CommitPark
+	// CommitAbandon drops the partial file (the sender gave up on it).
+	CommitAbandon
+)
 
 // JobSpec asks a peer to run a transfer from its own tree.
 type JobSpec struct {

@@ -1,4 +1,4 @@
-package transfer
+package receive
 
 import (
 	"strings"
@@ -22,8 +22,8 @@ func FuzzDataMessage(f *testing.F) {
 	f.Add([]byte{1, 2, 3}, 3)
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		root := openRoot(t)
-		r := newReceiver(root, true, false, "")
-		r.writeBatch(payload, count, true)
+		r := newReceiver(root, Options{NoFsync: true}, false, false, "")
+		r.WriteBatch(payload, count, true)
 		d := &wire.Dec{Buf: payload}
 		wire.ReadSmall(d)
 	})
@@ -76,11 +76,11 @@ func FuzzBatchDecode(f *testing.F) {
 	f.Add(e.Buf, 1<<30)
 	f.Add(make([]byte, 4096), 4095)
 	f.Add([]byte{0}, 1)
-	r := newReceiver(nil, true, true, "")
+	r := newReceiver(nil, Options{NoFsync: true}, true, false, "")
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		var errs []string
 		var err error
-		n := memtest.Allocated(func() { errs, err = r.writeBatch(payload, count, true) })
+		n := memtest.Allocated(func() { errs, err = r.WriteBatch(payload, count, true) })
 		if bound := uint64(16<<10 + 12*len(payload)); n > bound {
 			t.Fatalf("decoding %d bytes claiming %d files allocated %d bytes (bound %d)", len(payload), count, n, bound)
 		}

@@ -1,4 +1,4 @@
-package transfer
+package receive
 
 import (
 	"bufio"
@@ -32,7 +32,7 @@ var ErrLocked = errors.New("destination locked")
 func lockDir(root *fsroot.Root, p, name string) (*os.File, error) {
 	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", name, unwrapPath(err))
+		return nil, fmt.Errorf("lock %s: %w", name, fsroot.Reason(err))
 	}
 	err = ignoringEINTR(func() error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) })
 	if errors.Is(err, unix.EWOULDBLOCK) {

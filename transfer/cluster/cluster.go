@@ -1,12 +1,16 @@
-package transfer
+// Package cluster coordinates a transfer spread over the agents of
+// cluster remotes (several `xfer serve` processes that show the same tree
+// from a shared file system): it pairs agents, runs one share of the
+// transfer per pair, moves a lost agent's share to survivors, runs the
+// final pass, and accounts per agent. Which files a share carries is
+// plan.Shares; running a transfer on a pair is the Runner's.
+package cluster
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -19,9 +23,60 @@ import (
 	"github.com/xfer-io/xfer/internal/progress"
 )
 
-// A cluster transfer spreads one copy or sync over every agent of a
-// cluster remote (several `xfer serve` processes that show the same tree
-// from a shared file system). This process only coordinates:
+// Side is one side of a cluster transfer.
+type Side struct {
+	// Name is how messages call the side (its path or URL).
+	Name string
+	// Agents are the addresses of its agents; one "" for a local path.
+	Agents []string
+}
+
+// Runner carries out what the coordinator asks of agents, which it names
+// by their index in their Side's Agents.
+type Runner interface {
+	// Run runs one transfer with opt from source agent si to destination
+	// agent di, reporting to sink and tally.
+	Run(ctx context.Context, si, di int, opt wire.Options, sink progress.Sink, tally *progress.Tally) error
+	// SourceExists asks source agent i whether the source is there (an
+	// error: the agent could not be asked).
+	SourceExists(ctx context.Context, i int) (bool, error)
+	// Lock takes the destination's run lock through destination agent i
+	// and returns its release.
+	Lock(ctx context.Context, i int) (release func(), err error)
+}
+
+// clusterSide is one side of a cluster transfer and which of its agents
+// were lost.
+type clusterSide struct {
+	Side
+	agents []string
+	lost   []bool
+}
+
+func newClusterSide(s Side) *clusterSide {
+	if len(s.Agents) == 0 {
+		s.Agents = []string{""}
+	}
+	return &clusterSide{Side: s, agents: s.Agents, lost: make([]bool, len(s.Agents))}
+}
+
+// cluster is the state of one cluster transfer.
+type cluster struct {
+	src, dst *clusterSide
+	opt      wire.Options
+	runner   Runner
+	sink     progress.Sink
+
+	mu     sync.Mutex
+	agents map[string]progress.AgentStats
+	// sums of what the shares did, across all their attempts
+	shared progress.Summary
+	// latest progress of each share and of the final pass
+	prog []progress.Event
+}
+
+// Run spreads one copy or sync over every agent of the sides src and
+// dst. This process only coordinates:
 //
 //  1. It takes the destination's run lock once, for the whole transfer.
 //  2. It pairs agents, source agent k%S with destination agent k%D for
@@ -37,52 +92,8 @@ import (
 //     deletions) and anything a share could not finish, and is the
 //     check that the destination matches the source.
 
-// clusterSide is one side of a cluster transfer: its agents ("" for a
-// local path) and which of them were lost.
-type clusterSide struct {
-	ep     Endpoint
-	agents []string
-	lost   []bool
-}
-
-func newClusterSide(ep Endpoint) *clusterSide {
-	agents := ep.Agents
-	switch {
-	case !ep.IsRemote():
-		agents = []string{""}
-	case len(agents) == 0:
-		agents = []string{ep.Addr}
-	}
-	return &clusterSide{ep: ep, agents: agents, lost: make([]bool, len(agents))}
-}
-
-// at returns the endpoint for agent i.
-func (c *clusterSide) at(i int) Endpoint {
-	ep := c.ep
-	if ep.IsRemote() {
-		ep.Addr = c.agents[i]
-		ep.Agents = nil
-	}
-	return ep
-}
-
-// cluster is the state of one cluster transfer.
-type cluster struct {
-	src, dst *clusterSide
-	opt      wire.Options
-	dial     session.DialOptions
-	sink     progress.Sink
-
-	mu     sync.Mutex
-	agents map[string]progress.AgentStats
-	// sums of what the shares did, across all their attempts
-	shared progress.Summary
-	// latest progress of each share and of the final pass
-	prog []progress.Event
-}
-
-func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, dial: dial, sink: sink,
+func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink progress.Sink, tally *progress.Tally) error {
+	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, runner: r, sink: sink,
 		agents: map[string]progress.AgentStats{}}
 	for _, side := range []*clusterSide{c.src, c.dst} {
 		for _, a := range side.agents {
@@ -129,7 +140,7 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial s
 		return err
 	}
 	ft := progress.NewTally()
-	err = run(ctx, c.src.at(si), c.dst.at(di), final, c.dial, c.progressSink(n, false), ft)
+	err = c.runner.Run(ctx, si, di, final, c.progressSink(n, false), ft)
 	fs := ft.Summary()
 	c.credit(si, di, fs, err == nil, false)
 	c.mu.Lock()
@@ -161,15 +172,9 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial s
 // checkSource fails if the source does not exist, asking the first
 // source agent that answers.
 func (c *cluster) checkSource(ctx context.Context) error {
-	if !c.src.ep.IsRemote() {
-		if _, err := os.Lstat(c.src.ep.Path); errors.Is(err, fs.ErrNotExist) {
-			return exitcode.Usagef("source %s does not exist", c.src.ep.Path)
-		}
-		return nil // other problems are the run's to report
-	}
 	var last error
 	for i := range c.src.agents {
-		s, err := session.Dial(ctx, c.src.agents[i], c.src.ep.Auth.apply(c.dial))
+		ok, err := c.runner.SourceExists(ctx, i)
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, i, -1, err) {
 				return err
@@ -177,33 +182,20 @@ func (c *cluster) checkSource(ctx context.Context) error {
 			last = err
 			continue
 		}
-		e, err := (&remoteDest{s: s}).stat(ctx, c.src.ep.Path)
-		s.Close()
-		if err == nil && e == nil {
-			return exitcode.Usagef("source %s does not exist", c.src.ep.String())
+		if !ok {
+			return exitcode.Usagef("source %s does not exist", c.src.Name)
 		}
 		return nil
 	}
 	return fmt.Errorf("no agent of the source answers: %w", last)
 }
 
-// lock takes the destination's run lock for the whole transfer and
-// returns its release.
+// lock takes the destination's run lock for the whole transfer, through
+// the first destination agent that answers, and returns its release.
 func (c *cluster) lock(ctx context.Context) (func(), error) {
-	if !c.dst.ep.IsRemote() {
-		h, err := openLocalDest(c.dst.ep.Path, c.opt)
-		if err != nil {
-			return nil, err
-		}
-		if err := h.mkroot("", c.dst.ep.Path, true); err != nil {
-			h.close()
-			return nil, err
-		}
-		return h.close, nil
-	}
 	var last error
 	for i := range c.dst.agents {
-		s, err := session.Dial(ctx, c.dst.agents[i], c.dst.ep.Auth.apply(c.dial))
+		release, err := c.runner.Lock(ctx, i)
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, -1, i, err) {
 				return nil, err
@@ -211,11 +203,7 @@ func (c *cluster) lock(ctx context.Context) (func(), error) {
 			last = err
 			continue
 		}
-		if err := (&remoteDest{s: s}).mkroot(ctx, c.dst.ep.Path, true); err != nil {
-			s.Close()
-			return nil, err
-		}
-		return func() { s.Close() }, nil
+		return release, nil
 	}
 	return nil, fmt.Errorf("no agent of the destination answers: %w", last)
 }
@@ -257,11 +245,10 @@ func (c *cluster) share(ctx context.Context, k, n int) error {
 			return err
 		}
 		t := progress.NewTally()
-		err = run(ctx, c.src.at(si), c.dst.at(di), opt, c.dial, c.progressSink(k, true), t)
+		err = c.runner.Run(ctx, si, di, opt, c.progressSink(k, true), t)
 		c.credit(si, di, t.Summary(), err == nil, true)
-		var partial *PartialError
 		switch {
-		case err == nil, errors.As(err, &partial):
+		case err == nil:
 			return nil // failed files are retried by the final pass
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
@@ -297,7 +284,7 @@ func (c *clusterSide) survivor(k int) (int, error) {
 		}
 	}
 	if len(alive) == 0 {
-		return 0, exitcode.Peerf("every agent of %s was lost (%s)", c.ep.String(), strings.Join(c.agents, ", "))
+		return 0, exitcode.Peerf("every agent of %s was lost (%s)", c.Name, strings.Join(c.agents, ", "))
 	}
 	if !c.lost[k%len(c.agents)] {
 		return k % len(c.agents), nil

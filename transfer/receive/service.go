@@ -1,4 +1,4 @@
-package transfer
+package receive
 
 import (
 	"context"
@@ -29,20 +29,48 @@ import (
 	"github.com/xfer-io/xfer/plan"
 )
 
-// handler serves a peer's requests against one tree: the export of `xfer
+// Options are what a Handler is made with.
+type Options struct {
+	// NoFsync skips the flushes before renames (tests, scratch trees).
+	NoFsync bool
+	// ReadOnly refuses writes to a single tree (exports carry their own).
+	ReadOnly bool
+	// Served is set when the peer is a client of `xfer serve`: uploads
+	// get their modes narrowed by Umask and lose their set-id bits unless
+	// AllowSetid (a single tree; exports carry their own), and hard links
+	// are never written through (see peerPolicy).
+	Served     bool
+	Umask      uint32
+	AllowSetid bool
+	// Metrics counts what arrives, labelled with Transport.
+	Metrics   *metrics.Metrics
+	Transport string
+	// MaxOpen bounds the large files the session's receiver holds open
+	// (0: no bound).
+	MaxOpen int
+	// TempFiles is the budget of unnamed temporary files shared by every
+	// session of a server (nil: a budget of the handler's own).
+	TempFiles *FDBudget
+}
+
+// JobFunc runs a transfer from root's srcRel that the peer of s asked
+// for, reporting to sink.
+type JobFunc func(ctx context.Context, s *session.Session, root *fsroot.Root, srcRel string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error)
+
+// Handler serves a peer's requests against one tree: the export of `xfer
 // serve`, or the destination directory of a client receiving a pull.
-type handler struct {
+type Handler struct {
 	// exports, when set, are the named trees of a server started with
 	// --export; a session binds to one of them with the first path it
 	// names. Without exports the handler serves root alone.
 	exports map[string]Export
-	noFsync bool
+	opt     Options
 
 	bmu    sync.Mutex
 	bound  bool
 	prefix string
 	root   *fsroot.Root
-	recv   *receiver
+	recv   *Receiver
 	// within, for the session of a ticket, is the destination directory
 	// (beneath the root) the ticket admits; every path must lie in it.
 	within string
@@ -50,23 +78,12 @@ type handler struct {
 	// not exist yet: root and recv stay nil (an empty tree that takes no
 	// writes) until the run's first mkdirs, so that a run failing before
 	// (missing source, unreachable peer) or a dry run creates nothing.
-	create   func() (*fsroot.Root, error)
-	readOnly bool // of the receiver create binds
+	create func() (*fsroot.Root, error)
 
 	// jobs runs transfers the peer asks for; nil refuses them.
-	jobs func(ctx context.Context, s *session.Session, root *fsroot.Root, srcRel string, spec wire.JobSpec, sink progress.Sink) (progress.Summary, error)
+	jobs JobFunc
 	// tickets issues tickets for third-party sessions; nil refuses.
 	tickets *session.Tickets
-	// m and transport label what the receiver counts.
-	m         *metrics.Metrics
-	transport string
-	// served is set when the peer is a client of `xfer serve`: the
-	// receiver then narrows modes with umask (see peerPolicy).
-	served bool
-	umask  uint32
-	// maxOpen bounds the large files the session's receiver holds open
-	// (0: no bound).
-	maxOpen int
 
 	mu    sync.Mutex
 	locks []*os.File // destination run locks held by this session
@@ -81,28 +98,28 @@ type Export struct {
 	AllowSetid bool
 }
 
-func newHandler(root *fsroot.Root, noFsync, readOnly bool) *handler {
-	return &handler{root: root, recv: newReceiver(root, noFsync, readOnly, ""), bound: true,
-		noFsync: noFsync}
+// NewHandler serves the tree root.
+func NewHandler(root *fsroot.Root, o Options) *Handler {
+	return &Handler{root: root, recv: newReceiver(root, o, o.ReadOnly, o.AllowSetid, ""), bound: true, opt: o}
 }
 
 // newPendingHandler is a handler for a local destination directory that
 // create makes on the first mkdirs.
-func newPendingHandler(create func() (*fsroot.Root, error), noFsync, readOnly bool) *handler {
-	return &handler{create: create, bound: true, noFsync: noFsync, readOnly: readOnly}
+func NewPendingHandler(create func() (*fsroot.Root, error), o Options) *Handler {
+	return &Handler{create: create, bound: true, opt: o}
 }
 
 // tree is the root the handler serves; nil while a pending destination
 // has not been created (or before an export is bound).
-func (h *handler) tree() *fsroot.Root {
+func (h *Handler) Tree() *fsroot.Root {
 	h.bmu.Lock()
 	defer h.bmu.Unlock()
 	return h.root
 }
 
 // lstat is root.Lstat, with a pending destination an empty tree.
-func (h *handler) lstat(p string) (fsroot.Info, error) {
-	root := h.tree()
+func (h *Handler) Lstat(p string) (fsroot.Info, error) {
+	root := h.Tree()
 	if root == nil {
 		return fsroot.Info{}, &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
 	}
@@ -111,7 +128,7 @@ func (h *handler) lstat(p string) (fsroot.Info, error) {
 
 // createRoot creates a pending destination (create) and binds its
 // receiver; a no-op for any other handler.
-func (h *handler) createRoot() error {
+func (h *Handler) createRoot() error {
 	h.bmu.Lock()
 	defer h.bmu.Unlock()
 	if h.root != nil || h.create == nil {
@@ -121,18 +138,17 @@ func (h *handler) createRoot() error {
 	if err != nil {
 		return err
 	}
-	h.root, h.recv = r, newReceiver(r, h.noFsync, h.readOnly, "")
-	h.recv.m, h.recv.transport = h.m, h.transport
+	h.root, h.recv = r, newReceiver(r, h.opt, h.opt.ReadOnly, h.opt.AllowSetid, "")
 	return nil
 }
 
 // mkroot creates the destination directory p (named name in messages) of
 // a run, and takes its run lock if lock is set.
-func (h *handler) mkroot(p, name string, lock bool) error {
+func (h *Handler) Mkroot(p, name string, lock bool) error {
 	if err := h.createRoot(); err != nil {
 		return err
 	}
-	root, rc := h.tree(), h.receiverIfBound()
+	root, rc := h.Tree(), h.Receiver()
 	if root == nil || rc == nil {
 		return exitcode.Usagef("no destination chosen yet in this session")
 	}
@@ -142,14 +158,14 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 	// A destination that is a symlink to a directory is followed (within
 	// the root), here too: the lock of a third-party or cluster run is
 	// taken on the directory the engine then writes into.
-	if rp, err := followLinks(context.Background(), p, rootStat(root)); err == nil {
+	if rp, err := plan.FollowLinks(context.Background(), p, plan.RootStat(root)); err == nil {
 		p = rp
 	}
 	if err := root.MkdirAll(p, 0o755); err != nil {
 		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST) {
 			return exitcode.Usagef("destination %s is not a directory", name)
 		}
-		return fmt.Errorf("create destination %s: %w", name, unwrapPath(err))
+		return fmt.Errorf("create destination %s: %w", name, fsroot.Reason(err))
 	}
 	if lock {
 		return h.lock(p, name)
@@ -158,29 +174,38 @@ func (h *handler) mkroot(p, name string, lock bool) error {
 }
 
 // close releases the handler's locks and its root.
-func (h *handler) close() {
-	if r := h.receiverIfBound(); r != nil {
+func (h *Handler) Close() {
+	if r := h.Receiver(); r != nil {
 		r.restoreWritable() // a run that ended before finish
 	}
 	h.unlock()
-	if root := h.tree(); root != nil {
+	if root := h.Tree(); root != nil {
 		root.Close()
 	}
 }
 
-func newExportsHandler(exports map[string]Export, noFsync bool) *handler {
-	return &handler{exports: exports, noFsync: noFsync}
+// NewExportsHandler serves the named trees exports; a session binds to
+// one of them with the first path it names (o.ReadOnly and o.AllowSetid
+// are the exports' own).
+func NewExportsHandler(exports map[string]Export, o Options) *Handler {
+	return &Handler{exports: exports, opt: o}
 }
 
-// bindTo binds the handler to a named export (a ticket's scope).
-func (h *handler) bindTo(name string) error {
+// Offer lets the peer ask for jobs (run by jobs) and tickets (issued by
+// tickets); without it both are refused.
+func (h *Handler) Offer(jobs JobFunc, tickets *session.Tickets) {
+	h.jobs, h.tickets = jobs, tickets
+}
+
+// BindTo binds the handler to a named export (a ticket's scope).
+func (h *Handler) BindTo(name string) error {
 	_, err := h.resolve(name)
 	return err
 }
 
 // confine restricts every path of the session to dir (beneath the bound
 // root) and its contents: the destination a ticket was issued for.
-func (h *handler) confine(dir string) {
+func (h *Handler) Confine(dir string) {
 	h.bmu.Lock()
 	defer h.bmu.Unlock()
 	h.within = dir
@@ -199,8 +224,8 @@ func beneathDir(p, dir string) bool {
 
 // resolve turns a peer's path into a path beneath the served root,
 // binding the session to an export on first use.
-func (h *handler) resolve(p string) (string, error) {
-	p, err := cleanPath(p)
+func (h *Handler) resolve(p string) (string, error) {
+	p, err := CleanPath(p)
 	if err != nil {
 		return "", err
 	}
@@ -213,11 +238,7 @@ func (h *handler) resolve(p string) (string, error) {
 			return "", exitcode.WithCode(exitcode.Usage, fmt.Errorf("no export named %q on this server (exports: %s)", name, strings.Join(h.exportNames(), ", ")))
 		}
 		h.bound, h.prefix, h.root = true, name, ex.Root
-		h.recv = newReceiver(ex.Root, h.noFsync, ex.ReadOnly, name)
-		h.recv.m, h.recv.transport, h.recv.maxOpen = h.m, h.transport, h.maxOpen
-		if h.served {
-			h.recv.peer = &peerPolicy{umask: h.umask, setid: ex.AllowSetid}
-		}
+		h.recv = newReceiver(ex.Root, h.opt, ex.ReadOnly, ex.AllowSetid, name)
 		h.recv.within = h.within
 	}
 	rel, err := stripExport(h.prefix, p)
@@ -227,7 +248,7 @@ func (h *handler) resolve(p string) (string, error) {
 	return rel, err
 }
 
-func (h *handler) exportNames() []string {
+func (h *Handler) exportNames() []string {
 	var names []string
 	for n := range h.exports {
 		names = append(names, n)
@@ -236,7 +257,7 @@ func (h *handler) exportNames() []string {
 	return names
 }
 
-func (h *handler) receiverIfBound() *receiver {
+func (h *Handler) Receiver() *Receiver {
 	h.bmu.Lock()
 	defer h.bmu.Unlock()
 	return h.recv
@@ -245,29 +266,29 @@ func (h *handler) receiverIfBound() *receiver {
 // register offers the tree's file operations on s: listings, stats,
 // hashes, the destination's operations and what arrives on the data
 // streams, jobs and tickets (refused where the handler has none).
-func (h *handler) register(s *session.Session) {
+func (h *Handler) Register(s *session.Session) {
 	for _, op := range []string{wire.OpList, wire.OpHash, wire.OpJob, wire.OpTicket, wire.OpStat, wire.OpMkroot,
 		wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt} {
 		s.Handle(op, func(r *wire.Req) { h.serve(s, r) })
 	}
 	s.SetReceiver(handlerReceiver{h})
-	s.OnClose(h.abort)
+	s.OnClose(h.Abort)
 }
 
 // handlerReceiver writes what arrives on the data streams into the
 // handler's receiver, once a destination is bound.
-type handlerReceiver struct{ h *handler }
+type handlerReceiver struct{ h *Handler }
 
 func (hr handlerReceiver) WriteChunk(fid, idx uint64, off int64, p []byte, dg hashtree.Digest, verify bool) (byte, string) {
-	r := hr.h.receiverIfBound()
+	r := hr.h.Receiver()
 	if r == nil {
 		return wire.AckFailed, "this peer accepts no files"
 	}
-	return r.writeChunk(fid, idx, off, p, dg, verify)
+	return r.WriteChunk(fid, idx, off, p, dg, verify)
 }
 
 func (hr handlerReceiver) WriteBatch(p []byte, count int, verify bool) ([]string, error) {
-	r := hr.h.receiverIfBound()
+	r := hr.h.Receiver()
 	if r == nil {
 		errs := make([]string, count)
 		for i := range errs {
@@ -275,13 +296,13 @@ func (hr handlerReceiver) WriteBatch(p []byte, count int, verify bool) ([]string
 		}
 		return errs, nil
 	}
-	return r.writeBatch(p, count, verify)
+	return r.WriteBatch(p, count, verify)
 }
 
 // lock takes the run lock of destination directory p (called name in
 // messages) until the session ends (lockDir).
-func (h *handler) lock(p, name string) error {
-	root := h.tree()
+func (h *Handler) lock(p, name string) error {
+	root := h.Tree()
 	if root == nil {
 		return fmt.Errorf("lock %s: the destination does not exist", name)
 	}
@@ -295,7 +316,7 @@ func (h *handler) lock(p, name string) error {
 	return nil
 }
 
-func (h *handler) unlock() {
+func (h *Handler) unlock() {
 	h.mu.Lock()
 	locks := h.locks
 	h.locks = nil
@@ -305,15 +326,19 @@ func (h *handler) unlock() {
 	}
 }
 
-func (h *handler) abort() {
+// Abort ends the transfers of the handler's session, keeping their partial
+// files and journals for the next run to resume (as a killed run or a
+// dropped connection does), and releases its run locks.
+func (h *Handler) Abort() {
 	defer h.unlock()
-	if r := h.receiverIfBound(); r != nil {
+	if r := h.Receiver(); r != nil {
 		r.abort()
 	}
 }
 
-// errResp classifies a local error for the peer.
-func cleanPath(p string) (string, error) {
+// CleanPath validates a path a peer names and cleans it, saying which
+// path a refusal is about.
+func CleanPath(p string) (string, error) {
 	c, err := fsroot.Clean(p)
 	if err != nil {
 		return "", fmt.Errorf("path %q: %w", p, err)
@@ -323,7 +348,7 @@ func cleanPath(p string) (string, error) {
 
 // serve runs one request. Long ones get their own goroutine and can be
 // cancelled by the peer.
-func (h *handler) serve(s *session.Session, r *wire.Req) {
+func (h *Handler) serve(s *session.Session, r *wire.Req) {
 	switch r.Op {
 	case wire.OpList:
 		c := s.Credit(r.ID)
@@ -347,7 +372,7 @@ func (h *handler) serve(s *session.Session, r *wire.Req) {
 		}
 		go func() {
 			defer s.Untrack(r.ID)
-			d, err := h.hash(ctx, p)
+			d, err := h.Hash(ctx, p)
 			if err != nil {
 				s.Reply(wire.ErrResp(r.ID, err))
 				return
@@ -379,7 +404,7 @@ func (h *handler) serve(s *session.Session, r *wire.Req) {
 				if errors.As(err, &re) && resp.Kind == "" {
 					resp.Kind = re.Kind
 				}
-				if isPeerErr(err) {
+				if exitcode.Code(err) == exitcode.Peer {
 					resp.Kind = wire.KindPeer
 				}
 			}
@@ -393,7 +418,7 @@ func (h *handler) serve(s *session.Session, r *wire.Req) {
 		// The ticket is confined to the destination the client names,
 		// with the rights of this session there.
 		within, err := h.resolve(r.Path)
-		if rc := h.receiverIfBound(); err == nil && (rc == nil || rc.readOnly) {
+		if rc := h.Receiver(); err == nil && (rc == nil || rc.readOnly) {
 			err = fmt.Errorf("ticket for %s: %w", r.Path, wire.ErrReadOnly)
 		}
 		if err != nil {
@@ -420,20 +445,20 @@ func (h *handler) serve(s *session.Session, r *wire.Req) {
 			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		info, err := h.lstat(p)
+		info, err := h.Lstat(p)
 		if err != nil {
 			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		e := plan.EntryFromInfo(p, info)
 		if e.Type == plan.TypeSymlink {
-			e.Target, _ = h.tree().Readlink(p)
+			e.Target, _ = h.Tree().Readlink(p)
 		}
 		s.Reply(&wire.Resp{ID: r.ID, Entry: &e})
 	case wire.OpMkroot:
 		p, err := h.resolve(r.Path)
 		if err == nil {
-			err = h.mkroot(p, r.Path, r.Lock)
+			err = h.Mkroot(p, r.Path, r.Lock)
 		}
 		if err != nil {
 			s.Reply(wire.ErrResp(r.ID, err))
@@ -441,7 +466,7 @@ func (h *handler) serve(s *session.Session, r *wire.Req) {
 		}
 		s.Reply(&wire.Resp{ID: r.ID})
 	case wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt:
-		rc := h.receiverIfBound()
+		rc := h.Receiver()
 		if rc == nil {
 			s.Reply(&wire.Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: wire.KindUsage})
 			return
@@ -452,25 +477,25 @@ func (h *handler) serve(s *session.Session, r *wire.Req) {
 	}
 }
 
-func (h *handler) serveReceiver(s *session.Session, rc *receiver, r *wire.Req) {
+func (h *Handler) serveReceiver(s *session.Session, rc *Receiver, r *wire.Req) {
 	switch r.Op {
 	case wire.OpMeta:
-		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.meta(r.Meta)})
+		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.Meta(r.Meta)})
 	case wire.OpOpen:
-		errs, haves, done := rc.open(r.Files)
+		errs, haves, done := rc.Open(r.Files)
 		s.Reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
 	case wire.OpAdopt:
-		missing, err := rc.adopt(r.FID, r.Adopt)
+		missing, err := rc.Adopt(r.FID, r.Adopt)
 		if err != nil {
 			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
 		s.Reply(&wire.Resp{ID: r.ID, Missing: missing})
 	case wire.OpCommit:
-		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.commit(r.Commits)})
+		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.Commit(r.Commits)})
 	case wire.OpFinish:
-		made := rc.takeMade()
-		if err := rc.finish(); err != nil {
+		made := rc.TakeMade()
+		if err := rc.Finish(); err != nil {
 			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
@@ -479,8 +504,8 @@ func (h *handler) serveReceiver(s *session.Session, rc *receiver, r *wire.Req) {
 }
 
 // hash hashes p, a path beneath the bound root.
-func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
-	root := h.tree()
+func (h *Handler) Hash(ctx context.Context, p string) (hashtree.Digest, error) {
+	root := h.Tree()
 	if root == nil {
 		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, fs.ErrNotExist)
 	}
@@ -499,19 +524,19 @@ func (h *handler) hash(ctx context.Context, p string) (hashtree.Digest, error) {
 	}
 	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
 	if err != nil {
-		return d, fmt.Errorf("hash %s: %w", p, readErr(err))
+		return d, fmt.Errorf("hash %s: %w", p, ReadErr(err))
 	}
 	return d, nil
 }
 
 // list streams the tree beneath r.Path in batches, one per credit.
-func (h *handler) list(ctx context.Context, s *session.Session, r *wire.Req, credit chan struct{}) error {
+func (h *Handler) list(ctx context.Context, s *session.Session, r *wire.Req, credit chan struct{}) error {
 	top, err := h.resolve(r.Path)
 	if err != nil {
 		return err
 	}
 	var w plan.Lister
-	info, err := h.lstat(top)
+	info, err := h.Lstat(top)
 	switch {
 	case err != nil && errors.Is(err, fs.ErrNotExist):
 		w = &plan.SliceLister{}
@@ -520,7 +545,7 @@ func (h *handler) list(ctx context.Context, s *session.Session, r *wire.Req, cre
 	case info.Type != fsroot.TypeDir:
 		return fmt.Errorf("list %s: not a directory", top)
 	default:
-		w = plan.NewWalkerN(h.tree(), top, r.Checkers)
+		w = plan.NewWalkerN(h.Tree(), top, r.Checkers)
 	}
 	e := wire.Enc{}
 	n := 0
@@ -546,7 +571,7 @@ func (h *handler) list(ctx context.Context, s *session.Session, r *wire.Req, cre
 			return err
 		}
 		if r.Checksum && en.Type == plan.TypeFile {
-			d, err := h.hash(ctx, plan.Join(top, en.Path))
+			d, err := h.Hash(ctx, plan.Join(top, en.Path))
 			if err != nil && ctx.Err() != nil {
 				return err
 			}
@@ -572,12 +597,12 @@ func (h *handler) list(ctx context.Context, s *session.Session, r *wire.Req, cre
 // disk` in dir beneath the served tree: O_TMPFILE, or where the file
 // system lacks it a named file that is unlinked at once. Either way it
 // disappears when closed.
-func (h *handler) ScratchFile(dir string) (*os.File, error) {
+func (h *Handler) ScratchFile(dir string) (*os.File, error) {
 	p, err := h.resolve(dir)
 	if err != nil {
 		return nil, err
 	}
-	if rc := h.receiverIfBound(); rc == nil || rc.readOnly {
+	if rc := h.Receiver(); rc == nil || rc.readOnly {
 		return nil, fmt.Errorf("bench --mode disk in %s: %w", dir, wire.ErrReadOnly)
 	}
 	f, err := h.root.OpenFile(p, unix.O_TMPFILE|os.O_RDWR, 0o600)

@@ -1,4 +1,4 @@
-package transfer
+package receive
 
 import (
 	"bufio"
@@ -186,13 +186,13 @@ func hashedName(p, what, suffix string) string {
 func journalName(p string) string { return hashedName(p, "journal", ".journal") }
 
 // shareJournalName is the journal of share k of the split file p.
-func shareJournalName(p string, k int) string {
+func ShareJournalName(p string, k int) string {
 	return hashedName(p, fmt.Sprintf("share %d", k), ".journal")
 }
 
 // splitPartName is the partial file that the shares of a split file p
 // write side by side.
-func splitPartName(p string) string { return hashedName(p, "split", ".part") }
+func SplitPartName(p string) string { return hashedName(p, "split", ".part") }
 
 // randomPartName is a fresh, unpredictable name for a partial file (or a
 // symlink or link being made) beside target p.
@@ -207,7 +207,7 @@ const partAttempts = 8
 
 // createPart creates a partial file for target p under a fresh random
 // name, exclusively (O_EXCL; never through a symlink).
-func (r *receiver) createPart(p string) (*os.File, string, error) {
+func (r *Receiver) createPart(p string) (*os.File, string, error) {
 	var f *os.File
 	name, err := freshName(p, func(name string) (err error) {
 		f, err = r.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -232,7 +232,7 @@ func ours(info fsroot.Info) bool {
 
 // openOwn opens one of xfer's own files, name, with flag (no O_CREATE),
 // never through a symlink, and only if it is ours.
-func (r *receiver) openOwn(name string, flag int) (*os.File, error) {
+func (r *Receiver) openOwn(name string, flag int) (*os.File, error) {
 	f, err := r.root.OpenFile(name, flag, 0)
 	if err != nil {
 		return nil, err
@@ -258,7 +258,7 @@ var errBusy = errors.New("another transfer is writing this file")
 // link, another user's file) is removed, not written, and the file made
 // anew. A lock on a file that lost its name meanwhile (its holder
 // removed it when done) is given up and taken again on the new one.
-func (r *receiver) openLocked(name string, how int) (*os.File, error) {
+func (r *Receiver) openLocked(name string, how int) (*os.File, error) {
 	err := errNotOurs
 	for range partAttempts {
 		var f *os.File
@@ -301,7 +301,7 @@ func (r *receiver) openLocked(name string, how int) (*os.File, error) {
 // the length up to which to keep it, and whether it ends with a park
 // mark. ok is false when j belongs to another transfer or is not a
 // journal; part is then whatever partial file it named, if any.
-func (r *receiver) readJournal(j *os.File, jname string, hdr journalHeader) (recs []journalRec, part string, keep int64, parked, ok bool) {
+func (r *Receiver) readJournal(j *os.File, jname string, hdr journalHeader) (recs []journalRec, part string, keep int64, parked, ok bool) {
 	if _, err := j.Seek(0, io.SeekStart); err != nil {
 		return nil, "", 0, false, false
 	}

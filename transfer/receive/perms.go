@@ -1,4 +1,4 @@
-package transfer
+package receive
 
 // peerPolicy is what a server lets a peer make of its tree, in the manner
 // of rsyncd: the server's umask narrows every mode a peer asks for, and

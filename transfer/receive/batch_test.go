@@ -1,4 +1,4 @@
-package transfer
+package receive
 
 import (
 	"fmt"
@@ -55,7 +55,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer root.Close()
-			r := newReceiver(root, true, false, "")
+			r := newReceiver(root, Options{NoFsync: true}, false, false, "")
 			p := batchPayload(n, 4096, 8, c.verify, 0o644)
 			b.ResetTimer()
 			cpu0 := cpuNs()
@@ -68,7 +68,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 					}
 					b.StartTimer()
 				}
-				errs, err := r.writeBatch(p, n, c.verify)
+				errs, err := r.WriteBatch(p, n, c.verify)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -95,7 +95,7 @@ func cpuNs() int64 {
 // mtimes, new or replacing old ones, and nothing else stays behind.
 func TestWriteBatchModes(t *testing.T) {
 	root := openRoot(t)
-	r := newReceiver(root, false, false, "")
+	r := newReceiver(root, Options{}, false, false, "")
 	modes := []uint32{0o644, 0o600, 0o444, 0o777, 0o4755, 0o1777, 0o2750, 0o000, 0o666}
 	for round := range 3 { // new files, then updates over them, then new again
 		e := wire.Enc{}
@@ -107,7 +107,7 @@ func TestWriteBatchModes(t *testing.T) {
 			wire.AppendSmall(&e, &sf)
 		}
 		r.updating.Store(round == 2) // named partial files too
-		errs, err := r.writeBatch(e.Buf, len(modes), true)
+		errs, err := r.WriteBatch(e.Buf, len(modes), true)
 		if err != nil {
 			t.Fatal(err)
 		}

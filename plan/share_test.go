@@ -1,46 +1,43 @@
-package transfer
+package plan
 
 import (
 	"testing"
 
-	"github.com/xfer-io/xfer/transfer/wire"
-
 	"github.com/xfer-io/xfer/internal/hashtree"
-	"github.com/xfer-io/xfer/plan"
 )
 
-// TestShardsPartition: every share walks the same ops; each file to move
+// TestSharesPartition: every share walks the same ops; each file to move
 // is carried by exactly one share, the load is balanced by bytes, and
 // what is not a file to move is left to the final pass.
-func TestShardsPartition(t *testing.T) {
-	file := func(p string, size int64, kind plan.OpKind) plan.Op {
-		return plan.Op{Kind: kind, Src: plan.Entry{Path: p, Type: plan.TypeFile, Size: size}}
+func TestSharesPartition(t *testing.T) {
+	file := func(p string, size int64, kind OpKind) Op {
+		return Op{Kind: kind, Src: Entry{Path: p, Type: TypeFile, Size: size}}
 	}
-	var many []plan.Op
+	var many []Op
 	for i := range 100 {
-		many = append(many, file("s"+string(rune('a'+i%26))+string(rune('a'+i/26)), int64(1000+i*37), plan.OpPut))
+		many = append(many, file("s"+string(rune('a'+i%26))+string(rune('a'+i/26)), int64(1000+i*37), OpPut))
 	}
 	tests := []struct {
 		name     string
 		count    int
-		ops      []plan.Op
+		ops      []Op
 		maxSkew  float64 // largest share / mean share, in bytes
 		wantMine int     // ops carried by some share
 	}{
 		{"one share takes all", 1, many, 1.0, 100},
 		{"two shares of equal files", 2, many, 1.1, 100},
 		{"three shares", 3, many, 1.1, 100},
-		{"large files split over all shares", 3, []plan.Op{
-			file("a", 100<<20+5, plan.OpPut), file("b", 13<<20, plan.OpPut)}, 1.05, 2},
-		{"files too small to split go whole", 2, []plan.Op{
-			file("a", 7<<20, plan.OpPut), file("b", 7<<20, plan.OpPut),
-			file("c", 3<<20, plan.OpPut), file("d", 3<<20, plan.OpPut)}, 1.01, 4},
-		{"unchanged files count towards the balance but move nowhere", 2, []plan.Op{
-			file("a", 10<<20, plan.OpSkip), file("b", 10<<20, plan.OpPut), file("c", 10<<20, plan.OpSetAttrs)}, 0, 1},
-		{"directories, links and deletions are the final pass's", 2, []plan.Op{
-			{Kind: plan.OpMkdir, Src: plan.Entry{Path: "d", Type: plan.TypeDir}},
-			{Kind: plan.OpSymlink, Src: plan.Entry{Path: "l", Type: plan.TypeSymlink}},
-			{Kind: plan.OpDelete, Src: plan.Entry{Path: "x", Type: plan.TypeFile, Size: 5}}}, 0, 0},
+		{"large files split over all shares", 3, []Op{
+			file("a", 100<<20+5, OpPut), file("b", 13<<20, OpPut)}, 1.05, 2},
+		{"files too small to split go whole", 2, []Op{
+			file("a", 7<<20, OpPut), file("b", 7<<20, OpPut),
+			file("c", 3<<20, OpPut), file("d", 3<<20, OpPut)}, 1.01, 4},
+		{"unchanged files count towards the balance but move nowhere", 2, []Op{
+			file("a", 10<<20, OpSkip), file("b", 10<<20, OpPut), file("c", 10<<20, OpSetAttrs)}, 0, 1},
+		{"directories, links and deletions are the final pass's", 2, []Op{
+			{Kind: OpMkdir, Src: Entry{Path: "d", Type: TypeDir}},
+			{Kind: OpSymlink, Src: Entry{Path: "l", Type: TypeSymlink}},
+			{Kind: OpDelete, Src: Entry{Path: "x", Type: TypeFile, Size: 5}}}, 0, 0},
 	}
 	const chunk = 1 << 20
 	for _, tc := range tests {
@@ -49,15 +46,14 @@ func TestShardsPartition(t *testing.T) {
 			carried := map[string]int64{} // bytes of each file carried, over all shares
 			load := make([]int64, tc.count)
 			for k := range tc.count {
-				sh := &wire.Shard{Index: k, Count: tc.count}
-				e := &engine{opt: wire.Options{Shard: sh, ChunkSize: chunk}}
+				sh := &Shares{Index: k, Count: tc.count, ChunkSize: chunk}
 				for _, op := range tc.ops {
-					if !e.mine(op) {
+					if !sh.Mine(op) {
 						continue
 					}
 					n := op.Src.Size
-					if e.split(op) {
-						lo, hi := splitRange(hashtree.NumChunks(op.Src.Size, chunk), sh)
+					if sh.Splits(op) {
+						lo, hi := sh.Range(hashtree.NumChunks(op.Src.Size, chunk))
 						n = min(hi*chunk, op.Src.Size) - lo*chunk
 					} else if prev, dup := owner[op.Src.Path]; dup {
 						t.Fatalf("%s carried whole by shares %d and %d", op.Src.Path, prev, k)

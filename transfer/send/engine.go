@@ -1,8 +1,9 @@
-package transfer
+package send
 
 import (
 	"context"
 
+	"github.com/xfer-io/xfer/transfer/receive"
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"errors"
@@ -12,10 +13,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
@@ -24,47 +22,8 @@ import (
 	"github.com/xfer-io/xfer/plan"
 )
 
-// splitMinChunks: a file of at least this many chunks per share is split
-// over all shares of a cluster transfer, chunk ranges side by side in one
-// partial file; smaller files move whole through one share.
-const splitMinChunks = 4
-
-// shardFileCost is what a file weighs in the balance beyond its bytes:
-// per-file work (open, rename, metadata) that makes many small files as
-// heavy as fewer large ones.
-const shardFileCost = 32 << 10
-
 // chunkAttempts is how often a chunk is sent before its file fails.
 const chunkAttempts = 3
-
-// destination is where an engine writes: the local tree or a peer.
-type destination interface {
-	list(ctx context.Context, path string, checksum bool) plan.Lister
-	stat(ctx context.Context, path string) (*plan.Entry, error)
-	hash(ctx context.Context, path string) (hashtree.Digest, error)
-	mkroot(ctx context.Context, path string, lock bool) error
-	meta(ctx context.Context, ops []wire.MetaOp) ([]string, error)
-	open(ctx context.Context, specs []wire.FileSpec) ([]string, [][][2]int64, [][]wire.AdoptChunk, error)
-	adopt(ctx context.Context, fid uint64, chunks []wire.AdoptChunk) ([]int64, error)
-	commit(ctx context.Context, cs []wire.CommitSpec) ([]string, error)
-	// finish applies directory attributes and flushes; it returns how
-	// many directories the destination created on its own on the way to
-	// files (a share of a cluster transfer sends no mkdirs).
-	finish(ctx context.Context) (int64, error)
-	lanes() []dataLane
-	// verifies says whether the destination checks chunk and file
-	// digests on arrival: a peer whose session verifies (negotiated in
-	// its handshake); never an in-process destination.
-	verifies() bool
-}
-
-// dataLane carries chunks and batches to the destination.
-type dataLane interface {
-	Acquire(ctx context.Context) error
-	Release()
-	SendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error
-	SendBatch(count int, payload []byte, cb func(errs []string, err error)) error
-}
 
 // smallLimit: files up to this size travel whole in batches.
 const smallLimit = 1 << 20
@@ -75,7 +34,7 @@ const batchTarget = 1 << 20
 type engine struct {
 	src     *fsroot.Root
 	srcPath string
-	dst     destination
+	dst     Destination
 	dstPath string
 	opt     wire.Options
 	sink    progress.Sink
@@ -91,8 +50,7 @@ type engine struct {
 	chunkCh chan *chunkJob
 	bufs    sync.Pool
 
-	limiter *rate.Limiter // --bwlimit, or nil
-	flying  inflight      // files on their way, listed in progress events
+	flying inflight // files on their way, listed in progress events
 	// listed is set once the walk of the source is complete (the
 	// progress totals are final).
 	listed atomic.Bool
@@ -107,8 +65,9 @@ type engine struct {
 	links     map[[2]uint64]linkAnchor
 	linkOps   []plan.Op
 	linkNames []string
-	// shardLoad is the weight assigned to each share so far (Shard runs).
-	shardLoad []int64
+	// shares is the share policy of a cluster transfer's share or final
+	// pass (plan.Shares; its Count is 0 in any other run).
+	shares plan.Shares
 
 	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
 	// read-only directory; it goes out before the next file is sent.
@@ -119,7 +78,7 @@ type engine struct {
 // dstPath at dst, emitting events to sink, and returns the summary. A
 // non-nil error means the run could not complete; per-file failures are
 // counted in the summary and reported as an exitcode.Partial error.
-func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destination, dstPath string, opt wire.Options, sink progress.Sink, tally *progress.Tally) error {
+func Run(ctx context.Context, src *fsroot.Root, srcPath string, dst Destination, dstPath string, opt wire.Options, sink progress.Sink, tally *progress.Tally) error {
 	if err := opt.Validate(); err != nil {
 		return err // a job from a peer is checked as a user's flags are
 	}
@@ -128,14 +87,12 @@ func runEngine(ctx context.Context, src *fsroot.Root, srcPath string, dst destin
 	defer cancel(nil)
 	e := &engine{src: src, srcPath: srcPath, dst: dst, dstPath: dstPath, opt: opt, sink: sink, tally: tally,
 		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, opt.Transfers), chunkCh: make(chan *chunkJob, 64)}
-	if c, ok := dst.(interface{ setCheckers(int) }); ok {
-		c.setCheckers(opt.Checkers) // the destination's walk
+	e.shares = plan.Shares{Split: opt.SplitShares, ChunkSize: opt.ChunkSize, HardLinks: opt.HardLinks, Delta: opt.Delta}
+	if sh := opt.Shard; sh != nil {
+		e.shares.Index, e.shares.Count = sh.Index, sh.Count
 	}
 	if opt.DryRun {
 		tally.SetDryRun()
-	}
-	if opt.BwLimit > 0 {
-		e.limiter = newBwLimiter(opt.BwLimit, max(opt.ChunkSize, batchTarget+smallLimit))
 	}
 	stopProgress := e.progressLoop()
 	defer stopProgress()
@@ -193,8 +150,7 @@ func (e *engine) stopping() bool {
 	if e.ctx.Err() != nil {
 		return true
 	}
-	g, ok := e.dst.(interface{ gone() bool })
-	return ok && g.gone()
+	return e.dst.Gone()
 }
 
 // fileFailed settles a file that could not be done because of err: an
@@ -220,7 +176,7 @@ func (e *engine) run() error {
 	if info.Type == fsroot.TypeSymlink {
 		// A source that is a symlink to a directory is followed, within
 		// the tree (only this link: those inside stay links).
-		if p, err := followLinks(e.ctx, e.srcPath, rootStat(e.src)); err == nil {
+		if p, err := plan.FollowLinks(e.ctx, e.srcPath, plan.RootStat(e.src)); err == nil {
 			if t, err := e.src.Lstat(p); err == nil && t.Type == fsroot.TypeDir {
 				e.srcPath, info = p, t
 			}
@@ -228,7 +184,7 @@ func (e *engine) run() error {
 	}
 	if e.dstPath != "" {
 		// So is a destination that is one, as on this machine.
-		if e.dstPath, err = followLinks(e.ctx, e.dstPath, e.dst.stat); err != nil {
+		if e.dstPath, err = plan.FollowLinks(e.ctx, e.dstPath, e.dst.Stat); err != nil {
 			return err
 		}
 	}
@@ -250,7 +206,7 @@ func (e *engine) run() error {
 			}
 		}
 		srcList = &plan.SliceLister{Entries: []plan.Entry{en}}
-		de, err := e.dst.stat(e.ctx, plan.Join(e.dstPath, name))
+		de, err := e.dst.Stat(e.ctx, plan.Join(e.dstPath, name))
 		if err != nil {
 			return err
 		}
@@ -262,7 +218,7 @@ func (e *engine) run() error {
 		dstList = &plan.SliceLister{Entries: des}
 	}
 	if !e.opt.DryRun {
-		if err := e.dst.mkroot(e.ctx, e.dstPath, e.opt.Lock); err != nil {
+		if err := e.dst.Mkroot(e.ctx, e.dstPath, e.opt.Lock); err != nil {
 			return err
 		}
 		if info.Type == fsroot.TypeDir && e.opt.Shard == nil {
@@ -272,7 +228,7 @@ func (e *engine) run() error {
 		}
 	}
 	if dstList == nil {
-		dstList = e.dst.list(e.ctx, e.dstPath, false)
+		dstList = e.dst.List(e.ctx, e.dstPath, false)
 	}
 	dopt := plan.DiffOptions{
 		Checksum:   e.opt.Checksum,
@@ -283,20 +239,23 @@ func (e *engine) run() error {
 			return d[:], err
 		},
 		DstDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
-			d, err := e.dst.hash(ctx, plan.Join(e.dstPath, en.Path))
+			d, err := e.dst.Hash(ctx, plan.Join(e.dstPath, en.Path))
 			return d[:], err
 		},
 	}
 
-	lanes := e.dst.lanes()
+	lanes := e.dst.Lanes()
+	if e.opt.BwLimit > 0 {
+		lanes = limitLanes(e.ctx, lanes, e.opt.BwLimit, max(e.opt.ChunkSize, batchTarget+smallLimit))
+	}
 	smallCh := make(chan plan.Op, 256)
 	bigCh := make(chan plan.Op, 16)
 	var workers sync.WaitGroup
 	if !e.opt.DryRun {
 		for i := range lanes {
 			workers.Add(2)
-			go func(l dataLane) { defer workers.Done(); e.smallWorker(l, srcTop, smallCh) }(lanes[i])
-			go func(l dataLane) { defer workers.Done(); e.chunkSender(l) }(lanes[i])
+			go func(l Lane) { defer workers.Done(); e.smallWorker(l, srcTop, smallCh) }(lanes[i])
+			go func(l Lane) { defer workers.Done(); e.chunkSender(l) }(lanes[i])
 		}
 	}
 	var bigWG sync.WaitGroup
@@ -315,9 +274,11 @@ func (e *engine) run() error {
 			return exitcode.Usagef("filter: %v", err)
 		}
 	}
-	derr := flt.Diff(e.ctx, srcList, dstList, dopt, func(op plan.Op) error {
-		return e.dispatch(op, smallCh, bigCh)
-	})
+	visit := func(op plan.Op) error { return e.dispatch(op, smallCh, bigCh) }
+	if e.opt.DryRun {
+		visit = e.printPlan // the plan, as the run would carry it out
+	}
+	derr := flt.Diff(e.ctx, srcList, dstList, dopt, visit)
 	e.listed.Store(true)
 	close(smallCh)
 	close(bigCh)
@@ -365,7 +326,7 @@ func (e *engine) run() error {
 			}
 		}
 	}
-	made, err := e.dst.finish(e.ctx)
+	made, err := e.dst.Finish(e.ctx)
 	if err != nil {
 		return fmt.Errorf("finishing at the destination: %w", err)
 	}
@@ -383,7 +344,7 @@ func (e *engine) run() error {
 // directory is made writable before anything lands in it. (A destination
 // that is a symlink to a directory was followed already.)
 func (e *engine) topAttrs(info fsroot.Info) error {
-	de, err := e.dst.stat(e.ctx, e.dstPath)
+	de, err := e.dst.Stat(e.ctx, e.dstPath)
 	if err != nil || de == nil || de.Type != plan.TypeDir {
 		return err
 	}
@@ -412,27 +373,7 @@ func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error)
 		return hashtree.Digest{}, err
 	}
 	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
-	return d, readErr(err)
-}
-
-// readErr reduces an error of hashtree's reading to what a user reads:
-// the system's reason ("input/output error") or the cancellation, without
-// the package's "hashtree: read N bytes at offset M" wrapping.
-func readErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return errors.New("interrupted")
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return errChanged
-	}
-	return err
+	return d, receive.ReadErr(err)
 }
 
 // unreadable reports an entry a walk could not read, once: the run goes
@@ -464,11 +405,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		return context.Cause(e.ctx)
 	}
 	s := op.Src
-	if e.opt.DryRun {
-		e.dryRun(op)
-		return nil
-	}
-	if e.opt.Shard != nil && !e.mine(op) {
+	if e.opt.Shard != nil && !e.shares.Mine(op) {
 		return nil
 	}
 	dp := plan.Join(e.dstPath, s.Path)
@@ -512,10 +449,10 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 				return err
 			}
 		}
-		if sh := e.opt.Shard; sh != nil && e.split(op) {
-			lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
+		if e.opt.Shard != nil && e.shares.Splits(op) {
+			lo, hi := e.shares.Range(hashtree.NumChunks(s.Size, e.opt.ChunkSize))
 			e.tally.AddPlanned(0, min(hi*e.opt.ChunkSize, s.Size)-lo*e.opt.ChunkSize)
-		} else if e.finishesSplit(op) {
+		} else if e.shares.FinishesSplit(op) {
 			// The shares planned (and count) the file's bytes.
 			e.tally.AddPlanned(1, 0)
 		} else {
@@ -588,121 +525,6 @@ func (e *engine) anchorFor(op plan.Op) (string, bool) {
 	return a.path, true
 }
 
-// dryRun reports op as the real run reports carrying it out: the same
-// events, counted alike, each with the action a plan line shows
-// (create, update, link, mkdir, symlink, delete).
-func (e *engine) dryRun(op plan.Op) {
-	s := op.Src
-	ev := progress.Event{Path: s.Path, DryRun: true}
-	switch op.Kind {
-	case plan.OpPut:
-		ev.Event, ev.Action, ev.Bytes = progress.KindTransfer, "create", s.Size
-		if op.Dst != nil {
-			ev.Action = "update"
-		}
-		if first, link := e.anchorFor(op); link {
-			ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
-		}
-		e.tally.AddPlanned(1, ev.Bytes)
-	case plan.OpMkdir:
-		if op.Dst != nil && !op.Replace {
-			return // attributes only, as the real run does it
-		}
-		ev.Event, ev.Action = progress.KindMkdir, "mkdir"
-	case plan.OpSymlink:
-		ev.Event, ev.Action = progress.KindSymlink, "symlink"
-	case plan.OpDelete:
-		ev.Event, ev.Action = progress.KindDelete, "delete"
-	default: // OpSkip, OpSetAttrs: counted as unchanged, unless joined to a group
-		if first, link := e.anchorFor(op); link {
-			ev.Event, ev.Action, ev.Msg = progress.KindTransfer, "link", "hard link to "+plan.Join(e.dstPath, first)
-			e.tally.AddPlanned(1, 0)
-			break
-		}
-		if op.Kind == plan.OpSkip && op.Reason == "unsupported" {
-			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
-		}
-		e.tally.Record(progress.Event{Event: progress.KindSkip})
-		return
-	}
-	e.emit(ev)
-}
-
-// mine decides, in a Shard run, whether op is this share's to carry out:
-// a regular file to create or update that the balance assigns to it.
-// Everything else (directories, symlinks, attributes, deletions, files
-// that are hard links) is the final pass's.
-func (e *engine) mine(op plan.Op) bool {
-	s := op.Src
-	if s.Type != plan.TypeFile || op.Kind == plan.OpDelete {
-		return false
-	}
-	// Every file of the source counts towards the balance, changed or
-	// not, so that shares which list the destination at different
-	// moments still agree.
-	sh := e.opt.Shard
-	if e.shardLoad == nil {
-		e.shardLoad = make([]int64, sh.Count)
-	}
-	k := 0
-	for i, l := range e.shardLoad {
-		if l < e.shardLoad[k] {
-			k = i
-		}
-	}
-	if e.split(op) {
-		// Every share carries its range of the file's chunks.
-		for i := range e.shardLoad {
-			e.shardLoad[i] += s.Size/int64(sh.Count) + shardFileCost
-		}
-		lo, hi := splitRange(hashtree.NumChunks(s.Size, e.opt.ChunkSize), sh)
-		return op.Kind == plan.OpPut && hi > lo
-	}
-	e.shardLoad[k] += s.Size + shardFileCost
-	if k != sh.Index || op.Kind != plan.OpPut {
-		return false
-	}
-	return !(e.opt.HardLinks && s.Nlink > 1)
-}
-
-// split reports whether the large file of op is split over the shares of
-// a cluster transfer (in a share, or in the final pass that finishes
-// it). Every share and the final pass decide alike: the decision rests on
-// the source entry and on the destination's file under its final name,
-// which no share changes. A changed file that --delta can update in
-// place moves whole through one share instead.
-func (e *engine) split(op plan.Op) bool {
-	k := e.opt.SplitShares
-	if e.opt.Shard != nil {
-		k = e.opt.Shard.Count
-	}
-	s := op.Src
-	switch {
-	case k < 2 || s.Type != plan.TypeFile || (e.opt.HardLinks && s.Nlink > 1):
-		return false
-	case hashtree.NumChunks(s.Size, e.opt.ChunkSize) < splitMinChunks*int64(k):
-		return false
-	}
-	return !e.deltaFor(op)
-}
-
-// finishesSplit reports whether this is the final pass of a cluster
-// transfer finishing a file that its shares split between them.
-func (e *engine) finishesSplit(op plan.Op) bool {
-	return e.opt.Shard == nil && e.opt.SplitShares > 1 && e.split(op)
-}
-
-// deltaFor reports whether a changed file is updated with --delta: the
-// destination's old version is seeded into the partial file.
-func (e *engine) deltaFor(op plan.Op) bool {
-	return e.opt.Delta && op.Dst != nil && op.Dst.Type == plan.TypeFile && op.Dst.Size >= e.opt.ChunkSize
-}
-
-// splitRange is share sh's range [lo, hi) of a split file's n chunks.
-func splitRange(n int64, sh *wire.Shard) (int64, int64) {
-	return int64(sh.Index) * n / int64(sh.Count), int64(sh.Index+1) * n / int64(sh.Count)
-}
-
 func (e *engine) addMeta(op plan.Op, m wire.MetaOp) error {
 	e.metaMu.Lock()
 	e.metaOps = append(e.metaOps, m)
@@ -723,7 +545,7 @@ func (e *engine) flushMeta() error {
 	if len(ops) == 0 {
 		return nil
 	}
-	errs, err := e.dst.meta(e.ctx, ops)
+	errs, err := e.dst.Meta(e.ctx, ops)
 	if err != nil {
 		return err
 	}
@@ -786,7 +608,7 @@ func (e *engine) readWhole(p string, want plan.Entry, dst []byte) ([]byte, error
 		return nil, serr
 	}
 	if int64(n) != want.Size || !sameSource(want, before) || fsroot.Unchanged(before, after) != nil {
-		return nil, errChanged
+		return nil, receive.ErrChanged
 	}
 	return dst[:n], nil
 }
@@ -821,13 +643,13 @@ func (s *smallReader) read(p string, want plan.Entry, dst []byte) ([]byte, error
 		return s.e.readWhole(p, want, dst) // a name Dir refuses, such as the root's own
 	}
 	if errors.Is(err, fsroot.ErrChanged) {
-		return nil, errChanged
+		return nil, receive.ErrChanged
 	}
 	if err != nil {
 		return nil, err
 	}
 	if int64(n) != want.Size || !sameSource(want, info) {
-		return nil, errChanged
+		return nil, receive.ErrChanged
 	}
 	return dst[:n], nil
 }
@@ -839,14 +661,8 @@ func (s *smallReader) close() {
 	}
 }
 
-// errChanged fails a source file that was written to while it was read
-// (its size, mtime or ctime moved, or another file took its name): what
-// was read may mix old and new content, so the destination keeps what it
-// had.
-var errChanged = errors.New("source file changed during transfer; the destination keeps its previous version, and the next run picks it up")
-
 // smallWorker reads small files, hashes them and sends them in batches.
-func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
+func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 	var (
 		payload = wire.Enc{Buf: e.getBuf(batchTarget + smallLimit)[:0]}
 		ops     []plan.Op
@@ -864,12 +680,6 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		}
 		batch := ops
 		key, _ := e.flying.add(batch[0].Src.Path, int64(len(payload.Buf)), len(batch))
-		if err := e.throttle(int64(len(payload.Buf))); err != nil {
-			e.flying.remove(key)
-			e.failOps(batch, err)
-			start()
-			return
-		}
 		if err := l.Acquire(e.ctx); err != nil {
 			e.flying.remove(key)
 			e.failOps(batch, err)
@@ -916,7 +726,7 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		}
 		data, err := src.read(plan.Join(srcTop, op.Src.Path), op.Src, buf)
 		if err != nil {
-			e.fileError(op.Src.Path, describe("read", op.Src.Path, err))
+			e.fileError(op.Src.Path, fsroot.Describe("read", op.Src.Path, err))
 			e.wg.Done()
 			continue
 		}
@@ -935,38 +745,6 @@ func (e *engine) smallWorker(l dataLane, srcTop string, in <-chan plan.Op) {
 		}
 	}
 	flush()
-}
-
-// newBwLimiter is the --bwlimit token bucket: rate bytes per second, room
-// for the largest single send (burst), and empty at the start, so that
-// from the first byte on no more than rate*t bytes go out in any t seconds
-// since the start (a full bucket would let a whole chunk or batch through
-// at once: several MiB over the limit in a short run).
-func newBwLimiter(bps, burst int64) *rate.Limiter {
-	l := rate.NewLimiter(rate.Limit(bps), int(burst))
-	l.AllowN(time.Now(), int(burst))
-	return l
-}
-
-// throttle waits until n more payload bytes fit the --bwlimit rate.
-func (e *engine) throttle(n int64) error {
-	if e.limiter == nil {
-		return nil
-	}
-	for n > 0 {
-		k := min(n, int64(e.limiter.Burst()))
-		r := e.limiter.ReserveN(time.Now(), int(k))
-		t := time.NewTimer(r.Delay())
-		select {
-		case <-t.C:
-		case <-e.ctx.Done():
-			t.Stop()
-			r.Cancel()
-			return context.Cause(e.ctx)
-		}
-		n -= k
-	}
-	return nil
 }
 
 // waitMore waits briefly for more work on in, so that a batch is not sent
@@ -999,6 +777,7 @@ func (e *engine) failOps(ops []plan.Op, err error) {
 type sfile struct {
 	op        plan.Op
 	fid       uint64
+	w         FileWriter // the destination's, once the file is open
 	f         *os.File
 	opened    fsroot.Info // the source file when opened, to see it change meanwhile
 	digests   []hashtree.Digest
@@ -1036,18 +815,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	}
 	f, err := e.src.Open(plan.Join(srcTop, s.Path))
 	if err != nil {
-		fail(errors.New(describe("open", s.Path, err)))
+		fail(errors.New(fsroot.Describe("open", s.Path, err)))
 		return
 	}
 	opened, err := fsroot.InfoFromFile(f)
 	if err != nil {
 		f.Close()
-		fail(errors.New(describe("open", s.Path, err)))
+		fail(errors.New(fsroot.Describe("open", s.Path, err)))
 		return
 	}
 	if !sameSource(s, opened) {
 		f.Close()
-		fail(errChanged)
+		fail(receive.ErrChanged)
 		return
 	}
 	sf := &sfile{op: op, fid: e.nextFID.Add(1), f: f, opened: opened}
@@ -1056,38 +835,41 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	sf.digests = make([]hashtree.Digest, len(chunks))
 	spec := wire.FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
 		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs,
-		Delta: e.deltaFor(op), Sparse: s.Blocks*512 < s.Size}
-	if e.split(op) {
+		Delta: plan.DeltaUpdate(op, e.opt.Delta, e.opt.ChunkSize), Sparse: s.Blocks*512 < s.Size}
+	if e.shares.Splits(op) {
 		spec.Shares, spec.Delta = max(e.opt.SplitShares, 1), false
 		if sh := e.opt.Shard; sh != nil {
 			// This share's range only; the final pass finishes the file.
 			spec.Shares, spec.Share = sh.Count, sh.Index+1
-			lo, hi := splitRange(int64(len(chunks)), sh)
+			lo, hi := e.shares.Range(int64(len(chunks)))
 			chunks = chunks[lo:hi]
 			sf.part = true
 		}
 	}
-	errs, haves, done, err := e.dst.open(e.ctx, []wire.FileSpec{spec})
+	w, err := e.dst.Open(e.ctx, spec)
+	var refused *FileError
+	if errors.As(err, &refused) {
+		f.Close()
+		e.flying.remove(sf.flyKey)
+		<-e.bigSem
+		e.fileError(s.Path, refused.Msg)
+		e.wg.Done()
+		return
+	}
 	if err != nil {
 		f.Close()
 		e.flying.remove(sf.flyKey)
 		fail(err)
 		return
 	}
-	if len(errs) == 1 && errs[0] != "" {
-		f.Close()
-		e.flying.remove(sf.flyKey)
-		<-e.bigSem
-		e.fileError(s.Path, errs[0])
-		e.wg.Done()
-		return
-	}
+	sf.w = w
+	have, done := w.Resume()
 	n := int64(len(sf.digests))
 	// Chunks the parked shares of a split file wrote and verified are
 	// done: their digests come from the destination's journals.
 	isDone := map[int64]bool{}
-	if len(done) == 1 {
-		for _, c := range done[0] {
+	if len(done) > 0 {
+		for _, c := range done {
 			d, err := hashtree.ParseDigest(c.Digest)
 			if err != nil || c.Index < 0 || c.Index >= n {
 				continue
@@ -1099,7 +881,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	pending := chunks[:0:0]
 	for _, c := range chunks {
 		if isDone[c.Index] {
-			if !e.finishesSplit(op) { // else a share's progress counted it
+			if !e.shares.FinishesSplit(op) { // else a share's progress counted it
 				e.tally.AddBytes(c.Len)
 			}
 			sf.fly.done.Add(c.Len)
@@ -1115,25 +897,25 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	}
 	// Chunks a partial file from an interrupted run already holds are
 	// hashed here and offered for adoption instead of being sent.
-	have := map[int64]bool{}
-	if len(haves) == 1 && e.hashes() {
+	held := map[int64]bool{}
+	if len(have) > 0 && e.hashes() {
 		// Ranges come from the peer: only ascending, disjoint ranges
 		// within the file count, so the work stays bounded by its chunks.
 		next := int64(0)
-		for _, r := range haves[0] {
+		for _, r := range have {
 			lo, hi := max(r[0], next), min(r[1], n-1)
 			for i := lo; i <= hi; i++ {
 				if !isDone[i] {
-					have[i] = true
+					held[i] = true
 				}
 			}
 			next = max(next, hi+1)
 		}
 	}
-	sf.checks.Store(int64(len(have)))
+	sf.checks.Store(int64(len(held)))
 	for _, c := range chunks {
 		select {
-		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: have[c.Index]}:
+		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: held[c.Index]}:
 		case <-e.ctx.Done():
 			// Senders drain what is queued; the rest is abandoned.
 			e.chunkStopped(sf)
@@ -1143,16 +925,10 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 }
 
 // chunkSender reads, hashes and sends chunks on one lane.
-func (e *engine) chunkSender(l dataLane) {
+func (e *engine) chunkSender(l Lane) {
 	verify := e.hashes()
 	for job := range e.chunkCh {
 		sf := job.sf
-		if !job.check {
-			if err := e.throttle(job.c.Len); err != nil {
-				e.chunkStopped(sf)
-				continue
-			}
-		}
 		if job.check {
 			// Always through checkChunk: the last check starts the offer,
 			// which settles every checked chunk.
@@ -1194,11 +970,11 @@ func (e *engine) chunkSender(l dataLane) {
 				if err := guarded(func() { dg = hashtree.ChunkDigest(m, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize) }); err != nil {
 					unmap()
 					l.Release()
-					e.chunkFailed(sf, errChanged.Error())
+					e.chunkFailed(sf, receive.ErrChanged.Error())
 					continue
 				}
 			}
-			if _, peer := e.dst.(*remoteDest); peer {
+			if !e.dst.InProcess() {
 				// A peer: send from the file; the mapping is no longer needed.
 				unmap()
 				buf, unmap, sendF = nil, nil, sf.f
@@ -1209,9 +985,9 @@ func (e *engine) chunkSender(l dataLane) {
 			if err != nil && !(errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
 				l.Release()
 				e.putBuf(buf)
-				msg := describe("read", sf.op.Src.Path, err)
+				msg := fsroot.Describe("read", sf.op.Src.Path, err)
 				if errors.Is(err, io.EOF) {
-					msg = errChanged.Error()
+					msg = receive.ErrChanged.Error()
 				}
 				e.chunkFailed(sf, msg)
 				continue
@@ -1234,7 +1010,7 @@ func (e *engine) chunkSender(l dataLane) {
 				if info, err := fsroot.InfoFromFile(sf.f); err == nil && fsroot.Unchanged(sf.opened, info) != nil {
 					// What was sent is not what was hashed: the source
 					// is being written to.
-					e.chunkFailed(sf, errChanged.Error())
+					e.chunkFailed(sf, receive.ErrChanged.Error())
 					return
 				}
 				if j.tries+1 >= chunkAttempts {
@@ -1260,12 +1036,13 @@ func (e *engine) chunkSender(l dataLane) {
 		}
 		var err error
 		send := func() {
-			err = l.SendChunk(sf.fid, uint64(j.c.Index), j.c.Off, verify && e.dst.verifies(), dg, buf, sendF, int(j.c.Len), cb)
+			err = sf.w.WriteChunk(l, Chunk{Index: uint64(j.c.Index), Off: j.c.Off, Len: int(j.c.Len),
+				Verify: verify && e.dst.Verifies(), Digest: dg, Data: buf, File: sendF}, cb)
 		}
 		if unmap != nil {
 			// Writing from the mapping in process: a fault is a changed source.
 			if ferr := guarded(send); ferr != nil {
-				err = errChanged
+				err = receive.ErrChanged
 			}
 			unmap()
 		} else {
@@ -1328,7 +1105,7 @@ func (e *engine) offer(sf *sfile) {
 		}
 	}
 	if len(valid) > 0 {
-		m, err := e.dst.adopt(e.ctx, sf.fid, valid)
+		m, err := sf.w.Adopt(e.ctx, valid)
 		if err != nil {
 			for _, c := range valid {
 				missing[c.Index] = true
@@ -1410,22 +1187,17 @@ func (e *engine) finishBig(sf *sfile) {
 		if e.ctx.Err() == nil {
 			// A real failure: drop the partial file. A cancelled run
 			// (stop, --max-duration) keeps it for the next run to resume.
-			e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+			sf.w.Abort(e.ctx)
 		}
 		return
 	}
 	if serr != nil || fsroot.Unchanged(sf.opened, info) != nil {
-		e.fileError(s.Path, errChanged.Error())
-		e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: digestAbandoned}})
+		e.fileError(s.Path, receive.ErrChanged.Error())
+		sf.w.Abort(e.ctx)
 		return
 	}
 	if sf.part {
-		errs, err := e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: digestPark}})
-		if err == nil && len(errs) == 1 && errs[0] != "" {
-			e.fileError(s.Path, errs[0])
-		} else if err != nil {
-			e.fileFailed(s.Path, err)
-		}
+		e.committed(s.Path, sf.w.Park(e.ctx))
 		return
 	}
 	digest, err := hashtree.Combine(sf.digests, s.Size, e.opt.ChunkSize)
@@ -1434,16 +1206,10 @@ func (e *engine) finishBig(sf *sfile) {
 		return
 	}
 	dg := digest.String()
-	if !e.hashes() || !e.dst.verifies() {
+	if !e.hashes() || !e.dst.Verifies() {
 		dg = ""
 	}
-	errs, err := e.dst.commit(e.ctx, []wire.CommitSpec{{FID: sf.fid, Digest: dg}})
-	if err != nil {
-		e.fileFailed(s.Path, err)
-		return
-	}
-	if len(errs) == 1 && errs[0] != "" {
-		e.fileError(s.Path, errs[0])
+	if !e.committed(s.Path, sf.w.Commit(e.ctx, dg)) {
 		return
 	}
 	ev := progress.Event{Event: progress.KindTransfer, Path: s.Path, Bytes: s.Size}
@@ -1453,10 +1219,21 @@ func (e *engine) finishBig(sf *sfile) {
 	e.emit(ev)
 }
 
+// committed reports whether the commit (or park) of path succeeded, and
+// reports its failure: the file's own (a *FileError), or the run's.
+func (e *engine) committed(path string, err error) bool {
+	var refused *FileError
+	switch {
+	case errors.As(err, &refused):
+		e.fileError(path, refused.Msg)
+	case err != nil:
+		e.fileFailed(path, err)
+	}
+	return err == nil
+}
+
 // hashes says whether the sender computes digests: when asked to
 // (--verify, the default), and always for a destination that verifies
 // them (a peer session whose data streams are outside TLS verifies
 // whatever --verify says).
-func (e *engine) hashes() bool { return e.opt.Verify != "none" || e.dst.verifies() }
-
-func isPeerErr(err error) bool { return exitcode.Code(err) == exitcode.Peer }
+func (e *engine) hashes() bool { return e.opt.Verify != "none" || e.dst.Verifies() }

@@ -1,4 +1,4 @@
-package transfer
+package receive
 
 import (
 	"golang.org/x/sys/unix"
@@ -14,7 +14,7 @@ import (
 // before finish puts the old mode back (restoreWritable). A directory this
 // process does not own is left as it is (its updates then fail with
 // "permission denied", as they would have).
-func (r *receiver) makeWritable(p string, info fsroot.Info) {
+func (r *Receiver) makeWritable(p string, info fsroot.Info) {
 	if info.Type != fsroot.TypeDir || info.Mode&0o300 == 0o300 || unix.Geteuid() == 0 {
 		return
 	}
@@ -28,7 +28,7 @@ func (r *receiver) makeWritable(p string, info fsroot.Info) {
 
 // restoreWritable gives the directories makeWritable opened up their old
 // modes back, deepest first (a parent may be one of them).
-func (r *receiver) restoreWritable() {
+func (r *Receiver) restoreWritable() {
 	r.mu.Lock()
 	dirs := r.unlocked
 	r.unlocked = nil

@@ -1,0 +1,92 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+
+	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/transfer/cluster"
+	"github.com/xfer-io/xfer/transfer/send"
+	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/wire"
+)
+
+// runCluster spreads a transfer over the agents of cluster remotes
+// (transfer/cluster), running each pair's part as any other transfer.
+func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	a := agentRunner{src: src, dst: dst, dial: dial, opt: opt}
+	return cluster.Run(ctx, side(src), side(dst), opt, a, sink, tally)
+}
+
+// side is the cluster side of ep: its agents, "" for a local path.
+func side(ep Endpoint) cluster.Side {
+	s := cluster.Side{Name: ep.String(), Agents: ep.Agents}
+	switch {
+	case !ep.IsRemote():
+		s.Agents = []string{""}
+	case len(s.Agents) == 0:
+		s.Agents = []string{ep.Addr}
+	}
+	return s
+}
+
+// agentRunner runs a cluster's work on endpoints (cluster.Runner).
+type agentRunner struct {
+	src, dst Endpoint
+	dial     session.DialOptions
+	opt      wire.Options
+}
+
+// at returns the endpoint of agent i of ep.
+func at(ep Endpoint, i int) Endpoint {
+	if ep.IsRemote() {
+		ep.Addr = side(ep).Agents[i]
+		ep.Agents = nil
+	}
+	return ep
+}
+
+func (a agentRunner) Run(ctx context.Context, si, di int, opt wire.Options, sink progress.Sink, tally *progress.Tally) error {
+	return run(ctx, at(a.src, si), at(a.dst, di), opt, a.dial, sink, tally)
+}
+
+func (a agentRunner) SourceExists(ctx context.Context, i int) (bool, error) {
+	if !a.src.IsRemote() {
+		_, err := os.Lstat(a.src.Path)
+		return !errors.Is(err, fs.ErrNotExist), nil // other problems are the run's to report
+	}
+	ep := at(a.src, i)
+	s, err := session.Dial(ctx, ep.Addr, ep.Auth.apply(a.dial))
+	if err != nil {
+		return false, err
+	}
+	defer s.Close()
+	e, err := send.NewRemote(s, 0).Stat(ctx, ep.Path)
+	return err != nil || e != nil, nil // a failed stat is the run's to report
+}
+
+func (a agentRunner) Lock(ctx context.Context, i int) (func(), error) {
+	if !a.dst.IsRemote() {
+		h, err := openLocalDest(a.dst.Path, a.opt)
+		if err != nil {
+			return nil, err
+		}
+		if err := h.Mkroot("", a.dst.Path, true); err != nil {
+			h.Close()
+			return nil, err
+		}
+		return h.Close, nil
+	}
+	ep := at(a.dst, i)
+	s, err := session.Dial(ctx, ep.Addr, ep.Auth.apply(a.dial))
+	if err != nil {
+		return nil, err
+	}
+	if err := send.NewRemote(s, 0).Mkroot(ctx, ep.Path, true); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return func() { s.Close() }, nil
+}

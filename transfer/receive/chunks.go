@@ -1,0 +1,192 @@
+package receive
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/metrics"
+	"github.com/xfer-io/xfer/transfer/wire"
+)
+
+// sparseBlock is the granularity at which all-zero data is left as a hole.
+const sparseBlock = 4096
+
+// writeSparse writes p at off, turning all-zero blocks into holes
+// (punched, so whatever a resumed or seeded partial file held there is
+// gone too); where holes cannot be punched it writes the zeros.
+func writeSparse(f *os.File, p []byte, off int64) (int, error) {
+	var zero [sparseBlock]byte
+	runStart, runZero := 0, false
+	flush := func(end int) error {
+		if end <= runStart {
+			return nil
+		}
+		seg, at := p[runStart:end], off+int64(runStart)
+		if runZero {
+			err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, at, int64(len(seg)))
+			if err == nil {
+				return nil
+			}
+		}
+		_, err := f.WriteAt(seg, at)
+		return err
+	}
+	for i := 0; i < len(p); i += sparseBlock {
+		j := min(i+sparseBlock, len(p))
+		z := bytes.Equal(p[i:j], zero[:j-i])
+		if i == 0 {
+			runZero = z
+			continue
+		}
+		if z != runZero {
+			if err := flush(i); err != nil {
+				return 0, err
+			}
+			runStart, runZero = i, z
+		}
+	}
+	if err := flush(len(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// record appends a verified chunk to the journal. A lost record only
+// costs a resend, so it is not flushed.
+func (rf *rfile) record(idx uint64, dg hashtree.Digest) {
+	if rf.journal == nil {
+		return
+	}
+	var b [8 + len(hashtree.Digest{})]byte
+	rf.journal.Write(appendRecord(b[:0], idx, dg, rf.spec.Share > 0))
+}
+
+// adopt records chunks that a resumed partial file already holds, where
+// the sender's digest matches the one recomputed from disk; it returns
+// the indexes that must be sent after all.
+func (r *Receiver) Adopt(fid uint64, chunks []wire.AdoptChunk) ([]int64, error) {
+	r.mu.Lock()
+	rf := r.files[fid]
+	r.mu.Unlock()
+	if rf == nil {
+		return nil, fmt.Errorf("adopt for unknown file %d", fid)
+	}
+	var missing []int64
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	for _, c := range chunks {
+		d, err := hashtree.ParseDigest(c.Digest)
+		if h, ok := rf.have[c.Index]; err != nil || !ok || h != d {
+			missing = append(missing, c.Index)
+			continue
+		}
+		if err := rf.tree.Set(c.Index, d); err != nil {
+			missing = append(missing, c.Index)
+		}
+	}
+	return missing, nil
+}
+
+// haveRanges lists the resumable chunk indexes as [first, last] ranges.
+func (rf *rfile) haveRanges() [][2]int64 {
+	if len(rf.have) == 0 {
+		return nil
+	}
+	idx := make([]int64, 0, len(rf.have))
+	for i := range rf.have {
+		idx = append(idx, i)
+	}
+	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
+	var out [][2]int64
+	for _, i := range idx {
+		if n := len(out); n > 0 && out[n-1][1] == i-1 {
+			out[n-1][1] = i
+			continue
+		}
+		out = append(out, [2]int64{i, i})
+	}
+	return out
+}
+
+// fail gives up on a file: its partial file is removed, so nothing is left
+// behind, and later chunks of it are refused with the same reason.
+func (r *Receiver) fail(fid uint64, rf *rfile, msg string) {
+	r.mu.Lock()
+	if r.files[fid] == rf {
+		delete(r.files, fid)
+		r.failed[fid] = msg
+	}
+	r.mu.Unlock()
+	rf.mu.Lock()
+	if rf.failed == "" {
+		rf.failed = msg
+		r.discard(rf)
+	}
+	rf.mu.Unlock()
+}
+
+func (r *Receiver) WriteChunk(fid, idx uint64, off int64, p []byte, dg hashtree.Digest, verify bool) (byte, string) {
+	r.mu.Lock()
+	rf := r.files[fid]
+	reason := r.failed[fid]
+	r.mu.Unlock()
+	if rf == nil {
+		if reason == "" {
+			reason = fmt.Sprintf("chunk for unknown file %d", fid)
+		}
+		return wire.AckFailed, reason
+	}
+	sp := rf.spec
+	n := hashtree.NumChunks(sp.Size, sp.ChunkSize)
+	want := sp.ChunkSize
+	if int64(idx) == n-1 {
+		want = sp.Size - int64(idx)*sp.ChunkSize
+	}
+	if int64(idx) >= n || off != int64(idx)*sp.ChunkSize || int64(len(p)) != want {
+		msg := fmt.Sprintf("write %s: chunk %d does not fit the file", sp.Path, idx)
+		r.fail(fid, rf, msg)
+		return wire.AckFailed, msg
+	}
+	if verify {
+		if got := hashtree.ChunkDigest(p, off, sp.Size, sp.ChunkSize); got != dg {
+			r.m.VerifyFailure()
+			return wire.AckMismatch, fmt.Sprintf("chunk %d of %s failed BLAKE3 verification", idx, sp.Path)
+		}
+	}
+	if len(p) > 0 {
+		write := rf.f.WriteAt
+		if sp.Sparse {
+			write = func(b []byte, o int64) (int, error) { return writeSparse(rf.f, b, o) }
+		}
+		if _, err := write(p, off); err != nil {
+			// Another chunk may have failed first and closed the file:
+			// its reason (say, the disk is full) is the one to report.
+			rf.mu.Lock()
+			first := rf.failed
+			rf.mu.Unlock()
+			if first != "" {
+				return wire.AckFailed, first
+			}
+			msg := fsroot.Describe("write", sp.Path, err)
+			r.fail(fid, rf, msg)
+			return wire.AckFailed, msg
+		}
+	}
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	if rf.failed != "" {
+		return wire.AckFailed, rf.failed
+	}
+	if err := rf.tree.Set(int64(idx), dg); err != nil {
+		return wire.AckFailed, fmt.Sprintf("write %s: %v", sp.Path, err)
+	}
+	rf.record(idx, dg)
+	r.m.AddBytes(r.transport, metrics.Received, int64(len(p)))
+	return wire.AckOK, ""
+}

@@ -1,0 +1,54 @@
+package send
+
+import (
+	"context"
+
+	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/plan"
+)
+
+// printPlan is what a dry run does with each op of the plan instead of
+// carrying it out: it reports op as the real run reports carrying it out,
+// the same events, counted alike, each with the action a plan line shows
+// (create, update, link, mkdir, symlink, delete). Nothing is sent and
+// nothing at the destination changes.
+func (e *engine) printPlan(op plan.Op) error {
+	if err := e.ctx.Err(); err != nil {
+		return context.Cause(e.ctx)
+	}
+	s := op.Src
+	ev := progress.Event{Path: s.Path, DryRun: true}
+	switch op.Kind {
+	case plan.OpPut:
+		ev.Event, ev.Action, ev.Bytes = progress.KindTransfer, "create", s.Size
+		if op.Dst != nil {
+			ev.Action = "update"
+		}
+		if first, link := e.anchorFor(op); link {
+			ev.Action, ev.Bytes, ev.Msg = "link", 0, "hard link to "+plan.Join(e.dstPath, first)
+		}
+		e.tally.AddPlanned(1, ev.Bytes)
+	case plan.OpMkdir:
+		if op.Dst != nil && !op.Replace {
+			return nil // attributes only, as the real run does it
+		}
+		ev.Event, ev.Action = progress.KindMkdir, "mkdir"
+	case plan.OpSymlink:
+		ev.Event, ev.Action = progress.KindSymlink, "symlink"
+	case plan.OpDelete:
+		ev.Event, ev.Action = progress.KindDelete, "delete"
+	default: // OpSkip, OpSetAttrs: counted as unchanged, unless joined to a group
+		if first, link := e.anchorFor(op); link {
+			ev.Event, ev.Action, ev.Msg = progress.KindTransfer, "link", "hard link to "+plan.Join(e.dstPath, first)
+			e.tally.AddPlanned(1, 0)
+			break
+		}
+		if op.Kind == plan.OpSkip && op.Reason == "unsupported" {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
+		}
+		e.tally.Record(progress.Event{Event: progress.KindSkip})
+		return nil
+	}
+	e.emit(ev)
+	return nil
+}
