@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,52 +18,21 @@ import (
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
-	"github.com/xfer-io/xfer/transfer"
 )
 
-type env struct {
-	path   string
-	store  *cas.Store
-	cancel context.CancelFunc
-	done   chan struct{}
-}
+// env is a daemon of this test process (see peertest.Daemon).
+type env struct{ *peertest.RunningDaemon }
 
+// start runs a daemon with cfg (see peertest.Daemon).
 func start(t testing.TB, cfg daemon.Config) *env {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := cas.OpenOptions(filepath.Join(dir, "cas"), cas.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Store = store
-	if cfg.Resolve == nil {
-		cfg.Resolve = func(remote string) (string, transfer.DialOptions, error) {
-			addr, ok := strings.CutPrefix(remote, "xfer://")
-			if !ok {
-				return "", transfer.DialOptions{}, errors.New("unknown remote " + remote)
-			}
-			return addr, transfer.DialOptions{Proto: "tcp", Streams: 2, ConnectTimeout: 3 * time.Second}, nil
-		}
-	}
-	srv, err := daemon.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{path: filepath.Join(dir, "d.sock"), store: store, done: make(chan struct{})}
-	ln, err := daemon.Listen(e.path, daemon.ListenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	go func() { srv.Serve(ctx, ln); ln.Close(); close(e.done) }()
-	t.Cleanup(func() { cancel(); <-e.done; srv.Close(); store.Close() })
-	return e
+	return &env{peertest.Daemon(t, cfg)}
 }
 
+// dial connects to e's socket, closed when t ends.
 func (e *env) dial(t *testing.T) net.Conn {
 	t.Helper()
-	c, err := net.Dial("unix", e.path)
+	c, err := net.Dial("unix", e.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +262,7 @@ func TestMalformed(t *testing.T) {
 			// so bounded memory, then dropped.
 			append(frame(mover.OpWrite, "", 0, 0, nil)[:19], append([]byte{0xff, 0xff, 0xff, 0xff}, make([]byte, 3<<20)...)...),
 		} {
-			c, err := net.Dial("unix", e.path)
+			c, err := net.Dial("unix", e.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,7 +288,7 @@ func TestMalformed(t *testing.T) {
 	if r, ok := roundTrip(t, e.dial(t), frame(mover.OpStat, "", 0, 0, nil)); !ok || r.Status != mover.StatusOK {
 		t.Fatal("daemon no longer serves")
 	}
-	if st, _ := e.store.Stat(); st.Objects != 0 {
+	if st, _ := e.Store.Stat(); st.Objects != 0 {
 		t.Errorf("malformed requests stored %d objects", st.Objects)
 	}
 }
@@ -341,12 +309,12 @@ func TestDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // the daemon is now streaming it
-	e.cancel()
+	e.Stop()
 	if !closed(idle) {
 		t.Error("idle connection not closed by the drain")
 	}
 	select {
-	case <-e.done:
+	case <-e.Done:
 		t.Fatal("daemon stopped before its request was done")
 	default:
 	}
@@ -355,11 +323,11 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("request in flight during the drain: ok %v status %v %q", ok, r.Status, truncate(r.Data))
 	}
 	select {
-	case <-e.done:
+	case <-e.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("daemon did not stop after its last request")
 	}
-	if _, err := net.Dial("unix", e.path); err == nil {
+	if _, err := net.Dial("unix", e.Path); err == nil {
 		t.Error("socket still accepts after the drain")
 	}
 }
@@ -369,7 +337,7 @@ func TestDrain(t *testing.T) {
 // no longer served, and one stored again is served from its new place.
 func TestStoreChangedElsewhere(t *testing.T) {
 	e := start(t, daemon.Config{})
-	other, err := cas.OpenOptions(e.store.Dir(), cas.Options{NoSync: true})
+	other, err := cas.OpenOptions(e.Store.Dir(), cas.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

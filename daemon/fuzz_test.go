@@ -33,7 +33,7 @@ func FuzzServeConn(f *testing.F) {
 	e := start(f, daemon.Config{MaxBatch: 1 << 20})
 	stat := frame(mover.OpStat, "", 0, 0, nil)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		c, err := net.Dial("unix", e.path)
+		c, err := net.Dial("unix", e.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func FuzzServeConn(f *testing.F) {
 			t.Fatalf("daemon sent over 1 MiB for a %d-byte input", len(raw))
 		}
 		// The daemon survives: a fresh connection is served.
-		c2, err := net.Dial("unix", e.path)
+		c2, err := net.Dial("unix", e.Path)
 		if err != nil {
 			t.Fatalf("daemon gone after % x: %v", raw[:min(len(raw), 64)], err)
 		}

@@ -144,6 +144,18 @@ func (s *Server) exec(ctx context.Context, v *view, op mover.Op, idb []byte, off
 	panic("unreachable")
 }
 
+// locateSpan finds id in v and checks [off, off+length) against it (see
+// span); on failure, st is the status to answer with.
+func locateSpan(v *view, id cas.ID, off, length uint64) (loc cas.Location, n int64, st mover.Status, err error) {
+	if loc, err = v.locate(id); err != nil {
+		return loc, 0, statusOf(err), err
+	}
+	if n, err = span(loc.Length, off, length); err != nil {
+		return loc, 0, mover.StatusError, err
+	}
+	return loc, n, mover.StatusOK, nil
+}
+
 // span checks [off, off+length) against an object of size bytes (length 0:
 // to the end) and returns the number of bytes to serve.
 func span(size int64, off, length uint64) (int64, error) {
@@ -183,13 +195,9 @@ func (s *Server) packed(id cas.ID, loc cas.Location) ([]byte, *mapping, error) {
 }
 
 func (s *Server) read(ctx context.Context, v *view, id cas.ID, off, length uint64, inBatch bool) result {
-	loc, err := v.locate(id)
+	loc, n, st, err := locateSpan(v, id, off, length)
 	if err != nil {
-		return errResult(statusOf(err), err)
-	}
-	n, err := span(loc.Length, off, length)
-	if err != nil {
-		return errResult(mover.StatusError, err)
+		return errResult(st, err)
 	}
 	if loc.Packed {
 		obj, _, err := s.packed(id, loc)
@@ -241,13 +249,9 @@ func (s *Server) read(ctx context.Context, v *view, id cas.ID, off, length uint6
 // locate answers READ|FlagMapped with where the object lies, once the bytes
 // asked for are verified.
 func (s *Server) locate(ctx context.Context, v *view, id cas.ID, off, length uint64) result {
-	loc, err := v.locate(id)
+	loc, n, st, err := locateSpan(v, id, off, length)
 	if err != nil {
-		return errResult(statusOf(err), err)
-	}
-	n, err := span(loc.Length, off, length)
-	if err != nil {
-		return errResult(mover.StatusError, err)
+		return errResult(st, err)
 	}
 	l := mover.Location{Offset: uint64(loc.Offset), Size: uint64(loc.Length), Path: loc.Path}
 	if loc.Packed {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
 )
 
@@ -39,7 +40,7 @@ func benchDaemon(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cfg := daemon.Config{Store: store, Resolve: resolveURL}
+	cfg := daemon.Config{Store: store, Resolve: peertest.Resolve}
 	if p := os.Getenv("MOVER_BENCH_POLL"); p != "" {
 		d, err := time.ParseDuration(p)
 		if err != nil {

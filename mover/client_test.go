@@ -7,8 +7,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,64 +15,26 @@ import (
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
-	"github.com/xfer-io/xfer/transfer"
 )
 
-// testDaemon runs a daemon on a fresh store and socket in this process.
-type testDaemon struct {
-	path  string
-	store *cas.Store
-}
+// testDaemon is a daemon of this test process (see peertest.Daemon).
+type testDaemon struct{ *peertest.RunningDaemon }
 
+// startDaemon runs a daemon with cfg (see peertest.Daemon).
 func startDaemon(t testing.TB, cfg daemon.Config) *testDaemon {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := cas.OpenOptions(filepath.Join(dir, "cas"), cas.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Store = store
-	if cfg.Resolve == nil {
-		cfg.Resolve = resolveURL
-	}
-	srv, err := daemon.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "mover.sock")
-	ln, err := daemon.Listen(path, daemon.ListenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		srv.Close()
-		store.Close()
-	})
-	return &testDaemon{path: path, store: store}
+	return &testDaemon{peertest.Daemon(t, cfg)}
 }
 
 // dial connects a client to the daemon, closed when t ends.
 func (d *testDaemon) dial(t testing.TB) *mover.Client {
 	t.Helper()
-	c, err := mover.Dial(d.path)
+	c, err := mover.Dial(d.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func resolveURL(remote string) (string, transfer.DialOptions, error) {
-	addr, ok := strings.CutPrefix(remote, "xfer://")
-	if !ok {
-		return "", transfer.DialOptions{}, errors.New("unknown remote " + remote)
-	}
-	return strings.TrimSuffix(addr, "/"), transfer.DialOptions{Proto: "tcp", Streams: 2}, nil
 }
 
 func idOf(b []byte) string {
@@ -133,7 +93,7 @@ func TestClientOps(t *testing.T) {
 		if ok, _ := peerStore.Has(cid); !ok {
 			t.Fatalf("send %d bytes: not on the peer", n)
 		}
-		if err := d.store.Remove(ctx, cid); err != nil {
+		if err := d.Store.Remove(ctx, cid); err != nil {
 			t.Fatal(err)
 		}
 		if ok, _ := c.Has(ctx, id); ok {
@@ -173,7 +133,7 @@ func TestClientErrors(t *testing.T) {
 	data := fill(4096, 9)
 	id, _ := c.Write(ctx, data)
 	cid, _ := cas.ParseID(id)
-	loc, _ := d.store.Locate(cid)
+	loc, _ := d.Store.Locate(cid)
 	f, _ := os.OpenFile(loc.Path, os.O_RDWR, 0)
 	f.WriteAt([]byte{^data[100]}, loc.Offset+100)
 	f.Close()
@@ -273,7 +233,7 @@ func TestReadMappedFallback(t *testing.T) {
 		t.Fatalf("second mapped read did not return the mapping: %v", err)
 	}
 
-	nomap, err := mover.DialContext(ctx, d.path, mover.Options{NoMap: true})
+	nomap, err := mover.DialContext(ctx, d.Path, mover.Options{NoMap: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +249,7 @@ func TestReadMappedFallback(t *testing.T) {
 	// old file's identity, which the client cannot find, so it must fall
 	// back to the bytes.
 	cid, _ := cas.ParseID(id)
-	loc, err := d.store.Locate(cid)
+	loc, err := d.Store.Locate(cid)
 	if err != nil || !loc.Packed {
 		t.Fatalf("locate: %+v %v", loc, err)
 	}
@@ -304,7 +264,7 @@ func TestReadMappedFallback(t *testing.T) {
 	if err := os.Rename(tmp, loc.Path); err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := mover.Dial(d.path)
+	fresh, err := mover.Dial(d.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

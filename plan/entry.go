@@ -6,31 +6,22 @@ package plan
 
 import (
 	"strings"
+
+	"github.com/xfer-io/xfer/internal/fsroot"
 )
 
-// Type is the kind of a tree entry.
-type Type uint8
+// Type is the kind of a tree entry: the one lstat gives (fsroot.Type).
+// Other file types (devices, sockets, fifos) are not transferred; walkers
+// report them as TypeOther and the diff skips them.
+type Type = fsroot.Type
 
-// Entry types. Other file types (devices, sockets, fifos) are not
-// transferred; walkers report them as TypeOther and the diff skips them.
+// Entry types.
 const (
-	TypeFile Type = iota + 1
-	TypeDir
-	TypeSymlink
-	TypeOther
+	TypeFile    = fsroot.TypeFile
+	TypeDir     = fsroot.TypeDir
+	TypeSymlink = fsroot.TypeSymlink
+	TypeOther   = fsroot.TypeOther
 )
-
-func (t Type) String() string {
-	switch t {
-	case TypeFile:
-		return "file"
-	case TypeDir:
-		return "dir"
-	case TypeSymlink:
-		return "symlink"
-	}
-	return "other"
-}
 
 // Entry is one node of a tree, relative to the tree's top.
 type Entry struct {

@@ -358,16 +358,11 @@ func (w *Walker) SkipDir() {
 
 // EntryFromInfo converts lstat information into an Entry at path p.
 func EntryFromInfo(p string, info fsroot.Info) Entry {
-	e := Entry{Path: p, Size: info.Size, Mode: info.Mode, MtimeNs: info.MtimeNs, Ino: info.Ino, Dev: info.Dev,
+	e := Entry{Path: p, Type: info.Type, Size: info.Size, Mode: info.Mode, MtimeNs: info.MtimeNs, Ino: info.Ino, Dev: info.Dev,
 		Nlink: info.Nlink, Blocks: info.Blocks}
 	switch info.Type {
-	case fsroot.TypeFile:
-		e.Type = TypeFile
-	case fsroot.TypeDir:
-		e.Type = TypeDir
-		e.Size = 0
-	case fsroot.TypeSymlink:
-		e.Type = TypeSymlink
+	case TypeFile:
+	case TypeDir, TypeSymlink:
 		e.Size = 0
 	default:
 		e.Type = TypeOther

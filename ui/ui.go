@@ -10,6 +10,7 @@ package ui
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -284,11 +285,7 @@ func (p *Printer) write(w io.Writer, b []byte) { _, _ = w.Write(b) }
 func (p *Printer) line(e progress.Event) (io.Writer, string) {
 	switch e.Event {
 	case progress.KindError:
-		msg := e.Error
-		if msg == "" {
-			msg = e.Msg
-		}
-		return p.errw, "xfer: ERROR " + withPath(e.Path, msg)
+		return p.errw, "xfer: ERROR " + withPath(e.Path, cmp.Or(e.Error, e.Msg))
 	case progress.KindStopped:
 		return p.errw, "xfer: " + printable(e.Msg)
 	}
@@ -300,11 +297,7 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 	}
 	switch e.Event {
 	case progress.KindNotice:
-		msg := e.Msg
-		if msg == "" {
-			msg = e.Error
-		}
-		return p.errw, "xfer: NOTICE " + withPath(e.Path, msg)
+		return p.errw, "xfer: NOTICE " + withPath(e.Path, cmp.Or(e.Msg, e.Error))
 	case progress.KindTransfer:
 		if p.verbose {
 			return p.out, "transferred " + printable(e.Path) + " (" + FormatBytes(e.Bytes) + ")"

@@ -144,14 +144,20 @@ func (rg *ring) sqe() (*giouring.SubmissionQueueEntry, error) {
 // of the slice header instead of the data, so the fields are set directly.
 // File indexes are into the ring's registered file table.
 
-func prepSend(e *giouring.SubmissionQueueEntry, file int, p []byte, msgFlags int, ud uint64) {
-	e.OpCode = giouring.OpSend
+// prepRW fills what every data operation sets: opcode op on the file,
+// the bytes of p, the request's user data.
+func prepRW(e *giouring.SubmissionQueueEntry, op uint8, file int, p []byte, ud uint64) {
+	e.OpCode = op
 	e.Flags = giouring.SqeFixedFile
 	e.Fd = int32(file)
 	e.Addr = uint64(uintptr(unsafe.Pointer(&p[0])))
 	e.Len = uint32(len(p))
-	e.OpcodeFlags = uint32(msgFlags)
 	e.UserData = ud
+}
+
+func prepSend(e *giouring.SubmissionQueueEntry, file int, p []byte, msgFlags int, ud uint64) {
+	prepRW(e, giouring.OpSend, file, p, ud)
+	e.OpcodeFlags = uint32(msgFlags)
 }
 
 // prepSendZC prepares IORING_OP_SEND_ZC of p; buf is the fixed buffer p
@@ -168,17 +174,13 @@ func prepSendZC(e *giouring.SubmissionQueueEntry, file int, p []byte, buf int, m
 // prepRead prepares a read of len(p) bytes at off of the file (off 0 for a
 // socket) into p, which lies in fixed buffer buf, or -1.
 func prepRead(e *giouring.SubmissionQueueEntry, file int, p []byte, off int64, buf int, ud uint64) {
-	e.OpCode = giouring.OpRead
+	op := giouring.OpRead
 	if buf >= 0 {
-		e.OpCode = giouring.OpReadFixed
+		op = giouring.OpReadFixed
 		e.BufIG = uint16(buf)
 	}
-	e.Flags = giouring.SqeFixedFile
-	e.Fd = int32(file)
-	e.Addr = uint64(uintptr(unsafe.Pointer(&p[0])))
-	e.Len = uint32(len(p))
+	prepRW(e, op, file, p, ud)
 	e.Off = uint64(off)
-	e.UserData = ud
 }
 
 // prepReadFd is prepRead on a plain file descriptor.

@@ -71,7 +71,8 @@ const (
 	TypeOther // devices, FIFOs, sockets
 )
 
-// String returns a short name for the type.
+// String returns a short name for the type: "other" for TypeOther and
+// for any value that is no kind (a peer may send one).
 func (t Type) String() string {
 	switch t {
 	case TypeFile:
@@ -80,10 +81,8 @@ func (t Type) String() string {
 		return "dir"
 	case TypeSymlink:
 		return "symlink"
-	case TypeOther:
-		return "other"
 	}
-	return "Type(" + strconv.Itoa(int(t)) + ")"
+	return "other"
 }
 
 // Info is the lstat(2) information of one file.

@@ -1526,3 +1526,16 @@ func TestBeyondPathMax(t *testing.T) {
 		t.Errorf("after RemoveAll: %v", err)
 	}
 }
+
+// TestTypeString: the names listings print; a value that is no kind (a
+// peer may send one) reads as "other", like TypeOther.
+func TestTypeString(t *testing.T) {
+	for _, tc := range []struct {
+		t    Type
+		want string
+	}{{TypeFile, "file"}, {TypeDir, "dir"}, {TypeSymlink, "symlink"}, {TypeOther, "other"}, {0, "other"}, {9, "other"}} {
+		if got := tc.t.String(); got != tc.want {
+			t.Errorf("Type(%d).String() = %q, want %q", tc.t, got, tc.want)
+		}
+	}
+}
