@@ -17,6 +17,7 @@ import (
 	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/casnet"
+	"github.com/xfer-io/xfer/ui"
 )
 
 func newCASCmd(a *app) *cobra.Command {
@@ -249,18 +250,13 @@ that peer's store.`,
 	}, "ask this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
-// casBytes prints n exactly and, from 1 KiB, in binary units.
+// casBytes prints n exactly and, from 1 KiB, also as the progress output
+// does (ui.FormatBytes).
 func casBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
+	if n < 1024 {
 		return fmt.Sprintf("%d B", n)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%d B, %.1f %ciB", n, float64(n)/float64(div), "KMGTP"[exp])
+	return fmt.Sprintf("%d B, %s", n, ui.FormatBytes(n))
 }
 
 // casObject is a JSON output line.
