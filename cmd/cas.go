@@ -17,6 +17,7 @@ import (
 	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/casnet"
+	"github.com/xfer-io/xfer/ui"
 )
 
 func newCASCmd(a *app) *cobra.Command {
@@ -121,19 +122,16 @@ func newCASLsCmd(a *app) *cobra.Command {
 		Long:  `ls prints "ID  SIZE" for every object of the local store, in id order.`,
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer store.Close()
 			asJSON := a.v.GetBool("json")
 			enc := json.NewEncoder(a.stdout)
-			return store.List(cmd.Context(), func(id cas.ID, size int64) error {
-				if asJSON {
-					return enc.Encode(casObject{ID: id.String(), Size: &size})
-				}
-				_, err := fmt.Fprintf(a.stdout, "%s  %d\n", id, size)
-				return err
+			return a.withStore(func(store *cas.Store) error {
+				return store.List(cmd.Context(), func(id cas.ID, size int64) error {
+					if asJSON {
+						return enc.Encode(casObject{ID: id.String(), Size: &size})
+					}
+					_, err := fmt.Fprintf(a.stdout, "%s  %d\n", id, size)
+					return err
+				})
 			})
 		},
 	}
@@ -151,22 +149,19 @@ the exit code 1; the others are still removed.`,
 			if err != nil {
 				return err
 			}
-			store, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			failed := false
-			for _, id := range ids {
-				if err := store.Remove(cmd.Context(), id); err != nil {
-					fmt.Fprintf(a.stderr, "xfer: %v\n", err)
-					failed = true
+			return a.withStore(func(store *cas.Store) error {
+				failed := false
+				for _, id := range ids {
+					if err := store.Remove(cmd.Context(), id); err != nil {
+						fmt.Fprintf(a.stderr, "xfer: %v\n", err)
+						failed = true
+					}
 				}
-			}
-			if failed {
-				return silent(exitcode.Partial)
-			}
-			return nil
+				if failed {
+					return silent(exitcode.Partial)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -182,40 +177,37 @@ afresh. The summary line gives the objects checked and found corrupt; the
 exit code is 1 if any was.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			defer store.Close()
 			asJSON := a.v.GetBool("json")
 			enc := json.NewEncoder(a.stdout)
-			checked, corrupt, err := store.Verify(cmd.Context(), func(id cas.ID, err error) {
-				if err == nil {
-					return
-				}
+			return a.withStore(func(store *cas.Store) error {
+				checked, corrupt, err := store.Verify(cmd.Context(), func(id cas.ID, err error) {
+					if err == nil {
+						return
+					}
+					if asJSON {
+						enc.Encode(map[string]any{"event": "corrupt", "id": id.String(), "error": err.Error(),
+							"quarantined": errors.Is(err, cas.ErrCorrupt)})
+						return
+					}
+					if errors.Is(err, cas.ErrCorrupt) {
+						fmt.Fprintf(a.stdout, "%s: CORRUPT, quarantined (%v)\n", id, err)
+					} else {
+						fmt.Fprintf(a.stdout, "%s: FAILED (%v)\n", id, err)
+					}
+				})
 				if asJSON {
-					enc.Encode(map[string]any{"event": "corrupt", "id": id.String(), "error": err.Error(),
-						"quarantined": errors.Is(err, cas.ErrCorrupt)})
-					return
+					enc.Encode(map[string]any{"event": "summary", "checked": checked, "corrupt": corrupt})
+				} else if !a.v.GetBool("quiet") {
+					fmt.Fprintf(a.stdout, "verified %d objects: %d corrupt\n", checked, corrupt)
 				}
-				if errors.Is(err, cas.ErrCorrupt) {
-					fmt.Fprintf(a.stdout, "%s: CORRUPT, quarantined (%v)\n", id, err)
-				} else {
-					fmt.Fprintf(a.stdout, "%s: FAILED (%v)\n", id, err)
+				if err != nil {
+					return err
 				}
+				if corrupt > 0 {
+					return silent(exitcode.Partial)
+				}
+				return nil
 			})
-			if asJSON {
-				enc.Encode(map[string]any{"event": "summary", "checked": checked, "corrupt": corrupt})
-			} else if !a.v.GetBool("quiet") {
-				fmt.Fprintf(a.stdout, "verified %d objects: %d corrupt\n", checked, corrupt)
-			}
-			if err != nil {
-				return err
-			}
-			if corrupt > 0 {
-				return silent(exitcode.Partial)
-			}
-			return nil
 		},
 	}
 }
@@ -231,24 +223,15 @@ that peer's store.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st cas.Stats
-			if from := a.v.GetString("from"); from != "" {
-				s, err := a.casSession(cmd.Context(), from)
-				if err != nil {
-					return err
-				}
-				defer s.Close()
-				if st, err = casnet.NewClient(s).Stat(cmd.Context()); err != nil {
-					return err
-				}
-			} else {
-				store, err := a.openStore()
-				if err != nil {
-					return err
-				}
-				defer store.Close()
-				if st, err = store.Stat(); err != nil {
-					return err
-				}
+			err := a.onStore(cmd.Context(), a.v.GetString("from"), func(store *cas.Store) (err error) {
+				st, err = store.Stat()
+				return err
+			}, func(c *casnet.Client) (err error) {
+				st, err = c.Stat(cmd.Context())
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if a.v.GetBool("json") {
 				return json.NewEncoder(a.stdout).Encode(map[string]any{
@@ -267,18 +250,13 @@ that peer's store.`,
 	}, "ask this peer's store (xfer://HOST:PORT or a remote name)")
 }
 
-// casBytes prints n exactly and, from 1 KiB, in binary units.
+// casBytes prints n exactly and, from 1 KiB, also as the progress output
+// does (ui.FormatBytes).
 func casBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
+	if n < 1024 {
 		return fmt.Sprintf("%d B", n)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%d B, %.1f %ciB", n, float64(n)/float64(div), "KMGTP"[exp])
+	return fmt.Sprintf("%d B, %s", n, ui.FormatBytes(n))
 }
 
 // casObject is a JSON output line.
@@ -296,13 +274,35 @@ func (a *app) casDir() string {
 	return cas.DefaultDir()
 }
 
-func (a *app) openStore() (*cas.Store, error) {
+// withStore runs fn on the local store, closed when fn returns.
+func (a *app) withStore(fn func(*cas.Store) error) error {
 	dir := a.casDir()
-	s, err := cas.Open(dir)
+	store, err := cas.Open(dir)
 	if err != nil {
-		return nil, exitcode.Usagef("store %s: %v", dir, err)
+		return exitcode.Usagef("store %s: %v", dir, err)
 	}
-	return s, nil
+	defer store.Close()
+	return fn(store)
+}
+
+// withPeer runs fn on a client of the store of REMOTE (see casPeer) over
+// a session closed when fn returns.
+func (a *app) withPeer(ctx context.Context, remote string, fn func(*casnet.Client) error) error {
+	s, err := a.casSession(ctx, remote)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(casnet.NewClient(s))
+}
+
+// onStore runs peer on the store of REMOTE from (--from), or local on the
+// local store when from is empty.
+func (a *app) onStore(ctx context.Context, from string, local func(*cas.Store) error, peer func(*casnet.Client) error) error {
+	if from != "" {
+		return a.withPeer(ctx, from, peer)
+	}
+	return a.withStore(local)
 }
 
 func parseIDs(args []string) ([]cas.ID, error) {
@@ -394,34 +394,35 @@ func (a *app) casPut(cmd *cobra.Command, args []string) error {
 	if len(args) == 2 {
 		return a.casPutRemote(ctx, f, name, args[1])
 	}
-	store, err := a.openStore()
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	var id cas.ID
-	var n int64
-	if name == "-" {
-		id, n, err = store.Put(ctx, f)
-	} else {
-		id, n, err = store.PutFile(ctx, name)
-	}
-	if err != nil {
-		return err
-	}
-	a.printID(id, n)
-	return nil
+	return a.withStore(func(store *cas.Store) error {
+		var id cas.ID
+		var n int64
+		var err error
+		if name == "-" {
+			id, n, err = store.Put(ctx, f)
+		} else {
+			id, n, err = store.PutFile(ctx, name)
+		}
+		if err != nil {
+			return err
+		}
+		a.printID(id, n)
+		return nil
+	})
 }
 
 func (a *app) casPutRemote(ctx context.Context, f *os.File, name, remote string) error {
-	s, err := a.casSession(ctx, remote)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+	return a.withPeer(ctx, remote, func(c *casnet.Client) error {
+		return a.casPutPeer(ctx, c, f, name)
+	})
+}
+
+// casPutPeer puts f (named name) into c's store: a regular file only if
+// the store lacks it, by sendfile; anything else streamed as it is hashed.
+func (a *app) casPutPeer(ctx context.Context, c *casnet.Client, f *os.File, name string) error {
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		id, n, err := casnet.NewClient(s).PutReader(ctx, f, nil)
+		id, n, err := c.PutReader(ctx, f, nil)
 		if err != nil {
 			return err
 		}
@@ -434,12 +435,12 @@ func (a *app) casPutRemote(ctx context.Context, f *os.File, name, remote string)
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	id := cas.ID(d)
-	sizes, err := casnet.NewClient(s).Has(ctx, []cas.ID{id})
+	sizes, err := c.Has(ctx, []cas.ID{id})
 	if err != nil {
 		return err
 	}
 	if sizes[0] != size {
-		if _, err := casnet.NewClient(s).SendFile(ctx, f, 0, size, &id); err != nil {
+		if _, err := c.SendFile(ctx, f, 0, size, &id); err != nil {
 			if errors.Is(err, cas.ErrCorrupt) {
 				return fmt.Errorf("%w (was %s modified while it was put?)", err, name)
 			}
@@ -461,33 +462,29 @@ func (a *app) casGet(cmd *cobra.Command, args []string) error {
 	if len(args) == 2 {
 		out = args[1]
 	}
-	from := a.v.GetString("from")
-	if from == "" {
-		store, err := a.openStore()
-		if err != nil {
-			return err
-		}
-		defer store.Close()
+	return a.onStore(ctx, a.v.GetString("from"), func(store *cas.Store) error {
 		if out == "-" {
-			_, err = store.Get(ctx, id, a.stdout)
+			_, err := store.Get(ctx, id, a.stdout)
 			return err
 		}
 		return store.GetFile(ctx, id, out)
-	}
-	s, err := a.casSession(ctx, from)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	if out == "-" {
-		_, err := casnet.NewClient(s).Get(ctx, id, a.stdout)
-		return err
-	}
+	}, func(c *casnet.Client) error {
+		if out == "-" {
+			_, err := c.Get(ctx, id, a.stdout)
+			return err
+		}
+		return getFile(ctx, c, id, out)
+	})
+}
+
+// getFile writes object id of c's store to the file out: to a temporary
+// file beside it, renamed into place once the content is verified.
+func getFile(ctx context.Context, c *casnet.Client, id cas.ID, out string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".xfer-*")
 	if err != nil {
 		return exitcode.Usagef("%s: %v", out, unwrapPathErr(err))
 	}
-	_, err = casnet.NewClient(s).Get(ctx, id, tmp)
+	_, err = c.Get(ctx, id, tmp)
 	if err == nil {
 		err = tmp.Chmod(0o644)
 	}
@@ -514,21 +511,7 @@ func (a *app) casHas(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	sizes := make([]int64, len(ids))
-	if from := a.v.GetString("from"); from != "" {
-		s, err := a.casSession(ctx, from)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		if sizes, err = casnet.NewClient(s).Has(ctx, ids); err != nil {
-			return err
-		}
-	} else {
-		store, err := a.openStore()
-		if err != nil {
-			return err
-		}
-		defer store.Close()
+	err = a.onStore(ctx, a.v.GetString("from"), func(store *cas.Store) error {
 		for i, id := range ids {
 			n, err := store.Size(id)
 			if errors.Is(err, cas.ErrNotFound) {
@@ -538,6 +521,13 @@ func (a *app) casHas(cmd *cobra.Command, args []string) error {
 			}
 			sizes[i] = n
 		}
+		return nil
+	}, func(c *casnet.Client) (err error) {
+		sizes, err = c.Has(ctx, ids)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	missing := false
 	asJSON, quiet := a.v.GetBool("json"), a.v.GetBool("quiet")

@@ -1,15 +1,12 @@
 package cmd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -266,60 +263,6 @@ func TestJSONOutput(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || !v.Valid || v.Remotes != 2 || v.Errors == nil || r.code != 0 {
 		t.Errorf("config validate --json = %q (%v), exit %d", r.stdout, err, r.code)
-	}
-}
-
-// TestRemoteAddThenCopy checks that a remote written by `remote add` is
-// what copy uses: a real xfer serve, a real copy to NAME:PATH.
-func TestRemoteAddThenCopy(t *testing.T) {
-	bin := xferBinary(t)
-	work := t.TempDir()
-	home, root, src := filepath.Join(work, "home"), filepath.Join(work, "served"), filepath.Join(work, "src")
-	for _, d := range []string{root, src} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("hello remote\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	srv := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--root", root)
-	srv.Env = append(os.Environ(), "XDG_CONFIG_HOME="+home)
-	pipe, err := srv.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		re := regexp.MustCompile(`listening on (\S+)`)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
-				break
-			}
-		}
-		io.Copy(io.Discard, pipe)
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(30 * time.Second):
-		t.Fatal("xfer serve did not report its address")
-	}
-	if r := runXfer(t, bin, work, home, nil, "remote", "add", "Lab", "xfer://"+addr); r.code != 0 {
-		t.Fatalf("remote add: %+v", r)
-	}
-	if r := runXfer(t, bin, work, home, nil, "copy", "-q", src, "lab:/incoming"); r.code != 0 {
-		t.Fatalf("copy to lab:/incoming: %+v", r)
-	}
-	got, err := os.ReadFile(filepath.Join(root, "incoming", "hello.txt"))
-	if err != nil || string(got) != "hello remote\n" {
-		t.Errorf("served tree holds %q, %v", got, err)
 	}
 }
 

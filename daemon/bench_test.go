@@ -3,10 +3,10 @@ package daemon
 import (
 	"context"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/xfer-io/xfer/internal/benchtest"
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/mover"
 )
@@ -16,15 +16,7 @@ import (
 // mover's benchmarks measure the whole round trip.
 
 func benchServer(b *testing.B, n int) (*Server, [][]byte) {
-	parent := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		parent = "/dev/shm"
-	}
-	dir, err := os.MkdirTemp(parent, "xfer-daemon-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
+	dir := benchtest.Dir(b, "xfer-daemon-bench-")
 	store, err := cas.OpenOptions(filepath.Join(dir, "cas"), cas.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)

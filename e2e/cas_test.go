@@ -97,6 +97,10 @@ func TestCASLocal(t *testing.T) {
 	if st["objects"] != int64(len(ids)) || st["bytes"] != total || st["dedup_saved"] != total {
 		t.Fatalf("stat: %v (every object was put twice: dedup saved should be %d)", st, total)
 	}
+	r = casRun(t, nil, env, "cas", "stat")
+	if want := fmt.Sprintf("objects:      %d (%d B, 11.0 MiB)\n", len(ids), total); !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("stat prints\n%s\nwant it to start with %q", r.stdout, want)
+	}
 	// The --cas flag wins over XFER_CAS.
 	other := filepath.Join(dir, "other")
 	wantCode(t, casRun(t, nil, env, "cas", "--cas", other, "has", ids[2]), 1, "has in another store")

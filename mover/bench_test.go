@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/internal/benchtest"
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
@@ -79,24 +80,11 @@ func benchDaemon(dir string) int {
 	return 0
 }
 
-func benchDir(b *testing.B) string {
-	parent := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		parent = "/dev/shm"
-	}
-	dir, err := os.MkdirTemp(parent, "xfer-mover-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // daemonProcess starts the daemon in another process and returns a client.
 // The benchmark's cpu-ns/op counts the CPU time of both processes.
 func daemonProcess(b *testing.B, o mover.Options) (*mover.Client, int, string) {
 	b.Helper()
-	dir := benchDir(b)
+	dir := benchtest.Dir(b, "xfer-mover-bench-")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "MOVER_BENCH_DAEMON="+dir)
 	stdin, _ := cmd.StdinPipe()

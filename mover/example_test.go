@@ -46,6 +46,20 @@ func exampleDaemon() (path string, stop func()) {
 	}
 }
 
+// exampleClient is a client of a daemon from exampleDaemon, dialled as
+// Example shows; stop closes both.
+func exampleClient() (c *mover.Client, stop func()) {
+	path, stopDaemon := exampleDaemon()
+	c, err := mover.Dial(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c, func() {
+		c.Close()
+		stopDaemon()
+	}
+}
+
 // A program stores content with the daemon and reads it back by its id.
 func Example() {
 	path, stop := exampleDaemon()
@@ -74,16 +88,9 @@ func Example() {
 
 // Read of an object the store lacks is an error matching ErrNotFound.
 func ExampleClient_Read() {
-	path, stop := exampleDaemon()
+	c, stop := exampleClient()
 	defer stop()
-	ctx := context.Background()
-
-	c, err := mover.Dial(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
-	_, err = c.Read(ctx, "d33fb48ab5adff269ae172b29a6913ff04f6f266207a7a8e976f2ecd571d4492")
+	_, err := c.Read(context.Background(), "d33fb48ab5adff269ae172b29a6913ff04f6f266207a7a8e976f2ecd571d4492")
 	fmt.Println(errors.Is(err, mover.ErrNotFound))
 	// Output: true
 }
@@ -92,15 +99,10 @@ func ExampleClient_Read() {
 // file: no copy through the socket, and no request at all once the object's
 // location is known.
 func ExampleClient_ReadMapped() {
-	path, stop := exampleDaemon()
+	c, stop := exampleClient()
 	defer stop()
 	ctx := context.Background()
 
-	c, err := mover.Dial(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
 	id, _ := c.Write(ctx, []byte("one"))
 	for range 2 {
 		b, err := c.ReadMapped(ctx, id) // read-only; valid until c.Close
@@ -117,15 +119,10 @@ func ExampleClient_ReadMapped() {
 // Batch sends many requests in one round trip; the daemon runs them
 // concurrently and answers in order, each with its own status.
 func ExampleClient_Batch() {
-	path, stop := exampleDaemon()
+	c, stop := exampleClient()
 	defer stop()
 	ctx := context.Background()
 
-	c, err := mover.Dial(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
 	one, _ := c.Write(ctx, []byte("one"))
 	resps, err := c.Batch(ctx, []mover.Request{
 		{Op: mover.OpRead, ID: one},
@@ -147,15 +144,10 @@ func ExampleClient_Batch() {
 // Send copies an object to the store of an `xfer serve --cas` peer, which
 // verifies it; Fetch copies one from a peer into the daemon's store.
 func ExampleClient_Send() {
-	path, stop := exampleDaemon()
+	c, stop := exampleClient()
 	defer stop()
 	ctx := context.Background()
 
-	c, err := mover.Dial(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
 	id, _ := c.Write(ctx, []byte("to the peer"))
 	// The peer: xfer://HOST:PORT, or a remote name of the daemon's config.
 	if err := c.Send(ctx, id, "xfer://10.0.0.2:7878"); err != nil {

@@ -21,11 +21,8 @@
 # large file), bench-PROTO (xfer bench --mode mem, GB/s, higher is better).
 set -euo pipefail
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=scripts/lib.sh
-source "$HERE/lib.sh"
 # shellcheck source=scripts/benchlib.sh
-source "$HERE/benchlib.sh"
+source "$(dirname "$0")/benchlib.sh"
 bench_init bench-ab
 
 RUNS="${BENCH_RUNS:-5}"

@@ -26,9 +26,8 @@
 # than `b3sum --num-threads 1` hashes it.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/benchlib.sh
-source "$HERE/benchlib.sh"
+source "$(dirname "$0")/benchlib.sh"
 bench_init bench-cas
 ROUNDS="${BENCH_ROUNDS:-3}"
 BENCHTIME="${BENCH_BENCHTIME:-2s}"

@@ -13,9 +13,8 @@
 # BENCH_RECORD=1 appends the table to docs/benchmarks.md.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/benchlib.sh
-source "$HERE/benchlib.sh"
+source "$(dirname "$0")/benchlib.sh"
 bench_init bench-cluster
 RUNS="${BENCH_RUNS:-5}"
 NFILES="${BENCH_CLUSTER_FILES:-32}"

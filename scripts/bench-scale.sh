@@ -35,11 +35,8 @@
 # b3sum (or falls back to xfer hash) for the verification.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=scripts/lib.sh
-source "$HERE/lib.sh"
 # shellcheck source=scripts/benchlib.sh
-source "$HERE/benchlib.sh"
+source "$(dirname "$0")/benchlib.sh"
 bench_init bench-scale
 
 RUNS="${BENCH_RUNS:-3}"

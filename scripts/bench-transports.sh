@@ -32,11 +32,8 @@
 # --verify=none over tcp-zc and uring >= 0.85 x iperf3 -Z (verified: recorded).
 set -euo pipefail
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=scripts/lib.sh
-source "$HERE/lib.sh"
 # shellcheck source=scripts/benchlib.sh
-source "$HERE/benchlib.sh"
+source "$(dirname "$0")/benchlib.sh"
 bench_init bench-transports
 
 ROUNDS="${BENCH_ROUNDS:-3}"

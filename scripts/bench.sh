@@ -32,11 +32,8 @@
 # (Planned: transport vs iperf3, CAS/daemon latency, 1M-file sync.)
 set -euo pipefail
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=scripts/lib.sh
-source "$HERE/lib.sh"
 # shellcheck source=scripts/benchlib.sh
-source "$HERE/benchlib.sh"
+source "$(dirname "$0")/benchlib.sh"
 bench_init bench
 
 RUNS="${BENCH_RUNS:-5}"

@@ -1,8 +1,11 @@
 # shellcheck shell=bash
-# benchlib.sh: helpers the benchmark scripts share (sourced, not run; after
-# lib.sh in scripts that start servers). They use the caller's globals: BD
+# benchlib.sh: helpers the benchmark scripts share (sourced, not run), with
+# lib.sh's for starting servers. They use the caller's globals: BD
 # and RES (work and result directories), RUNS and WARMUP (rounds), ROUND,
 # NOTES, GNU_TIME and TIMEOUT (measure), REFHASH (verify_tree).
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # bench_init NAME: what every benchmark script starts with. Sets ROOT (the
 # repository), XFER (default bin/xfer there), TMPBASE (BENCH_TMP, default

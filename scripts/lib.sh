@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# lib.sh: helpers shared by scripts/demo.sh and scripts/bench.sh (sourced,
-# not run). Loopback only: every server binds 127.0.0.1.
+# lib.sh: helpers shared by scripts/demo.sh and, through benchlib.sh, the
+# benchmark scripts (sourced, not run). Loopback only: every server binds
+# 127.0.0.1.
 
 # free_port: prints a TCP port on 127.0.0.1 that nothing listens on now. For
 # servers that cannot bind port 0 and report it (rsync --daemon); callers
