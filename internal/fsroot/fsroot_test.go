@@ -1497,6 +1497,14 @@ func TestBeyondPathMax(t *testing.T) {
 		t.Errorf("Dir.ReadFile = %q, %v", buf[:n], err)
 	}
 	d.Close()
+	pin, err := e.r.Pin(deep + "/file")
+	if err != nil {
+		t.Fatalf("Pin: %v", err)
+	}
+	if info, err := pin.Info(); err != nil || info.Size != 4 {
+		t.Errorf("Pinned.Info = %+v, %v", info, err)
+	}
+	pin.Close()
 	if err := e.r.Symlink("file", deep+"/link"); err != nil {
 		t.Fatalf("Symlink: %v", err)
 	}
