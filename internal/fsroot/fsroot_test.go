@@ -756,6 +756,34 @@ func TestRename(t *testing.T) {
 	}
 }
 
+// removeCase is one call of a removing operation: afterwards rel is gone,
+// or the call failed with wantErr.
+type removeCase struct {
+	rel     string
+	wantErr error
+}
+
+// checkRemoves calls remove (the operation name) on each case's rel and
+// checks the error it returns and that rel is gone after a success.
+func checkRemoves(t *testing.T, e *env, name string, remove func(rel string) error, tests []removeCase) {
+	t.Helper()
+	for _, tc := range tests {
+		err := remove(tc.rel)
+		if tc.wantErr != nil {
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("%s(%q) = %v; want %v", name, tc.rel, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s(%q): %v", name, tc.rel, err)
+		}
+		if _, err := os.Lstat(e.in(tc.rel)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s(%q): still exists", name, tc.rel)
+		}
+	}
+}
+
 func TestRemove(t *testing.T) {
 	e := newEnv(t)
 	mustWrite(t, e.in("f"), "x")
@@ -764,10 +792,7 @@ func TestRemove(t *testing.T) {
 	mustMkdir(t, e.in("empty"))
 	mustMkdir(t, e.in("full"))
 	mustWrite(t, e.in("full/x"), "x")
-	tests := []struct {
-		rel     string
-		wantErr error
-	}{
+	tests := []removeCase{
 		{"f", nil},
 		{"sl", nil},
 		{"empty", nil},
@@ -778,21 +803,7 @@ func TestRemove(t *testing.T) {
 		{".", syscall.EINVAL},
 		{"../root", ErrEscape},
 	}
-	for _, tc := range tests {
-		err := e.r.Remove(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Remove(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("Remove(%q): %v", tc.rel, err)
-		}
-		if _, err := os.Lstat(e.in(tc.rel)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("Remove(%q): still exists", tc.rel)
-		}
-	}
+	checkRemoves(t, e, "Remove", e.r.Remove, tests)
 	if got := readFile(t, e.in("target")); got != "t" {
 		t.Errorf("symlink target changed: %q", got)
 	}
@@ -820,10 +831,7 @@ func TestRemoveAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := snapshot(t, e)
-	tests := []struct {
-		rel     string
-		wantErr error
-	}{
+	tests := []removeCase{
 		{"t", nil},
 		{"single", nil},
 		{"missing", nil},
@@ -832,21 +840,7 @@ func TestRemoveAll(t *testing.T) {
 		{"./", syscall.EINVAL},
 		{"..", ErrEscape},
 	}
-	for _, tc := range tests {
-		err := e.r.RemoveAll(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("RemoveAll(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("RemoveAll(%q): %v", tc.rel, err)
-		}
-		if _, err := os.Lstat(e.in(tc.rel)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("RemoveAll(%q): still exists", tc.rel)
-		}
-	}
+	checkRemoves(t, e, "RemoveAll", e.r.RemoveAll, tests)
 	if got := readFile(t, e.in("keep")); got != "k" {
 		t.Errorf("keep = %q", got)
 	}
