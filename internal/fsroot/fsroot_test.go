@@ -96,6 +96,20 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
+// wantsErr reports whether a case wants an error, and then checks that err
+// is it (errors.Is): the caller skips its checks of a success. call names
+// the call in the message ("Op(args)").
+func wantsErr(t *testing.T, err, want error, call string) bool {
+	t.Helper()
+	if want == nil {
+		return false
+	}
+	if !errors.Is(err, want) {
+		t.Errorf("%s = %v; want %v", call, err, want)
+	}
+	return true
+}
+
 // snapshot describes every entry beneath base except the root's subtree:
 // type, mode, size, mtime, inode, link count, and content or link target.
 func snapshot(t *testing.T, e *env) map[string]string {
@@ -311,10 +325,7 @@ func TestLstat(t *testing.T) {
 	}
 	for _, tc := range tests {
 		info, err := e.r.Lstat(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Lstat(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("Lstat(%q)", tc.rel)) {
 			continue
 		}
 		if err != nil {
@@ -564,10 +575,7 @@ func TestMkdir(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := tc.fn(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("%s(%q) = %v; want %v", tc.name, tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("%s(%q)", tc.name, tc.rel)) {
 			continue
 		}
 		if err != nil {
@@ -619,10 +627,7 @@ func TestSymlinkReadlink(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := e.r.Symlink(tc.target, tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Symlink(%q, %q) = %v; want %v", tc.target, tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("Symlink(%q, %q)", tc.target, tc.rel)) {
 			continue
 		}
 		if err != nil {
@@ -769,10 +774,7 @@ func checkRemoves(t *testing.T, e *env, name string, remove func(rel string) err
 	t.Helper()
 	for _, tc := range tests {
 		err := remove(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("%s(%q) = %v; want %v", name, tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("%s(%q)", name, tc.rel)) {
 			continue
 		}
 		if err != nil {
@@ -874,10 +876,7 @@ func TestChmod(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := e.r.Chmod(tc.rel, tc.perm)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Chmod(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("Chmod(%q)", tc.rel)) {
 			continue
 		}
 		info, lerr := e.r.Lstat(tc.rel)
@@ -917,10 +916,7 @@ func TestLchtimes(t *testing.T) {
 		}
 		for _, tc := range tests {
 			err := e.r.Lchtimes(tc.rel, tc.atime, tc.mtime)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Errorf("%s: Lchtimes(%q) = %v; want %v", base, tc.rel, err, tc.wantErr)
-				}
+			if wantsErr(t, err, tc.wantErr, fmt.Sprintf("%s: Lchtimes(%q)", base, tc.rel)) {
 				continue
 			}
 			if err != nil {
