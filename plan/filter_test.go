@@ -223,17 +223,7 @@ func mustFilter(t *testing.T, o plan.FilterOptions) *plan.Filter {
 // drainPaths lists l to the end.
 func drainPaths(t *testing.T, l plan.Lister) []string {
 	t.Helper()
-	var out []string
-	for {
-		e, err := l.Next(context.Background())
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("Next: %v", err)
-		}
-		out = append(out, e.Path)
-	}
+	return paths(walkAll(t, l))
 }
 
 func TestFilterRules(t *testing.T) {

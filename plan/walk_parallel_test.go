@@ -117,25 +117,11 @@ func walkN(t *testing.T, base, top string, checkers int, skip func(plan.Entry) b
 // walkWalker is walkN on a Walker made by the caller.
 func walkWalker(t *testing.T, w *plan.Walker, checkers int, skip func(plan.Entry) bool) []plan.Entry {
 	t.Helper()
-	ctx := context.Background()
-	var out []plan.Entry
-	for {
-		e, err := w.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("checkers %d: Next after %d entries: %v", checkers, len(out), err)
-		}
-		out = append(out, e)
+	return drain(t, fmt.Sprintf("checkers %d", checkers), w, func(e plan.Entry) {
 		if skip != nil && e.Type == plan.TypeDir && skip(e) {
 			w.SkipDir()
 		}
-	}
-	if _, err := w.Next(ctx); !errors.Is(err, io.EOF) {
-		t.Fatalf("Next after EOF = %v", err)
-	}
-	return out
+	})
 }
 
 func sameWalk(t *testing.T, what string, serial, par []plan.Entry) {

@@ -16,9 +16,21 @@ import (
 	"github.com/xfer-io/xfer/plan"
 )
 
-// walkAll drains a Walker, failing the test on any error but io.EOF.
+// walkAll drains a Lister, failing the test on any error but io.EOF.
 func walkAll(t *testing.T, l plan.Lister) []plan.Entry {
 	t.Helper()
+	return drain(t, "", l, nil)
+}
+
+// drain lists l to the end and calls each (if not nil) on every entry as
+// it comes. It fails the test, what (if not "") prefixing the message, on
+// any error but io.EOF, on an EOF that does not stick, and past 10000
+// entries.
+func drain(t *testing.T, what string, l plan.Lister, each func(plan.Entry)) []plan.Entry {
+	t.Helper()
+	if what != "" {
+		what += ": "
+	}
 	ctx := context.Background()
 	var out []plan.Entry
 	for {
@@ -27,16 +39,18 @@ func walkAll(t *testing.T, l plan.Lister) []plan.Entry {
 			break
 		}
 		if err != nil {
-			t.Fatalf("Next after %d entries: %v", len(out), err)
+			t.Fatalf("%sNext after %d entries: %v", what, len(out), err)
 		}
 		out = append(out, e)
 		if len(out) > 10000 {
-			t.Fatal("walker does not terminate")
+			t.Fatalf("%slister does not terminate", what)
+		}
+		if each != nil {
+			each(e)
 		}
 	}
-	// EOF is sticky.
 	if _, err := l.Next(ctx); !errors.Is(err, io.EOF) {
-		t.Fatalf("Next after EOF = %v, want io.EOF", err)
+		t.Fatalf("%sNext after EOF = %v, want io.EOF", what, err)
 	}
 	return out
 }

@@ -99,6 +99,15 @@ func Registered(tb testing.TB, name string) backends.Transport {
 	return tr
 }
 
+// MustProbe fails the test when tr cannot be used on this machine; why
+// says what the machine has that should make it usable.
+func MustProbe(t *testing.T, tr backends.Transport, why string) {
+	t.Helper()
+	if err := tr.Probe(); err != nil {
+		t.Fatalf("Probe: %v (%s)", err, why)
+	}
+}
+
 // Run runs the conformance suite against tr. The transport must be usable
 // on this machine; callers skip when tr.Probe fails.
 func Run(t *testing.T, tr backends.Transport, opts Options) {
@@ -124,7 +133,7 @@ func Run(t *testing.T, tr backends.Transport, opts Options) {
 // has not returned after d (a hang). The goroutine is abandoned then.
 func within(t testing.TB, d time.Duration, what string, f func() error) error {
 	t.Helper()
-	return wait(t, async(f), d, what)
+	return Wait(t, async(f), d, what)
 }
 
 // async runs f in a goroutine; the returned channel yields its error.
@@ -134,8 +143,8 @@ func async(f func() error) <-chan error {
 	return ch
 }
 
-// wait returns what ch yields, failing the test if that takes longer than d.
-func wait(t testing.TB, ch <-chan error, d time.Duration, what string) error {
+// Wait returns what ch yields, failing the test if that takes longer than d.
+func Wait(t testing.TB, ch <-chan error, d time.Duration, what string) error {
 	t.Helper()
 	select {
 	case err := <-ch:

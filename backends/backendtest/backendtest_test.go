@@ -43,8 +43,7 @@ func TestPairExchange(t *testing.T) {
 	d, a := Pair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	big := make([]byte, maxBlob) // larger than socket buffers: both write at once
-	fill(big, 3)
+	big := Random(maxBlob, 3) // larger than socket buffers: both write at once
 	tests := []struct{ fromD, fromA []byte }{
 		{[]byte("hello"), []byte("world")},
 		{nil, []byte("x")},

@@ -27,9 +27,8 @@ func bench(b *testing.B, tr backends.Transport, size, streams int, viaFile bool)
 		b.Skipf("%s not usable here: %v", tr.Name(), err)
 	}
 	s := Open(b, tr, streams, backends.Params{})
-	payload := make([]byte, size)
-	fill(payload, 1)
-	f := tempFile(b, payload, 0, 0)
+	payload := Random(size, 1)
+	f := TempFile(b, payload, 0, 0)
 	hdr := make([]byte, 64)
 
 	b.SetBytes(int64(size))

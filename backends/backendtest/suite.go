@@ -19,20 +19,21 @@ import (
 // quick bounds the checks that promise an answer "within a few seconds".
 const quick = 5 * time.Second
 
-// fill writes deterministic pseudo-random bytes derived from seed into p.
-func fill(p []byte, seed uint64) {
+// Random returns n deterministic pseudo-random bytes derived from seed.
+func Random(n int, seed uint64) []byte {
+	p := make([]byte, n)
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], seed)
 	binary.LittleEndian.PutUint64(key[8:], 0x78666572) // "xfer"
 	rand.NewChaCha8(key).Read(p)
+	return p
 }
 
-// tempFile writes pre junk bytes, data, then post junk bytes to a new file
+// TempFile writes pre junk bytes, data, then post junk bytes to a new file
 // and returns it opened read-only, so reads past the range are noticed.
-func tempFile(t testing.TB, data []byte, pre, post int) *os.File {
+func TempFile(t testing.TB, data []byte, pre, post int) *os.File {
 	t.Helper()
-	junk := make([]byte, max(pre, post))
-	fill(junk, 0xbad)
+	junk := Random(max(pre, post), 0xbad)
 	path := filepath.Join(t.TempDir(), "payload")
 	buf := make([]byte, 0, pre+len(data)+post)
 	buf = append(append(append(buf, junk[:pre]...), data...), junk[:post]...)
@@ -87,10 +88,8 @@ func testPayloads(t *testing.T, tr backends.Transport, opts Options) {
 			name := mode + "/" + itoa(c.size) + "/hdr" + itoa(c.hdrLen) + "/chunk" + itoa(c.chunk)
 			t.Run(name, func(t *testing.T) {
 				s := Open(t, tr, 1, opts.Params)
-				hdr := make([]byte, c.hdrLen)
-				fill(hdr, uint64(c.hdrLen))
-				data := make([]byte, c.size)
-				fill(data, uint64(c.size)*31+uint64(c.hdrLen))
+				hdr := Random(c.hdrLen, uint64(c.hdrLen))
+				data := Random(c.size, uint64(c.size)*31+uint64(c.hdrLen))
 				trailer := []byte("trailer")
 
 				got := async(func() error {
@@ -124,7 +123,7 @@ func testPayloads(t *testing.T, tr backends.Transport, opts Options) {
 						}
 					} else {
 						off := 4097 + c.size%7
-						f := tempFile(t, data, off, 1000)
+						f := TempFile(t, data, off, 1000)
 						if err := s.Dialer[0].SendFile(hdr, f, int64(off), c.size); err != nil {
 							return err
 						}
@@ -134,7 +133,7 @@ func testPayloads(t *testing.T, tr backends.Transport, opts Options) {
 				if err != nil {
 					t.Fatalf("%s of %d bytes: %v", mode, c.size, err)
 				}
-				if err := wait(t, got, opts.timeout(), "receive"); err != nil {
+				if err := Wait(t, got, opts.timeout(), "receive"); err != nil {
 					t.Fatalf("receive %d bytes: %v", c.size, err)
 				}
 			})
@@ -182,9 +181,8 @@ func testConcurrent(t *testing.T, tr backends.Transport, opts Options) {
 	)
 	sizes := []int{0, 1, 777, 4096, 65535, 65536, 70001, 256<<10 + 5, 1 << 20}
 	// One shared file; SendFile messages take a slice of it.
-	file := make([]byte, 2<<20)
-	fill(file, 42)
-	f := tempFile(t, file, 0, 0)
+	file := Random(2<<20, 42)
+	f := TempFile(t, file, 0, 0)
 
 	expect := func(dir, s, m int) (hdr, payload []byte, viaFile bool, off int) {
 		hdr = make([]byte, 12+m%50)
@@ -196,8 +194,7 @@ func testConcurrent(t *testing.T, tr backends.Transport, opts Options) {
 			off = (s*7919 + m*104729) % (len(file) - size + 1)
 			return hdr, file[off : off+size], true, off
 		}
-		payload = make([]byte, size)
-		fill(payload, uint64(dir<<40|s<<20|m))
+		payload = Random(size, uint64(dir<<40|s<<20|m))
 		return hdr, payload, false, 0
 	}
 
@@ -270,7 +267,7 @@ func testConcurrent(t *testing.T, tr backends.Transport, opts Options) {
 func testHeaderTooLarge(t *testing.T, tr backends.Transport, opts Options) {
 	s := Open(t, tr, 1, opts.Params)
 	big := make([]byte, backends.MaxHeader+1)
-	f := tempFile(t, make([]byte, 100), 0, 0)
+	f := TempFile(t, make([]byte, 100), 0, 0)
 	if err := within(t, quick, "Send", func() error { return s.Dialer[0].Send(big, []byte("x")) }); err == nil {
 		t.Errorf("Send with a %d-byte header succeeded; want an error", len(big))
 	}
@@ -301,8 +298,7 @@ func testHeaderTooLarge(t *testing.T, tr backends.Transport, opts Options) {
 // rather than hang, when the peer goes away in the middle of a message.
 func testPeerVanishes(t *testing.T, tr backends.Transport, opts Options) {
 	const size = 64 << 20
-	data := make([]byte, size)
-	fill(data, 7)
+	data := Random(size, 7)
 	cases := []struct {
 		name    string
 		viaFile bool
@@ -316,7 +312,7 @@ func testPeerVanishes(t *testing.T, tr backends.Transport, opts Options) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := Open(t, tr, 1, opts.Params)
-			f := tempFile(t, data, 0, 0)
+			f := TempFile(t, data, 0, 0)
 			survivor, peer := s.Dialer[0], s.Acceptor[0]
 			recvErr := async(func() error {
 				_, _, err := survivor.Recv(make([]byte, backends.MaxHeader))
@@ -355,10 +351,10 @@ func testPeerVanishes(t *testing.T, tr backends.Transport, opts Options) {
 			for _, p := range s.Acceptor {
 				p.Close()
 			}
-			if err := wait(t, sendErr, quick, "survivor Send after the peer vanished"); err == nil {
+			if err := Wait(t, sendErr, quick, "survivor Send after the peer vanished"); err == nil {
 				t.Errorf("survivor Send returned nil after the peer vanished")
 			}
-			if err := wait(t, recvErr, quick, "survivor Recv after the peer vanished"); err == nil {
+			if err := Wait(t, recvErr, quick, "survivor Recv after the peer vanished"); err == nil {
 				t.Errorf("survivor Recv returned nil after the peer vanished")
 			}
 		})
@@ -367,8 +363,7 @@ func testPeerVanishes(t *testing.T, tr backends.Transport, opts Options) {
 
 func testCloseUnblocks(t *testing.T, tr backends.Transport, opts Options) {
 	const size = 64 << 20
-	data := make([]byte, size)
-	fill(data, 9)
+	data := Random(size, 9)
 	cases := []struct {
 		name  string
 		block func(s backends.Stream, f *os.File) error
@@ -396,7 +391,7 @@ func testCloseUnblocks(t *testing.T, tr backends.Transport, opts Options) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := Open(t, tr, 1, opts.Params)
-			f := tempFile(t, data, 0, 0)
+			f := TempFile(t, data, 0, 0)
 			errc := async(func() error { return c.block(s.Dialer[0], f) })
 			select {
 			case err := <-errc:
@@ -404,10 +399,10 @@ func testCloseUnblocks(t *testing.T, tr backends.Transport, opts Options) {
 			case <-time.After(300 * time.Millisecond):
 			}
 			closed := async(s.Dialer[0].Close)
-			if err := wait(t, errc, quick, c.name+" after Close"); err == nil {
+			if err := Wait(t, errc, quick, c.name+" after Close"); err == nil {
 				t.Errorf("%s returned nil after Close", c.name)
 			}
-			wait(t, closed, quick, "Close")
+			Wait(t, closed, quick, "Close")
 		})
 	}
 }
@@ -419,7 +414,7 @@ func testUseAfterClose(t *testing.T, tr backends.Transport, opts Options) {
 		t.Logf("Close: %v", err)
 	}
 	within(t, quick, "second Close", st.Close) // must not panic or hang
-	f := tempFile(t, make([]byte, 10), 0, 0)
+	f := TempFile(t, make([]byte, 10), 0, 0)
 	checks := []struct {
 		name string
 		f    func() error
@@ -476,7 +471,7 @@ func testOpenCancelled(t *testing.T, tr backends.Transport, opts Options) {
 func testNoLeaks(t *testing.T, tr backends.Transport, opts Options) {
 	session := func(t *testing.T) {
 		s := Open(t, tr, 4, opts.Params)
-		f := tempFile(t, make([]byte, 300<<10), 0, 0)
+		f := TempFile(t, make([]byte, 300<<10), 0, 0)
 		for i := range s.Dialer {
 			errc := async(func() error {
 				for k := 0; k < 2; k++ {
@@ -492,7 +487,7 @@ func testNoLeaks(t *testing.T, tr backends.Transport, opts Options) {
 			if err := s.Dialer[i].SendFile([]byte("h"), f, 0, 300<<10); err != nil {
 				t.Fatal(err)
 			}
-			if err := wait(t, errc, quick, "receive"); err != nil {
+			if err := Wait(t, errc, quick, "receive"); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -57,9 +57,7 @@ func pattern(n int, seed uint64) []byte {
 }
 
 func TestProbe(t *testing.T) {
-	if err := rdmaTransport(t).Probe(); err != nil {
-		t.Fatalf("Probe: %v (check ucx_info -d)", err)
-	}
+	backendtest.MustProbe(t, rdmaTransport(t), "check ucx_info -d")
 }
 
 // TestConformance runs the suite every transport must pass.

@@ -274,12 +274,24 @@ func (s *stream) reapCompletions(fd int) (int, error) {
 	}
 }
 
-// sendfile sends n bytes of the file ffd from off on the socket.
+// sendfile sends n (> 0) bytes of the file ffd from off on the socket.
 func (s *stream) sendfile(ffd int, off int64, n int) error {
+	return pollLoop(s.rc.Write,
+		func(fd int) (int, error) { return unix.Sendfile(fd, ffd, &off, min(n, 1<<30)) },
+		func(m int) bool { n -= m; return n > 0 },
+		func() error { return fmt.Errorf("file ended %d bytes early: %w", n, io.ErrUnexpectedEOF) })
+}
+
+// pollLoop calls op, a nonblocking call on the socket, inside wait (the
+// runtime poller's s.rc.Write or s.rawRead) until more, given the count op
+// returned, says it is done: again at once on EINTR, once the poller
+// reports the socket ready on EAGAIN. An error ends it, and so does a
+// count of 0, with the error short makes.
+func pollLoop(wait func(func(fd uintptr) bool) error, op func(fd int) (int, error), more func(n int) bool, short func() error) error {
 	var opErr error
-	err := s.rc.Write(func(fd uintptr) bool {
-		for n > 0 {
-			m, err := unix.Sendfile(int(fd), ffd, &off, min(n, 1<<30))
+	err := wait(func(fd uintptr) bool {
+		for {
+			m, err := op(int(fd))
 			switch {
 			case err == unix.EINTR:
 				continue
@@ -289,12 +301,13 @@ func (s *stream) sendfile(ffd int, off int64, n int) error {
 				opErr = err
 				return true
 			case m == 0:
-				opErr = fmt.Errorf("file ended %d bytes early: %w", n, io.ErrUnexpectedEOF)
+				opErr = short()
 				return true
 			}
-			n -= m
+			if !more(m) {
+				return true
+			}
 		}
-		return true
 	})
 	if err != nil {
 		return err
@@ -336,29 +349,11 @@ func (s *stream) RecvPayload(p []byte) error {
 // read reads at least one byte into p, waiting with the runtime poller.
 func (s *stream) read(p []byte) (int, error) {
 	var n int
-	var opErr error
-	err := s.rawRead(func(fd uintptr) bool {
-		for {
-			m, err := unix.Read(int(fd), p)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return false
-			case err != nil:
-				opErr = err
-			case m == 0:
-				opErr = fmt.Errorf("connection closed by peer: %w", io.ErrUnexpectedEOF)
-			default:
-				n = m
-			}
-			return true
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, opErr
+	err := pollLoop(s.rawRead,
+		func(fd int) (int, error) { return unix.Read(fd, p) },
+		func(m int) bool { n = m; return false },
+		func() error { return fmt.Errorf("connection closed by peer: %w", io.ErrUnexpectedEOF) })
+	return n, err
 }
 
 // rawRead is s.rc.Read, made robust against one quirk of the runtime

@@ -2,8 +2,6 @@ package tcpzc
 
 import (
 	"bytes"
-	"encoding/binary"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -25,17 +23,7 @@ func TestConformanceAlwaysZeroCopy(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
-	if err := registered(t).Probe(); err != nil {
-		t.Fatalf("Probe: %v (this kernel should support SO_ZEROCOPY)", err)
-	}
-}
-
-func randomBytes(n int, seed uint64) []byte {
-	b := make([]byte, n)
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	rand.NewChaCha8(key).Read(b)
-	return b
+	backendtest.MustProbe(t, registered(t), "this kernel should support SO_ZEROCOPY")
 }
 
 // TestZeroCopyCompletions checks the MSG_ZEROCOPY bookkeeping on real
@@ -55,7 +43,7 @@ func TestZeroCopyCompletions(t *testing.T) {
 			tr := &transport{zcMin: ZeroCopyThreshold, alwaysZC: tc.alwaysZC}
 			sess := backendtest.Open(t, tr, 1, backends.Params{})
 			tx := sess.Dialer[0].(*stream)
-			payload := randomBytes(4<<20, 1)
+			payload := backendtest.Random(4<<20, 1)
 			done := make(chan error, 1)
 			go func() {
 				hbuf := make([]byte, backends.MaxHeader)
@@ -115,7 +103,7 @@ func TestRecvSurvivesZerocopyCompletions(t *testing.T) {
 		}
 		recvd <- err
 	}()
-	payload := randomBytes(8<<20, 2)
+	payload := backendtest.Random(8<<20, 2)
 	const messages = 8
 	sent := make(chan error, 1)
 	go func() {
@@ -154,13 +142,8 @@ func TestRecvSurvivesZerocopyCompletions(t *testing.T) {
 	if err := b.Send([]byte("reply"), nil); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-recvd:
-		if err != nil {
-			t.Fatalf("Recv: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Recv did not get the reply")
+	if err := backendtest.Wait(t, recvd, 10*time.Second, "Recv of the reply"); err != nil {
+		t.Fatalf("Recv: %v", err)
 	}
 }
 

@@ -3,8 +3,6 @@ package uring
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/xfer-io/xfer/backends"
@@ -14,9 +12,7 @@ import (
 func registered(t testing.TB) backends.Transport { return backendtest.Registered(t, Name) }
 
 func TestProbe(t *testing.T) {
-	if err := registered(t).Probe(); err != nil {
-		t.Fatalf("Probe: %v (this machine has io_uring with SEND_ZC)", err)
-	}
+	backendtest.MustProbe(t, registered(t), "this machine has io_uring with SEND_ZC")
 }
 
 func TestConformance(t *testing.T) {
@@ -81,19 +77,8 @@ func TestZeroCopyNotifications(t *testing.T) {
 		{"Adaptive", false, false},
 		{"Always", true, true},
 	}
-	payload := make([]byte, 3<<20+5)
-	for i := range payload {
-		payload[i] = byte(i * 7)
-	}
-	path := filepath.Join(t.TempDir(), "src")
-	if err := os.WriteFile(path, payload, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	payload := backendtest.Random(3<<20+5, 7)
+	f := backendtest.TempFile(t, payload, 0, 0)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := &transport{zcMin: ZeroCopyThreshold, alwaysZC: tc.alwaysZC}

@@ -56,6 +56,24 @@ func expect(t *testing.T, got []finding, want []string) {
 	}
 }
 
+// ruleCase is one synthetic tree a rule is run on and the findings it
+// must give (as for expect).
+type ruleCase struct {
+	name  string
+	files map[string]string
+	want  []string
+}
+
+// checkRule runs check on each case's tree in a subtest named after it.
+func checkRule(t *testing.T, check func(*tree) []finding, cases []ruleCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			expect(t, check(synth(t, tc.files)), tc.want)
+		})
+	}
+}
+
 func imp(pkg string, paths ...string) string {
 	s := "package " + pkg + "\n\nimport (\n"
 	for _, p := range paths {
@@ -67,11 +85,7 @@ func imp(pkg string, paths ...string) string {
 const m = "example.com/synth/"
 
 func TestLayersRule(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		files map[string]string
-		want  []string
-	}{
+	checkRule(t, func(tr *tree) []finding { return checkLayers(tr, layers) }, []ruleCase{
 		{"downward imports pass", map[string]string{
 			"main.go":                  imp("main", m+"cmd"),
 			"cmd/cmd.go":               imp("cmd", m+"transfer", m+"daemon", m+"plan"),
@@ -130,11 +144,7 @@ func TestLayersRule(t *testing.T) {
 			"package newpkg is in no layer: add it to the layers table",
 			"plan/p.go:4: package newpkg is in no layer",
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			expect(t, checkLayers(synth(t, tc.files), layers), tc.want)
-		})
-	}
+	})
 }
 
 // mayImport on the module's table, for the edges the issue names.
@@ -190,11 +200,7 @@ func TestLayerTable(t *testing.T) {
 }
 
 func TestGlobalsRule(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		files map[string]string
-		want  []string
-	}{
+	checkRule(t, checkGlobals, []ruleCase{
 		{"accepted forms", map[string]string{
 			"plan/p.go": `package plan
 
@@ -254,19 +260,11 @@ func notAnError() error { return nil }
 			"plan/p.go:12: package-level var notErr",
 			"transfer/t.go:5: package-level var states",
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			expect(t, checkGlobals(synth(t, tc.files)), tc.want)
-		})
-	}
+	})
 }
 
 func TestJSONRule(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		files map[string]string
-		want  []string
-	}{
+	checkRule(t, checkJSON, []ruleCase{
 		{"wire encodes typed messages; JSON outside transfer is not this rule's", map[string]string{
 			"transfer/wire/w.go": `package wire
 
@@ -345,11 +343,7 @@ func wrap(v any) Req {
 		{"the façade may not encode either", map[string]string{
 			"transfer/t.go": "package transfer\n\nimport \"encoding/json\"\n\nvar _ = json.Valid\n",
 		}, []string{"transfer/t.go:3: package transfer imports encoding/json"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			expect(t, checkJSON(synth(t, tc.files)), tc.want)
-		})
-	}
+	})
 }
 
 // An allowlist entry accepts the findings with its key, and one that

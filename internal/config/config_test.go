@@ -130,6 +130,29 @@ func match(t *testing.T, what string, got []Problem, want []string) {
 	}
 }
 
+// writeConfig writes data (mode 0644) to xfer.yaml in a new directory and
+// returns the file's path.
+func writeConfig(t *testing.T, data string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "xfer.yaml")
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// loadConfig loads data, written by writeConfig, and returns the file and
+// its path.
+func loadConfig(t *testing.T, data string) (*File, string) {
+	t.Helper()
+	path := writeConfig(t, data)
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, path
+}
+
 // readBack reads path the way xfer's commands do: Load, then its
 // Settings and Remotes.
 func readBack(t *testing.T, path string) (map[string][]string, map[string]location.Remote) {
@@ -154,8 +177,6 @@ func readBack(t *testing.T, path string) (map[string][]string, map[string]locati
 }
 
 func TestAddRemoveKeepsTheRest(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "xfer.yaml")
 	orig := `# my settings
 streams: 8 # more streams for the 100G link
 remotes:
@@ -163,13 +184,7 @@ remotes:
   old: {url: "xfer://10.0.0.9:7878"}
 custom_thing: {keep: me}
 `
-	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, path := loadConfig(t, orig)
 	steps := []struct {
 		name string
 		do   func() error
@@ -334,16 +349,8 @@ func TestWriteFile(t *testing.T) {
 }
 
 func TestSettings(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "xfer.yaml")
 	data := "# defaults\nStreams: 8\nremotes:\n  a: {url: \"xfer://h:1\"}\nprotos: [tcp, uring]\ndry-run: yes\ntimeout: 30\nbad: {x: 1}\nempty:\n"
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, _ := loadConfig(t, data)
 	// Values are the text as written, for the flag to parse: yes stays yes
 	// (and the flag refuses it), 30 stays 30.
 	want := []Setting{
@@ -359,10 +366,7 @@ func TestSettings(t *testing.T) {
 }
 
 func TestLoadSyntaxError(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "xfer.yaml")
-	if err := os.WriteFile(path, []byte("streams: 1\nremotes: [\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfig(t, "streams: 1\nremotes: [\n")
 	_, err := Load(path)
 	if err == nil || !strings.HasPrefix(err.Error(), "config file "+path+":2: ") || strings.Contains(err.Error(), " yaml: ") {
 		t.Errorf("Load of a broken file: %v; want FILE:LINE: without the parser's prefix", err)

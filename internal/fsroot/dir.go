@@ -25,19 +25,11 @@ type Dir struct {
 
 // OpenDir resolves the directory rel beneath the root.
 func (r *Root) OpenDir(rel string) (*Dir, error) {
-	p, err := clean(rel)
+	f, p, err := r.open("opendir", rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, wrapPath("opendir", rel, err)
+		return nil, err
 	}
-	var fd int
-	err = r.do("opendir", rel, func(rootfd int) (err error) {
-		fd, err = openBeneath(rootfd, dotIfRoot(p), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
-		return err
-	})
-	if err != nil {
-		return nil, wrapPath("opendir", rel, err)
-	}
-	return &Dir{f: os.NewFile(uintptr(fd), filepath.Join(r.path, p)), rel: p}, nil
+	return &Dir{f: f, rel: p}, nil
 }
 
 func (d *Dir) name(op, name string) error {

@@ -12,20 +12,10 @@ import (
 func TestDir(t *testing.T) {
 	base := t.TempDir()
 	outside := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := fatalIf(t)
 	must(os.MkdirAll(filepath.Join(base, "a/b"), 0o755))
 	must(os.Symlink(outside, filepath.Join(base, "a/out")))
-	r, err := Open(base)
-	must(err)
-	defer r.Close()
-	d, err := r.OpenDir("a/b")
-	must(err)
-	defer d.Close()
+	r, d := openDir(t, base, "a/b")
 	f, err := d.OpenFile("x.part", os.O_WRONLY|os.O_CREATE, 0o600)
 	must(err)
 	f.Write([]byte("hi"))
@@ -67,7 +57,7 @@ func TestDirTemp(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(base, "a/out")); err != nil {
 		t.Fatal(err)
 	}
-	r, d := openDirA(t, base)
+	r, d := openDir(t, base, "a")
 	fd, err := d.CreateTemp(0o600)
 	if TempUnsupported(err) {
 		t.Skipf("no O_TMPFILE here: %v", err)
@@ -140,7 +130,7 @@ func TestDirReadFile(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(base, "a/link")); err != nil {
 		t.Fatal(err)
 	}
-	_, d := openDirA(t, base)
+	_, d := openDir(t, base, "a")
 	for _, c := range []struct {
 		name string
 		buf  int
@@ -171,19 +161,37 @@ func TestDirReadFile(t *testing.T) {
 	}
 }
 
-// openDirA opens base as a root and its directory "a", both closed when
-// the test ends.
-func openDirA(t *testing.T, base string) (*Root, *Dir) {
+// openRoot opens base as a root, closed when the test ends.
+func openRoot(t *testing.T, base string) *Root {
 	t.Helper()
 	r, err := Open(base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	d, err := r.OpenDir("a")
+	return r
+}
+
+// openDir opens base as a root and its directory rel, both closed when
+// the test ends.
+func openDir(t *testing.T, base, rel string) (*Root, *Dir) {
+	t.Helper()
+	r := openRoot(t, base)
+	d, err := r.OpenDir(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	return r, d
+}
+
+// fatalIf returns a function that ends the test at the first error it is
+// given.
+func fatalIf(t *testing.T) func(error) {
+	return func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

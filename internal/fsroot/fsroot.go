@@ -573,24 +573,30 @@ func (r *Root) Open(rel string) (*os.File, error) {
 // component fails with ELOOP. perm (& 07777, subject to the umask) is used
 // when a file is created.
 func (r *Root) OpenFile(rel string, flag int, perm uint32) (*os.File, error) {
-	p, err := clean(rel)
-	if err != nil {
-		return nil, wrapPath("open", rel, err)
-	}
-	flags := uint64(flag) | unix.O_NOFOLLOW
 	var mode uint64
 	if flag&unix.O_CREAT != 0 || flag&unix.O_TMPFILE == unix.O_TMPFILE {
 		mode = uint64(perm & 0o7777)
 	}
+	f, _, err := r.open("open", rel, uint64(flag)|unix.O_NOFOLLOW, mode)
+	return f, err
+}
+
+// open opens rel beneath the root with openat2 flags and mode, for the
+// operation op (named in errors), and returns the file and rel cleaned.
+func (r *Root) open(op, rel string, flags, mode uint64) (*os.File, string, error) {
+	p, err := clean(rel)
+	if err != nil {
+		return nil, "", wrapPath(op, rel, err)
+	}
 	var fd int
-	err = r.do("open", rel, func(rootfd int) (err error) {
+	err = r.do(op, rel, func(rootfd int) (err error) {
 		fd, err = openBeneath(rootfd, dotIfRoot(p), flags, mode)
 		return err
 	})
 	if err != nil {
-		return nil, wrapPath("open", rel, err)
+		return nil, "", wrapPath(op, rel, err)
 	}
-	return os.NewFile(uintptr(fd), filepath.Join(r.path, p)), nil
+	return os.NewFile(uintptr(fd), filepath.Join(r.path, p)), p, nil
 }
 
 // Mkdir creates the directory rel with mode perm & 07777 (subject to the

@@ -96,6 +96,20 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
+// wantsErr reports whether a case wants an error, and then checks that err
+// is it (errors.Is): the caller skips its checks of a success. call names
+// the call in the message ("Op(args)").
+func wantsErr(t *testing.T, err, want error, call string) bool {
+	t.Helper()
+	if want == nil {
+		return false
+	}
+	if !errors.Is(err, want) {
+		t.Errorf("%s = %v; want %v", call, err, want)
+	}
+	return true
+}
+
 // snapshot describes every entry beneath base except the root's subtree:
 // type, mode, size, mtime, inode, link count, and content or link target.
 func snapshot(t *testing.T, e *env) map[string]string {
@@ -311,10 +325,7 @@ func TestLstat(t *testing.T) {
 	}
 	for _, tc := range tests {
 		info, err := e.r.Lstat(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Lstat(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("Lstat(%q)", tc.rel)) {
 			continue
 		}
 		if err != nil {
@@ -564,10 +575,7 @@ func TestMkdir(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := tc.fn(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("%s(%q) = %v; want %v", tc.name, tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("%s(%q)", tc.name, tc.rel)) {
 			continue
 		}
 		if err != nil {
@@ -619,10 +627,7 @@ func TestSymlinkReadlink(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := e.r.Symlink(tc.target, tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Symlink(%q, %q) = %v; want %v", tc.target, tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("Symlink(%q, %q)", tc.target, tc.rel)) {
 			continue
 		}
 		if err != nil {
@@ -756,6 +761,31 @@ func TestRename(t *testing.T) {
 	}
 }
 
+// removeCase is one call of a removing operation: afterwards rel is gone,
+// or the call failed with wantErr.
+type removeCase struct {
+	rel     string
+	wantErr error
+}
+
+// checkRemoves calls remove (the operation name) on each case's rel and
+// checks the error it returns and that rel is gone after a success.
+func checkRemoves(t *testing.T, e *env, name string, remove func(rel string) error, tests []removeCase) {
+	t.Helper()
+	for _, tc := range tests {
+		err := remove(tc.rel)
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("%s(%q)", name, tc.rel)) {
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s(%q): %v", name, tc.rel, err)
+		}
+		if _, err := os.Lstat(e.in(tc.rel)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s(%q): still exists", name, tc.rel)
+		}
+	}
+}
+
 func TestRemove(t *testing.T) {
 	e := newEnv(t)
 	mustWrite(t, e.in("f"), "x")
@@ -764,10 +794,7 @@ func TestRemove(t *testing.T) {
 	mustMkdir(t, e.in("empty"))
 	mustMkdir(t, e.in("full"))
 	mustWrite(t, e.in("full/x"), "x")
-	tests := []struct {
-		rel     string
-		wantErr error
-	}{
+	tests := []removeCase{
 		{"f", nil},
 		{"sl", nil},
 		{"empty", nil},
@@ -778,21 +805,7 @@ func TestRemove(t *testing.T) {
 		{".", syscall.EINVAL},
 		{"../root", ErrEscape},
 	}
-	for _, tc := range tests {
-		err := e.r.Remove(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Remove(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("Remove(%q): %v", tc.rel, err)
-		}
-		if _, err := os.Lstat(e.in(tc.rel)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("Remove(%q): still exists", tc.rel)
-		}
-	}
+	checkRemoves(t, e, "Remove", e.r.Remove, tests)
 	if got := readFile(t, e.in("target")); got != "t" {
 		t.Errorf("symlink target changed: %q", got)
 	}
@@ -820,10 +833,7 @@ func TestRemoveAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := snapshot(t, e)
-	tests := []struct {
-		rel     string
-		wantErr error
-	}{
+	tests := []removeCase{
 		{"t", nil},
 		{"single", nil},
 		{"missing", nil},
@@ -832,21 +842,7 @@ func TestRemoveAll(t *testing.T) {
 		{"./", syscall.EINVAL},
 		{"..", ErrEscape},
 	}
-	for _, tc := range tests {
-		err := e.r.RemoveAll(tc.rel)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("RemoveAll(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("RemoveAll(%q): %v", tc.rel, err)
-		}
-		if _, err := os.Lstat(e.in(tc.rel)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("RemoveAll(%q): still exists", tc.rel)
-		}
-	}
+	checkRemoves(t, e, "RemoveAll", e.r.RemoveAll, tests)
 	if got := readFile(t, e.in("keep")); got != "k" {
 		t.Errorf("keep = %q", got)
 	}
@@ -880,10 +876,7 @@ func TestChmod(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := e.r.Chmod(tc.rel, tc.perm)
-		if tc.wantErr != nil {
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Chmod(%q) = %v; want %v", tc.rel, err, tc.wantErr)
-			}
+		if wantsErr(t, err, tc.wantErr, fmt.Sprintf("Chmod(%q)", tc.rel)) {
 			continue
 		}
 		info, lerr := e.r.Lstat(tc.rel)
@@ -923,10 +916,7 @@ func TestLchtimes(t *testing.T) {
 		}
 		for _, tc := range tests {
 			err := e.r.Lchtimes(tc.rel, tc.atime, tc.mtime)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Errorf("%s: Lchtimes(%q) = %v; want %v", base, tc.rel, err, tc.wantErr)
-				}
+			if wantsErr(t, err, tc.wantErr, fmt.Sprintf("%s: Lchtimes(%q)", base, tc.rel)) {
 				continue
 			}
 			if err != nil {
@@ -1497,6 +1487,14 @@ func TestBeyondPathMax(t *testing.T) {
 		t.Errorf("Dir.ReadFile = %q, %v", buf[:n], err)
 	}
 	d.Close()
+	pin, err := e.r.Pin(deep + "/file")
+	if err != nil {
+		t.Fatalf("Pin: %v", err)
+	}
+	if info, err := pin.Info(); err != nil || info.Size != 4 {
+		t.Errorf("Pinned.Info = %+v, %v", info, err)
+	}
+	pin.Close()
 	if err := e.r.Symlink("file", deep+"/link"); err != nil {
 		t.Fatalf("Symlink: %v", err)
 	}

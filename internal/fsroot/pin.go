@@ -22,19 +22,11 @@ type Pinned struct {
 // Pin takes a handle on rel, never following a final symlink (a symlink
 // is pinned itself).
 func (r *Root) Pin(rel string) (*Pinned, error) {
-	p, err := clean(rel)
+	f, p, err := r.open("pin", rel, unix.O_PATH|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, wrapPath("pin", rel, err)
+		return nil, err
 	}
-	var fd int
-	err = r.do("pin", rel, func(rootfd int) (err error) {
-		fd, err = openat2(rootfd, dotIfRoot(p), unix.O_PATH|unix.O_NOFOLLOW, 0, resolveFlags)
-		return err
-	})
-	if err != nil {
-		return nil, wrapPath("pin", rel, err)
-	}
-	return &Pinned{f: os.NewFile(uintptr(fd), filepath.Join(r.path, p)), rel: p}, nil
+	return &Pinned{f: f, rel: p}, nil
 }
 
 // Info returns the fstat(2) information of the pinned inode.

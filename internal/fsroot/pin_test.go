@@ -13,18 +13,11 @@ import (
 func TestPin(t *testing.T) {
 	base := t.TempDir()
 	outside := filepath.Join(t.TempDir(), "outside")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := fatalIf(t)
 	must(os.WriteFile(outside, []byte("x"), 0o640))
 	must(os.WriteFile(filepath.Join(base, "f"), []byte("f"), 0o600))
 	must(os.Symlink(outside, filepath.Join(base, "link")))
-	r, err := Open(base)
-	must(err)
-	defer r.Close()
+	r := openRoot(t, base)
 
 	p, err := r.Pin("f")
 	must(err)

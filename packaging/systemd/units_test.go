@@ -28,12 +28,8 @@ func TestVerify(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"verify", "--man=no"}
 	for _, u := range units {
-		data, err := os.ReadFile(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data = []byte(strings.ReplaceAll(string(data), "/usr/bin/xfer", "/bin/true"))
-		if err := os.WriteFile(filepath.Join(dir, u), data, 0o644); err != nil {
+		data := strings.ReplaceAll(mustRead(t, u), "/usr/bin/xfer", "/bin/true")
+		if err := os.WriteFile(filepath.Join(dir, u), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		args = append(args, filepath.Join(dir, u))
