@@ -32,10 +32,12 @@ letters, digits, '.', '_' and '-', and are not case-sensitive.`,
 
 func newRemoteAddCmd(a *app) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "add NAME {xfer://HOST:PORT | HOST:PORT | --agents HOST:PORT,...}",
+		Use:   "add NAME {xfer://HOST:PORT | HOST:PORT | ssh://[USER@]HOST[:PORT]/PATH | --agents HOST:PORT,...}",
 		Short: "Add a named remote to the config file",
 		Long: `Add defines the remote NAME: one xfer serve peer given as xfer://HOST:PORT
-(or HOST:PORT), or several agents with --agents. --token-file names the file
+(or HOST:PORT), several agents with --agents, or a directory on a host
+reached through ssh, ssh://[USER@]HOST[:PORT]/PATH (/~/PATH for the remote
+home; NAME:SUB is then SUB beneath PATH; see docs/ssh.md). --token-file names the file
 holding the shared token of a server started with --token-file; the --tls-*
 flags say how to reach a server that serves TLS. They are stored in the
 remote's entry (files as absolute paths) and win over the same flags of
@@ -46,6 +48,7 @@ The config file and its directory are created if missing (mode 0600 and
 0700). These flags describe one remote, so they are read from the command
 line only, never from XFER_* variables or the config file.`,
 		Example: `  xfer remote add nodeA xfer://10.0.0.1:7878
+  xfer remote add lab ssh://me@lab.example.org/~/data
   xfer remote add pool --agents 10.0.0.2:7878,10.0.0.3:7878 --token-file /etc/xfer/token
   xfer copy ./results nodeA:/incoming`,
 		Args:              usageArgs(cobra.RangeArgs(1, 2)),
@@ -73,11 +76,18 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 	fl := cmd.Flags()
 	agents, _ := fl.GetStringSlice("agents")
 	force, _ := fl.GetBool("force")
+	var sshTarget *location.SSH
 	switch {
 	case len(args) == 2 && len(agents) > 0:
 		return exitcode.Usagef("remote add: give the address as an argument or with --agents, not both")
 	case len(args) == 1 && len(agents) == 0:
 		return exitcode.Usagef("remote add: give the address: xfer remote add %s xfer://HOST:PORT (or --agents HOST:PORT,...)", name)
+	case len(args) == 2 && strings.HasPrefix(args[1], "ssh://"):
+		t, err := location.ParseSSHURL(args[1])
+		if err != nil {
+			return exitcode.Usagef("remote add: %v", err)
+		}
+		sshTarget = &t
 	case len(args) == 2:
 		addr, err := parseRemoteAddr(args[1])
 		if err != nil {
@@ -92,7 +102,7 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 		}
 		agents[i] = ag
 	}
-	r := location.Remote{Name: name, Agents: agents}
+	r := location.Remote{Name: name, Agents: agents, SSH: sshTarget}
 	r.TLSServerName, _ = fl.GetString("tls-server-name")
 	if fl.Changed("tls-data") {
 		b, _ := fl.GetBool("tls-data")
@@ -130,7 +140,7 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 		return exitcode.Usagef("%v", err)
 	}
 	if !a.v.GetBool("quiet") {
-		fmt.Fprintf(a.stdout, "remote %s -> %s saved in %s\n", name, strings.Join(agents, ","), path)
+		fmt.Fprintf(a.stdout, "remote %s -> %s saved in %s\n", name, remoteWhere(r), path)
 	}
 	return nil
 }
@@ -163,6 +173,15 @@ type remoteJSON struct {
 	TLSKey        string   `json:"tls_key,omitempty"`
 	TLSServerName string   `json:"tls_server_name,omitempty"`
 	TLSData       *bool    `json:"tls_data,omitempty"`
+	URL           string   `json:"url,omitempty"` // an ssh:// remote's
+}
+
+// remoteWhere is what a remote names: its agents, or its ssh:// URL.
+func remoteWhere(r location.Remote) string {
+	if r.SSH != nil {
+		return r.SSH.URL()
+	}
+	return strings.Join(r.Agents, ",")
 }
 
 func newRemoteLsCmd(a *app) *cobra.Command {
@@ -174,7 +193,8 @@ func newRemoteLsCmd(a *app) *cobra.Command {
 (HOST:PORT, comma-separated), token file and TLS (the CA file, "+cert" with a
 client certificate). With --json it prints one object per remote and line,
 with the entry's keys: {"name", "agents", "token_file", "tls_ca",
-"tls_cert", "tls_key", "tls_server_name", "tls_data"} (unset ones left out).
+"tls_cert", "tls_key", "tls_server_name", "tls_data", "url"} (unset ones
+left out; url is an ssh:// remote's, whose agents column shows it).
 Exit status 2 if the remotes section is invalid.`,
 		Args:              usageArgs(cobra.NoArgs),
 		ValidArgsFunction: cobra.NoFileCompletions,
@@ -191,7 +211,11 @@ Exit status 2 if the remotes section is invalid.`,
 			if a.v.GetBool("json") {
 				enc := json.NewEncoder(a.stdout)
 				for _, r := range rs {
-					if err := enc.Encode(remoteJSON{r.Name, r.Agents, r.TokenFile, r.TLSCA, r.TLSCert, r.TLSKey, r.TLSServerName, r.TLSData}); err != nil {
+					rj := remoteJSON{r.Name, r.Agents, r.TokenFile, r.TLSCA, r.TLSCert, r.TLSKey, r.TLSServerName, r.TLSData, ""}
+					if r.SSH != nil {
+						rj.URL = r.SSH.URL()
+					}
+					if err := enc.Encode(rj); err != nil {
 						return err
 					}
 				}
@@ -216,7 +240,7 @@ Exit status 2 if the remotes section is invalid.`,
 				if r.TLSCert != "" {
 					tlsDesc += "+cert"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, strings.Join(r.Agents, ","), dash(r.TokenFile), dash(tlsDesc))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, remoteWhere(r), dash(r.TokenFile), dash(tlsDesc))
 			}
 			return tw.Flush()
 		},
