@@ -279,7 +279,8 @@ func TestSSHNamedRemote(t *testing.T) {
 		t.Fatal(r)
 	}
 	src := fileTree(t, map[string]string{"a.txt": "alpha", "d/b.txt": "beta"})
-	r := xferEnv(t, env, append([]string{"copy", src, "lab:sub"}, h.flags()...)...)
+	// The ssh settings come from XFER_* as well as from flags.
+	r := xferEnv(t, append(env, "XFER_SSH_COMMAND="+h.command, "XFER_XFER_PATH="+xferBin), "copy", src, "lab:sub")
 	if r.code != 0 {
 		t.Fatal(r)
 	}

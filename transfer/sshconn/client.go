@@ -35,6 +35,9 @@ const (
 	DataInline = "inline" // inside ssh channels only
 )
 
+// directWait bounds an auto-mode attempt at a direct data stream.
+const directWait = 2 * time.Second
+
 // Target is the account an ssh:// location names.
 type Target struct {
 	User string // empty: ssh's default (its config, or the local user)
@@ -209,7 +212,14 @@ func (f *Far) DialData(ctx context.Context, i int) (net.Conn, error) {
 	inline := f.inline
 	f.mu.Unlock()
 	if !inline {
-		d := net.Dialer{Timeout: f.o.Timeout, KeepAlive: 15 * time.Second}
+		// A listener behind a firewall or NAT often drops the attempt
+		// rather than refuse it: in auto mode, wait only briefly, so that
+		// the inline streams still fit in the session's set-up time.
+		wait := f.o.Timeout
+		if f.o.Data == DataAuto {
+			wait = min(wait/4, directWait)
+		}
+		d := net.Dialer{Timeout: wait, KeepAlive: 15 * time.Second}
 		c, err := d.DialContext(ctx, "tcp", f.hello.DataAddr)
 		if err == nil || f.o.Data == DataDirect {
 			if err != nil {
