@@ -308,6 +308,9 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 			}
 			r.TLSData = &b
 		}
+		if r.SSH != nil && (r.TokenFile != "" || r.TLSCA != "" || r.TLSCert != "" || r.TLSKey != "" || r.TLSServerName != "" || r.TLSData != nil) {
+			return nil, fmt.Errorf("remote %q: token_file and the tls_* keys do not apply to an ssh:// url (ssh authenticates; see --ssh-command)", name)
+		}
 		if prev, dup := out[strings.ToLower(name)]; dup {
 			return nil, fmt.Errorf("remotes %q and %q differ only in letter case, and remote names are not case-sensitive: rename or remove one", prev.Name, name)
 		}

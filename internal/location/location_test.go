@@ -101,3 +101,19 @@ func TestRemotesFromConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestRemotesFromConfigSSH(t *testing.T) {
+	got, err := RemotesFromConfig(map[string]any{"lab": map[string]any{"url": "ssh://me@lab:2222/~/data"}})
+	if err != nil || got["lab"].SSH == nil || *got["lab"].SSH != (SSH{User: "me", Host: "lab", Port: "2222", Root: "~/data"}) {
+		t.Fatalf("RemotesFromConfig = %+v, %v", got["lab"], err)
+	}
+	for _, bad := range []map[string]any{
+		{"url": "ssh://lab/x", "token_file": "/t"},
+		{"url": "ssh://lab/x", "agents": []any{"h:1"}},
+		{"url": "ssh://lab/~bob"},
+	} {
+		if _, err := RemotesFromConfig(map[string]any{"lab": bad}); err == nil {
+			t.Errorf("RemotesFromConfig(%v) accepted it", bad)
+		}
+	}
+}
