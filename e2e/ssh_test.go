@@ -290,3 +290,47 @@ func TestSSHNamedRemote(t *testing.T) {
 		t.Fatalf("single file from lab:sub/d/b.txt: %q\n%s", got, r)
 	}
 }
+
+// TestSSHFallsBackInline runs the client in a network namespace of its
+// own, where the far side's listener cannot be reached while ssh (entered
+// into the test's namespace) still can: auto carries the data inside ssh
+// instead, and direct fails with one line.
+func TestSSHFallsBackInline(t *testing.T) {
+	h := startSSHD(t)
+	unshare := needTool(t, "unshare", "a client that cannot reach the far side's listener")
+	nsenter := needTool(t, "nsenter", "ssh reaching sshd from that client")
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	if r := runCmd(t, nil, unshare, "-n", "true"); r.code != 0 {
+		t.Skipf("cannot make a network namespace here: %s", r)
+	}
+	command := fmt.Sprintf("%s --net=/proc/%d/ns/net %s", nsenter, os.Getpid(), h.command)
+	src := fileTree(t, map[string]string{"a.txt": "alpha", "d/b.txt": "beta"})
+	for _, tc := range []struct {
+		data string
+		code int
+	}{{"auto", 0}, {"direct", 3}} {
+		t.Run(tc.data, func(t *testing.T) {
+			far := t.TempDir()
+			args := []string{"-n", xferBin, "copy", src, h.url(far + "/dst"), "--ssh-data", tc.data, "--ssh-command", command, "--xfer-path", xferBin}
+			if tc.code == 0 {
+				args = append(args, "--json")
+			}
+			r := runCmd(t, nil, unshare, args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", r.code, tc.code, r)
+			}
+			if tc.code != 0 {
+				if msg := strings.TrimSpace(r.stderr); strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "data stream 0: the far side's listener 127.0.0.1:") || !strings.Contains(msg, "(--ssh-data=direct)") {
+					t.Errorf("want one line naming the stream, the far side's listener and --ssh-data=direct, got:\n%s", r)
+				}
+				return
+			}
+			if _, s := jsonRun(t, r); s.SSHData != "inline" {
+				t.Errorf("ssh_data %q, want inline", s.SSHData)
+			}
+			sameTree(t, src, filepath.Join(far, "dst"))
+		})
+	}
+}

@@ -259,6 +259,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		return fail(peerErr(addr, "chose transport %q, which this binary lacks", w.Transport))
 	}
 	s := newSession(conn, fr, o.Log, o.IdleTimeout)
+	if o.Conn != nil {
+		s.peer = addr // the pipes of a process have no address to show
+	}
 	if o.pool != nil {
 		s.shareMemory(o.pool, o.poolLimit)
 	}

@@ -223,7 +223,12 @@ func (f *Far) DialData(ctx context.Context, i int) (net.Conn, error) {
 		c, err := d.DialContext(ctx, "tcp", f.hello.DataAddr)
 		if err == nil || f.o.Data == DataDirect {
 			if err != nil {
-				return nil, fmt.Errorf("data stream %d to %s (--ssh-data=direct): %w", i, f.hello.DataAddr, err)
+				// "connection refused", without Go's "dial tcp ADDR: connect:"
+				var se *os.SyscallError
+				if errors.As(err, &se) && se.Err != nil {
+					err = se.Err
+				}
+				return nil, fmt.Errorf("the far side's listener %s (--ssh-data=direct): %v", f.hello.DataAddr, err)
 			}
 			return c, nil
 		}
