@@ -32,12 +32,13 @@ letters, digits, '.', '_' and '-', and are not case-sensitive.`,
 
 func newRemoteAddCmd(a *app) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "add NAME {xfer://HOST:PORT | HOST:PORT | ssh://[USER@]HOST[:PORT]/PATH | --agents HOST:PORT,...}",
+		Use:   "add NAME {xfer://HOST:PORT | HOST:PORT | ssh://[USER@]HOST[:PORT]/PATH | --agents HOST:PORT,... | --ssh [USER@]HOST[:PATH]}",
 		Short: "Add a named remote to the config file",
 		Long: `Add defines the remote NAME: one xfer serve peer given as xfer://HOST:PORT
 (or HOST:PORT), several agents with --agents, or a directory on a host
 reached through ssh, ssh://[USER@]HOST[:PORT]/PATH (/~/PATH for the remote
-home; NAME:SUB is then SUB beneath PATH; see docs/ssh.md). --token-file names the file
+home; or --ssh [USER@]HOST[:PATH] as rsync writes it; NAME:SUB is then SUB
+beneath PATH; see docs/ssh.md). --token-file names the file
 holding the shared token of a server started with --token-file; the --tls-*
 flags say how to reach a server that serves TLS. They are stored in the
 remote's entry (files as absolute paths) and win over the same flags of
@@ -49,6 +50,7 @@ The config file and its directory are created if missing (mode 0600 and
 line only, never from XFER_* variables or the config file.`,
 		Example: `  xfer remote add nodeA xfer://10.0.0.1:7878
   xfer remote add lab ssh://me@lab.example.org/~/data
+  xfer remote add lab2 --ssh me@lab.example.org:data
   xfer remote add pool --agents 10.0.0.2:7878,10.0.0.3:7878 --token-file /etc/xfer/token
   xfer copy ./results nodeA:/incoming`,
 		Args:              usageArgs(cobra.RangeArgs(1, 2)),
@@ -63,6 +65,7 @@ line only, never from XFER_* variables or the config file.`,
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	f.String("tls-server-name", "", "name to verify in the server's certificate, if not the host of its address")
 	f.Bool("tls-data", true, "keep data streams inside TLS (stored only when given; false lets bulk data bypass TLS if the server allows it)")
+	f.String("ssh", "", "a directory on a host reached through ssh, in rsync's form [USER@]HOST[:PATH] (PATH in the home directory unless absolute), instead of the address argument")
 	f.Bool("force", false, "replace an existing remote of the same name")
 	return c
 }
@@ -76,8 +79,17 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 	fl := cmd.Flags()
 	agents, _ := fl.GetStringSlice("agents")
 	force, _ := fl.GetBool("force")
+	sshShort, _ := fl.GetString("ssh")
 	var sshTarget *location.SSH
 	switch {
+	case sshShort != "" && (len(args) == 2 || len(agents) > 0):
+		return exitcode.Usagef("remote add: give the address as an argument, with --agents or with --ssh, only one")
+	case sshShort != "":
+		t, err := location.ParseSSHShort(sshShort)
+		if err != nil {
+			return exitcode.Usagef("remote add: --ssh %v", err)
+		}
+		sshTarget = &t
 	case len(args) == 2 && len(agents) > 0:
 		return exitcode.Usagef("remote add: give the address as an argument or with --agents, not both")
 	case len(args) == 1 && len(agents) == 0:
@@ -121,6 +133,13 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(a.stderr, "xfer: warning: --%s: %v (recorded anyway)\n", flag, err)
 		}
 		*dst = abs
+	}
+	if sshTarget != nil {
+		for _, flag := range []string{"token-file", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "tls-data"} {
+			if fl.Changed(flag) {
+				return exitcode.Usagef("remote add: --%s does not apply to a remote reached through ssh (ssh authenticates it)", flag)
+			}
+		}
 	}
 	if (r.TLSCert == "") != (r.TLSKey == "") {
 		return exitcode.Usagef("remote add: --tls-cert and --tls-key go together")

@@ -289,6 +289,18 @@ func TestSSHNamedRemote(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(far, "one/b.txt")); r.code != 0 || string(got) != "beta" {
 		t.Fatalf("single file from lab:sub/d/b.txt: %q\n%s", got, r)
 	}
+	// rsync's HOST:PATH form (the port then comes from the ssh command).
+	if r := xferEnv(t, env, "remote", "add", "lab2", "--ssh", "127.0.0.1:"+far+"/base"); r.code != 0 {
+		t.Fatal(r)
+	}
+	r = xferEnv(t, env, "copy", "lab2:sub", filepath.Join(far, "two"), "--ssh-command", h.command+" -p "+h.port, "--xfer-path", xferBin)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	sameTree(t, src, filepath.Join(far, "two"))
+	if r := xferEnv(t, env, "remote", "add", "lab3", "--ssh", "127.0.0.1:/x", "--token-file", "/etc/hostname"); r.code != 2 || !strings.Contains(r.stderr, "does not apply") {
+		t.Errorf("--token-file with --ssh: want exit 2 saying it does not apply\n%s", r)
+	}
 }
 
 // TestSSHFallsBackInline runs the client in a network namespace of its

@@ -190,6 +190,37 @@ func ParseSSHURL(s string) (SSH, error) {
 	return t, nil
 }
 
+// ParseSSHShort parses rsync's [USER@]HOST[:PATH]: PATH is in the remote
+// user's home directory unless it is absolute, and no PATH is the home
+// directory itself.
+func ParseSSHShort(s string) (SSH, error) {
+	user, rest := "", s
+	if at := strings.IndexByte(s, '@'); at >= 0 && !strings.ContainsAny(s[:at], ":/") {
+		user, rest = s[:at+1], s[at+1:]
+	}
+	hostPart, p, _ := strings.Cut(rest, ":")
+	if strings.HasPrefix(rest, "[") { // [IPv6]:PATH
+		end := strings.Index(rest, "]")
+		if end < 0 || end+1 < len(rest) && rest[end+1] != ':' {
+			return SSH{}, fmt.Errorf("%q: want [USER@]HOST[:PATH]", s)
+		}
+		hostPart, p = rest[:end+1], strings.TrimPrefix(rest[end+1:], ":")
+	}
+	if strings.Contains(hostPart, "/") || hostPart == "" {
+		return SSH{}, fmt.Errorf("%q: want [USER@]HOST[:PATH]", s)
+	}
+	hostPart = user + hostPart
+	switch {
+	case p == "" || p == "~":
+		p = "/~"
+	case strings.HasPrefix(p, "~/"):
+		p = "/" + p
+	case !strings.HasPrefix(p, "/"):
+		p = "/~/" + p
+	}
+	return ParseSSHURL("ssh://" + hostPart + p)
+}
+
 // URL is the ssh:// form of t.
 func (t SSH) URL() string {
 	s := "ssh://"

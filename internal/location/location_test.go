@@ -117,3 +117,23 @@ func TestRemotesFromConfigSSH(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSSHShort(t *testing.T) {
+	for in, want := range map[string]string{
+		"me@lab:data":    "ssh://me@lab/~/data",
+		"lab:/srv/x":     "ssh://lab/srv/x",
+		"lab":            "ssh://lab/~",
+		"lab:~/d":        "ssh://lab/~/d",
+		"me@[::1]:/data": "ssh://me@[::1]/data",
+	} {
+		got, err := ParseSSHShort(in)
+		if err != nil || got.URL() != want {
+			t.Errorf("ParseSSHShort(%q) = %q, %v; want %s", in, got.URL(), err, want)
+		}
+	}
+	for _, bad := range []string{"", ":x", "a/b:c", "lab:../x", "[::1:x"} {
+		if _, err := ParseSSHShort(bad); err == nil {
+			t.Errorf("ParseSSHShort(%q) accepted it", bad)
+		}
+	}
+}
