@@ -120,6 +120,9 @@ func Start(ctx context.Context, t Target, o Options) (*Far, error) {
 	typ, payload, err := wire.ReadFrameExact(f.conn, 64<<10)
 	f.conn.SetDeadline(time.Time{})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, f.fail(fmt.Errorf("starting xfer on %s: %w", t, context.Cause(ctx)))
+		}
 		return nil, f.fail(f.startError(err))
 	}
 	if typ != wire.FrameStdio || wire.Decode(payload, &f.hello) != nil || f.hello.Proto != "xfer-stdio" {
