@@ -75,7 +75,7 @@ user the server runs as.`,
 	sizeRangeFlag(f, "max-session-memory", "256M", 64<<20, 0, "receive-buffer memory one session may use (caps its data streams; at least 64M)")
 	sizeRangeFlag(f, "max-memory", "1G", 64<<20, 0, "receive-buffer memory of all sessions together; messages wait for room beyond it (at least --max-session-memory)")
 	f.Bool("stdio", false, "serve one session on standard input and output (what ssh:// locations start through ssh); --root defaults to the home directory, ~ and relative paths are in it; data streams connect to an ephemeral port that admits only this run (see docs/ssh.md)")
-	f.String("stdio-listen", "", "with --stdio: the address to accept this run's data streams on (default: the one the ssh client reached, from SSH_CONNECTION)")
+	f.String("stdio-listen", "", "with --stdio: the address to accept this run's data streams on (default: the one the ssh client reached, from SSH_CONNECTION), or unix for a Unix socket in a private directory (no network port; data only through ssh)")
 	f.String("stdio-relay", "", "carry one inline data stream between standard input and output and ADDR (started by ssh:// clients)")
 	f.MarkHidden("stdio-relay")
 	f.StringSlice("push-allow", nil, "servers third-party jobs may push to: CIDR, IP, IP:PORT or HOST:PORT (comma-separated or repeated), or none (default: any server that accepts the job's ticket)")

@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/sshconn"
-	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // addSSHFlags declares how copy and sync reach ssh:// locations.
@@ -85,9 +83,7 @@ func stdioRoot(root string) (string, error) {
 // serveStdio runs srv for one session on standard input and output, with
 // ln for its data streams and third-party sessions.
 func (a *app) serveStdio(ctx context.Context, srv *transfer.Server, ln net.Listener, token []byte) error {
-	hello := wire.StdioHello{Proto: "xfer-stdio", Version: transfer.ProtocolVersion, Server: versionString(),
-		DataAddr: ln.Addr().String(), Token: hex.EncodeToString(token)}
-	return sshconn.ServeStdio(ctx, os.Stdin, os.Stdout, ln, hello, srv.Serve)
+	return sshconn.ServeStdio(ctx, os.Stdin, os.Stdout, ln, sshconn.Announce(ln, versionString(), token), srv.Serve)
 }
 
 // stdioToken is the one-run secret of `serve --stdio`.

@@ -266,6 +266,15 @@ func TestSSHThirdParty(t *testing.T) {
 		t.Errorf("summary: ssh_data %q, %d files; want direct and the tree", s.SSHData, s.FilesTransferred)
 	}
 	sameTree(t, src, filepath.Join(b, "dst"))
+	// Inline, the destination opens no network port the source could
+	// push to.
+	r = xfer(t, append([]string{"copy", h.url(a + "/src"), h.url(b + "/inline"), "--ssh-data", "inline"}, h.flags()...)...)
+	if r.code != 2 || !strings.Contains(r.stderr, "--ssh-data=inline does not open") {
+		t.Errorf("host to host with --ssh-data=inline: want exit 2 and why\n%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(b, "inline")); err == nil {
+		t.Error("the refused copy created its destination")
+	}
 }
 
 // TestSSHNamedRemote: a remote of type ssh saved with `xfer remote add`

@@ -200,8 +200,10 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		if dfar != nil {
 			// The far side lives as long as this session: keep it until
 			// the source has delivered, to its listener.
-			spec.DstAddr = dfar.DataAddr()
 			defer ds.Close()
+			if spec.DstAddr = dfar.DataAddr(); spec.DstAddr == "" {
+				return exitcode.Usagef("%s: a host-to-host copy needs the destination's network listener, which --ssh-data=inline does not open; use --ssh-data=auto, or copy through this machine", dst)
+			}
 		}
 		if src.SSH != nil || dst.SSH != nil {
 			// The source pushes to the destination's listener itself.

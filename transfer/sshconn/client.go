@@ -102,8 +102,9 @@ func Start(ctx context.Context, t Target, o Options) (*Far, error) {
 	}
 	args := []string{"serve", "--stdio", "--root", o.Root}
 	if o.Data == DataInline {
-		// Nothing outside the far host needs the listener.
-		args = append(args, "--stdio-listen", "127.0.0.1")
+		// Nothing outside the far host needs the listener: a Unix socket
+		// in a private directory then, and no network port.
+		args = append(args, "--stdio-listen", ListenUnix)
 	}
 	p, err := startProcess(t, o, args)
 	if err != nil {
@@ -191,9 +192,15 @@ func (f *Far) Token() []byte {
 	return b
 }
 
-// DataAddr is the far side's listener (host:port): data streams and
-// third-party sessions connect there.
-func (f *Far) DataAddr() string { return f.hello.DataAddr }
+// DataAddr is the far side's listener (host:port) that third-party
+// sessions connect to; "" when it listens on a Unix socket
+// (--ssh-data=inline), which only ssh relays reach.
+func (f *Far) DataAddr() string {
+	if f.hello.DataNet == "unix" {
+		return ""
+	}
+	return f.hello.DataAddr
+}
 
 // DataPath is DataDirect or DataInline: how the data streams opened so
 // far travel.
@@ -212,7 +219,7 @@ func (f *Far) DataPath() string {
 // way.
 func (f *Far) DialData(ctx context.Context, i int) (net.Conn, error) {
 	f.mu.Lock()
-	inline := f.inline
+	inline := f.inline || f.hello.DataNet == "unix"
 	f.mu.Unlock()
 	if !inline {
 		// A listener behind a firewall or NAT often drops the attempt
@@ -239,7 +246,7 @@ func (f *Far) DialData(ctx context.Context, i int) (net.Conn, error) {
 		f.inline = true
 		f.mu.Unlock()
 	}
-	p, err := startProcess(f.t, f.o, []string{"serve", "--stdio-relay", f.hello.DataAddr})
+	p, err := startProcess(f.t, f.o, []string{"serve", "--stdio-relay", RelayTarget(f.hello)})
 	if err != nil {
 		return nil, fmt.Errorf("data stream %d through ssh: %w", i, err)
 	}

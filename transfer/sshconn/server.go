@@ -2,10 +2,12 @@ package sshconn
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -15,10 +17,28 @@ import (
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
-// DataListener listens on an ephemeral port for one run's data streams
-// and third-party sessions: on host when given, else on the address the
-// ssh client reached this machine by (SSH_CONNECTION), else on loopback.
+// ListenUnix is DataListener's host for a Unix socket in a private
+// directory: no network port at all, for inline data only.
+const ListenUnix = "unix"
+
+// DataListener listens for one run's data streams and third-party
+// sessions: with host ListenUnix on a Unix socket in a new directory only
+// this user can enter, else on an ephemeral TCP port of host when given,
+// of the address the ssh client reached this machine by
+// (SSH_CONNECTION), or of loopback.
 func DataListener(host string) (net.Listener, error) {
+	if host == ListenUnix {
+		dir, err := os.MkdirTemp("", "xfer-stdio-")
+		if err != nil {
+			return nil, fmt.Errorf("directory for the data socket: %w", err)
+		}
+		ln, err := net.Listen("unix", filepath.Join(dir, "data"))
+		if err != nil {
+			os.Remove(dir)
+			return nil, fmt.Errorf("listen for data streams in %s: %w", dir, err)
+		}
+		return &dirListener{Listener: ln, dir: dir}, nil
+	}
 	if host == "" {
 		host = "127.0.0.1"
 		if f := strings.Fields(os.Getenv("SSH_CONNECTION")); len(f) == 4 && net.ParseIP(f[2]) != nil {
@@ -30,6 +50,29 @@ func DataListener(host string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen for data streams on %s: %w", host, err)
 	}
 	return ln, nil
+}
+
+// dirListener removes its socket's private directory when closed.
+type dirListener struct {
+	net.Listener
+	dir string
+}
+
+func (l *dirListener) Close() error {
+	err := l.Listener.Close()
+	os.RemoveAll(l.dir)
+	return err
+}
+
+// Announce is what ServeStdio says first: the protocol, the listener ln
+// and the run's token, with server naming this build.
+func Announce(ln net.Listener, server string, token []byte) wire.StdioHello {
+	h := wire.StdioHello{Proto: "xfer-stdio", Version: wire.ProtocolVersion, Server: server,
+		DataAddr: ln.Addr().String(), Token: hex.EncodeToString(token)}
+	if ln.Addr().Network() == "unix" {
+		h.DataNet = "unix"
+	}
+	return h
 }
 
 // ServeStdio announces hello on out and has serve run the session that
@@ -75,20 +118,33 @@ func ServeStdio(ctx context.Context, in io.Reader, out io.Writer, ln net.Listene
 	}
 }
 
-// Relay connects to addr, the far side's data listener, and copies
-// between that connection and in and out until either side ends: one
-// inline data stream.
-func Relay(ctx context.Context, addr string, in io.Reader, out io.Writer) error {
+// RelayTarget is the --stdio-relay argument that reaches the listener
+// of hello: host:port, or unix:PATH.
+func RelayTarget(hello wire.StdioHello) string {
+	if hello.DataNet == "unix" {
+		return "unix:" + hello.DataAddr
+	}
+	return hello.DataAddr
+}
+
+// Relay connects to target (RelayTarget: the far side's data listener)
+// and copies between that connection and in and out until either side
+// ends: one inline data stream.
+func Relay(ctx context.Context, target string, in io.Reader, out io.Writer) error {
+	network, addr := "tcp", target
+	if p, ok := strings.CutPrefix(target, "unix:"); ok {
+		network, addr = "unix", p
+	}
 	d := net.Dialer{Timeout: wire.DefaultConnectTimeout}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		return fmt.Errorf("relay to %s: %w", addr, err)
+		return fmt.Errorf("relay to %s: %w", target, err)
 	}
 	defer c.Close()
 	done := make(chan struct{}, 2)
 	go func() {
 		io.Copy(c, in)
-		c.(*net.TCPConn).CloseWrite()
+		c.(interface{ CloseWrite() error }).CloseWrite()
 		done <- struct{}{}
 	}()
 	go func() {

@@ -13,8 +13,10 @@ type StdioHello struct {
 	Version int    `json:"version"` // ProtocolVersion of the far side
 	Server  string `json:"server,omitempty"`
 	// DataAddr is host:port of the far side's listener for this run's
-	// data streams and third-party sessions.
+	// data streams and third-party sessions, or with DataNet "unix" the
+	// path of its Unix socket (reachable only through ssh relays).
 	DataAddr string `json:"data_addr"`
+	DataNet  string `json:"data_net,omitempty"` // "tcp" (the default) or "unix"
 	// Token (hex) is the random secret this serve --stdio process requires
 	// of every session; it lives as long as the process.
 	Token string `json:"token"`
