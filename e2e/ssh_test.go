@@ -143,7 +143,34 @@ func TestSSHDataPaths(t *testing.T) {
 				t.Errorf("pull: the summary does not say how the data went:\n%s", r)
 			}
 			sameTree(t, src, back)
+			farSidesGone(t)
 		})
+	}
+}
+
+// farSidesGone waits (bounded) until no `xfer serve --stdio` of the
+// binary under test runs any more and none left its socket directory: a
+// far side ends with its ssh connection.
+func farSidesGone(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var left []string
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			b, _ := os.ReadFile(p)
+			if args := strings.Split(string(b), "\x00"); len(args) > 2 && args[0] == xferBin && args[1] == "serve" && strings.HasPrefix(args[2], "--stdio") {
+				left = append(left, p)
+			}
+		}
+		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "xfer-stdio-*"))
+		if len(left) == 0 && len(dirs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("far sides still running or their socket directories left 10s after the run: %v %v", left, dirs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
