@@ -189,6 +189,11 @@ func TestSSHRefusals(t *testing.T) {
 	}
 	future := filepath.Join(t.TempDir(), "xfer-future")
 	must(t, os.WriteFile(future, []byte("#!/bin/sh\nprintf '"+esc.String()+"'\nsleep 1\n"), 0o755))
+	// A far-side "xfer" from before serve --stdio, as cobra refuses it.
+	older := filepath.Join(t.TempDir(), "xfer-older")
+	must(t, os.WriteFile(older, []byte("#!/bin/sh\necho 'Error: unknown flag: --stdio' >&2\nexit 2\n"), 0o755))
+	strangerDir := t.TempDir() // an empty known_hosts: the host key is unknown
+	must(t, os.WriteFile(filepath.Join(strangerDir, "known_hosts"), nil, 0o600))
 	otherKey := filepath.Join(t.TempDir(), "other")
 	if r := runCmd(t, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherKey); r.code != 0 {
 		t.Fatal(r)
@@ -200,7 +205,9 @@ func TestSSHRefusals(t *testing.T) {
 	}{
 		{"missing binary", []string{"--ssh-command", h.command, "--xfer-path", "/nonexistent/xfer"}, "xfer not found on 127.0.0.1: install it or pass --xfer-path"},
 		{"other protocol version", []string{"--ssh-command", h.command, "--xfer-path", future}, "xfer on 127.0.0.1 speaks protocol version 99"},
+		{"release without serve --stdio", []string{"--ssh-command", h.command, "--xfer-path", older}, "xfer on 127.0.0.1 does not know serve --stdio"},
 		{"unknown key", []string{"--ssh-command", sshCommand(h.dir, otherKey), "--xfer-path", xferBin}, "Permission denied"},
+		{"unknown host key", []string{"--ssh-command", sshCommand(strangerDir, filepath.Join(h.dir, "user")), "--xfer-path", xferBin}, "Host key verification failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			far := t.TempDir()
