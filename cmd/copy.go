@@ -17,7 +17,8 @@ Every chunk and every file is verified with BLAKE3, and a file appears
 under its final name only once its data is verified and durable.`,
 		Example: `  xfer copy ./results xfer://node1:7878/incoming
   xfer copy xfer://node1:7878/incoming/run1 ./local-copy
-  xfer copy nodeA:/proj nodeB:/proj --dry-run`,
+  xfer copy nodeA:/proj nodeB:/proj --dry-run
+  xfer copy ./results ssh://me@host/~/incoming   # through ssh: see docs/ssh.md`,
 	}, false)
 	c.Flags().Bool("lock", false, "lock the destination directory for the run (flock on the directory itself) so two runs never overlap (sync does by default)")
 	return c

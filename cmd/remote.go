@@ -32,10 +32,13 @@ letters, digits, '.', '_' and '-', and are not case-sensitive.`,
 
 func newRemoteAddCmd(a *app) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "add NAME {xfer://HOST:PORT | HOST:PORT | --agents HOST:PORT,...}",
+		Use:   "add NAME {xfer://HOST:PORT | HOST:PORT | ssh://[USER@]HOST[:PORT]/PATH | --agents HOST:PORT,... | --ssh [USER@]HOST[:PATH]}",
 		Short: "Add a named remote to the config file",
 		Long: `Add defines the remote NAME: one xfer serve peer given as xfer://HOST:PORT
-(or HOST:PORT), or several agents with --agents. --token-file names the file
+(or HOST:PORT), several agents with --agents, or a directory on a host
+reached through ssh, ssh://[USER@]HOST[:PORT]/PATH (/~/PATH for the remote
+home; or --ssh [USER@]HOST[:PATH] as rsync writes it; NAME:SUB is then SUB
+beneath PATH; see docs/ssh.md). --token-file names the file
 holding the shared token of a server started with --token-file; the --tls-*
 flags say how to reach a server that serves TLS. They are stored in the
 remote's entry (files as absolute paths) and win over the same flags of
@@ -46,6 +49,8 @@ The config file and its directory are created if missing (mode 0600 and
 0700). These flags describe one remote, so they are read from the command
 line only, never from XFER_* variables or the config file.`,
 		Example: `  xfer remote add nodeA xfer://10.0.0.1:7878
+  xfer remote add lab ssh://me@lab.example.org/~/data
+  xfer remote add lab2 --ssh me@lab.example.org:data
   xfer remote add pool --agents 10.0.0.2:7878,10.0.0.3:7878 --token-file /etc/xfer/token
   xfer copy ./results nodeA:/incoming`,
 		Args:              usageArgs(cobra.RangeArgs(1, 2)),
@@ -60,6 +65,7 @@ line only, never from XFER_* variables or the config file.`,
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	f.String("tls-server-name", "", "name to verify in the server's certificate, if not the host of its address")
 	f.Bool("tls-data", true, "keep data streams inside TLS (stored only when given; false lets bulk data bypass TLS if the server allows it)")
+	f.String("ssh", "", "a directory on a host reached through ssh, in rsync's form [USER@]HOST[:PATH] (PATH in the home directory unless absolute), instead of the address argument")
 	f.Bool("force", false, "replace an existing remote of the same name")
 	return c
 }
@@ -73,11 +79,27 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 	fl := cmd.Flags()
 	agents, _ := fl.GetStringSlice("agents")
 	force, _ := fl.GetBool("force")
+	sshShort, _ := fl.GetString("ssh")
+	var sshTarget *location.SSH
 	switch {
+	case sshShort != "" && (len(args) == 2 || len(agents) > 0):
+		return exitcode.Usagef("remote add: give the address as an argument, with --agents or with --ssh, only one")
+	case sshShort != "":
+		t, err := location.ParseSSHShort(sshShort)
+		if err != nil {
+			return exitcode.Usagef("remote add: --ssh %v", err)
+		}
+		sshTarget = &t
 	case len(args) == 2 && len(agents) > 0:
 		return exitcode.Usagef("remote add: give the address as an argument or with --agents, not both")
 	case len(args) == 1 && len(agents) == 0:
 		return exitcode.Usagef("remote add: give the address: xfer remote add %s xfer://HOST:PORT (or --agents HOST:PORT,...)", name)
+	case len(args) == 2 && strings.HasPrefix(args[1], "ssh://"):
+		t, err := location.ParseSSHURL(args[1])
+		if err != nil {
+			return exitcode.Usagef("remote add: %v", err)
+		}
+		sshTarget = &t
 	case len(args) == 2:
 		addr, err := parseRemoteAddr(args[1])
 		if err != nil {
@@ -92,7 +114,7 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 		}
 		agents[i] = ag
 	}
-	r := location.Remote{Name: name, Agents: agents}
+	r := location.Remote{Name: name, Agents: agents, SSH: sshTarget}
 	r.TLSServerName, _ = fl.GetString("tls-server-name")
 	if fl.Changed("tls-data") {
 		b, _ := fl.GetBool("tls-data")
@@ -112,6 +134,13 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 		}
 		*dst = abs
 	}
+	if sshTarget != nil {
+		for _, flag := range []string{"token-file", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "tls-data"} {
+			if fl.Changed(flag) {
+				return exitcode.Usagef("remote add: --%s does not apply to a remote reached through ssh (ssh authenticates it)", flag)
+			}
+		}
+	}
 	if (r.TLSCert == "") != (r.TLSKey == "") {
 		return exitcode.Usagef("remote add: --tls-cert and --tls-key go together")
 	}
@@ -130,7 +159,7 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 		return exitcode.Usagef("%v", err)
 	}
 	if !a.v.GetBool("quiet") {
-		fmt.Fprintf(a.stdout, "remote %s -> %s saved in %s\n", name, strings.Join(agents, ","), path)
+		fmt.Fprintf(a.stdout, "remote %s -> %s saved in %s\n", name, remoteWhere(r), path)
 	}
 	return nil
 }
@@ -163,6 +192,15 @@ type remoteJSON struct {
 	TLSKey        string   `json:"tls_key,omitempty"`
 	TLSServerName string   `json:"tls_server_name,omitempty"`
 	TLSData       *bool    `json:"tls_data,omitempty"`
+	URL           string   `json:"url,omitempty"` // an ssh:// remote's
+}
+
+// remoteWhere is what a remote names: its agents, or its ssh:// URL.
+func remoteWhere(r location.Remote) string {
+	if r.SSH != nil {
+		return r.SSH.URL()
+	}
+	return strings.Join(r.Agents, ",")
 }
 
 func newRemoteLsCmd(a *app) *cobra.Command {
@@ -174,7 +212,8 @@ func newRemoteLsCmd(a *app) *cobra.Command {
 (HOST:PORT, comma-separated), token file and TLS (the CA file, "+cert" with a
 client certificate). With --json it prints one object per remote and line,
 with the entry's keys: {"name", "agents", "token_file", "tls_ca",
-"tls_cert", "tls_key", "tls_server_name", "tls_data"} (unset ones left out).
+"tls_cert", "tls_key", "tls_server_name", "tls_data", "url"} (unset ones
+left out; url is an ssh:// remote's, whose agents column shows it).
 Exit status 2 if the remotes section is invalid.`,
 		Args:              usageArgs(cobra.NoArgs),
 		ValidArgsFunction: cobra.NoFileCompletions,
@@ -191,7 +230,11 @@ Exit status 2 if the remotes section is invalid.`,
 			if a.v.GetBool("json") {
 				enc := json.NewEncoder(a.stdout)
 				for _, r := range rs {
-					if err := enc.Encode(remoteJSON{r.Name, r.Agents, r.TokenFile, r.TLSCA, r.TLSCert, r.TLSKey, r.TLSServerName, r.TLSData}); err != nil {
+					rj := remoteJSON{r.Name, r.Agents, r.TokenFile, r.TLSCA, r.TLSCert, r.TLSKey, r.TLSServerName, r.TLSData, ""}
+					if r.SSH != nil {
+						rj.URL = r.SSH.URL()
+					}
+					if err := enc.Encode(rj); err != nil {
 						return err
 					}
 				}
@@ -216,7 +259,7 @@ Exit status 2 if the remotes section is invalid.`,
 				if r.TLSCert != "" {
 					tlsDesc += "+cert"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, strings.Join(r.Agents, ","), dash(r.TokenFile), dash(tlsDesc))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, remoteWhere(r), dash(r.TokenFile), dash(tlsDesc))
 			}
 			return tw.Flush()
 		},

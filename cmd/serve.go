@@ -22,6 +22,7 @@ import (
 	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/sshconn"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -73,6 +74,10 @@ user the server runs as.`,
 	sizeRangeFlag(f, "max-frame", "8M", 64<<10, 0, "largest control frame a client may send (at least 64K)")
 	sizeRangeFlag(f, "max-session-memory", "256M", 64<<20, 0, "receive-buffer memory one session may use (caps its data streams; at least 64M)")
 	sizeRangeFlag(f, "max-memory", "1G", 64<<20, 0, "receive-buffer memory of all sessions together; messages wait for room beyond it (at least --max-session-memory)")
+	f.Bool("stdio", false, "serve one session on standard input and output (what ssh:// locations start through ssh); --root defaults to the home directory, ~ and relative paths are in it; data streams connect to an ephemeral port that admits only this run (see docs/ssh.md)")
+	f.String("stdio-listen", "", "with --stdio: the address to accept this run's data streams on (default: the one the ssh client reached, from SSH_CONNECTION), or unix for a Unix socket in a private directory (no network port; data only through ssh)")
+	f.String("stdio-relay", "", "carry one inline data stream between standard input and output and ADDR (started by ssh:// clients)")
+	f.MarkHidden("stdio-relay")
 	f.StringSlice("push-allow", nil, "servers third-party jobs may push to: CIDR, IP, IP:PORT or HOST:PORT (comma-separated or repeated), or none (default: any server that accepts the job's ticket)")
 	return c
 }
@@ -168,7 +173,17 @@ func isLoopback(addr string) bool {
 }
 
 func (a *app) runServe(cmd *cobra.Command, _ []string) error {
+	if relay := a.v.GetString("stdio-relay"); relay != "" {
+		return sshconn.Relay(cmd.Context(), relay, os.Stdin, os.Stdout)
+	}
+	stdio := a.v.GetBool("stdio")
 	rootDir := a.v.GetString("root")
+	if stdio {
+		var err error
+		if rootDir, err = stdioRoot(rootDir); err != nil {
+			return err
+		}
+	}
 	// --export values contain '=', ':' and ','; read them from the flag
 	// as given, and from XFER_EXPORT or the config file otherwise.
 	exportSpecs := a.v.GetStringSlice("export")
@@ -190,6 +205,9 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 		if token, err = readToken(tf); err != nil {
 			return err
 		}
+	}
+	if stdio && token == nil {
+		token = stdioToken()
 	}
 	tlsConf, err := a.serverTLS()
 	if err != nil {
@@ -291,16 +309,22 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 		what += ", cas " + store.Dir()
 	}
 	addr := a.v.GetString("listen")
-	if token == nil && !isLoopback(addr) {
+	var ln net.Listener
+	if stdio {
+		if ln, err = sshconn.DataListener(a.v.GetString("stdio-listen")); err != nil {
+			return exitcode.Usagef("serve --stdio: %v", session.NetReason(err))
+		}
+	} else if token == nil && !isLoopback(addr) {
 		if !a.v.GetBool("insecure-listen") {
 			return exitcode.Usagef("refusing to listen on %s without --token-file: anyone who can reach it could read and write the tree (add --token-file, or --insecure-listen if the network is trusted)", addr)
 		}
 		a.log.Warn("listening beyond loopback without a token: anyone who can reach the port can read and write the tree", "listen", addr)
 		fmt.Fprintf(a.stderr, "xfer: WARNING: --insecure-listen: no authentication on %s\n", addr)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return exitcode.Usagef("listen on %s: %v", addr, session.NetReason(err))
+	if ln == nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return exitcode.Usagef("listen on %s: %v", addr, session.NetReason(err))
+		}
 	}
 	var m *metrics.Metrics
 	if ml := a.v.GetString("metrics-listen"); ml != "" {
@@ -344,6 +368,9 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 		Dial:         a.serverDialOptions(a.log),
 		PushAllow:    pushAllow,
 	})
+	if stdio {
+		return a.serveStdio(cmd.Context(), srv, ln, token)
+	}
 	what += fmt.Sprintf(", umask %03o", umask)
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))

@@ -41,6 +41,7 @@ func addTransferFlags(c *cobra.Command) {
 		streams: transfer.DefaultStreams, streamsUsage: "parallel data streams per peer",
 		peer: "a peer",
 	})
+	addSSHFlags(f)
 	intFlag(f, "checkers", transfer.DefaultCheckers, 1, plan.MaxCheckers, "directories each side's walk lists and stats at once")
 	intFlag(f, "transfers", transfer.DefaultTransfers, 1, transfer.MaxTransfers, "large files in flight at once (small files travel in batches on every stream)")
 	sizeFlag(f, "chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
@@ -158,6 +159,9 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	}
 	if l.IsLocal() {
 		return transfer.Endpoint{Path: l.Path}, nil
+	}
+	if l.Remote.SSH != nil {
+		return a.sshEndpoint(l)
 	}
 	var r *location.Remote
 	if l.Remote.Name != "" {

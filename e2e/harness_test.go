@@ -381,6 +381,7 @@ type summary struct {
 	DurationS        float64 `json:"duration_s"`
 	Proto            string  `json:"proto"`
 	DryRun           bool    `json:"dry_run"`
+	SSHData          string  `json:"ssh_data"`
 }
 
 // jsonRun parses every line of a --json run; the last must be the summary.

@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,6 +33,25 @@ func journaledBytes(t *testing.T, dir string, chunk int64) int64 {
 		return nil
 	})
 	return n
+}
+
+// resumeCopy copies src to dst (a location whose files are in the local
+// directory dir) in --streams streams of --chunk-size chunk: it must end
+// the transfer, sending no more than what dir's journals lacked (of size
+// bytes) plus one chunk per stream.
+func resumeCopy(t *testing.T, src, dst, dir string, size, chunk, streams int64, extra ...string) {
+	t.Helper()
+	done := journaledBytes(t, dir, chunk)
+	r := xfer(t, append([]string{"copy", src, dst, "--chunk-size", strconv.FormatInt(chunk, 10), "--streams",
+		strconv.FormatInt(streams, 10), "--json"}, extra...)...)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	_, s := jsonRun(t, r)
+	if limit := size - done + streams*chunk; s.BytesSent > limit {
+		t.Errorf("resumed run sent %d bytes; %d were already verified, so at most %d should cross", s.BytesSent, done, limit)
+	}
+	t.Logf("journaled %d MiB before the final run; it sent %d MiB", done>>20, s.BytesSent>>20)
 }
 
 // TestResumeAfterKills kills the client or the server at random moments
@@ -70,16 +90,7 @@ func TestResumeAfterKills(t *testing.T) {
 			srv = startServer(t, root)
 		}
 	}
-	done := journaledBytes(t, filepath.Join(root, "dst"), chunk)
-	r := xfer(t, "copy", src, srv.url("dst"), "--chunk-size", "1M", "--streams", "4", "--json")
-	if r.code != 0 {
-		t.Fatal(r)
-	}
-	_, s := jsonRun(t, r)
-	if limit := size - done + streams*chunk; s.BytesSent > limit {
-		t.Errorf("resumed run sent %d bytes; %d were already verified, so at most %d should cross", s.BytesSent, done, limit)
-	}
-	t.Logf("journaled %d MiB before the final run; it sent %d MiB", done>>20, s.BytesSent>>20)
+	resumeCopy(t, src, srv.url("dst"), filepath.Join(root, "dst"), size, chunk, streams)
 	sameTree(t, src, filepath.Join(root, "dst"))
 	entries, _ := os.ReadDir(filepath.Join(root, "dst"))
 	if len(entries) != 1 {

@@ -7,11 +7,12 @@
 # Packages: libucx-dev ucx-utils (rdma build tag), pkg-config, rsync (bench peer
 # and the differential tests), rclone (the differential tests),
 # b3sum (reference BLAKE3; optional: skipped if the distribution lacks it),
-# iperf3 (transport baseline), time (GNU time for peak RSS).
+# iperf3 (transport baseline), time (GNU time for peak RSS), openssh-client and
+# openssh-server (the ssh:// end-to-end tests run a real sshd).
 # Non-interactive; as non-root it only reports and exits 0.
 set -euo pipefail
 
-REQUIRED=(libucx-dev ucx-utils pkg-config rsync rclone iperf3 time)
+REQUIRED=(libucx-dev ucx-utils pkg-config rsync rclone iperf3 time openssh-client openssh-server)
 OPTIONAL=(b3sum)
 
 check_only=0

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/xfer-io/xfer/transfer/receive"
 	"github.com/xfer-io/xfer/transfer/send"
 	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/sshconn"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
@@ -34,6 +37,9 @@ type Endpoint struct {
 	// servers that show the same tree, over which a transfer is spread.
 	// Empty or one: a single server.
 	Agents []string
+	// SSH, when set, makes this an ssh:// endpoint (Addr is empty): its
+	// far side is started through ssh for each session.
+	SSH *SSH
 }
 
 // PeerAuth is how to prove who we are to a server and check who it is.
@@ -50,9 +56,12 @@ func (a PeerAuth) apply(o session.DialOptions) session.DialOptions {
 }
 
 // IsRemote reports whether the endpoint is a served peer.
-func (e Endpoint) IsRemote() bool { return e.Addr != "" }
+func (e Endpoint) IsRemote() bool { return e.Addr != "" || e.SSH != nil }
 
 func (e Endpoint) String() string {
+	if e.SSH != nil {
+		return e.SSH.Target.String() + "/" + strings.TrimPrefix(path.Join(e.SSH.Options.Root, e.Path), "/")
+	}
 	if e.Addr == "" {
 		return e.Path
 	}
@@ -154,12 +163,13 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, err := session.Dial(ctx, dst.Addr, dst.Auth.apply(dial))
+			s, far, err := dialPeer(ctx, dst, dial)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			tally.SetProto(s.Transport(), s.TransportReason())
+			noteSSH(tally, far)
 			return send.Run(ctx, root, path, send.NewRemote(s, opt.Checkers), dst.Path, opt, sink, tally)
 		}
 		h, err := openLocalDest(dst.Path, opt)
@@ -176,18 +186,30 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		defer h.Close()
 		dial.Services = h.Register
-		return remoteJob(ctx, src.Addr, wire.JobSpec{SrcPath: src.Path, Options: opt}, nil, src.Auth.apply(dial), sink, tally)
+		return remoteJob(ctx, src, wire.JobSpec{SrcPath: src.Path, Options: opt}, nil, dial, sink, tally)
 	default:
 		spec := wire.JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}
 		// The destination issues a ticket to us for this destination
 		// directory, which the source server presents in our stead: our
 		// token never leaves this process, and the ticket's secret crosses
 		// each connection sealed for its session.
-		ds, err := session.Dial(ctx, dst.Addr, dst.Auth.apply(dial))
+		ds, dfar, err := dialPeer(ctx, dst, dial)
 		if err != nil {
 			return err
 		}
-		if src.Addr == dst.Addr {
+		if dfar != nil {
+			// The far side lives as long as this session: keep it until
+			// the source has delivered, to its listener.
+			defer ds.Close()
+			if spec.DstAddr = dfar.DataAddr(); spec.DstAddr == "" {
+				return exitcode.Usagef("%s: a host-to-host copy needs the destination's network listener, which --ssh-data=inline does not open; use --ssh-data=auto, or copy through this machine", dst)
+			}
+		}
+		if src.SSH != nil || dst.SSH != nil {
+			// The source pushes to the destination's listener itself.
+			tally.SetSSHData(sshconn.DataDirect)
+		}
+		if sameTree(src, dst) {
 			if err := checkPeerOverlap(ctx, src, dst, ds); err != nil {
 				ds.Close()
 				return err
@@ -202,27 +224,29 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		var tk session.Ticket
 		if err == nil {
 			if resp.Ticket == nil {
-				err = exitcode.Peerf("%s answered the ticket request without a ticket", dst.Addr)
+				err = exitcode.Peerf("%s answered the ticket request without a ticket", ds.Peer())
 			} else {
 				tk, err = ds.OpenTicket(resp.Ticket)
 			}
 		}
-		ds.Close()
+		if dfar == nil {
+			ds.Close()
+		}
 		if err != nil {
-			return fmt.Errorf("asking %s for a ticket: %w", dst.Addr, err)
+			return fmt.Errorf("asking %s for a ticket: %w", ds.Peer(), err)
 		}
 		if dst.Auth.TLS != nil {
 			spec.DstTLS = &wire.TLSSpec{CAPEM: dst.Auth.CAPEM, ServerName: dst.Auth.TLS.ServerName, Data: dst.Auth.TLSData}
 		}
-		return remoteJob(ctx, src.Addr, spec, &tk, src.Auth.apply(dial), sink, tally)
+		return remoteJob(ctx, src, spec, &tk, dial, sink, tally)
 	}
 }
 
-// remoteJob asks the server at addr to run the transfer and relays its
+// remoteJob asks the source peer to run the transfer and relays its
 // events. tk, for a third-party job, is the destination's ticket, sealed
 // here for the session to the source.
-func remoteJob(ctx context.Context, addr string, spec wire.JobSpec, tk *session.Ticket, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	s, err := session.Dial(ctx, addr, dial)
+func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session.Ticket, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	s, far, err := dialPeer(ctx, src, dial)
 	if err != nil {
 		return err
 	}
@@ -234,6 +258,7 @@ func remoteJob(ctx context.Context, addr string, spec wire.JobSpec, tk *session.
 	}
 	if spec.DstAddr == "" {
 		tally.SetProto(s.Transport(), s.TransportReason())
+		noteSSH(tally, far)
 	}
 	var mkdirs atomic.Int64 // directories the events announced
 	events := progress.SinkFunc(func(e progress.Event) {

@@ -401,6 +401,12 @@ func (p *Printer) summaryLine(s progress.Summary) string {
 			b.WriteString(" (" + printable(s.ProtoReason) + ")")
 		}
 	}
+	switch s.SSHData {
+	case "direct":
+		b.WriteString(", data direct over TCP (control over ssh)")
+	case "inline":
+		b.WriteString(", data inside ssh")
+	}
 	switch s.Stopped {
 	case "":
 	case progress.StoppedInterrupted:

@@ -23,7 +23,7 @@ var layers = []layer{
 		"internal/*", "plan", "ui", "backends", "backends/*", "mover",
 	}},
 	{name: "wire", pkgs: []string{"transfer/wire"}},
-	{name: "session", pkgs: []string{"transfer/session"}},
+	{name: "session", pkgs: []string{"transfer/session", "transfer/sshconn"}},
 	{name: "services", pkgs: []string{"transfer/receive", "transfer/casnet", "transfer/bench", "transfer/cluster"}},
 	{name: "send", pkgs: []string{"transfer/send"}},
 	{name: "transfer", pkgs: []string{"transfer"}},

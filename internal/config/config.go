@@ -175,7 +175,7 @@ func (f *File) AddRemote(r location.Remote, replace bool) error {
 	if !location.ValidName(r.Name) {
 		return fmt.Errorf("remote name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", r.Name)
 	}
-	if len(r.Agents) == 0 {
+	if len(r.Agents) == 0 && r.SSH == nil {
 		return fmt.Errorf("remote %q: needs an address (xfer://HOST:PORT or --agents HOST:PORT,...)", r.Name)
 	}
 	for _, a := range r.Agents {
@@ -204,9 +204,12 @@ func (f *File) AddRemote(r location.Remote, replace bool) error {
 func remoteNode(r location.Remote) *yaml.Node {
 	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
 	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	if len(r.Agents) == 1 {
+	switch {
+	case r.SSH != nil:
+		n.Content = append(n.Content, str("url"), str(r.SSH.URL()))
+	case len(r.Agents) == 1:
 		n.Content = append(n.Content, str("url"), str("xfer://"+r.Agents[0]))
-	} else {
+	default:
 		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
 		for _, a := range r.Agents {
 			seq.Content = append(seq.Content, str(a))

@@ -1,6 +1,7 @@
 // Package location parses the places xfer commands name: a local path,
-// xfer://HOST:PORT/PATH for a served peer, or NAME:PATH for a remote named
-// in the config file.
+// xfer://HOST:PORT/PATH for a served peer, ssh://[USER@]HOST[:PORT]/PATH
+// for a host reached through ssh, or NAME:PATH for a remote named in the
+// config file.
 package location
 
 import (
@@ -24,6 +25,20 @@ type Remote struct {
 	TLSKey        string
 	TLSServerName string
 	TLSData       *bool // nil: the command-line default
+	// SSH, when set, makes this a host reached through ssh (Agents is
+	// empty).
+	SSH *SSH
+}
+
+// SSH is the far side of an ssh:// location: the account, and the
+// directory `xfer serve --stdio` serves there (Root).
+type SSH struct {
+	User string
+	Host string
+	Port string
+	// Root is an absolute path, "~" (the remote user's home directory) or
+	// "~/DIR"; paths of the location are beneath it.
+	Root string
 }
 
 // Location is a parsed command-line location.
@@ -58,6 +73,21 @@ func Parse(s string, remotes map[string]Remote) (Location, error) {
 	if strings.ContainsRune(s, 0) {
 		return Location{}, fmt.Errorf("location %q contains a NUL byte", s)
 	}
+	if strings.HasPrefix(s, "ssh://") {
+		t, err := ParseSSHURL(s)
+		if err != nil {
+			return Location{}, err
+		}
+		// The far side serves the top of the path (the home directory or
+		// /), so that a file or a directory still to be made can be named.
+		p := ""
+		if rest, ok := strings.CutPrefix(t.Root, "~"); ok {
+			t.Root, p = "~", strings.TrimPrefix(rest, "/")
+		} else {
+			t.Root, p = "/", strings.TrimPrefix(t.Root, "/")
+		}
+		return Location{Raw: s, Remote: &Remote{SSH: &t}, Path: p}, nil
+	}
 	if strings.HasPrefix(s, "xfer://") {
 		addr, p, err := ParseURL(s)
 		if err != nil {
@@ -79,7 +109,7 @@ func Parse(s string, remotes map[string]Remote) (Location, error) {
 			if err != nil {
 				return Location{}, fmt.Errorf("location %q: %w", s, err)
 			}
-			if len(r.Agents) == 0 {
+			if len(r.Agents) == 0 && r.SSH == nil {
 				return Location{}, fmt.Errorf("remote %q has no address in the config file", name)
 			}
 			rr := r
@@ -108,6 +138,103 @@ func ParseURL(s string) (addr, p string, err error) {
 		return "", "", fmt.Errorf("location %q: %w", s, err)
 	}
 	return u.Host, p, nil
+}
+
+// ParseSSHURL parses ssh://[USER@]HOST[:PORT][/PATH] as git does: /PATH
+// is absolute, /~ and /~/PATH are in the remote user's home directory, and
+// no path at all is the home directory (rsync's HOST:). Root holds the
+// whole directory.
+func ParseSSHURL(s string) (SSH, error) {
+	want := fmt.Errorf("location %q: want ssh://[USER@]HOST[:PORT]/PATH (/~/PATH for the home directory)", s)
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "ssh" || u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return SSH{}, want
+	}
+	t := SSH{Host: u.Hostname(), Port: u.Port()}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			return SSH{}, fmt.Errorf("location %q: no password in the URL; ssh asks for one, or use a key or an agent", s)
+		}
+		t.User = u.User.Username()
+		if t.User == "" || strings.HasPrefix(t.User, "-") {
+			return SSH{}, want
+		}
+	}
+	if strings.HasPrefix(t.Host, "-") {
+		return SSH{}, fmt.Errorf("location %q: a host name cannot start with '-'", s)
+	}
+	if t.Port != "" {
+		if n, err := strconv.Atoi(t.Port); err != nil || n < 1 || n > 65535 {
+			return SSH{}, fmt.Errorf("location %q: the port must be a number from 1 to 65535", s)
+		}
+	}
+	p := u.Path
+	switch {
+	case p == "" || p == "/" || p == "/~" || p == "/~/":
+		t.Root = "~"
+	case strings.HasPrefix(p, "/~/"):
+		rp, err := RemotePath(p[3:])
+		if err != nil {
+			return SSH{}, fmt.Errorf("location %q: %w", s, err)
+		}
+		t.Root = strings.TrimSuffix("~/"+rp, "/")
+	case strings.HasPrefix(p, "/~"):
+		return SSH{}, fmt.Errorf("location %q: ~USER paths are not supported; write /~/PATH (your home) or an absolute path", s)
+	default:
+		rp, err := RemotePath(p)
+		if err != nil {
+			return SSH{}, fmt.Errorf("location %q: %w", s, err)
+		}
+		t.Root = "/" + rp
+	}
+	return t, nil
+}
+
+// ParseSSHShort parses rsync's [USER@]HOST[:PATH]: PATH is in the remote
+// user's home directory unless it is absolute, and no PATH is the home
+// directory itself.
+func ParseSSHShort(s string) (SSH, error) {
+	user, rest := "", s
+	if at := strings.IndexByte(s, '@'); at >= 0 && !strings.ContainsAny(s[:at], ":/") {
+		user, rest = s[:at+1], s[at+1:]
+	}
+	hostPart, p, _ := strings.Cut(rest, ":")
+	if strings.HasPrefix(rest, "[") { // [IPv6]:PATH
+		end := strings.Index(rest, "]")
+		if end < 0 || end+1 < len(rest) && rest[end+1] != ':' {
+			return SSH{}, fmt.Errorf("%q: want [USER@]HOST[:PATH]", s)
+		}
+		hostPart, p = rest[:end+1], strings.TrimPrefix(rest[end+1:], ":")
+	}
+	if strings.Contains(hostPart, "/") || hostPart == "" {
+		return SSH{}, fmt.Errorf("%q: want [USER@]HOST[:PATH]", s)
+	}
+	hostPart = user + hostPart
+	switch {
+	case p == "" || p == "~":
+		p = "/~"
+	case strings.HasPrefix(p, "~/"):
+		p = "/" + p
+	case !strings.HasPrefix(p, "/"):
+		p = "/~/" + p
+	}
+	return ParseSSHURL("ssh://" + hostPart + p)
+}
+
+// URL is the ssh:// form of t.
+func (t SSH) URL() string {
+	s := "ssh://"
+	if t.User != "" {
+		s += url.PathEscape(t.User) + "@"
+	}
+	if t.Port != "" {
+		s += net.JoinHostPort(t.Host, t.Port)
+	} else if strings.Contains(t.Host, ":") {
+		s += "[" + t.Host + "]"
+	} else {
+		s += t.Host
+	}
+	return s + "/" + strings.TrimPrefix(t.Root, "/")
 }
 
 // ValidAddr checks a host:port address.
@@ -158,7 +285,13 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 			return nil, fmt.Errorf("remote %q: want a mapping with url, address or agents", name)
 		}
 		r := Remote{Name: name}
-		if u, ok := v["url"].(string); ok && u != "" {
+		if u, ok := v["url"].(string); ok && strings.HasPrefix(u, "ssh://") {
+			t, err := ParseSSHURL(u)
+			if err != nil {
+				return nil, fmt.Errorf("remote %q: %w", name, err)
+			}
+			r.SSH = &t
+		} else if ok && u != "" {
 			addr, _, err := ParseURL(u)
 			if err != nil {
 				return nil, fmt.Errorf("remote %q: %w", name, err)
@@ -183,8 +316,11 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 				r.Agents = append(r.Agents, a)
 			}
 		}
-		if len(r.Agents) == 0 {
+		if len(r.Agents) == 0 && r.SSH == nil {
 			return nil, fmt.Errorf("remote %q: needs url, address or agents", name)
+		}
+		if r.SSH != nil && len(r.Agents) > 0 {
+			return nil, fmt.Errorf("remote %q: an ssh:// url goes without address or agents", name)
 		}
 		for key, dst := range map[string]*string{"token_file": &r.TokenFile, "tls_ca": &r.TLSCA,
 			"tls_cert": &r.TLSCert, "tls_key": &r.TLSKey, "tls_server_name": &r.TLSServerName} {
@@ -202,6 +338,9 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 				return nil, fmt.Errorf("remote %q: tls_data must be true or false", name)
 			}
 			r.TLSData = &b
+		}
+		if r.SSH != nil && (r.TokenFile != "" || r.TLSCA != "" || r.TLSCert != "" || r.TLSKey != "" || r.TLSServerName != "" || r.TLSData != nil) {
+			return nil, fmt.Errorf("remote %q: token_file and the tls_* keys do not apply to an ssh:// url (ssh authenticates; see --ssh-command)", name)
 		}
 		if prev, dup := out[strings.ToLower(name)]; dup {
 			return nil, fmt.Errorf("remotes %q and %q differ only in letter case, and remote names are not case-sensitive: rename or remove one", prev.Name, name)

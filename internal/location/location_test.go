@@ -6,11 +6,13 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	remotes := map[string]Remote{"nodeA": {Agents: []string{"10.0.0.1:7878"}}}
+	remotes := map[string]Remote{"nodeA": {Agents: []string{"10.0.0.1:7878"}},
+		"lab": {SSH: &SSH{User: "me", Host: "lab", Root: "~/data"}}}
 	tests := []struct {
 		in       string
 		local    bool
 		addr     string
+		ssh      *SSH // the far side of an ssh location
 		path     string
 		errMatch string
 	}{
@@ -30,6 +32,18 @@ func TestParse(t *testing.T) {
 		{in: "xfer://u@h:1/x", errMatch: "want xfer://"},
 		{in: "", errMatch: "empty"},
 		{in: "a\x00b", errMatch: "NUL"},
+		{in: "ssh://me@host/srv/data", ssh: &SSH{User: "me", Host: "host", Root: "/"}, path: "srv/data"},
+		{in: "ssh://host:2222/~/x/y", ssh: &SSH{Host: "host", Port: "2222", Root: "~"}, path: "x/y"},
+		{in: "ssh://host", ssh: &SSH{Host: "host", Root: "~"}},
+		{in: "ssh://host/~", ssh: &SSH{Host: "host", Root: "~"}},
+		{in: "ssh://[::1]:22/tmp", ssh: &SSH{Host: "::1", Port: "22", Root: "/"}, path: "tmp"},
+		{in: "lab:sub/f", ssh: &SSH{User: "me", Host: "lab", Root: "~/data"}, path: "sub/f"},
+		{in: "ssh://host/~bob/x", errMatch: "~USER"},
+		{in: "ssh://u:pw@host/x", errMatch: "no password"},
+		{in: "ssh://-oProxyCommand=x/y", errMatch: "cannot start with '-'"},
+		{in: "ssh://host:0/x", errMatch: "port"},
+		{in: "ssh://host/../etc", errMatch: "climbs out"},
+		{in: "ssh:///x", errMatch: "want ssh://"},
 	}
 	for _, tt := range tests {
 		l, err := Parse(tt.in, remotes)
@@ -46,7 +60,23 @@ func TestParse(t *testing.T) {
 		if l.IsLocal() != tt.local || l.Addr() != tt.addr || l.Path != tt.path {
 			t.Errorf("Parse(%q) = local %v addr %q path %q, want %v %q %q", tt.in, l.IsLocal(), l.Addr(), l.Path, tt.local, tt.addr, tt.path)
 		}
+		if got := sshOf(l); (got == nil) != (tt.ssh == nil) || got != nil && *got != *tt.ssh {
+			t.Errorf("Parse(%q) far side = %+v, want %+v", tt.in, got, tt.ssh)
+		}
 	}
+	for _, s := range []string{"ssh://me@lab/~/data", "ssh://h:2222/srv", "ssh://[::1]/~"} {
+		t2, err := ParseSSHURL(s)
+		if err != nil || t2.URL() != s {
+			t.Errorf("ParseSSHURL(%q).URL() = %q, %v; want it back", s, t2.URL(), err)
+		}
+	}
+}
+
+func sshOf(l Location) *SSH {
+	if l.Remote == nil {
+		return nil
+	}
+	return l.Remote.SSH
 }
 
 func TestRemotesFromConfig(t *testing.T) {
@@ -68,6 +98,42 @@ func TestRemotesFromConfig(t *testing.T) {
 	} {
 		if _, err := RemotesFromConfig(bad); err == nil {
 			t.Errorf("RemotesFromConfig(%v) accepted", bad)
+		}
+	}
+}
+
+func TestRemotesFromConfigSSH(t *testing.T) {
+	got, err := RemotesFromConfig(map[string]any{"lab": map[string]any{"url": "ssh://me@lab:2222/~/data"}})
+	if err != nil || got["lab"].SSH == nil || *got["lab"].SSH != (SSH{User: "me", Host: "lab", Port: "2222", Root: "~/data"}) {
+		t.Fatalf("RemotesFromConfig = %+v, %v", got["lab"], err)
+	}
+	for _, bad := range []map[string]any{
+		{"url": "ssh://lab/x", "token_file": "/t"},
+		{"url": "ssh://lab/x", "agents": []any{"h:1"}},
+		{"url": "ssh://lab/~bob"},
+	} {
+		if _, err := RemotesFromConfig(map[string]any{"lab": bad}); err == nil {
+			t.Errorf("RemotesFromConfig(%v) accepted it", bad)
+		}
+	}
+}
+
+func TestParseSSHShort(t *testing.T) {
+	for in, want := range map[string]string{
+		"me@lab:data":    "ssh://me@lab/~/data",
+		"lab:/srv/x":     "ssh://lab/srv/x",
+		"lab":            "ssh://lab/~",
+		"lab:~/d":        "ssh://lab/~/d",
+		"me@[::1]:/data": "ssh://me@[::1]/data",
+	} {
+		got, err := ParseSSHShort(in)
+		if err != nil || got.URL() != want {
+			t.Errorf("ParseSSHShort(%q) = %q, %v; want %s", in, got.URL(), err, want)
+		}
+	}
+	for _, bad := range []string{"", ":x", "a/b:c", "lab:../x", "[::1:x"} {
+		if _, err := ParseSSHShort(bad); err == nil {
+			t.Errorf("ParseSSHShort(%q) accepted it", bad)
 		}
 	}
 }

@@ -5,6 +5,7 @@
 package progress
 
 import (
+	"cmp"
 	"sync"
 	"time"
 )
@@ -90,21 +91,25 @@ type AgentStats struct {
 
 // Summary is the final event of a run.
 type Summary struct {
-	Event            string                `json:"event"`
-	Time             string                `json:"time,omitempty"` // when it was printed (TimeFormat)
-	FilesTransferred int64                 `json:"files_transferred"`
-	BytesTransferred int64                 `json:"bytes_transferred"`
-	BytesSent        int64                 `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
-	FilesSkipped     int64                 `json:"files_skipped"`
-	FilesDeleted     int64                 `json:"files_deleted"`
-	DirsCreated      int64                 `json:"dirs_created"`
-	Errors           int64                 `json:"errors"`
-	DurationS        float64               `json:"duration_s"`
-	Proto            string                `json:"proto"`
-	ProtoReason      string                `json:"proto_reason,omitempty"`
-	DryRun           bool                  `json:"dry_run,omitempty"`
-	PlannedBytes     int64                 `json:"planned_bytes,omitempty"`
-	Agents           map[string]AgentStats `json:"agents,omitempty"`
+	Event            string  `json:"event"`
+	Time             string  `json:"time,omitempty"` // when it was printed (TimeFormat)
+	FilesTransferred int64   `json:"files_transferred"`
+	BytesTransferred int64   `json:"bytes_transferred"`
+	BytesSent        int64   `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
+	FilesSkipped     int64   `json:"files_skipped"`
+	FilesDeleted     int64   `json:"files_deleted"`
+	DirsCreated      int64   `json:"dirs_created"`
+	Errors           int64   `json:"errors"`
+	DurationS        float64 `json:"duration_s"`
+	Proto            string  `json:"proto"`
+	ProtoReason      string  `json:"proto_reason,omitempty"`
+	// SSHData, for a run with an ssh:// side, says how the data crossed:
+	// "direct" (TCP to the far side's one-run listener) or "inline"
+	// (inside ssh).
+	SSHData      string                `json:"ssh_data,omitempty"`
+	DryRun       bool                  `json:"dry_run,omitempty"`
+	PlannedBytes int64                 `json:"planned_bytes,omitempty"`
+	Agents       map[string]AgentStats `json:"agents,omitempty"`
 	// ExitCode is the exit status of the run this summary ends (set by
 	// the command that prints it: 0 ok, 1 some files failed, 2 usage or
 	// configuration, 3 the peer, 4 stopped at --max-duration, 130/143
@@ -226,6 +231,7 @@ func (t *Tally) Merge(s Summary) {
 	if s.Proto != "" {
 		t.sum.Proto, t.sum.ProtoReason = s.Proto, s.ProtoReason
 	}
+	t.sum.SSHData = cmp.Or(s.SSHData, t.sum.SSHData)
 	t.sum.DryRun = t.sum.DryRun || s.DryRun
 	for k, v := range s.Agents {
 		if t.sum.Agents == nil {
@@ -243,6 +249,13 @@ func (t *Tally) Merge(s Summary) {
 func (t *Tally) SetProto(proto, reason string) {
 	t.mu.Lock()
 	t.sum.Proto, t.sum.ProtoReason = proto, reason
+	t.mu.Unlock()
+}
+
+// SetSSHData records how the data of an ssh:// side crossed.
+func (t *Tally) SetSSHData(path string) {
+	t.mu.Lock()
+	t.sum.SSHData = path
 	t.mu.Unlock()
 }
 

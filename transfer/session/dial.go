@@ -45,6 +45,13 @@ type DialOptions struct {
 	// allow, when set, vets every address a connection of this session is
 	// about to be made to (--push-allow for a server's third-party jobs).
 	allow func(network, address string, c syscall.RawConn) error
+	// Conn, when set, is the control connection, already open (the pipes
+	// of an ssh process): Dial makes no connection of its own for it, and
+	// addr only names the peer in messages.
+	Conn net.Conn
+	// DialData, when set, opens data stream i in place of a TCP connection
+	// to addr (ssh: to the far side's listener, or through ssh).
+	DialData func(ctx context.Context, i int) (net.Conn, error)
 	// Services, when set, registers the services this side offers on a
 	// new session before it starts (a pull's destination tree, so that
 	// the server can deliver into it).
@@ -133,10 +140,13 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 			return nil, exitcode.Usagef("--proto %s cannot carry TLS-encrypted data: use --tls-data=false (both sides) or --proto tcp", o.Proto)
 		}
 	}
-	d := net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 15 * time.Second, Control: o.allow}
-	raw, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, exitcode.WithCode(exitcode.Peer, fmt.Errorf("peer %s: cannot connect: %w", addr, NetReason(err)))
+	raw := o.Conn
+	if raw == nil {
+		d := net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 15 * time.Second, Control: o.allow}
+		var err error
+		if raw, err = d.DialContext(ctx, "tcp", addr); err != nil {
+			return nil, exitcode.WithCode(exitcode.Peer, fmt.Errorf("peer %s: cannot connect: %w", addr, NetReason(err)))
+		}
 	}
 	deadline := time.Now().Add(o.ConnectTimeout)
 	raw.SetDeadline(deadline)
@@ -249,6 +259,9 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		return fail(peerErr(addr, "chose transport %q, which this binary lacks", w.Transport))
 	}
 	s := newSession(conn, fr, o.Log, o.IdleTimeout)
+	if o.Conn != nil {
+		s.peer = addr // the pipes of a process have no address to show
+	}
 	if o.pool != nil {
 		s.shareMemory(o.pool, o.poolLimit)
 	}
@@ -269,7 +282,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	if dataTLS {
 		dataConf = tlsFor(o.TLS, addr)
 	}
-	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}, tls: dataConf, allow: o.allow}
+	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}, tls: dataConf, allow: o.allow, dial: o.DialData}
 	setupCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if err := s.openTransport(setupCtx, t, rv, backends.Params{Streams: w.Streams, Dialer: true, UringEntries: o.UringEntries}); err != nil {
@@ -385,11 +398,20 @@ type dialRendezvous struct {
 	exch    controlExchange
 	tls     *tls.Config // data streams inside TLS
 	allow   func(network, address string, c syscall.RawConn) error
+	dial    func(ctx context.Context, i int) (net.Conn, error) // DialOptions.DialData
 }
 
 func (r *dialRendezvous) Conn(ctx context.Context, i int) (net.Conn, error) {
-	d := net.Dialer{Timeout: r.timeout, KeepAlive: 15 * time.Second, Control: r.allow}
-	c, err := d.DialContext(ctx, "tcp", r.addr)
+	var (
+		c   net.Conn
+		err error
+	)
+	if r.dial != nil {
+		c, err = r.dial(ctx, i)
+	} else {
+		d := net.Dialer{Timeout: r.timeout, KeepAlive: 15 * time.Second, Control: r.allow}
+		c, err = d.DialContext(ctx, "tcp", r.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data stream %d: %w", i, NetReason(err))
 	}
