@@ -174,7 +174,9 @@ func isLoopback(addr string) bool {
 
 func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 	if relay := a.v.GetString("stdio-relay"); relay != "" {
-		return sshconn.Relay(cmd.Context(), relay, os.Stdin, os.Stdout)
+		ctx, stop := stdioSignals(cmd.Context())
+		defer stop()
+		return sshconn.Relay(ctx, relay, os.Stdin, os.Stdout)
 	}
 	stdio := a.v.GetBool("stdio")
 	rootDir := a.v.GetString("root")

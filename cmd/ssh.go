@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -83,7 +85,31 @@ func stdioRoot(root string) (string, error) {
 // serveStdio runs srv for one session on standard input and output, with
 // ln for its data streams and third-party sessions.
 func (a *app) serveStdio(ctx context.Context, srv *transfer.Server, ln net.Listener, token []byte) error {
+	ctx, stop := stdioSignals(ctx)
+	defer stop()
 	return sshconn.ServeStdio(ctx, os.Stdin, os.Stdout, ln, sshconn.Announce(ln, versionString(), token), srv.Serve)
+}
+
+// stdioSignals returns a context that SIGHUP or SIGPIPE ends: the far
+// side of an ssh:// run outlives neither its ssh connection nor a write to
+// its closed standard output, and returns (closing its data listener and
+// removing its socket directory) instead of being killed by them. Go
+// kills a program on SIGPIPE from standard output unless it is notified.
+func stdioSignals(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGPIPE)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		cancel()
+	}
 }
 
 // stdioToken is the one-run secret of `serve --stdio`.

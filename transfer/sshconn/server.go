@@ -82,13 +82,14 @@ func Announce(ln net.Listener, server string, token []byte) wire.StdioHello {
 // other sessions a few seconds to end with it.
 func ServeStdio(ctx context.Context, in io.Reader, out io.Writer, ln net.Listener, hello wire.StdioHello,
 	serve func(context.Context, net.Listener) error) error {
+	// Closing ln (again) removes the socket directory of a Unix listener
+	// however serve ended.
+	defer ln.Close()
 	if err := wire.WriteMessage(out, wire.FrameStdio, hello); err != nil {
-		ln.Close()
 		return fmt.Errorf("announce on standard output: %w", err)
 	}
 	outer, inner, err := socketPair()
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
