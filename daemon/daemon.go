@@ -38,6 +38,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/xfer-io/xfer/internal/defaults"
 	"log/slog"
 	"net"
 	"runtime"
@@ -103,30 +104,16 @@ func (c Config) withDefaults() Config {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	if c.Poll == 0 {
-		c.Poll = DefaultPoll
-	}
-	if c.VerifiedCache == 0 {
-		c.VerifiedCache = DefaultVerifiedCache
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = DefaultMaxConns
-	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = DefaultMaxBatch
-	}
-	if c.MaxMemory <= 0 {
-		c.MaxMemory = DefaultMaxMemory
-	}
+	defaults.Zero(&c.Poll, DefaultPoll)
+	defaults.Zero(&c.VerifiedCache, DefaultVerifiedCache)
+	defaults.Positive(&c.MaxConns, DefaultMaxConns)
+	defaults.Positive(&c.MaxBatch, DefaultMaxBatch)
+	defaults.Positive(&c.MaxMemory, DefaultMaxMemory)
 	if int64(c.MaxBatch) > c.MaxMemory {
 		c.MaxBatch = int(c.MaxMemory)
 	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
-	if c.BatchWorkers <= 0 {
-		c.BatchWorkers = runtime.GOMAXPROCS(0)
-	}
+	defaults.Positive(&c.DrainTimeout, DefaultDrainTimeout)
+	defaults.Positive(&c.BatchWorkers, runtime.GOMAXPROCS(0))
 	return c
 }
 

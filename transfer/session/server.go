@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"github.com/xfer-io/xfer/internal/defaults"
 	"os"
 	"syscall"
 
@@ -103,39 +104,19 @@ type dataConn struct {
 
 // NewServer creates a server for cfg.
 func NewServer(cfg ServerConfig) *Server {
-	if cfg.MaxStreams <= 0 {
-		cfg.MaxStreams = 64
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = wire.DefaultIdleTimeout
-	}
+	defaults.Positive(&cfg.MaxStreams, 64)
+	defaults.Positive(&cfg.IdleTimeout, wire.DefaultIdleTimeout)
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = DefaultMaxSessions
-	}
-	if cfg.MaxSessionsPerClient <= 0 {
-		cfg.MaxSessionsPerClient = DefaultMaxSessionsPerClient
-	}
-	if cfg.MaxHandshakes <= 0 {
-		cfg.MaxHandshakes = DefaultMaxHandshakes
-	}
-	if cfg.MaxHandshakesPerClient <= 0 {
-		cfg.MaxHandshakesPerClient = DefaultMaxHandshakesPerClient
-	}
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if cfg.MaxFrame <= 0 {
-		cfg.MaxFrame = wire.DefaultMaxFrame
-	}
-	if cfg.MaxSessionMemory <= 0 {
-		cfg.MaxSessionMemory = DefaultMaxSessionMemory
-	}
-	if cfg.MaxMemory <= 0 {
-		cfg.MaxMemory = DefaultMaxMemory
-	}
+	defaults.Positive(&cfg.MaxSessions, DefaultMaxSessions)
+	defaults.Positive(&cfg.MaxSessionsPerClient, DefaultMaxSessionsPerClient)
+	defaults.Positive(&cfg.MaxHandshakes, DefaultMaxHandshakes)
+	defaults.Positive(&cfg.MaxHandshakesPerClient, DefaultMaxHandshakesPerClient)
+	defaults.Positive(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	defaults.Positive(&cfg.MaxFrame, wire.DefaultMaxFrame)
+	defaults.Positive(&cfg.MaxSessionMemory, DefaultMaxSessionMemory)
+	defaults.Positive(&cfg.MaxMemory, DefaultMaxMemory)
 	cfg.MaxSessionMemory = min(cfg.MaxSessionMemory, cfg.MaxMemory)
 	srv := &Server{cfg: cfg, joins: map[string]*pendingSession{}, adm: newAdmission(cfg), mem: newMemPool(cfg.MaxMemory)}
 	srv.usable, srv.why = usableTransports(false)
