@@ -91,18 +91,21 @@ type AgentStats struct {
 
 // Summary is the final event of a run.
 type Summary struct {
-	Event            string  `json:"event"`
-	Time             string  `json:"time,omitempty"` // when it was printed (TimeFormat)
-	FilesTransferred int64   `json:"files_transferred"`
-	BytesTransferred int64   `json:"bytes_transferred"`
-	BytesSent        int64   `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
-	FilesSkipped     int64   `json:"files_skipped"`
-	FilesDeleted     int64   `json:"files_deleted"`
-	DirsCreated      int64   `json:"dirs_created"`
-	Errors           int64   `json:"errors"`
-	DurationS        float64 `json:"duration_s"`
-	Proto            string  `json:"proto"`
-	ProtoReason      string  `json:"proto_reason,omitempty"`
+	Event            string `json:"event"`
+	Time             string `json:"time,omitempty"` // when it was printed (TimeFormat)
+	FilesTransferred int64  `json:"files_transferred"`
+	BytesTransferred int64  `json:"bytes_transferred"`
+	BytesSent        int64  `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
+	FilesSkipped     int64  `json:"files_skipped"`
+	FilesDeleted     int64  `json:"files_deleted"`
+	DirsCreated      int64  `json:"dirs_created"`
+	// XattrsUpdated counts entries whose extended attributes or ACLs
+	// were made to match the source's (-X, -A).
+	XattrsUpdated int64   `json:"xattrs_updated,omitempty"`
+	Errors        int64   `json:"errors"`
+	DurationS     float64 `json:"duration_s"`
+	Proto         string  `json:"proto"`
+	ProtoReason   string  `json:"proto_reason,omitempty"`
 	// SSHData, for a run with an ssh:// side, says how the data crossed:
 	// "direct" (TCP to the far side's one-run listener) or "inline"
 	// (inside ssh).
@@ -226,6 +229,7 @@ func (t *Tally) Merge(s Summary) {
 	t.sum.FilesSkipped += s.FilesSkipped
 	t.sum.FilesDeleted += s.FilesDeleted
 	t.sum.DirsCreated += s.DirsCreated
+	t.sum.XattrsUpdated += s.XattrsUpdated
 	t.sum.Errors += s.Errors
 	t.sum.PlannedBytes += s.PlannedBytes
 	if s.Proto != "" {

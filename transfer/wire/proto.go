@@ -118,6 +118,9 @@ type Req struct {
 	// benchmark's operations.
 	CAS   *CASArgs   `json:"cas,omitempty"`
 	Bench *BenchArgs `json:"bench,omitempty"`
+	// Xattrs and XattrScope are the arguments of OpXattrs.
+	Xattrs     []XattrSet  `json:"xattrs,omitempty"`
+	XattrScope *XattrScope `json:"xattr_scope,omitempty"`
 }
 
 // Resp answers a Req with the same ID.
@@ -145,6 +148,8 @@ type Resp struct {
 	// operations.
 	CAS   *CASResult  `json:"cas,omitempty"`
 	Bench *BenchReply `json:"bench,omitempty"`
+	// XattrResults answers OpXattrs, one per set.
+	XattrResults []XattrResult `json:"xattr_results,omitempty"`
 }
 
 // CASArgs are the arguments of a cas.* request.
