@@ -89,3 +89,15 @@ func (p *Pinned) RemoveXattr(name string) error {
 	}
 	return nil
 }
+
+// XattrSupport probes the file system of the directory dir: whether it
+// takes user.* attributes and POSIX ACLs (a file system without them
+// answers "not supported" for any name; one with them, "no such
+// attribute" for an absent one).
+func XattrSupport(dir string) (user, acls bool) {
+	probe := func(name string) bool {
+		_, err := unix.Getxattr(dir, name, nil)
+		return !XattrsUnsupported(err)
+	}
+	return probe("user.xfer-probe"), probe("system.posix_acl_access")
+}

@@ -44,6 +44,10 @@ type Destination interface {
 	// destination created on its own on the way to files (a share of a
 	// cluster transfer sends no mkdirs).
 	Finish(ctx context.Context) (int64, error)
+	// XattrSupport is what the destination said in the handshake it can
+	// store of extended attributes; nil when it did not say (each entry's
+	// result tells).
+	XattrSupport() *wire.XattrSupport
 	// Lanes are the paths chunks and small-file batches travel, one per
 	// data stream; the engine runs a sender on each.
 	Lanes() []Lane

@@ -84,6 +84,10 @@ func (d *Local) Xattrs(ctx context.Context, scope wire.XattrScope, sets []wire.X
 	return d.h.Receiver().Xattrs(scope, sets), nil
 }
 
+// XattrSupport implements Destination: a tree on this machine says what
+// it could not keep entry by entry.
+func (d *Local) XattrSupport() *wire.XattrSupport { return nil }
+
 // Open implements Destination.
 func (d *Local) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, error) {
 	r := d.h.Receiver()

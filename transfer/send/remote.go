@@ -83,6 +83,9 @@ func (d *Remote) Xattrs(ctx context.Context, scope wire.XattrScope, sets []wire.
 	return resp.XattrResults, nil
 }
 
+// XattrSupport implements Destination.
+func (d *Remote) XattrSupport() *wire.XattrSupport { return d.s.PeerXattrs() }
+
 // Open implements Destination.
 func (d *Remote) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, error) {
 	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpOpen, Files: []wire.FileSpec{spec}})

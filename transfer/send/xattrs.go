@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/progress"
@@ -61,6 +62,22 @@ func (e *engine) syncXattrs(srcTop string) error {
 		return nil
 	}
 	x.scope = e.xattrScope()
+	if sup := e.dst.XattrSupport(); sup != nil {
+		var lost []string
+		if x.scope.Xattrs && !sup.User {
+			x.scope.Xattrs, lost = false, append(lost, "extended attributes")
+		}
+		if x.scope.ACLs && !sup.ACLs {
+			x.scope.ACLs, lost = false, append(lost, "ACLs")
+		}
+		if len(lost) > 0 {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice,
+				Msg: fmt.Sprintf("%s not kept: the destination's file system does not support them", strings.Join(lost, " and "))})
+		}
+		if !x.scope.Any() {
+			return nil
+		}
+	}
 	privileged := os.Geteuid() == 0
 	keep := func(name string) bool { return x.scope.Keeps(name, privileged) }
 	var sets []wire.XattrSet

@@ -45,6 +45,20 @@ func (sc XattrScope) Keeps(name string, privileged bool) bool {
 // Any reports whether the scope keeps anything.
 func (sc XattrScope) Any() bool { return sc.Xattrs || sc.ACLs }
 
+// XattrSupport is what one side of a session can store of extended
+// attributes where it receives files, said in the handshake (Hello and
+// Welcome): a sender leaves out what the other side cannot keep, and says
+// so once.
+type XattrSupport struct {
+	// User: the file system takes user.* attributes.
+	User bool `json:"user"`
+	// ACLs: the file system takes POSIX ACLs.
+	ACLs bool `json:"acls"`
+	// Privileged: the receiver runs as root, so trusted.* and security.*
+	// attributes are kept too.
+	Privileged bool `json:"privileged"`
+}
+
 // Xattr is one extended attribute of an entry.
 type Xattr struct {
 	Name  string `json:"name"`
