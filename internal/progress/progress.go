@@ -18,6 +18,7 @@ const (
 	KindDelete   = "delete"   // an entry was deleted at the destination
 	KindMkdir    = "mkdir"    // a directory was created
 	KindSymlink  = "symlink"  // a symlink was created or updated
+	KindXattrs   = "xattrs"   // an entry's extended attributes or ACLs were made to match the source's (-X, -A)
 	KindPlan     = "plan"     // no longer emitted: a dry run emits the events of the real run, with Action and DryRun set
 	KindError    = "error"    // something failed; the run continues where it can
 	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
@@ -190,6 +191,8 @@ func (t *Tally) Record(e Event) {
 		t.sum.FilesDeleted++
 	case KindMkdir:
 		t.sum.DirsCreated++
+	case KindXattrs:
+		t.sum.XattrsUpdated++
 	case KindError:
 		t.sum.Errors++
 		t.filesDone++

@@ -24,8 +24,6 @@ type xattrPass struct {
 	notKept int
 	entries int
 	first   string
-	// changed counts entries whose attributes were made to match.
-	changed int64
 }
 
 // xattrScope is the run's scope of extended attributes.
@@ -81,6 +79,7 @@ func (e *engine) syncXattrs(srcTop string) error {
 	privileged := os.Geteuid() == 0
 	keep := func(name string) bool { return x.scope.Keeps(name, privileged) }
 	var sets []wire.XattrSet
+	var rels []string // the entries of sets, relative to the source
 	var bytes int
 	flush := func() error {
 		if len(sets) == 0 {
@@ -91,9 +90,9 @@ func (e *engine) syncXattrs(srcTop string) error {
 			return fmt.Errorf("extended attributes: %w", err)
 		}
 		for i, r := range res {
-			e.xattrResult(sets[i].Path, r)
+			e.xattrResult(rels[i], r)
 		}
-		sets, bytes = nil, 0
+		sets, rels, bytes = nil, nil, 0
 		return nil
 	}
 	err := x.paths.each(func(p string) error {
@@ -115,6 +114,7 @@ func (e *engine) syncXattrs(srcTop string) error {
 			}
 		}
 		sets = append(sets, wire.XattrSet{Path: joinTop(e.dstPath, p), Attrs: attrs})
+		rels = append(rels, p)
 		bytes += size
 		if len(sets) >= wire.MaxXattrSets {
 			return flush()
@@ -127,7 +127,6 @@ func (e *engine) syncXattrs(srcTop string) error {
 	if err != nil {
 		return err
 	}
-	e.tally.Merge(progress.Summary{XattrsUpdated: x.changed})
 	if x.notKept > 0 {
 		e.sink.Emit(progress.Event{Event: progress.KindNotice,
 			Msg: fmt.Sprintf("extended attributes: %d not kept on %d entries at the destination (first: %s)", x.notKept, x.entries, x.first)})
@@ -135,15 +134,16 @@ func (e *engine) syncXattrs(srcTop string) error {
 	return nil
 }
 
-// xattrResult counts the destination's answer for the entry at dst path p.
+// xattrResult counts the destination's answer for the entry at p (relative
+// to the source).
 func (e *engine) xattrResult(p string, r wire.XattrResult) {
 	x := &e.xattrs
 	if r.Err != "" {
-		e.fileError(p, r.Err)
+		e.fileError(displayPath(p), r.Err)
 		return
 	}
 	if r.Changed {
-		x.changed++
+		e.emit(progress.Event{Event: progress.KindXattrs, Path: displayPath(p)})
 	}
 	if len(r.NotKept) > 0 {
 		if x.first == "" {
