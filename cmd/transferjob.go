@@ -61,6 +61,8 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
 	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
 	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
+	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
+	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 }
@@ -227,6 +229,8 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		UringEntry: do.UringEntries,
 		Lock:       a.v.GetBool("lock"),
 		HardLinks:  a.v.GetBool("hard-links"),
+		Xattrs:     a.v.GetBool("xattrs"),
+		ACLs:       a.v.GetBool("acls"),
 	}
 	flt, err := a.filterOptions(cmd)
 	if err != nil {

@@ -145,11 +145,7 @@ func newDiffEnv(t *testing.T) *diffEnv {
 	must(t, os.Chmod(base, 0o755))
 	env := &diffEnv{base: base, slots: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	if os.Geteuid() == 0 {
-		if u, err := osuser.Lookup("nobody"); err == nil {
-			uid, _ := strconv.Atoi(u.Uid)
-			gid, _ := strconv.Atoi(u.Gid)
-			env.nobody = &owner{uid, gid}
-		}
+		env.nobody = lookupNobody()
 	}
 	// A copy of the binary that the unprivileged user may run.
 	data, err := os.ReadFile(xferBin)
@@ -212,6 +208,17 @@ func (env *diffEnv) startServer(t *testing.T, host, root string, own *owner, ext
 		}
 	})
 	return s
+}
+
+// lookupNobody is the unprivileged user of the tests, nil if there is none.
+func lookupNobody() *owner {
+	u, err := osuser.Lookup("nobody")
+	if err != nil {
+		return nil
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &owner{uid, gid}
 }
 
 func cred(own *owner) *syscall.Credential {

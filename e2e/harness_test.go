@@ -382,6 +382,7 @@ type summary struct {
 	Proto            string  `json:"proto"`
 	DryRun           bool    `json:"dry_run"`
 	SSHData          string  `json:"ssh_data"`
+	XattrsUpdated    int64   `json:"xattrs_updated"`
 }
 
 // jsonRun parses every line of a --json run; the last must be the summary.

@@ -8,11 +8,12 @@
 # and the differential tests), rclone (the differential tests),
 # b3sum (reference BLAKE3; optional: skipped if the distribution lacks it),
 # iperf3 (transport baseline), time (GNU time for peak RSS), openssh-client and
-# openssh-server (the ssh:// end-to-end tests run a real sshd).
+# openssh-server (the ssh:// end-to-end tests run a real sshd), attr and acl
+# (setfattr/getfattr, setfacl/getfacl: the -X and -A differential tests).
 # Non-interactive; as non-root it only reports and exits 0.
 set -euo pipefail
 
-REQUIRED=(libucx-dev ucx-utils pkg-config rsync rclone iperf3 time openssh-client openssh-server)
+REQUIRED=(libucx-dev ucx-utils pkg-config rsync rclone iperf3 time openssh-client openssh-server attr acl)
 OPTIONAL=(b3sum)
 
 check_only=0

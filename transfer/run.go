@@ -186,6 +186,9 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		defer h.Close()
 		dial.Services = h.Register
+		if opt.Xattrs || opt.ACLs {
+			dial.Xattrs = xattrSupport(dst.Path)
+		}
 		return remoteJob(ctx, src, wire.JobSpec{SrcPath: src.Path, Options: opt}, nil, dial, sink, tally)
 	default:
 		spec := wire.JobSpec{SrcPath: src.Path, DstPath: dst.Path, DstAddr: dst.Addr, Options: opt}

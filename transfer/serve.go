@@ -72,6 +72,9 @@ func NewServer(cfg ServerConfig) *Server {
 	srv := &Server{cfg: cfg, tempFiles: receive.NewFDBudget()}
 	sc := cfg.ServerConfig
 	sc.UringEntries, sc.Services = cfg.Dial.UringEntries, srv.services
+	if sc.Xattrs == nil && cfg.Root != nil {
+		sc.Xattrs = xattrSupport(cfg.Root.Path())
+	}
 	srv.srv = session.NewServer(sc)
 	return srv
 }

@@ -18,6 +18,7 @@ const (
 	KindDelete   = "delete"   // an entry was deleted at the destination
 	KindMkdir    = "mkdir"    // a directory was created
 	KindSymlink  = "symlink"  // a symlink was created or updated
+	KindXattrs   = "xattrs"   // an entry's extended attributes or ACLs were made to match the source's (-X, -A)
 	KindPlan     = "plan"     // no longer emitted: a dry run emits the events of the real run, with Action and DryRun set
 	KindError    = "error"    // something failed; the run continues where it can
 	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
@@ -91,18 +92,21 @@ type AgentStats struct {
 
 // Summary is the final event of a run.
 type Summary struct {
-	Event            string  `json:"event"`
-	Time             string  `json:"time,omitempty"` // when it was printed (TimeFormat)
-	FilesTransferred int64   `json:"files_transferred"`
-	BytesTransferred int64   `json:"bytes_transferred"`
-	BytesSent        int64   `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
-	FilesSkipped     int64   `json:"files_skipped"`
-	FilesDeleted     int64   `json:"files_deleted"`
-	DirsCreated      int64   `json:"dirs_created"`
-	Errors           int64   `json:"errors"`
-	DurationS        float64 `json:"duration_s"`
-	Proto            string  `json:"proto"`
-	ProtoReason      string  `json:"proto_reason,omitempty"`
+	Event            string `json:"event"`
+	Time             string `json:"time,omitempty"` // when it was printed (TimeFormat)
+	FilesTransferred int64  `json:"files_transferred"`
+	BytesTransferred int64  `json:"bytes_transferred"`
+	BytesSent        int64  `json:"bytes_sent"` // payload that crossed to the destination (less than bytes_transferred when chunks were resumed)
+	FilesSkipped     int64  `json:"files_skipped"`
+	FilesDeleted     int64  `json:"files_deleted"`
+	DirsCreated      int64  `json:"dirs_created"`
+	// XattrsUpdated counts entries whose extended attributes or ACLs
+	// were made to match the source's (-X, -A).
+	XattrsUpdated int64   `json:"xattrs_updated,omitempty"`
+	Errors        int64   `json:"errors"`
+	DurationS     float64 `json:"duration_s"`
+	Proto         string  `json:"proto"`
+	ProtoReason   string  `json:"proto_reason,omitempty"`
 	// SSHData, for a run with an ssh:// side, says how the data crossed:
 	// "direct" (TCP to the far side's one-run listener) or "inline"
 	// (inside ssh).
@@ -187,6 +191,8 @@ func (t *Tally) Record(e Event) {
 		t.sum.FilesDeleted++
 	case KindMkdir:
 		t.sum.DirsCreated++
+	case KindXattrs:
+		t.sum.XattrsUpdated++
 	case KindError:
 		t.sum.Errors++
 		t.filesDone++
@@ -226,6 +232,7 @@ func (t *Tally) Merge(s Summary) {
 	t.sum.FilesSkipped += s.FilesSkipped
 	t.sum.FilesDeleted += s.FilesDeleted
 	t.sum.DirsCreated += s.DirsCreated
+	t.sum.XattrsUpdated += s.XattrsUpdated
 	t.sum.Errors += s.Errors
 	t.sum.PlannedBytes += s.PlannedBytes
 	if s.Proto != "" {

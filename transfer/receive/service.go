@@ -268,7 +268,7 @@ func (h *Handler) Receiver() *Receiver {
 // streams, jobs and tickets (refused where the handler has none).
 func (h *Handler) Register(s *session.Session) {
 	for _, op := range []string{wire.OpList, wire.OpHash, wire.OpJob, wire.OpTicket, wire.OpStat, wire.OpMkroot,
-		wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt} {
+		wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt, wire.OpXattrs} {
 		s.Handle(op, func(r *wire.Req) { h.serve(s, r) })
 	}
 	s.SetReceiver(handlerReceiver{h})
@@ -465,7 +465,7 @@ func (h *Handler) serve(s *session.Session, r *wire.Req) {
 			return
 		}
 		s.Reply(&wire.Resp{ID: r.ID})
-	case wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt:
+	case wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt, wire.OpXattrs:
 		rc := h.Receiver()
 		if rc == nil {
 			s.Reply(&wire.Resp{ID: r.ID, Err: "no destination chosen yet in this session", Kind: wire.KindUsage})
@@ -481,6 +481,12 @@ func (h *Handler) serveReceiver(s *session.Session, rc *Receiver, r *wire.Req) {
 	switch r.Op {
 	case wire.OpMeta:
 		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.Meta(r.Meta)})
+	case wire.OpXattrs:
+		if r.XattrScope == nil {
+			s.Reply(&wire.Resp{ID: r.ID, Err: "xattrs request without a scope", Kind: wire.KindUsage})
+			return
+		}
+		s.Reply(&wire.Resp{ID: r.ID, XattrResults: rc.Xattrs(*r.XattrScope, r.Xattrs)})
 	case wire.OpOpen:
 		errs, haves, done := rc.Open(r.Files)
 		s.Reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})

@@ -31,6 +31,10 @@ type Destination interface {
 	// link, delete, setattrs), with one verdict per operation: "" for
 	// done, or why not.
 	Meta(ctx context.Context, ops []wire.MetaOp) ([]string, error)
+	// Xattrs makes the extended attributes within scope of each entry in
+	// sets match the set (-X, -A), with one result per set: changed or
+	// not, what the destination could not keep, or why it failed.
+	Xattrs(ctx context.Context, scope wire.XattrScope, sets []wire.XattrSet) ([]wire.XattrResult, error)
 	// Open announces a large file and returns the writer that takes its
 	// chunks. A file the destination refuses (read-only, no space, busy)
 	// is a *FileError; any other error ends the run.
@@ -40,6 +44,10 @@ type Destination interface {
 	// destination created on its own on the way to files (a share of a
 	// cluster transfer sends no mkdirs).
 	Finish(ctx context.Context) (int64, error)
+	// XattrSupport is what the destination said in the handshake it can
+	// store of extended attributes; nil when it did not say (each entry's
+	// result tells).
+	XattrSupport() *wire.XattrSupport
 	// Lanes are the paths chunks and small-file batches travel, one per
 	// data stream; the engine runs a sender on each.
 	Lanes() []Lane

@@ -72,6 +72,9 @@ type engine struct {
 	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
 	// read-only directory; it goes out before the next file is sent.
 	flushFirst bool
+
+	// xattrs is the pass of -X and -A (xattrs.go).
+	xattrs xattrPass
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -166,6 +169,7 @@ func (e *engine) fileFailed(path string, err error) {
 
 func (e *engine) run() error {
 	defer e.deletes.close()
+	defer e.xattrs.paths.close()
 	info, err := e.src.Lstat(e.srcPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -223,6 +227,9 @@ func (e *engine) run() error {
 		}
 		if info.Type == fsroot.TypeDir && e.opt.Shard == nil {
 			if err := e.topAttrs(info); err != nil {
+				return err
+			}
+			if err := e.noteXattrs(plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Type: plan.TypeDir}}); err != nil {
 				return err
 			}
 		}
@@ -326,6 +333,9 @@ func (e *engine) run() error {
 			}
 		}
 	}
+	if err := e.syncXattrs(srcTop); err != nil {
+		return err
+	}
 	made, err := e.dst.Finish(e.ctx)
 	if err != nil {
 		return fmt.Errorf("finishing at the destination: %w", err)
@@ -409,6 +419,9 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		return nil
 	}
 	dp := plan.Join(e.dstPath, s.Path)
+	if err := e.noteXattrs(op); err != nil {
+		return err
+	}
 	switch op.Kind {
 	case plan.OpSkip:
 		if e.linked(op) {

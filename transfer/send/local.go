@@ -79,6 +79,15 @@ func (d *Local) Meta(ctx context.Context, ops []wire.MetaOp) ([]string, error) {
 	return d.h.Receiver().Meta(ops), nil
 }
 
+// Xattrs implements Destination.
+func (d *Local) Xattrs(ctx context.Context, scope wire.XattrScope, sets []wire.XattrSet) ([]wire.XattrResult, error) {
+	return d.h.Receiver().Xattrs(scope, sets), nil
+}
+
+// XattrSupport implements Destination: a tree on this machine says what
+// it could not keep entry by entry.
+func (d *Local) XattrSupport() *wire.XattrSupport { return nil }
+
 // Open implements Destination.
 func (d *Local) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, error) {
 	r := d.h.Receiver()

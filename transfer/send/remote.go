@@ -71,6 +71,21 @@ func (d *Remote) Meta(ctx context.Context, ops []wire.MetaOp) ([]string, error) 
 	return d.verdicts(ctx, &wire.Req{Op: wire.OpMeta, Meta: ops}, len(ops))
 }
 
+// Xattrs implements Destination.
+func (d *Remote) Xattrs(ctx context.Context, scope wire.XattrScope, sets []wire.XattrSet) ([]wire.XattrResult, error) {
+	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpXattrs, Xattrs: sets, XattrScope: &scope})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.XattrResults) != len(sets) {
+		return nil, fmt.Errorf("peer %s answered %d results for %d attribute sets", d.s.Peer(), len(resp.XattrResults), len(sets))
+	}
+	return resp.XattrResults, nil
+}
+
+// XattrSupport implements Destination.
+func (d *Remote) XattrSupport() *wire.XattrSupport { return d.s.PeerXattrs() }
+
 // Open implements Destination.
 func (d *Remote) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, error) {
 	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpOpen, Files: []wire.FileSpec{spec}})

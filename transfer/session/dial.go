@@ -42,6 +42,9 @@ type DialOptions struct {
 	// digests (--verify=none); ignored where data streams are outside
 	// TLS, which the digests protect.
 	NoVerify bool
+	// Xattrs is what this side can store of extended attributes where it
+	// receives (a pull's local destination); nil: not said.
+	Xattrs *wire.XattrSupport
 	// allow, when set, vets every address a connection of this session is
 	// about to be made to (--push-allow for a server's third-party jobs).
 	allow func(network, address string, c syscall.RawConn) error
@@ -171,7 +174,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	cn := newNonce()
 	kx := newKeyShare()
 	hello := wire.Hello{Proto: "xfer", Version: wire.ProtocolVersion, Role: "control", Client: o.ClientVersion,
-		Transports: mine, Want: o.Proto, Streams: o.Streams, Nonce: cn, KX: kx.public(), NoVerify: o.NoVerify}
+		Transports: mine, Want: o.Proto, Streams: o.Streams, Nonce: cn, KX: kx.public(), NoVerify: o.NoVerify, Xattrs: o.Xattrs}
 	if o.Ticket != nil {
 		hello.Ticket = o.Ticket.ID
 	}
@@ -259,6 +262,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 		return fail(peerErr(addr, "chose transport %q, which this binary lacks", w.Transport))
 	}
 	s := newSession(conn, fr, o.Log, o.IdleTimeout)
+	s.peerXattrs = w.Xattrs
 	if o.Conn != nil {
 		s.peer = addr // the pipes of a process have no address to show
 	}

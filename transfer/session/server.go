@@ -65,6 +65,9 @@ type ServerConfig struct {
 	// do: a session admitted with a ticket (g.Ticket) must be confined to
 	// one delivery into g.Within. An error ends the session.
 	Services func(s *Session, g Grant) error
+	// Xattrs is what the served tree can store of extended attributes,
+	// told to every client in the welcome; nil: not said.
+	Xattrs *wire.XattrSupport
 }
 
 // Grant is what a session was admitted with: a ticket confines it to one
@@ -494,7 +497,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	sn := newNonce()
 	w := wire.Welcome{Version: wire.ProtocolVersion, Server: srv.cfg.Version, Session: id,
 		Transport: name, TransportReason: reason, Streams: streams, Nonce: sn, TLS: isTLS, TLSData: tlsData,
-		KX: kx.public(), Verify: verify}
+		KX: kx.public(), Verify: verify, Xattrs: srv.cfg.Xattrs}
 	// The session must be registered before the client learns it can
 	// dial data streams (after the welcome, or after the auth reply).
 	ps := &pendingSession{plainOK: !tlsData, conns: make(chan dataConn, streams)}
@@ -572,6 +575,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	}
 	fr := wire.NewFrameReader(c, srv.cfg.MaxFrame)
 	s := newSession(c, fr, srv.cfg.Log, srv.cfg.IdleTimeout)
+	s.peerXattrs = h.Xattrs
 	s.shareMemory(srv.mem, srv.cfg.MaxSessionMemory)
 	s.id, s.transport, s.reason = id, name, reason
 	s.secure(key, false, !isTLS, !tlsData)

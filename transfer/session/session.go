@@ -48,8 +48,11 @@ type Session struct {
 	verify    bool
 	transport string
 	reason    string // why this transport was chosen
-	log       *slog.Logger
-	idle      time.Duration
+	// peerXattrs is what the peer said in the handshake it can store of
+	// extended attributes (nil: not said).
+	peerXattrs *wire.XattrSupport
+	log        *slog.Logger
+	idle       time.Duration
 
 	// tables are the services registered on this session (Handle,
 	// HandleData, HandleFrame, SetReceiver, OnClose).
@@ -695,6 +698,10 @@ func (s *Session) IdleTimeout() time.Duration { return s.idle }
 
 // Log is the session's logger.
 func (s *Session) Log() *slog.Logger { return s.log }
+
+// PeerXattrs is what the peer said in the handshake it can store of
+// extended attributes where it receives; nil when it did not say.
+func (s *Session) PeerXattrs() *wire.XattrSupport { return s.peerXattrs }
 
 // Verifies says whether receivers on this session check every chunk and
 // small file against its digest (negotiated in the handshake).

@@ -12,7 +12,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol spoken by this
 // build. Peers refuse a different major version in the handshake.
-const ProtocolVersion = 4
+const ProtocolVersion = 5
 
 // Control frame types.
 const (

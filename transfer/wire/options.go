@@ -30,6 +30,10 @@ type Options struct {
 	// HardLinks keeps files that are hard links of each other in the
 	// source tree linked at the destination.
 	HardLinks bool `json:"hard_links,omitempty"`
+	// Xattrs (-X) and ACLs (-A) keep extended attributes and POSIX ACLs:
+	// the destination's are made to match the source's.
+	Xattrs bool `json:"xattrs,omitempty"`
+	ACLs   bool `json:"acls,omitempty"`
 	// Filter selects what is transferred (--include/--exclude, size and
 	// age limits); excluded destination entries are neither compared nor
 	// deleted. nil: everything.

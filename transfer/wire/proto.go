@@ -32,6 +32,9 @@ type Hello struct {
 	// where data streams are outside TLS: there the verified digest is
 	// what authenticates a chunk's bytes.
 	NoVerify bool `json:"no_verify,omitempty"`
+	// Xattrs (control) is what the dialing side can store where it
+	// receives (-X, -A); nil: not said.
+	Xattrs *XattrSupport `json:"xattrs,omitempty"`
 }
 
 // decodeHello parses and sanity-checks a hello frame from an unknown peer.
@@ -80,6 +83,9 @@ type Welcome struct {
 	// chunk and small file against its BLAKE3 digest: always where data
 	// streams are outside TLS, else as the client asked.
 	Verify bool `json:"verify,omitempty"`
+	// Xattrs is what the server's tree can store (-X, -A); nil: not
+	// said (a server of several exports).
+	Xattrs *XattrSupport `json:"xattrs,omitempty"`
 }
 
 // Request operations.
@@ -118,6 +124,9 @@ type Req struct {
 	// benchmark's operations.
 	CAS   *CASArgs   `json:"cas,omitempty"`
 	Bench *BenchArgs `json:"bench,omitempty"`
+	// Xattrs and XattrScope are the arguments of OpXattrs.
+	Xattrs     []XattrSet  `json:"xattrs,omitempty"`
+	XattrScope *XattrScope `json:"xattr_scope,omitempty"`
 }
 
 // Resp answers a Req with the same ID.
@@ -145,6 +154,8 @@ type Resp struct {
 	// operations.
 	CAS   *CASResult  `json:"cas,omitempty"`
 	Bench *BenchReply `json:"bench,omitempty"`
+	// XattrResults answers OpXattrs, one per set.
+	XattrResults []XattrResult `json:"xattr_results,omitempty"`
 }
 
 // CASArgs are the arguments of a cas.* request.
