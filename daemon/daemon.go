@@ -38,13 +38,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/xfer-io/xfer/internal/defaults"
 	"log/slog"
 	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xfer-io/xfer/internal/defaults"
 
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/metrics"

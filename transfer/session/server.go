@@ -2,9 +2,10 @@ package session
 
 import (
 	"context"
-	"github.com/xfer-io/xfer/internal/defaults"
 	"os"
 	"syscall"
+
+	"github.com/xfer-io/xfer/internal/defaults"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
