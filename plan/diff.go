@@ -198,12 +198,16 @@ func newOp(s Entry) Op {
 	case TypeSymlink:
 		return Op{Kind: OpSymlink, Src: s, Reason: "new"}
 	}
-	return Op{Kind: OpSkip, Src: s, Reason: "unsupported"}
+	return Op{Kind: OpSkip, Src: s, Reason: ReasonUnsupported}
 }
+
+// ReasonUnsupported is the Reason of an OpSkip for an entry of a type xfer
+// does not transfer (TypeOther): the one Reason that code branches on.
+const ReasonUnsupported = "unsupported"
 
 func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op, error) {
 	if s.Type == TypeOther {
-		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: "unsupported"}, nil
+		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: ReasonUnsupported}, nil
 	}
 	if s.Type != d.Type {
 		op := newOp(s)

@@ -43,7 +43,7 @@ func (e *engine) printPlan(op plan.Op) error {
 			e.tally.AddPlanned(1, 0)
 			break
 		}
-		if op.Kind == plan.OpSkip && op.Reason == "unsupported" {
+		if op.Kind == plan.OpSkip && op.Reason == plan.ReasonUnsupported {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})

@@ -427,7 +427,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		if e.linked(op) {
 			return nil
 		}
-		if op.Reason == "unsupported" {
+		if op.Reason == plan.ReasonUnsupported {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})

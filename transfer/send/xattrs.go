@@ -40,7 +40,7 @@ func (e *engine) noteXattrs(op plan.Op) error {
 	case plan.OpDelete:
 		return nil
 	case plan.OpSkip:
-		if op.Reason == "unsupported" {
+		if op.Reason == plan.ReasonUnsupported {
 			return nil
 		}
 	}
