@@ -20,7 +20,7 @@ Remote to remote syncs are third-party transfers: the source server pushes
 straight to the destination server.`,
 		Example: `  xfer sync xfer://node1:7878/incoming ./mirror --delete
   xfer sync nodeA:/proj nodeB:/proj`,
-	}, true)
+	}, transferKind{sync: true})
 	c.Flags().Bool("lock", true, "lock the destination directory for the run (flock on the directory itself) so two runs on it never overlap (--lock=false to skip)")
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
 	c.Flags().Bool("watch", false, "after the first pass keep DST in step: watch SRC (inotify) and sync again after each burst of changes, falling back to periodic rescans (see docs/watch.md)")

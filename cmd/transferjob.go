@@ -7,11 +7,14 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/location"
@@ -22,14 +25,24 @@ import (
 	"github.com/xfer-io/xfer/ui"
 )
 
-// transferCmd makes c copy (sync false) or sync: both take SRC and DST,
-// complete them as locations, share the flags of addTransferFlags and run
-// runTransfer.
-func (a *app) transferCmd(c *cobra.Command, sync bool) *cobra.Command {
+// transferKind is which of the transfer commands runs.
+type transferKind struct {
+	sync bool // DST is made to match: extra entries go (sync)
+	move bool // each source file goes once its copy is verified (move, moveto)
+	to   bool // DST names the copy itself, not the directory it lands in (copyto, moveto)
+}
+
+// transferCmd makes c one of the transfer commands (copy, sync, move,
+// copyto, moveto): they take SRC and DST, complete them as locations,
+// share the flags of addTransferFlags and run runTransfer.
+func (a *app) transferCmd(c *cobra.Command, kind transferKind) *cobra.Command {
 	c.Args = usageArgs(cobra.ExactArgs(2))
 	c.ValidArgsFunction = completeLocations
-	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, sync) }
+	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, kind) }
 	addTransferFlags(c)
+	if kind.move {
+		c.Flags().Bool("delete-empty-src-dirs", false, "also remove the source directories the move left empty (never SRC itself)")
+	}
 	return c
 }
 
@@ -46,12 +59,23 @@ func addTransferFlags(c *cobra.Command) {
 	intFlag(f, "transfers", transfer.DefaultTransfers, 1, transfer.MaxTransfers, "large files in flight at once (small files travel in batches on every stream)")
 	sizeFlag(f, "chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
 	f.Bool("checksum", false, "compare files by BLAKE3 of their content instead of size and mtime")
-	f.Bool("dry-run", false, "print what would be created, updated and deleted; change nothing")
+	f.BoolP("dry-run", "n", false, "print what would be created, updated and deleted; change nothing")
 	f.Bool("no-fsync", false, "do not flush files to stable storage before renaming them into place (scratch data)")
 	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only; peers whose data streams are outside TLS verify anyway)")
 	sizeFlag(f, "bwlimit", "", "cap the data rate of the whole run (all streams and agents), in bytes per second with an optional K, M or G suffix (e.g. 100M)")
 	durationFlag(f, "max-duration", 0, 0, "stop after this long (0: no limit) with exit code 4; finished files stay in place and the next run resumes partial ones")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
+	addFilterFlags(f)
+	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
+	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
+	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
+	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
+	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
+}
+
+// addFilterFlags declares the flags that select entries (filterOptions
+// reads them): copy, sync, move and delete share them.
+func addFilterFlags(f *pflag.FlagSet) {
 	ra := new(plan.RuleArgs)
 	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
 	f.Var(ra.Exclude(), "exclude", "exclude paths matching PATTERN (repeatable, order matters)")
@@ -60,11 +84,6 @@ func addTransferFlags(c *cobra.Command) {
 	sizeFlag(f, "max-size", "", "skip files larger than this (e.g. 1G)")
 	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
 	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
-	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
-	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
-	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
-	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
-	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 }
 
 // filterOptions builds the filter from --include/--exclude/--filter-from
@@ -181,7 +200,10 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 }
 
 // printer builds the output for the invoked command's flags.
-func (a *app) printer(dryRun bool) *ui.Printer {
+func (a *app) printer(dryRun bool) *ui.Printer { return ui.New(a.printerOptions(dryRun)) }
+
+// printerOptions are the output options of the invoked command's flags.
+func (a *app) printerOptions(dryRun bool) ui.Options {
 	mode := ui.ModeAuto
 	switch {
 	case a.v.GetBool("json"):
@@ -189,11 +211,12 @@ func (a *app) printer(dryRun bool) *ui.Printer {
 	case a.v.GetBool("quiet"):
 		mode = ui.ModeQuiet
 	}
-	return ui.New(ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.v.GetBool("verbose")})
+	return ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.v.GetBool("verbose")}
 }
 
-// runTransfer is copy and sync.
-func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
+// runTransfer is copy, sync, move, copyto and moveto.
+func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) error {
+	sync := kind.sync
 	remotes, err := a.remotes()
 	if err != nil {
 		return err
@@ -251,6 +274,14 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		opt.Delete = a.v.GetBool("delete")
 		opt.ReplaceDirs = true
 	}
+	if kind.to {
+		dst, opt.DstName = splitName(dst)
+	}
+	var move *transfer.RemoveOptions
+	if kind.move {
+		move = &transfer.RemoveOptions{Filter: flt, RmDirs: a.v.GetBool("delete-empty-src-dirs"), DryRun: opt.DryRun,
+			Checksum: opt.Checksum, DstName: opt.DstName, Checkers: opt.Checkers}
+	}
 	if opt.Checkers < 1 {
 		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, opt.Checkers)
 	}
@@ -287,13 +318,37 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 			Debounce: a.v.GetDuration("watch-debounce"),
 			Rescan:   a.v.GetDuration("watch-rescan"),
 			Log:      a.log,
-		}, func(ctx context.Context) error { return a.transferPass(ctx, cmd, src, dst, opt, fl) })
+		}, func(ctx context.Context) error { return a.transferPass(ctx, cmd, src, dst, opt, fl, nil) })
 	}
-	return a.transferPass(cmd.Context(), cmd, src, dst, opt, fl)
+	return a.transferPass(cmd.Context(), cmd, src, dst, opt, fl, move)
 }
 
-// transferPass runs one copy or sync with its own output.
-func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst transfer.Endpoint, opt transfer.Options, fl *fileLog) error {
+// splitName splits the last name off a destination's path (copyto,
+// moveto): the directory the copy lands in, and its name there. A path
+// without a name (a peer's root) keeps the copy's own name.
+func splitName(ep transfer.Endpoint) (transfer.Endpoint, string) {
+	if !ep.IsRemote() {
+		p := filepath.Clean(ep.Path)
+		if p == "/" || p == "." || p == ".." || strings.HasSuffix(p, "/..") {
+			return ep, ""
+		}
+		ep.Path = filepath.Dir(p)
+		return ep, filepath.Base(p)
+	}
+	p := strings.Trim(path.Clean("/"+ep.Path), "/")
+	if p == "" {
+		return ep, ""
+	}
+	ep.Path = path.Dir(p)
+	if ep.Path == "." {
+		ep.Path = ""
+	}
+	return ep, path.Base(p)
+}
+
+// transferPass runs one copy or sync with its own output; move, for a
+// move, removes what was copied afterwards.
+func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst transfer.Endpoint, opt transfer.Options, fl *fileLog, move *transfer.RemoveOptions) error {
 	printer := a.printer(opt.DryRun)
 	var (
 		sink   progress.Sink = printer
@@ -310,8 +365,25 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 		ctx, cancel = context.WithTimeout(ctx, maxDur)
 		defer cancel()
 	}
-	sum, err := transfer.Run(ctx, src, dst, opt,
-		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, sink)
+	dial := transfer.DialOptions{Log: a.log, ClientVersion: versionString()}
+	sum, err := transfer.Run(ctx, src, dst, opt, dial, sink)
+	var partial *transfer.PartialError
+	if move != nil && (err == nil || errors.As(err, &partial)) {
+		// What was copied and verified now leaves the source; what
+		// failed stays there.
+		dial.ConnectTimeout, dial.IdleTimeout, dial.Streams = opt.ConnectTO, opt.IdleTO, 1
+		tally := progress.NewTally()
+		merr := transfer.RemoveMoved(ctx, src, dst, *move, dial, sink, tally)
+		rs := tally.Summary()
+		sum.SourceRemoved, sum.DirsRemoved = rs.SourceRemoved, rs.DirsRemoved
+		sum.Errors += rs.Errors
+		switch {
+		case merr != nil:
+			err = merr
+		case sum.Errors > 0:
+			err = &transfer.PartialError{Failed: sum.Errors}
+		}
+	}
 	if err != nil {
 		// A run that was stopped is not a failure of its files: say once
 		// why it stopped and what resumes it.
@@ -328,7 +400,6 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 				fmt.Sprintf("stopped after --max-duration %s before the run was done", maxDur))
 		}
 	}
-	var partial *transfer.PartialError
 	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.
 		sink.Emit(progress.Event{Event: progress.KindError, Error: userMessage(err)})

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"strings"
 	"time"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -58,6 +59,11 @@ type Options struct {
 	// flight at once (--transfers). 0: the defaults.
 	Checkers  int `json:"checkers,omitempty"`
 	Transfers int `json:"transfers,omitempty"`
+
+	// DstName, for a source that is one file, is the name it gets in the
+	// destination directory instead of its own (copyto, moveto). Empty:
+	// its own name.
+	DstName string `json:"dst_name,omitempty"`
 }
 
 // Shard names one share of a transfer spread over several agent pairs.
@@ -136,6 +142,9 @@ func (o Options) Validate() error {
 	}
 	if o.Transfers < 0 || o.Transfers > MaxTransfers {
 		return exitcode.Usagef("--transfers: want 1 to %d, got %d", MaxTransfers, o.Transfers)
+	}
+	if o.DstName != "" && (strings.Contains(o.DstName, "/") || o.DstName == "." || o.DstName == ".." || strings.ContainsRune(o.DstName, 0)) {
+		return exitcode.Usagef("destination name %q: want a single file name", o.DstName)
 	}
 	switch o.Verify {
 	case "", "full", "none":

@@ -94,7 +94,7 @@ const (
 	OpMore   = "more"   // credit for one more entry batch of request ID
 	OpStat   = "stat"   // one entry
 	OpHash   = "hash"   // digest of one file
-	OpMeta   = "meta"   // batch of mkdir/symlink/delete/setattrs
+	OpMeta   = "meta"   // batch of mkdir/symlink/delete/remove/setattrs
 	OpOpen   = "open"   // create partial files for large transfers
 	OpCommit = "commit" // verify, flush and rename files into place
 	OpFinish = "finish" // apply directory attributes, flush renames
@@ -200,7 +200,7 @@ type AdoptChunk struct {
 
 // MetaOp is one metadata change at the destination.
 type MetaOp struct {
-	Op      string `json:"op"` // mkdir, symlink, delete, setattrs
+	Op      string `json:"op"` // mkdir, symlink, link, delete (recursive), remove (a file, link or empty directory; never recursive), setattrs
 	Path    string `json:"path"`
 	Mode    uint32 `json:"mode,omitempty"`
 	MtimeNs int64  `json:"mtime,omitempty"`

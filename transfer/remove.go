@@ -1,0 +1,531 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/plan"
+	"github.com/xfer-io/xfer/transfer/receive"
+	"github.com/xfer-io/xfer/transfer/send"
+	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/wire"
+)
+
+// RemoveOptions tune Delete, Purge and the removal of a move's source.
+type RemoveOptions struct {
+	// Filter selects what is removed (delete, move); nil: everything.
+	Filter *plan.FilterOptions
+	// RmDirs also removes the directories left empty, never the top one
+	// (delete --rmdirs, move --delete-empty-src-dirs).
+	RmDirs bool
+	// DryRun says what would be removed and removes nothing.
+	DryRun bool
+	// Checksum (move) compares the source and destination copies by
+	// BLAKE3 instead of size and mtime before a source file goes.
+	Checksum bool
+	// DstName (moveto) is the name a single source file has at the
+	// destination; "" its own.
+	DstName  string
+	Checkers int
+}
+
+// tree is one side of a removal: a Destination (the receiver of this
+// machine or of a peer, which holds to its policy: read-only, confined
+// to its root) and the path of the location beneath it.
+type tree struct {
+	d     send.Destination
+	path  string
+	name  string // how messages call the location
+	close func()
+}
+
+// openTree opens ep for listing and removal. A local ep is opened at its
+// parent when whole is set (purge removes the path itself) or when it is
+// not a directory.
+func openTree(ctx context.Context, ep Endpoint, whole bool, checkers int, dial session.DialOptions) (*tree, error) {
+	if ep.IsRemote() {
+		s, _, err := dialPeer(ctx, ep, dial)
+		if err != nil {
+			return nil, err
+		}
+		p := strings.Trim(ep.Path, "/")
+		if rp, err := plan.FollowLinks(ctx, p, send.NewRemote(s, 0).Stat); err == nil && !whole {
+			p = rp
+		}
+		return &tree{d: send.NewRemote(s, checkers), path: p, name: ep.String(), close: func() { s.Close() }}, nil
+	}
+	abs, err := filepath.Abs(ep.Path)
+	if err != nil {
+		return nil, exitcode.Usagef("%s: %v", ep.Path, err)
+	}
+	dir, base := abs, ""
+	if info, err := os.Stat(abs); whole || err != nil || !info.IsDir() {
+		dir, base = filepath.Dir(abs), filepath.Base(abs)
+	}
+	if abs == "/" {
+		dir, base = "/", ""
+	}
+	if _, err := os.Lstat(abs); errors.Is(err, fs.ErrNotExist) {
+		return nil, exitcode.Usagef("%s does not exist", ep.Path)
+	}
+	r, err := fsroot.Open(dir)
+	if err != nil {
+		return nil, exitcode.Usagef("%s: %v", ep.Path, fsroot.Reason(err))
+	}
+	h := receive.NewHandler(r, receive.Options{NoFsync: true})
+	return &tree{d: send.NewLocal(h, dir, 1, checkers), path: base, name: ep.Path, close: func() { h.Close() }}, nil
+}
+
+// entries lists everything beneath t.path (relative paths, Compare
+// order); a path that is not a directory lists as itself.
+func (t *tree) entries(ctx context.Context, top *plan.Entry) ([]plan.Entry, error) {
+	if top.Type != plan.TypeDir {
+		e := *top
+		e.Path = plan.Base(t.path)
+		return []plan.Entry{e}, nil
+	}
+	var out []plan.Entry
+	l := t.d.List(ctx, t.path, false)
+	for {
+		e, err := l.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", t.name, err)
+		}
+		out = append(out, e)
+	}
+}
+
+// full is the path beneath the tree's root of p, relative to t.path: p
+// itself for a single file (its listing holds its own name).
+func (t *tree) full(top *plan.Entry, p string) string {
+	if top.Type != plan.TypeDir {
+		return t.path
+	}
+	return plan.Join(t.path, p)
+}
+
+// action names what a dry run's removal event of kind stands for.
+func action(kind string) string {
+	switch kind {
+	case progress.KindRmdir:
+		return "rmdir"
+	case progress.KindSourceRemoved:
+		return "remove-source"
+	}
+	return "delete"
+}
+
+// remover issues removals in batches and reports each as an event.
+type remover struct {
+	t      *tree
+	dryRun bool
+	sink   progress.Sink
+	tally  *progress.Tally
+	ops    []wire.MetaOp
+	shown  []string
+	kinds  []string
+	// gone holds the paths (as listed) whose removal was done, or would
+	// be in a dry run.
+	gone map[string]bool
+}
+
+func newRemover(t *tree, dryRun bool, sink progress.Sink, tally *progress.Tally) *remover {
+	return &remover{t: t, dryRun: dryRun, sink: sink, tally: tally, gone: map[string]bool{}}
+}
+
+func (r *remover) emit(e progress.Event) {
+	r.tally.Record(e)
+	r.sink.Emit(e)
+}
+
+// add queues the removal of full (op "remove" or "delete"), listed as
+// shown, reported as an event of kind.
+func (r *remover) add(ctx context.Context, op, full, shown, kind string) error {
+	if r.dryRun {
+		r.gone[shown] = true
+		r.emit(progress.Event{Event: kind, Path: shown, Action: action(kind), DryRun: true})
+		return nil
+	}
+	r.ops = append(r.ops, wire.MetaOp{Op: op, Path: full})
+	r.shown = append(r.shown, shown)
+	r.kinds = append(r.kinds, kind)
+	if len(r.ops) >= wire.MaxReqItems {
+		return r.flush(ctx)
+	}
+	return nil
+}
+
+// flush sends the queued removals; one refused is an error event, and
+// the run goes on.
+func (r *remover) flush(ctx context.Context) error {
+	if len(r.ops) == 0 {
+		return nil
+	}
+	errs, err := r.t.d.Meta(ctx, r.ops)
+	if err != nil {
+		return fmt.Errorf("removing in %s: %w", r.t.name, err)
+	}
+	for i, msg := range errs {
+		if msg != "" {
+			r.emit(progress.Event{Event: progress.KindError, Path: r.shown[i], Error: msg})
+			continue
+		}
+		r.gone[r.shown[i]] = true
+		r.emit(progress.Event{Event: r.kinds[i], Path: r.shown[i]})
+	}
+	r.ops, r.shown, r.kinds = r.ops[:0], r.shown[:0], r.kinds[:0]
+	return nil
+}
+
+// pruneDirs removes the directories of all (a listing, Compare order)
+// that hold nothing any more, deepest first; keep says whether a listed
+// directory must stay whatever it holds.
+func (r *remover) pruneDirs(ctx context.Context, top *plan.Entry, all []plan.Entry, keep func(plan.Entry) bool) error {
+	occupied := map[string]bool{}
+	var dirs []string
+	for _, e := range all {
+		if e.Type == plan.TypeDir && !keep(e) && e.Err == "" {
+			dirs = append(dirs, e.Path)
+			continue
+		}
+		if e.Type == plan.TypeDir || !r.gone[e.Path] {
+			occupied[e.Path] = true
+			for d := plan.Dir(e.Path); d != ""; d = plan.Dir(d) {
+				occupied[d] = true
+			}
+		}
+	}
+	sort.SliceStable(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+	for _, d := range dirs {
+		if occupied[d] {
+			continue
+		}
+		if err := r.add(ctx, "remove", r.t.full(top, d), d, progress.KindRmdir); err != nil {
+			return err
+		}
+		// A parent waits for its children's removal: flush per depth.
+		if err := r.flush(ctx); err != nil {
+			return err
+		}
+		if !r.gone[d] {
+			for p := plan.Dir(d); p != ""; p = plan.Dir(p) {
+				occupied[p] = true
+			}
+		}
+	}
+	return nil
+}
+
+// Delete removes the files at ep (or beneath it, with opt.Filter
+// applied), keeping directories unless opt.RmDirs, as rclone delete.
+// The summary counts files_deleted and dirs_removed.
+func Delete(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink) (progress.Summary, error) {
+	tally := progress.NewTally()
+	err := deleteFiles(ctx, ep, opt, dial, sink, tally)
+	return finishRemoval(tally, opt.DryRun, ep, err)
+}
+
+func deleteFiles(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	flt, err := newFilter(opt.Filter)
+	if err != nil {
+		return err
+	}
+	t, top, err := openExisting(ctx, ep, false, opt.Checkers, dial)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	all, err := t.entries(ctx, top)
+	if err != nil {
+		return err
+	}
+	chosen := selected(flt, all)
+	r := newRemover(t, opt.DryRun, sink, tally)
+	for _, e := range all {
+		if e.Type == plan.TypeDir || !chosen[e.Path] {
+			continue
+		}
+		if e.Err != "" {
+			r.emit(progress.Event{Event: progress.KindError, Path: e.Path, Error: e.Err})
+			continue
+		}
+		if err := r.add(ctx, "remove", t.full(top, e.Path), e.Path, progress.KindDelete); err != nil {
+			return err
+		}
+	}
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	if opt.RmDirs && top.Type == plan.TypeDir {
+		return r.pruneDirs(ctx, top, all, func(e plan.Entry) bool { return !chosen[e.Path] })
+	}
+	return nil
+}
+
+// selected is the set of paths of all that flt passes (everything when
+// flt is nil).
+func selected(flt *plan.Filter, all []plan.Entry) map[string]bool {
+	out := make(map[string]bool, len(all))
+	l := flt.Lister(&plan.SliceLister{Entries: all})
+	for {
+		e, err := l.Next(context.Background())
+		if err != nil {
+			return out
+		}
+		out[e.Path] = true
+	}
+}
+
+// Purge removes ep and everything beneath it, as rclone purge. It
+// refuses "/" and the root a peer serves.
+func Purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink) (progress.Summary, error) {
+	tally := progress.NewTally()
+	err := purge(ctx, ep, opt, dial, sink, tally)
+	return finishRemoval(tally, opt.DryRun, ep, err)
+}
+
+func purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	if ep.IsRemote() && strings.Trim(ep.Path, "/") == "" {
+		return exitcode.Usagef("purge %s: refusing to remove the root the server serves; name a directory beneath it", ep)
+	}
+	if !ep.IsRemote() {
+		if abs, err := filepath.Abs(ep.Path); err == nil && abs == "/" {
+			return exitcode.Usagef("purge %s: refusing to remove /", ep.Path)
+		}
+	}
+	t, top, err := openExisting(ctx, ep, true, opt.Checkers, dial)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	all, err := t.entries(ctx, top)
+	if err != nil {
+		return err
+	}
+	// Counted for the summary: what goes with the path.
+	var files, dirs int64
+	for _, e := range all {
+		if e.Type == plan.TypeDir {
+			dirs++
+		} else {
+			files++
+		}
+	}
+	if top.Type == plan.TypeDir {
+		dirs++
+	}
+	shown := cmpOr(plan.Base(t.path), ep.Path)
+	if opt.DryRun {
+		tally.Merge(progress.Summary{FilesDeleted: files, DirsRemoved: dirs})
+		sink.Emit(progress.Event{Event: progress.KindDelete, Path: shown, Action: "purge", DryRun: true})
+		return nil
+	}
+	errs, err := t.d.Meta(ctx, []wire.MetaOp{{Op: "delete", Path: t.path}})
+	if err != nil {
+		return fmt.Errorf("purge %s: %w", t.name, err)
+	}
+	if len(errs) == 1 && errs[0] != "" {
+		e := progress.Event{Event: progress.KindError, Path: shown, Error: errs[0]}
+		tally.Record(e)
+		sink.Emit(e)
+		return nil
+	}
+	tally.Merge(progress.Summary{FilesDeleted: files, DirsRemoved: dirs})
+	sink.Emit(progress.Event{Event: progress.KindNotice, Msg: fmt.Sprintf("purged %s", ep)})
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// openExisting opens ep as openTree does and stats its path, which must
+// exist.
+func openExisting(ctx context.Context, ep Endpoint, whole bool, checkers int, dial session.DialOptions) (*tree, *plan.Entry, error) {
+	t, err := openTree(ctx, ep, whole, checkers, dial)
+	if err != nil {
+		return nil, nil, err
+	}
+	top, err := t.d.Stat(ctx, t.path)
+	if err == nil && top == nil {
+		err = exitcode.Usagef("%s does not exist", ep)
+	}
+	if err != nil {
+		t.close()
+		return nil, nil, err
+	}
+	return t, top, nil
+}
+
+func newFilter(o *plan.FilterOptions) (*plan.Filter, error) {
+	if o == nil {
+		return nil, nil
+	}
+	f, err := plan.NewFilter(*o)
+	if err != nil {
+		return nil, exitcode.Usagef("filter: %v", err)
+	}
+	return f, nil
+}
+
+// finishRemoval ends a removal's summary: per-entry failures make the
+// error an exitcode.Partial one.
+func finishRemoval(tally *progress.Tally, dryRun bool, ep Endpoint, err error) (progress.Summary, error) {
+	if dryRun {
+		tally.SetDryRun()
+	}
+	sum := tally.Summary()
+	if ep.IsRemote() {
+		sum.Proto = "control"
+	} else {
+		sum.Proto = "local"
+	}
+	if err == nil && sum.Errors > 0 {
+		err = &PartialError{Failed: sum.Errors}
+	}
+	return sum, err
+}
+
+// RemoveMoved is a move's second half, after Run copied src into dst:
+// each source file whose copy at dst is the same (size and mtime, or
+// BLAKE3 with opt.Checksum) is removed, and nothing else; with
+// opt.RmDirs the source directories left empty go too (never the top
+// one). Its events go to sink and its counts into tally.
+func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
+	flt, err := newFilter(opt.Filter)
+	if err != nil {
+		return err
+	}
+	st, stop, err := openExisting(ctx, src, false, opt.Checkers, dial)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	all, err := st.entries(ctx, stop)
+	if err != nil {
+		return err
+	}
+	if stop.Type != plan.TypeDir {
+		// The one file, under the name it has at the destination.
+		all[0].Path = cmpOr(opt.DstName, plan.Base(st.path))
+	}
+	r := newRemover(st, opt.DryRun, sink, tally)
+	if opt.DryRun {
+		// Nothing was copied: each file selected would be, and would go.
+		return r.wouldMove(ctx, flt, stop, all, opt.RmDirs)
+	}
+	dt, err := openTree(ctx, dst, false, opt.Checkers, dial)
+	if err != nil {
+		return err
+	}
+	defer dt.close()
+	dpath := dt.path
+	if stop.Type == plan.TypeDir && opt.DstName != "" {
+		dpath = plan.Join(dpath, opt.DstName)
+	} else if stop.Type != plan.TypeDir {
+		dpath = plan.Join(dpath, all[0].Path)
+	}
+	dlist, err := counterpart(ctx, dt, dpath, stop.Type == plan.TypeDir)
+	if err != nil {
+		return err
+	}
+	srcPath := func(p string) string {
+		if stop.Type != plan.TypeDir {
+			return st.path
+		}
+		return plan.Join(st.path, p)
+	}
+	dstPath := func(p string) string {
+		if stop.Type != plan.TypeDir {
+			return dpath
+		}
+		return plan.Join(dpath, p)
+	}
+	dopt := plan.DiffOptions{
+		Checksum: opt.Checksum,
+		SrcDigest: func(ctx context.Context, e plan.Entry) ([]byte, error) {
+			d, err := st.d.Hash(ctx, srcPath(e.Path))
+			return d[:], err
+		},
+		DstDigest: func(ctx context.Context, e plan.Entry) ([]byte, error) {
+			d, err := dt.d.Hash(ctx, dstPath(e.Path))
+			return d[:], err
+		},
+	}
+	chosen := map[string]bool{}
+	err = flt.Diff(ctx, &plan.SliceLister{Entries: all}, dlist, dopt, func(op plan.Op) error {
+		chosen[op.Src.Path] = true
+		if op.Src.Type == plan.TypeDir || op.Src.Err != "" || op.Reason == plan.ReasonUnsupported {
+			return nil
+		}
+		// The same content at the destination (its mode may differ: a
+		// peer's umask).
+		if op.Dst == nil || (op.Kind != plan.OpSkip && op.Kind != plan.OpSetAttrs) {
+			return nil
+		}
+		return r.add(ctx, "remove", srcPath(op.Src.Path), op.Src.Path, progress.KindSourceRemoved)
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	if opt.RmDirs && stop.Type == plan.TypeDir {
+		return r.pruneDirs(ctx, stop, all, func(e plan.Entry) bool { return !chosen[e.Path] })
+	}
+	return nil
+}
+
+// wouldMove says what a move's removal would remove: every entry of all that
+// flt selects and the copy would carry, then (rmDirs) the directories
+// left empty.
+func (r *remover) wouldMove(ctx context.Context, flt *plan.Filter, top *plan.Entry, all []plan.Entry, rmDirs bool) error {
+	chosen := selected(flt, all)
+	for _, e := range all {
+		if !chosen[e.Path] || e.Type == plan.TypeDir || e.Type == plan.TypeOther || e.Err != "" {
+			continue
+		}
+		if err := r.add(ctx, "remove", r.t.full(top, e.Path), e.Path, progress.KindSourceRemoved); err != nil {
+			return err
+		}
+	}
+	if rmDirs && top.Type == plan.TypeDir {
+		return r.pruneDirs(ctx, top, all, func(e plan.Entry) bool { return !chosen[e.Path] })
+	}
+	return nil
+}
+
+// counterpart lists dpath at dt: the tree beneath it (dir), or the one
+// entry there, named as in the source listing.
+func counterpart(ctx context.Context, dt *tree, dpath string, dir bool) (plan.Lister, error) {
+	if dir {
+		return dt.d.List(ctx, dpath, false), nil
+	}
+	e, err := dt.d.Stat(ctx, dpath)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dt.name, err)
+	}
+	var es []plan.Entry
+	if e != nil {
+		e.Path = plan.Base(dpath)
+		es = append(es, *e)
+	}
+	return &plan.SliceLister{Entries: es}, nil
+}
