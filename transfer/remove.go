@@ -275,18 +275,16 @@ func deleteFiles(ctx context.Context, ep Endpoint, opt RemoveOptions, dial sessi
 	return nil
 }
 
-// selected is the set of paths of all that flt passes (everything when
-// flt is nil).
+// selected is the set of paths of all that flt passes, rules and limits
+// (everything when flt is nil).
 func selected(flt *plan.Filter, all []plan.Entry) map[string]bool {
 	out := make(map[string]bool, len(all))
-	l := flt.Lister(&plan.SliceLister{Entries: all})
-	for {
-		e, err := l.Next(context.Background())
-		if err != nil {
-			return out
+	for _, e := range all {
+		if flt.Match(e) {
+			out[e.Path] = true
 		}
-		out[e.Path] = true
 	}
+	return out
 }
 
 // Purge removes ep and everything beneath it, as rclone purge. It
@@ -471,7 +469,7 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 	chosen := map[string]bool{}
 	err = flt.Diff(ctx, &plan.SliceLister{Entries: all}, dlist, dopt, func(op plan.Op) error {
 		chosen[op.Src.Path] = true
-		if op.Src.Type == plan.TypeDir || op.Src.Err != "" || op.Reason == plan.ReasonUnsupported {
+		if op.Src.Type == plan.TypeDir || op.Src.Err != "" || op.Reason == plan.ReasonUnsupported || !flt.Match(op.Src) {
 			return nil
 		}
 		// The same content at the destination (its mode may differ: a
@@ -487,8 +485,49 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 	if err := r.flush(ctx); err != nil {
 		return err
 	}
-	if opt.RmDirs && stop.Type == plan.TypeDir {
-		return r.pruneDirs(ctx, stop, all, func(e plan.Entry) bool { return !chosen[e.Path] })
+	if stop.Type != plan.TypeDir {
+		return nil
+	}
+	if opt.RmDirs {
+		if err := r.pruneDirs(ctx, stop, all, func(e plan.Entry) bool { return !chosen[e.Path] }); err != nil {
+			return err
+		}
+	}
+	return r.restoreDirs(ctx, stop, all)
+}
+
+// restoreDirs gives the source directories that removals changed their
+// listed mtimes back, so that they still match their copies at the
+// destination and the next run has nothing to do.
+func (r *remover) restoreDirs(ctx context.Context, top *plan.Entry, all []plan.Entry) error {
+	changed := map[string]bool{}
+	for p := range r.gone {
+		changed[plan.Dir(p)] = true
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	var ops []wire.MetaOp
+	for _, e := range append([]plan.Entry{{Path: "", Type: plan.TypeDir, Mode: top.Mode, MtimeNs: top.MtimeNs}}, all...) {
+		if e.Type == plan.TypeDir && changed[e.Path] && !r.gone[e.Path] {
+			ops = append(ops, wire.MetaOp{Op: "setattrs", Path: r.t.full(top, e.Path), Mode: e.Mode, MtimeNs: e.MtimeNs})
+		}
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), wire.MaxReqItems)
+		errs, err := r.t.d.Meta(ctx, ops[:n])
+		if err != nil {
+			return fmt.Errorf("restoring directory times in %s: %w", r.t.name, err)
+		}
+		for i, msg := range errs {
+			if msg != "" {
+				r.emit(progress.Event{Event: progress.KindNotice, Path: ops[i].Path, Msg: msg})
+			}
+		}
+		ops = ops[n:]
+	}
+	if _, err := r.t.d.Finish(ctx); err != nil {
+		return fmt.Errorf("restoring directory times in %s: %w", r.t.name, err)
 	}
 	return nil
 }
