@@ -111,7 +111,7 @@ func (t *tree) entries(ctx context.Context, top *plan.Entry) ([]plan.Entry, erro
 // full is the path beneath the tree's root of p, relative to t.path: p
 // itself for a single file (its listing holds its own name).
 func (t *tree) full(top *plan.Entry, p string) string {
-	if top.Type != plan.TypeDir {
+	if top.Type != plan.TypeDir || p == "" {
 		return t.path
 	}
 	return plan.Join(t.path, p)
