@@ -128,7 +128,16 @@ func compareRclone(t *testing.T, what, rcloneDir, xferDir string) {
 	}
 }
 
-// rclone runs rclone args... and fails the test if it fails.
+// unchanged fails t if the tree at dir is not before, inodes included:
+// what (a second run, a dry run) was to change nothing.
+func unchanged(t *testing.T, what string, before ftree, dir string) {
+	t.Helper()
+	if d := diffTrees(before, scanTree(t, dir), cmpOpts{ref: "before", got: "after", inodes: true}); len(d) > 0 {
+		t.Errorf("%s changed %s:\n%s", what, dir, report(d))
+	}
+}
+
+// rcloneRun runs rclone args... and fails the test if it fails.
 func rcloneRun(t *testing.T, args ...string) {
 	t.Helper()
 	needRclone(t)
@@ -193,9 +202,7 @@ func TestMoveDifferential(t *testing.T) {
 					t.Errorf("the second move did something: %+v\n%s", sum, x.result)
 				}
 				for i, dir := range []string{ss.path("src"), ds.path("dst")} {
-					if d := diffTrees(before[i], scanTree(t, dir), cmpOpts{ref: "first run", got: "second run", inodes: true}); len(d) > 0 {
-						t.Errorf("the second move changed %s:\n%s", dir, report(d))
-					}
+					unchanged(t, "the second move", before[i], dir)
 				}
 			})
 		}
@@ -217,9 +224,7 @@ func TestMoveDryRun(t *testing.T) {
 			if sum.SourceRemoved != 7 || !hasEvent(x, "source_removed", "d/e/f.txt") {
 				t.Errorf("move -n announces %d source removals, want 7 (d/e/f.txt among them):\n%s", sum.SourceRemoved, x.stdout)
 			}
-			if d := diffTrees(before, scanTree(t, ss.path("src")), cmpOpts{ref: "before", got: "after", inodes: true}); len(d) > 0 {
-				t.Errorf("move -n changed the source:\n%s", report(d))
-			}
+			unchanged(t, "move -n", before, ss.path("src"))
 			if _, err := os.Lstat(ds.path("dst")); err == nil {
 				t.Errorf("move -n created the destination")
 			}
@@ -272,9 +277,7 @@ func TestDeleteDifferential(t *testing.T) {
 				if x.code != 0 || sum.FilesDeleted != 0 || sum.DirsRemoved != 0 {
 					t.Errorf("the second delete removed something: %+v\n%s", sum, x.result)
 				}
-				if d := diffTrees(before, scanTree(t, s.path("t")), cmpOpts{ref: "first run", got: "second run", inodes: true}); len(d) > 0 {
-					t.Errorf("the second delete changed the tree:\n%s", report(d))
-				}
+				unchanged(t, "the second delete", before, s.path("t"))
 			})
 		}
 	}
@@ -298,9 +301,7 @@ func TestPurgeDifferential(t *testing.T) {
 			if x.code != 0 || !sum.DryRun || sum.FilesDeleted != 3 {
 				t.Errorf("purge -n: %+v %s", sum, x.result)
 			}
-			if d := diffTrees(before, scanTree(t, s.path("t")), cmpOpts{ref: "before", got: "after", inodes: true}); len(d) > 0 {
-				t.Errorf("purge -n changed the tree:\n%s", report(d))
-			}
+			unchanged(t, "purge -n", before, s.path("t"))
 			x, sum = runJSON(t, []*site{s}, "purge", s.loc("t/d"))
 			if x.code != 0 || sum.FilesDeleted != 3 || sum.DirsRemoved != 3 {
 				t.Fatalf("xfer purge: %+v %s", sum, x.result)
@@ -311,9 +312,7 @@ func TestPurgeDifferential(t *testing.T) {
 			if x.code != 2 || !strings.Contains(x.stdout, "does not exist") {
 				t.Errorf("purging again: want exit 2 and \"does not exist\": %s", x.result)
 			}
-			if d := diffTrees(after, scanTree(t, s.path("t")), cmpOpts{ref: "first run", got: "second run", inodes: true}); len(d) > 0 {
-				t.Errorf("the second purge changed the tree:\n%s", report(d))
-			}
+			unchanged(t, "the second purge", after, s.path("t"))
 		})
 	}
 }
@@ -334,9 +333,7 @@ func TestPurgeRefusesRoots(t *testing.T) {
 			t.Errorf("purge %s: want exit 2 and one line saying %q: %s", c.loc, c.want, r)
 		}
 	}
-	if d := diffTrees(before, scanTree(t, s.base), cmpOpts{ref: "before", got: "after", inodes: true}); len(d) > 0 {
-		t.Errorf("a refused purge changed the served tree:\n%s", report(d))
-	}
+	unchanged(t, "a refused purge", before, s.base)
 }
 
 // TestCopytoMovetoDifferential: one file and one directory to another
@@ -380,9 +377,7 @@ func TestCopytoMovetoDifferential(t *testing.T) {
 					} else if x.code != 0 || sum.FilesTransferred != 0 || sum.SourceRemoved != 0 {
 						t.Errorf("the second %s did something: %+v\n%s", cmd, sum, x.result)
 					}
-					if d := diffTrees(before, scanTree(t, ds.path("dst")), cmpOpts{ref: "first run", got: "second run", inodes: true}); len(d) > 0 {
-						t.Errorf("the second %s changed the destination:\n%s", cmd, report(d))
-					}
+					unchanged(t, "the second "+cmd, before, ds.path("dst"))
 				})
 			}
 		}
@@ -412,9 +407,7 @@ func TestRemovalReadOnlyPeer(t *testing.T) {
 		t.Errorf("move from a read-only peer: want the files copied, none removed, exit 1 saying read-only: %+v %s", sum, x.result)
 	}
 	sameTree(t, s.path("t"), dst)
-	if d := diffTrees(before, scanTree(t, s.base), cmpOpts{ref: "before", got: "after", inodes: true}); len(d) > 0 {
-		t.Errorf("the read-only peer's tree changed:\n%s", report(d))
-	}
+	unchanged(t, "the read-only peer's tree", before, s.base)
 }
 
 // TestMoveInterrupted kills a slow move (client killed mid-run, in both

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -233,9 +234,33 @@ func (r *remover) pruneDirs(ctx context.Context, top *plan.Entry, all []plan.Ent
 // applied), keeping directories unless opt.RmDirs, as rclone delete.
 // The summary counts files_deleted and dirs_removed.
 func Delete(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink) (progress.Summary, error) {
+	return removal(ctx, ep, opt, dial, sink, deleteFiles)
+}
+
+// Purge removes ep and everything beneath it, as rclone purge. It
+// refuses "/" and the root a peer serves.
+func Purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink) (progress.Summary, error) {
+	return removal(ctx, ep, opt, dial, sink, purge)
+}
+
+// removal runs do (delete, purge) with a tally of its own and ends its
+// summary: per-entry failures make the error an exitcode.Partial one.
+func removal(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink,
+	do func(context.Context, Endpoint, RemoveOptions, session.DialOptions, progress.Sink, *progress.Tally) error) (progress.Summary, error) {
 	tally := progress.NewTally()
-	err := deleteFiles(ctx, ep, opt, dial, sink, tally)
-	return finishRemoval(tally, opt.DryRun, ep, err)
+	err := do(ctx, ep, opt, dial, sink, tally)
+	if opt.DryRun {
+		tally.SetDryRun()
+	}
+	sum := tally.Summary()
+	sum.Proto = "local"
+	if ep.IsRemote() {
+		sum.Proto = "control"
+	}
+	if err == nil && sum.Errors > 0 {
+		err = &PartialError{Failed: sum.Errors}
+	}
+	return sum, err
 }
 
 func deleteFiles(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
@@ -243,17 +268,19 @@ func deleteFiles(ctx context.Context, ep Endpoint, opt RemoveOptions, dial sessi
 	if err != nil {
 		return err
 	}
-	t, top, err := openExisting(ctx, ep, false, opt.Checkers, dial)
+	t, top, all, err := openListed(ctx, ep, false, opt.Checkers, dial)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	all, err := t.entries(ctx, top)
-	if err != nil {
-		return err
-	}
-	chosen := selected(flt, all)
-	r := newRemover(t, opt.DryRun, sink, tally)
+	return newRemover(t, opt.DryRun, sink, tally).removeChosen(ctx, top, all, selected(flt, all), progress.KindDelete, opt.RmDirs)
+}
+
+// removeChosen removes every entry of all (a listing of top) that chosen
+// holds, directories aside, reporting each as an event of kind; an entry
+// the listing could not read is an error. With rmDirs the directories
+// then left empty go too, never top.
+func (r *remover) removeChosen(ctx context.Context, top *plan.Entry, all []plan.Entry, chosen map[string]bool, kind string, rmDirs bool) error {
 	for _, e := range all {
 		if e.Type == plan.TypeDir || !chosen[e.Path] {
 			continue
@@ -262,14 +289,14 @@ func deleteFiles(ctx context.Context, ep Endpoint, opt RemoveOptions, dial sessi
 			r.emit(progress.Event{Event: progress.KindError, Path: e.Path, Error: e.Err})
 			continue
 		}
-		if err := r.add(ctx, "remove", t.full(top, e.Path), e.Path, progress.KindDelete); err != nil {
+		if err := r.add(ctx, "remove", r.t.full(top, e.Path), e.Path, kind); err != nil {
 			return err
 		}
 	}
 	if err := r.flush(ctx); err != nil {
 		return err
 	}
-	if opt.RmDirs && top.Type == plan.TypeDir {
+	if rmDirs && top.Type == plan.TypeDir {
 		return r.pruneDirs(ctx, top, all, func(e plan.Entry) bool { return !chosen[e.Path] })
 	}
 	return nil
@@ -287,14 +314,6 @@ func selected(flt *plan.Filter, all []plan.Entry) map[string]bool {
 	return out
 }
 
-// Purge removes ep and everything beneath it, as rclone purge. It
-// refuses "/" and the root a peer serves.
-func Purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink) (progress.Summary, error) {
-	tally := progress.NewTally()
-	err := purge(ctx, ep, opt, dial, sink, tally)
-	return finishRemoval(tally, opt.DryRun, ep, err)
-}
-
 func purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
 	if ep.IsRemote() && strings.Trim(ep.Path, "/") == "" {
 		return exitcode.Usagef("purge %s: refusing to remove the root the server serves; name a directory beneath it", ep)
@@ -304,15 +323,11 @@ func purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.Dia
 			return exitcode.Usagef("purge %s: refusing to remove /", ep.Path)
 		}
 	}
-	t, top, err := openExisting(ctx, ep, true, opt.Checkers, dial)
+	t, top, all, err := openListed(ctx, ep, true, opt.Checkers, dial)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	all, err := t.entries(ctx, top)
-	if err != nil {
-		return err
-	}
 	// Counted for the summary: what goes with the path.
 	var files, dirs int64
 	for _, e := range all {
@@ -325,7 +340,7 @@ func purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.Dia
 	if top.Type == plan.TypeDir {
 		dirs++
 	}
-	shown := cmpOr(plan.Base(t.path), ep.Path)
+	shown := cmp.Or(plan.Base(t.path), ep.Path)
 	if opt.DryRun {
 		tally.Merge(progress.Summary{FilesDeleted: files, DirsRemoved: dirs})
 		sink.Emit(progress.Event{Event: progress.KindDelete, Path: shown, Action: "purge", DryRun: true})
@@ -346,13 +361,6 @@ func purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.Dia
 	return nil
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // openExisting opens ep as openTree does and stats its path, which must
 // exist.
 func openExisting(ctx context.Context, ep Endpoint, whole bool, checkers int, dial session.DialOptions) (*tree, *plan.Entry, error) {
@@ -371,6 +379,20 @@ func openExisting(ctx context.Context, ep Endpoint, whole bool, checkers int, di
 	return t, top, nil
 }
 
+// openListed is openExisting with the listing of what is there.
+func openListed(ctx context.Context, ep Endpoint, whole bool, checkers int, dial session.DialOptions) (*tree, *plan.Entry, []plan.Entry, error) {
+	t, top, err := openExisting(ctx, ep, whole, checkers, dial)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	all, err := t.entries(ctx, top)
+	if err != nil {
+		t.close()
+		return nil, nil, nil, err
+	}
+	return t, top, all, nil
+}
+
 func newFilter(o *plan.FilterOptions) (*plan.Filter, error) {
 	if o == nil {
 		return nil, nil
@@ -380,24 +402,6 @@ func newFilter(o *plan.FilterOptions) (*plan.Filter, error) {
 		return nil, exitcode.Usagef("filter: %v", err)
 	}
 	return f, nil
-}
-
-// finishRemoval ends a removal's summary: per-entry failures make the
-// error an exitcode.Partial one.
-func finishRemoval(tally *progress.Tally, dryRun bool, ep Endpoint, err error) (progress.Summary, error) {
-	if dryRun {
-		tally.SetDryRun()
-	}
-	sum := tally.Summary()
-	if ep.IsRemote() {
-		sum.Proto = "control"
-	} else {
-		sum.Proto = "local"
-	}
-	if err == nil && sum.Errors > 0 {
-		err = &PartialError{Failed: sum.Errors}
-	}
-	return sum, err
 }
 
 // RemoveMoved is a move's second half, after Run copied src into dst:
@@ -410,18 +414,14 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 	if err != nil {
 		return err
 	}
-	st, stop, err := openExisting(ctx, src, false, opt.Checkers, dial)
+	st, stop, all, err := openListed(ctx, src, false, opt.Checkers, dial)
 	if err != nil {
 		return err
 	}
 	defer st.close()
-	all, err := st.entries(ctx, stop)
-	if err != nil {
-		return err
-	}
 	if stop.Type != plan.TypeDir {
 		// The one file, under the name it has at the destination.
-		all[0].Path = cmpOr(opt.DstName, plan.Base(st.path))
+		all[0].Path = cmp.Or(opt.DstName, plan.Base(st.path))
 	}
 	r := newRemover(st, opt.DryRun, sink, tally)
 	if opt.DryRun {
@@ -532,23 +532,17 @@ func (r *remover) restoreDirs(ctx context.Context, top *plan.Entry, all []plan.E
 	return nil
 }
 
-// wouldMove says what a move's removal would remove: every entry of all that
-// flt selects and the copy would carry, then (rmDirs) the directories
-// left empty.
+// wouldMove says what a move's removal would remove: every entry of all
+// that flt selects and the copy would carry, then (rmDirs) the
+// directories left empty.
 func (r *remover) wouldMove(ctx context.Context, flt *plan.Filter, top *plan.Entry, all []plan.Entry, rmDirs bool) error {
 	chosen := selected(flt, all)
 	for _, e := range all {
-		if !chosen[e.Path] || e.Type == plan.TypeDir || e.Type == plan.TypeOther || e.Err != "" {
-			continue
-		}
-		if err := r.add(ctx, "remove", r.t.full(top, e.Path), e.Path, progress.KindSourceRemoved); err != nil {
-			return err
+		if e.Type == plan.TypeOther || e.Err != "" {
+			delete(chosen, e.Path) // not copied: stays
 		}
 	}
-	if rmDirs && top.Type == plan.TypeDir {
-		return r.pruneDirs(ctx, top, all, func(e plan.Entry) bool { return !chosen[e.Path] })
-	}
-	return nil
+	return r.removeChosen(ctx, top, all, chosen, progress.KindSourceRemoved, rmDirs)
 }
 
 // counterpart lists dpath at dt: the tree beneath it (dir), or the one
