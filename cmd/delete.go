@@ -61,11 +61,7 @@ func (a *app) removalCmd(c *cobra.Command, purge bool) *cobra.Command {
 
 // runRemoval is delete and purge.
 func (a *app) runRemoval(cmd *cobra.Command, arg string, purge bool) error {
-	remotes, err := a.remotes()
-	if err != nil {
-		return err
-	}
-	ep, err := a.endpoint(arg, remotes)
+	ep, err := a.endpointOf(arg)
 	if err != nil {
 		return err
 	}
@@ -104,4 +100,13 @@ func (a *app) runRemoval(cmd *cobra.Command, arg string, purge bool) error {
 		return fmt.Errorf("%w (%w)", silent(sum.ExitCode), err)
 	}
 	return nil
+}
+
+// endpointOf is the endpoint of the location arg, named remotes and all.
+func (a *app) endpointOf(arg string) (transfer.Endpoint, error) {
+	remotes, err := a.remotes()
+	if err != nil {
+		return transfer.Endpoint{}, err
+	}
+	return a.endpoint(arg, remotes)
 }

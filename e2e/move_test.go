@@ -93,6 +93,12 @@ type rmSummary struct {
 	ExitCode         int    `json:"exit_code"`
 }
 
+// flagCase is one way to run a command: its name and flags.
+type flagCase struct {
+	name  string
+	flags []string
+}
+
 // moveTree is the source of the move tests: nested files, a large file
 // (several chunks), an empty directory, and files the filtered cases
 // keep (*.keep).
@@ -166,10 +172,7 @@ func movePairs() [][2]string {
 // compares both sides afterwards; a second xfer move changes nothing.
 func TestMoveDifferential(t *testing.T) {
 	needRclone(t)
-	for _, c := range []struct {
-		name  string
-		flags []string
-	}{
+	for _, c := range []flagCase{
 		{"plain", nil},
 		{"empty-src-dirs", []string{"--delete-empty-src-dirs"}},
 		{"filtered", []string{"--exclude", "*.keep", "--delete-empty-src-dirs"}},
@@ -249,10 +252,7 @@ func deleteTree() []ent {
 // compares what is left; a second delete removes nothing.
 func TestDeleteDifferential(t *testing.T) {
 	needRclone(t)
-	for _, c := range []struct {
-		name  string
-		flags []string
-	}{
+	for _, c := range []flagCase{
 		{"plain", nil},
 		{"rmdirs", []string{"--rmdirs"}},
 		{"filtered", []string{"--exclude", "*.keep"}},

@@ -264,11 +264,7 @@ func removal(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.D
 }
 
 func deleteFiles(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	flt, err := newFilter(opt.Filter)
-	if err != nil {
-		return err
-	}
-	t, top, all, err := openListed(ctx, ep, false, opt.Checkers, dial)
+	flt, t, top, all, err := openFiltered(ctx, ep, opt, dial)
 	if err != nil {
 		return err
 	}
@@ -393,6 +389,16 @@ func openListed(ctx context.Context, ep Endpoint, whole bool, checkers int, dial
 	return t, top, all, nil
 }
 
+// openFiltered is openListed (not whole) with opt's filter.
+func openFiltered(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions) (*plan.Filter, *tree, *plan.Entry, []plan.Entry, error) {
+	flt, err := newFilter(opt.Filter)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	t, top, all, err := openListed(ctx, ep, false, opt.Checkers, dial)
+	return flt, t, top, all, err
+}
+
 func newFilter(o *plan.FilterOptions) (*plan.Filter, error) {
 	if o == nil {
 		return nil, nil
@@ -410,11 +416,7 @@ func newFilter(o *plan.FilterOptions) (*plan.Filter, error) {
 // opt.RmDirs the source directories left empty go too (never the top
 // one). Its events go to sink and its counts into tally.
 func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	flt, err := newFilter(opt.Filter)
-	if err != nil {
-		return err
-	}
-	st, stop, all, err := openListed(ctx, src, false, opt.Checkers, dial)
+	flt, st, stop, all, err := openFiltered(ctx, src, opt, dial)
 	if err != nil {
 		return err
 	}
