@@ -61,6 +61,7 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 		if err != nil {
 			return fsroot.Describe("symlink", op.Path, err)
 		}
+		r.chownPath(part, op.Owner)
 		if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
 			r.root.Remove(part)
 			return fsroot.Describe("set mtime of", op.Path, err)
@@ -69,6 +70,8 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 			r.root.Remove(part)
 			return msg
 		}
+	case "special":
+		return r.special(op)
 	case "link":
 		target, err := r.rel(op.Target)
 		if err != nil || target == "" {
@@ -114,6 +117,7 @@ func (r *Receiver) setAttrs(op wire.MetaOp) string {
 		return ""
 	case fsroot.TypeSymlink:
 		// Linux has no link modes; the times go on the link itself.
+		r.chownPinned(pin, op.Owner)
 		if err := r.root.Lchtimes(op.Path, op.MtimeNs, op.MtimeNs); err != nil {
 			return fsroot.Describe("set mtime of", op.Path, err)
 		}
@@ -122,6 +126,7 @@ func (r *Receiver) setAttrs(op wire.MetaOp) string {
 	if r.peer != nil && info.Type == fsroot.TypeFile && info.Nlink > 1 {
 		return fmt.Sprintf("set attributes of %s: refused: the file has %d hard links, and one may lead outside the export", op.Path, info.Nlink)
 	}
+	r.chownPinned(pin, op.Owner)
 	if err := pin.Chmod(r.peer.fileMode(op.Mode)); err != nil {
 		return fsroot.Describe("chmod", op.Path, err)
 	}
@@ -133,7 +138,7 @@ func (r *Receiver) setAttrs(op wire.MetaOp) string {
 
 func (r *Receiver) deferDir(op wire.MetaOp) {
 	r.mu.Lock()
-	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs})
+	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs, owner: op.Owner})
 	r.mu.Unlock()
 }
 
@@ -151,6 +156,7 @@ func (r *Receiver) Finish() error {
 	r.restoreWritable() // then the directories' own attributes, where they come with the run
 	var first error
 	for _, d := range dirs {
+		r.chownPath(d.path, d.owner) // before the mode: a chown may drop set-id bits
 		if err := r.root.Chmod(d.path, d.mode); err != nil && first == nil {
 			first = errors.New(fsroot.Describe("chmod", d.path, err))
 		}
