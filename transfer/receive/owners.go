@@ -25,7 +25,7 @@ type ownerPolicy struct {
 	// --allow-owners). devices: device files may be created.
 	allowed bool
 	devices bool
-	root    bool           // running as root: any owner, any device
+	root    bool            // running as root: any owner, any device
 	groups  map[uint32]bool // the groups an unprivileged process may give
 
 	mu       sync.Mutex
