@@ -165,9 +165,8 @@ func typeCases() []diffCase {
 		{name: "symlink-update", cmd: "sync",
 			src: []ent{linkE("l1", "new-target"), linkE("l2", "same"), fileE("new-target", "n")},
 			dst: []ent{linkE("l1", "old-target").at(ns(2000, 1, 1, 0, 0, 0, 0)), linkE("l2", "same"), fileE("new-target", "n")}},
-		{name: "fifo", cmd: "sync", adjust: dropFifos, notices: []string{"pipe"},
-			// rsync -a (-D) recreates fifos as root; xfer documents that it skips
-			// them with a notice (docs/differences.md).
+		{name: "fifo", cmd: "sync",
+			// rsync -a (-D) recreates fifos; so does xfer (--specials).
 			src: []ent{fifoE("pipe"), fileE("f", "f")}},
 		{name: "modes", cmd: "sync", servedModes: true, src: modes},
 		{name: "modes-allow-setid", cmd: "sync", setidPeer: true, dirs: []string{"local-peer"}, src: modes},
@@ -217,14 +216,6 @@ func ownedByReceiver(r, _ ftree) {
 	for p, n := range r {
 		n.Uid, n.Gid = 0, 0
 		r[p] = n
-	}
-}
-
-func dropFifos(r, _ ftree) {
-	for p, n := range r {
-		if n.Type == "fifo" {
-			delete(r, p)
-		}
 	}
 }
 
@@ -307,7 +298,7 @@ func replaceCases() []diffCase {
 			src := append([]ent{}, common...)
 			dst := append([]ent{}, common...)
 			for _, y := range replKinds() {
-				if y.typ == x.typ || y.typ == "fifo" {
+				if y.typ == x.typ {
 					continue
 				}
 				p := "sub/" + x.name + "-by-" + y.name
