@@ -177,9 +177,9 @@ func typeCases() []diffCase {
 				linkE("link", "a").at(ns(2011, 11, 11, 11, 11, 11, 111111111)),
 				fileE("d1/d2/f", "e"), dirE("d1/d2").at(ns(2003, 3, 3, 3, 3, 3, 3)), dirE("d1").at(ns(2002, 2, 2, 2, 2, 2, 2)),
 			}},
-		// rsync -a as root keeps owners (-o -g); xfer does not: entries belong
-		// to the user the receiving side runs as (docs/differences.md).
-		{name: "ownership", cmd: "sync", adjust: ownedByReceiver,
+		// rsync -a as root keeps owners (-o -g), and so does xfer when its
+		// receiver runs as root (--owners auto).
+		{name: "ownership", cmd: "sync",
 			src: []ent{fileE("f", "f").by(65534, 65534), fileE("d/g", "g"), dirE("d").by(65534, 0), linkE("l", "f").by(0, 65534)}},
 		{name: "top-dir-new", cmd: "sync",
 			src: []ent{dirE(".").m(0o700).at(ns(2005, 5, 5, 5, 5, 5, 555)), fileE("f", "f")}},
@@ -208,14 +208,6 @@ func typeCases() []diffCase {
 		{name: "zeros-not-sparse", cmd: "sync",
 			// Allocated zeros stay allocated: the source has no holes (rsync without -S).
 			src: []ent{fileE("zeros-1m", zeros), fileE("zeros-8k", zeros[:8192]), fileE("zeros-2m", zeros+zeros)}},
-	}
-}
-
-// ownedByReceiver: every entry belongs to the receiving side's user (root).
-func ownedByReceiver(r, _ ftree) {
-	for p, n := range r {
-		n.Uid, n.Gid = 0, 0
-		r[p] = n
 	}
 }
 
