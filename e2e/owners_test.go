@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,14 +97,7 @@ func gidOf(g *osuser.Group) string {
 func ownerListing(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
+	walkBelow(t, dir, func(rel, p string) error {
 		var st syscall.Stat_t
 		if err := syscall.Lstat(p, &st); err != nil {
 			return err
@@ -126,28 +118,9 @@ func ownerListing(t *testing.T, dir string) map[string]string {
 		out[rel] = s
 		return nil
 	})
-	must(t, err)
 	return out
 }
 
-func diffListings(t *testing.T, what string, want, got map[string]string) {
-	t.Helper()
-	var keys []string
-	for k := range want {
-		keys = append(keys, k)
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if want[k] != got[k] {
-			t.Errorf("%s: %s:\n  rsync: %q\n  xfer:  %q", what, k, want[k], got[k])
-		}
-	}
-}
 
 // TestOwnersDifferential: as root, copy keeps owners and groups (by name,
 // and with --numeric-ids by number), set-uid bits after the chown, and
@@ -166,7 +139,7 @@ func TestOwnersDifferential(t *testing.T) {
 		t.Fatalf("rsync -a: %v\n%s", err, out)
 	}
 	want := ownerListing(t, ref)
-	diffListings(t, "rsync -a against its source", ownerListing(t, src), want)
+	sameSnap(t, "rsync -a against its source", ownerListing(t, src), want)
 	peerRoot := filepath.Join(base, "peers")
 	must(t, os.MkdirAll(peerRoot, 0o755))
 	a := startServer(t, peerRoot, "--allow-owners", "--allow-devices", "--umask", "000", "--allow-setid")
@@ -199,7 +172,7 @@ func TestOwnersDifferential(t *testing.T) {
 				if strings.Contains(r.stdout, `"event":"notice"`) {
 					t.Errorf("%s run %d: a notice as root: %s", name, run, r.stdout)
 				}
-				diffListings(t, fmt.Sprintf("%s run %d", name, run), want, ownerListing(t, d.got))
+				sameSnap(t, fmt.Sprintf("%s run %d", name, run), want, ownerListing(t, d.got))
 			}
 		}
 	}
@@ -218,19 +191,9 @@ func TestOwnersServerRefuses(t *testing.T) {
 	peerRoot := filepath.Join(base, "peer")
 	must(t, os.MkdirAll(peerRoot, 0o755))
 	s := startServer(t, peerRoot)
-	for run := 1; run <= 2; run++ {
-		r := xfer(t, "copy", src+"/", s.url("dst"), "--owners", "yes")
-		if r.code != 0 {
-			t.Fatalf("run %d: %s", run, r)
-		}
-		out := r.stdout + r.stderr
-		if n := strings.Count(out, "not kept: the server does not allow it"); n != 1 {
-			t.Errorf("run %d: %d owner notices, want 1:\n%s", run, n, r)
-		}
-		if n := strings.Count(out, "skipped 1 device files"); n != 1 {
-			t.Errorf("run %d: %d device notices, want 1:\n%s", run, n, r)
-		}
-	}
+	twiceSayingOnce(t, func() result {
+		return xfer(t, "copy", src+"/", s.url("dst"), "--owners", "yes")
+	}, "not kept: the server does not allow it", "skipped 1 device files")
 	got := ownerListing(t, filepath.Join(peerRoot, "dst"))
 	for rel, l := range got {
 		if !strings.Contains(l, "uid=0 gid=0") {
@@ -280,22 +243,12 @@ func TestOwnersUnprivileged(t *testing.T) {
 	home := filepath.Join(base, "home")
 	must(t, os.Mkdir(home, 0o755))
 	must(t, os.Chown(home, uid, gid))
-	for run := 1; run <= 2; run++ {
-		r := runCmd(t, func(cmd *exec.Cmd) {
+	twiceSayingOnce(t, func() result {
+		return runCmd(t, func(cmd *exec.Cmd) {
 			cmd.Env = append(baseEnv(t), "HOME="+home, "XDG_CONFIG_HOME="+home)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
 		}, bin, "copy", src+"/", dst, "--owners", "yes")
-		if r.code != 0 {
-			t.Fatalf("run %d: %s", run, r)
-		}
-		out := r.stdout + r.stderr
-		if n := strings.Count(out, "not kept: not running as root"); n != 1 {
-			t.Errorf("run %d: %d owner notices, want 1:\n%s", run, n, r)
-		}
-		if n := strings.Count(out, "skipped 1 device files"); n != 1 {
-			t.Errorf("run %d: %d device notices, want 1:\n%s", run, n, r)
-		}
-	}
+	}, "not kept: not running as root", "skipped 1 device files")
 	got := ownerListing(t, dst)
 	for rel, l := range got {
 		if !strings.Contains(l, fmt.Sprintf("uid=%d gid=%d", uid, gid)) {
@@ -308,6 +261,23 @@ func TestOwnersUnprivileged(t *testing.T) {
 	for _, rel := range []string{"fifo", "sock"} {
 		if _, ok := got[rel]; !ok {
 			t.Errorf("%s not created", rel)
+		}
+	}
+}
+
+// twiceSayingOnce runs run twice; each run must succeed and say each of
+// notices exactly once (a notice is per run, not per entry).
+func twiceSayingOnce(t *testing.T, run func() result, notices ...string) {
+	t.Helper()
+	for i := 1; i <= 2; i++ {
+		r := run()
+		if r.code != 0 {
+			t.Fatalf("run %d: %s", i, r)
+		}
+		for _, notice := range notices {
+			if n := strings.Count(r.stdout+r.stderr, notice); n != 1 {
+				t.Errorf("run %d: %q said %d times, want once:\n%s", i, notice, n, r)
+			}
 		}
 	}
 }

@@ -52,22 +52,15 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 		}
 		r.deferDir(op)
 	case "symlink":
-		if dir := plan.Dir(op.Path); dir != "" {
-			if err := r.root.MkdirAll(dir, 0o755); err != nil {
-				return fsroot.Describe("mkdir", dir, err)
-			}
+		if msg := r.mkParent(op.Path); msg != "" {
+			return msg
 		}
 		part, err := freshName(op.Path, func(name string) error { return r.root.Symlink(op.Target, name) })
 		if err != nil {
 			return fsroot.Describe("symlink", op.Path, err)
 		}
 		r.chownPath(part, op.Owner)
-		if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
-			r.root.Remove(part)
-			return fsroot.Describe("set mtime of", op.Path, err)
-		}
-		if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
-			r.root.Remove(part)
+		if msg := r.settle(part, op); msg != "" {
 			return msg
 		}
 	case "special":
@@ -187,4 +180,28 @@ func (r *Receiver) abort() {
 		}
 		rf.mu.Unlock()
 	}
+}
+
+// mkParent makes the directories on the way to path.
+func (r *Receiver) mkParent(path string) string {
+	if dir := plan.Dir(path); dir != "" {
+		if err := r.root.MkdirAll(dir, 0o755); err != nil {
+			return fsroot.Describe("mkdir", dir, err)
+		}
+	}
+	return ""
+}
+
+// settle gives the fresh entry part op's mtime and renames it into
+// op.Path; on failure part is removed.
+func (r *Receiver) settle(part string, op wire.MetaOp) string {
+	if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
+		r.root.Remove(part)
+		return fsroot.Describe("set mtime of", op.Path, err)
+	}
+	if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
+		r.root.Remove(part)
+		return msg
+	}
+	return ""
 }

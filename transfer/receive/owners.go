@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
-	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
@@ -225,10 +224,8 @@ func (r *Receiver) special(op wire.MetaOp) string {
 	if !r.owners.mayCreate(op.Special) {
 		return ""
 	}
-	if dir := plan.Dir(op.Path); dir != "" {
-		if err := r.root.MkdirAll(dir, 0o755); err != nil {
-			return fsroot.Describe("mkdir", dir, err)
-		}
+	if msg := r.mkParent(op.Path); msg != "" {
+		return msg
 	}
 	mode := r.peer.fileMode(op.Mode)
 	part, err := freshName(op.Path, func(name string) error { return r.root.Mknod(name, op.Special, 0o600, op.Rdev) })
@@ -240,13 +237,5 @@ func (r *Receiver) special(op wire.MetaOp) string {
 		r.root.Remove(part)
 		return fsroot.Describe("chmod", op.Path, err)
 	}
-	if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
-		r.root.Remove(part)
-		return fsroot.Describe("set mtime of", op.Path, err)
-	}
-	if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
-		r.root.Remove(part)
-		return msg
-	}
-	return ""
+	return r.settle(part, op)
 }
