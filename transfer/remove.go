@@ -528,7 +528,7 @@ func (r *remover) restoreDirs(ctx context.Context, top *plan.Entry, all []plan.E
 		}
 		ops = ops[n:]
 	}
-	if _, err := r.t.d.Finish(ctx); err != nil {
+	if _, _, err := r.t.d.Finish(ctx); err != nil {
 		return fmt.Errorf("restoring directory times in %s: %w", r.t.name, err)
 	}
 	return nil
