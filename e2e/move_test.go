@@ -466,3 +466,38 @@ func TestMoveInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// TestRemovalConfined: removals on a peer stay beneath its root: a path
+// that climbs out is refused before anything is done, and a symlink that
+// leads outside is removed itself, never what it points to (delete of the
+// tree holding it, delete and purge of the link).
+func TestRemovalConfined(t *testing.T) {
+	s := newSite(t, "peer")
+	outside := t.TempDir()
+	buildTree(t, filepath.Join(outside, "keep"), deleteTree(), nil, "")
+	want := scanTree(t, outside)
+	for _, args := range [][]string{
+		{"delete", s.srv.url("../" + filepath.Base(outside))},
+		{"purge", s.srv.url("t/../../x")},
+	} {
+		if r := xfer(t, args...); r.code != 2 || !strings.Contains(r.stderr, "served root") {
+			t.Errorf("xfer %q: want exit 2 saying the path leaves the served root: %s", args, r)
+		}
+	}
+	for _, args := range [][]string{
+		{"delete", s.loc("t")},
+		{"delete", s.loc("t2/out")},
+		{"purge", s.loc("t3/out")},
+	} {
+		top := strings.Split(strings.TrimPrefix(args[1], s.srv.url("")), "/")[0]
+		buildTree(t, s.path(top), []ent{fileE("a.txt", "a\n"), linkE("out", filepath.Join(outside, "keep"))}, nil, "")
+		x, _ := runJSON(t, nil, args...)
+		if x.code != 0 {
+			t.Errorf("xfer %q: %s", args, x.result)
+		}
+		if _, err := os.Lstat(s.path(top + "/out")); err == nil {
+			t.Errorf("xfer %q left the symlink", args)
+		}
+		unchanged(t, "xfer "+strings.Join(args, " "), want, outside)
+	}
+}
