@@ -18,14 +18,15 @@ import (
 // site is where one side of a test lives: a directory on this machine
 // reached as a local path, through a served peer, or through ssh.
 type site struct {
-	kind string // local, peer, ssh
+	kind string // local, peer, named (a peer named in the config file), ssh
 	base string // the directory on disk
 	srv  *server
 	ssh  *sshHost
+	cfg  string // named: the config file naming the peer "lab"
 }
 
 // siteKinds are the location kinds every command is tried on.
-func siteKinds() []string { return []string{"local", "peer", "ssh"} }
+func siteKinds() []string { return []string{"local", "peer", "named", "ssh"} }
 
 // newSite makes an empty site of kind (skipping the test where ssh is
 // not available); extra are flags of its server.
@@ -35,6 +36,10 @@ func newSite(t *testing.T, kind string, extra ...string) *site {
 	switch kind {
 	case "peer":
 		s.srv = startServer(t, s.base, extra...)
+	case "named":
+		s.srv = startServer(t, s.base, extra...)
+		s.cfg = filepath.Join(t.TempDir(), "xfer.yaml")
+		must(t, os.WriteFile(s.cfg, []byte("remotes:\n  lab:\n    url: "+s.srv.url("")+"\n"), 0o600))
 	case "ssh":
 		s.ssh = startSSHD(t)
 	}
@@ -46,6 +51,8 @@ func (s *site) loc(rel string) string {
 	switch s.kind {
 	case "peer":
 		return s.srv.url(rel)
+	case "named":
+		return "lab:" + rel
 	case "ssh":
 		return s.ssh.url(filepath.Join(s.base, rel))
 	}
@@ -54,8 +61,11 @@ func (s *site) loc(rel string) string {
 
 // flags are those the site's locations need.
 func (s *site) flags() []string {
-	if s.ssh != nil {
+	switch {
+	case s.ssh != nil:
 		return s.ssh.flags()
+	case s.cfg != "":
+		return []string{"--config", s.cfg}
 	}
 	return nil
 }
@@ -164,7 +174,7 @@ func twoSites(t *testing.T, a, b string) (*site, *site) {
 
 // movePairs are the directions a move is tried in.
 func movePairs() [][2]string {
-	return [][2]string{{"local", "local"}, {"local", "peer"}, {"peer", "local"}, {"peer", "peer"}, {"local", "ssh"}, {"ssh", "local"}}
+	return [][2]string{{"local", "local"}, {"local", "peer"}, {"peer", "local"}, {"peer", "peer"}, {"local", "named"}, {"named", "local"}, {"local", "ssh"}, {"ssh", "local"}}
 }
 
 // TestMoveDifferential moves the same tree with rclone move and xfer move
