@@ -155,12 +155,17 @@ func (r *remover) emit(e progress.Event) {
 // add queues the removal of full (op "remove" or "delete"), listed as
 // shown, reported as an event of kind.
 func (r *remover) add(ctx context.Context, op, full, shown, kind string) error {
+	return r.addOp(ctx, wire.MetaOp{Op: op, Path: full}, shown, kind)
+}
+
+// addOp is add for an operation of any kind.
+func (r *remover) addOp(ctx context.Context, op wire.MetaOp, shown, kind string) error {
 	if r.dryRun {
 		r.gone[shown] = true
 		r.emit(progress.Event{Event: kind, Path: shown, Action: action(kind), DryRun: true})
 		return nil
 	}
-	r.ops = append(r.ops, wire.MetaOp{Op: op, Path: full})
+	r.ops = append(r.ops, op)
 	r.shown = append(r.shown, shown)
 	r.kinds = append(r.kinds, kind)
 	if len(r.ops) >= wire.MaxReqItems {
@@ -479,7 +484,12 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 		if op.Dst == nil || (op.Kind != plan.OpSkip && op.Kind != plan.OpSetAttrs) {
 			return nil
 		}
-		return r.add(ctx, "remove", srcPath(op.Src.Path), op.Src.Path, progress.KindSourceRemoved)
+		// Only the version that was compared goes.
+		m := wire.MetaOp{Op: "remove", Path: srcPath(op.Src.Path)}
+		if op.Src.Type == plan.TypeFile {
+			m.Unchanged = &wire.Unchanged{Size: op.Src.Size, MtimeNs: op.Src.MtimeNs}
+		}
+		return r.addOp(ctx, m, op.Src.Path, progress.KindSourceRemoved)
 	})
 	if err != nil {
 		return err

@@ -91,6 +91,15 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 	case "remove":
 		// One entry, never what lies beneath: a directory goes only if
 		// it is empty (delete --rmdirs, move --delete-empty-src-dirs).
+		if u := op.Unchanged; u != nil {
+			info, err := r.root.Lstat(op.Path)
+			if err != nil {
+				return fsroot.Describe("remove", op.Path, err)
+			}
+			if info.Type == fsroot.TypeFile && (info.Size != u.Size || info.MtimeNs != u.MtimeNs) {
+				return fmt.Sprintf("remove %s: kept: it changed after it was copied (size or mtime); the next run moves the new version", op.Path)
+			}
+		}
 		if err := r.root.Remove(op.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fsroot.Describe("remove", op.Path, err)
 		}

@@ -218,6 +218,16 @@ type MetaOp struct {
 	// socket, or a device with that number.
 	Special fsroot.Special `json:"special,omitempty"`
 	Rdev    uint64         `json:"rdev,omitempty"`
+	// Unchanged (op remove) removes a regular file only if it still has
+	// this size and mtime: a move removes the version it copied, never a
+	// newer one; nil: whatever is there.
+	Unchanged *Unchanged `json:"unchanged,omitempty"`
+}
+
+// Unchanged is the state a file must still be in to be removed.
+type Unchanged struct {
+	Size    int64 `json:"size"`
+	MtimeNs int64 `json:"mtime"`
 }
 
 // Owner is the owner and group a sender asks an entry to have: by name
