@@ -178,7 +178,7 @@ func movePairs() [][2]string {
 }
 
 // TestMoveDifferential moves the same tree with rclone move and xfer move
-// (plain, --delete-empty-src-dirs, filtered) in every direction and
+// (plain, --delete-empty-src-dirs, filtered, --checksum) in every direction and
 // compares both sides afterwards; a second xfer move changes nothing.
 func TestMoveDifferential(t *testing.T) {
 	needRclone(t)
@@ -186,6 +186,7 @@ func TestMoveDifferential(t *testing.T) {
 		{"plain", nil},
 		{"empty-src-dirs", []string{"--delete-empty-src-dirs"}},
 		{"filtered", []string{"--exclude", "*.keep", "--delete-empty-src-dirs"}},
+		{"checksum", []string{"--checksum"}},
 	} {
 		for _, pair := range movePairs() {
 			t.Run(c.name+"/"+pair[0]+"-"+pair[1], func(t *testing.T) {
