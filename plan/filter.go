@@ -479,9 +479,9 @@ type filteredDiff struct {
 	// protect: the destination listing is filtered, so excluded entries
 	// beneath a directory that goes are kept (not --delete-excluded).
 	protect bool
-	held *Op // deletes or replaces the destination directory held.Dst or held.Src
-	dir  string
-	kept bool // something excluded lies beneath dir
+	held    *Op // deletes or replaces the destination directory held.Dst or held.Src
+	dir     string
+	kept    bool // something excluded lies beneath dir
 	// open are the included directories beneath a held delete whose
 	// contents are still being listed, outermost first.
 	open []pendingDir
