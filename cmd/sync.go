@@ -23,6 +23,7 @@ straight to the destination server.`,
 	}, true)
 	c.Flags().Bool("lock", true, "lock the destination directory for the run (flock on the directory itself) so two runs on it never overlap (--lock=false to skip)")
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
+	c.Flags().Bool("delete-excluded", false, "also delete entries at DST that the filters exclude (as rsync; implies --delete)")
 	c.Flags().Bool("watch", false, "after the first pass keep DST in step: watch SRC (inotify) and sync again after each burst of changes, falling back to periodic rescans (see docs/watch.md)")
 	c.Flags().Duration("watch-debounce", watch.DefaultDebounce, "with --watch: quiet time after the last change before syncing")
 	c.Flags().Duration("watch-rescan", 0, "with --watch: also sync this often even without notifications (0: only after a notification overflow)")

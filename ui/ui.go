@@ -413,6 +413,8 @@ func (p *Printer) summaryLine(s progress.Summary) string {
 		b.WriteString("; interrupted, not done")
 	case progress.StoppedMaxDuration:
 		b.WriteString("; stopped at --max-duration, not done")
+	case progress.StoppedMaxTransfer:
+		b.WriteString("; stopped at --max-transfer, not done")
 	default:
 		b.WriteString("; stopped (" + printable(s.Stopped) + "), not done")
 	}

@@ -6,6 +6,7 @@
 //	2 usage or configuration error
 //	3 cannot reach or talk to the peer (connect, handshake, authentication, protocol)
 //	4 stopped at --max-duration before the work was done (rerun to resume)
+//	8 stopped at the --max-transfer limit (rclone's code for it; rerun to continue)
 //	130, 143 interrupted by SIGINT (Ctrl-C) or SIGTERM: 128 plus the signal's number
 //
 // Errors are classified by wrapping them; the innermost classification that
@@ -26,6 +27,9 @@ const (
 	// Stopped is a run that reached its --max-duration with work left;
 	// the next run resumes it.
 	Stopped = 4
+	// MaxTransfer is a run that stopped at its --max-transfer limit with
+	// work left, as rclone exits 8 then.
+	MaxTransfer = 8
 	// Interrupted is what a run stopped by SIGINT (Ctrl-C) exits with:
 	// 128 plus the signal's number, as a shell reports a process killed
 	// by it. SIGTERM gives 143 (see Signal).

@@ -33,6 +33,7 @@ const (
 const (
 	StoppedInterrupted = "interrupted"  // SIGINT or SIGTERM
 	StoppedMaxDuration = "max-duration" // --max-duration reached
+	StoppedMaxTransfer = "max-transfer" // --max-transfer reached
 )
 
 // TimeFormat is how events and summaries carry their time: RFC 3339 in
@@ -116,11 +117,13 @@ type Summary struct {
 	Agents       map[string]AgentStats `json:"agents,omitempty"`
 	// ExitCode is the exit status of the run this summary ends (set by
 	// the command that prints it: 0 ok, 1 some files failed, 2 usage or
-	// configuration, 3 the peer, 4 stopped at --max-duration, 130/143
+	// configuration, 3 the peer, 4 stopped at --max-duration, 8 stopped
+	// at --max-transfer, 130/143
 	// interrupted by a signal).
 	ExitCode int `json:"exit_code"`
 	// Stopped says why a run ended before its work was done
-	// (StoppedInterrupted, StoppedMaxDuration); rerunning it resumes.
+	// (StoppedInterrupted, StoppedMaxDuration, StoppedMaxTransfer);
+	// rerunning it resumes.
 	Stopped string `json:"stopped,omitempty"`
 }
 

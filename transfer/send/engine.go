@@ -75,6 +75,9 @@ type engine struct {
 
 	// xattrs is the pass of -X and -A (xattrs.go).
 	xattrs xattrPass
+
+	// budget is --max-transfer (budget.go).
+	budget *budget
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -90,6 +93,7 @@ func Run(ctx context.Context, src *fsroot.Root, srcPath string, dst Destination,
 	defer cancel(nil)
 	e := &engine{src: src, srcPath: srcPath, dst: dst, dstPath: dstPath, opt: opt, sink: sink, tally: tally,
 		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, opt.Transfers), chunkCh: make(chan *chunkJob, 64)}
+	e.budget = newBudget(opt)
 	e.shares = plan.Shares{Split: opt.SplitShares, ChunkSize: opt.ChunkSize, HardLinks: opt.HardLinks, Delta: opt.Delta}
 	if sh := opt.Shard; sh != nil {
 		e.shares.Index, e.shares.Count = sh.Index, sh.Count
@@ -238,8 +242,12 @@ func (e *engine) run() error {
 		dstList = e.dst.List(e.ctx, e.dstPath, false)
 	}
 	dopt := plan.DiffOptions{
-		Checksum:   e.opt.Checksum,
-		Delete:     e.opt.Delete,
+		Checksum:       e.opt.Checksum,
+		Delete:         e.opt.Delete,
+		DeleteExcluded: e.opt.DeleteExcluded,
+		Update:         e.opt.Update,
+		IgnoreExisting: e.opt.IgnoreExisting,
+		SizeOnly:       e.opt.SizeOnly,
 		Unreadable: e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
 			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
@@ -286,6 +294,9 @@ func (e *engine) run() error {
 		visit = e.printPlan // the plan, as the run would carry it out
 	}
 	derr := flt.Diff(e.ctx, srcList, dstList, dopt, visit)
+	if errors.Is(derr, errMaxTransfer) {
+		derr = nil // what was started finishes, and the run ends as usual but for deletions
+	}
 	e.listed.Store(true)
 	close(smallCh)
 	close(bigCh)
@@ -318,7 +329,10 @@ func (e *engine) run() error {
 		return err
 	}
 	if e.deletes.len() > 0 {
-		if e.errors.Load() > 0 {
+		if e.budget.hit {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice,
+				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because the --max-transfer limit was reached", e.deletes.len())})
+		} else if e.errors.Load() > 0 {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice,
 				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", e.deletes.len())})
 		} else {
@@ -344,6 +358,10 @@ func (e *engine) run() error {
 		// A share sends no mkdirs: the directories its files needed
 		// were made at the destination, and count as this run's.
 		e.tally.Merge(progress.Summary{DirsCreated: made})
+	}
+	if e.budget.hit {
+		return exitcode.WithCode(exitcode.MaxTransfer, fmt.Errorf(
+			"stopped at the --max-transfer limit of %d bytes (--cutoff-mode %s) before the run was done", e.budget.limit, e.budget.mode))
 	}
 	return nil
 }
@@ -462,6 +480,10 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 				return err
 			}
 		}
+		small := s.Size <= smallLimit && s.Size <= e.opt.ChunkSize
+		if !e.budget.admit(s.Path, s.Size, small) {
+			return errMaxTransfer
+		}
 		if e.opt.Shard != nil && e.shares.Splits(op) {
 			lo, hi := e.shares.Range(hashtree.NumChunks(s.Size, e.opt.ChunkSize))
 			e.tally.AddPlanned(0, min(hi*e.opt.ChunkSize, s.Size)-lo*e.opt.ChunkSize)
@@ -472,7 +494,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 			e.tally.AddPlanned(1, s.Size)
 		}
 		e.wg.Add(1)
-		if s.Size <= smallLimit && s.Size <= e.opt.ChunkSize {
+		if small {
 			smallCh <- op
 		} else {
 			bigCh <- op
@@ -926,7 +948,14 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		}
 	}
 	sf.checks.Store(int64(len(held)))
+	cutAt, cut := e.budget.cutAt(s.Path)
 	for _, c := range chunks {
+		if cut && c.Off+c.Len > cutAt && !held[c.Index] {
+			// Past the --max-transfer limit (hard): left for the next
+			// run, which resumes the partial file.
+			e.chunkStopped(sf)
+			continue
+		}
 		select {
 		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: held[c.Index]}:
 		case <-e.ctx.Done():

@@ -34,6 +34,8 @@ func ErrResp(id uint64, err error) *Resp {
 		}
 	case exitcode.Peer:
 		r.Kind = KindPeer
+	case exitcode.MaxTransfer:
+		r.Kind = KindMaxTransfer
 	}
 	return r
 }

@@ -298,6 +298,8 @@ const (
 	KindUsage    = "usage"
 	KindPeer     = "peer"
 	KindSpace    = "nospace"
+	// KindMaxTransfer: the run stopped at its --max-transfer limit.
+	KindMaxTransfer = "max_transfer"
 )
 
 // ValidRel checks that p is a clean relative path beneath a root.
