@@ -248,7 +248,7 @@ func (e *engine) run() error {
 		Update:         e.opt.Update,
 		IgnoreExisting: e.opt.IgnoreExisting,
 		SizeOnly:       e.opt.SizeOnly,
-		Unreadable: e.unreadable,
+		Unreadable:     e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
 			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
 			return d[:], err
