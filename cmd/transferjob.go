@@ -228,7 +228,8 @@ func (a *app) printer(dryRun bool) *ui.Printer {
 	case a.v.GetBool("quiet"):
 		mode = ui.ModeQuiet
 	}
-	return ui.New(ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.verbosity() > 0})
+	return ui.New(ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.verbosity() > 0,
+		Stats: a.v.GetDuration("stats"), Progress: a.v.GetBool("progress")})
 }
 
 // runTransfer is copy and sync.

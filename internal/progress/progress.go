@@ -24,6 +24,7 @@ const (
 	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
 	KindStopped  = "stopped"  // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
 	KindSummary  = "summary"  // the last event of a run
+	KindStats    = "stats"    // --stats INTERVAL: the counters so far, with ElapsedS and the rate
 )
 
 // A dry run emits the events a real run would (transfer, delete, mkdir,
@@ -71,6 +72,10 @@ type Event struct {
 	Listing bool `json:"listing,omitempty"`
 	// InFlight lists (some of) the files being sent, on progress events.
 	InFlight []InFlight `json:"in_flight,omitempty"`
+	// ElapsedS (seconds since the run started) and RateBps (bytes done
+	// per second over that time) are set on stats events.
+	ElapsedS float64 `json:"elapsed_s,omitempty"`
+	RateBps  float64 `json:"rate_bps,omitempty"`
 }
 
 // InFlight is a file (or a batch of small files) on its way.
