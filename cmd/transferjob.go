@@ -312,6 +312,10 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if err := opt.Validate(); err != nil {
 		return err
 	}
+	a.log.Debug("transfer options", "command", cmd.Name(), "src", args[0], "dst", args[1], "streams", opt.Streams,
+		"transfers", opt.Transfers, "chunk_size", opt.ChunkSize, "proto", opt.Proto, "checksum", opt.Checksum,
+		"update", opt.Update, "ignore_existing", opt.IgnoreExisting, "size_only", opt.SizeOnly, "delete", opt.Delete,
+		"delete_excluded", opt.DeleteExcluded, "max_transfer", opt.MaxTransfer, "cutoff_mode", opt.CutoffMode, "dry_run", opt.DryRun)
 	var fl *fileLog
 	if lf := a.v.GetString("log-file"); lf != "" {
 		if fl, err = newFileLog(lf); err != nil {

@@ -30,6 +30,7 @@ func diffGroups() []diffGroup {
 		{"deletions", deletionCases()},
 		{"filters", filterCases()},
 		{"selection", selectionCases()},
+		{"maxtransfer", maxTransferCases()},
 		{"dryrun", dryRunCases()},
 		{"perms", permCases()},
 		{"semantics", semanticsCases()},

@@ -33,9 +33,10 @@ func newBudget(opt wire.Options) *budget {
 	return &budget{limit: opt.MaxTransfer, mode: mode, cuts: map[string]int64{}}
 }
 
-// admit decides whether the file at path of size bytes may start; allow
-// is how much of it may be sent (less than size: it is cut there, hard
-// mode only). A file that may not start stops the plan.
+// admit decides whether the file at path of size bytes may start (whole:
+// it travels whole in a batch and cannot be cut). In hard mode the file
+// in which the limit falls starts, and cutAt says where it is cut. A file
+// that may not start stops the plan.
 func (b *budget) admit(path string, size int64, whole bool) (ok bool) {
 	if b.limit <= 0 {
 		return true

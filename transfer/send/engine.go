@@ -823,6 +823,7 @@ type sfile struct {
 	errMsg    string // the first failure of the file's own
 	adopt     []wire.AdoptChunk
 	part      bool // a share's range of a split file: parked, not committed
+	cut       bool // cut at the --max-transfer limit: left partial for the next run
 	fly       *flight
 	flyKey    uint64
 }
@@ -925,6 +926,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		pending = append(pending, c)
 	}
 	chunks = pending
+	if cutAt, cut := e.budget.cutAt(s.Path); cut {
+		// The --max-transfer limit (hard) falls inside the file: the
+		// chunks up to it are sent, the rest is left for the next run,
+		// which resumes the partial file.
+		kept := chunks[:0:0]
+		for _, c := range chunks {
+			if c.Off+c.Len <= cutAt {
+				kept = append(kept, c)
+			}
+		}
+		chunks, sf.cut = kept, true
+	}
 	sf.remaining.Store(int64(len(chunks)))
 	if len(chunks) == 0 {
 		go e.finishBig(sf)
@@ -948,14 +961,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		}
 	}
 	sf.checks.Store(int64(len(held)))
-	cutAt, cut := e.budget.cutAt(s.Path)
 	for _, c := range chunks {
-		if cut && c.Off+c.Len > cutAt && !held[c.Index] {
-			// Past the --max-transfer limit (hard): left for the next
-			// run, which resumes the partial file.
-			e.chunkStopped(sf)
-			continue
-		}
 		select {
 		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: held[c.Index]}:
 		case <-e.ctx.Done():
@@ -1218,12 +1224,12 @@ func (e *engine) finishBig(sf *sfile) {
 	s := sf.op.Src
 	info, serr := fsroot.InfoFromFile(sf.f)
 	sf.f.Close()
-	if sf.failed.Load() {
+	if sf.failed.Load() || sf.cut {
 		sf.mu.Lock()
 		msg := sf.errMsg
 		sf.mu.Unlock()
 		if msg == "" {
-			return // stopped: the partial file stays for the next run
+			return // stopped or cut: the partial file stays for the next run
 		}
 		e.fileError(s.Path, msg)
 		if e.ctx.Err() == nil {
