@@ -85,22 +85,10 @@ func ParseRule(s string) (Rule, error) {
 // line "!" yields a Rule with Clear set. CRLF line ends are accepted.
 // Errors name the file and line: "filter file NAME line N: ...".
 func ParseFilterFile(r io.Reader, name string) ([]Rule, error) {
-	var rules []Rule
-	err := eachLine(r, func(n int, line string) error {
-		if strings.TrimSpace(line) == "" || line[0] == '#' || line[0] == ';' {
-			return nil
-		}
+	return parseLines(r, "filter file", name, func(line string) (Rule, bool, error) {
 		rule, err := ParseRule(line)
-		if err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
-		}
-		rules = append(rules, rule)
-		return nil
+		return rule, true, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("filter file %s %w", name, err)
-	}
-	return rules, nil
 }
 
 // ParsePatternFile reads --exclude-from (include false) or --include-from
@@ -109,25 +97,16 @@ func ParseFilterFile(r io.Reader, name string) ([]Rule, error) {
 // of that kind whatever the flag, and any other line is a pattern taken
 // verbatim. Errors name the file and line.
 func ParsePatternFile(r io.Reader, name string, include bool) ([]Rule, error) {
-	var rules []Rule
-	err := eachLine(r, func(n int, line string) error {
-		if strings.TrimSpace(line) == "" || line[0] == '#' || line[0] == ';' {
-			return nil
-		}
+	return parseLines(r, "pattern file", name, func(line string) (Rule, bool, error) {
 		rule := Rule{Include: include, Pattern: line}
 		if strings.HasPrefix(line, "+ ") || strings.HasPrefix(line, "- ") {
 			rule = Rule{Include: line[0] == '+', Pattern: line[2:]}
 		}
 		if _, err := compileRule(rule); err != nil {
-			return fmt.Errorf("line %d: %q: %w", n, line, err)
+			return Rule{}, false, fmt.Errorf("%q: %w", line, err)
 		}
-		rules = append(rules, rule)
-		return nil
+		return rule, true, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("pattern file %s %w", name, err)
-	}
-	return rules, nil
 }
 
 // ParseFilesFrom reads a --files-from list: one path per line relative to
@@ -136,25 +115,45 @@ func ParsePatternFile(r io.Reader, name string, include bool) ([]Rule, error) {
 // ignored. A path with ".." that leaves the source is refused. The
 // result is never nil (an empty list selects nothing).
 func ParseFilesFrom(r io.Reader, name string) ([]string, error) {
-	paths := []string{}
-	err := eachLine(r, func(n int, line string) error {
-		if strings.TrimSpace(line) == "" || line[0] == '#' || line[0] == ';' {
-			return nil
-		}
+	return parseLines(r, "files-from", name, func(line string) (string, bool, error) {
 		p := path.Clean("/" + line)[1:]
 		if p == "" {
-			return nil // the source itself is always there
+			return "", false, nil // the source itself is always there
 		}
 		if err := validListed(p); err != nil || strings.Contains(line, "/../") || strings.HasPrefix(line, "../") || line == ".." {
-			return fmt.Errorf("line %d: %q leaves the source", n, line)
+			return "", false, fmt.Errorf("%q leaves the source", line)
 		}
-		paths = append(paths, p)
-		return nil
+		return p, true, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("files-from %s %w", name, err)
+}
+
+// parseLines reads a list file: parse gets every line (numbered from 1,
+// without its LF or CRLF end) that is neither blank nor a comment ("#",
+// ";") and gives an item, or none (false). Errors say what the file is,
+// its name and the line. The result is never nil.
+func parseLines[T any](r io.Reader, what, name string, parse func(line string) (T, bool, error)) ([]T, error) {
+	out := []T{}
+	br := bufio.NewReader(r)
+	for n := 1; ; n++ {
+		line, err := br.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s %s line %d: %w", what, name, n, err)
+		}
+		eof := err != nil
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if strings.TrimSpace(line) != "" && line[0] != '#' && line[0] != ';' {
+			v, ok, perr := parse(line)
+			if perr != nil {
+				return nil, fmt.Errorf("%s %s line %d: %w", what, name, n, perr)
+			}
+			if ok {
+				out = append(out, v)
+			}
+		}
+		if eof {
+			return out, nil
+		}
 	}
-	return paths, nil
 }
 
 // validListed checks one FilesFrom path: relative, clean, within the
@@ -164,28 +163,6 @@ func validListed(p string) error {
 		return fmt.Errorf("files-from path %q: want a clean path relative to the source", p)
 	}
 	return nil
-}
-
-// eachLine calls fn with every line of r (numbered from 1, without its
-// LF or CRLF end).
-func eachLine(r io.Reader, fn func(n int, line string) error) error {
-	br := bufio.NewReader(r)
-	for n := 1; ; n++ {
-		line, err := br.ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("line %d: %w", n, err)
-		}
-		eof := err != nil
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if !eof || line != "" {
-			if err := fn(n, line); err != nil {
-				return err
-			}
-		}
-		if eof {
-			return nil
-		}
-	}
 }
 
 // pathProblem is the system's reason of a failed open, without the
