@@ -139,7 +139,7 @@ func readFilesFrom(name string, in io.Reader) ([]string, error) {
 	if name == "-" {
 		list, err := plan.ParseFilesFrom(in, "(standard input)")
 		if err != nil {
-			return nil, exitcode.Usagef("--files-from: %v", err)
+			return nil, exitcode.Usagef("%v", err)
 		}
 		return list, nil
 	}
@@ -150,7 +150,7 @@ func readFilesFrom(name string, in io.Reader) ([]string, error) {
 	defer f.Close()
 	list, err := plan.ParseFilesFrom(f, name)
 	if err != nil {
-		return nil, exitcode.Usagef("--files-from: %v", err)
+		return nil, exitcode.Usagef("%v", err)
 	}
 	return list, nil
 }
