@@ -121,7 +121,6 @@ func ownerListing(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-
 // TestOwnersDifferential: as root, copy keeps owners and groups (by name,
 // and with --numeric-ids by number), set-uid bits after the chown, and
 // recreates fifos, sockets and devices, as rsync -a does, in every
