@@ -250,6 +250,10 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if sync {
 		opt.Delete = a.v.GetBool("delete")
 		opt.ReplaceDirs = true
+		if n := int64(a.v.GetInt("max-delete")); n >= 0 {
+			opt.MaxDelete = &n
+		}
+		opt.AllowEmptySource = a.v.GetBool("allow-empty-source")
 	}
 	if opt.Checkers < 1 {
 		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, opt.Checkers)

@@ -59,6 +59,10 @@ type engine struct {
 	metaOps []wire.MetaOp
 	metaOf  []plan.Op
 	deletes pathList // extra destination entries, deleted after the transfers
+	// srcSeen counts the source entries the plan met (any op but a
+	// delete), dryDeletes the deletions a dry run planned: the deletion
+	// guards' figures (the plan is visited by one goroutine).
+	srcSeen, dryDeletes int64
 	// links maps a multiply-linked source inode to the path at the
 	// destination that the other names of it are linked to; later paths
 	// become hard links (applied after transfers).
@@ -281,9 +285,18 @@ func (e *engine) run() error {
 			return exitcode.Usagef("filter: %v", err)
 		}
 	}
-	visit := func(op plan.Op) error { return e.dispatch(op, smallCh, bigCh) }
+	carry := func(op plan.Op) error { return e.dispatch(op, smallCh, bigCh) }
 	if e.opt.DryRun {
-		visit = e.printPlan // the plan, as the run would carry it out
+		carry = e.printPlan // the plan, as the run would carry it out
+	}
+	visit := func(op plan.Op) error {
+		switch {
+		case op.Kind != plan.OpDelete:
+			e.srcSeen++
+		case e.opt.DryRun:
+			e.dryDeletes++
+		}
+		return carry(op)
 	}
 	derr := flt.Diff(e.ctx, srcList, dstList, dopt, visit)
 	e.listed.Store(true)
@@ -303,7 +316,10 @@ func (e *engine) run() error {
 		return context.Cause(e.ctx)
 	}
 	if e.opt.DryRun {
-		return nil
+		if e.errors.Load() > 0 {
+			return nil // a run with errors deletes nothing
+		}
+		return e.deleteGuard(e.dryDeletes)
 	}
 	if err := e.flushMeta(); err != nil {
 		return err
@@ -321,6 +337,8 @@ func (e *engine) run() error {
 		if e.errors.Load() > 0 {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice,
 				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", e.deletes.len())})
+		} else if err := e.deleteGuard(int64(e.deletes.len())); err != nil {
+			return err
 		} else {
 			err := e.deletes.each(func(p string) error {
 				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, wire.MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)})
@@ -384,6 +402,29 @@ func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error)
 	}
 	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
 	return d, receive.ReadErr(err)
+}
+
+// deleteGuard refuses (exit 5) the n deletions a sync is about to make,
+// all of them, when they are more than --max-delete allows, or when the
+// source is empty and --allow-empty-source was not given: a source
+// directory that is empty by accident (an unmounted file system, a
+// wrong path) would otherwise empty the destination.
+func (e *engine) deleteGuard(n int64) error {
+	if n == 0 {
+		return nil
+	}
+	would := ""
+	if e.opt.DryRun {
+		would = "would be "
+	}
+	if e.srcSeen == 0 && !e.opt.AllowEmptySource {
+		return exitcode.Refusedf("refusing to delete %d entries at the destination: source %s is empty (empty-source guard; --allow-empty-source to sync it anyway); nothing %sdeleted",
+			n, displayPath(e.srcPath), would)
+	}
+	if m := e.opt.MaxDelete; m != nil && n > *m {
+		return exitcode.Refusedf("refusing to delete %d entries at the destination: more than --max-delete %d; nothing %sdeleted", n, *m, would)
+	}
+	return nil
 }
 
 // unreadable reports an entry a walk could not read, once: the run goes

@@ -11,16 +11,23 @@ import (
 // Options tune a transfer. They travel to a peer that runs a job, so they
 // are plain JSON.
 type Options struct {
-	Delete      bool   `json:"delete,omitempty"`       // remove extra destination entries (sync)
-	ReplaceDirs bool   `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
-	Checksum    bool   `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
-	DryRun      bool   `json:"dry_run,omitempty"`
-	NoFsync     bool   `json:"no_fsync,omitempty"`
-	Streams     int    `json:"streams,omitempty"`
-	ChunkSize   int64  `json:"chunk_size,omitempty"`
-	Proto       string `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
-	Verify      string `json:"verify,omitempty"`  // full (default) or none
-	Retries     int    `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
+	Delete bool `json:"delete,omitempty"` // remove extra destination entries (sync)
+	// MaxDelete refuses every deletion of a sync that would delete more
+	// than *MaxDelete entries (--max-delete); nil: no limit.
+	MaxDelete *int64 `json:"max_delete,omitempty"`
+	// AllowEmptySource lets a sync from an empty source delete what the
+	// destination holds (--allow-empty-source); without it that is
+	// refused.
+	AllowEmptySource bool   `json:"allow_empty_source,omitempty"`
+	ReplaceDirs      bool   `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
+	Checksum         bool   `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
+	DryRun           bool   `json:"dry_run,omitempty"`
+	NoFsync          bool   `json:"no_fsync,omitempty"`
+	Streams          int    `json:"streams,omitempty"`
+	ChunkSize        int64  `json:"chunk_size,omitempty"`
+	Proto            string `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
+	Verify           string `json:"verify,omitempty"`  // full (default) or none
+	Retries          int    `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
 	// Delta sends only the chunks of a changed large file that differ
 	// from the file already at the destination.
 	Delta bool `json:"delta,omitempty"`
@@ -136,6 +143,9 @@ func (o Options) Validate() error {
 	}
 	if o.Transfers < 0 || o.Transfers > MaxTransfers {
 		return exitcode.Usagef("--transfers: want 1 to %d, got %d", MaxTransfers, o.Transfers)
+	}
+	if o.MaxDelete != nil && *o.MaxDelete < 0 {
+		return exitcode.Usagef("--max-delete: want 0 or more, got %d", *o.MaxDelete)
 	}
 	switch o.Verify {
 	case "", "full", "none":

@@ -133,7 +133,7 @@ type Req struct {
 type Resp struct {
 	ID      uint64            `json:"id"`
 	Err     string            `json:"err,omitempty"`
-	Kind    string            `json:"kind,omitempty"` // error class: notfound, escape, readonly, usage, peer
+	Kind    string            `json:"kind,omitempty"` // error class: notfound, escape, readonly, usage, peer, nospace, refused
 	Errs    []string          `json:"errs,omitempty"` // per item of a batch, "" for success
 	Entry   *plan.Entry       `json:"entry,omitempty"`
 	Digest  string            `json:"digest,omitempty"`
@@ -298,6 +298,8 @@ const (
 	KindUsage    = "usage"
 	KindPeer     = "peer"
 	KindSpace    = "nospace"
+	// KindRefused: a safety guard refused a sync's deletions (exit 5).
+	KindRefused = "refused"
 )
 
 // ValidRel checks that p is a clean relative path beneath a root.
