@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,8 @@ func addTransferFlags(c *cobra.Command) {
 	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
 	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
+	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
+	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 }
 
@@ -237,6 +240,10 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		return err
 	}
 	opt.Filter = flt
+	if d := a.v.GetString("backup-dir"); d != "" {
+		opt.BackupDir = path.Clean(d) // "./old/" is "old"; Validate refuses what leads out of DST
+	}
+	opt.Suffix = a.v.GetString("suffix")
 	if s := a.v.GetString("bwlimit"); s != "" {
 		bw, err := parseSize(s)
 		if err != nil || bw < 1024 {
@@ -362,3 +369,4 @@ func (a *app) stopped(sink progress.Sink, finish func(progress.Summary), sum pro
 	finish(sum)
 	return silent(code)
 }
+

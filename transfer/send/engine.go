@@ -63,6 +63,9 @@ type engine struct {
 	// delete), dryDeletes the deletions a dry run planned: the deletion
 	// guards' figures (the plan is visited by one goroutine).
 	srcSeen, dryDeletes int64
+	// delDirs are the directories among the deletions (their contents
+	// count towards --max-delete).
+	delDirs []string
 	// links maps a multiply-linked source inode to the path at the
 	// destination that the other names of it are linked to; later paths
 	// become hard links (applied after transfers).
@@ -239,7 +242,8 @@ func (e *engine) run() error {
 		}
 	}
 	if dstList == nil {
-		dstList = e.dst.List(e.ctx, e.dstPath, false)
+		dstList = e.protectBackups(e.dst.List(e.ctx, e.dstPath, false))
+		srcList = e.protectBackups(srcList)
 	}
 	dopt := plan.DiffOptions{
 		Checksum:   e.opt.Checksum,
@@ -295,6 +299,11 @@ func (e *engine) run() error {
 			e.srcSeen++
 		case e.opt.DryRun:
 			e.dryDeletes++
+			fallthrough
+		default:
+			if op.Src.Type == plan.TypeDir {
+				e.delDirs = append(e.delDirs, op.Src.Path)
+			}
 		}
 		return carry(op)
 	}
@@ -325,6 +334,11 @@ func (e *engine) run() error {
 		return err
 	}
 	for i, op := range e.linkOps {
+		if ok, err := e.backupFirst(op); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
 		if err := e.addMeta(op, wire.MetaOp{Op: "link", Path: plan.Join(e.dstPath, op.Src.Path),
 			Target: plan.Join(e.dstPath, e.linkNames[i]), ReplaceDir: e.opt.ReplaceDirs}); err != nil {
 			return err
@@ -341,7 +355,11 @@ func (e *engine) run() error {
 			return err
 		} else {
 			err := e.deletes.each(func(p string) error {
-				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, wire.MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)})
+				m := wire.MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)}
+				if e.backups() {
+					m = e.backupOp(p, false)
+				}
+				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, m)
 			})
 			if err != nil {
 				return err
@@ -410,8 +428,12 @@ func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error)
 // directory that is empty by accident (an unmounted file system, a
 // wrong path) would otherwise empty the destination.
 func (e *engine) deleteGuard(n int64) error {
-	if n == 0 {
+	if n == 0 || (e.opt.MaxDelete == nil && (e.srcSeen > 0 || e.opt.AllowEmptySource)) {
 		return nil
+	}
+	n, err := e.countDeletes(n)
+	if err != nil {
+		return err
 	}
 	would := ""
 	if e.opt.DryRun {
@@ -425,6 +447,24 @@ func (e *engine) deleteGuard(n int64) error {
 		return exitcode.Refusedf("refusing to delete %d entries at the destination: more than --max-delete %d; nothing %sdeleted", n, *m, would)
 	}
 	return nil
+}
+
+// countDeletes is how many entries the n deletions of the plan remove:
+// each deleted directory counts with everything beneath it, as rsync's
+// --max-delete counts, listed at the destination once more.
+func (e *engine) countDeletes(n int64) (int64, error) {
+	for _, d := range e.delDirs {
+		l := e.dst.List(e.ctx, plan.Join(e.dstPath, d), false)
+		for {
+			if _, err := l.Next(e.ctx); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return 0, fmt.Errorf("counting the deletions beneath %s: %w", d, err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // unreadable reports an entry a walk could not read, once: the run goes
@@ -473,6 +513,9 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
 	case plan.OpMkdir:
+		if ok, err := e.backupFirst(op); err != nil || !ok {
+			return err
+		}
 		if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs}); err != nil {
 			return err
 		}
@@ -484,6 +527,9 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 		return nil
 	case plan.OpSymlink:
+		if ok, err := e.backupFirst(op); err != nil || !ok {
+			return err
+		}
 		return e.addMeta(op, wire.MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
 	case plan.OpSetAttrs:
 		if e.linked(op) {
@@ -496,6 +542,9 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 	case plan.OpPut:
 		if e.linked(op) {
 			return nil
+		}
+		if ok, err := e.backupFirst(op); err != nil || !ok {
+			return err
 		}
 		if e.flushFirst {
 			e.flushFirst = false
@@ -618,6 +667,10 @@ func (e *engine) flushMeta() error {
 			e.emit(progress.Event{Event: progress.KindSymlink, Path: op.Src.Path})
 		case "delete":
 			e.emit(progress.Event{Event: progress.KindDelete, Path: op.Src.Path})
+		case "backup":
+			if op.Kind == plan.OpDelete {
+				e.emit(progress.Event{Event: progress.KindDelete, Path: op.Src.Path})
+			}
 		case "link":
 			e.emit(progress.Event{Event: progress.KindTransfer, Path: op.Src.Path, Msg: "hard link to " + ops[i].Target})
 		}

@@ -200,7 +200,7 @@ type AdoptChunk struct {
 
 // MetaOp is one metadata change at the destination.
 type MetaOp struct {
-	Op      string `json:"op"` // mkdir, symlink, delete, setattrs
+	Op      string `json:"op"` // mkdir, symlink, link, delete, setattrs, backup
 	Path    string `json:"path"`
 	Mode    uint32 `json:"mode,omitempty"`
 	MtimeNs int64  `json:"mtime,omitempty"`
@@ -208,6 +208,14 @@ type MetaOp struct {
 	// ReplaceDir allows removing a directory tree that stands where a
 	// non-directory must go (sync); without it that is an error (copy).
 	ReplaceDir bool `json:"replace_dir,omitempty"`
+	// Suffix and Keep are for Op "backup", which moves the entry at Path
+	// aside to Target with Suffix appended to its name (a directory: each
+	// entry beneath it, to the same path beneath Target, the directories
+	// without the suffix), replacing an older backup there. Keep leaves a
+	// regular file at Path (the backup is a hard link to it), for the
+	// file about to replace it.
+	Suffix string `json:"suffix,omitempty"`
+	Keep   bool   `json:"keep,omitempty"`
 }
 
 // FileSpec announces a large file the sender will deliver in chunks.
