@@ -369,4 +369,3 @@ func (a *app) stopped(sink progress.Sink, finish func(progress.Summary), sum pro
 	finish(sum)
 	return silent(code)
 }
-
