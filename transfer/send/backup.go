@@ -30,8 +30,13 @@ func (e *engine) backupOp(rel string, keep bool) wire.MetaOp {
 }
 
 // replaces reports whether op replaces an entry at the destination: a
-// file's content, a symlink, or an entry of another type in the way.
-func replaces(op plan.Op) bool {
+// file's content, a symlink, or an entry of another type in the way (a
+// directory only where the run may replace one: sync; copy keeps a
+// directory that is not empty and removes an empty one).
+func (e *engine) replaces(op plan.Op) bool {
+	if op.Dst != nil && op.Dst.Type == plan.TypeDir && op.Kind != plan.OpMkdir && !e.opt.ReplaceDirs {
+		return false
+	}
 	switch op.Kind {
 	case plan.OpPut, plan.OpSymlink:
 		return op.Dst != nil
@@ -47,7 +52,7 @@ func replaces(op plan.Op) bool {
 // backup failed (reported as the entry's error): op must not be carried
 // out, or the old entry would be lost.
 func (e *engine) backupFirst(op plan.Op) (ok bool, err error) {
-	if !e.backups() || !replaces(op) {
+	if !e.backups() || !e.replaces(op) {
 		return true, nil
 	}
 	if err := e.flushMeta(); err != nil {

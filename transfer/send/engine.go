@@ -347,12 +347,17 @@ func (e *engine) run() error {
 	if err := e.flushMeta(); err != nil {
 		return err
 	}
+	// A guard's refusal of the deletions ends the run with its exit code
+	// once the rest of the run (attributes, directory times) is done.
+	var refused error
 	if e.deletes.len() > 0 {
 		if e.errors.Load() > 0 {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice,
 				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", e.deletes.len())})
-		} else if err := e.deleteGuard(int64(e.deletes.len())); err != nil {
-			return err
+		} else if refused = e.deleteGuard(int64(e.deletes.len())); refused != nil {
+			if exitcode.Code(refused) != exitcode.Refused {
+				return refused
+			}
 		} else {
 			err := e.deletes.each(func(p string) error {
 				m := wire.MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)}
@@ -381,7 +386,7 @@ func (e *engine) run() error {
 		// were made at the destination, and count as this run's.
 		e.tally.Merge(progress.Summary{DirsCreated: made})
 	}
-	return nil
+	return refused
 }
 
 // topAttrs gives the destination directory the source directory's mode
