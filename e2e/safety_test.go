@@ -1,5 +1,13 @@
 package e2e
 
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
 // Safer syncs (issue 16): --max-delete, the empty-source guard and
 // --backup-dir/--suffix, against rsync on the same trees in every
 // direction (the differential suite runs each case in all of them).
@@ -92,5 +100,91 @@ func safetyCases() []diffCase {
 		{name: "backup-dir-nested", cmd: "sync", xflags: []string{"--backup-dir", "./old/run1/"}, rflags: []string{"--backup", "--backup-dir=old/run1", "--filter=P /old/run1/"},
 			src: append(append([]ent{}, bsrc...), fileE("old/kept-by-source", "o")), dst: bdst,
 			lenient: []string{"old", "old/run1", "old/run1/.bak", "old/run1/sub", "old/run1/was-dir", "old/run1/gone-dir", "old/run1/gone-dir/a"}},
+	}
+}
+
+// TestSyncGuards: an empty or missing source, and more deletions than
+// --max-delete, into a destination that holds entries are refused with
+// one line saying why, and nothing at the destination is deleted (the
+// transfers of a --max-delete run are still made); --allow-empty-source
+// lets an empty source empty the destination. Local to peer and peer to
+// local.
+func TestSyncGuards(t *testing.T) {
+	root := t.TempDir()
+	srv := startServer(t, root)
+	local := t.TempDir()
+	type guardCase struct {
+		name   string
+		src    []string // files of the source; nil: no source at all
+		flags  []string
+		code   int
+		line   string   // the one line on stderr (a regular expression); "": a summary only
+		gone   []string // destination entries deleted
+		arrive []string // files that arrive
+	}
+	cases := []guardCase{
+		{name: "empty", src: []string{}, code: 5,
+			line: `^xfer: ERROR refusing to delete 3 entries at the destination: the source is empty \(the empty-source guard; --allow-empty-source syncs it anyway\); nothing deleted$`},
+		{name: "empty-dry-run", src: []string{}, flags: []string{"--dry-run"}, code: 5,
+			line: `^xfer: ERROR refusing to delete 3 entries at the destination: the source is empty .*; nothing would be deleted$`},
+		{name: "missing", code: 2, line: `^xfer: ERROR source \S+ does not exist$`},
+		{name: "missing-allowed", flags: []string{"--allow-empty-source"}, code: 2, line: `^xfer: ERROR source \S+ does not exist$`},
+		{name: "empty-allowed", src: []string{}, flags: []string{"--allow-empty-source"}, gone: []string{"a", "d", "d/b"}},
+		{name: "max-delete", src: []string{"a", "new"}, flags: []string{"--max-delete", "1"}, code: 5, arrive: []string{"a", "new"},
+			line: `^xfer: ERROR refusing to delete 2 entries at the destination: more than --max-delete 1; nothing deleted$`},
+		{name: "max-delete-enough", src: []string{"a", "new"}, flags: []string{"--max-delete", "2"}, gone: []string{"d", "d/b"}, arrive: []string{"a", "new"}},
+	}
+	for _, dir := range []string{"local-peer", "peer-local"} {
+		for _, c := range cases {
+			t.Run(dir+"/"+c.name, func(t *testing.T) {
+				key := dir + "-" + c.name
+				srcDir, dstDir := filepath.Join(local, key, "src"), filepath.Join(root, key, "dst")
+				srcArg, dstArg := srcDir, srv.url(key+"/dst")
+				if dir == "peer-local" {
+					srcDir, dstDir = filepath.Join(root, key, "src"), filepath.Join(local, key, "dst")
+					srcArg, dstArg = srv.url(key+"/src"), dstDir
+				}
+				for _, f := range []string{"a", "d/b"} {
+					writeFile(t, filepath.Join(dstDir, f), "destination's "+f, 0o644)
+				}
+				if c.src != nil {
+					must(t, os.MkdirAll(srcDir, 0o755))
+				}
+				for _, f := range c.src {
+					writeFile(t, filepath.Join(srcDir, f), "destination's "+f, 0o644)
+				}
+				before := scanTree(t, dstDir)
+				r := xfer(t, append(append([]string{"sync"}, c.flags...), srcArg, dstArg)...)
+				if r.code != c.code {
+					t.Fatalf("exit %d, want %d\n%s", r.code, c.code, r)
+				}
+				lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+				switch {
+				case c.line == "" && strings.TrimSpace(r.stderr) != "":
+					t.Errorf("stderr, want nothing:\n%s", r.stderr)
+				case c.line != "" && (len(lines) != 1 || !regexp.MustCompile(c.line).MatchString(lines[0])):
+					t.Errorf("stderr, want one line matching %s:\n%s", c.line, r.stderr)
+				}
+				after := scanTree(t, dstDir)
+				for _, p := range c.gone {
+					if _, ok := after[p]; !ok {
+						delete(before, p)
+					}
+				}
+				for _, p := range c.arrive {
+					if _, ok := after[p]; !ok {
+						t.Errorf("%s did not arrive", p)
+					}
+					delete(after, p)
+					delete(before, p)
+				}
+				// The destination's own attributes follow the source's.
+				delete(before, ".")
+				delete(after, ".")
+				if diffs := diffTrees(before, after, cmpOpts{ref: "before", got: "after", inodes: true}); len(diffs) > 0 {
+					t.Errorf("the destination changed:%s", report(diffs))
+				}
+			})
+		}
 	}
 }

@@ -445,8 +445,8 @@ func (e *engine) deleteGuard(n int64) error {
 		would = "would be "
 	}
 	if e.srcSeen == 0 && !e.opt.AllowEmptySource {
-		return exitcode.Refusedf("refusing to delete %d entries at the destination: source %s is empty (empty-source guard; --allow-empty-source to sync it anyway); nothing %sdeleted",
-			n, displayPath(e.srcPath), would)
+		return exitcode.Refusedf("refusing to delete %d entries at the destination: the source is empty (the empty-source guard; --allow-empty-source syncs it anyway); nothing %sdeleted",
+			n, would)
 	}
 	if m := e.opt.MaxDelete; m != nil && n > *m {
 		return exitcode.Refusedf("refusing to delete %d entries at the destination: more than --max-delete %d; nothing %sdeleted", n, *m, would)
