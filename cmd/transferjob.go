@@ -64,6 +64,9 @@ func addTransferFlags(c *cobra.Command) {
 	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
 	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
 	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
+	f.String("owners", "auto", "keep owners and groups: auto (where the receiver runs as root, like rsync -a), yes (also report once what an unprivileged receiver could not keep) or no")
+	f.Bool("numeric-ids", false, "keep owners and groups by number instead of mapping them by name at the receiver")
+	f.Bool("specials", true, "recreate fifos, sockets and (as root) devices; false: skip them with one notice")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
 	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
 	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
@@ -234,6 +237,9 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		HardLinks:  a.v.GetBool("hard-links"),
 		Xattrs:     a.v.GetBool("xattrs"),
 		ACLs:       a.v.GetBool("acls"),
+		Owners:     transfer.OwnersMode(a.v.GetString("owners")),
+		NumericIDs: a.v.GetBool("numeric-ids"),
+		NoSpecials: !a.v.GetBool("specials"),
 	}
 	flt, err := a.filterOptions(cmd)
 	if err != nil {

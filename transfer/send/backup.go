@@ -38,7 +38,7 @@ func (e *engine) replaces(op plan.Op) bool {
 		return false
 	}
 	switch op.Kind {
-	case plan.OpPut, plan.OpSymlink:
+	case plan.OpPut, plan.OpSymlink, plan.OpSpecial:
 		return op.Dst != nil
 	case plan.OpMkdir:
 		return op.Replace

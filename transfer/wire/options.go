@@ -49,6 +49,14 @@ type Options struct {
 	// the destination's are made to match the source's.
 	Xattrs bool `json:"xattrs,omitempty"`
 	ACLs   bool `json:"acls,omitempty"`
+	// Owners says whether owners and groups are kept: OwnersAuto (""),
+	// OwnersYes or OwnersNo. NumericIDs keeps them by number instead of by
+	// name.
+	Owners     OwnersMode `json:"owners,omitempty"`
+	NumericIDs bool       `json:"numeric_ids,omitempty"`
+	// NoSpecials skips fifos, sockets and devices instead of recreating
+	// them.
+	NoSpecials bool `json:"no_specials,omitempty"`
 	// Filter selects what is transferred (--include/--exclude, size and
 	// age limits); excluded destination entries are neither compared nor
 	// deleted. nil: everything.
@@ -74,6 +82,22 @@ type Options struct {
 	Checkers  int `json:"checkers,omitempty"`
 	Transfers int `json:"transfers,omitempty"`
 }
+
+// OwnersMode says whether a run keeps owners and groups.
+type OwnersMode string
+
+// Owner modes.
+const (
+	// OwnersAuto keeps them where the receiver runs as root (like rsync
+	// -a); an unprivileged receiver keeps the groups it is a member of,
+	// silently.
+	OwnersAuto OwnersMode = "auto"
+	// OwnersYes asks for them wherever: what a receiver cannot keep is
+	// reported once per run.
+	OwnersYes OwnersMode = "yes"
+	// OwnersNo leaves every entry to the receiver's owner and group.
+	OwnersNo OwnersMode = "no"
+)
 
 // Shard names one share of a transfer spread over several agent pairs.
 // Every share walks the same source tree in the same order and assigns
@@ -157,6 +181,11 @@ func (o Options) Validate() error {
 	}
 	if o.MaxDelete != nil && *o.MaxDelete < 0 {
 		return exitcode.Usagef("--max-delete: want 0 or more, got %d", *o.MaxDelete)
+	}
+	switch o.Owners {
+	case "", OwnersAuto, OwnersYes, OwnersNo:
+	default:
+		return exitcode.Usagef("--owners: want auto, yes or no, got %q", o.Owners)
 	}
 	switch o.Verify {
 	case "", "full", "none":
