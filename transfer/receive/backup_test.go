@@ -3,23 +3,26 @@ package receive
 import (
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
+// backupCase is a tree, one backup operation and the tree it leaves.
+type backupCase struct {
+	name   string
+	before []string // files ("p=content") and directories ("p/") to make
+	op     wire.MetaOp
+	errHas string    // "" for success
+	after  []string  // every file ("p=content") and directory ("p/") after, in lexical order
+	linked [2]string // two paths that must be one file
+}
+
 func TestBackupOp(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		before []string // files ("p=content") and directories ("p/") to make
-		op     wire.MetaOp
-		errHas string   // "" for success
-		after  []string // every file ("p=content") and directory ("p/") after
-		linked [2]string
-	}{
+	for _, c := range []backupCase{
 		{name: "file, over an older backup",
 			before: []string{"a=new-old", "bak/a.old=older"},
 			op:     wire.MetaOp{Op: "backup", Path: "a", Target: "bak/a", Suffix: ".old"},
@@ -70,15 +73,13 @@ func TestBackupOp(t *testing.T) {
 				}
 				return nil
 			})
-			sort.Strings(got)
-			want := append([]string{}, c.after...)
-			sort.Strings(want)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("tree after:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			// Walk goes in lexical order, as the cases list the trees.
+			if strings.Join(got, "\n") != strings.Join(c.after, "\n") {
+				t.Errorf("tree after:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.after, "\n"))
 			}
 			if c.linked[0] != "" {
-				var a, b syscall.Stat_t
-				if syscall.Lstat(filepath.Join(top, c.linked[0]), &a) != nil || syscall.Lstat(filepath.Join(top, c.linked[1]), &b) != nil || a.Ino != b.Ino {
+				var a, b unix.Stat_t
+				if unix.Lstat(filepath.Join(top, c.linked[0]), &a) != nil || unix.Lstat(filepath.Join(top, c.linked[1]), &b) != nil || a.Ino != b.Ino {
 					t.Errorf("%s and %s are not one file", c.linked[0], c.linked[1])
 				}
 			}
