@@ -566,6 +566,8 @@ func respError(peer string, r *wire.Resp) error {
 		return exitcode.WithCode(exitcode.Usage, err)
 	case wire.KindPeer:
 		return exitcode.WithCode(exitcode.Peer, err)
+	case wire.KindRefused:
+		return exitcode.WithCode(exitcode.Refused, err)
 	}
 	return err
 }
