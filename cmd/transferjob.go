@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,8 @@ func addTransferFlags(c *cobra.Command) {
 	f.Bool("numeric-ids", false, "keep owners and groups by number instead of mapping them by name at the receiver")
 	f.Bool("specials", true, "recreate fifos, sockets and (as root) devices; false: skip them with one notice")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
+	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
+	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 }
 
@@ -287,6 +290,10 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		return err
 	}
 	opt.Filter = flt
+	if d := a.v.GetString("backup-dir"); d != "" {
+		opt.BackupDir = path.Clean(d) // "./old/" is "old"; Validate refuses what leads out of DST
+	}
+	opt.Suffix = a.v.GetString("suffix")
 	if s := a.v.GetString("bwlimit"); s != "" {
 		bw, err := parseSize(s)
 		if err != nil || bw < 1024 {
@@ -305,6 +312,10 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if sync {
 		opt.Delete = a.v.GetBool("delete")
 		opt.ReplaceDirs = true
+		if n := int64(a.v.GetInt("max-delete")); n >= 0 {
+			opt.MaxDelete = &n
+		}
+		opt.AllowEmptySource = a.v.GetBool("allow-empty-source")
 		if a.v.GetBool("delete-excluded") {
 			opt.Delete, opt.DeleteExcluded = true, true // as rsync: --delete-excluded implies --delete
 		}

@@ -34,6 +34,7 @@ func diffGroups() []diffGroup {
 		{"dryrun", dryRunCases()},
 		{"perms", permCases()},
 		{"semantics", semanticsCases()},
+		{"safety", safetyCases()},
 	}
 }
 
@@ -323,7 +324,7 @@ func deletionCases() []diffCase {
 		{name: "sync-extras", cmd: "sync", src: src, dst: extras},
 		{name: "copy-keeps-extras", cmd: "copy", src: src, dst: extras},
 		{name: "sync-delete-false", cmd: "sync", xflags: []string{"--delete=false"}, src: src, dst: extras},
-		{name: "sync-empty-source", cmd: "sync", src: []ent{dirE(".")}, dst: extras},
+		{name: "sync-empty-source", cmd: "sync", xflags: []string{"--allow-empty-source"}, src: []ent{dirE(".")}, dst: extras},
 		{name: "sync-deep-extras", cmd: "sync", src: src, dst: append(append([]ent{}, src...), deepExtra...)},
 		{name: "sync-readonly-extras", cmd: "sync", src: src,
 			dst: append(append([]ent{}, src...), fileE("ro/f", "x").m(0o444), fileE("ro/sub/g", "y"), dirE("ro/sub").m(0o555), dirE("ro").m(0o555))},

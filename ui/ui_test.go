@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -190,26 +191,14 @@ func TestHumanModes(t *testing.T) {
 			if strings.Contains(stdout+stderr, "\r") {
 				t.Errorf("output contains a carriage return:\n%q\n%q", stdout, stderr)
 			}
-			if got := lines(stdout); !equal(got, tt.wantStdout) {
+			if got := lines(stdout); !slices.Equal(got, tt.wantStdout) {
 				t.Errorf("stdout:\n got %q\nwant %q", got, tt.wantStdout)
 			}
-			if got := lines(stderr); !equal(got, tt.wantStderr) {
+			if got := lines(stderr); !slices.Equal(got, tt.wantStderr) {
 				t.Errorf("stderr:\n got %q\nwant %q", got, tt.wantStderr)
 			}
 		})
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestJSON(t *testing.T) {
@@ -344,7 +333,7 @@ func TestBar(t *testing.T) {
 	scr := newScreen(100)
 	scr.write(out.String())
 	want := []string{"transferred 13 files (8.8 KiB) in 2.0s (4.4 KiB/s), skipped 0, deleted 0, errors 0, proto tcp"}
-	if got := scr.text(); !equal(got, want) {
+	if got := scr.text(); !slices.Equal(got, want) {
 		t.Errorf("screen after Finish:\n%q\nwant %q", got, want)
 	}
 }
