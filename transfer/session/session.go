@@ -568,6 +568,8 @@ func respError(peer string, r *wire.Resp) error {
 		return exitcode.WithCode(exitcode.Peer, err)
 	case wire.KindRefused:
 		return exitcode.WithCode(exitcode.Refused, err)
+	case wire.KindMaxTransfer:
+		return exitcode.WithCode(exitcode.MaxTransfer, err)
 	}
 	return err
 }

@@ -347,6 +347,8 @@ const (
 	KindSpace    = "nospace"
 	// KindRefused: a safety guard refused a sync's deletions (exit 5).
 	KindRefused = "refused"
+	// KindMaxTransfer: the run stopped at its --max-transfer limit.
+	KindMaxTransfer = "max_transfer"
 )
 
 // ValidRel checks that p is a clean relative path beneath a root.
