@@ -408,11 +408,14 @@ func (e *engine) run() error {
 		// were made at the destination, and count as this run's.
 		e.tally.Merge(progress.Summary{DirsCreated: made})
 	}
+	if refused != nil {
+		return refused
+	}
 	if e.budget.hit {
 		return exitcode.WithCode(exitcode.MaxTransfer, fmt.Errorf(
 			"stopped at the --max-transfer limit of %d bytes (--cutoff-mode %s) before the run was done", e.budget.limit, e.budget.mode))
 	}
-	return refused
+	return nil
 }
 
 // topAttrs gives the destination directory the source directory's mode
