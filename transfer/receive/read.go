@@ -1,0 +1,75 @@
+package receive
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/wire"
+)
+
+// Read reads up to a.Count bytes of the regular file p (beneath the bound
+// root) from a.Offset: what OpRead answers, and what `xfer cat` reads of
+// a local tree.
+func (h *Handler) Read(p string, a wire.ReadArgs) (wire.ReadResult, error) {
+	if a.Offset < 0 || a.Count < 1 || a.Count > wire.MaxRead {
+		return wire.ReadResult{}, fmt.Errorf("read %s: offset %d and count %d out of range (count 1 to %d)", p, a.Offset, a.Count, wire.MaxRead)
+	}
+	root := h.Tree()
+	if root == nil {
+		return wire.ReadResult{}, fmt.Errorf("read %s: %w", p, os.ErrNotExist)
+	}
+	// O_NONBLOCK: a FIFO at p must not hang the session in open(2).
+	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return wire.ReadResult{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	defer f.Close()
+	info, err := fsroot.InfoFromFile(f)
+	if err != nil {
+		return wire.ReadResult{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	if info.Type != fsroot.TypeFile {
+		return wire.ReadResult{}, fmt.Errorf("read %s: not a regular file", p)
+	}
+	res := wire.ReadResult{Size: info.Size}
+	if a.Offset >= info.Size {
+		res.EOF = true
+		return res, nil
+	}
+	buf := make([]byte, min(a.Count, info.Size-a.Offset))
+	n, err := f.ReadAt(buf, a.Offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return wire.ReadResult{}, fmt.Errorf("read %s: %w", p, ReadErr(err))
+	}
+	res.Data = buf[:n]
+	res.EOF = a.Offset+int64(n) >= info.Size || errors.Is(err, io.EOF)
+	return res, nil
+}
+
+// serveRead answers OpRead.
+func (h *Handler) serveRead(s *session.Session, r *wire.Req) {
+	if r.Read == nil {
+		s.Reply(&wire.Resp{ID: r.ID, Err: "read request without arguments", Kind: wire.KindUsage})
+		return
+	}
+	p, err := h.resolve(r.Path)
+	if err != nil {
+		s.Reply(wire.ErrResp(r.ID, err))
+		return
+	}
+	args := *r.Read
+	go func() {
+		res, err := h.Read(p, args)
+		if err != nil {
+			s.Reply(wire.ErrResp(r.ID, err))
+			return
+		}
+		s.Reply(&wire.Resp{ID: r.ID, Read: &res})
+	}()
+}
