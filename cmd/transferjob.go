@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/location"
@@ -52,6 +53,18 @@ func addTransferFlags(c *cobra.Command) {
 	sizeFlag(f, "bwlimit", "", "cap the data rate of the whole run (all streams and agents), in bytes per second with an optional K, M or G suffix (e.g. 100M)")
 	durationFlag(f, "max-duration", 0, 0, "stop after this long (0: no limit) with exit code 4; finished files stay in place and the next run resumes partial ones")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
+	addFilterFlags(f)
+	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
+	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
+	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
+	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
+	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
+}
+
+// addFilterFlags declares the filter flags: the rules and the size and
+// age limits that copy and sync apply, and ls, lsf, size, cat and check
+// apply the same way.
+func addFilterFlags(f *pflag.FlagSet) {
 	ra := new(plan.RuleArgs)
 	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
 	f.Var(ra.Exclude(), "exclude", "exclude paths matching PATTERN (repeatable, order matters)")
@@ -60,11 +73,6 @@ func addTransferFlags(c *cobra.Command) {
 	sizeFlag(f, "max-size", "", "skip files larger than this (e.g. 1G)")
 	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
 	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
-	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
-	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
-	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
-	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
-	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 }
 
 // filterOptions builds the filter from --include/--exclude/--filter-from

@@ -213,7 +213,7 @@ func (t *Tree) Cat(ctx context.Context, rel string, offset, count int64, w io.Wr
 			return err
 		}
 		if _, err := w.Write(res.Data); err != nil {
-			return fmt.Errorf("writing %s: %w", t.name(rel), err)
+			return &WriteError{Name: t.name(rel), Err: err}
 		}
 		offset += int64(len(res.Data))
 		if count > 0 {
@@ -225,6 +225,17 @@ func (t *Tree) Cat(ctx context.Context, rel string, offset, count int64, w io.Wr
 	}
 	return nil
 }
+
+// WriteError is a failure of Cat to write what it read: the output's,
+// not the file's.
+type WriteError struct {
+	Name string // the file being written out
+	Err  error
+}
+
+func (e *WriteError) Error() string { return fmt.Sprintf("writing out %s: %v", e.Name, e.Err) }
+
+func (e *WriteError) Unwrap() error { return e.Err }
 
 // name is rel as the user would write it.
 func (t *Tree) name(rel string) string {
