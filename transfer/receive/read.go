@@ -52,6 +52,14 @@ func (h *Handler) Read(p string, a wire.ReadArgs) (wire.ReadResult, error) {
 	return res, nil
 }
 
+// RegisterReads offers OpRead on s. A server offers it to its clients
+// (not to ticket sessions, which only deliver); a client serving its own
+// destination for a pull does not, so a source server cannot read what
+// that directory already holds.
+func (h *Handler) RegisterReads(s *session.Session) {
+	s.Handle(wire.OpRead, func(r *wire.Req) { h.serveRead(s, r) })
+}
+
 // serveRead answers OpRead.
 func (h *Handler) serveRead(s *session.Session, r *wire.Req) {
 	if r.Read == nil {

@@ -455,8 +455,6 @@ func (h *Handler) serve(s *session.Session, r *wire.Req) {
 			e.Target, _ = h.Tree().Readlink(p)
 		}
 		s.Reply(&wire.Resp{ID: r.ID, Entry: &e})
-	case wire.OpRead:
-		h.serveRead(s, r)
 	case wire.OpMkroot:
 		p, err := h.resolve(r.Path)
 		if err == nil {
