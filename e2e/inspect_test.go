@@ -21,18 +21,18 @@ import (
 // spaces, unicode and glob characters, nested and empty directories, an
 // empty file and one larger than an OpRead answer.
 var inspectFiles = map[string]string{
-	"a.txt":                  "alpha\n",
-	"with space.txt":         "space",
-	"ünïcødé/日本語.txt":        "unicode",
-	"deep/a/b/c.txt":         "deep",
-	"empty-file":             "",
-	"pct%20and#hash*star":    "glob",
-	"dir/one":                "1",
-	"dir/two":                "22",
-	"dir/sub/three":          "333",
-	"exactly4096":            strings.Repeat("q", 4096),
-	"UPPER/lower/MiXeD.txt":  "case",
-	"trailing.dot.":          "dot",
+	"a.txt":                 "alpha\n",
+	"with space.txt":        "space",
+	"ünïcødé/日本語.txt":       "unicode",
+	"deep/a/b/c.txt":        "deep",
+	"empty-file":            "",
+	"pct%20and#hash*star":   "glob",
+	"dir/one":               "1",
+	"dir/two":               "22",
+	"dir/sub/three":         "333",
+	"exactly4096":           strings.Repeat("q", 4096),
+	"UPPER/lower/MiXeD.txt": "case",
+	"trailing.dot.":         "dot",
 }
 
 // inspectTree builds inspectFiles, an empty directory and a 2.5 MiB file
