@@ -123,6 +123,21 @@ func shownPath(t *transfer.Tree, rel string) string {
 	return progress.EscapeInvalid(strings.TrimSuffix(t.String(), "/") + "/" + rel)
 }
 
+// eachEntry opens the location arg and walks it (walkTree) with the
+// invoked command's filters and --checkers.
+func (a *app) eachEntry(cmd *cobra.Command, arg string, spec walkSpec, fn func(plan.Entry) error) (unreadable int, err error) {
+	if spec.filter, err = a.inspectFilter(cmd); err != nil {
+		return 0, err
+	}
+	spec.checkers = a.v.GetInt("checkers")
+	t, err := a.openTree(cmd.Context(), arg)
+	if err != nil {
+		return 0, err
+	}
+	defer t.Close()
+	return a.walkTree(cmd.Context(), t, spec, fn)
+}
+
 // unreadableErr is the exit of a listing that had n unreadable
 // directories (each reported already): 1 (some failed), or nil.
 func unreadableErr(n int) error {
@@ -149,18 +164,9 @@ error (exit 2).`,
   xfer ls xfer://node1:7878/proj --include '*.h5'
   xfer ls nodeA:/proj`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			flt, err := a.inspectFilter(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := a.openTree(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			defer t.Close()
 			w := bufio.NewWriter(a.stdout)
 			defer w.Flush()
-			n, err := a.walkTree(cmd.Context(), t, walkSpec{recursive: true, filter: flt, checkers: a.v.GetInt("checkers")}, func(e plan.Entry) error {
+			n, err := a.eachEntry(cmd, args[0], walkSpec{recursive: true}, func(e plan.Entry) error {
 				if e.Type == plan.TypeFile {
 					fmt.Fprintf(w, "%9d %s\n", e.Size, e.Path)
 				}
@@ -219,19 +225,10 @@ func (a *app) runLsf(cmd *cobra.Command, arg string) error {
 	if filesOnly && dirsOnly {
 		return exitcode.Usagef("--files-only and --dirs-only do not go together")
 	}
-	flt, err := a.inspectFilter(cmd)
-	if err != nil {
-		return err
-	}
-	t, err := a.openTree(cmd.Context(), arg)
-	if err != nil {
-		return err
-	}
-	defer t.Close()
 	w := bufio.NewWriter(a.stdout)
 	defer w.Flush()
-	spec := walkSpec{recursive: a.v.GetBool("recursive"), checksum: strings.ContainsRune(format, 'h'), filter: flt, checkers: a.v.GetInt("checkers")}
-	n, err := a.walkTree(cmd.Context(), t, spec, func(e plan.Entry) error {
+	spec := walkSpec{recursive: a.v.GetBool("recursive"), checksum: strings.ContainsRune(format, 'h')}
+	n, err := a.eachEntry(cmd, arg, spec, func(e plan.Entry) error {
 		dir := e.Type == plan.TypeDir
 		if (filesOnly && dir) || (dirsOnly && !dir) {
 			return nil
@@ -286,17 +283,8 @@ tree.`,
 		Example: `  xfer size ./data
   xfer size --json nodeA:/proj`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			flt, err := a.inspectFilter(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := a.openTree(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			defer t.Close()
 			var count, bytes int64
-			n, err := a.walkTree(cmd.Context(), t, walkSpec{recursive: true, filter: flt, checkers: a.v.GetInt("checkers")}, func(e plan.Entry) error {
+			n, err := a.eachEntry(cmd, args[0], walkSpec{recursive: true}, func(e plan.Entry) error {
 				if e.Type == plan.TypeFile {
 					count++
 					bytes += e.Size

@@ -523,3 +523,38 @@ func TestInspectUnreadable(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectSSH: ls, lsf -R with hashes, size, cat and check on an
+// ssh:// location print what they print for the same tree as a local
+// path; the far side lists, hashes and reads its own files.
+func TestInspectSSH(t *testing.T) {
+	h := startSSHD(t)
+	dir := inspectTree(t)
+	before := scanTree(t, dir)
+	for _, c := range [][]string{
+		{"ls", "LOC"},
+		{"lsf", "-R", "--format", "psth", "LOC"},
+		{"size", "--json", "LOC"},
+		{"cat", "LOC/big/large.bin", "LOC/a.txt"},
+		{"cat", "--tail", "5", "LOC/exactly4096"},
+		{"check", "LOC", dir, "--combined", "-"},
+	} {
+		local, far := make([]string, len(c)), make([]string, len(c))
+		for i, a := range c {
+			local[i] = strings.Replace(a, "LOC", dir, 1)
+			far[i] = strings.Replace(a, "LOC", h.url(dir), 1)
+		}
+		want := xferEnv(t, []string{"TZ=UTC"}, local...)
+		got := xferEnv(t, []string{"TZ=UTC"}, append(far, h.flags()...)...)
+		if want.code != 0 || got.code != want.code || got.stdout != want.stdout {
+			t.Errorf("%q over ssh:\n%.3000s\nlocally:\n%.3000s", c, got, want)
+		}
+	}
+	other := inspectTree(t)
+	must(t, os.Remove(filepath.Join(other, "a.txt")))
+	r := xfer(t, append([]string{"check", h.url(dir), other, "-q"}, h.flags()...)...)
+	if r.code != 1 || r.stdout != "+ a.txt\n" {
+		t.Errorf("check over ssh with a file missing on DST:\n%s", r)
+	}
+	unchanged(t, dir, before)
+}

@@ -20,23 +20,11 @@ func (h *Handler) Read(p string, a wire.ReadArgs) (wire.ReadResult, error) {
 	if a.Offset < 0 || a.Count < 1 || a.Count > wire.MaxRead {
 		return wire.ReadResult{}, fmt.Errorf("read %s: offset %d and count %d out of range (count 1 to %d)", p, a.Offset, a.Count, wire.MaxRead)
 	}
-	root := h.Tree()
-	if root == nil {
-		return wire.ReadResult{}, fmt.Errorf("read %s: %w", p, os.ErrNotExist)
-	}
-	// O_NONBLOCK: a FIFO at p must not hang the session in open(2).
-	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	f, info, err := h.openRegular("read", p)
 	if err != nil {
-		return wire.ReadResult{}, fmt.Errorf("read %s: %w", p, err)
+		return wire.ReadResult{}, err
 	}
 	defer f.Close()
-	info, err := fsroot.InfoFromFile(f)
-	if err != nil {
-		return wire.ReadResult{}, fmt.Errorf("read %s: %w", p, err)
-	}
-	if info.Type != fsroot.TypeFile {
-		return wire.ReadResult{}, fmt.Errorf("read %s: not a regular file", p)
-	}
 	res := wire.ReadResult{Size: info.Size}
 	if a.Offset >= info.Size {
 		res.EOF = true
@@ -58,6 +46,29 @@ func (h *Handler) Read(p string, a wire.ReadArgs) (wire.ReadResult, error) {
 // that directory already holds.
 func (h *Handler) RegisterReads(s *session.Session) {
 	s.Handle(wire.OpRead, func(r *wire.Req) { h.serveRead(s, r) })
+}
+
+// openRegular opens the regular file p beneath the bound root for op
+// (hash, read), with errors that name both.
+func (h *Handler) openRegular(op, p string) (*os.File, fsroot.Info, error) {
+	root := h.Tree()
+	if root == nil {
+		return nil, fsroot.Info{}, fmt.Errorf("%s %s: %w", op, p, os.ErrNotExist)
+	}
+	// O_NONBLOCK: a FIFO at p must not hang the session in open(2).
+	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fsroot.Info{}, fmt.Errorf("%s %s: %w", op, p, err)
+	}
+	info, err := fsroot.InfoFromFile(f)
+	if err == nil && info.Type != fsroot.TypeFile {
+		err = errors.New("not a regular file")
+	}
+	if err != nil {
+		f.Close()
+		return nil, fsroot.Info{}, fmt.Errorf("%s %s: %w", op, p, err)
+	}
+	return f, info, nil
 }
 
 // serveRead answers OpRead.
