@@ -57,6 +57,9 @@ func addTransferFlags(c *cobra.Command) {
 	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
 	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
 	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
+	f.String("owners", "auto", "keep owners and groups: auto (where the receiver runs as root, like rsync -a), yes (also report once what an unprivileged receiver could not keep) or no")
+	f.Bool("numeric-ids", false, "keep owners and groups by number instead of mapping them by name at the receiver")
+	f.Bool("specials", true, "recreate fifos, sockets and (as root) devices; false: skip them with one notice")
 	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 }
@@ -239,6 +242,9 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		HardLinks:  a.v.GetBool("hard-links"),
 		Xattrs:     a.v.GetBool("xattrs"),
 		ACLs:       a.v.GetBool("acls"),
+		Owners:     transfer.OwnersMode(a.v.GetString("owners")),
+		NumericIDs: a.v.GetBool("numeric-ids"),
+		NoSpecials: !a.v.GetBool("specials"),
 	}
 	flt, err := a.filterOptions(cmd)
 	if err != nil {

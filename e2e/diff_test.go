@@ -169,12 +169,15 @@ func newDiffEnv(t *testing.T) *diffEnv {
 		}
 		return d
 	}
-	env.a = env.startServer(t, "127.0.0.1", root("peer-a", nil), nil)
-	env.b = env.startServer(t, "127.0.0.1", root("peer-b", nil), nil)
+	// The root servers let peers keep owners and groups, as an rsync
+	// daemon run as root with "uid = root" does, so that an upload
+	// compares with rsync -a; TestOwnersServerRefuses covers the default.
+	env.a = env.startServer(t, "127.0.0.1", root("peer-a", nil), nil, "--allow-owners")
+	env.b = env.startServer(t, "127.0.0.1", root("peer-b", nil), nil, "--allow-owners")
 	env.clRoot = root("cluster", nil)
 	env.cluster = []*server{
-		env.startServer(t, "127.0.0.2", env.clRoot, nil),
-		env.startServer(t, "127.0.0.3", env.clRoot, nil),
+		env.startServer(t, "127.0.0.2", env.clRoot, nil, "--allow-owners"),
+		env.startServer(t, "127.0.0.3", env.clRoot, nil, "--allow-owners"),
 	}
 	// A server that keeps every mode bit a peer asks for.
 	env.setid = env.startServer(t, "127.0.0.1", root("peer-setid", nil), nil, "--umask", "000", "--allow-setid")

@@ -165,9 +165,8 @@ func typeCases() []diffCase {
 		{name: "symlink-update", cmd: "sync",
 			src: []ent{linkE("l1", "new-target"), linkE("l2", "same"), fileE("new-target", "n")},
 			dst: []ent{linkE("l1", "old-target").at(ns(2000, 1, 1, 0, 0, 0, 0)), linkE("l2", "same"), fileE("new-target", "n")}},
-		{name: "fifo", cmd: "sync", adjust: dropFifos, notices: []string{"pipe"},
-			// rsync -a (-D) recreates fifos as root; xfer documents that it skips
-			// them with a notice (docs/differences.md).
+		{name: "fifo", cmd: "sync",
+			// rsync -a (-D) recreates fifos; so does xfer (--specials).
 			src: []ent{fifoE("pipe"), fileE("f", "f")}},
 		{name: "modes", cmd: "sync", servedModes: true, src: modes},
 		{name: "modes-allow-setid", cmd: "sync", setidPeer: true, dirs: []string{"local-peer"}, src: modes},
@@ -178,9 +177,9 @@ func typeCases() []diffCase {
 				linkE("link", "a").at(ns(2011, 11, 11, 11, 11, 11, 111111111)),
 				fileE("d1/d2/f", "e"), dirE("d1/d2").at(ns(2003, 3, 3, 3, 3, 3, 3)), dirE("d1").at(ns(2002, 2, 2, 2, 2, 2, 2)),
 			}},
-		// rsync -a as root keeps owners (-o -g); xfer does not: entries belong
-		// to the user the receiving side runs as (docs/differences.md).
-		{name: "ownership", cmd: "sync", adjust: ownedByReceiver,
+		// rsync -a as root keeps owners (-o -g), and so does xfer when its
+		// receiver runs as root (--owners auto).
+		{name: "ownership", cmd: "sync",
 			src: []ent{fileE("f", "f").by(65534, 65534), fileE("d/g", "g"), dirE("d").by(65534, 0), linkE("l", "f").by(0, 65534)}},
 		{name: "top-dir-new", cmd: "sync",
 			src: []ent{dirE(".").m(0o700).at(ns(2005, 5, 5, 5, 5, 5, 555)), fileE("f", "f")}},
@@ -209,22 +208,6 @@ func typeCases() []diffCase {
 		{name: "zeros-not-sparse", cmd: "sync",
 			// Allocated zeros stay allocated: the source has no holes (rsync without -S).
 			src: []ent{fileE("zeros-1m", zeros), fileE("zeros-8k", zeros[:8192]), fileE("zeros-2m", zeros+zeros)}},
-	}
-}
-
-// ownedByReceiver: every entry belongs to the receiving side's user (root).
-func ownedByReceiver(r, _ ftree) {
-	for p, n := range r {
-		n.Uid, n.Gid = 0, 0
-		r[p] = n
-	}
-}
-
-func dropFifos(r, _ ftree) {
-	for p, n := range r {
-		if n.Type == "fifo" {
-			delete(r, p)
-		}
 	}
 }
 
@@ -307,7 +290,7 @@ func replaceCases() []diffCase {
 			src := append([]ent{}, common...)
 			dst := append([]ent{}, common...)
 			for _, y := range replKinds() {
-				if y.typ == x.typ || y.typ == "fifo" {
+				if y.typ == x.typ {
 					continue
 				}
 				p := "sub/" + x.name + "-by-" + y.name

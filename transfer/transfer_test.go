@@ -264,12 +264,17 @@ func TestEntryRoundTrip(t *testing.T) {
 		e.Uvar(1)
 		e.Uvar(1)
 		e.Str("permission denied")
+		e.Uvar(1000)
+		e.Uvar(100)
+		e.U8(uint8(fsroot.SpecialChar))
+		e.Uvar(1<<8 | 3)
 		got, err := wire.ReadEntry(&wire.Dec{Buf: e.Buf})
 		if (err == nil) != tt.ok {
 			t.Errorf("%q: err = %v", tt.path, err)
 			continue
 		}
-		if tt.ok && (got.Path != tt.path || got.Size != 5 || !bytes.Equal(got.Digest, d[:]) || got.Err != "permission denied") {
+		if tt.ok && (got.Path != tt.path || got.Size != 5 || !bytes.Equal(got.Digest, d[:]) || got.Err != "permission denied" ||
+			got.Uid != 1000 || got.Gid != 100 || got.Special != fsroot.SpecialChar || got.Rdev != 1<<8|3) {
 			t.Errorf("%q: round trip gave %+v", tt.path, got)
 		}
 	}

@@ -42,6 +42,10 @@ type Options struct {
 	Served     bool
 	Umask      uint32
 	AllowSetid bool
+	// AllowOwners lets a peer (Served) set the owners and groups of what
+	// it uploads (with root privilege), AllowDevices create device files.
+	AllowOwners  bool
+	AllowDevices bool
 	// Metrics counts what arrives, labelled with Transport.
 	Metrics   *metrics.Metrics
 	Transport string
@@ -505,7 +509,7 @@ func (h *Handler) serveReceiver(s *session.Session, rc *Receiver, r *wire.Req) {
 			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		s.Reply(&wire.Resp{ID: r.ID, Made: made})
+		s.Reply(&wire.Resp{ID: r.ID, Made: made, Owners: rc.TakeOwners()})
 	}
 }
 

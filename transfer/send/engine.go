@@ -69,6 +69,11 @@ type engine struct {
 	// pass (plan.Shares; its Count is 0 in any other run).
 	shares plan.Shares
 
+	// names maps source owners and groups to names (--owners);
+	// unsupported counts special files skipped (--specials=false).
+	names       ownerNames
+	unsupported atomic.Int64
+
 	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
 	// read-only directory; it goes out before the next file is sent.
 	flushFirst bool
@@ -240,6 +245,8 @@ func (e *engine) run() error {
 	dopt := plan.DiffOptions{
 		Checksum:   e.opt.Checksum,
 		Delete:     e.opt.Delete,
+		Owners:     e.keepsOwners(),
+		Specials:   !e.opt.NoSpecials,
 		Unreadable: e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
 			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
@@ -336,10 +343,11 @@ func (e *engine) run() error {
 	if err := e.syncXattrs(srcTop); err != nil {
 		return err
 	}
-	made, err := e.dst.Finish(e.ctx)
+	made, rep, err := e.dst.Finish(e.ctx)
 	if err != nil {
 		return fmt.Errorf("finishing at the destination: %w", err)
 	}
+	e.reportOwners(rep)
 	if e.opt.Shard != nil {
 		// A share sends no mkdirs: the directories its files needed
 		// were made at the destination, and count as this run's.
@@ -358,8 +366,8 @@ func (e *engine) topAttrs(info fsroot.Info) error {
 	if err != nil || de == nil || de.Type != plan.TypeDir {
 		return err
 	}
-	op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: ".", Type: plan.TypeDir, Mode: info.Mode, MtimeNs: info.MtimeNs}, Dst: de}
-	if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs}); err != nil {
+	op := plan.Op{Kind: plan.OpMkdir, Src: plan.EntryFromInfo(".", info), Dst: de}
+	if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs, Owner: e.ownerOf(op.Src)}); err != nil {
 		return err
 	}
 	return e.flushMeta()
@@ -428,11 +436,13 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 			return nil
 		}
 		if op.Reason == plan.ReasonUnsupported {
-			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
+			e.unsupported.Add(1) // one notice at the end
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
+	case plan.OpSpecial:
+		return e.special(op, dp)
 	case plan.OpMkdir:
-		if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs}); err != nil {
+		if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs, Owner: e.ownerOf(s)}); err != nil {
 			return err
 		}
 		if op.Replace || (op.Dst != nil && op.Dst.Mode&0o300 != 0o300) {
@@ -443,13 +453,13 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 		return nil
 	case plan.OpSymlink:
-		return e.addMeta(op, wire.MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
+		return e.addMeta(op, wire.MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs, Owner: e.ownerOf(s)})
 	case plan.OpSetAttrs:
 		if e.linked(op) {
 			return nil
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
-		return e.addMeta(op, wire.MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
+		return e.addMeta(op, wire.MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, Owner: e.ownerOf(s)})
 	case plan.OpDelete:
 		return e.deletes.add(s.Path)
 	case plan.OpPut:
@@ -744,7 +754,7 @@ func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 			continue
 		}
 		sf := wire.SmallFile{Path: plan.Join(e.dstPath, op.Src.Path), Mode: op.Src.Mode, MtimeNs: op.Src.MtimeNs,
-			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Data: data}
+			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Data: data, Owner: e.ownerOf(op.Src)}
 		if verify {
 			sf.Digest = hashtree.Sum(data)
 		}
@@ -848,7 +858,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	sf.digests = make([]hashtree.Digest, len(chunks))
 	spec := wire.FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
 		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs,
-		Delta: plan.DeltaUpdate(op, e.opt.Delta, e.opt.ChunkSize), Sparse: s.Blocks*512 < s.Size}
+		Delta: plan.DeltaUpdate(op, e.opt.Delta, e.opt.ChunkSize), Sparse: s.Blocks*512 < s.Size, Owner: e.ownerOf(s)}
 	if e.shares.Splits(op) {
 		spec.Shares, spec.Delta = max(e.opt.SplitShares, 1), false
 		if sh := e.opt.Shard; sh != nil {

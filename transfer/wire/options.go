@@ -34,6 +34,14 @@ type Options struct {
 	// the destination's are made to match the source's.
 	Xattrs bool `json:"xattrs,omitempty"`
 	ACLs   bool `json:"acls,omitempty"`
+	// Owners says whether owners and groups are kept: OwnersAuto (""),
+	// OwnersYes or OwnersNo. NumericIDs keeps them by number instead of by
+	// name.
+	Owners     OwnersMode `json:"owners,omitempty"`
+	NumericIDs bool       `json:"numeric_ids,omitempty"`
+	// NoSpecials skips fifos, sockets and devices instead of recreating
+	// them.
+	NoSpecials bool `json:"no_specials,omitempty"`
 	// Filter selects what is transferred (--include/--exclude, size and
 	// age limits); excluded destination entries are neither compared nor
 	// deleted. nil: everything.
@@ -59,6 +67,22 @@ type Options struct {
 	Checkers  int `json:"checkers,omitempty"`
 	Transfers int `json:"transfers,omitempty"`
 }
+
+// OwnersMode says whether a run keeps owners and groups.
+type OwnersMode string
+
+// Owner modes.
+const (
+	// OwnersAuto keeps them where the receiver runs as root (like rsync
+	// -a); an unprivileged receiver keeps the groups it is a member of,
+	// silently.
+	OwnersAuto OwnersMode = "auto"
+	// OwnersYes asks for them wherever: what a receiver cannot keep is
+	// reported once per run.
+	OwnersYes OwnersMode = "yes"
+	// OwnersNo leaves every entry to the receiver's owner and group.
+	OwnersNo OwnersMode = "no"
+)
 
 // Shard names one share of a transfer spread over several agent pairs.
 // Every share walks the same source tree in the same order and assigns
@@ -136,6 +160,11 @@ func (o Options) Validate() error {
 	}
 	if o.Transfers < 0 || o.Transfers > MaxTransfers {
 		return exitcode.Usagef("--transfers: want 1 to %d, got %d", MaxTransfers, o.Transfers)
+	}
+	switch o.Owners {
+	case "", OwnersAuto, OwnersYes, OwnersNo:
+	default:
+		return exitcode.Usagef("--owners: want auto, yes or no, got %q", o.Owners)
 	}
 	switch o.Verify {
 	case "", "full", "none":
