@@ -1,0 +1,238 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// etcdServer is a real etcd on 127.0.0.1 ports chosen at run time.
+type etcdServer struct {
+	dir, url, peer string
+	p              *proc
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startEtcd(t *testing.T) *etcdServer {
+	t.Helper()
+	needTool(t, "etcd", "the etcd membership tests (Debian's etcd-server)")
+	e := &etcdServer{dir: t.TempDir(), url: "http://" + freePort(t), peer: "http://" + freePort(t)}
+	e.start(t)
+	t.Cleanup(e.stop)
+	return e
+}
+
+// start runs etcd on e's data directory and ports and waits (bounded)
+// until it answers.
+func (e *etcdServer) start(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command("etcd", "--name", "e2e", "--data-dir", filepath.Join(e.dir, "data"),
+		"--listen-client-urls", e.url, "--advertise-client-urls", e.url,
+		"--listen-peer-urls", e.peer, "--initial-advertise-peer-urls", e.peer,
+		"--initial-cluster", "e2e="+e.peer)
+	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+os.Getenv("GOARCH"))
+	e.p = startProc(t, cmd, nil)
+	addr := strings.TrimPrefix(e.url, "http://")
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		if !e.p.alive() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("etcd did not start:\n%s", e.p.logs)
+}
+
+func (e *etcdServer) stop() {
+	if e.p != nil {
+		e.p.terminate(10 * time.Second)
+	}
+}
+
+// member is one line of `xfer cluster ls --json`.
+type member struct {
+	Addr       string   `json:"addr"`
+	TreeID     string   `json:"tree_id"`
+	Transports []string `json:"transports"`
+	Protocol   int      `json:"protocol"`
+	TTLLeft    float64  `json:"ttl_left_s"`
+}
+
+func clusterMembers(t *testing.T, cfg, name string) []member {
+	t.Helper()
+	r := xfer(t, "--config", cfg, "cluster", "ls", name, "--json")
+	if r.code != 0 {
+		t.Fatalf("cluster ls: %s", r)
+	}
+	var out []member
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if l == "" {
+			continue
+		}
+		var m member
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("cluster ls line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func memberAddrs(ms []member) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Addr)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func serverAddrs(ss []*server) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.addr)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// awaitMembers waits (at most limit) until the cluster's members are
+// exactly want, and returns how long that took.
+func awaitMembers(t *testing.T, cfg, name string, want []string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var got []string
+	for time.Since(start) < limit {
+		if got = memberAddrs(clusterMembers(t, cfg, name)); slices.Equal(got, want) {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("members of %s after %s: %v, want %v", name, limit, got, want)
+	return 0
+}
+
+func TestEtcdCluster(t *testing.T) {
+	e := startEtcd(t)
+	root := t.TempDir()
+	src := filepath.Join(root, "proj")
+	for i := range 12 {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("f%02d.bin", i)), 3<<20, uint64(500+i))
+	}
+	oddTree(t, filepath.Join(src, "odd"))
+	const ttl = "3s"
+	join := []string{"--etcd", e.url, "--cluster", "c1", "--etcd-ttl", ttl}
+	agents := startCluster(t, root, 2, 3, join...)
+	cfg := writeConfig(t, "")
+	if r := xfer(t, "--config", cfg, "remote", "add", "clusterA", "--etcd", e.url, "--cluster", "c1"); r.code != 0 {
+		t.Fatal(r)
+	}
+
+	// Discovery: three members, one tree.
+	awaitMembers(t, cfg, "clusterA", serverAddrs(agents), 10*time.Second)
+	ms := clusterMembers(t, cfg, "clusterA")
+	id, err := os.ReadFile(filepath.Join(root, ".xfer-tree-id"))
+	must(t, err)
+	for _, m := range ms {
+		if m.TreeID != strings.TrimSpace(string(id)) || len(m.Transports) == 0 || m.Protocol == 0 || m.TTLLeft <= 0 {
+			t.Errorf("member %+v (tree id file %q)", m, id)
+		}
+	}
+	if r := xfer(t, "--config", cfg, "remote", "ls"); r.code != 0 || !strings.Contains(r.stdout, "cluster c1") {
+		t.Errorf("remote ls does not show the etcd remote:\n%s", r)
+	}
+
+	// A sync through the etcd remote spreads over the three members; a
+	// second run changes nothing.
+	out := t.TempDir()
+	r := xfer(t, "--config", cfg, "sync", "clusterA:/proj", out, "--chunk-size", "1M", "--json")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	_, s := clusterRun(t, r)
+	sameTree(t, src, out)
+	for _, ag := range agents {
+		if st := s.Agents[ag.addr]; st.Bytes == 0 {
+			t.Errorf("agent %s carried nothing: %+v", ag.addr, s.Agents)
+		}
+	}
+	r = xfer(t, "--config", cfg, "sync", "clusterA:/proj", out, "--json")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	if _, s := clusterRun(t, r); s.FilesTransferred != 0 || s.BytesSent != 0 {
+		t.Errorf("second sync changed something: %+v", s.summary)
+	}
+
+	// An agent killed mid-sync: the sync completes, the summary names it,
+	// and its lease expires.
+	out2 := t.TempDir()
+	run := startXfer(t, "--config", cfg, "sync", "clusterA:/proj", out2, "--chunk-size", "1M", "--bwlimit", "6M", "--json")
+	deadline := time.Now().Add(20 * time.Second)
+	for !someFileIn(out2) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	victim := agents[2]
+	must(t, victim.cmd.Process.Signal(syscall.SIGKILL))
+	r = run.waitWithin(t, 90*time.Second)
+	if r.code != 0 {
+		t.Fatalf("sync with a killed agent should complete:\n%s", r)
+	}
+	_, s = clusterRun(t, r)
+	sameTree(t, src, out2)
+	if !s.Agents[victim.addr].Lost {
+		t.Errorf("summary does not name %s as lost: %+v", victim.addr, s.Agents)
+	}
+	awaitMembers(t, cfg, "clusterA", serverAddrs(agents[:2]), 10*time.Second)
+
+	// A graceful stop deregisters at once (well within the TTL).
+	agents[1].stop()
+	if took := awaitMembers(t, cfg, "clusterA", serverAddrs(agents[:1]), 10*time.Second); took > 2*time.Second {
+		t.Errorf("graceful stop took %s to deregister (TTL %s): the lease was not revoked", took, ttl)
+	}
+
+	// An agent serving another tree is refused as a member.
+	other := t.TempDir()
+	r = xfer(t, append([]string{"serve", "--listen", "127.0.0.6:0", "--root", other}, join...)...)
+	if r.code != 2 || !strings.Contains(r.stderr, "is not the cluster's") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
+		t.Errorf("foreign tree: want exit 2 and a one-line refusal:\n%s", r)
+	}
+	noGoInternal(t, "foreign tree", r)
+
+	// etcd stopped: the agent keeps serving; it is a member again once
+	// etcd is back.
+	e.stop()
+	time.Sleep(4 * time.Second) // longer than the TTL
+	direct := t.TempDir()
+	if r := xfer(t, "copy", agents[0].url("proj"), direct); r.code != 0 {
+		t.Fatalf("agent stopped serving while etcd was down:\n%s", r)
+	}
+	sameTree(t, src, direct)
+	if r := xfer(t, "--config", cfg, "cluster", "ls", "clusterA"); r.code != 3 {
+		t.Errorf("cluster ls with etcd down: want exit 3:\n%s", r)
+	}
+	e.start(t)
+	awaitMembers(t, cfg, "clusterA", serverAddrs(agents[:1]), 20*time.Second)
+}
