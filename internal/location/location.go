@@ -120,7 +120,7 @@ func Parse(s string, remotes map[string]Remote) (Location, error) {
 			if err != nil {
 				return Location{}, fmt.Errorf("location %q: %w", s, err)
 			}
-			if len(r.Agents) == 0 && r.SSH == nil {
+			if len(r.Agents) == 0 && r.SSH == nil && r.Etcd == nil {
 				return Location{}, fmt.Errorf("remote %q has no address in the config file", name)
 			}
 			rr := r
