@@ -185,6 +185,28 @@ func TestEtcdCluster(t *testing.T) {
 		t.Errorf("second sync changed something: %+v", s.summary)
 	}
 
+	// A sync of the cluster's root leaves the tree id file out, and does
+	// not delete the destination's own; its second run changes nothing.
+	whole := t.TempDir()
+	if r := xfer(t, "--config", cfg, "sync", "clusterA:/", whole, "--json"); r.code != 0 {
+		t.Fatal(r)
+	}
+	if _, err := os.Lstat(filepath.Join(whole, ".xfer-tree-id")); !os.IsNotExist(err) {
+		t.Errorf("a sync of the root copied .xfer-tree-id (%v)", err)
+	}
+	sameTree(t, src, filepath.Join(whole, "proj"))
+	must(t, os.WriteFile(filepath.Join(whole, ".xfer-tree-id"), []byte("mine\n"), 0o644))
+	r = xfer(t, "--config", cfg, "sync", "clusterA:/", whole, "--json")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	if _, s := clusterRun(t, r); s.FilesTransferred != 0 || s.BytesSent != 0 || s.FilesDeleted != 0 {
+		t.Errorf("second sync of the root changed something: %+v", s.summary)
+	}
+	if b, err := os.ReadFile(filepath.Join(whole, ".xfer-tree-id")); err != nil || string(b) != "mine\n" {
+		t.Errorf("the destination's .xfer-tree-id after a sync of the root: %q, %v", b, err)
+	}
+
 	// An agent killed mid-sync: the sync completes, the summary names it,
 	// and its lease expires.
 	out2 := t.TempDir()

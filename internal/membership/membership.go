@@ -23,11 +23,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/xfer-io/xfer/plan"
 )
 
 // TreeIDFile is the file at the root of a served tree that holds its
 // identity: agents of one cluster must serve trees with the same one.
-const TreeIDFile = ".xfer-tree-id"
+// (It is never copied: plan's walk leaves it out at the root.)
+const TreeIDFile = plan.TreeIDFile
 
 // DefaultTTL is the lease TTL of a registration when none is given.
 const DefaultTTL = 10 * time.Second
