@@ -226,6 +226,13 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	if err != nil {
 		return transfer.Endpoint{}, err
 	}
+	if l.Remote.Etcd != nil {
+		agents, err := etcdAgents(context.Background(), l.Remote.Etcd)
+		if err != nil {
+			return transfer.Endpoint{}, err
+		}
+		l.Remote.Agents = agents
+	}
 	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}
 	if len(l.Remote.Agents) > 1 {
 		ep.Agents = l.Remote.Agents
