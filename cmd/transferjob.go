@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/location"
@@ -62,16 +63,7 @@ func addTransferFlags(c *cobra.Command) {
 	sizeFlag(f, "bwlimit", "", "cap the data rate of the whole run (all streams and agents), in bytes per second with an optional K, M or G suffix (e.g. 100M)")
 	durationFlag(f, "max-duration", 0, 0, "stop after this long (0: no limit) with exit code 4; finished files stay in place and the next run resumes partial ones")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
-	ra := new(plan.RuleArgs)
-	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
-	f.Var(ra.Exclude(), "exclude", "exclude paths matching PATTERN (repeatable, order matters)")
-	f.Var(ra.FilterFrom(), "filter-from", "read include/exclude rules from FILE ('+ PATTERN', '- PATTERN', '!' clears)")
-	f.Var(ra.ExcludeFrom(), "exclude-from", "read exclude patterns from FILE, one per line ('#' and ';' comments), as rsync")
-	f.Var(ra.IncludeFrom(), "include-from", "read include patterns from FILE, one per line ('#' and ';' comments), as rsync")
-	sizeFlag(f, "min-size", "", "skip files smaller than this (e.g. 10K)")
-	sizeFlag(f, "max-size", "", "skip files larger than this (e.g. 1G)")
-	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
-	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
+	addFilterFlags(f)
 	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
 	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
 	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
@@ -82,6 +74,22 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
 	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
+}
+
+// addFilterFlags declares the filter flags: the rules and the size and
+// age limits that copy and sync apply, and ls, lsf, size, cat and check
+// apply the same way.
+func addFilterFlags(f *pflag.FlagSet) {
+	ra := new(plan.RuleArgs)
+	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
+	f.Var(ra.Exclude(), "exclude", "exclude paths matching PATTERN (repeatable, order matters)")
+	f.Var(ra.FilterFrom(), "filter-from", "read include/exclude rules from FILE ('+ PATTERN', '- PATTERN', '!' clears)")
+	f.Var(ra.ExcludeFrom(), "exclude-from", "read exclude patterns from FILE, one per line ('#' and ';' comments), as rsync")
+	f.Var(ra.IncludeFrom(), "include-from", "read include patterns from FILE, one per line ('#' and ';' comments), as rsync")
+	sizeFlag(f, "min-size", "", "skip files smaller than this (e.g. 10K)")
+	sizeFlag(f, "max-size", "", "skip files larger than this (e.g. 1G)")
+	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
+	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
 }
 
 // filterOptions builds the filter from --include/--exclude/--filter-from
@@ -217,6 +225,13 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	pa, err := a.peerAuth(r)
 	if err != nil {
 		return transfer.Endpoint{}, err
+	}
+	if l.Remote.Etcd != nil {
+		agents, err := etcdAgents(context.Background(), l.Remote.Etcd)
+		if err != nil {
+			return transfer.Endpoint{}, err
+		}
+		l.Remote.Agents = agents
 	}
 	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}
 	if len(l.Remote.Agents) > 1 {

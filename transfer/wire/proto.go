@@ -127,6 +127,8 @@ type Req struct {
 	// Xattrs and XattrScope are the arguments of OpXattrs.
 	Xattrs     []XattrSet  `json:"xattrs,omitempty"`
 	XattrScope *XattrScope `json:"xattr_scope,omitempty"`
+	// Read is the argument of OpRead.
+	Read *ReadArgs `json:"read,omitempty"`
 }
 
 // Resp answers a Req with the same ID.
@@ -159,6 +161,8 @@ type Resp struct {
 	Bench *BenchReply `json:"bench,omitempty"`
 	// XattrResults answers OpXattrs, one per set.
 	XattrResults []XattrResult `json:"xattr_results,omitempty"`
+	// Read answers OpRead.
+	Read *ReadResult `json:"read,omitempty"`
 }
 
 // CASArgs are the arguments of a cas.* request.
