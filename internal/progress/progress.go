@@ -17,17 +17,18 @@ const (
 	KindSkip     = "skip"     // a file was already up to date
 	KindDelete   = "delete"   // an entry was deleted at the destination
 	KindMkdir    = "mkdir"    // a directory was created
+	KindSymlink  = "symlink"  // a symlink was created or updated
+	KindXattrs   = "xattrs"   // an entry's extended attributes or ACLs were made to match the source's (-X, -A)
+	KindPlan     = "plan"     // no longer emitted: a dry run emits the events of the real run, with Action and DryRun set
+	KindError    = "error"    // something failed; the run continues where it can
+	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
+	KindStopped  = "stopped"  // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
+	KindSummary  = "summary"  // the last event of a run
 	KindRmdir    = "rmdir"    // an empty directory was removed (delete --rmdirs, move --delete-empty-src-dirs)
 	// KindSourceRemoved: move removed a source entry, once its copy at
 	// the destination was verified (or found the same).
 	KindSourceRemoved = "source_removed"
-	KindSymlink       = "symlink" // a symlink was created or updated
-	KindXattrs        = "xattrs"  // an entry's extended attributes or ACLs were made to match the source's (-X, -A)
-	KindPlan          = "plan"    // no longer emitted: a dry run emits the events of the real run, with Action and DryRun set
-	KindError         = "error"   // something failed; the run continues where it can
-	KindNotice        = "notice"  // something a user should know (fallbacks, retries, recovered failures)
-	KindStopped       = "stopped" // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
-	KindSummary       = "summary" // the last event of a run
+	KindStats         = "stats" // --stats INTERVAL: the counters so far, with ElapsedS and the rate
 )
 
 // A dry run emits the events a real run would (transfer, delete, mkdir,
@@ -37,6 +38,7 @@ const (
 const (
 	StoppedInterrupted = "interrupted"  // SIGINT or SIGTERM
 	StoppedMaxDuration = "max-duration" // --max-duration reached
+	StoppedMaxTransfer = "max-transfer" // --max-transfer reached
 )
 
 // TimeFormat is how events and summaries carry their time: RFC 3339 in
@@ -74,6 +76,10 @@ type Event struct {
 	Listing bool `json:"listing,omitempty"`
 	// InFlight lists (some of) the files being sent, on progress events.
 	InFlight []InFlight `json:"in_flight,omitempty"`
+	// ElapsedS (seconds since the run started) and RateBps (bytes done
+	// per second over that time) are set on stats events.
+	ElapsedS float64 `json:"elapsed_s,omitempty"`
+	RateBps  float64 `json:"rate_bps,omitempty"`
 }
 
 // InFlight is a file (or a batch of small files) on its way.
@@ -125,11 +131,13 @@ type Summary struct {
 	Agents       map[string]AgentStats `json:"agents,omitempty"`
 	// ExitCode is the exit status of the run this summary ends (set by
 	// the command that prints it: 0 ok, 1 some files failed, 2 usage or
-	// configuration, 3 the peer, 4 stopped at --max-duration, 130/143
+	// configuration, 3 the peer, 4 stopped at --max-duration, 8 stopped
+	// at --max-transfer, 130/143
 	// interrupted by a signal).
 	ExitCode int `json:"exit_code"`
 	// Stopped says why a run ended before its work was done
-	// (StoppedInterrupted, StoppedMaxDuration); rerunning it resumes.
+	// (StoppedInterrupted, StoppedMaxDuration, StoppedMaxTransfer);
+	// rerunning it resumes.
 	Stopped string `json:"stopped,omitempty"`
 }
 
