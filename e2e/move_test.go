@@ -145,7 +145,8 @@ func compareRclone(t *testing.T, what, rcloneDir, xferDir string) {
 }
 
 // unchanged fails t if the tree at dir is not before, inodes included:
-// what (a second run, a dry run) was to change nothing.
+// what (a second run, a dry run, the inspect commands) was to change
+// nothing.
 func unchanged(t *testing.T, what string, before ftree, dir string) {
 	t.Helper()
 	if d := diffTrees(before, scanTree(t, dir), cmpOpts{ref: "before", got: "after", inodes: true}); len(d) > 0 {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
@@ -36,8 +37,7 @@ func TestMetaRemove(t *testing.T) {
 		{"escape", wire.MetaOp{Op: "remove", Path: "../f"}, false, "escapes", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			root := openRoot(t)
-			dir := root.Path()
+			root, dir := fsroottest.Temp(t)
 			must := func(err error) {
 				t.Helper()
 				if err != nil {
