@@ -214,21 +214,32 @@ func (r *remover) pruneDirs(ctx context.Context, top *plan.Entry, all []plan.Ent
 			}
 		}
 	}
-	sort.SliceStable(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
-	for _, d := range dirs {
-		if occupied[d] {
-			continue
+	depth := func(p string) int { return strings.Count(p, "/") }
+	sort.SliceStable(dirs, func(i, j int) bool { return depth(dirs[i]) > depth(dirs[j]) })
+	// One request per depth, deepest first: a parent is tried once its
+	// children's removals are settled.
+	for len(dirs) > 0 {
+		n := 1
+		for n < len(dirs) && depth(dirs[n]) == depth(dirs[0]) {
+			n++
 		}
-		if err := r.add(ctx, "remove", r.t.full(top, d), d, progress.KindRmdir); err != nil {
-			return err
+		level := dirs[:n]
+		dirs = dirs[n:]
+		for _, d := range level {
+			if !occupied[d] {
+				if err := r.add(ctx, "remove", r.t.full(top, d), d, progress.KindRmdir); err != nil {
+					return err
+				}
+			}
 		}
-		// A parent waits for its children's removal: flush per depth.
 		if err := r.flush(ctx); err != nil {
 			return err
 		}
-		if !r.gone[d] {
-			for p := plan.Dir(d); p != ""; p = plan.Dir(p) {
-				occupied[p] = true
+		for _, d := range level {
+			if !r.gone[d] {
+				for p := plan.Dir(d); p != ""; p = plan.Dir(p) {
+					occupied[p] = true
+				}
 			}
 		}
 	}
