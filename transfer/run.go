@@ -161,7 +161,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 	switch {
 	case !src.IsRemote():
 		if !dst.IsRemote() {
-			if err := checkLocalOverlap(src, dst); err != nil {
+			if err := checkLocalOverlap(src, dst, opt.DstName); err != nil {
 				return err
 			}
 		}
@@ -221,7 +221,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 			tally.SetSSHData(sshconn.DataDirect)
 		}
 		if sameTree(src, dst) {
-			if err := checkPeerOverlap(ctx, src, dst, ds); err != nil {
+			if err := checkPeerOverlap(ctx, src, dst, opt.DstName, ds); err != nil {
 				ds.Close()
 				return err
 			}
