@@ -545,3 +545,21 @@ func TestMovetoRename(t *testing.T) {
 		})
 	}
 }
+
+// TestMoveOntoItself: a move whose destination is its source reached
+// through a peer that serves it keeps every file and says why (exit 2).
+func TestMoveOntoItself(t *testing.T) {
+	s := newSite(t, "peer")
+	buildTree(t, s.path("src"), moveTree(), nil, "")
+	before := scanTree(t, s.base)
+	for _, args := range [][]string{
+		{"move", s.path("src"), s.loc("src")},
+		{"moveto", s.path("src/a.txt"), s.loc("src/a.txt")},
+	} {
+		x, _ := runJSON(t, nil, args...)
+		if x.code != 2 || !strings.Contains(x.stdout, "reached two ways: nothing was removed") {
+			t.Errorf("xfer %q: want exit 2 saying source and destination are the same: %s", args, x.result)
+		}
+	}
+	unchanged(t, "a move onto itself", before, s.base)
+}

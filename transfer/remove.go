@@ -457,6 +457,15 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 	} else if stop.Type != plan.TypeDir {
 		dpath = plan.Join(dpath, all[0].Path)
 	}
+	// SRC and DST may be one directory reached two ways (a peer serving
+	// the source itself): removing would lose the only copy.
+	if de, err := dt.d.Stat(ctx, dpath); err == nil && de != nil && de.Ino != 0 && de.Ino == stop.Ino && de.Dev == stop.Dev {
+		what, there := "directory", dst.String()
+		if stop.Type != plan.TypeDir {
+			what, there = "file", strings.TrimSuffix(there, "/")+"/"+all[0].Path
+		}
+		return exitcode.Usagef("%s and %s are the same %s, reached two ways: nothing was removed from the source", src, there, what)
+	}
 	dlist, err := counterpart(ctx, dt, dpath, stop.Type == plan.TypeDir)
 	if err != nil {
 		return err
