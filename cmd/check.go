@@ -159,7 +159,11 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 		return exitcode.Usagef("%s and %s: one is a directory and the other is not; check compares two directories or two files", src, dst)
 	}
 	spec := walkSpec{recursive: true, checksum: ck.checksum, filter: flt, checkers: a.v.GetInt("checkers")}
-	err = ck.run(ctx, src, dst, spec)
+	if src.IsDir() {
+		err = ck.run(ctx, src, dst, spec)
+	} else {
+		ck.files(ctx, src, dst)
+	}
 	ck.sum.DurationS = time.Since(start).Seconds()
 	if err != nil {
 		return err
@@ -275,6 +279,28 @@ func (ck *checker) run(ctx context.Context, src, dst *transfer.Tree, spec walkSp
 	return df.err
 }
 
+// files compares two locations that are files (by any names), as if
+// they were one path of two trees.
+func (ck *checker) files(ctx context.Context, src, dst *transfer.Tree) {
+	s, d := src.Top(), dst.Top()
+	d.Path = s.Path
+	for _, side := range []struct {
+		t *transfer.Tree
+		e *plan.Entry
+	}{{src, &s}, {dst, &d}} {
+		if ck.checksum && side.e.Type == plan.TypeFile && s.Size == d.Size {
+			h, err := side.t.Hash(ctx, "")
+			if err != nil {
+				ck.report(checkError, s.Path, fmt.Sprintf("hashing on %s: %s", side.t, userMessage(err)))
+				return
+			}
+			side.e.Digest = h[:]
+		}
+	}
+	result, why := ck.compare(ctx, src, dst, s, d)
+	ck.report(result, s.Path, why)
+}
+
 // compare decides about a path both sides hold (files or symlinks).
 func (ck *checker) compare(ctx context.Context, src, dst *transfer.Tree, s, d plan.Entry) (string, string) {
 	switch {
@@ -369,7 +395,10 @@ func (ck *checker) finish(src, dst *transfer.Tree) error {
 		}
 		verdict := "identical"
 		if bad > 0 {
-			verdict = fmt.Sprintf("%d differences", bad)
+			verdict = fmt.Sprintf("%d difference", bad)
+			if bad > 1 {
+				verdict += "s"
+			}
 		}
 		fmt.Fprintf(ck.a.stderr, "check %s against %s by %s: %s (%d identical, %d differ, %d missing on DST, %d missing on SRC, %d errors)\n",
 			progress.EscapeInvalid(src.String()), progress.EscapeInvalid(dst.String()), how, verdict,

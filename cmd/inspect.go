@@ -91,6 +91,9 @@ func (a *app) walkTree(ctx context.Context, t *transfer.Tree, spec walkSpec, fn 
 		if !spec.recursive && strings.Contains(e.Path, "/") {
 			continue
 		}
+		if sk, ok := l.(plan.DirSkipper); ok && !spec.recursive && e.Type == plan.TypeDir {
+			sk.SkipDir() // a local walk need not read what lsf leaves out
+		}
 		if e.Err != "" {
 			fmt.Fprintf(a.stderr, "xfer: %s: cannot read: %s\n", shownPath(t, e.Path), progress.EscapeInvalid(e.Err))
 			unreadable++

@@ -47,9 +47,10 @@ func inspectTree(t *testing.T) string {
 
 // inspectEnv is a tree and the locations that name it.
 type inspectEnv struct {
-	dir  string
-	cfg  string            // config file with the named and cluster remotes
-	locs map[string]string // kind -> location of dir
+	dir    string
+	agents []*server         // the two peers serving dir
+	cfg    string            // config file with the named and cluster remotes
+	locs   map[string]string // kind -> location of dir
 }
 
 // newInspectEnv serves dir from two read-only peers (the agents of a
@@ -57,19 +58,20 @@ type inspectEnv struct {
 // in every way xfer can.
 func newInspectEnv(t *testing.T, dir string) *inspectEnv {
 	t.Helper()
-	locs, remotes := serveInspect(t, dir, "nodea")
-	return &inspectEnv{dir: dir, cfg: writeConfig(t, "remotes:\n"+remotes), locs: locs}
+	locs, remotes, agents := serveInspect(t, dir, "nodea")
+	return &inspectEnv{dir: dir, cfg: writeConfig(t, "remotes:\n"+remotes), locs: locs, agents: agents}
 }
 
 // serveInspect serves dir from two read-only peers and returns the
 // locations of dir by kind, with the config lines of the remotes NAME
-// (the first peer) and NAMEc (the cluster of both) they use.
-func serveInspect(t *testing.T, dir, name string) (map[string]string, string) {
+// (the first peer) and NAMEc (the cluster of both) they use, and the
+// peers.
+func serveInspect(t *testing.T, dir, name string) (map[string]string, string, []*server) {
 	t.Helper()
 	a := startServer(t, dir, "--read-only")
 	b := startServer(t, dir, "--read-only")
 	remotes := fmt.Sprintf("  %s:\n    url: xfer://%s\n  %sc:\n    agents: [%s, %s]\n", name, a.addr, name, a.addr, b.addr)
-	return map[string]string{"local": dir, "peer": a.url(""), "named": name + ":/", "cluster": name + "c:/"}, remotes
+	return map[string]string{"local": dir, "peer": a.url(""), "named": name + ":/", "cluster": name + "c:/"}, remotes, []*server{a, b}
 }
 
 // kinds lists the location kinds in a stable order.
@@ -280,8 +282,8 @@ func TestCheckDifferentialRclone(t *testing.T) {
 	needRclone(t)
 	src, dst := checkTrees(t)
 	bs, bd := scanTree(t, src), scanTree(t, dst)
-	sl, sr := serveInspect(t, src, "srcnode")
-	dl, dr := serveInspect(t, dst, "dstnode")
+	sl, sr, _ := serveInspect(t, src, "srcnode")
+	dl, dr, _ := serveInspect(t, dst, "dstnode")
 	cfg := writeConfig(t, "remotes:\n"+sr+dr)
 	kinds := []string{"local", "peer", "named", "cluster"}
 	for _, flags := range [][]string{nil, {"--size-only"}, {"--exclude", "nested/**"}} {
@@ -557,4 +559,46 @@ func TestInspectSSH(t *testing.T) {
 		t.Errorf("check over ssh with a file missing on DST:\n%s", r)
 	}
 	unchanged(t, dir, before)
+}
+
+// TestCheckFiles: check of two files (by any names, local or on a peer)
+// compares them as one path: exit 0 when their content is the same, 1
+// with "* NAME" when it is not, even at the same size.
+func TestCheckFiles(t *testing.T) {
+	dir := fileTree(t, map[string]string{"a": "same", "b": "same", "c": "sane", "d": "longer"})
+	srv := startServer(t, dir, "--read-only")
+	for _, c := range []struct {
+		src, dst string
+		code     int
+		out      string
+	}{
+		{filepath.Join(dir, "a"), srv.url("b"), 0, ""},
+		{srv.url("a"), filepath.Join(dir, "c"), 1, "* a\n"},
+		{filepath.Join(dir, "a"), filepath.Join(dir, "d"), 1, "* a\n"},
+	} {
+		r := xfer(t, "check", c.src, c.dst)
+		if r.code != c.code || r.stdout != c.out {
+			t.Errorf("check %s %s: want exit %d and %q:\n%s", c.src, c.dst, c.code, c.out, r)
+		}
+	}
+}
+
+// TestInspectClusterFailover: a cluster remote's agents serve the same
+// tree, so ls and check go on with the next agent when the first does not
+// answer.
+func TestInspectClusterFailover(t *testing.T) {
+	dir := inspectTree(t)
+	env := newInspectEnv(t, dir)
+	want := env.run(t, "ls", dir)
+	env.agents[0].stop()
+	r := env.run(t, "ls", env.locs["cluster"])
+	if r.code != 0 || r.stdout != want.stdout {
+		t.Errorf("ls of the cluster with its first agent down:\n%s", r)
+	}
+	if r := env.run(t, "check", env.locs["cluster"], dir); r.code != 0 {
+		t.Errorf("check of the cluster with its first agent down:\n%s", r)
+	}
+	if r := env.run(t, "ls", env.locs["peer"]); r.code != 3 {
+		t.Errorf("ls of the stopped agent: want exit 3:\n%s", r)
+	}
 }
