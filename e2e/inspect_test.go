@@ -602,3 +602,50 @@ func TestInspectClusterFailover(t *testing.T) {
 		t.Errorf("ls of the stopped agent: want exit 3:\n%s", r)
 	}
 }
+
+// TestReadOp: the read request, as docs/wire-protocol.md describes it,
+// from a raw client: a read-only server answers it with the bytes, the
+// size and eof; a count out of range, a directory, a fifo, a missing file
+// and a path above the root are refused with their kinds.
+func TestReadOp(t *testing.T) {
+	dir := fileTree(t, map[string]string{"f": "0123456789", "d/g": "g"})
+	must(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	srv := startServer(t, dir, "--read-only")
+	rc, err := dialRaw(srv.addr, nil)
+	must(t, err)
+	defer rc.close()
+	read := func(path string, off, count int64) map[string]any {
+		resp, err := rc.call(map[string]any{"op": "read", "path": path, "read": map[string]any{"offset": off, "count": count}})
+		must(t, err)
+		return resp
+	}
+	resp := read("f", 3, 4)
+	res, _ := resp["read"].(map[string]any)
+	if resp["err"] != nil || res["data"] != "MzQ1Ng==" || res["size"] != float64(10) || res["eof"] != nil {
+		t.Errorf("read f 3+4: %v", resp)
+	}
+	resp = read("f", 8, 100)
+	if res, _ := resp["read"].(map[string]any); res["data"] != "ODk=" || res["eof"] != true {
+		t.Errorf("read f 8+100: %v", resp)
+	}
+	for _, c := range []struct {
+		path       string
+		off, count int64
+		kind, msg  string
+	}{
+		{"f", 0, 0, "", "out of range"},
+		{"f", 0, 1<<20 + 1, "", "out of range"},
+		{"f", -1, 1, "", "out of range"},
+		{"d", 0, 1, "", "not a regular file"},
+		{"fifo", 0, 1, "", "not a regular file"},
+		{"none", 0, 1, "notfound", "no such file"},
+		{"../etc/passwd", 0, 1, "escape", ""},
+	} {
+		resp := read(c.path, c.off, c.count)
+		msg, _ := resp["err"].(string)
+		kind, _ := resp["kind"].(string)
+		if msg == "" || !strings.Contains(msg, c.msg) || kind != c.kind || resp["read"] != nil {
+			t.Errorf("read %s %d+%d: want kind %q and %q, got %v", c.path, c.off, c.count, c.kind, c.msg, resp)
+		}
+	}
+}
