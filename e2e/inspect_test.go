@@ -455,6 +455,7 @@ func TestInspectErrors(t *testing.T) {
 		{"lsf files and dirs only", []string{"lsf", "--files-only", "--dirs-only", dir}, 2, "do not go together"},
 		{"cat head and tail", []string{"cat", "--head", "1", "--tail", "1", filepath.Join(dir, "a.txt")}, 2, "do not go together"},
 		{"ls two args", []string{"ls", dir, dir}, 2, "accepts 1 arg"},
+		{"lsf --json", []string{"lsf", "--json", dir}, 2, "lsf has no --json output"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := xfer(t, c.args...)
