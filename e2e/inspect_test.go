@@ -276,8 +276,9 @@ func checkTrees(t *testing.T) (src, dst string) {
 // TestCheckDifferentialRclone: check reports (in rclone check's
 // --combined form) what rclone check reports on the same trees, between
 // every pair of location kinds, with and without --size-only, with a
-// filter; identical trees exit 0 and different ones 1, as rclone's; the
-// trees are unchanged.
+// filter, with --one-way; identical trees exit 0 and different ones 1, as
+// rclone's; --match, --differ, --missing-on-dst, --missing-on-src and
+// --error write the files rclone's write; the trees are unchanged.
 func TestCheckDifferentialRclone(t *testing.T) {
 	needRclone(t)
 	src, dst := checkTrees(t)
@@ -286,7 +287,7 @@ func TestCheckDifferentialRclone(t *testing.T) {
 	dl, dr, _ := serveInspect(t, dst, "dstnode")
 	cfg := writeConfig(t, "remotes:\n"+sr+dr)
 	kinds := []string{"local", "peer", "named", "cluster"}
-	for _, flags := range [][]string{nil, {"--size-only"}, {"--exclude", "nested/**"}} {
+	for _, flags := range [][]string{nil, {"--size-only"}, {"--exclude", "nested/**"}, {"--one-way"}} {
 		for _, pair := range [][2]string{{src, dst}, {src, src}} {
 			ref := rclone(t, append([]string{"check", pair[0], pair[1], "--combined", "-"}, flags...)...)
 			if ref.code != 0 && ref.code != 1 {
@@ -310,6 +311,36 @@ func TestCheckDifferentialRclone(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+	// The report files of one kind each, as rclone's.
+	reports := []string{"match", "differ", "missing-on-dst", "missing-on-src", "error"}
+	outs := map[string]string{}
+	for _, who := range []string{"rclone", "xfer"} {
+		d := t.TempDir()
+		args := []string{"check", src, dl["peer"]}
+		if who == "rclone" {
+			args[2] = dst
+		}
+		for _, r := range reports {
+			args = append(args, "--"+r, filepath.Join(d, r))
+		}
+		res := rclone(t, args...)
+		if who == "xfer" {
+			res = xferEnv(t, nil, append([]string{"--config", cfg}, args...)...)
+		}
+		if res.code != 1 {
+			t.Fatalf("%s %q: want exit 1:\n%s", who, args, res)
+		}
+		for _, r := range reports {
+			b, err := os.ReadFile(filepath.Join(d, r))
+			must(t, err)
+			outs[who+" "+r] = strings.Join(sortedLines(string(b)), "\n")
+		}
+	}
+	for _, r := range reports {
+		if outs["xfer "+r] != outs["rclone "+r] {
+			t.Errorf("--%s: xfer wrote\n%s\nrclone\n%s", r, outs["xfer "+r], outs["rclone "+r])
 		}
 	}
 	unchanged(t, src, bs)
