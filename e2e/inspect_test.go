@@ -528,6 +528,7 @@ func TestInspectUnreadable(t *testing.T) {
 		must(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
 		must(t, os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644))
 	}
+	must(t, os.WriteFile(filepath.Join(dir, "private.txt"), []byte("p"), 0o600))
 	must(t, os.Chmod(filepath.Join(dir, "locked"), 0o000))
 	copyOf := filepath.Join(base, "copy")
 	must(t, exec.Command("cp", "-a", dir, copyOf).Run())
@@ -544,7 +545,7 @@ func TestInspectUnreadable(t *testing.T) {
 	}
 	for _, loc := range []string{dir, srv.url("")} {
 		r := asNobody("ls", loc)
-		if r.code != 1 || sortedLines(r.stdout) == nil || !slices.Equal(sortedLines(r.stdout), []string{"        1 ok/f", "        1 top.txt"}) {
+		if r.code != 1 || !slices.Equal(sortedLines(r.stdout), []string{"        1 ok/f", "        1 private.txt", "        1 top.txt"}) {
 			t.Errorf("ls %s:\n%s", loc, r)
 		}
 		if strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "locked: cannot read: permission denied") {
@@ -552,9 +553,14 @@ func TestInspectUnreadable(t *testing.T) {
 		}
 		noGoInternal(t, "ls "+loc, r)
 		r = asNobody("check", loc, copyOf, "-q")
-		if r.code != 1 || r.stdout != "! locked\n" {
-			t.Errorf("check %s %s: want only \"! locked\":\n%s", loc, copyOf, r)
+		if r.code != 1 || r.stdout != "! locked\n! private.txt\n" || !strings.Contains(r.stderr, "private.txt: hashing on") {
+			t.Errorf("check %s %s: want \"! locked\" and \"! private.txt\":\n%s", loc, copyOf, r)
 		}
+		r = asNobody("cat", loc)
+		if r.code != 1 || r.stdout != "ft" || strings.Count(r.stderr, "\n") != 2 || !strings.Contains(r.stderr, "private.txt: read private.txt: permission denied") {
+			t.Errorf("cat %s: want ok/f and top.txt, and private.txt and locked reported:\n%s", loc, r)
+		}
+		noGoInternal(t, "cat "+loc, r)
 	}
 }
 
