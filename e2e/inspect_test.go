@@ -565,8 +565,9 @@ func TestInspectUnreadable(t *testing.T) {
 }
 
 // TestInspectSSH: ls, lsf -R with hashes, size, cat and check on an
-// ssh:// location print what they print for the same tree as a local
-// path; the far side lists, hashes and reads its own files.
+// ssh:// location, and on a named remote of type ssh, print what they
+// print for the same tree as a local path; the far side lists, hashes and
+// reads its own files.
 func TestInspectSSH(t *testing.T) {
 	h := startSSHD(t)
 	dir := inspectTree(t)
@@ -588,6 +589,23 @@ func TestInspectSSH(t *testing.T) {
 		got := xferEnv(t, []string{"TZ=UTC"}, append(far, h.flags()...)...)
 		if want.code != 0 || got.code != want.code || got.stdout != want.stdout {
 			t.Errorf("%q over ssh:\n%.3000s\nlocally:\n%.3000s", c, got, want)
+		}
+	}
+	// A named remote of type ssh: NAME: is its directory, NAME:SUB beneath.
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir(), "TZ=UTC"}
+	if r := xferEnv(t, env, "remote", "add", "lab", h.url(dir)); r.code != 0 {
+		t.Fatal(r)
+	}
+	for _, c := range [][2][]string{
+		{{"ls", "lab:"}, {"ls", dir}},
+		{{"lsf", "-R", "lab:dir"}, {"lsf", "-R", filepath.Join(dir, "dir")}},
+		{{"cat", "lab:dir/two"}, {"cat", filepath.Join(dir, "dir/two")}},
+		{{"size", "lab:big"}, {"size", filepath.Join(dir, "big")}},
+	} {
+		got := xferEnv(t, env, append(c[0], h.flags()...)...)
+		want := xferEnv(t, env, c[1]...)
+		if want.code != 0 || got.code != 0 || got.stdout != want.stdout {
+			t.Errorf("%q:\n%s\nwant what %q prints:\n%s", c[0], got, c[1], want)
 		}
 	}
 	other := inspectTree(t)
