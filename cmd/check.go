@@ -199,7 +199,7 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 	if src.IsDir() {
 		err = ck.run(ctx, src, dst, spec)
 	} else {
-		ck.files(ctx, src, dst)
+		ck.compareFiles(ctx, src, dst)
 	}
 	ck.sum.DurationS = time.Since(start).Seconds()
 	if err != nil {
@@ -208,19 +208,21 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 	return ck.finish(src, dst)
 }
 
-// files is a listing of the files (and symlinks) of t that spec admits,
-// with unreadable directories yielded too, so that nothing beneath them
-// is reported missing on the other side.
-type files struct {
+// fileStream is a listing of the files (and symlinks) of a tree that a
+// walkSpec admits, with unreadable directories yielded too, so that
+// nothing beneath them is reported missing on the other side; it is read
+// ahead on a goroutine of its own.
+type fileStream struct {
 	next func() (plan.Entry, bool)
 	stop func()
 	err  error
 }
 
-func (a *app) files(ctx context.Context, t *transfer.Tree, spec walkSpec) *files {
+// fileStream starts listing t.
+func (a *app) fileStream(ctx context.Context, t *transfer.Tree, spec walkSpec) *fileStream {
 	ch := make(chan plan.Entry, 256)
 	done := make(chan struct{})
-	f := &files{}
+	f := &fileStream{}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(ch)
@@ -262,7 +264,7 @@ func (a *app) files(ctx context.Context, t *transfer.Tree, spec walkSpec) *files
 // run merges the two sorted listings, both read at once (each side hashes
 // while the other does).
 func (ck *checker) run(ctx context.Context, src, dst *transfer.Tree, spec walkSpec) error {
-	sf, df := ck.a.files(ctx, src, spec), ck.a.files(ctx, dst, spec)
+	sf, df := ck.a.fileStream(ctx, src, spec), ck.a.fileStream(ctx, dst, spec)
 	s, sok := sf.next()
 	d, dok := df.next()
 	skip := "" // a directory one side could not read: nothing beneath it is compared
@@ -316,9 +318,9 @@ func (ck *checker) run(ctx context.Context, src, dst *transfer.Tree, spec walkSp
 	return df.err
 }
 
-// files compares two locations that are files (by any names), as if
-// they were one path of two trees.
-func (ck *checker) files(ctx context.Context, src, dst *transfer.Tree) {
+// compareFiles compares two locations that are files (by any names), as
+// if they were one path of two trees.
+func (ck *checker) compareFiles(ctx context.Context, src, dst *transfer.Tree) {
 	s, d := src.Top(), dst.Top()
 	d.Path = s.Path
 	for _, side := range []struct {
