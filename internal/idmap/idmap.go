@@ -24,46 +24,44 @@ type Map struct {
 // UserName is the name of user uid, "" if it has none.
 func (m *Map) UserName(uid uint32) string {
 	return cached(m, &m.userNames, uid, func(uid uint32) string {
-		u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
-		if err != nil {
-			return ""
+		if u, err := user.LookupId(decimal(uid)); err == nil {
+			return u.Username
 		}
-		return u.Username
+		return ""
 	})
 }
 
 // GroupName is the name of group gid, "" if it has none.
 func (m *Map) GroupName(gid uint32) string {
 	return cached(m, &m.groupNames, gid, func(gid uint32) string {
-		g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10))
-		if err != nil {
-			return ""
+		if g, err := user.LookupGroupId(decimal(gid)); err == nil {
+			return g.Name
 		}
-		return g.Name
+		return ""
 	})
 }
 
 // Uid is the id of the user called name; false if there is none.
 func (m *Map) Uid(name string) (uint32, bool) {
 	return found(cached(m, &m.uids, name, func(name string) int64 {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return -1
+		if u, err := user.Lookup(name); err == nil {
+			return parseID(u.Uid)
 		}
-		return parseID(u.Uid)
+		return -1
 	}))
 }
 
 // Gid is the id of the group called name; false if there is none.
 func (m *Map) Gid(name string) (uint32, bool) {
 	return found(cached(m, &m.gids, name, func(name string) int64 {
-		g, err := user.LookupGroup(name)
-		if err != nil {
-			return -1
+		if g, err := user.LookupGroup(name); err == nil {
+			return parseID(g.Gid)
 		}
-		return parseID(g.Gid)
+		return -1
 	}))
 }
+
+func decimal(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
 
 // found is id as an id, and whether there is one (id is not -1).
 func found(id int64) (uint32, bool) {

@@ -57,12 +57,10 @@ func TestConcurrent(t *testing.T) {
 	var m Map
 	var wg sync.WaitGroup
 	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			m.UserName(uint32(i % 2))
 			m.Uid("root")
-		}()
+		})
 	}
 	wg.Wait()
 	if _, ok := m.Uid("root"); !ok {
