@@ -29,11 +29,9 @@ var errClosed = errors.New("tcp-zc: stream closed")
 // goroutine and the rx half by one receiving goroutine at a time; their
 // mutexes only guard against misuse and against Close.
 type stream struct {
-	conn      net.Conn
-	rc        syscall.RawConn
-	state     sockstream.State
-	closeOnce sync.Once
-	closeErr  error
+	conn  net.Conn
+	rc    syscall.RawConn
+	state sockstream.State
 
 	tx struct {
 		mu       sync.Mutex
@@ -371,18 +369,17 @@ func (s *stream) rawRead(f func(fd uintptr) bool) error {
 
 // Close closes the socket, which unblocks a pending Send or Recv.
 func (s *stream) Close() error {
-	s.closeOnce.Do(func() {
-		s.state.SetClosed()
+	return s.state.Close(func() error {
 		if s.tx.zcInFlight.Load() {
 			if tc, ok := s.conn.(interface{ SetLinger(int) error }); ok {
 				tc.SetLinger(0)
 			}
 		}
 		if err := s.conn.Close(); err != nil {
-			s.closeErr = fmt.Errorf("tcp-zc: close: %w", err)
+			return fmt.Errorf("tcp-zc: close: %w", err)
 		}
+		return nil
 	})
-	return s.closeErr
 }
 
 // sendmsg is sendmsg(2) without the allocations of the x/sys wrappers.

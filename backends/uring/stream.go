@@ -56,13 +56,11 @@ var errClosed = errors.New("uring: stream closed")
 
 // stream is one uring data stream; see the package comment.
 type stream struct {
-	conn      net.Conn
-	rc        syscall.RawConn
-	zcMin     int
-	alwaysZC  bool // keep SEND_ZC even when the kernel reports copies
-	state     sockstream.State
-	closeOnce sync.Once
-	closeErr  error
+	conn     net.Conn
+	rc       syscall.RawConn
+	zcMin    int
+	alwaysZC bool // keep SEND_ZC even when the kernel reports copies
+	state    sockstream.State
 
 	tx struct {
 		mu       sync.Mutex
@@ -641,8 +639,7 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 // Close shuts the socket down, which completes the requests pending on it,
 // waits for Send and Recv to give up, and tears the rings down.
 func (s *stream) Close() error {
-	s.closeOnce.Do(func() {
-		s.state.SetClosed()
+	return s.state.Close(func() error {
 		s.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 		t, r := &s.tx, &s.rx
 		t.mu.Lock()
@@ -661,8 +658,9 @@ func (s *stream) Close() error {
 		// closes (and, if abandoned, resets) the connection now.
 		t.ring.unregisterFiles()
 		r.ring.unregisterFiles()
+		var closeErr error
 		if err := s.conn.Close(); err != nil {
-			s.closeErr = fmt.Errorf("uring: close: %w", err)
+			closeErr = fmt.Errorf("uring: close: %w", err)
 		}
 		if t.notifs > 0 && !t.broken {
 			// The reset freed the queued data: collect the notifications.
@@ -686,8 +684,8 @@ func (s *stream) Close() error {
 		// its queue dropped by then, so nothing reads it any more.
 		t.pin.Unpin()
 		r.pin.Unpin()
+		return closeErr
 	})
-	return s.closeErr
 }
 
 var _ backends.Stream = (*stream)(nil)
