@@ -84,6 +84,8 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 		}
 	case "setattrs":
 		return r.setAttrs(op)
+	case "backup":
+		return r.backupOp(op)
 	default:
 		return fmt.Sprintf("unknown operation %q", op.Op)
 	}

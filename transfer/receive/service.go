@@ -516,23 +516,11 @@ func (h *Handler) stat(r *wire.Req) (*wire.Resp, error) {
 
 // hash hashes p, a path beneath the bound root.
 func (h *Handler) Hash(ctx context.Context, p string) (hashtree.Digest, error) {
-	root := h.Tree()
-	if root == nil {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, fs.ErrNotExist)
-	}
-	// O_NONBLOCK: a FIFO at p must not hang the session in open(2).
-	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	f, info, err := h.openRegular("hash", p)
 	if err != nil {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
+		return hashtree.Digest{}, err
 	}
 	defer f.Close()
-	info, err := fsroot.InfoFromFile(f)
-	if err != nil {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
-	}
-	if info.Type != fsroot.TypeFile {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: not a regular file", p)
-	}
 	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
 	if err != nil {
 		return d, fmt.Errorf("hash %s: %w", p, ReadErr(err))

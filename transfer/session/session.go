@@ -566,6 +566,10 @@ func respError(peer string, r *wire.Resp) error {
 		return exitcode.WithCode(exitcode.Usage, err)
 	case wire.KindPeer:
 		return exitcode.WithCode(exitcode.Peer, err)
+	case wire.KindRefused:
+		return exitcode.WithCode(exitcode.Refused, err)
+	case wire.KindMaxTransfer:
+		return exitcode.WithCode(exitcode.MaxTransfer, err)
 	}
 	return err
 }

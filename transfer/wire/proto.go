@@ -127,13 +127,15 @@ type Req struct {
 	// Xattrs and XattrScope are the arguments of OpXattrs.
 	Xattrs     []XattrSet  `json:"xattrs,omitempty"`
 	XattrScope *XattrScope `json:"xattr_scope,omitempty"`
+	// Read is the argument of OpRead.
+	Read *ReadArgs `json:"read,omitempty"`
 }
 
 // Resp answers a Req with the same ID.
 type Resp struct {
 	ID      uint64            `json:"id"`
 	Err     string            `json:"err,omitempty"`
-	Kind    string            `json:"kind,omitempty"` // error class: notfound, escape, readonly, usage, peer
+	Kind    string            `json:"kind,omitempty"` // error class: notfound, escape, readonly, usage, peer, nospace, refused
 	Errs    []string          `json:"errs,omitempty"` // per item of a batch, "" for success
 	Entry   *plan.Entry       `json:"entry,omitempty"`
 	Digest  string            `json:"digest,omitempty"`
@@ -159,6 +161,8 @@ type Resp struct {
 	Bench *BenchReply `json:"bench,omitempty"`
 	// XattrResults answers OpXattrs, one per set.
 	XattrResults []XattrResult `json:"xattr_results,omitempty"`
+	// Read answers OpRead.
+	Read *ReadResult `json:"read,omitempty"`
 }
 
 // CASArgs are the arguments of a cas.* request.
@@ -203,7 +207,7 @@ type AdoptChunk struct {
 
 // MetaOp is one metadata change at the destination.
 type MetaOp struct {
-	Op      string `json:"op"` // mkdir, symlink, link, delete, setattrs, special
+	Op      string `json:"op"` // mkdir, symlink, link, delete, setattrs, special, backup
 	Path    string `json:"path"`
 	Mode    uint32 `json:"mode,omitempty"`
 	MtimeNs int64  `json:"mtime,omitempty"`
@@ -211,6 +215,14 @@ type MetaOp struct {
 	// ReplaceDir allows removing a directory tree that stands where a
 	// non-directory must go (sync); without it that is an error (copy).
 	ReplaceDir bool `json:"replace_dir,omitempty"`
+	// Suffix and Keep are for Op "backup", which moves the entry at Path
+	// aside to Target with Suffix appended to its name (a directory: each
+	// entry beneath it, to the same path beneath Target, the directories
+	// without the suffix), replacing an older backup there. Keep leaves a
+	// regular file at Path (the backup is a hard link to it), for the
+	// file about to replace it.
+	Suffix string `json:"suffix,omitempty"`
+	Keep   bool   `json:"keep,omitempty"`
 	// Owner (mkdir, symlink, setattrs, special) is the owner and group
 	// the entry is to have; nil: keep what the receiver gives it.
 	Owner *Owner `json:"owner,omitempty"`
@@ -337,6 +349,10 @@ const (
 	KindUsage    = "usage"
 	KindPeer     = "peer"
 	KindSpace    = "nospace"
+	// KindRefused: a safety guard refused a sync's deletions (exit 5).
+	KindRefused = "refused"
+	// KindMaxTransfer: the run stopped at its --max-transfer limit.
+	KindMaxTransfer = "max_transfer"
 )
 
 // ValidRel checks that p is a clean relative path beneath a root.
