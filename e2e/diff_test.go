@@ -90,6 +90,9 @@ type diffCase struct {
 	srcSlash bool   // give SRC with a trailing slash
 	dstLink  bool   // DST is a symlink to the directory holding the destination tree
 	filters  string // rules for xfer --filter-from / rsync --filter='merge FILE'
+	// listFlag FILE is given to both tools, FILE holding listText
+	// (--files-from, --exclude-from, --include-from).
+	listFlag, listText string
 
 	rclone   []string             // also compare with `rclone ARGS SRC DST` (what rclone keeps)
 	adjust   func(ref, pre ftree) // a documented difference: turns rsync's result into xfer's
@@ -363,12 +366,27 @@ func (env *diffEnv) buildEnds(t *testing.T, c diffCase, src, dst string) {
 
 // rulesFile writes c's filter rules for both tools to dir/rules.
 func (env *diffEnv) rulesFile(t *testing.T, c diffCase, dir string) string {
-	if c.filters == "" {
+	return writeCaseFile(t, dir, "rules", c.filters)
+}
+
+// listArgs are c's listFlag and the file, written to dir/list, holding
+// its listText; none without a listFlag.
+func (env *diffEnv) listArgs(t *testing.T, c diffCase, dir string) []string {
+	if c.listFlag == "" {
+		return nil
+	}
+	return []string{c.listFlag, writeCaseFile(t, dir, "list", c.listText)}
+}
+
+// writeCaseFile writes text to dir/name and returns its path ("" and no
+// file for no text).
+func writeCaseFile(t *testing.T, dir, name, text string) string {
+	if text == "" {
 		return ""
 	}
-	p := filepath.Join(dir, "rules")
+	p := filepath.Join(dir, name)
 	must(t, os.MkdirAll(dir, 0o755))
-	must(t, os.WriteFile(p, []byte(c.filters), 0o644))
+	must(t, os.WriteFile(p, []byte(text), 0o644))
 	return p
 }
 
@@ -437,6 +455,7 @@ func (env *diffEnv) reference(t *testing.T, key string, c diffCase) reference {
 		// does (deletions after all transfers) and deterministic.
 		args = append(args, "--delete-after")
 	}
+	args = append(args, env.listArgs(t, c, filepath.Join(env.base, key))...)
 	args = append(args, c.flags...)
 	if rules := env.rulesFile(t, c, filepath.Join(env.base, key)); rules != "" {
 		args = append(args, "--filter=merge "+rules)
@@ -575,6 +594,7 @@ func (env *diffEnv) runDirection(t *testing.T, c diffCase, d diffDirection, key 
 
 	args := []string{"--config", env.cfg, c.cmd}
 	args = append(args, c.xflags...)
+	args = append(args, env.listArgs(t, c, filepath.Join(env.base, key))...)
 	args = append(args, c.flags...)
 	if rules := env.rulesFile(t, c, filepath.Join(env.base, key)); rules != "" {
 		args = append(args, "--filter-from", rules)

@@ -53,7 +53,7 @@ type Op struct {
 	// Replace is set when an entry of another type stands at the path and
 	// must be removed first.
 	Replace bool
-	Reason  string // why: new, size, mtime, checksum, type, target, mode, owner, device, unsupported, extra
+	Reason  string // why: new, size, mtime, checksum, type, target, mode, owner, device, unsupported, extra, newer, exists
 }
 
 // DiffOptions tune Diff.
@@ -68,6 +68,21 @@ type DiffOptions struct {
 	// Specials plans fifos, sockets and devices as OpSpecial; without it
 	// they are OpSkip "unsupported".
 	Specials bool
+	// DeleteExcluded (with Delete, through Filter.Diff): destination
+	// entries the filter rules exclude are deleted too (rsync
+	// --delete-excluded).
+	DeleteExcluded bool
+	// Update skips a regular file whose destination copy has a newer
+	// mtime (rsync -u; Reason "newer").
+	Update bool
+	// IgnoreExisting skips every source entry but a directory that
+	// exists at the destination, whatever its type or content (rsync
+	// --ignore-existing; Reason "exists").
+	IgnoreExisting bool
+	// SizeOnly compares regular files by size alone: same size means up
+	// to date, though a different mtime or mode is still set (rsync
+	// --size-only).
+	SizeOnly bool
 	// SrcDigest returns the digest of a source file; used with Checksum when
 	// the source lister did not supply digests.
 	SrcDigest func(ctx context.Context, e Entry) ([]byte, error)
@@ -245,7 +260,17 @@ func compareSpecial(s Entry, d *Entry, opt DiffOptions) Op {
 // does not transfer (TypeOther): the one Reason that code branches on.
 const ReasonUnsupported = "unsupported"
 
+// Reasons of an OpSkip that a selection flag made: the destination copy
+// is newer (--update) or exists (--ignore-existing).
+const (
+	ReasonNewer  = "newer"
+	ReasonExists = "exists"
+)
+
 func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op, error) {
+	if opt.IgnoreExisting && s.Type != TypeDir {
+		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: ReasonExists}, nil
+	}
 	if s.Type == TypeOther {
 		return compareSpecial(s, d, opt), nil
 	}
@@ -267,6 +292,9 @@ func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op
 		return Op{Kind: OpSkip, Src: s, Dst: d}, nil
 	}
 	// Regular files.
+	if opt.Update && d.MtimeNs > s.MtimeNs {
+		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: ReasonNewer}, nil
+	}
 	if s.Size != d.Size {
 		return Op{Kind: OpPut, Src: s, Dst: d, Reason: "size"}, nil
 	}
@@ -290,7 +318,7 @@ func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op
 		if !bytes.Equal(sd, dd) {
 			return Op{Kind: OpPut, Src: s, Dst: d, Reason: "checksum"}, nil
 		}
-	} else if s.MtimeNs != d.MtimeNs {
+	} else if !opt.SizeOnly && s.MtimeNs != d.MtimeNs {
 		return Op{Kind: OpPut, Src: s, Dst: d, Reason: "mtime"}, nil
 	}
 	if s.MtimeNs != d.MtimeNs {

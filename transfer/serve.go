@@ -117,6 +117,9 @@ func (srv *Server) services(s *session.Session, g session.Grant) error {
 		store = srv.cfg.CAS
 	}
 	hd.Register(s)
+	if !g.Ticket {
+		hd.RegisterReads(s)
+	}
 	casnet.Serve(s, store, srv.cfg.CASReadOnly)
 	bench.Serve(s, hd)
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
@@ -40,7 +41,7 @@ func TestBackupOp(t *testing.T) {
 			op: wire.MetaOp{Op: "backup", Path: "a", Target: "../a"}, errHas: "back up a", after: []string{"a=1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			root := openRoot(t)
+			root, _ := fsroottest.Temp(t)
 			top := root.Path()
 			for _, e := range c.before {
 				p, content, file := strings.Cut(e, "=")

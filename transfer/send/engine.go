@@ -87,6 +87,9 @@ type engine struct {
 
 	// xattrs is the pass of -X and -A (xattrs.go).
 	xattrs xattrPass
+
+	// budget is --max-transfer (budget.go).
+	budget *budget
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -102,6 +105,7 @@ func Run(ctx context.Context, src *fsroot.Root, srcPath string, dst Destination,
 	defer cancel(nil)
 	e := &engine{src: src, srcPath: srcPath, dst: dst, dstPath: dstPath, opt: opt, sink: sink, tally: tally,
 		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, opt.Transfers), chunkCh: make(chan *chunkJob, 64)}
+	e.budget = newBudget(opt)
 	e.shares = plan.Shares{Split: opt.SplitShares, ChunkSize: opt.ChunkSize, HardLinks: opt.HardLinks, Delta: opt.Delta}
 	if sh := opt.Shard; sh != nil {
 		e.shares.Index, e.shares.Count = sh.Index, sh.Count
@@ -251,11 +255,15 @@ func (e *engine) run() error {
 		srcList = e.protectBackups(srcList)
 	}
 	dopt := plan.DiffOptions{
-		Checksum:   e.opt.Checksum,
-		Delete:     e.opt.Delete,
-		Owners:     e.keepsOwners(),
-		Specials:   !e.opt.NoSpecials,
-		Unreadable: e.unreadable,
+		Checksum:       e.opt.Checksum,
+		Delete:         e.opt.Delete,
+		DeleteExcluded: e.opt.DeleteExcluded,
+		Update:         e.opt.Update,
+		IgnoreExisting: e.opt.IgnoreExisting,
+		SizeOnly:       e.opt.SizeOnly,
+		Owners:         e.keepsOwners(),
+		Specials:       !e.opt.NoSpecials,
+		Unreadable:     e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
 			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
 			return d[:], err
@@ -315,6 +323,9 @@ func (e *engine) run() error {
 		return carry(op)
 	}
 	derr := flt.Diff(e.ctx, srcList, dstList, dopt, visit)
+	if errors.Is(derr, errMaxTransfer) {
+		derr = nil // what was started finishes, and the run ends as usual but for deletions
+	}
 	e.listed.Store(true)
 	close(smallCh)
 	close(bigCh)
@@ -358,7 +369,10 @@ func (e *engine) run() error {
 	// once the rest of the run (attributes, directory times) is done.
 	var refused error
 	if e.deletes.len() > 0 {
-		if e.errors.Load() > 0 {
+		if e.budget.hit {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice,
+				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because the --max-transfer limit was reached", e.deletes.len())})
+		} else if e.errors.Load() > 0 {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice,
 				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", e.deletes.len())})
 		} else if refused = e.deleteGuard(int64(e.deletes.len())); refused != nil {
@@ -394,7 +408,14 @@ func (e *engine) run() error {
 		// were made at the destination, and count as this run's.
 		e.tally.Merge(progress.Summary{DirsCreated: made})
 	}
-	return refused
+	if refused != nil {
+		return refused
+	}
+	if e.budget.hit {
+		return exitcode.WithCode(exitcode.MaxTransfer, fmt.Errorf(
+			"stopped at the --max-transfer limit of %d bytes (--cutoff-mode %s) before the run was done", e.budget.limit, e.budget.mode))
+	}
+	return nil
 }
 
 // topAttrs gives the destination directory the source directory's mode
@@ -570,6 +591,10 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 				return err
 			}
 		}
+		small := s.Size <= smallLimit && s.Size <= e.opt.ChunkSize
+		if !e.budget.admit(s.Path, s.Size, small) {
+			return errMaxTransfer
+		}
 		if e.opt.Shard != nil && e.shares.Splits(op) {
 			lo, hi := e.shares.Range(hashtree.NumChunks(s.Size, e.opt.ChunkSize))
 			e.tally.AddPlanned(0, min(hi*e.opt.ChunkSize, s.Size)-lo*e.opt.ChunkSize)
@@ -580,7 +605,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 			e.tally.AddPlanned(1, s.Size)
 		}
 		e.wg.Add(1)
-		if s.Size <= smallLimit && s.Size <= e.opt.ChunkSize {
+		if small {
 			smallCh <- op
 		} else {
 			bigCh <- op
@@ -913,6 +938,7 @@ type sfile struct {
 	errMsg    string // the first failure of the file's own
 	adopt     []wire.AdoptChunk
 	part      bool // a share's range of a split file: parked, not committed
+	cut       bool // cut at the --max-transfer limit: left partial for the next run
 	fly       *flight
 	flyKey    uint64
 }
@@ -1015,6 +1041,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		pending = append(pending, c)
 	}
 	chunks = pending
+	if cutAt, cut := e.budget.cutAt(s.Path); cut {
+		// The --max-transfer limit (hard) falls inside the file: the
+		// chunks up to it are sent, the rest is left for the next run,
+		// which resumes the partial file.
+		kept := chunks[:0:0]
+		for _, c := range chunks {
+			if c.Off+c.Len <= cutAt {
+				kept = append(kept, c)
+			}
+		}
+		chunks, sf.cut = kept, true
+	}
 	sf.remaining.Store(int64(len(chunks)))
 	if len(chunks) == 0 {
 		go e.finishBig(sf)
@@ -1301,12 +1339,12 @@ func (e *engine) finishBig(sf *sfile) {
 	s := sf.op.Src
 	info, serr := fsroot.InfoFromFile(sf.f)
 	sf.f.Close()
-	if sf.failed.Load() {
+	if sf.failed.Load() || sf.cut {
 		sf.mu.Lock()
 		msg := sf.errMsg
 		sf.mu.Unlock()
 		if msg == "" {
-			return // stopped: the partial file stays for the next run
+			return // stopped or cut: the partial file stays for the next run
 		}
 		e.fileError(s.Path, msg)
 		if e.ctx.Err() == nil {

@@ -36,6 +36,8 @@ func ErrResp(id uint64, err error) *Resp {
 		r.Kind = KindPeer
 	case exitcode.Refused:
 		r.Kind = KindRefused
+	case exitcode.MaxTransfer:
+		r.Kind = KindMaxTransfer
 	}
 	return r
 }

@@ -192,24 +192,16 @@ func (d *Dec) U8() uint8 {
 	return v
 }
 
-func (d *Dec) Uvar() uint64 {
-	if d.Err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.Buf)
-	if n <= 0 {
-		d.Fail(errShort)
-		return 0
-	}
-	d.Buf = d.Buf[n:]
-	return v
-}
+func (d *Dec) Uvar() uint64 { return varint(d, binary.Uvarint) }
 
-func (d *Dec) Svar() int64 {
+func (d *Dec) Svar() int64 { return varint(d, binary.Varint) }
+
+// varint reads one varint with read (binary.Uvarint or binary.Varint).
+func varint[T uint64 | int64](d *Dec, read func([]byte) (T, int)) T {
 	if d.Err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.Buf)
+	v, n := read(d.Buf)
 	if n <= 0 {
 		d.Fail(errShort)
 		return 0

@@ -29,6 +29,20 @@ type Options struct {
 	Suffix      string `json:"suffix,omitempty"`
 	ReplaceDirs bool   `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
 	Checksum    bool   `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
+	// Update (-u) skips files whose destination copy is newer;
+	// IgnoreExisting skips whatever exists at the destination; SizeOnly
+	// compares files by size alone (plan.DiffOptions).
+	Update         bool `json:"update,omitempty"`
+	IgnoreExisting bool `json:"ignore_existing,omitempty"`
+	SizeOnly       bool `json:"size_only,omitempty"`
+	// DeleteExcluded (sync, with Delete) also deletes destination
+	// entries that the filter rules exclude.
+	DeleteExcluded bool `json:"delete_excluded,omitempty"`
+	// MaxTransfer stops the run once this many bytes of files were
+	// started (0: no limit), as CutoffMode says: CutoffHard, CutoffSoft
+	// or CutoffCautious ("" is hard).
+	MaxTransfer int64  `json:"max_transfer,omitempty"`
+	CutoffMode  string `json:"cutoff_mode,omitempty"`
 	DryRun      bool   `json:"dry_run,omitempty"`
 	NoFsync     bool   `json:"no_fsync,omitempty"`
 	Streams     int    `json:"streams,omitempty"`
@@ -111,6 +125,16 @@ type Shard struct {
 // MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
 const MaxShards = 1024
 
+// Cutoff modes of MaxTransfer, as rclone's --cutoff-mode: hard cuts the
+// file that reaches the limit there (its partial file resumes next run),
+// soft lets the files already started finish, cautious starts no file
+// that would take the total past the limit.
+const (
+	CutoffHard     = "hard"
+	CutoffSoft     = "soft"
+	CutoffCautious = "cautious"
+)
+
 // Defaults.
 const (
 	DefaultStreams        = 4
@@ -186,6 +210,14 @@ func (o Options) Validate() error {
 	case "", OwnersAuto, OwnersYes, OwnersNo:
 	default:
 		return exitcode.Usagef("--owners: want auto, yes or no, got %q", o.Owners)
+	}
+	switch o.CutoffMode {
+	case "", CutoffHard, CutoffSoft, CutoffCautious:
+	default:
+		return exitcode.Usagef("--cutoff-mode: want hard, soft or cautious, got %q", o.CutoffMode)
+	}
+	if o.MaxTransfer < 0 {
+		return exitcode.Usagef("--max-transfer: want a size of at least 1, got %d", o.MaxTransfer)
 	}
 	switch o.Verify {
 	case "", "full", "none":

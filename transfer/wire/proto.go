@@ -127,6 +127,8 @@ type Req struct {
 	// Xattrs and XattrScope are the arguments of OpXattrs.
 	Xattrs     []XattrSet  `json:"xattrs,omitempty"`
 	XattrScope *XattrScope `json:"xattr_scope,omitempty"`
+	// Read is the argument of OpRead.
+	Read *ReadArgs `json:"read,omitempty"`
 }
 
 // Resp answers a Req with the same ID.
@@ -159,6 +161,8 @@ type Resp struct {
 	Bench *BenchReply `json:"bench,omitempty"`
 	// XattrResults answers OpXattrs, one per set.
 	XattrResults []XattrResult `json:"xattr_results,omitempty"`
+	// Read answers OpRead.
+	Read *ReadResult `json:"read,omitempty"`
 }
 
 // CASArgs are the arguments of a cas.* request.
@@ -347,6 +351,8 @@ const (
 	KindSpace    = "nospace"
 	// KindRefused: a safety guard refused a sync's deletions (exit 5).
 	KindRefused = "refused"
+	// KindMaxTransfer: the run stopped at its --max-transfer limit.
+	KindMaxTransfer = "max_transfer"
 )
 
 // ValidRel checks that p is a clean relative path beneath a root.
