@@ -77,7 +77,24 @@ func safetyCases() []diffCase {
 	// rsync makes the backup directories as it needs them; their times
 	// are left unspecified.
 	bakDirs := []string{".bak", ".bak/sub", ".bak/was-dir", ".bak/gone-dir", ".bak/gone-dir/a"}
+	// A backup directory beneath a directory the source does not have,
+	// or has as a file: that directory is kept whole (rsync, protecting
+	// the backup directory alone, deletes the rest of it and fails to
+	// remove it, "cannot delete non-empty directory").
+	asrc := []ent{fileE("a", "new"), fileE("b", "b")}
+	adst := []ent{fileE("a", "old").at(ns(2005, 1, 1, 0, 0, 0, 0)), fileE("gone", "g"),
+		fileE("old/run0/x", "an earlier run's backup"), fileE("old/run1/y", "this directory's earlier backup")}
+	// rsync moves old/run0 into the backup directory; xfer leaves it.
+	oldPaths := []string{"old/run0", "old/run0/x", "old/run1/old", "old/run1/old/run0", "old/run1/old/run0/x"}
+	ancestorFlags := []string{"--backup-dir", "old/run1"}
+	rsyncAncestor := []string{"--backup", "--backup-dir=old/run1", "--filter=P /old/run1/"}
 	return []diffCase{
+		{name: "backup-dir-ancestor-kept", cmd: "sync", xflags: ancestorFlags, rflags: rsyncAncestor, src: asrc, dst: adst,
+			adjust: keepPre(oldPaths...), notices: []string{"old"}, lenient: []string{"old", "old/run1"}},
+		{name: "backup-dir-ancestor-replaced", cmd: "sync", xflags: ancestorFlags, rflags: rsyncAncestor,
+			src: append(append([]ent{}, asrc...), fileE("old", "a file where the backups are")), dst: adst,
+			// After the error xfer deletes nothing (docs/differences.md).
+			adjust: keepPre(append([]string{"gone", "old/run1/gone"}, oldPaths...)...), errPaths: []string{"old"}, lenient: []string{"old", "old/run1"}},
 		// Within the limit (rsync counts a directory and what is beneath
 		// it): both delete everything.
 		{name: "max-delete-within", cmd: "sync", xflags: []string{"--max-delete", "11"}, rflags: []string{"--max-delete=11"},
