@@ -36,7 +36,8 @@ func newRemoteAddCmd(a *app) *cobra.Command {
 		Short: "Add a named remote to the config file",
 		Long: `Add defines the remote NAME: one xfer serve peer given as xfer://HOST:PORT
 (or HOST:PORT), several agents with --agents, or a directory on a host
-reached through ssh, ssh://[USER@]HOST[:PORT]/PATH (/~/PATH for the remote
+reached through ssh, ssh://[USER@]HOST[:PORT]/PATH, or with --etcd URL --cluster
+NAME the live members of a cluster kept in etcd (docs/etcd.md) (/~/PATH for the remote
 home; or --ssh [USER@]HOST[:PATH] as rsync writes it; NAME:SUB is then SUB
 beneath PATH; see docs/ssh.md). --token-file names the file
 holding the shared token of a server started with --token-file; the --tls-*
@@ -52,6 +53,7 @@ line only, never from XFER_* variables or the config file.`,
   xfer remote add lab ssh://me@lab.example.org/~/data
   xfer remote add lab2 --ssh me@lab.example.org:data
   xfer remote add pool --agents 10.0.0.2:7878,10.0.0.3:7878 --token-file /etc/xfer/token
+  xfer remote add clusterA --etcd http://10.0.0.9:2379 --cluster clusterA
   xfer copy ./results nodeA:/incoming`,
 		Args:              usageArgs(cobra.RangeArgs(1, 2)),
 		ValidArgsFunction: cobra.NoFileCompletions,
@@ -67,6 +69,7 @@ line only, never from XFER_* variables or the config file.`,
 	f.Bool("tls-data", true, "keep data streams inside TLS (stored only when given; false lets bulk data bypass TLS if the server allows it)")
 	f.String("ssh", "", "a directory on a host reached through ssh, in rsync's form [USER@]HOST[:PATH] (PATH in the home directory unless absolute), instead of the address argument")
 	f.Bool("force", false, "replace an existing remote of the same name")
+	etcdFlags(f)
 	return c
 }
 
@@ -81,7 +84,23 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 	force, _ := fl.GetBool("force")
 	sshShort, _ := fl.GetString("ssh")
 	var sshTarget *location.SSH
+	etcd, err := etcdConfig(fl)
+	if err != nil {
+		return err
+	}
 	switch {
+	case etcd != nil && (len(args) == 2 || len(agents) > 0 || sshShort != ""):
+		return exitcode.Usagef("remote add: give the address as an argument, with --agents, --ssh or --etcd, only one")
+	case etcd != nil:
+		for i, f := range []*string{&etcd.CACert, &etcd.Cert, &etcd.Key} {
+			if *f != "" {
+				abs, err := filepath.Abs(*f)
+				if err != nil {
+					return exitcode.Usagef("--%s %s: %v", []string{"etcd-cacert", "etcd-cert", "etcd-key"}[i], *f, err)
+				}
+				*f = abs
+			}
+		}
 	case sshShort != "" && (len(args) == 2 || len(agents) > 0):
 		return exitcode.Usagef("remote add: give the address as an argument, with --agents or with --ssh, only one")
 	case sshShort != "":
@@ -114,7 +133,7 @@ func (a *app) remoteAdd(cmd *cobra.Command, args []string) error {
 		}
 		agents[i] = ag
 	}
-	r := location.Remote{Name: name, Agents: agents, SSH: sshTarget}
+	r := location.Remote{Name: name, Agents: agents, SSH: sshTarget, Etcd: etcd}
 	r.TLSServerName, _ = fl.GetString("tls-server-name")
 	if fl.Changed("tls-data") {
 		b, _ := fl.GetBool("tls-data")
@@ -199,6 +218,9 @@ type remoteJSON struct {
 func remoteWhere(r location.Remote) string {
 	if r.SSH != nil {
 		return r.SSH.URL()
+	}
+	if r.Etcd != nil {
+		return "etcd " + strings.Join(r.Etcd.Endpoints, ",") + " cluster " + r.Etcd.Cluster
 	}
 	return strings.Join(r.Agents, ",")
 }

@@ -49,6 +49,8 @@ user the server runs as.`,
 	f.String("listen", "127.0.0.1:7878", "address to listen on (HOST:PORT; port 0 picks a free port)")
 	f.String("root", "", "directory to serve (required)")
 	f.StringSlice("protos", nil, "transports to offer, in any order (default: every usable one)")
+	etcdFlags(f)
+	f.Duration("etcd-ttl", 10*time.Second, "with --etcd: lease TTL of the registration (a killed agent leaves the cluster this long after)")
 	f.Bool("no-fsync", false, "do not flush received files to stable storage (scratch data only)")
 	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "drop a peer that stays silent this long (above 0)")
 	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:OPTS] with OPTS ro or rw, and setid to keep set-id bits, comma-separated (repeatable); clients name it as the first path component")
@@ -181,6 +183,13 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 		return sshconn.Relay(ctx, relay, os.Stdin, os.Stdout)
 	}
 	stdio := a.v.GetBool("stdio")
+	etcd, err := etcdConfig(cmd.Flags())
+	if err != nil {
+		return err
+	}
+	if etcd != nil && stdio {
+		return exitcode.Usagef("--etcd does not go with --stdio")
+	}
 	rootDir := a.v.GetString("root")
 	if stdio {
 		var err error
@@ -380,6 +389,19 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 	what += fmt.Sprintf(", umask %03o", umask)
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))
+	if etcd != nil {
+		ttl := a.v.GetDuration("etcd-ttl")
+		if ttl < time.Second {
+			ln.Close()
+			return exitcode.Usagef("--etcd-ttl %s: want at least 1s", ttl)
+		}
+		wait, err := a.serveRegister(cmd.Context(), etcd, ln, rootDir, protos, ttl)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer wait()
+	}
 	return srv.Serve(cmd.Context(), ln)
 }
 

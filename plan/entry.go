@@ -118,6 +118,12 @@ func IsInternal(name string) bool {
 	return IsTempName(name, ".part") || IsTempName(name, ".journal")
 }
 
+// TreeIDFile is the file at the root of a tree served to a cluster that
+// holds the tree's identity (internal/membership). It belongs to the
+// tree, not to its contents: a walk of the root never reports it, so a
+// sync of the root neither copies it nor deletes the destination's.
+const TreeIDFile = ".xfer-tree-id"
+
 // TempPrefix starts the names of xfer's partial files and journals.
 const TempPrefix = ".xfer-"
 

@@ -141,7 +141,7 @@ func (w *Walker) read(rel string) listing {
 	var l listing
 	out := infos[:0]
 	for _, info := range infos {
-		if IsInternal(info.Name) {
+		if IsInternal(info.Name) || p == "" && info.Name == TreeIDFile {
 			continue
 		}
 		switch info.Type {

@@ -381,3 +381,29 @@ func TestWalkerUnreadableGoesOn(t *testing.T) {
 		}
 	}
 }
+
+// The tree id file is the served tree's, not its contents: a walk leaves
+// it out at the root and nowhere else.
+func TestWalkerLeavesOutTreeIDAtRoot(t *testing.T) {
+	base := t.TempDir()
+	buildTree(t, base, []node{
+		{path: plan.TreeIDFile, typ: plan.TypeFile, mode: 0o644, data: "id\n"},
+		{path: "d", typ: plan.TypeDir, mode: 0o755},
+		{path: "d/" + plan.TreeIDFile, typ: plan.TypeFile, mode: 0o644, data: "user's\n"},
+		{path: ".xfer-tree-idx", typ: plan.TypeFile, mode: 0o644, data: "user's\n"},
+	})
+	r := fsroottest.Open(t, base)
+	for _, c := range []struct {
+		top  string
+		want []string
+	}{
+		{"", []string{".xfer-tree-idx", "d", "d/" + plan.TreeIDFile}},
+		{"d", []string{plan.TreeIDFile}},
+	} {
+		t.Run("top="+c.top, func(t *testing.T) {
+			if gp := paths(walkAll(t, plan.NewWalker(r, c.top))); !slices.Equal(gp, c.want) {
+				t.Fatalf("walk of %q: got %q, want %q", c.top, gp, c.want)
+			}
+		})
+	}
+}

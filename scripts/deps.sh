@@ -13,7 +13,7 @@
 # Non-interactive; as non-root it only reports and exits 0.
 set -euo pipefail
 
-REQUIRED=(libucx-dev ucx-utils pkg-config rsync rclone iperf3 time openssh-client openssh-server attr acl)
+REQUIRED=(libucx-dev ucx-utils pkg-config rsync rclone iperf3 time openssh-client openssh-server attr acl etcd-server)
 OPTIONAL=(b3sum)
 
 check_only=0

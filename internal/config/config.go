@@ -175,7 +175,7 @@ func (f *File) AddRemote(r location.Remote, replace bool) error {
 	if !location.ValidName(r.Name) {
 		return fmt.Errorf("remote name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", r.Name)
 	}
-	if len(r.Agents) == 0 && r.SSH == nil {
+	if len(r.Agents) == 0 && r.SSH == nil && r.Etcd == nil {
 		return fmt.Errorf("remote %q: needs an address (xfer://HOST:PORT or --agents HOST:PORT,...)", r.Name)
 	}
 	for _, a := range r.Agents {
@@ -207,6 +207,17 @@ func remoteNode(r location.Remote) *yaml.Node {
 	switch {
 	case r.SSH != nil:
 		n.Content = append(n.Content, str("url"), str(r.SSH.URL()))
+	case r.Etcd != nil:
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		for _, u := range r.Etcd.Endpoints {
+			seq.Content = append(seq.Content, str(u))
+		}
+		n.Content = append(n.Content, str("etcd"), seq, str("cluster"), str(r.Etcd.Cluster))
+		for _, kv := range []struct{ k, v string }{{"etcd_cacert", r.Etcd.CACert}, {"etcd_cert", r.Etcd.Cert}, {"etcd_key", r.Etcd.Key}} {
+			if kv.v != "" {
+				n.Content = append(n.Content, str(kv.k), str(kv.v))
+			}
+		}
 	case len(r.Agents) == 1:
 		n.Content = append(n.Content, str("url"), str("xfer://"+r.Agents[0]))
 	default:

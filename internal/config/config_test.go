@@ -90,7 +90,7 @@ remotes:
   badagent: {agents: [nohostport]}
   scalar: xfer://h:1
   ok: {url: xfer://h:1}
-`, remotes: 1, errors: []string{`line 3: remote name "bad name"`, `line 4: remote "noaddr": needs url, address or agents`,
+`, remotes: 1, errors: []string{`line 3: remote name "bad name"`, `line 4: remote "noaddr": needs url, address, agents or etcd`,
 			`line 5: remote "badurl"`, `line 6: remote "badagent": address "nohostport"`, `line 7: remote "scalar": want a mapping`}},
 		{name: "duplicates", yaml: "streams: 1\nStreams: 2\nremotes:\n  a: {url: xfer://h:1}\n  A: {url: xfer://h:2}\n",
 			remotes: 1, errors: []string{`line 2: key "Streams" repeats the key on line 1`, `line 5: remote "A" repeats the remote on line 4`}},

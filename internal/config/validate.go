@@ -55,6 +55,7 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 var remoteKeys = map[string]bool{
 	"url": false, "address": false, "agents": false, "token_file": true,
 	"tls_ca": true, "tls_cert": true, "tls_key": true, "tls_server_name": false, "tls_data": false,
+	"etcd": false, "cluster": false, "etcd_cacert": true, "etcd_cert": true, "etcd_key": true,
 }
 
 // Key is a top-level key the file may set besides remotes: the flag of that
@@ -211,7 +212,7 @@ func validateRemotes(rep *Report, v *yaml.Node) {
 				if best := Nearest(strings.ToLower(ek.Value), names); best != "" {
 					hint = fmt.Sprintf("did you mean %q? ", best)
 				}
-				rep.errorf(ek.Line, "remote %q: unknown key %q (%swant url, address or agents, token_file, tls_ca, tls_cert, tls_key, tls_server_name, tls_data)", name, ek.Value, hint)
+				rep.errorf(ek.Line, "remote %q: unknown key %q (%swant url, address, agents or etcd and cluster, token_file, tls_ca, tls_cert, tls_key, tls_server_name, tls_data, etcd_cacert, etcd_cert, etcd_key)", name, ek.Value, hint)
 				continue
 			}
 			if isFile && ev.Value != "" {

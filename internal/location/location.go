@@ -28,6 +28,17 @@ type Remote struct {
 	// SSH, when set, makes this a host reached through ssh (Agents is
 	// empty).
 	SSH *SSH
+	// Etcd, when set, makes this a cluster whose agents are the live
+	// members registered in etcd (Agents is empty).
+	Etcd *Etcd
+}
+
+// Etcd names a cluster whose membership is kept in etcd.
+type Etcd struct {
+	Endpoints []string // client URLs
+	Cluster   string
+	CACert    string // TLS: CA of etcd's certificate
+	Cert, Key string // TLS client certificate
 }
 
 // SSH is the far side of an ssh:// location: the account, and the
@@ -109,7 +120,7 @@ func Parse(s string, remotes map[string]Remote) (Location, error) {
 			if err != nil {
 				return Location{}, fmt.Errorf("location %q: %w", s, err)
 			}
-			if len(r.Agents) == 0 && r.SSH == nil {
+			if len(r.Agents) == 0 && r.SSH == nil && r.Etcd == nil {
 				return Location{}, fmt.Errorf("remote %q has no address in the config file", name)
 			}
 			rr := r
@@ -316,8 +327,29 @@ func RemotesFromConfig(m map[string]any) (map[string]Remote, error) {
 				r.Agents = append(r.Agents, a)
 			}
 		}
-		if len(r.Agents) == 0 && r.SSH == nil {
-			return nil, fmt.Errorf("remote %q: needs url, address or agents", name)
+		if list, ok := v["etcd"].([]any); ok {
+			e := &Etcd{}
+			for _, x := range list {
+				u, ok := x.(string)
+				if !ok {
+					return nil, fmt.Errorf("remote %q: etcd must be a list of URLs", name)
+				}
+				e.Endpoints = append(e.Endpoints, u)
+			}
+			e.Cluster, _ = v["cluster"].(string)
+			if !ValidName(e.Cluster) || len(e.Endpoints) == 0 {
+				return nil, fmt.Errorf("remote %q: etcd goes with cluster: NAME", name)
+			}
+			e.CACert, _ = v["etcd_cacert"].(string)
+			e.Cert, _ = v["etcd_cert"].(string)
+			e.Key, _ = v["etcd_key"].(string)
+			if len(r.Agents) > 0 || r.SSH != nil {
+				return nil, fmt.Errorf("remote %q: etcd goes without url, address or agents", name)
+			}
+			r.Etcd = e
+		}
+		if len(r.Agents) == 0 && r.SSH == nil && r.Etcd == nil {
+			return nil, fmt.Errorf("remote %q: needs url, address, agents or etcd", name)
 		}
 		if r.SSH != nil && len(r.Agents) > 0 {
 			return nil, fmt.Errorf("remote %q: an ssh:// url goes without address or agents", name)

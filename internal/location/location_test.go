@@ -7,7 +7,8 @@ import (
 
 func TestParse(t *testing.T) {
 	remotes := map[string]Remote{"nodeA": {Agents: []string{"10.0.0.1:7878"}},
-		"lab": {SSH: &SSH{User: "me", Host: "lab", Root: "~/data"}}}
+		"lab":      {SSH: &SSH{User: "me", Host: "lab", Root: "~/data"}},
+		"clusterA": {Etcd: &Etcd{Endpoints: []string{"http://e1:2379"}, Cluster: "c1"}}}
 	tests := []struct {
 		in       string
 		local    bool
@@ -26,6 +27,7 @@ func TestParse(t *testing.T) {
 		{in: "nodeA:/proj", addr: "10.0.0.1:7878", path: "proj"},
 		{in: "nodeA:proj/x", addr: "10.0.0.1:7878", path: "proj/x"},
 		{in: "nodeB:/proj", errMatch: "unknown remote"},
+		{in: "clusterA:/proj", path: "proj"}, // its agents come from etcd
 		{in: "xfer://127.0.0.1:7878/../etc", errMatch: "climbs out"},
 		{in: "nodeA:../x", errMatch: "climbs out"},
 		{in: "xfer://hostonly/x", errMatch: "HOST:PORT"},
@@ -134,6 +136,25 @@ func TestParseSSHShort(t *testing.T) {
 	for _, bad := range []string{"", ":x", "a/b:c", "lab:../x", "[::1:x"} {
 		if _, err := ParseSSHShort(bad); err == nil {
 			t.Errorf("ParseSSHShort(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestRemotesFromConfigEtcd(t *testing.T) {
+	got, err := RemotesFromConfig(map[string]any{"c": map[string]any{"etcd": []any{"http://e1:2379", "http://e2:2379"},
+		"cluster": "c1", "etcd_cacert": "/ca.pem"}})
+	if err != nil || got["c"].Etcd == nil || got["c"].Etcd.Cluster != "c1" || len(got["c"].Etcd.Endpoints) != 2 || got["c"].Etcd.CACert != "/ca.pem" {
+		t.Fatalf("RemotesFromConfig = %+v, %v", got["c"], err)
+	}
+	for _, bad := range []map[string]any{
+		{"etcd": []any{"http://e1:2379"}},
+		{"etcd": []any{"http://e1:2379"}, "cluster": "bad name"},
+		{"etcd": []any{}, "cluster": "c1"},
+		{"etcd": []any{1}, "cluster": "c1"},
+		{"etcd": []any{"http://e1:2379"}, "cluster": "c1", "agents": []any{"h:1"}},
+	} {
+		if _, err := RemotesFromConfig(map[string]any{"c": bad}); err == nil {
+			t.Errorf("RemotesFromConfig(%v) accepted it", bad)
 		}
 	}
 }

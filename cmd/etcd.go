@@ -1,0 +1,209 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/location"
+	"github.com/xfer-io/xfer/internal/membership"
+	"github.com/xfer-io/xfer/transfer"
+)
+
+// etcdFlags adds the flags that say how to reach etcd and which cluster.
+func etcdFlags(f *pflag.FlagSet) {
+	f.StringSlice("etcd", nil, "etcd client URLs (comma-separated) of the cluster's membership (see docs/etcd.md)")
+	f.String("cluster", "", "with --etcd: the name of the cluster")
+	f.String("etcd-cacert", "", "with --etcd: verify etcd's TLS certificate against this CA (PEM)")
+	f.String("etcd-cert", "", "with --etcd: client certificate (PEM) for etcd")
+	f.String("etcd-key", "", "with --etcd: private key (PEM) of --etcd-cert")
+}
+
+// etcdConfig reads the etcd flags of cmd; nil without --etcd.
+func etcdConfig(fl *pflag.FlagSet) (*location.Etcd, error) {
+	eps, _ := fl.GetStringSlice("etcd")
+	name, _ := fl.GetString("cluster")
+	if len(eps) == 0 {
+		if name != "" {
+			return nil, exitcode.Usagef("--cluster goes with --etcd URL")
+		}
+		return nil, nil
+	}
+	if !location.ValidName(name) {
+		return nil, exitcode.Usagef("--etcd needs --cluster NAME (letters, digits, '.', '_' and '-')")
+	}
+	e := &location.Etcd{Endpoints: eps, Cluster: name}
+	e.CACert, _ = fl.GetString("etcd-cacert")
+	e.Cert, _ = fl.GetString("etcd-cert")
+	e.Key, _ = fl.GetString("etcd-key")
+	if (e.Cert == "") != (e.Key == "") {
+		return nil, exitcode.Usagef("--etcd-cert and --etcd-key go together")
+	}
+	return e, nil
+}
+
+func membershipConfig(e *location.Etcd) membership.Config {
+	return membership.Config{Endpoints: e.Endpoints, Cluster: e.Cluster, CACert: e.CACert, Cert: e.Cert, Key: e.Key}
+}
+
+// serveRegister registers the agent listening on ln and serving root in
+// the cluster of e, and keeps the registration alive in the background
+// until ctx ends (then it deregisters; wait waits for that).
+func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listener, root string, protos []string, ttl time.Duration) (wait func(), err error) {
+	if root == "" {
+		return nil, exitcode.Usagef("--etcd goes with --root: a cluster's members serve one tree")
+	}
+	tree, err := membership.TreeID(root)
+	if err != nil {
+		return nil, exitcode.Usagef("%v", err)
+	}
+	c, err := membership.Dial(membershipConfig(e))
+	if err != nil {
+		return nil, exitcode.Usagef("%v", err)
+	}
+	addr := ln.Addr().String()
+	m := membership.Member{ID: addr, Addr: addr, Transports: offeredList(protos), RDMA: rdmaDevices(),
+		TreeID: tree, Version: version, Protocol: transfer.ProtocolVersion, Started: time.Now().UTC()}
+	reg, err := c.Register(ctx, m, ttl)
+	if err != nil {
+		c.Close()
+		if errors.Is(err, membership.ErrForeignTree) {
+			return nil, exitcode.Usagef("%v", err)
+		}
+		return nil, exitcode.Peerf("%v", err)
+	}
+	fmt.Fprintf(a.stderr, "registered %s in cluster %s (etcd %s, tree %s, lease %s)\n", addr, e.Cluster, strings.Join(e.Endpoints, ","), tree, ttl)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer c.Close()
+		if err := reg.Keep(ctx, func(msg string) { fmt.Fprintf(a.stderr, "xfer: %s\n", msg) }); err != nil {
+			fmt.Fprintf(a.stderr, "xfer: %v\n", err)
+		}
+	}()
+	return func() { <-done }, nil
+}
+
+// etcdAgents returns the addresses of the live members of e's cluster.
+func etcdAgents(ctx context.Context, e *location.Etcd) ([]string, error) {
+	c, err := membership.Dial(membershipConfig(e))
+	if err != nil {
+		return nil, exitcode.Peerf("%v", err)
+	}
+	defer c.Close()
+	ms, err := c.List(ctx)
+	if err != nil {
+		return nil, exitcode.Peerf("%v", err)
+	}
+	if len(ms) == 0 {
+		return nil, exitcode.Peerf("cluster %s has no live members in etcd %s", e.Cluster, strings.Join(e.Endpoints, ","))
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Addr
+	}
+	return out, nil
+}
+
+func newClusterCmd(a *app) *cobra.Command {
+	ls := &cobra.Command{
+		Use:   "ls {REMOTE | --etcd URL --cluster NAME}",
+		Short: "List the live members of a cluster kept in etcd",
+		Long: `Ls prints the members registered in etcd for the cluster of the remote
+REMOTE (added with 'xfer remote add NAME --etcd URL --cluster CLUSTER'), or
+of --etcd and --cluster: address, lease time left, transports, RDMA
+devices, tree id, version and protocol. With --json it prints one object
+per member and line (the stored value, docs/etcd.md, plus "ttl_left_s").
+Exit status 3 if etcd does not answer.`,
+		Example:           `  xfer cluster ls clusterA`,
+		Args:              usageArgs(cobra.MaximumNArgs(1)),
+		ValidArgsFunction: completeRemoteNames,
+		RunE:              a.clusterLs,
+	}
+	etcdFlags(ls.Flags())
+	return commandGroup(&cobra.Command{
+		Use:               "cluster",
+		Short:             "Show clusters whose membership is kept in etcd",
+		PersistentPreRunE: a.initTolerant,
+	}, ls)
+}
+
+func (a *app) clusterLs(cmd *cobra.Command, args []string) error {
+	e, err := etcdConfig(cmd.Flags())
+	if err != nil {
+		return err
+	}
+	switch {
+	case e != nil && len(args) == 1:
+		return exitcode.Usagef("cluster ls: give a remote or --etcd and --cluster, not both")
+	case e == nil && len(args) == 0:
+		return exitcode.Usagef("cluster ls: give a remote (xfer cluster ls REMOTE) or --etcd URL --cluster NAME")
+	case e == nil:
+		remotes, err := a.remotes()
+		if err != nil {
+			return err
+		}
+		r, ok := remotes[strings.ToLower(args[0])]
+		if !ok || r.Etcd == nil {
+			return exitcode.Usagef("no remote %q kept in etcd (see 'xfer remote ls')", args[0])
+		}
+		e = r.Etcd
+	}
+	c, err := membership.Dial(membershipConfig(e))
+	if err != nil {
+		return exitcode.Peerf("%v", err)
+	}
+	defer c.Close()
+	ms, err := c.List(cmd.Context())
+	if err != nil {
+		return exitcode.Peerf("%v", err)
+	}
+	if a.v.GetBool("json") {
+		enc := json.NewEncoder(a.stdout)
+		for _, m := range ms {
+			if err := enc.Encode(struct {
+				membership.Member
+				TTLLeft float64 `json:"ttl_left_s"`
+			}{m, m.TTLLeft.Seconds()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tTTL LEFT\tTRANSPORTS\tRDMA\tTREE\tVERSION\tPROTOCOL")
+	for _, m := range ms {
+		rdma := strings.Join(m.RDMA, ",")
+		if rdma == "" {
+			rdma = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.Addr, m.TTLLeft, strings.Join(m.Transports, ","), rdma, m.TreeID, m.Version, m.Protocol)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(ms) == 0 && !a.v.GetBool("quiet") {
+		fmt.Fprintf(a.stderr, "cluster %s has no live members\n", e.Cluster)
+	}
+	return nil
+}
+
+// rdmaDevices names the RDMA devices of this host (none if it has none).
+func rdmaDevices() []string {
+	ents, _ := os.ReadDir("/sys/class/infiniband")
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
