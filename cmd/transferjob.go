@@ -41,6 +41,11 @@ func (a *app) transferCmd(c *cobra.Command, kind transferKind) *cobra.Command {
 	c.ValidArgsFunction = completeLocations
 	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, kind) }
 	addTransferFlags(c)
+	if kind.sync {
+		c.Flags().Bool("lock", true, "lock the destination directory for the run (flock on the directory itself) so two runs on it never overlap (--lock=false to skip)")
+	} else {
+		c.Flags().Bool("lock", false, "lock the destination directory for the run (flock on the directory itself) so two runs never overlap (sync does by default)")
+	}
 	if kind.move {
 		c.Flags().Bool("delete-empty-src-dirs", false, "also remove the source directories the move left empty (never SRC itself)")
 	}
