@@ -485,6 +485,13 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 				fmt.Sprintf("stopped after --max-duration %s before the run was done", maxDur))
 		}
 	}
+	if exitcode.Code(err) == exitcode.MaxTransfer {
+		code := exitcode.MaxTransfer
+		if sum.Errors > 0 {
+			code = exitcode.Partial
+		}
+		return a.stopped(sink, finish, sum, progress.StoppedMaxTransfer, code, userMessage(err))
+	}
 	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.
 		sink.Emit(progress.Event{Event: progress.KindError, Error: userMessage(err)})
