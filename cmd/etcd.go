@@ -94,25 +94,44 @@ func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listen
 	return func() { <-done }, nil
 }
 
-// etcdAgents returns the addresses of the live members of e's cluster.
-func etcdAgents(ctx context.Context, e *location.Etcd) ([]string, error) {
+// etcdAgents returns the addresses of the live members of e's cluster,
+// and its membership to watch during the run from the moment they were
+// read.
+func etcdAgents(ctx context.Context, e *location.Etcd) ([]string, transfer.Membership, error) {
 	c, err := membership.Dial(membershipConfig(e))
 	if err != nil {
-		return nil, exitcode.Peerf("%v", err)
+		return nil, nil, exitcode.Peerf("%v", err)
 	}
 	defer c.Close()
-	ms, err := c.List(ctx)
+	ms, rev, err := c.Snapshot(ctx)
 	if err != nil {
-		return nil, exitcode.Peerf("%v", err)
+		return nil, nil, exitcode.Peerf("%v", err)
 	}
 	if len(ms) == 0 {
-		return nil, exitcode.Peerf("cluster %s has no live members in etcd %s", e.Cluster, strings.Join(e.Endpoints, ","))
+		return nil, nil, exitcode.Peerf("cluster %s has no live members in etcd %s", e.Cluster, strings.Join(e.Endpoints, ","))
 	}
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.Addr
 	}
-	return out, nil
+	return out, etcdMembers{e: e, rev: rev}, nil
+}
+
+// etcdMembers is the membership of a cluster kept in etcd, watched from
+// the revision its members were listed at (transfer.Membership).
+type etcdMembers struct {
+	e   *location.Etcd
+	rev int64
+}
+
+func (m etcdMembers) Watch(ctx context.Context, left, joined func(addr string)) error {
+	c, err := membership.Dial(membershipConfig(m.e))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// A member's ID is its address (serveRegister).
+	return c.Watch(ctx, m.rev, left, func(mb membership.Member) { joined(mb.Addr) })
 }
 
 func newClusterCmd(a *app) *cobra.Command {

@@ -173,15 +173,14 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	if err != nil {
 		return transfer.Endpoint{}, err
 	}
+	var members transfer.Membership
 	if l.Remote.Etcd != nil {
-		agents, err := etcdAgents(context.Background(), l.Remote.Etcd)
-		if err != nil {
+		if l.Remote.Agents, members, err = etcdAgents(context.Background(), l.Remote.Etcd); err != nil {
 			return transfer.Endpoint{}, err
 		}
-		l.Remote.Agents = agents
 	}
-	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}
-	if len(l.Remote.Agents) > 1 {
+	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa, Members: members}
+	if len(l.Remote.Agents) > 1 || members != nil {
 		ep.Agents = l.Remote.Agents
 	}
 	return ep, nil

@@ -10,24 +10,72 @@ import (
 	"time"
 )
 
-func TestEtcdCluster(t *testing.T) {
-	e := startEtcd(t)
-	root := t.TempDir()
-	src := filepath.Join(root, "proj")
+// etcdSetup is a cluster c1 kept in a real etcd: n agents on 127.0.0.2
+// and up serving root (whose proj holds 36 MiB in 12 files and the odd
+// tree), and a config file naming it clusterA.
+type etcdSetup struct {
+	e         *etcdServer
+	root, src string
+	join      []string // the serve flags that join the cluster
+	agents    []*server
+	cfg       string
+}
+
+func startEtcdCluster(t *testing.T, n int, ttl string) *etcdSetup {
+	t.Helper()
+	c := &etcdSetup{e: startEtcd(t), root: t.TempDir()}
+	c.src = filepath.Join(c.root, "proj")
 	for i := range 12 {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("f%02d.bin", i)), 3<<20, uint64(500+i))
+		writeRandom(t, filepath.Join(c.src, fmt.Sprintf("f%02d.bin", i)), 3<<20, uint64(500+i))
 	}
-	oddTree(t, filepath.Join(src, "odd"))
-	const ttl = "3s"
-	join := []string{"--etcd", e.url, "--cluster", "c1", "--etcd-ttl", ttl}
-	agents := startCluster(t, root, 2, 3, join...)
-	cfg := writeConfig(t, "")
-	if r := xfer(t, "--config", cfg, "remote", "add", "clusterA", "--etcd", e.url, "--cluster", "c1"); r.code != 0 {
+	oddTree(t, filepath.Join(c.src, "odd"))
+	c.join = []string{"--etcd", c.e.url, "--cluster", "c1", "--etcd-ttl", ttl}
+	c.agents = startCluster(t, c.root, 2, n, c.join...)
+	c.cfg = writeConfig(t, "")
+	if r := xfer(t, "--config", c.cfg, "remote", "add", "clusterA", "--etcd", c.e.url, "--cluster", "c1"); r.code != 0 {
 		t.Fatal(r)
 	}
+	awaitMembers(t, c.cfg, "clusterA", serverAddrs(c.agents), 10*time.Second)
+	return c
+}
+
+// syncTwice checks that a finished sync of clusterA:/proj into out made
+// out the source and that running it again changes nothing.
+func (c *etcdSetup) syncTwice(t *testing.T, r result, out string) clusterSummary {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("sync: %s", r)
+	}
+	_, s := clusterRun(t, r)
+	sameTree(t, c.src, out)
+	r2 := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", out, "--json")
+	if r2.code != 0 {
+		t.Fatal(r2)
+	}
+	if _, s2 := clusterRun(t, r2); s2.FilesTransferred != 0 || s2.BytesSent != 0 || s2.FilesDeleted != 0 {
+		t.Errorf("second sync changed something: %+v", s2.summary)
+	}
+	return s
+}
+
+// slowSync starts a sync of clusterA:/proj into out slow enough (6 MiB/s
+// over 36 MiB) to act on mid-run, and returns once data arrives.
+func (c *etcdSetup) slowSync(t *testing.T, out string, extra ...string) *bgXfer {
+	t.Helper()
+	run := startXfer(t, append([]string{"--config", c.cfg, "sync", "clusterA:/proj", out, "--chunk-size", "1M", "--bwlimit", "6M", "--json"}, extra...)...)
+	deadline := time.Now().Add(20 * time.Second)
+	for !someFileIn(out) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return run
+}
+
+func TestEtcdCluster(t *testing.T) {
+	const ttl = "3s"
+	c := startEtcdCluster(t, 3, ttl)
+	e, root, src, join, agents, cfg := c.e, c.root, c.src, c.join, c.agents, c.cfg
 
 	// Discovery: three members, one tree.
-	awaitMembers(t, cfg, "clusterA", serverAddrs(agents), 10*time.Second)
 	ms := clusterMembers(t, cfg, "clusterA")
 	id, err := os.ReadFile(filepath.Join(root, ".xfer-tree-id"))
 	must(t, err)
@@ -87,11 +135,7 @@ func TestEtcdCluster(t *testing.T) {
 	// An agent killed mid-sync: the sync completes, the summary names it,
 	// and its lease expires.
 	out2 := t.TempDir()
-	run := startXfer(t, "--config", cfg, "sync", "clusterA:/proj", out2, "--chunk-size", "1M", "--bwlimit", "6M", "--json")
-	deadline := time.Now().Add(20 * time.Second)
-	for !someFileIn(out2) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	run := c.slowSync(t, out2)
 	time.Sleep(300 * time.Millisecond)
 	victim := agents[2]
 	must(t, victim.cmd.Process.Signal(syscall.SIGKILL))
@@ -134,4 +178,58 @@ func TestEtcdCluster(t *testing.T) {
 	}
 	e.start(t)
 	awaitMembers(t, cfg, "clusterA", serverAddrs(agents[:1]), 20*time.Second)
+}
+
+// An agent that stops answering but keeps its connections open (SIGSTOP)
+// leaves the cluster when its lease expires: the watch takes its work
+// away long before the client's --timeout would, the sync completes and
+// the summary names it.
+func TestEtcdAgentLeavesMidSync(t *testing.T) {
+	c := startEtcdCluster(t, 3, "2s")
+	victim := c.agents[2]
+	t.Cleanup(func() { victim.cmd.Process.Signal(syscall.SIGCONT) }) // before its own cleanup stops it
+	out := t.TempDir()
+	run := c.slowSync(t, out, "--timeout", "5m")
+	time.Sleep(300 * time.Millisecond)
+	must(t, victim.cmd.Process.Signal(syscall.SIGSTOP))
+	stopped := time.Now()
+	r := run.waitWithin(t, 90*time.Second)
+	took := time.Since(stopped)
+	s := c.syncTwice(t, r, out)
+	if !s.Agents[victim.addr].Lost {
+		t.Errorf("summary does not name %s as lost: %+v", victim.addr, s.Agents)
+	}
+	if !strings.Contains(r.stdout, "agent "+victim.addr+" lost (its registration in the cluster ended)") {
+		t.Errorf("no notice that %s left:\n%s", victim.addr, r)
+	}
+	if took > 45*time.Second {
+		t.Errorf("the sync took %s after the agent stopped: its lease expiry did not take its work away", took)
+	}
+	for _, a := range c.agents[:2] {
+		if s.Agents[a.addr].Bytes == 0 || s.Agents[a.addr].Lost {
+			t.Errorf("survivor %s: %+v", a.addr, s.Agents[a.addr])
+		}
+	}
+	awaitMembers(t, c.cfg, "clusterA", serverAddrs(c.agents[:2]), 10*time.Second)
+}
+
+// An agent that joins the cluster mid-sync takes shares still waiting.
+func TestEtcdAgentJoinsMidSync(t *testing.T) {
+	c := startEtcdCluster(t, 2, "3s")
+	out := t.TempDir()
+	run := c.slowSync(t, out)
+	late := startServerOn(t, "127.0.0.5", c.root, c.join...)
+	r := run.waitWithin(t, 90*time.Second)
+	s := c.syncTwice(t, r, out)
+	if st := s.Agents[late.addr]; st.Bytes == 0 || st.Files == 0 {
+		t.Errorf("agent %s joined mid-sync and carried nothing: %+v", late.addr, s.Agents)
+	}
+	if !strings.Contains(r.stdout, "agent "+late.addr+" joined") {
+		t.Errorf("no notice that %s joined:\n%s", late.addr, r)
+	}
+	for _, a := range c.agents {
+		if s.Agents[a.addr].Bytes == 0 {
+			t.Errorf("agent %s carried nothing: %+v", a.addr, s.Agents)
+		}
+	}
 }

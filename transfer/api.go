@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 
+	"github.com/xfer-io/xfer/transfer/cluster"
 	"github.com/xfer-io/xfer/transfer/receive"
 	"github.com/xfer-io/xfer/transfer/session"
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -16,6 +17,10 @@ type Options = wire.Options
 
 // Shard names one share of a cluster transfer; see wire.Shard.
 type Shard = wire.Shard
+
+// Membership reports the agents of a cluster that leave or join during a
+// run; see cluster.Membership.
+type Membership = cluster.Membership
 
 // ProtocolVersion is the version of the protocol this build speaks.
 const ProtocolVersion = wire.ProtocolVersion
