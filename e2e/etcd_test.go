@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,66 +8,6 @@ import (
 	"testing"
 	"time"
 )
-
-// etcdSetup is a cluster c1 kept in a real etcd: n agents on 127.0.0.2
-// and up serving root (whose proj holds 36 MiB in 12 files and the odd
-// tree), and a config file naming it clusterA.
-type etcdSetup struct {
-	e         *etcdServer
-	root, src string
-	join      []string // the serve flags that join the cluster
-	agents    []*server
-	cfg       string
-}
-
-func startEtcdCluster(t *testing.T, n int, ttl string) *etcdSetup {
-	t.Helper()
-	c := &etcdSetup{e: startEtcd(t), root: t.TempDir()}
-	c.src = filepath.Join(c.root, "proj")
-	for i := range 12 {
-		writeRandom(t, filepath.Join(c.src, fmt.Sprintf("f%02d.bin", i)), 3<<20, uint64(500+i))
-	}
-	oddTree(t, filepath.Join(c.src, "odd"))
-	c.join = []string{"--etcd", c.e.url, "--cluster", "c1", "--etcd-ttl", ttl}
-	c.agents = startCluster(t, c.root, 2, n, c.join...)
-	c.cfg = writeConfig(t, "")
-	if r := xfer(t, "--config", c.cfg, "remote", "add", "clusterA", "--etcd", c.e.url, "--cluster", "c1"); r.code != 0 {
-		t.Fatal(r)
-	}
-	awaitMembers(t, c.cfg, "clusterA", serverAddrs(c.agents), 10*time.Second)
-	return c
-}
-
-// syncTwice checks that a finished sync of clusterA:/proj into out made
-// out the source and that running it again changes nothing.
-func (c *etcdSetup) syncTwice(t *testing.T, r result, out string) clusterSummary {
-	t.Helper()
-	if r.code != 0 {
-		t.Fatalf("sync: %s", r)
-	}
-	_, s := clusterRun(t, r)
-	sameTree(t, c.src, out)
-	r2 := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", out, "--json")
-	if r2.code != 0 {
-		t.Fatal(r2)
-	}
-	if _, s2 := clusterRun(t, r2); s2.FilesTransferred != 0 || s2.BytesSent != 0 || s2.FilesDeleted != 0 {
-		t.Errorf("second sync changed something: %+v", s2.summary)
-	}
-	return s
-}
-
-// slowSync starts a sync of clusterA:/proj into out slow enough (6 MiB/s
-// over 36 MiB) to act on mid-run, and returns once data arrives.
-func (c *etcdSetup) slowSync(t *testing.T, out string, extra ...string) *bgXfer {
-	t.Helper()
-	run := startXfer(t, append([]string{"--config", c.cfg, "sync", "clusterA:/proj", out, "--chunk-size", "1M", "--bwlimit", "6M", "--json"}, extra...)...)
-	deadline := time.Now().Add(20 * time.Second)
-	for !someFileIn(out) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	return run
-}
 
 func TestEtcdCluster(t *testing.T) {
 	const ttl = "3s"

@@ -193,32 +193,14 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 		err    error
 	)
 	for {
-		si, di, err = c.pick(0, 0)
-		if err != nil {
-			return err
-		}
-		rctx, id := c.track(ctx, si, di)
-		ft := progress.NewTally()
-		err = c.runner.Run(rctx, c.addr(c.src, si), c.addr(c.dst, di), final, c.progressSink(n, false), ft)
-		var left *leftError
-		gone := err != nil && ctx.Err() == nil && errors.As(context.Cause(rctx), &left)
-		c.untrack(id)
-		fs = ft.Summary()
-		c.credit(si, di, fs, err == nil, false)
+		var gone bool
+		si, di, fs, gone, err = c.attempt(ctx, 0, 0, final, n, false)
 		if !gone {
 			break
 		}
-		before.FilesTransferred += fs.FilesTransferred
-		before.BytesTransferred += fs.BytesTransferred
-		before.BytesSent += fs.BytesSent
-		before.FilesDeleted += fs.FilesDeleted
-		before.DirsCreated += fs.DirsCreated
+		addCounts(&before, fs)
 	}
-	fs.FilesTransferred += before.FilesTransferred
-	fs.BytesTransferred += before.BytesTransferred
-	fs.BytesSent += before.BytesSent
-	fs.FilesDeleted += before.FilesDeleted
-	fs.DirsCreated += before.DirsCreated
+	addCounts(&fs, before)
 	c.mu.Lock()
 	sh := c.shared
 	c.mu.Unlock()
@@ -355,17 +337,7 @@ func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 		opt.BwLimit = max((opt.BwLimit+int64(c.pairs)-1)/int64(c.pairs), 1024)
 	}
 	for attempt := 0; ; attempt++ {
-		si, di, err := c.pick(psi, pdi)
-		if err != nil {
-			return err
-		}
-		rctx, id := c.track(ctx, si, di)
-		t := progress.NewTally()
-		err = c.runner.Run(rctx, c.addr(c.src, si), c.addr(c.dst, di), opt, c.progressSink(k, true), t)
-		var left *leftError
-		gone := errors.As(context.Cause(rctx), &left)
-		c.untrack(id)
-		c.credit(si, di, t.Summary(), err == nil, true)
+		si, di, _, gone, err := c.attempt(ctx, psi, pdi, opt, k, true)
 		switch {
 		case err == nil:
 			return nil // failed files are retried by the final pass
@@ -380,6 +352,35 @@ func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 			return err // both agents answer, yet the share keeps failing
 		}
 	}
+}
+
+// attempt runs opt once on the pair (psi, pdi) or survivors in their
+// place, as share k (or the final pass, share false, k the number of
+// shares), and credits what it did. gone reports that it failed because
+// an agent of its pair left the cluster (that agent is marked lost).
+func (c *cluster) attempt(ctx context.Context, psi, pdi int, opt wire.Options, k int, share bool) (si, di int, s progress.Summary, gone bool, err error) {
+	si, di, err = c.pick(psi, pdi)
+	if err != nil {
+		return -1, -1, s, false, err // no pair to blame
+	}
+	rctx, id := c.track(ctx, si, di)
+	t := progress.NewTally()
+	err = c.runner.Run(rctx, c.addr(c.src, si), c.addr(c.dst, di), opt, c.progressSink(k, share), t)
+	var left *leftError
+	gone = err != nil && ctx.Err() == nil && errors.As(context.Cause(rctx), &left)
+	c.untrack(id)
+	s = t.Summary()
+	c.credit(si, di, s, err == nil, share)
+	return si, di, s, gone, err
+}
+
+// addCounts adds what s did to sum.
+func addCounts(sum *progress.Summary, s progress.Summary) {
+	sum.FilesTransferred += s.FilesTransferred
+	sum.BytesTransferred += s.BytesTransferred
+	sum.BytesSent += s.BytesSent
+	sum.FilesDeleted += s.FilesDeleted
+	sum.DirsCreated += s.DirsCreated
 }
 
 // track records a run on the pair (si, di) and returns its context, which
