@@ -272,11 +272,7 @@ func envName(key string) string {
 // newLogger builds the logger for w with the invocation's --verbose and
 // --log-format.
 func (a *app) newLogger(w interface{ Write([]byte) (int, error) }) *slog.Logger {
-	level := slog.LevelWarn
-	if a.v.GetBool("verbose") {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: a.logLevel()}
 	if a.v.GetString("log-format") == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

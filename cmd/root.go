@@ -216,7 +216,7 @@ resume), 130/143 interrupted by SIGINT/SIGTERM (rerun to resume).`,
 	pf.String("config", "", "config file (default $XDG_CONFIG_HOME/xfer/xfer.yaml)")
 	pf.Bool("json", false, "print one JSON object per line; the last is the summary")
 	pf.BoolP("quiet", "q", false, "print errors only")
-	pf.BoolP("verbose", "v", false, "log more detail to stderr")
+	verbosityFlag(pf)
 	choiceFlag(pf, "log-format", "text", []string{"text", "json"}, "log format on stderr: text or json")
 
 	for _, c := range []*cobra.Command{
@@ -224,6 +224,11 @@ resume), 130/143 interrupted by SIGINT/SIGTERM (rerun to resume).`,
 		newCopyCmd(a),
 		newSyncCmd(a),
 		newHashCmd(a),
+		newLsCmd(a),
+		newLsfCmd(a),
+		newSizeCmd(a),
+		newCatCmd(a),
+		newCheckCmd(a),
 		newVersionCmd(a),
 		newConfigCmd(a),
 		newRemoteCmd(a),
@@ -260,11 +265,7 @@ func reportsOnly(cmd *cobra.Command) bool {
 
 // initLog sets up the logger on stderr from --verbose and --log-format.
 func (a *app) initLog() error {
-	level := slog.LevelWarn
-	if a.v.GetBool("verbose") {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: a.logLevel()}
 	switch f := a.v.GetString("log-format"); f {
 	case "text", "":
 		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
@@ -274,6 +275,21 @@ func (a *app) initLog() error {
 		return exitcode.Usagef("--log-format %q: want text or json", f)
 	}
 	return nil
+}
+
+// verbosity is the -v level: 0, 1 (-v) or 2 (-vv).
+func (a *app) verbosity() int { return a.v.GetInt("verbose") }
+
+// logLevel is the level of the logs -v asks for: warnings by default,
+// info with -v, debug with -vv.
+func (a *app) logLevel() slog.Level {
+	switch a.verbosity() {
+	case 0:
+		return slog.LevelWarn
+	case 1:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 // defaultConfigPath is $XDG_CONFIG_HOME/xfer/xfer.yaml, falling back to

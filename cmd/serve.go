@@ -56,6 +56,8 @@ user the server runs as.`,
 	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:OPTS] with OPTS ro or rw, and setid to keep set-id bits, comma-separated (repeatable); clients name it as the first path component")
 	f.Bool("read-only", false, "with --root: refuse every write and delete (and, with --cas, every put and remove)")
 	f.String("umask", "", "permission bits (octal) taken from every file and directory a peer uploads (default: the umask the server was started with)")
+	f.Bool("allow-owners", false, "as root: set the owners and groups that clients ask for on what they upload (by default uploads belong to the server's user)")
+	f.Bool("allow-devices", false, "as root: create the device files that clients upload (by default they are skipped; fifos and sockets are always created)")
 	f.Bool("allow-setid", false, "with --root: keep the set-uid, set-gid and sticky bits of uploaded files (dropped by default)")
 	f.String("token-file", "", "require clients to prove knowledge of the token in this file (HMAC challenge-response; the token never crosses the wire)")
 	f.Bool("insecure-listen", false, "allow listening beyond loopback without --token-file (anyone who can reach the port can read and write the tree)")
@@ -372,6 +374,8 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 		ReadOnly:     a.v.GetBool("read-only"),
 		Umask:        umask,
 		AllowSetid:   a.v.GetBool("allow-setid"),
+		AllowOwners:  a.v.GetBool("allow-owners"),
+		AllowDevices: a.v.GetBool("allow-devices"),
 		MaxOpenFiles: a.v.GetInt("max-open-files"),
 		CAS:          store,
 		CASReadOnly:  a.v.GetBool("cas-read-only") || a.v.GetBool("read-only"),

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/location"
@@ -45,26 +48,48 @@ func addTransferFlags(c *cobra.Command) {
 	intFlag(f, "checkers", transfer.DefaultCheckers, 1, plan.MaxCheckers, "directories each side's walk lists and stats at once")
 	intFlag(f, "transfers", transfer.DefaultTransfers, 1, transfer.MaxTransfers, "large files in flight at once (small files travel in batches on every stream)")
 	sizeFlag(f, "chunk-size", "4M", "size of the chunks large files are cut into (power of two, 1K to 64M)")
-	f.Bool("checksum", false, "compare files by BLAKE3 of their content instead of size and mtime")
-	f.Bool("dry-run", false, "print what would be created, updated and deleted; change nothing")
+	f.BoolP("checksum", "c", false, "compare files by BLAKE3 of their content instead of size and mtime")
+	f.BoolP("dry-run", "n", false, "print what would be created, updated and deleted; change nothing")
+	f.BoolP("update", "u", false, "skip files whose destination copy has a newer mtime (rsync -u)")
+	f.Bool("ignore-existing", false, "skip every file (and symlink) that already exists at the destination, whatever its content")
+	f.Bool("size-only", false, "compare files by size alone: a file of the same size is up to date (its mtime and mode are still set)")
+	sizeFlag(f, "max-transfer", "", "stop once files of this many bytes were started (e.g. 10G), with exit code 8; see --cutoff-mode")
+	choiceFlag(f, "cutoff-mode", "hard", []string{"hard", "soft", "cautious"}, "with --max-transfer: hard cuts the file that reaches the limit (it resumes next run), soft lets started files finish, cautious starts no file that would pass the limit")
+	f.String("files-from", "", "transfer only the paths listed in FILE, relative to SRC, one per line ('#' comments; a listed directory is not recursed into; - reads standard input)")
+	f.BoolP("progress", "P", false, "show the live progress display even when stderr is not a terminal (then one plain line every 500ms, as rclone -P)")
+	durationFlag(f, "stats", 0, 0, "print a one-line stats summary every INTERVAL (e.g. 1m) for unattended runs; with --json a \"stats\" event (0: none)")
 	f.Bool("no-fsync", false, "do not flush files to stable storage before renaming them into place (scratch data)")
 	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only; peers whose data streams are outside TLS verify anyway)")
 	sizeFlag(f, "bwlimit", "", "cap the data rate of the whole run (all streams and agents), in bytes per second with an optional K, M or G suffix (e.g. 100M)")
 	durationFlag(f, "max-duration", 0, 0, "stop after this long (0: no limit) with exit code 4; finished files stay in place and the next run resumes partial ones")
 	f.String("log-file", "", "append logs and every event (JSON lines, with the summary) to this file")
+	addFilterFlags(f)
+	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
+	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
+	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
+	f.String("owners", "auto", "keep owners and groups: auto (where the receiver runs as root, like rsync -a), yes (also report once what an unprivileged receiver could not keep) or no")
+	f.Bool("numeric-ids", false, "keep owners and groups by number instead of mapping them by name at the receiver")
+	f.Bool("specials", true, "recreate fifos, sockets and (as root) devices; false: skip them with one notice")
+	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
+	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
+	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
+	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
+}
+
+// addFilterFlags declares the filter flags: the rules and the size and
+// age limits that copy and sync apply, and ls, lsf, size, cat and check
+// apply the same way.
+func addFilterFlags(f *pflag.FlagSet) {
 	ra := new(plan.RuleArgs)
 	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
 	f.Var(ra.Exclude(), "exclude", "exclude paths matching PATTERN (repeatable, order matters)")
 	f.Var(ra.FilterFrom(), "filter-from", "read include/exclude rules from FILE ('+ PATTERN', '- PATTERN', '!' clears)")
+	f.Var(ra.ExcludeFrom(), "exclude-from", "read exclude patterns from FILE, one per line ('#' and ';' comments), as rsync")
+	f.Var(ra.IncludeFrom(), "include-from", "read include patterns from FILE, one per line ('#' and ';' comments), as rsync")
 	sizeFlag(f, "min-size", "", "skip files smaller than this (e.g. 10K)")
 	sizeFlag(f, "max-size", "", "skip files larger than this (e.g. 1G)")
 	f.String("min-age", "", "skip files modified more recently than this (e.g. 2h, 7d)")
 	f.String("max-age", "", "skip files modified longer ago than this (e.g. 30d)")
-	f.BoolP("hard-links", "H", false, "keep files that are hard links of each other linked at the destination")
-	f.BoolP("xattrs", "X", false, "keep extended attributes (user.*; trusted.* and security.* as root), making the destination's match, as rsync -X")
-	f.BoolP("acls", "A", false, "keep POSIX ACLs (system.posix_acl_access and _default), as rsync -A")
-	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
-	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
 }
 
 // filterOptions builds the filter from --include/--exclude/--filter-from
@@ -104,13 +129,41 @@ func (a *app) filterOptions(cmd *cobra.Command) (*plan.FilterOptions, error) {
 			*s.dst = d
 		}
 	}
-	if len(o.Rules) == 0 && o.MinSize < 0 && o.MaxSize < 0 && o.MinAge == 0 && o.MaxAge == 0 {
+	if name := a.v.GetString("files-from"); name != "" {
+		list, err := readFilesFrom(name, os.Stdin)
+		if err != nil {
+			return nil, err
+		}
+		o.FilesFrom = list
+	}
+	if len(o.Rules) == 0 && o.FilesFrom == nil && o.MinSize < 0 && o.MaxSize < 0 && o.MinAge == 0 && o.MaxAge == 0 {
 		return nil, nil
 	}
 	if _, err := plan.NewFilter(o); err != nil {
 		return nil, exitcode.Usagef("%v", err)
 	}
 	return &o, nil
+}
+
+// readFilesFrom reads the --files-from list FILE ("-": in).
+func readFilesFrom(name string, in io.Reader) ([]string, error) {
+	if name == "-" {
+		list, err := plan.ParseFilesFrom(in, "(standard input)")
+		if err != nil {
+			return nil, exitcode.Usagef("--files-from: %v", err)
+		}
+		return list, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, exitcode.Usagef("--files-from %s: %s", name, fileProblem(err))
+	}
+	defer f.Close()
+	list, err := plan.ParseFilesFrom(f, name)
+	if err != nil {
+		return nil, exitcode.Usagef("--files-from: %v", err)
+	}
+	return list, nil
 }
 
 // parseSize parses 4M, 64k, 1GiB, 4096.
@@ -195,7 +248,8 @@ func (a *app) printer(dryRun bool) *ui.Printer {
 	case a.v.GetBool("quiet"):
 		mode = ui.ModeQuiet
 	}
-	return ui.New(ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.v.GetBool("verbose")})
+	return ui.New(ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.verbosity() > 0,
+		Stats: a.v.GetDuration("stats"), Progress: a.v.GetBool("progress")})
 }
 
 // runTransfer is copy and sync.
@@ -219,30 +273,41 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 		return err
 	}
 	opt := transfer.Options{
-		Checksum:   a.v.GetBool("checksum"),
-		DryRun:     a.v.GetBool("dry-run"),
-		NoFsync:    a.v.GetBool("no-fsync"),
-		Streams:    do.Streams,
-		Checkers:   a.v.GetInt("checkers"),
-		Transfers:  a.v.GetInt("transfers"),
-		ChunkSize:  a.v.GetSize("chunk-size"),
-		Proto:      do.Proto,
-		Verify:     a.v.GetString("verify"),
-		ConnectTO:  do.ConnectTimeout,
-		IdleTO:     do.IdleTimeout,
-		Retries:    a.v.GetInt("retries"),
-		Delta:      a.v.GetBool("delta"),
-		UringEntry: do.UringEntries,
-		Lock:       a.v.GetBool("lock"),
-		HardLinks:  a.v.GetBool("hard-links"),
-		Xattrs:     a.v.GetBool("xattrs"),
-		ACLs:       a.v.GetBool("acls"),
+		Checksum:       a.v.GetBool("checksum"),
+		Update:         a.v.GetBool("update"),
+		IgnoreExisting: a.v.GetBool("ignore-existing"),
+		SizeOnly:       a.v.GetBool("size-only"),
+		CutoffMode:     a.v.GetString("cutoff-mode"),
+		DryRun:         a.v.GetBool("dry-run"),
+		NoFsync:        a.v.GetBool("no-fsync"),
+		Streams:        do.Streams,
+		Checkers:       a.v.GetInt("checkers"),
+		Transfers:      a.v.GetInt("transfers"),
+		ChunkSize:      a.v.GetSize("chunk-size"),
+		Proto:          do.Proto,
+		Verify:         a.v.GetString("verify"),
+		ConnectTO:      do.ConnectTimeout,
+		IdleTO:         do.IdleTimeout,
+		Retries:        a.v.GetInt("retries"),
+		Delta:          a.v.GetBool("delta"),
+		UringEntry:     do.UringEntries,
+		Lock:           a.v.GetBool("lock"),
+		HardLinks:      a.v.GetBool("hard-links"),
+		Xattrs:         a.v.GetBool("xattrs"),
+		ACLs:           a.v.GetBool("acls"),
+		Owners:         transfer.OwnersMode(a.v.GetString("owners")),
+		NumericIDs:     a.v.GetBool("numeric-ids"),
+		NoSpecials:     !a.v.GetBool("specials"),
 	}
 	flt, err := a.filterOptions(cmd)
 	if err != nil {
 		return err
 	}
 	opt.Filter = flt
+	if d := a.v.GetString("backup-dir"); d != "" {
+		opt.BackupDir = path.Clean(d) // "./old/" is "old"; Validate refuses what leads out of DST
+	}
+	opt.Suffix = a.v.GetString("suffix")
 	if s := a.v.GetString("bwlimit"); s != "" {
 		bw, err := parseSize(s)
 		if err != nil || bw < 1024 {
@@ -253,9 +318,21 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if opt.Retries == 0 { // retries below 0 are refused by the flag
 		opt.Retries = -1 // --retries 0: none
 	}
+	if s := a.v.GetString("max-transfer"); s != "" {
+		if opt.MaxTransfer = a.v.GetSize("max-transfer"); opt.MaxTransfer < 1 {
+			return exitcode.Usagef("--max-transfer %q: want a size of at least 1, e.g. 10G", s)
+		}
+	}
 	if sync {
 		opt.Delete = a.v.GetBool("delete")
 		opt.ReplaceDirs = true
+		if n := int64(a.v.GetInt("max-delete")); n >= 0 {
+			opt.MaxDelete = &n
+		}
+		opt.AllowEmptySource = a.v.GetBool("allow-empty-source")
+		if a.v.GetBool("delete-excluded") {
+			opt.Delete, opt.DeleteExcluded = true, true // as rsync: --delete-excluded implies --delete
+		}
 	}
 	if opt.Checkers < 1 {
 		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, opt.Checkers)
@@ -266,13 +343,17 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	if err := opt.Validate(); err != nil {
 		return err
 	}
+	a.log.Debug("transfer options", "command", cmd.Name(), "src", args[0], "dst", args[1], "streams", opt.Streams,
+		"transfers", opt.Transfers, "chunk_size", opt.ChunkSize, "proto", opt.Proto, "checksum", opt.Checksum,
+		"update", opt.Update, "ignore_existing", opt.IgnoreExisting, "size_only", opt.SizeOnly, "delete", opt.Delete,
+		"delete_excluded", opt.DeleteExcluded, "max_transfer", opt.MaxTransfer, "cutoff_mode", opt.CutoffMode, "dry_run", opt.DryRun)
 	var fl *fileLog
 	if lf := a.v.GetString("log-file"); lf != "" {
 		if fl, err = newFileLog(lf); err != nil {
 			return err
 		}
 		defer fl.Close()
-		a.log = fl.logger(a.v.GetString("log-format"), a.v.GetBool("verbose"))
+		a.log = fl.logger(a.v.GetString("log-format"), a.verbosity() > 0)
 	}
 	if sync && a.v.GetBool("watch") {
 		if src.IsRemote() {
@@ -334,6 +415,13 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 				fmt.Sprintf("stopped after --max-duration %s before the run was done", maxDur))
 		}
 	}
+	if exitcode.Code(err) == exitcode.MaxTransfer {
+		code := exitcode.MaxTransfer
+		if sum.Errors > 0 {
+			code = exitcode.Partial
+		}
+		return a.stopped(sink, finish, sum, progress.StoppedMaxTransfer, code, userMessage(err))
+	}
 	var partial *transfer.PartialError
 	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.
@@ -354,13 +442,13 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 }
 
 // stopped ends a run that stopped before its work was done (why is
-// progress.StoppedInterrupted or StoppedMaxDuration): one line saying so
+// progress.StoppedInterrupted, StoppedMaxDuration or StoppedMaxTransfer): one line saying so
 // and what resumes it, the summary marked, and exit code code. Files it
 // did not get to are not errors.
 func (a *app) stopped(sink progress.Sink, finish func(progress.Summary), sum progress.Summary, why string, code int, what string) error {
 	sink.Emit(progress.Event{Event: progress.KindStopped, Msg: what +
 		": finished files are in place and partial ones resume; rerun the same command to continue"})
-	sum.Stopped = why
+	sum.Stopped, sum.ExitCode = why, code
 	finish(sum)
 	return silent(code)
 }

@@ -168,6 +168,41 @@ func sizeRangeFlag(fs *pflag.FlagSet, name, def string, min, max int64, usage st
 	fs.Var(v, name, usage)
 }
 
+// verbosityValue is -v/--verbose: a count (-v 1, -vv 2) that also takes
+// true and false, as the flag did when it was a bool (XFER_VERBOSE=true,
+// verbose: true), and a number up to maxVerbosity.
+type verbosityValue struct{ n int }
+
+// maxVerbosity is -vv: debug logs.
+const maxVerbosity = 2
+
+func (v *verbosityValue) String() string { return strconv.Itoa(v.n) }
+func (v *verbosityValue) Type() string   { return "count" }
+func (v *verbosityValue) Set(s string) error {
+	switch s {
+	case "+1":
+		v.n = min(v.n+1, maxVerbosity)
+		return nil
+	case "true":
+		v.n = max(v.n, 1)
+		return nil
+	case "false":
+		v.n = 0
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > maxVerbosity {
+		return wantf("want true, false or a level from 0 to %d (-v 1, -vv 2)", maxVerbosity)
+	}
+	v.n = n
+	return nil
+}
+
+// verbosityFlag declares -v/--verbose on fs.
+func verbosityFlag(fs *pflag.FlagSet) {
+	fs.VarPF(&verbosityValue{}, "verbose", "v", "log more detail to stderr: -v info (with why the transport was chosen), -vv debug").NoOptDefVal = "+1"
+}
+
 // choiceValue is a string flag that takes one of a fixed set of words.
 type choiceValue struct {
 	v      string

@@ -29,9 +29,12 @@ func diffGroups() []diffGroup {
 		{"replace", replaceCases()},
 		{"deletions", deletionCases()},
 		{"filters", filterCases()},
+		{"selection", selectionCases()},
+		{"maxtransfer", maxTransferCases()},
 		{"dryrun", dryRunCases()},
 		{"perms", permCases()},
 		{"semantics", semanticsCases()},
+		{"safety", safetyCases()},
 	}
 }
 
@@ -165,9 +168,8 @@ func typeCases() []diffCase {
 		{name: "symlink-update", cmd: "sync",
 			src: []ent{linkE("l1", "new-target"), linkE("l2", "same"), fileE("new-target", "n")},
 			dst: []ent{linkE("l1", "old-target").at(ns(2000, 1, 1, 0, 0, 0, 0)), linkE("l2", "same"), fileE("new-target", "n")}},
-		{name: "fifo", cmd: "sync", adjust: dropFifos, notices: []string{"pipe"},
-			// rsync -a (-D) recreates fifos as root; xfer documents that it skips
-			// them with a notice (docs/differences.md).
+		{name: "fifo", cmd: "sync",
+			// rsync -a (-D) recreates fifos; so does xfer (--specials).
 			src: []ent{fifoE("pipe"), fileE("f", "f")}},
 		{name: "modes", cmd: "sync", servedModes: true, src: modes},
 		{name: "modes-allow-setid", cmd: "sync", setidPeer: true, dirs: []string{"local-peer"}, src: modes},
@@ -178,9 +180,9 @@ func typeCases() []diffCase {
 				linkE("link", "a").at(ns(2011, 11, 11, 11, 11, 11, 111111111)),
 				fileE("d1/d2/f", "e"), dirE("d1/d2").at(ns(2003, 3, 3, 3, 3, 3, 3)), dirE("d1").at(ns(2002, 2, 2, 2, 2, 2, 2)),
 			}},
-		// rsync -a as root keeps owners (-o -g); xfer does not: entries belong
-		// to the user the receiving side runs as (docs/differences.md).
-		{name: "ownership", cmd: "sync", adjust: ownedByReceiver,
+		// rsync -a as root keeps owners (-o -g), and so does xfer when its
+		// receiver runs as root (--owners auto).
+		{name: "ownership", cmd: "sync",
 			src: []ent{fileE("f", "f").by(65534, 65534), fileE("d/g", "g"), dirE("d").by(65534, 0), linkE("l", "f").by(0, 65534)}},
 		{name: "top-dir-new", cmd: "sync",
 			src: []ent{dirE(".").m(0o700).at(ns(2005, 5, 5, 5, 5, 5, 555)), fileE("f", "f")}},
@@ -209,22 +211,6 @@ func typeCases() []diffCase {
 		{name: "zeros-not-sparse", cmd: "sync",
 			// Allocated zeros stay allocated: the source has no holes (rsync without -S).
 			src: []ent{fileE("zeros-1m", zeros), fileE("zeros-8k", zeros[:8192]), fileE("zeros-2m", zeros+zeros)}},
-	}
-}
-
-// ownedByReceiver: every entry belongs to the receiving side's user (root).
-func ownedByReceiver(r, _ ftree) {
-	for p, n := range r {
-		n.Uid, n.Gid = 0, 0
-		r[p] = n
-	}
-}
-
-func dropFifos(r, _ ftree) {
-	for p, n := range r {
-		if n.Type == "fifo" {
-			delete(r, p)
-		}
 	}
 }
 
@@ -307,7 +293,7 @@ func replaceCases() []diffCase {
 			src := append([]ent{}, common...)
 			dst := append([]ent{}, common...)
 			for _, y := range replKinds() {
-				if y.typ == x.typ || y.typ == "fifo" {
+				if y.typ == x.typ {
 					continue
 				}
 				p := "sub/" + x.name + "-by-" + y.name
@@ -338,7 +324,7 @@ func deletionCases() []diffCase {
 		{name: "sync-extras", cmd: "sync", src: src, dst: extras},
 		{name: "copy-keeps-extras", cmd: "copy", src: src, dst: extras},
 		{name: "sync-delete-false", cmd: "sync", xflags: []string{"--delete=false"}, src: src, dst: extras},
-		{name: "sync-empty-source", cmd: "sync", src: []ent{dirE(".")}, dst: extras},
+		{name: "sync-empty-source", cmd: "sync", xflags: []string{"--allow-empty-source"}, src: []ent{dirE(".")}, dst: extras},
 		{name: "sync-deep-extras", cmd: "sync", src: src, dst: append(append([]ent{}, src...), deepExtra...)},
 		{name: "sync-readonly-extras", cmd: "sync", src: src,
 			dst: append(append([]ent{}, src...), fileE("ro/f", "x").m(0o444), fileE("ro/sub/g", "y"), dirE("ro/sub").m(0o555), dirE("ro").m(0o555))},
@@ -370,6 +356,45 @@ func filterCases() []diffCase {
 			exit: code(0), adjust: keepPre("x", "x/other"),
 			src: []ent{fileE("x", "a file at the source")},
 			dst: []ent{fileE("x/keep.bak", "excluded"), fileE("x/other", "deletable")}},
+	}
+}
+
+// selectionCases: --update, --ignore-existing, --size-only,
+// --delete-excluded, --files-from, --exclude-from and --include-from, each
+// as rsync has it.
+func selectionCases() []diffCase {
+	old, mid, fresh := ns(2020, 1, 2, 3, 4, 5, 6), ns(2022, 5, 6, 7, 8, 9, 10), ns(2024, 9, 8, 7, 6, 5, 4)
+	src := []ent{
+		fileE("same", "same content").at(mid),
+		fileE("dst-newer", "source, older").at(old),
+		fileE("dst-older", "source, newer").at(fresh),
+		fileE("same-size", "AAAA").at(fresh),
+		fileE("new/file", "only at the source").at(mid),
+		fileE("sub/x.log", "log").at(mid), fileE("sub/keep.c", "c").at(mid),
+		fileE("type", "a file at the source").at(mid),
+	}
+	dst := []ent{
+		fileE("same", "same content").at(mid),
+		fileE("dst-newer", "destination, newer!").at(fresh),
+		fileE("dst-older", "destination, older!").at(old),
+		fileE("same-size", "BBBB").at(old),
+		fileE("sub/x.log", "old log").at(old), fileE("sub/gone.log", "excluded extra").at(old),
+		fileE("sub/gone.txt", "extra").at(old), fileE("cache/blob", "excluded dir").at(old),
+		dirE("type"),
+	}
+	return []diffCase{
+		{name: "update", cmd: "sync", flags: []string{"--update"}, src: src, dst: dst},
+		{name: "update-short", cmd: "copy", flags: []string{"-u"}, src: src, dst: dst},
+		{name: "ignore-existing", cmd: "sync", flags: []string{"--ignore-existing"}, src: src, dst: dst},
+		{name: "size-only", cmd: "sync", flags: []string{"--size-only"}, src: src, dst: dst},
+		{name: "delete-excluded", cmd: "sync", flags: []string{"--delete-excluded", "--exclude", "*.log", "--exclude", "cache/"}, src: src, dst: dst},
+		{name: "files-from", cmd: "copy", listFlag: "--files-from", listText: "# the list\nsame\n\n/new/file\n./sub/keep.c\ndst-older\nmissing-file\n",
+			// rsync names the listed file that is missing and exits 23; xfer
+			// lists the tree, so a listed path it lacks is simply not there
+			// (docs/differences.md).
+			exit: code(0), src: src, dst: dst},
+		{name: "exclude-from", cmd: "sync", listFlag: "--exclude-from", listText: "# patterns\n*.log\n;c\n\ncache/\n", src: src, dst: dst},
+		{name: "include-from", cmd: "sync", listFlag: "--include-from", listText: "*/\n*.c\nsame\n", flags: []string{"--exclude", "*"}, src: src, dst: dst},
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/internal/pattern"
 )
 
 // entKind is what a tree entry is.
@@ -81,18 +83,8 @@ func defaultMtime(p string) int64 {
 		int64(x%5_000_000)*int64(time.Second) + int64(x>>32%999_999_999) + 1
 }
 
-// rnd is n deterministic pseudo-random bytes.
-func rnd(n int, seed uint64) string {
-	b := make([]byte, n)
-	x := seed*0x9E3779B97F4A7C15 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b[i] = byte(x >> 24)
-	}
-	return string(b)
-}
+// rnd is n deterministic bytes that do not compress, as a file's content.
+func rnd(n int, seed uint64) string { return string(pattern.Bytes(n, seed)) }
 
 // owner is who the built tree belongs to; nil keeps the builder's (root).
 type owner struct{ uid, gid int }
@@ -210,7 +202,7 @@ func (b *builder) add(e ent) {
 			err = f.Truncate(e.size)
 			for i, s := range e.spans {
 				if err == nil {
-					_, err = f.WriteAt([]byte(rnd(int(s.n), uint64(i+7))), s.off)
+					_, err = f.WriteAt(pattern.Bytes(int(s.n), uint64(i+7)), s.off)
 				}
 			}
 		}

@@ -16,11 +16,12 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xfer-io/xfer/internal/logbuf"
 )
 
 // xferBin is the binary under test: $XFER_BIN, or one built by TestMain.
@@ -182,34 +183,13 @@ func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
 	}
 }
 
-// logBuf is what a background process printed on stderr: the first MiB,
-// safe to read while the process runs.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) add(line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.buf.Len() < 1<<20 {
-		l.buf.WriteString(line + "\n")
-	}
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // proc is a process running in the background, its stderr kept as its log.
 type proc struct {
 	cmd   *exec.Cmd
-	logs  *logBuf
-	done  chan struct{} // closed once the process has exited and its log is complete
-	ended atomic.Bool   // set as done is closed
-	code  int           // the exit code, once done is closed
+	logs  *logbuf.Buffer // its stderr: the first MiB
+	done  chan struct{}  // closed once the process has exited and its log is complete
+	ended atomic.Bool    // set as done is closed
+	code  int            // the exit code, once done is closed
 }
 
 // startProc starts cmd and keeps its stderr; line, when not nil, sees
@@ -218,7 +198,7 @@ func startProc(t *testing.T, cmd *exec.Cmd, line func(string)) *proc {
 	t.Helper()
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
-	p := &proc{cmd: cmd, logs: &logBuf{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, logs: &logbuf.Buffer{Keep: 1 << 20}, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s %q: %v", filepath.Base(cmd.Path), cmd.Args[1:], err)
 	}
@@ -227,7 +207,7 @@ func startProc(t *testing.T, cmd *exec.Cmd, line func(string)) *proc {
 		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			p.logs.add(sc.Text())
+			p.logs.Write([]byte(sc.Text() + "\n"))
 			if line != nil {
 				line(sc.Text())
 			}

@@ -29,14 +29,7 @@ type node struct {
 func snapshot(t *testing.T, dir string) map[string]node {
 	t.Helper()
 	out := map[string]node{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
+	walkBelow(t, dir, func(rel, p string) error {
 		info, err := os.Lstat(p)
 		if err != nil {
 			return err
@@ -65,10 +58,26 @@ func snapshot(t *testing.T, dir string) map[string]node {
 		out[rel] = n
 		return nil
 	})
+	return out
+}
+
+// walkBelow calls fn for every entry beneath dir (not dir itself), with
+// its path relative to dir, without following symlinks.
+func walkBelow(t *testing.T, dir string, fn func(rel, p string) error) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		return fn(rel, p)
+	})
 	if err != nil {
 		t.Fatalf("walking %s: %v", dir, err)
 	}
-	return out
 }
 
 // sameTree fails the test unless got holds exactly what want holds: types,

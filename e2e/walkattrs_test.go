@@ -228,7 +228,7 @@ func fdSnapshot(t *testing.T, dir string) map[string]node {
 }
 
 // sameSnap fails the test unless two snapshots hold the same entries.
-func sameSnap(t *testing.T, what string, want, got map[string]node) {
+func sameSnap[V comparable](t *testing.T, what string, want, got map[string]V) {
 	t.Helper()
 	var keys []string
 	for p := range want {

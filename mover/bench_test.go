@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/benchtest"
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/pattern"
 	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
 )
@@ -156,12 +156,12 @@ func readObjects(b *testing.B, c *mover.Client, n, size int) []string {
 func writeObjects(b *testing.B, c *mover.Client, n, size int) []string {
 	ids := make([]string, n)
 	for i := range ids {
-		id, err := c.Write(context.Background(), fill(size, byte(i))[:size-8:size-8])
+		id, err := c.Write(context.Background(), pattern.Bytes(size, uint64(i))[:size-8:size-8])
 		if err != nil {
 			b.Fatal(err)
 		}
 		_ = id
-		data := fill(size, byte(i))
+		data := pattern.Bytes(size, uint64(i))
 		copy(data, strconv.Itoa(i)+"-unique")
 		if ids[i], err = c.Write(context.Background(), data); err != nil {
 			b.Fatal(err)
@@ -183,16 +183,7 @@ func measure(b *testing.B, pid, keep int, op func(i int)) {
 			lat = append(lat, time.Since(t0))
 		}
 	}
-	report(b, lat)
-}
-
-func report(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	benchtest.ReportLatency(b, lat)
 }
 
 func cpuTime() int64 {
@@ -285,7 +276,7 @@ func BenchmarkBatch100x4K(b *testing.B) {
 func BenchmarkWrite1M(b *testing.B) {
 	c, pid, _ := daemonProcess(b, mover.Options{Spin: clientSpin()})
 	ctx := context.Background()
-	data := fill(1<<20, 1)
+	data := pattern.Bytes(1<<20, 1)
 	b.SetBytes(int64(len(data)))
 	measure(b, pid, 1<<14, func(i int) {
 		copy(data, strconv.Itoa(i+1)+"/") // new content each time

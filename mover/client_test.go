@@ -13,6 +13,7 @@ import (
 	_ "github.com/xfer-io/xfer/backends/tcp"
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/pattern"
 	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
 )
@@ -42,25 +43,13 @@ func idOf(b []byte) string {
 	return hex.EncodeToString(id[:])
 }
 
-func fill(n int, seed byte) []byte {
-	b := make([]byte, n)
-	x := uint32(seed)*2654435761 + 7
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
-}
-
 func TestClientOps(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
 	remote, peerStore := peertest.CAS(t)
 	ctx := context.Background()
 	c := d.dial(t)
 	for i, n := range []int{0, 1, 4096, cas.MaxPacked, cas.MaxPacked + 1, 3<<20 + 5} {
-		data := fill(n, byte(i))
+		data := pattern.Bytes(n, uint64(i))
 		want := idOf(data)
 		id, err := c.Write(ctx, data)
 		if err != nil || id != want {
@@ -130,7 +119,7 @@ func TestClientErrors(t *testing.T) {
 		t.Error("read of a bad id accepted")
 	}
 	// A corrupted packed object is refused, never returned.
-	data := fill(4096, 9)
+	data := pattern.Bytes(4096, 9)
 	id, _ := c.Write(ctx, data)
 	cid, _ := cas.ParseID(id)
 	loc, _ := d.Store.Locate(cid)
@@ -152,7 +141,7 @@ func TestBatch(t *testing.T) {
 	var reqs []mover.Request
 	var want [][]byte
 	for i := range 50 {
-		data := fill(100+i, byte(i))
+		data := pattern.Bytes(100+i, uint64(i))
 		id, err := c.Write(ctx, data)
 		if err != nil {
 			t.Fatal(err)
@@ -160,7 +149,7 @@ func TestBatch(t *testing.T) {
 		reqs = append(reqs, mover.Request{Op: mover.OpRead, ID: id})
 		want = append(want, data)
 	}
-	newData := fill(777, 200)
+	newData := pattern.Bytes(777, 200)
 	reqs = append(reqs,
 		mover.Request{Op: mover.OpWrite, Data: newData},
 		mover.Request{Op: mover.OpHas, ID: idOf([]byte("absent"))},
@@ -219,7 +208,7 @@ func TestReadMappedFallback(t *testing.T) {
 	d := startDaemon(t, daemon.Config{})
 	ctx := context.Background()
 	c := d.dial(t)
-	data := fill(4096, 77)
+	data := pattern.Bytes(4096, 77)
 	id, err := c.Write(ctx, data)
 	if err != nil {
 		t.Fatal(err)

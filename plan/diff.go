@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/xfer-io/xfer/internal/fsroot"
 )
 
 // OpKind says what an Op does at the destination.
@@ -20,6 +22,7 @@ const (
 	OpDelete                     // remove an entry (recursively for directories)
 	OpSetAttrs                   // content is current; fix mode and mtime
 	OpSkip                       // nothing to do (up to date, or a type xfer does not transfer)
+	OpSpecial                    // create or replace a fifo, socket or device (DiffOptions.Specials)
 )
 
 func (k OpKind) String() string {
@@ -36,6 +39,8 @@ func (k OpKind) String() string {
 		return "setattrs"
 	case OpSkip:
 		return "skip"
+	case OpSpecial:
+		return "special"
 	}
 	return "unknown"
 }
@@ -48,7 +53,7 @@ type Op struct {
 	// Replace is set when an entry of another type stands at the path and
 	// must be removed first.
 	Replace bool
-	Reason  string // why: new, size, mtime, checksum, type, target, mode, unsupported, extra
+	Reason  string // why: new, size, mtime, checksum, type, target, mode, owner, device, unsupported, extra, newer, exists
 }
 
 // DiffOptions tune Diff.
@@ -57,6 +62,27 @@ type DiffOptions struct {
 	Checksum bool
 	// Delete emits OpDelete for destination entries missing at the source.
 	Delete bool
+	// Owners compares owners and groups (by number): an entry whose
+	// content is current but whose owner differs gets OpSetAttrs "owner".
+	Owners bool
+	// Specials plans fifos, sockets and devices as OpSpecial; without it
+	// they are OpSkip "unsupported".
+	Specials bool
+	// DeleteExcluded (with Delete, through Filter.Diff): destination
+	// entries the filter rules exclude are deleted too (rsync
+	// --delete-excluded).
+	DeleteExcluded bool
+	// Update skips a regular file whose destination copy has a newer
+	// mtime (rsync -u; Reason "newer").
+	Update bool
+	// IgnoreExisting skips every source entry but a directory that
+	// exists at the destination, whatever its type or content (rsync
+	// --ignore-existing; Reason "exists").
+	IgnoreExisting bool
+	// SizeOnly compares regular files by size alone: same size means up
+	// to date, though a different mtime or mode is still set (rsync
+	// --size-only).
+	SizeOnly bool
 	// SrcDigest returns the digest of a source file; used with Checksum when
 	// the source lister did not supply digests.
 	SrcDigest func(ctx context.Context, e Entry) ([]byte, error)
@@ -110,7 +136,7 @@ func Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emit func(Op) e
 				return err
 			}
 			if s.Err == "" || s.Type == TypeDir {
-				if err := emit(newOp(s)); err != nil {
+				if err := emit(newOp(s, opt)); err != nil {
 					return err
 				}
 			}
@@ -189,7 +215,7 @@ func next(ctx context.Context, l Lister, side string) (Entry, bool, error) {
 	return e, true, nil
 }
 
-func newOp(s Entry) Op {
+func newOp(s Entry, opt DiffOptions) Op {
 	switch s.Type {
 	case TypeDir:
 		return Op{Kind: OpMkdir, Src: s, Reason: "new"}
@@ -198,19 +224,58 @@ func newOp(s Entry) Op {
 	case TypeSymlink:
 		return Op{Kind: OpSymlink, Src: s, Reason: "new"}
 	}
+	if opt.Specials && s.Special != fsroot.SpecialNone {
+		return Op{Kind: OpSpecial, Src: s, Reason: "new"}
+	}
 	return Op{Kind: OpSkip, Src: s, Reason: ReasonUnsupported}
+}
+
+// ownerDiffers reports whether opt compares owners and s and d differ.
+func ownerDiffers(s Entry, d *Entry, opt DiffOptions) bool {
+	return opt.Owners && (s.Uid != d.Uid || s.Gid != d.Gid)
+}
+
+// compareSpecial compares a fifo, socket or device with what stands at
+// its path: one of the same kind (and device number) keeps its inode.
+func compareSpecial(s Entry, d *Entry, opt DiffOptions) Op {
+	if !opt.Specials || s.Special == fsroot.SpecialNone {
+		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: ReasonUnsupported}
+	}
+	switch {
+	case d.Type != TypeOther || d.Special != s.Special:
+		return Op{Kind: OpSpecial, Src: s, Dst: d, Replace: true, Reason: "type"}
+	case s.Special.IsDevice() && s.Rdev != d.Rdev:
+		return Op{Kind: OpSpecial, Src: s, Dst: d, Replace: true, Reason: "device"}
+	case s.MtimeNs != d.MtimeNs:
+		return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "mtime"}
+	case s.Mode != d.Mode:
+		return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "mode"}
+	case ownerDiffers(s, d, opt):
+		return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "owner"}
+	}
+	return Op{Kind: OpSkip, Src: s, Dst: d}
 }
 
 // ReasonUnsupported is the Reason of an OpSkip for an entry of a type xfer
 // does not transfer (TypeOther): the one Reason that code branches on.
 const ReasonUnsupported = "unsupported"
 
+// Reasons of an OpSkip that a selection flag made: the destination copy
+// is newer (--update) or exists (--ignore-existing).
+const (
+	ReasonNewer  = "newer"
+	ReasonExists = "exists"
+)
+
 func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op, error) {
+	if opt.IgnoreExisting && s.Type != TypeDir {
+		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: ReasonExists}, nil
+	}
 	if s.Type == TypeOther {
-		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: ReasonUnsupported}, nil
+		return compareSpecial(s, d, opt), nil
 	}
 	if s.Type != d.Type {
-		op := newOp(s)
+		op := newOp(s, opt)
 		op.Dst, op.Replace, op.Reason = d, true, "type"
 		return op, nil
 	}
@@ -221,9 +286,15 @@ func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op
 		if s.Target != d.Target {
 			return Op{Kind: OpSymlink, Src: s, Dst: d, Replace: true, Reason: "target"}, nil
 		}
+		if ownerDiffers(s, d, opt) {
+			return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "owner"}, nil
+		}
 		return Op{Kind: OpSkip, Src: s, Dst: d}, nil
 	}
 	// Regular files.
+	if opt.Update && d.MtimeNs > s.MtimeNs {
+		return Op{Kind: OpSkip, Src: s, Dst: d, Reason: ReasonNewer}, nil
+	}
 	if s.Size != d.Size {
 		return Op{Kind: OpPut, Src: s, Dst: d, Reason: "size"}, nil
 	}
@@ -247,7 +318,7 @@ func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op
 		if !bytes.Equal(sd, dd) {
 			return Op{Kind: OpPut, Src: s, Dst: d, Reason: "checksum"}, nil
 		}
-	} else if s.MtimeNs != d.MtimeNs {
+	} else if !opt.SizeOnly && s.MtimeNs != d.MtimeNs {
 		return Op{Kind: OpPut, Src: s, Dst: d, Reason: "mtime"}, nil
 	}
 	if s.MtimeNs != d.MtimeNs {
@@ -255,6 +326,9 @@ func compareEntries(ctx context.Context, s Entry, d *Entry, opt DiffOptions) (Op
 	}
 	if s.Mode != d.Mode {
 		return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "mode"}, nil
+	}
+	if ownerDiffers(s, d, opt) {
+		return Op{Kind: OpSetAttrs, Src: s, Dst: d, Reason: "owner"}, nil
 	}
 	return Op{Kind: OpSkip, Src: s, Dst: d}, nil
 }

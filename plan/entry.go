@@ -11,8 +11,9 @@ import (
 )
 
 // Type is the kind of a tree entry: the one lstat gives (fsroot.Type).
-// Other file types (devices, sockets, fifos) are not transferred; walkers
-// report them as TypeOther and the diff skips them.
+// Other file types (devices, sockets, fifos) are TypeOther, with Special
+// saying which; the diff hands them on as OpSkip "unsupported", and the
+// sender recreates them when asked to (--specials).
 type Type = fsroot.Type
 
 // Entry types.
@@ -36,6 +37,12 @@ type Entry struct {
 	Dev     uint64
 	Nlink   uint64
 	Blocks  int64 // allocated 512-byte blocks (sparse detection on the source side)
+	// Uid and Gid are the numeric owner and group; Special says what a
+	// TypeOther is (fifo, socket, device) and Rdev a device's number.
+	Uid     uint32
+	Gid     uint32
+	Special fsroot.Special
+	Rdev    uint64
 	// Err, set by a walk, says why the entry could not be read: for a
 	// directory, why its contents could not be listed (the walk yields
 	// nothing beneath it); for a symlink, why its target could not be

@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -83,26 +85,94 @@ func ParseRule(s string) (Rule, error) {
 // line "!" yields a Rule with Clear set. CRLF line ends are accepted.
 // Errors name the file and line: "filter file NAME line N: ...".
 func ParseFilterFile(r io.Reader, name string) ([]Rule, error) {
+	return parseLines(r, "filter file", name, func(line string) (Rule, bool, error) {
+		rule, err := ParseRule(line)
+		return rule, true, err
+	})
+}
+
+// ParsePatternFile reads --exclude-from (include false) or --include-from
+// patterns, one per line, as rsync does: empty lines and lines starting
+// with "#" or ";" are ignored, a line starting with "+ " or "- " is a rule
+// of that kind whatever the flag, and any other line is a pattern taken
+// verbatim. Errors name the file and line.
+func ParsePatternFile(r io.Reader, name string, include bool) ([]Rule, error) {
+	return parseLines(r, "pattern file", name, func(line string) (Rule, bool, error) {
+		rule := Rule{Include: include, Pattern: line}
+		if strings.HasPrefix(line, "+ ") || strings.HasPrefix(line, "- ") {
+			rule = Rule{Include: line[0] == '+', Pattern: line[2:]}
+		}
+		if _, err := compileRule(rule); err != nil {
+			return Rule{}, false, fmt.Errorf("%q: %w", line, err)
+		}
+		return rule, true, nil
+	})
+}
+
+// ParseFilesFrom reads a --files-from list: one path per line relative to
+// the source (a leading "/" or "./" is dropped, as rsync does, and the
+// path is cleaned); empty lines and lines starting with "#" or ";" are
+// ignored. A path with ".." that leaves the source is refused. The
+// result is never nil (an empty list selects nothing).
+func ParseFilesFrom(r io.Reader, name string) ([]string, error) {
+	return parseLines(r, "files-from", name, func(line string) (string, bool, error) {
+		p := path.Clean("/" + line)[1:]
+		if p == "" {
+			return "", false, nil // the source itself is always there
+		}
+		if err := validListed(p); err != nil || strings.Contains(line, "/../") || strings.HasPrefix(line, "../") || line == ".." {
+			return "", false, fmt.Errorf("%q leaves the source", line)
+		}
+		return p, true, nil
+	})
+}
+
+// parseLines reads a list file: parse gets every line (numbered from 1,
+// without its LF or CRLF end) that is neither blank nor a comment ("#",
+// ";") and gives an item, or none (false). Errors say what the file is,
+// its name and the line. The result is never nil.
+func parseLines[T any](r io.Reader, what, name string, parse func(line string) (T, bool, error)) ([]T, error) {
+	out := []T{}
 	br := bufio.NewReader(r)
-	var rules []Rule
 	for n := 1; ; n++ {
 		line, err := br.ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("filter file %s line %d: %w", name, n, err)
+			return nil, fmt.Errorf("%s %s line %d: %w", what, name, n, err)
 		}
 		eof := err != nil
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 		if strings.TrimSpace(line) != "" && line[0] != '#' && line[0] != ';' {
-			rule, perr := ParseRule(line)
+			v, ok, perr := parse(line)
 			if perr != nil {
-				return nil, fmt.Errorf("filter file %s line %d: %w", name, n, perr)
+				return nil, fmt.Errorf("%s %s line %d: %w", what, name, n, perr)
 			}
-			rules = append(rules, rule)
+			if ok {
+				out = append(out, v)
+			}
 		}
 		if eof {
-			return rules, nil
+			return out, nil
 		}
 	}
+}
+
+// validListed checks one FilesFrom path: relative, clean, within the
+// source.
+func validListed(p string) error {
+	if p == "" || p[0] == '/' || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") {
+		return fmt.Errorf("files-from path %q: want a clean path relative to the source", p)
+	}
+	return nil
+}
+
+// pathProblem is the system's reason of a failed open, without the
+// operation and path Go puts in front of it.
+func pathProblem(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // FilterOptions configure NewFilter. They travel as JSON (e.g. in a job
@@ -122,6 +192,11 @@ type FilterOptions struct {
 	// Now is the reference time for ages; the zero value means the time
 	// NewFilter is called.
 	Now time.Time `json:"-"`
+	// FilesFrom, when not nil, is the list of --files-from: only these
+	// paths (relative to the source, cleaned, see ParseFilesFrom) and the
+	// directories above them are considered, as with rsync --files-from
+	// (a listed directory is not recursed into). The rules apply on top.
+	FilesFrom []string `json:"files_from,omitempty"`
 }
 
 // UnmarshalJSON decodes o, taking missing sizes as -1 (no bound) rather
@@ -140,6 +215,8 @@ func (o *FilterOptions) UnmarshalJSON(b []byte) error {
 // safe for concurrent use. A nil *Filter includes everything.
 type Filter struct {
 	rules            []pattern
+	files            map[string]bool // FilesFrom; nil: no list
+	dirs             map[string]bool // the directories above FilesFrom's paths
 	minSize, maxSize int64
 	minAge, maxAge   time.Duration
 	now              time.Time
@@ -158,6 +235,18 @@ func NewFilter(o FilterOptions) (*Filter, error) {
 			return nil, fmt.Errorf("filter rule %d (%s): %w", i+1, r, err)
 		}
 		f.rules = append(f.rules, p)
+	}
+	if o.FilesFrom != nil {
+		f.files, f.dirs = make(map[string]bool, len(o.FilesFrom)), map[string]bool{}
+		for _, p := range o.FilesFrom {
+			if err := validListed(p); err != nil {
+				return nil, err
+			}
+			f.files[p] = true
+			for d := Dir(p); d != ""; d = Dir(d) {
+				f.dirs[d] = true
+			}
+		}
 	}
 	switch {
 	case o.MinSize < -1:
@@ -181,7 +270,13 @@ func NewFilter(o FilterOptions) (*Filter, error) {
 
 // Empty reports whether f includes every entry (no rules, no limits).
 func (f *Filter) Empty() bool {
-	return f == nil || (len(f.rules) == 0 && !f.hasLimits())
+	return f == nil || (!f.selects() && !f.hasLimits())
+}
+
+// selects reports whether f has rules or a --files-from list: what
+// decides which entries exist for the transfer, as opposed to limits.
+func (f *Filter) selects() bool {
+	return len(f.rules) > 0 || f.files != nil
 }
 
 func (f *Filter) hasLimits() bool {
@@ -206,6 +301,9 @@ func (f *Filter) Match(e Entry) (include bool) {
 // ruleExcludes applies the rules to one path alone: the first rule that
 // matches decides; no match includes.
 func (f *Filter) ruleExcludes(path string, isDir bool) bool {
+	if f.files != nil && !f.files[path] && !(isDir && f.dirs[path]) {
+		return true
+	}
 	for i := range f.rules {
 		if f.rules[i].matches(path, isDir) {
 			return !f.rules[i].include
@@ -255,7 +353,7 @@ type DirSkipper interface {
 // keeps excluded destination entries inside directories it deletes or
 // replaces.
 func (f *Filter) Lister(l Lister) Lister {
-	if f == nil || len(f.rules) == 0 {
+	if f == nil || !f.selects() {
 		return l
 	}
 	return &filteredLister{f: f, l: l}
@@ -326,6 +424,9 @@ func isBeneath(p, dir string) bool {
 //     --max-size, such a file still counts as present for deletion, so its
 //     destination copy is kept; destination-only files are deleted whatever
 //     their size or age.
+//   - With opt.DeleteExcluded (sync --delete-excluded) the destination
+//     listing is not filtered: what the rules exclude there is deleted
+//     like any other extra entry, as rsync --delete-excluded does.
 //
 // A nil or empty f runs plain Diff. Memory stays independent of the size
 // of the trees.
@@ -333,10 +434,12 @@ func (f *Filter) Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emi
 	if f.Empty() {
 		return Diff(ctx, src, dst, opt, emit)
 	}
-	d := &filteredDiff{f: f, emit: emit}
-	if len(f.rules) > 0 {
+	d := &filteredDiff{f: f, emit: emit, protect: f.selects() && !opt.DeleteExcluded}
+	if f.selects() {
 		src = f.Lister(src)
-		dst = &filteredLister{f: f, l: dst, observe: d.observe}
+		if d.protect {
+			dst = &filteredLister{f: f, l: dst, observe: d.observe}
+		}
 	}
 	if err := Diff(ctx, src, dst, opt, d.op); err != nil {
 		return err
@@ -350,9 +453,12 @@ func (f *Filter) Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emi
 type filteredDiff struct {
 	f    *Filter
 	emit func(Op) error
-	held *Op // deletes or replaces the destination directory held.Dst or held.Src
-	dir  string
-	kept bool // something excluded lies beneath dir
+	// protect: the destination listing is filtered, so excluded entries
+	// beneath a directory that goes are kept (not --delete-excluded).
+	protect bool
+	held    *Op // deletes or replaces the destination directory held.Dst or held.Src
+	dir     string
+	kept    bool // something excluded lies beneath dir
 	// open are the included directories beneath a held delete whose
 	// contents are still being listed, outermost first.
 	open []pendingDir
@@ -372,7 +478,7 @@ func (d *filteredDiff) op(op Op) error {
 			op = Op{Kind: OpSkip, Src: op.Src, Dst: op.Dst, Reason: why}
 		}
 	}
-	if len(d.f.rules) > 0 {
+	if d.protect {
 		switch {
 		case op.Kind == OpDelete && op.Src.Type == TypeDir:
 			d.held, d.dir = &op, op.Src.Path
@@ -469,6 +575,8 @@ const (
 	argInclude ruleArgKind = iota + 1
 	argExclude
 	argFilterFrom
+	argExcludeFrom
+	argIncludeFrom
 )
 
 // RuleFlag is a flag value that adds to a RuleArgs each time it is set.
@@ -486,6 +594,19 @@ func (a *RuleArgs) Exclude() RuleFlag { return RuleFlag{a, argExclude} }
 // FilterFrom returns the value for --filter-from FILE.
 func (a *RuleArgs) FilterFrom() RuleFlag { return RuleFlag{a, argFilterFrom} }
 
+// ExcludeFrom returns the value for --exclude-from FILE: one exclude
+// pattern per line (see ParsePatternFile).
+func (a *RuleArgs) ExcludeFrom() RuleFlag { return RuleFlag{a, argExcludeFrom} }
+
+// IncludeFrom returns the value for --include-from FILE: one include
+// pattern per line.
+func (a *RuleArgs) IncludeFrom() RuleFlag { return RuleFlag{a, argIncludeFrom} }
+
+// fromFile reports whether the flag names a file rather than a pattern.
+func (k ruleArgKind) fromFile() bool {
+	return k == argFilterFrom || k == argExcludeFrom || k == argIncludeFrom
+}
+
 // Args returns the RuleArgs the flag adds to.
 func (v RuleFlag) Args() *RuleArgs { return v.args }
 
@@ -494,7 +615,7 @@ func (v RuleFlag) String() string { return "" }
 
 // Type names the argument in help output.
 func (v RuleFlag) Type() string {
-	if v.kind == argFilterFrom {
+	if v.kind.fromFile() {
 		return "file"
 	}
 	return "pattern"
@@ -502,7 +623,7 @@ func (v RuleFlag) Type() string {
 
 // Set records one argument; a pattern is validated at once.
 func (v RuleFlag) Set(s string) error {
-	if v.kind != argFilterFrom {
+	if !v.kind.fromFile() {
 		if _, err := compileRule(Rule{Include: v.kind == argInclude, Pattern: s}); err != nil {
 			return err
 		}
@@ -527,15 +648,20 @@ func (a *RuleArgs) Rules(open func(name string) (io.ReadCloser, error)) ([]Rule,
 	}
 	var rules []Rule
 	for _, arg := range a.args {
-		if arg.kind != argFilterFrom {
+		if !arg.kind.fromFile() {
 			rules = append(rules, Rule{Include: arg.kind == argInclude, Pattern: arg.value})
 			continue
 		}
 		rc, err := open(arg.value)
 		if err != nil {
-			return nil, fmt.Errorf("filter file %s: %w", arg.value, err)
+			return nil, fmt.Errorf("filter file %s: %w", arg.value, pathProblem(err))
 		}
-		rs, err := ParseFilterFile(rc, arg.value)
+		var rs []Rule
+		if arg.kind == argFilterFrom {
+			rs, err = ParseFilterFile(rc, arg.value)
+		} else {
+			rs, err = ParsePatternFile(rc, arg.value, arg.kind == argIncludeFrom)
+		}
 		rc.Close()
 		if err != nil {
 			return nil, err

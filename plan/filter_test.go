@@ -537,9 +537,14 @@ func TestFilterSizeAndAge(t *testing.T) {
 // diffOps runs f.Diff and renders each op as "kind path reason".
 func filterDiffOps(t *testing.T, f *plan.Filter, src, dst []plan.Entry, del bool) []string {
 	t.Helper()
+	return filterDiffWith(t, f, src, dst, plan.DiffOptions{Delete: del})
+}
+
+func filterDiffWith(t *testing.T, f *plan.Filter, src, dst []plan.Entry, opt plan.DiffOptions) []string {
+	t.Helper()
 	var got []string
 	err := f.Diff(context.Background(), &plan.SliceLister{Entries: src}, &plan.SliceLister{Entries: dst},
-		plan.DiffOptions{Delete: del}, func(op plan.Op) error {
+		opt, func(op plan.Op) error {
 			got = append(got, strings.TrimSpace(op.Kind.String()+" "+op.Src.Path+" "+op.Reason))
 			return nil
 		})
@@ -640,6 +645,65 @@ func TestFilterDiffProtectsExcluded(t *testing.T) {
 		plan.DiffOptions{Delete: true}, func(plan.Op) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Errorf("emit error: got %v", err)
+	}
+}
+
+// --delete-excluded: what the rules exclude at the destination is deleted
+// like any extra; a directory goes whole.
+func TestFilterDiffDeleteExcluded(t *testing.T) {
+	f := ruleFilter(t, "- *.log", "- /cache/")
+	file := func(p string) plan.Entry { return plan.Entry{Path: p, Type: plan.TypeFile, Size: 1} }
+	dir := func(p string) plan.Entry { return plan.Entry{Path: p, Type: plan.TypeDir} }
+	src := []plan.Entry{file("a.log"), file("keep"), dir("rep"), file("rep/x.log")}
+	dst := []plan.Entry{file("a.log"), dir("cache"), file("cache/x"), file("keep"), dir("rep"), file("rep/x.log")}
+	want := []string{"delete a.log extra", "delete cache extra", "skip keep", "mkdir rep exists", "delete rep/x.log extra"}
+	if got := filterDiffWith(t, f, src, dst, plan.DiffOptions{Delete: true, DeleteExcluded: true}); !slices.Equal(got, want) {
+		t.Errorf("ops:\n got %q\nwant %q", got, want)
+	}
+}
+
+// --files-from: only the listed paths and the directories above them; a
+// listed directory is not recursed into; rules apply on top; what is not
+// listed is neither transferred nor deleted.
+func TestFilterFilesFrom(t *testing.T) {
+	list, err := plan.ParseFilesFrom(strings.NewReader("# list\n\n/a/b/f\n./top\nd/\nx.log\n;c\n"), "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a/b/f", "top", "d", "x.log"}; !slices.Equal(list, want) {
+		t.Fatalf("ParseFilesFrom = %q, want %q", list, want)
+	}
+	f := mustFilter(t, plan.FilterOptions{FilesFrom: list, Rules: mustRules(t, []string{"- *.log"}), MinSize: -1, MaxSize: -1})
+	file := func(p string) plan.Entry { return plan.Entry{Path: p, Type: plan.TypeFile, Size: 1} }
+	dir := func(p string) plan.Entry { return plan.Entry{Path: p, Type: plan.TypeDir} }
+	src := []plan.Entry{dir("a"), file("a/x"), dir("a/b"), file("a/b/f"), file("a/b/g"), dir("d"), file("d/in"),
+		file("top"), file("x.log")}
+	dst := []plan.Entry{file("old")}
+	want := []string{"mkdir a new", "mkdir a/b new", "put a/b/f new", "mkdir d new", "put top new"}
+	if got := filterDiffOps(t, f, src, dst, true); !slices.Equal(got, want) {
+		t.Errorf("ops:\n got %q\nwant %q", got, want)
+	}
+	for _, bad := range []string{"../x\n", "a/../../x\n"} {
+		if _, err := plan.ParseFilesFrom(strings.NewReader(bad), "list"); err == nil || !strings.Contains(err.Error(), "leaves the source") {
+			t.Errorf("ParseFilesFrom(%q) = %v, want a refusal", bad, err)
+		}
+	}
+}
+
+func TestParsePatternFile(t *testing.T) {
+	rules, err := plan.ParsePatternFile(strings.NewReader("# c\n*.o\n\n+ keep.o\n;x\n- tmp/\r\n"), "pats", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(rules))
+	for i, r := range rules {
+		got[i] = r.String()
+	}
+	if want := []string{"- *.o", "+ keep.o", "- tmp/"}; !slices.Equal(got, want) {
+		t.Errorf("rules = %q, want %q", got, want)
+	}
+	if _, err := plan.ParsePatternFile(strings.NewReader("ok\n[z-a\n"), "pats", true); err == nil || !strings.HasPrefix(err.Error(), "pattern file pats line 2:") {
+		t.Errorf("bad pattern: %v", err)
 	}
 }
 

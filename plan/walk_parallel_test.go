@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -111,7 +112,7 @@ var parallelTrees = []struct {
 
 func walkN(t *testing.T, base, top string, checkers int, skip func(plan.Entry) bool) []plan.Entry {
 	t.Helper()
-	return walkWalker(t, plan.NewWalkerN(openRoot(t, base), top, checkers), checkers, skip)
+	return walkWalker(t, plan.NewWalkerN(fsroottest.Open(t, base), top, checkers), checkers, skip)
 }
 
 // walkWalker is walkN on a Walker made by the caller.
@@ -190,7 +191,7 @@ func TestWalkerParallelVanishing(t *testing.T) {
 			for _, n := range []int{1, 2, 8} {
 				base := t.TempDir()
 				buildTree(t, base, nodes)
-				w := plan.NewWalkerN(openRoot(t, base), "", n)
+				w := plan.NewWalkerN(fsroottest.Open(t, base), "", n)
 				plan.SetWalkHook(w, func(op, rel string) {
 					if tc.vanish(op, rel) {
 						if err := os.RemoveAll(filepath.Join(base, rel)); err != nil {
@@ -227,7 +228,7 @@ func TestWalkerParallelBounded(t *testing.T) {
 	buildTree(t, base, append(wideTree(400, 2), deepTree(40)...))
 	for _, checkers := range []int{2, 4, 8} {
 		var reads atomic.Int64
-		w := plan.NewWalkerN(openRoot(t, base), "", checkers)
+		w := plan.NewWalkerN(fsroottest.Open(t, base), "", checkers)
 		plan.SetWalkHook(w, func(op, rel string) {
 			if op == "readdir" {
 				reads.Add(1)
@@ -265,7 +266,7 @@ func TestWalkerParallelCanceled(t *testing.T) {
 	buildTree(t, base, wideTree(50, 3))
 	release := make(chan struct{})
 	var once sync.Once
-	w := plan.NewWalkerN(openRoot(t, base), "", 4)
+	w := plan.NewWalkerN(fsroottest.Open(t, base), "", 4)
 	plan.SetWalkHook(w, func(op, rel string) {
 		if op == "readdir" && rel == "d0010" {
 			<-release // a directory that takes forever to read

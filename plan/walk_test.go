@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -159,16 +159,6 @@ func checkAgainstLstat(t *testing.T, base string, es []plan.Entry) {
 	}
 }
 
-func openRoot(t *testing.T, dir string) *fsroot.Root {
-	t.Helper()
-	r, err := fsroot.Open(dir)
-	if err != nil {
-		t.Fatalf("fsroot.Open: %v", err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
 var walkTree = []node{
 	{path: "B", typ: plan.TypeFile, mode: 0o644, data: "upper"},
 	{path: "a", typ: plan.TypeDir, mode: 0o755},
@@ -202,7 +192,7 @@ var walkTree = []node{
 func TestWalkerOrderAndAttributes(t *testing.T) {
 	base := t.TempDir()
 	buildTree(t, base, walkTree)
-	r := openRoot(t, base)
+	r := fsroottest.Open(t, base)
 
 	got := walkAll(t, plan.NewWalker(r, ""))
 
@@ -282,7 +272,7 @@ func TestWalkerOrderAndAttributes(t *testing.T) {
 func TestWalkerSubdirectoryTop(t *testing.T) {
 	base := t.TempDir()
 	buildTree(t, base, walkTree)
-	r := openRoot(t, base)
+	r := fsroottest.Open(t, base)
 
 	for _, c := range []struct {
 		top  string
@@ -314,7 +304,7 @@ func TestWalkerSymlinkInSubdirectoryTop(t *testing.T) {
 		{path: "top/l", typ: plan.TypeSymlink, target: "inside"},
 		{path: "l", typ: plan.TypeSymlink, target: "at-root"},
 	})
-	got := walkAll(t, plan.NewWalker(openRoot(t, base), "top"))
+	got := walkAll(t, plan.NewWalker(fsroottest.Open(t, base), "top"))
 	if len(got) != 1 || got[0].Path != "l" || got[0].Type != plan.TypeSymlink || got[0].Target != "inside" {
 		t.Fatalf("got %+v, want one symlink l -> inside", got)
 	}
@@ -322,7 +312,7 @@ func TestWalkerSymlinkInSubdirectoryTop(t *testing.T) {
 
 func TestWalkerMissingTopIsEmpty(t *testing.T) {
 	base := t.TempDir()
-	r := openRoot(t, base)
+	r := fsroottest.Open(t, base)
 	if err := os.Remove(base); err != nil { // the root itself vanishes
 		t.Fatal(err)
 	}
@@ -337,7 +327,7 @@ func TestWalkerMissingTopIsEmpty(t *testing.T) {
 func TestWalkerCanceled(t *testing.T) {
 	base := t.TempDir()
 	buildTree(t, base, walkTree)
-	w := plan.NewWalker(openRoot(t, base), "")
+	w := plan.NewWalker(fsroottest.Open(t, base), "")
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := w.Next(ctx); err != nil {
 		t.Fatal(err)
@@ -369,7 +359,7 @@ func TestWalkerUnreadableGoesOn(t *testing.T) {
 		if err := os.Symlink("a", filepath.Join(base, "l")); err != nil {
 			t.Fatal(err)
 		}
-		w := plan.NewWalkerN(openRoot(t, base), "", checkers)
+		w := plan.NewWalkerN(fsroottest.Open(t, base), "", checkers)
 		plan.SetWalkHook(w, func(op, rel string) {
 			if (op == "readdir" && rel == "b") || (op == "readlink" && rel == "l") {
 				os.RemoveAll(filepath.Join(base, rel))

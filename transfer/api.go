@@ -15,6 +15,10 @@ import (
 // Options tune a transfer; see wire.Options.
 type Options = wire.Options
 
+// OwnersMode says whether a transfer keeps owners and groups; see
+// wire.OwnersMode.
+type OwnersMode = wire.OwnersMode
+
 // Shard names one share of a cluster transfer; see wire.Shard.
 type Shard = wire.Shard
 

@@ -95,6 +95,9 @@ func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		err  error
 		prev progress.Summary
 	)
+	if opt.MaxTransfer > 0 && (len(src.Agents) > 1 || len(dst.Agents) > 1) {
+		return sum, exitcode.Usagef("--max-transfer is not supported on cluster transfers (each agent pair would count its own)")
+	}
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		tally := progress.NewTally()

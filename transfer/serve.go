@@ -44,6 +44,11 @@ type ServerConfig struct {
 	// AllowSetid, with Root, keeps the set-uid, set-gid and sticky bits
 	// of what peers upload; by default they are dropped.
 	AllowSetid bool
+	// AllowOwners lets clients set the owners and groups of what they
+	// upload (with root privilege); AllowDevices lets them create device
+	// files.
+	AllowOwners  bool
+	AllowDevices bool
 	// DialOptions are used when a job makes this server push to another.
 	Dial session.DialOptions
 	// PushAllow restricts the servers third-party jobs push to
@@ -88,6 +93,7 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error { return sr
 func (srv *Server) services(s *session.Session, g session.Grant) error {
 	o := receive.Options{NoFsync: srv.cfg.NoFsync, ReadOnly: srv.cfg.ReadOnly, Served: true,
 		Umask: srv.cfg.Umask, AllowSetid: srv.cfg.AllowSetid,
+		AllowOwners: srv.cfg.AllowOwners, AllowDevices: srv.cfg.AllowDevices,
 		Metrics: srv.cfg.Metrics, Transport: s.Transport(), MaxOpen: srv.cfg.MaxOpenFiles,
 		TempFiles: srv.tempFiles}
 	var hd *receive.Handler
@@ -111,6 +117,9 @@ func (srv *Server) services(s *session.Session, g session.Grant) error {
 		store = srv.cfg.CAS
 	}
 	hd.Register(s)
+	if !g.Ticket {
+		hd.RegisterReads(s)
+	}
 	casnet.Serve(s, store, srv.cfg.CASReadOnly)
 	bench.Serve(s, hd)
 	return nil

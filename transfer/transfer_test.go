@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/session/sessiontest"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/xfer-io/xfer/backends/tcp"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/internal/progress"
 )
@@ -116,22 +118,8 @@ func (e *events) retried() bool {
 
 func startTestServer(t *testing.T) (string, string) {
 	t.Helper()
-	dir := t.TempDir()
-	root, err := fsroot.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := NewServer(ServerConfig{Root: root, NoFsync: true})
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return ln.Addr().String(), dir
+	root, dir := fsroottest.Temp(t)
+	return sessiontest.Serve(t, NewServer(ServerConfig{Root: root, NoFsync: true})), dir
 }
 
 func writeFile(t *testing.T, p string, n int) []byte {
@@ -264,12 +252,17 @@ func TestEntryRoundTrip(t *testing.T) {
 		e.Uvar(1)
 		e.Uvar(1)
 		e.Str("permission denied")
+		e.Uvar(1000)
+		e.Uvar(100)
+		e.U8(uint8(fsroot.SpecialChar))
+		e.Uvar(1<<8 | 3)
 		got, err := wire.ReadEntry(&wire.Dec{Buf: e.Buf})
 		if (err == nil) != tt.ok {
 			t.Errorf("%q: err = %v", tt.path, err)
 			continue
 		}
-		if tt.ok && (got.Path != tt.path || got.Size != 5 || !bytes.Equal(got.Digest, d[:]) || got.Err != "permission denied") {
+		if tt.ok && (got.Path != tt.path || got.Size != 5 || !bytes.Equal(got.Digest, d[:]) || got.Err != "permission denied" ||
+			got.Uid != 1000 || got.Gid != 100 || got.Special != fsroot.SpecialChar || got.Rdev != 1<<8|3) {
 			t.Errorf("%q: round trip gave %+v", tt.path, got)
 		}
 	}

@@ -83,7 +83,19 @@ type Options struct {
 	// Verbose also prints one line per transferred or deleted file (bar and
 	// plain modes), and in the summary why the transport was chosen.
 	Verbose bool
+	// Stats prints the counters so far every Stats (0: never): a
+	// "stats:" line in the bar and plain modes, a stats event in
+	// ModeJSON, nothing in ModeQuiet.
+	Stats time.Duration
+	// Progress (-P) asks for the live display whatever Stdout is: the bar
+	// on a terminal; elsewhere, where the bar cannot redraw in place, a
+	// stats line every ProgressInterval (unless Stats is shorter).
+	Progress bool
 }
+
+// ProgressInterval is how often -P prints a stats line when the output is
+// not a terminal, as often as rclone -P redraws.
+const ProgressInterval = 500 * time.Millisecond
 
 // barInterval is the minimum time between two redraws of the bar.
 const barInterval = 100 * time.Millisecond
@@ -113,6 +125,11 @@ type Printer struct {
 
 	// What the plan events of a dry run add up to.
 	planFiles, planBytes, planDeletes int64
+
+	// --stats: every stats, counted from start.
+	stats     time.Duration
+	start     time.Time
+	lastStats time.Time
 }
 
 // New returns a Printer writing to o.Stdout and o.Stderr in the mode o.Mode
@@ -146,6 +163,12 @@ func New(o Options) *Printer {
 	if p.mode == ModeBar {
 		p.bar = newBar(p.out, terminalSize(p.out), p.now())
 	}
+	p.stats = o.Stats
+	if o.Progress && p.mode != ModeBar && (p.stats <= 0 || p.stats > ProgressInterval) {
+		p.stats = ProgressInterval
+	}
+	p.start = p.now()
+	p.lastStats = p.start
 	return p
 }
 
@@ -172,17 +195,28 @@ func (p *Printer) Emit(e progress.Event) {
 	switch {
 	case e.Event == progress.KindSummary:
 		return
-	case p.mode == ModeJSON:
-		if e.Event != progress.KindProgress {
-			p.writeJSON(e)
-		}
+	case p.mode == ModeJSON && e.Event != progress.KindProgress:
+		p.writeJSON(e)
 		return
 	case e.Event == progress.KindProgress:
+		p.mu.Lock()
 		if p.mode == ModeBar {
-			p.mu.Lock()
 			p.progress(e)
-			p.mu.Unlock()
 		}
+		stats, due := p.statsDue(e)
+		p.mu.Unlock()
+		if !due {
+			return
+		}
+		if p.mode == ModeJSON {
+			p.writeJSON(stats)
+			return
+		}
+		p.mu.Lock()
+		if !p.finished {
+			p.printLine(p.out, statsLine(stats))
+		}
+		p.mu.Unlock()
 		return
 	}
 
@@ -342,6 +376,40 @@ func (p *Printer) countPlan(e progress.Event) {
 	}
 }
 
+// statsDue returns the stats event of progress event e when --stats is
+// due (the interval passed since the last one). Called with p.mu held.
+func (p *Printer) statsDue(e progress.Event) (progress.Event, bool) {
+	if p.stats <= 0 || p.finished || p.mode == ModeQuiet {
+		return progress.Event{}, false
+	}
+	now := p.now()
+	if now.Sub(p.lastStats) < p.stats {
+		return progress.Event{}, false
+	}
+	p.lastStats = now
+	el := now.Sub(p.start).Seconds()
+	st := progress.Event{Event: progress.KindStats, BytesDone: e.BytesDone, BytesTotal: e.BytesTotal,
+		FilesDone: e.FilesDone, FilesTotal: e.FilesTotal, Listing: e.Listing, ElapsedS: el}
+	if el > 0 {
+		st.RateBps = float64(e.BytesDone) / el
+	}
+	return st, true
+}
+
+// statsLine is the human form of a stats event: "stats: 3.0 MiB of 12 MiB
+// (25%), 2 of 8 files, 1.5 MiB/s, elapsed 2s, ETA 6s" ("ETA -" while the
+// source is still being listed).
+func statsLine(e progress.Event) string {
+	var b strings.Builder
+	b.WriteString("stats: " + FormatBytes(e.BytesDone) + " of " + FormatBytes(e.BytesTotal))
+	if e.BytesTotal > 0 {
+		fmt.Fprintf(&b, " (%d%%)", e.BytesDone*100/e.BytesTotal)
+	}
+	fmt.Fprintf(&b, ", %d of %d files, %s/s, elapsed %s, ETA %s", e.FilesDone, e.FilesTotal,
+		FormatBytes(int64(e.RateBps)), time.Duration(e.ElapsedS*float64(time.Second)).Round(100*time.Millisecond), etaText(e.BytesDone, e.BytesTotal, e.RateBps, e.Listing))
+	return b.String()
+}
+
 // printLine prints line on w, above the progress display if one is
 // drawn.
 func (p *Printer) printLine(w io.Writer, line string) {
@@ -413,6 +481,8 @@ func (p *Printer) summaryLine(s progress.Summary) string {
 		b.WriteString("; interrupted, not done")
 	case progress.StoppedMaxDuration:
 		b.WriteString("; stopped at --max-duration, not done")
+	case progress.StoppedMaxTransfer:
+		b.WriteString("; stopped at --max-transfer, not done")
 	default:
 		b.WriteString("; stopped (" + printable(s.Stopped) + "), not done")
 	}

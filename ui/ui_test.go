@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -190,26 +191,14 @@ func TestHumanModes(t *testing.T) {
 			if strings.Contains(stdout+stderr, "\r") {
 				t.Errorf("output contains a carriage return:\n%q\n%q", stdout, stderr)
 			}
-			if got := lines(stdout); !equal(got, tt.wantStdout) {
+			if got := lines(stdout); !slices.Equal(got, tt.wantStdout) {
 				t.Errorf("stdout:\n got %q\nwant %q", got, tt.wantStdout)
 			}
-			if got := lines(stderr); !equal(got, tt.wantStderr) {
+			if got := lines(stderr); !slices.Equal(got, tt.wantStderr) {
 				t.Errorf("stderr:\n got %q\nwant %q", got, tt.wantStderr)
 			}
 		})
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestJSON(t *testing.T) {
@@ -344,7 +333,7 @@ func TestBar(t *testing.T) {
 	scr := newScreen(100)
 	scr.write(out.String())
 	want := []string{"transferred 13 files (8.8 KiB) in 2.0s (4.4 KiB/s), skipped 0, deleted 0, errors 0, proto tcp"}
-	if got := scr.text(); !equal(got, want) {
+	if got := scr.text(); !slices.Equal(got, want) {
 		t.Errorf("screen after Finish:\n%q\nwant %q", got, want)
 	}
 }
@@ -661,6 +650,55 @@ func TestConcurrentEmit(t *testing.T) {
 				if !strings.HasSuffix(stdout, "errors 0, proto tcp\n") {
 					t.Errorf("stdout does not end with the summary: %q", stdout[max(0, len(stdout)-200):])
 				}
+			}
+		})
+	}
+}
+
+// TestStats: --stats prints the counters every interval (a line in the
+// human modes, a stats event in JSON, nothing when quiet); -P off a
+// terminal prints them every ProgressInterval.
+func TestStats(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		o         Options
+		want      int    // stats outputs over 2s of progress every 200ms
+		wantFirst string // the first of them
+	}{
+		{"plain 1s", Options{Mode: ModePlain, Stats: time.Second}, 2,
+			"stats: 5.0 MiB of 20.0 MiB (25%), 5 of 20 files, 5.0 MiB/s, elapsed 1s, ETA 3s"},
+		// Progress comes every 200ms: the first at or after 500ms is at 600ms.
+		{"json 500ms", Options{Mode: ModeJSON, Stats: 500 * time.Millisecond}, 3,
+			`{"event":"stats","time":"2026-01-02T03:04:06.278Z","bytes_done":3145728,"bytes_total":20971520,"files_done":3,"files_total":20,"elapsed_s":0.6,"rate_bps":5242880}`},
+		{"quiet", Options{Mode: ModeQuiet, Stats: 200 * time.Millisecond}, 0, ""},
+		{"none", Options{Mode: ModePlain}, 0, ""},
+		{"progress off a terminal", Options{Mode: ModePlain, Progress: true}, 3, ""},
+		{"progress with a shorter --stats", Options{Mode: ModePlain, Progress: true, Stats: 200 * time.Millisecond}, 10, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errw bytes.Buffer
+			o := tc.o
+			o.Stdout, o.Stderr = &out, &errw
+			p := New(o)
+			clock := time.Date(2026, 1, 2, 3, 4, 5, 678_000_000, time.UTC)
+			p.now = func() time.Time { return clock }
+			p.start, p.lastStats = clock, clock
+			for i := 1; i <= 10; i++ {
+				clock = clock.Add(200 * time.Millisecond)
+				p.Emit(progress.Event{Event: progress.KindProgress, BytesDone: int64(i) << 20, BytesTotal: 20 << 20,
+					FilesDone: int64(i), FilesTotal: 20})
+			}
+			var got []string
+			for _, l := range lines(out.String()) {
+				if strings.HasPrefix(l, "stats: ") || strings.Contains(l, `"event":"stats"`) {
+					got = append(got, l)
+				}
+			}
+			if len(got) != tc.want {
+				t.Fatalf("%d stats outputs, want %d:\n%s", len(got), tc.want, out.String())
+			}
+			if tc.wantFirst != "" && got[0] != tc.wantFirst {
+				t.Errorf("first stats output\n got %s\nwant %s", got[0], tc.wantFirst)
 			}
 		})
 	}

@@ -24,6 +24,8 @@ var layers = []layer{
 	}},
 	{name: "wire", pkgs: []string{"transfer/wire"}},
 	{name: "session", pkgs: []string{"transfer/session", "transfer/sshconn"}},
+	// The tests' helper that serves and dials a session on loopback.
+	{name: "session tests", pkgs: []string{"transfer/session/sessiontest"}},
 	{name: "services", pkgs: []string{"transfer/receive", "transfer/casnet", "transfer/bench", "transfer/cluster"}},
 	{name: "send", pkgs: []string{"transfer/send"}},
 	{name: "transfer", pkgs: []string{"transfer"}},

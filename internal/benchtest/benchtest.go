@@ -1,11 +1,13 @@
 // Package benchtest holds what benchmarks of several packages share: a
 // scratch directory on tmpfs, so that they measure the code and not the
-// disk.
+// disk, and how they report latencies.
 package benchtest
 
 import (
 	"os"
+	"slices"
 	"testing"
+	"time"
 )
 
 // Dir makes a scratch directory named PREFIX* under /dev/shm when the
@@ -23,4 +25,15 @@ func Dir(tb testing.TB, prefix string) string {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// ReportLatency reports the median and the 99th percentile of lat (which
+// it sorts) as the metrics p50-ns and p99-ns; nothing when lat is empty.
+func ReportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }

@@ -7,12 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xfer-io/xfer/internal/benchtest"
 )
 
 // Benchmarks run on tmpfs (/dev/shm) when available, so they measure the
@@ -55,15 +56,6 @@ func (m *cpuMeter) stop() {
 	}
 }
 
-func reportLatency(b *testing.B, d []time.Duration) {
-	if len(d) == 0 {
-		return
-	}
-	slices.Sort(d)
-	b.ReportMetric(float64(d[len(d)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds()), "p99-ns")
-}
-
 func benchSmallStore(b *testing.B, n int, opts Options) (*Store, []ID) {
 	s := openTest(b, benchDir(b), opts)
 	ids := make([]ID, n)
@@ -104,7 +96,7 @@ func benchGet4K(b *testing.B, opts Options) {
 		}
 		i++
 	}
-	reportLatency(b, lat)
+	benchtest.ReportLatency(b, lat)
 }
 
 func BenchmarkGet4KParallel(b *testing.B) {
@@ -171,7 +163,7 @@ func BenchmarkPut1M(b *testing.B) {
 			lat = append(lat, time.Since(t0))
 		}
 	}
-	reportLatency(b, lat)
+	benchtest.ReportLatency(b, lat)
 }
 
 func benchFileSize() int64 {

@@ -6,6 +6,8 @@
 //	2 usage or configuration error
 //	3 cannot reach or talk to the peer (connect, handshake, authentication, protocol)
 //	4 stopped at --max-duration before the work was done (rerun to resume)
+//	5 a safety guard refused the deletions of a sync (--max-delete, an empty source)
+//	8 stopped at the --max-transfer limit (rclone's code for it; rerun to continue)
 //	130, 143 interrupted by SIGINT (Ctrl-C) or SIGTERM: 128 plus the signal's number
 //
 // Errors are classified by wrapping them; the innermost classification that
@@ -26,6 +28,13 @@ const (
 	// Stopped is a run that reached its --max-duration with work left;
 	// the next run resumes it.
 	Stopped = 4
+	// Refused is a sync whose deletions a safety guard refused: more
+	// than --max-delete of them, or an empty source and a destination
+	// that is not (without --allow-empty-source). Nothing was deleted.
+	Refused = 5
+	// MaxTransfer is a run that stopped at its --max-transfer limit with
+	// work left, as rclone exits 8 then.
+	MaxTransfer = 8
 	// Interrupted is what a run stopped by SIGINT (Ctrl-C) exits with:
 	// 128 plus the signal's number, as a shell reports a process killed
 	// by it. SIGTERM gives 143 (see Signal).
@@ -61,6 +70,11 @@ func Usagef(format string, a ...any) error {
 // Peerf is an error reaching or talking to a peer (exit 3).
 func Peerf(format string, a ...any) error {
 	return &Error{Code: Peer, Err: fmt.Errorf(format, a...)}
+}
+
+// Refusedf is a sync's deletions refused by a safety guard (exit 5).
+func Refusedf(format string, a ...any) error {
+	return &Error{Code: Refused, Err: fmt.Errorf(format, a...)}
 }
 
 // Code returns the exit code for err: 0 for nil, the wrapped code if any,

@@ -97,6 +97,11 @@ type Info struct {
 	// back afterwards.
 	CtimeNs int64
 	Uid     uint32 // owner
+	Gid     uint32 // group
+	// Special says which kind of TypeOther this is; Rdev is the device
+	// number of a block or character device.
+	Special Special
+	Rdev    uint64
 	Ino     uint64
 	Dev     uint64
 	Nlink   uint64
@@ -389,6 +394,9 @@ func infoFromStat(name string, st *unix.Stat_t) Info {
 		MtimeNs: st.Mtim.Nano(),
 		CtimeNs: st.Ctim.Nano(),
 		Uid:     st.Uid,
+		Gid:     st.Gid,
+		Special: specialOf(st.Mode),
+		Rdev:    st.Rdev,
 		Ino:     st.Ino,
 		Dev:     st.Dev,
 		Nlink:   uint64(st.Nlink),

@@ -337,7 +337,7 @@ func TestLstat(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := Info{Name: tc.name, Type: tc.typ, Size: tc.size, Mode: tc.mode, MtimeNs: st.Mtim.Nano(),
-			CtimeNs: st.Ctim.Nano(), Uid: st.Uid, Ino: st.Ino, Dev: st.Dev, Nlink: st.Nlink, Blocks: st.Blocks}
+			CtimeNs: st.Ctim.Nano(), Uid: st.Uid, Gid: st.Gid, Special: specialOf(st.Mode), Rdev: st.Rdev, Ino: st.Ino, Dev: st.Dev, Nlink: st.Nlink, Blocks: st.Blocks}
 		if tc.typ == TypeDir {
 			want.Size = st.Size
 		}

@@ -6,7 +6,6 @@ package peertest
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/transfer"
+	"github.com/xfer-io/xfer/transfer/session/sessiontest"
 )
 
 // CAS runs an xfer server that exposes a fresh store and no exports, and
@@ -26,18 +26,9 @@ func CAS(tb testing.TB) (remote string, store *cas.Store) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		transfer.NewServer(transfer.ServerConfig{Exports: map[string]transfer.Export{}, CAS: store}).Serve(ctx, ln)
-		close(done)
-	}()
-	tb.Cleanup(func() { cancel(); <-done; store.Close() })
-	return "xfer://" + ln.Addr().String(), store
+	tb.Cleanup(func() { store.Close() })
+	addr := sessiontest.Serve(tb, transfer.NewServer(transfer.ServerConfig{Exports: map[string]transfer.Export{}, CAS: store}))
+	return "xfer://" + addr, store
 }
 
 // RunningDaemon is a daemon that Daemon started.

@@ -24,6 +24,7 @@ const (
 	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
 	KindStopped  = "stopped"  // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
 	KindSummary  = "summary"  // the last event of a run
+	KindStats    = "stats"    // --stats INTERVAL: the counters so far, with ElapsedS and the rate
 )
 
 // A dry run emits the events a real run would (transfer, delete, mkdir,
@@ -33,6 +34,7 @@ const (
 const (
 	StoppedInterrupted = "interrupted"  // SIGINT or SIGTERM
 	StoppedMaxDuration = "max-duration" // --max-duration reached
+	StoppedMaxTransfer = "max-transfer" // --max-transfer reached
 )
 
 // TimeFormat is how events and summaries carry their time: RFC 3339 in
@@ -70,6 +72,10 @@ type Event struct {
 	Listing bool `json:"listing,omitempty"`
 	// InFlight lists (some of) the files being sent, on progress events.
 	InFlight []InFlight `json:"in_flight,omitempty"`
+	// ElapsedS (seconds since the run started) and RateBps (bytes done
+	// per second over that time) are set on stats events.
+	ElapsedS float64 `json:"elapsed_s,omitempty"`
+	RateBps  float64 `json:"rate_bps,omitempty"`
 }
 
 // InFlight is a file (or a batch of small files) on its way.
@@ -116,11 +122,13 @@ type Summary struct {
 	Agents       map[string]AgentStats `json:"agents,omitempty"`
 	// ExitCode is the exit status of the run this summary ends (set by
 	// the command that prints it: 0 ok, 1 some files failed, 2 usage or
-	// configuration, 3 the peer, 4 stopped at --max-duration, 130/143
+	// configuration, 3 the peer, 4 stopped at --max-duration, 8 stopped
+	// at --max-transfer, 130/143
 	// interrupted by a signal).
 	ExitCode int `json:"exit_code"`
 	// Stopped says why a run ended before its work was done
-	// (StoppedInterrupted, StoppedMaxDuration); rerunning it resumes.
+	// (StoppedInterrupted, StoppedMaxDuration, StoppedMaxTransfer);
+	// rerunning it resumes.
 	Stopped string `json:"stopped,omitempty"`
 }
 

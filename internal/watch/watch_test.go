@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/xfer-io/xfer/internal/logbuf"
 )
 
 const debounce = 250 * time.Millisecond
@@ -71,25 +72,8 @@ func (c *counter) wait(t *testing.T, n int) {
 	}
 }
 
-// logBuf collects log output from the loop and sync goroutines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuf) logger() *slog.Logger {
+// logger is a debug logger writing to l.
+func logger(l *logbuf.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -97,7 +81,7 @@ func (l *logBuf) logger() *slog.Logger {
 type running struct {
 	l      *loop
 	c      *counter
-	log    *logBuf
+	log    *logbuf.Buffer
 	cancel context.CancelFunc
 	errc   chan error
 }
@@ -106,8 +90,8 @@ type running struct {
 // watches are set up, runs it and waits for the first sync.
 func startLoop(t *testing.T, dir string, o Options, c *counter, prep func(*loop)) *running {
 	t.Helper()
-	lb := &logBuf{}
-	o.Log = lb.logger()
+	lb := &logbuf.Buffer{}
+	o.Log = logger(lb)
 	l, err := newLoop(dir, o, c.sync)
 	if err != nil {
 		t.Fatal(err)

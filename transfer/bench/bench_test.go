@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -15,41 +14,25 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/session/sessiontest"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 )
 
 // benchServer runs a server over a fresh tree (read-only if asked) and
 // returns a session to it with the given streams, and the tree's path.
 func benchServer(t *testing.T, streams int, readOnly bool) (*session.Session, string) {
 	t.Helper()
-	dir := t.TempDir()
-	root, err := fsroot.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	root, dir := fsroottest.Temp(t)
 	srv := session.NewServer(session.ServerConfig{IdleTimeout: 5 * time.Second, Services: func(s *session.Session, _ session.Grant) error {
 		Serve(s, testScratch{root: root, readOnly: readOnly})
 		return nil
 	}})
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	s, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: "tcp", Streams: streams, ConnectTimeout: 5 * time.Second})
-	if err != nil {
-		cancel()
-		<-done
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); cancel(); <-done })
+	s := sessiontest.Dial(t, srv, session.DialOptions{Proto: "tcp", Streams: streams, ConnectTimeout: 5 * time.Second})
 	return s, dir
 }
 

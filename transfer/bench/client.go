@@ -16,6 +16,7 @@ import (
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/pattern"
 )
 
 // Bench modes: where the bulk bytes come from and where they go.
@@ -203,24 +204,11 @@ func benchSource(dir string, size int) (*os.File, error) {
 		return nil, fmt.Errorf("bench: source file: %w", err)
 	}
 	os.Remove(f.Name())
-	if _, err := f.Write(benchPattern(size)); err != nil {
+	if _, err := f.Write(pattern.Bytes(size, 0)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("bench: source file: %w", err)
 	}
 	return f, nil
-}
-
-// benchPattern is n bytes that do not compress.
-func benchPattern(n int) []byte {
-	b := make([]byte, n)
-	x := uint64(0x9E3779B97F4A7C15)
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		b[i] = byte(x)
-	}
-	return b
 }
 
 // benchBulk runs the bulk phase into res.
@@ -231,7 +219,7 @@ func (s *client) benchBulk(ctx context.Context, o Options, res *Result) error {
 	)
 	serverMode := ModeMem
 	if o.Mode == ModeMem {
-		payload = benchPattern(o.Size)
+		payload = pattern.Bytes(o.Size, 0)
 	} else {
 		var err error
 		if src, err = benchSource(o.TempDir, o.Size); err != nil {
@@ -335,7 +323,7 @@ func (s *client) benchPing(ctx context.Context, o Options, res *Result) error {
 		st.pongs = nil
 		st.mu.Unlock()
 	}()
-	payload := benchPattern(o.PingSize)
+	payload := pattern.Bytes(o.PingSize, 0)
 	rtts := make([][]time.Duration, n)
 	sent, msgs := make([]int64, n), make([]int64, n)
 	errs := make([]error, n)

@@ -335,27 +335,24 @@ func (st *benchState) handle(l *session.Lane, hdr []byte, n int, buf *[]byte) er
 		return fmt.Errorf("bad bench message header: %w", d.Err)
 	}
 	switch hdr[0] {
-	case wire.MsgBenchData:
+	case wire.MsgBenchData, wire.MsgBenchPing:
+		data := hdr[0] == wire.MsgBenchData
+		what, limit := "data", MaxSize
+		if !data {
+			what, limit = "ping", MaxPing
+		}
 		run := st.lookup(id)
 		if run == nil {
-			return fmt.Errorf("bench data for run %d, which is not open", id)
+			return fmt.Errorf("bench %s for run %d, which is not open", what, id)
 		}
-		p, err := l.Payload(n, MaxSize, buf)
+		p, err := l.Payload(n, limit, buf)
 		if err != nil {
 			return err
 		}
-		run.receive(l.Index(), p, true)
-		return nil
-	case wire.MsgBenchPing:
-		run := st.lookup(id)
-		if run == nil {
-			return fmt.Errorf("bench ping for run %d, which is not open", id)
+		run.receive(l.Index(), p, data)
+		if data {
+			return nil
 		}
-		p, err := l.Payload(n, MaxPing, buf)
-		if err != nil {
-			return err
-		}
-		run.receive(l.Index(), p, false)
 		return l.Send(benchHeader(wire.MsgBenchPong, id, seq), p)
 	case wire.MsgBenchPong:
 		st.mu.Lock()

@@ -14,8 +14,10 @@ import (
 	_ "github.com/xfer-io/xfer/backends/tcp" // the transport the tests use
 
 	"github.com/xfer-io/xfer/transfer/session"
+	"github.com/xfer-io/xfer/transfer/session/sessiontest"
 
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/pattern"
 )
 
 // casServer runs a server exposing a fresh store (or a read-only one) and
@@ -27,21 +29,7 @@ func casServer(t *testing.T, proto string, readOnly bool) (*Client, *cas.Store) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := storeServer(store, readOnly)
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	s, err := session.Dial(ctx, ln.Addr().String(), session.DialOptions{Proto: proto, Streams: 2, ConnectTimeout: 5 * time.Second})
-	if err != nil {
-		cancel()
-		<-done
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); cancel(); <-done })
+	s := sessiontest.Dial(t, storeServer(store, readOnly), session.DialOptions{Proto: proto, Streams: 2, ConnectTimeout: 5 * time.Second})
 	return NewClient(s), store
 }
 
@@ -51,18 +39,6 @@ func storeServer(store *cas.Store, readOnly bool) *session.Server {
 		Serve(s, store, readOnly)
 		return nil
 	}})
-}
-
-func pattern(n int, seed byte) []byte {
-	b := make([]byte, n)
-	x := uint32(seed)*2654435761 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
 }
 
 func TestCASSession(t *testing.T) {
@@ -77,7 +53,7 @@ func TestCASSession(t *testing.T) {
 			defer local.Close()
 			ctx := context.Background()
 			for i, n := range sizes {
-				data := pattern(n, byte(i))
+				data := pattern.Bytes(n, uint64(i))
 				want := cas.Sum(data)
 				// put from a reader, hashed on the fly
 				id, sent, err := s.PutReader(ctx, bytes.NewReader(data), nil)
@@ -118,7 +94,7 @@ func TestCASSession(t *testing.T) {
 func TestCASSessionFile(t *testing.T) {
 	s, remote := casServer(t, "auto", false)
 	ctx := context.Background()
-	data := pattern(2*casMaxPayload+99, 7)
+	data := pattern.Bytes(2*casMaxPayload+99, 7)
 	path := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -163,7 +139,7 @@ func TestCASSessionErrors(t *testing.T) {
 	t.Run("read-only", func(t *testing.T) {
 		s, remote := casServer(t, "tcp", true)
 		for _, n := range []int{10, 2*casMaxPayload + 1} {
-			_, _, err := s.PutReader(ctx, bytes.NewReader(pattern(n, 1)), nil)
+			_, _, err := s.PutReader(ctx, bytes.NewReader(pattern.Bytes(n, 1)), nil)
 			if !errors.Is(err, ErrNoStore) {
 				t.Fatalf("put %d bytes to a read-only store: %v", n, err)
 			}
@@ -175,7 +151,7 @@ func TestCASSessionErrors(t *testing.T) {
 	t.Run("corrupt", func(t *testing.T) {
 		s, remote := casServer(t, "tcp", false)
 		for _, n := range []int{4096, 3 * cas.MaxPacked} {
-			data := pattern(n, 3)
+			data := pattern.Bytes(n, 3)
 			id, err := remote.PutBytes(ctx, data)
 			if err != nil {
 				t.Fatal(err)

@@ -116,7 +116,11 @@ func (r *Receiver) WriteBatch(p []byte, count int, verify bool) ([]string, error
 			open = append(open, f)
 		}
 		written++
-		if err := writeSmall(int(f.Fd()), sf); err != nil {
+		err = writeSmall(int(f.Fd()), sf)
+		if err == nil {
+			r.chownFd(int(f.Fd()), sf.Owner)
+		}
+		if err != nil {
 			errs[i] = fsroot.Describe("write", sf.Path, err)
 		} else if err := setFileAttrs(f, sf.Mode); err != nil {
 			errs[i] = fsroot.Describe("chmod", sf.Path, err)
@@ -247,8 +251,10 @@ func (r *Receiver) writeTemp(dd *fsroot.Dir, sf *wire.SmallFile, masks map[*fsro
 	if err := writeSmall(fd, sf); err != nil {
 		return fail(fsroot.Describe("write", sf.Path, err))
 	}
-	// Set-id and sticky bits, and bits the mask took away, need fchmod.
-	if !known || sf.Mode&^mask != 0 {
+	// Set-id and sticky bits, and bits the mask took away, need fchmod;
+	// so does a mode a change of owner may have cut.
+	chowned := r.chownFd(fd, sf.Owner)
+	if !known || sf.Mode&^mask != 0 || chowned {
 		if err := unix.Fchmod(fd, sf.Mode&0o7777); err != nil {
 			return fail(fsroot.Describe("chmod", sf.Path, err))
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/internal/hashtree"
 )
 
@@ -94,7 +95,7 @@ func cpuNs() int64 {
 // TestWriteBatchModes: files of a batch land with their exact modes and
 // mtimes, new or replacing old ones, and nothing else stays behind.
 func TestWriteBatchModes(t *testing.T) {
-	root := openRoot(t)
+	root, _ := fsroottest.Temp(t)
 	r := newReceiver(root, Options{}, false, false, "")
 	modes := []uint32{0o644, 0o600, 0o444, 0o777, 0o4755, 0o1777, 0o2750, 0o000, 0o666}
 	for round := range 3 { // new files, then updates over them, then new again

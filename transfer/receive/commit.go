@@ -82,6 +82,7 @@ func (r *Receiver) Commit(cs []wire.CommitSpec) []string {
 			errs[i] = fmt.Sprintf("commit %s: whole-file BLAKE3 %s does not match the sender's %s", sp.Path, root, c.Digest)
 		}
 		if errs[i] == "" {
+			r.chownFd(int(rf.f.Fd()), sp.Owner)
 			if err := setFileAttrs(rf.f, sp.Mode); err != nil {
 				errs[i] = fsroot.Describe("chmod", sp.Path, err)
 			} else if err := setMtime(rf.f, sp.MtimeNs); err != nil {

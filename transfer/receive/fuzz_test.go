@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/internal/memtest"
 
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -21,7 +22,7 @@ func FuzzDataMessage(f *testing.F) {
 	f.Add(e.Buf, 1)
 	f.Add([]byte{1, 2, 3}, 3)
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
-		root := openRoot(t)
+		root, _ := fsroottest.Temp(t)
 		r := newReceiver(root, Options{NoFsync: true}, false, false, "")
 		r.WriteBatch(payload, count, true)
 		d := &wire.Dec{Buf: payload}

@@ -52,23 +52,19 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 		}
 		r.deferDir(op)
 	case "symlink":
-		if dir := plan.Dir(op.Path); dir != "" {
-			if err := r.root.MkdirAll(dir, 0o755); err != nil {
-				return fsroot.Describe("mkdir", dir, err)
-			}
+		if msg := r.mkParent(op.Path); msg != "" {
+			return msg
 		}
 		part, err := freshName(op.Path, func(name string) error { return r.root.Symlink(op.Target, name) })
 		if err != nil {
 			return fsroot.Describe("symlink", op.Path, err)
 		}
-		if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
-			r.root.Remove(part)
-			return fsroot.Describe("set mtime of", op.Path, err)
-		}
-		if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
-			r.root.Remove(part)
+		r.chownPath(part, op.Owner)
+		if msg := r.settle(part, op); msg != "" {
 			return msg
 		}
+	case "special":
+		return r.special(op)
 	case "link":
 		target, err := r.rel(op.Target)
 		if err != nil || target == "" {
@@ -88,6 +84,8 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 		}
 	case "setattrs":
 		return r.setAttrs(op)
+	case "backup":
+		return r.backupOp(op)
 	default:
 		return fmt.Sprintf("unknown operation %q", op.Op)
 	}
@@ -114,6 +112,7 @@ func (r *Receiver) setAttrs(op wire.MetaOp) string {
 		return ""
 	case fsroot.TypeSymlink:
 		// Linux has no link modes; the times go on the link itself.
+		r.chownPinned(pin, op.Owner)
 		if err := r.root.Lchtimes(op.Path, op.MtimeNs, op.MtimeNs); err != nil {
 			return fsroot.Describe("set mtime of", op.Path, err)
 		}
@@ -122,6 +121,7 @@ func (r *Receiver) setAttrs(op wire.MetaOp) string {
 	if r.peer != nil && info.Type == fsroot.TypeFile && info.Nlink > 1 {
 		return fmt.Sprintf("set attributes of %s: refused: the file has %d hard links, and one may lead outside the export", op.Path, info.Nlink)
 	}
+	r.chownPinned(pin, op.Owner)
 	if err := pin.Chmod(r.peer.fileMode(op.Mode)); err != nil {
 		return fsroot.Describe("chmod", op.Path, err)
 	}
@@ -133,7 +133,7 @@ func (r *Receiver) setAttrs(op wire.MetaOp) string {
 
 func (r *Receiver) deferDir(op wire.MetaOp) {
 	r.mu.Lock()
-	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs})
+	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs, owner: op.Owner})
 	r.mu.Unlock()
 }
 
@@ -151,6 +151,7 @@ func (r *Receiver) Finish() error {
 	r.restoreWritable() // then the directories' own attributes, where they come with the run
 	var first error
 	for _, d := range dirs {
+		r.chownPath(d.path, d.owner) // before the mode: a chown may drop set-id bits
 		if err := r.root.Chmod(d.path, d.mode); err != nil && first == nil {
 			first = errors.New(fsroot.Describe("chmod", d.path, err))
 		}
@@ -181,4 +182,28 @@ func (r *Receiver) abort() {
 		}
 		rf.mu.Unlock()
 	}
+}
+
+// mkParent makes the directories on the way to path.
+func (r *Receiver) mkParent(path string) string {
+	if dir := plan.Dir(path); dir != "" {
+		if err := r.root.MkdirAll(dir, 0o755); err != nil {
+			return fsroot.Describe("mkdir", dir, err)
+		}
+	}
+	return ""
+}
+
+// settle gives the fresh entry part op's mtime and renames it into
+// op.Path; on failure part is removed.
+func (r *Receiver) settle(part string, op wire.MetaOp) string {
+	if err := r.root.Lchtimes(part, op.MtimeNs, op.MtimeNs); err != nil {
+		r.root.Remove(part)
+		return fsroot.Describe("set mtime of", op.Path, err)
+	}
+	if msg := r.place(part, op.Path, op.ReplaceDir); msg != "" {
+		r.root.Remove(part)
+		return msg
+	}
+	return ""
 }

@@ -21,27 +21,25 @@ const (
 
 // fileMode is the mode a file that a peer asks to have mode m gets.
 func (p *peerPolicy) fileMode(m uint32) uint32 {
-	m &= 0o7777
-	if p == nil {
-		return m
-	}
-	m &^= p.umask & 0o777
-	if !p.setid {
-		m &^= modeSetuid | modeSetgid | modeSticky
-	}
-	return m
+	return p.mode(m, modeSetuid|modeSetgid|modeSticky)
 }
 
 // dirMode is the mode a directory that a peer asks to have mode m gets
 // (a sticky bit on a directory is kept: it restricts, not grants).
 func (p *peerPolicy) dirMode(m uint32) uint32 {
+	return p.mode(m, modeSetuid|modeSetgid)
+}
+
+// mode is m narrowed by the umask, without the bits of grants unless the
+// policy keeps them.
+func (p *peerPolicy) mode(m, grants uint32) uint32 {
 	m &= 0o7777
 	if p == nil {
 		return m
 	}
 	m &^= p.umask & 0o777
 	if !p.setid {
-		m &^= modeSetuid | modeSetgid
+		m &^= grants
 	}
 	return m
 }

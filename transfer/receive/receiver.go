@@ -41,6 +41,9 @@ type Receiver struct {
 	maxOpen int
 	// fds bounds the unnamed files batches hold open (FDBudget).
 	fds *FDBudget
+	// owners decides the owners and groups given to what arrives, and
+	// which special files may be created.
+	owners *ownerPolicy
 
 	mu     sync.Mutex
 	files  map[uint64]*rfile
@@ -79,6 +82,7 @@ type dirAttr struct {
 	path    string
 	mode    uint32
 	mtimeNs int64
+	owner   *wire.Owner
 }
 
 // newReceiver writes into root with o's settings; readOnly and setid are
@@ -90,8 +94,10 @@ func newReceiver(root *fsroot.Root, o Options, readOnly, setid bool, prefix stri
 	if r.fds == nil {
 		r.fds = NewFDBudget()
 	}
+	r.owners = newOwnerPolicy(true, true)
 	if o.Served {
 		r.peer = &peerPolicy{umask: o.Umask, setid: setid}
+		r.owners = newOwnerPolicy(o.AllowOwners, o.AllowDevices)
 	}
 	return r
 }

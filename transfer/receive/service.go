@@ -42,6 +42,10 @@ type Options struct {
 	Served     bool
 	Umask      uint32
 	AllowSetid bool
+	// AllowOwners lets a peer (Served) set the owners and groups of what
+	// it uploads (with root privilege), AllowDevices create device files.
+	AllowOwners  bool
+	AllowDevices bool
 	// Metrics counts what arrives, labelled with Transport.
 	Metrics   *metrics.Metrics
 	Transport string
@@ -357,11 +361,7 @@ func (h *Handler) serve(s *session.Session, r *wire.Req) {
 			defer s.Untrack(r.ID)
 			err := h.list(ctx, s, r, c)
 			s.DropCredit(r.ID)
-			if err != nil {
-				s.Reply(wire.ErrResp(r.ID, err))
-				return
-			}
-			s.Reply(&wire.Resp{ID: r.ID})
+			answer(s, r.ID, &wire.Resp{ID: r.ID}, err)
 		}()
 	case wire.OpHash:
 		ctx := s.Track(r.ID)
@@ -373,11 +373,7 @@ func (h *Handler) serve(s *session.Session, r *wire.Req) {
 		go func() {
 			defer s.Untrack(r.ID)
 			d, err := h.Hash(ctx, p)
-			if err != nil {
-				s.Reply(wire.ErrResp(r.ID, err))
-				return
-			}
-			s.Reply(&wire.Resp{ID: r.ID, Digest: d.String()})
+			answer(s, r.ID, &wire.Resp{ID: r.ID, Digest: d.String()}, err)
 		}()
 	case wire.OpJob:
 		if h.jobs == nil || r.Job == nil {
@@ -411,60 +407,17 @@ func (h *Handler) serve(s *session.Session, r *wire.Req) {
 			s.Reply(resp)
 		}()
 	case wire.OpTicket:
-		if h.tickets == nil {
-			s.Reply(&wire.Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: wire.KindUsage})
-			return
-		}
-		// The ticket is confined to the destination the client names,
-		// with the rights of this session there.
-		within, err := h.resolve(r.Path)
-		if rc := h.Receiver(); err == nil && (rc == nil || rc.readOnly) {
-			err = fmt.Errorf("ticket for %s: %w", r.Path, wire.ErrReadOnly)
-		}
-		if err != nil {
-			s.Reply(wire.ErrResp(r.ID, err))
-			return
-		}
-		h.bmu.Lock()
-		scope := h.prefix
-		h.bmu.Unlock()
-		tk, err := h.tickets.Issue(scope, within)
-		if err != nil {
-			s.Reply(wire.ErrResp(r.ID, err))
-			return
-		}
-		st, err := s.SealTicket(tk)
-		if err != nil {
-			s.Reply(wire.ErrResp(r.ID, err))
-			return
-		}
-		s.Reply(&wire.Resp{ID: r.ID, Ticket: st})
+		resp, err := h.ticket(s, r)
+		answer(s, r.ID, resp, err)
 	case wire.OpStat:
-		p, err := h.resolve(r.Path)
-		if err != nil {
-			s.Reply(wire.ErrResp(r.ID, err))
-			return
-		}
-		info, err := h.Lstat(p)
-		if err != nil {
-			s.Reply(wire.ErrResp(r.ID, err))
-			return
-		}
-		e := plan.EntryFromInfo(p, info)
-		if e.Type == plan.TypeSymlink {
-			e.Target, _ = h.Tree().Readlink(p)
-		}
-		s.Reply(&wire.Resp{ID: r.ID, Entry: &e})
+		resp, err := h.stat(r)
+		answer(s, r.ID, resp, err)
 	case wire.OpMkroot:
 		p, err := h.resolve(r.Path)
 		if err == nil {
 			err = h.Mkroot(p, r.Path, r.Lock)
 		}
-		if err != nil {
-			s.Reply(wire.ErrResp(r.ID, err))
-			return
-		}
-		s.Reply(&wire.Resp{ID: r.ID})
+		answer(s, r.ID, &wire.Resp{ID: r.ID}, err)
 	case wire.OpMeta, wire.OpOpen, wire.OpCommit, wire.OpFinish, wire.OpAdopt, wire.OpXattrs:
 		rc := h.Receiver()
 		if rc == nil {
@@ -492,11 +445,7 @@ func (h *Handler) serveReceiver(s *session.Session, rc *Receiver, r *wire.Req) {
 		s.Reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
 	case wire.OpAdopt:
 		missing, err := rc.Adopt(r.FID, r.Adopt)
-		if err != nil {
-			s.Reply(wire.ErrResp(r.ID, err))
-			return
-		}
-		s.Reply(&wire.Resp{ID: r.ID, Missing: missing})
+		answer(s, r.ID, &wire.Resp{ID: r.ID, Missing: missing}, err)
 	case wire.OpCommit:
 		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.Commit(r.Commits)})
 	case wire.OpFinish:
@@ -505,29 +454,73 @@ func (h *Handler) serveReceiver(s *session.Session, rc *Receiver, r *wire.Req) {
 			s.Reply(wire.ErrResp(r.ID, err))
 			return
 		}
-		s.Reply(&wire.Resp{ID: r.ID, Made: made})
+		s.Reply(&wire.Resp{ID: r.ID, Made: made, Owners: rc.TakeOwners()})
 	}
+}
+
+// answer replies to request id with resp, or, when err is set, with the
+// response of err.
+func answer(s *session.Session, id uint64, resp *wire.Resp, err error) {
+	if err != nil {
+		s.Reply(wire.ErrResp(id, err))
+		return
+	}
+	s.Reply(resp)
+}
+
+// ticket issues a ticket for the destination r names, sealed for s.
+func (h *Handler) ticket(s *session.Session, r *wire.Req) (*wire.Resp, error) {
+	if h.tickets == nil {
+		return &wire.Resp{ID: r.ID, Err: "this peer issues no tickets", Kind: wire.KindUsage}, nil
+	}
+	// The ticket is confined to the destination the client names,
+	// with the rights of this session there.
+	within, err := h.resolve(r.Path)
+	if rc := h.Receiver(); err == nil && (rc == nil || rc.readOnly) {
+		err = fmt.Errorf("ticket for %s: %w", r.Path, wire.ErrReadOnly)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.bmu.Lock()
+	scope := h.prefix
+	h.bmu.Unlock()
+	tk, err := h.tickets.Issue(scope, within)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.SealTicket(tk)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.Resp{ID: r.ID, Ticket: st}, nil
+}
+
+// stat answers an OpStat: the entry of r.Path, without following a
+// symlink.
+func (h *Handler) stat(r *wire.Req) (*wire.Resp, error) {
+	p, err := h.resolve(r.Path)
+	if err != nil {
+		return nil, err
+	}
+	info, err := h.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	e := plan.EntryFromInfo(p, info)
+	if e.Type == plan.TypeSymlink {
+		e.Target, _ = h.Tree().Readlink(p)
+	}
+	return &wire.Resp{ID: r.ID, Entry: &e}, nil
 }
 
 // hash hashes p, a path beneath the bound root.
 func (h *Handler) Hash(ctx context.Context, p string) (hashtree.Digest, error) {
-	root := h.Tree()
-	if root == nil {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, fs.ErrNotExist)
-	}
-	// O_NONBLOCK: a FIFO at p must not hang the session in open(2).
-	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	f, info, err := h.openRegular("hash", p)
 	if err != nil {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
+		return hashtree.Digest{}, err
 	}
 	defer f.Close()
-	info, err := fsroot.InfoFromFile(f)
-	if err != nil {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: %w", p, err)
-	}
-	if info.Type != fsroot.TypeFile {
-		return hashtree.Digest{}, fmt.Errorf("hash %s: not a regular file", p)
-	}
 	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
 	if err != nil {
 		return d, fmt.Errorf("hash %s: %w", p, ReadErr(err))

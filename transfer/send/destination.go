@@ -28,7 +28,7 @@ type Destination interface {
 	// its run lock if lock is set.
 	Mkroot(ctx context.Context, path string, lock bool) error
 	// Meta carries out metadata operations in order (mkdir, symlink,
-	// link, delete, setattrs), with one verdict per operation: "" for
+	// link, delete, setattrs, special), with one verdict per operation: "" for
 	// done, or why not.
 	Meta(ctx context.Context, ops []wire.MetaOp) ([]string, error)
 	// Xattrs makes the extended attributes within scope of each entry in
@@ -42,8 +42,9 @@ type Destination interface {
 	// Finish applies the directory attributes held back until the files
 	// beneath were written, and returns how many directories the
 	// destination created on its own on the way to files (a share of a
-	// cluster transfer sends no mkdirs).
-	Finish(ctx context.Context) (int64, error)
+	// cluster transfer sends no mkdirs), and what of the owners, groups
+	// and special files asked for it could not keep (nil: everything).
+	Finish(ctx context.Context) (int64, *wire.OwnerReport, error)
 	// XattrSupport is what the destination said in the handshake it can
 	// store of extended attributes; nil when it did not say (each entry's
 	// result tells).

@@ -7,13 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 	"time"
 
 	_ "github.com/xfer-io/xfer/backends/tcp" // the transport of the remote destination
 
-	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/fsroot/fsroottest"
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/receive"
@@ -43,7 +44,7 @@ type destKind struct {
 
 var destKinds = []destKind{
 	{"local", func(t *testing.T, dir string, o receive.Options) opened {
-		root := openTree(t, dir)
+		root := fsroottest.Open(t, dir)
 		h := receive.NewHandler(root, o)
 		done := false
 		stop := func() {
@@ -57,7 +58,7 @@ var destKinds = []destKind{
 		return opened{d: NewLocal(h, dir, 1, 0), interrupt: stop}
 	}},
 	{"remote", func(t *testing.T, dir string, o receive.Options) opened {
-		root := openTree(t, dir)
+		root := fsroottest.Open(t, dir)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -96,16 +97,6 @@ var destKinds = []destKind{
 		t.Cleanup(stop)
 		return opened{d: NewRemote(s, 0), interrupt: stop}
 	}},
-}
-
-func openTree(t *testing.T, dir string) *fsroot.Root {
-	t.Helper()
-	r, err := fsroot.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }
 
 const suiteChunk = 64 << 10
@@ -193,21 +184,9 @@ func names(t *testing.T, dir string) []string {
 
 func wantOnly(t *testing.T, dir string, want ...string) {
 	t.Helper()
-	if got := names(t, dir); !equal(got, want) {
+	if got := names(t, dir); !slices.Equal(got, want) {
 		t.Errorf("destination holds %q, want %q", got, want)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func open(t *testing.T, d Destination, sp wire.FileSpec) FileWriter {

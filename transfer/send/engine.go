@@ -59,6 +59,13 @@ type engine struct {
 	metaOps []wire.MetaOp
 	metaOf  []plan.Op
 	deletes pathList // extra destination entries, deleted after the transfers
+	// srcSeen counts the source entries the plan met (any op but a
+	// delete), dryDeletes the deletions a dry run planned: the deletion
+	// guards' figures (the plan is visited by one goroutine).
+	srcSeen, dryDeletes int64
+	// delDirs are the directories among the deletions (their contents
+	// count towards --max-delete).
+	delDirs []string
 	// links maps a multiply-linked source inode to the path at the
 	// destination that the other names of it are linked to; later paths
 	// become hard links (applied after transfers).
@@ -69,12 +76,20 @@ type engine struct {
 	// pass (plan.Shares; its Count is 0 in any other run).
 	shares plan.Shares
 
+	// names maps source owners and groups to names (--owners);
+	// unsupported counts special files skipped (--specials=false).
+	names       ownerNames
+	unsupported atomic.Int64
+
 	// flushFirst: a queued mkdir replaces a file or symlink, or enters a
 	// read-only directory; it goes out before the next file is sent.
 	flushFirst bool
 
 	// xattrs is the pass of -X and -A (xattrs.go).
 	xattrs xattrPass
+
+	// budget is --max-transfer (budget.go).
+	budget *budget
 }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
@@ -90,6 +105,7 @@ func Run(ctx context.Context, src *fsroot.Root, srcPath string, dst Destination,
 	defer cancel(nil)
 	e := &engine{src: src, srcPath: srcPath, dst: dst, dstPath: dstPath, opt: opt, sink: sink, tally: tally,
 		ctx: ctx, cancel: cancel, bigSem: make(chan struct{}, opt.Transfers), chunkCh: make(chan *chunkJob, 64)}
+	e.budget = newBudget(opt)
 	e.shares = plan.Shares{Split: opt.SplitShares, ChunkSize: opt.ChunkSize, HardLinks: opt.HardLinks, Delta: opt.Delta}
 	if sh := opt.Shard; sh != nil {
 		e.shares.Index, e.shares.Count = sh.Index, sh.Count
@@ -235,12 +251,19 @@ func (e *engine) run() error {
 		}
 	}
 	if dstList == nil {
-		dstList = e.dst.List(e.ctx, e.dstPath, false)
+		dstList = e.protectBackups(e.dst.List(e.ctx, e.dstPath, false))
+		srcList = e.protectBackups(srcList)
 	}
 	dopt := plan.DiffOptions{
-		Checksum:   e.opt.Checksum,
-		Delete:     e.opt.Delete,
-		Unreadable: e.unreadable,
+		Checksum:       e.opt.Checksum,
+		Delete:         e.opt.Delete,
+		DeleteExcluded: e.opt.DeleteExcluded,
+		Update:         e.opt.Update,
+		IgnoreExisting: e.opt.IgnoreExisting,
+		SizeOnly:       e.opt.SizeOnly,
+		Owners:         e.keepsOwners(),
+		Specials:       !e.opt.NoSpecials,
+		Unreadable:     e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
 			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
 			return d[:], err
@@ -281,11 +304,28 @@ func (e *engine) run() error {
 			return exitcode.Usagef("filter: %v", err)
 		}
 	}
-	visit := func(op plan.Op) error { return e.dispatch(op, smallCh, bigCh) }
+	carry := func(op plan.Op) error { return e.dispatch(op, smallCh, bigCh) }
 	if e.opt.DryRun {
-		visit = e.printPlan // the plan, as the run would carry it out
+		carry = e.printPlan // the plan, as the run would carry it out
+	}
+	visit := func(op plan.Op) error {
+		switch {
+		case op.Kind != plan.OpDelete:
+			e.srcSeen++
+		case e.opt.DryRun:
+			e.dryDeletes++
+			fallthrough
+		default:
+			if op.Src.Type == plan.TypeDir {
+				e.delDirs = append(e.delDirs, op.Src.Path)
+			}
+		}
+		return carry(op)
 	}
 	derr := flt.Diff(e.ctx, srcList, dstList, dopt, visit)
+	if errors.Is(derr, errMaxTransfer) {
+		derr = nil // what was started finishes, and the run ends as usual but for deletions
+	}
 	e.listed.Store(true)
 	close(smallCh)
 	close(bigCh)
@@ -303,12 +343,20 @@ func (e *engine) run() error {
 		return context.Cause(e.ctx)
 	}
 	if e.opt.DryRun {
-		return nil
+		if e.errors.Load() > 0 {
+			return nil // a run with errors deletes nothing
+		}
+		return e.deleteGuard(e.dryDeletes)
 	}
 	if err := e.flushMeta(); err != nil {
 		return err
 	}
 	for i, op := range e.linkOps {
+		if ok, err := e.backupFirst(op); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
 		if err := e.addMeta(op, wire.MetaOp{Op: "link", Path: plan.Join(e.dstPath, op.Src.Path),
 			Target: plan.Join(e.dstPath, e.linkNames[i]), ReplaceDir: e.opt.ReplaceDirs}); err != nil {
 			return err
@@ -317,13 +365,27 @@ func (e *engine) run() error {
 	if err := e.flushMeta(); err != nil {
 		return err
 	}
+	// A guard's refusal of the deletions ends the run with its exit code
+	// once the rest of the run (attributes, directory times) is done.
+	var refused error
 	if e.deletes.len() > 0 {
-		if e.errors.Load() > 0 {
+		if e.budget.hit {
+			e.sink.Emit(progress.Event{Event: progress.KindNotice,
+				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because the --max-transfer limit was reached", e.deletes.len())})
+		} else if e.errors.Load() > 0 {
 			e.sink.Emit(progress.Event{Event: progress.KindNotice,
 				Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", e.deletes.len())})
+		} else if refused = e.deleteGuard(int64(e.deletes.len())); refused != nil {
+			if exitcode.Code(refused) != exitcode.Refused {
+				return refused
+			}
 		} else {
 			err := e.deletes.each(func(p string) error {
-				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, wire.MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)})
+				m := wire.MetaOp{Op: "delete", Path: plan.Join(e.dstPath, p)}
+				if e.backups() {
+					m = e.backupOp(p, false)
+				}
+				return e.addMeta(plan.Op{Kind: plan.OpDelete, Src: plan.Entry{Path: p}}, m)
 			})
 			if err != nil {
 				return err
@@ -336,14 +398,22 @@ func (e *engine) run() error {
 	if err := e.syncXattrs(srcTop); err != nil {
 		return err
 	}
-	made, err := e.dst.Finish(e.ctx)
+	made, rep, err := e.dst.Finish(e.ctx)
 	if err != nil {
 		return fmt.Errorf("finishing at the destination: %w", err)
 	}
+	e.reportOwners(rep)
 	if e.opt.Shard != nil {
 		// A share sends no mkdirs: the directories its files needed
 		// were made at the destination, and count as this run's.
 		e.tally.Merge(progress.Summary{DirsCreated: made})
+	}
+	if refused != nil {
+		return refused
+	}
+	if e.budget.hit {
+		return exitcode.WithCode(exitcode.MaxTransfer, fmt.Errorf(
+			"stopped at the --max-transfer limit of %d bytes (--cutoff-mode %s) before the run was done", e.budget.limit, e.budget.mode))
 	}
 	return nil
 }
@@ -358,8 +428,8 @@ func (e *engine) topAttrs(info fsroot.Info) error {
 	if err != nil || de == nil || de.Type != plan.TypeDir {
 		return err
 	}
-	op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: ".", Type: plan.TypeDir, Mode: info.Mode, MtimeNs: info.MtimeNs}, Dst: de}
-	if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs}); err != nil {
+	op := plan.Op{Kind: plan.OpMkdir, Src: plan.EntryFromInfo(".", info), Dst: de}
+	if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: e.dstPath, Mode: info.Mode, MtimeNs: info.MtimeNs, Owner: e.ownerOf(op.Src)}); err != nil {
 		return err
 	}
 	return e.flushMeta()
@@ -384,6 +454,51 @@ func (e *engine) hashSrc(ctx context.Context, p string) (hashtree.Digest, error)
 	}
 	d, err := hashtree.HashFile(ctx, f, info.Size, 0)
 	return d, receive.ReadErr(err)
+}
+
+// deleteGuard refuses (exit 5) the n deletions a sync is about to make,
+// all of them, when they are more than --max-delete allows, or when the
+// source is empty and --allow-empty-source was not given: a source
+// directory that is empty by accident (an unmounted file system, a
+// wrong path) would otherwise empty the destination.
+func (e *engine) deleteGuard(n int64) error {
+	if n == 0 || (e.opt.MaxDelete == nil && (e.srcSeen > 0 || e.opt.AllowEmptySource)) {
+		return nil
+	}
+	n, err := e.countDeletes(n)
+	if err != nil {
+		return err
+	}
+	would := ""
+	if e.opt.DryRun {
+		would = "would be "
+	}
+	if e.srcSeen == 0 && !e.opt.AllowEmptySource {
+		return exitcode.Refusedf("refusing to delete %d entries at the destination: the source is empty (the empty-source guard; --allow-empty-source syncs it anyway); nothing %sdeleted",
+			n, would)
+	}
+	if m := e.opt.MaxDelete; m != nil && n > *m {
+		return exitcode.Refusedf("refusing to delete %d entries at the destination: more than --max-delete %d; nothing %sdeleted", n, *m, would)
+	}
+	return nil
+}
+
+// countDeletes is how many entries the n deletions of the plan remove:
+// each deleted directory counts with everything beneath it, as rsync's
+// --max-delete counts, listed at the destination once more.
+func (e *engine) countDeletes(n int64) (int64, error) {
+	for _, d := range e.delDirs {
+		l := e.dst.List(e.ctx, plan.Join(e.dstPath, d), false)
+		for {
+			if _, err := l.Next(e.ctx); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return 0, fmt.Errorf("counting the deletions beneath %s: %w", d, err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // unreadable reports an entry a walk could not read, once: the run goes
@@ -428,11 +543,19 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 			return nil
 		}
 		if op.Reason == plan.ReasonUnsupported {
-			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: s.Path, Msg: "skipped: not a regular file, directory or symlink"})
+			e.unsupported.Add(1) // one notice at the end
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
+	case plan.OpSpecial:
+		if ok, err := e.backupFirst(op); err != nil || !ok {
+			return err
+		}
+		return e.special(op, dp)
 	case plan.OpMkdir:
-		if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs}); err != nil {
+		if ok, err := e.backupFirst(op); err != nil || !ok {
+			return err
+		}
+		if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs, Owner: e.ownerOf(s)}); err != nil {
 			return err
 		}
 		if op.Replace || (op.Dst != nil && op.Dst.Mode&0o300 != 0o300) {
@@ -443,24 +566,34 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 		}
 		return nil
 	case plan.OpSymlink:
-		return e.addMeta(op, wire.MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs})
+		if ok, err := e.backupFirst(op); err != nil || !ok {
+			return err
+		}
+		return e.addMeta(op, wire.MetaOp{Op: "symlink", Path: dp, Target: s.Target, MtimeNs: s.MtimeNs, ReplaceDir: e.opt.ReplaceDirs, Owner: e.ownerOf(s)})
 	case plan.OpSetAttrs:
 		if e.linked(op) {
 			return nil
 		}
 		e.tally.Record(progress.Event{Event: progress.KindSkip})
-		return e.addMeta(op, wire.MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs})
+		return e.addMeta(op, wire.MetaOp{Op: "setattrs", Path: dp, Mode: s.Mode, MtimeNs: s.MtimeNs, Owner: e.ownerOf(s)})
 	case plan.OpDelete:
 		return e.deletes.add(s.Path)
 	case plan.OpPut:
 		if e.linked(op) {
 			return nil
 		}
+		if ok, err := e.backupFirst(op); err != nil || !ok {
+			return err
+		}
 		if e.flushFirst {
 			e.flushFirst = false
 			if err := e.flushMeta(); err != nil {
 				return err
 			}
+		}
+		small := s.Size <= smallLimit && s.Size <= e.opt.ChunkSize
+		if !e.budget.admit(s.Path, s.Size, small) {
+			return errMaxTransfer
 		}
 		if e.opt.Shard != nil && e.shares.Splits(op) {
 			lo, hi := e.shares.Range(hashtree.NumChunks(s.Size, e.opt.ChunkSize))
@@ -472,7 +605,7 @@ func (e *engine) dispatch(op plan.Op, smallCh, bigCh chan<- plan.Op) error {
 			e.tally.AddPlanned(1, s.Size)
 		}
 		e.wg.Add(1)
-		if s.Size <= smallLimit && s.Size <= e.opt.ChunkSize {
+		if small {
 			smallCh <- op
 		} else {
 			bigCh <- op
@@ -577,6 +710,10 @@ func (e *engine) flushMeta() error {
 			e.emit(progress.Event{Event: progress.KindSymlink, Path: op.Src.Path})
 		case "delete":
 			e.emit(progress.Event{Event: progress.KindDelete, Path: op.Src.Path})
+		case "backup":
+			if op.Kind == plan.OpDelete {
+				e.emit(progress.Event{Event: progress.KindDelete, Path: op.Src.Path})
+			}
 		case "link":
 			e.emit(progress.Event{Event: progress.KindTransfer, Path: op.Src.Path, Msg: "hard link to " + ops[i].Target})
 		}
@@ -744,7 +881,7 @@ func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 			continue
 		}
 		sf := wire.SmallFile{Path: plan.Join(e.dstPath, op.Src.Path), Mode: op.Src.Mode, MtimeNs: op.Src.MtimeNs,
-			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Data: data}
+			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Data: data, Owner: e.ownerOf(op.Src)}
 		if verify {
 			sf.Digest = hashtree.Sum(data)
 		}
@@ -801,6 +938,7 @@ type sfile struct {
 	errMsg    string // the first failure of the file's own
 	adopt     []wire.AdoptChunk
 	part      bool // a share's range of a split file: parked, not committed
+	cut       bool // cut at the --max-transfer limit: left partial for the next run
 	fly       *flight
 	flyKey    uint64
 }
@@ -848,7 +986,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 	sf.digests = make([]hashtree.Digest, len(chunks))
 	spec := wire.FileSpec{FID: sf.fid, Path: plan.Join(e.dstPath, s.Path), Size: s.Size,
 		Mode: s.Mode, MtimeNs: s.MtimeNs, ChunkSize: e.opt.ChunkSize, ReplaceDir: e.opt.ReplaceDirs,
-		Delta: plan.DeltaUpdate(op, e.opt.Delta, e.opt.ChunkSize), Sparse: s.Blocks*512 < s.Size}
+		Delta: plan.DeltaUpdate(op, e.opt.Delta, e.opt.ChunkSize), Sparse: s.Blocks*512 < s.Size, Owner: e.ownerOf(s)}
 	if e.shares.Splits(op) {
 		spec.Shares, spec.Delta = max(e.opt.SplitShares, 1), false
 		if sh := e.opt.Shard; sh != nil {
@@ -903,6 +1041,18 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		pending = append(pending, c)
 	}
 	chunks = pending
+	if cutAt, cut := e.budget.cutAt(s.Path); cut {
+		// The --max-transfer limit (hard) falls inside the file: the
+		// chunks up to it are sent, the rest is left for the next run,
+		// which resumes the partial file.
+		kept := chunks[:0:0]
+		for _, c := range chunks {
+			if c.Off+c.Len <= cutAt {
+				kept = append(kept, c)
+			}
+		}
+		chunks, sf.cut = kept, true
+	}
 	sf.remaining.Store(int64(len(chunks)))
 	if len(chunks) == 0 {
 		go e.finishBig(sf)
@@ -1189,12 +1339,12 @@ func (e *engine) finishBig(sf *sfile) {
 	s := sf.op.Src
 	info, serr := fsroot.InfoFromFile(sf.f)
 	sf.f.Close()
-	if sf.failed.Load() {
+	if sf.failed.Load() || sf.cut {
 		sf.mu.Lock()
 		msg := sf.errMsg
 		sf.mu.Unlock()
 		if msg == "" {
-			return // stopped: the partial file stays for the next run
+			return // stopped or cut: the partial file stays for the next run
 		}
 		e.fileError(s.Path, msg)
 		if e.ctx.Err() == nil {

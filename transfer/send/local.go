@@ -103,9 +103,11 @@ func (d *Local) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, error
 }
 
 // Finish implements Destination.
-func (d *Local) Finish(ctx context.Context) (int64, error) {
+func (d *Local) Finish(ctx context.Context) (int64, *wire.OwnerReport, error) {
 	r := d.h.Receiver()
-	return r.TakeMade(), r.Finish()
+	made := r.TakeMade()
+	err := r.Finish()
+	return made, r.TakeOwners(), err
 }
 
 // Lanes implements Destination.

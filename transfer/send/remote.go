@@ -109,12 +109,12 @@ func (d *Remote) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, erro
 }
 
 // Finish implements Destination.
-func (d *Remote) Finish(ctx context.Context) (int64, error) {
+func (d *Remote) Finish(ctx context.Context) (int64, *wire.OwnerReport, error) {
 	resp, err := d.s.Call(ctx, &wire.Req{Op: wire.OpFinish})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return max(resp.Made, 0), nil
+	return max(resp.Made, 0), resp.Owners, nil
 }
 
 // Lanes implements Destination: the session's data streams.

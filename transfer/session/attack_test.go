@@ -6,7 +6,6 @@ package session
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/logbuf"
 )
 
 var (
@@ -68,30 +68,8 @@ func xferBinary(t *testing.T) string {
 type served struct {
 	addr string
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *logbuf.Buffer // the start of its output (a crash dump is long)
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// String is the start of the log (a crash dump is long).
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.b.String()
-	if len(s) > 2000 {
-		s = s[:2000] + "\n[...]"
-	}
-	return s
 }
 
 var listenLine = regexp.MustCompile(`listening on (\S+)`)
@@ -104,7 +82,7 @@ func serveProcess(t *testing.T, prefix []string, root string, extra ...string) *
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir())
 	pr, pw := io.Pipe()
-	s := &served{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	s := &served{cmd: cmd, logs: &logbuf.Buffer{Keep: 2000}, done: make(chan struct{})}
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

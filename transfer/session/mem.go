@@ -47,16 +47,48 @@ var errNoMemory = errors.New("message larger than the receive memory limit")
 type memPool struct {
 	limit int64
 
-	mu        sync.Mutex
+	waiting                    // guards the fields below
 	held      int64            // reserved: in use + idle in free
 	freeBytes int64            // of held, idle in free
 	free      map[int][][]byte // idle buffers by class (log2 of the size)
-	changed   chan struct{}    // closed (and replaced) when room may have appeared
 	trim      *time.Timer      // drops the idle buffers once none was returned for idleTrim
 }
 
 func newMemPool(limit int64) *memPool {
-	return &memPool{limit: limit, free: map[int][][]byte{}, changed: make(chan struct{})}
+	return &memPool{limit: limit, free: map[int][][]byte{}, waiting: waiting{changed: make(chan struct{})}}
+}
+
+// waiting is a mutex with a broadcast of changes, for reservations that
+// wait for room: a waiter tries under the lock and, failing, waits for the
+// next change to try again.
+type waiting struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed (and replaced) when room may have appeared
+}
+
+// until calls try, with the lock held, until it returns true, waiting for a
+// change between tries; it gives up with ctx's cause once ctx ends.
+func (w *waiting) until(ctx context.Context, try func() bool) error {
+	for {
+		w.mu.Lock()
+		if try() {
+			w.mu.Unlock()
+			return nil
+		}
+		ch := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// wakeLocked tells waiters to look again (the lock held).
+func (w *waiting) wakeLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
 }
 
 // classOf is the size class (log2) of a buffer holding n bytes.
@@ -65,12 +97,6 @@ func classOf(n int) int {
 		return bits.Len(uint(minBufClass - 1))
 	}
 	return bits.Len(uint(n - 1))
-}
-
-// wakeLocked tells waiters to look again.
-func (p *memPool) wakeLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
 }
 
 // reserveLocked takes n bytes of the limit, dropping idle buffers to make
@@ -100,20 +126,7 @@ func (p *memPool) reserve(ctx context.Context, n int64) error {
 	if n > p.limit {
 		return errNoMemory
 	}
-	for {
-		p.mu.Lock()
-		if p.reserveLocked(n) {
-			p.mu.Unlock()
-			return nil
-		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
+	return p.until(ctx, func() bool { return p.reserveLocked(n) })
 }
 
 // unreserve gives back n bytes reserved without a buffer.
@@ -132,27 +145,21 @@ func (p *memPool) get(ctx context.Context, n int) ([]byte, error) {
 	if size > p.limit {
 		return nil, errNoMemory
 	}
-	for {
-		p.mu.Lock()
+	var b []byte
+	err := p.until(ctx, func() bool {
 		if list := p.free[c]; len(list) > 0 {
-			b := list[len(list)-1]
+			b = list[len(list)-1][:n]
 			p.free[c] = list[:len(list)-1]
 			p.freeBytes -= size
-			p.mu.Unlock()
-			return b[:n], nil
+			return true
 		}
 		if p.reserveLocked(size) {
-			p.mu.Unlock()
-			return make([]byte, n, size), nil
+			b = make([]byte, n, size)
+			return true
 		}
-		ch := p.changed
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
-	}
+		return false
+	})
+	return b, err
 }
 
 // put returns a buffer from get; it stays reserved, idle, for reuse.
@@ -189,9 +196,8 @@ type sessionMem struct {
 	limit int64
 	ctx   context.Context // ends with the session: waiting stops
 
-	mu      sync.Mutex
+	waiting // guards used
 	used    int64
-	changed chan struct{}
 }
 
 // newSessionMem gives a session limit bytes of pool (a pool of its own
@@ -200,7 +206,7 @@ func newSessionMem(ctx context.Context, pool *memPool, limit int64) *sessionMem 
 	if pool == nil {
 		pool = newMemPool(limit)
 	}
-	return &sessionMem{pool: pool, limit: limit, ctx: ctx, changed: make(chan struct{})}
+	return &sessionMem{pool: pool, limit: limit, ctx: ctx, waiting: waiting{changed: make(chan struct{})}}
 }
 
 // take counts n bytes against the session's limit, waiting while the
@@ -209,28 +215,19 @@ func (m *sessionMem) take(n int64) error {
 	if n > m.limit {
 		return fmt.Errorf("%w (%d bytes, limit %d per session)", errNoMemory, n, m.limit)
 	}
-	for {
-		m.mu.Lock()
-		if m.used+n <= m.limit {
-			m.used += n
-			m.mu.Unlock()
-			return nil
+	return m.until(m.ctx, func() bool {
+		if m.used+n > m.limit {
+			return false
 		}
-		ch := m.changed
-		m.mu.Unlock()
-		select {
-		case <-ch:
-		case <-m.ctx.Done():
-			return context.Cause(m.ctx)
-		}
-	}
+		m.used += n
+		return true
+	})
 }
 
 func (m *sessionMem) give(n int64) {
 	m.mu.Lock()
 	m.used -= n
-	close(m.changed)
-	m.changed = make(chan struct{})
+	m.wakeLocked()
 	m.mu.Unlock()
 }
 

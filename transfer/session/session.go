@@ -385,6 +385,18 @@ func (s *Session) readLoop() {
 	}
 }
 
+// callOf is the call waiting for what the peer sends for request id (nil if
+// none), forgotten once answered when answered is set.
+func (s *Session) callOf(id uint64, answered bool) *call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.calls[id]
+	if answered {
+		delete(s.calls, id)
+	}
+	return c
+}
+
 func (s *Session) dispatch(typ byte, p []byte) error {
 	switch typ {
 	case wire.FramePing:
@@ -394,11 +406,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		if err := wire.Decode(p, &r); err != nil {
 			return fmt.Errorf("bad response: %w", err)
 		}
-		s.mu.Lock()
-		c := s.calls[r.ID]
-		delete(s.calls, r.ID)
-		s.mu.Unlock()
-		if c != nil {
+		if c := s.callOf(r.ID, true); c != nil {
 			c.resp <- &r
 		}
 		return nil
@@ -407,9 +415,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		if err != nil {
 			return err
 		}
-		s.mu.Lock()
-		c := s.calls[id]
-		s.mu.Unlock()
+		c := s.callOf(id, false)
 		if c == nil || c.entries == nil {
 			return nil // cancelled listing
 		}
@@ -424,10 +430,7 @@ func (s *Session) dispatch(typ byte, p []byte) error {
 		if err := wire.Decode(p, &ev); err != nil {
 			return fmt.Errorf("bad event: %w", err)
 		}
-		s.mu.Lock()
-		c := s.calls[ev.ID]
-		s.mu.Unlock()
-		if c != nil && c.events != nil {
+		if c := s.callOf(ev.ID, false); c != nil && c.events != nil {
 			c.events.Emit(ev.Event)
 		}
 		return nil
@@ -563,6 +566,10 @@ func respError(peer string, r *wire.Resp) error {
 		return exitcode.WithCode(exitcode.Usage, err)
 	case wire.KindPeer:
 		return exitcode.WithCode(exitcode.Peer, err)
+	case wire.KindRefused:
+		return exitcode.WithCode(exitcode.Refused, err)
+	case wire.KindMaxTransfer:
+		return exitcode.WithCode(exitcode.MaxTransfer, err)
 	}
 	return err
 }

@@ -12,12 +12,15 @@ type SmallFile struct {
 	Sparse     bool // the source has holes: all-zero blocks stay holes
 	Digest     hashtree.Digest
 	Data       []byte
+	Owner      *Owner // the owner and group the file is to have (nil: the receiver's)
 }
 
 // Flags of a small file in a batch.
 const (
 	smallReplaceDir = 1 << iota
 	smallSparse
+	smallOwner   // an owner follows the data
+	smallNumeric // the owner is by number only
 )
 
 func AppendSmall(e *Enc, f *SmallFile) {
@@ -31,9 +34,21 @@ func AppendSmall(e *Enc, f *SmallFile) {
 	if f.Sparse {
 		flags |= smallSparse
 	}
+	if f.Owner != nil {
+		flags |= smallOwner
+		if f.Owner.Numeric {
+			flags |= smallNumeric
+		}
+	}
 	e.U8(flags)
 	e.Raw(f.Digest[:])
 	e.Blob(f.Data)
+	if o := f.Owner; o != nil {
+		e.Uvar(uint64(o.Uid))
+		e.Uvar(uint64(o.Gid))
+		e.Str(o.User)
+		e.Str(o.Group)
+	}
 }
 
 func ReadSmall(d *Dec) SmallFile {
@@ -46,5 +61,8 @@ func ReadSmall(d *Dec) SmallFile {
 	copy(f.Digest[:], d.Raw(32))
 	f.Data = d.Blob()
 	f.Size = int64(len(f.Data))
+	if flags&smallOwner != 0 {
+		f.Owner = &Owner{Uid: uint32(d.Uvar()), Gid: uint32(d.Uvar()), User: d.Str(), Group: d.Str(), Numeric: flags&smallNumeric != 0}
+	}
 	return f
 }

@@ -34,6 +34,10 @@ func ErrResp(id uint64, err error) *Resp {
 		}
 	case exitcode.Peer:
 		r.Kind = KindPeer
+	case exitcode.Refused:
+		r.Kind = KindRefused
+	case exitcode.MaxTransfer:
+		r.Kind = KindMaxTransfer
 	}
 	return r
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
+	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -190,24 +192,16 @@ func (d *Dec) U8() uint8 {
 	return v
 }
 
-func (d *Dec) Uvar() uint64 {
-	if d.Err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.Buf)
-	if n <= 0 {
-		d.Fail(errShort)
-		return 0
-	}
-	d.Buf = d.Buf[n:]
-	return v
-}
+func (d *Dec) Uvar() uint64 { return varint(d, binary.Uvarint) }
 
-func (d *Dec) Svar() int64 {
+func (d *Dec) Svar() int64 { return varint(d, binary.Varint) }
+
+// varint reads one varint with read (binary.Uvarint or binary.Varint).
+func varint[T uint64 | int64](d *Dec, read func([]byte) (T, int)) T {
 	if d.Err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.Buf)
+	v, n := read(d.Buf)
 	if n <= 0 {
 		d.Fail(errShort)
 		return 0
@@ -257,6 +251,10 @@ func AppendEntry(e *Enc, en *plan.Entry) {
 	e.Uvar(en.Ino)
 	e.Uvar(en.Nlink)
 	e.Str(en.Err)
+	e.Uvar(uint64(en.Uid))
+	e.Uvar(uint64(en.Gid))
+	e.U8(uint8(en.Special))
+	e.Uvar(en.Rdev)
 }
 
 // maxEntryErr bounds the reason a listing entry gives for being unreadable.
@@ -278,12 +276,17 @@ func ReadEntry(d *Dec) (plan.Entry, error) {
 	en.Ino = d.Uvar()
 	en.Nlink = d.Uvar()
 	en.Err = d.Str()
+	uid, gid := d.Uvar(), d.Uvar()
+	en.Special = fsroot.Special(d.U8())
+	en.Rdev = d.Uvar()
 	if d.Err != nil {
 		return en, d.Err
 	}
-	if en.Type < plan.TypeFile || en.Type > plan.TypeOther || en.Size < 0 || en.Mode > 07777 || len(en.Err) > maxEntryErr {
+	if en.Type < plan.TypeFile || en.Type > plan.TypeOther || en.Size < 0 || en.Mode > 07777 || len(en.Err) > maxEntryErr ||
+		uid > math.MaxUint32 || gid > math.MaxUint32 || en.Special > fsroot.SpecialBlock {
 		return en, fmt.Errorf("invalid listing entry %q", en.Path)
 	}
+	en.Uid, en.Gid = uint32(uid), uint32(gid)
 	if err := ValidRel(en.Path); err != nil || en.Path == "" {
 		return en, fmt.Errorf("invalid listing entry path %q", en.Path)
 	}
@@ -292,7 +295,7 @@ func ReadEntry(d *Dec) (plan.Entry, error) {
 
 // minEntryLen is the smallest encoding of a listing entry (a one-byte
 // path, every number one byte).
-const minEntryLen = 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+const minEntryLen = 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
 
 // decodeEntries decodes an entries frame: the request id and its batch.
 // The count is checked against listBatch and against what the frame can

@@ -62,9 +62,9 @@ func TestNameFieldsBytes(t *testing.T) {
 		{JobSpec{SrcPath: "s", DstPath: "d", DstAddr: "x:1"}, `{"dst_addr":"x:1","options":{},"src":"s","dst":"d"}`},
 		{JobSpec{SrcPath: "s\xff", DstPath: "d\xfe"}, `{"options":{},"src":"s\\xff","src_b64":"c/8=","dst":"d\\xfe","dst_b64":"ZP4="}`},
 		{Resp{ID: 1, Entry: &plan.Entry{Path: "p", Type: plan.TypeFile, Size: 4}},
-			`{"id":1,"entry":{"Type":1,"Size":4,"Mode":0,"MtimeNs":0,"Digest":null,"Ino":0,"Dev":0,"Nlink":0,"Blocks":0,"Err":"","Path":"p","Target":""}}`},
+			`{"id":1,"entry":{"Type":1,"Size":4,"Mode":0,"MtimeNs":0,"Digest":null,"Ino":0,"Dev":0,"Nlink":0,"Blocks":0,"Uid":0,"Gid":0,"Special":0,"Rdev":0,"Err":"","Path":"p","Target":""}}`},
 		{Resp{ID: 1, Entry: &plan.Entry{Path: "p\xff", Type: plan.TypeSymlink, Target: "t\xfe"}},
-			`{"id":1,"entry":{"Type":3,"Size":0,"Mode":0,"MtimeNs":0,"Digest":null,"Ino":0,"Dev":0,"Nlink":0,"Blocks":0,"Err":"","Path":"p\\xff","Path_b64":"cP8=","Target":"t\\xfe","Target_b64":"dP4="}}`},
+			`{"id":1,"entry":{"Type":3,"Size":0,"Mode":0,"MtimeNs":0,"Digest":null,"Ino":0,"Dev":0,"Nlink":0,"Blocks":0,"Uid":0,"Gid":0,"Special":0,"Rdev":0,"Err":"","Path":"p\\xff","Path_b64":"cP8=","Target":"t\\xfe","Target_b64":"dP4="}}`},
 	} {
 		b, err := json.Marshal(tc.v)
 		if err != nil || string(b) != tc.want {

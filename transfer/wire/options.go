@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"strings"
 	"time"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -11,9 +12,37 @@ import (
 // Options tune a transfer. They travel to a peer that runs a job, so they
 // are plain JSON.
 type Options struct {
-	Delete      bool   `json:"delete,omitempty"`       // remove extra destination entries (sync)
+	Delete bool `json:"delete,omitempty"` // remove extra destination entries (sync)
+	// MaxDelete refuses every deletion of a sync that would delete more
+	// than *MaxDelete entries (--max-delete); nil: no limit.
+	MaxDelete *int64 `json:"max_delete,omitempty"`
+	// AllowEmptySource lets a sync from an empty source delete what the
+	// destination holds (--allow-empty-source); without it that is
+	// refused.
+	AllowEmptySource bool `json:"allow_empty_source,omitempty"`
+	// BackupDir, a path relative to the destination directory and inside
+	// it, receives what a run replaces or deletes (--backup-dir), moved
+	// there under its own path with Suffix appended to each name
+	// (--suffix) instead of being lost; the run never lists, replaces or
+	// deletes what is in it. "": no backups.
+	BackupDir   string `json:"backup_dir,omitempty"`
+	Suffix      string `json:"suffix,omitempty"`
 	ReplaceDirs bool   `json:"replace_dirs,omitempty"` // a directory in the way of a file may go (sync)
 	Checksum    bool   `json:"checksum,omitempty"`     // compare content by BLAKE3, not size+mtime
+	// Update (-u) skips files whose destination copy is newer;
+	// IgnoreExisting skips whatever exists at the destination; SizeOnly
+	// compares files by size alone (plan.DiffOptions).
+	Update         bool `json:"update,omitempty"`
+	IgnoreExisting bool `json:"ignore_existing,omitempty"`
+	SizeOnly       bool `json:"size_only,omitempty"`
+	// DeleteExcluded (sync, with Delete) also deletes destination
+	// entries that the filter rules exclude.
+	DeleteExcluded bool `json:"delete_excluded,omitempty"`
+	// MaxTransfer stops the run once this many bytes of files were
+	// started (0: no limit), as CutoffMode says: CutoffHard, CutoffSoft
+	// or CutoffCautious ("" is hard).
+	MaxTransfer int64  `json:"max_transfer,omitempty"`
+	CutoffMode  string `json:"cutoff_mode,omitempty"`
 	DryRun      bool   `json:"dry_run,omitempty"`
 	NoFsync     bool   `json:"no_fsync,omitempty"`
 	Streams     int    `json:"streams,omitempty"`
@@ -34,6 +63,14 @@ type Options struct {
 	// the destination's are made to match the source's.
 	Xattrs bool `json:"xattrs,omitempty"`
 	ACLs   bool `json:"acls,omitempty"`
+	// Owners says whether owners and groups are kept: OwnersAuto (""),
+	// OwnersYes or OwnersNo. NumericIDs keeps them by number instead of by
+	// name.
+	Owners     OwnersMode `json:"owners,omitempty"`
+	NumericIDs bool       `json:"numeric_ids,omitempty"`
+	// NoSpecials skips fifos, sockets and devices instead of recreating
+	// them.
+	NoSpecials bool `json:"no_specials,omitempty"`
 	// Filter selects what is transferred (--include/--exclude, size and
 	// age limits); excluded destination entries are neither compared nor
 	// deleted. nil: everything.
@@ -60,6 +97,22 @@ type Options struct {
 	Transfers int `json:"transfers,omitempty"`
 }
 
+// OwnersMode says whether a run keeps owners and groups.
+type OwnersMode string
+
+// Owner modes.
+const (
+	// OwnersAuto keeps them where the receiver runs as root (like rsync
+	// -a); an unprivileged receiver keeps the groups it is a member of,
+	// silently.
+	OwnersAuto OwnersMode = "auto"
+	// OwnersYes asks for them wherever: what a receiver cannot keep is
+	// reported once per run.
+	OwnersYes OwnersMode = "yes"
+	// OwnersNo leaves every entry to the receiver's owner and group.
+	OwnersNo OwnersMode = "no"
+)
+
 // Shard names one share of a transfer spread over several agent pairs.
 // Every share walks the same source tree in the same order and assigns
 // each regular file to the share with the fewest bytes so far, so all
@@ -71,6 +124,16 @@ type Shard struct {
 
 // MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
 const MaxShards = 1024
+
+// Cutoff modes of MaxTransfer, as rclone's --cutoff-mode: hard cuts the
+// file that reaches the limit there (its partial file resumes next run),
+// soft lets the files already started finish, cautious starts no file
+// that would take the total past the limit.
+const (
+	CutoffHard     = "hard"
+	CutoffSoft     = "soft"
+	CutoffCautious = "cautious"
+)
 
 // Defaults.
 const (
@@ -137,10 +200,47 @@ func (o Options) Validate() error {
 	if o.Transfers < 0 || o.Transfers > MaxTransfers {
 		return exitcode.Usagef("--transfers: want 1 to %d, got %d", MaxTransfers, o.Transfers)
 	}
+	if err := o.validBackup(); err != nil {
+		return err
+	}
+	if o.MaxDelete != nil && *o.MaxDelete < 0 {
+		return exitcode.Usagef("--max-delete: want 0 or more, got %d", *o.MaxDelete)
+	}
+	switch o.Owners {
+	case "", OwnersAuto, OwnersYes, OwnersNo:
+	default:
+		return exitcode.Usagef("--owners: want auto, yes or no, got %q", o.Owners)
+	}
+	switch o.CutoffMode {
+	case "", CutoffHard, CutoffSoft, CutoffCautious:
+	default:
+		return exitcode.Usagef("--cutoff-mode: want hard, soft or cautious, got %q", o.CutoffMode)
+	}
+	if o.MaxTransfer < 0 {
+		return exitcode.Usagef("--max-transfer: want a size of at least 1, got %d", o.MaxTransfer)
+	}
 	switch o.Verify {
 	case "", "full", "none":
 	default:
 		return exitcode.Usagef("--verify: want full or none, got %q", o.Verify)
+	}
+	return nil
+}
+
+// validBackup checks --backup-dir and --suffix: a directory inside the
+// destination, given relative to it, and a suffix that stays a name.
+func (o Options) validBackup() error {
+	if o.Suffix != "" && o.BackupDir == "" {
+		return exitcode.Usagef("--suffix: needs --backup-dir (the backups are kept there)")
+	}
+	if strings.ContainsAny(o.Suffix, "/\x00") {
+		return exitcode.Usagef("--suffix %q: must not contain / or NUL", o.Suffix)
+	}
+	if o.BackupDir == "" {
+		return nil
+	}
+	if ValidRel(o.BackupDir) != nil || o.BackupDir == "." {
+		return exitcode.Usagef("--backup-dir %q: want a directory inside the destination, relative to it (such as .backup or old/2026-12-04)", o.BackupDir)
 	}
 	return nil
 }

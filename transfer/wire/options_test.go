@@ -43,3 +43,32 @@ func TestShardValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestOptionsSafety(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	for _, c := range []struct {
+		name string
+		opt  Options
+		ok   bool
+	}{
+		{"max-delete 0", Options{MaxDelete: n(0)}, true},
+		{"max-delete negative", Options{MaxDelete: n(-1)}, false},
+		{"backup dir", Options{BackupDir: ".bak"}, true},
+		{"nested backup dir with suffix", Options{BackupDir: "old/run1", Suffix: ".old"}, true},
+		{"backup dir absolute", Options{BackupDir: "/tmp/bak"}, false},
+		{"backup dir leading out", Options{BackupDir: "../bak"}, false},
+		{"backup dir not clean", Options{BackupDir: "./bak/"}, false},
+		{"backup dir the destination", Options{BackupDir: "."}, false},
+		{"suffix alone", Options{Suffix: "~"}, false},
+		{"suffix with a slash", Options{BackupDir: "b", Suffix: "/x"}, false},
+		{"suffix with NUL", Options{BackupDir: "b", Suffix: "a\x00"}, false},
+	} {
+		err := c.opt.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("%s: Validate = %v, want ok %v", c.name, err, c.ok)
+		}
+		if err != nil && exitcode.Code(err) != exitcode.Usage {
+			t.Errorf("%s: exit code %d, want usage", c.name, exitcode.Code(err))
+		}
+	}
+}

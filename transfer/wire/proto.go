@@ -94,7 +94,7 @@ const (
 	OpMore   = "more"   // credit for one more entry batch of request ID
 	OpStat   = "stat"   // one entry
 	OpHash   = "hash"   // digest of one file
-	OpMeta   = "meta"   // batch of mkdir/symlink/delete/setattrs
+	OpMeta   = "meta"   // batch of mkdir/symlink/delete/setattrs/special
 	OpOpen   = "open"   // create partial files for large transfers
 	OpCommit = "commit" // verify, flush and rename files into place
 	OpFinish = "finish" // apply directory attributes, flush renames
@@ -127,13 +127,15 @@ type Req struct {
 	// Xattrs and XattrScope are the arguments of OpXattrs.
 	Xattrs     []XattrSet  `json:"xattrs,omitempty"`
 	XattrScope *XattrScope `json:"xattr_scope,omitempty"`
+	// Read is the argument of OpRead.
+	Read *ReadArgs `json:"read,omitempty"`
 }
 
 // Resp answers a Req with the same ID.
 type Resp struct {
 	ID      uint64            `json:"id"`
 	Err     string            `json:"err,omitempty"`
-	Kind    string            `json:"kind,omitempty"` // error class: notfound, escape, readonly, usage, peer
+	Kind    string            `json:"kind,omitempty"` // error class: notfound, escape, readonly, usage, peer, nospace, refused
 	Errs    []string          `json:"errs,omitempty"` // per item of a batch, "" for success
 	Entry   *plan.Entry       `json:"entry,omitempty"`
 	Digest  string            `json:"digest,omitempty"`
@@ -148,6 +150,9 @@ type Resp struct {
 	// Made (finish) counts the directories the receiver created on the
 	// way to arriving files since the last finish.
 	Made int64 `json:"made,omitempty"`
+	// Owners (finish) reports owners, groups and special files the
+	// receiver could not keep.
+	Owners *OwnerReport `json:"owners,omitempty"`
 	// Missing lists adopt candidates that did not match.
 	Missing []int64 `json:"missing,omitempty"`
 	// CAS and Bench are the results of the store's and the benchmark's
@@ -156,6 +161,8 @@ type Resp struct {
 	Bench *BenchReply `json:"bench,omitempty"`
 	// XattrResults answers OpXattrs, one per set.
 	XattrResults []XattrResult `json:"xattr_results,omitempty"`
+	// Read answers OpRead.
+	Read *ReadResult `json:"read,omitempty"`
 }
 
 // CASArgs are the arguments of a cas.* request.
@@ -200,7 +207,7 @@ type AdoptChunk struct {
 
 // MetaOp is one metadata change at the destination.
 type MetaOp struct {
-	Op      string `json:"op"` // mkdir, symlink, delete, setattrs
+	Op      string `json:"op"` // mkdir, symlink, link, delete, setattrs, special, backup
 	Path    string `json:"path"`
 	Mode    uint32 `json:"mode,omitempty"`
 	MtimeNs int64  `json:"mtime,omitempty"`
@@ -208,6 +215,47 @@ type MetaOp struct {
 	// ReplaceDir allows removing a directory tree that stands where a
 	// non-directory must go (sync); without it that is an error (copy).
 	ReplaceDir bool `json:"replace_dir,omitempty"`
+	// Suffix and Keep are for Op "backup", which moves the entry at Path
+	// aside to Target with Suffix appended to its name (a directory: each
+	// entry beneath it, to the same path beneath Target, the directories
+	// without the suffix), replacing an older backup there. Keep leaves a
+	// regular file at Path (the backup is a hard link to it), for the
+	// file about to replace it.
+	Suffix string `json:"suffix,omitempty"`
+	Keep   bool   `json:"keep,omitempty"`
+	// Owner (mkdir, symlink, setattrs, special) is the owner and group
+	// the entry is to have; nil: keep what the receiver gives it.
+	Owner *Owner `json:"owner,omitempty"`
+	// Special and Rdev (op special) say what to create: a fifo, a
+	// socket, or a device with that number.
+	Special fsroot.Special `json:"special,omitempty"`
+	Rdev    uint64         `json:"rdev,omitempty"`
+}
+
+// Owner is the owner and group a sender asks an entry to have: by name
+// where the source has one (the receiver maps it to its own id, falling
+// back to the number when it knows no such name), by number alone with
+// Numeric (--numeric-ids) or where the source has no name.
+type Owner struct {
+	Uid     uint32 `json:"uid"`
+	Gid     uint32 `json:"gid"`
+	User    string `json:"user,omitempty"`
+	Group   string `json:"group,omitempty"`
+	Numeric bool   `json:"numeric,omitempty"`
+}
+
+// OwnerReport (finish) says what the receiver could not keep of the
+// owners the run asked for, since the last finish.
+type OwnerReport struct {
+	// NotKept counts entries whose owner or group stayed the receiver's.
+	NotKept int64 `json:"not_kept,omitempty"`
+	// Reason says why, once: "not running as root", "the server does
+	// not allow it", or the first error.
+	Reason string `json:"reason,omitempty"`
+	// Specials counts special files (devices) not created, and
+	// SpecialsReason says why.
+	Specials       int64  `json:"specials,omitempty"`
+	SpecialsReason string `json:"specials_reason,omitempty"`
 }
 
 // FileSpec announces a large file the sender will deliver in chunks.
@@ -225,6 +273,9 @@ type FileSpec struct {
 	Delta bool `json:"delta,omitempty"`
 	// Sparse: the source has holes; all-zero blocks are left unwritten.
 	Sparse bool `json:"sparse,omitempty"`
+	// Owner is the owner and group the file is to have (nil: the
+	// receiver's).
+	Owner *Owner `json:"owner,omitempty"`
 	// Shares > 0: the file is split over that many shares of a cluster
 	// transfer, which write their chunks into one partial file side by
 	// side. Share (1-based) names the share writing now; it keeps the
@@ -298,6 +349,10 @@ const (
 	KindUsage    = "usage"
 	KindPeer     = "peer"
 	KindSpace    = "nospace"
+	// KindRefused: a safety guard refused a sync's deletions (exit 5).
+	KindRefused = "refused"
+	// KindMaxTransfer: the run stopped at its --max-transfer limit.
+	KindMaxTransfer = "max_transfer"
 )
 
 // ValidRel checks that p is a clean relative path beneath a root.
