@@ -392,7 +392,7 @@ func TestWalkerLeavesOutTreeIDAtRoot(t *testing.T) {
 		{path: "d/" + plan.TreeIDFile, typ: plan.TypeFile, mode: 0o644, data: "user's\n"},
 		{path: ".xfer-tree-idx", typ: plan.TypeFile, mode: 0o644, data: "user's\n"},
 	})
-	r := openRoot(t, base)
+	r := fsroottest.Open(t, base)
 	for _, c := range []struct {
 		top  string
 		want []string
