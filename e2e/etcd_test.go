@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,6 +171,122 @@ func TestEtcdAgentJoinsMidSync(t *testing.T) {
 	for _, a := range c.agents {
 		if s.Agents[a.addr].Bytes == 0 {
 			t.Errorf("agent %s carried nothing: %+v", a.addr, s.Agents)
+		}
+	}
+}
+
+// The coordinating client killed mid-sync: the job's finished shares are
+// in etcd, the rerun does not redo them (and sends only what is left),
+// and the finished job's keys expire.
+func TestEtcdJobResume(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	jobs := "/xfer/clusters/c1/jobs/"
+	out := t.TempDir()
+	run := c.slowSync(t, out)
+	done := shareKeys(c.e.awaitKeys(t, jobs, 30*time.Second, "a share finished", func(kv map[string]string) bool { return len(shareKeys(kv)) > 0 }))
+	run.kill()
+	done = shareKeys(c.e.keys(t, jobs))
+	var doneBytes int64
+	for k, v := range done {
+		var s struct {
+			Bytes int64 `json:"bytes"`
+		}
+		must(t, json.Unmarshal([]byte(v), &s))
+		if s.Bytes <= 0 {
+			t.Errorf("share %s recorded %s", k, v)
+		}
+		doneBytes += s.Bytes
+	}
+	total := regularBytes(t, c.src)
+	if len(done) >= 6 {
+		t.Fatalf("every share finished before the kill (%d): nothing to resume", len(done))
+	}
+
+	r := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", out, "--chunk-size", "1M", "--json", "--etcd-done-ttl", "2s")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	_, s := clusterRun(t, r)
+	sameTree(t, c.src, out)
+	if want := fmt.Sprintf("%d of 6 shares were finished by an earlier run and are not redone", len(done)); !strings.Contains(r.stdout, want) {
+		t.Errorf("the rerun does not say %q:\n%s", want, r)
+	}
+	if s.BytesSent <= 0 || s.BytesSent > total-doneBytes {
+		t.Errorf("the rerun sent %d bytes; the tree has %d of which finished shares carried %d", s.BytesSent, total, doneBytes)
+	}
+	kv := c.e.keys(t, jobs)
+	var state string
+	for k, v := range kv {
+		if !strings.Contains(k, "/shares/") {
+			var j struct {
+				State  string `json:"state"`
+				Shares int    `json:"shares"`
+			}
+			must(t, json.Unmarshal([]byte(v), &j))
+			state = fmt.Sprint(j.State, "/", j.Shares)
+		}
+	}
+	if state != "done/6" {
+		t.Errorf("the job's record after the rerun: %v", kv)
+	}
+	c.e.awaitKeys(t, jobs, 15*time.Second, "the finished job's keys expire", func(kv map[string]string) bool { return len(kv) == 0 })
+	if r := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", out, "--json", "--etcd-done-ttl", "2s"); r.code != 0 {
+		t.Fatal(r)
+	} else if _, s := clusterRun(t, r); s.FilesTransferred != 0 || s.BytesSent != 0 || s.FilesDeleted != 0 {
+		t.Errorf("third sync changed something: %+v", s.summary)
+	}
+}
+
+// A sync into a cluster kept in etcd holds a lease-backed lock there: a
+// second run is refused, and once the holder is killed the lock ends with
+// its lease.
+func TestEtcdLock(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	local := filepath.Join(t.TempDir(), "src")
+	oddTree(t, local)
+	writeRandom(t, filepath.Join(local, "big.bin"), 24<<20, 9)
+	locks := "/xfer/clusters/c1/locks/"
+	run := startXfer(t, "--config", c.cfg, "sync", local, "clusterA:/dst", "--bwlimit", "2M", "--json")
+	c.e.awaitKeys(t, locks, 20*time.Second, "the first run holds the lock", func(kv map[string]string) bool { return len(kv) > 0 })
+	r := xfer(t, "--config", c.cfg, "sync", local, "clusterA:/dst")
+	if r.code != 1 || !strings.Contains(r.stderr, "destination locked: another xfer run holds its lock /xfer/clusters/c1/locks/") {
+		t.Errorf("second run: want exit 1 and the etcd lock's refusal:\n%s", r)
+	}
+	noGoInternal(t, "etcd lock", r)
+	run.kill()
+	start := time.Now()
+	for {
+		if r = xfer(t, "--config", c.cfg, "sync", local, "clusterA:/dst", "--json"); r.code == 0 || time.Since(start) > 30*time.Second {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if r.code != 0 {
+		t.Fatalf("the lock of a killed run did not end with its lease:\n%s", r)
+	}
+	sameTree(t, local, filepath.Join(c.root, "dst"))
+	c.e.awaitKeys(t, locks, 5*time.Second, "a finished run releases the lock", func(kv map[string]string) bool { return len(kv) == 0 })
+}
+
+// etcd stopped mid-sync: the run finishes with the agents it knows and
+// says that the job could not be recorded.
+func TestEtcdStoppedMidSync(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	out := t.TempDir()
+	run := c.slowSync(t, out)
+	c.e.stop()
+	r := run.waitWithin(t, 120*time.Second)
+	if r.code != 0 {
+		t.Fatalf("sync with etcd stopped: %s", r)
+	}
+	sameTree(t, c.src, out)
+	if !strings.Contains(r.stdout, "the run goes on (a rerun would redo the shares not recorded)") {
+		t.Errorf("no notice that the job could not be recorded:\n%s", r)
+	}
+	_, s := clusterRun(t, r)
+	for _, a := range c.agents {
+		if s.Agents[a.addr].Lost {
+			t.Errorf("agent %s lost though only etcd stopped: %+v", a.addr, s.Agents)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // etcdServer is a real etcd on 127.0.0.1 ports chosen at run time.
@@ -190,4 +194,64 @@ func (c *etcdSetup) slowSync(t *testing.T, out string, extra ...string) *bgXfer 
 		time.Sleep(20 * time.Millisecond)
 	}
 	return run
+}
+
+// keys returns the keys and values beneath prefix in e (nil if etcd does
+// not answer within 5s).
+func (e *etcdServer) keys(t *testing.T, prefix string) map[string]string {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out
+}
+
+// awaitKeys waits (at most limit) until ok accepts the keys beneath
+// prefix, and returns them.
+func (e *etcdServer) awaitKeys(t *testing.T, prefix string, limit time.Duration, what string, ok func(map[string]string) bool) map[string]string {
+	t.Helper()
+	var kv map[string]string
+	for start := time.Now(); time.Since(start) < limit; time.Sleep(100 * time.Millisecond) {
+		if kv = e.keys(t, prefix); ok(kv) {
+			return kv
+		}
+	}
+	t.Fatalf("after %s, %s: keys beneath %s: %v", limit, what, prefix, kv)
+	return nil
+}
+
+// shareKeys picks the keys of finished shares.
+func shareKeys(kv map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range kv {
+		if strings.Contains(k, "/shares/") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// regularBytes is the size of the regular files beneath dir.
+func regularBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	must(t, filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return err
+	}))
+	return n
 }

@@ -22,7 +22,7 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial s
 
 // side is the cluster side of ep: its agents, "" for a local path.
 func side(ep Endpoint) cluster.Side {
-	s := cluster.Side{Name: ep.String(), Agents: ep.Agents, Members: ep.Members}
+	s := cluster.Side{Name: ep.String(), Agents: ep.Agents, Members: ep.Members, Job: ep.Job}
 	switch {
 	case !ep.IsRemote():
 		s.Agents = []string{""}
@@ -43,7 +43,7 @@ type agentRunner struct {
 func at(ep Endpoint, addr string) Endpoint {
 	if ep.IsRemote() {
 		ep.Addr = addr
-		ep.Agents, ep.Members = nil, nil
+		ep.Agents, ep.Members, ep.Job = nil, nil, nil
 	}
 	return ep
 }

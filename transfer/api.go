@@ -26,6 +26,10 @@ type Shard = wire.Shard
 // run; see cluster.Membership.
 type Membership = cluster.Membership
 
+// Job is the record of a cluster transfer kept in the cluster; see
+// cluster.Job.
+type Job = cluster.Job
+
 // ProtocolVersion is the version of the protocol this build speaks.
 const ProtocolVersion = wire.ProtocolVersion
 

@@ -42,6 +42,9 @@ type Endpoint struct {
 	// cluster transfer even with one agent, and stops giving work to those
 	// that leave and gives work to those that join.
 	Members Membership
+	// Job, when set, records a cluster transfer with this endpoint's
+	// cluster (the destination's if both have one; see cluster.Job).
+	Job Job
 	// SSH, when set, makes this an ssh:// endpoint (Addr is empty): its
 	// far side is started through ssh for each session.
 	SSH *SSH

@@ -33,6 +33,29 @@ type Side struct {
 	// during the run (a cluster kept in etcd); nil: Agents stay as they
 	// are.
 	Members Membership
+	// Job, when set, keeps the record of the transfer with the side's
+	// cluster (the destination's if both have one): finished shares,
+	// which a rerun does not redo, and the destination's lock.
+	Job Job
+}
+
+// Job is the record of a cluster transfer kept outside this process, so
+// that a coordinator killed mid-run is replaced by running the same
+// command again.
+type Job interface {
+	// Begin opens the record: count is the number of shares of an
+	// unfinished earlier run of the same transfer, or n for a new one;
+	// done lists the shares an earlier run finished.
+	Begin(ctx context.Context, n int) (count int, done []int, err error)
+	// ShareDone records that share k finished, having moved files
+	// files and bytes bytes.
+	ShareDone(ctx context.Context, k int, files, bytes int64) error
+	// Finish records that the whole transfer finished; the record then
+	// expires.
+	Finish(ctx context.Context) error
+	// Lock takes the destination's lock for the run, held by a lease:
+	// it ends with release, or by itself when this process dies.
+	Lock(ctx context.Context) (release func(), err error)
 }
 
 // Membership tells the coordinator which agents of a side leave or join
@@ -91,10 +114,15 @@ type cluster struct {
 
 	mu     sync.Mutex
 	agents map[string]progress.AgentStats
-	// the share queue: shares next..n-1 wait; stopped once one failed
-	n, next int
+	// the share queue: the shares of n still to run; stopped once one
+	// failed
+	n       int
+	queue   []int
 	stopped bool
 	err     error
+	job     Job
+	// jobErr is set once recording the job failed (said once)
+	jobErr bool
 	// pairs is how many workers take shares at once (without joiners)
 	pairs   int
 	workers sync.WaitGroup
@@ -142,8 +170,7 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	if n > wire.MaxShards {
 		return exitcode.Usagef("%d agents: at most %d pairs per transfer", c.pairs, wire.MaxShards/SharesPerPair)
 	}
-	c.n, c.runs = n, map[int]flight{}
-	c.prog = make([]progress.Event, n+1)
+	c.runs = map[int]flight{}
 	defer func() { tally.Merge(progress.Summary{Agents: c.agentStats()}) }()
 	wctx, stopWatch := context.WithCancel(ctx)
 	var watches sync.WaitGroup
@@ -165,6 +192,45 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 		if err := c.checkSource(ctx); err != nil {
 			return err
 		}
+	}
+	if opt.Lock && !opt.DryRun && dst.Job != nil {
+		// The cluster's lock, for coordinators on other machines (and
+		// file systems without a flock that crosses nodes).
+		release, err := dst.Job.Lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	c.job = dst.Job
+	if c.job == nil {
+		c.job = src.Job
+	}
+	var done []int
+	if c.job != nil && !opt.DryRun {
+		count, d, err := c.job.Begin(ctx, n)
+		if err != nil {
+			return err
+		}
+		if count < 1 || count > wire.MaxShards {
+			return fmt.Errorf("the job's record holds %d shares: out of range", count)
+		}
+		n, done = count, d
+	}
+	c.n = n
+	c.prog = make([]progress.Event, n+1)
+	skip := map[int]bool{}
+	for _, k := range done {
+		skip[k] = true
+	}
+	for k := range n {
+		if !skip[k] {
+			c.queue = append(c.queue, k)
+		}
+	}
+	if len(done) > 0 {
+		c.sink.Emit(progress.Event{Event: progress.KindNotice,
+			Msg: fmt.Sprintf("continuing the job recorded in the cluster: %d of %d shares were finished by an earlier run and are not redone", len(skip), n)})
 	}
 	if opt.Lock && !opt.DryRun {
 		unlock, err := c.lock(ctx)
@@ -219,6 +285,9 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	}
 	fs.Agents = nil
 	tally.Merge(fs)
+	if err == nil && c.job != nil && !opt.DryRun {
+		c.jobFailed(c.job.Finish(ctx))
+	}
 	if err != nil && isAgentLoss(err) {
 		// The final pass lost its pair: say which agent, so that a
 		// retry of the whole transfer (Run) knows why.
@@ -285,7 +354,7 @@ func (c *cluster) shares(ctx context.Context) error {
 // startWorker starts taking shares on the pair of agents (si, di), or
 // survivors in their place, unless no share is left. c.mu is held.
 func (c *cluster) startWorker(ctx context.Context, si, di int) bool {
-	if c.stopped || c.next >= c.n {
+	if c.stopped || len(c.queue) == 0 {
 		return false
 	}
 	c.workers.Add(1)
@@ -293,12 +362,12 @@ func (c *cluster) startWorker(ctx context.Context, si, di int) bool {
 		defer c.workers.Done()
 		for {
 			c.mu.Lock()
-			if c.stopped || c.next >= c.n {
+			if c.stopped || len(c.queue) == 0 {
 				c.mu.Unlock()
 				return
 			}
-			k := c.next
-			c.next++
+			k := c.queue[0]
+			c.queue = c.queue[1:]
 			c.mu.Unlock()
 			if err := c.share(ctx, k, si, di); err != nil {
 				c.mu.Lock()
@@ -337,9 +406,12 @@ func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 		opt.BwLimit = max((opt.BwLimit+int64(c.pairs)-1)/int64(c.pairs), 1024)
 	}
 	for attempt := 0; ; attempt++ {
-		si, di, _, gone, err := c.attempt(ctx, psi, pdi, opt, k, true)
+		si, di, sum, gone, err := c.attempt(ctx, psi, pdi, opt, k, true)
 		switch {
 		case err == nil:
+			if c.job != nil {
+				c.jobFailed(c.job.ShareDone(ctx, k, sum.FilesTransferred, sum.BytesSent))
+			}
 			return nil // failed files are retried by the final pass
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
@@ -372,6 +444,22 @@ func (c *cluster) attempt(ctx context.Context, psi, pdi int, opt wire.Options, k
 	s = t.Summary()
 	c.credit(si, di, s, err == nil, share)
 	return si, di, s, gone, err
+}
+
+// jobFailed says, once, that recording the job failed: the run goes on,
+// and a rerun redoes what was not recorded.
+func (c *cluster) jobFailed(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	said := c.jobErr
+	c.jobErr = true
+	c.mu.Unlock()
+	if !said {
+		c.sink.Emit(progress.Event{Event: progress.KindNotice,
+			Msg: fmt.Sprintf("%v; the run goes on (a rerun would redo the shares not recorded)", err)})
+	}
 }
 
 // addCounts adds what s did to sum.
