@@ -183,9 +183,9 @@ func TestEtcdJobResume(t *testing.T) {
 	jobs := "/xfer/clusters/c1/jobs/"
 	out := t.TempDir()
 	run := c.slowSync(t, out)
-	done := shareKeys(c.e.awaitKeys(t, jobs, 30*time.Second, "a share finished", func(kv map[string]string) bool { return len(shareKeys(kv)) > 0 }))
+	c.e.awaitKeys(t, jobs, 30*time.Second, "a share finished", func(kv map[string]string) bool { return len(shareKeys(kv)) > 0 })
 	run.kill()
-	done = shareKeys(c.e.keys(t, jobs))
+	done := shareKeys(c.e.keys(t, jobs))
 	var doneBytes int64
 	for k, v := range done {
 		var s struct {
