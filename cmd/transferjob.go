@@ -57,7 +57,7 @@ func addTransferFlags(c *cobra.Command) {
 	sizeFlag(f, "max-transfer", "", "stop once files of this many bytes were started (e.g. 10G), with exit code 8; see --cutoff-mode")
 	choiceFlag(f, "cutoff-mode", "hard", []string{"hard", "soft", "cautious"}, "with --max-transfer: hard cuts the file that reaches the limit (it resumes next run), soft lets started files finish, cautious starts no file that would pass the limit")
 	f.String("files-from", "", "transfer only the paths listed in FILE, relative to SRC, one per line ('#' comments; a listed directory is not recursed into; - reads standard input)")
-	f.BoolP("progress", "P", false, "show the live progress display even when stderr is not a terminal (then one plain line every 500ms, as rclone -P)")
+	f.BoolP("progress", "P", false, "show progress even when the output is not a terminal: the live display on a terminal, else a stats line every 500ms (with --json a stats event), as rclone -P")
 	durationFlag(f, "stats", 0, 0, "print a one-line stats summary every INTERVAL (e.g. 1m) for unattended runs; with --json a \"stats\" event (0: none)")
 	f.Bool("no-fsync", false, "do not flush files to stable storage before renaming them into place (scratch data)")
 	choiceFlag(f, "verify", "full", []string{"full", "none"}, "BLAKE3 verification: full (every chunk and every file) or none (benchmarking only; peers whose data streams are outside TLS verify anyway)")
@@ -152,7 +152,7 @@ func readFilesFrom(name string, in io.Reader) ([]string, error) {
 	if name == "-" {
 		list, err := plan.ParseFilesFrom(in, "(standard input)")
 		if err != nil {
-			return nil, exitcode.Usagef("--files-from: %v", err)
+			return nil, exitcode.Usagef("%v", err)
 		}
 		return list, nil
 	}
@@ -163,7 +163,7 @@ func readFilesFrom(name string, in io.Reader) ([]string, error) {
 	defer f.Close()
 	list, err := plan.ParseFilesFrom(f, name)
 	if err != nil {
-		return nil, exitcode.Usagef("--files-from: %v", err)
+		return nil, exitcode.Usagef("%v", err)
 	}
 	return list, nil
 }

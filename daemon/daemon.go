@@ -102,9 +102,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Log(&c.Log)
 	defaults.Zero(&c.Poll, DefaultPoll)
 	defaults.Zero(&c.VerifiedCache, DefaultVerifiedCache)
 	defaults.Positive(&c.MaxConns, DefaultMaxConns)

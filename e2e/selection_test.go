@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -190,6 +191,32 @@ func TestShortForms(t *testing.T) {
 		if r.code != 2 || len(lines) != 1 || !strings.Contains(r.stderr, bad.want) {
 			t.Errorf("copy %q: want exit 2 and one line naming %q\n%s", bad.args, bad.want, r)
 		}
+	}
+}
+
+// TestFilesFromStdin: --files-from - reads the list from standard input;
+// pulled from a peer, only the listed file (and its directory) arrives,
+// and a second run transfers nothing.
+func TestFilesFromStdin(t *testing.T) {
+	peerRoot := t.TempDir()
+	srv := startServer(t, peerRoot)
+	buildTree(t, filepath.Join(peerRoot, "src"), []ent{fileE("d/keep", "k"), fileE("d/skip", "s"), fileE("top", "t")}, nil, "")
+	dst := filepath.Join(t.TempDir(), "dst")
+	pull := func() result {
+		return runCmd(t, func(cmd *exec.Cmd) { cmd.Stdin = strings.NewReader("# from stdin\nd/keep\n") },
+			xferBin, "sync", "--json", "--files-from", "-", srv.url("src"), dst)
+	}
+	r := pull()
+	_, sum := jsonRun(t, r)
+	if r.code != 0 || sum.FilesTransferred != 1 {
+		t.Fatalf("sync --files-from -: exit %d, %d files, want 0 and 1\n%s", r.code, sum.FilesTransferred, r)
+	}
+	got := scanTree(t, dst)
+	if _, ok := got["d/keep"]; !ok || len(got) != 3 { // ".", "d", "d/keep"
+		t.Errorf("destination holds %d entries, want ., d and d/keep: %v", len(got), got)
+	}
+	if _, sum := jsonRun(t, pull()); sum.FilesTransferred != 0 {
+		t.Errorf("second run transferred %d files, want 0", sum.FilesTransferred)
 	}
 }
 

@@ -115,7 +115,7 @@ func ParsePatternFile(r io.Reader, name string, include bool) ([]Rule, error) {
 // ignored. A path with ".." that leaves the source is refused. The
 // result is never nil (an empty list selects nothing).
 func ParseFilesFrom(r io.Reader, name string) ([]string, error) {
-	return parseLines(r, "files-from", name, func(line string) (string, bool, error) {
+	return parseLines(r, "--files-from", name, func(line string) (string, bool, error) {
 		p := path.Clean("/" + line)[1:]
 		if p == "" {
 			return "", false, nil // the source itself is always there

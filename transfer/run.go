@@ -141,6 +141,11 @@ func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		prev = sum
 		prev.FilesSkipped = 0
+		if opt.MaxTransfer > 0 {
+			// What the lost attempt sent counts against --max-transfer:
+			// the rerun gets what is left of it.
+			opt.MaxTransfer = max(1, opt.MaxTransfer-sum.BytesSent)
+		}
 	}
 	sum.DurationS = time.Since(start).Seconds()
 	if sum.Proto == "" && !src.IsRemote() && !dst.IsRemote() {

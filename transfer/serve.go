@@ -3,10 +3,10 @@ package transfer
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/defaults"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/metrics"
@@ -71,9 +71,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxOpenFiles <= 0 {
 		cfg.MaxOpenFiles = session.DefaultMaxOpenFiles
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Log(&cfg.Log)
 	srv := &Server{cfg: cfg, tempFiles: receive.NewFDBudget()}
 	sc := cfg.ServerConfig
 	sc.UringEntries, sc.Services = cfg.Dial.UringEntries, srv.services

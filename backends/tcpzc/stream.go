@@ -29,11 +29,9 @@ var errClosed = errors.New("tcp-zc: stream closed")
 // goroutine and the rx half by one receiving goroutine at a time; their
 // mutexes only guard against misuse and against Close.
 type stream struct {
-	conn      net.Conn
-	rc        syscall.RawConn
-	state     sockstream.State
-	closeOnce sync.Once
-	closeErr  error
+	conn  net.Conn
+	rc    syscall.RawConn
+	state sockstream.State
 
 	tx struct {
 		mu       sync.Mutex
@@ -52,11 +50,7 @@ type stream struct {
 		msg               unix.Msghdr
 		oob               [128]byte
 	}
-	rx struct {
-		mu  sync.Mutex
-		err error // sticky, as for tx
-		in  sockstream.Receiver
-	}
+	rx sockstream.Rx
 }
 
 // Send writes hdr and payload as one message. Payloads of zcMin bytes or
@@ -317,34 +311,10 @@ func pollLoop(wait func(func(fd uintptr) bool) error, op func(fd int) (int, erro
 
 // Recv reads the next message's header into hbuf. Payload bytes of the
 // previous message that were not consumed are skipped.
-func (s *stream) Recv(hbuf []byte) ([]byte, int, error) {
-	s.rx.mu.Lock()
-	defer s.rx.mu.Unlock()
-	if err := s.state.Ready(s.rx.err); err != nil {
-		return nil, 0, err
-	}
-	hdr, n, err := s.rx.in.Next(hbuf)
-	if err != nil {
-		return nil, 0, s.state.Fail(&s.rx.err, "recv", err)
-	}
-	return hdr, n, nil
-}
+func (s *stream) Recv(hbuf []byte) ([]byte, int, error) { return s.rx.Recv(&s.state, nil, hbuf) }
 
 // RecvPayload reads the next len(p) payload bytes of the current message.
-func (s *stream) RecvPayload(p []byte) error {
-	s.rx.mu.Lock()
-	defer s.rx.mu.Unlock()
-	if err := s.state.Ready(s.rx.err); err != nil {
-		return err
-	}
-	if err := s.rx.in.Overrun(Name, len(p)); err != nil {
-		return err
-	}
-	if err := s.rx.in.Payload(p); err != nil {
-		return s.state.Fail(&s.rx.err, "recv payload", err)
-	}
-	return nil
-}
+func (s *stream) RecvPayload(p []byte) error { return s.rx.RecvPayload(&s.state, nil, p) }
 
 // read reads at least one byte into p, waiting with the runtime poller.
 func (s *stream) read(p []byte) (int, error) {
@@ -399,18 +369,17 @@ func (s *stream) rawRead(f func(fd uintptr) bool) error {
 
 // Close closes the socket, which unblocks a pending Send or Recv.
 func (s *stream) Close() error {
-	s.closeOnce.Do(func() {
-		s.state.SetClosed()
+	return s.state.Close(func() error {
 		if s.tx.zcInFlight.Load() {
 			if tc, ok := s.conn.(interface{ SetLinger(int) error }); ok {
 				tc.SetLinger(0)
 			}
 		}
 		if err := s.conn.Close(); err != nil {
-			s.closeErr = fmt.Errorf("tcp-zc: close: %w", err)
+			return fmt.Errorf("tcp-zc: close: %w", err)
 		}
+		return nil
 	})
-	return s.closeErr
 }
 
 // sendmsg is sendmsg(2) without the allocations of the x/sys wrappers.

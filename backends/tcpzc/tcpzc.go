@@ -99,6 +99,6 @@ func newStream(c net.Conn, t *transport) (*stream, error) {
 		return nil, fmt.Errorf("raw connection: %w", err)
 	}
 	s.tx.zc = serr == nil
-	s.rx.in.Init(make([]byte, rxBufSize), s.read, s.read)
+	s.rx.In.Init(make([]byte, rxBufSize), s.read, s.read)
 	return s, nil
 }

@@ -9,10 +9,8 @@ import (
 	"github.com/xfer-io/xfer/backends/backendtest"
 )
 
-func registered(t testing.TB) backends.Transport { return backendtest.Registered(t, Name) }
-
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, registered(t), backendtest.Options{})
+	backendtest.Run(t, backendtest.Registered(t, Name), backendtest.Options{})
 }
 
 // TestConformanceAlwaysZeroCopy runs the suite with MSG_ZEROCOPY kept on
@@ -23,7 +21,7 @@ func TestConformanceAlwaysZeroCopy(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
-	backendtest.MustProbe(t, registered(t), "this kernel should support SO_ZEROCOPY")
+	backendtest.MustProbe(t, backendtest.Registered(t, Name), "this kernel should support SO_ZEROCOPY")
 }
 
 // TestZeroCopyCompletions checks the MSG_ZEROCOPY bookkeeping on real
@@ -147,10 +145,10 @@ func TestRecvSurvivesZerocopyCompletions(t *testing.T) {
 	}
 }
 
-func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, registered(b)) }
+func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, backendtest.Registered(b, Name)) }
 
 func BenchmarkSendAlwaysZeroCopy(b *testing.B) {
 	backendtest.Bench(b, &transport{zcMin: ZeroCopyThreshold, alwaysZC: true}, 1<<20, 1)
 }
 
-func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, registered(b)) }
+func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, backendtest.Registered(b, Name)) }

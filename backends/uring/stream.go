@@ -56,13 +56,11 @@ var errClosed = errors.New("uring: stream closed")
 
 // stream is one uring data stream; see the package comment.
 type stream struct {
-	conn      net.Conn
-	rc        syscall.RawConn
-	zcMin     int
-	alwaysZC  bool // keep SEND_ZC even when the kernel reports copies
-	state     sockstream.State
-	closeOnce sync.Once
-	closeErr  error
+	conn     net.Conn
+	rc       syscall.RawConn
+	zcMin    int
+	alwaysZC bool // keep SEND_ZC even when the kernel reports copies
+	state    sockstream.State
 
 	tx struct {
 		mu       sync.Mutex
@@ -77,12 +75,10 @@ type stream struct {
 		pin      runtime.Pinner
 	}
 	rx struct {
-		mu     sync.Mutex
-		err    error // sticky, as for tx
-		ring   *ring
-		in     sockstream.Receiver // over the staging buffer (fixed buffer 0 of the ring)
-		broken bool
-		pin    runtime.Pinner
+		sockstream.Rx // its Receiver reads from the staging buffer (fixed buffer 0 of the ring)
+		ring          *ring
+		broken        bool
+		pin           runtime.Pinner
 	}
 }
 
@@ -530,45 +526,20 @@ func (s *stream) adapt() {
 
 // Recv reads the next message's header into hbuf. Payload bytes of the
 // previous message that were not consumed are skipped.
-func (s *stream) Recv(hbuf []byte) ([]byte, int, error) {
-	r := &s.rx
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := s.rxReady(); err != nil {
-		return nil, 0, err
-	}
-	hdr, n, err := r.in.Next(hbuf)
-	if err != nil {
-		return nil, 0, s.state.Fail(&r.err, "recv", err)
-	}
-	return hdr, n, nil
-}
+func (s *stream) Recv(hbuf []byte) ([]byte, int, error) { return s.rx.Recv(&s.state, s.rxReady, hbuf) }
 
 // RecvPayload reads the next len(p) payload bytes of the current message:
 // from the staging buffer, or, for a large rest, straight into p with
 // recvAll.
-func (s *stream) RecvPayload(p []byte) error {
-	r := &s.rx
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := s.rxReady(); err != nil {
-		return err
-	}
-	if err := r.in.Overrun(Name, len(p)); err != nil {
-		return err
-	}
-	if err := r.in.Payload(p); err != nil {
-		return s.state.Fail(&r.err, "recv payload", err)
-	}
-	return nil
-}
+func (s *stream) RecvPayload(p []byte) error { return s.rx.RecvPayload(&s.state, s.rxReady, p) }
 
-// rxReady returns the error a receive fails with before it starts, or nil.
+// rxReady returns errClosed once the receive ring is torn down (the
+// half's own checks follow it).
 func (s *stream) rxReady() error {
 	if s.rx.ring == nil {
 		return errClosed
 	}
-	return s.state.Ready(s.rx.err)
+	return nil
 }
 
 // recv receives what the socket has, up to len(p) bytes, into p, which
@@ -668,14 +639,13 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 // Close shuts the socket down, which completes the requests pending on it,
 // waits for Send and Recv to give up, and tears the rings down.
 func (s *stream) Close() error {
-	s.closeOnce.Do(func() {
-		s.state.SetClosed()
+	return s.state.Close(func() error {
 		s.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 		t, r := &s.tx, &s.rx
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		r.mu.Lock()
-		defer r.mu.Unlock()
+		r.Mu.Lock()
+		defer r.Mu.Unlock()
 		abandoned := t.notifs > 0 || t.broken
 		if abandoned {
 			// The kernel still holds pages of a SEND_ZC: reset rather than
@@ -688,8 +658,9 @@ func (s *stream) Close() error {
 		// closes (and, if abandoned, resets) the connection now.
 		t.ring.unregisterFiles()
 		r.ring.unregisterFiles()
+		var closeErr error
 		if err := s.conn.Close(); err != nil {
-			s.closeErr = fmt.Errorf("uring: close: %w", err)
+			closeErr = fmt.Errorf("uring: close: %w", err)
 		}
 		if t.notifs > 0 && !t.broken {
 			// The reset freed the queued data: collect the notifications.
@@ -707,14 +678,14 @@ func (s *stream) Close() error {
 		t.ring.close()
 		r.ring.close()
 		t.ring, r.ring = nil, nil
-		r.in.Release()
+		r.In.Release()
 		// Unpinning lets the collector reuse memory a SEND_ZC still named
 		// only if notifications never came; the connection was reset and
 		// its queue dropped by then, so nothing reads it any more.
 		t.pin.Unpin()
 		r.pin.Unpin()
+		return closeErr
 	})
-	return s.closeErr
 }
 
 var _ backends.Stream = (*stream)(nil)

@@ -183,6 +183,6 @@ func newStream(c net.Conn, entries uint32, t *transport) (*stream, error) {
 		s.tx.ring.close()
 		return nil, fmt.Errorf("receive ring: %w", err)
 	}
-	s.rx.in.Init(s.rx.ring.bufs[0], s.recv, s.recvDirect)
+	s.rx.In.Init(s.rx.ring.bufs[0], s.recv, s.recvDirect)
 	return s, nil
 }

@@ -9,14 +9,12 @@ import (
 	"github.com/xfer-io/xfer/backends/backendtest"
 )
 
-func registered(t testing.TB) backends.Transport { return backendtest.Registered(t, Name) }
-
 func TestProbe(t *testing.T) {
-	backendtest.MustProbe(t, registered(t), "this machine has io_uring with SEND_ZC")
+	backendtest.MustProbe(t, backendtest.Registered(t, Name), "this machine has io_uring with SEND_ZC")
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, registered(t), backendtest.Options{})
+	backendtest.Run(t, backendtest.Registered(t, Name), backendtest.Options{})
 }
 
 // TestConformanceAlwaysZeroCopy keeps SEND_ZC on even though loopback makes
@@ -127,6 +125,6 @@ func TestZeroCopyNotifications(t *testing.T) {
 	}
 }
 
-func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, registered(b)) }
+func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, backendtest.Registered(b, Name)) }
 
-func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, registered(b)) }
+func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, backendtest.Registered(b, Name)) }

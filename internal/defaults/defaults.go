@@ -3,6 +3,8 @@
 // an if statement per field.
 package defaults
 
+import "log/slog"
+
 // number is what Positive compares with zero.
 type number interface {
 	~int | ~int32 | ~int64 | ~uint32 | ~uint64 | ~float64
@@ -21,5 +23,13 @@ func Zero[T comparable](v *T, d T) {
 	var zero T
 	if *v == zero {
 		*v = d
+	}
+}
+
+// Log sets *l, when it is nil, to a logger that discards everything, so
+// that code can log without asking whether anyone listens.
+func Log(l **slog.Logger) {
+	if *l == nil {
+		*l = slog.New(slog.DiscardHandler)
 	}
 }

@@ -1,6 +1,8 @@
 package defaults
 
 import (
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -32,5 +34,20 @@ func TestZero(t *testing.T) {
 	Zero(&n, 5)
 	if n != -1 {
 		t.Errorf("Zero(-1, 5) = %d: only the zero value is unset", n)
+	}
+}
+
+func TestLog(t *testing.T) {
+	var l *slog.Logger
+	Log(&l)
+	if l == nil {
+		t.Fatal("Log left a nil logger")
+	}
+	l.Info("discarded") // must not panic
+	mine := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kept := mine
+	Log(&kept)
+	if kept != mine {
+		t.Error("Log replaced a logger that was set")
 	}
 }

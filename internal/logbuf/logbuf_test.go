@@ -41,14 +41,12 @@ func TestConcurrent(t *testing.T) {
 	var b Buffer
 	var wg sync.WaitGroup
 	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 100 {
 				fmt.Fprintf(&b, "%d-%d\n", w, i)
 				_ = b.String()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if n := strings.Count(b.String(), "\n"); n != 400 {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/xfer-io/xfer/internal/defaults"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -123,20 +124,12 @@ func newLoop(dir string, o Options, sync func(context.Context) error) (*loop, er
 		return nil, fmt.Errorf("watch: negative duration in options (debounce %v, rescan %v, max wait %v)",
 			o.Debounce, o.Rescan, o.MaxWait)
 	}
-	if o.Debounce == 0 {
-		o.Debounce = DefaultDebounce
-	}
-	if o.MaxWait == 0 {
-		o.MaxWait = DefaultMaxWait
-	}
+	defaults.Zero(&o.Debounce, DefaultDebounce)
+	defaults.Zero(&o.MaxWait, DefaultMaxWait)
 	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Log(&log)
 	fallback := o.Rescan
-	if fallback == 0 {
-		fallback = DefaultFallbackRescan
-	}
+	defaults.Zero(&fallback, DefaultFallbackRescan)
 	return &loop{
 		root:     filepath.Clean(dir),
 		o:        o,

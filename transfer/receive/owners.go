@@ -3,13 +3,12 @@ package receive
 import (
 	"fmt"
 	"os"
-	"os/user"
-	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
+	"github.com/xfer-io/xfer/internal/idmap"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
@@ -27,9 +26,9 @@ type ownerPolicy struct {
 	root    bool            // running as root: any owner, any device
 	groups  map[uint32]bool // the groups an unprivileged process may give
 
+	names idmap.Map // the names of owners and groups, as this machine's ids
+
 	mu       sync.Mutex
-	users    map[string]int // name lookups, -1 for an unknown name
-	gnames   map[string]int
 	notKept  int64
 	reason   string
 	specials int64
@@ -40,49 +39,13 @@ type ownerPolicy struct {
 // (allowed) and devices created (devices) when privilege allows.
 func newOwnerPolicy(allowed, devices bool) *ownerPolicy {
 	p := &ownerPolicy{allowed: allowed, devices: devices, root: os.Geteuid() == 0,
-		groups: map[uint32]bool{uint32(os.Getegid()): true}, users: map[string]int{}, gnames: map[string]int{}}
+		groups: map[uint32]bool{uint32(os.Getegid()): true}}
 	if gs, err := os.Getgroups(); err == nil {
 		for _, g := range gs {
 			p.groups[uint32(g)] = true
 		}
 	}
 	return p
-}
-
-// lookup maps name through cache and find (-1: unknown).
-func (p *ownerPolicy) lookup(cache map[string]int, name string, find func(string) (string, error)) int {
-	p.mu.Lock()
-	id, ok := cache[name]
-	p.mu.Unlock()
-	if ok {
-		return id
-	}
-	id = -1
-	if s, err := find(name); err == nil {
-		if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-			id = int(n)
-		}
-	}
-	p.mu.Lock()
-	cache[name] = id
-	p.mu.Unlock()
-	return id
-}
-
-func lookupUser(name string) (string, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return "", err
-	}
-	return u.Uid, nil
-}
-
-func lookupGroup(name string) (string, error) {
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		return "", err
-	}
-	return g.Gid, nil
 }
 
 // ids returns the uid and gid to give an entry asked to have o (-1:
@@ -97,13 +60,13 @@ func (p *ownerPolicy) ids(o *wire.Owner) (uid, gid int) {
 	}
 	uid, gid = int(o.Uid), int(o.Gid)
 	if !o.Numeric && o.User != "" {
-		if id := p.lookup(p.users, o.User, lookupUser); id >= 0 {
-			uid = id
+		if id, ok := p.names.Uid(o.User); ok {
+			uid = int(id)
 		}
 	}
 	if !o.Numeric && o.Group != "" {
-		if id := p.lookup(p.gnames, o.Group, lookupGroup); id >= 0 {
-			gid = id
+		if id, ok := p.names.Gid(o.Group); ok {
+			gid = int(id)
 		}
 	}
 	if p.root {

@@ -189,6 +189,18 @@ func wantOnly(t *testing.T, dir string, want ...string) {
 	}
 }
 
+// commitWhole commits w, the writer of f, with data's digest, and checks
+// that f then holds data; when names the step in the messages.
+func commitWhole(t *testing.T, w FileWriter, dir string, data []byte, when string) {
+	t.Helper()
+	if err := w.Commit(context.Background(), wholeDigest(t, data)); err != nil {
+		t.Fatalf("commit %s: %v", when, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "f")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("content differs %s (%v)", when, err)
+	}
+}
+
 func open(t *testing.T, d Destination, sp wire.FileSpec) FileWriter {
 	t.Helper()
 	w, err := d.Open(context.Background(), sp)
@@ -216,13 +228,7 @@ func TestDestinationConformance(t *testing.T) {
 			if v := write(t, d, w, data, all, nil); !bytes.Equal(v, []byte{wire.AckOK, wire.AckOK, wire.AckOK, wire.AckOK}) {
 				t.Fatalf("verdicts %v", v)
 			}
-			if err := w.Commit(ctx, wholeDigest(t, data)); err != nil {
-				t.Fatalf("commit: %v", err)
-			}
-			got, err := os.ReadFile(filepath.Join(dir, "f"))
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("content differs (%v)", err)
-			}
+			commitWhole(t, w, dir, data, "of a fresh file")
 			st, _ := os.Stat(filepath.Join(dir, "f"))
 			if st.Mode().Perm() != 0o640 || st.ModTime().UnixNano() != 1_600_000_000_123_456_789 {
 				t.Errorf("mode %v mtime %d", st.Mode(), st.ModTime().UnixNano())
@@ -263,12 +269,7 @@ func TestDestinationConformance(t *testing.T) {
 				t.Fatalf("verdicts %v, want ok then mismatch", v)
 			}
 			write(t, d, w, data, []int{1, 2, 3}, nil) // sent again, intact
-			if err := w.Commit(ctx, wholeDigest(t, data)); err != nil {
-				t.Fatalf("commit after the resend: %v", err)
-			}
-			if got, _ := os.ReadFile(filepath.Join(dir, "f")); !bytes.Equal(got, data) {
-				t.Error("content differs after the resend")
-			}
+			commitWhole(t, w, dir, data, "after the resend")
 		}},
 		{"an interrupted file resumes: matching chunks are adopted, others sent", func(t *testing.T, k destKind, dir string) {
 			first := k.open(t, dir, receive.Options{NoFsync: true})
@@ -297,12 +298,7 @@ func TestDestinationConformance(t *testing.T) {
 				t.Fatalf("adopt: missing %v (%v), want [1]", missing, err)
 			}
 			write(t, d, w, data, []int{1, 2, 3}, nil)
-			if err := w.Commit(ctx, wholeDigest(t, data)); err != nil {
-				t.Fatalf("commit: %v", err)
-			}
-			if got, _ := os.ReadFile(filepath.Join(dir, "f")); !bytes.Equal(got, data) {
-				t.Error("content differs after resume")
-			}
+			commitWhole(t, w, dir, data, "after resume")
 			wantOnly(t, dir, "f")
 		}},
 		{"a changed source does not resume", func(t *testing.T, k destKind, dir string) {
@@ -354,12 +350,7 @@ func TestDestinationConformance(t *testing.T) {
 				}
 			}
 			write(t, d, w, data, rest, nil)
-			if err := w.Commit(ctx, wholeDigest(t, data)); err != nil {
-				t.Fatalf("final commit: %v", err)
-			}
-			if got, _ := os.ReadFile(filepath.Join(dir, "f")); !bytes.Equal(got, data) {
-				t.Error("content differs after the final pass")
-			}
+			commitWhole(t, w, dir, data, "after the final pass")
 			wantOnly(t, dir, "f")
 		}},
 		{"a read-only tree refuses the file", func(t *testing.T, k destKind, dir string) {

@@ -18,6 +18,7 @@ import (
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/idmap"
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
 )
@@ -78,7 +79,7 @@ type engine struct {
 
 	// names maps source owners and groups to names (--owners);
 	// unsupported counts special files skipped (--specials=false).
-	names       ownerNames
+	names       idmap.Map
 	unsupported atomic.Int64
 
 	// flushFirst: a queued mkdir replaces a file or symlink, or enters a

@@ -2,55 +2,11 @@ package send
 
 import (
 	"fmt"
-	"os/user"
-	"strconv"
-	"sync"
 
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
-
-// ownerNames maps the source's numeric owners and groups to their names,
-// looked up once each, so that the receiver can map them to its own ids.
-type ownerNames struct {
-	mu     sync.Mutex
-	users  map[uint32]string // "" for an id without a name
-	groups map[uint32]string
-}
-
-func (n *ownerNames) name(cache *map[uint32]string, id uint32, find func(string) (string, error)) string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if name, ok := (*cache)[id]; ok {
-		return name
-	}
-	if *cache == nil {
-		*cache = map[uint32]string{}
-	}
-	name, err := find(strconv.FormatUint(uint64(id), 10))
-	if err != nil {
-		name = ""
-	}
-	(*cache)[id] = name
-	return name
-}
-
-func userName(id string) (string, error) {
-	u, err := user.LookupId(id)
-	if err != nil {
-		return "", err
-	}
-	return u.Username, nil
-}
-
-func groupName(id string) (string, error) {
-	g, err := user.LookupGroupId(id)
-	if err != nil {
-		return "", err
-	}
-	return g.Name, nil
-}
 
 // keepsOwners says whether the run sends owners and groups.
 func (e *engine) keepsOwners() bool { return e.opt.Owners != wire.OwnersNo && e.opt.Shard == nil }
@@ -63,8 +19,8 @@ func (e *engine) ownerOf(s plan.Entry) *wire.Owner {
 	}
 	o := &wire.Owner{Uid: s.Uid, Gid: s.Gid, Numeric: e.opt.NumericIDs}
 	if !o.Numeric {
-		o.User = e.names.name(&e.names.users, s.Uid, userName)
-		o.Group = e.names.name(&e.names.groups, s.Gid, groupName)
+		o.User = e.names.UserName(s.Uid)
+		o.Group = e.names.GroupName(s.Gid)
 	}
 	return o
 }

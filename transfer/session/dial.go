@@ -16,6 +16,7 @@ import (
 	"github.com/xfer-io/xfer/transfer/wire"
 
 	"github.com/xfer-io/xfer/backends"
+	"github.com/xfer-io/xfer/internal/defaults"
 	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
@@ -100,9 +101,7 @@ func (o DialOptions) withDefaults() DialOptions {
 	if o.Proto == "" {
 		o.Proto = "auto"
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Log(&o.Log)
 	return o
 }
 

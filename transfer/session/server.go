@@ -110,9 +110,7 @@ type dataConn struct {
 func NewServer(cfg ServerConfig) *Server {
 	defaults.Positive(&cfg.MaxStreams, 64)
 	defaults.Positive(&cfg.IdleTimeout, wire.DefaultIdleTimeout)
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Log(&cfg.Log)
 	defaults.Positive(&cfg.MaxSessions, DefaultMaxSessions)
 	defaults.Positive(&cfg.MaxSessionsPerClient, DefaultMaxSessionsPerClient)
 	defaults.Positive(&cfg.MaxHandshakes, DefaultMaxHandshakes)

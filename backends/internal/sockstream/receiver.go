@@ -2,6 +2,7 @@ package sockstream
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/xfer-io/xfer/backends"
 )
@@ -126,4 +127,54 @@ func (r *Receiver) fill(n int) error {
 		r.w += k
 	}
 	return nil
+}
+
+// Rx is a stream's receive half: its Receiver, the lock that the one
+// receiving goroutine (and Close) holds, and the half's sticky error.
+type Rx struct {
+	Mu  sync.Mutex
+	Err error // sticky: the byte stream is out of step after a failure
+	In  Receiver
+}
+
+// Recv is backends.Stream's Recv over r, for the stream whose state is st.
+// ready, when not nil, is called with the lock held and returns the error
+// the stream fails a receive with before it starts (nil: it can receive).
+func (r *Rx) Recv(st *State, ready func() error, hbuf []byte) ([]byte, int, error) {
+	r.Mu.Lock()
+	defer r.Mu.Unlock()
+	if err := r.ready(st, ready); err != nil {
+		return nil, 0, err
+	}
+	hdr, n, err := r.In.Next(hbuf)
+	if err != nil {
+		return nil, 0, st.Fail(&r.Err, "recv", err)
+	}
+	return hdr, n, nil
+}
+
+// RecvPayload is backends.Stream's RecvPayload over r: the next len(p)
+// payload bytes of the current message (ready as for Recv).
+func (r *Rx) RecvPayload(st *State, ready func() error, p []byte) error {
+	r.Mu.Lock()
+	defer r.Mu.Unlock()
+	if err := r.ready(st, ready); err != nil {
+		return err
+	}
+	if err := r.In.Overrun(st.name, len(p)); err != nil {
+		return err
+	}
+	if err := r.In.Payload(p); err != nil {
+		return st.Fail(&r.Err, "recv payload", err)
+	}
+	return nil
+}
+
+func (r *Rx) ready(st *State, ready func() error) error {
+	if ready != nil {
+		if err := ready(); err != nil {
+			return err
+		}
+	}
+	return st.Ready(r.Err)
 }

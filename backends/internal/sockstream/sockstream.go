@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -103,6 +104,8 @@ type State struct {
 	name      string
 	errClosed error
 	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Init names the transport for error messages and sets the error every
@@ -114,8 +117,15 @@ func (s *State) Init(name string, errClosed error) {
 // Closed reports whether Close has begun.
 func (s *State) Closed() bool { return s.closed.Load() }
 
-// SetClosed marks the stream closed; operations fail from then on.
-func (s *State) SetClosed() { s.closed.Store(true) }
+// Close marks the stream closed (operations fail from then on) and runs
+// release, once: every call returns what release returned.
+func (s *State) Close(release func() error) error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.closeErr = release()
+	})
+	return s.closeErr
+}
 
 // ErrClosed is the error operations on the closed stream return.
 func (s *State) ErrClosed() error { return s.errClosed }
