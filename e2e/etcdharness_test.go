@@ -23,20 +23,27 @@ type etcdServer struct {
 	p              *proc
 }
 
-func freePort(t *testing.T) string {
+// freePorts returns n distinct free 127.0.0.1 addresses (all held open
+// until chosen, so that no two are the same).
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return out
 }
 
 func startEtcd(t *testing.T) *etcdServer {
 	t.Helper()
 	needTool(t, "etcd", "the etcd membership tests (Debian's etcd-server)")
-	e := &etcdServer{dir: t.TempDir(), url: "http://" + freePort(t), peer: "http://" + freePort(t)}
+	p := freePorts(t, 2)
+	e := &etcdServer{dir: t.TempDir(), url: "http://" + p[0], peer: "http://" + p[1]}
 	e.start(t)
 	t.Cleanup(e.stop)
 	return e
