@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -287,6 +288,43 @@ func TestEtcdStoppedMidSync(t *testing.T) {
 	for _, a := range c.agents {
 		if s.Agents[a.addr].Lost {
 			t.Errorf("agent %s lost though only etcd stopped: %+v", a.addr, s.Agents)
+		}
+	}
+}
+
+// Cluster to cluster, both kept in one etcd: the shares spread over both
+// sides' agents, the job is recorded with the destination's cluster, and
+// a second run changes nothing.
+func TestEtcdClusterToCluster(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	rootB := t.TempDir()
+	joinB := []string{"--etcd", c.e.url, "--cluster", "c2", "--etcd-ttl", "3s"}
+	agentsB := startCluster(t, rootB, 5, 3, joinB...)
+	if r := xfer(t, "--config", c.cfg, "remote", "add", "clusterB", "--etcd", c.e.url, "--cluster", "c2"); r.code != 0 {
+		t.Fatal(r)
+	}
+	awaitMembers(t, c.cfg, "clusterB", serverAddrs(agentsB), 10*time.Second)
+	for i := range 2 {
+		r := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", "clusterB:/proj", "--chunk-size", "1M", "--json", "--etcd-done-ttl", "1m")
+		if r.code != 0 {
+			t.Fatal(r)
+		}
+		_, s := clusterRun(t, r)
+		sameTree(t, c.src, filepath.Join(rootB, "proj"))
+		if i == 1 {
+			if s.FilesTransferred != 0 || s.BytesSent != 0 || s.FilesDeleted != 0 {
+				t.Errorf("second sync changed something: %+v", s.summary)
+			}
+			break
+		}
+		for _, a := range append(slices.Clone(c.agents), agentsB...) {
+			if s.Agents[a.addr].Bytes == 0 {
+				t.Errorf("agent %s carried nothing: %+v", a.addr, s.Agents)
+			}
+		}
+		jobs := c.e.keys(t, "/xfer/clusters/c2/jobs/")
+		if len(shareKeys(jobs)) != 6 || len(c.e.keys(t, "/xfer/clusters/c1/jobs/")) != 0 {
+			t.Errorf("the job is not recorded with the destination's cluster, 6 shares: %v", jobs)
 		}
 	}
 }
