@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -76,7 +77,24 @@ func safetyCases() []diffCase {
 	// rsync makes the backup directories as it needs them; their times
 	// are left unspecified.
 	bakDirs := []string{".bak", ".bak/sub", ".bak/was-dir", ".bak/gone-dir", ".bak/gone-dir/a"}
+	// A backup directory beneath a directory the source does not have,
+	// or has as a file: that directory is kept whole (rsync, protecting
+	// the backup directory alone, deletes the rest of it and fails to
+	// remove it, "cannot delete non-empty directory").
+	asrc := []ent{fileE("a", "new"), fileE("b", "b")}
+	adst := []ent{fileE("a", "old").at(ns(2005, 1, 1, 0, 0, 0, 0)), fileE("gone", "g"),
+		fileE("old/run0/x", "an earlier run's backup"), fileE("old/run1/y", "this directory's earlier backup")}
+	// rsync moves old/run0 into the backup directory; xfer leaves it.
+	oldPaths := []string{"old/run0", "old/run0/x", "old/run1/old", "old/run1/old/run0", "old/run1/old/run0/x"}
+	ancestorFlags := []string{"--backup-dir", "old/run1"}
+	rsyncAncestor := []string{"--backup", "--backup-dir=old/run1", "--filter=P /old/run1/"}
 	return []diffCase{
+		{name: "backup-dir-ancestor-kept", cmd: "sync", xflags: ancestorFlags, rflags: rsyncAncestor, src: asrc, dst: adst,
+			adjust: keepPre(oldPaths...), notices: []string{"old"}, lenient: []string{"old", "old/run1"}},
+		{name: "backup-dir-ancestor-replaced", cmd: "sync", xflags: ancestorFlags, rflags: rsyncAncestor,
+			src: append(append([]ent{}, asrc...), fileE("old", "a file where the backups are")), dst: adst,
+			// After the error xfer deletes nothing (docs/differences.md).
+			adjust: keepPre(append([]string{"gone", "old/run1/gone"}, oldPaths...)...), errPaths: []string{"old"}, lenient: []string{"old", "old/run1"}},
 		// Within the limit (rsync counts a directory and what is beneath
 		// it): both delete everything.
 		{name: "max-delete-within", cmd: "sync", xflags: []string{"--max-delete", "11"}, rflags: []string{"--max-delete=11"},
@@ -186,5 +204,49 @@ func TestSyncGuards(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestBackupKeepsDelta: a large file replaced under --backup-dir is still
+// sent as the chunks that changed (the old file stays in place, hard-linked
+// into the backup directory), and the backup holds the old content, in
+// both directions between this machine and a peer.
+func TestBackupKeepsDelta(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	for _, dir := range []string{"local-peer", "peer-local"} {
+		t.Run(dir, func(t *testing.T) {
+			src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
+			srcArg, dstArg := src, srv.url(dir+"/dst")
+			if dir == "peer-local" {
+				src, srcArg, dstArg = filepath.Join(srv.root, dir, "src"), srv.url(dir+"/src"), dst
+			} else {
+				dst = filepath.Join(srv.root, dir, "dst")
+			}
+			f := filepath.Join(src, "big.bin")
+			writeRandom(t, f, 8<<20, 61)
+			old, err := os.ReadFile(f)
+			must(t, err)
+			args := []string{"sync", "--chunk-size", "1M", "--backup-dir", ".bak", "--suffix", ".old", "--json", srcArg, dstArg}
+			if r := xfer(t, args...); r.code != 0 {
+				t.Fatal(r)
+			}
+			fh, err := os.OpenFile(f, os.O_WRONLY, 0)
+			must(t, err)
+			_, err = fh.WriteAt([]byte("changed"), 5<<20+7)
+			must(t, err)
+			must(t, fh.Close())
+			r := xfer(t, args...)
+			if _, sum := jsonRun(t, r); r.code != 0 || sum.FilesTransferred != 1 || sum.BytesSent != 1<<20 {
+				t.Errorf("files_transferred %d, bytes_sent %d; want 1 file and one chunk (%d)\n%s", sum.FilesTransferred, sum.BytesSent, 1<<20, r)
+			}
+			cur, err := os.ReadFile(f)
+			must(t, err)
+			if got, err := os.ReadFile(filepath.Join(dst, "big.bin")); err != nil || !bytes.Equal(got, cur) {
+				t.Errorf("the destination does not hold the new content (%v)", err)
+			}
+			if got, err := os.ReadFile(filepath.Join(dst, ".bak", "big.bin.old")); err != nil || !bytes.Equal(got, old) {
+				t.Errorf("the backup does not hold the old content (%v)", err)
+			}
+		})
 	}
 }

@@ -2,7 +2,9 @@ package receive
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/plan"
@@ -21,6 +23,9 @@ func (r *Receiver) backupOp(op wire.MetaOp) string {
 	target, err := r.rel(op.Target)
 	if err != nil || target == "" {
 		return fsroot.Describe("back up", op.Path, fsroot.ErrEscape)
+	}
+	if target == op.Path || strings.HasPrefix(target, op.Path+"/") {
+		return fmt.Sprintf("back up %s: the backup %s would lie inside it", op.Path, op.Target)
 	}
 	return r.backup(op.Path, target, op.Suffix, op.Keep, 0)
 }

@@ -36,6 +36,8 @@ func TestBackupOp(t *testing.T) {
 			before: []string{"t/x=1", "t/s/y=2", "bak/t/s=an old backup of a file"},
 			op:     wire.MetaOp{Op: "backup", Path: "t", Target: "bak/t", Suffix: "~"},
 			after:  []string{"bak/", "bak/t/", "bak/t/s/", "bak/t/s/y~=2", "bak/t/x~=1"}},
+		{name: "target inside the entry", before: []string{"d/f=1"},
+			op: wire.MetaOp{Op: "backup", Path: "d", Target: "d/bak/d"}, errHas: "would lie inside it", after: []string{"d/", "d/f=1"}},
 		{name: "nothing there", op: wire.MetaOp{Op: "backup", Path: "none", Target: "bak/none"}},
 		{name: "target outside the tree", before: []string{"a=1"},
 			op: wire.MetaOp{Op: "backup", Path: "a", Target: "../a"}, errHas: "back up a", after: []string{"a=1"}},

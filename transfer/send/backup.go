@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
@@ -68,6 +69,30 @@ func (e *engine) backupFirst(op plan.Op) (ok bool, err error) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// holdsBackups reports whether op would delete or replace a destination
+// directory that holds the backup directory (DIR is old/run1, and the
+// source has no old, or a file there).
+func (e *engine) holdsBackups(op plan.Op) bool {
+	if !e.backups() || !strings.HasPrefix(e.opt.BackupDir, op.Src.Path+"/") {
+		return false
+	}
+	return op.Kind == plan.OpDelete || (op.Dst != nil && op.Dst.Type == plan.TypeDir && op.Kind != plan.OpMkdir)
+}
+
+// keepBackups keeps whole, instead of op, a directory that holds the
+// backup directory, as a directory that holds an excluded entry is kept:
+// a deletion is left out with a notice, a replacement is refused (the
+// source's entry is not transferred; exit 1).
+func (e *engine) keepBackups(op plan.Op) error {
+	if op.Kind == plan.OpDelete {
+		e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: op.Src.Path,
+			Msg: "not deleted: it holds the backup directory " + e.opt.BackupDir + " (--backup-dir)"})
+		return nil
+	}
+	e.fileError(op.Src.Path, "not replaced: the directory at the destination holds the backup directory "+e.opt.BackupDir+" (--backup-dir)")
+	return nil
 }
 
 // backupLister drops the backup directory (a path relative to the top of

@@ -310,6 +310,9 @@ func (e *engine) run() error {
 		carry = e.printPlan // the plan, as the run would carry it out
 	}
 	visit := func(op plan.Op) error {
+		if e.holdsBackups(op) {
+			return e.keepBackups(op)
+		}
 		switch {
 		case op.Kind != plan.OpDelete:
 			e.srcSeen++
