@@ -172,19 +172,6 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	}
 	c.runs = map[int]flight{}
 	defer func() { tally.Merge(progress.Summary{Agents: c.agentStats()}) }()
-	wctx, stopWatch := context.WithCancel(ctx)
-	var watches sync.WaitGroup
-	defer watches.Wait()
-	defer stopWatch()
-	for _, side := range []*clusterSide{c.src, c.dst} {
-		if side.Members != nil {
-			watches.Add(1)
-			go func() {
-				defer watches.Done()
-				c.watch(wctx, side)
-			}()
-		}
-	}
 
 	if !opt.DryRun {
 		// Nothing is created at the destination for a source that is
@@ -245,6 +232,21 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 		final.SplitShares = n
 	}
 	if !opt.DryRun {
+		// The watch starts here, with the share queue ready: it reports
+		// what changed since the agents were read, nothing is missed.
+		wctx, stopWatch := context.WithCancel(ctx)
+		var watches sync.WaitGroup
+		defer watches.Wait()
+		defer stopWatch()
+		for _, side := range []*clusterSide{c.src, c.dst} {
+			if side.Members != nil {
+				watches.Add(1)
+				go func() {
+					defer watches.Done()
+					c.watch(wctx, side)
+				}()
+			}
+		}
 		if err := c.shares(ctx); err != nil {
 			return err
 		}
