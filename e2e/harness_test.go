@@ -116,12 +116,14 @@ func runCmd(t *testing.T, prepare func(*exec.Cmd), name string, args ...string) 
 func baseEnv(t *testing.T) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "XFER_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+		if strings.HasPrefix(kv, "XFER_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") || strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "XDG_CONFIG_HOME="+t.TempDir())
+	// A fresh cache per run: no transport probe result is carried from
+	// one run (or test) to the next unless a test passes its own.
+	return append(env, "XDG_CONFIG_HOME="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
 }
 
 // bgXfer is an xfer run in the background.
