@@ -362,9 +362,21 @@ type summary struct {
 	Errors           int64   `json:"errors"`
 	DurationS        float64 `json:"duration_s"`
 	Proto            string  `json:"proto"`
-	DryRun           bool    `json:"dry_run"`
-	SSHData          string  `json:"ssh_data"`
-	XattrsUpdated    int64   `json:"xattrs_updated"`
+	ProtoReason      string  `json:"proto_reason"`
+	ProtoChoice      *struct {
+		Proto string `json:"proto"`
+		By    string `json:"by"`
+		Rates []struct {
+			Proto string  `json:"proto"`
+			GBs   float64 `json:"gb_s"`
+			Bytes int64   `json:"bytes"`
+			Error string  `json:"error"`
+		} `json:"rates"`
+		MeasuredAt string `json:"measured_at"`
+	} `json:"proto_choice"`
+	DryRun        bool   `json:"dry_run"`
+	SSHData       string `json:"ssh_data"`
+	XattrsUpdated int64  `json:"xattrs_updated"`
 }
 
 // jsonRun parses every line of a --json run; the last must be the summary.
