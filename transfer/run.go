@@ -179,13 +179,11 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, far, err := dialPeer(ctx, dst, dial)
+			s, err := dialData(ctx, dst, dial, tally)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			tally.SetProto(s.Transport(), s.TransportReason())
-			noteSSH(tally, far)
 			return send.Run(ctx, root, path, send.NewRemote(s, opt.Checkers), dst.Path, opt, sink, tally)
 		}
 		h, err := openLocalDest(dst.Path, opt)
@@ -265,7 +263,17 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 // events. tk, for a third-party job, is the destination's ticket, sealed
 // here for the session to the source.
 func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session.Ticket, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	s, far, err := dialPeer(ctx, src, dial)
+	// The data of a pull crosses this session; a third-party job's goes
+	// from the source to the destination, and this session only steers.
+	var (
+		s   *session.Session
+		err error
+	)
+	if spec.DstAddr == "" {
+		s, err = dialData(ctx, src, dial, tally)
+	} else {
+		s, _, err = dialPeer(ctx, src, dial)
+	}
 	if err != nil {
 		return err
 	}
@@ -274,10 +282,6 @@ func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session
 		if spec.DstTicket, err = s.SealTicket(*tk); err != nil {
 			return err
 		}
-	}
-	if spec.DstAddr == "" {
-		tally.SetProto(s.Transport(), s.TransportReason())
-		noteSSH(tally, far)
 	}
 	var mkdirs atomic.Int64 // directories the events announced
 	events := progress.SinkFunc(func(e progress.Event) {
@@ -296,7 +300,10 @@ func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session
 		// Counters came with the events already; take what only the
 		// summary knows.
 		sum := *resp.Summary
-		tally.SetProto(sum.Proto, sum.ProtoReason)
+		if spec.DstAddr != "" {
+			tally.SetProto(sum.Proto, sum.ProtoReason)
+			tally.SetProtoChoice(sum.ProtoChoice)
+		}
 		if sum.DryRun {
 			tally.SetDryRun()
 		}
