@@ -19,6 +19,7 @@ import (
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/location"
+	"github.com/xfer-io/xfer/internal/membership"
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/internal/watch"
 	"github.com/xfer-io/xfer/plan"
@@ -56,7 +57,7 @@ func (a *app) transferCmd(c *cobra.Command, kind transferKind) *cobra.Command {
 func addTransferFlags(c *cobra.Command) {
 	f := c.Flags()
 	addDialFlags(c, dialFlagSpec{
-		protos: protoWords, protoUsage: "data transport: auto, tcp, tcp-zc, uring or rdma",
+		protos: protoWords, protoUsage: "data transport: auto (the fastest of a short probe of those both ends offer, cached per peer for 24h), tcp, tcp-zc, uring or rdma",
 		streams: transfer.DefaultStreams, streamsUsage: "parallel data streams per peer",
 		peer: "a peer",
 	})
@@ -90,6 +91,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
 	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
+	durationFlag(f, "etcd-done-ttl", membership.DefaultDoneTTL, 1, "with a cluster kept in etcd: how long the record of a finished job stays there (see docs/etcd.md)")
 }
 
 // addFilterFlags declares the filter flags: the rules and the size and
@@ -242,15 +244,17 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	if err != nil {
 		return transfer.Endpoint{}, err
 	}
+	var members transfer.Membership
 	if l.Remote.Etcd != nil {
-		agents, err := etcdAgents(context.Background(), l.Remote.Etcd)
-		if err != nil {
+		if l.Remote.Agents, members, err = etcdAgents(context.Background(), l.Remote.Etcd); err != nil {
 			return transfer.Endpoint{}, err
 		}
-		l.Remote.Agents = agents
 	}
-	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}
-	if len(l.Remote.Agents) > 1 {
+	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa, Members: members}
+	if l.Remote.Etcd != nil {
+		ep.Job = &etcdJob{e: l.Remote.Etcd, path: l.Path}
+	}
+	if len(l.Remote.Agents) > 1 || members != nil {
 		ep.Agents = l.Remote.Agents
 	}
 	return ep, nil
@@ -371,6 +375,12 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) 
 	}
 	if err := opt.Validate(); err != nil {
 		return err
+	}
+	for _, ep := range []transfer.Endpoint{src, dst} {
+		if j, ok := ep.Job.(*etcdJob); ok {
+			j.name(args, sync, opt, a.v.GetDuration("etcd-done-ttl"))
+			defer j.close()
+		}
 	}
 	a.log.Debug("transfer options", "command", cmd.Name(), "src", args[0], "dst", args[1], "streams", opt.Streams,
 		"transfers", opt.Transfers, "chunk_size", opt.ChunkSize, "proto", opt.Proto, "checksum", opt.Checksum,

@@ -122,6 +122,9 @@ type Summary struct {
 	DurationS     float64 `json:"duration_s"`
 	Proto         string  `json:"proto"`
 	ProtoReason   string  `json:"proto_reason,omitempty"`
+	// ProtoChoice, for a session to a served peer, is how the transport
+	// was chosen, with the probe's figures.
+	ProtoChoice *ProtoChoice `json:"proto_choice,omitempty"`
 	// SSHData, for a run with an ssh:// side, says how the data crossed:
 	// "direct" (TCP to the far side's one-run listener) or "inline"
 	// (inside ssh).
@@ -261,6 +264,9 @@ func (t *Tally) Merge(s Summary) {
 	if s.Proto != "" {
 		t.sum.Proto, t.sum.ProtoReason = s.Proto, s.ProtoReason
 	}
+	if s.ProtoChoice != nil {
+		t.sum.ProtoChoice = s.ProtoChoice
+	}
 	t.sum.SSHData = cmp.Or(s.SSHData, t.sum.SSHData)
 	t.sum.DryRun = t.sum.DryRun || s.DryRun
 	for k, v := range s.Agents {
@@ -280,6 +286,41 @@ func (t *Tally) SetProto(proto, reason string) {
 	t.mu.Lock()
 	t.sum.Proto, t.sum.ProtoReason = proto, reason
 	t.mu.Unlock()
+}
+
+// SetProtoChoice records how the transport was chosen (nil: not said).
+func (t *Tally) SetProtoChoice(c *ProtoChoice) {
+	t.mu.Lock()
+	t.sum.ProtoChoice = c
+	t.mu.Unlock()
+}
+
+// How a transport was chosen (ProtoChoice.By).
+const (
+	ChosenMeasured = "measured"           // the fastest of a probe at session start
+	ChosenCached   = "cached"             // a probe's result kept for this peer
+	ChosenOnly     = "only one candidate" // both ends share one transport
+	ChosenForced   = "forced"             // --proto named it
+	ChosenFallback = "fallback"           // probes failed: the preference order
+)
+
+// ProtoChoice says how `--proto` ended on the transport of a session.
+type ProtoChoice struct {
+	Proto string `json:"proto"`
+	By    string `json:"by"` // Chosen*
+	// Rates are the probe's figures, one per candidate in preference
+	// order (for "cached": the figures of the probe that was cached).
+	Rates []ProtoRate `json:"rates,omitempty"`
+	// MeasuredAt is when the figures were measured (RFC 3339).
+	MeasuredAt string `json:"measured_at,omitempty"`
+}
+
+// ProtoRate is what a probe measured of one transport.
+type ProtoRate struct {
+	Proto string  `json:"proto"`
+	GBs   float64 `json:"gb_s,omitempty"` // payload, 10^9 bytes/s
+	Bytes int64   `json:"bytes,omitempty"`
+	Error string  `json:"error,omitempty"`
 }
 
 // SetSSHData records how the data of an ssh:// side crossed.

@@ -86,6 +86,11 @@ type Welcome struct {
 	// Xattrs is what the server's tree can store (-X, -A); nil: not
 	// said (a server of several exports).
 	Xattrs *XattrSupport `json:"xattrs,omitempty"`
+	// Offers lists the transports the server would have accepted for
+	// this session, in its preference order: the candidates a client's
+	// `--proto auto` may measure against each other. Nil from a server
+	// that predates it.
+	Offers []string `json:"offers,omitempty"`
 }
 
 // Request operations.
