@@ -378,7 +378,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) 
 	}
 	for _, ep := range []transfer.Endpoint{src, dst} {
 		if j, ok := ep.Job.(*etcdJob); ok {
-			j.name(args, sync, opt, a.v.GetDuration("etcd-done-ttl"))
+			j.name(args, kind, opt, a.v.GetDuration("etcd-done-ttl"))
 			defer j.close()
 		}
 	}
