@@ -144,7 +144,9 @@ func probe(ctx context.Context, addr string, o session.DialOptions, p Options, k
 		closeAll(nil)
 		fs, err := session.Dial(ctx, addr, o)
 		if err != nil {
-			return nil, nil, err
+			// The peer answered a moment ago: it went away during the
+			// probe, which a run retries like a session lost later.
+			return nil, nil, &session.LostError{Peer: addr, Err: err}
 		}
 		fs.SetTransportReason("probe failed, preference order: " + describe(rates))
 		return fs, &progress.ProtoChoice{Proto: fs.Transport(), By: progress.ChosenFallback, Rates: rates, MeasuredAt: now}, nil
