@@ -59,6 +59,28 @@ func checkMeasured(t *testing.T, s summary) {
 	t.Errorf("chosen %s is not among the figures %+v", c.Proto, c.Rates)
 }
 
+// rateOf is the measured rate of proto in s's choice (0: not measured).
+func rateOf(s summary, proto string) float64 {
+	for _, r := range s.ProtoChoice.Rates {
+		if r.Proto == proto && r.Error == "" {
+			return r.GBs
+		}
+	}
+	return 0
+}
+
+// bestOther is the best measured rate in s's choice of a transport other
+// than proto.
+func bestOther(s summary, proto string) float64 {
+	best := 0.0
+	for _, r := range s.ProtoChoice.Rates {
+		if r.Proto != proto && r.Error == "" && r.GBs > best {
+			best = r.GBs
+		}
+	}
+	return best
+}
+
 // TestAutoProtoProbe: with UCX_TLS=tcp on both ends (rdma eligible, as
 // under an HPC module system), auto measures every transport both ends
 // offer and takes the fastest by its own figures; the second run to the
@@ -85,6 +107,9 @@ func TestAutoProtoProbe(t *testing.T) {
 		t.Fatalf("first run: want a measured choice, got %+v (%q)", first.ProtoChoice, first.ProtoReason)
 	}
 	checkMeasured(t, first)
+	if rdma, fastest := rateOf(first, "rdma"), bestOther(first, "rdma"); first.Proto == "rdma" && rdma < fastest*(1-choiceMargin) {
+		t.Errorf("auto ended on rdma (UCX over tcp) at %.3f GB/s with another transport at %.3f", rdma, fastest)
+	}
 	probed := map[string]bool{}
 	for _, rt := range first.ProtoChoice.Rates {
 		probed[rt.Proto] = true

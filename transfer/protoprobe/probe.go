@@ -154,6 +154,9 @@ func probe(ctx context.Context, addr string, o session.DialOptions, p Options, k
 	win := open[name]
 	closeAll(win)
 	win.SetTransportReason("measured: " + describe(rates))
+	if o.Log != nil {
+		o.Log.Info("transport chosen by probe", "peer", addr, "transport", name, "reason", win.TransportReason())
+	}
 	p.Cache.Put(key, Entry{Proto: name, Rates: rates, MeasuredAt: now})
 	return win, &progress.ProtoChoice{Proto: name, By: progress.ChosenMeasured, Rates: rates, MeasuredAt: now}, nil
 }
