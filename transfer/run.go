@@ -37,6 +37,14 @@ type Endpoint struct {
 	// servers that show the same tree, over which a transfer is spread.
 	// Empty or one: a single server.
 	Agents []string
+	// Members, when set, reports agents of the cluster that leave or
+	// join during the run (a cluster kept in etcd): the transfer is a
+	// cluster transfer even with one agent, and stops giving work to those
+	// that leave and gives work to those that join.
+	Members Membership
+	// Job, when set, records a cluster transfer with this endpoint's
+	// cluster (the destination's if both have one; see cluster.Job).
+	Job Job
 	// SSH, when set, makes this an ssh:// endpoint (Addr is empty): its
 	// far side is started through ssh for each session.
 	SSH *SSH
@@ -96,7 +104,7 @@ func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		tally := progress.NewTally()
-		if len(src.Agents) > 1 || len(dst.Agents) > 1 {
+		if len(src.Agents) > 1 || len(dst.Agents) > 1 || src.Members != nil || dst.Members != nil {
 			err = runCluster(ctx, src, dst, opt, dial, sink, tally)
 		} else {
 			err = run(ctx, src, dst, opt, dial, sink, tally)

@@ -24,7 +24,11 @@ const (
 	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
 	KindStopped  = "stopped"  // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
 	KindSummary  = "summary"  // the last event of a run
-	KindStats    = "stats"    // --stats INTERVAL: the counters so far, with ElapsedS and the rate
+	KindRmdir    = "rmdir"    // an empty directory was removed (delete --rmdirs, move --delete-empty-src-dirs)
+	// KindSourceRemoved: move removed a source entry, once its copy at
+	// the destination was verified (or found the same).
+	KindSourceRemoved = "source_removed"
+	KindStats         = "stats" // --stats INTERVAL: the counters so far, with ElapsedS and the rate
 )
 
 // A dry run emits the events a real run would (transfer, delete, mkdir,
@@ -51,7 +55,7 @@ type Event struct {
 	// output, not by the engine.
 	Time   string `json:"time,omitempty"`
 	Path   string `json:"path,omitempty"`
-	Action string `json:"action,omitempty"` // set in a dry run only: create|update|link|mkdir|symlink|delete
+	Action string `json:"action,omitempty"` // set in a dry run only: create|update|link|mkdir|symlink|delete|rmdir|remove-source|purge
 	Bytes  int64  `json:"bytes,omitempty"`
 	Digest string `json:"blake3,omitempty"`
 	Error  string `json:"error,omitempty"`
@@ -108,7 +112,12 @@ type Summary struct {
 	DirsCreated      int64  `json:"dirs_created"`
 	// XattrsUpdated counts entries whose extended attributes or ACLs
 	// were made to match the source's (-X, -A).
-	XattrsUpdated int64   `json:"xattrs_updated,omitempty"`
+	XattrsUpdated int64 `json:"xattrs_updated,omitempty"`
+	// DirsRemoved counts empty directories removed (KindRmdir);
+	// SourceRemoved the source entries a move removed
+	// (KindSourceRemoved).
+	DirsRemoved   int64   `json:"dirs_removed,omitempty"`
+	SourceRemoved int64   `json:"source_removed,omitempty"`
 	Errors        int64   `json:"errors"`
 	DurationS     float64 `json:"duration_s"`
 	Proto         string  `json:"proto"`
@@ -202,6 +211,10 @@ func (t *Tally) Record(e Event) {
 		t.sum.FilesDeleted++
 	case KindMkdir:
 		t.sum.DirsCreated++
+	case KindRmdir:
+		t.sum.DirsRemoved++
+	case KindSourceRemoved:
+		t.sum.SourceRemoved++
 	case KindXattrs:
 		t.sum.XattrsUpdated++
 	case KindError:
@@ -244,6 +257,8 @@ func (t *Tally) Merge(s Summary) {
 	t.sum.FilesDeleted += s.FilesDeleted
 	t.sum.DirsCreated += s.DirsCreated
 	t.sum.XattrsUpdated += s.XattrsUpdated
+	t.sum.DirsRemoved += s.DirsRemoved
+	t.sum.SourceRemoved += s.SourceRemoved
 	t.sum.Errors += s.Errors
 	t.sum.PlannedBytes += s.PlannedBytes
 	if s.Proto != "" {
