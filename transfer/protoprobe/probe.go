@@ -37,6 +37,9 @@ type Options struct {
 	// Bytes and Time bound the probe of each candidate (0: the defaults).
 	Bytes int64
 	Time  time.Duration
+	// Skip, when set, says why nothing is measured: auto then keeps the
+	// preference order's choice (a run under --bwlimit).
+	Skip string
 }
 
 // Dial opens a session to the xfer server at addr. With o.Proto "auto"
@@ -54,6 +57,13 @@ func Dial(ctx context.Context, addr string, o session.DialOptions, p Options) (*
 			s.SetTransportReason("forced by --proto")
 		}
 		return s, &progress.ProtoChoice{Proto: s.Transport(), By: progress.ChosenForced}, nil
+	}
+	if p.Skip != "" {
+		s, err := session.Dial(ctx, addr, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return unmeasured(s, progress.ChosenPreference, "preference order, not measured: "+p.Skip)
 	}
 	key := cacheKey(addr, o)
 	if e, ok := p.Cache.Get(key); ok {
@@ -77,14 +87,20 @@ func Dial(ctx context.Context, addr string, o session.DialOptions, p Options) (*
 	}
 	cands := s.Candidates()
 	if len(cands) <= 1 {
-		r := progress.ChosenOnly
-		if s.TransportReason() != "" {
-			r += "; " + s.TransportReason()
-		}
-		s.SetTransportReason(r)
-		return s, &progress.ProtoChoice{Proto: s.Transport(), By: progress.ChosenOnly}, nil
+		return unmeasured(s, progress.ChosenOnly, progress.ChosenOnly)
 	}
 	return probe(ctx, addr, o, p, key, s, cands)
+}
+
+// unmeasured keeps the negotiated transport of s, chosen by (a
+// progress.Chosen* value) for the reason why, followed by the
+// negotiation's own reason.
+func unmeasured(s *session.Session, by, why string) (*session.Session, *progress.ProtoChoice, error) {
+	if s.TransportReason() != "" {
+		why += "; " + s.TransportReason()
+	}
+	s.SetTransportReason(why)
+	return s, &progress.ProtoChoice{Proto: s.Transport(), By: by}, nil
 }
 
 // probe measures each candidate, s (already open) included, keeps the
