@@ -224,15 +224,17 @@ func TestAutoProtoFallbacks(t *testing.T) {
 		sameTree(t, src, filepath.Join(s.root, "e"))
 	})
 
-	t.Run("bwlimit measures nothing", func(t *testing.T) {
+	t.Run("bwlimit and dry run measure nothing", func(t *testing.T) {
 		s := startServer(t, t.TempDir())
-		r := xfer(t, "copy", src, s.url("d"), "--json", "--bwlimit", "100M")
-		if r.code != 0 {
-			t.Fatal(r)
-		}
-		if _, sum := jsonRun(t, r); sum.ProtoChoice == nil || sum.ProtoChoice.By != "preference" || len(sum.ProtoChoice.Rates) != 0 ||
-			!strings.Contains(sum.ProtoReason, "--bwlimit") {
-			t.Errorf("--bwlimit: want the preference order, unmeasured; got %s %+v (%q)", sum.Proto, sum.ProtoChoice, sum.ProtoReason)
+		for _, c := range []struct{ flag, why string }{{"--dry-run", "dry run"}, {"--bwlimit=100M", "--bwlimit"}} {
+			r := xfer(t, "copy", src, s.url("d"), "--json", c.flag)
+			if r.code != 0 {
+				t.Fatal(r)
+			}
+			if _, sum := jsonRun(t, r); sum.ProtoChoice == nil || sum.ProtoChoice.By != "preference" || len(sum.ProtoChoice.Rates) != 0 ||
+				!strings.Contains(sum.ProtoReason, c.why) {
+				t.Errorf("%s: want the preference order, unmeasured; got %s %+v (%q)", c.flag, sum.Proto, sum.ProtoChoice, sum.ProtoReason)
+			}
 		}
 		sameTree(t, src, filepath.Join(s.root, "d"))
 	})

@@ -57,8 +57,8 @@ func dialPeer(ctx context.Context, ep Endpoint, o session.DialOptions) (s *sessi
 // dialData is dialPeer for a session that carries the run's data. To a
 // served peer with --proto auto, the transport is chosen by measurement
 // (see transfer/protoprobe); the transport and how it was chosen go into
-// the tally. Under --bwlimit nothing is measured: every transport would
-// meet the cap, and a probe must not burst past it.
+// the tally. Under --bwlimit nothing is measured (every transport would
+// meet the cap, and a probe must not burst past it), nor for a dry run.
 func dialData(ctx context.Context, ep Endpoint, o session.DialOptions, opt wire.Options, tally *progress.Tally) (*session.Session, error) {
 	if ep.SSH != nil {
 		s, far, err := dialPeer(ctx, ep, o)
@@ -70,7 +70,10 @@ func dialData(ctx context.Context, ep Endpoint, o session.DialOptions, opt wire.
 		return s, nil
 	}
 	po := protoprobe.Options{Cache: protoprobe.DefaultCache()}
-	if opt.BwLimit > 0 {
+	switch {
+	case opt.DryRun:
+		po.Skip = "a dry run moves no data"
+	case opt.BwLimit > 0:
 		po.Skip = "--bwlimit caps the rate"
 	}
 	s, choice, err := protoprobe.Dial(ctx, ep.Addr, ep.Auth.apply(o), po)
