@@ -66,6 +66,7 @@ func Dial(ctx context.Context, addr string, o session.DialOptions, p Options) (*
 		return unmeasured(s, progress.ChosenPreference, "preference order, not measured: "+p.Skip)
 	}
 	key := cacheKey(addr, o)
+	stale := false
 	if e, ok := p.Cache.Get(key); ok {
 		fo := o
 		fo.Proto = e.Proto
@@ -77,13 +78,16 @@ func Dial(ctx context.Context, addr string, o session.DialOptions, p Options) (*
 		if ctx.Err() != nil {
 			return nil, nil, err
 		}
-		// The peer changed (it no longer offers that transport, or it
-		// fails now): measure afresh.
-		p.Cache.Drop(key)
+		stale = true
 	}
 	s, err := session.Dial(ctx, addr, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, err // a peer that is down keeps its entry
+	}
+	if stale {
+		// The peer changed (it no longer offers the cached transport, or
+		// that fails now): measure afresh.
+		p.Cache.Drop(key)
 	}
 	cands := s.Candidates()
 	if len(cands) <= 1 {
