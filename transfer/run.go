@@ -179,7 +179,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, err := dialData(ctx, dst, dial, tally)
+			s, err := dialData(ctx, dst, dial, opt, tally)
 			if err != nil {
 				return err
 			}
@@ -270,7 +270,7 @@ func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session
 		err error
 	)
 	if spec.DstAddr == "" {
-		s, err = dialData(ctx, src, dial, tally)
+		s, err = dialData(ctx, src, dial, spec.Options, tally)
 	} else {
 		s, _, err = dialPeer(ctx, src, dial)
 	}
