@@ -293,7 +293,7 @@ func TestDestinationConformance(t *testing.T) {
 			}
 			dgs := chunkDigests(data)
 			bad := hashtree.Sum([]byte("not chunk 1"))
-			missing, err := w.Adopt(ctx, []wire.AdoptChunk{{Index: 0, Digest: dgs[0].String()}, {Index: 1, Digest: bad.String()}})
+			missing, _, err := w.Adopt(ctx, []wire.AdoptChunk{{Index: 0, Digest: dgs[0].String()}, {Index: 1, Digest: bad.String()}}, 0)
 			if err != nil || len(missing) != 1 || missing[0] != 1 {
 				t.Fatalf("adopt: missing %v (%v), want [1]", missing, err)
 			}

@@ -198,6 +198,29 @@ func (l *Lane) SendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 	return err
 }
 
+// SendPatch sends chunk p.Index of file p.FID as the leaves that differ
+// (their bytes in data), with SendChunk's contract: cb gets the verdict.
+func (l *Lane) SendPatch(p wire.Patch, data []byte, cb func(status byte, msg string)) error {
+	k := [2]uint64{p.FID, p.Index}
+	l.mu.Lock()
+	if l.err != nil {
+		l.mu.Unlock()
+		return l.closedErr()
+	}
+	l.chunks[k] = cb
+	l.mu.Unlock()
+	if err := l.Send(p.Header(), data); err != nil {
+		l.mu.Lock()
+		_, pending := l.chunks[k]
+		delete(l.chunks, k)
+		l.mu.Unlock()
+		if pending {
+			return err
+		}
+	}
+	return nil
+}
+
 // sendBatch sends a batch of small files (already encoded) and arranges
 // for cb to get the per-file verdicts.
 func (l *Lane) SendBatch(count int, payload []byte, cb func(errs []string, err error)) error {
@@ -352,13 +375,21 @@ func (l *Lane) handle(hdr []byte, n int, buf *[]byte) error {
 		if r := l.s.tables.receiver(); r != nil {
 			status, msg = r.WriteChunk(fid, idx, int64(off), p, dg, verify)
 		}
-		e := wire.Enc{}
-		e.U8(wire.MsgAck)
-		e.Uvar(fid)
-		e.Uvar(idx)
-		e.U8(status)
-		e.Str(wire.VerdictMsg(msg))
-		return l.Send(e.Buf, nil)
+		return l.ack(fid, idx, status, msg)
+	case wire.MsgPatch:
+		pt, err := wire.DecodePatch(d)
+		if err != nil {
+			return err
+		}
+		p, err := l.Payload(n, wire.MaxChunkSize, buf)
+		if err != nil {
+			return err
+		}
+		status, msg := wire.AckFailed, "this peer accepts no files"
+		if r := l.s.tables.receiver(); r != nil {
+			status, msg = r.WritePatch(pt, p)
+		}
+		return l.ack(pt.FID, pt.Index, status, msg)
 	case wire.MsgBatch:
 		id, count := d.Uvar(), d.Uvar()
 		if d.Err != nil {
@@ -410,6 +441,17 @@ func (l *Lane) handle(hdr []byte, n int, buf *[]byte) error {
 		return fn(l, hdr, n, buf)
 	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
+}
+
+// ack sends the verdict on chunk idx of file fid.
+func (l *Lane) ack(fid, idx uint64, status byte, msg string) error {
+	e := wire.Enc{}
+	e.U8(wire.MsgAck)
+	e.Uvar(fid)
+	e.Uvar(idx)
+	e.U8(status)
+	e.Str(wire.VerdictMsg(msg))
+	return l.Send(e.Buf, nil)
 }
 
 // Batch verdicts travel in pieces that each fit a message header: a piece
