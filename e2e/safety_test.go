@@ -236,8 +236,8 @@ func TestBackupKeepsDelta(t *testing.T) {
 			must(t, err)
 			must(t, fh.Close())
 			r := xfer(t, args...)
-			if _, sum := jsonRun(t, r); r.code != 0 || sum.FilesTransferred != 1 || sum.BytesSent != 1<<20 {
-				t.Errorf("files_transferred %d, bytes_sent %d; want 1 file and one chunk (%d)\n%s", sum.FilesTransferred, sum.BytesSent, 1<<20, r)
+			if _, sum := jsonRun(t, r); r.code != 0 || sum.FilesTransferred != 1 || sum.BytesSent != 16<<10 {
+				t.Errorf("files_transferred %d, bytes_sent %d; want 1 file and one 16 KiB leaf of a chunk\n%s", sum.FilesTransferred, sum.BytesSent, r)
 			}
 			cur, err := os.ReadFile(f)
 			must(t, err)

@@ -421,9 +421,10 @@ func TestDeltaSendsOnlyChangedChunks(t *testing.T) {
 	if r.code != 0 || sum.FilesTransferred != 1 {
 		t.Fatal(r)
 	}
-	// 40 MiB+12345 .. +4096 lies in one 1 MiB chunk.
-	if sum.BytesSent != 1<<20 {
-		t.Errorf("bytes_sent = %d, want one chunk (%d)", sum.BytesSent, 1<<20)
+	// 40 MiB+12345 .. +4096 lies in one 1 MiB chunk, across the
+	// boundary of its first two 16 KiB leaves: only those cross.
+	if sum.BytesSent != 32<<10 {
+		t.Errorf("bytes_sent = %d, want two 16 KiB leaves of one chunk (%d)", sum.BytesSent, 32<<10)
 	}
 	sameTree(t, src, filepath.Join(s.root, "d"))
 	r = xfer(t, "copy", src, s.url("d2"), "--chunk-size", "1M", "--json", "--delta=false")
