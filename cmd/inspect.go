@@ -91,6 +91,9 @@ func (a *app) walkTree(ctx context.Context, t *transfer.Tree, spec walkSpec, fn 
 		if !spec.recursive && strings.Contains(e.Path, "/") {
 			continue
 		}
+		if sk, ok := l.(plan.DirSkipper); ok && !spec.recursive && e.Type == plan.TypeDir {
+			sk.SkipDir() // a local walk need not read what lsf leaves out
+		}
 		if e.Err != "" {
 			fmt.Fprintf(a.stderr, "xfer: %s: cannot read: %s\n", shownPath(t, e.Path), progress.EscapeInvalid(e.Err))
 			unreadable++
@@ -138,6 +141,15 @@ func (a *app) eachEntry(cmd *cobra.Command, arg string, spec walkSpec, fn func(p
 	return a.walkTree(cmd.Context(), t, spec, fn)
 }
 
+// noJSON refuses --json for a command whose output is already a format
+// of its own (ls, lsf, cat), rather than ignoring it.
+func (a *app) noJSON(cmd *cobra.Command) error {
+	if a.v.GetBool("json") {
+		return exitcode.Usagef("%s has no --json output (lsf --format picks fields; size and check have --json)", cmd.Name())
+	}
+	return nil
+}
+
 // unreadableErr is the exit of a listing that had n unreadable
 // directories (each reported already): 1 (some failed), or nil.
 func unreadableErr(n int) error {
@@ -164,6 +176,9 @@ error (exit 2).`,
   xfer ls xfer://node1:7878/proj --include '*.h5'
   xfer ls nodeA:/proj`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.noJSON(cmd); err != nil {
+				return err
+			}
 			w := bufio.NewWriter(a.stdout)
 			defer w.Flush()
 			n, err := a.eachEntry(cmd, args[0], walkSpec{recursive: true}, func(e plan.Entry) error {
@@ -212,6 +227,9 @@ they are, byte for byte.`,
 }
 
 func (a *app) runLsf(cmd *cobra.Command, arg string) error {
+	if err := a.noJSON(cmd); err != nil {
+		return err
+	}
 	format, sep := a.v.GetString("format"), a.v.GetString("separator")
 	for _, r := range format {
 		if !strings.ContainsRune("psth", r) {
@@ -402,6 +420,9 @@ func (a *app) catRange() (catRange, error) {
 }
 
 func (a *app) runCat(cmd *cobra.Command, args []string) error {
+	if err := a.noJSON(cmd); err != nil {
+		return err
+	}
 	rng, err := a.catRange()
 	if err != nil {
 		return err
