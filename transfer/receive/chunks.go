@@ -83,47 +83,55 @@ func (r *Receiver) Adopt(fid uint64, chunks []wire.AdoptChunk, leafSize int64) (
 	if rf == nil {
 		return nil, nil, fmt.Errorf("adopt for unknown file %d", fid)
 	}
-	var missing []int64
+	var missing, old []int64
+	patches := leafSize != 0 && hashtree.ValidLeafSize(leafSize, rf.spec.ChunkSize) == nil && rf.spec.Shares == 0
 	rf.mu.Lock()
-	defer rf.mu.Unlock()
 	for _, c := range chunks {
 		d, err := hashtree.ParseDigest(c.Digest)
-		if h, ok := rf.have[c.Index]; err != nil || !ok || h != d {
-			missing = append(missing, c.Index)
+		h, ok := rf.have[c.Index]
+		if err == nil && ok && h == d && rf.tree.Set(c.Index, d) == nil {
 			continue
 		}
-		if err := rf.tree.Set(c.Index, d); err != nil {
-			missing = append(missing, c.Index)
+		missing = append(missing, c.Index)
+		if ok && patches {
+			old = append(old, c.Index) // the partial file holds old bytes of it
 		}
 	}
-	if leafSize == 0 || hashtree.ValidLeafSize(leafSize, rf.spec.ChunkSize) != nil || rf.f == nil || rf.spec.Shares > 0 {
-		return missing, nil, nil
+	if patches && rf.failed == "" && rf.f != nil {
+		rf.leafSize = leafSize
+	} else {
+		old = nil
 	}
-	rf.leafSize = leafSize
-	return missing, r.leaves(rf, missing), nil
+	rf.mu.Unlock()
+	// Hashed without the lock: chunks of the file not offered for
+	// adoption are being written meanwhile, none of these.
+	return missing, r.leaves(rf, old, leafSize), nil
 }
 
-// leaves returns the leaf digests of the chunks idx of rf that the partial
-// file holds old bytes of, within the budget of wire.MaxPatchLeafBytes.
-func (r *Receiver) leaves(rf *rfile, idx []int64) []wire.ChunkLeaves {
+// leaves returns the leaf digests of the chunks idx of rf (held in its
+// partial file), within the budget of wire.MaxPatchLeafBytes.
+func (r *Receiver) leaves(rf *rfile, idx []int64, leafSize int64) []wire.ChunkLeaves {
+	if len(idx) == 0 {
+		return nil
+	}
 	var out []wire.ChunkLeaves
 	sp := rf.spec
 	buf := make([]byte, sp.ChunkSize)
 	budget := wire.MaxPatchLeafBytes
 	for _, i := range idx {
-		if _, old := rf.have[i]; !old || i < 0 || i >= rf.tree.Len() {
+		if i < 0 || i >= rf.tree.Len() {
 			continue
 		}
 		off := i * sp.ChunkSize
 		l := min(sp.ChunkSize, sp.Size-off)
-		cost := hashtree.NumLeaves(l, rf.leafSize) * len(hashtree.Digest{})
+		cost := hashtree.NumLeaves(l, leafSize) * len(hashtree.Digest{})
 		if cost > budget {
 			break
 		}
 		if _, err := rf.f.ReadAt(buf[:l], off); err != nil && !errors.Is(err, io.EOF) {
 			continue
 		}
-		dgs := hashtree.LeafDigests(buf[:l], off, rf.leafSize)
+		dgs := hashtree.LeafDigests(buf[:l], off, leafSize)
 		flat := make([]byte, 0, cost)
 		for _, d := range dgs {
 			flat = append(flat, d[:]...)
@@ -161,9 +169,7 @@ func (r *Receiver) WritePatch(p wire.Patch, data []byte) (byte, string) {
 	}
 	chunk := make([]byte, min(sp.ChunkSize, sp.Size-p.Off))
 	if _, err := rf.f.ReadAt(chunk, p.Off); err != nil && !errors.Is(err, io.EOF) {
-		msg := fsroot.Describe("read", sp.Path, err)
-		r.fail(p.FID, rf, msg)
-		return wire.AckFailed, msg
+		return r.ioFailed(p.FID, rf, fsroot.Describe("read", sp.Path, err))
 	}
 	if err := hashtree.PatchLeaves(chunk, leafSize, p.Leaves, data); err != nil {
 		msg := fmt.Sprintf("write %s: patch of chunk %d: %v", sp.Path, p.Index, err)
@@ -266,19 +272,23 @@ func (r *Receiver) writeAt(fid uint64, rf *rfile, p []byte, off int64) (byte, st
 		write = func(b []byte, o int64) (int, error) { return writeSparse(rf.f, b, o) }
 	}
 	if _, err := write(p, off); err != nil {
-		// Another chunk may have failed first and closed the file:
-		// its reason (say, the disk is full) is the one to report.
-		rf.mu.Lock()
-		first := rf.failed
-		rf.mu.Unlock()
-		if first != "" {
-			return wire.AckFailed, first
-		}
-		msg := fsroot.Describe("write", sp.Path, err)
-		r.fail(fid, rf, msg)
-		return wire.AckFailed, msg
+		return r.ioFailed(fid, rf, fsroot.Describe("write", sp.Path, err))
 	}
 	return wire.AckOK, ""
+}
+
+// ioFailed fails rf for an I/O error (msg), unless another chunk failed
+// first and closed the file: its reason (say, the disk is full) is the
+// one to report.
+func (r *Receiver) ioFailed(fid uint64, rf *rfile, msg string) (byte, string) {
+	rf.mu.Lock()
+	first := rf.failed
+	rf.mu.Unlock()
+	if first != "" {
+		return wire.AckFailed, first
+	}
+	r.fail(fid, rf, msg)
+	return wire.AckFailed, msg
 }
 
 // settleChunk records chunk idx of rf, written and verified (received bytes
