@@ -215,13 +215,7 @@ func TestBackupKeepsDelta(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	for _, dir := range []string{"local-peer", "peer-local"} {
 		t.Run(dir, func(t *testing.T) {
-			src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
-			srcArg, dstArg := src, srv.url(dir+"/dst")
-			if dir == "peer-local" {
-				src, srcArg, dstArg = filepath.Join(srv.root, dir, "src"), srv.url(dir+"/src"), dst
-			} else {
-				dst = filepath.Join(srv.root, dir, "dst")
-			}
+			src, dst, srcArg, dstArg := directionPaths(t, srv, dir)
 			f := filepath.Join(src, "big.bin")
 			writeRandom(t, f, 8<<20, 61)
 			old, err := os.ReadFile(f)

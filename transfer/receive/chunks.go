@@ -142,19 +142,26 @@ func (r *Receiver) leaves(rf *rfile, idx []int64, leafSize int64) []wire.ChunkLe
 	return out
 }
 
+// lookup returns the open file fid, or nil and why not: the reason it
+// failed, or that it is unknown (what names the message for it).
+func (r *Receiver) lookup(fid uint64, what string) (*rfile, string) {
+	r.mu.Lock()
+	rf := r.files[fid]
+	reason := r.failed[fid]
+	r.mu.Unlock()
+	if rf == nil && reason == "" {
+		reason = fmt.Sprintf("%s unknown file %d", what, fid)
+	}
+	return rf, reason
+}
+
 // WritePatch assembles chunk p.Index from the old bytes of the partial
 // file and the leaves that differ (their bytes in data), checks the
 // result against the chunk's digest (always: the old bytes are not the
 // sender's), writes the leaves and records the chunk, as WriteChunk does.
 func (r *Receiver) WritePatch(p wire.Patch, data []byte) (byte, string) {
-	r.mu.Lock()
-	rf := r.files[p.FID]
-	reason := r.failed[p.FID]
-	r.mu.Unlock()
+	rf, reason := r.lookup(p.FID, "chunk for")
 	if rf == nil {
-		if reason == "" {
-			reason = fmt.Sprintf("chunk for unknown file %d", p.FID)
-		}
 		return wire.AckFailed, reason
 	}
 	sp := rf.spec
@@ -228,14 +235,8 @@ func (r *Receiver) fail(fid uint64, rf *rfile, msg string) {
 }
 
 func (r *Receiver) WriteChunk(fid, idx uint64, off int64, p []byte, dg hashtree.Digest, verify bool) (byte, string) {
-	r.mu.Lock()
-	rf := r.files[fid]
-	reason := r.failed[fid]
-	r.mu.Unlock()
+	rf, reason := r.lookup(fid, "chunk for")
 	if rf == nil {
-		if reason == "" {
-			reason = fmt.Sprintf("chunk for unknown file %d", fid)
-		}
 		return wire.AckFailed, reason
 	}
 	sp := rf.spec

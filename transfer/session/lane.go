@@ -169,6 +169,26 @@ func (l *Lane) closedErr() error {
 // runs and the caller cleans up. The data is
 // either data (when f is nil) or n bytes of f at off.
 func (l *Lane) SendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error {
+	hdr := wire.ChunkHeader(fid, idx, off, digest)
+	return l.tracked(fid, idx, cb, func() error {
+		if f != nil {
+			return l.SendFile(hdr, f, off, n)
+		}
+		return l.Send(hdr, data)
+	})
+}
+
+// SendPatch sends chunk p.Index of file p.FID as the leaves that differ
+// (their bytes in data), with SendChunk's contract: cb gets the verdict.
+func (l *Lane) SendPatch(p wire.Patch, data []byte, cb func(status byte, msg string)) error {
+	return l.tracked(p.FID, p.Index, cb, func() error { return l.Send(p.Header(), data) })
+}
+
+// tracked registers cb for the verdict on chunk idx of file fid and sends
+// the chunk with send; an error is reported only if cb has not run (close
+// runs every pending callback): cb runs exactly once, or never with an
+// error returned.
+func (l *Lane) tracked(fid, idx uint64, cb func(status byte, msg string), send func() error) error {
 	k := [2]uint64{fid, idx}
 	l.mu.Lock()
 	if l.err != nil {
@@ -177,16 +197,8 @@ func (l *Lane) SendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 	}
 	l.chunks[k] = cb
 	l.mu.Unlock()
-	hdr := wire.ChunkHeader(fid, idx, off, digest)
-	var err error
-	if f != nil {
-		err = l.SendFile(hdr, f, off, n)
-	} else {
-		err = l.Send(hdr, data)
-	}
+	err := send()
 	if err != nil {
-		// Report the error only if the callback has not run (close runs
-		// every pending callback): cb must run exactly once.
 		l.mu.Lock()
 		_, pending := l.chunks[k]
 		delete(l.chunks, k)
@@ -196,29 +208,6 @@ func (l *Lane) SendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 		}
 	}
 	return err
-}
-
-// SendPatch sends chunk p.Index of file p.FID as the leaves that differ
-// (their bytes in data), with SendChunk's contract: cb gets the verdict.
-func (l *Lane) SendPatch(p wire.Patch, data []byte, cb func(status byte, msg string)) error {
-	k := [2]uint64{p.FID, p.Index}
-	l.mu.Lock()
-	if l.err != nil {
-		l.mu.Unlock()
-		return l.closedErr()
-	}
-	l.chunks[k] = cb
-	l.mu.Unlock()
-	if err := l.Send(p.Header(), data); err != nil {
-		l.mu.Lock()
-		_, pending := l.chunks[k]
-		delete(l.chunks, k)
-		l.mu.Unlock()
-		if pending {
-			return err
-		}
-	}
-	return nil
 }
 
 // sendBatch sends a batch of small files (already encoded) and arranges
