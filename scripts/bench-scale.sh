@@ -18,8 +18,9 @@
 #             copy to a served peer vs rsync -a to the daemon.
 #   delta     c: one file of BENCH_SCALE_BIG_MIB (1024) MiB; each run changes
 #             one 4 KiB region (inside one chunk) and syncs it; the bytes on
-#             the wire are xfer's bytes_sent (--json) and rsync's "Total
-#             bytes sent" (--stats).
+#             the wire are xfer's bytes_sent (--json: the changed 16 KiB
+#             leaves) and rsync's "Total bytes sent" (--stats); with
+#             BENCH_NETNS=1 also every byte on loopback during each run.
 #
 # Knobs (environment):
 #   BENCH_RUNS=3          measured runs per scenario (plus BENCH_WARMUP=1 untimed
@@ -30,10 +31,23 @@
 #   XFER_FLAGS=""         extra flags for xfer copy/sync (e.g. "--checkers 4")
 #   XFER_SERVE_FLAGS=""   extra flags for xfer serve
 #   BENCH_STRICT=1        exit 1 when a target is missed
+#   BENCH_NETNS=1         run in a private network namespace (unshare -n) whose
+#                         loopback carries only this run: the delta scenario then
+#                         also counts every byte of each sync on the wire, both
+#                         directions, control traffic and TCP/IP headers included
 #
 # Needs: go (builds the tree generator internal/gentree), rsync, GNU time,
 # b3sum (or falls back to xfer hash) for the verification.
 set -euo pipefail
+
+if [[ "${BENCH_NETNS:-0}" == 1 && -z "${BENCH_IN_NETNS:-}" ]]; then
+	# As root a network namespace alone; otherwise in a user namespace too,
+	# where the rsync daemon cannot drop groups (run as root for rsync).
+	ns=(-n)
+	((EUID == 0)) || ns=(-rn)
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	exec unshare "${ns[@]}" env BENCH_IN_NETNS=1 bash -c 'ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
+fi
 
 # shellcheck source=scripts/benchlib.sh
 source "$(dirname "$0")/benchlib.sh"
@@ -274,21 +288,35 @@ delta_change() {
 	touch -d "@$((DELTA_T0 + 10 * (ROUND + 1)))" "$DATA/delta/big.bin"
 }
 
+# lo_bytes: bytes the loopback interface has carried (each packet once).
+lo_bytes() { awk '$1 == "lo:" {print $2}' /proc/net/dev; }
+
+# wire_record SERIES START: records the loopback bytes since START (in a
+# private network namespace only: elsewhere others share the loopback).
+wire_record() {
+	[[ -n "${BENCH_IN_NETNS:-}" ]] || return 0
+	record "$1" $(($(lo_bytes) - $2))
+}
+
 # delta_run TOOL: syncs the changed file; xfer to the peer (dst delta),
 # rsync to the daemon (its own copy, rdelta).
 delta_run() {
-	local out="$RES/out" sent
+	local out="$RES/out" sent w0
 	case "$1" in
 	xfer)
 		xserve_up "$DST"
+		w0="$(lo_bytes)"
 		measure delta.xfer "$out" "$XFER" sync "$DATA/delta" "xfer://$XS_ADDR/delta" "${XF[@]}"
+		wire_record delta.xfer.wire "$w0"
 		xfer_moved "$out" 1
 		xserve_down delta.serve.rss
 		record delta.xfer.bytes "$(summary_field "$out" bytes_sent)"
 		if ((ROUND == 0)); then verify_tree "$DATA/delta" "$DST/delta" "xfer delta"; fi
 		;;
 	rsync)
+		w0="$(lo_bytes)"
 		measure delta.rsync "$out" rsync -a --stats "$DATA/delta/" "$(RSURL rdelta/)"
+		wire_record delta.rsync.wire "$w0"
 		sent="$(sed -n 's/^Total bytes sent: \([0-9,.]*\).*/\1/p' "$out" | tr -d ',.')"
 		[[ -n "$sent" ]] || die "no 'Total bytes sent' in rsync --stats output"
 		record delta.rsync.bytes "$sent"
@@ -324,6 +352,9 @@ scenario_delta() {
 	res="$(awk -v b="$xb" -v r="$rb" 'BEGIN{print (b<=r) ? "PASS" : "MISS"}')"
 	row "c: ${BIG_MIB} MiB file, 4 KiB changed: xfer bytes_sent (changed 16 KiB leaves)" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/delta.xfer.bytes")" "<= rsync" "$res"
 	row "c: same, rsync Total bytes sent" "$rb bytes" - info
+	if [[ -n "${BENCH_IN_NETNS:-}" ]]; then
+		row "c: same, every byte on loopback: xfer vs rsync" "xfer $(median "$RES/delta.xfer.wire"), rsync $(median "$RES/delta.rsync.wire") bytes" - info
+	fi
 	speed "c: ${BIG_MIB} MiB 4 KiB delta, time xfer vs rsync" delta.xfer delta.rsync -
 	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
 }

@@ -1319,10 +1319,19 @@ func (e *engine) offer(sf *sfile) {
 			valid = append(valid, c)
 		}
 	}
-	if len(valid) > 0 {
-		m, leaves, err := sf.w.Adopt(e.ctx, valid, hashtree.LeafSizeFor(e.opt.ChunkSize))
+	// Offered in groups whose leaf digests fit one answer's budget, so
+	// that every chunk that differs can be patched however large the file.
+	leaf := hashtree.LeafSizeFor(e.opt.ChunkSize)
+	group := len(valid)
+	if leaf > 0 {
+		group = max(1, wire.MaxPatchLeafBytes/(hashtree.NumLeaves(e.opt.ChunkSize, leaf)*len(hashtree.Digest{})))
+	}
+	for len(valid) > 0 {
+		part := valid[:min(group, len(valid))]
+		valid = valid[len(part):]
+		m, leaves, err := sf.w.Adopt(e.ctx, part, leaf)
 		if err != nil {
-			for _, c := range valid {
+			for _, c := range part {
 				missing[c.Index] = true
 			}
 		}
