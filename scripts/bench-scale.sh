@@ -21,6 +21,8 @@
 #             the wire are xfer's bytes_sent (--json: the changed 16 KiB
 #             leaves) and rsync's "Total bytes sent" (--stats); with
 #             BENCH_NETNS=1 also every byte on loopback during each run.
+#   scatter   d: the same file with 1% of its 4 KiB blocks changed at random
+#             places before each run (gentree -scatter 10); bytes and time.
 #
 # Knobs (environment):
 #   BENCH_RUNS=3          measured runs per scenario (plus BENCH_WARMUP=1 untimed
@@ -298,28 +300,29 @@ wire_record() {
 	record "$1" $(($(lo_bytes) - $2))
 }
 
-# delta_run TOOL: syncs the changed file; xfer to the peer (dst delta),
-# rsync to the daemon (its own copy, rdelta).
+# delta_run TOOL [SERIES]: syncs the changed file; xfer to the peer (dst
+# delta), rsync to the daemon (its own copy, rdelta); results in SERIES.*
+# (default delta).
 delta_run() {
-	local out="$RES/out" sent w0
+	local out="$RES/out" sent w0 p="${2:-delta}"
 	case "$1" in
 	xfer)
 		xserve_up "$DST"
 		w0="$(lo_bytes)"
-		measure delta.xfer "$out" "$XFER" sync "$DATA/delta" "xfer://$XS_ADDR/delta" "${XF[@]}"
-		wire_record delta.xfer.wire "$w0"
+		measure "$p".xfer "$out" "$XFER" sync "$DATA/delta" "xfer://$XS_ADDR/delta" "${XF[@]}"
+		wire_record "$p".xfer.wire "$w0"
 		xfer_moved "$out" 1
-		xserve_down delta.serve.rss
-		record delta.xfer.bytes "$(summary_field "$out" bytes_sent)"
+		xserve_down "$p".serve.rss
+		record "$p".xfer.bytes "$(summary_field "$out" bytes_sent)"
 		if ((ROUND == 0)); then verify_tree "$DATA/delta" "$DST/delta" "xfer delta"; fi
 		;;
 	rsync)
 		w0="$(lo_bytes)"
-		measure delta.rsync "$out" rsync -a --stats "$DATA/delta/" "$(RSURL rdelta/)"
-		wire_record delta.rsync.wire "$w0"
+		measure "$p".rsync "$out" rsync -a --stats "$DATA/delta/" "$(RSURL rdelta/)"
+		wire_record "$p".rsync.wire "$w0"
 		sent="$(sed -n 's/^Total bytes sent: \([0-9,.]*\).*/\1/p' "$out" | tr -d ',.')"
 		[[ -n "$sent" ]] || die "no 'Total bytes sent' in rsync --stats output"
-		record delta.rsync.bytes "$sent"
+		record "$p".rsync.bytes "$sent"
 		if ((ROUND == 0)); then verify_tree "$DATA/delta" "$DST/rdelta" "rsync delta"; fi
 		;;
 	esac
@@ -356,6 +359,43 @@ scenario_delta() {
 		row "c: same, every byte on loopback: xfer vs rsync" "xfer $(median "$RES/delta.xfer.wire"), rsync $(median "$RES/delta.rsync.wire") bytes" - info
 	fi
 	speed "c: ${BIG_MIB} MiB 4 KiB delta, time xfer vs rsync" delta.xfer delta.rsync -
+	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
+}
+
+# scenario_scatter: the delta scenario with 1% of the file's 4 KiB blocks
+# changed at random places before each run (issue 14's second case).
+scenario_scatter() {
+	local xb rb res
+	need_space $((3 * BIG_MIB + 512)) 100
+	log "scatter: writing a ${BIG_MIB} MiB file and two copies"
+	mkdir -p "$DATA/delta" "$DST/delta" "$DST/rdelta"
+	"$GENTREE" -big $((BIG_MIB << 20)) "$DATA/delta/big.bin"
+	touch -d "@$DELTA_T0" "$DATA/delta/big.bin"
+	cp -a "$DATA/delta/big.bin" "$DST/delta/big.bin"
+	cp -a "$DATA/delta/big.bin" "$DST/rdelta/big.bin"
+	log "scatter: $RUNS runs of: change 1% of the 4 KiB blocks, xfer sync / rsync"
+	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
+		"$GENTREE" -scatter 10 -seed $((ROUND + 100)) "$DATA/delta/big.bin"
+		touch -d "@$((DELTA_T0 + 10 * (ROUND + 1)))" "$DATA/delta/big.bin"
+		if ((ROUND % 2)); then
+			delta_run rsync scatter
+			delta_run xfer scatter
+		else
+			delta_run xfer scatter
+			delta_run rsync scatter
+		fi
+		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
+	done
+	ROUND=0
+	xb="$(median "$RES/scatter.xfer.bytes")"
+	rb="$(median "$RES/scatter.rsync.bytes")"
+	res="$(awk -v b="$xb" -v r="$rb" 'BEGIN{print (b<=r) ? "PASS" : "MISS"}')"
+	row "d: ${BIG_MIB} MiB file, 1% of 4 KiB blocks changed: xfer bytes_sent" "$xb bytes" "<= rsync" "$res"
+	row "d: same, rsync Total bytes sent" "$rb bytes" - info
+	if [[ -n "${BENCH_IN_NETNS:-}" ]]; then
+		row "d: same, every byte on loopback: xfer vs rsync" "xfer $(median "$RES/scatter.xfer.wire"), rsync $(median "$RES/scatter.rsync.wire") bytes" - info
+	fi
+	speed "d: ${BIG_MIB} MiB 1% scattered delta, time xfer vs rsync" scatter.xfer scatter.rsync 1
 	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
 }
 
