@@ -1258,7 +1258,10 @@ func (e *engine) sendPatch(l Lane, job *chunkJob) {
 		return
 	}
 	leaf := hashtree.LeafSizeFor(e.opt.ChunkSize)
-	dg := hashtree.ChunkDigest(buf, job.c.Off, sf.op.Src.Size, e.opt.ChunkSize)
+	// The chunk's digest is the one its check computed (a chunk with leaf
+	// digests was offered for adoption): should the source have changed
+	// since, the destination's verification says so.
+	dg := sf.digests[job.c.Index]
 	diff := hashtree.DiffLeaves(hashtree.LeafDigests(buf, job.c.Off, leaf), job.theirs)
 	var data []byte
 	for _, i := range diff {
