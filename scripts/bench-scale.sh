@@ -291,7 +291,8 @@ delta_change() {
 }
 
 # lo_bytes: bytes the loopback interface has carried (each packet once).
-lo_bytes() { awk '$1 == "lo:" {print $2}' /proc/net/dev; }
+# (Large counts run into the name: "lo:123456789".)
+lo_bytes() { sed -n 's/^ *lo: *\([0-9]*\).*/\1/p' /proc/net/dev; }
 
 # wire_record SERIES START: records the loopback bytes since START (in a
 # private network namespace only: elsewhere others share the loopback).
@@ -328,75 +329,61 @@ delta_run() {
 	esac
 }
 
-scenario_delta() {
-	local xb rb res
+# delta_rounds SERIES CHANGE WHAT: writes the big file and two copies, then
+# runs rounds (a warm-up first) of CHANGE (a function changing the source,
+# described by WHAT), xfer sync and rsync, interleaved, into SERIES.*; then
+# reports the bytes (xfer's against rsync's, the target) and the time, with
+# LABEL (environment) naming the rows and TIME_TARGET (environment) the
+# speed target (a ratio, or - for none).
+delta_rounds() {
+	local p="$1" change="$2" what="$3" xb rb res
 	need_space $((3 * BIG_MIB + 512)) 100
-	log "delta: writing a ${BIG_MIB} MiB file and two copies"
+	log "$p: writing a ${BIG_MIB} MiB file and two copies"
 	mkdir -p "$DATA/delta" "$DST/delta" "$DST/rdelta"
 	"$GENTREE" -big $((BIG_MIB << 20)) "$DATA/delta/big.bin"
 	touch -d "@$DELTA_T0" "$DATA/delta/big.bin"
 	cp -a "$DATA/delta/big.bin" "$DST/delta/big.bin"
 	cp -a "$DATA/delta/big.bin" "$DST/rdelta/big.bin"
-	log "delta: $RUNS runs of: change 4 KiB, xfer sync / rsync"
+	log "$p: $RUNS runs of: $what, xfer sync / rsync"
 	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
-		delta_change
+		"$change"
 		if ((ROUND % 2)); then
-			delta_run rsync
-			delta_run xfer
+			delta_run rsync "$p"
+			delta_run xfer "$p"
 		else
-			delta_run xfer
-			delta_run rsync
+			delta_run xfer "$p"
+			delta_run rsync "$p"
 		fi
 		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
 	done
 	ROUND=0
-	xb="$(median "$RES/delta.xfer.bytes")"
-	rb="$(median "$RES/delta.rsync.bytes")"
+	xb="$(median "$RES/$p.xfer.bytes")"
+	rb="$(median "$RES/$p.rsync.bytes")"
 	res="$(awk -v b="$xb" -v r="$rb" 'BEGIN{print (b<=r) ? "PASS" : "MISS"}')"
-	row "c: ${BIG_MIB} MiB file, 4 KiB changed: xfer bytes_sent (changed 16 KiB leaves)" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/delta.xfer.bytes")" "<= rsync" "$res"
-	row "c: same, rsync Total bytes sent" "$rb bytes" - info
+	row "$LABEL: xfer bytes_sent (changed 16 KiB leaves)" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/$p.xfer.bytes")" "<= rsync" "$res"
+	row "$LABEL: rsync Total bytes sent" "$rb bytes" - info
 	if [[ -n "${BENCH_IN_NETNS:-}" ]]; then
-		row "c: same, every byte on loopback: xfer vs rsync" "xfer $(median "$RES/delta.xfer.wire"), rsync $(median "$RES/delta.rsync.wire") bytes" - info
+		row "$LABEL: every byte on loopback: xfer vs rsync" "xfer $(median "$RES/$p.xfer.wire"), rsync $(median "$RES/$p.rsync.wire") bytes" - info
 	fi
-	speed "c: ${BIG_MIB} MiB 4 KiB delta, time xfer vs rsync" delta.xfer delta.rsync -
+	speed "$LABEL: time xfer vs rsync" "$p.xfer" "$p.rsync" "$TIME_TARGET"
 	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
+}
+
+scenario_delta() {
+	LABEL="c: ${BIG_MIB} MiB file, 4 KiB changed" TIME_TARGET=- delta_rounds delta delta_change "change 4 KiB"
+}
+
+# scatter_change: overwrites 1% of the source's 4 KiB blocks, at random
+# places (others each round).
+scatter_change() {
+	"$GENTREE" -scatter 10 -seed $((ROUND + 100)) "$DATA/delta/big.bin"
+	touch -d "@$((DELTA_T0 + 10 * (ROUND + 1)))" "$DATA/delta/big.bin"
 }
 
 # scenario_scatter: the delta scenario with 1% of the file's 4 KiB blocks
 # changed at random places before each run (issue 14's second case).
 scenario_scatter() {
-	local xb rb res
-	need_space $((3 * BIG_MIB + 512)) 100
-	log "scatter: writing a ${BIG_MIB} MiB file and two copies"
-	mkdir -p "$DATA/delta" "$DST/delta" "$DST/rdelta"
-	"$GENTREE" -big $((BIG_MIB << 20)) "$DATA/delta/big.bin"
-	touch -d "@$DELTA_T0" "$DATA/delta/big.bin"
-	cp -a "$DATA/delta/big.bin" "$DST/delta/big.bin"
-	cp -a "$DATA/delta/big.bin" "$DST/rdelta/big.bin"
-	log "scatter: $RUNS runs of: change 1% of the 4 KiB blocks, xfer sync / rsync"
-	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
-		"$GENTREE" -scatter 10 -seed $((ROUND + 100)) "$DATA/delta/big.bin"
-		touch -d "@$((DELTA_T0 + 10 * (ROUND + 1)))" "$DATA/delta/big.bin"
-		if ((ROUND % 2)); then
-			delta_run rsync scatter
-			delta_run xfer scatter
-		else
-			delta_run xfer scatter
-			delta_run rsync scatter
-		fi
-		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
-	done
-	ROUND=0
-	xb="$(median "$RES/scatter.xfer.bytes")"
-	rb="$(median "$RES/scatter.rsync.bytes")"
-	res="$(awk -v b="$xb" -v r="$rb" 'BEGIN{print (b<=r) ? "PASS" : "MISS"}')"
-	row "d: ${BIG_MIB} MiB file, 1% of 4 KiB blocks changed: xfer bytes_sent" "$xb bytes" "<= rsync" "$res"
-	row "d: same, rsync Total bytes sent" "$rb bytes" - info
-	if [[ -n "${BENCH_IN_NETNS:-}" ]]; then
-		row "d: same, every byte on loopback: xfer vs rsync" "xfer $(median "$RES/scatter.xfer.wire"), rsync $(median "$RES/scatter.rsync.wire") bytes" - info
-	fi
-	speed "d: ${BIG_MIB} MiB 1% scattered delta, time xfer vs rsync" scatter.xfer scatter.rsync 1
-	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
+	LABEL="d: ${BIG_MIB} MiB file, 1% of 4 KiB blocks changed" TIME_TARGET=1 delta_rounds scatter scatter_change "change 1% of the 4 KiB blocks"
 }
 
 # --- main ----------------------------------------------------------------------------------
