@@ -17,10 +17,29 @@ import (
 )
 
 // corrupting is a destination whose lanes flip a byte of the first
-// patches they carry (corrupt of them), as a bad link would.
+// patches they carry (corrupt of them), as a bad link would; with noLeaves
+// its files answer adopt without leaf digests, as a peer of an earlier
+// version does.
 type corrupting struct {
 	Destination
-	corrupt *atomic.Int32
+	corrupt  *atomic.Int32
+	noLeaves bool
+}
+
+func (d corrupting) Open(ctx context.Context, spec wire.FileSpec) (FileWriter, error) {
+	w, err := d.Destination.Open(ctx, spec)
+	if err != nil || !d.noLeaves {
+		return w, err
+	}
+	return leafless{w}, nil
+}
+
+// leafless is a FileWriter whose destination offers no leaf digests.
+type leafless struct{ FileWriter }
+
+func (w leafless) Adopt(ctx context.Context, chunks []wire.AdoptChunk, leafSize int64) ([]int64, []wire.ChunkLeaves, error) {
+	missing, _, err := w.FileWriter.Adopt(ctx, chunks, leafSize)
+	return missing, nil, err
 }
 
 func (d corrupting) Lanes() []Lane {
@@ -45,18 +64,21 @@ func (l corruptLane) SendPatch(p wire.Patch, data []byte, cb func(byte, string))
 }
 
 // TestEnginePatches runs the engine over a changed large file: only the
-// leaf that differs is sent, and a patch corrupted on the way is caught
-// by the destination and the chunk sent again, whole.
+// leaf that differs is sent, a patch corrupted on the way is caught by the
+// destination and the chunk sent again, whole, and a destination that
+// offers no leaf digests gets the whole chunk.
 func TestEnginePatches(t *testing.T) {
 	const chunk, leaf = 256 << 10, 16 << 10
 	tests := []struct {
 		name     string
 		corrupt  int32
+		noLeaves bool
 		wantSent int64
 		retries  int
 	}{
-		{"one leaf", 0, leaf, 0},
-		{"a corrupt leaf is resent with its chunk", 1, chunk, 1},
+		{"one leaf", 0, false, leaf, 0},
+		{"a corrupt leaf is resent with its chunk", 1, false, chunk, 1},
+		{"no leaf digests offered: the whole chunk", 0, true, chunk, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +101,7 @@ func TestEnginePatches(t *testing.T) {
 			t.Cleanup(func() { h.Close() })
 			var corrupt atomic.Int32
 			corrupt.Store(tc.corrupt)
-			d := corrupting{Destination: NewLocal(h, dst, 1, 0), corrupt: &corrupt}
+			d := corrupting{Destination: NewLocal(h, dst, 1, 0), corrupt: &corrupt, noLeaves: tc.noLeaves}
 			var retries atomic.Int32
 			sink := progress.SinkFunc(func(e progress.Event) {
 				if e.Retry {
