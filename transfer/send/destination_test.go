@@ -26,7 +26,7 @@ import (
 // process and a peer over a session) is held to the same behaviour of its
 // per-file writer: commit, a refused digest, abort, resume after an
 // interruption, park and the final pass of a split file, verification of
-// chunks, a read-only tree. It is to Destination what
+// chunks, a changed chunk patched leaf by leaf, a read-only tree. It is to Destination what
 // backends/backendtest is to the transports.
 
 // opened is a destination on dir, and interrupt, which ends it the way a
