@@ -87,7 +87,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("owners", "auto", "keep owners and groups: auto (where the receiver runs as root, like rsync -a), yes (also report once what an unprivileged receiver could not keep) or no")
 	f.Bool("numeric-ids", false, "keep owners and groups by number instead of mapping them by name at the receiver")
 	f.Bool("specials", true, "recreate fifos, sockets and (as root) devices; false: skip them with one notice")
-	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
+	f.Bool("delta", true, "for large files that changed, send only the parts that differ from the destination's copy: chunks, then their 16 KiB BLAKE3 leaves (both sides hash the file)")
 	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
 	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
