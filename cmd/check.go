@@ -370,6 +370,9 @@ func (ck *checker) finish(src, dst *transfer.Tree) error {
 		verdict := "identical"
 		if bad > 0 {
 			verdict = fmt.Sprintf("%d differences", bad)
+			if bad == 1 {
+				verdict = "1 difference"
+			}
 		}
 		fmt.Fprintf(ck.a.stderr, "check %s against %s by %s: %s (%d identical, %d differ, %d missing on DST, %d missing on SRC, %d errors)\n",
 			progress.EscapeInvalid(src.String()), progress.EscapeInvalid(dst.String()), how, verdict,

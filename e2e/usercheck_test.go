@@ -1,0 +1,51 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Defects found by trying the inspect, check and safety features as an
+// rsync or rclone user would, each pinned by a test here.
+
+// TestInspectSymlinkSize: lsf sizes a symlink by the length of its
+// target, as `rclone lsf -l` does (where rclone names it NAME.rclonelink),
+// on a local tree and on a peer's.
+func TestInspectSymlinkSize(t *testing.T) {
+	needRclone(t)
+	dir := fileTree(t, map[string]string{"f": "content"})
+	must(t, os.Symlink("a/target/of/17b", filepath.Join(dir, "link")))
+	ref := rclone(t, "lsf", "-l", "--format", "ps", dir)
+	want := strings.ReplaceAll(ref.stdout, ".rclonelink;", ";")
+	if ref.code != 0 || !strings.Contains(want, "link;15\n") {
+		t.Fatalf("rclone lsf -l: %s", ref)
+	}
+	srv := startServer(t, dir, "--read-only")
+	for _, loc := range []string{dir, srv.url("")} {
+		r := xfer(t, "lsf", "--format", "ps", loc)
+		if r.code != 0 || strings.Join(sortedLines(r.stdout), "\n") != strings.Join(sortedLines(want), "\n") {
+			t.Errorf("lsf --format ps %s: %q, rclone lsf -l printed %q\n%s", loc, r.stdout, want, r)
+		}
+	}
+}
+
+// TestCheckSummaryCount: check's summary line counts its differences in
+// words that fit the number.
+func TestCheckSummaryCount(t *testing.T) {
+	a := fileTree(t, map[string]string{"f": "1", "g": "2"})
+	for _, c := range []struct {
+		files map[string]string
+		want  string
+	}{
+		{map[string]string{"f": "1", "g": "2"}, ": identical ("},
+		{map[string]string{"f": "1", "g": "x"}, ": 1 difference ("},
+		{map[string]string{"f": "y", "g": "x"}, ": 2 differences ("},
+	} {
+		r := xfer(t, "check", a, fileTree(t, c.files))
+		if !strings.Contains(r.stderr, c.want) {
+			t.Errorf("check: want %q in the summary:\n%s", c.want, r)
+		}
+	}
+}
