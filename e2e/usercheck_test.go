@@ -49,3 +49,34 @@ func TestCheckSummaryCount(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteExcludedWithoutDelete: sync --delete-excluded with deletions
+// turned off (--delete=false, or XFER_DELETE=false) is a contradiction
+// that is refused (one line, exit 2) instead of deleting anyway; DST is
+// untouched.
+func TestDeleteExcludedWithoutDelete(t *testing.T) {
+	src := fileTree(t, map[string]string{"keep": "k"})
+	dst := fileTree(t, map[string]string{"keep": "k", "extra": "e", "x.log": "l"})
+	before := scanTree(t, dst)
+	for _, c := range []struct {
+		env  []string
+		args []string
+	}{
+		{nil, []string{"--delete=false"}},
+		{[]string{"XFER_DELETE=false"}, nil},
+	} {
+		r := xferEnv(t, c.env, append([]string{"sync", src, dst, "--delete-excluded", "--exclude", "*.log"}, c.args...)...)
+		if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "--delete-excluded deletes at DST and --delete=false says not to") {
+			t.Errorf("sync --delete-excluded %q %q: want one line and exit 2:\n%s", c.env, c.args, r)
+		}
+	}
+	if d := diffTrees(before, scanTree(t, dst), cmpOpts{ref: "before", got: "after"}); len(d) > 0 {
+		t.Errorf("a refused sync changed DST:\n%s", strings.Join(d, "\n"))
+	}
+	if r := xfer(t, "sync", src, dst, "--delete-excluded", "--exclude", "*.log", "-q"); r.code != 0 {
+		t.Fatalf("sync --delete-excluded: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "x.log")); !os.IsNotExist(err) {
+		t.Errorf("sync --delete-excluded kept the excluded x.log: %v", err)
+	}
+}
