@@ -138,6 +138,17 @@ func (a *app) eachEntry(cmd *cobra.Command, arg string, spec walkSpec, fn func(p
 	return a.walkTree(cmd.Context(), t, spec, fn)
 }
 
+// textOnly refuses --json (also from XFER_JSON or the config file) for a
+// command that prints only text: ls, lsf and cat print what rclone's
+// print; size and check have a JSON form. Output that silently stayed
+// text would break the script that asked for JSON.
+func textOnly(cmd *cobra.Command, _ []string) error {
+	if f := cmd.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
+		return exitcode.Usagef("--json: %s prints text only (size and check have --json)", cmd.Name())
+	}
+	return nil
+}
+
 // unreadableErr is the exit of a listing that had n unreadable
 // directories (each reported already): 1 (some failed), or nil.
 func unreadableErr(n int) error {
@@ -149,8 +160,9 @@ func unreadableErr(n int) error {
 
 func newLsCmd(a *app) *cobra.Command {
 	return inspectCmd(&cobra.Command{
-		Use:   "ls LOCATION",
-		Short: "List the files beneath LOCATION with their sizes, as rclone ls",
+		Use:     "ls LOCATION",
+		PreRunE: textOnly,
+		Short:   "List the files beneath LOCATION with their sizes, as rclone ls",
 		Long: `Ls lists every regular file beneath LOCATION (a local path, a served peer's
 xfer://HOST:PORT/PATH, NAME:PATH of a remote, or ssh://), recursively, one
 line each: the size right-aligned in nine columns, a space and the path
@@ -182,8 +194,9 @@ error (exit 2).`,
 
 func newLsfCmd(a *app) *cobra.Command {
 	c := inspectCmd(&cobra.Command{
-		Use:   "lsf LOCATION",
-		Short: "List LOCATION's entries in a format of your choosing, as rclone lsf",
+		Use:     "lsf LOCATION",
+		PreRunE: textOnly,
+		Short:   "List LOCATION's entries in a format of your choosing, as rclone lsf",
 		Long: `Lsf lists the entries of LOCATION, one per line, as rclone lsf does:
 directories end in "/", and -R (--recursive) lists everything beneath.
 --format picks the fields and their order, joined by --separator (";"):
@@ -337,8 +350,9 @@ func scaled(n int64, base float64, units []string, sep string) string {
 
 func newCatCmd(a *app) *cobra.Command {
 	c := inspectCmd(&cobra.Command{
-		Use:   "cat LOCATION...",
-		Short: "Write files' contents to standard output, as rclone cat",
+		Use:     "cat LOCATION...",
+		PreRunE: textOnly,
+		Short:   "Write files' contents to standard output, as rclone cat",
 		Long: `Cat writes the contents of each LOCATION to standard output, one after the
 other. A LOCATION that is a directory stands for every regular file beneath
 it (in path order, after the filters). A peer reads its own files, within

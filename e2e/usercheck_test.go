@@ -80,3 +80,34 @@ func TestDeleteExcludedWithoutDelete(t *testing.T) {
 		t.Errorf("sync --delete-excluded kept the excluded x.log: %v", err)
 	}
 }
+
+// TestInspectTextOnlyRefusesJSON: ls, lsf and cat, whose output is
+// rclone's text, refuse --json (and XFER_JSON) with one line and exit 2
+// instead of printing text to a script that asked for JSON; size --json
+// answers in JSON.
+func TestInspectTextOnlyRefusesJSON(t *testing.T) {
+	dir := fileTree(t, map[string]string{"f": "content"})
+	for _, c := range []struct {
+		env  []string
+		args []string
+	}{
+		{nil, []string{"ls", "--json", dir}},
+		{nil, []string{"lsf", "--json", "-R", dir}},
+		{nil, []string{"cat", "--json", filepath.Join(dir, "f")}},
+		{[]string{"XFER_JSON=true"}, []string{"ls", dir}},
+	} {
+		r := xferEnv(t, c.env, c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.args[0]+" prints text only") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%q %q: want one line and exit 2:\n%s", c.env, c.args, r)
+		}
+		if strings.Contains(r.stdout, "content") || strings.Contains(r.stdout, "f\n") {
+			t.Errorf("%q: printed the listing anyway:\n%s", c.args, r)
+		}
+	}
+	if r := xfer(t, "lsf", "--json=false", dir); r.code != 0 || r.stdout != "f\n" {
+		t.Errorf("lsf --json=false: %s", r)
+	}
+	if r := xfer(t, "size", "--json", dir); r.code != 0 || r.stdout != "{\"count\":1,\"bytes\":7,\"sizeless\":0}\n" {
+		t.Errorf("size --json: %s", r)
+	}
+}
