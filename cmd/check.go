@@ -145,12 +145,21 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 		ck.combined = bufio.NewWriter(w)
 		defer ck.combined.Flush()
 	}
-	src, err := a.openTree(ctx, srcArg)
+	err = ck.compareLocations(ctx, srcArg, dstArg, walkSpec{recursive: true, checksum: ck.checksum, filter: flt, checkers: a.v.GetInt("checkers")}, start)
+	if err != nil && ck.asJSON && !errors.Is(err, errSilent) {
+		return ck.fail(err, start)
+	}
+	return err
+}
+
+// compareLocations opens both locations, compares them and prints the summary.
+func (ck *checker) compareLocations(ctx context.Context, srcArg, dstArg string, spec walkSpec, start time.Time) error {
+	src, err := ck.a.openTree(ctx, srcArg)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := a.openTree(ctx, dstArg)
+	dst, err := ck.a.openTree(ctx, dstArg)
 	if err != nil {
 		return err
 	}
@@ -158,13 +167,39 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 	if src.IsDir() != dst.IsDir() {
 		return exitcode.Usagef("%s and %s: one is a directory and the other is not; check compares two directories or two files", src, dst)
 	}
-	spec := walkSpec{recursive: true, checksum: ck.checksum, filter: flt, checkers: a.v.GetInt("checkers")}
 	err = ck.run(ctx, src, dst, spec)
 	ck.sum.DurationS = time.Since(start).Seconds()
 	if err != nil {
 		return err
 	}
 	return ck.finish(src, dst)
+}
+
+// checkFailure is the error event of a check --json that could not
+// finish (a location missing or unreachable, an interruption).
+type checkFailure struct {
+	Event string `json:"event"`
+	Time  string `json:"time"`
+	Error string `json:"error"`
+}
+
+// fail ends a check --json that stopped on err as every check --json
+// ends: its error on stderr and as an event, then check's own summary
+// (the counts so far) with the exit code of err.
+func (ck *checker) fail(err error, start time.Time) error {
+	code, msg := exitcode.Code(err), userMessage(err)
+	fmt.Fprintf(ck.a.stderr, "xfer: %s\n", msg)
+	now := time.Now().UTC().Format(progress.TimeFormat)
+	s := ck.sum
+	s.Event, s.Time, s.Checksum, s.ExitCode = progress.KindSummary, now, ck.checksum, code
+	s.Errors++
+	s.DurationS = time.Since(start).Seconds()
+	for _, v := range []any{checkFailure{Event: progress.KindError, Time: now, Error: msg}, s} {
+		if b, err := json.Marshal(v); err == nil {
+			ck.out.Write(append(b, '\n'))
+		}
+	}
+	return silent(code)
 }
 
 // files is a listing of the files (and symlinks) of t that spec admits,

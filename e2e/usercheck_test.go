@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Defects found by trying the inspect, check and safety features as an
@@ -109,5 +111,40 @@ func TestInspectTextOnlyRefusesJSON(t *testing.T) {
 	}
 	if r := xfer(t, "size", "--json", dir); r.code != 0 || r.stdout != "{\"count\":1,\"bytes\":7,\"sizeless\":0}\n" {
 		t.Errorf("size --json: %s", r)
+	}
+}
+
+// TestCheckJSONFailure: a check --json that cannot finish (a location
+// missing, two locations of different kinds, Ctrl-C while a peer hashes)
+// still ends in check's own summary, with the exit code, after an error
+// event: a script reads the same keys whatever happened.
+func TestCheckJSONFailure(t *testing.T) {
+	dir := fileTree(t, map[string]string{"f": "1"})
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"check", dir, filepath.Join(dir, "none"), "--json"}, 2},
+		{[]string{"check", filepath.Join(dir, "f"), dir, "--json"}, 2},
+	} {
+		r := xfer(t, c.args...)
+		events, sum := checkJSON(t, r)
+		if r.code != c.code || sum.ExitCode != c.code || len(events) != 1 || events[0].Event != "error" || !strings.Contains(r.stdout, `"identical":0`) {
+			t.Errorf("%q: want an error event and check's summary with exit_code %d:\n%s", c.args, c.code, r)
+		}
+	}
+	// A sparse file large enough that hashing it outlasts the signal.
+	big := t.TempDir()
+	f, err := os.Create(filepath.Join(big, "huge"))
+	must(t, err)
+	must(t, f.Truncate(64<<30))
+	f.Close()
+	srv := startServer(t, big, "--read-only")
+	run := startXfer(t, "check", srv.url(""), big, "--json")
+	time.Sleep(500 * time.Millisecond)
+	must(t, run.cmd.Process.Signal(syscall.SIGINT))
+	r := run.wait(t)
+	if _, sum := checkJSON(t, r); r.code != 130 || sum.ExitCode != 130 || !strings.Contains(r.stdout, `"identical":0`) {
+		t.Errorf("check --json interrupted: want exit 130 and check's summary:\n%s", r)
 	}
 }
