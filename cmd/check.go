@@ -40,7 +40,11 @@ in the form of rclone check's --combined report:
   ! PATH   could not be read or hashed on one side
 
 --combined FILE writes every file's line to FILE ("-": standard output),
-the identical ones too ("= PATH"). A summary goes to stderr (-q: none).
+the identical ones too ("= PATH"); --match, --differ, --missing-on-dst,
+--missing-on-src and --error FILE write the paths of one kind, as rclone
+check's flags of the same names do. A report file of "-" takes the place of
+the default lines. --one-way leaves out files only in DST. A summary goes
+to stderr (-q: none).
 --json prints one "check" event per file that differs and a summary
 instead. The filters apply as in copy and sync.
 
@@ -55,7 +59,10 @@ not be reached.`,
 	f := c.Flags()
 	f.BoolP("checksum", "c", true, "compare the BLAKE3 of files of the same size (each side hashes its own); false: as --size-only")
 	f.Bool("size-only", false, "compare sizes only, not content")
-	f.String("combined", "", "write every file's line (=, +, -, *, !) to this file (-: standard output)")
+	f.Bool("one-way", false, "check only that SRC's files are in DST and the same; files only in DST are not reported")
+	for _, r := range checkReportFlags() {
+		f.String(r.flag, "", r.usage)
+	}
 	return c
 }
 
@@ -114,9 +121,33 @@ type checker struct {
 	checksum bool
 	asJSON   bool
 	names    progress.NameCodec[checkEvent]
-	out      *bufio.Writer // the differences (human form)
-	combined *bufio.Writer // --combined, or nil
-	sum      checkSummary
+	oneWay   bool          // --one-way: extra files at DST are not reported
+	out      *bufio.Writer // standard output
+	outs     []checkOut    // the report files (--combined, --differ, ...)
+	// stdoutTaken: a report file is "-", so the differences are not
+	// printed on their own.
+	stdoutTaken bool
+	sum         checkSummary
+}
+
+// checkOut is one report file of check: every line (combined), or the
+// paths of one result.
+type checkOut struct {
+	result string // "" for --combined
+	w      *bufio.Writer
+}
+
+// checkReportFlags are check's report-file flags, rclone's, with the
+// result each lists ("" for every result, with its sign).
+func checkReportFlags() []struct{ flag, result, usage string } {
+	return []struct{ flag, result, usage string }{
+		{"combined", "", "write every file's line (=, +, -, *, !) to this file (-: standard output)"},
+		{"match", checkSame, "write the paths of identical files to this file (-: standard output)"},
+		{"differ", checkDiffer, "write the paths of files that differ to this file (-: standard output)"},
+		{"missing-on-dst", checkMissDst, "write the paths of files only in SRC to this file (-: standard output)"},
+		{"missing-on-src", checkMissSrc, "write the paths of files only in DST to this file (-: standard output)"},
+		{"error", checkError, "write the paths of files that could not be read or hashed to this file (-: standard output)"},
+	}
 }
 
 func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
@@ -127,23 +158,29 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 		return err
 	}
 	ck := &checker{a: a, checksum: a.v.GetBool("checksum") && !a.v.GetBool("size-only"), asJSON: a.v.GetBool("json"),
-		out: bufio.NewWriter(a.stdout)}
+		oneWay: a.v.GetBool("one-way"), out: bufio.NewWriter(a.stdout)}
 	defer ck.out.Flush()
 	if ck.asJSON {
 		ck.names = progress.NewNameCodec[checkEvent]("Path")
 	}
-	if name := a.v.GetString("combined"); name != "" {
-		w := a.stdout
-		if name != "-" {
+	for _, r := range checkReportFlags() {
+		name := a.v.GetString(r.flag)
+		if name == "" {
+			continue
+		}
+		out := checkOut{result: r.result, w: ck.out}
+		if name == "-" {
+			ck.stdoutTaken = true
+		} else {
 			f, err := os.Create(name)
 			if err != nil {
-				return exitcode.Usagef("--combined %s: %s", name, fileProblem(err))
+				return exitcode.Usagef("--%s %s: %s", r.flag, name, fileProblem(err))
 			}
 			defer f.Close()
-			w = f
+			out.w = bufio.NewWriter(f)
+			defer out.w.Flush()
 		}
-		ck.combined = bufio.NewWriter(w)
-		defer ck.combined.Flush()
+		ck.outs = append(ck.outs, out)
 	}
 	err = ck.compareLocations(ctx, srcArg, dstArg, walkSpec{recursive: true, checksum: ck.checksum, filter: flt, checkers: a.v.GetInt("checkers")}, start)
 	if err != nil && ck.asJSON && !errors.Is(err, errSilent) {
@@ -167,7 +204,11 @@ func (ck *checker) compareLocations(ctx context.Context, srcArg, dstArg string, 
 	if src.IsDir() != dst.IsDir() {
 		return exitcode.Usagef("%s and %s: one is a directory and the other is not; check compares two directories or two files", src, dst)
 	}
-	err = ck.run(ctx, src, dst, spec)
+	if src.IsDir() {
+		err = ck.run(ctx, src, dst, spec)
+	} else {
+		ck.compareFiles(ctx, src, dst)
+	}
 	ck.sum.DurationS = time.Since(start).Seconds()
 	if err != nil {
 		return err
@@ -202,19 +243,21 @@ func (ck *checker) fail(err error, start time.Time) error {
 	return silent(code)
 }
 
-// files is a listing of the files (and symlinks) of t that spec admits,
-// with unreadable directories yielded too, so that nothing beneath them
-// is reported missing on the other side.
-type files struct {
+// fileStream is a listing of the files (and symlinks) of a tree that a
+// walkSpec admits, with unreadable directories yielded too, so that
+// nothing beneath them is reported missing on the other side; it is read
+// ahead on a goroutine of its own.
+type fileStream struct {
 	next func() (plan.Entry, bool)
 	stop func()
 	err  error
 }
 
-func (a *app) files(ctx context.Context, t *transfer.Tree, spec walkSpec) *files {
+// fileStream starts listing t.
+func (a *app) fileStream(ctx context.Context, t *transfer.Tree, spec walkSpec) *fileStream {
 	ch := make(chan plan.Entry, 256)
 	done := make(chan struct{})
-	f := &files{}
+	f := &fileStream{}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(ch)
@@ -256,7 +299,7 @@ func (a *app) files(ctx context.Context, t *transfer.Tree, spec walkSpec) *files
 // run merges the two sorted listings, both read at once (each side hashes
 // while the other does).
 func (ck *checker) run(ctx context.Context, src, dst *transfer.Tree, spec walkSpec) error {
-	sf, df := ck.a.files(ctx, src, spec), ck.a.files(ctx, dst, spec)
+	sf, df := ck.a.fileStream(ctx, src, spec), ck.a.fileStream(ctx, dst, spec)
 	s, sok := sf.next()
 	d, dok := df.next()
 	skip := "" // a directory one side could not read: nothing beneath it is compared
@@ -310,6 +353,28 @@ func (ck *checker) run(ctx context.Context, src, dst *transfer.Tree, spec walkSp
 	return df.err
 }
 
+// compareFiles compares two locations that are files (by any names), as
+// if they were one path of two trees.
+func (ck *checker) compareFiles(ctx context.Context, src, dst *transfer.Tree) {
+	s, d := src.Top(), dst.Top()
+	d.Path = s.Path
+	for _, side := range []struct {
+		t *transfer.Tree
+		e *plan.Entry
+	}{{src, &s}, {dst, &d}} {
+		if ck.checksum && side.e.Type == plan.TypeFile && s.Size == d.Size {
+			h, err := side.t.Hash(ctx, "")
+			if err != nil {
+				ck.report(checkError, s.Path, fmt.Sprintf("hashing on %s: %s", side.t, userMessage(err)))
+				return
+			}
+			side.e.Digest = h[:]
+		}
+	}
+	result, why := ck.compare(ctx, src, dst, s, d)
+	ck.report(result, s.Path, why)
+}
+
 // compare decides about a path both sides hold (files or symlinks).
 func (ck *checker) compare(ctx context.Context, src, dst *transfer.Tree, s, d plan.Entry) (string, string) {
 	switch {
@@ -348,6 +413,9 @@ func (ck *checker) compare(ctx context.Context, src, dst *transfer.Tree, s, d pl
 
 // report counts and prints one file's result.
 func (ck *checker) report(result, path, why string) {
+	if result == checkMissSrc && ck.oneWay {
+		return
+	}
 	switch result {
 	case checkSame:
 		ck.sum.Identical++
@@ -360,8 +428,13 @@ func (ck *checker) report(result, path, why string) {
 	case checkError:
 		ck.sum.Errors++
 	}
-	if ck.combined != nil {
-		fmt.Fprintf(ck.combined, "%s %s\n", result, path)
+	for _, o := range ck.outs {
+		switch o.result {
+		case "":
+			fmt.Fprintf(o.w, "%s %s\n", result, path)
+		case result:
+			fmt.Fprintf(o.w, "%s\n", path)
+		}
 	}
 	if result == checkSame {
 		return
@@ -373,9 +446,7 @@ func (ck *checker) report(result, path, why string) {
 		if err == nil {
 			ck.out.Write(append(b, '\n'))
 		}
-	case ck.combined != nil && ck.a.v.GetString("combined") == "-":
-		// already on standard output
-	default:
+	case !ck.stdoutTaken:
 		fmt.Fprintf(ck.out, "%s %s\n", result, path)
 	}
 	if result == checkError && !ck.asJSON {
@@ -404,9 +475,9 @@ func (ck *checker) finish(src, dst *transfer.Tree) error {
 		}
 		verdict := "identical"
 		if bad > 0 {
-			verdict = fmt.Sprintf("%d differences", bad)
-			if bad == 1 {
-				verdict = "1 difference"
+			verdict = fmt.Sprintf("%d difference", bad)
+			if bad > 1 {
+				verdict += "s"
 			}
 		}
 		fmt.Fprintf(ck.a.stderr, "check %s against %s by %s: %s (%d identical, %d differ, %d missing on DST, %d missing on SRC, %d errors)\n",

@@ -91,6 +91,9 @@ func (a *app) walkTree(ctx context.Context, t *transfer.Tree, spec walkSpec, fn 
 		if !spec.recursive && strings.Contains(e.Path, "/") {
 			continue
 		}
+		if sk, ok := l.(plan.DirSkipper); ok && !spec.recursive && e.Type == plan.TypeDir {
+			sk.SkipDir() // a local walk need not read what lsf leaves out
+		}
 		if e.Err != "" {
 			fmt.Fprintf(a.stderr, "xfer: %s: cannot read: %s\n", shownPath(t, e.Path), progress.EscapeInvalid(e.Err))
 			unreadable++
@@ -138,13 +141,11 @@ func (a *app) eachEntry(cmd *cobra.Command, arg string, spec walkSpec, fn func(p
 	return a.walkTree(cmd.Context(), t, spec, fn)
 }
 
-// textOnly refuses --json (also from XFER_JSON or the config file) for a
-// command that prints only text: ls, lsf and cat print what rclone's
-// print; size and check have a JSON form. Output that silently stayed
-// text would break the script that asked for JSON.
-func textOnly(cmd *cobra.Command, _ []string) error {
-	if f := cmd.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
-		return exitcode.Usagef("--json: %s prints text only (size and check have --json)", cmd.Name())
+// noJSON refuses --json for a command whose output is already a format
+// of its own (ls, lsf, cat), rather than ignoring it.
+func (a *app) noJSON(cmd *cobra.Command) error {
+	if a.v.GetBool("json") {
+		return exitcode.Usagef("%s has no --json output (lsf --format picks fields; size and check have --json)", cmd.Name())
 	}
 	return nil
 }
@@ -160,9 +161,8 @@ func unreadableErr(n int) error {
 
 func newLsCmd(a *app) *cobra.Command {
 	return inspectCmd(&cobra.Command{
-		Use:     "ls LOCATION",
-		PreRunE: textOnly,
-		Short:   "List the files beneath LOCATION with their sizes, as rclone ls",
+		Use:   "ls LOCATION",
+		Short: "List the files beneath LOCATION with their sizes, as rclone ls",
 		Long: `Ls lists every regular file beneath LOCATION (a local path, a served peer's
 xfer://HOST:PORT/PATH, NAME:PATH of a remote, or ssh://), recursively, one
 line each: the size right-aligned in nine columns, a space and the path
@@ -176,6 +176,9 @@ error (exit 2).`,
   xfer ls xfer://node1:7878/proj --include '*.h5'
   xfer ls nodeA:/proj`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.noJSON(cmd); err != nil {
+				return err
+			}
 			w := bufio.NewWriter(a.stdout)
 			defer w.Flush()
 			n, err := a.eachEntry(cmd, args[0], walkSpec{recursive: true}, func(e plan.Entry) error {
@@ -194,9 +197,8 @@ error (exit 2).`,
 
 func newLsfCmd(a *app) *cobra.Command {
 	c := inspectCmd(&cobra.Command{
-		Use:     "lsf LOCATION",
-		PreRunE: textOnly,
-		Short:   "List LOCATION's entries in a format of your choosing, as rclone lsf",
+		Use:   "lsf LOCATION",
+		Short: "List LOCATION's entries in a format of your choosing, as rclone lsf",
 		Long: `Lsf lists the entries of LOCATION, one per line, as rclone lsf does:
 directories end in "/", and -R (--recursive) lists everything beneath.
 --format picks the fields and their order, joined by --separator (";"):
@@ -225,6 +227,9 @@ they are, byte for byte.`,
 }
 
 func (a *app) runLsf(cmd *cobra.Command, arg string) error {
+	if err := a.noJSON(cmd); err != nil {
+		return err
+	}
 	format, sep := a.v.GetString("format"), a.v.GetString("separator")
 	for _, r := range format {
 		if !strings.ContainsRune("psth", r) {
@@ -350,9 +355,8 @@ func scaled(n int64, base float64, units []string, sep string) string {
 
 func newCatCmd(a *app) *cobra.Command {
 	c := inspectCmd(&cobra.Command{
-		Use:     "cat LOCATION...",
-		PreRunE: textOnly,
-		Short:   "Write files' contents to standard output, as rclone cat",
+		Use:   "cat LOCATION...",
+		Short: "Write files' contents to standard output, as rclone cat",
 		Long: `Cat writes the contents of each LOCATION to standard output, one after the
 other. A LOCATION that is a directory stands for every regular file beneath
 it (in path order, after the filters). A peer reads its own files, within
@@ -419,6 +423,9 @@ func (a *app) catRange() (catRange, error) {
 }
 
 func (a *app) runCat(cmd *cobra.Command, args []string) error {
+	if err := a.noJSON(cmd); err != nil {
+		return err
+	}
 	rng, err := a.catRange()
 	if err != nil {
 		return err

@@ -47,9 +47,10 @@ func inspectTree(t *testing.T) string {
 
 // inspectEnv is a tree and the locations that name it.
 type inspectEnv struct {
-	dir  string
-	cfg  string            // config file with the named and cluster remotes
-	locs map[string]string // kind -> location of dir
+	dir    string
+	agents []*server         // the two peers serving dir
+	cfg    string            // config file with the named and cluster remotes
+	locs   map[string]string // kind -> location of dir
 }
 
 // newInspectEnv serves dir from two read-only peers (the agents of a
@@ -57,19 +58,20 @@ type inspectEnv struct {
 // in every way xfer can.
 func newInspectEnv(t *testing.T, dir string) *inspectEnv {
 	t.Helper()
-	locs, remotes := serveInspect(t, dir, "nodea")
-	return &inspectEnv{dir: dir, cfg: writeConfig(t, "remotes:\n"+remotes), locs: locs}
+	locs, remotes, agents := serveInspect(t, dir, "nodea")
+	return &inspectEnv{dir: dir, cfg: writeConfig(t, "remotes:\n"+remotes), locs: locs, agents: agents}
 }
 
 // serveInspect serves dir from two read-only peers and returns the
 // locations of dir by kind, with the config lines of the remotes NAME
-// (the first peer) and NAMEc (the cluster of both) they use.
-func serveInspect(t *testing.T, dir, name string) (map[string]string, string) {
+// (the first peer) and NAMEc (the cluster of both) they use, and the
+// peers.
+func serveInspect(t *testing.T, dir, name string) (map[string]string, string, []*server) {
 	t.Helper()
 	a := startServer(t, dir, "--read-only")
 	b := startServer(t, dir, "--read-only")
 	remotes := fmt.Sprintf("  %s:\n    url: xfer://%s\n  %sc:\n    agents: [%s, %s]\n", name, a.addr, name, a.addr, b.addr)
-	return map[string]string{"local": dir, "peer": a.url(""), "named": name + ":/", "cluster": name + "c:/"}, remotes
+	return map[string]string{"local": dir, "peer": a.url(""), "named": name + ":/", "cluster": name + "c:/"}, remotes, []*server{a, b}
 }
 
 // kinds lists the location kinds in a stable order.
@@ -274,17 +276,18 @@ func checkTrees(t *testing.T) (src, dst string) {
 // TestCheckDifferentialRclone: check reports (in rclone check's
 // --combined form) what rclone check reports on the same trees, between
 // every pair of location kinds, with and without --size-only, with a
-// filter; identical trees exit 0 and different ones 1, as rclone's; the
-// trees are unchanged.
+// filter, with --one-way; identical trees exit 0 and different ones 1, as
+// rclone's; --match, --differ, --missing-on-dst, --missing-on-src and
+// --error write the files rclone's write; the trees are unchanged.
 func TestCheckDifferentialRclone(t *testing.T) {
 	needRclone(t)
 	src, dst := checkTrees(t)
 	bs, bd := scanTree(t, src), scanTree(t, dst)
-	sl, sr := serveInspect(t, src, "srcnode")
-	dl, dr := serveInspect(t, dst, "dstnode")
+	sl, sr, _ := serveInspect(t, src, "srcnode")
+	dl, dr, _ := serveInspect(t, dst, "dstnode")
 	cfg := writeConfig(t, "remotes:\n"+sr+dr)
 	kinds := []string{"local", "peer", "named", "cluster"}
-	for _, flags := range [][]string{nil, {"--size-only"}, {"--exclude", "nested/**"}} {
+	for _, flags := range [][]string{nil, {"--size-only"}, {"--exclude", "nested/**"}, {"--one-way"}} {
 		for _, pair := range [][2]string{{src, dst}, {src, src}} {
 			ref := rclone(t, append([]string{"check", pair[0], pair[1], "--combined", "-"}, flags...)...)
 			if ref.code != 0 && ref.code != 1 {
@@ -308,6 +311,36 @@ func TestCheckDifferentialRclone(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+	// The report files of one kind each, as rclone's.
+	reports := []string{"match", "differ", "missing-on-dst", "missing-on-src", "error"}
+	outs := map[string]string{}
+	for _, who := range []string{"rclone", "xfer"} {
+		d := t.TempDir()
+		args := []string{"check", src, dl["peer"]}
+		if who == "rclone" {
+			args[2] = dst
+		}
+		for _, r := range reports {
+			args = append(args, "--"+r, filepath.Join(d, r))
+		}
+		res := rclone(t, args...)
+		if who == "xfer" {
+			res = xferEnv(t, nil, append([]string{"--config", cfg}, args...)...)
+		}
+		if res.code != 1 {
+			t.Fatalf("%s %q: want exit 1:\n%s", who, args, res)
+		}
+		for _, r := range reports {
+			b, err := os.ReadFile(filepath.Join(d, r))
+			must(t, err)
+			outs[who+" "+r] = strings.Join(sortedLines(string(b)), "\n")
+		}
+	}
+	for _, r := range reports {
+		if outs["xfer "+r] != outs["rclone "+r] {
+			t.Errorf("--%s: xfer wrote\n%s\nrclone\n%s", r, outs["xfer "+r], outs["rclone "+r])
 		}
 	}
 	unchanged(t, src, bs)
@@ -453,6 +486,7 @@ func TestInspectErrors(t *testing.T) {
 		{"lsf files and dirs only", []string{"lsf", "--files-only", "--dirs-only", dir}, 2, "do not go together"},
 		{"cat head and tail", []string{"cat", "--head", "1", "--tail", "1", filepath.Join(dir, "a.txt")}, 2, "do not go together"},
 		{"ls two args", []string{"ls", dir, dir}, 2, "accepts 1 arg"},
+		{"lsf --json", []string{"lsf", "--json", dir}, 2, "lsf has no --json output"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := xfer(t, c.args...)
@@ -494,6 +528,7 @@ func TestInspectUnreadable(t *testing.T) {
 		must(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
 		must(t, os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644))
 	}
+	must(t, os.WriteFile(filepath.Join(dir, "private.txt"), []byte("p"), 0o600))
 	must(t, os.Chmod(filepath.Join(dir, "locked"), 0o000))
 	copyOf := filepath.Join(base, "copy")
 	must(t, exec.Command("cp", "-a", dir, copyOf).Run())
@@ -510,7 +545,7 @@ func TestInspectUnreadable(t *testing.T) {
 	}
 	for _, loc := range []string{dir, srv.url("")} {
 		r := asNobody("ls", loc)
-		if r.code != 1 || sortedLines(r.stdout) == nil || !slices.Equal(sortedLines(r.stdout), []string{"        1 ok/f", "        1 top.txt"}) {
+		if r.code != 1 || !slices.Equal(sortedLines(r.stdout), []string{"        1 ok/f", "        1 private.txt", "        1 top.txt"}) {
 			t.Errorf("ls %s:\n%s", loc, r)
 		}
 		if strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "locked: cannot read: permission denied") {
@@ -518,15 +553,21 @@ func TestInspectUnreadable(t *testing.T) {
 		}
 		noGoInternal(t, "ls "+loc, r)
 		r = asNobody("check", loc, copyOf, "-q")
-		if r.code != 1 || r.stdout != "! locked\n" {
-			t.Errorf("check %s %s: want only \"! locked\":\n%s", loc, copyOf, r)
+		if r.code != 1 || r.stdout != "! locked\n! private.txt\n" || !strings.Contains(r.stderr, "private.txt: hashing on") {
+			t.Errorf("check %s %s: want \"! locked\" and \"! private.txt\":\n%s", loc, copyOf, r)
 		}
+		r = asNobody("cat", loc)
+		if r.code != 1 || r.stdout != "ft" || strings.Count(r.stderr, "\n") != 2 || !strings.Contains(r.stderr, "private.txt: read private.txt: permission denied") {
+			t.Errorf("cat %s: want ok/f and top.txt, and private.txt and locked reported:\n%s", loc, r)
+		}
+		noGoInternal(t, "cat "+loc, r)
 	}
 }
 
 // TestInspectSSH: ls, lsf -R with hashes, size, cat and check on an
-// ssh:// location print what they print for the same tree as a local
-// path; the far side lists, hashes and reads its own files.
+// ssh:// location, and on a named remote of type ssh, print what they
+// print for the same tree as a local path; the far side lists, hashes and
+// reads its own files.
 func TestInspectSSH(t *testing.T) {
 	h := startSSHD(t)
 	dir := inspectTree(t)
@@ -550,6 +591,23 @@ func TestInspectSSH(t *testing.T) {
 			t.Errorf("%q over ssh:\n%.3000s\nlocally:\n%.3000s", c, got, want)
 		}
 	}
+	// A named remote of type ssh: NAME: is its directory, NAME:SUB beneath.
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir(), "TZ=UTC"}
+	if r := xferEnv(t, env, "remote", "add", "lab", h.url(dir)); r.code != 0 {
+		t.Fatal(r)
+	}
+	for _, c := range [][2][]string{
+		{{"ls", "lab:"}, {"ls", dir}},
+		{{"lsf", "-R", "lab:dir"}, {"lsf", "-R", filepath.Join(dir, "dir")}},
+		{{"cat", "lab:dir/two"}, {"cat", filepath.Join(dir, "dir/two")}},
+		{{"size", "lab:big"}, {"size", filepath.Join(dir, "big")}},
+	} {
+		got := xferEnv(t, env, append(c[0], h.flags()...)...)
+		want := xferEnv(t, env, c[1]...)
+		if want.code != 0 || got.code != 0 || got.stdout != want.stdout {
+			t.Errorf("%q:\n%s\nwant what %q prints:\n%s", c[0], got, c[1], want)
+		}
+	}
 	other := inspectTree(t)
 	must(t, os.Remove(filepath.Join(other, "a.txt")))
 	r := xfer(t, append([]string{"check", h.url(dir), other, "-q"}, h.flags()...)...)
@@ -557,4 +615,93 @@ func TestInspectSSH(t *testing.T) {
 		t.Errorf("check over ssh with a file missing on DST:\n%s", r)
 	}
 	unchanged(t, dir, before)
+}
+
+// TestCheckFiles: check of two files (by any names, local or on a peer)
+// compares them as one path: exit 0 when their content is the same, 1
+// with "* NAME" when it is not, even at the same size.
+func TestCheckFiles(t *testing.T) {
+	dir := fileTree(t, map[string]string{"a": "same", "b": "same", "c": "sane", "d": "longer"})
+	srv := startServer(t, dir, "--read-only")
+	for _, c := range []struct {
+		src, dst string
+		code     int
+		out      string
+	}{
+		{filepath.Join(dir, "a"), srv.url("b"), 0, ""},
+		{srv.url("a"), filepath.Join(dir, "c"), 1, "* a\n"},
+		{filepath.Join(dir, "a"), filepath.Join(dir, "d"), 1, "* a\n"},
+	} {
+		r := xfer(t, "check", c.src, c.dst)
+		if r.code != c.code || r.stdout != c.out {
+			t.Errorf("check %s %s: want exit %d and %q:\n%s", c.src, c.dst, c.code, c.out, r)
+		}
+	}
+}
+
+// TestInspectClusterFailover: a cluster remote's agents serve the same
+// tree, so ls and check go on with the next agent when the first does not
+// answer.
+func TestInspectClusterFailover(t *testing.T) {
+	dir := inspectTree(t)
+	env := newInspectEnv(t, dir)
+	want := env.run(t, "ls", dir)
+	env.agents[0].stop()
+	r := env.run(t, "ls", env.locs["cluster"])
+	if r.code != 0 || r.stdout != want.stdout {
+		t.Errorf("ls of the cluster with its first agent down:\n%s", r)
+	}
+	if r := env.run(t, "check", env.locs["cluster"], dir); r.code != 0 {
+		t.Errorf("check of the cluster with its first agent down:\n%s", r)
+	}
+	if r := env.run(t, "ls", env.locs["peer"]); r.code != 3 {
+		t.Errorf("ls of the stopped agent: want exit 3:\n%s", r)
+	}
+}
+
+// TestReadOp: the read request, as docs/wire-protocol.md describes it,
+// from a raw client: a read-only server answers it with the bytes, the
+// size and eof; a count out of range, a directory, a fifo, a missing file
+// and a path above the root are refused with their kinds.
+func TestReadOp(t *testing.T) {
+	dir := fileTree(t, map[string]string{"f": "0123456789", "d/g": "g"})
+	must(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	srv := startServer(t, dir, "--read-only")
+	rc, err := dialRaw(srv.addr, nil)
+	must(t, err)
+	defer rc.close()
+	read := func(path string, off, count int64) map[string]any {
+		resp, err := rc.call(map[string]any{"op": "read", "path": path, "read": map[string]any{"offset": off, "count": count}})
+		must(t, err)
+		return resp
+	}
+	resp := read("f", 3, 4)
+	res, _ := resp["read"].(map[string]any)
+	if resp["err"] != nil || res["data"] != "MzQ1Ng==" || res["size"] != float64(10) || res["eof"] != nil {
+		t.Errorf("read f 3+4: %v", resp)
+	}
+	resp = read("f", 8, 100)
+	if res, _ := resp["read"].(map[string]any); res["data"] != "ODk=" || res["eof"] != true {
+		t.Errorf("read f 8+100: %v", resp)
+	}
+	for _, c := range []struct {
+		path       string
+		off, count int64
+		kind, msg  string
+	}{
+		{"f", 0, 0, "", "out of range"},
+		{"f", 0, 1<<20 + 1, "", "out of range"},
+		{"f", -1, 1, "", "out of range"},
+		{"d", 0, 1, "", "not a regular file"},
+		{"fifo", 0, 1, "", "not a regular file"},
+		{"none", 0, 1, "notfound", "no such file"},
+		{"../etc/passwd", 0, 1, "escape", ""},
+	} {
+		resp := read(c.path, c.off, c.count)
+		msg, _ := resp["err"].(string)
+		kind, _ := resp["kind"].(string)
+		if msg == "" || !strings.Contains(msg, c.msg) || kind != c.kind || resp["read"] != nil {
+			t.Errorf("read %s %d+%d: want kind %q and %q, got %v", c.path, c.off, c.count, c.kind, c.msg, resp)
+		}
+	}
 }

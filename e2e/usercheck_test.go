@@ -99,7 +99,7 @@ func TestInspectTextOnlyRefusesJSON(t *testing.T) {
 		{[]string{"XFER_JSON=true"}, []string{"ls", dir}},
 	} {
 		r := xferEnv(t, c.env, c.args...)
-		if r.code != 2 || !strings.Contains(r.stderr, c.args[0]+" prints text only") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		if r.code != 2 || !strings.Contains(r.stderr, c.args[0]+" has no --json output") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Errorf("%q %q: want one line and exit 2:\n%s", c.env, c.args, r)
 		}
 		if strings.Contains(r.stdout, "content") || strings.Contains(r.stdout, "f\n") {

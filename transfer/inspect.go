@@ -192,35 +192,65 @@ func (t *Tree) Hash(ctx context.Context, rel string) ([32]byte, error) {
 	return d, err
 }
 
+// catWindow is how many reads Cat keeps in flight, so that a peer's
+// round trips overlap.
+const catWindow = 4
+
 // Cat writes count bytes (all when count < 0) of the regular file rel
 // (relative to the location, "" for the location itself) from offset to
-// w, reading it where it is a piece at a time.
+// w, reading it where it is a piece at a time, several pieces ahead.
 func (t *Tree) Cat(ctx context.Context, rel string, offset, count int64, w io.Writer) error {
 	if !t.IsDir() && rel == t.entry.Path {
 		rel = ""
 	}
 	p := t.path(rel)
-	for count != 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the reads still in flight once the file ended
+	type done struct {
+		res wire.ReadResult
+		err error
+	}
+	type call struct {
+		off, n int64
+		done   chan done
+	}
+	var queue []call
+	next, left := offset, count
+	issue := func() {
 		n := int64(wire.MaxRead)
-		if count > 0 {
-			n = min(n, count)
+		if left > 0 {
+			n = min(n, left)
+			left -= n
 		}
-		res, err := t.read(ctx, p, wire.ReadArgs{Offset: offset, Count: n})
-		if err != nil {
-			return err
+		c := call{off: next, n: n, done: make(chan done, 1)}
+		next += n
+		go func() {
+			res, err := t.read(ctx, p, wire.ReadArgs{Offset: c.off, Count: c.n})
+			c.done <- done{res, err}
+		}()
+		queue = append(queue, c)
+	}
+	for len(queue) < catWindow && left != 0 {
+		issue()
+	}
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		d := <-c.done
+		if d.err != nil {
+			return d.err
 		}
-		if _, err := w.Write(res.Data); err != nil {
+		if _, err := w.Write(d.res.Data); err != nil {
 			return &WriteError{Name: t.name(rel), Err: err}
 		}
-		offset += int64(len(res.Data))
-		if count > 0 {
-			count -= int64(len(res.Data))
-		}
-		if res.EOF || len(res.Data) == 0 {
+		if d.res.EOF {
 			return nil
+		}
+		if int64(len(d.res.Data)) != c.n {
+			return fmt.Errorf("read %s: %d bytes at offset %d where %d were asked, before its end: the file changed while it was read", t.name(rel), len(d.res.Data), c.off, c.n)
+		}
+		if left != 0 {
+			issue()
 		}
 	}
 	return nil

@@ -58,7 +58,7 @@ func (h *Handler) openRegular(op, p string) (*os.File, fsroot.Info, error) {
 	// O_NONBLOCK: a FIFO at p must not hang the session in open(2).
 	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fsroot.Info{}, fmt.Errorf("%s %s: %w", op, p, err)
+		return nil, fsroot.Info{}, fmt.Errorf("%s %s: %w", op, p, fsroot.Reason(err))
 	}
 	info, err := fsroot.InfoFromFile(f)
 	if err == nil && info.Type != fsroot.TypeFile {
