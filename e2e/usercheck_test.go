@@ -148,3 +148,64 @@ func TestCheckJSONFailure(t *testing.T) {
 		t.Errorf("check --json interrupted: want exit 130 and check's summary:\n%s", r)
 	}
 }
+
+// TestDryRunOfGuardedSync: a dry run of a sync whose deletions a guard
+// refuses (--max-delete, the empty-source guard) lists no deletion and
+// counts none, as the real run makes none; where the guard lets them
+// through it lists exactly the real run's. Its exit code is the real
+// run's, and it changes nothing. Local and peer destinations.
+func TestDryRunOfGuardedSync(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	for _, c := range []struct {
+		name  string
+		src   map[string]string
+		flags []string
+	}{
+		{"max-delete", map[string]string{"a": "1"}, []string{"--max-delete", "1"}},
+		{"max-delete-enough", map[string]string{"a": "1"}, []string{"--max-delete", "3"}},
+		{"empty-source", map[string]string{}, nil},
+		{"empty-source-allowed", map[string]string{}, []string{"--allow-empty-source"}},
+	} {
+		for _, kind := range []string{"local", "peer"} {
+			t.Run(c.name+"/"+kind, func(t *testing.T) {
+				src := fileTree(t, c.src)
+				mkDst := func(name string) (string, string) {
+					dir := filepath.Join(t.TempDir(), name)
+					arg := dir
+					if kind == "peer" {
+						dir, arg = filepath.Join(srv.root, c.name, name), srv.url(c.name+"/"+name)
+					}
+					for _, f := range []string{"a", "x", "d/y"} {
+						writeFile(t, filepath.Join(dir, f), "dst "+f, 0o644)
+					}
+					return dir, arg
+				}
+				dryDir, dryArg := mkDst("dry")
+				_, realArg := mkDst("real")
+				before := scanTree(t, dryDir)
+				dry := xfer(t, append([]string{"sync", src, dryArg, "--json", "-n"}, c.flags...)...)
+				real := xfer(t, append([]string{"sync", src, realArg, "--json"}, c.flags...)...)
+				dryEvents, drySum := jsonRun(t, dry)
+				realEvents, realSum := jsonRun(t, real)
+				deletes := func(events []map[string]any) (out []string) {
+					for _, e := range events {
+						if e["event"] == "delete" {
+							out = append(out, e["path"].(string))
+						}
+					}
+					return out
+				}
+				if dd, rd := deletes(dryEvents), deletes(realEvents); strings.Join(dd, ",") != strings.Join(rd, ",") {
+					t.Errorf("the dry run lists deletions %q, the real run made %q\ndry:\n%s\nreal:\n%s", dd, rd, dry, real)
+				}
+				if drySum.FilesDeleted != realSum.FilesDeleted || dry.code != real.code {
+					t.Errorf("dry run: %d deleted, exit %d; real run: %d deleted, exit %d\ndry:\n%s\nreal:\n%s",
+						drySum.FilesDeleted, dry.code, realSum.FilesDeleted, real.code, dry, real)
+				}
+				if d := diffTrees(before, scanTree(t, dryDir), cmpOpts{ref: "before", got: "after the dry run", inodes: true}); len(d) > 0 {
+					t.Errorf("the dry run changed the destination:\n%s", strings.Join(d, "\n"))
+				}
+			})
+		}
+	}
+}
