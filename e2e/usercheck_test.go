@@ -209,3 +209,35 @@ func TestDryRunOfGuardedSync(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectSymlinkLocation: a location that is a symlink is read the
+// same way on a peer as on this machine, and as copy reads such a
+// source: a symlink to a directory is followed, a symlink to a file is
+// the symlink itself (lsf lists it sized by its target, cat refuses it).
+func TestInspectSymlinkLocation(t *testing.T) {
+	dir := fileTree(t, map[string]string{"f": "content", "d/g": "gg"})
+	must(t, os.Symlink("f", filepath.Join(dir, "flink")))
+	must(t, os.Symlink("d", filepath.Join(dir, "dlink")))
+	srv := startServer(t, dir, "--read-only")
+	for _, c := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"lsf", "--format", "ps", "LOC/flink"}, 0, "flink;1\n"},
+		{[]string{"ls", "LOC/flink"}, 0, ""},
+		{[]string{"cat", "LOC/flink"}, 1, ""},
+		{[]string{"ls", "LOC/dlink"}, 0, "        2 g\n"},
+		{[]string{"lsf", "LOC/dlink"}, 0, "g\n"},
+	} {
+		for _, loc := range []string{dir, srv.url("")} {
+			args := make([]string, len(c.args))
+			for i, a := range c.args {
+				args[i] = strings.Replace(a, "LOC/", strings.TrimSuffix(loc, "/")+"/", 1)
+			}
+			if r := xfer(t, args...); r.code != c.code || r.stdout != c.out {
+				t.Errorf("%q: want exit %d and %q:\n%s", args, c.code, c.out, r)
+			}
+		}
+	}
+}
