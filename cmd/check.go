@@ -319,11 +319,11 @@ func (ck *checker) run(ctx context.Context, src, dst *transfer.Tree, spec walkSp
 		switch {
 		case skip != "" && strings.HasPrefix(e.Path, skip+"/"):
 		case (fromSrc && s.Err != "") || (fromDst && d.Err != ""):
-			why := s.Err
+			why, in := s.Err, src
 			if !fromSrc || s.Err == "" {
-				why = d.Err
+				why, in = d.Err, dst
 			}
-			ck.report(checkError, e.Path, "cannot read: "+why)
+			ck.reportIn(in, checkError, e.Path, "cannot read: "+why)
 			if (fromSrc && s.Type == plan.TypeDir) || (fromDst && d.Type == plan.TypeDir) {
 				skip = e.Path
 			}
@@ -412,7 +412,11 @@ func (ck *checker) compare(ctx context.Context, src, dst *transfer.Tree, s, d pl
 }
 
 // report counts and prints one file's result.
-func (ck *checker) report(result, path, why string) {
+func (ck *checker) report(result, path, why string) { ck.reportIn(nil, result, path, why) }
+
+// reportIn is report of a result that belongs to the tree in (nil: to
+// both): an error line on stderr names the file as in's location does.
+func (ck *checker) reportIn(in *transfer.Tree, result, path, why string) {
 	if result == checkMissSrc && ck.oneWay {
 		return
 	}
@@ -450,7 +454,11 @@ func (ck *checker) report(result, path, why string) {
 		fmt.Fprintf(ck.out, "%s %s\n", result, path)
 	}
 	if result == checkError && !ck.asJSON {
-		fmt.Fprintf(ck.a.stderr, "xfer: %s: %s\n", progress.EscapeInvalid(path), why)
+		shown := progress.EscapeInvalid(path)
+		if in != nil {
+			shown = shownPath(in, path)
+		}
+		fmt.Fprintf(ck.a.stderr, "xfer: %s: %s\n", shown, why)
 	}
 }
 
