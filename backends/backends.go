@@ -199,3 +199,38 @@ func Negotiate(want string, mine, peer []string) (string, error) {
 	}
 	return "", fmt.Errorf("no transport in common (this side offers %v, peer offers %v)", mine, peer)
 }
+
+// Measurement is what a short probe of one transport between two peers
+// found: its payload rate, or why it could not be measured.
+type Measurement struct {
+	Name        string
+	BytesPerSec float64 // payload bytes per second; 0 when Err is set
+	Err         error
+}
+
+// ChoiceMargin is how much slower than the fastest a more preferred
+// transport may measure and still be chosen: short probes vary by a few
+// per cent from run to run, and the preference order breaks such ties.
+const ChoiceMargin = 0.10
+
+// Choose picks the transport `--proto auto` uses from probes listed in
+// preference order (most preferred first): the fastest one measured,
+// unless a more preferred one is within ChoiceMargin of it. ok is false
+// when no probe succeeded.
+func Choose(ms []Measurement) (name string, ok bool) {
+	best := -1.0
+	for _, m := range ms {
+		if m.Err == nil && m.BytesPerSec > best {
+			best = m.BytesPerSec
+		}
+	}
+	if best <= 0 {
+		return "", false
+	}
+	for _, m := range ms {
+		if m.Err == nil && m.BytesPerSec >= best*(1-ChoiceMargin) {
+			return m.Name, true
+		}
+	}
+	return "", false
+}

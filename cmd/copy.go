@@ -19,7 +19,7 @@ under its final name only once its data is verified and durable.`,
   xfer copy xfer://node1:7878/incoming/run1 ./local-copy
   xfer copy nodeA:/proj nodeB:/proj --dry-run
   xfer copy ./results ssh://me@host/~/incoming   # through ssh: see docs/ssh.md`,
-	}, false)
+	}, transferKind{})
 	c.Flags().Bool("lock", false, "lock the destination directory for the run (flock on the directory itself) so two runs never overlap (sync does by default)")
 	return c
 }

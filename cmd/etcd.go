@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,25 +96,129 @@ func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listen
 	return func() { <-done }, nil
 }
 
-// etcdAgents returns the addresses of the live members of e's cluster.
-func etcdAgents(ctx context.Context, e *location.Etcd) ([]string, error) {
+// etcdAgents returns the addresses of the live members of e's cluster,
+// and its membership to watch during the run from the moment they were
+// read.
+func etcdAgents(ctx context.Context, e *location.Etcd) ([]string, transfer.Membership, error) {
 	c, err := membership.Dial(membershipConfig(e))
 	if err != nil {
-		return nil, exitcode.Peerf("%v", err)
+		return nil, nil, exitcode.Peerf("%v", err)
 	}
 	defer c.Close()
-	ms, err := c.List(ctx)
+	ms, rev, err := c.Snapshot(ctx)
 	if err != nil {
-		return nil, exitcode.Peerf("%v", err)
+		return nil, nil, exitcode.Peerf("%v", err)
 	}
 	if len(ms) == 0 {
-		return nil, exitcode.Peerf("cluster %s has no live members in etcd %s", e.Cluster, strings.Join(e.Endpoints, ","))
+		return nil, nil, exitcode.Peerf("cluster %s has no live members in etcd %s", e.Cluster, strings.Join(e.Endpoints, ","))
 	}
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.Addr
 	}
-	return out, nil
+	return out, etcdMembers{e: e, rev: rev}, nil
+}
+
+// etcdMembers is the membership of a cluster kept in etcd, watched from
+// the revision its members were listed at (transfer.Membership).
+type etcdMembers struct {
+	e   *location.Etcd
+	rev int64
+}
+
+func (m etcdMembers) Watch(ctx context.Context, left, joined func(addr string)) error {
+	c, err := membership.Dial(membershipConfig(m.e))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// A member's ID is its address (serveRegister).
+	return c.Watch(ctx, m.rev, left, func(mb membership.Member) { joined(mb.Addr) })
+}
+
+// etcdJob records a cluster transfer in the etcd of one of its sides
+// (transfer.Job); name gives it its identity before the run.
+type etcdJob struct {
+	e    *location.Etcd
+	path string // the side's path in the cluster's tree
+
+	id, src, dst string
+	keep         time.Duration
+	c            *membership.Client
+	j            *membership.Job
+}
+
+// name identifies the job: the same command (locations, copy or sync,
+// and the options that decide what moves) is the same job.
+func (j *etcdJob) name(args []string, sync bool, opt transfer.Options, keep time.Duration) {
+	o := opt
+	// What does not change what the run moves is not part of the job.
+	o.BwLimit, o.Streams, o.Checkers, o.Transfers, o.Proto, o.ProtoReason = 0, 0, 0, 0, "", ""
+	o.ConnectTO, o.IdleTO, o.Retries, o.UringEntry, o.DryRun, o.Lock = 0, 0, 0, 0, false, false
+	o.Filter, o.MaxDelete = nil, nil
+	var flt any
+	if opt.Filter != nil {
+		flt = *opt.Filter
+	}
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00sync=%v\x00%+v\x00%+v", args[0], args[1], sync, o, flt)))
+	j.id, j.src, j.dst, j.keep = hex.EncodeToString(h[:12]), args[0], args[1], keep
+}
+
+func (j *etcdJob) client() (*membership.Client, error) {
+	if j.c == nil {
+		c, err := membership.Dial(membershipConfig(j.e))
+		if err != nil {
+			return nil, exitcode.Peerf("%v", err)
+		}
+		j.c = c
+	}
+	return j.c, nil
+}
+
+func (j *etcdJob) close() {
+	if j.c != nil {
+		j.c.Close()
+	}
+}
+
+func (j *etcdJob) Begin(ctx context.Context, n int) (int, []int, error) {
+	c, err := j.client()
+	if err != nil {
+		return 0, nil, err
+	}
+	job, count, done, err := c.OpenJob(ctx, j.id, j.src, j.dst, n)
+	if err != nil {
+		return 0, nil, exitcode.Peerf("%v", err)
+	}
+	j.j = job
+	ks := make([]int, 0, len(done))
+	for k := range done {
+		ks = append(ks, k)
+	}
+	return count, ks, nil
+}
+
+func (j *etcdJob) ShareDone(ctx context.Context, k int, files, bytes int64) error {
+	return j.j.ShareDone(ctx, k, files, bytes)
+}
+
+func (j *etcdJob) Finish(ctx context.Context) error { return j.j.Finish(ctx, j.keep) }
+
+// Lock takes the cluster's lock on the destination path.
+func (j *etcdJob) Lock(ctx context.Context) (func(), error) {
+	c, err := j.client()
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256([]byte(j.path))
+	release, err := c.Lock(ctx, hex.EncodeToString(h[:12]))
+	if errors.Is(err, membership.ErrLocked) {
+		return nil, exitcode.WithCode(exitcode.Partial, err)
+	}
+	if err != nil {
+		return nil, exitcode.Peerf("%v", err)
+	}
+	return release, nil
 }
 
 func newClusterCmd(a *app) *cobra.Command {

@@ -28,7 +28,7 @@ Remote to remote syncs are third-party transfers: the source server pushes
 straight to the destination server.`,
 		Example: `  xfer sync xfer://node1:7878/incoming ./mirror --delete
   xfer sync nodeA:/proj nodeB:/proj`,
-	}, true)
+	}, transferKind{sync: true})
 	c.Flags().Bool("lock", true, "lock the destination directory for the run (flock on the directory itself) so two runs on it never overlap (--lock=false to skip)")
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
 	intFlag(c.Flags(), "max-delete", -1, -1, math.MaxInt, "if the sync would delete more than this many entries at DST, delete none of them (files are still transferred) and exit 5 (-1: no limit)")

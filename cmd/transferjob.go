@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/location"
+	"github.com/xfer-io/xfer/internal/membership"
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/internal/watch"
 	"github.com/xfer-io/xfer/plan"
@@ -25,14 +27,24 @@ import (
 	"github.com/xfer-io/xfer/ui"
 )
 
-// transferCmd makes c copy (sync false) or sync: both take SRC and DST,
-// complete them as locations, share the flags of addTransferFlags and run
-// runTransfer.
-func (a *app) transferCmd(c *cobra.Command, sync bool) *cobra.Command {
+// transferKind is which of the transfer commands runs.
+type transferKind struct {
+	sync bool // DST is made to match: extra entries go (sync)
+	move bool // each source file goes once its copy is verified (move, moveto)
+	to   bool // DST names the copy itself, not the directory it lands in (copyto, moveto)
+}
+
+// transferCmd makes c one of the transfer commands (copy, sync, move,
+// copyto, moveto): they take SRC and DST, complete them as locations,
+// share the flags of addTransferFlags and run runTransfer.
+func (a *app) transferCmd(c *cobra.Command, kind transferKind) *cobra.Command {
 	c.Args = usageArgs(cobra.ExactArgs(2))
 	c.ValidArgsFunction = completeLocations
-	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, sync) }
+	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, kind) }
 	addTransferFlags(c)
+	if kind.move {
+		c.Flags().Bool("delete-empty-src-dirs", false, "also remove the source directories the move left empty (never SRC itself)")
+	}
 	return c
 }
 
@@ -40,7 +52,7 @@ func (a *app) transferCmd(c *cobra.Command, sync bool) *cobra.Command {
 func addTransferFlags(c *cobra.Command) {
 	f := c.Flags()
 	addDialFlags(c, dialFlagSpec{
-		protos: protoWords, protoUsage: "data transport: auto, tcp, tcp-zc, uring or rdma",
+		protos: protoWords, protoUsage: "data transport: auto (the fastest of a short probe of those both ends offer, cached per peer for 24h), tcp, tcp-zc, uring or rdma",
 		streams: transfer.DefaultStreams, streamsUsage: "parallel data streams per peer",
 		peer: "a peer",
 	})
@@ -74,11 +86,12 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
 	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
+	durationFlag(f, "etcd-done-ttl", membership.DefaultDoneTTL, 1, "with a cluster kept in etcd: how long the record of a finished job stays there (see docs/etcd.md)")
 }
 
 // addFilterFlags declares the filter flags: the rules and the size and
-// age limits that copy and sync apply, and ls, lsf, size, cat and check
-// apply the same way.
+// age limits that copy and sync apply, and move, delete, ls, lsf, size,
+// cat and check apply the same way.
 func addFilterFlags(f *pflag.FlagSet) {
 	ra := new(plan.RuleArgs)
 	f.Var(ra.Include(), "include", "include paths matching PATTERN (rsync-like globs, see docs/filters.md; repeatable, order matters)")
@@ -226,22 +239,27 @@ func (a *app) endpoint(s string, remotes map[string]location.Remote) (transfer.E
 	if err != nil {
 		return transfer.Endpoint{}, err
 	}
+	var members transfer.Membership
 	if l.Remote.Etcd != nil {
-		agents, err := etcdAgents(context.Background(), l.Remote.Etcd)
-		if err != nil {
+		if l.Remote.Agents, members, err = etcdAgents(context.Background(), l.Remote.Etcd); err != nil {
 			return transfer.Endpoint{}, err
 		}
-		l.Remote.Agents = agents
 	}
-	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa}
-	if len(l.Remote.Agents) > 1 {
+	ep := transfer.Endpoint{Addr: l.Addr(), Path: l.Path, Auth: pa, Members: members}
+	if l.Remote.Etcd != nil {
+		ep.Job = &etcdJob{e: l.Remote.Etcd, path: l.Path}
+	}
+	if len(l.Remote.Agents) > 1 || members != nil {
 		ep.Agents = l.Remote.Agents
 	}
 	return ep, nil
 }
 
 // printer builds the output for the invoked command's flags.
-func (a *app) printer(dryRun bool) *ui.Printer {
+func (a *app) printer(dryRun bool) *ui.Printer { return ui.New(a.printerOptions(dryRun)) }
+
+// printerOptions are the output options of the invoked command's flags.
+func (a *app) printerOptions(dryRun bool) ui.Options {
 	mode := ui.ModeAuto
 	switch {
 	case a.v.GetBool("json"):
@@ -249,12 +267,13 @@ func (a *app) printer(dryRun bool) *ui.Printer {
 	case a.v.GetBool("quiet"):
 		mode = ui.ModeQuiet
 	}
-	return ui.New(ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.verbosity() > 0,
-		Stats: a.v.GetDuration("stats"), Progress: a.v.GetBool("progress")})
+	return ui.Options{Mode: mode, Stdout: a.stdout, Stderr: a.stderr, DryRun: dryRun, Verbose: a.verbosity() > 0,
+		Stats: a.v.GetDuration("stats"), Progress: a.v.GetBool("progress")}
 }
 
-// runTransfer is copy and sync.
-func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
+// runTransfer is copy, sync, move, copyto and moveto.
+func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) error {
+	sync := kind.sync
 	remotes, err := a.remotes()
 	if err != nil {
 		return err
@@ -338,6 +357,14 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 			opt.Delete, opt.DeleteExcluded = true, true // as rsync: --delete-excluded implies --delete
 		}
 	}
+	if kind.to {
+		dst, opt.DstName = splitName(dst)
+	}
+	var move *transfer.RemoveOptions
+	if kind.move {
+		move = &transfer.RemoveOptions{Filter: flt, RmDirs: a.v.GetBool("delete-empty-src-dirs"), DryRun: opt.DryRun,
+			Checksum: opt.Checksum, DstName: opt.DstName, Checkers: opt.Checkers}
+	}
 	if opt.Checkers < 1 {
 		return exitcode.Usagef("--checkers: want 1 to %d, got %d", plan.MaxCheckers, opt.Checkers)
 	}
@@ -346,6 +373,12 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 	}
 	if err := opt.Validate(); err != nil {
 		return err
+	}
+	for _, ep := range []transfer.Endpoint{src, dst} {
+		if j, ok := ep.Job.(*etcdJob); ok {
+			j.name(args, sync, opt, a.v.GetDuration("etcd-done-ttl"))
+			defer j.close()
+		}
 	}
 	a.log.Debug("transfer options", "command", cmd.Name(), "src", args[0], "dst", args[1], "streams", opt.Streams,
 		"transfers", opt.Transfers, "chunk_size", opt.ChunkSize, "proto", opt.Proto, "checksum", opt.Checksum,
@@ -378,13 +411,37 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, sync bool) error {
 			Debounce: a.v.GetDuration("watch-debounce"),
 			Rescan:   a.v.GetDuration("watch-rescan"),
 			Log:      a.log,
-		}, func(ctx context.Context) error { return a.transferPass(ctx, cmd, src, dst, opt, fl) })
+		}, func(ctx context.Context) error { return a.transferPass(ctx, cmd, src, dst, opt, fl, nil) })
 	}
-	return a.transferPass(cmd.Context(), cmd, src, dst, opt, fl)
+	return a.transferPass(cmd.Context(), cmd, src, dst, opt, fl, move)
 }
 
-// transferPass runs one copy or sync with its own output.
-func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst transfer.Endpoint, opt transfer.Options, fl *fileLog) error {
+// splitName splits the last name off a destination's path (copyto,
+// moveto): the directory the copy lands in, and its name there. A path
+// without a name (a peer's root) keeps the copy's own name.
+func splitName(ep transfer.Endpoint) (transfer.Endpoint, string) {
+	if !ep.IsRemote() {
+		p := filepath.Clean(ep.Path)
+		if p == "/" || p == "." || p == ".." || strings.HasSuffix(p, "/..") {
+			return ep, ""
+		}
+		ep.Path = filepath.Dir(p)
+		return ep, filepath.Base(p)
+	}
+	p := strings.Trim(path.Clean("/"+ep.Path), "/")
+	if p == "" {
+		return ep, ""
+	}
+	ep.Path = path.Dir(p)
+	if ep.Path == "." {
+		ep.Path = ""
+	}
+	return ep, path.Base(p)
+}
+
+// transferPass runs one copy or sync with its own output; move, for a
+// move, removes what was copied afterwards.
+func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst transfer.Endpoint, opt transfer.Options, fl *fileLog, move *transfer.RemoveOptions) error {
 	printer := a.printer(opt.DryRun)
 	var (
 		sink   progress.Sink = printer
@@ -401,8 +458,25 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 		ctx, cancel = context.WithTimeout(ctx, maxDur)
 		defer cancel()
 	}
-	sum, err := transfer.Run(ctx, src, dst, opt,
-		transfer.DialOptions{Log: a.log, ClientVersion: versionString()}, sink)
+	dial := transfer.DialOptions{Log: a.log, ClientVersion: versionString()}
+	sum, err := transfer.Run(ctx, src, dst, opt, dial, sink)
+	var partial *transfer.PartialError
+	if move != nil && (err == nil || errors.As(err, &partial)) {
+		// What was copied and verified now leaves the source; what
+		// failed stays there.
+		dial.ConnectTimeout, dial.IdleTimeout, dial.Streams = opt.ConnectTO, opt.IdleTO, 1
+		tally := progress.NewTally()
+		merr := transfer.RemoveMoved(ctx, src, dst, *move, dial, sink, tally)
+		rs := tally.Summary()
+		sum.SourceRemoved, sum.DirsRemoved = rs.SourceRemoved, rs.DirsRemoved
+		sum.Errors += rs.Errors
+		switch {
+		case merr != nil:
+			err = merr
+		case sum.Errors > 0:
+			err = &transfer.PartialError{Failed: sum.Errors}
+		}
+	}
 	if err != nil {
 		// A run that was stopped is not a failure of its files: say once
 		// why it stopped and what resumes it.
@@ -419,14 +493,6 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 				fmt.Sprintf("stopped after --max-duration %s before the run was done", maxDur))
 		}
 	}
-	if exitcode.Code(err) == exitcode.MaxTransfer {
-		code := exitcode.MaxTransfer
-		if sum.Errors > 0 {
-			code = exitcode.Partial
-		}
-		return a.stopped(sink, finish, sum, progress.StoppedMaxTransfer, code, userMessage(err))
-	}
-	var partial *transfer.PartialError
 	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.
 		sink.Emit(progress.Event{Event: progress.KindError, Error: userMessage(err)})

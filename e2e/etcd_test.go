@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,23 +13,11 @@ import (
 )
 
 func TestEtcdCluster(t *testing.T) {
-	e := startEtcd(t)
-	root := t.TempDir()
-	src := filepath.Join(root, "proj")
-	for i := range 12 {
-		writeRandom(t, filepath.Join(src, fmt.Sprintf("f%02d.bin", i)), 3<<20, uint64(500+i))
-	}
-	oddTree(t, filepath.Join(src, "odd"))
 	const ttl = "3s"
-	join := []string{"--etcd", e.url, "--cluster", "c1", "--etcd-ttl", ttl}
-	agents := startCluster(t, root, 2, 3, join...)
-	cfg := writeConfig(t, "")
-	if r := xfer(t, "--config", cfg, "remote", "add", "clusterA", "--etcd", e.url, "--cluster", "c1"); r.code != 0 {
-		t.Fatal(r)
-	}
+	c := startEtcdCluster(t, 3, ttl)
+	e, root, src, join, agents, cfg := c.e, c.root, c.src, c.join, c.agents, c.cfg
 
 	// Discovery: three members, one tree.
-	awaitMembers(t, cfg, "clusterA", serverAddrs(agents), 10*time.Second)
 	ms := clusterMembers(t, cfg, "clusterA")
 	id, err := os.ReadFile(filepath.Join(root, ".xfer-tree-id"))
 	must(t, err)
@@ -87,11 +77,7 @@ func TestEtcdCluster(t *testing.T) {
 	// An agent killed mid-sync: the sync completes, the summary names it,
 	// and its lease expires.
 	out2 := t.TempDir()
-	run := startXfer(t, "--config", cfg, "sync", "clusterA:/proj", out2, "--chunk-size", "1M", "--bwlimit", "6M", "--json")
-	deadline := time.Now().Add(20 * time.Second)
-	for !someFileIn(out2) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	run := c.slowSync(t, out2)
 	time.Sleep(300 * time.Millisecond)
 	victim := agents[2]
 	must(t, victim.cmd.Process.Signal(syscall.SIGKILL))
@@ -134,4 +120,211 @@ func TestEtcdCluster(t *testing.T) {
 	}
 	e.start(t)
 	awaitMembers(t, cfg, "clusterA", serverAddrs(agents[:1]), 20*time.Second)
+}
+
+// An agent that stops answering but keeps its connections open (SIGSTOP)
+// leaves the cluster when its lease expires: the watch takes its work
+// away long before the client's --timeout would, the sync completes and
+// the summary names it.
+func TestEtcdAgentLeavesMidSync(t *testing.T) {
+	c := startEtcdCluster(t, 3, "2s")
+	victim := c.agents[2]
+	t.Cleanup(func() { victim.cmd.Process.Signal(syscall.SIGCONT) }) // before its own cleanup stops it
+	out := t.TempDir()
+	run := c.slowSync(t, out, "--timeout", "5m")
+	time.Sleep(300 * time.Millisecond)
+	must(t, victim.cmd.Process.Signal(syscall.SIGSTOP))
+	stopped := time.Now()
+	r := run.waitWithin(t, 90*time.Second)
+	took := time.Since(stopped)
+	s := c.syncTwice(t, r, out)
+	if !s.Agents[victim.addr].Lost {
+		t.Errorf("summary does not name %s as lost: %+v", victim.addr, s.Agents)
+	}
+	if !strings.Contains(r.stdout, "agent "+victim.addr+" lost (its registration in the cluster ended)") {
+		t.Errorf("no notice that %s left:\n%s", victim.addr, r)
+	}
+	if took > 45*time.Second {
+		t.Errorf("the sync took %s after the agent stopped: its lease expiry did not take its work away", took)
+	}
+	for _, a := range c.agents[:2] {
+		if s.Agents[a.addr].Bytes == 0 || s.Agents[a.addr].Lost {
+			t.Errorf("survivor %s: %+v", a.addr, s.Agents[a.addr])
+		}
+	}
+	awaitMembers(t, c.cfg, "clusterA", serverAddrs(c.agents[:2]), 10*time.Second)
+}
+
+// An agent that joins the cluster mid-sync takes shares still waiting.
+func TestEtcdAgentJoinsMidSync(t *testing.T) {
+	c := startEtcdCluster(t, 2, "3s")
+	out := t.TempDir()
+	run := c.slowSync(t, out)
+	late := startServerOn(t, "127.0.0.5", c.root, c.join...)
+	r := run.waitWithin(t, 90*time.Second)
+	s := c.syncTwice(t, r, out)
+	if st := s.Agents[late.addr]; st.Bytes == 0 || st.Files == 0 {
+		t.Errorf("agent %s joined mid-sync and carried nothing: %+v", late.addr, s.Agents)
+	}
+	if !strings.Contains(r.stdout, "agent "+late.addr+" joined") {
+		t.Errorf("no notice that %s joined:\n%s", late.addr, r)
+	}
+	for _, a := range c.agents {
+		if s.Agents[a.addr].Bytes == 0 {
+			t.Errorf("agent %s carried nothing: %+v", a.addr, s.Agents)
+		}
+	}
+}
+
+// The coordinating client killed mid-sync: the job's finished shares are
+// in etcd, the rerun does not redo them (and sends only what is left),
+// and the finished job's keys expire.
+func TestEtcdJobResume(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	jobs := "/xfer/clusters/c1/jobs/"
+	out := t.TempDir()
+	run := c.slowSync(t, out)
+	c.e.awaitKeys(t, jobs, 30*time.Second, "a share finished", func(kv map[string]string) bool { return len(shareKeys(kv)) > 0 })
+	run.kill()
+	done := shareKeys(c.e.keys(t, jobs))
+	var doneBytes int64
+	for k, v := range done {
+		var s struct {
+			Bytes int64 `json:"bytes"`
+		}
+		must(t, json.Unmarshal([]byte(v), &s))
+		if s.Bytes <= 0 {
+			t.Errorf("share %s recorded %s", k, v)
+		}
+		doneBytes += s.Bytes
+	}
+	total := regularBytes(t, c.src)
+	if len(done) >= 6 {
+		t.Fatalf("every share finished before the kill (%d): nothing to resume", len(done))
+	}
+
+	r := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", out, "--chunk-size", "1M", "--json", "--etcd-done-ttl", "2s")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	_, s := clusterRun(t, r)
+	sameTree(t, c.src, out)
+	if want := fmt.Sprintf("%d of 6 shares were finished by an earlier run and are not redone", len(done)); !strings.Contains(r.stdout, want) {
+		t.Errorf("the rerun does not say %q:\n%s", want, r)
+	}
+	if s.BytesSent <= 0 || s.BytesSent > total-doneBytes {
+		t.Errorf("the rerun sent %d bytes; the tree has %d of which finished shares carried %d", s.BytesSent, total, doneBytes)
+	}
+	kv := c.e.keys(t, jobs)
+	var state string
+	for k, v := range kv {
+		if !strings.Contains(k, "/shares/") {
+			var j struct {
+				State  string `json:"state"`
+				Shares int    `json:"shares"`
+			}
+			must(t, json.Unmarshal([]byte(v), &j))
+			state = fmt.Sprint(j.State, "/", j.Shares)
+		}
+	}
+	if state != "done/6" {
+		t.Errorf("the job's record after the rerun: %v", kv)
+	}
+	c.e.awaitKeys(t, jobs, 15*time.Second, "the finished job's keys expire", func(kv map[string]string) bool { return len(kv) == 0 })
+	if r := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", out, "--json", "--etcd-done-ttl", "2s"); r.code != 0 {
+		t.Fatal(r)
+	} else if _, s := clusterRun(t, r); s.FilesTransferred != 0 || s.BytesSent != 0 || s.FilesDeleted != 0 {
+		t.Errorf("third sync changed something: %+v", s.summary)
+	}
+}
+
+// A sync into a cluster kept in etcd holds a lease-backed lock there: a
+// second run is refused, and once the holder is killed the lock ends with
+// its lease.
+func TestEtcdLock(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	local := filepath.Join(t.TempDir(), "src")
+	oddTree(t, local)
+	writeRandom(t, filepath.Join(local, "big.bin"), 24<<20, 9)
+	locks := "/xfer/clusters/c1/locks/"
+	run := startXfer(t, "--config", c.cfg, "sync", local, "clusterA:/dst", "--bwlimit", "2M", "--json")
+	c.e.awaitKeys(t, locks, 20*time.Second, "the first run holds the lock", func(kv map[string]string) bool { return len(kv) > 0 })
+	r := xfer(t, "--config", c.cfg, "sync", local, "clusterA:/dst")
+	if r.code != 1 || !strings.Contains(r.stderr, "destination locked: another xfer run holds its lock /xfer/clusters/c1/locks/") {
+		t.Errorf("second run: want exit 1 and the etcd lock's refusal:\n%s", r)
+	}
+	noGoInternal(t, "etcd lock", r)
+	run.kill()
+	start := time.Now()
+	for {
+		if r = xfer(t, "--config", c.cfg, "sync", local, "clusterA:/dst", "--json"); r.code == 0 || time.Since(start) > 30*time.Second {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if r.code != 0 {
+		t.Fatalf("the lock of a killed run did not end with its lease:\n%s", r)
+	}
+	sameTree(t, local, filepath.Join(c.root, "dst"))
+	c.e.awaitKeys(t, locks, 5*time.Second, "a finished run releases the lock", func(kv map[string]string) bool { return len(kv) == 0 })
+}
+
+// etcd stopped mid-sync: the run finishes with the agents it knows and
+// says that the job could not be recorded.
+func TestEtcdStoppedMidSync(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	out := t.TempDir()
+	run := c.slowSync(t, out)
+	c.e.stop()
+	r := run.waitWithin(t, 120*time.Second)
+	if r.code != 0 {
+		t.Fatalf("sync with etcd stopped: %s", r)
+	}
+	sameTree(t, c.src, out)
+	if !strings.Contains(r.stdout, "the run goes on (a rerun would redo the shares not recorded)") {
+		t.Errorf("no notice that the job could not be recorded:\n%s", r)
+	}
+	_, s := clusterRun(t, r)
+	for _, a := range c.agents {
+		if s.Agents[a.addr].Lost {
+			t.Errorf("agent %s lost though only etcd stopped: %+v", a.addr, s.Agents)
+		}
+	}
+}
+
+// Cluster to cluster, both kept in one etcd: the shares spread over both
+// sides' agents, the job is recorded with the destination's cluster, and
+// a second run changes nothing.
+func TestEtcdClusterToCluster(t *testing.T) {
+	c := startEtcdCluster(t, 3, "3s")
+	rootB := t.TempDir()
+	joinB := []string{"--etcd", c.e.url, "--cluster", "c2", "--etcd-ttl", "3s"}
+	agentsB := startCluster(t, rootB, 5, 3, joinB...)
+	if r := xfer(t, "--config", c.cfg, "remote", "add", "clusterB", "--etcd", c.e.url, "--cluster", "c2"); r.code != 0 {
+		t.Fatal(r)
+	}
+	awaitMembers(t, c.cfg, "clusterB", serverAddrs(agentsB), 10*time.Second)
+	for i := range 2 {
+		r := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", "clusterB:/proj", "--chunk-size", "1M", "--json", "--etcd-done-ttl", "1m")
+		if r.code != 0 {
+			t.Fatal(r)
+		}
+		_, s := clusterRun(t, r)
+		sameTree(t, c.src, filepath.Join(rootB, "proj"))
+		if i == 1 {
+			if s.FilesTransferred != 0 || s.BytesSent != 0 || s.FilesDeleted != 0 {
+				t.Errorf("second sync changed something: %+v", s.summary)
+			}
+			break
+		}
+		for _, a := range append(slices.Clone(c.agents), agentsB...) {
+			if s.Agents[a.addr].Bytes == 0 {
+				t.Errorf("agent %s carried nothing: %+v", a.addr, s.Agents)
+			}
+		}
+		jobs := c.e.keys(t, "/xfer/clusters/c2/jobs/")
+		if len(shareKeys(jobs)) != 6 || len(c.e.keys(t, "/xfer/clusters/c1/jobs/")) != 0 {
+			t.Errorf("the job is not recorded with the destination's cluster, 6 shares: %v", jobs)
+		}
+	}
 }

@@ -116,12 +116,14 @@ func runCmd(t *testing.T, prepare func(*exec.Cmd), name string, args ...string) 
 func baseEnv(t *testing.T) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "XFER_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+		if strings.HasPrefix(kv, "XFER_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") || strings.HasPrefix(kv, "XDG_CACHE_HOME=") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "XDG_CONFIG_HOME="+t.TempDir())
+	// A fresh cache per run: no transport probe result is carried from
+	// one run (or test) to the next unless a test passes its own.
+	return append(env, "XDG_CONFIG_HOME="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
 }
 
 // bgXfer is an xfer run in the background.
@@ -360,9 +362,21 @@ type summary struct {
 	Errors           int64   `json:"errors"`
 	DurationS        float64 `json:"duration_s"`
 	Proto            string  `json:"proto"`
-	DryRun           bool    `json:"dry_run"`
-	SSHData          string  `json:"ssh_data"`
-	XattrsUpdated    int64   `json:"xattrs_updated"`
+	ProtoReason      string  `json:"proto_reason"`
+	ProtoChoice      *struct {
+		Proto string `json:"proto"`
+		By    string `json:"by"`
+		Rates []struct {
+			Proto string  `json:"proto"`
+			GBs   float64 `json:"gb_s"`
+			Bytes int64   `json:"bytes"`
+			Error string  `json:"error"`
+		} `json:"rates"`
+		MeasuredAt string `json:"measured_at"`
+	} `json:"proto_choice"`
+	DryRun        bool   `json:"dry_run"`
+	SSHData       string `json:"ssh_data"`
+	XattrsUpdated int64  `json:"xattrs_updated"`
 }
 
 // jsonRun parses every line of a --json run; the last must be the summary.

@@ -113,16 +113,6 @@ func sortedLines(s string) []string {
 	return lines
 }
 
-// unchanged fails the test if dir differs from before (scanned before
-// the runs): the inspect commands change nothing, the second run no more
-// than the first.
-func unchanged(t *testing.T, dir string, before ftree) {
-	t.Helper()
-	if d := diffTrees(before, scanTree(t, dir), cmpOpts{ref: "before", got: "after the runs", inodes: true}); len(d) > 0 {
-		t.Errorf("the inspect commands changed %s:\n%s", dir, strings.Join(d, "\n"))
-	}
-}
-
 // TestInspectDifferentialRclone: ls, lsf (its formats, -R, --files-only,
 // --dirs-only, --separator), size (and --json) and cat (whole, several
 // files, a directory, --head, --tail, --offset/--count) print what
@@ -201,7 +191,7 @@ func TestInspectDifferentialRclone(t *testing.T) {
 			}
 		})
 	}
-	unchanged(t, dir, before)
+	unchanged(t, "the inspect commands", before, dir)
 }
 
 // TestInspectHashes: lsf's h field is the BLAKE3 of each file, the digest
@@ -343,8 +333,8 @@ func TestCheckDifferentialRclone(t *testing.T) {
 			t.Errorf("--%s: xfer wrote\n%s\nrclone\n%s", r, outs["xfer "+r], outs["rclone "+r])
 		}
 	}
-	unchanged(t, src, bs)
-	unchanged(t, dst, bd)
+	unchanged(t, "the inspect commands", bs, src)
+	unchanged(t, "the inspect commands", bd, dst)
 }
 
 // checkLine is one --json line of xfer check.
@@ -617,7 +607,7 @@ func TestInspectSSH(t *testing.T) {
 	if r.code != 1 || r.stdout != "+ a.txt\n" {
 		t.Errorf("check over ssh with a file missing on DST:\n%s", r)
 	}
-	unchanged(t, dir, before)
+	unchanged(t, "the inspect commands", before, dir)
 }
 
 // TestCheckFiles: check of two files (by any names, local or on a peer)

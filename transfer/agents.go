@@ -22,7 +22,7 @@ func runCluster(ctx context.Context, src, dst Endpoint, opt wire.Options, dial s
 
 // side is the cluster side of ep: its agents, "" for a local path.
 func side(ep Endpoint) cluster.Side {
-	s := cluster.Side{Name: ep.String(), Agents: ep.Agents}
+	s := cluster.Side{Name: ep.String(), Agents: ep.Agents, Members: ep.Members, Job: ep.Job}
 	switch {
 	case !ep.IsRemote():
 		s.Agents = []string{""}
@@ -39,25 +39,25 @@ type agentRunner struct {
 	opt      wire.Options
 }
 
-// at returns the endpoint of agent i of ep.
-func at(ep Endpoint, i int) Endpoint {
+// at returns the endpoint of ep's agent addr.
+func at(ep Endpoint, addr string) Endpoint {
 	if ep.IsRemote() {
-		ep.Addr = side(ep).Agents[i]
-		ep.Agents = nil
+		ep.Addr = addr
+		ep.Agents, ep.Members, ep.Job = nil, nil, nil
 	}
 	return ep
 }
 
-func (a agentRunner) Run(ctx context.Context, si, di int, opt wire.Options, sink progress.Sink, tally *progress.Tally) error {
-	return run(ctx, at(a.src, si), at(a.dst, di), opt, a.dial, sink, tally)
+func (a agentRunner) Run(ctx context.Context, src, dst string, opt wire.Options, sink progress.Sink, tally *progress.Tally) error {
+	return run(ctx, at(a.src, src), at(a.dst, dst), opt, a.dial, sink, tally)
 }
 
-func (a agentRunner) SourceExists(ctx context.Context, i int) (bool, error) {
+func (a agentRunner) SourceExists(ctx context.Context, src string) (bool, error) {
 	if !a.src.IsRemote() {
 		_, err := os.Lstat(a.src.Path)
 		return !errors.Is(err, fs.ErrNotExist), nil // other problems are the run's to report
 	}
-	ep := at(a.src, i)
+	ep := at(a.src, src)
 	s, err := session.Dial(ctx, ep.Addr, ep.Auth.apply(a.dial))
 	if err != nil {
 		return false, err
@@ -67,7 +67,7 @@ func (a agentRunner) SourceExists(ctx context.Context, i int) (bool, error) {
 	return err != nil || e != nil, nil // a failed stat is the run's to report
 }
 
-func (a agentRunner) Lock(ctx context.Context, i int) (func(), error) {
+func (a agentRunner) Lock(ctx context.Context, dst string) (func(), error) {
 	if !a.dst.IsRemote() {
 		h, err := openLocalDest(a.dst.Path, a.opt)
 		if err != nil {
@@ -79,7 +79,7 @@ func (a agentRunner) Lock(ctx context.Context, i int) (func(), error) {
 		}
 		return h.Close, nil
 	}
-	ep := at(a.dst, i)
+	ep := at(a.dst, dst)
 	s, err := session.Dial(ctx, ep.Addr, ep.Auth.apply(a.dial))
 	if err != nil {
 		return nil, err

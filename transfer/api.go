@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 
+	"github.com/xfer-io/xfer/transfer/cluster"
 	"github.com/xfer-io/xfer/transfer/receive"
 	"github.com/xfer-io/xfer/transfer/session"
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -20,6 +21,14 @@ type OwnersMode = wire.OwnersMode
 
 // Shard names one share of a cluster transfer; see wire.Shard.
 type Shard = wire.Shard
+
+// Membership reports the agents of a cluster that leave or join during a
+// run; see cluster.Membership.
+type Membership = cluster.Membership
+
+// Job is the record of a cluster transfer kept in the cluster; see
+// cluster.Job.
+type Job = cluster.Job
 
 // ProtocolVersion is the version of the protocol this build speaks.
 const ProtocolVersion = wire.ProtocolVersion

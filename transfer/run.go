@@ -37,6 +37,14 @@ type Endpoint struct {
 	// servers that show the same tree, over which a transfer is spread.
 	// Empty or one: a single server.
 	Agents []string
+	// Members, when set, reports agents of the cluster that leave or
+	// join during the run (a cluster kept in etcd): the transfer is a
+	// cluster transfer even with one agent, and stops giving work to those
+	// that leave and gives work to those that join.
+	Members Membership
+	// Job, when set, records a cluster transfer with this endpoint's
+	// cluster (the destination's if both have one; see cluster.Job).
+	Job Job
 	// SSH, when set, makes this an ssh:// endpoint (Addr is empty): its
 	// far side is started through ssh for each session.
 	SSH *SSH
@@ -96,7 +104,7 @@ func Run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		tally := progress.NewTally()
-		if len(src.Agents) > 1 || len(dst.Agents) > 1 {
+		if len(src.Agents) > 1 || len(dst.Agents) > 1 || src.Members != nil || dst.Members != nil {
 			err = runCluster(ctx, src, dst, opt, dial, sink, tally)
 		} else {
 			err = run(ctx, src, dst, opt, dial, sink, tally)
@@ -171,13 +179,11 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, far, err := dialPeer(ctx, dst, dial)
+			s, err := dialData(ctx, dst, dial, tally)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			tally.SetProto(s.Transport(), s.TransportReason())
-			noteSSH(tally, far)
 			return send.Run(ctx, root, path, send.NewRemote(s, opt.Checkers), dst.Path, opt, sink, tally)
 		}
 		h, err := openLocalDest(dst.Path, opt)
@@ -257,7 +263,17 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 // events. tk, for a third-party job, is the destination's ticket, sealed
 // here for the session to the source.
 func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session.Ticket, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	s, far, err := dialPeer(ctx, src, dial)
+	// The data of a pull crosses this session; a third-party job's goes
+	// from the source to the destination, and this session only steers.
+	var (
+		s   *session.Session
+		err error
+	)
+	if spec.DstAddr == "" {
+		s, err = dialData(ctx, src, dial, tally)
+	} else {
+		s, _, err = dialPeer(ctx, src, dial)
+	}
 	if err != nil {
 		return err
 	}
@@ -266,10 +282,6 @@ func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session
 		if spec.DstTicket, err = s.SealTicket(*tk); err != nil {
 			return err
 		}
-	}
-	if spec.DstAddr == "" {
-		tally.SetProto(s.Transport(), s.TransportReason())
-		noteSSH(tally, far)
 	}
 	var mkdirs atomic.Int64 // directories the events announced
 	events := progress.SinkFunc(func(e progress.Event) {
@@ -288,7 +300,10 @@ func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session
 		// Counters came with the events already; take what only the
 		// summary knows.
 		sum := *resp.Summary
-		tally.SetProto(sum.Proto, sum.ProtoReason)
+		if spec.DstAddr != "" {
+			tally.SetProto(sum.Proto, sum.ProtoReason)
+			tally.SetProtoChoice(sum.ProtoChoice)
+		}
 		if sum.DryRun {
 			tally.SetDryRun()
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/transfer/protoprobe"
 	"github.com/xfer-io/xfer/transfer/session"
 	"github.com/xfer-io/xfer/transfer/sshconn"
 )
@@ -50,6 +51,29 @@ func dialPeer(ctx context.Context, ep Endpoint, o session.DialOptions) (s *sessi
 	}
 	s.OnClose(func() { far.Close() })
 	return s, far, nil
+}
+
+// dialData is dialPeer for a session that carries the run's data. To a
+// served peer with --proto auto, the transport is chosen by measurement
+// (see transfer/protoprobe); the transport and how it was chosen go into
+// the tally.
+func dialData(ctx context.Context, ep Endpoint, o session.DialOptions, tally *progress.Tally) (*session.Session, error) {
+	if ep.SSH != nil {
+		s, far, err := dialPeer(ctx, ep, o)
+		if err != nil {
+			return nil, err
+		}
+		tally.SetProto(s.Transport(), s.TransportReason())
+		noteSSH(tally, far)
+		return s, nil
+	}
+	s, choice, err := protoprobe.Dial(ctx, ep.Addr, ep.Auth.apply(o), protoprobe.Options{Cache: protoprobe.DefaultCache()})
+	if err != nil {
+		return nil, err
+	}
+	tally.SetProto(s.Transport(), s.TransportReason())
+	tally.SetProtoChoice(choice)
+	return s, nil
 }
 
 // noteSSH records in the summary how the data of a session to far

@@ -83,6 +83,9 @@ type Options struct {
 	// Verbose also prints one line per transferred or deleted file (bar and
 	// plain modes), and in the summary why the transport was chosen.
 	Verbose bool
+	// Removal makes the summary that of a removal (delete, purge): what
+	// was deleted, without transfer counts.
+	Removal bool
 	// Stats prints the counters so far every Stats (0: never): a
 	// "stats:" line in the bar and plain modes, a stats event in
 	// ModeJSON, nothing in ModeQuiet.
@@ -108,6 +111,7 @@ type Printer struct {
 	errw    io.Writer
 	dryRun  bool
 	verbose bool
+	removal bool
 	// interval throttles bar redraws.
 	interval time.Duration
 
@@ -125,6 +129,7 @@ type Printer struct {
 
 	// What the plan events of a dry run add up to.
 	planFiles, planBytes, planDeletes int64
+	planRmdirs, planRemoved           int64
 
 	// --stats: every stats, counted from start.
 	stats     time.Duration
@@ -141,6 +146,7 @@ func New(o Options) *Printer {
 		errw:     o.Stderr,
 		dryRun:   o.DryRun,
 		verbose:  o.Verbose,
+		removal:  o.Removal,
 		interval: barInterval,
 		now:      time.Now,
 	}
@@ -340,6 +346,14 @@ func (p *Printer) line(e progress.Event) (io.Writer, string) {
 		if p.verbose {
 			return p.out, "deleted " + printable(e.Path)
 		}
+	case progress.KindRmdir:
+		if p.verbose {
+			return p.out, "removed directory " + printable(e.Path)
+		}
+	case progress.KindSourceRemoved:
+		if p.verbose {
+			return p.out, "removed from the source " + printable(e.Path)
+		}
 	}
 	return nil, ""
 }
@@ -365,6 +379,16 @@ func planLine(e progress.Event) string {
 	return s
 }
 
+// removalLine is the summary of a removal (delete, purge).
+func (p *Printer) removalLine(s progress.Summary) string {
+	files, dirs := s.FilesDeleted, s.DirsRemoved
+	if s.DryRun {
+		files, dirs = max(files, p.planDeletes), max(dirs, p.planRmdirs)
+		return fmt.Sprintf("dry run: would delete %s and %s, errors %d", plural(files, "file"), plural(dirs, "directory"), s.Errors)
+	}
+	return fmt.Sprintf("deleted %s and %s in %s, errors %d", plural(files, "file"), plural(dirs, "directory"), formatSeconds(s.DurationS), s.Errors)
+}
+
 // countPlan adds an event of a dry run to what it would do.
 func (p *Printer) countPlan(e progress.Event) {
 	switch e.Action {
@@ -373,6 +397,10 @@ func (p *Printer) countPlan(e progress.Event) {
 		p.planBytes += e.Bytes
 	case "delete":
 		p.planDeletes++
+	case "rmdir":
+		p.planRmdirs++
+	case "remove-source":
+		p.planRemoved++
 	}
 }
 
@@ -446,11 +474,17 @@ func (p *Printer) draw() {
 
 // summaryLine is the one-line summary of the human modes.
 func (p *Printer) summaryLine(s progress.Summary) string {
+	if p.removal {
+		return p.removalLine(s)
+	}
 	if s.DryRun {
 		files := max(s.FilesTransferred, p.planFiles)
 		size := max(s.PlannedBytes, s.BytesTransferred, p.planBytes)
 		line := fmt.Sprintf("dry run: would transfer %s (%s), delete %d",
 			plural(files, "file"), FormatBytes(size), max(s.FilesDeleted, p.planDeletes))
+		if n := max(s.SourceRemoved, p.planRemoved); n > 0 {
+			line += fmt.Sprintf(", remove %d from the source", n)
+		}
 		if s.Errors > 0 {
 			line += fmt.Sprintf(", errors %d", s.Errors)
 		}
@@ -462,7 +496,11 @@ func (p *Printer) summaryLine(s progress.Summary) string {
 	if s.DurationS > 0 {
 		fmt.Fprintf(&b, " (%s/s)", FormatBytes(int64(float64(s.BytesTransferred)/s.DurationS)))
 	}
-	fmt.Fprintf(&b, ", skipped %d, deleted %d, errors %d", s.FilesSkipped, s.FilesDeleted, s.Errors)
+	fmt.Fprintf(&b, ", skipped %d, deleted %d", s.FilesSkipped, s.FilesDeleted)
+	if s.SourceRemoved > 0 || s.DirsRemoved > 0 {
+		fmt.Fprintf(&b, ", removed from the source %d (and %s)", s.SourceRemoved, plural(s.DirsRemoved, "directory"))
+	}
+	fmt.Fprintf(&b, ", errors %d", s.Errors)
 	if s.Proto != "" {
 		b.WriteString(", proto " + printable(s.Proto))
 		if s.ProtoReason != "" && p.verbose {
@@ -528,6 +566,9 @@ func formatSeconds(sec float64) string {
 func plural(n int64, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if stem, ok := strings.CutSuffix(noun, "y"); ok {
+		return strconv.FormatInt(n, 10) + " " + stem + "ies"
 	}
 	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }

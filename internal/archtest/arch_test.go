@@ -27,6 +27,8 @@ var layers = []layer{
 	// The tests' helper that serves and dials a session on loopback.
 	{name: "session tests", pkgs: []string{"transfer/session/sessiontest"}},
 	{name: "services", pkgs: []string{"transfer/receive", "transfer/casnet", "transfer/bench", "transfer/cluster"}},
+	// The choice of transport for --proto auto measures through bench.
+	{name: "probe", pkgs: []string{"transfer/protoprobe"}},
 	{name: "send", pkgs: []string{"transfer/send"}},
 	{name: "transfer", pkgs: []string{"transfer"}},
 	// The mover daemon serves packs through transfer's façade.
@@ -65,7 +67,8 @@ var allowedGlobals = map[string]string{
 // use encoding/json for something that is no message (an on-disk format),
 // by path, each with the reason.
 var allowedJSON = map[string]string{
-	"transfer/receive/journal.go": "the header line of a partial file's journal, an on-disk format read back only by the receiver (docs/design.md, section Durability and partial files); never sent to a peer",
+	"transfer/protoprobe/cache.go": "the per-peer cache of transport probe results, a file under the user's cache directory (docs/transports.md); never sent to a peer",
+	"transfer/receive/journal.go":  "the header line of a partial file's journal, an on-disk format read back only by the receiver (docs/design.md, section Durability and partial files); never sent to a peer",
 }
 
 // moduleRoot is the directory holding this module's go.mod.

@@ -135,16 +135,23 @@ func (c *Client) where() string {
 
 // List returns the live members, by address.
 func (c *Client) List(ctx context.Context) ([]Member, error) {
+	ms, _, err := c.Snapshot(ctx)
+	return ms, err
+}
+
+// Snapshot returns the live members, by address, and the etcd revision
+// they were read at (to Watch from).
+func (c *Client) Snapshot(ctx context.Context) ([]Member, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	resp, err := c.cli.Get(ctx, membersPrefix(c.cfg.Cluster), clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("listing members (%s): %w", c.where(), reason(err))
+		return nil, 0, fmt.Errorf("listing members (%s): %w", c.where(), reason(err))
 	}
 	var out []Member
 	for _, kv := range resp.Kvs {
-		var m Member
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
+		m, ok := decode(kv.Value)
+		if !ok {
 			continue // not ours
 		}
 		if kv.Lease != 0 {
@@ -155,20 +162,49 @@ func (c *Client) List(ctx context.Context) ([]Member, error) {
 		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
-	return out, nil
+	return out, resp.Header.Revision, nil
 }
 
-// Watch calls gone with the ID of every member whose key is deleted
-// (deregistered or lease expired) until ctx ends.
-func (c *Client) Watch(ctx context.Context, gone func(id string)) {
+// decode reads a member's value; ok is false for anything else.
+func decode(v []byte) (Member, bool) {
+	var m Member
+	if err := json.Unmarshal(v, &m); err != nil || m.Addr == "" {
+		return Member{}, false
+	}
+	return m, true
+}
+
+// Watch reports the changes to the membership after revision rev (0:
+// from now) until ctx ends: left with the ID of every member whose key
+// is deleted (deregistered, or its lease expired), joined with every
+// member registered (again). It returns nil when ctx ends, and an error
+// when etcd ends the watch (compacted past rev, no leader); a watch whose
+// etcd is unreachable waits for it without returning.
+func (c *Client) Watch(ctx context.Context, rev int64, left func(id string), joined func(Member)) error {
 	p := membersPrefix(c.cfg.Cluster)
-	for resp := range c.cli.Watch(clientv3.WithRequireLeader(ctx), p, clientv3.WithPrefix()) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev+1))
+	}
+	for resp := range c.cli.Watch(clientv3.WithRequireLeader(ctx), p, opts...) {
+		if err := resp.Err(); err != nil {
+			return fmt.Errorf("watching members (%s): %w", c.where(), reason(err))
+		}
 		for _, ev := range resp.Events {
-			if ev.Type == clientv3.EventTypeDelete {
-				gone(strings.TrimPrefix(string(ev.Kv.Key), p))
+			switch ev.Type {
+			case clientv3.EventTypeDelete:
+				left(strings.TrimPrefix(string(ev.Kv.Key), p))
+			case clientv3.EventTypePut:
+				if m, ok := decode(ev.Kv.Value); ok {
+					joined(m)
+				}
 			}
 		}
 	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("watching members (%s): the watch ended", c.where())
 }
 
 // TreeID returns the identity of the tree at root, creating TreeIDFile

@@ -24,7 +24,11 @@ const (
 	KindNotice   = "notice"   // something a user should know (fallbacks, retries, recovered failures)
 	KindStopped  = "stopped"  // the run ended before its work was done (a signal, --max-duration); Msg says what resumes it
 	KindSummary  = "summary"  // the last event of a run
-	KindStats    = "stats"    // --stats INTERVAL: the counters so far, with ElapsedS and the rate
+	KindRmdir    = "rmdir"    // an empty directory was removed (delete --rmdirs, move --delete-empty-src-dirs)
+	// KindSourceRemoved: move removed a source entry, once its copy at
+	// the destination was verified (or found the same).
+	KindSourceRemoved = "source_removed"
+	KindStats         = "stats" // --stats INTERVAL: the counters so far, with ElapsedS and the rate
 )
 
 // A dry run emits the events a real run would (transfer, delete, mkdir,
@@ -51,7 +55,7 @@ type Event struct {
 	// output, not by the engine.
 	Time   string `json:"time,omitempty"`
 	Path   string `json:"path,omitempty"`
-	Action string `json:"action,omitempty"` // set in a dry run only: create|update|link|mkdir|symlink|delete
+	Action string `json:"action,omitempty"` // set in a dry run only: create|update|link|mkdir|symlink|delete|rmdir|remove-source|purge
 	Bytes  int64  `json:"bytes,omitempty"`
 	Digest string `json:"blake3,omitempty"`
 	Error  string `json:"error,omitempty"`
@@ -108,11 +112,19 @@ type Summary struct {
 	DirsCreated      int64  `json:"dirs_created"`
 	// XattrsUpdated counts entries whose extended attributes or ACLs
 	// were made to match the source's (-X, -A).
-	XattrsUpdated int64   `json:"xattrs_updated,omitempty"`
+	XattrsUpdated int64 `json:"xattrs_updated,omitempty"`
+	// DirsRemoved counts empty directories removed (KindRmdir);
+	// SourceRemoved the source entries a move removed
+	// (KindSourceRemoved).
+	DirsRemoved   int64   `json:"dirs_removed,omitempty"`
+	SourceRemoved int64   `json:"source_removed,omitempty"`
 	Errors        int64   `json:"errors"`
 	DurationS     float64 `json:"duration_s"`
 	Proto         string  `json:"proto"`
 	ProtoReason   string  `json:"proto_reason,omitempty"`
+	// ProtoChoice, for a session to a served peer, is how the transport
+	// was chosen, with the probe's figures.
+	ProtoChoice *ProtoChoice `json:"proto_choice,omitempty"`
 	// SSHData, for a run with an ssh:// side, says how the data crossed:
 	// "direct" (TCP to the far side's one-run listener) or "inline"
 	// (inside ssh).
@@ -199,6 +211,10 @@ func (t *Tally) Record(e Event) {
 		t.sum.FilesDeleted++
 	case KindMkdir:
 		t.sum.DirsCreated++
+	case KindRmdir:
+		t.sum.DirsRemoved++
+	case KindSourceRemoved:
+		t.sum.SourceRemoved++
 	case KindXattrs:
 		t.sum.XattrsUpdated++
 	case KindError:
@@ -241,10 +257,15 @@ func (t *Tally) Merge(s Summary) {
 	t.sum.FilesDeleted += s.FilesDeleted
 	t.sum.DirsCreated += s.DirsCreated
 	t.sum.XattrsUpdated += s.XattrsUpdated
+	t.sum.DirsRemoved += s.DirsRemoved
+	t.sum.SourceRemoved += s.SourceRemoved
 	t.sum.Errors += s.Errors
 	t.sum.PlannedBytes += s.PlannedBytes
 	if s.Proto != "" {
 		t.sum.Proto, t.sum.ProtoReason = s.Proto, s.ProtoReason
+	}
+	if s.ProtoChoice != nil {
+		t.sum.ProtoChoice = s.ProtoChoice
 	}
 	t.sum.SSHData = cmp.Or(s.SSHData, t.sum.SSHData)
 	t.sum.DryRun = t.sum.DryRun || s.DryRun
@@ -265,6 +286,41 @@ func (t *Tally) SetProto(proto, reason string) {
 	t.mu.Lock()
 	t.sum.Proto, t.sum.ProtoReason = proto, reason
 	t.mu.Unlock()
+}
+
+// SetProtoChoice records how the transport was chosen (nil: not said).
+func (t *Tally) SetProtoChoice(c *ProtoChoice) {
+	t.mu.Lock()
+	t.sum.ProtoChoice = c
+	t.mu.Unlock()
+}
+
+// How a transport was chosen (ProtoChoice.By).
+const (
+	ChosenMeasured = "measured"           // the fastest of a probe at session start
+	ChosenCached   = "cached"             // a probe's result kept for this peer
+	ChosenOnly     = "only one candidate" // both ends share one transport
+	ChosenForced   = "forced"             // --proto named it
+	ChosenFallback = "fallback"           // probes failed: the preference order
+)
+
+// ProtoChoice says how `--proto` ended on the transport of a session.
+type ProtoChoice struct {
+	Proto string `json:"proto"`
+	By    string `json:"by"` // Chosen*
+	// Rates are the probe's figures, one per candidate in preference
+	// order (for "cached": the figures of the probe that was cached).
+	Rates []ProtoRate `json:"rates,omitempty"`
+	// MeasuredAt is when the figures were measured (RFC 3339).
+	MeasuredAt string `json:"measured_at,omitempty"`
+}
+
+// ProtoRate is what a probe measured of one transport.
+type ProtoRate struct {
+	Proto string  `json:"proto"`
+	GBs   float64 `json:"gb_s,omitempty"` // payload, 10^9 bytes/s
+	Bytes int64   `json:"bytes,omitempty"`
+	Error string  `json:"error,omitempty"`
 }
 
 // SetSSHData records how the data of an ssh:// side crossed.

@@ -38,6 +38,10 @@ type Options struct {
 	Mode     string        // ModeMem (default), ModeFile or ModeDisk
 	Size     int           // bulk message size, 1 to MaxSize (default 1 MiB)
 	Duration time.Duration // bulk phase; 0 skips it
+	// MaxBytes, when > 0, ends the bulk phase early once this many bytes
+	// (shared among the lanes) have been sent: a probe bounded in bytes
+	// as well as in time.
+	MaxBytes int64
 	// PingSize and PingDuration set the round-trip phase: one message of
 	// PingSize bytes in flight per stream, echoed by the server; a
 	// PingDuration of 0 skips it.
@@ -239,13 +243,17 @@ func (s *client) benchBulk(ctx context.Context, o Options, res *Result) error {
 	errs := make([]error, n)
 	cpu0, t0 := cpuTime(), time.Now()
 	deadline := t0.Add(o.Duration)
+	laneMax := int64(math.MaxInt64)
+	if o.MaxBytes > 0 {
+		laneMax = max(o.MaxBytes/int64(n), int64(o.Size))
+	}
 	hdr := benchHeader(wire.MsgBenchData, start.Run, 0)
 	var wg sync.WaitGroup
 	for i, l := range s.Lanes() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Now().Before(deadline) {
+			for sent[i] < laneMax && time.Now().Before(deadline) {
 				if err := ctx.Err(); err != nil {
 					errs[i] = err
 					return

@@ -29,24 +29,70 @@ type Side struct {
 	Name string
 	// Agents are the addresses of its agents; one "" for a local path.
 	Agents []string
+	// Members, when set, reports agents that leave or join the side
+	// during the run (a cluster kept in etcd); nil: Agents stay as they
+	// are.
+	Members Membership
+	// Job, when set, keeps the record of the transfer with the side's
+	// cluster (the destination's if both have one): finished shares,
+	// which a rerun does not redo, and the destination's lock.
+	Job Job
 }
 
+// Job is the record of a cluster transfer kept outside this process, so
+// that a coordinator killed mid-run is replaced by running the same
+// command again.
+type Job interface {
+	// Begin opens the record: count is the number of shares of an
+	// unfinished earlier run of the same transfer, or n for a new one;
+	// done lists the shares an earlier run finished.
+	Begin(ctx context.Context, n int) (count int, done []int, err error)
+	// ShareDone records that share k finished, having moved files
+	// files and bytes bytes.
+	ShareDone(ctx context.Context, k int, files, bytes int64) error
+	// Finish records that the whole transfer finished; the record then
+	// expires.
+	Finish(ctx context.Context) error
+	// Lock takes the destination's lock for the run, held by a lease:
+	// it ends with release, or by itself when this process dies.
+	Lock(ctx context.Context) (release func(), err error)
+}
+
+// Membership tells the coordinator which agents of a side leave or join
+// while it runs.
+type Membership interface {
+	// Watch calls left with the address of every agent that leaves (its
+	// registration ended: deregistered, or its lease expired) and joined
+	// with that of every agent that joins (registers), from the moment
+	// Agents were read until ctx ends. It returns nil when ctx ends, and
+	// an error if it cannot watch any longer; the run then goes on with
+	// the agents it knows.
+	Watch(ctx context.Context, left, joined func(addr string)) error
+}
+
+// SharesPerPair is how many shares a transfer is cut into per agent pair
+// when a side's membership is watched: shares wait in a queue that the
+// pairs take from, so an agent that joins mid-run finds work. Without a
+// watched side there is one share per pair.
+const SharesPerPair = 2
+
 // Runner carries out what the coordinator asks of agents, which it names
-// by their index in their Side's Agents.
+// by their address ("" for a side that is a local path).
 type Runner interface {
-	// Run runs one transfer with opt from source agent si to destination
-	// agent di, reporting to sink and tally.
-	Run(ctx context.Context, si, di int, opt wire.Options, sink progress.Sink, tally *progress.Tally) error
-	// SourceExists asks source agent i whether the source is there (an
+	// Run runs one transfer with opt from source agent src to
+	// destination agent dst, reporting to sink and tally.
+	Run(ctx context.Context, src, dst string, opt wire.Options, sink progress.Sink, tally *progress.Tally) error
+	// SourceExists asks source agent src whether the source is there (an
 	// error: the agent could not be asked).
-	SourceExists(ctx context.Context, i int) (bool, error)
-	// Lock takes the destination's run lock through destination agent i
-	// and returns its release.
-	Lock(ctx context.Context, i int) (release func(), err error)
+	SourceExists(ctx context.Context, src string) (bool, error)
+	// Lock takes the destination's run lock through destination agent
+	// dst and returns its release.
+	Lock(ctx context.Context, dst string) (release func(), err error)
 }
 
 // clusterSide is one side of a cluster transfer and which of its agents
-// were lost.
+// were lost. Agents that join are appended (guarded by cluster.mu), so an
+// agent's index never changes.
 type clusterSide struct {
 	Side
 	lost []bool
@@ -68,6 +114,21 @@ type cluster struct {
 
 	mu     sync.Mutex
 	agents map[string]progress.AgentStats
+	// the share queue: the shares of n still to run; stopped once one
+	// failed
+	n       int
+	queue   []int
+	stopped bool
+	err     error
+	job     Job
+	// jobErr is set once recording the job failed (said once)
+	jobErr bool
+	// pairs is how many workers take shares at once (without joiners)
+	pairs   int
+	workers sync.WaitGroup
+	// runs in flight, to cancel those of an agent that leaves
+	runs   map[int]flight
+	nextID int
 	// sums of what the shares did, across all their attempts
 	shared progress.Summary
 	// latest progress of each share and of the final pass
@@ -101,11 +162,15 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 			}
 		}
 	}
-	n := max(len(c.src.Agents), len(c.dst.Agents))
-	if n > wire.MaxShards {
-		return exitcode.Usagef("%d agents: at most %d pairs per transfer", n, wire.MaxShards)
+	c.pairs = max(len(c.src.Agents), len(c.dst.Agents))
+	n := c.pairs
+	if src.Members != nil || dst.Members != nil {
+		n *= SharesPerPair
 	}
-	c.prog = make([]progress.Event, n+1)
+	if n > wire.MaxShards {
+		return exitcode.Usagef("%d agents: at most %d pairs per transfer", c.pairs, wire.MaxShards/SharesPerPair)
+	}
+	c.runs = map[int]flight{}
 	defer func() { tally.Merge(progress.Summary{Agents: c.agentStats()}) }()
 
 	if !opt.DryRun {
@@ -114,6 +179,45 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 		if err := c.checkSource(ctx); err != nil {
 			return err
 		}
+	}
+	if opt.Lock && !opt.DryRun && dst.Job != nil {
+		// The cluster's lock, for coordinators on other machines (and
+		// file systems without a flock that crosses nodes).
+		release, err := dst.Job.Lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	c.job = dst.Job
+	if c.job == nil {
+		c.job = src.Job
+	}
+	var done []int
+	if c.job != nil && !opt.DryRun {
+		count, d, err := c.job.Begin(ctx, n)
+		if err != nil {
+			return err
+		}
+		if count < 1 || count > wire.MaxShards {
+			return fmt.Errorf("the job's record holds %d shares: out of range", count)
+		}
+		n, done = count, d
+	}
+	c.n = n
+	c.prog = make([]progress.Event, n+1)
+	skip := map[int]bool{}
+	for _, k := range done {
+		skip[k] = true
+	}
+	for k := range n {
+		if !skip[k] {
+			c.queue = append(c.queue, k)
+		}
+	}
+	if len(done) > 0 {
+		c.sink.Emit(progress.Event{Event: progress.KindNotice,
+			Msg: fmt.Sprintf("continuing the job recorded in the cluster: %d of %d shares were finished by an earlier run and are not redone", len(skip), n)})
 	}
 	if opt.Lock && !opt.DryRun {
 		unlock, err := c.lock(ctx)
@@ -128,20 +232,43 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 		final.SplitShares = n
 	}
 	if !opt.DryRun {
-		if err := c.shares(ctx, n, tally); err != nil {
+		// The watch starts here, with the share queue ready: it reports
+		// what changed since the agents were read, nothing is missed.
+		wctx, stopWatch := context.WithCancel(ctx)
+		var watches sync.WaitGroup
+		defer watches.Wait()
+		defer stopWatch()
+		for _, side := range []*clusterSide{c.src, c.dst} {
+			if side.Members != nil {
+				watches.Add(1)
+				go func() {
+					defer watches.Done()
+					c.watch(wctx, side)
+				}()
+			}
+		}
+		if err := c.shares(ctx); err != nil {
 			return err
 		}
 	}
 
-	// The final pass, on the first pair of survivors.
-	si, di, err := c.pick(0)
-	if err != nil {
-		return err
+	// The final pass, on the first pair of survivors (again on others if
+	// an agent of its pair leaves the cluster meanwhile).
+	var (
+		si, di int
+		fs     progress.Summary
+		before progress.Summary // what final passes cut short did
+		err    error
+	)
+	for {
+		var gone bool
+		si, di, fs, gone, err = c.attempt(ctx, 0, 0, final, n, false)
+		if !gone {
+			break
+		}
+		addCounts(&before, fs)
 	}
-	ft := progress.NewTally()
-	err = c.runner.Run(ctx, si, di, final, c.progressSink(n, false), ft)
-	fs := ft.Summary()
-	c.credit(si, di, fs, err == nil, false)
+	addCounts(&fs, before)
 	c.mu.Lock()
 	sh := c.shared
 	c.mu.Unlock()
@@ -160,6 +287,9 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	}
 	fs.Agents = nil
 	tally.Merge(fs)
+	if err == nil && c.job != nil && !opt.DryRun {
+		c.jobFailed(c.job.Finish(ctx))
+	}
 	if err != nil && isAgentLoss(err) {
 		// The final pass lost its pair: say which agent, so that a
 		// retry of the whole transfer (Run) knows why.
@@ -172,8 +302,8 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 // source agent that answers.
 func (c *cluster) checkSource(ctx context.Context) error {
 	var last error
-	for i := range c.src.Agents {
-		ok, err := c.runner.SourceExists(ctx, i)
+	for i, a := range c.src.Agents {
+		ok, err := c.runner.SourceExists(ctx, a)
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, i, -1, err) {
 				return err
@@ -193,8 +323,8 @@ func (c *cluster) checkSource(ctx context.Context) error {
 // the first destination agent that answers, and returns its release.
 func (c *cluster) lock(ctx context.Context) (func(), error) {
 	var last error
-	for i := range c.dst.Agents {
-		release, err := c.runner.Lock(ctx, i)
+	for i, a := range c.dst.Agents {
+		release, err := c.runner.Lock(ctx, a)
 		if err != nil {
 			if !isAgentLoss(err) || !c.markLost(ctx, -1, i, err) {
 				return nil, err
@@ -207,50 +337,88 @@ func (c *cluster) lock(ctx context.Context) (func(), error) {
 	return nil, fmt.Errorf("no agent of the destination answers: %w", last)
 }
 
-// shares runs the n shares of the transfer in parallel, each on its
-// pair, moving a share to survivors when an agent of its pair is lost.
-func (c *cluster) shares(ctx context.Context, n int, tally *progress.Tally) error {
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for k := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[k] = c.share(ctx, k, n)
-		}()
+// shares runs the shares of the transfer: each pair of agents (and each
+// agent that joins) takes shares from the queue until none is left,
+// moving a share to survivors when an agent of its pair is lost.
+func (c *cluster) shares(ctx context.Context) error {
+	c.mu.Lock()
+	for w := range c.pairs {
+		c.startWorker(ctx, w%len(c.src.Agents), w%len(c.dst.Agents))
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	c.mu.Unlock()
+	c.workers.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true // agents that join from now on find no share
+	return c.err
 }
 
-// share runs share k of n until it completes or no pair of survivors is
-// left. Failures of single files are left to the final pass.
-func (c *cluster) share(ctx context.Context, k, n int) error {
+// startWorker starts taking shares on the pair of agents (si, di), or
+// survivors in their place, unless no share is left. c.mu is held.
+func (c *cluster) startWorker(ctx context.Context, si, di int) bool {
+	if c.stopped || len(c.queue) == 0 {
+		return false
+	}
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		for {
+			c.mu.Lock()
+			if c.stopped || len(c.queue) == 0 {
+				c.mu.Unlock()
+				return
+			}
+			k := c.queue[0]
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			if err := c.share(ctx, k, si, di); err != nil {
+				c.mu.Lock()
+				if c.err == nil {
+					c.err = err
+				}
+				c.stopped = true
+				c.mu.Unlock()
+				return
+			}
+		}
+	}()
+	return true
+}
+
+// flight is a run in progress: its pair, and how to cancel it.
+type flight struct {
+	si, di int
+	cancel context.CancelCauseFunc
+}
+
+// leftError cancels the runs of an agent that left the cluster.
+type leftError struct{ addr string }
+
+func (e *leftError) Error() string { return "agent " + e.addr + " left the cluster" }
+
+// share runs share k of c.n on the pair (si, di) or survivors in their
+// place, until it completes or no pair of survivors is left. Failures of
+// single files are left to the final pass.
+func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 	opt := c.opt
 	opt.Lock, opt.Delete = false, false
-	opt.Shard = &wire.Shard{Index: k, Count: n}
+	opt.Shard = &wire.Shard{Index: k, Count: c.n}
 	if opt.BwLimit > 0 {
-		// --bwlimit caps the whole transfer: the shares run at once.
-		opt.BwLimit = max((opt.BwLimit+int64(n)-1)/int64(n), 1024)
+		// --bwlimit caps the whole transfer: the pairs run at once.
+		opt.BwLimit = max((opt.BwLimit+int64(c.pairs)-1)/int64(c.pairs), 1024)
 	}
 	for attempt := 0; ; attempt++ {
-		si, di, err := c.pick(k)
-		if err != nil {
-			return err
-		}
-		t := progress.NewTally()
-		err = c.runner.Run(ctx, si, di, opt, c.progressSink(k, true), t)
-		c.credit(si, di, t.Summary(), err == nil, true)
+		si, di, sum, gone, err := c.attempt(ctx, psi, pdi, opt, k, true)
 		switch {
 		case err == nil:
+			if c.job != nil {
+				c.jobFailed(c.job.ShareDone(ctx, k, sum.FilesTransferred, sum.BytesSent))
+			}
 			return nil // failed files are retried by the final pass
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
+		case gone:
+			continue // its agent is marked lost: survivors take the share
 		case !isAgentLoss(err):
 			return err
 		}
@@ -260,21 +428,160 @@ func (c *cluster) share(ctx context.Context, k, n int) error {
 	}
 }
 
-// pick returns the pair of surviving agents for share k.
-func (c *cluster) pick(k int) (int, int, error) {
+// attempt runs opt once on the pair (psi, pdi) or survivors in their
+// place, as share k (or the final pass, share false, k the number of
+// shares), and credits what it did. gone reports that it failed because
+// an agent of its pair left the cluster (that agent is marked lost).
+func (c *cluster) attempt(ctx context.Context, psi, pdi int, opt wire.Options, k int, share bool) (si, di int, s progress.Summary, gone bool, err error) {
+	si, di, err = c.pick(psi, pdi)
+	if err != nil {
+		return -1, -1, s, false, err // no pair to blame
+	}
+	rctx, id := c.track(ctx, si, di)
+	t := progress.NewTally()
+	err = c.runner.Run(rctx, c.addr(c.src, si), c.addr(c.dst, di), opt, c.progressSink(k, share), t)
+	var left *leftError
+	gone = err != nil && ctx.Err() == nil && errors.As(context.Cause(rctx), &left)
+	c.untrack(id)
+	s = t.Summary()
+	c.credit(si, di, s, err == nil, share)
+	return si, di, s, gone, err
+}
+
+// jobFailed says, once, that recording the job failed: the run goes on,
+// and a rerun redoes what was not recorded.
+func (c *cluster) jobFailed(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	said := c.jobErr
+	c.jobErr = true
+	c.mu.Unlock()
+	if !said {
+		c.sink.Emit(progress.Event{Event: progress.KindNotice,
+			Msg: fmt.Sprintf("%v; the run goes on (a rerun would redo the shares not recorded)", err)})
+	}
+}
+
+// addCounts adds what s did to sum.
+func addCounts(sum *progress.Summary, s progress.Summary) {
+	sum.FilesTransferred += s.FilesTransferred
+	sum.BytesTransferred += s.BytesTransferred
+	sum.BytesSent += s.BytesSent
+	sum.FilesDeleted += s.FilesDeleted
+	sum.DirsCreated += s.DirsCreated
+}
+
+// track records a run on the pair (si, di) and returns its context, which
+// an agent of the pair leaving cancels.
+func (c *cluster) track(ctx context.Context, si, di int) (context.Context, int) {
+	rctx, cancel := context.WithCancelCause(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	si, err := c.src.survivor(k)
+	c.nextID++
+	c.runs[c.nextID] = flight{si: si, di: di, cancel: cancel}
+	return rctx, c.nextID
+}
+
+func (c *cluster) untrack(id int) {
+	c.mu.Lock()
+	f := c.runs[id]
+	delete(c.runs, id)
+	c.mu.Unlock()
+	f.cancel(nil)
+}
+
+// watch follows side's membership until ctx ends: an agent that leaves
+// is lost (its runs are cancelled and its shares move to survivors), one
+// that joins takes shares still waiting.
+func (c *cluster) watch(ctx context.Context, side *clusterSide) {
+	err := side.Members.Watch(ctx, func(addr string) { c.left(side, addr) }, func(addr string) { c.joined(ctx, side, addr) })
+	if err != nil && ctx.Err() == nil {
+		c.sink.Emit(progress.Event{Event: progress.KindNotice,
+			Msg: fmt.Sprintf("%v; %s goes on with the agents it knows", err, side.Name)})
+	}
+}
+
+// left marks the agent addr of side lost, if it is one of the run's, and
+// cancels the runs it takes part in.
+func (c *cluster) left(side *clusterSide, addr string) {
+	c.mu.Lock()
+	i := c.index(side, addr)
+	c.mu.Unlock()
+	if i < 0 {
+		return
+	}
+	c.lose(side, i, errors.New("its registration in the cluster ended"))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.runs {
+		if side == c.src && f.si == i || side == c.dst && f.di == i {
+			f.cancel(&leftError{addr})
+		}
+	}
+}
+
+// joined adds the agent addr to side and starts it on the shares still
+// waiting, paired with an agent of the other side.
+func (c *cluster) joined(ctx context.Context, side *clusterSide, addr string) {
+	c.mu.Lock()
+	if c.index(side, addr) >= 0 {
+		c.mu.Unlock()
+		return // known (registered again), or lost for this run
+	}
+	i := len(side.Agents)
+	side.Agents = append(side.Agents, addr)
+	side.lost = append(side.lost, false)
+	c.agents[addr] = progress.AgentStats{}
+	si, di := i, i%len(c.dst.Agents)
+	if side == c.dst {
+		si, di = i%len(c.src.Agents), i
+	}
+	started := c.startWorker(ctx, si, di)
+	c.mu.Unlock()
+	msg := fmt.Sprintf("agent %s joined %s; it takes shares still waiting", addr, side.Name)
+	if !started {
+		msg = fmt.Sprintf("agent %s joined %s; no share is left for it", addr, side.Name)
+	}
+	c.sink.Emit(progress.Event{Event: progress.KindNotice, Msg: msg})
+}
+
+// index is the index of agent addr in side, -1 if it is none of its
+// agents. c.mu is held.
+func (c *cluster) index(side *clusterSide, addr string) int {
+	for i, a := range side.Agents {
+		if a == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+// addr is the address of agent i of side.
+func (c *cluster) addr(side *clusterSide, i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return side.Agents[i]
+}
+
+// pick returns the pair of surviving agents for a worker on the pair
+// (si, di): those agents, or survivors in place of the lost ones.
+func (c *cluster) pick(si, di int) (int, int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	si, err := c.src.survivor(si)
 	if err != nil {
 		return 0, 0, err
 	}
-	di, err := c.dst.survivor(k)
+	di, err = c.dst.survivor(di)
 	if err != nil {
 		return 0, 0, err
 	}
 	return si, di, nil
 }
 
+// survivor returns agent k if it is not lost, or a survivor in its place.
 func (c *clusterSide) survivor(k int) (int, error) {
 	var alive []int
 	for i, l := range c.lost {
@@ -309,7 +616,7 @@ func (c *cluster) markLost(ctx context.Context, si, di int, cause error) bool {
 		if p.i < 0 {
 			continue
 		}
-		addr := p.side.Agents[p.i]
+		addr := c.addr(p.side, p.i)
 		if addr == "" {
 			continue
 		}
@@ -361,7 +668,7 @@ func (c *cluster) credit(si, di int, s progress.Summary, complete, share bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, name := range []string{c.src.Agents[si], c.dst.Agents[di]} {
+	for _, name := range []string{c.src.Agents[si], c.dst.Agents[di]} { // c.mu is held
 		if name == "" {
 			continue
 		}

@@ -13,7 +13,7 @@
 //     flush, rename (or park, or abandon: wire.CommitAction);
 //   - batch.go, holes.go: small-file batches, written to unnamed files and
 //     named after one flush (fdbudget.go bounds the unnamed files);
-//   - meta.go: metadata operations (mkdir, symlink, link, delete, setattrs)
+//   - meta.go: metadata operations (mkdir, symlink, link, delete, remove, setattrs)
 //     and the directory attributes applied at finish; writable.go,
 //     perms.go: read-only directories and what a server lets a peer make;
 //   - service.go: Handler, the file service a session registers: listings,

@@ -1,8 +1,10 @@
 package receive
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strings"
 
@@ -20,6 +22,10 @@ func (r *Receiver) Meta(ops []wire.MetaOp) []string {
 			continue
 		}
 		rel, err := r.rel(op.Path)
+		if err == nil && rel == "" && (op.Op == "delete" || op.Op == "remove") {
+			errs[i] = fmt.Sprintf("%s %s: refused: it is the root this side serves", op.Op, cmp.Or(op.Path, "/"))
+			continue
+		}
 		if err != nil || (rel == "" && op.Op != "mkdir" && op.Op != "setattrs") {
 			errs[i] = fsroot.Describe(op.Op, op.Path, fsroot.ErrEscape)
 			continue
@@ -81,6 +87,21 @@ func (r *Receiver) metaOne(op wire.MetaOp) string {
 	case "delete":
 		if err := r.root.RemoveAll(op.Path); err != nil {
 			return fsroot.Describe("delete", op.Path, err)
+		}
+	case "remove":
+		// One entry, never what lies beneath: a directory goes only if
+		// it is empty (delete --rmdirs, move --delete-empty-src-dirs).
+		if u := op.Unchanged; u != nil {
+			info, err := r.root.Lstat(op.Path)
+			if err != nil {
+				return fsroot.Describe("remove", op.Path, err)
+			}
+			if info.Type == fsroot.TypeFile && (info.Size != u.Size || info.MtimeNs != u.MtimeNs) {
+				return fmt.Sprintf("remove %s: kept: it changed after it was copied (size or mtime); the next run moves the new version", op.Path)
+			}
+		}
+		if err := r.root.Remove(op.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fsroot.Describe("remove", op.Path, err)
 		}
 	case "setattrs":
 		return r.setAttrs(op)

@@ -89,9 +89,25 @@ type engine struct {
 	// xattrs is the pass of -X and -A (xattrs.go).
 	xattrs xattrPass
 
+	// srcName is the single source file's own name when it lands under
+	// another (opt.DstName: copyto, moveto); "" otherwise.
+	srcName string
 	// budget is --max-transfer (budget.go).
 	budget *budget
 }
+
+// srcRel is the source path, beneath the source top, of the entry at p
+// in the plan: p itself, or the file's own name for the one that lands
+// under opt.DstName.
+func (e *engine) srcRel(p string) string {
+	if e.srcName != "" && p == e.opt.DstName {
+		return e.srcName
+	}
+	return p
+}
+
+// srcFile is srcRel joined to the source top.
+func (e *engine) srcFile(top, p string) string { return plan.Join(top, e.srcRel(p)) }
 
 // Run transfers the tree (or single file) at srcPath beneath src into
 // dstPath at dst, emitting events to sink, and returns the summary. A
@@ -203,6 +219,10 @@ func (e *engine) run() error {
 			}
 		}
 	}
+	if e.opt.DstName != "" && info.Type == fsroot.TypeDir {
+		// copyto, moveto of a directory: its contents become DstName's.
+		e.dstPath = plan.Join(e.dstPath, e.opt.DstName)
+	}
 	if e.dstPath != "" {
 		// So is a destination that is one, as on this machine.
 		if e.dstPath, err = plan.FollowLinks(e.ctx, e.dstPath, e.dst.Stat); err != nil {
@@ -220,6 +240,10 @@ func (e *engine) run() error {
 			return exitcode.Usagef("source %s: not a file or directory", e.srcPath)
 		}
 		srcTop = plan.Dir(e.srcPath)
+		if e.opt.DstName != "" {
+			// copyto, moveto: the file lands under another name.
+			e.srcName, name = name, e.opt.DstName
+		}
 		en := plan.EntryFromInfo(name, info)
 		if en.Type == plan.TypeSymlink {
 			if en.Target, err = e.src.Readlink(e.srcPath); err != nil {
@@ -266,7 +290,7 @@ func (e *engine) run() error {
 		Specials:       !e.opt.NoSpecials,
 		Unreadable:     e.unreadable,
 		SrcDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
-			d, err := e.hashSrc(ctx, plan.Join(srcTop, en.Path))
+			d, err := e.hashSrc(ctx, e.srcFile(srcTop, en.Path))
 			return d[:], err
 		},
 		DstDigest: func(ctx context.Context, en plan.Entry) ([]byte, error) {
@@ -872,7 +896,7 @@ func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 			e.wg.Done() // left for the next run
 			continue
 		}
-		data, err := src.read(plan.Join(srcTop, op.Src.Path), op.Src, buf)
+		data, err := src.read(e.srcFile(srcTop, op.Src.Path), op.Src, buf)
 		if err != nil {
 			e.fileError(op.Src.Path, fsroot.Describe("read", op.Src.Path, err))
 			e.wg.Done()
@@ -962,7 +986,7 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		e.fileFailed(s.Path, err)
 		e.wg.Done()
 	}
-	f, err := e.src.Open(plan.Join(srcTop, s.Path))
+	f, err := e.src.Open(e.srcFile(srcTop, s.Path))
 	if err != nil {
 		fail(errors.New(fsroot.Describe("open", s.Path, err)))
 		return

@@ -99,7 +99,7 @@ func (e *engine) syncXattrs(srcTop string) error {
 		if err := e.ctx.Err(); err != nil {
 			return context.Cause(e.ctx)
 		}
-		attrs, size, err := readXattrs(e.src, joinTop(srcTop, p), keep)
+		attrs, size, err := readXattrs(e.src, joinTop(srcTop, e.srcRel(p)), keep)
 		if err != nil {
 			e.fileError(displayPath(p), err.Error())
 			return nil

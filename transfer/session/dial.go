@@ -272,6 +272,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	s.secure(key, true, o.TLS == nil, !dataTLS)
 	s.verify = verify
 	s.reason = w.TransportReason
+	s.candidates = candidates(mine, w.Offers, w.Transport)
 	if o.Proto == "auto" && s.reason == "" {
 		s.reason = fallbackReason(w.Transport, mine, reasons)
 	}
@@ -381,6 +382,23 @@ func fallbackReason(chosen string, mine []string, why map[string]string) string 
 		return fmt.Sprintf("peer does not offer %s", n)
 	}
 	return ""
+}
+
+// candidates lists the transports both ends could have used for a
+// session, in this side's preference order: the ones mine and the
+// server's offers share, or only the chosen one where the server did not
+// say what it offers.
+func candidates(mine, offers []string, chosen string) []string {
+	if offers == nil {
+		return []string{chosen}
+	}
+	var out []string
+	for _, n := range mine {
+		if contains(offers, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func contains(list []string, s string) bool {

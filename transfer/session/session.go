@@ -45,9 +45,10 @@ type Session struct {
 	dataMAC bool
 	// verify: receivers check every chunk and small file against its
 	// BLAKE3 digest, as negotiated in the handshake (always with dataMAC).
-	verify    bool
-	transport string
-	reason    string // why this transport was chosen
+	verify     bool
+	transport  string
+	reason     string   // why this transport was chosen
+	candidates []string // transports both ends could have used (Dial side)
 	// peerXattrs is what the peer said in the handshake it can store of
 	// extended attributes (nil: not said).
 	peerXattrs *wire.XattrSupport
@@ -178,6 +179,16 @@ func (s *Session) Transport() string { return s.transport }
 
 // TransportReason says why the transport was chosen (fallbacks).
 func (s *Session) TransportReason() string { return s.reason }
+
+// Candidates lists the transports both ends could have used for this
+// session, this side's most preferred first: what `--proto auto` may
+// measure (see transfer/protoprobe). The slice is the caller's.
+func (s *Session) Candidates() []string { return append([]string(nil), s.candidates...) }
+
+// SetTransportReason replaces the reason the transport was chosen, for
+// the caller that chose it by measurement. Call it before the session
+// is shared.
+func (s *Session) SetTransportReason(r string) { s.reason = r }
 
 // Peer is the address of the other side.
 func (s *Session) Peer() string { return s.peer }

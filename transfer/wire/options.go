@@ -95,6 +95,11 @@ type Options struct {
 	// flight at once (--transfers). 0: the defaults.
 	Checkers  int `json:"checkers,omitempty"`
 	Transfers int `json:"transfers,omitempty"`
+
+	// DstName, for a source that is one file, is the name it gets in the
+	// destination directory instead of its own (copyto, moveto). Empty:
+	// its own name.
+	DstName string `json:"dst_name,omitempty"`
 }
 
 // OwnersMode says whether a run keeps owners and groups.
@@ -205,6 +210,9 @@ func (o Options) Validate() error {
 	}
 	if o.MaxDelete != nil && *o.MaxDelete < 0 {
 		return exitcode.Usagef("--max-delete: want 0 or more, got %d", *o.MaxDelete)
+	}
+	if o.DstName != "" && (strings.Contains(o.DstName, "/") || o.DstName == "." || o.DstName == ".." || strings.ContainsRune(o.DstName, 0)) {
+		return exitcode.Usagef("destination name %q: want a single file name", o.DstName)
 	}
 	switch o.Owners {
 	case "", OwnersAuto, OwnersYes, OwnersNo:

@@ -86,6 +86,11 @@ type Welcome struct {
 	// Xattrs is what the server's tree can store (-X, -A); nil: not
 	// said (a server of several exports).
 	Xattrs *XattrSupport `json:"xattrs,omitempty"`
+	// Offers lists the transports the server would have accepted for
+	// this session, in its preference order: the candidates a client's
+	// `--proto auto` may measure against each other. Nil from a server
+	// that predates it.
+	Offers []string `json:"offers,omitempty"`
 }
 
 // Request operations.
@@ -94,7 +99,7 @@ const (
 	OpMore   = "more"   // credit for one more entry batch of request ID
 	OpStat   = "stat"   // one entry
 	OpHash   = "hash"   // digest of one file
-	OpMeta   = "meta"   // batch of mkdir/symlink/delete/setattrs/special
+	OpMeta   = "meta"   // batch of mkdir/symlink/delete/remove/setattrs/special
 	OpOpen   = "open"   // create partial files for large transfers
 	OpCommit = "commit" // verify, flush and rename files into place
 	OpFinish = "finish" // apply directory attributes, flush renames
@@ -207,7 +212,7 @@ type AdoptChunk struct {
 
 // MetaOp is one metadata change at the destination.
 type MetaOp struct {
-	Op      string `json:"op"` // mkdir, symlink, link, delete, setattrs, special, backup
+	Op      string `json:"op"` // mkdir, symlink, link, delete (recursive), remove (a file, link or empty directory; never recursive), setattrs, special, backup
 	Path    string `json:"path"`
 	Mode    uint32 `json:"mode,omitempty"`
 	MtimeNs int64  `json:"mtime,omitempty"`
@@ -230,6 +235,16 @@ type MetaOp struct {
 	// socket, or a device with that number.
 	Special fsroot.Special `json:"special,omitempty"`
 	Rdev    uint64         `json:"rdev,omitempty"`
+	// Unchanged (op remove) removes a regular file only if it still has
+	// this size and mtime: a move removes the version it copied, never a
+	// newer one; nil: whatever is there.
+	Unchanged *Unchanged `json:"unchanged,omitempty"`
+}
+
+// Unchanged is the state a file must still be in to be removed.
+type Unchanged struct {
+	Size    int64 `json:"size"`
+	MtimeNs int64 `json:"mtime"`
 }
 
 // Owner is the owner and group a sender asks an entry to have: by name
