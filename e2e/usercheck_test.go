@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -142,7 +141,7 @@ func TestCheckJSONFailure(t *testing.T) {
 	srv := startServer(t, big, "--read-only")
 	run := startXfer(t, "check", srv.url(""), big, "--json")
 	time.Sleep(500 * time.Millisecond)
-	must(t, run.cmd.Process.Signal(syscall.SIGINT))
+	must(t, run.cmd.Process.Signal(os.Interrupt))
 	r := run.wait(t)
 	if _, sum := checkJSON(t, r); r.code != 130 || sum.ExitCode != 130 || !strings.Contains(r.stdout, `"identical":0`) {
 		t.Errorf("check --json interrupted: want exit 130 and check's summary:\n%s", r)
