@@ -182,12 +182,21 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 		}
 		ck.outs = append(ck.outs, out)
 	}
-	src, err := a.openTree(ctx, srcArg)
+	err = ck.compareLocations(ctx, srcArg, dstArg, walkSpec{recursive: true, checksum: ck.checksum, filter: flt, checkers: a.v.GetInt("checkers")}, start)
+	if err != nil && ck.asJSON && !errors.Is(err, errSilent) {
+		return ck.fail(err, start)
+	}
+	return err
+}
+
+// compareLocations opens both locations, compares them and prints the summary.
+func (ck *checker) compareLocations(ctx context.Context, srcArg, dstArg string, spec walkSpec, start time.Time) error {
+	src, err := ck.a.openTree(ctx, srcArg)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := a.openTree(ctx, dstArg)
+	dst, err := ck.a.openTree(ctx, dstArg)
 	if err != nil {
 		return err
 	}
@@ -195,7 +204,6 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 	if src.IsDir() != dst.IsDir() {
 		return exitcode.Usagef("%s and %s: one is a directory and the other is not; check compares two directories or two files", src, dst)
 	}
-	spec := walkSpec{recursive: true, checksum: ck.checksum, filter: flt, checkers: a.v.GetInt("checkers")}
 	if src.IsDir() {
 		err = ck.run(ctx, src, dst, spec)
 	} else {
@@ -206,6 +214,33 @@ func (a *app) runCheck(cmd *cobra.Command, srcArg, dstArg string) error {
 		return err
 	}
 	return ck.finish(src, dst)
+}
+
+// checkFailure is the error event of a check --json that could not
+// finish (a location missing or unreachable, an interruption).
+type checkFailure struct {
+	Event string `json:"event"`
+	Time  string `json:"time"`
+	Error string `json:"error"`
+}
+
+// fail ends a check --json that stopped on err as every check --json
+// ends: its error on stderr and as an event, then check's own summary
+// (the counts so far) with the exit code of err.
+func (ck *checker) fail(err error, start time.Time) error {
+	code, msg := exitcode.Code(err), userMessage(err)
+	fmt.Fprintf(ck.a.stderr, "xfer: %s\n", msg)
+	now := time.Now().UTC().Format(progress.TimeFormat)
+	s := ck.sum
+	s.Event, s.Time, s.Checksum, s.ExitCode = progress.KindSummary, now, ck.checksum, code
+	s.Errors++
+	s.DurationS = time.Since(start).Seconds()
+	for _, v := range []any{checkFailure{Event: progress.KindError, Time: now, Error: msg}, s} {
+		if b, err := json.Marshal(v); err == nil {
+			ck.out.Write(append(b, '\n'))
+		}
+	}
+	return silent(code)
 }
 
 // fileStream is a listing of the files (and symlinks) of a tree that a
@@ -284,11 +319,11 @@ func (ck *checker) run(ctx context.Context, src, dst *transfer.Tree, spec walkSp
 		switch {
 		case skip != "" && strings.HasPrefix(e.Path, skip+"/"):
 		case (fromSrc && s.Err != "") || (fromDst && d.Err != ""):
-			why := s.Err
+			why, in := s.Err, src
 			if !fromSrc || s.Err == "" {
-				why = d.Err
+				why, in = d.Err, dst
 			}
-			ck.report(checkError, e.Path, "cannot read: "+why)
+			ck.reportIn(in, checkError, e.Path, "cannot read: "+why)
 			if (fromSrc && s.Type == plan.TypeDir) || (fromDst && d.Type == plan.TypeDir) {
 				skip = e.Path
 			}
@@ -377,7 +412,11 @@ func (ck *checker) compare(ctx context.Context, src, dst *transfer.Tree, s, d pl
 }
 
 // report counts and prints one file's result.
-func (ck *checker) report(result, path, why string) {
+func (ck *checker) report(result, path, why string) { ck.reportIn(nil, result, path, why) }
+
+// reportIn is report of a result that belongs to the tree in (nil: to
+// both): an error line on stderr names the file as in's location does.
+func (ck *checker) reportIn(in *transfer.Tree, result, path, why string) {
 	if result == checkMissSrc && ck.oneWay {
 		return
 	}
@@ -415,7 +454,11 @@ func (ck *checker) report(result, path, why string) {
 		fmt.Fprintf(ck.out, "%s %s\n", result, path)
 	}
 	if result == checkError && !ck.asJSON {
-		fmt.Fprintf(ck.a.stderr, "xfer: %s: %s\n", progress.EscapeInvalid(path), why)
+		shown := progress.EscapeInvalid(path)
+		if in != nil {
+			shown = shownPath(in, path)
+		}
+		fmt.Fprintf(ck.a.stderr, "xfer: %s: %s\n", shown, why)
 	}
 }
 

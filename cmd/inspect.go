@@ -262,8 +262,11 @@ func (a *app) runLsf(cmd *cobra.Command, arg string) error {
 				fields = append(fields, p)
 			case 's':
 				size := e.Size
-				if dir {
+				switch e.Type {
+				case plan.TypeDir:
 					size = -1
+				case plan.TypeSymlink:
+					size = int64(len(e.Target)) // as rclone lsf -l sizes a link
 				}
 				fields = append(fields, fmt.Sprint(size))
 			case 't':

@@ -21,8 +21,9 @@ func newRemoteCmd(a *app) *cobra.Command {
 		Use:   "remote",
 		Short: "Add, list or remove named remotes in the config file",
 		Long: `A remote gives a name to an xfer serve peer (or to several agents of one
-data set), so that NAME:PATH can stand for xfer://HOST:PORT/PATH in copy and
-sync. Remotes live in the remotes: section of the config file (see 'xfer
+data set, or to a directory on a host reached through ssh), so that NAME:PATH
+can stand for xfer://HOST:PORT/PATH (or ssh://HOST/DIR/PATH) in copy, sync
+and the inspect commands (ls, lsf, size, cat, check). Remotes live in the remotes: section of the config file (see 'xfer
 config'); these commands edit it in place, keeping its other keys and
 comments, and write it atomically with mode 0600. Remote names are made of
 letters, digits, '.', '_' and '-', and are not case-sensitive.`,
@@ -35,11 +36,11 @@ func newRemoteAddCmd(a *app) *cobra.Command {
 		Use:   "add NAME {xfer://HOST:PORT | HOST:PORT | ssh://[USER@]HOST[:PORT]/PATH | --agents HOST:PORT,... | --ssh [USER@]HOST[:PATH]}",
 		Short: "Add a named remote to the config file",
 		Long: `Add defines the remote NAME: one xfer serve peer given as xfer://HOST:PORT
-(or HOST:PORT), several agents with --agents, or a directory on a host
-reached through ssh, ssh://[USER@]HOST[:PORT]/PATH, or with --etcd URL --cluster
-NAME the live members of a cluster kept in etcd (docs/etcd.md) (/~/PATH for the remote
-home; or --ssh [USER@]HOST[:PATH] as rsync writes it; NAME:SUB is then SUB
-beneath PATH; see docs/ssh.md). --token-file names the file
+(or HOST:PORT), several agents with --agents, the live members of a
+cluster kept in etcd with --etcd URL --cluster NAME (docs/etcd.md), or a
+directory on a host reached through ssh: ssh://[USER@]HOST[:PORT]/PATH
+(/~/PATH for the remote home), or --ssh [USER@]HOST[:PATH] as rsync writes
+it; NAME:SUB is then SUB beneath PATH (docs/ssh.md). --token-file names the file
 holding the shared token of a server started with --token-file; the --tls-*
 flags say how to reach a server that serves TLS. They are stored in the
 remote's entry (files as absolute paths) and win over the same flags of

@@ -78,7 +78,7 @@ user the server runs as.`,
 	sizeRangeFlag(f, "max-frame", "8M", 64<<10, 0, "largest control frame a client may send (at least 64K)")
 	sizeRangeFlag(f, "max-session-memory", "256M", 64<<20, 0, "receive-buffer memory one session may use (caps its data streams; at least 64M)")
 	sizeRangeFlag(f, "max-memory", "1G", 64<<20, 0, "receive-buffer memory of all sessions together; messages wait for room beyond it (at least --max-session-memory)")
-	f.Bool("stdio", false, "serve one session on standard input and output (what ssh:// locations start through ssh); --root defaults to the home directory, ~ and relative paths are in it; data streams connect to an ephemeral port that admits only this run (see docs/ssh.md)")
+	f.Bool("stdio", false, "serve one session on standard input and output (what ssh:// locations start through ssh); --root defaults to the home directory, ~ and relative paths are in it; data streams connect to an ephemeral port that admits only this run; what the run uploads keeps its modes, set-id bits, owners and devices as rsync --server keeps them (--umask and the --allow-* flags default to rsync's policy; see docs/ssh.md)")
 	f.String("stdio-listen", "", "with --stdio: the address to accept this run's data streams on (default: the one the ssh client reached, from SSH_CONNECTION), or unix for a Unix socket in a private directory (no network port; data only through ssh)")
 	f.String("stdio-relay", "", "carry one inline data stream between standard input and output and ADDR (started by ssh:// clients)")
 	f.MarkHidden("stdio-relay")
@@ -139,6 +139,25 @@ func exportOptions(opts string) (ro, setid, ok bool) {
 		}
 	}
 	return ro, setid, true
+}
+
+// stdioPolicy gives serve --stdio rsync's policy for what a run uploads:
+// each of --allow-setid, --allow-owners and --allow-devices that was not
+// set is turned on, and the umask of uploaded modes is 0 unless --umask
+// was set (umask, the process's, stays the mask of what the server
+// creates for itself).
+func stdioPolicy(cmd *cobra.Command, umask uint32) (uint32, error) {
+	for _, name := range []string{"allow-setid", "allow-owners", "allow-devices"} {
+		if f := cmd.Flags().Lookup(name); f != nil && !f.Changed {
+			if err := cmd.Flags().Set(name, "true"); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if f := cmd.Flags().Lookup("umask"); f != nil && f.Changed {
+		return umask, nil
+	}
+	return 0, nil
 }
 
 // serveUmask is the umask of --umask, or of the process when unset (022
@@ -262,6 +281,17 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 	// Whatever the server creates itself (directories on the way to an
 	// upload, partial files) gets no more than the umask allows either.
 	unix.Umask(int(umask))
+	if stdio {
+		// The far side of an ssh:// location serves one run of the ssh
+		// user's own, as rsync --server does for rsync -e ssh: it keeps
+		// what rsync -a keeps (modes exactly, set-id bits and, where that
+		// user is root, owners and devices). The kernel, not a policy,
+		// holds it to that user's rights. What the far side's XFER_*
+		// variables or config file set still wins.
+		if umask, err = stdioPolicy(cmd, umask); err != nil {
+			return err
+		}
+	}
 	protos := a.v.GetStringSlice("protos")
 	for _, p := range protos {
 		if !backends.Known(p) {

@@ -356,6 +356,9 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) 
 		}
 		opt.AllowEmptySource = a.v.GetBool("allow-empty-source")
 		if a.v.GetBool("delete-excluded") {
+			if !opt.Delete {
+				return exitcode.Usagef("--delete-excluded deletes at DST and --delete=false says not to: drop one of them")
+			}
 			opt.Delete, opt.DeleteExcluded = true, true // as rsync: --delete-excluded implies --delete
 		}
 	}

@@ -546,6 +546,9 @@ func TestInspectUnreadable(t *testing.T) {
 		if r.code != 1 || r.stdout != "! locked\n! private.txt\n" || !strings.Contains(r.stderr, "private.txt: hashing on") {
 			t.Errorf("check %s %s: want \"! locked\" and \"! private.txt\":\n%s", loc, copyOf, r)
 		}
+		if want := strings.TrimSuffix(loc, "/") + "/locked: cannot read: permission denied\n"; !strings.Contains(r.stderr, want) {
+			t.Errorf("check %s %s: want the unreadable directory named as ls names it, %q:\n%s", loc, copyOf, want, r)
+		}
 		r = asNobody("cat", loc)
 		if r.code != 1 || r.stdout != "ft" || strings.Count(r.stderr, "\n") != 2 || !strings.Contains(r.stderr, "private.txt: read private.txt: permission denied") {
 			t.Errorf("cat %s: want ok/f and top.txt, and private.txt and locked reported:\n%s", loc, r)

@@ -60,8 +60,13 @@ func OpenTree(ctx context.Context, ep Endpoint, dial DialOptions) (*Tree, error)
 	}
 	stat := send.NewRemote(t.s, 0).Stat
 	top := strings.Trim(ep.Path, "/")
+	// A location that is a symlink to a directory is followed, as copy
+	// and sync follow such a source; a symlink to anything else is the
+	// symlink itself, as on this machine.
 	if rp, err := plan.FollowLinks(ctx, top, stat); err == nil {
-		top = rp
+		if re, err := stat(ctx, rp); err == nil && re != nil && re.Type == plan.TypeDir {
+			top = rp
+		}
 	}
 	e, err := stat(ctx, top)
 	if err == nil && e == nil {
@@ -104,6 +109,12 @@ func openLocalTree(ep Endpoint) (*Tree, error) {
 		return nil, exitcode.Usagef("%s: %v", ep.Path, fsroot.Reason(err))
 	}
 	t.entry = plan.EntryFromInfo(filepath.Base(ep.Path), fi)
+	if t.entry.Type == plan.TypeSymlink {
+		if t.entry.Target, err = os.Readlink(ep.Path); err != nil {
+			t.Close()
+			return nil, exitcode.Usagef("%s: %v", ep.Path, fsroot.Reason(err))
+		}
+	}
 	return t, nil
 }
 

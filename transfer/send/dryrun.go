@@ -2,6 +2,7 @@ package send
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
@@ -36,7 +37,10 @@ func (e *engine) printPlan(op plan.Op) error {
 	case plan.OpSymlink:
 		ev.Event, ev.Action = progress.KindSymlink, "symlink"
 	case plan.OpDelete:
-		ev.Event, ev.Action = progress.KindDelete, "delete"
+		// Held back, as the real run holds its deletions back until the
+		// transfers are done: printDeletes reports them then, unless the
+		// run would not make them (errors, a guard).
+		return e.deletes.add(s.Path)
 	default: // OpSkip, OpSetAttrs: counted as unchanged, unless joined to a group
 		if first, link := e.anchorFor(op); link {
 			ev.Event, ev.Action, ev.Msg = progress.KindTransfer, "link", "hard link to "+plan.Join(e.dstPath, first)
@@ -51,4 +55,27 @@ func (e *engine) printPlan(op plan.Op) error {
 	}
 	e.emit(ev)
 	return nil
+}
+
+// printDeletes ends a dry run as the real run ends: the deletions it
+// held back are reported only if the real run would make them, which it
+// does not after an error (a notice says so) or when a guard (deleteGuard)
+// refuses them.
+func (e *engine) printDeletes() error {
+	n := e.deletes.len()
+	if n == 0 {
+		return nil
+	}
+	if e.errors.Load() > 0 {
+		e.sink.Emit(progress.Event{Event: progress.KindNotice, DryRun: true,
+			Msg: fmt.Sprintf("not deleting %d extra entries at the destination because there were errors", n)})
+		return nil
+	}
+	if err := e.deleteGuard(int64(n)); err != nil {
+		return err
+	}
+	return e.deletes.each(func(p string) error {
+		e.emit(progress.Event{Event: progress.KindDelete, Action: "delete", Path: p, DryRun: true})
+		return nil
+	})
 }

@@ -61,9 +61,9 @@ type engine struct {
 	metaOf  []plan.Op
 	deletes pathList // extra destination entries, deleted after the transfers
 	// srcSeen counts the source entries the plan met (any op but a
-	// delete), dryDeletes the deletions a dry run planned: the deletion
-	// guards' figures (the plan is visited by one goroutine).
-	srcSeen, dryDeletes int64
+	// delete): the empty-source guard's figure (the plan is visited by
+	// one goroutine).
+	srcSeen int64
 	// delDirs are the directories among the deletions (their contents
 	// count towards --max-delete).
 	delDirs []string
@@ -340,9 +340,6 @@ func (e *engine) run() error {
 		switch {
 		case op.Kind != plan.OpDelete:
 			e.srcSeen++
-		case e.opt.DryRun:
-			e.dryDeletes++
-			fallthrough
 		default:
 			if op.Src.Type == plan.TypeDir {
 				e.delDirs = append(e.delDirs, op.Src.Path)
@@ -371,10 +368,7 @@ func (e *engine) run() error {
 		return context.Cause(e.ctx)
 	}
 	if e.opt.DryRun {
-		if e.errors.Load() > 0 {
-			return nil // a run with errors deletes nothing
-		}
-		return e.deleteGuard(e.dryDeletes)
+		return e.printDeletes()
 	}
 	if err := e.flushMeta(); err != nil {
 		return err
