@@ -20,6 +20,7 @@ import (
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/location"
 	"github.com/xfer-io/xfer/internal/metrics"
+	"github.com/xfer-io/xfer/internal/ratelimit"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/session"
 	"github.com/xfer-io/xfer/transfer/sshconn"
@@ -82,6 +83,7 @@ user the server runs as.`,
 	f.String("stdio-listen", "", "with --stdio: the address to accept this run's data streams on (default: the one the ssh client reached, from SSH_CONNECTION), or unix for a Unix socket in a private directory (no network port; data only through ssh)")
 	f.String("stdio-relay", "", "carry one inline data stream between standard input and output and ADDR (started by ssh:// clients)")
 	f.MarkHidden("stdio-relay")
+	sizeFlag(f, "bwlimit", "", "cap the data this agent sends, and separately what it receives, at this many bytes per second over all sessions together (third-party pushes included), with an optional K, M or G suffix (e.g. 100M): one network interface's worth per agent")
 	f.StringSlice("push-allow", nil, "servers third-party jobs may push to: CIDR, IP, IP:PORT or HOST:PORT (comma-separated or repeated), or none (default: any server that accepts the job's ticket)")
 	return c
 }
@@ -298,6 +300,12 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 			return exitcode.Usagef("--protos: unknown transport %q (want tcp, tcp-zc, uring or rdma)", p)
 		}
 	}
+	var bandwidth *ratelimit.Bandwidth
+	if bw, err := parseBwLimit(a.v.GetString("bwlimit")); err != nil {
+		return err
+	} else if bw > 0 {
+		bandwidth = ratelimit.NewBandwidth(bw)
+	}
 	var pushAllow *transfer.PushPolicy
 	if pa := a.v.GetStringSlice("push-allow"); len(pa) > 0 {
 		if pushAllow, err = transfer.ParsePushAllow(pa); err != nil {
@@ -398,6 +406,7 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 			IdleTimeout:            a.v.GetDuration("timeout"),
 			Log:                    a.log,
 			Version:                versionString(),
+			Bandwidth:              bandwidth,
 		},
 		Root:         root,
 		Exports:      exports,

@@ -333,12 +333,8 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) 
 		opt.BackupDir = path.Clean(d) // "./old/" is "old"; Validate refuses what leads out of DST
 	}
 	opt.Suffix = a.v.GetString("suffix")
-	if s := a.v.GetString("bwlimit"); s != "" {
-		bw, err := parseSize(s)
-		if err != nil || bw < 1024 {
-			return exitcode.Usagef("--bwlimit %q: want bytes per second of at least 1K, e.g. 100M", s)
-		}
-		opt.BwLimit = bw
+	if opt.BwLimit, err = parseBwLimit(a.v.GetString("bwlimit")); err != nil {
+		return err
 	}
 	if opt.Retries == 0 { // retries below 0 are refused by the flag
 		opt.Retries = -1 // --retries 0: none

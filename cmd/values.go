@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/xfer-io/xfer/internal/exitcode"
 )
 
 // Flag values. Every setting reaches a command through its flag's
@@ -332,4 +334,17 @@ func flagValue[V, T any](v flagValues, name string, own func(V) T, parse func(st
 		return own(x)
 	}
 	return parse(f.Value.String())
+}
+
+// parseBwLimit parses a --bwlimit value: bytes per second of at least 1K
+// with an optional K, M or G suffix; "" is 0, no cap.
+func parseBwLimit(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	bw, err := parseSize(s)
+	if err != nil || bw < 1024 {
+		return 0, exitcode.Usagef("--bwlimit %q: want bytes per second of at least 1K, e.g. 100M", s)
+	}
+	return bw, nil
 }

@@ -72,6 +72,10 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg.MaxOpenFiles = session.DefaultMaxOpenFiles
 	}
 	defaults.Log(&cfg.Log)
+	if cfg.Dial.Bandwidth == nil {
+		// Third-party jobs count in the agent's cap as well.
+		cfg.Dial.Bandwidth = cfg.Bandwidth
+	}
 	srv := &Server{cfg: cfg, tempFiles: receive.NewFDBudget()}
 	sc := cfg.ServerConfig
 	sc.UringEntries, sc.Services = cfg.Dial.UringEntries, srv.services

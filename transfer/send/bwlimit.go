@@ -3,11 +3,11 @@ package send
 import (
 	"context"
 	"os"
-	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/internal/ratelimit"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
@@ -15,8 +15,7 @@ import (
 // (--bwlimit), in bursts of at most burst bytes: a wrapper, so that the
 // engine sends as it always does and only the pace changes.
 func limitLanes(ctx context.Context, lanes []Lane, bps, burst int64) []Lane {
-	lim := rate.NewLimiter(rate.Limit(bps), int(burst))
-	lim.AllowN(time.Now(), int(burst)) // start empty: no burst before the first byte
+	lim := ratelimit.NewLimiter(bps, burst)
 	out := make([]Lane, len(lanes))
 	for i, l := range lanes {
 		out[i] = limited{Lane: l, ctx: ctx, lim: lim}
@@ -52,21 +51,6 @@ func (l limited) SendBatch(count int, payload []byte, cb func([]string, error)) 
 	return l.Lane.SendBatch(count, payload, cb)
 }
 
-// wait waits until n more bytes fit the rate, in pieces of at most a
-// burst; it returns the run's cause if the run stops first.
-func (l limited) wait(n int64) error {
-	for n > 0 {
-		k := min(n, int64(l.lim.Burst()))
-		r := l.lim.ReserveN(time.Now(), int(k))
-		t := time.NewTimer(r.Delay())
-		select {
-		case <-t.C:
-		case <-l.ctx.Done():
-			t.Stop()
-			r.Cancel()
-			return context.Cause(l.ctx)
-		}
-		n -= k
-	}
-	return nil
-}
+// wait waits until n more bytes fit the rate; it returns the run's cause
+// if the run stops first.
+func (l limited) wait(n int64) error { return ratelimit.Wait(l.ctx, l.lim, n) }

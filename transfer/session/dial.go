@@ -18,6 +18,7 @@ import (
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/defaults"
 	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/ratelimit"
 )
 
 // DialOptions say how to open a session to a server.
@@ -60,6 +61,9 @@ type DialOptions struct {
 	// new session before it starts (a pull's destination tree, so that
 	// the server can deliver into it).
 	Services func(s *Session)
+	// Bandwidth, when set, paces the session's data streams (a server's
+	// --bwlimit, shared by every session it accepts and dials).
+	Bandwidth *ratelimit.Bandwidth
 	// pool, when set, is the server's receive-memory pool the session's
 	// budget (poolLimit bytes) is drawn from, so that the sessions a
 	// server opens for third-party jobs count in its --max-memory too.
@@ -289,7 +293,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	rv := &dialRendezvous{s: s, addr: addr, timeout: o.ConnectTimeout, exch: controlExchange{s}, tls: dataConf, allow: o.allow, dial: o.DialData}
 	setupCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if err := s.openTransport(setupCtx, t, rv, backends.Params{Streams: w.Streams, Dialer: true, UringEntries: o.UringEntries}); err != nil {
+	if err := s.openTransport(setupCtx, t, rv, backends.Params{Streams: w.Streams, Dialer: true, UringEntries: o.UringEntries}, o.Bandwidth); err != nil {
 		return fail(exitcode.WithCode(exitcode.Peer, err))
 	}
 	conn.SetDeadline(time.Time{})

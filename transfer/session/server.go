@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/xfer-io/xfer/internal/defaults"
+	"github.com/xfer-io/xfer/internal/ratelimit"
 
 	"github.com/xfer-io/xfer/transfer/wire"
 
@@ -69,6 +70,10 @@ type ServerConfig struct {
 	// Xattrs is what the served tree can store of extended attributes,
 	// told to every client in the welcome; nil: not said.
 	Xattrs *wire.XattrSupport
+	// Bandwidth, when set, paces the data streams of every session
+	// together (serve --bwlimit); the sessions the server dials for
+	// third-party jobs share it through their DialOptions.
+	Bandwidth *ratelimit.Bandwidth
 }
 
 // Grant is what a session was admitted with: a ticket confines it to one
@@ -582,7 +587,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	t, _ := backends.Lookup(name)
 	rv := &acceptRendezvous{ps: ps, exch: controlExchange{s}, got: map[int]net.Conn{}}
 	setupCtx, cancel := context.WithTimeout(ctx, wire.DefaultConnectTimeout)
-	err = s.openTransport(setupCtx, t, rv, backends.Params{Streams: streams, Dialer: false, UringEntries: srv.cfg.UringEntries})
+	err = s.openTransport(setupCtx, t, rv, backends.Params{Streams: streams, Dialer: false, UringEntries: srv.cfg.UringEntries}, srv.cfg.Bandwidth)
 	cancel()
 	if err != nil {
 		srv.cfg.Log.Warn("session set-up failed", "peer", peer, "err", err)

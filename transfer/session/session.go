@@ -20,6 +20,7 @@ import (
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/internal/ratelimit"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -675,13 +676,14 @@ func sessionProof(key []byte, id string, stream int) string {
 }
 
 // openTransport sets up the session's data lanes with transport t.
-func (s *Session) openTransport(ctx context.Context, t backends.Transport, rv backends.Rendezvous, p backends.Params) error {
+// Its streams are paced by bw (nil: not paced).
+func (s *Session) openTransport(ctx context.Context, t backends.Transport, rv backends.Rendezvous, p backends.Params, bw *ratelimit.Bandwidth) error {
 	streams, err := t.Open(ctx, rv, p)
 	if err != nil {
 		return fmt.Errorf("setting up %s transport with %s: %w", t.Name(), s.peer, err)
 	}
 	for i, st := range streams {
-		s.lanes = append(s.lanes, newLane(s, i, st))
+		s.lanes = append(s.lanes, newLane(s, i, bw.Wrap(st)))
 	}
 	return nil
 }
