@@ -23,12 +23,7 @@ NSMALL="${BENCH_CLUSTER_SMALL:-2000}"
 need_xfer
 
 PIDS=()
-# cleanup: benchlib.sh's, for the agents of PIDS.
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$BD"
-}
+cleanup() { agents_cleanup; }
 bench_workdir xfer-bench-cluster
 
 mkdir -p "$BD/A/t" "$BD/B"
@@ -41,31 +36,14 @@ for i in $(seq 1 "$NSMALL"); do
 	head -c 4096 /dev/urandom >"$BD/A/t/small/f$i"
 done
 
-# serve HOST ROOT: start an agent on HOST with a run-time port.
-serve() {
-	"$XFER" serve --listen "$1:0" --root "$2" >/dev/null 2>"$BD/res/serve-$1.log" &
-	PIDS+=($!)
-}
-# addr HOST: the address the agent on HOST listens on, once it does.
-addr() {
-	local log="$BD/res/serve-$1.log"
-	for _ in $(seq 1 200); do
-		if grep -q 'listening on' "$log"; then
-			grep -o 'listening on [^ ]*' "$log" | head -n1 | awk '{print $3}'
-			return
-		fi
-		sleep 0.05
-	done
-	die "xfer serve on $1 did not start: $(cat "$log")"
-}
-serve 127.0.0.2 "$BD/A"
-serve 127.0.0.3 "$BD/A"
-serve 127.0.0.4 "$BD/B"
-serve 127.0.0.5 "$BD/B"
-a1=$(addr 127.0.0.2)
-a2=$(addr 127.0.0.3)
-b1=$(addr 127.0.0.4)
-b2=$(addr 127.0.0.5)
+agent_start 127.0.0.2 "$BD/A"
+agent_start 127.0.0.3 "$BD/A"
+agent_start 127.0.0.4 "$BD/B"
+agent_start 127.0.0.5 "$BD/B"
+a1=$(agent_addr 127.0.0.2)
+a2=$(agent_addr 127.0.0.3)
+b1=$(agent_addr 127.0.0.4)
+b2=$(agent_addr 127.0.0.5)
 CFG="$BD/xfer.yaml"
 cat >"$CFG" <<EOF
 remotes:
@@ -112,9 +90,7 @@ total_mib=$((NFILES * MIB + NSMALL * 4 / 1024))
 calc() { awk "BEGIN{print $1}"; }
 speedup=$(calc "$m1 / $m2")
 last2="$BD/res/run-2-$RUNS.json"
-balance=$(tail -n1 "$last2" | grep -o '"agents":{.*}' | sed 's/"agents"://; s/},"/}\n"/g' |
-	sed -n 's/^{*"\([^"]*\)":{"bytes":\([0-9]*\),"files":\([0-9]*\).*/\1 \2 \3/p' |
-	awk '{printf "%s%s: %d MiB, %d files", (NR>1?"; ":""), $1, $2/1048576, $3}')
+balance=$(agent_balance "$last2")
 
 table=$(
 	cat <<EOF

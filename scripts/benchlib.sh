@@ -52,7 +52,7 @@ cleanup() {
 	for p in "${XS_PID:-}" "${RS_PID:-}" "${PEER_PID:-}"; do
 		if [[ -n "$p" ]]; then stop_pid "$p"; fi
 	done
-	rm -rf "$BD"
+	[[ -n "${BENCH_KEEP:-}" ]] || rm -rf "$BD"
 }
 
 # xfer_flags: XF, the flags of every timed xfer copy/sync (--json for the
@@ -226,4 +226,46 @@ rsync_daemon_start() {
 	done
 	cat "$RES/rsyncd.log" >&2
 	die "could not start rsync --daemon"
+}
+
+# agent_start HOST ROOT [FLAG...]: starts an agent (xfer serve) on HOST with
+# a run-time port, serving ROOT, its pid added to PIDS and its stderr in
+# $BD/res/serve-HOST.log.
+agent_start() {
+	local host="$1" root="$2"
+	shift 2
+	"$XFER" serve --listen "$host:0" --root "$root" "$@" >/dev/null 2>"$BD/res/serve-$host.log" &
+	PIDS+=($!)
+}
+
+# agent_addr HOST: the address the agent on HOST listens on, once it does
+# (within 10 s).
+agent_addr() {
+	local log="$BD/res/serve-$1.log"
+	for _ in $(seq 1 200); do
+		if grep -q 'listening on' "$log"; then
+			grep -o 'listening on [^ ]*' "$log" | head -n1 | awk '{print $3}'
+			return
+		fi
+		sleep 0.05
+	done
+	die "xfer serve on $1 did not start: $(cat "$log")"
+}
+
+# agents_cleanup: a cleanup for scripts that start agents: stops those of
+# PIDS and removes BD.
+agents_cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[[ -n "${BENCH_KEEP:-}" ]] || rm -rf "$BD"
+}
+
+# agent_balance FILE: the per-agent accounting of the --json summary that
+# ends FILE, as "ADDR: N MiB, M files; ..." (nothing when the run was not a
+# cluster run: one agent per side is a plain session).
+agent_balance() {
+	tail -n1 "$1" | { grep -o '"agents":{.*}' || true; } | sed 's/"agents"://; s/},"/}\n"/g' |
+		sed -n 's/^{*"\([^"]*\)":{"bytes":\([0-9]*\),"files":\([0-9]*\).*/\1 \2 \3/p' |
+		awk '{printf "%s%s: %d MiB, %d files", (NR>1?"; ":""), $1, $2/1048576, $3}'
 }
