@@ -8,7 +8,8 @@
 #   make lint              gofmt, goimports, go vet and staticcheck (pinned; fetched by go run)
 #   make demo              local -> serve A -> serve B -> local round trip
 #   make bench             xfer vs rsync/cp/iperf3/b3sum on loopback + tmpfs; transports,
-#                          CAS and daemon, cluster agents (BENCH_RUNS, BENCH_RECORD=1)
+#                          CAS and daemon, cluster agents and their scaling under
+#                          per-agent caps (BENCH_RUNS, BENCH_RECORD=1)
 #   make fuzz              every Fuzz target for FUZZTIME each
 #   make generate          go generate ./...
 #   make release-snapshot  goreleaser release --snapshot --clean
