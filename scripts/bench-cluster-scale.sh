@@ -5,7 +5,8 @@
 # addresses 127.0.0.2-5 (source side, all serving one directory, as agents
 # on a shared parallel file system would) and 127.0.0.6-9 (destination
 # side), data on tmpfs. The cap is low enough that the CPUs are not the
-# limit; the machine's CPU use during each run is reported to show it.
+# limit; the machine's CPU use during each run (all of it, and xfer's:
+# agents and client) is reported to show it.
 # Runs rotate (1, 2, 4 agents; 2, 4, 1; ...) into a fresh destination;
 # medians are reported: aggregate throughput, its ratio to N x the
 # 1-agent throughput (target: at least 0.9), and the balance of the last
@@ -14,7 +15,7 @@
 #
 #   XFER=bin/xfer scripts/bench-cluster-scale.sh
 #
-# Knobs: BENCH_RUNS=3, BENCH_SCALE_CAP=50M (per agent, each way),
+# Needs GNU time (/usr/bin/time) and b3sum. Knobs: BENCH_RUNS=3, BENCH_SCALE_CAP=50M (per agent, each way),
 # BENCH_SCALE_FILES=16 files of BENCH_SCALE_MIB=32 MiB, BENCH_TMP=/dev/shm,
 # BENCH_RECORD=1 appends the table to docs/benchmarks.md.
 set -euo pipefail
@@ -62,8 +63,15 @@ CFG="$BD/xfer.yaml"
 	done
 } >"$CFG"
 
-# busy: the machine's busy and total CPU ticks so far (from /proc/stat).
-busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+# busy: the machine's busy and total CPU ticks so far (from /proc/stat),
+# and the agents' own (user and system, from /proc/PID/stat).
+busy() {
+	local p agents=0
+	for p in "${PIDS[@]}"; do
+		agents=$((agents + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	awk -v a="$agents" '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8, a}' /proc/stat
+}
 
 # run N ROUND: one sync with N agents per side into a fresh destination;
 # records the wall time, the machine's CPU use over it and the summary.
@@ -74,13 +82,18 @@ run() {
 	local t0 t1 c0 c1 out="$RES/run-$1-$2.json"
 	c0=$(busy)
 	t0=$(date +%s.%N)
-	"$XFER" --config "$CFG" sync "A$1:/t" "B$1:/t" --proto tcp --chunk-size 4M --json >"$out"
+	/usr/bin/time -f '%U %S' -o "$RES/client-cpu" \
+		"$XFER" --config "$CFG" sync "A$1:/t" "B$1:/t" --proto tcp --chunk-size 4M --json >"$out"
 	t1=$(date +%s.%N)
 	c1=$(busy)
 	grep -q '"errors":0' "$out" || die "run with $1 agents reported errors: $(tail -n1 "$out")"
 	if [[ "$2" != warm ]]; then
 		awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}' >>"$RES/time-$1"
-		echo "$c0 $c1" | awk '{print 100 * ($3 - $1) / ($4 - $2)}' >>"$RES/cpu-$1"
+		echo "$c0 $c1" | awk '{print 100 * ($4 - $1) / ($5 - $2)}' >>"$RES/cpu-$1"
+		# xfer's own: the agents' ticks and the client's seconds, as a
+		# share of the machine's (total ticks over the run).
+		echo "$c0 $c1 $(cat "$RES/client-cpu")" |
+			awk -v hz="$(getconf CLK_TCK)" '{print 100 * (($6 - $3) + hz * ($7 + $8)) / ($5 - $2)}' >>"$RES/xcpu-$1"
 	fi
 }
 
@@ -108,7 +121,7 @@ for n in 1 2 4; do
 	m=$(median "$RES/time-$n")
 	tn=$(calc "$total_mib / $m")
 	ratio=$(calc "$tn / ($n * $t1)")
-	rows+="| $n | $(printf %.2f "$m") | $(printf %.1f "$tn") | $(printf %.1f "$(calc "$n * $t1")") | $(printf %.2f "$ratio") | $(printf %.0f "$(median "$RES/cpu-$n")")% |"$'\n'
+	rows+="| $n | $(printf %.2f "$m") | $(printf %.1f "$tn") | $(printf %.1f "$(calc "$n * $t1")") | $(printf %.2f "$ratio") | $(printf %.0f "$(median "$RES/cpu-$n")")% | $(printf %.0f "$(median "$RES/xcpu-$n")")% |"$'\n'
 	b=$(agent_balance "$RES/run-$n-$RUNS.json")
 	balances+="- $n agent(s) per side: ${b:-one session between the two agents: every byte through each (a single-agent remote is a plain session, without per-agent accounting)}"$'\n'
 	if awk -v r="$ratio" 'BEGIN{exit !(r < 0.9)}'; then verdict+=" $n agents: $(printf %.2f "$ratio") x N (below 0.9);"; fi
@@ -117,8 +130,8 @@ done
 
 table=$(
 	cat <<EOF
-| agents per side | median s (${RUNS} runs) | MiB/s | N x one agent | ratio | machine CPU busy |
-|---|---|---|---|---|---|
+| agents per side | median s (${RUNS} runs) | MiB/s | N x one agent | ratio | machine CPU busy | of it xfer's |
+|---|---|---|---|---|---|---|
 ${rows%$'\n'}
 
 Target 0.9 x N x one agent:${verdict}
