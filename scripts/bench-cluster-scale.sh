@@ -140,14 +140,6 @@ Balance (bytes and files each agent carried, source and destination agents, last
 ${balances%$'\n'}
 EOF
 )
-echo "$table"
-if [[ "${BENCH_RECORD:-}" == 1 ]]; then
-	{
-		echo
-		echo "### $(date -u '+%Y-%m-%d %H:%M UTC') — xfer $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
-		echo
-		echo "\`BENCH_RUNS=$RUNS BENCH_SCALE_CAP=$CAP XFER=bin/xfer scripts/bench-cluster-scale.sh\` ($NFILES x $MIB MiB, tmpfs, $(nproc) cores, every agent capped at $CAP/s each way)"
-		echo
-		echo "$table"
-	} >>"$ROOT/docs/benchmarks.md"
-fi
+record_table "## Cluster scaling with capped agents (issue 15)" \
+	"BENCH_RUNS=$RUNS BENCH_SCALE_CAP=$CAP BENCH_SCALE_FILES=$NFILES BENCH_SCALE_MIB=$MIB XFER=bin/xfer scripts/bench-cluster-scale.sh" \
+	"$NFILES x $MIB MiB, tmpfs, $(nproc) cores, every agent capped at $CAP/s each way" "$table"

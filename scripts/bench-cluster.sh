@@ -102,14 +102,5 @@ table=$(
 Balance of the last 2-agent run (bytes and files each agent carried): $balance.
 EOF
 )
-echo "$table"
-if [[ "${BENCH_RECORD:-}" == 1 ]]; then
-	{
-		echo
-		echo "### $(date -u '+%Y-%m-%d %H:%M UTC') — xfer $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
-		echo
-		echo "\`BENCH_RUNS=$RUNS XFER=bin/xfer scripts/bench-cluster.sh\` ($NFILES x $MIB MiB + $NSMALL x 4 KiB, tmpfs, $(nproc) cores)"
-		echo
-		echo "$table"
-	} >>"$ROOT/docs/benchmarks.md"
-fi
+record_table "## Cluster agents (issue 6)" "BENCH_RUNS=$RUNS XFER=bin/xfer scripts/bench-cluster.sh" \
+	"$NFILES x $MIB MiB + $NSMALL x 4 KiB, tmpfs, $(nproc) cores" "$table"

@@ -269,3 +269,20 @@ agent_balance() {
 		sed -n 's/^{*"\([^"]*\)":{"bytes":\([0-9]*\),"files":\([0-9]*\).*/\1 \2 \3/p' |
 		awk '{printf "%s%s: %d MiB, %d files", (NR>1?"; ":""), $1, $2/1048576, $3}'
 }
+
+# record_table SECTION COMMAND WHAT TABLE: prints TABLE; with BENCH_RECORD=1
+# also records it in SECTION of docs/benchmarks.md under a heading with the
+# date and the xfer version, with the exact COMMAND and WHAT was measured.
+record_table() {
+	echo "$4"
+	[[ "${BENCH_RECORD:-}" == 1 ]] || return 0
+	{
+		echo "### $(date -u '+%Y-%m-%d %H:%M UTC') — xfer $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
+		echo
+		echo "\`$2\` ($3)"
+		echo
+		echo "$4"
+		echo
+	} >"$RES/record.md"
+	record_in_section "$ROOT/docs/benchmarks.md" "$1" "$RES/record.md"
+}
