@@ -16,7 +16,7 @@
 #   XFER=bin/xfer scripts/bench-cluster-scale.sh
 #
 # Needs GNU time (/usr/bin/time) and b3sum. Knobs: BENCH_RUNS=3, BENCH_SCALE_CAP=50M (per agent, each way),
-# BENCH_SCALE_FILES=16 files of BENCH_SCALE_MIB=32 MiB, BENCH_TMP=/dev/shm,
+# BENCH_SCALE_FILES=32 files of BENCH_SCALE_MIB=32 MiB, BENCH_TMP=/dev/shm,
 # BENCH_RECORD=1 appends the table to docs/benchmarks.md.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ source "$(dirname "$0")/benchlib.sh"
 bench_init bench-cluster-scale
 RUNS="${BENCH_RUNS:-3}"
 CAP="${BENCH_SCALE_CAP:-50M}"
-NFILES="${BENCH_SCALE_FILES:-16}"
+NFILES="${BENCH_SCALE_FILES:-32}"
 MIB="${BENCH_SCALE_MIB:-32}"
 positive_int BENCH_RUNS "$RUNS"
 positive_int BENCH_SCALE_FILES "$NFILES"
