@@ -426,6 +426,9 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 		return a.serveStdio(cmd.Context(), srv, ln, token)
 	}
 	what += fmt.Sprintf(", umask %03o", umask)
+	if bandwidth != nil {
+		what += fmt.Sprintf(", data capped at %s/s each way", a.v.GetString("bwlimit"))
+	}
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))
 	if etcd != nil {

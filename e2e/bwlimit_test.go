@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,6 +80,42 @@ func TestServeBwLimit(t *testing.T) {
 		t.Logf("two sessions: %d MiB in %s", size>>20, took.Round(time.Millisecond))
 		if took < ideal*8/10 {
 			t.Errorf("two sessions together took %s, under 0.8 x %s: each got a cap of its own", took, ideal)
+		}
+	})
+	t.Run("cluster", func(t *testing.T) {
+		// Two capped agents per side carry twice one agent's cap, and no
+		// agent more than its own.
+		rootA, rootB := t.TempDir(), t.TempDir()
+		capFlag := fmt.Sprintf("%dM", capMiB)
+		a := startCluster(t, rootA, 4, 2, "--bwlimit", capFlag)
+		b := startCluster(t, rootB, 6, 2, "--bwlimit", capFlag)
+		cfg := clusterConfig(t, map[string][]*server{"capA": a, "capB": b})
+		must(t, os.CopyFS(filepath.Join(rootA, "t"), os.DirFS(src)))
+		start := time.Now()
+		r := xfer(t, "--config", cfg, "sync", "capA:/t", "capB:/t", "--chunk-size", "1M", "--proto", "tcp", "--json")
+		took := time.Since(start)
+		if r.code != 0 {
+			t.Fatal(r)
+		}
+		_, s := clusterRun(t, r)
+		sameTree(t, filepath.Join(rootA, "t"), filepath.Join(rootB, "t"))
+		ideal := time.Duration(float64(size) / float64(2*capMiB<<20) * float64(time.Second))
+		t.Logf("cluster of 2 capped agents per side: %d MiB in %s (%s at 2 x the cap)", size>>20, took.Round(time.Millisecond), ideal)
+		if took < ideal*8/10 {
+			t.Errorf("took %s, under 0.8 x %s: an agent went beyond its cap", took, ideal)
+		}
+		if took > 3*ideal+5*time.Second {
+			t.Errorf("took %s, far beyond the %s two capped agents allow", took, ideal)
+		}
+		for _, ag := range append(append([]*server{}, a...), b...) {
+			if st := s.Agents[ag.addr]; st.Bytes < size/4 || st.Bytes > size*3/4 {
+				t.Errorf("agent %s carried %d of %d bytes: unbalanced", ag.addr, st.Bytes, size)
+			}
+		}
+		// Again: nothing left to move.
+		r = xfer(t, "--config", cfg, "sync", "capA:/t", "capB:/t", "--proto", "tcp", "--json")
+		if _, s = clusterRun(t, r); r.code != 0 || s.FilesTransferred != 0 || s.BytesSent != 0 {
+			t.Errorf("second sync moved %d files, %d bytes\n%s", s.FilesTransferred, s.BytesSent, r)
 		}
 	})
 	t.Run("bad rate", func(t *testing.T) {
