@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,7 +89,8 @@ func TestServeBwLimit(t *testing.T) {
 		a := startCluster(t, rootA, 4, 2, "--bwlimit", capFlag)
 		b := startCluster(t, rootB, 6, 2, "--bwlimit", capFlag)
 		cfg := clusterConfig(t, map[string][]*server{"capA": a, "capB": b})
-		must(t, os.CopyFS(filepath.Join(rootA, "t"), os.DirFS(src)))
+		writeRandom(t, filepath.Join(rootA, "t/big/a.bin"), size/2, 1)
+		writeRandom(t, filepath.Join(rootA, "t/big/b.bin"), size/2, 2)
 		start := time.Now()
 		r := xfer(t, "--config", cfg, "sync", "capA:/t", "capB:/t", "--chunk-size", "1M", "--proto", "tcp", "--json")
 		took := time.Since(start)
