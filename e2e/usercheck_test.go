@@ -240,3 +240,23 @@ func TestInspectSymlinkLocation(t *testing.T) {
 		}
 	}
 }
+
+// TestQuietWithVerbose: -q and -v on one command line are refused (one
+// line, exit 2, nothing copied), as rclone refuses them; -q with
+// XFER_VERBOSE from the environment is quiet (the command line wins).
+func TestQuietWithVerbose(t *testing.T) {
+	src := fileTree(t, map[string]string{"f": "1"})
+	dst := filepath.Join(t.TempDir(), "d")
+	for _, args := range [][]string{{"-q", "-v"}, {"-vv", "--quiet"}} {
+		r := xfer(t, append([]string{"copy", src, dst}, args...)...)
+		if r.code != 2 || strings.TrimSpace(r.stderr) != "xfer: -q (--quiet) and -v (--verbose) do not go together: choose one" {
+			t.Errorf("copy %q: want one line and exit 2:\n%s", args, r)
+		}
+		if _, err := os.Stat(dst); !os.IsNotExist(err) {
+			t.Fatalf("copy %q was refused but created %s", args, dst)
+		}
+	}
+	if r := xferEnv(t, []string{"XFER_VERBOSE=1"}, "copy", src, dst, "-q"); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("XFER_VERBOSE=1 copy -q: want a quiet run:\n%s", r)
+	}
+}
