@@ -155,6 +155,8 @@ func TestCheckJSONFailure(t *testing.T) {
 // run's, and it changes nothing. Local and peer destinations.
 func TestDryRunOfGuardedSync(t *testing.T) {
 	srv := startServer(t, t.TempDir())
+	srcBase := t.TempDir()
+	srcSrv := startServer(t, srcBase) // the source of the peer to peer runs
 	for _, c := range []struct {
 		name  string
 		src   map[string]string
@@ -165,14 +167,18 @@ func TestDryRunOfGuardedSync(t *testing.T) {
 		{"empty-source", map[string]string{}, nil},
 		{"empty-source-allowed", map[string]string{}, []string{"--allow-empty-source"}},
 	} {
-		for _, kind := range []string{"local", "peer"} {
+		for _, kind := range []string{"local", "peer", "peer-peer"} {
 			t.Run(c.name+"/"+kind, func(t *testing.T) {
 				src := fileTree(t, c.src)
+				if kind == "peer-peer" {
+					must(t, os.Rename(src, filepath.Join(srcBase, c.name)))
+					src = srcSrv.url(c.name)
+				}
 				mkDst := func(name string) (string, string) {
 					dir := filepath.Join(t.TempDir(), name)
 					arg := dir
-					if kind == "peer" {
-						dir, arg = filepath.Join(srv.root, c.name, name), srv.url(c.name+"/"+name)
+					if kind != "local" {
+						dir, arg = filepath.Join(srv.root, c.name+"-"+kind, name), srv.url(c.name+"-"+kind+"/"+name)
 					}
 					for _, f := range []string{"a", "x", "d/y"} {
 						writeFile(t, filepath.Join(dir, f), "dst "+f, 0o644)
