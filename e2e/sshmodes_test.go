@@ -3,7 +3,6 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,12 +62,12 @@ func TestSSHKeepsWhatRsyncKeeps(t *testing.T) {
 			t.Fatalf("copy to ssh://, run %d: %s", run, r)
 		}
 		if d := diffTrees(want, scanTree(t, got), cmpOpts{ref: "rsync -a -e ssh", got: "xfer"}); len(d) > 0 {
-			t.Errorf("run %d: the ssh:// destination differs from rsync's:\n%s", run, strings.Join(d, "\n"))
+			t.Errorf("run %d: the ssh:// destination differs from rsync's:%s", run, report(d))
 		}
 		if run == 1 {
 			first = scanTree(t, got)
 		} else if d := diffTrees(first, scanTree(t, got), cmpOpts{ref: "run 1", got: "run 2", inodes: true}); len(d) > 0 {
-			t.Errorf("the second run changed the destination:\n%s", strings.Join(d, "\n"))
+			t.Errorf("the second run changed the destination:%s", report(d))
 		}
 	}
 	// A far side told otherwise (as a forced command in authorized_keys
