@@ -102,6 +102,7 @@ bench: build
 	XFER=$(CURDIR)/$(BIN) bash scripts/bench-transports.sh
 	XFER=$(CURDIR)/$(BIN) bash scripts/bench-cas.sh
 	XFER=$(CURDIR)/$(BIN) bash scripts/bench-cluster.sh
+	XFER=$(CURDIR)/$(BIN) BENCH_SCALE_SCENARIOS="delta scatter" bash scripts/bench-scale.sh
 
 # Runs each Fuzz target found by `go test -list` for FUZZTIME (one at a time).
 # XFER_BIN spares the e2e package's TestMain a build while listing.

@@ -5,7 +5,7 @@ import (
 )
 
 func newCopyCmd(a *app) *cobra.Command {
-	c := a.transferCmd(&cobra.Command{
+	return a.transferCmd(&cobra.Command{
 		Use:   "copy SRC DST",
 		Short: "Copy files from SRC into DST, never deleting",
 		Long: `Copy makes DST hold SRC's files: DST is a directory whose contents become
@@ -20,6 +20,4 @@ under its final name only once its data is verified and durable.`,
   xfer copy nodeA:/proj nodeB:/proj --dry-run
   xfer copy ./results ssh://me@host/~/incoming   # through ssh: see docs/ssh.md`,
 	}, transferKind{})
-	c.Flags().Bool("lock", false, "lock the destination directory for the run (flock on the directory itself) so two runs never overlap (sync does by default)")
-	return c
 }

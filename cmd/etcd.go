@@ -148,9 +148,9 @@ type etcdJob struct {
 	j            *membership.Job
 }
 
-// name identifies the job: the same command (locations, copy or sync,
-// and the options that decide what moves) is the same job.
-func (j *etcdJob) name(args []string, sync bool, opt transfer.Options, keep time.Duration) {
+// name identifies the job: the same command (locations, which transfer
+// command, and the options that decide what moves) is the same job.
+func (j *etcdJob) name(args []string, kind transferKind, opt transfer.Options, keep time.Duration) {
 	o := opt
 	// What does not change what the run moves is not part of the job.
 	o.BwLimit, o.Streams, o.Checkers, o.Transfers, o.Proto, o.ProtoReason = 0, 0, 0, 0, "", ""
@@ -160,7 +160,7 @@ func (j *etcdJob) name(args []string, sync bool, opt transfer.Options, keep time
 	if opt.Filter != nil {
 		flt = *opt.Filter
 	}
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00sync=%v\x00%+v\x00%+v", args[0], args[1], sync, o, flt)))
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%+v\x00%+v\x00%+v", args[0], args[1], kind, o, flt)))
 	j.id, j.src, j.dst, j.keep = hex.EncodeToString(h[:12]), args[0], args[1], keep
 }
 

@@ -29,7 +29,6 @@ straight to the destination server.`,
 		Example: `  xfer sync xfer://node1:7878/incoming ./mirror --delete
   xfer sync nodeA:/proj nodeB:/proj`,
 	}, transferKind{sync: true})
-	c.Flags().Bool("lock", true, "lock the destination directory for the run (flock on the directory itself) so two runs on it never overlap (--lock=false to skip)")
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
 	intFlag(c.Flags(), "max-delete", -1, -1, math.MaxInt, "if the sync would delete more than this many entries at DST, delete none of them (files are still transferred) and exit 5 (-1: no limit)")
 	c.Flags().Bool("allow-empty-source", false, "let a sync from an empty SRC delete everything at DST (refused with exit 5 otherwise)")

@@ -42,6 +42,11 @@ func (a *app) transferCmd(c *cobra.Command, kind transferKind) *cobra.Command {
 	c.ValidArgsFunction = completeLocations
 	c.RunE = func(cmd *cobra.Command, args []string) error { return a.runTransfer(cmd, args, kind) }
 	addTransferFlags(c)
+	if kind.sync {
+		c.Flags().Bool("lock", true, "lock the destination directory for the run (flock on the directory itself) so two runs on it never overlap (--lock=false to skip)")
+	} else {
+		c.Flags().Bool("lock", false, "lock the destination directory for the run (flock on the directory itself) so two runs never overlap (sync does by default)")
+	}
 	if kind.move {
 		c.Flags().Bool("delete-empty-src-dirs", false, "also remove the source directories the move left empty (never SRC itself)")
 	}
@@ -82,7 +87,7 @@ func addTransferFlags(c *cobra.Command) {
 	f.String("owners", "auto", "keep owners and groups: auto (where the receiver runs as root, like rsync -a), yes (also report once what an unprivileged receiver could not keep) or no")
 	f.Bool("numeric-ids", false, "keep owners and groups by number instead of mapping them by name at the receiver")
 	f.Bool("specials", true, "recreate fifos, sockets and (as root) devices; false: skip them with one notice")
-	f.Bool("delta", true, "for large files that changed, send only the chunks that differ from the destination's copy (both sides hash the file)")
+	f.Bool("delta", true, "for large files that changed, send only the parts that differ from the destination's copy: chunks, then their 16 KiB BLAKE3 leaves (both sides hash the file)")
 	f.String("backup-dir", "", "move what the run replaces or deletes at DST into this directory (relative to DST and inside it, e.g. .backup) under its own path, instead of losing it; the run leaves the directory alone")
 	f.String("suffix", "", "with --backup-dir: append this to the name of each file kept there (e.g. .old)")
 	intFlag(f, "retries", transfer.DefaultRetries, 0, math.MaxInt, "rerun this often after a lost connection, with backoff (1s, 2s, 4s, ...); partial files resume (0: never)")
@@ -376,7 +381,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) 
 	}
 	for _, ep := range []transfer.Endpoint{src, dst} {
 		if j, ok := ep.Job.(*etcdJob); ok {
-			j.name(args, sync, opt, a.v.GetDuration("etcd-done-ttl"))
+			j.name(args, kind, opt, a.v.GetDuration("etcd-done-ttl"))
 			defer j.close()
 		}
 	}
@@ -492,6 +497,13 @@ func (a *app) transferPass(ctx context.Context, cmd *cobra.Command, src, dst tra
 			return a.stopped(sink, finish, sum, progress.StoppedMaxDuration, code,
 				fmt.Sprintf("stopped after --max-duration %s before the run was done", maxDur))
 		}
+	}
+	if exitcode.Code(err) == exitcode.MaxTransfer {
+		code := exitcode.MaxTransfer
+		if sum.Errors > 0 {
+			code = exitcode.Partial
+		}
+		return a.stopped(sink, finish, sum, progress.StoppedMaxTransfer, code, userMessage(err))
 	}
 	if err != nil && !errors.As(err, &partial) {
 		// The run stopped: say why once, after what it did.

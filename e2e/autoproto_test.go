@@ -59,6 +59,28 @@ func checkMeasured(t *testing.T, s summary) {
 	t.Errorf("chosen %s is not among the figures %+v", c.Proto, c.Rates)
 }
 
+// rateOf is the measured rate of proto in s's choice (0: not measured).
+func rateOf(s summary, proto string) float64 {
+	for _, r := range s.ProtoChoice.Rates {
+		if r.Proto == proto && r.Error == "" {
+			return r.GBs
+		}
+	}
+	return 0
+}
+
+// bestOther is the best measured rate in s's choice of a transport other
+// than proto.
+func bestOther(s summary, proto string) float64 {
+	best := 0.0
+	for _, r := range s.ProtoChoice.Rates {
+		if r.Proto != proto && r.Error == "" && r.GBs > best {
+			best = r.GBs
+		}
+	}
+	return best
+}
+
 // TestAutoProtoProbe: with UCX_TLS=tcp on both ends (rdma eligible, as
 // under an HPC module system), auto measures every transport both ends
 // offer and takes the fastest by its own figures; the second run to the
@@ -85,6 +107,9 @@ func TestAutoProtoProbe(t *testing.T) {
 		t.Fatalf("first run: want a measured choice, got %+v (%q)", first.ProtoChoice, first.ProtoReason)
 	}
 	checkMeasured(t, first)
+	if rdma, fastest := rateOf(first, "rdma"), bestOther(first, "rdma"); first.Proto == "rdma" && rdma < fastest*(1-choiceMargin) {
+		t.Errorf("auto ended on rdma (UCX over tcp) at %.3f GB/s with another transport at %.3f", rdma, fastest)
+	}
 	probed := map[string]bool{}
 	for _, rt := range first.ProtoChoice.Rates {
 		probed[rt.Proto] = true
@@ -197,6 +222,21 @@ func TestAutoProtoFallbacks(t *testing.T) {
 			t.Errorf("a cached %s the server no longer offers: want a fresh probe, got %s %+v", gone, again.Proto, again.ProtoChoice)
 		}
 		sameTree(t, src, filepath.Join(s.root, "e"))
+	})
+
+	t.Run("bwlimit and dry run measure nothing", func(t *testing.T) {
+		s := startServer(t, t.TempDir())
+		for _, c := range []struct{ flag, why string }{{"--dry-run", "dry run"}, {"--bwlimit=100M", "--bwlimit"}} {
+			r := xfer(t, "copy", src, s.url("d"), "--json", c.flag)
+			if r.code != 0 {
+				t.Fatal(r)
+			}
+			if _, sum := jsonRun(t, r); sum.ProtoChoice == nil || sum.ProtoChoice.By != "preference" || len(sum.ProtoChoice.Rates) != 0 ||
+				!strings.Contains(sum.ProtoReason, c.why) {
+				t.Errorf("%s: want the preference order, unmeasured; got %s %+v (%q)", c.flag, sum.Proto, sum.ProtoChoice, sum.ProtoReason)
+			}
+		}
+		sameTree(t, src, filepath.Join(s.root, "d"))
 	})
 
 	t.Run("only one candidate", func(t *testing.T) {

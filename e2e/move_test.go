@@ -513,3 +513,53 @@ func TestRemovalConfined(t *testing.T) {
 		unchanged(t, "xfer "+strings.Join(args, " "), want, outside)
 	}
 }
+
+// TestMovetoRename: moveto renames a file within its own directory on
+// every location kind (as rclone moveto does), and refuses to move a file
+// or a directory onto itself or into itself, which would remove the only
+// copy: exit 2, nothing changed.
+func TestMovetoRename(t *testing.T) {
+	for _, kind := range siteKinds() {
+		t.Run(kind, func(t *testing.T) {
+			s := newSite(t, kind)
+			buildTree(t, s.path("d"), []ent{fileE("a.txt", "alpha\n"), fileE("s/x", "x\n")}, nil, "")
+			before := scanTree(t, s.base)
+			for _, c := range [][2]string{{"d/a.txt", "d/a.txt"}, {"d/a.txt", "d/s/../a.txt"}, {"d", "d/s/in"}, {"d/s", "d"}} {
+				x, _ := runJSON(t, []*site{s}, "moveto", s.loc(c[0]), s.loc(c[1]))
+				// A peer refuses any ".." in a path before it looks.
+				if x.code != 2 || !(strings.Contains(x.stdout, "overlap") || strings.Contains(x.stdout, "climbs out")) {
+					t.Errorf("moveto %s %s: want exit 2 saying they overlap: %s", c[0], c[1], x.result)
+				}
+			}
+			unchanged(t, "a refused moveto", before, s.base)
+			x, sum := runJSON(t, []*site{s}, "moveto", s.loc("d/a.txt"), s.loc("d/b.txt"))
+			if x.code != 0 || sum.SourceRemoved != 1 {
+				t.Fatalf("moveto d/a.txt d/b.txt: %+v %s", sum, x.result)
+			}
+			if got, err := os.ReadFile(s.path("d/b.txt")); err != nil || string(got) != "alpha\n" {
+				t.Errorf("d/b.txt after the rename: %q, %v", got, err)
+			}
+			if _, err := os.Lstat(s.path("d/a.txt")); err == nil {
+				t.Errorf("d/a.txt is still there after the rename")
+			}
+		})
+	}
+}
+
+// TestMoveOntoItself: a move whose destination is its source reached
+// through a peer that serves it keeps every file and says why (exit 2).
+func TestMoveOntoItself(t *testing.T) {
+	s := newSite(t, "peer")
+	buildTree(t, s.path("src"), moveTree(), nil, "")
+	before := scanTree(t, s.base)
+	for _, args := range [][]string{
+		{"move", s.path("src"), s.loc("src")},
+		{"moveto", s.path("src/a.txt"), s.loc("src/a.txt")},
+	} {
+		x, _ := runJSON(t, nil, args...)
+		if x.code != 2 || !strings.Contains(x.stdout, "reached two ways: nothing was removed") {
+			t.Errorf("xfer %q: want exit 2 saying source and destination are the same: %s", args, x.result)
+		}
+	}
+	unchanged(t, "a move onto itself", before, s.base)
+}

@@ -248,7 +248,9 @@ func TestRecoveredFailuresAreNotErrors(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "big.bin"), 8<<20, 3)
 	srv := startServer(t, t.TempDir())
 	p := startDropOnceProxy(t, srv.addr, 3<<20)
-	r := xfer(t, "copy", src, "xfer://"+p.ln.Addr().String()+"/d", "--chunk-size", "1M", "--retries", "3", "--timeout", "5s")
+	// A forced transport: the bytes of auto's probe would be cut instead
+	// of the copy's.
+	r := xfer(t, "copy", src, "xfer://"+p.ln.Addr().String()+"/d", "--chunk-size", "1M", "--retries", "3", "--timeout", "5s", "--proto", "tcp")
 	if r.code != 0 {
 		t.Fatalf("the retry should complete the run: %s", r)
 	}

@@ -215,13 +215,7 @@ func TestBackupKeepsDelta(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	for _, dir := range []string{"local-peer", "peer-local"} {
 		t.Run(dir, func(t *testing.T) {
-			src, dst := filepath.Join(t.TempDir(), "src"), filepath.Join(t.TempDir(), "dst")
-			srcArg, dstArg := src, srv.url(dir+"/dst")
-			if dir == "peer-local" {
-				src, srcArg, dstArg = filepath.Join(srv.root, dir, "src"), srv.url(dir+"/src"), dst
-			} else {
-				dst = filepath.Join(srv.root, dir, "dst")
-			}
+			src, dst, srcArg, dstArg := directionPaths(t, srv, dir)
 			f := filepath.Join(src, "big.bin")
 			writeRandom(t, f, 8<<20, 61)
 			old, err := os.ReadFile(f)
@@ -236,8 +230,8 @@ func TestBackupKeepsDelta(t *testing.T) {
 			must(t, err)
 			must(t, fh.Close())
 			r := xfer(t, args...)
-			if _, sum := jsonRun(t, r); r.code != 0 || sum.FilesTransferred != 1 || sum.BytesSent != 1<<20 {
-				t.Errorf("files_transferred %d, bytes_sent %d; want 1 file and one chunk (%d)\n%s", sum.FilesTransferred, sum.BytesSent, 1<<20, r)
+			if _, sum := jsonRun(t, r); r.code != 0 || sum.FilesTransferred != 1 || sum.BytesSent != 16<<10 {
+				t.Errorf("files_transferred %d, bytes_sent %d; want 1 file and one 16 KiB leaf of a chunk\n%s", sum.FilesTransferred, sum.BytesSent, r)
 			}
 			cur, err := os.ReadFile(f)
 			must(t, err)

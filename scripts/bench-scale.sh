@@ -18,8 +18,11 @@
 #             copy to a served peer vs rsync -a to the daemon.
 #   delta     c: one file of BENCH_SCALE_BIG_MIB (1024) MiB; each run changes
 #             one 4 KiB region (inside one chunk) and syncs it; the bytes on
-#             the wire are xfer's bytes_sent (--json) and rsync's "Total
-#             bytes sent" (--stats).
+#             the wire are xfer's bytes_sent (--json: the changed 16 KiB
+#             leaves) and rsync's "Total bytes sent" (--stats); with
+#             BENCH_NETNS=1 also every byte on loopback during each run.
+#   scatter   d: the same file with 1% of its 4 KiB blocks changed at random
+#             places before each run (gentree -scatter 10); bytes and time.
 #
 # Knobs (environment):
 #   BENCH_RUNS=3          measured runs per scenario (plus BENCH_WARMUP=1 untimed
@@ -30,10 +33,23 @@
 #   XFER_FLAGS=""         extra flags for xfer copy/sync (e.g. "--checkers 4")
 #   XFER_SERVE_FLAGS=""   extra flags for xfer serve
 #   BENCH_STRICT=1        exit 1 when a target is missed
+#   BENCH_NETNS=1         run in a private network namespace (unshare -n) whose
+#                         loopback carries only this run: the delta scenario then
+#                         also counts every byte of each sync on the wire, both
+#                         directions, control traffic and TCP/IP headers included
 #
 # Needs: go (builds the tree generator internal/gentree), rsync, GNU time,
 # b3sum (or falls back to xfer hash) for the verification.
 set -euo pipefail
+
+if [[ "${BENCH_NETNS:-0}" == 1 && -z "${BENCH_IN_NETNS:-}" ]]; then
+	# As root a network namespace alone; otherwise in a user namespace too,
+	# where the rsync daemon cannot drop groups (run as root for rsync).
+	ns=(-n)
+	((EUID == 0)) || ns=(-rn)
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	exec unshare "${ns[@]}" env BENCH_IN_NETNS=1 bash -c 'ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
+fi
 
 # shellcheck source=scripts/benchlib.sh
 source "$(dirname "$0")/benchlib.sh"
@@ -274,58 +290,100 @@ delta_change() {
 	touch -d "@$((DELTA_T0 + 10 * (ROUND + 1)))" "$DATA/delta/big.bin"
 }
 
-# delta_run TOOL: syncs the changed file; xfer to the peer (dst delta),
-# rsync to the daemon (its own copy, rdelta).
+# lo_bytes: bytes the loopback interface has carried (each packet once).
+# (Large counts run into the name: "lo:123456789".)
+lo_bytes() { sed -n 's/^ *lo: *\([0-9]*\).*/\1/p' /proc/net/dev; }
+
+# wire_record SERIES START: records the loopback bytes since START (in a
+# private network namespace only: elsewhere others share the loopback).
+wire_record() {
+	[[ -n "${BENCH_IN_NETNS:-}" ]] || return 0
+	record "$1" $(($(lo_bytes) - $2))
+}
+
+# delta_run TOOL [SERIES]: syncs the changed file; xfer to the peer (dst
+# delta), rsync to the daemon (its own copy, rdelta); results in SERIES.*
+# (default delta).
 delta_run() {
-	local out="$RES/out" sent
+	local out="$RES/out" sent w0 p="${2:-delta}"
 	case "$1" in
 	xfer)
 		xserve_up "$DST"
-		measure delta.xfer "$out" "$XFER" sync "$DATA/delta" "xfer://$XS_ADDR/delta" "${XF[@]}"
+		w0="$(lo_bytes)"
+		measure "$p".xfer "$out" "$XFER" sync "$DATA/delta" "xfer://$XS_ADDR/delta" "${XF[@]}"
+		wire_record "$p".xfer.wire "$w0"
 		xfer_moved "$out" 1
-		xserve_down delta.serve.rss
-		record delta.xfer.bytes "$(summary_field "$out" bytes_sent)"
+		xserve_down "$p".serve.rss
+		record "$p".xfer.bytes "$(summary_field "$out" bytes_sent)"
 		if ((ROUND == 0)); then verify_tree "$DATA/delta" "$DST/delta" "xfer delta"; fi
 		;;
 	rsync)
-		measure delta.rsync "$out" rsync -a --stats "$DATA/delta/" "$(RSURL rdelta/)"
+		w0="$(lo_bytes)"
+		measure "$p".rsync "$out" rsync -a --stats "$DATA/delta/" "$(RSURL rdelta/)"
+		wire_record "$p".rsync.wire "$w0"
 		sent="$(sed -n 's/^Total bytes sent: \([0-9,.]*\).*/\1/p' "$out" | tr -d ',.')"
 		[[ -n "$sent" ]] || die "no 'Total bytes sent' in rsync --stats output"
-		record delta.rsync.bytes "$sent"
+		record "$p".rsync.bytes "$sent"
 		if ((ROUND == 0)); then verify_tree "$DATA/delta" "$DST/rdelta" "rsync delta"; fi
 		;;
 	esac
 }
 
-scenario_delta() {
-	local xb rb res
+# delta_rounds SERIES CHANGE WHAT: writes the big file and two copies, then
+# runs rounds (a warm-up first) of CHANGE (a function changing the source,
+# described by WHAT), xfer sync and rsync, interleaved, into SERIES.*; then
+# reports the bytes (xfer's against rsync's, the target) and the time, with
+# LABEL (environment) naming the rows and TIME_TARGET (environment) the
+# speed target (a ratio, or - for none).
+delta_rounds() {
+	local p="$1" change="$2" what="$3" xb rb res
 	need_space $((3 * BIG_MIB + 512)) 100
-	log "delta: writing a ${BIG_MIB} MiB file and two copies"
+	log "$p: writing a ${BIG_MIB} MiB file and two copies"
 	mkdir -p "$DATA/delta" "$DST/delta" "$DST/rdelta"
 	"$GENTREE" -big $((BIG_MIB << 20)) "$DATA/delta/big.bin"
 	touch -d "@$DELTA_T0" "$DATA/delta/big.bin"
 	cp -a "$DATA/delta/big.bin" "$DST/delta/big.bin"
 	cp -a "$DATA/delta/big.bin" "$DST/rdelta/big.bin"
-	log "delta: $RUNS runs of: change 4 KiB, xfer sync / rsync"
+	log "$p: $RUNS runs of: $what, xfer sync / rsync"
 	for ((ROUND = (WARMUP ? 0 : 1); ROUND <= RUNS; ROUND++)); do
-		delta_change
+		"$change"
 		if ((ROUND % 2)); then
-			delta_run rsync
-			delta_run xfer
+			delta_run rsync "$p"
+			delta_run xfer "$p"
 		else
-			delta_run xfer
-			delta_run rsync
+			delta_run xfer "$p"
+			delta_run rsync "$p"
 		fi
 		if ((ROUND == 0)); then log "  warm-up done"; else log "  run $ROUND/$RUNS done"; fi
 	done
 	ROUND=0
-	xb="$(median "$RES/delta.xfer.bytes")"
-	rb="$(median "$RES/delta.rsync.bytes")"
-	res="$(awk -v b="$xb" -v c="$CHUNK" 'BEGIN{print (b==c) ? "PASS" : "MISS"}')"
-	row "c: ${BIG_MIB} MiB file, 4 KiB changed: xfer bytes_sent" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/delta.xfer.bytes")" "= 1 chunk" "$res"
-	row "c: same, rsync Total bytes sent" "$rb bytes" - info
-	speed "c: ${BIG_MIB} MiB one-chunk delta, time xfer vs rsync" delta.xfer delta.rsync -
+	xb="$(median "$RES/$p.xfer.bytes")"
+	rb="$(median "$RES/$p.rsync.bytes")"
+	res="$(awk -v b="$xb" -v r="$rb" 'BEGIN{print (b<=r) ? "PASS" : "MISS"}')"
+	row "$LABEL: xfer bytes_sent (changed 16 KiB leaves)" "$xb bytes (chunk $CHUNK); max $(maxof "$RES/$p.xfer.bytes")" "<= rsync" "$res"
+	row "$LABEL: rsync Total bytes sent" "$rb bytes" - info
+	if [[ -n "${BENCH_IN_NETNS:-}" ]]; then
+		row "$LABEL: every byte on loopback: xfer vs rsync" "xfer $(median "$RES/$p.xfer.wire"), rsync $(median "$RES/$p.rsync.wire") bytes" - info
+	fi
+	speed "$LABEL: time xfer vs rsync" "$p.xfer" "$p.rsync" "$TIME_TARGET"
 	rm -rf "$DATA/delta" "${DST:?}/delta" "${DST:?}/rdelta"
+}
+
+scenario_delta() {
+	LABEL="c: ${BIG_MIB} MiB file, 4 KiB changed" TIME_TARGET=- delta_rounds delta delta_change "change 4 KiB"
+}
+
+# scatter_change: overwrites 1% of the source's 4 KiB blocks, at random
+# places (others each round).
+scatter_change() {
+	"$GENTREE" -scatter 10 -seed $((ROUND + 100)) "$DATA/delta/big.bin"
+	touch -d "@$((DELTA_T0 + 10 * (ROUND + 1)))" "$DATA/delta/big.bin"
+}
+
+# scenario_scatter: the delta scenario with 1% of the file's 4 KiB blocks
+# changed at random places before each run (issue 14's second case).
+scenario_scatter() {
+	LABEL="d: ${BIG_MIB} MiB file, 1% of 4 KiB blocks changed" TIME_TARGET=1 delta_rounds scatter scatter_change "change 1% of the 4 KiB blocks"
 }
 
 # --- main ----------------------------------------------------------------------------------

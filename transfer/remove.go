@@ -214,21 +214,32 @@ func (r *remover) pruneDirs(ctx context.Context, top *plan.Entry, all []plan.Ent
 			}
 		}
 	}
-	sort.SliceStable(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
-	for _, d := range dirs {
-		if occupied[d] {
-			continue
+	depth := func(p string) int { return strings.Count(p, "/") }
+	sort.SliceStable(dirs, func(i, j int) bool { return depth(dirs[i]) > depth(dirs[j]) })
+	// One request per depth, deepest first: a parent is tried once its
+	// children's removals are settled.
+	for len(dirs) > 0 {
+		n := 1
+		for n < len(dirs) && depth(dirs[n]) == depth(dirs[0]) {
+			n++
 		}
-		if err := r.add(ctx, "remove", r.t.full(top, d), d, progress.KindRmdir); err != nil {
-			return err
+		level := dirs[:n]
+		dirs = dirs[n:]
+		for _, d := range level {
+			if !occupied[d] {
+				if err := r.add(ctx, "remove", r.t.full(top, d), d, progress.KindRmdir); err != nil {
+					return err
+				}
+			}
 		}
-		// A parent waits for its children's removal: flush per depth.
 		if err := r.flush(ctx); err != nil {
 			return err
 		}
-		if !r.gone[d] {
-			for p := plan.Dir(d); p != ""; p = plan.Dir(p) {
-				occupied[p] = true
+		for _, d := range level {
+			if !r.gone[d] {
+				for p := plan.Dir(d); p != ""; p = plan.Dir(p) {
+					occupied[p] = true
+				}
 			}
 		}
 	}
@@ -445,6 +456,15 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 		dpath = plan.Join(dpath, opt.DstName)
 	} else if stop.Type != plan.TypeDir {
 		dpath = plan.Join(dpath, all[0].Path)
+	}
+	// SRC and DST may be one directory reached two ways (a peer serving
+	// the source itself): removing would lose the only copy.
+	if de, err := dt.d.Stat(ctx, dpath); err == nil && de != nil && de.Ino != 0 && de.Ino == stop.Ino && de.Dev == stop.Dev {
+		what, there := "directory", dst.String()
+		if stop.Type != plan.TypeDir {
+			what, there = "file", strings.TrimSuffix(there, "/")+"/"+all[0].Path
+		}
+		return exitcode.Usagef("%s and %s are the same %s, reached two ways: nothing was removed from the source", src, there, what)
 	}
 	dlist, err := counterpart(ctx, dt, dpath, stop.Type == plan.TypeDir)
 	if err != nil {

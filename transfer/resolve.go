@@ -23,8 +23,9 @@ import (
 // single-file source overlaps only a destination that is its own
 // directory.
 
-// checkLocalOverlap checks two local paths.
-func checkLocalOverlap(src, dst Endpoint) error {
+// checkLocalOverlap checks two local paths; name is the copy's name in
+// dst (copyto, moveto), or "".
+func checkLocalOverlap(src, dst Endpoint, name string) error {
 	sp, err := evalLocal(src.Path)
 	if err != nil {
 		return nil // a missing source is reported by the run
@@ -37,11 +38,12 @@ func checkLocalOverlap(src, dst Endpoint) error {
 	if err != nil {
 		return nil
 	}
-	return overlap(src, dst, filepath.ToSlash(sp), filepath.ToSlash(dp), info.IsDir())
+	return overlap(src, dst, filepath.ToSlash(sp), filepath.ToSlash(dp), name, info.IsDir())
 }
 
-// checkPeerOverlap checks two paths on the peer of session s.
-func checkPeerOverlap(ctx context.Context, src, dst Endpoint, s *session.Session) error {
+// checkPeerOverlap checks two paths on the peer of session s; name as
+// for checkLocalOverlap.
+func checkPeerOverlap(ctx context.Context, src, dst Endpoint, name string, s *session.Session) error {
 	stat := send.NewRemote(s, 0).Stat
 	sp, err := plan.FollowLinks(ctx, strings.Trim(src.Path, "/"), stat)
 	if err != nil {
@@ -55,19 +57,26 @@ func checkPeerOverlap(ctx context.Context, src, dst Endpoint, s *session.Session
 	if err != nil || e == nil {
 		return nil // a missing source is reported by the run
 	}
-	return overlap(src, dst, "/"+sp, "/"+dp, e.Type == plan.TypeDir)
+	return overlap(src, dst, "/"+sp, "/"+dp, name, e.Type == plan.TypeDir)
 }
 
-// overlap compares the resolved absolute slash paths sp and dp.
-func overlap(src, dst Endpoint, sp, dp string, srcIsDir bool) error {
+// overlap compares the resolved absolute slash paths sp and dp; name,
+// when set (copyto, moveto), is what the copy is called in dp.
+func overlap(src, dst Endpoint, sp, dp, name string, srcIsDir bool) error {
 	inside := func(a, b string) bool { // a is b or beneath it
 		b = strings.TrimSuffix(b, "/")
 		return a == b || strings.HasPrefix(a, b+"/")
 	}
+	if name != "" && srcIsDir {
+		dp = strings.TrimSuffix(dp, "/") + "/" + name // the contents go there
+	}
 	same := srcIsDir && (inside(sp, dp) || inside(dp, sp))
 	if !srcIsDir {
 		dir := sp[:strings.LastIndexByte(sp, '/')+1]
-		same = strings.TrimSuffix(dir, "/") == strings.TrimSuffix(dp, "/")
+		if name == "" {
+			name = sp[len(dir):]
+		}
+		same = strings.TrimSuffix(dir, "/") == strings.TrimSuffix(dp, "/") && sp[len(dir):] == name
 	}
 	if same {
 		return exitcode.Usagef("source %s and destination %s overlap (one is inside the other); choose a destination outside the source", src, dst)

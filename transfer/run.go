@@ -169,7 +169,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 	switch {
 	case !src.IsRemote():
 		if !dst.IsRemote() {
-			if err := checkLocalOverlap(src, dst); err != nil {
+			if err := checkLocalOverlap(src, dst, opt.DstName); err != nil {
 				return err
 			}
 		}
@@ -179,7 +179,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 		}
 		defer root.Close()
 		if dst.IsRemote() {
-			s, err := dialData(ctx, dst, dial, tally)
+			s, err := dialData(ctx, dst, dial, opt, tally)
 			if err != nil {
 				return err
 			}
@@ -227,7 +227,7 @@ func run(ctx context.Context, src, dst Endpoint, opt wire.Options, dial session.
 			tally.SetSSHData(sshconn.DataDirect)
 		}
 		if sameTree(src, dst) {
-			if err := checkPeerOverlap(ctx, src, dst, ds); err != nil {
+			if err := checkPeerOverlap(ctx, src, dst, opt.DstName, ds); err != nil {
 				ds.Close()
 				return err
 			}
@@ -270,7 +270,7 @@ func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session
 		err error
 	)
 	if spec.DstAddr == "" {
-		s, err = dialData(ctx, src, dial, tally)
+		s, err = dialData(ctx, src, dial, spec.Options, tally)
 	} else {
 		s, _, err = dialPeer(ctx, src, dial)
 	}

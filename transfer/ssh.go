@@ -7,6 +7,7 @@ import (
 	"github.com/xfer-io/xfer/transfer/protoprobe"
 	"github.com/xfer-io/xfer/transfer/session"
 	"github.com/xfer-io/xfer/transfer/sshconn"
+	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // SSH is how to reach the far side of an ssh:// endpoint: the account,
@@ -56,8 +57,9 @@ func dialPeer(ctx context.Context, ep Endpoint, o session.DialOptions) (s *sessi
 // dialData is dialPeer for a session that carries the run's data. To a
 // served peer with --proto auto, the transport is chosen by measurement
 // (see transfer/protoprobe); the transport and how it was chosen go into
-// the tally.
-func dialData(ctx context.Context, ep Endpoint, o session.DialOptions, tally *progress.Tally) (*session.Session, error) {
+// the tally. Under --bwlimit nothing is measured (every transport would
+// meet the cap, and a probe must not burst past it), nor for a dry run.
+func dialData(ctx context.Context, ep Endpoint, o session.DialOptions, opt wire.Options, tally *progress.Tally) (*session.Session, error) {
 	if ep.SSH != nil {
 		s, far, err := dialPeer(ctx, ep, o)
 		if err != nil {
@@ -67,7 +69,14 @@ func dialData(ctx context.Context, ep Endpoint, o session.DialOptions, tally *pr
 		noteSSH(tally, far)
 		return s, nil
 	}
-	s, choice, err := protoprobe.Dial(ctx, ep.Addr, ep.Auth.apply(o), protoprobe.Options{Cache: protoprobe.DefaultCache()})
+	po := protoprobe.Options{Cache: protoprobe.DefaultCache()}
+	switch {
+	case opt.DryRun:
+		po.Skip = "a dry run moves no data"
+	case opt.BwLimit > 0:
+		po.Skip = "--bwlimit caps the rate"
+	}
+	s, choice, err := protoprobe.Dial(ctx, ep.Addr, ep.Auth.apply(o), po)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,10 @@
 //
 //	go run ./scripts/gentree -files 1000000 -per-dir 1000 -min 1 -max 64 DIR
 //	go run ./scripts/gentree -big 1073741824 FILE
+//	go run ./scripts/gentree -scatter 10 -seed 3 FILE
+//
+// -scatter P overwrites P per mille of the 4 KiB blocks of an existing
+// FILE, chosen at random (distinct), with random bytes.
 //
 // Sizes are uniform in [min, max] bytes. The output is deterministic for a
 // given -seed.
@@ -27,12 +31,20 @@ func main() {
 	minSz := flag.Int("min", 1, "smallest file, bytes")
 	maxSz := flag.Int("max", 64, "largest file, bytes")
 	big := flag.Int64("big", 0, "instead of a tree, write one file of this many random bytes")
+	scatter := flag.Int("scatter", 0, "instead of a tree, overwrite this many per mille of the 4 KiB blocks of an existing file")
 	seed := flag.Uint64("seed", 1, "random seed")
 	workers := flag.Int("workers", 2*runtime.NumCPU(), "parallel writers")
 	flag.Parse()
 	if flag.NArg() != 1 || *minSz < 0 || *maxSz < *minSz || *perDir < 1 || *fanout < 1 {
-		fmt.Fprintln(os.Stderr, "usage: gentree [-files N -per-dir N -fanout N -min B -max B | -big BYTES] DIR|FILE")
+		fmt.Fprintln(os.Stderr, "usage: gentree [-files N -per-dir N -fanout N -min B -max B | -big BYTES | -scatter PERMILLE] DIR|FILE")
 		os.Exit(2)
+	}
+	if *scatter > 0 {
+		if err := scatterBlocks(flag.Arg(0), *scatter, *seed); err != nil {
+			fmt.Fprintln(os.Stderr, "gentree:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *big > 0 {
 		if err := writeBig(flag.Arg(0), *big, *seed); err != nil {
@@ -104,6 +116,35 @@ func writeBig(path string, size int64, seed uint64) error {
 			return err
 		}
 		size -= n
+	}
+	return f.Close()
+}
+
+// scatterBlocks overwrites permille per mille of the whole 4 KiB blocks of
+// the file at path, distinct ones chosen at random, with random bytes.
+func scatterBlocks(path string, permille int, seed uint64) error {
+	const block = 4096
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	blocks := st.Size() / block
+	n := blocks * int64(permille) / 1000
+	rng := rand.New(rand.NewPCG(seed, 0x5ca7))
+	buf := make([]byte, block)
+	for _, b := range rng.Perm(int(blocks))[:n] {
+		for i := range buf {
+			buf[i] = byte(rng.Uint32())
+		}
+		if _, err := f.WriteAt(buf, int64(b)*block); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	return f.Close()
 }

@@ -9,6 +9,10 @@
 // chunk digests into the root, which equals the output of b3sum for the file.
 // When one chunk covers the whole file its digest is the root itself.
 //
+// A chunk is in turn cut into leaves (leaves.go), subtrees of the same tree,
+// whose digests two ends compare to move only the leaves of a changed chunk
+// that differ (sub-chunk delta).
+//
 // Stream does the same for an input that arrives in order, piece by piece,
 // and can keep every piece's digest as an outboard; Merger folds such
 // digests back into the root. The content store (internal/cas) names its

@@ -297,11 +297,12 @@ func (t *Tally) SetProtoChoice(c *ProtoChoice) {
 
 // How a transport was chosen (ProtoChoice.By).
 const (
-	ChosenMeasured = "measured"           // the fastest of a probe at session start
-	ChosenCached   = "cached"             // a probe's result kept for this peer
-	ChosenOnly     = "only one candidate" // both ends share one transport
-	ChosenForced   = "forced"             // --proto named it
-	ChosenFallback = "fallback"           // probes failed: the preference order
+	ChosenMeasured   = "measured"           // the fastest of a probe at session start
+	ChosenCached     = "cached"             // a probe's result kept for this peer
+	ChosenOnly       = "only one candidate" // both ends share one transport
+	ChosenForced     = "forced"             // --proto named it
+	ChosenFallback   = "fallback"           // probes failed: the preference order
+	ChosenPreference = "preference"         // not measured (--bwlimit): the preference order
 )
 
 // ProtoChoice says how `--proto` ended on the transport of a session.

@@ -287,7 +287,7 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	}
 	fs.Agents = nil
 	tally.Merge(fs)
-	if err == nil && c.job != nil && !opt.DryRun {
+	if err == nil && !opt.DryRun && c.recording() {
 		c.jobFailed(c.job.Finish(ctx))
 	}
 	if err != nil && isAgentLoss(err) {
@@ -411,7 +411,7 @@ func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 		si, di, sum, gone, err := c.attempt(ctx, psi, pdi, opt, k, true)
 		switch {
 		case err == nil:
-			if c.job != nil {
+			if c.recording() {
 				c.jobFailed(c.job.ShareDone(ctx, k, sum.FilesTransferred, sum.BytesSent))
 			}
 			return nil // failed files are retried by the final pass
@@ -446,6 +446,15 @@ func (c *cluster) attempt(ctx context.Context, psi, pdi int, opt wire.Options, k
 	s = t.Summary()
 	c.credit(si, di, s, err == nil, share)
 	return si, di, s, gone, err
+}
+
+// recording reports whether the run records its job: it has one, and
+// recording it has not failed (after a failure it stops trying, so that a
+// lost etcd does not hold every share up).
+func (c *cluster) recording() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.job != nil && !c.jobErr
 }
 
 // jobFailed says, once, that recording the job failed: the run goes on,

@@ -37,6 +37,9 @@ type Options struct {
 	// Bytes and Time bound the probe of each candidate (0: the defaults).
 	Bytes int64
 	Time  time.Duration
+	// Skip, when set, says why nothing is measured: auto then keeps the
+	// preference order's choice (a run under --bwlimit).
+	Skip string
 }
 
 // Dial opens a session to the xfer server at addr. With o.Proto "auto"
@@ -55,7 +58,15 @@ func Dial(ctx context.Context, addr string, o session.DialOptions, p Options) (*
 		}
 		return s, &progress.ProtoChoice{Proto: s.Transport(), By: progress.ChosenForced}, nil
 	}
+	if p.Skip != "" {
+		s, err := session.Dial(ctx, addr, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return unmeasured(s, progress.ChosenPreference, "preference order, not measured: "+p.Skip)
+	}
 	key := cacheKey(addr, o)
+	stale := false
 	if e, ok := p.Cache.Get(key); ok {
 		fo := o
 		fo.Proto = e.Proto
@@ -67,24 +78,33 @@ func Dial(ctx context.Context, addr string, o session.DialOptions, p Options) (*
 		if ctx.Err() != nil {
 			return nil, nil, err
 		}
-		// The peer changed (it no longer offers that transport, or it
-		// fails now): measure afresh.
-		p.Cache.Drop(key)
+		stale = true
 	}
 	s, err := session.Dial(ctx, addr, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, err // a peer that is down keeps its entry
+	}
+	if stale {
+		// The peer changed (it no longer offers the cached transport, or
+		// that fails now): measure afresh.
+		p.Cache.Drop(key)
 	}
 	cands := s.Candidates()
 	if len(cands) <= 1 {
-		r := progress.ChosenOnly
-		if s.TransportReason() != "" {
-			r += "; " + s.TransportReason()
-		}
-		s.SetTransportReason(r)
-		return s, &progress.ProtoChoice{Proto: s.Transport(), By: progress.ChosenOnly}, nil
+		return unmeasured(s, progress.ChosenOnly, progress.ChosenOnly)
 	}
 	return probe(ctx, addr, o, p, key, s, cands)
+}
+
+// unmeasured keeps the negotiated transport of s, chosen by (a
+// progress.Chosen* value) for the reason why, followed by the
+// negotiation's own reason.
+func unmeasured(s *session.Session, by, why string) (*session.Session, *progress.ProtoChoice, error) {
+	if s.TransportReason() != "" {
+		why += "; " + s.TransportReason()
+	}
+	s.SetTransportReason(why)
+	return s, &progress.ProtoChoice{Proto: s.Transport(), By: by}, nil
 }
 
 // probe measures each candidate, s (already open) included, keeps the
@@ -144,7 +164,9 @@ func probe(ctx context.Context, addr string, o session.DialOptions, p Options, k
 		closeAll(nil)
 		fs, err := session.Dial(ctx, addr, o)
 		if err != nil {
-			return nil, nil, err
+			// The peer answered a moment ago: it went away during the
+			// probe, which a run retries like a session lost later.
+			return nil, nil, &session.LostError{Peer: addr, Err: err}
 		}
 		fs.SetTransportReason("probe failed, preference order: " + describe(rates))
 		return fs, &progress.ProtoChoice{Proto: fs.Transport(), By: progress.ChosenFallback, Rates: rates, MeasuredAt: now}, nil
@@ -152,6 +174,9 @@ func probe(ctx context.Context, addr string, o session.DialOptions, p Options, k
 	win := open[name]
 	closeAll(win)
 	win.SetTransportReason("measured: " + describe(rates))
+	if o.Log != nil {
+		o.Log.Info("transport chosen by probe", "peer", addr, "transport", name, "reason", win.TransportReason())
+	}
 	p.Cache.Put(key, Entry{Proto: name, Rates: rates, MeasuredAt: now})
 	return win, &progress.ProtoChoice{Proto: name, By: progress.ChosenMeasured, Rates: rates, MeasuredAt: now}, nil
 }

@@ -22,14 +22,8 @@ func (r *Receiver) Commit(cs []wire.CommitSpec) []string {
 	errs := make([]string, len(cs))
 	ready := make([]*rfile, len(cs))
 	for i, c := range cs {
-		r.mu.Lock()
-		rf := r.files[c.FID]
-		reason := r.failed[c.FID]
-		r.mu.Unlock()
+		rf, reason := r.lookup(c.FID, "commit of")
 		if rf == nil {
-			if reason == "" {
-				reason = fmt.Sprintf("commit of unknown file %d", c.FID)
-			}
 			errs[i] = reason
 			continue
 		}

@@ -8,7 +8,10 @@
 //   - partial.go: partial files beside their targets, resumed from what an
 //     interrupted transfer left (journal.go: the journals that say which
 //     chunks are written and verified; dirlock.go: the run lock);
-//   - chunks.go: chunk verify-and-write, adoption of resumed chunks;
+//   - chunks.go: chunk verify-and-write, adoption of resumed chunks, and
+//     patches: the leaf digests of a changed chunk's old bytes, and the
+//     chunk assembled from them and the leaves that differ, verified
+//     against the chunk's digest;
 //   - commit.go: the durability logic: whole-file digest, attributes,
 //     flush, rename (or park, or abandon: wire.CommitAction);
 //   - batch.go, holes.go: small-file batches, written to unnamed files and

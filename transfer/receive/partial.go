@@ -248,7 +248,9 @@ func (r *Receiver) seed(rf *rfile, hdr journalHeader) map[int64]hashtree.Digest 
 	}
 	have := map[int64]hashtree.Digest{}
 	buf := make([]byte, hdr.Chunk)
-	for idx := int64(0); (idx+1)*hdr.Chunk <= n || (idx*hdr.Chunk < n && n == hdr.Size); idx++ {
+	// Every chunk holding old bytes counts, the one the old end cuts too
+	// (its leaves before the cut may match).
+	for idx := int64(0); idx*hdr.Chunk < n; idx++ {
 		off := idx * hdr.Chunk
 		l := min(hdr.Chunk, hdr.Size-off)
 		if _, err := rf.f.ReadAt(buf[:l], off); err != nil && !errors.Is(err, io.EOF) {

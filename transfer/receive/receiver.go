@@ -74,8 +74,11 @@ type rfile struct {
 	have map[int64]hashtree.Digest
 	// done holds chunks a parked share of a split file wrote and verified
 	// (final pass): already set in the tree, nothing to send or check.
-	done   map[int64]hashtree.Digest
-	failed string
+	done map[int64]hashtree.Digest
+	// leafSize is the leaf size the sender asked leaf digests for in
+	// Adopt: patches (WritePatch) must use it; 0, none asked.
+	leafSize int64
+	failed   string
 }
 
 type dirAttr struct {

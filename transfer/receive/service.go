@@ -291,6 +291,14 @@ func (hr handlerReceiver) WriteChunk(fid, idx uint64, off int64, p []byte, dg ha
 	return r.WriteChunk(fid, idx, off, p, dg, verify)
 }
 
+func (hr handlerReceiver) WritePatch(p wire.Patch, data []byte) (byte, string) {
+	r := hr.h.Receiver()
+	if r == nil {
+		return wire.AckFailed, "this peer accepts no files"
+	}
+	return r.WritePatch(p, data)
+}
+
 func (hr handlerReceiver) WriteBatch(p []byte, count int, verify bool) ([]string, error) {
 	r := hr.h.Receiver()
 	if r == nil {
@@ -444,8 +452,8 @@ func (h *Handler) serveReceiver(s *session.Session, rc *Receiver, r *wire.Req) {
 		errs, haves, done := rc.Open(r.Files)
 		s.Reply(&wire.Resp{ID: r.ID, Errs: errs, Haves: haves, Done: done})
 	case wire.OpAdopt:
-		missing, err := rc.Adopt(r.FID, r.Adopt)
-		answer(s, r.ID, &wire.Resp{ID: r.ID, Missing: missing}, err)
+		missing, leaves, err := rc.Adopt(r.FID, r.Adopt, r.LeafSize)
+		answer(s, r.ID, &wire.Resp{ID: r.ID, Missing: missing, Leaves: leaves}, err)
 	case wire.OpCommit:
 		s.Reply(&wire.Resp{ID: r.ID, Errs: rc.Commit(r.Commits)})
 	case wire.OpFinish:

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/xfer-io/xfer/internal/hashtree"
+	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // limitLanes holds what lanes carry, together, to bps bytes a second
@@ -35,6 +36,13 @@ func (l limited) SendChunk(fid, idx uint64, off int64, verify bool, dg hashtree.
 		return err
 	}
 	return l.Lane.SendChunk(fid, idx, off, verify, dg, data, f, n, cb)
+}
+
+func (l limited) SendPatch(p wire.Patch, data []byte, cb func(byte, string)) error {
+	if err := l.wait(int64(len(data))); err != nil {
+		return err
+	}
+	return l.Lane.SendPatch(p, data, cb)
 }
 
 func (l limited) SendBatch(count int, payload []byte, cb func([]string, error)) error {

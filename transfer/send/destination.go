@@ -78,12 +78,19 @@ type FileWriter interface {
 	Resume() (have [][2]int64, done []wire.AdoptChunk)
 	// Adopt offers chunks of the partial file with the sender's digests;
 	// the destination keeps those whose data matches and returns the
-	// indexes of those that must be sent after all.
-	Adopt(ctx context.Context, chunks []wire.AdoptChunk) (missing []int64, err error)
+	// indexes of those that must be sent after all. With leafSize > 0 it
+	// also returns the leaf digests of missing chunks it holds old bytes
+	// of (none from a destination that does not offer them), for
+	// WritePatch; the other missing chunks go whole with WriteChunk.
+	Adopt(ctx context.Context, chunks []wire.AdoptChunk, leafSize int64) (missing []int64, leaves []wire.ChunkLeaves, err error)
 	// WriteChunk sends chunk c over lane l (acquired by the caller); cb
 	// gets the destination's verdict (wire.AckOK, AckMismatch, AckFailed
 	// with why), possibly on another goroutine, and must not block.
 	WriteChunk(l Lane, c Chunk, cb func(status byte, msg string)) error
+	// WritePatch sends a chunk whose leaf digests Adopt returned as the
+	// leaves that differ (p.Leaves, their bytes in data) over lane l
+	// (acquired by the caller); cb is WriteChunk's.
+	WritePatch(l Lane, p wire.Patch, data []byte, cb func(status byte, msg string)) error
 	// Commit finishes the file: the destination checks digest, the
 	// sender's whole-file BLAKE3 ("" when the sender did not hash),
 	// sets its attributes, makes its data durable and renames it into
@@ -120,6 +127,9 @@ type Lane interface {
 	// SendChunk sends chunk idx of file fid (data, or n bytes of f at
 	// off); cb gets the verdict and must not block.
 	SendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error
+	// SendPatch sends a chunk as the leaves of it that differ (p, their
+	// bytes in data); cb gets the verdict and must not block.
+	SendPatch(p wire.Patch, data []byte, cb func(status byte, msg string)) error
 	// SendBatch sends a small-file batch of count files; cb gets one
 	// verdict per file ("" for written) or the batch's error.
 	SendBatch(count int, payload []byte, cb func(errs []string, err error)) error
@@ -140,6 +150,13 @@ func (f *file) Resume() ([][2]int64, []wire.AdoptChunk) { return f.have, f.done 
 // file's id.
 func (f *file) WriteChunk(l Lane, c Chunk, cb func(byte, string)) error {
 	return l.SendChunk(f.fid, c.Index, c.Off, c.Verify, c.Digest, c.Data, c.File, c.Len, cb)
+}
+
+// WritePatch implements FileWriter: the patch goes out on l under the
+// file's id.
+func (f *file) WritePatch(l Lane, p wire.Patch, data []byte, cb func(byte, string)) error {
+	p.FID = f.fid
+	return l.SendPatch(p, data, cb)
 }
 
 // FileError is the destination's refusal of one file, saying why; the run

@@ -26,7 +26,7 @@ import (
 // process and a peer over a session) is held to the same behaviour of its
 // per-file writer: commit, a refused digest, abort, resume after an
 // interruption, park and the final pass of a split file, verification of
-// chunks, a read-only tree. It is to Destination what
+// chunks, a changed chunk patched leaf by leaf, a read-only tree. It is to Destination what
 // backends/backendtest is to the transports.
 
 // opened is a destination on dir, and interrupt, which ends it the way a
@@ -137,7 +137,6 @@ func wholeDigest(t *testing.T, data []byte) string {
 // corrupt) and returns the verdicts.
 func write(t *testing.T, d Destination, w FileWriter, data []byte, idx []int, corrupt map[int]bool) []byte {
 	t.Helper()
-	ctx := context.Background()
 	l := d.Lanes()[0]
 	chunks := plan.Chunks(int64(len(data)), suiteChunk)
 	dgs := chunkDigests(data)
@@ -148,23 +147,31 @@ func write(t *testing.T, d Destination, w FileWriter, data []byte, idx []int, co
 		if corrupt[i] {
 			dg[0] ^= 1
 		}
-		if err := l.Acquire(ctx); err != nil {
-			t.Fatal(err)
-		}
-		verdict := make(chan byte, 1)
-		err := w.WriteChunk(l, Chunk{Index: uint64(i), Off: c.Off, Len: int(c.Len), Verify: true, Digest: dg,
-			Data: data[c.Off : c.Off+c.Len]}, func(st byte, msg string) { l.Release(); verdict <- st })
-		if err != nil {
-			t.Fatalf("chunk %d: %v", i, err)
-		}
-		select {
-		case st := <-verdict:
-			got = append(got, st)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no verdict for chunk %d within 10s", i)
-		}
+		got = append(got, verdictOf(t, l, i, func(cb func(byte, string)) error {
+			return w.WriteChunk(l, Chunk{Index: uint64(i), Off: c.Off, Len: int(c.Len), Verify: true, Digest: dg,
+				Data: data[c.Off : c.Off+c.Len]}, cb)
+		}))
 	}
 	return got
+}
+
+// verdictOf acquires l, sends chunk i with send and returns the verdict.
+func verdictOf(t *testing.T, l Lane, i int, send func(cb func(byte, string)) error) byte {
+	t.Helper()
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	verdict := make(chan byte, 1)
+	if err := send(func(st byte, msg string) { l.Release(); verdict <- st }); err != nil {
+		t.Fatalf("chunk %d: %v", i, err)
+	}
+	select {
+	case st := <-verdict:
+		return st
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no verdict for chunk %d within 10s", i)
+	}
+	return 0
 }
 
 // names lists dir, hidden partial files and journals included.
@@ -293,12 +300,56 @@ func TestDestinationConformance(t *testing.T) {
 			}
 			dgs := chunkDigests(data)
 			bad := hashtree.Sum([]byte("not chunk 1"))
-			missing, err := w.Adopt(ctx, []wire.AdoptChunk{{Index: 0, Digest: dgs[0].String()}, {Index: 1, Digest: bad.String()}})
+			missing, _, err := w.Adopt(ctx, []wire.AdoptChunk{{Index: 0, Digest: dgs[0].String()}, {Index: 1, Digest: bad.String()}}, 0)
 			if err != nil || len(missing) != 1 || missing[0] != 1 {
 				t.Fatalf("adopt: missing %v (%v), want [1]", missing, err)
 			}
 			write(t, d, w, data, []int{1, 2, 3}, nil)
 			commitWhole(t, w, dir, data, "after resume")
+			wantOnly(t, dir, "f")
+		}},
+		{"a changed chunk is patched leaf by leaf; a corrupt leaf is caught", func(t *testing.T, k destKind, dir string) {
+			old := slices.Clone(data)
+			old[suiteChunk+4000] ^= 0xff // chunk 1, its first leaf
+			os.WriteFile(filepath.Join(dir, "f"), old, 0o644)
+			d := k.open(t, dir, receive.Options{NoFsync: true}).d
+			sp := spec(1, data)
+			sp.Delta = true
+			w := open(t, d, sp)
+			if have, _ := w.Resume(); len(have) != 1 || have[0] != [2]int64{0, 3} {
+				t.Fatalf("a seeded file resumes %v, want chunks 0-3", have)
+			}
+			dgs := chunkDigests(data)
+			var offer []wire.AdoptChunk
+			for i, dg := range dgs {
+				offer = append(offer, wire.AdoptChunk{Index: int64(i), Digest: dg.String()})
+			}
+			leaf := hashtree.LeafSizeFor(suiteChunk)
+			missing, leaves, err := w.Adopt(ctx, offer, leaf)
+			if err != nil || !slices.Equal(missing, []int64{1}) || len(leaves) != 1 || leaves[0].Index != 1 {
+				t.Fatalf("adopt: missing %v, leaves %v (%v), want chunk 1 with its leaves", missing, leaves, err)
+			}
+			c := plan.Chunks(int64(len(data)), suiteChunk)[1]
+			mine := hashtree.LeafDigests(data[c.Off:c.Off+c.Len], c.Off, leaf)
+			diff := hashtree.DiffLeaves(mine, leafDigests(leaves[0].Digests))
+			if !slices.Equal(diff, []int{0}) {
+				t.Fatalf("leaves that differ %v, want [0]", diff)
+			}
+			l := d.Lanes()[0]
+			p := wire.Patch{Index: 1, Off: c.Off, Digest: dgs[1], LeafSize: leaf, Leaves: diff}
+			for _, tc := range []struct {
+				corrupt bool
+				want    byte
+			}{{true, wire.AckMismatch}, {false, wire.AckOK}} {
+				body := slices.Clone(data[c.Off : c.Off+leaf])
+				if tc.corrupt {
+					body[7] ^= 1
+				}
+				if v := verdictOf(t, l, 1, func(cb func(byte, string)) error { return w.WritePatch(l, p, body, cb) }); v != tc.want {
+					t.Fatalf("patch (corrupt %v): verdict %d, want %d", tc.corrupt, v, tc.want)
+				}
+			}
+			commitWhole(t, w, dir, data, "after a patch")
 			wantOnly(t, dir, "f")
 		}},
 		{"a changed source does not resume", func(t *testing.T, k destKind, dir string) {

@@ -970,6 +970,9 @@ type chunkJob struct {
 	c     plan.Chunk
 	tries int
 	check bool // hash locally and offer for adoption instead of sending
+	// theirs are the leaf digests of the destination's old bytes of the
+	// chunk: send only the leaves that differ (nil: the whole chunk).
+	theirs []hashtree.Digest
 }
 
 // startBig opens a large file at the destination and queues its chunks.
@@ -1128,6 +1131,10 @@ func (e *engine) chunkSender(l Lane) {
 			e.chunkErr(sf, err)
 			continue
 		}
+		if job.theirs != nil {
+			e.sendPatch(l, job)
+			continue
+		}
 		// Map the chunk: hash it in place and send it with SendFile from
 		// the page cache (zero copy where the transport can), or for an
 		// in-process destination write it from the mapping. Fall back to
@@ -1182,43 +1189,7 @@ func (e *engine) chunkSender(l Lane) {
 			}
 		}
 		j := job
-		cb := func(status byte, msg string) {
-			l.Release()
-			switch status {
-			case wire.AckOK:
-				sf.digests[j.c.Index] = dg
-				e.tally.AddBytes(j.c.Len)
-				sf.fly.done.Add(j.c.Len)
-				e.tally.AddSent(j.c.Len)
-				e.chunkSettled(sf)
-			case wire.AckMismatch:
-				if info, err := fsroot.InfoFromFile(sf.f); err == nil && fsroot.Unchanged(sf.opened, info) != nil {
-					// What was sent is not what was hashed: the source
-					// is being written to.
-					e.chunkFailed(sf, receive.ErrChanged.Error())
-					return
-				}
-				if j.tries+1 >= chunkAttempts {
-					e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
-					return
-				}
-				e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: sf.op.Src.Path, Retry: true,
-					Msg: fmt.Sprintf("chunk %d failed verification at the destination; sending it again", j.c.Index)})
-				// Requeue from a fresh goroutine: this callback runs on the
-				// lane's reader, which must never block on the queue.
-				e.wg.Add(1)
-				go func() {
-					defer e.wg.Done()
-					select {
-					case e.chunkCh <- &chunkJob{sf: sf, c: j.c, tries: j.tries + 1}:
-					case <-e.ctx.Done():
-						e.chunkStopped(sf)
-					}
-				}()
-			default:
-				e.chunkErr(sf, errors.New(msg))
-			}
-		}
+		cb := e.verdict(l, j, dg, j.c.Len)
 		var err error
 		send := func() {
 			err = sf.w.WriteChunk(l, Chunk{Index: uint64(j.c.Index), Off: j.c.Off, Len: int(j.c.Len),
@@ -1240,6 +1211,85 @@ func (e *engine) chunkSender(l Lane) {
 			l.Release()
 			e.chunkErr(sf, err)
 		}
+	}
+}
+
+// verdict returns the callback that takes the destination's verdict on
+// the chunk of job, sent with digest dg as sent bytes on lane l: counted
+// when written, sent again (whole) when it failed verification.
+func (e *engine) verdict(l Lane, j *chunkJob, dg hashtree.Digest, sent int64) func(status byte, msg string) {
+	sf := j.sf
+	return func(status byte, msg string) {
+		l.Release()
+		switch status {
+		case wire.AckOK:
+			sf.digests[j.c.Index] = dg
+			e.tally.AddBytes(j.c.Len)
+			sf.fly.done.Add(j.c.Len)
+			e.tally.AddSent(sent)
+			e.chunkSettled(sf)
+		case wire.AckMismatch:
+			if info, err := fsroot.InfoFromFile(sf.f); err == nil && fsroot.Unchanged(sf.opened, info) != nil {
+				// What was sent is not what was hashed: the source
+				// is being written to.
+				e.chunkFailed(sf, receive.ErrChanged.Error())
+				return
+			}
+			if j.tries+1 >= chunkAttempts {
+				e.chunkFailed(sf, fmt.Sprintf("%s (after %d attempts)", msg, j.tries+1))
+				return
+			}
+			e.sink.Emit(progress.Event{Event: progress.KindNotice, Path: sf.op.Src.Path, Retry: true,
+				Msg: fmt.Sprintf("chunk %d failed verification at the destination; sending it again", j.c.Index)})
+			// Requeue from a fresh goroutine: this callback runs on the
+			// lane's reader, which must never block on the queue.
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				select {
+				case e.chunkCh <- &chunkJob{sf: sf, c: j.c, tries: j.tries + 1}:
+				case <-e.ctx.Done():
+					e.chunkStopped(sf)
+				}
+			}()
+		default:
+			e.chunkErr(sf, errors.New(msg))
+		}
+	}
+}
+
+// sendPatch sends the chunk of job, which the destination holds old
+// bytes of (job.theirs, their leaf digests), as the leaves that differ;
+// the destination assembles and verifies it against the chunk's digest.
+// The lane is acquired; the verdict releases it.
+func (e *engine) sendPatch(l Lane, job *chunkJob) {
+	sf := job.sf
+	buf := e.getBuf(job.c.Len)
+	defer e.putBuf(buf)
+	if n, err := sf.f.ReadAt(buf, job.c.Off); err != nil && !(errors.Is(err, io.EOF) && int64(n) == job.c.Len) {
+		l.Release()
+		msg := fsroot.Describe("read", sf.op.Src.Path, err)
+		if errors.Is(err, io.EOF) {
+			msg = receive.ErrChanged.Error()
+		}
+		e.chunkFailed(sf, msg)
+		return
+	}
+	leaf := hashtree.LeafSizeFor(e.opt.ChunkSize)
+	// The chunk's digest is the one its check computed (a chunk with leaf
+	// digests was offered for adoption): should the source have changed
+	// since, the destination's verification says so.
+	dg := sf.digests[job.c.Index]
+	diff := hashtree.DiffLeaves(hashtree.LeafDigests(buf, job.c.Off, leaf), job.theirs)
+	var data []byte
+	for _, i := range diff {
+		lo, hi := hashtree.LeafSpan(i, leaf, job.c.Len)
+		data = append(data, buf[lo:hi]...)
+	}
+	p := wire.Patch{Index: uint64(job.c.Index), Off: job.c.Off, Digest: dg, LeafSize: leaf, Leaves: diff}
+	if err := sf.w.WritePatch(l, p, data, e.verdict(l, job, dg, int64(len(data)))); err != nil {
+		l.Release()
+		e.chunkErr(sf, err)
 	}
 }
 
@@ -1281,6 +1331,7 @@ func (e *engine) offer(sf *sfile) {
 		return
 	}
 	missing := map[int64]bool{}
+	theirs := map[int64][]hashtree.Digest{}
 	var valid []wire.AdoptChunk
 	for _, c := range list {
 		if c.Digest == "" {
@@ -1289,15 +1340,29 @@ func (e *engine) offer(sf *sfile) {
 			valid = append(valid, c)
 		}
 	}
-	if len(valid) > 0 {
-		m, err := sf.w.Adopt(e.ctx, valid)
+	// Offered in groups whose leaf digests fit one answer's budget, so
+	// that every chunk that differs can be patched however large the file.
+	leaf := hashtree.LeafSizeFor(e.opt.ChunkSize)
+	group := len(valid)
+	if leaf > 0 {
+		group = max(1, wire.MaxPatchLeafBytes/(hashtree.NumLeaves(e.opt.ChunkSize, leaf)*len(hashtree.Digest{})))
+	}
+	for len(valid) > 0 {
+		part := valid[:min(group, len(valid))]
+		valid = valid[len(part):]
+		m, leaves, err := sf.w.Adopt(e.ctx, part, leaf)
 		if err != nil {
-			for _, c := range valid {
+			for _, c := range part {
 				missing[c.Index] = true
 			}
 		}
 		for _, i := range m {
 			missing[i] = true
+		}
+		for _, cl := range leaves {
+			if d := leafDigests(cl.Digests); d != nil && missing[cl.Index] {
+				theirs[cl.Index] = d
+			}
 		}
 	}
 	chunks := plan.Chunks(sf.op.Src.Size, e.opt.ChunkSize)
@@ -1309,11 +1374,25 @@ func (e *engine) offer(sf *sfile) {
 			continue
 		}
 		select {
-		case e.chunkCh <- &chunkJob{sf: sf, c: chunks[c.Index]}:
+		case e.chunkCh <- &chunkJob{sf: sf, c: chunks[c.Index], theirs: theirs[c.Index]}:
 		case <-e.ctx.Done():
 			e.chunkStopped(sf)
 		}
 	}
+}
+
+// leafDigests splits the concatenated leaf digests of a peer's answer;
+// nil if they do not come in whole digests.
+func leafDigests(flat []byte) []hashtree.Digest {
+	size := len(hashtree.Digest{})
+	if len(flat) == 0 || len(flat)%size != 0 {
+		return nil
+	}
+	out := make([]hashtree.Digest, len(flat)/size)
+	for i := range out {
+		copy(out[i][:], flat[i*size:])
+	}
+	return out
 }
 
 // chunkFailed settles a chunk that failed for a reason of the file's own

@@ -135,8 +135,8 @@ type localWriter struct {
 	r *receive.Receiver
 }
 
-func (w *localWriter) Adopt(ctx context.Context, chunks []wire.AdoptChunk) ([]int64, error) {
-	return w.r.Adopt(w.fid, chunks)
+func (w *localWriter) Adopt(ctx context.Context, chunks []wire.AdoptChunk, leafSize int64) ([]int64, []wire.ChunkLeaves, error) {
+	return w.r.Adopt(w.fid, chunks, leafSize)
 }
 
 func (w *localWriter) commit(do wire.CommitAction, digest string) error {
@@ -157,6 +157,11 @@ func (localLane) Release()                          {}
 
 func (l localLane) SendChunk(fid, idx uint64, off int64, verify bool, dg hashtree.Digest, data []byte, f *os.File, n int, cb func(byte, string)) error {
 	cb(l.r.WriteChunk(fid, idx, off, data, dg, verify))
+	return nil
+}
+
+func (l localLane) SendPatch(p wire.Patch, data []byte, cb func(byte, string)) error {
+	cb(l.r.WritePatch(p, data))
 	return nil
 }
 

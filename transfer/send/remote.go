@@ -143,12 +143,12 @@ type remoteWriter struct {
 	d *Remote
 }
 
-func (w *remoteWriter) Adopt(ctx context.Context, chunks []wire.AdoptChunk) ([]int64, error) {
-	resp, err := w.d.s.Call(ctx, &wire.Req{Op: wire.OpAdopt, FID: w.fid, Adopt: chunks})
+func (w *remoteWriter) Adopt(ctx context.Context, chunks []wire.AdoptChunk, leafSize int64) ([]int64, []wire.ChunkLeaves, error) {
+	resp, err := w.d.s.Call(ctx, &wire.Req{Op: wire.OpAdopt, FID: w.fid, Adopt: chunks, LeafSize: leafSize})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return resp.Missing, nil
+	return resp.Missing, resp.Leaves, nil
 }
 
 func (w *remoteWriter) commit(ctx context.Context, do wire.CommitAction, digest string) error {

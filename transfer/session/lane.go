@@ -169,6 +169,26 @@ func (l *Lane) closedErr() error {
 // runs and the caller cleans up. The data is
 // either data (when f is nil) or n bytes of f at off.
 func (l *Lane) SendChunk(fid, idx uint64, off int64, verify bool, digest hashtree.Digest, data []byte, f *os.File, n int, cb func(status byte, msg string)) error {
+	hdr := wire.ChunkHeader(fid, idx, off, digest)
+	return l.tracked(fid, idx, cb, func() error {
+		if f != nil {
+			return l.SendFile(hdr, f, off, n)
+		}
+		return l.Send(hdr, data)
+	})
+}
+
+// SendPatch sends chunk p.Index of file p.FID as the leaves that differ
+// (their bytes in data), with SendChunk's contract: cb gets the verdict.
+func (l *Lane) SendPatch(p wire.Patch, data []byte, cb func(status byte, msg string)) error {
+	return l.tracked(p.FID, p.Index, cb, func() error { return l.Send(p.Header(), data) })
+}
+
+// tracked registers cb for the verdict on chunk idx of file fid and sends
+// the chunk with send; an error is reported only if cb has not run (close
+// runs every pending callback): cb runs exactly once, or never with an
+// error returned.
+func (l *Lane) tracked(fid, idx uint64, cb func(status byte, msg string), send func() error) error {
 	k := [2]uint64{fid, idx}
 	l.mu.Lock()
 	if l.err != nil {
@@ -177,16 +197,8 @@ func (l *Lane) SendChunk(fid, idx uint64, off int64, verify bool, digest hashtre
 	}
 	l.chunks[k] = cb
 	l.mu.Unlock()
-	hdr := wire.ChunkHeader(fid, idx, off, digest)
-	var err error
-	if f != nil {
-		err = l.SendFile(hdr, f, off, n)
-	} else {
-		err = l.Send(hdr, data)
-	}
+	err := send()
 	if err != nil {
-		// Report the error only if the callback has not run (close runs
-		// every pending callback): cb must run exactly once.
 		l.mu.Lock()
 		_, pending := l.chunks[k]
 		delete(l.chunks, k)
@@ -352,13 +364,21 @@ func (l *Lane) handle(hdr []byte, n int, buf *[]byte) error {
 		if r := l.s.tables.receiver(); r != nil {
 			status, msg = r.WriteChunk(fid, idx, int64(off), p, dg, verify)
 		}
-		e := wire.Enc{}
-		e.U8(wire.MsgAck)
-		e.Uvar(fid)
-		e.Uvar(idx)
-		e.U8(status)
-		e.Str(wire.VerdictMsg(msg))
-		return l.Send(e.Buf, nil)
+		return l.ack(fid, idx, status, msg)
+	case wire.MsgPatch:
+		pt, err := wire.DecodePatch(d)
+		if err != nil {
+			return err
+		}
+		p, err := l.Payload(n, wire.MaxChunkSize, buf)
+		if err != nil {
+			return err
+		}
+		status, msg := wire.AckFailed, "this peer accepts no files"
+		if r := l.s.tables.receiver(); r != nil {
+			status, msg = r.WritePatch(pt, p)
+		}
+		return l.ack(pt.FID, pt.Index, status, msg)
 	case wire.MsgBatch:
 		id, count := d.Uvar(), d.Uvar()
 		if d.Err != nil {
@@ -410,6 +430,17 @@ func (l *Lane) handle(hdr []byte, n int, buf *[]byte) error {
 		return fn(l, hdr, n, buf)
 	}
 	return fmt.Errorf("unknown data message kind %d", hdr[0])
+}
+
+// ack sends the verdict on chunk idx of file fid.
+func (l *Lane) ack(fid, idx uint64, status byte, msg string) error {
+	e := wire.Enc{}
+	e.U8(wire.MsgAck)
+	e.Uvar(fid)
+	e.Uvar(idx)
+	e.U8(status)
+	e.Str(wire.VerdictMsg(msg))
+	return l.Send(e.Buf, nil)
 }
 
 // Batch verdicts travel in pieces that each fit a message header: a piece

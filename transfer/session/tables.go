@@ -32,6 +32,11 @@ type Receiver interface {
 	// verdict the sender gets: wire.AckOK, AckMismatch (send it again) or
 	// AckFailed (give up on the file), with a message for the last two.
 	WriteChunk(fid, idx uint64, off int64, p []byte, dg hashtree.Digest, verify bool) (status byte, msg string)
+	// WritePatch assembles a chunk from the old bytes the receiver holds
+	// and the leaves of p (their bytes in data), checks it against the
+	// chunk's digest whatever the session negotiated, and writes it; the
+	// verdict is WriteChunk's.
+	WritePatch(p wire.Patch, data []byte) (status byte, msg string)
 	// WriteBatch writes a batch of count small files and returns one
 	// error message per file ("" for success); an error ends the session
 	// (a malformed batch).

@@ -1,6 +1,10 @@
 package wire
 
-import "github.com/xfer-io/xfer/internal/hashtree"
+import (
+	"fmt"
+
+	"github.com/xfer-io/xfer/internal/hashtree"
+)
 
 // Data-plane message kinds (first byte of a stream message header).
 const (
@@ -14,6 +18,9 @@ const (
 	// 10-14 are `xfer bench`'s (see bench.go).
 	MsgBenchFirst byte = 10
 	MsgBenchLast  byte = 14
+	// MsgPatch is a chunk of a large file sent as the leaves that differ
+	// from the receiver's old bytes (see Patch); MsgAck answers it.
+	MsgPatch byte = 15
 )
 
 // Chunk verdicts.
@@ -64,6 +71,68 @@ func ChunkHeader(fid, idx uint64, off int64, digest hashtree.Digest) []byte {
 	return e.Buf
 }
 
+// MaxPatchLeafBytes bounds the leaf digests one adopt answer carries
+// (Resp.Leaves); missing chunks past it are sent whole.
+const MaxPatchLeafBytes = 1 << 20
+
+// Patch is the header of a MsgPatch: chunk Index of file FID at Off, whose
+// digest (of the whole chunk, once assembled) is Digest, sent as the
+// leaves of LeafSize bytes listed in Leaves (ascending); the payload is
+// their bytes, one after the other.
+type Patch struct {
+	FID, Index uint64
+	Off        int64
+	Digest     hashtree.Digest
+	LeafSize   int64
+	Leaves     []int
+}
+
+// maxPatchBitmap bounds the leaf bitmap of a patch header.
+const maxPatchBitmap = hashtree.MaxLeaves / 8
+
+// Header encodes the patch as a message header: kind, fid, index, offset,
+// digest, leaf size, then a bitmap of the leaves sent (uvarint length in
+// bytes, bit i%8 of byte i/8 for leaf i).
+func (p Patch) Header() []byte {
+	e := Enc{Buf: make([]byte, 0, 64+maxPatchBitmap+TagLen)}
+	e.U8(MsgPatch)
+	e.Uvar(p.FID)
+	e.Uvar(p.Index)
+	e.Uvar(uint64(p.Off))
+	e.Raw(p.Digest[:])
+	e.Uvar(uint64(p.LeafSize))
+	var bm []byte
+	if n := len(p.Leaves); n > 0 {
+		bm = make([]byte, p.Leaves[n-1]/8+1)
+	}
+	for _, i := range p.Leaves {
+		bm[i/8] |= 1 << (i % 8)
+	}
+	e.Blob(bm)
+	return e.Buf
+}
+
+// DecodePatch reads a patch header after its kind byte.
+func DecodePatch(d *Dec) (Patch, error) {
+	var p Patch
+	p.FID, p.Index, p.Off = d.Uvar(), d.Uvar(), int64(d.Uvar())
+	copy(p.Digest[:], d.Raw(32))
+	p.LeafSize = int64(d.Uvar())
+	bm := d.Blob()
+	if d.Err != nil {
+		return Patch{}, fmt.Errorf("bad patch header: %w", d.Err)
+	}
+	if len(bm) > maxPatchBitmap || p.Off < 0 {
+		return Patch{}, fmt.Errorf("bad patch header: %d-byte leaf bitmap at offset %d", len(bm), p.Off)
+	}
+	for i := range len(bm) * 8 {
+		if bm[i/8]&(1<<(i%8)) != 0 {
+			p.Leaves = append(p.Leaves, i)
+		}
+	}
+	return p, nil
+}
+
 // Request operations of the store.
 const (
 	OpCASHas  = "cas.has"
@@ -107,7 +176,8 @@ const (
 
 // PayloadCovered reports whether the payload of a data message of this
 // kind goes through the MAC. Chunks are bound by their verified digest
-// (a session's MAC binds them by their digest); the bulk bytes of `xfer bench` are discarded.
+// (a session's MAC binds them by their digest), and so are patches, whose
+// assembled chunk is always checked against it; the bulk bytes of `xfer bench` are discarded.
 func PayloadCovered(kind byte) bool {
-	return kind != MsgChunk && kind != MsgBenchData
+	return kind != MsgChunk && kind != MsgPatch && kind != MsgBenchData
 }

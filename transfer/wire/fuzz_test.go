@@ -183,3 +183,24 @@ func normReq(r Req) Req {
 	}
 	return r
 }
+
+// FuzzPatchHeader decodes arbitrary patch headers: nothing may panic, the
+// leaf bitmap stays within its bound, and what decodes encodes back to a
+// header that decodes the same.
+func FuzzPatchHeader(f *testing.F) {
+	f.Add(Patch{FID: 3, Index: 7, Off: 7 << 22, LeafSize: 16 << 10, Leaves: []int{0, 5, 255}}.Header()[1:])
+	f.Add(Patch{FID: 1, LeafSize: 1 << 10}.Header()[1:])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := DecodePatch(&Dec{Buf: b})
+		if err != nil {
+			return
+		}
+		if n := len(p.Leaves); n > 0 && p.Leaves[n-1] >= maxPatchBitmap*8 {
+			t.Fatalf("leaf %d beyond the bitmap's bound", p.Leaves[n-1])
+		}
+		q, err := DecodePatch(&Dec{Buf: p.Header()[1:]})
+		if err != nil || !reflect.DeepEqual(p, q) {
+			t.Fatalf("round trip: %+v -> %+v (%v)", p, q, err)
+		}
+	})
+}

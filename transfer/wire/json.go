@@ -181,11 +181,13 @@ func (r *Resp) UnmarshalJSON(b []byte) error {
 		Haves   bounded[[][2]int64]   `json:"haves"`
 		Done    bounded[[]AdoptChunk] `json:"done"`
 		Missing bounded[int64]        `json:"missing"`
+		Leaves  bounded[ChunkLeaves]  `json:"leaves"`
 	}{plain: (*plain)(r),
 		Errs:    bounded[string]{&r.Errs, MaxReqItems, "errs"},
 		Haves:   bounded[[][2]int64]{&r.Haves, maxHaveItems, "haves"},
 		Done:    bounded[[]AdoptChunk]{&r.Done, maxDoneItems, "done"},
 		Missing: bounded[int64]{&r.Missing, MaxAdoptItems, "missing"},
+		Leaves:  bounded[ChunkLeaves]{&r.Leaves, MaxAdoptItems, "leaves"},
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err

@@ -124,7 +124,13 @@ type Req struct {
 	FID      uint64       `json:"fid,omitempty"`
 	Lock     bool         `json:"lock,omitempty"`
 	Adopt    []AdoptChunk `json:"adopt,omitempty"`
-	Job      *JobSpec     `json:"job,omitempty"`
+	// LeafSize (adopt) asks for the leaf digests of the offered chunks
+	// that do not match (Resp.Leaves), cut into leaves of that many bytes
+	// (see hashtree.ValidLeafSize), so that only the leaves that differ
+	// are sent (MsgPatch). 0, or a peer that does not offer it: whole
+	// chunks.
+	LeafSize int64    `json:"leaf_size,omitempty"`
+	Job      *JobSpec `json:"job,omitempty"`
 	// CAS and Bench are the arguments of the store's and the
 	// benchmark's operations.
 	CAS   *CASArgs   `json:"cas,omitempty"`
@@ -160,6 +166,10 @@ type Resp struct {
 	Owners *OwnerReport `json:"owners,omitempty"`
 	// Missing lists adopt candidates that did not match.
 	Missing []int64 `json:"missing,omitempty"`
+	// Leaves (adopt with LeafSize) holds, for missing chunks whose old
+	// bytes the receiver holds, the digests of their leaves; a missing
+	// chunk not listed is sent whole.
+	Leaves []ChunkLeaves `json:"leaves,omitempty"`
 	// CAS and Bench are the results of the store's and the benchmark's
 	// operations.
 	CAS   *CASResult  `json:"cas,omitempty"`
@@ -208,6 +218,13 @@ type BenchReply struct {
 type AdoptChunk struct {
 	Index  int64  `json:"i"`
 	Digest string `json:"d"`
+}
+
+// ChunkLeaves are the leaf digests of one chunk the receiver holds old
+// bytes of: Digests is their concatenation, 32 bytes per leaf, in order.
+type ChunkLeaves struct {
+	Index   int64  `json:"i"`
+	Digests []byte `json:"d"`
 }
 
 // MetaOp is one metadata change at the destination.
