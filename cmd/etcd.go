@@ -31,6 +31,11 @@ func etcdFlags(f *pflag.FlagSet) {
 	f.String("etcd-key", "", "with --etcd: private key (PEM) of --etcd-cert")
 }
 
+// etcdTTLFlag adds --etcd-ttl, the lease TTL of a registration.
+func etcdTTLFlag(f *pflag.FlagSet) {
+	f.Duration("etcd-ttl", membership.DefaultTTL, "with --etcd: lease TTL of the registration (a killed member leaves the cluster this long after)")
+}
+
 // etcdConfig reads the etcd flags of cmd; nil without --etcd.
 func etcdConfig(fl *pflag.FlagSet) (*location.Etcd, error) {
 	eps, _ := fl.GetStringSlice("etcd")
@@ -59,23 +64,33 @@ func membershipConfig(e *location.Etcd) membership.Config {
 }
 
 // serveRegister registers the agent listening on ln and serving root in
-// the cluster of e, and keeps the registration alive in the background
-// until ctx ends (then it deregisters; wait waits for that).
-func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listener, root string, protos []string, ttl time.Duration) (wait func(), err error) {
-	if root == "" {
-		return nil, exitcode.Usagef("--etcd goes with --root: a cluster's members serve one tree")
+// the cluster of e (as a holder of objects too when it serves a store,
+// cas; with no root, as a holder alone), and keeps the registration alive
+// in the background until ctx ends (then it deregisters; wait waits for
+// that).
+func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listener, root string, cas bool, protos []string, ttl time.Duration) (wait func(), err error) {
+	if root == "" && !cas {
+		return nil, exitcode.Usagef("--etcd goes with --root (a cluster's members serve one tree) or --cas (a holder of objects)")
 	}
-	tree, err := membership.TreeID(root)
-	if err != nil {
-		return nil, exitcode.Usagef("%v", err)
+	tree := ""
+	if root != "" {
+		if tree, err = membership.TreeID(root); err != nil {
+			return nil, exitcode.Usagef("%v", err)
+		}
 	}
+	addr := ln.Addr().String()
+	return a.register(ctx, e, membership.Member{ID: addr, Addr: addr, Transports: offeredList(protos), RDMA: rdmaDevices(),
+		TreeID: tree, CAS: cas, Version: version, Protocol: transfer.ProtocolVersion, Started: time.Now().UTC()}, ttl)
+}
+
+// register registers m in the cluster of e and keeps the registration
+// alive in the background until ctx ends (then it deregisters; wait waits
+// for that).
+func (a *app) register(ctx context.Context, e *location.Etcd, m membership.Member, ttl time.Duration) (wait func(), err error) {
 	c, err := membership.Dial(membershipConfig(e))
 	if err != nil {
 		return nil, exitcode.Usagef("%v", err)
 	}
-	addr := ln.Addr().String()
-	m := membership.Member{ID: addr, Addr: addr, Transports: offeredList(protos), RDMA: rdmaDevices(),
-		TreeID: tree, Version: version, Protocol: transfer.ProtocolVersion, Started: time.Now().UTC()}
 	reg, err := c.Register(ctx, m, ttl)
 	if err != nil {
 		c.Close()
@@ -84,7 +99,14 @@ func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listen
 		}
 		return nil, exitcode.Peerf("%v", err)
 	}
-	fmt.Fprintf(a.stderr, "registered %s in cluster %s (etcd %s, tree %s, lease %s)\n", addr, e.Cluster, strings.Join(e.Endpoints, ","), tree, ttl)
+	what := "tree " + m.TreeID
+	switch {
+	case m.TreeID == "":
+		what = "content-addressed store"
+	case m.CAS:
+		what += " and content-addressed store"
+	}
+	fmt.Fprintf(a.stderr, "registered %s in cluster %s (etcd %s, %s, lease %s)\n", m.Addr, e.Cluster, strings.Join(e.Endpoints, ","), what, ttl)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -96,6 +118,34 @@ func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listen
 	return func() { <-done }, nil
 }
 
+// etcdTTL reads --etcd-ttl.
+func (a *app) etcdTTL() (time.Duration, error) {
+	ttl := a.v.GetDuration("etcd-ttl")
+	if ttl < time.Second {
+		return 0, exitcode.Usagef("--etcd-ttl %s: want at least 1s", ttl)
+	}
+	return ttl, nil
+}
+
+// casHolders returns the addresses of the live content-addressed stores
+// registered in the cluster of e.
+func casHolders(ctx context.Context, e *location.Etcd) ([]string, error) {
+	c, err := membership.Dial(membershipConfig(e))
+	if err != nil {
+		return nil, exitcode.Peerf("%v", err)
+	}
+	defer c.Close()
+	ms, err := c.Holders(ctx)
+	if err != nil {
+		return nil, exitcode.Peerf("%v", err)
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Addr
+	}
+	return out, nil
+}
+
 // etcdAgents returns the addresses of the live members of e's cluster,
 // and its membership to watch during the run from the moment they were
 // read.
@@ -105,7 +155,7 @@ func etcdAgents(ctx context.Context, e *location.Etcd) ([]string, transfer.Membe
 		return nil, nil, exitcode.Peerf("%v", err)
 	}
 	defer c.Close()
-	ms, rev, err := c.Snapshot(ctx)
+	ms, rev, err := c.Agents(ctx)
 	if err != nil {
 		return nil, nil, exitcode.Peerf("%v", err)
 	}
@@ -133,7 +183,12 @@ func (m etcdMembers) Watch(ctx context.Context, left, joined func(addr string)) 
 	}
 	defer c.Close()
 	// A member's ID is its address (serveRegister).
-	return c.Watch(ctx, m.rev, left, func(mb membership.Member) { joined(mb.Addr) })
+	// Stores alone are no agents.
+	return c.Watch(ctx, m.rev, left, func(mb membership.Member) {
+		if mb.IsAgent() {
+			joined(mb.Addr)
+		}
+	})
 }
 
 // etcdJob records a cluster transfer in the etcd of one of its sides
