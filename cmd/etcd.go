@@ -283,7 +283,8 @@ func newClusterCmd(a *app) *cobra.Command {
 		Long: `Ls prints the members registered in etcd for the cluster of the remote
 REMOTE (added with 'xfer remote add NAME --etcd URL --cluster CLUSTER'), or
 of --etcd and --cluster: address, lease time left, transports, RDMA
-devices, tree id, version and protocol. With --json it prints one object
+devices, tree id ("-" for a store alone), whether it holds objects (CAS:
+'serve --cas', 'daemon --listen'), version and protocol. With --json it prints one object
 per member and line (the stored value, docs/etcd.md, plus "ttl_left_s").
 Exit status 3 if etcd does not answer.`,
 		Example:           `  xfer cluster ls clusterA`,
@@ -342,13 +343,14 @@ func (a *app) clusterLs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tTTL LEFT\tTRANSPORTS\tRDMA\tTREE\tVERSION\tPROTOCOL")
+	fmt.Fprintln(tw, "ADDRESS\tTTL LEFT\tTRANSPORTS\tRDMA\tTREE\tCAS\tVERSION\tPROTOCOL")
 	for _, m := range ms {
-		rdma := strings.Join(m.RDMA, ",")
-		if rdma == "" {
-			rdma = "-"
+		cas := "no"
+		if m.CAS {
+			cas = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.Addr, m.TTLLeft, strings.Join(m.Transports, ","), rdma, m.TreeID, m.Version, m.Protocol)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.Addr, m.TTLLeft, strings.Join(m.Transports, ","),
+			orDash(strings.Join(m.RDMA, ",")), orDash(m.TreeID), cas, m.Version, m.Protocol)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -357,6 +359,14 @@ func (a *app) clusterLs(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(a.stderr, "cluster %s has no live members\n", e.Cluster)
 	}
 	return nil
+}
+
+// orDash is s, or "-" for nothing.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // rdmaDevices names the RDMA devices of this host (none if it has none).

@@ -27,7 +27,7 @@ type NoHolderError struct {
 
 func (e *NoHolderError) Error() string {
 	if e.Asked == 0 {
-		return fmt.Sprintf("cas: %s: no content-addressed store is registered in the cluster", e.ID)
+		return fmt.Sprintf("cas: %s: no holder is registered (xfer serve --cas or xfer daemon --listen, with --etcd)", e.ID)
 	}
 	msg := fmt.Sprintf("cas: %s: no holder has it (asked %d: %d lack it", e.ID, e.Asked, e.Missing)
 	if len(e.Failed) > 0 {
@@ -100,6 +100,8 @@ func Find(ctx context.Context, id cas.ID, addrs []string, parallel int, has HasF
 	for range addrs {
 		a := <-answers
 		switch {
+		case a.err != nil && strings.Contains(a.err.Error(), a.addr):
+			nh.Failed = append(nh.Failed, a.err)
 		case a.err != nil:
 			nh.Failed = append(nh.Failed, fmt.Errorf("%s: %w", a.addr, a.err))
 		case a.size >= 0:
