@@ -547,17 +547,12 @@ func (a *app) onHolder(ctx context.Context, e *location.Etcd, id cas.ID, fn func
 		mu.Lock()
 		sessions[addr] = s
 		mu.Unlock()
-		sizes, err := casnet.NewClient(s).Has(ctx, []cas.ID{id})
-		if err != nil {
-			return 0, err
-		}
-		return sizes[0], nil
+		return casnet.NewClient(s).Lookup(ctx, id)
 	})
-	var unreachable *casnet.UnreachableError
-	switch {
-	case errors.As(err, &unreachable):
+	if casnet.IsUnreachable(err) {
 		return exitcode.Peerf("cluster %s: %v", e.Cluster, err)
-	case err != nil:
+	}
+	if err != nil {
 		return fmt.Errorf("cluster %s: %w", e.Cluster, err)
 	}
 	a.log.Debug("object found", "id", id, "holder", addr, "cluster", e.Cluster)

@@ -336,21 +336,17 @@ func (s *Server) fetchFromCluster(ctx context.Context, id cas.ID) result {
 		return errResult(mover.StatusPeer, fmt.Errorf("%s %s: %w", mover.OpFetch, id, err))
 	}
 	addr, _, err := casnet.Find(ctx, id, addrs, 0, func(ctx context.Context, addr string) (int64, error) {
-		var sizes []int64
+		size := int64(-1)
 		err := s.peers.do(ctx, "xfer://"+addr, func(sess *transfer.Session) (err error) {
-			sizes, err = casnet.NewClient(sess).Has(ctx, []cas.ID{id})
+			size, err = casnet.NewClient(sess).Lookup(ctx, id)
 			return err
 		})
-		if err != nil {
-			return 0, err
-		}
-		return sizes[0], nil
+		return size, err
 	})
-	var unreachable *casnet.UnreachableError
-	switch {
-	case errors.As(err, &unreachable):
+	if casnet.IsUnreachable(err) {
 		return errResult(mover.StatusPeer, fmt.Errorf("%s %s: %w", mover.OpFetch, id, err))
-	case err != nil:
+	}
+	if err != nil {
 		return errResult(statusOf(err), fmt.Errorf("%s: %w", mover.OpFetch, err))
 	}
 	s.cfg.Log.Debug("fetching from the cluster", "id", id, "holder", addr)

@@ -21,6 +21,7 @@ import (
 type casClusterSetup struct {
 	e       *etcdServer
 	holders []*server
+	root    string // the tree the holders serve
 	cfg     string
 	content []byte
 	id      string
@@ -30,9 +31,10 @@ func startCASCluster(t *testing.T) *casClusterSetup {
 	t.Helper()
 	c := &casClusterSetup{e: startEtcd(t)}
 	dir, root := t.TempDir(), t.TempDir()
+	c.root = root
 	for i := range 3 {
 		c.holders = append(c.holders, startServerOn(t, fmt.Sprintf("127.0.0.%d", i+2), root,
-			"--cas", filepath.Join(dir, fmt.Sprintf("store%d", i)), "--etcd", c.e.url, "--cluster", "c1", "--etcd-ttl", "3s"))
+			"--cas", filepath.Join(dir, fmt.Sprintf("store%d", i)), "--etcd", c.e.url, "--cluster", "c1", "--etcd-ttl", "30s"))
 	}
 	c.cfg = writeConfig(t, "")
 	if r := xfer(t, "--config", c.cfg, "remote", "add", "clusterA", "--etcd", c.e.url, "--cluster", "c1"); r.code != 0 {
@@ -78,15 +80,31 @@ func TestCASGetCluster(t *testing.T) {
 
 	absent := strings.Repeat("ab", 32)
 	missing := filepath.Join(t.TempDir(), "missing")
-	r = casRun(t, nil, local, "--config", c.cfg, "cas", "get", absent, missing, "--cluster", "clusterA")
-	wantCode(t, r, 1, "get --cluster of an object nobody has")
-	if !strings.Contains(r.stderr, "no holder has it (asked 3: 3 lack it)") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
-		t.Errorf("get of an absent object: want one line naming the 3 holders asked: %q", r.stderr)
+	getAbsent := func(want string) {
+		t.Helper()
+		r := casRun(t, nil, local, "--config", c.cfg, "cas", "get", absent, missing, "--cluster", "clusterA")
+		wantCode(t, r, 1, "get --cluster of an object nobody has")
+		if !strings.Contains(r.stderr, want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("get of an absent object: want one line with %q: %q", want, r.stderr)
+		}
+		noGoInternal(t, "absent object", r)
+		if _, err := os.Stat(missing); err == nil {
+			t.Error("a failed get --cluster left its output")
+		}
 	}
-	noGoInternal(t, "absent object", r)
-	if _, err := os.Stat(missing); err == nil {
-		t.Error("a failed get --cluster left its output")
+	getAbsent("no holder has it (asked 3: 3 lack it)")
+
+	// A holder killed stays registered until its lease (30s) expires: it
+	// is asked, fails to answer, and the others are used.
+	must(t, c.holders[0].cmd.Process.Kill())
+	for deadline := time.Now().Add(10 * time.Second); c.holders[0].alive() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
 	}
+	r = casRun(t, nil, local, "--config", c.cfg, "cas", "get", c.id, "--cluster", "clusterA")
+	if r.code != 0 || r.stdout != string(c.content) {
+		t.Fatalf("get --cluster with a dead holder registered: exit %d, %d bytes\n%s", r.code, len(r.stdout), r.stderr)
+	}
+	getAbsent("no holder has it (asked 3: 2 lack it, 1 did not answer: peer " + c.holders[0].addr)
 
 	dead := freePorts(t, 1)[0]
 	r = casRun(t, nil, local, "cas", "get", c.id, filepath.Join(t.TempDir(), "x"), "--etcd", "http://"+dead, "--cluster", "c1")
@@ -105,7 +123,7 @@ func TestCASGetCluster(t *testing.T) {
 func TestDaemonFetchCluster(t *testing.T) {
 	c := startCASCluster(t)
 	dir := t.TempDir()
-	join := []string{"--etcd", c.e.url, "--cluster", "c1", "--etcd-ttl", "3s"}
+	join := []string{"--etcd", c.e.url, "--cluster", "c1", "--etcd-ttl", "30s"}
 	d, ok := runDaemon(t, nil, nil, append([]string{"--socket", filepath.Join(dir, "d.sock"), "--cas", filepath.Join(dir, "dcas"),
 		"--listen", "127.0.0.5:0", "--insecure-listen"}, join...)...)
 	if !ok || d.peers == "" {
@@ -115,6 +133,14 @@ func TestDaemonFetchCluster(t *testing.T) {
 	want := append(serverAddrs(c.holders), d.peers)
 	slices.Sort(want)
 	awaitMembers(t, c.cfg, "clusterA", want, 10*time.Second)
+	// A store alone is no agent: a copy through the cluster uses the three
+	// agents only (the daemon serves no tree and would refuse it).
+	writeRandom(t, filepath.Join(c.root, "d", "f.bin"), 1<<20, 3)
+	out := filepath.Join(t.TempDir(), "out")
+	if r := xfer(t, "--config", c.cfg, "copy", "clusterA:/d", out); r.code != 0 {
+		t.Fatalf("copy through a cluster with a store-only member: %s", r)
+	}
+	sameTree(t, filepath.Join(c.root, "d"), out)
 
 	mc := d.client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

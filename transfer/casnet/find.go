@@ -2,6 +2,7 @@ package casnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -54,6 +55,21 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() []error { return e.Failed }
 
+// IsUnreachable says err is Find's *UnreachableError: no holder answered.
+func IsUnreachable(err error) bool {
+	var u *UnreachableError
+	return errors.As(err, &u)
+}
+
+// Lookup asks the peer's store whether it holds id: its size, or -1.
+func (s *Client) Lookup(ctx context.Context, id cas.ID) (int64, error) {
+	sizes, err := s.Has(ctx, []cas.ID{id})
+	if err != nil {
+		return 0, err
+	}
+	return sizes[0], nil
+}
+
 // Find asks the stores at addrs, at most parallel at once (FindParallel
 // if not positive), whether they hold id, and returns the address of the
 // first that answers that it does and the object's size; the questions
@@ -66,8 +82,6 @@ func Find(ctx context.Context, id cas.ID, addrs []string, parallel int, has HasF
 	if parallel <= 0 {
 		parallel = FindParallel
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	type answer struct {
 		addr string
 		size int64
@@ -76,7 +90,9 @@ func Find(ctx context.Context, id cas.ID, addrs []string, parallel int, has HasF
 	answers := make(chan answer, len(addrs))
 	slots := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer wg.Wait() // after cancel: the questions still out end at once
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	wg.Add(1) // the dispatcher: held while it adds the questions
 	go func() {
 		defer wg.Done()

@@ -10,6 +10,31 @@ import (
 	"github.com/xfer-io/xfer/internal/cas"
 )
 
+// TestFindDoesNotWait: the first holder found ends the search; a holder
+// that does not answer is not waited for.
+func TestFindDoesNotWait(t *testing.T) {
+	has := func(ctx context.Context, addr string) (int64, error) {
+		if addr == "hung" {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(10 * time.Second):
+				return 0, errors.New("released")
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		return 5, nil
+	}
+	start := time.Now()
+	addr, _, err := Find(context.Background(), cas.ID{}, []string{"hung", "ok"}, 2, has)
+	if err != nil || addr != "ok" {
+		t.Fatalf("Find = %q, %v; want ok", addr, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Find took %s: it waited for the hung holder", d)
+	}
+}
+
 func TestFind(t *testing.T) {
 	var id cas.ID
 	boom := errors.New("connection refused")
