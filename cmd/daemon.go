@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -221,13 +220,16 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	}
 	var holders daemon.HolderLister
 	if etcd != nil {
-		holders = func(ctx context.Context) ([]string, error) {
-			hs, err := casHolders(ctx, etcd)
-			if pln != nil {
-				hs = slices.DeleteFunc(hs, func(h string) bool { return h == pln.Addr().String() })
-			}
-			return hs, err
+		ec, err := membership.Dial(membershipConfig(etcd))
+		if err != nil {
+			return exitcode.Usagef("%v", err)
 		}
+		defer ec.Close()
+		self := ""
+		if pln != nil {
+			self = pln.Addr().String()
+		}
+		holders = func(ctx context.Context) ([]string, error) { return holderAddrs(ctx, ec, self) }
 	}
 
 	srv, err := daemon.New(daemon.Config{

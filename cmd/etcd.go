@@ -135,13 +135,21 @@ func casHolders(ctx context.Context, e *location.Etcd) ([]string, error) {
 		return nil, exitcode.Peerf("%v", err)
 	}
 	defer c.Close()
+	return holderAddrs(ctx, c, "")
+}
+
+// holderAddrs returns the addresses of the live content-addressed stores
+// registered with c, but self.
+func holderAddrs(ctx context.Context, c *membership.Client, self string) ([]string, error) {
 	ms, err := c.Holders(ctx)
 	if err != nil {
 		return nil, exitcode.Peerf("%v", err)
 	}
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.Addr
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m.Addr != self {
+			out = append(out, m.Addr)
+		}
 	}
 	return out, nil
 }
