@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -85,7 +86,7 @@ peer's id checked against it.`,
 }
 
 func newCASGetCmd(a *app) *cobra.Command {
-	return casPeerCmd(&cobra.Command{
+	c := casPeerCmd(&cobra.Command{
 		Use:   "get ID [OUT|-] [--from REMOTE]",
 		Short: "Write an object to a file or standard output, verified",
 		Long: `get writes the content of object ID to OUT, or to standard output when OUT is
@@ -95,12 +96,21 @@ matches ID. On standard output a mismatch is reported at the end (exit 1),
 after the bytes went out; do not use them then.
 
 --from REMOTE reads the object from that peer's store instead of the local
-one.`,
+one. --cluster NAME finds it in a cluster kept in etcd (docs/etcd.md):
+NAME is a remote added with 'xfer remote add NAME --etcd URL --cluster
+CLUSTER', or the cluster itself with --etcd URL; the stores registered there
+('xfer serve --cas', 'xfer daemon --listen' with --etcd) are asked, 8 at a
+time, and the object is read straight from the first that has it. Exit 1
+if none has it, 3 if etcd or none of them answers.`,
 		Example: `  xfer cas get 9f2a…c4 model.bin
-  xfer cas get 9f2a…c4 - --from xfer://10.0.0.2:7878 | tar x`,
+  xfer cas get 9f2a…c4 - --from xfer://10.0.0.2:7878 | tar x
+  xfer cas get 9f2a…c4 model.bin --cluster clusterA`,
 		Args: usageArgs(cobra.RangeArgs(1, 2)),
 		RunE: a.casGet,
 	}, "read from this peer's store (xfer://HOST:PORT or a remote name)")
+	etcdFlags(c.Flags())
+	c.Flags().Lookup("cluster").Usage = "find the object in this cluster: a remote kept in etcd, or the cluster of --etcd"
+	return c
 }
 
 func newCASHasCmd(a *app) *cobra.Command {
@@ -462,19 +472,94 @@ func (a *app) casGet(cmd *cobra.Command, args []string) error {
 	if len(args) == 2 {
 		out = args[1]
 	}
+	fromPeer := func(c *casnet.Client) error {
+		if out == "-" {
+			_, err := c.Get(ctx, id, a.stdout)
+			return err
+		}
+		return getFile(ctx, c, id, out)
+	}
+	e, err := a.casCluster(cmd)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		return a.onHolder(ctx, e, id, fromPeer)
+	}
 	return a.onStore(ctx, a.v.GetString("from"), func(store *cas.Store) error {
 		if out == "-" {
 			_, err := store.Get(ctx, id, a.stdout)
 			return err
 		}
 		return store.GetFile(ctx, id, out)
-	}, func(c *casnet.Client) error {
-		if out == "-" {
-			_, err := c.Get(ctx, id, a.stdout)
-			return err
+	}, fromPeer)
+}
+
+// casCluster reads --cluster (with or without --etcd) of a cas command:
+// the etcd and cluster whose holders to ask, nil without --cluster.
+func (a *app) casCluster(cmd *cobra.Command) (*location.Etcd, error) {
+	fl := cmd.Flags()
+	name, _ := fl.GetString("cluster")
+	eps, _ := fl.GetStringSlice("etcd")
+	if name == "" && len(eps) == 0 {
+		return nil, nil
+	}
+	if a.v.GetString("from") != "" {
+		return nil, exitcode.Usagef("--from and --cluster do not go together: read from one peer, or find a holder in a cluster")
+	}
+	if len(eps) > 0 {
+		return etcdConfig(fl)
+	}
+	remotes, err := a.remotes()
+	if err != nil {
+		return nil, err
+	}
+	r, ok := remotes[strings.ToLower(name)]
+	if !ok || r.Etcd == nil {
+		return nil, exitcode.Usagef("--cluster %s: no remote of that name kept in etcd (add one with 'xfer remote add %s --etcd URL --cluster CLUSTER', or give --etcd URL)", name, name)
+	}
+	return r.Etcd, nil
+}
+
+// onHolder finds a holder of id among the stores registered in the
+// cluster of e and runs fn on a client of the first that has it.
+func (a *app) onHolder(ctx context.Context, e *location.Etcd, id cas.ID, fn func(*casnet.Client) error) error {
+	addrs, err := casHolders(ctx, e)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	sessions := map[string]*transfer.Session{}
+	defer func() {
+		for _, s := range sessions {
+			s.Close()
 		}
-		return getFile(ctx, c, id, out)
+	}()
+	addr, _, err := casnet.Find(ctx, id, addrs, 0, func(ctx context.Context, addr string) (int64, error) {
+		at, o, err := a.casPeer("xfer://" + addr)
+		if err != nil {
+			return 0, err
+		}
+		s, err := transfer.Dial(ctx, at, o)
+		if err != nil {
+			return 0, err
+		}
+		mu.Lock()
+		sessions[addr] = s
+		mu.Unlock()
+		return casnet.NewClient(s).Lookup(ctx, id)
 	})
+	if casnet.IsUnreachable(err) {
+		return exitcode.Peerf("cluster %s: %v", e.Cluster, err)
+	}
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", e.Cluster, err)
+	}
+	a.log.Debug("object found", "id", id, "holder", addr, "cluster", e.Cluster)
+	mu.Lock()
+	s := sessions[addr]
+	mu.Unlock()
+	return fn(casnet.NewClient(s))
 }
 
 // getFile writes object id of c's store to the file out: to a temporary

@@ -18,6 +18,7 @@ import (
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/membership"
 	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/session"
@@ -42,6 +43,11 @@ is used and --socket is ignored.
 
 --listen HOST:PORT also exposes the store to peers, as 'xfer serve --cas'
 does (beyond loopback only with --token-file or --insecure-listen).
+
+--etcd URL --cluster NAME joins a cluster kept in etcd (docs/etcd.md): the
+daemon registers its --listen address there as a holder of objects, if it
+has one, and a FETCH without a remote asks the cluster's registered
+holders (8 at a time) and fetches the object from the first that has it.
 
 SIGTERM or SIGINT: requests already received are completed and answered,
 then the daemon exits 0. SIGHUP reopens --log-file. MOVER_SOCKET, CAS_PATH
@@ -71,6 +77,8 @@ stderr once it accepts requests.`,
 	sizeRangeFlag(f, "max-batch", "64M", 1<<10, 0, "largest BATCH request and BATCH response (1K to 4G)")
 	sizeRangeFlag(f, "max-memory", "1G", 16<<20, 0, "request data and batch responses held in memory at once, all clients together (at least 16M)")
 	durationFlag(f, "drain-timeout", daemon.DefaultDrainTimeout, 0, "on SIGTERM, wait this long for requests in progress before cancelling them")
+	etcdFlags(f)
+	etcdTTLFlag(f)
 	addCASPeerFlags(c)
 	// --iouring-entries was the daemon's name for --uring-entries: kept
 	// for the units and scripts that still give it.
@@ -150,6 +158,15 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		return exitcode.Usagef("refusing to --listen on %s without --token-file: anyone who can reach it, every local user included, could read and write the store that the socket keeps to its owner (add --token-file, or --insecure-listen if that is meant)", listenAddr)
 	}
 
+	etcd, err := etcdConfig(cmd.Flags())
+	if err != nil {
+		return err
+	}
+	ttl, err := a.etcdTTL()
+	if err != nil {
+		return err
+	}
+
 	dir := a.casDir()
 	store, err := cas.OpenOptions(dir, cas.Options{NoSync: a.v.GetBool("no-fsync")})
 	if err != nil {
@@ -192,9 +209,33 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
 	}
 
+	// The listener for peers is opened before the daemon's server, so that
+	// its address can be left out of the holders asked.
+	var pln net.Listener
+	if listenAddr != "" {
+		if pln, err = net.Listen("tcp", listenAddr); err != nil {
+			return exitcode.Usagef("--listen %s: %v", listenAddr, session.NetReason(err))
+		}
+		defer pln.Close()
+	}
+	var holders daemon.HolderLister
+	if etcd != nil {
+		ec, err := membership.Dial(membershipConfig(etcd))
+		if err != nil {
+			return exitcode.Usagef("%v", err)
+		}
+		defer ec.Close()
+		self := ""
+		if pln != nil {
+			self = pln.Addr().String()
+		}
+		holders = func(ctx context.Context) ([]string, error) { return holderAddrs(ctx, ec, self) }
+	}
+
 	srv, err := daemon.New(daemon.Config{
 		Store:         store,
 		Resolve:       a.casPeer,
+		Holders:       holders,
 		Log:           log,
 		Metrics:       m,
 		Poll:          orOff(a.v.GetDuration("poll")),
@@ -215,11 +256,7 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 	}
 
 	also := ""
-	if listenAddr != "" {
-		pln, err := net.Listen("tcp", listenAddr)
-		if err != nil {
-			return exitcode.Usagef("--listen %s: %v", listenAddr, session.NetReason(err))
-		}
+	if pln != nil {
 		peer := transfer.NewServer(transfer.ServerConfig{
 			ServerConfig: session.ServerConfig{Token: token, Log: log, Version: versionString()},
 			Exports:      map[string]transfer.Export{},
@@ -236,6 +273,15 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 			}
 		}()
 		also = ", peers on " + pln.Addr().String()
+		if etcd != nil {
+			addr := pln.Addr().String()
+			wait, err := a.register(sctx, etcd, membership.Member{ID: addr, Addr: addr, Transports: offeredList(nil),
+				RDMA: rdmaDevices(), CAS: true, Version: version, Protocol: transfer.ProtocolVersion, Started: time.Now().UTC()}, ttl)
+			if err != nil {
+				return err
+			}
+			defer wait()
+		}
 	}
 	log.Info("daemon started", "socket", where, "cas", store.Dir())
 	fmt.Fprintf(a.stderr, "listening on %s (cas %s%s)\n", where, store.Dir(), also)

@@ -31,6 +31,11 @@ func etcdFlags(f *pflag.FlagSet) {
 	f.String("etcd-key", "", "with --etcd: private key (PEM) of --etcd-cert")
 }
 
+// etcdTTLFlag adds --etcd-ttl, the lease TTL of a registration.
+func etcdTTLFlag(f *pflag.FlagSet) {
+	f.Duration("etcd-ttl", membership.DefaultTTL, "with --etcd: lease TTL of the registration (a killed member leaves the cluster this long after)")
+}
+
 // etcdConfig reads the etcd flags of cmd; nil without --etcd.
 func etcdConfig(fl *pflag.FlagSet) (*location.Etcd, error) {
 	eps, _ := fl.GetStringSlice("etcd")
@@ -59,23 +64,33 @@ func membershipConfig(e *location.Etcd) membership.Config {
 }
 
 // serveRegister registers the agent listening on ln and serving root in
-// the cluster of e, and keeps the registration alive in the background
-// until ctx ends (then it deregisters; wait waits for that).
-func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listener, root string, protos []string, ttl time.Duration) (wait func(), err error) {
-	if root == "" {
-		return nil, exitcode.Usagef("--etcd goes with --root: a cluster's members serve one tree")
+// the cluster of e (as a holder of objects too when it serves a store,
+// cas; with no root, as a holder alone), and keeps the registration alive
+// in the background until ctx ends (then it deregisters; wait waits for
+// that).
+func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listener, root string, cas bool, protos []string, ttl time.Duration) (wait func(), err error) {
+	if root == "" && !cas {
+		return nil, exitcode.Usagef("--etcd goes with --root (a cluster's members serve one tree) or --cas (a holder of objects)")
 	}
-	tree, err := membership.TreeID(root)
-	if err != nil {
-		return nil, exitcode.Usagef("%v", err)
+	tree := ""
+	if root != "" {
+		if tree, err = membership.TreeID(root); err != nil {
+			return nil, exitcode.Usagef("%v", err)
+		}
 	}
+	addr := ln.Addr().String()
+	return a.register(ctx, e, membership.Member{ID: addr, Addr: addr, Transports: offeredList(protos), RDMA: rdmaDevices(),
+		TreeID: tree, CAS: cas, Version: version, Protocol: transfer.ProtocolVersion, Started: time.Now().UTC()}, ttl)
+}
+
+// register registers m in the cluster of e and keeps the registration
+// alive in the background until ctx ends (then it deregisters; wait waits
+// for that).
+func (a *app) register(ctx context.Context, e *location.Etcd, m membership.Member, ttl time.Duration) (wait func(), err error) {
 	c, err := membership.Dial(membershipConfig(e))
 	if err != nil {
 		return nil, exitcode.Usagef("%v", err)
 	}
-	addr := ln.Addr().String()
-	m := membership.Member{ID: addr, Addr: addr, Transports: offeredList(protos), RDMA: rdmaDevices(),
-		TreeID: tree, Version: version, Protocol: transfer.ProtocolVersion, Started: time.Now().UTC()}
 	reg, err := c.Register(ctx, m, ttl)
 	if err != nil {
 		c.Close()
@@ -84,7 +99,14 @@ func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listen
 		}
 		return nil, exitcode.Peerf("%v", err)
 	}
-	fmt.Fprintf(a.stderr, "registered %s in cluster %s (etcd %s, tree %s, lease %s)\n", addr, e.Cluster, strings.Join(e.Endpoints, ","), tree, ttl)
+	what := "tree " + m.TreeID
+	switch {
+	case m.TreeID == "":
+		what = "content-addressed store"
+	case m.CAS:
+		what += " and content-addressed store"
+	}
+	fmt.Fprintf(a.stderr, "registered %s in cluster %s (etcd %s, %s, lease %s)\n", m.Addr, e.Cluster, strings.Join(e.Endpoints, ","), what, ttl)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -96,6 +118,42 @@ func (a *app) serveRegister(ctx context.Context, e *location.Etcd, ln net.Listen
 	return func() { <-done }, nil
 }
 
+// etcdTTL reads --etcd-ttl.
+func (a *app) etcdTTL() (time.Duration, error) {
+	ttl := a.v.GetDuration("etcd-ttl")
+	if ttl < time.Second {
+		return 0, exitcode.Usagef("--etcd-ttl %s: want at least 1s", ttl)
+	}
+	return ttl, nil
+}
+
+// casHolders returns the addresses of the live content-addressed stores
+// registered in the cluster of e.
+func casHolders(ctx context.Context, e *location.Etcd) ([]string, error) {
+	c, err := membership.Dial(membershipConfig(e))
+	if err != nil {
+		return nil, exitcode.Peerf("%v", err)
+	}
+	defer c.Close()
+	return holderAddrs(ctx, c, "")
+}
+
+// holderAddrs returns the addresses of the live content-addressed stores
+// registered with c, but self.
+func holderAddrs(ctx context.Context, c *membership.Client, self string) ([]string, error) {
+	ms, err := c.Holders(ctx)
+	if err != nil {
+		return nil, exitcode.Peerf("%v", err)
+	}
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m.Addr != self {
+			out = append(out, m.Addr)
+		}
+	}
+	return out, nil
+}
+
 // etcdAgents returns the addresses of the live members of e's cluster,
 // and its membership to watch during the run from the moment they were
 // read.
@@ -105,7 +163,7 @@ func etcdAgents(ctx context.Context, e *location.Etcd) ([]string, transfer.Membe
 		return nil, nil, exitcode.Peerf("%v", err)
 	}
 	defer c.Close()
-	ms, rev, err := c.Snapshot(ctx)
+	ms, rev, err := c.Agents(ctx)
 	if err != nil {
 		return nil, nil, exitcode.Peerf("%v", err)
 	}
@@ -133,7 +191,12 @@ func (m etcdMembers) Watch(ctx context.Context, left, joined func(addr string)) 
 	}
 	defer c.Close()
 	// A member's ID is its address (serveRegister).
-	return c.Watch(ctx, m.rev, left, func(mb membership.Member) { joined(mb.Addr) })
+	// Stores alone are no agents.
+	return c.Watch(ctx, m.rev, left, func(mb membership.Member) {
+		if mb.IsAgent() {
+			joined(mb.Addr)
+		}
+	})
 }
 
 // etcdJob records a cluster transfer in the etcd of one of its sides
@@ -228,7 +291,8 @@ func newClusterCmd(a *app) *cobra.Command {
 		Long: `Ls prints the members registered in etcd for the cluster of the remote
 REMOTE (added with 'xfer remote add NAME --etcd URL --cluster CLUSTER'), or
 of --etcd and --cluster: address, lease time left, transports, RDMA
-devices, tree id, version and protocol. With --json it prints one object
+devices, tree id ("-" for a store alone), whether it holds objects (CAS:
+'serve --cas', 'daemon --listen'), version and protocol. With --json it prints one object
 per member and line (the stored value, docs/etcd.md, plus "ttl_left_s").
 Exit status 3 if etcd does not answer.`,
 		Example:           `  xfer cluster ls clusterA`,
@@ -287,13 +351,14 @@ func (a *app) clusterLs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tTTL LEFT\tTRANSPORTS\tRDMA\tTREE\tVERSION\tPROTOCOL")
+	fmt.Fprintln(tw, "ADDRESS\tTTL LEFT\tTRANSPORTS\tRDMA\tTREE\tCAS\tVERSION\tPROTOCOL")
 	for _, m := range ms {
-		rdma := strings.Join(m.RDMA, ",")
-		if rdma == "" {
-			rdma = "-"
+		cas := "no"
+		if m.CAS {
+			cas = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.Addr, m.TTLLeft, strings.Join(m.Transports, ","), rdma, m.TreeID, m.Version, m.Protocol)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.Addr, m.TTLLeft, strings.Join(m.Transports, ","),
+			orDash(strings.Join(m.RDMA, ",")), orDash(m.TreeID), cas, m.Version, m.Protocol)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -302,6 +367,14 @@ func (a *app) clusterLs(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(a.stderr, "cluster %s has no live members\n", e.Cluster)
 	}
 	return nil
+}
+
+// orDash is s, or "-" for nothing.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // rdmaDevices names the RDMA devices of this host (none if it has none).

@@ -51,7 +51,7 @@ user the server runs as.`,
 	f.String("root", "", "directory to serve (required)")
 	f.StringSlice("protos", nil, "transports to offer, in any order (default: every usable one)")
 	etcdFlags(f)
-	f.Duration("etcd-ttl", 10*time.Second, "with --etcd: lease TTL of the registration (a killed agent leaves the cluster this long after)")
+	etcdTTLFlag(f)
 	f.Bool("no-fsync", false, "do not flush received files to stable storage (scratch data only)")
 	durationFlag(f, "timeout", transfer.DefaultIdleTimeout, 1, "drop a peer that stays silent this long (above 0)")
 	f.StringArray("export", nil, "serve a named tree instead of --root: NAME=/path[:OPTS] with OPTS ro or rw, and setid to keep set-id bits, comma-separated (repeatable); clients name it as the first path component")
@@ -432,12 +432,12 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 	fmt.Fprintf(a.stderr, "listening on %s (%s, %s, transports %s)\n", ln.Addr(), what,
 		describeAuth(token != nil, tlsConf), strings.Join(offeredList(protos), ","))
 	if etcd != nil {
-		ttl := a.v.GetDuration("etcd-ttl")
-		if ttl < time.Second {
+		ttl, err := a.etcdTTL()
+		if err != nil {
 			ln.Close()
-			return exitcode.Usagef("--etcd-ttl %s: want at least 1s", ttl)
+			return err
 		}
-		wait, err := a.serveRegister(cmd.Context(), etcd, ln, rootDir, protos, ttl)
+		wait, err := a.serveRegister(cmd.Context(), etcd, ln, rootDir, store != nil, protos, ttl)
 		if err != nil {
 			ln.Close()
 			return err

@@ -82,6 +82,12 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 	})
 	settled := map[string]bool{}
 	flags.Visit(func(f *pflag.Flag) { settled[canonical(f).Name] = true })
+	// -q and -v on one command line contradict each other (rclone
+	// refuses them too); from different sources the command line wins.
+	if q, v := flags.Lookup("quiet"), flags.Lookup("verbose"); q != nil && v != nil && q.Changed && v.Changed &&
+		q.Value.String() == "true" && v.Value.String() != "0" {
+		return exitcode.Usagef("-q (--quiet) and -v (--verbose) do not go together: choose one")
+	}
 	skip := func(f *pflag.Flag) bool { return settled[f.Name] || own[f.Name] || notSettings[f.Name] }
 
 	var err error

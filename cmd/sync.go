@@ -32,7 +32,7 @@ straight to the destination server.`,
 	c.Flags().Bool("delete", true, "delete entries at DST that SRC does not have")
 	intFlag(c.Flags(), "max-delete", -1, -1, math.MaxInt, "if the sync would delete more than this many entries at DST, delete none of them (files are still transferred) and exit 5 (-1: no limit)")
 	c.Flags().Bool("allow-empty-source", false, "let a sync from an empty SRC delete everything at DST (refused with exit 5 otherwise)")
-	c.Flags().Bool("delete-excluded", false, "also delete entries at DST that the filters exclude (as rsync; implies --delete)")
+	c.Flags().Bool("delete-excluded", false, "also delete entries at DST that the filters exclude (as rsync; implies --delete, and is refused with --delete=false)")
 	c.Flags().Bool("watch", false, "after the first pass keep DST in step: watch SRC (inotify) and sync again after each burst of changes, falling back to periodic rescans (see docs/watch.md)")
 	c.Flags().Duration("watch-debounce", watch.DefaultDebounce, "with --watch: quiet time after the last change before syncing")
 	c.Flags().Duration("watch-rescan", 0, "with --watch: also sync this often even without notifications (0: only after a notification overflow)")

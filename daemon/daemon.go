@@ -71,10 +71,17 @@ const (
 // peer and how to dial it.
 type Resolver func(remote string) (addr string, o transfer.DialOptions, err error)
 
+// HolderLister returns the addresses of the `xfer serve --cas` peers
+// registered as holders of objects in the daemon's cluster (its etcd), to
+// ask for an object a FETCH without a remote names.
+type HolderLister func(ctx context.Context) ([]string, error)
+
 // Config configures a Server.
 type Config struct {
 	Store   *cas.Store
 	Resolve Resolver // nil: SEND and FETCH fail
+	// Holders lists the cluster's holders; nil: FETCH needs a remote.
+	Holders HolderLister
 	Log     *slog.Logger
 	Metrics *metrics.Metrics // nil: no metrics
 	// Poll is how long a connection polls for its next request before

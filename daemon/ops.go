@@ -297,6 +297,9 @@ func okLocated(l *mover.Location) result {
 
 // transfer runs SEND and FETCH over a session to the peer.
 func (s *Server) transfer(ctx context.Context, op mover.Op, id cas.ID, remote string) result {
+	if remote == "" && op == mover.OpFetch && s.cfg.Holders != nil {
+		return s.fetchFromCluster(ctx, id)
+	}
 	if remote == "" {
 		return errResult(mover.StatusError, fmt.Errorf("%s needs the remote in its data (xfer://HOST:PORT or a remote name)", op))
 	}
@@ -317,6 +320,37 @@ func (s *Server) transfer(ctx context.Context, op mover.Op, id cas.ID, remote st
 		return errResult(statusOf(err), fmt.Errorf("%s %s %s: %w", op, id, remote, err))
 	}
 	return result{status: mover.StatusOK}
+}
+
+// fetchFromCluster runs a FETCH without a remote: it asks the cluster's
+// holders (casnet.FindParallel at a time) and fetches the object from the
+// first that has it.
+func (s *Server) fetchFromCluster(ctx context.Context, id cas.ID) result {
+	if ok, err := s.store.Has(id); err != nil {
+		return errResult(statusOf(err), err)
+	} else if ok {
+		return result{status: mover.StatusOK}
+	}
+	addrs, err := s.cfg.Holders(ctx)
+	if err != nil {
+		return errResult(mover.StatusPeer, fmt.Errorf("%s %s: %w", mover.OpFetch, id, err))
+	}
+	addr, _, err := casnet.Find(ctx, id, addrs, 0, func(ctx context.Context, addr string) (int64, error) {
+		size := int64(-1)
+		err := s.peers.do(ctx, "xfer://"+addr, func(sess *transfer.Session) (err error) {
+			size, err = casnet.NewClient(sess).Lookup(ctx, id)
+			return err
+		})
+		return size, err
+	})
+	if casnet.IsUnreachable(err) {
+		return errResult(mover.StatusPeer, fmt.Errorf("%s %s: %w", mover.OpFetch, id, err))
+	}
+	if err != nil {
+		return errResult(statusOf(err), fmt.Errorf("%s: %w", mover.OpFetch, err))
+	}
+	s.cfg.Log.Debug("fetching from the cluster", "id", id, "holder", addr)
+	return s.transfer(ctx, mover.OpFetch, id, "xfer://"+addr)
 }
 
 // batch runs the requests of a BATCH concurrently and answers with their

@@ -3,9 +3,9 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestSSHKeepsWhatRsyncKeeps: a copy to an ssh:// location keeps what
@@ -41,6 +41,14 @@ func TestSSHKeepsWhatRsyncKeeps(t *testing.T) {
 		must(t, os.Lchown(filepath.Join(src, "group"), 0, nobody.gid))
 		must(t, syscall.Mknod(filepath.Join(src, "null"), syscall.S_IFCHR|0o640, 1<<8|3))
 	}
+	// Times in the past: rsync leaves a directory's or a special file's
+	// mtime alone when it is in the same second as the source's.
+	past := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	for _, p := range []string{"setuid", "open", "private", "group/f", "sticky/f", "fifo", "null", "group", "sticky", "."} {
+		if err := os.Chtimes(filepath.Join(src, p), past, past); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
 	base := t.TempDir()
 	ref, got := filepath.Join(base, "rsync"), filepath.Join(base, "xfer")
 	if r := runCmd(t, nil, "rsync", "-a", "-e", h.command+" -p "+h.port, src+"/", "127.0.0.1:"+ref+"/"); r.code != 0 {
@@ -54,12 +62,25 @@ func TestSSHKeepsWhatRsyncKeeps(t *testing.T) {
 			t.Fatalf("copy to ssh://, run %d: %s", run, r)
 		}
 		if d := diffTrees(want, scanTree(t, got), cmpOpts{ref: "rsync -a -e ssh", got: "xfer"}); len(d) > 0 {
-			t.Errorf("run %d: the ssh:// destination differs from rsync's:\n%s", run, strings.Join(d, "\n"))
+			t.Errorf("run %d: the ssh:// destination differs from rsync's:%s", run, report(d))
 		}
 		if run == 1 {
 			first = scanTree(t, got)
 		} else if d := diffTrees(first, scanTree(t, got), cmpOpts{ref: "run 1", got: "run 2", inodes: true}); len(d) > 0 {
-			t.Errorf("the second run changed the destination:\n%s", strings.Join(d, "\n"))
+			t.Errorf("the second run changed the destination:%s", report(d))
+		}
+	}
+	// A far side told otherwise (as a forced command in authorized_keys
+	// would be) narrows the modes again.
+	wrapper := filepath.Join(t.TempDir(), "xfer-narrow")
+	must(t, os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+xferBin+" \"$@\" --umask 022 --allow-setid=false\n"), 0o755))
+	narrow := filepath.Join(base, "narrow")
+	if r := xfer(t, "copy", src, h.url(narrow), "-q", "--ssh-command", h.command, "--xfer-path", wrapper); r.code != 0 {
+		t.Fatalf("copy to ssh:// with a narrowing far side: %s", r)
+	}
+	for p, want := range map[string]os.FileMode{"setuid": 0o755, "open": 0o755, "private": 0o600} {
+		if fi, err := os.Stat(filepath.Join(narrow, p)); err != nil || fi.Mode().Perm()|fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != want {
+			t.Errorf("%s with --umask 022 --allow-setid=false on the far side: %v, want %v (%v)", p, fi.Mode(), want, err)
 		}
 	}
 }

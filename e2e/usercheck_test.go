@@ -155,6 +155,8 @@ func TestCheckJSONFailure(t *testing.T) {
 // run's, and it changes nothing. Local and peer destinations.
 func TestDryRunOfGuardedSync(t *testing.T) {
 	srv := startServer(t, t.TempDir())
+	srcBase := t.TempDir()
+	srcSrv := startServer(t, srcBase) // the source of the peer to peer runs
 	for _, c := range []struct {
 		name  string
 		src   map[string]string
@@ -165,14 +167,18 @@ func TestDryRunOfGuardedSync(t *testing.T) {
 		{"empty-source", map[string]string{}, nil},
 		{"empty-source-allowed", map[string]string{}, []string{"--allow-empty-source"}},
 	} {
-		for _, kind := range []string{"local", "peer"} {
+		for _, kind := range []string{"local", "peer", "peer-peer"} {
 			t.Run(c.name+"/"+kind, func(t *testing.T) {
 				src := fileTree(t, c.src)
+				if kind == "peer-peer" {
+					must(t, os.Rename(src, filepath.Join(srcBase, c.name)))
+					src = srcSrv.url(c.name)
+				}
 				mkDst := func(name string) (string, string) {
 					dir := filepath.Join(t.TempDir(), name)
 					arg := dir
-					if kind == "peer" {
-						dir, arg = filepath.Join(srv.root, c.name, name), srv.url(c.name+"/"+name)
+					if kind != "local" {
+						dir, arg = filepath.Join(srv.root, c.name+"-"+kind, name), srv.url(c.name+"-"+kind+"/"+name)
 					}
 					for _, f := range []string{"a", "x", "d/y"} {
 						writeFile(t, filepath.Join(dir, f), "dst "+f, 0o644)
@@ -238,5 +244,25 @@ func TestInspectSymlinkLocation(t *testing.T) {
 				t.Errorf("%q: want exit %d and %q:\n%s", args, c.code, c.out, r)
 			}
 		}
+	}
+}
+
+// TestQuietWithVerbose: -q and -v on one command line are refused (one
+// line, exit 2, nothing copied), as rclone refuses them; -q with
+// XFER_VERBOSE from the environment is quiet (the command line wins).
+func TestQuietWithVerbose(t *testing.T) {
+	src := fileTree(t, map[string]string{"f": "1"})
+	dst := filepath.Join(t.TempDir(), "d")
+	for _, args := range [][]string{{"-q", "-v"}, {"-vv", "--quiet"}} {
+		r := xfer(t, append([]string{"copy", src, dst}, args...)...)
+		if r.code != 2 || strings.TrimSpace(r.stderr) != "xfer: -q (--quiet) and -v (--verbose) do not go together: choose one" {
+			t.Errorf("copy %q: want one line and exit 2:\n%s", args, r)
+		}
+		if _, err := os.Stat(dst); !os.IsNotExist(err) {
+			t.Fatalf("copy %q was refused but created %s", args, dst)
+		}
+	}
+	if r := xferEnv(t, []string{"XFER_VERBOSE=1"}, "copy", src, dst, "-q"); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("XFER_VERBOSE=1 copy -q: want a quiet run:\n%s", r)
 	}
 }

@@ -414,7 +414,9 @@ func (c *Client) Send(ctx context.Context, id, remote string) error {
 }
 
 // Fetch copies object id from the store of the peer remote into the
-// daemon's store, verified.
+// daemon's store, verified. An empty remote, to a daemon started with
+// --etcd and --cluster, fetches it from the first holder registered in
+// that cluster that has it (an error matching ErrNotFound if none has).
 func (c *Client) Fetch(ctx context.Context, id, remote string) error {
 	if err := checkID(id); err != nil {
 		return err

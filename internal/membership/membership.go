@@ -51,14 +51,22 @@ type Config struct {
 
 // Member is the value stored for one agent (JSON; see docs/etcd.md).
 type Member struct {
-	ID         string    `json:"id"`
-	Addr       string    `json:"addr"`
-	Transports []string  `json:"transports"`
-	RDMA       []string  `json:"rdma_devices,omitempty"`
-	TreeID     string    `json:"tree_id"`
-	Version    string    `json:"version"`
-	Protocol   int       `json:"protocol"`
-	Started    time.Time `json:"started"`
+	ID         string   `json:"id"`
+	Addr       string   `json:"addr"`
+	Transports []string `json:"transports"`
+	RDMA       []string `json:"rdma_devices,omitempty"`
+	// TreeID is the identity of the tree the member serves; empty for a
+	// member that serves no tree (a store only: a CAS holder such as
+	// `xfer daemon --listen`), which is never given a share of a cluster
+	// transfer.
+	TreeID string `json:"tree_id,omitempty"`
+	// CAS says the member serves a content-addressed store (xfer serve
+	// --cas, xfer daemon --listen): it is asked for objects by Holders'
+	// users.
+	CAS      bool      `json:"cas,omitempty"`
+	Version  string    `json:"version"`
+	Protocol int       `json:"protocol"`
+	Started  time.Time `json:"started"`
 	// TTLLeft is the time left on the member's lease when listed (not
 	// stored).
 	TTLLeft time.Duration `json:"-"`
@@ -165,6 +173,34 @@ func (c *Client) Snapshot(ctx context.Context) ([]Member, int64, error) {
 	return out, resp.Header.Revision, nil
 }
 
+// Agents returns the live members that serve the cluster's tree (the
+// agents a cluster transfer gives shares to), by address, and the etcd
+// revision they were read at.
+func (c *Client) Agents(ctx context.Context) ([]Member, int64, error) {
+	ms, rev, err := c.Snapshot(ctx)
+	return keep(ms, func(m Member) bool { return m.IsAgent() }), rev, err
+}
+
+// Holders returns the live members that serve a content-addressed store,
+// by address.
+func (c *Client) Holders(ctx context.Context) ([]Member, error) {
+	ms, _, err := c.Snapshot(ctx)
+	return keep(ms, func(m Member) bool { return m.CAS }), err
+}
+
+// IsAgent says m serves the cluster's tree (not a store alone).
+func (m Member) IsAgent() bool { return m.TreeID != "" }
+
+func keep(ms []Member, ok func(Member) bool) []Member {
+	out := ms[:0]
+	for _, m := range ms {
+		if ok(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // decode reads a member's value; ok is false for anything else.
 func decode(v []byte) (Member, bool) {
 	var m Member
@@ -250,8 +286,8 @@ type Registration struct {
 }
 
 // Register checks that m's tree is the cluster's (the first member to
-// register sets the cluster's tree id) and registers m under a lease of
-// ttl. The error wraps ErrForeignTree if the tree is not the cluster's.
+// register sets the cluster's tree id; a member without a tree, a store
+// alone, is not checked) and registers m under a lease of ttl. The error wraps ErrForeignTree if the tree is not the cluster's.
 func (c *Client) Register(ctx context.Context, m Member, ttl time.Duration) (*Registration, error) {
 	if ttl <= 0 {
 		ttl = DefaultTTL
@@ -271,18 +307,8 @@ func (r *Registration) put(ctx context.Context) (clientv3.LeaseID, error) {
 	c := r.c
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	tk := treeKey(c.cfg.Cluster)
-	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(tk), "=", 0)).
-		Then(clientv3.OpPut(tk, r.m.TreeID)).Else(clientv3.OpGet(tk)).Commit()
-	if err != nil {
-		return 0, fmt.Errorf("registering %s (%s): %w", r.m.Addr, c.where(), reason(err))
-	}
-	if !resp.Succeeded {
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		if len(kvs) > 0 && string(kvs[0].Value) != r.m.TreeID {
-			return 0, fmt.Errorf("registering %s in %s: %w: it serves tree %s, the cluster's members serve tree %s (see %s at the root; or use another --cluster)",
-				r.m.Addr, c.where(), ErrForeignTree, r.m.TreeID, kvs[0].Value, TreeIDFile)
-		}
+	if err := r.checkTree(ctx); err != nil {
+		return 0, err
 	}
 	lease, err := c.cli.Grant(ctx, int64((r.ttl+time.Second-1)/time.Second))
 	if err != nil {
@@ -293,6 +319,29 @@ func (r *Registration) put(ctx context.Context) (clientv3.LeaseID, error) {
 		return 0, fmt.Errorf("registering %s (%s): %w", r.m.Addr, c.where(), reason(err))
 	}
 	return lease.ID, nil
+}
+
+// checkTree claims the cluster's tree id for r's tree, or checks that it
+// is r's; a member without a tree passes.
+func (r *Registration) checkTree(ctx context.Context) error {
+	if !r.m.IsAgent() {
+		return nil
+	}
+	c := r.c
+	tk := treeKey(c.cfg.Cluster)
+	resp, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(tk), "=", 0)).
+		Then(clientv3.OpPut(tk, r.m.TreeID)).Else(clientv3.OpGet(tk)).Commit()
+	if err != nil {
+		return fmt.Errorf("registering %s (%s): %w", r.m.Addr, c.where(), reason(err))
+	}
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) > 0 && string(kvs[0].Value) != r.m.TreeID {
+			return fmt.Errorf("registering %s in %s: %w: it serves tree %s, the cluster's members serve tree %s (see %s at the root; or use another --cluster)",
+				r.m.Addr, c.where(), ErrForeignTree, r.m.TreeID, kvs[0].Value, TreeIDFile)
+		}
+	}
+	return nil
 }
 
 // Keep keeps the registration alive until ctx ends, registering again
