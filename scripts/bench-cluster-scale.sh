@@ -15,7 +15,9 @@
 #
 #   XFER=bin/xfer scripts/bench-cluster-scale.sh
 #
-# Needs GNU time (/usr/bin/time) and b3sum. Knobs: BENCH_RUNS=3, BENCH_SCALE_CAP=50M (per agent, each way),
+# Needs GNU time (/usr/bin/time) and b3sum. Knobs: BENCH_SCALE_ETCD=1
+# (agents register in a local etcd started on 127.0.0.1, and the remotes
+# discover them there; the runs then go N after N), BENCH_RUNS=3, BENCH_SCALE_CAP=50M (per agent, each way),
 # BENCH_SCALE_FILES=32 files of BENCH_SCALE_MIB=32 MiB, BENCH_TMP=/dev/shm,
 # BENCH_RECORD=1 appends the table to docs/benchmarks.md.
 set -euo pipefail
@@ -27,13 +29,17 @@ RUNS="${BENCH_RUNS:-3}"
 CAP="${BENCH_SCALE_CAP:-50M}"
 NFILES="${BENCH_SCALE_FILES:-32}"
 MIB="${BENCH_SCALE_MIB:-32}"
+ETCD="${BENCH_SCALE_ETCD:-}"
 positive_int BENCH_RUNS "$RUNS"
 positive_int BENCH_SCALE_FILES "$NFILES"
 positive_int BENCH_SCALE_MIB "$MIB"
 need_xfer
 
-PIDS=()
-cleanup() { agents_cleanup; }
+PIDS=() ETCD_PID=""
+cleanup() {
+	if [[ -n "$ETCD_PID" ]]; then kill "$ETCD_PID" 2>/dev/null || true; fi
+	agents_cleanup
+}
 bench_workdir xfer-bench-cluster-scale
 
 mkdir -p "$BD/A/t" "$BD/B"
@@ -42,26 +48,69 @@ for i in $(seq 1 "$NFILES"); do
 	head -c "$((MIB << 20))" /dev/urandom >"$BD/A/t/large-$i.bin"
 done
 
-SRC=() DST=()
-for i in 2 3 4 5; do agent_start "127.0.0.$i" "$BD/A" --bwlimit "$CAP"; done
-for i in 6 7 8 9; do agent_start "127.0.0.$i" "$BD/B" --bwlimit "$CAP"; done
-for i in 2 3 4 5; do SRC+=("\"$(agent_addr "127.0.0.$i")\""); done
-for i in 6 7 8 9; do DST+=("\"$(agent_addr "127.0.0.$i")\""); done
-# list N ADDR...: the first N addresses, comma-separated.
-list() {
-	local n="$1"
-	shift
-	local IFS=,
-	echo "${*:1:n}"
-}
 CFG="$BD/xfer.yaml"
-{
-	echo "remotes:"
-	for n in 1 2 4; do
-		echo "  A$n: {agents: [$(list "$n" "${SRC[@]}")]}"
-		echo "  B$n: {agents: [$(list "$n" "${DST[@]}")]}"
+if [[ -z "$ETCD" ]]; then
+	SRC=() DST=()
+	for i in 2 3 4 5; do agent_start "127.0.0.$i" "$BD/A" --bwlimit "$CAP"; done
+	for i in 6 7 8 9; do agent_start "127.0.0.$i" "$BD/B" --bwlimit "$CAP"; done
+	for i in 2 3 4 5; do SRC+=("\"$(agent_addr "127.0.0.$i")\""); done
+	for i in 6 7 8 9; do DST+=("\"$(agent_addr "127.0.0.$i")\""); done
+	# list N ADDR...: the first N addresses, comma-separated.
+	list() {
+		local n="$1"
+		shift
+		local IFS=,
+		echo "${*:1:n}"
+	}
+	{
+		echo "remotes:"
+		for n in 1 2 4; do
+			echo "  A$n: {agents: [$(list "$n" "${SRC[@]}")]}"
+			echo "  B$n: {agents: [$(list "$n" "${DST[@]}")]}"
+		done
+	} >"$CFG"
+else
+	command -v etcd >/dev/null || die "BENCH_SCALE_ETCD=1 needs etcd (Debian's etcd-server)"
+	cport=$(free_port)
+	pport=$(free_port)
+	EURL="http://127.0.0.1:$cport" PURL="http://127.0.0.1:$pport"
+	etcd --name bench --data-dir "$BD/etcd" --listen-client-urls "$EURL" --advertise-client-urls "$EURL" \
+		--listen-peer-urls "$PURL" --initial-advertise-peer-urls "$PURL" --initial-cluster "bench=$PURL" \
+		>"$RES/etcd.log" 2>&1 &
+	ETCD_PID=$!
+	for _ in $(seq 1 100); do
+		curl -fs "$EURL/health" >/dev/null && break
+		sleep 0.1
 	done
-} >"$CFG"
+	curl -fs "$EURL/health" >/dev/null || die "etcd did not start: $(tail -n3 "$RES/etcd.log")"
+	echo "remotes: {}" >"$CFG"
+	for n in 1 2 4; do
+		"$XFER" --config "$CFG" remote add "A$n" --etcd "$EURL" --cluster "src$n" >/dev/null
+		"$XFER" --config "$CFG" remote add "B$n" --etcd "$EURL" --cluster "dst$n" >/dev/null
+	done
+fi
+
+# members REMOTE: how many live members its cluster has.
+members() { "$XFER" --config "$CFG" cluster ls "$1" 2>/dev/null | grep -c '^127\.0\.0\.' || true; }
+
+# phase N: with BENCH_SCALE_ETCD, stops the agents of the last phase and
+# starts N per side registered in clusters srcN and dstN, and waits until
+# the remotes see them all.
+phase() {
+	local p i
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	PIDS=()
+	for ((i = 0; i < $1; i++)); do
+		agent_start "127.0.0.$((2 + i))" "$BD/A" --bwlimit "$CAP" --etcd "$EURL" --cluster "src$1"
+		agent_start "127.0.0.$((6 + i))" "$BD/B" --bwlimit "$CAP" --etcd "$EURL" --cluster "dst$1"
+	done
+	for _ in $(seq 1 100); do
+		if (($(members "A$1") == $1 && $(members "B$1") == $1)); then return; fi
+		sleep 0.1
+	done
+	die "the agents of $1 per side did not all register in etcd"
+}
 
 # busy: the machine's busy and total CPU ticks so far (from /proc/stat),
 # and the agents' own (user and system, from /proc/PID/stat).
@@ -97,8 +146,18 @@ run() {
 	fi
 }
 
-run 4 warm
+if [[ -n "$ETCD" ]]; then
+	# Agents are in one cluster each: N after N, a warm-up run first.
+	for n in 1 2 4; do
+		phase "$n"
+		run "$n" warm
+		for r in $(seq 1 "$RUNS"); do run "$n" "$r"; done
+		log "$n agent(s) per side done"
+	done
+fi
+[[ -n "$ETCD" ]] || run 4 warm
 for r in $(seq 1 "$RUNS"); do
+	[[ -z "$ETCD" ]] || break
 	case $((r % 3)) in
 	1) order="1 2 4" ;;
 	2) order="2 4 1" ;;
@@ -141,5 +200,5 @@ ${balances%$'\n'}
 EOF
 )
 record_table "## Cluster scaling with capped agents (issue 15)" \
-	"BENCH_RUNS=$RUNS BENCH_SCALE_CAP=$CAP BENCH_SCALE_FILES=$NFILES BENCH_SCALE_MIB=$MIB XFER=bin/xfer scripts/bench-cluster-scale.sh" \
-	"$NFILES x $MIB MiB, tmpfs, $(nproc) cores, every agent capped at $CAP/s each way" "$table"
+	"${ETCD:+BENCH_SCALE_ETCD=1 }BENCH_RUNS=$RUNS BENCH_SCALE_CAP=$CAP BENCH_SCALE_FILES=$NFILES BENCH_SCALE_MIB=$MIB XFER=bin/xfer scripts/bench-cluster-scale.sh" \
+	"$NFILES x $MIB MiB, tmpfs, $(nproc) cores, every agent capped at $CAP/s each way, ${ETCD:+remotes discovered in etcd}${ETCD:-static agent lists}" "$table"

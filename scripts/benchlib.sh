@@ -234,6 +234,9 @@ rsync_daemon_start() {
 agent_start() {
 	local host="$1" root="$2"
 	shift 2
+	# Empty the log first: the child truncates it only once it runs, and
+	# until then a reused log still names the previous agent.
+	: >"$BD/res/serve-$host.log"
 	"$XFER" serve --listen "$host:0" --root "$root" "$@" >/dev/null 2>"$BD/res/serve-$host.log" &
 	PIDS+=($!)
 }
