@@ -17,9 +17,10 @@
 #
 # Needs GNU time (/usr/bin/time) and b3sum. Knobs: BENCH_SCALE_ETCD=1
 # (agents register in a local etcd started on 127.0.0.1, and the remotes
-# discover them there; the runs then go N after N), BENCH_RUNS=3, BENCH_SCALE_CAP=50M (per agent, each way),
-# BENCH_SCALE_FILES=32 files of BENCH_SCALE_MIB=32 MiB, BENCH_TMP=/dev/shm,
-# BENCH_RECORD=1 appends the table to docs/benchmarks.md.
+# discover them there; the runs then go N after N), BENCH_RUNS=3,
+# BENCH_SCALE_CAP=50M (per agent, each way), BENCH_SCALE_FILES=32 files of
+# BENCH_SCALE_MIB=32 MiB, BENCH_TMP=/dev/shm, BENCH_RECORD=1 records the
+# table in its section of docs/benchmarks.md.
 set -euo pipefail
 
 # shellcheck source=scripts/benchlib.sh
