@@ -200,6 +200,8 @@ Balance (bytes and files each agent carried, source and destination agents, last
 ${balances%$'\n'}
 EOF
 )
+how="static agent lists"
+[[ -z "$ETCD" ]] || how="remotes discovered in etcd"
 record_table "## Cluster scaling with capped agents (issue 15)" \
 	"${ETCD:+BENCH_SCALE_ETCD=1 }BENCH_RUNS=$RUNS BENCH_SCALE_CAP=$CAP BENCH_SCALE_FILES=$NFILES BENCH_SCALE_MIB=$MIB XFER=bin/xfer scripts/bench-cluster-scale.sh" \
-	"$NFILES x $MIB MiB, tmpfs, $(nproc) cores, every agent capped at $CAP/s each way, ${ETCD:+remotes discovered in etcd}${ETCD:-static agent lists}" "$table"
+	"$NFILES x $MIB MiB, tmpfs, $(nproc) cores, every agent capped at $CAP/s each way, $how" "$table"
