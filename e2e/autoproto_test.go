@@ -239,6 +239,19 @@ func TestAutoProtoFallbacks(t *testing.T) {
 		sameTree(t, src, filepath.Join(s.root, "d"))
 	})
 
+	t.Run("capped server measures nothing", func(t *testing.T) {
+		s := startServer(t, t.TempDir(), "--bwlimit", "500M")
+		r := xfer(t, "copy", src, s.url("d"), "--json")
+		if r.code != 0 {
+			t.Fatal(r)
+		}
+		if _, sum := jsonRun(t, r); sum.ProtoChoice == nil || sum.ProtoChoice.By != "preference" || len(sum.ProtoChoice.Rates) != 0 ||
+			!strings.Contains(sum.ProtoReason, "serve --bwlimit") {
+			t.Errorf("capped server: want the preference order, unmeasured; got %s %+v (%q)", sum.Proto, sum.ProtoChoice, sum.ProtoReason)
+		}
+		sameTree(t, src, filepath.Join(s.root, "d"))
+	})
+
 	t.Run("only one candidate", func(t *testing.T) {
 		s := startServer(t, t.TempDir(), "--protos", "tcp")
 		r := xfer(t, "copy", src, s.url("d"), "--json")

@@ -93,6 +93,11 @@ func Dial(ctx context.Context, addr string, o session.DialOptions, p Options) (*
 	if len(cands) <= 1 {
 		return unmeasured(s, progress.ChosenOnly, progress.ChosenOnly)
 	}
+	if s.PeerCapped() {
+		// Every transport would meet the server's cap, and the probe's
+		// bytes would spend the run's share of it.
+		return unmeasured(s, progress.ChosenPreference, "preference order, not measured: the server caps its data rate (serve --bwlimit)")
+	}
 	return probe(ctx, addr, o, p, key, s, cands)
 }
 

@@ -277,6 +277,7 @@ func Dial(ctx context.Context, addr string, o DialOptions) (*Session, error) {
 	s.verify = verify
 	s.reason = w.TransportReason
 	s.candidates = candidates(mine, w.Offers, w.Transport)
+	s.peerCapped = w.Capped
 	if o.Proto == "auto" && s.reason == "" {
 		s.reason = fallbackReason(w.Transport, mine, reasons)
 	}

@@ -501,7 +501,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 	sn := newNonce()
 	w := wire.Welcome{Version: wire.ProtocolVersion, Server: srv.cfg.Version, Session: id,
 		Transport: name, TransportReason: reason, Streams: streams, Nonce: sn, TLS: isTLS, TLSData: tlsData,
-		KX: kx.public(), Verify: verify, Xattrs: srv.cfg.Xattrs, Offers: mine}
+		KX: kx.public(), Verify: verify, Xattrs: srv.cfg.Xattrs, Offers: mine, Capped: srv.cfg.Bandwidth != nil}
 	// The session must be registered before the client learns it can
 	// dial data streams (after the welcome, or after the auth reply).
 	ps := &pendingSession{plainOK: !tlsData, conns: make(chan dataConn, streams)}

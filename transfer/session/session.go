@@ -50,6 +50,7 @@ type Session struct {
 	transport  string
 	reason     string   // why this transport was chosen
 	candidates []string // transports both ends could have used (Dial side)
+	peerCapped bool     // the server paces its data streams (Dial side)
 	// peerXattrs is what the peer said in the handshake it can store of
 	// extended attributes (nil: not said).
 	peerXattrs *wire.XattrSupport
@@ -185,6 +186,10 @@ func (s *Session) TransportReason() string { return s.reason }
 // session, this side's most preferred first: what `--proto auto` may
 // measure (see transfer/protoprobe). The slice is the caller's.
 func (s *Session) Candidates() []string { return append([]string(nil), s.candidates...) }
+
+// PeerCapped reports whether the server said in its welcome that it
+// paces its data streams (serve --bwlimit).
+func (s *Session) PeerCapped() bool { return s.peerCapped }
 
 // SetTransportReason replaces the reason the transport was chosen, for
 // the caller that chose it by measurement. Call it before the session

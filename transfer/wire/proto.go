@@ -91,6 +91,9 @@ type Welcome struct {
 	// `--proto auto` may measure against each other. Nil from a server
 	// that predates it.
 	Offers []string `json:"offers,omitempty"`
+	// Capped says the server paces its data streams (serve --bwlimit):
+	// a client's probe would measure the cap, not the transports.
+	Capped bool `json:"capped,omitempty"`
 }
 
 // Request operations.
