@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -160,7 +161,7 @@ func All() []Transport {
 func Usable(allow []string) []string {
 	var out []string
 	for _, t := range All() {
-		if len(allow) > 0 && !contains(allow, t.Name()) {
+		if len(allow) > 0 && !slices.Contains(allow, t.Name()) {
 			continue
 		}
 		if t.Probe() == nil {
@@ -170,30 +171,21 @@ func Usable(allow []string) []string {
 	return out
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // Negotiate picks the transport for a session: the first of mine (in my
 // preference order) that the peer also offers. want, when not "auto" or
 // empty, forces one transport and fails when either side lacks it.
 func Negotiate(want string, mine, peer []string) (string, error) {
 	if want != "" && want != "auto" {
-		if !contains(mine, want) {
+		if !slices.Contains(mine, want) {
 			return "", fmt.Errorf("transport %s is not usable on this side", want)
 		}
-		if !contains(peer, want) {
+		if !slices.Contains(peer, want) {
 			return "", fmt.Errorf("peer does not offer transport %s (it offers %v)", want, peer)
 		}
 		return want, nil
 	}
 	for _, m := range mine {
-		if contains(peer, m) {
+		if slices.Contains(peer, m) {
 			return m, nil
 		}
 	}

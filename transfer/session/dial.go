@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -85,7 +86,7 @@ func tlsFor(c *tls.Config, addr string) *tls.Config {
 func filterTransports(list []string, keep ...string) []string {
 	var out []string
 	for _, n := range list {
-		if contains(keep, n) {
+		if slices.Contains(keep, n) {
 			out = append(out, n)
 		}
 	}
@@ -381,7 +382,7 @@ func fallbackReason(chosen string, mine []string, why map[string]string) string 
 		if r, ok := why[n]; ok {
 			return fmt.Sprintf("%s unavailable here: %s", n, r)
 		}
-		if !contains(mine, n) {
+		if !slices.Contains(mine, n) {
 			continue
 		}
 		return fmt.Sprintf("peer does not offer %s", n)
@@ -399,20 +400,11 @@ func candidates(mine, offers []string, chosen string) []string {
 	}
 	var out []string
 	for _, n := range mine {
-		if contains(offers, n) {
+		if slices.Contains(offers, n) {
 			out = append(out, n)
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // dialRendezvous opens data sockets to the server and binds them to the

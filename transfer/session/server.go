@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/xfer-io/xfer/internal/defaults"
@@ -368,12 +369,12 @@ func (srv *Server) offered() ([]string, map[string]string) {
 	}
 	var out []string
 	for _, n := range mine {
-		if contains(srv.cfg.Protos, n) {
+		if slices.Contains(srv.cfg.Protos, n) {
 			out = append(out, n)
 		}
 	}
 	for _, n := range backends.Preference() {
-		if !contains(srv.cfg.Protos, n) {
+		if !slices.Contains(srv.cfg.Protos, n) {
 			why[n] = "disabled on the server (--protos)"
 		}
 	}
@@ -465,7 +466,7 @@ func (srv *Server) session(ctx context.Context, c net.Conn, h wire.Hello, helloR
 		if h.Want != "" && h.Want != "auto" {
 			if r, ok := why[h.Want]; ok {
 				msg = fmt.Sprintf("server cannot use transport %s: %s", h.Want, r)
-			} else if !contains(mine, h.Want) {
+			} else if !slices.Contains(mine, h.Want) {
 				msg = fmt.Sprintf("server does not offer transport %s (it offers %v)", h.Want, mine)
 			}
 		}
