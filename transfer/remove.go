@@ -96,16 +96,31 @@ func (t *tree) entries(ctx context.Context, top *plan.Entry) ([]plan.Entry, erro
 		return []plan.Entry{e}, nil
 	}
 	var out []plan.Entry
+	err := t.each(ctx, func(e plan.Entry) error {
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// each calls fn for everything beneath the directory t.path as the
+// listing streams, holding none of it.
+func (t *tree) each(ctx context.Context, fn func(plan.Entry) error) error {
 	l := t.d.List(ctx, t.path, false)
 	for {
 		e, err := l.Next(ctx)
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("listing %s: %w", t.name, err)
+			return fmt.Errorf("listing %s: %w", t.name, err)
 		}
-		out = append(out, e)
+		if err := fn(e); err != nil {
+			return err
+		}
 	}
 }
 
@@ -335,22 +350,27 @@ func purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.Dia
 			return exitcode.Usagef("purge %s: refusing to remove /", ep.Path)
 		}
 	}
-	t, top, all, err := openListed(ctx, ep, true, opt.Checkers, dial)
+	t, top, err := openExisting(ctx, ep, true, opt.Checkers, dial)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	// Counted for the summary: what goes with the path.
-	var files, dirs int64
-	for _, e := range all {
-		if e.Type == plan.TypeDir {
-			dirs++
-		} else {
-			files++
-		}
-	}
+	// Counted for the summary, as the listing streams: what goes with
+	// the path.
+	files, dirs := int64(1), int64(0)
 	if top.Type == plan.TypeDir {
-		dirs++
+		files, dirs = 0, 1
+		err := t.each(ctx, func(e plan.Entry) error {
+			if e.Type == plan.TypeDir {
+				dirs++
+			} else {
+				files++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	shown := cmp.Or(plan.Base(t.path), ep.Path)
 	if opt.DryRun {
