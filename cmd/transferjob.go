@@ -302,7 +302,7 @@ func (a *app) runTransfer(cmd *cobra.Command, args []string, kind transferKind) 
 		Update:         a.v.GetBool("update"),
 		IgnoreExisting: a.v.GetBool("ignore-existing"),
 		SizeOnly:       a.v.GetBool("size-only"),
-		CutoffMode:     a.v.GetString("cutoff-mode"),
+		CutoffMode:     transfer.CutoffMode(a.v.GetString("cutoff-mode")),
 		DryRun:         a.v.GetBool("dry-run"),
 		NoFsync:        a.v.GetBool("no-fsync"),
 		Streams:        do.Streams,

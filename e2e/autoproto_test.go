@@ -224,32 +224,33 @@ func TestAutoProtoFallbacks(t *testing.T) {
 		sameTree(t, src, filepath.Join(s.root, "e"))
 	})
 
-	t.Run("bwlimit and dry run measure nothing", func(t *testing.T) {
-		s := startServer(t, t.TempDir())
-		for _, c := range []struct{ flag, why string }{{"--dry-run", "dry run"}, {"--bwlimit=100M", "--bwlimit"}} {
-			r := xfer(t, "copy", src, s.url("d"), "--json", c.flag)
+	t.Run("bwlimit, dry run and a capped server measure nothing", func(t *testing.T) {
+		for _, c := range []struct {
+			serve []string // flags of the server
+			flag  string   // flag of the copy ("" none)
+			why   string   // in the reason
+		}{
+			{nil, "--dry-run", "dry run"},
+			{nil, "--bwlimit=100M", "--bwlimit"},
+			{[]string{"--bwlimit", "500M"}, "", "serve --bwlimit"},
+		} {
+			s := startServer(t, t.TempDir(), c.serve...)
+			args := []string{"copy", src, s.url("d"), "--json"}
+			if c.flag != "" {
+				args = append(args, c.flag)
+			}
+			r := xfer(t, args...)
 			if r.code != 0 {
 				t.Fatal(r)
 			}
 			if _, sum := jsonRun(t, r); sum.ProtoChoice == nil || sum.ProtoChoice.By != "preference" || len(sum.ProtoChoice.Rates) != 0 ||
 				!strings.Contains(sum.ProtoReason, c.why) {
-				t.Errorf("%s: want the preference order, unmeasured; got %s %+v (%q)", c.flag, sum.Proto, sum.ProtoChoice, sum.ProtoReason)
+				t.Errorf("%q %s: want the preference order, unmeasured; got %s %+v (%q)", c.serve, c.flag, sum.Proto, sum.ProtoChoice, sum.ProtoReason)
+			}
+			if c.flag != "--dry-run" {
+				sameTree(t, src, filepath.Join(s.root, "d"))
 			}
 		}
-		sameTree(t, src, filepath.Join(s.root, "d"))
-	})
-
-	t.Run("capped server measures nothing", func(t *testing.T) {
-		s := startServer(t, t.TempDir(), "--bwlimit", "500M")
-		r := xfer(t, "copy", src, s.url("d"), "--json")
-		if r.code != 0 {
-			t.Fatal(r)
-		}
-		if _, sum := jsonRun(t, r); sum.ProtoChoice == nil || sum.ProtoChoice.By != "preference" || len(sum.ProtoChoice.Rates) != 0 ||
-			!strings.Contains(sum.ProtoReason, "serve --bwlimit") {
-			t.Errorf("capped server: want the preference order, unmeasured; got %s %+v (%q)", sum.Proto, sum.ProtoChoice, sum.ProtoReason)
-		}
-		sameTree(t, src, filepath.Join(s.root, "d"))
 	})
 
 	t.Run("only one candidate", func(t *testing.T) {

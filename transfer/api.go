@@ -19,6 +19,9 @@ type Options = wire.Options
 // wire.OwnersMode.
 type OwnersMode = wire.OwnersMode
 
+// CutoffMode says how --max-transfer stops a run; see wire.CutoffMode.
+type CutoffMode = wire.CutoffMode
+
 // Shard names one share of a cluster transfer; see wire.Shard.
 type Shard = wire.Shard
 

@@ -17,7 +17,7 @@ var errMaxTransfer = errors.New("max transfer limit reached")
 // the planner alone; cutAt by the senders.
 type budget struct {
 	limit int64 // 0: none
-	mode  string
+	mode  wire.CutoffMode
 	used  int64 // bytes of the files admitted
 	hit   bool  // a file was refused or cut: the limit was reached
 

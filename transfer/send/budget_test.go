@@ -12,7 +12,7 @@ func TestBudget(t *testing.T) {
 	const M = 1 << 20
 	sizes := []int64{2 * M, 2 * M, 2 * M, 2 * M}
 	for _, tc := range []struct {
-		mode     string
+		mode     wire.CutoffMode
 		limit    int64
 		whole    bool  // the files travel whole in batches (cannot be cut)
 		started  int   // files admitted before the plan stops

@@ -41,15 +41,15 @@ type Options struct {
 	// MaxTransfer stops the run once this many bytes of files were
 	// started (0: no limit), as CutoffMode says: CutoffHard, CutoffSoft
 	// or CutoffCautious ("" is hard).
-	MaxTransfer int64  `json:"max_transfer,omitempty"`
-	CutoffMode  string `json:"cutoff_mode,omitempty"`
-	DryRun      bool   `json:"dry_run,omitempty"`
-	NoFsync     bool   `json:"no_fsync,omitempty"`
-	Streams     int    `json:"streams,omitempty"`
-	ChunkSize   int64  `json:"chunk_size,omitempty"`
-	Proto       string `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
-	Verify      string `json:"verify,omitempty"`  // full (default) or none
-	Retries     int    `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
+	MaxTransfer int64      `json:"max_transfer,omitempty"`
+	CutoffMode  CutoffMode `json:"cutoff_mode,omitempty"`
+	DryRun      bool       `json:"dry_run,omitempty"`
+	NoFsync     bool       `json:"no_fsync,omitempty"`
+	Streams     int        `json:"streams,omitempty"`
+	ChunkSize   int64      `json:"chunk_size,omitempty"`
+	Proto       string     `json:"proto,omitempty"`   // auto, tcp, tcp-zc, uring, rdma
+	Verify      string     `json:"verify,omitempty"`  // full (default) or none
+	Retries     int        `json:"retries,omitempty"` // reruns after a lost connection (-1: none)
 	// Delta sends only the chunks of a changed large file that differ
 	// from the file already at the destination.
 	Delta bool `json:"delta,omitempty"`
@@ -130,14 +130,17 @@ type Shard struct {
 // MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
 const MaxShards = 1024
 
-// Cutoff modes of MaxTransfer, as rclone's --cutoff-mode: hard cuts the
-// file that reaches the limit there (its partial file resumes next run),
-// soft lets the files already started finish, cautious starts no file
-// that would take the total past the limit.
+// CutoffMode is how MaxTransfer stops a run, as rclone's --cutoff-mode:
+// hard cuts the file that reaches the limit there (its partial file
+// resumes next run), soft lets the files already started finish,
+// cautious starts no file that would take the total past the limit.
+type CutoffMode string
+
+// The cutoff modes.
 const (
-	CutoffHard     = "hard"
-	CutoffSoft     = "soft"
-	CutoffCautious = "cautious"
+	CutoffHard     CutoffMode = "hard"
+	CutoffSoft     CutoffMode = "soft"
+	CutoffCautious CutoffMode = "cautious"
 )
 
 // Defaults.
