@@ -19,6 +19,16 @@
 #   XFER_SERVE_FLAGS=""   extra flags for xfer serve
 #   BENCH_RECORD=1        append a dated section to docs/benchmarks.md
 #   BENCH_STRICT=1        exit 1 when a target is missed
+#   BENCH_PIN=1           clients on CPU BENCH_PIN_CLIENT (0), servers (xfer
+#                         serve, rsync daemon, iperf3 -s) on BENCH_PIN_SERVER (1)
+#   BENCH_BIG_TOOLS="xfer rsync cp xfer_nv iperf3"   what scenario big runs
+#                         (xfer_nv: xfer copy --verify=none; iperf3: iperf3 -Z
+#                         -n of the same bytes)
+#
+# Every timed command also records its CPU seconds (user+system, GNU time),
+# and each server its own (xfer serve: a fresh process per run, from
+# /proc/PID/stat; the rsync daemon: the delta of its reaped children's;
+# iperf3 -s: GNU time); scenario big reports them per GiB per side.
 #
 # Scenarios: big (a: one 2 GiB file vs rsync daemon and cp), small (b: 10,000
 # x 4 KiB files in 100 dirs, copy and no-change sync vs rsync daemon); both
@@ -35,6 +45,7 @@ set -euo pipefail
 # shellcheck source=scripts/benchlib.sh
 source "$(dirname "$0")/benchlib.sh"
 bench_init bench
+bench_pin
 
 RUNS="${BENCH_RUNS:-5}"
 WARMUP="${BENCH_WARMUP:-1}"
@@ -49,6 +60,7 @@ RSS_LIMIT_MIB=100
 GNU_TIME=/usr/bin/time
 
 need_xfer
+BIG_TOOLS="${BENCH_BIG_TOOLS:-xfer rsync cp xfer_nv iperf3}"
 command -v rsync >/dev/null || die "rsync not installed (make deps)"
 [[ -x "$GNU_TIME" ]] || die "GNU time not installed at $GNU_TIME (make deps)"
 positive_int BENCH_RUNS "$RUNS"
@@ -76,6 +88,7 @@ ROUND=0 # 0 = warm-up (not recorded), 1..RUNS = measured (measure: benchlib.sh)
 
 ROWS=()    # "label|xfer series|peer series|bytes|kind|target"
 RSSROWS=() # "label|series (KiB values)"
+CPUROWS=() # "label|client series|server series|bytes|client target|server target"
 NOTES=()
 
 # add_row LABEL XFER_SERIES PEER_SERIES BYTES KIND TARGET
@@ -84,6 +97,10 @@ NOTES=()
 #   KIND info:      ratio = peer time / xfer time, no target
 add_row() { ROWS+=("$1|$2|$3|$4|$5|$6"); }
 add_rss() { RSSROWS+=("$1|$2"); }
+# add_cpu LABEL CLIENT_SERIES SERVER_SERIES BYTES CLIENT_MAX SERVER_MAX: CPU
+# seconds per GiB of each side (medians of SERIES.cpu), PASS when at most the
+# targets (- for none).
+add_cpu() { CPUROWS+=("$1|$2|$3|$4|$5|$6"); }
 
 MISSES=0
 render() { # render text|md
@@ -143,7 +160,54 @@ render() { # render text|md
 	done
 }
 
+# cpu_per_gib SERIES BYTES: the median CPU seconds of SERIES per GiB, or -.
+cpu_per_gib() {
+	local m
+	m="$(median "$RES/$1.cpu")"
+	if [[ "$m" == nan ]]; then echo -; else awk -v m="$m" -v b="$2" 'BEGIN{printf "%.3f", m*1073741824/b}'; fi
+}
+
+# cpu_verdict VALUE MAX: PASS, MISS, or - without a value or target.
+cpu_verdict() {
+	if [[ "$1" == - || "$2" == - ]]; then
+		echo -
+	else
+		awk -v v="$1" -v t="$2" 'BEGIN{print (v<=t) ? "PASS" : "MISS"}'
+	fi
+}
+
+# render_cpu text|md: the CPU table (after render's), counting MISSes for text.
+render_cpu() {
+	local fmt="$1" row label cs ss bytes ct st c s cr sr
+	((${#CPUROWS[@]} > 0)) || return 0
+	if [[ "$fmt" == md ]]; then
+		echo
+		echo "| CPU s per GiB (median, user+sys) | client | server | client target | server target | result |"
+		echo "|---|---:|---:|---|---|---|"
+	else
+		echo
+		printf '%-46s %8s %8s %-9s %-9s %s\n' "CPU s per GiB (median, user+sys)" client server "client<=" "server<=" result
+	fi
+	for row in "${CPUROWS[@]}"; do
+		IFS='|' read -r label cs ss bytes ct st <<<"$row"
+		c="$(cpu_per_gib "$cs" "$bytes")"
+		s=-
+		[[ "$ss" == - ]] || s="$(cpu_per_gib "$ss" "$bytes")"
+		cr="$(cpu_verdict "$c" "$ct")"
+		sr="$(cpu_verdict "$s" "$st")"
+		local res="$cr/$sr"
+		[[ "$ct" == - && "$st" == - ]] && res=info
+		[[ "$fmt" == text && ("$cr" == MISS || "$sr" == MISS) ]] && MISSES=$((MISSES + 1))
+		if [[ "$fmt" == md ]]; then
+			echo "| $label | $c | $s | $ct | $st | $res |"
+		else
+			printf '%-46s %8s %8s %-9s %-9s %s\n' "$label" "$c" "$s" "$ct" "$st" "$res"
+		fi
+	done
+}
+
 raw_times() { raw_values 22 .t "$RES"/*.t; }
+raw_cpu() { raw_values 22 .cpu "$RES"/*.cpu; }
 
 # --- peers -------------------------------------------------------------------------
 
@@ -172,9 +236,56 @@ xfer_copy() {
 # rsync_copy NAME SRC: a fresh rsync -a of SRC to the daemon's NAME (series
 # NAME.rsync), verified in the warm-up round.
 rsync_copy() {
+	local c0
 	rm -rf "${RROOT:?}/$1"
+	c0="$(rsyncd_cpu)"
 	measure "$1.rsync" "$RES/out" rsync -a "$2/" "rsync://127.0.0.1:$RS_PORT/bench/$1/"
+	record "$1.rsyncd.cpu" "$(awk -v a="$c0" -v b="$(rsyncd_cpu)" 'BEGIN{printf "%.2f", b-a}')"
 	if ((ROUND == 0)); then verify_tree "$2" "$RROOT/$1" "rsync ($1)"; fi
+}
+
+# rsyncd_cpu: CPU seconds of the rsync daemon and its reaped children (one
+# child per connection, reaped by the daemon), once the connection's child
+# has gone (within 5 s).
+rsyncd_cpu() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		pgrep -P "$RS_PID" >/dev/null || break
+		sleep 0.05
+	done
+	awk -v a="$(proc_cpu "$RS_PID")" -v b="$(proc_cpu "$RS_PID" children)" 'BEGIN{printf "%.2f", a+b}'
+}
+
+# iperf3_big: iperf3 -Z -n BYTES (series big.iperf3: the seconds iperf3
+# reports for receiving them, without its start-up and test set-up, which
+# the wall time in big.iperf3_wall has; and the client's CPU) against a fresh iperf3 -s -1 under PIN_SERVER, whose CPU GNU time
+# records (big.iperf3s.cpu); the same bytes xfer moves, from sendfile on
+# the sending side into memory (not a file) on the receiving side.
+iperf3_big() {
+	local port i try
+	for ((try = 0; try < 5; try++)); do
+		port="$(free_port)"
+		"$GNU_TIME" -f '%U %S' -o "$RES/iperf3s.time" "${PIN_SERVER[@]+"${PIN_SERVER[@]}"}" iperf3 -s -1 --forceflush -B 127.0.0.1 -p "$port" >"$RES/iperf3s.log" 2>&1 &
+		PEER_PID=$!
+		for ((i = 0; i < 100; i++)); do
+			grep -q 'Server listening' "$RES/iperf3s.log" 2>/dev/null && break
+			kill -0 "$PEER_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		grep -q 'Server listening' "$RES/iperf3s.log" 2>/dev/null && break
+		stop_pid "$PEER_PID"
+		PEER_PID=""
+	done
+	[[ -n "$PEER_PID" ]] || die "could not start iperf3 -s: $(cat "$RES/iperf3s.log")"
+	measure big.iperf3_wall "$RES/out" iperf3 -c 127.0.0.1 -p "$port" -Z -n "$1" -J
+	wait "$PEER_PID" || true
+	PEER_PID=""
+	local secs
+	secs="$(awk '/"sum_received"/ {r=1} r && /"seconds"/ {gsub(/[,]/,""); print $2; exit}' "$RES/out")"
+	[[ "$secs" =~ ^[0-9.]+$ ]] || die "iperf3: no received seconds in its JSON"
+	record big.iperf3.t "$(awk -v s="$secs" 'BEGIN{printf "%.4f", s}')"
+	if ((ROUND > 0)); then record big.iperf3.cpu "$(tail -n1 "$RES/big.iperf3_wall.cpu")"; fi
+	record big.iperf3s.cpu "$(tail -n1 "$RES/iperf3s.time" | awk '{printf "%.2f", $1 + $2}')"
 }
 
 # --- scenario a: one big file --------------------------------------------------------
@@ -187,6 +298,17 @@ big_run() {
 		xserve_down big.serve.rss
 		if ((ROUND == 0)); then verify_tree "$src" "$XROOT/big" "xfer copy (big)"; fi
 		rm -rf "$XROOT"
+		;;
+	xfer_nv)
+		rm -rf "$XROOT"
+		xserve_up "$XROOT"
+		measure big.xfer_nv "$out" "$XFER" copy "$src" "xfer://$XS_ADDR/big" --verify none "${XF[@]}"
+		xfer_check "$out"
+		xserve_down big.serve_nv.rss
+		rm -rf "$XROOT"
+		;;
+	iperf3)
+		iperf3_big "$((BIG_MIB << 20))"
 		;;
 	rsync)
 		rsync_copy big "$src"
@@ -215,15 +337,35 @@ big_data() {
 	head -c $((BIG_MIB << 20)) /dev/urandom >"$DATA/big/big.bin"
 }
 
+# has_tool NAME: whether BENCH_BIG_TOOLS names NAME.
+has_tool() { [[ " $BIG_TOOLS " == *" $1 "* ]]; }
+
 scenario_big() {
 	local bytes=$((BIG_MIB << 20))
 	big_data $((2 * BIG_MIB + 256)) || return 0
-	log "big: 1 x ${BIG_MIB} MiB file, $RUNS runs of xfer / rsync / cp"
-	for_runs big_run xfer rsync cp
-	add_row "a: 1 file ${BIG_MIB} MiB, copy vs rsync daemon" big.xfer big.rsync "$bytes" speedup 1.5
-	add_row "a: 1 file ${BIG_MIB} MiB, copy vs local cp" big.xfer big.cp "$bytes" timeratio 1.6
+	local tools t
+	read -r -a tools <<<"$BIG_TOOLS"
+	for t in "${tools[@]}"; do
+		case "$t" in
+		xfer | rsync | cp | xfer_nv) ;;
+		iperf3) command -v iperf3 >/dev/null || die "BENCH_BIG_TOOLS names iperf3, which is not installed (make deps)" ;;
+		*) die "BENCH_BIG_TOOLS: unknown tool '$t' (xfer rsync cp xfer_nv iperf3)" ;;
+		esac
+	done
+	log "big: 1 x ${BIG_MIB} MiB file, $RUNS runs of ${tools[*]}"
+	for_runs big_run "${tools[@]}"
+	has_tool rsync && add_row "a: 1 file ${BIG_MIB} MiB, copy vs rsync daemon" big.xfer big.rsync "$bytes" speedup 1.5
+	has_tool cp && add_row "a: 1 file ${BIG_MIB} MiB, copy vs local cp" big.xfer big.cp "$bytes" timeratio 1.6
+	has_tool iperf3 && has_tool xfer_nv &&
+		add_row "a: ${BIG_MIB} MiB --verify=none vs iperf3 -Z -n" big.xfer_nv big.iperf3 "$bytes" speedup 0.9
 	add_rss "c: xfer copy client, 1 big file" big.xfer.rss
 	add_rss "c: xfer serve, 1 big file" big.serve.rss
+	add_cpu "a: xfer copy, verified" big.xfer big.serve "$bytes" 0.4 0.5
+	has_tool xfer_nv && add_cpu "a: xfer copy --verify=none" big.xfer_nv big.serve_nv "$bytes" - -
+	has_tool rsync && add_cpu "a: rsync -a to rsync daemon" big.rsync big.rsyncd "$bytes" - -
+	has_tool cp && add_cpu "a: cp -a (one process)" big.cp - "$bytes" - -
+	has_tool iperf3 && add_cpu "a: iperf3 -Z -n (memory sink)" big.iperf3 big.iperf3s "$bytes" - -
+	return 0
 }
 
 # --- scenario hash: xfer hash vs b3sum (informational) -------------------------------
@@ -316,7 +458,7 @@ machine() {
 
 bench_command() {
 	local v parts=()
-	for v in BENCH_RUNS BENCH_WARMUP BENCH_SCENARIOS BENCH_BIG_MIB BENCH_SMALL_FILES BENCH_SMALL_DIRS BENCH_TMP BENCH_TIMEOUT XFER_FLAGS XFER_SERVE_FLAGS BENCH_RECORD BENCH_STRICT; do
+	for v in BENCH_RUNS BENCH_WARMUP BENCH_PIN BENCH_PIN_CLIENT BENCH_PIN_SERVER BENCH_BIG_TOOLS BENCH_SCENARIOS BENCH_BIG_MIB BENCH_SMALL_FILES BENCH_SMALL_DIRS BENCH_TMP BENCH_TIMEOUT XFER_FLAGS XFER_SERVE_FLAGS BENCH_RECORD BENCH_STRICT; do
 		[[ -n "${!v+x}" ]] && parts+=("$v=$(printf '%q' "${!v}")")
 	done
 	if [[ -n "${MAKELEVEL:-}" ]]; then parts+=("make bench"); else parts+=("scripts/bench.sh"); fi
@@ -331,16 +473,20 @@ log "rsync daemon on 127.0.0.1:$RS_PORT, module bench -> $RROOT"
 # shellcheck disable=SC2086 # a list of names
 run_scenarios $SCENARIOS
 [[ -n "$XPROTO" ]] && note "xfer transport: $XPROTO"
+note "$PIN_NOTE"
 note "ratio = ratio of medians; paired = median of the per-round ratios; MB/s = 10^6 bytes/s of source data"
 
 echo
-TABLE="$(render text)"
+TABLE="$(render text; render_cpu text)"
 render text >/dev/null # count MISSes in this shell
+render_cpu text >/dev/null
 echo "$TABLE"
 echo
 for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "note: $n"; done
 echo "raw seconds per run:"
 raw_times | sed 's/^/  /'
+echo "raw CPU seconds per run (user+sys):"
+raw_cpu | sed 's/^/  /'
 echo "total ${ELAPSED}s; $MISSES target(s) missed"
 
 if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
@@ -357,6 +503,7 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		echo "- command: \`$(bench_command)\`"
 		echo
 		render md
+		render_cpu md
 		echo
 		for n in "${NOTES[@]+"${NOTES[@]}"}"; do echo "- $n"; done
 		echo
@@ -364,6 +511,12 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		echo
 		echo '```'
 		raw_times
+		echo '```'
+		echo
+		echo "Raw CPU seconds per run (user+sys; *.serve*, rsyncd, iperf3s: the server side):"
+		echo
+		echo '```'
+		raw_cpu
 		echo '```'
 	} >"$RES/record.md"
 	# Records of this script go before the transports section (written by
