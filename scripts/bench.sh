@@ -10,7 +10,7 @@
 # Knobs (environment):
 #   BENCH_RUNS=5          measured runs per scenario (plus BENCH_WARMUP=1 untimed
 #                         round, which also verifies the copies)
-#   BENCH_SCENARIOS="big small hash"   which scenario_* functions to run, in order
+#   BENCH_SCENARIOS="big floor small hash"   which scenario_* functions to run, in order
 #   BENCH_BIG_MIB=2048    size of the single file of scenario big
 #   BENCH_SMALL_FILES=10000 BENCH_SMALL_DIRS=100   tree of 4 KiB files
 #   BENCH_TMP=/dev/shm    where data and destinations live (tmpfs)
@@ -30,7 +30,9 @@
 # /proc/PID/stat; the rsync daemon: the delta of its reaped children's;
 # iperf3 -s: GNU time); scenario big reports them per GiB per side.
 #
-# Scenarios: big (a: one 2 GiB file vs rsync daemon and cp), small (b: 10,000
+# Scenarios: big (a: one 2 GiB file vs rsync daemon, cp and iperf3 -Z), floor
+# (what reading, hashing, moving and writing the big file cost at least,
+# per side, by dd, b3sum and iperf3), small (b: 10,000
 # x 4 KiB files in 100 dirs, copy and no-change sync vs rsync daemon); both
 # also feed c: peak RSS of the xfer client (wait4 rusage via GNU time) and of
 # a fresh `xfer serve` per run (VmHWM), limit 100 MiB. hash: `xfer hash` vs
@@ -49,7 +51,7 @@ bench_pin
 
 RUNS="${BENCH_RUNS:-5}"
 WARMUP="${BENCH_WARMUP:-1}"
-SCENARIOS="${BENCH_SCENARIOS:-big small hash}"
+SCENARIOS="${BENCH_SCENARIOS:-big floor small hash}"
 BIG_MIB="${BENCH_BIG_MIB:-2048}"
 SMALL_FILES="${BENCH_SMALL_FILES:-10000}"
 SMALL_DIRS="${BENCH_SMALL_DIRS:-100}"
@@ -256,13 +258,14 @@ rsyncd_cpu() {
 	awk -v a="$(proc_cpu "$RS_PID")" -v b="$(proc_cpu "$RS_PID" children)" 'BEGIN{printf "%.2f", a+b}'
 }
 
-# iperf3_big: iperf3 -Z -n BYTES (series big.iperf3: the seconds iperf3
+# iperf3_big BYTES [SERIES]: iperf3 -Z -n BYTES (series SERIES, default
+# big.iperf3: the seconds iperf3
 # reports for receiving them, without its start-up and test set-up, which
 # the wall time in big.iperf3_wall has; and the client's CPU) against a fresh iperf3 -s -1 under PIN_SERVER, whose CPU GNU time
-# records (big.iperf3s.cpu); the same bytes xfer moves, from sendfile on
+# records (SERIES with s, big.iperf3s.cpu); the same bytes xfer moves, from sendfile on
 # the sending side into memory (not a file) on the receiving side.
 iperf3_big() {
-	local port i try
+	local port i try ser="${2:-big.iperf3}"
 	for ((try = 0; try < 5; try++)); do
 		port="$(free_port)"
 		"$GNU_TIME" -f '%U %S' -o "$RES/iperf3s.time" "${PIN_SERVER[@]+"${PIN_SERVER[@]}"}" iperf3 -s -1 --forceflush -B 127.0.0.1 -p "$port" >"$RES/iperf3s.log" 2>&1 &
@@ -277,15 +280,15 @@ iperf3_big() {
 		PEER_PID=""
 	done
 	[[ -n "$PEER_PID" ]] || die "could not start iperf3 -s: $(cat "$RES/iperf3s.log")"
-	measure big.iperf3_wall "$RES/out" iperf3 -c 127.0.0.1 -p "$port" -Z -n "$1" -J
+	measure "${ser}_wall" "$RES/out" iperf3 -c 127.0.0.1 -p "$port" -Z -n "$1" -J
 	wait "$PEER_PID" || true
 	PEER_PID=""
 	local secs
 	secs="$(awk '/"sum_received"/ {r=1} r && /"seconds"/ {gsub(/[,]/,""); print $2; exit}' "$RES/out")"
 	[[ "$secs" =~ ^[0-9.]+$ ]] || die "iperf3: no received seconds in its JSON"
-	record big.iperf3.t "$(awk -v s="$secs" 'BEGIN{printf "%.4f", s}')"
-	if ((ROUND > 0)); then record big.iperf3.cpu "$(tail -n1 "$RES/big.iperf3_wall.cpu")"; fi
-	record big.iperf3s.cpu "$(tail -n1 "$RES/iperf3s.time" | awk '{printf "%.2f", $1 + $2}')"
+	record "$ser.t" "$(awk -v s="$secs" 'BEGIN{printf "%.4f", s}')"
+	if ((ROUND > 0)); then record "$ser.cpu" "$(tail -n1 "$RES/${ser}_wall.cpu")"; fi
+	record "${ser}s.cpu" "$(tail -n1 "$RES/iperf3s.time" | awk '{printf "%.2f", $1 + $2}')"
 }
 
 # --- scenario a: one big file --------------------------------------------------------
@@ -396,6 +399,59 @@ scenario_hash() {
 	log "hash: $RUNS runs of xfer hash / b3sum on the ${BIG_MIB} MiB file"
 	for_runs hash_run xfer b3sum
 	add_row "hash: ${BIG_MIB} MiB, xfer hash vs b3sum" hash.xfer hash.b3sum $((BIG_MIB << 20)) info -
+}
+
+# --- scenario floor: what each side's work costs at least ------------------------------
+
+# The parts of a verified copy, each by the plainest tool that does just it,
+# on the big file (CPU seconds, user+sys): reading it from the page cache
+# (dd to /dev/null, 4 MiB blocks), hashing it on one thread (b3sum
+# --num-threads 1, BLAKE3 in the official assembly; xfer's own hashing is
+# the hash scenario's), moving it over loopback (iperf3 -Z -n: sendfile on
+# the client, into memory on the server) and writing it into fresh tmpfs
+# pages (dd from /dev/zero, whose reads cost next to nothing). b3sum maps
+# the file, so its figure includes getting the bytes from the page cache, as
+# the sender does; the floor of the client is hash + send, of the server
+# receive + hash + write (which overstates it by about the read row: the
+# server hashes bytes it already holds).
+floor_run() {
+	local f="$DATA/big/big.bin" out="$RES/out"
+	case "$1" in
+	read) measure floor.read "$out" dd if="$f" of=/dev/null bs=4M ;;
+	hash) measure floor.hash "$out" b3sum --num-threads 1 "$f" ;;
+	net) iperf3_big "$((BIG_MIB << 20))" floor.net ;;
+	write)
+		rm -f "$BD/floor.out"
+		measure floor.write "$out" dd if=/dev/zero of="$BD/floor.out" bs=4M count="$((BIG_MIB / 4))"
+		rm -f "$BD/floor.out"
+		;;
+	esac
+}
+
+# sum_series OUT SERIES...: OUT.cpu holds, round by round, the sum of the
+# SERIES' CPU values.
+sum_series() {
+	local out="$1" f
+	shift
+	local files=()
+	for f in "$@"; do files+=("$RES/$f.cpu"); done
+	paste "${files[@]}" | awk '{s=0; for (i=1; i<=NF; i++) s+=$i; printf "%.2f\n", s}' >"$RES/$out.cpu"
+}
+
+scenario_floor() {
+	local bytes=$((BIG_MIB << 20))
+	command -v b3sum >/dev/null || die "scenario floor needs b3sum (make deps)"
+	command -v iperf3 >/dev/null || die "scenario floor needs iperf3 (make deps)"
+	big_data $((2 * BIG_MIB + 256)) || return 0
+	log "floor: $RUNS runs of dd read / b3sum -j1 / iperf3 -Z / dd write on ${BIG_MIB} MiB"
+	for_runs floor_run read hash net write
+	sum_series floor.client floor.hash floor.net
+	sum_series floor.server floor.nets floor.hash floor.write
+	add_cpu "floor: read from page cache (dd)" floor.read - "$bytes" - -
+	add_cpu "floor: hash, one thread (b3sum -j1)" floor.hash - "$bytes" - -
+	add_cpu "floor: loopback (iperf3 -Z -n)" floor.net floor.nets "$bytes" - -
+	add_cpu "floor: write to fresh tmpfs pages (dd)" floor.write - "$bytes" - -
+	add_cpu "floor: verified copy (sums of the above)" floor.client floor.server "$bytes" - -
 }
 
 # --- scenario b: many small files -------------------------------------------------------
