@@ -36,13 +36,30 @@ func PinCPUs(cpus []int) error {
 	for _, c := range cpus {
 		set.Set(c)
 	}
+	return pin(&set, fmt.Sprint(cpus))
+}
+
+// Unpin lets every thread of this process run on any CPU again (undoing
+// an affinity inherited from a pinned parent) and sets GOMAXPROCS to the
+// number of CPUs it may now use.
+func Unpin() error {
+	var set unix.CPUSet
+	for c := range len(set) * 64 {
+		set.Set(c)
+	}
+	return pin(&set, "all")
+}
+
+// pin restricts every thread to set (what names it in errors) and sets
+// GOMAXPROCS to the number of CPUs the process may then run on.
+func pin(set *unix.CPUSet, what string) error {
 	// A thread not pinned yet may start another meanwhile: pass over the
 	// threads until a pass finds none new (a few passes at most).
 	pinned := map[int]bool{}
 	for range 10 {
 		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
-			return fmt.Errorf("pin to CPUs %v: %w", cpus, err)
+			return fmt.Errorf("pin to CPUs %s: %w", what, err)
 		}
 		fresh := false
 		for _, t := range tasks {
@@ -50,17 +67,21 @@ func PinCPUs(cpus []int) error {
 			if err != nil || pinned[tid] {
 				continue
 			}
-			if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-				return fmt.Errorf("pin thread %d to CPUs %v: %w", tid, cpus, err)
+			if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("pin thread %d to CPUs %s: %w", tid, what, err)
 			}
 			pinned[tid], fresh = true, true
 		}
 		if !fresh {
-			runtime.GOMAXPROCS(len(cpus))
+			var got unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &got); err != nil {
+				return fmt.Errorf("pin to CPUs %s: %w", what, err)
+			}
+			runtime.GOMAXPROCS(got.Count())
 			return nil
 		}
 	}
-	return fmt.Errorf("pin to CPUs %v: threads kept appearing", cpus)
+	return fmt.Errorf("pin to CPUs %s: threads kept appearing", what)
 }
 
 // ProcCPU is the CPU time (user and system) of every thread of process

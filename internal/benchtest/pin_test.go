@@ -77,6 +77,25 @@ func TestPinFromEnv(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unpin", func(t *testing.T) {
+		if err := Unpin(); err != nil {
+			t.Fatal(err)
+		}
+		// Every thread may run on at least the CPUs the test started with
+		// (more, when it was started under taskset).
+		for tid, set := range threadCPUs(t) {
+			for c := range len(orig) * 64 {
+				if orig.IsSet(c) && !set.IsSet(c) {
+					t.Errorf("thread %d may not run on CPU %d after Unpin", tid, c)
+				}
+			}
+		}
+		var now unix.CPUSet
+		unix.SchedGetaffinity(0, &now)
+		if n := runtime.GOMAXPROCS(0); n != now.Count() || n < orig.Count() {
+			t.Errorf("GOMAXPROCS %d after Unpin, want the %d CPUs it may run on", n, now.Count())
+		}
+	})
 }
 
 func TestProcCPU(t *testing.T) {
