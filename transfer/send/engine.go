@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,10 +231,23 @@ func (e *engine) run() error {
 		}
 	}
 	var srcList, dstList plan.Lister
+	var walkers []*plan.Walker // the source's, whose reads the summary counts
+	defer func() {
+		var n int64
+		for _, w := range walkers {
+			n += w.DirsRead()
+		}
+		e.tally.Merge(progress.Summary{DirsRead: n})
+	}()
 	srcTop := e.srcPath
-	if info.Type == fsroot.TypeDir {
-		srcList = plan.NewWalkerN(e.src, e.srcPath, e.opt.Checkers)
-	} else {
+	if e.opt.Unit != nil && info.Type != fsroot.TypeDir {
+		return exitcode.Usagef("source %s: a unit of a distributed walk needs a directory", displayPath(e.srcPath))
+	}
+	if info.Type == fsroot.TypeDir && e.opt.Unit == nil {
+		w := plan.NewWalkerN(e.src, e.srcPath, e.opt.Checkers)
+		walkers = append(walkers, w)
+		srcList = w
+	} else if info.Type != fsroot.TypeDir {
 		// A single file lands inside the destination directory.
 		name := plan.Base(e.srcPath)
 		if name == "" {
@@ -266,7 +280,10 @@ func (e *engine) run() error {
 		if err := e.dst.Mkroot(e.ctx, e.dstPath, e.opt.Lock); err != nil {
 			return err
 		}
-		if info.Type == fsroot.TypeDir && e.opt.Shard == nil {
+		if err := e.unitRoots(); err != nil {
+			return err
+		}
+		if info.Type == fsroot.TypeDir && e.opt.Shard == nil && e.unitHasTop() {
 			if err := e.topAttrs(info); err != nil {
 				return err
 			}
@@ -275,7 +292,7 @@ func (e *engine) run() error {
 			}
 		}
 	}
-	if dstList == nil {
+	if dstList == nil && e.opt.Unit == nil {
 		dstList = e.protectBackups(e.dst.List(e.ctx, e.dstPath, false))
 		srcList = e.protectBackups(srcList)
 	}
@@ -347,7 +364,30 @@ func (e *engine) run() error {
 		}
 		return carry(op)
 	}
-	derr := flt.Diff(e.ctx, srcList, dstList, dopt, visit)
+	var derr error
+	if u := e.opt.Unit; u != nil {
+		// A unit of a distributed walk: each of its directories, alone or
+		// with its subtree, diffed in turn, paths as a whole walk's.
+		for _, d := range u.Dirs {
+			var w *plan.Walker
+			var dl plan.Lister
+			if u.Shallow {
+				w = plan.NewShallowWalker(e.src, plan.Join(e.srcPath, d), e.opt.Checkers)
+				dl = e.dst.ListDir(e.ctx, plan.Join(e.dstPath, d))
+			} else {
+				w = plan.NewWalkerN(e.src, plan.Join(e.srcPath, d), e.opt.Checkers)
+				dl = e.dst.List(e.ctx, plan.Join(e.dstPath, d), false)
+			}
+			walkers = append(walkers, w)
+			sl := e.protectBackups(plan.Prefixed(w, d))
+			dl = e.protectBackups(plan.Prefixed(dl, d))
+			if derr = flt.Diff(e.ctx, sl, dl, dopt, visit); derr != nil {
+				break
+			}
+		}
+	} else {
+		derr = flt.Diff(e.ctx, srcList, dstList, dopt, visit)
+	}
 	if errors.Is(derr, errMaxTransfer) {
 		derr = nil // what was started finishes, and the run ends as usual but for deletions
 	}
@@ -436,6 +476,30 @@ func (e *engine) run() error {
 	if e.budget.hit {
 		return exitcode.WithCode(exitcode.MaxTransfer, fmt.Errorf(
 			"stopped at the --max-transfer limit of %d bytes (--cutoff-mode %s) before the run was done", e.budget.limit, e.budget.mode))
+	}
+	return nil
+}
+
+// unitHasTop reports whether the run covers the top directory's own
+// entries (and so its attributes): a whole run, or a unit that reads the
+// top alone.
+func (e *engine) unitHasTop() bool {
+	u := e.opt.Unit
+	return u == nil || u.Shallow && slices.Contains(u.Dirs, "")
+}
+
+// unitRoots makes, at the destination, the directories of a unit that
+// walks subtrees, before anything lands in them (their attributes are
+// their parents' unit's, as a directory's are set after its contents).
+func (e *engine) unitRoots() error {
+	u := e.opt.Unit
+	if u == nil || u.Shallow || e.opt.Shard != nil {
+		return nil
+	}
+	for _, d := range u.Dirs {
+		if err := e.dst.Mkroot(e.ctx, plan.Join(e.dstPath, d), false); err != nil {
+			return fmt.Errorf("making directory %s at the destination: %w", d, err)
+		}
 	}
 	return nil
 }
