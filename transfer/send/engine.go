@@ -497,7 +497,24 @@ func (e *engine) unitRoots() error {
 		return nil
 	}
 	for _, d := range u.Dirs {
-		if err := e.dst.Mkroot(e.ctx, plan.Join(e.dstPath, d), false); err != nil {
+		p := plan.Join(e.dstPath, d)
+		de, err := e.dst.Stat(e.ctx, p)
+		if err != nil {
+			return err
+		}
+		if de != nil && de.Type != plan.TypeDir {
+			// What is in the way goes, as the whole walk's mkdir would
+			// replace it; the directory's attributes come later.
+			op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: d, Type: plan.TypeDir, Mode: 0o700}, Dst: de, Replace: true}
+			if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: p, Mode: 0o700, ReplaceDir: true}); err != nil {
+				return err
+			}
+			if err := e.flushMeta(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := e.dst.Mkroot(e.ctx, p, false); err != nil {
 			return fmt.Errorf("making directory %s at the destination: %w", d, err)
 		}
 	}
