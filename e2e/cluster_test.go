@@ -18,12 +18,16 @@ type agentStats struct {
 	Bytes int64 `json:"bytes"`
 	Files int64 `json:"files"`
 	Lost  bool  `json:"lost"`
+	// DirsRead counts the source directories the agent read.
+	DirsRead int64 `json:"dirs_read"`
 }
 
 // clusterSummary is the summary of a cluster run, with its agents.
 type clusterSummary struct {
 	summary
-	Agents map[string]agentStats `json:"agents"`
+	DirsRead    int64                 `json:"dirs_read"`
+	DirsCreated int64                 `json:"dirs_created"`
+	Agents      map[string]agentStats `json:"agents"`
 }
 
 func clusterRun(t *testing.T, r result) ([]map[string]any, clusterSummary) {

@@ -282,6 +282,7 @@ func (t *Tally) Merge(s Summary) {
 		a := t.sum.Agents[k]
 		a.Bytes += v.Bytes
 		a.Files += v.Files
+		a.DirsRead += v.DirsRead
 		a.Lost = a.Lost || v.Lost
 		t.sum.Agents[k] = a
 	}

@@ -220,8 +220,7 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 		}
 		n, done = count, d
 	}
-	single := c.pairs == 1 && src.Members == nil && dst.Members == nil && c.job == nil
-	if !opt.DryRun && !single {
+	if !opt.DryRun {
 		if why := walkOff(opt, src, dst); why != "" {
 			c.sink.Emit(progress.Event{Event: progress.KindNotice, Msg: walkNotice(why)})
 		} else {
@@ -236,9 +235,6 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 				}
 			}
 		}
-	}
-	if single && !opt.DryRun {
-		n = 0 // one pair: one run does it all, one walk
 	}
 	c.n = n
 	items := n

@@ -45,8 +45,6 @@ func walkOff(opt wire.Options, src, dst Side) string {
 		return "--hard-links (a file's names may lie in different units)"
 	case opt.MaxDelete != nil:
 		return "--max-delete (counted over the whole tree)"
-	case opt.MaxTransfer > 0:
-		return "--max-transfer (counted over the whole tree)"
 	case opt.Filter != nil:
 		return "filters (rules that see the whole tree)"
 	case opt.BackupDir != "":
