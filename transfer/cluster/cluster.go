@@ -147,7 +147,7 @@ type cluster struct {
 	walked int64
 	// units sums what the subtree units did; partial is the first
 	// failure of a unit with failed files, which the run ends with
-	units   progress.Summary
+	units   *progress.Tally
 	partial error
 }
 
@@ -170,7 +170,7 @@ type cluster struct {
 
 func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink progress.Sink, tally *progress.Tally) error {
 	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, runner: r, sink: sink,
-		agents: map[string]progress.AgentStats{}}
+		agents: map[string]progress.AgentStats{}, units: progress.NewTally()}
 	for _, side := range []*clusterSide{c.src, c.dst} {
 		for _, a := range side.Agents {
 			if a != "" {
@@ -329,14 +329,12 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	}
 	fs.Agents = nil
 	tally.Merge(fs)
+	tally.Merge(c.units.Summary())
 	c.mu.Lock()
-	un := c.units
 	if err == nil {
 		err = c.partial
 	}
 	c.mu.Unlock()
-	un.Proto, un.ProtoReason, un.DurationS, un.Agents, un.Event = "", "", 0, nil, ""
-	tally.Merge(un)
 	if err == nil && !opt.DryRun && c.recording() {
 		c.jobFailed(c.job.Finish(ctx))
 	}
@@ -763,15 +761,8 @@ func (c *cluster) credit(si, di int, s progress.Summary, complete, share bool) {
 // (its attempts cut short included: the final pass does not see their
 // files).
 func (c *cluster) creditUnit(s progress.Summary) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	addCounts(&c.units, s)
-	c.units.FilesSkipped += s.FilesSkipped
-	c.units.Errors += s.Errors
-	c.units.PlannedBytes += s.PlannedBytes
-	c.units.DirsRead += s.DirsRead
-	c.units.XattrsUpdated += s.XattrsUpdated
-	c.units.DirsRemoved += s.DirsRemoved
+	s.Agents, s.Proto, s.ProtoReason, s.ProtoChoice = nil, "", "", nil
+	c.units.Merge(s)
 }
 
 // progressSink relays the events of share k (or of the final pass, k ==
