@@ -270,7 +270,7 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	if c.walk != nil {
 		// The final pass reads the expanded directories alone: their
 		// entries, the subtrees' own attributes, the deletions among them.
-		final.Unit = &wire.Unit{Dirs: c.walk.expanded, Shallow: true}
+		final.Unit = &wire.Unit{Dirs: wire.UnitDirs(c.walk.expanded), Shallow: true}
 	}
 	if !opt.DryRun {
 		// The watch starts here, with the share queue ready: it reports

@@ -129,7 +129,7 @@ func displayDir(d string) string {
 func (c *cluster) unitOpt(opt wire.Options, k int) wire.Options {
 	if k < c.n {
 		if c.walk != nil {
-			opt.Unit = &wire.Unit{Dirs: c.walk.expanded, Shallow: true}
+			opt.Unit = &wire.Unit{Dirs: wire.UnitDirs(c.walk.expanded), Shallow: true}
 		}
 		return opt
 	}
@@ -137,7 +137,7 @@ func (c *cluster) unitOpt(opt wire.Options, k int) wire.Options {
 	opt.Delete = c.opt.Delete
 	// The source is not empty: the subtree's directory is in it.
 	opt.AllowEmptySource = true
-	opt.Unit = &wire.Unit{Dirs: []string{c.walk.subtrees[k-c.n]}}
+	opt.Unit = &wire.Unit{Dirs: wire.UnitDirs(c.walk.subtrees[k-c.n : k-c.n+1])}
 	return opt
 }
 

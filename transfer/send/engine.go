@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -368,12 +369,21 @@ func (e *engine) run() error {
 	if u := e.opt.Unit; u != nil {
 		// A unit of a distributed walk: each of its directories, alone or
 		// with its subtree, diffed in turn, paths as a whole walk's.
-		for _, d := range u.Dirs {
+		// realDirs are the destination's directories the shallow listings
+		// met (a parent's comes before its children's): a directory the
+		// destination has as something else, or through a symlink, lists
+		// empty, as the whole walk does not descend into it.
+		realDirs := map[string]bool{"": true}
+		for _, ud := range u.Dirs {
+			d := ud.Path
 			var w *plan.Walker
 			var dl plan.Lister
 			if u.Shallow {
 				w = plan.NewShallowWalker(e.src, plan.Join(e.srcPath, d), e.opt.Checkers)
-				dl = e.dst.ListDir(e.ctx, plan.Join(e.dstPath, d))
+				dl = &plan.SliceLister{}
+				if realDirs[d] {
+					dl = noteDirs(e.dst.ListDir(e.ctx, plan.Join(e.dstPath, d)), d, realDirs)
+				}
 			} else {
 				w = plan.NewWalkerN(e.src, plan.Join(e.srcPath, d), e.opt.Checkers)
 				dl = e.dst.List(e.ctx, plan.Join(e.dstPath, d), false)
@@ -480,42 +490,69 @@ func (e *engine) run() error {
 	return nil
 }
 
+// noteDirs lists what l lists (directory d's entries), recording in
+// dirs the paths of the directories among them.
+func noteDirs(l plan.Lister, d string, dirs map[string]bool) plan.Lister {
+	return listerFunc(func(ctx context.Context) (plan.Entry, error) {
+		en, err := l.Next(ctx)
+		if err == nil && en.Type == plan.TypeDir {
+			dirs[plan.Join(d, en.Path)] = true
+		}
+		return en, err
+	})
+}
+
+// listerFunc is a plan.Lister of a function.
+type listerFunc func(ctx context.Context) (plan.Entry, error)
+
+// Next implements plan.Lister.
+func (f listerFunc) Next(ctx context.Context) (plan.Entry, error) { return f(ctx) }
+
 // unitHasTop reports whether the run covers the top directory's own
 // entries (and so its attributes): a whole run, or a unit that reads the
 // top alone.
 func (e *engine) unitHasTop() bool {
 	u := e.opt.Unit
-	return u == nil || u.Shallow && slices.Contains(u.Dirs, "")
+	return u == nil || u.Shallow && slices.Contains(u.Dirs, wire.UnitDir{})
 }
 
 // unitRoots makes, at the destination, the directories of a unit that
-// walks subtrees, before anything lands in them (their attributes are
-// their parents' unit's, as a directory's are set after its contents).
+// walks subtrees, and those above them, before anything lands in them
+// (their attributes are their parents' units', as a directory's are set
+// after its contents). What is in the way, a file or a symlink, goes, as
+// the whole walk's mkdir would replace it: nothing is written through a
+// symlink that the source has as a directory.
 func (e *engine) unitRoots() error {
 	u := e.opt.Unit
 	if u == nil || u.Shallow || e.opt.Shard != nil {
 		return nil
 	}
-	for _, d := range u.Dirs {
-		p := plan.Join(e.dstPath, d)
-		de, err := e.dst.Stat(e.ctx, p)
-		if err != nil {
-			return err
-		}
-		if de != nil && de.Type != plan.TypeDir {
-			// What is in the way goes, as the whole walk's mkdir would
-			// replace it; the directory's attributes come later.
-			op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: d, Type: plan.TypeDir, Mode: 0o700}, Dst: de, Replace: true}
-			if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: p, Mode: 0o700, ReplaceDir: true}); err != nil {
+	for _, ud := range u.Dirs {
+		parts := strings.Split(ud.Path, "/")
+		for i := range parts {
+			d := strings.Join(parts[:i+1], "/")
+			p := plan.Join(e.dstPath, d)
+			de, err := e.dst.Stat(e.ctx, p)
+			switch {
+			case err != nil:
 				return err
+			case de == nil:
+				if err := e.dst.Mkroot(e.ctx, plan.Join(e.dstPath, ud.Path), false); err != nil {
+					return fmt.Errorf("making directory %s at the destination: %w", ud.Path, err)
+				}
+			case de.Type != plan.TypeDir:
+				op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: d, Type: plan.TypeDir, Mode: 0o700}, Dst: de, Replace: true}
+				if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: p, Mode: 0o700, ReplaceDir: true}); err != nil {
+					return err
+				}
+				if err := e.flushMeta(); err != nil {
+					return err
+				}
+				continue
+			default:
+				continue
 			}
-			if err := e.flushMeta(); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := e.dst.Mkroot(e.ctx, p, false); err != nil {
-			return fmt.Errorf("making directory %s at the destination: %w", d, err)
+			break
 		}
 	}
 	return nil

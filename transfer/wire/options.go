@@ -138,8 +138,23 @@ type Shard struct {
 // parent's). Paths are as a walk yields them: no leading or trailing
 // slash, no "." or ".." element; "" (the top) only when Shallow.
 type Unit struct {
-	Dirs    []string `json:"dirs"`
-	Shallow bool     `json:"shallow,omitempty"`
+	Dirs    []UnitDir `json:"dirs"`
+	Shallow bool      `json:"shallow,omitempty"`
+}
+
+// UnitDir is one directory of a Unit: a name field of its own, so that a
+// name that is not UTF-8 crosses exactly (with its path_b64 sibling).
+type UnitDir struct {
+	Path string `json:"path"`
+}
+
+// UnitDirs makes the directories of a Unit from their paths.
+func UnitDirs(paths []string) []UnitDir {
+	out := make([]UnitDir, len(paths))
+	for i, p := range paths {
+		out[i].Path = p
+	}
+	return out
 }
 
 // MaxUnitDirs bounds the directories of one Unit.
@@ -285,7 +300,8 @@ func (u *Unit) validate() error {
 	if len(u.Dirs) == 0 || len(u.Dirs) > MaxUnitDirs {
 		return exitcode.Usagef("unit of %d directories: want 1 to %d", len(u.Dirs), MaxUnitDirs)
 	}
-	for _, d := range u.Dirs {
+	for _, ud := range u.Dirs {
+		d := ud.Path
 		if d == "" && u.Shallow {
 			continue
 		}
