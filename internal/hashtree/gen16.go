@@ -203,6 +203,15 @@ func (g *gen) block(stride int) {
 	for i := 0; i < 16; i++ {
 		g.f("VMOVDQU32 %d(SI), %s", i*stride, z(16+i))
 	}
+	if stride > 64 {
+		// Ask for the next sixteen chunks, one chunk per block (SI
+		// advances by a block, so chunk j of the next group is at
+		// 16*stride + j*(stride-64) from here): reading sixteen rows
+		// 1 KiB apart defeats the hardware prefetcher.
+		for i := 0; i < 16; i++ {
+			g.f("PREFETCHT1 %d(SI)(R8*1)", 16*stride+64*i)
+		}
+	}
 	msg := g.transpose()
 	for w := 0; w < 8; w++ {
 		g.f("VMOVDQU32 %d(DX), %s", offCV+64*w, z(w))
@@ -260,9 +269,11 @@ func main() {
 
 	// Sixteen whole chunks, 1024 bytes apart: sixteen blocks each.
 	g.prologue("compressChunks16", "*[16 * 1024]byte")
+	g.f("XORQ R8, R8")
 	g.b.WriteString("loop:\n")
 	g.block(1024)
 	g.f("ADDQ $64, SI")
+	g.f("ADDQ $960, R8")
 	g.f("INCQ CX")
 	g.f("CMPQ CX, $16")
 	g.f("JNE loop")
