@@ -46,36 +46,32 @@ type lane struct{ row, word int }
 // vec is the simulated content of a register.
 type vec [16]lane
 
-func unpackLo32(a, b vec) (r vec) {
+// unpack is VPUNPCK{L,H}{DQ,QDQ} on each 128-bit lane: the lane of the
+// result is, in order, the words pick names (b's when fromB).
+func unpack(a, b vec, pick [4]int, fromB [4]bool) (r vec) {
 	for l := 0; l < 4; l++ {
-		o := 4 * l
-		r[o], r[o+1], r[o+2], r[o+3] = a[o], b[o], a[o+1], b[o+1]
+		for k := 0; k < 4; k++ {
+			src := a
+			if fromB[k] {
+				src = b
+			}
+			r[4*l+k] = src[4*l+pick[k]]
+		}
 	}
 	return r
 }
 
-func unpackHi32(a, b vec) (r vec) {
-	for l := 0; l < 4; l++ {
-		o := 4 * l
-		r[o], r[o+1], r[o+2], r[o+3] = a[o+2], b[o+2], a[o+3], b[o+3]
-	}
-	return r
+func unpackLo32(a, b vec) vec {
+	return unpack(a, b, [4]int{0, 0, 1, 1}, [4]bool{false, true, false, true})
 }
-
-func unpackLo64(a, b vec) (r vec) {
-	for l := 0; l < 4; l++ {
-		o := 4 * l
-		r[o], r[o+1], r[o+2], r[o+3] = a[o], a[o+1], b[o], b[o+1]
-	}
-	return r
+func unpackHi32(a, b vec) vec {
+	return unpack(a, b, [4]int{2, 2, 3, 3}, [4]bool{false, true, false, true})
 }
-
-func unpackHi64(a, b vec) (r vec) {
-	for l := 0; l < 4; l++ {
-		o := 4 * l
-		r[o], r[o+1], r[o+2], r[o+3] = a[o+2], a[o+3], b[o+2], b[o+3]
-	}
-	return r
+func unpackLo64(a, b vec) vec {
+	return unpack(a, b, [4]int{0, 1, 0, 1}, [4]bool{false, false, true, true})
+}
+func unpackHi64(a, b vec) vec {
+	return unpack(a, b, [4]int{2, 3, 2, 3}, [4]bool{false, false, true, true})
 }
 
 func shuf128(a, b vec, imm int) (r vec) {
