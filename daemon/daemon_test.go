@@ -20,26 +20,6 @@ import (
 	"github.com/xfer-io/xfer/mover"
 )
 
-// env is a daemon of this test process (see peertest.Daemon).
-type env struct{ *peertest.RunningDaemon }
-
-// start runs a daemon with cfg (see peertest.Daemon).
-func start(t testing.TB, cfg daemon.Config) *env {
-	t.Helper()
-	return &env{peertest.Daemon(t, cfg)}
-}
-
-// dial connects to e's socket, closed when t ends.
-func (e *env) dial(t *testing.T) net.Conn {
-	t.Helper()
-	c, err := net.Dial("unix", e.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func frame(op mover.Op, id string, off, n uint64, data []byte) []byte {
 	b, err := mover.AppendRequest(nil, &mover.Request{Op: op, ID: id, Offset: off, Len: n, Data: data})
 	if err != nil {
@@ -91,13 +71,13 @@ func data(n int, seed byte) []byte {
 }
 
 func TestOps(t *testing.T) {
-	e := start(t, daemon.Config{})
+	e := peertest.Daemon(t, daemon.Config{})
 	peer, peerStore := peertest.CAS(t)
 	small, large := data(4096, 1), data(2<<20+3, 2)
 	sid, lid := hexID(small), hexID(large)
 	absent := hexID([]byte("absent"))
 	u64 := func(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
-	c := e.dial(t)
+	c := e.Conn(t)
 	tests := []struct {
 		name   string
 		req    []byte
@@ -210,7 +190,7 @@ func truncate(b []byte) []byte {
 }
 
 func TestMalformed(t *testing.T) {
-	e := start(t, daemon.Config{MaxBatch: 1 << 20})
+	e := peertest.Daemon(t, daemon.Config{MaxBatch: 1 << 20})
 	sid := hexID([]byte("x"))
 	idLen := func(n uint16) []byte {
 		b := []byte{byte(mover.OpRead)}
@@ -236,7 +216,7 @@ func TestMalformed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := e.dial(t)
+			c := e.Conn(t)
 			r, ok := roundTrip(t, c, tc.raw)
 			if !ok {
 				t.Fatal("closed without an answer")
@@ -275,7 +255,7 @@ func TestMalformed(t *testing.T) {
 		}
 	})
 	t.Run("garbage", func(t *testing.T) {
-		c := e.dial(t)
+		c := e.Conn(t)
 		g := make([]byte, 1<<16)
 		for i := range g {
 			g[i] = byte(i*7919 + i>>3)
@@ -285,7 +265,7 @@ func TestMalformed(t *testing.T) {
 		io.Copy(io.Discard, c)
 	})
 	// The daemon still serves.
-	if r, ok := roundTrip(t, e.dial(t), frame(mover.OpStat, "", 0, 0, nil)); !ok || r.Status != mover.StatusOK {
+	if r, ok := roundTrip(t, e.Conn(t), frame(mover.OpStat, "", 0, 0, nil)); !ok || r.Status != mover.StatusOK {
 		t.Fatal("daemon no longer serves")
 	}
 	if st, _ := e.Store.Stat(); st.Objects != 0 {
@@ -296,12 +276,12 @@ func TestMalformed(t *testing.T) {
 // TestDrain checks that a request received before the daemon is told to
 // stop is completed and answered, and that idle connections are closed.
 func TestDrain(t *testing.T) {
-	e := start(t, daemon.Config{})
-	idle := e.dial(t)
+	e := peertest.Daemon(t, daemon.Config{})
+	idle := e.Conn(t)
 	if r, ok := roundTrip(t, idle, frame(mover.OpStat, "", 0, 0, nil)); !ok || r.Status != mover.StatusOK {
 		t.Fatal("stat failed")
 	}
-	busy := e.dial(t)
+	busy := e.Conn(t)
 	payload := data(6<<20, 5)
 	raw := frame(mover.OpWrite, "", 0, 0, payload)
 	half := len(raw) / 2
@@ -336,13 +316,13 @@ func TestDrain(t *testing.T) {
 // follow changes made to the store by another process: a removed object is
 // no longer served, and one stored again is served from its new place.
 func TestStoreChangedElsewhere(t *testing.T) {
-	e := start(t, daemon.Config{})
+	e := peertest.Daemon(t, daemon.Config{})
 	other, err := cas.OpenOptions(e.Store.Dir(), cas.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	c := e.dial(t)
+	c := e.Conn(t)
 	obj := data(5000, 3)
 	id := hexID(obj)
 	cid, _ := cas.ParseID(id)
