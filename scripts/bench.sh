@@ -440,8 +440,14 @@ sum_series() {
 
 scenario_floor() {
 	local bytes=$((BIG_MIB << 20))
-	command -v b3sum >/dev/null || die "scenario floor needs b3sum (make deps)"
-	command -v iperf3 >/dev/null || die "scenario floor needs iperf3 (make deps)"
+	local t
+	for t in b3sum iperf3; do
+		if ! command -v "$t" >/dev/null; then
+			log "skip floor: $t not installed"
+			note "scenario floor skipped: $t not installed"
+			return 0
+		fi
+	done
 	big_data $((2 * BIG_MIB + 256)) || return 0
 	log "floor: $RUNS runs of dd read / b3sum -j1 / iperf3 -Z / dd write on ${BIG_MIB} MiB"
 	for_runs floor_run read hash net write
