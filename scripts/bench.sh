@@ -19,6 +19,8 @@
 #   XFER_SERVE_FLAGS=""   extra flags for xfer serve
 #   BENCH_RECORD=1        append a dated section to docs/benchmarks.md
 #   BENCH_STRICT=1        exit 1 when a target is missed
+#   BENCH_PROFILE=DIR     CPU profiles of the verified xfer copies (client and
+#                         serve) of measured rounds in DIR (XFER_CPUPROFILE)
 #   BENCH_PIN=1           clients on CPU BENCH_PIN_CLIENT (0), servers (xfer
 #                         serve, rsync daemon, iperf3 -s) on BENCH_PIN_SERVER (1)
 #   BENCH_BIG_TOOLS="xfer rsync cp xfer_nv iperf3"   what scenario big runs
@@ -228,10 +230,20 @@ xfer_check() {
 
 # xfer_copy NAME SRC: a fresh xfer serve of an empty $XROOT and an xfer
 # copy of SRC to its NAME (series NAME.xfer); the server keeps running.
+# With BENCH_PROFILE=DIR, both write CPU profiles of measured rounds there
+# (XFER_CPUPROFILE: DIR/NAME-client-rN.prof, and DIR/NAME-serve-rN.prof once
+# the server stops), for `go tool pprof -top bin/xfer FILE`.
 xfer_copy() {
+	local prof=()
 	rm -rf "$XROOT"
+	if [[ -n "${BENCH_PROFILE:-}" ]] && ((ROUND > 0)); then
+		mkdir -p "$BENCH_PROFILE"
+		SERVE_ENV=(env "XFER_CPUPROFILE=$BENCH_PROFILE/$1-serve-r$ROUND.prof")
+		prof=(env "XFER_CPUPROFILE=$BENCH_PROFILE/$1-client-r$ROUND.prof")
+	fi
 	xserve_up "$XROOT"
-	measure "$1.xfer" "$RES/out" "$XFER" copy "$2" "xfer://$XS_ADDR/$1" "${XF[@]}"
+	SERVE_ENV=()
+	measure "$1.xfer" "$RES/out" "${prof[@]+"${prof[@]}"}" "$XFER" copy "$2" "xfer://$XS_ADDR/$1" "${XF[@]}"
 	xfer_check "$RES/out"
 }
 
@@ -520,7 +532,7 @@ machine() {
 
 bench_command() {
 	local v parts=()
-	for v in BENCH_RUNS BENCH_WARMUP BENCH_PIN BENCH_PIN_CLIENT BENCH_PIN_SERVER BENCH_BIG_TOOLS BENCH_SCENARIOS BENCH_BIG_MIB BENCH_SMALL_FILES BENCH_SMALL_DIRS BENCH_TMP BENCH_TIMEOUT XFER_FLAGS XFER_SERVE_FLAGS BENCH_RECORD BENCH_STRICT; do
+	for v in BENCH_RUNS BENCH_WARMUP BENCH_PROFILE BENCH_PIN BENCH_PIN_CLIENT BENCH_PIN_SERVER BENCH_BIG_TOOLS BENCH_SCENARIOS BENCH_BIG_MIB BENCH_SMALL_FILES BENCH_SMALL_DIRS BENCH_TMP BENCH_TIMEOUT XFER_FLAGS XFER_SERVE_FLAGS BENCH_RECORD BENCH_STRICT; do
 		[[ -n "${!v+x}" ]] && parts+=("$v=$(printf '%q' "${!v}")")
 	done
 	if [[ -n "${MAKELEVEL:-}" ]]; then parts+=("make bench"); else parts+=("scripts/bench.sh"); fi

@@ -120,9 +120,10 @@ measure() {
 # SERVE_FLAGS_A) for one measured run, so that its VmHWM, which xserve_down
 # records in SERIES, covers that run only, as does its CPU time (user+system
 # seconds from /proc/PID/stat, in SERIES with .cpu for .rss). It runs under
-# PIN_SERVER.
+# PIN_SERVER, after the command prefix SERVE_ENV (an array, e.g. env
+# XFER_CPUPROFILE=FILE) if set.
 xserve_up() {
-	SERVE_PREFIX=("${PIN_SERVER[@]+"${PIN_SERVER[@]}"}")
+	SERVE_PREFIX=("${SERVE_ENV[@]+"${SERVE_ENV[@]}"}" "${PIN_SERVER[@]+"${PIN_SERVER[@]}"}")
 	xfer_serve_start "$1" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
 }
 xserve_down() {
