@@ -81,13 +81,19 @@ func runJSON(t *testing.T, sites []*site, args ...string) (xrun, rmSummary) {
 	for _, s := range sites {
 		args = append(args, s.flags()...)
 	}
-	x := parseRun(xfer(t, args...))
+	r := xfer(t, args...)
+	return parseRun(r), summaryLine(t, args, r)
+}
+
+// summaryLine is the summary xfer args... (--json) printed last as r.
+func summaryLine(t *testing.T, args []string, r result) rmSummary {
+	t.Helper()
 	var sum rmSummary
-	lines := strings.Split(strings.TrimSpace(x.stdout), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || sum.Event != "summary" {
-		t.Fatalf("xfer %q: no summary: %s", args, x.result)
+	out := strings.TrimSpace(r.stdout)
+	if err := json.Unmarshal([]byte(out[strings.LastIndexByte(out, '\n')+1:]), &sum); err != nil || sum.Event != "summary" {
+		t.Fatalf("xfer %q: no summary: %s", args, head(r.String(), 3000))
 	}
-	return x, sum
+	return sum
 }
 
 // rmSummary is what a removal's summary counts.
