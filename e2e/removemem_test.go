@@ -5,10 +5,12 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -67,7 +69,7 @@ func flatTree(t *testing.T, dir, twin string, n, perDir int) {
 // runs, bounded by hangLimit) and its summary. The collector runs at 20%
 // growth instead of 100% (GOGC), so that the peak follows what the
 // process holds rather than when it last collected.
-func peakRSS(t *testing.T, args ...string) (int64, rmSummary) {
+func peakRSS(t *testing.T, args ...string) (int64, summary) {
 	t.Helper()
 	args = append(args, "--json")
 	cmd := exec.Command(xferBin, args...)
@@ -130,6 +132,18 @@ func checkGrowth(t *testing.T, lo, hi, before int64, start time.Time) {
 
 func inMiB(b int64) float64 { return float64(b) / (1 << 20) }
 
+// summaryLine is the summary xfer args... (--json) printed last as r,
+// read alone.
+func summaryLine(t *testing.T, args []string, r result) summary {
+	t.Helper()
+	var sum summary
+	out := strings.TrimSpace(r.stdout)
+	if err := json.Unmarshal([]byte(out[strings.LastIndexByte(out, '\n')+1:]), &sum); err != nil || sum.Event != "summary" {
+		t.Fatalf("xfer %q: no summary: %s", args, head(r.String(), 3000))
+	}
+	return sum
+}
+
 // TestDeleteMemoryBounded: delete --rmdirs of a local tree and of a
 // peer's of 200,000 files peaks at about the memory of the same with
 // 20,000 files (see memBound); a second delete finds nothing.
@@ -178,7 +192,7 @@ func TestMoveMemoryBounded(t *testing.T) {
 		src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
 		flatTree(t, src, dst, n, memPerDir)
 		if n == memLarge {
-			var sum rmSummary
+			var sum summary
 			before, sum = peakRSS(t, "copy", src, dst)
 			if sum.FilesTransferred != 0 || sum.FilesSkipped != int64(n) {
 				t.Errorf("copy: %+v, want all %d files there already", sum, n)
