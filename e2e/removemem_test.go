@@ -5,12 +5,10 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,8 +16,8 @@ import (
 )
 
 // flatTree writes n empty files beneath dir, perDir to a directory
-// (dir/dNNNN/fNNNNNN), one mknod each, on several threads; with twin set each is also
-// hard-linked at the same path beneath twin (the same size and mtime: a
+// (dir/dNNNN/fNNNNNN), one mknod each, on several threads; with twin set
+// each is also hard-linked at the same path beneath twin (the same size and mtime: a
 // move finds every file already there). Bounded: n files, one pass.
 func flatTree(t *testing.T, dir, twin string, n, perDir int) {
 	t.Helper()
@@ -131,18 +129,6 @@ func checkGrowth(t *testing.T, lo, hi, before int64, start time.Time) {
 }
 
 func inMiB(b int64) float64 { return float64(b) / (1 << 20) }
-
-// summaryLine is the summary xfer args... (--json) printed last as r,
-// read alone.
-func summaryLine(t *testing.T, args []string, r result) summary {
-	t.Helper()
-	var sum summary
-	out := strings.TrimSpace(r.stdout)
-	if err := json.Unmarshal([]byte(out[strings.LastIndexByte(out, '\n')+1:]), &sum); err != nil || sum.Event != "summary" {
-		t.Fatalf("xfer %q: no summary: %s", args, head(r.String(), 3000))
-	}
-	return sum
-}
 
 // TestDeleteMemoryBounded: delete --rmdirs of a local tree and of a
 // peer's of 200,000 files peaks at about the memory of the same with

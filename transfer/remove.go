@@ -339,10 +339,7 @@ func (r *remover) flush(ctx context.Context, all bool) error {
 		for i := range batch {
 			ops[i] = batch[i].op
 		}
-		errs, err := r.t.d.Meta(ctx, ops)
-		if err == nil && len(errs) != n {
-			err = fmt.Errorf("%d answers to %d removals", len(errs), n)
-		}
+		errs, err := r.t.d.Meta(ctx, ops) // one verdict an operation
 		if err != nil {
 			return fmt.Errorf("removing in %s: %w", r.t.name, err)
 		}
