@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -528,5 +529,81 @@ func TestSumSmall(t *testing.T) {
 		if got := Sum(big[:size]); got != want {
 			t.Fatalf("Sum(%d bytes, spare capacity) = %s, want %s", size, got, want)
 		}
+	}
+}
+
+// boundarySizes are input sizes at and beside the boundaries the hashing
+// code cuts at: a BLAKE3 chunk (1 KiB), a SIMD group and a leaf (16 KiB),
+// the kernels' smallest subtree (32 KiB), the smallest piece (64 KiB), the
+// kernels' largest subtree in one go (256 KiB), a chunk of xfer's
+// (DefaultChunkSize) and several of them.
+func boundarySizes() []int64 {
+	var sizes []int64
+	for _, b := range []int64{1 << 10, 16 << 10, 32 << 10, 64 << 10, 256 << 10, DefaultChunkSize, 3 * DefaultChunkSize} {
+		sizes = append(sizes, b-1, b, b+1)
+	}
+	return append(sizes, 0, 17<<20+16<<10+1)
+}
+
+// TestHashFileBoundaries: HashFile on 1, 2 and 8 workers, from a mapped
+// file and through ReadAt, gives BLAKE3's digest at every boundary size.
+func TestHashFileBoundaries(t *testing.T) {
+	dir := t.TempDir()
+	for _, size := range boundarySizes() {
+		data := testData(size, 22)
+		want := reference(data)
+		path := filepath.Join(dir, fmt.Sprintf("f%d", size))
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, workers := range []int{1, 2, 8} {
+			for name, r := range map[string]io.ReaderAt{"file": f, "readerat": bytes.NewReader(data)} {
+				got, err := HashFile(context.Background(), r, size, workers)
+				if err != nil {
+					t.Fatalf("HashFile(%s, %d bytes, %d workers): %v", name, size, workers, err)
+				}
+				if got != want {
+					t.Errorf("HashFile(%s, %d bytes, %d workers) = %s, want %s", name, size, workers, got, want)
+				}
+			}
+		}
+		f.Close()
+		if got := Sum(data); got != want {
+			t.Errorf("Sum(%d bytes) = %s, want %s", size, got, want)
+		}
+	}
+}
+
+// TestMappingShrunk: a file truncated under its mapping makes the piece's
+// hash an error, not a crash (SIGBUS turned into a panic and recovered).
+func TestMappingShrunk(t *testing.T) {
+	const size = 8 << 20
+	path := writeTestFile(t, t.TempDir(), testData(size, 23))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m := mapFile(f, size)
+	if m == nil {
+		t.Fatal("mapFile: the file was not mapped")
+	}
+	defer m.close()
+	if _, err := m.digest(0, 4<<20); err != nil {
+		t.Fatalf("digest before the truncate: %v", err)
+	}
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.digest(4<<20, 4<<20)
+	if err == nil || !strings.Contains(err.Error(), "vanished while they were hashed") {
+		t.Errorf("digest after the truncate: err = %v, want the file-shrank error", err)
+	}
+	if mapFile(f, size) != nil {
+		t.Error("mapFile of a file shorter than asked: mapped, want nil (pread reports it)")
 	}
 }
