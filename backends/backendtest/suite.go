@@ -346,19 +346,27 @@ func testPeerVanishes(t *testing.T, tr backends.Transport, opts Options) {
 			if err != nil {
 				t.Fatalf("peer: %v", err)
 			}
-			if c.crash {
-				s.AcceptorRV.Kill()
-			}
-			for _, p := range s.Acceptor {
-				p.Close()
-			}
-			if err := Wait(t, sendErr, quick, "survivor Send after the peer vanished"); err == nil {
-				t.Errorf("survivor Send returned nil after the peer vanished")
-			}
-			if err := Wait(t, recvErr, quick, "survivor Recv after the peer vanished"); err == nil {
-				t.Errorf("survivor Recv returned nil after the peer vanished")
-			}
+			vanish(t, s, c.crash, sendErr, recvErr)
 		})
+	}
+}
+
+// vanish makes the accepting side of s go away (its sockets reset first
+// when crash) and checks that the survivor's pending Send and Recv, whose
+// results sendErr and recvErr yield, fail within a few seconds.
+func vanish(t *testing.T, s *Session, crash bool, sendErr, recvErr <-chan error) {
+	t.Helper()
+	if crash {
+		s.AcceptorRV.Kill()
+	}
+	for _, p := range s.Acceptor {
+		p.Close()
+	}
+	if err := Wait(t, sendErr, quick, "survivor Send after the peer vanished"); err == nil {
+		t.Errorf("survivor Send returned nil after the peer vanished")
+	}
+	if err := Wait(t, recvErr, quick, "survivor Recv after the peer vanished"); err == nil {
+		t.Errorf("survivor Recv returned nil after the peer vanished")
 	}
 }
 
@@ -448,18 +456,7 @@ func testWindow(t *testing.T, tr backends.Transport, opts Options) {
 				t.Fatalf("peer: %v", err)
 			}
 			t.Logf("%d messages sent, 10 read, when the peer vanished", sent.Load())
-			if crash {
-				s.AcceptorRV.Kill()
-			}
-			for _, p := range s.Acceptor {
-				p.Close()
-			}
-			if err := Wait(t, sendErr, quick, "survivor Send after the peer vanished mid-window"); err == nil {
-				t.Errorf("survivor Send returned nil after the peer vanished")
-			}
-			if err := Wait(t, recvErr, quick, "survivor Recv after the peer vanished mid-window"); err == nil {
-				t.Errorf("survivor Recv returned nil after the peer vanished")
-			}
+			vanish(t, s, crash, sendErr, recvErr)
 		})
 	}
 }
