@@ -128,3 +128,5 @@ func TestZeroCopyNotifications(t *testing.T) {
 func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, backendtest.Registered(b, Name)) }
 
 func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, backendtest.Registered(b, Name)) }
+
+func BenchmarkPingPong64(b *testing.B) { backendtest.BenchPingPong(b, backendtest.Registered(b, Name), 64) }
