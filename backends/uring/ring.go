@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -40,6 +42,11 @@ type ring struct {
 	// parks like one waiting on a socket instead of blocking its thread in
 	// io_uring_enter (which costs a thread hand-off on wake-up).
 	evf *os.File
+	// cqFlags is the completion ring's flags word, shared with the kernel
+	// (IORING_CQ_EVENTFD_DISABLED). giouring's CqEventfdToggle refuses to
+	// change it while it is 0 (it tests the value where liburing tests the
+	// pointer), so the ring sets it through this pointer.
+	cqFlags *uint32
 }
 
 // newRing sets up a ring of entries entries whose file table is sockfd
@@ -97,7 +104,8 @@ func newRing(entries uint32, sockfd, nfiles int, bufSizes []int, register bool) 
 	if errno := rg.register(giouring.RegisterEventFD, unsafe.Pointer(&efd32), 1); errno != 0 {
 		return nil, fmt.Errorf("io_uring_register eventfd: %w", errno)
 	}
-	rg.r.CqEventfdToggle(false) // on only while a goroutine waits (wait)
+	rg.cqFlags = (*uint32)(reflect.ValueOf(r).Elem().FieldByName("cqRing").Elem().FieldByName("flags").UnsafePointer())
+	rg.eventfd(false) // on only while a goroutine waits (wait)
 
 	rg.files = make([]int32, nfiles)
 	for i := range rg.files {
@@ -278,8 +286,8 @@ func (rg *ring) wait(d time.Duration) error {
 	deadline := start.Add(d)
 	// The kernel signals the eventfd only while someone waits on it: a
 	// signal per completion costs a wake-up of the eventfd's wait queue.
-	rg.r.CqEventfdToggle(true)
-	defer rg.r.CqEventfdToggle(false)
+	rg.eventfd(true)
+	defer rg.eventfd(false)
 	for rg.r.CQReady() == 0 {
 		if time.Now().After(deadline) {
 			return errSlice
@@ -294,6 +302,17 @@ func (rg *ring) wait(d time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// eventfd turns the kernel's signalling of the eventfd on or off.
+func (rg *ring) eventfd(on bool) {
+	f := atomic.LoadUint32(rg.cqFlags)
+	if on {
+		f &^= giouring.CQEventFdDisabled
+	} else {
+		f |= giouring.CQEventFdDisabled
+	}
+	atomic.StoreUint32(rg.cqFlags, f)
 }
 
 // wake makes a goroutine parked in wait look at the queue again.

@@ -184,5 +184,6 @@ func newStream(c net.Conn, entries uint32, t *transport) (*stream, error) {
 		return nil, fmt.Errorf("receive ring: %w", err)
 	}
 	s.rx.In.Init(s.rx.ring.bufs[0], s.recv, s.recvDirect)
+	s.startBatcher(s.tx.ring.bufs[0], s.tx.ring.bufs[1])
 	return s, nil
 }
