@@ -130,7 +130,9 @@ func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, backendtest.Registe
 
 func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, backendtest.Registered(b, Name)) }
 
-func BenchmarkPingPong64(b *testing.B) { backendtest.BenchPingPong(b, backendtest.Registered(b, Name), 64) }
+func BenchmarkPingPong64(b *testing.B) {
+	backendtest.BenchPingPong(b, backendtest.Registered(b, Name), 64)
+}
 
 // TestSmallSendsCoalesce checks that messages sent back to back share
 // system calls (the flusher's batches), that an isolated message goes out
