@@ -167,10 +167,7 @@ the exit code 1; the others are still removed.`,
 						failed = true
 					}
 				}
-				if failed {
-					return silent(exitcode.Partial)
-				}
-				return nil
+				return exitOf(nil, failed)
 			})
 		},
 	}
@@ -210,13 +207,7 @@ exit code is 1 if any was.`,
 				} else if !a.v.GetBool("quiet") {
 					fmt.Fprintf(a.stdout, "verified %d objects: %d corrupt\n", checked, corrupt)
 				}
-				if err != nil {
-					return err
-				}
-				if corrupt > 0 {
-					return silent(exitcode.Partial)
-				}
-				return nil
+				return exitOf(err, corrupt > 0)
 			})
 		},
 	}
@@ -634,8 +625,5 @@ func (a *app) casHas(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(a.stdout, "%s  missing\n", id)
 		}
 	}
-	if missing {
-		return silent(exitcode.Partial)
-	}
-	return nil
+	return exitOf(nil, missing)
 }

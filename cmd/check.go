@@ -492,8 +492,5 @@ func (ck *checker) finish(src, dst *transfer.Tree) error {
 			progress.EscapeInvalid(src.String()), progress.EscapeInvalid(dst.String()), how, verdict,
 			s.Identical, s.Differ, s.MissingOnDst, s.MissingOnSrc, s.Errors)
 	}
-	if bad > 0 {
-		return silent(exitcode.Partial)
-	}
-	return nil
+	return exitOf(nil, bad > 0)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xfer-io/xfer/internal/config"
 	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/plural"
 )
 
 // newConfigTemplate is what `xfer config edit` starts a new file from.
@@ -161,17 +162,10 @@ func (a *app) printReport(path string, rep config.Report) {
 		fmt.Fprintf(a.stderr, "%s: warning: %s\n", at(p), p.Msg)
 	}
 	if rep.OK() {
-		fmt.Fprintf(a.stdout, "%s: valid (%s, %s)\n", path, plural(rep.Remotes, "remote"), plural(len(rep.Warnings), "warning"))
+		fmt.Fprintf(a.stdout, "%s: valid (%s, %s)\n", path, plural.Of(rep.Remotes, "remote"), plural.Of(len(rep.Warnings), "warning"))
 	} else {
-		fmt.Fprintf(a.stderr, "%s: invalid (%s)\n", path, plural(len(rep.Errors), "error"))
+		fmt.Fprintf(a.stderr, "%s: invalid (%s)\n", path, plural.Of(len(rep.Errors), "error"))
 	}
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func newConfigEditCmd(a *app) *cobra.Command {

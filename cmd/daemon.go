@@ -19,7 +19,6 @@ import (
 	"github.com/xfer-io/xfer/internal/cas"
 	"github.com/xfer-io/xfer/internal/exitcode"
 	"github.com/xfer-io/xfer/internal/membership"
-	"github.com/xfer-io/xfer/internal/metrics"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/session"
 )
@@ -188,25 +187,14 @@ func (a *app) runDaemon(cmd *cobra.Command, _ []string) error {
 		where += " (from systemd)"
 	}
 
-	var m *metrics.Metrics
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sctx, stop := context.WithCancel(ctx)
+	m, waitMetrics, err := a.serveMetrics(sctx, log)
+	defer waitMetrics()
 	defer stop()
-	if addr := a.v.GetString("metrics-listen"); addr != "" {
-		mln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return exitcode.Usagef("--metrics-listen %s: %v", addr, session.NetReason(err))
-		}
-		m = metrics.New()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := metrics.ServeListener(sctx, mln, m); err != nil {
-				log.Error("metrics server failed", "err", err)
-			}
-		}()
-		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
+	if err != nil {
+		return err
 	}
 
 	// The listener for peers is opened before the daemon's server, so that

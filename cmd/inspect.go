@@ -150,15 +150,6 @@ func (a *app) noJSON(cmd *cobra.Command) error {
 	return nil
 }
 
-// unreadableErr is the exit of a listing that had n unreadable
-// directories (each reported already): 1 (some failed), or nil.
-func unreadableErr(n int) error {
-	if n > 0 {
-		return silent(exitcode.Partial)
-	}
-	return nil
-}
-
 func newLsCmd(a *app) *cobra.Command {
 	return inspectCmd(&cobra.Command{
 		Use:   "ls LOCATION",
@@ -187,10 +178,7 @@ error (exit 2).`,
 				}
 				return nil
 			})
-			if err != nil {
-				return err
-			}
-			return unreadableErr(n)
+			return exitOf(err, n > 0)
 		},
 	}, cobra.ExactArgs(1))
 }
@@ -282,10 +270,7 @@ func (a *app) runLsf(cmd *cobra.Command, arg string) error {
 		fmt.Fprintln(w, strings.Join(fields, sep))
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return unreadableErr(n)
+	return exitOf(err, n > 0)
 }
 
 func newSizeCmd(a *app) *cobra.Command {
@@ -320,7 +305,7 @@ tree.`,
 			} else {
 				fmt.Fprintf(a.stdout, "Total objects: %s (%d)\nTotal size: %s (%d Byte)\n", countText(count), count, byteText(bytes), bytes)
 			}
-			return unreadableErr(n)
+			return exitOf(nil, n > 0)
 		},
 	}, cobra.ExactArgs(1))
 }
@@ -482,5 +467,5 @@ func (a *app) runCat(cmd *cobra.Command, args []string) error {
 			return err
 		}
 	}
-	return unreadableErr(failed)
+	return exitOf(nil, failed > 0)
 }

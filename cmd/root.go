@@ -131,6 +131,20 @@ var errSilent = errors.New("error reported")
 // silent wraps err so that run does not print it again but keeps its code.
 func silent(code int) error { return exitcode.WithCode(code, errSilent) }
 
+// exitOf is the exit of a command that ended with err and whose failures
+// (objects or files missing, corrupt, different or unreadable) are each
+// reported already: err if there is one, else 1 (some failed) if failed,
+// else nil.
+func exitOf(err error, failed bool) error {
+	if err != nil {
+		return err
+	}
+	if failed {
+		return silent(exitcode.Partial)
+	}
+	return nil
+}
+
 // usageArgs makes a cobra argument check report a usage error (exit 2).
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {

@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -183,6 +185,31 @@ func serveUmask(flag string) (uint32, error) {
 		}
 	}
 	return 0o022, nil
+}
+
+// serveMetrics serves Prometheus metrics on --metrics-listen, when it is
+// given, until ctx is done, logging a failure to log. It returns the
+// metrics to record in (nil without the flag) and a wait that returns once
+// serving has ended, after ctx is done.
+func (a *app) serveMetrics(ctx context.Context, log *slog.Logger) (*metrics.Metrics, func(), error) {
+	addr := a.v.GetString("metrics-listen")
+	if addr == "" {
+		return nil, func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, func() {}, exitcode.Usagef("--metrics-listen %s: %v", addr, session.NetReason(err))
+	}
+	m := metrics.New()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := metrics.ServeListener(ctx, ln, m); err != nil {
+			log.Error("metrics server failed", "err", err)
+		}
+	}()
+	fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", ln.Addr())
+	return m, func() { <-done }, nil
 }
 
 func isLoopback(addr string) bool {
@@ -377,16 +404,13 @@ func (a *app) runServe(cmd *cobra.Command, _ []string) error {
 			return exitcode.Usagef("listen on %s: %v", addr, session.NetReason(err))
 		}
 	}
-	var m *metrics.Metrics
-	if ml := a.v.GetString("metrics-listen"); ml != "" {
-		mln, err := net.Listen("tcp", ml)
-		if err != nil {
-			ln.Close()
-			return exitcode.Usagef("--metrics-listen %s: %v", ml, session.NetReason(err))
-		}
-		m = metrics.New()
-		go metrics.ServeListener(cmd.Context(), mln, m)
-		fmt.Fprintf(a.stderr, "metrics on http://%s/metrics\n", mln.Addr())
+	mctx, stopMetrics := context.WithCancel(cmd.Context())
+	m, waitMetrics, err := a.serveMetrics(mctx, a.log)
+	defer waitMetrics()
+	defer stopMetrics()
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	srv := transfer.NewServer(transfer.ServerConfig{
 		ServerConfig: session.ServerConfig{

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xfer-io/xfer/internal/config"
 	"github.com/xfer-io/xfer/internal/exitcode"
+	"github.com/xfer-io/xfer/internal/plural"
 	"github.com/xfer-io/xfer/plan"
 )
 
@@ -153,7 +154,7 @@ func (a *app) settle(cmd *cobra.Command, tolerant bool) error {
 		}
 		more := ""
 		if n := len(rep.Errors) - 1; n > 0 {
-			more = fmt.Sprintf(" (and %s; see 'xfer config validate')", plural(n, "more error"))
+			more = fmt.Sprintf(" (and %s; see 'xfer config validate')", plural.Of(n, "more error"))
 		}
 		return exitcode.Usagef("config file %s: %s%s", at, p.Msg, more)
 	}

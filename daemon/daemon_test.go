@@ -20,26 +20,6 @@ import (
 	"github.com/xfer-io/xfer/mover"
 )
 
-// env is a daemon of this test process (see peertest.Daemon).
-type env struct{ *peertest.RunningDaemon }
-
-// start runs a daemon with cfg (see peertest.Daemon).
-func start(t testing.TB, cfg daemon.Config) *env {
-	t.Helper()
-	return &env{peertest.Daemon(t, cfg)}
-}
-
-// dial connects to e's socket, closed when t ends.
-func (e *env) dial(t *testing.T) net.Conn {
-	t.Helper()
-	c, err := net.Dial("unix", e.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func frame(op mover.Op, id string, off, n uint64, data []byte) []byte {
 	b, err := mover.AppendRequest(nil, &mover.Request{Op: op, ID: id, Offset: off, Len: n, Data: data})
 	if err != nil {
@@ -91,13 +71,17 @@ func data(n int, seed byte) []byte {
 }
 
 func TestOps(t *testing.T) {
-	e := start(t, daemon.Config{})
+	e := peertest.Daemon(t, daemon.Config{})
 	peer, peerStore := peertest.CAS(t)
 	small, large := data(4096, 1), data(2<<20+3, 2)
 	sid, lid := hexID(small), hexID(large)
+	// medium is hashed while it arrives, in pieces and a short last one;
+	// full fills a pack entry exactly, in whole pieces.
+	medium, full := data(300<<10+5, 3), data(1<<20, 4)
+	mid, fid := hexID(medium), hexID(full)
 	absent := hexID([]byte("absent"))
 	u64 := func(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
-	c := e.dial(t)
+	c := e.Conn(t)
 	tests := []struct {
 		name   string
 		req    []byte
@@ -109,6 +93,14 @@ func TestOps(t *testing.T) {
 		{"write large", frame(mover.OpWrite, "", 0, 0, large), mover.StatusOK, []byte(lid), nil},
 		{"write with its id", frame(mover.OpWrite, sid, 0, 0, small), mover.StatusOK, []byte(sid), nil},
 		{"write large with its id", frame(mover.OpWrite, lid, 0, 0, large), mover.StatusOK, []byte(lid), nil},
+		{"write medium", frame(mover.OpWrite, "", 0, 0, medium), mover.StatusOK, []byte(mid), nil},
+		{"write medium again", frame(mover.OpWrite, "", 0, 0, medium), mover.StatusOK, []byte(mid), nil},
+		{"write medium with its id", frame(mover.OpWrite, mid, 0, 0, medium), mover.StatusOK, []byte(mid), nil},
+		{"write medium with a wrong id", frame(mover.OpWrite, absent, 0, 0, data(300<<10+5, 5)), mover.StatusCorrupt, nil, nil},
+		{"write medium with a bad id", frame(mover.OpWrite, "xyz", 0, 0, data(300<<10+5, 6)), mover.StatusError, nil, nil},
+		{"write 1 MiB with its id", frame(mover.OpWrite, fid, 0, 0, full), mover.StatusOK, []byte(fid), nil},
+		{"read medium", frame(mover.OpRead, mid, 0, 0, nil), mover.StatusOK, medium, nil},
+		{"read 1 MiB", frame(mover.OpRead, fid, 0, 0, nil), mover.StatusOK, full, nil},
 		{"write with a wrong id", frame(mover.OpWrite, absent, 0, 0, small), mover.StatusCorrupt, nil, nil},
 		{"write large with a wrong id", frame(mover.OpWrite, absent, 0, 0, large), mover.StatusCorrupt, nil, nil},
 		{"write upper-case id", frame(mover.OpWrite, strings.ToUpper(sid), 0, 0, small), mover.StatusOK, []byte(sid), nil},
@@ -143,7 +135,7 @@ func TestOps(t *testing.T) {
 		{"has absent", frame(mover.OpHas, absent, 0, 0, nil), mover.StatusNotFound, nil, nil},
 		{"stat", frame(mover.OpStat, "", 0, 0, nil), mover.StatusOK, nil, func(t *testing.T, r mover.Response) {
 			st, err := mover.DecodeStats(r.Data)
-			if err != nil || st.Objects != 3 || st.LargeObjects != 1 || st.DedupSaved == 0 {
+			if err != nil || st.Objects != 5 || st.LargeObjects != 1 || st.DedupSaved == 0 {
 				t.Fatalf("stats %+v %v", st, err)
 			}
 		}},
@@ -210,7 +202,7 @@ func truncate(b []byte) []byte {
 }
 
 func TestMalformed(t *testing.T) {
-	e := start(t, daemon.Config{MaxBatch: 1 << 20})
+	e := peertest.Daemon(t, daemon.Config{MaxBatch: 1 << 20})
 	sid := hexID([]byte("x"))
 	idLen := func(n uint16) []byte {
 		b := []byte{byte(mover.OpRead)}
@@ -236,7 +228,7 @@ func TestMalformed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := e.dial(t)
+			c := e.Conn(t)
 			r, ok := roundTrip(t, c, tc.raw)
 			if !ok {
 				t.Fatal("closed without an answer")
@@ -275,7 +267,7 @@ func TestMalformed(t *testing.T) {
 		}
 	})
 	t.Run("garbage", func(t *testing.T) {
-		c := e.dial(t)
+		c := e.Conn(t)
 		g := make([]byte, 1<<16)
 		for i := range g {
 			g[i] = byte(i*7919 + i>>3)
@@ -285,7 +277,7 @@ func TestMalformed(t *testing.T) {
 		io.Copy(io.Discard, c)
 	})
 	// The daemon still serves.
-	if r, ok := roundTrip(t, e.dial(t), frame(mover.OpStat, "", 0, 0, nil)); !ok || r.Status != mover.StatusOK {
+	if r, ok := roundTrip(t, e.Conn(t), frame(mover.OpStat, "", 0, 0, nil)); !ok || r.Status != mover.StatusOK {
 		t.Fatal("daemon no longer serves")
 	}
 	if st, _ := e.Store.Stat(); st.Objects != 0 {
@@ -296,12 +288,12 @@ func TestMalformed(t *testing.T) {
 // TestDrain checks that a request received before the daemon is told to
 // stop is completed and answered, and that idle connections are closed.
 func TestDrain(t *testing.T) {
-	e := start(t, daemon.Config{})
-	idle := e.dial(t)
+	e := peertest.Daemon(t, daemon.Config{})
+	idle := e.Conn(t)
 	if r, ok := roundTrip(t, idle, frame(mover.OpStat, "", 0, 0, nil)); !ok || r.Status != mover.StatusOK {
 		t.Fatal("stat failed")
 	}
-	busy := e.dial(t)
+	busy := e.Conn(t)
 	payload := data(6<<20, 5)
 	raw := frame(mover.OpWrite, "", 0, 0, payload)
 	half := len(raw) / 2
@@ -336,13 +328,13 @@ func TestDrain(t *testing.T) {
 // follow changes made to the store by another process: a removed object is
 // no longer served, and one stored again is served from its new place.
 func TestStoreChangedElsewhere(t *testing.T) {
-	e := start(t, daemon.Config{})
+	e := peertest.Daemon(t, daemon.Config{})
 	other, err := cas.OpenOptions(e.Store.Dir(), cas.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	c := e.dial(t)
+	c := e.Conn(t)
 	obj := data(5000, 3)
 	id := hexID(obj)
 	cid, _ := cas.ParseID(id)

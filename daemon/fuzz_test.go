@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/daemon"
+	"github.com/xfer-io/xfer/internal/peertest"
 	"github.com/xfer-io/xfer/mover"
 )
 
@@ -30,7 +31,7 @@ func FuzzServeConn(f *testing.F) {
 	} {
 		f.Add(raw)
 	}
-	e := start(f, daemon.Config{MaxBatch: 1 << 20})
+	e := peertest.Daemon(f, daemon.Config{MaxBatch: 1 << 20})
 	stat := frame(mover.OpStat, "", 0, 0, nil)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		c, err := net.Dial("unix", e.Path)

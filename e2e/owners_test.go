@@ -192,7 +192,7 @@ func TestOwnersServerRefuses(t *testing.T) {
 	s := startServer(t, peerRoot)
 	twiceSayingOnce(t, func() result {
 		return xfer(t, "copy", src+"/", s.url("dst"), "--owners", "yes")
-	}, "not kept: the server does not allow it", "skipped 1 device files")
+	}, "not kept: the server does not allow it", "skipped 1 device file")
 	got := ownerListing(t, filepath.Join(peerRoot, "dst"))
 	for rel, l := range got {
 		if !strings.Contains(l, "uid=0 gid=0") {
@@ -247,7 +247,7 @@ func TestOwnersUnprivileged(t *testing.T) {
 			cmd.Env = append(baseEnv(t), "HOME="+home, "XDG_CONFIG_HOME="+home)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
 		}, bin, "copy", src+"/", dst, "--owners", "yes")
-	}, "not kept: not running as root", "skipped 1 device files")
+	}, "not kept: not running as root", "skipped 1 device file")
 	got := ownerListing(t, dst)
 	for rel, l := range got {
 		if !strings.Contains(l, fmt.Sprintf("uid=%d gid=%d", uid, gid)) {

@@ -5,14 +5,16 @@ package e2e
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xfer-io/xfer/internal/pattern"
 )
 
 // node is what a tree comparison looks at.
@@ -195,27 +197,6 @@ func writeRandom(t *testing.T, path string, n int64, seed uint64) {
 	f, err := os.Create(path)
 	must(t, err)
 	defer f.Close()
-	buf := make([]byte, 1<<20)
-	x := seed*0x9E3779B97F4A7C15 + 1
-	for n > 0 {
-		xorshift(buf, &x)
-		k := int64(len(buf))
-		if k > n {
-			k = n
-		}
-		_, err := f.Write(buf[:k])
-		must(t, err)
-		n -= k
-	}
-}
-
-// xorshift fills buf (a multiple of 8 bytes long) with the pseudo-random
-// stream that the state x continues.
-func xorshift(buf []byte, x *uint64) {
-	for i := 0; i+8 <= len(buf); i += 8 {
-		*x ^= *x << 13
-		*x ^= *x >> 7
-		*x ^= *x << 17
-		binary.LittleEndian.PutUint64(buf[i:], *x)
-	}
+	_, err = io.CopyN(f, pattern.NewStream(seed), n)
+	must(t, err)
 }

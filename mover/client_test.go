@@ -18,36 +18,16 @@ import (
 	"github.com/xfer-io/xfer/mover"
 )
 
-// testDaemon is a daemon of this test process (see peertest.Daemon).
-type testDaemon struct{ *peertest.RunningDaemon }
-
-// startDaemon runs a daemon with cfg (see peertest.Daemon).
-func startDaemon(t testing.TB, cfg daemon.Config) *testDaemon {
-	t.Helper()
-	return &testDaemon{peertest.Daemon(t, cfg)}
-}
-
-// dial connects a client to the daemon, closed when t ends.
-func (d *testDaemon) dial(t testing.TB) *mover.Client {
-	t.Helper()
-	c, err := mover.Dial(d.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func idOf(b []byte) string {
 	id := cas.Sum(b)
 	return hex.EncodeToString(id[:])
 }
 
 func TestClientOps(t *testing.T) {
-	d := startDaemon(t, daemon.Config{})
+	d := peertest.Daemon(t, daemon.Config{})
 	remote, peerStore := peertest.CAS(t)
 	ctx := context.Background()
-	c := d.dial(t)
+	c := d.Client(t)
 	for i, n := range []int{0, 1, 4096, cas.MaxPacked, cas.MaxPacked + 1, 3<<20 + 5} {
 		data := pattern.Bytes(n, uint64(i))
 		want := idOf(data)
@@ -102,9 +82,9 @@ func TestClientOps(t *testing.T) {
 }
 
 func TestClientErrors(t *testing.T) {
-	d := startDaemon(t, daemon.Config{})
+	d := peertest.Daemon(t, daemon.Config{})
 	ctx := context.Background()
-	c := d.dial(t)
+	c := d.Client(t)
 	absent := idOf([]byte("absent"))
 	if _, err := c.Read(ctx, absent); !errors.Is(err, mover.ErrNotFound) {
 		t.Errorf("read absent: %v", err)
@@ -135,9 +115,9 @@ func TestClientErrors(t *testing.T) {
 }
 
 func TestBatch(t *testing.T) {
-	d := startDaemon(t, daemon.Config{})
+	d := peertest.Daemon(t, daemon.Config{})
 	ctx := context.Background()
-	c := d.dial(t)
+	c := d.Client(t)
 	var reqs []mover.Request
 	var want [][]byte
 	for i := range 50 {
@@ -183,8 +163,8 @@ func TestBatch(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	d := startDaemon(t, daemon.Config{})
-	c := d.dial(t)
+	d := peertest.Daemon(t, daemon.Config{})
+	c := d.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	// A fetch from a blackhole peer outlives the deadline.
@@ -205,9 +185,9 @@ func TestContextCancel(t *testing.T) {
 // here: NoMap, and a pack that is not the file the daemon mapped (as when
 // the client sees another file system at the same path).
 func TestReadMappedFallback(t *testing.T) {
-	d := startDaemon(t, daemon.Config{})
+	d := peertest.Daemon(t, daemon.Config{})
 	ctx := context.Background()
-	c := d.dial(t)
+	c := d.Client(t)
 	data := pattern.Bytes(4096, 77)
 	id, err := c.Write(ctx, data)
 	if err != nil {

@@ -58,6 +58,11 @@ type Walker struct {
 	seen      uint64 // completed at the last schedule
 	dirty     bool   // the stack changed since the last schedule
 
+	// shallow walks top alone: its entries, nothing beneath them.
+	shallow bool
+	// dirsRead counts the directories read (listed) so far.
+	dirsRead atomic.Int64
+
 	// hook, when set (by tests, before the first Next), runs before each
 	// directory is read and each symlink target is read, with op
 	// "readdir" or "readlink" and the path relative to the root.
@@ -124,6 +129,19 @@ func NewWalkerN(root *fsroot.Root, top string, checkers int) *Walker {
 	return w
 }
 
+// NewShallowWalker lists the directory top alone (its direct entries in
+// Compare order, nothing beneath them): one directory read. checkers is
+// as NewWalkerN's, for the stat of a large directory's entries.
+func NewShallowWalker(root *fsroot.Root, top string, checkers int) *Walker {
+	w := NewWalkerN(root, top, checkers)
+	w.shallow = true
+	return w
+}
+
+// DirsRead is how many directories the walk has read (listed) so far,
+// read-ahead included: the metadata load it put on the source.
+func (w *Walker) DirsRead() int64 { return w.dirsRead.Load() }
+
 func (w *Walker) rel(p string) string { return Join(w.top, p) }
 
 // read lists the directory rel (relative to top). It runs on the
@@ -131,6 +149,7 @@ func (w *Walker) rel(p string) string { return Join(w.top, p) }
 func (w *Walker) read(rel string) listing {
 	p := w.rel(rel)
 	w.runHook("readdir", p)
+	w.dirsRead.Add(1)
 	infos, err := w.root.ReadDirN(p, w.slots)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -202,6 +221,9 @@ func (w *Walker) start(n *dirNode) {
 // its bounds.
 func (w *Walker) schedule() {
 	w.dirty = false
+	if w.shallow {
+		return // nothing beneath top is read
+	}
 	w.seen = w.completed.Load()
 	entries := 0
 	var visit func(n *dirNode) bool
@@ -319,6 +341,9 @@ func (w *Walker) Next(ctx context.Context) (Entry, error) {
 			}
 			e.Target = lk.target
 		case TypeDir:
+			if w.shallow {
+				break
+			}
 			n := lvl.l.subs[lvl.si]
 			lvl.l.subs[lvl.si] = nil // the level below holds it, until popped
 			lvl.si++

@@ -3,10 +3,13 @@ package transfer
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 
+	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/cluster"
 	"github.com/xfer-io/xfer/transfer/send"
 	"github.com/xfer-io/xfer/transfer/session"
@@ -50,6 +53,49 @@ func at(ep Endpoint, addr string) Endpoint {
 
 func (a agentRunner) Run(ctx context.Context, src, dst string, opt wire.Options, sink progress.Sink, tally *progress.Tally) error {
 	return run(ctx, at(a.src, src), at(a.dst, dst), opt, a.dial, sink, tally)
+}
+
+// ListDir reads the source directory dir alone, where the source is: on
+// agent src, or here for a local path.
+func (a agentRunner) ListDir(ctx context.Context, src, dir string) ([]plan.Entry, bool, error) {
+	if !a.src.IsRemote() {
+		r, err := fsroot.Open(a.src.Path)
+		if err != nil {
+			return nil, false, nil // not a directory (or not one to walk): the run reports it
+		}
+		defer r.Close()
+		if info, err := r.Lstat(dir); err != nil || info.Type != fsroot.TypeDir {
+			return nil, false, nil
+		}
+		return drain(ctx, plan.NewShallowWalker(r, dir, 0))
+	}
+	ep := at(a.src, src)
+	s, err := session.Dial(ctx, ep.Addr, ep.Auth.apply(a.dial))
+	if err != nil {
+		return nil, false, err
+	}
+	defer s.Close()
+	d := send.NewRemote(s, 0)
+	p := plan.Join(ep.Path, dir)
+	if e, err := d.Stat(ctx, p); err != nil || e == nil || e.Type != plan.TypeDir {
+		return nil, false, err
+	}
+	return drain(ctx, d.ListDir(ctx, p))
+}
+
+// drain reads the whole listing l: a directory's entries.
+func drain(ctx context.Context, l plan.Lister) ([]plan.Entry, bool, error) {
+	var entries []plan.Entry
+	for {
+		en, err := l.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return entries, true, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		entries = append(entries, en)
+	}
 }
 
 func (a agentRunner) SourceExists(ctx context.Context, src string) (bool, error) {

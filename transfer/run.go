@@ -312,7 +312,7 @@ func remoteJob(ctx context.Context, src Endpoint, spec wire.JobSpec, tk *session
 		// Unchanged files are counted, not announced one by one; so are
 		// the directories a share's destination made for its files.
 		tally.Merge(progress.Summary{FilesSkipped: sum.FilesSkipped, Agents: sum.Agents,
-			DirsCreated: max(sum.DirsCreated-mkdirs.Load(), 0)})
+			DirsCreated: max(sum.DirsCreated-mkdirs.Load(), 0), DirsRead: sum.DirsRead})
 	}
 	return err
 }

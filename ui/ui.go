@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/xfer-io/xfer/internal/plural"
 	"github.com/xfer-io/xfer/internal/progress"
 )
 
@@ -281,7 +282,7 @@ func (p *Printer) Finish(s progress.Summary) {
 		sort.Strings(names)
 		for _, name := range names {
 			a := s.Agents[name]
-			fmt.Fprintf(&b, "agent %s: %s (%s)", printable(name), plural(a.Files, "file"), FormatBytes(a.Bytes))
+			fmt.Fprintf(&b, "agent %s: %s (%s)", printable(name), plural.Of(a.Files, "file"), FormatBytes(a.Bytes))
 			if a.Lost {
 				b.WriteString(", lost")
 			}
@@ -384,9 +385,9 @@ func (p *Printer) removalLine(s progress.Summary) string {
 	files, dirs := s.FilesDeleted, s.DirsRemoved
 	if s.DryRun {
 		files, dirs = max(files, p.planDeletes), max(dirs, p.planRmdirs)
-		return fmt.Sprintf("dry run: would delete %s and %s, errors %d", plural(files, "file"), plural(dirs, "directory"), s.Errors)
+		return fmt.Sprintf("dry run: would delete %s and %s, errors %d", plural.Of(files, "file"), plural.Of(dirs, "directory"), s.Errors)
 	}
-	return fmt.Sprintf("deleted %s and %s in %s, errors %d", plural(files, "file"), plural(dirs, "directory"), formatSeconds(s.DurationS), s.Errors)
+	return fmt.Sprintf("deleted %s and %s in %s, errors %d", plural.Of(files, "file"), plural.Of(dirs, "directory"), formatSeconds(s.DurationS), s.Errors)
 }
 
 // countPlan adds an event of a dry run to what it would do.
@@ -481,7 +482,7 @@ func (p *Printer) summaryLine(s progress.Summary) string {
 		files := max(s.FilesTransferred, p.planFiles)
 		size := max(s.PlannedBytes, s.BytesTransferred, p.planBytes)
 		line := fmt.Sprintf("dry run: would transfer %s (%s), delete %d",
-			plural(files, "file"), FormatBytes(size), max(s.FilesDeleted, p.planDeletes))
+			plural.Of(files, "file"), FormatBytes(size), max(s.FilesDeleted, p.planDeletes))
 		if n := max(s.SourceRemoved, p.planRemoved); n > 0 {
 			line += fmt.Sprintf(", remove %d from the source", n)
 		}
@@ -491,14 +492,14 @@ func (p *Printer) summaryLine(s progress.Summary) string {
 		return line
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "transferred %s (%s) in %s", plural(s.FilesTransferred, "file"),
+	fmt.Fprintf(&b, "transferred %s (%s) in %s", plural.Of(s.FilesTransferred, "file"),
 		FormatBytes(s.BytesTransferred), formatSeconds(s.DurationS))
 	if s.DurationS > 0 {
 		fmt.Fprintf(&b, " (%s/s)", FormatBytes(int64(float64(s.BytesTransferred)/s.DurationS)))
 	}
 	fmt.Fprintf(&b, ", skipped %d, deleted %d", s.FilesSkipped, s.FilesDeleted)
 	if s.SourceRemoved > 0 || s.DirsRemoved > 0 {
-		fmt.Fprintf(&b, ", removed from the source %d (and %s)", s.SourceRemoved, plural(s.DirsRemoved, "directory"))
+		fmt.Fprintf(&b, ", removed from the source %d (and %s)", s.SourceRemoved, plural.Of(s.DirsRemoved, "directory"))
 	}
 	fmt.Fprintf(&b, ", errors %d", s.Errors)
 	if s.Proto != "" {
@@ -560,17 +561,6 @@ func formatSeconds(sec float64) string {
 		return strconv.FormatFloat(sec, 'f', 0, 64) + "s"
 	}
 	return time.Duration(sec * float64(time.Second)).Round(time.Second).String()
-}
-
-// plural formats "1 file", "2 files".
-func plural(n int64, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	if stem, ok := strings.CutSuffix(noun, "y"); ok {
-		return strconv.FormatInt(n, 10) + " " + stem + "ies"
-	}
-	return strconv.FormatInt(n, 10) + " " + noun + "s"
 }
 
 // withPath formats "path: msg", or msg alone when there is no path.

@@ -61,6 +61,7 @@ var allowedGlobals = map[string]string{
 	"transfer/wire.metaOpNames":    "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
 	"transfer/wire.fileSpecNames":  "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
 	"transfer/wire.jobSpecNames":   "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
+	"transfer/wire.unitDirNames":   "a progress.NameCodec: built at init, read-only afterwards (no method writes it)",
 }
 
 // allowedJSON are the files of transfer/... outside transfer/wire that may

@@ -90,50 +90,43 @@ func (m *Metrics) Registry() *prometheus.Registry {
 	return m.reg
 }
 
+// adder is what the counters and the gauge have in common.
+type adder interface{ Add(float64) }
+
+// add adds n to the metric that pick returns; on a nil m it does nothing
+// (and pick, which reads m's fields, is not called).
+func (m *Metrics) add(n float64, pick func() adder) {
+	if m != nil {
+		pick().Add(n)
+	}
+}
+
 // AddBytes counts n bytes of file data moved over transport in direction
 // (Sent or Received).
 func (m *Metrics) AddBytes(transport, direction string, n int64) {
-	if m == nil || n <= 0 {
-		return
+	if n > 0 {
+		m.add(float64(n), func() adder { return m.bytes.WithLabelValues(transport, direction) })
 	}
-	m.bytes.WithLabelValues(transport, direction).Add(float64(n))
 }
 
 // AddFiles counts n files moved over transport in direction.
 func (m *Metrics) AddFiles(transport, direction string, n int) {
-	if m == nil || n <= 0 {
-		return
+	if n > 0 {
+		m.add(float64(n), func() adder { return m.files.WithLabelValues(transport, direction) })
 	}
-	m.files.WithLabelValues(transport, direction).Add(float64(n))
 }
 
 // SessionStarted counts a session as open; call SessionEnded when it closes.
-func (m *Metrics) SessionStarted() {
-	if m != nil {
-		m.sessions.Inc()
-	}
-}
+func (m *Metrics) SessionStarted() { m.add(1, func() adder { return m.sessions }) }
 
 // SessionEnded counts a session as closed.
-func (m *Metrics) SessionEnded() {
-	if m != nil {
-		m.sessions.Dec()
-	}
-}
+func (m *Metrics) SessionEnded() { m.add(-1, func() adder { return m.sessions }) }
 
 // ChunkRetry counts one chunk sent again.
-func (m *Metrics) ChunkRetry() {
-	if m != nil {
-		m.chunkRetries.Inc()
-	}
-}
+func (m *Metrics) ChunkRetry() { m.add(1, func() adder { return m.chunkRetries }) }
 
 // VerifyFailure counts one failed BLAKE3 verification.
-func (m *Metrics) VerifyFailure() {
-	if m != nil {
-		m.verifyFailures.Inc()
-	}
-}
+func (m *Metrics) VerifyFailure() { m.add(1, func() adder { return m.verifyFailures }) }
 
 // ObserveDaemonOp records that a daemon request of kind op took d.
 func (m *Metrics) ObserveDaemonOp(op string, d time.Duration) {

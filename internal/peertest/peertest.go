@@ -1,11 +1,14 @@
 // Package peertest runs, for tests of the daemon and its mover client, in
 // the test process: a CAS store served by an xfer server on loopback (CAS),
-// and a mover daemon on a fresh store and socket (Daemon).
+// and a mover daemon on a fresh store and socket (Daemon), with its
+// connections (RunningDaemon.Conn, RunningDaemon.Client).
 package peertest
 
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/xfer-io/xfer/daemon"
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/mover"
 	"github.com/xfer-io/xfer/transfer"
 	"github.com/xfer-io/xfer/transfer/session/sessiontest"
 )
@@ -80,4 +84,29 @@ func Daemon(tb testing.TB, cfg daemon.Config) *RunningDaemon {
 	go func() { srv.Serve(ctx, ln); ln.Close(); close(d.Done) }()
 	tb.Cleanup(func() { cancel(); <-d.Done; srv.Close(); store.Close() })
 	return d
+}
+
+// Conn connects to d's socket, for tests that speak the protocol's bytes
+// themselves; it is closed when tb ends.
+func (d *RunningDaemon) Conn(tb testing.TB) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("unix", d.Path)
+	return closedAtEnd(tb, c, err)
+}
+
+// Client connects a mover client to d; it is closed when tb ends.
+func (d *RunningDaemon) Client(tb testing.TB) *mover.Client {
+	tb.Helper()
+	c, err := mover.Dial(d.Path)
+	return closedAtEnd(tb, c, err)
+}
+
+// closedAtEnd fails tb on err, else closes c when tb ends and returns it.
+func closedAtEnd[C io.Closer](tb testing.TB, c C, err error) C {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }

@@ -98,6 +98,9 @@ type AgentStats struct {
 	Bytes int64 `json:"bytes"`
 	Files int64 `json:"files"`
 	Lost  bool  `json:"lost,omitempty"`
+	// DirsRead counts the source directories the agent read (listed)
+	// for the run: its share of the walk.
+	DirsRead int64 `json:"dirs_read"`
 }
 
 // Summary is the final event of a run.
@@ -116,12 +119,14 @@ type Summary struct {
 	// DirsRemoved counts empty directories removed (KindRmdir);
 	// SourceRemoved the source entries a move removed
 	// (KindSourceRemoved).
-	DirsRemoved   int64   `json:"dirs_removed,omitempty"`
-	SourceRemoved int64   `json:"source_removed,omitempty"`
-	Errors        int64   `json:"errors"`
-	DurationS     float64 `json:"duration_s"`
-	Proto         string  `json:"proto"`
-	ProtoReason   string  `json:"proto_reason,omitempty"`
+	DirsRemoved   int64 `json:"dirs_removed,omitempty"`
+	SourceRemoved int64 `json:"source_removed,omitempty"`
+	// DirsRead counts the source directories the run's walk read.
+	DirsRead    int64   `json:"dirs_read,omitempty"`
+	Errors      int64   `json:"errors"`
+	DurationS   float64 `json:"duration_s"`
+	Proto       string  `json:"proto"`
+	ProtoReason string  `json:"proto_reason,omitempty"`
 	// ProtoChoice, for a session to a served peer, is how the transport
 	// was chosen, with the probe's figures.
 	ProtoChoice *ProtoChoice `json:"proto_choice,omitempty"`
@@ -256,6 +261,7 @@ func (t *Tally) Merge(s Summary) {
 	t.sum.FilesSkipped += s.FilesSkipped
 	t.sum.FilesDeleted += s.FilesDeleted
 	t.sum.DirsCreated += s.DirsCreated
+	t.sum.DirsRead += s.DirsRead
 	t.sum.XattrsUpdated += s.XattrsUpdated
 	t.sum.DirsRemoved += s.DirsRemoved
 	t.sum.SourceRemoved += s.SourceRemoved
@@ -276,6 +282,7 @@ func (t *Tally) Merge(s Summary) {
 		a := t.sum.Agents[k]
 		a.Bytes += v.Bytes
 		a.Files += v.Files
+		a.DirsRead += v.DirsRead
 		a.Lost = a.Lost || v.Lost
 		t.sum.Agents[k] = a
 	}

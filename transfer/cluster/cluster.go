@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/session"
 
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -82,6 +83,11 @@ type Runner interface {
 	// Run runs one transfer with opt from source agent src to
 	// destination agent dst, reporting to sink and tally.
 	Run(ctx context.Context, src, dst string, opt wire.Options, sink progress.Sink, tally *progress.Tally) error
+	// ListDir reads the source directory dir (relative to the source's
+	// top) alone on source agent src: its direct entries, paths relative
+	// to dir. isDir is false if dir is not a directory there (nothing,
+	// a file, a symlink).
+	ListDir(ctx context.Context, src, dir string) (entries []plan.Entry, isDir bool, err error)
 	// SourceExists asks source agent src whether the source is there (an
 	// error: the agent could not be asked).
 	SourceExists(ctx context.Context, src string) (bool, error)
@@ -133,6 +139,16 @@ type cluster struct {
 	shared progress.Summary
 	// latest progress of each share and of the final pass
 	prog []progress.Event
+
+	// walk is the distributed walk's cut of the tree (nil: every share
+	// walks the whole tree); work items n and up are its subtrees.
+	walk *walkPlan
+	// walked counts the directories the coordinator had read (expanded)
+	walked int64
+	// units sums what the subtree units did; partial is the first
+	// failure of a unit with failed files, which the run ends with
+	units   *progress.Tally
+	partial error
 }
 
 // Run spreads one copy or sync over every agent of the sides src and
@@ -154,7 +170,7 @@ type cluster struct {
 
 func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink progress.Sink, tally *progress.Tally) error {
 	c := &cluster{src: newClusterSide(src), dst: newClusterSide(dst), opt: opt, runner: r, sink: sink,
-		agents: map[string]progress.AgentStats{}}
+		agents: map[string]progress.AgentStats{}, units: progress.NewTally()}
 	for _, side := range []*clusterSide{c.src, c.dst} {
 		for _, a := range side.Agents {
 			if a != "" {
@@ -204,13 +220,33 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 		}
 		n, done = count, d
 	}
+	if !opt.DryRun {
+		if why := walkOff(opt, src, dst); why != "" {
+			c.sink.Emit(progress.Event{Event: progress.KindNotice, Msg: walkNotice(why)})
+		} else {
+			p, ok, err := c.expand(ctx)
+			if err != nil {
+				return err
+			}
+			if ok {
+				c.walk = &p
+				if p.bytes < ShareMinBytes {
+					n = 0 // the final pass carries the few files of the expanded directories
+				}
+			}
+		}
+	}
 	c.n = n
-	c.prog = make([]progress.Event, n+1)
+	items := n
+	if c.walk != nil {
+		items += len(c.walk.subtrees)
+	}
+	c.prog = make([]progress.Event, items+1)
 	skip := map[int]bool{}
 	for _, k := range done {
 		skip[k] = true
 	}
-	for k := range n {
+	for k := range items {
 		if !skip[k] {
 			c.queue = append(c.queue, k)
 		}
@@ -228,8 +264,13 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	}
 	final := opt
 	final.Lock = false
-	if !opt.DryRun {
+	if !opt.DryRun && n > 1 {
 		final.SplitShares = n
+	}
+	if c.walk != nil {
+		// The final pass reads the expanded directories alone: their
+		// entries, the subtrees' own attributes, the deletions among them.
+		final.Unit = &wire.Unit{Dirs: wire.UnitDirs(c.walk.expanded), Shallow: true}
 	}
 	if !opt.DryRun {
 		// The watch starts here, with the share queue ready: it reports
@@ -262,7 +303,7 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	)
 	for {
 		var gone bool
-		si, di, fs, gone, err = c.attempt(ctx, 0, 0, final, n, false)
+		si, di, fs, gone, err = c.attempt(ctx, 0, 0, final, items, false)
 		if !gone {
 			break
 		}
@@ -282,11 +323,18 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	fs.BytesSent += sh.BytesSent
 	fs.PlannedBytes += sh.PlannedBytes
 	fs.DirsCreated += sh.DirsCreated
+	fs.DirsRead += sh.DirsRead + c.walked
 	if fs.Proto == "" {
 		fs.Proto, fs.ProtoReason = sh.Proto, sh.ProtoReason
 	}
 	fs.Agents = nil
 	tally.Merge(fs)
+	tally.Merge(c.units.Summary())
+	c.mu.Lock()
+	if err == nil {
+		err = c.partial
+	}
+	c.mu.Unlock()
 	if err == nil && !opt.DryRun && c.recording() {
 		c.jobFailed(c.job.Finish(ctx))
 	}
@@ -403,6 +451,7 @@ func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 	opt := c.opt
 	opt.Lock, opt.Delete = false, false
 	opt.Shard = &wire.Shard{Index: k, Count: c.n}
+	opt = c.unitOpt(opt, k)
 	if opt.BwLimit > 0 {
 		// --bwlimit caps the whole transfer: the pairs run at once.
 		opt.BwLimit = max((opt.BwLimit+int64(c.pairs)-1)/int64(c.pairs), 1024)
@@ -419,6 +468,8 @@ func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 			return context.Cause(ctx)
 		case gone:
 			continue // its agent is marked lost: survivors take the share
+		case k >= c.n && c.partialUnit(err, sum):
+			return nil // its failed files are reported; the others go on
 		case !isAgentLoss(err):
 			return err
 		}
@@ -439,12 +490,15 @@ func (c *cluster) attempt(ctx context.Context, psi, pdi int, opt wire.Options, k
 	}
 	rctx, id := c.track(ctx, si, di)
 	t := progress.NewTally()
-	err = c.runner.Run(rctx, c.addr(c.src, si), c.addr(c.dst, di), opt, c.progressSink(k, share), t)
+	err = c.runner.Run(rctx, c.addr(c.src, si), c.addr(c.dst, di), opt, c.progressSink(k, share && k < c.n), t)
 	var left *leftError
 	gone = err != nil && ctx.Err() == nil && errors.As(context.Cause(rctx), &left)
 	c.untrack(id)
 	s = t.Summary()
-	c.credit(si, di, s, err == nil, share)
+	c.credit(si, di, s, err == nil, share && k < c.n)
+	if share && k >= c.n {
+		c.creditUnit(s)
+	}
 	return si, di, s, gone, err
 }
 
@@ -684,6 +738,9 @@ func (c *cluster) credit(si, di int, s progress.Summary, complete, share bool) {
 		a := c.agents[name]
 		a.Bytes += bytes
 		a.Files += s.FilesTransferred
+		if name == c.src.Agents[si] {
+			a.DirsRead += s.DirsRead
+		}
 		c.agents[name] = a
 	}
 	if !share {
@@ -694,9 +751,18 @@ func (c *cluster) credit(si, di int, s progress.Summary, complete, share bool) {
 	c.shared.BytesSent += bytes
 	c.shared.PlannedBytes += s.PlannedBytes
 	c.shared.DirsCreated += s.DirsCreated
+	c.shared.DirsRead += s.DirsRead
 	if s.Proto != "" && c.shared.Proto == "" {
 		c.shared.Proto, c.shared.ProtoReason = s.Proto, s.ProtoReason
 	}
+}
+
+// creditUnit adds what a run of a subtree unit did to the units' sums
+// (its attempts cut short included: the final pass does not see their
+// files).
+func (c *cluster) creditUnit(s progress.Summary) {
+	s.Agents, s.Proto, s.ProtoReason, s.ProtoChoice = nil, "", "", nil
+	c.units.Merge(s)
 }
 
 // progressSink relays the events of share k (or of the final pass, k ==

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/internal/progress"
+	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/wire"
 )
 
@@ -51,6 +52,12 @@ func (r *fakeRunner) Run(ctx context.Context, src, dst string, opt wire.Options,
 	}
 	tally.Merge(progress.Summary{FilesTransferred: 1, BytesSent: 100})
 	return nil
+}
+
+// ListDir finds no directory: the coordinator walks as without the
+// distributed walk, one share per pair.
+func (r *fakeRunner) ListDir(context.Context, string, string) ([]plan.Entry, bool, error) {
+	return nil, false, nil
 }
 
 func (r *fakeRunner) SourceExists(context.Context, string) (bool, error) { return true, nil }

@@ -551,6 +551,8 @@ func (h *Handler) list(ctx context.Context, s *session.Session, r *wire.Req, cre
 		return fmt.Errorf("list %s: %w", top, err)
 	case info.Type != fsroot.TypeDir:
 		return fmt.Errorf("list %s: not a directory", top)
+	case r.Shallow:
+		w = plan.NewShallowWalker(h.Tree(), top, r.Checkers)
 	default:
 		w = plan.NewWalkerN(h.Tree(), top, r.Checkers)
 	}

@@ -18,6 +18,9 @@ type Destination interface {
 	// List walks the tree beneath path, with the BLAKE3 of each regular
 	// file if checksum is set; a path with nothing there lists empty.
 	List(ctx context.Context, path string, checksum bool) plan.Lister
+	// ListDir lists the directory at path alone (its direct entries,
+	// nothing beneath them); a path with nothing there lists empty.
+	ListDir(ctx context.Context, path string) plan.Lister
 	// Stat describes what is at path (a symlink with its target), or
 	// returns nil if nothing is there.
 	Stat(ctx context.Context, path string) (*plan.Entry, error)

@@ -11,6 +11,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,10 +232,23 @@ func (e *engine) run() error {
 		}
 	}
 	var srcList, dstList plan.Lister
+	var walkers []*plan.Walker // the source's, whose reads the summary counts
+	defer func() {
+		var n int64
+		for _, w := range walkers {
+			n += w.DirsRead()
+		}
+		e.tally.Merge(progress.Summary{DirsRead: n})
+	}()
 	srcTop := e.srcPath
-	if info.Type == fsroot.TypeDir {
-		srcList = plan.NewWalkerN(e.src, e.srcPath, e.opt.Checkers)
-	} else {
+	if e.opt.Unit != nil && info.Type != fsroot.TypeDir {
+		return exitcode.Usagef("source %s: a unit of a distributed walk needs a directory", displayPath(e.srcPath))
+	}
+	if info.Type == fsroot.TypeDir && e.opt.Unit == nil {
+		w := plan.NewWalkerN(e.src, e.srcPath, e.opt.Checkers)
+		walkers = append(walkers, w)
+		srcList = w
+	} else if info.Type != fsroot.TypeDir {
 		// A single file lands inside the destination directory.
 		name := plan.Base(e.srcPath)
 		if name == "" {
@@ -266,7 +281,10 @@ func (e *engine) run() error {
 		if err := e.dst.Mkroot(e.ctx, e.dstPath, e.opt.Lock); err != nil {
 			return err
 		}
-		if info.Type == fsroot.TypeDir && e.opt.Shard == nil {
+		if err := e.unitRoots(); err != nil {
+			return err
+		}
+		if info.Type == fsroot.TypeDir && e.opt.Shard == nil && e.unitHasTop() {
 			if err := e.topAttrs(info); err != nil {
 				return err
 			}
@@ -275,7 +293,7 @@ func (e *engine) run() error {
 			}
 		}
 	}
-	if dstList == nil {
+	if dstList == nil && e.opt.Unit == nil {
 		dstList = e.protectBackups(e.dst.List(e.ctx, e.dstPath, false))
 		srcList = e.protectBackups(srcList)
 	}
@@ -347,7 +365,39 @@ func (e *engine) run() error {
 		}
 		return carry(op)
 	}
-	derr := flt.Diff(e.ctx, srcList, dstList, dopt, visit)
+	var derr error
+	if u := e.opt.Unit; u != nil {
+		// A unit of a distributed walk: each of its directories, alone or
+		// with its subtree, diffed in turn, paths as a whole walk's.
+		// realDirs are the destination's directories the shallow listings
+		// met (a parent's comes before its children's): a directory the
+		// destination has as something else, or through a symlink, lists
+		// empty, as the whole walk does not descend into it.
+		realDirs := map[string]bool{"": true}
+		for _, ud := range u.Dirs {
+			d := ud.Path
+			var w *plan.Walker
+			var dl plan.Lister
+			if u.Shallow {
+				w = plan.NewShallowWalker(e.src, plan.Join(e.srcPath, d), e.opt.Checkers)
+				dl = &plan.SliceLister{}
+				if realDirs[d] {
+					dl = noteDirs(e.dst.ListDir(e.ctx, plan.Join(e.dstPath, d)), d, realDirs)
+				}
+			} else {
+				w = plan.NewWalkerN(e.src, plan.Join(e.srcPath, d), e.opt.Checkers)
+				dl = e.dst.List(e.ctx, plan.Join(e.dstPath, d), false)
+			}
+			walkers = append(walkers, w)
+			sl := e.protectBackups(plan.Prefixed(w, d))
+			dl = e.protectBackups(plan.Prefixed(dl, d))
+			if derr = flt.Diff(e.ctx, sl, dl, dopt, visit); derr != nil {
+				break
+			}
+		}
+	} else {
+		derr = flt.Diff(e.ctx, srcList, dstList, dopt, visit)
+	}
 	if errors.Is(derr, errMaxTransfer) {
 		derr = nil // what was started finishes, and the run ends as usual but for deletions
 	}
@@ -436,6 +486,74 @@ func (e *engine) run() error {
 	if e.budget.hit {
 		return exitcode.WithCode(exitcode.MaxTransfer, fmt.Errorf(
 			"stopped at the --max-transfer limit of %d bytes (--cutoff-mode %s) before the run was done", e.budget.limit, e.budget.mode))
+	}
+	return nil
+}
+
+// noteDirs lists what l lists (directory d's entries), recording in
+// dirs the paths of the directories among them.
+func noteDirs(l plan.Lister, d string, dirs map[string]bool) plan.Lister {
+	return listerFunc(func(ctx context.Context) (plan.Entry, error) {
+		en, err := l.Next(ctx)
+		if err == nil && en.Type == plan.TypeDir {
+			dirs[plan.Join(d, en.Path)] = true
+		}
+		return en, err
+	})
+}
+
+// listerFunc is a plan.Lister of a function.
+type listerFunc func(ctx context.Context) (plan.Entry, error)
+
+// Next implements plan.Lister.
+func (f listerFunc) Next(ctx context.Context) (plan.Entry, error) { return f(ctx) }
+
+// unitHasTop reports whether the run covers the top directory's own
+// entries (and so its attributes): a whole run, or a unit that reads the
+// top alone.
+func (e *engine) unitHasTop() bool {
+	u := e.opt.Unit
+	return u == nil || u.Shallow && slices.Contains(u.Dirs, wire.UnitDir{})
+}
+
+// unitRoots makes, at the destination, the directories of a unit that
+// walks subtrees, and those above them, before anything lands in them
+// (their attributes are their parents' units', as a directory's are set
+// after its contents). What is in the way, a file or a symlink, goes, as
+// the whole walk's mkdir would replace it: nothing is written through a
+// symlink that the source has as a directory.
+func (e *engine) unitRoots() error {
+	u := e.opt.Unit
+	if u == nil || u.Shallow || e.opt.Shard != nil {
+		return nil
+	}
+	for _, ud := range u.Dirs {
+		parts := strings.Split(ud.Path, "/")
+		for i := range parts {
+			d := strings.Join(parts[:i+1], "/")
+			p := plan.Join(e.dstPath, d)
+			de, err := e.dst.Stat(e.ctx, p)
+			switch {
+			case err != nil:
+				return err
+			case de == nil:
+				if err := e.dst.Mkroot(e.ctx, plan.Join(e.dstPath, ud.Path), false); err != nil {
+					return fmt.Errorf("making directory %s at the destination: %w", ud.Path, err)
+				}
+			case de.Type != plan.TypeDir:
+				op := plan.Op{Kind: plan.OpMkdir, Src: plan.Entry{Path: d, Type: plan.TypeDir, Mode: 0o700}, Dst: de, Replace: true}
+				if err := e.addMeta(op, wire.MetaOp{Op: "mkdir", Path: p, Mode: 0o700, ReplaceDir: true}); err != nil {
+					return err
+				}
+				if err := e.flushMeta(); err != nil {
+					return err
+				}
+				continue
+			default:
+				continue
+			}
+			break
+		}
 	}
 	return nil
 }

@@ -48,6 +48,15 @@ func (d *Local) List(ctx context.Context, path string, checksum bool) plan.Liste
 	return plan.NewWalkerN(d.h.Tree(), path, d.checkers)
 }
 
+// ListDir implements Destination.
+func (d *Local) ListDir(ctx context.Context, path string) plan.Lister {
+	info, err := d.h.Lstat(path)
+	if err != nil || info.Type != fsroot.TypeDir {
+		return &plan.SliceLister{}
+	}
+	return plan.NewShallowWalker(d.h.Tree(), path, d.checkers)
+}
+
 // Stat implements Destination.
 func (d *Local) Stat(ctx context.Context, path string) (*plan.Entry, error) {
 	info, err := d.h.Lstat(path)

@@ -3,6 +3,7 @@ package send
 import (
 	"fmt"
 
+	"github.com/xfer-io/xfer/internal/plural"
 	"github.com/xfer-io/xfer/internal/progress"
 	"github.com/xfer-io/xfer/plan"
 	"github.com/xfer-io/xfer/transfer/wire"
@@ -38,17 +39,17 @@ func (e *engine) special(op plan.Op, dp string) error {
 func (e *engine) reportOwners(rep *wire.OwnerReport) {
 	if n := e.unsupported.Load(); n > 0 {
 		e.sink.Emit(progress.Event{Event: progress.KindNotice,
-			Msg: fmt.Sprintf("skipped %d special files (fifos, sockets, devices): not copied with --specials=false", n)})
+			Msg: "skipped " + plural.Of(n, "special file") + " (fifos, sockets, devices): not copied with --specials=false"})
 	}
 	if rep == nil {
 		return
 	}
 	if rep.Specials > 0 {
 		e.sink.Emit(progress.Event{Event: progress.KindNotice,
-			Msg: fmt.Sprintf("skipped %d device files: the destination cannot create them (%s)", rep.Specials, rep.SpecialsReason)})
+			Msg: fmt.Sprintf("skipped %s: the destination cannot create them (%s)", plural.Of(rep.Specials, "device file"), rep.SpecialsReason)})
 	}
 	if rep.NotKept > 0 && e.opt.Owners == wire.OwnersYes {
 		e.sink.Emit(progress.Event{Event: progress.KindNotice,
-			Msg: fmt.Sprintf("owner or group of %d entries not kept: %s", rep.NotKept, rep.Reason)})
+			Msg: fmt.Sprintf("owner or group of %s not kept: %s", plural.Of(rep.NotKept, "entry"), rep.Reason)})
 	}
 }

@@ -26,6 +26,11 @@ func (d *Remote) List(ctx context.Context, path string, checksum bool) plan.List
 	return d.s.List(ctx, path, checksum, d.checkers)
 }
 
+// ListDir implements Destination.
+func (d *Remote) ListDir(ctx context.Context, path string) plan.Lister {
+	return d.s.ListDir(ctx, path, d.checkers)
+}
+
 // Stat implements Destination.
 func (d *Remote) Stat(ctx context.Context, path string) (*plan.Entry, error) {
 	r, err := d.s.Call(ctx, &wire.Req{Op: wire.OpStat, Path: path})

@@ -594,9 +594,19 @@ func respError(peer string, r *wire.Resp) error {
 // listN streams the peer's listing of path, its walk reading checkers
 // directories at once (0: the peer's default).
 func (s *Session) List(ctx context.Context, path string, checksum bool, checkers int) *Lister {
+	return s.list(&wire.Req{Op: wire.OpList, Path: path, Checksum: checksum, Checkers: checkers})
+}
+
+// ListDir streams the peer's listing of the directory path alone: its
+// direct entries, nothing beneath them (one directory read).
+func (s *Session) ListDir(ctx context.Context, path string, checkers int) *Lister {
+	return s.list(&wire.Req{Op: wire.OpList, Path: path, Checkers: checkers, Shallow: true})
+}
+
+// list sends the listing request r and returns the Lister of its answer.
+func (s *Session) list(r *wire.Req) *Lister {
 	c := &call{resp: make(chan *wire.Resp, 1), entries: make(chan []plan.Entry, listCredit)}
 	l := &Lister{s: s, c: c}
-	r := &wire.Req{Op: wire.OpList, Path: path, Checksum: checksum, Checkers: checkers}
 	r.ID = s.nextID.Add(1)
 	l.id = r.ID
 	s.mu.Lock()

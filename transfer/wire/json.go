@@ -112,6 +112,7 @@ type (
 	metaOpJSON   MetaOp
 	fileSpecJSON FileSpec
 	jobSpecJSON  JobSpec
+	unitDirJSON  UnitDir
 )
 
 var (
@@ -120,6 +121,7 @@ var (
 	metaOpNames   = progress.NewNameCodec[metaOpJSON]("Path", "Target")
 	fileSpecNames = progress.NewNameCodec[fileSpecJSON]("Path")
 	jobSpecNames  = progress.NewNameCodec[jobSpecJSON]("SrcPath", "DstPath")
+	unitDirNames  = progress.NewNameCodec[unitDirJSON]("Path")
 )
 
 // MarshalJSON writes the request with its path kept exactly.
@@ -223,3 +225,9 @@ func (j JobSpec) MarshalJSON() ([]byte, error) { return jobSpecNames.Marshal(job
 
 // UnmarshalJSON reads what MarshalJSON wrote.
 func (j *JobSpec) UnmarshalJSON(b []byte) error { return jobSpecNames.Unmarshal(b, (*jobSpecJSON)(j)) }
+
+// MarshalJSON writes the directory with its path kept exactly.
+func (d UnitDir) MarshalJSON() ([]byte, error) { return unitDirNames.Marshal(unitDirJSON(d)) }
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (d *UnitDir) UnmarshalJSON(b []byte) error { return unitDirNames.Unmarshal(b, (*unitDirJSON)(d)) }

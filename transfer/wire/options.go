@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"path"
 	"strings"
 	"time"
 
@@ -89,6 +90,9 @@ type Options struct {
 	// many shares which large files the shares split between them, so
 	// that it adopts what they wrote.
 	SplitShares int `json:"split_shares,omitempty"`
+	// Unit restricts the run to some directories of the source tree: a
+	// unit of a cluster transfer's distributed walk. nil: the whole tree.
+	Unit *Unit `json:"unit,omitempty"`
 
 	// Checkers is how many directories each side's walk reads (and
 	// lstats) at once (--checkers); Transfers how many large files are in
@@ -126,6 +130,35 @@ type Shard struct {
 	Index int `json:"index"`
 	Count int `json:"count"`
 }
+
+// Unit is the part of the tree one run of a distributed walk covers:
+// directories relative to the transfer's top, each read alone (Shallow:
+// its direct entries, their attributes and the deletions among them) or
+// with everything beneath it (its subtree; the directory itself is its
+// parent's). Paths are as a walk yields them: no leading or trailing
+// slash, no "." or ".." element; "" (the top) only when Shallow.
+type Unit struct {
+	Dirs    []UnitDir `json:"dirs"`
+	Shallow bool      `json:"shallow,omitempty"`
+}
+
+// UnitDir is one directory of a Unit: a name field of its own, so that a
+// name that is not UTF-8 crosses exactly (with its path_b64 sibling).
+type UnitDir struct {
+	Path string `json:"path"`
+}
+
+// UnitDirs makes the directories of a Unit from their paths.
+func UnitDirs(paths []string) []UnitDir {
+	out := make([]UnitDir, len(paths))
+	for i, p := range paths {
+		out[i].Path = p
+	}
+	return out
+}
+
+// MaxUnitDirs bounds the directories of one Unit.
+const MaxUnitDirs = 4096
 
 // MaxShards bounds Shard.Count (agent pairs of one cluster transfer).
 const MaxShards = 1024
@@ -196,6 +229,9 @@ func (o Options) Validate() error {
 	if o.SplitShares < 0 || o.SplitShares > MaxShards {
 		return exitcode.Usagef("split over %d shares: out of range", o.SplitShares)
 	}
+	if err := o.Unit.validate(); err != nil {
+		return err
+	}
 	if o.Shard != nil && (o.Shard.Count < 1 || o.Shard.Count > MaxShards || o.Shard.Index < 0 || o.Shard.Index >= o.Shard.Count) {
 		return exitcode.Usagef("shard %d of %d: out of range", o.Shard.Index, o.Shard.Count)
 	}
@@ -252,6 +288,26 @@ func (o Options) validBackup() error {
 	}
 	if ValidRel(o.BackupDir) != nil || o.BackupDir == "." {
 		return exitcode.Usagef("--backup-dir %q: want a directory inside the destination, relative to it (such as .backup or old/2026-12-04)", o.BackupDir)
+	}
+	return nil
+}
+
+// validate checks a unit's directories (a nil unit is none).
+func (u *Unit) validate() error {
+	if u == nil {
+		return nil
+	}
+	if len(u.Dirs) == 0 || len(u.Dirs) > MaxUnitDirs {
+		return exitcode.Usagef("unit of %d directories: want 1 to %d", len(u.Dirs), MaxUnitDirs)
+	}
+	for _, ud := range u.Dirs {
+		d := ud.Path
+		if d == "" && u.Shallow {
+			continue
+		}
+		if d == "" || d == "." || path.Clean(d) != d || path.IsAbs(d) || d == ".." || strings.HasPrefix(d, "../") {
+			return exitcode.Usagef("unit directory %q: not a path beneath the top", d)
+		}
 	}
 	return nil
 }

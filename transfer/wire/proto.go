@@ -115,18 +115,21 @@ const (
 
 // Req is a control request. Only the fields its Op needs are set.
 type Req struct {
-	ID       uint64       `json:"id"`
-	Op       string       `json:"op"`
-	Path     string       `json:"path,omitempty"`
-	Ref      uint64       `json:"ref,omitempty"` // more/cancel: the request it refers to
-	Checksum bool         `json:"checksum,omitempty"`
-	Checkers int          `json:"checkers,omitempty"` // list: directories the walk reads at once
-	Meta     []MetaOp     `json:"meta,omitempty"`
-	Files    []FileSpec   `json:"files,omitempty"`
-	Commits  []CommitSpec `json:"commits,omitempty"`
-	FID      uint64       `json:"fid,omitempty"`
-	Lock     bool         `json:"lock,omitempty"`
-	Adopt    []AdoptChunk `json:"adopt,omitempty"`
+	ID       uint64 `json:"id"`
+	Op       string `json:"op"`
+	Path     string `json:"path,omitempty"`
+	Ref      uint64 `json:"ref,omitempty"` // more/cancel: the request it refers to
+	Checksum bool   `json:"checksum,omitempty"`
+	Checkers int    `json:"checkers,omitempty"` // list: directories the walk reads at once
+	// Shallow (list) lists the directory alone: its direct entries,
+	// nothing beneath them.
+	Shallow bool         `json:"shallow,omitempty"`
+	Meta    []MetaOp     `json:"meta,omitempty"`
+	Files   []FileSpec   `json:"files,omitempty"`
+	Commits []CommitSpec `json:"commits,omitempty"`
+	FID     uint64       `json:"fid,omitempty"`
+	Lock    bool         `json:"lock,omitempty"`
+	Adopt   []AdoptChunk `json:"adopt,omitempty"`
 	// LeafSize (adopt) asks for the leaf digests of the offered chunks
 	// that do not match (Resp.Leaves), cut into leaves of that many bytes
 	// (see hashtree.ValidLeafSize), so that only the leaves that differ
