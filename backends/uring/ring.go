@@ -315,12 +315,6 @@ func (rg *ring) eventfd(on bool) {
 	atomic.StoreUint32(rg.cqFlags, f)
 }
 
-// wake makes a goroutine parked in wait look at the queue again.
-func (rg *ring) wake() {
-	one := [8]byte{1}
-	rg.evf.Write(one[:])
-}
-
 // reap hands every available completion to f and marks them seen.
 func (rg *ring) reap(f func(ud uint64, res int32, flags uint32)) {
 	for {
