@@ -119,11 +119,11 @@ type fakeJob struct {
 	finished bool
 }
 
-func (j *fakeJob) Begin(_ context.Context, n int) (int, []int, error) {
+func (j *fakeJob) Begin(_ context.Context, p JobPlan) (int, []int, []int, error) {
 	if j.count == 0 {
-		j.count = n
+		j.count = p.Shares
 	}
-	return j.count, j.done, nil
+	return j.count, j.done, nil, nil
 }
 
 func (j *fakeJob) ShareDone(_ context.Context, k int, files, bytes int64) error {
@@ -132,6 +132,8 @@ func (j *fakeJob) ShareDone(_ context.Context, k int, files, bytes int64) error 
 	j.recorded = append(j.recorded, k)
 	return nil
 }
+
+func (j *fakeJob) UnitDone(context.Context, int, int64, int64) error { return nil }
 
 func (j *fakeJob) Finish(context.Context) error {
 	j.finished = true
