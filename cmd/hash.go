@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -36,22 +37,35 @@ such lines, escaped lines included; every named file is hashed and reported
 as "NAME: OK" or "NAME: FAILED", with NAME as it appears in the line. With
 -q (--quiet) only failures are printed. Malformed lines are reported on
 stderr and count as failures. The exit code is 1 if any file failed or
-could not be read, 2 if a SUMS file cannot be opened.`,
+could not be read, 2 if a SUMS file cannot be opened.
+
+A regular file is hashed on --threads cores at once (by default as many as
+the machine has, as b3sum does), through BLAKE3's tree: pieces of the file
+hashed side by side, the digest of the whole from theirs, the same digest
+b3sum prints. Standard input and other streams are hashed as they arrive.`,
 		Example: `  xfer hash big.bin
   xfer hash data/* > SUMS && xfer hash --check SUMS
   tar c data | xfer hash
-  xfer hash -c -q SUMS       # print only the files that do not match`,
+  xfer hash -c -q SUMS       # print only the files that do not match
+  xfer hash --threads 1 big.bin   # on one core, as b3sum --num-threads 1`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"-"}
 			}
+			threads := a.v.GetInt("threads")
+			if threads < 0 {
+				return exitcode.Usagef("--threads %d: want a number of threads, 0 or more (0: one per CPU)", threads)
+			}
+			if threads == 0 {
+				threads = runtime.NumCPU()
+			}
 			if a.v.GetBool("check") {
-				return a.checkSums(cmd.Context(), args, a.v.GetBool("quiet"))
+				return a.checkSums(cmd.Context(), args, a.v.GetBool("quiet"), threads)
 			}
 			failed := false
 			for _, name := range args {
-				d, err := hashNamed(cmd.Context(), name)
+				d, err := hashNamed(cmd.Context(), name, threads)
 				if err != nil {
 					if stopped(cmd.Context()) {
 						return interrupted(cmd.Context())
@@ -69,13 +83,16 @@ could not be read, 2 if a SUMS file cannot be opened.`,
 		},
 	}
 	c.Flags().BoolP("check", "c", false, "read BLAKE3 sums from the files and check them (with -q: print only failures)")
+	c.Flags().Int("threads", 0, "hash each file on this many threads (0: one per CPU, as b3sum --num-threads)")
 	return c
 }
 
 // stopped reports whether the command's context ended (a signal).
 func stopped(ctx context.Context) bool { return ctx.Err() != nil }
 
-func hashNamed(ctx context.Context, name string) (hashtree.Digest, error) {
+// hashNamed hashes the file name (standard input for -), a regular file on
+// threads goroutines.
+func hashNamed(ctx context.Context, name string, threads int) (hashtree.Digest, error) {
 	if name == "-" {
 		d, _, err := hashtree.HashReader(ctx, os.Stdin)
 		return d, err
@@ -96,7 +113,7 @@ func hashNamed(ctx context.Context, name string) (hashtree.Digest, error) {
 		d, _, err := hashtree.HashReader(ctx, f)
 		return d, err
 	}
-	return hashtree.HashFile(ctx, f, st.Size(), 0)
+	return hashtree.HashFile(ctx, f, st.Size(), threads)
 }
 
 // hashErrText is the reason a file could not be hashed, as a user reads
@@ -263,7 +280,7 @@ func parseSumLine(line string) (sumEntry, error) {
 // maxSumLine bounds one line of a sums file.
 const maxSumLine = 1 << 20
 
-func (a *app) checkSums(ctx context.Context, files []string, quiet bool) error {
+func (a *app) checkSums(ctx context.Context, files []string, quiet bool, threads int) error {
 	bad, broken := 0, false
 	for _, sums := range files {
 		var r io.Reader = os.Stdin
@@ -300,7 +317,7 @@ func (a *app) checkSums(ctx context.Context, files []string, quiet bool) error {
 				broken = true
 				continue
 			}
-			got, err := hashNamed(ctx, ent.name)
+			got, err := hashNamed(ctx, ent.name, threads)
 			switch {
 			case err != nil && stopped(ctx):
 				return interrupted(ctx)

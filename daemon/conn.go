@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xfer-io/xfer/internal/cas"
+	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/mover"
 )
 
@@ -203,11 +204,73 @@ func (c *conn) serveLarge(h mover.Header) bool {
 	var id [mover.MaxIDLen]byte
 	h.ID = id[:copy(id[:], h.ID)]
 	c.rd.Discard(h.Size())
+	if h.Op == mover.OpWrite {
+		return c.writeHashing(h, buf)
+	}
 	if _, err := io.ReadFull(c.rd, buf); err != nil {
 		c.readFailed(err)
 		return false
 	}
 	return c.execute(h, buf)
+}
+
+const (
+	// hashPiece is the piece of a WRITE's data hashed as soon as it has
+	// arrived, while it is still in the CPU's cache.
+	hashPiece = 64 << 10
+	// hashRead is the most a WRITE's data read asks for at once, so that
+	// what it returns is hashed before it leaves the cache.
+	hashRead = 256 << 10
+)
+
+// writeHashing serves a WRITE whose data (read into buf, which it fills)
+// fits a pack: each piece is hashed as soon as it has arrived, so the hash
+// overlaps the client's sending and reads bytes still in the cache, and the
+// store is given the computed ID instead of hashing the data again. A
+// WRITE that names its id must hash to it, as PutBytesVerified checks.
+func (c *conn) writeHashing(h mover.Header, buf []byte) bool {
+	s := c.s
+	var want cas.ID
+	if len(h.ID) > 0 && !parseID(h.ID, &want) {
+		if _, err := io.ReadFull(c.rd, buf); err != nil {
+			c.readFailed(err)
+			return false
+		}
+		r := errResult(mover.StatusError, errNoID)
+		return c.reply(&r) == nil
+	}
+	st := hashtree.NewStream(hashPiece, 1, nil)
+	hashed := 0
+	for got := 0; got < len(buf); {
+		k, err := c.rd.Read(buf[got:min(got+hashRead, len(buf))])
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			c.readFailed(err)
+			return false
+		}
+		got += k
+		if whole := (got - hashed) / hashPiece * hashPiece; whole > 0 && got < len(buf) {
+			st.Add(buf[hashed : hashed+whole])
+			hashed += whole
+		}
+	}
+	st.Add(buf[hashed:])
+	sum, _ := st.Sum()
+	id := cas.ID(sum)
+	var r result
+	switch {
+	case len(h.ID) > 0 && id != want:
+		r = errResult(mover.StatusCorrupt, fmt.Errorf("cas: put %s: content hashes to %s: %w", want, id, cas.ErrCorrupt))
+	default:
+		if err := s.store.PutBytesSummed(s.reqCtx, id, buf); err != nil {
+			r = errResult(statusOf(err), err)
+		} else {
+			r = idResult(id)
+		}
+	}
+	return c.reply(&r) == nil
 }
 
 // execute runs a request whose data is in memory and answers it.

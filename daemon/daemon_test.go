@@ -75,6 +75,10 @@ func TestOps(t *testing.T) {
 	peer, peerStore := peertest.CAS(t)
 	small, large := data(4096, 1), data(2<<20+3, 2)
 	sid, lid := hexID(small), hexID(large)
+	// medium is hashed while it arrives, in pieces and a short last one;
+	// full fills a pack entry exactly, in whole pieces.
+	medium, full := data(300<<10+5, 3), data(1<<20, 4)
+	mid, fid := hexID(medium), hexID(full)
 	absent := hexID([]byte("absent"))
 	u64 := func(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 	c := e.Conn(t)
@@ -89,6 +93,14 @@ func TestOps(t *testing.T) {
 		{"write large", frame(mover.OpWrite, "", 0, 0, large), mover.StatusOK, []byte(lid), nil},
 		{"write with its id", frame(mover.OpWrite, sid, 0, 0, small), mover.StatusOK, []byte(sid), nil},
 		{"write large with its id", frame(mover.OpWrite, lid, 0, 0, large), mover.StatusOK, []byte(lid), nil},
+		{"write medium", frame(mover.OpWrite, "", 0, 0, medium), mover.StatusOK, []byte(mid), nil},
+		{"write medium again", frame(mover.OpWrite, "", 0, 0, medium), mover.StatusOK, []byte(mid), nil},
+		{"write medium with its id", frame(mover.OpWrite, mid, 0, 0, medium), mover.StatusOK, []byte(mid), nil},
+		{"write medium with a wrong id", frame(mover.OpWrite, absent, 0, 0, data(300<<10+5, 5)), mover.StatusCorrupt, nil, nil},
+		{"write medium with a bad id", frame(mover.OpWrite, "xyz", 0, 0, data(300<<10+5, 6)), mover.StatusError, nil, nil},
+		{"write 1 MiB with its id", frame(mover.OpWrite, fid, 0, 0, full), mover.StatusOK, []byte(fid), nil},
+		{"read medium", frame(mover.OpRead, mid, 0, 0, nil), mover.StatusOK, medium, nil},
+		{"read 1 MiB", frame(mover.OpRead, fid, 0, 0, nil), mover.StatusOK, full, nil},
 		{"write with a wrong id", frame(mover.OpWrite, absent, 0, 0, small), mover.StatusCorrupt, nil, nil},
 		{"write large with a wrong id", frame(mover.OpWrite, absent, 0, 0, large), mover.StatusCorrupt, nil, nil},
 		{"write upper-case id", frame(mover.OpWrite, strings.ToUpper(sid), 0, 0, small), mover.StatusOK, []byte(sid), nil},
@@ -123,7 +135,7 @@ func TestOps(t *testing.T) {
 		{"has absent", frame(mover.OpHas, absent, 0, 0, nil), mover.StatusNotFound, nil, nil},
 		{"stat", frame(mover.OpStat, "", 0, 0, nil), mover.StatusOK, nil, func(t *testing.T, r mover.Response) {
 			st, err := mover.DecodeStats(r.Data)
-			if err != nil || st.Objects != 3 || st.LargeObjects != 1 || st.DedupSaved == 0 {
+			if err != nil || st.Objects != 5 || st.LargeObjects != 1 || st.DedupSaved == 0 {
 				t.Fatalf("stats %+v %v", st, err)
 			}
 		}},

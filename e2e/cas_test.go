@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/xfer-io/xfer/internal/pattern"
 )
 
 // casRun runs xfer with stdin and extra environment.
@@ -279,9 +281,7 @@ func BenchmarkCASPut(b *testing.B) {
 		b.Fatal(err)
 	}
 	// One pseudo-random 8 MiB block, repeated with its first byte changed.
-	chunk := make([]byte, 8<<20)
-	x := uint64(88172645463325252)
-	xorshift(chunk, &x)
+	chunk := pattern.Bytes(8<<20, 88)
 	for i := int64(0); i < mib/8; i++ {
 		chunk[0] = byte(i)
 		f.Write(chunk)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,5 +148,42 @@ func TestHashMatchesB3sum(t *testing.T) {
 	out, errOut, code = runTool(t, dir, nil, xferBin, "hash", "--check", "SUMS")
 	if code != 1 || !strings.Contains(out+errOut, "one: FAILED") {
 		t.Errorf("hash --check of a changed file: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestHashThreadsB3sum: `xfer hash --threads N` prints what b3sum prints
+// for files at and beside the sizes the hashing cuts at (a BLAKE3 chunk,
+// a leaf, the AVX-512 kernels' subtrees, a piece, an xfer chunk), on 1, 2
+// and 8 threads (more threads than cores included), and --check agrees;
+// a negative count is a usage error.
+func TestHashThreadsB3sum(t *testing.T) {
+	b3 := needTool(t, "b3sum", "the reference")
+	dir := t.TempDir()
+	var names []string
+	for i, b := range []int64{1 << 10, 16 << 10, 32 << 10, 64 << 10, 256 << 10, 4 << 20, 12 << 20} {
+		for _, d := range []int64{-1, 0, 1} {
+			name := fmt.Sprintf("f%d", b+d)
+			writeRandom(t, filepath.Join(dir, name), b+d, uint64(3*i+int(d)+10))
+			names = append(names, name)
+		}
+	}
+	want, errOut, code := runTool(t, dir, nil, b3, names...)
+	if code != 0 {
+		t.Fatalf("b3sum: exit %d\n%s", code, errOut)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "SUMS"), []byte(want), 0o644))
+	for _, threads := range []string{"1", "2", "8", "0"} {
+		got, errOut, code := runTool(t, dir, nil, xferBin, append([]string{"hash", "--threads", threads}, names...)...)
+		if code != 0 || got != want {
+			t.Errorf("xfer hash --threads %s: exit %d (stderr %q); differs from b3sum:\nxfer:\n%s\nb3sum:\n%s", threads, code, errOut, got, want)
+		}
+		out, errOut, code := runTool(t, dir, nil, xferBin, "hash", "--threads", threads, "--check", "-q", "SUMS")
+		if code != 0 || out != "" {
+			t.Errorf("xfer hash --threads %s --check -q SUMS: exit %d\n%s%s", threads, code, out, errOut)
+		}
+	}
+	_, errOut, code = runTool(t, dir, nil, xferBin, "hash", "--threads", "-1", names[0])
+	if code != 2 || !strings.Contains(errOut, "--threads -1: want a number of threads") {
+		t.Errorf("xfer hash --threads -1: exit %d, want 2 and a usage message; stderr %q", code, errOut)
 	}
 }

@@ -27,10 +27,26 @@ import (
 // this test binary started again with MOVER_BENCH_DAEMON=DIR, serving a
 // store in DIR (on /dev/shm when there is one) on DIR/mover.sock.
 // MOVER_BENCH_POLL sets the daemon's poll time (default its default).
+// MOVER_BENCH_DAEMON_CPU and MOVER_BENCH_CLIENT_CPU pin the daemon and the
+// benchmark (client) process to the CPUs listed ("1", "0,2"), as
+// `taskset -c` would: scripts/bench-cas.sh gives each a CPU of its own.
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("MOVER_BENCH_DAEMON"); dir != "" {
+		err := benchtest.PinFromEnv("MOVER_BENCH_DAEMON_CPU")
+		if os.Getenv("MOVER_BENCH_DAEMON_CPU") == "" && os.Getenv("MOVER_BENCH_CLIENT_CPU") != "" {
+			// Not on the pinned client's CPU, which it inherited.
+			err = benchtest.Unpin()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		os.Exit(benchDaemon(dir))
+	}
+	if err := benchtest.PinFromEnv("MOVER_BENCH_CLIENT_CPU"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }
@@ -106,28 +122,18 @@ func daemonProcess(b *testing.B, o mover.Options) (*mover.Client, int, string) {
 }
 
 // startCPU notes the CPU time used so far by this process and the daemon
-// pid; the returned func reports the CPU time per op since.
+// pid; the returned func reports the CPU time per op since: cpu-ns/op of
+// both processes, client-cpu-ns/op and daemon-cpu-ns/op of each.
 func startCPU(b *testing.B, pid int) func() {
-	start := cpuTime() + procCPU(pid)
+	c0, d0 := cpuTime(), benchtest.ProcCPU(pid)
 	return func() {
 		if b.N > 0 {
-			b.ReportMetric(float64(cpuTime()+procCPU(pid)-start)/float64(b.N), "cpu-ns/op")
+			c, d := cpuTime()-c0, benchtest.ProcCPU(pid)-d0
+			b.ReportMetric(float64(c+d)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(c)/float64(b.N), "client-cpu-ns/op")
+			b.ReportMetric(float64(d)/float64(b.N), "daemon-cpu-ns/op")
 		}
 	}
-}
-
-// procCPU is the CPU time of process pid in nanoseconds (utime+stime from
-// /proc/PID/stat, in clock ticks of 10 ms).
-func procCPU(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return (ut + st) * 10_000_000
 }
 
 // clientSpin is mover.Options.Spin for the benchmarks: MOVER_BENCH_SPIN
@@ -186,6 +192,7 @@ func measure(b *testing.B, pid, keep int, op func(i int)) {
 	benchtest.ReportLatency(b, lat)
 }
 
+// cpuTime is the CPU time of this process so far (getrusage), in ns.
 func cpuTime() int64 {
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)

@@ -18,6 +18,10 @@
 #                         (section "CAS and the mover daemon (issue 5)";
 #                         BENCH_DOC=FILE writes to another copy of it)
 #   BENCH_STRICT=1        exit 1 when a target is missed
+#   BENCH_CLIENT_CPU=0    CPU of the Go benchmarks' client process and
+#   BENCH_DAEMON_CPU=1    CPU of the daemon process they start (pinned
+#                         like `taskset -c`, each with GOMAXPROCS 1; both
+#                         empty: not pinned; default pinned on 2+ CPUs)
 #
 # Targets (issue 5, on tmpfs): READ of a 4 KiB object over the socket p50
 # < 15 us, through the mapped zero-copy path < 1 us; BATCH of 100 4 KiB
@@ -34,6 +38,22 @@ BENCHTIME="${BENCH_BENCHTIME:-2s}"
 CAS_MIB="${BENCH_CAS_MIB:-2048}"
 DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
 GOFLAGS_BENCH=(-tags rdma -ldflags=-checklinkname=0)
+if (($(nproc) >= 2)); then
+	CLIENT_CPU="${BENCH_CLIENT_CPU-0}"
+	DAEMON_CPU="${BENCH_DAEMON_CPU-1}"
+else
+	CLIENT_CPU="${BENCH_CLIENT_CPU-}"
+	DAEMON_CPU="${BENCH_DAEMON_CPU-}"
+fi
+for v in "$CLIENT_CPU" "$DAEMON_CPU"; do
+	[[ -z "$v" || "$v" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "BENCH_CLIENT_CPU and BENCH_DAEMON_CPU take CPU numbers separated by commas"
+done
+PIN_ENV=(MOVER_BENCH_CLIENT_CPU="$CLIENT_CPU" MOVER_BENCH_DAEMON_CPU="$DAEMON_CPU")
+if [[ -n "$CLIENT_CPU$DAEMON_CPU" ]]; then
+	PINNING="client on CPU ${CLIENT_CPU:-any}, daemon on CPU ${DAEMON_CPU:-any}"
+else
+	PINNING="not pinned"
+fi
 
 need_xfer
 command -v go >/dev/null || die "go not found (the latency figures are Go benchmarks)"
@@ -52,11 +72,12 @@ log "building the benchmark binary of ./mover"
 GO_BENCHES='^Benchmark(Read4K|ReadMapped4K|Batch100x4K|Write1M)$'
 
 # go_round: one run of the mover benchmarks (each starts its own daemon
-# process on a fresh store under $BD/tmp); records p50-ns, ns/op and
-# cpu-ns/op of each in $RES/NAME.{p50,nsop,cpu}.
+# process on a fresh store under $BD/tmp); records p50-ns, ns/op,
+# cpu-ns/op and the CPU of each side of each in
+# $RES/NAME.{p50,nsop,cpu,ccpu,dcpu}.
 go_round() {
 	local out="$RES/go.out"
-	TMPDIR="$BD/tmp" "$BD/mover.test" -test.run '^$' -test.bench "$GO_BENCHES" \
+	env "${PIN_ENV[@]}" TMPDIR="$BD/tmp" "$BD/mover.test" -test.run '^$' -test.bench "$GO_BENCHES" \
 		-test.benchtime "$BENCHTIME" -test.count 1 >"$out" 2>&1 || {
 		tail -n 20 "$out" >&2
 		die "mover benchmarks failed"
@@ -69,6 +90,8 @@ go_round() {
 				if ($(i+1) == "ns/op") print $i >> (dir "/" name ".nsop")
 				if ($(i+1) == "p50-ns") print $i >> (dir "/" name ".p50")
 				if ($(i+1) == "cpu-ns/op") print $i >> (dir "/" name ".cpu")
+				if ($(i+1) == "client-cpu-ns/op") print $i >> (dir "/" name ".ccpu")
+				if ($(i+1) == "daemon-cpu-ns/op") print $i >> (dir "/" name ".dcpu")
 			}
 		}' "$out"
 }
@@ -132,14 +155,16 @@ lt() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a < b)}' && echo 1 || echo 0; }
 
 p50() { median "$RES/$1.p50"; }
 cpu() { median "$RES/$1.cpu"; }
+# sides NAME: "cpu X µs/op (client Y, daemon Z)"
+sides() { echo "cpu $(us "$(cpu "$1")") µs/op (client $(us "$(median "$RES/$1.ccpu")"), daemon $(us "$(median "$RES/$1.dcpu")"))"; }
 row "READ 4 KiB over the socket, p50" "$(us "$(p50 Read4K)")" µs "< 15 µs" "$(lt "$(p50 Read4K)" 15000)" \
-	"BenchmarkRead4K; cpu $(us "$(cpu Read4K)") µs/op (both processes)"
+	"BenchmarkRead4K; $(sides Read4K)"
 row "READ 4 KiB, mapped zero-copy, p50" "$(us "$(p50 ReadMapped4K)")" µs "< 1 µs" "$(lt "$(p50 ReadMapped4K)" 1000)" \
 	"BenchmarkReadMapped4K (location known: no request)"
 row "BATCH of 100 4 KiB READs, p50" "$(us "$(p50 Batch100x4K)")" µs "< 300 µs" "$(lt "$(p50 Batch100x4K)" 300000)" \
-	"BenchmarkBatch100x4K; cpu $(us "$(cpu Batch100x4K)") µs/op"
+	"BenchmarkBatch100x4K; $(sides Batch100x4K)"
 row "WRITE 1 MiB, p50" "$(us "$(p50 Write1M)")" µs "< 1000 µs" "$(lt "$(p50 Write1M)" 1000000)" \
-	"BenchmarkWrite1M (new content, synced); cpu $(us "$(cpu Write1M)") µs/op"
+	"BenchmarkWrite1M (new content, synced); $(sides Write1M)"
 if ((CAS_MIB > 0)); then
 	PT="$(median "$RES/put.t")"
 	BT="$(median "$RES/b3sum.t")"
@@ -155,18 +180,18 @@ table() {
 	for r in "${ROWS[@]}"; do echo "| ${r//|/ | } |"; done
 }
 
-raw() { raw_values 22 "" "$RES"/*.p50 "$RES"/*.cpu "$RES"/*.t; }
+raw() { raw_values 22 "" "$RES"/*.p50 "$RES"/*.cpu "$RES"/*.ccpu "$RES"/*.dcpu "$RES"/*.t; }
 
 machine() {
 	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | awk 'NR == 1')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; load average at start $LOAD0"
 	echo "- kernel: $(uname -sr); $(go version | sed 's/^go version //'); $(b3sum --version)"
 	echo "- xfer: $("$XFER" version 2>/dev/null | sed -n 1p)"
-	echo "- data, stores and socket on $TMPBASE ($(df --output=fstype "$TMPBASE" | tail -n1 | tr -d ' ')); $ROUNDS interleaved rounds, medians; Go benchmarks -test.benchtime $BENCHTIME"
+	echo "- data, stores and socket on $TMPBASE ($(df --output=fstype "$TMPBASE" | tail -n1 | tr -d ' ')); $ROUNDS interleaved rounds, medians; Go benchmarks -test.benchtime $BENCHTIME, $PINNING"
 }
 
 COMMANDS="$(
 	echo "go test -c -tags rdma -ldflags=-checklinkname=0 -o mover.test ./mover/"
-	echo "TMPDIR=$TMPBASE/... mover.test -test.run '^\$' -test.bench '$GO_BENCHES' -test.benchtime $BENCHTIME -test.count 1"
+	echo "MOVER_BENCH_CLIENT_CPU=$CLIENT_CPU MOVER_BENCH_DAEMON_CPU=$DAEMON_CPU TMPDIR=$TMPBASE/... mover.test -test.run '^\$' -test.bench '$GO_BENCHES' -test.benchtime $BENCHTIME -test.count 1"
 	if ((CAS_MIB > 0)); then
 		echo "xfer cas put --cas $TMPBASE/.../store SRC   (fresh store each run; id checked against b3sum)"
 		echo "b3sum --num-threads 1 SRC                   (SRC: $CAS_MIB MiB from /dev/urandom on $TMPBASE)"
@@ -180,7 +205,7 @@ table
 echo
 echo "Commands:"
 while IFS= read -r l; do echo "  $l"; done <<<"$COMMANDS"
-echo "Raw values per round (ns for .p50/.cpu, s for .t; loadavg: 1-min load at the start of each round):"
+echo "Raw values per round (ns for .p50/.cpu/.ccpu/.dcpu, s for .t; loadavg: 1-min load at the start of each round):"
 raw | sed 's/^/  /'
 ((MISSES == 0)) || log "$MISSES target(s) missed"
 
@@ -193,7 +218,7 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		echo
 		table
 		echo
-		echo "Commands and raw values (ns for .p50/.cpu, seconds for .t; loadavg.t: 1-minute load average at the start of each round):"
+		echo "Commands and raw values (ns for .p50/.cpu/.ccpu/.dcpu (both sides, client, daemon), seconds for .t; loadavg.t: 1-minute load average at the start of each round):"
 		echo
 		echo '```'
 		echo "$COMMANDS"

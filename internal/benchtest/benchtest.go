@@ -1,6 +1,7 @@
 // Package benchtest holds what benchmarks of several packages share: a
 // scratch directory on tmpfs, so that they measure the code and not the
-// disk, and how they report latencies.
+// disk, how they report latencies, pinning a process to CPUs of its own
+// (as `taskset -c` does) and reading another process's CPU time.
 package benchtest
 
 import (

@@ -5,17 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
 	"lukechampine.com/blake3/guts"
 )
 
 // HashFile returns the BLAKE3 hash (as b3sum prints it) of the first n bytes
 // of r, typically an *os.File. Pieces of at most DefaultChunkSize bytes are
-// read with ReadAt (pread) and hashed by workers goroutines (0 means
-// GOMAXPROCS), each owning one buffer, so memory stays below
+// hashed by workers goroutines (0 means GOMAXPROCS). When r is an *os.File
+// each piece is mapped from the page cache (mmap with MAP_POPULATE: no copy,
+// one fault per piece rather than per page) and unmapped once hashed; a
+// file that shrinks meanwhile is an error, not a crash. Otherwise, or where
+// the file cannot be mapped, pieces are read with ReadAt (pread) into one
+// buffer per worker. Either way memory stays below
 // (workers+1)*DefaultChunkSize. Cancelling ctx stops the work after the
 // pieces in flight and returns an error wrapping ctx.Err().
 func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest, error) {
@@ -57,19 +64,30 @@ func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, p)
+			f, _ := r.(*os.File)
+			var buf []byte // for pread, made when first needed
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if i >= k {
 					return
 				}
 				off := i * p
-				piece := buf[:min(p, n-off)]
-				if err := readPiece(r, piece, off); err != nil {
+				size := min(p, n-off)
+				d, mapped, err := mappedDigest(f, off, size)
+				if !mapped {
+					if buf == nil {
+						buf = make([]byte, p)
+					}
+					piece := buf[:size]
+					if err = readPiece(r, piece, off); err == nil {
+						d = pieceDigest(piece, off)
+					}
+				}
+				if err != nil {
 					results <- result{index: i, err: err}
 					return
 				}
-				results <- result{index: i, cv: digestCV(pieceDigest(piece, off))}
+				results <- result{index: i, cv: digestCV(d)}
 			}
 		}()
 	}
@@ -112,6 +130,32 @@ func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest,
 		return Digest{}, fmt.Errorf("hashtree: hash file: %w", context.Cause(ctx))
 	}
 	return m.root(pending[k-1]), nil
+}
+
+// mappedDigest hashes the piece of f at off, n bytes, mapped from the page
+// cache. mapped is false, with no error, where f is nil, shorter than
+// off+n or cannot be mapped (the caller reads the piece instead); a fault while hashing (the file was
+// truncated meanwhile) is an error.
+func mappedDigest(f *os.File, off, n int64) (d Digest, mapped bool, err error) {
+	if f == nil || n <= 0 {
+		return Digest{}, false, nil
+	}
+	if st, err := f.Stat(); err != nil || st.Size() < off+n {
+		return Digest{}, false, nil // pread says what is wrong
+	}
+	b, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return Digest{}, false, nil
+	}
+	defer unix.Munmap(b)
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if recover() != nil {
+			err = fmt.Errorf("hashtree: hash %s: bytes %d to %d vanished while they were hashed (the file shrank)", f.Name(), off, off+n)
+		}
+	}()
+	return pieceDigest(b, off), true, nil
 }
 
 // readPiece fills buf from r at offset off.

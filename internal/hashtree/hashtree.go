@@ -148,6 +148,12 @@ func parentCV(left, right [8]uint32) [8]uint32 {
 // length when there are enough of them, and a copy of the part otherwise:
 // callers whose slice must not be read past its length pass b[:n:n].
 func node(b []byte, counter uint64) guts.Node {
+	return nodeSIMD(b, counter, have16())
+}
+
+// nodeSIMD is node, with the sixteen-lane kernels of compress16.go for full
+// subtrees of at least 32 chunks when wide is true.
+func nodeSIMD(b []byte, counter uint64, wide bool) guts.Node {
 	switch {
 	case len(b) <= guts.ChunkSize:
 		return guts.CompressChunk(b, &guts.IV, counter, 0)
@@ -161,9 +167,12 @@ func node(b []byte, counter uint64) guts.Node {
 		return guts.CompressBuffer(&tmp, len(b), &guts.IV, counter, 0)
 	}
 	chunks := (len(b) + guts.ChunkSize - 1) / guts.ChunkSize
+	if len(b)%guts.ChunkSize == 0 && chunks&(chunks-1) == 0 && chunks >= 2*guts.MaxSIMD && wide {
+		return subtree16(b, counter) // a full subtree of at least 32 chunks
+	}
 	left := 1 << (bits.Len(uint(chunks-1)) - 1) // largest power of two < chunks
-	l := node(b[:left*guts.ChunkSize], counter)
-	r := node(b[left*guts.ChunkSize:], counter+uint64(left))
+	l := nodeSIMD(b[:left*guts.ChunkSize], counter, wide)
+	r := nodeSIMD(b[left*guts.ChunkSize:], counter+uint64(left), wide)
 	return guts.ParentNode(guts.ChainingValue(l), guts.ChainingValue(r), &guts.IV, 0)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -527,6 +528,52 @@ func TestSumSmall(t *testing.T) {
 		}
 		if got := Sum(big[:size]); got != want {
 			t.Fatalf("Sum(%d bytes, spare capacity) = %s, want %s", size, got, want)
+		}
+	}
+}
+
+// boundarySizes are input sizes at and beside the boundaries the hashing
+// code cuts at: a BLAKE3 chunk (1 KiB), a SIMD group and a leaf (16 KiB),
+// the kernels' smallest subtree (32 KiB), the smallest piece (64 KiB), the
+// kernels' largest subtree in one go (256 KiB), a chunk of xfer's
+// (DefaultChunkSize) and several of them.
+func boundarySizes() []int64 {
+	var sizes []int64
+	for _, b := range []int64{1 << 10, 16 << 10, 32 << 10, 64 << 10, 256 << 10, DefaultChunkSize, 3 * DefaultChunkSize} {
+		sizes = append(sizes, b-1, b, b+1)
+	}
+	return append(sizes, 0, 17<<20+16<<10+1)
+}
+
+// TestHashFileBoundaries: HashFile on 1, 2 and 8 workers, from a mapped
+// file and through ReadAt, gives BLAKE3's digest at every boundary size.
+func TestHashFileBoundaries(t *testing.T) {
+	dir := t.TempDir()
+	for _, size := range boundarySizes() {
+		data := testData(size, 22)
+		want := reference(data)
+		path := filepath.Join(dir, fmt.Sprintf("f%d", size))
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, workers := range []int{1, 2, 8} {
+			for name, r := range map[string]io.ReaderAt{"file": f, "readerat": bytes.NewReader(data)} {
+				got, err := HashFile(context.Background(), r, size, workers)
+				if err != nil {
+					t.Fatalf("HashFile(%s, %d bytes, %d workers): %v", name, size, workers, err)
+				}
+				if got != want {
+					t.Errorf("HashFile(%s, %d bytes, %d workers) = %s, want %s", name, size, workers, got, want)
+				}
+			}
+		}
+		f.Close()
+		if got := Sum(data); got != want {
+			t.Errorf("Sum(%d bytes) = %s, want %s", size, got, want)
 		}
 	}
 }

@@ -44,3 +44,24 @@ func TestIncompressible(t *testing.T) {
 		}
 	}
 }
+
+// TestStream: a stream read in pieces of any size gives the same bytes as
+// Bytes of the whole length.
+func TestStream(t *testing.T) {
+	const n = 1<<16 + 13
+	want := Bytes(n, 9)
+	for _, piece := range []int{1, 7, 8, 4096, n} {
+		s := NewStream(9)
+		got := make([]byte, 0, n)
+		for len(got) < n {
+			b := make([]byte, min(piece, n-len(got)))
+			if k, err := s.Read(b); k != len(b) || err != nil {
+				t.Fatalf("piece %d: Read = %d, %v", piece, k, err)
+			}
+			got = append(got, b...)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("pieces of %d differ from Bytes(%d, 9)", piece, n)
+		}
+	}
+}
