@@ -279,6 +279,14 @@ func (f *Filter) selects() bool {
 	return len(f.rules) > 0 || f.files != nil
 }
 
+// Protects reports whether Diff with opt keeps the excluded destination
+// entries beneath a directory it deletes or replaces (rules or a
+// --files-from list, and no --delete-excluded): it then needs that
+// directory's contents in the destination listing.
+func (f *Filter) Protects(opt DiffOptions) bool {
+	return f != nil && f.selects() && !opt.DeleteExcluded
+}
+
 func (f *Filter) hasLimits() bool {
 	return f.minSize >= 0 || f.maxSize >= 0 || f.minAge > 0 || f.maxAge > 0
 }
@@ -441,7 +449,7 @@ func (f *Filter) Diff(ctx context.Context, src, dst Lister, opt DiffOptions, emi
 	if f.Empty() {
 		return Diff(ctx, src, dst, opt, emit)
 	}
-	d := &filteredDiff{f: f, emit: emit, protect: f.selects() && !opt.DeleteExcluded}
+	d := &filteredDiff{f: f, emit: emit, protect: f.Protects(opt)}
 	if f.selects() {
 		src = f.Lister(src)
 		if d.protect {

@@ -40,19 +40,29 @@ type walkPlan struct {
 }
 
 // walkOff says why the distributed walk cannot take opt ("": it can), as
-// the option a notice names.
+// the option a notice names. Filters (rules, --files-from, size and age
+// limits) and --backup-dir do not need the whole tree: the coordinator
+// applies the rules to what it expands (see expand) and every unit sees
+// paths relative to the transfer's top, as one walk does.
 func walkOff(opt wire.Options) string {
 	switch {
 	case opt.HardLinks:
 		return "--hard-links (a file's names may lie in different units)"
 	case opt.MaxDelete != nil:
 		return "--max-delete (counted over the whole tree)"
-	case opt.Filter != nil:
-		return "filters (rules that see the whole tree)"
-	case opt.BackupDir != "":
-		return "--backup-dir"
 	}
 	return ""
+}
+
+// prunes reports whether one walk of the whole tree would leave out
+// directory d of the source (a path relative to the top) and all beneath
+// it: a rule excludes it (its parents were not excluded: expand does not
+// go into them), or it is the backup directory of --backup-dir.
+func prunes(flt *plan.Filter, backupDir, d string) bool {
+	if backupDir != "" && (d == backupDir || strings.HasPrefix(d, backupDir+"/")) {
+		return true
+	}
+	return !flt.Lists(plan.Entry{Path: d, Type: plan.TypeDir})
 }
 
 // digest identifies the cut: a job's record holds it, so that a rerun
@@ -71,8 +81,16 @@ func (p *walkPlan) digest() string {
 // expand reads the tree's top directories one at a time on the source
 // agents (breadth first, in order) until UnitsPerPair subtrees per pair
 // wait or none is left. ok false: the top is not a directory that could
-// be read, and the run walks as before.
+// be read, and the run walks as before. A directory that one walk would
+// not descend into (excluded by the filter, the backup directory) is
+// neither expanded nor made a unit.
 func (c *cluster) expand(ctx context.Context) (p walkPlan, ok bool, err error) {
+	var flt *plan.Filter // nil passes everything
+	if c.opt.Filter != nil {
+		if flt, err = plan.NewFilter(*c.opt.Filter); err != nil {
+			return p, false, exitcode.Usagef("filter: %v", err)
+		}
+	}
 	queue := []string{""}
 	for i := 0; len(queue) > 0 && len(queue) < UnitsPerPair*c.pairs && len(p.expanded) < MaxExpand; i++ {
 		d := queue[0]
@@ -89,10 +107,11 @@ func (c *cluster) expand(ctx context.Context) (p walkPlan, ok bool, err error) {
 		}
 		p.expanded = append(p.expanded, d)
 		for _, e := range entries {
-			switch e.Type {
-			case plan.TypeDir:
-				queue = append(queue, plan.Join(d, e.Path))
-			case plan.TypeFile:
+			e.Path = plan.Join(d, e.Path)
+			switch {
+			case e.Type == plan.TypeDir && !prunes(flt, c.opt.BackupDir, e.Path):
+				queue = append(queue, e.Path)
+			case e.Type == plan.TypeFile && flt.Match(e):
 				p.bytes += e.Size
 			}
 		}

@@ -389,7 +389,13 @@ func (e *engine) run() error {
 				dl = e.dst.List(e.ctx, plan.Join(e.dstPath, d), false)
 			}
 			walkers = append(walkers, w)
-			sl := e.protectBackups(plan.Prefixed(w, d))
+			var src plan.Lister = w
+			if u.Shallow && realDirs[d] && e.opt.Shard == nil && flt.Protects(dopt) {
+				if src, dl, derr = e.withDeletedDirs(w, dl, d); derr != nil {
+					break
+				}
+			}
+			sl := e.protectBackups(plan.Prefixed(src, d))
 			dl = e.protectBackups(plan.Prefixed(dl, d))
 			if derr = flt.Diff(e.ctx, sl, dl, dopt, visit); derr != nil {
 				break
