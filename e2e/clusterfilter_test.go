@@ -17,6 +17,11 @@ import (
 type clusterWalkCase struct {
 	name  string
 	rules []string
+	// vsOne: the reference is what one agent per side makes, not rsync
+	// (rsync -a --delete takes no --files-from without -r).
+	vsOne bool
+	// has is a path the destination must hold after the run.
+	has string
 }
 
 // TestClusterDistributedWalkFilters runs cluster syncs with filters
@@ -36,6 +41,8 @@ func TestClusterDistributedWalkFilters(t *testing.T) {
 	one := startServerOn(t, "127.0.0.8", rootA)
 	oneDst := startServerOn(t, "127.0.0.9", rootC)
 	cfg := clusterConfig(t, map[string][]*server{"clusterA": a, "clusterB": b, "one": {one}, "oneDst": {oneDst}})
+	list := filepath.Join(t.TempDir(), "list")
+	must(t, os.WriteFile(list, []byte("d3/e1/f2/x\nd0/top.bin\nd5/e2\nroot-file\n"), 0o644))
 	cases := []clusterWalkCase{
 		// d1 and d2/e3 are units the coordinator would make.
 		{name: "anchored", rules: []string{"--exclude", "/d1", "--exclude", "/d2/e3"}},
@@ -44,13 +51,14 @@ func TestClusterDistributedWalkFilters(t *testing.T) {
 		{name: "include-first", rules: []string{"--include", "/d3", "--exclude", "/d*"}},
 		{name: "size", rules: []string{"--min-size", "150", "--max-size", "600"}},
 		{name: "delete-excluded", rules: []string{"--delete-excluded", "--exclude", "f3", "--exclude", "/d4"}},
+		{name: "files-from", rules: []string{"--files-from", list}, vsOne: true, has: "d3/e1/f2/x"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			name := fmt.Sprintf("c%d", i)
 			dst := filepath.Join(rootB, name)
-			ref := filepath.Join(t.TempDir(), "ref")
-			for _, d := range []string{dst, ref} {
+			ref, oneDir := filepath.Join(t.TempDir(), "ref"), filepath.Join(rootC, name)
+			for _, d := range []string{dst, ref, oneDir} {
 				staleDest(t, d)
 				// A directory only the destination has, directly in the
 				// top (read alone by the final pass), with what the rules
@@ -62,7 +70,9 @@ func TestClusterDistributedWalkFilters(t *testing.T) {
 				stampTree(t, d)
 			}
 			args := append([]string{"-a", "--delete"}, c.rules...)
-			if out, err := exec.Command("rsync", append(args, src+"/", ref+"/")...).CombinedOutput(); err != nil {
+			if c.vsOne {
+				ref = oneDir
+			} else if out, err := exec.Command("rsync", append(args, src+"/", ref+"/")...).CombinedOutput(); err != nil {
 				t.Fatalf("rsync: %v\n%s", err, out)
 			}
 			// One filtered walk: what one agent per side reads.
@@ -84,6 +94,9 @@ func TestClusterDistributedWalkFilters(t *testing.T) {
 				_, s := clusterRun(t, r)
 				sameKept(t, src, ref, dst)
 				noLeftovers(t, rootB)
+				if _, err := os.Lstat(filepath.Join(dst, c.has)); c.has != "" && err != nil {
+					t.Errorf("run %d: %v", run+1, err)
+				}
 				if n := dirsRead(t, s, a); n > limit {
 					t.Errorf("run %d: the source agents read %d directories, one filtered walk %d (limit %d): %+v", run+1, n, limit*10/12, limit, s.Agents)
 				}
