@@ -127,6 +127,9 @@ func Run(t *testing.T, tr backends.Transport, opts Options) {
 	t.Run("CloseUnblocks", func(t *testing.T) { testCloseUnblocks(t, tr, opts) })
 	t.Run("UseAfterClose", func(t *testing.T) { testUseAfterClose(t, tr, opts) })
 	t.Run("OpenCancelled", func(t *testing.T) { testOpenCancelled(t, tr, opts) })
+	t.Run("SmallAmongLarge", func(t *testing.T) { testSmallAmongLarge(t, tr, opts) })
+	t.Run("PeerClosesMidBatch", func(t *testing.T) { testPeerClosesMidBatch(t, tr, opts) })
+	t.Run("CancelWhileReceiving", func(t *testing.T) { testCancelWhileReceiving(t, tr, opts) })
 	t.Run("NoLeaks", func(t *testing.T) { testNoLeaks(t, tr, opts) })
 }
 
