@@ -144,32 +144,37 @@ run_iperf() {
 	val "$series.scpu" "$(awk '/"remote_total"/ {gsub(/[,]/,""); print $2; exit}' "$out")"
 }
 
+# perftest OUT ARGS...: one ucx_perftest run (server and client with ARGS,
+# over the UCX_TLS of the environment), the client's output in OUT.
+perftest() {
+	local out="$1"
+	shift
+	start_peer ucx_perftest "$@"
+	timeout "$TIMEOUT" ucx_perftest 127.0.0.1 "$@" -p "$PEER_PORT" >"$out" 2>&1 || {
+		cat "$out" "$RES/peer.log" >&2
+		die "ucx_perftest $* (UCX_TLS=$UCX_TLS) failed"
+	}
+	wait_peer
+}
+# perfcol OUT COL: column COL of ucx_perftest's final line.
+perfcol() { awk -v c="$2" '$1 ~ /^[0-9]+$/ && NF == 8 {v=$c} END {print v}' "$1"; }
+mbs_gbit() { awk -v v="$1" 'BEGIN{printf "%.4f", v*1048576*8/1e9}'; }
+
 # ucx_perftest tag_bw with 1 MiB messages over UCX_TLS; records Gbit/s
 # (its "overall" bandwidth, MB = 2^20 bytes).
 UCX_ITERS=$((DUR * 1000))
+UCX_BW=(-t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f)
 run_ucx() {
-	local out="$RES/ucx.out"
-	start_peer ucx_perftest -t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f
-	timeout "$TIMEOUT" ucx_perftest 127.0.0.1 -t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f -p "$PEER_PORT" >"$out" 2>&1 || {
-		cat "$out" "$RES/peer.log" >&2
-		die "ucx_perftest failed"
-	}
-	wait_peer
-	val ucx.gbit "$(awk '$1 ~ /^[0-9]+$/ && NF == 8 {bw=$6} END {printf "%.4f", bw*1048576*8/1e9}' "$out")"
+	perftest "$RES/ucx.out" "${UCX_BW[@]}"
+	val ucx.gbit "$(mbs_gbit "$(perfcol "$RES/ucx.out" 6)")"
 }
 
 # ucx_perftest tag_lat with 64-byte messages over UCX_TLS; records the round
 # trip in µs (twice its 50th percentile, which is half a round trip), the
 # figure xfer bench's ping p50 is compared with.
 run_ucx_lat() {
-	local out="$RES/ucxlat.out"
-	start_peer ucx_perftest -t tag_lat -s 64 -n "$((DUR * 20000))" -w 1000 -f
-	timeout "$TIMEOUT" ucx_perftest 127.0.0.1 -t tag_lat -s 64 -n "$((DUR * 20000))" -w 1000 -f -p "$PEER_PORT" >"$out" 2>&1 || {
-		cat "$out" "$RES/peer.log" >&2
-		die "ucx_perftest tag_lat failed"
-	}
-	wait_peer
-	val ucx_lat.rtus "$(awk '$1 ~ /^[0-9]+$/ && NF == 8 {l=$2} END {printf "%.3f", 2*l}' "$out")"
+	perftest "$RES/ucxlat.out" -t tag_lat -s 64 -n "$((DUR * 20000))" -w 1000 -f
+	val ucx_lat.rtus "$(awk -v l="$(perfcol "$RES/ucxlat.out" 2)" 'BEGIN{printf "%.3f", 2*l}')"
 }
 
 # ucx_perftest tag_bw over UCX's shared-memory transports (UCX_TLS=$UCX_SHM_TLS,
@@ -178,14 +183,8 @@ run_ucx_lat() {
 # have no peer-failure detection, which every rdma stream needs).
 UCX_SHM_TLS="${BENCH_UCX_SHM_TLS:-posix,sysv,cma,self}"
 run_ucx_shm() {
-	local out="$RES/ucxshm.out"
-	UCX_TLS="$UCX_SHM_TLS" UCX_NET_DEVICES=all start_peer ucx_perftest -t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f
-	UCX_TLS="$UCX_SHM_TLS" UCX_NET_DEVICES=all timeout "$TIMEOUT" ucx_perftest 127.0.0.1 -t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f -p "$PEER_PORT" >"$out" 2>&1 || {
-		cat "$out" "$RES/peer.log" >&2
-		die "ucx_perftest over $UCX_SHM_TLS failed"
-	}
-	wait_peer
-	val ucx_shm.gbit "$(awk '$1 ~ /^[0-9]+$/ && NF == 8 {bw=$6} END {printf "%.4f", bw*1048576*8/1e9}' "$out")"
+	UCX_TLS="$UCX_SHM_TLS" UCX_NET_DEVICES=all perftest "$RES/ucxshm.out" "${UCX_BW[@]}"
+	val ucx_shm.gbit "$(mbs_gbit "$(perfcol "$RES/ucxshm.out" 6)")"
 }
 
 # field LINE NAME: a top-level number of an `xfer bench --json` line;
