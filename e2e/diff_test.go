@@ -491,19 +491,14 @@ func needRclone(t *testing.T) {
 	needTool(t, "rclone", "the reference this case compares with (make deps)")
 }
 
-// xevent is one --json event.
+// xevent is one --json event; the summary's counters are those of
+// summary.
 type xevent struct {
-	Event            string `json:"event"`
-	Path             string `json:"path"`
-	Action           string `json:"action"`
-	Error            string `json:"error"`
-	Msg              string `json:"msg"`
-	FilesTransferred int64  `json:"files_transferred"`
-	BytesTransferred int64  `json:"bytes_transferred"`
-	FilesDeleted     int64  `json:"files_deleted"`
-	DirsCreated      int64  `json:"dirs_created"`
-	Errors           int64  `json:"errors"`
-	DryRun           bool   `json:"dry_run"`
+	summary
+	Path   string `json:"path"`
+	Action string `json:"action"`
+	Error  string `json:"error"`
+	Msg    string `json:"msg"`
 }
 
 // xrun is one xfer run: its output, events and summary.

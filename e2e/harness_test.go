@@ -377,6 +377,11 @@ type summary struct {
 	DryRun        bool   `json:"dry_run"`
 	SSHData       string `json:"ssh_data"`
 	XattrsUpdated int64  `json:"xattrs_updated"`
+	DirsCreated   int64  `json:"dirs_created"`
+	// A removal's (delete, purge, a move's source) counts and exit.
+	DirsRemoved   int64 `json:"dirs_removed"`
+	SourceRemoved int64 `json:"source_removed"`
+	ExitCode      int   `json:"exit_code"`
 }
 
 // jsonRun parses every line of a --json run; the last must be the summary.

@@ -271,15 +271,7 @@ func countRun(t *testing.T, r result) runCounts {
 	if r.code != 0 {
 		t.Fatal(r)
 	}
-	events, _ := jsonRun(t, r)
-	var s struct {
-		Files   int64 `json:"files_transferred"`
-		Bytes   int64 `json:"bytes_transferred"`
-		Deleted int64 `json:"files_deleted"`
-		Dirs    int64 `json:"dirs_created"`
-	}
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	must(t, json.Unmarshal([]byte(lines[len(lines)-1]), &s))
+	events, s := jsonRun(t, r)
 	n := map[string]int{}
 	for _, e := range events[:len(events)-1] {
 		if k := e["event"].(string); k != "notice" && k != "progress" {
@@ -291,7 +283,7 @@ func countRun(t *testing.T, r result) runCounts {
 		names = append(names, fmt.Sprintf("%s=%d", k, v))
 	}
 	sort.Strings(names)
-	return runCounts{s.Files, s.Bytes, s.Deleted, s.Dirs, strings.Join(names, " ")}
+	return runCounts{s.FilesTransferred, s.BytesTransferred, s.FilesDeleted, s.DirsCreated, strings.Join(names, " ")}
 }
 
 // TestDryRunCountsMatch: in every direction, a dry run reports the very

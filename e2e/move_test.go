@@ -6,7 +6,6 @@ package e2e
 // run changes nothing.
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,32 +74,17 @@ func (s *site) path(rel string) string { return filepath.Join(s.base, rel) }
 
 // runJSON runs xfer args... --json with the sites' flags and parses what
 // it printed.
-func runJSON(t *testing.T, sites []*site, args ...string) (xrun, rmSummary) {
+func runJSON(t *testing.T, sites []*site, args ...string) (xrun, summary) {
 	t.Helper()
 	args = append(args, "--json")
 	for _, s := range sites {
 		args = append(args, s.flags()...)
 	}
 	x := parseRun(xfer(t, args...))
-	var sum rmSummary
-	lines := strings.Split(strings.TrimSpace(x.stdout), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || sum.Event != "summary" {
+	if x.sum == nil {
 		t.Fatalf("xfer %q: no summary: %s", args, x.result)
 	}
-	return x, sum
-}
-
-// rmSummary is what a removal's summary counts.
-type rmSummary struct {
-	Event            string `json:"event"`
-	FilesTransferred int64  `json:"files_transferred"`
-	FilesSkipped     int64  `json:"files_skipped"`
-	FilesDeleted     int64  `json:"files_deleted"`
-	DirsRemoved      int64  `json:"dirs_removed"`
-	SourceRemoved    int64  `json:"source_removed"`
-	Errors           int64  `json:"errors"`
-	DryRun           bool   `json:"dry_run"`
-	ExitCode         int    `json:"exit_code"`
+	return x, x.sum.summary
 }
 
 // flagCase is one way to run a command: its name and flags.

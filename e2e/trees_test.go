@@ -4,8 +4,6 @@ package e2e
 // compare (snapshots of types, contents, modes, mtimes and link targets).
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xfer-io/xfer/internal/pattern"
 )
@@ -27,40 +27,51 @@ type node struct {
 	Target string
 }
 
-// snapshot walks dir without following symlinks.
+// snapshot walks dir without following symlinks: what a plain comparison
+// looks at of every entry beneath it.
 func snapshot(t *testing.T, dir string) map[string]node {
 	t.Helper()
-	out := map[string]node{}
-	walkBelow(t, dir, func(rel, p string) error {
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		n := node{Mode: info.Mode().Perm() | info.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)}
-		switch {
-		case info.Mode().IsRegular():
-			n.Type, n.Size = "file", info.Size()
-			n.Mtime = info.ModTime().UnixNano()
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.Sum256(b)
-			n.Sum = hex.EncodeToString(h[:])
-		case info.IsDir():
-			n.Type = "dir"
-			n.Mtime = info.ModTime().UnixNano()
-		case info.Mode()&fs.ModeSymlink != 0:
-			n.Type = "symlink"
-			n.Mode = 0
-			n.Target, _ = os.Readlink(p)
+	tree := scanTree(t, dir)
+	if tree == nil {
+		t.Fatalf("walking %s: no such directory", dir)
+	}
+	out := nodes(tree)
+	delete(out, ".")
+	delete(out, "./")
+	return out
+}
+
+// nodes is what a plain comparison looks at of each entry of tree: the
+// content of files, the mtimes of files and directories, the modes of all
+// but symlinks, and the targets of symlinks. Fifos count as "other".
+func nodes(tree ftree) map[string]node {
+	out := make(map[string]node, len(tree))
+	for p, f := range tree {
+		n := node{Type: f.Type, Mode: fileMode(f.Mode)}
+		switch f.Type {
+		case "file":
+			n.Size, n.Mtime, n.Sum = f.Size, f.Mtime, f.Sum
+		case "dir":
+			n.Mtime = f.Mtime
+		case "symlink":
+			n.Mode, n.Target = 0, f.Target
 		default:
 			n.Type = "other"
 		}
-		out[rel] = n
-		return nil
-	})
+		out[p] = n
+	}
 	return out
+}
+
+// fileMode is the permission and set-id bits of st_mode as a FileMode.
+func fileMode(m uint32) fs.FileMode {
+	fm := fs.FileMode(m & 0o777)
+	for bit, flag := range map[uint32]fs.FileMode{unix.S_ISUID: fs.ModeSetuid, unix.S_ISGID: fs.ModeSetgid, unix.S_ISVTX: fs.ModeSticky} {
+		if m&bit != 0 {
+			fm |= flag
+		}
+	}
+	return fm
 }
 
 // walkBelow calls fn for every entry beneath dir (not dir itself), with

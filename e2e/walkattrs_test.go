@@ -9,10 +9,7 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -170,61 +167,16 @@ func (u *user) serve(t *testing.T, root string) *server {
 	return startServerCmd(t, cmd, root)
 }
 
-// fdSnapshot is snapshot for trees of any depth: it walks with
-// descriptors relative to each directory, so paths beyond PATH_MAX work.
-// The top directory itself is the entry ".".
+// fdSnapshot is snapshot with the top directory itself as the entry ".",
+// for trees of any depth (scanTree walks with descriptors relative to each
+// directory, so paths beyond PATH_MAX work).
 func fdSnapshot(t *testing.T, dir string) map[string]node {
 	t.Helper()
-	out := map[string]node{}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	must(t, err)
-	var st unix.Stat_t
-	must(t, unix.Fstat(fd, &st))
-	out["."] = node{Type: "dir", Mode: fs.FileMode(st.Mode & 0o7777), Mtime: st.Mtim.Nano()}
-	var walk func(fd int, rel string)
-	walk = func(fd int, rel string) {
-		f := os.NewFile(uintptr(fd), rel)
-		defer f.Close()
-		names, err := f.Readdirnames(-1)
-		must(t, err)
-		for _, name := range names {
-			p := name
-			if rel != "" {
-				p = rel + "/" + name
-			}
-			var st unix.Stat_t
-			must(t, unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW))
-			n := node{Mode: fs.FileMode(st.Mode & 0o7777), Mtime: st.Mtim.Nano()}
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFREG:
-				n.Type, n.Size = "file", st.Size
-				cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-				must(t, err)
-				cf := os.NewFile(uintptr(cfd), p)
-				h := sha256.New()
-				_, err = io.Copy(h, cf)
-				cf.Close()
-				must(t, err)
-				n.Sum = hex.EncodeToString(h.Sum(nil))
-			case unix.S_IFDIR:
-				n.Type = "dir"
-				cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-				must(t, err)
-				walk(cfd, p)
-			case unix.S_IFLNK:
-				n.Type, n.Mode, n.Mtime = "symlink", 0, 0
-				buf := make([]byte, 8192)
-				k, err := unix.Readlinkat(fd, name, buf)
-				must(t, err)
-				n.Target = string(buf[:k])
-			default:
-				n.Type, n.Mtime = "other", 0
-			}
-			out[p] = n
-		}
+	tree := scanTree(t, dir)
+	if tree == nil {
+		t.Fatalf("walking %s: no such directory", dir)
 	}
-	walk(fd, "")
-	return out
+	return nodes(tree)
 }
 
 // sameSnap fails the test unless two snapshots hold the same entries.

@@ -18,11 +18,11 @@ import (
 // HashFile returns the BLAKE3 hash (as b3sum prints it) of the first n bytes
 // of r, typically an *os.File. Pieces of at most DefaultChunkSize bytes are
 // hashed by workers goroutines (0 means GOMAXPROCS). When r is an *os.File
-// each piece is mapped from the page cache (mmap with MAP_POPULATE: no copy,
-// one fault per piece rather than per page) and unmapped once hashed; a
-// file that shrinks meanwhile is an error, not a crash. Otherwise, or where
-// the file cannot be mapped, pieces are read with ReadAt (pread) into one
-// buffer per worker. Either way memory stays below
+// the file is mapped from the page cache, without a copy, and each piece's
+// pages are mapped in before it is hashed and dropped after (see mapping);
+// a file that shrinks meanwhile is an error, not a crash. Otherwise, or
+// where the file cannot be mapped, pieces are read with ReadAt (pread) into
+// one buffer per worker. Either way memory stays below
 // (workers+1)*DefaultChunkSize. Cancelling ctx stops the work after the
 // pieces in flight and returns an error wrapping ctx.Err().
 func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest, error) {
@@ -49,6 +49,8 @@ func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest,
 		return rootDigest(node(buf, 0)), nil
 	}
 	workers = int(min(int64(workers), k))
+	mapped := mapFile(r, n)
+	defer mapped.close() // after the workers: results is closed once they are done
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -64,7 +66,6 @@ func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, _ := r.(*os.File)
 			var buf []byte // for pread, made when first needed
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
@@ -73,8 +74,13 @@ func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest,
 				}
 				off := i * p
 				size := min(p, n-off)
-				d, mapped, err := mappedDigest(f, off, size)
-				if !mapped {
+				var (
+					d   Digest
+					err error
+				)
+				if mapped != nil {
+					d, err = mapped.digest(off, size)
+				} else {
 					if buf == nil {
 						buf = make([]byte, p)
 					}
@@ -132,30 +138,59 @@ func HashFile(ctx context.Context, r io.ReaderAt, n int64, workers int) (Digest,
 	return m.root(pending[k-1]), nil
 }
 
-// mappedDigest hashes the piece of f at off, n bytes, mapped from the page
-// cache. mapped is false, with no error, where f is nil, shorter than
-// off+n or cannot be mapped (the caller reads the piece instead); a fault while hashing (the file was
-// truncated meanwhile) is an error.
-func mappedDigest(f *os.File, off, n int64) (d Digest, mapped bool, err error) {
-	if f == nil || n <= 0 {
-		return Digest{}, false, nil
+// mapping is a whole file mapped read-only from the page cache, hashed
+// piece by piece: each piece's pages are mapped in at once before it is
+// hashed (MADV_POPULATE_READ: one call rather than a fault every 64 KiB)
+// and dropped from the mapping after (MADV_DONTNEED: the page cache keeps
+// them), so the resident set stays at the pieces in flight. One mapping
+// for the whole file, rather than one per piece, spares the workers
+// mmap/munmap calls, which serialize them on the process's memory map.
+type mapping struct {
+	b    []byte
+	name string
+}
+
+// mapFile maps the first n bytes of r when r is an *os.File at least that
+// long; nil otherwise, or when it cannot be mapped (callers read with
+// ReadAt, which reports a short file).
+func mapFile(r io.ReaderAt, n int64) *mapping {
+	f, ok := r.(*os.File)
+	if !ok || n <= 0 || int64(int(n)) != n {
+		return nil
 	}
-	if st, err := f.Stat(); err != nil || st.Size() < off+n {
-		return Digest{}, false, nil // pread says what is wrong
+	if st, err := f.Stat(); err != nil || st.Size() < n {
+		return nil
 	}
-	b, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return Digest{}, false, nil
+		return nil
 	}
-	defer unix.Munmap(b)
+	return &mapping{b: b, name: f.Name()}
+}
+
+// close unmaps m; a nil m is a no-op.
+func (m *mapping) close() {
+	if m != nil {
+		_ = unix.Munmap(m.b)
+	}
+}
+
+// digest hashes the piece of n bytes at off. A fault while hashing (the
+// file was truncated meanwhile) is an error, not a crash.
+func (m *mapping) digest(off, n int64) (d Digest, err error) {
+	b := m.b[off : off+n : off+n]
+	// Errors only mean the pages come in by faults instead (an old
+	// kernel), or that the file shrank, which the hash below reports.
+	_ = unix.Madvise(b, unix.MADV_POPULATE_READ)
+	defer func() { _ = unix.Madvise(b, unix.MADV_DONTNEED) }()
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
 	defer func() {
 		if recover() != nil {
-			err = fmt.Errorf("hashtree: hash %s: bytes %d to %d vanished while they were hashed (the file shrank)", f.Name(), off, off+n)
+			err = fmt.Errorf("hashtree: hash %s: bytes %d to %d vanished while they were hashed (the file shrank)", m.name, off, off+n)
 		}
 	}()
-	return pieceDigest(b, off), true, nil
+	return pieceDigest(b, off), nil
 }
 
 // readPiece fills buf from r at offset off.

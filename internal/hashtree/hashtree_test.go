@@ -577,3 +577,33 @@ func TestHashFileBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// TestMappingShrunk: a file truncated under its mapping makes the piece's
+// hash an error, not a crash (SIGBUS turned into a panic and recovered).
+func TestMappingShrunk(t *testing.T) {
+	const size = 8 << 20
+	path := writeTestFile(t, t.TempDir(), testData(size, 23))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m := mapFile(f, size)
+	if m == nil {
+		t.Fatal("mapFile: the file was not mapped")
+	}
+	defer m.close()
+	if _, err := m.digest(0, 4<<20); err != nil {
+		t.Fatalf("digest before the truncate: %v", err)
+	}
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.digest(4<<20, 4<<20)
+	if err == nil || !strings.Contains(err.Error(), "vanished while they were hashed") {
+		t.Errorf("digest after the truncate: err = %v, want the file-shrank error", err)
+	}
+	if mapFile(f, size) != nil {
+		t.Error("mapFile of a file shorter than asked: mapped, want nil (pread reports it)")
+	}
+}
