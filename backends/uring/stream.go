@@ -585,8 +585,9 @@ func (s *stream) recvDirect(p []byte) (int, error) {
 	return n, err
 }
 
-// recvNow runs the non-blocking receive prep prepares (MSG_DONTWAIT or
-// RWF_NOWAIT: it completes within its submission) and, while the socket
+// recvNow receives into p: with the non-blocking request prep prepares
+// (MSG_DONTWAIT or RWF_NOWAIT: it completes within its submission), or
+// with read(2) while the stream is idle (rx.probe), and, while the socket
 // has nothing, waits for it to become readable in Go's network poller.
 //
 // A receive left posted in the ring would be completed by task work on the
