@@ -21,7 +21,8 @@ free_port() {
 
 # xfer_serve_start ROOT LOG [EXTRA FLAGS...]: starts `xfer serve` on
 # 127.0.0.1:0 in the background and sets XS_PID and XS_ADDR (HOST:PORT, read
-# from its "listening on ADDR" line on stderr). Needs $XFER.
+# from its "listening on ADDR" line on stderr). Needs $XFER; runs it under
+# the command prefix SERVE_PREFIX (an array, e.g. taskset -c 1) if set.
 xfer_serve_start() {
 	local root="$1" log="$2" i
 	shift 2
@@ -29,7 +30,7 @@ xfer_serve_start() {
 	# Empty the log first: the background child truncates it only once it
 	# runs, and until then a reused log still names the previous server.
 	: >"$log"
-	"$XFER" serve --listen 127.0.0.1:0 --root "$root" "$@" 2>"$log" &
+	"${SERVE_PREFIX[@]+"${SERVE_PREFIX[@]}"}" "$XFER" serve --listen 127.0.0.1:0 --root "$root" "$@" 2>"$log" &
 	XS_PID=$!
 	XS_ADDR=""
 	for ((i = 0; i < 200; i++)); do

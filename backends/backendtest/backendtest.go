@@ -123,6 +123,7 @@ func Run(t *testing.T, tr backends.Transport, opts Options) {
 	t.Run("ConcurrentStreams", func(t *testing.T) { testConcurrent(t, tr, opts) })
 	t.Run("HeaderTooLarge", func(t *testing.T) { testHeaderTooLarge(t, tr, opts) })
 	t.Run("PeerVanishes", func(t *testing.T) { testPeerVanishes(t, tr, opts) })
+	t.Run("Window", func(t *testing.T) { testWindow(t, tr, opts) })
 	t.Run("CloseUnblocks", func(t *testing.T) { testCloseUnblocks(t, tr, opts) })
 	t.Run("UseAfterClose", func(t *testing.T) { testUseAfterClose(t, tr, opts) })
 	t.Run("OpenCancelled", func(t *testing.T) { testOpenCancelled(t, tr, opts) })
