@@ -68,13 +68,14 @@ xfer_flags() {
 
 # measure SERIES OUT CMD...: runs CMD (stdout to OUT, stderr to OUT.err) under
 # GNU time ($GNU_TIME) and timeout ($TIMEOUT seconds); outside the warm-up
-# round records wall seconds in $RES/SERIES.t and the peak RSS (KiB, max over
-# the process and its reaped children) in $RES/SERIES.rss.
+# round records wall seconds in $RES/SERIES.t, the peak RSS (KiB, max over
+# the process and its reaped children) in $RES/SERIES.rss and the CPU seconds
+# (user + system, the process and its reaped children) in $RES/SERIES.cpu.
 measure() {
 	local series="$1" out="$2" t0 t1 rc=0
 	shift 2
 	t0=$EPOCHREALTIME
-	"$GNU_TIME" -f %M -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
+	"$GNU_TIME" -f '%M %U %S' -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
 	t1=$EPOCHREALTIME
 	if ((rc != 0)); then
 		tail -n 20 "$out.err" >&2
@@ -83,17 +84,20 @@ measure() {
 	fi
 	((ROUND == 0)) && return 0
 	awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$RES/$series.t"
-	tail -n1 "$RES/rss.tmp" >>"$RES/$series.rss"
+	tail -n1 "$RES/rss.tmp" | awk '{print $1}' >>"$RES/$series.rss"
+	tail -n1 "$RES/rss.tmp" | awk '{printf "%.2f\n", $2 + $3}' >>"$RES/$series.cpu"
 }
 
 # xserve_up ROOT / xserve_down SERIES: a fresh `xfer serve` of ROOT (with
 # SERVE_FLAGS_A) for one measured run, so that its VmHWM, which xserve_down
-# records in SERIES, covers that run only.
+# records in SERIES, covers that run only; its CPU seconds (user + system,
+# all threads) go to SERIES with .rss replaced by .cpu.
 xserve_up() {
 	xfer_serve_start "$1" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
 }
 xserve_down() {
 	record "$1" "$(vm_hwm "$XS_PID")"
+	record "${1%.rss}.cpu" "$(proc_cpu "$XS_PID")"
 	stop_pid "$XS_PID"
 	XS_PID=""
 }

@@ -53,6 +53,17 @@ vm_hwm() {
 	awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || true
 }
 
+# proc_cpu PID [children]: CPU seconds (user + system) PID has used so far,
+# all its threads; with "children" also those of its reaped children.
+proc_cpu() {
+	awk -v kids="${2:-}" -v tck="$(getconf CLK_TCK)" '{
+		sub(/^.*\) /, "") # fields from 3 on: the name may hold spaces
+		t = $12 + $13
+		if (kids != "") t += $14 + $15
+		printf "%.2f\n", t / tck
+	}' "/proc/$1/stat" 2>/dev/null || true
+}
+
 # stop_pid PID: SIGTERM, then SIGKILL after 5 s; reaps it if it is our child.
 stop_pid() {
 	local pid="$1" i
