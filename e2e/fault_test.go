@@ -182,17 +182,26 @@ func TestLoad(t *testing.T) {
 }
 
 func vmHWM(t *testing.T, pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	hwm, err := readHWM(pid)
 	must(t, err)
+	return hwm
+}
+
+// readHWM is the peak resident memory of process pid so far (VmHWM), in
+// bytes.
+func readHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "VmHWM:") {
 			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(l, "VmHWM:"), "kB")), &kb)
-			return kb << 10
+			_, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(l, "VmHWM:"), "kB")), &kb)
+			return kb << 10, err
 		}
 	}
-	t.Fatal("no VmHWM")
-	return 0
+	return 0, fmt.Errorf("process %d: no VmHWM", pid)
 }
 
 // TestSourceChangesDuringTransfer: a file whose mtime keeps changing while

@@ -6,6 +6,7 @@ package e2e
 // run changes nothing.
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,18 @@ func runJSON(t *testing.T, sites []*site, args ...string) (xrun, summary) {
 		t.Fatalf("xfer %q: no summary: %s", args, x.result)
 	}
 	return x, x.sum.summary
+}
+
+// summaryLine is the summary xfer args... (--json) printed last as r,
+// read alone.
+func summaryLine(t *testing.T, args []string, r result) summary {
+	t.Helper()
+	var sum summary
+	out := strings.TrimSpace(r.stdout)
+	if err := json.Unmarshal([]byte(out[strings.LastIndexByte(out, '\n')+1:]), &sum); err != nil || sum.Event != "summary" {
+		t.Fatalf("xfer %q: no summary: %s", args, head(r.String(), 3000))
+	}
+	return sum
 }
 
 // flagCase is one way to run a command: its name and flags.

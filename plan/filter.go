@@ -287,6 +287,13 @@ func (f *Filter) hasLimits() bool {
 // entry or any directory above it, or if it is a regular file outside the
 // size or age limits.
 func (f *Filter) Match(e Entry) (include bool) {
+	return f == nil || (f.Lists(e) && f.limitReason(e) == "")
+}
+
+// Lists reports whether Lister passes e: no rule excludes it or a
+// directory above it (size and age limits aside). A nil f passes
+// everything.
+func (f *Filter) Lists(e Entry) bool {
 	if f == nil {
 		return true
 	}
@@ -295,7 +302,7 @@ func (f *Filter) Match(e Entry) (include bool) {
 			return false
 		}
 	}
-	return !f.ruleExcludes(e.Path, e.Type == TypeDir) && f.limitReason(e) == ""
+	return !f.ruleExcludes(e.Path, e.Type == TypeDir)
 }
 
 // ruleExcludes applies the rules to one path alone: the first rule that

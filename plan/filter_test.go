@@ -969,3 +969,43 @@ func TestFilterAgreesWithPathMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterLists: Lists is what Filter.Lister passes (the rules, on the
+// entry and the directories above it), whatever the size and age limits
+// say; Match applies both.
+func TestFilterLists(t *testing.T) {
+	var rules []plan.Rule
+	for _, s := range []string{"- skip/", "- *.tmp"} {
+		r, err := plan.ParseRule(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, r)
+	}
+	f, err := plan.NewFilter(plan.FilterOptions{Rules: rules, MinSize: 10, MaxSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		e            plan.Entry
+		lists, match bool
+	}{
+		{plan.Entry{Path: "a/big", Type: plan.TypeFile, Size: 20}, true, true},
+		{plan.Entry{Path: "a/small", Type: plan.TypeFile, Size: 1}, true, false},
+		{plan.Entry{Path: "a/x.tmp", Type: plan.TypeFile, Size: 20}, false, false},
+		{plan.Entry{Path: "skip", Type: plan.TypeDir}, false, false},
+		{plan.Entry{Path: "skip/deep/big", Type: plan.TypeFile, Size: 20}, false, false},
+		{plan.Entry{Path: "skip", Type: plan.TypeFile, Size: 20}, true, true},
+	} {
+		if got := f.Lists(c.e); got != c.lists {
+			t.Errorf("Lists(%s %v) = %v, want %v", c.e.Path, c.e.Type, got, c.lists)
+		}
+		if got := f.Match(c.e); got != c.match {
+			t.Errorf("Match(%s %v) = %v, want %v", c.e.Path, c.e.Type, got, c.match)
+		}
+	}
+	var none *plan.Filter
+	if !none.Lists(plan.Entry{Path: "x", Type: plan.TypeFile}) {
+		t.Error("a nil filter lists nothing")
+	}
+}

@@ -157,8 +157,13 @@ raw_times() { raw_values 28 "" "$RES"/*.t "$RES"/*.rss "$RES"/*.cpu "$RES"/*.byt
 
 RSURL() { echo "rsync://127.0.0.1:$RS_PORT/bench/$1"; }
 
+# rsyncd_total: CPU seconds the rsync daemon and its reaped children used.
+rsyncd_total() {
+	awk -v a="$(proc_cpu "$RS_PID")" -v b="$(proc_cpu "$RS_PID" children)" 'BEGIN{printf "%.2f", a+b}'
+}
+
 # rsyncd_cpu SERIES BEFORE: records in SERIES the CPU seconds the rsync
-# daemon and its children used since proc_cpu said BEFORE, once the
+# daemon and its children used since rsyncd_total said BEFORE, once the
 # daemon has reaped the child that served the run (waits up to 5 s).
 rsyncd_cpu() {
 	local i
@@ -166,7 +171,7 @@ rsyncd_cpu() {
 		pgrep -P "$RS_PID" >/dev/null || break
 		sleep 0.05
 	done
-	record "$1" "$(awk -v a="$2" -v b="$(proc_cpu "$RS_PID" children)" 'BEGIN{printf "%.2f", b-a}')"
+	record "$1" "$(awk -v a="$2" -v b="$(rsyncd_total)" 'BEGIN{printf "%.2f", b-a}')"
 }
 
 # cpu_per_file LABEL FILES SERIES...: median CPU per file (µs) of each
@@ -279,7 +284,7 @@ small_run() {
 	rsync)
 		rm -rf "${DST:?}/small"
 		local before
-		before="$(proc_cpu "$RS_PID" children)"
+		before="$(rsyncd_total)"
 		measure small.rsync "$out" rsync -a "$DATA/small/" "$(RSURL small/)"
 		rsyncd_cpu small.rsyncd.cpu "$before"
 		if ((ROUND == 0)); then verify_tree "$DATA/small" "$DST/small" "rsync (small)"; fi

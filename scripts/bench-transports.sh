@@ -28,8 +28,10 @@
 #
 # Targets (issue "Transports ... xfer bench"): tcp >= 0.90 x iperf3; tcp-zc
 # (file, sendfile) >= 0.90 x iperf3 -Z; uring >= tcp-zc for 1 MiB messages and
-# the best 64-byte message rate; rdma >= 0.85 x ucx_perftest tag_bw; xfer copy
-# --verify=none over tcp-zc and uring >= 0.85 x iperf3 -Z (verified: recorded).
+# the best 64-byte message rate and a round-trip p50 no worse than tcp's
+# (the row divides tcp's p50 by uring's, so >= 1 passes); rdma >= 0.85 x
+# ucx_perftest tag_bw; xfer copy --verify=none over tcp-zc and uring >= 0.85 x
+# iperf3 -Z (verified: recorded).
 set -euo pipefail
 
 # shellcheck source=scripts/benchlib.sh
@@ -274,6 +276,8 @@ if has uring; then
 	for p in "${WANT[@]}"; do
 		[[ "$p" == uring ]] || cmp_row "uring vs $p, 64 B message rate" small_uring.msgs "small_$p.msgs" 1.00 msg/s
 	done
+	# Lower is better for a round trip: the ratio is tcp's p50 over uring's.
+	has tcp && cmp_row "round-trip p50 (64 B): tcp's over uring's" small_tcp.p50 small_uring.p50 1.00 µs
 fi
 has rdma && ((HAVE_UCX)) && cmp_row "rdma vs ucx_perftest tag_bw (UCX_TLS=$UCX_TLS)" bulk_rdma_mem.gbit ucx.gbit 0.85 Gbit/s
 for p in tcp-zc uring; do
@@ -357,7 +361,7 @@ render_detail() { # text|md: medians of every xfer bench series
 	done
 }
 
-raw() { raw_values 26 .v "$RES"/*.gbit.v "$RES"/small_*.msgs.v; }
+raw() { raw_values 26 .v "$RES"/*.gbit.v "$RES"/small_*.msgs.v "$RES"/small_*.p50.v; }
 
 COMMANDS="$(
 	cat <<-EOF
@@ -396,7 +400,7 @@ if [[ "${BENCH_RECORD:-0}" == 1 ]]; then
 		echo
 		render_detail md
 		echo
-		echo "Commands and raw values (Gbit/s per round; msg/s for small_*):"
+		echo "Commands and raw values (Gbit/s per round; msg/s and round-trip p50 µs for small_*):"
 		echo
 		echo '```'
 		echo "$COMMANDS"

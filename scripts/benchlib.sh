@@ -66,16 +66,44 @@ xfer_flags() {
 	read -r -a SERVE_FLAGS_A <<<"${XFER_SERVE_FLAGS:-}"
 }
 
+# bench_pin: with BENCH_PIN=1, PIN_CLIENT and PIN_SERVER are the taskset
+# prefixes of client and server processes (CPUs BENCH_PIN_CLIENT, default 0,
+# and BENCH_PIN_SERVER, default 1): measure runs every timed command under
+# PIN_CLIENT, and xfer serve, the rsync daemon and iperf3 -s start under
+# PIN_SERVER, which is how two one-core hosts look. Empty without BENCH_PIN.
+# PIN_NOTE describes the choice for the report.
+PIN_CLIENT=()
+PIN_SERVER=()
+PIN_NOTE="unpinned"
+bench_pin() {
+	[[ "${BENCH_PIN:-0}" == 1 ]] || return 0
+	command -v taskset >/dev/null || die "BENCH_PIN=1 needs taskset (util-linux)"
+	PIN_CLIENT=(taskset -c "${BENCH_PIN_CLIENT:-0}")
+	PIN_SERVER=(taskset -c "${BENCH_PIN_SERVER:-1}")
+	PIN_NOTE="pinned: clients (xfer copy, rsync, cp, iperf3 -c) on CPU ${BENCH_PIN_CLIENT:-0}, servers (xfer serve, rsync daemon, iperf3 -s) on CPU ${BENCH_PIN_SERVER:-1}"
+}
+
+# proc_cpu PID: CPU seconds (user+system) a live process used so far, and
+# with "children" those of its reaped children (from /proc/PID/stat).
+proc_cpu() {
+	local tck
+	tck="$(getconf CLK_TCK)"
+	# Field 2 (comm) may hold spaces: count fields after its closing ')'.
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v t="$tck" -v c="${2:-}" '{
+		s = $12 + $13; if (c == "children") s = $14 + $15; printf "%.2f\n", s / t }'
+}
+
 # measure SERIES OUT CMD...: runs CMD (stdout to OUT, stderr to OUT.err) under
-# GNU time ($GNU_TIME) and timeout ($TIMEOUT seconds); outside the warm-up
-# round records wall seconds in $RES/SERIES.t, the peak RSS (KiB, max over
-# the process and its reaped children) in $RES/SERIES.rss and the CPU seconds
-# (user + system, the process and its reaped children) in $RES/SERIES.cpu.
+# GNU time ($GNU_TIME), timeout ($TIMEOUT seconds) and PIN_CLIENT; outside
+# the warm-up round records wall seconds in $RES/SERIES.t, the peak RSS (KiB,
+# max over the process and its reaped children) in $RES/SERIES.rss and its
+# CPU seconds (user+system, the process and its reaped children) in
+# $RES/SERIES.cpu.
 measure() {
 	local series="$1" out="$2" t0 t1 rc=0
 	shift 2
 	t0=$EPOCHREALTIME
-	"$GNU_TIME" -f '%M %U %S' -o "$RES/rss.tmp" timeout "$TIMEOUT" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
+	"$GNU_TIME" -f '%M %U %S' -o "$RES/rss.tmp" timeout "$TIMEOUT" "${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"}" "$@" >"$out" 2>"$out.err" </dev/null || rc=$?
 	t1=$EPOCHREALTIME
 	if ((rc != 0)); then
 		tail -n 20 "$out.err" >&2
@@ -90,9 +118,12 @@ measure() {
 
 # xserve_up ROOT / xserve_down SERIES: a fresh `xfer serve` of ROOT (with
 # SERVE_FLAGS_A) for one measured run, so that its VmHWM, which xserve_down
-# records in SERIES, covers that run only; its CPU seconds (user + system,
-# all threads) go to SERIES with .rss replaced by .cpu.
+# records in SERIES, covers that run only, as does its CPU time (user+system
+# seconds from /proc/PID/stat, in SERIES with .cpu for .rss). It runs under
+# PIN_SERVER, after the command prefix SERVE_ENV (an array, e.g. env
+# XFER_CPUPROFILE=FILE) if set.
 xserve_up() {
+	SERVE_PREFIX=("${SERVE_ENV[@]+"${SERVE_ENV[@]}"}" "${PIN_SERVER[@]+"${PIN_SERVER[@]}"}")
 	xfer_serve_start "$1" "$RES/serve.log" "${SERVE_FLAGS_A[@]+"${SERVE_FLAGS_A[@]}"}" || die "xfer serve did not start"
 }
 xserve_down() {
@@ -198,7 +229,8 @@ paired_ratio() {
 
 note() { NOTES+=("$*"); }
 
-# rsync_daemon_start DIR: rsync --daemon on 127.0.0.1, module "bench" -> DIR.
+# rsync_daemon_start DIR: rsync --daemon on 127.0.0.1, module "bench" -> DIR,
+# under PIN_SERVER.
 # Sets RS_PID and RS_PORT; retries with another port if the bind loses a race.
 rsync_daemon_start() {
 	local try i conf="$BD/rsyncd.conf" dir="$1"
@@ -216,7 +248,7 @@ rsync_daemon_start() {
 			    uid = $(id -u)
 			    gid = $(id -g)
 		EOF
-		rsync --daemon --no-detach --config="$conf" 2>>"$RES/rsyncd.log" &
+		"${PIN_SERVER[@]+"${PIN_SERVER[@]}"}" rsync --daemon --no-detach --config="$conf" 2>>"$RES/rsyncd.log" &
 		RS_PID=$!
 		for ((i = 0; i < 100; i++)); do
 			if rsync "rsync://127.0.0.1:$RS_PORT/" >/dev/null 2>&1; then

@@ -21,7 +21,8 @@ free_port() {
 
 # xfer_serve_start ROOT LOG [EXTRA FLAGS...]: starts `xfer serve` on
 # 127.0.0.1:0 in the background and sets XS_PID and XS_ADDR (HOST:PORT, read
-# from its "listening on ADDR" line on stderr). Needs $XFER.
+# from its "listening on ADDR" line on stderr). Needs $XFER; runs it under
+# the command prefix SERVE_PREFIX (an array, e.g. taskset -c 1) if set.
 xfer_serve_start() {
 	local root="$1" log="$2" i
 	shift 2
@@ -29,7 +30,7 @@ xfer_serve_start() {
 	# Empty the log first: the background child truncates it only once it
 	# runs, and until then a reused log still names the previous server.
 	: >"$log"
-	"$XFER" serve --listen 127.0.0.1:0 --root "$root" "$@" 2>"$log" &
+	"${SERVE_PREFIX[@]+"${SERVE_PREFIX[@]}"}" "$XFER" serve --listen 127.0.0.1:0 --root "$root" "$@" 2>"$log" &
 	XS_PID=$!
 	XS_ADDR=""
 	for ((i = 0; i < 200; i++)); do
@@ -51,17 +52,6 @@ xfer_serve_start() {
 # vm_hwm PID: peak resident set size of a live process in KiB (VmHWM).
 vm_hwm() {
 	awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || true
-}
-
-# proc_cpu PID [children]: CPU seconds (user + system) PID has used so far,
-# all its threads; with "children" also those of its reaped children.
-proc_cpu() {
-	awk -v kids="${2:-}" -v tck="$(getconf CLK_TCK)" '{
-		sub(/^.*\) /, "") # fields from 3 on: the name may hold spaces
-		t = $12 + $13
-		if (kids != "") t += $14 + $15
-		printf "%.2f\n", t / tck
-	}' "/proc/$1/stat" 2>/dev/null || true
 }
 
 # stop_pid PID: SIGTERM, then SIGKILL after 5 s; reaps it if it is our child.

@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/xfer-io/xfer/internal/exitcode"
@@ -87,25 +87,6 @@ func openTree(ctx context.Context, ep Endpoint, whole bool, checkers int, dial s
 	return &tree{d: send.NewLocal(h, dir, 1, checkers), path: base, name: ep.Path, close: func() { h.Close() }}, nil
 }
 
-// entries lists everything beneath t.path (relative paths, Compare
-// order); a path that is not a directory lists as itself.
-func (t *tree) entries(ctx context.Context, top *plan.Entry) ([]plan.Entry, error) {
-	if top.Type != plan.TypeDir {
-		e := *top
-		e.Path = plan.Base(t.path)
-		return []plan.Entry{e}, nil
-	}
-	var out []plan.Entry
-	err := t.each(ctx, func(e plan.Entry) error {
-		out = append(out, e)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // each calls fn for everything beneath the directory t.path as the
 // listing streams, holding none of it.
 func (t *tree) each(ctx context.Context, fn func(plan.Entry) error) error {
@@ -133,6 +114,39 @@ func (t *tree) full(top *plan.Entry, p string) string {
 	return plan.Join(t.path, p)
 }
 
+// listing streams what lies beneath t.path: the tree of a directory, or
+// the one entry a path that is not a directory is, as name. Its errors
+// name the location.
+func (t *tree) listing(ctx context.Context, top *plan.Entry, name string) plan.Lister {
+	if top.Type != plan.TypeDir {
+		e := *top
+		e.Path = name
+		return &plan.SliceLister{Entries: []plan.Entry{e}}
+	}
+	return &namedLister{l: t.d.List(ctx, t.path, false), name: t.name}
+}
+
+// namedLister says which location a listing error is about.
+type namedLister struct {
+	l    plan.Lister
+	name string
+}
+
+func (n *namedLister) Next(ctx context.Context) (plan.Entry, error) {
+	e, err := n.l.Next(ctx)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return e, fmt.Errorf("listing %s: %w", n.name, err)
+	}
+	return e, err
+}
+
+// SkipDir passes plan.DirSkipper on to the listing, when it has it.
+func (n *namedLister) SkipDir() {
+	if s, ok := n.l.(plan.DirSkipper); ok {
+		s.SkipDir()
+	}
+}
+
 // action names what a dry run's removal event of kind stands for.
 func action(kind string) string {
 	switch kind {
@@ -144,22 +158,62 @@ func action(kind string) string {
 	return "delete"
 }
 
-// remover issues removals in batches and reports each as an event.
+// remover issues removals in batches and reports each as an event, as a
+// listing streams. It follows the listing depth first (in Compare order
+// a directory's contents come right after it) and holds the chain of
+// open directories and those whose fate waits on answers still to come,
+// never the listing: a directory is settled as soon as everything
+// beneath it is, removed (rmDirs) if nothing beneath it stays, given its
+// listed mode and mtime back (restore) if it stays and something in it
+// went.
 type remover struct {
-	t      *tree
-	dryRun bool
-	sink   progress.Sink
-	tally  *progress.Tally
-	ops    []wire.MetaOp
-	shown  []string
-	kinds  []string
-	// gone holds the paths (as listed) whose removal was done, or would
-	// be in a dry run.
-	gone map[string]bool
+	t       *tree
+	top     *plan.Entry
+	dryRun  bool
+	rmDirs  bool // the directories left empty go too, never the top one
+	restore bool // a move: the directories that lost entries get their listed times back
+	sink    progress.Sink
+	tally   *progress.Tally
+	queue   []queued
+	// restores are the setattrs of restore waiting for a request;
+	// restored says some were sent, for Finish to apply.
+	restores []wire.MetaOp
+	restored bool
+	open     []*dirState // the open directories, the top one first
 }
 
-func newRemover(t *tree, dryRun bool, sink progress.Sink, tally *progress.Tally) *remover {
-	return &remover{t: t, dryRun: dryRun, sink: sink, tally: tally, gone: map[string]bool{}}
+// queued is one removal waiting for its request.
+type queued struct {
+	op    wire.MetaOp
+	shown string    // the path as listed
+	kind  string    // the event it is reported as
+	in    *dirState // the directory it lies in
+	dir   *dirState // the directory it removes (an rmdir), else nil
+}
+
+// dirState is a directory of the listing whose fate is not settled yet.
+type dirState struct {
+	path    string
+	mode    uint32
+	mtimeNs int64
+	parent  *dirState // nil: the top
+	// rm: it goes once nothing beneath it stays.
+	rm bool
+	// occupied: something beneath it stays; changed: something in it
+	// went.
+	occupied, changed bool
+	// pending counts what is not settled yet: its own decision, each
+	// entry in it awaiting its decision or the answer to its removal,
+	// each subdirectory.
+	pending int
+	// closed: the listing is past its contents.
+	closed, settled bool
+}
+
+func newRemover(t *tree, top *plan.Entry, dryRun, rmDirs, restore bool, sink progress.Sink, tally *progress.Tally) *remover {
+	dir := top.Type == plan.TypeDir
+	return &remover{t: t, top: top, dryRun: dryRun, rmDirs: rmDirs && dir, restore: restore && dir, sink: sink, tally: tally,
+		open: []*dirState{{mode: top.Mode, mtimeNs: top.MtimeNs}}}
 }
 
 func (r *remover) emit(e progress.Event) {
@@ -167,98 +221,198 @@ func (r *remover) emit(e progress.Event) {
 	r.sink.Emit(e)
 }
 
-// add queues the removal of full (op "remove" or "delete"), listed as
-// shown, reported as an event of kind.
-func (r *remover) add(ctx context.Context, op, full, shown, kind string) error {
-	return r.addOp(ctx, wire.MetaOp{Op: op, Path: full}, shown, kind)
+// enter places e, the next entry of the listing, in the chain of open
+// directories, settling those it is not beneath, and returns the
+// directory it lies in, which waits for e's decision (keep, remove, or
+// decideDir on dir, the directory e is, else nil).
+func (r *remover) enter(e plan.Entry) (in, dir *dirState) {
+	for len(r.open) > 1 && !strings.HasPrefix(e.Path, r.open[len(r.open)-1].path+"/") {
+		r.close()
+	}
+	in = r.open[len(r.open)-1]
+	in.pending++
+	if e.Type == plan.TypeDir {
+		dir = &dirState{path: e.Path, mode: e.Mode, mtimeNs: e.MtimeNs, parent: in, pending: 1}
+		r.open = append(r.open, dir)
+	}
+	return in, dir
 }
 
-// addOp is add for an operation of any kind.
-func (r *remover) addOp(ctx context.Context, op wire.MetaOp, shown, kind string) error {
+// close ends the innermost open directory: the listing is past it.
+func (r *remover) close() {
+	d := r.open[len(r.open)-1]
+	r.open = r.open[:len(r.open)-1]
+	d.closed = true
+	r.settle(d)
+}
+
+// keep decides that an entry of in stays.
+func (r *remover) keep(in *dirState) {
+	in.occupied = true
+	in.pending--
+	r.settle(in)
+}
+
+// decideDir decides whether d goes once nothing beneath it stays (with
+// rmDirs).
+func (r *remover) decideDir(d *dirState, chosen bool) {
+	d.rm = r.rmDirs && chosen
+	d.pending--
+	r.settle(d)
+}
+
+// remove queues the removal of an entry of in (op), listed as shown,
+// reported as an event of kind.
+func (r *remover) remove(in *dirState, op wire.MetaOp, shown, kind string) {
+	r.push(queued{op: op, shown: shown, kind: kind, in: in})
+}
+
+func (r *remover) push(q queued) {
 	if r.dryRun {
-		r.gone[shown] = true
-		r.emit(progress.Event{Event: kind, Path: shown, Action: action(kind), DryRun: true})
-		return nil
+		r.answer(q, "")
+		return
 	}
-	r.ops = append(r.ops, op)
-	r.shown = append(r.shown, shown)
-	r.kinds = append(r.kinds, kind)
-	if len(r.ops) >= wire.MaxReqItems {
-		return r.flush(ctx)
+	r.queue = append(r.queue, q)
+}
+
+// settle decides d's fate once the listing is past it and everything
+// beneath it is settled.
+func (r *remover) settle(d *dirState) {
+	if !d.closed || d.pending > 0 || d.settled {
+		return
+	}
+	d.settled = true
+	if d.rm && !d.occupied {
+		r.push(queued{op: wire.MetaOp{Op: "remove", Path: r.t.full(r.top, d.path)}, shown: d.path, kind: progress.KindRmdir, in: d.parent, dir: d})
+		return
+	}
+	r.stay(d)
+}
+
+// stay settles d as staying: its times go back if it lost entries, and
+// its parent is occupied.
+func (r *remover) stay(d *dirState) {
+	if r.restore && d.changed {
+		r.restores = append(r.restores, wire.MetaOp{Op: "setattrs", Path: r.t.full(r.top, d.path), Mode: d.mode, MtimeNs: d.mtimeNs})
+	}
+	if p := d.parent; p != nil {
+		p.occupied = true
+		p.pending--
+		r.settle(p)
+	}
+}
+
+// answer reports q's removal, done (msg "", or would be in a dry run) or
+// refused (why), and settles what waited on it.
+func (r *remover) answer(q queued, msg string) {
+	switch {
+	case r.dryRun:
+		r.emit(progress.Event{Event: q.kind, Path: q.shown, Action: action(q.kind), DryRun: true})
+	case msg != "":
+		r.emit(progress.Event{Event: progress.KindError, Path: q.shown, Error: msg})
+	default:
+		r.emit(progress.Event{Event: q.kind, Path: q.shown})
+	}
+	if msg != "" && q.dir != nil {
+		r.stay(q.dir)
+		return
+	}
+	if msg != "" {
+		q.in.occupied = true
+	} else {
+		q.in.changed = true
+	}
+	q.in.pending--
+	r.settle(q.in)
+}
+
+// flush sends the queued removals, MaxReqItems a request, while a whole
+// request waits (with all, until none is left); one refused is an error
+// event, and the run goes on. The directory times to restore go the
+// same way.
+func (r *remover) flush(ctx context.Context, all bool) error {
+	for len(r.queue) >= wire.MaxReqItems || (all && len(r.queue) > 0) {
+		n := min(len(r.queue), wire.MaxReqItems)
+		batch := slices.Clone(r.queue[:n])
+		r.queue = r.queue[:copy(r.queue, r.queue[n:])]
+		ops := make([]wire.MetaOp, n)
+		for i := range batch {
+			ops[i] = batch[i].op
+		}
+		errs, err := r.t.d.Meta(ctx, ops) // one verdict an operation
+		if err != nil {
+			return fmt.Errorf("removing in %s: %w", r.t.name, err)
+		}
+		for i, q := range batch {
+			r.answer(q, errs[i])
+		}
+	}
+	for len(r.restores) >= wire.MaxReqItems || (all && len(r.restores) > 0) {
+		n := min(len(r.restores), wire.MaxReqItems)
+		ops := slices.Clone(r.restores[:n])
+		r.restores = r.restores[:copy(r.restores, r.restores[n:])]
+		errs, err := r.t.d.Meta(ctx, ops)
+		if err != nil {
+			return fmt.Errorf("restoring directory times in %s: %w", r.t.name, err)
+		}
+		r.restored = true
+		for i, msg := range errs {
+			if msg != "" {
+				r.emit(progress.Event{Event: progress.KindNotice, Path: ops[i].Path, Msg: msg})
+			}
+		}
 	}
 	return nil
 }
 
-// flush sends the queued removals; one refused is an error event, and
-// the run goes on.
-func (r *remover) flush(ctx context.Context) error {
-	if len(r.ops) == 0 {
+// finish settles what is still open once the listing has ended, sends
+// everything queued and, when directory times were restored, has the
+// destination apply them.
+func (r *remover) finish(ctx context.Context) error {
+	for len(r.open) > 0 {
+		r.close()
+	}
+	if err := r.flush(ctx, true); err != nil {
+		return err
+	}
+	if !r.restored {
 		return nil
 	}
-	errs, err := r.t.d.Meta(ctx, r.ops)
-	if err != nil {
-		return fmt.Errorf("removing in %s: %w", r.t.name, err)
+	if _, _, err := r.t.d.Finish(ctx); err != nil {
+		return fmt.Errorf("restoring directory times in %s: %w", r.t.name, err)
 	}
-	for i, msg := range errs {
-		if msg != "" {
-			r.emit(progress.Event{Event: progress.KindError, Path: r.shown[i], Error: msg})
-			continue
-		}
-		r.gone[r.shown[i]] = true
-		r.emit(progress.Event{Event: r.kinds[i], Path: r.shown[i]})
-	}
-	r.ops, r.shown, r.kinds = r.ops[:0], r.shown[:0], r.kinds[:0]
 	return nil
 }
 
-// pruneDirs removes the directories of all (a listing, Compare order)
-// that hold nothing any more, deepest first; keep says whether a listed
-// directory must stay whatever it holds.
-func (r *remover) pruneDirs(ctx context.Context, top *plan.Entry, all []plan.Entry, keep func(plan.Entry) bool) error {
-	occupied := map[string]bool{}
-	var dirs []string
-	for _, e := range all {
-		if e.Type == plan.TypeDir && !keep(e) && e.Err == "" {
-			dirs = append(dirs, e.Path)
-			continue
+// removeChosen removes, as the listing l of the top streams, every entry
+// that chosen selects, directories aside, reporting each as an event of
+// kind; an entry the listing could not read is an error. With rmDirs the
+// directories then left empty go too, never the top one.
+func (r *remover) removeChosen(ctx context.Context, l plan.Lister, chosen func(plan.Entry) bool, kind string) error {
+	for {
+		e, err := l.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return r.finish(ctx)
 		}
-		if e.Type == plan.TypeDir || !r.gone[e.Path] {
-			occupied[e.Path] = true
-			for d := plan.Dir(e.Path); d != ""; d = plan.Dir(d) {
-				occupied[d] = true
-			}
-		}
-	}
-	depth := func(p string) int { return strings.Count(p, "/") }
-	sort.SliceStable(dirs, func(i, j int) bool { return depth(dirs[i]) > depth(dirs[j]) })
-	// One request per depth, deepest first: a parent is tried once its
-	// children's removals are settled.
-	for len(dirs) > 0 {
-		n := 1
-		for n < len(dirs) && depth(dirs[n]) == depth(dirs[0]) {
-			n++
-		}
-		level := dirs[:n]
-		dirs = dirs[n:]
-		for _, d := range level {
-			if !occupied[d] {
-				if err := r.add(ctx, "remove", r.t.full(top, d), d, progress.KindRmdir); err != nil {
-					return err
-				}
-			}
-		}
-		if err := r.flush(ctx); err != nil {
+		if err != nil {
 			return err
 		}
-		for _, d := range level {
-			if !r.gone[d] {
-				for p := plan.Dir(d); p != ""; p = plan.Dir(p) {
-					occupied[p] = true
-				}
-			}
+		in, dir := r.enter(e)
+		switch {
+		case dir != nil:
+			r.decideDir(dir, chosen(e) && e.Err == "")
+		case !chosen(e):
+			r.keep(in)
+		case e.Err != "":
+			r.emit(progress.Event{Event: progress.KindError, Path: e.Path, Error: e.Err})
+			r.keep(in)
+		default:
+			r.remove(in, wire.MetaOp{Op: "remove", Path: r.t.full(r.top, e.Path)}, e.Path, kind)
+		}
+		if err := r.flush(ctx, false); err != nil {
+			return err
 		}
 	}
-	return nil
 }
 
 // Delete removes the files at ep (or beneath it, with opt.Filter
@@ -295,50 +449,17 @@ func removal(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.D
 }
 
 func deleteFiles(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	flt, t, top, all, err := openFiltered(ctx, ep, opt, dial)
+	flt, err := newFilter(opt.Filter)
+	if err != nil {
+		return err
+	}
+	t, top, err := openExisting(ctx, ep, false, opt.Checkers, dial)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	return newRemover(t, opt.DryRun, sink, tally).removeChosen(ctx, top, all, selected(flt, all), progress.KindDelete, opt.RmDirs)
-}
-
-// removeChosen removes every entry of all (a listing of top) that chosen
-// holds, directories aside, reporting each as an event of kind; an entry
-// the listing could not read is an error. With rmDirs the directories
-// then left empty go too, never top.
-func (r *remover) removeChosen(ctx context.Context, top *plan.Entry, all []plan.Entry, chosen map[string]bool, kind string, rmDirs bool) error {
-	for _, e := range all {
-		if e.Type == plan.TypeDir || !chosen[e.Path] {
-			continue
-		}
-		if e.Err != "" {
-			r.emit(progress.Event{Event: progress.KindError, Path: e.Path, Error: e.Err})
-			continue
-		}
-		if err := r.add(ctx, "remove", r.t.full(top, e.Path), e.Path, kind); err != nil {
-			return err
-		}
-	}
-	if err := r.flush(ctx); err != nil {
-		return err
-	}
-	if rmDirs && top.Type == plan.TypeDir {
-		return r.pruneDirs(ctx, top, all, func(e plan.Entry) bool { return !chosen[e.Path] })
-	}
-	return nil
-}
-
-// selected is the set of paths of all that flt passes, rules and limits
-// (everything when flt is nil).
-func selected(flt *plan.Filter, all []plan.Entry) map[string]bool {
-	out := make(map[string]bool, len(all))
-	for _, e := range all {
-		if flt.Match(e) {
-			out[e.Path] = true
-		}
-	}
-	return out
+	r := newRemover(t, top, opt.DryRun, opt.RmDirs, false, sink, tally)
+	return r.removeChosen(ctx, t.listing(ctx, top, plan.Base(t.path)), flt.Match, progress.KindDelete)
 }
 
 func purge(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
@@ -411,30 +532,6 @@ func openExisting(ctx context.Context, ep Endpoint, whole bool, checkers int, di
 	return t, top, nil
 }
 
-// openListed is openExisting with the listing of what is there.
-func openListed(ctx context.Context, ep Endpoint, whole bool, checkers int, dial session.DialOptions) (*tree, *plan.Entry, []plan.Entry, error) {
-	t, top, err := openExisting(ctx, ep, whole, checkers, dial)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	all, err := t.entries(ctx, top)
-	if err != nil {
-		t.close()
-		return nil, nil, nil, err
-	}
-	return t, top, all, nil
-}
-
-// openFiltered is openListed (not whole) with opt's filter.
-func openFiltered(ctx context.Context, ep Endpoint, opt RemoveOptions, dial session.DialOptions) (*plan.Filter, *tree, *plan.Entry, []plan.Entry, error) {
-	flt, err := newFilter(opt.Filter)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	t, top, all, err := openListed(ctx, ep, false, opt.Checkers, dial)
-	return flt, t, top, all, err
-}
-
 func newFilter(o *plan.FilterOptions) (*plan.Filter, error) {
 	if o == nil {
 		return nil, nil
@@ -450,21 +547,28 @@ func newFilter(o *plan.FilterOptions) (*plan.Filter, error) {
 // each source file whose copy at dst is the same (size and mtime, or
 // BLAKE3 with opt.Checksum) is removed, and nothing else; with
 // opt.RmDirs the source directories left empty go too (never the top
-// one). Its events go to sink and its counts into tally.
+// one). Its events go to sink and its counts into tally. Both listings
+// stream (merge-joined as a sync compares them), and the removals go
+// as they are decided.
 func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial session.DialOptions, sink progress.Sink, tally *progress.Tally) error {
-	flt, st, stop, all, err := openFiltered(ctx, src, opt, dial)
+	flt, err := newFilter(opt.Filter)
+	if err != nil {
+		return err
+	}
+	st, stop, err := openExisting(ctx, src, false, opt.Checkers, dial)
 	if err != nil {
 		return err
 	}
 	defer st.close()
-	if stop.Type != plan.TypeDir {
-		// The one file, under the name it has at the destination.
-		all[0].Path = cmp.Or(opt.DstName, plan.Base(st.path))
-	}
-	r := newRemover(st, opt.DryRun, sink, tally)
+	// The one file, under the name it has at the destination.
+	name := cmp.Or(opt.DstName, plan.Base(st.path))
+	slist := st.listing(ctx, stop, name)
 	if opt.DryRun {
 		// Nothing was copied: each file selected would be, and would go.
-		return r.wouldMove(ctx, flt, stop, all, opt.RmDirs)
+		r := newRemover(st, stop, true, opt.RmDirs, false, sink, tally)
+		return r.removeChosen(ctx, slist, func(e plan.Entry) bool {
+			return flt.Match(e) && e.Type != plan.TypeOther && e.Err == "" // else not copied: stays
+		}, progress.KindSourceRemoved)
 	}
 	dt, err := openTree(ctx, dst, false, opt.Checkers, dial)
 	if err != nil {
@@ -475,14 +579,14 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 	if stop.Type == plan.TypeDir && opt.DstName != "" {
 		dpath = plan.Join(dpath, opt.DstName)
 	} else if stop.Type != plan.TypeDir {
-		dpath = plan.Join(dpath, all[0].Path)
+		dpath = plan.Join(dpath, name)
 	}
 	// SRC and DST may be one directory reached two ways (a peer serving
 	// the source itself): removing would lose the only copy.
 	if de, err := dt.d.Stat(ctx, dpath); err == nil && de != nil && de.Ino != 0 && de.Ino == stop.Ino && de.Dev == stop.Dev {
 		what, there := "directory", dst.String()
 		if stop.Type != plan.TypeDir {
-			what, there = "file", strings.TrimSuffix(there, "/")+"/"+all[0].Path
+			what, there = "file", strings.TrimSuffix(there, "/")+"/"+name
 		}
 		return exitcode.Usagef("%s and %s are the same %s, reached two ways: nothing was removed from the source", src, there, what)
 	}
@@ -513,88 +617,109 @@ func RemoveMoved(ctx context.Context, src, dst Endpoint, opt RemoveOptions, dial
 			return d[:], err
 		},
 	}
-	chosen := map[string]bool{}
-	err = flt.Diff(ctx, &plan.SliceLister{Entries: all}, dlist, dopt, func(op plan.Op) error {
-		chosen[op.Src.Path] = true
-		if op.Src.Type == plan.TypeDir || op.Src.Err != "" || op.Reason == plan.ReasonUnsupported || !flt.Match(op.Src) {
-			return nil
+	r := newRemover(st, stop, false, opt.RmDirs, true, sink, tally)
+	w := &watched{l: slist, flt: flt, r: r}
+	err = flt.Diff(ctx, w, dlist, dopt, func(op plan.Op) error {
+		a, ok := w.take(op.Src.Path)
+		switch {
+		case !ok:
+		case a.dir != nil:
+			// A directory the rules pass goes once nothing beneath it
+			// stays.
+			r.decideDir(a.dir, op.Src.Err == "")
+		case op.Src.Err != "" || op.Reason == plan.ReasonUnsupported || !flt.Match(op.Src):
+			r.keep(a.in)
+		case op.Dst == nil || (op.Kind != plan.OpSkip && op.Kind != plan.OpSetAttrs):
+			// Not the same content at the destination (its mode may
+			// differ: a peer's umask).
+			r.keep(a.in)
+		default:
+			// Only the version that was compared goes.
+			m := wire.MetaOp{Op: "remove", Path: srcPath(op.Src.Path)}
+			if op.Src.Type == plan.TypeFile {
+				m.Unchanged = &wire.Unchanged{Size: op.Src.Size, MtimeNs: op.Src.MtimeNs}
+			}
+			r.remove(a.in, m, op.Src.Path, progress.KindSourceRemoved)
 		}
-		// The same content at the destination (its mode may differ: a
-		// peer's umask).
-		if op.Dst == nil || (op.Kind != plan.OpSkip && op.Kind != plan.OpSetAttrs) {
-			return nil
-		}
-		// Only the version that was compared goes.
-		m := wire.MetaOp{Op: "remove", Path: srcPath(op.Src.Path)}
-		if op.Src.Type == plan.TypeFile {
-			m.Unchanged = &wire.Unchanged{Size: op.Src.Size, MtimeNs: op.Src.MtimeNs}
-		}
-		return r.addOp(ctx, m, op.Src.Path, progress.KindSourceRemoved)
+		return r.flush(ctx, false)
 	})
+	if w.err != nil {
+		return w.err // as the listing said it
+	}
 	if err != nil {
 		return err
 	}
-	if err := r.flush(ctx); err != nil {
-		return err
-	}
-	if stop.Type != plan.TypeDir {
-		return nil
-	}
-	if opt.RmDirs {
-		if err := r.pruneDirs(ctx, stop, all, func(e plan.Entry) bool { return !chosen[e.Path] }); err != nil {
-			return err
-		}
-	}
-	return r.restoreDirs(ctx, stop, all)
+	w.take("") // any left without an Op stay
+	return r.finish(ctx)
 }
 
-// restoreDirs gives the source directories that removals changed their
-// listed mtimes back, so that they still match their copies at the
-// destination and the next run has nothing to do.
-func (r *remover) restoreDirs(ctx context.Context, top *plan.Entry, all []plan.Entry) error {
-	changed := map[string]bool{}
-	for p := range r.gone {
-		changed[plan.Dir(p)] = true
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	var ops []wire.MetaOp
-	for _, e := range append([]plan.Entry{{Path: "", Type: plan.TypeDir, Mode: top.Mode, MtimeNs: top.MtimeNs}}, all...) {
-		if e.Type == plan.TypeDir && changed[e.Path] && !r.gone[e.Path] {
-			ops = append(ops, wire.MetaOp{Op: "setattrs", Path: r.t.full(top, e.Path), Mode: e.Mode, MtimeNs: e.MtimeNs})
-		}
-	}
-	for len(ops) > 0 {
-		n := min(len(ops), wire.MaxReqItems)
-		errs, err := r.t.d.Meta(ctx, ops[:n])
-		if err != nil {
-			return fmt.Errorf("restoring directory times in %s: %w", r.t.name, err)
-		}
-		for i, msg := range errs {
-			if msg != "" {
-				r.emit(progress.Event{Event: progress.KindNotice, Path: ops[i].Path, Msg: msg})
-			}
-		}
-		ops = ops[n:]
-	}
-	if _, _, err := r.t.d.Finish(ctx); err != nil {
-		return fmt.Errorf("restoring directory times in %s: %w", r.t.name, err)
-	}
-	return nil
+// watched is the source listing of a move's removal as Diff reads it:
+// each entry takes its place in r's chain of directories as it is read;
+// those Diff decides on (with an Op of their own) wait in awaiting, in
+// order, the others stay.
+type watched struct {
+	l        plan.Lister
+	flt      *plan.Filter
+	r        *remover
+	awaiting []awaited
+	err      error // the listing's own
 }
 
-// wouldMove says what a move's removal would remove: every entry of all
-// that flt selects and the copy would carry, then (rmDirs) the
-// directories left empty.
-func (r *remover) wouldMove(ctx context.Context, flt *plan.Filter, top *plan.Entry, all []plan.Entry, rmDirs bool) error {
-	chosen := selected(flt, all)
-	for _, e := range all {
-		if e.Type == plan.TypeOther || e.Err != "" {
-			delete(chosen, e.Path) // not copied: stays
+// awaited is an entry waiting for its Op: the directory it lies in and
+// the one it is (nil: not a directory).
+type awaited struct {
+	path    string
+	in, dir *dirState
+}
+
+func (w *watched) Next(ctx context.Context) (plan.Entry, error) {
+	e, err := w.l.Next(ctx)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			w.err = err
+		}
+		return e, err
+	}
+	in, dir := w.r.enter(e)
+	switch {
+	case !w.flt.Lists(e):
+		// Diff never sees it: it stays, and so does what lies beneath.
+		if dir != nil {
+			w.r.decideDir(dir, false)
+		} else {
+			w.r.keep(in)
+		}
+	case dir == nil && e.Err != "":
+		w.r.keep(in) // Diff has no Op for it
+	default:
+		w.awaiting = append(w.awaiting, awaited{path: e.Path, in: in, dir: dir})
+	}
+	return e, nil
+}
+
+// SkipDir passes plan.DirSkipper on to the listing, when it has it.
+func (w *watched) SkipDir() {
+	if s, ok := w.l.(plan.DirSkipper); ok {
+		s.SkipDir()
+	}
+}
+
+// take returns the entry at p waiting for its Op; those before it that
+// Diff passed over stay.
+func (w *watched) take(p string) (awaited, bool) {
+	for len(w.awaiting) > 0 {
+		a := w.awaiting[0]
+		w.awaiting = w.awaiting[1:]
+		if a.path == p {
+			return a, true
+		}
+		if a.dir != nil {
+			w.r.decideDir(a.dir, false)
+		} else {
+			w.r.keep(a.in)
 		}
 	}
-	return r.removeChosen(ctx, top, all, chosen, progress.KindSourceRemoved, rmDirs)
+	return awaited{}, false
 }
 
 // counterpart lists dpath at dt: the tree beneath it (dir), or the one

@@ -123,9 +123,13 @@ func Run(t *testing.T, tr backends.Transport, opts Options) {
 	t.Run("ConcurrentStreams", func(t *testing.T) { testConcurrent(t, tr, opts) })
 	t.Run("HeaderTooLarge", func(t *testing.T) { testHeaderTooLarge(t, tr, opts) })
 	t.Run("PeerVanishes", func(t *testing.T) { testPeerVanishes(t, tr, opts) })
+	t.Run("Window", func(t *testing.T) { testWindow(t, tr, opts) })
 	t.Run("CloseUnblocks", func(t *testing.T) { testCloseUnblocks(t, tr, opts) })
 	t.Run("UseAfterClose", func(t *testing.T) { testUseAfterClose(t, tr, opts) })
 	t.Run("OpenCancelled", func(t *testing.T) { testOpenCancelled(t, tr, opts) })
+	t.Run("SmallAmongLarge", func(t *testing.T) { testSmallAmongLarge(t, tr, opts) })
+	t.Run("PeerClosesMidBatch", func(t *testing.T) { testPeerClosesMidBatch(t, tr, opts) })
+	t.Run("CancelWhileReceiving", func(t *testing.T) { testCancelWhileReceiving(t, tr, opts) })
 	t.Run("NoLeaks", func(t *testing.T) { testNoLeaks(t, tr, opts) })
 }
 

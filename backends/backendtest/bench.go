@@ -105,3 +105,44 @@ func benchSizes(b *testing.B, tr backends.Transport, viaFile bool, cases []bench
 		b.Run(bc.name, func(b *testing.B) { bench(b, tr, bc.size, bc.streams, viaFile) })
 	}
 }
+
+// BenchPingPong measures round trips of one size-byte message on one
+// stream: the peer echoes every message it receives.
+func BenchPingPong(b *testing.B, tr backends.Transport, size int) {
+	s := Open(b, tr, 1, backends.Params{})
+	payload := Random(size, 3)
+	echo := make(chan error, 1)
+	go func() {
+		hbuf, buf := make([]byte, backends.MaxHeader), make([]byte, size)
+		for {
+			h, n, err := s.Acceptor[0].Recv(hbuf)
+			if err == nil {
+				err = s.Acceptor[0].RecvPayload(buf[:n])
+			}
+			if err == nil {
+				err = s.Acceptor[0].Send(h, buf[:n])
+			}
+			if err != nil {
+				echo <- err
+				return
+			}
+		}
+	}()
+	hbuf, buf := make([]byte, backends.MaxHeader), make([]byte, size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Dialer[0].Send([]byte("p"), payload); err != nil {
+			b.Fatal(err)
+		}
+		_, n, err := s.Dialer[0].Recv(hbuf)
+		if err == nil {
+			err = s.Dialer[0].RecvPayload(buf[:n])
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	s.Dialer[0].Close()
+	<-echo
+}

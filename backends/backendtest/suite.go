@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -345,18 +346,117 @@ func testPeerVanishes(t *testing.T, tr backends.Transport, opts Options) {
 			if err != nil {
 				t.Fatalf("peer: %v", err)
 			}
-			if c.crash {
-				s.AcceptorRV.Kill()
+			vanish(t, s, c.crash, sendErr, recvErr)
+		})
+	}
+}
+
+// vanish makes the accepting side of s go away (its sockets reset first
+// when crash) and checks that the survivor's pending Send and Recv, whose
+// results sendErr and recvErr yield, fail within a few seconds.
+func vanish(t *testing.T, s *Session, crash bool, sendErr, recvErr <-chan error) {
+	t.Helper()
+	if crash {
+		s.AcceptorRV.Kill()
+	}
+	for _, p := range s.Acceptor {
+		p.Close()
+	}
+	if err := Wait(t, sendErr, quick, "survivor Send after the peer vanished"); err == nil {
+		t.Errorf("survivor Send returned nil after the peer vanished")
+	}
+	if err := Wait(t, recvErr, quick, "survivor Recv after the peer vanished"); err == nil {
+		t.Errorf("survivor Recv returned nil after the peer vanished")
+	}
+}
+
+// testWindow fills a stream's window of messages in flight (the receiver
+// starts late, so the sender runs ahead until the transport pushes back)
+// and checks that every message arrives intact and in order; then that a
+// sender blocked on a full window, and the survivor's Recv, fail within a
+// few seconds when the peer vanishes in the middle of that window.
+func testWindow(t *testing.T, tr backends.Transport, opts Options) {
+	sizes := []int{64, 4096, 65536, 300 << 10}
+	msg := func(m int) (hdr, payload []byte) {
+		hdr = binary.LittleEndian.AppendUint32(nil, uint32(m))
+		return hdr, Random(sizes[m%len(sizes)], uint64(m))
+	}
+	t.Run("ManyInFlight", func(t *testing.T) {
+		const messages = 2000
+		s := Open(t, tr, 1, opts.Params)
+		tx, rx := s.Dialer[0], s.Acceptor[0]
+		sendErr := async(func() error {
+			for m := 0; m < messages; m++ {
+				if err := tx.Send(msg(m)); err != nil {
+					return fmt.Errorf("message %d: %w", m, err)
+				}
 			}
-			for _, p := range s.Acceptor {
-				p.Close()
+			return nil
+		})
+		time.Sleep(200 * time.Millisecond) // let the sender fill the window
+		err := within(t, opts.timeout(), "receiving the window", func() error {
+			for m := 0; m < messages; m++ {
+				wh, wp := msg(m)
+				h, p, err := recvMessage(rx, 0)
+				if err != nil {
+					return fmt.Errorf("message %d: %w", m, err)
+				}
+				if !bytes.Equal(h, wh) || !bytes.Equal(p, wp) {
+					return fmt.Errorf("message %d: header %x with %d payload bytes, want %x with %d (first difference at %d)",
+						m, h, len(p), wh, len(wp), firstDiff(p, wp))
+				}
 			}
-			if err := Wait(t, sendErr, quick, "survivor Send after the peer vanished"); err == nil {
-				t.Errorf("survivor Send returned nil after the peer vanished")
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Wait(t, sendErr, quick, "sender"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, crash := range []bool{false, true} {
+		name := "PeerVanishesMidWindow/StreamsClosed"
+		if crash {
+			name = "PeerVanishesMidWindow/SocketsReset"
+		}
+		t.Run(name, func(t *testing.T) {
+			const bound = 1 << 20 // messages: the sender must block long before
+			s := Open(t, tr, 1, opts.Params)
+			survivor, peer := s.Dialer[0], s.Acceptor[0]
+			recvErr := async(func() error {
+				_, _, err := survivor.Recv(make([]byte, backends.MaxHeader))
+				return err
+			})
+			var sent atomic.Int64
+			sendErr := async(func() error {
+				for m := 0; m < bound; m++ {
+					if err := survivor.Send(msg(m)); err != nil {
+						return err
+					}
+					sent.Add(1)
+				}
+				return fmt.Errorf("%d messages sent to a peer that reads 10", bound)
+			})
+			// The peer takes a few messages, then vanishes once the
+			// sender has stopped getting more out: the window is full.
+			err := within(t, opts.timeout(), "peer receive", func() error {
+				for m := 0; m < 10; m++ {
+					if _, _, err := recvMessage(peer, 0); err != nil {
+						return err
+					}
+				}
+				for last := int64(-1); last != sent.Load(); {
+					last = sent.Load()
+					time.Sleep(200 * time.Millisecond)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("peer: %v", err)
 			}
-			if err := Wait(t, recvErr, quick, "survivor Recv after the peer vanished"); err == nil {
-				t.Errorf("survivor Recv returned nil after the peer vanished")
-			}
+			t.Logf("%d messages sent, 10 read, when the peer vanished", sent.Load())
+			vanish(t, s, crash, sendErr, recvErr)
 		})
 	}
 }

@@ -34,9 +34,14 @@
 // A waiter busy-polls this long without progress before it sleeps on the
 // worker's event descriptor. Poll timeouts are only safety nets: worker
 // events and our eventfds wake sleepers.
-#define XS_SPIN_NS 200000L
+#define XS_SPIN_NS 20000L
 #define XS_POLL_MS 20
 #define XS_BG_POLL_MS 100
+// The background thread takes the worker back only once no caller has
+// waited for this long: a caller alternating Send and Recv (a ping-pong)
+// would otherwise hand the worker to the thread and back twice per message,
+// two thread wake-ups and a lock fight each time.
+#define XS_BG_HANDOFF_NS 2000000L
 // Fragments of one zero-copy transfer in flight at once.
 #define XS_USER_WINDOW 16
 
@@ -70,7 +75,7 @@ struct xs_stream {
 	int bg_started;
 	int bgfd;
 	_Atomic int active;
-	_Atomic int bg_parked;
+	_Atomic int64_t last_leave;
 	_Atomic int bg_stop;
 };
 
@@ -289,14 +294,19 @@ static void *xs_bg_main(void *arg)
 {
 	xs_stream *s = arg;
 	while (!atomic_load(&s->bg_stop)) {
-		if (atomic_load(&s->active) > 0) {
-			// A caller is progressing: park until it leaves.
-			atomic_store(&s->bg_parked, 1);
-			if (atomic_load(&s->active) > 0 && !atomic_load(&s->bg_stop)) {
+		int64_t idle = xs_now_ns() - atomic_load(&s->last_leave);
+		if (atomic_load(&s->active) > 0 || idle < XS_BG_HANDOFF_NS) {
+			// A caller is progressing, or was a moment ago and likely
+			// comes back: park until it has stayed away for a while.
+			if (!atomic_load(&s->bg_stop)) {
+				// No wake-up when a caller leaves (that would cost a
+				// thread switch per message): look again in a while.
+				int ms = idle < XS_BG_HANDOFF_NS
+				             ? (int)((XS_BG_HANDOFF_NS - idle) / 1000000L) + 1
+				             : (int)(XS_BG_HANDOFF_NS / 1000000L);
 				struct pollfd pf = {.fd = s->bgfd, .events = POLLIN};
-				poll(&pf, 1, XS_BG_POLL_MS);
+				poll(&pf, 1, ms);
 			}
-			atomic_store(&s->bg_parked, 0);
 			xs_drain(s->bgfd);
 			continue;
 		}
@@ -388,8 +398,8 @@ static ucs_status_t xs_wait(xs_stream *s, xs_op *op, int timeout_ms,
 		return UCS_OK;
 	atomic_fetch_add(&s->active, 1);
 	ucs_status_t st = xs_wait_active(s, op, timeout_ms, cancelable);
-	if (atomic_fetch_sub(&s->active, 1) == 1 && atomic_load(&s->bg_parked))
-		xs_signal_fd(s->bgfd);
+	atomic_store(&s->last_leave, xs_now_ns());
+	atomic_fetch_sub(&s->active, 1);
 	return st;
 }
 

@@ -17,3 +17,5 @@ func BenchmarkSend1M(b *testing.B) { backendtest.Bench(b, tcp.Transport{}, 1<<20
 func BenchmarkSend4K(b *testing.B) { backendtest.Bench(b, tcp.Transport{}, 4<<10, 1) }
 
 var _ backends.Transport = tcp.Transport{}
+
+func BenchmarkPingPong64(b *testing.B) { backendtest.BenchPingPong(b, tcp.Transport{}, 64) }

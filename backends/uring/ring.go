@@ -3,6 +3,9 @@ package uring
 import (
 	"errors"
 	"fmt"
+	"os"
+	"reflect"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -32,8 +35,18 @@ type ring struct {
 	// IORING_RECVSEND_FIXED_BUF.
 	fixedErr error
 	files    []int32 // registered file table; -1 is an empty slot
-	ts       syscall.Timespec
 	cqes     []*giouring.CompletionQueueEvent
+	// evf is an eventfd registered with the ring (IORING_REGISTER_EVENTFD):
+	// the kernel signals it as it posts completions. Waiting for a
+	// completion reads it through Go's network poller, so the goroutine
+	// parks like one waiting on a socket instead of blocking its thread in
+	// io_uring_enter (which costs a thread hand-off on wake-up).
+	evf *os.File
+	// cqFlags is the completion ring's flags word, shared with the kernel
+	// (IORING_CQ_EVENTFD_DISABLED). giouring's CqEventfdToggle refuses to
+	// change it while it is 0 (it tests the value where liburing tests the
+	// pointer), so the ring sets it through this pointer.
+	cqFlags *uint32
 }
 
 // newRing sets up a ring of entries entries whose file table is sockfd
@@ -44,8 +57,11 @@ func newRing(entries uint32, sockfd, nfiles int, bufSizes []int, register bool) 
 	if err := r.QueueInit(entries, 0); err != nil {
 		return nil, fmt.Errorf("io_uring_setup(%d entries): %w", entries, err)
 	}
-	rg := &ring{r: r, ts: syscall.NsecToTimespec(int64(waitSlice))}
-	rg.cqes = make([]*giouring.CompletionQueueEvent, 2*entries)
+	rg := &ring{r: r}
+	// giouring's PeekBatchCQE fills all of its slice whatever is ready
+	// (it clamps the count after computing the loop's end), so reap
+	// peeks in small batches.
+	rg.cqes = make([]*giouring.CompletionQueueEvent, reapBatch)
 	defer func() {
 		if err != nil {
 			rg.close()
@@ -78,6 +94,18 @@ func newRing(entries uint32, sockfd, nfiles int, bufSizes []int, register bool) 
 			rg.fixed = true
 		}
 	}
+
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	rg.evf = os.NewFile(uintptr(efd), "io_uring eventfd")
+	efd32 := int32(efd)
+	if errno := rg.register(giouring.RegisterEventFD, unsafe.Pointer(&efd32), 1); errno != 0 {
+		return nil, fmt.Errorf("io_uring_register eventfd: %w", errno)
+	}
+	rg.cqFlags = (*uint32)(reflect.ValueOf(r).Elem().FieldByName("cqRing").Elem().FieldByName("flags").UnsafePointer())
+	rg.eventfd(false) // on only while a goroutine waits (wait)
 
 	rg.files = make([]int32, nfiles)
 	for i := range rg.files {
@@ -202,19 +230,22 @@ func prepCancelAll(e *giouring.SubmissionQueueEntry, ud uint64) {
 	e.UserData = ud
 }
 
-// submitAndWait submits the queued entries and waits for at least one
-// completion; errSlice means the wait slice passed without one.
-func (rg *ring) submitAndWait() error {
+// reapBatch is how many completions reap takes per peek.
+const reapBatch = 16
+
+// spinFor bounds the busy wait for a completion before the goroutine
+// parks on the eventfd: a reply on loopback or a send the kernel finishes
+// on another core comes within it, and a wait that long costs less than a
+// park and a wake-up. It is short because this machine's cores are shared.
+const spinFor = 4 * time.Microsecond
+
+// submit submits the queued entries without waiting for completions.
+func (rg *ring) submit() error {
 	for {
-		_, err := rg.r.SubmitAndWaitTimeout(1, &rg.ts, nil)
+		_, err := rg.r.Submit()
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, unix.ETIME):
-			if rg.r.CQReady() > 0 {
-				return nil
-			}
-			return errSlice
 		case errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EBUSY):
@@ -223,12 +254,65 @@ func (rg *ring) submitAndWait() error {
 			if rg.r.CQReady() > 0 {
 				return nil
 			}
-			time.Sleep(time.Millisecond)
-			continue
+			time.Sleep(50 * time.Microsecond)
 		default:
 			return fmt.Errorf("io_uring_enter: %w", err)
 		}
 	}
+}
+
+// submitAndWait submits the queued entries and waits for at least one
+// completion; errSlice means the wait slice passed without one.
+func (rg *ring) submitAndWait() error {
+	if err := rg.submit(); err != nil {
+		return err
+	}
+	return rg.wait(waitSlice)
+}
+
+// wait waits up to d for a completion: a bounded spin on the completion
+// queue, then parked on the eventfd. errSlice means none came.
+func (rg *ring) wait(d time.Duration) error {
+	if rg.r.CQReady() > 0 {
+		return nil
+	}
+	start := time.Now()
+	for i := 0; i < 1000 && time.Since(start) < spinFor; i++ {
+		if rg.r.CQReady() > 0 {
+			return nil
+		}
+	}
+	var b [8]byte
+	deadline := start.Add(d)
+	// The kernel signals the eventfd only while someone waits on it: a
+	// signal per completion costs a wake-up of the eventfd's wait queue.
+	rg.eventfd(true)
+	defer rg.eventfd(false)
+	for rg.r.CQReady() == 0 {
+		if time.Now().After(deadline) {
+			return errSlice
+		}
+		if err := rg.evf.SetReadDeadline(deadline); err != nil {
+			return fmt.Errorf("eventfd deadline: %w", err)
+		}
+		// The count is only a wake-up: completions are read from the
+		// queue, so a stale count merely loops once more.
+		if _, err := rg.evf.Read(b[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("eventfd read: %w", err)
+		}
+	}
+	return nil
+}
+
+// eventfd turns the kernel's signalling of the eventfd on or off.
+func (rg *ring) eventfd(on bool) {
+	f := atomic.LoadUint32(rg.cqFlags)
+	if on {
+		f &^= giouring.CQEventFdDisabled
+	} else {
+		f |= giouring.CQEventFdDisabled
+	}
+	atomic.StoreUint32(rg.cqFlags, f)
 }
 
 // reap hands every available completion to f and marks them seen.
@@ -252,6 +336,10 @@ func (rg *ring) close() {
 	if rg.r != nil {
 		rg.r.QueueExit()
 		rg.r = nil
+	}
+	if rg.evf != nil {
+		rg.evf.Close()
+		rg.evf = nil
 	}
 	if rg.mem != nil {
 		unix.Munmap(rg.mem)

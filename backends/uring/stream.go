@@ -73,11 +73,13 @@ type stream struct {
 		noUsage  bool // the kernel refused IORING_SEND_ZC_REPORT_USAGE
 		copied   bool // a notification said the kernel copied anyway
 		pin      runtime.Pinner
+		b        batcher // coalescing of small messages (batch.go)
 	}
 	rx struct {
 		sockstream.Rx // its Receiver reads from the staging buffer (fixed buffer 0 of the ring)
 		ring          *ring
 		broken        bool
+		probe         bool // ask the socket for data before receiving (recvNow)
 		pin           runtime.Pinner
 	}
 }
@@ -93,18 +95,18 @@ func (s *stream) Send(hdr, payload []byte) error {
 	if err := s.txReady(); err != nil {
 		return err
 	}
+	if s.small(hdr, len(payload)) {
+		return s.sendSmall(hdr, payload)
+	}
+	if err := s.drainLocked(); err != nil {
+		return err
+	}
 	buf := t.ring.bufs[0]
 	hn := backends.PrefixLen + len(hdr)
 	msg := buf[headroom-hn : headroom]
 	backends.PutPrefix(msg, len(hdr), len(payload))
 	copy(msg[backends.PrefixLen:], hdr)
-	var err error
-	if len(payload) < s.zcMin && len(payload) <= slotSize {
-		n := copy(buf[headroom:], payload)
-		err = s.sendStaged(buf[headroom-hn : headroom+n])
-	} else {
-		err = s.sendUser(msg, payload)
-	}
+	err := s.sendUser(msg, payload)
 	if err != nil {
 		return s.state.Fail(&t.err, "send", err)
 	}
@@ -122,6 +124,9 @@ func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := s.txReady(); err != nil {
+		return err
+	}
+	if err := s.drainLocked(); err != nil {
 		return err
 	}
 	var serr error
@@ -218,35 +223,28 @@ func (s *stream) txRun(handle func(op, idx int, res int32, flags uint32) error, 
 	}
 }
 
-// sendStaged sends p, which lies in a staging buffer, with IORING_OP_SEND.
+// sendStaged sends p, which lies in a staging buffer, with non-blocking
+// IORING_OP_SEND (it completes within its submission), waiting in Go's
+// network poller while the socket buffer is full (see recvNow for why).
 func (s *stream) sendStaged(p []byte) error {
 	t := &s.tx
-	off := 0
-	submit := func() error {
-		e, err := t.ring.sqe()
+	for off := 0; off < len(p); {
+		var n int
+		var err error
+		if cerr := s.rc.Write(func(uintptr) bool {
+			n, err = s.do(t.ring, &t.broken, opSendStaged, func(e *giouring.SubmissionQueueEntry) {
+				prepSend(e, 0, p[off:], unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, ud(opSendStaged, 0))
+			})
+			return !errors.Is(err, errAgain)
+		}); cerr != nil && err == nil {
+			err = fmt.Errorf("send: %w", cerr)
+		}
 		if err != nil {
 			return err
 		}
-		prepSend(e, 0, p[off:], sendFlags, ud(opSendStaged, 0))
-		t.inflight++
-		return nil
+		off += n
 	}
-	if err := submit(); err != nil {
-		return err
-	}
-	return s.txRun(func(op, _ int, res int32, _ uint32) error {
-		switch {
-		case res < 0 && retryable(res):
-			return submit()
-		case res < 0:
-			return fmt.Errorf("send: %w", cqeErr(res))
-		}
-		off += int(res)
-		if off < len(p) {
-			return submit()
-		}
-		return nil
-	}, func() bool { return off == len(p) && t.inflight == 0 })
+	return nil
 }
 
 // sendUser sends msg (prefix and header, in a staging buffer) linked to a
@@ -543,53 +541,91 @@ func (s *stream) rxReady() error {
 }
 
 // recv receives what the socket has, up to len(p) bytes, into p, which
-// lies in the staging buffer.
+// lies in the staging buffer (fixed buffer 0: READ_FIXED).
 func (s *stream) recv(p []byte) (int, error) {
 	r := &s.rx
-	return s.rxDo(func(e *giouring.SubmissionQueueEntry) {
+	return s.recvNow(func(e *giouring.SubmissionQueueEntry) {
 		if r.ring.fixed {
 			prepRead(e, 0, p, 0, 0, ud(opRecv, 0))
+			e.OpcodeFlags = unix.RWF_NOWAIT
 		} else {
-			prepRecv(e, 0, p, 0, ud(opRecv, 0))
+			prepRecv(e, 0, p, unix.MSG_DONTWAIT, ud(opRecv, 0))
 		}
 	})
 }
 
-// recvDirect receives all of p, memory of the caller's, with recvAll.
+// recvDirect receives what the socket has, up to len(p) bytes, into p,
+// memory of the caller's.
 func (s *stream) recvDirect(p []byte) (int, error) {
-	if err := s.recvAll(p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// recvAll receives exactly len(p) bytes into p with RECV and MSG_WAITALL.
-func (s *stream) recvAll(p []byte) error {
 	r := &s.rx
 	r.pin.Pin(&p[0]) // escapes and stays put while the kernel writes to it
-	for done := 0; done < len(p); {
-		k, err := s.rxDo(func(e *giouring.SubmissionQueueEntry) {
-			prepRecv(e, 0, p[done:], unix.MSG_WAITALL, ud(opRecv, 0))
-		})
-		if err != nil {
-			if !r.broken {
-				r.pin.Unpin()
-			}
-			return err
-		}
-		done += k
+	n, err := s.recvNow(func(e *giouring.SubmissionQueueEntry) {
+		prepRecv(e, 0, p, unix.MSG_DONTWAIT, ud(opRecv, 0))
+	})
+	if !r.broken {
+		r.pin.Unpin()
 	}
-	r.pin.Unpin()
-	return nil
+	return n, err
 }
 
-// rxDo submits one receive request prepared by prep and returns the bytes
-// it received. It returns only once the request is complete (or cancelled),
-// because the kernel writes into the buffer until then.
-func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) {
+// recvNow runs the non-blocking receive prep prepares (MSG_DONTWAIT or
+// RWF_NOWAIT: it completes within its submission) and, while the socket
+// has nothing, waits for it to become readable in Go's network poller.
+//
+// A receive left posted in the ring would be completed by task work on the
+// thread that submitted it, which then signals the eventfd for the
+// goroutine parked elsewhere: two thread wake-ups per message where the
+// poller needs one; on this machine that doubled the round-trip time (see
+// docs/design.md).
+func (s *stream) recvNow(prep func(e *giouring.SubmissionQueueEntry)) (int, error) {
 	r := &s.rx
+	var n int
+	var err error
+	waited := false
+	if cerr := s.rc.Read(func(fd uintptr) bool {
+		if r.probe && !waited {
+			// The last receive found nothing: ask whether anything came
+			// (SIOCINQ costs a third of an io_uring_enter) rather than
+			// submit a receive that fails. After a wake-up the receive
+			// goes ahead (an end of stream has nothing queued either); one
+			// that finds data without waiting ends the probing (a stream
+			// of messages).
+			if k, ierr := unix.IoctlGetInt(int(fd), unix.SIOCINQ); ierr == nil && k == 0 {
+				waited = true
+				return false
+			}
+			r.probe = false
+		}
+		n, err = s.do(r.ring, &r.broken, opRecv, prep)
+		if errors.Is(err, errAgain) {
+			r.probe, waited = true, true
+			return false
+		}
+		return true
+	}); cerr != nil && err == nil {
+		err = fmt.Errorf("receive: %w", cerr)
+	}
+	switch {
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, fmt.Errorf("connection closed by peer: %w", io.ErrUnexpectedEOF)
+	}
+	return n, nil
+}
+
+// errAgain is do's report of a request that found nothing to do (EAGAIN).
+var errAgain = errors.New("uring: would block")
+
+// do submits one request, prepared by prep with user data of operation op,
+// on rg and returns its result (bytes moved); a request the socket could
+// not serve without waiting returns errAgain. It returns only once the
+// request is complete (or cancelled), because the kernel uses its buffer
+// until then; *broken is set when it gives up on a request still in
+// flight.
+func (s *stream) do(rg *ring, broken *bool, op int, prep func(e *giouring.SubmissionQueueEntry)) (int, error) {
 	for {
-		e, err := r.ring.sqe()
+		e, err := rg.sqe()
 		if err != nil {
 			return 0, err
 		}
@@ -598,26 +634,26 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 		inflight, cancelled := true, false
 		var giveUp time.Time
 		for inflight {
-			err := r.ring.submitAndWait()
+			err := rg.submitAndWait()
 			if err == errSlice {
 				if s.state.Closed() && !cancelled {
-					if e, err := r.ring.sqe(); err == nil {
+					if e, err := rg.sqe(); err == nil {
 						prepCancelAll(e, ud(opCancel, 0))
 						cancelled = true
 						giveUp = time.Now().Add(10 * time.Second)
 					}
 				} else if cancelled && time.Now().After(giveUp) {
-					r.broken = true
+					*broken = true
 					return 0, errClosed
 				}
 				continue
 			}
 			if err != nil {
-				r.broken = true // the request may still be in flight
+				*broken = true // the request may still be in flight
 				return 0, err
 			}
-			r.ring.reap(func(u uint64, rs int32, _ uint32) {
-				if int(u>>32) == opRecv {
+			rg.reap(func(u uint64, rs int32, _ uint32) {
+				if int(u>>32) == op {
 					res, inflight = rs, false
 				}
 			})
@@ -625,12 +661,14 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 		switch {
 		case s.state.Closed():
 			return 0, errClosed
+		case res == -int32(unix.EAGAIN):
+			return 0, errAgain
 		case res < 0 && retryable(res):
 			continue
-		case res < 0:
+		case res < 0 && op == opRecv:
 			return 0, fmt.Errorf("receive: %w", cqeErr(res))
-		case res == 0:
-			return 0, fmt.Errorf("connection closed by peer: %w", io.ErrUnexpectedEOF)
+		case res < 0:
+			return 0, fmt.Errorf("send: %w", cqeErr(res))
 		}
 		return int(res), nil
 	}
@@ -639,8 +677,10 @@ func (s *stream) rxDo(prep func(e *giouring.SubmissionQueueEntry)) (int, error) 
 // Close shuts the socket down, which completes the requests pending on it,
 // waits for Send and Recv to give up, and tears the rings down.
 func (s *stream) Close() error {
+	s.drainBeforeClose()
 	return s.state.Close(func() error {
 		s.rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+		s.stopBatcher()
 		t, r := &s.tx, &s.rx
 		t.mu.Lock()
 		defer t.mu.Unlock()

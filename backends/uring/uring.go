@@ -21,16 +21,24 @@
 //   - Send of a payload of ZeroCopyThreshold bytes or more sends the header
 //     from a fixed buffer linked (IOSQE_IO_LINK) to an IORING_OP_SEND_ZC of
 //     the caller's memory, in one submission, and returns after the
-//     notification, so the caller may reuse the buffer at once. Smaller
-//     messages are copied into a fixed buffer and sent with one
-//     IORING_OP_SEND.
+//     notification, so the caller may reuse the buffer at once.
+//   - Smaller messages are coalesced (batch.go): Send copies them into a
+//     staging batch, which one non-blocking IORING_OP_SEND sends; messages
+//     sent back to back go to a flusher goroutine in batches while the
+//     next ones collect, so one io_uring_enter carries many.
 //   - Only one send is in flight per socket at a time: io_uring does not
 //     order independent sends on a stream socket.
 //
-// Receiving reads into a fixed buffer (IORING_OP_READ_FIXED on the socket),
-// which serves the headers and small payloads of many messages per
-// completion; payload reads of half its size or more go straight into the
-// caller's buffer with IORING_OP_RECV and MSG_WAITALL.
+// Receiving reads into a fixed buffer (IORING_OP_READ_FIXED on the socket,
+// RWF_NOWAIT), which serves the headers and small payloads of many
+// messages per completion; payload reads of half its size or more go
+// straight into the caller's buffer with IORING_OP_RECV. Small sends and
+// all receives complete within their submission; while the socket is not
+// ready the goroutine waits in Go's network poller. Requests that stay in
+// flight are waited for with a bounded spin and then on an eventfd
+// registered with the ring, read through the poller, so no thread blocks
+// in io_uring_enter (docs/design.md, "io_uring from Go", says why
+// receives are not kept posted).
 //
 // Close shuts the socket down, which completes pending socket requests; a
 // wait that nothing completes (a zero-copy notification held by a peer that
@@ -184,5 +192,6 @@ func newStream(c net.Conn, entries uint32, t *transport) (*stream, error) {
 		return nil, fmt.Errorf("receive ring: %w", err)
 	}
 	s.rx.In.Init(s.rx.ring.bufs[0], s.recv, s.recvDirect)
+	s.startBatcher(s.tx.ring.bufs[0], s.tx.ring.bufs[1])
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/xfer-io/xfer/backends"
 	"github.com/xfer-io/xfer/backends/backendtest"
@@ -128,3 +129,60 @@ func TestZeroCopyNotifications(t *testing.T) {
 func BenchmarkSend(b *testing.B) { backendtest.BenchSends(b, backendtest.Registered(b, Name)) }
 
 func BenchmarkSendFile(b *testing.B) { backendtest.BenchSendFiles(b, backendtest.Registered(b, Name)) }
+
+func BenchmarkPingPong64(b *testing.B) {
+	backendtest.BenchPingPong(b, backendtest.Registered(b, Name), 64)
+}
+
+// TestSmallSendsCoalesce checks that messages sent back to back share
+// system calls (the flusher's batches), that an isolated message goes out
+// at once, and that Close delivers what Send accepted.
+func TestSmallSendsCoalesce(t *testing.T) {
+	const count = 50000
+	sess := backendtest.Open(t, backendtest.Registered(t, Name), 1, backends.Params{})
+	tx := sess.Dialer[0].(*stream)
+	got := make(chan error, 1)
+	go func() {
+		hbuf, buf := make([]byte, backends.MaxHeader), make([]byte, 64)
+		for i := 0; i < count+1; i++ {
+			_, n, err := sess.Acceptor[0].Recv(hbuf)
+			if err == nil {
+				err = sess.Acceptor[0].RecvPayload(buf[:n])
+			}
+			if err != nil {
+				got <- fmt.Errorf("message %d: %w", i, err)
+				return
+			}
+		}
+		got <- nil
+	}()
+	payload := backendtest.Random(64, 1)
+	for i := 0; i < count; i++ {
+		if err := tx.Send([]byte("m"), payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx.tx.mu.Lock()
+	batches, msgs := tx.tx.b.batches, tx.tx.b.msgs
+	tx.tx.mu.Unlock()
+	t.Logf("%d messages in %d sends", msgs, batches)
+	if batches*2 > msgs {
+		t.Errorf("%d messages took %d sends: want at least two messages per send on average", msgs, batches)
+	}
+	time.Sleep(10 * time.Millisecond) // the next message is isolated
+	if err := tx.Send([]byte("m"), payload); err != nil {
+		t.Fatal(err)
+	}
+	tx.tx.mu.Lock()
+	busy, n := tx.tx.b.busy, tx.tx.b.n
+	tx.tx.mu.Unlock()
+	if busy || n != 0 {
+		t.Errorf("an isolated message was left to the flusher (busy %v, %d bytes pending)", busy, n)
+	}
+	if err := tx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
