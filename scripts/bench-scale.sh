@@ -157,23 +157,6 @@ raw_times() { raw_values 28 "" "$RES"/*.t "$RES"/*.rss "$RES"/*.cpu "$RES"/*.byt
 
 RSURL() { echo "rsync://127.0.0.1:$RS_PORT/bench/$1"; }
 
-# rsyncd_total: CPU seconds the rsync daemon and its reaped children used.
-rsyncd_total() {
-	awk -v a="$(proc_cpu "$RS_PID")" -v b="$(proc_cpu "$RS_PID" children)" 'BEGIN{printf "%.2f", a+b}'
-}
-
-# rsyncd_cpu SERIES BEFORE: records in SERIES the CPU seconds the rsync
-# daemon and its children used since rsyncd_total said BEFORE, once the
-# daemon has reaped the child that served the run (waits up to 5 s).
-rsyncd_cpu() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		pgrep -P "$RS_PID" >/dev/null || break
-		sleep 0.05
-	done
-	record "$1" "$(awk -v a="$2" -v b="$(rsyncd_total)" 'BEGIN{printf "%.2f", b-a}')"
-}
-
 # cpu_per_file LABEL FILES SERIES...: median CPU per file (µs) of each
 # series, informational.
 cpu_per_file() {
@@ -284,9 +267,9 @@ small_run() {
 	rsync)
 		rm -rf "${DST:?}/small"
 		local before
-		before="$(rsyncd_total)"
+		before="$(rsyncd_cpu)"
 		measure small.rsync "$out" rsync -a "$DATA/small/" "$(RSURL small/)"
-		rsyncd_cpu small.rsyncd.cpu "$before"
+		record small.rsyncd.cpu "$(awk -v a="$before" -v b="$(rsyncd_cpu)" 'BEGIN{printf "%.2f", b-a}')"
 		if ((ROUND == 0)); then verify_tree "$DATA/small" "$DST/small" "rsync (small)"; fi
 		rm -rf "${DST:?}/small"
 		;;
