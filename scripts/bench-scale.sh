@@ -15,7 +15,9 @@
 #             serve` per run (VmHWM); growth per file from the same syncs of
 #             one tenth of the tree (its first top-level directory).
 #   small     b: BENCH_SCALE_SMALL_FILES (100,000) files of 1-8 KiB, initial
-#             copy to a served peer vs rsync -a to the daemon.
+#             copy to a served peer vs rsync -a to the daemon; CPU per file
+#             (user + system) of the xfer client and of each fresh xfer
+#             serve, of the rsync client and of the daemon's child.
 #   delta     c: one file of BENCH_SCALE_BIG_MIB (1024) MiB; each run changes
 #             one 4 KiB region (inside one chunk) and syncs it; the bytes on
 #             the wire are xfer's bytes_sent (--json: the changed 16 KiB
@@ -148,12 +150,23 @@ render() {
 	done
 }
 
-raw_times() { raw_values 28 "" "$RES"/*.t "$RES"/*.rss "$RES"/*.bytes; }
+raw_times() { raw_values 28 "" "$RES"/*.t "$RES"/*.rss "$RES"/*.cpu "$RES"/*.bytes; }
 
 # --- peers ------------------------------------------------------------------------------
 
 
 RSURL() { echo "rsync://127.0.0.1:$RS_PORT/bench/$1"; }
+
+# cpu_per_file LABEL FILES SERIES...: median CPU per file (µs) of each
+# series, informational.
+cpu_per_file() {
+	local label="$1" n="$2" s v=""
+	shift 2
+	for s in "$@"; do
+		v+="${v:+ / }$(awk -v c="$(median "$RES/$s")" -v n="$n" 'BEGIN{printf "%.1f", c*1e6/n}')"
+	done
+	row "$label" "$v µs/file" - info
+}
 
 # xfer_moved OUT WANT: the summary of the last xfer run says WANT files moved.
 xfer_moved() {
@@ -253,7 +266,10 @@ small_run() {
 		;;
 	rsync)
 		rm -rf "${DST:?}/small"
+		local before
+		before="$(rsyncd_cpu)"
 		measure small.rsync "$out" rsync -a "$DATA/small/" "$(RSURL small/)"
+		record small.rsyncd.cpu "$(awk -v a="$before" -v b="$(rsyncd_cpu)" 'BEGIN{printf "%.2f", b-a}')"
 		if ((ROUND == 0)); then verify_tree "$DATA/small" "$DST/small" "rsync (small)"; fi
 		rm -rf "${DST:?}/small"
 		;;
@@ -268,6 +284,8 @@ scenario_small() {
 	for_runs small_run xfer rsync xfer-noverify
 	speed "b: $NSMALL files of 1-8 KiB, copy, xfer peer vs rsync daemon" small.xfer small.rsync 2.0
 	speed "b: same with --verify none (no BLAKE3), vs rsync" small.xfer_noverify small.rsync -
+	cpu_per_file "b: CPU per file, xfer client / xfer serve / rsync client / rsync daemon" "$NSMALL" small.xfer.cpu small.serve.cpu small.rsync.cpu small.rsyncd.cpu
+	cpu_per_file "b: same, --verify none, xfer client / xfer serve" "$NSMALL" small.xfer_noverify.cpu small.serve_noverify.cpu
 	rss "b: peak RSS xfer client" small.xfer.rss
 	rss "b: peak RSS xfer serve" small.serve.rss
 	rm -rf "$DATA/small"

@@ -30,8 +30,10 @@
 # (file, sendfile) >= 0.90 x iperf3 -Z; uring >= tcp-zc for 1 MiB messages and
 # the best 64-byte message rate and a round-trip p50 no worse than tcp's
 # (the row divides tcp's p50 by uring's, so >= 1 passes); rdma >= 0.85 x
-# ucx_perftest tag_bw; xfer copy --verify=none over tcp-zc and uring >= 0.85 x
-# iperf3 -Z (verified: recorded).
+# ucx_perftest tag_bw and its ping p50 <= 3 x ucx_perftest tag_lat's round
+# trip (ucx_perftest over UCX's shared memory is recorded beside tcp-zc;
+# BENCH_UCX_SHM_TLS picks it); xfer copy --verify=none over tcp-zc and uring
+# >= 0.85 x iperf3 -Z (verified: recorded).
 set -euo pipefail
 
 # shellcheck source=scripts/benchlib.sh
@@ -142,18 +144,47 @@ run_iperf() {
 	val "$series.scpu" "$(awk '/"remote_total"/ {gsub(/[,]/,""); print $2; exit}' "$out")"
 }
 
+# perftest OUT ARGS...: one ucx_perftest run (server and client with ARGS,
+# over the UCX_TLS of the environment), the client's output in OUT.
+perftest() {
+	local out="$1"
+	shift
+	start_peer ucx_perftest "$@"
+	timeout "$TIMEOUT" ucx_perftest 127.0.0.1 "$@" -p "$PEER_PORT" >"$out" 2>&1 || {
+		cat "$out" "$RES/peer.log" >&2
+		die "ucx_perftest $* (UCX_TLS=$UCX_TLS) failed"
+	}
+	wait_peer
+}
+# perfcol OUT COL: column COL of ucx_perftest's final line.
+perfcol() { awk -v c="$2" '$1 ~ /^[0-9]+$/ && NF == 8 {v=$c} END {print v}' "$1"; }
+mbs_gbit() { awk -v v="$1" 'BEGIN{printf "%.4f", v*1048576*8/1e9}'; }
+
 # ucx_perftest tag_bw with 1 MiB messages over UCX_TLS; records Gbit/s
 # (its "overall" bandwidth, MB = 2^20 bytes).
 UCX_ITERS=$((DUR * 1000))
+UCX_BW=(-t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f)
 run_ucx() {
-	local out="$RES/ucx.out"
-	start_peer ucx_perftest -t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f
-	timeout "$TIMEOUT" ucx_perftest 127.0.0.1 -t tag_bw -s 1048576 -n "$UCX_ITERS" -w 100 -f -p "$PEER_PORT" >"$out" 2>&1 || {
-		cat "$out" "$RES/peer.log" >&2
-		die "ucx_perftest failed"
-	}
-	wait_peer
-	val ucx.gbit "$(awk '$1 ~ /^[0-9]+$/ && NF == 8 {bw=$6} END {printf "%.4f", bw*1048576*8/1e9}' "$out")"
+	perftest "$RES/ucx.out" "${UCX_BW[@]}"
+	val ucx.gbit "$(mbs_gbit "$(perfcol "$RES/ucx.out" 6)")"
+}
+
+# ucx_perftest tag_lat with 64-byte messages over UCX_TLS; records the round
+# trip in µs (twice its 50th percentile, which is half a round trip), the
+# figure xfer bench's ping p50 is compared with.
+run_ucx_lat() {
+	perftest "$RES/ucxlat.out" -t tag_lat -s 64 -n "$((DUR * 20000))" -w 1000 -f
+	val ucx_lat.rtus "$(awk -v l="$(perfcol "$RES/ucxlat.out" 2)" 'BEGIN{printf "%.3f", 2*l}')"
+}
+
+# ucx_perftest tag_bw over UCX's shared-memory transports (UCX_TLS=$UCX_SHM_TLS,
+# both ends on this host): what UCX itself reaches there, recorded beside
+# tcp-zc because xfer's rdma cannot use those transports (their endpoints
+# have no peer-failure detection, which every rdma stream needs).
+UCX_SHM_TLS="${BENCH_UCX_SHM_TLS:-posix,sysv,cma,self}"
+run_ucx_shm() {
+	UCX_TLS="$UCX_SHM_TLS" UCX_NET_DEVICES=all perftest "$RES/ucxshm.out" "${UCX_BW[@]}"
+	val ucx_shm.gbit "$(mbs_gbit "$(perfcol "$RES/ucxshm.out" 6)")"
 }
 
 # field LINE NAME: a top-level number of an `xfer bench --json` line;
@@ -207,7 +238,7 @@ run_copy() {
 
 # The measurements of one round, by name.
 MEAS=(iperf3 iperf3_Z)
-((HAVE_UCX)) && has rdma && MEAS+=(ucx)
+((HAVE_UCX)) && has rdma && MEAS+=(ucx ucx_lat ucx_shm)
 for p in "${WANT[@]}"; do MEAS+=("bulk:$p:mem" "small:$p"); done
 for p in tcp-zc uring; do
 	if has "$p"; then MEAS+=("bulk:$p:file"); fi
@@ -227,6 +258,8 @@ run_one() {
 	iperf3) run_iperf ;;
 	iperf3_Z) run_iperf -Z ;;
 	ucx) run_ucx ;;
+	ucx_lat) run_ucx_lat ;;
+	ucx_shm) run_ucx_shm ;;
 	bulk) run_bench "bulk_${a}_$b" "$a" "$b" 1M "$DUR" 0 ;;
 	small) run_bench "small_$a" "$a" mem 64 2 2 ;;
 	copy) run_copy "$a" "$b" ;;
@@ -279,7 +312,11 @@ if has uring; then
 	# Lower is better for a round trip: the ratio is tcp's p50 over uring's.
 	has tcp && cmp_row "round-trip p50 (64 B): tcp's over uring's" small_tcp.p50 small_uring.p50 1.00 µs
 fi
-has rdma && ((HAVE_UCX)) && cmp_row "rdma vs ucx_perftest tag_bw (UCX_TLS=$UCX_TLS)" bulk_rdma_mem.gbit ucx.gbit 0.85 Gbit/s
+if has rdma && ((HAVE_UCX)); then
+	cmp_row "rdma vs ucx_perftest tag_bw (UCX_TLS=$UCX_TLS)" bulk_rdma_mem.gbit ucx.gbit 0.85 Gbit/s
+	cmp_row "rdma ping p50 vs ucx_perftest tag_lat round trip" small_rdma.p50 ucx_lat.rtus "<=3" µs
+	has tcp-zc && cmp_row "ucx_perftest tag_bw over $UCX_SHM_TLS vs tcp-zc (mem)" ucx_shm.gbit bulk_tcp-zc_mem.gbit - Gbit/s
+fi
 for p in tcp-zc uring; do
 	if has "$p" && ((COPY_MIB > 0)); then
 		cmp_row "copy $COPY_MIB MiB --proto $p --verify=none vs iperf3 -Z" "copy_${p}_none.gbit" iperf3_Z.gbit 0.85 Gbit/s
@@ -303,6 +340,9 @@ render_cmp() { # text|md
 		pr="$(awk -v v="$(paired "$xs" "$rs")" 'BEGIN{printf "%.2f", v}')"
 		if [[ "$tgt" == - ]]; then
 			res=info tgt="(record)"
+		elif [[ "$tgt" == "<="* ]]; then # a ratio that must stay small
+			res="$(awk -v r="$ratio" -v t="${tgt#<=}" 'BEGIN{print (r != "nan" && r+0 <= t+0) ? "PASS" : "MISS"}')"
+			tgt="<= ${tgt#<=}"
 		else
 			res="$(awk -v r="$ratio" -v t="$tgt" 'BEGIN{print (r+0 >= t+0) ? "PASS" : "MISS"}')"
 			tgt=">= $tgt"
@@ -367,6 +407,8 @@ COMMANDS="$(
 	cat <<-EOF
 		iperf3 -s -1 -B 127.0.0.1 -p PORT  /  iperf3 -t $DUR -c 127.0.0.1 -p PORT [-Z] -J
 		ucx_perftest -t tag_bw -s 1048576 -n $UCX_ITERS -w 100 -f -p PORT  /  ucx_perftest 127.0.0.1 (same flags)   [UCX_TLS=$UCX_TLS UCX_NET_DEVICES=$UCX_NET_DEVICES]
+		ucx_perftest -t tag_lat -s 64 -n $((DUR * 20000)) -w 1000 -f -p PORT  /  ucx_perftest 127.0.0.1 (same flags)   [same UCX_TLS; round trip = 2 x its p50]
+		ucx_perftest -t tag_bw (flags as above)   [UCX_TLS=$UCX_SHM_TLS UCX_NET_DEVICES=all]
 		xfer serve --listen 127.0.0.1:0 --root TMPFS --no-fsync
 		xfer bench --to xfer://ADDR --proto P --mode mem|file --size 1M --streams $STREAMS --duration ${DUR}s --ping-duration 0s --json
 		xfer bench --to xfer://ADDR --proto P --mode mem --size 64 --streams $STREAMS --duration 2s --ping-duration 2s --json

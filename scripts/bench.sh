@@ -262,18 +262,6 @@ rsync_copy() {
 	if ((ROUND == 0)); then verify_tree "$2" "$RROOT/$1" "rsync ($1)"; fi
 }
 
-# rsyncd_cpu: CPU seconds of the rsync daemon and its reaped children (one
-# child per connection, reaped by the daemon), once the connection's child
-# has gone (within 5 s).
-rsyncd_cpu() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		pgrep -P "$RS_PID" >/dev/null || break
-		sleep 0.05
-	done
-	awk -v a="$(proc_cpu "$RS_PID")" -v b="$(proc_cpu "$RS_PID" children)" 'BEGIN{printf "%.2f", a+b}'
-}
-
 # iperf3_big BYTES [SERIES]: iperf3 -Z -n BYTES (series SERIES, default
 # big.iperf3: the seconds iperf3
 # reports for receiving them, without its start-up and test set-up, which

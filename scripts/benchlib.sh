@@ -93,6 +93,18 @@ proc_cpu() {
 		s = $12 + $13; if (c == "children") s = $14 + $15; printf "%.2f\n", s / t }'
 }
 
+# rsyncd_cpu: CPU seconds of the rsync daemon and its reaped children (one
+# child per connection, reaped by the daemon), once the connection's child
+# has gone (within 5 s).
+rsyncd_cpu() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		pgrep -P "$RS_PID" >/dev/null || break
+		sleep 0.05
+	done
+	awk -v a="$(proc_cpu "$RS_PID")" -v b="$(proc_cpu "$RS_PID" children)" 'BEGIN{printf "%.2f", a+b}'
+}
+
 # measure SERIES OUT CMD...: runs CMD (stdout to OUT, stderr to OUT.err) under
 # GNU time ($GNU_TIME), timeout ($TIMEOUT seconds) and PIN_CLIENT; outside
 # the warm-up round records wall seconds in $RES/SERIES.t, the peak RSS (KiB,

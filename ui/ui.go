@@ -300,7 +300,14 @@ func (p *Printer) writeJSON(e progress.Event) {
 	if e.Time == "" {
 		e.Time = progress.Stamp(p.now())
 	}
-	line := marshalLine(e)
+	// The event's own encoder, without the re-validation encoding/json
+	// gives a Marshaler's output: one such line per file in --json.
+	line, err := e.MarshalJSON()
+	if err != nil {
+		line = marshalLine(e) // panics with what failed
+	} else {
+		line = append(line, '\n')
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.finished {

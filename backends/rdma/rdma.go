@@ -19,6 +19,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -203,6 +204,13 @@ func prepare(p backends.Params) ([]*stream, [][]byte, error) {
 		C.free(addr)
 		sess.refs.Add(1)
 		st := &stream{s: cs, idx: i, sess: sess}
+		if err := st.openWaiter(); err != nil {
+			st.destroy(0)
+			for _, s := range streams {
+				s.destroy(0)
+			}
+			return nil, nil, err
+		}
 		for j := range st.slots {
 			st.slots[j] = unsafe.Slice((*byte)(C.xs_slot_buf(cs, C.int(j))), int(sizes[j]))
 		}
@@ -334,6 +342,11 @@ type stream struct {
 	bseq    uint64 // next bulk fragment
 	sendErr error  // sticky: the stream can send no more
 	broken  bool   // a message was cut short: Close sends no FIN
+
+	// rwait turns readable when a Recv parked in the Go poller (rather
+	// than asleep in C, which would cost a thread hand-off per message)
+	// should look again: a duplicate of xs_wait_fd's receive descriptor.
+	rwait *os.File
 
 	recvMu  sync.Mutex
 	rseq    uint64 // message being read / awaited
@@ -563,7 +576,7 @@ func (st *stream) Recv(hbuf []byte) ([]byte, int, error) {
 	}
 	i := recvBase + int(st.rseq%msgRecvSlots)
 	var ln C.size_t
-	if s := C.xs_slot_wait(st.s, C.int(i), -1, 1, &ln); s != C.UCS_OK {
+	if s := st.waitRecv(i, &ln); s != C.UCS_OK {
 		return nil, 0, st.recvFailed(op, s)
 	}
 	b := st.slots[i][:ln]
@@ -702,9 +715,57 @@ func (st *stream) fin(ms int) error {
 	return nil
 }
 
+// openWaiter sets up rwait.
+func (st *stream) openWaiter() error {
+	fd, err := syscall.Dup(int(C.xs_wait_fd(st.s, 1)))
+	if err != nil {
+		return fmt.Errorf("rdma: stream %d: wait descriptor: %w", st.idx, err)
+	}
+	syscall.CloseOnExec(fd)
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("rdma: stream %d: wait descriptor: %w", st.idx, err)
+	}
+	st.rwait = os.NewFile(uintptr(fd), fmt.Sprintf("rdma stream %d", st.idx))
+	return nil
+}
+
+// waitRecv waits until receive slot i completes, progressing the worker
+// in a bounded spin and then parking the goroutine in the Go poller on
+// rwait, so that the thread is free and the goroutine that acts on the
+// message runs without a hand-off to another thread.
+func (st *stream) waitRecv(i int, ln *C.size_t) C.ucs_status_t {
+	raw, err := st.rwait.SyscallConn()
+	if err != nil {
+		return C.xs_slot_wait(st.s, C.int(i), -1, 1, ln)
+	}
+	for {
+		s := C.xs_slot_try(st.s, C.int(i), 1, ln)
+		if s != C.UCS_ERR_NO_PROGRESS {
+			return s
+		}
+		// The poller drops a readiness it saw before this wait starts,
+		// so look at the descriptor once before waiting for it.
+		first := true
+		err := raw.Read(func(fd uintptr) bool {
+			if first {
+				first = false
+				return C.xs_fd_ready(C.int(fd)) != 0
+			}
+			return true
+		})
+		if err != nil {
+			return C.xs_slot_wait(st.s, C.int(i), -1, 1, ln)
+		}
+	}
+}
+
 func (st *stream) destroy(closeMs int) {
 	if st.s == nil {
 		return
+	}
+	if st.rwait != nil {
+		st.rwait.Close()
 	}
 	C.xs_stream_destroy(st.s, C.int(closeMs))
 	st.s = nil

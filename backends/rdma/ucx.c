@@ -11,7 +11,11 @@
 // flip an operation's state and wake its owner through the owner's eventfd.
 // While neither is waiting, a background thread sleeps on the worker's
 // event descriptor and progresses it, so that sends posted by a Send that
-// has returned, and receives posted ahead, move on without the caller.
+// has returned, and receives posted ahead, move on without the caller; it
+// takes the worker back only after XS_BG_HANDOFF_NS without a waiter.
+// Recv waits outside C (xs_slot_try, then the Go poller on wfd[1]), so the
+// goroutine that acts on a message runs on the same thread instead of being
+// handed to another one.
 
 #include "ucx.h"
 
@@ -20,6 +24,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,9 +38,12 @@
 #define XS_DIR_RECV 1
 
 // A waiter busy-polls this long without progress before it sleeps on the
-// worker's event descriptor. Poll timeouts are only safety nets: worker
-// events and our eventfds wake sleepers.
-#define XS_SPIN_NS 20000L
+// worker's event descriptor. Short, by measurement on a shared 2-core host
+// over UCX tcp (docs/benchmarks.md): 200 µs and 20 µs spins took the core
+// the peer needed (1 MiB: 5.5 and 11 Gbit/s, 64 B round trip p50 250-350
+// and 80-100 µs) where 2 µs gives 14 Gbit/s and 58 µs. Poll timeouts are
+// only safety nets: worker events and our eventfds wake sleepers.
+#define XS_SPIN_NS 2000L
 #define XS_POLL_MS 20
 #define XS_BG_POLL_MS 100
 // The background thread takes the worker back only once no caller has
@@ -64,6 +73,7 @@ struct xs_stream {
 	void *mem;
 	int efd;
 	int evfd[2];
+	int wfd[2]; // epoll of efd and evfd[dir], for waiters outside C
 	_Atomic int sleepers[2];
 	_Atomic int cancel;
 	_Atomic int ep_status;
@@ -80,6 +90,7 @@ struct xs_stream {
 };
 
 static void *xs_bg_main(void *arg);
+static void xs_reap(xs_stream *s, xs_op *op);
 
 static inline int64_t xs_now_ns(void)
 {
@@ -169,6 +180,7 @@ ucs_status_t xs_stream_create(ucp_context_h ctx, int nslots,
 	s->ctx = ctx;
 	s->efd = -1;
 	s->evfd[0] = s->evfd[1] = -1;
+	s->wfd[0] = s->wfd[1] = -1;
 	s->bgfd = -1;
 	pthread_mutex_init(&s->lk, NULL);
 	atomic_init(&s->ep_status, UCS_OK);
@@ -189,6 +201,16 @@ ucs_status_t xs_stream_create(ucp_context_h ctx, int nslots,
 	if (s->evfd[0] < 0 || s->evfd[1] < 0 || s->bgfd < 0) {
 		st = UCS_ERR_IO_ERROR;
 		goto fail;
+	}
+	for (int d = 0; d < 2; d++) {
+		s->wfd[d] = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = {.events = EPOLLIN};
+		if (s->wfd[d] < 0 || epoll_ctl(s->wfd[d], EPOLL_CTL_ADD, s->efd, &ev) != 0 ||
+		    epoll_ctl(s->wfd[d], EPOLL_CTL_ADD, s->evfd[d], &ev) != 0) {
+			st = UCS_ERR_IO_ERROR;
+			goto fail;
+		}
+		fcntl(s->wfd[d], F_SETFL, fcntl(s->wfd[d], F_GETFL) | O_NONBLOCK);
 	}
 
 	// One registration covers every slot, so verbs hardware DMAs straight
@@ -331,7 +353,7 @@ static void *xs_bg_main(void *arg)
 // Progresses the worker until op leaves XS_POSTED, the deadline passes,
 // the stream is cancelled or the endpoint fails.
 static ucs_status_t xs_wait_active(xs_stream *s, xs_op *op, int timeout_ms,
-                                   int cancelable)
+                                   int cancelable, int park)
 {
 	int64_t start = xs_now_ns();
 	int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000L;
@@ -360,10 +382,10 @@ static ucs_status_t xs_wait_active(xs_stream *s, xs_op *op, int timeout_ms,
 			last = now;
 			continue;
 		}
-		if (now >= deadline)
-			return UCS_ERR_TIMED_OUT;
 		if (now - last < XS_SPIN_NS)
 			continue;
+		if (!park && now >= deadline)
+			return UCS_ERR_TIMED_OUT;
 
 		// Sleep until the worker has an event, a completion, cancel or
 		// error writes our eventfd, or the safety timeout passes.
@@ -377,6 +399,8 @@ static ucs_status_t xs_wait_active(xs_stream *s, xs_op *op, int timeout_ms,
 		pthread_mutex_lock(&s->lk);
 		ucs_status_t ast = ucp_worker_arm(s->w);
 		pthread_mutex_unlock(&s->lk);
+		if (ast == UCS_OK && park)
+			return UCS_ERR_NO_PROGRESS; // sleepers[dir] stays set
 		if (ast == UCS_OK) {
 			struct pollfd pf[2] = {{.fd = s->efd, .events = POLLIN},
 			                       {.fd = s->evfd[dir], .events = POLLIN}};
@@ -390,6 +414,33 @@ static ucs_status_t xs_wait_active(xs_stream *s, xs_op *op, int timeout_ms,
 	}
 }
 
+ucs_status_t xs_slot_try(xs_stream *s, int i, int cancelable, size_t *len)
+{
+	xs_op *op = &s->slots[i];
+	int dir = op->dir;
+	atomic_store(&s->sleepers[dir], 0);
+	xs_drain(s->evfd[dir]);
+	if (atomic_load(&op->state) == XS_POSTED) {
+		atomic_fetch_add(&s->active, 1);
+		ucs_status_t st = xs_wait_active(s, op, 0, cancelable, 1);
+		atomic_store(&s->last_leave, xs_now_ns());
+		atomic_fetch_sub(&s->active, 1);
+		if (st != UCS_OK)
+			return st;
+	}
+	xs_reap(s, op);
+	*len = op->len;
+	return op->status;
+}
+
+int xs_wait_fd(xs_stream *s, int dir) { return s->wfd[dir]; }
+
+int xs_fd_ready(int fd)
+{
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	return poll(&pf, 1, 0) > 0;
+}
+
 // xs_wait_active with the background thread standing aside.
 static ucs_status_t xs_wait(xs_stream *s, xs_op *op, int timeout_ms,
                             int cancelable)
@@ -397,7 +448,7 @@ static ucs_status_t xs_wait(xs_stream *s, xs_op *op, int timeout_ms,
 	if (atomic_load(&op->state) != XS_POSTED)
 		return UCS_OK;
 	atomic_fetch_add(&s->active, 1);
-	ucs_status_t st = xs_wait_active(s, op, timeout_ms, cancelable);
+	ucs_status_t st = xs_wait_active(s, op, timeout_ms, cancelable, 0);
 	atomic_store(&s->last_leave, xs_now_ns());
 	atomic_fetch_sub(&s->active, 1);
 	return st;
@@ -740,9 +791,12 @@ void xs_stream_destroy(xs_stream *s, int close_ms)
 	}
 	if (s->memh != NULL)
 		ucp_mem_unmap(s->ctx, s->memh);
-	for (int d = 0; d < 2; d++)
+	for (int d = 0; d < 2; d++) {
 		if (s->evfd[d] >= 0)
 			close(s->evfd[d]);
+		if (s->wfd[d] >= 0)
+			close(s->wfd[d]);
+	}
 	if (s->bgfd >= 0)
 		close(s->bgfd);
 	free(s->slots);

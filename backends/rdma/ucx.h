@@ -54,4 +54,17 @@ ucs_status_t xs_send_user(xs_stream *s, uint64_t tag0, const void *p,
 ucs_status_t xs_recv_user(xs_stream *s, uint64_t tag0, void *p, size_t len,
                           size_t frag, int cancelable);
 
+// xs_slot_wait without sleeping: progresses (a bounded spin) until slot i
+// has nothing in flight and then returns as xs_slot_wait does; when it
+// would have to sleep instead, it arms the worker, marks direction dir as
+// sleeping and returns UCS_ERR_NO_PROGRESS, and the caller waits for
+// xs_wait_fd(s, dir) to turn readable (the worker has an event, or a
+// completion, cancel or endpoint error was signalled) before calling again.
+ucs_status_t xs_slot_try(xs_stream *s, int i, int cancelable, size_t *len);
+// A descriptor (owned by the stream) that turns readable when a waiter of
+// direction dir (0 send, 1 receive) parked by xs_slot_try should retry.
+int xs_wait_fd(xs_stream *s, int dir);
+// Whether fd is readable now (poll with no timeout).
+int xs_fd_ready(int fd);
+
 #endif

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -69,11 +70,55 @@ var eventNames = NewNameCodec[eventJSON]("Path")
 // SplitName) and its messages escaped. Fields keep their order, but for
 // the path of a name that is not valid UTF-8, which comes last.
 func (e Event) MarshalJSON() ([]byte, error) {
+	if b, ok := e.appendSimple(nil); ok {
+		return b, nil
+	}
 	e.Error, e.Msg = EscapeInvalid(e.Error), EscapeInvalid(e.Msg)
 	if utf8.ValidString(e.Path) {
 		return marshalPlain(eventJSON(e))
 	}
 	return marshalPlain(eventNames.value(eventJSON(e)))
+}
+
+// appendSimple appends the encoding of a per-file event (only event,
+// time, path, action, bytes and blake3 set, each string printable ASCII
+// without quote or backslash) to b, byte for byte what the reflective
+// encoder writes, and false for any other event. --json prints one such
+// event per file, so this is the common case that must stay cheap.
+func (e *Event) appendSimple(b []byte) ([]byte, bool) {
+	rest := *e
+	rest.Event, rest.Time, rest.Path, rest.Action, rest.Bytes, rest.Digest = "", "", "", "", 0, ""
+	if !reflect.ValueOf(rest).IsZero() {
+		return nil, false
+	}
+	for _, s := range [...]string{e.Event, e.Time, e.Path, e.Action, e.Digest} {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return nil, false
+			}
+		}
+	}
+	field := func(key, v string) {
+		if v != "" {
+			b = append(b, `,"`...)
+			b = append(b, key...)
+			b = append(b, `":"`...)
+			b = append(b, v...)
+			b = append(b, '"')
+		}
+	}
+	b = append(b, `{"event":"`...)
+	b = append(b, e.Event...)
+	b = append(b, '"')
+	field("time", e.Time)
+	field("path", e.Path)
+	field("action", e.Action)
+	if e.Bytes != 0 {
+		b = append(b, `,"bytes":`...)
+		b = strconv.AppendInt(b, e.Bytes, 10)
+	}
+	field("blake3", e.Digest)
+	return append(b, '}'), true
 }
 
 // UnmarshalJSON decodes what MarshalJSON wrote.

@@ -87,3 +87,50 @@ func TestNewNameCodecRefuses(t *testing.T) {
 	}
 	NewNameCodec[plain]("Name") // a fit type builds
 }
+
+// TestEventJSONSimple: the encoder of per-file events writes exactly what
+// the reflective encoder writes, and every other event takes the latter.
+func TestEventJSONSimple(t *testing.T) {
+	tests := []struct {
+		name   string
+		e      Event
+		simple bool
+	}{
+		{"transfer", Event{Event: KindTransfer, Time: "2026-12-04T21:15:35.964Z", Path: "d000/e000/f00002", Bytes: 3069}, true},
+		{"event only", Event{Event: KindTransfer}, true},
+		{"dry run action and digest", Event{Event: KindTransfer, Path: "a b", Action: "create", Digest: "ab12"}, true},
+		{"negative bytes", Event{Event: KindTransfer, Path: "x", Bytes: -1}, true},
+		{"html chars", Event{Event: KindTransfer, Path: "a<b>&c"}, true},
+		{"quote", Event{Event: KindTransfer, Path: `a"b`}, false},
+		{"backslash", Event{Event: KindTransfer, Path: `a\b`}, false},
+		{"newline", Event{Event: KindTransfer, Path: "a\nb"}, false},
+		{"utf-8", Event{Event: KindTransfer, Path: "ä"}, false},
+		{"invalid utf-8", Event{Event: KindTransfer, Path: "a\xffb"}, false},
+		{"error", Event{Event: KindError, Path: "x", Error: "boom"}, false},
+		{"retry", Event{Event: KindTransfer, Path: "x", Retry: true}, false},
+		{"in flight", Event{Event: KindTransfer, InFlight: []InFlight{}}, false},
+		{"rate", Event{Event: KindTransfer, RateBps: 1.5}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ok := tc.e.appendSimple(nil)
+			if ok != tc.simple {
+				t.Fatalf("appendSimple ok = %v, want %v", ok, tc.simple)
+			}
+			if !ok {
+				return // the reflective encoder, which TestEventJSON covers
+			}
+			got, err := tc.e.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := marshalPlain(eventJSON(tc.e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("MarshalJSON = %s, want %s", got, want)
+			}
+		})
+	}
+}
