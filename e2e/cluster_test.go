@@ -465,6 +465,29 @@ func TestClusterDistributedWalk(t *testing.T) {
 	sameTree(t, src, dst)
 }
 
+// walkClusters are the peers of the distributed walk's filter tests:
+// walkTree at src (rootA/proj), clusters clusterA (a, on rootA) and
+// clusterB (on rootB) of 3 agents each, and one agent a side (one on
+// rootA, oneDst on rootC), all in cfg.
+type walkClusters struct {
+	src, rootB, rootC string
+	a                 []*server
+	cfg               string
+}
+
+func newWalkClusters(t *testing.T) walkClusters {
+	t.Helper()
+	rootA, rootB, rootC := t.TempDir(), t.TempDir(), t.TempDir()
+	w := walkClusters{src: filepath.Join(rootA, "proj"), rootB: rootB, rootC: rootC}
+	walkTree(t, w.src)
+	w.a = startCluster(t, rootA, 2, 3)
+	b := startCluster(t, rootB, 5, 3)
+	one := startServerOn(t, "127.0.0.8", rootA)
+	oneDst := startServerOn(t, "127.0.0.9", rootC)
+	w.cfg = clusterConfig(t, map[string][]*server{"clusterA": w.a, "clusterB": b, "one": {one}, "oneDst": {oneDst}})
+	return w
+}
+
 // clusterWalkCase is one run of TestClusterDistributedWalkFilters: the
 // same rules for xfer sync and rsync -a --delete.
 type clusterWalkCase struct {
@@ -483,14 +506,8 @@ type clusterWalkCase struct {
 // changes nothing), and bounds what the source agents read by what one
 // filtered walk reads.
 func TestClusterDistributedWalkFilters(t *testing.T) {
-	rootA, rootB, rootC := t.TempDir(), t.TempDir(), t.TempDir()
-	src := filepath.Join(rootA, "proj")
-	walkTree(t, src)
-	a := startCluster(t, rootA, 2, 3)
-	b := startCluster(t, rootB, 5, 3)
-	one := startServerOn(t, "127.0.0.8", rootA)
-	oneDst := startServerOn(t, "127.0.0.9", rootC)
-	cfg := clusterConfig(t, map[string][]*server{"clusterA": a, "clusterB": b, "one": {one}, "oneDst": {oneDst}})
+	w := newWalkClusters(t)
+	src, rootB, rootC, a, cfg := w.src, w.rootB, w.rootC, w.a, w.cfg
 	list := filepath.Join(t.TempDir(), "list")
 	must(t, os.WriteFile(list, []byte("d3/e1/f2/x\nd0/top.bin\nd5/e2\nroot-file\n"), 0o644))
 	cases := []clusterWalkCase{
@@ -567,14 +584,8 @@ func TestClusterDistributedWalkFilters(t *testing.T) {
 // inside the destination walks distributed and leaves the tree, backups
 // included, as one agent per side does.
 func TestClusterDistributedWalkBackupDir(t *testing.T) {
-	rootA, rootB, rootC := t.TempDir(), t.TempDir(), t.TempDir()
-	src := filepath.Join(rootA, "proj")
-	walkTree(t, src)
-	a := startCluster(t, rootA, 2, 3)
-	b := startCluster(t, rootB, 5, 3)
-	one := startServerOn(t, "127.0.0.8", rootA)
-	oneDst := startServerOn(t, "127.0.0.9", rootC)
-	cfg := clusterConfig(t, map[string][]*server{"clusterA": a, "clusterB": b, "one": {one}, "oneDst": {oneDst}})
+	w := newWalkClusters(t)
+	src, rootB, rootC, a, cfg := w.src, w.rootB, w.rootC, w.a, w.cfg
 	dst, ref := filepath.Join(rootB, "proj"), filepath.Join(rootC, "proj")
 	for _, d := range []string{dst, ref} {
 		staleDest(t, d)
