@@ -548,7 +548,8 @@ func TestClusterDistributedWalkFilters(t *testing.T) {
 				t.Fatal(r)
 			}
 			_, s := clusterRun(t, r)
-			limit := s.DirsRead * 12 / 10
+			one := s.DirsRead
+			limit := one * 12 / 10
 			for run := range 2 {
 				before := snapshot(t, dst)
 				r := xfer(t, append([]string{"--config", cfg, "sync", "clusterA:/proj", "clusterB:/" + name, "--json"}, c.rules...)...)
@@ -564,8 +565,10 @@ func TestClusterDistributedWalkFilters(t *testing.T) {
 				if _, err := os.Lstat(filepath.Join(dst, c.has)); c.has != "" && err != nil {
 					t.Errorf("run %d: %v", run+1, err)
 				}
-				if n := dirsRead(t, s, a); n > limit {
-					t.Errorf("run %d: the source agents read %d directories, one filtered walk %d (limit %d): %+v", run+1, n, limit*10/12, limit, s.Agents)
+				n := dirsRead(t, s, a)
+				t.Logf("run %d: the source agents read %d directories, one filtered walk %d", run+1, n, one)
+				if n > limit {
+					t.Errorf("run %d: the source agents read %d directories, one filtered walk %d (limit %d): %+v", run+1, n, one, limit, s.Agents)
 				}
 				if run == 1 {
 					if s.FilesTransferred != 0 || s.FilesDeleted != 0 || s.DirsCreated != 0 {
