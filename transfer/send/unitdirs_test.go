@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/xfer-io/xfer/plan"
@@ -58,22 +59,22 @@ func TestSpliceLister(t *testing.T) {
 // after SkipDir.
 type skipLister struct {
 	entries []plan.Entry
-	last    string
+	next    int // the index of the entry Next returns
 }
 
 // Next implements plan.Lister.
 func (l *skipLister) Next(context.Context) (plan.Entry, error) {
-	if len(l.entries) == 0 {
+	if l.next >= len(l.entries) {
 		return plan.Entry{}, io.EOF
 	}
-	en := l.entries[0]
-	l.entries, l.last = l.entries[1:], en.Path
-	return en, nil
+	l.next++
+	return l.entries[l.next-1], nil
 }
 
 // SkipDir implements plan.DirSkipper.
 func (l *skipLister) SkipDir() {
-	for len(l.entries) > 0 && len(l.entries[0].Path) > len(l.last) && l.entries[0].Path[:len(l.last)+1] == l.last+"/" {
-		l.entries = l.entries[1:]
+	dir := l.entries[l.next-1].Path + "/"
+	for l.next < len(l.entries) && strings.HasPrefix(l.entries[l.next].Path, dir) {
+		l.next++
 	}
 }
