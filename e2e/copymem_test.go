@@ -5,6 +5,7 @@ package e2e
 // and on a serve process alike.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +30,7 @@ func memServer(t *testing.T, root string) *server {
 
 // TestCopyMemoryBounded: copy and sync --delete of 200,000 small files
 // with nothing to do (local to local, local to a peer, a peer to local)
-// and with everything to do (local to local) peak at about the memory of
+// and copy with everything to do (the same three ways) peak at about the memory of
 // the same with 20,000 files (see memBound), on the client and on the
 // serve process; every run is repeated and the second changes nothing.
 func TestCopyMemoryBounded(t *testing.T) {
@@ -49,8 +50,7 @@ func TestCopyMemoryBounded(t *testing.T) {
 		{"copy from peer", "peer", "local", []string{"copy"}},
 		{"sync from peer", "peer", "local", []string{"sync", "--delete"}},
 	}
-	got := make([]peaks, len(cases))
-	var full peaks
+	got, full := make([]peaks, len(cases)), make([]peaks, len(cases))
 	loc := func(srv *server, kind, base, rel string) string {
 		if kind == "peer" {
 			return srv.url(rel)
@@ -79,31 +79,52 @@ func TestCopyMemoryBounded(t *testing.T) {
 			}
 		}
 		// Everything to do: a copy to an empty directory, then again.
-		dst := filepath.Join(base, "new")
-		peak, sum := peakRSSWithin(t, 4*time.Minute, "copy", filepath.Join(base, "src"), dst)
-		if sum.FilesTransferred != int64(n) || sum.Errors != 0 {
-			t.Errorf("copy of %d files to an empty directory: %+v", n, sum)
-		}
-		full.client[i] = peak
-		if _, sum := peakRSS(t, "copy", filepath.Join(base, "src"), dst); sum.FilesTransferred != 0 || sum.FilesSkipped != int64(n) {
-			t.Errorf("the second copy of %d files did something: %+v", n, sum)
-		}
-		if _, err := os.Stat(filepath.Join(dst, "d1999", "f199999")); n == memLarge && err != nil {
-			t.Errorf("the copy lost a file: %v", err)
+		for c, tc := range cases {
+			if tc.cmd[0] != "copy" {
+				continue
+			}
+			var srv *server
+			if tc.srcKind == "peer" || tc.dstKind == "peer" {
+				srv = memServer(t, base)
+			}
+			dst := fmt.Sprintf("new%d", c)
+			args := []string{"copy", loc(srv, tc.srcKind, base, "src"), loc(srv, tc.dstKind, base, dst)}
+			peak, sum := peakRSSWithin(t, 4*time.Minute, args...)
+			if sum.FilesTransferred != int64(n) {
+				t.Errorf("%s of %d files to an empty directory: %+v", tc.name, n, sum)
+			}
+			full[c].client[i] = peak
+			if srv != nil {
+				full[c].server[i] = hwmOf(t, srv)
+			}
+			if _, sum := peakRSS(t, args...); sum.FilesTransferred != 0 || sum.FilesSkipped != int64(n) {
+				t.Errorf("the second %s of %d files did something: %+v", tc.name, n, sum)
+			}
+			last := fmt.Sprintf("d%04d/f%06d", n/copyMemPerDir-1, n-1)
+			if _, err := os.Stat(filepath.Join(base, dst, last)); err != nil {
+				t.Errorf("%s lost a file: %v", tc.name, err)
+			}
+			if srv != nil {
+				srv.stop()
+			}
+			must(t, os.RemoveAll(filepath.Join(base, dst)))
 		}
 	}
-	for c, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			checkGrowth(t, got[c].client[0], got[c].client[1], 0, start)
-			if got[c].server[0] != 0 {
+	check := func(name string, p peaks) {
+		t.Run(name, func(t *testing.T) {
+			checkGrowth(t, p.client[0], p.client[1], 0, start)
+			if p.server[0] != 0 {
 				t.Log("the serve process:")
-				checkGrowth(t, got[c].server[0], got[c].server[1], 0, start)
+				checkGrowth(t, p.server[0], p.server[1], 0, start)
 			}
 		})
 	}
-	t.Run("copy everything local", func(t *testing.T) {
-		checkGrowth(t, full.client[0], full.client[1], 0, start)
-	})
+	for c, tc := range cases {
+		check(tc.name+" nothing to do", got[c])
+		if tc.cmd[0] == "copy" {
+			check(tc.name+" everything to do", full[c])
+		}
+	}
 }
 
 // hwmOf is the peak resident memory of srv so far.

@@ -127,8 +127,13 @@ const (
 // ran before the removal (0: nothing).
 func checkGrowth(t *testing.T, lo, hi, before int64, start time.Time) {
 	t.Helper()
-	t.Logf("peak RSS: %d files %.1f MiB, %d files %.1f MiB (before the removal %.1f MiB) (%.0f s)",
-		memSmall, inMiB(lo), memLarge, inMiB(hi), inMiB(before), time.Since(start).Seconds())
+	if before == 0 {
+		t.Logf("peak RSS: %d files %.1f MiB, %d files %.1f MiB (%.0f s)",
+			memSmall, inMiB(lo), memLarge, inMiB(hi), time.Since(start).Seconds())
+	} else {
+		t.Logf("peak RSS: %d files %.1f MiB, %d files %.1f MiB (before the removal %.1f MiB) (%.0f s)",
+			memSmall, inMiB(lo), memLarge, inMiB(hi), inMiB(before), time.Since(start).Seconds())
+	}
 	if ref := max(lo, before); hi-ref > memBound {
 		t.Errorf("the peak RSS of %d files is %.1f MiB above that of %d files or of what ran before (bound %.1f MiB): the removal holds the listing",
 			memLarge, inMiB(hi-ref), memSmall, inMiB(memBound))
