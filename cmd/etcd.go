@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -244,25 +246,25 @@ func (j *etcdJob) close() {
 	}
 }
 
-func (j *etcdJob) Begin(ctx context.Context, n int) (int, []int, error) {
+func (j *etcdJob) Begin(ctx context.Context, p transfer.JobPlan) (int, []int, []int, error) {
 	c, err := j.client()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	job, count, done, err := c.OpenJob(ctx, j.id, j.src, j.dst, n)
+	job, count, done, err := c.OpenJob(ctx, j.id, j.src, j.dst, membership.Plan{Shares: p.Shares, Units: p.Units, Cut: p.Cut})
 	if err != nil {
-		return 0, nil, exitcode.Peerf("%v", err)
+		return 0, nil, nil, exitcode.Peerf("%v", err)
 	}
 	j.j = job
-	ks := make([]int, 0, len(done))
-	for k := range done {
-		ks = append(ks, k)
-	}
-	return count, ks, nil
+	return count, slices.Collect(maps.Keys(done.Shares)), slices.Collect(maps.Keys(done.Units)), nil
 }
 
 func (j *etcdJob) ShareDone(ctx context.Context, k int, files, bytes int64) error {
 	return j.j.ShareDone(ctx, k, files, bytes)
+}
+
+func (j *etcdJob) UnitDone(ctx context.Context, k int, files, bytes int64) error {
+	return j.j.UnitDone(ctx, k, files, bytes)
 }
 
 func (j *etcdJob) Finish(ctx context.Context) error { return j.j.Finish(ctx, j.keep) }

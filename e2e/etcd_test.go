@@ -176,31 +176,58 @@ func TestEtcdAgentJoinsMidSync(t *testing.T) {
 	}
 }
 
-// The coordinating client killed mid-sync: the job's finished shares are
-// in etcd, the rerun does not redo them (and sends only what is left),
-// and the finished job's keys expire.
+// The coordinating client killed mid-sync: the job's finished shares (and
+// with subtrees, the finished units of its distributed walk) are in etcd,
+// the rerun does not redo them (and sends only what is left), and the
+// finished job's keys expire.
 func TestEtcdJobResume(t *testing.T) {
+	cases := []struct {
+		name string
+		// subtrees adds directories to the source: units of the
+		// distributed walk, recorded beside the shares.
+		subtrees int
+		await    string // what the kill waits for: a finished share or unit
+	}{
+		{"shares", 0, "/shares/"},
+		{"units", 12, "/units/"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { testJobResume(t, tc.subtrees, tc.await) })
+	}
+}
+
+func testJobResume(t *testing.T, subtrees int, await string) {
 	c := startEtcdCluster(t, 3, "3s")
+	for i := range subtrees {
+		for j := range 2 {
+			writeRandom(t, filepath.Join(c.src, fmt.Sprintf("s%02d/f%d.bin", i, j)), 1<<20, uint64(700+10*i+j))
+		}
+	}
 	jobs := "/xfer/clusters/c1/jobs/"
 	out := t.TempDir()
 	run := c.slowSync(t, out)
-	c.e.awaitKeys(t, jobs, 30*time.Second, "a share finished", func(kv map[string]string) bool { return len(shareKeys(kv)) > 0 })
+	c.e.awaitKeys(t, jobs, 30*time.Second, "a share or unit finished", func(kv map[string]string) bool { return len(keysUnder(kv, await)) > 0 })
 	run.kill()
-	done := shareKeys(c.e.keys(t, jobs))
+	kv := c.e.keys(t, jobs)
+	done, units := keysUnder(kv, "/shares/"), keysUnder(kv, "/units/")
 	var doneBytes int64
+	for k, v := range units {
+		done[k] = v
+	}
 	for k, v := range done {
 		var s struct {
 			Bytes int64 `json:"bytes"`
 		}
 		must(t, json.Unmarshal([]byte(v), &s))
 		if s.Bytes <= 0 {
-			t.Errorf("share %s recorded %s", k, v)
+			t.Errorf("share or unit %s recorded %s", k, v)
 		}
 		doneBytes += s.Bytes
 	}
+	shares := len(done) - len(units)
 	total := regularBytes(t, c.src)
-	if len(done) >= 6 {
-		t.Fatalf("every share finished before the kill (%d): nothing to resume", len(done))
+	if shares >= 6 && len(units) >= subtrees+1 {
+		t.Fatalf("every share and unit finished before the kill (%d): nothing to resume", len(done))
 	}
 
 	r := xfer(t, "--config", c.cfg, "sync", "clusterA:/proj", out, "--chunk-size", "1M", "--json", "--etcd-done-ttl", "2s")
@@ -209,16 +236,21 @@ func TestEtcdJobResume(t *testing.T) {
 	}
 	_, s := clusterRun(t, r)
 	sameTree(t, c.src, out)
-	if want := fmt.Sprintf("%d of 6 shares were finished by an earlier run and are not redone", len(done)); !strings.Contains(r.stdout, want) {
+	want := fmt.Sprintf("%d of 6 shares were finished by an earlier run and are not redone", shares)
+	if subtrees > 0 {
+		// The tree's subdirectories: odd and the subtrees.
+		want += fmt.Sprintf(" (and %d of %d subtrees of its distributed walk)", len(units), subtrees+1)
+	}
+	if !strings.Contains(r.stdout, want) {
 		t.Errorf("the rerun does not say %q:\n%s", want, r)
 	}
 	if s.BytesSent <= 0 || s.BytesSent > total-doneBytes {
-		t.Errorf("the rerun sent %d bytes; the tree has %d of which finished shares carried %d", s.BytesSent, total, doneBytes)
+		t.Errorf("the rerun sent %d bytes; the tree has %d of which finished shares and units carried %d", s.BytesSent, total, doneBytes)
 	}
-	kv := c.e.keys(t, jobs)
+	kv = c.e.keys(t, jobs)
 	var state string
 	for k, v := range kv {
-		if !strings.Contains(k, "/shares/") {
+		if !strings.Contains(k, "/shares/") && !strings.Contains(k, "/units/") {
 			var j struct {
 				State  string `json:"state"`
 				Shares int    `json:"shares"`

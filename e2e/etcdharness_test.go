@@ -240,10 +240,13 @@ func (e *etcdServer) awaitKeys(t *testing.T, prefix string, limit time.Duration,
 }
 
 // shareKeys picks the keys of finished shares.
-func shareKeys(kv map[string]string) map[string]string {
+func shareKeys(kv map[string]string) map[string]string { return keysUnder(kv, "/shares/") }
+
+// keysUnder is the keys of kv that hold part, with their values.
+func keysUnder(kv map[string]string, part string) map[string]string {
 	out := map[string]string{}
 	for k, v := range kv {
-		if strings.Contains(k, "/shares/") {
+		if strings.Contains(k, part) {
 			out[k] = v
 		}
 	}

@@ -33,6 +33,10 @@ type Membership = cluster.Membership
 // cluster.Job.
 type Job = cluster.Job
 
+// JobPlan is what a cluster run tells its Job it would do; see
+// cluster.JobPlan.
+type JobPlan = cluster.JobPlan
+
 // ProtocolVersion is the version of the protocol this build speaks.
 const ProtocolVersion = wire.ProtocolVersion
 

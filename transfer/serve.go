@@ -204,5 +204,6 @@ func (srv *Server) runJob(ctx context.Context, s *session.Session, root *fsroot.
 	})
 	err = send.Run(ctx, root, srcPath, dst, dstPath, spec.Options, counted, tally)
 	srv.cfg.Metrics.AddBytes(tally.Summary().Proto, metrics.Sent, tally.Summary().BytesSent)
+	srv.cfg.Metrics.DirsRead(tally.Summary().DirsRead)
 	return tally.Summary(), err
 }

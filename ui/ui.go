@@ -283,6 +283,9 @@ func (p *Printer) Finish(s progress.Summary) {
 		for _, name := range names {
 			a := s.Agents[name]
 			fmt.Fprintf(&b, "agent %s: %s (%s)", printable(name), plural.Of(a.Files, "file"), FormatBytes(a.Bytes))
+			if a.DirsRead > 0 {
+				fmt.Fprintf(&b, ", read %s", plural.Of(a.DirsRead, "directory"))
+			}
 			if a.Lost {
 				b.WriteString(", lost")
 			}

@@ -156,11 +156,11 @@ func TestHumanModes(t *testing.T) {
 				Proto: "rdma", ProtoReason: "peer supports it",
 				Agents: map[string]progress.AgentStats{
 					"node2": {Files: 2, Bytes: 3 << 30, Lost: true},
-					"node1": {Files: 1, Bytes: 1 << 20},
+					"node1": {Files: 1, Bytes: 1 << 20, DirsRead: 12},
 				}},
 			wantStdout: []string{
 				"transferred 1 file (512 B) in 2m5s (4 B/s), skipped 0, deleted 0, errors 0, proto rdma",
-				"agent node1: 1 file (1.0 MiB)",
+				"agent node1: 1 file (1.0 MiB), read 12 directories",
 				"agent node2: 2 files (3.0 GiB), lost",
 			},
 		},

@@ -93,7 +93,13 @@ func (s *stream) sendSmall(hdr, payload []byte) error {
 		b.kick <- struct{}{}
 		return nil
 	}
-	if err := s.pushLocked(); err != nil {
+	// An isolated message: write(2) sends one message for less than an
+	// io_uring_enter here, and someone may be waiting for it.
+	p := b.pend[:b.n]
+	b.n = 0
+	b.queued.Store(false)
+	b.batches++
+	if err := s.sendStagedHow(p, true); err != nil {
 		return s.state.Fail(&t.err, "send", err)
 	}
 	return nil

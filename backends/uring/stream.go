@@ -79,7 +79,7 @@ type stream struct {
 		sockstream.Rx // its Receiver reads from the staging buffer (fixed buffer 0 of the ring)
 		ring          *ring
 		broken        bool
-		probe         bool // ask the socket for data before receiving (recvNow)
+		probe         bool // the stream is idle: receive with read(2) (recvNow)
 		pin           runtime.Pinner
 	}
 }
@@ -226,12 +226,29 @@ func (s *stream) txRun(handle func(op, idx int, res int32, flags uint32) error, 
 // sendStaged sends p, which lies in a staging buffer, with non-blocking
 // IORING_OP_SEND (it completes within its submission), waiting in Go's
 // network poller while the socket buffer is full (see recvNow for why).
-func (s *stream) sendStaged(p []byte) error {
+func (s *stream) sendStaged(p []byte) error { return s.sendStagedHow(p, false) }
+
+// sendStagedHow is sendStaged; with plain it writes with write(2) instead,
+// which costs less than an io_uring_enter for one isolated message (a
+// request or a ping; see batch.go).
+func (s *stream) sendStagedHow(p []byte, plain bool) error {
 	t := &s.tx
 	for off := 0; off < len(p); {
 		var n int
 		var err error
-		if cerr := s.rc.Write(func(uintptr) bool {
+		if cerr := s.rc.Write(func(fd uintptr) bool {
+			if plain {
+				k, werr := unix.Write(int(fd), p[off:])
+				switch {
+				case werr == unix.EAGAIN || werr == unix.EINTR:
+					return false
+				case werr != nil:
+					n, err = 0, fmt.Errorf("send: %w", werr)
+				default:
+					n, err = k, nil
+				}
+				return true
+			}
 			n, err = s.do(t.ring, &t.broken, opSendStaged, func(e *giouring.SubmissionQueueEntry) {
 				prepSend(e, 0, p[off:], unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, ud(opSendStaged, 0))
 			})
@@ -544,7 +561,7 @@ func (s *stream) rxReady() error {
 // lies in the staging buffer (fixed buffer 0: READ_FIXED).
 func (s *stream) recv(p []byte) (int, error) {
 	r := &s.rx
-	return s.recvNow(func(e *giouring.SubmissionQueueEntry) {
+	return s.recvNow(p, func(e *giouring.SubmissionQueueEntry) {
 		if r.ring.fixed {
 			prepRead(e, 0, p, 0, 0, ud(opRecv, 0))
 			e.OpcodeFlags = unix.RWF_NOWAIT
@@ -559,7 +576,7 @@ func (s *stream) recv(p []byte) (int, error) {
 func (s *stream) recvDirect(p []byte) (int, error) {
 	r := &s.rx
 	r.pin.Pin(&p[0]) // escapes and stays put while the kernel writes to it
-	n, err := s.recvNow(func(e *giouring.SubmissionQueueEntry) {
+	n, err := s.recvNow(p, func(e *giouring.SubmissionQueueEntry) {
 		prepRecv(e, 0, p, unix.MSG_DONTWAIT, ud(opRecv, 0))
 	})
 	if !r.broken {
@@ -568,8 +585,9 @@ func (s *stream) recvDirect(p []byte) (int, error) {
 	return n, err
 }
 
-// recvNow runs the non-blocking receive prep prepares (MSG_DONTWAIT or
-// RWF_NOWAIT: it completes within its submission) and, while the socket
+// recvNow receives into p: with the non-blocking request prep prepares
+// (MSG_DONTWAIT or RWF_NOWAIT: it completes within its submission), or
+// with read(2) while the stream is idle (rx.probe), and, while the socket
 // has nothing, waits for it to become readable in Go's network poller.
 //
 // A receive left posted in the ring would be completed by task work on the
@@ -577,24 +595,33 @@ func (s *stream) recvDirect(p []byte) (int, error) {
 // goroutine parked elsewhere: two thread wake-ups per message where the
 // poller needs one; on this machine that doubled the round-trip time (see
 // docs/design.md).
-func (s *stream) recvNow(prep func(e *giouring.SubmissionQueueEntry)) (int, error) {
+func (s *stream) recvNow(p []byte, prep func(e *giouring.SubmissionQueueEntry)) (int, error) {
 	r := &s.rx
 	var n int
 	var err error
 	waited := false
 	if cerr := s.rc.Read(func(fd uintptr) bool {
-		if r.probe && !waited {
-			// The last receive found nothing: ask whether anything came
-			// (SIOCINQ costs a third of an io_uring_enter) rather than
-			// submit a receive that fails. After a wake-up the receive
-			// goes ahead (an end of stream has nothing queued either); one
-			// that finds data without waiting ends the probing (a stream
-			// of messages).
-			if k, ierr := unix.IoctlGetInt(int(fd), unix.SIOCINQ); ierr == nil && k == 0 {
+		if r.probe {
+			// The last receive found nothing: the stream is idle (a
+			// request, a ping), and the next receive is a plain read(2),
+			// which costs less than a failing io_uring_enter and, once the
+			// message is in, saves an io_uring_enter on the round trip.
+			// A read that finds data without waiting means messages are
+			// streaming: io_uring takes over again.
+			k, rerr := unix.Read(int(fd), p)
+			switch {
+			case rerr == unix.EAGAIN || rerr == unix.EINTR:
 				waited = true
 				return false
+			case rerr != nil:
+				n, err = 0, fmt.Errorf("receive: %w", rerr)
+			case s.state.Closed():
+				n, err = 0, errClosed
+			default:
+				n, err = k, nil
 			}
-			r.probe = false
+			r.probe = waited
+			return true
 		}
 		n, err = s.do(r.ring, &r.broken, opRecv, prep)
 		if errors.Is(err, errAgain) {

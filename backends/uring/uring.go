@@ -34,7 +34,9 @@
 // messages per completion; payload reads of half its size or more go
 // straight into the caller's buffer with IORING_OP_RECV. Small sends and
 // all receives complete within their submission; while the socket is not
-// ready the goroutine waits in Go's network poller. Requests that stay in
+// ready the goroutine waits in Go's network poller. An idle stream (a
+// request, a ping) sends its isolated message with write(2) and receives
+// with read(2), which cost less than a one-request io_uring_enter. Requests that stay in
 // flight are waited for with a bounded spin and then on an eventfd
 // registered with the ring, read through the poller, so no thread blocks
 // in io_uring_enter (docs/design.md, "io_uring from Go", says why

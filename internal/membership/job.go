@@ -29,9 +29,15 @@ var ErrLocked = errors.New("destination locked")
 
 // JobInfo is the value of a job's key (JSON; see docs/etcd.md).
 type JobInfo struct {
-	Src     string    `json:"src"`
-	Dst     string    `json:"dst"`
-	Shares  int       `json:"shares"`
+	Src    string `json:"src"`
+	Dst    string `json:"dst"`
+	Shares int    `json:"shares"`
+	// Units and Cut, for a transfer whose walk is distributed: how many
+	// subtrees it was cut into, and a digest of the cut (the directories
+	// expanded and the subtrees), so that a rerun that cuts the tree
+	// otherwise starts afresh instead of skipping other subtrees.
+	Units   int       `json:"units,omitempty"`
+	Cut     string    `json:"cut,omitempty"`
 	Started time.Time `json:"started"`
 	State   string    `json:"state"` // "running" or "done"
 }
@@ -48,6 +54,23 @@ func shareKey(job string, k int) string {
 	return fmt.Sprintf("%s/shares/%04d", job, k)
 }
 
+func unitKey(job string, k int) string {
+	return fmt.Sprintf("%s/units/%04d", job, k)
+}
+
+// Plan is what a run of a job would do: its shares, and for a
+// distributed walk its units and the digest of its cut.
+type Plan struct {
+	Shares, Units int
+	Cut           string
+}
+
+// Progress is what an earlier run of a job finished: its shares (by
+// index) and its units.
+type Progress struct {
+	Shares, Units map[int]ShareInfo
+}
+
 // Job is the record of one cluster transfer in etcd.
 type Job struct {
 	c    *Client
@@ -56,18 +79,18 @@ type Job struct {
 }
 
 // OpenJob opens the record of job id (from src to dst): that of an
-// unfinished earlier run, whose share count and finished shares it
-// returns, or a new one of n shares. The record is kept under a lease of
-// JobTTL.
-func (c *Client) OpenJob(ctx context.Context, id, src, dst string, n int) (*Job, int, map[int]ShareInfo, error) {
+// unfinished earlier run with the same cut (p.Cut, p.Units), whose share
+// count and finished shares and units it returns, or a new one of p. The
+// record is kept under a lease of JobTTL.
+func (c *Client) OpenJob(ctx context.Context, id, src, dst string, p Plan) (*Job, int, Progress, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	j := &Job{c: c, key: jobKey(c.cfg.Cluster, id)}
 	resp, err := c.cli.Get(ctx, j.key, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("reading job %s (%s): %w", id, c.where(), reason(err))
+		return nil, 0, Progress{}, fmt.Errorf("reading job %s (%s): %w", id, c.where(), reason(err))
 	}
-	done := map[int]ShareInfo{}
+	done := Progress{Shares: map[int]ShareInfo{}, Units: map[int]ShareInfo{}}
 	for _, kv := range resp.Kvs {
 		k := string(kv.Key)
 		switch {
@@ -75,45 +98,69 @@ func (c *Client) OpenJob(ctx context.Context, id, src, dst string, n int) (*Job,
 			if json.Unmarshal(kv.Value, &j.info) != nil {
 				j.info = JobInfo{}
 			}
-		case strings.HasPrefix(k, j.key+"/shares/"):
-			i, err := strconv.Atoi(strings.TrimPrefix(k, j.key+"/shares/"))
-			var s ShareInfo
-			if err == nil && json.Unmarshal(kv.Value, &s) == nil {
-				done[i] = s
-			}
+		default:
+			j.collect(done, k, kv.Value)
 		}
 	}
-	if j.info.State != "running" || j.info.Shares < 1 {
-		// New, or finished: start afresh.
+	if j.info.State != "running" || j.info.Shares+j.info.Units < 1 || j.info.Cut != p.Cut || j.info.Units != p.Units {
+		// New, finished, or cut otherwise: start afresh.
 		if _, err := c.cli.Delete(ctx, j.key, clientv3.WithPrefix()); err != nil {
-			return nil, 0, nil, fmt.Errorf("starting job %s (%s): %w", id, c.where(), reason(err))
+			return nil, 0, Progress{}, fmt.Errorf("starting job %s (%s): %w", id, c.where(), reason(err))
 		}
-		j.info = JobInfo{Src: src, Dst: dst, Shares: n, Started: time.Now().UTC(), State: "running"}
-		done = map[int]ShareInfo{}
+		j.info = JobInfo{Src: src, Dst: dst, Shares: p.Shares, Units: p.Units, Cut: p.Cut, Started: time.Now().UTC(), State: "running"}
+		done = Progress{Shares: map[int]ShareInfo{}, Units: map[int]ShareInfo{}}
 	}
-	for k := range done {
+	for k := range done.Shares {
 		if k >= j.info.Shares {
-			delete(done, k)
+			delete(done.Shares, k)
+		}
+	}
+	for k := range done.Units {
+		if k >= j.info.Units {
+			delete(done.Units, k)
 		}
 	}
 	if err := j.put(ctx, JobTTL, done); err != nil {
-		return nil, 0, nil, err
+		return nil, 0, Progress{}, err
 	}
 	return j, j.info.Shares, done, nil
 }
 
+// collect adds the finished share or unit of key k to done, unless the
+// key or its value is not one.
+func (j *Job) collect(done Progress, k string, v []byte) {
+	m := done.Shares
+	switch {
+	case strings.HasPrefix(k, j.key+"/shares/"):
+		k = strings.TrimPrefix(k, j.key+"/shares/")
+	case strings.HasPrefix(k, j.key+"/units/"):
+		m, k = done.Units, strings.TrimPrefix(k, j.key+"/units/")
+	default:
+		return
+	}
+	i, err := strconv.Atoi(k)
+	var s ShareInfo
+	if err == nil && json.Unmarshal(v, &s) == nil {
+		m[i] = s
+	}
+}
+
 // put writes the job's key and those of its finished shares under a new
 // lease of ttl.
-func (j *Job) put(ctx context.Context, ttl time.Duration, done map[int]ShareInfo) error {
+func (j *Job) put(ctx context.Context, ttl time.Duration, done Progress) error {
 	lease, err := j.c.cli.Grant(ctx, int64(ttl/time.Second))
 	if err != nil {
 		return fmt.Errorf("recording job %s (%s): %w", j.key, j.c.where(), reason(err))
 	}
 	v, _ := json.Marshal(j.info)
 	ops := []clientv3.Op{clientv3.OpPut(j.key, string(v), clientv3.WithLease(lease.ID))}
-	for k, s := range done {
+	for k, s := range done.Shares {
 		sv, _ := json.Marshal(s)
 		ops = append(ops, clientv3.OpPut(shareKey(j.key, k), string(sv), clientv3.WithLease(lease.ID)))
+	}
+	for k, s := range done.Units {
+		sv, _ := json.Marshal(s)
+		ops = append(ops, clientv3.OpPut(unitKey(j.key, k), string(sv), clientv3.WithLease(lease.ID)))
 	}
 	if _, err := j.c.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
 		return fmt.Errorf("recording job %s (%s): %w", j.key, j.c.where(), reason(err))
@@ -123,18 +170,29 @@ func (j *Job) put(ctx context.Context, ttl time.Duration, done map[int]ShareInfo
 
 // ShareDone records that share k finished, having moved files and bytes.
 func (j *Job) ShareDone(ctx context.Context, k int, files, bytes int64) error {
+	return j.done(ctx, "share", shareKey(j.key, k), k, files, bytes)
+}
+
+// UnitDone records that unit k (a subtree of a distributed walk)
+// finished, having moved files and bytes.
+func (j *Job) UnitDone(ctx context.Context, k int, files, bytes int64) error {
+	return j.done(ctx, "unit", unitKey(j.key, k), k, files, bytes)
+}
+
+// done records that the share or unit (what) k finished under key.
+func (j *Job) done(ctx context.Context, what, key string, k int, files, bytes int64) error {
 	ctx, cancel := context.WithTimeout(ctx, j.c.cfg.DialTimeout)
 	defer cancel()
 	resp, err := j.c.cli.Get(ctx, j.key)
 	if err != nil {
-		return fmt.Errorf("recording share %d of job %s (%s): %w", k, j.key, j.c.where(), reason(err))
+		return fmt.Errorf("recording %s %d of job %s (%s): %w", what, k, j.key, j.c.where(), reason(err))
 	}
 	if len(resp.Kvs) == 0 {
-		return fmt.Errorf("recording share %d (%s): the job's record %s is gone", k, j.c.where(), j.key)
+		return fmt.Errorf("recording %s %d (%s): the job's record %s is gone", what, k, j.c.where(), j.key)
 	}
 	v, _ := json.Marshal(ShareInfo{Files: files, Bytes: bytes, Finished: time.Now().UTC()})
-	if _, err := j.c.cli.Put(ctx, shareKey(j.key, k), string(v), clientv3.WithLease(clientv3.LeaseID(resp.Kvs[0].Lease))); err != nil {
-		return fmt.Errorf("recording share %d of job %s (%s): %w", k, j.key, j.c.where(), reason(err))
+	if _, err := j.c.cli.Put(ctx, key, string(v), clientv3.WithLease(clientv3.LeaseID(resp.Kvs[0].Lease))); err != nil {
+		return fmt.Errorf("recording %s %d of job %s (%s): %w", what, k, j.key, j.c.where(), reason(err))
 	}
 	return nil
 }
@@ -143,17 +201,13 @@ func (j *Job) ShareDone(ctx context.Context, k int, files, bytes int64) error {
 func (j *Job) Finish(ctx context.Context, keep time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, j.c.cfg.DialTimeout)
 	defer cancel()
-	resp, err := j.c.cli.Get(ctx, j.key+"/shares/", clientv3.WithPrefix())
+	resp, err := j.c.cli.Get(ctx, j.key+"/", clientv3.WithPrefix())
 	if err != nil {
 		return fmt.Errorf("finishing job %s (%s): %w", j.key, j.c.where(), reason(err))
 	}
-	done := map[int]ShareInfo{}
+	done := Progress{Shares: map[int]ShareInfo{}, Units: map[int]ShareInfo{}}
 	for _, kv := range resp.Kvs {
-		i, err := strconv.Atoi(strings.TrimPrefix(string(kv.Key), j.key+"/shares/"))
-		var s ShareInfo
-		if err == nil && json.Unmarshal(kv.Value, &s) == nil {
-			done[i] = s
-		}
+		j.collect(done, string(kv.Key), kv.Value)
 	}
 	j.info.State = "done"
 	return j.put(ctx, max(keep, time.Second), done)

@@ -38,6 +38,7 @@ type Metrics struct {
 	sessions       prometheus.Gauge
 	chunkRetries   prometheus.Counter
 	verifyFailures prometheus.Counter
+	dirsRead       prometheus.Counter
 	daemonOp       *prometheus.HistogramVec
 }
 
@@ -66,6 +67,10 @@ func New() *Metrics {
 			Name: "xfer_verify_failures_total",
 			Help: "BLAKE3 verification failures of a chunk or a whole file.",
 		}),
+		dirsRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xfer_dirs_read_total",
+			Help: "Source directories the walks of this server's jobs read (its share of cluster walks).",
+		}),
 		daemonOp: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "xfer_daemon_op_seconds",
 			Help: "Time the node-local daemon took to complete a request, by operation.",
@@ -75,7 +80,7 @@ func New() *Metrics {
 		}, []string{"op"}),
 	}
 	m.reg.MustRegister(
-		m.bytes, m.files, m.sessions, m.chunkRetries, m.verifyFailures, m.daemonOp,
+		m.bytes, m.files, m.sessions, m.chunkRetries, m.verifyFailures, m.dirsRead, m.daemonOp,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -127,6 +132,9 @@ func (m *Metrics) ChunkRetry() { m.add(1, func() adder { return m.chunkRetries }
 
 // VerifyFailure counts one failed BLAKE3 verification.
 func (m *Metrics) VerifyFailure() { m.add(1, func() adder { return m.verifyFailures }) }
+
+// DirsRead counts n source directories a job's walk read.
+func (m *Metrics) DirsRead(n int64) { m.add(float64(n), func() adder { return m.dirsRead }) }
 
 // ObserveDaemonOp records that a daemon request of kind op took d.
 func (m *Metrics) ObserveDaemonOp(op string, d time.Duration) {

@@ -53,6 +53,7 @@ func record(m *Metrics) {
 	m.ChunkRetry()
 	m.ChunkRetry()
 	m.VerifyFailure()
+	m.DirsRead(7)
 	m.ObserveDaemonOp("copy", 30*time.Millisecond)
 	m.ObserveDaemonOp("copy", 2*time.Second)
 	m.ObserveDaemonOp("status", 500*time.Microsecond)
@@ -74,6 +75,7 @@ func TestScrape(t *testing.T) {
 		"xfer_active_sessions 1",
 		"xfer_chunk_retries_total 2",
 		"xfer_verify_failures_total 1",
+		"xfer_dirs_read_total 7",
 		`xfer_daemon_op_seconds_count{op="copy"} 2`,
 		`xfer_daemon_op_seconds_bucket{op="copy",le="0.064"} 1`,
 		`xfer_daemon_op_seconds_sum{op="status"} 0.0005`,

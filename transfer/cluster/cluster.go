@@ -44,19 +44,31 @@ type Side struct {
 // that a coordinator killed mid-run is replaced by running the same
 // command again.
 type Job interface {
-	// Begin opens the record: count is the number of shares of an
-	// unfinished earlier run of the same transfer, or n for a new one;
-	// done lists the shares an earlier run finished.
-	Begin(ctx context.Context, n int) (count int, done []int, err error)
+	// Begin opens the record of a run that would do p: count is the
+	// number of shares of an unfinished earlier run of the same transfer
+	// cut the same way (p.Units, p.Cut), or p.Shares for a new one; done
+	// and doneUnits list the shares and units an earlier run finished.
+	Begin(ctx context.Context, p JobPlan) (count int, done, doneUnits []int, err error)
 	// ShareDone records that share k finished, having moved files
 	// files and bytes bytes.
 	ShareDone(ctx context.Context, k int, files, bytes int64) error
+	// UnitDone records that unit k (subtree k of the distributed walk)
+	// finished, having moved files files and bytes bytes.
+	UnitDone(ctx context.Context, k int, files, bytes int64) error
 	// Finish records that the whole transfer finished; the record then
 	// expires.
 	Finish(ctx context.Context) error
 	// Lock takes the destination's lock for the run, held by a lease:
 	// it ends with release, or by itself when this process dies.
 	Lock(ctx context.Context) (release func(), err error)
+}
+
+// JobPlan is what a run of a cluster transfer would do, as its Job
+// records it: Shares shares and, for a distributed walk, Units subtrees
+// of the cut whose digest is Cut ("" without one).
+type JobPlan struct {
+	Shares, Units int
+	Cut           string
 }
 
 // Membership tells the coordinator which agents of a side leave or join
@@ -209,19 +221,8 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	if c.job == nil {
 		c.job = src.Job
 	}
-	var done []int
-	if c.job != nil && !opt.DryRun {
-		count, d, err := c.job.Begin(ctx, n)
-		if err != nil {
-			return err
-		}
-		if count < 1 || count > wire.MaxShards {
-			return fmt.Errorf("the job's record holds %d shares: out of range", count)
-		}
-		n, done = count, d
-	}
 	if !opt.DryRun {
-		if why := walkOff(opt, src, dst); why != "" {
+		if why := walkOff(opt); why != "" {
 			c.sink.Emit(progress.Event{Event: progress.KindNotice, Msg: walkNotice(why)})
 		} else {
 			p, ok, err := c.expand(ctx)
@@ -236,6 +237,21 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 			}
 		}
 	}
+	var done, doneUnits []int
+	if c.job != nil && !opt.DryRun {
+		plan := JobPlan{Shares: n}
+		if c.walk != nil {
+			plan.Units, plan.Cut = len(c.walk.subtrees), c.walk.digest()
+		}
+		count, d, du, err := c.job.Begin(ctx, plan)
+		if err != nil {
+			return err
+		}
+		if count < 0 || count > wire.MaxShards || count == 0 && c.walk == nil {
+			return fmt.Errorf("the job's record holds %d shares: out of range", count)
+		}
+		n, done, doneUnits = count, d, du
+	}
 	c.n = n
 	items := n
 	if c.walk != nil {
@@ -246,14 +262,20 @@ func Run(ctx context.Context, src, dst Side, opt wire.Options, r Runner, sink pr
 	for _, k := range done {
 		skip[k] = true
 	}
+	for _, k := range doneUnits {
+		skip[n+k] = true
+	}
 	for k := range items {
 		if !skip[k] {
 			c.queue = append(c.queue, k)
 		}
 	}
-	if len(done) > 0 {
-		c.sink.Emit(progress.Event{Event: progress.KindNotice,
-			Msg: fmt.Sprintf("continuing the job recorded in the cluster: %d of %d shares were finished by an earlier run and are not redone", len(skip), n)})
+	if len(skip) > 0 {
+		msg := fmt.Sprintf("continuing the job recorded in the cluster: %d of %d shares were finished by an earlier run and are not redone", len(done), n)
+		if c.walk != nil {
+			msg += fmt.Sprintf(" (and %d of %d subtrees of its distributed walk)", len(doneUnits), len(c.walk.subtrees))
+		}
+		c.sink.Emit(progress.Event{Event: progress.KindNotice, Msg: msg})
 	}
 	if opt.Lock && !opt.DryRun {
 		unlock, err := c.lock(ctx)
@@ -460,8 +482,10 @@ func (c *cluster) share(ctx context.Context, k, psi, pdi int) error {
 		si, di, sum, gone, err := c.attempt(ctx, psi, pdi, opt, k, true)
 		switch {
 		case err == nil:
-			if c.recording() {
+			if c.recording() && k < c.n {
 				c.jobFailed(c.job.ShareDone(ctx, k, sum.FilesTransferred, sum.BytesSent))
+			} else if c.recording() {
+				c.jobFailed(c.job.UnitDone(ctx, k-c.n, sum.FilesTransferred, sum.BytesSent))
 			}
 			return nil // failed files are retried by the final pass
 		case ctx.Err() != nil:

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 type call struct {
 	src, dst string
 	share    int
+	unit     string // the unit's directories, "|"-separated ("" for none)
+	shallow  bool
 }
 
 // fakeRunner records the runs; a run on an agent in hang waits until its
@@ -26,6 +29,10 @@ type call struct {
 type fakeRunner struct {
 	mu    sync.Mutex
 	calls []call
+	// tree, when set, is the source's directories and their entries:
+	// ListDir answers from it (without it the source is no directory).
+	tree  map[string][]plan.Entry
+	reads int
 	hang  map[string]bool
 	onRun func(call)
 }
@@ -34,6 +41,13 @@ func (r *fakeRunner) Run(ctx context.Context, src, dst string, opt wire.Options,
 	c := call{src: src, dst: dst, share: -1}
 	if opt.Shard != nil {
 		c.share = opt.Shard.Index
+	}
+	if u := opt.Unit; u != nil {
+		var dirs []string
+		for _, d := range u.Dirs {
+			dirs = append(dirs, d.Path)
+		}
+		c.unit, c.shallow = strings.Join(dirs, "|"), u.Shallow
 	}
 	r.mu.Lock()
 	r.calls = append(r.calls, c)
@@ -54,10 +68,16 @@ func (r *fakeRunner) Run(ctx context.Context, src, dst string, opt wire.Options,
 	return nil
 }
 
-// ListDir finds no directory: the coordinator walks as without the
-// distributed walk, one share per pair.
-func (r *fakeRunner) ListDir(context.Context, string, string) ([]plan.Entry, bool, error) {
-	return nil, false, nil
+// ListDir answers from tree; without one it finds no directory, and the
+// coordinator walks as without the distributed walk, one share per pair.
+func (r *fakeRunner) ListDir(_ context.Context, _, dir string) ([]plan.Entry, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	entries, ok := r.tree[dir]
+	if ok {
+		r.reads++
+	}
+	return entries, ok, nil
 }
 
 func (r *fakeRunner) SourceExists(context.Context, string) (bool, error) { return true, nil }
@@ -99,11 +119,11 @@ type fakeJob struct {
 	finished bool
 }
 
-func (j *fakeJob) Begin(_ context.Context, n int) (int, []int, error) {
+func (j *fakeJob) Begin(_ context.Context, p JobPlan) (int, []int, []int, error) {
 	if j.count == 0 {
-		j.count = n
+		j.count = p.Shares
 	}
-	return j.count, j.done, nil
+	return j.count, j.done, nil, nil
 }
 
 func (j *fakeJob) ShareDone(_ context.Context, k int, files, bytes int64) error {
@@ -112,6 +132,8 @@ func (j *fakeJob) ShareDone(_ context.Context, k int, files, bytes int64) error 
 	j.recorded = append(j.recorded, k)
 	return nil
 }
+
+func (j *fakeJob) UnitDone(context.Context, int, int64, int64) error { return nil }
 
 func (j *fakeJob) Finish(context.Context) error {
 	j.finished = true
@@ -257,5 +279,91 @@ func TestAgentJoinedTakesShares(t *testing.T) {
 	}
 	if !slices.ContainsFunc(notices, func(n string) bool { return strings.Contains(n, "agent c joined A; it takes shares still waiting") }) {
 		t.Errorf("notices %q", notices)
+	}
+}
+
+// fakeTree is a source of the directories dirs (parents before children)
+// with, in each, files of the given size.
+func fakeTree(size int64, files int, dirs ...string) map[string][]plan.Entry {
+	tree := map[string][]plan.Entry{"": nil}
+	for _, d := range dirs {
+		tree[d] = nil
+		parent, name := "", d
+		if i := strings.LastIndex(d, "/"); i >= 0 {
+			parent, name = d[:i], d[i+1:]
+		}
+		tree[parent] = append(tree[parent], plan.Entry{Path: name, Type: plan.TypeDir})
+	}
+	for d := range tree {
+		for i := range files {
+			tree[d] = append(tree[d], plan.Entry{Path: fmt.Sprintf("f%d", i), Type: plan.TypeFile, Size: size})
+		}
+	}
+	return tree
+}
+
+func seq(prefix string, n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("%s%02d", prefix, i))
+	}
+	return out
+}
+
+// TestDistributedWalkCut checks how the coordinator cuts trees: the
+// directories it reads (expands), the subtrees it hands out as units
+// (each run once, never a directory twice), whether the expanded
+// directories' files go to shares, and the final pass over the expanded
+// directories alone.
+func TestDistributedWalkCut(t *testing.T) {
+	agents := []string{"a1", "a2", "a3"}
+	cases := []struct {
+		name     string
+		tree     map[string][]plan.Entry
+		expanded string // "|"-separated
+		units    []string
+		shares   int
+	}{
+		{"wide", fakeTree(10, 1, seq("d", 20)...), "", seq("d", 20), 0},
+		{"deep", fakeTree(10, 1, "a", "a/b", "a/c", "a/b/x", "a/b/y", "a/c/z"), "|a|a/b|a/c|a/b/x|a/b/y|a/c/z", nil, 0},
+		{"two levels", fakeTree(10, 1, append([]string{"p", "q"}, append(seq("p/s", 6), seq("q/t", 6)...)...)...),
+			"|p|q", append(seq("p/s", 6), seq("q/t", 6)...), 0},
+		{"heavy top", fakeTree(8<<20, 2, seq("d", 12)...), "", seq("d", 12), 3},
+		{"flat", fakeTree(8<<20, 4), "", nil, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &fakeRunner{tree: tc.tree}
+			runCluster(t, Side{Name: "src", Agents: agents}, Side{Name: "dst", Agents: []string{"b1", "b2", "b3"}}, r)
+			var units []string
+			shares := 0
+			var final *call
+			for _, c := range r.calls {
+				switch {
+				case c.share >= 0:
+					shares++
+					if !c.shallow || c.unit != tc.expanded {
+						t.Errorf("share %+v: want the expanded directories %q alone", c, tc.expanded)
+					}
+				case c.unit != "" && !c.shallow:
+					units = append(units, c.unit)
+				default:
+					final = &c
+				}
+			}
+			slices.Sort(units)
+			if !slices.Equal(units, tc.units) {
+				t.Errorf("units %q, want %q", units, tc.units)
+			}
+			if shares != tc.shares {
+				t.Errorf("%d shares, want %d", shares, tc.shares)
+			}
+			if final == nil || !final.shallow || final.unit != tc.expanded {
+				t.Errorf("final pass %+v, want the expanded directories %q alone", final, tc.expanded)
+			}
+			if want := strings.Count(tc.expanded, "|") + 1; r.reads != want {
+				t.Errorf("the coordinator read %d directories, want %d", r.reads, want)
+			}
+		})
 	}
 }

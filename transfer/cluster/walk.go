@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -39,7 +41,7 @@ type walkPlan struct {
 
 // walkOff says why the distributed walk cannot take opt ("": it can), as
 // the option a notice names.
-func walkOff(opt wire.Options, src, dst Side) string {
+func walkOff(opt wire.Options) string {
 	switch {
 	case opt.HardLinks:
 		return "--hard-links (a file's names may lie in different units)"
@@ -49,10 +51,21 @@ func walkOff(opt wire.Options, src, dst Side) string {
 		return "filters (rules that see the whole tree)"
 	case opt.BackupDir != "":
 		return "--backup-dir"
-	case src.Job != nil || dst.Job != nil:
-		return "a job recorded in etcd (its record counts shares)"
 	}
 	return ""
+}
+
+// digest identifies the cut: a job's record holds it, so that a rerun
+// that cuts the tree otherwise starts the job afresh.
+func (p *walkPlan) digest() string {
+	h := sha256.New()
+	for _, d := range p.expanded {
+		fmt.Fprintf(h, "e%d:%s", len(d), d)
+	}
+	for _, d := range p.subtrees {
+		fmt.Fprintf(h, "s%d:%s", len(d), d)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // expand reads the tree's top directories one at a time on the source
