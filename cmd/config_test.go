@@ -277,7 +277,7 @@ func TestCheckEnvNames(t *testing.T) {
 		{[]string{"XFER_DRY_RUN=true", "XFER_STREAMS=4", "PATH=/bin"}, ""},
 		{[]string{"XFER_DRYRUN=true"}, "did you mean XFER_DRY_RUN?"},
 		{[]string{"XFER_STREAM=4"}, "did you mean XFER_STREAMS?"},
-		{[]string{"XFER_BIN=/tmp/xfer", "XFER_CPUPROFILE=/tmp/p", "XFER_=1"}, ""},
+		{[]string{"XFER_BIN=/tmp/xfer", "XFER_CPUPROFILE=/tmp/p", "XFER_HEAPPROFILE=/tmp/h", "XFER_=1"}, ""},
 	}
 	for _, tt := range tests {
 		err := checkEnvNames(tt.env)
