@@ -129,24 +129,6 @@ func (rg *ring) register(op uint32, arg unsafe.Pointer, n uint32) syscall.Errno 
 	}
 }
 
-// filesUpdate is struct io_uring_files_update.
-type filesUpdate struct {
-	offset uint32
-	resv   uint32
-	fds    uint64
-}
-
-// setFile puts fd (or -1 to clear) in slot i of the file table.
-func (rg *ring) setFile(i int, fd int) error {
-	rg.files[i] = int32(fd)
-	up := filesUpdate{offset: uint32(i), fds: uint64(uintptr(unsafe.Pointer(&rg.files[i])))}
-	if errno := rg.register(giouring.RegisterFilesUpdate, unsafe.Pointer(&up), 1); errno != 0 {
-		rg.files[i] = -1
-		return fmt.Errorf("io_uring_register files update: %w", errno)
-	}
-	return nil
-}
-
 // unregisterFiles drops the ring's references to the files in its table.
 func (rg *ring) unregisterFiles() {
 	rg.register(giouring.UnregisterFiles, nil, 0)
@@ -209,12 +191,6 @@ func prepRead(e *giouring.SubmissionQueueEntry, file int, p []byte, off int64, b
 	}
 	prepRW(e, op, file, p, ud)
 	e.Off = uint64(off)
-}
-
-// prepReadFd is prepRead on a plain file descriptor.
-func prepReadFd(e *giouring.SubmissionQueueEntry, fd int, p []byte, off int64, buf int, ud uint64) {
-	prepRead(e, fd, p, off, buf, ud)
-	e.Flags = 0
 }
 
 func prepRecv(e *giouring.SubmissionQueueEntry, file int, p []byte, msgFlags int, ud uint64) {

@@ -27,10 +27,6 @@ const (
 	// header can be sent in the same request as the first data block.
 	headroom  = 8 << 10
 	rxBufSize = 256 << 10
-	// registerFileMin is the SendFile length from which the file is put in
-	// the ring's file table: two io_uring_register calls then cost less
-	// than a file lookup per read.
-	registerFileMin = 4 * slotSize
 )
 
 // user_data of a request: operation << 32 | block (or slot) index.
@@ -38,8 +34,6 @@ const (
 	opSendStaged = iota + 1 // SEND from a staging buffer
 	opSendHdr               // SEND of a header, linked to opSendUser
 	opSendUser              // SEND_ZC of the caller's memory
-	opSendSlot              // SEND_ZC of a staging slot (SendFile)
-	opRead                  // read of a file block into a slot
 	opRecv                  // socket receive
 	opCancel                // ASYNC_CANCEL
 )
@@ -74,6 +68,9 @@ type stream struct {
 		copied   bool // a notification said the kernel copied anyway
 		pin      runtime.Pinner
 		b        batcher // coalescing of small messages (batch.go)
+		pipeR    int     // the pipe of SendFile's splices (splice.go), 0 until made
+		pipeW    int
+		pipeSz   int
 	}
 	rx struct {
 		sockstream.Rx // its Receiver reads from the staging buffer (fixed buffer 0 of the ring)
@@ -113,8 +110,8 @@ func (s *stream) Send(hdr, payload []byte) error {
 	return nil
 }
 
-// SendFile writes hdr and then n bytes of f from off, read into fixed
-// buffers and sent from them with SEND_ZC.
+// SendFile writes hdr and then n bytes of f from off, spliced from the
+// page cache through a pipe (IORING_OP_SPLICE), like sendfile(2).
 func (s *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
 	fc, err := sockstream.FileRange(Name, hdr, f, off, n)
 	if err != nil {
@@ -332,166 +329,18 @@ func (s *stream) sendUser(msg, payload []byte) error {
 	return err
 }
 
-type slotState struct {
-	used    bool // holds block blk
-	blk     int
-	got     int  // bytes of the block read so far
-	reading bool // a read into the slot is in flight
-	sending bool // a send from the slot is in flight
-	sent    int  // bytes of the slot's send region sent so far
-	notifs  int  // notifications due for sends from the slot
-}
-
-// sendFile sends the message of a SendFile: the file range goes through
-// the staging slots, read with READ(_FIXED) and sent with SEND_ZC(_FIXED).
-// Reads run ahead into every free slot; one send is in flight at a time
-// (io_uring does not order sends on a socket), and when the block to send
-// next is still to be read, its send is linked to its read so that both
-// go in one submission.
+// sendFile sends the message of a SendFile: the header from the staging
+// buffer, the file range spliced through the stream's pipe (splice.go).
 func (s *stream) sendFile(hdr []byte, ffd int, off int64, n int) error {
-	t := &s.tx
-	rg := t.ring
+	rg := s.tx.ring
 	hn := backends.PrefixLen + len(hdr)
-	first := rg.bufs[0]
-	backends.PutPrefix(first[headroom-hn:], len(hdr), n)
-	copy(first[headroom-hn+backends.PrefixLen:], hdr)
+	msg := rg.bufs[0][headroom-hn : headroom]
+	backends.PutPrefix(msg, len(hdr), n)
+	copy(msg[backends.PrefixLen:], hdr)
 	if n == 0 {
-		return s.sendStaged(first[headroom-hn : headroom])
+		return s.sendStaged(msg)
 	}
-	fixedFile := false
-	if n >= registerFileMin {
-		if err := rg.setFile(1, ffd); err == nil {
-			fixedFile = true
-			defer rg.setFile(1, -1) // drop the ring's reference to the file
-		}
-	}
-	bufIndex := func(i int) int {
-		if rg.fixed {
-			return i
-		}
-		return -1
-	}
-	nblocks := (n + slotSize - 1) / slotSize
-	blockLen := func(b int) int { return min(slotSize, n-b*slotSize) }
-	region := func(b int) []byte {
-		start := headroom
-		if b == 0 {
-			start -= hn
-		}
-		return rg.bufs[b%txSlots][start : headroom+blockLen(b)]
-	}
-	var slots [txSlots]slotState
-	nextRead, nextSend := 0, 0
-	sending := false
-
-	read := func(b int, link bool) error {
-		st := &slots[b%txSlots]
-		e, err := rg.sqe()
-		if err != nil {
-			return err
-		}
-		p := rg.bufs[b%txSlots][headroom+st.got : headroom+blockLen(b)]
-		pos := off + int64(b)*slotSize + int64(st.got)
-		if fixedFile {
-			prepRead(e, 1, p, pos, bufIndex(b%txSlots), ud(opRead, b))
-		} else {
-			prepReadFd(e, ffd, p, pos, bufIndex(b%txSlots), ud(opRead, b))
-		}
-		if link {
-			e.Flags |= giouring.SqeIOLink
-		}
-		t.inflight++
-		st.reading = true
-		return nil
-	}
-	send := func(b int) error {
-		st := &slots[b%txSlots]
-		e, err := rg.sqe()
-		if err != nil {
-			return err
-		}
-		s.prepSendOut(e, region(b)[st.sent:], bufIndex(b%txSlots), ud(opSendSlot, b))
-		t.inflight++
-		st.sending, sending = true, true
-		return nil
-	}
-	release := func(st *slotState) {
-		if st.used && !st.sending && st.notifs == 0 && st.sent == len(region(st.blk)) {
-			st.used = false
-		}
-	}
-	schedule := func() error {
-		for nextRead < nblocks && !slots[nextRead%txSlots].used {
-			b := nextRead
-			slots[b%txSlots] = slotState{used: true, blk: b}
-			nextRead++
-			link := b == nextSend && !sending
-			if err := read(b, link); err != nil {
-				return err
-			}
-			if link {
-				if err := send(b); err != nil {
-					return err
-				}
-			}
-		}
-		for i := range slots {
-			if st := &slots[i]; st.used && !st.reading && st.got < blockLen(st.blk) {
-				if err := read(st.blk, false); err != nil {
-					return err
-				}
-			}
-		}
-		if st := &slots[nextSend%txSlots]; !sending && nextSend < nblocks && st.used && st.blk == nextSend &&
-			!st.reading && st.got == blockLen(nextSend) {
-			return send(nextSend)
-		}
-		return nil
-	}
-	handle := func(op, b int, res int32, flags uint32) error {
-		st := &slots[b%txSlots]
-		switch {
-		case flags&giouring.CQEFNotif != 0:
-			st.notifs--
-		case op == opRead:
-			st.reading = false
-			switch {
-			case res < 0 && retryable(res):
-			case res < 0:
-				return fmt.Errorf("read file: %w", cqeErr(res))
-			case res == 0:
-				return fmt.Errorf("file ended %d bytes early: %w", n-b*slotSize-st.got, io.ErrUnexpectedEOF)
-			default:
-				st.got += int(res)
-			}
-		default: // opSendSlot
-			st.sending, sending = false, false
-			if flags&giouring.CQEFMore != 0 {
-				st.notifs++
-			}
-			switch {
-			case res == -int32(unix.ECANCELED) && st.got < blockLen(b):
-				// Its linked read came up short: send once the rest is in.
-			case res < 0:
-				if err := s.sendFailed(res); err != nil {
-					return err
-				}
-			default:
-				st.sent += int(res)
-				if st.sent == len(region(b)) {
-					nextSend++
-				}
-			}
-		}
-		release(st)
-		return schedule()
-	}
-	if err := schedule(); err != nil {
-		return err
-	}
-	err := s.txRun(handle, func() bool { return nextSend == nblocks && t.inflight == 0 && t.notifs == 0 })
-	s.adapt()
-	return err
+	return s.spliceFile(msg, ffd, off, n)
 }
 
 // prepSendOut prepares the send of p, which lies in fixed buffer buf (or
@@ -744,6 +593,11 @@ func (s *stream) Close() error {
 		}
 		t.ring.close()
 		r.ring.close()
+		if t.pipeR > 0 {
+			unix.Close(t.pipeR)
+			unix.Close(t.pipeW)
+			t.pipeR, t.pipeW = 0, 0
+		}
 		t.ring, r.ring = nil, nil
 		r.In.Release()
 		// Unpinning lets the collector reuse memory a SEND_ZC still named
