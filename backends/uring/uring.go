@@ -10,14 +10,12 @@
 // operation.
 //
 // Sending:
-//   - SendFile reads the file range into fixed buffers (IORING_OP_READ_FIXED,
-//     the file registered in the table for ranges of a few blocks or more)
-//     and sends them with IORING_OP_SEND_ZC from those buffers, pipelined:
-//     one io_uring_enter submits the send of the block just read together
-//     with reads of the following blocks into free buffers. The message
-//     header travels in the same send as the first block. A buffer is
-//     reused only after the send's notification CQE (IORING_CQE_F_NOTIF);
-//     the send's own CQE carries IORING_CQE_F_MORE when one will follow.
+//   - SendFile sends the header (IORING_OP_SEND, MSG_MORE) linked
+//     (IOSQE_IO_LINK) to, per pipe-sized chunk, IORING_OP_SPLICE file ->
+//     pipe and IORING_OP_SPLICE pipe -> socket, one chain per submission:
+//     io_uring's sendfile, page references from the page cache, no copy
+//     into staging memory. Each stream has one pipe of up to 1 MiB
+//     (F_SETPIPE_SZ), made on the first SendFile (splice.go).
 //   - Send of a payload of ZeroCopyThreshold bytes or more sends the header
 //     from a fixed buffer linked (IOSQE_IO_LINK) to an IORING_OP_SEND_ZC of
 //     the caller's memory, in one submission, and returns after the
@@ -111,6 +109,7 @@ var neededOps = []struct {
 	{giouring.OpSend, "IORING_OP_SEND", "5.6"},
 	{giouring.OpRecv, "IORING_OP_RECV", "5.6"},
 	{giouring.OpAsyncCancel, "IORING_OP_ASYNC_CANCEL", "5.5"},
+	{giouring.OpSplice, "IORING_OP_SPLICE", "5.7"},
 	{giouring.OpSendZC, "IORING_OP_SEND_ZC", "6.0"},
 }
 
