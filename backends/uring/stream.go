@@ -19,9 +19,11 @@ import (
 )
 
 // Staging memory per stream: txSlots send buffers of headroom+slotSize
-// bytes and one receive buffer, about 1.3 MiB, pinned while registered.
+// bytes (the batcher's two batches; a message's prefix and header are
+// written into the headroom of the first) and one receive buffer, about
+// 0.8 MiB, pinned while registered.
 const (
-	txSlots  = 4
+	txSlots  = 2
 	slotSize = 256 << 10
 	// headroom precedes each slot's data so that a message's prefix and
 	// header can be sent in the same request as the first data block.
