@@ -143,3 +143,45 @@ func TestWriteBatchModes(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBatchVerifyOne: in a verified batch of files of 0-9 KiB (their
+// chunks hashed side by side), a file whose digest does not match its
+// data is refused and left absent, and every other file lands.
+func TestWriteBatchVerifyOne(t *testing.T) {
+	sizes := []int{0, 1, 1023, 1024, 1025, 2048, 4097, 8192, 9000}
+	for bad := range sizes {
+		t.Run(fmt.Sprint(sizes[bad]), func(t *testing.T) {
+			root, _ := fsroottest.Temp(t)
+			r := newReceiver(root, Options{}, false, false, "")
+			e := wire.Enc{}
+			e.U8(1)
+			for i, n := range sizes {
+				data := make([]byte, n)
+				for j := range data {
+					data[j] = byte(i*31 + j*7)
+				}
+				sf := wire.SmallFile{Path: fmt.Sprintf("f%d", i), Mode: 0o644, Data: data}
+				sf.Digest = hashtree.Sum(data)
+				if i == bad {
+					sf.Digest[5] ^= 1
+				}
+				wire.AppendSmall(&e, &sf)
+			}
+			errs, err := r.WriteBatch(e.Buf, len(sizes), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range sizes {
+				_, serr := os.Stat(filepath.Join(root.Path(), fmt.Sprintf("f%d", i)))
+				switch {
+				case i == bad && !strings.Contains(errs[i], "failed BLAKE3 verification"):
+					t.Errorf("corrupt file %d: verdict %q", i, errs[i])
+				case i == bad && serr == nil:
+					t.Errorf("corrupt file %d was written", i)
+				case i != bad && (errs[i] != "" || serr != nil):
+					t.Errorf("file %d of %d bytes: verdict %q, stat %v", i, sizes[i], errs[i], serr)
+				}
+			}
+		})
+	}
+}

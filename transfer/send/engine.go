@@ -963,16 +963,36 @@ func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 		payload = wire.Enc{Buf: e.getBuf(batchTarget + smallLimit)[:0]}
 		ops     []plan.Op
 		verify  = e.hashes()
+		ats     []wire.SmallAt // where each file's digest and data are in payload
+		hasher  hashtree.Many
+		ins     [][]byte
+		dgs     []hashtree.Digest
 	)
 	start := func() {
 		payload.Buf = payload.Buf[:0]
 		payload.U8(0) // reserved: the destination's session decides whether it verifies
 		ops = nil
+		ats = ats[:0]
 	}
 	start()
+	// digests hashes the batch's files together and fills their digests in.
+	digests := func() {
+		ins, dgs = ins[:0], dgs[:0]
+		for _, at := range ats {
+			ins = append(ins, payload.Buf[at.Data:at.Data+at.Len])
+			dgs = append(dgs, hashtree.Digest{})
+		}
+		hasher.Sum(ins, dgs)
+		for i, at := range ats {
+			copy(payload.Buf[at.Digest:], dgs[i][:])
+		}
+	}
 	flush := func() {
 		if len(ops) == 0 {
 			return
+		}
+		if verify {
+			digests()
 		}
 		batch := ops
 		key, _ := e.flying.add(batch[0].Src.Path, int64(len(payload.Buf)), len(batch))
@@ -1028,10 +1048,7 @@ func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 		}
 		sf := wire.SmallFile{Path: plan.Join(e.dstPath, op.Src.Path), Mode: op.Src.Mode, MtimeNs: op.Src.MtimeNs,
 			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Data: data, Owner: e.ownerOf(op.Src)}
-		if verify {
-			sf.Digest = hashtree.Sum(data)
-		}
-		wire.AppendSmall(&payload, &sf)
+		ats = append(ats, wire.AppendSmall(&payload, &sf)) // the digest follows in flush
 		ops = append(ops, op)
 		if len(payload.Buf) >= batchTarget || len(ops) >= 1024 {
 			flush()

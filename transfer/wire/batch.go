@@ -23,7 +23,17 @@ const (
 	smallNumeric // the owner is by number only
 )
 
-func AppendSmall(e *Enc, f *SmallFile) {
+// SmallAt says where AppendSmall put a file's digest and data in the
+// encoder's buffer, so that a sender may fill the digest in later.
+type SmallAt struct {
+	Digest int // offset of the 32-byte digest
+	Data   int // offset of the data
+	Len    int // length of the data
+}
+
+// AppendSmall appends f, one entry of a small-file batch, and returns where
+// its digest and data are.
+func AppendSmall(e *Enc, f *SmallFile) SmallAt {
 	e.Str(f.Path)
 	e.Uvar(uint64(f.Mode))
 	e.Svar(f.MtimeNs)
@@ -41,14 +51,17 @@ func AppendSmall(e *Enc, f *SmallFile) {
 		}
 	}
 	e.U8(flags)
+	at := SmallAt{Digest: len(e.Buf)}
 	e.Raw(f.Digest[:])
 	e.Blob(f.Data)
+	at.Data, at.Len = len(e.Buf)-len(f.Data), len(f.Data)
 	if o := f.Owner; o != nil {
 		e.Uvar(uint64(o.Uid))
 		e.Uvar(uint64(o.Gid))
 		e.Str(o.User)
 		e.Str(o.Group)
 	}
+	return at
 }
 
 func ReadSmall(d *Dec) SmallFile {
