@@ -37,21 +37,15 @@
 #define XS_DIR_SEND 0
 #define XS_DIR_RECV 1
 
-// A waiter busy-polls up to spin_ns[dir] without progress before it sleeps
-// on the worker's event descriptor. The spin adapts per direction: a wait
-// that completed within XS_SPIN_MAX_NS (a ping-pong's turn-around) doubles
-// it, up to XS_SPIN_MAX_NS, so the next such message is caught while
-// spinning instead of through a sleep and a wake-up; a longer wait (a bulk
-// transfer, an idle peer) halves it, down to XS_SPIN_MIN_NS, so a waiter
-// that would only burn the core its peer needs goes to sleep almost at
-// once. By measurement on a shared 2-core host over UCX tcp
-// (docs/benchmarks.md): fixed 200 µs and 20 µs spins took the core the peer
-// needed in bulk runs (1 MiB: 5.5 and 11 Gbit/s) where 2 µs gave 14 Gbit/s,
-// but 2 µs left every 64 B round trip to two sleeps and wake-ups.
-// Poll timeouts are only safety nets: worker events and our eventfds wake
-// sleepers.
-#define XS_SPIN_MIN_NS 2000L
-#define XS_SPIN_MAX_NS 64000L
+// A waiter busy-polls this long without progress before it sleeps on the
+// worker's event descriptor. Short, by measurement on a shared 2-core host
+// over UCX tcp (docs/benchmarks.md): 200 µs and 20 µs spins took the core
+// the peer needed (1 MiB: 5.5 and 11 Gbit/s, 64 B round trip p50 250-350
+// and 80-100 µs) where 2 µs gives 14 Gbit/s and 58 µs; a spin that adapts
+// to the waits (up to 64 µs while waits end within that) cost the 64 B
+// round trip 75-80 µs p50 against 47-62 µs for 2 µs on the loaded host. Poll timeouts are
+// only safety nets: worker events and our eventfds wake sleepers.
+#define XS_SPIN_NS 2000L
 #define XS_POLL_MS 20
 #define XS_BG_POLL_MS 100
 // The background thread takes the worker back only once no caller has
@@ -71,7 +65,6 @@ typedef struct xs_op {
 	_Atomic int state;
 	ucs_status_t status;
 	size_t len;
-	int64_t t0; // when a parked wait (xs_slot_try) for it began; 0: none
 } xs_op;
 
 struct xs_stream {
@@ -84,7 +77,6 @@ struct xs_stream {
 	int evfd[2];
 	int wfd[2]; // epoll of efd and evfd[dir], for waiters outside C
 	_Atomic int sleepers[2];
-	_Atomic int64_t spin_ns[2]; // adaptive spin of each direction
 	_Atomic int cancel;
 	_Atomic int ep_status;
 	pthread_mutex_t lk;
@@ -194,8 +186,6 @@ ucs_status_t xs_stream_create(ucp_context_h ctx, int nslots,
 	s->bgfd = -1;
 	pthread_mutex_init(&s->lk, NULL);
 	atomic_init(&s->ep_status, UCS_OK);
-	atomic_init(&s->spin_ns[0], XS_SPIN_MIN_NS);
-	atomic_init(&s->spin_ns[1], XS_SPIN_MIN_NS);
 
 	ucp_worker_params_t wp;
 	memset(&wp, 0, sizeof(wp));
@@ -362,18 +352,6 @@ static void *xs_bg_main(void *arg)
 	return NULL;
 }
 
-// Adapts the spin of direction dir to a wait for a completion that took
-// waited ns (see XS_SPIN_MIN_NS).
-static void xs_adapt(xs_stream *s, int dir, int64_t waited)
-{
-	int64_t sp = atomic_load(&s->spin_ns[dir]);
-	if (waited <= XS_SPIN_MAX_NS)
-		sp = sp * 2 > XS_SPIN_MAX_NS ? XS_SPIN_MAX_NS : sp * 2;
-	else
-		sp = sp / 2 < XS_SPIN_MIN_NS ? XS_SPIN_MIN_NS : sp / 2;
-	atomic_store(&s->spin_ns[dir], sp);
-}
-
 // Progresses the worker until op leaves XS_POSTED, the deadline passes,
 // the stream is cancelled or the endpoint fails.
 static ucs_status_t xs_wait_active(xs_stream *s, xs_op *op, int timeout_ms,
@@ -383,7 +361,6 @@ static ucs_status_t xs_wait_active(xs_stream *s, xs_op *op, int timeout_ms,
 	int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000L;
 	int64_t last = start;
 	int dir = op->dir;
-	int64_t spin = atomic_load(&s->spin_ns[dir]);
 	for (unsigned iter = 0;; iter++) {
 		if (atomic_load(&op->state) != XS_POSTED)
 			return UCS_OK;
@@ -410,7 +387,7 @@ static ucs_status_t xs_wait_active(xs_stream *s, xs_op *op, int timeout_ms,
 			last = now;
 			continue;
 		}
-		if (now - last < spin)
+		if (now - last < XS_SPIN_NS)
 			continue;
 		if (!park && now >= deadline)
 			return UCS_ERR_TIMED_OUT;
@@ -449,21 +426,12 @@ ucs_status_t xs_slot_try(xs_stream *s, int i, int cancelable, size_t *len)
 	atomic_store(&s->sleepers[dir], 0);
 	xs_drain(s->evfd[dir]);
 	if (atomic_load(&op->state) == XS_POSTED) {
-		if (op->t0 == 0)
-			op->t0 = xs_now_ns();
 		atomic_fetch_add(&s->active, 1);
 		ucs_status_t st = xs_wait_active(s, op, 0, cancelable, 1);
 		atomic_store(&s->last_leave, xs_now_ns());
 		atomic_fetch_sub(&s->active, 1);
-		if (st != UCS_OK) {
-			if (st != UCS_ERR_NO_PROGRESS)
-				op->t0 = 0;
+		if (st != UCS_OK)
 			return st;
-		}
-	}
-	if (op->t0 != 0) {
-		xs_adapt(s, dir, xs_now_ns() - op->t0);
-		op->t0 = 0;
 	}
 	xs_reap(s, op);
 	*len = op->len;
@@ -485,13 +453,9 @@ static ucs_status_t xs_wait(xs_stream *s, xs_op *op, int timeout_ms,
 	if (atomic_load(&op->state) != XS_POSTED)
 		return UCS_OK;
 	atomic_fetch_add(&s->active, 1);
-	int64_t t0 = xs_now_ns();
 	ucs_status_t st = xs_wait_active(s, op, timeout_ms, cancelable, 0);
-	int64_t t1 = xs_now_ns();
-	atomic_store(&s->last_leave, t1);
+	atomic_store(&s->last_leave, xs_now_ns());
 	atomic_fetch_sub(&s->active, 1);
-	if (st == UCS_OK)
-		xs_adapt(s, op->dir, t1 - t0);
 	return st;
 }
 
