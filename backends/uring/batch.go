@@ -43,6 +43,7 @@ type batcher struct {
 	quit    chan struct{}
 	done    chan struct{}
 	batches int64 // batches sent (tests)
+	handoff int64 // batches handed to the flusher by Send (tests)
 	msgs    int64 // messages batched (tests)
 }
 
@@ -95,6 +96,7 @@ func (s *stream) sendSmall(hdr, payload []byte) error {
 		return nil
 	case now.Sub(b.last) < streamGap && !reply:
 		b.busy = true
+		b.handoff++
 		b.kick <- struct{}{}
 		return nil
 	}
