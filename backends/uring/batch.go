@@ -12,8 +12,12 @@ import (
 // batch (a staging buffer) and returns; the batch goes to the socket in one
 // IORING_OP_SEND. A Send that comes streamGap or longer after the previous
 // one returned (a request, a ping: someone may be waiting for it) sends the
-// batch itself at once, as tcp does. A Send that follows the previous one
-// closely (a stream of messages) hands the batch to the stream's flusher
+// batch itself at once, as tcp does, and so does the first Send after a
+// receive of the idle stream got a message (a reply: on a loaded machine
+// the next request often arrives while the previous reply's write(2) is
+// still returning, so the gap alone would hand the reply to the flusher, a
+// goroutine hand-off on the round trip). A Send that follows the previous
+// one closely (a stream of messages) hands the batch to the stream's flusher
 // goroutine and returns; while the flusher sends one batch, the messages
 // that follow collect in the other staging buffer, so that one system call
 // carries as many messages as arrived during the previous one. A send
@@ -39,6 +43,7 @@ type batcher struct {
 	quit    chan struct{}
 	done    chan struct{}
 	batches int64 // batches sent (tests)
+	handoff int64 // batches handed to the flusher by Send (tests)
 	msgs    int64 // messages batched (tests)
 }
 
@@ -85,11 +90,13 @@ func (s *stream) sendSmall(hdr, payload []byte) error {
 	b.queued.Store(true)
 	now := time.Now()
 	defer func() { b.last = time.Now() }()
+	reply := s.rx.woke.Swap(false)
 	switch {
 	case b.busy:
 		return nil
-	case now.Sub(b.last) < streamGap:
+	case now.Sub(b.last) < streamGap && !reply:
 		b.busy = true
+		b.handoff++
 		b.kick <- struct{}{}
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -82,7 +83,11 @@ type stream struct {
 		ring          *ring
 		broken        bool
 		probe         bool // the stream is idle: receive with read(2) (recvNow)
-		pin           runtime.Pinner
+		// woke is set when a receive of the idle stream got a message
+		// (a request, a ping) and cleared by the next Send, which is
+		// then sent at once rather than by the flusher (batch.go).
+		woke atomic.Bool
+		pin  runtime.Pinner
 	}
 }
 
@@ -473,6 +478,7 @@ func (s *stream) recvNow(p []byte, prep func(e *giouring.SubmissionQueueEntry)) 
 				n, err = 0, errClosed
 			default:
 				n, err = k, nil
+				r.woke.Store(true)
 			}
 			r.probe = waited
 			return true

@@ -186,3 +186,49 @@ func TestSmallSendsCoalesce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReplySentAtOnce checks that a Send which follows the previous one
+// closely goes to the flusher, unless a receive of the idle stream got a
+// message since (a reply: someone waits for it), which goes out at once.
+func TestReplySentAtOnce(t *testing.T) {
+	tests := []struct {
+		name        string
+		receive     bool // a message arrives on the idle stream first
+		wantHandoff int64
+	}{
+		{"Streaming", false, 1},
+		{"Reply", true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := backendtest.Open(t, backendtest.Registered(t, Name), 1, backends.Params{})
+			a := sess.Acceptor[0].(*stream)
+			payload := backendtest.Random(64, 5)
+			if tc.receive {
+				go func() {
+					time.Sleep(5 * time.Millisecond) // the acceptor's receive waits
+					sess.Dialer[0].Send([]byte("q"), payload)
+				}()
+				if _, err := recvMessage(a); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a.tx.mu.Lock()
+			a.tx.b.last = time.Now() // as if the previous Send just returned
+			before := a.tx.b.handoff
+			a.tx.mu.Unlock()
+			if err := a.Send([]byte("r"), payload); err != nil {
+				t.Fatal(err)
+			}
+			a.tx.mu.Lock()
+			got := a.tx.b.handoff - before
+			a.tx.mu.Unlock()
+			if got != tc.wantHandoff {
+				t.Errorf("%d batches handed to the flusher, want %d", got, tc.wantHandoff)
+			}
+			if m, err := recvMessage(sess.Dialer[0]); err != nil || !bytes.Equal(m, payload) {
+				t.Fatalf("reply: %d bytes, %v", len(m), err)
+			}
+		})
+	}
+}
