@@ -112,6 +112,7 @@ func (s *stream) spliceFile(msg []byte, ffd int, off int64, n int) error {
 		switch {
 		case res == -int32(unix.ECANCELED):
 			// A request before it in the chain failed or came up short.
+			t.rechains++
 		case res < 0 && retryable(res):
 		case res < 0 && op == opSendHdr:
 			return fmt.Errorf("send header: %w", cqeErr(res))

@@ -73,6 +73,9 @@ type stream struct {
 		pipeR    int     // the pipe of SendFile's splices (splice.go), 0 until made
 		pipeW    int
 		pipeSz   int
+		// rechains counts requests of SendFile's chains cancelled because
+		// a splice before them came up short (tests).
+		rechains int64
 	}
 	rx struct {
 		sockstream.Rx // its Receiver reads from the staging buffer (fixed buffer 0 of the ring)

@@ -29,7 +29,9 @@ import (
 // through a symlink): nobody can plant a name that it will write through.
 // Its journal, .xfer-<16 hex digits of the BLAKE3 of the target's
 // name>.journal, is deterministic so that a later run finds it; it names
-// the partial file and lists the chunks written and verified. The journal
+// the partial file and lists the chunks written and verified. It names
+// the partial file before the file is made, so a run killed at any moment
+// leaves no partial file that the next run cannot find. The journal
 // is opened never through a symlink, and only if it is a regular file of
 // this process's user with no other link (anything else at its name is
 // removed and the journal made anew); its lock keeps a second writer of
@@ -206,10 +208,17 @@ func randomPartName(p string) string {
 const partAttempts = 8
 
 // createPart creates a partial file for target p under a fresh random
-// name, exclusively (O_EXCL; never through a symlink).
-func (r *Receiver) createPart(p string) (*os.File, string, error) {
+// name, exclusively (O_EXCL; never through a symlink). Its journal j is
+// started afresh with hdr naming the partial file before the file is
+// made: a run killed at any moment leaves no partial file that its
+// journal does not name, so the next run of p removes or resumes it.
+func (r *Receiver) createPart(p string, j *os.File, hdr journalHeader) (*os.File, string, error) {
 	var f *os.File
 	name, err := freshName(p, func(name string) (err error) {
+		hdr.Part = plan.Base(name)
+		if err := writeHeader(j, hdr); err != nil {
+			return err
+		}
 		f, err = r.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		return err
 	})

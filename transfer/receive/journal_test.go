@@ -12,6 +12,7 @@ import (
 	"github.com/xfer-io/xfer/internal/fsroot"
 	"github.com/xfer-io/xfer/internal/hashtree"
 	"github.com/xfer-io/xfer/plan"
+	"github.com/xfer-io/xfer/transfer/wire"
 )
 
 // testJournal is a journal of a 5-chunk file: header, then records.
@@ -165,9 +166,14 @@ func TestOpenLocked(t *testing.T) {
 			t.Fatalf("written through a planted name: %q", b)
 		}
 	}
+	j, err := r.openLocked(name, syscall.LOCK_EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
 	seen := map[string]bool{}
 	for range 4 {
-		f, p, err := r.createPart("f")
+		f, p, err := r.createPart("f", j, journalHeader{V: journalVersion, Name: "f", Chunk: 1 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,5 +182,56 @@ func TestOpenLocked(t *testing.T) {
 			t.Errorf("partial name %q (seen %v)", p, seen[p])
 		}
 		seen[p] = true
+	}
+}
+
+// TestKilledAtCreate: a run killed the moment it made a partial file
+// (before writing a byte or a record) leaves a journal that already
+// names it, and the next transfer of the file removes it: no partial
+// file is left behind that no journal names.
+func TestKilledAtCreate(t *testing.T) {
+	dir := t.TempDir()
+	root, err := fsroot.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	sp := wire.FileSpec{Path: "f", Size: 3 << 20, Mode: 0o644, MtimeNs: 1e18, ChunkSize: 1 << 20}
+	hdr := journalHeader{V: journalVersion, Name: "f", Size: sp.Size, MtimeNs: sp.MtimeNs, Chunk: sp.ChunkSize, Mode: sp.Mode}
+
+	killed := newReceiver(root, Options{NoFsync: true}, false, false, "")
+	j, err := killed.openLocked(journalName("f"), syscall.LOCK_EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, part, err := killed.createPart("f", j, hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close() // SIGKILL: the files stay as they are
+	j.Close()
+	b, err := os.ReadFile(filepath.Join(dir, journalName("f")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, _, err := decodeJournal(bytes.NewReader(b)); err != nil || got.Part != plan.Base(part) {
+		t.Fatalf("the journal of a partial file just made names %q (%v), want %q", got.Part, err, part)
+	}
+
+	rerun := newReceiver(root, Options{NoFsync: true}, false, false, "")
+	rf, msg := rerun.create(sp)
+	if msg != "" {
+		t.Fatal(msg)
+	}
+	if rf.part == part {
+		t.Errorf("the rerun resumed the empty partial file %s", part)
+	}
+	rerun.discard(rf)
+	left, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("left behind: %s", e.Name())
 	}
 }

@@ -77,16 +77,16 @@ func (r *Receiver) create(sp wire.FileSpec) (*rfile, string) {
 	}
 	if !split && !resumed {
 		if rf.f != nil {
-			rf.f.Close()
-			rf.f = nil
+			rf.f.Close() // the journal's partial file, not resumed
+			rf.f, rf.part = nil, ""
 		}
-		if oldPart != "" && oldPart != rf.part {
+		if oldPart != "" {
 			r.root.Remove(oldPart) // what an earlier transfer left: unlinked, never written
 		}
 		for _, n := range legacyNames(sp.Path, 0) {
 			r.root.Remove(n)
 		}
-		f, name, err := r.createPart(sp.Path)
+		f, name, err := r.createPart(sp.Path, j, hdr)
 		if err != nil {
 			r.discard(rf)
 			return nil, failed(err)
