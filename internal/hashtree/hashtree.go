@@ -13,6 +13,9 @@
 // whose digests two ends compare to move only the leaves of a changed chunk
 // that differ (sub-chunk delta).
 //
+// Many hashes many small inputs at once (the files of a small-file batch),
+// their chunks side by side in the sixteen-lane kernel.
+//
 // Stream does the same for an input that arrives in order, piece by piece,
 // and can keep every piece's digest as an outboard; Merger folds such
 // digests back into the root. The content store (internal/cas) names its

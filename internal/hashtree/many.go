@@ -1,6 +1,10 @@
 package hashtree
 
-import "lukechampine.com/blake3/guts"
+import (
+	"slices"
+
+	"lukechampine.com/blake3/guts"
+)
 
 // manyMax is the largest input SumMany hashes side by side with others;
 // longer ones fill sixteen lanes on their own (Sum).
@@ -30,8 +34,14 @@ func (m *Many) Sum(in [][]byte, out []Digest) {
 		}
 		return
 	}
-	m.at = m.at[:0]
-	m.cvs = m.cvs[:0]
+	lanes := 0
+	for _, b := range in {
+		if len(b) > guts.ChunkSize && len(b) <= manyMax {
+			lanes += (len(b) - 1) / guts.ChunkSize
+		}
+	}
+	m.at = slices.Grow(m.at[:0], len(in))
+	m.cvs = slices.Grow(m.cvs[:0], lanes)
 	var p params16
 	p.key = guts.IV
 	p.blen = guts.BlockSize
