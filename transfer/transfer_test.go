@@ -38,6 +38,11 @@ type corrupting struct {
 
 func (c corrupting) Name() string { return c.name }
 func (c corrupting) Probe() error { return nil }
+
+// AutoOK keeps the test transports out of `--proto auto`: a run that does
+// not ask for one by name must never get its chunks damaged (auto chooses
+// by measuring, and a corrupting transport can measure fastest).
+func (c corrupting) AutoOK() error { return errors.New("a test transport, used only when named") }
 func (c corrupting) Open(ctx context.Context, rv backends.Rendezvous, p backends.Params) ([]backends.Stream, error) {
 	ss, err := tcp.Transport{}.Open(ctx, rv, p)
 	for i, s := range ss {
