@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sort"
 	"strings"
 
 	"github.com/xfer-io/xfer/internal/fsroot"
@@ -154,7 +153,7 @@ func (r *Receiver) setAttrs(op wire.MetaOp) string {
 
 func (r *Receiver) deferDir(op wire.MetaOp) {
 	r.mu.Lock()
-	r.dirs = append(r.dirs, dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs, owner: op.Owner})
+	r.dirs.add(dirAttr{path: op.Path, mode: r.peer.dirMode(op.Mode), mtimeNs: op.MtimeNs, owner: op.Owner})
 	r.mu.Unlock()
 }
 
@@ -164,14 +163,11 @@ func (r *Receiver) deferDir(op wire.MetaOp) {
 func (r *Receiver) Finish() error {
 	r.mu.Lock()
 	dirs := r.dirs
-	r.dirs = nil
+	r.dirs = dirAttrs{spillAt: dirs.spillAt}
 	r.mu.Unlock()
-	sort.SliceStable(dirs, func(i, j int) bool {
-		return strings.Count(dirs[i].path, "/") > strings.Count(dirs[j].path, "/")
-	})
 	r.restoreWritable() // then the directories' own attributes, where they come with the run
 	var first error
-	for _, d := range dirs {
+	if err := dirs.drain(func(d dirAttr) {
 		r.chownPath(d.path, d.owner) // before the mode: a chown may drop set-id bits
 		if err := r.root.Chmod(d.path, d.mode); err != nil && first == nil {
 			first = errors.New(fsroot.Describe("chmod", d.path, err))
@@ -179,6 +175,8 @@ func (r *Receiver) Finish() error {
 		if err := r.root.Lchtimes(d.path, d.mtimeNs, d.mtimeNs); err != nil && first == nil {
 			first = errors.New(fsroot.Describe("set mtime of", d.path, err))
 		}
+	}); err != nil && first == nil {
+		first = err
 	}
 	if !r.noFsync {
 		if err := r.root.Syncfs(); err != nil && first == nil {
@@ -194,6 +192,7 @@ func (r *Receiver) abort() {
 	r.mu.Lock()
 	files := r.files
 	r.files = map[uint64]*rfile{}
+	r.dirs.reset()
 	r.mu.Unlock()
 	for _, rf := range files {
 		rf.mu.Lock()

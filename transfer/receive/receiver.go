@@ -48,7 +48,7 @@ type Receiver struct {
 	mu     sync.Mutex
 	files  map[uint64]*rfile
 	failed map[uint64]string // files given up on, so late chunks get the reason
-	dirs   []dirAttr         // directory attributes applied at finish
+	dirs   dirAttrs          // directory attributes applied at finish
 	// unlocked are read-only directories made writable for this run,
 	// with their old modes (writable.go).
 	unlocked []dirAttr
