@@ -214,7 +214,10 @@ func TestReplySentAtOnce(t *testing.T) {
 				}
 			}
 			a.tx.mu.Lock()
-			a.tx.b.last = time.Now() // as if the previous Send just returned
+			// As if the previous Send had just returned, however long
+			// this goroutine is descheduled before the Send below (a gap
+			// of 5 µs decides, and a loaded machine takes longer).
+			a.tx.b.last = time.Now().Add(time.Minute)
 			before := a.tx.b.handoff
 			a.tx.mu.Unlock()
 			if err := a.Send([]byte("r"), payload); err != nil {
