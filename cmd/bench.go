@@ -203,6 +203,9 @@ func (o *benchOutput) detail(r *bench.Result) {
 	if r.ProtoReason != "" {
 		fmt.Fprintf(o.w, "transport: %s (%s)\n", r.Proto, r.ProtoReason)
 	}
+	if len(r.Carriers) > 0 {
+		fmt.Fprintf(o.w, "%s runs over: %s\n", r.Proto, strings.Join(r.Carriers, ", "))
+	}
 	bulk := r.Bytes > 0
 	fmt.Fprintf(o.w, "%-7s %8s %7s %10s %9s %9s %9s\n", "stream", "Gbit/s", "GB/s", "msg/s", "p50 µs", "p99 µs", "rt/s")
 	for _, s := range r.PerStream {

@@ -31,8 +31,9 @@
 # the best 64-byte message rate and a round-trip p50 no worse than tcp's
 # (the row divides tcp's p50 by uring's, so >= 1 passes); rdma >= 0.85 x
 # ucx_perftest tag_bw and its ping p50 <= 3 x ucx_perftest tag_lat's round
-# trip (ucx_perftest over UCX's shared memory is recorded beside tcp-zc;
-# BENCH_UCX_SHM_TLS picks it); xfer copy --verify=none over tcp-zc and uring
+# trip; rdma over UCX's shared memory (a second xfer serve, both ends with
+# UCX_TLS=$BENCH_UCX_SHM_TLS, default posix,sysv,self) >= 2 x tcp-zc, with
+# ucx_perftest over the same transports beside it; xfer copy --verify=none over tcp-zc and uring
 # >= 0.85 x iperf3 -Z (verified: recorded).
 set -euo pipefail
 
@@ -181,7 +182,7 @@ run_ucx_lat() {
 # both ends on this host): what UCX itself reaches there, recorded beside
 # tcp-zc because xfer's rdma cannot use those transports (their endpoints
 # have no peer-failure detection, which every rdma stream needs).
-UCX_SHM_TLS="${BENCH_UCX_SHM_TLS:-posix,sysv,cma,self}"
+UCX_SHM_TLS="${BENCH_UCX_SHM_TLS:-posix,sysv,self}"
 run_ucx_shm() {
 	UCX_TLS="$UCX_SHM_TLS" UCX_NET_DEVICES=all perftest "$RES/ucxshm.out" "${UCX_BW[@]}"
 	val ucx_shm.gbit "$(mbs_gbit "$(perfcol "$RES/ucxshm.out" 6)")"
@@ -195,10 +196,11 @@ field() {
 }
 pfield() { sed -n 's/.*"ping":{\([^}]*\)}.*/\1/p' <<<"$1" | sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p"; }
 
-# run_bench NAME PROTO MODE SIZE BULK_S PING_S: one xfer bench run.
+# run_bench NAME PROTO MODE SIZE BULK_S PING_S: one xfer bench run (to
+# BENCH_TO, default the xfer serve at XS_ADDR).
 run_bench() {
 	local name="$1" proto="$2" mode="$3" size="$4" bulk="$5" ping="$6" line
-	line="$(timeout "$TIMEOUT" "$XFER" bench --to "xfer://$XS_ADDR" --proto "$proto" --mode "$mode" \
+	line="$(timeout "$TIMEOUT" "$XFER" bench --to "xfer://${BENCH_TO:-$XS_ADDR}" --proto "$proto" --mode "$mode" \
 		--size "$size" --streams "$STREAMS" --duration "${bulk}s" --ping-duration "${ping}s" --json 2>"$RES/bench.err")" || {
 		cat "$RES/bench.err" >&2
 		die "xfer bench --proto $proto --mode $mode failed"
@@ -239,6 +241,7 @@ run_copy() {
 # The measurements of one round, by name.
 MEAS=(iperf3 iperf3_Z)
 ((HAVE_UCX)) && has rdma && MEAS+=(ucx ucx_lat ucx_shm)
+has rdma && MEAS+=(shm)
 for p in "${WANT[@]}"; do MEAS+=("bulk:$p:mem" "small:$p"); done
 for p in tcp-zc uring; do
 	if has "$p"; then MEAS+=("bulk:$p:file"); fi
@@ -260,6 +263,9 @@ run_one() {
 	ucx) run_ucx ;;
 	ucx_lat) run_ucx_lat ;;
 	ucx_shm) run_ucx_shm ;;
+	# rdma over UCX's shared memory: the client with the shm serve's
+	# UCX_TLS, to that serve.
+	shm) BENCH_TO="$SHM_ADDR" UCX_TLS="$UCX_SHM_TLS" UCX_NET_DEVICES=all run_bench bulk_rdma-shm_mem rdma mem 1M "$DUR" 0 ;;
 	bulk) run_bench "bulk_${a}_$b" "$a" "$b" 1M "$DUR" 0 ;;
 	small) run_bench "small_$a" "$a" mem 64 2 2 ;;
 	copy) run_copy "$a" "$b" ;;
@@ -276,6 +282,14 @@ if ((COPY_MIB > 0)); then
 	log "writing ${COPY_MIB} MiB of random data"
 	head -c $((COPY_MIB << 20)) /dev/urandom >"$BD/src/big.bin"
 fi
+SHM_PID="" SHM_ADDR=""
+if has rdma; then
+	# A serve whose UCX may use only shared memory (the peer is on the
+	# same host): what rdma reaches there.
+	UCX_TLS="$UCX_SHM_TLS" UCX_NET_DEVICES=all xfer_serve_start "$BD/root" "$RES/serve-shm.log" --no-fsync || die "xfer serve (UCX_TLS=$UCX_SHM_TLS) did not start"
+	SHM_PID=$XS_PID SHM_ADDR=$XS_ADDR
+	PEER_PIDS_EXTRA="$SHM_PID"
+fi
 xfer_serve_start "$BD/root" "$RES/serve.log" --no-fsync || die "xfer serve did not start"
 log "xfer serve on $XS_ADDR; ${#MEAS[@]} measurements x $ROUNDS rounds, ${DUR}s each; transports: ${WANT[*]}"
 n=${#MEAS[@]}
@@ -287,6 +301,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 stop_pid "$XS_PID"
 XS_PID=""
+if [[ -n "$SHM_PID" ]]; then stop_pid "$SHM_PID"; fi
+SHM_PID="" PEER_PIDS_EXTRA=""
 
 # --- report ------------------------------------------------------------------------------
 
@@ -316,6 +332,10 @@ if has rdma && ((HAVE_UCX)); then
 	cmp_row "rdma vs ucx_perftest tag_bw (UCX_TLS=$UCX_TLS)" bulk_rdma_mem.gbit ucx.gbit 0.85 Gbit/s
 	cmp_row "rdma ping p50 vs ucx_perftest tag_lat round trip" small_rdma.p50 ucx_lat.rtus "<=3" µs
 	has tcp-zc && cmp_row "ucx_perftest tag_bw over $UCX_SHM_TLS vs tcp-zc (mem)" ucx_shm.gbit bulk_tcp-zc_mem.gbit - Gbit/s
+	cmp_row "rdma over $UCX_SHM_TLS vs ucx_perftest over it" bulk_rdma-shm_mem.gbit ucx_shm.gbit - Gbit/s
+fi
+if has rdma && has tcp-zc; then
+	cmp_row "rdma over $UCX_SHM_TLS vs tcp-zc (mem)" bulk_rdma-shm_mem.gbit bulk_tcp-zc_mem.gbit 2.00 Gbit/s
 fi
 for p in tcp-zc uring; do
 	if has "$p" && ((COPY_MIB > 0)); then
@@ -409,7 +429,7 @@ COMMANDS="$(
 		ucx_perftest -t tag_bw -s 1048576 -n $UCX_ITERS -w 100 -f -p PORT  /  ucx_perftest 127.0.0.1 (same flags)   [UCX_TLS=$UCX_TLS UCX_NET_DEVICES=$UCX_NET_DEVICES]
 		ucx_perftest -t tag_lat -s 64 -n $((DUR * 20000)) -w 1000 -f -p PORT  /  ucx_perftest 127.0.0.1 (same flags)   [same UCX_TLS; round trip = 2 x its p50]
 		ucx_perftest -t tag_bw (flags as above)   [UCX_TLS=$UCX_SHM_TLS UCX_NET_DEVICES=all]
-		xfer serve --listen 127.0.0.1:0 --root TMPFS --no-fsync
+		xfer serve --listen 127.0.0.1:0 --root TMPFS --no-fsync   [and a second one with UCX_TLS=$UCX_SHM_TLS UCX_NET_DEVICES=all for rdma over shm]
 		xfer bench --to xfer://ADDR --proto P --mode mem|file --size 1M --streams $STREAMS --duration ${DUR}s --ping-duration 0s --json
 		xfer bench --to xfer://ADDR --proto P --mode mem --size 64 --streams $STREAMS --duration 2s --ping-duration 2s --json
 		xfer copy TMPFS/src xfer://ADDR/cN --proto tcp-zc|uring --verify=none|full --json ${XFER_COPY_FLAGS:-}   (${COPY_MIB} MiB file; Gbit/s over wall time)

@@ -44,12 +44,12 @@ bench_workdir() {
 	trap 'exit 130' INT TERM
 }
 
-# cleanup: stops the servers the run started (XS_PID, RS_PID, PEER_PID, with
-# lib.sh's stop_pid) and removes BD. A script that starts others defines
-# its own.
+# cleanup: stops the servers the run started (XS_PID, RS_PID, PEER_PID,
+# PEER_PIDS_EXTRA, with lib.sh's stop_pid) and removes BD. A script that
+# starts others defines its own.
 cleanup() {
 	local p
-	for p in "${XS_PID:-}" "${RS_PID:-}" "${PEER_PID:-}"; do
+	for p in "${XS_PID:-}" "${RS_PID:-}" "${PEER_PID:-}" "${PEER_PIDS_EXTRA:-}"; do
 		if [[ -n "$p" ]]; then stop_pid "$p"; fi
 	done
 	[[ -n "${BENCH_KEEP:-}" ]] || rm -rf "$BD"

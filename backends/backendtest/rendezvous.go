@@ -81,10 +81,17 @@ func Pair(tb testing.TB) (dialer, acceptor *Rendezvous) {
 }
 
 // Over returns a Rendezvous whose Exchange runs over c, a control
-// connection to a peer that uses Over too (in another process, say), and
-// which has no data sockets: for transports that need none (rdma). c is
-// the caller's to close.
-func Over(c net.Conn) *Rendezvous { return &Rendezvous{ctrl: c} }
+// connection to a peer in another process, and whose data sockets come
+// from the accepting side's listener: the dialing side (dialer true) dials
+// addr, the accepting side accepts on the listener it made for addr (pass
+// it as ln; ln is then the Rendezvous's, closed with what it hands out by
+// the caller's Close of ln). c is the caller's to close.
+func Over(c net.Conn, dialer bool, addr string, ln *net.TCPListener) *Rendezvous {
+	if dialer {
+		return &Rendezvous{dialer: true, addr: addr, ctrl: c}
+	}
+	return &Rendezvous{ln: ln, ctrl: c, pending: map[uint32]*net.TCPConn{}}
+}
 
 // close releases everything the rendezvous opened or handed out.
 func (r *Rendezvous) close() {

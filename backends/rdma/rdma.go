@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -91,11 +92,22 @@ func (transport) Name() string { return "rdma" }
 // wake-up features.
 func (transport) Probe() error {
 	var ctx C.ucp_context_h
-	if st := C.xs_ctx_init(&ctx); st != C.UCS_OK {
+	if st := ctxInit(&ctx); st != C.UCS_OK {
 		return fmt.Errorf("rdma: ucp_init: %w", ucsError(st))
 	}
 	C.xs_ctx_cleanup(ctx)
 	return nil
+}
+
+// ctxInit creates a UCP context allowed the transports of UCX_TLS less the
+// single-copy ones (allowedTLS).
+func ctxInit(ctx *C.ucp_context_h) C.ucs_status_t {
+	tls := C.CString(allowedTLS(os.Getenv("UCX_TLS")))
+	defer C.free(unsafe.Pointer(tls))
+	var c C.ucp_context_h // ctx may point into a Go struct holding Go pointers
+	st := C.xs_ctx_init(&c, tls)
+	*ctx = c
+	return st
 }
 
 // ucsError is a UCX status code; its text is ucs_status_string's.
@@ -110,11 +122,40 @@ func (e ucsError) Error() string {
 type session struct {
 	ctx  C.ucp_context_h
 	refs atomic.Int32
+
+	// live is the liveness socket of a same-host session (nil across
+	// hosts): its endpoints run in UCX's error mode none, which reports no
+	// peer failure, so the socket's hang-up does (watch). It is closed
+	// after the context is released, so the peer sees it go only once
+	// this side's UCX can no longer touch shared memory.
+	live net.Conn
+	mu   sync.Mutex
+	open map[*stream]bool // streams not yet destroyed, for watch
 }
 
 func (s *session) release() {
 	if s.refs.Add(-1) == 0 {
 		C.xs_ctx_cleanup(s.ctx)
+		if s.live != nil {
+			s.live.Close()
+		}
+	}
+}
+
+// watch waits for the liveness socket to end (the peer's process ended or
+// it released its UCX context; nothing is ever sent on it) and then fails
+// the waits of every stream still open.
+func (s *session) watch() {
+	buf := make([]byte, 64)
+	for {
+		if _, err := s.live.Read(buf); err != nil {
+			break
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := range s.open {
+		C.xs_peer_gone(st.s)
 	}
 }
 
@@ -123,12 +164,13 @@ func (s *session) release() {
 // checks each with a hello message before returning.
 func (transport) Open(ctx context.Context, rv backends.Rendezvous, p backends.Params) ([]backends.Stream, error) {
 	streams, addrs, err := prepare(p)
+	host := hostIdentity()
 	var blob []byte
 	if err != nil {
 		// Tell the peer why, so that it fails at once with the reason.
 		blob = append(append([]byte(blobMagic), 0), err.Error()...)
 	} else {
-		blob = encodeAddrs(addrs)
+		blob = encodeAddrs(addrs, host)
 	}
 	peer, xerr := rv.Exchange(ctx, blob)
 	if err != nil {
@@ -143,15 +185,27 @@ func (transport) Open(ctx context.Context, rv backends.Rendezvous, p backends.Pa
 	if xerr != nil {
 		return fail(fmt.Errorf("rdma: exchanging worker addresses: %w", xerr))
 	}
-	peerAddrs, err := decodeAddrs(peer)
+	peerAddrs, peerHost, err := decodeAddrs(peer)
 	if err != nil {
 		return fail(err)
 	}
 	if len(peerAddrs) != len(streams) {
 		return fail(fmt.Errorf("rdma: peer opened %d streams, this side %d", len(peerAddrs), len(streams)))
 	}
+	// Both sides come to the same answer, from the same two identities.
+	sameHost := host != "" && host == peerHost
+	if sameHost {
+		sess := streams[0].sess
+		live, err := rv.Conn(ctx, 0)
+		if err != nil {
+			return fail(fmt.Errorf("rdma: opening the liveness socket of a same-host session: %w", err))
+		}
+		live.SetDeadline(time.Time{})
+		sess.live = live
+		go sess.watch()
+	}
 	for i, st := range streams {
-		if err := st.connect(peerAddrs[i]); err != nil {
+		if err := st.connect(peerAddrs[i], !sameHost); err != nil {
 			return fail(err)
 		}
 	}
@@ -171,8 +225,8 @@ func prepare(p backends.Params) ([]*stream, [][]byte, error) {
 	if p.Streams < 1 || p.Streams > 1<<16-1 {
 		return nil, nil, fmt.Errorf("rdma: %d streams requested (want 1..65535)", p.Streams)
 	}
-	sess := &session{}
-	if st := C.xs_ctx_init(&sess.ctx); st != C.UCS_OK {
+	sess := &session{open: map[*stream]bool{}}
+	if st := ctxInit(&sess.ctx); st != C.UCS_OK {
 		return nil, nil, fmt.Errorf("rdma: ucp_init: %w", ucsError(st))
 	}
 	sess.refs.Store(1) // held by prepare until the streams exist
@@ -204,6 +258,7 @@ func prepare(p backends.Params) ([]*stream, [][]byte, error) {
 		C.free(addr)
 		sess.refs.Add(1)
 		st := &stream{s: cs, idx: i, sess: sess}
+		sess.open[st] = true
 		if err := st.openWaiter(); err != nil {
 			st.destroy(0)
 			for _, s := range streams {
@@ -219,44 +274,77 @@ func prepare(p backends.Params) ([]*stream, [][]byte, error) {
 	return streams, addrs, nil
 }
 
-func encodeAddrs(addrs [][]byte) []byte {
+// hostIdentity names the host and the namespaces UCX's shared-memory
+// transports need in common (kernel boot, UTS host name, IPC, mount and PID
+// namespaces: posix and sysv segments, and cma's process_vm_readv by pid).
+// Empty when any of it cannot be read: the peer is then taken to be on
+// another host.
+//
+// XFER_RDMA_SAME_HOST=0 in the environment of either side makes every peer
+// count as remote (endpoints in error mode peer, no shared memory).
+func hostIdentity() string {
+	if os.Getenv("XFER_RDMA_SAME_HOST") == "0" {
+		return ""
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	name, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	id := strings.TrimSpace(string(boot)) + " " + name
+	for _, ns := range []string{"ipc", "mnt", "pid"} {
+		l, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			return ""
+		}
+		id += " " + l
+	}
+	return id
+}
+
+// encodeAddrs packs the worker addresses and, after them, the host identity
+// (hostIdentity) into a rendezvous blob.
+func encodeAddrs(addrs [][]byte, host string) []byte {
 	b := append([]byte(blobMagic), 1)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(addrs)))
 	for _, a := range addrs {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(a)))
 		b = append(b, a...)
 	}
-	return b
+	return append(b, host...)
 }
 
-func decodeAddrs(b []byte) ([][]byte, error) {
+func decodeAddrs(b []byte) (addrs [][]byte, host string, err error) {
 	if len(b) < len(blobMagic)+1 || string(b[:len(blobMagic)]) != blobMagic {
-		return nil, errors.New("rdma: peer sent no rdma worker addresses (version mismatch?)")
+		return nil, "", errors.New("rdma: peer sent no rdma worker addresses (version mismatch?)")
 	}
 	b = b[len(blobMagic):]
 	if b[0] != 1 {
-		return nil, fmt.Errorf("rdma: peer could not open the transport: %s", b[1:])
+		return nil, "", fmt.Errorf("rdma: peer could not open the transport: %s", b[1:])
 	}
 	b = b[1:]
 	if len(b) < 2 {
-		return nil, errors.New("rdma: truncated peer address blob")
+		return nil, "", errors.New("rdma: truncated peer address blob")
 	}
 	n := int(binary.LittleEndian.Uint16(b))
 	b = b[2:]
 	out := make([][]byte, 0, n)
 	for i := 0; i < n; i++ {
 		if len(b) < 4 {
-			return nil, errors.New("rdma: truncated peer address blob")
+			return nil, "", errors.New("rdma: truncated peer address blob")
 		}
 		l := int(binary.LittleEndian.Uint32(b))
 		b = b[4:]
 		if l == 0 || len(b) < l {
-			return nil, errors.New("rdma: truncated peer address blob")
+			return nil, "", errors.New("rdma: truncated peer address blob")
 		}
 		out = append(out, b[:l:l])
 		b = b[l:]
 	}
-	return out, nil
+	return out, string(b), nil
 }
 
 // hello sends message 0 on every stream and waits for the peer's, which
@@ -265,7 +353,7 @@ func hello(ctx context.Context, streams []*stream) error {
 	for _, st := range streams {
 		buf := st.slots[0]
 		putHdr(buf, kindHello, 0, 0, 0, uint64(st.idx))
-		if s := C.xs_slot_send(st.s, 0, tag(st.idx, false, 0), msgHdr); s != C.UCS_OK {
+		if s := C.xs_slot_send(st.s, 0, tag(st.idx, false, 0), msgHdr, 0); s != C.UCS_OK {
 			return fmt.Errorf("rdma: stream %d: sending hello: %w", st.idx, ucsError(s))
 		}
 	}
@@ -332,6 +420,11 @@ type stream struct {
 	idx   int
 	sess  *session
 	slots [nSlots][]byte // registered memory
+	// copySends: bulk payloads of Send go through the registered bulk
+	// slots rather than zero-copy from the caller's memory. Set in error
+	// mode none, where a zero-copy send in flight to a peer that went
+	// never completes and so could never hand the caller's memory back.
+	copySends bool
 
 	closing   atomic.Bool
 	closeOnce sync.Once
@@ -358,13 +451,18 @@ type stream struct {
 	recvErr error  // sticky
 }
 
-func (st *stream) connect(peer []byte) error {
-	if s := C.xs_stream_connect(st.s, unsafe.Pointer(&peer[0])); s != C.UCS_OK {
+// connect creates the endpoint to the peer's worker, in UCX's error mode
+// peer when peerErrors (across hosts) and error mode none otherwise.
+func (st *stream) connect(peer []byte, peerErrors bool) error {
+	pe := C.int(0)
+	if peerErrors {
+		pe = 1
+	}
+	st.copySends = !peerErrors
+	if s := C.xs_stream_connect(st.s, unsafe.Pointer(&peer[0]), pe); s != C.UCS_OK {
 		hint := ""
 		if s == C.UCS_ERR_UNREACHABLE {
-			// Endpoints need peer-failure detection, which UCX's
-			// shared-memory transports lack.
-			hint = " (no UCX transport with peer-failure support reaches the peer: check UCX_TLS and UCX_NET_DEVICES; tcp or InfiniBand/RoCE verbs are needed)"
+			hint = " (no UCX transport reaches the peer: check UCX_TLS and UCX_NET_DEVICES; across hosts tcp or InfiniBand/RoCE verbs are needed, UCX's shared memory serves only a peer on the same host)"
 		}
 		return fmt.Errorf("rdma: stream %d: ucp_ep_create: %w%s", st.idx, ucsError(s), hint)
 	}
@@ -374,6 +472,19 @@ func (st *stream) connect(peer []byte) error {
 		}
 	}
 	return nil
+}
+
+// Transports names the UCX transports the stream's endpoint runs over
+// (posix, sysv, tcp, rc_mlx5, ...), from UCX's description of its lanes.
+func (st *stream) Transports() []string {
+	st.sendMu.Lock()
+	defer st.sendMu.Unlock()
+	if st.s == nil {
+		return nil
+	}
+	buf := make([]byte, 16<<10)
+	n := C.xs_ep_info(st.s, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	return laneTransports(string(buf[:n]))
 }
 
 func (st *stream) errorf(op string, err error) error {
@@ -424,6 +535,12 @@ func (st *stream) Send(hdr, payload []byte) error {
 			return nil
 		})
 	}
+	if st.copySends {
+		return st.sendBulk(op, hdr, n, func(dst []byte, at int) error {
+			copy(dst, payload[at:])
+			return nil
+		})
+	}
 	if err := st.sendMsg(op, hdr, n, nil); err != nil {
 		return err
 	}
@@ -447,9 +564,9 @@ func (st *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
 	if n < 0 {
 		return st.errorf(op, fmt.Errorf("negative length %d", n))
 	}
-	read := func(dst []byte, at int64) error {
-		if _, err := f.ReadAt(dst, at); err != nil {
-			return fmt.Errorf("reading %s at %d: %w", f.Name(), at, err)
+	read := func(dst []byte, at int) error {
+		if _, err := f.ReadAt(dst, off+int64(at)); err != nil {
+			return fmt.Errorf("reading %s at %d: %w", f.Name(), off+int64(at), err)
 		}
 		return nil
 	}
@@ -459,17 +576,24 @@ func (st *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
 		return err
 	}
 	if n <= InlineMax {
-		return st.sendMsg(op, hdr, n, func(dst []byte) error { return read(dst, off) })
+		return st.sendMsg(op, hdr, n, func(dst []byte) error { return read(dst, 0) })
 	}
+	return st.sendBulk(op, hdr, n, read)
+}
+
+// sendBulk sends a message of n > InlineMax payload bytes as bulk fragments
+// through the registered bulk slots, read(dst, at) filling each slot with
+// the payload from byte at. Caller holds sendMu.
+func (st *stream) sendBulk(op string, hdr []byte, n int, read func(dst []byte, at int) error) error {
 	// Read the first fragment before announcing the message, so that a
-	// file that cannot be read leaves the stream usable.
+	// source that cannot be read leaves the stream usable.
 	for done, first := 0, true; done < n; first = false {
 		i := bulkBase + int(st.bseq%bulkSendSlots)
 		if s := st.slotFree(i, -1, true); s != C.UCS_OK {
 			return st.fail(op, s)
 		}
 		k := min(n-done, FragSize)
-		if err := read(st.slots[i][:k], off+int64(done)); err != nil {
+		if err := read(st.slots[i][:k], done); err != nil {
 			if !first {
 				st.broken, st.sendErr = true, st.errorf(op, err)
 			}
@@ -480,7 +604,7 @@ func (st *stream) SendFile(hdr []byte, f *os.File, off int64, n int) error {
 				return err
 			}
 		}
-		if s := C.xs_slot_send(st.s, C.int(i), tag(st.idx, true, st.bseq), C.size_t(k)); s != C.UCS_OK {
+		if s := C.xs_slot_send(st.s, C.int(i), tag(st.idx, true, st.bseq), C.size_t(k), 1); s != C.UCS_OK {
 			return st.fail(op, s)
 		}
 		st.bseq++
@@ -527,11 +651,30 @@ func (st *stream) sendMsg(op string, hdr []byte, n int, fill func([]byte) error)
 			return st.errorf(op, err)
 		}
 	}
-	if s := C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), C.size_t(h+inline)); s != C.UCS_OK {
+	if s := C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), C.size_t(h+inline), syncSend(st.sseq)); s != C.UCS_OK {
 		return st.fail(op, s)
 	}
 	st.sseq++
 	return nil
+}
+
+// syncEvery is how often a message goes as a synchronous send, which
+// completes only once the peer has matched it with a posted receive. UCX
+// completes other eager sends as soon as they leave, and the receiving
+// worker keeps what nobody has asked for yet in its unexpected queue,
+// without limit: a sender faster than its reader would grow the reader's
+// memory for ever, and a reader that closed would not make it fail. As a
+// send slot is reused only once its previous send completed, one
+// synchronous send in every syncEvery keeps the sender at most
+// msgSendSlots+syncEvery-1 messages ahead of the receives the reader has
+// posted (msgRecvSlots past the messages it has read).
+const syncEvery = msgSendSlots / 2
+
+func syncSend(seq uint64) C.int {
+	if seq%syncEvery == 0 {
+		return 1
+	}
+	return 0
 }
 
 // advance hands the slot of message rseq back to UCX, posted for message
@@ -702,7 +845,7 @@ func (st *stream) fin(ms int) error {
 	s := st.slotFree(i, left(), false)
 	if s == C.UCS_OK {
 		putHdr(st.slots[i], kindFin, 0, 0, 0, 0)
-		s = C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), msgHdr)
+		s = C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), msgHdr, 0)
 	}
 	for j := 0; s == C.UCS_OK && j < bulkBase+bulkSendSlots; j++ {
 		if j < recvBase || j >= bulkBase {
@@ -767,6 +910,9 @@ func (st *stream) destroy(closeMs int) {
 	if st.rwait != nil {
 		st.rwait.Close()
 	}
+	st.sess.mu.Lock()
+	delete(st.sess.open, st)
+	st.sess.mu.Unlock()
 	C.xs_stream_destroy(st.s, C.int(closeMs))
 	st.s = nil
 	st.sess.release()

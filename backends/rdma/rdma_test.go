@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,13 +57,102 @@ func pattern(n int, seed uint64) []byte {
 	return b
 }
 
+// ucxMode is one way the transport runs between two peers on this host.
+type ucxMode struct {
+	name  string
+	env   map[string]string
+	lanes func([]string) bool // the endpoint's transports are what the mode means
+}
+
+// ucxModes are UCX's tcp with endpoints as across hosts (error mode peer,
+// XFER_RDMA_SAME_HOST=0), UCX's tcp for a same-host peer (error mode none
+// and the liveness socket), and UCX's shared memory (posix, sysv; cma asked
+// for and left out).
+func ucxModes() []ucxMode {
+	tcpOnly := func(l []string) bool { return slices.Equal(l, []string{"tcp"}) }
+	return []ucxMode{
+		{"tcp", map[string]string{"UCX_TLS": "tcp", "XFER_RDMA_SAME_HOST": "0"}, tcpOnly},
+		{"tcp-same-host", map[string]string{"UCX_TLS": "tcp", "XFER_RDMA_SAME_HOST": ""}, tcpOnly},
+		{"shm", map[string]string{"UCX_TLS": "posix,sysv,cma,self", "XFER_RDMA_SAME_HOST": ""}, func(l []string) bool {
+			return len(l) > 0 && !slices.Contains(l, "tcp") && !slices.Contains(l, "cma")
+		}},
+	}
+}
+
+// inModes runs f once per ucxMode, with the mode's environment (which the
+// UCP context of each Open, and a helper process, read).
+func inModes(t *testing.T, f func(t *testing.T, m ucxMode)) {
+	for _, m := range ucxModes() {
+		t.Run(m.name, func(t *testing.T) {
+			for k, v := range m.env {
+				t.Setenv(k, v)
+			}
+			f(t, m)
+		})
+	}
+}
+
+// TestModeLanes checks that each mode runs over the UCX transports it
+// stands for: shared memory for a same-host peer when UCX_TLS allows it,
+// and only then.
+func TestModeLanes(t *testing.T) {
+	inModes(t, func(t *testing.T, m ucxMode) {
+		a, b := openPair(t, 2)
+		for i, s := range append(a, b...) {
+			if l := s.(*stream).Transports(); !m.lanes(l) {
+				t.Errorf("stream %d runs over %q", i, l)
+			}
+		}
+	})
+	// Across hosts, UCX's shared memory cannot serve: Open says so.
+	t.Setenv("UCX_TLS", "posix,sysv")
+	t.Setenv("XFER_RDMA_SAME_HOST", "0")
+	d, a := backendtest.Pair(t)
+	errs := make(chan error, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, side := range []struct {
+		rv     backends.Rendezvous
+		dialer bool
+	}{{d, true}, {a, false}} {
+		go func() {
+			ss, err := rdmaTransport(t).Open(ctx, side.rv, backends.Params{Streams: 1, Dialer: side.dialer})
+			backendtest.CloseAll(ss)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err == nil || !strings.Contains(err.Error(), "UCX's shared memory serves only a peer on the same host") {
+			t.Errorf("Open over shared memory across hosts: %v, want the unreachable hint", err)
+		}
+	}
+}
+
+func TestLaneTransports(t *testing.T) {
+	for _, tc := range []struct {
+		info string
+		want []string
+	}{
+		{"", nil},
+		{"#\n# UCP endpoint\n#\n#               peer: <no debug data>\n#                 lane[0]:  2:tcp/lo.0 md[1]          -> md[1]/tcp/sysdev[255] rkey_ptr am am_bw#0\n", []string{"tcp"}},
+		{"#  lane[0]:  3:sysv/memory.0 md[2] -> am\n#  lane[1]:  4:posix/memory.0 md[3] -> am_bw#0\n#  lane[2]:  5:posix/memory.0 md[3] -> rma_bw#0\n", []string{"sysv", "posix"}},
+		{"#  lane[0]: garbage\n# tag_send: 0..<egr/short>..8185\n", nil},
+	} {
+		if got := laneTransports(tc.info); !slices.Equal(got, tc.want) {
+			t.Errorf("laneTransports(%q) = %q, want %q", tc.info, got, tc.want)
+		}
+	}
+}
+
 func TestProbe(t *testing.T) {
 	backendtest.MustProbe(t, rdmaTransport(t), "check ucx_info -d")
 }
 
 // TestConformance runs the suite every transport must pass.
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, rdmaTransport(t), backendtest.Options{})
+	inModes(t, func(t *testing.T, _ ucxMode) {
+		backendtest.Run(t, rdmaTransport(t), backendtest.Options{})
+	})
 }
 
 // recvMsg reads one message, taking the payload in pieces of chunk bytes.
@@ -320,12 +410,70 @@ func TestCloseUnblocks(t *testing.T) {
 	}
 }
 
-// TestPeerGoes checks how a receiver learns that the peer went away: an
+// TestSenderBoundedByReader checks, in each ucxMode, that a sender of
+// small messages stays a bounded number of messages ahead of a reader that
+// reads nothing (UCX would otherwise queue them all in the reader's
+// memory), and that everything arrives, in order, once the reader reads.
+func TestSenderBoundedByReader(t *testing.T) {
+	inModes(t, func(t *testing.T, _ ucxMode) {
+		a, b := openPair(t, 1)
+		const total = 1000
+		// Messages 1..8 have posted receives; every syncEvery-th send
+		// completes only when matched, and a slot is reused only once its
+		// send completed.
+		const bound = msgRecvSlots + msgSendSlots + syncEvery - 1
+		var sent sync.WaitGroup
+		count := make(chan int, total)
+		sent.Add(1)
+		var sendErr error
+		go func() {
+			defer sent.Done()
+			for i := range total {
+				if err := a[0].Send([]byte{byte(i)}, pattern(64, uint64(i))); err != nil {
+					sendErr = err
+					return
+				}
+				count <- i + 1
+			}
+		}()
+		time.Sleep(500 * time.Millisecond)
+		if n := len(count); n > bound {
+			t.Fatalf("%d messages accepted with nothing read, want at most %d", n, bound)
+		} else if n < msgRecvSlots {
+			t.Fatalf("only %d messages accepted with nothing read, want at least %d", n, msgRecvSlots)
+		}
+		hbuf := make([]byte, backends.MaxHeader)
+		for i := range total {
+			h, n, err := b[0].Recv(hbuf)
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+			buf := make([]byte, n)
+			if err := b[0].RecvPayload(buf); err != nil {
+				t.Fatalf("message %d payload: %v", i, err)
+			}
+			if len(h) != 1 || h[0] != byte(i) || !bytes.Equal(buf, pattern(64, uint64(i))) {
+				t.Fatalf("message %d: header %x, %d payload bytes or their contents differ", i, h, n)
+			}
+		}
+		sent.Wait()
+		if sendErr != nil {
+			t.Fatal(sendErr)
+		}
+	})
+}
+
+// TestPeerGoes checks, in each ucxMode, how a receiver learns that the peer
+// went away: an
 // orderly Close at a message boundary reads as io.EOF; a peer closed in the
 // middle of a message, or a peer process killed, fails the read within a
 // few seconds instead of hanging, whether the payload is being read through
 // the bounce buffer (1 MiB pieces) or zero-copy (the whole rest at once).
 func TestPeerGoes(t *testing.T) {
+	inModes(t, func(t *testing.T, _ ucxMode) { peerGoes(t) })
+}
+
+func peerGoes(t *testing.T) {
 	closedBetween := func(t *testing.T) (backends.Stream, func()) {
 		a, b := openPair(t, 1)
 		if err := a[0].Send([]byte("last"), []byte("words")); err != nil {
@@ -412,8 +560,14 @@ func helperPeer(t *testing.T) (backends.Stream, func()) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	// Data sockets: the liveness socket of a same-host session.
+	dataLn, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dataLn.Close() })
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperPeer$")
-	cmd.Env = append(os.Environ(), "XFER_RDMA_HELPER="+ln.Addr().String())
+	cmd.Env = append(os.Environ(), "XFER_RDMA_HELPER="+ln.Addr().String()+" "+dataLn.Addr().String())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -432,7 +586,8 @@ func helperPeer(t *testing.T) (backends.Stream, func()) {
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ss, err := rdmaTransport(t).Open(ctx, backendtest.Over(c), backends.Params{Streams: 1})
+	dataLn.SetDeadline(time.Now().Add(20 * time.Second))
+	ss, err := rdmaTransport(t).Open(ctx, backendtest.Over(c, false, "", dataLn), backends.Params{Streams: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,8 +598,8 @@ func helperPeer(t *testing.T) (backends.Stream, func()) {
 // TestHelperPeer is the peer process of helperPeer; it does nothing in a
 // normal test run.
 func TestHelperPeer(t *testing.T) {
-	addr := os.Getenv("XFER_RDMA_HELPER")
-	if addr == "" {
+	addr, dataAddr, ok := strings.Cut(os.Getenv("XFER_RDMA_HELPER"), " ")
+	if !ok {
 		t.Skip("helper process only")
 	}
 	c, err := net.Dial("tcp", addr)
@@ -453,7 +608,7 @@ func TestHelperPeer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ss, err := rdmaTransport(t).Open(ctx, backendtest.Over(c), backends.Params{Streams: 1, Dialer: true})
+	ss, err := rdmaTransport(t).Open(ctx, backendtest.Over(c, true, dataAddr, nil), backends.Params{Streams: 1, Dialer: true})
 	if err != nil {
 		t.Fatal(err)
 	}

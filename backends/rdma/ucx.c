@@ -20,6 +20,7 @@
 #include "ucx.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -83,6 +84,15 @@ struct xs_stream {
 	int nslots;
 	xs_op *slots;
 
+	// Error mode none (a same-host peer, so that UCX may use shared
+	// memory): UCX reports no peer failure; xs_peer_gone does, from the
+	// Go side's liveness socket. Zero-copy operations that were in flight
+	// when the peer went are then left to the worker (orphans) rather
+	// than waited for: nothing can complete them any more.
+	int err_none;
+	_Atomic int peer_gone;
+	struct xs_orphan *orphans;
+
 	pthread_t bg;
 	int bg_started;
 	int bgfd;
@@ -90,6 +100,14 @@ struct xs_stream {
 	_Atomic int64_t last_leave;
 	_Atomic int bg_stop;
 };
+
+// The operations and registration of a zero-copy transfer abandoned when
+// the peer went; released after the worker.
+typedef struct xs_orphan {
+	struct xs_orphan *next;
+	xs_op *ops;
+	ucp_mem_h memh;
+} xs_orphan;
 
 static void *xs_bg_main(void *arg);
 static void xs_reap(xs_stream *s, xs_op *op);
@@ -121,12 +139,17 @@ static void xs_wake(xs_stream *s, int dir, int force)
 		xs_signal_fd(s->evfd[dir]);
 }
 
-ucs_status_t xs_ctx_init(ucp_context_h *out)
+ucs_status_t xs_ctx_init(ucp_context_h *out, const char *tls)
 {
 	ucp_config_t *cfg;
 	ucs_status_t st = ucp_config_read(NULL, NULL, &cfg);
 	if (st != UCS_OK)
 		return st;
+	st = ucp_config_modify(cfg, "TLS", tls);
+	if (st != UCS_OK) {
+		ucp_config_release(cfg);
+		return st;
+	}
 	ucp_params_t p;
 	memset(&p, 0, sizeof(p));
 	p.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED |
@@ -279,17 +302,22 @@ fail:
 
 void *xs_slot_buf(xs_stream *s, int i) { return s->slots[i].buf; }
 
-ucs_status_t xs_stream_connect(xs_stream *s, const void *peer)
+ucs_status_t xs_stream_connect(xs_stream *s, const void *peer, int peer_errors)
 {
 	ucp_ep_params_t ep;
 	memset(&ep, 0, sizeof(ep));
 	ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
-	                UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-	                UCP_EP_PARAM_FIELD_ERR_HANDLER;
+	                UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
 	ep.address = peer;
-	ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-	ep.err_handler.cb = xs_err_cb;
-	ep.err_handler.arg = s;
+	if (peer_errors) {
+		ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+		ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+		ep.err_handler.cb = xs_err_cb;
+		ep.err_handler.arg = s;
+	} else {
+		ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+		s->err_none = 1;
+	}
 	pthread_mutex_lock(&s->lk);
 	ucs_status_t st = ucp_ep_create(s->w, &ep, &s->ep);
 	if (st != UCS_OK)
@@ -313,6 +341,47 @@ void xs_cancel(xs_stream *s)
 void xs_uncancel(xs_stream *s) { atomic_store(&s->cancel, 0); }
 
 ucs_status_t xs_ep_status(xs_stream *s) { return (ucs_status_t)atomic_load(&s->ep_status); }
+
+size_t xs_ep_info(xs_stream *s, char *buf, size_t n)
+{
+	if (n == 0)
+		return 0;
+	buf[0] = 0;
+	FILE *f = fmemopen(buf, n, "w");
+	if (f == NULL)
+		return 0;
+	pthread_mutex_lock(&s->lk);
+	if (s->ep != NULL)
+		ucp_ep_print_info(s->ep, f);
+	pthread_mutex_unlock(&s->lk);
+	long len = ftell(f);
+	fclose(f);
+	return len < 0 ? 0 : ((size_t)len < n ? (size_t)len : n - 1);
+}
+
+void xs_peer_gone(xs_stream *s)
+{
+	atomic_store(&s->peer_gone, 1);
+	int ok = UCS_OK;
+	atomic_compare_exchange_strong(&s->ep_status, &ok, (int)UCS_ERR_CONNECTION_RESET);
+	xs_wake(s, XS_DIR_SEND, 1);
+	xs_wake(s, XS_DIR_RECV, 1);
+}
+
+// Whether op may be left in flight: the peer has gone (error mode none) and
+// progress finds nothing more to do, so no data can reach or leave op's
+// memory any more. Caller does not hold s->lk.
+static int xs_may_orphan(xs_stream *s)
+{
+	if (!s->err_none || !atomic_load(&s->peer_gone))
+		return 0;
+	pthread_mutex_lock(&s->lk);
+	unsigned n = 0;
+	for (int i = 0; i < 1024 && (n = ucp_worker_progress(s->w)) != 0; i++)
+		;
+	pthread_mutex_unlock(&s->lk);
+	return n == 0;
+}
 
 static void *xs_bg_main(void *arg)
 {
@@ -476,7 +545,7 @@ static void xs_reap(xs_stream *s, xs_op *op)
 // Posts a send or receive of op. Caller holds s->lk.
 static ucs_status_t xs_post_locked(xs_stream *s, xs_op *op, int dir,
                                    uint64_t tag, void *buf, size_t len,
-                                   ucp_mem_h memh)
+                                   ucp_mem_h memh, int sync)
 {
 	ucp_request_param_t rp;
 	memset(&rp, 0, sizeof(rp));
@@ -493,13 +562,16 @@ static ucs_status_t xs_post_locked(xs_stream *s, xs_op *op, int dir,
 	atomic_store(&op->state, XS_POSTED);
 	void *req;
 	if (dir == XS_DIR_SEND) {
-		if (s->ep == NULL) {
+		// Error mode none: UCX would still take eager sends to a peer
+		// that is gone (they complete locally), so refuse them here.
+		if (s->ep == NULL || atomic_load(&s->peer_gone)) {
 			atomic_store(&op->state, XS_IDLE);
 			ucs_status_t es = (ucs_status_t)atomic_load(&s->ep_status);
 			return es != UCS_OK ? es : UCS_ERR_NOT_CONNECTED;
 		}
 		rp.cb.send = xs_send_cb;
-		req = ucp_tag_send_nbx(s->ep, buf, len, tag, &rp);
+		req = sync ? ucp_tag_send_sync_nbx(s->ep, buf, len, tag, &rp)
+		           : ucp_tag_send_nbx(s->ep, buf, len, tag, &rp);
 		if (req == NULL) {
 			op->len = len;
 			atomic_store(&op->state, XS_IDLE);
@@ -521,11 +593,11 @@ static ucs_status_t xs_post_locked(xs_stream *s, xs_op *op, int dir,
 	return UCS_OK;
 }
 
-ucs_status_t xs_slot_send(xs_stream *s, int i, uint64_t tag, size_t len)
+ucs_status_t xs_slot_send(xs_stream *s, int i, uint64_t tag, size_t len, int sync)
 {
 	xs_op *op = &s->slots[i];
 	pthread_mutex_lock(&s->lk);
-	ucs_status_t st = xs_post_locked(s, op, XS_DIR_SEND, tag, op->buf, len, s->memh);
+	ucs_status_t st = xs_post_locked(s, op, XS_DIR_SEND, tag, op->buf, len, s->memh, sync);
 	if (st == UCS_OK && op->req != NULL)
 		ucp_worker_progress(s->w); // get the transfer going
 	pthread_mutex_unlock(&s->lk);
@@ -536,7 +608,7 @@ ucs_status_t xs_slot_recv(xs_stream *s, int i, uint64_t tag)
 {
 	xs_op *op = &s->slots[i];
 	pthread_mutex_lock(&s->lk);
-	ucs_status_t st = xs_post_locked(s, op, XS_DIR_RECV, tag, op->buf, op->cap, s->memh);
+	ucs_status_t st = xs_post_locked(s, op, XS_DIR_RECV, tag, op->buf, op->cap, s->memh, 0);
 	pthread_mutex_unlock(&s->lk);
 	return st;
 }
@@ -581,9 +653,13 @@ static void xs_force_close(xs_stream *s)
 
 // Progresses until op is no longer in flight, however long that takes: the
 // caller's memory must not be handed back to Go while UCX may touch it.
-static void xs_settle(xs_stream *s, xs_op *op)
+// Returns 0 once it is not; 1 if op was left in flight because the peer
+// went (xs_may_orphan), and its memory must then outlive the worker.
+static int xs_settle(xs_stream *s, xs_op *op)
 {
 	while (atomic_load(&op->state) == XS_POSTED) {
+		if (xs_may_orphan(s))
+			return atomic_load(&op->state) == XS_POSTED;
 		pthread_mutex_lock(&s->lk);
 		unsigned n = ucp_worker_progress(s->w);
 		pthread_mutex_unlock(&s->lk);
@@ -592,12 +668,17 @@ static void xs_settle(xs_stream *s, xs_op *op)
 			nanosleep(&ts, NULL);
 		}
 	}
+	return 0;
 }
 
 // Makes sure no operation of ops[from:to) still refers to caller memory:
 // receives not yet matched are cancelled; whatever is still in flight after
-// a short grace period is ended by force-closing the endpoint.
-static void xs_abort_ops(xs_stream *s, xs_op *ops, size_t from, size_t to)
+// a short grace period is ended by force-closing the endpoint (error mode
+// peer) or, in error mode none, where a force close would confuse a live
+// peer, waited for until it ends or the peer is gone. Returns 1 if some
+// operation was left in flight (xs_settle), 0 if none refers to ops any
+// more.
+static int xs_abort_ops(xs_stream *s, xs_op *ops, size_t from, size_t to)
 {
 	for (size_t k = from; k < to; k++) {
 		xs_op *op = &ops[k % XS_USER_WINDOW];
@@ -615,12 +696,16 @@ static void xs_abort_ops(xs_stream *s, xs_op *ops, size_t from, size_t to)
 		xs_wait(s, op, left > 0 ? (int)left : 0, 0);
 		pending |= atomic_load(&op->state) == XS_POSTED;
 	}
-	if (pending)
+	if (pending && !s->err_none)
 		xs_force_close(s);
+	int orphaned = 0;
 	for (size_t k = from; k < to; k++) {
-		xs_settle(s, &ops[k % XS_USER_WINDOW]);
-		xs_reap(s, &ops[k % XS_USER_WINDOW]);
+		if (xs_settle(s, &ops[k % XS_USER_WINDOW]))
+			orphaned = 1;
+		else
+			xs_reap(s, &ops[k % XS_USER_WINDOW]);
 	}
+	return orphaned;
 }
 
 static ucs_status_t xs_user_xfer(xs_stream *s, int dir, uint64_t tag0, void *p,
@@ -639,8 +724,14 @@ static ucs_status_t xs_user_xfer(xs_stream *s, int dir, uint64_t tag0, void *p,
 	ucs_status_t err = ucp_mem_map(s->ctx, &mp, &memh);
 	if (err != UCS_OK)
 		return err;
-	xs_op ops[XS_USER_WINDOW];
-	memset(ops, 0, sizeof(ops));
+	// On the heap: when the peer goes in error mode none, operations may
+	// stay in flight past this call (xs_abort_ops).
+	xs_op *ops = calloc(XS_USER_WINDOW, sizeof(xs_op));
+	if (ops == NULL) {
+		ucp_mem_unmap(s->ctx, memh);
+		return UCS_ERR_NO_MEMORY;
+	}
+	int orphaned = 0;
 	for (int k = 0; k < XS_USER_WINDOW; k++)
 		ops[k].s = s;
 	size_t nfrag = (len + frag - 1) / frag, next = 0, done = 0;
@@ -649,7 +740,7 @@ static ucs_status_t xs_user_xfer(xs_stream *s, int dir, uint64_t tag0, void *p,
 			size_t off = next * frag, n = len - off < frag ? len - off : frag;
 			pthread_mutex_lock(&s->lk);
 			err = xs_post_locked(s, &ops[next % XS_USER_WINDOW], dir, tag0 + next,
-			                     (char *)p + off, n, memh);
+			                     (char *)p + off, n, memh, dir == XS_DIR_SEND);
 			if (err == UCS_OK && dir == XS_DIR_SEND)
 				ucp_worker_progress(s->w);
 			pthread_mutex_unlock(&s->lk);
@@ -669,11 +760,26 @@ static ucs_status_t xs_user_xfer(xs_stream *s, int dir, uint64_t tag0, void *p,
 		}
 		if (st != UCS_OK) {
 			err = st;
-			xs_abort_ops(s, ops, done, next);
+			orphaned = xs_abort_ops(s, ops, done, next);
 			break;
 		}
 		done++;
 	}
+	if (orphaned) {
+		xs_orphan *o = malloc(sizeof(*o));
+		if (o != NULL) {
+			o->ops = ops;
+			o->memh = memh;
+			pthread_mutex_lock(&s->lk);
+			o->next = s->orphans;
+			s->orphans = o;
+			pthread_mutex_unlock(&s->lk);
+		}
+		// Without the record, the operations and registration leak:
+		// releasing them while UCX may still refer to them would be worse.
+		return err;
+	}
+	free(ops);
 	ucp_mem_unmap(s->ctx, memh);
 	return err;
 }
@@ -743,8 +849,8 @@ static void xs_drain_unexpected(xs_stream *s)
 		if (m == NULL || UCS_PTR_IS_ERR(req))
 			return;
 		xs_wait(s, op, 1000, 0);
-		if (atomic_load(&op->state) == XS_POSTED)
-			xs_settle(s, op);
+		if (atomic_load(&op->state) == XS_POSTED && xs_settle(s, op))
+			return; // the slot outlives the worker
 		xs_reap(s, op);
 	}
 }
@@ -763,7 +869,15 @@ void xs_stream_destroy(xs_stream *s, int close_ms)
 		if (s->ep != NULL) {
 			ucp_request_param_t rp;
 			memset(&rp, 0, sizeof(rp));
+			// In error mode none a force close may cause transport
+			// errors at a live peer, which that mode treats as fatal:
+			// flush instead (bounded), unless the peer is gone.
 			int force = close_ms <= 0 || atomic_load(&s->ep_status) != UCS_OK;
+			if (s->err_none && !atomic_load(&s->peer_gone)) {
+				force = 0;
+				if (close_ms <= 0)
+					close_ms = 1000;
+			}
 			if (force) {
 				rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
 				rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
@@ -793,6 +907,13 @@ void xs_stream_destroy(xs_stream *s, int close_ms)
 		// run, so the slots outlive the worker.
 		ucp_worker_destroy(s->w);
 		s->w = NULL;
+	}
+	while (s->orphans != NULL) {
+		xs_orphan *o = s->orphans;
+		s->orphans = o->next;
+		ucp_mem_unmap(s->ctx, o->memh);
+		free(o->ops);
+		free(o);
 	}
 	if (s->memh != NULL)
 		ucp_mem_unmap(s->ctx, s->memh);

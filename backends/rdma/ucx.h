@@ -12,8 +12,9 @@
 
 typedef struct xs_stream xs_stream;
 
-// Creates a UCP context with the tag, RMA and wake-up features.
-ucs_status_t xs_ctx_init(ucp_context_h *out);
+// Creates a UCP context with the tag, RMA and wake-up features, allowed the
+// UCX transports tls (UCX_TLS syntax).
+ucs_status_t xs_ctx_init(ucp_context_h *out, const char *tls);
 void xs_ctx_cleanup(ucp_context_h ctx);
 
 // Creates a worker with its wake-up descriptors and nslots slots of
@@ -23,9 +24,11 @@ ucs_status_t xs_stream_create(ucp_context_h ctx, int nslots,
                               const size_t *sizes, xs_stream **out,
                               void **addr, size_t *addrlen);
 void *xs_slot_buf(xs_stream *s, int i);
-// Creates the endpoint to the peer's worker (error mode peer) and starts
-// the background progress thread.
-ucs_status_t xs_stream_connect(xs_stream *s, const void *peer);
+// Creates the endpoint to the peer's worker and starts the background
+// progress thread. peer_errors: UCX's error mode peer (a vanished peer fails
+// operations); 0: error mode none, which lets UCX use its shared-memory
+// transports, and the caller reports the peer's going with xs_peer_gone.
+ucs_status_t xs_stream_connect(xs_stream *s, const void *peer, int peer_errors);
 // Closes the endpoint (flushing for up to close_ms; 0 forces), cancels what
 // is still posted, destroys the worker and releases the registered memory.
 void xs_stream_destroy(xs_stream *s, int close_ms);
@@ -33,11 +36,20 @@ void xs_stream_destroy(xs_stream *s, int close_ms);
 // Makes cancelable waits return UCS_ERR_CANCELED (any thread).
 void xs_cancel(xs_stream *s);
 void xs_uncancel(xs_stream *s);
-// First endpoint error reported by UCX (UCS_OK while healthy).
+// First endpoint error reported by UCX or xs_peer_gone (UCS_OK while
+// healthy).
 ucs_status_t xs_ep_status(xs_stream *s);
+// Reports that the peer is gone (its process ended or it closed the
+// session): waits fail with UCS_ERR_CONNECTION_RESET (any thread).
+void xs_peer_gone(xs_stream *s);
+// Writes UCX's description of the endpoint (ucp_ep_print_info: its lanes
+// and the transport of each) into buf, NUL-terminated; returns its length.
+size_t xs_ep_info(xs_stream *s, char *buf, size_t n);
 
-// Posts a tagged send of the first len bytes of slot i.
-ucs_status_t xs_slot_send(xs_stream *s, int i, uint64_t tag, size_t len);
+// Posts a tagged send of the first len bytes of slot i; with sync, a
+// synchronous one (ucp_tag_send_sync_nbx), which completes only once the
+// peer has matched it with a posted receive.
+ucs_status_t xs_slot_send(xs_stream *s, int i, uint64_t tag, size_t len, int sync);
 // Posts a tagged receive (exact tag) into slot i.
 ucs_status_t xs_slot_recv(xs_stream *s, int i, uint64_t tag);
 // Waits (timeout_ms < 0: forever) until slot i has nothing in flight and

@@ -58,18 +58,21 @@ type Options struct {
 // Result is what one Session.Bench measured. Rates are of payload
 // bytes: Gbit/s = 10^9 bit/s, GB/s = 10^9 bytes/s.
 type Result struct {
-	Event       string  `json:"event"` // "bench"
-	Proto       string  `json:"proto"`
-	ProtoReason string  `json:"proto_reason,omitempty"`
-	Mode        string  `json:"mode"`
-	Size        int     `json:"size"`
-	Streams     int     `json:"streams"`
-	DurationS   float64 `json:"duration_s"` // first send to the server's receipt of the last byte
-	Bytes       int64   `json:"bytes"`
-	Messages    int64   `json:"messages"`
-	Gbits       float64 `json:"gbit_s"`
-	GBs         float64 `json:"gb_s"`
-	MsgRate     float64 `json:"msg_s"`
+	Event       string `json:"event"` // "bench"
+	Proto       string `json:"proto"`
+	ProtoReason string `json:"proto_reason,omitempty"`
+	// Carriers names the transports beneath the streams where the
+	// transport says (rdma: UCX's lanes, e.g. sysv and posix on one host).
+	Carriers  []string `json:"carriers,omitempty"`
+	Mode      string   `json:"mode"`
+	Size      int      `json:"size"`
+	Streams   int      `json:"streams"`
+	DurationS float64  `json:"duration_s"` // first send to the server's receipt of the last byte
+	Bytes     int64    `json:"bytes"`
+	Messages  int64    `json:"messages"`
+	Gbits     float64  `json:"gbit_s"`
+	GBs       float64  `json:"gb_s"`
+	MsgRate   float64  `json:"msg_s"`
 	// CPU seconds (user+system, every thread) of each process during the
 	// bulk phase, and the same as a percentage of one core.
 	ClientCPU    float64 `json:"client_cpu_s"`
@@ -166,7 +169,7 @@ func (s *client) run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	res := &Result{Event: "bench", Proto: s.Transport(), ProtoReason: s.TransportReason(), Mode: o.Mode,
+	res := &Result{Event: "bench", Proto: s.Transport(), ProtoReason: s.TransportReason(), Carriers: s.Carriers(), Mode: o.Mode,
 		Size: o.Size, Streams: len(s.Lanes()), PerStream: make([]StreamResult, len(s.Lanes()))}
 	for i := range res.PerStream {
 		res.PerStream[i].Stream = i

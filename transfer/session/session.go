@@ -182,6 +182,35 @@ func (s *Session) Transport() string { return s.transport }
 // TransportReason says why the transport was chosen (fallbacks).
 func (s *Session) TransportReason() string { return s.reason }
 
+// carrier is what a data stream may tell about the links beneath it; the
+// rdma backend names the UCX transports of its endpoint's lanes.
+type carrier interface {
+	// Transports names, in UCX's order, the transports the stream's
+	// endpoint runs over (posix, sysv, tcp, rc_mlx5, ...).
+	Transports() []string
+}
+
+// Carriers names the transports beneath the data streams where the
+// transport can say (UCX's lanes for rdma: sysv and posix on one host, tcp
+// or verbs across hosts), nil otherwise.
+func (s *Session) Carriers() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, l := range s.lanes {
+		c, ok := l.st.(carrier)
+		if !ok {
+			continue
+		}
+		for _, t := range c.Transports() {
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
 // Candidates lists the transports both ends could have used for this
 // session, this side's most preferred first: what `--proto auto` may
 // measure (see transfer/protoprobe). The slice is the caller's.
