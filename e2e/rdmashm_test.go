@@ -83,3 +83,29 @@ func TestRdmaSharedMemory(t *testing.T) {
 		t.Errorf("Go-internal text in the client's error: %s", r.stderr)
 	}
 }
+
+// TestRdmaLogsOnStderr: UCX prints its warnings to stdout unless told
+// otherwise, and stdout is where --json events go. With a UCX_TLS that
+// makes UCX warn (a transport this host lacks, and the automatic choice
+// measuring every transport including rdma), stdout stays one JSON event per
+// line and the warning reaches stderr as one line that says it is UCX's.
+func TestRdmaLogsOnStderr(t *testing.T) {
+	if !slices.Contains(usableTransports(t), "rdma") {
+		t.Skip("rdma is not usable in this build")
+	}
+	t.Setenv("UCX_TLS", "^nosuchtransport")
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "a.bin"), 3<<20, 5)
+	s := startServer(t, t.TempDir())
+	for _, proto := range []string{"rdma", "auto"} {
+		r := xfer(t, "copy", src, s.url(proto), "--proto", proto, "--json")
+		if r.code != 0 {
+			t.Fatalf("copy --proto %s: %s", proto, r)
+		}
+		jsonRun(t, r)
+		if proto == "rdma" && !strings.Contains(r.stderr, "xfer: UCX WARN: transport 'nosuchtransport' is not available") {
+			t.Errorf("copy --proto rdma: UCX's warning is not on stderr:\n%s", r)
+		}
+		sameTree(t, src, filepath.Join(s.root, proto))
+	}
+}

@@ -102,7 +102,7 @@ func (transport) Probe() error {
 // ctxInit creates a UCP context allowed the transports of UCX_TLS less the
 // single-copy ones (allowedTLS).
 func ctxInit(ctx *C.ucp_context_h) C.ucs_status_t {
-	tls := C.CString(allowedTLS(os.Getenv("UCX_TLS")))
+	tls := C.CString(allowedTLS(os.Getenv("UCX_TLS"), presentSingleCopy()))
 	defer C.free(unsafe.Pointer(tls))
 	var c C.ucp_context_h // ctx may point into a Go struct holding Go pointers
 	st := C.xs_ctx_init(&c, tls)

@@ -2,7 +2,10 @@
 
 package rdma
 
-import "strings"
+import (
+	"os"
+	"strings"
+)
 
 // singleCopy reports whether t is one of UCX's single-copy shared-memory
 // transports: a receiver reads the sender's memory in place
@@ -13,21 +16,41 @@ import "strings"
 // measured faster here anyway (docs/benchmarks.md).
 func singleCopy(t string) bool { return t == "cma" || t == "knem" || t == "xpmem" }
 
+// presentSingleCopy lists the single-copy transports this host could offer:
+// cma always (a Linux system call), knem and xpmem only where their kernel
+// module's device exists. A negated UCX_TLS that names a transport UCX does
+// not have makes UCX print a warning at every context, so the exclusion
+// names only these.
+func presentSingleCopy() []string {
+	out := []string{"cma"}
+	for _, t := range []string{"knem", "xpmem"} {
+		if _, err := os.Stat("/dev/" + t); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // allowedTLS returns the UCX_TLS value xfer gives its UCP context for the
-// user's value tls: the same transports less the single-copy ones. The
-// aliases sm and shm stand for posix and sysv; unset or "all" allows
-// everything else.
-func allowedTLS(tls string) string {
+// user's value tls: the same transports less the single-copy ones, of which
+// present are the ones this host has (presentSingleCopy). The aliases sm
+// and shm stand for posix and sysv; unset or "all" allows everything else.
+func allowedTLS(tls string, present []string) string {
 	tls = strings.TrimSpace(tls)
-	exclude := "cma,knem,xpmem"
+	exclude := strings.Join(present, ",")
 	if tls == "" || tls == "all" {
 		return "^" + exclude
 	}
 	if rest, ok := strings.CutPrefix(tls, "^"); ok {
-		if rest = strings.Trim(rest, ", "); rest == "" {
-			return "^" + exclude
+		// The user's exclusions, less the single-copy ones, which
+		// the host's own list replaces.
+		var keep []string
+		for _, t := range strings.Split(rest, ",") {
+			if t = strings.TrimSpace(t); t != "" && !singleCopy(t) {
+				keep = append(keep, t)
+			}
 		}
-		return "^" + rest + "," + exclude
+		return "^" + strings.Join(append(keep, present...), ",")
 	}
 	var out []string
 	seen := map[string]bool{}

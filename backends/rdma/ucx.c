@@ -19,7 +19,10 @@
 
 #include "ucx.h"
 
+#include <ucs/debug/log_def.h>
+
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -139,8 +142,37 @@ static void xs_wake(xs_stream *s, int dir, int force)
 		xs_signal_fd(s->evfd[dir]);
 }
 
+/*
+ * UCX prints its log (warnings about the host's devices, for one) to stdout
+ * unless UCX_LOG_FILE says otherwise, and stdout is where xfer writes --json
+ * events and listings that programs parse. This handler, first in UCX's
+ * chain, writes UCX's messages to stderr instead, one line each, at the
+ * levels UCX_LOG_LEVEL enables.
+ */
+static ucs_log_func_rc_t xs_log(const char *file, unsigned line,
+                                const char *function, ucs_log_level_t level,
+                                const ucs_log_component_config_t *comp,
+                                const char *format, va_list ap)
+{
+	(void)file;
+	(void)line;
+	(void)function;
+	if (level > comp->log_level && level != UCS_LOG_LEVEL_PRINT)
+		return UCS_LOG_FUNC_RC_STOP;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), format, ap);
+	const char *name = level < UCS_LOG_LEVEL_LAST ? ucs_log_level_names[level] : "LOG";
+	fprintf(stderr, "xfer: UCX %s: %s\n", name, msg);
+	return UCS_LOG_FUNC_RC_STOP;
+}
+
+static pthread_once_t xs_log_once = PTHREAD_ONCE_INIT;
+
+static void xs_log_install(void) { ucs_log_push_handler(xs_log); }
+
 ucs_status_t xs_ctx_init(ucp_context_h *out, const char *tls)
 {
+	pthread_once(&xs_log_once, xs_log_install);
 	ucp_config_t *cfg;
 	ucs_status_t st = ucp_config_read(NULL, NULL, &cfg);
 	if (st != UCS_OK)
