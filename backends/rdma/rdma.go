@@ -37,18 +37,23 @@ const (
 	FragSize = 4 << 20
 
 	// Registered slots of one stream, in this order: a ring of message
-	// slots in flight, a window of message receives posted ahead, a ring of
-	// bulk slots for SendFile, and one bulk bounce buffer for partial reads.
+	// slots in flight for messages of any size, a window of message
+	// receives posted ahead, a ring of bulk slots for SendFile, one bulk
+	// bounce buffer for partial reads, and a ring of small message slots
+	// in flight for messages that fit smallSlot.
 	msgSendSlots  = 8
 	msgRecvSlots  = 8
 	bulkSendSlots = 2
+	smallSlots    = 128 // at least maxSyncs*syncUnits: the ring must not narrow the window
 
-	msgHdr   = 16
-	msgSlot  = msgHdr + backends.MaxHeader + InlineMax
-	recvBase = msgSendSlots
-	bulkBase = recvBase + msgRecvSlots
-	bounce   = bulkBase + bulkSendSlots
-	nSlots   = bounce + 1
+	msgHdr    = 16
+	msgSlot   = msgHdr + backends.MaxHeader + InlineMax
+	smallSlot = 8 << 10
+	recvBase  = msgSendSlots
+	bulkBase  = recvBase + msgRecvSlots
+	bounce    = bulkBase + bulkSendSlots
+	smallBase = bounce + 1
+	nSlots    = smallBase + smallSlots
 
 	// closeTimeout bounds how long Close waits for messages already sent
 	// to be taken by the peer before it tears the endpoint down.
@@ -235,7 +240,10 @@ func prepare(p backends.Params) ([]*stream, [][]byte, error) {
 	total := 0
 	for i := range sizes {
 		n := msgSlot
-		if i >= bulkBase {
+		switch {
+		case i >= smallBase:
+			n = smallSlot
+		case i >= bulkBase:
 			n = FragSize
 		}
 		sizes[i] = C.size_t(n)
@@ -433,6 +441,9 @@ type stream struct {
 	sendMu  sync.Mutex
 	sseq    uint64 // next message
 	bseq    uint64 // next bulk fragment
+	bigSeq  uint64 // messages sent through the ring of msgSlot slots
+	smSeq   uint64 // messages sent through the ring of small slots
+	win     window // when a message goes as a synchronous send
 	sendErr error  // sticky: the stream can send no more
 	broken  bool   // a message was cut short: Close sends no FIN
 
@@ -628,22 +639,32 @@ func (st *stream) fail(op string, s C.ucs_status_t) error {
 	return st.sendErr
 }
 
-// sendMsg sends the message slot: hdr and, with fill, n payload bytes
-// inline; without fill, the announcement of n bytes of bulk fragments.
+// sendMsg sends one message: hdr and, with fill, n payload bytes inline;
+// without fill, the announcement of n bytes of bulk fragments. A message
+// that fits goes through the ring of small slots, any other through the
+// ring of msgSlot slots.
 func (st *stream) sendMsg(op string, hdr []byte, n int, fill func([]byte) error) error {
-	i := int(st.sseq % msgSendSlots)
-	if s := st.slotFree(i, -1, true); s != C.UCS_OK {
-		err := st.statusErr(op, s)
-		if s != C.UCS_ERR_CANCELED {
-			st.sendErr = err
-		}
-		return err
-	}
-	b := st.slots[i]
 	inline, flags := n, 0
 	if fill == nil {
 		inline, flags = 0, flagBulk
 	}
+	size := msgHdr + len(hdr) + inline
+	sync := st.win.sync(inline)
+	if sync {
+		if i, ok := st.win.full(); ok {
+			if err := st.sendWait(op, i); err != nil {
+				return err
+			}
+		}
+	}
+	i := int(st.bigSeq % msgSendSlots)
+	if size <= smallSlot {
+		i = smallBase + int(st.smSeq%smallSlots)
+	}
+	if err := st.sendWait(op, i); err != nil {
+		return err
+	}
+	b := st.slots[i]
 	putHdr(b, kindMsg, flags, len(hdr), inline, uint64(n))
 	h := msgHdr + copy(b[msgHdr:], hdr)
 	if fill != nil {
@@ -651,30 +672,93 @@ func (st *stream) sendMsg(op string, hdr []byte, n int, fill func([]byte) error)
 			return st.errorf(op, err)
 		}
 	}
-	if s := C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), C.size_t(h+inline), syncSend(st.sseq)); s != C.UCS_OK {
+	c := C.int(0)
+	if sync {
+		c = 1
+	}
+	if s := C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), C.size_t(size), c); s != C.UCS_OK {
 		return st.fail(op, s)
 	}
+	if i >= smallBase {
+		st.smSeq++
+	} else {
+		st.bigSeq++
+	}
+	st.win.sent(inline, sync, i)
 	st.sseq++
 	return nil
 }
 
-// syncEvery is how often a message goes as a synchronous send, which
-// completes only once the peer has matched it with a posted receive. UCX
-// completes other eager sends as soon as they leave, and the receiving
-// worker keeps what nobody has asked for yet in its unexpected queue,
-// without limit: a sender faster than its reader would grow the reader's
-// memory for ever, and a reader that closed would not make it fail. As a
-// send slot is reused only once its previous send completed, one
-// synchronous send in every syncEvery keeps the sender at most
-// msgSendSlots+syncEvery-1 messages ahead of the receives the reader has
-// posted (msgRecvSlots past the messages it has read).
-const syncEvery = msgSendSlots / 2
-
-func syncSend(seq uint64) C.int {
-	if seq%syncEvery == 0 {
-		return 1
+// sendWait waits until send slot i is free, an error making the stream
+// unusable for sending unless the wait was cancelled by Close.
+func (st *stream) sendWait(op string, i int) error {
+	s := st.slotFree(i, -1, true)
+	if s == C.UCS_OK {
+		return nil
 	}
-	return 0
+	err := st.statusErr(op, s)
+	if s != C.UCS_ERR_CANCELED {
+		st.sendErr = err
+	}
+	return err
+}
+
+// Flow control. UCX completes an eager send as soon as it leaves, and the
+// receiving worker keeps what nobody has asked for yet in its unexpected
+// queue, without limit: a sender faster than its reader would grow the
+// reader's memory for ever, and a reader that closed would not make it
+// fail. So every message that brings the units sent since the last
+// synchronous send to syncUnits goes as one (it completes only once the
+// peer has matched it with a posted receive), and at most maxSyncs of them
+// are in flight: a new one waits for the oldest. The sender is thus at
+// most (maxSyncs+1)*syncUnits units ahead of the receives the reader has
+// posted (msgRecvSlots past the messages it has read), a unit being a
+// message plus one per unitBytes of inline payload. The window is wide
+// enough to keep small messages streaming across a round trip and narrow
+// enough to bound the reader's memory to a few MiB.
+const (
+	syncUnits = 32
+	maxSyncs  = 4
+	unitBytes = 32 << 10
+)
+
+// window tracks the synchronous sends of a stream. Its zero value is
+// ready for use.
+type window struct {
+	units int           // units sent since the last synchronous send
+	slots [maxSyncs]int // send slots of the synchronous sends in flight
+	head  int           // oldest of them
+	n     int           // how many
+}
+
+func msgUnits(inline int) int { return 1 + inline/unitBytes }
+
+// sync says whether the next message, of inline payload bytes, goes as a
+// synchronous send.
+func (w *window) sync(inline int) bool { return w.units+msgUnits(inline) >= syncUnits }
+
+// full returns the slot of the oldest synchronous send in flight when
+// maxSyncs are, which a new one must wait for.
+func (w *window) full() (int, bool) {
+	if w.n < maxSyncs {
+		return 0, false
+	}
+	return w.slots[w.head], true
+}
+
+// sent records a message posted from slot i.
+func (w *window) sent(inline int, sync bool, i int) {
+	if !sync {
+		w.units += msgUnits(inline)
+		return
+	}
+	w.units = 0
+	if w.n == maxSyncs {
+		w.head = (w.head + 1) % maxSyncs
+		w.n--
+	}
+	w.slots[(w.head+w.n)%maxSyncs] = i
+	w.n++
 }
 
 // advance hands the slot of message rseq back to UCX, posted for message
@@ -841,14 +925,14 @@ func (st *stream) Close() error {
 func (st *stream) fin(ms int) error {
 	deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
 	left := func() int { return max(0, int(time.Until(deadline)/time.Millisecond)) }
-	i := int(st.sseq % msgSendSlots)
+	i := smallBase + int(st.smSeq%smallSlots)
 	s := st.slotFree(i, left(), false)
 	if s == C.UCS_OK {
 		putHdr(st.slots[i], kindFin, 0, 0, 0, 0)
 		s = C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), msgHdr, 0)
 	}
-	for j := 0; s == C.UCS_OK && j < bulkBase+bulkSendSlots; j++ {
-		if j < recvBase || j >= bulkBase {
+	for j := 0; s == C.UCS_OK && j < nSlots; j++ {
+		if j < recvBase || j >= bulkBase && j != bounce {
 			s = st.slotFree(j, left(), false)
 		}
 	}

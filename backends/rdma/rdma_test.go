@@ -410,6 +410,58 @@ func TestCloseUnblocks(t *testing.T) {
 	}
 }
 
+// TestWindow checks which messages go as synchronous sends and which
+// synchronous send a new one waits for.
+func TestWindow(t *testing.T) {
+	tests := []struct {
+		name   string
+		inline []int // payload bytes of the messages, in order
+		syncAt []int // indexes of the messages that go synchronous
+	}{
+		{"empty messages", make([]int, 3*syncUnits), []int{syncUnits - 1, 2*syncUnits - 1, 3*syncUnits - 1}},
+		{"one unit each", repeat(unitBytes-1, syncUnits+1), []int{syncUnits - 1}},
+		{"inline maximum", repeat(InlineMax, 8), []int{3, 7}},
+		{"a message of a whole window", []int{0, syncUnits * unitBytes, 0}, []int{1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w window
+			var got []int
+			for i, n := range tt.inline {
+				sync := w.sync(n)
+				if sync {
+					got = append(got, i)
+				}
+				w.sent(n, sync, smallBase+i%smallSlots)
+			}
+			if !slices.Equal(got, tt.syncAt) {
+				t.Errorf("synchronous sends at %v, want %v", got, tt.syncAt)
+			}
+		})
+	}
+	t.Run("waits for the oldest", func(t *testing.T) {
+		var w window
+		for k := range maxSyncs + 2 {
+			i, full := w.full()
+			if want := k >= maxSyncs; full != want {
+				t.Fatalf("sync %d: window full %v, want %v", k, full, want)
+			}
+			if full && i != 100+k-maxSyncs {
+				t.Fatalf("sync %d waits for slot %d, want %d", k, i, 100+k-maxSyncs)
+			}
+			w.sent(0, true, 100+k)
+		}
+	})
+}
+
+func repeat(n, times int) []int {
+	s := make([]int, times)
+	for i := range s {
+		s[i] = n
+	}
+	return s
+}
+
 // TestSenderBoundedByReader checks, in each ucxMode, that a sender of
 // small messages stays a bounded number of messages ahead of a reader that
 // reads nothing (UCX would otherwise queue them all in the reader's
@@ -418,10 +470,14 @@ func TestSenderBoundedByReader(t *testing.T) {
 	inModes(t, func(t *testing.T, _ ucxMode) {
 		a, b := openPair(t, 1)
 		const total = 1000
-		// Messages 1..8 have posted receives; every syncEvery-th send
-		// completes only when matched, and a slot is reused only once its
-		// send completed.
-		const bound = msgRecvSlots + msgSendSlots + syncEvery - 1
+		// A 64-byte message is one unit: every syncUnits-th goes as a
+		// synchronous send, which completes only when matched, and a new
+		// one waits while maxSyncs are in flight. Messages 1..8 have
+		// posted receives, so the sync sends past them stay in flight.
+		// The lower bound keeps the window wide enough to stream across a
+		// round trip.
+		const bound = (maxSyncs + 1) * syncUnits
+		const least = maxSyncs * syncUnits
 		var sent sync.WaitGroup
 		count := make(chan int, total)
 		sent.Add(1)
@@ -439,8 +495,8 @@ func TestSenderBoundedByReader(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		if n := len(count); n > bound {
 			t.Fatalf("%d messages accepted with nothing read, want at most %d", n, bound)
-		} else if n < msgRecvSlots {
-			t.Fatalf("only %d messages accepted with nothing read, want at least %d", n, msgRecvSlots)
+		} else if n < least {
+			t.Fatalf("only %d messages accepted with nothing read, want at least %d", n, least)
 		}
 		hbuf := make([]byte, backends.MaxHeader)
 		for i := range total {
