@@ -179,10 +179,32 @@ func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
 		}
 		return 0
 	case <-time.After(limit):
+		// SIGQUIT makes Go print every goroutine's stack on stderr: wait
+		// for it, so the failure shows where the run was stuck.
 		cmd.Process.Signal(syscall.SIGQUIT)
-		t.Fatalf("xfer %q did not end within %s", cmd.Args[1:], limit)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		t.Fatalf("xfer %q did not end within %s; its stderr:\n%s", cmd.Args[1:], limit, tail(cmd.Stderr, 64<<10))
 		return -1
 	}
+}
+
+// tail is the last n bytes of what w holds when it is a buffer the
+// harness gave a command as its output.
+func tail(w io.Writer, n int) string {
+	b, ok := w.(*bytes.Buffer)
+	if !ok {
+		return "(not kept)"
+	}
+	s := b.String()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
 }
 
 // proc is a process running in the background, its stderr kept as its log.

@@ -192,15 +192,11 @@ func TestNoStrayFilesAfterFailure(t *testing.T) {
 			big := filepath.Join(src, "slow.bin")
 			writeRandom(t, big, 24<<20, 77)
 			defer os.Remove(big)
-			slow := startSlow(t, "sync", src, tt.dst)
+			slow := startXfer(t, "sync", src, tt.dst, "--bwlimit", "1M", "--chunk-size", "1M", "-q")
 			waitPartial(t, dir)
-			must(t, slow.Process.Signal(syscall.SIGINT))
-			done := make(chan error, 1)
-			go func() { done <- slow.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("sync did not stop on SIGINT")
+			must(t, slow.cmd.Process.Signal(syscall.SIGINT))
+			if r := slow.waitWithin(t, 30*time.Second); r.code != 130 {
+				t.Fatalf("sync stopped by SIGINT: %s, want exit code 130", r)
 			}
 			after := snapshot(t, src)
 			if st := strays(t, dir, after, true); len(st) != 0 {
