@@ -160,6 +160,16 @@ func TestNoStrayFiles(t *testing.T) {
 	}
 }
 
+// destCase is a destination a test runs into, as the argument names it
+// and as the directory that holds its tree on this machine.
+type destCase struct{ name, dst, dir string }
+
+// localAndPeer is a local destination and one on the peer s.
+func localAndPeer(t *testing.T, s *server) []destCase {
+	local := filepath.Join(t.TempDir(), "d")
+	return []destCase{{"local", local, local}, {"peer", s.url("d"), filepath.Join(s.root, "d")}}
+}
+
 // TestNoStrayFilesAfterFailure: a run with a failed file, and a run
 // stopped by SIGINT, leave nothing of xfer's but partial files, which the
 // next run resumes and removes.
@@ -168,15 +178,9 @@ func TestNoStrayFilesAfterFailure(t *testing.T) {
 	xferTree(t, src)
 	want := snapshot(t, src)
 	s := startServer(t, t.TempDir())
-	for _, tt := range []struct{ name, dst, dir string }{
-		{"local", filepath.Join(t.TempDir(), "d"), ""},
-		{"peer", s.url("d"), filepath.Join(s.root, "d")},
-	} {
+	for _, tt := range localAndPeer(t, s) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := tt.dir
-			if dir == "" {
-				dir = tt.dst
-			}
 			// A directory where the source has a file: copy does not
 			// replace it, the file fails.
 			must(t, os.MkdirAll(filepath.Join(dir, "a.txt", "x"), 0o755))
@@ -207,6 +211,40 @@ func TestNoStrayFilesAfterFailure(t *testing.T) {
 			}
 			if st := strays(t, dir, after, false); len(st) != 0 {
 				t.Errorf("after the resuming run: %q left in the destination", st)
+			}
+			sameTree(t, src, dir)
+		})
+	}
+}
+
+// TestInterruptWithChunksQueued: Ctrl-C while a file has more chunks than
+// the engine's queue holds (1024 chunks of 64 KiB under --bwlimit) ends
+// the run with exit code 130, fresh and resuming, locally and to a peer;
+// the next run finishes the file and the one after changes nothing.
+func TestInterruptWithChunksQueued(t *testing.T) {
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "many.bin"), 64<<20, 91)
+	s := startServer(t, t.TempDir())
+	for _, tt := range localAndPeer(t, s) {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tt.dir
+			for _, run := range []string{"fresh", "resuming"} {
+				slow := startXfer(t, "sync", src, tt.dst, "--bwlimit", "4M", "--chunk-size", "64K", "-q")
+				waitPartial(t, dir)
+				time.Sleep(300 * time.Millisecond)
+				must(t, slow.cmd.Process.Signal(syscall.SIGINT))
+				if r := slow.waitWithin(t, 30*time.Second); r.code != 130 {
+					t.Fatalf("%s run stopped by SIGINT: %s, want exit code 130", run, r)
+				}
+			}
+			for i := range 2 {
+				r := xfer(t, "sync", src, tt.dst, "--chunk-size", "64K", "--json")
+				if r.code != 0 {
+					t.Fatalf("sync %d after the interrupted runs: %s", i+1, r)
+				}
+				if _, sum := jsonRun(t, r); i == 1 && (sum.FilesTransferred != 0 || sum.BytesTransferred != 0) {
+					t.Errorf("the second sync changed something: %+v", sum)
+				}
 			}
 			sameTree(t, src, dir)
 		})

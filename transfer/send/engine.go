@@ -1242,12 +1242,24 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 		}
 	}
 	sf.checks.Store(int64(len(held)))
-	for _, c := range chunks {
+	for i, c := range chunks {
 		select {
 		case e.chunkCh <- &chunkJob{sf: sf, c: c, check: held[c.Index]}:
 		case <-e.ctx.Done():
-			// Senders drain what is queued; the rest is abandoned.
-			e.chunkStopped(sf)
+			// Senders drain what is queued; the rest is abandoned,
+			// settled here all at once so that the file finishes, and
+			// the checks among it are counted off so that the offer
+			// settles the checks that were queued.
+			rest, checks := chunks[i:], int64(0)
+			for _, c := range rest {
+				if held[c.Index] {
+					checks++
+				}
+			}
+			e.chunksStopped(sf, len(rest))
+			if checks > 0 && sf.checks.Add(-checks) == 0 {
+				go e.offer(sf)
+			}
 			return
 		}
 	}
@@ -1550,9 +1562,14 @@ func (e *engine) chunkFailed(sf *sfile, msg string) {
 
 // chunkStopped settles a chunk abandoned because the run is stopping: the
 // file is left for the next run, which resumes its partial file.
-func (e *engine) chunkStopped(sf *sfile) {
+func (e *engine) chunkStopped(sf *sfile) { e.chunksStopped(sf, 1) }
+
+// chunksStopped is chunkStopped for n chunks of the file.
+func (e *engine) chunksStopped(sf *sfile, n int) {
 	sf.failed.Store(true)
-	e.chunkSettled(sf)
+	if sf.remaining.Add(-int64(n)) == 0 {
+		go e.finishBig(sf)
+	}
 }
 
 // chunkErr settles a chunk that could not be sent (err): the file's own
