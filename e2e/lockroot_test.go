@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -84,9 +83,9 @@ func waitPartial(t *testing.T, dir string) {
 
 // startSlow starts a slow xfer (--bwlimit) in the background; it is
 // killed when the test ends.
-func startSlow(t *testing.T, args ...string) *exec.Cmd {
+func startSlow(t *testing.T, args ...string) *bgXfer {
 	t.Helper()
-	return startXfer(t, append(args, "--bwlimit", "1M", "--chunk-size", "1M", "-q")...).cmd
+	return startXfer(t, append(args, "--bwlimit", "1M", "--chunk-size", "1M", "-q")...)
 }
 
 // way is one direction of a run between the ends everyWay starts.
@@ -180,39 +179,38 @@ func TestNoStrayFilesAfterFailure(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	for _, tt := range localAndPeer(t, s) {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := tt.dir
 			// A directory where the source has a file: copy does not
 			// replace it, the file fails.
-			must(t, os.MkdirAll(filepath.Join(dir, "a.txt", "x"), 0o755))
+			must(t, os.MkdirAll(filepath.Join(tt.dir, "a.txt", "x"), 0o755))
 			r := xfer(t, "copy", "--lock", src, tt.dst)
 			if r.code != 1 {
 				t.Fatalf("copy over a directory in the way: %s", r)
 			}
-			if st := strays(t, dir, want, true); len(st) != 1 || st[0] != "a.txt/x" {
+			if st := strays(t, tt.dir, want, true); len(st) != 1 || st[0] != "a.txt/x" {
 				t.Errorf("after a failed run: %q, want only the user's a.txt/x", st)
 			}
-			must(t, os.RemoveAll(filepath.Join(dir, "a.txt")))
+			must(t, os.RemoveAll(filepath.Join(tt.dir, "a.txt")))
 
 			big := filepath.Join(src, "slow.bin")
 			writeRandom(t, big, 24<<20, 77)
 			defer os.Remove(big)
-			slow := startXfer(t, "sync", src, tt.dst, "--bwlimit", "1M", "--chunk-size", "1M", "-q")
-			waitPartial(t, dir)
+			slow := startSlow(t, "sync", src, tt.dst)
+			waitPartial(t, tt.dir)
 			must(t, slow.cmd.Process.Signal(syscall.SIGINT))
 			if r := slow.waitWithin(t, 30*time.Second); r.code != 130 {
 				t.Fatalf("sync stopped by SIGINT: %s, want exit code 130", r)
 			}
 			after := snapshot(t, src)
-			if st := strays(t, dir, after, true); len(st) != 0 {
+			if st := strays(t, tt.dir, after, true); len(st) != 0 {
 				t.Errorf("after SIGINT: %q left in the destination", st)
 			}
 			if r := xfer(t, "sync", src, tt.dst); r.code != 0 {
 				t.Fatal(r)
 			}
-			if st := strays(t, dir, after, false); len(st) != 0 {
+			if st := strays(t, tt.dir, after, false); len(st) != 0 {
 				t.Errorf("after the resuming run: %q left in the destination", st)
 			}
-			sameTree(t, src, dir)
+			sameTree(t, src, tt.dir)
 		})
 	}
 }
@@ -227,10 +225,9 @@ func TestInterruptWithChunksQueued(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	for _, tt := range localAndPeer(t, s) {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := tt.dir
 			for _, run := range []string{"fresh", "resuming"} {
 				slow := startXfer(t, "sync", src, tt.dst, "--bwlimit", "4M", "--chunk-size", "64K", "-q")
-				waitPartial(t, dir)
+				waitPartial(t, tt.dir)
 				time.Sleep(300 * time.Millisecond)
 				must(t, slow.cmd.Process.Signal(syscall.SIGINT))
 				if r := slow.waitWithin(t, 30*time.Second); r.code != 130 {
@@ -246,7 +243,7 @@ func TestInterruptWithChunksQueued(t *testing.T) {
 					t.Errorf("the second sync changed something: %+v", sum)
 				}
 			}
-			sameTree(t, src, dir)
+			sameTree(t, src, tt.dir)
 		})
 	}
 }
@@ -281,8 +278,7 @@ func TestLockRefusesSecondRun(t *testing.T) {
 			if r.code != 1 || !strings.Contains(r.stderr, "another xfer run is working on") || !strings.Contains(r.stderr, "pid ") {
 				t.Errorf("a second sync into a locked destination: %s", r)
 			}
-			slow.Process.Kill()
-			slow.Wait()
+			slow.kill()
 			// Killed, the first run leaves no lock behind; rerun as it
 			// was, it resumes and finishes.
 			if r := xfer(t, "--config", cfg, "sync", src, tt.first, "--chunk-size", "1M"); r.code != 0 {

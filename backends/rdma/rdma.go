@@ -649,8 +649,8 @@ func (st *stream) sendMsg(op string, hdr []byte, n int, fill func([]byte) error)
 		inline, flags = 0, flagBulk
 	}
 	size := msgHdr + len(hdr) + inline
-	sync := st.win.sync(inline)
-	if sync {
+	synced := st.win.sync(inline)
+	if synced {
 		if i, ok := st.win.full(); ok {
 			if err := st.sendWait(op, i); err != nil {
 				return err
@@ -673,7 +673,7 @@ func (st *stream) sendMsg(op string, hdr []byte, n int, fill func([]byte) error)
 		}
 	}
 	c := C.int(0)
-	if sync {
+	if synced {
 		c = 1
 	}
 	if s := C.xs_slot_send(st.s, C.int(i), tag(st.idx, false, st.sseq), C.size_t(size), c); s != C.UCS_OK {
@@ -684,7 +684,7 @@ func (st *stream) sendMsg(op string, hdr []byte, n int, fill func([]byte) error)
 	} else {
 		st.bigSeq++
 	}
-	st.win.sent(inline, sync, i)
+	st.win.sent(inline, synced, i)
 	st.sseq++
 	return nil
 }

@@ -419,8 +419,8 @@ func TestWindow(t *testing.T) {
 		syncAt []int // indexes of the messages that go synchronous
 	}{
 		{"empty messages", make([]int, 3*syncUnits), []int{syncUnits - 1, 2*syncUnits - 1, 3*syncUnits - 1}},
-		{"one unit each", repeat(unitBytes-1, syncUnits+1), []int{syncUnits - 1}},
-		{"inline maximum", repeat(InlineMax, 8), []int{3, 7}},
+		{"one unit each", slices.Repeat([]int{unitBytes - 1}, syncUnits+1), []int{syncUnits - 1}},
+		{"inline maximum", slices.Repeat([]int{InlineMax}, 8), []int{3, 7}},
 		{"a message of a whole window", []int{0, syncUnits * unitBytes, 0}, []int{1}},
 	}
 	for _, tt := range tests {
@@ -452,14 +452,6 @@ func TestWindow(t *testing.T) {
 			w.sent(0, true, 100+k)
 		}
 	})
-}
-
-func repeat(n, times int) []int {
-	s := make([]int, times)
-	for i := range s {
-		s[i] = n
-	}
-	return s
 }
 
 // TestSenderBoundedByReader checks, in each ucxMode, that a sender of

@@ -1257,8 +1257,8 @@ func (e *engine) startBig(op plan.Op, srcTop string) {
 				}
 			}
 			e.chunksStopped(sf, len(rest))
-			if checks > 0 && sf.checks.Add(-checks) == 0 {
-				go e.offer(sf)
+			if checks > 0 {
+				e.checked(sf, checks)
 			}
 			return
 		}
@@ -1465,7 +1465,13 @@ func (e *engine) checkChunk(job *chunkJob) {
 		sf.mu.Unlock()
 	}
 	e.putBuf(buf)
-	if sf.checks.Add(-1) == 0 {
+	e.checked(sf, 1)
+}
+
+// checked counts n resumed chunks of the file as checked (or abandoned);
+// the last one starts the offer, which settles the checked ones.
+func (e *engine) checked(sf *sfile, n int64) {
+	if sf.checks.Add(-n) == 0 {
 		go e.offer(sf)
 	}
 }
@@ -1567,9 +1573,7 @@ func (e *engine) chunkStopped(sf *sfile) { e.chunksStopped(sf, 1) }
 // chunksStopped is chunkStopped for n chunks of the file.
 func (e *engine) chunksStopped(sf *sfile, n int) {
 	sf.failed.Store(true)
-	if sf.remaining.Add(-int64(n)) == 0 {
-		go e.finishBig(sf)
-	}
+	e.chunksSettled(sf, n)
 }
 
 // chunkErr settles a chunk that could not be sent (err): the file's own
@@ -1584,11 +1588,13 @@ func (e *engine) chunkErr(sf *sfile, err error) {
 
 // chunkSettled counts a chunk as done (either way); the last one finishes
 // the file.
-func (e *engine) chunkSettled(sf *sfile) {
-	if sf.remaining.Add(-1) != 0 {
-		return
+func (e *engine) chunkSettled(sf *sfile) { e.chunksSettled(sf, 1) }
+
+// chunksSettled is chunkSettled for n chunks of the file.
+func (e *engine) chunksSettled(sf *sfile, n int) {
+	if sf.remaining.Add(-int64(n)) == 0 {
+		go e.finishBig(sf)
 	}
-	go e.finishBig(sf)
 }
 
 func (e *engine) finishBig(sf *sfile) {

@@ -49,7 +49,7 @@ func TestStopWhileQueueing(t *testing.T) {
 				run := func(d Destination, ctx context.Context) error {
 					done := make(chan error, 1)
 					go func() {
-						done <- Run(ctx, fsroottest.Open(t, src), "", d, "", opt, progress.SinkFunc(func(progress.Event) {}), progress.NewTally())
+						done <- Run(ctx, fsroottest.Open(t, src), "", d, "", opt, progress.Discard, progress.NewTally())
 					}()
 					select {
 					case err := <-done:
