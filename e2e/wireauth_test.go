@@ -176,6 +176,10 @@ func (p *tamperProxy) data(r io.Reader, s net.Conn, version int) {
 		case p.mode == "batch-flag" && hdr[0] == 3 && len(payload) > 1 && p.tampered.CompareAndSwap(false, true):
 			payload[0] ^= 1 // version 1's "verify" flag
 			payload[len(payload)-1] ^= 0xff
+		case p.mode == "batch-data" && hdr[0] == 3 && firstBatchData(payload) > 0 && p.tampered.CompareAndSwap(false, true):
+			// One byte of a file's data, nothing else: the tag leaves the
+			// data to the file's digest, which must catch it as surely.
+			payload[firstBatchData(payload)] ^= 0x20
 		case p.mode == "inject-data" && p.tampered.CompareAndSwap(false, true):
 			h := binary.AppendUvarint([]byte{3}, 4242)
 			h = binary.AppendUvarint(h, 1)
@@ -240,6 +244,7 @@ func TestTamperedWire(t *testing.T) {
 		{"chunk-flag", false, false},
 		{"chunk-payload", false, false},
 		{"batch-flag", false, false},
+		{"batch-data", false, true},
 		{"inject-data", false, true},
 		{"replay-data", false, true},
 		{"inject-control", true, true},
@@ -280,6 +285,37 @@ func TestTamperedWire(t *testing.T) {
 			})
 		}
 	}
+}
+
+// firstBatchData returns the offset in a small-file batch's payload of the
+// first byte of its first file's data (docs/wire-protocol.md, message 3),
+// or 0 if that file is empty or the payload does not parse that far.
+func firstBatchData(p []byte) int {
+	i := 1 // the reserved byte
+	skip := func(signed bool) bool {
+		var n int
+		if signed {
+			_, n = binary.Varint(p[min(i, len(p)):])
+		} else {
+			_, n = binary.Uvarint(p[min(i, len(p)):])
+		}
+		i += n
+		return n > 0
+	}
+	l, n := binary.Uvarint(p[min(i, len(p)):]) // path
+	if n <= 0 {
+		return 0
+	}
+	i += n + int(l)
+	if !skip(false) || !skip(true) { // mode, mtime
+		return 0
+	}
+	i += 1 + 32 // flags, digest
+	l, n = binary.Uvarint(p[min(i, len(p)):])
+	if n <= 0 || l == 0 || i+n+int(l) > len(p) {
+		return 0
+	}
+	return i + n
 }
 
 // rawJob asks the server at addr (token tok) to push src to dst on dstAddr,

@@ -19,10 +19,11 @@ import (
 // to an unnamed file in its directory (O_TMPFILE; a hidden partial file
 // where the file system has none), then one flush covers them all, then
 // they are given their names: a link for a new file, a rename over the old
-// one for an update. The payload starts with a reserved byte; verify (the
-// session's decision, never the message's) says whether each file is
-// checked against its digest.
-func (r *Receiver) WriteBatch(p []byte, count int, verify bool) ([]string, error) {
+// one for an update. The payload starts with a reserved byte; check (the
+// session's decision, never the message's) says whether and how each file
+// is checked against its digest: under wire.BatchWhole a file that fails
+// fails the batch with wire.ErrBatchAltered before any file is written.
+func (r *Receiver) WriteBatch(p []byte, count int, check wire.BatchCheck) ([]string, error) {
 	d := &wire.Dec{Buf: p}
 	d.U8() // reserved
 	if count < 1 || count > wire.MaxBatchFiles || count > (len(p)-1)/wire.MinSmallEntry {
@@ -63,6 +64,10 @@ func (r *Receiver) WriteBatch(p []byte, count int, verify bool) ([]string, error
 			return nil, fmt.Errorf("bad batch entry %d: %w", i, d.Err)
 		}
 	}
+	if len(d.Buf) != 0 {
+		return nil, fmt.Errorf("bad batch: %d bytes after its %d files", len(d.Buf), count)
+	}
+	verify := check != wire.BatchUnchecked
 	var sums []hashtree.Digest
 	if verify {
 		// All files of the batch are hashed together: their chunks share
@@ -74,6 +79,14 @@ func (r *Receiver) WriteBatch(p []byte, count int, verify bool) ([]string, error
 		sums = make([]hashtree.Digest, count)
 		var m hashtree.Many
 		m.Sum(data, sums)
+		if check == wire.BatchWhole {
+			for i := range files {
+				if sums[i] != files[i].Digest {
+					r.m.VerifyFailure()
+					return nil, fmt.Errorf("batch entry %d: %w", i, wire.ErrBatchAltered)
+				}
+			}
+		}
 	}
 	for i := range files {
 		sf := &files[i]

@@ -1,6 +1,8 @@
 package receive
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,9 +43,9 @@ func batchPayload(n, size, dirs int, verify bool, mode uint32) []byte {
 func BenchmarkWriteBatch(b *testing.B) {
 	for _, c := range []struct {
 		name   string
-		verify bool
+		check  wire.BatchCheck
 		update bool
-	}{{"new", false, false}, {"new-verify", true, false}, {"update", false, true}} {
+	}{{"new", wire.BatchUnchecked, false}, {"new-verify", wire.BatchWhole, false}, {"update", wire.BatchUnchecked, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			const n = 256
 			base := b.TempDir()
@@ -57,7 +59,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 			}
 			defer root.Close()
 			r := newReceiver(root, Options{NoFsync: true}, false, false, "")
-			p := batchPayload(n, 4096, 8, c.verify, 0o644)
+			p := batchPayload(n, 4096, 8, c.check != wire.BatchUnchecked, 0o644)
 			b.ResetTimer()
 			cpu0 := cpuNs()
 			for i := 0; i < b.N; i += n {
@@ -69,7 +71,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 					}
 					b.StartTimer()
 				}
-				errs, err := r.WriteBatch(p, n, c.verify)
+				errs, err := r.WriteBatch(p, n, c.check)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -108,7 +110,7 @@ func TestWriteBatchModes(t *testing.T) {
 			wire.AppendSmall(&e, &sf)
 		}
 		r.updating.Store(round == 2) // named partial files too
-		errs, err := r.WriteBatch(e.Buf, len(modes), true)
+		errs, err := r.WriteBatch(e.Buf, len(modes), wire.BatchPerFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +169,7 @@ func TestWriteBatchVerifyOne(t *testing.T) {
 				}
 				wire.AppendSmall(&e, &sf)
 			}
-			errs, err := r.WriteBatch(e.Buf, len(sizes), true)
+			errs, err := r.WriteBatch(e.Buf, len(sizes), wire.BatchPerFile)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,5 +185,70 @@ func TestWriteBatchVerifyOne(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWriteBatchWholeAltered: under wire.BatchWhole (a tagged session,
+// whose tag leaves the files' data to their digests) one file that fails
+// its digest refuses the whole batch with wire.ErrBatchAltered before any
+// file is written, whichever file it is; the same batch intact lands.
+func TestWriteBatchWholeAltered(t *testing.T) {
+	sizes := []int{0, 1, 1023, 1024, 1025, 4097, 9000}
+	batch := func(bad int) []byte {
+		e := wire.Enc{}
+		e.U8(0)
+		for i, n := range sizes {
+			data := bytes.Repeat([]byte{byte(i + 1)}, n)
+			sf := wire.SmallFile{Path: fmt.Sprintf("d/f%d", i), Mode: 0o644, Data: data}
+			sf.Digest = hashtree.Sum(data)
+			if i == bad {
+				if n > 0 {
+					sf.Data = append([]byte(nil), data...)
+					sf.Data[n/2] ^= 0x40 // altered on the way: the digest is the sender's
+				} else {
+					sf.Digest[0] ^= 1
+				}
+			}
+			wire.AppendSmall(&e, &sf)
+		}
+		return e.Buf
+	}
+	for bad := -1; bad < len(sizes); bad++ {
+		t.Run(fmt.Sprint(bad), func(t *testing.T) {
+			root, _ := fsroottest.Temp(t)
+			r := newReceiver(root, Options{}, false, false, "")
+			errs, err := r.WriteBatch(batch(bad), len(sizes), wire.BatchWhole)
+			ents, _ := os.ReadDir(filepath.Join(root.Path(), "d"))
+			if bad < 0 {
+				if err != nil || len(errs) != len(sizes) || len(ents) != len(sizes) {
+					t.Fatalf("intact batch: err %v, verdicts %q, %d files written", err, errs, len(ents))
+				}
+				return
+			}
+			if !errors.Is(err, wire.ErrBatchAltered) {
+				t.Fatalf("file %d altered: err %v (verdicts %q), want ErrBatchAltered", bad, err, errs)
+			}
+			if len(ents) != 0 {
+				t.Errorf("file %d altered: %d entries written", bad, len(ents))
+			}
+		})
+	}
+}
+
+// TestWriteBatchTrailingBytes: a batch with bytes after its last file is
+// refused as malformed (they are not covered by any file's digest).
+func TestWriteBatchTrailingBytes(t *testing.T) {
+	root, _ := fsroottest.Temp(t)
+	r := newReceiver(root, Options{}, false, false, "")
+	e := wire.Enc{}
+	e.U8(0)
+	sf := wire.SmallFile{Path: "f", Mode: 0o644, Data: []byte("x")}
+	sf.Digest = hashtree.Sum(sf.Data)
+	wire.AppendSmall(&e, &sf)
+	for _, extra := range [][]byte{nil, {0}, []byte("trailing")} {
+		_, err := r.WriteBatch(append(append([]byte(nil), e.Buf...), extra...), 1, wire.BatchPerFile)
+		if (err != nil) != (len(extra) > 0) {
+			t.Errorf("%d trailing bytes: err %v", len(extra), err)
+		}
 	}
 }

@@ -24,7 +24,7 @@ func FuzzDataMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		root, _ := fsroottest.Temp(t)
 		r := newReceiver(root, Options{NoFsync: true}, false, false, "")
-		r.WriteBatch(payload, count, true)
+		r.WriteBatch(payload, count, wire.BatchWhole)
 		d := &wire.Dec{Buf: payload}
 		wire.ReadSmall(d)
 	})
@@ -81,7 +81,7 @@ func FuzzBatchDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, count int) {
 		var errs []string
 		var err error
-		n := memtest.Allocated(func() { errs, err = r.WriteBatch(payload, count, true) })
+		n := memtest.Allocated(func() { errs, err = r.WriteBatch(payload, count, wire.BatchPerFile) })
 		if bound := uint64(16<<10 + 12*len(payload)); n > bound {
 			t.Fatalf("decoding %d bytes claiming %d files allocated %d bytes (bound %d)", len(payload), count, n, bound)
 		}

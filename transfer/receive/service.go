@@ -299,7 +299,7 @@ func (hr handlerReceiver) WritePatch(p wire.Patch, data []byte) (byte, string) {
 	return r.WritePatch(p, data)
 }
 
-func (hr handlerReceiver) WriteBatch(p []byte, count int, verify bool) ([]string, error) {
+func (hr handlerReceiver) WriteBatch(p []byte, count int, check wire.BatchCheck) ([]string, error) {
 	r := hr.h.Receiver()
 	if r == nil {
 		errs := make([]string, count)
@@ -308,7 +308,7 @@ func (hr handlerReceiver) WriteBatch(p []byte, count int, verify bool) ([]string
 		}
 		return errs, nil
 	}
-	return r.WriteBatch(p, count, verify)
+	return r.WriteBatch(p, count, check)
 }
 
 // lock takes the run lock of destination directory p (called name in

@@ -175,6 +175,6 @@ func (l localLane) SendPatch(p wire.Patch, data []byte, cb func(byte, string)) e
 }
 
 func (l localLane) SendBatch(count int, payload []byte, cb func([]string, error)) error {
-	cb(l.r.WriteBatch(payload, count, false)) // the very buffer that was hashed
+	cb(l.r.WriteBatch(payload, count, wire.BatchUnchecked)) // the very buffer that was hashed
 	return nil
 }

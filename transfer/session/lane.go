@@ -43,8 +43,9 @@ type Lane struct {
 	out, in *streamMAC
 	// pending holds the tag of the message being received while its
 	// payload, which the tag covers, is still to be read.
-	pending    bool
-	pendingTag [wire.TagLen]byte
+	pending     bool
+	pendingKind byte // the kind of that message
+	pendingTag  [wire.TagLen]byte
 
 	mu      sync.Mutex
 	chunks  map[[2]uint64]func(status byte, msg string)
@@ -85,11 +86,36 @@ func (l *Lane) tag(hdr, payload []byte, n int) []byte {
 	}
 	l.out.dataBegin(l.idx, hdr, n)
 	if wire.PayloadCovered(hdr[0]) {
-		l.out.write(payload)
+		l.cover(hdr[0], payload, l.out)
 	}
 	out := make([]byte, len(hdr), len(hdr)+wire.TagLen)
 	copy(out, hdr)
 	return l.out.sum(out)
+}
+
+// cover puts the payload of a message of this kind through m: all of it,
+// but for a small-file batch on a session that checks every file, all but
+// the files' data, which their covered digests bind (wire.BatchTagged;
+// the receiver checks them as wire.BatchWhole).
+func (l *Lane) cover(kind byte, payload []byte, m *streamMAC) {
+	if kind == wire.MsgBatch && l.s.verify {
+		wire.BatchTagged(payload, m.write)
+		return
+	}
+	m.write(payload)
+}
+
+// batchCheck is how the files of a batch received on this lane are
+// checked against their digests.
+func (l *Lane) batchCheck() wire.BatchCheck {
+	switch {
+	case !l.s.verify:
+		return wire.BatchUnchecked
+	case l.in != nil:
+		return wire.BatchWhole // the tag left the data to the digests
+	default:
+		return wire.BatchPerFile
+	}
 }
 
 func (l *Lane) close(err error) {
@@ -288,7 +314,7 @@ func (l *Lane) open(hdr *[]byte, n int) error {
 	*hdr = h
 	l.in.dataBegin(l.idx, h, n)
 	if wire.PayloadCovered(h[0]) && n > 0 {
-		l.pending = true
+		l.pending, l.pendingKind = true, h[0]
 		copy(l.pendingTag[:], tag)
 		return nil
 	}
@@ -334,7 +360,7 @@ func (l *Lane) Payload(n, max int, buf *[]byte) ([]byte, error) {
 	}
 	if l.pending {
 		l.pending = false
-		l.in.write(b)
+		l.cover(l.pendingKind, b, l.in)
 		if !l.in.check(l.pendingTag[:]) {
 			return nil, errIntegrity
 		}
@@ -395,7 +421,10 @@ func (l *Lane) handle(hdr []byte, n int, buf *[]byte) error {
 		}
 		var errs []string
 		if r := l.s.tables.receiver(); r != nil {
-			errs, err = r.WriteBatch(p, int(count), l.s.verify)
+			errs, err = r.WriteBatch(p, int(count), l.batchCheck())
+			if errors.Is(err, wire.ErrBatchAltered) {
+				return errIntegrity
+			}
 			if err != nil {
 				return err
 			}

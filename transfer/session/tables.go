@@ -37,10 +37,11 @@ type Receiver interface {
 	// chunk's digest whatever the session negotiated, and writes it; the
 	// verdict is WriteChunk's.
 	WritePatch(p wire.Patch, data []byte) (status byte, msg string)
-	// WriteBatch writes a batch of count small files and returns one
-	// error message per file ("" for success); an error ends the session
-	// (a malformed batch).
-	WriteBatch(p []byte, count int, verify bool) ([]string, error)
+	// WriteBatch writes a batch of count small files, checked against
+	// their digests as check says, and returns one error message per file
+	// ("" for success); an error ends the session (a malformed batch, or
+	// wire.ErrBatchAltered under wire.BatchWhole).
+	WriteBatch(p []byte, count int, check wire.BatchCheck) ([]string, error)
 }
 
 // tables are the services a session carries: the session dispatches

@@ -1,6 +1,10 @@
 package wire
 
-import "github.com/xfer-io/xfer/internal/hashtree"
+import (
+	"errors"
+
+	"github.com/xfer-io/xfer/internal/hashtree"
+)
 
 // smallFile is one file of a batch.
 type SmallFile struct {
@@ -78,4 +82,69 @@ func ReadSmall(d *Dec) SmallFile {
 		f.Owner = &Owner{Uid: uint32(d.Uvar()), Gid: uint32(d.Uvar()), User: d.Str(), Group: d.Str(), Numeric: flags&smallNumeric != 0}
 	}
 	return f
+}
+
+// BatchCheck says how a receiver checks the files of a small-file batch
+// against their digests.
+type BatchCheck uint8
+
+const (
+	// BatchUnchecked: the files are not checked (a session that does not
+	// verify; a local destination, which writes the very buffer that was
+	// hashed).
+	BatchUnchecked BatchCheck = iota
+	// BatchPerFile: a file that fails its digest is refused, the others
+	// land (a session that verifies, inside TLS).
+	BatchPerFile
+	// BatchWhole: the digests stand in for the message tag over the files'
+	// data (BatchTagged), so a file that fails its digest means the batch
+	// was altered on the way: nothing of it is written and the receiver
+	// fails with ErrBatchAltered, as a tag that did not match would.
+	BatchWhole
+)
+
+// ErrBatchAltered is the cause of a batch refused under BatchWhole.
+var ErrBatchAltered = errors.New("a file of a small-file batch failed its BLAKE3 digest, which the message tag relies on")
+
+// BatchTagged calls fn, in order, with the parts of a small-file batch's
+// payload p that a session's message tag covers when the session checks
+// every file against its digest (BatchWhole): all of p but the data of
+// each entry, which its digest (covered) binds instead, so that the data
+// is hashed once and not twice on each side. The lengths of the data are
+// covered, so the parts fix where every entry begins. A payload that does
+// not parse as whole entries has its unparsed rest covered as it is:
+// sender and receiver, given the same bytes, cover the same parts. It
+// decodes as ReadSmall does, without allocating.
+func BatchTagged(p []byte, fn func(part []byte)) {
+	if len(p) == 0 {
+		return
+	}
+	d := Dec{Buf: p[1:]} // after the reserved byte
+	start := 0           // the first byte not yet given to fn
+	for len(d.Buf) > 0 {
+		d.Blob() // path
+		d.Uvar() // mode
+		d.Svar() // mtime
+		flags := d.U8()
+		d.Raw(len(hashtree.Digest{}))
+		data := d.Blob()
+		if d.Err != nil {
+			break
+		}
+		end := len(p) - len(d.Buf) // just past the data
+		fn(p[start : end-len(data)])
+		start = end
+		if flags&smallOwner != 0 {
+			d.Uvar()
+			d.Uvar()
+			d.Blob()
+			d.Blob()
+			if d.Err != nil {
+				break
+			}
+		}
+	}
+	if start < len(p) {
+		fn(p[start:])
+	}
 }

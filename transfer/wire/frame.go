@@ -14,7 +14,7 @@ import (
 
 // ProtocolVersion is the version of the control protocol spoken by this
 // build. Peers refuse a different major version in the handshake.
-const ProtocolVersion = 5
+const ProtocolVersion = 6
 
 // Control frame types.
 const (
