@@ -31,6 +31,11 @@ type Entry struct {
 	Size    int64
 	Mode    uint32 // permission bits (07777)
 	MtimeNs int64
+	// CtimeNs is the status change time a local walk saw (0 where the
+	// lister does not say, as a peer's listing): a reader can tell from it
+	// that a file changed since it was listed, even if its mtime was set
+	// back. It is not compared by the diff and does not cross the wire.
+	CtimeNs int64  `json:"-"`
 	Target  string // symlink target, verbatim
 	Digest  []byte // BLAKE3 of the content, when the lister was asked for it
 	Ino     uint64 // inode, for hard-link detection on the source side

@@ -383,7 +383,7 @@ func (w *Walker) SkipDir() {
 
 // EntryFromInfo converts lstat information into an Entry at path p.
 func EntryFromInfo(p string, info fsroot.Info) Entry {
-	e := Entry{Path: p, Type: info.Type, Size: info.Size, Mode: info.Mode, MtimeNs: info.MtimeNs, Ino: info.Ino, Dev: info.Dev,
+	e := Entry{Path: p, Type: info.Type, Size: info.Size, Mode: info.Mode, MtimeNs: info.MtimeNs, CtimeNs: info.CtimeNs, Ino: info.Ino, Dev: info.Dev,
 		Nlink: info.Nlink, Blocks: info.Blocks, Uid: info.Uid, Gid: info.Gid, Special: info.Special, Rdev: info.Rdev}
 	switch info.Type {
 	case TypeFile:

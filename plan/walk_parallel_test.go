@@ -214,7 +214,7 @@ func TestWalkerParallelVanishing(t *testing.T) {
 // stripStat drops what differs between two builds of the same tree.
 func stripStat(es []plan.Entry) []plan.Entry {
 	for i := range es {
-		es[i].MtimeNs, es[i].Ino, es[i].Dev, es[i].Blocks = 0, 0, 0, 0
+		es[i].MtimeNs, es[i].CtimeNs, es[i].Ino, es[i].Dev, es[i].Blocks = 0, 0, 0, 0, 0
 		if es[i].Type == plan.TypeDir {
 			es[i].Nlink = 0
 		}

@@ -162,18 +162,24 @@ func Unchanged(before, after Info) error {
 
 // ReadFile reads the file name (a symlink is refused with ELOOP) into buf,
 // up to len(buf) bytes or its end, and returns the bytes read and the
-// fstat(2) information of the open file, taken before the read. A file
-// that changed while it was read (see Unchanged) fails with an error
-// matching ErrChanged. It keeps no descriptor open and makes no *os.File:
-// batches of small files make many such reads.
-func (d *Dir) ReadFile(name string, buf []byte) (int, Info, error) {
+// fstat(2) information of the open file. With listed, the file's lstat
+// information from a walk, the file must still be as listed once it has
+// been read (Unchanged): one fstat after the read covers all the time
+// since the walk, and the information returned is that one. Without, the
+// file must not change while it is read: an fstat before the read, whose
+// information is returned, and one after. A file that changed fails with
+// an error matching ErrChanged. The file is opened non-blocking, so that a
+// FIFO put in its place is read as empty instead of waiting for a writer.
+// It keeps no descriptor open and makes no *os.File: batches of small
+// files make many such reads.
+func (d *Dir) ReadFile(name string, buf []byte, listed *Info) (int, Info, error) {
 	if err := d.name("open", name); err != nil {
 		return 0, Info{}, err
 	}
 	var fd int
 	var err error
 	for i := 0; ; i++ {
-		fd, err = unix.Openat(int(d.f.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(int(d.f.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if (err == unix.EINTR || err == unix.EAGAIN) && i < maxRetries {
 			continue
 		}
@@ -184,15 +190,23 @@ func (d *Dir) ReadFile(name string, buf []byte) (int, Info, error) {
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
-		return 0, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
+	before := Info{}
+	if listed != nil {
+		before = *listed
+	} else {
+		if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+			return 0, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
+		}
+		before = infoFromStat(name, &st)
 	}
-	before := infoFromStat(name, &st)
 	n := 0
 	for n < len(buf) {
 		k, err := unix.Read(fd, buf[n:])
 		if err == unix.EINTR {
 			continue
+		}
+		if err == unix.EAGAIN {
+			break // a FIFO without data: it is not the file listed
 		}
 		if err != nil {
 			return n, Info{}, &fs.PathError{Op: "read", Path: d.path(name), Err: err}
@@ -205,8 +219,12 @@ func (d *Dir) ReadFile(name string, buf []byte) (int, Info, error) {
 	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
 		return n, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
 	}
-	if err := Unchanged(before, infoFromStat(name, &st)); err != nil {
-		return n, before, &fs.PathError{Op: "read", Path: d.path(name), Err: err}
+	after := infoFromStat(name, &st)
+	if err := Unchanged(before, after); err != nil {
+		return n, after, &fs.PathError{Op: "read", Path: d.path(name), Err: err}
+	}
+	if listed != nil {
+		return n, after, nil
 	}
 	return n, before, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -148,7 +149,7 @@ func TestDirReadFile(t *testing.T) {
 		{"", 16, "", ErrEscape},
 	} {
 		buf := make([]byte, c.buf)
-		n, info, err := d.ReadFile(c.name, buf)
+		n, info, err := d.ReadFile(c.name, buf, nil)
 		if c.err != nil {
 			if !errors.Is(err, c.err) {
 				t.Errorf("ReadFile(%q) = %v, want %v", c.name, err, c.err)
@@ -158,6 +159,68 @@ func TestDirReadFile(t *testing.T) {
 		if err != nil || string(buf[:n]) != c.want || info.Size != 5 || info.Type != TypeFile {
 			t.Errorf("ReadFile(%q, %d) = %q %+v %v", c.name, c.buf, buf[:n], info, err)
 		}
+	}
+}
+
+// TestDirReadFileListed: given what a walk listed, ReadFile fails with
+// ErrChanged for a file that changed in any way since (content, size,
+// attributes, an mtime set back, another file in its place), reads one
+// that did not, and reads a FIFO put in a file's place as empty at once
+// instead of waiting for a writer.
+func TestDirReadFileListed(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		change  func(t *testing.T, p string) // t.Fatal on failure
+		changed bool
+	}{
+		{"unchanged", func(*testing.T, string) {}, false},
+		{"rewritten, mtime set back", func(t *testing.T, p string) {
+			st, _ := os.Stat(p)
+			mustWrite(t, p, "HELLO")
+			fatalIf(t)(os.Chtimes(p, st.ModTime(), st.ModTime()))
+		}, true},
+		{"chmod", func(t *testing.T, p string) { fatalIf(t)(os.Chmod(p, 0o600)) }, true},
+		{"grown", func(t *testing.T, p string) { mustWrite(t, p, "hello, world") }, true},
+		{"replaced", func(t *testing.T, p string) {
+			mustWrite(t, p+".new", "hello")
+			fatalIf(t)(os.Rename(p+".new", p))
+		}, true},
+		{"fifo", func(t *testing.T, p string) {
+			fatalIf(t)(os.Remove(p))
+			fatalIf(t)(unix.Mkfifo(p, 0o644))
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			must := fatalIf(t)
+			base := t.TempDir()
+			p := filepath.Join(base, "f")
+			mustWrite(t, p, "hello")
+			r := openRoot(t, base)
+			listed, err := r.Lstat("f")
+			must(err)
+			time.Sleep(10 * time.Millisecond) // a later ctime, even on coarse clocks
+			c.change(t, p)
+			d, err := r.OpenDir("")
+			must(err)
+			defer d.Close()
+			done := make(chan struct{})
+			var n int
+			go func() {
+				defer close(done)
+				n, _, err = d.ReadFile("f", make([]byte, 5), &listed)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("ReadFile blocked")
+			}
+			if got := errors.Is(err, ErrChanged); got != c.changed {
+				t.Fatalf("ReadFile after %s: %d bytes, err %v; want changed=%v", c.name, n, err, c.changed)
+			}
+			if !c.changed && n != 5 {
+				t.Fatalf("read %d bytes of 5", n)
+			}
+		})
 	}
 }
 

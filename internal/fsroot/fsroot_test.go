@@ -1483,7 +1483,7 @@ func TestBeyondPathMax(t *testing.T) {
 		t.Fatalf("OpenDir: %v", err)
 	}
 	buf := make([]byte, 16)
-	if n, _, err := d.ReadFile("file", buf); err != nil || string(buf[:n]) != "deep" {
+	if n, _, err := d.ReadFile("file", buf, nil); err != nil || string(buf[:n]) != "deep" {
 		t.Errorf("Dir.ReadFile = %q, %v", buf[:n], err)
 	}
 	d.Close()

@@ -934,7 +934,13 @@ func (s *smallReader) read(p string, want plan.Entry, dst []byte) ([]byte, error
 		}
 		s.d, s.dir = d, dir
 	}
-	n, info, err := s.d.ReadFile(name, dst[:want.Size])
+	var listed *fsroot.Info
+	if want.CtimeNs != 0 && want.Ino != 0 {
+		// Listed by a local walk: one fstat after the read tells whether
+		// the file is still the one listed, unchanged since.
+		listed = &fsroot.Info{Size: want.Size, MtimeNs: want.MtimeNs, CtimeNs: want.CtimeNs, Ino: want.Ino, Dev: want.Dev}
+	}
+	n, info, err := s.d.ReadFile(name, dst[:want.Size], listed)
 	if errors.Is(err, fsroot.ErrEscape) {
 		return s.e.readWhole(p, want, dst) // a name Dir refuses, such as the root's own
 	}
