@@ -17,6 +17,10 @@ type params16 struct {
 	flags [16]uint32
 	key   [8]uint32
 	blen  uint32
+	// blocks is how many blocks of each chunk compressChunks16
+	// compresses: 16 for whole chunks, fewer for the leading blocks of
+	// the last chunks of inputs (Many), at least 1.
+	blocks uint32
 }
 
 // Compile-time checks of the layout gen16.go assumes: each index is 0
@@ -28,6 +32,7 @@ var (
 	_ = [1]struct{}{}[unsafe.Offsetof(params16{}.flags)-640]
 	_ = [1]struct{}{}[unsafe.Offsetof(params16{}.key)-704]
 	_ = [1]struct{}{}[unsafe.Offsetof(params16{}.blen)-736]
+	_ = [1]struct{}{}[unsafe.Offsetof(params16{}.blocks)-740]
 )
 
 // subtree16Max is the largest subtree subtree16 hashes in one piece: its
@@ -50,6 +55,7 @@ func subtree16(b []byte, counter uint64) guts.Node {
 	)
 	p.key = guts.IV
 	p.blen = guts.BlockSize
+	p.blocks = 16
 	p.flags[0] = guts.FlagChunkStart
 	p.flags[15] = guts.FlagChunkEnd
 	n := len(b) / guts.ChunkSize

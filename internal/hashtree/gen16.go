@@ -32,6 +32,7 @@ const (
 	offFlags = 640 // [16]uint32: flags of block j
 	offKey   = 704 // [8]uint32
 	offBlen  = 736 // uint32
+	offBlks  = 740 // uint32: blocks of each chunk compressChunks16 compresses
 )
 
 type gen struct{ b bytes.Buffer }
@@ -263,16 +264,18 @@ func main() {
 	}
 	g.b.WriteString("GLOBL seq32<>(SB), RODATA|NOPTR, $64\n")
 
-	// Sixteen whole chunks, 1024 bytes apart: sixteen blocks each.
+	// Sixteen chunks, 1024 bytes apart: the first p.blocks blocks of each
+	// (sixteen for whole chunks; at least one).
 	g.prologue("compressChunks16", "*[16 * 1024]byte")
 	g.f("XORQ R8, R8")
+	g.f("MOVL %d(DX), R9", offBlks)
 	g.b.WriteString("loop:\n")
 	g.block(1024)
 	g.f("ADDQ $64, SI")
 	g.f("ADDQ $960, R8")
 	g.f("INCQ CX")
-	g.f("CMPQ CX, $16")
-	g.f("JNE loop")
+	g.f("CMPQ CX, R9")
+	g.f("JB loop")
 	g.epilogue()
 
 	// Sixteen parents: one block each, the two children's chaining values

@@ -18,12 +18,30 @@ func TestManySum(t *testing.T) {
 			}
 		}
 	}
+	// Last chunks with every number of leading blocks (0-15), at and
+	// around each block boundary, alone and after whole chunks.
+	for _, k := range []int{0, 1, 3} {
+		for j := 1; j <= 16; j++ {
+			for _, d := range []int{-1, 0, 1} {
+				if l := 64*j + d; l > 0 && l <= 1024 {
+					sizes = append(sizes, k*1024+l)
+				}
+			}
+		}
+	}
 	sizes = append(sizes, 100, manyMax-1, manyMax, manyMax+1, 1<<20)
 	rng := rand.New(rand.NewPCG(1, 2))
 	shuffled := append([]int(nil), sizes...)
 	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	var batches [][]int
 	batches = append(batches, sizes, shuffled)
+	// A batch of files of 1-8 KiB as the small-file path sees them: many
+	// last chunks with the same number of leading blocks (full passes).
+	var typical []int
+	for range 300 {
+		typical = append(typical, 1024+rng.IntN(7*1024+1))
+	}
+	batches = append(batches, typical)
 	for _, s := range sizes {
 		batches = append(batches, []int{s})
 	}
@@ -40,5 +58,23 @@ func TestManySum(t *testing.T) {
 				t.Errorf("batch %d, input %d of %d bytes: got %s, want %s", b, i, len(data), out[i], want)
 			}
 		}
+	}
+}
+
+// BenchmarkManySum: a batch of 256 files of 1-8 KiB, as the small-file
+// path hashes them (MB/s of file data).
+func BenchmarkManySum(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	in := make([][]byte, 256)
+	total := 0
+	for i := range in {
+		in[i] = testData(int64(1024+rng.IntN(7*1024+1)), uint64(i))
+		total += len(in[i])
+	}
+	out := make([]Digest, len(in))
+	var m Many
+	b.SetBytes(int64(total))
+	for b.Loop() {
+		m.Sum(in, out)
 	}
 }

@@ -1037,8 +1037,6 @@ func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 		}
 		start()
 	}
-	buf := e.getBuf(smallLimit)
-	defer e.putBuf(buf)
 	src := smallReader{e: e}
 	defer src.close()
 	for op := range in {
@@ -1046,15 +1044,20 @@ func (e *engine) smallWorker(l Lane, srcTop string, in <-chan plan.Op) {
 			e.wg.Done() // left for the next run
 			continue
 		}
-		data, err := src.read(e.srcFile(srcTop, op.Src.Path), op.Src, buf)
+		sf := wire.SmallFile{Path: plan.Join(e.dstPath, op.Src.Path), Mode: op.Src.Mode, MtimeNs: op.Src.MtimeNs,
+			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Owner: e.ownerOf(op.Src)}
+		// The file is read straight into its place in the batch; the
+		// digest follows in flush.
+		at, err := wire.AppendSmallFill(&payload, &sf, int(op.Src.Size), func(dst []byte) error {
+			_, err := src.read(e.srcFile(srcTop, op.Src.Path), op.Src, dst)
+			return err
+		})
 		if err != nil {
 			e.fileError(op.Src.Path, fsroot.Describe("read", op.Src.Path, err))
 			e.wg.Done()
 			continue
 		}
-		sf := wire.SmallFile{Path: plan.Join(e.dstPath, op.Src.Path), Mode: op.Src.Mode, MtimeNs: op.Src.MtimeNs,
-			ReplaceDir: e.opt.ReplaceDirs, Sparse: op.Src.Blocks*512 < op.Src.Size, Data: data, Owner: e.ownerOf(op.Src)}
-		ats = append(ats, wire.AppendSmall(&payload, &sf)) // the digest follows in flush
+		ats = append(ats, at)
 		ops = append(ops, op)
 		if len(payload.Buf) >= batchTarget || len(ops) >= 1024 {
 			flush()

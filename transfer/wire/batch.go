@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/xfer-io/xfer/internal/hashtree"
 )
@@ -38,6 +39,19 @@ type SmallAt struct {
 // AppendSmall appends f, one entry of a small-file batch, and returns where
 // its digest and data are.
 func AppendSmall(e *Enc, f *SmallFile) SmallAt {
+	at, _ := AppendSmallFill(e, f, len(f.Data), func(dst []byte) error {
+		copy(dst, f.Data)
+		return nil
+	})
+	return at
+}
+
+// AppendSmallFill appends f as AppendSmall does, but with n bytes of data
+// that fill writes straight into the encoder's buffer (f.Data is not
+// used): a file read into its place in the batch is not copied again. If
+// fill fails, the buffer is left as it was and its error returned.
+func AppendSmallFill(e *Enc, f *SmallFile, n int, fill func(dst []byte) error) (SmallAt, error) {
+	mark := len(e.Buf)
 	e.Str(f.Path)
 	e.Uvar(uint64(f.Mode))
 	e.Svar(f.MtimeNs)
@@ -57,15 +71,20 @@ func AppendSmall(e *Enc, f *SmallFile) SmallAt {
 	e.U8(flags)
 	at := SmallAt{Digest: len(e.Buf)}
 	e.Raw(f.Digest[:])
-	e.Blob(f.Data)
-	at.Data, at.Len = len(e.Buf)-len(f.Data), len(f.Data)
+	e.Uvar(uint64(n))
+	at.Data, at.Len = len(e.Buf), n
+	e.Buf = slices.Grow(e.Buf, n)[:at.Data+n]
+	if err := fill(e.Buf[at.Data:]); err != nil {
+		e.Buf = e.Buf[:mark]
+		return SmallAt{}, err
+	}
 	if o := f.Owner; o != nil {
 		e.Uvar(uint64(o.Uid))
 		e.Uvar(uint64(o.Gid))
 		e.Str(o.User)
 		e.Str(o.Group)
 	}
-	return at
+	return at, nil
 }
 
 func ReadSmall(d *Dec) SmallFile {

@@ -127,3 +127,53 @@ func FuzzBatchTagged(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendSmallFill: a file read in place is encoded as AppendSmall
+// encodes it, and one whose read fails leaves the batch as it was, so the
+// files around it decode whole.
+func TestAppendSmallFill(t *testing.T) {
+	files := []SmallFile{
+		{Path: "a", Mode: 0o644, MtimeNs: 5, Data: []byte("first")},
+		{Path: "b", Mode: 0o600, Data: []byte("unreadable"), Owner: &Owner{Uid: 3, User: "u"}},
+		{Path: "c", Mode: 0o640, Sparse: true, Data: []byte("third"), Owner: &Owner{Gid: 4, Group: "g", Numeric: true}},
+	}
+	var direct, filled Enc
+	for i := range files {
+		f := files[i]
+		f.Digest = hashtree.Sum(f.Data)
+		data := f.Data
+		f.Data = nil
+		fill := func(dst []byte) error {
+			if f.Path == "b" {
+				copy(dst, "garbage") // written, then dropped
+				return fmt.Errorf("read %s: permission denied", f.Path)
+			}
+			copy(dst, data)
+			return nil
+		}
+		at, err := AppendSmallFill(&filled, &f, len(data), fill)
+		if f.Path == "b" {
+			if err == nil || at != (SmallAt{}) {
+				t.Fatalf("failed fill: %+v, %v", at, err)
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(filled.Buf[at.Data:at.Data+at.Len], data) {
+			t.Fatalf("%s: %+v, %v", f.Path, at, err)
+		}
+		f.Data = data
+		AppendSmall(&direct, &f)
+	}
+	if !bytes.Equal(direct.Buf, filled.Buf) {
+		t.Fatalf("filled batch differs from the encoded one:\n%x\n%x", filled.Buf, direct.Buf)
+	}
+	d := Dec{Buf: filled.Buf}
+	for _, want := range []string{"a", "c"} {
+		if f := ReadSmall(&d); d.Err != nil || f.Path != want {
+			t.Fatalf("decoded %q, %v; want %q", f.Path, d.Err, want)
+		}
+	}
+	if len(d.Buf) != 0 {
+		t.Fatalf("%d bytes left", len(d.Buf))
+	}
+}
