@@ -224,6 +224,37 @@ func TestDirReadFileListed(t *testing.T) {
 	}
 }
 
+// TestOpenFIFO: Root.Open of a FIFO (a source file replaced by one after
+// the walk) returns at once instead of waiting for a writer, and what it
+// opened says it is no regular file.
+func TestOpenFIFO(t *testing.T) {
+	must := fatalIf(t)
+	base := t.TempDir()
+	must(unix.Mkfifo(filepath.Join(base, "f"), 0o644))
+	r := openRoot(t, base)
+	type result struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := r.Open("f")
+		done <- result{f, err}
+	}()
+	select {
+	case res := <-done:
+		must(res.err)
+		defer res.f.Close()
+		info, err := InfoFromFile(res.f)
+		must(err)
+		if info.Type == TypeFile {
+			t.Fatalf("a FIFO opened as a regular file: %+v", info)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Root.Open blocked on a FIFO")
+	}
+}
+
 // openRoot opens base as a root, closed when the test ends.
 func openRoot(t *testing.T, base string) *Root {
 	t.Helper()

@@ -571,9 +571,11 @@ func joinRel(dir, name string) string {
 }
 
 // Open opens rel read-only. A symlink as the final component is refused with
-// an error matching syscall.ELOOP.
+// an error matching syscall.ELOOP. The open does not block: a FIFO put where
+// a walk saw a regular file opens at once (and reads as empty) instead of
+// waiting for a writer; regular files read as ever.
 func (r *Root) Open(rel string) (*os.File, error) {
-	return r.OpenFile(rel, os.O_RDONLY, 0)
+	return r.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK, 0)
 }
 
 // OpenFile opens rel with the given open(2) flags (os.O_* values);
