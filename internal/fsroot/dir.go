@@ -190,14 +190,13 @@ func (d *Dir) ReadFile(name string, buf []byte, listed *Info) (int, Info, error)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	before := Info{}
-	if listed != nil {
-		before = *listed
-	} else {
+	before := listed
+	if before == nil {
 		if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
 			return 0, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
 		}
-		before = infoFromStat(name, &st)
+		info := infoFromStat(name, &st)
+		before = &info
 	}
 	n := 0
 	for n < len(buf) {
@@ -220,13 +219,14 @@ func (d *Dir) ReadFile(name string, buf []byte, listed *Info) (int, Info, error)
 		return n, Info{}, &fs.PathError{Op: "fstat", Path: d.path(name), Err: err}
 	}
 	after := infoFromStat(name, &st)
-	if err := Unchanged(before, after); err != nil {
-		return n, after, &fs.PathError{Op: "read", Path: d.path(name), Err: err}
-	}
+	info := *before // what the open file was: a walk's word is no fstat's
 	if listed != nil {
-		return n, after, nil
+		info = after
 	}
-	return n, before, nil
+	if err := Unchanged(*before, after); err != nil {
+		return n, info, &fs.PathError{Op: "read", Path: d.path(name), Err: err}
+	}
+	return n, info, nil
 }
 
 // Close releases the directory.

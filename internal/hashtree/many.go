@@ -33,7 +33,6 @@ type Many struct {
 // lastChunk returns where input b's last chunk starts (its index k times
 // the chunk size) and how many leading blocks it has before its final one.
 func lastChunk(b []byte) (k, lead int) {
-	k = 0
 	if len(b) > guts.ChunkSize {
 		k = (len(b) - 1) / guts.ChunkSize
 	}
@@ -152,7 +151,7 @@ func (m *Many) Sum(in [][]byte, out []Digest) {
 			out[i] = rootDigest(m.lasts[i])
 		default:
 			var mg merger
-			k := (len(b) - 1) / guts.ChunkSize
+			k := int(m.lasts[i].Counter) // the chunks before the last
 			for _, cv := range m.cvs[m.at[i] : m.at[i]+k] {
 				mg.push(cv)
 			}
